@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ztunnel-c needs to build, test, demo and bench,
+# skipping the ones already present. Safe to run repeatedly.
+set -euo pipefail
+pkgs=(
+  build-essential pkg-config
+  libuv1-dev libssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
+  protobuf-compiler libprotobuf-dev libyaml-dev libjansson-dev
+  iproute2 iptables socat tcpdump openssl golang-go
+  iperf3 stunnel4 sockperf procps
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "deps: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

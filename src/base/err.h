@@ -1,0 +1,29 @@
+/* Error codes shared by every module.
+ *
+ * Functions return 0 on success and a negative value on failure: -errno for
+ * operating-system errors, or one of the ZT_E_* project codes below (all at or
+ * below -1000). -EAGAIN always means "wait and retry", never failure. */
+#ifndef ZT_BASE_ERR_H
+#define ZT_BASE_ERR_H
+
+enum zt_err {
+    ZT_E_PROTO = -1000,       /* peer violated a protocol */
+    ZT_E_DENIED = -1001,      /* authorization policy denied */
+    ZT_E_NO_WORKLOAD = -1002, /* no such local workload */
+    ZT_E_CONFIG = -1003,      /* invalid configuration */
+    ZT_E_TLS = -1004,         /* TLS failure */
+    ZT_E_IDENTITY = -1005,    /* peer identity missing or not expected */
+    ZT_E_NOT_FOUND = -1006,   /* lookup found nothing */
+    ZT_E_TOO_BIG = -1007,     /* input over a size cap */
+    ZT_E_CLOSED = -1008,      /* object already closed */
+    ZT_E_TIMEOUT = -1009,     /* operation timed out */
+    ZT_E_BAD_AUTHORITY = -1010, /* HBONE :authority unparseable or foreign */
+    ZT_E_UPSTREAM = -1011,    /* upstream connect failed */
+    ZT_E_ILLEGAL_PORT = -1012 /* destination port reserved for the proxy */
+};
+
+/* Returns a static, human-readable description of any code this project
+ * returns (negative errno or ZT_E_*). Never NULL. */
+const char *zt_strerror(int err);
+
+#endif
