@@ -1,0 +1,34 @@
+/* A growable byte buffer with a read offset, used for relay and TLS output.
+ *
+ * Memory is allocated lazily on first append and can be released with
+ * zt_buf_release() when the owner goes idle, so idle connections cost no
+ * buffer memory. Out of memory aborts. */
+#ifndef ZT_BASE_BUF_H
+#define ZT_BASE_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct zt_buf {
+    uint8_t *data;
+    size_t off; /* first unread byte */
+    size_t len; /* bytes after off */
+    size_t cap;
+};
+
+static inline uint8_t *zt_buf_head(const struct zt_buf *b)
+{
+    return b->data + b->off;
+}
+
+/* Makes room for at least `n` more bytes at the tail and returns a pointer to
+ * it; the caller writes up to n bytes and then calls zt_buf_commit(). */
+uint8_t *zt_buf_reserve(struct zt_buf *b, size_t n);
+void zt_buf_commit(struct zt_buf *b, size_t n);
+void zt_buf_append(struct zt_buf *b, const void *p, size_t n);
+/* Drops `n` bytes from the head. */
+void zt_buf_consume(struct zt_buf *b, size_t n);
+/* Frees the storage (the buffer must be empty or the caller discards it). */
+void zt_buf_release(struct zt_buf *b);
+
+#endif

@@ -1,0 +1,192 @@
+/* `ztunnel proxy`: wires configuration, identities, the data plane and the
+ * in-pod (ZDS) client together and owns the process lifecycle. */
+#include "cmd/cmd.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "ca/manager.h"
+#include "config/env.h"
+#include "config/local.h"
+#include "inpod/zds_client.h"
+#include "proxy/proxy.h"
+#include "tls/localca.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct proxy_app {
+    uv_loop_t *loop;
+    struct zt_config cfg;
+    struct zt_state *state;
+    struct zt_tls_localca *localca;
+    struct zt_ca_mgr *ca;
+    struct zt_proxy *proxy;
+    struct zt_inpod_client *inpod;
+    uv_signal_t sigterm, sigint;
+    int signals;
+};
+
+static int pod_add(void *ud, const char *uid, int netns_fd, const struct zt_zds_workload_info *info)
+{
+    struct proxy_app *app = ud;
+    return zt_proxy_pod_add(app->proxy, uid, netns_fd, info);
+}
+
+static void pod_del(void *ud, const char *uid)
+{
+    struct proxy_app *app = ud;
+    zt_proxy_pod_del(app->proxy, uid);
+}
+
+static void inpod_state(void *ud, bool connected, bool snapshot_received, unsigned pending)
+{
+    ZT_INFO("inpod", "node agent %s, snapshot %s, %u pending pod(s)",
+            connected ? "connected" : "disconnected", snapshot_received ? "received" : "pending",
+            pending);
+}
+
+static const struct zt_inpod_client_ops inpod_ops = {
+    .add = pod_add,
+    .del = pod_del,
+    .state = inpod_state,
+};
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct proxy_app *app = s->data;
+    if (++app->signals > 1 || signum == SIGTERM || signum == SIGINT) {
+        ZT_INFO("proxy", "received %s, shutting down", strsignal(signum));
+        uv_stop(app->loop);
+    }
+}
+
+/* ENABLE_ORIG_SRC: unset = use it if the kernel lets us, true = required. */
+static int probe_orig_src(const struct zt_config *cfg, bool *out)
+{
+    *out = false;
+    if (cfg->enable_orig_src == ZT_FALSE)
+        return 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    bool ok = fd >= 0 && setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok && cfg->enable_orig_src == ZT_TRUE) {
+        fprintf(stderr, "ztunnel proxy: ENABLE_ORIG_SRC=true but IP_TRANSPARENT is not "
+                        "permitted (needs CAP_NET_ADMIN)\n");
+        return ZT_E_CONFIG;
+    }
+    *out = ok;
+    return 0;
+}
+
+static int load_state(struct proxy_app *app)
+{
+    char err[512];
+    int rc;
+    if (app->cfg.local_xds_path)
+        rc = zt_config_local_load(app->cfg.local_xds_path, &app->state, err, sizeof(err));
+    else if (app->cfg.local_xds)
+        rc = zt_config_local_load_string("LOCAL_XDS", app->cfg.local_xds,
+                                         strlen(app->cfg.local_xds), &app->state, err,
+                                         sizeof(err));
+    else {
+        app->state = zt_state_new_empty();
+        ZT_WARN("proxy", "neither LOCAL_XDS_PATH nor LOCAL_XDS is set: no workloads known");
+        return 0;
+    }
+    if (rc < 0)
+        fprintf(stderr, "ztunnel proxy: %s\n", err);
+    return rc;
+}
+
+int zt_cmd_proxy(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "ztunnel") == 0)
+            continue; /* Istio's chart runs `ztunnel proxy ztunnel` */
+        fprintf(stderr, "ztunnel proxy: unexpected argument '%s'\n", argv[i]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct proxy_app app = {0};
+    char err[512];
+    if (zt_config_from_env(&app.cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ztunnel proxy: %s\n", err);
+        return 1;
+    }
+    zt_log_set_level(app.cfg.log_level);
+    if (load_state(&app) < 0)
+        return 1;
+    if (!app.cfg.local_ca_dir) {
+        fprintf(stderr, "ztunnel proxy: LOCAL_CA_DIR is not set: a certificate authority is "
+                        "needed to issue workload certificates\n");
+        zt_state_unref(app.state);
+        return 1;
+    }
+    if (zt_tls_localca_load(app.cfg.local_ca_dir, &app.localca, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ztunnel proxy: LOCAL_CA_DIR: %s\n", err);
+        zt_state_unref(app.state);
+        return 1;
+    }
+    bool orig_src;
+    if (probe_orig_src(&app.cfg, &orig_src) < 0)
+        return 1;
+
+    app.loop = uv_default_loop();
+    app.ca = zt_ca_mgr_new(app.loop, app.localca, (unsigned)app.cfg.secret_ttl_s);
+    struct zt_proxy_opts opts = {
+        .workers = app.cfg.worker_threads,
+        .mark = app.cfg.packet_mark,
+        .reuseport = app.cfg.inpod_port_reuse,
+        .orig_src = orig_src,
+        .trust_domain = app.cfg.trust_domain,
+        .node = app.cfg.node_name,
+        .client_h2 = {app.cfg.h2_stream_window, app.cfg.h2_conn_window, app.cfg.h2_frame_size,
+                      16 * 1024, 0},
+        .server_h2 = {app.cfg.h2_stream_window, app.cfg.h2_conn_window, app.cfg.h2_frame_size,
+                      64 * 1024, 200},
+        .pool_max_streams = app.cfg.pool_max_streams_per_conn,
+        .pool_idle_ms = app.cfg.pool_unused_release_timeout_ms,
+    };
+    app.proxy = zt_proxy_new(app.loop, &opts, app.ca);
+    int rc = zt_proxy_start(app.proxy);
+    if (rc < 0) {
+        fprintf(stderr, "ztunnel proxy: cannot start workers: %s\n", zt_strerror(rc));
+        return 1;
+    }
+    zt_proxy_set_state(app.proxy, app.state);
+    rc = zt_inpod_client_start(app.loop, app.cfg.inpod_uds, &inpod_ops, &app, &app.inpod);
+    if (rc < 0) {
+        fprintf(stderr, "ztunnel proxy: in-pod client: %s\n", zt_strerror(rc));
+        return 1;
+    }
+    uv_signal_init(app.loop, &app.sigterm);
+    uv_signal_init(app.loop, &app.sigint);
+    app.sigterm.data = app.sigint.data = &app;
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    ZT_INFO("proxy", "ztunnel-c %s started: %u worker(s), %zu workload(s) configured, "
+                     "orig-src %s, node agent socket %s",
+            ZT_VERSION, opts.workers, zt_state_workload_count(app.state),
+            orig_src ? "on" : "off", app.cfg.inpod_uds);
+
+    uv_run(app.loop, UV_RUN_DEFAULT);
+
+    zt_inpod_client_stop(app.inpod);
+    zt_proxy_free(app.proxy);
+    uv_close((uv_handle_t *)&app.sigterm, NULL);
+    uv_close((uv_handle_t *)&app.sigint, NULL);
+    zt_ca_mgr_free(app.ca);
+    uv_run(app.loop, UV_RUN_NOWAIT);
+    zt_tls_localca_free(app.localca);
+    zt_state_unref(app.state);
+    ZT_INFO("proxy", "stopped");
+    return 0;
+}

@@ -1,0 +1,754 @@
+/* HTTP/2 over TLS on a non-blocking socket. The nghttp2 session is sans-I/O;
+ * this file moves its bytes through OpenSSL and the socket, and maps its
+ * callbacks onto per-stream owner callbacks. */
+#include "h2/h2conn.h"
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define OUT_HIGH (64 * 1024)      /* stop pulling frames from nghttp2 above this */
+#define READ_CHUNK (64 * 1024)    /* one SSL_read */
+#define READ_BUDGET (1024 * 1024) /* bytes per poll callback before yielding */
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define MAX_HEADER_VALUE 8192
+
+struct h2_stream {
+    int32_t id;
+    const struct zt_h2_stream_ops *ops;
+    void *sud;
+    struct h2_stream *prev, *next;
+    /* Request headers, server role, until on_request has run. */
+    char *method, *authority, *baggage, *forwarded, *traceparent;
+    int status; /* client role: response :status */
+};
+
+struct zt_h2conn {
+    uv_loop_t *loop;
+    int fd;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int handles_open;
+    int poll_events;
+    SSL *ssl;
+    nghttp2_session *ng;
+    enum zt_h2conn_role role;
+    enum zt_h2conn_state state;
+    struct zt_h2_settings settings;
+    const struct zt_h2conn_ops *ops;
+    void *ud;
+    struct zt_buf out;
+    bool want_write; /* last SSL call asked for POLLOUT */
+    int recv_depth;  /* inside nghttp2_session_mem_recv: sending is not allowed */
+    struct h2_stream *streams;
+    unsigned nstreams;
+    uint64_t opened;
+    int close_error;
+};
+
+static _Thread_local uint8_t read_buf[READ_CHUNK];
+
+static const char *const state_names[] = {"tcp-connecting", "tls-handshake", "open", "draining",
+                                          "closed"};
+
+const char *zt_h2conn_state_str(enum zt_h2conn_state st)
+{
+    return (unsigned)st < sizeof(state_names) / sizeof(state_names[0]) ? state_names[st] : "?";
+}
+
+static void set_state(struct zt_h2conn *c, enum zt_h2conn_state st)
+{
+    ZT_DEBUG("h2", "conn %p fd=%d %s -> %s", (void *)c, c->fd, zt_h2conn_state_str(c->state),
+             zt_h2conn_state_str(st));
+    c->state = st;
+}
+
+static bool is_closed(const struct zt_h2conn *c)
+{
+    return c->state == ZT_H2_ST_CLOSED;
+}
+
+/* ---- streams ---- */
+
+static struct h2_stream *stream_new(struct zt_h2conn *c, int32_t id)
+{
+    struct h2_stream *st = calloc(1, sizeof(*st));
+    if (!st)
+        abort();
+    st->id = id;
+    st->next = c->streams;
+    if (c->streams)
+        c->streams->prev = st;
+    c->streams = st;
+    c->nstreams++;
+    c->opened++;
+    return st;
+}
+
+static void stream_free_headers(struct h2_stream *st)
+{
+    free(st->method);
+    free(st->authority);
+    free(st->baggage);
+    free(st->forwarded);
+    free(st->traceparent);
+    st->method = st->authority = st->baggage = st->forwarded = st->traceparent = NULL;
+}
+
+static void stream_unlink(struct zt_h2conn *c, struct h2_stream *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        c->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    c->nstreams--;
+    stream_free_headers(st);
+    free(st);
+}
+
+static struct h2_stream *stream_get(struct zt_h2conn *c, int32_t id)
+{
+    if (is_closed(c))
+        return NULL;
+    return nghttp2_session_get_stream_user_data(c->ng, id);
+}
+
+/* ---- connection teardown ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct zt_h2conn *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    if (c->ssl)
+        SSL_free(c->ssl);
+    if (c->ng)
+        nghttp2_session_del(c->ng);
+    if (c->fd >= 0)
+        close(c->fd);
+    zt_buf_release(&c->out);
+    free(c);
+}
+
+void zt_h2conn_close(struct zt_h2conn *c, int error)
+{
+    if (is_closed(c))
+        return;
+    set_state(c, ZT_H2_ST_CLOSED);
+    c->close_error = error;
+    int stream_err = error ? error : ZT_E_CLOSED;
+    while (c->streams) {
+        struct h2_stream *st = c->streams;
+        const struct zt_h2_stream_ops *ops = st->ops;
+        void *sud = st->sud;
+        nghttp2_session_set_stream_user_data(c->ng, st->id, NULL);
+        stream_unlink(c, st);
+        if (ops)
+            ops->on_close(sud, stream_err);
+    }
+    if (c->ops->on_closed)
+        c->ops->on_closed(c, c->ud, error);
+    uv_poll_stop(&c->poll);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* ---- polling ---- */
+
+static void on_poll(uv_poll_t *p, int status, int events);
+
+static void update_poll(struct zt_h2conn *c)
+{
+    if (is_closed(c))
+        return;
+    int ev = 0;
+    switch (c->state) {
+    case ZT_H2_ST_TCP_CONNECTING:
+        ev = UV_WRITABLE;
+        break;
+    case ZT_H2_ST_TLS_HANDSHAKE:
+        ev = c->want_write ? UV_WRITABLE : UV_READABLE;
+        break;
+    default:
+        ev = UV_READABLE | (c->want_write ? UV_WRITABLE : 0);
+        break;
+    }
+    if (ev != c->poll_events) {
+        c->poll_events = ev;
+        uv_poll_start(&c->poll, ev, on_poll);
+    }
+}
+
+/* ---- output ---- */
+
+void zt_h2conn_flush(struct zt_h2conn *c)
+{
+    if (c->state != ZT_H2_ST_OPEN && c->state != ZT_H2_ST_DRAINING)
+        return;
+    if (c->recv_depth > 0)
+        return; /* do_read flushes once nghttp2 returns */
+    c->want_write = false;
+    for (;;) {
+        while (c->out.len < OUT_HIGH) {
+            const uint8_t *p;
+            ssize_t n = nghttp2_session_mem_send(c->ng, &p);
+            if (n < 0) {
+                zt_h2conn_close(c, ZT_E_PROTO);
+                return;
+            }
+            if (n == 0)
+                break;
+            zt_buf_append(&c->out, p, (size_t)n);
+        }
+        if (is_closed(c))
+            return;
+        if (c->out.len == 0)
+            break;
+        ERR_clear_error();
+        int w = SSL_write(c->ssl, zt_buf_head(&c->out), (int)c->out.len);
+        if (w > 0) {
+            zt_buf_consume(&c->out, (size_t)w);
+            continue;
+        }
+        int err = SSL_get_error(c->ssl, w);
+        if (err == SSL_ERROR_WANT_WRITE) {
+            c->want_write = true;
+            break;
+        }
+        if (err == SSL_ERROR_WANT_READ)
+            break;
+        zt_h2conn_close(c, err == SSL_ERROR_SYSCALL ? -EPIPE : ZT_E_TLS);
+        return;
+    }
+    if (c->out.len == 0 && c->out.cap > OUT_HIGH * 2)
+        zt_buf_release(&c->out);
+    if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng) &&
+        c->out.len == 0) {
+        zt_h2conn_close(c, 0);
+        return;
+    }
+    if (c->state == ZT_H2_ST_DRAINING && c->nstreams == 0 && c->out.len == 0) {
+        zt_h2conn_close(c, 0);
+        return;
+    }
+    update_poll(c);
+}
+
+/* ---- input ---- */
+
+static void do_read(struct zt_h2conn *c)
+{
+    size_t budget = READ_BUDGET;
+    while (!is_closed(c)) {
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, read_buf, sizeof(read_buf));
+        if (n > 0) {
+            c->recv_depth++;
+            ssize_t r = nghttp2_session_mem_recv(c->ng, read_buf, (size_t)n);
+            c->recv_depth--;
+            if (r < 0) {
+                ZT_DEBUG("h2", "fd=%d http/2 error: %s", c->fd, nghttp2_strerror((int)r));
+                /* nghttp2 queued a GOAWAY for protocol errors; try to send it. */
+                zt_h2conn_flush(c);
+                zt_h2conn_close(c, ZT_E_PROTO);
+                return;
+            }
+            if ((size_t)n >= budget && !SSL_has_pending(c->ssl))
+                return;
+            budget -= (size_t)n < budget ? (size_t)n : budget;
+            continue;
+        }
+        int err = SSL_get_error(c->ssl, n);
+        if (err == SSL_ERROR_WANT_READ)
+            return;
+        if (err == SSL_ERROR_WANT_WRITE) {
+            c->want_write = true;
+            return;
+        }
+        zt_h2conn_close(c, err == SSL_ERROR_ZERO_RETURN ? 0 : (err == SSL_ERROR_SYSCALL ? -ECONNRESET : ZT_E_TLS));
+        return;
+    }
+}
+
+/* ---- handshake ---- */
+
+static void start_session(struct zt_h2conn *c)
+{
+    const unsigned char *alpn = NULL;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+    if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
+        zt_h2conn_close(c, ZT_E_TLS);
+        return;
+    }
+    uv_timer_stop(&c->timer);
+    set_state(c, ZT_H2_ST_OPEN);
+    nghttp2_settings_entry iv[5];
+    size_t n = 0;
+    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+                                       c->settings.stream_window};
+    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_FRAME_SIZE, c->settings.max_frame_size};
+    iv[n++] =
+        (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->settings.max_header_list};
+    if (c->role == ZT_H2_CLIENT)
+        iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+    if (c->settings.max_concurrent_streams)
+        iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                           c->settings.max_concurrent_streams};
+    if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, n) != 0 ||
+        nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
+                                              (int32_t)c->settings.connection_window) != 0) {
+        zt_h2conn_close(c, ZT_E_PROTO);
+        return;
+    }
+    /* SETTINGS are queued first, so streams opened from on_ready follow them. */
+    if (c->ops->on_ready) {
+        int rc = c->ops->on_ready(c, c->ud);
+        if (rc < 0) {
+            zt_h2conn_close(c, rc);
+            return;
+        }
+        if (is_closed(c))
+            return;
+    }
+    zt_h2conn_flush(c);
+    if (!is_closed(c))
+        do_read(c);
+    if (!is_closed(c))
+        zt_h2conn_flush(c);
+}
+
+static void do_handshake(struct zt_h2conn *c)
+{
+    ERR_clear_error();
+    int rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        c->want_write = false;
+        start_session(c);
+        return;
+    }
+    int err = SSL_get_error(c->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        c->want_write = err == SSL_ERROR_WANT_WRITE;
+        update_poll(c);
+        return;
+    }
+    unsigned long e = ERR_peek_error();
+    char reason[256] = "connection closed";
+    if (e)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    long vr = SSL_get_verify_result(c->ssl);
+    ZT_DEBUG("h2", "fd=%d TLS handshake failed: %s (verify: %s)", c->fd, reason,
+             X509_verify_cert_error_string(vr));
+    zt_h2conn_close(c, ZT_E_TLS);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct zt_h2conn *c = t->data;
+    if (c->state == ZT_H2_ST_TCP_CONNECTING || c->state == ZT_H2_ST_TLS_HANDSHAKE)
+        zt_h2conn_close(c, ZT_E_TIMEOUT);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    struct zt_h2conn *c = p->data;
+    if (is_closed(c))
+        return;
+    if (status < 0 && c->state != ZT_H2_ST_TCP_CONNECTING) {
+        zt_h2conn_close(c, status);
+        return;
+    }
+    switch (c->state) {
+    case ZT_H2_ST_TCP_CONNECTING: {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) {
+            zt_h2conn_close(c, -err);
+            return;
+        }
+        set_state(c, ZT_H2_ST_TLS_HANDSHAKE);
+        do_handshake(c);
+        return;
+    }
+    case ZT_H2_ST_TLS_HANDSHAKE:
+        do_handshake(c);
+        return;
+    default:
+        do_read(c);
+        if (!is_closed(c))
+            zt_h2conn_flush(c);
+        return;
+    }
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static char *dup_capped(const uint8_t *v, size_t len)
+{
+    if (len > MAX_HEADER_VALUE)
+        len = MAX_HEADER_VALUE;
+    char *s = malloc(len + 1);
+    if (!s)
+        abort();
+    memcpy(s, v, len);
+    s[len] = 0;
+    return s;
+}
+
+static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+    struct zt_h2conn *c = user;
+    if (c->role != ZT_H2_SERVER || f->hd.type != NGHTTP2_HEADERS ||
+        f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    if (c->state != ZT_H2_ST_OPEN) {
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    struct h2_stream *st = stream_new(c, f->hd.stream_id);
+    nghttp2_session_set_stream_user_data(ng, f->hd.stream_id, st);
+    return 0;
+}
+
+static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user)
+{
+    struct zt_h2conn *c = user;
+    struct h2_stream *st = stream_get(c, f->hd.stream_id);
+    if (!st)
+        return 0;
+    if (c->role == ZT_H2_CLIENT) {
+        if (namelen == 7 && memcmp(name, ":status", 7) == 0 && valuelen == 3)
+            st->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+        return 0;
+    }
+    char **slot = NULL;
+#define HDR(lit, field)                                                                            \
+    if (namelen == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)                             \
+        slot = &st->field;
+    HDR(":method", method)
+    HDR(":authority", authority)
+    HDR("baggage", baggage)
+    HDR("forwarded", forwarded)
+    HDR("traceparent", traceparent)
+#undef HDR
+    if (slot && !*slot)
+        *slot = dup_capped(value, valuelen);
+    return 0;
+}
+
+static void notify_end(struct h2_stream *st)
+{
+    if (st->ops && st->ops->on_end)
+        st->ops->on_end(st->sud);
+}
+
+static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+    struct zt_h2conn *c = user;
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        if (c->state == ZT_H2_ST_OPEN) {
+            set_state(c, ZT_H2_ST_DRAINING);
+            if (c->ops->on_draining)
+                c->ops->on_draining(c, c->ud);
+        }
+        return 0;
+    }
+    struct h2_stream *st = stream_get(c, f->hd.stream_id);
+    if (!st)
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && (f->hd.flags & NGHTTP2_FLAG_END_HEADERS)) {
+        if (c->role == ZT_H2_SERVER && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            struct zt_h2_request req = {
+                .method = st->method ? st->method : "",
+                .authority = st->authority ? st->authority : "",
+                .baggage = st->baggage,
+                .forwarded = st->forwarded,
+                .traceparent = st->traceparent,
+            };
+            c->ops->on_request(c, c->ud, f->hd.stream_id, &req);
+            st = stream_get(c, f->hd.stream_id);
+            if (!st)
+                return 0;
+            stream_free_headers(st);
+        } else if (c->role == ZT_H2_CLIENT && f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+            if (st->ops && st->ops->on_response)
+                st->ops->on_response(st->sud, st->status);
+            if (is_closed(c))
+                return 0;
+            st = stream_get(c, f->hd.stream_id);
+            if (!st)
+                return 0;
+        }
+    }
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        notify_end(st);
+    return 0;
+}
+
+static int cb_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
+                         const uint8_t *data, size_t len, void *user)
+{
+    struct zt_h2conn *c = user;
+    struct h2_stream *st = stream_get(c, stream_id);
+    if (!st || !st->ops || !st->ops->on_data) {
+        nghttp2_session_consume(ng, stream_id, len);
+        return 0;
+    }
+    st->ops->on_data(st->sud, data, len);
+    return 0;
+}
+
+static int cb_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code,
+                           void *user)
+{
+    struct zt_h2conn *c = user;
+    struct h2_stream *st = stream_get(c, stream_id);
+    if (!st)
+        return 0;
+    const struct zt_h2_stream_ops *ops = st->ops;
+    void *sud = st->sud;
+    nghttp2_session_set_stream_user_data(ng, stream_id, NULL);
+    stream_unlink(c, st);
+    if (ops) {
+        /* A peer's RST with NO_ERROR or CANCEL is an orderly end of its side. */
+        int err = (error_code == NGHTTP2_NO_ERROR || error_code == NGHTTP2_CANCEL)
+                      ? 0
+                      : ZT_E_CLOSED;
+        ops->on_close(sud, err);
+    }
+    return 0;
+}
+
+static ssize_t cb_data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf, size_t len,
+                            uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+    struct zt_h2conn *c = user;
+    struct h2_stream *st = stream_get(c, stream_id);
+    if (!st || !st->ops || !st->ops->read)
+        return NGHTTP2_ERR_DEFERRED;
+    bool eof = false;
+    ssize_t n = st->ops->read(st->sud, buf, len, &eof);
+    if (n == -EAGAIN)
+        return NGHTTP2_ERR_DEFERRED;
+    if (n < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (eof)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return n;
+}
+
+static nghttp2_session_callbacks *callbacks;
+static nghttp2_option *options;
+static pthread_once_t callbacks_once = PTHREAD_ONCE_INIT;
+
+static void init_callbacks(void)
+{
+    nghttp2_session_callbacks_new(&callbacks);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, cb_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, cb_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, cb_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, cb_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, cb_stream_close);
+    nghttp2_option_new(&options);
+    nghttp2_option_set_no_auto_window_update(options, 1);
+    nghttp2_option_set_peer_max_concurrent_streams(options, 100);
+}
+
+/* ---- public API ---- */
+
+struct zt_h2conn *zt_h2conn_new(uv_loop_t *loop, int fd, SSL_CTX *ctx, enum zt_h2conn_role role,
+                                const struct zt_h2_settings *settings,
+                                const struct zt_h2conn_ops *ops, void *ud)
+{
+    pthread_once(&callbacks_once, init_callbacks);
+    struct zt_h2conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    c->loop = loop;
+    c->fd = fd;
+    c->role = role;
+    c->settings = *settings;
+    c->ops = ops;
+    c->ud = ud;
+    c->state = role == ZT_H2_CLIENT ? ZT_H2_ST_TCP_CONNECTING : ZT_H2_ST_TLS_HANDSHAKE;
+    if (uv_poll_init(loop, &c->poll, fd) < 0) {
+        close(fd);
+        free(c);
+        return NULL;
+    }
+    uv_timer_init(loop, &c->timer);
+    c->poll.data = c->timer.data = c;
+    c->handles_open = 2;
+    c->ssl = SSL_new(ctx);
+    if (!c->ssl)
+        abort();
+    SSL_set_fd(c->ssl, fd);
+    int rc = role == ZT_H2_CLIENT ? nghttp2_session_client_new2(&c->ng, callbacks, c, options)
+                                  : nghttp2_session_server_new2(&c->ng, callbacks, c, options);
+    if (rc != 0)
+        abort();
+    if (role == ZT_H2_CLIENT)
+        SSL_set_connect_state(c->ssl);
+    else
+        SSL_set_accept_state(c->ssl);
+    uv_timer_start(&c->timer, on_timeout, HANDSHAKE_TIMEOUT_MS, 0);
+    /* Never handshake before returning: callbacks must not run inside new(). */
+    update_poll(c);
+    return c;
+}
+
+enum zt_h2conn_state zt_h2conn_state(const struct zt_h2conn *c)
+{
+    return c->state;
+}
+
+SSL *zt_h2conn_ssl(struct zt_h2conn *c)
+{
+    return c->ssl;
+}
+
+int zt_h2conn_fd(const struct zt_h2conn *c)
+{
+    return c->fd;
+}
+
+unsigned zt_h2conn_streams(const struct zt_h2conn *c)
+{
+    return c->nstreams;
+}
+
+uint64_t zt_h2conn_streams_opened(const struct zt_h2conn *c)
+{
+    return c->opened;
+}
+
+uint32_t zt_h2conn_peer_max_streams(const struct zt_h2conn *c)
+{
+    if (c->state != ZT_H2_ST_OPEN && c->state != ZT_H2_ST_DRAINING)
+        return UINT32_MAX;
+    return nghttp2_session_get_remote_settings(c->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+}
+
+static size_t build_nv(nghttp2_nv *nv, size_t cap, const char *const *headers, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < cap; i++) {
+        const char *name = headers[2 * i], *value = headers[2 * i + 1];
+        if (!value || !*value)
+            continue;
+        nv[k++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, strlen(name), strlen(value),
+                               NGHTTP2_NV_FLAG_NONE};
+    }
+    return k;
+}
+
+int32_t zt_h2conn_connect(struct zt_h2conn *c, const char *authority, const char *const *headers,
+                          size_t n_headers, const struct zt_h2_stream_ops *ops, void *sud)
+{
+    if (c->state != ZT_H2_ST_OPEN)
+        return ZT_E_CLOSED;
+    nghttp2_nv nv[16];
+    nv[0] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, NGHTTP2_NV_FLAG_NONE};
+    nv[1] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority, 10, strlen(authority),
+                         NGHTTP2_NV_FLAG_NONE};
+    size_t n = 2 + build_nv(nv + 2, 14, headers, n_headers);
+    struct h2_stream *st = stream_new(c, 0);
+    st->ops = ops;
+    st->sud = sud;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
+    int32_t id = nghttp2_submit_request(c->ng, NULL, nv, n, &prd, st);
+    if (id < 0) {
+        stream_unlink(c, st);
+        return ZT_E_PROTO;
+    }
+    st->id = id;
+    return id;
+}
+
+void zt_h2conn_attach(struct zt_h2conn *c, int32_t stream_id, const struct zt_h2_stream_ops *ops,
+                      void *sud)
+{
+    struct h2_stream *st = stream_get(c, stream_id);
+    if (!st)
+        return;
+    st->ops = ops;
+    st->sud = sud;
+}
+
+int zt_h2conn_respond(struct zt_h2conn *c, int32_t stream_id, int status,
+                      const char *const *headers, size_t n_headers)
+{
+    struct h2_stream *st = stream_get(c, stream_id);
+    if (!st)
+        return ZT_E_CLOSED;
+    char code[4];
+    snprintf(code, sizeof(code), "%03d", status);
+    nghttp2_nv nv[16];
+    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    size_t n = 1 + build_nv(nv + 1, 15, headers, n_headers);
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
+    int rc = nghttp2_submit_response(c->ng, stream_id, nv, n, status == 200 ? &prd : NULL);
+    return rc == 0 ? 0 : ZT_E_PROTO;
+}
+
+void zt_h2conn_consume(struct zt_h2conn *c, int32_t stream_id, size_t n)
+{
+    if (is_closed(c) || n == 0)
+        return;
+    nghttp2_session_consume(c->ng, stream_id, n);
+}
+
+void zt_h2conn_resume(struct zt_h2conn *c, int32_t stream_id)
+{
+    if (is_closed(c))
+        return;
+    nghttp2_session_resume_data(c->ng, stream_id);
+}
+
+void zt_h2conn_reset(struct zt_h2conn *c, int32_t stream_id)
+{
+    if (is_closed(c))
+        return;
+    nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+}
+
+void zt_h2conn_detach(struct zt_h2conn *c, int32_t stream_id)
+{
+    struct h2_stream *st = stream_get(c, stream_id);
+    if (!st)
+        return;
+    st->ops = NULL;
+    st->sud = NULL;
+    nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+}
+
+void zt_h2conn_shutdown(struct zt_h2conn *c)
+{
+    if (c->state == ZT_H2_ST_OPEN) {
+        nghttp2_submit_shutdown_notice(c->ng);
+        nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->ng), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        set_state(c, ZT_H2_ST_DRAINING);
+        zt_h2conn_flush(c);
+    } else if (c->state < ZT_H2_ST_OPEN) {
+        zt_h2conn_close(c, ZT_E_CLOSED);
+    }
+}

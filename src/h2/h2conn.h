@@ -1,0 +1,146 @@
+/* An HTTP/2 connection over TLS on a non-blocking socket, driven by a libuv
+ * loop: the thin I/O layer between a socket, OpenSSL and nghttp2's sans-I/O
+ * session. It serves both roles: a client carrying CONNECT streams (HBONE
+ * pool) and a server accepting them (port 15008).
+ *
+ * Flow control is manual: DATA handed to a stream's on_data stays charged to
+ * the HTTP/2 windows until the stream owner calls zt_h2conn_consume(), so a
+ * slow reader stops its own sender, not the connection.
+ *
+ * Ownership: the connection owns its fd, SSL and session. Stream owners
+ * attach an ops table and a user pointer per stream; the connection calls
+ * on_close exactly once per attached stream, after which it never touches the
+ * user pointer again. zt_h2conn_close() is a request: the object is freed on a
+ * later loop iteration, after ops->on_closed. */
+#ifndef ZT_H2_H2CONN_H
+#define ZT_H2_H2CONN_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+struct zt_h2conn;
+
+enum zt_h2conn_role { ZT_H2_CLIENT, ZT_H2_SERVER };
+
+enum zt_h2conn_state {
+    ZT_H2_ST_TCP_CONNECTING,
+    ZT_H2_ST_TLS_HANDSHAKE,
+    ZT_H2_ST_OPEN,
+    ZT_H2_ST_DRAINING, /* GOAWAY sent or received: no new streams */
+    ZT_H2_ST_CLOSED
+};
+const char *zt_h2conn_state_str(enum zt_h2conn_state st);
+
+struct zt_h2_settings {
+    uint32_t stream_window;     /* SETTINGS_INITIAL_WINDOW_SIZE */
+    uint32_t connection_window; /* stream 0 window */
+    uint32_t max_frame_size;
+    uint32_t max_header_list;
+    uint32_t max_concurrent_streams; /* advertised by servers; 0 = not sent */
+};
+
+/* A request as received by a server (headers of interest only). Strings are
+ * NUL-terminated and valid during on_request only. */
+struct zt_h2_request {
+    const char *method;
+    const char *authority;
+    const char *baggage;
+    const char *forwarded;
+    const char *traceparent;
+};
+
+/* Per-stream callbacks. `sud` is the pointer given when attaching. */
+struct zt_h2_stream_ops {
+    /* Client role: response headers arrived. */
+    void (*on_response)(void *sud, int status);
+    /* DATA payload; the owner must later zt_h2conn_consume() `len` bytes. */
+    void (*on_data)(void *sud, const uint8_t *data, size_t len);
+    /* The peer ended its side (END_STREAM, or RST with NO_ERROR/CANCEL). */
+    void (*on_end)(void *sud);
+    /* The stream is gone; error is 0 for a clean close, else a ZT_E_* or
+     * -errno. Called once; `sud` is forgotten afterwards. */
+    void (*on_close)(void *sud, int error);
+    /* Body source: copy up to `len` bytes into buf and return the count;
+     * return 0 and set *eof to end the stream; return -EAGAIN when nothing is
+     * ready (call zt_h2conn_resume() later). */
+    ssize_t (*read)(void *sud, uint8_t *buf, size_t len, bool *eof);
+};
+
+/* Connection callbacks. */
+struct zt_h2conn_ops {
+    /* TLS handshake done (ALPN h2 checked). Return 0 to go on, or a negative
+     * error to close the connection (e.g. the peer identity is wrong). */
+    int (*on_ready)(struct zt_h2conn *c, void *ud);
+    /* Server role: a complete request header block. The owner must either
+     * attach to the stream (zt_h2conn_attach) and respond later, or respond
+     * now with an error status. */
+    void (*on_request)(struct zt_h2conn *c, void *ud, int32_t stream_id,
+                       const struct zt_h2_request *req);
+    /* The peer sent GOAWAY or the connection stopped taking new streams. */
+    void (*on_draining)(struct zt_h2conn *c, void *ud);
+    /* The connection is closed; every attached stream already got on_close.
+     * The object is freed right after this returns. */
+    void (*on_closed)(struct zt_h2conn *c, void *ud, int error);
+};
+
+/* Creates a connection on `fd` (ownership taken; for clients the TCP
+ * connect may still be in progress) using `ctx` (a reference is kept by the
+ * SSL object). Returns NULL only if `fd` could not be polled (fd closed). */
+struct zt_h2conn *zt_h2conn_new(uv_loop_t *loop, int fd, SSL_CTX *ctx, enum zt_h2conn_role role,
+                                const struct zt_h2_settings *settings,
+                                const struct zt_h2conn_ops *ops, void *ud);
+
+enum zt_h2conn_state zt_h2conn_state(const struct zt_h2conn *c);
+SSL *zt_h2conn_ssl(struct zt_h2conn *c);
+int zt_h2conn_fd(const struct zt_h2conn *c);
+/* Streams currently open on this connection (both roles). */
+unsigned zt_h2conn_streams(const struct zt_h2conn *c);
+/* The peer's SETTINGS_MAX_CONCURRENT_STREAMS (UINT32_MAX if unlimited). */
+uint32_t zt_h2conn_peer_max_streams(const struct zt_h2conn *c);
+/* Total streams opened since creation. */
+uint64_t zt_h2conn_streams_opened(const struct zt_h2conn *c);
+
+/* Client role, connection OPEN: sends a CONNECT for `authority` with the extra
+ * headers (name/value pairs, n_headers pairs; borrowed) and attaches the
+ * stream. Returns the stream id (> 0) or a negative error. */
+int32_t zt_h2conn_connect(struct zt_h2conn *c, const char *authority, const char *const *headers,
+                          size_t n_headers, const struct zt_h2_stream_ops *ops, void *sud);
+
+/* Server role: attaches owner callbacks to a stream announced by on_request. */
+void zt_h2conn_attach(struct zt_h2conn *c, int32_t stream_id, const struct zt_h2_stream_ops *ops,
+                      void *sud);
+
+/* Server role: responds with `status`. For 200 the stream stays open and its
+ * body comes from ops->read; any other status ends the stream. Extra headers
+ * as in zt_h2conn_connect. */
+int zt_h2conn_respond(struct zt_h2conn *c, int32_t stream_id, int status,
+                      const char *const *headers, size_t n_headers);
+
+/* Returns `n` bytes of received DATA to the flow-control windows. */
+void zt_h2conn_consume(struct zt_h2conn *c, int32_t stream_id, size_t n);
+
+/* The stream's body source has data (or EOF) again after returning -EAGAIN. */
+void zt_h2conn_resume(struct zt_h2conn *c, int32_t stream_id);
+
+/* Resets one stream (CANCEL); its on_close follows. */
+void zt_h2conn_reset(struct zt_h2conn *c, int32_t stream_id);
+
+/* Detaches the stream owner: no more callbacks for this stream, and resets
+ * it if still open. Used when the owner goes away first. */
+void zt_h2conn_detach(struct zt_h2conn *c, int32_t stream_id);
+
+/* Sends bytes queued by stream operations. Called automatically from the
+ * loop; callers that queue from outside a connection callback call it. */
+void zt_h2conn_flush(struct zt_h2conn *c);
+
+/* Graceful: GOAWAY, no new streams, close when the last stream ends. */
+void zt_h2conn_shutdown(struct zt_h2conn *c);
+
+/* Abrupt close; `error` is passed to every stream's on_close. */
+void zt_h2conn_close(struct zt_h2conn *c, int error);
+
+#endif

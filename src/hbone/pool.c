@@ -1,0 +1,279 @@
+#include "hbone/pool.h"
+
+#include "base/err.h"
+#include "base/log.h"
+
+#include <errno.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+struct pool_conn {
+    struct zt_hbone_pool *pool;
+    struct zt_hbone_key key;
+    struct zt_h2conn *h2;
+    bool ready;    /* handshake done and identity verified */
+    bool reusable; /* not draining */
+    uint64_t last_used;
+    struct zt_hbone_waiter *waiters;
+    struct pool_conn *prev, *next;
+};
+
+struct zt_hbone_pool {
+    uv_loop_t *loop;
+    const struct zt_hbone_pool_ops *ops;
+    void *ud;
+    struct zt_h2_settings settings;
+    unsigned max_streams;
+    uint64_t idle_ms;
+    uv_timer_t sweep;
+    struct pool_conn *conns;
+    unsigned nconns;
+    bool freeing;
+};
+
+static bool key_eq(const struct zt_hbone_key *a, const struct zt_hbone_key *b)
+{
+    return strcmp(a->src_id, b->src_id) == 0 && strcmp(a->dst_ids, b->dst_ids) == 0 &&
+           memcmp(&a->dst, &b->dst, sizeof(a->dst)) == 0 &&
+           memcmp(&a->src, &b->src, sizeof(a->src)) == 0;
+}
+
+static void waiter_unlink(struct zt_hbone_waiter *w)
+{
+    struct pool_conn *pc = w->pc;
+    if (!pc)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        pc->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->pc = NULL;
+    w->prev = w->next = NULL;
+}
+
+static void waiter_add(struct pool_conn *pc, struct zt_hbone_waiter *w)
+{
+    w->pc = pc;
+    w->prev = NULL;
+    w->next = pc->waiters;
+    if (pc->waiters)
+        pc->waiters->prev = w;
+    pc->waiters = w;
+}
+
+static unsigned capacity(const struct pool_conn *pc)
+{
+    uint32_t peer = zt_h2conn_peer_max_streams(pc->h2);
+    unsigned cap = pc->pool->max_streams;
+    return peer < cap ? peer : cap;
+}
+
+static bool has_room(const struct pool_conn *pc)
+{
+    return pc->ready && pc->reusable && zt_h2conn_state(pc->h2) == ZT_H2_ST_OPEN &&
+           zt_h2conn_streams(pc->h2) < capacity(pc);
+}
+
+static void conn_unlink(struct pool_conn *pc)
+{
+    struct zt_hbone_pool *p = pc->pool;
+    if (pc->prev)
+        pc->prev->next = pc->next;
+    else
+        p->conns = pc->next;
+    if (pc->next)
+        pc->next->prev = pc->prev;
+    p->nconns--;
+}
+
+static void on_sweep_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void maybe_finish_free(struct zt_hbone_pool *p)
+{
+    if (p->freeing && p->nconns == 0)
+        uv_close((uv_handle_t *)&p->sweep, on_sweep_closed);
+}
+
+/* ---- h2 connection callbacks ---- */
+
+static int on_ready(struct zt_h2conn *h2, void *ud)
+{
+    struct pool_conn *pc = ud;
+    struct zt_hbone_pool *p = pc->pool;
+    int rc = p->ops->verify(p->ud, zt_h2conn_ssl(h2), &pc->key);
+    if (rc < 0)
+        return rc;
+    pc->ready = true;
+    /* Hand the connection to as many waiters as it has room for; the rest
+     * ask the pool again, which dials the next connection for the key. */
+    struct zt_hbone_waiter *overflow = NULL;
+    unsigned granted = 0, cap = capacity(pc);
+    while (pc->waiters) {
+        struct zt_hbone_waiter *w = pc->waiters;
+        waiter_unlink(w);
+        if (granted < cap) {
+            granted++;
+            w->cb(w, h2, 0);
+            if (zt_h2conn_state(h2) == ZT_H2_ST_CLOSED)
+                break;
+        } else {
+            w->next = overflow;
+            overflow = w;
+        }
+    }
+    while (overflow) {
+        struct zt_hbone_waiter *w = overflow;
+        overflow = w->next;
+        w->next = NULL;
+        struct zt_h2conn *now = NULL;
+        int err = zt_hbone_pool_get(p, &pc->key, w, &now);
+        if (err < 0 || now)
+            w->cb(w, now, err);
+    }
+    return 0;
+}
+
+static void on_draining(struct zt_h2conn *h2, void *ud)
+{
+    struct pool_conn *pc = ud;
+    pc->reusable = false;
+}
+
+static void on_closed(struct zt_h2conn *h2, void *ud, int error)
+{
+    struct pool_conn *pc = ud;
+    struct zt_hbone_pool *p = pc->pool;
+    conn_unlink(pc);
+    int err = error ? error : ZT_E_CLOSED;
+    while (pc->waiters) {
+        struct zt_hbone_waiter *w = pc->waiters;
+        waiter_unlink(w);
+        w->cb(w, NULL, err);
+    }
+    free(pc);
+    maybe_finish_free(p);
+}
+
+static const struct zt_h2conn_ops conn_ops = {
+    .on_ready = on_ready,
+    .on_draining = on_draining,
+    .on_closed = on_closed,
+};
+
+/* ---- pool ---- */
+
+static void on_sweep(uv_timer_t *t)
+{
+    struct zt_hbone_pool *p = t->data;
+    uint64_t now = uv_now(p->loop);
+    struct pool_conn *pc = p->conns;
+    while (pc) {
+        struct pool_conn *next = pc->next;
+        if (pc->ready && zt_h2conn_streams(pc->h2) == 0 && now - pc->last_used >= p->idle_ms)
+            zt_h2conn_shutdown(pc->h2);
+        pc = next;
+    }
+}
+
+struct zt_hbone_pool *zt_hbone_pool_new(uv_loop_t *loop, const struct zt_hbone_pool_ops *ops,
+                                        void *ud, const struct zt_h2_settings *settings,
+                                        unsigned max_streams, uint64_t idle_ms)
+{
+    struct zt_hbone_pool *p = calloc(1, sizeof(*p));
+    if (!p)
+        abort();
+    p->loop = loop;
+    p->ops = ops;
+    p->ud = ud;
+    p->settings = *settings;
+    p->max_streams = max_streams ? max_streams : 100;
+    p->idle_ms = idle_ms ? idle_ms : 300000;
+    uv_timer_init(loop, &p->sweep);
+    p->sweep.data = p;
+    uint64_t every = p->idle_ms / 4 < 1000 ? 1000 : p->idle_ms / 4;
+    uv_timer_start(&p->sweep, on_sweep, every, every);
+    uv_unref((uv_handle_t *)&p->sweep);
+    return p;
+}
+
+int zt_hbone_pool_get(struct zt_hbone_pool *p, const struct zt_hbone_key *key,
+                      struct zt_hbone_waiter *w, struct zt_h2conn **ready)
+{
+    *ready = NULL;
+    if (p->freeing)
+        return ZT_E_CLOSED;
+    struct pool_conn *pending = NULL;
+    for (struct pool_conn *pc = p->conns; pc; pc = pc->next) {
+        if (!key_eq(&pc->key, key))
+            continue;
+        if (has_room(pc)) {
+            pc->last_used = uv_now(p->loop);
+            *ready = pc->h2;
+            return 0;
+        }
+        if (!pc->ready)
+            pending = pc;
+    }
+    if (pending) {
+        waiter_add(pending, w);
+        return 0;
+    }
+    SSL_CTX *ctx = p->ops->client_ctx(p->ud, key);
+    if (!ctx)
+        return ZT_E_IDENTITY;
+    int fd = p->ops->dial(p->ud, key);
+    if (fd < 0)
+        return fd;
+    struct pool_conn *pc = calloc(1, sizeof(*pc));
+    if (!pc)
+        abort();
+    pc->pool = p;
+    pc->key = *key;
+    pc->reusable = true;
+    pc->last_used = uv_now(p->loop);
+    pc->next = p->conns;
+    if (p->conns)
+        p->conns->prev = pc;
+    p->conns = pc;
+    p->nconns++;
+    waiter_add(pc, w);
+    pc->h2 = zt_h2conn_new(p->loop, fd, ctx, ZT_H2_CLIENT,
+                           &p->settings, &conn_ops, pc);
+    if (!pc->h2) {
+        waiter_unlink(w);
+        conn_unlink(pc);
+        free(pc);
+        return -EBADF;
+    }
+    return 0;
+}
+
+void zt_hbone_pool_cancel(struct zt_hbone_waiter *w)
+{
+    waiter_unlink(w);
+}
+
+unsigned zt_hbone_pool_size(const struct zt_hbone_pool *p)
+{
+    return p->nconns;
+}
+
+void zt_hbone_pool_free(struct zt_hbone_pool *p)
+{
+    if (!p)
+        return;
+    p->freeing = true;
+    struct pool_conn *pc = p->conns;
+    while (pc) {
+        struct pool_conn *next = pc->next;
+        zt_h2conn_close(pc->h2, ZT_E_CLOSED);
+        pc = next;
+    }
+    maybe_finish_free(p);
+}

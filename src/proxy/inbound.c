@@ -1,0 +1,307 @@
+/* Inbound: HBONE on 15008 (mTLS + HTTP/2 CONNECT) and plaintext on 15006,
+ * both ending at the app in the same pod, with the client's source address
+ * preserved when the kernel allows it. */
+#include "proxy/proxy_int.h"
+
+#include "authz/authz.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "hbone/hbone.h"
+#include "loop/sock.h"
+#include "telemetry/accesslog.h"
+#include "tls/ctx.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void fill_dst(struct zt_conn *c, const struct zt_workload *self)
+{
+    snprintf(c->dst_workload, sizeof(c->dst_workload), "%s", self->name);
+    snprintf(c->dst_namespace, sizeof(c->dst_namespace), "%s", self->namespace);
+    zt_workload_identity(self, c->dst_identity, sizeof(c->dst_identity));
+}
+
+static void fill_src_by_ip(struct zt_conn *c, const struct sockaddr_storage *peer)
+{
+    struct zt_ip ip;
+    uint16_t port;
+    if (zt_ip_from_sockaddr((const struct sockaddr *)peer, &ip, &port) < 0)
+        return;
+    const struct zt_workload *src = zt_state_workload_by_ip(c->pod->pw->state, "", &ip);
+    if (!src)
+        return;
+    snprintf(c->src_workload, sizeof(c->src_workload), "%s", src->name);
+    snprintf(c->src_namespace, sizeof(c->src_namespace), "%s", src->namespace);
+}
+
+/* Authorizes a connection to `self`; returns 0 or ZT_E_DENIED with a reason. */
+static int authorize(struct zt_pod_inst *pod, const struct zt_workload *self,
+                     const char *identity, const struct sockaddr_storage *src,
+                     const struct sockaddr_storage *dst, char *why, size_t cap)
+{
+    struct zt_authz_conn ac = {.src_identity = identity && identity[0] ? identity : NULL};
+    zt_ip_from_sockaddr((const struct sockaddr *)src, &ac.src_ip, &ac.src_port);
+    zt_ip_from_sockaddr((const struct sockaddr *)dst, &ac.dst_ip, &ac.dst_port);
+    return zt_authz_check(pod->pw->state, self, &ac, why, cap);
+}
+
+/* Starts the upstream connect to the app for `c`; side `a_side` selects
+ * which TCP side of the conn carries it. */
+static int connect_app(struct zt_conn *c, const struct sockaddr_storage *target,
+                       const struct sockaddr_storage *client, bool a_side)
+{
+    struct zt_pod_inst *pod = c->pod;
+    struct zt_sock_opts o;
+    zt_pod_sock_opts(pod, &o);
+    struct sockaddr_storage bind_src = *client;
+    const struct sockaddr *bsrc = NULL;
+    struct zt_ip cip, tip;
+    uint16_t port;
+    zt_ip_from_sockaddr((const struct sockaddr *)client, &cip, &port);
+    zt_ip_from_sockaddr((const struct sockaddr *)target, &tip, &port);
+    if (pod->pw->proxy->opts.orig_src && !zt_ip_eq(&cip, &tip) &&
+        client->ss_family == target->ss_family) {
+        o.transparent = true;
+        if (bind_src.ss_family == AF_INET)
+            ((struct sockaddr_in *)&bind_src)->sin_port = 0;
+        else
+            ((struct sockaddr_in6 *)&bind_src)->sin6_port = 0;
+        bsrc = (const struct sockaddr *)&bind_src;
+    }
+    bool bind_failed = false;
+    int fd = zt_sock_connect((const struct sockaddr *)target, bsrc, &o, &bind_failed);
+    if (fd < 0)
+        return fd;
+    if (bind_failed)
+        ZT_DEBUG("proxy", "conn %llu: source address not preserved", (unsigned long long)c->id);
+    if (a_side)
+        zt_conn_set_tcp_a(c, fd, true);
+    else
+        zt_conn_set_tcp_b(c, fd, true);
+    return 0;
+}
+
+/* ---- plaintext (15006) ---- */
+
+void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
+{
+    struct sockaddr_storage peer, dst;
+    socklen_t len = sizeof(peer);
+    char src_s[64], dst_s[64], why[256];
+    if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0 || zt_sock_original_dst(fd, &dst) < 0) {
+        close(fd);
+        return;
+    }
+    zt_sockaddr_unmap(&peer);
+    zt_sockaddr_str((struct sockaddr *)&peer, src_s, sizeof(src_s));
+    zt_sockaddr_str((struct sockaddr *)&dst, dst_s, sizeof(dst_s));
+    if (zt_hbone_port_is_illegal(zt_sockaddr_port((struct sockaddr *)&dst))) {
+        zt_accesslog_emit_failed(src_s, dst_s, "inbound", "destination port is reserved");
+        close(fd);
+        return;
+    }
+    const struct zt_workload *self = zt_pod_self(pod);
+    if (!self) {
+        zt_accesslog_emit_failed(src_s, dst_s, "inbound", "unknown local workload");
+        close(fd);
+        return;
+    }
+    if (authorize(pod, self, NULL, &peer, &dst, why, sizeof(why)) < 0) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "policy rejection: %s", why);
+        zt_accesslog_emit_failed(src_s, dst_s, "inbound", msg);
+        close(fd);
+        return;
+    }
+    struct zt_conn *c = zt_conn_new(pod, ZT_CONN_INBOUND_PLAIN, fd);
+    snprintf(c->src_addr, sizeof(c->src_addr), "%s", src_s);
+    snprintf(c->dst_addr, sizeof(c->dst_addr), "%s", dst_s);
+    fill_dst(c, self);
+    c->dst_identity[0] = 0; /* no mTLS: identities are logged only when proven */
+    fill_src_by_ip(c, &peer);
+    int rc = connect_app(c, &dst, &peer, false);
+    if (rc < 0) {
+        snprintf(why, sizeof(why), "connect to %s: %s", dst_s, zt_strerror(rc));
+        zt_conn_close(c, why);
+    }
+}
+
+/* ---- HBONE (15008) ---- */
+
+static void inbound_unlink(struct zt_inbound *in)
+{
+    struct zt_pod_inst *pod = in->pod;
+    if (in->prev)
+        in->prev->next = in->next;
+    else
+        pod->inbounds = in->next;
+    if (in->next)
+        in->next->prev = in->prev;
+}
+
+static int in_on_ready(struct zt_h2conn *h2, void *ud)
+{
+    struct zt_inbound *in = ud;
+    struct zt_spiffe_id id;
+    if (zt_tls_peer_identity(zt_h2conn_ssl(h2), &id) < 0)
+        return ZT_E_IDENTITY;
+    zt_spiffe_format(&id, in->peer_identity, sizeof(in->peer_identity));
+    return 0;
+}
+
+static void respond_fail(struct zt_inbound *in, int32_t sid, int status, const char *authority,
+                         const char *why)
+{
+    char src_s[64], dst_s[64], msg[768];
+    zt_h2conn_respond(in->h2, sid, status, NULL, 0);
+    zt_sockaddr_str((struct sockaddr *)&in->peer, src_s, sizeof(src_s));
+    zt_sockaddr_str((struct sockaddr *)&in->local, dst_s, sizeof(dst_s));
+    snprintf(msg, sizeof(msg), "%d: %s (authority %s, peer %s)", status, why,
+             authority && *authority ? authority : "-", in->peer_identity);
+    zt_accesslog_emit_failed(src_s, dst_s, "inbound", msg);
+}
+
+static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
+                          const struct zt_h2_request *req)
+{
+    struct zt_inbound *in = ud;
+    struct zt_pod_inst *pod = in->pod;
+    struct sockaddr_storage target;
+    const char *why = NULL;
+    char reason[256];
+    int status = zt_hbone_check_request(req->method, req->authority,
+                                        (struct sockaddr *)&in->local, &target, &why);
+    if (status != 200) {
+        respond_fail(in, sid, status, req->authority, why);
+        return;
+    }
+    const struct zt_workload *self = zt_pod_self(pod);
+    if (!self) {
+        respond_fail(in, sid, 503, req->authority, "unknown local workload");
+        return;
+    }
+    if (authorize(pod, self, in->peer_identity, &in->peer, &target, reason, sizeof(reason)) < 0) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "policy rejection: %s", reason);
+        respond_fail(in, sid, 401, req->authority, msg);
+        return;
+    }
+    struct zt_conn *c = zt_conn_new(pod, ZT_CONN_INBOUND_HBONE, -1);
+    c->inbound = in;
+    zt_sockaddr_str((struct sockaddr *)&in->peer, c->src_addr, sizeof(c->src_addr));
+    zt_sockaddr_str((struct sockaddr *)&in->local, c->dst_addr, sizeof(c->dst_addr));
+    snprintf(c->hbone_addr, sizeof(c->hbone_addr), "%s", req->authority);
+    snprintf(c->src_identity, sizeof(c->src_identity), "%s", in->peer_identity);
+    fill_dst(c, self);
+    fill_src_by_ip(c, &in->peer);
+    zt_conn_set_stream(c, h2, sid);
+    zt_h2conn_attach(h2, sid, &zt_conn_stream_ops, c);
+    int rc = connect_app(c, &target, &in->peer, true);
+    if (rc < 0) {
+        zt_h2conn_respond(h2, sid, 503, NULL, 0);
+        snprintf(reason, sizeof(reason), "connect to %s: %s", req->authority, zt_strerror(rc));
+        zt_conn_close(c, reason);
+    }
+}
+
+void zt_inbound_upstream_ready(struct zt_conn *c, int err)
+{
+    if (c->state == ZT_CONN_ST_CLOSED || !c->h2)
+        return;
+    struct zt_h2conn *h2 = c->h2;
+    if (err < 0) {
+        char msg[160];
+        zt_h2conn_respond(h2, c->sid, 503, NULL, 0);
+        snprintf(msg, sizeof(msg), "connect to %s: %s", c->hbone_addr, zt_strerror(err));
+        zt_conn_close(c, msg);
+        zt_h2conn_flush(h2);
+        return;
+    }
+    if (zt_h2conn_respond(h2, c->sid, 200, NULL, 0) < 0) {
+        zt_conn_close(c, "stream gone before the upstream connected");
+        return;
+    }
+    zt_conn_start_relay(c);
+    zt_h2conn_flush(h2);
+}
+
+void zt_conn_on_connected(struct zt_conn *c, int err)
+{
+    if (c->kind == ZT_CONN_INBOUND_HBONE) {
+        zt_inbound_upstream_ready(c, err);
+        return;
+    }
+    if (err < 0) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "connect to %s: %s", c->dst_addr, zt_strerror(err));
+        zt_conn_close(c, msg);
+        return;
+    }
+    zt_conn_start_relay(c);
+}
+
+static void in_on_closed(struct zt_h2conn *h2, void *ud, int error)
+{
+    struct zt_inbound *in = ud;
+    if (error == ZT_E_TLS || error == ZT_E_IDENTITY) {
+        char src_s[64], dst_s[64];
+        zt_sockaddr_str((struct sockaddr *)&in->peer, src_s, sizeof(src_s));
+        zt_sockaddr_str((struct sockaddr *)&in->local, dst_s, sizeof(dst_s));
+        zt_accesslog_emit_failed(src_s, dst_s, "inbound",
+                                 error == ZT_E_TLS ? "TLS handshake failed" : "no peer identity");
+    }
+    inbound_unlink(in);
+    free(in);
+}
+
+static const struct zt_h2conn_ops inbound_ops = {
+    .on_ready = in_on_ready,
+    .on_request = in_on_request,
+    .on_closed = in_on_closed,
+};
+
+void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd)
+{
+    struct zt_inbound *in = calloc(1, sizeof(*in));
+    if (!in)
+        abort();
+    in->pod = pod;
+    socklen_t len = sizeof(in->local);
+    getsockname(fd, (struct sockaddr *)&in->local, &len);
+    len = sizeof(in->peer);
+    getpeername(fd, (struct sockaddr *)&in->peer, &len);
+    zt_sockaddr_unmap(&in->local);
+    zt_sockaddr_unmap(&in->peer);
+    struct zt_spiffe_id id;
+    struct zt_ca_identity *ident = NULL;
+    int rc = zt_pod_identity(pod, &id);
+    if (rc == 0)
+        rc = zt_ca_mgr_acquire(pod->pw->proxy->ca, &id, &ident);
+    if (rc < 0) {
+        ZT_WARN("proxy", "pod %s: no certificate for inbound HBONE: %s", pod->shared->uid,
+                zt_strerror(rc));
+        close(fd);
+        free(in);
+        return;
+    }
+    in->next = pod->inbounds;
+    if (pod->inbounds)
+        pod->inbounds->prev = in;
+    pod->inbounds = in;
+    in->h2 = zt_h2conn_new(&pod->pw->worker.loop, fd, ident->server_ctx, ZT_H2_SERVER,
+                           &pod->pw->proxy->opts.server_h2, &inbound_ops, in);
+    zt_ca_identity_unref(ident);
+    if (!in->h2) {
+        inbound_unlink(in);
+        free(in);
+    }
+}
+
+void zt_inbound_close(struct zt_inbound *in)
+{
+    zt_h2conn_close(in->h2, ZT_E_CLOSED);
+}

@@ -1,0 +1,271 @@
+/* Outbound (15001): an app's connection, redirected inside its pod, is sent
+ * to its original destination through HBONE, plain TCP or passthrough. */
+#include "proxy/proxy_int.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "hbone/hbone.h"
+#include "loop/sock.h"
+#include "telemetry/accesslog.h"
+#include "tls/spiffe.h"
+
+#include <stddef.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    return false;
+}
+
+static void ip_to_sockaddr(const struct zt_ip *ip, uint16_t port, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (ip->family == AF_INET) {
+        struct sockaddr_in *s = (struct sockaddr_in *)out;
+        s->sin_family = AF_INET;
+        s->sin_port = htons(port);
+        memcpy(&s->sin_addr, ip->addr, 4);
+    } else {
+        struct sockaddr_in6 *s = (struct sockaddr_in6 *)out;
+        s->sin6_family = AF_INET6;
+        s->sin6_port = htons(port);
+        memcpy(&s->sin6_addr, ip->addr, 16);
+    }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted, de-duplicated, comma-joined expected server identities. */
+static void build_dst_ids(const struct zt_upstream *up, char *out, size_t cap)
+{
+    char ids[9][ZT_SPIFFE_ID_MAX + 1];
+    char *ptrs[9];
+    size_t n = 0;
+    if (zt_workload_identity(up->wl, ids[n], sizeof(ids[n])) == 0)
+        n++;
+    for (size_t i = 0; i < up->n_sans && n < 9; i++) {
+        struct zt_spiffe_id id;
+        const char *san = up->sans[i];
+        if (zt_spiffe_parse(san, strlen(san), &id) == 0 &&
+            zt_spiffe_format(&id, ids[n], sizeof(ids[n])) == 0)
+            n++;
+    }
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = ids[i];
+    qsort(ptrs, n, sizeof(ptrs[0]), cmp_str);
+    size_t len = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(ptrs[i], ptrs[i - 1]) == 0)
+            continue;
+        int w = snprintf(out + len, cap - len, "%s%s", len ? "," : "", ptrs[i]);
+        if (w < 0 || (size_t)w >= cap - len)
+            break;
+        len += (size_t)w;
+    }
+}
+
+static const char *workload_type_key(enum zt_workload_type t)
+{
+    switch (t) {
+    case ZT_WL_TYPE_CRONJOB:
+        return "cronjob";
+    case ZT_WL_TYPE_POD:
+        return "pod";
+    case ZT_WL_TYPE_JOB:
+        return "job";
+    default:
+        return "deployment";
+    }
+}
+
+static void open_stream(struct zt_conn *c, struct zt_h2conn *h2)
+{
+    const struct zt_workload *self = zt_pod_self(c->pod);
+    char baggage[768] = "", forwarded[384], traceparent[64];
+    if (self) {
+        size_t n = 0;
+        const char *keys[] = {"k8s.cluster.name", "k8s.namespace.name", NULL, "service.name",
+                              "service.version"};
+        char typed[48];
+        snprintf(typed, sizeof(typed), "k8s.%s.name", workload_type_key(self->workload_type));
+        keys[2] = typed;
+        const char *vals[] = {self->cluster_id, self->namespace,
+                              self->workload_name[0] ? self->workload_name : self->name,
+                              self->canonical_name, self->canonical_revision};
+        for (size_t i = 0; i < 5; i++) {
+            if (!vals[i] || !vals[i][0])
+                continue;
+            int w = snprintf(baggage + n, sizeof(baggage) - n, "%s%s=%s", n ? "," : "", keys[i],
+                             vals[i]);
+            if (w < 0 || (size_t)w >= sizeof(baggage) - n)
+                break;
+            n += (size_t)w;
+        }
+    }
+    if (c->dst_service[0])
+        snprintf(forwarded, sizeof(forwarded), "for=\"%s\";host=%s", c->src_addr, c->dst_service);
+    else
+        snprintf(forwarded, sizeof(forwarded), "for=\"%s\"", c->src_addr);
+    uint8_t rnd[24];
+    arc4random_buf(rnd, sizeof(rnd));
+    int off = snprintf(traceparent, sizeof(traceparent), "00-");
+    for (int i = 0; i < 16; i++)
+        off += snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "%02x", rnd[i]);
+    off += snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "-");
+    for (int i = 16; i < 24; i++)
+        off += snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "%02x", rnd[i]);
+    snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "-00");
+    const char *headers[] = {"baggage", baggage, "forwarded", forwarded, "traceparent",
+                             traceparent};
+    int32_t sid = zt_h2conn_connect(h2, c->hbone_addr, headers, 3, &zt_conn_stream_ops, c);
+    if (sid < 0) {
+        zt_conn_close(c, "cannot open HBONE stream");
+        return;
+    }
+    zt_conn_set_stream(c, h2, sid);
+    zt_h2conn_flush(h2);
+}
+
+static void on_pool_ready(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int err)
+{
+    struct zt_conn *c = (struct zt_conn *)((char *)w - offsetof(struct zt_conn, waiter));
+    if (c->state == ZT_CONN_ST_CLOSED)
+        return;
+    if (err < 0 || !h2) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "HBONE connection to %s failed: %s", c->dst_addr,
+                 err == ZT_E_IDENTITY ? "server identity not accepted" : zt_strerror(err));
+        zt_conn_close(c, msg);
+        return;
+    }
+    open_stream(c, h2);
+}
+
+void zt_outbound_upstream_ready(struct zt_conn *c, int status)
+{
+    if (c->state == ZT_CONN_ST_CLOSED)
+        return;
+    if (status == 200) {
+        zt_conn_start_relay(c);
+        return;
+    }
+    char msg[64];
+    snprintf(msg, sizeof(msg), "upstream returned HTTP status %d", status);
+    zt_conn_close(c, msg);
+}
+
+static void fill_src(struct zt_conn *c, const struct zt_workload *self)
+{
+    if (!self)
+        return;
+    snprintf(c->src_workload, sizeof(c->src_workload), "%s", self->name);
+    snprintf(c->src_namespace, sizeof(c->src_namespace), "%s", self->namespace);
+    zt_workload_identity(self, c->src_identity, sizeof(c->src_identity));
+}
+
+void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
+{
+    struct sockaddr_storage peer, dst;
+    socklen_t len = sizeof(peer);
+    char src_s[64], dst_s[64];
+    if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0 || zt_sock_original_dst(fd, &dst) < 0) {
+        close(fd);
+        return;
+    }
+    zt_sockaddr_unmap(&peer);
+    zt_sockaddr_str((struct sockaddr *)&peer, src_s, sizeof(src_s));
+    zt_sockaddr_str((struct sockaddr *)&dst, dst_s, sizeof(dst_s));
+    uint16_t dport = zt_sockaddr_port((struct sockaddr *)&dst);
+    if (is_loopback(&dst) && zt_hbone_port_is_illegal(dport)) {
+        zt_accesslog_emit_failed(src_s, dst_s, "outbound", "self-call to a proxy port refused");
+        close(fd);
+        return;
+    }
+    struct zt_conn *c = zt_conn_new(pod, ZT_CONN_OUTBOUND, fd);
+    snprintf(c->src_addr, sizeof(c->src_addr), "%s", src_s);
+    snprintf(c->dst_addr, sizeof(c->dst_addr), "%s", dst_s);
+    const struct zt_workload *self = zt_pod_self(pod);
+    if (!self) {
+        zt_conn_close(c, "source workload unknown: not in the proxy's configuration");
+        return;
+    }
+    fill_src(c, self);
+    struct zt_ip ip;
+    uint16_t port;
+    struct zt_upstream up;
+    zt_ip_from_sockaddr((struct sockaddr *)&dst, &ip, &port);
+    int rc = zt_state_resolve_outbound(pod->pw->state, self, &ip, port, arc4random(), &up);
+    if (rc < 0) {
+        zt_conn_close(c, "no healthy upstream for the service");
+        return;
+    }
+    if (up.svc)
+        snprintf(c->dst_service, sizeof(c->dst_service), "%s", up.svc->hostname);
+    if (up.wl) {
+        snprintf(c->dst_workload, sizeof(c->dst_workload), "%s", up.wl->name);
+        snprintf(c->dst_namespace, sizeof(c->dst_namespace), "%s", up.wl->namespace);
+    }
+    if (up.kind != ZT_UPSTREAM_PASSTHROUGH && !up.has_ip) {
+        zt_conn_close(c, "upstream has no address");
+        return;
+    }
+    struct sockaddr_storage target;
+    if (up.kind == ZT_UPSTREAM_PASSTHROUGH)
+        target = dst;
+    else
+        ip_to_sockaddr(&up.ip, up.port, &target);
+    if (up.kind == ZT_UPSTREAM_PASSTHROUGH || !up.is_hbone) {
+        struct zt_sock_opts o;
+        zt_pod_sock_opts(pod, &o);
+        zt_sockaddr_str((struct sockaddr *)&target, c->dst_addr, sizeof(c->dst_addr));
+        int ufd = zt_sock_connect((struct sockaddr *)&target, NULL, &o, NULL);
+        if (ufd < 0) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "connect to %s: %s", c->dst_addr, zt_strerror(ufd));
+            zt_conn_close(c, msg);
+            return;
+        }
+        zt_conn_set_tcp_b(c, ufd, true);
+        return;
+    }
+    /* HBONE to the endpoint's 15008. */
+    struct zt_hbone_key *k = &c->key;
+    memset(k, 0, sizeof(*k));
+    snprintf(k->src_id, sizeof(k->src_id), "%s", c->src_identity);
+    build_dst_ids(&up, k->dst_ids, sizeof(k->dst_ids));
+    ip_to_sockaddr(&up.ip, 15008, &k->dst);
+    k->src = peer;
+    if (k->src.ss_family == AF_INET)
+        ((struct sockaddr_in *)&k->src)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&k->src)->sin6_port = 0;
+    zt_hbone_format_authority((struct sockaddr *)&target, c->hbone_addr, sizeof(c->hbone_addr));
+    zt_sockaddr_str((struct sockaddr *)&k->dst, c->dst_addr, sizeof(c->dst_addr));
+    zt_workload_identity(up.wl, c->dst_identity, sizeof(c->dst_identity));
+    c->waiter.cb = on_pool_ready;
+    struct zt_h2conn *h2 = NULL;
+    rc = zt_hbone_pool_get(pod->pool, k, &c->waiter, &h2);
+    if (rc < 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "connect to %s: %s", c->dst_addr, zt_strerror(rc));
+        zt_conn_close(c, msg);
+        return;
+    }
+    if (h2)
+        open_stream(c, h2);
+}

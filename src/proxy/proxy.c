@@ -1,0 +1,424 @@
+/* Workers, pods and listeners. The control thread opens each pod's listeners
+ * inside the pod's network namespace (one SO_REUSEPORT socket per worker and
+ * port) and posts them to the workers; from then on each worker serves its
+ * sockets alone. */
+#include "proxy/proxy_int.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "loop/sock.h"
+#include "tls/ctx.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const uint16_t listener_ports[ZT_LS_COUNT] = {15001, 15006, 15008};
+
+static void pod_shared_unref(struct zt_pod_shared *s)
+{
+    if (atomic_fetch_sub(&s->refs, 1) == 1) {
+        close(s->netns_fd);
+        free(s);
+    }
+}
+
+/* ---- helpers used by the connection code ---- */
+
+const struct zt_workload *zt_pod_self(struct zt_pod_inst *pod)
+{
+    const struct zt_zds_workload_info *info = &pod->shared->info;
+    const char *node = pod->pw->proxy->node[0] ? pod->pw->proxy->node : NULL;
+    return zt_state_workload_by_info(pod->pw->state, info->name, info->namespace,
+                                     info->service_account[0] ? info->service_account : NULL,
+                                     node);
+}
+
+int zt_pod_identity(struct zt_pod_inst *pod, struct zt_spiffe_id *out)
+{
+    const struct zt_workload *self = zt_pod_self(pod);
+    if (self)
+        return zt_spiffe_make(self->trust_domain, self->namespace, self->service_account, out);
+    const struct zt_zds_workload_info *info = &pod->shared->info;
+    return zt_spiffe_make(pod->pw->proxy->trust_domain, info->namespace,
+                          info->service_account[0] ? info->service_account : "default", out);
+}
+
+void zt_pod_sock_opts(struct zt_pod_inst *pod, struct zt_sock_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->netns_fd = pod->shared->netns_fd;
+    o->mark = pod->pw->proxy->opts.mark;
+}
+
+/* ---- HBONE pool callbacks (per pod) ---- */
+
+static int pool_dial(void *ud, const struct zt_hbone_key *key)
+{
+    struct zt_pod_inst *pod = ud;
+    struct zt_sock_opts o;
+    zt_pod_sock_opts(pod, &o);
+    return zt_sock_connect((const struct sockaddr *)&key->dst, NULL, &o, NULL);
+}
+
+static SSL_CTX *pool_client_ctx(void *ud, const struct zt_hbone_key *key)
+{
+    struct zt_pod_inst *pod = ud;
+    struct zt_spiffe_id id;
+    struct zt_ca_identity *ident = NULL;
+    if (zt_spiffe_parse(key->src_id, strlen(key->src_id), &id) < 0 ||
+        zt_ca_mgr_acquire(pod->pw->proxy->ca, &id, &ident) < 0)
+        return NULL;
+    zt_ca_identity_unref(pod->dial_ident);
+    pod->dial_ident = ident;
+    return ident->client_ctx;
+}
+
+static int pool_verify(void *ud, SSL *ssl, const struct zt_hbone_key *key)
+{
+    struct zt_spiffe_id expected[8];
+    size_t n = 0;
+    const char *p = key->dst_ids;
+    while (*p && n < 8) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (zt_spiffe_parse(p, len, &expected[n]) == 0)
+            n++;
+        p += len + (end ? 1 : 0);
+    }
+    int rc = zt_tls_verify_server_identity(ssl, expected, n);
+    if (rc < 0) {
+        struct zt_spiffe_id got;
+        char gots[ZT_SPIFFE_ID_MAX + 1] = "none";
+        if (zt_tls_peer_identity(ssl, &got) == 0)
+            zt_spiffe_format(&got, gots, sizeof(gots));
+        ZT_WARN("proxy", "HBONE server identity %s is not one of [%s]", gots, key->dst_ids);
+    }
+    return rc;
+}
+
+static const struct zt_hbone_pool_ops pool_ops = {
+    .dial = pool_dial,
+    .client_ctx = pool_client_ctx,
+    .verify = pool_verify,
+};
+
+/* ---- listeners ---- */
+
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+    struct zt_listener *l = h->data;
+    struct zt_pod_inst *pod = l->pod;
+    if (status < 0 || pod->closing)
+        return;
+    /* Bounded work per iteration: at most 64 accepts, then yield. */
+    for (int i = 0; i < 64 && !pod->closing; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                ZT_WARN("proxy", "pod %s: accept on %u: %s", pod->shared->uid,
+                        listener_ports[l->kind], strerror(errno));
+            return;
+        }
+        zt_sock_tune(fd);
+        switch (l->kind) {
+        case ZT_LS_OUTBOUND:
+            zt_outbound_accept(pod, fd);
+            break;
+        case ZT_LS_INBOUND_PLAIN:
+            zt_inbound_plain_accept(pod, fd);
+            break;
+        default:
+            zt_inbound_hbone_accept(pod, fd);
+            break;
+        }
+    }
+}
+
+static int open_listener(int netns_fd, uint16_t port, const struct zt_proxy_opts *opts)
+{
+    struct zt_sock_opts o = {.netns_fd = netns_fd, .mark = opts->mark,
+                             .reuseport = opts->reuseport};
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port),
+                              .sin6_addr = IN6ADDR_ANY_INIT};
+    int fd = zt_sock_listen((struct sockaddr *)&a6, sizeof(a6), &o);
+    if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
+        /* IPv6 disabled in the pod: IPv4 only. */
+        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+        fd = zt_sock_listen((struct sockaddr *)&a4, sizeof(a4), &o);
+    }
+    return fd;
+}
+
+/* ---- pod instances (worker side) ---- */
+
+struct pod_task {
+    struct zt_pw *pw;
+    struct zt_pod_shared *shared;
+    int fds[ZT_LS_COUNT];
+};
+
+static void on_pod_handle_closed(uv_handle_t *h)
+{
+    struct zt_listener *l = h->data;
+    struct zt_pod_inst *pod = l->pod;
+    close(l->fd);
+    if (--pod->handles_open == 0) {
+        pod_shared_unref(pod->shared);
+        free(pod);
+    }
+}
+
+static void pod_inst_close(struct zt_pod_inst *pod)
+{
+    struct zt_pw *pw = pod->pw;
+    pod->closing = true;
+    if (pod->prev)
+        pod->prev->next = pod->next;
+    else
+        pw->pods = pod->next;
+    if (pod->next)
+        pod->next->prev = pod->prev;
+    while (pod->conns)
+        zt_conn_close(pod->conns, "pod removed");
+    while (pod->inbounds)
+        zt_inbound_close(pod->inbounds);
+    zt_hbone_pool_free(pod->pool);
+    pod->pool = NULL;
+    zt_ca_identity_unref(pod->dial_ident);
+    pod->dial_ident = NULL;
+    for (int k = 0; k < ZT_LS_COUNT; k++)
+        uv_close((uv_handle_t *)&pod->ls[k].poll, on_pod_handle_closed);
+}
+
+static void task_pod_start(void *arg)
+{
+    struct pod_task *t = arg;
+    struct zt_pw *pw = t->pw;
+    const struct zt_proxy_opts *opts = &pw->proxy->opts;
+    struct zt_pod_inst *pod = calloc(1, sizeof(*pod));
+    if (!pod)
+        abort();
+    pod->pw = pw;
+    pod->shared = t->shared;
+    for (int k = 0; k < ZT_LS_COUNT; k++) {
+        struct zt_listener *l = &pod->ls[k];
+        l->pod = pod;
+        l->kind = (enum zt_listener_kind)k;
+        l->fd = t->fds[k];
+        uv_poll_init(&pw->worker.loop, &l->poll, l->fd);
+        l->poll.data = l;
+        uv_poll_start(&l->poll, UV_READABLE, on_accept);
+        pod->handles_open++;
+    }
+    pod->pool = zt_hbone_pool_new(&pw->worker.loop, &pool_ops, pod, &opts->client_h2,
+                                  opts->pool_max_streams, opts->pool_idle_ms);
+    pod->next = pw->pods;
+    if (pw->pods)
+        pw->pods->prev = pod;
+    pw->pods = pod;
+    free(t);
+}
+
+static void task_pod_stop(void *arg)
+{
+    struct pod_task *t = arg;
+    for (struct zt_pod_inst *pod = t->pw->pods; pod; pod = pod->next) {
+        if (pod->shared == t->shared) {
+            pod_inst_close(pod);
+            break;
+        }
+    }
+    pod_shared_unref(t->shared); /* the reference carried by the task */
+    free(t);
+}
+
+struct state_task {
+    struct zt_pw *pw;
+    const struct zt_state *state;
+};
+
+static void task_set_state(void *arg)
+{
+    struct state_task *t = arg;
+    zt_state_unref(t->pw->state);
+    t->pw->state = t->state;
+    free(t);
+}
+
+static void task_shutdown(void *arg)
+{
+    struct zt_pw *pw = arg;
+    while (pw->pods)
+        pod_inst_close(pw->pods);
+}
+
+/* ---- control-thread API ---- */
+
+struct zt_proxy *zt_proxy_new(uv_loop_t *control, const struct zt_proxy_opts *opts,
+                              struct zt_ca_mgr *ca)
+{
+    struct zt_proxy *p = calloc(1, sizeof(*p));
+    if (!p)
+        abort();
+    p->control = control;
+    p->opts = *opts;
+    p->ca = ca;
+    snprintf(p->trust_domain, sizeof(p->trust_domain), "%s",
+             opts->trust_domain ? opts->trust_domain : "cluster.local");
+    snprintf(p->node, sizeof(p->node), "%s", opts->node ? opts->node : "");
+    p->opts.trust_domain = p->trust_domain;
+    p->opts.node = p->node;
+    p->nworkers = opts->workers ? opts->workers : 2;
+    p->pws = calloc(p->nworkers, sizeof(*p->pws));
+    if (!p->pws)
+        abort();
+    return p;
+}
+
+int zt_proxy_start(struct zt_proxy *p)
+{
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        p->pws[i].proxy = p;
+        p->pws[i].state = zt_state_new_empty();
+        int rc = zt_worker_start(&p->pws[i].worker, (int)i, &p->pws[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+void zt_proxy_set_state(struct zt_proxy *p, const struct zt_state *state)
+{
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        struct state_task *t = malloc(sizeof(*t));
+        if (!t)
+            abort();
+        t->pw = &p->pws[i];
+        t->state = zt_state_ref(state);
+        if (zt_worker_post(&p->pws[i].worker, task_set_state, t) < 0) {
+            zt_state_unref(t->state);
+            free(t);
+        }
+    }
+}
+
+static int find_pod(const struct zt_proxy *p, const char *uid)
+{
+    for (unsigned i = 0; i < p->npods; i++)
+        if (strcmp(p->pods[i]->uid, uid) == 0)
+            return (int)i;
+    return -1;
+}
+
+int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
+                     const struct zt_zds_workload_info *info)
+{
+    if (strlen(uid) >= sizeof(((struct zt_pod_shared *)0)->uid))
+        return ZT_E_TOO_BIG;
+    if (find_pod(p, uid) >= 0)
+        zt_proxy_pod_del(p, uid);
+    int *fds = malloc(sizeof(int) * ZT_LS_COUNT * p->nworkers);
+    if (!fds)
+        abort();
+    int rc = 0;
+    unsigned made = 0;
+    for (unsigned w = 0; w < p->nworkers; w++) {
+        for (int k = 0; k < ZT_LS_COUNT; k++) {
+            int fd = open_listener(netns_fd, listener_ports[k], &p->opts);
+            if (fd < 0) {
+                rc = fd;
+                ZT_WARN("proxy", "pod %s: cannot listen on %u: %s", uid, listener_ports[k],
+                        zt_strerror(fd));
+                goto fail;
+            }
+            fds[made++] = fd;
+        }
+    }
+    struct zt_pod_shared *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    atomic_init(&s->refs, p->nworkers + 1); /* workers + registry */
+    s->netns_fd = netns_fd;
+    snprintf(s->uid, sizeof(s->uid), "%s", uid);
+    s->info = *info;
+    for (unsigned w = 0; w < p->nworkers; w++) {
+        struct pod_task *t = calloc(1, sizeof(*t));
+        if (!t)
+            abort();
+        t->pw = &p->pws[w];
+        t->shared = s;
+        memcpy(t->fds, fds + w * ZT_LS_COUNT, sizeof(t->fds));
+        if (zt_worker_post(&p->pws[w].worker, task_pod_start, t) < 0) {
+            for (int k = 0; k < ZT_LS_COUNT; k++)
+                close(t->fds[k]);
+            pod_shared_unref(s);
+            free(t);
+        }
+    }
+    if (p->npods == p->cap_pods) {
+        p->cap_pods = p->cap_pods ? p->cap_pods * 2 : 16;
+        p->pods = realloc(p->pods, sizeof(*p->pods) * p->cap_pods);
+        if (!p->pods)
+            abort();
+    }
+    p->pods[p->npods++] = s;
+    free(fds);
+    ZT_INFO("proxy", "pod %s (%s/%s) added: listening on 15001, 15006, 15008", uid,
+            info->namespace, info->name);
+    return 0;
+fail:
+    for (unsigned i = 0; i < made; i++)
+        close(fds[i]);
+    free(fds);
+    return rc;
+}
+
+void zt_proxy_pod_del(struct zt_proxy *p, const char *uid)
+{
+    int i = find_pod(p, uid);
+    if (i < 0)
+        return;
+    struct zt_pod_shared *s = p->pods[i];
+    p->pods[i] = p->pods[--p->npods];
+    for (unsigned w = 0; w < p->nworkers; w++) {
+        struct pod_task *t = calloc(1, sizeof(*t));
+        if (!t)
+            abort();
+        t->pw = &p->pws[w];
+        t->shared = s;
+        atomic_fetch_add(&s->refs, 1);
+        if (zt_worker_post(&p->pws[w].worker, task_pod_stop, t) < 0) {
+            pod_shared_unref(s);
+            free(t);
+        }
+    }
+    pod_shared_unref(s); /* the registry's reference */
+    ZT_INFO("proxy", "pod %s removed", uid);
+}
+
+unsigned zt_proxy_pod_count(const struct zt_proxy *p)
+{
+    return p->npods;
+}
+
+void zt_proxy_free(struct zt_proxy *p)
+{
+    if (!p)
+        return;
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        if (!p->pws[i].proxy)
+            continue;
+        zt_worker_post(&p->pws[i].worker, task_shutdown, &p->pws[i]);
+        zt_worker_stop(&p->pws[i].worker);
+        zt_state_unref(p->pws[i].state);
+    }
+    for (unsigned i = 0; i < p->npods; i++)
+        pod_shared_unref(p->pods[i]);
+    free(p->pods);
+    free(p->pws);
+    free(p);
+}

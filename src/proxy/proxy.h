@@ -1,0 +1,60 @@
+/* The data plane: per-pod listeners (15001 outbound, 15006 inbound
+ * plaintext, 15008 inbound HBONE) inside each enrolled pod's network
+ * namespace, served by share-nothing worker loops.
+ *
+ * Threading: every function here is called on the control loop's thread.
+ * The proxy hands work to its workers by posting tasks; each worker keeps its
+ * own reference to the current state snapshot, its own pod instances,
+ * connections and HBONE pools. */
+#ifndef ZT_PROXY_PROXY_H
+#define ZT_PROXY_PROXY_H
+
+#include "ca/manager.h"
+#include "h2/h2conn.h"
+#include "state/state.h"
+#include "zds/zds.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct zt_proxy_opts {
+    unsigned workers;
+    uint32_t mark;              /* SO_MARK on every socket in a pod (0x539) */
+    bool reuseport;             /* SO_REUSEPORT on pod listeners */
+    bool orig_src;              /* spoof the client's source IP upstream */
+    const char *trust_domain;   /* for pods whose workload is not yet known */
+    const char *node;           /* NODE_NAME, prefers local workloads */
+    struct zt_h2_settings client_h2, server_h2;
+    unsigned pool_max_streams;
+    uint64_t pool_idle_ms;
+};
+
+struct zt_proxy;
+
+/* Creates the proxy; `ca` is borrowed and must outlive it. */
+struct zt_proxy *zt_proxy_new(uv_loop_t *control, const struct zt_proxy_opts *opts,
+                              struct zt_ca_mgr *ca);
+
+/* Starts the worker threads. Returns 0 or a negative errno. */
+int zt_proxy_start(struct zt_proxy *p);
+
+/* Publishes a new snapshot to every worker (each takes its own reference;
+ * `state` stays the caller's). */
+void zt_proxy_set_state(struct zt_proxy *p, const struct zt_state *state);
+
+/* Starts serving a pod: opens its listeners inside netns_fd. On success the
+ * proxy owns netns_fd; on failure (e.g. a port in use) it stays the caller's.
+ * Adding a uid twice replaces the old instance. */
+int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
+                     const struct zt_zds_workload_info *info);
+
+/* Stops serving a pod now: listeners and every connection of it closed. */
+void zt_proxy_pod_del(struct zt_proxy *p, const char *uid);
+
+unsigned zt_proxy_pod_count(const struct zt_proxy *p);
+
+/* Stops the workers (closing everything) and frees the proxy. */
+void zt_proxy_free(struct zt_proxy *p);
+
+#endif

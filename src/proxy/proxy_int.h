@@ -1,0 +1,157 @@
+/* Private to src/proxy: workers, pod instances and proxied connections. */
+#ifndef ZT_PROXY_INT_H
+#define ZT_PROXY_INT_H
+
+#include "base/buf.h"
+#include "hbone/pool.h"
+#include "loop/worker.h"
+#include "proxy/proxy.h"
+
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+struct zt_pw;
+struct zt_pod_inst;
+
+/* What the control loop knows of a pod; shared read-only by the workers. */
+struct zt_pod_shared {
+    atomic_uint refs;
+    int netns_fd;
+    char uid[256];
+    struct zt_zds_workload_info info;
+};
+
+enum zt_listener_kind { ZT_LS_OUTBOUND, ZT_LS_INBOUND_PLAIN, ZT_LS_INBOUND_HBONE, ZT_LS_COUNT };
+
+struct zt_listener {
+    struct zt_pod_inst *pod;
+    enum zt_listener_kind kind;
+    int fd;
+    uv_poll_t poll;
+};
+
+/* A pod as served by one worker. */
+struct zt_pod_inst {
+    struct zt_pw *pw;
+    struct zt_pod_shared *shared;
+    struct zt_listener ls[ZT_LS_COUNT];
+    struct zt_hbone_pool *pool;
+    struct zt_ca_identity *dial_ident; /* identity presented by the last dial */
+    struct zt_conn *conns;             /* proxied connections */
+    struct zt_inbound *inbounds;       /* HBONE server connections */
+    struct zt_pod_inst *prev, *next;
+    int handles_open;
+    bool closing;
+};
+
+/* Per-worker state. */
+struct zt_pw {
+    struct zt_proxy *proxy;
+    struct zt_worker worker;
+    const struct zt_state *state; /* this worker's reference */
+    struct zt_pod_inst *pods;
+    uint64_t next_conn_id;
+};
+
+struct zt_proxy {
+    uv_loop_t *control;
+    struct zt_proxy_opts opts;
+    char trust_domain[256];
+    char node[256];
+    struct zt_ca_mgr *ca;
+    struct zt_pw *pws;
+    unsigned nworkers;
+    struct zt_pod_shared **pods; /* control-thread registry */
+    unsigned npods, cap_pods;
+};
+
+enum zt_conn_kind { ZT_CONN_OUTBOUND, ZT_CONN_INBOUND_HBONE, ZT_CONN_INBOUND_PLAIN };
+
+enum zt_conn_state {
+    ZT_CONN_ST_CONNECTING, /* waiting for the upstream (TCP connect, pool, or CONNECT) */
+    ZT_CONN_ST_RELAYING,
+    ZT_CONN_ST_CLOSED
+};
+const char *zt_conn_state_str(enum zt_conn_state st);
+
+struct zt_tcp_side {
+    int fd;
+    uv_poll_t poll;
+    int events;
+    bool open;       /* poll handle initialized */
+    bool connecting; /* non-blocking connect in flight */
+    bool rd_eof;
+    bool wr_shut;
+};
+
+/* One proxied connection. Side A is always a TCP socket in the pod; side B is
+ * a TCP socket (passthrough, plain inbound) or an HBONE stream. Data A->B is
+ * "up", B->A "down". */
+struct zt_conn {
+    uint64_t id;
+    enum zt_conn_kind kind;
+    enum zt_conn_state state;
+    struct zt_pod_inst *pod;
+    struct zt_tcp_side a, b;
+    bool b_is_stream;
+    struct zt_h2conn *h2;
+    int32_t sid;
+    bool stream_eof_sent;
+    bool stream_closed;
+    struct zt_hbone_waiter waiter;
+    struct zt_hbone_key key;
+    struct zt_buf up, down;
+    uint64_t bytes_up, bytes_down;
+    uint64_t start_ms;
+    int handles_open;
+    struct zt_conn *prev, *next;
+    /* access log */
+    char src_addr[64], dst_addr[64], hbone_addr[64];
+    char src_identity[300], dst_identity[300];
+    char src_workload[128], src_namespace[128], dst_workload[128], dst_namespace[128];
+    char dst_service[256];
+    char error[160];
+    struct zt_inbound *inbound; /* INBOUND_HBONE: the server connection */
+};
+
+/* An HBONE server connection accepted on a pod's 15008. */
+struct zt_inbound {
+    struct zt_pod_inst *pod;
+    struct zt_h2conn *h2;
+    struct sockaddr_storage local, peer;
+    char peer_identity[300];
+    struct zt_inbound *prev, *next;
+};
+
+/* conn.c */
+struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int afd);
+/* Side B is a TCP socket `fd` (connect in flight when connecting is true). */
+void zt_conn_set_tcp_b(struct zt_conn *c, int fd, bool connecting);
+/* Side A is TCP socket `fd` (created after the conn; inbound HBONE upstream). */
+void zt_conn_set_tcp_a(struct zt_conn *c, int fd, bool connecting);
+/* Side B is stream `sid` of `h2`. */
+void zt_conn_set_stream(struct zt_conn *c, struct zt_h2conn *h2, int32_t sid);
+/* Connection established: start moving bytes. */
+void zt_conn_start_relay(struct zt_conn *c);
+/* Ends the connection; `error` (may be NULL) goes to the access log. */
+void zt_conn_close(struct zt_conn *c, const char *error);
+extern const struct zt_h2_stream_ops zt_conn_stream_ops;
+/* Called by conn.c when side A or B finished connecting (fd is writable). */
+void zt_conn_on_connected(struct zt_conn *c, int err);
+
+/* outbound.c / inbound.c */
+void zt_outbound_accept(struct zt_pod_inst *pod, int fd);
+void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd);
+void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd);
+void zt_inbound_close(struct zt_inbound *in);
+/* Called when a conn connecting on behalf of an inbound stream completes. */
+void zt_inbound_upstream_ready(struct zt_conn *c, int err);
+void zt_outbound_upstream_ready(struct zt_conn *c, int err);
+
+/* proxy.c */
+const struct zt_workload *zt_pod_self(struct zt_pod_inst *pod);
+struct zt_sock_opts;
+void zt_pod_sock_opts(struct zt_pod_inst *pod, struct zt_sock_opts *o);
+int zt_pod_identity(struct zt_pod_inst *pod, struct zt_spiffe_id *out);
+
+#endif
