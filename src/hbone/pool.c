@@ -96,7 +96,7 @@ static void on_sweep_closed(uv_handle_t *h)
 
 static void maybe_finish_free(struct zt_hbone_pool *p)
 {
-    if (p->freeing && p->nconns == 0)
+    if (p->freeing && p->nconns == 0 && !uv_is_closing((uv_handle_t *)&p->sweep))
         uv_close((uv_handle_t *)&p->sweep, on_sweep_closed);
 }
 

@@ -150,6 +150,7 @@ static int in_on_ready(struct zt_h2conn *h2, void *ud)
     if (zt_tls_peer_identity(zt_h2conn_ssl(h2), &id) < 0)
         return ZT_E_IDENTITY;
     zt_spiffe_format(&id, in->peer_identity, sizeof(in->peer_identity));
+    in->established = true;
     return 0;
 }
 
@@ -247,12 +248,14 @@ void zt_conn_on_connected(struct zt_conn *c, int err)
 static void in_on_closed(struct zt_h2conn *h2, void *ud, int error)
 {
     struct zt_inbound *in = ud;
-    if (error == ZT_E_TLS || error == ZT_E_IDENTITY) {
+    if (!in->established && error < 0 && error != ZT_E_CLOSED) {
         char src_s[64], dst_s[64];
         zt_sockaddr_str((struct sockaddr *)&in->peer, src_s, sizeof(src_s));
         zt_sockaddr_str((struct sockaddr *)&in->local, dst_s, sizeof(dst_s));
         zt_accesslog_emit_failed(src_s, dst_s, "inbound",
-                                 error == ZT_E_TLS ? "TLS handshake failed" : "no peer identity");
+                                 error == ZT_E_TLS        ? "TLS handshake failed"
+                                 : error == ZT_E_IDENTITY ? "no peer identity"
+                                                          : zt_strerror(error));
     }
     inbound_unlink(in);
     free(in);

@@ -120,6 +120,7 @@ struct zt_inbound {
     struct zt_h2conn *h2;
     struct sockaddr_storage local, peer;
     char peer_identity[300];
+    bool established; /* TLS handshake completed */
     struct zt_inbound *prev, *next;
 };
 

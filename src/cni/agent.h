@@ -1,0 +1,48 @@
+/* The node agent behind `ztunnel cni`: ZDS server for proxies, in-pod
+ * redirection rules, enrollment store, and the local control socket used by
+ * `ztunnel enroll` / `ztunnel unenroll`.
+ *
+ * Runs on one libuv loop. Proxies connect to the SOCK_SEQPACKET socket at
+ * `uds_path` (INPOD_UDS) and send ZdsHello; the agent replies with `add`
+ * (netns fd attached) for every enrolled pod whose netns it holds, `keep`
+ * for the others, then `snapshot_sent`, one message at a time, each waiting
+ * for its Ack (5 s deadline; a missed deadline or a stray datagram closes
+ * that connection). Afterwards new enrollments go to the newest connection
+ * and removals to all connections, as istio-cni does. */
+#ifndef ZT_CNI_AGENT_H
+#define ZT_CNI_AGENT_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct zt_cni_agent;
+
+/* Installs / removes the in-pod rules in a netns (borrowed fd); fills `err`
+ * on failure. Returns 0 or a negative error. */
+typedef int zt_cni_rules_fn(int netns_fd, char *err, size_t errcap);
+
+struct zt_cni_agent_config {
+    const char *uds_path; /* ZDS socket; its parent directory is created */
+    const char *cni_dir;  /* holds agent.sock and pods/; created */
+    /* NULL = zt_cni_rules_apply / zt_cni_rules_remove. Tests pass fakes. */
+    zt_cni_rules_fn *rules_apply;
+    zt_cni_rules_fn *rules_remove;
+};
+
+/* Creates both sockets (unlinking stale socket files; fails with -EADDRINUSE
+ * if another agent answers on agent.sock), loads the enrollments from
+ * <cni_dir>/pods (corrupt files are logged and skipped) and re-installs
+ * their rules. Strings in `cfg` are copied. Returns 0 and `*out`, or a
+ * negative error (logged). */
+int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
+                       struct zt_cni_agent **out);
+
+/* Number of enrolled pods. */
+unsigned zt_cni_agent_pod_count(const struct zt_cni_agent *a);
+
+/* Closes every socket and unlinks the socket files; enrollments and rules
+ * stay in place so that a restart restores them. Memory is freed from a
+ * later close callback. NULL or a second call is a no-op. */
+void zt_cni_agent_stop(struct zt_cni_agent *a);
+
+#endif

@@ -1,0 +1,153 @@
+/* Helpers are run in a forked child that joins the pod netns, so the agent
+ * itself never leaves its own namespace. */
+#include "cni/netns.h"
+
+#include "base/err.h"
+#include "zds/zds.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int zt_cni_netns_resolve(const char *s, char *path, size_t cap)
+{
+    size_t n = s ? strlen(s) : 0;
+    int w;
+
+    if (n == 0 || n > ZT_CNI_NETNS_PATH_MAX)
+        return ZT_E_CONFIG;
+    if (strchr(s, '/')) {
+        if (s[0] != '/' || strstr(s, "/../") || (n >= 3 && strcmp(s + n - 3, "/..") == 0))
+            return ZT_E_CONFIG;
+        w = snprintf(path, cap, "%s", s);
+    } else {
+        if (strcmp(s, ".") == 0 || strcmp(s, "..") == 0 ||
+            strspn(s, "abcdefghijklmnopqrstuvwxyz"
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789._-") != n)
+            return ZT_E_CONFIG;
+        w = snprintf(path, cap, "/var/run/netns/%s", s);
+    }
+    return w < 0 || (size_t)w >= cap || (size_t)w > ZT_CNI_NETNS_PATH_MAX ? ZT_E_CONFIG : 0;
+}
+
+int zt_cni_netns_open(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (zt_zds_netns_check(fd) < 0) {
+        close(fd);
+        return ZT_E_CONFIG;
+    }
+    return fd;
+}
+
+/* In the child: only async-signal-safe calls until exec. */
+static void child(int netns_fd, char *const argv[], int in_fd, int out_fd)
+{
+    if (setns(netns_fd, CLONE_NEWNET) < 0)
+        _exit(126);
+    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
+        _exit(126);
+    execvp(argv[0], argv);
+    _exit(127);
+}
+
+int zt_cni_netns_run(int netns_fd, char *const argv[], const char *input, char *out, size_t cap)
+{
+    int in[2] = {-1, -1}, outp[2] = {-1, -1};
+    size_t used = 0, inlen = input ? strlen(input) : 0, inoff = 0;
+    int status, rc;
+    pid_t pid;
+
+    if (out && cap)
+        out[0] = '\0';
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    pid = fork();
+    if (pid < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (pid == 0)
+        child(netns_fd, argv, in[0], outp[1]);
+    close(in[0]);
+    close(outp[1]);
+    in[0] = outp[1] = -1;
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    if (inlen == 0) {
+        close(in[1]);
+        in[1] = -1;
+    }
+    /* Feed stdin and drain stdout together: either may block the child. */
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = outp[0], .events = POLLIN}, {.fd = in[1], .events = POLLOUT}};
+        int np = in[1] >= 0 ? 2 : 1;
+        if (poll(pf, (nfds_t)np, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (np == 2 && pf[1].revents) {
+            ssize_t w = write(in[1], input + inoff, inlen - inoff);
+            if (w > 0)
+                inoff += (size_t)w;
+            if (w < 0 && errno != EAGAIN && errno != EINTR)
+                inoff = inlen;
+            if (inoff == inlen) {
+                close(in[1]);
+                in[1] = -1;
+            }
+        }
+        if (pf[0].revents) {
+            char tmp[1024];
+            ssize_t r = read(outp[0], tmp, sizeof(tmp));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            if (out && cap && used < cap - 1) {
+                size_t k = (size_t)r < cap - 1 - used ? (size_t)r : cap - 1 - used;
+                memcpy(out + used, tmp, k);
+                used += k;
+                out[used] = '\0';
+            }
+        }
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            rc = -errno;
+            goto out;
+        }
+    }
+    rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+out:
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (outp[i] >= 0)
+            close(outp[i]);
+    }
+    return rc;
+}
+
+bool zt_cni_netns_has_ipv6(int netns_fd)
+{
+    /* /proc/sys/net and /proc/net show the netns of the reading process.
+     * The local v6 route needs ::1 on lo, as istio-cni checks too. */
+    char *const argv[] = {"sh", "-c",
+                          "test \"$(cat /proc/sys/net/ipv6/conf/all/disable_ipv6 2>/dev/null)\" = 0"
+                          " && grep -q ' lo$' /proc/net/if_inet6",
+                          NULL};
+    return zt_cni_netns_run(netns_fd, argv, NULL, NULL, 0) == 0;
+}

@@ -1,0 +1,34 @@
+/* Network namespaces for the node agent: resolve and open one, run a
+ * helper program (iptables-restore, ip) inside it. */
+#ifndef ZT_CNI_NETNS_H
+#define ZT_CNI_NETNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ZT_CNI_NETNS_PATH_MAX 255
+
+/* Resolves NAME (no '/': [A-Za-z0-9._-], as `ip netns` names) to
+ * /var/run/netns/NAME; an absolute path (e.g. /proc/PID/ns/net) is kept.
+ * Writes the path into `path` (cap bytes). Returns 0 or ZT_E_CONFIG. */
+int zt_cni_netns_resolve(const char *name_or_path, char *path, size_t cap);
+
+/* Opens `path` (O_RDONLY|O_CLOEXEC) and checks it is a network namespace.
+ * Returns the fd (owned by the caller), -ENOENT if it does not exist,
+ * ZT_E_CONFIG if it is not a netns, or another -errno. */
+int zt_cni_netns_open(const char *path);
+
+/* Runs argv[0] (searched in PATH) inside the netns `netns_fd` (borrowed):
+ * fork, setns(CLONE_NEWNET), exec. `input` (may be NULL) is written to its
+ * stdin; its stdout+stderr are collected into `out` (NUL-terminated,
+ * truncated to cap-1; out may be NULL). Blocks until the child exits.
+ * Returns the exit status (0..255), 127 if it could not be executed, or
+ * -errno if fork/pipe failed. The caller must ignore SIGPIPE (a helper that
+ * exits before reading its input would otherwise kill the agent). */
+int zt_cni_netns_run(int netns_fd, char *const argv[], const char *input, char *out, size_t cap);
+
+/* True if IPv6 is enabled in the netns (net.ipv6.conf.all.disable_ipv6 is
+ * present and 0) and lo has an IPv6 address (lo up). */
+bool zt_cni_netns_has_ipv6(int netns_fd);
+
+#endif

@@ -1,0 +1,290 @@
+/* In-pod rules. The constants are wire facts: ztunnel marks its own sockets
+ * 0x539 (excluded from capture); the connmark 0x111 remembers connections
+ * that ztunnel spoofed so replies route back to it through table 100. */
+#include "cni/rules.h"
+
+#include "base/err.h"
+#include "cni/netns.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SAVE_MAX (256 * 1024)
+#define OUT_MAX 2048
+
+struct table_state {
+    bool has_prert, has_output;
+    int jumps_prert, jumps_output;
+};
+
+struct writer {
+    char *buf;
+    size_t cap, len;
+    bool is_full;
+};
+
+static void put(struct writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct writer *w, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    if (w->is_full)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(w->buf + w->len, w->cap - w->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= w->cap - w->len) {
+        w->is_full = true;
+        return;
+    }
+    w->len += (size_t)n;
+}
+
+/* Reads the state of mangle (t[0]) and nat (t[1]) from iptables-save text. */
+static void parse_save(const char *text, struct table_state t[2])
+{
+    struct table_state *cur = NULL;
+    const char *p = text;
+
+    memset(t, 0, 2 * sizeof(*t));
+    while (p && *p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char line[512];
+        if (n < sizeof(line)) {
+            memcpy(line, p, n);
+            line[n] = '\0';
+            while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\r'))
+                line[--n] = '\0';
+            if (line[0] == '*')
+                cur = strcmp(line, "*mangle") == 0 ? &t[0]
+                      : strcmp(line, "*nat") == 0  ? &t[1]
+                                                   : NULL;
+            else if (cur && strncmp(line, ":ISTIO_PRERT ", 13) == 0)
+                cur->has_prert = true;
+            else if (cur && strncmp(line, ":ISTIO_OUTPUT ", 14) == 0)
+                cur->has_output = true;
+            else if (cur && strcmp(line, "-A PREROUTING -j ISTIO_PRERT") == 0)
+                cur->jumps_prert++;
+            else if (cur && strcmp(line, "-A OUTPUT -j ISTIO_OUTPUT") == 0)
+                cur->jumps_output++;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+}
+
+static void put_jump(struct writer *w, const char *hook, const char *chain, int existing)
+{
+    if (existing == 0)
+        put(w, "-A %s -j %s\n", hook, chain);
+    for (int i = 1; i < existing; i++)
+        put(w, "-D %s -j %s\n", hook, chain);
+}
+
+int zt_cni_rules_install_text(enum zt_cni_family fam, const char *current, char *buf, size_t cap,
+                              size_t *len)
+{
+    struct writer w = {.buf = buf, .cap = cap};
+    struct table_state t[2];
+    const char *lo = fam == ZT_CNI_IPV6 ? "::1/128" : "127.0.0.1/32";
+    const char *probe =
+        fam == ZT_CNI_IPV6 ? "fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128" : "169.254.7.127/32";
+
+    if (cap == 0)
+        return ZT_E_TOO_BIG;
+    buf[0] = '\0';
+    parse_save(current, t);
+    for (int i = 0; i < 2; i++) {
+        put(&w, "*%s\n:ISTIO_PRERT - [0:0]\n:ISTIO_OUTPUT - [0:0]\n", i == 0 ? "mangle" : "nat");
+        if (t[i].has_prert)
+            put(&w, "-F ISTIO_PRERT\n");
+        if (t[i].has_output)
+            put(&w, "-F ISTIO_OUTPUT\n");
+        if (i == 0) {
+            /* Packets ztunnel sent (mark 0x539) tag their connection... */
+            put(&w, "-A ISTIO_PRERT -m mark --mark 0x539/0xfff "
+                    "-j CONNMARK --set-xmark 0x111/0xfff\n");
+            /* ...and the app's replies on it carry the tag as packet mark. */
+            put(&w, "-A ISTIO_OUTPUT -m connmark --mark 0x111/0xfff "
+                    "-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff\n");
+        } else {
+            put(&w, "-A ISTIO_PRERT -s %s -p tcp -j ACCEPT\n", probe);
+            put(&w,
+                "-A ISTIO_PRERT ! -d %s -p tcp -m tcp ! --dport 15008 "
+                "-m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15006\n",
+                lo);
+            put(&w, "-A ISTIO_OUTPUT -d %s -p tcp -j ACCEPT\n", probe);
+            put(&w, "-A ISTIO_OUTPUT -p tcp -m mark --mark 0x111/0xfff -j ACCEPT\n");
+            put(&w, "-A ISTIO_OUTPUT ! -d %s -o lo -j ACCEPT\n", lo);
+            put(&w,
+                "-A ISTIO_OUTPUT ! -d %s -p tcp -m mark ! --mark 0x539/0xfff "
+                "-j REDIRECT --to-ports 15001\n",
+                lo);
+        }
+        put_jump(&w, "PREROUTING", "ISTIO_PRERT", t[i].jumps_prert);
+        put_jump(&w, "OUTPUT", "ISTIO_OUTPUT", t[i].jumps_output);
+        put(&w, "COMMIT\n");
+    }
+    if (w.is_full) {
+        buf[0] = '\0';
+        return ZT_E_TOO_BIG;
+    }
+    *len = w.len;
+    return 0;
+}
+
+int zt_cni_rules_remove_text(enum zt_cni_family fam, const char *current, char *buf, size_t cap,
+                             size_t *len)
+{
+    struct writer w = {.buf = buf, .cap = cap};
+    struct table_state t[2];
+
+    (void)fam; /* the same chain names in both families */
+    if (cap == 0)
+        return ZT_E_TOO_BIG;
+    buf[0] = '\0';
+    parse_save(current, t);
+    for (int i = 0; i < 2; i++) {
+        if (!t[i].has_prert && !t[i].has_output && !t[i].jumps_prert && !t[i].jumps_output)
+            continue;
+        put(&w, "*%s\n", i == 0 ? "mangle" : "nat");
+        for (int k = 0; k < t[i].jumps_prert; k++)
+            put(&w, "-D PREROUTING -j ISTIO_PRERT\n");
+        for (int k = 0; k < t[i].jumps_output; k++)
+            put(&w, "-D OUTPUT -j ISTIO_OUTPUT\n");
+        if (t[i].has_prert)
+            put(&w, "-F ISTIO_PRERT\n-X ISTIO_PRERT\n");
+        if (t[i].has_output)
+            put(&w, "-F ISTIO_OUTPUT\n-X ISTIO_OUTPUT\n");
+        put(&w, "COMMIT\n");
+    }
+    if (w.is_full) {
+        buf[0] = '\0';
+        return ZT_E_TOO_BIG;
+    }
+    *len = w.len;
+    return 0;
+}
+
+/* Runs a helper; on failure describes it in err. */
+static int run(int netns_fd, char *const argv[], const char *input, char *out, size_t outcap,
+               char *err, size_t errcap)
+{
+    char local[OUT_MAX];
+    int rc;
+    if (!out) {
+        out = local;
+        outcap = sizeof(local);
+    }
+    rc = zt_cni_netns_run(netns_fd, argv, input, out, outcap);
+    if (rc == 0)
+        return 0;
+    if (rc < 0)
+        snprintf(err, errcap, "%s: %s", argv[0], zt_strerror(rc));
+    else {
+        size_t n = strlen(out);
+        while (n > 0 && out[n - 1] == '\n')
+            out[--n] = '\0';
+        snprintf(err, errcap, "%s %s %s failed (exit %d): %.300s", argv[0], argv[1] ? argv[1] : "",
+                 argv[1] && argv[2] ? argv[2] : "", rc, out);
+    }
+    return rc < 0 ? rc : ZT_E_CONFIG;
+}
+
+/* Installs or removes the iptables part for one family. */
+static int iptables_step(int netns_fd, enum zt_cni_family fam, bool is_install, char *err,
+                         size_t errcap)
+{
+    char *const save_argv[] = {fam == ZT_CNI_IPV6 ? "ip6tables-save" : "iptables-save", NULL};
+    char *const restore_argv[] = {fam == ZT_CNI_IPV6 ? "ip6tables-restore" : "iptables-restore",
+                                  "--noflush", NULL};
+    char *save = malloc(SAVE_MAX);
+    char text[4096];
+    size_t len = 0;
+    int rc;
+
+    if (!save)
+        abort();
+    if ((rc = run(netns_fd, save_argv, NULL, save, SAVE_MAX, err, errcap)) < 0)
+        goto out;
+    if (strlen(save) >= SAVE_MAX - 1) {
+        snprintf(err, errcap, "%s output too large", save_argv[0]);
+        rc = ZT_E_TOO_BIG;
+        goto out;
+    }
+    rc = is_install ? zt_cni_rules_install_text(fam, save, text, sizeof(text), &len)
+                    : zt_cni_rules_remove_text(fam, save, text, sizeof(text), &len);
+    if (rc < 0 || len == 0)
+        goto out;
+    rc = run(netns_fd, restore_argv, text, NULL, 0, err, errcap);
+out:
+    free(save);
+    return rc;
+}
+
+/* ip rule/route for one family; `is_install` false only deletes. */
+static int route_step(int netns_fd, enum zt_cni_family fam, bool is_install, char *err,
+                      size_t errcap)
+{
+    const char *f = fam == ZT_CNI_IPV6 ? "-6" : "-4";
+    char *const rule_del[] = {"ip",   (char *)f, "rule",   "del", "fwmark", "0x111/0xfff",
+                              "pref", "32764",   "lookup", "100", NULL};
+    char *const rule_add[] = {"ip",   (char *)f, "rule",   "add", "fwmark", "0x111/0xfff",
+                              "pref", "32764",   "lookup", "100", NULL};
+    char *dst = fam == ZT_CNI_IPV6 ? "::/0" : "0.0.0.0/0";
+    char *const route_replace[] = {"ip",  (char *)f, "route", "replace", "local", dst,
+                                   "dev", "lo",      "table", "100",     NULL};
+    char *const route_del[] = {"ip",  (char *)f, "route", "del", "local", dst,
+                               "dev", "lo",      "table", "100", NULL};
+    char scratch[256];
+    int rc;
+
+    /* Delete every copy first, so an install never stacks duplicates. */
+    for (int i = 0; i < 8; i++)
+        if (run(netns_fd, rule_del, NULL, NULL, 0, scratch, sizeof(scratch)) != 0)
+            break;
+    if (!is_install) {
+        (void)run(netns_fd, route_del, NULL, NULL, 0, scratch, sizeof(scratch));
+        return 0;
+    }
+    if ((rc = run(netns_fd, rule_add, NULL, NULL, 0, err, errcap)) < 0)
+        return rc;
+    return run(netns_fd, route_replace, NULL, NULL, 0, err, errcap);
+}
+
+int zt_cni_rules_apply(int netns_fd, char *err, size_t errcap)
+{
+    char v6err[384] = "";
+    int rc;
+
+    err[0] = '\0';
+    if ((rc = iptables_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0 ||
+        (rc = route_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0)
+        return rc;
+    if (zt_cni_netns_has_ipv6(netns_fd)) {
+        if (iptables_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err)) < 0 ||
+            route_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err)) < 0)
+            snprintf(err, errcap, "IPv6 rules not installed: %s", v6err);
+    }
+    return 0;
+}
+
+int zt_cni_rules_remove(int netns_fd, char *err, size_t errcap)
+{
+    char scratch[384];
+    int first = 0, rc;
+
+    err[0] = '\0';
+    rc = iptables_step(netns_fd, ZT_CNI_IPV4, false, err, errcap);
+    if (rc < 0)
+        first = rc;
+    route_step(netns_fd, ZT_CNI_IPV4, false, scratch, sizeof(scratch));
+    if (zt_cni_netns_has_ipv6(netns_fd)) {
+        (void)iptables_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
+        route_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
+    }
+    return first;
+}

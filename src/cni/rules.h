@@ -1,0 +1,40 @@
+/* In-pod redirection rules (wire facts 5.5), installed inside a pod netns.
+ *
+ * Rule text is built sans-I/O from the netns' current `iptables-save`
+ * output, so installing is idempotent (missing jumps added, duplicate jumps
+ * removed, our chains refilled) and removing touches only what exists. The
+ * text is fed to `iptables-restore --noflush`, which applies it atomically
+ * per table. Chains: ISTIO_PRERT (from PREROUTING) and ISTIO_OUTPUT (from
+ * OUTPUT) in the mangle and nat tables. No DNS capture rules yet. */
+#ifndef ZT_CNI_RULES_H
+#define ZT_CNI_RULES_H
+
+#include <stddef.h>
+
+enum zt_cni_family { ZT_CNI_IPV4 = 4, ZT_CNI_IPV6 = 6 };
+
+/* Writes the iptables-restore input that installs our rules, given
+ * `current` (iptables-save output for that family; NULL = no rules). The
+ * text is NUL-terminated; `*len` excludes the NUL. Returns 0 or
+ * ZT_E_TOO_BIG if `cap` is too small (4 KiB always suffices). */
+int zt_cni_rules_install_text(enum zt_cni_family fam, const char *current, char *buf, size_t cap,
+                              size_t *len);
+
+/* Same for removal: deletes our jumps and chains that `current` shows.
+ * `*len` is 0 when there is nothing to remove. */
+int zt_cni_rules_remove_text(enum zt_cni_family fam, const char *current, char *buf, size_t cap,
+                             size_t *len);
+
+/* Installs everything inside `netns_fd` (borrowed): iptables rules, then
+ * `ip rule fwmark 0x111/0xfff pref 32764 lookup 100` and the local default
+ * route in table 100. IPv4 is mandatory; IPv6 is attempted only if enabled
+ * in the netns and its failure is not fatal. Returns 0 or a negative error
+ * with a description in `err` (on 0, `err` may hold an IPv6 warning, else "").
+ * Blocks while the helpers run. */
+int zt_cni_rules_apply(int netns_fd, char *err, size_t errcap);
+
+/* Removes our chains, jumps, ip rule and route (v4 and v6). Best effort:
+ * returns the first failure but always tries every step. */
+int zt_cni_rules_remove(int netns_fd, char *err, size_t errcap);
+
+#endif

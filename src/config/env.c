@@ -1,0 +1,411 @@
+/* Environment settings. See env.h. */
+#include "config/env.h"
+
+#include "base/err.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 1024
+
+struct envctx {
+    zt_config_getenv_fn *get;
+    void *ud;
+    char *err;
+    size_t errlen;
+};
+
+__attribute__((format(printf, 4, 5))) static int bad(struct envctx *e, const char *name,
+                                                     const char *value, const char *fmt, ...)
+{
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    snprintf(e->err, e->errlen, "%s=\"%.200s\": %s", name, value, reason);
+    return ZT_E_CONFIG;
+}
+
+/* Unset and empty are the same: "use the default". */
+static const char *get(struct envctx *e, const char *name)
+{
+    const char *v = e->get(name, e->ud);
+    return v && *v ? v : NULL;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    if (*s < '0' || *s > '9')
+        return ZT_E_CONFIG;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return ZT_E_CONFIG;
+    *out = v;
+    return 0;
+}
+
+int zt_config_parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+    uint64_t total = 0;
+    if (!s || !*s)
+        return ZT_E_CONFIG;
+    if (parse_u64(s, &total) == 0) {
+        if (total > UINT64_MAX / 1000)
+            return ZT_E_CONFIG;
+        *out_ms = total * 1000;
+        return 0;
+    }
+    while (*s) {
+        char *end;
+        unsigned long long v;
+        uint64_t mul;
+        if (*s < '0' || *s > '9')
+            return ZT_E_CONFIG;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s)
+            return ZT_E_CONFIG;
+        s = end;
+        if (strncmp(s, "ms", 2) == 0) {
+            mul = 1;
+            s += 2;
+        } else if (*s == 's') {
+            mul = 1000;
+            s++;
+        } else if (*s == 'm') {
+            mul = 60000;
+            s++;
+        } else if (*s == 'h') {
+            mul = 3600000;
+            s++;
+        } else if (*s == 'd') {
+            mul = 86400000;
+            s++;
+        } else {
+            return ZT_E_CONFIG;
+        }
+        if (v > (UINT64_MAX - total) / mul)
+            return ZT_E_CONFIG;
+        total += v * mul;
+    }
+    *out_ms = total;
+    return 0;
+}
+
+int zt_config_parse_size(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t mul;
+    } units[] = {{"", 1},         {"B", 1},         {"K", 1000},       {"KB", 1000},
+                 {"Ki", 1024},    {"KiB", 1024},    {"M", 1000000},    {"MB", 1000000},
+                 {"Mi", 1 << 20}, {"MiB", 1 << 20}, {"G", 1000000000}, {"GB", 1000000000},
+                 {"Gi", 1 << 30}, {"GiB", 1 << 30}};
+    char *end;
+    unsigned long long v;
+    if (!s || *s < '0' || *s > '9')
+        return ZT_E_CONFIG;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno)
+        return ZT_E_CONFIG;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > UINT64_MAX / units[i].mul)
+                return ZT_E_CONFIG;
+            *out = v * units[i].mul;
+            return 0;
+        }
+    }
+    return ZT_E_CONFIG;
+}
+
+static int env_bool(struct envctx *e, const char *name, bool def, bool *out)
+{
+    const char *v = get(e, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (!strcasecmp(v, "true") || !strcmp(v, "1"))
+        *out = true;
+    else if (!strcasecmp(v, "false") || !strcmp(v, "0"))
+        *out = false;
+    else
+        return bad(e, name, v, "expected true or false");
+    return 0;
+}
+
+static int env_u32(struct envctx *e, const char *name, uint32_t def, uint32_t min, uint32_t max,
+                   uint32_t *out)
+{
+    const char *v = get(e, name);
+    uint64_t x;
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (parse_u64(v, &x))
+        return bad(e, name, v, "expected a non-negative integer");
+    if (x < min || x > max)
+        return bad(e, name, v, "out of range (%u-%u)", min, max);
+    *out = (uint32_t)x;
+    return 0;
+}
+
+static int env_size(struct envctx *e, const char *name, uint32_t def, uint32_t min, uint32_t max,
+                    uint32_t *out)
+{
+    const char *v = get(e, name);
+    uint64_t x;
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (zt_config_parse_size(v, &x))
+        return bad(e, name, v, "expected a size such as 4194304 or 4Mi");
+    if (x < min || x > max)
+        return bad(e, name, v, "out of range (%u-%u bytes)", min, max);
+    *out = (uint32_t)x;
+    return 0;
+}
+
+static int env_duration(struct envctx *e, const char *name, uint64_t def_ms, uint64_t *out_ms,
+                        bool *was_set)
+{
+    const char *v = get(e, name);
+    if (was_set)
+        *was_set = v != NULL;
+    if (!v) {
+        *out_ms = def_ms;
+        return 0;
+    }
+    if (zt_config_parse_duration_ms(v, out_ms))
+        return bad(e, name, v, "expected a duration such as 90s, 30m, 24h or seconds");
+    return 0;
+}
+
+static int env_workers(struct envctx *e, unsigned ncpus, unsigned *out)
+{
+    const char *name = "ZTUNNEL_WORKER_THREADS";
+    const char *v = get(e, name);
+    size_t len;
+    uint64_t x;
+    if (ncpus == 0)
+        ncpus = 1;
+    if (!v) {
+        *out = 2;
+        return 0;
+    }
+    len = strlen(v);
+    if (len > 1 && v[len - 1] == '%') {
+        char num[32];
+        if (len - 1 >= sizeof(num))
+            return bad(e, name, v, "expected N, N%% or 0");
+        memcpy(num, v, len - 1);
+        num[len - 1] = '\0';
+        if (parse_u64(num, &x) || x == 0 || x > 100)
+            return bad(e, name, v, "percentage must be 1-100");
+        x = (ncpus * x + 99) / 100; /* round up so 1% of 2 cores is 1 */
+    } else {
+        if (parse_u64(v, &x))
+            return bad(e, name, v, "expected N, N%% or 0");
+        if (x == 0)
+            x = ncpus;
+    }
+    if (x > MAX_WORKERS)
+        return bad(e, name, v, "at most %d threads", MAX_WORKERS);
+    *out = x ? (unsigned)x : 1;
+    return 0;
+}
+
+static int env_log(struct envctx *e, struct zt_config *c)
+{
+    const char *v = get(e, "LOG_FORMAT");
+    c->log_format = ZT_LOG_FORMAT_PLAIN;
+    if (v) {
+        if (!strcmp(v, "json"))
+            c->log_format = ZT_LOG_FORMAT_JSON;
+        else if (strcmp(v, "plain") != 0)
+            return bad(e, "LOG_FORMAT", v, "expected plain or json");
+    }
+    c->log_level = ZT_LOG_INFO;
+    if ((v = get(e, "LOG_LEVEL"))) {
+        if (zt_log_level_parse(v, &c->log_level))
+            return bad(e, "LOG_LEVEL", v, "expected error, warn, info, debug or trace");
+        return 0;
+    }
+    if ((v = get(e, "RUST_LOG"))) {
+        /* RUST_LOG is "level" or "level,target=level,...": only the bare
+         * default level applies to us. */
+        const char *p = v;
+        while (*p) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            char item[32];
+            if (n && n < sizeof(item) && !memchr(p, '=', n)) {
+                memcpy(item, p, n);
+                item[n] = '\0';
+                if (zt_log_level_parse(item, &c->log_level))
+                    return bad(e, "RUST_LOG", v, "unknown level \"%s\"", item);
+            }
+            if (!comma)
+                break;
+            p = comma + 1;
+        }
+    }
+    return 0;
+}
+
+static int env_termination(struct envctx *e, struct zt_config *c)
+{
+    const char *v;
+    bool set;
+    int rc =
+        env_duration(e, "CONNECTION_TERMINATION_DEADLINE", 5000, &c->termination_deadline_ms, &set);
+    c->has_termination_deadline = set;
+    if (rc || set)
+        return rc;
+    if ((v = get(e, "TERMINATION_GRACE_PERIOD_SECONDS"))) {
+        uint64_t g;
+        if (parse_u64(v, &g) || g > 86400 * 365)
+            return bad(e, "TERMINATION_GRACE_PERIOD_SECONDS", v, "expected whole seconds");
+        /* Leave the kubelet a margin before its SIGKILL (wire facts 9.4). */
+        g = g > 10 ? g - 5 : (g > 1 ? g - 1 : 1);
+        c->termination_deadline_ms = g * 1000;
+    }
+    return 0;
+}
+
+int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncpus,
+                          struct zt_config *c, char *err, size_t errlen)
+{
+    struct envctx e = {.get = getenv_fn, .ud = ud, .err = err, .errlen = errlen};
+    const char *v;
+    uint64_t x;
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    if (errlen)
+        err[0] = '\0';
+    if ((rc = env_workers(&e, ncpus, &c->worker_threads)))
+        return rc;
+
+    v = get(&e, "INPOD_UDS");
+    if (!v)
+        v = "/var/run/ztunnel/ztunnel.sock";
+    if (strlen(v) >= sizeof(c->inpod_uds))
+        return bad(&e, "INPOD_UDS", v, "path longer than %zu bytes", sizeof(c->inpod_uds) - 1);
+    memcpy(c->inpod_uds, v, strlen(v) + 1);
+    if ((rc = env_bool(&e, "INPOD_PORT_REUSE", true, &c->inpod_port_reuse)))
+        return rc;
+
+    c->packet_mark = 1337;
+    if ((v = get(&e, "PACKET_MARK"))) {
+        char *end;
+        unsigned long long m;
+        errno = 0;
+        m = strtoull(v, &end, (v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) ? 16 : 10);
+        if (errno || *end || end == v || v[0] == '-' || v[0] == '+' || v[0] == ' ')
+            return bad(&e, "PACKET_MARK", v, "expected a decimal or 0x-prefixed hex number");
+        if (m > UINT32_MAX)
+            return bad(&e, "PACKET_MARK", v, "does not fit in 32 bits");
+        c->packet_mark = (uint32_t)m;
+    }
+
+    c->proxy_mode = ZT_PROXY_MODE_SHARED;
+    if ((v = get(&e, "PROXY_MODE"))) {
+        if (!strcmp(v, "dedicated"))
+            return bad(&e, "PROXY_MODE", v, "dedicated mode is not supported yet");
+        if (strcmp(v, "shared") != 0)
+            return bad(&e, "PROXY_MODE", v, "expected shared or dedicated");
+    }
+
+    c->local_xds_path = get(&e, "LOCAL_XDS_PATH");
+    c->local_xds = get(&e, "LOCAL_XDS");
+    if (c->local_xds_path && c->local_xds)
+        return bad(&e, "LOCAL_XDS", "...", "LOCAL_XDS_PATH and LOCAL_XDS cannot both be set");
+    c->local_ca_dir = get(&e, "LOCAL_CA_DIR");
+
+    if ((rc = env_duration(&e, "SECRET_TTL", 86400000, &x, NULL)))
+        return rc;
+    if (x < 1000)
+        return bad(&e, "SECRET_TTL", get(&e, "SECRET_TTL"), "must be at least 1s");
+    c->secret_ttl_s = x / 1000;
+
+    c->node_name = get(&e, "NODE_NAME");
+    c->cluster_id = get(&e, "ISTIO_META_CLUSTER_ID");
+    if (!c->cluster_id)
+        c->cluster_id = get(&e, "CLUSTER_ID");
+    if (!c->cluster_id)
+        c->cluster_id = "Kubernetes";
+    c->trust_domain = get(&e, "TRUST_DOMAIN");
+    if (!c->trust_domain)
+        c->trust_domain = "cluster.local";
+    c->cluster_domain = get(&e, "CLUSTER_DOMAIN");
+    if (!c->cluster_domain)
+        c->cluster_domain = "cluster.local";
+    c->network = get(&e, "NETWORK");
+    if (!c->network)
+        c->network = "";
+
+    if ((v = get(&e, "ENABLE_ORIG_SRC"))) {
+        bool b;
+        if ((rc = env_bool(&e, "ENABLE_ORIG_SRC", false, &b)))
+            return rc;
+        c->enable_orig_src = b ? ZT_TRUE : ZT_FALSE;
+    }
+    if ((rc = env_bool(&e, "IPV6_ENABLED", true, &c->ipv6_enabled)))
+        return rc;
+
+    if ((rc = env_u32(&e, "POOL_MAX_STREAMS_PER_CONNECTION", 100, 1, 1u << 20,
+                      &c->pool_max_streams_per_conn)))
+        return rc;
+    if ((rc = env_duration(&e, "POOL_UNUSED_RELEASE_TIMEOUT", 300000,
+                           &c->pool_unused_release_timeout_ms, NULL)))
+        return rc;
+    /* HTTP/2 limits: windows up to 2^31-1 (RFC 9113 6.9.1), frames
+     * 16 KiB..16 MiB-1 (6.5.2). */
+    if ((rc = env_size(&e, "HTTP2_STREAM_WINDOW_SIZE", 4u << 20, 65535, 0x7fffffff,
+                       &c->h2_stream_window)))
+        return rc;
+    if ((rc = env_size(&e, "HTTP2_CONNECTION_WINDOW_SIZE", 16u << 20, 65535, 0x7fffffff,
+                       &c->h2_conn_window)))
+        return rc;
+    if ((rc = env_size(&e, "HTTP2_FRAME_SIZE", 1u << 20, 16384, (1u << 24) - 1, &c->h2_frame_size)))
+        return rc;
+    if ((rc = env_termination(&e, c)))
+        return rc;
+    if ((rc = env_log(&e, c)))
+        return rc;
+    if ((rc = env_bool(&e, "KEEPALIVE_ENABLED", true, &c->keepalive_enabled)))
+        return rc;
+    if ((rc = env_duration(&e, "KEEPALIVE_TIME", 180000, &c->keepalive_time_ms, NULL)))
+        return rc;
+    if ((rc = env_duration(&e, "KEEPALIVE_INTERVAL", 180000, &c->keepalive_interval_ms, NULL)))
+        return rc;
+    if ((rc = env_u32(&e, "KEEPALIVE_RETRIES", 9, 1, 1000, &c->keepalive_retries)))
+        return rc;
+    return 0;
+}
+
+static const char *real_getenv(const char *name, void *ud)
+{
+    (void)ud;
+    return getenv(name);
+}
+
+int zt_config_from_env(struct zt_config *out, char *err, size_t errlen)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return zt_config_from_env_fn(real_getenv, NULL, n > 0 ? (unsigned)n : 1, out, err, errlen);
+}

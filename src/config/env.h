@@ -1,0 +1,74 @@
+/* Proxy settings from environment variables (wire facts 3.5).
+ *
+ * zt_config_from_env() reads the process environment; the _fn variant takes
+ * a lookup function so tests can supply their own variables. Every error
+ * names the variable, its value and the reason, e.g.
+ *   PACKET_MARK="12x": expected a decimal or 0x-prefixed hex number */
+#ifndef ZT_CONFIG_ENV_H
+#define ZT_CONFIG_ENV_H
+
+#include "base/log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum zt_proxy_mode { ZT_PROXY_MODE_SHARED = 0, ZT_PROXY_MODE_DEDICATED = 1 };
+enum zt_log_format { ZT_LOG_FORMAT_PLAIN = 0, ZT_LOG_FORMAT_JSON = 1 };
+enum zt_tristate { ZT_UNSET = 0, ZT_FALSE = 1, ZT_TRUE = 2 };
+
+/* Plain values; string fields are borrowed from the environment (or from
+ * the lookup function's storage) or point at static defaults. NULL means
+ * unset. */
+struct zt_config {
+    unsigned worker_threads; /* resolved count, >= 1 */
+    char inpod_uds[108];     /* sun_path size */
+    bool inpod_port_reuse;
+    uint32_t packet_mark;
+    enum zt_proxy_mode proxy_mode;
+    const char *local_xds_path; /* LOCAL_XDS_PATH */
+    const char *local_xds;      /* LOCAL_XDS inline YAML */
+    const char *local_ca_dir;
+    uint64_t secret_ttl_s;
+    const char *node_name;
+    const char *cluster_id;     /* default "Kubernetes" */
+    const char *trust_domain;   /* default "cluster.local" */
+    const char *cluster_domain; /* default "cluster.local" */
+    const char *network;        /* default "" */
+    enum zt_tristate enable_orig_src;
+    bool ipv6_enabled;
+    uint32_t pool_max_streams_per_conn;
+    uint64_t pool_unused_release_timeout_ms;
+    uint32_t h2_stream_window;
+    uint32_t h2_conn_window;
+    uint32_t h2_frame_size;
+    bool has_termination_deadline;
+    uint64_t termination_deadline_ms; /* derived per 9.4 */
+    enum zt_log_format log_format;
+    enum zt_log_level log_level;
+    uint64_t keepalive_time_ms;
+    uint64_t keepalive_interval_ms;
+    uint32_t keepalive_retries;
+    bool keepalive_enabled;
+};
+
+/* Returns the value of a variable, or NULL if unset. */
+typedef const char *zt_config_getenv_fn(const char *name, void *ud);
+
+/* Fills *out from the environment. ncpus is the core count used for "N%"
+ * and 0 of ZTUNNEL_WORKER_THREADS. Strings returned point into the
+ * environment (getenv) or into the lookup function's storage, which must
+ * outlive *out. Returns 0 or ZT_E_CONFIG with a message in err. */
+int zt_config_from_env(struct zt_config *out, char *err, size_t errlen);
+int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncpus,
+                          struct zt_config *out, char *err, size_t errlen);
+
+/* Parses a duration "90s", "30m", "24h", "500ms", "1h30m" or plain seconds.
+ * Returns 0 or ZT_E_CONFIG. */
+int zt_config_parse_duration_ms(const char *s, uint64_t *out_ms);
+
+/* Parses a size "4194304", "4Mi", "4MiB", "16Ki", "1G". Returns 0 or
+ * ZT_E_CONFIG. */
+int zt_config_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,1049 @@
+/* Snapshot objects, the builder and the lookup indexes.
+ *
+ * Indexes are sorted arrays searched with binary search: a snapshot is built
+ * once and read by many threads, so compact arrays beat hash tables here and
+ * need no locking. Load balancing lives in lb.c. */
+#include "state/state_int.h"
+
+#include "base/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- helpers */
+
+void *zt_state_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+void *zt_state_xrealloc(void *p, size_t size)
+{
+    void *q = realloc(p, size ? size : 1);
+    if (!q)
+        abort();
+    return q;
+}
+
+char *zt_state_xstrdup(const char *s)
+{
+    char *d;
+    if (!s)
+        return NULL;
+    d = strdup(s);
+    if (!d)
+        abort();
+    return d;
+}
+
+void *zt_state_array_push(void *arr_ptr, size_t *n, size_t size)
+{
+    void **arr = arr_ptr;
+    char *base;
+    /* Capacity is implicit: the next power of two >= n. Arrays must only
+     * ever be grown through this function. */
+    if (*n == 0 || (*n & (*n - 1)) == 0) {
+        if (*n > ((size_t)-1 / 2) / size)
+            abort();
+        *arr = zt_state_xrealloc(*arr, (*n ? *n * 2 : 1) * size);
+    }
+    base = *arr;
+    memset(base + *n * size, 0, size);
+    return base + (*n)++ * size;
+}
+
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+static void set_default(char **field, const char *def)
+{
+    if (!*field || !**field) {
+        free(*field);
+        *field = zt_state_xstrdup(def);
+    }
+}
+
+/* ---------------------------------------------------------------- enums */
+
+const char *zt_workload_protocol_str(enum zt_workload_protocol p)
+{
+    return p == ZT_WL_PROTO_HBONE ? "HBONE" : "TCP";
+}
+
+const char *zt_workload_status_str(enum zt_workload_status s)
+{
+    return s == ZT_WL_UNHEALTHY ? "Unhealthy" : "Healthy";
+}
+
+const char *zt_workload_type_str(enum zt_workload_type t)
+{
+    switch (t) {
+    case ZT_WL_TYPE_DEPLOYMENT:
+        return "deployment";
+    case ZT_WL_TYPE_CRONJOB:
+        return "cronjob";
+    case ZT_WL_TYPE_POD:
+        return "pod";
+    case ZT_WL_TYPE_JOB:
+        return "job";
+    }
+    return "unknown";
+}
+
+const char *zt_lb_mode_str(enum zt_lb_mode m)
+{
+    switch (m) {
+    case ZT_LB_STANDARD:
+        return "Standard";
+    case ZT_LB_STRICT:
+        return "Strict";
+    case ZT_LB_FAILOVER:
+        return "Failover";
+    case ZT_LB_PASSTHROUGH:
+        return "Passthrough";
+    }
+    return "unknown";
+}
+
+const char *zt_lb_scope_str(enum zt_lb_scope s)
+{
+    switch (s) {
+    case ZT_LB_SCOPE_REGION:
+        return "Region";
+    case ZT_LB_SCOPE_ZONE:
+        return "Zone";
+    case ZT_LB_SCOPE_SUBZONE:
+        return "Subzone";
+    case ZT_LB_SCOPE_NODE:
+        return "Node";
+    case ZT_LB_SCOPE_CLUSTER:
+        return "Cluster";
+    case ZT_LB_SCOPE_NETWORK:
+        return "Network";
+    }
+    return "unknown";
+}
+
+const char *zt_policy_scope_str(enum zt_policy_scope s)
+{
+    switch (s) {
+    case ZT_POLICY_GLOBAL:
+        return "Global";
+    case ZT_POLICY_NAMESPACE:
+        return "Namespace";
+    case ZT_POLICY_WORKLOAD_SELECTOR:
+        return "WorkloadSelector";
+    }
+    return "unknown";
+}
+
+const char *zt_policy_action_str(enum zt_policy_action a)
+{
+    return a == ZT_POLICY_DENY ? "Deny" : "Allow";
+}
+
+const char *zt_upstream_kind_str(enum zt_upstream_kind k)
+{
+    switch (k) {
+    case ZT_UPSTREAM_SERVICE:
+        return "service";
+    case ZT_UPSTREAM_WORKLOAD:
+        return "workload";
+    case ZT_UPSTREAM_PASSTHROUGH:
+        return "passthrough";
+    }
+    return "unknown";
+}
+
+/* ---------------------------------------------------------------- objects */
+
+static void gateway_cleanup(struct zt_gateway *g)
+{
+    free(g->network);
+    free(g->namespace);
+    free(g->hostname);
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+struct zt_workload *zt_workload_new(void)
+{
+    struct zt_workload *wl = zt_state_xcalloc(1, sizeof(*wl));
+    atomic_init(&wl->refs, 1);
+    wl->capacity = 1;
+    return wl;
+}
+
+struct zt_workload *zt_workload_ref(struct zt_workload *wl)
+{
+    atomic_fetch_add_explicit(&wl->refs, 1, memory_order_relaxed);
+    return wl;
+}
+
+void zt_workload_unref(struct zt_workload *wl)
+{
+    if (!wl || atomic_fetch_sub_explicit(&wl->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(wl->uid);
+    free(wl->name);
+    free(wl->namespace);
+    free(wl->service_account);
+    free(wl->trust_domain);
+    free(wl->addresses);
+    free(wl->network);
+    free(wl->node);
+    free(wl->hostname);
+    free(wl->cluster_id);
+    free(wl->canonical_name);
+    free(wl->canonical_revision);
+    free(wl->workload_name);
+    for (size_t i = 0; i < wl->n_services; i++) {
+        free(wl->services[i].key);
+        free(wl->services[i].ports);
+    }
+    free(wl->services);
+    free_strv(wl->authorization_policies, wl->n_authorization_policies);
+    free(wl->locality.region);
+    free(wl->locality.zone);
+    free(wl->locality.subzone);
+    gateway_cleanup(&wl->waypoint);
+    gateway_cleanup(&wl->network_gateway);
+    free(wl);
+}
+
+const struct zt_workload_service *zt_workload_find_service(const struct zt_workload *wl,
+                                                           const char *key)
+{
+    for (size_t i = 0; i < wl->n_services; i++)
+        if (strcmp(nz(wl->services[i].key), key) == 0)
+            return &wl->services[i];
+    return NULL;
+}
+
+bool zt_workload_has_ip(const struct zt_workload *wl, const struct zt_ip *ip)
+{
+    for (size_t i = 0; i < wl->n_addresses; i++)
+        if (zt_ip_eq(&wl->addresses[i], ip))
+            return true;
+    return false;
+}
+
+int zt_workload_identity(const struct zt_workload *wl, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "spiffe://%s/ns/%s/sa/%s", nz(wl->trust_domain), nz(wl->namespace),
+                     nz(wl->service_account));
+    return n < 0 || (size_t)n >= len ? ZT_E_TOO_BIG : 0;
+}
+
+struct zt_service *zt_service_new(void)
+{
+    struct zt_service *svc = zt_state_xcalloc(1, sizeof(*svc));
+    atomic_init(&svc->refs, 1);
+    return svc;
+}
+
+struct zt_service *zt_service_ref(struct zt_service *svc)
+{
+    atomic_fetch_add_explicit(&svc->refs, 1, memory_order_relaxed);
+    return svc;
+}
+
+void zt_service_unref(struct zt_service *svc)
+{
+    if (!svc || atomic_fetch_sub_explicit(&svc->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(svc->name);
+    free(svc->namespace);
+    free(svc->hostname);
+    free(svc->key);
+    for (size_t i = 0; i < svc->n_vips; i++)
+        free(svc->vips[i].network);
+    free(svc->vips);
+    for (size_t i = 0; i < svc->n_cidr_vips; i++)
+        free(svc->cidr_vips[i].network);
+    free(svc->cidr_vips);
+    free(svc->ports);
+    free_strv(svc->subject_alt_names, svc->n_subject_alt_names);
+    gateway_cleanup(&svc->waypoint);
+    for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
+        gateway_cleanup(&svc->weighted_waypoints[i].destination);
+    free(svc->weighted_waypoints);
+    free(svc);
+}
+
+const struct zt_port_map *zt_service_find_port(const struct zt_service *svc, uint16_t port)
+{
+    for (size_t i = 0; i < svc->n_ports; i++)
+        if (svc->ports[i].service_port == port)
+            return &svc->ports[i];
+    return NULL;
+}
+
+struct zt_policy *zt_policy_new(void)
+{
+    struct zt_policy *p = zt_state_xcalloc(1, sizeof(*p));
+    atomic_init(&p->refs, 1);
+    return p;
+}
+
+struct zt_policy *zt_policy_ref(struct zt_policy *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    return p;
+}
+
+static void strmatch_list_cleanup(struct zt_strmatch_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].value);
+    free(l->v);
+}
+
+static void sa_list_cleanup(struct zt_sa_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i].namespace);
+        free(l->v[i].service_account);
+    }
+    free(l->v);
+}
+
+static void match_cleanup(struct zt_policy_match *m)
+{
+    strmatch_list_cleanup(&m->namespaces);
+    strmatch_list_cleanup(&m->not_namespaces);
+    sa_list_cleanup(&m->service_accounts);
+    sa_list_cleanup(&m->not_service_accounts);
+    strmatch_list_cleanup(&m->principals);
+    strmatch_list_cleanup(&m->not_principals);
+    free(m->source_ips.v);
+    free(m->not_source_ips.v);
+    free(m->destination_ips.v);
+    free(m->not_destination_ips.v);
+    free(m->destination_ports.v);
+    free(m->not_destination_ports.v);
+}
+
+void zt_policy_unref(struct zt_policy *p)
+{
+    if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t r = 0; r < p->n_rules; r++) {
+        struct zt_policy_rule *rule = &p->rules[r];
+        for (size_t c = 0; c < rule->n_clauses; c++) {
+            struct zt_policy_clause *cl = &rule->clauses[c];
+            for (size_t m = 0; m < cl->n_matches; m++)
+                match_cleanup(&cl->matches[m]);
+            free(cl->matches);
+        }
+        free(rule->clauses);
+    }
+    free(p->rules);
+    free(p->name);
+    free(p->namespace);
+    free(p->key);
+    free(p);
+}
+
+/* ---------------------------------------------------------------- builder */
+
+enum bop { BOP_BASE, BOP_ADD, BOP_PUT, BOP_DEL };
+
+struct bentry {
+    void *obj; /* NULL for BOP_DEL */
+    char *key; /* owned copy */
+    uint32_t seq;
+    enum bop op;
+    bool kept;
+};
+
+struct blist {
+    struct bentry *v;
+    size_t n;
+};
+
+struct zt_state_builder {
+    struct blist wls, svcs, pols;
+    uint32_t seq;
+};
+
+static void blist_push(struct zt_state_builder *b, struct blist *l, void *obj, const char *key,
+                       enum bop op)
+{
+    struct bentry *e = zt_state_array_push(&l->v, &l->n, sizeof(*l->v));
+    e->obj = obj;
+    e->key = zt_state_xstrdup(nz(key));
+    e->seq = b->seq++;
+    e->op = op;
+}
+
+static char *join_key(const char *a, const char *b)
+{
+    size_t la = strlen(nz(a)), lb = strlen(nz(b));
+    char *k = zt_state_xcalloc(la + lb + 2, 1);
+    memcpy(k, nz(a), la);
+    k[la] = '/';
+    memcpy(k + la + 1, nz(b), lb);
+    return k;
+}
+
+static void normalize_str(char **s)
+{
+    if (!*s)
+        *s = zt_state_xstrdup("");
+}
+
+static void normalize_gateway(struct zt_gateway *g)
+{
+    normalize_str(&g->network);
+    normalize_str(&g->namespace);
+    normalize_str(&g->hostname);
+}
+
+/* Applies the defaults of the wire facts (3.2) and turns every NULL string
+ * into "" so readers never test for NULL. */
+static void normalize_workload(struct zt_workload *wl)
+{
+    normalize_str(&wl->uid);
+    normalize_str(&wl->name);
+    normalize_str(&wl->namespace);
+    set_default(&wl->service_account, "default");
+    set_default(&wl->trust_domain, "cluster.local");
+    set_default(&wl->cluster_id, "Kubernetes");
+    normalize_str(&wl->network);
+    normalize_str(&wl->node);
+    normalize_str(&wl->hostname);
+    normalize_str(&wl->canonical_name);
+    normalize_str(&wl->canonical_revision);
+    normalize_str(&wl->workload_name);
+    normalize_str(&wl->locality.region);
+    normalize_str(&wl->locality.zone);
+    normalize_str(&wl->locality.subzone);
+    for (size_t i = 0; i < wl->n_services; i++)
+        normalize_str(&wl->services[i].key);
+    for (size_t i = 0; i < wl->n_authorization_policies; i++)
+        normalize_str(&wl->authorization_policies[i]);
+    for (size_t i = 0; i < wl->n_addresses; i++)
+        zt_ip_canonicalize(&wl->addresses[i]);
+    normalize_gateway(&wl->waypoint);
+    normalize_gateway(&wl->network_gateway);
+}
+
+static void normalize_service(struct zt_service *svc)
+{
+    normalize_str(&svc->name);
+    normalize_str(&svc->namespace);
+    normalize_str(&svc->hostname);
+    for (size_t i = 0; i < svc->n_vips; i++) {
+        normalize_str(&svc->vips[i].network);
+        zt_ip_canonicalize(&svc->vips[i].ip);
+    }
+    for (size_t i = 0; i < svc->n_cidr_vips; i++)
+        normalize_str(&svc->cidr_vips[i].network);
+    for (size_t i = 0; i < svc->n_subject_alt_names; i++)
+        normalize_str(&svc->subject_alt_names[i]);
+    normalize_gateway(&svc->waypoint);
+    for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
+        normalize_gateway(&svc->weighted_waypoints[i].destination);
+    free(svc->key);
+    svc->key = join_key(svc->namespace, svc->hostname);
+}
+
+static void normalize_policy(struct zt_policy *p)
+{
+    normalize_str(&p->name);
+    normalize_str(&p->namespace);
+    free(p->key);
+    p->key = join_key(p->namespace, p->name);
+}
+
+struct zt_state_builder *zt_state_builder_new(const struct zt_state *base)
+{
+    struct zt_state_builder *b = zt_state_xcalloc(1, sizeof(*b));
+    if (!base)
+        return b;
+    for (size_t i = 0; i < base->n_wls; i++)
+        blist_push(b, &b->wls, zt_workload_ref(base->wls[i]), base->wls[i]->uid, BOP_BASE);
+    for (size_t i = 0; i < base->n_svcs; i++)
+        blist_push(b, &b->svcs, zt_service_ref(base->svcs[i]), base->svcs[i]->key, BOP_BASE);
+    for (size_t i = 0; i < base->n_pols; i++)
+        blist_push(b, &b->pols, zt_policy_ref(base->pols[i]), base->pols[i]->key, BOP_BASE);
+    return b;
+}
+
+typedef void obj_unref_fn(void *obj);
+
+static void unref_wl(void *o)
+{
+    zt_workload_unref(o);
+}
+
+static void unref_svc(void *o)
+{
+    zt_service_unref(o);
+}
+
+static void unref_pol(void *o)
+{
+    zt_policy_unref(o);
+}
+
+static void blist_free(struct blist *l, obj_unref_fn *unref, bool unref_kept)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i].obj && (unref_kept || !l->v[i].kept))
+            unref(l->v[i].obj);
+        free(l->v[i].key);
+    }
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+void zt_state_builder_free(struct zt_state_builder *b)
+{
+    if (!b)
+        return;
+    blist_free(&b->wls, unref_wl, true);
+    blist_free(&b->svcs, unref_svc, true);
+    blist_free(&b->pols, unref_pol, true);
+    free(b);
+}
+
+void zt_state_builder_add_workload(struct zt_state_builder *b, struct zt_workload *wl)
+{
+    normalize_workload(wl);
+    blist_push(b, &b->wls, wl, wl->uid, BOP_ADD);
+}
+
+void zt_state_builder_add_service(struct zt_state_builder *b, struct zt_service *svc)
+{
+    normalize_service(svc);
+    blist_push(b, &b->svcs, svc, svc->key, BOP_ADD);
+}
+
+void zt_state_builder_add_policy(struct zt_state_builder *b, struct zt_policy *p)
+{
+    normalize_policy(p);
+    blist_push(b, &b->pols, p, p->key, BOP_ADD);
+}
+
+void zt_state_builder_put_workload(struct zt_state_builder *b, struct zt_workload *wl)
+{
+    normalize_workload(wl);
+    blist_push(b, &b->wls, wl, wl->uid, BOP_PUT);
+}
+
+void zt_state_builder_put_service(struct zt_state_builder *b, struct zt_service *svc)
+{
+    normalize_service(svc);
+    blist_push(b, &b->svcs, svc, svc->key, BOP_PUT);
+}
+
+void zt_state_builder_put_policy(struct zt_state_builder *b, struct zt_policy *p)
+{
+    normalize_policy(p);
+    blist_push(b, &b->pols, p, p->key, BOP_PUT);
+}
+
+void zt_state_builder_remove_workload(struct zt_state_builder *b, const char *uid)
+{
+    blist_push(b, &b->wls, NULL, uid, BOP_DEL);
+}
+
+void zt_state_builder_remove_service(struct zt_state_builder *b, const char *key)
+{
+    blist_push(b, &b->svcs, NULL, key, BOP_DEL);
+}
+
+void zt_state_builder_remove_policy(struct zt_state_builder *b, const char *key)
+{
+    blist_push(b, &b->pols, NULL, key, BOP_DEL);
+}
+
+static int cmp_bentry(const void *a, const void *b)
+{
+    const struct bentry *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Replays the operations on each key in order and writes the surviving
+ * objects, sorted by key, to *out. Entries that survive are marked kept;
+ * the caller drops the rest. */
+static int blist_resolve(struct blist *l, const char *what, void ***out, size_t *n_out, char *err,
+                         size_t errlen)
+{
+    size_t i = 0, n = 0;
+    void **res;
+
+    if (l->n > ZT_STATE_MAX_OBJECTS) {
+        snprintf(err, errlen, "too many %ss (%zu > %d)", what, l->n, ZT_STATE_MAX_OBJECTS);
+        return ZT_E_TOO_BIG;
+    }
+    if (l->n)
+        qsort(l->v, l->n, sizeof(*l->v), cmp_bentry);
+    res = zt_state_xcalloc(l->n, sizeof(*res));
+    while (i < l->n) {
+        size_t j = i;
+        struct bentry *cur = NULL;
+        for (; j < l->n && strcmp(l->v[j].key, l->v[i].key) == 0; j++) {
+            struct bentry *e = &l->v[j];
+            if (e->op == BOP_ADD && cur) {
+                snprintf(err, errlen, "duplicate %s \"%s\"", what, e->key);
+                free(res);
+                return ZT_E_CONFIG;
+            }
+            if (e->op == BOP_DEL)
+                cur = NULL;
+            else
+                cur = e;
+        }
+        if (cur) {
+            cur->kept = true;
+            res[n++] = cur->obj;
+        }
+        i = j;
+    }
+    *out = res;
+    *n_out = n;
+    return 0;
+}
+
+static int validate_workload(const struct zt_workload *wl, char *err, size_t errlen)
+{
+    if (!*wl->uid) {
+        snprintf(err, errlen, "workload \"%s/%s\" has an empty uid", wl->namespace, wl->name);
+        return ZT_E_CONFIG;
+    }
+    for (size_t i = 0; i < wl->n_services; i++) {
+        const char *k = wl->services[i].key;
+        const char *slash = strchr(k, '/');
+        if (!slash || slash == k || !slash[1]) {
+            snprintf(err, errlen, "workload \"%s\": service key \"%s\" is not namespace/hostname",
+                     wl->uid, k);
+            return ZT_E_CONFIG;
+        }
+    }
+    return 0;
+}
+
+static int validate_service(const struct zt_service *svc, char *err, size_t errlen)
+{
+    if (!*svc->hostname || !*svc->namespace) {
+        snprintf(err, errlen, "service \"%s\" needs a namespace and a hostname", svc->key);
+        return ZT_E_CONFIG;
+    }
+    return 0;
+}
+
+static int validate_policy(const struct zt_policy *p, char *err, size_t errlen)
+{
+    if (!*p->name || !*p->namespace) {
+        snprintf(err, errlen, "policy \"%s\" needs a namespace and a name", p->key);
+        return ZT_E_CONFIG;
+    }
+    return 0;
+}
+
+static int cmp_ip_entry_key(const struct ip_entry *x, const struct ip_entry *y)
+{
+    int c = strcmp(x->network, y->network);
+    return c ? c : zt_ip_cmp(&x->ip, &y->ip);
+}
+
+/* Same key: HBONE before TCP, pods before other kinds, then uid. */
+static int cmp_wl_ip_entry(const void *a, const void *b)
+{
+    const struct ip_entry *x = a, *y = b;
+    const struct zt_workload *wx = x->obj, *wy = y->obj;
+    int c = cmp_ip_entry_key(x, y);
+    if (c)
+        return c;
+    if (wx->protocol != wy->protocol)
+        return wx->protocol == ZT_WL_PROTO_HBONE ? -1 : 1;
+    if ((wx->workload_type == ZT_WL_TYPE_POD) != (wy->workload_type == ZT_WL_TYPE_POD))
+        return wx->workload_type == ZT_WL_TYPE_POD ? -1 : 1;
+    return strcmp(wx->uid, wy->uid);
+}
+
+static int cmp_vip_entry(const void *a, const void *b)
+{
+    const struct ip_entry *x = a, *y = b;
+    int c = cmp_ip_entry_key(x, y);
+    if (c)
+        return c;
+    return strcmp(((const struct zt_service *)x->obj)->key,
+                  ((const struct zt_service *)y->obj)->key);
+}
+
+static void build_indexes(struct zt_state *s)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n_wls; i++)
+        if (s->wls[i]->network_mode != ZT_NETMODE_HOST_NETWORK)
+            n += s->wls[i]->n_addresses;
+    s->wl_ips = zt_state_xcalloc(n, sizeof(*s->wl_ips));
+    for (size_t i = 0; i < s->n_wls; i++) {
+        const struct zt_workload *wl = s->wls[i];
+        if (wl->network_mode == ZT_NETMODE_HOST_NETWORK)
+            continue;
+        for (size_t a = 0; a < wl->n_addresses; a++)
+            s->wl_ips[s->n_wl_ips++] =
+                (struct ip_entry){.network = wl->network, .ip = wl->addresses[a], .obj = wl};
+    }
+    qsort(s->wl_ips, s->n_wl_ips, sizeof(*s->wl_ips), cmp_wl_ip_entry);
+    /* Keep only the preferred workload of each (network, ip). */
+    n = 0;
+    for (size_t i = 0; i < s->n_wl_ips; i++)
+        if (n == 0 || cmp_ip_entry_key(&s->wl_ips[n - 1], &s->wl_ips[i]) != 0)
+            s->wl_ips[n++] = s->wl_ips[i];
+    s->n_wl_ips = n;
+
+    n = 0;
+    for (size_t i = 0; i < s->n_svcs; i++)
+        n += s->svcs[i]->n_vips;
+    s->vips = zt_state_xcalloc(n, sizeof(*s->vips));
+    n = 0;
+    for (size_t i = 0; i < s->n_svcs; i++)
+        n += s->svcs[i]->n_cidr_vips;
+    s->cidrs = zt_state_xcalloc(n, sizeof(*s->cidrs));
+    for (size_t i = 0; i < s->n_svcs; i++) {
+        const struct zt_service *svc = s->svcs[i];
+        for (size_t v = 0; v < svc->n_vips; v++)
+            s->vips[s->n_vips++] = (struct ip_entry){
+                .network = svc->vips[v].network, .ip = svc->vips[v].ip, .obj = svc};
+        for (size_t v = 0; v < svc->n_cidr_vips; v++)
+            s->cidrs[s->n_cidrs++] = (struct cidr_entry){
+                .network = svc->cidr_vips[v].network, .cidr = svc->cidr_vips[v].cidr, .svc = svc};
+    }
+    qsort(s->vips, s->n_vips, sizeof(*s->vips), cmp_vip_entry);
+
+    /* Endpoint lists: workloads are visited in uid order, so each list is
+     * sorted by uid. */
+    s->eps = zt_state_xcalloc(s->n_svcs, sizeof(*s->eps));
+    for (size_t i = 0; i < s->n_wls; i++) {
+        const struct zt_workload *wl = s->wls[i];
+        for (size_t k = 0; k < wl->n_services; k++) {
+            ssize_t idx = zt_state_service_index(s, wl->services[k].key);
+            struct ep_list *l;
+            if (idx < 0)
+                continue;
+            l = &s->eps[idx];
+            /* A workload naming the same service twice counts once. */
+            if (l->n && l->v[l->n - 1] == wl)
+                continue;
+            *(const struct zt_workload **)zt_state_array_push(&l->v, &l->n, sizeof(*l->v)) = wl;
+        }
+    }
+}
+
+int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, char *err,
+                            size_t errlen)
+{
+    struct zt_state *s = zt_state_xcalloc(1, sizeof(*s));
+    void **objs = NULL;
+    size_t n = 0;
+    int rc;
+
+    atomic_init(&s->refs, 1);
+    if (errlen)
+        err[0] = '\0';
+
+    rc = blist_resolve(&b->wls, "workload uid", &objs, &n, err, errlen);
+    if (rc)
+        goto fail;
+    s->wls = (struct zt_workload **)objs;
+    s->n_wls = n;
+    rc = blist_resolve(&b->svcs, "service", &objs, &n, err, errlen);
+    if (rc)
+        goto fail;
+    s->svcs = (struct zt_service **)objs;
+    s->n_svcs = n;
+    rc = blist_resolve(&b->pols, "policy", &objs, &n, err, errlen);
+    if (rc)
+        goto fail;
+    s->pols = (struct zt_policy **)objs;
+    s->n_pols = n;
+
+    for (size_t i = 0; i < s->n_wls && !rc; i++)
+        rc = validate_workload(s->wls[i], err, errlen);
+    for (size_t i = 0; i < s->n_svcs && !rc; i++)
+        rc = validate_service(s->svcs[i], err, errlen);
+    for (size_t i = 0; i < s->n_pols && !rc; i++)
+        rc = validate_policy(s->pols[i], err, errlen);
+    if (rc)
+        goto fail;
+
+    /* The snapshot now owns the kept objects; drop everything else. */
+    blist_free(&b->wls, unref_wl, false);
+    blist_free(&b->svcs, unref_svc, false);
+    blist_free(&b->pols, unref_pol, false);
+    free(b);
+    build_indexes(s);
+    *out = s;
+    return 0;
+
+fail:
+    /* The builder still holds a reference to every object, kept or not. */
+    free(s->wls);
+    free(s->svcs);
+    free(s->pols);
+    free(s);
+    zt_state_builder_free(b);
+    *out = NULL;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- snapshot */
+
+struct zt_state *zt_state_new_empty(void)
+{
+    struct zt_state *s = NULL;
+    char err[8];
+    zt_state_builder_finish(zt_state_builder_new(NULL), &s, err, sizeof(err));
+    return s;
+}
+
+struct zt_state *zt_state_ref(const struct zt_state *cs)
+{
+    /* The reference count is the one mutable part of a snapshot. */
+    struct zt_state *s = (struct zt_state *)cs;
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void zt_state_unref(const struct zt_state *cs)
+{
+    struct zt_state *s = (struct zt_state *)cs;
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < s->n_wls; i++)
+        zt_workload_unref(s->wls[i]);
+    for (size_t i = 0; i < s->n_svcs; i++) {
+        zt_service_unref(s->svcs[i]);
+        free(s->eps[i].v);
+    }
+    for (size_t i = 0; i < s->n_pols; i++)
+        zt_policy_unref(s->pols[i]);
+    free(s->wls);
+    free(s->svcs);
+    free(s->pols);
+    free(s->eps);
+    free(s->wl_ips);
+    free(s->vips);
+    free(s->cidrs);
+    free(s);
+}
+
+/* ---------------------------------------------------------------- lookups */
+
+static ssize_t find_key(void *const *arr, size_t n, size_t key_off, const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *k = *(const char *const *)((const char *)arr[mid] + key_off);
+        int c = strcmp(key, k);
+        if (c == 0)
+            return (ssize_t)mid;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
+
+ssize_t zt_state_service_index(const struct zt_state *s, const char *key)
+{
+    return find_key((void *const *)s->svcs, s->n_svcs, offsetof(struct zt_service, key), key);
+}
+
+const struct zt_workload *zt_state_workload_by_uid(const struct zt_state *s, const char *uid)
+{
+    ssize_t i = find_key((void *const *)s->wls, s->n_wls, offsetof(struct zt_workload, uid), uid);
+    return i < 0 ? NULL : s->wls[i];
+}
+
+const struct zt_service *zt_state_service_by_key(const struct zt_state *s, const char *key)
+{
+    ssize_t i = zt_state_service_index(s, key);
+    return i < 0 ? NULL : s->svcs[i];
+}
+
+const struct zt_policy *zt_state_policy_by_key(const struct zt_state *s, const char *key)
+{
+    ssize_t i = find_key((void *const *)s->pols, s->n_pols, offsetof(struct zt_policy, key), key);
+    return i < 0 ? NULL : s->pols[i];
+}
+
+/* First index whose (network, ip) is >= the probe. */
+static size_t ip_lower_bound(const struct ip_entry *v, size_t n, const struct ip_entry *probe)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cmp_ip_entry_key(&v[mid], probe) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+const struct zt_workload *zt_state_workload_by_ip(const struct zt_state *s, const char *network,
+                                                  const struct zt_ip *ip)
+{
+    struct ip_entry probe = {.network = nz(network), .ip = *ip};
+    size_t i;
+    zt_ip_canonicalize(&probe.ip);
+    i = ip_lower_bound(s->wl_ips, s->n_wl_ips, &probe);
+    if (i < s->n_wl_ips && cmp_ip_entry_key(&s->wl_ips[i], &probe) == 0)
+        return s->wl_ips[i].obj;
+    return NULL;
+}
+
+static bool visible_to(const struct zt_service *svc, const char *client_ns)
+{
+    return !client_ns || svc->visibility != ZT_VIS_NAMESPACE ||
+           strcmp(svc->namespace, client_ns) == 0;
+}
+
+/* Ranks an exact-VIP candidate: client namespace, then canonical. */
+static int vip_rank(const struct zt_service *svc, const char *client_ns)
+{
+    int r = 0;
+    if (client_ns && strcmp(svc->namespace, client_ns) == 0)
+        r += 2;
+    if (svc->canonical)
+        r += 1;
+    return r;
+}
+
+static const struct zt_service *lookup_exact_vip(const struct zt_state *s, const char *network,
+                                                 const struct zt_ip *ip, const char *client_ns)
+{
+    struct ip_entry probe = {.network = nz(network), .ip = *ip};
+    const struct zt_service *best = NULL;
+    int best_rank = -1;
+    zt_ip_canonicalize(&probe.ip);
+    for (size_t i = ip_lower_bound(s->vips, s->n_vips, &probe);
+         i < s->n_vips && cmp_ip_entry_key(&s->vips[i], &probe) == 0; i++) {
+        const struct zt_service *svc = s->vips[i].obj;
+        int r;
+        if (!visible_to(svc, client_ns))
+            continue;
+        r = vip_rank(svc, client_ns);
+        if (r > best_rank) {
+            best = svc;
+            best_rank = r;
+        }
+    }
+    return best;
+}
+
+const struct zt_service *zt_state_service_by_vip(const struct zt_state *s, const char *network,
+                                                 const struct zt_ip *ip)
+{
+    return lookup_exact_vip(s, network, ip, NULL);
+}
+
+const struct zt_service *zt_state_service_lookup(const struct zt_state *s, const char *network,
+                                                 const struct zt_ip *ip, const char *client_ns)
+{
+    const struct zt_service *best = lookup_exact_vip(s, network, ip, client_ns);
+    long best_rank = -1;
+    if (best)
+        return best;
+    /* CIDR VIPs: in-namespace beats longer prefix beats canonical. */
+    for (size_t i = 0; i < s->n_cidrs; i++) {
+        const struct cidr_entry *c = &s->cidrs[i];
+        long r;
+        if (strcmp(c->network, nz(network)) != 0 || !zt_cidr_contains(&c->cidr, ip) ||
+            !visible_to(c->svc, client_ns))
+            continue;
+        r = (client_ns && strcmp(c->svc->namespace, client_ns) == 0) ? 1000 : 0;
+        r += c->cidr.prefix * 2 + (c->svc->canonical ? 1 : 0);
+        if (r > best_rank) {
+            best = c->svc;
+            best_rank = r;
+        }
+    }
+    return best;
+}
+
+const struct zt_workload *zt_state_workload_by_info(const struct zt_state *s, const char *name,
+                                                    const char *namespace,
+                                                    const char *service_account, const char *node)
+{
+    const struct zt_workload *first = NULL;
+    for (size_t i = 0; i < s->n_wls; i++) {
+        const struct zt_workload *wl = s->wls[i];
+        if (strcmp(wl->name, nz(name)) != 0 || strcmp(wl->namespace, nz(namespace)) != 0)
+            continue;
+        if (service_account && strcmp(wl->service_account, service_account) != 0)
+            continue;
+        if (!node || strcmp(wl->node, node) == 0)
+            return wl;
+        if (!first)
+            first = wl;
+    }
+    return first;
+}
+
+size_t zt_state_workload_count(const struct zt_state *s)
+{
+    return s->n_wls;
+}
+
+const struct zt_workload *zt_state_workload_at(const struct zt_state *s, size_t i)
+{
+    return i < s->n_wls ? s->wls[i] : NULL;
+}
+
+size_t zt_state_service_count(const struct zt_state *s)
+{
+    return s->n_svcs;
+}
+
+const struct zt_service *zt_state_service_at(const struct zt_state *s, size_t i)
+{
+    return i < s->n_svcs ? s->svcs[i] : NULL;
+}
+
+size_t zt_state_policy_count(const struct zt_state *s)
+{
+    return s->n_pols;
+}
+
+const struct zt_policy *zt_state_policy_at(const struct zt_state *s, size_t i)
+{
+    return i < s->n_pols ? s->pols[i] : NULL;
+}
+
+size_t zt_state_service_endpoints(const struct zt_state *s, const struct zt_service *svc,
+                                  const struct zt_workload *const **out)
+{
+    ssize_t i = zt_state_service_index(s, svc->key);
+    if (i < 0 || s->svcs[i] != svc) {
+        *out = NULL;
+        return 0;
+    }
+    *out = s->eps[i].v;
+    return s->eps[i].n;
+}

@@ -1,0 +1,77 @@
+/* An issued workload certificate: leaf, intermediates, private key, the mesh
+ * trust roots it is verified against, and the SPIFFE identity it carries.
+ *
+ * A zt_tls_cert is immutable after creation and reference-counted with an
+ * atomic counter, so any thread may hold and read it. Renewal builds a new
+ * zt_tls_cert; holders of the old one keep a valid object. The last unref
+ * frees everything; the private key goes through EVP_PKEY_free(), which
+ * clears the key material before releasing it. */
+#ifndef ZT_TLS_CERT_H
+#define ZT_TLS_CERT_H
+
+#include "tls/spiffe.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <time.h>
+
+/* Caps on what zt_tls_cert_from_pem() accepts. */
+#define ZT_TLS_PEM_MAX (1024 * 1024)
+#define ZT_TLS_CHAIN_MAX 16
+
+struct zt_tls_cert {
+    atomic_uint refs;
+    X509 *leaf;
+    STACK_OF(X509) * intermediates; /* leaf's issuer first; never a root; may be empty */
+    EVP_PKEY *key;                  /* matches leaf */
+    STACK_OF(X509) * roots;         /* mesh trust bundle, at least one */
+    X509_STORE *store;              /* holds `roots`; shared by the SSL_CTXs built on this cert */
+    struct zt_spiffe_id id;         /* first SPIFFE URI SAN of the leaf */
+    time_t not_before;
+    time_t not_after;
+};
+
+/* Builds a cert from parts. Borrows every argument (takes its own references;
+ * the caller keeps and frees its own). `intermediates` may be NULL.
+ * Returns 0 and *out with one reference, or
+ *   ZT_E_IDENTITY  the leaf has no parseable SPIFFE URI SAN,
+ *   ZT_E_TLS       the key does not match the leaf, or a validity time is unreadable,
+ *   ZT_E_CONFIG    no roots given,
+ *   ZT_E_TOO_BIG   more than ZT_TLS_CHAIN_MAX intermediates or roots. */
+int zt_tls_cert_new(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
+                    STACK_OF(X509) * roots, struct zt_tls_cert **out);
+
+/* Builds a cert from PEM text, the shape a CA answer comes in: `chain_pem`
+ * holds the leaf followed by its intermediates, `key_pem` the private key
+ * (PKCS#8 or traditional), `roots_pem` one or more roots. Lengths are capped
+ * at ZT_TLS_PEM_MAX. Returns 0 or ZT_E_TLS (unparseable), ZT_E_TOO_BIG, or an
+ * error from zt_tls_cert_new(). Borrows the buffers. */
+int zt_tls_cert_from_pem(const char *chain_pem, size_t chain_len, const char *key_pem,
+                         size_t key_len, const char *roots_pem, size_t roots_len,
+                         struct zt_tls_cert **out);
+
+/* Returns cert (for chaining). NULL-safe. */
+struct zt_tls_cert *zt_tls_cert_ref(struct zt_tls_cert *cert);
+/* Drops one reference; frees on the last. NULL-safe. */
+void zt_tls_cert_unref(struct zt_tls_cert *cert);
+
+/* When the cert should be replaced: not_before + (not_after - not_before) / 2. */
+time_t zt_tls_cert_refresh_at(const struct zt_tls_cert *cert);
+
+/* The leaf followed by the intermediates as PEM, in a malloc'd NUL-terminated
+ * string the caller frees; *len (optional) gets its length. Returns 0. */
+int zt_tls_cert_chain_pem(const struct zt_tls_cert *cert, char **out, size_t *len);
+
+/* Collects the parseable SPIFFE URI SANs of `x` into out[0..cap), in
+ * certificate order; *n gets how many were stored. Other SAN types and URIs
+ * that do not parse strictly are skipped. A certificate whose SAN extension
+ * is absent or repeated yields 0. Returns 0 if at least one was found, else
+ * ZT_E_IDENTITY. Borrows x. */
+int zt_tls_x509_spiffe_ids(X509 *x, struct zt_spiffe_id *out, size_t cap, size_t *n);
+
+/* Converts an ASN1_TIME to time_t. Returns 0 or ZT_E_TLS. */
+int zt_tls_asn1_time_to_time(const ASN1_TIME *t, time_t *out);
+
+#endif

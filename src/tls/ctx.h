@@ -1,0 +1,57 @@
+/* OpenSSL contexts for HBONE mTLS (wire facts 2.1).
+ *
+ * Both sides: TLS 1.3 only, TLS_AES_256_GCM_SHA384 then
+ * TLS_AES_128_GCM_SHA256, groups X25519/P-256/P-384, ALPN "h2", the leaf plus
+ * intermediates sent (never the root), peer chain verified against the
+ * cert's roots with no hostname check, no session tickets or resumption,
+ * partial writes and moving write buffers allowed, buffers released when idle.
+ *
+ * Server side also: a client certificate is required; its leaf must carry a
+ * strictly parsed SPIFFE URI SAN whose trust domain equals the server cert's;
+ * a client that does not offer "h2" gets a no_application_protocol alert.
+ *
+ * A context keeps a reference on its zt_tls_cert, released when the context
+ * is freed (SSL_CTX_free; SSL objects hold the context alive). Contexts are
+ * read-only after creation: share them between threads, one SSL per
+ * connection. The client never sets SNI: callers must not call
+ * SSL_set_tlsext_host_name. */
+#ifndef ZT_TLS_CTX_H
+#define ZT_TLS_CTX_H
+
+#include "tls/cert.h"
+#include "tls/spiffe.h"
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Most SPIFFE SANs read from one peer leaf. */
+#define ZT_TLS_PEER_IDS_MAX 8
+
+/* Both return a new context (caller frees with SSL_CTX_free), or NULL if
+ * OpenSSL refuses the certificate or settings. Keep a reference on cert. */
+SSL_CTX *zt_tls_server_ctx_new(struct zt_tls_cert *cert);
+SSL_CTX *zt_tls_client_ctx_new(struct zt_tls_cert *cert);
+
+/* The cert a context was built on (borrowed; lives as long as ctx), or NULL
+ * for contexts not made here. */
+struct zt_tls_cert *zt_tls_ctx_cert(const SSL_CTX *ctx);
+
+/* The first SPIFFE id of the verified peer leaf. Call after the handshake.
+ * Returns 0, or ZT_E_IDENTITY when there is no verified peer certificate or
+ * it has no parseable SPIFFE URI SAN. */
+int zt_tls_peer_identity(SSL *ssl, struct zt_spiffe_id *out);
+
+/* Up to `cap` SPIFFE ids of the verified peer leaf, in certificate order;
+ * *n gets the count. Returns 0 (at least one), or ZT_E_IDENTITY. */
+int zt_tls_peer_identities(SSL *ssl, struct zt_spiffe_id *out, size_t cap, size_t *n);
+
+/* Client side, after the handshake: 0 if any SPIFFE SAN of the verified
+ * server leaf equals any of expected[0..n_expected), else ZT_E_IDENTITY
+ * (also when n_expected is 0). Borrows everything. */
+int zt_tls_verify_server_identity(SSL *ssl, const struct zt_spiffe_id *expected, size_t n_expected);
+
+/* True if the handshake negotiated ALPN "h2". */
+bool zt_tls_alpn_is_h2(const SSL *ssl);
+
+#endif

@@ -1,0 +1,414 @@
+#include "tls/localca.h"
+
+#include "base/err.h"
+#include "tls/tls_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct zt_tls_localca {
+    pthread_mutex_t mu; /* serialises signing with `key` */
+    X509 *ca_cert;
+    EVP_PKEY *key;
+    STACK_OF(X509) * intermediates; /* what minted leaves carry; empty if ca_cert is a root */
+    STACK_OF(X509) * roots;
+    time_t ca_not_after;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads dir/name into a malloc'd buffer, capped at ZT_TLS_PEM_MAX.
+ * Returns 0, -ENOENT when missing, or another -errno / ZT_E_TOO_BIG. */
+static int read_file(const char *dir, const char *name, char **out, size_t *len)
+{
+    char path[4096];
+    struct stat st;
+    char *buf = NULL;
+    size_t got = 0;
+    int fd = -1, rc = 0;
+
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (st.st_size > ZT_TLS_PEM_MAX) {
+        rc = ZT_E_TOO_BIG;
+        goto out;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL)
+        abort();
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+static const char *read_err_str(int rc)
+{
+    return rc == -ENOENT ? "missing" : zt_strerror(rc);
+}
+
+static int load_certs(const char *dir, const char *name, int max, STACK_OF(X509) * *out, char *err,
+                      size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = read_file(dir, name, &buf, &len);
+    if (rc != 0) {
+        set_err(err, errlen, "%s/%s: %s", dir, name, read_err_str(rc));
+        return rc;
+    }
+    rc = zt_tls_read_pem_certs(buf, len, max, out);
+    if (rc != 0)
+        set_err(err, errlen, "%s/%s: %s", dir, name,
+                rc == ZT_E_TOO_BIG ? "too many certificates" : "unparsable PEM certificate");
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    return rc;
+}
+
+static int load_key(const char *dir, const char *name, EVP_PKEY **out, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    BIO *bio;
+    int rc = read_file(dir, name, &buf, &len);
+    if (rc != 0) {
+        set_err(err, errlen, "%s/%s: %s", dir, name, read_err_str(rc));
+        return rc;
+    }
+    bio = BIO_new_mem_buf(buf, (int)len);
+    if (bio == NULL)
+        abort();
+    *out = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    ERR_clear_error();
+    /* The file held the CA key: do not leave a copy in freed memory. */
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    if (*out == NULL) {
+        set_err(err, errlen, "%s/%s: unparsable PEM private key", dir, name);
+        return ZT_E_TLS;
+    }
+    return 0;
+}
+
+static bool stack_has(STACK_OF(X509) * sk, X509 *x)
+{
+    for (int i = 0; i < sk_X509_num(sk); i++)
+        if (X509_cmp(sk_X509_value(sk, i), x) == 0)
+            return true;
+    return false;
+}
+
+static void push_ref(STACK_OF(X509) * sk, X509 *x)
+{
+    if (!X509_up_ref(x) || !sk_X509_push(sk, x))
+        abort();
+}
+
+/* Checks that ca_cert chains to the roots through the intermediates, now. */
+static int verify_ca_chain(struct zt_tls_localca *ca, const char *dir, char *err, size_t errlen)
+{
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *sctx = X509_STORE_CTX_new();
+    int rc = 0;
+
+    if (store == NULL || sctx == NULL)
+        abort();
+    for (int i = 0; i < sk_X509_num(ca->roots); i++)
+        X509_STORE_add_cert(store, sk_X509_value(ca->roots, i));
+    ERR_clear_error();
+    if (X509_STORE_CTX_init(sctx, store, ca->ca_cert, ca->intermediates) != 1)
+        abort();
+    if (X509_verify_cert(sctx) != 1) {
+        set_err(err, errlen, "%s/ca-cert.pem: does not chain to root-cert.pem: %s", dir,
+                X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
+        rc = ZT_E_CONFIG;
+    }
+    ERR_clear_error();
+    X509_STORE_CTX_free(sctx);
+    X509_STORE_free(store);
+    return rc;
+}
+
+int zt_tls_localca_load(const char *dir, struct zt_tls_localca **out, char *err, size_t errlen)
+{
+    struct zt_tls_localca *ca = calloc(1, sizeof(*ca));
+    STACK_OF(X509) *ca_certs = NULL, *chain = NULL;
+    int rc;
+
+    if (ca == NULL)
+        abort();
+    *out = NULL;
+    set_err(err, errlen, "ok");
+    pthread_mutex_init(&ca->mu, NULL);
+    ca->intermediates = sk_X509_new_null();
+    if (ca->intermediates == NULL)
+        abort();
+
+    if (load_certs(dir, "ca-cert.pem", ZT_TLS_CHAIN_MAX, &ca_certs, err, errlen) != 0 ||
+        load_key(dir, "ca-key.pem", &ca->key, err, errlen) != 0 ||
+        load_certs(dir, "root-cert.pem", ZT_TLS_CHAIN_MAX, &ca->roots, err, errlen) != 0)
+        goto fail;
+    /* Some tools write the signing cert followed by its chain into
+     * ca-cert.pem; the first certificate is the signing one. */
+    ca->ca_cert = sk_X509_shift(ca_certs);
+    if (X509_check_private_key(ca->ca_cert, ca->key) != 1) {
+        set_err(err, errlen, "%s/ca-key.pem: key does not match ca-cert.pem", dir);
+        goto fail;
+    }
+    if (X509_check_ca(ca->ca_cert) == 0) {
+        set_err(err, errlen, "%s/ca-cert.pem: not a CA certificate", dir);
+        goto fail;
+    }
+    if (zt_tls_asn1_time_to_time(X509_get0_notAfter(ca->ca_cert), &ca->ca_not_after) != 0) {
+        set_err(err, errlen, "%s/ca-cert.pem: unreadable notAfter", dir);
+        goto fail;
+    }
+
+    rc = load_certs(dir, "cert-chain.pem", ZT_TLS_CHAIN_MAX, &chain, err, errlen);
+    if (rc == -ENOENT) {
+        set_err(err, errlen, "ok");
+    } else if (rc != 0) {
+        goto fail;
+    }
+
+    /* What a minted leaf carries up to (not including) the root: nothing if
+     * the CA cert is a root itself, else the CA cert and whichever chain
+     * entries are neither the CA cert again, nor self-signed, nor roots. */
+    if (!zt_tls_is_self_signed(ca->ca_cert)) {
+        push_ref(ca->intermediates, ca->ca_cert);
+        for (int i = 0; i < sk_X509_num(ca_certs); i++) {
+            X509 *x = sk_X509_value(ca_certs, i);
+            if (!zt_tls_is_self_signed(x) && !stack_has(ca->roots, x) &&
+                !stack_has(ca->intermediates, x))
+                push_ref(ca->intermediates, x);
+        }
+        for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+            X509 *x = sk_X509_value(chain, i);
+            if (!zt_tls_is_self_signed(x) && !stack_has(ca->roots, x) &&
+                !stack_has(ca->intermediates, x))
+                push_ref(ca->intermediates, x);
+        }
+    }
+    if (sk_X509_num(ca->intermediates) > ZT_TLS_CHAIN_MAX) {
+        set_err(err, errlen, "%s/cert-chain.pem: too many certificates", dir);
+        goto fail;
+    }
+    if (verify_ca_chain(ca, dir, err, errlen) != 0)
+        goto fail;
+
+    sk_X509_pop_free(ca_certs, X509_free);
+    sk_X509_pop_free(chain, X509_free);
+    *out = ca;
+    return 0;
+
+fail:
+    ERR_clear_error();
+    sk_X509_pop_free(ca_certs, X509_free);
+    sk_X509_pop_free(chain, X509_free);
+    zt_tls_localca_free(ca);
+    return ZT_E_CONFIG;
+}
+
+void zt_tls_localca_free(struct zt_tls_localca *ca)
+{
+    if (ca == NULL)
+        return;
+    X509_free(ca->ca_cert);
+    EVP_PKEY_free(ca->key);
+    sk_X509_pop_free(ca->intermediates, X509_free);
+    sk_X509_pop_free(ca->roots, X509_free);
+    pthread_mutex_destroy(&ca->mu);
+    free(ca);
+}
+
+STACK_OF(X509) * zt_tls_localca_roots(const struct zt_tls_localca *ca)
+{
+    return ca->roots;
+}
+
+/* Adds a DER-encodable extension value; `crit` marks it critical. */
+static void add_ext(X509 *x, int nid, void *value, int crit)
+{
+    if (X509_add1_ext_i2d(x, nid, value, crit, X509V3_ADD_DEFAULT) != 1)
+        abort();
+}
+
+static int set_random_serial(X509 *x)
+{
+    unsigned char raw[16];
+    BIGNUM *bn = NULL;
+    int rc = ZT_E_TLS;
+
+    do {
+        if (RAND_bytes(raw, sizeof(raw)) != 1)
+            goto out;
+        BN_free(bn);
+        bn = BN_bin2bn(raw, sizeof(raw), NULL);
+        if (bn == NULL)
+            abort();
+    } while (BN_is_zero(bn));
+    if (BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL)
+        goto out;
+    rc = 0;
+out:
+    BN_free(bn);
+    return rc;
+}
+
+static void add_leaf_extensions(X509 *x, X509 *issuer, const char *uri)
+{
+    /* SubjectAltName: exactly one URI, critical because the subject is empty. */
+    GENERAL_NAMES *names = GENERAL_NAMES_new();
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+    if (names == NULL || gn == NULL || ia5 == NULL || !ASN1_STRING_set(ia5, uri, -1))
+        abort();
+    GENERAL_NAME_set0_value(gn, GEN_URI, ia5);
+    if (!sk_GENERAL_NAME_push(names, gn))
+        abort();
+    add_ext(x, NID_subject_alt_name, names, 1);
+    GENERAL_NAMES_free(names);
+
+    ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
+    if (ku == NULL || !ASN1_BIT_STRING_set_bit(ku, 0, 1) || /* digitalSignature */
+        !ASN1_BIT_STRING_set_bit(ku, 2, 1))                 /* keyEncipherment */
+        abort();
+    add_ext(x, NID_key_usage, ku, 1);
+    ASN1_BIT_STRING_free(ku);
+
+    EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+    if (eku == NULL || !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) ||
+        !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)))
+        abort();
+    add_ext(x, NID_ext_key_usage, eku, 0);
+    /* The objects are static built-ins: free only the stack. */
+    sk_ASN1_OBJECT_free(eku);
+
+    BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+    if (bc == NULL)
+        abort();
+    bc->ca = 0;
+    add_ext(x, NID_basic_constraints, bc, 1);
+    BASIC_CONSTRAINTS_free(bc);
+
+    /* authorityKeyIdentifier = the issuer's subjectKeyIdentifier, or the
+     * SHA-1 of its public key (RFC 5280 method 1) when it has none. */
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+    ASN1_OCTET_STRING *kid = ASN1_OCTET_STRING_new();
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(issuer);
+    if (akid == NULL || kid == NULL)
+        abort();
+    if (ski != NULL) {
+        if (!ASN1_OCTET_STRING_set(kid, ASN1_STRING_get0_data(ski), ASN1_STRING_length(ski)))
+            abort();
+    } else {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        if (!X509_pubkey_digest(issuer, EVP_sha1(), md, &mdlen) ||
+            !ASN1_OCTET_STRING_set(kid, md, (int)mdlen))
+            abort();
+    }
+    akid->keyid = kid;
+    add_ext(x, NID_authority_key_identifier, akid, 0);
+    AUTHORITY_KEYID_free(akid);
+}
+
+int zt_tls_localca_mint(struct zt_tls_localca *ca, const struct zt_spiffe_id *id,
+                        unsigned ttl_seconds, struct zt_tls_cert **out)
+{
+    char uri[ZT_SPIFFE_ID_MAX + 1];
+    EVP_PKEY *key = NULL;
+    X509 *x = NULL;
+    int rc = ZT_E_TLS;
+    time_t now = time(NULL);
+    time_t skew, not_after;
+
+    *out = NULL;
+    if (ttl_seconds == 0 || ttl_seconds > ZT_TLS_LOCALCA_TTL_MAX)
+        return ZT_E_CONFIG;
+    if (zt_spiffe_format(id, uri, sizeof(uri)) < 0)
+        return ZT_E_IDENTITY;
+    /* Back-date for peers whose clock is a little behind, but never by a
+     * large share of a short lifetime: that would pull the half-life
+     * refresh point into the past. */
+    skew = ttl_seconds / 10 < 60 ? (time_t)(ttl_seconds / 10) : 60;
+    not_after = now + (time_t)ttl_seconds;
+    if (not_after > ca->ca_not_after)
+        not_after = ca->ca_not_after;
+    if (not_after <= now)
+        return ZT_E_TLS; /* the CA certificate has expired */
+
+    key = EVP_EC_gen("P-256");
+    x = X509_new();
+    if (key == NULL || x == NULL)
+        goto out;
+    if (!X509_set_version(x, X509_VERSION_3) || set_random_serial(x) != 0 ||
+        !X509_set_issuer_name(x, X509_get_subject_name(ca->ca_cert)) ||
+        !ASN1_TIME_set(X509_getm_notBefore(x), now - skew) ||
+        !ASN1_TIME_set(X509_getm_notAfter(x), not_after) || !X509_set_pubkey(x, key))
+        goto out;
+    add_leaf_extensions(x, ca->ca_cert, uri);
+
+    pthread_mutex_lock(&ca->mu);
+    int signed_len = X509_sign(x, ca->key, EVP_sha256());
+    pthread_mutex_unlock(&ca->mu);
+    if (signed_len <= 0)
+        goto out;
+
+    rc = zt_tls_cert_new(x, ca->intermediates, key, ca->roots, out);
+out:
+    ERR_clear_error();
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* A local certificate authority loaded from an Istio "cacerts" directory,
+ * used to mint workload certificates without istiod.
+ *
+ * Directory layout (the files Istio's plugged-in CA reads):
+ *   ca-cert.pem     signing certificate (an intermediate, or the root itself)
+ *   ca-key.pem      its private key
+ *   root-cert.pem   the mesh trust bundle: one or more roots
+ *   cert-chain.pem  optional: chain from ca-cert up to the root
+ *
+ * Minting is thread-safe (an internal mutex serialises signing). */
+#ifndef ZT_TLS_LOCALCA_H
+#define ZT_TLS_LOCALCA_H
+
+#include "tls/cert.h"
+#include "tls/spiffe.h"
+
+#include <stddef.h>
+
+struct zt_tls_localca;
+
+/* Longest accepted lifetime of a minted certificate (one year). */
+#define ZT_TLS_LOCALCA_TTL_MAX (366u * 24 * 3600)
+
+/* Loads and checks the directory: every file parses, the key matches
+ * ca-cert.pem, ca-cert.pem is a CA and chains to root-cert.pem (through
+ * cert-chain.pem if present) at the current time. Borrows `dir`.
+ * Returns 0 and *out (owned by the caller, release with
+ * zt_tls_localca_free), or ZT_E_CONFIG with a message naming the file and
+ * the reason written into err (may be NULL). */
+int zt_tls_localca_load(const char *dir, struct zt_tls_localca **out, char *err, size_t errlen);
+
+/* Mints a certificate for `id` valid for ttl_seconds (1 .. ZT_TLS_LOCALCA_TTL_MAX,
+ * cut short at the CA certificate's own expiry): a fresh ECDSA P-256 key, an
+ * X.509 v3 leaf with an empty subject, a random 128-bit serial, notBefore
+ * back-dated by min(60 s, ttl/10) for clock skew, a critical SubjectAltName
+ * holding exactly one URI (the SPIFFE id), critical keyUsage
+ * digitalSignature+keyEncipherment, extKeyUsage serverAuth+clientAuth,
+ * critical basicConstraints CA:FALSE, authorityKeyIdentifier, SHA-256
+ * signature. Intermediates = ca-cert (+ the non-root part of cert-chain.pem)
+ * unless ca-cert is itself a root; roots = root-cert.pem.
+ * Returns 0 and *out (one reference), ZT_E_CONFIG for a bad ttl, ZT_E_TLS if
+ * OpenSSL fails. Borrows ca and id. */
+int zt_tls_localca_mint(struct zt_tls_localca *ca, const struct zt_spiffe_id *id,
+                        unsigned ttl_seconds, struct zt_tls_cert **out);
+
+/* The trust bundle (borrowed; valid while ca lives). */
+STACK_OF(X509) * zt_tls_localca_roots(const struct zt_tls_localca *ca);
+
+/* NULL-safe. No mint may be running. */
+void zt_tls_localca_free(struct zt_tls_localca *ca);
+
+#endif

@@ -1,0 +1,584 @@
+#include "test.h"
+
+#include "base/err.h"
+#include "state/state.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+
+static struct zt_ip ip(const char *s)
+{
+    struct zt_ip a;
+    memset(&a, 0, sizeof(a));
+    if (zt_ip_parse(s, &a) != 0)
+        abort();
+    return a;
+}
+
+static struct zt_workload *wl_new(const char *uid, const char *name, const char *ns,
+                                  const char *addr, enum zt_workload_protocol proto)
+{
+    struct zt_workload *wl = zt_workload_new();
+    wl->uid = zt_state_xstrdup(uid);
+    wl->name = zt_state_xstrdup(name);
+    wl->namespace = zt_state_xstrdup(ns);
+    wl->protocol = proto;
+    if (addr)
+        *(struct zt_ip *)zt_state_array_push(&wl->addresses, &wl->n_addresses,
+                                             sizeof(struct zt_ip)) = ip(addr);
+    return wl;
+}
+
+/* Adds svc_key with one port mapping (target 0: none) to wl. */
+static void wl_add_svc(struct zt_workload *wl, const char *key, uint16_t sp, uint16_t tp)
+{
+    struct zt_workload_service *ws =
+        zt_state_array_push(&wl->services, &wl->n_services, sizeof(*ws));
+    ws->key = zt_state_xstrdup(key);
+    if (sp) {
+        struct zt_port_map *pm = zt_state_array_push(&ws->ports, &ws->n_ports, sizeof(*pm));
+        pm->service_port = sp;
+        pm->target_port = tp;
+    }
+}
+
+static struct zt_service *svc_new(const char *name, const char *ns, const char *vip, uint16_t sp,
+                                  uint16_t tp)
+{
+    struct zt_service *svc = zt_service_new();
+    char host[128];
+    snprintf(host, sizeof(host), "%s.%s.svc.cluster.local", name, ns);
+    svc->name = zt_state_xstrdup(name);
+    svc->namespace = zt_state_xstrdup(ns);
+    svc->hostname = zt_state_xstrdup(host);
+    if (vip) {
+        struct zt_vip *v = zt_state_array_push(&svc->vips, &svc->n_vips, sizeof(*v));
+        v->network = zt_state_xstrdup("");
+        v->ip = ip(vip);
+    }
+    if (sp) {
+        struct zt_port_map *pm = zt_state_array_push(&svc->ports, &svc->n_ports, sizeof(*pm));
+        pm->service_port = sp;
+        pm->target_port = tp;
+    }
+    return svc;
+}
+
+static struct zt_state *finish(struct zt_state_builder *b)
+{
+    struct zt_state *s = NULL;
+    char err[256];
+    int rc = zt_state_builder_finish(b, &s, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "finish: %s\n", err);
+        abort();
+    }
+    return s;
+}
+
+static void test_ip_parse_format(void)
+{
+    struct zt_ip a, b;
+    char buf[ZT_IP_STRLEN];
+    CHECK_EQ_INT(zt_ip_parse("10.1.2.3", &a), 0);
+    CHECK_EQ_INT(a.family, AF_INET);
+    CHECK_EQ_STR(zt_ip_format(&a, buf, sizeof(buf)), "10.1.2.3");
+    CHECK_EQ_INT(zt_ip_parse("::ffff:10.1.2.3", &b), 0);
+    CHECK_EQ_INT(b.family, AF_INET);
+    CHECK(zt_ip_eq(&a, &b));
+    CHECK_EQ_INT(zt_ip_parse("fd00::1", &b), 0);
+    CHECK_EQ_INT(b.family, AF_INET6);
+    CHECK_EQ_STR(zt_ip_format(&b, buf, sizeof(buf)), "fd00::1");
+    CHECK(!zt_ip_eq(&a, &b));
+    CHECK_EQ_INT(zt_ip_parse("10.1.2", &a), ZT_E_CONFIG);
+    CHECK_EQ_INT(zt_ip_parse("10.1.2.3 ", &a), ZT_E_CONFIG);
+    CHECK_EQ_INT(zt_ip_parse("", &a), ZT_E_CONFIG);
+}
+
+static void test_ip_sockaddr(void)
+{
+    struct sockaddr_in6 sin6;
+    struct sockaddr_storage ss;
+    struct zt_ip a;
+    uint16_t port = 0;
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(8080);
+    inet_pton(AF_INET6, "::ffff:192.168.1.9", &sin6.sin6_addr);
+    CHECK_EQ_INT(zt_ip_from_sockaddr((struct sockaddr *)&sin6, &a, &port), 0);
+    CHECK_EQ_INT(a.family, AF_INET);
+    CHECK_EQ_INT(port, 8080);
+    CHECK_EQ_INT(zt_ip_to_sockaddr(&a, 99, &ss), sizeof(struct sockaddr_in));
+    CHECK_EQ_INT(zt_ip_from_sockaddr((struct sockaddr *)&ss, &a, &port), 0);
+    CHECK_EQ_INT(port, 99);
+    CHECK(zt_ip_eq(&a, &(struct zt_ip){0}) == false);
+    {
+        uint8_t raw[3] = {1, 2, 3};
+        CHECK_EQ_INT(zt_ip_from_bytes(raw, 3, &a), ZT_E_PROTO);
+    }
+}
+
+static void test_cidr(void)
+{
+    struct zt_cidr c;
+    struct zt_ip a = ip("10.1.200.7");
+    CHECK_EQ_INT(zt_cidr_parse("10.1.0.0/16", &c), 0);
+    CHECK(zt_cidr_contains(&c, &a));
+    a = ip("10.2.0.1");
+    CHECK(!zt_cidr_contains(&c, &a));
+    CHECK_EQ_INT(zt_cidr_parse("10.1.2.3", &c), 0);
+    CHECK_EQ_INT(c.prefix, 32);
+    CHECK_EQ_INT(zt_cidr_parse("0.0.0.0/0", &c), 0);
+    a = ip("8.8.8.8");
+    CHECK(zt_cidr_contains(&c, &a));
+    a = ip("::1");
+    CHECK(!zt_cidr_contains(&c, &a)); /* family mismatch */
+    CHECK_EQ_INT(zt_cidr_parse("::ffff:10.0.0.0/104", &c), 0);
+    CHECK_EQ_INT(c.ip.family, AF_INET);
+    CHECK_EQ_INT(c.prefix, 8);
+    CHECK_EQ_INT(zt_cidr_parse("10.0.0.0/33", &c), ZT_E_CONFIG);
+    CHECK_EQ_INT(zt_cidr_parse("10.0.0.0/", &c), ZT_E_CONFIG);
+    CHECK_EQ_INT(zt_cidr_parse("10.0.0.0/-1", &c), ZT_E_CONFIG);
+    CHECK_EQ_INT(zt_cidr_parse("fd00::/8", &c), 0);
+    a = ip("fdff::2");
+    CHECK(zt_cidr_contains(&c, &a));
+}
+
+static void test_defaults_and_uid_lookup(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s;
+    const struct zt_workload *w;
+    char id[128];
+    zt_state_builder_add_workload(b, wl_new("u1", "a", "ns1", "10.0.0.1", ZT_WL_PROTO_HBONE));
+    s = finish(b);
+    w = zt_state_workload_by_uid(s, "u1");
+    CHECK(w != NULL);
+    CHECK_EQ_STR(w->service_account, "default");
+    CHECK_EQ_STR(w->trust_domain, "cluster.local");
+    CHECK_EQ_STR(w->cluster_id, "Kubernetes");
+    CHECK_EQ_STR(w->network, "");
+    CHECK_EQ_INT(w->capacity, 1);
+    CHECK_EQ_INT(zt_workload_identity(w, id, sizeof(id)), 0);
+    CHECK_EQ_STR(id, "spiffe://cluster.local/ns/ns1/sa/default");
+    CHECK(zt_state_workload_by_uid(s, "u2") == NULL);
+    CHECK_EQ_INT(zt_state_workload_count(s), 1);
+    zt_state_unref(s);
+}
+
+static void test_duplicate_uid_rejected(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s = (struct zt_state *)1;
+    char err[256];
+    zt_state_builder_add_workload(b, wl_new("u1", "a", "ns1", "10.0.0.1", ZT_WL_PROTO_TCP));
+    zt_state_builder_add_workload(b, wl_new("u1", "b", "ns1", "10.0.0.2", ZT_WL_PROTO_TCP));
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK(s == NULL);
+    CHECK_EQ_STR(err, "duplicate workload uid \"u1\"");
+
+    b = zt_state_builder_new(NULL);
+    zt_state_builder_add_service(b, svc_new("a", "ns", "10.96.0.1", 80, 8080));
+    zt_state_builder_add_service(b, svc_new("a", "ns", "10.96.0.2", 80, 8080));
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "duplicate service \"ns/a.ns.svc.cluster.local\"");
+
+    b = zt_state_builder_new(NULL);
+    zt_state_builder_add_workload(b, wl_new("", "a", "ns1", NULL, ZT_WL_PROTO_TCP));
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "workload \"ns1/a\" has an empty uid");
+
+    b = zt_state_builder_new(NULL);
+    {
+        struct zt_workload *w = wl_new("u9", "a", "ns1", NULL, ZT_WL_PROTO_TCP);
+        wl_add_svc(w, "nohost", 80, 80);
+        zt_state_builder_add_workload(b, w);
+    }
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "workload \"u9\": service key \"nohost\" is not namespace/hostname");
+}
+
+static void test_by_ip(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s;
+    struct zt_workload *host = wl_new("host", "h", "ns", "10.0.0.9", ZT_WL_PROTO_TCP);
+    struct zt_workload *v6 = wl_new("v6", "v6", "ns", "fd00::5", ZT_WL_PROTO_TCP);
+    struct zt_workload *other_net = wl_new("onet", "o", "ns", "10.0.0.1", ZT_WL_PROTO_TCP);
+    struct zt_ip a;
+    host->network_mode = ZT_NETMODE_HOST_NETWORK;
+    other_net->network = zt_state_xstrdup("net2");
+    zt_state_builder_add_workload(b, wl_new("tcp", "t", "ns", "10.0.0.1", ZT_WL_PROTO_TCP));
+    zt_state_builder_add_workload(b, wl_new("hbone", "h", "ns", "10.0.0.1", ZT_WL_PROTO_HBONE));
+    zt_state_builder_add_workload(b, wl_new("a-tcp", "t2", "ns", "10.0.0.1", ZT_WL_PROTO_TCP));
+    zt_state_builder_add_workload(b, host);
+    zt_state_builder_add_workload(b, v6);
+    zt_state_builder_add_workload(b, other_net);
+    s = finish(b);
+
+    a = ip("10.0.0.1");
+    CHECK(zt_state_workload_by_ip(s, "", &a) != NULL);
+    CHECK_EQ_STR(zt_state_workload_by_ip(s, "", &a)->uid, "hbone");
+    CHECK_EQ_STR(zt_state_workload_by_ip(s, NULL, &a)->uid, "hbone");
+    CHECK_EQ_STR(zt_state_workload_by_ip(s, "net2", &a)->uid, "onet");
+    /* IPv4-mapped IPv6 finds the IPv4 workload even if not canonicalised. */
+    memset(&a, 0, sizeof(a));
+    a.family = AF_INET6;
+    a.addr[10] = a.addr[11] = 0xff;
+    a.addr[12] = 10;
+    a.addr[15] = 1;
+    CHECK(zt_state_workload_by_ip(s, "", &a) != NULL);
+    CHECK_EQ_STR(zt_state_workload_by_ip(s, "", &a)->uid, "hbone");
+    a = ip("10.0.0.9");
+    CHECK(zt_state_workload_by_ip(s, "", &a) == NULL); /* host network */
+    a = ip("fd00::5");
+    CHECK_EQ_STR(zt_state_workload_by_ip(s, "", &a)->uid, "v6");
+    a = ip("10.0.0.77");
+    CHECK(zt_state_workload_by_ip(s, "", &a) == NULL);
+    zt_state_unref(s);
+}
+
+static void test_by_vip_and_lookup(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s;
+    struct zt_service *priv = svc_new("priv", "ns2", "10.96.0.1", 80, 80);
+    struct zt_service *cidr = svc_new("cidr", "ns1", NULL, 80, 80);
+    struct zt_cidr_vip *cv = zt_state_array_push(&cidr->cidr_vips, &cidr->n_cidr_vips, sizeof(*cv));
+    struct zt_ip a;
+    priv->visibility = ZT_VIS_NAMESPACE;
+    cv->network = zt_state_xstrdup("");
+    zt_cidr_parse("10.200.0.0/16", &cv->cidr);
+    zt_state_builder_add_service(b, svc_new("pub", "ns1", "10.96.0.1", 80, 80));
+    zt_state_builder_add_service(b, priv);
+    zt_state_builder_add_service(b, cidr);
+    s = finish(b);
+
+    a = ip("10.96.0.1");
+    CHECK(zt_state_service_by_vip(s, "", &a) != NULL);
+    /* Same VIP in two namespaces: the client's namespace wins if visible. */
+    CHECK_EQ_STR(zt_state_service_lookup(s, "", &a, "ns2")->name, "priv");
+    CHECK_EQ_STR(zt_state_service_lookup(s, "", &a, "ns1")->name, "pub");
+    CHECK_EQ_STR(zt_state_service_lookup(s, "", &a, "ns3")->name, "pub");
+    CHECK(zt_state_service_by_vip(s, "other", &a) == NULL);
+    a = ip("10.200.3.4");
+    CHECK(zt_state_service_by_vip(s, "", &a) == NULL);
+    CHECK_EQ_STR(zt_state_service_lookup(s, "", &a, "ns9")->name, "cidr");
+    CHECK_EQ_STR(zt_state_service_by_key(s, "ns1/pub.ns1.svc.cluster.local")->name, "pub");
+    CHECK(zt_state_service_by_key(s, "ns1/nope") == NULL);
+    zt_state_unref(s);
+}
+
+static void test_by_info(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s;
+    struct zt_workload *w1 = wl_new("u1", "app", "ns", "10.0.0.1", ZT_WL_PROTO_HBONE);
+    struct zt_workload *w2 = wl_new("u2", "app", "ns", "10.0.0.2", ZT_WL_PROTO_HBONE);
+    w1->node = zt_state_xstrdup("node-a");
+    w2->node = zt_state_xstrdup("node-b");
+    w1->service_account = zt_state_xstrdup("sa1");
+    w2->service_account = zt_state_xstrdup("sa1");
+    zt_state_builder_add_workload(b, w1);
+    zt_state_builder_add_workload(b, w2);
+    s = finish(b);
+    CHECK_EQ_STR(zt_state_workload_by_info(s, "app", "ns", "sa1", NULL)->uid, "u1");
+    CHECK_EQ_STR(zt_state_workload_by_info(s, "app", "ns", "sa1", "node-b")->uid, "u2");
+    CHECK_EQ_STR(zt_state_workload_by_info(s, "app", "ns", NULL, "node-c")->uid, "u1");
+    CHECK(zt_state_workload_by_info(s, "app", "ns", "other", NULL) == NULL);
+    CHECK(zt_state_workload_by_info(s, "app", "ns2", NULL, NULL) == NULL);
+    zt_state_unref(s);
+}
+
+static void test_delta_builder(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s1, *s2;
+    const struct zt_workload *keep;
+    zt_state_builder_add_workload(b, wl_new("u1", "a", "ns", "10.0.0.1", ZT_WL_PROTO_TCP));
+    zt_state_builder_add_workload(b, wl_new("u2", "b", "ns", "10.0.0.2", ZT_WL_PROTO_TCP));
+    zt_state_builder_add_service(b, svc_new("s", "ns", "10.96.0.1", 80, 80));
+    s1 = finish(b);
+    keep = zt_state_workload_by_uid(s1, "u2");
+
+    b = zt_state_builder_new(s1);
+    zt_state_builder_remove_workload(b, "u1");
+    zt_state_builder_put_workload(b, wl_new("u3", "c", "ns", "10.0.0.3", ZT_WL_PROTO_HBONE));
+    zt_state_builder_put_workload(b, wl_new("u3", "c2", "ns", "10.0.0.4", ZT_WL_PROTO_HBONE));
+    zt_state_builder_remove_service(b, "ns/s.ns.svc.cluster.local");
+    zt_state_builder_remove_workload(b, "never-existed");
+    s2 = finish(b);
+    /* The old snapshot is unchanged. */
+    CHECK(zt_state_workload_by_uid(s1, "u1") != NULL);
+    CHECK_EQ_INT(zt_state_service_count(s1), 1);
+    CHECK(zt_state_workload_by_uid(s2, "u1") == NULL);
+    CHECK(zt_state_workload_by_uid(s2, "u2") == keep); /* shared, not copied */
+    CHECK_EQ_STR(zt_state_workload_by_uid(s2, "u3")->name, "c2");
+    CHECK_EQ_INT(zt_state_workload_count(s2), 2);
+    CHECK_EQ_INT(zt_state_service_count(s2), 0);
+    zt_state_unref(s1);
+    /* s2 still valid after s1 is gone. */
+    CHECK_EQ_STR(zt_state_workload_at(s2, 0)->uid, "u2");
+    zt_state_ref(s2);
+    zt_state_unref(s2);
+    zt_state_unref(s2);
+}
+
+/* Builds a service "web" in ns with three endpoints e1..e3. */
+static struct zt_state *lb_state(enum zt_lb_mode mode, const enum zt_lb_scope *prefs, size_t n,
+                                 void (*tweak)(struct zt_workload **eps))
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_service *svc = svc_new("web", "ns", "10.96.0.10", 80, 8080);
+    struct zt_workload *eps[3];
+    const char *key = "ns/web.ns.svc.cluster.local";
+    svc->lb_mode = mode;
+    for (size_t i = 0; i < n; i++)
+        svc->lb_routing[i] = prefs[i];
+    svc->n_lb_routing = n;
+    /* second service port with no service-level target port */
+    {
+        struct zt_port_map *pm = zt_state_array_push(&svc->ports, &svc->n_ports, sizeof(*pm));
+        pm->service_port = 81;
+        pm->target_port = 0;
+    }
+    eps[0] = wl_new("e1", "e1", "ns", "10.0.1.1", ZT_WL_PROTO_HBONE);
+    eps[1] = wl_new("e2", "e2", "ns", "10.0.1.2", ZT_WL_PROTO_TCP);
+    eps[2] = wl_new("e3", "e3", "ns", "10.0.1.3", ZT_WL_PROTO_HBONE);
+    wl_add_svc(eps[0], key, 80, 9000); /* endpoint mapping overrides 8080 */
+    wl_add_svc(eps[1], key, 0, 0);
+    wl_add_svc(eps[2], key, 81, 9181);
+    if (tweak)
+        tweak(eps);
+    for (int i = 0; i < 3; i++)
+        zt_state_builder_add_workload(b, eps[i]);
+    zt_state_builder_add_service(b, svc);
+    zt_state_builder_add_workload(b, wl_new("client", "c", "ns", "10.0.2.1", ZT_WL_PROTO_HBONE));
+    return finish(b);
+}
+
+static void test_pick_ports(void)
+{
+    struct zt_state *s = lb_state(ZT_LB_STANDARD, NULL, 0, NULL);
+    const struct zt_service *svc = zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    const struct zt_workload *w;
+    uint16_t tp;
+    const struct zt_workload *const *eps;
+    CHECK_EQ_INT(zt_state_service_endpoints(s, svc, &eps), 3);
+    /* Equal capacity: random 0,1,2 walk the endpoints in uid order. */
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, NULL, 0, &w, &tp), 0);
+    CHECK_EQ_STR(w->uid, "e1");
+    CHECK_EQ_INT(tp, 9000);
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, NULL, 1, &w, &tp), 0);
+    CHECK_EQ_STR(w->uid, "e2");
+    CHECK_EQ_INT(tp, 8080);
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, NULL, 5, &w, &tp), 0);
+    CHECK_EQ_STR(w->uid, "e3");
+    CHECK_EQ_INT(tp, 8080);
+    /* Port 81 has no service target port: only e3 maps it. */
+    for (uint32_t r = 0; r < 4; r++) {
+        CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 81, NULL, r, &w, &tp), 0);
+        CHECK_EQ_STR(w->uid, "e3");
+        CHECK_EQ_INT(tp, 9181);
+    }
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 82, NULL, 0, &w, &tp), ZT_E_NOT_FOUND);
+    zt_state_unref(s);
+}
+
+static void tweak_health(struct zt_workload **eps)
+{
+    eps[0]->status = ZT_WL_UNHEALTHY;
+    eps[1]->status = ZT_WL_UNHEALTHY;
+    eps[2]->status = ZT_WL_UNHEALTHY;
+}
+
+static void test_pick_unhealthy(void)
+{
+    struct zt_state *s = lb_state(ZT_LB_STANDARD, NULL, 0, tweak_health);
+    struct zt_service *svc =
+        (struct zt_service *)zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    const struct zt_workload *w;
+    uint16_t tp;
+    struct zt_upstream up;
+    struct zt_ip vip = ip("10.96.0.10");
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, NULL, 0, &w, &tp), ZT_E_NOT_FOUND);
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, NULL, &vip, 80, 0, &up), ZT_E_NOT_FOUND);
+    zt_state_unref(s);
+
+    s = lb_state(ZT_LB_STANDARD, NULL, 0, tweak_health);
+    svc = (struct zt_service *)zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    /* Test-only: flip the health policy in place before anyone else sees it. */
+    svc->lb_health = ZT_LB_ALLOW_ALL;
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, NULL, 0, &w, &tp), 0);
+    CHECK_EQ_STR(w->uid, "e1");
+    zt_state_unref(s);
+}
+
+static void tweak_capacity(struct zt_workload **eps)
+{
+    eps[0]->capacity = 1;
+    eps[1]->capacity = 3;
+    eps[2]->capacity = 0;
+}
+
+static void test_pick_capacity(void)
+{
+    struct zt_state *s = lb_state(ZT_LB_STANDARD, NULL, 0, tweak_capacity);
+    const struct zt_service *svc = zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    const struct zt_workload *w;
+    uint16_t tp;
+    int counts[3] = {0, 0, 0};
+    for (uint32_t r = 0; r < 400; r++) {
+        CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, NULL, r, &w, &tp), 0);
+        counts[w->uid[1] - '1']++;
+    }
+    CHECK_EQ_INT(counts[0], 100);
+    CHECK_EQ_INT(counts[1], 300);
+    CHECK_EQ_INT(counts[2], 0);
+    zt_state_unref(s);
+}
+
+static void tweak_locality(struct zt_workload **eps)
+{
+    /* e1: same region+zone as client, e2: same region, e3: other region */
+    eps[0]->locality.region = zt_state_xstrdup("r1");
+    eps[0]->locality.zone = zt_state_xstrdup("z1");
+    eps[1]->locality.region = zt_state_xstrdup("r1");
+    eps[1]->locality.zone = zt_state_xstrdup("z2");
+    eps[2]->locality.region = zt_state_xstrdup("r2");
+    eps[2]->locality.zone = zt_state_xstrdup("z1");
+}
+
+static void tweak_locality_no_e1(struct zt_workload **eps)
+{
+    tweak_locality(eps);
+    eps[0]->status = ZT_WL_UNHEALTHY;
+}
+
+static struct zt_workload *client_in(const char *region, const char *zone)
+{
+    struct zt_workload *c = wl_new("client", "c", "ns", "10.0.2.1", ZT_WL_PROTO_HBONE);
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s;
+    c->locality.region = zt_state_xstrdup(region);
+    c->locality.zone = zt_state_xstrdup(zone);
+    /* Run it through a builder so defaults are applied, then keep it. */
+    zt_state_builder_add_workload(b, zt_workload_ref(c));
+    s = finish(b);
+    zt_state_unref(s);
+    return c;
+}
+
+static void test_pick_failover_strict(void)
+{
+    const enum zt_lb_scope prefs[] = {ZT_LB_SCOPE_REGION, ZT_LB_SCOPE_ZONE};
+    struct zt_workload *client = client_in("r1", "z1");
+    struct zt_state *s = lb_state(ZT_LB_FAILOVER, prefs, 2, tweak_locality);
+    const struct zt_service *svc = zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    const struct zt_workload *w;
+    uint16_t tp;
+    for (uint32_t r = 0; r < 5; r++) {
+        CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, r, &w, &tp), 0);
+        CHECK_EQ_STR(w->uid, "e1");
+    }
+    zt_state_unref(s);
+
+    /* e1 unhealthy: FAILOVER falls back to e2 (region match only). */
+    s = lb_state(ZT_LB_FAILOVER, prefs, 2, tweak_locality_no_e1);
+    svc = zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    for (uint32_t r = 0; r < 5; r++) {
+        CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, r, &w, &tp), 0);
+        CHECK_EQ_STR(w->uid, "e2");
+    }
+    zt_state_unref(s);
+
+    /* STRICT: full match required; without e1 there is none. */
+    s = lb_state(ZT_LB_STRICT, prefs, 2, tweak_locality);
+    svc = zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, 1, &w, &tp), 0);
+    CHECK_EQ_STR(w->uid, "e1");
+    zt_state_unref(s);
+    s = lb_state(ZT_LB_STRICT, prefs, 2, tweak_locality_no_e1);
+    svc = zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, 1, &w, &tp), ZT_E_NOT_FOUND);
+    zt_state_unref(s);
+
+    /* STANDARD ignores locality. */
+    s = lb_state(ZT_LB_STANDARD, prefs, 2, tweak_locality);
+    svc = zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, 2, &w, &tp), 0);
+    CHECK_EQ_STR(w->uid, "e3");
+    zt_state_unref(s);
+    zt_workload_unref(client);
+}
+
+static void tweak_network(struct zt_workload **eps)
+{
+    /* e1 on another network without a gateway: unreachable. */
+    free(eps[0]->network);
+    eps[0]->network = zt_state_xstrdup("remote");
+}
+
+static void test_resolve_outbound(void)
+{
+    struct zt_state *s = lb_state(ZT_LB_STANDARD, NULL, 0, tweak_network);
+    const struct zt_workload *client = zt_state_workload_by_uid(s, "client");
+    struct zt_upstream up;
+    struct zt_ip dst = ip("10.96.0.10");
+    char buf[ZT_IP_STRLEN];
+
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &dst, 80, 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_SERVICE);
+    CHECK_EQ_STR(up.wl->uid, "e2"); /* e1 skipped: other network */
+    CHECK(!up.is_hbone);
+    CHECK_EQ_INT(up.port, 8080);
+    CHECK(up.has_ip);
+    CHECK_EQ_STR(zt_ip_format(&up.ip, buf, sizeof(buf)), "10.0.1.2");
+    CHECK_EQ_STR(up.svc->name, "web");
+
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &dst, 80, 1, &up), 0);
+    CHECK_EQ_STR(up.wl->uid, "e3");
+    CHECK(up.is_hbone);
+
+    dst = ip("10.0.1.3");
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &dst, 7000, 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WORKLOAD);
+    CHECK_EQ_STR(up.wl->uid, "e3");
+    CHECK(up.is_hbone);
+    CHECK_EQ_INT(up.port, 7000);
+
+    dst = ip("192.0.2.1");
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &dst, 443, 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_PASSTHROUGH);
+    CHECK(up.wl == NULL && up.svc == NULL && !up.is_hbone);
+    CHECK_EQ_STR(zt_ip_format(&up.ip, buf, sizeof(buf)), "192.0.2.1");
+    zt_state_unref(s);
+
+    s = lb_state(ZT_LB_PASSTHROUGH, NULL, 0, NULL);
+    dst = ip("10.96.0.10");
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, NULL, &dst, 80, 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_PASSTHROUGH);
+    CHECK(up.svc != NULL);
+    CHECK_EQ_INT(up.port, 80);
+    zt_state_unref(s);
+}
+
+int main(void)
+{
+    RUN(test_ip_parse_format);
+    RUN(test_ip_sockaddr);
+    RUN(test_cidr);
+    RUN(test_defaults_and_uid_lookup);
+    RUN(test_duplicate_uid_rejected);
+    RUN(test_by_ip);
+    RUN(test_by_vip_and_lookup);
+    RUN(test_by_info);
+    RUN(test_delta_builder);
+    RUN(test_pick_ports);
+    RUN(test_pick_unhealthy);
+    RUN(test_pick_capacity);
+    RUN(test_pick_failover_strict);
+    RUN(test_resolve_outbound);
+    return TEST_REPORT();
+}
