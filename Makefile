@@ -44,7 +44,7 @@ TEST_SRCS := $(shell find $(addprefix tests/unit/,$(ONLY)) -name 'test_*.c' 2>/d
 endif
 TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 
-.PHONY: all deps test unit e2e demo bench clean format check-format
+.PHONY: all deps test unit unit-bins e2e demo bench clean format check-format
 all: $(BUILD)/ztunnel
 
 deps:
@@ -72,13 +72,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libzt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libzt.a $(LDLIBS)
 
+unit-bins: $(TEST_BINS)
+
 unit: $(TEST_BINS)
 	@scripts/run-unit.sh $(TEST_BINS)
 
+# Everything CI runs: unit tests and the network-namespace suite under
+# ASan+UBSan, after a -Werror release build.
 test: deps
-	$(MAKE) BUILD=build-san SAN=1 build-san/ztunnel unit
 	$(MAKE) BUILD=build build/ztunnel
-	@scripts/run-tests.sh
+	$(MAKE) BUILD=build-san SAN=1 build-san/ztunnel unit-bins
+	@scripts/run-tests.sh build-san
 
 e2e:
 	$(MAKE) BUILD=build-san SAN=1 build-san/ztunnel

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test against the binaries in BUILD_DIR (default build-san): the
+# unit-test binaries, then the network-namespace suite (root only), and
+# prints one total "N passed, N failed" line. Exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")/.."
+build=${1:-build-san}
+mapfile -t bins < <(find "$build/tests" -type f -perm -u+x 2>/dev/null | sort)
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+ZT_RESULTS=$results scripts/run-unit.sh "${bins[@]}"
+unit_rc=$?
+read -r up uf <"$results" || { up=0; uf=1; }
+ep=0 ef=0 e2e_rc=0
+if [ "$(id -u)" = 0 ]; then
+  e2e_out=$(mktemp)
+  ZT_BIN="$PWD/$build/ztunnel" tests/e2e/run.sh 2>&1 | tee "$e2e_out"
+  e2e_rc=${PIPESTATUS[0]}
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$e2e_out" | tail -n1)
+  rm -f "$e2e_out"
+  if [ -n "$line" ]; then
+    ep=${line%% passed*}; ef=${line#*, }; ef=${ef%% failed*}
+  else
+    ef=1
+  fi
+else
+  echo "e2e: skipped (needs root for network namespaces)"
+fi
+echo "total: unit ${up}/${uf}, e2e ${ep}/${ef} (passed/failed)"
+echo "$((up + ep)) passed, $((uf + ef)) failed"
+[ "$unit_rc" = 0 ] && [ "$e2e_rc" = 0 ] && [ $((uf + ef)) = 0 ]
