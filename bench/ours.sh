@@ -26,6 +26,35 @@
 # and return 0 once both proxies accept connections. run.sh stops every PID
 # in BENCH_PIDS_A/B after the row.
 bench_ours_setup() {
-	echo "bench_ours_setup: not filled in yet (see bench/ours.sh)" >&2
-	return 1
+	local n ns pod uid name sa cni_pid
+	{
+		echo "workloads:"
+		echo "- {uid: bench-a, name: client, namespace: bench, serviceAccount: client, workloadIps: [\"$BENCH_POD_A_IP\"], protocol: HBONE, node: node-a}"
+		echo "- {uid: bench-b, name: server, namespace: bench, serviceAccount: server, workloadIps: [\"$BENCH_POD_B_IP\"], protocol: HBONE, node: node-b}"
+	} >"$BENCH_WORK/mesh.yaml"
+	BENCH_PIDS_A="" BENCH_PIDS_B=""
+	for n in a b; do
+		if [ $n = a ]; then
+			ns=$BENCH_NS_A pod=$BENCH_POD_A_NS uid=bench-a name=client sa=client
+		else
+			ns=$BENCH_NS_B pod=$BENCH_POD_B_NS uid=bench-b name=server sa=server
+		fi
+		mkdir -p "$BENCH_WORK/zt-$n"
+		local env_n=(INPOD_UDS="$BENCH_WORK/zt-$n/ztunnel.sock" ZTUNNEL_CNI_DIR="$BENCH_WORK/zt-$n/cni")
+		zt_bg "$ns" "zt-cni-$n" env "${env_n[@]}" "$ZT_BIN" cni
+		cni_pid=$ZT_BG_PID
+		zt_bg "$ns" "zt-proxy-$n" env "${env_n[@]}" LOCAL_XDS_PATH="$BENCH_WORK/mesh.yaml" \
+			LOCAL_CA_DIR="$BENCH_CA" NODE_NAME="node-$n" RUST_LOG=warn "$ZT_BIN" proxy
+		if [ $n = a ]; then BENCH_PIDS_A=$ZT_BG_PID; else BENCH_PIDS_B=$ZT_BG_PID; fi
+		echo "$cni_pid" >>"$BENCH_WORK/ours-agents"
+		for _ in $(seq 50); do
+			[ -S "$BENCH_WORK/zt-$n/cni/agent.sock" ] && break
+			sleep 0.1
+		done
+		env "${env_n[@]}" "$ZT_BIN" enroll --netns "$pod" --uid $uid --name $name \
+			--namespace bench --service-account $sa >/dev/null || return 1
+	done
+	BENCH_IPERF_TARGET="$BENCH_POD_B_IP:$BENCH_IPERF_PORT"
+	BENCH_SOCKPERF_TARGET="$BENCH_POD_B_IP:$BENCH_SOCKPERF_PORT"
+	zt_wait_port "$BENCH_POD_A_NS" "$BENCH_POD_B_IP" "$BENCH_IPERF_PORT" 5
 }
