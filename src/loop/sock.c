@@ -113,6 +113,12 @@ int zt_sock_connect(const struct sockaddr *dst, const struct sockaddr *bind_src,
     if (fd < 0)
         return fd;
     zt_sock_tune(fd);
+    /* Bounds the handshake (ztunnel: 10 s): the kernel gives up on SYN
+     * retransmits after TCP_USER_TIMEOUT. zt_sock_connect_result() clears it
+     * once connected. */
+    if (o.connect_timeout_ms)
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &o.connect_timeout_ms,
+                   sizeof(o.connect_timeout_ms));
     if (bind_src && bind(fd, bind_src, zt_sockaddr_len(bind_src)) < 0 && bind_failed)
         *bind_failed = true;
     if (connect(fd, dst, zt_sockaddr_len(dst)) < 0 && errno != EINPROGRESS) {
@@ -129,6 +135,10 @@ int zt_sock_connect_result(int fd)
     socklen_t len = sizeof(err);
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         return -errno;
+    if (err == 0) {
+        unsigned none = 0;
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &none, sizeof(none));
+    }
     return -err;
 }
 

@@ -10,11 +10,15 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* Upstream connects fail after this long (ztunnel: 10 s). */
+#define ZT_SOCK_CONNECT_TIMEOUT_MS 10000
+
 struct zt_sock_opts {
     int netns_fd;      /* namespace to create the socket in; -1 = current */
     uint32_t mark;     /* SO_MARK, 0 = none */
     bool reuseport;    /* SO_REUSEPORT (listeners) */
     bool transparent;  /* IP_TRANSPARENT + IP_FREEBIND (spoofed source) */
+    unsigned connect_timeout_ms; /* zt_sock_connect: give up after; 0 = kernel default */
 };
 
 /* Creates a non-blocking, close-on-exec TCP socket of `family` with `opts`.
@@ -32,8 +36,8 @@ int zt_sock_listen(const struct sockaddr *addr, socklen_t len, const struct zt_s
 int zt_sock_connect(const struct sockaddr *dst, const struct sockaddr *bind_src,
                     const struct zt_sock_opts *opts, bool *bind_failed);
 
-/* Returns 0 once a non-blocking connect finished successfully, else the
- * negative errno of the failure. */
+/* Returns 0 once a non-blocking connect finished successfully (and lifts
+ * the connect timeout), else the negative errno of the failure. */
 int zt_sock_connect_result(int fd);
 
 /* Original destination of a REDIRECTed connection (SO_ORIGINAL_DST, then

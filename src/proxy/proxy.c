@@ -52,6 +52,7 @@ void zt_pod_sock_opts(struct zt_pod_inst *pod, struct zt_sock_opts *o)
     memset(o, 0, sizeof(*o));
     o->netns_fd = pod->shared->netns_fd;
     o->mark = pod->pw->proxy->opts.mark;
+    o->connect_timeout_ms = ZT_SOCK_CONNECT_TIMEOUT_MS;
 }
 
 /* ---- HBONE pool callbacks (per pod) ---- */
@@ -61,6 +62,7 @@ static int pool_dial(void *ud, const struct zt_hbone_key *key)
     struct zt_pod_inst *pod = ud;
     struct zt_sock_opts o;
     zt_pod_sock_opts(pod, &o);
+    o.connect_timeout_ms = 0; /* the HTTP/2 connection has its own handshake deadline */
     return zt_sock_connect((const struct sockaddr *)&key->dst, NULL, &o, NULL);
 }
 
