@@ -160,7 +160,11 @@ void zt_conn_close(struct zt_conn *c, const char *error)
     if (c->h2 && !c->stream_closed) {
         struct zt_h2conn *h2 = c->h2;
         c->h2 = NULL;
-        if (c->sid > 0)
+        /* After an error status the stream ends by itself; a reset now could
+         * overtake the status and the client would never see it. */
+        if (c->sid > 0 && c->final_response_sent)
+            zt_h2conn_attach(h2, c->sid, NULL, NULL);
+        else if (c->sid > 0)
             zt_h2conn_detach(h2, c->sid);
         zt_h2conn_flush(h2);
     }
@@ -343,8 +347,10 @@ static void on_poll_a(uv_poll_t *h, int status, int events)
     if (closed(c))
         return;
     if (c->a.connecting) {
+        /* POLLERR arrives as UV_EBADF; the socket knows the real reason. */
         c->a.connecting = false;
-        zt_conn_on_connected(c, status < 0 ? status : zt_sock_connect_result(c->a.fd));
+        int err = zt_sock_connect_result(c->a.fd);
+        zt_conn_on_connected(c, err < 0 ? err : status);
         return;
     }
     if (status < 0) {
@@ -386,7 +392,8 @@ static void on_poll_b(uv_poll_t *h, int status, int events)
         return;
     if (c->b.connecting) {
         c->b.connecting = false;
-        zt_conn_on_connected(c, status < 0 ? status : zt_sock_connect_result(c->b.fd));
+        int err = zt_sock_connect_result(c->b.fd);
+        zt_conn_on_connected(c, err < 0 ? err : status);
         return;
     }
     if (status < 0) {

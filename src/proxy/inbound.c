@@ -204,6 +204,7 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
     int rc = connect_app(c, &target, &in->peer, true);
     if (rc < 0) {
         zt_h2conn_respond(h2, sid, 503, NULL, 0);
+        c->final_response_sent = true;
         snprintf(reason, sizeof(reason), "connect to %s: %s", req->authority, zt_strerror(rc));
         zt_conn_close(c, reason);
     }
@@ -217,6 +218,7 @@ void zt_inbound_upstream_ready(struct zt_conn *c, int err)
     if (err < 0) {
         char msg[160];
         zt_h2conn_respond(h2, c->sid, 503, NULL, 0);
+        c->final_response_sent = true;
         snprintf(msg, sizeof(msg), "connect to %s: %s", c->hbone_addr, zt_strerror(err));
         zt_conn_close(c, msg);
         zt_h2conn_flush(h2);

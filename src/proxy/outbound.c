@@ -230,6 +230,7 @@ void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
     else
         ip_to_sockaddr(&up.ip, up.port, &target);
     if (up.kind == ZT_UPSTREAM_PASSTHROUGH || !up.is_hbone) {
+        c->src_identity[0] = 0; /* identities are logged only when mTLS proves them */
         struct zt_sock_opts o;
         zt_pod_sock_opts(pod, &o);
         zt_sockaddr_str((struct sockaddr *)&target, c->dst_addr, sizeof(c->dst_addr));

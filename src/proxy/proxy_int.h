@@ -98,6 +98,7 @@ struct zt_conn {
     int32_t sid;
     bool stream_eof_sent;
     bool stream_closed;
+    bool final_response_sent; /* inbound: a non-200 status ends the stream */
     struct zt_hbone_waiter waiter;
     struct zt_hbone_key key;
     struct zt_buf up, down;

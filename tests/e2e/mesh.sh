@@ -1,0 +1,232 @@
+# shellcheck shell=bash
+# tests/e2e/mesh.sh: mesh helpers for the e2e scenario scripts, on top of
+# lib.sh (which it sources). Per node N it runs `ztunnel cni` and
+# `ztunnel proxy` in the node netns, each proxy with its own local-config
+# YAML ($ZT_WORK/nN.yaml by default), so a scenario can give nodes different
+# views of the mesh. Logs: $ZT_WORK/cniN[-K].log and $ZT_WORK/proxyN[-K].log,
+# where K counts restarts; mesh_log N proxy|cni names the current one.
+#
+# Environment:
+#   ZT_BIN       ztunnel binary (default build-san/ztunnel of this repo)
+#   HBONE_PEER   Go HBONE peer binary; built on demand into
+#                ${ZT_E2E_CACHE:-/tmp/zt-e2e-cache}/interop otherwise
+#   ASAN_OPTIONS default detect_leaks=0:abort_on_error=1 (memory errors only)
+mesh_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+mesh_repo=$(cd "$mesh_here/../.." && pwd)
+# shellcheck source=lib.sh
+. "$mesh_here/lib.sh"
+
+ZT_BIN=${ZT_BIN:-$mesh_repo/build-san/ztunnel}
+MESH_CA=$ZT_WORK/ca
+MESH_TD=cluster.local
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+# mesh_id SA [NS] [TD]: the SPIFFE id of a service account.
+mesh_id() { echo "spiffe://${3:-$MESH_TD}/ns/${2:-default}/sa/$1"; }
+
+# mesh_ca: the shared cacerts directory (all nodes and the Go peer use it).
+mesh_ca() {
+	"$mesh_repo/scripts/gen-cacerts.sh" "$MESH_CA" >/dev/null
+}
+
+# mesh_peer: prints the path of the Go HBONE peer, building it if needed.
+mesh_peer() {
+	if [ -n "${HBONE_PEER:-}" ] && [ -x "$HBONE_PEER" ]; then
+		echo "$HBONE_PEER"
+		return 0
+	fi
+	"$mesh_repo/tests/interop/build.sh" "${ZT_E2E_CACHE:-/tmp/zt-e2e-cache}/interop"
+}
+
+# mesh_log N KIND: path of the current log of KIND (proxy|cni) on node N.
+mesh_log() {
+	local f="$ZT_WORK/$2$1.cur"
+	if [ -f "$f" ]; then echo "$ZT_WORK/$(cat "$f").log"; else echo "$ZT_WORK/$2$1.log"; fi
+}
+
+# mesh_pid N KIND: PID of the running KIND on node N (empty if stopped).
+mesh_pid() { cat "$ZT_WORK/$2$1.pid" 2>/dev/null || true; }
+
+mesh_env() {
+	echo "INPOD_UDS=$ZT_WORK/n$1/zt.sock" "ZTUNNEL_CNI_DIR=$ZT_WORK/n$1/cni"
+}
+
+# mesh_wait_grep FILE ERE TIMEOUT_S: wait until FILE has a line matching ERE.
+mesh_wait_grep() {
+	local f=$1 re=$2 t=${3:-5} deadline
+	deadline=$(($(zt_now_ms) + t * 1000))
+	while [ "$(zt_now_ms)" -lt "$deadline" ]; do
+		grep -Eq -- "$re" "$f" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	zt_log "mesh_wait_grep: no /$re/ in $f after ${t}s"
+	return 1
+}
+
+# mesh_start_bg N KIND CMD...: start a node process; a restart gets a new
+# log name (KIND N-2, -3, ...).
+mesh_start_bg() {
+	local n=$1 kind=$2 name k=1
+	shift 2
+	name="$kind$n"
+	while [ -e "$ZT_WORK/$name.log" ]; do
+		k=$((k + 1))
+		name="$kind$n-$k"
+	done
+	echo "$name" >"$ZT_WORK/$kind$n.cur"
+	zt_bg "$(zt_node_ns "$n")" "$name" "$@"
+	echo "$ZT_BG_PID" >"$ZT_WORK/$kind$n.pid"
+}
+
+# mesh_cni_start N: node agent on node N; waits until it serves.
+mesh_cni_start() {
+	local n=$1
+	mkdir -p "$ZT_WORK/n$n/cni"
+	# shellcheck disable=SC2046
+	mesh_start_bg "$n" cni env $(mesh_env "$n") "$ZT_BIN" cni
+	mesh_wait_grep "$(mesh_log "$n" cni)" "serving ZDS" 10
+}
+
+# mesh_proxy_start N [YAML]: proxy on node N; waits until it has the agent's
+# snapshot.
+mesh_proxy_start() {
+	local n=$1 yaml=${2:-$ZT_WORK/n$1.yaml}
+	# shellcheck disable=SC2046
+	mesh_start_bg "$n" proxy env $(mesh_env "$n") LOCAL_XDS_PATH="$yaml" LOCAL_CA_DIR="$MESH_CA" \
+		NODE_NAME="node$n" RUST_LOG="${LOGLVL:-info}" "$ZT_BIN" proxy
+	mesh_wait_grep "$(mesh_log "$n" proxy)" "snapshot received" 10
+}
+
+# mesh_stop N KIND: graceful stop (TERM) of KIND on node N.
+mesh_stop() {
+	local pid
+	pid=$(mesh_pid "$1" "$2")
+	[ -n "$pid" ] || return 0
+	zt_bg_stop "$pid"
+	sed -i "/^$pid /d" "$ZT_WORK/pids"
+	rm -f "$ZT_WORK/$2$1.pid"
+}
+
+# mesh_node_up N: agent then proxy on node N.
+mesh_node_up() {
+	mesh_cni_start "$1" && mesh_proxy_start "$1"
+}
+
+# mesh_enroll N NETNS UID SA [NAME]: enroll a pod netns on node N.
+mesh_enroll() {
+	# shellcheck disable=SC2046
+	env $(mesh_env "$1") "$ZT_BIN" enroll --netns "$2" --uid "$3" --name "${5:-$3}" \
+		--namespace default --service-account "$4" >>"$ZT_WORK/enroll.log" 2>&1
+}
+
+# mesh_unenroll N UID
+mesh_unenroll() {
+	# shellcheck disable=SC2046
+	env $(mesh_env "$1") "$ZT_BIN" unenroll --uid "$2" >>"$ZT_WORK/enroll.log" 2>&1
+}
+
+# mesh_mark N: number of lines now in node N's proxy log (for mesh_since).
+mesh_mark() { wc -l <"$(mesh_log "$1" proxy)"; }
+
+# mesh_since N MARK: access lines of node N's proxy log after MARK.
+mesh_since() {
+	tail -n +"$(($2 + 1))" "$(mesh_log "$1" proxy)" | grep -P '\taccess\t' || true
+}
+
+# mesh_wait_access N MARK ERE TIMEOUT_S: wait for a new access line matching
+# ERE; prints it (the first one).
+mesh_wait_access() {
+	local n=$1 mark=$2 re=$3 t=${4:-5} deadline line
+	deadline=$(($(zt_now_ms) + t * 1000))
+	while :; do
+		line=$(mesh_since "$n" "$mark" | grep -E -- "$re" | head -1)
+		if [ -n "$line" ]; then
+			echo "$line"
+			return 0
+		fi
+		[ "$(zt_now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
+}
+
+# mesh_field LINE KEY: value of KEY=value in an access line ("" if absent).
+mesh_field() {
+	printf '%s\n' "$1" | tr '\t' ' ' | grep -oP "(?<= )$2=\S*" | head -1 | cut -d= -f2-
+}
+
+# mesh_expect_fields LINE KEY=VALUE...: pass if every field has that value.
+mesh_expect_fields() {
+	local line=$1 kv k v got bad=""
+	shift
+	if [ -z "$line" ]; then
+		zt_fail "no access line"
+		return
+	fi
+	for kv in "$@"; do
+		k=${kv%%=*}
+		v=${kv#*=}
+		got=$(mesh_field "$line" "$k")
+		[ "$got" = "$v" ] || bad="$bad $k='$got'(want '$v')"
+	done
+	if [ -z "$bad" ]; then zt_pass; else zt_fail "$bad in: $line"; fi
+}
+
+# mesh_send_rc NETNS IP PORT DATA [T]: like zt_send, but the reply goes to
+# $ZT_WORK/reply and socat's exit code is returned.
+mesh_send_rc() {
+	zt_send "$@" >"$ZT_WORK/reply" 2>"$ZT_WORK/reply.err"
+}
+
+# mesh_peer_addr_server NETNS PORT: a server that answers with the client's
+# address as the application sees it.
+mesh_peer_addr_server() {
+	# shellcheck disable=SC2016
+	zt_bg "$1" "peeraddr-$1-$2" socat "TCP-LISTEN:$2,fork,reuseaddr" SYSTEM:'echo $SOCAT_PEERADDR'
+	zt_wait_port "$1" 127.0.0.1 "$2" 5
+}
+
+# mesh_sanitizer_check: one check that no proxy or agent log has an ASan or
+# UBSan report.
+mesh_sanitizer_check() {
+	local hits
+	zt_test "no sanitizer report in proxy/agent logs"
+	hits=$(grep -l -E "ERROR: AddressSanitizer|runtime error:" "$ZT_WORK"/proxy*.log "$ZT_WORK"/cni*.log 2>/dev/null || true)
+	if [ -z "$hits" ]; then
+		zt_pass
+	else
+		zt_fail "sanitizer reports in: $(echo "$hits" | xargs -n1 basename | tr '\n' ' ')"
+		# shellcheck disable=SC2086
+		grep -h -A30 -E "ERROR: AddressSanitizer|runtime error:" $hits | head -80 | sed 's/^/    /'
+	fi
+}
+
+# mesh_finish: checks every proxy/agent still running is alive, stops them
+# gracefully (so shutdown runs under the sanitizers), checks the logs and
+# prints the summary. Returns the summary's status.
+mesh_finish() {
+	local f n kind pid dead=""
+	zt_test "proxies and agents still running at the end"
+	for f in "$ZT_WORK"/*.pid; do
+		[ -e "$f" ] || continue
+		pid=$(cat "$f")
+		kill -0 "$pid" 2>/dev/null || dead="$dead $(basename "$f" .pid)"
+	done
+	if [ -z "$dead" ]; then zt_pass; else zt_fail "exited early:$dead"; fi
+	for f in "$ZT_WORK"/*.pid; do
+		[ -e "$f" ] || continue
+		f=$(basename "$f" .pid)
+		kind=${f%%[0-9]*}
+		n=${f#"$kind"}
+		mesh_stop "$n" "$kind"
+	done
+	mesh_sanitizer_check
+	if [ "$ZT_TESTS_FAILED" -gt 0 ]; then
+		for f in "$ZT_WORK"/proxy*.log "$ZT_WORK"/cni*.log; do
+			[ -e "$f" ] || continue
+			echo "---- $(basename "$f") (last 25 lines)"
+			tail -25 "$f" | sed 's/^/    /'
+		done
+	fi
+	zt_summary
+}

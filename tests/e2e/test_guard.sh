@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Refusals: self-calls to the proxy's own ports from inside an enrolled pod,
+# plaintext inbound aimed at the proxy ports, and an L4 Deny policy on a
+# destination port (HBONE gets 401, plaintext is closed, another port works).
+# Needs root and Go.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=mesh.sh
+. "$here/mesh.sh"
+zt_trap_cleanup
+
+# node 1: a (enrolled), p (plain), g (Go client, plain); node 2: c (enrolled)
+A=10.200.1.2 P=10.200.1.3 C=10.200.2.2
+zt_test "setup: 2 nodes, 4 pods, Deny policy on port 9090 of namespace default"
+setup() {
+	peer=$(mesh_peer) || return 1
+	zt_node_add 1 && zt_node_add 2 || return 1
+	a=$(zt_pod_add 1 1 a) && p=$(zt_pod_add 1 2 p) && g=$(zt_pod_add 1 3 g) || return 1
+	c=$(zt_pod_add 2 1 c) || return 1
+	mesh_ca || return 1
+	cat >"$ZT_WORK/n1.yaml" <<-Y
+		workloads:
+		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
+		- {uid: c, name: c, namespace: default, serviceAccount: sa-c, workloadIps: ["$C"], protocol: HBONE, node: node2}
+	Y
+	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
+	cat >>"$ZT_WORK/n2.yaml" <<-Y
+		policies:
+		- {name: no-9090, namespace: default, scope: Namespace, action: Deny, rules: [[[{destinationPorts: [9090]}]]]}
+	Y
+	mesh_node_up 1 && mesh_node_up 2 || return 1
+	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$c" c sa-c || return 1
+	zt_echo_server "$c" 8080 && zt_echo_server "$c" 9090 || return 1
+}
+if setup; then zt_pass; else
+	zt_fail "setup failed"
+	mesh_finish
+	exit 1
+fi
+
+# refused NETNS IP PORT: pass if the connection yields no reply and ends
+# within 3 s (no hang, no loop).
+refused() {
+	local t0 t1 out
+	t0=$(zt_now_ms)
+	out=$(zt_send "$1" "$2" "$3" "ping-$3" 5 2>/dev/null)
+	t1=$(zt_now_ms)
+	if [ -z "$out" ] && [ $((t1 - t0)) -lt 3000 ]; then zt_pass; else
+		zt_fail "reply '$out' after $((t1 - t0)) ms"
+	fi
+}
+
+# ---- self-calls from inside an enrolled pod ----
+m1=$(mesh_mark 1)
+for port in 15001 15006 15008; do
+	zt_test "self-call: a -> 127.0.0.1:$port refused"
+	refused "$a" 127.0.0.1 $port
+done
+zt_test "self-call: a -> $A:15001 (own pod IP) refused"
+refused "$a" $A 15001
+
+zt_test "self-calls did not loop (at most 2 log lines each)"
+sleep 0.5
+n=$(tail -n +"$((m1 + 1))" "$(mesh_log 1 proxy)" | wc -l)
+if [ "$n" -le 8 ]; then zt_pass; else zt_fail "$n proxy log lines after 4 self-calls"; fi
+
+zt_test "self-call to 15001 logged as an outbound refusal"
+if tail -n +"$((m1 + 1))" "$(mesh_log 1 proxy)" | grep -P '\taccess\t' |
+	grep "dst.addr=127.0.0.1:15001" | grep -q "direction=outbound"; then zt_pass; else
+	zt_fail "$(tail -n +"$((m1 + 1))" "$(mesh_log 1 proxy)")"
+fi
+
+zt_test "after self-calls a->c still works"
+zt_expect_eq "$(zt_send "$a" $C 8080 still-ok)" "still-ok"
+
+# ---- plaintext inbound aimed at the proxy's ports ----
+m2=$(mesh_mark 2)
+zt_test "plaintext p -> $C:15001 (redirected to 15006, reserved) refused"
+refused "$p" $C 15001
+zt_test "plaintext p -> $C:15006 refused"
+refused "$p" $C 15006
+zt_test "plaintext p -> $C:15008 (TLS listener) refused"
+refused "$p" $C 15008
+zt_test "reserved-port refusals logged inbound on node 2"
+sleep 0.3
+n=$(mesh_since 2 "$m2" | grep "direction=inbound" | grep -cE "dst.addr=$C:1500[16]" || true)
+if [ "$n" -ge 2 ]; then zt_pass; else zt_fail "$n lines: $(mesh_since 2 "$m2")"; fi
+
+# ---- Deny policy on port 9090 ----
+m1=$(mesh_mark 1)
+m2=$(mesh_mark 2)
+zt_test "policy: HBONE a->c:9090 denied (no reply)"
+refused "$a" $C 9090
+
+zt_test "policy: a's outbound line reports the 401"
+line=$(mesh_wait_access 1 "$m1" "dst.hbone_addr=$C:9090" 5)
+if printf '%s' "$line" | grep -qE 'error=.*401'; then zt_pass; else zt_fail "line: '$line'"; fi
+
+zt_test "policy: node 2 logs the policy rejection for a"
+line=$(mesh_wait_access 2 "$m2" "$C:9090" 5)
+if printf '%s' "$line" | grep -qiE 'error=.*(polic|den)'; then zt_pass; else zt_fail "line: '$line'"; fi
+
+zt_test "policy: HBONE a->c:8080 allowed"
+zt_expect_eq "$(zt_send "$a" $C 8080 allowed-port)" "allowed-port"
+
+m2=$(mesh_mark 2)
+zt_test "policy: plaintext p->c:9090 closed"
+refused "$p" $C 9090
+
+zt_test "policy: node 2 logs the plaintext rejection"
+line=$(mesh_wait_access 2 "$m2" "src.addr=$P:.*$C:9090" 5)
+if printf '%s' "$line" | grep -qiE 'error=.*(polic|den)'; then zt_pass; else zt_fail "line: '$line'"; fi
+
+zt_test "policy: plaintext p->c:8080 allowed"
+zt_expect_eq "$(zt_send "$p" $C 8080 plain-allowed)" "plain-allowed"
+
+zt_test "policy: Go client CONNECT $C:9090 gets 401"
+out=$(printf 'x' | zt_ns_exec "$g" timeout 20 "$peer" client -ca-dir "$MESH_CA" -id "$(mesh_id go-client)" \
+	-expect-id "$(mesh_id sa-c)" -connect "$C:15008" -authority "$C:9090" -timeout 10s 2>"$ZT_WORK/go-client.err")
+rc=$?
+if [ $rc = 3 ] && grep -q "status 401" "$ZT_WORK/go-client.err" && [ -z "$out" ]; then zt_pass; else
+	zt_fail "exit $rc, out '$out': $(tr '\n' ' ' <"$ZT_WORK/go-client.err")"
+fi
+
+zt_test "policy: Go client CONNECT $C:8080 gets 200 and data"
+out=$(printf 'go-allowed' | zt_ns_exec "$g" timeout 20 "$peer" client -ca-dir "$MESH_CA" -id "$(mesh_id go-client)" \
+	-expect-id "$(mesh_id sa-c)" -connect "$C:15008" -authority "$C:8080" -timeout 10s 2>"$ZT_WORK/go-client.err")
+zt_expect_eq "$out" "go-allowed"
+
+mesh_finish
