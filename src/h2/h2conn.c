@@ -29,7 +29,8 @@ struct h2_stream {
     struct h2_stream *prev, *next;
     /* Request headers, server role, until on_request has run. */
     char *method, *authority, *baggage, *forwarded, *traceparent;
-    int status; /* client role: response :status */
+    int status;        /* client role: response :status */
+    size_t unconsumed; /* DATA handed to on_data, not yet consumed */
 };
 
 struct zt_h2conn {
@@ -52,6 +53,7 @@ struct zt_h2conn {
     struct h2_stream *streams;
     unsigned nstreams;
     uint64_t opened;
+    size_t conn_unannounced; /* consumed, not yet in a connection WINDOW_UPDATE */
     int close_error;
 };
 
@@ -277,7 +279,9 @@ static void do_read(struct zt_h2conn *c)
             c->want_write = true;
             return;
         }
-        zt_h2conn_close(c, err == SSL_ERROR_ZERO_RETURN ? 0 : (err == SSL_ERROR_SYSCALL ? -ECONNRESET : ZT_E_TLS));
+        zt_h2conn_close(c, err == SSL_ERROR_ZERO_RETURN
+                               ? 0
+                               : (err == SSL_ERROR_SYSCALL ? -ECONNRESET : ZT_E_TLS));
         return;
     }
 }
@@ -297,11 +301,11 @@ static void start_session(struct zt_h2conn *c)
     set_state(c, ZT_H2_ST_OPEN);
     nghttp2_settings_entry iv[5];
     size_t n = 0;
-    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
-                                       c->settings.stream_window};
-    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_FRAME_SIZE, c->settings.max_frame_size};
     iv[n++] =
-        (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->settings.max_header_list};
+        (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, c->settings.stream_window};
+    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_FRAME_SIZE, c->settings.max_frame_size};
+    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+                                       c->settings.max_header_list};
     if (c->role == ZT_H2_CLIENT)
         iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
     if (c->settings.max_concurrent_streams)
@@ -368,7 +372,12 @@ static void on_poll(uv_poll_t *p, int status, int events)
     if (is_closed(c))
         return;
     if (status < 0 && c->state != ZT_H2_ST_TCP_CONNECTING) {
-        zt_h2conn_close(c, status);
+        /* libuv reports a socket error (POLLERR, e.g. a peer's RST) as
+         * UV_EBADF; the socket knows the real cause. */
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        zt_h2conn_close(c, err ? -err : status);
         return;
     }
     switch (c->state) {
@@ -392,6 +401,32 @@ static void on_poll(uv_poll_t *p, int status, int events)
         if (!is_closed(c))
             zt_h2conn_flush(c);
         return;
+    }
+}
+
+/* ---- flow control ---- */
+
+/* Returns `n` received bytes to the connection window (and to the stream's
+ * if `stream_too`). nghttp2 alone would announce them only once half the
+ * connection window is consumed; then streams whose readers stall can hold
+ * so much of it that a live stream never gets the rest back. So announce as
+ * soon as what was given back is at least what the peer has left. */
+static void give_back(struct zt_h2conn *c, int32_t stream_id, size_t n, bool stream_too)
+{
+    int32_t before = nghttp2_session_get_local_window_size(c->ng);
+    if (stream_too)
+        nghttp2_session_consume(c->ng, stream_id, n);
+    else
+        nghttp2_session_consume_connection(c->ng, n);
+    c->conn_unannounced += n;
+    int32_t left = nghttp2_session_get_local_window_size(c->ng);
+    if (left > before) {
+        c->conn_unannounced = 0; /* nghttp2 queued its own WINDOW_UPDATE */
+        return;
+    }
+    if (c->conn_unannounced >= (size_t)left) {
+        nghttp2_submit_window_update(c->ng, NGHTTP2_FLAG_NONE, 0, (int32_t)c->conn_unannounced);
+        c->conn_unannounced = 0;
     }
 }
 
@@ -502,21 +537,21 @@ static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
     return 0;
 }
 
-static int cb_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
-                         const uint8_t *data, size_t len, void *user)
+static int cb_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *user)
 {
     struct zt_h2conn *c = user;
     struct h2_stream *st = stream_get(c, stream_id);
     if (!st || !st->ops || !st->ops->on_data) {
-        nghttp2_session_consume(ng, stream_id, len);
+        give_back(c, stream_id, len, true);
         return 0;
     }
+    st->unconsumed += len;
     st->ops->on_data(st->sud, data, len);
     return 0;
 }
 
-static int cb_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code,
-                           void *user)
+static int cb_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code, void *user)
 {
     struct zt_h2conn *c = user;
     struct h2_stream *st = stream_get(c, stream_id);
@@ -524,15 +559,32 @@ static int cb_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t erro
         return 0;
     const struct zt_h2_stream_ops *ops = st->ops;
     void *sud = st->sud;
+    /* Bytes its owner never consumed would otherwise shrink the connection
+     * window for good. */
+    if (st->unconsumed)
+        give_back(c, stream_id, st->unconsumed, false);
     nghttp2_session_set_stream_user_data(ng, stream_id, NULL);
     stream_unlink(c, st);
     if (ops) {
         /* A peer's RST with NO_ERROR or CANCEL is an orderly end of its side. */
-        int err = (error_code == NGHTTP2_NO_ERROR || error_code == NGHTTP2_CANCEL)
-                      ? 0
-                      : ZT_E_CLOSED;
+        int err =
+            (error_code == NGHTTP2_NO_ERROR || error_code == NGHTTP2_CANCEL) ? 0 : ZT_E_CLOSED;
         ops->on_close(sud, err);
     }
+    return 0;
+}
+
+/* A server's final answer without a body ends the whole stream: once it is
+ * out, RST_STREAM(NO_ERROR) tells the client to stop sending (RFC 9113 8.1)
+ * rather than leaving the stream half-open until the client's END_STREAM.
+ * Submitted only after the HEADERS left: an earlier RST would cancel them. */
+static int cb_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+    struct zt_h2conn *c = user;
+    if (c->role == ZT_H2_SERVER && f->hd.type == NGHTTP2_HEADERS &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+        nghttp2_session_get_stream_remote_close(ng, f->hd.stream_id) == 0)
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
     return 0;
 }
 
@@ -566,6 +618,7 @@ static void init_callbacks(void)
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, cb_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, cb_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, cb_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, cb_frame_send);
     nghttp2_option_new(&options);
     nghttp2_option_set_no_auto_window_update(options, 1);
     nghttp2_option_set_peer_max_concurrent_streams(options, 100);
@@ -710,9 +763,16 @@ int zt_h2conn_respond(struct zt_h2conn *c, int32_t stream_id, int status,
 
 void zt_h2conn_consume(struct zt_h2conn *c, int32_t stream_id, size_t n)
 {
-    if (is_closed(c) || n == 0)
+    struct h2_stream *st = stream_get(c, stream_id);
+    /* A closed stream's bytes went back when it closed. */
+    if (!st)
         return;
-    nghttp2_session_consume(c->ng, stream_id, n);
+    if (n > st->unconsumed)
+        n = st->unconsumed;
+    if (n == 0)
+        return;
+    st->unconsumed -= n;
+    give_back(c, stream_id, n, true);
 }
 
 void zt_h2conn_resume(struct zt_h2conn *c, int32_t stream_id)
