@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#define OUT_HIGH (64 * 1024)      /* stop pulling frames from nghttp2 above this */
+#define OUT_HIGH (64 * 1024)      /* plaintext per SSL_write: several full records */
+#define CIPHER_HIGH (256 * 1024)  /* stop producing while this much waits for the socket */
 #define READ_CHUNK (64 * 1024)    /* one SSL_read */
 #define READ_BUDGET (1024 * 1024) /* bytes per poll callback before yielding */
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -48,7 +50,9 @@ struct zt_h2conn {
     const struct zt_h2conn_ops *ops;
     void *ud;
     struct zt_buf out;
-    bool want_write; /* last SSL call asked for POLLOUT */
+    BIO *wbio;       /* TLS output lands here, then goes out in one send() */
+    struct zt_buf cout; /* ciphertext the socket has not taken yet */
+    bool want_write; /* cout is waiting for POLLOUT */
     int recv_depth;  /* inside nghttp2_session_mem_recv: sending is not allowed */
     struct h2_stream *streams;
     unsigned nstreams;
@@ -140,6 +144,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (c->fd >= 0)
         close(c->fd);
     zt_buf_release(&c->out);
+    zt_buf_release(&c->cout);
     free(c);
 }
 
@@ -181,7 +186,7 @@ static void update_poll(struct zt_h2conn *c)
         ev = UV_WRITABLE;
         break;
     case ZT_H2_ST_TLS_HANDSHAKE:
-        ev = c->want_write ? UV_WRITABLE : UV_READABLE;
+        ev = UV_READABLE | (c->want_write ? UV_WRITABLE : 0);
         break;
     default:
         ev = UV_READABLE | (c->want_write ? UV_WRITABLE : 0);
@@ -195,14 +200,58 @@ static void update_poll(struct zt_h2conn *c)
 
 /* ---- output ---- */
 
+/* Moves what OpenSSL wrote into the memory BIO to the socket: one send()
+ * for all the records produced since the last call, the rest kept in cout
+ * until the socket is writable. Returns 0 or a negative errno. */
+static int push_cipher(struct zt_h2conn *c)
+{
+    char *p;
+    long n = BIO_get_mem_data(c->wbio, &p);
+    size_t off = 0;
+    if (n > 0) {
+        if (c->cout.len == 0) {
+            while (off < (size_t)n) {
+                ssize_t w = send(c->fd, p + off, (size_t)n - off, MSG_NOSIGNAL);
+                if (w > 0) {
+                    off += (size_t)w;
+                    continue;
+                }
+                if (w < 0 && (errno == EAGAIN || errno == EINTR))
+                    break;
+                return -errno;
+            }
+        }
+        zt_buf_append(&c->cout, p + off, (size_t)n - off);
+        (void)BIO_reset(c->wbio);
+    } else if (c->cout.len > 0) {
+        while (c->cout.len > 0) {
+            ssize_t w = send(c->fd, zt_buf_head(&c->cout), c->cout.len, MSG_NOSIGNAL);
+            if (w > 0) {
+                zt_buf_consume(&c->cout, (size_t)w);
+                continue;
+            }
+            if (w < 0 && (errno == EAGAIN || errno == EINTR))
+                break;
+            return -errno;
+        }
+    }
+    if (c->cout.len == 0)
+        zt_buf_release(&c->cout);
+    c->want_write = c->cout.len > 0;
+    return 0;
+}
+
 void zt_h2conn_flush(struct zt_h2conn *c)
 {
     if (c->state != ZT_H2_ST_OPEN && c->state != ZT_H2_ST_DRAINING)
         return;
     if (c->recv_depth > 0)
         return; /* do_read flushes once nghttp2 returns */
-    c->want_write = false;
-    for (;;) {
+    int rc = push_cipher(c);
+    /* Frames are packed into OUT_HIGH of plaintext so records come out full
+     * (a DATA frame is a few bytes over one record), and production stops
+     * while the socket is behind: that is the connection's backpressure. */
+    while (rc == 0 && c->cout.len < CIPHER_HIGH) {
         while (c->out.len < OUT_HIGH) {
             const uint8_t *p;
             ssize_t n = nghttp2_session_mem_send(c->ng, &p);
@@ -220,28 +269,25 @@ void zt_h2conn_flush(struct zt_h2conn *c)
             break;
         ERR_clear_error();
         int w = SSL_write(c->ssl, zt_buf_head(&c->out), (int)c->out.len);
-        if (w > 0) {
-            zt_buf_consume(&c->out, (size_t)w);
-            continue;
+        if (w <= 0) {
+            zt_h2conn_close(c, ZT_E_TLS);
+            return;
         }
-        int err = SSL_get_error(c->ssl, w);
-        if (err == SSL_ERROR_WANT_WRITE) {
-            c->want_write = true;
-            break;
-        }
-        if (err == SSL_ERROR_WANT_READ)
-            break;
-        zt_h2conn_close(c, err == SSL_ERROR_SYSCALL ? -EPIPE : ZT_E_TLS);
+        zt_buf_consume(&c->out, (size_t)w);
+        rc = push_cipher(c);
+    }
+    if (rc < 0) {
+        zt_h2conn_close(c, rc);
         return;
     }
-    if (c->out.len == 0 && c->out.cap > OUT_HIGH * 2)
+    if (c->out.len == 0)
         zt_buf_release(&c->out);
-    if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng) &&
-        c->out.len == 0) {
+    bool idle = c->out.len == 0 && c->cout.len == 0;
+    if (idle && !nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng)) {
         zt_h2conn_close(c, 0);
         return;
     }
-    if (c->state == ZT_H2_ST_DRAINING && c->nstreams == 0 && c->out.len == 0) {
+    if (idle && c->state == ZT_H2_ST_DRAINING && c->nstreams == 0) {
         zt_h2conn_close(c, 0);
         return;
     }
@@ -273,12 +319,8 @@ static void do_read(struct zt_h2conn *c)
             continue;
         }
         int err = SSL_get_error(c->ssl, n);
-        if (err == SSL_ERROR_WANT_READ)
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
             return;
-        if (err == SSL_ERROR_WANT_WRITE) {
-            c->want_write = true;
-            return;
-        }
         zt_h2conn_close(c, err == SSL_ERROR_ZERO_RETURN
                                ? 0
                                : (err == SSL_ERROR_SYSCALL ? -ECONNRESET : ZT_E_TLS));
@@ -338,14 +380,18 @@ static void do_handshake(struct zt_h2conn *c)
 {
     ERR_clear_error();
     int rc = SSL_do_handshake(c->ssl);
+    int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, rc);
+    /* Handshake records (and alerts on failure) sit in the memory BIO. */
+    int perr = push_cipher(c);
+    if (perr < 0) {
+        zt_h2conn_close(c, perr);
+        return;
+    }
     if (rc == 1) {
-        c->want_write = false;
         start_session(c);
         return;
     }
-    int err = SSL_get_error(c->ssl, rc);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        c->want_write = err == SSL_ERROR_WANT_WRITE;
         update_poll(c);
         return;
     }
@@ -652,7 +698,15 @@ struct zt_h2conn *zt_h2conn_new(uv_loop_t *loop, int fd, SSL_CTX *ctx, enum zt_h
     c->ssl = SSL_new(ctx);
     if (!c->ssl)
         abort();
-    SSL_set_fd(c->ssl, fd);
+    /* Reads come straight from the socket, several records per read(2);
+     * writes go to a memory BIO so each flush costs one send(2). */
+    BIO *rbio = BIO_new_socket(fd, BIO_NOCLOSE);
+    c->wbio = BIO_new(BIO_s_mem());
+    if (!rbio || !c->wbio)
+        abort();
+    SSL_set_bio(c->ssl, rbio, c->wbio);
+    SSL_set_read_ahead(c->ssl, 1);
+    SSL_set_default_read_buffer_len(c->ssl, READ_CHUNK);
     int rc = role == ZT_H2_CLIENT ? nghttp2_session_client_new2(&c->ng, callbacks, c, options)
                                   : nghttp2_session_server_new2(&c->ng, callbacks, c, options);
     if (rc != 0)

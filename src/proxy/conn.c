@@ -157,6 +157,14 @@ void zt_conn_close(struct zt_conn *c, const char *error)
         snprintf(c->error, sizeof(c->error), "%s", error);
     set_state(c, ZT_CONN_ST_CLOSED);
     zt_hbone_pool_cancel(&c->waiter);
+    if (c->in_flush) {
+        struct zt_conn **pp = &c->pod->pw->flush_head;
+        while (*pp && *pp != c)
+            pp = &(*pp)->flush_next;
+        if (*pp)
+            *pp = c->flush_next;
+        c->in_flush = false;
+    }
     if (c->h2 && !c->stream_closed) {
         struct zt_h2conn *h2 = c->h2;
         c->h2 = NULL;
@@ -422,6 +430,30 @@ static void on_poll_b(uv_poll_t *h, int status, int events)
 
 /* ---- HBONE stream side ---- */
 
+static void on_flush_check(uv_check_t *h)
+{
+    struct zt_pw *pw = h->data;
+    struct zt_conn *c = pw->flush_head;
+    pw->flush_head = NULL;
+    uv_check_stop(h);
+    while (c) {
+        struct zt_conn *next = c->flush_next;
+        c->in_flush = false;
+        c->flush_next = NULL;
+        if (!closed(c)) {
+            flush_down(c);
+            progress(c);
+        }
+        c = next;
+    }
+}
+
+void zt_conn_worker_init(struct zt_pw *pw)
+{
+    uv_check_init(&pw->worker.loop, &pw->flush_check);
+    pw->flush_check.data = pw;
+}
+
 static void st_on_response(void *sud, int status)
 {
     struct zt_conn *c = sud;
@@ -434,28 +466,17 @@ static void st_on_data(void *sud, const uint8_t *data, size_t len)
     if (closed(c))
         return;
     c->bytes_down += len;
-    size_t off = 0;
-    if (c->down.len == 0 && c->state == ZT_CONN_ST_RELAYING) {
-        /* Fast path: straight to the socket, buffer only what it refuses. */
-        while (off < len) {
-            ssize_t n = send(c->a.fd, data + off, len - off, MSG_NOSIGNAL);
-            if (n > 0) {
-                off += (size_t)n;
-                continue;
-            }
-            if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                break;
-            int err = -errno;
-            zt_h2conn_consume(c->h2, c->sid, len);
-            fail_io(c, "write to downstream", err);
-            return;
-        }
-        if (off)
-            zt_h2conn_consume(c->h2, c->sid, off);
-    }
-    if (off < len)
-        zt_buf_append(&c->down, data + off, len - off);
-    update_polls(c);
+    zt_buf_append(&c->down, data, len);
+    if (c->state != ZT_CONN_ST_RELAYING || c->in_flush)
+        return;
+    /* Written after this loop iteration's reads: usually one send(2) for
+     * all the frames that arrived together. */
+    struct zt_pw *pw = c->pod->pw;
+    if (!pw->flush_head)
+        uv_check_start(&pw->flush_check, on_flush_check);
+    c->in_flush = true;
+    c->flush_next = pw->flush_head;
+    pw->flush_head = c;
 }
 
 static void st_on_end(void *sud)

@@ -251,6 +251,11 @@ static void task_set_state(void *arg)
     free(t);
 }
 
+static void task_worker_init(void *arg)
+{
+    zt_conn_worker_init(arg);
+}
+
 static void task_shutdown(void *arg)
 {
     struct zt_pw *pw = arg;
@@ -289,6 +294,7 @@ int zt_proxy_start(struct zt_proxy *p)
         int rc = zt_worker_start(&p->pws[i].worker, (int)i, &p->pws[i]);
         if (rc < 0)
             return rc;
+        zt_worker_post(&p->pws[i].worker, task_worker_init, &p->pws[i]);
     }
     return 0;
 }

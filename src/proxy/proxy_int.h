@@ -51,6 +51,10 @@ struct zt_pw {
     const struct zt_state *state; /* this worker's reference */
     struct zt_pod_inst *pods;
     uint64_t next_conn_id;
+    /* Connections with stream bytes to write to their socket, flushed once
+     * per loop iteration after all reads (one send for many DATA frames). */
+    uv_check_t flush_check;
+    struct zt_conn *flush_head;
 };
 
 struct zt_proxy {
@@ -106,6 +110,8 @@ struct zt_conn {
     uint64_t start_ms;
     int handles_open;
     struct zt_conn *prev, *next;
+    struct zt_conn *flush_next;
+    bool in_flush;
     /* access log */
     char src_addr[64], dst_addr[64], hbone_addr[64];
     char src_identity[300], dst_identity[300];
@@ -140,6 +146,9 @@ void zt_conn_close(struct zt_conn *c, const char *error);
 extern const struct zt_h2_stream_ops zt_conn_stream_ops;
 /* Called by conn.c when side A or B finished connecting (fd is writable). */
 void zt_conn_on_connected(struct zt_conn *c, int err);
+
+/* Starts the per-worker write batching (call on the worker's thread). */
+void zt_conn_worker_init(struct zt_pw *pw);
 
 /* outbound.c / inbound.c */
 void zt_outbound_accept(struct zt_pod_inst *pod, int fd);
