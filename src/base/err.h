@@ -7,19 +7,19 @@
 #define ZT_BASE_ERR_H
 
 enum zt_err {
-    ZT_E_PROTO = -1000,       /* peer violated a protocol */
-    ZT_E_DENIED = -1001,      /* authorization policy denied */
-    ZT_E_NO_WORKLOAD = -1002, /* no such local workload */
-    ZT_E_CONFIG = -1003,      /* invalid configuration */
-    ZT_E_TLS = -1004,         /* TLS failure */
-    ZT_E_IDENTITY = -1005,    /* peer identity missing or not expected */
-    ZT_E_NOT_FOUND = -1006,   /* lookup found nothing */
-    ZT_E_TOO_BIG = -1007,     /* input over a size cap */
-    ZT_E_CLOSED = -1008,      /* object already closed */
-    ZT_E_TIMEOUT = -1009,     /* operation timed out */
+    ZT_E_PROTO = -1000,         /* peer violated a protocol */
+    ZT_E_DENIED = -1001,        /* authorization policy denied */
+    ZT_E_NO_WORKLOAD = -1002,   /* no such local workload */
+    ZT_E_CONFIG = -1003,        /* invalid configuration */
+    ZT_E_TLS = -1004,           /* TLS failure */
+    ZT_E_IDENTITY = -1005,      /* peer identity missing or not expected */
+    ZT_E_NOT_FOUND = -1006,     /* lookup found nothing */
+    ZT_E_TOO_BIG = -1007,       /* input over a size cap */
+    ZT_E_CLOSED = -1008,        /* object already closed */
+    ZT_E_TIMEOUT = -1009,       /* operation timed out */
     ZT_E_BAD_AUTHORITY = -1010, /* HBONE :authority unparseable or foreign */
-    ZT_E_UPSTREAM = -1011,    /* upstream connect failed */
-    ZT_E_ILLEGAL_PORT = -1012 /* destination port reserved for the proxy */
+    ZT_E_UPSTREAM = -1011,      /* upstream connect failed */
+    ZT_E_ILLEGAL_PORT = -1012   /* destination port reserved for the proxy */
 };
 
 /* Returns a static, human-readable description of any code this project

@@ -94,8 +94,7 @@ static int load_state(struct proxy_app *app)
         rc = zt_config_local_load(app->cfg.local_xds_path, &app->state, err, sizeof(err));
     else if (app->cfg.local_xds)
         rc = zt_config_local_load_string("LOCAL_XDS", app->cfg.local_xds,
-                                         strlen(app->cfg.local_xds), &app->state, err,
-                                         sizeof(err));
+                                         strlen(app->cfg.local_xds), &app->state, err, sizeof(err));
     else {
         app->state = zt_state_new_empty();
         ZT_WARN("proxy", "neither LOCAL_XDS_PATH nor LOCAL_XDS is set: no workloads known");
@@ -172,10 +171,11 @@ int zt_cmd_proxy(int argc, char **argv)
     app.sigterm.data = app.sigint.data = &app;
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
-    ZT_INFO("proxy", "ztunnel-c %s started: %u worker(s), %zu workload(s) configured, "
-                     "orig-src %s, node agent socket %s",
-            ZT_VERSION, opts.workers, zt_state_workload_count(app.state),
-            orig_src ? "on" : "off", app.cfg.inpod_uds);
+    ZT_INFO("proxy",
+            "ztunnel-c %s started: %u worker(s), %zu workload(s) configured, "
+            "orig-src %s, node agent socket %s",
+            ZT_VERSION, opts.workers, zt_state_workload_count(app.state), orig_src ? "on" : "off",
+            app.cfg.inpod_uds);
 
     uv_run(app.loop, UV_RUN_DEFAULT);
 

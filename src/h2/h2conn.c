@@ -50,10 +50,10 @@ struct zt_h2conn {
     const struct zt_h2conn_ops *ops;
     void *ud;
     struct zt_buf out;
-    BIO *wbio;       /* TLS output lands here, then goes out in one send() */
+    BIO *wbio;          /* TLS output lands here, then goes out in one send() */
     struct zt_buf cout; /* ciphertext the socket has not taken yet */
-    bool want_write; /* cout is waiting for POLLOUT */
-    int recv_depth;  /* inside nghttp2_session_mem_recv: sending is not allowed */
+    bool want_write;    /* cout is waiting for POLLOUT */
+    int recv_depth;     /* inside nghttp2_session_mem_recv: sending is not allowed */
     struct h2_stream *streams;
     unsigned nstreams;
     uint64_t opened;

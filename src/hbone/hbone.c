@@ -119,9 +119,8 @@ int zt_hbone_check_request(const char *method, const char *authority,
         *why = ":authority is not the address this connection was accepted on";
         return 400;
     }
-    uint16_t port = ntohs(target->ss_family == AF_INET6
-                              ? ((struct sockaddr_in6 *)target)->sin6_port
-                              : ((struct sockaddr_in *)target)->sin_port);
+    uint16_t port = ntohs(target->ss_family == AF_INET6 ? ((struct sockaddr_in6 *)target)->sin6_port
+                                                        : ((struct sockaddr_in *)target)->sin_port);
     if (zt_hbone_port_is_illegal(port)) {
         *why = "target port is reserved for the proxy";
         return 503;

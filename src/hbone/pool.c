@@ -243,8 +243,7 @@ int zt_hbone_pool_get(struct zt_hbone_pool *p, const struct zt_hbone_key *key,
     p->conns = pc;
     p->nconns++;
     waiter_add(pc, w);
-    pc->h2 = zt_h2conn_new(p->loop, fd, ctx, ZT_H2_CLIENT,
-                           &p->settings, &conn_ops, pc);
+    pc->h2 = zt_h2conn_new(p->loop, fd, ctx, ZT_H2_CLIENT, &p->settings, &conn_ops, pc);
     if (!pc->h2) {
         waiter_unlink(w);
         conn_unlink(pc);

@@ -16,8 +16,8 @@
 #include <uv.h>
 
 struct zt_hbone_key {
-    char src_id[320];  /* spiffe:// identity we present */
-    char dst_ids[768]; /* accepted server identities, sorted, comma-separated */
+    char src_id[320];            /* spiffe:// identity we present */
+    char dst_ids[768];           /* accepted server identities, sorted, comma-separated */
     struct sockaddr_storage dst; /* ip:15008 */
     struct sockaddr_storage src; /* source IP, port 0 */
 };

@@ -14,10 +14,10 @@
 #define ZT_SOCK_CONNECT_TIMEOUT_MS 10000
 
 struct zt_sock_opts {
-    int netns_fd;      /* namespace to create the socket in; -1 = current */
-    uint32_t mark;     /* SO_MARK, 0 = none */
-    bool reuseport;    /* SO_REUSEPORT (listeners) */
-    bool transparent;  /* IP_TRANSPARENT + IP_FREEBIND (spoofed source) */
+    int netns_fd;                /* namespace to create the socket in; -1 = current */
+    uint32_t mark;               /* SO_MARK, 0 = none */
+    bool reuseport;              /* SO_REUSEPORT (listeners) */
+    bool transparent;            /* IP_TRANSPARENT + IP_FREEBIND (spoofed source) */
     unsigned connect_timeout_ms; /* zt_sock_connect: give up after; 0 = kernel default */
 };
 

@@ -30,8 +30,8 @@ const char *zt_conn_state_str(enum zt_conn_state st)
 
 static void set_state(struct zt_conn *c, enum zt_conn_state st)
 {
-    ZT_DEBUG("proxy", "conn %llu %s -> %s", (unsigned long long)c->id,
-             zt_conn_state_str(c->state), zt_conn_state_str(st));
+    ZT_DEBUG("proxy", "conn %llu %s -> %s", (unsigned long long)c->id, zt_conn_state_str(c->state),
+             zt_conn_state_str(st));
     c->state = st;
 }
 

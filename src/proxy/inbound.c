@@ -39,9 +39,9 @@ static void fill_src_by_ip(struct zt_conn *c, const struct sockaddr_storage *pee
 }
 
 /* Authorizes a connection to `self`; returns 0 or ZT_E_DENIED with a reason. */
-static int authorize(struct zt_pod_inst *pod, const struct zt_workload *self,
-                     const char *identity, const struct sockaddr_storage *src,
-                     const struct sockaddr_storage *dst, char *why, size_t cap)
+static int authorize(struct zt_pod_inst *pod, const struct zt_workload *self, const char *identity,
+                     const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                     char *why, size_t cap)
 {
     struct zt_authz_conn ac = {.src_identity = identity && identity[0] ? identity : NULL};
     zt_ip_from_sockaddr((const struct sockaddr *)src, &ac.src_ip, &ac.src_port);
@@ -174,8 +174,8 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
     struct sockaddr_storage target;
     const char *why = NULL;
     char reason[256];
-    int status = zt_hbone_check_request(req->method, req->authority,
-                                        (struct sockaddr *)&in->local, &target, &why);
+    int status = zt_hbone_check_request(req->method, req->authority, (struct sockaddr *)&in->local,
+                                        &target, &why);
     if (status != 200) {
         respond_fail(in, sid, status, req->authority, why);
         return;

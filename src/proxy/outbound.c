@@ -130,8 +130,8 @@ static void open_stream(struct zt_conn *c, struct zt_h2conn *h2)
     for (int i = 16; i < 24; i++)
         off += snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "%02x", rnd[i]);
     snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "-00");
-    const char *headers[] = {"baggage", baggage, "forwarded", forwarded, "traceparent",
-                             traceparent};
+    const char *headers[] = {"baggage", baggage,       "forwarded",
+                             forwarded, "traceparent", traceparent};
     int32_t sid = zt_h2conn_connect(h2, c->hbone_addr, headers, 3, &zt_conn_stream_ops, c);
     if (sid < 0) {
         zt_conn_close(c, "cannot open HBONE stream");

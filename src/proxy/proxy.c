@@ -33,8 +33,7 @@ const struct zt_workload *zt_pod_self(struct zt_pod_inst *pod)
     const struct zt_zds_workload_info *info = &pod->shared->info;
     const char *node = pod->pw->proxy->node[0] ? pod->pw->proxy->node : NULL;
     return zt_state_workload_by_info(pod->pw->state, info->name, info->namespace,
-                                     info->service_account[0] ? info->service_account : NULL,
-                                     node);
+                                     info->service_account[0] ? info->service_account : NULL, node);
 }
 
 int zt_pod_identity(struct zt_pod_inst *pod, struct zt_spiffe_id *out)
@@ -142,10 +141,10 @@ static void on_accept(uv_poll_t *h, int status, int events)
 
 static int open_listener(int netns_fd, uint16_t port, const struct zt_proxy_opts *opts)
 {
-    struct zt_sock_opts o = {.netns_fd = netns_fd, .mark = opts->mark,
-                             .reuseport = opts->reuseport};
-    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port),
-                              .sin6_addr = IN6ADDR_ANY_INIT};
+    struct zt_sock_opts o = {
+        .netns_fd = netns_fd, .mark = opts->mark, .reuseport = opts->reuseport};
+    struct sockaddr_in6 a6 = {
+        .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
     int fd = zt_sock_listen((struct sockaddr *)&a6, sizeof(a6), &o);
     if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
         /* IPv6 disabled in the pod: IPv4 only. */
@@ -375,8 +374,8 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
     }
     p->pods[p->npods++] = s;
     free(fds);
-    ZT_INFO("proxy", "pod %s (%s/%s) added: listening on 15001, 15006, 15008", uid,
-            info->namespace, info->name);
+    ZT_INFO("proxy", "pod %s (%s/%s) added: listening on 15001, 15006, 15008", uid, info->namespace,
+            info->name);
     return 0;
 fail:
     for (unsigned i = 0; i < made; i++)

@@ -20,11 +20,11 @@
 
 struct zt_proxy_opts {
     unsigned workers;
-    uint32_t mark;              /* SO_MARK on every socket in a pod (0x539) */
-    bool reuseport;             /* SO_REUSEPORT on pod listeners */
-    bool orig_src;              /* spoof the client's source IP upstream */
-    const char *trust_domain;   /* for pods whose workload is not yet known */
-    const char *node;           /* NODE_NAME, prefers local workloads */
+    uint32_t mark;            /* SO_MARK on every socket in a pod (0x539) */
+    bool reuseport;           /* SO_REUSEPORT on pod listeners */
+    bool orig_src;            /* spoof the client's source IP upstream */
+    const char *trust_domain; /* for pods whose workload is not yet known */
+    const char *node;         /* NODE_NAME, prefers local workloads */
     struct zt_h2_settings client_h2, server_h2;
     unsigned pool_max_streams;
     uint64_t pool_idle_ms;

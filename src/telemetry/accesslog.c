@@ -103,8 +103,8 @@ void zt_accesslog_emit(const struct zt_accesslog *r)
 void zt_accesslog_emit_failed(const char *src_addr, const char *dst_addr, const char *direction,
                               const char *error)
 {
-    struct zt_accesslog r = {.src_addr = src_addr, .dst_addr = dst_addr, .direction = direction,
-                             .error = error};
+    struct zt_accesslog r = {
+        .src_addr = src_addr, .dst_addr = dst_addr, .direction = direction, .error = error};
     char line[1024];
     struct out o = {line, sizeof(line), 0};
     line[0] = 0;
