@@ -22,6 +22,8 @@
 #define READ_CHUNK (64 * 1024)    /* one SSL_read */
 #define READ_BUDGET (1024 * 1024) /* bytes per poll callback before yielding */
 #define HANDSHAKE_TIMEOUT_MS 10000
+#define PING_INTERVAL_MS 10000 /* keepalive defaults, as ztunnel: PING every 10 s ... */
+#define PING_TIMEOUT_MS 20000  /* ... and drop the connection after 20 s without an ACK */
 #define MAX_HEADER_VALUE 8192
 
 struct h2_stream {
@@ -53,7 +55,10 @@ struct zt_h2conn {
     BIO *wbio;          /* TLS output lands here, then goes out in one send() */
     struct zt_buf cout; /* ciphertext the socket has not taken yet */
     bool want_write;    /* cout is waiting for POLLOUT */
-    int recv_depth;     /* inside nghttp2_session_mem_recv: sending is not allowed */
+    int recv_depth;
+    uint64_t ping_sent_ms;
+        /* outstanding keepalive PING, 0 = none */ /* inside nghttp2_session_mem_recv: sending is
+                                                      not allowed */
     struct h2_stream *streams;
     unsigned nstreams;
     uint64_t opened;
@@ -330,6 +335,8 @@ static void do_read(struct zt_h2conn *c)
 
 /* ---- handshake ---- */
 
+static void on_timeout(uv_timer_t *t);
+
 static void start_session(struct zt_h2conn *c)
 {
     const unsigned char *alpn = NULL;
@@ -340,6 +347,8 @@ static void start_session(struct zt_h2conn *c)
         return;
     }
     uv_timer_stop(&c->timer);
+    uint64_t every = c->settings.ping_interval_ms ? c->settings.ping_interval_ms : PING_INTERVAL_MS;
+    uv_timer_start(&c->timer, on_timeout, every, every);
     set_state(c, ZT_H2_ST_OPEN);
     nghttp2_settings_entry iv[5];
     size_t n = 0;
@@ -408,8 +417,26 @@ static void do_handshake(struct zt_h2conn *c)
 static void on_timeout(uv_timer_t *t)
 {
     struct zt_h2conn *c = t->data;
-    if (c->state == ZT_H2_ST_TCP_CONNECTING || c->state == ZT_H2_ST_TLS_HANDSHAKE)
+    if (c->state == ZT_H2_ST_TCP_CONNECTING || c->state == ZT_H2_ST_TLS_HANDSHAKE) {
         zt_h2conn_close(c, ZT_E_TIMEOUT);
+        return;
+    }
+    if (is_closed(c))
+        return;
+    uint64_t now = uv_now(c->loop);
+    if (c->ping_sent_ms) {
+        uint64_t limit =
+            c->settings.ping_timeout_ms ? c->settings.ping_timeout_ms : PING_TIMEOUT_MS;
+        if (now - c->ping_sent_ms >= limit) {
+            ZT_DEBUG("h2", "fd=%d keepalive PING not answered: closing", c->fd);
+            zt_h2conn_close(c, ZT_E_TIMEOUT);
+        }
+        return;
+    }
+    if (nghttp2_submit_ping(c->ng, NGHTTP2_FLAG_NONE, NULL) == 0) {
+        c->ping_sent_ms = now;
+        zt_h2conn_flush(c);
+    }
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)
@@ -542,6 +569,10 @@ static void notify_end(struct h2_stream *st)
 static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
     struct zt_h2conn *c = user;
+    if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
+        c->ping_sent_ms = 0;
+        return 0;
+    }
     if (f->hd.type == NGHTTP2_GOAWAY) {
         if (c->state == ZT_H2_ST_OPEN) {
             set_state(c, ZT_H2_ST_DRAINING);

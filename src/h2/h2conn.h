@@ -41,6 +41,10 @@ struct zt_h2_settings {
     uint32_t max_frame_size;
     uint32_t max_header_list;
     uint32_t max_concurrent_streams; /* advertised by servers; 0 = not sent */
+    /* Keepalive: a PING every interval once OPEN; no ACK within timeout
+     * closes the connection with ZT_E_TIMEOUT. 0 = 10 s / 20 s. */
+    uint32_t ping_interval_ms;
+    uint32_t ping_timeout_ms;
 };
 
 /* A request as received by a server (headers of interest only). Strings are

@@ -385,8 +385,9 @@ static inline void fx_world_init(struct fx_world *w)
     w->cctx2 = zt_tls_client_ctx_new(w->cli2_cert);
     if (!w->sctx || !w->cctx || !w->cctx2)
         abort();
-    w->srv_settings = (struct zt_h2_settings){4 * FX_MIB, 16 * FX_MIB, FX_MIB, 64 * 1024, 200};
-    w->cli_settings = (struct zt_h2_settings){4 * FX_MIB, 16 * FX_MIB, FX_MIB, 16 * 1024, 0};
+    w->srv_settings =
+        (struct zt_h2_settings){4 * FX_MIB, 16 * FX_MIB, FX_MIB, 64 * 1024, 200, 0, 0};
+    w->cli_settings = (struct zt_h2_settings){4 * FX_MIB, 16 * FX_MIB, FX_MIB, 16 * 1024, 0, 0, 0};
     w->srv_status = 200;
     w->srv_tmpl.consume = true;
 
