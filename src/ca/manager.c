@@ -428,6 +428,18 @@ size_t zt_ca_mgr_count(struct zt_ca_mgr *mgr)
     return n;
 }
 
+void zt_ca_mgr_foreach(struct zt_ca_mgr *mgr,
+                       void (*fn)(void *ud, const struct zt_ca_identity *ident,
+                                  enum zt_ca_entry_state st),
+                       void *ud)
+{
+    pthread_mutex_lock(&mgr->mu);
+    for (int b = 0; b < N_BUCKETS; b++)
+        for (struct entry *e = mgr->buckets[b]; e != NULL; e = e->next)
+            fn(ud, e->cur, e->state);
+    pthread_mutex_unlock(&mgr->mu);
+}
+
 void zt_ca_mgr_free(struct zt_ca_mgr *mgr)
 {
     if (mgr == NULL)

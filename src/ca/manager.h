@@ -76,6 +76,17 @@ int zt_ca_mgr_acquire(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id,
  * the control loop. Identities already handed out stay valid. */
 void zt_ca_mgr_forget(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id);
 
+/* Calls fn(ud, ident, st) once for every cached identity, in no particular
+ * order, with the manager's mutex held: fn borrows ident for the call (take
+ * a reference with zt_ca_identity_ref to keep it), must be quick, and must
+ * not call back into the manager. st is the renewal state as last set by the
+ * control loop (it may lag one transition behind a renewal in progress).
+ * Any thread. */
+void zt_ca_mgr_foreach(struct zt_ca_mgr *mgr,
+                       void (*fn)(void *ud, const struct zt_ca_identity *ident,
+                                  enum zt_ca_entry_state st),
+                       void *ud);
+
 /* Number of cached identities. */
 size_t zt_ca_mgr_count(struct zt_ca_mgr *mgr);
 

@@ -30,6 +30,12 @@ struct proxy_app {
     struct zt_inpod_client *inpod;
     uv_signal_t sigterm, sigint;
     int signals;
+    /* LOCAL_XDS_PATH is watched through its directory, so editors that
+     * replace the file (write to a temp file, rename) are seen too. */
+    uv_fs_event_t watch;
+    uv_timer_t reload_timer;
+    char watch_base[256];
+    bool watching;
 };
 
 static int pod_add(void *ud, const char *uid, int netns_fd, const struct zt_zds_workload_info *info)
@@ -84,6 +90,58 @@ static int probe_orig_src(const struct zt_config *cfg, bool *out)
     }
     *out = ok;
     return 0;
+}
+
+static void on_reload_timer(uv_timer_t *t)
+{
+    struct proxy_app *app = t->data;
+    char err[512];
+    struct zt_state *next = NULL;
+    if (zt_config_local_load(app->cfg.local_xds_path, &next, err, sizeof(err)) < 0) {
+        ZT_ERROR("config", "%s: edit refused, the previous configuration stays in force", err);
+        return;
+    }
+    zt_proxy_set_state(app->proxy, next);
+    zt_state_unref(app->state);
+    app->state = next;
+    ZT_INFO("config", "reloaded %s: %zu workloads, %zu services, %zu policies",
+            app->cfg.local_xds_path, zt_state_workload_count(next),
+            zt_state_service_count(next), zt_state_policy_count(next));
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    struct proxy_app *app = h->data;
+    if (status < 0 || (filename && strcmp(filename, app->watch_base) != 0))
+        return;
+    /* Editors write in several steps: act once things settle. */
+    uv_timer_start(&app->reload_timer, on_reload_timer, 100, 0);
+}
+
+static void start_watch(struct proxy_app *app)
+{
+    const char *path = app->cfg.local_xds_path;
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path == 0 ? 1 : slash - path), path);
+        snprintf(app->watch_base, sizeof(app->watch_base), "%s", slash + 1);
+    } else {
+        snprintf(dir, sizeof(dir), ".");
+        snprintf(app->watch_base, sizeof(app->watch_base), "%s", path);
+    }
+    uv_timer_init(app->loop, &app->reload_timer);
+    app->reload_timer.data = app;
+    uv_fs_event_init(app->loop, &app->watch);
+    app->watch.data = app;
+    int rc = uv_fs_event_start(&app->watch, on_fs_event, dir, 0);
+    if (rc < 0) {
+        ZT_WARN("config", "cannot watch %s for changes: %s", dir, uv_strerror(rc));
+        uv_close((uv_handle_t *)&app->watch, NULL);
+        uv_close((uv_handle_t *)&app->reload_timer, NULL);
+        return;
+    }
+    app->watching = true;
 }
 
 static int load_state(struct proxy_app *app)
@@ -171,6 +229,8 @@ int zt_cmd_proxy(int argc, char **argv)
         fprintf(stderr, "ztunnel proxy: in-pod client: %s\n", zt_strerror(rc));
         return 1;
     }
+    if (app.cfg.local_xds_path)
+        start_watch(&app);
     uv_signal_init(app.loop, &app.sigterm);
     uv_signal_init(app.loop, &app.sigint);
     app.sigterm.data = app.sigint.data = &app;
@@ -186,6 +246,10 @@ int zt_cmd_proxy(int argc, char **argv)
 
     zt_inpod_client_stop(app.inpod);
     zt_proxy_free(app.proxy);
+    if (app.watching) {
+        uv_close((uv_handle_t *)&app.watch, NULL);
+        uv_close((uv_handle_t *)&app.reload_timer, NULL);
+    }
     uv_close((uv_handle_t *)&app.sigterm, NULL);
     uv_close((uv_handle_t *)&app.sigint, NULL);
     zt_ca_mgr_free(app.ca);

@@ -41,12 +41,18 @@ static void fill_src_by_ip(struct zt_conn *c, const struct sockaddr_storage *pee
 /* Authorizes a connection to `self`; returns 0 or ZT_E_DENIED with a reason. */
 static int authorize(struct zt_pod_inst *pod, const struct zt_workload *self, const char *identity,
                      const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
-                     char *why, size_t cap)
+                     struct zt_authz_conn *ac, char *why, size_t cap)
 {
-    struct zt_authz_conn ac = {.src_identity = identity && identity[0] ? identity : NULL};
-    zt_ip_from_sockaddr((const struct sockaddr *)src, &ac.src_ip, &ac.src_port);
-    zt_ip_from_sockaddr((const struct sockaddr *)dst, &ac.dst_ip, &ac.dst_port);
-    return zt_authz_check(pod->pw->state, self, &ac, why, cap);
+    *ac = (struct zt_authz_conn){.src_identity = identity && identity[0] ? identity : NULL};
+    zt_ip_from_sockaddr((const struct sockaddr *)src, &ac->src_ip, &ac->src_port);
+    zt_ip_from_sockaddr((const struct sockaddr *)dst, &ac->dst_ip, &ac->dst_port);
+    return zt_authz_check(pod->pw->state, self, ac, why, cap);
+}
+
+static void keep_authz(struct zt_conn *c, const struct zt_authz_conn *ac)
+{
+    c->authz = *ac;
+    c->authz.src_identity = c->src_identity[0] ? c->src_identity : NULL;
 }
 
 /* Starts the upstream connect to the app for `c`; side `a_side` selects
@@ -110,7 +116,8 @@ void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
         close(fd);
         return;
     }
-    if (authorize(pod, self, NULL, &peer, &dst, why, sizeof(why)) < 0) {
+    struct zt_authz_conn ac;
+    if (authorize(pod, self, NULL, &peer, &dst, &ac, why, sizeof(why)) < 0) {
         char msg[320];
         snprintf(msg, sizeof(msg), "policy rejection: %s", why);
         zt_accesslog_emit_failed(src_s, dst_s, "inbound", msg);
@@ -123,6 +130,7 @@ void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
     fill_dst(c, self);
     c->dst_identity[0] = 0; /* no mTLS: identities are logged only when proven */
     fill_src_by_ip(c, &peer);
+    keep_authz(c, &ac);
     int rc = connect_app(c, &dst, &peer, false);
     if (rc < 0) {
         snprintf(why, sizeof(why), "connect to %s: %s", dst_s, zt_strerror(rc));
@@ -185,7 +193,9 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
         respond_fail(in, sid, 503, req->authority, "unknown local workload");
         return;
     }
-    if (authorize(pod, self, in->peer_identity, &in->peer, &target, reason, sizeof(reason)) < 0) {
+    struct zt_authz_conn ac;
+    if (authorize(pod, self, in->peer_identity, &in->peer, &target, &ac, reason,
+                  sizeof(reason)) < 0) {
         char msg[320];
         snprintf(msg, sizeof(msg), "policy rejection: %s", reason);
         respond_fail(in, sid, 401, req->authority, msg);
@@ -199,6 +209,7 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
     snprintf(c->src_identity, sizeof(c->src_identity), "%s", in->peer_identity);
     fill_dst(c, self);
     fill_src_by_ip(c, &in->peer);
+    keep_authz(c, &ac);
     zt_conn_set_stream(c, h2, sid);
     zt_h2conn_attach(h2, sid, &zt_conn_stream_ops, c);
     int rc = connect_app(c, &target, &in->peer, true);

@@ -242,11 +242,34 @@ struct state_task {
     const struct zt_state *state;
 };
 
+/* Policies may have changed: inbound connections that the new state would
+ * refuse are closed now, as Istio's ztunnel does. */
+static void reevaluate(struct zt_pw *pw)
+{
+    for (struct zt_pod_inst *pod = pw->pods; pod; pod = pod->next) {
+        const struct zt_workload *self = zt_pod_self(pod);
+        if (!self)
+            continue;
+        struct zt_conn *c = pod->conns;
+        while (c) {
+            struct zt_conn *next = c->next;
+            char why[256], msg[300];
+            if (c->kind != ZT_CONN_OUTBOUND &&
+                zt_authz_check(pw->state, self, &c->authz, why, sizeof(why)) < 0) {
+                snprintf(msg, sizeof(msg), "connection closed due to policy change: %s", why);
+                zt_conn_close(c, msg);
+            }
+            c = next;
+        }
+    }
+}
+
 static void task_set_state(void *arg)
 {
     struct state_task *t = arg;
     zt_state_unref(t->pw->state);
     t->pw->state = t->state;
+    reevaluate(t->pw);
     free(t);
 }
 

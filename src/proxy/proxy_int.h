@@ -2,6 +2,7 @@
 #ifndef ZT_PROXY_INT_H
 #define ZT_PROXY_INT_H
 
+#include "authz/authz.h"
 #include "base/buf.h"
 #include "hbone/pool.h"
 #include "loop/worker.h"
@@ -119,6 +120,9 @@ struct zt_conn {
     char dst_service[256];
     char error[160];
     struct zt_inbound *inbound; /* INBOUND_HBONE: the server connection */
+    /* Inbound: what policies were checked on, kept to re-check them when
+     * policies change (src_identity points into src_identity[] or is NULL). */
+    struct zt_authz_conn authz;
 };
 
 /* An HBONE server connection accepted on a pod's 15008. */

@@ -1,0 +1,537 @@
+#include "telemetry/metrics.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+/* The five istio_tcp_* counters of a series, in rendering order. */
+enum tcp_counter {
+    TCP_OPENED,
+    TCP_CLOSED,
+    TCP_FAILED,
+    TCP_RECEIVED_BYTES,
+    TCP_SENT_BYTES,
+    TCP_COUNT
+};
+
+static const struct {
+    const char *name;
+    const char *help;
+} tcp_families[TCP_COUNT] = {
+    [TCP_OPENED] = {"istio_tcp_connections_opened_total", "TCP connections opened."},
+    [TCP_CLOSED] = {"istio_tcp_connections_closed_total", "TCP connections closed."},
+    [TCP_FAILED] = {"istio_tcp_connections_failed_total",
+                    "TCP connections that failed (denied, unreachable, TLS or identity "
+                    "errors)."},
+    [TCP_RECEIVED_BYTES] = {"istio_tcp_received_bytes_total",
+                            "Bytes sent from client to server over TCP connections."},
+    [TCP_SENT_BYTES] = {"istio_tcp_sent_bytes_total",
+                        "Bytes sent from server to client over TCP connections."},
+};
+
+static const char *const tl_names[ZT_TL_COUNT] = {
+    [ZT_TL_REPORTER] = "reporter",
+    [ZT_TL_SOURCE_WORKLOAD] = "source_workload",
+    [ZT_TL_SOURCE_CANONICAL_SERVICE] = "source_canonical_service",
+    [ZT_TL_SOURCE_CANONICAL_REVISION] = "source_canonical_revision",
+    [ZT_TL_SOURCE_WORKLOAD_NAMESPACE] = "source_workload_namespace",
+    [ZT_TL_SOURCE_PRINCIPAL] = "source_principal",
+    [ZT_TL_SOURCE_APP] = "source_app",
+    [ZT_TL_SOURCE_VERSION] = "source_version",
+    [ZT_TL_SOURCE_CLUSTER] = "source_cluster",
+    [ZT_TL_DESTINATION_SERVICE] = "destination_service",
+    [ZT_TL_DESTINATION_SERVICE_NAMESPACE] = "destination_service_namespace",
+    [ZT_TL_DESTINATION_SERVICE_NAME] = "destination_service_name",
+    [ZT_TL_DESTINATION_WORKLOAD] = "destination_workload",
+    [ZT_TL_DESTINATION_CANONICAL_SERVICE] = "destination_canonical_service",
+    [ZT_TL_DESTINATION_CANONICAL_REVISION] = "destination_canonical_revision",
+    [ZT_TL_DESTINATION_WORKLOAD_NAMESPACE] = "destination_workload_namespace",
+    [ZT_TL_DESTINATION_PRINCIPAL] = "destination_principal",
+    [ZT_TL_DESTINATION_APP] = "destination_app",
+    [ZT_TL_DESTINATION_VERSION] = "destination_version",
+    [ZT_TL_DESTINATION_CLUSTER] = "destination_cluster",
+    [ZT_TL_REQUEST_PROTOCOL] = "request_protocol",
+    [ZT_TL_RESPONSE_FLAGS] = "response_flags",
+    [ZT_TL_CONNECTION_SECURITY_POLICY] = "connection_security_policy",
+    [ZT_TL_SOURCE_REGION] = "source_region",
+    [ZT_TL_SOURCE_ZONE] = "source_zone",
+    [ZT_TL_DESTINATION_REGION] = "destination_region",
+    [ZT_TL_DESTINATION_ZONE] = "destination_zone",
+};
+
+/* A series is keyed by its rendered label block ("{reporter=\"source\",...}"):
+ * two label sets that render the same are the same series, which is exactly
+ * the rule the scrape merges by, and the string is ready to print. */
+struct zt_tcp_series {
+    struct zt_tcp_series *next; /* hash chain in the shard */
+    uint64_t hash;
+    size_t labels_len;
+    _Atomic uint64_t v[TCP_COUNT];
+    char labels[]; /* NUL-terminated */
+};
+
+struct shard {
+    pthread_mutex_t mu;
+    struct zt_tcp_series **buckets; /* nbuckets is a power of two */
+    size_t nbuckets;
+    size_t count;
+    struct zt_buf scratch; /* the key being looked up, under mu */
+};
+
+struct zt_metrics {
+    unsigned nshards;
+    struct shard *shards;
+    char *build_labels; /* rendered istio_build label block */
+    _Atomic int64_t gauges[ZT_G_COUNT];
+    _Atomic uint64_t counters[ZT_C_COUNT];
+};
+
+const char *zt_tl_name(enum zt_tl l)
+{
+    if ((unsigned)l >= ZT_TL_COUNT)
+        return "unknown";
+    return tl_names[l];
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void put_str(struct zt_buf *b, const char *s)
+{
+    zt_buf_append(b, s, strlen(s));
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes available), or 0
+ * if the bytes there are not one (overlong forms, surrogates and values past
+ * U+10FFFF are rejected, as the UTF-8 RFC requires). */
+static size_t utf8_seq_len(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (n < len || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* Appends `v` as a quoted label value: NULL or "" becomes "unknown", at most
+ * ZT_METRICS_LABEL_VALUE_MAX input bytes are used (never half a character),
+ * backslash, double quote and newline are escaped as the text format asks,
+ * and invalid UTF-8 bytes become U+FFFD. */
+static void put_label_value(struct zt_buf *b, const char *v)
+{
+    zt_buf_append(b, "\"", 1);
+    if (!v || !*v) {
+        put_str(b, "unknown");
+        zt_buf_append(b, "\"", 1);
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)v;
+    size_t n = strnlen(v, ZT_METRICS_LABEL_VALUE_MAX);
+    /* When the cap cuts a character (the next byte continues it), back off
+     * to its start; v[n] is readable, it is at worst the terminator. */
+    for (int k = 0; k < 3 && n > 0 && (p[n] & 0xc0) == 0x80; k++)
+        n--;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c == '\\') {
+            put_str(b, "\\\\");
+            i++;
+        } else if (c == '"') {
+            put_str(b, "\\\"");
+            i++;
+        } else if (c == '\n') {
+            put_str(b, "\\n");
+            i++;
+        } else {
+            size_t len = utf8_seq_len(p + i, n - i);
+            if (len == 0) {
+                put_str(b, "\xef\xbf\xbd");
+                i++;
+            } else {
+                zt_buf_append(b, p + i, len);
+                i += len;
+            }
+        }
+    }
+    zt_buf_append(b, "\"", 1);
+}
+
+/* Renders the label block of `l` into `b` (emptied first). */
+static void render_labels(struct zt_buf *b, const struct zt_traffic_labels *l)
+{
+    zt_buf_consume(b, b->len);
+    unsigned n = l->has_locality ? ZT_TL_COUNT : ZT_TL_SOURCE_REGION;
+    zt_buf_append(b, "{", 1);
+    for (unsigned i = 0; i < n; i++) {
+        if (i)
+            zt_buf_append(b, ",", 1);
+        put_str(b, tl_names[i]);
+        zt_buf_append(b, "=", 1);
+        put_label_value(b, l->v[i]);
+    }
+    zt_buf_append(b, "}", 1);
+}
+
+/* FNV-1a, 64 bit. */
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void shard_grow(struct shard *sh)
+{
+    size_t nb = sh->nbuckets * 2;
+    struct zt_tcp_series **b = xcalloc(nb, sizeof(*b));
+    for (size_t i = 0; i < sh->nbuckets; i++) {
+        struct zt_tcp_series *s = sh->buckets[i];
+        while (s) {
+            struct zt_tcp_series *next = s->next;
+            size_t j = s->hash & (nb - 1);
+            s->next = b[j];
+            b[j] = s;
+            s = next;
+        }
+    }
+    free(sh->buckets);
+    sh->buckets = b;
+    sh->nbuckets = nb;
+}
+
+struct zt_tcp_series *zt_metrics_tcp_series(struct zt_metrics *m, unsigned shard,
+                                            const struct zt_traffic_labels *labels)
+{
+    assert(shard < m->nshards);
+    struct shard *sh = &m->shards[shard];
+    struct zt_tcp_series *s;
+
+    pthread_mutex_lock(&sh->mu);
+    render_labels(&sh->scratch, labels);
+    const uint8_t *key = zt_buf_head(&sh->scratch);
+    size_t key_len = sh->scratch.len;
+    uint64_t h = hash_bytes(key, key_len);
+    for (s = sh->buckets[h & (sh->nbuckets - 1)]; s; s = s->next)
+        if (s->hash == h && s->labels_len == key_len && memcmp(s->labels, key, key_len) == 0)
+            goto out;
+
+    s = xmalloc(sizeof(*s) + key_len + 1);
+    s->hash = h;
+    s->labels_len = key_len;
+    for (int i = 0; i < TCP_COUNT; i++)
+        atomic_init(&s->v[i], 0);
+    memcpy(s->labels, key, key_len);
+    s->labels[key_len] = 0;
+    if (sh->count >= sh->nbuckets)
+        shard_grow(sh);
+    size_t j = h & (sh->nbuckets - 1);
+    s->next = sh->buckets[j];
+    sh->buckets[j] = s;
+    sh->count++;
+out:
+    pthread_mutex_unlock(&sh->mu);
+    return s;
+}
+
+void zt_tcp_series_opened(struct zt_tcp_series *s)
+{
+    atomic_fetch_add_explicit(&s->v[TCP_OPENED], 1, memory_order_relaxed);
+}
+
+void zt_tcp_series_closed(struct zt_tcp_series *s)
+{
+    atomic_fetch_add_explicit(&s->v[TCP_CLOSED], 1, memory_order_relaxed);
+}
+
+void zt_tcp_series_failed(struct zt_tcp_series *s)
+{
+    atomic_fetch_add_explicit(&s->v[TCP_FAILED], 1, memory_order_relaxed);
+}
+
+void zt_tcp_series_add_bytes(struct zt_tcp_series *s, uint64_t received, uint64_t sent)
+{
+    if (received)
+        atomic_fetch_add_explicit(&s->v[TCP_RECEIVED_BYTES], received, memory_order_relaxed);
+    if (sent)
+        atomic_fetch_add_explicit(&s->v[TCP_SENT_BYTES], sent, memory_order_relaxed);
+}
+
+void zt_metrics_gauge_add(struct zt_metrics *m, enum zt_gauge g, int64_t delta)
+{
+    assert((unsigned)g < ZT_G_COUNT);
+    atomic_fetch_add_explicit(&m->gauges[g], delta, memory_order_relaxed);
+}
+
+void zt_metrics_gauge_set(struct zt_metrics *m, enum zt_gauge g, int64_t value)
+{
+    assert((unsigned)g < ZT_G_COUNT);
+    atomic_store_explicit(&m->gauges[g], value, memory_order_relaxed);
+}
+
+void zt_metrics_counter_inc(struct zt_metrics *m, enum zt_counter c)
+{
+    assert((unsigned)c < ZT_C_COUNT);
+    atomic_fetch_add_explicit(&m->counters[c], 1, memory_order_relaxed);
+}
+
+struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag)
+{
+    struct zt_metrics *m = xcalloc(1, sizeof(*m));
+    m->nshards = nshards ? nshards : 1;
+    m->shards = xcalloc(m->nshards, sizeof(*m->shards));
+    for (unsigned i = 0; i < m->nshards; i++) {
+        struct shard *sh = &m->shards[i];
+        pthread_mutex_init(&sh->mu, NULL);
+        sh->nbuckets = 64;
+        sh->buckets = xcalloc(sh->nbuckets, sizeof(*sh->buckets));
+    }
+    for (int i = 0; i < ZT_G_COUNT; i++)
+        atomic_init(&m->gauges[i], 0);
+    for (int i = 0; i < ZT_C_COUNT; i++)
+        atomic_init(&m->counters[i], 0);
+
+    struct zt_buf b = {0};
+    put_str(&b, "{component=\"ztunnel\",tag=");
+    put_label_value(&b, build_tag);
+    zt_buf_append(&b, "}", 2); /* with the terminator */
+    m->build_labels = (char *)b.data; /* off is 0: nothing was consumed */
+    return m;
+}
+
+void zt_metrics_free(struct zt_metrics *m)
+{
+    if (!m)
+        return;
+    for (unsigned i = 0; i < m->nshards; i++) {
+        struct shard *sh = &m->shards[i];
+        for (size_t j = 0; j < sh->nbuckets; j++) {
+            struct zt_tcp_series *s = sh->buckets[j];
+            while (s) {
+                struct zt_tcp_series *next = s->next;
+                free(s);
+                s = next;
+            }
+        }
+        free(sh->buckets);
+        zt_buf_release(&sh->scratch);
+        pthread_mutex_destroy(&sh->mu);
+    }
+    free(m->shards);
+    free(m->build_labels);
+    free(m);
+}
+
+/* One row of the merged scrape: a label block and its summed counters. */
+struct row {
+    const char *labels; /* owned by a series, which outlives the scrape */
+    uint64_t v[TCP_COUNT];
+};
+
+static int row_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct row *)a)->labels, ((const struct row *)b)->labels);
+}
+
+/* Snapshots every shard's series into one array sorted by label block, with
+ * equal blocks (the same label set seen by several writers) summed into one
+ * row. Returns the row count; *out is malloc'd (NULL when there are none). */
+static size_t collect_rows(struct zt_metrics *m, struct row **out)
+{
+    struct row *rows = NULL;
+    size_t n = 0, cap = 0;
+
+    for (unsigned i = 0; i < m->nshards; i++) {
+        struct shard *sh = &m->shards[i];
+        pthread_mutex_lock(&sh->mu);
+        if (n + sh->count > cap) {
+            cap = (n + sh->count) * 2;
+            rows = realloc(rows, cap * sizeof(*rows));
+            if (!rows)
+                abort();
+        }
+        for (size_t j = 0; j < sh->nbuckets; j++) {
+            for (struct zt_tcp_series *s = sh->buckets[j]; s; s = s->next) {
+                struct row *r = &rows[n++];
+                r->labels = s->labels;
+                for (int k = 0; k < TCP_COUNT; k++)
+                    r->v[k] = atomic_load_explicit(&s->v[k], memory_order_relaxed);
+            }
+        }
+        pthread_mutex_unlock(&sh->mu);
+    }
+    if (n > 1)
+        qsort(rows, n, sizeof(*rows), row_cmp);
+
+    size_t w = 0;
+    for (size_t r = 0; r < n; r++) {
+        if (w > 0 && strcmp(rows[w - 1].labels, rows[r].labels) == 0) {
+            for (int k = 0; k < TCP_COUNT; k++)
+                rows[w - 1].v[k] += rows[r].v[k];
+        } else {
+            rows[w++] = rows[r];
+        }
+    }
+    *out = rows;
+    return w;
+}
+
+static void put_family_header(struct zt_buf *b, const char *name, const char *help,
+                              const char *type)
+{
+    char line[256];
+    int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    zt_buf_append(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void put_sample(struct zt_buf *b, const char *name, const char *labels, const char *value)
+{
+    put_str(b, name);
+    if (labels)
+        put_str(b, labels);
+    zt_buf_append(b, " ", 1);
+    put_str(b, value);
+    zt_buf_append(b, "\n", 1);
+}
+
+static void put_u64(struct zt_buf *b, const char *name, const char *labels, uint64_t v)
+{
+    char num[24];
+    snprintf(num, sizeof(num), "%" PRIu64, v);
+    put_sample(b, name, labels, num);
+}
+
+static void put_i64(struct zt_buf *b, const char *name, const char *labels, int64_t v)
+{
+    char num[24];
+    snprintf(num, sizeof(num), "%" PRId64, v);
+    put_sample(b, name, labels, num);
+}
+
+/* Open descriptors, counted from /proc/self/fd without the one used to
+ * read it; -1 if it cannot be read. */
+static int64_t count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int64_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0;
+}
+
+void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
+{
+    struct row *rows;
+    size_t nrows = collect_rows(m, &rows);
+
+    /* The traffic families appear once some connection has been counted,
+     * as in Istio, so an idle node does not export empty families. */
+    for (int k = 0; k < TCP_COUNT && nrows > 0; k++) {
+        put_family_header(out, tcp_families[k].name, tcp_families[k].help, "counter");
+        for (size_t r = 0; r < nrows; r++)
+            put_u64(out, tcp_families[k].name, rows[r].labels, rows[r].v[k]);
+    }
+    free(rows);
+
+    put_family_header(out, "istio_build", "Build of this proxy (always 1).", "gauge");
+    put_sample(out, "istio_build", m->build_labels, "1");
+
+    static const struct {
+        const char *name, *help;
+        enum zt_gauge g;
+    } wm_gauges[] = {
+        {"workload_manager_active_proxy_count", "Pod proxies running.",
+         ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES},
+        {"workload_manager_pending_proxy_count", "Pod proxies waiting to start.",
+         ZT_G_WORKLOAD_MANAGER_PENDING_PROXIES},
+    };
+    for (size_t i = 0; i < sizeof(wm_gauges) / sizeof(wm_gauges[0]); i++) {
+        put_family_header(out, wm_gauges[i].name, wm_gauges[i].help, "gauge");
+        put_i64(out, wm_gauges[i].name, NULL,
+                atomic_load_explicit(&m->gauges[wm_gauges[i].g], memory_order_relaxed));
+    }
+
+    static const struct {
+        const char *name, *help;
+        enum zt_counter c;
+    } wm_counters[] = {
+        {"workload_manager_proxies_started_total", "Pod proxies started.",
+         ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED},
+        {"workload_manager_proxies_stopped_total", "Pod proxies stopped.",
+         ZT_C_WORKLOAD_MANAGER_PROXIES_STOPPED},
+    };
+    for (size_t i = 0; i < sizeof(wm_counters) / sizeof(wm_counters[0]); i++) {
+        put_family_header(out, wm_counters[i].name, wm_counters[i].help, "counter");
+        put_u64(out, wm_counters[i].name, NULL,
+                atomic_load_explicit(&m->counters[wm_counters[i].c], memory_order_relaxed));
+    }
+
+    put_family_header(out, "istio_tcp_sockets_open", "TCP sockets open, by reporter.", "gauge");
+    put_i64(out, "istio_tcp_sockets_open", "{reporter=\"source\"}",
+            atomic_load_explicit(&m->gauges[ZT_G_TCP_SOCKETS_OPEN_SOURCE], memory_order_relaxed));
+    put_i64(out, "istio_tcp_sockets_open", "{reporter=\"destination\"}",
+            atomic_load_explicit(&m->gauges[ZT_G_TCP_SOCKETS_OPEN_DESTINATION],
+                                 memory_order_relaxed));
+
+    put_family_header(out, "process_open_fds", "Open file descriptors.", "gauge");
+    put_i64(out, "process_open_fds", NULL, count_open_fds());
+
+    struct rlimit rl;
+    int64_t max_fds = -1;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        max_fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT64_MAX ? INT64_MAX
+                                                                          : (int64_t)rl.rlim_cur;
+    put_family_header(out, "process_max_fds", "Limit on open file descriptors.", "gauge");
+    put_i64(out, "process_max_fds", NULL, max_fds);
+}

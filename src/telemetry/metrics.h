@@ -1,0 +1,117 @@
+/* Prometheus metrics with Istio's names and labels (wire facts §7.1).
+ *
+ * Sharding: the registry has one shard per writer thread (each worker, plus
+ * the control loop). A writer only touches its own shard: finding or adding
+ * a label set takes that shard's mutex (once per connection), counting is a
+ * relaxed atomic add on the series it holds. Rendering (the /metrics
+ * scrape, any thread) takes each shard's mutex in turn and sums series with
+ * equal labels across shards. Series live as long as the registry, so a
+ * connection may keep its series pointer without a reference count.
+ *
+ * Rendering is the Prometheus text format (version 0.0.4): counters are
+ * exposed as `<name>_total` with `# HELP` / `# TYPE` lines, label values are
+ * escaped, empty values render as "unknown" as Istio does. */
+#ifndef ZT_TELEMETRY_METRICS_H
+#define ZT_TELEMETRY_METRICS_H
+
+#include "base/buf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* CommonTrafficLabels, in Istio's order. */
+enum zt_tl {
+    ZT_TL_REPORTER, /* "source" | "destination" */
+    ZT_TL_SOURCE_WORKLOAD,
+    ZT_TL_SOURCE_CANONICAL_SERVICE,
+    ZT_TL_SOURCE_CANONICAL_REVISION,
+    ZT_TL_SOURCE_WORKLOAD_NAMESPACE,
+    ZT_TL_SOURCE_PRINCIPAL,
+    ZT_TL_SOURCE_APP,
+    ZT_TL_SOURCE_VERSION,
+    ZT_TL_SOURCE_CLUSTER,
+    ZT_TL_DESTINATION_SERVICE,
+    ZT_TL_DESTINATION_SERVICE_NAMESPACE,
+    ZT_TL_DESTINATION_SERVICE_NAME,
+    ZT_TL_DESTINATION_WORKLOAD,
+    ZT_TL_DESTINATION_CANONICAL_SERVICE,
+    ZT_TL_DESTINATION_CANONICAL_REVISION,
+    ZT_TL_DESTINATION_WORKLOAD_NAMESPACE,
+    ZT_TL_DESTINATION_PRINCIPAL,
+    ZT_TL_DESTINATION_APP,
+    ZT_TL_DESTINATION_VERSION,
+    ZT_TL_DESTINATION_CLUSTER,
+    ZT_TL_REQUEST_PROTOCOL,           /* always "tcp" */
+    ZT_TL_RESPONSE_FLAGS,             /* "-" or a flag such as "DENY" */
+    ZT_TL_CONNECTION_SECURITY_POLICY, /* "mutual_tls" | "unknown" */
+    ZT_TL_SOURCE_REGION,              /* the locality labels are emitted only */
+    ZT_TL_SOURCE_ZONE,                /* when has_locality is set */
+    ZT_TL_DESTINATION_REGION,
+    ZT_TL_DESTINATION_ZONE,
+    ZT_TL_COUNT
+};
+
+/* The Prometheus label name of a zt_tl value. */
+const char *zt_tl_name(enum zt_tl l);
+
+/* Longest label value kept, in bytes: longer values are cut at a character
+ * boundary. Bytes that are not valid UTF-8 are rendered as U+FFFD, since the
+ * exposition must be UTF-8. */
+#define ZT_METRICS_LABEL_VALUE_MAX 1024
+
+/* A label set to look up; strings are borrowed for the call (NULL or "" is
+ * rendered "unknown"). */
+struct zt_traffic_labels {
+    const char *v[ZT_TL_COUNT];
+    bool has_locality; /* a source or destination workload was known */
+};
+
+struct zt_metrics;
+/* The istio_tcp_* counters of one label set in one shard. */
+struct zt_tcp_series;
+
+/* Creates a registry with `nshards` writer shards. `build_tag` is the
+ * istio_build tag label (e.g. the version). Never NULL (aborts on OOM). */
+struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag);
+void zt_metrics_free(struct zt_metrics *m);
+
+/* Finds or creates the series for `labels` in `shard` (< nshards). The
+ * result stays valid until zt_metrics_free. Call only from the shard's
+ * writer thread. */
+struct zt_tcp_series *zt_metrics_tcp_series(struct zt_metrics *m, unsigned shard,
+                                            const struct zt_traffic_labels *labels);
+
+/* Counting, from the shard's writer thread (relaxed atomics). */
+void zt_tcp_series_opened(struct zt_tcp_series *s);
+void zt_tcp_series_closed(struct zt_tcp_series *s);
+/* istio_tcp_connections_failed_total (response flags such as DENY,
+ * CONNECT, TLS_FAILURE, IDENTITY_ERROR). */
+void zt_tcp_series_failed(struct zt_tcp_series *s);
+/* Bytes client->server (istio_tcp_received_bytes_total) and
+ * server->client (istio_tcp_sent_bytes_total). */
+void zt_tcp_series_add_bytes(struct zt_tcp_series *s, uint64_t received, uint64_t sent);
+
+/* Process-level values, settable from any thread. */
+enum zt_gauge {
+    ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES,  /* workload_manager_active_proxy_count */
+    ZT_G_WORKLOAD_MANAGER_PENDING_PROXIES, /* workload_manager_pending_proxy_count */
+    ZT_G_TCP_SOCKETS_OPEN_SOURCE,          /* istio_tcp_sockets_open{reporter="source"} */
+    ZT_G_TCP_SOCKETS_OPEN_DESTINATION,     /* istio_tcp_sockets_open{reporter="destination"} */
+    ZT_G_COUNT
+};
+void zt_metrics_gauge_add(struct zt_metrics *m, enum zt_gauge g, int64_t delta);
+void zt_metrics_gauge_set(struct zt_metrics *m, enum zt_gauge g, int64_t value);
+
+enum zt_counter {
+    ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED, /* workload_manager_proxies_started_total */
+    ZT_C_WORKLOAD_MANAGER_PROXIES_STOPPED, /* workload_manager_proxies_stopped_total */
+    ZT_C_COUNT
+};
+void zt_metrics_counter_inc(struct zt_metrics *m, enum zt_counter c);
+
+/* Appends the whole exposition to `out`: istio_tcp_* (summed over shards),
+ * istio_build, workload_manager_*, istio_tcp_sockets_open, process_open_fds
+ * and process_max_fds (read from /proc/self at render time). Any thread. */
+void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out);
+
+#endif
