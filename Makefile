@@ -8,7 +8,7 @@ WERROR  ?= 1
 CC      ?= cc
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-PKGS     := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson
+PKGS     := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson libmicrohttpd zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -104,3 +104,9 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD) -name "*.d" 2>/dev/null)
+
+# libFuzzer targets for every parser (fuzz/*.c) over the committed seed
+# corpora, built with clang into build-fuzz/; FUZZ_SECONDS per target.
+.PHONY: fuzz
+fuzz:
+	fuzz/run.sh

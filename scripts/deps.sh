@@ -5,9 +5,10 @@ set -euo pipefail
 pkgs=(
   build-essential pkg-config
   libuv1-dev libssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
-  protobuf-compiler libprotobuf-dev libyaml-dev libjansson-dev
+  protobuf-compiler libprotobuf-dev libyaml-dev libjansson-dev libmicrohttpd-dev zlib1g-dev
   iproute2 iptables socat tcpdump openssl golang-go
-  iperf3 stunnel4 sockperf procps
+  iperf3 stunnel4 sockperf procps prometheus
+  libclang-rt-14-dev clang
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -63,13 +63,26 @@ static const struct zt_inpod_client_ops inpod_ops = {
     .state = inpod_state,
 };
 
+static void on_drained(void *ud)
+{
+    struct proxy_app *app = ud;
+    uv_stop(app->loop);
+}
+
+/* SIGTERM, SIGINT: drain (wire facts §9.4); a second SIGINT: stop now. */
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct proxy_app *app = s->data;
-    if (++app->signals > 1 || signum == SIGTERM || signum == SIGINT) {
-        ZT_INFO("proxy", "received %s, shutting down", strsignal(signum));
+    if (++app->signals > 1) {
+        ZT_WARN("proxy", "received %s again: stopping now", strsignal(signum));
         uv_stop(app->loop);
+        return;
     }
+    ZT_INFO("proxy", "received %s: draining for up to %llu ms", strsignal(signum),
+            (unsigned long long)app->cfg.termination_deadline_ms);
+    zt_inpod_client_stop(app->inpod);
+    app->inpod = NULL;
+    zt_proxy_drain(app->proxy, app->cfg.termination_deadline_ms, on_drained, app);
 }
 
 /* ENABLE_ORIG_SRC: unset = use it if the kernel lets us, true = required. */
@@ -105,8 +118,8 @@ static void on_reload_timer(uv_timer_t *t)
     zt_state_unref(app->state);
     app->state = next;
     ZT_INFO("config", "reloaded %s: %zu workloads, %zu services, %zu policies",
-            app->cfg.local_xds_path, zt_state_workload_count(next),
-            zt_state_service_count(next), zt_state_policy_count(next));
+            app->cfg.local_xds_path, zt_state_workload_count(next), zt_state_service_count(next),
+            zt_state_policy_count(next));
 }
 
 static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
@@ -244,7 +257,8 @@ int zt_cmd_proxy(int argc, char **argv)
 
     uv_run(app.loop, UV_RUN_DEFAULT);
 
-    zt_inpod_client_stop(app.inpod);
+    if (app.inpod)
+        zt_inpod_client_stop(app.inpod);
     zt_proxy_free(app.proxy);
     if (app.watching) {
         uv_close((uv_handle_t *)&app.watch, NULL);

@@ -178,6 +178,7 @@ void zt_conn_close(struct zt_conn *c, const char *error)
     }
     emit_log(c);
     struct zt_pod_inst *pod = c->pod;
+    atomic_fetch_sub_explicit(&pod->pw->live, 1, memory_order_relaxed);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -208,6 +209,7 @@ struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int
     if (pod->conns)
         pod->conns->prev = c;
     pod->conns = c;
+    atomic_fetch_add_explicit(&pod->pw->live, 1, memory_order_relaxed);
     if (afd >= 0)
         side_open(c, &c->a, afd, on_poll_a);
     return c;

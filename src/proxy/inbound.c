@@ -143,6 +143,7 @@ void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
 static void inbound_unlink(struct zt_inbound *in)
 {
     struct zt_pod_inst *pod = in->pod;
+    atomic_fetch_sub_explicit(&pod->pw->live, 1, memory_order_relaxed);
     if (in->prev)
         in->prev->next = in->next;
     else
@@ -194,8 +195,8 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
         return;
     }
     struct zt_authz_conn ac;
-    if (authorize(pod, self, in->peer_identity, &in->peer, &target, &ac, reason,
-                  sizeof(reason)) < 0) {
+    if (authorize(pod, self, in->peer_identity, &in->peer, &target, &ac, reason, sizeof(reason)) <
+        0) {
         char msg[320];
         snprintf(msg, sizeof(msg), "policy rejection: %s", reason);
         respond_fail(in, sid, 401, req->authority, msg);
@@ -308,6 +309,7 @@ void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd)
     if (pod->inbounds)
         pod->inbounds->prev = in;
     pod->inbounds = in;
+    atomic_fetch_add_explicit(&pod->pw->live, 1, memory_order_relaxed);
     in->h2 = zt_h2conn_new(&pod->pw->worker.loop, fd, ident->server_ctx, ZT_H2_SERVER,
                            &pod->pw->proxy->opts.server_h2, &inbound_ops, in);
     zt_ca_identity_unref(ident);

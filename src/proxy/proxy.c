@@ -113,7 +113,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
 {
     struct zt_listener *l = h->data;
     struct zt_pod_inst *pod = l->pod;
-    if (status < 0 || pod->closing)
+    if (status < 0 || pod->closing || pod->listeners_closed)
         return;
     /* Bounded work per iteration: at most 64 accepts, then yield. */
     for (int i = 0; i < 64 && !pod->closing; i++) {
@@ -162,15 +162,29 @@ struct pod_task {
     int fds[ZT_LS_COUNT];
 };
 
+static void pod_inst_free(struct zt_pod_inst *pod)
+{
+    pod_shared_unref(pod->shared);
+    free(pod);
+}
+
 static void on_pod_handle_closed(uv_handle_t *h)
 {
     struct zt_listener *l = h->data;
     struct zt_pod_inst *pod = l->pod;
     close(l->fd);
-    if (--pod->handles_open == 0) {
-        pod_shared_unref(pod->shared);
-        free(pod);
-    }
+    if (--pod->handles_open == 0 && pod->closing)
+        pod_inst_free(pod);
+}
+
+/* Stops accepting: the listeners close, connections stay. */
+static void close_listeners(struct zt_pod_inst *pod)
+{
+    if (pod->listeners_closed)
+        return;
+    pod->listeners_closed = true;
+    for (int k = 0; k < ZT_LS_COUNT; k++)
+        uv_close((uv_handle_t *)&pod->ls[k].poll, on_pod_handle_closed);
 }
 
 static void pod_inst_close(struct zt_pod_inst *pod)
@@ -183,16 +197,19 @@ static void pod_inst_close(struct zt_pod_inst *pod)
         pw->pods = pod->next;
     if (pod->next)
         pod->next->prev = pod->prev;
+    const char *why = pw->draining ? "closed at the end of the drain period" : "pod removed";
     while (pod->conns)
-        zt_conn_close(pod->conns, "pod removed");
+        zt_conn_close(pod->conns, why);
     while (pod->inbounds)
         zt_inbound_close(pod->inbounds);
     zt_hbone_pool_free(pod->pool);
     pod->pool = NULL;
     zt_ca_identity_unref(pod->dial_ident);
     pod->dial_ident = NULL;
-    for (int k = 0; k < ZT_LS_COUNT; k++)
-        uv_close((uv_handle_t *)&pod->ls[k].poll, on_pod_handle_closed);
+    if (pod->listeners_closed && pod->handles_open == 0)
+        pod_inst_free(pod);
+    else
+        close_listeners(pod);
 }
 
 static void task_pod_start(void *arg)
@@ -276,6 +293,20 @@ static void task_set_state(void *arg)
 static void task_worker_init(void *arg)
 {
     zt_conn_worker_init(arg);
+}
+
+/* Graceful stop on one worker: no new connections, GOAWAY to HBONE
+ * clients (they finish their streams and open no new ones), everything in
+ * flight goes on until it ends or the drain deadline passes. */
+static void task_drain(void *arg)
+{
+    struct zt_pw *pw = arg;
+    pw->draining = true;
+    for (struct zt_pod_inst *pod = pw->pods; pod; pod = pod->next) {
+        close_listeners(pod);
+        for (struct zt_inbound *in = pod->inbounds; in; in = in->next)
+            zt_h2conn_shutdown(in->h2);
+    }
 }
 
 static void task_shutdown(void *arg)
@@ -430,9 +461,49 @@ void zt_proxy_pod_del(struct zt_proxy *p, const char *uid)
     ZT_INFO("proxy", "pod %s removed", uid);
 }
 
+static void on_drain_check(uv_timer_t *t)
+{
+    struct zt_proxy *p = t->data;
+    unsigned live = 0;
+    for (unsigned i = 0; i < p->nworkers; i++)
+        live += atomic_load_explicit(&p->pws[i].live, memory_order_relaxed);
+    bool expired = uv_now(p->control) >= p->drain_deadline;
+    if (live > 0 && !expired)
+        return;
+    uv_timer_stop(t);
+    if (live > 0)
+        ZT_WARN("proxy", "drain deadline reached with %u connection(s) open: closing them", live);
+    else
+        ZT_INFO("proxy", "drained: every connection finished");
+    if (p->drain_done)
+        p->drain_done(p->drain_ud);
+}
+
+void zt_proxy_drain(struct zt_proxy *p, uint64_t deadline_ms, void (*done)(void *ud), void *ud)
+{
+    if (p->drain_timer_init)
+        return;
+    p->drain_done = done;
+    p->drain_ud = ud;
+    p->drain_deadline = uv_now(p->control) + deadline_ms;
+    for (unsigned i = 0; i < p->nworkers; i++)
+        zt_worker_post(&p->pws[i].worker, task_drain, &p->pws[i]);
+    uv_timer_init(p->control, &p->drain_timer);
+    p->drain_timer.data = p;
+    p->drain_timer_init = true;
+    uv_timer_start(&p->drain_timer, on_drain_check, 50, 50);
+    ZT_INFO("proxy", "draining: listeners closed, waiting up to %llu ms for %u pod(s)",
+            (unsigned long long)deadline_ms, p->npods);
+}
+
 unsigned zt_proxy_pod_count(const struct zt_proxy *p)
 {
     return p->npods;
+}
+
+static void on_drain_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
 }
 
 void zt_proxy_free(struct zt_proxy *p)
@@ -450,5 +521,12 @@ void zt_proxy_free(struct zt_proxy *p)
         pod_shared_unref(p->pods[i]);
     free(p->pods);
     free(p->pws);
+    if (p->drain_timer_init) {
+        /* The handle is freed with p: close it and let the loop finish it. */
+        uv_timer_stop(&p->drain_timer);
+        p->drain_done = NULL;
+        uv_close((uv_handle_t *)&p->drain_timer, on_drain_timer_closed);
+        return;
+    }
     free(p);
 }

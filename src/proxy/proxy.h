@@ -54,7 +54,14 @@ void zt_proxy_pod_del(struct zt_proxy *p, const char *uid);
 
 unsigned zt_proxy_pod_count(const struct zt_proxy *p);
 
-/* Stops the workers (closing everything) and frees the proxy. */
+/* Graceful shutdown (wire facts §9.4): every pod stops accepting, HBONE
+ * clients get GOAWAY, connections in flight go on. `done(ud)` runs on the
+ * control loop once none is left or `deadline_ms` has passed; the caller
+ * then frees the proxy, which closes whatever remains. Once only. */
+void zt_proxy_drain(struct zt_proxy *p, uint64_t deadline_ms, void (*done)(void *ud), void *ud);
+
+/* Stops the workers (closing everything) and frees the proxy; the control
+ * loop must run once more afterwards to finish closing its handles. */
 void zt_proxy_free(struct zt_proxy *p);
 
 #endif

@@ -43,6 +43,7 @@ struct zt_pod_inst {
     struct zt_pod_inst *prev, *next;
     int handles_open;
     bool closing;
+    bool listeners_closed;
 };
 
 /* Per-worker state. */
@@ -56,6 +57,10 @@ struct zt_pw {
      * per loop iteration after all reads (one send for many DATA frames). */
     uv_check_t flush_check;
     struct zt_conn *flush_head;
+    /* Proxied and HBONE server connections alive on this worker; read by
+     * the control loop while draining. */
+    atomic_uint live;
+    bool draining;
 };
 
 struct zt_proxy {
@@ -68,6 +73,12 @@ struct zt_proxy {
     unsigned nworkers;
     struct zt_pod_shared **pods; /* control-thread registry */
     unsigned npods, cap_pods;
+    /* Draining (zt_proxy_drain). */
+    uv_timer_t drain_timer;
+    uint64_t drain_deadline;
+    void (*drain_done)(void *ud);
+    void *drain_ud;
+    bool drain_timer_init;
 };
 
 enum zt_conn_kind { ZT_CONN_OUTBOUND, ZT_CONN_INBOUND_HBONE, ZT_CONN_INBOUND_PLAIN };

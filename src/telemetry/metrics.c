@@ -340,7 +340,7 @@ struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag)
     struct zt_buf b = {0};
     put_str(&b, "{component=\"ztunnel\",tag=");
     put_label_value(&b, build_tag);
-    zt_buf_append(&b, "}", 2); /* with the terminator */
+    zt_buf_append(&b, "}", 2);        /* with the terminator */
     m->build_labels = (char *)b.data; /* off is 0: nothing was consumed */
     return m;
 }
@@ -520,9 +520,9 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
     put_family_header(out, "istio_tcp_sockets_open", "TCP sockets open, by reporter.", "gauge");
     put_i64(out, "istio_tcp_sockets_open", "{reporter=\"source\"}",
             atomic_load_explicit(&m->gauges[ZT_G_TCP_SOCKETS_OPEN_SOURCE], memory_order_relaxed));
-    put_i64(out, "istio_tcp_sockets_open", "{reporter=\"destination\"}",
-            atomic_load_explicit(&m->gauges[ZT_G_TCP_SOCKETS_OPEN_DESTINATION],
-                                 memory_order_relaxed));
+    put_i64(
+        out, "istio_tcp_sockets_open", "{reporter=\"destination\"}",
+        atomic_load_explicit(&m->gauges[ZT_G_TCP_SOCKETS_OPEN_DESTINATION], memory_order_relaxed));
 
     put_family_header(out, "process_open_fds", "Open file descriptors.", "gauge");
     put_i64(out, "process_open_fds", NULL, count_open_fds());
