@@ -9,6 +9,7 @@
 #include "config/local.h"
 #include "inpod/zds_client.h"
 #include "proxy/proxy.h"
+#include "telemetry/metrics.h"
 #include "tls/localca.h"
 
 #include <errno.h>
@@ -27,6 +28,7 @@ struct proxy_app {
     struct zt_tls_localca *localca;
     struct zt_ca_mgr *ca;
     struct zt_proxy *proxy;
+    struct zt_metrics *metrics;
     struct zt_inpod_client *inpod;
     uv_signal_t sigterm, sigint;
     int signals;
@@ -41,17 +43,28 @@ struct proxy_app {
 static int pod_add(void *ud, const char *uid, int netns_fd, const struct zt_zds_workload_info *info)
 {
     struct proxy_app *app = ud;
-    return zt_proxy_pod_add(app->proxy, uid, netns_fd, info);
+    int rc = zt_proxy_pod_add(app->proxy, uid, netns_fd, info);
+    if (rc == 0) {
+        zt_metrics_counter_inc(app->metrics, ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED);
+        zt_metrics_gauge_set(app->metrics, ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES,
+                             zt_proxy_pod_count(app->proxy));
+    }
+    return rc;
 }
 
 static void pod_del(void *ud, const char *uid)
 {
     struct proxy_app *app = ud;
     zt_proxy_pod_del(app->proxy, uid);
+    zt_metrics_counter_inc(app->metrics, ZT_C_WORKLOAD_MANAGER_PROXIES_STOPPED);
+    zt_metrics_gauge_set(app->metrics, ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES,
+                         zt_proxy_pod_count(app->proxy));
 }
 
 static void inpod_state(void *ud, bool connected, bool snapshot_received, unsigned pending)
 {
+    struct proxy_app *app = ud;
+    zt_metrics_gauge_set(app->metrics, ZT_G_WORKLOAD_MANAGER_PENDING_PROXIES, pending);
     ZT_INFO("inpod", "node agent %s, snapshot %s, %u pending pod(s)",
             connected ? "connected" : "disconnected", snapshot_received ? "received" : "pending",
             pending);
@@ -211,6 +224,7 @@ int zt_cmd_proxy(int argc, char **argv)
 
     app.loop = uv_default_loop();
     app.ca = zt_ca_mgr_new(app.loop, app.localca, (unsigned)app.cfg.secret_ttl_s);
+    app.metrics = zt_metrics_new(app.cfg.worker_threads, ZT_VERSION);
     struct zt_proxy_opts opts = {
         .workers = app.cfg.worker_threads,
         .mark = app.cfg.packet_mark,
@@ -229,6 +243,7 @@ int zt_cmd_proxy(int argc, char **argv)
                       .max_concurrent_streams = 200},
         .pool_max_streams = app.cfg.pool_max_streams_per_conn,
         .pool_idle_ms = app.cfg.pool_unused_release_timeout_ms,
+        .metrics = app.metrics,
     };
     app.proxy = zt_proxy_new(app.loop, &opts, app.ca);
     int rc = zt_proxy_start(app.proxy);
@@ -269,6 +284,7 @@ int zt_cmd_proxy(int argc, char **argv)
     zt_ca_mgr_free(app.ca);
     uv_run(app.loop, UV_RUN_NOWAIT);
     zt_tls_localca_free(app.localca);
+    zt_metrics_free(app.metrics);
     zt_state_unref(app.state);
     ZT_INFO("proxy", "stopped");
     return 0;

@@ -176,6 +176,7 @@ void zt_conn_close(struct zt_conn *c, const char *error)
             zt_h2conn_detach(h2, c->sid);
         zt_h2conn_flush(h2);
     }
+    zt_conn_metrics_close(c);
     emit_log(c);
     struct zt_pod_inst *pod = c->pod;
     atomic_fetch_sub_explicit(&pod->pw->live, 1, memory_order_relaxed);

@@ -25,17 +25,25 @@ static void fill_dst(struct zt_conn *c, const struct zt_workload *self)
     zt_workload_identity(self, c->dst_identity, sizeof(c->dst_identity));
 }
 
-static void fill_src_by_ip(struct zt_conn *c, const struct sockaddr_storage *peer)
+static const struct zt_workload *src_by_ip(struct zt_pod_inst *pod,
+                                           const struct sockaddr_storage *peer)
 {
     struct zt_ip ip;
     uint16_t port;
     if (zt_ip_from_sockaddr((const struct sockaddr *)peer, &ip, &port) < 0)
-        return;
-    const struct zt_workload *src = zt_state_workload_by_ip(c->pod->pw->state, "", &ip);
-    if (!src)
-        return;
-    snprintf(c->src_workload, sizeof(c->src_workload), "%s", src->name);
-    snprintf(c->src_namespace, sizeof(c->src_namespace), "%s", src->namespace);
+        return NULL;
+    return zt_state_workload_by_ip(pod->pw->state, "", &ip);
+}
+
+static const struct zt_workload *fill_src_by_ip(struct zt_conn *c,
+                                                const struct sockaddr_storage *peer)
+{
+    const struct zt_workload *src = src_by_ip(c->pod, peer);
+    if (src) {
+        snprintf(c->src_workload, sizeof(c->src_workload), "%s", src->name);
+        snprintf(c->src_namespace, sizeof(c->src_namespace), "%s", src->namespace);
+    }
+    return src;
 }
 
 /* Authorizes a connection to `self`; returns 0 or ZT_E_DENIED with a reason. */
@@ -118,6 +126,8 @@ void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
     }
     struct zt_authz_conn ac;
     if (authorize(pod, self, NULL, &peer, &dst, &ac, why, sizeof(why)) < 0) {
+        zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_PLAIN, src_by_ip(pod, &peer), NULL, self,
+                              "DENY");
         char msg[320];
         snprintf(msg, sizeof(msg), "policy rejection: %s", why);
         zt_accesslog_emit_failed(src_s, dst_s, "inbound", msg);
@@ -129,10 +139,11 @@ void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
     snprintf(c->dst_addr, sizeof(c->dst_addr), "%s", dst_s);
     fill_dst(c, self);
     c->dst_identity[0] = 0; /* no mTLS: identities are logged only when proven */
-    fill_src_by_ip(c, &peer);
+    zt_conn_metrics_open(c, fill_src_by_ip(c, &peer), self, NULL);
     keep_authz(c, &ac);
     int rc = connect_app(c, &dst, &peer, false);
     if (rc < 0) {
+        c->flags = "CONNECT";
         snprintf(why, sizeof(why), "connect to %s: %s", dst_s, zt_strerror(rc));
         zt_conn_close(c, why);
     }
@@ -209,12 +220,13 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
     snprintf(c->hbone_addr, sizeof(c->hbone_addr), "%s", req->authority);
     snprintf(c->src_identity, sizeof(c->src_identity), "%s", in->peer_identity);
     fill_dst(c, self);
-    fill_src_by_ip(c, &in->peer);
+    zt_conn_metrics_open(c, fill_src_by_ip(c, &in->peer), self, NULL);
     keep_authz(c, &ac);
     zt_conn_set_stream(c, h2, sid);
     zt_h2conn_attach(h2, sid, &zt_conn_stream_ops, c);
     int rc = connect_app(c, &target, &in->peer, true);
     if (rc < 0) {
+        c->flags = "CONNECT";
         zt_h2conn_respond(h2, sid, 503, NULL, 0);
         c->final_response_sent = true;
         snprintf(reason, sizeof(reason), "connect to %s: %s", req->authority, zt_strerror(rc));
@@ -229,6 +241,7 @@ void zt_inbound_upstream_ready(struct zt_conn *c, int err)
     struct zt_h2conn *h2 = c->h2;
     if (err < 0) {
         char msg[160];
+        c->flags = "CONNECT";
         zt_h2conn_respond(h2, c->sid, 503, NULL, 0);
         c->final_response_sent = true;
         snprintf(msg, sizeof(msg), "connect to %s: %s", c->hbone_addr, zt_strerror(err));
@@ -252,6 +265,7 @@ void zt_conn_on_connected(struct zt_conn *c, int err)
     }
     if (err < 0) {
         char msg[160];
+        c->flags = "CONNECT";
         snprintf(msg, sizeof(msg), "connect to %s: %s", c->dst_addr, zt_strerror(err));
         zt_conn_close(c, msg);
         return;
@@ -263,6 +277,8 @@ static void in_on_closed(struct zt_h2conn *h2, void *ud, int error)
 {
     struct zt_inbound *in = ud;
     if (!in->established && error < 0 && error != ZT_E_CLOSED) {
+        zt_pod_metrics_failed(in->pod, ZT_CONN_INBOUND_HBONE, src_by_ip(in->pod, &in->peer), NULL,
+                              zt_pod_self(in->pod), "TLS_FAILURE");
         char src_s[64], dst_s[64];
         zt_sockaddr_str((struct sockaddr *)&in->peer, src_s, sizeof(src_s));
         zt_sockaddr_str((struct sockaddr *)&in->local, dst_s, sizeof(dst_s));

@@ -147,6 +147,10 @@ static void on_pool_ready(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int e
     if (c->state == ZT_CONN_ST_CLOSED)
         return;
     if (err < 0 || !h2) {
+        c->flags = err == ZT_E_IDENTITY  ? "IDENTITY_ERROR"
+                   : err == ZT_E_TLS     ? "TLS_FAILURE"
+                   : err == ZT_E_TIMEOUT ? "NETWORK_POLICY"
+                                         : "CONNECT";
         char msg[128];
         snprintf(msg, sizeof(msg), "HBONE connection to %s failed: %s", c->dst_addr,
                  err == ZT_E_IDENTITY ? "server identity not accepted" : zt_strerror(err));
@@ -165,6 +169,7 @@ void zt_outbound_upstream_ready(struct zt_conn *c, int status)
         return;
     }
     char msg[64];
+    c->flags = status == 401 ? "DENY" : "CONNECT";
     snprintf(msg, sizeof(msg), "upstream returned HTTP status %d", status);
     zt_conn_close(c, msg);
 }
@@ -220,6 +225,7 @@ void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
         snprintf(c->dst_workload, sizeof(c->dst_workload), "%s", up.wl->name);
         snprintf(c->dst_namespace, sizeof(c->dst_namespace), "%s", up.wl->namespace);
     }
+    zt_conn_metrics_open(c, self, up.wl, up.svc);
     if (up.kind != ZT_UPSTREAM_PASSTHROUGH && !up.has_ip) {
         zt_conn_close(c, "upstream has no address");
         return;
@@ -236,6 +242,7 @@ void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
         zt_sockaddr_str((struct sockaddr *)&target, c->dst_addr, sizeof(c->dst_addr));
         int ufd = zt_sock_connect((struct sockaddr *)&target, NULL, &o, NULL);
         if (ufd < 0) {
+            c->flags = "CONNECT";
             char msg[128];
             snprintf(msg, sizeof(msg), "connect to %s: %s", c->dst_addr, zt_strerror(ufd));
             zt_conn_close(c, msg);
@@ -262,6 +269,7 @@ void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
     struct zt_h2conn *h2 = NULL;
     rc = zt_hbone_pool_get(pod->pool, k, &c->waiter, &h2);
     if (rc < 0) {
+        c->flags = "CONNECT";
         char msg[128];
         snprintf(msg, sizeof(msg), "connect to %s: %s", c->dst_addr, zt_strerror(rc));
         zt_conn_close(c, msg);

@@ -274,6 +274,7 @@ static void reevaluate(struct zt_pw *pw)
             if (c->kind != ZT_CONN_OUTBOUND &&
                 zt_authz_check(pw->state, self, &c->authz, why, sizeof(why)) < 0) {
                 snprintf(msg, sizeof(msg), "connection closed due to policy change: %s", why);
+                c->flags = "DENY";
                 zt_conn_close(c, msg);
             }
             c = next;

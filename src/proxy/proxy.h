@@ -12,6 +12,7 @@
 #include "ca/manager.h"
 #include "h2/h2conn.h"
 #include "state/state.h"
+#include "telemetry/metrics.h"
 #include "zds/zds.h"
 
 #include <stdbool.h>
@@ -28,6 +29,7 @@ struct zt_proxy_opts {
     struct zt_h2_settings client_h2, server_h2;
     unsigned pool_max_streams;
     uint64_t pool_idle_ms;
+    struct zt_metrics *metrics; /* borrowed; NULL = no metrics; one shard per worker */
 };
 
 struct zt_proxy;

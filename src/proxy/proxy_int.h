@@ -7,6 +7,7 @@
 #include "hbone/pool.h"
 #include "loop/worker.h"
 #include "proxy/proxy.h"
+#include "telemetry/metrics.h"
 
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -134,6 +135,13 @@ struct zt_conn {
     /* Inbound: what policies were checked on, kept to re-check them when
      * policies change (src_identity points into src_identity[] or is NULL). */
     struct zt_authz_conn authz;
+    /* Telemetry: the snapshot the peers below come from stays referenced
+     * while the connection lives, so they can label its metrics at close. */
+    const struct zt_state *snap;
+    const struct zt_workload *src_wl, *dst_wl;
+    const struct zt_service *dst_svc;
+    const char *flags;            /* response_flags; NULL = "-" */
+    struct zt_tcp_series *series; /* opened under these labels */
 };
 
 /* An HBONE server connection accepted on a pod's 15008. */
@@ -164,6 +172,17 @@ void zt_conn_on_connected(struct zt_conn *c, int err);
 
 /* Starts the per-worker write batching (call on the worker's thread). */
 void zt_conn_worker_init(struct zt_pw *pw);
+
+/* telemetry.c: istio_tcp_* metrics of a connection. open() once the peers
+ * are known (sets c->snap etc. from the worker's current state); close()
+ * from zt_conn_close. failed() counts an attempt refused before any
+ * connection object exists. */
+void zt_conn_metrics_open(struct zt_conn *c, const struct zt_workload *src_wl,
+                          const struct zt_workload *dst_wl, const struct zt_service *svc);
+void zt_conn_metrics_close(struct zt_conn *c);
+void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
+                           const struct zt_workload *src_wl, const char *src_principal,
+                           const struct zt_workload *dst_wl, const char *flags);
 
 /* outbound.c / inbound.c */
 void zt_outbound_accept(struct zt_pod_inst *pod, int fd);

@@ -1,0 +1,149 @@
+/* The istio_tcp_* metrics of proxied connections, labelled as Istio's
+ * ztunnel does (wire facts §7.1): reporter "source" on outbound,
+ * "destination" on inbound; the peer workloads come from the state snapshot
+ * the connection started under. */
+#include "proxy/proxy_int.h"
+
+#include <string.h>
+
+static bool is_failure_flag(const char *f)
+{
+    return f && strcmp(f, "-") != 0;
+}
+
+static void workload_side(struct zt_traffic_labels *l, bool src, const struct zt_workload *wl,
+                          const char *principal, char *principal_buf, size_t cap)
+{
+    int b = src ? ZT_TL_SOURCE_WORKLOAD : ZT_TL_DESTINATION_WORKLOAD;
+    if (wl) {
+        l->v[b] = wl->workload_name && wl->workload_name[0] ? wl->workload_name : wl->name;
+        l->v[src ? ZT_TL_SOURCE_CANONICAL_SERVICE : ZT_TL_DESTINATION_CANONICAL_SERVICE] =
+            wl->canonical_name;
+        l->v[src ? ZT_TL_SOURCE_CANONICAL_REVISION : ZT_TL_DESTINATION_CANONICAL_REVISION] =
+            wl->canonical_revision;
+        l->v[src ? ZT_TL_SOURCE_WORKLOAD_NAMESPACE : ZT_TL_DESTINATION_WORKLOAD_NAMESPACE] =
+            wl->namespace;
+        l->v[src ? ZT_TL_SOURCE_APP : ZT_TL_DESTINATION_APP] = wl->canonical_name;
+        l->v[src ? ZT_TL_SOURCE_VERSION : ZT_TL_DESTINATION_VERSION] = wl->canonical_revision;
+        l->v[src ? ZT_TL_SOURCE_CLUSTER : ZT_TL_DESTINATION_CLUSTER] = wl->cluster_id;
+        l->v[src ? ZT_TL_SOURCE_REGION : ZT_TL_DESTINATION_REGION] = wl->locality.region;
+        l->v[src ? ZT_TL_SOURCE_ZONE : ZT_TL_DESTINATION_ZONE] = wl->locality.zone;
+        l->has_locality = true;
+    }
+    if (principal && principal[0])
+        l->v[src ? ZT_TL_SOURCE_PRINCIPAL : ZT_TL_DESTINATION_PRINCIPAL] = principal;
+    else if (wl && principal_buf && zt_workload_identity(wl, principal_buf, cap) == 0)
+        l->v[src ? ZT_TL_SOURCE_PRINCIPAL : ZT_TL_DESTINATION_PRINCIPAL] = principal_buf;
+}
+
+/* The first service of `wl` when none was dialed (inbound, direct). */
+static const struct zt_service *guess_service(const struct zt_state *s,
+                                              const struct zt_workload *wl)
+{
+    if (!wl || wl->n_services == 0)
+        return NULL;
+    return zt_state_service_by_key(s, wl->services[0].key);
+}
+
+static void build(struct zt_traffic_labels *l, enum zt_conn_kind kind,
+                  const struct zt_workload *src_wl, const char *src_principal,
+                  const struct zt_workload *dst_wl, const char *dst_principal,
+                  const struct zt_service *svc, bool mtls, const char *flags, char *pbuf,
+                  size_t pcap)
+{
+    memset(l, 0, sizeof(*l));
+    bool outbound = kind == ZT_CONN_OUTBOUND;
+    l->v[ZT_TL_REPORTER] = outbound ? "source" : "destination";
+    /* Principals are what mTLS proved, so only for HBONE; the reporter's own
+     * principal falls back to its workload's identity. */
+    workload_side(l, true, src_wl, src_principal, mtls && outbound ? pbuf : NULL, pcap);
+    workload_side(l, false, dst_wl, dst_principal, mtls && !outbound ? pbuf : NULL, pcap);
+    if (!mtls)
+        l->v[ZT_TL_SOURCE_PRINCIPAL] = l->v[ZT_TL_DESTINATION_PRINCIPAL] = NULL;
+    if (svc) {
+        l->v[ZT_TL_DESTINATION_SERVICE] = svc->hostname;
+        l->v[ZT_TL_DESTINATION_SERVICE_NAMESPACE] = svc->namespace;
+        l->v[ZT_TL_DESTINATION_SERVICE_NAME] = svc->name;
+    }
+    l->v[ZT_TL_REQUEST_PROTOCOL] = "tcp";
+    l->v[ZT_TL_RESPONSE_FLAGS] = flags ? flags : "-";
+    l->v[ZT_TL_CONNECTION_SECURITY_POLICY] = mtls ? "mutual_tls" : "unknown";
+}
+
+static void conn_labels(struct zt_conn *c, struct zt_traffic_labels *l, char *pbuf, size_t cap)
+{
+    bool mtls =
+        c->kind == ZT_CONN_INBOUND_HBONE || (c->kind == ZT_CONN_OUTBOUND && c->key.src_id[0]);
+    const struct zt_service *svc = c->dst_svc;
+    if (!svc && c->kind != ZT_CONN_OUTBOUND)
+        svc = guess_service(c->snap, c->dst_wl);
+    build(l, c->kind, c->src_wl, c->src_identity, c->dst_wl, c->dst_identity, svc, mtls, c->flags,
+          pbuf, cap);
+}
+
+static enum zt_gauge sockets_gauge(enum zt_conn_kind kind)
+{
+    return kind == ZT_CONN_OUTBOUND ? ZT_G_TCP_SOCKETS_OPEN_SOURCE
+                                    : ZT_G_TCP_SOCKETS_OPEN_DESTINATION;
+}
+
+void zt_conn_metrics_open(struct zt_conn *c, const struct zt_workload *src_wl,
+                          const struct zt_workload *dst_wl, const struct zt_service *svc)
+{
+    struct zt_metrics *m = c->pod->pw->proxy->opts.metrics;
+    if (!m || c->snap)
+        return;
+    c->snap = zt_state_ref(c->pod->pw->state);
+    c->src_wl = src_wl;
+    c->dst_wl = dst_wl;
+    c->dst_svc = svc;
+    struct zt_traffic_labels l;
+    char pbuf[320];
+    conn_labels(c, &l, pbuf, sizeof(pbuf));
+    c->series = zt_metrics_tcp_series(m, (unsigned)c->pod->pw->worker.id, &l);
+    zt_tcp_series_opened(c->series);
+    zt_metrics_gauge_add(m, sockets_gauge(c->kind), 1);
+}
+
+void zt_conn_metrics_close(struct zt_conn *c)
+{
+    struct zt_metrics *m = c->pod->pw->proxy->opts.metrics;
+    if (!m || !c->snap)
+        return;
+    struct zt_tcp_series *s = c->series;
+    if (is_failure_flag(c->flags)) {
+        struct zt_traffic_labels l;
+        char pbuf[320];
+        conn_labels(c, &l, pbuf, sizeof(pbuf));
+        s = zt_metrics_tcp_series(m, (unsigned)c->pod->pw->worker.id, &l);
+        zt_tcp_series_failed(s);
+    }
+    /* received = client to server, sent = server to client. */
+    bool a_is_client = c->kind != ZT_CONN_INBOUND_HBONE;
+    uint64_t received = a_is_client ? c->bytes_up : c->bytes_down;
+    uint64_t sent = a_is_client ? c->bytes_down : c->bytes_up;
+    zt_tcp_series_closed(s);
+    zt_tcp_series_add_bytes(s, received, sent);
+    zt_metrics_gauge_add(m, sockets_gauge(c->kind), -1);
+    zt_state_unref(c->snap);
+    c->snap = NULL;
+}
+
+void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
+                           const struct zt_workload *src_wl, const char *src_principal,
+                           const struct zt_workload *dst_wl, const char *flags)
+{
+    struct zt_metrics *m = pod->pw->proxy->opts.metrics;
+    if (!m)
+        return;
+    struct zt_traffic_labels l;
+    char pbuf[320];
+    bool mtls = kind == ZT_CONN_INBOUND_HBONE;
+    const struct zt_service *svc =
+        kind != ZT_CONN_OUTBOUND ? guess_service(pod->pw->state, dst_wl) : NULL;
+    build(&l, kind, src_wl, src_principal, dst_wl, NULL, svc, mtls, flags, pbuf, sizeof(pbuf));
+    struct zt_tcp_series *s = zt_metrics_tcp_series(m, (unsigned)pod->pw->worker.id, &l);
+    zt_tcp_series_opened(s);
+    zt_tcp_series_failed(s);
+    zt_tcp_series_closed(s);
+}
