@@ -6,7 +6,9 @@
  *
  * Each server is one libmicrohttpd daemon with its own internal polling
  * thread (epoll when available). Abuse is bounded per daemon: at most
- * conn_limit connections (and as many per client address), a per-connection
+ * conn_limit connections per client address (more are accepted and closed
+ * at once) and 2 * conn_limit in all (more wait in the listen backlog until
+ * an idle connection times out), a per-connection
  * memory pool (request headers that do not fit are refused by libmicrohttpd
  * with 431), request bodies over ZT_ADMIN_MAX_BODY refused with 413, and
  * connections idle for conn_timeout_s seconds closed. None of these routes
@@ -51,13 +53,14 @@ struct zt_admin_ops {
 /* Listening addresses. A NULL address selects the default; port 0 asks the
  * kernel for an ephemeral port (read it back with zt_admin_port()). */
 struct zt_admin_opts {
-    const char *admin_addr; /* default "127.0.0.1" */
-    uint16_t admin_port;    /* 15000 is the usual value; 0: ephemeral */
-    const char *stats_addr; /* default "::" (dual stack), falls back to "0.0.0.0" */
-    uint16_t stats_port;    /* usually 15020 */
-    const char *ready_addr; /* default "::", falls back to "0.0.0.0" */
-    uint16_t ready_port;    /* usually 15021 */
-    unsigned conn_limit;     /* per daemon; 0: ZT_ADMIN_DEFAULT_CONN_LIMIT */
+    const char *admin_addr;  /* default "127.0.0.1" */
+    uint16_t admin_port;     /* 15000 is the usual value; 0: ephemeral */
+    const char *stats_addr;  /* default "::" (dual stack), falls back to "0.0.0.0" */
+    uint16_t stats_port;     /* usually 15020 */
+    const char *ready_addr;  /* default "::", falls back to "0.0.0.0" */
+    uint16_t ready_port;     /* usually 15021 */
+    unsigned conn_limit;     /* per client address; a daemon holds at most twice
+                                that in all. 0: ZT_ADMIN_DEFAULT_CONN_LIMIT */
     unsigned conn_timeout_s; /* idle connection timeout; 0: ZT_ADMIN_DEFAULT_TIMEOUT_S */
 };
 
@@ -71,8 +74,9 @@ const char *zt_admin_server_str(enum zt_admin_server which);
 
 struct zt_admin;
 
-/* Starts the three servers. Borrows opts (only for the call) and keeps
- * pointers to ops and ud, which must stay valid until zt_admin_stop().
+/* Starts the three servers. Borrows opts (only for the call), copies
+ * *ops (may be NULL: every op absent) and keeps ud, which must stay valid
+ * until zt_admin_stop().
  * Records the current log level as the one "/logging?reset" returns to.
  * Returns 0 and *out, or -errno / ZT_E_CONFIG (unparseable address) with a
  * reason in err (e.g. "stats [::]:15020: Address already in use"); on failure

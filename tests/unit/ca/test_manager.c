@@ -265,6 +265,60 @@ static void test_renewal_failure_retries_and_keeps_old(void)
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+struct seen {
+    int n;
+    bool has_a, has_b;
+    uint64_t gen_a;
+    enum zt_ca_entry_state st_a;
+};
+
+static void on_each(void *ud, const struct zt_ca_identity *ident, enum zt_ca_entry_state st)
+{
+    struct seen *s = ud;
+    s->n++;
+    if (strcmp(ident->id.sa, "a") == 0) {
+        s->has_a = true;
+        s->gen_a = ident->generation;
+        s->st_a = st;
+    } else if (strcmp(ident->id.sa, "b") == 0) {
+        s->has_b = true;
+    }
+}
+
+static void test_foreach_lists_cached_identities(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct zt_ca_mgr *mgr = zt_ca_mgr_new(&loop, ca, 3600);
+    struct zt_ca_identity *a = NULL, *b = NULL;
+    struct zt_spiffe_id ia = id_of("ns", "a"), ib = id_of("ns", "b");
+    struct seen s = {0};
+    zt_ca_mgr_foreach(mgr, on_each, &s);
+    CHECK_EQ_INT(s.n, 0);
+    CHECK_EQ_INT(zt_ca_mgr_acquire(mgr, &ia, &a), 0);
+    CHECK_EQ_INT(zt_ca_mgr_acquire(mgr, &ib, &b), 0);
+    zt_ca_mgr_foreach(mgr, on_each, &s);
+    CHECK_EQ_INT(s.n, 2);
+    CHECK(s.has_a && s.has_b);
+    CHECK_EQ_INT(s.gen_a, a->generation);
+    CHECK_EQ_INT(s.st_a, ZT_CA_ENTRY_ST_NEW);
+    /* Once the control loop has armed the timers the state says so. */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    s = (struct seen){0};
+    zt_ca_mgr_foreach(mgr, on_each, &s);
+    CHECK_EQ_INT(s.st_a, ZT_CA_ENTRY_ST_SCHEDULED);
+    /* A forgotten identity is no longer listed. */
+    zt_ca_mgr_forget(mgr, &ib);
+    s = (struct seen){0};
+    zt_ca_mgr_foreach(mgr, on_each, &s);
+    CHECK_EQ_INT(s.n, 1);
+    CHECK(s.has_a && !s.has_b);
+    zt_ca_identity_unref(a);
+    zt_ca_identity_unref(b);
+    finish(&loop, mgr);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 static void test_entry_state_names(void)
 {
     CHECK_EQ_STR(zt_ca_entry_state_str(ZT_CA_ENTRY_ST_NEW), "new");
@@ -289,6 +343,7 @@ int main(void)
     RUN(test_concurrent_acquire);
     RUN(test_renews_at_half_life);
     RUN(test_renewal_failure_retries_and_keeps_old);
+    RUN(test_foreach_lists_cached_identities);
     RUN(test_entry_state_names);
     zt_tls_localca_free(ca);
     fx_ca_free(&fx);
