@@ -1,6 +1,7 @@
 /* `ztunnel proxy`: wires configuration, identities, the data plane and the
  * in-pod (ZDS) client together and owns the process lifecycle. */
 #include "cmd/cmd.h"
+#include "cmd/proxy_app.h"
 
 #include "base/err.h"
 #include "base/log.h"
@@ -21,30 +22,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-struct proxy_app {
-    uv_loop_t *loop;
-    struct zt_config cfg;
-    struct zt_state *state;
-    struct zt_tls_localca *localca;
-    struct zt_ca_mgr *ca;
-    struct zt_proxy *proxy;
-    struct zt_metrics *metrics;
-    struct zt_inpod_client *inpod;
-    uv_signal_t sigterm, sigint;
-    int signals;
-    /* LOCAL_XDS_PATH is watched through its directory, so editors that
-     * replace the file (write to a temp file, rename) are seen too. */
-    uv_fs_event_t watch;
-    uv_timer_t reload_timer;
-    char watch_base[256];
-    bool watching;
-};
-
 static int pod_add(void *ud, const char *uid, int netns_fd, const struct zt_zds_workload_info *info)
 {
     struct proxy_app *app = ud;
     int rc = zt_proxy_pod_add(app->proxy, uid, netns_fd, info);
     if (rc == 0) {
+        zt_proxy_admin_pod_up(app, uid, info);
         zt_metrics_counter_inc(app->metrics, ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED);
         zt_metrics_gauge_set(app->metrics, ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES,
                              zt_proxy_pod_count(app->proxy));
@@ -56,6 +39,7 @@ static void pod_del(void *ud, const char *uid)
 {
     struct proxy_app *app = ud;
     zt_proxy_pod_del(app->proxy, uid);
+    zt_proxy_admin_pod_down(app, uid);
     zt_metrics_counter_inc(app->metrics, ZT_C_WORKLOAD_MANAGER_PROXIES_STOPPED);
     zt_metrics_gauge_set(app->metrics, ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES,
                          zt_proxy_pod_count(app->proxy));
@@ -65,6 +49,7 @@ static void inpod_state(void *ud, bool connected, bool snapshot_received, unsign
 {
     struct proxy_app *app = ud;
     zt_metrics_gauge_set(app->metrics, ZT_G_WORKLOAD_MANAGER_PENDING_PROXIES, pending);
+    atomic_store(&app->inpod_ready, connected && snapshot_received && pending == 0);
     ZT_INFO("inpod", "node agent %s, snapshot %s, %u pending pod(s)",
             connected ? "connected" : "disconnected", snapshot_received ? "received" : "pending",
             pending);
@@ -82,6 +67,17 @@ static void on_drained(void *ud)
     uv_stop(app->loop);
 }
 
+static void begin_drain(struct proxy_app *app, const char *why)
+{
+    if (atomic_exchange(&app->draining, true))
+        return;
+    ZT_INFO("proxy", "%s: draining for up to %llu ms", why,
+            (unsigned long long)app->cfg.termination_deadline_ms);
+    zt_inpod_client_stop(app->inpod);
+    app->inpod = NULL;
+    zt_proxy_drain(app->proxy, app->cfg.termination_deadline_ms, on_drained, app);
+}
+
 /* SIGTERM, SIGINT: drain (wire facts §9.4); a second SIGINT: stop now. */
 static void on_signal(uv_signal_t *s, int signum)
 {
@@ -91,11 +87,14 @@ static void on_signal(uv_signal_t *s, int signum)
         uv_stop(app->loop);
         return;
     }
-    ZT_INFO("proxy", "received %s: draining for up to %llu ms", strsignal(signum),
-            (unsigned long long)app->cfg.termination_deadline_ms);
-    zt_inpod_client_stop(app->inpod);
-    app->inpod = NULL;
-    zt_proxy_drain(app->proxy, app->cfg.termination_deadline_ms, on_drained, app);
+    char why[64];
+    snprintf(why, sizeof(why), "received %s", strsignal(signum));
+    begin_drain(app, why);
+}
+
+static void on_quit(uv_async_t *a)
+{
+    begin_drain(a->data, "POST /quitquitquit");
 }
 
 /* ENABLE_ORIG_SRC: unset = use it if the kernel lets us, true = required. */
@@ -128,6 +127,7 @@ static void on_reload_timer(uv_timer_t *t)
         return;
     }
     zt_proxy_set_state(app->proxy, next);
+    zt_proxy_admin_set_state(app, next);
     zt_state_unref(app->state);
     app->state = next;
     ZT_INFO("config", "reloaded %s: %zu workloads, %zu services, %zu policies",
@@ -252,6 +252,12 @@ int zt_cmd_proxy(int argc, char **argv)
         return 1;
     }
     zt_proxy_set_state(app.proxy, app.state);
+    pthread_mutex_init(&app.mu, NULL);
+    zt_proxy_admin_set_state(&app, app.state);
+    uv_async_init(app.loop, &app.quit_async, on_quit);
+    app.quit_async.data = &app;
+    if (zt_proxy_admin_start(&app) < 0)
+        return 1;
     rc = zt_inpod_client_start(app.loop, app.cfg.inpod_uds, &inpod_ops, &app, &app.inpod);
     if (rc < 0) {
         fprintf(stderr, "ztunnel proxy: in-pod client: %s\n", zt_strerror(rc));
@@ -274,6 +280,8 @@ int zt_cmd_proxy(int argc, char **argv)
 
     if (app.inpod)
         zt_inpod_client_stop(app.inpod);
+    zt_proxy_admin_stop(&app);
+    uv_close((uv_handle_t *)&app.quit_async, NULL);
     zt_proxy_free(app.proxy);
     if (app.watching) {
         uv_close((uv_handle_t *)&app.watch, NULL);

@@ -208,6 +208,8 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
     struct zt_authz_conn ac;
     if (authorize(pod, self, in->peer_identity, &in->peer, &target, &ac, reason, sizeof(reason)) <
         0) {
+        zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_HBONE, src_by_ip(pod, &in->peer),
+                              in->peer_identity, self, "DENY");
         char msg[320];
         snprintf(msg, sizeof(msg), "policy rejection: %s", reason);
         respond_fail(in, sid, 401, req->authority, msg);

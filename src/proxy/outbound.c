@@ -225,6 +225,9 @@ void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
         snprintf(c->dst_workload, sizeof(c->dst_workload), "%s", up.wl->name);
         snprintf(c->dst_namespace, sizeof(c->dst_namespace), "%s", up.wl->namespace);
     }
+    c->mtls = up.kind != ZT_UPSTREAM_PASSTHROUGH && up.is_hbone;
+    if (c->mtls)
+        zt_workload_identity(up.wl, c->dst_identity, sizeof(c->dst_identity));
     zt_conn_metrics_open(c, self, up.wl, up.svc);
     if (up.kind != ZT_UPSTREAM_PASSTHROUGH && !up.has_ip) {
         zt_conn_close(c, "upstream has no address");

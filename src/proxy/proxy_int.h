@@ -141,6 +141,7 @@ struct zt_conn {
     const struct zt_workload *src_wl, *dst_wl;
     const struct zt_service *dst_svc;
     const char *flags;            /* response_flags; NULL = "-" */
+    bool mtls;                    /* outbound over HBONE */
     struct zt_tcp_series *series; /* opened under these labels */
 };
 

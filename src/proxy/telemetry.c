@@ -72,8 +72,7 @@ static void build(struct zt_traffic_labels *l, enum zt_conn_kind kind,
 
 static void conn_labels(struct zt_conn *c, struct zt_traffic_labels *l, char *pbuf, size_t cap)
 {
-    bool mtls =
-        c->kind == ZT_CONN_INBOUND_HBONE || (c->kind == ZT_CONN_OUTBOUND && c->key.src_id[0]);
+    bool mtls = c->kind == ZT_CONN_INBOUND_HBONE || c->mtls;
     const struct zt_service *svc = c->dst_svc;
     if (!svc && c->kind != ZT_CONN_OUTBOUND)
         svc = guess_service(c->snap, c->dst_wl);

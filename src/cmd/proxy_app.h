@@ -1,0 +1,59 @@
+/* State of `ztunnel proxy` shared by the files of the command: the process
+ * wiring (proxy.c) and the admin endpoints' view of it (proxy_admin.c). */
+#ifndef ZT_CMD_PROXY_APP_H
+#define ZT_CMD_PROXY_APP_H
+
+#include "admin/admin.h"
+#include "ca/manager.h"
+#include "config/env.h"
+#include "inpod/zds_client.h"
+#include "proxy/proxy.h"
+#include "telemetry/metrics.h"
+#include "tls/localca.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+struct proxy_app {
+    uv_loop_t *loop;
+    struct zt_config cfg;
+    struct zt_state *state;
+    struct zt_tls_localca *localca;
+    struct zt_ca_mgr *ca;
+    struct zt_proxy *proxy;
+    struct zt_metrics *metrics;
+    struct zt_inpod_client *inpod;
+    uv_signal_t sigterm, sigint;
+    int signals;
+    /* LOCAL_XDS_PATH is watched through its directory, so editors that
+     * replace the file (write to a temp file, rename) are seen too. */
+    uv_fs_event_t watch;
+    uv_timer_t reload_timer;
+    char watch_base[256];
+    bool watching;
+    /* Shared with the admin servers' threads. */
+    pthread_mutex_t mu;            /* guards shared_state and workload_state */
+    struct zt_state *shared_state; /* a reference to the current state */
+    json_t *workload_state;        /* uid -> {state, info} of served pods */
+    atomic_bool inpod_ready;       /* agent connected, snapshot received, none pending */
+    atomic_bool draining;
+    uv_async_t quit_async; /* POST /quitquitquit */
+    struct zt_admin *admin;
+};
+
+/* Starts the admin (127.0.0.1:15000), stats ([::]:15020) and readiness
+ * ([::]:15021) servers in the proxy's own network namespace. Returns 0, or
+ * prints the reason and returns the error. */
+int zt_proxy_admin_start(struct proxy_app *app);
+void zt_proxy_admin_stop(struct proxy_app *app);
+
+/* Control thread: the state the admin endpoints show. */
+void zt_proxy_admin_set_state(struct proxy_app *app, struct zt_state *state);
+/* Control thread: a pod started or stopped being served. */
+void zt_proxy_admin_pod_up(struct proxy_app *app, const char *uid,
+                           const struct zt_zds_workload_info *info);
+void zt_proxy_admin_pod_down(struct proxy_app *app, const char *uid);
+
+#endif
