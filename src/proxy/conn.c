@@ -129,14 +129,16 @@ static void emit_log(struct zt_conn *c)
     bool outbound = c->kind == ZT_CONN_OUTBOUND;
     struct zt_accesslog r = {
         .src_addr = c->src_addr,
-        .src_workload = c->src_workload,
-        .src_namespace = c->src_namespace,
+        .src_workload = c->src_wl ? c->src_wl->name : NULL,
+        .src_namespace = c->src_wl ? c->src_wl->namespace : NULL,
+        .src_cluster = c->src_wl ? c->src_wl->cluster_id : NULL,
         .src_identity = c->src_identity,
         .dst_addr = c->dst_addr,
         .dst_hbone_addr = c->hbone_addr,
-        .dst_service = c->dst_service,
-        .dst_workload = c->dst_workload,
-        .dst_namespace = c->dst_namespace,
+        .dst_service = c->dst_svc ? c->dst_svc->hostname : NULL,
+        .dst_workload = c->dst_wl ? c->dst_wl->name : NULL,
+        .dst_namespace = c->dst_wl ? c->dst_wl->namespace : NULL,
+        .dst_cluster = c->dst_wl ? c->dst_wl->cluster_id : NULL,
         .dst_identity = c->dst_identity,
         .direction = outbound ? "outbound" : "inbound",
         /* From the reporter's view: outbound sends what the app wrote;
@@ -176,8 +178,8 @@ void zt_conn_close(struct zt_conn *c, const char *error)
             zt_h2conn_detach(h2, c->sid);
         zt_h2conn_flush(h2);
     }
-    zt_conn_metrics_close(c);
     emit_log(c);
+    zt_conn_metrics_close(c);
     struct zt_pod_inst *pod = c->pod;
     atomic_fetch_sub_explicit(&pod->pw->live, 1, memory_order_relaxed);
     if (c->prev)

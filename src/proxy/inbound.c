@@ -20,8 +20,6 @@
 
 static void fill_dst(struct zt_conn *c, const struct zt_workload *self)
 {
-    snprintf(c->dst_workload, sizeof(c->dst_workload), "%s", self->name);
-    snprintf(c->dst_namespace, sizeof(c->dst_namespace), "%s", self->namespace);
     zt_workload_identity(self, c->dst_identity, sizeof(c->dst_identity));
 }
 
@@ -33,17 +31,6 @@ static const struct zt_workload *src_by_ip(struct zt_pod_inst *pod,
     if (zt_ip_from_sockaddr((const struct sockaddr *)peer, &ip, &port) < 0)
         return NULL;
     return zt_state_workload_by_ip(pod->pw->state, "", &ip);
-}
-
-static const struct zt_workload *fill_src_by_ip(struct zt_conn *c,
-                                                const struct sockaddr_storage *peer)
-{
-    const struct zt_workload *src = src_by_ip(c->pod, peer);
-    if (src) {
-        snprintf(c->src_workload, sizeof(c->src_workload), "%s", src->name);
-        snprintf(c->src_namespace, sizeof(c->src_namespace), "%s", src->namespace);
-    }
-    return src;
 }
 
 /* Authorizes a connection to `self`; returns 0 or ZT_E_DENIED with a reason. */
@@ -139,7 +126,8 @@ void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
     snprintf(c->dst_addr, sizeof(c->dst_addr), "%s", dst_s);
     fill_dst(c, self);
     c->dst_identity[0] = 0; /* no mTLS: identities are logged only when proven */
-    zt_conn_metrics_open(c, fill_src_by_ip(c, &peer), self, NULL);
+    zt_conn_set_peers(c, src_by_ip(pod, &peer), self, NULL);
+    zt_conn_metrics_open(c);
     keep_authz(c, &ac);
     int rc = connect_app(c, &dst, &peer, false);
     if (rc < 0) {
@@ -222,7 +210,8 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
     snprintf(c->hbone_addr, sizeof(c->hbone_addr), "%s", req->authority);
     snprintf(c->src_identity, sizeof(c->src_identity), "%s", in->peer_identity);
     fill_dst(c, self);
-    zt_conn_metrics_open(c, fill_src_by_ip(c, &in->peer), self, NULL);
+    zt_conn_set_peers(c, src_by_ip(pod, &in->peer), self, NULL);
+    zt_conn_metrics_open(c);
     keep_authz(c, &ac);
     zt_conn_set_stream(c, h2, sid);
     zt_h2conn_attach(h2, sid, &zt_conn_stream_ops, c);

@@ -117,8 +117,9 @@ static void open_stream(struct zt_conn *c, struct zt_h2conn *h2)
             n += (size_t)w;
         }
     }
-    if (c->dst_service[0])
-        snprintf(forwarded, sizeof(forwarded), "for=\"%s\";host=%s", c->src_addr, c->dst_service);
+    if (c->dst_svc)
+        snprintf(forwarded, sizeof(forwarded), "for=\"%s\";host=%s", c->src_addr,
+                 c->dst_svc->hostname);
     else
         snprintf(forwarded, sizeof(forwarded), "for=\"%s\"", c->src_addr);
     uint8_t rnd[24];
@@ -178,8 +179,7 @@ static void fill_src(struct zt_conn *c, const struct zt_workload *self)
 {
     if (!self)
         return;
-    snprintf(c->src_workload, sizeof(c->src_workload), "%s", self->name);
-    snprintf(c->src_namespace, sizeof(c->src_namespace), "%s", self->namespace);
+    zt_conn_set_peers(c, self, NULL, NULL);
     zt_workload_identity(self, c->src_identity, sizeof(c->src_identity));
 }
 
@@ -219,16 +219,11 @@ void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
         zt_conn_close(c, "no healthy upstream for the service");
         return;
     }
-    if (up.svc)
-        snprintf(c->dst_service, sizeof(c->dst_service), "%s", up.svc->hostname);
-    if (up.wl) {
-        snprintf(c->dst_workload, sizeof(c->dst_workload), "%s", up.wl->name);
-        snprintf(c->dst_namespace, sizeof(c->dst_namespace), "%s", up.wl->namespace);
-    }
+    zt_conn_set_peers(c, self, up.wl, up.svc);
     c->mtls = up.kind != ZT_UPSTREAM_PASSTHROUGH && up.is_hbone;
     if (c->mtls)
         zt_workload_identity(up.wl, c->dst_identity, sizeof(c->dst_identity));
-    zt_conn_metrics_open(c, self, up.wl, up.svc);
+    zt_conn_metrics_open(c);
     if (up.kind != ZT_UPSTREAM_PASSTHROUGH && !up.has_ip) {
         zt_conn_close(c, "upstream has no address");
         return;

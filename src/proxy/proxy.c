@@ -305,8 +305,13 @@ static void task_drain(void *arg)
     pw->draining = true;
     for (struct zt_pod_inst *pod = pw->pods; pod; pod = pod->next) {
         close_listeners(pod);
-        for (struct zt_inbound *in = pod->inbounds; in; in = in->next)
+        /* An idle connection closes inside shutdown and frees its entry. */
+        struct zt_inbound *in = pod->inbounds;
+        while (in) {
+            struct zt_inbound *next = in->next;
             zt_h2conn_shutdown(in->h2);
+            in = next;
+        }
     }
 }
 

@@ -128,8 +128,6 @@ struct zt_conn {
     /* access log */
     char src_addr[64], dst_addr[64], hbone_addr[64];
     char src_identity[300], dst_identity[300];
-    char src_workload[128], src_namespace[128], dst_workload[128], dst_namespace[128];
-    char dst_service[256];
     char error[160];
     struct zt_inbound *inbound; /* INBOUND_HBONE: the server connection */
     /* Inbound: what policies were checked on, kept to re-check them when
@@ -174,12 +172,16 @@ void zt_conn_on_connected(struct zt_conn *c, int err);
 /* Starts the per-worker write batching (call on the worker's thread). */
 void zt_conn_worker_init(struct zt_pw *pw);
 
-/* telemetry.c: istio_tcp_* metrics of a connection. open() once the peers
- * are known (sets c->snap etc. from the worker's current state); close()
- * from zt_conn_close. failed() counts an attempt refused before any
+/* telemetry.c: the peers of a connection and its istio_tcp_* metrics.
+ * set_peers() records the workloads and service (from the worker's current
+ * snapshot, which the connection then keeps referenced until close);
+ * metrics_open() counts it as opened once they are known; metrics_close()
+ * (from zt_conn_close, after the access log) counts the close and drops the
+ * snapshot. pod_metrics_failed() counts an attempt refused before any
  * connection object exists. */
-void zt_conn_metrics_open(struct zt_conn *c, const struct zt_workload *src_wl,
-                          const struct zt_workload *dst_wl, const struct zt_service *svc);
+void zt_conn_set_peers(struct zt_conn *c, const struct zt_workload *src_wl,
+                       const struct zt_workload *dst_wl, const struct zt_service *svc);
+void zt_conn_metrics_open(struct zt_conn *c);
 void zt_conn_metrics_close(struct zt_conn *c);
 void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
                            const struct zt_workload *src_wl, const char *src_principal,

@@ -86,16 +86,21 @@ static enum zt_gauge sockets_gauge(enum zt_conn_kind kind)
                                     : ZT_G_TCP_SOCKETS_OPEN_DESTINATION;
 }
 
-void zt_conn_metrics_open(struct zt_conn *c, const struct zt_workload *src_wl,
-                          const struct zt_workload *dst_wl, const struct zt_service *svc)
+void zt_conn_set_peers(struct zt_conn *c, const struct zt_workload *src_wl,
+                       const struct zt_workload *dst_wl, const struct zt_service *svc)
 {
-    struct zt_metrics *m = c->pod->pw->proxy->opts.metrics;
-    if (!m || c->snap)
-        return;
-    c->snap = zt_state_ref(c->pod->pw->state);
+    if (!c->snap)
+        c->snap = zt_state_ref(c->pod->pw->state);
     c->src_wl = src_wl;
     c->dst_wl = dst_wl;
     c->dst_svc = svc;
+}
+
+void zt_conn_metrics_open(struct zt_conn *c)
+{
+    struct zt_metrics *m = c->pod->pw->proxy->opts.metrics;
+    if (!m || c->series || !c->snap)
+        return;
     struct zt_traffic_labels l;
     char pbuf[320];
     conn_labels(c, &l, pbuf, sizeof(pbuf));
@@ -107,25 +112,28 @@ void zt_conn_metrics_open(struct zt_conn *c, const struct zt_workload *src_wl,
 void zt_conn_metrics_close(struct zt_conn *c)
 {
     struct zt_metrics *m = c->pod->pw->proxy->opts.metrics;
-    if (!m || !c->snap)
-        return;
-    struct zt_tcp_series *s = c->series;
-    if (is_failure_flag(c->flags)) {
-        struct zt_traffic_labels l;
-        char pbuf[320];
-        conn_labels(c, &l, pbuf, sizeof(pbuf));
-        s = zt_metrics_tcp_series(m, (unsigned)c->pod->pw->worker.id, &l);
-        zt_tcp_series_failed(s);
+    if (m && c->series) {
+        struct zt_tcp_series *s = c->series;
+        if (is_failure_flag(c->flags)) {
+            struct zt_traffic_labels l;
+            char pbuf[320];
+            conn_labels(c, &l, pbuf, sizeof(pbuf));
+            s = zt_metrics_tcp_series(m, (unsigned)c->pod->pw->worker.id, &l);
+            zt_tcp_series_failed(s);
+        }
+        /* received = client to server, sent = server to client. */
+        bool a_is_client = c->kind != ZT_CONN_INBOUND_HBONE;
+        uint64_t received = a_is_client ? c->bytes_up : c->bytes_down;
+        uint64_t sent = a_is_client ? c->bytes_down : c->bytes_up;
+        zt_tcp_series_closed(s);
+        zt_tcp_series_add_bytes(s, received, sent);
+        zt_metrics_gauge_add(m, sockets_gauge(c->kind), -1);
+        c->series = NULL;
     }
-    /* received = client to server, sent = server to client. */
-    bool a_is_client = c->kind != ZT_CONN_INBOUND_HBONE;
-    uint64_t received = a_is_client ? c->bytes_up : c->bytes_down;
-    uint64_t sent = a_is_client ? c->bytes_down : c->bytes_up;
-    zt_tcp_series_closed(s);
-    zt_tcp_series_add_bytes(s, received, sent);
-    zt_metrics_gauge_add(m, sockets_gauge(c->kind), -1);
     zt_state_unref(c->snap);
     c->snap = NULL;
+    c->src_wl = c->dst_wl = NULL;
+    c->dst_svc = NULL;
 }
 
 void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,

@@ -76,12 +76,14 @@ size_t zt_accesslog_format(const struct zt_accesslog *r, char *buf, size_t cap)
     field(&o, "src.workload", r->src_workload);
     field(&o, "src.namespace", r->src_namespace);
     field(&o, "src.identity", r->src_identity);
+    field(&o, "src.cluster", r->src_cluster);
     field(&o, "dst.addr", r->dst_addr);
     field(&o, "dst.hbone_addr", r->dst_hbone_addr);
     field(&o, "dst.service", r->dst_service);
     field(&o, "dst.workload", r->dst_workload);
     field(&o, "dst.namespace", r->dst_namespace);
     field(&o, "dst.identity", r->dst_identity);
+    field(&o, "dst.cluster", r->dst_cluster);
     field(&o, "direction", r->direction);
     field_u64(&o, "bytes_sent", r->bytes_sent, "");
     field_u64(&o, "bytes_recv", r->bytes_recv, "");

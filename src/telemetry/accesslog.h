@@ -13,12 +13,14 @@ struct zt_accesslog {
     const char *src_workload;
     const char *src_namespace;
     const char *src_identity;
+    const char *src_cluster;
     const char *dst_addr;
     const char *dst_hbone_addr;
     const char *dst_service;
     const char *dst_workload;
     const char *dst_namespace;
     const char *dst_identity;
+    const char *dst_cluster;
     const char *direction; /* "outbound" | "inbound" */
     uint64_t bytes_sent;
     uint64_t bytes_recv;
