@@ -49,11 +49,28 @@ int zt_cmd_cni(int argc, char **argv)
                 "Runs the node agent: ZDS server for the proxy, in-pod redirection rules,\n"
                 "enrollment store. Environment:\n"
                 "  INPOD_UDS         ZDS socket (default " DEFAULT_UDS ")\n"
-                "  ZTUNNEL_CNI_DIR   agent.sock and pods/ (default " DEFAULT_CNI_DIR ")\n");
+                "  ZTUNNEL_CNI_DIR   agent.sock and pods/ (default " DEFAULT_CNI_DIR ")\n"
+                "  LOG_FORMAT        plain (default) or json\n"
+                "  RUST_LOG          log level: error, warn, info (default), debug, trace\n");
         return is_help ? 0 : 2;
     }
     /* Helpers may exit before reading their stdin; and a peer may vanish. */
     signal(SIGPIPE, SIG_IGN);
+    /* Logging as the proxy's: LOG_FORMAT=json, RUST_LOG or LOG_LEVEL. */
+    zt_log_set_json(strcmp(env_or("LOG_FORMAT", "plain"), "json") == 0);
+    enum zt_log_level level;
+    /* RUST_LOG may read "info,target=debug": the bare level applies. */
+    char lvl[32];
+    snprintf(lvl, sizeof(lvl), "%s", env_or("RUST_LOG", env_or("LOG_LEVEL", "info")));
+    lvl[strcspn(lvl, ",")] = 0;
+    if (zt_log_level_parse(lvl, &level) < 0) {
+        fprintf(stderr,
+                "ztunnel cni: RUST_LOG/LOG_LEVEL: bad level '%s' (error, warn, info, debug, "
+                "trace)\n",
+                lvl);
+        return 2;
+    }
+    zt_log_set_level(level);
     cfg.uds_path = env_or("INPOD_UDS", DEFAULT_UDS);
     cfg.cni_dir = env_or("ZTUNNEL_CNI_DIR", DEFAULT_CNI_DIR);
     uv_loop_init(&loop);

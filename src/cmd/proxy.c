@@ -205,6 +205,7 @@ int zt_cmd_proxy(int argc, char **argv)
         return 1;
     }
     zt_log_set_level(app.cfg.log_level);
+    zt_log_set_json(app.cfg.log_format == ZT_LOG_FORMAT_JSON);
     if (load_state(&app) < 0)
         return 1;
     if (!app.cfg.local_ca_dir) {

@@ -124,22 +124,22 @@ static void close_side(struct zt_conn *c, struct zt_tcp_side *s)
     }
 }
 
-static void emit_log(struct zt_conn *c)
+static void fill_record(struct zt_conn *c, struct zt_accesslog *r)
 {
     bool outbound = c->kind == ZT_CONN_OUTBOUND;
-    struct zt_accesslog r = {
+    *r = (struct zt_accesslog){
         .src_addr = c->src_addr,
         .src_workload = c->src_wl ? c->src_wl->name : NULL,
         .src_namespace = c->src_wl ? c->src_wl->namespace : NULL,
-        .src_cluster = c->src_wl ? c->src_wl->cluster_id : NULL,
         .src_identity = c->src_identity,
+        .src_cluster = c->src_wl ? c->src_wl->cluster_id : NULL,
         .dst_addr = c->dst_addr,
         .dst_hbone_addr = c->hbone_addr,
         .dst_service = c->dst_svc ? c->dst_svc->hostname : NULL,
         .dst_workload = c->dst_wl ? c->dst_wl->name : NULL,
         .dst_namespace = c->dst_wl ? c->dst_wl->namespace : NULL,
-        .dst_cluster = c->dst_wl ? c->dst_wl->cluster_id : NULL,
         .dst_identity = c->dst_identity,
+        .dst_cluster = c->dst_wl ? c->dst_wl->cluster_id : NULL,
         .direction = outbound ? "outbound" : "inbound",
         /* From the reporter's view: outbound sends what the app wrote;
          * inbound sends what the app answered. */
@@ -148,6 +148,19 @@ static void emit_log(struct zt_conn *c)
         .duration_ms = uv_now(&c->pod->pw->worker.loop) - c->start_ms,
         .error = c->error[0] ? c->error : NULL,
     };
+}
+
+void zt_conn_log_opened(struct zt_conn *c)
+{
+    struct zt_accesslog r;
+    fill_record(c, &r);
+    zt_accesslog_emit_opened(&r);
+}
+
+static void emit_log(struct zt_conn *c)
+{
+    struct zt_accesslog r;
+    fill_record(c, &r);
     zt_accesslog_emit(&r);
 }
 

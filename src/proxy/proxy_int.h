@@ -166,6 +166,8 @@ void zt_conn_start_relay(struct zt_conn *c);
 /* Ends the connection; `error` (may be NULL) goes to the access log. */
 void zt_conn_close(struct zt_conn *c, const char *error);
 extern const struct zt_h2_stream_ops zt_conn_stream_ops;
+/* "connection opened" at DEBUG, once the peers are known. */
+void zt_conn_log_opened(struct zt_conn *c);
 /* Called by conn.c when side A or B finished connecting (fd is writable). */
 void zt_conn_on_connected(struct zt_conn *c, int err);
 

@@ -98,6 +98,7 @@ void zt_conn_set_peers(struct zt_conn *c, const struct zt_workload *src_wl,
 
 void zt_conn_metrics_open(struct zt_conn *c)
 {
+    zt_conn_log_opened(c);
     struct zt_metrics *m = c->pod->pw->proxy->opts.metrics;
     if (!m || c->series || !c->snap)
         return;

@@ -36,6 +36,9 @@ size_t zt_accesslog_format(const struct zt_accesslog *r, char *buf, size_t cap);
 /* Logs "connection complete" (INFO, or ERROR when r->error is set). */
 void zt_accesslog_emit(const struct zt_accesslog *r);
 
+/* Logs "connection opened" (DEBUG): the fields known at the start. */
+void zt_accesslog_emit_opened(const struct zt_accesslog *r);
+
 /* Logs "connection failed" (WARN) for early denials: only addresses,
  * direction and error. */
 void zt_accesslog_emit_failed(const char *src_addr, const char *dst_addr, const char *direction,

@@ -135,6 +135,14 @@ if [ "$reply" = "shutdown now" ] && ! kill -0 "$pid" 2>/dev/null; then
 else
 	zt_fail "reply '$reply', proxy still running"
 fi
-mesh_proxy_start 1
+
+zt_test "LOG_FORMAT=json: one JSON object per access line with the same fields"
+LOG_FORMAT=json mesh_proxy_start 1
+m1=$(mesh_mark 1)
+zt_send "$a" $C 8080 json-please >/dev/null
+sleep 0.3
+got=$(tail -n +"$((m1 + 1))" "$(mesh_log 1 proxy)" | grep '"connection complete"' | head -1 |
+	python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(d["scope"], d["direction"], d["bytes_sent"], d["src.identity"], d["dst.workload"])')
+zt_expect_eq "$got" "access outbound 11 spiffe://cluster.local/ns/shop/sa/sa-a c"
 
 mesh_finish
