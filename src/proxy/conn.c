@@ -129,10 +129,16 @@ static void fill_record(struct zt_conn *c, struct zt_accesslog *r)
     bool outbound = c->kind == ZT_CONN_OUTBOUND;
     *r = (struct zt_accesslog){
         .src_addr = c->src_addr,
-        .src_workload = c->src_wl ? c->src_wl->name : NULL,
-        .src_namespace = c->src_wl ? c->src_wl->namespace : NULL,
+        .src_workload = c->src_wl    ? c->src_wl->name
+                        : c->src_bag ? c->src_bag->workload
+                                     : NULL,
+        .src_namespace = c->src_wl    ? c->src_wl->namespace
+                         : c->src_bag ? c->src_bag->namespace_
+                                      : NULL,
         .src_identity = c->src_identity,
-        .src_cluster = c->src_wl ? c->src_wl->cluster_id : NULL,
+        .src_cluster = c->src_wl    ? c->src_wl->cluster_id
+                       : c->src_bag ? c->src_bag->cluster
+                                    : NULL,
         .dst_addr = c->dst_addr,
         .dst_hbone_addr = c->hbone_addr,
         .dst_service = c->dst_svc ? c->dst_svc->hostname : NULL,

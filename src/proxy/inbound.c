@@ -33,6 +33,27 @@ static const struct zt_workload *src_by_ip(struct zt_pod_inst *pod,
     return zt_state_workload_by_ip(pod->pw->state, "", &ip);
 }
 
+/* The service the client dialed, from the forwarded header's host= (wire
+ * facts §2.3): one of `self`'s services with that hostname, else NULL. */
+static const struct zt_service *
+service_for_host(struct zt_pod_inst *pod, const struct zt_workload *self, const char *forwarded)
+{
+    char host[256];
+    if (!forwarded ||
+        zt_telemetry_forwarded_parse(forwarded, strlen(forwarded), host, sizeof(host), NULL, 0) <
+            0 ||
+        !host[0])
+        return NULL;
+    size_t hl = strlen(host);
+    for (size_t i = 0; i < self->n_services; i++) {
+        const char *key = self->services[i].key;
+        size_t kl = strlen(key);
+        if (kl > hl && key[kl - hl - 1] == '/' && strcmp(key + kl - hl, host) == 0)
+            return zt_state_service_by_key(pod->pw->state, key);
+    }
+    return NULL;
+}
+
 /* Authorizes a connection to `self`; returns 0 or ZT_E_DENIED with a reason. */
 static int authorize(struct zt_pod_inst *pod, const struct zt_workload *self, const char *identity,
                      const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
@@ -210,7 +231,18 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
     snprintf(c->hbone_addr, sizeof(c->hbone_addr), "%s", req->authority);
     snprintf(c->src_identity, sizeof(c->src_identity), "%s", in->peer_identity);
     fill_dst(c, self);
-    zt_conn_set_peers(c, src_by_ip(pod, &in->peer), self, NULL);
+    const struct zt_workload *src = src_by_ip(pod, &in->peer);
+    zt_conn_set_peers(c, src, self, service_for_host(pod, self, req->forwarded));
+    if (!src && req->baggage) {
+        /* Malformed baggage is ignored: telemetry never fails a connection. */
+        struct zt_telemetry_baggage b;
+        if (zt_telemetry_baggage_parse(req->baggage, strlen(req->baggage), &b) == 0 && b.any) {
+            c->src_bag = malloc(sizeof(b));
+            if (!c->src_bag)
+                abort();
+            *c->src_bag = b;
+        }
+    }
     zt_conn_metrics_open(c);
     keep_authz(c, &ac);
     zt_conn_set_stream(c, h2, sid);
@@ -240,7 +272,11 @@ void zt_inbound_upstream_ready(struct zt_conn *c, int err)
         zt_h2conn_flush(h2);
         return;
     }
-    if (zt_h2conn_respond(h2, c->sid, 200, NULL, 0) < 0) {
+    /* Response baggage describes the destination (ENABLE_RESPONSE_BAGGAGE). */
+    char baggage[1024];
+    zt_workload_baggage(c->dst_wl, baggage, sizeof(baggage));
+    const char *headers[] = {"baggage", baggage};
+    if (zt_h2conn_respond(h2, c->sid, 200, headers, 1) < 0) {
         zt_conn_close(c, "stream gone before the upstream connected");
         return;
     }

@@ -7,6 +7,7 @@
 #include "hbone/hbone.h"
 #include "loop/sock.h"
 #include "telemetry/accesslog.h"
+#include "telemetry/headers.h"
 #include "tls/spiffe.h"
 
 #include <stddef.h>
@@ -79,58 +80,19 @@ static void build_dst_ids(const struct zt_upstream *up, char *out, size_t cap)
     }
 }
 
-static const char *workload_type_key(enum zt_workload_type t)
-{
-    switch (t) {
-    case ZT_WL_TYPE_CRONJOB:
-        return "cronjob";
-    case ZT_WL_TYPE_POD:
-        return "pod";
-    case ZT_WL_TYPE_JOB:
-        return "job";
-    default:
-        return "deployment";
-    }
-}
-
 static void open_stream(struct zt_conn *c, struct zt_h2conn *h2)
 {
-    const struct zt_workload *self = zt_pod_self(c->pod);
-    char baggage[768] = "", forwarded[384], traceparent[64];
-    if (self) {
-        size_t n = 0;
-        const char *keys[] = {"k8s.cluster.name", "k8s.namespace.name", NULL, "service.name",
-                              "service.version"};
-        char typed[48];
-        snprintf(typed, sizeof(typed), "k8s.%s.name", workload_type_key(self->workload_type));
-        keys[2] = typed;
-        const char *vals[] = {self->cluster_id, self->namespace,
-                              self->workload_name[0] ? self->workload_name : self->name,
-                              self->canonical_name, self->canonical_revision};
-        for (size_t i = 0; i < 5; i++) {
-            if (!vals[i] || !vals[i][0])
-                continue;
-            int w = snprintf(baggage + n, sizeof(baggage) - n, "%s%s=%s", n ? "," : "", keys[i],
-                             vals[i]);
-            if (w < 0 || (size_t)w >= sizeof(baggage) - n)
-                break;
-            n += (size_t)w;
-        }
-    }
-    if (c->dst_svc)
-        snprintf(forwarded, sizeof(forwarded), "for=\"%s\";host=%s", c->src_addr,
-                 c->dst_svc->hostname);
-    else
-        snprintf(forwarded, sizeof(forwarded), "for=\"%s\"", c->src_addr);
-    uint8_t rnd[24];
-    arc4random_buf(rnd, sizeof(rnd));
-    int off = snprintf(traceparent, sizeof(traceparent), "00-");
-    for (int i = 0; i < 16; i++)
-        off += snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "%02x", rnd[i]);
-    off += snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "-");
-    for (int i = 16; i < 24; i++)
-        off += snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "%02x", rnd[i]);
-    snprintf(traceparent + off, sizeof(traceparent) - (size_t)off, "-00");
+    char baggage[1024], forwarded[384], traceparent[64];
+    /* The source workload travels in baggage; forwarded names the client
+     * and the service it dialed; traceparent is new for each connection. */
+    zt_workload_baggage(zt_pod_self(c->pod), baggage, sizeof(baggage));
+    if (zt_telemetry_forwarded_format(c->src_addr, c->dst_svc ? c->dst_svc->hostname : NULL,
+                                      forwarded, sizeof(forwarded)) < 0)
+        forwarded[0] = 0;
+    struct zt_telemetry_traceparent tp;
+    zt_telemetry_traceparent_new(&tp);
+    if (zt_telemetry_traceparent_format(&tp, traceparent, sizeof(traceparent)) < 0)
+        traceparent[0] = 0;
     const char *headers[] = {"baggage", baggage,       "forwarded",
                              forwarded, "traceparent", traceparent};
     int32_t sid = zt_h2conn_connect(h2, c->hbone_addr, headers, 3, &zt_conn_stream_ops, c);

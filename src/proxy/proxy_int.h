@@ -7,6 +7,7 @@
 #include "hbone/pool.h"
 #include "loop/worker.h"
 #include "proxy/proxy.h"
+#include "telemetry/headers.h"
 #include "telemetry/metrics.h"
 
 #include <stdatomic.h>
@@ -138,6 +139,9 @@ struct zt_conn {
     const struct zt_state *snap;
     const struct zt_workload *src_wl, *dst_wl;
     const struct zt_service *dst_svc;
+    /* Inbound from a source not known by IP: who it says it is (request
+     * baggage), for telemetry only. Heap, NULL when unused. */
+    struct zt_telemetry_baggage *src_bag;
     const char *flags;            /* response_flags; NULL = "-" */
     bool mtls;                    /* outbound over HBONE */
     struct zt_tcp_series *series; /* opened under these labels */
@@ -181,6 +185,8 @@ void zt_conn_worker_init(struct zt_pw *pw);
  * (from zt_conn_close, after the access log) counts the close and drops the
  * snapshot. pod_metrics_failed() counts an attempt refused before any
  * connection object exists. */
+/* The W3C baggage Istio sends for `wl` (NULL or unknown: empty string). */
+void zt_workload_baggage(const struct zt_workload *wl, char *buf, size_t cap);
 void zt_conn_set_peers(struct zt_conn *c, const struct zt_workload *src_wl,
                        const struct zt_workload *dst_wl, const struct zt_service *svc);
 void zt_conn_metrics_open(struct zt_conn *c);

@@ -4,7 +4,31 @@
  * the connection started under. */
 #include "proxy/proxy_int.h"
 
+#include "telemetry/headers.h"
+
+#include <stdlib.h>
 #include <string.h>
+
+void zt_workload_baggage(const struct zt_workload *wl, char *buf, size_t cap)
+{
+    struct zt_telemetry_baggage b;
+    memset(&b, 0, sizeof(b));
+    buf[0] = 0;
+    if (!wl)
+        return;
+#define COPY(field, v) snprintf(b.field, sizeof(b.field), "%s", (v) ? (v) : "")
+    COPY(cluster, wl->cluster_id);
+    COPY(namespace_, wl->namespace);
+    COPY(workload, wl->workload_name && wl->workload_name[0] ? wl->workload_name : wl->name);
+    COPY(workload_type, zt_workload_type_str(wl->workload_type));
+    COPY(service, wl->canonical_name);
+    COPY(version, wl->canonical_revision);
+    COPY(region, wl->locality.region);
+    COPY(zone, wl->locality.zone);
+#undef COPY
+    if (zt_telemetry_baggage_format(&b, buf, cap) < 0)
+        buf[0] = 0;
+}
 
 static bool is_failure_flag(const char *f)
 {
@@ -45,6 +69,21 @@ static const struct zt_service *guess_service(const struct zt_state *s,
     return zt_state_service_by_key(s, wl->services[0].key);
 }
 
+/* A source known only by its baggage (wire facts §2.3). */
+static void baggage_side(struct zt_traffic_labels *l, const struct zt_telemetry_baggage *b)
+{
+    l->v[ZT_TL_SOURCE_WORKLOAD] = b->workload;
+    l->v[ZT_TL_SOURCE_CANONICAL_SERVICE] = b->service;
+    l->v[ZT_TL_SOURCE_CANONICAL_REVISION] = b->version;
+    l->v[ZT_TL_SOURCE_WORKLOAD_NAMESPACE] = b->namespace_;
+    l->v[ZT_TL_SOURCE_APP] = b->service;
+    l->v[ZT_TL_SOURCE_VERSION] = b->version;
+    l->v[ZT_TL_SOURCE_CLUSTER] = b->cluster;
+    l->v[ZT_TL_SOURCE_REGION] = b->region;
+    l->v[ZT_TL_SOURCE_ZONE] = b->zone;
+    l->has_locality = true;
+}
+
 static void build(struct zt_traffic_labels *l, enum zt_conn_kind kind,
                   const struct zt_workload *src_wl, const char *src_principal,
                   const struct zt_workload *dst_wl, const char *dst_principal,
@@ -78,6 +117,8 @@ static void conn_labels(struct zt_conn *c, struct zt_traffic_labels *l, char *pb
         svc = guess_service(c->snap, c->dst_wl);
     build(l, c->kind, c->src_wl, c->src_identity, c->dst_wl, c->dst_identity, svc, mtls, c->flags,
           pbuf, cap);
+    if (!c->src_wl && c->src_bag)
+        baggage_side(l, c->src_bag);
 }
 
 static enum zt_gauge sockets_gauge(enum zt_conn_kind kind)
@@ -135,6 +176,8 @@ void zt_conn_metrics_close(struct zt_conn *c)
     c->snap = NULL;
     c->src_wl = c->dst_wl = NULL;
     c->dst_svc = NULL;
+    free(c->src_bag);
+    c->src_bag = NULL;
 }
 
 void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,

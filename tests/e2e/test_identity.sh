@@ -51,13 +51,19 @@ if setup; then zt_pass; else
 	exit 1
 fi
 
-# go_client AUTHORITY [CONNECT_IP]: one tunnel from pod g; stdin/stdout are
-# the tunnel, stderr goes to $ZT_WORK/go-client.err; returns the peer's exit.
+# go_client AUTHORITY [CONNECT_IP] [PEER_FLAGS...]: one tunnel from pod g;
+# stdin/stdout are the tunnel, stderr goes to $ZT_WORK/go-client.err;
+# returns the peer's exit.
 go_client() {
-	local auth=$1 ip=${2:-${1%:*}}
+	local auth=$1 ip=${1%:*}
+	shift
+	if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+		ip=$1
+		shift
+	fi
 	zt_ns_exec "$g" timeout 20 "$peer" client -ca-dir "$MESH_CA" -id "$(mesh_id go-client)" \
 		-expect-id "$(mesh_id "${EXPECT_SA:-sa-c}")" -connect "$ip:15008" -authority "$auth" \
-		-timeout 10s 2>"$ZT_WORK/go-client.err"
+		-timeout 10s "$@" 2>"$ZT_WORK/go-client.err"
 }
 
 # ---- wrong server identity ----
@@ -180,5 +186,26 @@ zt_test "our client -> Go HBONE server: 4 MiB round trip"
 zt_ns_exec "$a" timeout 30 socat -t 10 - "TCP:$GS:8080,connect-timeout=5" \
 	<"$ZT_WORK/big.in" >"$ZT_WORK/big2.out" 2>/dev/null
 zt_expect_eq "$(sha256sum <"$ZT_WORK/big2.out" | cut -c1-64)" "$(sha256sum <"$ZT_WORK/big.in" | cut -c1-64)"
+
+# ---- CONNECT headers (wire facts §2.3) ----
+zt_test "our client sends Istio's baggage, forwarded and traceparent"
+case $sline in
+*'forwarded="for=\"10.200.1.2:'*'\""'*'baggage="k8s.cluster.name=Kubernetes,k8s.namespace.name=default,k8s.deployment.name=a"'*'traceparent="00-'[0-9a-f]*) zt_pass ;;
+*) zt_fail "go server: '$sline'" ;;
+esac
+
+zt_test "inbound: a source unknown by IP is labelled from its baggage"
+m2=$(mesh_mark 2)
+reply=$(echo bag | go_client "$C:8080" -H 'baggage: k8s.cluster.name=far,k8s.namespace.name=ext,k8s.deployment.name=gogo,service.name=gosvc,service.version=v9' 2>/dev/null)
+line=$(mesh_wait_access 2 "$m2" "direction=inbound" 5)
+if [ "$reply" = bag ]; then
+	mesh_expect_fields "$line" src.workload=gogo src.namespace=ext src.cluster=far
+else
+	zt_fail "reply '$reply' ($(cat "$ZT_WORK/go-client.err"))"
+fi
+
+zt_test "inbound: malformed baggage, forwarded and traceparent never fail the connection"
+reply=$(echo junk | go_client "$C:8080" -H 'baggage: ===,%zz' -H 'forwarded: for="unterminated' -H 'traceparent: 00-XYZ' 2>/dev/null)
+zt_expect_eq "$reply" junk
 
 mesh_finish

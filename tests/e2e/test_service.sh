@@ -74,10 +74,15 @@ zt_expect_eq "$(echo $answers | tr ' ' '\n' | sort | uniq -c | awk '{print $1 "x
 
 zt_test "the service connection is HBONE to c with the service named in the access log"
 m1=$(mesh_mark 1)
+m2=$(mesh_mark 2)
 zt_send "$a" $VIP 80 "" 3 >/dev/null
 line=$(mesh_wait_access 1 "$m1" "direction=outbound" 5)
 mesh_expect_fields "$line" "dst.addr=$C:15008" "dst.hbone_addr=$C:8080" "dst.service=$SVC" \
 	"dst.workload=c" "dst.identity=$(mesh_id sa-c)"
+
+zt_test "the destination learns the dialed service from the forwarded header"
+line=$(mesh_wait_access 2 "$m2" "direction=inbound" 5)
+mesh_expect_fields "$line" "dst.service=$SVC" "dst.workload=c" src.workload=a
 
 zt_test "VIP of a TCP-protocol endpoint: plain TCP to t:8080, port mapped by the proxy"
 m1=$(mesh_mark 1)
