@@ -43,15 +43,65 @@ static char *dump_line(json_t *o)
     return line;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, surrogates or code points above U+10FFFF), or 0 if there is none. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+    unsigned c = s[0], min, cp;
+    size_t n;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, min = 0x80, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, min = 0x800, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, min = 0x10000, cp = c & 0x07;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* Replaces, in place, every byte that is not part of well-formed UTF-8 with
+ * '?'. Replies carry text the agent does not control (the proxy's Ack
+ * error, names cut by a precision in the middle of a character) and jansson
+ * refuses such strings, which would abort the agent in json_pack. */
+static void utf8_scrub(char *str)
+{
+    unsigned char *s = (unsigned char *)str;
+    while (*s) {
+        size_t n = utf8_seq_len(s);
+        if (n == 0) {
+            *s++ = '?';
+            continue;
+        }
+        s += n;
+    }
+}
+
 char *zt_cni_ctl_request_encode(const struct zt_cni_ctl_request *req)
 {
+    struct zt_cni_pod pod = req->pod;
     json_t *o;
+
+    utf8_scrub(pod.uid);
+    utf8_scrub(pod.netns);
+    utf8_scrub(pod.info.name);
+    utf8_scrub(pod.info.namespace);
+    utf8_scrub(pod.info.service_account);
     if (req->op == ZT_CNI_CTL_ENROLL)
-        o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "op", "enroll", "uid", req->pod.uid, "netns",
-                      req->pod.netns, "name", req->pod.info.name, "namespace",
-                      req->pod.info.namespace, "service_account", req->pod.info.service_account);
+        o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "op", "enroll", "uid", pod.uid, "netns",
+                      pod.netns, "name", pod.info.name, "namespace", pod.info.namespace,
+                      "service_account", pod.info.service_account);
     else
-        o = json_pack("{s:s,s:s}", "op", "unenroll", "uid", req->pod.uid);
+        o = json_pack("{s:s,s:s}", "op", "unenroll", "uid", pod.uid);
     if (!o)
         abort();
     return dump_line(o);
@@ -59,8 +109,14 @@ char *zt_cni_ctl_request_encode(const struct zt_cni_ctl_request *req)
 
 char *zt_cni_ctl_reply_encode(const struct zt_cni_ctl_reply *rep)
 {
-    json_t *o = json_pack("{s:b,s:s,s:s,s:s}", "ok", rep->ok, "message", rep->message, "error",
-                          rep->error, "proxy_error", rep->proxy_error);
+    struct zt_cni_ctl_reply r = *rep;
+    json_t *o;
+
+    utf8_scrub(r.message);
+    utf8_scrub(r.error);
+    utf8_scrub(r.proxy_error);
+    o = json_pack("{s:b,s:s,s:s,s:s}", "ok", r.ok, "message", r.message, "error", r.error,
+                  "proxy_error", r.proxy_error);
     if (!o)
         abort();
     return dump_line(o);

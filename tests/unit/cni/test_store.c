@@ -159,11 +159,44 @@ static void test_ctl_codec(void)
     CHECK_EQ_INT(zt_cni_ctl_reply_decode("{}", 2, &rout), ZT_E_PROTO);
 }
 
+/* Found by fuzz/cni_ctl (corpus/cni_ctl/crash_reply_not_utf8): the agent
+ * puts text it does not control into replies (the proxy's Ack error, pod
+ * names cut by "%.100s" in the middle of a UTF-8 sequence); the encoder
+ * aborted on bytes that are not UTF-8. They now go out as '?'. */
+static void test_ctl_encode_not_utf8(void)
+{
+    struct zt_cni_ctl_reply rep = {.ok = true}, rout;
+    struct zt_cni_ctl_request req = {.op = ZT_CNI_CTL_ENROLL, .pod = make_pod("u1")}, out;
+    char name[64] = "";
+    char *line;
+
+    for (int i = 0; i < 10; i++)
+        strcat(name, "\xc3\xa9"); /* e-acute */
+    snprintf(rep.message, sizeof(rep.message), "enrolled shop/%.5s", name);
+    strcpy(rep.proxy_error, "\x92p\xff\xf0\x9f\x98 gone \xed\xa0\x80 \xc0\xaf");
+    line = zt_cni_ctl_reply_encode(&rep);
+    CHECK(line != NULL);
+    CHECK_EQ_INT(zt_cni_ctl_reply_decode(line, line ? strlen(line) : 0, &rout), 0);
+    free(line);
+    CHECK(rout.ok);
+    CHECK_EQ_STR(rout.message, "enrolled shop/\xc3\xa9\xc3\xa9?");
+    CHECK_EQ_STR(rout.proxy_error, "?p???? gone ??? ??");
+
+    strcpy(req.pod.info.name, "web\xff");
+    line = zt_cni_ctl_request_encode(&req);
+    CHECK(line != NULL);
+    CHECK_EQ_INT(zt_cni_ctl_request_decode(line, line ? strlen(line) : 0, &out), 0);
+    free(line);
+    CHECK_EQ_STR(out.pod.info.name, "web?");
+    CHECK_EQ_STR(out.pod.uid, "u1");
+}
+
 int main(void)
 {
     RUN(test_codec);
     RUN(test_validate);
     RUN(test_write_load_corrupt);
     RUN(test_ctl_codec);
+    RUN(test_ctl_encode_not_utf8);
     return TEST_REPORT();
 }

@@ -1,0 +1,69 @@
+# Builds the libFuzzer targets into $(FUZZ_BUILD) (default build-fuzz/).
+# Called by fuzz/run.sh; usable alone: make -f fuzz/build.mk -j2
+#
+# Every object is compiled with clang -fsanitize=fuzzer,address,undefined so
+# coverage reaches into the parser under test, and each target links only
+# src/base plus the module it fuzzes (other modules may be mid-edit).
+
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CC    ?= clang
+
+FUZZ_PKGS       := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson
+FUZZ_PKG_CFLAGS := $(shell pkg-config --cflags $(FUZZ_PKGS))
+FUZZ_PKG_LIBS   := $(shell pkg-config --libs $(FUZZ_PKGS))
+
+FUZZ_SAN    := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
+          -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+          -Wno-unused-parameter -Isrc -I$(FUZZ_BUILD)/gen $(FUZZ_PKG_CFLAGS) -MMD -MP
+FUZZ_LIBS   := $(FUZZ_PKG_LIBS) -lpthread
+
+FUZZ_BASE := $(sort $(wildcard src/base/*.c))
+
+FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers
+
+SRC_hbone_authority := src/hbone/hbone.c
+SRC_spiffe          := src/tls/spiffe.c
+SRC_zds_request     := src/zds/zds.c $(FUZZ_BUILD)/gen/proto/zds.pb-c.c
+SRC_local_yaml      := src/config/local.c $(sort $(wildcard src/state/*.c))
+SRC_cni_store       := src/cni/store.c
+SRC_cni_ctl         := src/cni/ctl.c
+SRC_http_headers    := src/telemetry/headers.c
+
+# Object paths: generated sources (under $(FUZZ_BUILD)/gen) keep their tail.
+obj = $(patsubst $(FUZZ_BUILD)/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter $(FUZZ_BUILD)/%,$(1))) \
+      $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out $(FUZZ_BUILD)/%,$(1)))
+
+FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
+
+.PHONY: all seeds
+all: $(FUZZ_BINS)
+
+# zds.pb-c.h is generated; every object waits for it so includes resolve.
+$(FUZZ_BUILD)/gen/proto/zds.pb-c.c $(FUZZ_BUILD)/gen/proto/zds.pb-c.h &: proto/zds.proto
+	@mkdir -p $(FUZZ_BUILD)/gen/proto
+	protoc-c --proto_path=proto --proto_path=/usr/include --c_out=$(FUZZ_BUILD)/gen/proto $<
+
+$(FUZZ_BUILD)/obj/gen/%.o: $(FUZZ_BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(filter-out -Wmissing-prototypes,$(FUZZ_CFLAGS)) -c -o $@ $<
+
+$(FUZZ_BUILD)/obj/%.o: %.c | $(FUZZ_BUILD)/gen/proto/zds.pb-c.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+define target_rule
+$(FUZZ_BUILD)/$(1): $(call obj,fuzz/$(1).c $(SRC_$(1)) $(FUZZ_BASE))
+	$(FUZZ_CC) $(FUZZ_SAN) -o $$@ $$^ $(FUZZ_LIBS)
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call target_rule,$(t))))
+
+# Regenerates the binary ZDS seeds from the real encoder (committed output).
+$(FUZZ_BUILD)/zds_seeds: fuzz/zds_seeds.c $(call obj,src/zds/zds.c $(FUZZ_BUILD)/gen/proto/zds.pb-c.c $(FUZZ_BASE))
+	$(FUZZ_CC) $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) -fsanitize=address,undefined \
+	    -o $@ $^ $(FUZZ_LIBS)
+
+seeds: $(FUZZ_BUILD)/zds_seeds
+	$(FUZZ_BUILD)/zds_seeds fuzz/corpus/zds_request
+
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
