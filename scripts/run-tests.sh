@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test against the binaries in BUILD_DIR (default build-san): the
-# unit-test binaries, then the network-namespace suite (root only), and
-# prints one total "N passed, N failed" line. Exits non-zero on any failure.
+# unit-test binaries, a short fuzzing pass over every parser, then the
+# network-namespace suite (root only), and prints one total
+# "N passed, N failed" line. Exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
 build=${1:-build-san}
@@ -11,6 +12,18 @@ trap 'rm -f "$results"' EXIT
 ZT_RESULTS=$results scripts/run-unit.sh "${bins[@]}"
 unit_rc=$?
 read -r up uf <"$results" || { up=0; uf=1; }
+# A short fuzzing pass over every parser (libFuzzer, ASan+UBSan), FUZZ_SECONDS
+# per target; `make fuzz` runs longer.
+fp=0 ff=0 fuzz_rc=0
+fuzz_out=$(FUZZ_SECONDS=${FUZZ_SECONDS:-5} fuzz/run.sh 2>&1)
+fuzz_rc=$?
+echo "$fuzz_out" | tail -n 12
+line=$(echo "$fuzz_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n1)
+if [ -n "$line" ]; then
+  fp=${line%% passed*}; ff=${line#*, }; ff=${ff%% failed*}
+else
+  ff=1
+fi
 ep=0 ef=0 e2e_rc=0
 if [ "$(id -u)" = 0 ]; then
   e2e_out=$(mktemp)
@@ -26,6 +39,6 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "e2e: skipped (needs root for network namespaces)"
 fi
-echo "total: unit ${up}/${uf}, e2e ${ep}/${ef} (passed/failed)"
-echo "$((up + ep)) passed, $((uf + ef)) failed"
-[ "$unit_rc" = 0 ] && [ "$e2e_rc" = 0 ] && [ $((uf + ef)) = 0 ]
+echo "total: unit ${up}/${uf}, fuzz ${fp}/${ff}, e2e ${ep}/${ef} (passed/failed)"
+echo "$((up + fp + ep)) passed, $((uf + ff + ef)) failed"
+[ "$unit_rc" = 0 ] && [ "$fuzz_rc" = 0 ] && [ "$e2e_rc" = 0 ] && [ $((uf + ff + ef)) = 0 ]
