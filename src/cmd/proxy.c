@@ -245,6 +245,7 @@ int zt_cmd_proxy(int argc, char **argv)
         .pool_max_streams = app.cfg.pool_max_streams_per_conn,
         .pool_idle_ms = app.cfg.pool_unused_release_timeout_ms,
         .metrics = app.metrics,
+        .authz_info_logging = app.cfg.authz_policy_info_logging,
     };
     app.proxy = zt_proxy_new(app.loop, &opts, app.ca);
     int rc = zt_proxy_start(app.proxy);

@@ -387,6 +387,8 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
         return rc;
     if ((rc = env_log(&e, c)))
         return rc;
+    if ((rc = env_bool(&e, "AUTHZ_POLICY_INFO_LOGGING", false, &c->authz_policy_info_logging)))
+        return rc;
     if ((rc = env_bool(&e, "KEEPALIVE_ENABLED", true, &c->keepalive_enabled)))
         return rc;
     if ((rc = env_duration(&e, "KEEPALIVE_TIME", 180000, &c->keepalive_time_ms, NULL)))

@@ -50,6 +50,7 @@ struct zt_config {
     uint64_t keepalive_interval_ms;
     uint32_t keepalive_retries;
     bool keepalive_enabled;
+    bool authz_policy_info_logging; /* AUTHZ_POLICY_INFO_LOGGING: decisions at info */
 };
 
 /* Returns the value of a variable, or NULL if unset. */

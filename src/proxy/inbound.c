@@ -62,7 +62,23 @@ static int authorize(struct zt_pod_inst *pod, const struct zt_workload *self, co
     *ac = (struct zt_authz_conn){.src_identity = identity && identity[0] ? identity : NULL};
     zt_ip_from_sockaddr((const struct sockaddr *)src, &ac->src_ip, &ac->src_port);
     zt_ip_from_sockaddr((const struct sockaddr *)dst, &ac->dst_ip, &ac->dst_port);
-    return zt_authz_check(pod->pw->state, self, ac, why, cap);
+    struct zt_authz_result res;
+    int rc = zt_authz_check_ex(pod->pw->state, self, ac, &res, why, cap);
+    /* Decisions, including what dry-run policies would have done, are
+     * logged at debug, or info with AUTHZ_POLICY_INFO_LOGGING=true. */
+    enum zt_log_level lvl = pod->pw->proxy->opts.authz_info_logging ? ZT_LOG_INFO : ZT_LOG_DEBUG;
+    if (zt_log_enabled(lvl)) {
+        char src_s[64], dst_s[64];
+        zt_sockaddr_str((const struct sockaddr *)src, src_s, sizeof(src_s));
+        zt_sockaddr_str((const struct sockaddr *)dst, dst_s, sizeof(dst_s));
+        const char *dry = res.dry_run_denied_by ? res.dry_run_denied_by->key
+                          : res.has_dry_run_allow && !res.dry_run_allow_matched ? "allow-list"
+                                                                                : NULL;
+        zt_log(lvl, "authz", "%s -> %s (%s): %s%s%s%s", src_s, dst_s, identity ? identity : "-",
+               rc == 0 ? "allowed" : "denied: ", rc == 0 ? "" : why,
+               dry ? "; dry-run would deny: " : "", dry ? dry : "");
+    }
+    return rc;
 }
 
 static void keep_authz(struct zt_conn *c, const struct zt_authz_conn *ac)

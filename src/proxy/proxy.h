@@ -30,6 +30,7 @@ struct zt_proxy_opts {
     unsigned pool_max_streams;
     uint64_t pool_idle_ms;
     struct zt_metrics *metrics; /* borrowed; NULL = no metrics; one shard per worker */
+    bool authz_info_logging;    /* log authorization decisions at info, not debug */
 };
 
 struct zt_proxy;

@@ -8,6 +8,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/mesh.sh"
 zt_trap_cleanup
 
+# Authorization decisions at info level, to see dry-run results.
+export AUTHZ_POLICY_INFO_LOGGING=true
 A=10.200.1.2 B=10.200.1.3 C=10.200.2.2
 zt_test "setup: a, b on node 1; c on node 2 serving 8080 and 9090"
 base_yaml() {
@@ -112,5 +114,22 @@ wait_reloads 2
 gb=$(zt_send "$b" $C 9090 from-b 3)
 ga=$(zt_send "$a" $C 9090 from-a 3)
 if [ "$gb" = from-b ] && [ -z "$ga" ]; then zt_pass; else zt_fail "b '$gb', a '$ga'"; fi
+
+zt_test "a dry-run DENY is logged but not enforced"
+write_n2 "$(base_yaml)
+policies:
+- name: would-deny
+  namespace: default
+  scope: Namespace
+  action: Deny
+  dryRun: true
+  rules: [[[ {destinationPorts: [9090]} ]]]"
+wait_reloads 3
+got=$(zt_send "$a" $C 9090 dry 3)
+if [ "$got" = dry ] && mesh_wait_grep "$(mesh_log 2 proxy)" "authz.*allowed; dry-run would deny: default/would-deny" 3; then
+	zt_pass
+else
+	zt_fail "reply '$got'"
+fi
 
 mesh_finish
