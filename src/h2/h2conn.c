@@ -17,8 +17,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define OUT_HIGH (64 * 1024)      /* plaintext per SSL_write: several full records */
-#define CIPHER_HIGH (256 * 1024)  /* stop producing while this much waits for the socket */
+#define OUT_HIGH (64 * 1024)     /* plaintext per SSL_write: several full records */
+#define CIPHER_HIGH (256 * 1024) /* stop producing while this much waits for the socket */
+/* DATA frames of 4 TLS records exactly (header included), when the peer's
+ * SETTINGS_MAX_FRAME_SIZE and the windows allow. */
+#define DATA_FRAME_MAX (4 * 16384)
 #define READ_CHUNK (64 * 1024)    /* one SSL_read */
 #define READ_BUDGET (1024 * 1024) /* bytes per poll callback before yielding */
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -57,8 +60,8 @@ struct zt_h2conn {
     bool want_write;    /* cout is waiting for POLLOUT */
     int recv_depth;
     uint64_t ping_sent_ms;
-        /* outstanding keepalive PING, 0 = none */ /* inside nghttp2_session_mem_recv: sending is
-                                                      not allowed */
+    /* outstanding keepalive PING, 0 = none */ /* inside nghttp2_session_mem_recv: sending is
+                                                  not allowed */
     struct h2_stream *streams;
     unsigned nstreams;
     uint64_t opened;
@@ -266,6 +269,24 @@ void zt_h2conn_flush(struct zt_h2conn *c)
             }
             if (n == 0)
                 break;
+            if (c->out.len == 0 && (size_t)n >= DATA_FRAME_MAX) {
+                /* A full DATA frame is exactly whole records: encrypt it
+                 * straight from nghttp2's buffer, no copy. */
+                for (ssize_t done = 0; done < n;) {
+                    /* Partial-write mode returns after each record. */
+                    ERR_clear_error();
+                    int w = SSL_write(c->ssl, p + done, (int)(n - done));
+                    if (w <= 0) {
+                        zt_h2conn_close(c, ZT_E_TLS);
+                        return;
+                    }
+                    done += w;
+                }
+                rc = push_cipher(c);
+                if (rc < 0 || c->cout.len >= CIPHER_HIGH)
+                    break;
+                continue;
+            }
             zt_buf_append(&c->out, p, (size_t)n);
         }
         if (is_closed(c))
@@ -683,6 +704,20 @@ static ssize_t cb_data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf
     return n;
 }
 
+static ssize_t cb_read_length(nghttp2_session *ng, uint8_t frame_type, int32_t stream_id,
+                              int32_t session_window, int32_t stream_window,
+                              uint32_t remote_max_frame_size, void *user)
+{
+    ssize_t n = DATA_FRAME_MAX - 9; /* the frame header */
+    if (n > session_window)
+        n = session_window;
+    if (n > stream_window)
+        n = stream_window;
+    if (n > (ssize_t)remote_max_frame_size)
+        n = (ssize_t)remote_max_frame_size;
+    return n;
+}
+
 static nghttp2_session_callbacks *callbacks;
 static nghttp2_option *options;
 static pthread_once_t callbacks_once = PTHREAD_ONCE_INIT;
@@ -696,6 +731,7 @@ static void init_callbacks(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, cb_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, cb_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, cb_frame_send);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, cb_read_length);
     nghttp2_option_new(&options);
     nghttp2_option_set_no_auto_window_update(options, 1);
     nghttp2_option_set_peer_max_concurrent_streams(options, 100);

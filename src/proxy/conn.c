@@ -317,24 +317,27 @@ static void fail_io(struct zt_conn *c, const char *what, int err)
     zt_conn_close(c, msg);
 }
 
-/* Writes pending "down" bytes to side A. */
+/* Writes pending "down" bytes to side A. May close c (check closed()). */
 static void flush_down(struct zt_conn *c)
 {
     size_t n;
     int rc = write_some(c->a.fd, &c->down, &n);
-    if (n && c->b_is_stream && c->h2 && !c->stream_closed)
-        zt_h2conn_consume(c->h2, c->sid, n);
-    if (rc < 0) {
-        fail_io(c, "write to downstream", rc);
-        return;
-    }
-    if (c->down.len == 0) {
+    if (rc == 0 && c->down.len == 0) {
         zt_buf_release(&c->down);
         if (c->b.rd_eof && !c->a.wr_shut) {
             shutdown(c->a.fd, SHUT_WR);
             c->a.wr_shut = true;
         }
     }
+    if (n && c->b_is_stream && c->h2 && !c->stream_closed) {
+        struct zt_h2conn *h2 = c->h2;
+        zt_h2conn_consume(h2, c->sid, n);
+        /* The window update must leave now: the sender may be waiting for
+         * it with nothing else due on this connection. */
+        zt_h2conn_flush(h2);
+    }
+    if (rc < 0 && !closed(c))
+        fail_io(c, "write to downstream", rc);
 }
 
 /* Writes pending "up" bytes to a TCP side B. */
