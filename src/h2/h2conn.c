@@ -339,9 +339,12 @@ static void do_read(struct zt_h2conn *c)
                 zt_h2conn_close(c, ZT_E_PROTO);
                 return;
             }
-            if ((size_t)n >= budget && !SSL_has_pending(c->ssl))
+            /* Read-ahead took what the socket had; when OpenSSL holds no
+             * more, the next read would only say EAGAIN: leave it to the
+             * (level-triggered) poll. */
+            if (!SSL_has_pending(c->ssl) || (size_t)n >= budget)
                 return;
-            budget -= (size_t)n < budget ? (size_t)n : budget;
+            budget -= (size_t)n;
             continue;
         }
         int err = SSL_get_error(c->ssl, n);
