@@ -36,7 +36,11 @@ struct h2_stream {
     struct h2_stream *prev, *next;
     /* Request headers, server role, until on_request has run. */
     char *method, *authority, *baggage, *forwarded, *traceparent;
-    int status;        /* client role: response :status */
+    char *path, *content_type, *authorization, *cluster_id;
+    int status;           /* client role: response :status */
+    nghttp2_nv *trailers; /* server role: sent after the body (zt_h2conn_set_trailers) */
+    size_t n_trailers;
+    char *trailer_buf;
     size_t unconsumed; /* DATA handed to on_data, not yet consumed */
 };
 
@@ -110,6 +114,11 @@ static struct h2_stream *stream_new(struct zt_h2conn *c, int32_t id)
 
 static void stream_free_headers(struct h2_stream *st)
 {
+    free(st->path);
+    free(st->content_type);
+    free(st->authorization);
+    free(st->cluster_id);
+    st->path = st->content_type = st->authorization = st->cluster_id = NULL;
     free(st->method);
     free(st->authority);
     free(st->baggage);
@@ -128,6 +137,8 @@ static void stream_unlink(struct zt_h2conn *c, struct h2_stream *st)
         st->next->prev = st->prev;
     c->nstreams--;
     stream_free_headers(st);
+    free(st->trailers);
+    free(st->trailer_buf);
     free(st);
 }
 
@@ -567,6 +578,15 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     if (c->role == ZT_H2_CLIENT) {
         if (namelen == 7 && memcmp(name, ":status", 7) == 0 && valuelen == 3)
             st->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+        else if (st->ops && st->ops->on_header && namelen < 128 && valuelen <= MAX_HEADER_VALUE) {
+            /* Response headers and trailers (gRPC status) for owners that
+             * want them; nghttp2 has validated the field already. */
+            char n[128], *v = dup_capped(value, valuelen);
+            memcpy(n, name, namelen);
+            n[namelen] = 0;
+            st->ops->on_header(st->sud, n, v, f->headers.cat == NGHTTP2_HCAT_HEADERS);
+            free(v);
+        }
         return 0;
     }
     char **slot = NULL;
@@ -578,6 +598,10 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     HDR("baggage", baggage)
     HDR("forwarded", forwarded)
     HDR("traceparent", traceparent)
+    HDR(":path", path)
+    HDR("content-type", content_type)
+    HDR("authorization", authorization)
+    HDR("clusterid", cluster_id)
 #undef HDR
     if (slot && !*slot)
         *slot = dup_capped(value, valuelen);
@@ -616,6 +640,10 @@ static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
                 .baggage = st->baggage,
                 .forwarded = st->forwarded,
                 .traceparent = st->traceparent,
+                .path = st->path,
+                .content_type = st->content_type,
+                .authorization = st->authorization,
+                .cluster_id = st->cluster_id,
             };
             c->ops->on_request(c, c->ud, f->hd.stream_id, &req);
             st = stream_get(c, f->hd.stream_id);
@@ -702,8 +730,15 @@ static ssize_t cb_data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf
         return NGHTTP2_ERR_DEFERRED;
     if (n < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    if (eof)
+    if (eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->trailers) {
+            /* The stream ends with the trailers' HEADERS frame instead. */
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            if (nghttp2_submit_trailer(ng, stream_id, st->trailers, st->n_trailers) != 0)
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+    }
     return n;
 }
 
@@ -836,16 +871,13 @@ static size_t build_nv(nghttp2_nv *nv, size_t cap, const char *const *headers, s
     return k;
 }
 
-int32_t zt_h2conn_connect(struct zt_h2conn *c, const char *authority, const char *const *headers,
-                          size_t n_headers, const struct zt_h2_stream_ops *ops, void *sud)
+int32_t zt_h2conn_submit(struct zt_h2conn *c, const char *const *headers, size_t n_headers,
+                         const struct zt_h2_stream_ops *ops, void *sud)
 {
     if (c->state != ZT_H2_ST_OPEN)
         return ZT_E_CLOSED;
-    nghttp2_nv nv[16];
-    nv[0] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, NGHTTP2_NV_FLAG_NONE};
-    nv[1] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority, 10, strlen(authority),
-                         NGHTTP2_NV_FLAG_NONE};
-    size_t n = 2 + build_nv(nv + 2, 14, headers, n_headers);
+    nghttp2_nv nv[24];
+    size_t n = build_nv(nv, 24, headers, n_headers);
     struct h2_stream *st = stream_new(c, 0);
     st->ops = ops;
     st->sud = sud;
@@ -857,6 +889,52 @@ int32_t zt_h2conn_connect(struct zt_h2conn *c, const char *authority, const char
     }
     st->id = id;
     return id;
+}
+
+int32_t zt_h2conn_connect(struct zt_h2conn *c, const char *authority, const char *const *headers,
+                          size_t n_headers, const struct zt_h2_stream_ops *ops, void *sud)
+{
+    const char *all[2 * 16];
+    size_t n = 0;
+    all[n++] = ":method";
+    all[n++] = "CONNECT";
+    all[n++] = ":authority";
+    all[n++] = authority;
+    for (size_t i = 0; i < n_headers && n + 2 <= sizeof(all) / sizeof(all[0]); i++) {
+        all[n++] = headers[2 * i];
+        all[n++] = headers[2 * i + 1];
+    }
+    return zt_h2conn_submit(c, all, n / 2, ops, sud);
+}
+
+int zt_h2conn_set_trailers(struct zt_h2conn *c, int32_t stream_id, const char *const *headers,
+                           size_t n_headers)
+{
+    struct h2_stream *st = stream_get(c, stream_id);
+    if (!st)
+        return ZT_E_CLOSED;
+    if (n_headers > 8)
+        return ZT_E_TOO_BIG;
+    size_t bytes = 0;
+    for (size_t i = 0; i < 2 * n_headers; i++)
+        bytes += strlen(headers[i]) + 1;
+    free(st->trailers);
+    free(st->trailer_buf);
+    st->trailers = calloc(n_headers ? n_headers : 1, sizeof(nghttp2_nv));
+    st->trailer_buf = malloc(bytes ? bytes : 1);
+    if (!st->trailers || !st->trailer_buf)
+        abort();
+    char *p = st->trailer_buf;
+    for (size_t i = 0; i < n_headers; i++) {
+        size_t nl = strlen(headers[2 * i]), vl = strlen(headers[2 * i + 1]);
+        memcpy(p, headers[2 * i], nl + 1);
+        memcpy(p + nl + 1, headers[2 * i + 1], vl + 1);
+        st->trailers[i] =
+            (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
+        p += nl + vl + 2;
+    }
+    st->n_trailers = n_headers;
+    return 0;
 }
 
 void zt_h2conn_attach(struct zt_h2conn *c, int32_t stream_id, const struct zt_h2_stream_ops *ops,

@@ -55,12 +55,20 @@ struct zt_h2_request {
     const char *baggage;
     const char *forwarded;
     const char *traceparent;
+    const char *path;         /* NULL for CONNECT */
+    const char *content_type; /* the following are NULL when absent */
+    const char *authorization;
+    const char *cluster_id; /* "clusterid" (Istio's gRPC metadata) */
 };
 
 /* Per-stream callbacks. `sud` is the pointer given when attaching. */
 struct zt_h2_stream_ops {
     /* Client role: response headers arrived. */
     void (*on_response)(void *sud, int status);
+    /* Client role, optional: each response header other than :status, then
+     * each trailer (is_trailer), e.g. grpc-status. Strings valid during the
+     * call only. */
+    void (*on_header)(void *sud, const char *name, const char *value, bool is_trailer);
     /* DATA payload; the owner must later zt_h2conn_consume() `len` bytes. */
     void (*on_data)(void *sud, const uint8_t *data, size_t len);
     /* The peer ended its side (END_STREAM, or RST with NO_ERROR/CANCEL). */
@@ -113,6 +121,17 @@ uint64_t zt_h2conn_streams_opened(const struct zt_h2conn *c);
  * stream. Returns the stream id (> 0) or a negative error. */
 int32_t zt_h2conn_connect(struct zt_h2conn *c, const char *authority, const char *const *headers,
                           size_t n_headers, const struct zt_h2_stream_ops *ops, void *sud);
+
+/* Client role: any request; `headers` are name/value pairs, pseudo-headers
+ * (":method", ":scheme", ":path", ":authority") first. The body comes from
+ * ops->read. Returns the stream id or a negative error. */
+int32_t zt_h2conn_submit(struct zt_h2conn *c, const char *const *headers, size_t n_headers,
+                         const struct zt_h2_stream_ops *ops, void *sud);
+
+/* Server role: trailers (name/value pairs, at most 8, copied) to send when
+ * the body source reports EOF, which then ends the stream (gRPC status). */
+int zt_h2conn_set_trailers(struct zt_h2conn *c, int32_t stream_id, const char *const *headers,
+                           size_t n_headers);
 
 /* Server role: attaches owner callbacks to a stream announced by on_request. */
 void zt_h2conn_attach(struct zt_h2conn *c, int32_t stream_id, const struct zt_h2_stream_ops *ops,

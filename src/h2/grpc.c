@@ -1,0 +1,454 @@
+/* gRPC calls on zt_h2conn streams: message framing, status in trailers. */
+#include "h2/grpc.h"
+
+#include "base/err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- framing ---- */
+
+int zt_grpc_reader_feed(struct zt_grpc_reader *r, const uint8_t *data, size_t len, size_t *used,
+                        const uint8_t **msg, size_t *msg_len)
+{
+    size_t off = 0;
+    *used = 0;
+    for (;;) {
+        if (r->hdr_len < 5) {
+            size_t take = 5 - r->hdr_len < len - off ? 5 - r->hdr_len : len - off;
+            memcpy(r->hdr + r->hdr_len, data + off, take);
+            r->hdr_len += take;
+            off += take;
+            if (r->hdr_len < 5) {
+                *used = off;
+                return 0;
+            }
+            if (r->hdr[0] != 0)
+                return ZT_E_PROTO;
+            r->msg_len = (size_t)r->hdr[1] << 24 | (size_t)r->hdr[2] << 16 |
+                         (size_t)r->hdr[3] << 8 | r->hdr[4];
+            if (r->msg_len > r->max)
+                return ZT_E_TOO_BIG;
+            r->msg_got = 0;
+            free(r->msg);
+            r->msg = malloc(r->msg_len ? r->msg_len : 1);
+            if (!r->msg)
+                abort();
+        }
+        size_t take = r->msg_len - r->msg_got < len - off ? r->msg_len - r->msg_got : len - off;
+        memcpy(r->msg + r->msg_got, data + off, take);
+        r->msg_got += take;
+        off += take;
+        *used = off;
+        if (r->msg_got < r->msg_len)
+            return 0;
+        r->hdr_len = 0;
+        *msg = r->msg;
+        *msg_len = r->msg_len;
+        return 1;
+    }
+}
+
+void zt_grpc_reader_cleanup(struct zt_grpc_reader *r)
+{
+    free(r->msg);
+    r->msg = NULL;
+    r->hdr_len = r->msg_len = r->msg_got = 0;
+}
+
+void zt_grpc_frame(struct zt_buf *out, const uint8_t *msg, size_t len)
+{
+    uint8_t hdr[5] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                      (uint8_t)len};
+    zt_buf_append(out, hdr, 5);
+    zt_buf_append(out, msg, len);
+}
+
+void zt_grpc_encode_message(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap; p++) {
+        if (*p < 0x20 || *p > 0x7e || *p == '%')
+            o += (size_t)snprintf(out + o, cap - o, "%%%02X", *p);
+        else
+            out[o++] = (char)*p;
+    }
+    if (cap)
+        out[o < cap ? o : cap - 1] = 0;
+}
+
+static int hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static void decode_message(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = in; *p && o + 1 < cap; p++) {
+        if (p[0] == '%' && hex(p[1]) >= 0 && hex(p[2]) >= 0) {
+            out[o++] = (char)(hex(p[1]) * 16 + hex(p[2]));
+            p += 2;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    if (cap)
+        out[o] = 0;
+}
+
+/* ---- client calls ---- */
+
+struct zt_grpc_call {
+    struct zt_h2conn *h2;
+    int32_t sid;
+    const struct zt_grpc_call_ops *ops;
+    void *ud;
+    struct zt_buf out;
+    bool send_closed;
+    struct zt_grpc_reader rd;
+    int http_status;
+    int status; /* -1 until grpc-status is seen */
+    char message[256];
+    int local_status; /* set when we end the call ourselves */
+};
+
+static void call_free(struct zt_grpc_call *call)
+{
+    zt_buf_release(&call->out);
+    zt_grpc_reader_cleanup(&call->rd);
+    free(call);
+}
+
+static void c_on_response(void *sud, int status)
+{
+    struct zt_grpc_call *call = sud;
+    call->http_status = status;
+}
+
+static void c_on_header(void *sud, const char *name, const char *value, bool trailer)
+{
+    struct zt_grpc_call *call = sud;
+    if (strcmp(name, "grpc-status") == 0) {
+        char *end;
+        long v = strtol(value, &end, 10);
+        if (*end == 0 && v >= 0 && v <= 16)
+            call->status = (int)v;
+        else
+            call->status = ZT_GRPC_UNKNOWN;
+    } else if (strcmp(name, "grpc-message") == 0) {
+        decode_message(value, call->message, sizeof(call->message));
+    }
+}
+
+static void c_on_data(void *sud, const uint8_t *data, size_t len)
+{
+    struct zt_grpc_call *call = sud;
+    /* Messages are handled at once, so the window is returned at once. */
+    zt_h2conn_consume(call->h2, call->sid, len);
+    if (call->local_status)
+        return;
+    size_t off = 0;
+    while (off < len) {
+        size_t used;
+        const uint8_t *msg;
+        size_t mlen;
+        int rc = zt_grpc_reader_feed(&call->rd, data + off, len - off, &used, &msg, &mlen);
+        off += used;
+        if (rc < 0) {
+            call->local_status = rc == ZT_E_TOO_BIG ? ZT_GRPC_RESOURCE_EXHAUSTED : ZT_GRPC_INTERNAL;
+            snprintf(call->message, sizeof(call->message), "%s",
+                     rc == ZT_E_TOO_BIG ? "received message larger than the limit"
+                                        : "compressed message (not negotiated)");
+            zt_h2conn_reset(call->h2, call->sid);
+            return;
+        }
+        if (rc == 0)
+            break;
+        call->ops->on_message(call->ud, msg, mlen);
+        if (call->local_status)
+            return;
+    }
+}
+
+static void c_on_end(void *sud)
+{
+}
+
+static void c_on_close(void *sud, int error)
+{
+    struct zt_grpc_call *call = sud;
+    int status = call->status;
+    const char *msg = call->message;
+    char buf[128];
+    if (call->local_status) {
+        status = call->local_status;
+    } else if (status < 0) {
+        if (call->http_status && call->http_status != 200) {
+            status = ZT_GRPC_INTERNAL;
+            snprintf(buf, sizeof(buf), "HTTP status %d", call->http_status);
+        } else {
+            status = ZT_GRPC_UNAVAILABLE;
+            snprintf(buf, sizeof(buf), "stream closed without a status: %s",
+                     error ? zt_strerror(error) : "no trailers");
+        }
+        msg = buf;
+    }
+    call->ops->on_close(call->ud, status, msg);
+    call_free(call);
+}
+
+static ssize_t c_read(void *sud, uint8_t *buf, size_t len, bool *eof)
+{
+    struct zt_grpc_call *call = sud;
+    if (call->out.len == 0) {
+        if (call->send_closed) {
+            *eof = true;
+            return 0;
+        }
+        return -EAGAIN;
+    }
+    size_t n = call->out.len < len ? call->out.len : len;
+    memcpy(buf, zt_buf_head(&call->out), n);
+    zt_buf_consume(&call->out, n);
+    if (call->out.len == 0) {
+        zt_buf_release(&call->out);
+        *eof = call->send_closed;
+    }
+    return (ssize_t)n;
+}
+
+static const struct zt_h2_stream_ops call_stream_ops = {
+    .on_response = c_on_response,
+    .on_header = c_on_header,
+    .on_data = c_on_data,
+    .on_end = c_on_end,
+    .on_close = c_on_close,
+    .read = c_read,
+};
+
+struct zt_grpc_call *zt_grpc_call_start(struct zt_h2conn *h2, const char *authority,
+                                        const char *path, const char *const *metadata,
+                                        size_t n_metadata, size_t max_message,
+                                        const struct zt_grpc_call_ops *ops, void *ud)
+{
+    const char *hdrs[2 * 20];
+    size_t n = 0;
+    const char *fixed[] = {":method", "POST",       ":scheme", "https",        ":path",
+                           path,      ":authority", authority, "content-type", "application/grpc",
+                           "te",      "trailers"};
+    memcpy(hdrs, fixed, sizeof(fixed));
+    n = sizeof(fixed) / sizeof(fixed[0]);
+    for (size_t i = 0; i < n_metadata && n + 2 <= sizeof(hdrs) / sizeof(hdrs[0]); i++) {
+        hdrs[n++] = metadata[2 * i];
+        hdrs[n++] = metadata[2 * i + 1];
+    }
+    struct zt_grpc_call *call = calloc(1, sizeof(*call));
+    if (!call)
+        abort();
+    call->h2 = h2;
+    call->ops = ops;
+    call->ud = ud;
+    call->status = -1;
+    call->rd.max = max_message;
+    call->sid = zt_h2conn_submit(h2, hdrs, n / 2, &call_stream_ops, call);
+    if (call->sid < 0) {
+        call_free(call);
+        return NULL;
+    }
+    zt_h2conn_flush(h2);
+    return call;
+}
+
+int zt_grpc_call_send(struct zt_grpc_call *call, const uint8_t *msg, size_t len)
+{
+    if (call->send_closed)
+        return ZT_E_CLOSED;
+    zt_grpc_frame(&call->out, msg, len);
+    zt_h2conn_resume(call->h2, call->sid);
+    zt_h2conn_flush(call->h2);
+    return 0;
+}
+
+void zt_grpc_call_close_send(struct zt_grpc_call *call)
+{
+    call->send_closed = true;
+    zt_h2conn_resume(call->h2, call->sid);
+    zt_h2conn_flush(call->h2);
+}
+
+void zt_grpc_call_cancel(struct zt_grpc_call *call)
+{
+    zt_h2conn_detach(call->h2, call->sid);
+    zt_h2conn_flush(call->h2);
+    call_free(call);
+}
+
+/* ---- server calls ---- */
+
+struct zt_grpc_scall {
+    struct zt_h2conn *h2;
+    int32_t sid;
+    const struct zt_grpc_scall_ops *ops;
+    void *ud;
+    struct zt_buf out;
+    bool finished;
+    bool broken; /* a bad message: reset sent */
+    struct zt_grpc_reader rd;
+};
+
+static void s_on_data(void *sud, const uint8_t *data, size_t len)
+{
+    struct zt_grpc_scall *call = sud;
+    zt_h2conn_consume(call->h2, call->sid, len);
+    if (call->broken)
+        return;
+    size_t off = 0;
+    while (off < len) {
+        size_t used;
+        const uint8_t *msg;
+        size_t mlen;
+        int rc = zt_grpc_reader_feed(&call->rd, data + off, len - off, &used, &msg, &mlen);
+        off += used;
+        if (rc < 0) {
+            call->broken = true;
+            zt_grpc_scall_finish(
+                call, rc == ZT_E_TOO_BIG ? ZT_GRPC_RESOURCE_EXHAUSTED : ZT_GRPC_UNIMPLEMENTED,
+                rc == ZT_E_TOO_BIG ? "message larger than the limit"
+                                   : "compression is not supported");
+            return;
+        }
+        if (rc == 0)
+            break;
+        call->ops->on_message(call->ud, call, msg, mlen);
+        if (call->broken)
+            return;
+    }
+}
+
+static void s_on_end(void *sud)
+{
+    struct zt_grpc_scall *call = sud;
+    if (!call->broken && call->ops->on_half_close)
+        call->ops->on_half_close(call->ud, call);
+}
+
+static void s_on_close(void *sud, int error)
+{
+    struct zt_grpc_scall *call = sud;
+    if (call->ops->on_close)
+        call->ops->on_close(call->ud, call);
+    zt_buf_release(&call->out);
+    zt_grpc_reader_cleanup(&call->rd);
+    free(call);
+}
+
+static ssize_t s_read(void *sud, uint8_t *buf, size_t len, bool *eof)
+{
+    struct zt_grpc_scall *call = sud;
+    if (call->out.len == 0) {
+        if (call->finished) {
+            *eof = true;
+            return 0;
+        }
+        return -EAGAIN;
+    }
+    size_t n = call->out.len < len ? call->out.len : len;
+    memcpy(buf, zt_buf_head(&call->out), n);
+    zt_buf_consume(&call->out, n);
+    if (call->out.len == 0) {
+        zt_buf_release(&call->out);
+        *eof = call->finished;
+    }
+    return (ssize_t)n;
+}
+
+static const struct zt_h2_stream_ops scall_stream_ops = {
+    .on_data = s_on_data,
+    .on_end = s_on_end,
+    .on_close = s_on_close,
+    .read = s_read,
+};
+
+struct zt_grpc_scall *zt_grpc_scall_accept(struct zt_h2conn *h2, int32_t stream_id,
+                                           size_t max_message, const struct zt_grpc_scall_ops *ops,
+                                           void *ud)
+{
+    struct zt_grpc_scall *call = calloc(1, sizeof(*call));
+    if (!call)
+        abort();
+    call->h2 = h2;
+    call->sid = stream_id;
+    call->ops = ops;
+    call->ud = ud;
+    call->rd.max = max_message;
+    zt_h2conn_attach(h2, stream_id, &scall_stream_ops, call);
+    const char *hdrs[] = {"content-type", "application/grpc"};
+    if (zt_h2conn_respond(h2, stream_id, 200, hdrs, 1) < 0) {
+        zt_h2conn_attach(h2, stream_id, NULL, NULL);
+        free(call);
+        return NULL;
+    }
+    return call;
+}
+
+static void status_trailers(struct zt_h2conn *h2, int32_t sid, int status, const char *message)
+{
+    char code[8], enc[512];
+    snprintf(code, sizeof(code), "%d", status);
+    zt_grpc_encode_message(message ? message : "", enc, sizeof(enc));
+    const char *tr[] = {"grpc-status", code, "grpc-message", enc};
+    zt_h2conn_set_trailers(h2, sid, tr, enc[0] ? 2 : 1);
+}
+
+static void reject_on_close(void *sud, int error)
+{
+}
+
+static ssize_t reject_read(void *sud, uint8_t *buf, size_t len, bool *eof)
+{
+    *eof = true;
+    return 0;
+}
+
+static const struct zt_h2_stream_ops reject_ops = {
+    .on_close = reject_on_close,
+    .read = reject_read,
+};
+
+void zt_grpc_reject(struct zt_h2conn *h2, int32_t stream_id, int status, const char *message)
+{
+    /* No body: 200, an empty end of data, then the status as trailers. */
+    const char *hdrs[] = {"content-type", "application/grpc"};
+    zt_h2conn_attach(h2, stream_id, &reject_ops, NULL);
+    status_trailers(h2, stream_id, status, message);
+    zt_h2conn_respond(h2, stream_id, 200, hdrs, 1);
+}
+
+int zt_grpc_scall_send(struct zt_grpc_scall *call, const uint8_t *msg, size_t len)
+{
+    if (call->finished)
+        return ZT_E_CLOSED;
+    zt_grpc_frame(&call->out, msg, len);
+    zt_h2conn_resume(call->h2, call->sid);
+    zt_h2conn_flush(call->h2);
+    return 0;
+}
+
+void zt_grpc_scall_finish(struct zt_grpc_scall *call, int status, const char *message)
+{
+    if (call->finished)
+        return;
+    call->finished = true;
+    status_trailers(call->h2, call->sid, status, message);
+    zt_h2conn_resume(call->h2, call->sid);
+    zt_h2conn_flush(call->h2);
+}

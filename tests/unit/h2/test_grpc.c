@@ -1,0 +1,297 @@
+/* gRPC calls between our client and our server over TLS + HTTP/2 on
+ * loopback: framing, streaming both ways, status in trailers, rejects,
+ * size limits; plus the sans-I/O framer. */
+#include "test.h"
+
+#include "fixture.h"
+#include "h2/grpc.h"
+
+/* ---- framer ---- */
+
+static void test_reader_split_and_joined(void)
+{
+    struct zt_buf b = {0};
+    uint8_t big[70000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)i;
+    zt_grpc_frame(&b, (const uint8_t *)"hi", 2);
+    zt_grpc_frame(&b, big, sizeof(big));
+    zt_grpc_frame(&b, NULL, 0);
+    struct zt_grpc_reader r = {.max = 1 << 20};
+    size_t got = 0, sizes[3] = {0}, off = 0;
+    /* Feed in odd-sized pieces: messages must come out whole. */
+    while (off < b.len) {
+        size_t piece = b.len - off < 333 ? b.len - off : 333;
+        size_t poff = 0;
+        while (poff < piece) {
+            size_t used;
+            const uint8_t *m;
+            size_t ml;
+            int rc =
+                zt_grpc_reader_feed(&r, zt_buf_head(&b) + off + poff, piece - poff, &used, &m, &ml);
+            CHECK(rc >= 0);
+            poff += used;
+            if (rc == 1) {
+                CHECK(got < 3);
+                sizes[got++] = ml;
+                if (ml == sizeof(big))
+                    CHECK(memcmp(m, big, ml) == 0);
+            }
+            if (rc == 0 && used == 0)
+                break;
+        }
+        off += piece;
+    }
+    CHECK_EQ_INT(got, 3);
+    CHECK_EQ_INT(sizes[0], 2);
+    CHECK_EQ_INT(sizes[1], sizeof(big));
+    CHECK_EQ_INT(sizes[2], 0);
+    zt_grpc_reader_cleanup(&r);
+    zt_buf_release(&b);
+}
+
+static void test_reader_limits(void)
+{
+    struct zt_grpc_reader r = {.max = 10};
+    uint8_t too_big[5] = {0, 0, 0, 0, 11}, compressed[5] = {1, 0, 0, 0, 1};
+    size_t used;
+    const uint8_t *m;
+    size_t ml;
+    CHECK_EQ_INT(zt_grpc_reader_feed(&r, too_big, 5, &used, &m, &ml), ZT_E_TOO_BIG);
+    struct zt_grpc_reader r2 = {.max = 10};
+    CHECK_EQ_INT(zt_grpc_reader_feed(&r2, compressed, 5, &used, &m, &ml), ZT_E_PROTO);
+    zt_grpc_reader_cleanup(&r);
+    zt_grpc_reader_cleanup(&r2);
+}
+
+static void test_message_encoding(void)
+{
+    char out[64];
+    zt_grpc_encode_message("bad 100% \xc3\xa9\n", out, sizeof(out));
+    CHECK_EQ_STR(out, "bad 100%25 %C3%A9%0A");
+}
+
+/* ---- calls over a real connection ---- */
+
+struct srv {
+    struct fx_world *w;
+    int lfd;
+    uv_poll_t lpoll;
+    struct zt_h2conn *conns[8];
+    int nconns;
+    char path[128], auth[128];
+    int messages, closes, half_closes;
+};
+
+static void s_msg(void *ud, struct zt_grpc_scall *call, const uint8_t *m, size_t len)
+{
+    struct srv *s = ud;
+    s->messages++;
+    zt_grpc_scall_send(call, m, len); /* echo */
+}
+
+static void s_half(void *ud, struct zt_grpc_scall *call)
+{
+    struct srv *s = ud;
+    s->half_closes++;
+    zt_grpc_scall_finish(call, ZT_GRPC_OK, NULL);
+}
+
+static void s_close(void *ud, struct zt_grpc_scall *call)
+{
+    struct srv *s = ud;
+    s->closes++;
+}
+
+static const struct zt_grpc_scall_ops echo_ops = {s_msg, s_half, s_close};
+
+static void on_req(struct zt_h2conn *c, void *ud, int32_t sid, const struct zt_h2_request *req)
+{
+    struct srv *s = ud;
+    snprintf(s->path, sizeof(s->path), "%s", req->path ? req->path : "");
+    snprintf(s->auth, sizeof(s->auth), "%s", req->authorization ? req->authorization : "");
+    if (req->path && strcmp(req->path, "/test.Echo/Stream") == 0)
+        zt_grpc_scall_accept(c, sid, 1 << 20, &echo_ops, s);
+    else
+        zt_grpc_reject(c, sid, ZT_GRPC_UNIMPLEMENTED, "no such method: caf\xc3\xa9");
+}
+
+static void on_srv_closed(struct zt_h2conn *c, void *ud, int e)
+{
+    struct srv *s = ud;
+    for (int i = 0; i < s->nconns; i++)
+        if (s->conns[i] == c)
+            s->conns[i] = NULL;
+}
+
+static const struct zt_h2conn_ops srv_ops = {.on_request = on_req, .on_closed = on_srv_closed};
+
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+    struct srv *s = h->data;
+    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 || s->nconns >= 8)
+        return;
+    s->conns[s->nconns++] =
+        zt_h2conn_new(&s->w->loop, fd, s->w->sctx, ZT_H2_SERVER, &s->w->srv_settings, &srv_ops, s);
+}
+
+static void srv_start(struct srv *s, struct fx_world *w)
+{
+    memset(s, 0, sizeof(*s));
+    s->w = w;
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s->lfd, 8) < 0 ||
+        getsockname(s->lfd, (struct sockaddr *)&a, &len) < 0)
+        abort();
+    w->port = ntohs(a.sin_port); /* fx_client dials w->port */
+    uv_poll_init(&w->loop, &s->lpoll, s->lfd);
+    s->lpoll.data = s;
+    uv_poll_start(&s->lpoll, UV_READABLE, on_accept);
+}
+
+static void srv_stop(struct srv *s)
+{
+    for (int i = 0; i < s->nconns; i++)
+        if (s->conns[i])
+            zt_h2conn_close(s->conns[i], ZT_E_CLOSED);
+    uv_close((uv_handle_t *)&s->lpoll, NULL);
+    close(s->lfd);
+}
+
+struct cli {
+    int messages;
+    size_t bytes;
+    int status;
+    char message[256];
+    bool closed;
+};
+
+static void c_msg(void *ud, const uint8_t *m, size_t len)
+{
+    struct cli *c = ud;
+    c->messages++;
+    c->bytes += len;
+}
+
+static void c_close(void *ud, int status, const char *message)
+{
+    struct cli *c = ud;
+    c->closed = true;
+    c->status = status;
+    snprintf(c->message, sizeof(c->message), "%s", message ? message : "");
+}
+
+static const struct zt_grpc_call_ops cli_ops = {c_msg, c_close};
+
+static void test_streaming_echo(void)
+{
+    struct fx_world w;
+    fx_world_init(&w);
+    struct srv s;
+    srv_start(&s, &w);
+    struct fx_peer *p = fx_client(&w, NULL);
+    FX_WAIT(&w, p->ready_calls == 1, 3000);
+    CHECK_EQ_INT(p->ready_calls, 1);
+    struct cli c = {0};
+    const char *md[] = {"authorization", "Bearer t0ken", "clusterid", "Kubernetes"};
+    struct zt_grpc_call *call = zt_grpc_call_start(p->h2, "istiod:15012", "/test.Echo/Stream", md,
+                                                   2, 1 << 20, &cli_ops, &c);
+    CHECK(call != NULL);
+    static uint8_t big[300000];
+    memset(big, 'x', sizeof(big));
+    zt_grpc_call_send(call, (const uint8_t *)"one", 3);
+    zt_grpc_call_send(call, big, sizeof(big));
+    zt_grpc_call_send(call, (const uint8_t *)"three", 5);
+    FX_WAIT(&w, c.messages == 3, 3000);
+    CHECK_EQ_INT(c.messages, 3);
+    CHECK_EQ_INT(c.bytes, 3 + sizeof(big) + 5);
+    CHECK(!c.closed);
+    zt_grpc_call_close_send(call);
+    FX_WAIT(&w, c.closed, 3000);
+    CHECK(c.closed);
+    CHECK_EQ_INT(c.status, ZT_GRPC_OK);
+    CHECK_EQ_STR(s.path, "/test.Echo/Stream");
+    CHECK_EQ_STR(s.auth, "Bearer t0ken");
+    CHECK_EQ_INT(s.half_closes, 1);
+    FX_WAIT(&w, s.closes == 1, 1000);
+    CHECK_EQ_INT(s.closes, 1);
+    srv_stop(&s);
+    CHECK_EQ_INT(fx_world_free(&w), 0);
+}
+
+static void test_unimplemented_and_limits(void)
+{
+    struct fx_world w;
+    fx_world_init(&w);
+    struct srv s;
+    srv_start(&s, &w);
+    struct fx_peer *p = fx_client(&w, NULL);
+    FX_WAIT(&w, p->ready_calls == 1, 3000);
+    struct cli c = {0};
+    struct zt_grpc_call *call =
+        zt_grpc_call_start(p->h2, "x", "/test.Echo/Nope", NULL, 0, 1 << 20, &cli_ops, &c);
+    CHECK(call != NULL);
+    zt_grpc_call_close_send(call);
+    FX_WAIT(&w, c.closed, 3000);
+    CHECK_EQ_INT(c.status, ZT_GRPC_UNIMPLEMENTED);
+    CHECK_EQ_STR(c.message, "no such method: caf\xc3\xa9");
+
+    /* The client refuses an echoed message over its own limit. */
+    struct cli c2 = {0};
+    call = zt_grpc_call_start(p->h2, "x", "/test.Echo/Stream", NULL, 0, 100, &cli_ops, &c2);
+    static uint8_t mid[1000];
+    zt_grpc_call_send(call, mid, sizeof(mid));
+    FX_WAIT(&w, c2.closed, 3000);
+    CHECK_EQ_INT(c2.status, ZT_GRPC_RESOURCE_EXHAUSTED);
+    CHECK_EQ_INT(c2.messages, 0);
+
+    /* The connection still carries new calls. */
+    struct cli c3 = {0};
+    call = zt_grpc_call_start(p->h2, "x", "/test.Echo/Stream", NULL, 0, 1 << 20, &cli_ops, &c3);
+    zt_grpc_call_send(call, (const uint8_t *)"ok", 2);
+    zt_grpc_call_close_send(call);
+    FX_WAIT(&w, c3.closed, 3000);
+    CHECK_EQ_INT(c3.status, ZT_GRPC_OK);
+    CHECK_EQ_INT(c3.messages, 1);
+    srv_stop(&s);
+    CHECK_EQ_INT(fx_world_free(&w), 0);
+}
+
+static void test_connection_loss_and_cancel(void)
+{
+    struct fx_world w;
+    fx_world_init(&w);
+    struct srv s;
+    srv_start(&s, &w);
+    struct fx_peer *p = fx_client(&w, NULL);
+    FX_WAIT(&w, p->ready_calls == 1, 3000);
+    struct cli c = {0}, c2 = {0};
+    struct zt_grpc_call *call =
+        zt_grpc_call_start(p->h2, "x", "/test.Echo/Stream", NULL, 0, 1 << 20, &cli_ops, &c);
+    struct zt_grpc_call *other =
+        zt_grpc_call_start(p->h2, "x", "/test.Echo/Stream", NULL, 0, 1 << 20, &cli_ops, &c2);
+    zt_grpc_call_send(call, (const uint8_t *)"a", 1);
+    FX_WAIT(&w, c.messages == 1, 3000);
+    zt_grpc_call_cancel(other); /* no callback for a cancelled call */
+    srv_stop(&s);               /* the server goes away mid-call */
+    FX_WAIT(&w, c.closed, 3000);
+    CHECK(c.closed);
+    CHECK_EQ_INT(c.status, ZT_GRPC_UNAVAILABLE);
+    CHECK(!c2.closed);
+    CHECK_EQ_INT(fx_world_free(&w), 0);
+}
+
+int main(void)
+{
+    RUN(test_reader_split_and_joined);
+    RUN(test_reader_limits);
+    RUN(test_message_encoding);
+    RUN(test_streaming_echo);
+    RUN(test_unimplemented_and_limits);
+    RUN(test_connection_loss_and_cancel);
+    return TEST_REPORT();
+}
