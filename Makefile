@@ -45,6 +45,8 @@ endif
 TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 
 .PHONY: all deps test unit unit-bins e2e demo bench clean format check-format
+# Generated protobuf sources are not intermediates to delete after a build.
+.SECONDARY: $(PROTO_C) $(PROTO_H)
 all: $(BUILD)/ztunnel
 
 deps:

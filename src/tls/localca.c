@@ -1,6 +1,7 @@
 #include "tls/localca.h"
 
 #include "base/err.h"
+#include "tls/csr.h"
 #include "tls/tls_int.h"
 
 #include <errno.h>
@@ -363,21 +364,18 @@ static void add_leaf_extensions(X509 *x, X509 *issuer, const char *uri)
     AUTHORITY_KEYID_free(akid);
 }
 
-int zt_tls_localca_mint(struct zt_tls_localca *ca, const struct zt_spiffe_id *id,
-                        unsigned ttl_seconds, struct zt_tls_cert **out)
+/* Makes and signs a leaf for `pubkey` naming `uri`, valid for ttl_seconds
+ * (already range-checked) but never past the CA certificate. Returns 0 and
+ * *out, or ZT_E_TLS if the CA has expired or OpenSSL fails. */
+static int issue_leaf(struct zt_tls_localca *ca, const char *uri, EVP_PKEY *pubkey,
+                      unsigned ttl_seconds, X509 **out)
 {
-    char uri[ZT_SPIFFE_ID_MAX + 1];
-    EVP_PKEY *key = NULL;
     X509 *x = NULL;
     int rc = ZT_E_TLS;
     time_t now = time(NULL);
     time_t skew, not_after;
 
     *out = NULL;
-    if (ttl_seconds == 0 || ttl_seconds > ZT_TLS_LOCALCA_TTL_MAX)
-        return ZT_E_CONFIG;
-    if (zt_spiffe_format(id, uri, sizeof(uri)) < 0)
-        return ZT_E_IDENTITY;
     /* Back-date for peers whose clock is a little behind, but never by a
      * large share of a short lifetime: that would pull the half-life
      * refresh point into the past. */
@@ -388,14 +386,13 @@ int zt_tls_localca_mint(struct zt_tls_localca *ca, const struct zt_spiffe_id *id
     if (not_after <= now)
         return ZT_E_TLS; /* the CA certificate has expired */
 
-    key = EVP_EC_gen("P-256");
     x = X509_new();
-    if (key == NULL || x == NULL)
+    if (x == NULL)
         goto out;
     if (!X509_set_version(x, X509_VERSION_3) || set_random_serial(x) != 0 ||
         !X509_set_issuer_name(x, X509_get_subject_name(ca->ca_cert)) ||
         !ASN1_TIME_set(X509_getm_notBefore(x), now - skew) ||
-        !ASN1_TIME_set(X509_getm_notAfter(x), not_after) || !X509_set_pubkey(x, key))
+        !ASN1_TIME_set(X509_getm_notAfter(x), not_after) || !X509_set_pubkey(x, pubkey))
         goto out;
     add_leaf_extensions(x, ca->ca_cert, uri);
 
@@ -404,11 +401,128 @@ int zt_tls_localca_mint(struct zt_tls_localca *ca, const struct zt_spiffe_id *id
     pthread_mutex_unlock(&ca->mu);
     if (signed_len <= 0)
         goto out;
+    *out = x;
+    x = NULL;
+    rc = 0;
+out:
+    ERR_clear_error();
+    X509_free(x);
+    return rc;
+}
 
-    rc = zt_tls_cert_new(x, ca->intermediates, key, ca->roots, out);
+int zt_tls_localca_mint(struct zt_tls_localca *ca, const struct zt_spiffe_id *id,
+                        unsigned ttl_seconds, struct zt_tls_cert **out)
+{
+    char uri[ZT_SPIFFE_ID_MAX + 1];
+    EVP_PKEY *key = NULL;
+    X509 *x = NULL;
+    int rc = ZT_E_TLS;
+
+    *out = NULL;
+    if (ttl_seconds == 0 || ttl_seconds > ZT_TLS_LOCALCA_TTL_MAX)
+        return ZT_E_CONFIG;
+    if (zt_spiffe_format(id, uri, sizeof(uri)) < 0)
+        return ZT_E_IDENTITY;
+    key = EVP_EC_gen("P-256");
+    if (key == NULL)
+        goto out;
+    rc = issue_leaf(ca, uri, key, ttl_seconds, &x);
+    if (rc == 0)
+        rc = zt_tls_cert_new(x, ca->intermediates, key, ca->roots, out);
 out:
     ERR_clear_error();
     X509_free(x);
     EVP_PKEY_free(key);
+    return rc;
+}
+
+/* Appends the PEM of every certificate of sk to bio. */
+static void write_pems(BIO *bio, STACK_OF(X509) * sk)
+{
+    for (int i = 0; i < sk_X509_num(sk); i++)
+        if (!PEM_write_bio_X509(bio, sk_X509_value(sk, i)))
+            abort();
+}
+
+/* Moves what a memory BIO holds into a malloc'd NUL-terminated string and
+ * empties the BIO. */
+static char *take_bio_string(BIO *bio)
+{
+    char *data = NULL;
+    long n = BIO_get_mem_data(bio, &data);
+    char *s;
+    if (n < 0)
+        n = 0;
+    s = malloc((size_t)n + 1);
+    if (s == NULL)
+        abort();
+    if (n > 0)
+        memcpy(s, data, (size_t)n);
+    s[n] = '\0';
+    if (BIO_reset(bio) != 1)
+        abort();
+    return s;
+}
+
+int zt_tls_localca_sign_csr(struct zt_tls_localca *ca, const char *csr_pem, size_t len,
+                            unsigned ttl_seconds, char ***chain_out, size_t *n_out, char *err,
+                            size_t errlen)
+{
+    char uri[ZT_SPIFFE_ID_MAX + 1];
+    struct zt_spiffe_id id;
+    EVP_PKEY *pubkey = NULL;
+    X509 *x = NULL;
+    BIO *bio = NULL;
+    char **list = NULL;
+    size_t n = 0, cap;
+    int rc;
+
+    *chain_out = NULL;
+    *n_out = 0;
+    rc = zt_tls_csr_parse(csr_pem, len, &id, &pubkey, err, errlen);
+    if (rc != 0)
+        goto out;
+    if (zt_spiffe_format(&id, uri, sizeof(uri)) < 0) {
+        set_err(err, errlen, "CSR identity does not format");
+        rc = ZT_E_IDENTITY;
+        goto out;
+    }
+    if (ttl_seconds < ZT_TLS_LOCALCA_CSR_TTL_MIN)
+        ttl_seconds = ZT_TLS_LOCALCA_CSR_TTL_MIN;
+    if (ttl_seconds > ZT_TLS_LOCALCA_TTL_MAX)
+        ttl_seconds = ZT_TLS_LOCALCA_TTL_MAX;
+    rc = issue_leaf(ca, uri, pubkey, ttl_seconds, &x);
+    if (rc != 0) {
+        set_err(err, errlen, "signing failed (CA certificate expired?)");
+        goto out;
+    }
+
+    /* Istio's answer: the leaf, each intermediate alone, then the whole
+     * trust bundle as the last element. */
+    cap = 2 + (size_t)sk_X509_num(ca->intermediates);
+    list = calloc(cap, sizeof(*list));
+    bio = BIO_new(BIO_s_mem());
+    if (list == NULL || bio == NULL)
+        abort();
+    if (!PEM_write_bio_X509(bio, x))
+        abort();
+    list[n++] = take_bio_string(bio);
+    for (int i = 0; i < sk_X509_num(ca->intermediates); i++) {
+        if (!PEM_write_bio_X509(bio, sk_X509_value(ca->intermediates, i)))
+            abort();
+        list[n++] = take_bio_string(bio);
+    }
+    write_pems(bio, ca->roots);
+    list[n++] = take_bio_string(bio);
+    *chain_out = list;
+    *n_out = n;
+    list = NULL;
+    set_err(err, errlen, "ok");
+out:
+    ERR_clear_error();
+    BIO_free(bio);
+    zt_tls_pem_list_free(list, n);
+    X509_free(x);
+    EVP_PKEY_free(pubkey);
     return rc;
 }

@@ -7,7 +7,8 @@
  *   root-cert.pem   the mesh trust bundle: one or more roots
  *   cert-chain.pem  optional: chain from ca-cert up to the root
  *
- * Minting is thread-safe (an internal mutex serialises signing). */
+ * Minting and CSR signing are thread-safe (an internal mutex serialises
+ * signing). */
 #ifndef ZT_TLS_LOCALCA_H
 #define ZT_TLS_LOCALCA_H
 
@@ -42,6 +43,30 @@ int zt_tls_localca_load(const char *dir, struct zt_tls_localca **out, char *err,
  * OpenSSL fails. Borrows ca and id. */
 int zt_tls_localca_mint(struct zt_tls_localca *ca, const struct zt_spiffe_id *id,
                         unsigned ttl_seconds, struct zt_tls_cert **out);
+
+/* Shortest lifetime zt_tls_localca_sign_csr() issues. */
+#define ZT_TLS_LOCALCA_CSR_TTL_MIN 60u
+
+/* The server side of Istio's CA protocol: checks a PEM CSR with
+ * zt_tls_csr_parse() (tls/csr.h) and signs a leaf for its public key shaped
+ * exactly like zt_tls_localca_mint()'s: the one SPIFFE URI is the only thing
+ * taken from the request besides the key; its subject and any other
+ * requested extensions are ignored. ttl_seconds is clamped to
+ * ZT_TLS_LOCALCA_CSR_TTL_MIN .. ZT_TLS_LOCALCA_TTL_MAX (a caller maps an
+ * absent requested lifetime to its default before calling), then cut short
+ * at the CA certificate's expiry. Authorising the identity (may the caller
+ * ask for it?) is the caller's job: compare with zt_tls_csr_parse()
+ * first.
+ * Returns 0 and *chain_out, an array of *n_out malloc'd NUL-terminated PEM
+ * strings the caller frees with zt_tls_pem_list_free(): [0] the leaf, then
+ * each intermediate alone, and last the whole trust bundle (root-cert.pem's
+ * certificates). Errors: those of zt_tls_csr_parse() (ZT_E_TOO_BIG,
+ * ZT_E_PROTO, ZT_E_IDENTITY), or ZT_E_TLS if the CA certificate has expired
+ * or signing fails; err (may be NULL) gets a one-line reason. Borrows ca and
+ * csr_pem; thread-safe like minting. */
+int zt_tls_localca_sign_csr(struct zt_tls_localca *ca, const char *csr_pem, size_t len,
+                            unsigned ttl_seconds, char ***chain_out, size_t *n_out, char *err,
+                            size_t errlen);
 
 /* The trust bundle (borrowed; valid while ca lives). */
 STACK_OF(X509) * zt_tls_localca_roots(const struct zt_tls_localca *ca);

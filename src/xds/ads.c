@@ -1,0 +1,634 @@
+/* Delta ADS protocol engine: see ads.h for the contract.
+ *
+ * The engine keeps, per type, a map from resource name to the version it
+ * accepted. That map is what a reconnect reports in
+ * initial_resource_versions, so it must only ever hold what the current
+ * snapshot really reflects: a response's changes go into the map only after
+ * its snapshot was built successfully. */
+#include "xds/ads.h"
+
+#include "base/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define ADS_REASON_LEN 256
+/* Room kept at the end of a NACK message for "; ... (N more)". */
+#define ADS_ERROR_TAIL 40
+
+static const char *const type_urls[ZT_ADS_NTYPES] = {
+    [ZT_ADS_ADDRESS] = "type.googleapis.com/istio.workload.Address",
+    [ZT_ADS_AUTHORIZATION] = "type.googleapis.com/istio.security.Authorization",
+};
+
+/* ---------------------------------------------------------------- name map */
+
+/* Open addressing with linear probing and backward-shift deletion, so there
+ * are no tombstones to clean up after long runs of removals. */
+struct map_entry {
+    const char *name; /* NULL: free slot */
+    const char *version;
+    uint64_t hash;
+};
+
+struct name_map {
+    struct map_entry *v;
+    size_t cap; /* 0 or a power of two */
+    size_t n;
+    uint64_t seed;
+    bool owns; /* free names and versions (the engine's maps); the
+                  per-response set of seen names only borrows */
+};
+
+static uint64_t hash_name(uint64_t seed, const char *s)
+{
+    /* FNV-1a over a random seed: cheap, and the seed keeps colliding names
+     * from being chosen in advance. */
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+static void map_init(struct name_map *m, bool owns)
+{
+    memset(m, 0, sizeof(*m));
+    m->owns = owns;
+    if (getrandom(&m->seed, sizeof(m->seed), GRND_NONBLOCK) != (ssize_t)sizeof(m->seed))
+        m->seed = (uint64_t)(uintptr_t)m;
+}
+
+static void map_cleanup(struct name_map *m)
+{
+    if (m->owns) {
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->v[i].name)
+                continue;
+            free((char *)m->v[i].name);
+            free((char *)m->v[i].version);
+        }
+    }
+    free(m->v);
+    m->v = NULL;
+    m->cap = m->n = 0;
+}
+
+static size_t map_find(const struct name_map *m, const char *name)
+{
+    if (!m->cap)
+        return SIZE_MAX;
+    uint64_t h = hash_name(m->seed, name);
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        const struct map_entry *e = &m->v[i];
+        if (!e->name)
+            return SIZE_MAX;
+        if (e->hash == h && strcmp(e->name, name) == 0)
+            return i;
+    }
+}
+
+static void map_place(struct name_map *m, struct map_entry e)
+{
+    size_t i = e.hash & (m->cap - 1);
+    while (m->v[i].name)
+        i = (i + 1) & (m->cap - 1);
+    m->v[i] = e;
+}
+
+static void map_grow(struct name_map *m)
+{
+    struct map_entry *old = m->v;
+    size_t old_cap = m->cap;
+
+    m->cap = old_cap ? old_cap * 2 : 16;
+    m->v = zt_state_xcalloc(m->cap, sizeof(*m->v));
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].name)
+            map_place(m, old[i]);
+    free(old);
+}
+
+/* Inserts name (or replaces its version). Owning maps copy both strings;
+ * borrowing maps keep the pointers. */
+static void map_put(struct name_map *m, const char *name, const char *version)
+{
+    size_t i = map_find(m, name);
+    if (i != SIZE_MAX) {
+        if (m->owns) {
+            free((char *)m->v[i].version);
+            version = zt_state_xstrdup(version);
+        }
+        m->v[i].version = version;
+        return;
+    }
+    if ((m->n + 1) * 4 > m->cap * 3)
+        map_grow(m);
+    struct map_entry e = {
+        .name = m->owns ? zt_state_xstrdup(name) : name,
+        .version = m->owns ? zt_state_xstrdup(version) : version,
+        .hash = hash_name(m->seed, name),
+    };
+    map_place(m, e);
+    m->n++;
+}
+
+static void map_del(struct name_map *m, const char *name)
+{
+    size_t i = map_find(m, name);
+    if (i == SIZE_MAX)
+        return;
+    if (m->owns) {
+        free((char *)m->v[i].name);
+        free((char *)m->v[i].version);
+    }
+    memset(&m->v[i], 0, sizeof(m->v[i]));
+    m->n--;
+    /* Pull back every later entry of the run that may sit at or before the
+     * hole, so lookups never stop early at it. */
+    size_t hole = i, mask = m->cap - 1;
+    for (size_t j = (i + 1) & mask; m->v[j].name; j = (j + 1) & mask) {
+        size_t home = m->v[j].hash & mask;
+        /* Entry j may move to hole unless its home lies cyclically in
+         * (hole, j]. */
+        bool home_after_hole = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (home_after_hole)
+            continue;
+        m->v[hole] = m->v[j];
+        memset(&m->v[j], 0, sizeof(m->v[j]));
+        hole = j;
+    }
+}
+
+/* ---------------------------------------------------------------- engine */
+
+struct pending {
+    enum zt_ads_type type;
+    bool is_initial;
+    char *type_url; /* only for an unknown type's NACK */
+    char *nonce;
+    char *error;
+};
+
+struct zt_ads {
+    const struct zt_ads_ops *ops;
+    void *ud;
+    enum zt_ads_stream_state state;
+    struct zt_state *snapshot; /* base of the next builder; one reference */
+    struct name_map accepted[ZT_ADS_NTYPES];
+    bool acked[ZT_ADS_NTYPES];
+    bool is_ready;
+
+    /* Per stream. */
+    bool node_sent[ZT_ADS_NTYPES];
+    bool had_response;
+    struct pending *queue;
+    size_t q_head, q_len; /* queue[q_head .. q_len) are unsent */
+
+    /* What the last zt_ads_next_request() handed out. */
+    struct pending out;
+    const char **out_names, **out_versions;
+
+    uint64_t next_backoff_ms;
+};
+
+const char *zt_ads_type_url(enum zt_ads_type t)
+{
+    if ((unsigned)t >= ZT_ADS_NTYPES)
+        return "";
+    return type_urls[t];
+}
+
+enum zt_ads_type zt_ads_type_from_url(const char *type_url)
+{
+    if (!type_url)
+        return ZT_ADS_NTYPES;
+    for (int t = 0; t < ZT_ADS_NTYPES; t++)
+        if (strcmp(type_url, type_urls[t]) == 0)
+            return (enum zt_ads_type)t;
+    return ZT_ADS_NTYPES;
+}
+
+const char *zt_ads_stream_state_str(enum zt_ads_stream_state s)
+{
+    switch (s) {
+    case ZT_ADS_ST_IDLE:
+        return "idle";
+    case ZT_ADS_ST_STREAMING:
+        return "streaming";
+    }
+    return "?";
+}
+
+static void set_state(struct zt_ads *a, enum zt_ads_stream_state s)
+{
+    a->state = s;
+}
+
+static void pending_cleanup(struct pending *p)
+{
+    free(p->type_url);
+    free(p->nonce);
+    free(p->error);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Ends the lifetime of the request last handed out. */
+static void release_out(struct zt_ads *a)
+{
+    pending_cleanup(&a->out);
+    free(a->out_names);
+    free(a->out_versions);
+    a->out_names = a->out_versions = NULL;
+}
+
+static void clear_queue(struct zt_ads *a)
+{
+    for (size_t i = a->q_head; i < a->q_len; i++)
+        pending_cleanup(&a->queue[i]);
+    free(a->queue);
+    a->queue = NULL;
+    a->q_head = a->q_len = 0;
+}
+
+static bool queue_full(const struct zt_ads *a)
+{
+    return a->q_len - a->q_head >= ZT_ADS_MAX_PENDING;
+}
+
+/* Takes ownership of p's strings. */
+static void enqueue(struct zt_ads *a, const struct pending *p)
+{
+    if (a->q_head == a->q_len) {
+        a->q_head = a->q_len = 0;
+    } else if (a->q_head > 0 && a->q_head * 2 >= a->q_len) {
+        /* Slide the unsent tail down so the array stays bounded. */
+        memmove(a->queue, a->queue + a->q_head, (a->q_len - a->q_head) * sizeof(*a->queue));
+        a->q_len -= a->q_head;
+        a->q_head = 0;
+    }
+    size_t n = a->q_len;
+    struct pending *slot = zt_state_array_push(&a->queue, &n, sizeof(*a->queue));
+    *slot = *p;
+    a->q_len = n;
+}
+
+struct zt_ads *zt_ads_new(const struct zt_ads_ops *ops, void *ud, const struct zt_state *initial)
+{
+    struct zt_ads *a = zt_state_xcalloc(1, sizeof(*a));
+    a->ops = ops;
+    a->ud = ud;
+    a->snapshot = initial ? zt_state_ref(initial) : zt_state_new_empty();
+    for (int t = 0; t < ZT_ADS_NTYPES; t++)
+        map_init(&a->accepted[t], true);
+    a->next_backoff_ms = ZT_ADS_BACKOFF_INITIAL_MS;
+    set_state(a, ZT_ADS_ST_IDLE);
+    return a;
+}
+
+void zt_ads_free(struct zt_ads *a)
+{
+    if (!a)
+        return;
+    release_out(a);
+    clear_queue(a);
+    for (int t = 0; t < ZT_ADS_NTYPES; t++)
+        map_cleanup(&a->accepted[t]);
+    zt_state_unref(a->snapshot);
+    free(a);
+}
+
+void zt_ads_stream_started(struct zt_ads *a)
+{
+    release_out(a);
+    clear_queue(a);
+    memset(a->node_sent, 0, sizeof(a->node_sent));
+    a->had_response = false;
+    set_state(a, ZT_ADS_ST_STREAMING);
+    for (int t = 0; t < ZT_ADS_NTYPES; t++) {
+        struct pending p = {.type = (enum zt_ads_type)t, .is_initial = true};
+        enqueue(a, &p);
+    }
+}
+
+static int cmp_entry_name(const void *x, const void *y)
+{
+    const struct map_entry *const *a = x, *const *b = y;
+    return strcmp((*a)->name, (*b)->name);
+}
+
+/* Fills the initial_resource_versions arrays from the accepted map, sorted
+ * by name so that requests are reproducible. The strings stay borrowed from
+ * the map, which does not change before the next public call. */
+static void fill_initial_versions(struct zt_ads *a, enum zt_ads_type t, struct zt_ads_request *out)
+{
+    const struct name_map *m = &a->accepted[t];
+    if (!m->n)
+        return;
+    const struct map_entry **es = zt_state_xcalloc(m->n, sizeof(*es));
+    size_t n = 0;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->v[i].name)
+            es[n++] = &m->v[i];
+    qsort(es, n, sizeof(*es), cmp_entry_name);
+    a->out_names = zt_state_xcalloc(n, sizeof(*a->out_names));
+    a->out_versions = zt_state_xcalloc(n, sizeof(*a->out_versions));
+    for (size_t i = 0; i < n; i++) {
+        a->out_names[i] = es[i]->name;
+        a->out_versions[i] = es[i]->version;
+    }
+    free(es);
+    out->initial_names = a->out_names;
+    out->initial_versions = a->out_versions;
+    out->n_initial = n;
+}
+
+bool zt_ads_next_request(struct zt_ads *a, struct zt_ads_request *out)
+{
+    release_out(a);
+    memset(out, 0, sizeof(*out));
+    if (a->state != ZT_ADS_ST_STREAMING || a->q_head == a->q_len)
+        return false;
+    a->out = a->queue[a->q_head++];
+
+    enum zt_ads_type t = a->out.type;
+    out->type = t;
+    out->type_url = a->out.type_url ? a->out.type_url : zt_ads_type_url(t);
+    out->response_nonce = a->out.nonce;
+    out->error_message = a->out.error;
+    if (t < ZT_ADS_NTYPES) {
+        out->include_node = !a->node_sent[t];
+        a->node_sent[t] = true;
+        if (a->out.is_initial)
+            fill_initial_versions(a, t, out);
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- responses */
+
+/* The NACK message: "<name>: <reason>; ..." capped at ZT_ADS_MAX_ERROR. Once
+ * one piece does not fit, later ones are only counted, so the message never
+ * skips an error and then lists a later one. */
+struct nack {
+    char buf[ZT_ADS_MAX_ERROR];
+    size_t len;
+    size_t n_listed, n_omitted;
+};
+
+static void nack_add(struct nack *k, const char *name, const char *reason)
+{
+    const char *sep = k->n_listed ? "; " : "";
+    size_t need = strlen(sep) + strlen(name) + 2 + strlen(reason);
+    if (k->n_omitted || k->len + need >= sizeof(k->buf) - ADS_ERROR_TAIL) {
+        k->n_omitted++;
+        return;
+    }
+    k->len +=
+        (size_t)snprintf(k->buf + k->len, sizeof(k->buf) - k->len, "%s%s: %s", sep, name, reason);
+    k->n_listed++;
+}
+
+static bool nack_empty(const struct nack *k)
+{
+    return k->n_listed == 0 && k->n_omitted == 0;
+}
+
+static char *nack_finish(struct nack *k)
+{
+    if (k->n_omitted)
+        snprintf(k->buf + k->len, sizeof(k->buf) - k->len, "%s... (%zu more)",
+                 k->n_listed ? "; " : "", k->n_omitted);
+    return zt_state_xstrdup(k->buf);
+}
+
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+static void queue_reply(struct zt_ads *a, enum zt_ads_type t, const char *type_url,
+                        const char *nonce, struct nack *k)
+{
+    struct pending p = {
+        .type = t,
+        .type_url = t < ZT_ADS_NTYPES ? NULL : zt_state_xstrdup(nz(type_url)),
+        .nonce = zt_state_xstrdup(nz(nonce)),
+        .error = nack_empty(k) ? NULL : nack_finish(k),
+    };
+    enqueue(a, &p);
+}
+
+/* Checks one resource before the owner sees it. Returns NULL or a reason. */
+static const char *check_resource(const struct zt_ads *a, enum zt_ads_type t,
+                                  const struct zt_ads_resource *r, const struct name_map *seen,
+                                  size_t n_new)
+{
+    if (!r->name || !r->name[0])
+        return "resource without name";
+    if (strnlen(r->name, ZT_ADS_MAX_NAME + 1) > ZT_ADS_MAX_NAME)
+        return "name too long";
+    if (r->version && strnlen(r->version, ZT_ADS_MAX_VERSION + 1) > ZT_ADS_MAX_VERSION)
+        return "version too long";
+    if (map_find(seen, r->name) != SIZE_MAX)
+        return "duplicate resource in response";
+    if (map_find(&a->accepted[t], r->name) == SIZE_MAX &&
+        a->accepted[t].n + n_new >= ZT_ADS_MAX_RESOURCES)
+        return "too many resources";
+    return NULL;
+}
+
+/* Applies one response of a known type. Map changes are collected in
+ * `good` and committed only once the snapshot is built. */
+static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                           struct nack *k)
+{
+    struct zt_state_builder *b = zt_state_builder_new(a->snapshot);
+    struct zt_state *next = NULL;
+    struct name_map seen;
+    size_t *good = NULL, n_good = 0, n_new = 0, n_removed = 0;
+    char reason[ADS_REASON_LEN];
+
+    map_init(&seen, false);
+    for (size_t i = 0; i < r->n_resources; i++) {
+        const struct zt_ads_resource *res = &r->resources[i];
+        const char *name = res->name && res->name[0] ? res->name : "<unnamed>";
+        const char *bad = check_resource(a, t, res, &seen, n_new);
+        if (bad) {
+            /* A name over the cap is not repeated in full. */
+            nack_add(k, strlen(name) > 256 ? "<long name>" : name, bad);
+            continue;
+        }
+        map_put(&seen, res->name, NULL);
+        reason[0] = '\0';
+        int rc = a->ops->apply(a->ud, t, b, res, reason, sizeof(reason));
+        if (rc < 0) {
+            reason[sizeof(reason) - 1] = '\0';
+            nack_add(k, name, reason[0] ? reason : zt_strerror(rc));
+            continue;
+        }
+        if (map_find(&a->accepted[t], res->name) == SIZE_MAX)
+            n_new++;
+        size_t *slot = zt_state_array_push(&good, &n_good, sizeof(*good));
+        *slot = i;
+    }
+    for (size_t i = 0; i < r->n_removed; i++) {
+        const char *name = r->removed[i];
+        if (!name || !name[0] || strnlen(name, ZT_ADS_MAX_NAME + 1) > ZT_ADS_MAX_NAME)
+            continue;
+        a->ops->remove(a->ud, t, b, name);
+        n_removed++;
+    }
+    map_cleanup(&seen);
+
+    if (n_good + n_removed == 0) {
+        zt_state_builder_free(b);
+        goto out;
+    }
+    if (zt_state_builder_finish(b, &next, reason, sizeof(reason)) < 0) {
+        /* Nothing of this response took effect: NACK it as a whole. */
+        nack_add(k, "snapshot", reason);
+        goto out;
+    }
+    for (size_t i = 0; i < n_good; i++) {
+        const struct zt_ads_resource *res = &r->resources[good[i]];
+        map_put(&a->accepted[t], res->name, nz(res->version));
+    }
+    for (size_t i = 0; i < r->n_removed; i++)
+        if (r->removed[i])
+            map_del(&a->accepted[t], r->removed[i]);
+    zt_state_unref(a->snapshot);
+    a->snapshot = zt_state_ref(next);
+    a->ops->publish(a->ud, next);
+out:
+    free(good);
+}
+
+int zt_ads_on_response(struct zt_ads *a, const struct zt_ads_response *r)
+{
+    struct nack *k = NULL;
+    int rc = 0;
+
+    release_out(a);
+    if (a->state != ZT_ADS_ST_STREAMING) {
+        rc = ZT_E_CLOSED;
+        goto out;
+    }
+    if (queue_full(a)) {
+        rc = ZT_E_TOO_BIG;
+        goto out;
+    }
+    k = zt_state_xcalloc(1, sizeof(*k));
+    enum zt_ads_type t = zt_ads_type_from_url(r->type_url);
+    if (t == ZT_ADS_NTYPES) {
+        nack_add(k, nz(r->type_url), "unknown type_url");
+        queue_reply(a, t, r->type_url, r->nonce, k);
+        rc = ZT_E_PROTO;
+        goto out;
+    }
+    a->had_response = true;
+    if ((r->n_resources && !r->resources) || (r->n_removed && !r->removed)) {
+        /* The transport's bug, not istiod's; still answer the nonce. */
+        nack_add(k, "response", "malformed");
+        queue_reply(a, t, r->type_url, r->nonce, k);
+        rc = ZT_E_PROTO;
+        goto out;
+    }
+    if (r->n_resources > ZT_ADS_MAX_RESOURCES || r->n_removed > ZT_ADS_MAX_RESOURCES) {
+        nack_add(k, "response", "too many resources");
+        queue_reply(a, t, r->type_url, r->nonce, k);
+        rc = ZT_E_TOO_BIG;
+        goto out;
+    }
+    apply_response(a, t, r, k);
+    bool is_ack = nack_empty(k);
+    queue_reply(a, t, r->type_url, r->nonce, k);
+    if (is_ack && !a->acked[t]) {
+        a->acked[t] = true;
+        bool all = true;
+        for (int i = 0; i < ZT_ADS_NTYPES; i++)
+            all = all && a->acked[i];
+        if (all && !a->is_ready) {
+            a->is_ready = true;
+            if (a->ops->ready)
+                a->ops->ready(a->ud);
+        }
+    }
+out:
+    free(k);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- stream end */
+
+static bool is_benign(int status, const char *message)
+{
+    const char *m = nz(message);
+    switch (status) {
+    case ZT_ADS_GRPC_OK:
+    case ZT_ADS_GRPC_CANCELLED:
+    case ZT_ADS_GRPC_UNKNOWN:
+    case ZT_ADS_GRPC_DEADLINE_EXCEEDED:
+        return true;
+    case ZT_ADS_GRPC_UNAVAILABLE:
+        return strstr(m, "transport is closing") || strstr(m, "received prior goaway");
+    default:
+        return false;
+    }
+}
+
+void zt_ads_stream_ended(struct zt_ads *a, int grpc_status, const char *message,
+                         uint64_t *retry_after_ms)
+{
+    release_out(a);
+    clear_queue(a);
+    if (a->had_response)
+        a->next_backoff_ms = ZT_ADS_BACKOFF_INITIAL_MS;
+    a->had_response = false;
+    set_state(a, ZT_ADS_ST_IDLE);
+
+    if (is_benign(grpc_status, message)) {
+        a->next_backoff_ms = ZT_ADS_BACKOFF_INITIAL_MS;
+        *retry_after_ms = ZT_ADS_BACKOFF_INITIAL_MS;
+        return;
+    }
+    *retry_after_ms = a->next_backoff_ms;
+    a->next_backoff_ms *= 2;
+    if (a->next_backoff_ms > ZT_ADS_BACKOFF_MAX_MS)
+        a->next_backoff_ms = ZT_ADS_BACKOFF_MAX_MS;
+}
+
+/* ---------------------------------------------------------------- queries */
+
+enum zt_ads_stream_state zt_ads_state(const struct zt_ads *a)
+{
+    return a->state;
+}
+
+bool zt_ads_is_ready(const struct zt_ads *a)
+{
+    return a->is_ready;
+}
+
+size_t zt_ads_resource_count(const struct zt_ads *a, enum zt_ads_type t)
+{
+    if ((unsigned)t >= ZT_ADS_NTYPES)
+        return 0;
+    return a->accepted[t].n;
+}
+
+const char *zt_ads_resource_version(const struct zt_ads *a, enum zt_ads_type t, const char *name)
+{
+    if ((unsigned)t >= ZT_ADS_NTYPES || !name)
+        return NULL;
+    size_t i = map_find(&a->accepted[t], name);
+    return i == SIZE_MAX ? NULL : a->accepted[t].v[i].version;
+}
+
+const struct zt_state *zt_ads_snapshot(const struct zt_ads *a)
+{
+    return a->snapshot;
+}
