@@ -117,6 +117,103 @@ static int probe_orig_src(const struct zt_config *cfg, bool *out)
     return 0;
 }
 
+/* A new state from a config source: data plane, admin view, reference. */
+static void publish_state(struct proxy_app *app, struct zt_state *next)
+{
+    zt_proxy_set_state(app->proxy, next);
+    zt_proxy_admin_set_state(app, next);
+    zt_state_unref(app->state);
+    app->state = next;
+}
+
+static void on_xds_publish(void *ud, struct zt_state *state)
+{
+    struct proxy_app *app = ud;
+    ZT_INFO("xds", "new state: %zu workloads, %zu services, %zu policies",
+            zt_state_workload_count(state), zt_state_service_count(state),
+            zt_state_policy_count(state));
+    publish_state(app, state);
+}
+
+static void on_xds_ready(void *ud)
+{
+    struct proxy_app *app = ud;
+    atomic_store(&app->xds_pending, false);
+}
+
+static const struct zt_xds_client_ops xds_ops = {
+    .publish = on_xds_publish,
+    .ready = on_xds_ready,
+};
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v ? v : def;
+}
+
+/* XDS_ADDRESS set and not empty: istiod (or `ztunnel control`) is the
+ * source of workloads, services and policies, on top of any local config. */
+static int start_xds(struct proxy_app *app)
+{
+    const char *addr = getenv("XDS_ADDRESS");
+    if (!addr || !*addr)
+        return 0;
+    const char *pod = env_or("POD_NAME", ""), *ns = env_or("POD_NAMESPACE", "");
+    char node_id[600];
+    snprintf(node_id, sizeof(node_id), "ztunnel~%s~%s.%s~%s.svc.cluster.local",
+             env_or("INSTANCE_IP", "1.1.1.1"), pod, ns, ns);
+    /* Node metadata: Istio's fixed keys, then every ISTIO_META_* variable. */
+    extern char **environ;
+    size_t cap = 8;
+    for (char **e = environ; *e; e++)
+        cap += 2;
+    const char **meta = calloc(cap, sizeof(*meta));
+    char **owned = calloc(cap, sizeof(*owned));
+    if (!meta || !owned)
+        abort();
+    size_t n = 0, no = 0;
+    const char *fixed[] = {"NAME",         pod,
+                           "NAMESPACE",    ns,
+                           "INSTANCE_IPS", env_or("INSTANCE_IP", ""),
+                           "NODE_NAME",    app->cfg.node_name ? app->cfg.node_name : ""};
+    for (size_t i = 0; i < 8; i++)
+        meta[n++] = fixed[i];
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "ISTIO_META_", 11) != 0 || !strchr(*e, '='))
+            continue;
+        char *kv = strdup(*e + 11);
+        if (!kv)
+            abort();
+        owned[no++] = kv;
+        char *eq = strchr(kv, '=');
+        *eq = 0;
+        meta[n++] = kv;
+        meta[n++] = eq + 1;
+    }
+    struct zt_xds_client_opts o = {
+        .address = addr,
+        .root_ca = env_or("XDS_ROOT_CA", "./var/run/secrets/istio/root-cert.pem"),
+        .alt_hostname = getenv("ALT_XDS_HOSTNAME"),
+        .token_path = env_or("AUTH_TOKEN", "./var/run/secrets/tokens/istio-token"),
+        .cluster_id = app->cfg.cluster_id,
+        .node_id = node_id,
+        .node_meta = meta,
+        .n_node_meta = n / 2,
+    };
+    char err[512];
+    atomic_store(&app->xds_pending, true);
+    int rc =
+        zt_xds_client_start(app->loop, &o, app->state, &xds_ops, app, &app->xds, err, sizeof(err));
+    for (size_t i = 0; i < no; i++)
+        free(owned[i]);
+    free(owned);
+    free(meta);
+    if (rc < 0)
+        fprintf(stderr, "ztunnel proxy: %s\n", err);
+    return rc;
+}
+
 static void on_reload_timer(uv_timer_t *t)
 {
     struct proxy_app *app = t->data;
@@ -126,10 +223,7 @@ static void on_reload_timer(uv_timer_t *t)
         ZT_ERROR("config", "%s: edit refused, the previous configuration stays in force", err);
         return;
     }
-    zt_proxy_set_state(app->proxy, next);
-    zt_proxy_admin_set_state(app, next);
-    zt_state_unref(app->state);
-    app->state = next;
+    publish_state(app, next);
     ZT_INFO("config", "reloaded %s: %zu workloads, %zu services, %zu policies",
             app->cfg.local_xds_path, zt_state_workload_count(next), zt_state_service_count(next),
             zt_state_policy_count(next));
@@ -265,7 +359,11 @@ int zt_cmd_proxy(int argc, char **argv)
         fprintf(stderr, "ztunnel proxy: in-pod client: %s\n", zt_strerror(rc));
         return 1;
     }
-    if (app.cfg.local_xds_path)
+    if (start_xds(&app) < 0)
+        return 1;
+    /* With xDS the file is the starting point only: a reload would replace
+     * what the control plane sent. */
+    if (app.cfg.local_xds_path && !app.xds)
         start_watch(&app);
     uv_signal_init(app.loop, &app.sigterm);
     uv_signal_init(app.loop, &app.sigint);
@@ -282,6 +380,7 @@ int zt_cmd_proxy(int argc, char **argv)
 
     if (app.inpod)
         zt_inpod_client_stop(app.inpod);
+    zt_xds_client_stop(app.xds);
     zt_proxy_admin_stop(&app);
     uv_close((uv_handle_t *)&app.quit_async, NULL);
     zt_proxy_free(app.proxy);

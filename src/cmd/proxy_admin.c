@@ -65,8 +65,10 @@ static bool op_ready(void *ud, char *why, size_t cap)
         snprintf(why, cap, "draining");
         return false;
     }
-    if (!atomic_load(&app->inpod_ready)) {
-        snprintf(why, cap, "workload proxy manager");
+    bool state = atomic_load(&app->xds_pending), inpod = !atomic_load(&app->inpod_ready);
+    if (state || inpod) {
+        snprintf(why, cap, "%s%s%s", state ? "state manager" : "", state && inpod ? ", " : "",
+                 inpod ? "workload proxy manager" : "");
         return false;
     }
     return true;

@@ -10,6 +10,7 @@
 #include "proxy/proxy.h"
 #include "telemetry/metrics.h"
 #include "tls/localca.h"
+#include "xds/client.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -39,6 +40,8 @@ struct proxy_app {
     json_t *workload_state;        /* uid -> {state, info} of served pods */
     atomic_bool inpod_ready;       /* agent connected, snapshot received, none pending */
     atomic_bool draining;
+    atomic_bool xds_pending; /* XDS_ADDRESS set, first ACK of both types not yet */
+    struct zt_xds_client *xds;
     uv_async_t quit_async; /* POST /quitquitquit */
     struct zt_admin *admin;
 };

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char ciphersuites[] = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
@@ -192,4 +193,37 @@ bool zt_tls_alpn_is_h2(const SSL *ssl)
     unsigned int len = 0;
     SSL_get0_alpn_selected(ssl, &p, &len);
     return len == 2 && memcmp(p, "h2", 2) == 0;
+}
+
+SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        abort();
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    int ok = root_ca && strcmp(root_ca, "SYSTEM") == 0
+                 ? SSL_CTX_set_default_verify_paths(ctx)
+                 : SSL_CTX_load_verify_locations(ctx, root_ca, NULL);
+    if (ok != 1) {
+        snprintf(err, errlen, "%s: cannot load root certificates", root_ca ? root_ca : "(none)");
+        goto fail;
+    }
+    if (SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2)) != 0) {
+        snprintf(err, errlen, "cannot set ALPN");
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+fail:
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+int zt_tls_expect_host(SSL *ssl, const char *host)
+{
+    if (SSL_set_tlsext_host_name(ssl, host) != 1 || SSL_set1_host(ssl, host) != 1)
+        return ZT_E_TLS;
+    return 0;
 }

@@ -42,6 +42,15 @@ struct zt_tls_cert *zt_tls_ctx_cert(const SSL_CTX *ctx);
  * it has no parseable SPIFFE URI SAN. */
 int zt_tls_peer_identity(SSL *ssl, struct zt_spiffe_id *out);
 
+/* A client context for control-plane connections (xDS, CA): no client
+ * certificate, TLS 1.2 or 1.3, ALPN h2, the server's chain verified against
+ * `root_ca` (a PEM file path, or "SYSTEM" for the OS roots). The host name
+ * to check is set per connection with zt_tls_expect_host(). Returns NULL
+ * with the reason in err. */
+SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errlen);
+/* Sends `host` as SNI and requires the server certificate to match it. */
+int zt_tls_expect_host(SSL *ssl, const char *host);
+
 /* Up to `cap` SPIFFE ids of the verified peer leaf, in certificate order;
  * *n gets the count. Returns 0 (at least one), or ZT_E_IDENTITY. */
 int zt_tls_peer_identities(SSL *ssl, struct zt_spiffe_id *out, size_t cap, size_t *n);

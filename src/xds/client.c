@@ -1,0 +1,505 @@
+/* Delta ADS transport: TLS + HTTP/2 + gRPC around the sans-I/O engine in
+ * ads.c, with protobuf encoding of requests and decoding of responses. */
+#include "xds/client.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "h2/grpc.h"
+#include "loop/sock.h"
+#include "proto/discovery.pb-c.h"
+#include "tls/ctx.h"
+#include "xds/ads.h"
+#include "xds/convert.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ADS_PATH "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#define MAX_MESSAGE (200u << 20) /* istiod's client accepts 200 MiB */
+#define TOKEN_MAX 16384
+
+struct zt_xds_client {
+    uv_loop_t *loop;
+    enum zt_xds_client_state state;
+    const struct zt_xds_client_ops *ops;
+    void *ud;
+    char host[256], port[16], authority[280], verify_host[256];
+    char *token_path, *cluster_id;
+    SSL_CTX *ctx;
+    struct zt_ads *ads;
+    uv_timer_t timer;
+    uv_getaddrinfo_t gai;
+    bool gai_pending;
+    int holds; /* the timer handle and a pending lookup keep the object alive */
+    struct zt_h2conn *h2;
+    struct zt_grpc_call *call;
+    bool attempt_ended; /* the engine already heard how this attempt ended */
+    /* The Node sent on the first request of each type. */
+    Envoy__Config__Core__V3__Node node;
+    Google__Protobuf__Struct meta;
+    Google__Protobuf__Struct__FieldsEntry *entries;
+    Google__Protobuf__Value *values;
+    Google__Protobuf__Struct__FieldsEntry **entry_ptrs;
+    char **meta_strings;
+    size_t n_meta;
+};
+
+static const char *const state_names[] = {"backoff", "resolving", "connecting", "streaming",
+                                          "stopped"};
+
+const char *zt_xds_client_state_str(enum zt_xds_client_state st)
+{
+    return (unsigned)st < 5 ? state_names[st] : "?";
+}
+
+static void set_state(struct zt_xds_client *c, enum zt_xds_client_state st)
+{
+    ZT_DEBUG("xds", "%s -> %s", zt_xds_client_state_str(c->state), zt_xds_client_state_str(st));
+    c->state = st;
+}
+
+enum zt_xds_client_state zt_xds_client_state(const struct zt_xds_client *c)
+{
+    return c->state;
+}
+
+static void start_connect(struct zt_xds_client *c);
+
+static void on_timer(uv_timer_t *t)
+{
+    struct zt_xds_client *c = t->data;
+    if (c->state == ZT_XDS_ST_BACKOFF)
+        start_connect(c);
+}
+
+/* The attempt is over: tell the engine once and wait its backoff. */
+static void attempt_ended(struct zt_xds_client *c, int status, const char *message)
+{
+    if (c->attempt_ended || c->state == ZT_XDS_ST_STOPPED)
+        return;
+    c->attempt_ended = true;
+    uint64_t retry = 0;
+    zt_ads_stream_ended(c->ads, status, message, &retry);
+    if (status == ZT_ADS_CONNECT_FAILED)
+        ZT_WARN("xds", "%s; reconnecting in %llu ms", message ? message : "no connection",
+                (unsigned long long)retry);
+    else
+        ZT_WARN("xds", "stream to %s ended with gRPC status %d (%s); reconnecting in %llu ms",
+                c->authority, status, message ? message : "", (unsigned long long)retry);
+    set_state(c, ZT_XDS_ST_BACKOFF);
+    uv_timer_start(&c->timer, on_timer, retry, 0);
+}
+
+/* ---- requests ---- */
+
+static void send_request(struct zt_xds_client *c, const struct zt_ads_request *r)
+{
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest req =
+        ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    Google__Rpc__Status status = GOOGLE__RPC__STATUS__INIT;
+    req.type_url = (char *)r->type_url;
+    if (r->include_node)
+        req.node = &c->node;
+    req.response_nonce = (char *)(r->response_nonce ? r->response_nonce : "");
+    if (r->error_message) {
+        status.code = ZT_GRPC_INVALID_ARGUMENT;
+        status.message = (char *)r->error_message;
+        req.error_detail = &status;
+        ZT_WARN("xds", "rejecting part of %s: %s", r->type_url, r->error_message);
+    }
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry *entries =
+                                                                                           NULL,
+                                                                                       **ptrs =
+                                                                                           NULL;
+    if (r->n_initial) {
+        entries = calloc(r->n_initial, sizeof(*entries));
+        ptrs = calloc(r->n_initial, sizeof(*ptrs));
+        if (!entries || !ptrs)
+            abort();
+        for (size_t i = 0; i < r->n_initial; i++) {
+            envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(
+                &entries[i]);
+            entries[i].key = (char *)r->initial_names[i];
+            entries[i].value = (char *)r->initial_versions[i];
+            ptrs[i] = &entries[i];
+        }
+        req.n_initial_resource_versions = r->n_initial;
+        req.initial_resource_versions = ptrs;
+    }
+    size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(&req);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        abort();
+    envoy__service__discovery__v3__delta_discovery_request__pack(&req, buf);
+    zt_grpc_call_send(c->call, buf, len);
+    free(buf);
+    free(entries);
+    free(ptrs);
+}
+
+static void pump(struct zt_xds_client *c)
+{
+    struct zt_ads_request r;
+    while (c->call && zt_ads_next_request(c->ads, &r))
+        send_request(c, &r);
+}
+
+/* ---- the ADS call ---- */
+
+static void on_message(void *ud, const uint8_t *msg, size_t len)
+{
+    struct zt_xds_client *c = ud;
+    Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *resp =
+        envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, len, msg);
+    if (!resp) {
+        /* Without a nonce there is nothing to NACK: start over. */
+        ZT_WARN("xds", "undecodable DeltaDiscoveryResponse (%zu bytes): reconnecting", len);
+        zt_grpc_call_cancel(c->call);
+        c->call = NULL;
+        attempt_ended(c, ZT_GRPC_INTERNAL, "undecodable response");
+        if (c->h2)
+            zt_h2conn_close(c->h2, ZT_E_PROTO);
+        return;
+    }
+    struct zt_ads_resource *res = calloc(resp->n_resources ? resp->n_resources : 1, sizeof(*res));
+    if (!res)
+        abort();
+    for (size_t i = 0; i < resp->n_resources; i++) {
+        const Envoy__Service__Discovery__V3__Resource *r = resp->resources[i];
+        res[i] = (struct zt_ads_resource){
+            .name = r->name,
+            .version = r->version,
+            .value = r->resource ? r->resource->value.data : NULL,
+            .value_len = r->resource ? r->resource->value.len : 0,
+        };
+    }
+    struct zt_ads_response ar = {
+        .type_url = resp->type_url,
+        .nonce = resp->nonce,
+        .system_version_info = resp->system_version_info,
+        .resources = res,
+        .n_resources = resp->n_resources,
+        .removed = (const char *const *)resp->removed_resources,
+        .n_removed = resp->n_removed_resources,
+    };
+    ZT_DEBUG("xds", "%s: %zu resource(s), %zu removal(s), nonce %s", resp->type_url,
+             resp->n_resources, resp->n_removed_resources, resp->nonce);
+    zt_ads_on_response(c->ads, &ar);
+    free(res);
+    envoy__service__discovery__v3__delta_discovery_response__free_unpacked(resp, NULL);
+    pump(c);
+}
+
+static void on_call_close(void *ud, int status, const char *message)
+{
+    struct zt_xds_client *c = ud;
+    c->call = NULL;
+    attempt_ended(c, status, message);
+    /* A fresh connection for the next attempt. */
+    if (c->h2)
+        zt_h2conn_shutdown(c->h2);
+}
+
+static const struct zt_grpc_call_ops call_ops = {
+    .on_message = on_message,
+    .on_close = on_call_close,
+};
+
+static size_t read_token(const char *path, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    if (!path)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = 0;
+    return n;
+}
+
+static int on_conn_ready(struct zt_h2conn *h2, void *ud)
+{
+    struct zt_xds_client *c = ud;
+    static char token[TOKEN_MAX], bearer[TOKEN_MAX + 8];
+    const char *md[4];
+    size_t n = 0;
+    if (read_token(c->token_path, token, sizeof(token))) {
+        snprintf(bearer, sizeof(bearer), "Bearer %s", token);
+        md[n++] = "authorization";
+        md[n++] = bearer;
+    }
+    md[n++] = "clusterid";
+    md[n++] = c->cluster_id;
+    c->call = zt_grpc_call_start(h2, c->authority, ADS_PATH, md, n / 2, MAX_MESSAGE, &call_ops, c);
+    OPENSSL_cleanse(token, sizeof(token));
+    OPENSSL_cleanse(bearer, sizeof(bearer));
+    if (!c->call)
+        return ZT_E_PROTO;
+    ZT_INFO("xds", "connected to %s", c->authority);
+    set_state(c, ZT_XDS_ST_STREAMING);
+    zt_ads_stream_started(c->ads);
+    pump(c);
+    return 0;
+}
+
+static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
+{
+    struct zt_xds_client *c = ud;
+    c->h2 = NULL;
+    if (c->state == ZT_XDS_ST_STOPPED)
+        return;
+    char msg[400];
+    snprintf(msg, sizeof(msg), "connection to %s: %s", c->authority,
+             error == ZT_E_TLS ? "TLS handshake failed (check XDS_ROOT_CA and the host name)"
+                               : zt_strerror(error));
+    attempt_ended(c, ZT_ADS_CONNECT_FAILED, msg);
+}
+
+static const struct zt_h2conn_ops conn_ops = {
+    .on_ready = on_conn_ready,
+    .on_closed = on_conn_closed,
+};
+
+static void release(struct zt_xds_client *c);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct zt_xds_client *c = req->data;
+    c->gai_pending = false;
+    if (c->state == ZT_XDS_ST_STOPPED) {
+        uv_freeaddrinfo(res);
+        release(c);
+        return;
+    }
+    c->holds--;
+    if (status < 0 || !res) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "cannot resolve %s: %s", c->host, uv_strerror(status));
+        uv_freeaddrinfo(res);
+        attempt_ended(c, ZT_ADS_CONNECT_FAILED, msg);
+        return;
+    }
+    struct zt_sock_opts o = {.netns_fd = -1};
+    int fd = zt_sock_connect(res->ai_addr, NULL, &o, NULL);
+    uv_freeaddrinfo(res);
+    if (fd < 0) {
+        attempt_ended(c, ZT_ADS_CONNECT_FAILED, zt_strerror(fd));
+        return;
+    }
+    struct zt_h2_settings settings = {.stream_window = 4u << 20,
+                                      .connection_window = 16u << 20,
+                                      .max_frame_size = 1u << 20,
+                                      .max_header_list = 16 * 1024,
+                                      .ping_interval_ms = 30000,
+                                      .ping_timeout_ms = 10000};
+    c->h2 = zt_h2conn_new(c->loop, fd, c->ctx, ZT_H2_CLIENT, &settings, &conn_ops, c);
+    if (!c->h2 || zt_tls_expect_host(zt_h2conn_ssl(c->h2), c->verify_host) < 0) {
+        if (c->h2)
+            zt_h2conn_close(c->h2, ZT_E_TLS);
+        else
+            attempt_ended(c, ZT_ADS_CONNECT_FAILED, "cannot create the connection");
+        return;
+    }
+    set_state(c, ZT_XDS_ST_CONNECTING);
+}
+
+static void start_connect(struct zt_xds_client *c)
+{
+    c->attempt_ended = false;
+    set_state(c, ZT_XDS_ST_RESOLVING);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    c->gai.data = c;
+    int rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->host, c->port, &hints);
+    if (rc < 0) {
+        attempt_ended(c, ZT_ADS_CONNECT_FAILED, uv_strerror(rc));
+        return;
+    }
+    c->gai_pending = true;
+    c->holds++;
+}
+
+/* ---- engine callbacks ---- */
+
+static int op_apply(void *ud, enum zt_ads_type t, struct zt_state_builder *b,
+                    const struct zt_ads_resource *r, char *err, size_t errlen)
+{
+    char *name = NULL;
+    int rc = t == ZT_ADS_ADDRESS
+                 ? zt_xds_apply_address(b, r->value, r->value_len, &name, err, errlen)
+                 : zt_xds_apply_authorization(b, r->value, r->value_len, &name, err, errlen);
+    if (rc == 0 && name && strcmp(name, r->name) != 0)
+        ZT_DEBUG("xds", "resource %s holds object %s", r->name, name);
+    free(name);
+    return rc;
+}
+
+static void op_remove(void *ud, enum zt_ads_type t, struct zt_state_builder *b, const char *name)
+{
+    struct zt_xds_client *c = ud;
+    if (t == ZT_ADS_ADDRESS)
+        zt_xds_remove_address(b, zt_ads_snapshot(c->ads), name);
+    else
+        zt_xds_remove_authorization(b, name);
+}
+
+static void op_publish(void *ud, struct zt_state *state)
+{
+    struct zt_xds_client *c = ud;
+    c->ops->publish(c->ud, state);
+}
+
+static void op_ready(void *ud)
+{
+    struct zt_xds_client *c = ud;
+    ZT_INFO("xds", "first configuration of every type accepted");
+    if (c->ops->ready)
+        c->ops->ready(c->ud);
+}
+
+static const struct zt_ads_ops ads_ops = {
+    .apply = op_apply,
+    .remove = op_remove,
+    .publish = op_publish,
+    .ready = op_ready,
+};
+
+/* ---- lifecycle ---- */
+
+static int parse_address(struct zt_xds_client *c, const char *address, char *err, size_t errlen)
+{
+    const char *a = address;
+    if (strncmp(a, "https://", 8) == 0)
+        a += 8;
+    const char *colon = strrchr(a, ':');
+    const char *host = a;
+    size_t hlen = colon ? (size_t)(colon - a) : strlen(a);
+    if (host[0] == '[' && hlen >= 2 && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    if (!colon || hlen == 0 || hlen >= sizeof(c->host) || strlen(colon + 1) == 0 ||
+        strlen(colon + 1) >= sizeof(c->port) ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+        snprintf(err, errlen, "XDS_ADDRESS=%s: expected host:port", address);
+        return ZT_E_CONFIG;
+    }
+    memcpy(c->host, host, hlen);
+    c->host[hlen] = 0;
+    snprintf(c->port, sizeof(c->port), "%s", colon + 1);
+    snprintf(c->authority, sizeof(c->authority), "%.*s:%s", (int)(colon - a), a, c->port);
+    return 0;
+}
+
+static void build_node(struct zt_xds_client *c, const struct zt_xds_client_opts *o)
+{
+    envoy__config__core__v3__node__init(&c->node);
+    google__protobuf__struct__init(&c->meta);
+    c->n_meta = o->n_node_meta;
+    c->entries = calloc(c->n_meta + 1, sizeof(*c->entries));
+    c->values = calloc(c->n_meta + 1, sizeof(*c->values));
+    c->entry_ptrs = calloc(c->n_meta + 1, sizeof(*c->entry_ptrs));
+    c->meta_strings = calloc(2 * c->n_meta + 2, sizeof(char *));
+    if (!c->entries || !c->values || !c->entry_ptrs || !c->meta_strings)
+        abort();
+    for (size_t i = 0; i < c->n_meta; i++) {
+        c->meta_strings[2 * i] = strdup(o->node_meta[2 * i]);
+        c->meta_strings[2 * i + 1] = strdup(o->node_meta[2 * i + 1] ? o->node_meta[2 * i + 1] : "");
+        if (!c->meta_strings[2 * i] || !c->meta_strings[2 * i + 1])
+            abort();
+        google__protobuf__struct__fields_entry__init(&c->entries[i]);
+        google__protobuf__value__init(&c->values[i]);
+        c->values[i].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+        c->values[i].string_value = c->meta_strings[2 * i + 1];
+        c->entries[i].key = c->meta_strings[2 * i];
+        c->entries[i].value = &c->values[i];
+        c->entry_ptrs[i] = &c->entries[i];
+    }
+    c->meta.n_fields = c->n_meta;
+    c->meta.fields = c->entry_ptrs;
+    c->meta_strings[2 * c->n_meta] = strdup(o->node_id ? o->node_id : "ztunnel~1.1.1.1~ztunnel");
+    if (!c->meta_strings[2 * c->n_meta])
+        abort();
+    c->node.id = c->meta_strings[2 * c->n_meta];
+    c->node.metadata = &c->meta;
+    c->node.user_agent_name = (char *)"ztunnel-c";
+}
+
+int zt_xds_client_start(uv_loop_t *loop, const struct zt_xds_client_opts *opts,
+                        const struct zt_state *initial, const struct zt_xds_client_ops *ops,
+                        void *ud, struct zt_xds_client **out, char *err, size_t errlen)
+{
+    struct zt_xds_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    if (parse_address(c, opts->address, err, errlen) < 0) {
+        free(c);
+        return ZT_E_CONFIG;
+    }
+    c->ctx = zt_tls_server_auth_ctx_new(opts->root_ca, err, errlen);
+    if (!c->ctx) {
+        free(c);
+        return ZT_E_CONFIG;
+    }
+    c->loop = loop;
+    c->ops = ops;
+    c->ud = ud;
+    snprintf(c->verify_host, sizeof(c->verify_host), "%s",
+             opts->alt_hostname && opts->alt_hostname[0] ? opts->alt_hostname : c->host);
+    c->token_path = opts->token_path ? strdup(opts->token_path) : NULL;
+    c->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "Kubernetes");
+    build_node(c, opts);
+    c->ads = zt_ads_new(&ads_ops, c, initial);
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    c->holds = 1;
+    c->state = ZT_XDS_ST_BACKOFF;
+    start_connect(c);
+    *out = c;
+    return 0;
+}
+
+static void release(struct zt_xds_client *c)
+{
+    if (--c->holds > 0)
+        return;
+    for (size_t i = 0; i < 2 * c->n_meta + 1; i++)
+        free(c->meta_strings[i]);
+    free(c->meta_strings);
+    free(c->entries);
+    free(c->values);
+    free(c->entry_ptrs);
+    zt_ads_free(c->ads);
+    SSL_CTX_free(c->ctx);
+    free(c->token_path);
+    free(c->cluster_id);
+    free(c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
+void zt_xds_client_stop(struct zt_xds_client *c)
+{
+    if (!c || c->state == ZT_XDS_ST_STOPPED)
+        return;
+    set_state(c, ZT_XDS_ST_STOPPED);
+    if (c->call) {
+        zt_grpc_call_cancel(c->call);
+        c->call = NULL;
+    }
+    if (c->h2)
+        zt_h2conn_close(c->h2, ZT_E_CLOSED);
+    if (c->gai_pending)
+        uv_cancel((uv_req_t *)&c->gai);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}

@@ -1,0 +1,61 @@
+/* The proxy's xDS client: Istio's delta ADS over gRPC over TLS to
+ * XDS_ADDRESS (wire facts §3.1), on the control loop. It keeps one stream
+ * open, reconnecting with the engine's backoff, and hands every accepted
+ * state to its owner. While the control plane is unreachable the last good
+ * state stays in force (the client simply publishes nothing).
+ *
+ * Server-only TLS: the server certificate is verified against the root
+ * file and the address's host name (or ALT_XDS_HOSTNAME); each call carries
+ * `authorization: Bearer <token file contents>` (re-read per call) and
+ * `clusterid`. */
+#ifndef ZT_XDS_CLIENT_H
+#define ZT_XDS_CLIENT_H
+
+#include "state/state.h"
+
+#include <stddef.h>
+#include <uv.h>
+
+struct zt_xds_client_opts {
+    const char *address;      /* "host:port", "https://host:port" accepted */
+    const char *root_ca;      /* PEM file, or "SYSTEM" */
+    const char *alt_hostname; /* name to verify instead of the host; NULL = host */
+    const char *token_path;   /* bearer token file; NULL or unreadable = none */
+    const char *cluster_id;
+    const char *node_id;
+    /* Node metadata as string pairs (NAME, NAMESPACE, NODE_NAME, ...). */
+    const char *const *node_meta;
+    size_t n_node_meta;
+};
+
+struct zt_xds_client_ops {
+    /* A new snapshot; the owner takes the reference. */
+    void (*publish)(void *ud, struct zt_state *state);
+    /* Both types have been ACKed once (readiness). */
+    void (*ready)(void *ud);
+};
+
+enum zt_xds_client_state {
+    ZT_XDS_ST_BACKOFF,    /* waiting to (re)connect */
+    ZT_XDS_ST_RESOLVING,  /* looking up the host */
+    ZT_XDS_ST_CONNECTING, /* TCP + TLS + HTTP/2 */
+    ZT_XDS_ST_STREAMING,  /* the ADS stream is open */
+    ZT_XDS_ST_STOPPED
+};
+const char *zt_xds_client_state_str(enum zt_xds_client_state st);
+
+struct zt_xds_client;
+
+/* Starts connecting at once. `initial` (borrowed, may be NULL) is the base
+ * of the first update (e.g. a local config). Options are copied. Returns 0,
+ * or ZT_E_CONFIG with the reason in err. */
+int zt_xds_client_start(uv_loop_t *loop, const struct zt_xds_client_opts *opts,
+                        const struct zt_state *initial, const struct zt_xds_client_ops *ops,
+                        void *ud, struct zt_xds_client **out, char *err, size_t errlen);
+
+enum zt_xds_client_state zt_xds_client_state(const struct zt_xds_client *c);
+
+/* Stops and frees on a later loop iteration; no callback afterwards. */
+void zt_xds_client_stop(struct zt_xds_client *c);
+
+#endif
