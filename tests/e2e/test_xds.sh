@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The proxy as istiod's client, against an implementation that is not ours:
+# a fake istiod on Node's @grpc/grpc-js (tests/conformance/fake_istiod.js)
+# serves delta ADS. Checks the requests Istio's ztunnel sends (node on the
+# first request of each type, Address before Authorization, bearer token,
+# clusterid, ACK nonces), traffic on the workloads it pushed, readiness
+# after the first ACKs, a pushed policy and a removal taking effect, a
+# malformed resource NACKed by name while the rest applies, and surviving a
+# control-plane outage with initial_resource_versions on reconnect.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=mesh.sh
+. "$here/mesh.sh"
+zt_trap_cleanup
+conf="$mesh_repo/tests/conformance"
+
+A=10.200.1.2 C=10.200.2.2 CP=$(zt_node_ip 1)
+TOKEN=zt-e2e-token-123
+zt_test "setup: fake istiod (grpc-js) on node 1, proxies on both nodes fed only by xDS"
+# state_json [EXTRA]: the fake's state; workload c unless NO_C=1; EXTRA is
+# appended as more top-level members.
+state_json() {
+	local wl_a wl_c=""
+	wl_a='{"uid": "a", "name": "a", "namespace": "default", "serviceAccount": "sa-a", "ips": ["'$A'"], "tunnelProtocol": "HBONE", "node": "node1"}'
+	if [ "${NO_C:-0}" != 1 ]; then
+		wl_c=', {"uid": "c", "name": "c", "namespace": "default", "serviceAccount": "sa-c", "ips": ["'$C'"], "tunnelProtocol": "HBONE", "node": "node2"}'
+	fi
+	printf '{"workloads": [%s%s]%s}\n' "$wl_a" "$wl_c" "${1:+, $1}"
+}
+write_state() {
+	printf '%s\n' "$1" >"$ZT_WORK/state.json.tmp" && mv "$ZT_WORK/state.json.tmp" "$ZT_WORK/state.json"
+}
+start_fake() {
+	zt_bg "$(zt_node_ns 1)" "fake-istiod-$1" node "$conf/fake_istiod.js" --listen "$CP:15012" \
+		--tls-cert "$ZT_WORK/cp/istiod-chain.pem" --tls-key "$ZT_WORK/cp/istiod-key.pem" \
+		--config "$ZT_WORK/state.json" --ca-dir "$ZT_WORK/cp/ca" --log "$ZT_WORK/events.jsonl" \
+		--token "$TOKEN"
+	FAKE_PID=$ZT_BG_PID
+	mesh_wait_grep "$ZT_WORK/fake-istiod-$1.log" "listening" 20
+}
+start_proxy() {
+	# shellcheck disable=SC2046
+	mesh_start_bg "$1" proxy env $(mesh_env "$1") XDS_ADDRESS="https://$CP:15012" \
+		XDS_ROOT_CA="$ZT_WORK/cp/ca/root-cert.pem" ALT_XDS_HOSTNAME=istiod.test \
+		AUTH_TOKEN="$ZT_WORK/token" LOCAL_CA_DIR="$ZT_WORK/cp/ca" NODE_NAME="node$1" \
+		POD_NAME="ztunnel-$1" POD_NAMESPACE=istio-system ISTIO_META_E2E=yes \
+		RUST_LOG="${LOGLVL:-info}" "$ZT_BIN" proxy
+	mesh_wait_grep "$(mesh_log "$1" proxy)" "snapshot received" 10
+}
+setup() {
+	"$conf/setup.sh" || return 1
+	zt_node_add 1 && zt_node_add 2 || return 1
+	a=$(zt_pod_add 1 1 a) && c=$(zt_pod_add 2 1 c) || return 1
+	"$conf/mkcerts.sh" "$ZT_WORK/cp" istiod.test >/dev/null || return 1
+	MESH_CA="$ZT_WORK/cp/ca"
+	echo "$TOKEN" >"$ZT_WORK/token"
+	write_state "$(state_json)"
+	start_fake 1 || return 1
+	mesh_cni_start 1 && mesh_cni_start 2 || return 1
+	start_proxy 1 && start_proxy 2 || return 1
+	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$c" c sa-c || return 1
+	zt_echo_server "$c" 8080 && zt_echo_server "$c" 9090
+}
+if setup; then zt_pass; else
+	zt_fail "setup failed"
+	mesh_finish
+	exit 1
+fi
+ev() { cat "$ZT_WORK/events.jsonl"; }
+py() { python3 -c "$1" "$ZT_WORK/events.jsonl"; }
+
+zt_test "traffic between workloads known only from xDS goes through HBONE"
+m1=$(mesh_mark 1)
+reply=$(zt_send "$a" $C 8080 via-xds)
+line=$(mesh_wait_access 1 "$m1" "direction=outbound" 5)
+if [ "$reply" = via-xds ]; then
+	mesh_expect_fields "$line" "dst.hbone_addr=$C:8080" "dst.identity=$(mesh_id sa-c)" "src.identity=$(mesh_id sa-a)"
+else
+	zt_fail "reply '$reply'"
+fi
+
+zt_test "each proxy's first requests: Address then Authorization, node on both, token and clusterid"
+got=$(py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+out = []
+for node in ("ztunnel~1.1.1.1~ztunnel-1.istio-system~istio-system.svc.cluster.local",
+             "ztunnel~1.1.1.1~ztunnel-2.istio-system~istio-system.svc.cluster.local"):
+    reqs = [e for e in ev if e["event"] == "request" and e.get("node_id") == node]
+    first = [r["type_url"].split("/")[-1] for r in reqs[:2]]
+    ok_meta = all(r["metadata"]["authorization"] == "Bearer zt-e2e-token-123" and r["metadata"]["clusterid"] == "Kubernetes" for r in reqs)
+    nm = reqs[0]["node_metadata"] if reqs else {}
+    out.append("%s %s %s %s" % (",".join(first), ok_meta, nm.get("NAMESPACE"), nm.get("E2E")))
+print(" | ".join(out))')
+zt_expect_eq "$got" "istio.workload.Address,istio.security.Authorization True istio-system yes | istio.workload.Address,istio.security.Authorization True istio-system yes"
+
+zt_test "every response was ACKed with its nonce, without error"
+got=$(py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+sent = {e["nonce"] for e in ev if e["event"] == "response"}
+acked = {e["response_nonce"] for e in ev if e["event"] == "request" and e["response_nonce"] and not e["error_detail"]}
+print(len(sent) > 0 and sent <= acked)')
+zt_expect_eq "$got" True
+
+zt_test "readiness: 200 once both types were ACKed"
+zt_expect_eq "$(zt_ns_exec "$(zt_node_ns 2)" curl -s -o /dev/null -w '%{http_code}' localhost:15021/healthz/ready)" 200
+
+zt_test "a pushed DENY policy applies within a second"
+write_state "$(state_json '"policies": [{"name": "no-9090", "namespace": "default", "scope": "NAMESPACE", "action": "DENY", "rules": [{"clauses": [{"matches": [{"destinationPorts": [9090]}]}]}]}]')"
+ok=""
+for _ in $(seq 20); do
+	[ -z "$(zt_send "$a" $C 9090 x 1)" ] && [ "$(zt_send "$a" $C 8080 y 2)" = y ] && { ok=1; break; }
+	sleep 0.1
+done
+if [ -n "$ok" ]; then zt_pass; else zt_fail "9090 still open"; fi
+
+zt_test "a malformed resource is NACKed by name, the others still apply"
+write_state "$(state_json '"raw": [{"type": "address", "name": "broken-one", "hex": "0a05ff"}]')"
+for _ in $(seq 30); do
+	grep -q '"broken-one' "$ZT_WORK/events.jsonl" && grep -q 'error_detail":{' "$ZT_WORK/events.jsonl" && break
+	sleep 0.1
+done
+got=$(py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+nacks = [e["error_detail"]["message"] for e in ev if e["event"] == "request" and e["error_detail"]]
+print(any(m.startswith("broken-one: ") for m in nacks))')
+# The policy was dropped from the state at the same time: 9090 open again.
+if [ "$got" = True ] && [ "$(zt_send "$a" $C 9090 open 2)" = open ]; then zt_pass; else zt_fail "NACK $got"; fi
+
+zt_test "a removed workload stops being meshed"
+m1=$(mesh_mark 1)
+NO_C=1 write_state "$(NO_C=1 state_json)"
+sleep 1
+zt_send "$a" $C 8080 plain >/dev/null
+line=$(mesh_wait_access 1 "$m1" "direction=outbound" 5)
+if [ -n "$line" ] && [ -z "$(mesh_field "$line" dst.hbone_addr)" ]; then zt_pass; else zt_fail "line: $line"; fi
+write_state "$(state_json)"
+sleep 1
+
+zt_test "the control plane goes away: traffic goes on with the last state"
+zt_bg_stop "$FAKE_PID"
+sed -i "/^$FAKE_PID /d" "$ZT_WORK/pids"
+zt_expect_eq "$(zt_send "$a" $C 8080 still-here)" still-here
+
+zt_test "it comes back: proxies reconnect with initial_resource_versions"
+before=$(grep -c '"event":"request"' "$ZT_WORK/events.jsonl")
+start_fake 2
+ok=""
+for _ in $(seq 60); do
+	got=$(py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+reqs = [e for e in ev if e["event"] == "request"][int(sys.argv[2]) if len(sys.argv) > 2 else '"$before"':]
+print(sum(1 for r in reqs if r["has_node"] and r["initial_resource_versions"]))')
+	[ "$got" -ge 2 ] && { ok=1; break; }
+	sleep 0.2
+done
+if [ -n "$ok" ] && [ "$(zt_send "$a" $C 8080 back)" = back ]; then zt_pass; else zt_fail "reconnects with versions: $got"; fi
+
+mesh_finish
