@@ -26,6 +26,21 @@ static int pod_add(void *ud, const char *uid, int netns_fd, const struct zt_zds_
 {
     struct proxy_app *app = ud;
     int rc = zt_proxy_pod_add(app->proxy, uid, netns_fd, info);
+    if (rc == 0 && app->ca_client) {
+        /* Fetch the pod's certificate now, so its first connection does
+         * not wait for the CA on a worker. */
+        const struct zt_workload *wl = zt_state_workload_by_info(
+            app->state, info->name, info->namespace,
+            info->service_account[0] ? info->service_account : NULL, app->cfg.node_name);
+        struct zt_spiffe_id id;
+        struct zt_ca_identity *ident = NULL;
+        if (zt_spiffe_make(wl ? wl->trust_domain : app->cfg.trust_domain, info->namespace,
+                           wl ? wl->service_account
+                              : (info->service_account[0] ? info->service_account : "default"),
+                           &id) == 0 &&
+            zt_ca_mgr_acquire(app->ca, &id, &ident) == 0)
+            zt_ca_identity_unref(ident);
+    }
     if (rc == 0) {
         zt_proxy_admin_pod_up(app, uid, info);
         zt_metrics_counter_inc(app->metrics, ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED);
@@ -302,13 +317,32 @@ int zt_cmd_proxy(int argc, char **argv)
     zt_log_set_json(app.cfg.log_format == ZT_LOG_FORMAT_JSON);
     if (load_state(&app) < 0)
         return 1;
-    if (!app.cfg.local_ca_dir) {
-        fprintf(stderr, "ztunnel proxy: LOCAL_CA_DIR is not set: a certificate authority is "
-                        "needed to issue workload certificates\n");
+    /* Certificates: the Istio CA at CA_ADDRESS (default: the xDS server,
+     * as Istio does) or, without one, minted locally from LOCAL_CA_DIR. */
+    const char *ca_addr = getenv("CA_ADDRESS");
+    if (!ca_addr && !app.cfg.local_ca_dir)
+        ca_addr = getenv("XDS_ADDRESS");
+    if (ca_addr && *ca_addr) {
+        struct zt_ca_client_opts co = {
+            .address = ca_addr,
+            .root_ca = env_or("CA_ROOT_CA",
+                              env_or("XDS_ROOT_CA", "./var/run/secrets/istio/root-cert.pem")),
+            .alt_hostname = getenv("ALT_CA_HOSTNAME"),
+            .token_path = env_or("AUTH_TOKEN", "./var/run/secrets/tokens/istio-token"),
+            .cluster_id = app.cfg.cluster_id,
+            .impersonate = app.cfg.proxy_mode == ZT_PROXY_MODE_SHARED,
+        };
+        if (zt_ca_client_new(&co, &app.ca_client, err, sizeof(err)) < 0) {
+            fprintf(stderr, "ztunnel proxy: %s\n", err);
+            zt_state_unref(app.state);
+            return 1;
+        }
+    } else if (!app.cfg.local_ca_dir) {
+        fprintf(stderr, "ztunnel proxy: no certificate authority: set CA_ADDRESS (Istio CA) or "
+                        "LOCAL_CA_DIR (an Istio cacerts directory)\n");
         zt_state_unref(app.state);
         return 1;
-    }
-    if (zt_tls_localca_load(app.cfg.local_ca_dir, &app.localca, err, sizeof(err)) < 0) {
+    } else if (zt_tls_localca_load(app.cfg.local_ca_dir, &app.localca, err, sizeof(err)) < 0) {
         fprintf(stderr, "ztunnel proxy: LOCAL_CA_DIR: %s\n", err);
         zt_state_unref(app.state);
         return 1;
@@ -318,7 +352,9 @@ int zt_cmd_proxy(int argc, char **argv)
         return 1;
 
     app.loop = uv_default_loop();
-    app.ca = zt_ca_mgr_new(app.loop, app.localca, (unsigned)app.cfg.secret_ttl_s);
+    app.ca = app.ca_client ? zt_ca_mgr_new_custom(app.loop, zt_ca_client_mint, app.ca_client,
+                                                  (unsigned)app.cfg.secret_ttl_s)
+                           : zt_ca_mgr_new(app.loop, app.localca, (unsigned)app.cfg.secret_ttl_s);
     app.metrics = zt_metrics_new(app.cfg.worker_threads, ZT_VERSION);
     struct zt_proxy_opts opts = {
         .workers = app.cfg.worker_threads,
@@ -393,6 +429,7 @@ int zt_cmd_proxy(int argc, char **argv)
     zt_ca_mgr_free(app.ca);
     uv_run(app.loop, UV_RUN_NOWAIT);
     zt_tls_localca_free(app.localca);
+    zt_ca_client_free(app.ca_client);
     zt_metrics_free(app.metrics);
     zt_state_unref(app.state);
     ZT_INFO("proxy", "stopped");

@@ -4,6 +4,7 @@
 #define ZT_CMD_PROXY_APP_H
 
 #include "admin/admin.h"
+#include "ca/client.h"
 #include "ca/manager.h"
 #include "config/env.h"
 #include "inpod/zds_client.h"
@@ -42,7 +43,8 @@ struct proxy_app {
     atomic_bool draining;
     atomic_bool xds_pending; /* XDS_ADDRESS set, first ACK of both types not yet */
     struct zt_xds_client *xds;
-    uv_async_t quit_async; /* POST /quitquitquit */
+    struct zt_ca_client *ca_client; /* CA_ADDRESS: certificates from an Istio CA */
+    uv_async_t quit_async;          /* POST /quitquitquit */
     struct zt_admin *admin;
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The proxy as istiod's client, against an implementation that is not ours:
 # a fake istiod on Node's @grpc/grpc-js (tests/conformance/fake_istiod.js)
-# serves delta ADS. Checks the requests Istio's ztunnel sends (node on the
+# serves delta ADS and signs workload certificates (CreateCertificate). Checks the requests Istio's ztunnel sends (node on the
 # first request of each type, Address before Authorization, bearer token,
 # clusterid, ACK nonces), traffic on the workloads it pushed, readiness
 # after the first ACKs, a pushed policy and a removal taking effect, a
@@ -42,7 +42,8 @@ start_proxy() {
 	# shellcheck disable=SC2046
 	mesh_start_bg "$1" proxy env $(mesh_env "$1") XDS_ADDRESS="https://$CP:15012" \
 		XDS_ROOT_CA="$ZT_WORK/cp/ca/root-cert.pem" ALT_XDS_HOSTNAME=istiod.test \
-		AUTH_TOKEN="$ZT_WORK/token" LOCAL_CA_DIR="$ZT_WORK/cp/ca" NODE_NAME="node$1" \
+		CA_ADDRESS="https://$CP:15012" ALT_CA_HOSTNAME=istiod.test \
+		AUTH_TOKEN="$ZT_WORK/token" NODE_NAME="node$1" \
 		POD_NAME="ztunnel-$1" POD_NAMESPACE=istio-system ISTIO_META_E2E=yes \
 		RUST_LOG="${LOGLVL:-info}" "$ZT_BIN" proxy
 	mesh_wait_grep "$(mesh_log "$1" proxy)" "snapshot received" 10
@@ -78,6 +79,19 @@ if [ "$reply" = via-xds ]; then
 else
 	zt_fail "reply '$reply'"
 fi
+
+zt_test "certificates came from the CA: one CSR per workload, impersonated, P-256, critical SAN"
+got=$(py '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+out = []
+for sa in ("sa-a", "sa-c"):
+    ident = "spiffe://cluster.local/ns/default/sa/" + sa
+    cs = [e for e in ev if e["event"] == "csr" and e["identity"] == ident and e["result"] == "signed"]
+    ok = bool(cs) and all(c["impersonated"] == ident and c["csr"]["key"] == "P-256" and c["csr"]["san_critical"] and c["csr"]["subject_empty"] and c["metadata"]["authorization"] == "Bearer zt-e2e-token-123" for c in cs)
+    out.append("%s %s" % (sa, ok))
+print(" ".join(out))')
+zt_expect_eq "$got" "sa-a True sa-c True"
 
 zt_test "each proxy's first requests: Address then Authorization, node on both, token and clusterid"
 got=$(py '

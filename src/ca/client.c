@@ -1,0 +1,450 @@
+/* Istio CA client: CreateCertificate calls from a dedicated thread. Callers
+ * of zt_ca_client_mint() wait on a condition variable for their request;
+ * the thread owns the connection, the queue and the gRPC calls. */
+#include "ca/client.h"
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "h2/grpc.h"
+#include "loop/sock.h"
+#include "loop/worker.h"
+#include "proto/ca.pb-c.h"
+#include "tls/csr.h"
+#include "tls/ctx.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CA_PATH "/istio.v1.auth.IstioCertificateService/CreateCertificate"
+#define MAX_RESPONSE (1u << 20)
+#define TOKEN_MAX 16384
+
+struct req {
+    struct zt_ca_client *c;
+    struct zt_spiffe_id id;
+    unsigned ttl;
+    char *csr;
+    EVP_PKEY *key;
+    int refs;  /* (c->mu) the waiting caller and the client thread */
+    bool done; /* (c->mu) */
+    int rc;
+    struct zt_tls_cert *cert;
+    struct zt_buf resp;
+    bool got_msg;
+    struct req *next;
+};
+
+struct zt_ca_client {
+    struct zt_worker w;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char host[256], port[16], authority[280], verify_host[256];
+    char *token_path, *cluster_id;
+    bool impersonate;
+    unsigned timeout_ms;
+    SSL_CTX *ctx;
+    /* The client thread's own: */
+    struct zt_h2conn *h2;
+    bool h2_ready;
+    struct req *head, *tail; /* waiting for a connection or a free slot */
+    unsigned inflight;
+    bool stopping;
+};
+
+static void req_unref(struct req *r)
+{
+    struct zt_ca_client *c = r->c;
+    pthread_mutex_lock(&c->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&c->mu);
+    if (left > 0)
+        return;
+    EVP_PKEY_free(r->key);
+    free(r->csr);
+    zt_tls_cert_unref(r->cert);
+    zt_buf_release(&r->resp);
+    free(r);
+}
+
+/* Client thread: hands the result to the waiting caller. */
+static void complete(struct req *r, int rc, struct zt_tls_cert *cert)
+{
+    struct zt_ca_client *c = r->c;
+    pthread_mutex_lock(&c->mu);
+    r->rc = rc;
+    r->cert = cert;
+    r->done = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    req_unref(r);
+}
+
+static void fail_queue(struct zt_ca_client *c, int rc)
+{
+    while (c->head) {
+        struct req *r = c->head;
+        c->head = r->next;
+        complete(r, rc, NULL);
+    }
+    c->tail = NULL;
+}
+
+static void kick(struct zt_ca_client *c);
+
+/* ---- one CreateCertificate call ---- */
+
+static void on_message(void *ud, const uint8_t *msg, size_t len)
+{
+    struct req *r = ud;
+    if (r->got_msg)
+        return; /* unary: the first answer counts */
+    r->got_msg = true;
+    zt_buf_append(&r->resp, msg, len);
+}
+
+static void on_call_close(void *ud, int status, const char *message)
+{
+    struct req *r = ud;
+    struct zt_ca_client *c = r->c;
+    char name[ZT_SPIFFE_ID_MAX + 1], err[256] = "";
+    zt_spiffe_format(&r->id, name, sizeof(name));
+    c->inflight--;
+    int rc;
+    struct zt_tls_cert *cert = NULL;
+    if (status != ZT_GRPC_OK) {
+        ZT_WARN("ca", "certificate for %s refused by %s: gRPC status %d (%s)", name, c->authority,
+                status, message ? message : "");
+        rc = status == ZT_GRPC_UNAUTHENTICATED || status == ZT_GRPC_PERMISSION_DENIED
+                 ? ZT_E_DENIED
+                 : ZT_E_UPSTREAM;
+        goto out;
+    }
+    Istio__V1__Auth__IstioCertificateResponse *resp =
+        r->got_msg ? istio__v1__auth__istio_certificate_response__unpack(NULL, r->resp.len,
+                                                                         zt_buf_head(&r->resp))
+                   : NULL;
+    if (!resp) {
+        ZT_WARN("ca", "certificate for %s: no or undecodable response from %s", name, c->authority);
+        rc = ZT_E_PROTO;
+        goto out;
+    }
+    rc = zt_tls_cert_from_ca_response((const char *const *)resp->cert_chain, resp->n_cert_chain,
+                                      r->key, &r->id, &cert, err, sizeof(err));
+    istio__v1__auth__istio_certificate_response__free_unpacked(resp, NULL);
+    if (rc < 0)
+        ZT_WARN("ca", "certificate for %s from %s not accepted: %s", name, c->authority, err);
+    else
+        ZT_INFO("ca", "certificate for %s issued by %s", name, c->authority);
+out:
+    complete(r, rc, cert);
+    kick(c);
+}
+
+static const struct zt_grpc_call_ops call_ops = {
+    .on_message = on_message,
+    .on_close = on_call_close,
+};
+
+static size_t read_token(const char *path, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    if (!path)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = 0;
+    return n;
+}
+
+static void start_call(struct zt_ca_client *c, struct req *r)
+{
+    static char token[TOKEN_MAX], bearer[TOKEN_MAX + 8];
+    char name[ZT_SPIFFE_ID_MAX + 1];
+    zt_spiffe_format(&r->id, name, sizeof(name));
+    const char *md[4];
+    size_t n = 0;
+    if (read_token(c->token_path, token, sizeof(token))) {
+        snprintf(bearer, sizeof(bearer), "Bearer %s", token);
+        md[n++] = "authorization";
+        md[n++] = bearer;
+    }
+    md[n++] = "clusterid";
+    md[n++] = c->cluster_id;
+    struct zt_grpc_call *call =
+        zt_grpc_call_start(c->h2, c->authority, CA_PATH, md, n / 2, MAX_RESPONSE, &call_ops, r);
+    OPENSSL_cleanse(token, sizeof(token));
+    OPENSSL_cleanse(bearer, sizeof(bearer));
+    if (!call) {
+        complete(r, ZT_E_UPSTREAM, NULL);
+        return;
+    }
+    c->inflight++;
+    /* {"ImpersonatedIdentity": "<spiffe id>"} in shared mode. */
+    Google__Protobuf__Value v = GOOGLE__PROTOBUF__VALUE__INIT;
+    v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+    v.string_value = name;
+    Google__Protobuf__Struct__FieldsEntry fe = GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
+    fe.key = (char *)"ImpersonatedIdentity";
+    fe.value = &v;
+    Google__Protobuf__Struct__FieldsEntry *fields[] = {&fe};
+    Google__Protobuf__Struct meta = GOOGLE__PROTOBUF__STRUCT__INIT;
+    meta.n_fields = 1;
+    meta.fields = fields;
+    Istio__V1__Auth__IstioCertificateRequest msg = ISTIO__V1__AUTH__ISTIO_CERTIFICATE_REQUEST__INIT;
+    msg.csr = r->csr;
+    msg.validity_duration = r->ttl;
+    if (c->impersonate)
+        msg.metadata = &meta;
+    size_t len = istio__v1__auth__istio_certificate_request__get_packed_size(&msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        abort();
+    istio__v1__auth__istio_certificate_request__pack(&msg, buf);
+    zt_grpc_call_send(call, buf, len);
+    zt_grpc_call_close_send(call);
+    free(buf);
+}
+
+/* ---- the connection ---- */
+
+static int on_conn_ready(struct zt_h2conn *h2, void *ud)
+{
+    struct zt_ca_client *c = ud;
+    c->h2_ready = true;
+    kick(c);
+    return 0;
+}
+
+static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
+{
+    struct zt_ca_client *c = ud;
+    bool was_ready = c->h2_ready;
+    c->h2 = NULL;
+    c->h2_ready = false;
+    if (c->stopping)
+        return;
+    if (!was_ready) {
+        /* Never connected: the waiting requests cannot go anywhere now. */
+        ZT_WARN("ca", "cannot reach the CA at %s: %s", c->authority,
+                error == ZT_E_TLS ? "TLS handshake failed (check CA_ROOT_CA and the host name)"
+                                  : zt_strerror(error));
+        fail_queue(c, ZT_E_UPSTREAM);
+        return;
+    }
+    if (c->head)
+        kick(c);
+}
+
+static const struct zt_h2conn_ops conn_ops = {
+    .on_ready = on_conn_ready,
+    .on_closed = on_conn_closed,
+};
+
+static void connect_ca(struct zt_ca_client *c)
+{
+    /* This thread does nothing else: a blocking lookup is fine here. */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(c->host, c->port, &hints, &res);
+    if (rc != 0 || !res) {
+        ZT_WARN("ca", "cannot resolve %s: %s", c->host, gai_strerror(rc));
+        fail_queue(c, ZT_E_UPSTREAM);
+        return;
+    }
+    struct zt_sock_opts o = {.netns_fd = -1};
+    int fd = zt_sock_connect(res->ai_addr, NULL, &o, NULL);
+    freeaddrinfo(res);
+    if (fd < 0) {
+        ZT_WARN("ca", "cannot connect to %s: %s", c->authority, zt_strerror(fd));
+        fail_queue(c, ZT_E_UPSTREAM);
+        return;
+    }
+    struct zt_h2_settings settings = {.stream_window = 1u << 20,
+                                      .connection_window = 4u << 20,
+                                      .max_frame_size = 1u << 14,
+                                      .max_header_list = 16 * 1024};
+    c->h2 = zt_h2conn_new(&c->w.loop, fd, c->ctx, ZT_H2_CLIENT, &settings, &conn_ops, c);
+    if (c->h2 && zt_tls_expect_host(zt_h2conn_ssl(c->h2), c->verify_host) < 0)
+        zt_h2conn_close(c->h2, ZT_E_TLS);
+}
+
+/* Starts what the connection and the in-flight cap allow. */
+static void kick(struct zt_ca_client *c)
+{
+    if (c->stopping || !c->head)
+        return;
+    if (!c->h2) {
+        connect_ca(c);
+        return;
+    }
+    if (!c->h2_ready || zt_h2conn_state(c->h2) != ZT_H2_ST_OPEN)
+        return;
+    while (c->head && c->inflight < ZT_CA_CLIENT_MAX_INFLIGHT) {
+        struct req *r = c->head;
+        c->head = r->next;
+        if (!c->head)
+            c->tail = NULL;
+        r->next = NULL;
+        start_call(c, r);
+    }
+}
+
+static void task_submit(void *arg)
+{
+    struct req *r = arg;
+    struct zt_ca_client *c = r->c;
+    if (c->stopping) {
+        complete(r, ZT_E_CLOSED, NULL);
+        return;
+    }
+    if (c->tail)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    kick(c);
+}
+
+static void task_stop(void *arg)
+{
+    struct zt_ca_client *c = arg;
+    c->stopping = true;
+    fail_queue(c, ZT_E_CLOSED);
+    if (c->h2)
+        zt_h2conn_close(c->h2, ZT_E_CLOSED); /* in-flight calls end as UNAVAILABLE */
+}
+
+/* ---- public API ---- */
+
+int zt_ca_client_mint(void *client, const struct zt_spiffe_id *id, unsigned ttl_seconds,
+                      struct zt_tls_cert **out)
+{
+    struct zt_ca_client *c = client;
+    *out = NULL;
+    struct req *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->c = c;
+    r->id = *id;
+    r->ttl = ttl_seconds;
+    r->refs = 2;
+    int rc = zt_tls_csr_new(id, &r->key, &r->csr);
+    if (rc < 0) {
+        r->refs = 1;
+        req_unref(r);
+        return rc;
+    }
+    if (zt_worker_post(&c->w, task_submit, r) < 0) {
+        r->refs = 1;
+        req_unref(r);
+        return ZT_E_CLOSED;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += c->timeout_ms / 1000;
+    deadline.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (!r->done)
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &deadline) == ETIMEDOUT)
+            break;
+    if (r->done) {
+        rc = r->rc;
+        *out = r->cert;
+        r->cert = NULL;
+    } else {
+        rc = ZT_E_TIMEOUT;
+    }
+    pthread_mutex_unlock(&c->mu);
+    req_unref(r);
+    return rc;
+}
+
+static int parse_address(struct zt_ca_client *c, const char *address, char *err, size_t errlen)
+{
+    const char *a = address ? address : "";
+    if (strncmp(a, "https://", 8) == 0)
+        a += 8;
+    const char *colon = strrchr(a, ':');
+    const char *host = a;
+    size_t hlen = colon ? (size_t)(colon - a) : 0;
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    if (!colon || hlen == 0 || hlen >= sizeof(c->host) || !colon[1] ||
+        strlen(colon + 1) >= sizeof(c->port) ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+        snprintf(err, errlen, "CA_ADDRESS=%s: expected host:port", address ? address : "");
+        return ZT_E_CONFIG;
+    }
+    memcpy(c->host, host, hlen);
+    c->host[hlen] = 0;
+    snprintf(c->port, sizeof(c->port), "%s", colon + 1);
+    snprintf(c->authority, sizeof(c->authority), "%.*s:%s", (int)(colon - a), a, c->port);
+    return 0;
+}
+
+int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client **out, char *err,
+                     size_t errlen)
+{
+    struct zt_ca_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    if (parse_address(c, opts->address, err, errlen) < 0) {
+        free(c);
+        return ZT_E_CONFIG;
+    }
+    c->ctx = zt_tls_server_auth_ctx_new(opts->root_ca, err, errlen);
+    if (!c->ctx) {
+        free(c);
+        return ZT_E_CONFIG;
+    }
+    snprintf(c->verify_host, sizeof(c->verify_host), "%s",
+             opts->alt_hostname && opts->alt_hostname[0] ? opts->alt_hostname : c->host);
+    c->token_path = opts->token_path ? strdup(opts->token_path) : NULL;
+    c->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "Kubernetes");
+    c->impersonate = opts->impersonate;
+    c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 10000;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    int rc = zt_worker_start(&c->w, -1, c);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start the CA client thread: %s", zt_strerror(rc));
+        SSL_CTX_free(c->ctx);
+        free(c->token_path);
+        free(c->cluster_id);
+        free(c);
+        return ZT_E_CONFIG;
+    }
+    *out = c;
+    return 0;
+}
+
+void zt_ca_client_free(struct zt_ca_client *c)
+{
+    if (!c)
+        return;
+    zt_worker_post(&c->w, task_stop, c);
+    zt_worker_stop(&c->w);
+    /* Closing the connection completed every request; waiters are gone. */
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    SSL_CTX_free(c->ctx);
+    free(c->token_path);
+    free(c->cluster_id);
+    free(c);
+}
