@@ -105,6 +105,47 @@ static void decode_message(const char *in, char *out, size_t cap)
         out[o] = 0;
 }
 
+/* ---- control-plane channels ---- */
+
+int zt_grpc_parse_target(const char *address, char *host, size_t host_cap, char *port,
+                         size_t port_cap, char *authority, size_t authority_cap)
+{
+    const char *a = address ? address : "";
+    if (strncmp(a, "https://", 8) == 0)
+        a += 8;
+    const char *colon = strrchr(a, ':');
+    const char *h = a;
+    size_t hlen = colon ? (size_t)(colon - a) : 0;
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (!colon || hlen == 0 || hlen >= host_cap || !colon[1] || strlen(colon + 1) >= port_cap ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1))
+        return ZT_E_CONFIG;
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
+    snprintf(port, port_cap, "%s", colon + 1);
+    snprintf(authority, authority_cap, "%.*s:%s", (int)(colon - a), a, port);
+    return 0;
+}
+
+size_t zt_grpc_read_token(const char *path, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    if (!path)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = 0;
+    return n;
+}
+
 /* ---- client calls ---- */
 
 struct zt_grpc_call {

@@ -60,6 +60,18 @@ void zt_grpc_frame(struct zt_buf *out, const uint8_t *msg, size_t len);
  * '%'). Always NUL-terminates. */
 void zt_grpc_encode_message(const char *in, char *out, size_t cap);
 
+/* ---- control-plane channels (xDS, CA) ---- */
+
+/* Splits "host:port", "https://host:port" or "[v6]:port" into host (no
+ * brackets), port and the authority to send ("host:port" as written).
+ * Returns 0 or ZT_E_CONFIG. */
+int zt_grpc_parse_target(const char *address, char *host, size_t host_cap, char *port,
+                         size_t port_cap, char *authority, size_t authority_cap);
+
+/* Reads a bearer token file (trailing whitespace dropped) into buf; returns
+ * its length, 0 when path is NULL or the file cannot be read. */
+size_t zt_grpc_read_token(const char *path, char *buf, size_t cap);
+
 /* ---- client calls ---- */
 
 struct zt_grpc_call;

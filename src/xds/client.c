@@ -208,29 +208,13 @@ static const struct zt_grpc_call_ops call_ops = {
     .on_close = on_call_close,
 };
 
-static size_t read_token(const char *path, char *buf, size_t cap)
-{
-    buf[0] = 0;
-    if (!path)
-        return 0;
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, cap - 1, f);
-    fclose(f);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        n--;
-    buf[n] = 0;
-    return n;
-}
-
 static int on_conn_ready(struct zt_h2conn *h2, void *ud)
 {
     struct zt_xds_client *c = ud;
     static char token[TOKEN_MAX], bearer[TOKEN_MAX + 8];
     const char *md[4];
     size_t n = 0;
-    if (read_token(c->token_path, token, sizeof(token))) {
+    if (zt_grpc_read_token(c->token_path, token, sizeof(token))) {
         snprintf(bearer, sizeof(bearer), "Bearer %s", token);
         md[n++] = "authorization";
         md[n++] = bearer;
@@ -374,26 +358,11 @@ static const struct zt_ads_ops ads_ops = {
 
 static int parse_address(struct zt_xds_client *c, const char *address, char *err, size_t errlen)
 {
-    const char *a = address;
-    if (strncmp(a, "https://", 8) == 0)
-        a += 8;
-    const char *colon = strrchr(a, ':');
-    const char *host = a;
-    size_t hlen = colon ? (size_t)(colon - a) : strlen(a);
-    if (host[0] == '[' && hlen >= 2 && host[hlen - 1] == ']') {
-        host++;
-        hlen -= 2;
-    }
-    if (!colon || hlen == 0 || hlen >= sizeof(c->host) || strlen(colon + 1) == 0 ||
-        strlen(colon + 1) >= sizeof(c->port) ||
-        strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
-        snprintf(err, errlen, "XDS_ADDRESS=%s: expected host:port", address);
+    if (zt_grpc_parse_target(address, c->host, sizeof(c->host), c->port, sizeof(c->port),
+                             c->authority, sizeof(c->authority)) < 0) {
+        snprintf(err, errlen, "XDS_ADDRESS=%s: expected host:port", address ? address : "");
         return ZT_E_CONFIG;
     }
-    memcpy(c->host, host, hlen);
-    c->host[hlen] = 0;
-    snprintf(c->port, sizeof(c->port), "%s", colon + 1);
-    snprintf(c->authority, sizeof(c->authority), "%.*s:%s", (int)(colon - a), a, c->port);
     return 0;
 }
 

@@ -71,6 +71,27 @@ static void test_message_encoding(void)
     CHECK_EQ_STR(out, "bad 100%25 %C3%A9%0A");
 }
 
+static void test_parse_target(void)
+{
+    char host[64], port[8], auth[80];
+    CHECK_EQ_INT(zt_grpc_parse_target("https://istiod.istio-system.svc:15012", host, sizeof(host),
+                                      port, sizeof(port), auth, sizeof(auth)),
+                 0);
+    CHECK_EQ_STR(host, "istiod.istio-system.svc");
+    CHECK_EQ_STR(port, "15012");
+    CHECK_EQ_STR(auth, "istiod.istio-system.svc:15012");
+    CHECK_EQ_INT(zt_grpc_parse_target("[fd00::1]:15012", host, sizeof(host), port, sizeof(port),
+                                      auth, sizeof(auth)),
+                 0);
+    CHECK_EQ_STR(host, "fd00::1");
+    CHECK_EQ_STR(auth, "[fd00::1]:15012");
+    const char *bad[] = {"", "istiod", "istiod:", ":15012", "istiod:15x12", "https://", NULL};
+    for (int i = 0; bad[i]; i++)
+        CHECK_EQ_INT(zt_grpc_parse_target(bad[i], host, sizeof(host), port, sizeof(port), auth,
+                                          sizeof(auth)),
+                     ZT_E_CONFIG);
+}
+
 /* ---- calls over a real connection ---- */
 
 struct srv {
@@ -290,6 +311,7 @@ int main(void)
     RUN(test_reader_split_and_joined);
     RUN(test_reader_limits);
     RUN(test_message_encoding);
+    RUN(test_parse_target);
     RUN(test_streaming_echo);
     RUN(test_unimplemented_and_limits);
     RUN(test_connection_loss_and_cancel);
