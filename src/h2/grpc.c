@@ -247,24 +247,31 @@ static void c_on_close(void *sud, int error)
     call_free(call);
 }
 
-static ssize_t c_read(void *sud, uint8_t *buf, size_t len, bool *eof)
+/* Body source shared by both sides: queued frames, then EOF once the
+ * sender is done. */
+static ssize_t read_out(struct zt_buf *out, bool done, uint8_t *buf, size_t len, bool *eof)
 {
-    struct zt_grpc_call *call = sud;
-    if (call->out.len == 0) {
-        if (call->send_closed) {
+    if (out->len == 0) {
+        if (done) {
             *eof = true;
             return 0;
         }
         return -EAGAIN;
     }
-    size_t n = call->out.len < len ? call->out.len : len;
-    memcpy(buf, zt_buf_head(&call->out), n);
-    zt_buf_consume(&call->out, n);
-    if (call->out.len == 0) {
-        zt_buf_release(&call->out);
-        *eof = call->send_closed;
+    size_t n = out->len < len ? out->len : len;
+    memcpy(buf, zt_buf_head(out), n);
+    zt_buf_consume(out, n);
+    if (out->len == 0) {
+        zt_buf_release(out);
+        *eof = done;
     }
     return (ssize_t)n;
+}
+
+static ssize_t c_read(void *sud, uint8_t *buf, size_t len, bool *eof)
+{
+    struct zt_grpc_call *call = sud;
+    return read_out(&call->out, call->send_closed, buf, len, eof);
 }
 
 static const struct zt_h2_stream_ops call_stream_ops = {
@@ -395,21 +402,7 @@ static void s_on_close(void *sud, int error)
 static ssize_t s_read(void *sud, uint8_t *buf, size_t len, bool *eof)
 {
     struct zt_grpc_scall *call = sud;
-    if (call->out.len == 0) {
-        if (call->finished) {
-            *eof = true;
-            return 0;
-        }
-        return -EAGAIN;
-    }
-    size_t n = call->out.len < len ? call->out.len : len;
-    memcpy(buf, zt_buf_head(&call->out), n);
-    zt_buf_consume(&call->out, n);
-    if (call->out.len == 0) {
-        zt_buf_release(&call->out);
-        *eof = call->finished;
-    }
-    return (ssize_t)n;
+    return read_out(&call->out, call->finished, buf, len, eof);
 }
 
 static const struct zt_h2_stream_ops scall_stream_ops = {
