@@ -22,32 +22,51 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* The identity a pod's certificates carry: its workload's, or one made of
+ * the pod's own service account when the workload is not (yet) known. */
+static int pod_identity(struct proxy_app *app, const struct zt_zds_workload_info *info,
+                        struct zt_spiffe_id *id)
+{
+    const char *sa = info->service_account[0] ? info->service_account : NULL;
+    const struct zt_workload *wl =
+        zt_state_workload_by_info(app->state, info->name, info->namespace, sa, app->cfg.node_name);
+    return zt_spiffe_make(wl ? wl->trust_domain : app->cfg.trust_domain, info->namespace,
+                          wl ? wl->service_account : (sa ? sa : "default"), id);
+}
+
 static int pod_add(void *ud, const char *uid, int netns_fd, const struct zt_zds_workload_info *info)
 {
     struct proxy_app *app = ud;
     int rc = zt_proxy_pod_add(app->proxy, uid, netns_fd, info);
-    if (rc == 0 && app->ca_client) {
+    if (rc < 0)
+        return rc;
+    struct pod_ident *p = NULL;
+    for (size_t i = 0; i < app->n_pod_ids && !p; i++)
+        if (strcmp(app->pod_ids[i].uid, uid) == 0)
+            p = &app->pod_ids[i];
+    if (!p) {
+        if (app->n_pod_ids == app->cap_pod_ids) {
+            app->cap_pod_ids = app->cap_pod_ids ? 2 * app->cap_pod_ids : 16;
+            app->pod_ids = realloc(app->pod_ids, app->cap_pod_ids * sizeof(*app->pod_ids));
+            if (!app->pod_ids)
+                abort();
+        }
+        p = &app->pod_ids[app->n_pod_ids++];
+        snprintf(p->uid, sizeof(p->uid), "%s", uid);
+    }
+    p->has_id = pod_identity(app, info, &p->id) == 0;
+    if (p->has_id && app->ca_client) {
         /* Fetch the pod's certificate now, so its first connection does
          * not wait for the CA on a worker. */
-        const struct zt_workload *wl = zt_state_workload_by_info(
-            app->state, info->name, info->namespace,
-            info->service_account[0] ? info->service_account : NULL, app->cfg.node_name);
-        struct zt_spiffe_id id;
         struct zt_ca_identity *ident = NULL;
-        if (zt_spiffe_make(wl ? wl->trust_domain : app->cfg.trust_domain, info->namespace,
-                           wl ? wl->service_account
-                              : (info->service_account[0] ? info->service_account : "default"),
-                           &id) == 0 &&
-            zt_ca_mgr_acquire(app->ca, &id, &ident) == 0)
+        if (zt_ca_mgr_acquire(app->ca, &p->id, &ident) == 0)
             zt_ca_identity_unref(ident);
     }
-    if (rc == 0) {
-        zt_proxy_admin_pod_up(app, uid, info);
-        zt_metrics_counter_inc(app->metrics, ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED);
-        zt_metrics_gauge_set(app->metrics, ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES,
-                             zt_proxy_pod_count(app->proxy));
-    }
-    return rc;
+    zt_proxy_admin_pod_up(app, uid, info);
+    zt_metrics_counter_inc(app->metrics, ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED);
+    zt_metrics_gauge_set(app->metrics, ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES,
+                         zt_proxy_pod_count(app->proxy));
+    return 0;
 }
 
 static void pod_del(void *ud, const char *uid)
@@ -55,6 +74,19 @@ static void pod_del(void *ud, const char *uid)
     struct proxy_app *app = ud;
     zt_proxy_pod_del(app->proxy, uid);
     zt_proxy_admin_pod_down(app, uid);
+    /* A certificate is forgotten when the last pod using it leaves. */
+    for (size_t i = 0; i < app->n_pod_ids; i++) {
+        if (strcmp(app->pod_ids[i].uid, uid) != 0)
+            continue;
+        struct pod_ident gone = app->pod_ids[i];
+        app->pod_ids[i] = app->pod_ids[--app->n_pod_ids];
+        bool shared = false;
+        for (size_t j = 0; j < app->n_pod_ids && !shared; j++)
+            shared = app->pod_ids[j].has_id && zt_spiffe_eq(&app->pod_ids[j].id, &gone.id);
+        if (gone.has_id && !shared)
+            zt_ca_mgr_forget(app->ca, &gone.id);
+        break;
+    }
     zt_metrics_counter_inc(app->metrics, ZT_C_WORKLOAD_MANAGER_PROXIES_STOPPED);
     zt_metrics_gauge_set(app->metrics, ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES,
                          zt_proxy_pod_count(app->proxy));
@@ -430,6 +462,7 @@ int zt_cmd_proxy(int argc, char **argv)
     uv_run(app.loop, UV_RUN_NOWAIT);
     zt_tls_localca_free(app.localca);
     zt_ca_client_free(app.ca_client);
+    free(app.pod_ids);
     zt_metrics_free(app.metrics);
     zt_state_unref(app.state);
     ZT_INFO("proxy", "stopped");

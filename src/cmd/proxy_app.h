@@ -18,6 +18,13 @@
 #include <stdatomic.h>
 #include <uv.h>
 
+/* The identity of each served pod, to forget certificates nobody uses. */
+struct pod_ident {
+    char uid[130];
+    bool has_id;
+    struct zt_spiffe_id id;
+};
+
 struct proxy_app {
     uv_loop_t *loop;
     struct zt_config cfg;
@@ -44,7 +51,9 @@ struct proxy_app {
     atomic_bool xds_pending; /* XDS_ADDRESS set, first ACK of both types not yet */
     struct zt_xds_client *xds;
     struct zt_ca_client *ca_client; /* CA_ADDRESS: certificates from an Istio CA */
-    uv_async_t quit_async;          /* POST /quitquitquit */
+    struct pod_ident *pod_ids;      /* control thread */
+    size_t n_pod_ids, cap_pod_ids;
+    uv_async_t quit_async; /* POST /quitquitquit */
     struct zt_admin *admin;
 };
 

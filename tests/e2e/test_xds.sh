@@ -173,4 +173,14 @@ print(sum(1 for r in reqs if r["has_node"] and r["initial_resource_versions"]))'
 done
 if [ -n "$ok" ] && [ "$(zt_send "$a" $C 8080 back)" = back ]; then zt_pass; else zt_fail "reconnects with versions: $got"; fi
 
+zt_test "a certificate is forgotten when the last pod using it leaves"
+certs() {
+	zt_ns_exec "$(zt_node_ns 1)" curl -s -m 5 localhost:15000/config_dump |
+		python3 -c 'import json,sys; print(" ".join(sorted(c["identity"].rsplit("/", 1)[-1] for c in json.load(sys.stdin)["certificates"])))'
+}
+before=$(certs)
+mesh_unenroll 1 a
+after=$(certs)
+zt_expect_eq "$before -> $after" "sa-a -> "
+
 mesh_finish
