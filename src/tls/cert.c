@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,17 +75,19 @@ static STACK_OF(X509) * dup_stack(STACK_OF(X509) * in)
     return out;
 }
 
-int zt_tls_cert_new(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
-                    STACK_OF(X509) * roots, struct zt_tls_cert **out)
+/* Shared by both constructors. A workload cert must carry a SPIFFE id and
+ * trust roots; a plain server cert (control plane) need not. */
+static int cert_build(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
+                      STACK_OF(X509) * roots, bool is_workload, struct zt_tls_cert **out)
 {
     struct zt_tls_cert *c = NULL;
     size_t n = 0;
     int rc;
 
     *out = NULL;
-    if (roots == NULL || sk_X509_num(roots) <= 0)
+    if (is_workload && (roots == NULL || sk_X509_num(roots) <= 0))
         return ZT_E_CONFIG;
-    if (sk_X509_num(roots) > ZT_TLS_CHAIN_MAX ||
+    if ((roots != NULL && sk_X509_num(roots) > ZT_TLS_CHAIN_MAX) ||
         (intermediates != NULL && sk_X509_num(intermediates) > ZT_TLS_CHAIN_MAX))
         return ZT_E_TOO_BIG;
 
@@ -100,8 +103,10 @@ int zt_tls_cert_new(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
     c->roots = dup_stack(roots);
 
     rc = zt_tls_x509_spiffe_ids(leaf, &c->id, 1, &n);
-    if (rc != 0)
+    if (rc != 0 && is_workload)
         goto fail;
+    if (rc != 0)
+        memset(&c->id, 0, sizeof(c->id));
     if (X509_check_private_key(leaf, key) != 1) {
         ERR_clear_error();
         rc = ZT_E_TLS;
@@ -131,6 +136,18 @@ int zt_tls_cert_new(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
 fail:
     cert_free(c);
     return rc;
+}
+
+int zt_tls_cert_new(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
+                    STACK_OF(X509) * roots, struct zt_tls_cert **out)
+{
+    return cert_build(leaf, intermediates, key, roots, true, out);
+}
+
+int zt_tls_cert_new_server(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
+                           STACK_OF(X509) * roots, struct zt_tls_cert **out)
+{
+    return cert_build(leaf, intermediates, key, roots, false, out);
 }
 
 int zt_tls_read_pem_certs(const char *pem, size_t len, int max, STACK_OF(X509) * *out)

@@ -26,9 +26,11 @@ struct zt_tls_cert {
     X509 *leaf;
     STACK_OF(X509) * intermediates; /* leaf's issuer first; never a root; may be empty */
     EVP_PKEY *key;                  /* matches leaf */
-    STACK_OF(X509) * roots;         /* mesh trust bundle, at least one */
+    STACK_OF(X509) * roots;         /* mesh trust bundle, at least one (may be empty
+                                     * for a cert from zt_tls_cert_new_server) */
     X509_STORE *store;              /* holds `roots`; shared by the SSL_CTXs built on this cert */
-    struct zt_spiffe_id id;         /* first SPIFFE URI SAN of the leaf */
+    struct zt_spiffe_id id;         /* first SPIFFE URI SAN of the leaf (all zero for a
+                                     * server cert without one) */
     time_t not_before;
     time_t not_after;
 };
@@ -42,6 +44,17 @@ struct zt_tls_cert {
  *   ZT_E_TOO_BIG   more than ZT_TLS_CHAIN_MAX intermediates or roots. */
 int zt_tls_cert_new(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
                     STACK_OF(X509) * roots, struct zt_tls_cert **out);
+
+/* Like zt_tls_cert_new() for a TLS server that is not a mesh workload (the
+ * control plane's xDS/CA port): the leaf need not carry a SPIFFE SAN (id
+ * stays all zero then; the first one is taken if present) and `roots` may be
+ * NULL or empty (store then holds no roots: such a cert only suits
+ * contexts that do not verify peers, zt_tls_control_server_ctx_new()).
+ * Borrows every argument. Returns 0 and *out with one reference, or
+ *   ZT_E_TLS       the key does not match the leaf, or a validity time is unreadable,
+ *   ZT_E_TOO_BIG   more than ZT_TLS_CHAIN_MAX intermediates or roots. */
+int zt_tls_cert_new_server(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
+                           STACK_OF(X509) * roots, struct zt_tls_cert **out);
 
 /* Builds a cert from PEM text, the shape a CA answer comes in: `chain_pem`
  * holds the leaf followed by its intermediates, `key_pem` the private key

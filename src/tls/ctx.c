@@ -2,6 +2,7 @@
 
 #include "base/err.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
@@ -90,22 +91,38 @@ static int on_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *ou
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* Settings common to both sides. Returns 0 or ZT_E_TLS. */
-static int ctx_setup(SSL_CTX *ctx, struct zt_tls_cert *cert)
+/* Attaches a reference on cert to ctx; do this first so SSL_CTX_free
+ * releases it on any later failure. Returns 0 or ZT_E_TLS. */
+static int attach_cert(SSL_CTX *ctx, struct zt_tls_cert *cert)
 {
     pthread_once(&ex_once, init_ex_index);
-    /* Attach the reference first so SSL_CTX_free releases it on any failure. */
     if (!SSL_CTX_set_ex_data(ctx, ex_cert_idx, zt_tls_cert_ref(cert))) {
         zt_tls_cert_unref(cert);
         return ZT_E_TLS;
     }
+    return 0;
+}
+
+/* Our leaf, key and intermediates. Returns 0 or ZT_E_TLS. */
+static int use_cert(SSL_CTX *ctx, const struct zt_tls_cert *cert)
+{
+    if (SSL_CTX_use_certificate(ctx, cert->leaf) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, cert->key) != 1 || SSL_CTX_check_private_key(ctx) != 1 ||
+        SSL_CTX_set1_chain(ctx, cert->intermediates) != 1)
+        return ZT_E_TLS;
+    return 0;
+}
+
+/* Settings common to both sides. Returns 0 or ZT_E_TLS. */
+static int ctx_setup(SSL_CTX *ctx, struct zt_tls_cert *cert)
+{
+    if (attach_cert(ctx, cert) != 0)
+        return ZT_E_TLS;
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_ciphersuites(ctx, ciphersuites) || !SSL_CTX_set1_groups_list(ctx, groups))
         return ZT_E_TLS;
-    if (SSL_CTX_use_certificate(ctx, cert->leaf) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx, cert->key) != 1 || SSL_CTX_check_private_key(ctx) != 1 ||
-        SSL_CTX_set1_chain(ctx, cert->intermediates) != 1)
+    if (use_cert(ctx, cert) != 0)
         return ZT_E_TLS;
     if (SSL_CTX_set1_verify_cert_store(ctx, cert->store) != 1)
         return ZT_E_TLS;
@@ -223,7 +240,68 @@ fail:
 
 int zt_tls_expect_host(SSL *ssl, const char *host)
 {
-    if (SSL_set_tlsext_host_name(ssl, host) != 1 || SSL_set1_host(ssl, host) != 1)
+    /* SNI carries host names only (RFC 6066 3): not for an IP literal. */
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    if ((!is_ip && SSL_set_tlsext_host_name(ssl, host) != 1) || SSL_set1_host(ssl, host) != 1)
         return ZT_E_TLS;
     return 0;
+}
+
+/* TLS 1.2 suites for control-plane clients: forward-secret AEAD only, which
+ * is also what HTTP/2 (RFC 9113 9.2.2) allows. ECDSA first, for our keys;
+ * RSA for a certificate loaded from files. */
+static const char control_ciphers12[] =
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305";
+static const char control_ciphersuites[] =
+    "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
+
+SSL_CTX *zt_tls_control_server_ctx_new(struct zt_tls_cert *cert, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *why = NULL;
+
+    if (ctx == NULL)
+        abort();
+    if (attach_cert(ctx, cert) != 0) {
+        why = "cannot attach the certificate";
+        goto fail;
+    }
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_cipher_list(ctx, control_ciphers12) ||
+        !SSL_CTX_set_ciphersuites(ctx, control_ciphersuites) ||
+        !SSL_CTX_set1_groups_list(ctx, groups)) {
+        why = "OpenSSL refused the protocol settings";
+        goto fail;
+    }
+    if (use_cert(ctx, cert) != 0) {
+        why = "OpenSSL refused the certificate, key or chain";
+        goto fail;
+    }
+    /* As for HBONE: no resumption in either version (no tickets, stateless
+     * or stateful; no session cache), never the root in the chain. */
+    if (!SSL_CTX_set_num_tickets(ctx, 0)) {
+        why = "cannot turn off session tickets";
+        goto fail;
+    }
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* Proxies authenticate inside gRPC (a bearer token), not with TLS:
+     * never ask for a client certificate. */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, NULL);
+    return ctx;
+fail:
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "control server TLS context: %s", why);
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
 }

@@ -48,7 +48,8 @@ int zt_tls_peer_identity(SSL *ssl, struct zt_spiffe_id *out);
  * to check is set per connection with zt_tls_expect_host(). Returns NULL
  * with the reason in err. */
 SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errlen);
-/* Sends `host` as SNI and requires the server certificate to match it. */
+/* Sends `host` as SNI (unless it is an IP literal, RFC 6066 3) and requires
+ * the server certificate to match it (a DNS name, or an IP address SAN). */
 int zt_tls_expect_host(SSL *ssl, const char *host);
 
 /* Up to `cap` SPIFFE ids of the verified peer leaf, in certificate order;
@@ -59,6 +60,20 @@ int zt_tls_peer_identities(SSL *ssl, struct zt_spiffe_id *out, size_t cap, size_
  * server leaf equals any of expected[0..n_expected), else ZT_E_IDENTITY
  * (also when n_expected is 0). Borrows everything. */
 int zt_tls_verify_server_identity(SSL *ssl, const struct zt_spiffe_id *expected, size_t n_expected);
+
+/* A server context for the control plane's xDS/CA port, whose clients are
+ * proxies using zt_tls_server_auth_ctx_new() + zt_tls_expect_host(): TLS 1.2
+ * (ECDHE with AES-GCM or ChaCha20-Poly1305) or 1.3, groups
+ * X25519/P-256/P-384, ALPN "h2" required (a client not offering it gets a
+ * no_application_protocol alert), no client certificate requested, the leaf
+ * plus cert->intermediates sent (never a root), no session tickets or
+ * resumption, partial writes and moving write buffers allowed. SNI is
+ * ignored. `cert` would typically come from zt_tls_localca_mint_server() or
+ * zt_tls_cert_load_files(); its roots are not used.
+ * Returns a new context (caller frees with SSL_CTX_free) keeping a reference
+ * on cert (zt_tls_ctx_cert() returns it), or NULL with the reason in err
+ * (may be NULL). Read-only after creation like the others. */
+SSL_CTX *zt_tls_control_server_ctx_new(struct zt_tls_cert *cert, char *err, size_t errlen);
 
 /* True if the handshake negotiated ALPN "h2". */
 bool zt_tls_alpn_is_h2(const SSL *ssl);

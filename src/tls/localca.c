@@ -4,6 +4,7 @@
 #include "tls/csr.h"
 #include "tls/tls_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/bio.h>
@@ -15,6 +16,7 @@
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,18 +45,16 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Reads dir/name into a malloc'd buffer, capped at ZT_TLS_PEM_MAX.
- * Returns 0, -ENOENT when missing, or another -errno / ZT_E_TOO_BIG. */
-static int read_file(const char *dir, const char *name, char **out, size_t *len)
+/* Reads a file into a malloc'd NUL-terminated buffer, capped at
+ * ZT_TLS_PEM_MAX. Returns 0, -ENOENT when missing, or another -errno /
+ * ZT_E_TOO_BIG. */
+static int read_path(const char *path, char **out, size_t *len)
 {
-    char path[4096];
     struct stat st;
     char *buf = NULL;
     size_t got = 0;
     int fd = -1, rc = 0;
 
-    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
-        return -ENAMETOOLONG;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -89,6 +89,15 @@ out:
     free(buf);
     close(fd);
     return rc;
+}
+
+/* read_path() for dir/name. */
+static int read_file(const char *dir, const char *name, char **out, size_t *len)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    return read_path(path, out, len);
 }
 
 static const char *read_err_str(int rc)
@@ -306,19 +315,42 @@ out:
     return rc;
 }
 
-static void add_leaf_extensions(X509 *x, X509 *issuer, const char *uri)
+/* What distinguishes the leaves this CA issues: workload leaves have an
+ * empty subject, one SPIFFE URI and both TLS roles; control-plane server
+ * leaves a CN, DNS/IP names and the server role only. */
+struct leaf_shape {
+    const char *cn;      /* subject CN, or NULL for an empty subject */
+    GENERAL_NAMES *san;  /* borrowed */
+    bool has_client_eku; /* extKeyUsage clientAuth besides serverAuth */
+};
+
+/* Appends an IA5String-valued general name (URI or DNS) to names. */
+static void push_ia5_name(GENERAL_NAMES *names, int type, const char *value)
 {
-    /* SubjectAltName: exactly one URI, critical because the subject is empty. */
-    GENERAL_NAMES *names = GENERAL_NAMES_new();
     GENERAL_NAME *gn = GENERAL_NAME_new();
     ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
-    if (names == NULL || gn == NULL || ia5 == NULL || !ASN1_STRING_set(ia5, uri, -1))
+    if (gn == NULL || ia5 == NULL || !ASN1_STRING_set(ia5, value, -1))
         abort();
-    GENERAL_NAME_set0_value(gn, GEN_URI, ia5);
+    GENERAL_NAME_set0_value(gn, type, ia5);
     if (!sk_GENERAL_NAME_push(names, gn))
         abort();
-    add_ext(x, NID_subject_alt_name, names, 1);
-    GENERAL_NAMES_free(names);
+}
+
+static void push_ip_name(GENERAL_NAMES *names, const unsigned char *addr, int len)
+{
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+    if (gn == NULL || os == NULL || !ASN1_OCTET_STRING_set(os, addr, len))
+        abort();
+    GENERAL_NAME_set0_value(gn, GEN_IPADD, os);
+    if (!sk_GENERAL_NAME_push(names, gn))
+        abort();
+}
+
+static void add_leaf_extensions(X509 *x, X509 *issuer, const struct leaf_shape *shape)
+{
+    /* RFC 5280 4.2.1.6: SubjectAltName is critical when the subject is empty. */
+    add_ext(x, NID_subject_alt_name, shape->san, shape->cn == NULL);
 
     ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
     if (ku == NULL || !ASN1_BIT_STRING_set_bit(ku, 0, 1) || /* digitalSignature */
@@ -329,7 +361,7 @@ static void add_leaf_extensions(X509 *x, X509 *issuer, const char *uri)
 
     EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
     if (eku == NULL || !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) ||
-        !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)))
+        (shape->has_client_eku && !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth))))
         abort();
     add_ext(x, NID_ext_key_usage, eku, 0);
     /* The objects are static built-ins: free only the stack. */
@@ -364,10 +396,10 @@ static void add_leaf_extensions(X509 *x, X509 *issuer, const char *uri)
     AUTHORITY_KEYID_free(akid);
 }
 
-/* Makes and signs a leaf for `pubkey` naming `uri`, valid for ttl_seconds
- * (already range-checked) but never past the CA certificate. Returns 0 and
- * *out, or ZT_E_TLS if the CA has expired or OpenSSL fails. */
-static int issue_leaf(struct zt_tls_localca *ca, const char *uri, EVP_PKEY *pubkey,
+/* Makes and signs a leaf for `pubkey` shaped by `shape`, valid for
+ * ttl_seconds (already range-checked) but never past the CA certificate.
+ * Returns 0 and *out, or ZT_E_TLS if the CA has expired or OpenSSL fails. */
+static int issue_leaf(struct zt_tls_localca *ca, const struct leaf_shape *shape, EVP_PKEY *pubkey,
                       unsigned ttl_seconds, X509 **out)
 {
     X509 *x = NULL;
@@ -394,7 +426,11 @@ static int issue_leaf(struct zt_tls_localca *ca, const char *uri, EVP_PKEY *pubk
         !ASN1_TIME_set(X509_getm_notBefore(x), now - skew) ||
         !ASN1_TIME_set(X509_getm_notAfter(x), not_after) || !X509_set_pubkey(x, pubkey))
         goto out;
-    add_leaf_extensions(x, ca->ca_cert, uri);
+    if (shape->cn != NULL &&
+        !X509_NAME_add_entry_by_NID(X509_get_subject_name(x), NID_commonName, MBSTRING_UTF8,
+                                    (const unsigned char *)shape->cn, -1, -1, 0))
+        goto out;
+    add_leaf_extensions(x, ca->ca_cert, shape);
 
     pthread_mutex_lock(&ca->mu);
     int signed_len = X509_sign(x, ca->key, EVP_sha256());
@@ -407,6 +443,19 @@ static int issue_leaf(struct zt_tls_localca *ca, const char *uri, EVP_PKEY *pubk
 out:
     ERR_clear_error();
     X509_free(x);
+    return rc;
+}
+
+/* A workload leaf: empty subject, exactly one URI (the SPIFFE id). */
+static int issue_workload_leaf(struct zt_tls_localca *ca, const char *uri, EVP_PKEY *pubkey,
+                               unsigned ttl_seconds, X509 **out)
+{
+    struct leaf_shape shape = {.cn = NULL, .san = GENERAL_NAMES_new(), .has_client_eku = true};
+    if (shape.san == NULL)
+        abort();
+    push_ia5_name(shape.san, GEN_URI, uri);
+    int rc = issue_leaf(ca, &shape, pubkey, ttl_seconds, out);
+    GENERAL_NAMES_free(shape.san);
     return rc;
 }
 
@@ -426,7 +475,7 @@ int zt_tls_localca_mint(struct zt_tls_localca *ca, const struct zt_spiffe_id *id
     key = EVP_EC_gen("P-256");
     if (key == NULL)
         goto out;
-    rc = issue_leaf(ca, uri, key, ttl_seconds, &x);
+    rc = issue_workload_leaf(ca, uri, key, ttl_seconds, &x);
     if (rc == 0)
         rc = zt_tls_cert_new(x, ca->intermediates, key, ca->roots, out);
 out:
@@ -491,7 +540,7 @@ int zt_tls_localca_sign_csr(struct zt_tls_localca *ca, const char *csr_pem, size
         ttl_seconds = ZT_TLS_LOCALCA_CSR_TTL_MIN;
     if (ttl_seconds > ZT_TLS_LOCALCA_TTL_MAX)
         ttl_seconds = ZT_TLS_LOCALCA_TTL_MAX;
-    rc = issue_leaf(ca, uri, pubkey, ttl_seconds, &x);
+    rc = issue_workload_leaf(ca, uri, pubkey, ttl_seconds, &x);
     if (rc != 0) {
         set_err(err, errlen, "signing failed (CA certificate expired?)");
         goto out;
@@ -524,5 +573,189 @@ out:
     zt_tls_pem_list_free(list, n);
     X509_free(x);
     EVP_PKEY_free(pubkey);
+    return rc;
+}
+
+/* Longest CN (RFC 5280 ub-common-name); a longer first name leaves the
+ * subject empty and the names in the SAN only. */
+#define CN_MAX 64
+/* RFC 1035 limits on a host name and on one of its labels. */
+#define DNS_NAME_MAX 253
+#define DNS_LABEL_MAX 63
+
+/* A host name as certificates carry it: dot-separated labels of letters,
+ * digits, '-' and '_', each 1..63 long, with an optional leading "*."
+ * wildcard label. An IPv4 address is refused here: it belongs in the IP
+ * list, where a client checking that address looks for it. */
+static bool dns_name_ok(const char *name)
+{
+    struct in_addr a4;
+    size_t len = strnlen(name, DNS_NAME_MAX + 1), label = 0;
+
+    if (len == 0 || len > DNS_NAME_MAX || inet_pton(AF_INET, name, &a4) == 1)
+        return false;
+    if (strncmp(name, "*.", 2) == 0)
+        name += 2;
+    for (const char *p = name;; p++) {
+        if (*p == '.' || *p == '\0') {
+            if (label == 0 || label > DNS_LABEL_MAX)
+                return false;
+            if (*p == '\0')
+                return true;
+            label = 0;
+            continue;
+        }
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_';
+        if (!ok)
+            return false;
+        label++;
+    }
+}
+
+int zt_tls_localca_mint_server(struct zt_tls_localca *ca, const char *const *dns, size_t n_dns,
+                               const char *const *ips, size_t n_ips, unsigned ttl_seconds,
+                               struct zt_tls_cert **out)
+{
+    struct leaf_shape shape = {.cn = NULL, .san = NULL, .has_client_eku = false};
+    EVP_PKEY *key = NULL;
+    X509 *x = NULL;
+    int rc = ZT_E_CONFIG;
+
+    *out = NULL;
+    if (ttl_seconds == 0 || ttl_seconds > ZT_TLS_LOCALCA_TTL_MAX || n_dns + n_ips == 0)
+        return ZT_E_CONFIG;
+    if (n_dns > ZT_TLS_LOCALCA_SERVER_NAMES_MAX || n_ips > ZT_TLS_LOCALCA_SERVER_NAMES_MAX ||
+        n_dns + n_ips > ZT_TLS_LOCALCA_SERVER_NAMES_MAX)
+        return ZT_E_TOO_BIG;
+
+    shape.san = GENERAL_NAMES_new();
+    if (shape.san == NULL)
+        abort();
+    for (size_t i = 0; i < n_dns; i++) {
+        if (dns[i] == NULL || !dns_name_ok(dns[i]))
+            goto out;
+        push_ia5_name(shape.san, GEN_DNS, dns[i]);
+    }
+    for (size_t i = 0; i < n_ips; i++) {
+        unsigned char addr[16];
+        if (ips[i] == NULL)
+            goto out;
+        if (inet_pton(AF_INET, ips[i], addr) == 1)
+            push_ip_name(shape.san, addr, 4);
+        else if (inet_pton(AF_INET6, ips[i], addr) == 1)
+            push_ip_name(shape.san, addr, 16);
+        else
+            goto out;
+    }
+    shape.cn = n_dns > 0 ? dns[0] : ips[0];
+    if (strlen(shape.cn) > CN_MAX)
+        shape.cn = NULL;
+
+    rc = ZT_E_TLS;
+    key = EVP_EC_gen("P-256");
+    if (key == NULL)
+        goto out;
+    rc = issue_leaf(ca, &shape, key, ttl_seconds, &x);
+    if (rc == 0)
+        rc = zt_tls_cert_new_server(x, ca->intermediates, key, ca->roots, out);
+out:
+    ERR_clear_error();
+    GENERAL_NAMES_free(shape.san);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+/* Refuses every passphrase request: with no callback OpenSSL would prompt
+ * on the terminal for an encrypted key, which a daemon must never do. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    return -1;
+}
+
+int zt_tls_cert_load_files(const char *cert_file, const char *key_file, struct zt_tls_cert **out,
+                           char *err, size_t errlen)
+{
+    STACK_OF(X509) *chain = NULL, *intermediates = NULL, *roots = NULL;
+    EVP_PKEY *key = NULL;
+    X509 *leaf = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    time_t not_after;
+    BIO *bio = NULL;
+    int rc = ZT_E_CONFIG, r;
+
+    *out = NULL;
+    set_err(err, errlen, "ok");
+    r = read_path(cert_file, &buf, &len);
+    if (r != 0) {
+        set_err(err, errlen, "%s: %s", cert_file, read_err_str(r));
+        goto out;
+    }
+    r = zt_tls_read_pem_certs(buf, len, ZT_TLS_CHAIN_MAX + 1, &chain);
+    free(buf);
+    buf = NULL;
+    if (r != 0) {
+        set_err(err, errlen, "%s: %s", cert_file,
+                r == ZT_E_TOO_BIG ? "too many certificates" : "unparsable PEM certificate");
+        goto out;
+    }
+
+    r = read_path(key_file, &buf, &len);
+    if (r != 0) {
+        set_err(err, errlen, "%s: %s", key_file, read_err_str(r));
+        goto out;
+    }
+    bio = BIO_new_mem_buf(buf, (int)len);
+    if (bio == NULL)
+        abort();
+    key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    /* Do not leave a copy of the private key in freed memory. */
+    OPENSSL_cleanse(buf, len);
+    if (key == NULL) {
+        set_err(err, errlen, "%s: unparsable or encrypted PEM private key", key_file);
+        goto out;
+    }
+
+    /* Leaf first. Whatever follows is sent as the chain, except a
+     * self-signed certificate: that is a root, which peers must already
+     * hold and which is never sent. */
+    leaf = sk_X509_shift(chain);
+    intermediates = sk_X509_new_null();
+    roots = sk_X509_new_null();
+    if (intermediates == NULL || roots == NULL)
+        abort();
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        push_ref(zt_tls_is_self_signed(x) ? roots : intermediates, x);
+    }
+    if (X509_check_private_key(leaf, key) != 1) {
+        set_err(err, errlen, "%s: key does not match the first certificate of %s", key_file,
+                cert_file);
+        goto out;
+    }
+    if (zt_tls_asn1_time_to_time(X509_get0_notAfter(leaf), &not_after) != 0) {
+        set_err(err, errlen, "%s: unreadable notAfter", cert_file);
+        goto out;
+    }
+    if (not_after <= time(NULL)) {
+        set_err(err, errlen, "%s: certificate has expired", cert_file);
+        goto out;
+    }
+    if (zt_tls_cert_new_server(leaf, intermediates, key, roots, out) != 0) {
+        set_err(err, errlen, "%s: unusable certificate (validity unreadable)", cert_file);
+        goto out;
+    }
+    rc = 0;
+out:
+    ERR_clear_error();
+    BIO_free(bio);
+    free(buf);
+    X509_free(leaf);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(intermediates, X509_free);
+    sk_X509_pop_free(roots, X509_free);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* A local certificate authority loaded from an Istio "cacerts" directory,
- * used to mint workload certificates without istiod.
+ * used to mint workload certificates without istiod, and the control
+ * plane's TLS server certificate (plus a loader for one issued elsewhere).
  *
  * Directory layout (the files Istio's plugged-in CA reads):
  *   ca-cert.pem     signing certificate (an intermediate, or the root itself)
@@ -43,6 +44,48 @@ int zt_tls_localca_load(const char *dir, struct zt_tls_localca **out, char *err,
  * OpenSSL fails. Borrows ca and id. */
 int zt_tls_localca_mint(struct zt_tls_localca *ca, const struct zt_spiffe_id *id,
                         unsigned ttl_seconds, struct zt_tls_cert **out);
+
+/* Most names (DNS plus IP) in one server certificate. */
+#define ZT_TLS_LOCALCA_SERVER_NAMES_MAX 64
+
+/* Mints a TLS server certificate for the control plane's xDS/CA port,
+ * checked by clients against the mesh roots and a host name
+ * (zt_tls_expect_host). Same key type, serial, back-dating, validity cap,
+ * authorityKeyIdentifier, SHA-256 signature, intermediates and roots as
+ * zt_tls_localca_mint(); differs in: subject CN = dns[0] (or ips[0] when
+ * there is no DNS name; empty subject if that name is over 64 bytes), a
+ * SubjectAltName (critical only with an empty subject) holding every DNS
+ * name then every IP address, extKeyUsage serverAuth only. Still critical
+ * basicConstraints CA:FALSE and keyUsage digitalSignature+keyEncipherment.
+ * `dns`: host names of letters, digits, '-', '_' in 1..63-byte labels,
+ * total at most 253, optionally starting with a "*." wildcard label (an
+ * IPv4 literal is refused here: pass it in `ips`). `ips`: IPv4 dotted or
+ * IPv6 text (no zone). Either array may be NULL when its count is 0; at
+ * least one name in all. The cert's `id` is all zero (no SPIFFE SAN).
+ * Returns 0 and *out (one reference), ZT_E_CONFIG for a bad ttl, no names
+ * or a name that does not parse, ZT_E_TOO_BIG over
+ * ZT_TLS_LOCALCA_SERVER_NAMES_MAX names, ZT_E_TLS if the CA certificate has
+ * expired or OpenSSL fails. Borrows ca and the strings; thread-safe like
+ * minting. */
+int zt_tls_localca_mint_server(struct zt_tls_localca *ca, const char *const *dns, size_t n_dns,
+                               const char *const *ips, size_t n_ips, unsigned ttl_seconds,
+                               struct zt_tls_cert **out);
+
+/* Loads a server certificate issued elsewhere (e.g. the control plane's
+ * --tls-cert/--tls-key): `cert_file` holds PEM certificates, the leaf first,
+ * then its intermediates (a self-signed certificate there is taken as a
+ * root: kept in `roots`, never sent); `key_file` a PEM private key (PKCS#8 or
+ * traditional; an encrypted key is refused, never prompted for) that must
+ * match the leaf. Files are capped at
+ * ZT_TLS_PEM_MAX bytes, the chain at ZT_TLS_CHAIN_MAX intermediates. The
+ * leaf must not have expired. The result is built with
+ * zt_tls_cert_new_server(): `id` is the leaf's first SPIFFE SAN or zero,
+ * `roots` may be empty. It lives next to the cacerts loader, whose file
+ * reading it shares. Borrows the paths.
+ * Returns 0 and *out (one reference), or ZT_E_CONFIG with "<file>: <reason>"
+ * in err (may be NULL); err is "ok" on success. */
+int zt_tls_cert_load_files(const char *cert_file, const char *key_file, struct zt_tls_cert **out,
+                           char *err, size_t errlen);
 
 /* Shortest lifetime zt_tls_localca_sign_csr() issues. */
 #define ZT_TLS_LOCALCA_CSR_TTL_MIN 60u
