@@ -10,6 +10,7 @@ static void usage(FILE *f)
                "commands:\n"
                "  proxy [ztunnel]   run the node proxy (default)\n"
                "  cni               run the node agent (ZDS server, in-pod redirection)\n"
+               "  control           run the control plane (xDS and CA for proxies)\n"
                "  enroll            enroll a network namespace as a mesh workload\n"
                "  unenroll          remove a workload from the mesh\n"
                "  version           print version and build information\n"
@@ -25,6 +26,8 @@ int main(int argc, char **argv)
         return zt_cmd_proxy(argc - 1, argv + 1);
     if (strcmp(cmd, "cni") == 0)
         return zt_cmd_cni(argc - 1, argv + 1);
+    if (strcmp(cmd, "control") == 0)
+        return zt_cmd_control(argc - 1, argv + 1);
     if (strcmp(cmd, "enroll") == 0)
         return zt_cmd_enroll(argc - 1, argv + 1);
     if (strcmp(cmd, "unenroll") == 0)

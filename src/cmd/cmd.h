@@ -6,6 +6,7 @@
 
 int zt_cmd_proxy(int argc, char **argv);
 int zt_cmd_cni(int argc, char **argv);
+int zt_cmd_control(int argc, char **argv);
 int zt_cmd_enroll(int argc, char **argv);
 int zt_cmd_unenroll(int argc, char **argv);
 int zt_cmd_version(int argc, char **argv);

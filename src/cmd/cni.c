@@ -2,6 +2,7 @@
  * loop and handles SIGTERM/SIGINT (sockets closed and unlinked; enrollments
  * and rules stay, so a restart restores them). */
 #include "cmd/cmd.h"
+#include "cmd/common.h"
 
 #include "base/log.h"
 #include "cni/agent.h"
@@ -30,12 +31,6 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&m->sigint, NULL);
 }
 
-static const char *env_or(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return v && v[0] ? v : def;
-}
-
 int zt_cmd_cni(int argc, char **argv)
 {
     struct zt_cni_agent_config cfg = {0};
@@ -56,23 +51,10 @@ int zt_cmd_cni(int argc, char **argv)
     }
     /* Helpers may exit before reading their stdin; and a peer may vanish. */
     signal(SIGPIPE, SIG_IGN);
-    /* Logging as the proxy's: LOG_FORMAT=json, RUST_LOG or LOG_LEVEL. */
-    zt_log_set_json(strcmp(env_or("LOG_FORMAT", "plain"), "json") == 0);
-    enum zt_log_level level;
-    /* RUST_LOG may read "info,target=debug": the bare level applies. */
-    char lvl[32];
-    snprintf(lvl, sizeof(lvl), "%s", env_or("RUST_LOG", env_or("LOG_LEVEL", "info")));
-    lvl[strcspn(lvl, ",")] = 0;
-    if (zt_log_level_parse(lvl, &level) < 0) {
-        fprintf(stderr,
-                "ztunnel cni: RUST_LOG/LOG_LEVEL: bad level '%s' (error, warn, info, debug, "
-                "trace)\n",
-                lvl);
+    if (zt_cmd_setup_logging("cni") != 0)
         return 2;
-    }
-    zt_log_set_level(level);
-    cfg.uds_path = env_or("INPOD_UDS", DEFAULT_UDS);
-    cfg.cni_dir = env_or("ZTUNNEL_CNI_DIR", DEFAULT_CNI_DIR);
+    cfg.uds_path = zt_cmd_env_or("INPOD_UDS", DEFAULT_UDS);
+    cfg.cni_dir = zt_cmd_env_or("ZTUNNEL_CNI_DIR", DEFAULT_CNI_DIR);
     uv_loop_init(&loop);
     if (zt_cni_agent_start(&loop, &cfg, &m.agent) < 0) {
         uv_loop_close(&loop);

@@ -186,12 +186,12 @@ mesh_peer_addr_server() {
 	zt_wait_port "$1" 127.0.0.1 "$2" 5
 }
 
-# mesh_sanitizer_check: one check that no proxy or agent log has an ASan or
+# mesh_sanitizer_check: one check that no proxy, agent or control-plane log has an ASan or
 # UBSan report.
 mesh_sanitizer_check() {
 	local hits
 	zt_test "no sanitizer report in proxy/agent logs"
-	hits=$(grep -l -E "ERROR: AddressSanitizer|runtime error:" "$ZT_WORK"/proxy*.log "$ZT_WORK"/cni*.log 2>/dev/null || true)
+	hits=$(grep -l -E "ERROR: AddressSanitizer|runtime error:" "$ZT_WORK"/proxy*.log "$ZT_WORK"/cni*.log "$ZT_WORK"/control*.log 2>/dev/null || true)
 	if [ -z "$hits" ]; then
 		zt_pass
 	else
@@ -222,7 +222,7 @@ mesh_finish() {
 	done
 	mesh_sanitizer_check
 	if [ "$ZT_TESTS_FAILED" -gt 0 ]; then
-		for f in "$ZT_WORK"/proxy*.log "$ZT_WORK"/cni*.log; do
+		for f in "$ZT_WORK"/proxy*.log "$ZT_WORK"/cni*.log "$ZT_WORK"/control*.log; do
 			[ -e "$f" ] || continue
 			echo "---- $(basename "$f") (last 25 lines)"
 			tail -25 "$f" | sed 's/^/    /'

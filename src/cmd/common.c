@@ -1,0 +1,31 @@
+#include "cmd/common.h"
+
+#include "base/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *zt_cmd_env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && v[0] ? v : def;
+}
+
+int zt_cmd_setup_logging(const char *prog)
+{
+    zt_log_set_json(strcmp(zt_cmd_env_or("LOG_FORMAT", "plain"), "json") == 0);
+    enum zt_log_level level;
+    char lvl[32];
+    snprintf(lvl, sizeof(lvl), "%s", zt_cmd_env_or("RUST_LOG", zt_cmd_env_or("LOG_LEVEL", "info")));
+    lvl[strcspn(lvl, ",")] = 0;
+    if (zt_log_level_parse(lvl, &level) < 0) {
+        fprintf(stderr,
+                "ztunnel %s: RUST_LOG/LOG_LEVEL: bad level '%s' (error, warn, info, debug, "
+                "trace)\n",
+                prog, lvl);
+        return 2;
+    }
+    zt_log_set_level(level);
+    return 0;
+}

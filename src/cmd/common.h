@@ -1,0 +1,13 @@
+/* Small pieces shared by the commands in src/cmd/. */
+#ifndef ZT_CMD_COMMON_H
+#define ZT_CMD_COMMON_H
+
+/* The value of environment variable `name`, or `def` when unset or empty. */
+const char *zt_cmd_env_or(const char *name, const char *def);
+
+/* Logging as the proxy's: LOG_FORMAT=json, level from RUST_LOG (its bare
+ * level; "info,target=debug" reads as info) or LOG_LEVEL. Returns 0, or 2
+ * after printing "ztunnel <prog>: ..." to stderr for a bad level. */
+int zt_cmd_setup_logging(const char *prog);
+
+#endif

@@ -1,0 +1,150 @@
+/* `ztunnel control`: the standalone control plane (src/control/). Parses
+ * the command line, runs the server on one loop and stops on SIGTERM or
+ * SIGINT (a second signal exits at once). */
+#include "cmd/cmd.h"
+#include "cmd/common.h"
+
+#include "base/log.h"
+#include "control/control.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define DEFAULT_LISTEN "0.0.0.0:15012"
+#define MAX_SERVER_NAMES 32
+
+struct control_main {
+    struct zt_control *cp;
+    uv_signal_t sigterm, sigint;
+    int signals;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ztunnel control --config-dir DIR --ca-dir DIR --node-tokens FILE\n"
+            "                       [--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE]\n"
+            "                       [--server-name NAME]... [--cert-ttl SECONDS]\n"
+            "                       [--max-cert-ttl SECONDS]\n"
+            "Runs a control plane for ztunnel proxies: Istio's delta xDS and CA services on\n"
+            "one TLS port.\n"
+            "  --listen ADDR:PORT   address to serve on (default " DEFAULT_LISTEN ")\n"
+            "  --config-dir DIR     YAML files with workloads, services and policies (the\n"
+            "                       LOCAL_XDS_PATH schema); watched, changes are pushed\n"
+            "  --ca-dir DIR         Istio cacerts directory (ca-cert.pem, ca-key.pem,\n"
+            "                       root-cert.pem, optional cert-chain.pem)\n"
+            "  --node-tokens FILE   one \"NODE_NAME TOKEN\" per line; proxies send their\n"
+            "                       node's token (AUTH_TOKEN); re-read when it changes\n"
+            "  --tls-cert, --tls-key  serving certificate chain and key (default: minted\n"
+            "                       from the CA for this host's names and addresses)\n"
+            "  --server-name NAME   extra DNS name or IP for the minted certificate\n"
+            "  --cert-ttl SECONDS   workload certificate lifetime when a request asks for\n"
+            "                       none (default %u)\n"
+            "  --max-cert-ttl SECONDS  longest lifetime granted (default %u)\n"
+            "Environment: LOG_FORMAT (plain or json), RUST_LOG / LOG_LEVEL.\n",
+            ZT_CONTROL_CERT_TTL_DEFAULT, ZT_CONTROL_CERT_TTL_MAX);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct control_main *m = h->data;
+    if (++m->signals > 1) {
+        ZT_INFO("control", "second signal: exiting now");
+        exit(0);
+    }
+    ZT_INFO("control", "received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    zt_control_stop(m->cp);
+    m->cp = NULL;
+    uv_signal_stop(&m->sigterm);
+    uv_signal_stop(&m->sigint);
+    uv_unref((uv_handle_t *)&m->sigterm);
+    uv_unref((uv_handle_t *)&m->sigint);
+}
+
+static int parse_seconds(const char *opt, const char *v, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (errno || end == v || *end || n == 0 || n > 366ul * 24 * 3600 || v[0] == '-') {
+        fprintf(stderr, "ztunnel control: %s: bad value '%s': expected 1 to %u seconds\n", opt, v,
+                366u * 24 * 3600);
+        return -1;
+    }
+    *out = (unsigned)n;
+    return 0;
+}
+
+int zt_cmd_control(int argc, char **argv)
+{
+    struct zt_control_opts o = {.listen = DEFAULT_LISTEN};
+    const char *names[MAX_SERVER_NAMES];
+    struct control_main m = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc || strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "ztunnel control: %s: %s\n", a,
+                    strncmp(a, "--", 2) == 0 ? "missing value" : "unexpected argument");
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (strcmp(a, "--listen") == 0)
+            o.listen = v;
+        else if (strcmp(a, "--config-dir") == 0)
+            o.config_dir = v;
+        else if (strcmp(a, "--ca-dir") == 0)
+            o.ca_dir = v;
+        else if (strcmp(a, "--node-tokens") == 0)
+            o.node_tokens = v;
+        else if (strcmp(a, "--tls-cert") == 0)
+            o.tls_cert = v;
+        else if (strcmp(a, "--tls-key") == 0)
+            o.tls_key = v;
+        else if (strcmp(a, "--server-name") == 0 && o.n_server_names < MAX_SERVER_NAMES)
+            names[o.n_server_names++] = v;
+        else if (strcmp(a, "--cert-ttl") == 0) {
+            if (parse_seconds(a, v, &o.cert_ttl_default) < 0)
+                return 2;
+        } else if (strcmp(a, "--max-cert-ttl") == 0) {
+            if (parse_seconds(a, v, &o.cert_ttl_max) < 0)
+                return 2;
+        } else {
+            fprintf(stderr, "ztunnel control: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    o.server_names = names;
+    signal(SIGPIPE, SIG_IGN);
+    if (zt_cmd_setup_logging("control") != 0)
+        return 2;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[1024];
+    if (zt_control_start(&loop, &o, &m.cp, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ztunnel control: %s\n", err);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return 1;
+    }
+    uv_signal_init(&loop, &m.sigterm);
+    uv_signal_init(&loop, &m.sigint);
+    m.sigterm.data = m.sigint.data = &m;
+    uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&m.sigint, on_signal, SIGINT);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&m.sigterm, NULL);
+    uv_close((uv_handle_t *)&m.sigint, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return 0;
+}

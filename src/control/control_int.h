@@ -1,0 +1,69 @@
+/* Internals shared by the files of src/control/ (not a public API). */
+#ifndef ZT_CONTROL_CONTROL_INT_H
+#define ZT_CONTROL_CONTROL_INT_H
+
+#include "control/control.h"
+#include "control/tokens.h"
+#include "h2/grpc.h"
+#include "h2/h2conn.h"
+#include "state/state.h"
+#include "tls/localca.h"
+#include "xds/catalog.h"
+
+#include <stdbool.h>
+#include <uv.h>
+
+#define ZT_CONTROL_ADS_PATH                                                                        \
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#define ZT_CONTROL_CA_PATH "/istio.v1.auth.IstioCertificateService/CreateCertificate"
+
+/* One accepted TLS connection. */
+struct zt_control_conn {
+    struct zt_control_conn *next, *prev;
+    struct zt_control *cp;
+    struct zt_h2conn *h2;
+    char peer[64]; /* "ip:port" for logs */
+};
+
+/* One DeltaAggregatedResources stream (control/ads.c). */
+struct zt_control_ads;
+
+struct zt_control {
+    uv_loop_t *loop;
+    int lfd;
+    uv_poll_t lpoll;
+    uint16_t port;
+    char listen_host[64];
+    SSL_CTX *tls; /* for new connections */
+    bool minted_tls;
+    uv_timer_t tls_timer; /* renews a minted server certificate */
+    char **server_names;
+    size_t n_server_names;
+    struct zt_tls_localca *ca;
+    struct zt_control_tokens *tokens;
+    char *config_dir;
+    uv_fs_event_t watch;
+    uv_timer_t debounce;
+    struct zt_state *state;     /* last good configuration */
+    struct zt_xds_catalog *cat; /* its resources */
+    struct zt_control_conn *conns;
+    struct zt_control_ads *streams;
+    unsigned ttl_default, ttl_max;
+    struct zt_control_stats stats;
+    unsigned closing; /* handles still closing after stop */
+    bool stopping;
+};
+
+/* control/ads.c */
+void zt_control_ads_accept(struct zt_control *cp, struct zt_control_conn *conn, int32_t sid,
+                           const char *node);
+/* Pushes the current catalog to every stream that lacks part of it. */
+void zt_control_ads_push_all(struct zt_control *cp);
+/* Ends every stream with `status` (stop). */
+void zt_control_ads_end_all(struct zt_control *cp, int status, const char *message);
+
+/* control/ca.c */
+void zt_control_ca_accept(struct zt_control *cp, struct zt_control_conn *conn, int32_t sid,
+                          const char *node);
+
+#endif

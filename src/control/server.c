@@ -1,0 +1,518 @@
+/* `ztunnel control`: listener, TLS, request routing, configuration
+ * directory watch and lifecycle. The two services live in ads.c and ca.c. */
+#include "control/control_int.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "config/dir.h"
+#include "tls/cert.h"
+#include "tls/ctx.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_CONNS 16384
+/* Changes in the directory are picked up this long after the last event,
+ * so that an editor's write-rename-delete sequence is one reload. */
+#define DEBOUNCE_MS 100
+/* A minted server certificate lives this long and is renewed at half-life. */
+#define SERVER_CERT_TTL (30u * 24 * 3600)
+
+static const struct zt_h2_settings server_h2 = {
+    .stream_window = 4u << 20,
+    .connection_window = 16u << 20,
+    .max_frame_size = 1u << 20,
+    .max_header_list = 64u << 10,
+    .max_concurrent_streams = 100,
+};
+
+/* ---- configuration ---- */
+
+static void log_config(const struct zt_control *cp, const char *what)
+{
+    ZT_INFO("control", "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), version %llu",
+            what, cp->config_dir, zt_state_workload_count(cp->state),
+            zt_state_service_count(cp->state), zt_state_policy_count(cp->state),
+            (unsigned long long)cp->stats.config_version);
+}
+
+/* Loads the directory into a new state and catalog. Returns 0 or the
+ * loader's error with the reason in err. */
+static int load_config(struct zt_control *cp, char *err, size_t errlen)
+{
+    struct zt_state *s = NULL;
+    struct zt_xds_catalog *cat = NULL;
+    int rc = zt_config_dir_load(cp->config_dir, &s, err, errlen);
+    if (rc < 0)
+        return rc;
+    char why[512] = "";
+    size_t left_out = zt_xds_catalog_build(s, &cat, why, sizeof(why));
+    if (left_out)
+        ZT_WARN("control", "%zu object(s) of %s cannot be served (first: %s)", left_out,
+                cp->config_dir, why);
+    zt_state_unref(cp->state);
+    zt_xds_catalog_unref(cp->cat);
+    cp->state = s;
+    cp->cat = cat;
+    cp->stats.config_version++;
+    return 0;
+}
+
+static void on_debounce(uv_timer_t *t)
+{
+    struct zt_control *cp = t->data;
+    char err[1024];
+    if (cp->stopping)
+        return;
+    if (load_config(cp, err, sizeof(err)) < 0) {
+        ZT_ERROR("control", "configuration refused, still serving version %llu: %s",
+                 (unsigned long long)cp->stats.config_version, err);
+        return;
+    }
+    log_config(cp, "reloaded");
+    zt_control_ads_push_all(cp);
+}
+
+static void on_dir_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    struct zt_control *cp = h->data;
+    if (status < 0) {
+        ZT_ERROR("control", "watching %s failed: %s", cp->config_dir, uv_strerror(status));
+        return;
+    }
+    uv_timer_start(&cp->debounce, on_debounce, DEBOUNCE_MS, 0);
+}
+
+/* ---- TLS ---- */
+
+static bool is_wildcard(const char *host)
+{
+    return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+}
+
+static void add_name(char ***v, size_t *n, const char *name)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*v)[i], name) == 0)
+            return;
+    *v = realloc(*v, (*n + 1) * sizeof(**v));
+    if (!*v || !((*v)[*n] = strdup(name)))
+        abort();
+    (*n)++;
+}
+
+/* Mints a server certificate for the listen address and the usual names
+ * and makes it the context for new connections. */
+static void on_tls_timer(uv_timer_t *t);
+
+static int mint_server_tls(struct zt_control *cp, char *err, size_t errlen)
+{
+    char **dns = NULL, **ips = NULL;
+    size_t n_dns = 0, n_ips = 0;
+    unsigned char tmp[sizeof(struct in6_addr)];
+    add_name(&dns, &n_dns, "localhost");
+    add_name(&dns, &n_dns, "istiod.istio-system.svc");
+    add_name(&dns, &n_dns, "istiod");
+    char host[256];
+    if (gethostname(host, sizeof(host)) == 0 && host[0]) {
+        host[sizeof(host) - 1] = '\0';
+        add_name(&dns, &n_dns, host);
+    }
+    for (size_t i = 0; i < cp->n_server_names; i++) {
+        const char *s = cp->server_names[i];
+        bool ip = inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
+        add_name(ip ? &ips : &dns, ip ? &n_ips : &n_dns, s);
+    }
+    if (!is_wildcard(cp->listen_host)) {
+        add_name(&ips, &n_ips, cp->listen_host);
+    } else {
+        struct ifaddrs *ifa = NULL;
+        if (getifaddrs(&ifa) == 0) {
+            for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+                char buf[INET6_ADDRSTRLEN];
+                if (!i->ifa_addr ||
+                    (i->ifa_addr->sa_family != AF_INET &&
+                     (i->ifa_addr->sa_family != AF_INET6 || strcmp(cp->listen_host, "::") != 0)))
+                    continue;
+                const void *a =
+                    i->ifa_addr->sa_family == AF_INET
+                        ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
+                        : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+                if (i->ifa_addr->sa_family == AF_INET6 &&
+                    IN6_IS_ADDR_LINKLOCAL((const struct in6_addr *)a))
+                    continue;
+                if (inet_ntop(i->ifa_addr->sa_family, a, buf, sizeof(buf)))
+                    add_name(&ips, &n_ips, buf);
+            }
+            freeifaddrs(ifa);
+        }
+        add_name(&ips, &n_ips, "127.0.0.1");
+    }
+    struct zt_tls_cert *cert = NULL;
+    SSL_CTX *ctx = NULL;
+    int rc = zt_tls_localca_mint_server(cp->ca, (const char *const *)dns, n_dns,
+                                        (const char *const *)ips, n_ips, SERVER_CERT_TTL, &cert);
+    if (rc < 0)
+        snprintf(err, errlen, "cannot mint the server certificate: %s", zt_strerror(rc));
+    else if (!(ctx = zt_tls_control_server_ctx_new(cert, err, errlen)))
+        rc = ZT_E_TLS;
+    if (rc == 0) {
+        char names[1024];
+        size_t off = 0;
+        names[0] = '\0';
+        for (size_t i = 0; i < n_dns + n_ips && off < sizeof(names); i++)
+            off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s", i ? ", " : "",
+                                    i < n_dns ? dns[i] : ips[i - n_dns]);
+        ZT_INFO("control", "serving a certificate minted from the CA for: %s", names);
+        SSL_CTX_free(cp->tls);
+        cp->tls = ctx;
+        /* Renew at half-life; connections keep the context they started with. */
+        int64_t life = (int64_t)(cert->not_after - time(NULL));
+        uv_timer_start(&cp->tls_timer, on_tls_timer, life > 2 ? (uint64_t)life * 500 : 1000, 0);
+    }
+    zt_tls_cert_unref(cert);
+    for (size_t i = 0; i < n_dns; i++)
+        free(dns[i]);
+    for (size_t i = 0; i < n_ips; i++)
+        free(ips[i]);
+    free(dns);
+    free(ips);
+    return rc;
+}
+
+static void on_tls_timer(uv_timer_t *t)
+{
+    struct zt_control *cp = t->data;
+    char err[512];
+    if (mint_server_tls(cp, err, sizeof(err)) < 0) {
+        ZT_ERROR("control", "server certificate not renewed, retrying in 60 s: %s", err);
+        uv_timer_start(&cp->tls_timer, on_tls_timer, 60000, 0);
+    }
+}
+
+static int load_server_tls(struct zt_control *cp, const struct zt_control_opts *o, char *err,
+                           size_t errlen)
+{
+    if (!o->tls_cert)
+        return mint_server_tls(cp, err, errlen);
+    struct zt_tls_cert *cert = NULL;
+    int rc = zt_tls_cert_load_files(o->tls_cert, o->tls_key, &cert, err, errlen);
+    if (rc < 0)
+        return rc;
+    cp->tls = zt_tls_control_server_ctx_new(cert, err, errlen);
+    zt_tls_cert_unref(cert);
+    return cp->tls ? 0 : ZT_E_TLS;
+}
+
+/* ---- connections and routing ---- */
+
+static void conn_unlink(struct zt_control_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->cp->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->cp->stats.connections--;
+}
+
+/* The node named by "Bearer <token>", or NULL. */
+static const char *caller_node(struct zt_control *cp, const char *authorization)
+{
+    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return NULL;
+    const char *tok = authorization + 7;
+    while (*tok == ' ')
+        tok++;
+    return zt_control_tokens_node(cp->tokens, tok, strlen(tok));
+}
+
+static void on_request(struct zt_h2conn *h2, void *ud, int32_t sid, const struct zt_h2_request *req)
+{
+    struct zt_control_conn *c = ud;
+    struct zt_control *cp = c->cp;
+    if (!req->method || strcmp(req->method, "POST") != 0 || !req->path || !req->content_type ||
+        strncmp(req->content_type, "application/grpc", 16) != 0) {
+        zt_h2conn_respond(h2, sid, 415, NULL, 0);
+        return;
+    }
+    bool is_ads = strcmp(req->path, ZT_CONTROL_ADS_PATH) == 0;
+    bool is_ca = strcmp(req->path, ZT_CONTROL_CA_PATH) == 0;
+    if (!is_ads && !is_ca) {
+        zt_grpc_reject(h2, sid, ZT_GRPC_UNIMPLEMENTED, "unknown method");
+        return;
+    }
+    if (cp->stopping) {
+        zt_grpc_reject(h2, sid, ZT_GRPC_UNAVAILABLE, "control plane shutting down");
+        return;
+    }
+    const char *node = caller_node(cp, req->authorization);
+    if (!node) {
+        ZT_WARN("control", "%s: %s without a valid node token", c->peer,
+                is_ads ? "xDS stream" : "certificate request");
+        if (is_ca)
+            cp->stats.certs_refused++;
+        zt_grpc_reject(h2, sid, ZT_GRPC_UNAUTHENTICATED,
+                       req->authorization ? "unknown node token" : "missing bearer token");
+        return;
+    }
+    if (is_ads)
+        zt_control_ads_accept(cp, c, sid, node);
+    else
+        zt_control_ca_accept(cp, c, sid, node);
+}
+
+static void maybe_finish(struct zt_control *cp);
+
+static void on_closed(struct zt_h2conn *h2, void *ud, int error)
+{
+    struct zt_control_conn *c = ud;
+    ZT_DEBUG("control", "%s: connection closed: %s", c->peer,
+             error ? zt_strerror(error) : "normally");
+    struct zt_control *cp = c->cp;
+    conn_unlink(c);
+    free(c);
+    maybe_finish(cp);
+}
+
+static const struct zt_h2conn_ops conn_ops = {
+    .on_request = on_request,
+    .on_closed = on_closed,
+};
+
+static void format_peer(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+        port = ntohs(a->sin_port);
+        snprintf(out, cap, "%s:%u", ip, port);
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+        port = ntohs(a->sin6_port);
+        snprintf(out, cap, "[%s]:%u", ip, port);
+    }
+}
+
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+    struct zt_control *cp = h->data;
+    for (int i = 0; i < 64 && !cp->stopping; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(cp->lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                ZT_WARN("control", "accept: %s", strerror(errno));
+            return;
+        }
+        if (cp->stats.connections >= MAX_CONNS) {
+            ZT_WARN("control", "%d connections open: refusing one", MAX_CONNS);
+            close(fd);
+            continue;
+        }
+        struct zt_control_conn *c = calloc(1, sizeof(*c));
+        if (!c)
+            abort();
+        c->cp = cp;
+        format_peer(&ss, c->peer, sizeof(c->peer));
+        c->h2 = zt_h2conn_new(cp->loop, fd, cp->tls, ZT_H2_SERVER, &server_h2, &conn_ops, c);
+        if (!c->h2) {
+            free(c);
+            continue;
+        }
+        c->next = cp->conns;
+        if (cp->conns)
+            cp->conns->prev = c;
+        cp->conns = c;
+        cp->stats.connections++;
+    }
+}
+
+static int listen_on(struct zt_control *cp, const char *addr, char *err, size_t errlen)
+{
+    char port[16], auth[300];
+    if (zt_grpc_parse_target(addr, cp->listen_host, sizeof(cp->listen_host), port, sizeof(port),
+                             auth, sizeof(auth)) < 0) {
+        snprintf(err, errlen, "--listen %s: expected ADDR:PORT", addr);
+        return ZT_E_CONFIG;
+    }
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    int grc = getaddrinfo(cp->listen_host, port, &hints, &ai);
+    if (grc != 0) {
+        snprintf(err, errlen, "--listen %s: the address must be a numeric IP: %s", addr,
+                 gai_strerror(grc));
+        return ZT_E_CONFIG;
+    }
+    int rc = 0;
+    int one = 1;
+    cp->lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (cp->lfd < 0 || setsockopt(cp->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(cp->lfd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(cp->lfd, 512) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "--listen %s: %s", addr, strerror(errno));
+    } else {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        getsockname(cp->lfd, (struct sockaddr *)&ss, &len);
+        cp->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                 : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    freeaddrinfo(ai);
+    return rc;
+}
+
+/* ---- lifecycle ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct zt_control *cp = h->data;
+    if (--cp->closing > 0)
+        return;
+    zt_state_unref(cp->state);
+    zt_xds_catalog_unref(cp->cat);
+    zt_control_tokens_free(cp->tokens);
+    zt_tls_localca_free(cp->ca);
+    SSL_CTX_free(cp->tls);
+    for (size_t i = 0; i < cp->n_server_names; i++)
+        free(cp->server_names[i]);
+    free(cp->server_names);
+    free(cp->config_dir);
+    free(cp);
+}
+
+/* Closes every handle; cp is freed by the last close callback. */
+static void close_handles(struct zt_control *cp, bool poll_started)
+{
+    uv_handle_t *hs[] = {(uv_handle_t *)&cp->debounce, (uv_handle_t *)&cp->tls_timer,
+                         (uv_handle_t *)&cp->watch, (uv_handle_t *)&cp->lpoll};
+    cp->closing = poll_started ? 4 : 3;
+    for (unsigned i = 0; i < cp->closing; i++) {
+        hs[i]->data = cp;
+        uv_close(hs[i], on_handle_closed);
+    }
+    if (cp->lfd >= 0)
+        close(cp->lfd);
+    cp->lfd = -1;
+}
+
+/* After stop: once the last connection is gone, release everything. */
+static void maybe_finish(struct zt_control *cp)
+{
+    if (cp->stopping && !cp->conns && cp->closing == 0)
+        close_handles(cp, true);
+}
+
+static void on_force_close(uv_timer_t *t)
+{
+    struct zt_control *cp = t->data;
+    struct zt_control_conn *next;
+    for (struct zt_control_conn *c = cp->conns; c; c = next) {
+        next = c->next;
+        zt_h2conn_close(c->h2, ZT_E_CLOSED);
+    }
+}
+
+int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt_control **out,
+                     char *err, size_t errlen)
+{
+    struct zt_control *cp = calloc(1, sizeof(*cp));
+    if (!cp)
+        abort();
+    *out = NULL;
+    cp->loop = loop;
+    cp->lfd = -1;
+    cp->ttl_default = o->cert_ttl_default ? o->cert_ttl_default : ZT_CONTROL_CERT_TTL_DEFAULT;
+    cp->ttl_max = o->cert_ttl_max ? o->cert_ttl_max : ZT_CONTROL_CERT_TTL_MAX;
+    if (cp->ttl_default > cp->ttl_max)
+        cp->ttl_default = cp->ttl_max;
+    cp->config_dir = strdup(o->config_dir ? o->config_dir : "");
+    for (size_t i = 0; i < o->n_server_names; i++)
+        add_name(&cp->server_names, &cp->n_server_names, o->server_names[i]);
+    uv_timer_init(loop, &cp->debounce);
+    uv_timer_init(loop, &cp->tls_timer);
+    uv_fs_event_init(loop, &cp->watch);
+    cp->debounce.data = cp->tls_timer.data = cp->watch.data = cp;
+    int rc = 0;
+    if (!o->config_dir || !o->ca_dir || !o->node_tokens || !o->listen) {
+        snprintf(err, errlen, "--config-dir, --ca-dir, --node-tokens and --listen are required");
+        rc = ZT_E_CONFIG;
+    } else if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together");
+        rc = ZT_E_CONFIG;
+    }
+    if (rc == 0)
+        rc = zt_tls_localca_load(o->ca_dir, &cp->ca, err, errlen);
+    if (rc == 0)
+        rc = zt_control_tokens_load(o->node_tokens, &cp->tokens, err, errlen);
+    if (rc == 0)
+        rc = load_config(cp, err, errlen);
+    if (rc == 0)
+        rc = listen_on(cp, o->listen, err, errlen);
+    if (rc == 0)
+        rc = load_server_tls(cp, o, err, errlen);
+    if (rc == 0) {
+        int urc = uv_fs_event_start(&cp->watch, on_dir_event, cp->config_dir, 0);
+        if (urc < 0) {
+            snprintf(err, errlen, "%s: cannot watch: %s", cp->config_dir, uv_strerror(urc));
+            rc = ZT_E_CONFIG;
+        }
+    }
+    if (rc == 0) {
+        uv_poll_init(loop, &cp->lpoll, cp->lfd);
+        cp->lpoll.data = cp;
+        uv_poll_start(&cp->lpoll, UV_READABLE, on_accept);
+    }
+    if (rc < 0) {
+        close_handles(cp, false);
+        return rc;
+    }
+    log_config(cp, "loaded");
+    ZT_INFO("control", "listening on %s (port %u), %zu node token(s)", o->listen, cp->port,
+            zt_control_tokens_count(cp->tokens));
+    *out = cp;
+    return 0;
+}
+
+uint16_t zt_control_port(const struct zt_control *cp)
+{
+    return cp->port;
+}
+
+void zt_control_stats(const struct zt_control *cp, struct zt_control_stats *out)
+{
+    *out = cp->stats;
+}
+
+void zt_control_stop(struct zt_control *cp)
+{
+    if (!cp || cp->stopping)
+        return;
+    cp->stopping = true;
+    ZT_INFO("control", "stopping: ending %zu stream(s) on %zu connection(s)", cp->stats.ads_streams,
+            cp->stats.connections);
+    uv_poll_stop(&cp->lpoll);
+    uv_fs_event_stop(&cp->watch);
+    uv_timer_stop(&cp->debounce);
+    zt_control_ads_end_all(cp, ZT_GRPC_UNAVAILABLE, "control plane shutting down");
+    for (struct zt_control_conn *c = cp->conns; c; c = c->next)
+        zt_h2conn_shutdown(c->h2);
+    /* Peers get a moment to read the trailers and GOAWAY, then are cut. */
+    uv_timer_start(&cp->tls_timer, on_force_close, 2000, 0);
+    maybe_finish(cp);
+}

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# `ztunnel control` end to end: our control plane in its own network
+# namespace (node 3), proxies on nodes 1 and 2 that know nothing but its
+# address, the mesh root and their node's token. Workloads and policies come
+# from a watched YAML directory; certificates from its CA. Checks: traffic
+# with issued identities, a new workload / a removed workload / a new policy
+# applied within a second, a broken file refused with file and line while
+# the last good state stays, a control-plane restart (proxies keep serving,
+# reconnect and converge), a short-lived certificate renewed while a
+# transfer runs through it, and node authorization of certificate requests.
+# A gRPC stack that is not ours (Node's grpc-js, tests/conformance/
+# control_client.js) is a client of the control plane too.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=mesh.sh
+. "$here/mesh.sh"
+zt_trap_cleanup
+conf="$mesh_repo/tests/conformance"
+
+A=10.200.1.2 C=10.200.2.2 D=10.200.2.3 CP=$(zt_node_ip 3)
+TOKEN1=node1-token-0123456789 TOKEN2=node2-token-0123456789
+CFG=$ZT_WORK/config
+# Workload certificates live 60 s (the control plane's cap): renewed at 30 s.
+CERT_TTL=60
+
+wl() { # wl UID IP SA NODE
+	echo "- {uid: $1, name: $1, namespace: default, serviceAccount: $3, workloadIps: [\"$2\"], protocol: HBONE, node: $4}"
+}
+# write_cfg FILE CONTENT: replace a config file the way tools do (rename).
+write_cfg() {
+	printf '%s\n' "$2" >"$CFG/.$1.tmp" && mv "$CFG/.$1.tmp" "$CFG/$1"
+}
+start_control() {
+	mesh_start_bg 3 control "$ZT_BIN" control --listen 0.0.0.0:15012 --config-dir "$CFG" \
+		--ca-dir "$MESH_CA" --node-tokens "$ZT_WORK/node-tokens" --max-cert-ttl $CERT_TTL
+	mesh_wait_grep "$(mesh_log 3 control)" "listening on" 10
+}
+start_proxy() {
+	echo "$2" >"$ZT_WORK/token$1"
+	# shellcheck disable=SC2046
+	mesh_start_bg "$1" proxy env $(mesh_env "$1") XDS_ADDRESS="https://$CP:15012" \
+		XDS_ROOT_CA="$MESH_CA/root-cert.pem" AUTH_TOKEN="$ZT_WORK/token$1" NODE_NAME="node$1" \
+		POD_NAME="ztunnel-$1" POD_NAMESPACE=istio-system RUST_LOG="${LOGLVL:-info}" "$ZT_BIN" proxy
+	mesh_wait_grep "$(mesh_log "$1" proxy)" "snapshot received" 10
+}
+clog() { cat "$(mesh_log 3 control)"; }
+
+zt_test "setup: control plane alone in node 3's namespace, proxies on nodes 1 and 2"
+setup() {
+	zt_node_add 1 && zt_node_add 2 && zt_node_add 3 || return 1
+	a=$(zt_pod_add 1 1 a) && c=$(zt_pod_add 2 1 c) && d=$(zt_pod_add 2 2 d) || return 1
+	mesh_ca || return 1
+	mkdir -p "$CFG"
+	printf '# node tokens\nnode1 %s\nnode2 %s\n' "$TOKEN1" "$TOKEN2" >"$ZT_WORK/node-tokens"
+	write_cfg workloads.yaml "workloads:
+$(wl a $A sa-a node1)
+$(wl c $C sa-c node2)"
+	start_control || return 1
+	mesh_cni_start 1 && mesh_cni_start 2 || return 1
+	start_proxy 1 "$TOKEN1" && start_proxy 2 "$TOKEN2" || return 1
+	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$c" c sa-c || return 1
+	zt_echo_server "$c" 8080 && zt_echo_server "$c" 9090 && zt_echo_server "$d" 8080
+}
+if setup; then zt_pass; else
+	zt_fail "setup failed"
+	mesh_finish
+	exit 1
+fi
+
+# A long transfer (40 s, one line every 0.5 s) runs under every test below;
+# a's certificate (60 s) is renewed at half-life in the middle of it.
+t_transfer=$(zt_now_ms)
+(for i in $(seq 80); do
+	echo "line-$i"
+	sleep 0.5
+done) | zt_ns_exec "$a" timeout 60 socat -t 5 - "TCP:$C:8080" >"$ZT_WORK/transfer.out" 2>&1 &
+transfer=$!
+
+zt_test "traffic between the workloads goes through HBONE with identities issued by the control plane"
+m1=$(mesh_mark 1)
+reply=$(zt_send "$a" $C 8080 via-control)
+line=$(mesh_wait_access 1 "$m1" "direction=outbound" 5)
+if [ "$reply" = via-control ] && clog | grep -q "issued $(mesh_id sa-a) to node node1" &&
+	clog | grep -q "issued $(mesh_id sa-c) to node node2"; then
+	mesh_expect_fields "$line" "dst.hbone_addr=$C:8080" "dst.identity=$(mesh_id sa-c)" "src.identity=$(mesh_id sa-a)"
+else
+	zt_fail "reply '$reply'; control log: $(clog | grep issued)"
+fi
+
+zt_test "proxies are ready (both types ACKed)"
+zt_expect_eq "$(zt_ns_exec "$(zt_node_ns 1)" curl -s -o /dev/null -w '%{http_code}' localhost:15021/healthz/ready)" 200
+
+# within_1s CMD...: runs CMD every 50 ms until it succeeds; fails after 1 s
+# (counted from just before the config change, which the caller does).
+within_1s() {
+	local deadline=$((t0 + 1000))
+	while [ "$(zt_now_ms)" -lt "$deadline" ]; do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+zt_test "a new workload in a new file takes effect within a second"
+mesh_enroll 2 "$d" d sa-d || zt_log "enroll d failed"
+t0=$(zt_now_ms)
+write_cfg more.yaml "workloads:
+$(wl d $D sa-d node2)"
+d_meshed() {
+	local m
+	m=$(mesh_mark 1)
+	[ "$(zt_send "$a" $D 8080 dd 1)" = dd ] || return 1
+	mesh_wait_access 1 "$m" "direction=outbound" 1 | grep -q "dst.identity=$(mesh_id sa-d)"
+}
+if within_1s d_meshed; then zt_pass; else zt_fail "d not meshed after 1 s"; fi
+
+zt_test "a new policy takes effect within a second"
+t0=$(zt_now_ms)
+write_cfg policy.yaml "policies:
+- {name: no-9090, namespace: default, scope: Namespace, action: Deny, rules: [[[ {destinationPorts: [9090]} ]]]}"
+denied() { [ -z "$(zt_send "$a" $C 9090 x 1)" ]; }
+if within_1s denied && [ "$(zt_send "$a" $C 8080 y 2)" = y ]; then zt_pass; else zt_fail "9090 still open"; fi
+
+zt_test "a removed workload stops being meshed within a second"
+t0=$(zt_now_ms)
+rm "$CFG/more.yaml"
+d_plain() {
+	local m
+	m=$(mesh_mark 1)
+	zt_send "$a" $D 8080 dd 1 >/dev/null
+	mesh_wait_access 1 "$m" "direction=outbound" 1 | grep -vq "dst.hbone_addr=$D"
+}
+if within_1s d_plain; then zt_pass; else zt_fail "d still meshed"; fi
+
+zt_test "a broken file is refused with file and line; the last good state stays served"
+write_cfg policy.yaml "policies:
+- {name: no-9090, namespace: default, scope: Namespace, action: Deny, colour: blue}"
+if mesh_wait_grep "$(mesh_log 3 control)" "configuration refused.*policy.yaml:2: policies\[0\]\.colour" 3 &&
+	denied && [ "$(zt_send "$a" $C 8080 still 2)" = still ]; then
+	zt_pass
+else
+	zt_fail "$(clog | grep -i refused)"
+fi
+
+zt_test "the control plane restarts: traffic goes on meanwhile, proxies reconnect and converge"
+mesh_stop 3 control
+ok_down=$([ "$(zt_send "$a" $C 8080 down)" = down ] && echo yes)
+# While it is down the policy is dropped: after the restart 9090 opens again.
+rm "$CFG/policy.yaml"
+start_control
+open_again() { [ "$(zt_send "$a" $C 9090 back 1)" = back ]; }
+ok_up=""
+for _ in $(seq 100); do
+	open_again && { ok_up=yes; break; }
+	sleep 0.2
+done
+streams=$(grep -c "xDS stream from node" "$(mesh_log 3 control)")
+if [ "$ok_down" = yes ] && [ "$ok_up" = yes ] && [ "$streams" -ge 2 ]; then zt_pass; else
+	zt_fail "down '$ok_down' up '$ok_up' streams $streams"
+fi
+
+cjs() { # cjs SUBCOMMAND TOKEN ARGS...: the grpc-js client against the control plane
+	local sub=$1 tok=$2
+	shift 2
+	echo "$tok" >"$ZT_WORK/jstoken"
+	zt_ns_exec "$(zt_node_ns 1)" node "$conf/control_client.js" "$sub" --target "$CP:15012" \
+		--root-ca "$MESH_CA/root-cert.pem" --token-file "$ZT_WORK/jstoken" --node-name node1 "$@" \
+		2>>"$ZT_WORK/cjs.err"
+}
+
+zt_test "grpc-js as an xDS client: both types arrive, decode and match the directory; a NACK is logged"
+write_cfg policy.yaml "policies:
+- {name: no-9090, namespace: default, scope: Namespace, action: Deny, rules: [[[ {destinationPorts: [9090]} ]]]}"
+sleep 0.5
+cjs ads "$TOKEN1" --out "$ZT_WORK/ads.jsonl" --exit-after-ms 1500 --nack default/no-9090 >/dev/null
+rc=$?
+got=$(python3 -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+names = {}
+for l in lines:
+    if "resources" in l:
+        names.setdefault(l["type_url"].split(".")[-1], []).extend(r["name"] for r in l["resources"])
+print(sorted(names.get("Address", [])), names.get("Authorization"), lines[-1].get("by"))' "$ZT_WORK/ads.jsonl")
+if [ $rc = 0 ] && [ "$got" = "['a', 'c'] ['default/no-9090'] client" ] &&
+	mesh_wait_grep "$(mesh_log 3 control)" "node node1 rejected type.googleapis.com/istio.security.Authorization.*default/no-9090" 3; then
+	zt_pass
+else
+	zt_fail "rc $rc, got $got"
+fi
+
+zt_test "grpc-js without a valid node token: UNAUTHENTICATED"
+cjs ads not-a-token-0123456789 --out "$ZT_WORK/ads-bad.jsonl" --exit-after-ms 3000 >/dev/null
+rc=$?
+zt_expect_eq "$rc $(tail -1 "$ZT_WORK/ads-bad.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')" "3 16"
+
+zt_test "a node asking for another node's identity is refused (PERMISSION_DENIED) and logged"
+out=$(cjs csr "$TOKEN1" --identity "$(mesh_id sa-c)" --impersonate)
+rc=$?
+if [ $rc = 4 ] && echo "$out" | grep -q '"code":7' &&
+	mesh_wait_grep "$(mesh_log 3 control)" "certificate refused to node node1.*no workload with identity $(mesh_id sa-c) runs on node node1" 3; then
+	zt_pass
+else
+	zt_fail "rc $rc: $out"
+fi
+
+zt_test "...while its own workload's identity is issued and verifies (chain to the mesh root)"
+out=$(cjs csr "$TOKEN1" --identity "$(mesh_id sa-a)" --impersonate --ttl 600)
+zt_expect_eq "$? $(echo "$out" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["ok"], j["verified"], j["chain_len"])')" "0 True True 3"
+
+zt_test "an unparseable CSR gets INVALID_ARGUMENT with the reason"
+echo "not a CSR" >"$ZT_WORK/garbage.csr"
+out=$(cjs csr "$TOKEN1" --identity "$(mesh_id sa-a)" --csr-file "$ZT_WORK/garbage.csr")
+if [ $? = 4 ] && echo "$out" | grep -q '"code":3' && echo "$out" | grep -q "bad CSR"; then zt_pass; else zt_fail "$out"; fi
+
+zt_test "a short-lived certificate was renewed during the 40 s transfer, which went through unbroken"
+wait "$transfer"
+renewals=$(cat "$ZT_WORK"/control3*.log | python3 -c '
+import sys, datetime
+start = int(sys.argv[1]) / 1000
+n = 0
+for l in sys.stdin:
+    if "issued spiffe://cluster.local/ns/default/sa/sa-a to node node1" in l and "(127.0.0.1" not in l:
+        t = datetime.datetime.strptime(l.split()[0][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+        n += t > start + 20
+print(n)' "$t_transfer")
+lines=$(grep -c '^line-' "$ZT_WORK/transfer.out")
+if [ "$lines" = 80 ] && [ "$(tail -1 "$ZT_WORK/transfer.out")" = line-80 ] && [ "$renewals" -ge 1 ]; then
+	zt_pass
+else
+	zt_fail "$lines lines echoed, $renewals renewal(s) of sa-a"
+fi
+
+mesh_finish

@@ -1,0 +1,329 @@
+/* config/dir.h against real directories made under a fresh mkdtemp dir. */
+#include "test.h"
+
+#include "base/err.h"
+#include "config/dir.h"
+#include "config/local.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpl[64];
+
+/* A new empty directory for one test; removed by rm_dir(). */
+static const char *mk_dir(void)
+{
+    snprintf(tmpl, sizeof(tmpl), "/tmp/zt_test_dir_XXXXXX");
+    if (!mkdtemp(tmpl))
+        abort();
+    return tmpl;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void rm_dir(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    if (!f)
+        abort();
+    fputs(text, f);
+    fclose(f);
+}
+
+#define WL(uid) "- uid: " uid "\n  namespace: default\n  workloadIps: [\"10.0.0.1\"]\n"
+#define SVC(host) "- name: s\n  namespace: default\n  hostname: " host "\n"
+#define POL(name) "- name: " name "\n  namespace: default\n  action: Deny\n"
+
+static void test_merge(void)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = NULL;
+    char err[512] = "";
+    const struct zt_workload *w;
+
+    put(d, "a.yaml", "workloads:\n" WL("w1") WL("w2"));
+    put(d, "b.yml",
+        "services:\n" SVC("s1.default.svc") "workloads:\n"
+                                            "- uid: w3\n  namespace: default\n"
+                                            "  services: {\"default/s1.default.svc\": {80: 8080}}\n"
+                                            "  authorizationPolicies: [default/p1]\n");
+    put(d, "c.yaml", "policies:\n" POL("p1") POL("p2"));
+    int rc = zt_config_dir_load(d, &s, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "  err: %s\n", err);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(s != NULL);
+    CHECK_EQ_INT(zt_state_workload_count(s), 3);
+    CHECK_EQ_INT(zt_state_service_count(s), 1);
+    CHECK_EQ_INT(zt_state_policy_count(s), 2);
+    CHECK_EQ_STR(zt_state_workload_at(s, 0)->uid, "w1");
+    CHECK_EQ_STR(zt_state_workload_at(s, 2)->uid, "w3");
+    CHECK(zt_state_service_by_key(s, "default/s1.default.svc") != NULL);
+    CHECK(zt_state_policy_by_key(s, "default/p2") != NULL);
+    /* Cross-file reference: w3's service is an endpoint lookup in the
+     * merged snapshot. */
+    w = zt_state_workload_by_uid(s, "w3");
+    CHECK(w != NULL);
+    const struct zt_workload *const *eps = NULL;
+    CHECK_EQ_INT(
+        zt_state_service_endpoints(s, zt_state_service_by_key(s, "default/s1.default.svc"), &eps),
+        1);
+    CHECK(eps[0] == w);
+    zt_state_unref(s);
+    rm_dir(d);
+}
+
+static void check_dup(const char *a_text, const char *b_text, const char *want_tail)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = (struct zt_state *)1;
+    char err[512] = "", want[512];
+
+    /* Written b first: the message must follow sorted name order, not
+     * creation or readdir order. */
+    put(d, "b.yaml", b_text);
+    put(d, "a.yaml", a_text);
+    snprintf(want, sizeof(want), "%s/b.yaml: %s%s/a.yaml", d, want_tail, d);
+    int rc = zt_config_dir_load(d, &s, err, sizeof(err));
+    rm_dir(d);
+    CHECK_EQ_INT(rc, ZT_E_CONFIG);
+    CHECK(s == NULL);
+    CHECK_EQ_STR(err, want);
+}
+
+static void test_duplicate_workload(void)
+{
+    check_dup("workloads:\n" WL("x") WL("y"), "workloads:\n" WL("z") WL("x"),
+              "workloads: uid \"x\" already defined in ");
+}
+
+static void test_duplicate_service(void)
+{
+    check_dup("services:\n" SVC("h1"), "services:\n" SVC("h0") SVC("h1"),
+              "services: service \"default/h1\" already defined in ");
+}
+
+static void test_duplicate_policy(void)
+{
+    check_dup("policies:\n" POL("p"), "policies:\n" POL("p"),
+              "policies: policy \"default/p\" already defined in ");
+}
+
+/* Same key in different kinds, or same name in different namespaces, is
+ * not a duplicate. */
+static void test_not_duplicate(void)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = NULL;
+    char err[512] = "";
+
+    put(d, "a.yaml", "workloads:\n" WL("default/p") "policies:\n" POL("p"));
+    put(d, "b.yaml", "policies:\n- name: p\n  namespace: other\n");
+    int rc = zt_config_dir_load(d, &s, err, sizeof(err));
+    rm_dir(d);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(zt_state_policy_count(s), 2);
+    CHECK_EQ_INT(zt_state_workload_count(s), 1);
+    zt_state_unref(s);
+}
+
+static void test_bad_file(void)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = (struct zt_state *)1;
+    char err[512] = "", want[512];
+    int rc;
+
+    put(d, "a.yaml", "workloads:\n" WL("w1"));
+    put(d, "b.yaml", "workloads:\n- uid: a\n  namespace: default\n  workloadIPs: [\"10.0.0.1\"]\n");
+    rc = zt_config_dir_load(d, &s, err, sizeof(err));
+    snprintf(want, sizeof(want), "%s/b.yaml:4: workloads[0].workloadIPs: unknown key", d);
+    CHECK_EQ_INT(rc, ZT_E_CONFIG);
+    CHECK(s == NULL);
+    CHECK_EQ_STR(err, want);
+
+    /* A syntax error: file and line, as config/local.c words it. */
+    put(d, "b.yaml", "workloads:\n- uid: a\n  namespace: [default\n");
+    rc = zt_config_dir_load(d, &s, err, sizeof(err));
+    snprintf(want, sizeof(want), "%s/b.yaml:4: YAML syntax error: ", d);
+    CHECK_EQ_INT(rc, ZT_E_CONFIG);
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    rm_dir(d);
+}
+
+/* Nothing but *.yaml / *.yml regular files (or links to them) is read: every
+ * other entry holds text that would fail to load. */
+static void test_ignored(void)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = NULL;
+    char err[512] = "", path[512], target[512];
+    static const char *const junk[] = {
+        ".hidden.yaml", "a.yaml~", ".a.yaml.swp", "#a.yaml#", ".#a.yaml",
+        "notes.txt",    "README",  "yaml",        ".yml",     "a.yaml.bak",
+    };
+    int rc;
+
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+        put(d, junk[i], "this: is not config\n");
+    snprintf(path, sizeof(path), "%s/sub.yaml", d);
+    CHECK_EQ_INT(mkdir(path, 0700), 0);
+    put(d, "sub.yaml/c.yaml", "bad: [\n");
+    snprintf(path, sizeof(path), "%s/fifo.yaml", d);
+    CHECK_EQ_INT(mkfifo(path, 0600), 0);
+    /* Kubernetes ConfigMap layout: key -> ..data/key. */
+    snprintf(path, sizeof(path), "%s/..data", d);
+    CHECK_EQ_INT(mkdir(path, 0700), 0);
+    put(d, "..data/link.yaml", "workloads:\n" WL("linked"));
+    snprintf(path, sizeof(path), "%s/link.yaml", d);
+    snprintf(target, sizeof(target), "..data/link.yaml");
+    CHECK_EQ_INT(symlink(target, path), 0);
+    put(d, "real.yml", "workloads:\n" WL("real"));
+
+    rc = zt_config_dir_load(d, &s, err, sizeof(err));
+    rm_dir(d);
+    if (rc)
+        fprintf(stderr, "  err: %s\n", err);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(zt_state_workload_count(s), 2);
+    CHECK_EQ_STR(zt_state_workload_at(s, 0)->uid, "linked");
+    CHECK_EQ_STR(zt_state_workload_at(s, 1)->uid, "real");
+    zt_state_unref(s);
+}
+
+static void test_empty(void)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = NULL;
+    char err[512] = "x";
+
+    CHECK_EQ_INT(zt_config_dir_load(d, &s, err, sizeof(err)), 0);
+    CHECK(s != NULL);
+    CHECK_EQ_INT(zt_state_workload_count(s), 0);
+    CHECK_EQ_INT(zt_state_service_count(s), 0);
+    CHECK_EQ_INT(zt_state_policy_count(s), 0);
+    zt_state_unref(s);
+
+    /* Empty files and files with an empty document are fine too. */
+    put(d, "a.yaml", "");
+    put(d, "b.yaml", "# nothing yet\n");
+    put(d, "c.yaml", "workloads: []\n");
+    s = NULL;
+    CHECK_EQ_INT(zt_config_dir_load(d, &s, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_state_workload_count(s), 0);
+    zt_state_unref(s);
+    rm_dir(d);
+}
+
+static void test_missing(void)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = (struct zt_state *)1;
+    char err[512] = "", path[512], want[600];
+
+    snprintf(path, sizeof(path), "%s/nope", d);
+    CHECK_EQ_INT(zt_config_dir_load(path, &s, err, sizeof(err)), -ENOENT);
+    CHECK(s == NULL);
+    snprintf(want, sizeof(want), "%s: No such file or directory", path);
+    CHECK_EQ_STR(err, want);
+
+    put(d, "file.yaml", "");
+    snprintf(path, sizeof(path), "%s/file.yaml", d);
+    CHECK_EQ_INT(zt_config_dir_load(path, &s, err, sizeof(err)), -ENOTDIR);
+    snprintf(want, sizeof(want), "%s: Not a directory", path);
+    CHECK_EQ_STR(err, want);
+    rm_dir(d);
+}
+
+/* A trailing slash does not double in messages. */
+static void test_trailing_slash(void)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = NULL;
+    char err[512] = "", path[512], want[600];
+
+    put(d, "a.yaml", "nope: 1\n");
+    snprintf(path, sizeof(path), "%s//", d);
+    CHECK_EQ_INT(zt_config_dir_load(path, &s, err, sizeof(err)), ZT_E_CONFIG);
+    snprintf(want, sizeof(want), "%s/a.yaml:1: nope: unknown key", d);
+    rm_dir(d);
+    CHECK_EQ_STR(err, want);
+}
+
+static void test_too_many_files(void)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = (struct zt_state *)1;
+    char err[512] = "", name[64];
+    int rc;
+
+    for (int i = 0; i < ZT_CONFIG_DIR_MAX_FILES; i++) {
+        snprintf(name, sizeof(name), "f%05d.yaml", i);
+        put(d, name, "");
+    }
+    rc = zt_config_dir_load(d, &s, err, sizeof(err));
+    CHECK_EQ_INT(rc, 0);
+    zt_state_unref(s);
+    put(d, "one-more.yml", "");
+    rc = zt_config_dir_load(d, &s, err, sizeof(err));
+    rm_dir(d);
+    CHECK_EQ_INT(rc, ZT_E_TOO_BIG);
+    CHECK(s == NULL);
+    CHECK(strstr(err, "more than 10000 config files") != NULL);
+}
+
+/* The byte cap is on all files together: two files each under it but over
+ * it in sum. Sparse files keep this cheap. */
+static void test_too_many_bytes(void)
+{
+    const char *d = mk_dir();
+    struct zt_state *s = (struct zt_state *)1;
+    char err[512] = "", path[512];
+    int fd, rc;
+
+    put(d, "a.yaml", "# a comment to take a few bytes\n");
+    snprintf(path, sizeof(path), "%s/b.yaml", d);
+    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(ftruncate(fd, ZT_CONFIG_LOCAL_MAX_BYTES - 8), 0);
+    close(fd);
+    rc = zt_config_dir_load(d, &s, err, sizeof(err));
+    rm_dir(d);
+    CHECK_EQ_INT(rc, ZT_E_TOO_BIG);
+    CHECK(s == NULL);
+    CHECK(strstr(err, "config files total more than") != NULL);
+    CHECK(strstr(err, "/b.yaml") != NULL);
+}
+
+int main(void)
+{
+    RUN(test_merge);
+    RUN(test_duplicate_workload);
+    RUN(test_duplicate_service);
+    RUN(test_duplicate_policy);
+    RUN(test_not_duplicate);
+    RUN(test_bad_file);
+    RUN(test_ignored);
+    RUN(test_empty);
+    RUN(test_missing);
+    RUN(test_trailing_slash);
+    RUN(test_too_many_files);
+    RUN(test_too_many_bytes);
+    return TEST_REPORT();
+}
