@@ -9,6 +9,12 @@
 # a -> b (same node) and a -> c (across nodes), prints the access-log lines
 # with both SPIFFE identities, captures the node link to show the bytes
 # between nodes are TLS, and removes everything on exit or Ctrl-C.
+#
+# DEMO_CONTROL=1 (`make demo-control`): the same mesh run by our control
+# plane, `ztunnel control`, alone in a third namespace (node3, 172.30.0.3):
+# the proxies get configuration over delta xDS and certificates from its CA,
+# authenticated by their node's token; the demo then adds a policy file to
+# the control plane's directory and shows it enforced a moment later.
 set -u
 cd "$(dirname "$0")/.."
 ZT_BIN=${ZT_BIN:-$PWD/build/ztunnel}
@@ -23,10 +29,12 @@ die() { echo "demo: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (network namespaces, iptables)"
 [ -x "$ZT_BIN" ] || die "no binary at $ZT_BIN (run make)"
 
+CONTROL=${DEMO_CONTROL:-0}
 say "Building the network: 2 nodes, 3 pods"
 zt_fabric_up
 zt_node_add 1 >/dev/null
 zt_node_add 2 >/dev/null
+[ "$CONTROL" = 1 ] && zt_node_add 3 >/dev/null
 pod_a=$(zt_pod_add 1 1 a)
 pod_b=$(zt_pod_add 1 2 b)
 pod_c=$(zt_pod_add 2 1 c)
@@ -35,20 +43,44 @@ echo "node2 $(zt_node_ip 2): pod  c=$(zt_pod_ip 2 1)"
 
 say "Mesh configuration and a local CA (Istio cacerts layout)"
 scripts/gen-cacerts.sh "$ZT_WORK/ca" >/dev/null || die "cannot create the CA"
-cat >"$ZT_WORK/mesh.yaml" <<EOF
+mkdir -p "$ZT_WORK/config"
+cat >"$ZT_WORK/config/mesh.yaml" <<EOF
 workloads:
 - {uid: demo-a, name: a, namespace: shop, serviceAccount: frontend, workloadIps: ["$(zt_pod_ip 1 1)"], protocol: HBONE, node: node1}
 - {uid: demo-b, name: b, namespace: shop, serviceAccount: cart, workloadIps: ["$(zt_pod_ip 1 2)"], protocol: HBONE, node: node1}
 - {uid: demo-c, name: c, namespace: shop, serviceAccount: payments, workloadIps: ["$(zt_pod_ip 2 1)"], protocol: HBONE, node: node2}
 EOF
-sed 's/^/  /' "$ZT_WORK/mesh.yaml"
+sed 's/^/  /' "$ZT_WORK/config/mesh.yaml"
+
+if [ "$CONTROL" = 1 ]; then
+  say "Control plane: ztunnel control on node3 $(zt_node_ip 3):15012 (xDS + CA, one TLS port)"
+  for n in 1 2; do
+    echo "node$n $(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >>"$ZT_WORK/node-tokens"
+    awk -v n="node$n" '$1 == n {print $2}' "$ZT_WORK/node-tokens" >"$ZT_WORK/token$n"
+  done
+  echo "node tokens: $(cut -d' ' -f1 "$ZT_WORK/node-tokens" | tr '\n' ' ')(one secret per node)"
+  zt_bg "$(zt_node_ns 3)" control "$ZT_BIN" control --listen 0.0.0.0:15012 \
+    --config-dir "$ZT_WORK/config" --ca-dir "$ZT_WORK/ca" --node-tokens "$ZT_WORK/node-tokens"
+  for _ in $(seq 50); do grep -q "listening on" "$ZT_WORK/control.log" && break; sleep 0.1; done
+  grep -q "listening on" "$ZT_WORK/control.log" || die "control plane did not start: $(cat "$ZT_WORK/control.log")"
+  cut -f4- "$ZT_WORK/control.log" | sed 's/^/  /'
+fi
 
 for n in 1 2; do
   mkdir -p "$ZT_WORK/n$n"
-  env_n=(INPOD_UDS="$ZT_WORK/n$n/ztunnel.sock" ZTUNNEL_CNI_DIR="$ZT_WORK/n$n/cni")
+  env_n=(INPOD_UDS="$ZT_WORK/n$n/ztunnel.sock" ZTUNNEL_CNI_DIR="$ZT_WORK/n$n/cni" NODE_NAME="node$n")
+  if [ "$CONTROL" = 1 ]; then
+    env_n+=(XDS_ADDRESS="https://$(zt_node_ip 3):15012" XDS_ROOT_CA="$ZT_WORK/ca/root-cert.pem"
+      AUTH_TOKEN="$ZT_WORK/token$n" POD_NAME="ztunnel-node$n" POD_NAMESPACE=istio-system
+      INSTANCE_IP="$(zt_node_ip $n)")
+  else
+    env_n+=(LOCAL_XDS_PATH="$ZT_WORK/config/mesh.yaml" LOCAL_CA_DIR="$ZT_WORK/ca")
+  fi
   zt_bg "$(zt_node_ns $n)" "cni$n" env "${env_n[@]}" "$ZT_BIN" cni
-  zt_bg "$(zt_node_ns $n)" "proxy$n" env "${env_n[@]}" LOCAL_XDS_PATH="$ZT_WORK/mesh.yaml" \
-    LOCAL_CA_DIR="$ZT_WORK/ca" NODE_NAME="node$n" "$ZT_BIN" proxy
+  zt_bg "$(zt_node_ns $n)" "proxy$n" env "${env_n[@]}" "$ZT_BIN" proxy
+done
+for n in 1 2; do
+  for _ in $(seq 50); do grep -q "snapshot received" "$ZT_WORK/proxy$n.log" && break; sleep 0.1; done
 done
 for n in 1 2; do
   for _ in $(seq 50); do [ -S "$ZT_WORK/n$n/cni/agent.sock" ] && break; sleep 0.1; done
@@ -97,5 +129,20 @@ for n in 1 2; do
   echo "--- node$n"
   grep -a 'connection complete' "$ZT_WORK/proxy$n.log" | cut -f5 | sed 's/^/  /'
 done
+
+if [ "$CONTROL" = 1 ]; then
+  say "Control plane: what it served, and which certificates it issued to whom"
+  grep -a -E "xDS stream from|issued" "$ZT_WORK/control.log" | cut -f4- | sed 's/^/  /'
+
+  say "A policy file dropped into the control plane's directory: deny port 8080 in namespace shop"
+  printf '%s\n' "policies:" \
+    "- {name: deny-8080, namespace: shop, scope: Namespace, action: Deny, rules: [[[ {destinationPorts: [8080]} ]]]}" \
+    >"$ZT_WORK/config/.deny.tmp"
+  mv "$ZT_WORK/config/.deny.tmp" "$ZT_WORK/config/deny.yaml"
+  sleep 1
+  reply=$(zt_send "$pod_a" "$(zt_pod_ip 2 1)" 8080 'hello again' 2)
+  echo "a -> c now: ${reply:-refused (closed without a reply)}"
+  grep -a "deny-8080" "$ZT_WORK/proxy2.log" | tail -1 | cut -f4- | sed 's/^/  /'
+fi
 
 say "Done; cleaning up"
