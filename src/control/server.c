@@ -510,9 +510,13 @@ void zt_control_stop(struct zt_control *cp)
     uv_fs_event_stop(&cp->watch);
     uv_timer_stop(&cp->debounce);
     zt_control_ads_end_all(cp, ZT_GRPC_UNAVAILABLE, "control plane shutting down");
-    for (struct zt_control_conn *c = cp->conns; c; c = c->next)
-        zt_h2conn_shutdown(c->h2);
     /* Peers get a moment to read the trailers and GOAWAY, then are cut. */
     uv_timer_start(&cp->tls_timer, on_force_close, 2000, 0);
+    /* A connection without streams closes (and is freed) inside shutdown. */
+    struct zt_control_conn *next;
+    for (struct zt_control_conn *c = cp->conns; c; c = next) {
+        next = c->next;
+        zt_h2conn_shutdown(c->h2);
+    }
     maybe_finish(cp);
 }
