@@ -411,6 +411,24 @@ static void test_golden_cert_request(void)
     free(p);
 }
 
+/* The control plane's answer: leaf, intermediate, trust bundle. */
+static void test_golden_cert_response(void)
+{
+    Istio__V1__Auth__IstioCertificateResponse resp =
+        ISTIO__V1__AUTH__ISTIO_CERTIFICATE_RESPONSE__INIT;
+    char *chain[3] = {"-----BEGIN CERTIFICATE-----\nleaf\n-----END CERTIFICATE-----\n",
+                      "-----BEGIN CERTIFICATE-----\nintermediate\n-----END CERTIFICATE-----\n",
+                      "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n"};
+    uint8_t *p;
+    size_t n;
+
+    resp.cert_chain = chain;
+    resp.n_cert_chain = 3;
+    p = pack_any(&resp.base, &n);
+    CHECK_EQ_INT(golden_compare("cert_response", p, n), 0);
+    free(p);
+}
+
 /* Decodes every .bin with protoc against our .proto files; skipped with a
  * message when protoc is not installed. */
 static void test_protoc_decode(void)
@@ -436,6 +454,7 @@ int main(void)
     RUN(test_golden_delta_request);
     RUN(test_golden_delta_response);
     RUN(test_golden_cert_request);
+    RUN(test_golden_cert_response);
     RUN(test_protoc_decode);
     return TEST_REPORT();
 }

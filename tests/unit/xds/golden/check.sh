@@ -20,6 +20,7 @@ goldens=(
   "delta_request envoy.service.discovery.v3.DeltaDiscoveryRequest discovery.proto"
   "delta_response envoy.service.discovery.v3.DeltaDiscoveryResponse discovery.proto"
   "cert_request istio.v1.auth.IstioCertificateRequest ca.proto"
+  "cert_response istio.v1.auth.IstioCertificateResponse ca.proto"
 )
 
 update=0
