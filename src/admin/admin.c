@@ -43,6 +43,7 @@ struct zt_admin {
     struct zt_admin_ops ops;
     void *ud;
     enum zt_log_level startup_level;
+    bool stats_only;
 };
 
 /* Per-request state, from the first call of the handler to completion. */
@@ -318,10 +319,15 @@ static bool gzip_buf(const uint8_t *in, size_t len, uint8_t **out, size_t *out_l
     return true;
 }
 
+static enum MHD_Result handle_ready(struct zt_admin *admin, struct MHD_Connection *c,
+                                    const char *url, const char *method);
+
 static enum MHD_Result handle_stats(struct zt_admin *admin, struct MHD_Connection *c,
                                     const char *url, const char *method)
 {
     struct zt_buf out = {0};
+    if (admin->stats_only && (strcmp(url, "/ready") == 0 || strcmp(url, "/healthz/ready") == 0))
+        return handle_ready(admin, c, "/healthz/ready", method);
     if (strcmp(url, "/metrics") != 0 && strcmp(url, "/stats/prometheus") != 0)
         return reply_404(c);
     if (!is_get(method))
@@ -557,8 +563,11 @@ int zt_admin_start(const struct zt_admin_opts *opts, const struct zt_admin_ops *
         admin->ops = *ops;
     admin->ud = ud;
     admin->startup_level = zt_log_get_level();
+    admin->stats_only = opts->stats_only;
     for (int i = 0; i < N_SERVERS; i++) {
         struct srv *s = &admin->srv[i];
+        if (opts->stats_only && i != ZT_ADMIN_SRV_STATS)
+            continue;
         s->admin = admin;
         s->which = (enum zt_admin_server)i;
         atomic_init(&s->is_starting, false);

@@ -62,6 +62,9 @@ struct zt_admin_opts {
     unsigned conn_limit;     /* per client address; a daemon holds at most twice
                                 that in all. 0: ZT_ADMIN_DEFAULT_CONN_LIMIT */
     unsigned conn_timeout_s; /* idle connection timeout; 0: ZT_ADMIN_DEFAULT_TIMEOUT_S */
+    /* Start only the stats server, which then also answers /ready and
+     * /healthz/ready (one monitoring port, as the control plane uses). */
+    bool stats_only;
 };
 
 /* Which server zt_admin_port() reports. */

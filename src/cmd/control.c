@@ -4,8 +4,10 @@
 #include "cmd/cmd.h"
 #include "cmd/common.h"
 
+#include "admin/admin.h"
 #include "base/log.h"
 #include "control/control.h"
+#include "h2/grpc.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -15,10 +17,12 @@
 #include <uv.h>
 
 #define DEFAULT_LISTEN "0.0.0.0:15012"
+#define DEFAULT_MONITORING "127.0.0.1:15014"
 #define MAX_SERVER_NAMES 32
 
 struct control_main {
     struct zt_control *cp;
+    struct zt_admin *monitoring;
     uv_signal_t sigterm, sigint;
     int signals;
 };
@@ -29,7 +33,7 @@ static void usage(FILE *f)
             "usage: ztunnel control --config-dir DIR --ca-dir DIR --node-tokens FILE\n"
             "                       [--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE]\n"
             "                       [--server-name NAME]... [--cert-ttl SECONDS]\n"
-            "                       [--max-cert-ttl SECONDS]\n"
+            "                       [--max-cert-ttl SECONDS] [--monitoring ADDR:PORT|off]\n"
             "Runs a control plane for ztunnel proxies: Istio's delta xDS and CA services on\n"
             "one TLS port.\n"
             "  --listen ADDR:PORT   address to serve on (default " DEFAULT_LISTEN ")\n"
@@ -45,6 +49,9 @@ static void usage(FILE *f)
             "  --cert-ttl SECONDS   workload certificate lifetime when a request asks for\n"
             "                       none (default %u)\n"
             "  --max-cert-ttl SECONDS  longest lifetime granted (default %u)\n"
+            "  --monitoring ADDR:PORT  Prometheus /metrics and /ready (default " DEFAULT_MONITORING
+            ";\n"
+            "                       off: none)\n"
             "Environment: LOG_FORMAT (plain or json), RUST_LOG / LOG_LEVEL.\n",
             ZT_CONTROL_CERT_TTL_DEFAULT, ZT_CONTROL_CERT_TTL_MAX);
 }
@@ -57,12 +64,48 @@ static void on_signal(uv_signal_t *h, int signum)
         exit(0);
     }
     ZT_INFO("control", "received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    zt_admin_stop(m->monitoring); /* joins its threads: no metrics read after this */
+    m->monitoring = NULL;
     zt_control_stop(m->cp);
     m->cp = NULL;
     uv_signal_stop(&m->sigterm);
     uv_signal_stop(&m->sigint);
     uv_unref((uv_handle_t *)&m->sigterm);
     uv_unref((uv_handle_t *)&m->sigint);
+}
+
+static void mon_metrics(void *ud, struct zt_buf *out)
+{
+    struct control_main *m = ud;
+    zt_control_render_metrics(m->cp, out);
+}
+
+static bool mon_ready(void *ud, char *why, size_t cap)
+{
+    struct control_main *m = ud;
+    if (zt_control_ready(m->cp))
+        return true;
+    snprintf(why, cap, "control plane");
+    return false;
+}
+
+static const struct zt_admin_ops mon_ops = {.metrics = mon_metrics, .ready = mon_ready};
+
+/* The monitoring port: the admin module's stats server alone. */
+static int start_monitoring(struct control_main *m, const char *addr, char *err, size_t errlen)
+{
+    char host[64], port[8], auth[128];
+    if (zt_grpc_parse_target(addr, host, sizeof(host), port, sizeof(port), auth, sizeof(auth)) <
+        0) {
+        snprintf(err, errlen, "expected ADDR:PORT or off");
+        return -1;
+    }
+    struct zt_admin_opts ao = {
+        .stats_addr = host, .stats_port = (uint16_t)atoi(port), .stats_only = true};
+    if (zt_admin_start(&ao, &mon_ops, m, &m->monitoring, err, errlen) < 0)
+        return -1;
+    ZT_INFO("control", "monitoring on %s (/metrics, /ready)", addr);
+    return 0;
 }
 
 static int parse_seconds(const char *opt, const char *v, unsigned *out)
@@ -84,6 +127,7 @@ int zt_cmd_control(int argc, char **argv)
     struct zt_control_opts o = {.listen = DEFAULT_LISTEN};
     const char *names[MAX_SERVER_NAMES];
     struct control_main m = {0};
+    const char *monitoring = DEFAULT_MONITORING;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -109,6 +153,8 @@ int zt_cmd_control(int argc, char **argv)
             o.tls_cert = v;
         else if (strcmp(a, "--tls-key") == 0)
             o.tls_key = v;
+        else if (strcmp(a, "--monitoring") == 0)
+            monitoring = v;
         else if (strcmp(a, "--server-name") == 0 && o.n_server_names < MAX_SERVER_NAMES)
             names[o.n_server_names++] = v;
         else if (strcmp(a, "--cert-ttl") == 0) {
@@ -132,6 +178,13 @@ int zt_cmd_control(int argc, char **argv)
     char err[1024];
     if (zt_control_start(&loop, &o, &m.cp, err, sizeof(err)) < 0) {
         fprintf(stderr, "ztunnel control: %s\n", err);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return 1;
+    }
+    if (strcmp(monitoring, "off") != 0 && start_monitoring(&m, monitoring, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ztunnel control: --monitoring %s: %s\n", monitoring, err);
+        zt_control_stop(m.cp);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         return 1;

@@ -68,7 +68,7 @@ static void send_delta(struct zt_control_ads *s, enum zt_ads_type t, bool always
     }
     char nonce[24], version[24];
     snprintf(nonce, sizeof(nonce), "%" PRIx64, ++s->nonce_seq);
-    snprintf(version, sizeof(version), "%" PRIu64, cp->stats.config_version);
+    snprintf(version, sizeof(version), "%" PRIu64, (uint64_t)ZT_CONTROL_GET(cp->n.config_version));
     Envoy__Service__Discovery__V3__DeltaDiscoveryResponse resp =
         ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_RESPONSE__INIT;
     resp.system_version_info = version;
@@ -86,7 +86,7 @@ static void send_delta(struct zt_control_ads *s, enum zt_ads_type t, bool always
     zt_grpc_scall_send(s->call, buf, len);
     ZT_DEBUG("control", "node %s: sent %s: %zu resource(s), %zu removal(s), nonce %s", s->node,
              type_url, d.n_updates, d.n_removed, nonce);
-    cp->stats.pushes++;
+    ZT_CONTROL_INC(cp->n.pushes[t]);
     zt_xds_known_apply(s->known, t, cp->cat, &d);
     free(buf);
     free(res);
@@ -148,12 +148,12 @@ static void on_request(struct zt_control_ads *s,
         return;
     }
     if (req->error_detail) {
-        cp->stats.nacks++;
+        ZT_CONTROL_INC(cp->n.nacks[t]);
         ZT_WARN("control", "node %s rejected %s (nonce %.32s): %.2000s", s->node, req->type_url,
                 req->response_nonce,
                 req->error_detail->message ? req->error_detail->message : "(no message)");
     } else {
-        cp->stats.acks++;
+        ZT_CONTROL_INC(cp->n.acks[t]);
     }
 }
 
@@ -189,7 +189,7 @@ static void on_close(void *ud, struct zt_grpc_scall *call)
         cp->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    cp->stats.ads_streams--;
+    ZT_CONTROL_DEC(cp->n.ads_streams);
     ZT_INFO("control", "xDS stream of node %s (%s) ended", s->node, s->peer);
     zt_xds_known_free(s->known);
     free(s);
@@ -221,7 +221,7 @@ void zt_control_ads_accept(struct zt_control *cp, struct zt_control_conn *conn, 
     if (cp->streams)
         cp->streams->prev = s;
     cp->streams = s;
-    cp->stats.ads_streams++;
+    ZT_CONTROL_INC(cp->n.ads_streams);
 }
 
 void zt_control_ads_push_all(struct zt_control *cp)

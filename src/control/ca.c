@@ -36,12 +36,16 @@ static void refuse(struct ca_call *c, int status, const char *fmt, ...)
 
 static void refuse(struct ca_call *c, int status, const char *fmt, ...)
 {
+    struct zt_control_counters *n = &c->cp->n;
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    c->cp->stats.certs_refused++;
+    atomic_uint_fast64_t *which = status == ZT_GRPC_PERMISSION_DENIED ? &n->unauthorized
+                                  : status == ZT_GRPC_INTERNAL        ? &n->sign_errors
+                                                                      : &n->bad_csr;
+    atomic_fetch_add_explicit(which, 1, memory_order_relaxed);
     ZT_WARN("control", "certificate refused to node %s (%s): %s", c->node, c->peer, msg);
     c->answered = true;
     zt_grpc_scall_finish(c->call, status, msg);
@@ -140,7 +144,7 @@ static void answer(struct ca_call *c)
     istio__v1__auth__istio_certificate_response__pack(&resp, buf);
     zt_grpc_scall_send(c->call, buf, len);
     free(buf);
-    cp->stats.certs_issued++;
+    ZT_CONTROL_INC(cp->n.issued);
     ZT_INFO("control", "issued %s to node %s (%s) for %us", want, c->node, c->peer, ttl);
     c->answered = true;
     zt_grpc_scall_finish(c->call, ZT_GRPC_OK, NULL);
@@ -199,6 +203,7 @@ void zt_control_ca_accept(struct zt_control *cp, struct zt_control_conn *conn, i
     c->cp = cp;
     snprintf(c->node, sizeof(c->node), "%s", node);
     snprintf(c->peer, sizeof(c->peer), "%s", conn->peer);
+    ZT_CONTROL_INC(cp->n.csr);
     c->call = zt_grpc_scall_accept(conn->h2, sid, MAX_REQUEST, &ca_ops, c);
     if (!c->call)
         free(c);

@@ -20,6 +20,9 @@
 #ifndef ZT_CONTROL_CONTROL_H
 #define ZT_CONTROL_CONTROL_H
 
+#include "base/buf.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -57,13 +60,15 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *opts, struct
 /* The bound port (useful with port 0). */
 uint16_t zt_control_port(const struct zt_control *cp);
 
-/* Counters for logs and tests. */
-struct zt_control_stats {
-    uint64_t config_version; /* accepted configurations, from 1 */
-    size_t connections, ads_streams;
-    uint64_t certs_issued, certs_refused, acks, nacks, pushes;
-};
-void zt_control_stats(const struct zt_control *cp, struct zt_control_stats *out);
+/* Prometheus text for the monitoring port, appended to out: istiod's
+ * metric names where istiod has one (pilot_xds, pilot_xds_pushes,
+ * pilot_total_xds_rejects, citadel_server_*), ztunnel_control_* otherwise.
+ * Any thread (the counters are atomic); cp must outlive the call. */
+void zt_control_render_metrics(struct zt_control *cp, struct zt_buf *out);
+
+/* True once the configuration is loaded and the port listens, until stop.
+ * Any thread. */
+bool zt_control_ready(struct zt_control *cp);
 
 /* Ends every stream with UNAVAILABLE, sends GOAWAY, stops listening and
  * frees everything once the loop has closed the handles (run the loop after

@@ -8,8 +8,10 @@
 #include "h2/h2conn.h"
 #include "state/state.h"
 #include "tls/localca.h"
+#include "xds/ads.h"
 #include "xds/catalog.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <uv.h>
 
@@ -24,6 +26,23 @@ struct zt_control_conn {
     struct zt_h2conn *h2;
     char peer[64]; /* "ip:port" for logs */
 };
+
+/* Counters and gauges read by the monitoring server's threads. */
+struct zt_control_counters {
+    atomic_uint_fast64_t config_version; /* accepted configurations, from 1 */
+    atomic_uint_fast64_t config_errors;  /* refused reloads */
+    atomic_uint_fast64_t connections, ads_streams;
+    atomic_uint_fast64_t resources[ZT_ADS_NTYPES];
+    atomic_uint_fast64_t pushes[ZT_ADS_NTYPES], acks[ZT_ADS_NTYPES], nacks[ZT_ADS_NTYPES];
+    atomic_uint_fast64_t csr, issued, unauthenticated, unauthorized, bad_csr, sign_errors;
+    atomic_uint_fast64_t xds_unauthenticated;
+    atomic_int_fast64_t root_expiry; /* Unix seconds of the earliest root's notAfter */
+    atomic_bool ready;
+};
+
+#define ZT_CONTROL_INC(field) atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
+#define ZT_CONTROL_DEC(field) atomic_fetch_sub_explicit(&(field), 1, memory_order_relaxed)
+#define ZT_CONTROL_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
 
 /* One DeltaAggregatedResources stream (control/ads.c). */
 struct zt_control_ads;
@@ -49,7 +68,7 @@ struct zt_control {
     struct zt_control_conn *conns;
     struct zt_control_ads *streams;
     unsigned ttl_default, ttl_max;
-    struct zt_control_stats stats;
+    struct zt_control_counters n;
     unsigned closing; /* handles still closing after stop */
     bool stopping;
 };

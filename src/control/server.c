@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CONNS 16384
@@ -42,7 +44,7 @@ static void log_config(const struct zt_control *cp, const char *what)
     ZT_INFO("control", "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), version %llu",
             what, cp->config_dir, zt_state_workload_count(cp->state),
             zt_state_service_count(cp->state), zt_state_policy_count(cp->state),
-            (unsigned long long)cp->stats.config_version);
+            (unsigned long long)ZT_CONTROL_GET(cp->n.config_version));
 }
 
 /* Loads the directory into a new state and catalog. Returns 0 or the
@@ -63,7 +65,9 @@ static int load_config(struct zt_control *cp, char *err, size_t errlen)
     zt_xds_catalog_unref(cp->cat);
     cp->state = s;
     cp->cat = cat;
-    cp->stats.config_version++;
+    for (int t = 0; t < ZT_ADS_NTYPES; t++)
+        atomic_store(&cp->n.resources[t], zt_xds_catalog_count(cat, (enum zt_ads_type)t));
+    ZT_CONTROL_INC(cp->n.config_version);
     return 0;
 }
 
@@ -74,8 +78,9 @@ static void on_debounce(uv_timer_t *t)
     if (cp->stopping)
         return;
     if (load_config(cp, err, sizeof(err)) < 0) {
+        ZT_CONTROL_INC(cp->n.config_errors);
         ZT_ERROR("control", "configuration refused, still serving version %llu: %s",
-                 (unsigned long long)cp->stats.config_version, err);
+                 (unsigned long long)ZT_CONTROL_GET(cp->n.config_version), err);
         return;
     }
     log_config(cp, "reloaded");
@@ -213,6 +218,22 @@ static int load_server_tls(struct zt_control *cp, const struct zt_control_opts *
     return cp->tls ? 0 : ZT_E_TLS;
 }
 
+/* The earliest notAfter of the trust bundle, in Unix seconds (0 if none). */
+static int64_t roots_expiry(const struct zt_tls_localca *ca)
+{
+    STACK_OF(X509) *roots = zt_tls_localca_roots(ca);
+    int64_t min = 0;
+    for (int i = 0; roots && i < sk_X509_num(roots); i++) {
+        struct tm tm;
+        if (ASN1_TIME_to_tm(X509_get0_notAfter(sk_X509_value(roots, i)), &tm) != 1)
+            continue;
+        int64_t t = (int64_t)timegm(&tm);
+        if (min == 0 || t < min)
+            min = t;
+    }
+    return min;
+}
+
 /* ---- connections and routing ---- */
 
 static void conn_unlink(struct zt_control_conn *c)
@@ -223,7 +244,7 @@ static void conn_unlink(struct zt_control_conn *c)
         c->cp->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    c->cp->stats.connections--;
+    ZT_CONTROL_DEC(c->cp->n.connections);
 }
 
 /* The node named by "Bearer <token>", or NULL. */
@@ -260,8 +281,8 @@ static void on_request(struct zt_h2conn *h2, void *ud, int32_t sid, const struct
     if (!node) {
         ZT_WARN("control", "%s: %s without a valid node token", c->peer,
                 is_ads ? "xDS stream" : "certificate request");
-        if (is_ca)
-            cp->stats.certs_refused++;
+        atomic_fetch_add_explicit(is_ca ? &cp->n.unauthenticated : &cp->n.xds_unauthenticated, 1,
+                                  memory_order_relaxed);
         zt_grpc_reject(h2, sid, ZT_GRPC_UNAUTHENTICATED,
                        req->authorization ? "unknown node token" : "missing bearer token");
         return;
@@ -319,7 +340,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
                 ZT_WARN("control", "accept: %s", strerror(errno));
             return;
         }
-        if (cp->stats.connections >= MAX_CONNS) {
+        if (ZT_CONTROL_GET(cp->n.connections) >= MAX_CONNS) {
             ZT_WARN("control", "%d connections open: refusing one", MAX_CONNS);
             close(fd);
             continue;
@@ -338,7 +359,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
         if (cp->conns)
             cp->conns->prev = c;
         cp->conns = c;
-        cp->stats.connections++;
+        ZT_CONTROL_INC(cp->n.connections);
     }
 }
 
@@ -482,6 +503,8 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
         close_handles(cp, false);
         return rc;
     }
+    atomic_store(&cp->n.root_expiry, roots_expiry(cp->ca));
+    atomic_store(&cp->n.ready, true);
     log_config(cp, "loaded");
     ZT_INFO("control", "listening on %s (port %u), %zu node token(s)", o->listen, cp->port,
             zt_control_tokens_count(cp->tokens));
@@ -494,18 +517,14 @@ uint16_t zt_control_port(const struct zt_control *cp)
     return cp->port;
 }
 
-void zt_control_stats(const struct zt_control *cp, struct zt_control_stats *out)
-{
-    *out = cp->stats;
-}
-
 void zt_control_stop(struct zt_control *cp)
 {
     if (!cp || cp->stopping)
         return;
     cp->stopping = true;
-    ZT_INFO("control", "stopping: ending %zu stream(s) on %zu connection(s)", cp->stats.ads_streams,
-            cp->stats.connections);
+    atomic_store(&cp->n.ready, false);
+    ZT_INFO("control", "stopping: ending %zu stream(s) on %zu connection(s)",
+            (size_t)ZT_CONTROL_GET(cp->n.ads_streams), (size_t)ZT_CONTROL_GET(cp->n.connections));
     uv_poll_stop(&cp->lpoll);
     uv_fs_event_stop(&cp->watch);
     uv_timer_stop(&cp->debounce);

@@ -213,6 +213,22 @@ echo "not a CSR" >"$ZT_WORK/garbage.csr"
 out=$(cjs csr "$TOKEN1" --identity "$(mesh_id sa-a)" --csr-file "$ZT_WORK/garbage.csr")
 if [ $? = 4 ] && echo "$out" | grep -q '"code":3' && echo "$out" | grep -q "bad CSR"; then zt_pass; else zt_fail "$out"; fi
 
+zt_test "monitoring port: /ready, and istiod's metric names counting what happened since the restart"
+metrics=$(zt_ns_exec "$(zt_node_ns 3)" curl -s -m 5 127.0.0.1:15014/metrics)
+ready=$(zt_ns_exec "$(zt_node_ns 3)" curl -s -m 5 -o /dev/null -w '%{http_code}' 127.0.0.1:15014/ready)
+val() { echo "$metrics" | awk -v k="$1" '$1 == k {print $2}'; }
+# Lint: only the _total/_count naming notes that istiod's own names draw.
+lint=$(echo "$metrics" | promtool check metrics 2>&1 | grep -v -E '^(citadel_server|pilot)_[a-z_]+ (counter metrics should have "_total" suffix|non-histogram and non-summary metrics should not have "_count" suffix)$')
+got="ready=$ready xds=$(val pilot_xds) unauthorized=$(val ztunnel_control_csr_unauthorized_total)"
+got="$got bad_csr=$(val citadel_server_csr_parsing_err_count) rejects=$(val 'pilot_total_xds_rejects{type="authorization"}')"
+got="$got unauthenticated=$(val ztunnel_control_xds_unauthenticated_total) lint='$lint'"
+issued=$(val citadel_server_success_cert_issuance_count)
+if [ "${issued:-0}" -ge 1 ]; then
+	zt_expect_eq "$got" "ready=200 xds=2 unauthorized=1 bad_csr=1 rejects=1 unauthenticated=1 lint=''"
+else
+	zt_fail "issued '$issued'; $got"
+fi
+
 zt_test "a short-lived certificate was renewed during the 40 s transfer, which went through unbroken"
 wait "$transfer"
 renewals=$(cat "$ZT_WORK"/control3*.log | python3 -c '

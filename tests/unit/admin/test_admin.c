@@ -465,6 +465,46 @@ static void test_readiness(void)
     zt_admin_stop(a);
 }
 
+/* stats_only: one port with metrics and readiness (the control plane's
+ * monitoring port); the two other servers are not started. */
+static void test_stats_only(void)
+{
+    struct fx f;
+    struct resp r;
+    fx_init(&f);
+    struct zt_admin_opts o = {.stats_addr = "127.0.0.1", .stats_only = true};
+    struct zt_admin *a = NULL;
+    char err[256];
+    CHECK_EQ_INT(zt_admin_start(&o, &fx_ops, &f, &a, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_admin_port(a, ZT_ADMIN_SRV_ADMIN), 0);
+    CHECK_EQ_INT(zt_admin_port(a, ZT_ADMIN_SRV_READY), 0);
+    uint16_t p = PORT_STATS(a);
+    CHECK(p != 0);
+    http(p, "GET", "/ready", "", &r);
+    CHECK_EQ_INT(r.status, 500);
+    resp_free(&r);
+    atomic_store(&f.is_ready, true);
+    http(p, "GET", "/ready", "", &r);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    http(p, "GET", "/healthz/ready", "", &r);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    http(p, "GET", "/metrics", "", &r);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(body_is(&r, f.metrics_text));
+    resp_free(&r);
+    zt_admin_stop(a);
+
+    /* Without it, the stats port has no readiness route. */
+    a = fx_start(&f, 0);
+    CHECK(a != NULL);
+    http(PORT_STATS(a), "GET", "/ready", "", &r);
+    CHECK_EQ_INT(r.status, 404);
+    resp_free(&r);
+    zt_admin_stop(a);
+}
+
 /* Sends head (and then body_len filler bytes) and reads the reply. */
 static void send_big(uint16_t port, const char *head, size_t body_len, struct resp *r)
 {
@@ -696,6 +736,7 @@ int main(void)
     RUN(test_logging_levels);
     RUN(test_stats_routes);
     RUN(test_readiness);
+    RUN(test_stats_only);
     RUN(test_huge_requests_refused);
     RUN(test_slow_client_dropped);
     RUN(test_many_idle_connections);
