@@ -189,6 +189,27 @@ else
 	zt_fail "rc $rc, got $got"
 fi
 
+zt_test "grpc-js reconnecting with initial_resource_versions gets only the difference"
+cjs ads "$TOKEN1" --out "$ZT_WORK/ads1.jsonl" --exit-after-ms 1000 --save-versions "$ZT_WORK/versions.json" >/dev/null
+# Claim a stale version of workload a and a resource that no longer exists.
+python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+addr = "type.googleapis.com/istio.workload.Address"
+v[addr]["a"] = "0000000000000000"
+v[addr]["gone"] = "1234"
+json.dump(v, open(sys.argv[1], "w"))' "$ZT_WORK/versions.json"
+cjs ads "$TOKEN1" --out "$ZT_WORK/ads2.jsonl" --exit-after-ms 1000 --initial-versions "$ZT_WORK/versions.json" >/dev/null
+got=$(python3 -c '
+import json, sys
+out = []
+for l in open(sys.argv[1]):
+    l = json.loads(l)
+    if "resources" in l:
+        out.append("%s:%s-%s" % (l["type_url"].split(".")[-1], ",".join(r["name"] for r in l["resources"]), ",".join(l["removed"])))
+print(" ".join(out))' "$ZT_WORK/ads2.jsonl")
+zt_expect_eq "$got" "Address:a-gone Authorization:-"
+
 zt_test "grpc-js without a valid node token: UNAUTHENTICATED"
 cjs ads not-a-token-0123456789 --out "$ZT_WORK/ads-bad.jsonl" --exit-after-ms 3000 >/dev/null
 rc=$?
