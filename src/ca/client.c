@@ -1,6 +1,7 @@
-/* Istio CA client: CreateCertificate calls from a dedicated thread. Callers
- * of zt_ca_client_mint() wait on a condition variable for their request;
- * the thread owns the connection, the queue and the gRPC calls. */
+/* Istio CA client: CreateCertificate calls from a dedicated thread. The
+ * thread owns the connection, the queue, the in-flight list and every
+ * request; callers only post new requests and get answers through their
+ * callback (the blocking form waits on a condition variable of its own). */
 #include "ca/client.h"
 
 #include "base/buf.h"
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,26 +26,32 @@
 #define CA_PATH "/istio.v1.auth.IstioCertificateService/CreateCertificate"
 #define MAX_RESPONSE (1u << 20)
 #define TOKEN_MAX 16384
+/* How often queued and in-flight requests are checked against their deadline. */
+#define SWEEP_MS 250
 
+/* One request; belongs to the client thread from task_submit on. */
 struct req {
     struct zt_ca_client *c;
     struct zt_spiffe_id id;
     unsigned ttl;
+    enum zt_ca_priority prio;
+    zt_ca_mint_done_fn *done;
+    void *done_ud;
     char *csr;
     EVP_PKEY *key;
-    int refs;  /* (c->mu) the waiting caller and the client thread */
-    bool done; /* (c->mu) */
-    int rc;
-    struct zt_tls_cert *cert;
+    struct zt_grpc_call *call; /* while on the wire */
+    uint64_t deadline;         /* uv_now() of the client loop */
     struct zt_buf resp;
     bool got_msg;
-    struct req *next;
+    struct req *prev, *next; /* queue or in-flight list */
+};
+
+struct req_list {
+    struct req *head, *tail;
 };
 
 struct zt_ca_client {
     struct zt_worker w;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
     char host[256], port[16], authority[280], verify_host[256];
     char *token_path, *cluster_id;
     bool impersonate;
@@ -52,47 +60,82 @@ struct zt_ca_client {
     /* The client thread's own: */
     struct zt_h2conn *h2;
     bool h2_ready;
-    struct req *head, *tail; /* waiting for a connection or a free slot */
+    struct req_list queue;  /* waiting for a connection or a free slot, by priority */
+    struct req_list flight; /* on the wire */
     unsigned inflight;
+    uv_timer_t sweep;
+    bool has_sweep;
     bool stopping;
+    /* Set by zt_ca_client_free before it posts task_stop: later requests
+     * are refused at once, so none is left behind the stop unanswered. */
+    atomic_bool closed;
 };
 
-static void req_unref(struct req *r)
+static void list_remove(struct req_list *l, struct req *r)
 {
-    struct zt_ca_client *c = r->c;
-    pthread_mutex_lock(&c->mu);
-    int left = --r->refs;
-    pthread_mutex_unlock(&c->mu);
-    if (left > 0)
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        l->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        l->tail = r->prev;
+    r->prev = r->next = NULL;
+}
+
+static void list_append(struct req_list *l, struct req *r)
+{
+    r->next = NULL;
+    r->prev = l->tail;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+}
+
+/* Queues r behind every request of its priority or higher. */
+static void queue_insert(struct zt_ca_client *c, struct req *r)
+{
+    struct req *at = c->queue.head;
+    while (at && at->prio >= r->prio)
+        at = at->next;
+    if (!at) {
+        list_append(&c->queue, r);
         return;
+    }
+    r->next = at;
+    r->prev = at->prev;
+    if (at->prev)
+        at->prev->next = r;
+    else
+        c->queue.head = r;
+    at->prev = r;
+}
+
+static void req_free(struct req *r)
+{
     EVP_PKEY_free(r->key);
     free(r->csr);
-    zt_tls_cert_unref(r->cert);
     zt_buf_release(&r->resp);
     free(r);
 }
 
-/* Client thread: hands the result to the waiting caller. */
+/* Client thread: answers the caller and frees r (already unlinked). */
 static void complete(struct req *r, int rc, struct zt_tls_cert *cert)
 {
-    struct zt_ca_client *c = r->c;
-    pthread_mutex_lock(&c->mu);
-    r->rc = rc;
-    r->cert = cert;
-    r->done = true;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    req_unref(r);
+    r->done(r->done_ud, rc, cert);
+    req_free(r);
 }
 
 static void fail_queue(struct zt_ca_client *c, int rc)
 {
-    while (c->head) {
-        struct req *r = c->head;
-        c->head = r->next;
+    while (c->queue.head) {
+        struct req *r = c->queue.head;
+        list_remove(&c->queue, r);
         complete(r, rc, NULL);
     }
-    c->tail = NULL;
 }
 
 static void kick(struct zt_ca_client *c);
@@ -115,6 +158,8 @@ static void on_call_close(void *ud, int status, const char *message)
     char name[ZT_SPIFFE_ID_MAX + 1], err[256] = "";
     zt_spiffe_format(&r->id, name, sizeof(name));
     c->inflight--;
+    r->call = NULL; /* freed after this callback */
+    list_remove(&c->flight, r);
     int rc;
     struct zt_tls_cert *cert = NULL;
     if (status != ZT_GRPC_OK) {
@@ -174,6 +219,8 @@ static void start_call(struct zt_ca_client *c, struct req *r)
         return;
     }
     c->inflight++;
+    r->call = call;
+    list_append(&c->flight, r);
     /* {"ImpersonatedIdentity": "<spiffe id>"} in shared mode. */
     Google__Protobuf__Value v = GOOGLE__PROTOBUF__VALUE__INIT;
     v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
@@ -226,7 +273,7 @@ static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
         fail_queue(c, ZT_E_UPSTREAM);
         return;
     }
-    if (c->head)
+    if (c->queue.head)
         kick(c);
 }
 
@@ -265,7 +312,7 @@ static void connect_ca(struct zt_ca_client *c)
 /* Starts what the connection and the in-flight cap allow. */
 static void kick(struct zt_ca_client *c)
 {
-    if (c->stopping || !c->head)
+    if (c->stopping || !c->queue.head)
         return;
     if (!c->h2) {
         connect_ca(c);
@@ -273,14 +320,44 @@ static void kick(struct zt_ca_client *c)
     }
     if (!c->h2_ready || zt_h2conn_state(c->h2) != ZT_H2_ST_OPEN)
         return;
-    while (c->head && c->inflight < ZT_CA_CLIENT_MAX_INFLIGHT) {
-        struct req *r = c->head;
-        c->head = r->next;
-        if (!c->head)
-            c->tail = NULL;
-        r->next = NULL;
+    while (c->queue.head && c->inflight < ZT_CA_CLIENT_MAX_INFLIGHT) {
+        struct req *r = c->queue.head;
+        list_remove(&c->queue, r);
         start_call(c, r);
     }
+}
+
+/* Answers every request whose deadline passed; one on the wire is
+ * cancelled (its stream reset), which frees a slot for the next. */
+static void on_sweep(uv_timer_t *t)
+{
+    struct zt_ca_client *c = t->data;
+    uint64_t now = uv_now(&c->w.loop);
+    bool freed = false;
+    for (int pass = 0; pass < 2; pass++) {
+        struct req_list *l = pass == 0 ? &c->flight : &c->queue;
+        struct req *r = l->head;
+        while (r) {
+            struct req *next = r->next;
+            if (now >= r->deadline) {
+                char name[ZT_SPIFFE_ID_MAX + 1];
+                zt_spiffe_format(&r->id, name, sizeof(name));
+                ZT_WARN("ca", "certificate for %s: no answer from %s within %u ms%s", name,
+                        c->authority, c->timeout_ms, pass == 0 ? "" : " (never sent)");
+                list_remove(l, r);
+                if (r->call) {
+                    zt_grpc_call_cancel(r->call);
+                    r->call = NULL;
+                    c->inflight--;
+                    freed = true;
+                }
+                complete(r, ZT_E_TIMEOUT, NULL);
+            }
+            r = next;
+        }
+    }
+    if (freed)
+        kick(c);
 }
 
 static void task_submit(void *arg)
@@ -291,11 +368,20 @@ static void task_submit(void *arg)
         complete(r, ZT_E_CLOSED, NULL);
         return;
     }
-    if (c->tail)
-        c->tail->next = r;
-    else
-        c->head = r;
-    c->tail = r;
+    /* Key and CSR here, off the caller's loop. */
+    int rc = zt_tls_csr_new(&r->id, &r->key, &r->csr);
+    if (rc < 0) {
+        complete(r, rc, NULL);
+        return;
+    }
+    if (!c->has_sweep) {
+        uv_timer_init(&c->w.loop, &c->sweep);
+        c->sweep.data = c;
+        uv_timer_start(&c->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+        c->has_sweep = true;
+    }
+    r->deadline = uv_now(&c->w.loop) + c->timeout_ms;
+    queue_insert(c, r);
     kick(c);
 }
 
@@ -306,54 +392,81 @@ static void task_stop(void *arg)
     fail_queue(c, ZT_E_CLOSED);
     if (c->h2)
         zt_h2conn_close(c->h2, ZT_E_CLOSED); /* in-flight calls end as UNAVAILABLE */
+    /* Whatever is still listed (a connection that closes later) ends now. */
+    while (c->flight.head) {
+        struct req *r = c->flight.head;
+        list_remove(&c->flight, r);
+        if (r->call)
+            zt_grpc_call_cancel(r->call);
+        r->call = NULL;
+        c->inflight--;
+        complete(r, ZT_E_CLOSED, NULL);
+    }
 }
 
 /* ---- public API ---- */
 
-int zt_ca_client_mint(void *client, const struct zt_spiffe_id *id, unsigned ttl_seconds,
-                      struct zt_tls_cert **out)
+int zt_ca_client_mint_async(void *client, const struct zt_spiffe_id *id, unsigned ttl_seconds,
+                            enum zt_ca_priority prio, zt_ca_mint_done_fn *done, void *done_ud)
 {
     struct zt_ca_client *c = client;
-    *out = NULL;
+    if (atomic_load(&c->closed))
+        return ZT_E_CLOSED;
     struct req *r = calloc(1, sizeof(*r));
     if (!r)
         abort();
     r->c = c;
     r->id = *id;
     r->ttl = ttl_seconds;
-    r->refs = 2;
-    int rc = zt_tls_csr_new(id, &r->key, &r->csr);
-    if (rc < 0) {
-        r->refs = 1;
-        req_unref(r);
-        return rc;
-    }
+    r->prio = prio;
+    r->done = done;
+    r->done_ud = done_ud;
     if (zt_worker_post(&c->w, task_submit, r) < 0) {
-        r->refs = 1;
-        req_unref(r);
+        req_free(r);
         return ZT_E_CLOSED;
     }
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += c->timeout_ms / 1000;
-    deadline.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
+    return 0;
+}
+
+/* The blocking form: a private rendezvous on the caller's stack. The
+ * client answers every request (timeout, stop), so the wait ends. */
+struct sync_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int rc;
+    struct zt_tls_cert *cert;
+};
+
+static void on_sync_done(void *ud, int rc, struct zt_tls_cert *cert)
+{
+    struct sync_wait *s = ud;
+    pthread_mutex_lock(&s->mu);
+    s->rc = rc;
+    s->cert = cert;
+    s->done = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int zt_ca_client_mint(void *client, const struct zt_spiffe_id *id, unsigned ttl_seconds,
+                      struct zt_tls_cert **out)
+{
+    struct sync_wait s = {.done = false};
+    *out = NULL;
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    int rc = zt_ca_client_mint_async(client, id, ttl_seconds, ZT_CA_PRIO_LIVE, on_sync_done, &s);
+    if (rc == 0) {
+        pthread_mutex_lock(&s.mu);
+        while (!s.done)
+            pthread_cond_wait(&s.cv, &s.mu);
+        pthread_mutex_unlock(&s.mu);
+        rc = s.rc;
+        *out = s.cert;
     }
-    pthread_mutex_lock(&c->mu);
-    while (!r->done)
-        if (pthread_cond_timedwait(&c->cv, &c->mu, &deadline) == ETIMEDOUT)
-            break;
-    if (r->done) {
-        rc = r->rc;
-        *out = r->cert;
-        r->cert = NULL;
-    } else {
-        rc = ZT_E_TIMEOUT;
-    }
-    pthread_mutex_unlock(&c->mu);
-    req_unref(r);
+    pthread_cond_destroy(&s.cv);
+    pthread_mutex_destroy(&s.mu);
     return rc;
 }
 
@@ -373,6 +486,7 @@ int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client *
     struct zt_ca_client *c = calloc(1, sizeof(*c));
     if (!c)
         abort();
+    atomic_init(&c->closed, false);
     if (parse_address(c, opts->address, err, errlen) < 0) {
         free(c);
         return ZT_E_CONFIG;
@@ -388,8 +502,6 @@ int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client *
     c->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "Kubernetes");
     c->impersonate = opts->impersonate;
     c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 10000;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
     int rc = zt_worker_start(&c->w, -1, c);
     if (rc < 0) {
         snprintf(err, errlen, "cannot start the CA client thread: %s", zt_strerror(rc));
@@ -407,11 +519,11 @@ void zt_ca_client_free(struct zt_ca_client *c)
 {
     if (!c)
         return;
+    atomic_store(&c->closed, true);
     zt_worker_post(&c->w, task_stop, c);
     zt_worker_stop(&c->w);
-    /* Closing the connection completed every request; waiters are gone. */
-    pthread_cond_destroy(&c->cv);
-    pthread_mutex_destroy(&c->mu);
+    /* task_stop answered every request; tasks posted after it found the
+     * worker stopping and were refused. */
     SSL_CTX_free(c->ctx);
     free(c->token_path);
     free(c->cluster_id);

@@ -6,13 +6,17 @@
  * trust bundle.
  *
  * The client runs its own thread and event loop with one HTTP/2 connection
- * (reconnected on demand). zt_ca_client_mint() is an identity-manager mint
- * function (zt_ca_mint_fn): it blocks its caller until the CA answers or
- * the timeout passes. At most ZT_CA_CLIENT_MAX_INFLIGHT requests are on the
- * wire at once; more wait their turn. */
+ * (reconnected on demand). zt_ca_client_mint_async() is the identity
+ * manager's asynchronous issuer (zt_ca_async_mint_fn): key and CSR are made
+ * on the client's thread and the answer is reported from there.
+ * zt_ca_client_mint() is the blocking form (zt_ca_mint_fn). At most
+ * ZT_CA_CLIENT_MAX_INFLIGHT requests are on the wire at once; more wait
+ * their turn, higher priority first, then in order of arrival. Every
+ * request is answered within the timeout. */
 #ifndef ZT_CA_CLIENT_H
 #define ZT_CA_CLIENT_H
 
+#include "ca/manager.h"
 #include "tls/cert.h"
 #include "tls/spiffe.h"
 
@@ -37,14 +41,24 @@ struct zt_ca_client;
 int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client **out, char *err,
                      size_t errlen);
 
-/* zt_ca_mint_fn: a new key, CSR, CreateCertificate, and the verified
- * result in *out. Any thread but the client's own. Returns 0,
- * ZT_E_TIMEOUT, ZT_E_IDENTITY (the CA signed another identity), ZT_E_TLS,
- * or ZT_E_PROTO / ZT_E_UPSTREAM for CA errors (logged with the gRPC status). */
+/* zt_ca_async_mint_fn: a new key, CSR, CreateCertificate, and the verified
+ * result. Any thread. Returns 0, and then done(done_ud, rc, cert) runs once
+ * on the client's thread (never inside this call) with rc 0, ZT_E_TIMEOUT,
+ * ZT_E_IDENTITY (the CA signed another identity), ZT_E_TLS, ZT_E_DENIED /
+ * ZT_E_PROTO / ZT_E_UPSTREAM for CA errors (logged with the gRPC status) or
+ * ZT_E_CLOSED (client stopping); or ZT_E_CLOSED at once (done not called).
+ * Borrows id. */
+int zt_ca_client_mint_async(void *client, const struct zt_spiffe_id *id, unsigned ttl_seconds,
+                            enum zt_ca_priority prio, zt_ca_mint_done_fn *done, void *done_ud);
+
+/* zt_ca_mint_fn: the same at ZT_CA_PRIO_LIVE, blocking the caller until the
+ * answer. Any thread but the client's own. */
 int zt_ca_client_mint(void *client, const struct zt_spiffe_id *id, unsigned ttl_seconds,
                       struct zt_tls_cert **out);
 
-/* Stops the thread; requests still waiting fail with ZT_E_CLOSED. */
+/* Stops the thread; requests still queued or on the wire are answered
+ * ZT_E_CLOSED (from this call's thread's point of view, before it
+ * returns). */
 void zt_ca_client_free(struct zt_ca_client *c);
 
 #endif

@@ -1,9 +1,18 @@
+/* Identity manager. An entry per identity holds the current certificate and
+ * at most one request; the scheduler below decides which queued request
+ * goes to the issuer next. Everything shared is guarded by one mutex, which
+ * is never held while the issuer runs, while a wait callback runs, or
+ * while TLS contexts are built. Timers belong to the control loop: other
+ * threads hand it work through three queues (new entries, answered
+ * requests, dead entries) and a uv_async. */
 #include "ca/manager.h"
 
 #include "base/err.h"
 #include "base/log.h"
+#include "loop/worker.h"
 #include "tls/ctx.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,32 +27,80 @@
  * half-life already passed (short CA lifetime, clock jump) must not spin. */
 #define REFRESH_MIN_MS 1000
 
-/* One cached identity. Fields marked (mu) are guarded by mgr->mu; the rest
- * belong to the control loop thread. */
+enum req_state {
+    REQ_NONE,    /* no request */
+    REQ_QUEUED,  /* in a priority queue */
+    REQ_RUNNING, /* with the issuer */
+};
+
+struct entry;
+
+/* One caller waiting for an entry's request. Worker waits are heap objects
+ * with two references (the caller's, dropped by cancel or consumed by the
+ * callback; the manager's, dropped once the delivery task ran or was not
+ * needed). Blocking waits (worker NULL) live on the caller's stack. */
+struct zt_ca_wait {
+    atomic_uint refs;
+    struct zt_ca_mgr *mgr;
+    struct entry *e;                /* (mu) set while in e->waiters */
+    struct zt_ca_wait *prev, *next; /* (mu) */
+    struct zt_worker *worker;
+    zt_ca_wait_cb *cb;
+    void *ud;
+    bool is_cancelled;            /* worker thread only */
+    bool is_done;                 /* (mu) blocking waits */
+    int rc;                       /* result, set before delivery */
+    struct zt_ca_identity *ident; /* result, one reference */
+};
+
+/* One identity. Fields marked (mu) are guarded by mgr->mu; the rest belong
+ * to the control loop thread. An entry is referenced by the table, by its
+ * request while one is queued or running, and briefly by acquire calls; it
+ * goes to the dead queue when the last reference is dropped, and the
+ * control loop frees it (closing its timer first). */
 struct entry {
-    struct entry *next;  /* (mu) hash chain */
-    struct entry *qnext; /* (mu) pending or dead queue */
+    struct entry *next;                  /* (mu) hash chain */
+    struct entry *pnext, *cnext, *dnext; /* (mu) new / answered / dead queues */
+    struct entry *qprev, *qnext;         /* (mu) priority queue or start list */
     struct zt_ca_mgr *mgr;
     struct zt_spiffe_id id;
-    struct zt_ca_identity *cur; /* (mu) current identity, one reference */
-    bool in_pending;            /* (mu) queued for timer set-up */
-    bool is_dead;               /* (mu) forgotten: no longer in the table */
-    enum zt_ca_entry_state state;
+    struct zt_ca_identity *cur;   /* (mu) current identity, one reference; NULL before the first */
+    unsigned refs;                /* (mu) */
+    enum req_state req;           /* (mu) */
+    enum zt_ca_priority prio;     /* (mu) of the queued or running request */
+    struct zt_ca_wait *waiters;   /* (mu) */
+    int last_rc;                  /* (mu) outcome of the last request */
+    bool in_pending;              /* (mu) */
+    bool in_answered;             /* (mu) */
+    bool is_dead;                 /* (mu) no longer in the table */
+    enum zt_ca_entry_state state; /* written by the control loop with mu held */
     bool has_timer;
+    bool has_issued; /* a certificate was installed before: the next one is a renewal */
     uv_timer_t timer;
     uint64_t backoff_ms;
 };
 
+struct prio_queue {
+    struct entry *head, *tail;
+};
+
 struct zt_ca_mgr {
     uv_loop_t *loop;
-    uv_async_t async; /* workers poke the control loop through this */
+    uv_async_t async; /* other threads poke the control loop through this */
     pthread_mutex_t mu;
-    struct entry *buckets[N_BUCKETS]; /* (mu) */
-    struct entry *pending;            /* (mu) new entries without a timer */
-    struct entry *dead;               /* (mu) forgotten entries with a timer to close */
-    size_t count;                     /* (mu) */
-    zt_ca_mint_fn *mint;
+    pthread_cond_t cv;                          /* blocking acquires */
+    struct entry *buckets[N_BUCKETS];           /* (mu) */
+    struct entry *pending;                      /* (mu) new entries without a timer */
+    struct entry *answered;                     /* (mu) requests answered, timer to set */
+    struct entry *dead;                         /* (mu) entries to free */
+    size_t count;                               /* (mu) */
+    struct prio_queue queues[ZT_CA_PRIO_COUNT]; /* (mu) */
+    unsigned inflight;                          /* (mu) */
+    unsigned queued;                            /* (mu) */
+    zt_ca_async_mint_fn *mint;
     void *mint_arg;
+    zt_ca_mint_fn *sync_mint; /* synchronous issuer behind sync_adapter */
+    void *sync_arg;
     unsigned ttl;
     atomic_uint_fast64_t generation;
     uint32_t rng; /* jitter; control loop only */
@@ -66,6 +123,20 @@ const char *zt_ca_entry_state_str(enum zt_ca_entry_state st)
     return "unknown";
 }
 
+const char *zt_ca_priority_str(enum zt_ca_priority prio)
+{
+    switch (prio) {
+    case ZT_CA_PRIO_RENEW:
+        return "renew";
+    case ZT_CA_PRIO_PREFETCH:
+        return "prefetch";
+    case ZT_CA_PRIO_LIVE:
+        return "live";
+    }
+    return "unknown";
+}
+
+/* Control loop, mu held. */
 static void set_state(struct entry *e, enum zt_ca_entry_state st)
 {
     if (e->state != st)
@@ -98,9 +169,9 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool is_expired(const struct zt_ca_identity *ident)
+static bool is_valid(const struct zt_ca_identity *ident)
 {
-    return time(NULL) >= ident->cert->not_after;
+    return ident != NULL && time(NULL) < ident->cert->not_after;
 }
 
 static unsigned hash_id(const struct zt_spiffe_id *id)
@@ -116,7 +187,13 @@ static unsigned hash_id(const struct zt_spiffe_id *id)
     return h % N_BUCKETS;
 }
 
-/* (mu) */
+static void wake(struct zt_ca_mgr *mgr)
+{
+    uv_async_send(&mgr->async);
+}
+
+/* ---- entries (mu) ---- */
+
 static struct entry *find(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
 {
     for (struct entry *e = mgr->buckets[hash_id(id)]; e != NULL; e = e->next)
@@ -125,18 +202,133 @@ static struct entry *find(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
     return NULL;
 }
 
-/* Mints a certificate and builds both contexts. */
-static int issue(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id, struct zt_ca_identity **out)
+/* A new entry in the table, queued for its timer. */
+static struct entry *entry_create(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
 {
-    struct zt_tls_cert *cert = NULL;
-    struct zt_ca_identity *ident;
-    int rc;
+    struct entry *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        abort();
+    e->mgr = mgr;
+    e->id = *id;
+    e->state = ZT_CA_ENTRY_ST_NEW;
+    e->refs = 1; /* the table */
+    unsigned b = hash_id(id);
+    e->next = mgr->buckets[b];
+    mgr->buckets[b] = e;
+    e->pnext = mgr->pending;
+    mgr->pending = e;
+    e->in_pending = true;
+    mgr->count++;
+    return e;
+}
 
-    *out = NULL;
-    rc = mgr->mint(mgr->mint_arg, id, mgr->ttl, &cert);
-    if (rc != 0)
-        return rc;
-    ident = calloc(1, sizeof(*ident));
+static void entry_unref(struct zt_ca_mgr *mgr, struct entry *e)
+{
+    if (--e->refs > 0)
+        return;
+    e->dnext = mgr->dead;
+    mgr->dead = e;
+}
+
+/* Unlinks e from the table. */
+static void unlink_entry(struct zt_ca_mgr *mgr, struct entry *e)
+{
+    struct entry **pp = &mgr->buckets[hash_id(&e->id)];
+    while (*pp != e)
+        pp = &(*pp)->next;
+    *pp = e->next;
+    e->next = NULL;
+    e->is_dead = true;
+    mgr->count--;
+}
+
+/* ---- scheduler (mu) ---- */
+
+static void queue_push(struct zt_ca_mgr *mgr, struct entry *e)
+{
+    struct prio_queue *q = &mgr->queues[e->prio];
+    e->qnext = NULL;
+    e->qprev = q->tail;
+    if (q->tail)
+        q->tail->qnext = e;
+    else
+        q->head = e;
+    q->tail = e;
+    mgr->queued++;
+}
+
+static void queue_remove(struct zt_ca_mgr *mgr, struct entry *e)
+{
+    struct prio_queue *q = &mgr->queues[e->prio];
+    if (e->qprev)
+        e->qprev->qnext = e->qnext;
+    else
+        q->head = e->qnext;
+    if (e->qnext)
+        e->qnext->qprev = e->qprev;
+    else
+        q->tail = e->qprev;
+    e->qprev = e->qnext = NULL;
+    mgr->queued--;
+}
+
+/* Queues a request for e at prio, or raises the one already queued. A
+ * running request is left alone: its answer is coming. */
+static void request(struct zt_ca_mgr *mgr, struct entry *e, enum zt_ca_priority prio)
+{
+    if (e->req == REQ_NONE) {
+        e->req = REQ_QUEUED;
+        e->prio = prio;
+        e->refs++; /* the request's */
+        queue_push(mgr, e);
+    } else if (e->req == REQ_QUEUED && prio > e->prio) {
+        queue_remove(mgr, e);
+        e->prio = prio;
+        queue_push(mgr, e);
+    }
+}
+
+/* Moves requests from the queues to the issuer while the window has room;
+ * returns them as a list (linked through qnext) for start_all. */
+static struct entry *pump(struct zt_ca_mgr *mgr)
+{
+    struct entry *head = NULL, **tail = &head;
+    while (mgr->inflight < ZT_CA_MGR_MAX_INFLIGHT && mgr->queued > 0) {
+        struct entry *e = NULL;
+        for (int p = ZT_CA_PRIO_COUNT - 1; p >= 0 && e == NULL; p--)
+            e = mgr->queues[p].head;
+        queue_remove(mgr, e);
+        e->req = REQ_RUNNING;
+        mgr->inflight++;
+        *tail = e;
+        tail = &e->qnext;
+    }
+    return head;
+}
+
+static void on_mint_done(void *ud, int rc, struct zt_tls_cert *cert);
+
+/* Hands each listed request to the issuer. Without the mutex. */
+static void start_all(struct zt_ca_mgr *mgr, struct entry *list)
+{
+    while (list != NULL) {
+        struct entry *e = list;
+        list = e->qnext; /* read first: an inline answer may requeue e */
+        e->qnext = NULL;
+        /* e->prio does not change while the request runs. */
+        int rc = mgr->mint(mgr->mint_arg, &e->id, mgr->ttl, e->prio, on_mint_done, e);
+        if (rc < 0)
+            on_mint_done(e, rc, NULL);
+    }
+}
+
+/* ---- answers ---- */
+
+/* Wraps a certificate with both TLS contexts. Takes the cert reference. */
+static int make_identity(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id,
+                         struct zt_tls_cert *cert, struct zt_ca_identity **out)
+{
+    struct zt_ca_identity *ident = calloc(1, sizeof(*ident));
     if (ident == NULL)
         abort();
     atomic_init(&ident->refs, 1);
@@ -146,10 +338,128 @@ static int issue(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id, struct zt
     ident->client_ctx = zt_tls_client_ctx_new(cert);
     if (ident->server_ctx == NULL || ident->client_ctx == NULL) {
         zt_ca_identity_unref(ident);
+        *out = NULL;
         return ZT_E_TLS;
     }
     ident->generation = atomic_fetch_add(&mgr->generation, 1) + 1;
     *out = ident;
+    return 0;
+}
+
+static void wait_release(struct zt_ca_wait *w, unsigned n)
+{
+    if (atomic_fetch_sub_explicit(&w->refs, n, memory_order_acq_rel) != n)
+        return;
+    zt_ca_identity_unref(w->ident);
+    free(w);
+}
+
+/* Worker thread: the answer to a wait. */
+static void task_deliver(void *arg)
+{
+    struct zt_ca_wait *w = arg;
+    struct zt_ca_identity *ident = w->ident;
+    w->ident = NULL;
+    if (w->is_cancelled) {
+        zt_ca_identity_unref(ident);
+        wait_release(w, 1); /* ours; the caller's went with the cancel */
+        return;
+    }
+    w->cb(w->ud, ident, w->rc);
+    wait_release(w, 2); /* the caller's, consumed by the callback, and ours */
+}
+
+static void wait_link(struct entry *e, struct zt_ca_wait *w)
+{
+    w->e = e;
+    w->prev = NULL;
+    w->next = e->waiters;
+    if (e->waiters)
+        e->waiters->prev = w;
+    e->waiters = w;
+}
+
+static void wait_unlink(struct zt_ca_wait *w)
+{
+    struct entry *e = w->e;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        e->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->e = NULL;
+    w->prev = w->next = NULL;
+}
+
+/* The issuer answered e's request. Any thread. */
+static void on_mint_done(void *ud, int rc, struct zt_tls_cert *cert)
+{
+    struct entry *e = ud;
+    struct zt_ca_mgr *mgr = e->mgr;
+    struct zt_ca_identity *fresh = NULL, *old = NULL;
+    struct zt_ca_wait *deliver = NULL;
+
+    if (rc == 0)
+        rc = make_identity(mgr, &e->id, cert, &fresh);
+    else
+        zt_tls_cert_unref(cert);
+
+    pthread_mutex_lock(&mgr->mu);
+    mgr->inflight--;
+    e->req = REQ_NONE;
+    e->last_rc = rc;
+    if (fresh != NULL && !e->is_dead) {
+        old = e->cur;
+        e->cur = zt_ca_identity_ref(fresh);
+    }
+    /* What waiters get: the new identity, else a still valid old one. */
+    struct zt_ca_identity *give = fresh != NULL ? fresh : is_valid(e->cur) ? e->cur : NULL;
+    int give_rc = give != NULL ? 0 : rc < 0 ? rc : ZT_E_TLS;
+    while (e->waiters != NULL) {
+        struct zt_ca_wait *w = e->waiters;
+        wait_unlink(w);
+        w->rc = give_rc;
+        w->ident = zt_ca_identity_ref(give);
+        if (w->worker == NULL) {
+            w->is_done = true;
+        } else {
+            w->next = deliver;
+            deliver = w;
+        }
+    }
+    if (!e->is_dead && !e->in_answered) {
+        e->in_answered = true;
+        e->cnext = mgr->answered;
+        mgr->answered = e;
+    }
+    entry_unref(mgr, e); /* the request's */
+    struct entry *next = pump(mgr);
+    pthread_cond_broadcast(&mgr->cv);
+    pthread_mutex_unlock(&mgr->mu);
+
+    while (deliver != NULL) {
+        struct zt_ca_wait *w = deliver;
+        deliver = w->next;
+        w->next = NULL;
+        if (zt_worker_post(w->worker, task_deliver, w) < 0)
+            wait_release(w, 1); /* worker stopping: its owner cancels */
+    }
+    zt_ca_identity_unref(old);
+    zt_ca_identity_unref(fresh);
+    start_all(mgr, next);
+    wake(mgr);
+}
+
+/* The synchronous issuer behind the asynchronous interface: answers at once
+ * in the calling thread. */
+static int sync_adapter(void *arg, const struct zt_spiffe_id *id, unsigned ttl_seconds,
+                        enum zt_ca_priority prio, zt_ca_mint_done_fn *done, void *done_ud)
+{
+    struct zt_ca_mgr *mgr = arg;
+    struct zt_tls_cert *cert = NULL;
+    int rc = mgr->sync_mint(mgr->sync_arg, id, ttl_seconds, &cert);
+    done(done_ud, rc, rc == 0 ? cert : NULL);
     return 0;
 }
 
@@ -159,9 +469,11 @@ static int localca_mint(void *arg, const struct zt_spiffe_id *id, unsigned ttl_s
     return zt_tls_localca_mint(arg, id, ttl_seconds, out);
 }
 
+/* ---- control loop: timers ---- */
+
 static void on_refresh(uv_timer_t *timer);
 
-/* Arms the timer for the half-life of `cert`. Control loop. */
+/* Arms the timer for the half-life of `cert`. Control loop, mu held. */
 static void schedule_refresh(struct entry *e, const struct zt_tls_cert *cert)
 {
     int64_t delay = (int64_t)zt_tls_cert_refresh_at(cert) * 1000 - now_ms();
@@ -172,7 +484,8 @@ static void schedule_refresh(struct entry *e, const struct zt_tls_cert *cert)
     uv_timer_start(&e->timer, on_refresh, (uint64_t)delay, 0);
 }
 
-/* Arms the timer for the next retry after a failed renewal. Control loop. */
+/* Arms the timer for the next try after a failure (old may be NULL).
+ * Control loop, mu held. */
 static uint64_t schedule_retry(struct entry *e, const struct zt_tls_cert *old)
 {
     struct zt_ca_mgr *mgr = e->mgr;
@@ -186,7 +499,7 @@ static uint64_t schedule_retry(struct entry *e, const struct zt_tls_cert *old)
     /* factor in [0.8, 1.2] */
     uint64_t delay = e->backoff_ms * (800 + mgr->rng % 401) / 1000;
     /* While the old cert is valid, try again before it runs out. */
-    int64_t left = (int64_t)old->not_after * 1000 - now_ms();
+    int64_t left = old != NULL ? (int64_t)old->not_after * 1000 - now_ms() : 0;
     if (left > 0 && (uint64_t)left < delay)
         delay = (uint64_t)left;
     set_state(e, ZT_CA_ENTRY_ST_RETRY);
@@ -194,46 +507,50 @@ static uint64_t schedule_retry(struct entry *e, const struct zt_tls_cert *old)
     return delay;
 }
 
+/* Half-life or backoff reached: queue a request; never waits for it. */
 static void on_refresh(uv_timer_t *timer)
 {
     struct entry *e = timer->data;
     struct zt_ca_mgr *mgr = e->mgr;
-    struct zt_ca_identity *old, *fresh = NULL;
-    char name[ZT_SPIFFE_ID_MAX + 1];
-    int rc;
+    struct entry *next = NULL;
 
-    pthread_mutex_lock(&mgr->mu);
-    old = e->is_dead ? NULL : zt_ca_identity_ref(e->cur);
-    pthread_mutex_unlock(&mgr->mu);
-    if (old == NULL)
-        return; /* forgotten; the drain closes the timer */
-
-    zt_spiffe_format(&e->id, name, sizeof(name));
-    rc = issue(mgr, &e->id, &fresh);
-    if (rc != 0) {
-        uint64_t delay = schedule_retry(e, old->cert);
-        ZT_WARN("ca", "renewing %s failed: %s; retry in %llu ms (current cert %s)", name,
-                zt_strerror(rc), (unsigned long long)delay,
-                is_expired(old) ? "expired" : "still valid");
-        goto out;
-    }
-    ZT_INFO("ca", "renewed %s (generation %llu)", name, (unsigned long long)fresh->generation);
-    schedule_refresh(e, fresh->cert);
     pthread_mutex_lock(&mgr->mu);
     if (!e->is_dead) {
-        struct zt_ca_identity *tmp = e->cur;
-        e->cur = fresh;
-        fresh = tmp; /* released below, outside the lock */
+        /* Without any certificate yet, this is a prefetch being retried. */
+        request(mgr, e, e->cur != NULL ? ZT_CA_PRIO_RENEW : ZT_CA_PRIO_PREFETCH);
+        next = pump(mgr);
     }
     pthread_mutex_unlock(&mgr->mu);
-out:
-    zt_ca_identity_unref(fresh);
-    zt_ca_identity_unref(old);
+    start_all(mgr, next);
+}
+
+/* Control loop, mu held: the timer follows the request's outcome. */
+static void after_answer(struct entry *e)
+{
+    char name[ZT_SPIFFE_ID_MAX + 1];
+    if (!e->has_timer)
+        return;
+    zt_spiffe_format(&e->id, name, sizeof(name));
+    if (e->last_rc == 0) {
+        if (e->has_issued)
+            ZT_INFO("ca", "renewed %s (generation %llu)", name,
+                    (unsigned long long)e->cur->generation);
+        e->has_issued = true;
+        schedule_refresh(e, e->cur->cert);
+        return;
+    }
+    uint64_t delay = schedule_retry(e, e->cur != NULL ? e->cur->cert : NULL);
+    ZT_WARN("ca", "certificate for %s failed: %s; retry in %llu ms (current cert %s)", name,
+            zt_strerror(e->last_rc), (unsigned long long)delay,
+            e->cur == NULL     ? "none"
+            : is_valid(e->cur) ? "still valid"
+                               : "expired");
 }
 
 static void maybe_finish_free(struct zt_ca_mgr *mgr)
 {
     if (mgr->is_freeing && mgr->closing == 0) {
+        pthread_cond_destroy(&mgr->cv);
         pthread_mutex_destroy(&mgr->mu);
         free(mgr);
     }
@@ -254,33 +571,43 @@ static void on_entry_closed(uv_handle_t *h)
     maybe_finish_free(mgr);
 }
 
-/* Arms timers of new entries and closes those of forgotten ones. Control
- * loop. The mutex is held throughout: libuv calls here never call back
- * synchronously, and close callbacks run later without it. */
+/* Arms timers of new entries, sets them after answers, frees dead
+ * entries. Control loop. The mutex is held throughout: libuv calls here
+ * never call back synchronously, and close callbacks run later without it.
+ * The three queues are taken together, and handled in this order, so an
+ * entry that was answered and died since the last drain is seen dead. */
 static void drain(struct zt_ca_mgr *mgr)
 {
     pthread_mutex_lock(&mgr->mu);
-    struct entry *p = mgr->pending, *d = mgr->dead;
-    mgr->pending = NULL;
-    mgr->dead = NULL;
+    struct entry *p = mgr->pending, *a = mgr->answered, *d = mgr->dead;
+    mgr->pending = mgr->answered = mgr->dead = NULL;
     while (p != NULL) {
         struct entry *e = p;
-        p = e->qnext;
-        e->qnext = NULL;
+        p = e->pnext;
+        e->pnext = NULL;
         e->in_pending = false;
-        if (e->is_dead) {
-            entry_destroy(e); /* forgotten before it ever had a timer */
+        if (e->is_dead)
             continue;
-        }
         uv_timer_init(mgr->loop, &e->timer);
         e->timer.data = e;
         e->has_timer = true;
-        schedule_refresh(e, e->cur->cert);
+    }
+    while (a != NULL) {
+        struct entry *e = a;
+        a = e->cnext;
+        e->cnext = NULL;
+        e->in_answered = false;
+        if (!e->is_dead)
+            after_answer(e);
     }
     while (d != NULL) {
         struct entry *e = d;
-        d = e->qnext;
-        e->qnext = NULL;
+        d = e->dnext;
+        e->dnext = NULL;
+        if (!e->has_timer) {
+            entry_destroy(e);
+            continue;
+        }
         set_state(e, ZT_CA_ENTRY_ST_CLOSING);
         mgr->closing++;
         uv_close((uv_handle_t *)&e->timer, on_entry_closed);
@@ -300,8 +627,10 @@ static void on_async_closed(uv_handle_t *h)
     maybe_finish_free(mgr);
 }
 
-struct zt_ca_mgr *zt_ca_mgr_new_custom(uv_loop_t *control_loop, zt_ca_mint_fn *mint, void *arg,
-                                       unsigned ttl_seconds)
+/* ---- public API ---- */
+
+struct zt_ca_mgr *zt_ca_mgr_new_async(uv_loop_t *control_loop, zt_ca_async_mint_fn *mint, void *arg,
+                                      unsigned ttl_seconds)
 {
     struct zt_ca_mgr *mgr;
     if (ttl_seconds == 0 || mint == NULL)
@@ -318,12 +647,28 @@ struct zt_ca_mgr *zt_ca_mgr_new_custom(uv_loop_t *control_loop, zt_ca_mint_fn *m
     if (mgr->rng == 0)
         mgr->rng = 1;
     pthread_mutex_init(&mgr->mu, NULL);
+    pthread_cond_init(&mgr->cv, NULL);
     if (uv_async_init(control_loop, &mgr->async, on_async) != 0) {
+        pthread_cond_destroy(&mgr->cv);
         pthread_mutex_destroy(&mgr->mu);
         free(mgr);
         return NULL;
     }
     mgr->async.data = mgr;
+    return mgr;
+}
+
+struct zt_ca_mgr *zt_ca_mgr_new_custom(uv_loop_t *control_loop, zt_ca_mint_fn *mint, void *arg,
+                                       unsigned ttl_seconds)
+{
+    if (mint == NULL)
+        return NULL;
+    struct zt_ca_mgr *mgr = zt_ca_mgr_new_async(control_loop, sync_adapter, NULL, ttl_seconds);
+    if (mgr != NULL) {
+        mgr->mint_arg = mgr;
+        mgr->sync_mint = mint;
+        mgr->sync_arg = arg;
+    }
     return mgr;
 }
 
@@ -335,78 +680,151 @@ struct zt_ca_mgr *zt_ca_mgr_new(uv_loop_t *control_loop, struct zt_tls_localca *
     return zt_ca_mgr_new_custom(control_loop, localca_mint, ca, ttl_seconds);
 }
 
-int zt_ca_mgr_acquire(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id,
-                      struct zt_ca_identity **out)
+/* The common start of both acquires: returns the cached identity in *out,
+ * or the entry (with a reference held) after queueing a LIVE request and
+ * starting what the window allows. Takes and releases mu. */
+static struct entry *acquire_begin(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id,
+                                   struct zt_ca_identity **out)
 {
-    struct zt_ca_identity *fresh = NULL, *stale = NULL;
-    struct entry *e;
-    bool need_wake = false;
-    int rc;
+    struct entry *next = NULL, *e;
+    bool created = false;
 
     *out = NULL;
     pthread_mutex_lock(&mgr->mu);
     e = find(mgr, id);
-    if (e != NULL && !is_expired(e->cur))
+    if (e != NULL && is_valid(e->cur)) {
         *out = zt_ca_identity_ref(e->cur);
+        pthread_mutex_unlock(&mgr->mu);
+        return NULL;
+    }
+    if (e == NULL) {
+        e = entry_create(mgr, id);
+        created = true;
+    }
+    e->refs++; /* ours, until acquire_end */
+    request(mgr, e, ZT_CA_PRIO_LIVE);
+    next = pump(mgr);
     pthread_mutex_unlock(&mgr->mu);
-    if (*out != NULL)
-        return 0;
+    if (created)
+        wake(mgr);
+    start_all(mgr, next);
+    return e;
+}
 
-    /* Mint without the lock; if another thread raced us to it, its
-     * identity wins and ours is dropped. */
-    rc = issue(mgr, id, &fresh);
-    if (rc != 0)
-        return rc;
+/* mu held: an answer is available (0 / error), or -EAGAIN to wait. */
+static int acquire_check(struct entry *e, struct zt_ca_identity **out)
+{
+    if (is_valid(e->cur)) {
+        *out = zt_ca_identity_ref(e->cur);
+        return 0;
+    }
+    if (e->req != REQ_NONE)
+        return -EAGAIN;
+    return e->last_rc < 0 ? e->last_rc : ZT_E_TLS;
+}
+
+int zt_ca_mgr_acquire(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id,
+                      struct zt_ca_identity **out)
+{
+    struct entry *e = acquire_begin(mgr, id, out);
+    if (e == NULL)
+        return 0;
+    pthread_mutex_lock(&mgr->mu);
+    int rc = acquire_check(e, out);
+    if (rc == -EAGAIN) {
+        struct zt_ca_wait w = {.mgr = mgr};
+        wait_link(e, &w);
+        while (!w.is_done)
+            pthread_cond_wait(&mgr->cv, &mgr->mu);
+        rc = w.rc;
+        *out = w.ident;
+    }
+    entry_unref(mgr, e);
+    pthread_mutex_unlock(&mgr->mu);
+    wake(mgr);
+    return rc;
+}
+
+int zt_ca_mgr_acquire_async(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id,
+                            struct zt_worker *worker, zt_ca_wait_cb *cb, void *ud,
+                            struct zt_ca_identity **out, struct zt_ca_wait **wait)
+{
+    *wait = NULL;
+    struct entry *e = acquire_begin(mgr, id, out);
+    if (e == NULL)
+        return 0;
+    pthread_mutex_lock(&mgr->mu);
+    int rc = acquire_check(e, out);
+    if (rc == -EAGAIN) {
+        struct zt_ca_wait *w = calloc(1, sizeof(*w));
+        if (w == NULL)
+            abort();
+        atomic_init(&w->refs, 2);
+        w->mgr = mgr;
+        w->worker = worker;
+        w->cb = cb;
+        w->ud = ud;
+        wait_link(e, w);
+        *wait = w;
+    }
+    entry_unref(mgr, e);
+    pthread_mutex_unlock(&mgr->mu);
+    wake(mgr);
+    return rc;
+}
+
+void zt_ca_wait_cancel(struct zt_ca_wait *w)
+{
+    if (w == NULL)
+        return;
+    struct zt_ca_mgr *mgr = w->mgr;
+    unsigned drop = 1;
+    pthread_mutex_lock(&mgr->mu);
+    if (w->e != NULL) {
+        wait_unlink(w);
+        drop = 2; /* no delivery was posted: ours too */
+    }
+    pthread_mutex_unlock(&mgr->mu);
+    /* A delivery already posted runs on this same thread later: it sees
+     * the flag and only drops its reference. */
+    w->is_cancelled = true;
+    wait_release(w, drop);
+}
+
+void zt_ca_mgr_prefetch(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
+{
+    struct entry *next = NULL, *e;
+    bool created = false;
 
     pthread_mutex_lock(&mgr->mu);
     e = find(mgr, id);
     if (e == NULL) {
-        e = calloc(1, sizeof(*e));
-        if (e == NULL)
-            abort();
-        e->mgr = mgr;
-        e->id = *id;
-        e->state = ZT_CA_ENTRY_ST_NEW;
-        e->cur = fresh;
-        fresh = NULL;
-        unsigned b = hash_id(id);
-        e->next = mgr->buckets[b];
-        mgr->buckets[b] = e;
-        e->qnext = mgr->pending;
-        mgr->pending = e;
-        e->in_pending = true;
-        mgr->count++;
-        need_wake = true;
-    } else if (is_expired(e->cur)) {
-        stale = e->cur;
-        e->cur = fresh;
-        fresh = NULL;
+        e = entry_create(mgr, id);
+        created = true;
     }
-    *out = zt_ca_identity_ref(e->cur);
+    /* A valid certificate renews on its own timer; a failed one waits for
+     * its backoff. Only a new entry (or one whose renewal is still queued
+     * at a lower priority) needs a request here. */
+    if (created || e->req == REQ_QUEUED)
+        request(mgr, e, ZT_CA_PRIO_PREFETCH);
+    next = pump(mgr);
     pthread_mutex_unlock(&mgr->mu);
-
-    zt_ca_identity_unref(fresh);
-    zt_ca_identity_unref(stale);
-    if (need_wake)
-        uv_async_send(&mgr->async);
-    return 0;
+    if (created)
+        wake(mgr);
+    start_all(mgr, next);
 }
 
-/* Unlinks e from the table and queues it for closing. (mu) */
-static void unlink_entry(struct zt_ca_mgr *mgr, struct entry *e)
+/* mu held: drops e from the table; a queued request nobody waits for is
+ * withdrawn. */
+static void forget_entry(struct zt_ca_mgr *mgr, struct entry *e)
 {
-    struct entry **pp = &mgr->buckets[hash_id(&e->id)];
-    while (*pp != e)
-        pp = &(*pp)->next;
-    *pp = e->next;
-    e->next = NULL;
-    e->is_dead = true;
-    mgr->count--;
-    /* A pending entry is destroyed by the drain of the pending queue. */
-    if (!e->in_pending) {
-        e->qnext = mgr->dead;
-        mgr->dead = e;
+    unlink_entry(mgr, e);
+    if (e->req == REQ_QUEUED && e->waiters == NULL) {
+        queue_remove(mgr, e);
+        e->req = REQ_NONE;
+        entry_unref(mgr, e); /* the request's */
     }
+    entry_unref(mgr, e); /* the table's */
 }
 
 void zt_ca_mgr_forget(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
@@ -414,10 +832,10 @@ void zt_ca_mgr_forget(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
     pthread_mutex_lock(&mgr->mu);
     struct entry *e = find(mgr, id);
     if (e != NULL)
-        unlink_entry(mgr, e);
+        forget_entry(mgr, e);
     pthread_mutex_unlock(&mgr->mu);
     if (e != NULL)
-        uv_async_send(&mgr->async);
+        wake(mgr);
 }
 
 size_t zt_ca_mgr_count(struct zt_ca_mgr *mgr)
@@ -428,6 +846,14 @@ size_t zt_ca_mgr_count(struct zt_ca_mgr *mgr)
     return n;
 }
 
+void zt_ca_mgr_requests(struct zt_ca_mgr *mgr, unsigned *inflight, unsigned *queued)
+{
+    pthread_mutex_lock(&mgr->mu);
+    *inflight = mgr->inflight;
+    *queued = mgr->queued;
+    pthread_mutex_unlock(&mgr->mu);
+}
+
 void zt_ca_mgr_foreach(struct zt_ca_mgr *mgr,
                        void (*fn)(void *ud, const struct zt_ca_identity *ident,
                                   enum zt_ca_entry_state st),
@@ -436,7 +862,8 @@ void zt_ca_mgr_foreach(struct zt_ca_mgr *mgr,
     pthread_mutex_lock(&mgr->mu);
     for (int b = 0; b < N_BUCKETS; b++)
         for (struct entry *e = mgr->buckets[b]; e != NULL; e = e->next)
-            fn(ud, e->cur, e->state);
+            if (e->cur != NULL)
+                fn(ud, e->cur, e->state);
     pthread_mutex_unlock(&mgr->mu);
 }
 
@@ -445,9 +872,27 @@ void zt_ca_mgr_free(struct zt_ca_mgr *mgr)
     if (mgr == NULL)
         return;
     pthread_mutex_lock(&mgr->mu);
+    if (mgr->inflight > 0)
+        ZT_ERROR("ca", "identity manager freed with %u request(s) still with the issuer",
+                 mgr->inflight);
+    /* Queued requests are dropped with whoever waits for them: the workers
+     * are gone by now. */
+    for (int p = 0; p < ZT_CA_PRIO_COUNT; p++) {
+        while (mgr->queues[p].head != NULL) {
+            struct entry *e = mgr->queues[p].head;
+            queue_remove(mgr, e);
+            e->req = REQ_NONE;
+            while (e->waiters != NULL) {
+                struct zt_ca_wait *w = e->waiters;
+                wait_unlink(w);
+                wait_release(w, 1);
+            }
+            entry_unref(mgr, e);
+        }
+    }
     for (int b = 0; b < N_BUCKETS; b++)
         while (mgr->buckets[b] != NULL)
-            unlink_entry(mgr, mgr->buckets[b]);
+            forget_entry(mgr, mgr->buckets[b]);
     pthread_mutex_unlock(&mgr->mu);
     drain(mgr);
     mgr->is_freeing = true;

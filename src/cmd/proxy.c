@@ -34,6 +34,68 @@ static int pod_identity(struct proxy_app *app, const struct zt_zds_workload_info
                           wl ? wl->service_account : (sa ? sa : "default"), id);
 }
 
+/* Whether an enrolled pod (other than `skip`, may be NULL) or a workload
+ * of this node still uses id: then its certificate stays. */
+static bool identity_in_use(const struct proxy_app *app, const struct zt_spiffe_id *id,
+                            const struct pod_ident *skip)
+{
+    for (size_t i = 0; i < app->n_pod_ids; i++)
+        if (&app->pod_ids[i] != skip && app->pod_ids[i].has_id &&
+            zt_spiffe_eq(&app->pod_ids[i].id, id))
+            return true;
+    for (size_t i = 0; i < app->n_node_ids; i++)
+        if (zt_spiffe_eq(&app->node_ids[i], id))
+            return true;
+    return false;
+}
+
+static bool id_listed(const struct zt_spiffe_id *ids, size_t n, const struct zt_spiffe_id *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (zt_spiffe_eq(&ids[i], id))
+            return true;
+    return false;
+}
+
+/* Wire facts §4: with the Istio CA, certificates are prefetched for every
+ * workload of this node that speaks HBONE, and forgotten when the last
+ * workload (or enrolled pod) with that identity is gone. Runs on every new
+ * state; never waits for the CA. */
+static void sync_node_identities(struct proxy_app *app)
+{
+    if (!app->ca_client || !app->cfg.node_name || !app->cfg.node_name[0])
+        return;
+    struct zt_spiffe_id *ids = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < zt_state_workload_count(app->state); i++) {
+        const struct zt_workload *wl = zt_state_workload_at(app->state, i);
+        struct zt_spiffe_id id;
+        if (!wl->node || strcmp(wl->node, app->cfg.node_name) != 0 ||
+            (wl->protocol != ZT_WL_PROTO_HBONE && !wl->native_tunnel) ||
+            zt_spiffe_make(wl->trust_domain, wl->namespace, wl->service_account, &id) != 0 ||
+            id_listed(ids, n, &id))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            ids = realloc(ids, cap * sizeof(*ids));
+            if (!ids)
+                abort();
+        }
+        ids[n++] = id;
+    }
+    struct zt_spiffe_id *old = app->node_ids;
+    size_t n_old = app->n_node_ids;
+    app->node_ids = ids;
+    app->n_node_ids = n;
+    app->cap_node_ids = cap;
+    for (size_t i = 0; i < n; i++)
+        zt_ca_mgr_prefetch(app->ca, &ids[i]);
+    for (size_t i = 0; i < n_old; i++)
+        if (!identity_in_use(app, &old[i], NULL))
+            zt_ca_mgr_forget(app->ca, &old[i]);
+    free(old);
+}
+
 static int pod_add(void *ud, const char *uid, int netns_fd, const struct zt_zds_workload_info *info)
 {
     struct proxy_app *app = ud;
@@ -56,11 +118,9 @@ static int pod_add(void *ud, const char *uid, int netns_fd, const struct zt_zds_
     }
     p->has_id = pod_identity(app, info, &p->id) == 0;
     if (p->has_id && app->ca_client) {
-        /* Fetch the pod's certificate now, so its first connection does
-         * not wait for the CA on a worker. */
-        struct zt_ca_identity *ident = NULL;
-        if (zt_ca_mgr_acquire(app->ca, &p->id, &ident) == 0)
-            zt_ca_identity_unref(ident);
+        /* Ask for the pod's certificate now, so its first connection
+         * likely finds it; the control loop does not wait for it. */
+        zt_ca_mgr_prefetch(app->ca, &p->id);
     }
     zt_proxy_admin_pod_up(app, uid, info);
     zt_metrics_counter_inc(app->metrics, ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED);
@@ -74,16 +134,14 @@ static void pod_del(void *ud, const char *uid)
     struct proxy_app *app = ud;
     zt_proxy_pod_del(app->proxy, uid);
     zt_proxy_admin_pod_down(app, uid);
-    /* A certificate is forgotten when the last pod using it leaves. */
+    /* A certificate is forgotten when the last pod or node workload using
+     * it leaves. */
     for (size_t i = 0; i < app->n_pod_ids; i++) {
         if (strcmp(app->pod_ids[i].uid, uid) != 0)
             continue;
         struct pod_ident gone = app->pod_ids[i];
         app->pod_ids[i] = app->pod_ids[--app->n_pod_ids];
-        bool shared = false;
-        for (size_t j = 0; j < app->n_pod_ids && !shared; j++)
-            shared = app->pod_ids[j].has_id && zt_spiffe_eq(&app->pod_ids[j].id, &gone.id);
-        if (gone.has_id && !shared)
+        if (gone.has_id && !identity_in_use(app, &gone.id, NULL))
             zt_ca_mgr_forget(app->ca, &gone.id);
         break;
     }
@@ -171,6 +229,7 @@ static void publish_state(struct proxy_app *app, struct zt_state *next)
     zt_proxy_admin_set_state(app, next);
     zt_state_unref(app->state);
     app->state = next;
+    sync_node_identities(app);
 }
 
 static void on_xds_publish(void *ud, struct zt_state *state)
@@ -384,8 +443,10 @@ int zt_cmd_proxy(int argc, char **argv)
         return 1;
 
     app.loop = uv_default_loop();
-    app.ca = app.ca_client ? zt_ca_mgr_new_custom(app.loop, zt_ca_client_mint, app.ca_client,
-                                                  (unsigned)app.cfg.secret_ttl_s)
+    /* With the Istio CA nothing waits for an answer but the connections
+     * that need it; local minting is quick enough to stay inline. */
+    app.ca = app.ca_client ? zt_ca_mgr_new_async(app.loop, zt_ca_client_mint_async, app.ca_client,
+                                                 (unsigned)app.cfg.secret_ttl_s)
                            : zt_ca_mgr_new(app.loop, app.localca, (unsigned)app.cfg.secret_ttl_s);
     app.metrics = zt_metrics_new(app.cfg.worker_threads, ZT_VERSION);
     struct zt_proxy_opts opts = {
@@ -416,6 +477,7 @@ int zt_cmd_proxy(int argc, char **argv)
         return 1;
     }
     zt_proxy_set_state(app.proxy, app.state);
+    sync_node_identities(&app);
     pthread_mutex_init(&app.mu, NULL);
     zt_proxy_admin_set_state(&app, app.state);
     uv_async_init(app.loop, &app.quit_async, on_quit);
@@ -458,11 +520,13 @@ int zt_cmd_proxy(int argc, char **argv)
     }
     uv_close((uv_handle_t *)&app.sigterm, NULL);
     uv_close((uv_handle_t *)&app.sigint, NULL);
+    /* The CA client answers what it still holds before the manager goes. */
+    zt_ca_client_free(app.ca_client);
     zt_ca_mgr_free(app.ca);
     uv_run(app.loop, UV_RUN_NOWAIT);
     zt_tls_localca_free(app.localca);
-    zt_ca_client_free(app.ca_client);
     free(app.pod_ids);
+    free(app.node_ids);
     zt_metrics_free(app.metrics);
     zt_state_unref(app.state);
     ZT_INFO("proxy", "stopped");

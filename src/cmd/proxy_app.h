@@ -53,6 +53,10 @@ struct proxy_app {
     struct zt_ca_client *ca_client; /* CA_ADDRESS: certificates from an Istio CA */
     struct pod_ident *pod_ids;      /* control thread */
     size_t n_pod_ids, cap_pod_ids;
+    /* Identities of this node's HBONE workloads in the current state,
+     * prefetched from the CA (control thread; CA client mode only). */
+    struct zt_spiffe_id *node_ids;
+    size_t n_node_ids, cap_node_ids;
     uv_async_t quit_async; /* POST /quitquitquit */
     struct zt_admin *admin;
 };

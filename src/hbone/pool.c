@@ -4,7 +4,7 @@
 #include "base/log.h"
 
 #include <errno.h>
-
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,8 +12,10 @@ struct pool_conn {
     struct zt_hbone_pool *pool;
     struct zt_hbone_key key;
     struct zt_h2conn *h2;
-    bool ready;    /* handshake done and identity verified */
-    bool reusable; /* not draining */
+    bool ready;     /* handshake done and identity verified */
+    bool reusable;  /* not draining */
+    bool wants_ctx; /* waiting for its TLS context; h2 is NULL */
+    struct zt_hbone_ctx_req creq;
     uint64_t last_used;
     struct zt_hbone_waiter *waiters;
     struct pool_conn *prev, *next;
@@ -168,6 +170,28 @@ static const struct zt_h2conn_ops conn_ops = {
 
 /* ---- pool ---- */
 
+static void conn_link(struct pool_conn *pc)
+{
+    struct zt_hbone_pool *p = pc->pool;
+    pc->prev = NULL;
+    pc->next = p->conns;
+    if (p->conns)
+        p->conns->prev = pc;
+    p->conns = pc;
+    p->nconns++;
+}
+
+/* Dials pc's key and starts the TLS + HTTP/2 session with ctx. */
+static int conn_start(struct pool_conn *pc, SSL_CTX *ctx)
+{
+    struct zt_hbone_pool *p = pc->pool;
+    int fd = p->ops->dial(p->ud, &pc->key);
+    if (fd < 0)
+        return fd;
+    pc->h2 = zt_h2conn_new(p->loop, fd, ctx, ZT_H2_CLIENT, &p->settings, &conn_ops, pc);
+    return pc->h2 ? 0 : -EBADF;
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct zt_hbone_pool *p = t->data;
@@ -224,12 +248,6 @@ int zt_hbone_pool_get(struct zt_hbone_pool *p, const struct zt_hbone_key *key,
         waiter_add(pending, w);
         return 0;
     }
-    SSL_CTX *ctx = p->ops->client_ctx(p->ud, key);
-    if (!ctx)
-        return ZT_E_IDENTITY;
-    int fd = p->ops->dial(p->ud, key);
-    if (fd < 0)
-        return fd;
     struct pool_conn *pc = calloc(1, sizeof(*pc));
     if (!pc)
         abort();
@@ -237,20 +255,50 @@ int zt_hbone_pool_get(struct zt_hbone_pool *p, const struct zt_hbone_key *key,
     pc->key = *key;
     pc->reusable = true;
     pc->last_used = uv_now(p->loop);
-    pc->next = p->conns;
-    if (p->conns)
-        p->conns->prev = pc;
-    p->conns = pc;
-    p->nconns++;
+    SSL_CTX *ctx = NULL;
+    int rc = p->ops->client_ctx(p->ud, key, &pc->creq, &ctx);
+    if (rc == -EAGAIN) {
+        pc->wants_ctx = true;
+        conn_link(pc);
+        waiter_add(pc, w);
+        return 0;
+    }
+    if (rc < 0) {
+        free(pc);
+        return rc;
+    }
+    conn_link(pc);
     waiter_add(pc, w);
-    pc->h2 = zt_h2conn_new(p->loop, fd, ctx, ZT_H2_CLIENT, &p->settings, &conn_ops, pc);
-    if (!pc->h2) {
+    rc = conn_start(pc, ctx);
+    if (rc < 0) {
         waiter_unlink(w);
         conn_unlink(pc);
         free(pc);
-        return -EBADF;
     }
-    return 0;
+    return rc;
+}
+
+void zt_hbone_pool_ctx_ready(struct zt_hbone_ctx_req *req, SSL_CTX *ctx, int err)
+{
+    struct pool_conn *pc = (struct pool_conn *)((char *)req - offsetof(struct pool_conn, creq));
+    struct zt_hbone_pool *p = pc->pool;
+    pc->wants_ctx = false;
+    if (err == 0 && !pc->waiters)
+        err = ZT_E_CLOSED; /* nobody waits any more: do not dial */
+    else if (err == 0 && !ctx)
+        err = ZT_E_IDENTITY;
+    if (err == 0)
+        err = conn_start(pc, ctx);
+    if (err == 0)
+        return;
+    conn_unlink(pc);
+    while (pc->waiters) {
+        struct zt_hbone_waiter *w = pc->waiters;
+        waiter_unlink(w);
+        w->cb(w, NULL, err);
+    }
+    free(pc);
+    maybe_finish_free(p);
 }
 
 void zt_hbone_pool_cancel(struct zt_hbone_waiter *w)
@@ -271,7 +319,20 @@ void zt_hbone_pool_free(struct zt_hbone_pool *p)
     struct pool_conn *pc = p->conns;
     while (pc) {
         struct pool_conn *next = pc->next;
-        zt_h2conn_close(pc->h2, ZT_E_CLOSED);
+        if (pc->wants_ctx) {
+            /* No context will come now: end its requests here. */
+            if (p->ops->ctx_cancel)
+                p->ops->ctx_cancel(p->ud, &pc->creq);
+            conn_unlink(pc);
+            while (pc->waiters) {
+                struct zt_hbone_waiter *w = pc->waiters;
+                waiter_unlink(w);
+                w->cb(w, NULL, ZT_E_CLOSED);
+            }
+            free(pc);
+        } else {
+            zt_h2conn_close(pc->h2, ZT_E_CLOSED);
+        }
         pc = next;
     }
     maybe_finish_free(p);

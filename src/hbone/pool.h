@@ -5,6 +5,9 @@
  * Never two dials for one key at a time: while a connection for a key is
  * being set up, every request for that key waits on it; requests beyond its
  * capacity are re-queued once it is ready, which may dial the next one.
+ * The TLS context presenting the source identity may not be at hand yet
+ * (its certificate is being issued): the connection then waits for it,
+ * with its requests, and dials once the owner hands it over.
  * Connections unused for `idle_ms` are closed by a sweep. */
 #ifndef ZT_HBONE_POOL_H
 #define ZT_HBONE_POOL_H
@@ -33,12 +36,26 @@ struct zt_hbone_waiter {
     struct zt_hbone_waiter *prev, *next;
 };
 
+/* A connection's pending request for its TLS context; embedded in the
+ * pool's connection. */
+struct zt_hbone_ctx_req {
+    void *owner_data; /* free for the ops' use (e.g. their pending certificate wait) */
+};
+
 struct zt_hbone_pool_ops {
     /* Starts a TCP connect to key->dst from the right namespace; returns the
      * fd or a negative error. */
     int (*dial)(void *ud, const struct zt_hbone_key *key);
-    /* The client TLS context presenting key->src_id (borrowed for the call). */
-    SSL_CTX *(*client_ctx)(void *ud, const struct zt_hbone_key *key);
+    /* The client TLS context presenting key->src_id. Returns 0 and *ctx
+     * (borrowed for the call); -EAGAIN when it is not available yet: the
+     * connection waits, and the owner later calls zt_hbone_pool_ctx_ready
+     * (req, ...) once, on the pool's loop, unless ctx_cancel(ud, req) came
+     * first; or a negative error, which the get returns. */
+    int (*client_ctx)(void *ud, const struct zt_hbone_key *key, struct zt_hbone_ctx_req *req,
+                      SSL_CTX **ctx);
+    /* Withdraws a pending context request (the pool is being freed). May
+     * be NULL when client_ctx never returns -EAGAIN. */
+    void (*ctx_cancel)(void *ud, struct zt_hbone_ctx_req *req);
     /* Checks the handshake's server identity against key->dst_ids: 0 or a
      * negative error. */
     int (*verify)(void *ud, SSL *ssl, const struct zt_hbone_key *key);
@@ -53,6 +70,12 @@ struct zt_hbone_pool *zt_hbone_pool_new(uv_loop_t *loop, const struct zt_hbone_p
  * called later; or a negative error (dial failure). */
 int zt_hbone_pool_get(struct zt_hbone_pool *p, const struct zt_hbone_key *key,
                       struct zt_hbone_waiter *w, struct zt_h2conn **ready);
+
+/* Answers a client_ctx that returned -EAGAIN: ctx (borrowed for the call),
+ * or NULL and err < 0. The connection dials now; if it cannot, or err < 0,
+ * each of its waiting requests gets cb(w, NULL, error). If every request
+ * was cancelled meanwhile, the connection is dropped without dialing. */
+void zt_hbone_pool_ctx_ready(struct zt_hbone_ctx_req *req, SSL_CTX *ctx, int err);
 
 /* Withdraws a waiting request (no callback follows). No-op if not waiting. */
 void zt_hbone_pool_cancel(struct zt_hbone_waiter *w);

@@ -340,12 +340,50 @@ static const struct zt_h2conn_ops inbound_ops = {
     .on_closed = in_on_closed,
 };
 
+/* Hands the accepted socket to a TLS + HTTP/2 server session presenting
+ * ident (borrowed). Frees in if the session cannot be created. */
+static void start_session(struct zt_inbound *in, int fd, struct zt_ca_identity *ident)
+{
+    struct zt_pod_inst *pod = in->pod;
+    in->h2 = zt_h2conn_new(&pod->pw->worker.loop, fd, ident->server_ctx, ZT_H2_SERVER,
+                           &pod->pw->proxy->opts.server_h2, &inbound_ops, in);
+    if (!in->h2) {
+        inbound_unlink(in);
+        free(in);
+    }
+}
+
+static void warn_no_cert(struct zt_pod_inst *pod, int err)
+{
+    ZT_WARN("proxy", "pod %s: no certificate for inbound HBONE: %s", pod->shared->uid,
+            zt_strerror(err));
+}
+
+/* The pod's certificate arrived (or cannot be had) for a held socket. */
+static void on_cert(void *ud, struct zt_ca_identity *ident, int err)
+{
+    struct zt_inbound *in = ud;
+    int fd = in->fd;
+    in->cert_wait = NULL;
+    in->fd = -1;
+    if (err < 0) {
+        warn_no_cert(in->pod, err);
+        close(fd);
+        inbound_unlink(in);
+        free(in);
+        return;
+    }
+    start_session(in, fd, ident);
+    zt_ca_identity_unref(ident);
+}
+
 void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd)
 {
     struct zt_inbound *in = calloc(1, sizeof(*in));
     if (!in)
         abort();
     in->pod = pod;
+    in->fd = -1;
     socklen_t len = sizeof(in->local);
     getsockname(fd, (struct sockaddr *)&in->local, &len);
     len = sizeof(in->peer);
@@ -356,10 +394,10 @@ void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd)
     struct zt_ca_identity *ident = NULL;
     int rc = zt_pod_identity(pod, &id);
     if (rc == 0)
-        rc = zt_ca_mgr_acquire(pod->pw->proxy->ca, &id, &ident);
-    if (rc < 0) {
-        ZT_WARN("proxy", "pod %s: no certificate for inbound HBONE: %s", pod->shared->uid,
-                zt_strerror(rc));
+        rc = zt_ca_mgr_acquire_async(pod->pw->proxy->ca, &id, &pod->pw->worker, on_cert, in, &ident,
+                                     &in->cert_wait);
+    if (rc < 0 && rc != -EAGAIN) {
+        warn_no_cert(pod, rc);
         close(fd);
         free(in);
         return;
@@ -369,16 +407,24 @@ void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd)
         pod->inbounds->prev = in;
     pod->inbounds = in;
     atomic_fetch_add_explicit(&pod->pw->live, 1, memory_order_relaxed);
-    in->h2 = zt_h2conn_new(&pod->pw->worker.loop, fd, ident->server_ctx, ZT_H2_SERVER,
-                           &pod->pw->proxy->opts.server_h2, &inbound_ops, in);
-    zt_ca_identity_unref(ident);
-    if (!in->h2) {
-        inbound_unlink(in);
-        free(in);
+    if (rc == -EAGAIN) {
+        /* Hold the socket (the client's handshake waits in its buffer)
+         * until the certificate is here; the worker goes on meanwhile. */
+        in->fd = fd;
+        return;
     }
+    start_session(in, fd, ident);
+    zt_ca_identity_unref(ident);
 }
 
 void zt_inbound_close(struct zt_inbound *in)
 {
+    if (!in->h2) {
+        zt_ca_wait_cancel(in->cert_wait);
+        close(in->fd);
+        inbound_unlink(in);
+        free(in);
+        return;
+    }
     zt_h2conn_close(in->h2, ZT_E_CLOSED);
 }

@@ -65,17 +65,50 @@ static int pool_dial(void *ud, const struct zt_hbone_key *key)
     return zt_sock_connect((const struct sockaddr *)&key->dst, NULL, &o, NULL);
 }
 
-static SSL_CTX *pool_client_ctx(void *ud, const struct zt_hbone_key *key)
+/* The certificate for a dial arrived (or could not be had): the pool
+ * dials now, or fails the streams waiting for it. */
+static void on_dial_ident(void *ud, struct zt_ca_identity *ident, int err)
+{
+    struct zt_hbone_ctx_req *req = ud;
+    req->owner_data = NULL;
+    zt_hbone_pool_ctx_ready(req, ident ? ident->client_ctx : NULL, err);
+    zt_ca_identity_unref(ident);
+}
+
+/* The client context presenting key->src_id: at once when its certificate
+ * is cached, else the pool waits while the CA is asked (this worker's
+ * other connections go on meanwhile). */
+static int pool_client_ctx(void *ud, const struct zt_hbone_key *key, struct zt_hbone_ctx_req *req,
+                           SSL_CTX **ctx)
 {
     struct zt_pod_inst *pod = ud;
     struct zt_spiffe_id id;
     struct zt_ca_identity *ident = NULL;
-    if (zt_spiffe_parse(key->src_id, strlen(key->src_id), &id) < 0 ||
-        zt_ca_mgr_acquire(pod->pw->proxy->ca, &id, &ident) < 0)
-        return NULL;
+    struct zt_ca_wait *wait = NULL;
+    if (zt_spiffe_parse(key->src_id, strlen(key->src_id), &id) < 0)
+        return ZT_E_IDENTITY;
+    int rc = zt_ca_mgr_acquire_async(pod->pw->proxy->ca, &id, &pod->pw->worker, on_dial_ident, req,
+                                     &ident, &wait);
+    if (rc == -EAGAIN) {
+        req->owner_data = wait;
+        return rc;
+    }
+    if (rc < 0) {
+        ZT_WARN("proxy", "pod %s: no certificate for %s: %s", pod->shared->uid, key->src_id,
+                zt_strerror(rc));
+        return rc;
+    }
+    /* The pool borrows the context for the dial: keep it alive. */
     zt_ca_identity_unref(pod->dial_ident);
     pod->dial_ident = ident;
-    return ident->client_ctx;
+    *ctx = ident->client_ctx;
+    return 0;
+}
+
+static void pool_ctx_cancel(void *ud, struct zt_hbone_ctx_req *req)
+{
+    zt_ca_wait_cancel(req->owner_data);
+    req->owner_data = NULL;
 }
 
 static int pool_verify(void *ud, SSL *ssl, const struct zt_hbone_key *key)
@@ -104,6 +137,7 @@ static int pool_verify(void *ud, SSL *ssl, const struct zt_hbone_key *key)
 static const struct zt_hbone_pool_ops pool_ops = {
     .dial = pool_dial,
     .client_ctx = pool_client_ctx,
+    .ctx_cancel = pool_ctx_cancel,
     .verify = pool_verify,
 };
 
@@ -305,11 +339,15 @@ static void task_drain(void *arg)
     pw->draining = true;
     for (struct zt_pod_inst *pod = pw->pods; pod; pod = pod->next) {
         close_listeners(pod);
-        /* An idle connection closes inside shutdown and frees its entry. */
+        /* An idle connection closes inside shutdown and frees its entry;
+         * one still waiting for its certificate never started: closed. */
         struct zt_inbound *in = pod->inbounds;
         while (in) {
             struct zt_inbound *next = in->next;
-            zt_h2conn_shutdown(in->h2);
+            if (in->h2)
+                zt_h2conn_shutdown(in->h2);
+            else
+                zt_inbound_close(in);
             in = next;
         }
     }

@@ -147,10 +147,14 @@ struct zt_conn {
     struct zt_tcp_series *series; /* opened under these labels */
 };
 
-/* An HBONE server connection accepted on a pod's 15008. */
+/* An HBONE server connection accepted on a pod's 15008. Until the pod's
+ * certificate is at hand it is only the accepted socket (fd, cert_wait
+ * set, h2 NULL); then the TLS + HTTP/2 session owns the socket. */
 struct zt_inbound {
     struct zt_pod_inst *pod;
     struct zt_h2conn *h2;
+    int fd;                       /* while waiting for the certificate, else -1 */
+    struct zt_ca_wait *cert_wait; /* while waiting for the certificate */
     struct sockaddr_storage local, peer;
     char peer_identity[300];
     bool established; /* TLS handshake completed */
@@ -199,6 +203,8 @@ void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
 void zt_outbound_accept(struct zt_pod_inst *pod, int fd);
 void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd);
 void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd);
+/* Closes an HBONE server connection (async through h2), or at once one
+ * still waiting for its certificate. */
 void zt_inbound_close(struct zt_inbound *in);
 /* Called when a conn connecting on behalf of an inbound stream completes. */
 void zt_inbound_upstream_ready(struct zt_conn *c, int err);

@@ -17,15 +17,17 @@ conf="$mesh_repo/tests/conformance"
 A=10.200.1.2 C=10.200.2.2 CP=$(zt_node_ip 1)
 TOKEN=zt-e2e-token-123
 zt_test "setup: fake istiod (grpc-js) on node 1, proxies on both nodes fed only by xDS"
-# state_json [EXTRA]: the fake's state; workload c unless NO_C=1; EXTRA is
-# appended as more top-level members.
+# state_json [EXTRA]: the fake's state; workload a unless NO_A=1, workload c
+# unless NO_C=1; EXTRA is appended as more top-level members.
 state_json() {
-	local wl_a wl_c=""
-	wl_a='{"uid": "a", "name": "a", "namespace": "default", "serviceAccount": "sa-a", "ips": ["'$A'"], "tunnelProtocol": "HBONE", "node": "node1"}'
-	if [ "${NO_C:-0}" != 1 ]; then
-		wl_c=', {"uid": "c", "name": "c", "namespace": "default", "serviceAccount": "sa-c", "ips": ["'$C'"], "tunnelProtocol": "HBONE", "node": "node2"}'
+	local wls=""
+	if [ "${NO_A:-0}" != 1 ]; then
+		wls='{"uid": "a", "name": "a", "namespace": "default", "serviceAccount": "sa-a", "ips": ["'$A'"], "tunnelProtocol": "HBONE", "node": "node1"}'
 	fi
-	printf '{"workloads": [%s%s]%s}\n' "$wl_a" "$wl_c" "${1:+, $1}"
+	if [ "${NO_C:-0}" != 1 ]; then
+		wls="${wls:+$wls, }"'{"uid": "c", "name": "c", "namespace": "default", "serviceAccount": "sa-c", "ips": ["'$C'"], "tunnelProtocol": "HBONE", "node": "node2"}'
+	fi
+	printf '{"workloads": [%s]%s}\n' "$wls" "${1:+, $1}"
 }
 write_state() {
 	printf '%s\n' "$1" >"$ZT_WORK/state.json.tmp" && mv "$ZT_WORK/state.json.tmp" "$ZT_WORK/state.json"
@@ -173,14 +175,21 @@ print(sum(1 for r in reqs if r["has_node"] and r["initial_resource_versions"]))'
 done
 if [ -n "$ok" ] && [ "$(zt_send "$a" $C 8080 back)" = back ]; then zt_pass; else zt_fail "reconnects with versions: $got"; fi
 
-zt_test "a certificate is forgotten when the last pod using it leaves"
+zt_test "a certificate stays while a workload of the node uses it, and is forgotten after the last one"
 certs() {
 	zt_ns_exec "$(zt_node_ns 1)" curl -s -m 5 localhost:15000/config_dump |
 		python3 -c 'import json,sys; print(" ".join(sorted(c["identity"].rsplit("/", 1)[-1] for c in json.load(sys.stdin)["certificates"])))'
 }
 before=$(certs)
 mesh_unenroll 1 a
-after=$(certs)
-zt_expect_eq "$before -> $after" "sa-a -> "
+kept=$(certs)
+NO_A=1 write_state "$(NO_A=1 state_json)"
+after=$kept
+for _ in $(seq 50); do
+	after=$(certs)
+	[ -z "$after" ] && break
+	sleep 0.1
+done
+zt_expect_eq "$before -> $kept -> $after" "sa-a -> sa-a -> "
 
 mesh_finish

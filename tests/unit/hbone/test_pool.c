@@ -14,8 +14,10 @@ static const char *const SERVER_ID = "spiffe://cluster.local/ns/server-ns/sa/ser
 
 struct env {
     struct fx_world w;
-    int dials, ctx_calls, verify_calls;
+    int dials, ctx_calls, verify_calls, ctx_cancels;
     int dial_err, verify_err;
+    bool ctx_later; /* client_ctx answers -EAGAIN and keeps the request */
+    struct zt_hbone_ctx_req *ctx_req;
 };
 
 static struct env env;
@@ -32,15 +34,31 @@ static int op_dial(void *ud, const struct zt_hbone_key *key)
     return fx_dial(&e->w);
 }
 
-static SSL_CTX *op_client_ctx(void *ud, const struct zt_hbone_key *key)
+static int op_client_ctx(void *ud, const struct zt_hbone_key *key, struct zt_hbone_ctx_req *req,
+                         SSL_CTX **ctx)
 {
     struct env *e = ud;
     e->ctx_calls++;
+    if (e->ctx_later) {
+        e->ctx_req = req;
+        return -EAGAIN;
+    }
     if (strcmp(key->src_id, CLIENT_ID) == 0)
-        return e->w.cctx;
-    if (strcmp(key->src_id, OTHER_ID) == 0)
-        return e->w.cctx2;
-    return NULL;
+        *ctx = e->w.cctx;
+    else if (strcmp(key->src_id, OTHER_ID) == 0)
+        *ctx = e->w.cctx2;
+    else
+        return ZT_E_IDENTITY;
+    return 0;
+}
+
+static void op_ctx_cancel(void *ud, struct zt_hbone_ctx_req *req)
+{
+    struct env *e = ud;
+    if (req == e->ctx_req) {
+        e->ctx_cancels++;
+        e->ctx_req = NULL;
+    }
 }
 
 /* The server's SPIFFE id must be one of the comma-separated dst_ids. */
@@ -71,6 +89,7 @@ static int op_verify(void *ud, SSL *ssl, const struct zt_hbone_key *key)
 static const struct zt_hbone_pool_ops pool_ops = {
     .dial = op_dial,
     .client_ctx = op_client_ctx,
+    .ctx_cancel = op_ctx_cancel,
     .verify = op_verify,
 };
 
@@ -553,6 +572,76 @@ static void test_free_closes_everything(void)
     zt_hbone_pool_free(NULL);
 }
 
+/* The context is not at hand (its certificate is being issued): requests
+ * wait on the connection, which dials only once the context arrives, fails
+ * them all if it cannot come, and is withdrawn when the pool goes. */
+static void test_wait_for_ctx(void)
+{
+    struct zt_hbone_pool *p = setup(100, 0);
+    struct zt_hbone_key k = key_of(CLIENT_ID, SERVER_ID);
+    struct req r1, r2;
+    struct zt_h2conn *ready = NULL;
+    env.ctx_later = true;
+    req_init(&r1);
+    req_init(&r2);
+    CHECK_EQ_INT(zt_hbone_pool_get(p, &k, &r1.w, &ready), 0);
+    CHECK_EQ_INT(zt_hbone_pool_get(p, &k, &r2.w, &ready), 0);
+    CHECK(ready == NULL);
+    CHECK_EQ_INT(env.ctx_calls, 1);
+    CHECK_EQ_INT(env.dials, 0);
+    CHECK_EQ_INT(zt_hbone_pool_size(p), 1);
+    fx_run_for(&env.w, 20);
+    CHECK_EQ_INT(r1.calls + r2.calls, 0);
+    /* It arrives: one dial, both requests get the connection. */
+    struct zt_hbone_ctx_req *req = env.ctx_req;
+    env.ctx_req = NULL;
+    zt_hbone_pool_ctx_ready(req, env.w.cctx, 0);
+    CHECK_EQ_INT(env.dials, 1);
+    FX_WAIT(&env.w, r2.calls, WAIT_MS);
+    CHECK_EQ_INT(r1.calls, 1);
+    CHECK_EQ_INT(r1.err, 0);
+    CHECK(r1.h2 != NULL && r1.h2 == r2.h2);
+    CHECK_EQ_INT(teardown(p), 0);
+
+    /* It cannot come: every waiter hears the reason, nothing is dialed. */
+    p = setup(100, 0);
+    env.ctx_later = true;
+    req_init(&r1);
+    req_init(&r2);
+    CHECK_EQ_INT(zt_hbone_pool_get(p, &k, &r1.w, &ready), 0);
+    CHECK_EQ_INT(zt_hbone_pool_get(p, &k, &r2.w, &ready), 0);
+    req = env.ctx_req;
+    env.ctx_req = NULL;
+    zt_hbone_pool_ctx_ready(req, NULL, ZT_E_TIMEOUT);
+    CHECK_EQ_INT(r1.calls, 1);
+    CHECK_EQ_INT(r2.calls, 1);
+    CHECK_EQ_INT(r1.err, ZT_E_TIMEOUT);
+    CHECK(r1.h2 == NULL);
+    CHECK_EQ_INT(env.dials, 0);
+    CHECK_EQ_INT(zt_hbone_pool_size(p), 0);
+
+    /* Everybody gave up meanwhile: no dial when it comes. */
+    req_init(&r1);
+    CHECK_EQ_INT(zt_hbone_pool_get(p, &k, &r1.w, &ready), 0);
+    zt_hbone_pool_cancel(&r1.w);
+    req = env.ctx_req;
+    env.ctx_req = NULL;
+    zt_hbone_pool_ctx_ready(req, env.w.cctx, 0);
+    CHECK_EQ_INT(env.dials, 0);
+    CHECK_EQ_INT(r1.calls, 0);
+    CHECK_EQ_INT(zt_hbone_pool_size(p), 0);
+
+    /* The pool goes first: the request is withdrawn, the waiter told. */
+    req_init(&r1);
+    CHECK_EQ_INT(zt_hbone_pool_get(p, &k, &r1.w, &ready), 0);
+    CHECK(env.ctx_req != NULL);
+    zt_hbone_pool_free(p);
+    CHECK_EQ_INT(env.ctx_cancels, 1);
+    CHECK_EQ_INT(r1.calls, 1);
+    CHECK_EQ_INT(r1.err, ZT_E_CLOSED);
+    CHECK_EQ_INT(fx_world_free(&env.w), 0);
+}
+
 int main(void)
 {
     RUN(test_reuse_same_key);
@@ -567,5 +656,6 @@ int main(void)
     RUN(test_peer_close_removes);
     RUN(test_idle_sweep);
     RUN(test_free_closes_everything);
+    RUN(test_wait_for_ctx);
     return TEST_REPORT();
 }
