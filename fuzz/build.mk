@@ -20,15 +20,29 @@ FUZZ_LIBS   := $(FUZZ_PKG_LIBS) -lpthread
 
 FUZZ_BASE := $(sort $(wildcard src/base/*.c))
 
-FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers
+FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers \
+                xds_address xds_authorization csr_parse control_tokens ads_request
+
+# Every proto/*.proto becomes $(FUZZ_BUILD)/gen/proto/<name>.pb-c.{c,h}.
+FUZZ_PROTOS  := $(patsubst proto/%.proto,%,$(wildcard proto/*.proto))
+FUZZ_PROTO_H := $(patsubst %,$(FUZZ_BUILD)/gen/proto/%.pb-c.h,$(FUZZ_PROTOS))
+pb = $(patsubst %,$(FUZZ_BUILD)/gen/proto/%.pb-c.c,$(1))
+FUZZ_STATE  := $(sort $(wildcard src/state/*.c))
+FUZZ_XDS_PB := $(call pb,workload authorization google_protobuf_wkt)
 
 SRC_hbone_authority := src/hbone/hbone.c
 SRC_spiffe          := src/tls/spiffe.c
-SRC_zds_request     := src/zds/zds.c $(FUZZ_BUILD)/gen/proto/zds.pb-c.c
-SRC_local_yaml      := src/config/local.c $(sort $(wildcard src/state/*.c))
+SRC_zds_request     := src/zds/zds.c $(call pb,zds)
+SRC_local_yaml      := src/config/local.c $(FUZZ_STATE)
 SRC_cni_store       := src/cni/store.c
 SRC_cni_ctl         := src/cni/ctl.c
 SRC_http_headers    := src/telemetry/headers.c
+SRC_xds_address       := src/xds/convert.c src/xds/encode.c $(FUZZ_STATE) $(FUZZ_XDS_PB)
+SRC_xds_authorization := $(SRC_xds_address)
+SRC_csr_parse         := src/tls/csr.c src/tls/cert.c src/tls/spiffe.c
+SRC_control_tokens    := src/control/tokens.c
+SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c \
+                         $(call pb,discovery envoy_core google_rpc_status)
 
 # Object paths: generated sources (under $(FUZZ_BUILD)/gen) keep their tail.
 obj = $(patsubst $(FUZZ_BUILD)/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter $(FUZZ_BUILD)/%,$(1))) \
@@ -39,16 +53,18 @@ FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 .PHONY: all seeds
 all: $(FUZZ_BINS)
 
-# zds.pb-c.h is generated; every object waits for it so includes resolve.
-$(FUZZ_BUILD)/gen/proto/zds.pb-c.c $(FUZZ_BUILD)/gen/proto/zds.pb-c.h &: proto/zds.proto
+# The .pb-c.h files are generated; every object waits for all of them so
+# includes (also between generated files) resolve.
+.SECONDARY: $(FUZZ_PROTO_H) $(FUZZ_PROTO_H:.h=.c)
+$(FUZZ_BUILD)/gen/proto/%.pb-c.c $(FUZZ_BUILD)/gen/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(FUZZ_BUILD)/gen/proto
 	protoc-c --proto_path=proto --proto_path=/usr/include --c_out=$(FUZZ_BUILD)/gen/proto $<
 
-$(FUZZ_BUILD)/obj/gen/%.o: $(FUZZ_BUILD)/gen/%.c
+$(FUZZ_BUILD)/obj/gen/%.o: $(FUZZ_BUILD)/gen/%.c | $(FUZZ_PROTO_H)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(filter-out -Wmissing-prototypes,$(FUZZ_CFLAGS)) -c -o $@ $<
 
-$(FUZZ_BUILD)/obj/%.o: %.c | $(FUZZ_BUILD)/gen/proto/zds.pb-c.h
+$(FUZZ_BUILD)/obj/%.o: %.c | $(FUZZ_PROTO_H)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
@@ -63,7 +79,15 @@ $(FUZZ_BUILD)/zds_seeds: fuzz/zds_seeds.c $(call obj,src/zds/zds.c $(FUZZ_BUILD)
 	$(FUZZ_CC) $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) -fsanitize=address,undefined \
 	    -o $@ $^ $(FUZZ_LIBS)
 
-seeds: $(FUZZ_BUILD)/zds_seeds
+# Regenerates the xDS seeds made from good.yaml by the real encoder and
+# catalog (the gen-* files of xds_address, xds_authorization, ads_request).
+$(FUZZ_BUILD)/xds_seeds: fuzz/xds_seeds.c $(call obj,$(SRC_ads_request) $(FUZZ_BASE))
+	$(FUZZ_CC) $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) -fsanitize=address,undefined \
+	    -o $@ $^ $(FUZZ_LIBS)
+
+seeds: $(FUZZ_BUILD)/zds_seeds $(FUZZ_BUILD)/xds_seeds
 	$(FUZZ_BUILD)/zds_seeds fuzz/corpus/zds_request
+	@mkdir -p fuzz/corpus/xds_address fuzz/corpus/xds_authorization fuzz/corpus/ads_request
+	$(FUZZ_BUILD)/xds_seeds tests/unit/config/testdata/good.yaml fuzz/corpus
 
 -include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)

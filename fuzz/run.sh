@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
-ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers)
+ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers
+     xds_address xds_authorization csr_parse control_tokens ads_request)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
 
@@ -28,6 +29,11 @@ max_len() {
     local_yaml) echo 65536 ;;
     cni_store) echo 8192 ;;        # records: 64 KiB cap, fields total < 1 KiB
     cni_ctl) echo 4200 ;;          # lines are capped at 4096 bytes
+    xds_address) echo 8192 ;;      # strings capped at 1 KiB, lists at 1024
+    xds_authorization) echo 8192 ;;
+    csr_parse) echo 8192 ;;        # RSA-4096 CSRs fit; the 64 KiB cap is checked directly
+    control_tokens) echo 16384 ;;  # tokens are capped at 4096 bytes
+    ads_request) echo 8192 ;;      # names are capped at 4096 bytes
     *) echo 4096 ;;
     esac
 }
