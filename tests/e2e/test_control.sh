@@ -47,8 +47,9 @@ clog() { cat "$(mesh_log 3 control)"; }
 
 zt_test "setup: control plane alone in node 3's namespace, proxies on nodes 1 and 2"
 setup() {
+	"$conf/setup.sh" || return 1 # grpc-js for the client checks (npm ci, once)
 	zt_node_add 1 && zt_node_add 2 && zt_node_add 3 || return 1
-	a=$(zt_pod_add 1 1 a) && c=$(zt_pod_add 2 1 c) && d=$(zt_pod_add 2 2 d) || return 1
+	a=$(zt_pod_add 1 1 a) && b=$(zt_pod_add 1 2 b) && c=$(zt_pod_add 2 1 c) && d=$(zt_pod_add 2 2 d) || return 1
 	mesh_ca || return 1
 	mkdir -p "$CFG"
 	printf '# node tokens\nnode1 %s\nnode2 %s\n' "$TOKEN1" "$TOKEN2" >"$ZT_WORK/node-tokens"
@@ -225,6 +226,16 @@ else
 	zt_fail "rc $rc: $out"
 fi
 
+zt_test "a proxy asking for another node's identity (a pod on node 1 claiming sa-c) is refused"
+mesh_enroll 1 "$b" b sa-c || zt_log "enroll b failed"
+if mesh_wait_grep "$(mesh_log 3 control)" "certificate refused to node node1 \($(zt_node_ip 1):[0-9]+\): no workload with identity $(mesh_id sa-c) runs on node node1" 5 &&
+	mesh_wait_grep "$(mesh_log 1 proxy)" "certificate for $(mesh_id sa-c) failed" 5; then
+	zt_pass
+else
+	zt_fail "no refusal seen"
+fi
+mesh_unenroll 1 b
+
 zt_test "...while its own workload's identity is issued and verifies (chain to the mesh root)"
 out=$(cjs csr "$TOKEN1" --identity "$(mesh_id sa-a)" --impersonate --ttl 600)
 zt_expect_eq "$? $(echo "$out" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["ok"], j["verified"], j["chain_len"])')" "0 True True 3"
@@ -240,12 +251,14 @@ ready=$(zt_ns_exec "$(zt_node_ns 3)" curl -s -m 5 -o /dev/null -w '%{http_code}'
 val() { echo "$metrics" | awk -v k="$1" '$1 == k {print $2}'; }
 # Lint: only the _total/_count naming notes that istiod's own names draw.
 lint=$(echo "$metrics" | promtool check metrics 2>&1 | grep -v -E '^(citadel_server|pilot)_[a-z_]+ (counter metrics should have "_total" suffix|non-histogram and non-summary metrics should not have "_count" suffix)$')
-got="ready=$ready xds=$(val pilot_xds) unauthorized=$(val ztunnel_control_csr_unauthorized_total)"
+# unauthorized: the grpc-js request and at least one from node 1's proxy.
+unauthorized=$(val ztunnel_control_csr_unauthorized_total)
+got="ready=$ready xds=$(val pilot_xds) unauthorized>=2:$([ "${unauthorized:-0}" -ge 2 ] && echo yes)"
 got="$got bad_csr=$(val citadel_server_csr_parsing_err_count) rejects=$(val 'pilot_total_xds_rejects{type="authorization"}')"
 got="$got unauthenticated=$(val ztunnel_control_xds_unauthenticated_total) lint='$lint'"
 issued=$(val citadel_server_success_cert_issuance_count)
 if [ "${issued:-0}" -ge 1 ]; then
-	zt_expect_eq "$got" "ready=200 xds=2 unauthorized=1 bad_csr=1 rejects=1 unauthenticated=1 lint=''"
+	zt_expect_eq "$got" "ready=200 xds=2 unauthorized>=2:yes bad_csr=1 rejects=1 unauthenticated=1 lint=''"
 else
 	zt_fail "issued '$issued'; $got"
 fi
