@@ -30,9 +30,9 @@ wl() { # wl UID IP SA NODE
 write_cfg() {
 	printf '%s\n' "$2" >"$CFG/.$1.tmp" && mv "$CFG/.$1.tmp" "$CFG/$1"
 }
-start_control() {
+start_control() { # [EXTRA ARGS]
 	mesh_start_bg 3 control "$ZT_BIN" control --listen 0.0.0.0:15012 --config-dir "$CFG" \
-		--ca-dir "$MESH_CA" --node-tokens "$ZT_WORK/node-tokens" --max-cert-ttl $CERT_TTL
+		--ca-dir "$MESH_CA" --node-tokens "$ZT_WORK/node-tokens" --max-cert-ttl $CERT_TTL "$@"
 	mesh_wait_grep "$(mesh_log 3 control)" "listening on" 10
 }
 start_proxy() {
@@ -143,12 +143,19 @@ else
 	zt_fail "$(clog | grep -i refused)"
 fi
 
-zt_test "the control plane restarts: traffic goes on meanwhile, proxies reconnect and converge"
+zt_test "the control plane restarts (now with a serving certificate from files): traffic goes on meanwhile, proxies reconnect and converge"
+# A serving certificate made by openssl from the mesh CA, for the node 3 address only.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=control \
+	-keyout "$ZT_WORK/control-key.pem" -out "$ZT_WORK/control.csr" 2>/dev/null
+printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$CP" >"$ZT_WORK/control.ext"
+openssl x509 -req -in "$ZT_WORK/control.csr" -CA "$MESH_CA/ca-cert.pem" -CAkey "$MESH_CA/ca-key.pem" \
+	-set_serial 7 -days 1 -extfile "$ZT_WORK/control.ext" -out "$ZT_WORK/control-leaf.pem" 2>/dev/null
+cat "$ZT_WORK/control-leaf.pem" "$MESH_CA/ca-cert.pem" >"$ZT_WORK/control-chain.pem"
 mesh_stop 3 control
 ok_down=$([ "$(zt_send "$a" $C 8080 down)" = down ] && echo yes)
 # While it is down the policy is dropped: after the restart 9090 opens again.
 rm "$CFG/policy.yaml"
-start_control
+start_control --tls-cert "$ZT_WORK/control-chain.pem" --tls-key "$ZT_WORK/control-key.pem"
 open_again() { [ "$(zt_send "$a" $C 9090 back 1)" = back ]; }
 ok_up=""
 for _ in $(seq 100); do
@@ -156,7 +163,8 @@ for _ in $(seq 100); do
 	sleep 0.2
 done
 streams=$(grep -c "xDS stream from node" "$(mesh_log 3 control)")
-if [ "$ok_down" = yes ] && [ "$ok_up" = yes ] && [ "$streams" -ge 2 ]; then zt_pass; else
+if [ "$ok_down" = yes ] && [ "$ok_up" = yes ] && [ "$streams" -ge 2 ] &&
+	! grep -q "minted from the CA" "$(mesh_log 3 control)"; then zt_pass; else
 	zt_fail "down '$ok_down' up '$ok_up' streams $streams"
 fi
 
