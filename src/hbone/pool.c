@@ -56,6 +56,16 @@ static void waiter_unlink(struct zt_hbone_waiter *w)
     w->prev = w->next = NULL;
 }
 
+/* Ends every stream waiting on pc with err (each callback once). */
+static void fail_waiters(struct pool_conn *pc, int err)
+{
+    while (pc->waiters) {
+        struct zt_hbone_waiter *w = pc->waiters;
+        waiter_unlink(w);
+        w->cb(w, NULL, err);
+    }
+}
+
 static void waiter_add(struct pool_conn *pc, struct zt_hbone_waiter *w)
 {
     w->pc = pc;
@@ -153,11 +163,7 @@ static void on_closed(struct zt_h2conn *h2, void *ud, int error)
     struct zt_hbone_pool *p = pc->pool;
     conn_unlink(pc);
     int err = error ? error : ZT_E_CLOSED;
-    while (pc->waiters) {
-        struct zt_hbone_waiter *w = pc->waiters;
-        waiter_unlink(w);
-        w->cb(w, NULL, err);
-    }
+    fail_waiters(pc, err);
     free(pc);
     maybe_finish_free(p);
 }
@@ -292,11 +298,7 @@ void zt_hbone_pool_ctx_ready(struct zt_hbone_ctx_req *req, SSL_CTX *ctx, int err
     if (err == 0)
         return;
     conn_unlink(pc);
-    while (pc->waiters) {
-        struct zt_hbone_waiter *w = pc->waiters;
-        waiter_unlink(w);
-        w->cb(w, NULL, err);
-    }
+    fail_waiters(pc, err);
     free(pc);
     maybe_finish_free(p);
 }
@@ -324,11 +326,7 @@ void zt_hbone_pool_free(struct zt_hbone_pool *p)
             if (p->ops->ctx_cancel)
                 p->ops->ctx_cancel(p->ud, &pc->creq);
             conn_unlink(pc);
-            while (pc->waiters) {
-                struct zt_hbone_waiter *w = pc->waiters;
-                waiter_unlink(w);
-                w->cb(w, NULL, ZT_E_CLOSED);
-            }
+            fail_waiters(pc, ZT_E_CLOSED);
             free(pc);
         } else {
             zt_h2conn_close(pc->h2, ZT_E_CLOSED);
