@@ -524,8 +524,7 @@ int zt_ads_on_response(struct zt_ads *a, const struct zt_ads_response *r)
     k = zt_state_xcalloc(1, sizeof(*k));
     enum zt_ads_type t = zt_ads_type_from_url(r->type_url);
     if (t == ZT_ADS_NTYPES) {
-        nack_add(k, nz(r->type_url), "unknown type_url");
-        queue_reply(a, t, r->type_url, r->nonce, k);
+        queue_reply(a, t, r->type_url, r->nonce, k); /* an ACK */
         rc = ZT_E_PROTO;
         goto out;
     }

@@ -34,8 +34,10 @@
  * - On reconnect, initial_resource_versions lists every resource accepted so
  *   far (name -> version); resources never accepted are absent so that istiod
  *   sends them again; removed names drop out.
- * - A response whose type_url is not one of ours is NACKed ("unknown
- *   type_url") and changes nothing.
+ * - A response whose type_url is not one of ours is ACKed and changes
+ *   nothing (zt_ads_on_response returns ZT_E_PROTO so the transport can log
+ *   it): what Istio's ztunnel does, so that an istiod sending a type we do
+ *   not know yet is not told the configuration was refused.
  * - Readiness: ops->ready fires once, when every type has had an ACKed
  *   response (a NACKed response does not count, even if parts applied).
  *

@@ -187,6 +187,8 @@ static void on_message(void *ud, const uint8_t *msg, size_t len)
     };
     ZT_DEBUG("xds", "%s: %zu resource(s), %zu removal(s), nonce %s", resp->type_url,
              resp->n_resources, resp->n_removed_resources, resp->nonce);
+    if (zt_ads_type_from_url(resp->type_url) == ZT_ADS_NTYPES)
+        ZT_WARN("xds", "response of unknown type %.200s ignored (ACKed)", resp->type_url);
     zt_ads_on_response(c->ads, &ar);
     free(res);
     envoy__service__discovery__v3__delta_discovery_response__free_unpacked(resp, NULL);
