@@ -145,7 +145,92 @@ static void fill_src(struct zt_conn *c, const struct zt_workload *self)
     zt_workload_identity(self, c->src_identity, sizeof(c->src_identity));
 }
 
+/* ---- waiting for the pod's own workload ---- */
+
+struct zt_parked {
+    struct zt_parked *next;
+    int fd;
+    uint64_t deadline; /* uv_now of the worker loop */
+};
+
+static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait);
+
+static void on_park_timer(uv_timer_t *t)
+{
+    zt_outbound_park_retry(t->data, false);
+}
+
+void zt_outbound_worker_init(struct zt_pw *pw)
+{
+    uv_timer_init(&pw->worker.loop, &pw->park_timer);
+    pw->park_timer.data = pw;
+}
+
+static void park(struct zt_pod_inst *pod, int fd)
+{
+    struct zt_pw *pw = pod->pw;
+    struct zt_parked *p = calloc(1, sizeof(*p));
+    if (!p)
+        abort();
+    p->fd = fd;
+    p->deadline = uv_now(&pw->worker.loop) + ZT_OUTBOUND_SELF_WAIT_MS;
+    p->next = pod->parked;
+    pod->parked = p;
+    pod->n_parked++;
+    if (pw->n_parked++ == 0)
+        uv_timer_start(&pw->park_timer, on_park_timer, 100, 100);
+    ZT_DEBUG("proxy", "pod %s: outbound connection waits for the pod's workload", pod->shared->uid);
+}
+
+/* Takes p off its pod's list (prev: the entry before it, or NULL). */
+static void unpark(struct zt_pod_inst *pod, struct zt_parked *prev, struct zt_parked *p)
+{
+    if (prev)
+        prev->next = p->next;
+    else
+        pod->parked = p->next;
+    pod->n_parked--;
+    if (--pod->pw->n_parked == 0)
+        uv_timer_stop(&pod->pw->park_timer);
+    free(p);
+}
+
+void zt_outbound_park_retry(struct zt_pw *pw, bool all)
+{
+    uint64_t now = uv_now(&pw->worker.loop);
+    for (struct zt_pod_inst *pod = pw->pods; pod; pod = pod->next) {
+        if (!pod->parked)
+            continue;
+        bool known = zt_pod_self(pod) != NULL;
+        struct zt_parked *prev = NULL, *p = pod->parked;
+        while (p) {
+            struct zt_parked *next = p->next;
+            if (known || all || now >= p->deadline) {
+                int fd = p->fd;
+                unpark(pod, prev, p);
+                outbound_accept(pod, fd, false);
+            } else {
+                prev = p;
+            }
+            p = next;
+        }
+    }
+}
+
+void zt_outbound_park_drop(struct zt_pod_inst *pod)
+{
+    while (pod->parked) {
+        close(pod->parked->fd);
+        unpark(pod, NULL, pod->parked);
+    }
+}
+
 void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
+{
+    outbound_accept(pod, fd, true);
+}
+
+static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
 {
     struct sockaddr_storage peer, dst;
     socklen_t len = sizeof(peer);
@@ -163,10 +248,14 @@ void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
         close(fd);
         return;
     }
+    const struct zt_workload *self = zt_pod_self(pod);
+    if (!self && may_wait && !pod->pw->draining && pod->n_parked < ZT_OUTBOUND_MAX_PARKED) {
+        park(pod, fd);
+        return;
+    }
     struct zt_conn *c = zt_conn_new(pod, ZT_CONN_OUTBOUND, fd);
     snprintf(c->src_addr, sizeof(c->src_addr), "%s", src_s);
     snprintf(c->dst_addr, sizeof(c->dst_addr), "%s", dst_s);
-    const struct zt_workload *self = zt_pod_self(pod);
     if (!self) {
         zt_conn_close(c, "source workload unknown: not in the proxy's configuration");
         return;

@@ -236,6 +236,7 @@ static void pod_inst_close(struct zt_pod_inst *pod)
         zt_conn_close(pod->conns, why);
     while (pod->inbounds)
         zt_inbound_close(pod->inbounds);
+    zt_outbound_park_drop(pod);
     zt_hbone_pool_free(pod->pool);
     pod->pool = NULL;
     zt_ca_identity_unref(pod->dial_ident);
@@ -322,12 +323,14 @@ static void task_set_state(void *arg)
     zt_state_unref(t->pw->state);
     t->pw->state = t->state;
     reevaluate(t->pw);
+    zt_outbound_park_retry(t->pw, false);
     free(t);
 }
 
 static void task_worker_init(void *arg)
 {
     zt_conn_worker_init(arg);
+    zt_outbound_worker_init(arg);
 }
 
 /* Graceful stop on one worker: no new connections, GOAWAY to HBONE
@@ -337,6 +340,7 @@ static void task_drain(void *arg)
 {
     struct zt_pw *pw = arg;
     pw->draining = true;
+    zt_outbound_park_retry(pw, true);
     for (struct zt_pod_inst *pod = pw->pods; pod; pod = pod->next) {
         close_listeners(pod);
         /* An idle connection closes inside shutdown and frees its entry;

@@ -15,6 +15,7 @@
 
 struct zt_pw;
 struct zt_pod_inst;
+struct zt_parked;
 
 /* What the control loop knows of a pod; shared read-only by the workers. */
 struct zt_pod_shared {
@@ -42,6 +43,8 @@ struct zt_pod_inst {
     struct zt_ca_identity *dial_ident; /* identity presented by the last dial */
     struct zt_conn *conns;             /* proxied connections */
     struct zt_inbound *inbounds;       /* HBONE server connections */
+    struct zt_parked *parked;          /* outbound sockets waiting for the pod's workload */
+    unsigned n_parked;
     struct zt_pod_inst *prev, *next;
     int handles_open;
     bool closing;
@@ -63,6 +66,9 @@ struct zt_pw {
      * the control loop while draining. */
     atomic_uint live;
     bool draining;
+    /* Retries parked outbound sockets (zt_outbound_park_*) while any wait. */
+    uv_timer_t park_timer;
+    unsigned n_parked;
 };
 
 struct zt_proxy {
@@ -201,6 +207,20 @@ void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
 
 /* outbound.c / inbound.c */
 void zt_outbound_accept(struct zt_pod_inst *pod, int fd);
+
+/* An outbound connection from a pod whose own workload is not in the
+ * configuration yet waits for it (its socket is held, unread) up to
+ * ZT_OUTBOUND_SELF_WAIT_MS, as Istio's ztunnel waits for a new pod's
+ * workload; then it is refused as before. */
+#define ZT_OUTBOUND_SELF_WAIT_MS 5000
+#define ZT_OUTBOUND_MAX_PARKED 1024
+void zt_outbound_worker_init(struct zt_pw *pw);
+/* A new state arrived (or the timer fired): go on with the connections
+ * whose pod's workload is now known, refuse the expired ones; `all` refuses
+ * every waiting one (drain). */
+void zt_outbound_park_retry(struct zt_pw *pw, bool all);
+/* The pod goes away: its waiting sockets are closed. */
+void zt_outbound_park_drop(struct zt_pod_inst *pod);
 void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd);
 void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd);
 /* Closes an HBONE server connection (async through h2), or at once one

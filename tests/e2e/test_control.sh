@@ -17,7 +17,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 zt_trap_cleanup
 conf="$mesh_repo/tests/conformance"
 
-A=10.200.1.2 C=10.200.2.2 D=10.200.2.3 CP=$(zt_node_ip 3)
+A=10.200.1.2 C=10.200.2.2 D=10.200.2.3 E=10.200.2.4 CP=$(zt_node_ip 3)
 TOKEN1=node1-token-0123456789 TOKEN2=node2-token-0123456789
 CFG=$ZT_WORK/config
 # Workload certificates live 60 s (the control plane's cap): renewed at 30 s.
@@ -49,7 +49,7 @@ zt_test "setup: control plane alone in node 3's namespace, proxies on nodes 1 an
 setup() {
 	"$conf/setup.sh" || return 1 # grpc-js for the client checks (npm ci, once)
 	zt_node_add 1 && zt_node_add 2 && zt_node_add 3 || return 1
-	a=$(zt_pod_add 1 1 a) && b=$(zt_pod_add 1 2 b) && c=$(zt_pod_add 2 1 c) && d=$(zt_pod_add 2 2 d) || return 1
+	a=$(zt_pod_add 1 1 a) && b=$(zt_pod_add 1 2 b) && c=$(zt_pod_add 2 1 c) && d=$(zt_pod_add 2 2 d) && e=$(zt_pod_add 2 3 e) || return 1
 	mesh_ca || return 1
 	mkdir -p "$CFG"
 	printf '# node tokens\nnode1 %s\nnode2 %s\n' "$TOKEN1" "$TOKEN2" >"$ZT_WORK/node-tokens"
@@ -114,6 +114,22 @@ d_meshed() {
 	mesh_wait_access 1 "$m" "direction=outbound" 1 | grep -q "dst.identity=$(mesh_id sa-d)"
 }
 if within_1s d_meshed; then zt_pass; else zt_fail "d not meshed after 1 s"; fi
+
+zt_test "a pod enrolled before its workload is configured: its first connection waits for the config"
+mesh_enroll 2 "$e" e sa-e || zt_log "enroll e failed"
+m2=$(mesh_mark 2)
+zt_send "$e" $C 8080 early 8 >"$ZT_WORK/early.out" &
+early=$!
+sleep 1
+write_cfg e.yaml "workloads:
+$(wl e $E sa-e node2)"
+wait "$early"
+line=$(mesh_wait_access 2 "$m2" "direction=outbound" 5)
+if [ "$(cat "$ZT_WORK/early.out")" = early ]; then
+	mesh_expect_fields "$line" "src.identity=$(mesh_id sa-e)" "dst.identity=$(mesh_id sa-c)"
+else
+	zt_fail "reply '$(cat "$ZT_WORK/early.out")'"
+fi
 
 zt_test "a new policy takes effect within a second"
 t0=$(zt_now_ms)
@@ -191,7 +207,7 @@ for l in lines:
     if "resources" in l:
         names.setdefault(l["type_url"].split(".")[-1], []).extend(r["name"] for r in l["resources"])
 print(sorted(names.get("Address", [])), names.get("Authorization"), lines[-1].get("by"))' "$ZT_WORK/ads.jsonl")
-if [ $rc = 0 ] && [ "$got" = "['a', 'c'] ['default/no-9090'] client" ] &&
+if [ $rc = 0 ] && [ "$got" = "['a', 'c', 'e'] ['default/no-9090'] client" ] &&
 	mesh_wait_grep "$(mesh_log 3 control)" "node node1 rejected type.googleapis.com/istio.security.Authorization.*default/no-9090" 3; then
 	zt_pass
 else
