@@ -205,7 +205,11 @@ static void on_sweep(uv_timer_t *t)
     struct pool_conn *pc = p->conns;
     while (pc) {
         struct pool_conn *next = pc->next;
-        if (pc->ready && zt_h2conn_streams(pc->h2) == 0 && now - pc->last_used >= p->idle_ms)
+        /* Idle too long, or set up after a drain began: GOAWAY, and close
+         * once its streams end. */
+        if (pc->ready && zt_h2conn_state(pc->h2) == ZT_H2_ST_OPEN &&
+            ((zt_h2conn_streams(pc->h2) == 0 && now - pc->last_used >= p->idle_ms) ||
+             !pc->reusable))
             zt_h2conn_shutdown(pc->h2);
         pc = next;
     }
@@ -301,6 +305,17 @@ void zt_hbone_pool_ctx_ready(struct zt_hbone_ctx_req *req, SSL_CTX *ctx, int err
     fail_waiters(pc, err);
     free(pc);
     maybe_finish_free(p);
+}
+
+void zt_hbone_pool_drain(struct zt_hbone_pool *p)
+{
+    struct pool_conn *next;
+    for (struct pool_conn *pc = p->conns; pc; pc = next) {
+        next = pc->next; /* an idle connection is freed inside shutdown */
+        pc->reusable = false;
+        if (pc->ready)
+            zt_h2conn_shutdown(pc->h2);
+    }
 }
 
 void zt_hbone_pool_cancel(struct zt_hbone_waiter *w)

@@ -83,6 +83,13 @@ void zt_hbone_pool_cancel(struct zt_hbone_waiter *w);
 /* Connections (any state) the pool holds. */
 unsigned zt_hbone_pool_size(const struct zt_hbone_pool *p);
 
+/* Graceful stop (the proxy drains): every open connection sends GOAWAY,
+ * takes no new stream and closes once its streams end; an idle one closes
+ * now. A connection still being set up serves its waiting requests and
+ * gets the same treatment at the next sweep (within a second). Later
+ * zt_hbone_pool_get calls still work (they dial afresh). */
+void zt_hbone_pool_drain(struct zt_hbone_pool *p);
+
 /* Closes every connection (their streams get on_close) and frees the pool
  * once they are gone. */
 void zt_hbone_pool_free(struct zt_hbone_pool *p);

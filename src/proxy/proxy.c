@@ -334,7 +334,7 @@ static void task_worker_init(void *arg)
 }
 
 /* Graceful stop on one worker: no new connections, GOAWAY to HBONE
- * clients (they finish their streams and open no new ones), everything in
+ * clients and servers (streams finish, no new ones open), everything in
  * flight goes on until it ends or the drain deadline passes. */
 static void task_drain(void *arg)
 {
@@ -343,6 +343,8 @@ static void task_drain(void *arg)
     zt_outbound_park_retry(pw, true);
     for (struct zt_pod_inst *pod = pw->pods; pod; pod = pod->next) {
         close_listeners(pod);
+        /* Outbound HBONE connections say goodbye too (GOAWAY). */
+        zt_hbone_pool_drain(pod->pool);
         /* An idle connection closes inside shutdown and frees its entry;
          * one still waiting for its certificate never started: closed. */
         struct zt_inbound *in = pod->inbounds;

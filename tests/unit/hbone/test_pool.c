@@ -505,6 +505,43 @@ static void test_goaway_stops_reuse(void)
     CHECK_EQ_INT(teardown(p), 0);
 }
 
+/* Drain: a connection with a live stream sends GOAWAY and closes when the
+ * stream ends; an idle one closes at once; the pool dials afresh later. */
+static void test_drain(void)
+{
+    struct zt_hbone_pool *p = setup(100, 0);
+    struct zt_hbone_key k1 = key_of(CLIENT_ID, SERVER_ID);
+    struct zt_hbone_key k2 = key_of(OTHER_ID, SERVER_ID);
+    struct req r1, r2;
+    struct zt_h2conn *busy = get_now(p, &k1, &r1);
+    CHECK(busy != NULL);
+    struct fx_stream st;
+    open_stream(busy, &st, "127.0.0.1:1", true);
+    FX_WAIT(&env.w, st.response_calls, WAIT_MS);
+    CHECK_EQ_INT(st.status, 200);
+    CHECK(get_now(p, &k2, &r2) != NULL);
+    FX_WAIT(&env.w, env.w.accepts == 2 && env.w.srv[1].ready_calls, WAIT_MS);
+    CHECK_EQ_INT(zt_hbone_pool_size(p), 2);
+
+    zt_hbone_pool_drain(p);
+    FX_WAIT(&env.w, env.w.srv[1].closed_calls && env.w.srv[0].draining_calls, WAIT_MS);
+    CHECK_EQ_INT(env.w.srv[1].closed_calls, 1);   /* idle: closed */
+    CHECK_EQ_INT(env.w.srv[0].draining_calls, 1); /* busy: GOAWAY seen by the server */
+    CHECK_EQ_INT(env.w.srv[0].closed_calls, 0);
+    CHECK_EQ_INT(zt_hbone_pool_size(p), 1);
+    /* The drained connection is not handed out again. */
+    struct req r3;
+    struct zt_h2conn *fresh = get_now(p, &k1, &r3);
+    CHECK(fresh != NULL && fresh != busy);
+    CHECK_EQ_INT(env.dials, 3);
+    /* Its stream ends: it closes. */
+    zt_h2conn_reset(busy, st.id);
+    zt_h2conn_flush(busy);
+    FX_WAIT(&env.w, env.w.srv[0].closed_calls, WAIT_MS);
+    CHECK_EQ_INT(env.w.srv[0].closed_calls, 1);
+    CHECK_EQ_INT(teardown(p), 0);
+}
+
 /* A server that closes an idle connection: the pool forgets it. */
 static void test_peer_close_removes(void)
 {
@@ -653,6 +690,7 @@ int main(void)
     RUN(test_dial_and_ctx_errors);
     RUN(test_cancel);
     RUN(test_goaway_stops_reuse);
+    RUN(test_drain);
     RUN(test_peer_close_removes);
     RUN(test_idle_sweep);
     RUN(test_free_closes_everything);
