@@ -961,36 +961,83 @@ static int parse_policy(struct ctx *c, yaml_node_t *n, const char *path, void *u
 
 /* Reports a duplicate key among items of a top-level list with the line of
  * the second occurrence; the builder would only know the key. */
+/* One item of a list, keyed for duplicate detection. */
+struct dup_item {
+    const char *a, *b;
+    size_t idx;
+    yaml_node_t *item, *xa;
+};
+
+static const char *scalar_or_empty(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? scalar(n) : "";
+}
+
+static bool same_key(const struct dup_item *x, const struct dup_item *y)
+{
+    return strcmp(x->a, y->a) == 0 && strcmp(x->b, y->b) == 0;
+}
+
+static int cmp_dup_item(const void *pa, const void *pb)
+{
+    const struct dup_item *x = pa, *y = pb;
+    int r = strcmp(x->a, y->a);
+    if (r == 0)
+        r = strcmp(x->b, y->b);
+    if (r == 0)
+        r = x->idx < y->idx ? -1 : x->idx > y->idx;
+    return r;
+}
+
+/* Refuses two items of seq with the same key (a, or a and b). Sorting makes
+ * it O(n log n) for the large files a control plane serves; the error is
+ * the one a front-to-back scan meets first: the earliest item that repeats
+ * an earlier one, pointing at that first occurrence. */
 static int check_duplicates(struct ctx *c, yaml_node_t *seq, const char *list, const char *a,
                             const char *b, const char *what)
 {
-    size_t n;
-    if (!seq || is_null(seq))
+    if (!seq || is_null(seq) || seq->type != YAML_SEQUENCE_NODE)
         return 0;
-    n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
-    /* Quadratic, but only over the few thousand items a local file holds;
-     * large fleets come over xDS. */
-    for (size_t i = 1; i < n; i++) {
+    size_t n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    if (n < 2)
+        return 0;
+    struct dup_item *v = zt_state_xcalloc(n, sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
         yaml_node_t *x = node_get(c, seq->data.sequence.items.start[i]);
-        yaml_node_t *xa = map_get(c, x, a), *xb = b ? map_get(c, x, b) : NULL;
-        for (size_t j = 0; j < i; j++) {
-            yaml_node_t *y = node_get(c, seq->data.sequence.items.start[j]);
-            yaml_node_t *ya = map_get(c, y, a), *yb = b ? map_get(c, y, b) : NULL;
-            char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
-            if (strcmp(scalar(xa), scalar(ya)) != 0 || (b && strcmp(scalar(xb), scalar(yb)) != 0))
-                continue;
-            if (++c->visits > MAX_VISITS)
-                return fail(c, x, list, "document too large");
-            path_index(path, list, i);
-            path_key(sub, path, a);
-            if (b)
-                return fail(c, xa, path, "duplicate %s \"%s/%s\" (first at line %lu)", what,
-                            scalar(xa), scalar(xb), (unsigned long)ya->start_mark.line + 1);
-            return fail(c, xa, sub, "duplicate %s \"%s\" (first at line %lu)", what, scalar(xa),
-                        (unsigned long)ya->start_mark.line + 1);
+        v[i].item = x;
+        v[i].xa = map_get(c, x, a);
+        v[i].a = scalar_or_empty(v[i].xa);
+        v[i].b = b ? scalar_or_empty(map_get(c, x, b)) : "";
+        v[i].idx = i;
+    }
+    qsort(v, n, sizeof(*v), cmp_dup_item);
+    const struct dup_item *first = NULL, *dup = NULL;
+    for (size_t i = 1; i < n; i++) {
+        /* v[i] repeats the earliest item of its group when the group starts
+         * at or before i - 1; only the second of a group can be earliest. */
+        if (!same_key(&v[i - 1], &v[i]) || (i >= 2 && same_key(&v[i - 2], &v[i])))
+            continue;
+        if (!dup || v[i].idx < dup->idx) {
+            dup = &v[i];
+            first = &v[i - 1];
         }
     }
-    return 0;
+    int rc = 0;
+    if (dup) {
+        char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
+        const yaml_node_t *at = first->xa ? first->xa : first->item;
+        unsigned long line = (unsigned long)at->start_mark.line + 1;
+        yaml_node_t *where = dup->xa ? dup->xa : dup->item;
+        path_index(path, list, dup->idx);
+        path_key(sub, path, a);
+        if (b)
+            rc = fail(c, where, path, "duplicate %s \"%s/%s\" (first at line %lu)", what, dup->a,
+                      dup->b, line);
+        else
+            rc = fail(c, where, sub, "duplicate %s \"%s\" (first at line %lu)", what, dup->a, line);
+    }
+    free(v);
+    return rc;
 }
 
 static int load_document(struct ctx *c, struct zt_state **out)

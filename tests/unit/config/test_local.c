@@ -2,6 +2,7 @@
 
 #include "authz/authz.h"
 #include "base/err.h"
+#include "base/buf.h"
 #include "config/local.h"
 
 #include <errno.h>
@@ -225,10 +226,53 @@ static void test_inline_and_edge_cases(void)
     CHECK_EQ_STR(err, TD "does-not-exist.yaml: No such file or directory");
 }
 
+/* Large lists (a control plane's directory): duplicates are found among
+ * tens of thousands of items, and the error is the first a front-to-back
+ * reading meets. */
+static void test_large_lists(void)
+{
+    enum { N = 30000 };
+    struct zt_buf y = {0};
+    char line[256], err[256];
+    struct zt_state *s = NULL;
+    zt_buf_append(&y, "workloads:\n", 11);
+    for (int i = 0; i < N; i++) {
+        /* Items 5000 and 20000 repeat item 100's uid; 15000 repeats 14000's. */
+        int u = i == 5000 || i == 20000 ? 100 : i == 15000 ? 14000 : i;
+        int n = snprintf(line, sizeof(line),
+                         "- {uid: w%d, namespace: ns, workloadIps: [\"10.%d.%d.%d\"]}\n", u,
+                         (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        zt_buf_append(&y, line, (size_t)n);
+    }
+    CHECK_EQ_INT(zt_config_local_load_string("big", (const char *)zt_buf_head(&y), y.len, &s, err,
+                                             sizeof(err)),
+                 ZT_E_CONFIG);
+    /* Item i is on line i + 2. */
+    CHECK_EQ_STR(err, "big:5002: workloads[5000].uid: duplicate uid \"w100\" (first at line 102)");
+    zt_buf_release(&y);
+
+    /* Two keys (namespace/name): same name in another namespace is fine. */
+    zt_buf_append(&y, "policies:\n", 10);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(line, sizeof(line),
+                         "- {name: p%d, namespace: ns%d, scope: Global, action: Deny, rules: "
+                         "[[[ {destinationPorts: [1]} ]]]}\n",
+                         i == N - 1 ? 7 : i % 1000, i == N - 1 ? 7 : i / 1000);
+        zt_buf_append(&y, line, (size_t)n);
+    }
+    CHECK_EQ_INT(zt_config_local_load_string("big", (const char *)zt_buf_head(&y), y.len, &s, err,
+                                             sizeof(err)),
+                 ZT_E_CONFIG);
+    CHECK_EQ_STR(err,
+                 "big:30001: policies[29999]: duplicate policy \"ns7/p7\" (first at line 7009)");
+    zt_buf_release(&y);
+}
+
 int main(void)
 {
     RUN(test_good_file);
     RUN(test_bad_files);
     RUN(test_inline_and_edge_cases);
+    RUN(test_large_lists);
     return TEST_REPORT();
 }
