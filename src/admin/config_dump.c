@@ -1,5 +1,7 @@
 #include "admin/config_dump.h"
 
+#include "base/err.h"
+
 #include <openssl/bn.h>
 #include <openssl/pem.h>
 #include <stdio.h>
@@ -438,6 +440,35 @@ static json_t *certificate_json(const struct zt_ca_identity *ident, enum zt_ca_e
     return o;
 }
 
+struct pending_item {
+    char name[ZT_SPIFFE_ID_MAX + 1];
+    int rc;
+};
+
+struct pending_list {
+    struct pending_item *v;
+    size_t n, cap;
+};
+
+static void on_pending(void *ud, const struct zt_spiffe_id *id, int last_rc)
+{
+    struct pending_list *l = ud;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 8;
+        l->v = realloc(l->v, l->cap * sizeof(*l->v));
+        if (l->v == NULL)
+            abort();
+    }
+    zt_spiffe_format(id, l->v[l->n].name, sizeof(l->v[l->n].name));
+    l->v[l->n].rc = last_rc;
+    l->n++;
+}
+
+static int cmp_pending(const void *a, const void *b)
+{
+    return strcmp(((const struct pending_item *)a)->name, ((const struct pending_item *)b)->name);
+}
+
 static int cmp_identity(const void *a, const void *b)
 {
     const struct zt_ca_identity *x = *(struct zt_ca_identity *const *)a;
@@ -474,6 +505,24 @@ static json_t *certificates_json(struct zt_ca_mgr *mgr)
         }
     for (size_t i = 0; i < l.n; i++)
         push_new(a, certificate_json(l.v[idx[i]], l.st[idx[i]], now));
+    /* Then the identities still waiting for their first certificate, as
+     * Istio's ztunnel lists them ("Initializing", or "Unavailable: why"). */
+    struct pending_list pl = {0};
+    zt_ca_mgr_foreach_pending(mgr, on_pending, &pl);
+    if (pl.n > 1)
+        qsort(pl.v, pl.n, sizeof(*pl.v), cmp_pending);
+    for (size_t i = 0; i < pl.n; i++) {
+        json_t *o = must(json_object());
+        char state[160];
+        if (pl.v[i].rc < 0)
+            snprintf(state, sizeof(state), "Unavailable: %s", zt_strerror(pl.v[i].rc));
+        set_new(o, "identity", str(pl.v[i].name));
+        set_new(o, "state", str(pl.v[i].rc < 0 ? state : "Initializing"));
+        set_new(o, "certChain", must(json_array()));
+        set_new(o, "rootCerts", must(json_array()));
+        push_new(a, o);
+    }
+    free(pl.v);
     for (size_t i = 0; i < l.n; i++)
         zt_ca_identity_unref(l.v[i]);
     free(idx);

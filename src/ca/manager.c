@@ -867,6 +867,18 @@ void zt_ca_mgr_foreach(struct zt_ca_mgr *mgr,
     pthread_mutex_unlock(&mgr->mu);
 }
 
+void zt_ca_mgr_foreach_pending(struct zt_ca_mgr *mgr,
+                               void (*fn)(void *ud, const struct zt_spiffe_id *id, int last_rc),
+                               void *ud)
+{
+    pthread_mutex_lock(&mgr->mu);
+    for (int b = 0; b < N_BUCKETS; b++)
+        for (struct entry *e = mgr->buckets[b]; e != NULL; e = e->next)
+            if (e->cur == NULL)
+                fn(ud, &e->id, e->last_rc);
+    pthread_mutex_unlock(&mgr->mu);
+}
+
 void zt_ca_mgr_free(struct zt_ca_mgr *mgr)
 {
     if (mgr == NULL)

@@ -164,6 +164,14 @@ void zt_ca_mgr_foreach(struct zt_ca_mgr *mgr,
                                   enum zt_ca_entry_state st),
                        void *ud);
 
+/* Calls fn(ud, id, last_rc) for every identity still waiting for its first
+ * certificate: queued, with the issuer, or backing off after a failure
+ * (last_rc < 0 then, the issuer's error; 0 before any answer). Same rules
+ * as zt_ca_mgr_foreach (mutex held, fn borrows id). Any thread. */
+void zt_ca_mgr_foreach_pending(struct zt_ca_mgr *mgr,
+                               void (*fn)(void *ud, const struct zt_spiffe_id *id, int last_rc),
+                               void *ud);
+
 /* Number of identities known: cached or waiting for their first certificate. */
 size_t zt_ca_mgr_count(struct zt_ca_mgr *mgr);
 

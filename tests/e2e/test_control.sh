@@ -258,6 +258,14 @@ if mesh_wait_grep "$(mesh_log 3 control)" "certificate refused to node node1 \($
 else
 	zt_fail "no refusal seen"
 fi
+
+zt_test "...and node 1's /config_dump shows that identity as unavailable, with no certificate"
+state=$(zt_ns_exec "$(zt_node_ns 1)" curl -s -m 5 localhost:15000/config_dump | python3 -c '
+import json, sys
+for c in json.load(sys.stdin)["certificates"]:
+    if c["identity"].endswith("/sa/sa-c"):
+        print(c["state"].split(":")[0], len(c["certChain"]))')
+zt_expect_eq "$state" "Unavailable 0"
 mesh_unenroll 1 b
 
 zt_test "...while its own workload's identity is issued and verifies (chain to the mesh root)"
