@@ -13,19 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Copies what a memory BIO holds into a malloc'd NUL-terminated string. */
 static char *bio_to_string(BIO *bio, size_t *len)
 {
@@ -187,8 +174,8 @@ static int verify_chain(X509 *leaf, STACK_OF(X509) * intermediates, STACK_OF(X50
     if (X509_STORE_CTX_init(sctx, store, leaf, intermediates) != 1)
         abort();
     if (X509_verify_cert(sctx) != 1) {
-        set_err(err, errlen, "leaf does not verify to the root bundle: %s",
-                X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
+        zt_tls_set_err(err, errlen, "leaf does not verify to the root bundle: %s",
+                       X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
         rc = ZT_E_TLS;
     }
     ERR_clear_error();
@@ -204,20 +191,21 @@ static int parse_element(const char *const *chain, size_t i, int max, STACK_OF(X
     size_t len;
     int rc;
     if (chain[i] == NULL) {
-        set_err(err, errlen, "certificate chain element %zu is missing", i);
+        zt_tls_set_err(err, errlen, "certificate chain element %zu is missing", i);
         return ZT_E_PROTO;
     }
     len = strnlen(chain[i], ZT_TLS_CA_ELEM_MAX + 1);
     if (len > ZT_TLS_CA_ELEM_MAX) {
-        set_err(err, errlen, "certificate chain element %zu is over %d bytes", i,
-                ZT_TLS_CA_ELEM_MAX);
+        zt_tls_set_err(err, errlen, "certificate chain element %zu is over %d bytes", i,
+                       ZT_TLS_CA_ELEM_MAX);
         return ZT_E_TOO_BIG;
     }
     rc = zt_tls_read_pem_certs(chain[i], len, max, out);
     if (rc == ZT_E_TOO_BIG) {
-        set_err(err, errlen, "certificate chain element %zu holds over %d certificates", i, max);
+        zt_tls_set_err(err, errlen, "certificate chain element %zu holds over %d certificates", i,
+                       max);
     } else if (rc != 0) {
-        set_err(err, errlen, "certificate chain element %zu is not PEM certificates", i);
+        zt_tls_set_err(err, errlen, "certificate chain element %zu is not PEM certificates", i);
         rc = ZT_E_PROTO;
     }
     return rc;
@@ -234,14 +222,14 @@ int zt_tls_cert_from_ca_response(const char *const *chain, size_t n, EVP_PKEY *k
     int rc;
 
     *out = NULL;
-    set_err(err, errlen, "ok");
+    zt_tls_set_err(err, errlen, "ok");
     if (n < 2) {
-        set_err(err, errlen, "certificate chain has %zu element(s), need leaf and roots", n);
+        zt_tls_set_err(err, errlen, "certificate chain has %zu element(s), need leaf and roots", n);
         return ZT_E_PROTO;
     }
     if (n > ZT_TLS_CA_RESPONSE_MAX) {
-        set_err(err, errlen, "certificate chain has %zu elements, at most %d allowed", n,
-                ZT_TLS_CA_RESPONSE_MAX);
+        zt_tls_set_err(err, errlen, "certificate chain has %zu elements, at most %d allowed", n,
+                       ZT_TLS_CA_RESPONSE_MAX);
         return ZT_E_TOO_BIG;
     }
     intermediates = sk_X509_new_null();
@@ -264,12 +252,13 @@ int zt_tls_cert_from_ca_response(const char *const *chain, size_t n, EVP_PKEY *k
         mid = NULL;
     }
     if (rc == ZT_E_TOO_BIG)
-        set_err(err, errlen, "certificate chain holds over %d intermediates", ZT_TLS_CHAIN_MAX);
+        zt_tls_set_err(err, errlen, "certificate chain holds over %d intermediates",
+                       ZT_TLS_CHAIN_MAX);
     if (rc != 0)
         goto out;
 
     if (X509_check_private_key(leaf, key) != 1) {
-        set_err(err, errlen, "leaf certificate does not match the private key");
+        zt_tls_set_err(err, errlen, "leaf certificate does not match the private key");
         rc = ZT_E_TLS;
         goto out;
     }
@@ -277,7 +266,7 @@ int zt_tls_cert_from_ca_response(const char *const *chain, size_t n, EVP_PKEY *k
     if (rc != 0)
         goto out;
     if (zt_tls_x509_spiffe_ids(leaf, &got, 1, &n_ids) != 0) {
-        set_err(err, errlen, "leaf certificate carries no SPIFFE id");
+        zt_tls_set_err(err, errlen, "leaf certificate carries no SPIFFE id");
         rc = ZT_E_IDENTITY;
         goto out;
     }
@@ -285,13 +274,13 @@ int zt_tls_cert_from_ca_response(const char *const *chain, size_t n, EVP_PKEY *k
         char want[ZT_SPIFFE_ID_MAX + 1], have[ZT_SPIFFE_ID_MAX + 1];
         zt_spiffe_format(expected, want, sizeof(want));
         zt_spiffe_format(&got, have, sizeof(have));
-        set_err(err, errlen, "leaf certificate is for %s, requested %s", have, want);
+        zt_tls_set_err(err, errlen, "leaf certificate is for %s, requested %s", have, want);
         rc = ZT_E_IDENTITY;
         goto out;
     }
     rc = zt_tls_cert_new(leaf, intermediates, key, roots, out);
     if (rc != 0)
-        set_err(err, errlen, "unusable certificate: %s", zt_strerror(rc));
+        zt_tls_set_err(err, errlen, "unusable certificate: %s", zt_strerror(rc));
 out:
     ERR_clear_error();
     X509_free(leaf);
@@ -315,17 +304,17 @@ static int check_key(EVP_PKEY *pk, char *err, size_t errlen)
             group[0] = '\0';
         if (strcmp(group, "prime256v1") == 0 || strcmp(group, "secp384r1") == 0)
             return 0;
-        set_err(err, errlen, "CSR key is on unsupported curve '%s'", group);
+        zt_tls_set_err(err, errlen, "CSR key is on unsupported curve '%s'", group);
         return ZT_E_PROTO;
     case EVP_PKEY_RSA:
         bits = EVP_PKEY_get_bits(pk);
         if (bits >= ZT_TLS_CSR_RSA_MIN_BITS && bits <= ZT_TLS_CSR_RSA_MAX_BITS)
             return 0;
-        set_err(err, errlen, "CSR RSA key has %d bits, need %d..%d", bits, ZT_TLS_CSR_RSA_MIN_BITS,
-                ZT_TLS_CSR_RSA_MAX_BITS);
+        zt_tls_set_err(err, errlen, "CSR RSA key has %d bits, need %d..%d", bits,
+                       ZT_TLS_CSR_RSA_MIN_BITS, ZT_TLS_CSR_RSA_MAX_BITS);
         return ZT_E_PROTO;
     default:
-        set_err(err, errlen, "CSR key type is not EC or RSA");
+        zt_tls_set_err(err, errlen, "CSR key type is not EC or RSA");
         return ZT_E_PROTO;
     }
 }
@@ -338,11 +327,11 @@ static int check_signature(X509_REQ *req, EVP_PKEY *pk, char *err, size_t errlen
      * refused along with the weak ones. */
     if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &md_nid, &pk_nid) ||
         (md_nid != NID_sha256 && md_nid != NID_sha384 && md_nid != NID_sha512)) {
-        set_err(err, errlen, "CSR signature algorithm is not ECDSA/RSA with SHA-2");
+        zt_tls_set_err(err, errlen, "CSR signature algorithm is not ECDSA/RSA with SHA-2");
         return ZT_E_PROTO;
     }
     if (X509_REQ_verify(req, pk) != 1) {
-        set_err(err, errlen, "CSR signature does not verify");
+        zt_tls_set_err(err, errlen, "CSR signature does not verify");
         return ZT_E_PROTO;
     }
     return 0;
@@ -360,40 +349,40 @@ static int csr_identity(X509_REQ *req, struct zt_spiffe_id *id, char *err, size_
      * a second one would be a place to hide names. */
     idx = X509_REQ_get_attr_by_NID(req, NID_ext_req, -1);
     if (idx >= 0 && X509_REQ_get_attr_by_NID(req, NID_ext_req, idx) >= 0) {
-        set_err(err, errlen, "CSR has several extension requests");
+        zt_tls_set_err(err, errlen, "CSR has several extension requests");
         return ZT_E_PROTO;
     }
     exts = X509_REQ_get_extensions(req);
     idx = exts != NULL ? X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1) : -1;
     if (idx < 0) {
-        set_err(err, errlen, "CSR requests no SubjectAltName");
+        zt_tls_set_err(err, errlen, "CSR requests no SubjectAltName");
         goto out;
     }
     if (X509v3_get_ext_by_NID(exts, NID_subject_alt_name, idx) >= 0) {
-        set_err(err, errlen, "CSR requests several SubjectAltName extensions");
+        zt_tls_set_err(err, errlen, "CSR requests several SubjectAltName extensions");
         goto out;
     }
     names = X509V3_EXT_d2i(sk_X509_EXTENSION_value(exts, idx));
     if (names == NULL) {
-        set_err(err, errlen, "CSR SubjectAltName does not parse");
+        zt_tls_set_err(err, errlen, "CSR SubjectAltName does not parse");
         rc = ZT_E_PROTO;
         goto out;
     }
     if (sk_GENERAL_NAME_num(names) != 1) {
-        set_err(err, errlen, "CSR SubjectAltName holds %d names, need exactly one URI",
-                sk_GENERAL_NAME_num(names));
+        zt_tls_set_err(err, errlen, "CSR SubjectAltName holds %d names, need exactly one URI",
+                       sk_GENERAL_NAME_num(names));
         goto out;
     }
     gn = sk_GENERAL_NAME_value(names, 0);
     if (gn->type != GEN_URI) {
-        set_err(err, errlen, "CSR SubjectAltName is not a URI");
+        zt_tls_set_err(err, errlen, "CSR SubjectAltName is not a URI");
         goto out;
     }
     len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
     if (len <= 0 ||
         zt_spiffe_parse((const char *)ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier),
                         (size_t)len, id) != 0) {
-        set_err(err, errlen, "CSR SubjectAltName URI is not a SPIFFE id");
+        zt_tls_set_err(err, errlen, "CSR SubjectAltName URI is not a SPIFFE id");
         goto out;
     }
     rc = 0;
@@ -414,9 +403,9 @@ int zt_tls_csr_parse(const char *pem, size_t len, struct zt_spiffe_id *id, EVP_P
     memset(id, 0, sizeof(*id));
     if (key_out != NULL)
         *key_out = NULL;
-    set_err(err, errlen, "ok");
+    zt_tls_set_err(err, errlen, "ok");
     if (len > ZT_TLS_CSR_PEM_MAX) {
-        set_err(err, errlen, "CSR is over %d bytes", ZT_TLS_CSR_PEM_MAX);
+        zt_tls_set_err(err, errlen, "CSR is over %d bytes", ZT_TLS_CSR_PEM_MAX);
         return ZT_E_TOO_BIG;
     }
     bio = BIO_new_mem_buf(pem, (int)len);
@@ -424,13 +413,13 @@ int zt_tls_csr_parse(const char *pem, size_t len, struct zt_spiffe_id *id, EVP_P
         abort();
     req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
     if (req == NULL) {
-        set_err(err, errlen, "CSR is not a PEM certificate request");
+        zt_tls_set_err(err, errlen, "CSR is not a PEM certificate request");
         rc = ZT_E_PROTO;
         goto out;
     }
     pk = X509_REQ_get0_pubkey(req);
     if (pk == NULL) {
-        set_err(err, errlen, "CSR public key does not parse");
+        zt_tls_set_err(err, errlen, "CSR public key does not parse");
         rc = ZT_E_PROTO;
         goto out;
     }
