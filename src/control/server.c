@@ -115,6 +115,46 @@ static void add_name(char ***v, size_t *n, const char *name)
     (*n)++;
 }
 
+/* The host name as a certificate DNS name: NUL-terminated, lowercased;
+ * false (left out) when it is not a plain DNS name. */
+static bool host_name_usable(char *h, size_t cap)
+{
+    h[cap - 1] = '\0';
+    size_t n = strlen(h);
+    if (n == 0 || n > 253 || h[0] == '.' || h[0] == '-')
+        return false;
+    for (char *p = h; *p; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* Every address of this host's interfaces (IPv6 too when v6 is set; not
+ * link-local ones). */
+static void add_host_addresses(char ***ips, size_t *n_ips, bool v6)
+{
+    struct ifaddrs *ifa = NULL;
+    if (getifaddrs(&ifa) != 0)
+        return;
+    for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+        char buf[INET6_ADDRSTRLEN];
+        const void *a = NULL;
+        if (!i->ifa_addr)
+            continue;
+        if (i->ifa_addr->sa_family == AF_INET)
+            a = &((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+        else if (i->ifa_addr->sa_family == AF_INET6 && v6 &&
+                 !IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr))
+            a = &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+        if (a && inet_ntop(i->ifa_addr->sa_family, a, buf, sizeof(buf)))
+            add_name(ips, n_ips, buf);
+    }
+    freeifaddrs(ifa);
+}
+
 /* Mints a server certificate for the listen address and the usual names
  * and makes it the context for new connections. */
 static void on_tls_timer(uv_timer_t *t);
@@ -128,10 +168,8 @@ static int mint_server_tls(struct zt_control *cp, char *err, size_t errlen)
     add_name(&dns, &n_dns, "istiod.istio-system.svc");
     add_name(&dns, &n_dns, "istiod");
     char host[256];
-    if (gethostname(host, sizeof(host)) == 0 && host[0]) {
-        host[sizeof(host) - 1] = '\0';
+    if (gethostname(host, sizeof(host)) == 0 && host_name_usable(host, sizeof(host)))
         add_name(&dns, &n_dns, host);
-    }
     for (size_t i = 0; i < cp->n_server_names; i++) {
         const char *s = cp->server_names[i];
         bool ip = inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
@@ -140,27 +178,14 @@ static int mint_server_tls(struct zt_control *cp, char *err, size_t errlen)
     if (!is_wildcard(cp->listen_host)) {
         add_name(&ips, &n_ips, cp->listen_host);
     } else {
-        struct ifaddrs *ifa = NULL;
-        if (getifaddrs(&ifa) == 0) {
-            for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
-                char buf[INET6_ADDRSTRLEN];
-                if (!i->ifa_addr ||
-                    (i->ifa_addr->sa_family != AF_INET &&
-                     (i->ifa_addr->sa_family != AF_INET6 || strcmp(cp->listen_host, "::") != 0)))
-                    continue;
-                const void *a =
-                    i->ifa_addr->sa_family == AF_INET
-                        ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
-                        : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-                if (i->ifa_addr->sa_family == AF_INET6 &&
-                    IN6_IS_ADDR_LINKLOCAL((const struct in6_addr *)a))
-                    continue;
-                if (inet_ntop(i->ifa_addr->sa_family, a, buf, sizeof(buf)))
-                    add_name(&ips, &n_ips, buf);
-            }
-            freeifaddrs(ifa);
-        }
         add_name(&ips, &n_ips, "127.0.0.1");
+        add_host_addresses(&ips, &n_ips, strcmp(cp->listen_host, "::") == 0);
+    }
+    /* A host with very many addresses: keep the first ones (pass
+     * --server-name or --tls-cert for the others). */
+    while (n_dns + n_ips > ZT_TLS_LOCALCA_SERVER_NAMES_MAX && n_ips > 1) {
+        ZT_WARN("control", "serving certificate: too many names, leaving out %s", ips[n_ips - 1]);
+        free(ips[--n_ips]);
     }
     struct zt_tls_cert *cert = NULL;
     SSL_CTX *ctx = NULL;
