@@ -13,14 +13,23 @@
 #define ZT_HBONE_POOL_H
 
 #include "h2/h2conn.h"
+#include "tls/spiffe.h"
 
 #include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
 
+/* The most server identities a key accepts: the workload's own and up to
+ * eight more from the service's subject alt names. */
+#define ZT_HBONE_KEY_MAX_IDS 9
+
+/* Both identity fields hold full-length SPIFFE ids: a key that cannot hold
+ * its identities is an error for the caller, never a truncated (and so
+ * different, possibly valid) identity. */
 struct zt_hbone_key {
-    char src_id[320];            /* spiffe:// identity we present */
-    char dst_ids[768];           /* accepted server identities, sorted, comma-separated */
+    char src_id[ZT_SPIFFE_ID_MAX + 1]; /* spiffe:// identity we present */
+    /* accepted server identities, sorted, comma-separated */
+    char dst_ids[ZT_HBONE_KEY_MAX_IDS * (ZT_SPIFFE_ID_MAX + 1)];
     struct sockaddr_storage dst; /* ip:15008 */
     struct sockaddr_storage src; /* source IP, port 0 */
 };

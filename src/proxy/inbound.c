@@ -18,9 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Telemetry only: an identity that does not fit a SPIFFE id is left out. */
 static void fill_dst(struct zt_conn *c, const struct zt_workload *self)
 {
-    zt_workload_identity(self, c->dst_identity, sizeof(c->dst_identity));
+    if (zt_workload_identity(self, c->dst_identity, sizeof(c->dst_identity)) < 0)
+        c->dst_identity[0] = 0;
 }
 
 static const struct zt_workload *src_by_ip(struct zt_pod_inst *pod,
@@ -192,9 +194,11 @@ static int in_on_ready(struct zt_h2conn *h2, void *ud)
 {
     struct zt_inbound *in = ud;
     struct zt_spiffe_id id;
-    if (zt_tls_peer_identity(zt_h2conn_ssl(h2), &id) < 0)
+    /* Policy is checked against this string: it must be the whole identity
+     * (fail closed, never "no identity" or a truncated other one). */
+    if (zt_tls_peer_identity(zt_h2conn_ssl(h2), &id) < 0 ||
+        zt_spiffe_format(&id, in->peer_identity, sizeof(in->peer_identity)) < 0)
         return ZT_E_IDENTITY;
-    zt_spiffe_format(&id, in->peer_identity, sizeof(in->peer_identity));
     in->established = true;
     return 0;
 }
@@ -202,7 +206,7 @@ static int in_on_ready(struct zt_h2conn *h2, void *ud)
 static void respond_fail(struct zt_inbound *in, int32_t sid, int status, const char *authority,
                          const char *why)
 {
-    char src_s[64], dst_s[64], msg[768];
+    char src_s[64], dst_s[64], msg[1536];
     zt_h2conn_respond(in->h2, sid, status, NULL, 0);
     zt_sockaddr_str((struct sockaddr *)&in->peer, src_s, sizeof(src_s));
     zt_sockaddr_str((struct sockaddr *)&in->local, dst_s, sizeof(dst_s));

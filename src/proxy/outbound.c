@@ -50,19 +50,25 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sorted, de-duplicated, comma-joined expected server identities. */
-static void build_dst_ids(const struct zt_upstream *up, char *out, size_t cap)
+/* Sorted, de-duplicated, comma-joined expected server identities: the
+ * workload's own and the SPIFFE ids among the service's SANs, at most
+ * ZT_HBONE_KEY_MAX_IDS in all (the rest are not accepted). Returns 0, or
+ * ZT_E_IDENTITY when the workload's identity is not a valid SPIFFE id (the
+ * connection must fail: the server could not be verified). */
+static int build_dst_ids(const struct zt_upstream *up, char *out, size_t cap)
 {
-    char ids[9][ZT_SPIFFE_ID_MAX + 1];
-    char *ptrs[9];
+    char ids[ZT_HBONE_KEY_MAX_IDS][ZT_SPIFFE_ID_MAX + 1];
+    char *ptrs[ZT_HBONE_KEY_MAX_IDS];
     size_t n = 0;
-    if (zt_workload_identity(up->wl, ids[n], sizeof(ids[n])) == 0)
-        n++;
-    for (size_t i = 0; i < up->n_sans && n < 9; i++) {
-        struct zt_spiffe_id id;
+    struct zt_spiffe_id id;
+    if (zt_workload_identity(up->wl, ids[0], sizeof(ids[0])) < 0 ||
+        zt_spiffe_parse(ids[0], strlen(ids[0]), &id) < 0)
+        return ZT_E_IDENTITY;
+    n++;
+    for (size_t i = 0; i < up->n_sans && n < ZT_HBONE_KEY_MAX_IDS; i++) {
         const char *san = up->sans[i];
         if (zt_spiffe_parse(san, strlen(san), &id) == 0 &&
-            zt_spiffe_format(&id, ids[n], sizeof(ids[n])) == 0)
+            zt_spiffe_format(&id, ids[n], sizeof(ids[n])) >= 0)
             n++;
     }
     for (size_t i = 0; i < n; i++)
@@ -75,9 +81,10 @@ static void build_dst_ids(const struct zt_upstream *up, char *out, size_t cap)
             continue;
         int w = snprintf(out + len, cap - len, "%s%s", len ? "," : "", ptrs[i]);
         if (w < 0 || (size_t)w >= cap - len)
-            break;
+            return ZT_E_TOO_BIG; /* cap is sized for every id at full length */
         len += (size_t)w;
     }
+    return 0;
 }
 
 static void open_stream(struct zt_conn *c, struct zt_h2conn *h2)
@@ -137,12 +144,15 @@ void zt_outbound_upstream_ready(struct zt_conn *c, int status)
     zt_conn_close(c, msg);
 }
 
+/* The source identity stays empty when the workload's is not a valid SPIFFE
+ * id; HBONE then refuses to go on (there is nothing right to present). */
 static void fill_src(struct zt_conn *c, const struct zt_workload *self)
 {
-    if (!self)
-        return;
+    struct zt_spiffe_id id;
     zt_conn_set_peers(c, self, NULL, NULL);
-    zt_workload_identity(self, c->src_identity, sizeof(c->src_identity));
+    if (zt_workload_identity(self, c->src_identity, sizeof(c->src_identity)) < 0 ||
+        zt_spiffe_parse(c->src_identity, strlen(c->src_identity), &id) < 0)
+        c->src_identity[0] = 0;
 }
 
 /* ---- waiting for the pod's own workload ---- */
@@ -300,11 +310,20 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         zt_conn_set_tcp_b(c, ufd, true);
         return;
     }
-    /* HBONE to the endpoint's 15008. */
-    struct zt_hbone_key *k = &c->key;
+    /* HBONE to the endpoint's 15008. The pool copies the key. */
+    struct zt_hbone_key key, *k = &key;
     memset(k, 0, sizeof(*k));
+    if (!c->src_identity[0]) {
+        c->flags = "IDENTITY_ERROR";
+        zt_conn_close(c, "source workload has no valid SPIFFE identity to present");
+        return;
+    }
     snprintf(k->src_id, sizeof(k->src_id), "%s", c->src_identity);
-    build_dst_ids(&up, k->dst_ids, sizeof(k->dst_ids));
+    if (build_dst_ids(&up, k->dst_ids, sizeof(k->dst_ids)) < 0) {
+        c->flags = "IDENTITY_ERROR";
+        zt_conn_close(c, "destination workload has no valid SPIFFE identity to expect");
+        return;
+    }
     ip_to_sockaddr(&up.ip, 15008, &k->dst);
     k->src = peer;
     if (k->src.ss_family == AF_INET)
@@ -313,7 +332,6 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         ((struct sockaddr_in6 *)&k->src)->sin6_port = 0;
     zt_hbone_format_authority((struct sockaddr *)&target, c->hbone_addr, sizeof(c->hbone_addr));
     zt_sockaddr_str((struct sockaddr *)&k->dst, c->dst_addr, sizeof(c->dst_addr));
-    zt_workload_identity(up.wl, c->dst_identity, sizeof(c->dst_identity));
     c->waiter.cb = on_pool_ready;
     struct zt_h2conn *h2 = NULL;
     rc = zt_hbone_pool_get(pod->pool, k, &c->waiter, &h2);

@@ -113,10 +113,10 @@ static void pool_ctx_cancel(void *ud, struct zt_hbone_ctx_req *req)
 
 static int pool_verify(void *ud, SSL *ssl, const struct zt_hbone_key *key)
 {
-    struct zt_spiffe_id expected[8];
+    struct zt_spiffe_id expected[ZT_HBONE_KEY_MAX_IDS];
     size_t n = 0;
     const char *p = key->dst_ids;
-    while (*p && n < 8) {
+    while (*p && n < ZT_HBONE_KEY_MAX_IDS) {
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         if (zt_spiffe_parse(p, len, &expected[n]) == 0)

@@ -9,6 +9,7 @@
 #include "proxy/proxy.h"
 #include "telemetry/headers.h"
 #include "telemetry/metrics.h"
+#include "tls/spiffe.h"
 
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -124,7 +125,6 @@ struct zt_conn {
     bool stream_closed;
     bool final_response_sent; /* inbound: a non-200 status ends the stream */
     struct zt_hbone_waiter waiter;
-    struct zt_hbone_key key;
     struct zt_buf up, down;
     uint64_t bytes_up, bytes_down;
     uint64_t start_ms;
@@ -134,7 +134,9 @@ struct zt_conn {
     bool in_flush;
     /* access log */
     char src_addr[64], dst_addr[64], hbone_addr[64];
-    char src_identity[300], dst_identity[300];
+    /* Sized for the longest legal SPIFFE id: a shorter buffer would fail
+     * (or truncate) a valid identity into none or another one. */
+    char src_identity[ZT_SPIFFE_ID_MAX + 1], dst_identity[ZT_SPIFFE_ID_MAX + 1];
     char error[160];
     struct zt_inbound *inbound; /* INBOUND_HBONE: the server connection */
     /* Inbound: what policies were checked on, kept to re-check them when
@@ -162,7 +164,7 @@ struct zt_inbound {
     int fd;                       /* while waiting for the certificate, else -1 */
     struct zt_ca_wait *cert_wait; /* while waiting for the certificate */
     struct sockaddr_storage local, peer;
-    char peer_identity[300];
+    char peer_identity[ZT_SPIFFE_ID_MAX + 1];
     bool established; /* TLS handshake completed */
     struct zt_inbound *prev, *next;
 };

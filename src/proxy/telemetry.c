@@ -144,7 +144,7 @@ void zt_conn_metrics_open(struct zt_conn *c)
     if (!m || c->series || !c->snap)
         return;
     struct zt_traffic_labels l;
-    char pbuf[320];
+    char pbuf[ZT_SPIFFE_ID_MAX + 1];
     conn_labels(c, &l, pbuf, sizeof(pbuf));
     c->series = zt_metrics_tcp_series(m, (unsigned)c->pod->pw->worker.id, &l);
     zt_tcp_series_opened(c->series);
@@ -158,7 +158,7 @@ void zt_conn_metrics_close(struct zt_conn *c)
         struct zt_tcp_series *s = c->series;
         if (is_failure_flag(c->flags)) {
             struct zt_traffic_labels l;
-            char pbuf[320];
+            char pbuf[ZT_SPIFFE_ID_MAX + 1];
             conn_labels(c, &l, pbuf, sizeof(pbuf));
             s = zt_metrics_tcp_series(m, (unsigned)c->pod->pw->worker.id, &l);
             zt_tcp_series_failed(s);
@@ -188,7 +188,7 @@ void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
     if (!m)
         return;
     struct zt_traffic_labels l;
-    char pbuf[320];
+    char pbuf[ZT_SPIFFE_ID_MAX + 1];
     bool mtls = kind == ZT_CONN_INBOUND_HBONE;
     const struct zt_service *svc =
         kind != ZT_CONN_OUTBOUND ? guess_service(pod->pw->state, dst_wl) : NULL;

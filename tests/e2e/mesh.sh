@@ -113,11 +113,12 @@ mesh_node_up() {
 	mesh_cni_start "$1" && mesh_proxy_start "$1"
 }
 
-# mesh_enroll N NETNS UID SA [NAME]: enroll a pod netns on node N.
+# mesh_enroll N NETNS UID SA [NAME]: enroll a pod netns on node N (namespace
+# $MESH_NS, default "default").
 mesh_enroll() {
 	# shellcheck disable=SC2046
 	env $(mesh_env "$1") "$ZT_BIN" enroll --netns "$2" --uid "$3" --name "${5:-$3}" \
-		--namespace default --service-account "$4" >>"$ZT_WORK/enroll.log" 2>&1
+		--namespace "${MESH_NS:-default}" --service-account "$4" >>"$ZT_WORK/enroll.log" 2>&1
 }
 
 # mesh_unenroll N UID
