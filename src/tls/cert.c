@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,30 +27,36 @@ int zt_tls_asn1_time_to_time(const ASN1_TIME *t, time_t *out)
     return 0;
 }
 
-int zt_tls_x509_spiffe_ids(X509 *x, struct zt_spiffe_id *out, size_t cap, size_t *n)
+int zt_tls_x509_spiffe_id(X509 *x, struct zt_spiffe_id *out)
 {
-    int crit = 0;
+    int crit = 0, rc = ZT_E_IDENTITY;
     size_t found = 0;
     GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, &crit, NULL);
 
-    *n = 0;
+    memset(out, 0, sizeof(*out));
     if (names == NULL)
         return ZT_E_IDENTITY;
-    for (int i = 0; i < sk_GENERAL_NAME_num(names) && found < cap; i++) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
         if (gn->type != GEN_URI)
             continue;
         const ASN1_IA5STRING *uri = gn->d.uniformResourceIdentifier;
+        const char *s = (const char *)ASN1_STRING_get0_data(uri);
         int len = ASN1_STRING_length(uri);
-        if (len <= 0)
+        /* URI schemes are case-insensitive (RFC 3986 3.1): "SPIFFE:" is a
+         * second SPIFFE id too, even though it will not parse. */
+        if (len < 7 || strncasecmp(s, "spiffe:", 7) != 0)
             continue;
-        if (zt_spiffe_parse((const char *)ASN1_STRING_get0_data(uri), (size_t)len, &out[found]) ==
-            0)
-            found++;
+        if (++found > 1)
+            break;
+        rc = zt_spiffe_parse(s, (size_t)len, out);
     }
     GENERAL_NAMES_free(names);
-    *n = found;
-    return found > 0 ? 0 : ZT_E_IDENTITY;
+    if (found != 1 || rc != 0) {
+        memset(out, 0, sizeof(*out));
+        return ZT_E_IDENTITY;
+    }
+    return 0;
 }
 
 static void cert_free(struct zt_tls_cert *c)
@@ -83,7 +90,6 @@ static int cert_build(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
                       STACK_OF(X509) * roots, bool is_workload, struct zt_tls_cert **out)
 {
     struct zt_tls_cert *c = NULL;
-    size_t n = 0;
     int rc;
 
     *out = NULL;
@@ -104,7 +110,7 @@ static int cert_build(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
     c->intermediates = dup_stack(intermediates);
     c->roots = dup_stack(roots);
 
-    rc = zt_tls_x509_spiffe_ids(leaf, &c->id, 1, &n);
+    rc = zt_tls_x509_spiffe_id(leaf, &c->id);
     if (rc != 0 && is_workload)
         goto fail;
     if (rc != 0)

@@ -77,12 +77,13 @@ time_t zt_tls_cert_refresh_at(const struct zt_tls_cert *cert);
  * string the caller frees; *len (optional) gets its length. Returns 0. */
 int zt_tls_cert_chain_pem(const struct zt_tls_cert *cert, char **out, size_t *len);
 
-/* Collects the parseable SPIFFE URI SANs of `x` into out[0..cap), in
- * certificate order; *n gets how many were stored. Other SAN types and URIs
- * that do not parse strictly are skipped. A certificate whose SAN extension
- * is absent or repeated yields 0. Returns 0 if at least one was found, else
- * ZT_E_IDENTITY. Borrows x. */
-int zt_tls_x509_spiffe_ids(X509 *x, struct zt_spiffe_id *out, size_t cap, size_t *n);
+/* The SPIFFE id of `x`: its SAN extension must hold exactly one URI SAN
+ * of the spiffe scheme (an X.509-SVID has one identity), which must parse
+ * strictly. Other SAN types and URIs of other schemes are ignored. Returns 0
+ * with *out set, or ZT_E_IDENTITY (no SAN extension, a repeated one, no
+ * SPIFFE URI, two or more, or one that does not parse) with *out zeroed.
+ * Borrows x. */
+int zt_tls_x509_spiffe_id(X509 *x, struct zt_spiffe_id *out);
 
 /* Converts an ASN1_TIME to time_t. Returns 0 or ZT_E_TLS. */
 int zt_tls_asn1_time_to_time(const ASN1_TIME *t, time_t *out);

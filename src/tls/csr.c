@@ -218,7 +218,6 @@ int zt_tls_cert_from_ca_response(const char *const *chain, size_t n, EVP_PKEY *k
     STACK_OF(X509) *first = NULL, *roots = NULL, *mid = NULL, *intermediates = NULL;
     X509 *leaf = NULL;
     struct zt_spiffe_id got;
-    size_t n_ids = 0;
     int rc;
 
     *out = NULL;
@@ -265,8 +264,8 @@ int zt_tls_cert_from_ca_response(const char *const *chain, size_t n, EVP_PKEY *k
     rc = verify_chain(leaf, intermediates, roots, err, errlen);
     if (rc != 0)
         goto out;
-    if (zt_tls_x509_spiffe_ids(leaf, &got, 1, &n_ids) != 0) {
-        zt_tls_set_err(err, errlen, "leaf certificate carries no SPIFFE id");
+    if (zt_tls_x509_spiffe_id(leaf, &got) != 0) {
+        zt_tls_set_err(err, errlen, "leaf certificate does not carry exactly one SPIFFE id");
         rc = ZT_E_IDENTITY;
         goto out;
     }

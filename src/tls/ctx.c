@@ -41,25 +41,22 @@ struct zt_tls_cert *zt_tls_ctx_cert(const SSL_CTX *ctx)
 }
 
 /* Server side certificate verification: the usual chain check against the
- * roots, then the mesh rule that the client is of our own trust domain. */
+ * roots, then the mesh rule that the client has exactly one SPIFFE id, of
+ * our own trust domain: the id checked here is the one policy sees. */
 static int on_verify_client(X509_STORE_CTX *sctx, void *arg)
 {
     const struct zt_tls_cert *own = arg;
-    struct zt_spiffe_id ids[ZT_TLS_PEER_IDS_MAX];
-    size_t n = 0;
+    struct zt_spiffe_id id;
 
     if (X509_verify_cert(sctx) != 1)
         return 0;
     X509 *leaf = X509_STORE_CTX_get0_cert(sctx);
-    if (leaf == NULL || zt_tls_x509_spiffe_ids(leaf, ids, ZT_TLS_PEER_IDS_MAX, &n) != 0) {
+    if (leaf == NULL || zt_tls_x509_spiffe_id(leaf, &id) != 0 ||
+        strcmp(id.trust_domain, own->id.trust_domain) != 0) {
         X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
     }
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(ids[i].trust_domain, own->id.trust_domain) == 0)
-            return 1;
-    X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
-    return 0;
+    return 1;
 }
 
 /* Refuses a ClientHello without ALPN before any work is done: HBONE is
@@ -175,32 +172,23 @@ fail:
     return NULL;
 }
 
-int zt_tls_peer_identities(SSL *ssl, struct zt_spiffe_id *out, size_t cap, size_t *n)
-{
-    X509 *peer = SSL_get0_peer_certificate(ssl);
-    *n = 0;
-    if (peer == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
-        return ZT_E_IDENTITY;
-    return zt_tls_x509_spiffe_ids(peer, out, cap, n);
-}
-
 int zt_tls_peer_identity(SSL *ssl, struct zt_spiffe_id *out)
 {
-    size_t n = 0;
+    X509 *peer = SSL_get0_peer_certificate(ssl);
     memset(out, 0, sizeof(*out));
-    return zt_tls_peer_identities(ssl, out, 1, &n);
+    if (peer == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+        return ZT_E_IDENTITY;
+    return zt_tls_x509_spiffe_id(peer, out);
 }
 
 int zt_tls_verify_server_identity(SSL *ssl, const struct zt_spiffe_id *expected, size_t n_expected)
 {
-    struct zt_spiffe_id ids[ZT_TLS_PEER_IDS_MAX];
-    size_t n = 0;
-    if (zt_tls_peer_identities(ssl, ids, ZT_TLS_PEER_IDS_MAX, &n) != 0)
+    struct zt_spiffe_id id;
+    if (zt_tls_peer_identity(ssl, &id) != 0)
         return ZT_E_IDENTITY;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n_expected; j++)
-            if (zt_spiffe_eq(&ids[i], &expected[j]))
-                return 0;
+    for (size_t j = 0; j < n_expected; j++)
+        if (zt_spiffe_eq(&id, &expected[j]))
+            return 0;
     return ZT_E_IDENTITY;
 }
 

@@ -25,9 +25,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Most SPIFFE SANs read from one peer leaf. */
-#define ZT_TLS_PEER_IDS_MAX 8
-
 /* Both return a new context (caller frees with SSL_CTX_free), or NULL if
  * OpenSSL refuses the certificate or settings. Keep a reference on cert. */
 SSL_CTX *zt_tls_server_ctx_new(struct zt_tls_cert *cert);
@@ -37,9 +34,9 @@ SSL_CTX *zt_tls_client_ctx_new(struct zt_tls_cert *cert);
  * for contexts not made here. */
 struct zt_tls_cert *zt_tls_ctx_cert(const SSL_CTX *ctx);
 
-/* The first SPIFFE id of the verified peer leaf. Call after the handshake.
- * Returns 0, or ZT_E_IDENTITY when there is no verified peer certificate or
- * it has no parseable SPIFFE URI SAN. */
+/* The SPIFFE id of the verified peer leaf (zt_tls_x509_spiffe_id: exactly
+ * one). Call after the handshake. Returns 0, or ZT_E_IDENTITY when there is
+ * no verified peer certificate or it does not carry exactly one SPIFFE id. */
 int zt_tls_peer_identity(SSL *ssl, struct zt_spiffe_id *out);
 
 /* A client context for control-plane connections (xDS, CA): no client
@@ -52,12 +49,8 @@ SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errle
  * the server certificate to match it (a DNS name, or an IP address SAN). */
 int zt_tls_expect_host(SSL *ssl, const char *host);
 
-/* Up to `cap` SPIFFE ids of the verified peer leaf, in certificate order;
- * *n gets the count. Returns 0 (at least one), or ZT_E_IDENTITY. */
-int zt_tls_peer_identities(SSL *ssl, struct zt_spiffe_id *out, size_t cap, size_t *n);
-
-/* Client side, after the handshake: 0 if any SPIFFE SAN of the verified
- * server leaf equals any of expected[0..n_expected), else ZT_E_IDENTITY
+/* Client side, after the handshake: 0 if the SPIFFE id of the verified
+ * server leaf equals one of expected[0..n_expected), else ZT_E_IDENTITY
  * (also when n_expected is 0). Borrows everything. */
 int zt_tls_verify_server_identity(SSL *ssl, const struct zt_spiffe_id *expected, size_t n_expected);
 

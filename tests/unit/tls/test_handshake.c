@@ -213,38 +213,114 @@ static void test_server_requires_h2(void)
     zt_tls_cert_unref(sc);
 }
 
-/* A server leaf with several URI SANs: every SPIFFE one counts. */
-static void test_multiple_sans(void)
+/* A peer context built by hand, as an attacker would: leaf with `san`,
+ * signed by the mesh CA, trusting the mesh roots, offering/accepting h2. */
+static SSL_CTX *raw_ctx(bool server, const char *san)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *leaf = fx_cert(NULL, k, fx.ca, fx.ca_key, false, 600, san);
+    SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (!ctx || SSL_CTX_use_certificate(ctx, leaf) != 1 || SSL_CTX_use_PrivateKey(ctx, k) != 1)
+        abort();
+    if (fx.ca != fx.root && SSL_CTX_add1_chain_cert(ctx, fx.ca) != 1)
+        abort();
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), fx.root);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (!server)
+        SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3);
+    X509_free(leaf);
+    EVP_PKEY_free(k);
+    return ctx;
+}
+
+/* A client leaf must carry exactly one SPIFFE id: with two, the one that
+ * passed the trust-domain check need not be the one policy would see. */
+static void test_server_refuses_two_spiffe_sans(void)
+{
+    static const char *const sans[] = {
+        "critical,URI:spiffe://evil.example/ns/x/sa/y,URI:spiffe://cluster.local/ns/a/sa/b",
+        "critical,URI:spiffe://cluster.local/ns/a/sa/b,URI:spiffe://evil.example/ns/x/sa/y",
+        "critical,URI:spiffe://cluster.local/ns/a/sa/b,URI:spiffe://cluster.local/ns/c/sa/d",
+    };
+    struct zt_tls_cert *sc = mint(ca, "cluster.local", "ns2", "server");
+    SSL_CTX *sctx = zt_tls_server_ctx_new(sc);
+    for (size_t i = 0; i < sizeof(sans) / sizeof(sans[0]); i++) {
+        SSL_CTX *cctx = raw_ctx(false, sans[i]);
+        struct fx_conn conn;
+        struct zt_spiffe_id got;
+        fx_handshake(cctx, sctx, NULL, &conn);
+        CHECK_EQ_INT(conn.s_res, FX_HS_FAILED);
+        CHECK_EQ_INT(zt_tls_peer_identity(conn.s, &got), ZT_E_IDENTITY);
+        fx_conn_free(&conn);
+        SSL_CTX_free(cctx);
+    }
+    /* Positive control: one SPIFFE id beside a URI of another scheme. */
+    SSL_CTX *cctx =
+        raw_ctx(false, "critical,URI:https://x.example,URI:spiffe://cluster.local/ns/a/sa/b");
+    struct fx_conn conn;
+    struct zt_spiffe_id got;
+    fx_handshake(cctx, sctx, NULL, &conn);
+    CHECK_EQ_INT(conn.s_res, FX_HS_DONE);
+    CHECK_EQ_INT(zt_tls_peer_identity(conn.s, &got), 0);
+    CHECK_EQ_STR(got.ns, "a");
+    CHECK_EQ_STR(got.sa, "b");
+    fx_conn_free(&conn);
+    SSL_CTX_free(cctx);
+    SSL_CTX_free(sctx);
+    zt_tls_cert_unref(sc);
+}
+
+/* A server leaf with two SPIFFE ids is not any identity we expect, even one
+ * of the two; one SPIFFE id beside an https URI is. */
+static void test_client_refuses_two_spiffe_sans(void)
 {
     struct zt_tls_cert *cc = mint(ca, "cluster.local", "ns1", "client");
+    SSL_CTX *cctx = zt_tls_client_ctx_new(cc);
+    struct zt_spiffe_id want = id_of("cluster.local", "c", "d"), got;
+    struct fx_conn conn;
+
+    SSL_CTX *sctx = raw_ctx(true, "critical,URI:spiffe://cluster.local/ns/a/sa/b,"
+                                  "URI:spiffe://cluster.local/ns/c/sa/d");
+    fx_handshake(cctx, sctx, NULL, &conn);
+    CHECK_EQ_INT(zt_tls_verify_server_identity(conn.c, &want, 1), ZT_E_IDENTITY);
+    CHECK_EQ_INT(zt_tls_peer_identity(conn.c, &got), ZT_E_IDENTITY);
+    fx_conn_free(&conn);
+    SSL_CTX_free(sctx);
+
+    sctx = raw_ctx(true, "critical,URI:https://x.example,URI:spiffe://cluster.local/ns/c/sa/d");
+    fx_handshake(cctx, sctx, NULL, &conn);
+    CHECK_EQ_INT(conn.c_res, FX_HS_DONE);
+    CHECK_EQ_INT(zt_tls_verify_server_identity(conn.c, &want, 1), 0);
+    fx_conn_free(&conn);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    zt_tls_cert_unref(cc);
+}
+
+/* Our own workload certificate follows the same rule. */
+static void test_own_cert_needs_one_spiffe_san(void)
+{
     EVP_PKEY *k = EVP_EC_gen("P-256");
-    X509 *leaf = fx_cert(NULL, k, fx.ca, fx.ca_key, false, 600,
-                         "critical,URI:https://x.example,URI:spiffe://cluster.local/ns/a/sa/b,"
-                         "URI:spiffe://cluster.local/ns/c/sa/d");
+    X509 *two = fx_cert(NULL, k, fx.ca, fx.ca_key, false, 600,
+                        "critical,URI:spiffe://cluster.local/ns/a/sa/b,"
+                        "URI:spiffe://cluster.local/ns/c/sa/d");
+    X509 *one = fx_cert(NULL, k, fx.ca, fx.ca_key, false, 600,
+                        "critical,URI:https://x.example,URI:spiffe://cluster.local/ns/c/sa/d");
     STACK_OF(X509) *inter = sk_X509_new_null(), *roots = sk_X509_new_null();
     sk_X509_push(inter, fx.ca);
     sk_X509_push(roots, fx.root);
-    struct zt_tls_cert *sc = NULL;
-    int rc = zt_tls_cert_new(leaf, inter, k, roots, &sc);
+    struct zt_tls_cert *c = NULL;
+    CHECK_EQ_INT(zt_tls_cert_new(two, inter, k, roots, &c), ZT_E_IDENTITY);
+    CHECK(c == NULL);
+    CHECK_EQ_INT(zt_tls_cert_new(one, inter, k, roots, &c), 0);
+    if (c)
+        CHECK_EQ_STR(c->id.sa, "d");
+    zt_tls_cert_unref(c);
     sk_X509_free(inter);
     sk_X509_free(roots);
-    X509_free(leaf);
+    X509_free(two);
+    X509_free(one);
     EVP_PKEY_free(k);
-    CHECK_EQ_INT(rc, 0);
-    CHECK_EQ_STR(sc->id.sa, "b");
-
-    struct fx_conn conn;
-    run(cc, sc, NULL, &conn);
-    CHECK_EQ_INT(conn.c_res, FX_HS_DONE);
-    struct zt_spiffe_id ids[ZT_TLS_PEER_IDS_MAX];
-    size_t n = 0;
-    CHECK_EQ_INT(zt_tls_peer_identities(conn.c, ids, ZT_TLS_PEER_IDS_MAX, &n), 0);
-    CHECK_EQ_INT(n, 2);
-    struct zt_spiffe_id want = id_of("cluster.local", "c", "d");
-    CHECK_EQ_INT(zt_tls_verify_server_identity(conn.c, &want, 1), 0);
-    fx_conn_free(&conn);
-    zt_tls_cert_unref(cc);
-    zt_tls_cert_unref(sc);
 }
 
 static void test_ctx_holds_cert_reference(void)
@@ -278,7 +354,9 @@ int main(void)
     RUN(test_server_rejects_no_client_cert);
     RUN(test_untrusted_ca_rejected);
     RUN(test_server_requires_h2);
-    RUN(test_multiple_sans);
+    RUN(test_server_refuses_two_spiffe_sans);
+    RUN(test_client_refuses_two_spiffe_sans);
+    RUN(test_own_cert_needs_one_spiffe_san);
     RUN(test_ctx_holds_cert_reference);
     zt_tls_localca_free(ca);
     zt_tls_localca_free(ca_other);
