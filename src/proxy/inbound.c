@@ -150,6 +150,20 @@ void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
         close(fd);
         return;
     }
+    /* Only the pod itself is served here: relaying to any other original
+     * destination would dial it from inside the pod with the proxy's mark,
+     * around the pod's own network policy. */
+    struct zt_ip dip;
+    uint16_t dport;
+    if (zt_ip_from_sockaddr((struct sockaddr *)&dst, &dip, &dport) < 0 ||
+        !zt_workload_has_ip(self, &dip)) {
+        zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_PLAIN, src_by_ip(pod, &peer), NULL, self,
+                              "CONNECT");
+        zt_accesslog_emit_failed(src_s, dst_s, "inbound",
+                                 "original destination is not one of the pod's addresses");
+        close(fd);
+        return;
+    }
     struct zt_authz_conn ac;
     if (authorize(pod, self, NULL, &peer, &dst, &ac, why, sizeof(why)) < 0) {
         zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_PLAIN, src_by_ip(pod, &peer), NULL, self,

@@ -29,6 +29,28 @@ static bool is_loopback(const struct sockaddr_storage *ss)
     return false;
 }
 
+/* A connection to one of the proxy's own ports at an address of the pod
+ * itself (loopback, the address it connects from, or one of its workload's
+ * addresses) would come back to the proxy: refused. 15080 is Istio's SOCKS5
+ * port, reserved even though we do not serve it. */
+static bool is_self_call(const struct zt_workload *self, const struct sockaddr_storage *peer,
+                         const struct sockaddr_storage *dst)
+{
+    uint16_t port = zt_sockaddr_port((const struct sockaddr *)dst);
+    if (!zt_hbone_port_is_illegal(port) && port != 15080)
+        return false;
+    if (is_loopback(dst))
+        return true;
+    struct zt_ip dip, pip;
+    uint16_t unused;
+    if (zt_ip_from_sockaddr((const struct sockaddr *)dst, &dip, &unused) < 0)
+        return true; /* not an address we can reason about: fail closed */
+    if (zt_ip_from_sockaddr((const struct sockaddr *)peer, &pip, &unused) == 0 &&
+        zt_ip_eq(&dip, &pip))
+        return true;
+    return self && zt_workload_has_ip(self, &dip);
+}
+
 static void ip_to_sockaddr(const struct zt_ip *ip, uint16_t port, struct sockaddr_storage *out)
 {
     memset(out, 0, sizeof(*out));
@@ -252,13 +274,12 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     zt_sockaddr_unmap(&peer);
     zt_sockaddr_str((struct sockaddr *)&peer, src_s, sizeof(src_s));
     zt_sockaddr_str((struct sockaddr *)&dst, dst_s, sizeof(dst_s));
-    uint16_t dport = zt_sockaddr_port((struct sockaddr *)&dst);
-    if (is_loopback(&dst) && zt_hbone_port_is_illegal(dport)) {
+    const struct zt_workload *self = zt_pod_self(pod);
+    if (is_self_call(self, &peer, &dst)) {
         zt_accesslog_emit_failed(src_s, dst_s, "outbound", "self-call to a proxy port refused");
         close(fd);
         return;
     }
-    const struct zt_workload *self = zt_pod_self(pod);
     if (!self && may_wait && !pod->pw->draining && pod->n_parked < ZT_OUTBOUND_MAX_PARKED) {
         park(pod, fd);
         return;
