@@ -123,7 +123,10 @@ static int on_ready(struct zt_h2conn *h2, void *ud)
         return rc;
     pc->ready = true;
     /* Hand the connection to as many waiters as it has room for; the rest
-     * ask the pool again, which dials the next connection for the key. */
+     * ask the pool again, which dials the next connection for the key. A
+     * callback may close h2, which frees pc at once (on_closed): the key is
+     * copied first, and pc is not read once h2 is closed. */
+    const struct zt_hbone_key key = pc->key;
     struct zt_hbone_waiter *overflow = NULL;
     unsigned granted = 0, cap = capacity(pc);
     while (pc->waiters) {
@@ -144,7 +147,7 @@ static int on_ready(struct zt_h2conn *h2, void *ud)
         overflow = w->next;
         w->next = NULL;
         struct zt_h2conn *now = NULL;
-        int err = zt_hbone_pool_get(p, &pc->key, w, &now);
+        int err = zt_hbone_pool_get(p, &key, w, &now);
         if (err < 0 || now)
             w->cb(w, now, err);
     }

@@ -16,6 +16,11 @@ struct env {
     struct fx_world w;
     int dials, ctx_calls, verify_calls, ctx_cancels;
     int dial_err, verify_err;
+    int dials_ok; /* with dial_err: this many dials succeed first */
+    /* test_overflow_callback_closes: the first connection handed out, closed
+     * by the first request that gets an error */
+    struct zt_h2conn *victim;
+    bool close_victim;
     bool ctx_later; /* client_ctx answers -EAGAIN and keeps the request */
     struct zt_hbone_ctx_req *ctx_req;
 };
@@ -26,7 +31,7 @@ static int op_dial(void *ud, const struct zt_hbone_key *key)
 {
     struct env *e = ud;
     e->dials++;
-    if (e->dial_err)
+    if (e->dial_err && e->dials > e->dials_ok)
         return e->dial_err;
     const struct sockaddr_in *dst = (const struct sockaddr_in *)&key->dst;
     if (key->dst.ss_family != AF_INET || ntohs(dst->sin_port) != e->w.port)
@@ -139,6 +144,13 @@ static void on_conn(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int err)
     r->calls++;
     r->h2 = h2;
     r->err = err;
+    if (env.close_victim && h2 && !env.victim)
+        env.victim = h2;
+    if (env.close_victim && err < 0 && env.victim) {
+        struct zt_h2conn *v = env.victim;
+        env.victim = NULL;
+        zt_h2conn_close(v, ZT_E_CLOSED);
+    }
     if (r->open_stream && h2)
         open_stream(h2, &r->st, "127.0.0.1:8080", false);
 }
@@ -374,6 +386,41 @@ static void test_waiters_beyond_capacity(void)
             WAIT_MS);
     for (int i = 0; i < 3; i++)
         CHECK_EQ_INT(r[i].st.status, 200);
+    CHECK_EQ_INT(teardown(p), 0);
+}
+
+/* Requests beyond a new connection's capacity ask the pool again; when that
+ * dial fails, the callback of the failed request may close the connection
+ * that was just handed out (a requester may close what it holds), which
+ * frees the pool's record of it: the pool must not read it afterwards (ASan
+ * reports a use after free otherwise). */
+static void test_overflow_callback_closes(void)
+{
+    struct zt_hbone_pool *p = setup(1, 0);
+    struct zt_hbone_key k = key_of(CLIENT_ID, SERVER_ID);
+    struct req r[3];
+    env.dial_err = -ECONNREFUSED;
+    env.dials_ok = 1;
+    env.close_victim = true;
+    for (int i = 0; i < 3; i++) {
+        struct zt_h2conn *ready = NULL;
+        req_init(&r[i]);
+        r[i].open_stream = true; /* the first one fills the connection */
+        CHECK_EQ_INT(zt_hbone_pool_get(p, &k, &r[i].w, &ready), 0);
+        CHECK(ready == NULL);
+    }
+    FX_WAIT(&env.w, r[0].calls && r[1].calls && r[2].calls, WAIT_MS);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(r[i].calls, 1);
+        ok += r[i].err == 0 && r[i].h2 != NULL;
+        refused += r[i].err == -ECONNREFUSED && r[i].h2 == NULL;
+    }
+    CHECK_EQ_INT(ok, 1);
+    CHECK_EQ_INT(refused, 2);
+    CHECK_EQ_INT(env.dials, 3);
+    CHECK(env.victim == NULL); /* it was closed */
+    CHECK_EQ_INT(zt_hbone_pool_size(p), 0);
     CHECK_EQ_INT(teardown(p), 0);
 }
 
@@ -686,6 +733,7 @@ int main(void)
     RUN(test_concurrent_gets_one_dial);
     RUN(test_max_streams);
     RUN(test_waiters_beyond_capacity);
+    RUN(test_overflow_callback_closes);
     RUN(test_verify_error_fails_all_waiters);
     RUN(test_dial_and_ctx_errors);
     RUN(test_cancel);
