@@ -85,18 +85,24 @@ static bool endpoint_target_port(const struct zt_service *svc, const struct zt_p
     return false;
 }
 
+static bool family_allowed(enum zt_ip_families f, const struct zt_ip *ip);
+
+/* An endpoint is picked only if the proxy can dial it: healthy (or the
+ * service allows any), with an address of a family the service allows, on
+ * the client's network. Hostname-only endpoints need on-demand DNS and
+ * endpoints on another network need double HBONE through its gateway;
+ * until the proxy has those, picking them would fail the connection. */
 static bool endpoint_usable(const struct zt_service *svc, const struct zt_workload *client,
                             const struct zt_workload *ep)
 {
     if (ep->status == ZT_WL_UNHEALTHY && svc->lb_health != ZT_LB_ALLOW_ALL)
         return false;
-    if (ep->n_addresses == 0 && !*ep->hostname)
+    if (client && strcmp(client->network, ep->network) != 0)
         return false;
-    /* Another network is only reachable through its gateway. */
-    if (client && strcmp(client->network, ep->network) != 0 &&
-        ep->network_gateway.kind == ZT_GATEWAY_NONE)
-        return false;
-    return true;
+    for (size_t i = 0; i < ep->n_addresses; i++)
+        if (family_allowed(svc->ip_families, &ep->addresses[i]))
+            return true;
+    return false;
 }
 
 int zt_state_pick_endpoint(const struct zt_state *s, const struct zt_service *svc,

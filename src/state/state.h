@@ -376,9 +376,10 @@ size_t zt_state_service_endpoints(const struct zt_state *s, const struct zt_serv
 /* Picks an endpoint of svc for a connection dialed to svc_port (section
  * 9.3): the service must define svc_port; an endpoint's target port is its
  * own mapping, else the service's target port, else (application tunnel) the
- * service port; unhealthy endpoints are skipped unless ALLOW_ALL; endpoints
- * on another network without a network gateway, and endpoints with neither
- * address nor hostname, are skipped; STRICT/FAILOVER rank by routing
+ * service port; unhealthy endpoints are skipped unless ALLOW_ALL; so are
+ * endpoints the proxy cannot dial yet: on another network than client's
+ * (even behind a network gateway: no double HBONE) or without an address of
+ * a family the service allows (hostname-only: no on-demand DNS); STRICT/FAILOVER rank by routing
  * preferences against client (NULL client: every rank is 0); the final
  * choice is weighted by capacity using random_value. Returns 0, or
  * ZT_E_NOT_FOUND. */
@@ -399,7 +400,7 @@ struct zt_upstream {
     enum zt_upstream_kind kind;
     const struct zt_service *svc; /* SERVICE, and PASSTHROUGH via a service */
     const struct zt_workload *wl; /* SERVICE and WORKLOAD */
-    bool has_ip;                  /* false: endpoint known only by hostname (resolve it) */
+    bool has_ip;                  /* always true for SERVICE (picked endpoints have one) */
     struct zt_ip ip;              /* address to dial (PASSTHROUGH: the original dst) */
     uint16_t port;                /* target port (HBONE: port for :authority) */
     bool is_hbone;                /* HBONE to ip:15008, else plain TCP to ip:port */

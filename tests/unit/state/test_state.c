@@ -520,6 +520,48 @@ static void tweak_network(struct zt_workload **eps)
     eps[0]->network = zt_state_xstrdup("remote");
 }
 
+static void tweak_unreachable(struct zt_workload **eps)
+{
+    /* e1: known only by hostname (nothing resolves it yet). */
+    eps[0]->n_addresses = 0;
+    free(eps[0]->hostname);
+    eps[0]->hostname = zt_state_xstrdup("e1.example.com");
+    /* e3: another network, behind its gateway (no double HBONE yet). */
+    free(eps[2]->network);
+    eps[2]->network = zt_state_xstrdup("remote");
+    eps[2]->network_gateway.kind = ZT_GATEWAY_ADDRESS;
+    eps[2]->network_gateway.network = zt_state_xstrdup("remote");
+    eps[2]->network_gateway.ip = ip("192.0.2.9");
+    eps[2]->network_gateway.hbone_mtls_port = 15008;
+}
+
+/* Endpoints the proxy cannot dial are never picked: a hostname-only one and
+ * one on another network behind a gateway; nor one whose addresses the
+ * service's IP families exclude. Every random value lands on e2. */
+static void test_pick_skips_undialable(void)
+{
+    struct zt_state *s = lb_state(ZT_LB_STANDARD, NULL, 0, tweak_unreachable);
+    const struct zt_workload *client = zt_state_workload_by_uid(s, "client");
+    struct zt_service *svc =
+        (struct zt_service *)zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    const struct zt_workload *w;
+    struct zt_upstream up;
+    struct zt_ip vip = ip("10.96.0.10");
+    uint16_t tp;
+    for (uint32_t r = 0; r < 12; r++) {
+        CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, r, &w, &tp), 0);
+        CHECK_EQ_STR(w->uid, "e2");
+        CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &vip, 80, r, &up), 0);
+        CHECK(up.has_ip);
+        CHECK_EQ_STR(up.wl->uid, "e2");
+    }
+    /* Test-only: IPv6 only, and e2 has only an IPv4 address. */
+    svc->ip_families = ZT_IPF_IPV6_ONLY;
+    CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, 0, &w, &tp), ZT_E_NOT_FOUND);
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &vip, 80, 0, &up), ZT_E_NOT_FOUND);
+    zt_state_unref(s);
+}
+
 static void test_resolve_outbound(void)
 {
     struct zt_state *s = lb_state(ZT_LB_STANDARD, NULL, 0, tweak_network);
@@ -579,6 +621,7 @@ int main(void)
     RUN(test_pick_unhealthy);
     RUN(test_pick_capacity);
     RUN(test_pick_failover_strict);
+    RUN(test_pick_skips_undialable);
     RUN(test_resolve_outbound);
     return TEST_REPORT();
 }
