@@ -127,7 +127,16 @@ static int connect_app(struct zt_conn *c, const struct sockaddr_storage *target,
 
 /* ---- plaintext (15006) ---- */
 
+static void inbound_plain_accept(struct zt_pod_inst *pod, int fd, bool may_wait);
+
+static void park_plain(struct zt_pod_inst *pod, int fd);
+
 void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
+{
+    inbound_plain_accept(pod, fd, true);
+}
+
+static void inbound_plain_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
 {
     struct sockaddr_storage peer, dst;
     socklen_t len = sizeof(peer);
@@ -145,6 +154,10 @@ void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd)
         return;
     }
     const struct zt_workload *self = zt_pod_self(pod);
+    if (!self && may_wait && !pod->pw->draining && pod->n_parked < ZT_SELF_WAIT_MAX) {
+        park_plain(pod, fd);
+        return;
+    }
     if (!self) {
         zt_accesslog_emit_failed(src_s, dst_s, "inbound", "unknown local workload");
         close(fd);
@@ -229,10 +242,15 @@ static void respond_fail(struct zt_inbound *in, int32_t sid, int status, const c
     zt_accesslog_emit_failed(src_s, dst_s, "inbound", msg);
 }
 
-static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
-                          const struct zt_h2_request *req)
+static int park_request(struct zt_inbound *in, int32_t sid, const struct zt_h2_request *req);
+static void drop_waits(struct zt_inbound *in);
+
+/* Serves one CONNECT; returns the connection it started (NULL if refused
+ * or waiting; the connection may already be closing). */
+static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
+                                     const struct zt_h2_request *req, bool may_wait)
 {
-    struct zt_inbound *in = ud;
+    struct zt_h2conn *h2 = in->h2;
     struct zt_pod_inst *pod = in->pod;
     struct sockaddr_storage target;
     const char *why = NULL;
@@ -241,12 +259,14 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
                                         &target, &why);
     if (status != 200) {
         respond_fail(in, sid, status, req->authority, why);
-        return;
+        return NULL;
     }
     const struct zt_workload *self = zt_pod_self(pod);
+    if (!self && may_wait && park_request(in, sid, req) == 0)
+        return NULL;
     if (!self) {
         respond_fail(in, sid, 503, req->authority, "unknown local workload");
-        return;
+        return NULL;
     }
     struct zt_authz_conn ac;
     if (authorize(pod, self, in->peer_identity, &in->peer, &target, &ac, reason, sizeof(reason)) <
@@ -256,7 +276,7 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
         char msg[320];
         snprintf(msg, sizeof(msg), "policy rejection: %s", reason);
         respond_fail(in, sid, 401, req->authority, msg);
-        return;
+        return NULL;
     }
     struct zt_conn *c = zt_conn_new(pod, ZT_CONN_INBOUND_HBONE, -1);
     c->inbound = in;
@@ -289,6 +309,13 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
         snprintf(reason, sizeof(reason), "connect to %s: %s", req->authority, zt_strerror(rc));
         zt_conn_close(c, reason);
     }
+    return c;
+}
+
+static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
+                          const struct zt_h2_request *req)
+{
+    serve_request(ud, sid, req, true);
 }
 
 void zt_inbound_upstream_ready(struct zt_conn *c, int err)
@@ -348,6 +375,7 @@ static void in_on_closed(struct zt_h2conn *h2, void *ud, int error)
                                  : error == ZT_E_IDENTITY ? "no peer identity"
                                                           : zt_strerror(error));
     }
+    drop_waits(in);
     inbound_unlink(in);
     free(in);
 }
@@ -445,4 +473,222 @@ void zt_inbound_close(struct zt_inbound *in)
         return;
     }
     zt_h2conn_close(in->h2, ZT_E_CLOSED);
+}
+
+/* ---- waiting for the pod's own workload (ZT_SELF_WAIT_MS) ---- */
+
+/* Bytes of a waiting request's stream kept until it is served (a client
+ * may send before the response); more fails the request. */
+#define IN_WAIT_DATA_MAX (256 * 1024)
+
+/* An HBONE request waiting, unanswered, on its stream: the request's
+ * headers are copied, and the stream's events are recorded until it is
+ * served (then replayed to the connection) or refused. */
+struct zt_in_wait {
+    struct zt_in_wait *next;
+    struct zt_inbound *in;
+    int32_t sid;
+    uint64_t deadline;
+    char *authority, *baggage, *forwarded;
+    struct zt_buf data; /* charged to the stream until the connection consumes it */
+    bool eof;           /* the client ended its side */
+    bool gone;          /* the stream closed: nothing to answer */
+    bool too_much;      /* over IN_WAIT_DATA_MAX */
+};
+
+static void w_on_data(void *sud, const uint8_t *data, size_t len)
+{
+    struct zt_in_wait *w = sud;
+    if (w->too_much || w->data.len + len > IN_WAIT_DATA_MAX) {
+        w->too_much = true;
+        return;
+    }
+    zt_buf_append(&w->data, data, len);
+}
+
+static void w_on_end(void *sud)
+{
+    ((struct zt_in_wait *)sud)->eof = true;
+}
+
+static void w_on_close(void *sud, int error)
+{
+    ((struct zt_in_wait *)sud)->gone = true;
+}
+
+static ssize_t w_read(void *sud, uint8_t *buf, size_t len, bool *eof)
+{
+    return -EAGAIN; /* no response yet, so no body */
+}
+
+static const struct zt_h2_stream_ops wait_stream_ops = {
+    .on_data = w_on_data,
+    .on_end = w_on_end,
+    .on_close = w_on_close,
+    .read = w_read,
+};
+
+static char *dup_or_null(const char *s)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        abort();
+    return d;
+}
+
+static int park_request(struct zt_inbound *in, int32_t sid, const struct zt_h2_request *req)
+{
+    struct zt_pod_inst *pod = in->pod;
+    struct zt_pw *pw = pod->pw;
+    if (pw->draining || pod->n_parked >= ZT_SELF_WAIT_MAX)
+        return -ENOSPC;
+    struct zt_in_wait *w = calloc(1, sizeof(*w));
+    if (!w)
+        abort();
+    w->in = in;
+    w->sid = sid;
+    w->deadline = uv_now(&pw->worker.loop) + ZT_SELF_WAIT_MS;
+    w->authority = dup_or_null(req->authority);
+    w->baggage = dup_or_null(req->baggage);
+    w->forwarded = dup_or_null(req->forwarded);
+    w->next = in->waits;
+    in->waits = w;
+    pod->n_parked++;
+    zt_pw_park_hold(pw);
+    zt_h2conn_attach(in->h2, sid, &wait_stream_ops, w);
+    ZT_DEBUG("proxy", "pod %s: inbound request for %s waits for the pod's workload",
+             pod->shared->uid, w->authority);
+    return 0;
+}
+
+static void wait_free(struct zt_in_wait *w)
+{
+    struct zt_pod_inst *pod = w->in->pod;
+    pod->n_parked--;
+    zt_pw_park_release(pod->pw);
+    free(w->authority);
+    free(w->baggage);
+    free(w->forwarded);
+    zt_buf_release(&w->data);
+    free(w);
+}
+
+/* The connection is gone: so are its waiting requests (their streams
+ * already got on_close). */
+static void drop_waits(struct zt_inbound *in)
+{
+    while (in->waits) {
+        struct zt_in_wait *w = in->waits;
+        in->waits = w->next;
+        wait_free(w);
+    }
+}
+
+/* Serves (or, with the workload still unknown, refuses) a waiting request
+ * and replays what its stream received meanwhile to the connection. */
+static void resume_request(struct zt_in_wait *w)
+{
+    struct zt_inbound *in = w->in;
+    if (w->gone)
+        return;
+    if (w->too_much) {
+        zt_h2conn_attach(in->h2, w->sid, NULL, NULL);
+        respond_fail(in, w->sid, 503, w->authority,
+                     "client sent too much before the pod's workload was known");
+        return;
+    }
+    const struct zt_h2_request req = {
+        .method = "CONNECT",
+        .authority = w->authority,
+        .baggage = w->baggage,
+        .forwarded = w->forwarded,
+    };
+    /* Detached first: a refusal must not report into w, which goes next. */
+    zt_h2conn_attach(in->h2, w->sid, NULL, NULL);
+    struct zt_conn *c = serve_request(in, w->sid, &req, false);
+    if (!c || c->state == ZT_CONN_ST_CLOSED)
+        return;
+    if (w->data.len)
+        zt_conn_stream_ops.on_data(c, zt_buf_head(&w->data), w->data.len);
+    if (w->eof && c->state != ZT_CONN_ST_CLOSED)
+        zt_conn_stream_ops.on_end(c);
+}
+
+static void park_plain(struct zt_pod_inst *pod, int fd)
+{
+    struct zt_parked *p = calloc(1, sizeof(*p));
+    if (!p)
+        abort();
+    p->fd = fd;
+    p->deadline = uv_now(&pod->pw->worker.loop) + ZT_SELF_WAIT_MS;
+    p->next = pod->in_parked;
+    pod->in_parked = p;
+    pod->n_parked++;
+    zt_pw_park_hold(pod->pw);
+    ZT_DEBUG("proxy", "pod %s: plaintext inbound connection waits for the pod's workload",
+             pod->shared->uid);
+}
+
+static int unpark_plain(struct zt_pod_inst *pod, struct zt_parked **link)
+{
+    struct zt_parked *p = *link;
+    int fd = p->fd;
+    *link = p->next;
+    pod->n_parked--;
+    zt_pw_park_release(pod->pw);
+    free(p);
+    return fd;
+}
+
+void zt_inbound_park_retry(struct zt_pw *pw, bool all)
+{
+    uint64_t now = uv_now(&pw->worker.loop);
+    struct zt_pod_inst *pod = pw->pods;
+    while (pod) {
+        struct zt_pod_inst *next_pod = pod->next;
+        bool known = zt_pod_self(pod) != NULL;
+        struct zt_parked **pl = &pod->in_parked;
+        while (*pl) {
+            if (known || all || now >= (*pl)->deadline)
+                inbound_plain_accept(pod, unpark_plain(pod, pl), false);
+            else
+                pl = &(*pl)->next;
+        }
+        struct zt_inbound *in = pod->inbounds;
+        while (in) {
+            struct zt_inbound *next_in = in->next;
+            /* Take the ready ones off first: serving one may not touch the
+             * list, and the connection is flushed once, after all of them. */
+            struct zt_in_wait *ready = NULL, **wl = &in->waits;
+            while (*wl) {
+                struct zt_in_wait *w = *wl;
+                if (known || all || w->gone || w->too_much || now >= w->deadline) {
+                    *wl = w->next;
+                    w->next = ready;
+                    ready = w;
+                } else {
+                    wl = &w->next;
+                }
+            }
+            if (ready) {
+                while (ready) {
+                    struct zt_in_wait *w = ready;
+                    ready = w->next;
+                    resume_request(w);
+                    wait_free(w);
+                }
+                zt_h2conn_flush(in->h2); /* may close and free in */
+            }
+            in = next_in;
+        }
+        pod = next_pod;
+    }
+}
+
+void zt_inbound_park_drop(struct zt_pod_inst *pod)
+{
+    while (pod->in_parked)
+        close(unpark_plain(pod, &pod->in_parked));
 }

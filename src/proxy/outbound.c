@@ -179,23 +179,30 @@ static void fill_src(struct zt_conn *c, const struct zt_workload *self)
 
 /* ---- waiting for the pod's own workload ---- */
 
-struct zt_parked {
-    struct zt_parked *next;
-    int fd;
-    uint64_t deadline; /* uv_now of the worker loop */
-};
-
 static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait);
 
 static void on_park_timer(uv_timer_t *t)
 {
     zt_outbound_park_retry(t->data, false);
+    zt_inbound_park_retry(t->data, false);
 }
 
 void zt_outbound_worker_init(struct zt_pw *pw)
 {
     uv_timer_init(&pw->worker.loop, &pw->park_timer);
     pw->park_timer.data = pw;
+}
+
+void zt_pw_park_hold(struct zt_pw *pw)
+{
+    if (pw->n_parked++ == 0)
+        uv_timer_start(&pw->park_timer, on_park_timer, 100, 100);
+}
+
+void zt_pw_park_release(struct zt_pw *pw)
+{
+    if (--pw->n_parked == 0)
+        uv_timer_stop(&pw->park_timer);
 }
 
 static void park(struct zt_pod_inst *pod, int fd)
@@ -205,12 +212,11 @@ static void park(struct zt_pod_inst *pod, int fd)
     if (!p)
         abort();
     p->fd = fd;
-    p->deadline = uv_now(&pw->worker.loop) + ZT_OUTBOUND_SELF_WAIT_MS;
+    p->deadline = uv_now(&pw->worker.loop) + ZT_SELF_WAIT_MS;
     p->next = pod->parked;
     pod->parked = p;
     pod->n_parked++;
-    if (pw->n_parked++ == 0)
-        uv_timer_start(&pw->park_timer, on_park_timer, 100, 100);
+    zt_pw_park_hold(pw);
     ZT_DEBUG("proxy", "pod %s: outbound connection waits for the pod's workload", pod->shared->uid);
 }
 
@@ -222,8 +228,7 @@ static void unpark(struct zt_pod_inst *pod, struct zt_parked *prev, struct zt_pa
     else
         pod->parked = p->next;
     pod->n_parked--;
-    if (--pod->pw->n_parked == 0)
-        uv_timer_stop(&pod->pw->park_timer);
+    zt_pw_park_release(pod->pw);
     free(p);
 }
 
@@ -280,7 +285,7 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         close(fd);
         return;
     }
-    if (!self && may_wait && !pod->pw->draining && pod->n_parked < ZT_OUTBOUND_MAX_PARKED) {
+    if (!self && may_wait && !pod->pw->draining && pod->n_parked < ZT_SELF_WAIT_MAX) {
         park(pod, fd);
         return;
     }

@@ -237,6 +237,7 @@ static void pod_inst_close(struct zt_pod_inst *pod)
     while (pod->inbounds)
         zt_inbound_close(pod->inbounds);
     zt_outbound_park_drop(pod);
+    zt_inbound_park_drop(pod);
     zt_hbone_pool_free(pod->pool);
     pod->pool = NULL;
     zt_ca_identity_unref(pod->dial_ident);
@@ -324,6 +325,7 @@ static void task_set_state(void *arg)
     t->pw->state = t->state;
     reevaluate(t->pw);
     zt_outbound_park_retry(t->pw, false);
+    zt_inbound_park_retry(t->pw, false);
     free(t);
 }
 
@@ -341,6 +343,7 @@ static void task_drain(void *arg)
     struct zt_pw *pw = arg;
     pw->draining = true;
     zt_outbound_park_retry(pw, true);
+    zt_inbound_park_retry(pw, true);
     for (struct zt_pod_inst *pod = pw->pods; pod; pod = pod->next) {
         close_listeners(pod);
         /* Outbound HBONE connections say goodbye too (GOAWAY). */

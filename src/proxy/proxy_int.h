@@ -17,6 +17,7 @@
 struct zt_pw;
 struct zt_pod_inst;
 struct zt_parked;
+struct zt_in_wait;
 
 /* What the control loop knows of a pod; shared read-only by the workers. */
 struct zt_pod_shared {
@@ -45,7 +46,8 @@ struct zt_pod_inst {
     struct zt_conn *conns;             /* proxied connections */
     struct zt_inbound *inbounds;       /* HBONE server connections */
     struct zt_parked *parked;          /* outbound sockets waiting for the pod's workload */
-    unsigned n_parked;
+    struct zt_parked *in_parked;       /* plaintext inbound sockets, the same */
+    unsigned n_parked;                 /* all of the pod's waiting sockets and requests */
     struct zt_pod_inst *prev, *next;
     int handles_open;
     bool closing;
@@ -67,7 +69,8 @@ struct zt_pw {
      * the control loop while draining. */
     atomic_uint live;
     bool draining;
-    /* Retries parked outbound sockets (zt_outbound_park_*) while any wait. */
+    /* Retries whatever waits for its pod's workload (zt_outbound_park_*,
+     * zt_inbound_park_*) while anything does. */
     uv_timer_t park_timer;
     unsigned n_parked;
 };
@@ -165,7 +168,8 @@ struct zt_inbound {
     struct zt_ca_wait *cert_wait; /* while waiting for the certificate */
     struct sockaddr_storage local, peer;
     char peer_identity[ZT_SPIFFE_ID_MAX + 1];
-    bool established; /* TLS handshake completed */
+    struct zt_in_wait *waits; /* requests waiting for the pod's workload */
+    bool established;         /* TLS handshake completed */
     struct zt_inbound *prev, *next;
 };
 
@@ -210,19 +214,33 @@ void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
 /* outbound.c / inbound.c */
 void zt_outbound_accept(struct zt_pod_inst *pod, int fd);
 
-/* An outbound connection from a pod whose own workload is not in the
- * configuration yet waits for it (its socket is held, unread) up to
- * ZT_OUTBOUND_SELF_WAIT_MS, as Istio's ztunnel waits for a new pod's
- * workload; then it is refused as before. */
-#define ZT_OUTBOUND_SELF_WAIT_MS 5000
-#define ZT_OUTBOUND_MAX_PARKED 1024
+/* A connection for a pod whose own workload is not in the configuration
+ * yet waits for it up to ZT_SELF_WAIT_MS, as Istio's ztunnel waits for a new
+ * pod's workload: outbound and plaintext inbound sockets are held unread,
+ * inbound HBONE requests unanswered. Then it is refused as before. At most
+ * ZT_SELF_WAIT_MAX wait per pod. */
+#define ZT_SELF_WAIT_MS 5000
+#define ZT_SELF_WAIT_MAX 1024
+/* A socket held meanwhile. */
+struct zt_parked {
+    struct zt_parked *next;
+    int fd;
+    uint64_t deadline; /* uv_now of the worker loop */
+};
 void zt_outbound_worker_init(struct zt_pw *pw);
+/* Count one more (hold) or one less (release) waiting thing on pw; the
+ * retry timer runs while any waits. */
+void zt_pw_park_hold(struct zt_pw *pw);
+void zt_pw_park_release(struct zt_pw *pw);
 /* A new state arrived (or the timer fired): go on with the connections
  * whose pod's workload is now known, refuse the expired ones; `all` refuses
  * every waiting one (drain). */
 void zt_outbound_park_retry(struct zt_pw *pw, bool all);
-/* The pod goes away: its waiting sockets are closed. */
+void zt_inbound_park_retry(struct zt_pw *pw, bool all);
+/* The pod goes away: its waiting sockets are closed (waiting HBONE
+ * requests go with their connections). */
 void zt_outbound_park_drop(struct zt_pod_inst *pod);
+void zt_inbound_park_drop(struct zt_pod_inst *pod);
 void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd);
 void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd);
 /* Closes an HBONE server connection (async through h2), or at once one
