@@ -76,6 +76,9 @@ struct entry {
     enum zt_ca_entry_state state; /* written by the control loop with mu held */
     bool has_timer;
     bool has_issued; /* a certificate was installed before: the next one is a renewal */
+    /* (mu) The last request failed and its backoff has not run out: live
+     * connections get that error instead of asking the CA again. */
+    bool in_backoff;
     uv_timer_t timer;
     uint64_t backoff_ms;
 };
@@ -409,6 +412,7 @@ static void on_mint_done(void *ud, int rc, struct zt_tls_cert *cert)
     mgr->inflight--;
     e->req = REQ_NONE;
     e->last_rc = rc;
+    e->in_backoff = rc < 0;
     if (fresh != NULL && !e->is_dead) {
         old = e->cur;
         e->cur = zt_ca_identity_ref(fresh);
@@ -516,6 +520,7 @@ static void on_refresh(uv_timer_t *timer)
 
     pthread_mutex_lock(&mgr->mu);
     if (!e->is_dead) {
+        e->in_backoff = false;
         /* Without any certificate yet, this is a prefetch being retried. */
         request(mgr, e, e->cur != NULL ? ZT_CA_PRIO_RENEW : ZT_CA_PRIO_PREFETCH);
         next = pump(mgr);
@@ -702,7 +707,11 @@ static struct entry *acquire_begin(struct zt_ca_mgr *mgr, const struct zt_spiffe
         created = true;
     }
     e->refs++; /* ours, until acquire_end */
-    request(mgr, e, ZT_CA_PRIO_LIVE);
+    /* During a failure's backoff the caller gets that failure
+     * (acquire_check): a connection must not bring the retry forward, or
+     * every new connection would be another request to a failing CA. */
+    if (!e->in_backoff)
+        request(mgr, e, ZT_CA_PRIO_LIVE);
     next = pump(mgr);
     pthread_mutex_unlock(&mgr->mu);
     if (created)

@@ -412,6 +412,7 @@ static void on_cert(void *ud, struct zt_ca_identity *ident, int err)
     int fd = in->fd;
     in->cert_wait = NULL;
     in->fd = -1;
+    in->pod->n_cert_waits--;
     if (err < 0) {
         warn_no_cert(in->pod, err);
         close(fd);
@@ -457,6 +458,14 @@ void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd)
         /* Hold the socket (the client's handshake waits in its buffer)
          * until the certificate is here; the worker goes on meanwhile. */
         in->fd = fd;
+        if (++pod->n_cert_waits > ZT_INBOUND_CERT_WAIT_MAX) {
+            char src_s[64], dst_s[64];
+            zt_sockaddr_str((struct sockaddr *)&in->peer, src_s, sizeof(src_s));
+            zt_sockaddr_str((struct sockaddr *)&in->local, dst_s, sizeof(dst_s));
+            zt_accesslog_emit_failed(src_s, dst_s, "inbound",
+                                     "too many connections waiting for the pod's certificate");
+            zt_inbound_close(in);
+        }
         return;
     }
     start_session(in, fd, ident);
@@ -467,6 +476,7 @@ void zt_inbound_close(struct zt_inbound *in)
 {
     if (!in->h2) {
         zt_ca_wait_cancel(in->cert_wait);
+        in->pod->n_cert_waits--;
         close(in->fd);
         inbound_unlink(in);
         free(in);

@@ -48,6 +48,7 @@ struct zt_pod_inst {
     struct zt_parked *parked;          /* outbound sockets waiting for the pod's workload */
     struct zt_parked *in_parked;       /* plaintext inbound sockets, the same */
     unsigned n_parked;                 /* all of the pod's waiting sockets and requests */
+    unsigned n_cert_waits;             /* inbounds holding their socket for the certificate */
     struct zt_pod_inst *prev, *next;
     int handles_open;
     bool closing;
@@ -243,6 +244,10 @@ void zt_outbound_park_drop(struct zt_pod_inst *pod);
 void zt_inbound_park_drop(struct zt_pod_inst *pod);
 void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd);
 void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd);
+/* Accepted HBONE sockets one pod (on one worker) holds while its
+ * certificate is being issued; more are closed at once, so a flood of
+ * handshakes cannot pile up file descriptors behind a slow CA. */
+#define ZT_INBOUND_CERT_WAIT_MAX 256
 /* Closes an HBONE server connection (async through h2), or at once one
  * still waiting for its certificate. */
 void zt_inbound_close(struct zt_inbound *in);

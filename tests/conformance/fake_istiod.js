@@ -511,7 +511,16 @@ async function inspectCsr(csrPem) {
   }
 }
 
+// CreateCertificate calls held while the state says "ca": {"hold": true},
+// answered (as the state then says) once a state without it is loaded.
+let heldCsrs = [];
+
 async function onCreateCertificate(call, callback) {
+  if (state.ca.hold) {
+    heldCsrs.push(() => onCreateCertificate(call, callback));
+    logEvent({ event: 'csr_held', held: heldCsrs.length });
+    return;
+  }
   const md = metadataObject(call.metadata);
   if (!authOk(md)) {
     logEvent({ event: 'unauthenticated', method: 'CreateCertificate', metadata: md });
@@ -591,6 +600,12 @@ function main() {
     for (const [t, m] of state.byType) counts[t] = m.size;
     logEvent({ event: 'state_loaded', generation: stateGen, resources: counts });
     pushAll();
+    if (!state.ca.hold && heldCsrs.length) {
+      const held = heldCsrs;
+      heldCsrs = [];
+      logEvent({ event: 'csr_released', count: held.length });
+      held.forEach((answer) => answer());
+    }
   });
 
   process.on('SIGUSR2', () => {

@@ -14,11 +14,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 zt_trap_cleanup
 conf="$mesh_repo/tests/conformance"
 
-A=10.200.1.2 C=10.200.2.2 CP=$(zt_node_ip 1)
+A=10.200.1.2 G=10.200.1.3 C=10.200.2.2 H=10.200.2.3 CP=$(zt_node_ip 1)
 TOKEN=zt-e2e-token-123
 zt_test "setup: fake istiod (grpc-js) on node 1, proxies on both nodes fed only by xDS"
 # state_json [EXTRA]: the fake's state; workload a unless NO_A=1, workload c
-# unless NO_C=1; EXTRA is appended as more top-level members.
+# unless NO_C=1, workload h if WITH_H=1; EXTRA is appended as more top-level
+# members.
 state_json() {
 	local wls=""
 	if [ "${NO_A:-0}" != 1 ]; then
@@ -26,6 +27,9 @@ state_json() {
 	fi
 	if [ "${NO_C:-0}" != 1 ]; then
 		wls="${wls:+$wls, }"'{"uid": "c", "name": "c", "namespace": "default", "serviceAccount": "sa-c", "ips": ["'$C'"], "tunnelProtocol": "HBONE", "node": "node2"}'
+	fi
+	if [ "${WITH_H:-0}" = 1 ]; then
+		wls="${wls:+$wls, }"'{"uid": "h", "name": "h", "namespace": "default", "serviceAccount": "sa-h", "ips": ["'$H'"], "tunnelProtocol": "HBONE", "node": "node2"}'
 	fi
 	printf '{"workloads": [%s]%s}\n' "$wls" "${1:+, $1}"
 }
@@ -53,7 +57,8 @@ start_proxy() {
 setup() {
 	"$conf/setup.sh" || return 1
 	zt_node_add 1 && zt_node_add 2 || return 1
-	a=$(zt_pod_add 1 1 a) && c=$(zt_pod_add 2 1 c) || return 1
+	a=$(zt_pod_add 1 1 a) && g=$(zt_pod_add 1 2 g) || return 1
+	c=$(zt_pod_add 2 1 c) && h=$(zt_pod_add 2 2 h) || return 1
 	"$conf/mkcerts.sh" "$ZT_WORK/cp" istiod.test >/dev/null || return 1
 	MESH_CA="$ZT_WORK/cp/ca"
 	echo "$TOKEN" >"$ZT_WORK/token"
@@ -174,6 +179,50 @@ print(sum(1 for r in reqs if r["has_node"] and r["initial_resource_versions"]))'
 	sleep 0.2
 done
 if [ -n "$ok" ] && [ "$(zt_send "$a" $C 8080 back)" = back ]; then zt_pass; else zt_fail "reconnects with versions: $got"; fi
+
+zt_test "CA slow: node 2 holds at most 256 handshakes per pod and worker waiting for h's certificate"
+write_state "$(WITH_H=1 state_json '"ca": {"hold": true}')"
+mesh_wait_grep "$ZT_WORK/events.jsonl" '"event":"state_loaded"' 5 >/dev/null
+zt_echo_server "$h" 8080
+held0=$(grep -c '"event":"csr_held"' "$ZT_WORK/events.jsonl")
+mesh_enroll 2 "$h" h sa-h || zt_log "enroll h failed"
+# h's prefetch is now with the (holding) CA: wait until the fake has it.
+for _ in $(seq 100); do
+	[ "$(grep -c '"event":"csr_held"' "$ZT_WORK/events.jsonl")" -gt "$held0" ] && break
+	sleep 0.05
+done
+p2=$(mesh_pid 2 proxy)
+fds0=$(ls /proc/"$p2"/fd | wc -l)
+m2=$(mesh_mark 2)
+# 700 raw connections to h's HBONE port from g, held open.
+zt_bg "$g" flood python3 -c '
+import socket, sys, time
+socks = []
+for _ in range(700):
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect(("'$H'", 15008))
+    socks.append(s)
+print("connected", len(socks), flush=True)
+time.sleep(120)'
+FLOOD_PID=$ZT_BG_PID
+mesh_wait_grep "$ZT_WORK/flood.log" "connected 700" 30 >/dev/null
+refused() { mesh_since 2 "$m2" | grep -c "too many connections waiting for the pod's certificate"; }
+# 2 workers: at most 512 held, so at least 188 refused.
+for _ in $(seq 200); do [ "$(refused)" -ge 188 ] && break; sleep 0.05; done
+fds=$(ls /proc/"$p2"/fd | wc -l)
+if [ "$(refused)" -ge 188 ] && [ $((fds - fds0)) -le 560 ]; then zt_pass; else
+	zt_fail "refused $(refused), fds $fds0 -> $fds"
+fi
+zt_bg_stop "$FLOOD_PID"
+sed -i "/^$FLOOD_PID /d" "$ZT_WORK/pids"
+
+zt_test "CA answers again: h's certificate arrives and a->h works"
+# Until it arrives the held sockets (their clients gone) still fill the cap.
+write_state "$(WITH_H=1 state_json)"
+if mesh_wait_grep "$(mesh_log 2 proxy)" "certificate for $(mesh_id sa-h) issued" 20; then
+	zt_expect_eq "$(zt_send "$a" $H 8080 to-h 10)" "to-h"
+else zt_fail "h's certificate never issued"; fi
 
 zt_test "a certificate stays while a workload of the node uses it, and is forgotten after the last one"
 certs() {
