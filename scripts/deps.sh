@@ -14,6 +14,12 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
+# Tools the suite runs, by command: a machine may already have them from
+# elsewhere (Node.js from NodeSource, Python from pyenv), which must not be
+# replaced by Debian's.
+for cp in node:nodejs npm:npm python3:python3 curl:curl xxd:xxd; do
+  command -v "${cp%%:*}" >/dev/null 2>&1 || missing+=("${cp#*:}")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "deps: missing Debian packages: ${missing[*]} (run as root to install them)" >&2

@@ -99,7 +99,7 @@ for script in "${scripts[@]}"; do
 		note="$note exit $rc with no failed check;"
 		f=$((f + 1))
 	fi
-	san=$(grep -l -E "ERROR: AddressSanitizer|runtime error:" "$work"/proxy*.log "$work"/cni*.log 2>/dev/null || true)
+	san=$(grep -l -E "ERROR: AddressSanitizer|runtime error:" "$work"/*.log 2>/dev/null || true)
 	if [ -n "$san" ] && ! grep -q "^FAIL no sanitizer report" "$out"; then
 		note="$note sanitizer report in $(echo "$san" | xargs -n1 basename | tr '\n' ' ');"
 		f=$((f + 1))

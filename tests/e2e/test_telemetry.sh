@@ -24,10 +24,7 @@ setup() {
 	Y
 	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
 	mesh_node_up 1 && mesh_node_up 2 || return 1
-	env $(mesh_env 1) "$ZT_BIN" enroll --netns "$a" --uid a --name a --namespace shop \
-		--service-account sa-a >/dev/null &&
-		env $(mesh_env 2) "$ZT_BIN" enroll --netns "$c" --uid c --name c --namespace shop \
-			--service-account sa-c >/dev/null || return 1
+	MESH_NS=shop mesh_enroll 1 "$a" a sa-a && MESH_NS=shop mesh_enroll 2 "$c" c sa-c || return 1
 	zt_echo_server "$c" 8080 && zt_echo_server "$c" 9090
 }
 if setup; then zt_pass; else

@@ -4,14 +4,42 @@
  *   int main(void) { RUN(test_thing); return TEST_REPORT(); }
  *
  * A failed CHECK ends that test function (return) and marks it failed; the
- * binary prints "N passed, N failed" and exits non-zero on any failure. */
+ * binary prints "N passed, N failed" and exits non-zero on any failure.
+ *
+ * A test that cannot run here (a tool missing, not root, not at the
+ * repository root) calls SKIP(why), or main returns SKIP_ALL(why): it is
+ * counted as skipped, never as passed ("N skipped" is printed before the
+ * totals). Under CI=true, where everything is installed and the suite runs
+ * as root, a skip counts as a failure. */
 #ifndef ZT_TEST_H
 #define ZT_TEST_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int zt_test_passed, zt_test_failed, zt_test_cur_failed;
+static int zt_test_skipped, zt_test_cur_skipped;
+
+/* Records a skip (or, under CI=true, a failure); returns 1 if it failed. */
+static inline int zt_test_skip_(const char *why)
+{
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) {
+        fprintf(stderr, "  cannot run: %s (a failure under CI=true)\n", why);
+        zt_test_cur_failed = 1;
+        return 1;
+    }
+    fprintf(stderr, "  skipped: %s\n", why);
+    zt_test_cur_skipped = 1;
+    return 0;
+}
+
+#define SKIP(why)                                                                                  \
+    do {                                                                                           \
+        zt_test_skip_(why);                                                                        \
+        return;                                                                                    \
+    } while (0)
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -46,11 +74,14 @@ static int zt_test_passed, zt_test_failed, zt_test_cur_failed;
 
 #define RUN(fn)                                                                                    \
     do {                                                                                           \
-        zt_test_cur_failed = 0;                                                                    \
+        zt_test_cur_failed = zt_test_cur_skipped = 0;                                              \
         fn();                                                                                      \
         if (zt_test_cur_failed) {                                                                  \
             zt_test_failed++;                                                                      \
             fprintf(stderr, "FAIL %s\n", #fn);                                                     \
+        } else if (zt_test_cur_skipped) {                                                          \
+            zt_test_skipped++;                                                                     \
+            fprintf(stderr, "SKIP %s\n", #fn);                                                     \
         } else {                                                                                   \
             zt_test_passed++;                                                                      \
             fprintf(stderr, "ok   %s\n", #fn);                                                     \
@@ -58,6 +89,12 @@ static int zt_test_passed, zt_test_failed, zt_test_cur_failed;
     } while (0)
 
 #define TEST_REPORT()                                                                              \
-    (printf("%d passed, %d failed\n", zt_test_passed, zt_test_failed), zt_test_failed ? 1 : 0)
+    ((zt_test_skipped ? printf("%d skipped\n", zt_test_skipped) : 0),                              \
+     printf("%d passed, %d failed\n", zt_test_passed, zt_test_failed), zt_test_failed ? 1 : 0)
+
+/* From main: the whole binary cannot run here; counts one skip (or one
+ * failure under CI=true) and reports. */
+#define SKIP_ALL(why)                                                                              \
+    (zt_test_skip_(why) ? zt_test_failed++ : zt_test_skipped++, TEST_REPORT())
 
 #endif

@@ -61,8 +61,7 @@ int main(void)
     char cmd[128];
     if (geteuid() != 0 || system("command -v ip >/dev/null && command -v iptables-save "
                                  ">/dev/null") != 0) {
-        fprintf(stderr, "skipped: needs root, ip and iptables\n");
-        return TEST_REPORT();
+        return SKIP_ALL("needs root, ip and iptables");
     }
     signal(SIGPIPE, SIG_IGN);
     snprintf(ns_name, sizeof(ns_name), "zt-cni-test-%d", (int)getpid());

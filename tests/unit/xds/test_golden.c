@@ -435,8 +435,7 @@ static void test_protoc_decode(void)
 {
     int rc;
     if (system("command -v protoc >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "  skipped: protoc not installed (Debian: protobuf-compiler)\n");
-        return;
+        SKIP("protoc not installed (Debian: protobuf-compiler)");
     }
     rc = system(GOLDEN_DIR "check.sh");
     CHECK_EQ_INT(rc, 0);
@@ -445,8 +444,7 @@ static void test_protoc_decode(void)
 int main(void)
 {
     if (!have_golden_dir()) {
-        fprintf(stderr, "skipped: run from the repository root (no %s)\n", GOLDEN_DIR);
-        return TEST_REPORT();
+        return SKIP_ALL("run from the repository root (no " GOLDEN_DIR ")");
     }
     RUN(test_golden_workload);
     RUN(test_golden_service);
