@@ -207,11 +207,28 @@ int zt_control_tokens_load(const char *path, struct zt_control_tokens **out, cha
     return rc;
 }
 
+/* The file is gone: nobody is authorized until it is back (a revoked
+ * file must not leave its tokens valid). */
+static void clear_table(struct zt_control_tokens *t, int err)
+{
+    if (t->n > 0)
+        ZT_WARN("control", "node tokens: %s: %s: every token revoked", t->path, strerror(err));
+    free_table(t->v, t->n);
+    t->v = NULL;
+    t->n = 0;
+    memset(&t->st, 0, sizeof(t->st)); /* any file put back is read */
+}
+
 static void maybe_reload(struct zt_control_tokens *t)
 {
     struct stat st;
-    if (!t->path || stat(t->path, &st) < 0)
+    if (!t->path)
         return;
+    if (stat(t->path, &st) < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            clear_table(t, errno);
+        return;
+    }
     if (st.st_ino == t->st.st_ino && st.st_size == t->st.st_size &&
         st.st_mtim.tv_sec == t->st.st_mtim.tv_sec && st.st_mtim.tv_nsec == t->st.st_mtim.tv_nsec)
         return;

@@ -5,7 +5,8 @@
  *
  * The file is read again whenever its size, mtime or inode changes (checked
  * on each lookup), so tokens can be added or revoked without a restart; a
- * file that no longer parses is refused and the last good table stays. */
+ * file that no longer parses is refused and the last good table stays. A
+ * deleted file means no tokens at all until one is back. */
 #ifndef ZT_CONTROL_TOKENS_H
 #define ZT_CONTROL_TOKENS_H
 
@@ -40,7 +41,8 @@ int zt_control_tokens_load(const char *path, struct zt_control_tokens **out, cha
  * call), or NULL. `token` need not be NUL-terminated. The comparison time
  * does not depend on how much of a token matches. When the table was loaded
  * from a file that has changed since, the file is read first; a read or
- * parse failure is logged and the previous table is used. */
+ * parse failure is logged and the previous table is used, but a file that
+ * no longer exists empties the table. */
 const char *zt_control_tokens_node(struct zt_control_tokens *t, const char *token, size_t len);
 
 /* Number of tokens in the table. */
