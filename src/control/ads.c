@@ -21,8 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A reconnecting client lists every resource it holds: allow 100k names. */
-#define MAX_REQUEST (32u << 20)
+/* Requests are small; the largest lists what a reconnecting proxy holds
+ * (control.h). */
+#define MAX_REQUEST ZT_CONTROL_ADS_REQUEST_MAX
 #define NODE_ID_MAX 256
 
 struct zt_control_ads {

@@ -31,6 +31,11 @@
 #define ZT_CONTROL_CERT_TTL_DEFAULT (24u * 3600)
 #define ZT_CONTROL_CERT_TTL_MAX (90u * 24 * 3600)
 
+/* The largest DeltaDiscoveryRequest taken: istiod's default gRPC receive
+ * limit (4 MiB). Requests are small; the largest legitimate one lists the
+ * resources a reconnecting proxy holds (about 80 bytes each). */
+#define ZT_CONTROL_ADS_REQUEST_MAX (4u << 20)
+
 struct zt_control_opts {
     const char *listen;      /* "ADDR:PORT", "[v6]:PORT"; ADDR numeric */
     const char *config_dir;  /* YAML directory */
