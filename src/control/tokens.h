@@ -45,6 +45,25 @@ int zt_control_tokens_load(const char *path, struct zt_control_tokens **out, cha
  * no longer exists empties the table. */
 const char *zt_control_tokens_node(struct zt_control_tokens *t, const char *token, size_t len);
 
+/* Size of a token digest. */
+#define ZT_CONTROL_TOKEN_DIGEST 32
+
+/* As zt_control_tokens_node, and writes the SHA-256 of the offered token
+ * to digest (when not NULL) so that the caller can later check that the
+ * token is still valid (zt_control_tokens_node_by_digest). */
+const char *zt_control_tokens_lookup(struct zt_control_tokens *t, const char *token, size_t len,
+                                     unsigned char digest[ZT_CONTROL_TOKEN_DIGEST]);
+
+/* The node of the token with this digest in the current table (borrowed,
+ * valid until the next call that may reload), or NULL. Does not reload. */
+const char *zt_control_tokens_node_by_digest(const struct zt_control_tokens *t,
+                                             const unsigned char digest[ZT_CONTROL_TOKEN_DIGEST]);
+
+/* Reads the file again if it changed (as a lookup does). Returns a counter
+ * that changes whenever the table does (reloaded or emptied), so a caller
+ * can tell when to check the tokens it accepted earlier. */
+unsigned long zt_control_tokens_refresh(struct zt_control_tokens *t);
+
 /* Number of tokens in the table. */
 size_t zt_control_tokens_count(const struct zt_control_tokens *t);
 
