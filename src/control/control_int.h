@@ -50,7 +50,7 @@ struct zt_control_counters {
     atomic_uint_fast64_t pushes[ZT_ADS_NTYPES], acks[ZT_ADS_NTYPES], nacks[ZT_ADS_NTYPES];
     atomic_uint_fast64_t csr, issued, unauthenticated, unauthorized, bad_csr, sign_errors;
     atomic_uint_fast64_t xds_unauthenticated;
-    atomic_uint_fast64_t refused, auth_timeouts;
+    atomic_uint_fast64_t refused, auth_timeouts, accept_pauses;
     atomic_int_fast64_t root_expiry; /* Unix seconds of the earliest root's notAfter */
     atomic_bool ready;
 };
@@ -94,6 +94,10 @@ struct zt_control {
     /* Re-reads the token file and ends the streams of revoked tokens. */
     uv_timer_t token_timer;
     unsigned long token_gen;
+    /* Accepting paused after running out of descriptors or memory. */
+    uv_timer_t accept_timer;
+    unsigned accept_backoff_ms; /* 0 while accepting */
+    uint64_t accept_paused_at;
     unsigned ttl_default, ttl_max;
     struct zt_control_counters n;
     unsigned closing; /* handles still closing after stop */

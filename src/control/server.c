@@ -28,6 +28,11 @@
 /* The token file is checked this often, so that a revoked token ends its
  * streams within a second. */
 #define TOKEN_CHECK_MS 500
+/* Out of descriptors (or memory), accepting pauses, first this long, then
+ * twice as long each time up to the maximum, instead of spinning on a
+ * listener that stays readable. */
+#define ACCEPT_BACKOFF_MIN_MS 50
+#define ACCEPT_BACKOFF_MAX_MS 1000
 /* Changes in the directory are picked up this long after the last event,
  * so that an editor's write-rename-delete sequence is one reload. */
 #define DEBOUNCE_MS 100
@@ -494,6 +499,35 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t cap
     }
 }
 
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void on_accept_timer(uv_timer_t *t)
+{
+    struct zt_control *cp = t->data;
+    if (!cp->stopping)
+        uv_poll_start(&cp->lpoll, UV_READABLE, on_accept);
+}
+
+/* accept() failed for want of descriptors or memory. The connection stays
+ * queued and the listener readable: stop polling it for a while rather
+ * than fail again at once, and say so once per episode. */
+static void pause_accepting(struct zt_control *cp, int err)
+{
+    uv_poll_stop(&cp->lpoll);
+    if (cp->accept_backoff_ms == 0) {
+        cp->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
+        cp->accept_paused_at = uv_now(cp->loop);
+        ZT_WARN("control", "accept: %s: pausing new connections, retrying every %u to %u ms",
+                strerror(err), ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
+    } else if (cp->accept_backoff_ms < ACCEPT_BACKOFF_MAX_MS) {
+        cp->accept_backoff_ms *= 2;
+        if (cp->accept_backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+            cp->accept_backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+    }
+    ZT_CONTROL_INC(cp->n.accept_pauses);
+    uv_timer_start(&cp->accept_timer, on_accept_timer, cp->accept_backoff_ms, 0);
+}
+
 /* Refuses a connection over a cap; logged once until under it again. */
 static void refuse(struct zt_control *cp, int fd, bool *warned, const char *why, const char *peer)
 {
@@ -512,9 +546,17 @@ static void on_accept(uv_poll_t *h, int status, int events)
         socklen_t len = sizeof(ss);
         int fd = accept4(cp->lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                ZT_WARN("control", "accept: %s", strerror(errno));
+            int err = errno;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+                pause_accepting(cp, err);
+            else if (err != EAGAIN && err != EINTR && err != ECONNABORTED)
+                ZT_WARN("control", "accept: %s", strerror(err));
             return;
+        }
+        if (cp->accept_backoff_ms) {
+            ZT_INFO("control", "accepting connections again after %llu ms",
+                    (unsigned long long)(uv_now(cp->loop) - cp->accept_paused_at));
+            cp->accept_backoff_ms = 0;
         }
         char peer[64];
         unsigned char ip[16];
@@ -619,7 +661,8 @@ static void close_handles(struct zt_control *cp, bool poll_started)
 {
     uv_handle_t *hs[] = {(uv_handle_t *)&cp->debounce,    (uv_handle_t *)&cp->tls_timer,
                          (uv_handle_t *)&cp->watch,       (uv_handle_t *)&cp->auth_timer,
-                         (uv_handle_t *)&cp->token_timer, (uv_handle_t *)&cp->lpoll};
+                         (uv_handle_t *)&cp->token_timer, (uv_handle_t *)&cp->accept_timer,
+                         (uv_handle_t *)&cp->lpoll};
     unsigned n = sizeof(hs) / sizeof(hs[0]);
     cp->closing = poll_started ? n : n - 1;
     for (unsigned i = 0; i < cp->closing; i++) {
@@ -678,8 +721,9 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
     uv_fs_event_init(loop, &cp->watch);
     uv_timer_init(loop, &cp->auth_timer);
     uv_timer_init(loop, &cp->token_timer);
+    uv_timer_init(loop, &cp->accept_timer);
     cp->debounce.data = cp->tls_timer.data = cp->watch.data = cp;
-    cp->auth_timer.data = cp->token_timer.data = cp;
+    cp->auth_timer.data = cp->token_timer.data = cp->accept_timer.data = cp;
     int rc = 0;
     if (!o->config_dir || !o->ca_dir || !o->node_tokens || !o->listen) {
         snprintf(err, errlen, "--config-dir, --ca-dir, --node-tokens and --listen are required");
@@ -741,6 +785,7 @@ void zt_control_stop(struct zt_control *cp)
     uv_poll_stop(&cp->lpoll);
     uv_fs_event_stop(&cp->watch);
     uv_timer_stop(&cp->debounce);
+    uv_timer_stop(&cp->accept_timer);
     uv_timer_stop(&cp->token_timer);
     /* Connections are shut down now; the deadline no longer matters. */
     while (cp->wait_head)

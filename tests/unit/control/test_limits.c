@@ -1,7 +1,8 @@
 /* ztunnel control under pressure, with real sockets on loopback: the
  * per-source-address connection cap, the deadline for opening an
  * authenticated stream, the size cap of ADS requests, a revoked token ending
- * its node's streams. Server and clients share one loop on the test thread. */
+ * its node's streams, and accepting when the process is out of file
+ * descriptors. Server and clients share one loop on the test thread. */
 #include "test.h"
 
 #include "base/buf.h"
@@ -73,6 +74,14 @@ static void on_tick(uv_timer_t *t)
         while (!(cond) && uv_now(&w.loop) < until_)                                                \
             uv_run(&w.loop, UV_RUN_ONCE);                                                          \
     } while (0)
+
+/* Runs the loop for ms milliseconds. */
+static void loop_for(unsigned ms)
+{
+    uint64_t until = uv_now(&w.loop) + ms;
+    while (uv_now(&w.loop) < until)
+        uv_run(&w.loop, UV_RUN_ONCE);
+}
 
 static int world_start(unsigned per_addr, unsigned auth_timeout_ms)
 {
@@ -460,6 +469,75 @@ static void revoked_token_ends_streams(void)
     CHECK_EQ_INT(metric("pilot_xds"), 1);
 }
 
+/* Lines of the file at fd (read from the start) that contain `what`. */
+static int count_lines(int fd, const char *what)
+{
+    char line[1024];
+    int n = 0;
+    FILE *f = fdopen(dup(fd), "r");
+    if (!f)
+        return -1;
+    rewind(f);
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, what))
+            n++;
+    fclose(f);
+    return n;
+}
+
+/* Out of file descriptors: the control plane pauses accepting instead of
+ * spinning on the readable listener and logging each failed accept; once
+ * descriptors are free again the waiting connection is accepted. */
+static void accept_backs_off_on_emfile(void)
+{
+    enum { FILL_MAX = 4096 };
+    static int fill[FILL_MAX];
+    int n_fill = 0;
+    char logpath[128];
+    int fd = raw_connect("127.0.0.1");
+    CHECK(fd >= 0);
+    snprintf(logpath, sizeof(logpath), "%s/log", w.dir);
+    int logfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    CHECK(logfd >= 0);
+    int saved_err = dup(STDERR_FILENO);
+    CHECK(saved_err >= 0);
+    /* Keep the table small so that filling it is cheap. */
+    struct rlimit saved, low;
+    CHECK_EQ_INT(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = 512;
+    CHECK_EQ_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+    dup2(logfd, STDERR_FILENO);
+    while (n_fill < FILL_MAX) {
+        int d = dup(logfd);
+        if (d < 0)
+            break;
+        fill[n_fill++] = d;
+    }
+    int fill_errno = errno;
+    loop_for(500);
+    long during = conns();
+    for (int i = 0; i < n_fill; i++)
+        close(fill[i]);
+    LOOP_WAIT(conns() == 1);
+    dup2(saved_err, STDERR_FILENO);
+    close(saved_err);
+    setrlimit(RLIMIT_NOFILE, &saved);
+    int lines = count_lines(logfd, "accept");
+    close(logfd);
+    fprintf(stderr, "  %d log line(s) about accepting while out of descriptors\n", lines);
+    CHECK_EQ_INT(fill_errno, EMFILE);
+    CHECK_EQ_INT(during, 0);
+    CHECK(lines >= 1); /* it was reported... */
+    CHECK(lines <= 2); /* ...once, not per loop iteration */
+    /* Retries back off: a handful in half a second, not one per iteration. */
+    long pauses = metric("ztunnel_control_accept_pauses_total");
+    fprintf(stderr, "  %ld pause(s)\n", pauses);
+    CHECK(pauses >= 1 && pauses <= 20);
+    CHECK_EQ_INT(conns(), 1); /* accepting resumed */
+    CHECK(!closed_by_peer(fd));
+}
+
 /* Runs body in a fresh control plane, stopped whatever the body did. */
 #define IN_WORLD(name, body, per_addr, auth_timeout_ms)                                            \
     static void name(void)                                                                         \
@@ -476,6 +554,7 @@ IN_WORLD(test_per_address_cap, per_address_cap, 3, 60000)
 IN_WORLD(test_unauthenticated_deadline, unauthenticated_deadline, 0, 300)
 IN_WORLD(test_ads_request_cap, ads_request_cap, 0, 60000)
 IN_WORLD(test_revoked_token_ends_streams, revoked_token_ends_streams, 0, 60000)
+IN_WORLD(test_accept_backs_off_on_emfile, accept_backs_off_on_emfile, 0, 60000)
 
 int main(void)
 {
@@ -488,5 +567,6 @@ int main(void)
     RUN(test_unauthenticated_deadline);
     RUN(test_ads_request_cap);
     RUN(test_revoked_token_ends_streams);
+    RUN(test_accept_backs_off_on_emfile);
     return TEST_REPORT();
 }
