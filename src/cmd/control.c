@@ -193,6 +193,7 @@ int zt_cmd_control(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (zt_cmd_setup_logging("control") != 0)
         return 2;
+    zt_cmd_raise_nofile("control");
     uv_loop_t loop;
     uv_loop_init(&loop);
     char err[1024];
