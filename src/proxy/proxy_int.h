@@ -32,6 +32,10 @@ struct zt_listener {
     enum zt_listener_kind kind;
     int fd;
     uv_poll_t poll;
+    /* Out of descriptors or memory, accepting pauses for backoff_ms
+     * (0 while accepting). */
+    uv_timer_t backoff;
+    unsigned backoff_ms;
 };
 
 /* A pod as served by one worker. */
