@@ -209,6 +209,15 @@ cjs() { # cjs SUBCOMMAND TOKEN ARGS...: the grpc-js client against the control p
 		2>>"$ZT_WORK/cjs.err"
 }
 
+# A client that connects and says nothing (no TLS, no stream): the control
+# plane closes it 10 s later. It runs under the tests below; checked at the end.
+(
+	t0=$(zt_now_ms)
+	zt_ns_exec "$(zt_node_ns 1)" timeout 40 bash -c "exec 3<>/dev/tcp/$CP/15012 && cat <&3 >/dev/null"
+	echo "$(($(zt_now_ms) - t0))" >"$ZT_WORK/idle.ms"
+) &
+idle=$!
+
 zt_test "grpc-js as an xDS client: both types arrive, decode and match the directory; a NACK is logged"
 write_cfg policy.yaml "policies:
 - {name: no-9090, namespace: default, scope: Namespace, action: Deny, rules: [[[ {destinationPorts: [9090]} ]]]}"
@@ -309,6 +318,13 @@ if [ "${issued:-0}" -ge 1 ]; then
 	zt_expect_eq "$got" "ready=200 xds=2 unauthorized>=2:yes bad_csr=1 rejects=1 unauthenticated=1 lint=''"
 else
 	zt_fail "issued '$issued'; $got"
+fi
+
+zt_test "a connection that opens no authenticated stream is closed after 10 s (proxies' connections stay)"
+wait "$idle"
+idle_ms=$(cat "$ZT_WORK/idle.ms" 2>/dev/null || echo none)
+if [ "$idle_ms" != none ] && [ "$idle_ms" -ge 9500 ] && [ "$idle_ms" -lt 20000 ]; then zt_pass; else
+	zt_fail "the idle connection ended after $idle_ms ms"
 fi
 
 zt_test "a short-lived certificate was renewed during the 40 s transfer, which went through unbroken"
