@@ -98,6 +98,8 @@ struct zt_control {
     uv_timer_t accept_timer;
     unsigned accept_backoff_ms; /* 0 while accepting */
     uint64_t accept_paused_at;
+    uint64_t accept_warned_at; /* loop time of the last warning, 0: none */
+    bool accept_pause_logged;  /* this pause was warned about */
     unsigned ttl_default, ttl_max;
     struct zt_control_counters n;
     unsigned closing; /* handles still closing after stop */

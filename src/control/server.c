@@ -33,6 +33,9 @@
  * listener that stays readable. */
 #define ACCEPT_BACKOFF_MIN_MS 50
 #define ACCEPT_BACKOFF_MAX_MS 1000
+/* At most one warning about it this often: near the limit, episodes can
+ * start and end with every connection. */
+#define ACCEPT_WARN_INTERVAL_MS 10000
 /* Changes in the directory are picked up this long after the last event,
  * so that an editor's write-rename-delete sequence is one reload. */
 #define DEBOUNCE_MS 100
@@ -514,11 +517,17 @@ static void on_accept_timer(uv_timer_t *t)
 static void pause_accepting(struct zt_control *cp, int err)
 {
     uv_poll_stop(&cp->lpoll);
+    uint64_t now = uv_now(cp->loop);
     if (cp->accept_backoff_ms == 0) {
         cp->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
-        cp->accept_paused_at = uv_now(cp->loop);
-        ZT_WARN("control", "accept: %s: pausing new connections, retrying every %u to %u ms",
-                strerror(err), ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
+        cp->accept_paused_at = now;
+        cp->accept_pause_logged =
+            cp->accept_warned_at == 0 || now - cp->accept_warned_at >= ACCEPT_WARN_INTERVAL_MS;
+        if (cp->accept_pause_logged) {
+            cp->accept_warned_at = now ? now : 1;
+            ZT_WARN("control", "accept: %s: pausing new connections, retrying every %u to %u ms",
+                    strerror(err), ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
+        }
     } else if (cp->accept_backoff_ms < ACCEPT_BACKOFF_MAX_MS) {
         cp->accept_backoff_ms *= 2;
         if (cp->accept_backoff_ms > ACCEPT_BACKOFF_MAX_MS)
@@ -554,8 +563,9 @@ static void on_accept(uv_poll_t *h, int status, int events)
             return;
         }
         if (cp->accept_backoff_ms) {
-            ZT_INFO("control", "accepting connections again after %llu ms",
-                    (unsigned long long)(uv_now(cp->loop) - cp->accept_paused_at));
+            if (cp->accept_pause_logged)
+                ZT_INFO("control", "accepting connections again after %llu ms",
+                        (unsigned long long)(uv_now(cp->loop) - cp->accept_paused_at));
             cp->accept_backoff_ms = 0;
         }
         char peer[64];

@@ -148,6 +148,9 @@ static const struct zt_hbone_pool_ops pool_ops = {
  * stays queued and the socket readable, so polling on would spin. */
 #define ACCEPT_BACKOFF_MIN_MS 50
 #define ACCEPT_BACKOFF_MAX_MS 1000
+/* At most one warning per listener this often: near the limit, episodes
+ * can start and end with every connection. */
+#define ACCEPT_WARN_INTERVAL_MS 10000
 
 static void on_accept(uv_poll_t *h, int status, int events);
 
@@ -158,15 +161,21 @@ static void on_accept_backoff(uv_timer_t *t)
         uv_poll_start(&l->poll, UV_READABLE, on_accept);
 }
 
-/* Logged once per episode; the episode ends at the next accepted socket. */
+/* Logged once per episode (the episode ends at the next accepted socket),
+ * and not again within ACCEPT_WARN_INTERVAL_MS. */
 static void pause_accepting(struct zt_listener *l, int err)
 {
     uv_poll_stop(&l->poll);
     if (l->backoff_ms == 0) {
+        uint64_t now = uv_now(l->backoff.loop);
         l->backoff_ms = ACCEPT_BACKOFF_MIN_MS;
-        ZT_WARN("proxy", "pod %s: accept on %u: %s: pausing, retrying every %u to %u ms",
-                l->pod->shared->uid, listener_ports[l->kind], strerror(err), ACCEPT_BACKOFF_MIN_MS,
-                ACCEPT_BACKOFF_MAX_MS);
+        l->backoff_logged = l->warned_at == 0 || now - l->warned_at >= ACCEPT_WARN_INTERVAL_MS;
+        if (l->backoff_logged) {
+            l->warned_at = now ? now : 1;
+            ZT_WARN("proxy", "pod %s: accept on %u: %s: pausing, retrying every %u to %u ms",
+                    l->pod->shared->uid, listener_ports[l->kind], strerror(err),
+                    ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
+        }
     } else if (l->backoff_ms < ACCEPT_BACKOFF_MAX_MS) {
         l->backoff_ms =
             2 * l->backoff_ms < ACCEPT_BACKOFF_MAX_MS ? 2 * l->backoff_ms : ACCEPT_BACKOFF_MAX_MS;
@@ -193,8 +202,9 @@ static void on_accept(uv_poll_t *h, int status, int events)
             return;
         }
         if (l->backoff_ms) {
-            ZT_INFO("proxy", "pod %s: accepting on %u again", pod->shared->uid,
-                    listener_ports[l->kind]);
+            if (l->backoff_logged)
+                ZT_INFO("proxy", "pod %s: accepting on %u again", pod->shared->uid,
+                        listener_ports[l->kind]);
             l->backoff_ms = 0;
         }
         zt_sock_tune(fd);

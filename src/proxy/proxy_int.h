@@ -36,6 +36,8 @@ struct zt_listener {
      * (0 while accepting). */
     uv_timer_t backoff;
     unsigned backoff_ms;
+    uint64_t warned_at;  /* loop time of the last warning, 0: none */
+    bool backoff_logged; /* this pause was warned about */
 };
 
 /* A pod as served by one worker. */
