@@ -43,7 +43,7 @@ mark=$(wc -l <"$log")
 free_fd=0
 while [ -e "/proc/$pid/fd/$free_fd" ]; do free_fd=$((free_fd + 1)); done
 prlimit --pid "$pid" --nofile=$((free_fd + 1)):"$hard_now"
-for i in $(seq 1 12); do zt_send "$p" $A 8080 edge-$i 2 >/dev/null 2>&1; done
+for i in $(seq 1 12); do zt_send "$p" $A 8080 edge-"$i" 2 >/dev/null 2>&1; done
 zt_test "one descriptor free: connections fail one by one, the accept pause is warned about once"
 failed=$(tail -n +"$((mark + 1))" "$log" | grep -c 'error="connect to.*Too many open files')
 lines=$(tail -n +"$((mark + 1))" "$log" | grep -c "accept on 15006")
@@ -108,7 +108,7 @@ mark=$(wc -l <"$log")
 free_fd=0
 while [ -e "/proc/$pid/fd/$free_fd" ]; do free_fd=$((free_fd + 1)); done
 prlimit --pid "$pid" --nofile=$((free_fd + 1)):"$hard_now"
-for i in $(seq 1 12); do zt_send "$p" $A 8080 edge-$i 2 >/dev/null 2>&1; done
+for i in $(seq 1 12); do zt_send "$p" $A 8080 edge-"$i" 2 >/dev/null 2>&1; done
 zt_test "one descriptor free: connections fail one by one, the accept pause is warned about once"
 failed=$(tail -n +"$((mark + 1))" "$log" | grep -c 'error="connect to.*Too many open files')
 lines=$(tail -n +"$((mark + 1))" "$log" | grep -c "accept on 15006")
