@@ -53,6 +53,7 @@ int zt_cmd_cni(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (zt_cmd_setup_logging("cni") != 0)
         return 2;
+    zt_cmd_raise_nofile("cni");
     cfg.uds_path = zt_cmd_env_or("INPOD_UDS", DEFAULT_UDS);
     cfg.cni_dir = zt_cmd_env_or("ZTUNNEL_CNI_DIR", DEFAULT_CNI_DIR);
     uv_loop_init(&loop);

@@ -2,9 +2,11 @@
 
 #include "base/log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 const char *zt_cmd_env_or(const char *name, const char *def)
 {
@@ -27,5 +29,28 @@ int zt_cmd_setup_logging(const char *prog)
         return 2;
     }
     zt_log_set_level(level);
+    return 0;
+}
+
+int zt_cmd_raise_nofile(const char *scope)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        int rc = -errno;
+        ZT_WARN(scope, "cannot read the open-file limit: %s", strerror(errno));
+        return rc;
+    }
+    if (rl.rlim_cur == rl.rlim_max)
+        return 0;
+    rlim_t from = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        int rc = -errno;
+        ZT_WARN(scope, "cannot raise the open-file limit from %llu to %llu: %s",
+                (unsigned long long)from, (unsigned long long)rl.rlim_max, strerror(errno));
+        return rc;
+    }
+    ZT_INFO(scope, "open-file limit raised from %llu to %llu", (unsigned long long)from,
+            (unsigned long long)rl.rlim_max);
     return 0;
 }

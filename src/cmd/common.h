@@ -10,4 +10,11 @@ const char *zt_cmd_env_or(const char *name, const char *def);
  * after printing "ztunnel <prog>: ..." to stderr for a bad level. */
 int zt_cmd_setup_logging(const char *prog);
 
+/* Raises the soft open-file limit (RLIMIT_NOFILE) to the hard limit, as
+ * Istio's ztunnel does at start: a proxy holds two or more descriptors per
+ * connection, and the usual soft default (1024) runs out long before memory
+ * or CPU. Logs the change under `scope`, or why it failed (start-up goes
+ * on with the old limit). Returns 0 or -errno. */
+int zt_cmd_raise_nofile(const char *scope);
+
 #endif

@@ -34,6 +34,7 @@ static void usage(FILE *f)
             "                       [--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE]\n"
             "                       [--server-name NAME]... [--cert-ttl SECONDS]\n"
             "                       [--max-cert-ttl SECONDS] [--monitoring ADDR:PORT|off]\n"
+            "                       [--max-conns-per-address N]\n"
             "Runs a control plane for ztunnel proxies: Istio's delta xDS and CA services on\n"
             "one TLS port.\n"
             "  --listen ADDR:PORT   address to serve on (default " DEFAULT_LISTEN ")\n"
@@ -52,8 +53,11 @@ static void usage(FILE *f)
             "  --monitoring ADDR:PORT  Prometheus /metrics and /ready (default " DEFAULT_MONITORING
             ";\n"
             "                       off: none)\n"
+            "  --max-conns-per-address N  connections one client address may hold open\n"
+            "                       (default %u; proxies behind one NAT address share it)\n"
             "Environment: LOG_FORMAT (plain or json), RUST_LOG / LOG_LEVEL.\n",
-            ZT_CONTROL_CERT_TTL_DEFAULT, ZT_CONTROL_CERT_TTL_MAX);
+            ZT_CONTROL_CERT_TTL_DEFAULT, ZT_CONTROL_CERT_TTL_MAX,
+            ZT_CONTROL_CONNS_PER_ADDR_DEFAULT);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -122,6 +126,19 @@ static int parse_seconds(const char *opt, const char *v, unsigned *out)
     return 0;
 }
 
+static int parse_count(const char *opt, const char *v, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (errno || end == v || *end || n == 0 || n > max || v[0] == '-') {
+        fprintf(stderr, "ztunnel control: %s: bad value '%s': expected 1 to %u\n", opt, v, max);
+        return -1;
+    }
+    *out = (unsigned)n;
+    return 0;
+}
+
 int zt_cmd_control(int argc, char **argv)
 {
     struct zt_control_opts o = {.listen = DEFAULT_LISTEN};
@@ -163,6 +180,9 @@ int zt_cmd_control(int argc, char **argv)
         } else if (strcmp(a, "--max-cert-ttl") == 0) {
             if (parse_seconds(a, v, &o.cert_ttl_max) < 0)
                 return 2;
+        } else if (strcmp(a, "--max-conns-per-address") == 0) {
+            if (parse_count(a, v, 16384, &o.max_conns_per_addr) < 0)
+                return 2;
         } else {
             fprintf(stderr, "ztunnel control: unknown option %s\n", a);
             usage(stderr);
@@ -173,6 +193,7 @@ int zt_cmd_control(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (zt_cmd_setup_logging("control") != 0)
         return 2;
+    zt_cmd_raise_nofile("control");
     uv_loop_t loop;
     uv_loop_init(&loop);
     char err[1024];

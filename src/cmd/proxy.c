@@ -2,6 +2,7 @@
  * in-pod (ZDS) client together and owns the process lifecycle. */
 #include "cmd/cmd.h"
 #include "cmd/proxy_app.h"
+#include "cmd/common.h"
 
 #include "base/err.h"
 #include "base/log.h"
@@ -406,6 +407,7 @@ int zt_cmd_proxy(int argc, char **argv)
     }
     zt_log_set_level(app.cfg.log_level);
     zt_log_set_json(app.cfg.log_format == ZT_LOG_FORMAT_JSON);
+    zt_cmd_raise_nofile("proxy");
     if (load_state(&app) < 0)
         return 1;
     /* Certificates: the Istio CA at CA_ADDRESS (default: the xDS server,

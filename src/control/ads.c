@@ -21,8 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A reconnecting client lists every resource it holds: allow 100k names. */
-#define MAX_REQUEST (32u << 20)
+/* Requests are small; the largest lists what a reconnecting proxy holds
+ * (control.h). */
+#define MAX_REQUEST ZT_CONTROL_ADS_REQUEST_MAX
 #define NODE_ID_MAX 256
 
 struct zt_control_ads {
@@ -30,6 +31,7 @@ struct zt_control_ads {
     struct zt_control *cp;
     struct zt_grpc_scall *call;
     char node[ZT_CONTROL_NODE_MAX + 1];
+    unsigned char token[ZT_CONTROL_TOKEN_DIGEST]; /* digest of the token it came with */
     char peer[64];
     char node_id[NODE_ID_MAX];
     struct zt_xds_known *known;
@@ -202,13 +204,14 @@ static const struct zt_grpc_scall_ops ads_ops = {
 };
 
 void zt_control_ads_accept(struct zt_control *cp, struct zt_control_conn *conn, int32_t sid,
-                           const char *node)
+                           const char *node, const unsigned char token[ZT_CONTROL_TOKEN_DIGEST])
 {
     struct zt_control_ads *s = calloc(1, sizeof(*s));
     if (!s)
         abort();
     s->cp = cp;
     snprintf(s->node, sizeof(s->node), "%s", node);
+    memcpy(s->token, token, sizeof(s->token));
     snprintf(s->peer, sizeof(s->peer), "%s", conn->peer);
     s->known = zt_xds_known_new();
     s->call = zt_grpc_scall_accept(conn->h2, sid, MAX_REQUEST, &ads_ops, s);
@@ -241,5 +244,21 @@ void zt_control_ads_end_all(struct zt_control *cp, int status, const char *messa
     for (struct zt_control_ads *s = cp->streams; s; s = next) {
         next = s->next;
         end_stream(s, status, message);
+    }
+}
+
+void zt_control_ads_revalidate(struct zt_control *cp)
+{
+    struct zt_control_ads *next;
+    for (struct zt_control_ads *s = cp->streams; s; s = next) {
+        next = s->next;
+        if (s->ended)
+            continue;
+        const char *node = zt_control_tokens_node_by_digest(cp->tokens, s->token);
+        if (node && strcmp(node, s->node) == 0)
+            continue;
+        ZT_WARN("control", "node %s (%s): its token was revoked: ending the xDS stream", s->node,
+                s->peer);
+        end_stream(s, ZT_GRPC_UNAUTHENTICATED, "node token revoked");
     }
 }

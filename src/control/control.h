@@ -31,6 +31,18 @@
 #define ZT_CONTROL_CERT_TTL_DEFAULT (24u * 3600)
 #define ZT_CONTROL_CERT_TTL_MAX (90u * 24 * 3600)
 
+/* Limits against a peer that holds resources without using them. */
+/* Connections one source address may hold open at a time; more are closed
+ * as soon as they are accepted (nodes behind one NAT address share it). */
+#define ZT_CONTROL_CONNS_PER_ADDR_DEFAULT 100
+/* A connection that has not opened a stream with a valid node token this
+ * long after it was accepted is closed. */
+#define ZT_CONTROL_AUTH_TIMEOUT_MS_DEFAULT 10000
+/* The largest DeltaDiscoveryRequest taken: istiod's default gRPC receive
+ * limit (4 MiB). Requests are small; the largest legitimate one lists the
+ * resources a reconnecting proxy holds (about 80 bytes each). */
+#define ZT_CONTROL_ADS_REQUEST_MAX (4u << 20)
+
 struct zt_control_opts {
     const char *listen;      /* "ADDR:PORT", "[v6]:PORT"; ADDR numeric */
     const char *config_dir;  /* YAML directory */
@@ -42,8 +54,10 @@ struct zt_control_opts {
      * literals), besides the defaults (see zt_control_start). */
     const char *const *server_names;
     size_t n_server_names;
-    unsigned cert_ttl_default; /* 0 = ZT_CONTROL_CERT_TTL_DEFAULT */
-    unsigned cert_ttl_max;     /* 0 = ZT_CONTROL_CERT_TTL_MAX */
+    unsigned cert_ttl_default;   /* 0 = ZT_CONTROL_CERT_TTL_DEFAULT */
+    unsigned cert_ttl_max;       /* 0 = ZT_CONTROL_CERT_TTL_MAX */
+    unsigned max_conns_per_addr; /* 0 = ZT_CONTROL_CONNS_PER_ADDR_DEFAULT */
+    unsigned auth_timeout_ms;    /* 0 = ZT_CONTROL_AUTH_TIMEOUT_MS_DEFAULT */
 };
 
 struct zt_control;

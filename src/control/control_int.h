@@ -19,11 +19,25 @@
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #define ZT_CONTROL_CA_PATH "/istio.v1.auth.IstioCertificateService/CreateCertificate"
 
+/* Open connections of one source address (server.c). */
+struct zt_control_addr {
+    struct zt_control_addr *next; /* hash chain */
+    unsigned char ip[16];         /* IPv4 as v4-mapped IPv6 */
+    unsigned n;
+    bool warned; /* a refusal was logged since it was last under the cap */
+};
+
 /* One accepted TLS connection. */
 struct zt_control_conn {
     struct zt_control_conn *next, *prev;
     struct zt_control *cp;
     struct zt_h2conn *h2;
+    struct zt_control_addr *addr;
+    /* Until it opens a stream with a valid token, the connection is on the
+     * list of connections waiting to authenticate, closed at `deadline`. */
+    struct zt_control_conn *wait_next, *wait_prev;
+    uint64_t deadline; /* loop time, ms */
+    bool waiting;
     char peer[64]; /* "ip:port" for logs */
 };
 
@@ -36,6 +50,7 @@ struct zt_control_counters {
     atomic_uint_fast64_t pushes[ZT_ADS_NTYPES], acks[ZT_ADS_NTYPES], nacks[ZT_ADS_NTYPES];
     atomic_uint_fast64_t csr, issued, unauthenticated, unauthorized, bad_csr, sign_errors;
     atomic_uint_fast64_t xds_unauthenticated;
+    atomic_uint_fast64_t refused, auth_timeouts, accept_pauses;
     atomic_int_fast64_t root_expiry; /* Unix seconds of the earliest root's notAfter */
     atomic_bool ready;
 };
@@ -67,6 +82,24 @@ struct zt_control {
     struct zt_xds_catalog *cat; /* its resources */
     struct zt_control_conn *conns;
     struct zt_control_ads *streams;
+    /* Limits (control.h). */
+    unsigned max_per_addr;
+    unsigned auth_timeout_ms;
+    struct zt_control_addr **addrs; /* ADDR_BUCKETS hash chains */
+    uint64_t addr_seed;
+    bool full_warned;
+    /* Connections that have not authenticated yet, oldest first. */
+    struct zt_control_conn *wait_head, *wait_tail;
+    uv_timer_t auth_timer;
+    /* Re-reads the token file and ends the streams of revoked tokens. */
+    uv_timer_t token_timer;
+    unsigned long token_gen;
+    /* Accepting paused after running out of descriptors or memory. */
+    uv_timer_t accept_timer;
+    unsigned accept_backoff_ms; /* 0 while accepting */
+    uint64_t accept_paused_at;
+    uint64_t accept_warned_at; /* loop time of the last warning, 0: none */
+    bool accept_pause_logged;  /* this pause was warned about */
     unsigned ttl_default, ttl_max;
     struct zt_control_counters n;
     unsigned closing; /* handles still closing after stop */
@@ -74,8 +107,12 @@ struct zt_control {
 };
 
 /* control/ads.c */
+/* `token` is the digest of the token the stream was opened with. */
 void zt_control_ads_accept(struct zt_control *cp, struct zt_control_conn *conn, int32_t sid,
-                           const char *node);
+                           const char *node, const unsigned char token[ZT_CONTROL_TOKEN_DIGEST]);
+/* Ends (UNAUTHENTICATED) every stream whose token is no longer in the
+ * table or now names another node. */
+void zt_control_ads_revalidate(struct zt_control *cp);
 /* Pushes the current catalog to every stream that lacks part of it. */
 void zt_control_ads_push_all(struct zt_control *cp);
 /* Ends every stream with `status` (stop). */

@@ -62,6 +62,15 @@ void zt_control_render_metrics(struct zt_control *cp, struct zt_buf *out)
         ZT_CONTROL_GET(n->xds_unauthenticated));
     one(out, "ztunnel_control_connections", "gauge", "Open TLS connections.",
         ZT_CONTROL_GET(n->connections));
+    one(out, "ztunnel_control_connections_refused_total", "counter",
+        "Connections closed at once: over the per-address or the total cap.",
+        ZT_CONTROL_GET(n->refused));
+    one(out, "ztunnel_control_connections_unauthenticated_closed_total", "counter",
+        "Connections closed for opening no authenticated stream in time.",
+        ZT_CONTROL_GET(n->auth_timeouts));
+    one(out, "ztunnel_control_accept_pauses_total", "counter",
+        "Times accepting paused for want of file descriptors or memory.",
+        ZT_CONTROL_GET(n->accept_pauses));
     one(out, "ztunnel_control_config_version", "gauge",
         "Configurations accepted since start (the served system_version_info).",
         ZT_CONTROL_GET(n->config_version));

@@ -17,12 +17,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_CONNS 16384
+#define ADDR_BUCKETS 4096
+/* The token file is checked this often, so that a revoked token ends its
+ * streams within a second. */
+#define TOKEN_CHECK_MS 500
+/* Out of descriptors (or memory), accepting pauses, first this long, then
+ * twice as long each time up to the maximum, instead of spinning on a
+ * listener that stays readable. */
+#define ACCEPT_BACKOFF_MIN_MS 50
+#define ACCEPT_BACKOFF_MAX_MS 1000
+/* At most one warning about it this often: near the limit, episodes can
+ * start and end with every connection. */
+#define ACCEPT_WARN_INTERVAL_MS 10000
 /* Changes in the directory are picked up this long after the last event,
  * so that an editor's write-rename-delete sequence is one reload. */
 #define DEBOUNCE_MS 100
@@ -259,28 +272,162 @@ static int64_t roots_expiry(const struct zt_tls_localca *ca)
     return min;
 }
 
+/* ---- connections per source address ---- */
+
+/* The address as 16 bytes (IPv4 v4-mapped, so that a dual-stack listener
+ * counts a client once whichever way it comes). */
+static void addr_key(const struct sockaddr_storage *ss, unsigned char ip[16])
+{
+    memset(ip, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        ip[10] = ip[11] = 0xff;
+        memcpy(ip + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        memcpy(ip, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    }
+}
+
+/* FNV-1a, seeded at start so that a client cannot choose addresses that
+ * share a chain. */
+static size_t addr_bucket(const struct zt_control *cp, const unsigned char ip[16])
+{
+    uint64_t h = 1469598103934665603ull ^ cp->addr_seed;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ ip[i]) * 1099511628211ull;
+    return (size_t)(h % ADDR_BUCKETS);
+}
+
+/* The entry of this address, created with n = 0 when missing. */
+static struct zt_control_addr *addr_get(struct zt_control *cp, const unsigned char ip[16])
+{
+    size_t b = addr_bucket(cp, ip);
+    for (struct zt_control_addr *a = cp->addrs[b]; a; a = a->next)
+        if (memcmp(a->ip, ip, 16) == 0)
+            return a;
+    struct zt_control_addr *a = calloc(1, sizeof(*a));
+    if (!a)
+        abort();
+    memcpy(a->ip, ip, 16);
+    a->next = cp->addrs[b];
+    cp->addrs[b] = a;
+    return a;
+}
+
+/* Drops an entry without connections. */
+static void addr_forget(struct zt_control *cp, struct zt_control_addr *a)
+{
+    struct zt_control_addr **pp = &cp->addrs[addr_bucket(cp, a->ip)];
+    while (*pp != a)
+        pp = &(*pp)->next;
+    *pp = a->next;
+    free(a);
+}
+
+static void addr_release(struct zt_control *cp, struct zt_control_addr *a)
+{
+    if (!a)
+        return;
+    a->n--;
+    if (a->n < cp->max_per_addr)
+        a->warned = false;
+    if (a->n == 0)
+        addr_forget(cp, a);
+}
+
+/* ---- connections waiting to authenticate ---- */
+
+static void on_auth_timer(uv_timer_t *t);
+
+static void wait_add(struct zt_control *cp, struct zt_control_conn *c)
+{
+    c->deadline = uv_now(cp->loop) + cp->auth_timeout_ms;
+    c->waiting = true;
+    c->wait_next = NULL;
+    c->wait_prev = cp->wait_tail;
+    if (cp->wait_tail)
+        cp->wait_tail->wait_next = c;
+    else
+        cp->wait_head = c;
+    cp->wait_tail = c;
+    /* Every connection waits as long: the list is in deadline order and
+     * one timer, armed for its head, serves them all. */
+    if (!uv_is_active((uv_handle_t *)&cp->auth_timer))
+        uv_timer_start(&cp->auth_timer, on_auth_timer, cp->auth_timeout_ms, 0);
+}
+
+static void wait_remove(struct zt_control *cp, struct zt_control_conn *c)
+{
+    if (!c->waiting)
+        return;
+    c->waiting = false;
+    if (c->wait_prev)
+        c->wait_prev->wait_next = c->wait_next;
+    else
+        cp->wait_head = c->wait_next;
+    if (c->wait_next)
+        c->wait_next->wait_prev = c->wait_prev;
+    else
+        cp->wait_tail = c->wait_prev;
+    c->wait_next = c->wait_prev = NULL;
+}
+
+static void on_auth_timer(uv_timer_t *t)
+{
+    struct zt_control *cp = t->data;
+    uint64_t now = uv_now(cp->loop);
+    while (cp->wait_head && cp->wait_head->deadline <= now) {
+        struct zt_control_conn *c = cp->wait_head;
+        wait_remove(cp, c);
+        ZT_CONTROL_INC(cp->n.auth_timeouts);
+        ZT_DEBUG("control", "%s: no authenticated stream within %u ms: closing", c->peer,
+                 cp->auth_timeout_ms);
+        zt_h2conn_close(c->h2, ZT_E_TIMEOUT); /* may free c */
+    }
+    if (cp->wait_head)
+        uv_timer_start(&cp->auth_timer, on_auth_timer, cp->wait_head->deadline - now, 0);
+}
+
 /* ---- connections and routing ---- */
 
 static void conn_unlink(struct zt_control_conn *c)
 {
+    struct zt_control *cp = c->cp;
     if (c->prev)
         c->prev->next = c->next;
     else
-        c->cp->conns = c->next;
+        cp->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    ZT_CONTROL_DEC(c->cp->n.connections);
+    wait_remove(cp, c);
+    addr_release(cp, c->addr);
+    c->addr = NULL;
+    ZT_CONTROL_DEC(cp->n.connections);
+    if (ZT_CONTROL_GET(cp->n.connections) < MAX_CONNS)
+        cp->full_warned = false;
 }
 
-/* The node named by "Bearer <token>", or NULL. */
-static const char *caller_node(struct zt_control *cp, const char *authorization)
+/* The node named by "Bearer <token>", or NULL; the token's digest goes to
+ * `digest`. */
+static const char *caller_node(struct zt_control *cp, const char *authorization,
+                               unsigned char digest[ZT_CONTROL_TOKEN_DIGEST])
 {
     if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
         return NULL;
     const char *tok = authorization + 7;
     while (*tok == ' ')
         tok++;
-    return zt_control_tokens_node(cp->tokens, tok, strlen(tok));
+    return zt_control_tokens_lookup(cp->tokens, tok, strlen(tok), digest);
+}
+
+/* The token file changed: streams opened with a token that is gone end. */
+static void on_token_timer(uv_timer_t *t)
+{
+    struct zt_control *cp = t->data;
+    unsigned long gen = zt_control_tokens_refresh(cp->tokens);
+    if (gen == cp->token_gen)
+        return;
+    cp->token_gen = gen;
+    zt_control_ads_revalidate(cp);
 }
 
 static void on_request(struct zt_h2conn *h2, void *ud, int32_t sid, const struct zt_h2_request *req)
@@ -302,7 +449,8 @@ static void on_request(struct zt_h2conn *h2, void *ud, int32_t sid, const struct
         zt_grpc_reject(h2, sid, ZT_GRPC_UNAVAILABLE, "control plane shutting down");
         return;
     }
-    const char *node = caller_node(cp, req->authorization);
+    unsigned char digest[ZT_CONTROL_TOKEN_DIGEST];
+    const char *node = caller_node(cp, req->authorization, digest);
     if (!node) {
         ZT_WARN("control", "%s: %s without a valid node token", c->peer,
                 is_ads ? "xDS stream" : "certificate request");
@@ -312,8 +460,9 @@ static void on_request(struct zt_h2conn *h2, void *ud, int32_t sid, const struct
                        req->authorization ? "unknown node token" : "missing bearer token");
         return;
     }
+    wait_remove(cp, c);
     if (is_ads)
-        zt_control_ads_accept(cp, c, sid, node);
+        zt_control_ads_accept(cp, c, sid, node, digest);
     else
         zt_control_ca_accept(cp, c, sid, node);
 }
@@ -353,6 +502,51 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t cap
     }
 }
 
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void on_accept_timer(uv_timer_t *t)
+{
+    struct zt_control *cp = t->data;
+    if (!cp->stopping)
+        uv_poll_start(&cp->lpoll, UV_READABLE, on_accept);
+}
+
+/* accept() failed for want of descriptors or memory. The connection stays
+ * queued and the listener readable: stop polling it for a while rather
+ * than fail again at once, and say so once per episode. */
+static void pause_accepting(struct zt_control *cp, int err)
+{
+    uv_poll_stop(&cp->lpoll);
+    uint64_t now = uv_now(cp->loop);
+    if (cp->accept_backoff_ms == 0) {
+        cp->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
+        cp->accept_paused_at = now;
+        cp->accept_pause_logged =
+            cp->accept_warned_at == 0 || now - cp->accept_warned_at >= ACCEPT_WARN_INTERVAL_MS;
+        if (cp->accept_pause_logged) {
+            cp->accept_warned_at = now ? now : 1;
+            ZT_WARN("control", "accept: %s: pausing new connections, retrying every %u to %u ms",
+                    strerror(err), ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
+        }
+    } else if (cp->accept_backoff_ms < ACCEPT_BACKOFF_MAX_MS) {
+        cp->accept_backoff_ms *= 2;
+        if (cp->accept_backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+            cp->accept_backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+    }
+    ZT_CONTROL_INC(cp->n.accept_pauses);
+    uv_timer_start(&cp->accept_timer, on_accept_timer, cp->accept_backoff_ms, 0);
+}
+
+/* Refuses a connection over a cap; logged once until under it again. */
+static void refuse(struct zt_control *cp, int fd, bool *warned, const char *why, const char *peer)
+{
+    if (!*warned)
+        ZT_WARN("control", "%s: %s: refusing connections (logged once)", peer, why);
+    *warned = true;
+    ZT_CONTROL_INC(cp->n.refused);
+    close(fd);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     struct zt_control *cp = h->data;
@@ -361,30 +555,52 @@ static void on_accept(uv_poll_t *h, int status, int events)
         socklen_t len = sizeof(ss);
         int fd = accept4(cp->lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                ZT_WARN("control", "accept: %s", strerror(errno));
+            int err = errno;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+                pause_accepting(cp, err);
+            else if (err != EAGAIN && err != EINTR && err != ECONNABORTED)
+                ZT_WARN("control", "accept: %s", strerror(err));
             return;
         }
+        if (cp->accept_backoff_ms) {
+            if (cp->accept_pause_logged)
+                ZT_INFO("control", "accepting connections again after %llu ms",
+                        (unsigned long long)(uv_now(cp->loop) - cp->accept_paused_at));
+            cp->accept_backoff_ms = 0;
+        }
+        char peer[64];
+        unsigned char ip[16];
+        format_peer(&ss, peer, sizeof(peer));
         if (ZT_CONTROL_GET(cp->n.connections) >= MAX_CONNS) {
-            ZT_WARN("control", "%d connections open: refusing one", MAX_CONNS);
-            close(fd);
+            refuse(cp, fd, &cp->full_warned, "the connection limit is reached", peer);
+            continue;
+        }
+        addr_key(&ss, ip);
+        struct zt_control_addr *a = addr_get(cp, ip);
+        if (a->n >= cp->max_per_addr) {
+            refuse(cp, fd, &a->warned, "this address has as many connections as allowed", peer);
             continue;
         }
         struct zt_control_conn *c = calloc(1, sizeof(*c));
         if (!c)
             abort();
         c->cp = cp;
-        format_peer(&ss, c->peer, sizeof(c->peer));
+        snprintf(c->peer, sizeof(c->peer), "%s", peer);
         c->h2 = zt_h2conn_new(cp->loop, fd, cp->tls, ZT_H2_SERVER, &server_h2, &conn_ops, c);
         if (!c->h2) {
+            if (a->n == 0)
+                addr_forget(cp, a);
             free(c);
             continue;
         }
+        a->n++;
+        c->addr = a;
         c->next = cp->conns;
         if (cp->conns)
             cp->conns->prev = c;
         cp->conns = c;
         ZT_CONTROL_INC(cp->n.connections);
+        wait_add(cp, c);
     }
 }
 
@@ -432,6 +648,14 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     zt_state_unref(cp->state);
     zt_xds_catalog_unref(cp->cat);
+    for (size_t b = 0; b < ADDR_BUCKETS; b++) {
+        struct zt_control_addr *next;
+        for (struct zt_control_addr *a = cp->addrs[b]; a; a = next) {
+            next = a->next;
+            free(a);
+        }
+    }
+    free(cp->addrs);
     zt_control_tokens_free(cp->tokens);
     zt_tls_localca_free(cp->ca);
     SSL_CTX_free(cp->tls);
@@ -445,9 +669,12 @@ static void on_handle_closed(uv_handle_t *h)
 /* Closes every handle; cp is freed by the last close callback. */
 static void close_handles(struct zt_control *cp, bool poll_started)
 {
-    uv_handle_t *hs[] = {(uv_handle_t *)&cp->debounce, (uv_handle_t *)&cp->tls_timer,
-                         (uv_handle_t *)&cp->watch, (uv_handle_t *)&cp->lpoll};
-    cp->closing = poll_started ? 4 : 3;
+    uv_handle_t *hs[] = {(uv_handle_t *)&cp->debounce,    (uv_handle_t *)&cp->tls_timer,
+                         (uv_handle_t *)&cp->watch,       (uv_handle_t *)&cp->auth_timer,
+                         (uv_handle_t *)&cp->token_timer, (uv_handle_t *)&cp->accept_timer,
+                         (uv_handle_t *)&cp->lpoll};
+    unsigned n = sizeof(hs) / sizeof(hs[0]);
+    cp->closing = poll_started ? n : n - 1;
     for (unsigned i = 0; i < cp->closing; i++) {
         hs[i]->data = cp;
         uv_close(hs[i], on_handle_closed);
@@ -488,12 +715,25 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
     if (cp->ttl_default > cp->ttl_max)
         cp->ttl_default = cp->ttl_max;
     cp->config_dir = strdup(o->config_dir ? o->config_dir : "");
+    cp->max_per_addr =
+        o->max_conns_per_addr ? o->max_conns_per_addr : ZT_CONTROL_CONNS_PER_ADDR_DEFAULT;
+    cp->auth_timeout_ms =
+        o->auth_timeout_ms ? o->auth_timeout_ms : ZT_CONTROL_AUTH_TIMEOUT_MS_DEFAULT;
+    cp->addrs = calloc(ADDR_BUCKETS, sizeof(*cp->addrs));
+    if (!cp->config_dir || !cp->addrs)
+        abort();
+    if (RAND_bytes((unsigned char *)&cp->addr_seed, sizeof(cp->addr_seed)) != 1)
+        cp->addr_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)cp;
     for (size_t i = 0; i < o->n_server_names; i++)
         add_name(&cp->server_names, &cp->n_server_names, o->server_names[i]);
     uv_timer_init(loop, &cp->debounce);
     uv_timer_init(loop, &cp->tls_timer);
     uv_fs_event_init(loop, &cp->watch);
+    uv_timer_init(loop, &cp->auth_timer);
+    uv_timer_init(loop, &cp->token_timer);
+    uv_timer_init(loop, &cp->accept_timer);
     cp->debounce.data = cp->tls_timer.data = cp->watch.data = cp;
+    cp->auth_timer.data = cp->token_timer.data = cp->accept_timer.data = cp;
     int rc = 0;
     if (!o->config_dir || !o->ca_dir || !o->node_tokens || !o->listen) {
         snprintf(err, errlen, "--config-dir, --ca-dir, --node-tokens and --listen are required");
@@ -523,6 +763,8 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
         uv_poll_init(loop, &cp->lpoll, cp->lfd);
         cp->lpoll.data = cp;
         uv_poll_start(&cp->lpoll, UV_READABLE, on_accept);
+        cp->token_gen = zt_control_tokens_refresh(cp->tokens);
+        uv_timer_start(&cp->token_timer, on_token_timer, TOKEN_CHECK_MS, TOKEN_CHECK_MS);
     }
     if (rc < 0) {
         close_handles(cp, false);
@@ -553,6 +795,12 @@ void zt_control_stop(struct zt_control *cp)
     uv_poll_stop(&cp->lpoll);
     uv_fs_event_stop(&cp->watch);
     uv_timer_stop(&cp->debounce);
+    uv_timer_stop(&cp->accept_timer);
+    uv_timer_stop(&cp->token_timer);
+    /* Connections are shut down now; the deadline no longer matters. */
+    while (cp->wait_head)
+        wait_remove(cp, cp->wait_head);
+    uv_timer_stop(&cp->auth_timer);
     zt_control_ads_end_all(cp, ZT_GRPC_UNAVAILABLE, "control plane shutting down");
     /* Peers get a moment to read the trailers and GOAWAY, then are cut. */
     uv_timer_start(&cp->tls_timer, on_force_close, 2000, 0);

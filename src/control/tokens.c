@@ -25,6 +25,7 @@ struct zt_control_tokens {
     size_t n;
     char *path; /* NULL when parsed from memory */
     struct stat st;
+    unsigned long generation; /* changes with the table */
 };
 
 static void digest(const char *s, size_t len, unsigned char out[32])
@@ -207,11 +208,30 @@ int zt_control_tokens_load(const char *path, struct zt_control_tokens **out, cha
     return rc;
 }
 
+/* The file is gone: nobody is authorized until it is back (a revoked
+ * file must not leave its tokens valid). */
+static void clear_table(struct zt_control_tokens *t, int err)
+{
+    if (t->n > 0)
+        ZT_WARN("control", "node tokens: %s: %s: every token revoked", t->path, strerror(err));
+    free_table(t->v, t->n);
+    if (t->n > 0)
+        t->generation++;
+    t->v = NULL;
+    t->n = 0;
+    memset(&t->st, 0, sizeof(t->st)); /* any file put back is read */
+}
+
 static void maybe_reload(struct zt_control_tokens *t)
 {
     struct stat st;
-    if (!t->path || stat(t->path, &st) < 0)
+    if (!t->path)
         return;
+    if (stat(t->path, &st) < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            clear_table(t, errno);
+        return;
+    }
     if (st.st_ino == t->st.st_ino && st.st_size == t->st.st_size &&
         st.st_mtim.tv_sec == t->st.st_mtim.tv_sec && st.st_mtim.tv_nsec == t->st.st_mtim.tv_nsec)
         return;
@@ -223,6 +243,7 @@ static void maybe_reload(struct zt_control_tokens *t)
         return;
     }
     free_table(t->v, t->n);
+    t->generation++;
     t->v = fresh->v;
     t->n = fresh->n;
     t->st = fresh->st;
@@ -231,13 +252,10 @@ static void maybe_reload(struct zt_control_tokens *t)
     ZT_INFO("control", "node tokens reloaded from %s: %zu token(s)", t->path, t->n);
 }
 
-const char *zt_control_tokens_node(struct zt_control_tokens *t, const char *token, size_t len)
+static const char *find(const struct zt_control_tokens *t, const unsigned char d[32])
 {
-    maybe_reload(t);
-    if (len == 0 || len > ZT_CONTROL_TOKEN_MAX)
-        return NULL;
     struct token key;
-    digest(token, len, key.digest);
+    memcpy(key.digest, d, 32);
     size_t lo = 0, hi = t->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -250,6 +268,36 @@ const char *zt_control_tokens_node(struct zt_control_tokens *t, const char *toke
             lo = mid + 1;
     }
     return NULL;
+}
+
+const char *zt_control_tokens_lookup(struct zt_control_tokens *t, const char *token, size_t len,
+                                     unsigned char out[ZT_CONTROL_TOKEN_DIGEST])
+{
+    maybe_reload(t);
+    if (len == 0 || len > ZT_CONTROL_TOKEN_MAX)
+        return NULL;
+    unsigned char d[32];
+    digest(token, len, d);
+    if (out)
+        memcpy(out, d, 32);
+    return find(t, d);
+}
+
+const char *zt_control_tokens_node(struct zt_control_tokens *t, const char *token, size_t len)
+{
+    return zt_control_tokens_lookup(t, token, len, NULL);
+}
+
+const char *zt_control_tokens_node_by_digest(const struct zt_control_tokens *t,
+                                             const unsigned char d[ZT_CONTROL_TOKEN_DIGEST])
+{
+    return find(t, d);
+}
+
+unsigned long zt_control_tokens_refresh(struct zt_control_tokens *t)
+{
+    maybe_reload(t);
+    return t->generation;
 }
 
 size_t zt_control_tokens_count(const struct zt_control_tokens *t)

@@ -5,7 +5,8 @@
  *
  * The file is read again whenever its size, mtime or inode changes (checked
  * on each lookup), so tokens can be added or revoked without a restart; a
- * file that no longer parses is refused and the last good table stays. */
+ * file that no longer parses is refused and the last good table stays. A
+ * deleted file means no tokens at all until one is back. */
 #ifndef ZT_CONTROL_TOKENS_H
 #define ZT_CONTROL_TOKENS_H
 
@@ -40,8 +41,28 @@ int zt_control_tokens_load(const char *path, struct zt_control_tokens **out, cha
  * call), or NULL. `token` need not be NUL-terminated. The comparison time
  * does not depend on how much of a token matches. When the table was loaded
  * from a file that has changed since, the file is read first; a read or
- * parse failure is logged and the previous table is used. */
+ * parse failure is logged and the previous table is used, but a file that
+ * no longer exists empties the table. */
 const char *zt_control_tokens_node(struct zt_control_tokens *t, const char *token, size_t len);
+
+/* Size of a token digest. */
+#define ZT_CONTROL_TOKEN_DIGEST 32
+
+/* As zt_control_tokens_node, and writes the SHA-256 of the offered token
+ * to digest (when not NULL) so that the caller can later check that the
+ * token is still valid (zt_control_tokens_node_by_digest). */
+const char *zt_control_tokens_lookup(struct zt_control_tokens *t, const char *token, size_t len,
+                                     unsigned char digest[ZT_CONTROL_TOKEN_DIGEST]);
+
+/* The node of the token with this digest in the current table (borrowed,
+ * valid until the next call that may reload), or NULL. Does not reload. */
+const char *zt_control_tokens_node_by_digest(const struct zt_control_tokens *t,
+                                             const unsigned char digest[ZT_CONTROL_TOKEN_DIGEST]);
+
+/* Reads the file again if it changed (as a lookup does). Returns a counter
+ * that changes whenever the table does (reloaded or emptied), so a caller
+ * can tell when to check the tokens it accepted earlier. */
+unsigned long zt_control_tokens_refresh(struct zt_control_tokens *t);
 
 /* Number of tokens in the table. */
 size_t zt_control_tokens_count(const struct zt_control_tokens *t);

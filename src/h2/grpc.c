@@ -10,6 +10,28 @@
 
 /* ---- framing ---- */
 
+/* Memory follows the bytes that arrived, never the length the peer
+ * declared: a header announcing megabytes costs nothing until they come.
+ * Doubling keeps the copies linear; the buffer never exceeds msg_len. */
+#define READER_MIN_ALLOC 4096
+
+static int grow(struct zt_grpc_reader *r, size_t need)
+{
+    if (need <= r->msg_cap && r->msg)
+        return 0;
+    size_t cap = r->msg_cap ? 2 * r->msg_cap : READER_MIN_ALLOC;
+    if (cap < need)
+        cap = need;
+    if (cap > r->msg_len)
+        cap = r->msg_len;
+    uint8_t *p = realloc(r->msg, cap ? cap : 1);
+    if (!p)
+        return -ENOMEM;
+    r->msg = p;
+    r->msg_cap = cap;
+    return 0;
+}
+
 int zt_grpc_reader_feed(struct zt_grpc_reader *r, const uint8_t *data, size_t len, size_t *used,
                         const uint8_t **msg, size_t *msg_len)
 {
@@ -33,11 +55,12 @@ int zt_grpc_reader_feed(struct zt_grpc_reader *r, const uint8_t *data, size_t le
                 return ZT_E_TOO_BIG;
             r->msg_got = 0;
             free(r->msg);
-            r->msg = malloc(r->msg_len ? r->msg_len : 1);
-            if (!r->msg)
-                abort();
+            r->msg = NULL;
+            r->msg_cap = 0;
         }
         size_t take = r->msg_len - r->msg_got < len - off ? r->msg_len - r->msg_got : len - off;
+        if (grow(r, r->msg_got + take) < 0)
+            abort();
         memcpy(r->msg + r->msg_got, data + off, take);
         r->msg_got += take;
         off += take;
@@ -55,7 +78,7 @@ void zt_grpc_reader_cleanup(struct zt_grpc_reader *r)
 {
     free(r->msg);
     r->msg = NULL;
-    r->hdr_len = r->msg_len = r->msg_got = 0;
+    r->hdr_len = r->msg_len = r->msg_got = r->msg_cap = 0;
 }
 
 void zt_grpc_frame(struct zt_buf *out, const uint8_t *msg, size_t len)

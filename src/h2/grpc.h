@@ -35,12 +35,14 @@ enum zt_grpc_status {
 
 /* ---- framing (sans-I/O) ---- */
 
-/* Reassembles messages from DATA bytes. `max` caps one message. */
+/* Reassembles messages from DATA bytes. `max` caps one message. The
+ * message buffer grows with the bytes received (at most twice them), not
+ * with the length the header declares. */
 struct zt_grpc_reader {
     uint8_t hdr[5];
     size_t hdr_len;
     uint8_t *msg; /* owned */
-    size_t msg_len, msg_got;
+    size_t msg_len, msg_got, msg_cap;
     size_t max;
 };
 

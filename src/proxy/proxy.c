@@ -143,6 +143,46 @@ static const struct zt_hbone_pool_ops pool_ops = {
 
 /* ---- listeners ---- */
 
+/* Out of descriptors (or memory), a listener stops polling for this long,
+ * doubling up to the maximum while accept keeps failing: the connection
+ * stays queued and the socket readable, so polling on would spin. */
+#define ACCEPT_BACKOFF_MIN_MS 50
+#define ACCEPT_BACKOFF_MAX_MS 1000
+/* At most one warning per listener this often: near the limit, episodes
+ * can start and end with every connection. */
+#define ACCEPT_WARN_INTERVAL_MS 10000
+
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void on_accept_backoff(uv_timer_t *t)
+{
+    struct zt_listener *l = t->data;
+    if (!l->pod->closing && !l->pod->listeners_closed)
+        uv_poll_start(&l->poll, UV_READABLE, on_accept);
+}
+
+/* Logged once per episode (the episode ends at the next accepted socket),
+ * and not again within ACCEPT_WARN_INTERVAL_MS. */
+static void pause_accepting(struct zt_listener *l, int err)
+{
+    uv_poll_stop(&l->poll);
+    if (l->backoff_ms == 0) {
+        uint64_t now = uv_now(l->backoff.loop);
+        l->backoff_ms = ACCEPT_BACKOFF_MIN_MS;
+        l->backoff_logged = l->warned_at == 0 || now - l->warned_at >= ACCEPT_WARN_INTERVAL_MS;
+        if (l->backoff_logged) {
+            l->warned_at = now ? now : 1;
+            ZT_WARN("proxy", "pod %s: accept on %u: %s: pausing, retrying every %u to %u ms",
+                    l->pod->shared->uid, listener_ports[l->kind], strerror(err),
+                    ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
+        }
+    } else if (l->backoff_ms < ACCEPT_BACKOFF_MAX_MS) {
+        l->backoff_ms =
+            2 * l->backoff_ms < ACCEPT_BACKOFF_MAX_MS ? 2 * l->backoff_ms : ACCEPT_BACKOFF_MAX_MS;
+    }
+    uv_timer_start(&l->backoff, on_accept_backoff, l->backoff_ms, 0);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     struct zt_listener *l = h->data;
@@ -153,10 +193,19 @@ static void on_accept(uv_poll_t *h, int status, int events)
     for (int i = 0; i < 64 && !pod->closing; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            int err = errno;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+                pause_accepting(l, err);
+            else if (err != EAGAIN && err != EINTR && err != ECONNABORTED)
                 ZT_WARN("proxy", "pod %s: accept on %u: %s", pod->shared->uid,
-                        listener_ports[l->kind], strerror(errno));
+                        listener_ports[l->kind], strerror(err));
             return;
+        }
+        if (l->backoff_ms) {
+            if (l->backoff_logged)
+                ZT_INFO("proxy", "pod %s: accepting on %u again", pod->shared->uid,
+                        listener_ports[l->kind]);
+            l->backoff_ms = 0;
         }
         zt_sock_tune(fd);
         switch (l->kind) {
@@ -202,13 +251,23 @@ static void pod_inst_free(struct zt_pod_inst *pod)
     free(pod);
 }
 
+static void pod_handle_gone(struct zt_pod_inst *pod)
+{
+    if (--pod->handles_open == 0 && pod->closing)
+        pod_inst_free(pod);
+}
+
 static void on_pod_handle_closed(uv_handle_t *h)
 {
     struct zt_listener *l = h->data;
-    struct zt_pod_inst *pod = l->pod;
     close(l->fd);
-    if (--pod->handles_open == 0 && pod->closing)
-        pod_inst_free(pod);
+    pod_handle_gone(l->pod);
+}
+
+static void on_backoff_closed(uv_handle_t *h)
+{
+    struct zt_listener *l = h->data;
+    pod_handle_gone(l->pod);
 }
 
 /* Stops accepting: the listeners close, connections stay. */
@@ -217,8 +276,10 @@ static void close_listeners(struct zt_pod_inst *pod)
     if (pod->listeners_closed)
         return;
     pod->listeners_closed = true;
-    for (int k = 0; k < ZT_LS_COUNT; k++)
+    for (int k = 0; k < ZT_LS_COUNT; k++) {
         uv_close((uv_handle_t *)&pod->ls[k].poll, on_pod_handle_closed);
+        uv_close((uv_handle_t *)&pod->ls[k].backoff, on_backoff_closed);
+    }
 }
 
 static void pod_inst_close(struct zt_pod_inst *pod)
@@ -266,7 +327,9 @@ static void task_pod_start(void *arg)
         uv_poll_init(&pw->worker.loop, &l->poll, l->fd);
         l->poll.data = l;
         uv_poll_start(&l->poll, UV_READABLE, on_accept);
-        pod->handles_open++;
+        uv_timer_init(&pw->worker.loop, &l->backoff);
+        l->backoff.data = l;
+        pod->handles_open += 2;
     }
     pod->pool = zt_hbone_pool_new(&pw->worker.loop, &pool_ops, pod, &opts->client_h2,
                                   opts->pool_max_streams, opts->pool_idle_ms);

@@ -34,6 +34,12 @@ struct zt_listener {
     enum zt_listener_kind kind;
     int fd;
     uv_poll_t poll;
+    /* Out of descriptors or memory, accepting pauses for backoff_ms
+     * (0 while accepting). */
+    uv_timer_t backoff;
+    unsigned backoff_ms;
+    uint64_t warned_at;  /* loop time of the last warning, 0: none */
+    bool backoff_logged; /* this pause was warned about */
 };
 
 /* A pod as served by one worker. */

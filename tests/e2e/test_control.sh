@@ -17,6 +17,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 zt_trap_cleanup
 conf="$mesh_repo/tests/conformance"
 
+# Start below the hard open-file limit, so that raising it at start shows.
+hard_nofile=$(ulimit -Hn)
+if [ "$hard_nofile" = unlimited ] || [ "$hard_nofile" -gt 1024 ]; then ulimit -Sn 1024; fi
+
 A=10.200.1.2 C=10.200.2.2 D=10.200.2.3 E=10.200.2.4 CP=$(zt_node_ip 3)
 TOKEN1=node1-token-0123456789 TOKEN2=node2-token-0123456789
 CFG=$ZT_WORK/config
@@ -76,6 +80,18 @@ t_transfer=$(zt_now_ms)
 	sleep 0.5
 done) | zt_ns_exec "$a" timeout 60 socat -t 5 - "TCP:$C:8080" >"$ZT_WORK/transfer.out" 2>&1 &
 transfer=$!
+
+zt_test "control plane, agents and proxies run with the soft open-file limit raised to the hard one"
+bad=""
+for p in "3 control" "1 cni" "1 proxy" "2 proxy"; do
+	# shellcheck disable=SC2086
+	pid=$(mesh_pid $p)
+	lim=$(awk '/^Max open files/ {print $4, $5}' "/proc/$pid/limits" 2>/dev/null)
+	[ -n "$lim" ] && [ "${lim% *}" = "${lim#* }" ] || bad="$bad $p: ${lim:-none};"
+done
+if [ "$(ulimit -Sn)" != "$hard_nofile" ] && [ -z "$bad" ]; then zt_pass; else
+	zt_fail "soft != hard for$bad (started with soft $(ulimit -Sn), hard $hard_nofile)"
+fi
 
 zt_test "traffic between the workloads goes through HBONE with identities issued by the control plane"
 m1=$(mesh_mark 1)
@@ -193,6 +209,15 @@ cjs() { # cjs SUBCOMMAND TOKEN ARGS...: the grpc-js client against the control p
 		2>>"$ZT_WORK/cjs.err"
 }
 
+# A client that connects and says nothing (no TLS, no stream): the control
+# plane closes it 10 s later. It runs under the tests below; checked at the end.
+(
+	t0=$(zt_now_ms)
+	zt_ns_exec "$(zt_node_ns 1)" timeout 40 bash -c "exec 3<>/dev/tcp/$CP/15012 && cat <&3 >/dev/null"
+	echo "$(($(zt_now_ms) - t0))" >"$ZT_WORK/idle.ms"
+) &
+idle=$!
+
 zt_test "grpc-js as an xDS client: both types arrive, decode and match the directory; a NACK is logged"
 write_cfg policy.yaml "policies:
 - {name: no-9090, namespace: default, scope: Namespace, action: Deny, rules: [[[ {destinationPorts: [9090]} ]]]}"
@@ -293,6 +318,13 @@ if [ "${issued:-0}" -ge 1 ]; then
 	zt_expect_eq "$got" "ready=200 xds=2 unauthorized>=2:yes bad_csr=1 rejects=1 unauthenticated=1 lint=''"
 else
 	zt_fail "issued '$issued'; $got"
+fi
+
+zt_test "a connection that opens no authenticated stream is closed after 10 s (proxies' connections stay)"
+wait "$idle"
+idle_ms=$(cat "$ZT_WORK/idle.ms" 2>/dev/null || echo none)
+if [ "$idle_ms" != none ] && [ "$idle_ms" -ge 9500 ] && [ "$idle_ms" -lt 20000 ]; then zt_pass; else
+	zt_fail "the idle connection ended after $idle_ms ms"
 fi
 
 zt_test "a short-lived certificate was renewed during the 40 s transfer, which went through unbroken"

@@ -98,10 +98,34 @@ static void test_reload(void)
     rmdir(dir);
 }
 
+/* A deleted file means no tokens at all, not the last ones read; a file
+ * put back is read again. */
+static void test_deleted_file(void)
+{
+    char dir[] = "/tmp/zt-tokens-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/tokens", dir);
+    struct zt_control_tokens *t = NULL;
+    char err[256];
+    write_file(path, "node-1 0123456789abcdef0001\n");
+    CHECK_EQ_INT(zt_control_tokens_load(path, &t, err, sizeof(err)), 0);
+    CHECK_EQ_STR(node(t, "0123456789abcdef0001"), "node-1");
+    CHECK_EQ_INT(unlink(path), 0);
+    CHECK(node(t, "0123456789abcdef0001") == NULL);
+    CHECK_EQ_INT((int)zt_control_tokens_count(t), 0);
+    write_file(path, "node-1 0123456789abcdef0001\n");
+    CHECK_EQ_STR(node(t, "0123456789abcdef0001"), "node-1");
+    zt_control_tokens_free(t);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN(test_parse_and_lookup);
     RUN(test_bad_files);
     RUN(test_reload);
+    RUN(test_deleted_file);
     return TEST_REPORT();
 }

@@ -6,6 +6,8 @@
 #include "fixture.h"
 #include "h2/grpc.h"
 
+#include <malloc.h>
+
 /* ---- framer ---- */
 
 static void test_reader_split_and_joined(void)
@@ -62,6 +64,45 @@ static void test_reader_limits(void)
     CHECK_EQ_INT(zt_grpc_reader_feed(&r2, compressed, 5, &used, &m, &ml), ZT_E_PROTO);
     zt_grpc_reader_cleanup(&r);
     zt_grpc_reader_cleanup(&r2);
+}
+
+/* Memory follows the bytes that arrived, not the length a peer declares:
+ * a 5-byte header announcing 16 MiB must not cost 16 MiB. */
+static void test_reader_allocates_as_bytes_arrive(void)
+{
+    const size_t declared = 16u << 20;
+    struct zt_grpc_reader r = {.max = 32u << 20};
+    uint8_t hdr[5] = {0, (uint8_t)(declared >> 24), (uint8_t)(declared >> 16),
+                      (uint8_t)(declared >> 8), (uint8_t)declared};
+    static uint8_t chunk[64 * 1024];
+    for (size_t i = 0; i < sizeof(chunk); i++)
+        chunk[i] = (uint8_t)(i * 7);
+    size_t used, ml;
+    const uint8_t *m;
+    CHECK_EQ_INT(zt_grpc_reader_feed(&r, hdr, 5, &used, &m, &ml), 0);
+    CHECK_EQ_INT(used, 5);
+    CHECK(r.msg == NULL || malloc_usable_size(r.msg) <= 64 * 1024);
+    CHECK_EQ_INT(zt_grpc_reader_feed(&r, chunk, 100, &used, &m, &ml), 0);
+    CHECK(r.msg != NULL && malloc_usable_size(r.msg) <= 64 * 1024);
+    /* Half way: at most about twice what arrived. */
+    size_t got = 100;
+    while (got < declared / 2) {
+        CHECK_EQ_INT(zt_grpc_reader_feed(&r, chunk, sizeof(chunk), &used, &m, &ml), 0);
+        got += used;
+    }
+    CHECK(malloc_usable_size(r.msg) <= 2 * got + 64 * 1024);
+    /* Positive control: the whole message still comes out intact. */
+    int rc = 0;
+    while (rc == 0) {
+        size_t n = declared - got < sizeof(chunk) ? declared - got : sizeof(chunk);
+        rc = zt_grpc_reader_feed(&r, chunk, n, &used, &m, &ml);
+        got += used;
+    }
+    CHECK_EQ_INT(rc, 1);
+    CHECK_EQ_INT(ml, declared);
+    CHECK(memcmp(m, chunk, 100) == 0);
+    CHECK(memcmp(m + 100, chunk, 1000) == 0);
+    zt_grpc_reader_cleanup(&r);
 }
 
 static void test_message_encoding(void)
@@ -310,6 +351,7 @@ int main(void)
 {
     RUN(test_reader_split_and_joined);
     RUN(test_reader_limits);
+    RUN(test_reader_allocates_as_bytes_arrive);
     RUN(test_message_encoding);
     RUN(test_parse_target);
     RUN(test_streaming_echo);
