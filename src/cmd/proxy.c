@@ -299,9 +299,9 @@ static int start_xds(struct proxy_app *app)
     }
     struct zt_xds_client_opts o = {
         .address = addr,
-        .root_ca = env_or("XDS_ROOT_CA", "./var/run/secrets/istio/root-cert.pem"),
+        .root_ca = app->cfg.xds_root_ca,
         .alt_hostname = getenv("ALT_XDS_HOSTNAME"),
-        .token_path = env_or("AUTH_TOKEN", "./var/run/secrets/tokens/istio-token"),
+        .token_path = app->cfg.auth_token,
         .cluster_id = app->cfg.cluster_id,
         .node_id = node_id,
         .node_meta = meta,
@@ -416,10 +416,9 @@ int zt_cmd_proxy(int argc, char **argv)
     if (ca_addr && *ca_addr) {
         struct zt_ca_client_opts co = {
             .address = ca_addr,
-            .root_ca = env_or("CA_ROOT_CA",
-                              env_or("XDS_ROOT_CA", "./var/run/secrets/istio/root-cert.pem")),
+            .root_ca = app.cfg.ca_root_ca,
             .alt_hostname = getenv("ALT_CA_HOSTNAME"),
-            .token_path = env_or("AUTH_TOKEN", "./var/run/secrets/tokens/istio-token"),
+            .token_path = app.cfg.auth_token,
             .cluster_id = app.cfg.cluster_id,
             .impersonate = app.cfg.proxy_mode == ZT_PROXY_MODE_SHARED,
         };

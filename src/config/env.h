@@ -35,6 +35,9 @@ struct zt_config {
     const char *trust_domain;   /* default "cluster.local" */
     const char *cluster_domain; /* default "cluster.local" */
     const char *network;        /* default "" */
+    const char *xds_root_ca;    /* XDS_ROOT_CA: PEM file or SYSTEM */
+    const char *ca_root_ca;     /* CA_ROOT_CA, else XDS_ROOT_CA */
+    const char *auth_token;     /* AUTH_TOKEN: bearer token file */
     enum zt_tristate enable_orig_src;
     bool ipv6_enabled;
     uint32_t pool_max_streams_per_conn;
