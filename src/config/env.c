@@ -357,15 +357,18 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     c->network = get(&e, "NETWORK");
     if (!c->network)
         c->network = "";
+    /* Istio's defaults are "./var/run/...", relative to its container's
+     * working directory, which is "/". Resolved against "/" here, so the
+     * files read never depend on where the proxy was started. */
     c->xds_root_ca = get(&e, "XDS_ROOT_CA");
     if (!c->xds_root_ca)
-        c->xds_root_ca = "./var/run/secrets/istio/root-cert.pem";
+        c->xds_root_ca = "/var/run/secrets/istio/root-cert.pem";
     c->ca_root_ca = get(&e, "CA_ROOT_CA");
     if (!c->ca_root_ca)
         c->ca_root_ca = c->xds_root_ca;
     c->auth_token = get(&e, "AUTH_TOKEN");
     if (!c->auth_token)
-        c->auth_token = "./var/run/secrets/tokens/istio-token";
+        c->auth_token = "/var/run/secrets/tokens/istio-token";
 
     if ((v = get(&e, "ENABLE_ORIG_SRC"))) {
         bool b;

@@ -112,6 +112,30 @@ static void test_workers(void)
     CHECK_EQ_INT(c.worker_threads, 3);
 }
 
+/* Istio's defaults are relative ("./var/run/...") and meant for its
+ * container, whose working directory is "/": they must not depend on where
+ * the proxy was started. Explicit values are taken as given. */
+static void test_cp_paths(void)
+{
+    const char *none[] = {NULL};
+    const char *xds_only[] = {"XDS_ROOT_CA", "/etc/zt/root.pem", NULL};
+    const char *all[] = {"XDS_ROOT_CA", "SYSTEM", "CA_ROOT_CA", "ca.pem",
+                         "AUTH_TOKEN",  "tok",    NULL};
+    struct zt_config c;
+    char err[256];
+    CHECK_EQ_INT(load(none, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.xds_root_ca, "/var/run/secrets/istio/root-cert.pem");
+    CHECK_EQ_STR(c.ca_root_ca, "/var/run/secrets/istio/root-cert.pem");
+    CHECK_EQ_STR(c.auth_token, "/var/run/secrets/tokens/istio-token");
+    CHECK_EQ_INT(load(xds_only, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.xds_root_ca, "/etc/zt/root.pem");
+    CHECK_EQ_STR(c.ca_root_ca, "/etc/zt/root.pem");
+    CHECK_EQ_INT(load(all, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.xds_root_ca, "SYSTEM");
+    CHECK_EQ_STR(c.ca_root_ca, "ca.pem");
+    CHECK_EQ_STR(c.auth_token, "tok");
+}
+
 static void test_grace_period(void)
 {
     const char *small[] = {"TERMINATION_GRACE_PERIOD_SECONDS", "5", NULL};
@@ -187,6 +211,7 @@ int main(void)
     RUN(test_defaults);
     RUN(test_values);
     RUN(test_workers);
+    RUN(test_cp_paths);
     RUN(test_grace_period);
     RUN(test_errors);
     RUN(test_duration_parse);
