@@ -194,16 +194,83 @@ static int env_duration(struct envctx *e, const char *name, uint64_t def_ms, uin
     return 0;
 }
 
+/* A Kubernetes CPU quantity ("2", "1.5", "500m") as whole CPUs, rounded
+ * up. Returns 0, or ZT_E_CONFIG for anything else (zero included). */
+static int parse_cpu_quantity(const char *s, uint64_t *out)
+{
+    uint64_t whole = 0;
+    bool frac = false, digits = false;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++, digits = true)
+        if (whole < 1000000000)
+            whole = whole * 10 + (uint64_t)(*p - '0');
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++, digits = true)
+            frac |= *p != '0';
+    bool milli = *p == 'm';
+    if (!digits || p[milli ? 1 : 0] != '\0')
+        return ZT_E_CONFIG;
+    whole += frac;
+    if (milli)
+        whole = (whole + 999) / 1000;
+    if (whole == 0)
+        return ZT_E_CONFIG;
+    *out = whole;
+    return 0;
+}
+
+static int env_cpu_quantity(struct envctx *e, const char *name, uint64_t *out)
+{
+    const char *v = get(e, name);
+    *out = 0;
+    if (!v)
+        return 0;
+    if (parse_cpu_quantity(v, out))
+        return bad(e, name, v, "expected a positive CPU quantity such as 2, 1.5 or 500m");
+    if (*out > MAX_WORKERS)
+        return bad(e, name, v, "more than %d CPUs", MAX_WORKERS);
+    return 0;
+}
+
+/* Worker threads as Istio's ztunnel derives them (wire facts §1). The CPU
+ * count is ZTUNNEL_RESOURCE_CPU_LIMIT, else ZTUNNEL_CPU_LIMIT (which Istio's
+ * chart fills from the pod's limits.cpu, or the node's cores without a
+ * limit), else ncpus. ZTUNNEL_WORKER_THREADS "N%" and "0" refer to it.
+ * Without ZTUNNEL_WORKER_THREADS: an explicit ZTUNNEL_RESOURCE_CPU_LIMIT is
+ * the count, raised to ZTUNNEL_RESOURCE_CPU_REQUEST; otherwise a quarter of
+ * the CPUs rounded up, at least 2 and at least the request. */
 static int env_workers(struct envctx *e, unsigned ncpus, unsigned *out)
 {
     const char *name = "ZTUNNEL_WORKER_THREADS";
-    const char *v = get(e, name);
+    const char *v;
+    uint64_t res_limit, res_request, cpus = ncpus ? ncpus : 1, x;
     size_t len;
-    uint64_t x;
-    if (ncpus == 0)
-        ncpus = 1;
+    int rc;
+
+    if ((rc = env_cpu_quantity(e, "ZTUNNEL_RESOURCE_CPU_LIMIT", &res_limit)) ||
+        (rc = env_cpu_quantity(e, "ZTUNNEL_RESOURCE_CPU_REQUEST", &res_request)))
+        return rc;
+    if ((v = get(e, "ZTUNNEL_CPU_LIMIT"))) {
+        if (parse_u64(v, &x) || x == 0)
+            return bad(e, "ZTUNNEL_CPU_LIMIT", v, "expected a whole number of CPUs, at least 1");
+        cpus = x;
+    }
+    if (res_limit)
+        cpus = res_limit;
+
+    v = get(e, name);
     if (!v) {
-        *out = 2;
+        if (res_limit) {
+            x = res_limit > res_request ? res_limit : res_request;
+        } else {
+            x = (cpus + 3) / 4;
+            if (x < res_request)
+                x = res_request;
+            if (x < 2)
+                x = 2;
+        }
+        /* A large ZTUNNEL_CPU_LIMIT only means a big node: cap, not fail. */
+        *out = x > MAX_WORKERS ? MAX_WORKERS : (unsigned)x;
         return 0;
     }
     len = strlen(v);
@@ -215,12 +282,12 @@ static int env_workers(struct envctx *e, unsigned ncpus, unsigned *out)
         num[len - 1] = '\0';
         if (parse_u64(num, &x) || x == 0 || x > 100)
             return bad(e, name, v, "percentage must be 1-100");
-        x = (ncpus * x + 99) / 100; /* round up so 1% of 2 cores is 1 */
+        x = (cpus * x + 99) / 100; /* round up so 1% of 2 cores is 1 */
     } else {
         if (parse_u64(v, &x))
             return bad(e, name, v, "expected N, N%% or 0");
         if (x == 0)
-            x = ncpus;
+            x = cpus;
     }
     if (x > MAX_WORKERS)
         return bad(e, name, v, "at most %d threads", MAX_WORKERS);

@@ -136,6 +136,43 @@ static void test_cp_paths(void)
     CHECK_EQ_STR(c.auth_token, "tok");
 }
 
+/* Upstream's worker default: the CPU count is ZTUNNEL_RESOURCE_CPU_LIMIT
+ * (a Kubernetes quantity), else ZTUNNEL_CPU_LIMIT (whole CPUs, which Istio's
+ * chart fills from limits.cpu), else the host's cores. Without
+ * ZTUNNEL_WORKER_THREADS: an explicit resource limit is the count (raised to
+ * the request), else a quarter of the CPUs rounded up, at least 2 and at
+ * least the request. */
+static void test_cpu_limit(void)
+{
+    static const struct {
+        const char *kv[7];
+        unsigned ncpus, want;
+    } cases[] = {
+        {{NULL}, 8, 2},
+        {{NULL}, 16, 4},
+        {{NULL}, 17, 5},
+        {{"ZTUNNEL_CPU_LIMIT", "12", NULL}, 64, 3},
+        {{"ZTUNNEL_CPU_LIMIT", "1", NULL}, 64, 2},
+        {{"ZTUNNEL_CPU_LIMIT", "4", "ZTUNNEL_WORKER_THREADS", "50%", NULL}, 64, 2},
+        {{"ZTUNNEL_CPU_LIMIT", "4", "ZTUNNEL_WORKER_THREADS", "0", NULL}, 64, 4},
+        {{"ZTUNNEL_CPU_LIMIT", "4", "ZTUNNEL_WORKER_THREADS", "7", NULL}, 64, 7},
+        {{"ZTUNNEL_RESOURCE_CPU_LIMIT", "500m", "ZTUNNEL_CPU_LIMIT", "64", NULL}, 64, 1},
+        {{"ZTUNNEL_RESOURCE_CPU_LIMIT", "2.5", "ZTUNNEL_CPU_LIMIT", "64", NULL}, 64, 3},
+        {{"ZTUNNEL_RESOURCE_CPU_LIMIT", "1500m", "ZTUNNEL_RESOURCE_CPU_REQUEST", "3", NULL}, 64, 3},
+        {{"ZTUNNEL_RESOURCE_CPU_LIMIT", "6", "ZTUNNEL_WORKER_THREADS", "50%", NULL}, 64, 3},
+        {{"ZTUNNEL_RESOURCE_CPU_REQUEST", "6", NULL}, 8, 6},
+        {{"ZTUNNEL_RESOURCE_CPU_REQUEST", "250m", NULL}, 8, 2},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct zt_config c;
+        char err[256];
+        CHECK_EQ_INT(load(cases[i].kv, cases[i].ncpus, &c, err, sizeof(err)), 0);
+        if (c.worker_threads != cases[i].want)
+            fprintf(stderr, "  case %zu\n", i);
+        CHECK_EQ_INT(c.worker_threads, cases[i].want);
+    }
+}
+
 static void test_grace_period(void)
 {
     const char *small[] = {"TERMINATION_GRACE_PERIOD_SECONDS", "5", NULL};
@@ -164,6 +201,17 @@ static const struct err_case err_cases[] = {
     {"SECRET_TTL", "1y", "SECRET_TTL=\"1y\": expected a duration such as 90s, 30m, 24h or seconds"},
     {"ZTUNNEL_WORKER_THREADS", "two", "ZTUNNEL_WORKER_THREADS=\"two\": expected N, N% or 0"},
     {"ZTUNNEL_WORKER_THREADS", "150%", "ZTUNNEL_WORKER_THREADS=\"150%\": percentage must be 1-100"},
+    {"ZTUNNEL_CPU_LIMIT", "2.5",
+     "ZTUNNEL_CPU_LIMIT=\"2.5\": expected a whole number of CPUs, at least 1"},
+    {"ZTUNNEL_CPU_LIMIT", "0",
+     "ZTUNNEL_CPU_LIMIT=\"0\": expected a whole number of CPUs, at least 1"},
+    {"ZTUNNEL_RESOURCE_CPU_LIMIT", "0",
+     "ZTUNNEL_RESOURCE_CPU_LIMIT=\"0\": expected a positive CPU quantity such as 2, 1.5 or 500m"},
+    {"ZTUNNEL_RESOURCE_CPU_REQUEST", "1cpu",
+     "ZTUNNEL_RESOURCE_CPU_REQUEST=\"1cpu\": expected a positive CPU quantity such as 2, 1.5 or "
+     "500m"},
+    {"ZTUNNEL_RESOURCE_CPU_LIMIT", "5000",
+     "ZTUNNEL_RESOURCE_CPU_LIMIT=\"5000\": more than 1024 CPUs"},
     {"INPOD_PORT_REUSE", "yes", "INPOD_PORT_REUSE=\"yes\": expected true or false"},
     {"ENABLE_ORIG_SRC", "maybe", "ENABLE_ORIG_SRC=\"maybe\": expected true or false"},
     {"LOG_FORMAT", "xml", "LOG_FORMAT=\"xml\": expected plain or json"},
@@ -212,6 +260,7 @@ int main(void)
     RUN(test_values);
     RUN(test_workers);
     RUN(test_cp_paths);
+    RUN(test_cpu_limit);
     RUN(test_grace_period);
     RUN(test_errors);
     RUN(test_duration_parse);
