@@ -468,6 +468,10 @@ int zt_cmd_proxy(int argc, char **argv)
         .pool_idle_ms = app.cfg.pool_unused_release_timeout_ms,
         .metrics = app.metrics,
         .authz_info_logging = app.cfg.authz_policy_info_logging,
+        .keepalive = {.enabled = app.cfg.keepalive_enabled,
+                      .time_s = app.cfg.keepalive_time_s,
+                      .interval_s = app.cfg.keepalive_interval_s,
+                      .retries = app.cfg.keepalive_retries},
     };
     app.proxy = zt_proxy_new(app.loop, &opts, app.ca);
     int rc = zt_proxy_start(app.proxy);

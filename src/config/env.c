@@ -295,6 +295,21 @@ static int env_workers(struct envctx *e, unsigned ncpus, unsigned *out)
     return 0;
 }
 
+/* KEEPALIVE_TIME / KEEPALIVE_INTERVAL (default 180 s): whole seconds within
+ * the kernel's TCP_KEEPIDLE / TCP_KEEPINTVL range, so that no socket ends up
+ * without the keepalive asked for. */
+static int env_keepalive_s(struct envctx *e, const char *name, unsigned *out_s)
+{
+    uint64_t ms;
+    int rc = env_duration(e, name, 180000, &ms, NULL);
+    if (rc)
+        return rc;
+    if (ms < 1000 || ms / 1000 > 32767)
+        return bad(e, name, get(e, name), "out of range (1s-32767s)");
+    *out_s = (unsigned)(ms / 1000);
+    return 0;
+}
+
 static int env_log(struct envctx *e, struct zt_config *c)
 {
     const char *v = get(e, "LOG_FORMAT");
@@ -470,11 +485,10 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
         return rc;
     if ((rc = env_bool(&e, "KEEPALIVE_ENABLED", true, &c->keepalive_enabled)))
         return rc;
-    if ((rc = env_duration(&e, "KEEPALIVE_TIME", 180000, &c->keepalive_time_ms, NULL)))
+    if ((rc = env_keepalive_s(&e, "KEEPALIVE_TIME", &c->keepalive_time_s)) ||
+        (rc = env_keepalive_s(&e, "KEEPALIVE_INTERVAL", &c->keepalive_interval_s)))
         return rc;
-    if ((rc = env_duration(&e, "KEEPALIVE_INTERVAL", 180000, &c->keepalive_interval_ms, NULL)))
-        return rc;
-    if ((rc = env_u32(&e, "KEEPALIVE_RETRIES", 9, 1, 1000, &c->keepalive_retries)))
+    if ((rc = env_u32(&e, "KEEPALIVE_RETRIES", 9, 1, 127, &c->keepalive_retries)))
         return rc;
     return 0;
 }

@@ -49,8 +49,10 @@ struct zt_config {
     uint64_t termination_deadline_ms; /* derived per 9.4 */
     enum zt_log_format log_format;
     enum zt_log_level log_level;
-    uint64_t keepalive_time_ms;
-    uint64_t keepalive_interval_ms;
+    /* KEEPALIVE_*: whole seconds (the kernel's unit; fractions dropped, as
+     * Istio's ztunnel does), 1..32767; retries 1..127. */
+    unsigned keepalive_time_s;
+    unsigned keepalive_interval_s;
     uint32_t keepalive_retries;
     bool keepalive_enabled;
     bool authz_policy_info_logging; /* AUTHZ_POLICY_INFO_LOGGING: decisions at info */

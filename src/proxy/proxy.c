@@ -51,6 +51,7 @@ void zt_pod_sock_opts(struct zt_pod_inst *pod, struct zt_sock_opts *o)
     memset(o, 0, sizeof(*o));
     o->netns_fd = pod->shared->netns_fd;
     o->mark = pod->pw->proxy->opts.mark;
+    o->keepalive = &pod->pw->proxy->opts.keepalive;
     o->connect_timeout_ms = ZT_SOCK_CONNECT_TIMEOUT_MS;
 }
 
@@ -158,7 +159,16 @@ static void on_accept(uv_poll_t *h, int status, int events)
                         listener_ports[l->kind], strerror(errno));
             return;
         }
-        zt_sock_tune(fd);
+        /* Istio's ztunnel applies KEEPALIVE_* to accepted outbound and
+         * plaintext sockets only; HBONE peers have HTTP/2 PINGs. */
+        int rc = zt_sock_tune(fd, l->kind == ZT_LS_INBOUND_HBONE ? NULL
+                                                                 : &pod->pw->proxy->opts.keepalive);
+        if (rc < 0) {
+            ZT_WARN("proxy", "pod %s: socket options on %u: %s", pod->shared->uid,
+                    listener_ports[l->kind], zt_strerror(rc));
+            close(fd);
+            continue;
+        }
         switch (l->kind) {
         case ZT_LS_OUTBOUND:
             zt_outbound_accept(pod, fd);

@@ -11,6 +11,7 @@
 
 #include "ca/manager.h"
 #include "h2/h2conn.h"
+#include "loop/sock.h"
 #include "state/state.h"
 #include "telemetry/metrics.h"
 #include "zds/zds.h"
@@ -31,6 +32,10 @@ struct zt_proxy_opts {
     uint64_t pool_idle_ms;
     struct zt_metrics *metrics; /* borrowed; NULL = no metrics; one shard per worker */
     bool authz_info_logging;    /* log authorization decisions at info, not debug */
+    /* KEEPALIVE_*: on sockets accepted on 15001 and 15006 and on every
+     * socket dialed from a pod (to apps, HBONE peers, passthrough), as
+     * Istio's ztunnel; accepted HBONE (15008) sockets get none there. */
+    struct zt_sock_keepalive keepalive;
 };
 
 struct zt_proxy;

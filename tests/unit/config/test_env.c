@@ -45,7 +45,32 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.termination_deadline_ms, 5000);
     CHECK_EQ_INT(c.log_format, ZT_LOG_FORMAT_PLAIN);
     CHECK_EQ_INT(c.log_level, ZT_LOG_INFO);
+    CHECK(c.keepalive_enabled);
+    CHECK_EQ_INT(c.keepalive_time_s, 180);
+    CHECK_EQ_INT(c.keepalive_interval_s, 180);
     CHECK_EQ_INT(c.keepalive_retries, 9);
+}
+
+/* KEEPALIVE_*: whole seconds (fractions dropped, as socket2 does for
+ * Istio's ztunnel), within what the kernel accepts. */
+static void test_keepalive(void)
+{
+    const char *kv[] = {"KEEPALIVE_TIME",
+                        "77s",
+                        "KEEPALIVE_INTERVAL",
+                        "1500ms",
+                        "KEEPALIVE_RETRIES",
+                        "127",
+                        "KEEPALIVE_ENABLED",
+                        "false",
+                        NULL};
+    struct zt_config c;
+    char err[256];
+    CHECK_EQ_INT(load(kv, 2, &c, err, sizeof(err)), 0);
+    CHECK(!c.keepalive_enabled);
+    CHECK_EQ_INT(c.keepalive_time_s, 77);
+    CHECK_EQ_INT(c.keepalive_interval_s, 1);
+    CHECK_EQ_INT(c.keepalive_retries, 127);
 }
 
 static void test_values(void)
@@ -212,6 +237,12 @@ static const struct err_case err_cases[] = {
      "500m"},
     {"ZTUNNEL_RESOURCE_CPU_LIMIT", "5000",
      "ZTUNNEL_RESOURCE_CPU_LIMIT=\"5000\": more than 1024 CPUs"},
+    {"KEEPALIVE_TIME", "500ms", "KEEPALIVE_TIME=\"500ms\": out of range (1s-32767s)"},
+    {"KEEPALIVE_INTERVAL", "10h", "KEEPALIVE_INTERVAL=\"10h\": out of range (1s-32767s)"},
+    {"KEEPALIVE_TIME", "soon",
+     "KEEPALIVE_TIME=\"soon\": expected a duration such as 90s, 30m, 24h or seconds"},
+    {"KEEPALIVE_RETRIES", "128", "KEEPALIVE_RETRIES=\"128\": out of range (1-127)"},
+    {"KEEPALIVE_ENABLED", "on", "KEEPALIVE_ENABLED=\"on\": expected true or false"},
     {"INPOD_PORT_REUSE", "yes", "INPOD_PORT_REUSE=\"yes\": expected true or false"},
     {"ENABLE_ORIG_SRC", "maybe", "ENABLE_ORIG_SRC=\"maybe\": expected true or false"},
     {"LOG_FORMAT", "xml", "LOG_FORMAT=\"xml\": expected plain or json"},
@@ -258,6 +289,7 @@ int main(void)
 {
     RUN(test_defaults);
     RUN(test_values);
+    RUN(test_keepalive);
     RUN(test_workers);
     RUN(test_cp_paths);
     RUN(test_cpu_limit);
