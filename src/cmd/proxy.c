@@ -472,6 +472,7 @@ int zt_cmd_proxy(int argc, char **argv)
                       .time_s = app.cfg.keepalive_time_s,
                       .interval_s = app.cfg.keepalive_interval_s,
                       .retries = app.cfg.keepalive_retries},
+        .ipv4_only = !app.cfg.ipv6_enabled,
     };
     app.proxy = zt_proxy_new(app.loop, &opts, app.ca);
     int rc = zt_proxy_start(app.proxy);

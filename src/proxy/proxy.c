@@ -187,12 +187,14 @@ static int open_listener(int netns_fd, uint16_t port, const struct zt_proxy_opts
 {
     struct zt_sock_opts o = {
         .netns_fd = netns_fd, .mark = opts->mark, .reuseport = opts->reuseport};
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (opts->ipv4_only)
+        return zt_sock_listen((struct sockaddr *)&a4, sizeof(a4), &o);
     struct sockaddr_in6 a6 = {
         .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
     int fd = zt_sock_listen((struct sockaddr *)&a6, sizeof(a6), &o);
     if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
         /* IPv6 disabled in the pod: IPv4 only. */
-        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
         fd = zt_sock_listen((struct sockaddr *)&a4, sizeof(a4), &o);
     }
     return fd;

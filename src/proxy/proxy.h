@@ -36,6 +36,7 @@ struct zt_proxy_opts {
      * socket dialed from a pod (to apps, HBONE peers, passthrough), as
      * Istio's ztunnel; accepted HBONE (15008) sockets get none there. */
     struct zt_sock_keepalive keepalive;
+    bool ipv4_only; /* IPV6_ENABLED=false: pod listeners bind 0.0.0.0, not [::] */
 };
 
 struct zt_proxy;
