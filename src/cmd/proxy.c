@@ -455,6 +455,7 @@ int zt_cmd_proxy(int argc, char **argv)
         .orig_src = orig_src,
         .trust_domain = app.cfg.trust_domain,
         .node = app.cfg.node_name,
+        .network = app.cfg.network,
         .client_h2 = {.stream_window = app.cfg.h2_stream_window,
                       .connection_window = app.cfg.h2_conn_window,
                       .max_frame_size = app.cfg.h2_frame_size,

@@ -394,6 +394,10 @@ struct zt_proxy *zt_proxy_new(uv_loop_t *control, const struct zt_proxy_opts *op
     snprintf(p->node, sizeof(p->node), "%s", opts->node ? opts->node : "");
     p->opts.trust_domain = p->trust_domain;
     p->opts.node = p->node;
+    p->network = strdup(opts->network ? opts->network : "");
+    if (!p->network)
+        abort();
+    p->opts.network = p->network;
     p->nworkers = opts->workers ? opts->workers : 2;
     p->pws = calloc(p->nworkers, sizeof(*p->pws));
     if (!p->pws)
@@ -583,6 +587,9 @@ void zt_proxy_free(struct zt_proxy *p)
         pod_shared_unref(p->pods[i]);
     free(p->pods);
     free(p->pws);
+    free(p->network); /* the workers that read it are gone */
+    p->network = NULL;
+    p->opts.network = NULL;
     if (p->drain_timer_init) {
         /* The handle is freed with p: close it and let the loop finish it. */
         uv_timer_stop(&p->drain_timer);

@@ -27,6 +27,9 @@ struct zt_proxy_opts {
     bool orig_src;            /* spoof the client's source IP upstream */
     const char *trust_domain; /* for pods whose workload is not yet known */
     const char *node;         /* NODE_NAME, prefers local workloads */
+    /* NETWORK ("" or NULL: the default network): inbound connections come
+     * from it, so their sources are looked up by (network, IP). */
+    const char *network;
     struct zt_h2_settings client_h2, server_h2;
     unsigned pool_max_streams;
     uint64_t pool_idle_ms;
