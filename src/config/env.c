@@ -433,9 +433,17 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     c->trust_domain = get(&e, "TRUST_DOMAIN");
     if (!c->trust_domain)
         c->trust_domain = "cluster.local";
+    /* Istio's ztunnel reads CLUSTER_DOMAIN only in its DNS proxy (search
+     * domains, forwarding); its xDS node id says "svc.cluster.local" either
+     * way. Without a DNS proxy another value could not do what it asks:
+     * refused rather than silently ignored. */
     c->cluster_domain = get(&e, "CLUSTER_DOMAIN");
     if (!c->cluster_domain)
         c->cluster_domain = "cluster.local";
+    if (strcasecmp(c->cluster_domain, "cluster.local") != 0)
+        return bad(&e, "CLUSTER_DOMAIN", c->cluster_domain,
+                   "only cluster.local is supported: Istio's ztunnel uses it only in its DNS "
+                   "proxy, which ztunnel-c does not have yet");
     c->network = get(&e, "NETWORK");
     if (!c->network)
         c->network = "";

@@ -33,7 +33,7 @@ struct zt_config {
     const char *node_name;
     const char *cluster_id;     /* default "Kubernetes" */
     const char *trust_domain;   /* default "cluster.local" */
-    const char *cluster_domain; /* default "cluster.local" */
+    const char *cluster_domain; /* "cluster.local", the only value accepted */
     const char *network;        /* default "" */
     const char *xds_root_ca;    /* XDS_ROOT_CA: PEM file or SYSTEM */
     const char *ca_root_ca;     /* CA_ROOT_CA, else XDS_ROOT_CA */

@@ -103,6 +103,8 @@ static void test_values(void)
                         "/etc/z.yaml",
                         "NETWORK",
                         "n1",
+                        "CLUSTER_DOMAIN",
+                        "cluster.local",
                         NULL};
     struct zt_config c;
     char err[256];
@@ -120,6 +122,7 @@ static void test_values(void)
     CHECK_EQ_INT(c.pool_unused_release_timeout_ms, 5400000);
     CHECK_EQ_STR(c.local_xds_path, "/etc/z.yaml");
     CHECK_EQ_STR(c.network, "n1");
+    CHECK_EQ_STR(c.cluster_domain, "cluster.local");
 }
 
 static void test_workers(void)
@@ -243,6 +246,9 @@ static const struct err_case err_cases[] = {
      "KEEPALIVE_TIME=\"soon\": expected a duration such as 90s, 30m, 24h or seconds"},
     {"KEEPALIVE_RETRIES", "128", "KEEPALIVE_RETRIES=\"128\": out of range (1-127)"},
     {"KEEPALIVE_ENABLED", "on", "KEEPALIVE_ENABLED=\"on\": expected true or false"},
+    {"CLUSTER_DOMAIN", "corp.example",
+     "CLUSTER_DOMAIN=\"corp.example\": only cluster.local is supported: Istio's ztunnel uses it "
+     "only in its DNS proxy, which ztunnel-c does not have yet"},
     {"INPOD_PORT_REUSE", "yes", "INPOD_PORT_REUSE=\"yes\": expected true or false"},
     {"ENABLE_ORIG_SRC", "maybe", "ENABLE_ORIG_SRC=\"maybe\": expected true or false"},
     {"LOG_FORMAT", "xml", "LOG_FORMAT=\"xml\": expected plain or json"},
