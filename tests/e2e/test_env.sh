@@ -3,7 +3,7 @@
 # real sockets: KEEPALIVE_* on the sockets Istio's ztunnel sets them on
 # (accepted on 15001/15006, every socket it dials; not accepted HBONE),
 # IPV6_ENABLED=false binding IPv4 only, NETWORK naming the network inbound
-# lookups use. Node 1 runs KEEPALIVE_TIME=77s, node 2 KEEPALIVE_ENABLED=false,
+# lookups use, CLUSTER_DOMAIN refused unless cluster.local. Node 1 runs KEEPALIVE_TIME=77s, node 2 KEEPALIVE_ENABLED=false,
 # IPV6_ENABLED=false and NETWORK=n1, so each check has its counterpart.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -128,5 +128,19 @@ got=$(zt_ns_exec "$(zt_node_ns 2)" curl -s -m 5 localhost:15020/metrics |
 	grep 'destination_workload="c"' | grep 'connection_security_policy="unknown"' |
 	grep -oP 'source_workload="\K[^"]*' | sort -u | tr '\n' ' ')
 zt_expect_eq "$got" "b unknown "
+
+# CLUSTER_DOMAIN matters only to a DNS proxy, which we lack: another value
+# is refused at start-up (an empty node, where the proxy would otherwise run
+# until `timeout` stops it).
+zt_test "CLUSTER_DOMAIN=corp.example: the proxy refuses to start and says why"
+zt_node_add 3 >/dev/null
+out=$(zt_ns_exec "$(zt_node_ns 3)" env INPOD_UDS="$ZT_WORK/n3.sock" LOCAL_CA_DIR="$MESH_CA" \
+	CLUSTER_DOMAIN=corp.example timeout 10 "$ZT_BIN" proxy 2>&1)
+rc=$?
+if [ $rc = 1 ] && [[ $out == *'CLUSTER_DOMAIN="corp.example": only cluster.local is supported'* ]]; then
+	zt_pass
+else
+	zt_fail "rc=$rc: $out"
+fi
 
 mesh_finish
