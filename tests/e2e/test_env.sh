@@ -108,7 +108,7 @@ listen_addr() {
 }
 zt_test "IPV6_ENABLED default: pod listeners and :15020 are dual-stack (node 1)"
 got="$(listen_addr "$a" 15001) $(listen_addr "$a" 15006) $(listen_addr "$a" 15008) $(listen_addr "$(zt_node_ns 1)" 15020)"
-zt_expect_eq "$(echo "$got" | sed 's/\[::\]/*/g')" "*:15001 *:15006 *:15008 *:15020"
+zt_expect_eq "${got//\[::\]/*}" "*:15001 *:15006 *:15008 *:15020"
 zt_test "IPV6_ENABLED=false: pod listeners, :15020 and :15021 bind IPv4 only (node 2)"
 got="$(listen_addr "$c" 15001) $(listen_addr "$c" 15006) $(listen_addr "$c" 15008)"
 got="$got $(listen_addr "$(zt_node_ns 2)" 15020) $(listen_addr "$(zt_node_ns 2)" 15021)"
