@@ -292,7 +292,7 @@ static void connect_ca(struct zt_ca_client *c)
         fail_queue(c, ZT_E_UPSTREAM);
         return;
     }
-    struct zt_sock_opts o = {.netns_fd = -1};
+    struct zt_sock_opts o = {.netns_fd = -1, .keepalive = &zt_sock_keepalive_control_plane};
     int fd = zt_sock_connect(res->ai_addr, NULL, &o, NULL);
     freeaddrinfo(res);
     if (fd < 0) {

@@ -300,9 +300,9 @@ static int start_xds(struct proxy_app *app)
     }
     struct zt_xds_client_opts o = {
         .address = addr,
-        .root_ca = env_or("XDS_ROOT_CA", "./var/run/secrets/istio/root-cert.pem"),
+        .root_ca = app->cfg.xds_root_ca,
         .alt_hostname = getenv("ALT_XDS_HOSTNAME"),
-        .token_path = env_or("AUTH_TOKEN", "./var/run/secrets/tokens/istio-token"),
+        .token_path = app->cfg.auth_token,
         .cluster_id = app->cfg.cluster_id,
         .node_id = node_id,
         .node_meta = meta,
@@ -418,10 +418,9 @@ int zt_cmd_proxy(int argc, char **argv)
     if (ca_addr && *ca_addr) {
         struct zt_ca_client_opts co = {
             .address = ca_addr,
-            .root_ca = env_or("CA_ROOT_CA",
-                              env_or("XDS_ROOT_CA", "./var/run/secrets/istio/root-cert.pem")),
+            .root_ca = app.cfg.ca_root_ca,
             .alt_hostname = getenv("ALT_CA_HOSTNAME"),
-            .token_path = env_or("AUTH_TOKEN", "./var/run/secrets/tokens/istio-token"),
+            .token_path = app.cfg.auth_token,
             .cluster_id = app.cfg.cluster_id,
             .impersonate = app.cfg.proxy_mode == ZT_PROXY_MODE_SHARED,
         };
@@ -458,6 +457,7 @@ int zt_cmd_proxy(int argc, char **argv)
         .orig_src = orig_src,
         .trust_domain = app.cfg.trust_domain,
         .node = app.cfg.node_name,
+        .network = app.cfg.network,
         .client_h2 = {.stream_window = app.cfg.h2_stream_window,
                       .connection_window = app.cfg.h2_conn_window,
                       .max_frame_size = app.cfg.h2_frame_size,
@@ -471,6 +471,11 @@ int zt_cmd_proxy(int argc, char **argv)
         .pool_idle_ms = app.cfg.pool_unused_release_timeout_ms,
         .metrics = app.metrics,
         .authz_info_logging = app.cfg.authz_policy_info_logging,
+        .keepalive = {.enabled = app.cfg.keepalive_enabled,
+                      .time_s = app.cfg.keepalive_time_s,
+                      .interval_s = app.cfg.keepalive_interval_s,
+                      .retries = app.cfg.keepalive_retries},
+        .ipv4_only = !app.cfg.ipv6_enabled,
     };
     app.proxy = zt_proxy_new(app.loop, &opts, app.ca);
     int rc = zt_proxy_start(app.proxy);

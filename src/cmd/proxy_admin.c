@@ -93,9 +93,14 @@ int zt_proxy_admin_start(struct proxy_app *app)
     if (!app->workload_state)
         app->workload_state = json_object();
     pthread_mutex_unlock(&app->mu);
+    /* IPV6_ENABLED=false: the public ports bind IPv4 only, as Istio's
+     * ztunnel's wildcard address does. */
+    const char *any = app->cfg.ipv6_enabled ? NULL : "0.0.0.0";
     struct zt_admin_opts opts = {
         .admin_port = 15000,
+        .stats_addr = any,
         .stats_port = 15020,
+        .ready_addr = any,
         .ready_port = 15021,
     };
     char err[256];

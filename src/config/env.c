@@ -194,16 +194,83 @@ static int env_duration(struct envctx *e, const char *name, uint64_t def_ms, uin
     return 0;
 }
 
+/* A Kubernetes CPU quantity ("2", "1.5", "500m") as whole CPUs, rounded
+ * up. Returns 0, or ZT_E_CONFIG for anything else (zero included). */
+static int parse_cpu_quantity(const char *s, uint64_t *out)
+{
+    uint64_t whole = 0;
+    bool frac = false, digits = false;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++, digits = true)
+        if (whole < 1000000000)
+            whole = whole * 10 + (uint64_t)(*p - '0');
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++, digits = true)
+            frac |= *p != '0';
+    bool milli = *p == 'm';
+    if (!digits || p[milli ? 1 : 0] != '\0')
+        return ZT_E_CONFIG;
+    whole += frac;
+    if (milli)
+        whole = (whole + 999) / 1000;
+    if (whole == 0)
+        return ZT_E_CONFIG;
+    *out = whole;
+    return 0;
+}
+
+static int env_cpu_quantity(struct envctx *e, const char *name, uint64_t *out)
+{
+    const char *v = get(e, name);
+    *out = 0;
+    if (!v)
+        return 0;
+    if (parse_cpu_quantity(v, out))
+        return bad(e, name, v, "expected a positive CPU quantity such as 2, 1.5 or 500m");
+    if (*out > MAX_WORKERS)
+        return bad(e, name, v, "more than %d CPUs", MAX_WORKERS);
+    return 0;
+}
+
+/* Worker threads as Istio's ztunnel derives them (wire facts §1). The CPU
+ * count is ZTUNNEL_RESOURCE_CPU_LIMIT, else ZTUNNEL_CPU_LIMIT (which Istio's
+ * chart fills from the pod's limits.cpu, or the node's cores without a
+ * limit), else ncpus. ZTUNNEL_WORKER_THREADS "N%" and "0" refer to it.
+ * Without ZTUNNEL_WORKER_THREADS: an explicit ZTUNNEL_RESOURCE_CPU_LIMIT is
+ * the count, raised to ZTUNNEL_RESOURCE_CPU_REQUEST; otherwise a quarter of
+ * the CPUs rounded up, at least 2 and at least the request. */
 static int env_workers(struct envctx *e, unsigned ncpus, unsigned *out)
 {
     const char *name = "ZTUNNEL_WORKER_THREADS";
-    const char *v = get(e, name);
+    const char *v;
+    uint64_t res_limit, res_request, cpus = ncpus ? ncpus : 1, x;
     size_t len;
-    uint64_t x;
-    if (ncpus == 0)
-        ncpus = 1;
+    int rc;
+
+    if ((rc = env_cpu_quantity(e, "ZTUNNEL_RESOURCE_CPU_LIMIT", &res_limit)) ||
+        (rc = env_cpu_quantity(e, "ZTUNNEL_RESOURCE_CPU_REQUEST", &res_request)))
+        return rc;
+    if ((v = get(e, "ZTUNNEL_CPU_LIMIT"))) {
+        if (parse_u64(v, &x) || x == 0)
+            return bad(e, "ZTUNNEL_CPU_LIMIT", v, "expected a whole number of CPUs, at least 1");
+        cpus = x;
+    }
+    if (res_limit)
+        cpus = res_limit;
+
+    v = get(e, name);
     if (!v) {
-        *out = 2;
+        if (res_limit) {
+            x = res_limit > res_request ? res_limit : res_request;
+        } else {
+            x = (cpus + 3) / 4;
+            if (x < res_request)
+                x = res_request;
+            if (x < 2)
+                x = 2;
+        }
+        /* A large ZTUNNEL_CPU_LIMIT only means a big node: cap, not fail. */
+        *out = x > MAX_WORKERS ? MAX_WORKERS : (unsigned)x;
         return 0;
     }
     len = strlen(v);
@@ -215,16 +282,31 @@ static int env_workers(struct envctx *e, unsigned ncpus, unsigned *out)
         num[len - 1] = '\0';
         if (parse_u64(num, &x) || x == 0 || x > 100)
             return bad(e, name, v, "percentage must be 1-100");
-        x = (ncpus * x + 99) / 100; /* round up so 1% of 2 cores is 1 */
+        x = (cpus * x + 99) / 100; /* round up so 1% of 2 cores is 1 */
     } else {
         if (parse_u64(v, &x))
             return bad(e, name, v, "expected N, N%% or 0");
         if (x == 0)
-            x = ncpus;
+            x = cpus;
     }
     if (x > MAX_WORKERS)
         return bad(e, name, v, "at most %d threads", MAX_WORKERS);
     *out = x ? (unsigned)x : 1;
+    return 0;
+}
+
+/* KEEPALIVE_TIME / KEEPALIVE_INTERVAL (default 180 s): whole seconds within
+ * the kernel's TCP_KEEPIDLE / TCP_KEEPINTVL range, so that no socket ends up
+ * without the keepalive asked for. */
+static int env_keepalive_s(struct envctx *e, const char *name, unsigned *out_s)
+{
+    uint64_t ms;
+    int rc = env_duration(e, name, 180000, &ms, NULL);
+    if (rc)
+        return rc;
+    if (ms < 1000 || ms / 1000 > 32767)
+        return bad(e, name, get(e, name), "out of range (1s-32767s)");
+    *out_s = (unsigned)(ms / 1000);
     return 0;
 }
 
@@ -351,12 +433,32 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     c->trust_domain = get(&e, "TRUST_DOMAIN");
     if (!c->trust_domain)
         c->trust_domain = "cluster.local";
+    /* Istio's ztunnel reads CLUSTER_DOMAIN only in its DNS proxy (search
+     * domains, forwarding); its xDS node id says "svc.cluster.local" either
+     * way. Without a DNS proxy another value could not do what it asks:
+     * refused rather than silently ignored. */
     c->cluster_domain = get(&e, "CLUSTER_DOMAIN");
     if (!c->cluster_domain)
         c->cluster_domain = "cluster.local";
+    if (strcasecmp(c->cluster_domain, "cluster.local") != 0)
+        return bad(&e, "CLUSTER_DOMAIN", c->cluster_domain,
+                   "only cluster.local is supported: Istio's ztunnel uses it only in its DNS "
+                   "proxy, which ztunnel-c does not have yet");
     c->network = get(&e, "NETWORK");
     if (!c->network)
         c->network = "";
+    /* Istio's defaults are "./var/run/...", relative to its container's
+     * working directory, which is "/". Resolved against "/" here, so the
+     * files read never depend on where the proxy was started. */
+    c->xds_root_ca = get(&e, "XDS_ROOT_CA");
+    if (!c->xds_root_ca)
+        c->xds_root_ca = "/var/run/secrets/istio/root-cert.pem";
+    c->ca_root_ca = get(&e, "CA_ROOT_CA");
+    if (!c->ca_root_ca)
+        c->ca_root_ca = c->xds_root_ca;
+    c->auth_token = get(&e, "AUTH_TOKEN");
+    if (!c->auth_token)
+        c->auth_token = "/var/run/secrets/tokens/istio-token";
 
     if ((v = get(&e, "ENABLE_ORIG_SRC"))) {
         bool b;
@@ -391,11 +493,10 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
         return rc;
     if ((rc = env_bool(&e, "KEEPALIVE_ENABLED", true, &c->keepalive_enabled)))
         return rc;
-    if ((rc = env_duration(&e, "KEEPALIVE_TIME", 180000, &c->keepalive_time_ms, NULL)))
+    if ((rc = env_keepalive_s(&e, "KEEPALIVE_TIME", &c->keepalive_time_s)) ||
+        (rc = env_keepalive_s(&e, "KEEPALIVE_INTERVAL", &c->keepalive_interval_s)))
         return rc;
-    if ((rc = env_duration(&e, "KEEPALIVE_INTERVAL", 180000, &c->keepalive_interval_ms, NULL)))
-        return rc;
-    if ((rc = env_u32(&e, "KEEPALIVE_RETRIES", 9, 1, 1000, &c->keepalive_retries)))
+    if ((rc = env_u32(&e, "KEEPALIVE_RETRIES", 9, 1, 127, &c->keepalive_retries)))
         return rc;
     return 0;
 }

@@ -33,8 +33,11 @@ struct zt_config {
     const char *node_name;
     const char *cluster_id;     /* default "Kubernetes" */
     const char *trust_domain;   /* default "cluster.local" */
-    const char *cluster_domain; /* default "cluster.local" */
+    const char *cluster_domain; /* "cluster.local", the only value accepted */
     const char *network;        /* default "" */
+    const char *xds_root_ca;    /* XDS_ROOT_CA: PEM file or SYSTEM */
+    const char *ca_root_ca;     /* CA_ROOT_CA, else XDS_ROOT_CA */
+    const char *auth_token;     /* AUTH_TOKEN: bearer token file */
     enum zt_tristate enable_orig_src;
     bool ipv6_enabled;
     uint32_t pool_max_streams_per_conn;
@@ -46,8 +49,10 @@ struct zt_config {
     uint64_t termination_deadline_ms; /* derived per 9.4 */
     enum zt_log_format log_format;
     enum zt_log_level log_level;
-    uint64_t keepalive_time_ms;
-    uint64_t keepalive_interval_ms;
+    /* KEEPALIVE_*: whole seconds (the kernel's unit; fractions dropped, as
+     * Istio's ztunnel does), 1..32767; retries 1..127. */
+    unsigned keepalive_time_s;
+    unsigned keepalive_interval_s;
     uint32_t keepalive_retries;
     bool keepalive_enabled;
     bool authz_policy_info_logging; /* AUTHZ_POLICY_INFO_LOGGING: decisions at info */

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+const struct zt_sock_keepalive zt_sock_keepalive_control_plane = {
+    .enabled = true, .time_s = 300, .interval_s = 75, .retries = 9};
+
 /* Enters `netns_fd` for the duration of one socket() call. The caller's
  * namespace is kept as an fd opened per call: cheap next to a connection, and
  * it keeps threads free of hidden per-thread state. */
@@ -112,7 +115,11 @@ int zt_sock_connect(const struct sockaddr *dst, const struct sockaddr *bind_src,
     }
     if (fd < 0)
         return fd;
-    zt_sock_tune(fd);
+    int rc = zt_sock_tune(fd, o.keepalive);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
     /* Bounds the handshake (ztunnel: 10 s): the kernel gives up on SYN
      * retransmits after TCP_USER_TIMEOUT. zt_sock_connect_result() clears it
      * once connected. */
@@ -122,7 +129,7 @@ int zt_sock_connect(const struct sockaddr *dst, const struct sockaddr *bind_src,
     if (bind_src && bind(fd, bind_src, zt_sockaddr_len(bind_src)) < 0 && bind_failed)
         *bind_failed = true;
     if (connect(fd, dst, zt_sockaddr_len(dst)) < 0 && errno != EINPROGRESS) {
-        int rc = -errno;
+        rc = -errno;
         close(fd);
         return rc;
     }
@@ -173,14 +180,20 @@ int zt_sock_original_dst(int fd, struct sockaddr_storage *out)
     return 0;
 }
 
-void zt_sock_tune(int fd)
+int zt_sock_tune(int fd, const struct zt_sock_keepalive *ka)
 {
-    int one = 1, idle = 180, intvl = 180, cnt = 9;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        return -errno;
+    if (!ka || !ka->enabled)
+        return 0;
+    int idle = (int)ka->time_s, intvl = (int)ka->interval_s, cnt = (int)ka->retries;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0)
+        return -errno;
+    return 0;
 }
 
 const char *zt_sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap)

@@ -13,8 +13,23 @@
 /* Upstream connects fail after this long (ztunnel: 10 s). */
 #define ZT_SOCK_CONNECT_TIMEOUT_MS 10000
 
+/* TCP keepalive (KEEPALIVE_*): SO_KEEPALIVE with TCP_KEEPIDLE = time_s,
+ * TCP_KEEPINTVL = interval_s and TCP_KEEPCNT = retries. The kernel takes
+ * 1..32767 s and 1..127 probes (config/env.c refuses other values). */
+struct zt_sock_keepalive {
+    bool enabled;
+    unsigned time_s, interval_s, retries;
+};
+
+/* Istio's ztunnel uses 300 s / 75 s / 9 probes on its control-plane
+ * channels (xDS, CA), whatever KEEPALIVE_* say. */
+extern const struct zt_sock_keepalive zt_sock_keepalive_control_plane;
+
 struct zt_sock_opts {
-    int netns_fd;                /* namespace to create the socket in; -1 = current */
+    int netns_fd; /* namespace to create the socket in; -1 = current */
+    /* zt_sock_connect: keepalive of the new socket; borrowed for the call;
+     * NULL or !enabled = none. */
+    const struct zt_sock_keepalive *keepalive;
     uint32_t mark;               /* SO_MARK, 0 = none */
     bool reuseport;              /* SO_REUSEPORT (listeners) */
     bool transparent;            /* IP_TRANSPARENT + IP_FREEBIND (spoofed source) */
@@ -29,7 +44,8 @@ int zt_sock_tcp(int family, const struct zt_sock_opts *opts);
  * Returns the fd or a negative errno. */
 int zt_sock_listen(const struct sockaddr *addr, socklen_t len, const struct zt_sock_opts *opts);
 
-/* Starts a non-blocking connect of a new socket made with `opts`; if `bind_src`
+/* Starts a non-blocking connect of a new socket made with `opts` (tuned by
+ * zt_sock_tune with opts->keepalive); if `bind_src`
  * is non-NULL the socket is bound to it first (a failure to bind is reported
  * through *bind_failed and the connect proceeds unbound). Returns the fd (the
  * connect is usually still in progress) or a negative errno. */
@@ -45,8 +61,10 @@ int zt_sock_connect_result(int fd);
  * are returned as IPv4. */
 int zt_sock_original_dst(int fd, struct sockaddr_storage *out);
 
-/* TCP_NODELAY and the keepalive settings of Istio's ztunnel. */
-void zt_sock_tune(int fd);
+/* Sets TCP_NODELAY and, if `ka` (borrowed, may be NULL) is enabled, its
+ * keepalive; without it SO_KEEPALIVE is left as the socket has it (off for
+ * a new or accepted socket). Returns 0 or a negative errno. */
+int zt_sock_tune(int fd, const struct zt_sock_keepalive *ka);
 
 /* Formats "ip:port" ("[ip]:port" for IPv6) into buf. */
 const char *zt_sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);

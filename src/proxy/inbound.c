@@ -32,7 +32,8 @@ static const struct zt_workload *src_by_ip(struct zt_pod_inst *pod,
     uint16_t port;
     if (zt_ip_from_sockaddr((const struct sockaddr *)peer, &ip, &port) < 0)
         return NULL;
-    return zt_state_workload_by_ip(pod->pw->state, "", &ip);
+    /* Not through a gateway, so from our own network (as Istio's ztunnel). */
+    return zt_state_workload_by_ip(pod->pw->state, pod->pw->proxy->opts.network, &ip);
 }
 
 /* The service the client dialed, from the forwarded header's host= (wire

@@ -51,6 +51,7 @@ void zt_pod_sock_opts(struct zt_pod_inst *pod, struct zt_sock_opts *o)
     memset(o, 0, sizeof(*o));
     o->netns_fd = pod->shared->netns_fd;
     o->mark = pod->pw->proxy->opts.mark;
+    o->keepalive = &pod->pw->proxy->opts.keepalive;
     o->connect_timeout_ms = ZT_SOCK_CONNECT_TIMEOUT_MS;
 }
 
@@ -207,7 +208,16 @@ static void on_accept(uv_poll_t *h, int status, int events)
                         listener_ports[l->kind]);
             l->backoff_ms = 0;
         }
-        zt_sock_tune(fd);
+        /* Istio's ztunnel applies KEEPALIVE_* to accepted outbound and
+         * plaintext sockets only; HBONE peers have HTTP/2 PINGs. */
+        int rc = zt_sock_tune(fd, l->kind == ZT_LS_INBOUND_HBONE ? NULL
+                                                                 : &pod->pw->proxy->opts.keepalive);
+        if (rc < 0) {
+            ZT_WARN("proxy", "pod %s: socket options on %u: %s", pod->shared->uid,
+                    listener_ports[l->kind], zt_strerror(rc));
+            close(fd);
+            continue;
+        }
         switch (l->kind) {
         case ZT_LS_OUTBOUND:
             zt_outbound_accept(pod, fd);
@@ -226,12 +236,14 @@ static int open_listener(int netns_fd, uint16_t port, const struct zt_proxy_opts
 {
     struct zt_sock_opts o = {
         .netns_fd = netns_fd, .mark = opts->mark, .reuseport = opts->reuseport};
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (opts->ipv4_only)
+        return zt_sock_listen((struct sockaddr *)&a4, sizeof(a4), &o);
     struct sockaddr_in6 a6 = {
         .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
     int fd = zt_sock_listen((struct sockaddr *)&a6, sizeof(a6), &o);
     if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
         /* IPv6 disabled in the pod: IPv4 only. */
-        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
         fd = zt_sock_listen((struct sockaddr *)&a4, sizeof(a4), &o);
     }
     return fd;
@@ -448,6 +460,10 @@ struct zt_proxy *zt_proxy_new(uv_loop_t *control, const struct zt_proxy_opts *op
     snprintf(p->node, sizeof(p->node), "%s", opts->node ? opts->node : "");
     p->opts.trust_domain = p->trust_domain;
     p->opts.node = p->node;
+    p->network = strdup(opts->network ? opts->network : "");
+    if (!p->network)
+        abort();
+    p->opts.network = p->network;
     p->nworkers = opts->workers ? opts->workers : 2;
     p->pws = calloc(p->nworkers, sizeof(*p->pws));
     if (!p->pws)
@@ -637,6 +653,9 @@ void zt_proxy_free(struct zt_proxy *p)
         pod_shared_unref(p->pods[i]);
     free(p->pods);
     free(p->pws);
+    free(p->network); /* the workers that read it are gone */
+    p->network = NULL;
+    p->opts.network = NULL;
     if (p->drain_timer_init) {
         /* The handle is freed with p: close it and let the loop finish it. */
         uv_timer_stop(&p->drain_timer);

@@ -11,6 +11,7 @@
 
 #include "ca/manager.h"
 #include "h2/h2conn.h"
+#include "loop/sock.h"
 #include "state/state.h"
 #include "telemetry/metrics.h"
 #include "zds/zds.h"
@@ -26,11 +27,19 @@ struct zt_proxy_opts {
     bool orig_src;            /* spoof the client's source IP upstream */
     const char *trust_domain; /* for pods whose workload is not yet known */
     const char *node;         /* NODE_NAME, prefers local workloads */
+    /* NETWORK ("" or NULL: the default network): inbound connections come
+     * from it, so their sources are looked up by (network, IP). */
+    const char *network;
     struct zt_h2_settings client_h2, server_h2;
     unsigned pool_max_streams;
     uint64_t pool_idle_ms;
     struct zt_metrics *metrics; /* borrowed; NULL = no metrics; one shard per worker */
     bool authz_info_logging;    /* log authorization decisions at info, not debug */
+    /* KEEPALIVE_*: on sockets accepted on 15001 and 15006 and on every
+     * socket dialed from a pod (to apps, HBONE peers, passthrough), as
+     * Istio's ztunnel; accepted HBONE (15008) sockets get none there. */
+    struct zt_sock_keepalive keepalive;
+    bool ipv4_only; /* IPV6_ENABLED=false: pod listeners bind 0.0.0.0, not [::] */
 };
 
 struct zt_proxy;

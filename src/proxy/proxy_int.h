@@ -87,6 +87,7 @@ struct zt_proxy {
     struct zt_proxy_opts opts;
     char trust_domain[256];
     char node[256];
+    char *network; /* owned copy of opts.network */
     struct zt_ca_mgr *ca;
     struct zt_pw *pws;
     unsigned nworkers;

@@ -272,7 +272,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         attempt_ended(c, ZT_ADS_CONNECT_FAILED, msg);
         return;
     }
-    struct zt_sock_opts o = {.netns_fd = -1};
+    struct zt_sock_opts o = {.netns_fd = -1, .keepalive = &zt_sock_keepalive_control_plane};
     int fd = zt_sock_connect(res->ai_addr, NULL, &o, NULL);
     uv_freeaddrinfo(res);
     if (fd < 0) {

@@ -45,7 +45,32 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.termination_deadline_ms, 5000);
     CHECK_EQ_INT(c.log_format, ZT_LOG_FORMAT_PLAIN);
     CHECK_EQ_INT(c.log_level, ZT_LOG_INFO);
+    CHECK(c.keepalive_enabled);
+    CHECK_EQ_INT(c.keepalive_time_s, 180);
+    CHECK_EQ_INT(c.keepalive_interval_s, 180);
     CHECK_EQ_INT(c.keepalive_retries, 9);
+}
+
+/* KEEPALIVE_*: whole seconds (fractions dropped, as socket2 does for
+ * Istio's ztunnel), within what the kernel accepts. */
+static void test_keepalive(void)
+{
+    const char *kv[] = {"KEEPALIVE_TIME",
+                        "77s",
+                        "KEEPALIVE_INTERVAL",
+                        "1500ms",
+                        "KEEPALIVE_RETRIES",
+                        "127",
+                        "KEEPALIVE_ENABLED",
+                        "false",
+                        NULL};
+    struct zt_config c;
+    char err[256];
+    CHECK_EQ_INT(load(kv, 2, &c, err, sizeof(err)), 0);
+    CHECK(!c.keepalive_enabled);
+    CHECK_EQ_INT(c.keepalive_time_s, 77);
+    CHECK_EQ_INT(c.keepalive_interval_s, 1);
+    CHECK_EQ_INT(c.keepalive_retries, 127);
 }
 
 static void test_values(void)
@@ -78,6 +103,8 @@ static void test_values(void)
                         "/etc/z.yaml",
                         "NETWORK",
                         "n1",
+                        "CLUSTER_DOMAIN",
+                        "cluster.local",
                         NULL};
     struct zt_config c;
     char err[256];
@@ -95,6 +122,7 @@ static void test_values(void)
     CHECK_EQ_INT(c.pool_unused_release_timeout_ms, 5400000);
     CHECK_EQ_STR(c.local_xds_path, "/etc/z.yaml");
     CHECK_EQ_STR(c.network, "n1");
+    CHECK_EQ_STR(c.cluster_domain, "cluster.local");
 }
 
 static void test_workers(void)
@@ -110,6 +138,67 @@ static void test_workers(void)
     CHECK_EQ_INT(c.worker_threads, 1);
     CHECK_EQ_INT(load(three, 2, &c, err, sizeof(err)), 0);
     CHECK_EQ_INT(c.worker_threads, 3);
+}
+
+/* Istio's defaults are relative ("./var/run/...") and meant for its
+ * container, whose working directory is "/": they must not depend on where
+ * the proxy was started. Explicit values are taken as given. */
+static void test_cp_paths(void)
+{
+    const char *none[] = {NULL};
+    const char *xds_only[] = {"XDS_ROOT_CA", "/etc/zt/root.pem", NULL};
+    const char *all[] = {"XDS_ROOT_CA", "SYSTEM", "CA_ROOT_CA", "ca.pem",
+                         "AUTH_TOKEN",  "tok",    NULL};
+    struct zt_config c;
+    char err[256];
+    CHECK_EQ_INT(load(none, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.xds_root_ca, "/var/run/secrets/istio/root-cert.pem");
+    CHECK_EQ_STR(c.ca_root_ca, "/var/run/secrets/istio/root-cert.pem");
+    CHECK_EQ_STR(c.auth_token, "/var/run/secrets/tokens/istio-token");
+    CHECK_EQ_INT(load(xds_only, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.xds_root_ca, "/etc/zt/root.pem");
+    CHECK_EQ_STR(c.ca_root_ca, "/etc/zt/root.pem");
+    CHECK_EQ_INT(load(all, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.xds_root_ca, "SYSTEM");
+    CHECK_EQ_STR(c.ca_root_ca, "ca.pem");
+    CHECK_EQ_STR(c.auth_token, "tok");
+}
+
+/* Upstream's worker default: the CPU count is ZTUNNEL_RESOURCE_CPU_LIMIT
+ * (a Kubernetes quantity), else ZTUNNEL_CPU_LIMIT (whole CPUs, which Istio's
+ * chart fills from limits.cpu), else the host's cores. Without
+ * ZTUNNEL_WORKER_THREADS: an explicit resource limit is the count (raised to
+ * the request), else a quarter of the CPUs rounded up, at least 2 and at
+ * least the request. */
+static void test_cpu_limit(void)
+{
+    static const struct {
+        const char *kv[7];
+        unsigned ncpus, want;
+    } cases[] = {
+        {{NULL}, 8, 2},
+        {{NULL}, 16, 4},
+        {{NULL}, 17, 5},
+        {{"ZTUNNEL_CPU_LIMIT", "12", NULL}, 64, 3},
+        {{"ZTUNNEL_CPU_LIMIT", "1", NULL}, 64, 2},
+        {{"ZTUNNEL_CPU_LIMIT", "4", "ZTUNNEL_WORKER_THREADS", "50%", NULL}, 64, 2},
+        {{"ZTUNNEL_CPU_LIMIT", "4", "ZTUNNEL_WORKER_THREADS", "0", NULL}, 64, 4},
+        {{"ZTUNNEL_CPU_LIMIT", "4", "ZTUNNEL_WORKER_THREADS", "7", NULL}, 64, 7},
+        {{"ZTUNNEL_RESOURCE_CPU_LIMIT", "500m", "ZTUNNEL_CPU_LIMIT", "64", NULL}, 64, 1},
+        {{"ZTUNNEL_RESOURCE_CPU_LIMIT", "2.5", "ZTUNNEL_CPU_LIMIT", "64", NULL}, 64, 3},
+        {{"ZTUNNEL_RESOURCE_CPU_LIMIT", "1500m", "ZTUNNEL_RESOURCE_CPU_REQUEST", "3", NULL}, 64, 3},
+        {{"ZTUNNEL_RESOURCE_CPU_LIMIT", "6", "ZTUNNEL_WORKER_THREADS", "50%", NULL}, 64, 3},
+        {{"ZTUNNEL_RESOURCE_CPU_REQUEST", "6", NULL}, 8, 6},
+        {{"ZTUNNEL_RESOURCE_CPU_REQUEST", "250m", NULL}, 8, 2},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct zt_config c;
+        char err[256];
+        CHECK_EQ_INT(load(cases[i].kv, cases[i].ncpus, &c, err, sizeof(err)), 0);
+        if (c.worker_threads != cases[i].want)
+            fprintf(stderr, "  case %zu\n", i);
+        CHECK_EQ_INT(c.worker_threads, cases[i].want);
+    }
 }
 
 static void test_grace_period(void)
@@ -140,6 +229,26 @@ static const struct err_case err_cases[] = {
     {"SECRET_TTL", "1y", "SECRET_TTL=\"1y\": expected a duration such as 90s, 30m, 24h or seconds"},
     {"ZTUNNEL_WORKER_THREADS", "two", "ZTUNNEL_WORKER_THREADS=\"two\": expected N, N% or 0"},
     {"ZTUNNEL_WORKER_THREADS", "150%", "ZTUNNEL_WORKER_THREADS=\"150%\": percentage must be 1-100"},
+    {"ZTUNNEL_CPU_LIMIT", "2.5",
+     "ZTUNNEL_CPU_LIMIT=\"2.5\": expected a whole number of CPUs, at least 1"},
+    {"ZTUNNEL_CPU_LIMIT", "0",
+     "ZTUNNEL_CPU_LIMIT=\"0\": expected a whole number of CPUs, at least 1"},
+    {"ZTUNNEL_RESOURCE_CPU_LIMIT", "0",
+     "ZTUNNEL_RESOURCE_CPU_LIMIT=\"0\": expected a positive CPU quantity such as 2, 1.5 or 500m"},
+    {"ZTUNNEL_RESOURCE_CPU_REQUEST", "1cpu",
+     "ZTUNNEL_RESOURCE_CPU_REQUEST=\"1cpu\": expected a positive CPU quantity such as 2, 1.5 or "
+     "500m"},
+    {"ZTUNNEL_RESOURCE_CPU_LIMIT", "5000",
+     "ZTUNNEL_RESOURCE_CPU_LIMIT=\"5000\": more than 1024 CPUs"},
+    {"KEEPALIVE_TIME", "500ms", "KEEPALIVE_TIME=\"500ms\": out of range (1s-32767s)"},
+    {"KEEPALIVE_INTERVAL", "10h", "KEEPALIVE_INTERVAL=\"10h\": out of range (1s-32767s)"},
+    {"KEEPALIVE_TIME", "soon",
+     "KEEPALIVE_TIME=\"soon\": expected a duration such as 90s, 30m, 24h or seconds"},
+    {"KEEPALIVE_RETRIES", "128", "KEEPALIVE_RETRIES=\"128\": out of range (1-127)"},
+    {"KEEPALIVE_ENABLED", "on", "KEEPALIVE_ENABLED=\"on\": expected true or false"},
+    {"CLUSTER_DOMAIN", "corp.example",
+     "CLUSTER_DOMAIN=\"corp.example\": only cluster.local is supported: Istio's ztunnel uses it "
+     "only in its DNS proxy, which ztunnel-c does not have yet"},
     {"INPOD_PORT_REUSE", "yes", "INPOD_PORT_REUSE=\"yes\": expected true or false"},
     {"ENABLE_ORIG_SRC", "maybe", "ENABLE_ORIG_SRC=\"maybe\": expected true or false"},
     {"LOG_FORMAT", "xml", "LOG_FORMAT=\"xml\": expected plain or json"},
@@ -186,7 +295,10 @@ int main(void)
 {
     RUN(test_defaults);
     RUN(test_values);
+    RUN(test_keepalive);
     RUN(test_workers);
+    RUN(test_cp_paths);
+    RUN(test_cpu_limit);
     RUN(test_grace_period);
     RUN(test_errors);
     RUN(test_duration_parse);
