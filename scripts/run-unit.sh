@@ -2,11 +2,11 @@
 # Runs each unit-test binary given as an argument and sums their
 # "N passed, N failed" (and "N skipped") lines. A binary that prints no
 # result line, exits non-zero, or runs longer than UNIT_TIMEOUT seconds
-# (default 300: a hung test fails instead of hanging CI) counts as failed.
+# (default 900: a hung test fails instead of hanging CI) counts as failed.
 # Exits non-zero if any test failed. With ZT_RESULTS set, writes
 # "passed failed skipped" there.
 set -u
-timeout_s=${UNIT_TIMEOUT:-300}
+timeout_s=${UNIT_TIMEOUT:-900}
 total_p=0 total_f=0 total_s=0 bad=0
 for t in "$@"; do
   echo "== ${t}"

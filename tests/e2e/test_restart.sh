@@ -77,8 +77,12 @@ if grep -q "2 pods enrolled" "$(mesh_log 1 cni)" &&
 fi
 
 zt_test "agent restarted: proxy kept both pods (none removed)"
-sleep 0.3
-if tail -n +"$((m1 + 1))" "$(mesh_log 1 proxy)" | grep -qE "pod (a|b) removed"; then
+# The proxy removes pods missing from a snapshot before it acknowledges it
+# (awaited above), so any removal is already in its log; the same pattern
+# finds "pod a removed" after the unenroll below (its positive control).
+if ! tail -n +"$((m1 + 1))" "$(mesh_log 1 proxy)" | grep -q "snapshot received"; then
+	zt_fail "the proxy logged no snapshot after the agent restart"
+elif tail -n +"$((m1 + 1))" "$(mesh_log 1 proxy)" | grep -qE "pod (a|b) removed"; then
 	zt_fail "pod removed after the agent restart"
 else zt_pass; fi
 
@@ -139,9 +143,15 @@ zt_expect_eq "$(ip -n "$a" rule show | grep -c 0x111 || true)" "0"
 
 zt_test "unenroll a: a->e works directly, not in the proxy's access log"
 r=$(zt_send "$a" $E 8080 after-unenroll)
-sleep 0.5
-n=$(mesh_since 1 "$m1" | grep -c "src.addr=$A:" || true)
-if [ "$r" = after-unenroll ] && [ "$n" = 0 ]; then zt_pass; else zt_fail "reply '$r', $n access lines from a"; fi
+# Positive control at the same time: b (still enrolled) -> e is logged; once
+# its line is there, a line for a's earlier connection would be too.
+rb=$(zt_send "$b" $E 8080 marker)
+if ! mesh_wait_access 1 "$m1" "src.addr=$B:.*dst.addr=$E:8080" 5 >/dev/null; then
+	zt_fail "no access line for b's marker connection (reply '$rb')"
+else
+	n=$(mesh_since 1 "$m1" | grep -c "src.addr=$A:" || true)
+	if [ "$r" = after-unenroll ] && [ "$n" = 0 ]; then zt_pass; else zt_fail "reply '$r', $n access lines from a"; fi
+fi
 
 zt_test "unenroll a: a->c now arrives at c as plaintext (no src.identity)"
 m2=$(mesh_mark 2)
@@ -151,8 +161,10 @@ if [ "$r" = plain-now ] && [ -n "$line" ] && [ -z "$(mesh_field "$line" src.iden
 	zt_fail "reply '$r', line '$line'"
 fi
 
-zt_test "unenroll a: a's 15008 no longer listens"
-if zt_ns_exec "$e" timeout 2 bash -c "exec 3<>/dev/tcp/$A/15008" 2>/dev/null; then
+zt_test "unenroll a: a's 15008 no longer listens (b's, the control, does)"
+if ! zt_ns_exec "$e" timeout 5 bash -c "exec 3<>/dev/tcp/$B/15008" 2>/dev/null; then
+	zt_fail "the control: connect to $B:15008 failed"
+elif zt_ns_exec "$e" timeout 5 bash -c "exec 3<>/dev/tcp/$A/15008" 2>/dev/null; then
 	zt_fail "connect to $A:15008 succeeded"
 else zt_pass; fi
 
