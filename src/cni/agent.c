@@ -483,7 +483,7 @@ static bool do_enroll(struct zt_cni_agent *a, struct ctlconn *c, struct zt_cni_p
     char err[512];
     struct apod *p;
     struct zconn *z;
-    bool any_hello;
+    bool any_hello, is_new_netns, want_rollback = false;
     int fd, rc;
 
     if (zt_cni_netns_resolve(req->netns, pod.netns, sizeof(pod.netns)) < 0) {
@@ -514,18 +514,20 @@ static bool do_enroll(struct zt_cni_agent *a, struct ctlconn *c, struct zt_cni_p
         set_error(c, "too many enrolled pods (%d)", MAX_PODS);
         goto fail;
     }
+    /* Rules already in this netns for this pod stay if a re-enroll fails;
+     * anything else a failed enroll installed is rolled back. */
+    is_new_netns = !p || p->pod.netns_dev != pod.netns_dev || p->pod.netns_ino != pod.netns_ino;
     if ((rc = a->rules_apply(fd, err, sizeof(err))) < 0) {
-        set_error(c, "installing redirection rules in %s failed: %s", pod.netns, err);
+        set_error(c, "installing redirection rules in %s failed%s: %s", pod.netns,
+                  is_new_netns ? " (rules removed again)" : "", err);
+        want_rollback = is_new_netns;
         goto fail;
     }
     if (err[0])
         ZT_WARN(SCOPE, "pod %s: %s", pod.uid, err);
     if ((rc = zt_cni_store_write(a->pods_dir, &pod)) < 0) {
         set_error(c, "cannot save enrollment in %s: %s", a->pods_dir, zt_strerror(rc));
-        if (!p) {
-            char e2[256];
-            a->rules_remove(fd, e2, sizeof(e2));
-        }
+        want_rollback = is_new_netns;
         goto fail;
     }
     if (p) {
@@ -558,6 +560,9 @@ static bool do_enroll(struct zt_cni_agent *a, struct ctlconn *c, struct zt_cni_p
     zconn_enqueue(z, ZT_ZDS_REQ_ADD, p, c->id);
     return true;
 fail:
+    if (want_rollback && a->rules_remove(fd, err, sizeof(err)) < 0)
+        ZT_ERROR(SCOPE, "pod %s: removing the rules of a failed enroll from %s: %s", pod.uid,
+                 pod.netns, err);
     close(fd);
     return false;
 }

@@ -19,10 +19,15 @@ static uv_loop_t loop;
 static char dir[64], uds[128], ctl[128];
 static int applied, removed, proxy_adds, proxy_dels, proxy_add_rc;
 static bool proxy_snap;
+static const char *apply_error; /* non-NULL: fake_apply fails with this text */
 
 static int fake_apply(int fd, char *err, size_t cap)
 {
     applied++;
+    if (apply_error) {
+        snprintf(err, cap, "%s", apply_error);
+        return ZT_E_CONFIG;
+    }
     err[0] = '\0';
     return 0;
 }
@@ -86,6 +91,16 @@ static int call(enum zt_cni_ctl_op op, const char *uid, const char *netns,
     pthread_join(t, NULL);
     *rep = c.rep;
     return c.rc;
+}
+
+/* A fresh agent directory and counters for each test. */
+static void reset(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    (void)!system(cmd);
+    applied = removed = proxy_adds = proxy_dels = proxy_add_rc = 0;
+    proxy_snap = false;
 }
 
 static void pump(int n)
@@ -156,6 +171,34 @@ static void test_enroll_flow(void)
     pump(5);
 }
 
+/* Rules that fail half-way (IPv4 in, IPv6 refused) are rolled back: the
+ * pod is not enrolled and the client hears why. */
+static void test_failed_rules_rolled_back(void)
+{
+    struct zt_cni_agent_config cfg = {uds, dir, fake_apply, fake_remove};
+    struct zt_cni_agent *a = NULL;
+    struct zt_cni_ctl_reply rep;
+
+    reset();
+    CHECK_EQ_INT(zt_cni_agent_start(&loop, &cfg, &a), 0);
+    apply_error = "IPv6 rules not installed: ip6tables-restore failed (exit 1)";
+    CHECK_EQ_INT(call(ZT_CNI_CTL_ENROLL, "v6", "/proc/self/ns/net", &rep), 0);
+    apply_error = NULL;
+    CHECK(!rep.ok);
+    CHECK(strstr(rep.error, "IPv6 rules not installed: ip6tables-restore failed") != NULL);
+    CHECK_EQ_INT(applied, 1);
+    CHECK_EQ_INT(removed, 1);
+    CHECK_EQ_INT(zt_cni_agent_pod_count(a), 0);
+    /* Positive control: the same request without the failure enrolls. */
+    CHECK_EQ_INT(call(ZT_CNI_CTL_ENROLL, "v6", "/proc/self/ns/net", &rep), 0);
+    CHECK(rep.ok);
+    CHECK_EQ_INT(zt_cni_agent_pod_count(a), 1);
+    CHECK_EQ_INT(call(ZT_CNI_CTL_UNENROLL, "v6", "", &rep), 0);
+    CHECK(rep.ok);
+    zt_cni_agent_stop(a);
+    pump(5);
+}
+
 int main(void)
 {
     char cmd[128];
@@ -165,6 +208,7 @@ int main(void)
     snprintf(uds, sizeof(uds), "%s/run/ztunnel.sock", dir);
     snprintf(ctl, sizeof(ctl), "%s/agent.sock", dir);
     RUN(test_enroll_flow);
+    RUN(test_failed_rules_rolled_back);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     (void)!system(cmd);
     uv_run(&loop, UV_RUN_NOWAIT);
