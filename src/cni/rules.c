@@ -263,7 +263,10 @@ int zt_cni_rules_apply(int netns_fd, char *err, size_t errcap)
 
     err[0] = '\0';
     if ((rc = zt_cni_netns_ipv6(netns_fd, &v6)) < 0) {
-        snprintf(err, errcap, "cannot read the IPv6 addresses of the netns: %s", zt_strerror(rc));
+        snprintf(err, errcap,
+                 "cannot read the IPv6 addresses of the netns (/proc/net/if_inet6 through a "
+                 "helper): %s",
+                 zt_strerror(rc));
         return rc;
     }
     if ((rc = iptables_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0 ||
