@@ -431,10 +431,8 @@ static void test_peer_uid_trusted(void)
     char res[700];
     uid_t owner;
 
-    if (geteuid() != 0) {
-        fprintf(stderr, "  skipped: needs root to run a client as another uid\n");
-        return;
-    }
+    if (geteuid() != 0)
+        SKIP("needs root to run a client as another uid");
     reset();
     /* Trusted uid: sockets owned by it, it may enroll and be a proxy. */
     cfg.trusted_uid = NOBODY;
@@ -462,10 +460,8 @@ static void test_peer_uid_refused(void)
     struct zt_cni_agent *a = NULL;
     char res[700];
 
-    if (geteuid() != 0) {
-        fprintf(stderr, "  skipped: needs root to run a client as another uid\n");
-        return;
-    }
+    if (geteuid() != 0)
+        SKIP("needs root to run a client as another uid");
     reset();
     CHECK_EQ_INT(zt_cni_agent_start(&loop, &cfg, &a), 0);
     CHECK_EQ_INT(chmod(cnidir, 0711), 0);

@@ -443,10 +443,8 @@ static void test_agent_uid_checked(void)
     int report = -1;
     pid_t pid;
 
-    if (geteuid() != 0) {
-        fprintf(stderr, "  skipped: needs root to run the fake agent as another uid\n");
-        return;
-    }
+    if (geteuid() != 0)
+        SKIP("needs root to run the fake agent as another uid");
     CHECK(mkdtemp(dir) != NULL);
     CHECK_EQ_INT(chown(dir, NOBODY, NOBODY), 0);
 
