@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "cni/agent.h"
+#include "config/env.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ int zt_cmd_cni(int argc, char **argv)
 {
     struct zt_cni_agent_config cfg = {0};
     struct cni_main m = {0};
+    const char *trusted;
     uv_loop_t loop;
 
     if (argc > 1) {
@@ -45,6 +47,8 @@ int zt_cmd_cni(int argc, char **argv)
                 "enrollment store. Environment:\n"
                 "  INPOD_UDS         ZDS socket (default " DEFAULT_UDS ")\n"
                 "  ZTUNNEL_CNI_DIR   agent.sock and pods/ (default " DEFAULT_CNI_DIR ")\n"
+                "  ZTUNNEL_TRUSTED_UID  uid besides root that may connect to both sockets\n"
+                "                    (proxies, ztunnel enroll); it owns the socket files\n"
                 "  LOG_FORMAT        plain (default) or json\n"
                 "  RUST_LOG          log level: error, warn, info (default), debug, trace\n");
         return is_help ? 0 : 2;
@@ -56,6 +60,14 @@ int zt_cmd_cni(int argc, char **argv)
     zt_cmd_raise_nofile("cni");
     cfg.uds_path = zt_cmd_env_or("INPOD_UDS", DEFAULT_UDS);
     cfg.cni_dir = zt_cmd_env_or("ZTUNNEL_CNI_DIR", DEFAULT_CNI_DIR);
+    trusted = zt_cmd_env_or("ZTUNNEL_TRUSTED_UID", NULL);
+    if (trusted && zt_config_parse_uid(trusted, &cfg.trusted_uid) < 0) {
+        fprintf(stderr,
+                "ztunnel cni: ZTUNNEL_TRUSTED_UID=\"%s\": expected a numeric uid "
+                "(0-4294967294)\n",
+                trusted);
+        return 2;
+    }
     uv_loop_init(&loop);
     if (zt_cni_agent_start(&loop, &cfg, &m.agent) < 0) {
         uv_loop_close(&loop);

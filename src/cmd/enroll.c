@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define DEFAULT_CNI_DIR "/var/run/ztunnel/cni"
 /* Rule installation plus the agent's 5 s wait for the proxy's Ack. */
@@ -83,8 +84,13 @@ static int call_agent(const char *cmd, const struct zt_cni_ctl_request *req)
         dir = DEFAULT_CNI_DIR;
     snprintf(sock, sizeof(sock), "%s/agent.sock", dir);
     signal(SIGPIPE, SIG_IGN);
-    if (stat(sock, &st) < 0) {
+    if (stat(sock, &st) < 0 && errno == ENOENT) {
         fprintf(stderr, "ztunnel %s: node agent not running (no socket at %s)\n", cmd, sock);
+        return 1;
+    }
+    if (access(sock, W_OK) < 0) {
+        fprintf(stderr, "ztunnel %s: cannot reach the node agent at %s: %s\n", cmd, sock,
+                strerror(errno));
         return 1;
     }
     rc = zt_cni_ctl_call(sock, req, &rep, CALL_TIMEOUT_MS);

@@ -496,6 +496,7 @@ int zt_cmd_proxy(int argc, char **argv)
         fprintf(stderr, "ztunnel proxy: in-pod client: %s\n", zt_strerror(rc));
         return 1;
     }
+    zt_inpod_client_set_trusted_uid(app.inpod, app.cfg.trusted_uid);
     if (start_xds(&app) < 0)
         return 1;
     /* With xDS the file is the starting point only: a reload would replace

@@ -72,6 +72,8 @@ struct ctlconn {
     struct zt_cni_agent *a;
     uint64_t id;
     int fd;
+    int peer_rc;       /* zt_zds_peer_check at accept: 0 = may use the agent */
+    uint32_t peer_uid; /* valid unless peer_rc is -errno */
     enum ctl_state st;
     uv_poll_t poll;
     char in[ZT_CNI_CTL_LINE_MAX + 1];
@@ -85,6 +87,8 @@ struct zt_cni_agent {
     uv_loop_t *loop;
     char uds_path[108], ctl_path[108], pods_dir[PATH_MAX];
     zt_cni_rules_fn *rules_apply, *rules_remove;
+    uint32_t trusted_uid;
+    uint64_t self_dev, self_ino; /* the agent's own netns */
     struct apod *pods;
     size_t npods, cap;
     int zds_fd, ctl_fd;
@@ -130,6 +134,18 @@ static struct apod *find_pod(struct zt_cni_agent *a, const char *uid)
 {
     for (size_t i = 0; i < a->npods; i++)
         if (strcmp(a->pods[i].pod.uid, uid) == 0)
+            return &a->pods[i];
+    return NULL;
+}
+
+/* The pod holding this netns open, or NULL. Only held namespaces count:
+ * the identity of one the agent could not reopen may since have been
+ * reused by another. */
+static struct apod *find_pod_by_netns(struct zt_cni_agent *a, uint64_t dev, uint64_t ino)
+{
+    for (size_t i = 0; i < a->npods; i++)
+        if (a->pods[i].fd >= 0 && a->pods[i].pod.netns_dev == dev &&
+            a->pods[i].pod.netns_ino == ino)
             return &a->pods[i];
     return NULL;
 }
@@ -418,13 +434,26 @@ static void on_zds_accept(uv_poll_t *h, int status, int events)
 {
     struct zt_cni_agent *a = h->data;
     struct zconn *z;
-    int fd;
+    uint32_t uid = 0;
+    int fd, rc;
 
     if (status < 0)
         return;
     fd = accept4(a->zds_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return;
+    if ((rc = zt_zds_peer_check(fd, a->trusted_uid, &uid)) < 0) {
+        if (rc == ZT_E_DENIED)
+            ZT_WARN(SCOPE,
+                    "refusing a proxy connection on %s from uid %u: only root or the "
+                    "trusted uid (ZTUNNEL_TRUSTED_UID) may connect",
+                    a->uds_path, uid);
+        else
+            ZT_WARN(SCOPE, "refusing a proxy connection on %s: cannot read its credentials: %s",
+                    a->uds_path, zt_strerror(rc));
+        close(fd);
+        return;
+    }
     if (count_conns(a) >= MAX_CONNS) {
         ZT_WARN(SCOPE, "too many proxy connections; refusing one");
         close(fd);
@@ -481,9 +510,9 @@ static bool do_enroll(struct zt_cni_agent *a, struct ctlconn *c, struct zt_cni_p
 {
     struct zt_cni_pod pod = *req;
     char err[512];
-    struct apod *p;
+    struct apod *p, *other;
     struct zconn *z;
-    bool any_hello;
+    bool any_hello, is_new_netns, want_rollback = false;
     int fd, rc;
 
     if (zt_cni_netns_resolve(req->netns, pod.netns, sizeof(pod.netns)) < 0) {
@@ -509,23 +538,39 @@ static bool do_enroll(struct zt_cni_agent *a, struct ctlconn *c, struct zt_cni_p
         set_error(c, "cannot stat %s: %s", pod.netns, zt_strerror(rc));
         goto fail;
     }
+    /* Capturing the node's own traffic would cut the node off. */
+    if (pod.netns_dev == a->self_dev && pod.netns_ino == a->self_ino) {
+        set_error(c,
+                  "%s is the node agent's own network namespace; only pod namespaces can be "
+                  "enrolled",
+                  pod.netns);
+        goto fail;
+    }
+    if ((other = find_pod_by_netns(a, pod.netns_dev, pod.netns_ino)) &&
+        strcmp(other->pod.uid, pod.uid) != 0) {
+        set_error(c, "network namespace %s is already enrolled as uid %s (unenroll it first)",
+                  pod.netns, other->pod.uid);
+        goto fail;
+    }
     p = find_pod(a, pod.uid);
     if (!p && a->npods >= MAX_PODS) {
         set_error(c, "too many enrolled pods (%d)", MAX_PODS);
         goto fail;
     }
+    /* Rules already in this netns for this pod stay if a re-enroll fails;
+     * anything else a failed enroll installed is rolled back. */
+    is_new_netns = !p || p->pod.netns_dev != pod.netns_dev || p->pod.netns_ino != pod.netns_ino;
     if ((rc = a->rules_apply(fd, err, sizeof(err))) < 0) {
-        set_error(c, "installing redirection rules in %s failed: %s", pod.netns, err);
+        set_error(c, "installing redirection rules in %s failed%s: %s", pod.netns,
+                  is_new_netns ? " (rules removed again)" : "", err);
+        want_rollback = is_new_netns;
         goto fail;
     }
     if (err[0])
         ZT_WARN(SCOPE, "pod %s: %s", pod.uid, err);
     if ((rc = zt_cni_store_write(a->pods_dir, &pod)) < 0) {
         set_error(c, "cannot save enrollment in %s: %s", a->pods_dir, zt_strerror(rc));
-        if (!p) {
-            char e2[256];
-            a->rules_remove(fd, e2, sizeof(e2));
-        }
+        want_rollback = is_new_netns;
         goto fail;
     }
     if (p) {
@@ -558,6 +603,9 @@ static bool do_enroll(struct zt_cni_agent *a, struct ctlconn *c, struct zt_cni_p
     zconn_enqueue(z, ZT_ZDS_REQ_ADD, p, c->id);
     return true;
 fail:
+    if (want_rollback && a->rules_remove(fd, err, sizeof(err)) < 0)
+        ZT_ERROR(SCOPE, "pod %s: removing the rules of a failed enroll from %s: %s", pod.uid,
+                 pod.netns, err);
     close(fd);
     return false;
 }
@@ -602,10 +650,17 @@ static bool do_unenroll(struct zt_cni_agent *a, struct ctlconn *c, const char *u
 
 static void ctl_handle(struct ctlconn *c, const char *line, size_t len)
 {
-    struct zt_cni_ctl_request req;
+    struct zt_cni_ctl_request req = {0};
     bool is_waiting = false;
 
-    if (zt_cni_ctl_request_decode(line, len, &req) < 0)
+    if (c->peer_rc == ZT_E_DENIED)
+        set_error(c,
+                  "uid %u may not use the node agent: only root or the trusted uid "
+                  "(ZTUNNEL_TRUSTED_UID) may",
+                  c->peer_uid);
+    else if (c->peer_rc < 0)
+        set_error(c, "cannot read the credentials of this connection: %s", zt_strerror(c->peer_rc));
+    else if (zt_cni_ctl_request_decode(line, len, &req) < 0)
         set_error(c, "malformed request");
     else if (req.op == ZT_CNI_CTL_ENROLL)
         is_waiting = do_enroll(c->a, c, &req.pod);
@@ -614,7 +669,8 @@ static void ctl_handle(struct ctlconn *c, const char *line, size_t len)
     else
         is_waiting = do_unenroll(c->a, c, req.pod.uid);
     if (!c->rep.ok)
-        ZT_WARN(SCOPE, "%s request failed: %s", zt_cni_ctl_op_str(req.op), c->rep.error);
+        ZT_WARN(SCOPE, "%s request failed: %s",
+                c->peer_rc < 0 ? "control" : zt_cni_ctl_op_str(req.op), c->rep.error);
     if (is_waiting) {
         c->st = CTL_ST_WAITING;
         uv_poll_stop(&c->poll);
@@ -676,6 +732,8 @@ static void on_ctl_accept(uv_poll_t *h, int status, int events)
     c->a = a;
     c->id = ++a->next_id;
     c->fd = fd;
+    /* Refused only once its request is read, so that it reads the reply. */
+    c->peer_rc = zt_zds_peer_check(fd, a->trusted_uid, &c->peer_uid);
     c->st = CTL_ST_READING;
     uv_poll_init(a->loop, &c->poll, fd);
     c->poll.data = c;
@@ -733,6 +791,8 @@ static void on_load(void *ud, const char *file, const struct zt_cni_pod *pod, in
     ZT_INFO(SCOPE, "restored pod %s (%s/%s)", pod->uid, pod->info.namespace, pod->info.name);
 }
 
+/* Creates `dir` with `mode` and missing parents with 0755 (a private mode
+ * on a parent would lock out the trusted uid). Existing ones are left. */
 static int mkdir_p(const char *dir, mode_t mode)
 {
     char tmp[PATH_MAX];
@@ -744,7 +804,7 @@ static int mkdir_p(const char *dir, mode_t mode)
         if (*s != '/')
             continue;
         *s = '\0';
-        if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
             return -errno;
         *s = '/';
     }
@@ -753,7 +813,54 @@ static int mkdir_p(const char *dir, mode_t mode)
     return 0;
 }
 
-static int listen_unix(const char *path, int type, mode_t mode)
+/* A directory holding our sockets or records must be ours: owned by root
+ * (or by the agent's own user) and not writable by group or others, who
+ * could otherwise replace a socket or plant a record. Logs why not. */
+static int check_private_dir(const char *dir)
+{
+    struct stat st;
+    int rc;
+
+    if (stat(dir, &st) < 0) {
+        rc = -errno;
+        ZT_ERROR(SCOPE, "cannot check directory %s: %s", dir, zt_strerror(rc));
+        return rc;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        ZT_ERROR(SCOPE, "%s is not a directory", dir);
+        return ZT_E_CONFIG;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        ZT_ERROR(SCOPE,
+                 "refusing to use %s: it is owned by uid %u, not root; another user could "
+                 "replace the node agent's sockets or records (chown root, or choose another "
+                 "path)",
+                 dir, (unsigned)st.st_uid);
+        return ZT_E_CONFIG;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        ZT_ERROR(SCOPE,
+                 "refusing to use %s: its mode %04o lets group or others write in it, so they "
+                 "could replace the node agent's sockets or records (chmod go-w, or choose "
+                 "another path)",
+                 dir, (unsigned)(st.st_mode & 07777));
+        return ZT_E_CONFIG;
+    }
+    return 0;
+}
+
+/* The identity of the agent's own netns, to refuse enrolling it. */
+static int self_netns_id(uint64_t *dev, uint64_t *ino)
+{
+    int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), rc;
+    if (fd < 0)
+        return -errno;
+    rc = zt_zds_netns_id(fd, dev, ino);
+    close(fd);
+    return rc;
+}
+
+static int listen_unix(const char *path, int type, mode_t mode, uint32_t owner)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     mode_t old;
@@ -771,7 +878,9 @@ static int listen_unix(const char *path, int type, mode_t mode)
     old = umask(0777 & ~mode);
     rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
-    if (rc < 0 || chmod(path, mode) < 0 || listen(fd, 64) < 0) {
+    /* The trusted uid needs write permission on the file to connect. */
+    if (rc < 0 || chmod(path, mode) < 0 || (owner && chown(path, owner, (gid_t)-1) < 0) ||
+        listen(fd, 64) < 0) {
         rc = -errno;
         goto fail;
     }
@@ -815,6 +924,7 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
     a->zds_fd = a->ctl_fd = -1;
     a->rules_apply = cfg->rules_apply ? cfg->rules_apply : zt_cni_rules_apply;
     a->rules_remove = cfg->rules_remove ? cfg->rules_remove : zt_cni_rules_remove;
+    a->trusted_uid = cfg->trusted_uid;
     if (snprintf(a->uds_path, sizeof(a->uds_path), "%s", cfg->uds_path) >=
             (int)sizeof(a->uds_path) ||
         snprintf(a->ctl_path, sizeof(a->ctl_path), "%s/agent.sock", cfg->cni_dir) >=
@@ -825,19 +935,30 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
         rc = ZT_E_CONFIG;
         goto fail;
     }
+    if ((rc = self_netns_id(&a->self_dev, &a->self_ino)) < 0) {
+        ZT_ERROR(SCOPE, "cannot identify the agent's own network namespace: %s", zt_strerror(rc));
+        goto fail;
+    }
     memcpy(parent, a->uds_path, sizeof(parent));
     slash = strrchr(parent, '/');
-    if (slash && slash != parent) {
+    if (!slash)
+        strcpy(parent, ".");
+    else if (slash == parent)
+        parent[1] = '\0';
+    else
         *slash = '\0';
-        if ((rc = mkdir_p(parent, 0755)) < 0) {
-            ZT_ERROR(SCOPE, "cannot create %s: %s", parent, zt_strerror(rc));
-            goto fail;
-        }
+    if ((rc = mkdir_p(parent, 0755)) < 0) {
+        ZT_ERROR(SCOPE, "cannot create %s: %s", parent, zt_strerror(rc));
+        goto fail;
     }
-    if ((rc = mkdir_p(cfg->cni_dir, 0700)) < 0 || (rc = zt_cni_store_init(a->pods_dir)) < 0) {
+    if ((rc = mkdir_p(cfg->cni_dir, a->trusted_uid ? 0711 : 0700)) < 0 ||
+        (rc = zt_cni_store_init(a->pods_dir)) < 0) {
         ZT_ERROR(SCOPE, "cannot create %s: %s", a->pods_dir, zt_strerror(rc));
         goto fail;
     }
+    if ((rc = check_private_dir(parent)) < 0 || (rc = check_private_dir(cfg->cni_dir)) < 0 ||
+        (rc = check_private_dir(a->pods_dir)) < 0)
+        goto fail;
     if (is_answering(a->ctl_path)) {
         ZT_ERROR(SCOPE, "another node agent is running (%s answers)", a->ctl_path);
         rc = -EADDRINUSE;
@@ -847,12 +968,12 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
         ZT_ERROR(SCOPE, "cannot read %s: %s", a->pods_dir, zt_strerror(rc));
         goto fail;
     }
-    if ((a->zds_fd = listen_unix(a->uds_path, SOCK_SEQPACKET, 0755)) < 0) {
+    if ((a->zds_fd = listen_unix(a->uds_path, SOCK_SEQPACKET, 0755, a->trusted_uid)) < 0) {
         rc = a->zds_fd;
         ZT_ERROR(SCOPE, "cannot listen on %s: %s", a->uds_path, zt_strerror(rc));
         goto fail;
     }
-    if ((a->ctl_fd = listen_unix(a->ctl_path, SOCK_STREAM, 0600)) < 0) {
+    if ((a->ctl_fd = listen_unix(a->ctl_path, SOCK_STREAM, 0600, a->trusted_uid)) < 0) {
         rc = a->ctl_fd;
         ZT_ERROR(SCOPE, "cannot listen on %s: %s", a->ctl_path, zt_strerror(rc));
         unlink(a->uds_path);

@@ -13,6 +13,7 @@
 #define ZT_CNI_AGENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 struct zt_cni_agent;
@@ -22,18 +23,30 @@ struct zt_cni_agent;
 typedef int zt_cni_rules_fn(int netns_fd, char *err, size_t errcap);
 
 struct zt_cni_agent_config {
-    const char *uds_path; /* ZDS socket; its parent directory is created */
-    const char *cni_dir;  /* holds agent.sock and pods/; created */
+    const char *uds_path; /* ZDS socket; its parent directory is created 0755 */
+    const char *cni_dir;  /* holds agent.sock and pods/; created 0700 */
     /* NULL = zt_cni_rules_apply / zt_cni_rules_remove. Tests pass fakes. */
     zt_cni_rules_fn *rules_apply;
     zt_cni_rules_fn *rules_remove;
+    /* Besides root, the uid whose processes may connect to both sockets
+     * (ZTUNNEL_TRUSTED_UID); 0 = root only. When set, the socket files are
+     * owned by it and a newly created cni_dir is 0711 so it can reach
+     * agent.sock. */
+    uint32_t trusted_uid;
 };
 
 /* Creates both sockets (unlinking stale socket files; fails with -EADDRINUSE
  * if another agent answers on agent.sock), loads the enrollments from
  * <cni_dir>/pods (corrupt files are logged and skipped) and re-installs
- * their rules. Strings in `cfg` are copied. Returns 0 and `*out`, or a
- * negative error (logged). */
+ * their rules. The socket directories and pods/ must be owned by root (or
+ * the agent's user) and not writable by group or others: otherwise
+ * ZT_E_CONFIG, logged with the path and its owner or mode. Strings in `cfg`
+ * are copied. Returns 0 and `*out`, or a negative error (logged).
+ *
+ * Refused at run time, with the reason in the reply: a control or ZDS client
+ * whose uid (SO_PEERCRED) is neither 0 nor `trusted_uid` (a ZDS client is
+ * just disconnected), an enroll of the agent's own network namespace, and
+ * an enroll of a netns that is already enrolled under another pod uid. */
 int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
                        struct zt_cni_agent **out);
 

@@ -5,11 +5,13 @@
 #include "base/err.h"
 #include "zds/zds.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,13 +143,67 @@ out:
     return rc;
 }
 
-bool zt_cni_netns_has_ipv6(int netns_fd)
+int zt_cni_ipv6_parse(const char *text, struct zt_cni_ipv6 *out)
 {
-    /* /proc/sys/net and /proc/net show the netns of the reading process.
-     * The local v6 route needs ::1 on lo, as istio-cni checks too. */
+    const char *p = text;
+
+    memset(out, 0, sizeof(*out));
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char line[256], hex[33], ifname[32];
+        unsigned idx, plen, scope, flags;
+        struct in6_addr a;
+
+        if (n >= sizeof(line))
+            return ZT_E_PROTO;
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p = nl ? nl + 1 : p + n;
+        if (strspn(line, " \t") == n)
+            continue;
+        /* "<32 hex> <ifindex> <prefixlen> <scope> <flags> <name>", all hex */
+        if (sscanf(line, "%32[0-9a-fA-F] %x %x %x %x %31s", hex, &idx, &plen, &scope, &flags,
+                   ifname) != 6 ||
+            strlen(hex) != 32)
+            return ZT_E_PROTO;
+        for (int i = 0; i < 16; i++) {
+            unsigned b;
+            if (sscanf(hex + 2 * i, "%2x", &b) != 1)
+                return ZT_E_PROTO;
+            a.s6_addr[i] = (uint8_t)b;
+        }
+        if (strcmp(ifname, "lo") == 0)
+            out->has_loopback = true;
+        /* IPV6_ADDR_LOOPBACK 0x10 and IPV6_ADDR_LINKLOCAL 0x20 in the kernel. */
+        if (scope == 0x10 || scope == 0x20 || out->has_routable)
+            continue;
+        out->has_routable = true;
+        if (!inet_ntop(AF_INET6, &a, out->routable, sizeof(out->routable)))
+            return ZT_E_PROTO;
+    }
+    return 0;
+}
+
+int zt_cni_netns_ipv6(int netns_fd, struct zt_cni_ipv6 *out)
+{
+    /* /proc/net shows the netns of the reading process: the helper's. A
+     * kernel without IPv6 has no such file. */
     char *const argv[] = {"sh", "-c",
-                          "test \"$(cat /proc/sys/net/ipv6/conf/all/disable_ipv6 2>/dev/null)\" = 0"
-                          " && grep -q ' lo$' /proc/net/if_inet6",
-                          NULL};
-    return zt_cni_netns_run(netns_fd, argv, NULL, NULL, 0) == 0;
+                          "if [ -e /proc/net/if_inet6 ]; then cat /proc/net/if_inet6; fi", NULL};
+    size_t cap = 64 * 1024;
+    char *text = malloc(cap);
+    int rc;
+
+    if (!text)
+        abort();
+    rc = zt_cni_netns_run(netns_fd, argv, NULL, text, cap);
+    if (rc > 0)
+        rc = ZT_E_CONFIG;
+    else if (rc == 0 && strlen(text) >= cap - 1)
+        rc = ZT_E_TOO_BIG;
+    else if (rc == 0)
+        rc = zt_cni_ipv6_parse(text, out);
+    free(text);
+    return rc;
 }

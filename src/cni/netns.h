@@ -27,8 +27,24 @@ int zt_cni_netns_open(const char *path);
  * exits before reading its input would otherwise kill the agent). */
 int zt_cni_netns_run(int netns_fd, char *const argv[], const char *input, char *out, size_t cap);
 
-/* True if IPv6 is enabled in the netns (net.ipv6.conf.all.disable_ipv6 is
- * present and 0) and lo has an IPv6 address (lo up). */
-bool zt_cni_netns_has_ipv6(int netns_fd);
+/* The IPv6 addresses of a netns, as far as redirection cares. An address is
+ * routable unless its scope is link (fe80::/10) or host (::1): traffic from
+ * a routable address leaves the pod, so it must be captured. */
+struct zt_cni_ipv6 {
+    bool has_loopback; /* lo has an IPv6 address: the local route can work */
+    bool has_routable; /* some interface has a routable address */
+    char routable[46]; /* the first routable address (for messages), or "" */
+};
+
+/* Reads /proc/net/if_inet6 text (`text`, NUL-terminated; "" when the kernel
+ * has no IPv6). Returns 0, or ZT_E_PROTO for a line it cannot read (the
+ * caller then cannot know whether IPv6 must be captured). */
+int zt_cni_ipv6_parse(const char *text, struct zt_cni_ipv6 *out);
+
+/* Fills `out` for the netns `netns_fd` (borrowed) by reading its
+ * /proc/net/if_inet6 from a helper inside it. Returns 0, ZT_E_PROTO (see
+ * above), ZT_E_TOO_BIG (too many addresses to read), ZT_E_CONFIG (the
+ * helper failed) or -errno. */
+int zt_cni_netns_ipv6(int netns_fd, struct zt_cni_ipv6 *out);
 
 #endif

@@ -257,18 +257,36 @@ static int route_step(int netns_fd, enum zt_cni_family fam, bool is_install, cha
 
 int zt_cni_rules_apply(int netns_fd, char *err, size_t errcap)
 {
+    struct zt_cni_ipv6 v6;
     char v6err[384] = "";
     int rc;
 
     err[0] = '\0';
+    if ((rc = zt_cni_netns_ipv6(netns_fd, &v6)) < 0) {
+        snprintf(err, errcap,
+                 "cannot read the IPv6 addresses of the netns (/proc/net/if_inet6 through a "
+                 "helper): %s",
+                 zt_strerror(rc));
+        return rc;
+    }
     if ((rc = iptables_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0 ||
         (rc = route_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0)
         return rc;
-    if (zt_cni_netns_has_ipv6(netns_fd)) {
-        if (iptables_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err)) < 0 ||
-            route_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err)) < 0)
-            snprintf(err, errcap, "IPv6 rules not installed: %s", v6err);
+    if (!v6.has_loopback && !v6.has_routable)
+        return 0;
+    if ((rc = iptables_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err))) == 0 &&
+        (rc = route_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err))) == 0)
+        return 0;
+    /* Traffic from a routable address would leave the pod uncaptured: that
+     * is a failed enrollment, not a warning. */
+    if (v6.has_routable) {
+        snprintf(err, errcap,
+                 "IPv6 rules not installed, and the netns has the routable IPv6 address %s "
+                 "whose traffic would bypass the mesh: %s",
+                 v6.routable, v6err);
+        return rc;
     }
+    snprintf(err, errcap, "IPv6 rules not installed (no routable IPv6 address): %s", v6err);
     return 0;
 }
 
@@ -282,9 +300,9 @@ int zt_cni_rules_remove(int netns_fd, char *err, size_t errcap)
     if (rc < 0)
         first = rc;
     route_step(netns_fd, ZT_CNI_IPV4, false, scratch, sizeof(scratch));
-    if (zt_cni_netns_has_ipv6(netns_fd)) {
-        (void)iptables_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
-        route_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
-    }
+    /* IPv6 always: the addresses that made us install may be gone, the
+     * rules are not. Failures here mean there was nothing to remove. */
+    (void)iptables_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
+    route_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
     return first;
 }

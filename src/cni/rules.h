@@ -27,14 +27,19 @@ int zt_cni_rules_remove_text(enum zt_cni_family fam, const char *current, char *
 
 /* Installs everything inside `netns_fd` (borrowed): iptables rules, then
  * `ip rule fwmark 0x111/0xfff pref 32764 lookup 100` and the local default
- * route in table 100. IPv4 is mandatory; IPv6 is attempted only if enabled
- * in the netns and its failure is not fatal. Returns 0 or a negative error
- * with a description in `err` (on 0, `err` may hold an IPv6 warning, else "").
- * Blocks while the helpers run. */
+ * route in table 100. IPv4 is mandatory. IPv6 is attempted when lo has an
+ * IPv6 address or any interface has a routable one (zt_cni_netns_ipv6); its
+ * failure is fatal when there is a routable address (that traffic would
+ * bypass the mesh), else a warning. Returns 0 or a negative error with a
+ * description in `err` (on 0, `err` may hold an IPv6 warning, else "").
+ * A failure does not undo the steps that succeeded: the caller decides
+ * whether to call zt_cni_rules_remove (a re-install over rules that were
+ * already there must not remove them). Blocks while the helpers run. */
 int zt_cni_rules_apply(int netns_fd, char *err, size_t errcap);
 
-/* Removes our chains, jumps, ip rule and route (v4 and v6). Best effort:
- * returns the first failure but always tries every step. */
+/* Removes our chains, jumps, ip rule and route (v4 and v6, whatever the
+ * netns' addresses now). Best effort: returns the first IPv4 failure but
+ * always tries every step. */
 int zt_cni_rules_remove(int netns_fd, char *err, size_t errcap);
 
 #endif

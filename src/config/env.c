@@ -53,6 +53,15 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+int zt_config_parse_uid(const char *s, uint32_t *out)
+{
+    uint64_t v;
+    if (!s || parse_u64(s, &v) < 0 || v >= UINT32_MAX)
+        return ZT_E_CONFIG;
+    *out = (uint32_t)v;
+    return 0;
+}
+
 int zt_config_parse_duration_ms(const char *s, uint64_t *out_ms)
 {
     uint64_t total = 0;
@@ -390,6 +399,8 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     memcpy(c->inpod_uds, v, strlen(v) + 1);
     if ((rc = env_bool(&e, "INPOD_PORT_REUSE", true, &c->inpod_port_reuse)))
         return rc;
+    if ((v = get(&e, "ZTUNNEL_TRUSTED_UID")) && zt_config_parse_uid(v, &c->trusted_uid) < 0)
+        return bad(&e, "ZTUNNEL_TRUSTED_UID", v, "expected a numeric uid (0-4294967294)");
 
     c->packet_mark = 1337;
     if ((v = get(&e, "PACKET_MARK"))) {

@@ -56,6 +56,7 @@ struct zt_config {
     uint32_t keepalive_retries;
     bool keepalive_enabled;
     bool authz_policy_info_logging; /* AUTHZ_POLICY_INFO_LOGGING: decisions at info */
+    uint32_t trusted_uid; /* ZTUNNEL_TRUSTED_UID: node agent uid besides root (0 = root only) */
 };
 
 /* Returns the value of a variable, or NULL if unset. */
@@ -72,6 +73,10 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
 /* Parses a duration "90s", "30m", "24h", "500ms", "1h30m" or plain seconds.
  * Returns 0 or ZT_E_CONFIG. */
 int zt_config_parse_duration_ms(const char *s, uint64_t *out_ms);
+
+/* Parses a numeric uid (ZTUNNEL_TRUSTED_UID): decimal 0-4294967294, as
+ * 4294967295 is (uid_t)-1, "no uid". Returns 0 or ZT_E_CONFIG. */
+int zt_config_parse_uid(const char *s, uint32_t *out);
 
 /* Parses a size "4194304", "4Mi", "4MiB", "16Ki", "1G". Returns 0 or
  * ZT_E_CONFIG. */

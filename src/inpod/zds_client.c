@@ -52,6 +52,7 @@ struct zt_inpod_client {
     uv_timer_t backoff_timer;
     uv_timer_t retry_timer;
     unsigned backoff_ms, backoff_max_ms, retry_ms;
+    uint32_t trusted_uid; /* besides root; 0 = root only */
     unsigned session;
     bool snapshot_received; /* sticky across sessions (readiness) */
     bool got_message;       /* this session received something */
@@ -435,6 +436,7 @@ static void on_backoff_timer(uv_timer_t *t)
     struct zt_inpod_client *c = t->data;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     uint8_t hello[16];
+    uint32_t uid = 0;
     size_t hlen;
     int rc;
 
@@ -447,6 +449,19 @@ static void on_backoff_timer(uv_timer_t *t)
     /* A unix connect completes or fails at once (EAGAIN: backlog full). */
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         rc = -errno;
+        goto fail;
+    }
+    /* Whoever listens there hands us namespaces to serve: it must be the
+     * node agent, not a process that grabbed the path. */
+    if ((rc = zt_zds_peer_check(c->fd, c->trusted_uid, &uid)) < 0) {
+        if (rc == ZT_E_DENIED)
+            ZT_ERROR(SCOPE,
+                     "refusing the node agent at %s: it runs as uid %u, not root or the trusted "
+                     "uid (ZTUNNEL_TRUSTED_UID)",
+                     c->path, uid);
+        else
+            ZT_ERROR(SCOPE, "refusing the node agent at %s: cannot read its credentials: %s",
+                     c->path, zt_strerror(rc));
         goto fail;
     }
     if ((rc = zt_zds_hello_encode(hello, sizeof(hello), &hlen)) < 0 ||
@@ -503,6 +518,11 @@ int zt_inpod_client_start(uv_loop_t *loop, const char *uds_path,
     uv_timer_start(&c->backoff_timer, on_backoff_timer, 0, 0);
     *out = c;
     return 0;
+}
+
+void zt_inpod_client_set_trusted_uid(struct zt_inpod_client *c, uint32_t uid)
+{
+    c->trusted_uid = uid;
 }
 
 void zt_inpod_client_set_timing(struct zt_inpod_client *c, unsigned retry_ms,

@@ -22,6 +22,7 @@
 #include "zds/zds.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 struct zt_inpod_client;
@@ -60,6 +61,12 @@ struct zt_inpod_client_ops {
 int zt_inpod_client_start(uv_loop_t *loop, const char *uds_path,
                           const struct zt_inpod_client_ops *ops, void *ud,
                           struct zt_inpod_client **out);
+
+/* Besides root, the uid a node agent may run as (ZTUNNEL_TRUSTED_UID; 0 =
+ * root only, the default). Checked with SO_PEERCRED on every connect: a
+ * listener of another uid is hung up on before the hello, logged, and
+ * retried with the usual backoff. Takes effect at the next connect. */
+void zt_inpod_client_set_trusted_uid(struct zt_inpod_client *c, uint32_t uid);
 
 /* Test/tuning knobs: retry interval of pending adds (default 5000 ms) and
  * backoff cap (default 15000 ms). Takes effect for the next timer armed. */

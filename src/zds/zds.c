@@ -343,3 +343,16 @@ int zt_zds_netns_id(int fd, uint64_t *dev, uint64_t *ino)
     *ino = (uint64_t)st.st_ino;
     return 0;
 }
+
+int zt_zds_peer_check(int sock, uint32_t trusted_uid, uint32_t *peer_uid)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return -errno;
+    if (len != sizeof(cred))
+        return -EINVAL;
+    *peer_uid = (uint32_t)cred.uid;
+    return cred.uid == 0 || cred.uid == trusted_uid ? 0 : ZT_E_DENIED;
+}

@@ -96,4 +96,11 @@ int zt_zds_netns_check(int fd);
 /* Identity of a namespace fd (st_dev, st_ino): equal ids = same netns. */
 int zt_zds_netns_id(int fd, uint64_t *dev, uint64_t *ino);
 
+/* Who is at the other end of a connected unix socket, from the kernel
+ * (SO_PEERCRED: the credentials the peer had at connect() or listen()).
+ * Both ends of ZDS, and the node agent's control socket, talk only to uid
+ * 0 or `trusted_uid` (0 = root only). Stores the peer's uid in `*peer_uid`
+ * and returns 0, ZT_E_DENIED for another uid, or -errno. */
+int zt_zds_peer_check(int sock, uint32_t trusted_uid, uint32_t *peer_uid);
+
 #endif

@@ -56,9 +56,50 @@ static void test_install_remove(void)
     CHECK(zt_cni_netns_open("/var/run/netns/zt-does-not-exist") == -2);
 }
 
+/* A netns with a routable IPv6 address must get the IPv6 rules or fail:
+ * with IPv6 disabled on lo the local route cannot be installed. */
+static void test_ipv6_fails_closed(void)
+{
+    char path[128], out[16384], err[512], cmd[1024];
+    char *const save6[] = {"ip6tables-save", NULL};
+    char *const rules6[] = {"ip", "-6", "rule", NULL};
+    int fd;
+
+    snprintf(cmd, sizeof(cmd),
+             "ip netns add %s-6 && ip -n %s-6 link set lo up && "
+             "ip -n %s-6 link add v0 type veth peer name v1 && ip -n %s-6 link set v0 up && "
+             "ip -n %s-6 link set v1 up && ip -n %s-6 addr add fd00:7::5/64 dev v0 nodad",
+             ns_name, ns_name, ns_name, ns_name, ns_name, ns_name);
+    CHECK_EQ_INT(system(cmd), 0);
+    snprintf(path, sizeof(path), "/var/run/netns/%s-6", ns_name);
+    fd = zt_cni_netns_open(path);
+    CHECK(fd >= 0);
+
+    /* Positive control: with IPv6 on lo, both families are installed. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, err, sizeof(err)), 0);
+    CHECK_EQ_STR(err, "");
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save6, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "-A ISTIO_OUTPUT ! -d ::1/128 -p tcp") != NULL);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, rules6, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "fwmark 0x111/0xfff lookup 100") != NULL);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save6, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "ISTIO") == NULL);
+
+    /* IPv6 off on lo, fd00:7::5 still on v0: its traffic would bypass. */
+    snprintf(cmd, sizeof(cmd), "ip netns exec %s-6 sysctl -qw net.ipv6.conf.lo.disable_ipv6=1",
+             ns_name);
+    CHECK_EQ_INT(system(cmd), 0);
+    CHECK(zt_cni_rules_apply(fd, err, sizeof(err)) < 0);
+    CHECK(strstr(err, "IPv6 rules not installed") != NULL);
+    CHECK(strstr(err, "routable IPv6 address fd00:7::5") != NULL);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
+    close(fd);
+}
+
 int main(void)
 {
-    char cmd[128];
+    char cmd[200];
     if (geteuid() != 0 || system("command -v ip >/dev/null && command -v iptables-save "
                                  ">/dev/null") != 0) {
         return SKIP_ALL("needs root, ip and iptables");
@@ -66,7 +107,9 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     snprintf(ns_name, sizeof(ns_name), "zt-cni-test-%d", (int)getpid());
     RUN(test_install_remove);
-    snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null", ns_name);
+    RUN(test_ipv6_fails_closed);
+    snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null; ip netns del %s-6 2>/dev/null",
+             ns_name, ns_name);
     (void)!system(cmd);
     return TEST_REPORT();
 }

@@ -291,6 +291,29 @@ static void test_duration_parse(void)
     CHECK_EQ_INT(zt_config_parse_duration_ms("99999999999999999999h", &ms), ZT_E_CONFIG);
 }
 
+static void test_trusted_uid(void)
+{
+    const char *unset[] = {NULL};
+    const char *set[] = {"ZTUNNEL_TRUSTED_UID", "1337", NULL};
+    const char *bad[] = {"ZTUNNEL_TRUSTED_UID", "istio", NULL};
+    const char *neg[] = {"ZTUNNEL_TRUSTED_UID", "-1", NULL};
+    const char *nouid[] = {"ZTUNNEL_TRUSTED_UID", "4294967295", NULL};
+    struct zt_config c;
+    char err[256];
+    uint32_t uid;
+
+    CHECK_EQ_INT(load(unset, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_INT(c.trusted_uid, 0);
+    CHECK_EQ_INT(load(set, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_INT(c.trusted_uid, 1337);
+    CHECK_EQ_INT(load(bad, 2, &c, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "ZTUNNEL_TRUSTED_UID=\"istio\": expected a numeric uid (0-4294967294)");
+    CHECK_EQ_INT(load(neg, 2, &c, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_INT(load(nouid, 2, &c, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_INT(zt_config_parse_uid("4294967294", &uid), 0);
+    CHECK_EQ_INT(uid, 4294967294u);
+}
+
 int main(void)
 {
     RUN(test_defaults);
@@ -302,5 +325,6 @@ int main(void)
     RUN(test_grace_period);
     RUN(test_errors);
     RUN(test_duration_parse);
+    RUN(test_trusted_uid);
     return TEST_REPORT();
 }

@@ -7,10 +7,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -360,6 +363,118 @@ static void test_start_rejects_bad_args(void)
     CHECK_EQ_STR(zt_inpod_client_state_str(ZT_INPOD_CLIENT_ST_READY), "ready");
 }
 
+#define NOBODY 65534
+
+/* A fake node agent running as uid NOBODY in a child process: it accepts
+ * one connection and writes to `*report` (a pipe) "hello" if the client
+ * said hello, or "closed" if the client hung up first. Returns its pid, or
+ * -1; `*report` is closed by the caller. */
+static pid_t spawn_nobody_agent(const char *dir, int *report)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int p[2];
+    char c;
+    pid_t pid;
+
+    snprintf(sock_path, sizeof(sock_path), "%s/zt.sock", dir);
+    memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
+    if (pipe(p) < 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        uint8_t buf[ZT_ZDS_MSG_MAX];
+        size_t len;
+        int lfd, cfd, fd = -1, v = 0, rc;
+        close(p[0]);
+        if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+            setresuid(NOBODY, NOBODY, NOBODY) < 0)
+            _exit(1);
+        lfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 4) < 0)
+            _exit(1);
+        if (write(p[1], "L", 1) != 1 || (cfd = accept(lfd, NULL, NULL)) < 0)
+            _exit(1);
+        rc = zt_zds_recv(cfd, buf, &len, &fd);
+        if (rc == 0 && zt_zds_hello_decode(buf, len, &v) == 0)
+            (void)!write(p[1], "hello", 5);
+        else if (rc == ZT_E_CLOSED || rc == -ECONNRESET)
+            (void)!write(p[1], "closed", 6);
+        else
+            (void)!write(p[1], "error", 5);
+        _exit(0);
+    }
+    close(p[1]);
+    if (pid < 0 || read(p[0], &c, 1) != 1) {
+        close(p[0]);
+        return -1;
+    }
+    *report = p[0];
+    return pid;
+}
+
+/* Turns the loop until the fake agent reports; returns its report. */
+static const char *agent_report(int report)
+{
+    static char res[16];
+    size_t used = 0;
+    res[0] = '\0';
+    for (int i = 0; i < 10000; i++) {
+        struct pollfd pf = {.fd = report, .events = POLLIN};
+        ssize_t r;
+        pump();
+        if (poll(&pf, 1, 0) <= 0)
+            continue;
+        r = read(report, res + used, sizeof(res) - 1 - used);
+        if (r <= 0)
+            break;
+        used += (size_t)r;
+        res[used] = '\0';
+    }
+    return res[0] ? res : "<no report>";
+}
+
+/* Another uid listening on INPOD_UDS is a node agent only if it is the
+ * configured trusted uid; otherwise the client hangs up before saying
+ * anything. Root only (the fake agent must run as another uid). */
+static void test_agent_uid_checked(void)
+{
+    char dir[] = "/tmp/zt-zdsc-uid-XXXXXX";
+    struct zt_inpod_client *c = NULL;
+    int report = -1;
+    pid_t pid;
+
+    if (geteuid() != 0)
+        SKIP("needs root to run the fake agent as another uid");
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_EQ_INT(chown(dir, NOBODY, NOBODY), 0);
+
+    /* Positive control: trusted, so it gets the hello. */
+    pid = spawn_nobody_agent(dir, &report);
+    CHECK(pid > 0);
+    start(&c);
+    zt_inpod_client_set_trusted_uid(c, NOBODY);
+    CHECK_EQ_STR(agent_report(report), "hello");
+    zt_inpod_client_stop(c);
+    close(report);
+    waitpid(pid, NULL, 0);
+    unlink(sock_path);
+
+    /* Not trusted: refused without a word, and never reported connected. */
+    pid = spawn_nobody_agent(dir, &report);
+    CHECK(pid > 0);
+    start(&c);
+    CHECK_EQ_STR(agent_report(report), "closed");
+    CHECK(!g.connected);
+    CHECK(zt_inpod_client_state(c) == ZT_INPOD_CLIENT_ST_BACKOFF);
+    zt_inpod_client_stop(c);
+    close(report);
+    waitpid(pid, NULL, 0);
+    for (int i = 0; i < 5; i++)
+        pump();
+    unlink(sock_path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -369,6 +484,7 @@ int main(void)
     RUN(test_failed_add_pending_and_retried);
     RUN(test_stop_inside_callback);
     RUN(test_start_rejects_bad_args);
+    RUN(test_agent_uid_checked);
     for (int i = 0; i < 5; i++)
         uv_run(&loop, UV_RUN_NOWAIT);
     uv_loop_close(&loop);

@@ -233,6 +233,25 @@ static void test_fd_passing(void)
     close(ns);
 }
 
+/* Our own end of a socket pair: the peer is this process's uid. */
+static void test_peer_check(void)
+{
+    uint32_t uid = 12345, me = (uint32_t)geteuid();
+    int sv[2];
+    CHECK_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    CHECK_EQ_INT(zt_zds_peer_check(sv[0], me, &uid), 0); /* trusted uid (or root) */
+    CHECK_EQ_INT(uid, me);
+    if (me != 0) {
+        CHECK_EQ_INT(zt_zds_peer_check(sv[0], 0, &uid), ZT_E_DENIED);
+        CHECK_EQ_INT(uid, me);
+    } else {
+        CHECK_EQ_INT(zt_zds_peer_check(sv[0], 0, &uid), 0); /* root always */
+    }
+    close(sv[0]);
+    close(sv[1]);
+    CHECK_EQ_INT(zt_zds_peer_check(sv[0], 0, &uid), -EBADF);
+}
+
 int main(void)
 {
     RUN(test_request_roundtrip);
@@ -240,5 +259,6 @@ int main(void)
     RUN(test_ack_hello_decode);
     RUN(test_bad_input);
     RUN(test_fd_passing);
+    RUN(test_peer_check);
     return TEST_REPORT();
 }
