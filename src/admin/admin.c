@@ -228,9 +228,73 @@ static enum MHD_Result handle_logging(struct zt_admin *admin, struct MHD_Connect
     return reply_text(c, MHD_HTTP_OK, msg);
 }
 
+/* True for a Host value naming this machine's loopback: localhost (any
+ * case), 127.0.0.1 or [::1], each optionally followed by :port. Anything
+ * else, a name a web page could have resolved to 127.0.0.1 included, is
+ * not ours. */
+static bool is_loopback_host(const char *h)
+{
+    static const char *const names[] = {"localhost", "127.0.0.1", "[::1]"};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        size_t len = strlen(names[i]);
+        if (strncasecmp(h, names[i], len) == 0) {
+            n = len;
+            break;
+        }
+    }
+    if (n == 0)
+        return false;
+    if (h[n] == '\0')
+        return true;
+    if (h[n] != ':')
+        return false;
+    const char *port = h + n + 1;
+    size_t digits = strspn(port, "0123456789");
+    return digits >= 1 && digits <= 5 && port[digits] == '\0';
+}
+
+struct origin_check {
+    unsigned hosts, origins;
+    const char *host; /* borrowed from the connection */
+};
+
+static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    struct origin_check *oc = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        oc->hosts++;
+        oc->host = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_ORIGIN) == 0) {
+        oc->origins++;
+    }
+    return MHD_YES;
+}
+
+/* The admin port listens on loopback, but a web page in a local browser can
+ * still reach it: by a cross-site POST (which carries Origin) or by DNS
+ * rebinding (its own name, resolving to 127.0.0.1, in Host). So a request
+ * is served only with exactly one Host naming loopback and no Origin;
+ * curl, istioctl and port-forwards send exactly that. Returns NULL to
+ * serve, or why not. */
+static const char *refuse_browser(struct MHD_Connection *c)
+{
+    struct origin_check oc = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, on_header, &oc);
+    if (oc.origins > 0)
+        return "forbidden: the admin server does not serve browsers (Origin header)\n";
+    if (oc.hosts != 1 || !is_loopback_host(oc.host))
+        return "forbidden: Host must be localhost, 127.0.0.1 or [::1]\n";
+    return NULL;
+}
+
 static enum MHD_Result handle_admin(struct zt_admin *admin, struct MHD_Connection *c,
                                     const char *url, const char *method)
 {
+    const char *why = refuse_browser(c);
+    if (why != NULL)
+        return reply_text(c, MHD_HTTP_FORBIDDEN, why);
     if (strcmp(url, "/") == 0)
         return reply(c, MHD_HTTP_OK, CT_HTML, NULL, NULL, (void *)dashboard, sizeof(dashboard) - 1,
                      false);
