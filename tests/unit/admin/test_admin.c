@@ -485,6 +485,97 @@ static void test_admin_host_and_origin(void)
     zt_log_set_level(saved);
 }
 
+/* Opens a keep-alive connection from src to port and has one request
+ * answered on it, so the server has surely accepted it; returns the fd (the
+ * connection stays open, idle) or -1 if the server refused or closed it. */
+static int hold_from(const char *src, uint16_t port)
+{
+    int fd = dial_from(src, port);
+    if (fd < 0)
+        return -1;
+    const char *req = "GET /healthz/ready HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    /* The reply is small: read until its body ("ready\n") has arrived. */
+    char buf[1024];
+    size_t len = 0;
+    while (len < sizeof(buf) - 1) {
+        ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = 0;
+        if (strstr(buf, "\r\n\r\nready\n") != NULL)
+            return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+/* True once the server has closed fd (EOF or reset); waits for it. */
+static bool closed_by_server(int fd)
+{
+    char c;
+    return recv(fd, &c, 1, 0) <= 0;
+}
+
+/* A few client addresses, each holding all the connections it may, cannot
+ * keep a newcomer out: the server keeps a fair share per address and makes
+ * room by closing the oldest connection of the address holding the most. */
+static void test_fair_share_against_few_addresses(void)
+{
+    struct fx f;
+    struct resp r;
+    fx_init(&f);
+    atomic_store(&f.is_ready, true);
+    /* 4 per address, 8 in all; a long idle timeout so nothing is freed by
+     * time during the test. */
+    struct zt_admin_opts o = {.conn_limit = 4, .conn_timeout_s = 60};
+    struct zt_admin *a = NULL;
+    char err[256];
+    CHECK_EQ_INT(zt_admin_start(&o, &fx_ops, &f, &a, err, sizeof(err)), 0);
+    uint16_t p = PORT_READY(a);
+
+    const char *srcs[] = {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"};
+    int fds[4][5];
+    for (int s = 0; s < 4; s++)
+        for (int i = 0; i < 5; i++) /* one more than the per-address cap */
+            fds[s][i] = hold_from(srcs[s], p);
+    /* The fifth of each address was refused, and the later addresses got
+     * in: the first addresses lost their oldest connections to them. */
+    for (int s = 0; s < 4; s++)
+        CHECK(fds[s][4] < 0);
+    CHECK(fds[3][0] >= 0);
+    /* Each address now holds exactly its fair share, 8 / 4: the server has
+     * already shut down the connections it took back (before answering the
+     * connection that took the place), so their end of stream is there. */
+    for (int s = 0; s < 4; s++) {
+        int open_now = 0;
+        for (int i = 0; i < 4; i++) {
+            if (fds[s][i] < 0)
+                continue;
+            struct pollfd pfd = {.fd = fds[s][i], .events = POLLIN};
+            if (poll(&pfd, 1, 0) == 0 || !closed_by_server(fds[s][i]))
+                open_now++;
+        }
+        if (open_now != 2)
+            fprintf(stderr, "  %s holds %d\n", srcs[s], open_now);
+        CHECK_EQ_INT(open_now, 2);
+    }
+
+    /* Newcomers from other addresses are answered at once. */
+    http_from("127.0.0.1", p, "GET", "/healthz/ready", "", &r);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    http_from("127.0.0.6", p, "GET", "/healthz/ready", "", &r);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    for (int s = 0; s < 4; s++)
+        for (int i = 0; i < 5; i++)
+            if (fds[s][i] >= 0)
+                close(fds[s][i]);
+    zt_admin_stop(a);
+}
+
 static bool gunzip_eq(const char *gz, size_t len, const char *want)
 {
     char out[4096];
@@ -855,6 +946,7 @@ int main(void)
     RUN(test_huge_requests_refused);
     RUN(test_slow_client_dropped);
     RUN(test_many_idle_connections);
+    RUN(test_fair_share_against_few_addresses);
     RUN(test_start_errors_and_restart);
     return TEST_REPORT();
 }
