@@ -164,12 +164,12 @@ void zt_conn_metrics_close(struct zt_conn *c)
     struct zt_metrics *m = c->pod->pw->proxy->opts.metrics;
     if (m && c->series) {
         unsigned shard = (unsigned)c->pod->pw->worker.id;
-        struct zt_tcp_series *s = c->series;
+        struct zt_tcp_series *s = c->series, *failed = NULL;
         if (is_failure_flag(c->flags)) {
             struct zt_traffic_labels l;
             char pbuf[320];
             conn_labels(c, &l, pbuf, sizeof(pbuf));
-            s = zt_metrics_tcp_series(m, shard, &l);
+            s = failed = zt_metrics_tcp_series(m, shard, &l);
             zt_tcp_series_failed(s);
         }
         /* received = client to server, sent = server to client. */
@@ -179,8 +179,8 @@ void zt_conn_metrics_close(struct zt_conn *c)
         zt_tcp_series_closed(s);
         zt_tcp_series_add_bytes(s, received, sent);
         zt_metrics_gauge_add(m, sockets_gauge(c->kind), -1);
-        if (s != c->series)
-            zt_metrics_tcp_series_release(m, shard, s);
+        /* Each lookup took a hold, even one that found the same series. */
+        zt_metrics_tcp_series_release(m, shard, failed);
         zt_metrics_tcp_series_release(m, shard, c->series);
         c->series = NULL;
     }

@@ -13,9 +13,10 @@
 //	hbone_peer client ... -count N [-first K] [-parallel P] [-H 'baggage: k=v{i}']
 //
 // With -count, the client opens N tunnels over its one HTTP/2 connection,
-// P at a time, each sending nothing and reading the reply to its end; "{i}"
-// in a -H value becomes the tunnel's number (K, K+1, ...). It prints
-// "ok=<n> failed=<n>" and exits 0 only if every tunnel was answered 200.
+// P at a time, each ending its request with its headers and reading the
+// reply to its end; "{i}" in a -H value becomes the tunnel's number (K,
+// K+1, ...). It prints "ok=<n> failed=<n>" and exits 0 only if every tunnel
+// was answered 200.
 //
 // Exit codes: 0 success, 1 usage or setup error, 2 dial/TLS/HTTP/2 failure,
 // 3 CONNECT answered with a status other than 200, 4 overall deadline hit.
@@ -587,12 +588,23 @@ func newClient(opts *options, me *identity) *hboneClient {
 // writer. It returns the response on status 200; otherwise an error and the
 // status (0 when no response came).
 func (c *hboneClient) open(ctx context.Context) (*io.PipeWriter, *http.Response, int, error) {
-	return c.openN(ctx, 0)
+	pr, pw := io.Pipe()
+	resp, status, err := c.send(ctx, 0, pr)
+	if err != nil {
+		pw.CloseWithError(err)
+		return nil, nil, status, err
+	}
+	return pw, resp, status, nil
 }
 
-// openN is open with "{i}" in the -H values replaced by i.
-func (c *hboneClient) openN(ctx context.Context, i int) (*io.PipeWriter, *http.Response, int, error) {
-	pr, pw := io.Pipe()
+// send sends one CONNECT with "{i}" in the -H values replaced by i. With a
+// nil body the request ends with its headers (END_STREAM), so the stream is
+// never reset by us whichever side finishes first.
+func (c *hboneClient) send(ctx context.Context, i int, body io.ReadCloser) (*http.Response, int, error) {
+	var contentLength int64
+	if body != nil {
+		contentLength = -1
+	}
 	req := &http.Request{
 		Method: http.MethodConnect,
 		// The transport wants a scheme to pick TLS; for CONNECT the HTTP/2
@@ -600,8 +612,8 @@ func (c *hboneClient) openN(ctx context.Context, i int) (*io.PipeWriter, *http.R
 		URL:           &url.URL{Scheme: "https", Host: c.opts.authority},
 		Host:          c.opts.authority,
 		Header:        http.Header{"User-Agent": []string{""}},
-		Body:          pr,
-		ContentLength: -1,
+		Body:          body,
+		ContentLength: contentLength,
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
 	}
@@ -616,15 +628,13 @@ func (c *hboneClient) openN(ctx context.Context, i int) (*io.PipeWriter, *http.R
 	req = req.WithContext(ctx)
 	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
-		pw.CloseWithError(err)
-		return nil, nil, 0, err
+		return nil, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		pw.CloseWithError(errors.New("rejected"))
-		return nil, nil, resp.StatusCode, fmt.Errorf("status %d", resp.StatusCode)
+		return nil, resp.StatusCode, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return pw, resp, 200, nil
+	return resp, 200, nil
 }
 
 // splice runs both directions of one tunnel: src feeds the request body and
@@ -711,13 +721,12 @@ func runClientCount(c *hboneClient) int {
 				if i >= last {
 					return
 				}
-				pw, resp, status, err := c.openN(context.Background(), int(i))
+				resp, status, err := c.send(context.Background(), int(i), nil)
 				if err != nil {
 					logf("tunnel %d: status %d: %v", i, status, err)
 					atomic.AddInt64(&failed, 1)
 					continue
 				}
-				pw.Close()
 				_, err = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if err != nil {
