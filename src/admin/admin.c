@@ -556,15 +556,15 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
 
 /* ---------------------------------------------------------------- admission */
 
-static bool addr_key_of(const struct sockaddr *sa, struct addr_key *k)
+static bool addr_key_of(const struct sockaddr *sa, socklen_t len, struct addr_key *k)
 {
     memset(k, 0, sizeof(*k));
-    if (sa->sa_family == AF_INET) {
+    if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
         k->b[10] = k->b[11] = 0xff;
         memcpy(&k->b[12], &((const struct sockaddr_in *)sa)->sin_addr, 4);
         return true;
     }
-    if (sa->sa_family == AF_INET6) {
+    if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
         memcpy(k->b, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
         return true;
     }
@@ -605,7 +605,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     struct addr_key k;
     enum MHD_Result rc = MHD_NO;
 
-    if (addr == NULL || !addr_key_of(addr, &k))
+    if (addr == NULL || !addr_key_of(addr, addrlen, &k))
         return MHD_NO;
     pthread_mutex_lock(&s->mu);
     unsigned mine = count_of(s, &k);
@@ -619,7 +619,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     struct conn_rec *victim = NULL;
     unsigned most = 0;
     for (struct conn_rec *r = s->head; r != NULL; r = r->next) {
-        if (r->is_evicted || (victim != NULL && addr_eq(&r->addr, &victim->addr)))
+        if (r->is_evicted || r->fd < 0 || (victim != NULL && addr_eq(&r->addr, &victim->addr)))
             continue;
         unsigned n = count_of(s, &r->addr);
         if (n > most) {
@@ -629,7 +629,9 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     }
     if (victim == NULL || most < mine + 2)
         goto out;
-    shutdown(victim->fd, SHUT_RDWR);
+    /* ENOTCONN: the client is already gone; libmicrohttpd will see it too. */
+    if (shutdown(victim->fd, SHUT_RDWR) != 0 && errno != ENOTCONN)
+        goto out;
     victim->is_evicted = true;
     s->n_live--;
     rc = MHD_YES;
@@ -651,8 +653,9 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         if (r == NULL)
             abort();
         r->fd = fd_info != NULL ? fd_info->connect_fd : -1;
+        /* An address libmicrohttpd cannot tell (never seen) counts as "::". */
         if (addr_info == NULL || addr_info->client_addr == NULL ||
-            !addr_key_of(addr_info->client_addr, &r->addr))
+            !addr_key_of(addr_info->client_addr, sizeof(struct sockaddr_storage), &r->addr))
             memset(&r->addr, 0, sizeof(r->addr));
         pthread_mutex_lock(&s->mu);
         r->prev = s->tail;
