@@ -35,6 +35,7 @@ setup() {
 	Y
 	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
 	mesh_node_up 1 && mesh_node_up 2 || return 1
+	# shellcheck disable=SC2046
 	env $(mesh_env 2) "$ZT_BIN" enroll --netns "$c" --uid c --name c --namespace shop \
 		--service-account sa-c >/dev/null || return 1
 	# One process for every connection (socat would fork 10 000 times).
