@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,6 +28,21 @@
 #define CT_HTML "text/html; charset=utf-8"
 #define CT_PROM "text/plain; version=0.0.4; charset=utf-8"
 
+/* A client address: IPv4 as IPv4-mapped IPv6, so a dual-stack listener
+ * counts a client the same whichever way it arrives. */
+struct addr_key {
+    uint8_t b[16];
+};
+
+/* One connection the daemon holds, from libmicrohttpd's "started" to its
+ * "closed" notification; kept oldest first in its server's list. */
+struct conn_rec {
+    struct conn_rec *prev, *next;
+    struct addr_key addr;
+    int fd;
+    bool is_evicted; /* shut down to make room; no longer counted */
+};
+
 struct srv {
     struct zt_admin *admin;
     enum zt_admin_server which;
@@ -36,6 +52,13 @@ struct srv {
      * failed start can say why; afterwards they go to the debug log. */
     atomic_bool is_starting;
     char start_err[256];
+    /* Admission (see on_accept): the connections held, under mu. */
+    pthread_mutex_t mu;
+    struct conn_rec *head, *tail;
+    unsigned n_live;       /* held and not evicted */
+    unsigned limit_total;  /* 2 * conn_limit */
+    unsigned limit_per_ip; /* conn_limit */
+    bool is_mu_init;
 };
 
 struct zt_admin {
@@ -228,9 +251,73 @@ static enum MHD_Result handle_logging(struct zt_admin *admin, struct MHD_Connect
     return reply_text(c, MHD_HTTP_OK, msg);
 }
 
+/* True for a Host value naming this machine's loopback: localhost (any
+ * case), 127.0.0.1 or [::1], each optionally followed by :port. Anything
+ * else, a name a web page could have resolved to 127.0.0.1 included, is
+ * not ours. */
+static bool is_loopback_host(const char *h)
+{
+    static const char *const names[] = {"localhost", "127.0.0.1", "[::1]"};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        size_t len = strlen(names[i]);
+        if (strncasecmp(h, names[i], len) == 0) {
+            n = len;
+            break;
+        }
+    }
+    if (n == 0)
+        return false;
+    if (h[n] == '\0')
+        return true;
+    if (h[n] != ':')
+        return false;
+    const char *port = h + n + 1;
+    size_t digits = strspn(port, "0123456789");
+    return digits >= 1 && digits <= 5 && port[digits] == '\0';
+}
+
+struct origin_check {
+    unsigned hosts, origins;
+    const char *host; /* borrowed from the connection */
+};
+
+static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    struct origin_check *oc = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        oc->hosts++;
+        oc->host = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_ORIGIN) == 0) {
+        oc->origins++;
+    }
+    return MHD_YES;
+}
+
+/* The admin port listens on loopback, but a web page in a local browser can
+ * still reach it: by a cross-site POST (which carries Origin) or by DNS
+ * rebinding (its own name, resolving to 127.0.0.1, in Host). So a request
+ * is served only with exactly one Host naming loopback and no Origin;
+ * curl, istioctl and port-forwards send exactly that. Returns NULL to
+ * serve, or why not. */
+static const char *refuse_browser(struct MHD_Connection *c)
+{
+    struct origin_check oc = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, on_header, &oc);
+    if (oc.origins > 0)
+        return "forbidden: the admin server does not serve browsers (Origin header)\n";
+    if (oc.hosts != 1 || !is_loopback_host(oc.host))
+        return "forbidden: Host must be localhost, 127.0.0.1 or [::1]\n";
+    return NULL;
+}
+
 static enum MHD_Result handle_admin(struct zt_admin *admin, struct MHD_Connection *c,
                                     const char *url, const char *method)
 {
+    const char *why = refuse_browser(c);
+    if (why != NULL)
+        return reply_text(c, MHD_HTTP_FORBIDDEN, why);
     if (strcmp(url, "/") == 0)
         return reply(c, MHD_HTTP_OK, CT_HTML, NULL, NULL, (void *)dashboard, sizeof(dashboard) - 1,
                      false);
@@ -467,6 +554,140 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
         ZT_DEBUG("admin", "%s server: %s", zt_admin_server_str(s->which), line);
 }
 
+/* ---------------------------------------------------------------- admission */
+
+static bool addr_key_of(const struct sockaddr *sa, socklen_t len, struct addr_key *k)
+{
+    memset(k, 0, sizeof(*k));
+    if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        k->b[10] = k->b[11] = 0xff;
+        memcpy(&k->b[12], &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        memcpy(k->b, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        return true;
+    }
+    return false;
+}
+
+static bool addr_eq(const struct addr_key *a, const struct addr_key *b)
+{
+    return memcmp(a->b, b->b, sizeof(a->b)) == 0;
+}
+
+/* Live (not evicted) connections of `k`; under s->mu. */
+static unsigned count_of(const struct srv *s, const struct addr_key *k)
+{
+    unsigned n = 0;
+    for (const struct conn_rec *r = s->head; r != NULL; r = r->next)
+        if (!r->is_evicted && addr_eq(&r->addr, k))
+            n++;
+    return n;
+}
+
+/* Which connections a daemon holds. Each address may hold limit_per_ip; the
+ * daemon holds limit_total. A full daemon does not leave a newcomer waiting
+ * in the listen backlog (a few addresses holding idle or trickling
+ * connections would then lock everyone out): it makes room by shutting
+ * down the oldest connection of the address holding the most, when that
+ * address holds at least two more than the newcomer's. So any address gets
+ * a fair share, limit_total / (addresses), however the others behave, and a
+ * slow client costs only its own address's share.
+ *
+ * Runs on the daemon's thread, before libmicrohttpd sets the connection up
+ * (its "started" notification follows on the same thread). The victim is
+ * only shut down, never closed: libmicrohttpd still owns the descriptor,
+ * sees the end of the stream on its next poll and closes it as usual. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct srv *s = cls;
+    struct addr_key k;
+    enum MHD_Result rc = MHD_NO;
+
+    if (addr == NULL || !addr_key_of(addr, addrlen, &k))
+        return MHD_NO;
+    pthread_mutex_lock(&s->mu);
+    unsigned mine = count_of(s, &k);
+    if (mine >= s->limit_per_ip)
+        goto out;
+    if (s->n_live < s->limit_total) {
+        rc = MHD_YES;
+        goto out;
+    }
+    /* Full: find the address holding the most, and its oldest connection. */
+    struct conn_rec *victim = NULL;
+    unsigned most = 0;
+    for (struct conn_rec *r = s->head; r != NULL; r = r->next) {
+        if (r->is_evicted || r->fd < 0 || (victim != NULL && addr_eq(&r->addr, &victim->addr)))
+            continue;
+        unsigned n = count_of(s, &r->addr);
+        if (n > most) {
+            most = n;
+            victim = r; /* the list is oldest first */
+        }
+    }
+    if (victim == NULL || most < mine + 2)
+        goto out;
+    /* ENOTCONN: the client is already gone; libmicrohttpd will see it too. */
+    if (shutdown(victim->fd, SHUT_RDWR) != 0 && errno != ENOTCONN)
+        goto out;
+    victim->is_evicted = true;
+    s->n_live--;
+    rc = MHD_YES;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct srv *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd_info =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr_info =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        struct conn_rec *r = calloc(1, sizeof(*r));
+        if (r == NULL)
+            abort();
+        r->fd = fd_info != NULL ? fd_info->connect_fd : -1;
+        /* An address libmicrohttpd cannot tell (never seen) counts as "::". */
+        if (addr_info == NULL || addr_info->client_addr == NULL ||
+            !addr_key_of(addr_info->client_addr, sizeof(struct sockaddr_storage), &r->addr))
+            memset(&r->addr, 0, sizeof(r->addr));
+        pthread_mutex_lock(&s->mu);
+        r->prev = s->tail;
+        if (s->tail != NULL)
+            s->tail->next = r;
+        else
+            s->head = r;
+        s->tail = r;
+        s->n_live++;
+        pthread_mutex_unlock(&s->mu);
+        *socket_context = r;
+        return;
+    }
+    struct conn_rec *r = *socket_context;
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        s->head = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    else
+        s->tail = r->prev;
+    if (!r->is_evicted)
+        s->n_live--;
+    pthread_mutex_unlock(&s->mu);
+    free(r);
+    *socket_context = NULL;
+}
+
 static bool ipv6_available(void)
 {
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -511,18 +732,19 @@ static int start_one(struct srv *s, const char *addr, uint16_t port, unsigned li
      * pass MHD_OPTION_LISTENING_ADDRESS_REUSE=1: on Linux that adds
      * SO_REUSEPORT, which would let a second proxy share our ports.
      *
-     * Limits: once the total reaches MHD_OPTION_CONNECTION_LIMIT,
-     * libmicrohttpd stops accepting and new clients wait in the backlog
-     * until an idle connection times out. The per-address limit is checked
-     * right after accept and refuses at once (accept and close), so it is
-     * set below the total: one client (a local script, a flood from one
-     * host) is turned away promptly and cannot starve the others. */
+     * Limits: on_accept admits connections (per address, in all, with a
+     * fair share when full). libmicrohttpd's own total limit is only a
+     * backstop above ours, for connections shut down by on_accept that it
+     * has not closed yet: when it is reached libmicrohttpd stops accepting
+     * and new clients wait in the backlog. */
+    s->limit_per_ip = limit;
+    s->limit_total = 2 * limit;
     s->d = MHD_start_daemon(
-        flags, port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, 2 * limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)ZT_ADMIN_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_END);
+        flags, port, on_accept, s, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_LIMIT, 4 * limit, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ZT_ADMIN_CONN_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_END);
     int saved = errno;
     atomic_store(&s->is_starting, false);
     if (s->d == NULL) {
@@ -571,6 +793,8 @@ int zt_admin_start(const struct zt_admin_opts *opts, const struct zt_admin_ops *
         s->admin = admin;
         s->which = (enum zt_admin_server)i;
         atomic_init(&s->is_starting, false);
+        pthread_mutex_init(&s->mu, NULL);
+        s->is_mu_init = true;
         const char *addr = addrs[i];
         /* The wildcard falls back to IPv4 on hosts without IPv6. */
         if (strcmp(addr, "::") == 0 && !ipv6_available())
@@ -605,8 +829,13 @@ void zt_admin_stop(struct zt_admin *admin)
 {
     if (admin == NULL)
         return;
-    for (int i = 0; i < N_SERVERS; i++)
-        if (admin->srv[i].d != NULL)
-            MHD_stop_daemon(admin->srv[i].d);
+    for (int i = 0; i < N_SERVERS; i++) {
+        struct srv *s = &admin->srv[i];
+        /* Stopping closes every connection, so their records are freed. */
+        if (s->d != NULL)
+            MHD_stop_daemon(s->d);
+        if (s->is_mu_init)
+            pthread_mutex_destroy(&s->mu);
+    }
     free(admin);
 }

@@ -6,13 +6,21 @@
  *
  * Each server is one libmicrohttpd daemon with its own internal polling
  * thread (epoll when available). Abuse is bounded per daemon: at most
- * conn_limit connections per client address (more are accepted and closed
- * at once) and 2 * conn_limit in all (more wait in the listen backlog until
- * an idle connection times out), a per-connection
- * memory pool (request headers that do not fit are refused by libmicrohttpd
- * with 431), request bodies over ZT_ADMIN_MAX_BODY refused with 413, and
- * connections idle for conn_timeout_s seconds closed. None of these routes
- * needs a request body; a small one is read and ignored.
+ * conn_limit connections per client address and 2 * conn_limit in all; a
+ * connection over either is accepted and closed at once, except that a full
+ * daemon makes room for an address holding at least two fewer than the
+ * address holding the most, by shutting down that one's oldest connection.
+ * So every address keeps a fair share however a few others behave (idle,
+ * trickling, or reading slowly). Also a per-connection memory pool (request
+ * headers that do not fit are refused by libmicrohttpd with 431), request
+ * bodies over ZT_ADMIN_MAX_BODY refused with 413, and connections idle for
+ * conn_timeout_s seconds closed. None of these routes needs a request body;
+ * a small one is read and ignored.
+ *
+ * The admin server (loopback only) also refuses, with 403, every request
+ * that a web page in a local browser could send: one with an Origin header
+ * (cross-site requests) or whose Host is not localhost, 127.0.0.1 or [::1]
+ * with an optional port (DNS rebinding), or that has no or several Hosts.
  *
  * Threads: every zt_admin_ops callback runs on one of the daemons' threads,
  * possibly at the same time as others (three daemons), so the callbacks must

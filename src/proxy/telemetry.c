@@ -69,9 +69,17 @@ static const struct zt_service *guess_service(const struct zt_state *s,
     return zt_state_service_by_key(s, wl->services[0].key);
 }
 
-/* A source known only by its baggage (wire facts §2.3). */
+/* A source known only by its baggage (wire facts §2.3): as Istio's ztunnel,
+ * only inbound over HBONE and only when no workload has the source's IP.
+ * These values are the peer's choice, so they are marked from_peer and the
+ * registry caps how many such label sets it keeps. */
 static void baggage_side(struct zt_traffic_labels *l, const struct zt_telemetry_baggage *b)
 {
+    l->from_peer = ZT_TL_BIT(ZT_TL_SOURCE_WORKLOAD) | ZT_TL_BIT(ZT_TL_SOURCE_CANONICAL_SERVICE) |
+                   ZT_TL_BIT(ZT_TL_SOURCE_CANONICAL_REVISION) |
+                   ZT_TL_BIT(ZT_TL_SOURCE_WORKLOAD_NAMESPACE) | ZT_TL_BIT(ZT_TL_SOURCE_APP) |
+                   ZT_TL_BIT(ZT_TL_SOURCE_VERSION) | ZT_TL_BIT(ZT_TL_SOURCE_CLUSTER) |
+                   ZT_TL_BIT(ZT_TL_SOURCE_REGION) | ZT_TL_BIT(ZT_TL_SOURCE_ZONE);
     l->v[ZT_TL_SOURCE_WORKLOAD] = b->workload;
     l->v[ZT_TL_SOURCE_CANONICAL_SERVICE] = b->service;
     l->v[ZT_TL_SOURCE_CANONICAL_REVISION] = b->version;
@@ -155,12 +163,13 @@ void zt_conn_metrics_close(struct zt_conn *c)
 {
     struct zt_metrics *m = c->pod->pw->proxy->opts.metrics;
     if (m && c->series) {
-        struct zt_tcp_series *s = c->series;
+        unsigned shard = (unsigned)c->pod->pw->worker.id;
+        struct zt_tcp_series *s = c->series, *failed = NULL;
         if (is_failure_flag(c->flags)) {
             struct zt_traffic_labels l;
             char pbuf[ZT_SPIFFE_ID_MAX + 1];
             conn_labels(c, &l, pbuf, sizeof(pbuf));
-            s = zt_metrics_tcp_series(m, (unsigned)c->pod->pw->worker.id, &l);
+            s = failed = zt_metrics_tcp_series(m, shard, &l);
             zt_tcp_series_failed(s);
         }
         /* received = client to server, sent = server to client. */
@@ -170,6 +179,9 @@ void zt_conn_metrics_close(struct zt_conn *c)
         zt_tcp_series_closed(s);
         zt_tcp_series_add_bytes(s, received, sent);
         zt_metrics_gauge_add(m, sockets_gauge(c->kind), -1);
+        /* Each lookup took a hold, even one that found the same series. */
+        zt_metrics_tcp_series_release(m, shard, failed);
+        zt_metrics_tcp_series_release(m, shard, c->series);
         c->series = NULL;
     }
     zt_state_unref(c->snap);
@@ -197,4 +209,5 @@ void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
     zt_tcp_series_opened(s);
     zt_tcp_series_failed(s);
     zt_tcp_series_closed(s);
+    zt_metrics_tcp_series_release(m, (unsigned)pod->pw->worker.id, s);
 }

@@ -70,8 +70,13 @@ static const char *const tl_names[ZT_TL_COUNT] = {
  * the rule the scrape merges by, and the string is ready to print. */
 struct zt_tcp_series {
     struct zt_tcp_series *next; /* hash chain in the shard */
+    /* The shard's idle peer series, least recently released first; linked
+     * only while is_peer and holds == 0. */
+    struct zt_tcp_series *idle_prev, *idle_next;
     uint64_t hash;
     size_t labels_len;
+    unsigned holds; /* connections counting into it; under the shard's mu */
+    bool is_peer;
     _Atomic uint64_t v[TCP_COUNT];
     char labels[]; /* NUL-terminated */
 };
@@ -81,6 +86,8 @@ struct shard {
     struct zt_tcp_series **buckets; /* nbuckets is a power of two */
     size_t nbuckets;
     size_t count;
+    size_t n_peer, peer_max; /* peer series kept, and the shard's share */
+    struct zt_tcp_series *idle_head, *idle_tail;
     struct zt_buf scratch; /* the key being looked up, under mu */
 };
 
@@ -90,6 +97,7 @@ struct zt_metrics {
     char *build_labels; /* rendered istio_build label block */
     _Atomic int64_t gauges[ZT_G_COUNT];
     _Atomic uint64_t counters[ZT_C_COUNT];
+    _Atomic uint64_t peer_evicted, peer_dropped;
 };
 
 const char *zt_tl_name(enum zt_tl l)
@@ -246,28 +254,109 @@ static void shard_grow(struct shard *sh)
     sh->nbuckets = nb;
 }
 
+static void idle_unlink(struct shard *sh, struct zt_tcp_series *s)
+{
+    if (s->idle_prev)
+        s->idle_prev->idle_next = s->idle_next;
+    else
+        sh->idle_head = s->idle_next;
+    if (s->idle_next)
+        s->idle_next->idle_prev = s->idle_prev;
+    else
+        sh->idle_tail = s->idle_prev;
+    s->idle_prev = s->idle_next = NULL;
+}
+
+static void idle_append(struct shard *sh, struct zt_tcp_series *s)
+{
+    s->idle_next = NULL;
+    s->idle_prev = sh->idle_tail;
+    if (sh->idle_tail)
+        sh->idle_tail->idle_next = s;
+    else
+        sh->idle_head = s;
+    sh->idle_tail = s;
+}
+
+/* Removes an idle peer series from the shard and frees it. */
+static void evict(struct shard *sh, struct zt_tcp_series *s)
+{
+    struct zt_tcp_series **pp = &sh->buckets[s->hash & (sh->nbuckets - 1)];
+    while (*pp != s)
+        pp = &(*pp)->next;
+    *pp = s->next;
+    idle_unlink(sh, s);
+    sh->count--;
+    sh->n_peer--;
+    free(s);
+}
+
+static struct zt_tcp_series *find(struct shard *sh, const uint8_t *key, size_t key_len, uint64_t h)
+{
+    for (struct zt_tcp_series *s = sh->buckets[h & (sh->nbuckets - 1)]; s; s = s->next)
+        if (s->hash == h && s->labels_len == key_len && memcmp(s->labels, key, key_len) == 0)
+            return s;
+    return NULL;
+}
+
+/* True when some label marked from_peer has a value: only then does the
+ * peer's choice make the label set differ from one the config gives. */
+static bool has_peer_value(const struct zt_traffic_labels *l)
+{
+    for (unsigned i = 0; i < ZT_TL_COUNT; i++)
+        if ((l->from_peer & ZT_TL_BIT(i)) && l->v[i] && l->v[i][0])
+            return true;
+    return false;
+}
+
 struct zt_tcp_series *zt_metrics_tcp_series(struct zt_metrics *m, unsigned shard,
                                             const struct zt_traffic_labels *labels)
 {
     assert(shard < m->nshards);
     struct shard *sh = &m->shards[shard];
+    struct zt_traffic_labels without_peer;
+    bool is_peer = has_peer_value(labels);
     struct zt_tcp_series *s;
 
     pthread_mutex_lock(&sh->mu);
     render_labels(&sh->scratch, labels);
-    const uint8_t *key = zt_buf_head(&sh->scratch);
-    size_t key_len = sh->scratch.len;
-    uint64_t h = hash_bytes(key, key_len);
-    for (s = sh->buckets[h & (sh->nbuckets - 1)]; s; s = s->next)
-        if (s->hash == h && s->labels_len == key_len && memcmp(s->labels, key, key_len) == 0)
-            goto out;
+    uint64_t h = hash_bytes(zt_buf_head(&sh->scratch), sh->scratch.len);
+    s = find(sh, zt_buf_head(&sh->scratch), sh->scratch.len, h);
+    if (!s && is_peer && sh->n_peer >= sh->peer_max) {
+        if (sh->idle_head) {
+            evict(sh, sh->idle_head);
+            atomic_fetch_add_explicit(&m->peer_evicted, 1, memory_order_relaxed);
+        } else {
+            /* Every peer series is in use: count this connection under the
+             * same labels without the peer's values, a set the config bounds. */
+            without_peer = *labels;
+            for (unsigned i = 0; i < ZT_TL_COUNT; i++)
+                if (without_peer.from_peer & ZT_TL_BIT(i))
+                    without_peer.v[i] = NULL;
+            without_peer.from_peer = 0;
+            is_peer = false;
+            atomic_fetch_add_explicit(&m->peer_dropped, 1, memory_order_relaxed);
+            render_labels(&sh->scratch, &without_peer);
+            h = hash_bytes(zt_buf_head(&sh->scratch), sh->scratch.len);
+            s = find(sh, zt_buf_head(&sh->scratch), sh->scratch.len, h);
+        }
+    }
+    if (s) {
+        if (s->holds++ == 0 && s->is_peer)
+            idle_unlink(sh, s);
+        goto out;
+    }
 
+    size_t key_len = sh->scratch.len;
     s = xmalloc(sizeof(*s) + key_len + 1);
     s->hash = h;
     s->labels_len = key_len;
+    s->idle_prev = s->idle_next = NULL;
+    s->holds = 1;
+    s->is_peer = is_peer;
     for (int i = 0; i < TCP_COUNT; i++)
         atomic_init(&s->v[i], 0);
-    memcpy(s->labels, key, key_len);
+    memcpy(s->labels, zt_buf_head(&sh->scratch), key_len);
     s->labels[key_len] = 0;
     if (sh->count >= sh->nbuckets)
         shard_grow(sh);
@@ -275,9 +364,24 @@ struct zt_tcp_series *zt_metrics_tcp_series(struct zt_metrics *m, unsigned shard
     s->next = sh->buckets[j];
     sh->buckets[j] = s;
     sh->count++;
+    if (is_peer)
+        sh->n_peer++;
 out:
     pthread_mutex_unlock(&sh->mu);
     return s;
+}
+
+void zt_metrics_tcp_series_release(struct zt_metrics *m, unsigned shard, struct zt_tcp_series *s)
+{
+    if (!s)
+        return;
+    assert(shard < m->nshards);
+    struct shard *sh = &m->shards[shard];
+    pthread_mutex_lock(&sh->mu);
+    assert(s->holds > 0);
+    if (--s->holds == 0 && s->is_peer)
+        idle_append(sh, s);
+    pthread_mutex_unlock(&sh->mu);
 }
 
 void zt_tcp_series_opened(struct zt_tcp_series *s)
@@ -331,11 +435,18 @@ struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag)
         pthread_mutex_init(&sh->mu, NULL);
         sh->nbuckets = 64;
         sh->buckets = xcalloc(sh->nbuckets, sizeof(*sh->buckets));
+        /* An even share of the cap, rounded down so the total never
+         * exceeds it, and at least one. */
+        sh->peer_max = ZT_METRICS_PEER_SERIES_MAX / m->nshards;
+        if (sh->peer_max == 0)
+            sh->peer_max = 1;
     }
     for (int i = 0; i < ZT_G_COUNT; i++)
         atomic_init(&m->gauges[i], 0);
     for (int i = 0; i < ZT_C_COUNT; i++)
         atomic_init(&m->counters[i], 0);
+    atomic_init(&m->peer_evicted, 0);
+    atomic_init(&m->peer_dropped, 0);
 
     struct zt_buf b = {0};
     put_str(&b, "{component=\"ztunnel\",tag=");
@@ -370,7 +481,7 @@ void zt_metrics_free(struct zt_metrics *m)
 
 /* One row of the merged scrape: a label block and its summed counters. */
 struct row {
-    const char *labels; /* owned by a series, which outlives the scrape */
+    char *labels; /* a copy: the series may be evicted once its shard is unlocked */
     uint64_t v[TCP_COUNT];
 };
 
@@ -381,15 +492,18 @@ static int row_cmp(const void *a, const void *b)
 
 /* Snapshots every shard's series into one array sorted by label block, with
  * equal blocks (the same label set seen by several writers) summed into one
- * row. Returns the row count; *out is malloc'd (NULL when there are none). */
-static size_t collect_rows(struct zt_metrics *m, struct row **out)
+ * row, and counts the peer series kept. Returns the row count; *out is
+ * malloc'd (NULL when there are none), free it with free_rows. */
+static size_t collect_rows(struct zt_metrics *m, struct row **out, size_t *n_peer)
 {
     struct row *rows = NULL;
     size_t n = 0, cap = 0;
 
+    *n_peer = 0;
     for (unsigned i = 0; i < m->nshards; i++) {
         struct shard *sh = &m->shards[i];
         pthread_mutex_lock(&sh->mu);
+        *n_peer += sh->n_peer;
         if (n + sh->count > cap) {
             cap = (n + sh->count) * 2;
             rows = realloc(rows, cap * sizeof(*rows));
@@ -399,7 +513,8 @@ static size_t collect_rows(struct zt_metrics *m, struct row **out)
         for (size_t j = 0; j < sh->nbuckets; j++) {
             for (struct zt_tcp_series *s = sh->buckets[j]; s; s = s->next) {
                 struct row *r = &rows[n++];
-                r->labels = s->labels;
+                r->labels = xmalloc(s->labels_len + 1);
+                memcpy(r->labels, s->labels, s->labels_len + 1);
                 for (int k = 0; k < TCP_COUNT; k++)
                     r->v[k] = atomic_load_explicit(&s->v[k], memory_order_relaxed);
             }
@@ -414,6 +529,7 @@ static size_t collect_rows(struct zt_metrics *m, struct row **out)
         if (w > 0 && strcmp(rows[w - 1].labels, rows[r].labels) == 0) {
             for (int k = 0; k < TCP_COUNT; k++)
                 rows[w - 1].v[k] += rows[r].v[k];
+            free(rows[r].labels);
         } else {
             rows[w++] = rows[r];
         }
@@ -422,10 +538,17 @@ static size_t collect_rows(struct zt_metrics *m, struct row **out)
     return w;
 }
 
+static void free_rows(struct row *rows, size_t n)
+{
+    for (size_t r = 0; r < n; r++)
+        free(rows[r].labels);
+    free(rows);
+}
+
 static void put_family_header(struct zt_buf *b, const char *name, const char *help,
                               const char *type)
 {
-    char line[256];
+    char line[512];
     int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     zt_buf_append(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -473,7 +596,8 @@ static int64_t count_open_fds(void)
 void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
 {
     struct row *rows;
-    size_t nrows = collect_rows(m, &rows);
+    size_t n_peer;
+    size_t nrows = collect_rows(m, &rows, &n_peer);
 
     /* The traffic families appear once some connection has been counted,
      * as in Istio, so an idle node does not export empty families. */
@@ -482,7 +606,7 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
         for (size_t r = 0; r < nrows; r++)
             put_u64(out, tcp_families[k].name, rows[r].labels, rows[r].v[k]);
     }
-    free(rows);
+    free_rows(rows, nrows);
 
     put_family_header(out, "istio_build", "Build of this proxy (always 1).", "gauge");
     put_sample(out, "istio_build", m->build_labels, "1");
@@ -523,6 +647,24 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
     put_i64(
         out, "istio_tcp_sockets_open", "{reporter=\"destination\"}",
         atomic_load_explicit(&m->gauges[ZT_G_TCP_SOCKETS_OPEN_DESTINATION], memory_order_relaxed));
+
+    put_family_header(out, "ztunnel_metrics_peer_series",
+                      "Label sets of istio_tcp_* series with values from a peer's baggage, "
+                      "kept now.",
+                      "gauge");
+    put_u64(out, "ztunnel_metrics_peer_series", NULL, (uint64_t)n_peer);
+    put_family_header(out, "ztunnel_metrics_peer_series_evicted_total",
+                      "Idle label sets with values from a peer's baggage dropped to stay "
+                      "under the cap.",
+                      "counter");
+    put_u64(out, "ztunnel_metrics_peer_series_evicted_total", NULL,
+            atomic_load_explicit(&m->peer_evicted, memory_order_relaxed));
+    put_family_header(out, "ztunnel_metrics_peer_labels_dropped_total",
+                      "Connections counted without their peer's baggage labels because every "
+                      "allowed label set was in use.",
+                      "counter");
+    put_u64(out, "ztunnel_metrics_peer_labels_dropped_total", NULL,
+            atomic_load_explicit(&m->peer_dropped, memory_order_relaxed));
 
     put_family_header(out, "process_open_fds", "Open file descriptors.", "gauge");
     put_i64(out, "process_open_fds", NULL, count_open_fds());

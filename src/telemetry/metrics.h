@@ -5,8 +5,19 @@
  * a label set takes that shard's mutex (once per connection), counting is a
  * relaxed atomic add on the series it holds. Rendering (the /metrics
  * scrape, any thread) takes each shard's mutex in turn and sums series with
- * equal labels across shards. Series live as long as the registry, so a
- * connection may keep its series pointer without a reference count.
+ * equal labels across shards.
+ *
+ * Bounded label sets: a label set holding a value a peer chose (its
+ * baggage) is a "peer series". There are at most ZT_METRICS_PEER_SERIES_MAX
+ * of them per registry, split evenly among the shards. A series is held by
+ * each connection counting into it; a peer series that nobody holds is idle,
+ * and when a shard needs room for a new peer series it evicts its least
+ * recently released idle one (its counts are gone: Prometheus sees the
+ * series end, as after a restart) and counts the eviction. When every peer
+ * series of the shard is held, the new connection is counted without the
+ * peer's values (they render "unknown") and that is counted too. Series
+ * whose labels all come from the configuration are bounded by it and are
+ * never evicted, as in Istio's ztunnel.
  *
  * Rendering is the Prometheus text format (version 0.0.4): counters are
  * exposed as `<name>_total` with `# HELP` / `# TYPE` lines, label values are
@@ -59,12 +70,21 @@ const char *zt_tl_name(enum zt_tl l);
  * exposition must be UTF-8. */
 #define ZT_METRICS_LABEL_VALUE_MAX 1024
 
+/* Most label sets with a value taken from a peer (its baggage) kept at a
+ * time, per registry (so per proxy). */
+#define ZT_METRICS_PEER_SERIES_MAX 512
+
 /* A label set to look up; strings are borrowed for the call (NULL or "" is
  * rendered "unknown"). */
 struct zt_traffic_labels {
     const char *v[ZT_TL_COUNT];
     bool has_locality; /* a source or destination workload was known */
+    /* Bit (1u << l) is set for each label l whose value the peer chose
+     * (taken from its baggage): such a label set is a peer series, capped
+     * as above. */
+    uint32_t from_peer;
 };
+#define ZT_TL_BIT(l) (1u << (l))
 
 struct zt_metrics;
 /* The istio_tcp_* counters of one label set in one shard. */
@@ -75,11 +95,18 @@ struct zt_tcp_series;
 struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag);
 void zt_metrics_free(struct zt_metrics *m);
 
-/* Finds or creates the series for `labels` in `shard` (< nshards). The
- * result stays valid until zt_metrics_free. Call only from the shard's
- * writer thread. */
+/* Finds or creates the series for `labels` in `shard` (< nshards) and holds
+ * it: it stays valid until released with zt_metrics_tcp_series_release (or
+ * zt_metrics_free). A peer series may instead come back as the same labels
+ * without the peer's values, when the shard's peer series are all held (see
+ * above). Never NULL. Call only from the shard's writer thread. */
 struct zt_tcp_series *zt_metrics_tcp_series(struct zt_metrics *m, unsigned shard,
                                             const struct zt_traffic_labels *labels);
+
+/* Drops one hold on s, got from zt_metrics_tcp_series on the same shard; s
+ * must not be used afterwards (an idle peer series may be evicted). From the
+ * shard's writer thread. NULL s is a no-op. */
+void zt_metrics_tcp_series_release(struct zt_metrics *m, unsigned shard, struct zt_tcp_series *s);
 
 /* Counting, from the shard's writer thread (relaxed atomics). */
 void zt_tcp_series_opened(struct zt_tcp_series *s);
@@ -111,7 +138,11 @@ void zt_metrics_counter_inc(struct zt_metrics *m, enum zt_counter c);
 
 /* Appends the whole exposition to `out`: istio_tcp_* (summed over shards),
  * istio_build, workload_manager_*, istio_tcp_sockets_open, process_open_fds
- * and process_max_fds (read from /proc/self at render time). Any thread. */
+ * and process_max_fds (read from /proc/self at render time), and ours on the
+ * peer series cap: ztunnel_metrics_peer_series (gauge, kept now),
+ * ztunnel_metrics_peer_series_evicted_total and
+ * ztunnel_metrics_peer_labels_dropped_total (connections counted without
+ * their peer's values). Any thread. */
 void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out);
 
 #endif

@@ -2,7 +2,8 @@
 # Telemetry and admin on real traffic: istio_tcp_* counters with Istio's
 # labels on both reporters after known traffic, a DENY counted as failed,
 # the exposition accepted by promtool, readiness, /config_dump, /logging,
-# 404/405, and POST /quitquitquit draining the proxy.
+# 404/405, the admin port refusing browsers (foreign Host, Origin), and POST
+# /quitquitquit draining the proxy.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=mesh.sh
@@ -134,6 +135,22 @@ zt_ns_exec "$(zt_node_ns 2)" curl -s -m 5 -o /dev/null "http://$(zt_node_ip 1):1
 rc=$?
 if [ "$ctl" = 0 ] && [ "$rc" = 7 ]; then zt_pass; else
 	zt_fail "metrics port curl exit $ctl (want 0), admin port curl exit $rc (want 7)"
+fi
+
+# A web page in a local browser reaches 127.0.0.1:15000 by a cross-site POST
+# (Origin) or by DNS rebinding (its own name in Host): both are refused, the
+# proxy keeps running. The next check is the accepted twin.
+zt_test "POST /quitquitquit or /logging with a foreign Host or an Origin: 403, nothing happens"
+pid=$(mesh_pid 1 proxy)
+lvl0=$(get 1 -X POST localhost:15000/logging)
+c1=$(get 1 -o /dev/null -w '%{http_code}' -X POST -H 'Host: rebind.example:15000' localhost:15000/quitquitquit)
+c2=$(get 1 -o /dev/null -w '%{http_code}' -X POST -H 'Origin: http://evil.example' localhost:15000/quitquitquit)
+c3=$(get 1 -o /dev/null -w '%{http_code}' -X POST -H 'Host: rebind.example' 'localhost:15000/logging?level=trace')
+lvl1=$(get 1 -X POST localhost:15000/logging)
+if [ "$c1 $c2 $c3" = "403 403 403" ] && [ "$lvl1" = "$lvl0" ] && kill -0 "$pid" 2>/dev/null; then
+	zt_pass
+else
+	zt_fail "codes $c1 $c2 $c3, level '$lvl0' -> '$lvl1'"
 fi
 
 zt_test "POST /quitquitquit drains and stops the proxy"

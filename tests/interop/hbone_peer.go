@@ -10,6 +10,13 @@
 //	hbone_peer server -ca-dir D -id spiffe://td/ns/n/sa/s -listen IP:PORT
 //	hbone_peer client -ca-dir D -id spiffe://td/ns/n/sa/s -connect IP:PORT \
 //	    -authority IP:PORT -expect-id spiffe://... [-listen IP:PORT]
+//	hbone_peer client ... -count N [-first K] [-parallel P] [-H 'baggage: k=v{i}']
+//
+// With -count, the client opens N tunnels over its one HTTP/2 connection,
+// P at a time, each ending its request with its headers and reading the
+// reply to its end; "{i}" in a -H value becomes the tunnel's number (K,
+// K+1, ...). It prints "ok=<n> failed=<n>" and exits 0 only if every tunnel
+// was answered 200.
 //
 // Exit codes: 0 success, 1 usage or setup error, 2 dial/TLS/HTTP/2 failure,
 // 3 CONNECT answered with a status other than 200, 4 overall deadline hit.
@@ -70,6 +77,9 @@ type options struct {
 	once        bool
 	forceStatus int
 	headers     headerList
+	count       int
+	first       int
+	parallel    int
 }
 
 func logf(format string, args ...interface{}) {
@@ -579,6 +589,22 @@ func newClient(opts *options, me *identity) *hboneClient {
 // status (0 when no response came).
 func (c *hboneClient) open(ctx context.Context) (*io.PipeWriter, *http.Response, int, error) {
 	pr, pw := io.Pipe()
+	resp, status, err := c.send(ctx, 0, pr)
+	if err != nil {
+		pw.CloseWithError(err)
+		return nil, nil, status, err
+	}
+	return pw, resp, status, nil
+}
+
+// send sends one CONNECT with "{i}" in the -H values replaced by i. With a
+// nil body the request ends with its headers (END_STREAM), so the stream is
+// never reset by us whichever side finishes first.
+func (c *hboneClient) send(ctx context.Context, i int, body io.ReadCloser) (*http.Response, int, error) {
+	var contentLength int64
+	if body != nil {
+		contentLength = -1
+	}
 	req := &http.Request{
 		Method: http.MethodConnect,
 		// The transport wants a scheme to pick TLS; for CONNECT the HTTP/2
@@ -586,8 +612,8 @@ func (c *hboneClient) open(ctx context.Context) (*io.PipeWriter, *http.Response,
 		URL:           &url.URL{Scheme: "https", Host: c.opts.authority},
 		Host:          c.opts.authority,
 		Header:        http.Header{"User-Agent": []string{""}},
-		Body:          pr,
-		ContentLength: -1,
+		Body:          body,
+		ContentLength: contentLength,
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
 	}
@@ -596,20 +622,19 @@ func (c *hboneClient) open(ctx context.Context) (*io.PipeWriter, *http.Response,
 		if !ok {
 			fatalf(exitSetup, "-H %q: want 'name: value'", h)
 		}
-		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+		v = strings.ReplaceAll(strings.TrimSpace(v), "{i}", fmt.Sprint(i))
+		req.Header.Add(strings.TrimSpace(k), v)
 	}
 	req = req.WithContext(ctx)
 	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
-		pw.CloseWithError(err)
-		return nil, nil, 0, err
+		return nil, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		pw.CloseWithError(errors.New("rejected"))
-		return nil, nil, resp.StatusCode, fmt.Errorf("status %d", resp.StatusCode)
+		return nil, resp.StatusCode, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return pw, resp, 200, nil
+	return resp, 200, nil
 }
 
 // splice runs both directions of one tunnel: src feeds the request body and
@@ -680,6 +705,47 @@ func runClientStdio(c *hboneClient) int {
 	return exitOK
 }
 
+// runClientCount opens -count empty tunnels, -parallel at a time, and waits
+// for each reply to end.
+func runClientCount(c *hboneClient) int {
+	var ok, failed int64
+	next := int64(c.opts.first) - 1
+	last := int64(c.opts.first + c.opts.count)
+	var wg sync.WaitGroup
+	for w := 0; w < c.opts.parallel || w == 0; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := atomic.AddInt64(&next, 1)
+				if i >= last {
+					return
+				}
+				resp, status, err := c.send(context.Background(), int(i), nil)
+				if err != nil {
+					logf("tunnel %d: status %d: %v", i, status, err)
+					atomic.AddInt64(&failed, 1)
+					continue
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					logf("tunnel %d: %v", i, err)
+					atomic.AddInt64(&failed, 1)
+					continue
+				}
+				atomic.AddInt64(&ok, 1)
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("ok=%d failed=%d\n", ok, failed)
+	if failed > 0 {
+		return exitStatus
+	}
+	return exitOK
+}
+
 func runClientListen(c *hboneClient) int {
 	ln, err := net.Listen("tcp", c.opts.listen)
 	if err != nil {
@@ -731,6 +797,7 @@ func usage() {
   hbone_peer server -ca-dir DIR -id SPIFFE -listen IP:PORT [-once] [-status N]
   hbone_peer client -ca-dir DIR -id SPIFFE -connect IP:PORT -authority IP:PORT
                     -expect-id SPIFFE[,SPIFFE...] [-listen IP:PORT] [-once] [-H 'k: v']
+                    [-count N [-first K] [-parallel P]]
 common: -timeout DUR (overall deadline, default 30s, 0 = none), -dial-timeout DUR
 `)
 	os.Exit(exitSetup)
@@ -752,7 +819,10 @@ func main() {
 	fs.DurationVar(&opts.dialTimeout, "dial-timeout", 5*time.Second, "TCP connect and TLS handshake timeout")
 	fs.BoolVar(&opts.once, "once", false, "server: exit after one stream; client -listen: after one connection")
 	fs.IntVar(&opts.forceStatus, "status", 0, "server: answer every CONNECT with this status without dialing")
-	fs.Var(&opts.headers, "H", "client: extra request header 'name: value' (repeatable)")
+	fs.Var(&opts.headers, "H", "client: extra request header 'name: value' (repeatable; {i} is the tunnel number with -count)")
+	fs.IntVar(&opts.count, "count", 0, "client: open this many empty tunnels, then exit")
+	fs.IntVar(&opts.first, "first", 0, "client -count: number of the first tunnel")
+	fs.IntVar(&opts.parallel, "parallel", 1, "client -count: tunnels open at a time")
 	fs.Parse(os.Args[2:])
 	if opts.caDir == "" || opts.id == "" {
 		usage()
@@ -780,6 +850,9 @@ func main() {
 			fatalf(exitSetup, "-authority %q: %v", opts.authority, err)
 		}
 		c := newClient(opts, me)
+		if opts.count > 0 {
+			os.Exit(runClientCount(c))
+		}
 		if opts.listen != "" {
 			os.Exit(runClientListen(c))
 		}

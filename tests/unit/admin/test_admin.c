@@ -227,6 +227,28 @@ static void http(uint16_t port, const char *method, const char *path, const char
     http_from(NULL, port, method, path, extra_headers, r);
 }
 
+/* Sends `raw` (a whole request) on a new connection and reads the reply. */
+static void http_raw(uint16_t port, const char *raw, struct resp *r)
+{
+    int fd = dial(port);
+    memset(r, 0, sizeof(*r));
+    if (fd < 0)
+        return;
+    send_all(fd, raw, strlen(raw));
+    read_resp(fd, r);
+    close(fd);
+}
+
+/* POST path with the given Host line ("" for none) and extra header lines. */
+static void post_host(uint16_t port, const char *path, const char *host_line, const char *extra,
+                      struct resp *r)
+{
+    char req[512];
+    snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\n%s%sConnection: close\r\n\r\n", path, host_line,
+             extra);
+    http_raw(port, req, r);
+}
+
 static bool body_is(const struct resp *r, const char *s)
 {
     return r->body != NULL && r->body_len == strlen(s) && memcmp(r->body, s, r->body_len) == 0;
@@ -371,6 +393,187 @@ static void test_logging_levels(void)
 
     zt_admin_stop(a);
     zt_log_set_level(saved);
+}
+
+/* DNS rebinding and browser CSRF: the admin server answers only requests
+ * that name it by a loopback name in Host and carry no Origin. Each refusal
+ * (403, no side effect) has its accepted twin. */
+static void test_admin_host_and_origin(void)
+{
+    struct fx f;
+    struct resp r;
+    char host[64];
+    fx_init(&f);
+    enum zt_log_level saved = zt_log_get_level();
+    zt_log_set_level(ZT_LOG_WARN);
+    struct zt_admin *a = fx_start(&f, 0);
+    CHECK(a != NULL);
+    uint16_t p = PORT_ADMIN(a);
+
+    const char *bad_hosts[] = {
+        "Host: evil.example\r\n",
+        "Host: evil.example:15000\r\n",
+        "Host: localhost.evil.example\r\n",
+        "Host: 127.0.0.1.nip.io\r\n",
+        "Host: 127.0.0.2\r\n",
+        "Host: 10.0.0.1:15000\r\n",
+        "Host: [::2]\r\n",
+        "Host: localhost:\r\n",
+        "Host: localhost:15000x\r\n",
+        "Host: localhost:123456\r\n",
+        "Host: [::1\r\n",
+        "Host: localhost.\r\n",
+        "Host: \r\n",
+        "Host: localhost\r\nHost: evil.example\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
+        post_host(p, "/quitquitquit", bad_hosts[i], "", &r);
+        if (r.status != 403 && r.status != 400)
+            fprintf(stderr, "  %s-> %d\n", bad_hosts[i], r.status);
+        CHECK(r.status == 403 || r.status == 400);
+        CHECK_EQ_INT(atomic_load(&f.quits), 0);
+        resp_free(&r);
+        post_host(p, "/logging?level=debug", bad_hosts[i], "", &r);
+        CHECK(r.status == 403 || r.status == 400);
+        CHECK_EQ_INT(zt_log_get_level(), ZT_LOG_WARN);
+        resp_free(&r);
+    }
+    /* No Host at all (HTTP/1.0 allows that): refused too. */
+    http_raw(p, "POST /quitquitquit HTTP/1.0\r\n\r\n", &r);
+    CHECK_EQ_INT(r.status, 403);
+    CHECK_EQ_INT(atomic_load(&f.quits), 0);
+    resp_free(&r);
+
+    /* An Origin header, even a loopback one, is a browser: refused. */
+    const char *origins[] = {"Origin: http://evil.example\r\n", "Origin: null\r\n",
+                             "Origin: http://localhost:15000\r\n"};
+    for (size_t i = 0; i < sizeof(origins) / sizeof(origins[0]); i++) {
+        post_host(p, "/quitquitquit", "Host: localhost\r\n", origins[i], &r);
+        CHECK_EQ_INT(r.status, 403);
+        CHECK_EQ_INT(atomic_load(&f.quits), 0);
+        resp_free(&r);
+        post_host(p, "/logging?level=debug", "Host: 127.0.0.1\r\n", origins[i], &r);
+        CHECK_EQ_INT(r.status, 403);
+        CHECK_EQ_INT(zt_log_get_level(), ZT_LOG_WARN);
+        resp_free(&r);
+    }
+
+    /* Accepted: each loopback name, with or without a port, any case. */
+    snprintf(host, sizeof(host), "Host: 127.0.0.1:%u\r\n", (unsigned)p);
+    const char *good_hosts[] = {"Host: localhost\r\n",
+                                "Host: localhost:15000\r\n",
+                                "Host: LocalHost\r\n",
+                                "Host: 127.0.0.1\r\n",
+                                host,
+                                "Host: [::1]\r\n",
+                                "Host: [::1]:15000\r\n"};
+    int quits = 0;
+    for (size_t i = 0; i < sizeof(good_hosts) / sizeof(good_hosts[0]); i++) {
+        post_host(p, "/quitquitquit", good_hosts[i], "", &r);
+        if (r.status != 200)
+            fprintf(stderr, "  %s-> %d\n", good_hosts[i], r.status);
+        CHECK_EQ_INT(r.status, 200);
+        CHECK_EQ_INT(atomic_load(&f.quits), ++quits);
+        resp_free(&r);
+        zt_log_set_level(ZT_LOG_WARN);
+        post_host(p, "/logging?level=debug", good_hosts[i], "", &r);
+        CHECK_EQ_INT(r.status, 200);
+        CHECK_EQ_INT(zt_log_get_level(), ZT_LOG_DEBUG);
+        resp_free(&r);
+    }
+    zt_admin_stop(a);
+    zt_log_set_level(saved);
+}
+
+/* Opens a keep-alive connection from src to port and has one request
+ * answered on it, so the server has surely accepted it; returns the fd (the
+ * connection stays open, idle) or -1 if the server refused or closed it. */
+static int hold_from(const char *src, uint16_t port)
+{
+    int fd = dial_from(src, port);
+    if (fd < 0)
+        return -1;
+    const char *req = "GET /healthz/ready HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    /* The reply is small: read until its body ("ready\n") has arrived. */
+    char buf[1024];
+    size_t len = 0;
+    while (len < sizeof(buf) - 1) {
+        ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = 0;
+        if (strstr(buf, "\r\n\r\nready\n") != NULL)
+            return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+/* True once the server has closed fd (EOF or reset); waits for it. */
+static bool closed_by_server(int fd)
+{
+    char c;
+    return recv(fd, &c, 1, 0) <= 0;
+}
+
+/* A few client addresses, each holding all the connections it may, cannot
+ * keep a newcomer out: the server keeps a fair share per address and makes
+ * room by closing the oldest connection of the address holding the most. */
+static void test_fair_share_against_few_addresses(void)
+{
+    struct fx f;
+    struct resp r;
+    fx_init(&f);
+    atomic_store(&f.is_ready, true);
+    /* 4 per address, 8 in all; a long idle timeout so nothing is freed by
+     * time during the test. */
+    struct zt_admin_opts o = {.conn_limit = 4, .conn_timeout_s = 60};
+    struct zt_admin *a = NULL;
+    char err[256];
+    CHECK_EQ_INT(zt_admin_start(&o, &fx_ops, &f, &a, err, sizeof(err)), 0);
+    uint16_t p = PORT_READY(a);
+
+    const char *srcs[] = {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"};
+    int fds[4][5];
+    for (int s = 0; s < 4; s++)
+        for (int i = 0; i < 5; i++) /* one more than the per-address cap */
+            fds[s][i] = hold_from(srcs[s], p);
+    /* The fifth of each address was refused, and the later addresses got
+     * in: the first addresses lost their oldest connections to them. */
+    for (int s = 0; s < 4; s++)
+        CHECK(fds[s][4] < 0);
+    CHECK(fds[3][0] >= 0);
+    /* Each address now holds exactly its fair share, 8 / 4: the server has
+     * already shut down the connections it took back (before answering the
+     * connection that took the place), so their end of stream is there. */
+    for (int s = 0; s < 4; s++) {
+        int open_now = 0;
+        for (int i = 0; i < 4; i++) {
+            if (fds[s][i] < 0)
+                continue;
+            struct pollfd pfd = {.fd = fds[s][i], .events = POLLIN};
+            if (poll(&pfd, 1, 0) == 0 || !closed_by_server(fds[s][i]))
+                open_now++;
+        }
+        if (open_now != 2)
+            fprintf(stderr, "  %s holds %d\n", srcs[s], open_now);
+        CHECK_EQ_INT(open_now, 2);
+    }
+
+    /* Newcomers from other addresses are answered at once. */
+    http_from("127.0.0.1", p, "GET", "/healthz/ready", "", &r);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    http_from("127.0.0.6", p, "GET", "/healthz/ready", "", &r);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    for (int s = 0; s < 4; s++)
+        for (int i = 0; i < 5; i++)
+            if (fds[s][i] >= 0)
+                close(fds[s][i]);
+    zt_admin_stop(a);
 }
 
 static bool gunzip_eq(const char *gz, size_t len, const char *want)
@@ -549,10 +752,10 @@ static void test_huge_requests_refused(void)
 
     /* A 1 MiB declared body: 413 before reading it. */
     char head[256];
-    snprintf(
-        head, sizeof(head),
-        "POST /logging HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-        mib);
+    snprintf(head, sizeof(head),
+             "POST /logging HTTP/1.1\r\nHost: localhost\r\nContent-Length: %zu\r\nConnection: "
+             "close\r\n\r\n",
+             mib);
     send_big(PORT_ADMIN(a), head, mib, &r);
     CHECK_EQ_INT(r.status, 413);
     resp_free(&r);
@@ -560,8 +763,9 @@ static void test_huge_requests_refused(void)
     {
         int fd = dial(PORT_ADMIN(a));
         CHECK(fd >= 0);
-        const char *h = "POST /quitquitquit HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                        "Connection: close\r\n\r\n";
+        const char *h =
+            "POST /quitquitquit HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n";
         send_all(fd, h, strlen(h));
         char chunk[8192 + 16];
         int hl = snprintf(chunk, 16, "2000\r\n");
@@ -578,7 +782,8 @@ static void test_huge_requests_refused(void)
     }
     /* A small body is fine. */
     snprintf(head, sizeof(head),
-             "POST /logging HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");
+             "POST /logging HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nConnection: "
+             "close\r\n\r\n");
     send_big(PORT_ADMIN(a), head, 5, &r);
     CHECK_EQ_INT(r.status, 200);
     resp_free(&r);
@@ -734,12 +939,14 @@ int main(void)
 {
     RUN(test_admin_routes);
     RUN(test_logging_levels);
+    RUN(test_admin_host_and_origin);
     RUN(test_stats_routes);
     RUN(test_readiness);
     RUN(test_stats_only);
     RUN(test_huge_requests_refused);
     RUN(test_slow_client_dropped);
     RUN(test_many_idle_connections);
+    RUN(test_fair_share_against_few_addresses);
     RUN(test_start_errors_and_restart);
     return TEST_REPORT();
 }

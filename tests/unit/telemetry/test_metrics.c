@@ -54,6 +54,23 @@ static int count_substr(const char *text, const char *needle)
     return n;
 }
 
+/* Lines that start with `prefix` and end with `suffix`. */
+static int count_lines(const char *text, const char *prefix, const char *suffix)
+{
+    int n = 0;
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len >= pl + sl && strncmp(p, prefix, pl) == 0 && strncmp(p + len - sl, suffix, sl) == 0)
+            n++;
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    return n;
+}
+
 /* An outbound label set as the proxy fills it; some values left empty. */
 static struct zt_traffic_labels outbound_labels(void)
 {
@@ -395,6 +412,148 @@ static void test_many_series(void)
     CHECK_EQ_INT(w123, 123);
 }
 
+/* Labels as the destination proxy builds them for a source known only by
+ * its baggage: the source workload is the peer's choice. */
+static struct zt_traffic_labels baggage_labels(const char *workload)
+{
+    struct zt_traffic_labels l = outbound_labels();
+    l.v[ZT_TL_REPORTER] = "destination";
+    l.v[ZT_TL_SOURCE_WORKLOAD] = workload;
+    l.from_peer = ZT_TL_BIT(ZT_TL_SOURCE_WORKLOAD) | ZT_TL_BIT(ZT_TL_SOURCE_CLUSTER);
+    return l;
+}
+
+/* 10 000 connections, each with its own baggage value, one after another as
+ * from one peer: the series kept, the exposition's size and the eviction
+ * counter are bounded by the cap, newest values kept, config series kept. */
+static void test_peer_series_bounded(void)
+{
+    struct zt_metrics *m = zt_metrics_new(2, "t");
+    const unsigned share = ZT_METRICS_PEER_SERIES_MAX / 2;
+    char name[32];
+    size_t size_at_1000 = 0;
+
+    struct zt_traffic_labels cfg = outbound_labels();
+    struct zt_tcp_series *cs = zt_metrics_tcp_series(m, 0, &cfg);
+    zt_tcp_series_opened(cs);
+    zt_metrics_tcp_series_release(m, 0, cs);
+    for (int i = 0; i < 10000; i++) {
+        snprintf(name, sizeof(name), "bg-%d", i);
+        struct zt_traffic_labels l = baggage_labels(name);
+        struct zt_tcp_series *s = zt_metrics_tcp_series(m, 0, &l);
+        zt_tcp_series_opened(s);
+        zt_tcp_series_add_bytes(s, 1, 1);
+        zt_tcp_series_closed(s);
+        zt_metrics_tcp_series_release(m, 0, s);
+        if (i == 999) {
+            char *t = render(m);
+            size_at_1000 = strlen(t);
+            free(t);
+        }
+    }
+    char *text = render(m);
+    size_t size = strlen(text);
+    int kept = count_substr(text, "\nistio_tcp_connections_opened_total{reporter=\"destination\"");
+    long long evicted = sample(text, "ztunnel_metrics_peer_series_evicted_total");
+    long long gauge = sample(text, "ztunnel_metrics_peer_series");
+    long long dropped = sample(text, "ztunnel_metrics_peer_labels_dropped_total");
+    bool has_newest = strstr(text, "source_workload=\"bg-9999\"") != NULL;
+    bool has_oldest = strstr(text, "source_workload=\"bg-0\"") != NULL;
+    long long cfg_opened = sample(text, "istio_tcp_connections_opened_total" OUTBOUND_LABELS);
+    free(text);
+    zt_metrics_free(m);
+    CHECK_EQ_INT(kept, share);
+    CHECK_EQ_INT(gauge, share);
+    CHECK_EQ_INT(evicted, 10000 - share);
+    CHECK_EQ_INT(dropped, 0);
+    CHECK(has_newest && !has_oldest);
+    CHECK_EQ_INT(cfg_opened, 1);
+    CHECK(size < size_at_1000 + size_at_1000 / 50); /* longer names and counts only */
+}
+
+/* Held series are never evicted: with every peer series of the shard held,
+ * a new value is counted without the peer's labels ("unknown"), and
+ * counted as dropped; once one is released, a new value takes its place. */
+static void test_peer_series_held_not_evicted(void)
+{
+    struct zt_metrics *m = zt_metrics_new(1, "t");
+    enum { N = ZT_METRICS_PEER_SERIES_MAX };
+    static struct zt_tcp_series *held[N];
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "held-%d", i);
+        struct zt_traffic_labels l = baggage_labels(name);
+        held[i] = zt_metrics_tcp_series(m, 0, &l);
+        zt_tcp_series_opened(held[i]);
+    }
+    struct zt_traffic_labels extra = baggage_labels("extra");
+    struct zt_tcp_series *x = zt_metrics_tcp_series(m, 0, &extra);
+    zt_tcp_series_opened(x);
+    for (int i = 0; i < N; i++)
+        zt_tcp_series_add_bytes(held[i], 7, 0); /* still valid (ASan would say) */
+    char *text = render(m);
+    bool has_extra = strstr(text, "\"extra\"") != NULL;
+    long long unknown =
+        sample(text, "istio_tcp_connections_opened_total{reporter=\"destination\","
+                     "source_workload=\"unknown\",source_canonical_service=\"client\","
+                     "source_canonical_revision=\"v1\",source_workload_namespace=\"ns1\","
+                     "source_principal=\"spiffe://cluster.local/ns/ns1/sa/client\","
+                     "source_app=\"client\",source_version=\"v1\",source_cluster=\"unknown\","
+                     "destination_service=\"echo.ns2.svc.cluster.local\","
+                     "destination_service_namespace=\"ns2\",destination_service_name=\"echo\","
+                     "destination_workload=\"echo\",destination_canonical_service=\"echo\","
+                     "destination_canonical_revision=\"unknown\","
+                     "destination_workload_namespace=\"ns2\","
+                     "destination_principal=\"spiffe://cluster.local/ns/ns2/sa/echo\","
+                     "destination_app=\"echo\",destination_version=\"unknown\","
+                     "destination_cluster=\"Kubernetes\",request_protocol=\"tcp\","
+                     "response_flags=\"-\",connection_security_policy=\"mutual_tls\"}");
+    long long dropped = sample(text, "ztunnel_metrics_peer_labels_dropped_total");
+    long long evicted = sample(text, "ztunnel_metrics_peer_series_evicted_total");
+    int held_bytes = count_lines(text,
+                                 "istio_tcp_received_bytes_total{reporter=\"destination\","
+                                 "source_workload=\"held-",
+                                 " 7");
+    free(text);
+    CHECK(!has_extra);
+    CHECK_EQ_INT(unknown, 1);
+    CHECK_EQ_INT(dropped, 1);
+    CHECK_EQ_INT(evicted, 0);
+    CHECK_EQ_INT(held_bytes, N);
+
+    /* Release one: the next new value evicts it and is kept as it is. */
+    zt_metrics_tcp_series_release(m, 0, x);
+    zt_metrics_tcp_series_release(m, 0, held[5]);
+    x = zt_metrics_tcp_series(m, 0, &extra);
+    zt_tcp_series_opened(x);
+    text = render(m);
+    has_extra = strstr(text, "source_workload=\"extra\"") != NULL;
+    bool has_5 = strstr(text, "\"held-5\"") != NULL;
+    evicted = sample(text, "ztunnel_metrics_peer_series_evicted_total");
+    long long gauge = sample(text, "ztunnel_metrics_peer_series");
+    free(text);
+    zt_metrics_free(m);
+    CHECK(has_extra && !has_5);
+    CHECK_EQ_INT(evicted, 1);
+    CHECK_EQ_INT(gauge, N);
+}
+
+/* A from_peer label set whose peer values are all empty renders like a
+ * config one and is not counted against the cap. */
+static void test_peer_marks_without_values(void)
+{
+    struct zt_metrics *m = zt_metrics_new(1, "t");
+    struct zt_traffic_labels l = baggage_labels("");
+    l.v[ZT_TL_SOURCE_CLUSTER] = NULL;
+    struct zt_tcp_series *s = zt_metrics_tcp_series(m, 0, &l);
+    zt_metrics_tcp_series_release(m, 0, s);
+    char *text = render(m);
+    long long gauge = sample(text, "ztunnel_metrics_peer_series");
+    free(text);
+    zt_metrics_free(m);
+    CHECK_EQ_INT(gauge, 0);
+}
+
 enum { ITERS = 20000 };
 
 struct writer {
@@ -598,6 +757,9 @@ int main(void)
     RUN(test_escaping);
     RUN(test_long_value_capped);
     RUN(test_many_series);
+    RUN(test_peer_series_bounded);
+    RUN(test_peer_series_held_not_evicted);
+    RUN(test_peer_marks_without_values);
     RUN(test_concurrent_writers_and_scrapes);
     RUN(test_promtool_accepts_exposition);
     return TEST_REPORT();
