@@ -1,6 +1,7 @@
 #include "tls/ctx.h"
 
 #include "base/err.h"
+#include "tls/tls_int.h"
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -212,13 +213,30 @@ bool zt_tls_alpn_is_h2(const SSL *ssl)
     return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
-SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errlen)
+/* A control-plane client context without its roots yet. */
+static SSL_CTX *server_auth_ctx_base(void)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL)
         abort();
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* set_alpn_protos returns 0 on success. */
+    if (SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2)) != 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
+SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = server_auth_ctx_base();
+    if (ctx == NULL) {
+        snprintf(err, errlen, "cannot set ALPN");
+        goto fail;
+    }
     int ok = root_ca && strcmp(root_ca, "SYSTEM") == 0
                  ? SSL_CTX_set_default_verify_paths(ctx)
                  : SSL_CTX_load_verify_locations(ctx, root_ca, NULL);
@@ -226,14 +244,41 @@ SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errle
         snprintf(err, errlen, "%s: cannot load root certificates", root_ca ? root_ca : "(none)");
         goto fail;
     }
-    if (SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2)) != 0) {
-        snprintf(err, errlen, "cannot set ALPN");
-        goto fail;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     return ctx;
 fail:
     ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+SSL_CTX *zt_tls_server_auth_ctx_from_pem(const char *pem, size_t len, int max_roots, char *err,
+                                         size_t errlen)
+{
+    STACK_OF(X509) *roots = NULL;
+    SSL_CTX *ctx = NULL;
+    int rc = zt_tls_read_pem_certs(pem, len, max_roots, &roots);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s",
+                 rc == ZT_E_TOO_BIG ? "more root certificates than allowed"
+                                    : "no certificate, or a damaged PEM block");
+        goto fail;
+    }
+    ctx = server_auth_ctx_base();
+    if (ctx == NULL) {
+        snprintf(err, errlen, "cannot set ALPN");
+        goto fail;
+    }
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    for (int i = 0; i < sk_X509_num(roots); i++)
+        if (X509_STORE_add_cert(store, sk_X509_value(roots, i)) != 1) {
+            snprintf(err, errlen, "OpenSSL refused root certificate %d", i + 1);
+            goto fail;
+        }
+    sk_X509_pop_free(roots, X509_free);
+    return ctx;
+fail:
+    ERR_clear_error();
+    sk_X509_pop_free(roots, X509_free);
     SSL_CTX_free(ctx);
     return NULL;
 }
