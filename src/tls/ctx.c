@@ -1,6 +1,7 @@
 #include "tls/ctx.h"
 
 #include "base/err.h"
+#include "tls/crl.h"
 #include "tls/tls_int.h"
 
 #include <arpa/inet.h>
@@ -42,14 +43,15 @@ struct zt_tls_cert *zt_tls_ctx_cert(const SSL_CTX *ctx)
 }
 
 /* Server side certificate verification: the usual chain check against the
- * roots, then the mesh rule that the client is of our own trust domain. */
+ * roots (and the context's CRLs, crl.c), then the mesh rule that the
+ * client is of our own trust domain. */
 static int on_verify_client(X509_STORE_CTX *sctx, void *arg)
 {
     const struct zt_tls_cert *own = arg;
     struct zt_spiffe_id ids[ZT_TLS_PEER_IDS_MAX];
     size_t n = 0;
 
-    if (X509_verify_cert(sctx) != 1)
+    if (zt_tls_crl_verify_chain(sctx) != 1)
         return 0;
     X509 *leaf = X509_STORE_CTX_get0_cert(sctx);
     if (leaf == NULL || zt_tls_x509_spiffe_ids(leaf, ids, ZT_TLS_PEER_IDS_MAX, &n) != 0) {
@@ -61,6 +63,13 @@ static int on_verify_client(X509_STORE_CTX *sctx, void *arg)
             return 1;
     X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
+}
+
+/* Client side: the chain check against the roots (and the context's CRLs,
+ * crl.c); the server's identity is checked after the handshake. */
+static int on_verify_server(X509_STORE_CTX *sctx, void *arg)
+{
+    return zt_tls_crl_verify_chain(sctx);
 }
 
 /* Refuses a ClientHello without ALPN before any work is done: HBONE is
@@ -169,6 +178,7 @@ SSL_CTX *zt_tls_client_ctx_new(struct zt_tls_cert *cert)
     if (SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2)) != 0)
         goto fail;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_cert_verify_callback(ctx, on_verify_server, NULL);
     return ctx;
 fail:
     ERR_clear_error();

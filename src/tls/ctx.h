@@ -6,6 +6,9 @@
  * cert's roots with no hostname check, no session tickets or resumption,
  * partial writes and moving write buffers allowed, buffers released when idle.
  *
+ * With a CRL attached (zt_tls_ctx_set_crl, tls/crl.h) both sides also
+ * refuse a peer whose chain it revokes.
+ *
  * Server side also: a client certificate is required; its leaf must carry a
  * strictly parsed SPIFFE URI SAN whose trust domain equals the server cert's;
  * a client that does not offer "h2" gets a no_application_protocol alert.
