@@ -11,6 +11,9 @@
 //	hbone_peer client -ca-dir D -id spiffe://td/ns/n/sa/s -connect IP:PORT \
 //	    -authority IP:PORT -expect-id spiffe://... [-listen IP:PORT]
 //
+// -serial HEX gives the leaf that serial number instead of a random one (a
+// test can then revoke it in a CRL).
+//
 // Exit codes: 0 success, 1 usage or setup error, 2 dial/TLS/HTTP/2 failure,
 // 3 CONNECT answered with a status other than 200, 4 overall deadline hit.
 package main
@@ -70,6 +73,7 @@ type options struct {
 	once        bool
 	forceStatus int
 	headers     headerList
+	serial      string
 }
 
 func logf(format string, args ...interface{}) {
@@ -198,7 +202,7 @@ type identity struct {
 // loadIdentity mints a P-256 leaf for id, signed by the CA in caDir. The chain
 // sent is leaf + intermediates (ca-cert.pem and cert-chain.pem minus anything
 // that is a root), as ztunnel sends it.
-func loadIdentity(caDir, idStr string) (*identity, error) {
+func loadIdentity(caDir, idStr, serialHex string) (*identity, error) {
 	id, err := parseSpiffe(idStr)
 	if err != nil {
 		return nil, err
@@ -242,6 +246,12 @@ func loadIdentity(caDir, idStr string) (*identity, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, err
+	}
+	if serialHex != "" {
+		var ok bool
+		if serial, ok = new(big.Int).SetString(serialHex, 16); !ok || serial.Sign() <= 0 {
+			return nil, fmt.Errorf("-serial %q: expected a positive hex number", serialHex)
+		}
 	}
 	u, err := url.Parse(id.String())
 	if err != nil {
@@ -753,6 +763,7 @@ func main() {
 	fs.BoolVar(&opts.once, "once", false, "server: exit after one stream; client -listen: after one connection")
 	fs.IntVar(&opts.forceStatus, "status", 0, "server: answer every CONNECT with this status without dialing")
 	fs.Var(&opts.headers, "H", "client: extra request header 'name: value' (repeatable)")
+	fs.StringVar(&opts.serial, "serial", "", "leaf serial number in hex (default: random)")
 	fs.Parse(os.Args[2:])
 	if opts.caDir == "" || opts.id == "" {
 		usage()
@@ -765,7 +776,7 @@ func main() {
 			fatalf(exitTimeout, "deadline of %v reached", opts.timeout)
 		})
 	}
-	me, err := loadIdentity(opts.caDir, opts.id)
+	me, err := loadIdentity(opts.caDir, opts.id, opts.serial)
 	if err != nil {
 		fatalf(exitSetup, "identity: %v", err)
 	}
