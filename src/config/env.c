@@ -354,6 +354,10 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     c->cluster_domain = get(&e, "CLUSTER_DOMAIN");
     if (!c->cluster_domain)
         c->cluster_domain = "cluster.local";
+    /* As Istio's ztunnel: an empty CRL_PATH is the same as none. */
+    c->crl_path = get(&e, "CRL_PATH");
+    if (c->crl_path && !c->crl_path[0])
+        c->crl_path = NULL;
     c->network = get(&e, "NETWORK");
     if (!c->network)
         c->network = "";

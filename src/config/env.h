@@ -51,6 +51,7 @@ struct zt_config {
     uint32_t keepalive_retries;
     bool keepalive_enabled;
     bool authz_policy_info_logging; /* AUTHZ_POLICY_INFO_LOGGING: decisions at info */
+    const char *crl_path;           /* CRL_PATH: HBONE peer CRLs; NULL (unset or empty) = off */
 };
 
 /* Returns the value of a variable, or NULL if unset. */

@@ -46,6 +46,20 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.log_format, ZT_LOG_FORMAT_PLAIN);
     CHECK_EQ_INT(c.log_level, ZT_LOG_INFO);
     CHECK_EQ_INT(c.keepalive_retries, 9);
+    CHECK(c.crl_path == NULL);
+}
+
+/* CRL_PATH as Istio's ztunnel reads it: set and not empty turns CRLs on. */
+static void test_crl_path(void)
+{
+    const char *on[] = {"CRL_PATH", "/etc/crl/crl.pem", NULL};
+    const char *empty[] = {"CRL_PATH", "", NULL};
+    struct zt_config c;
+    char err[256];
+    CHECK_EQ_INT(load(on, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.crl_path, "/etc/crl/crl.pem");
+    CHECK_EQ_INT(load(empty, 2, &c, err, sizeof(err)), 0);
+    CHECK(c.crl_path == NULL);
 }
 
 static void test_values(void)
@@ -186,6 +200,7 @@ int main(void)
 {
     RUN(test_defaults);
     RUN(test_values);
+    RUN(test_crl_path);
     RUN(test_workers);
     RUN(test_grace_period);
     RUN(test_errors);
