@@ -33,6 +33,8 @@ const char *zt_strerror(int err)
         return "upstream connect failed";
     case ZT_E_ILLEGAL_PORT:
         return "illegal destination port";
+    case ZT_E_REVOKED:
+        return "peer certificate revoked";
     default:
         break;
     }

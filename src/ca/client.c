@@ -13,6 +13,7 @@
 #include "proto/ca.pb-c.h"
 #include "tls/csr.h"
 #include "tls/ctx.h"
+#include "tls/roots.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -56,7 +57,7 @@ struct zt_ca_client {
     char *token_path, *cluster_id;
     bool impersonate;
     unsigned timeout_ms;
-    SSL_CTX *ctx;
+    struct zt_tls_roots *roots; /* CA_ROOT_CA; the client thread re-reads it */
     /* The client thread's own: */
     struct zt_h2conn *h2;
     bool h2_ready;
@@ -304,7 +305,15 @@ static void connect_ca(struct zt_ca_client *c)
                                       .connection_window = 4u << 20,
                                       .max_frame_size = 1u << 14,
                                       .max_header_list = 16 * 1024};
-    c->h2 = zt_h2conn_new(&c->w.loop, fd, c->ctx, ZT_H2_CLIENT, &settings, &conn_ops, c);
+    /* Each new connection takes the roots as the file has them now. */
+    char why[400];
+    int rrc = zt_tls_roots_refresh(c->roots, why, sizeof(why));
+    if (rrc > 0)
+        ZT_INFO("ca", "root certificates reloaded from %s", zt_tls_roots_path(c->roots));
+    else if (rrc < 0)
+        ZT_WARN("ca", "CA_ROOT_CA: %s; the roots loaded before stay in use", why);
+    c->h2 = zt_h2conn_new(&c->w.loop, fd, zt_tls_roots_ctx(c->roots), ZT_H2_CLIENT, &settings,
+                          &conn_ops, c);
     if (c->h2 && zt_tls_expect_host(zt_h2conn_ssl(c->h2), c->verify_host) < 0)
         zt_h2conn_close(c->h2, ZT_E_TLS);
 }
@@ -491,8 +500,7 @@ int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client *
         free(c);
         return ZT_E_CONFIG;
     }
-    c->ctx = zt_tls_server_auth_ctx_new(opts->root_ca, err, errlen);
-    if (!c->ctx) {
+    if (zt_tls_roots_new(opts->root_ca, &c->roots, err, errlen) < 0) {
         free(c);
         return ZT_E_CONFIG;
     }
@@ -505,7 +513,7 @@ int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client *
     int rc = zt_worker_start(&c->w, -1, c);
     if (rc < 0) {
         snprintf(err, errlen, "cannot start the CA client thread: %s", zt_strerror(rc));
-        SSL_CTX_free(c->ctx);
+        zt_tls_roots_free(c->roots);
         free(c->token_path);
         free(c->cluster_id);
         free(c);
@@ -524,7 +532,7 @@ void zt_ca_client_free(struct zt_ca_client *c)
     zt_worker_stop(&c->w);
     /* task_stop answered every request; tasks posted after it found the
      * worker stopping and were refused. */
-    SSL_CTX_free(c->ctx);
+    zt_tls_roots_free(c->roots);
     free(c->token_path);
     free(c->cluster_id);
     free(c);

@@ -6,7 +6,8 @@
  * trust bundle.
  *
  * The client runs its own thread and event loop with one HTTP/2 connection
- * (reconnected on demand). zt_ca_client_mint_async() is the identity
+ * (reconnected on demand). CA_ROOT_CA is looked at again before each new
+ * connection and re-read when it changed (tls/roots.h). zt_ca_client_mint_async() is the identity
  * manager's asynchronous issuer (zt_ca_async_mint_fn): key and CSR are made
  * on the client's thread and the answer is reported from there.
  * zt_ca_client_mint() is the blocking form (zt_ca_mint_fn). At most

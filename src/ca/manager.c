@@ -10,6 +10,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "loop/worker.h"
+#include "tls/crl.h"
 #include "tls/ctx.h"
 
 #include <errno.h>
@@ -109,6 +110,7 @@ struct zt_ca_mgr {
     uint32_t rng; /* jitter; control loop only */
     unsigned closing;
     bool is_freeing;
+    struct zt_tls_crl *crl; /* CRL_PATH, set before use; NULL = none */
 };
 
 const char *zt_ca_entry_state_str(enum zt_ca_entry_state st)
@@ -339,7 +341,9 @@ static int make_identity(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id,
     ident->cert = cert;
     ident->server_ctx = zt_tls_server_ctx_new(cert);
     ident->client_ctx = zt_tls_client_ctx_new(cert);
-    if (ident->server_ctx == NULL || ident->client_ctx == NULL) {
+    if (ident->server_ctx == NULL || ident->client_ctx == NULL ||
+        (mgr->crl != NULL && (zt_tls_ctx_set_crl(ident->server_ctx, mgr->crl) != 0 ||
+                              zt_tls_ctx_set_crl(ident->client_ctx, mgr->crl) != 0))) {
         zt_ca_identity_unref(ident);
         *out = NULL;
         return ZT_E_TLS;
@@ -557,6 +561,7 @@ static void maybe_finish_free(struct zt_ca_mgr *mgr)
     if (mgr->is_freeing && mgr->closing == 0) {
         pthread_cond_destroy(&mgr->cv);
         pthread_mutex_destroy(&mgr->mu);
+        zt_tls_crl_unref(mgr->crl);
         free(mgr);
     }
 }
@@ -886,6 +891,12 @@ void zt_ca_mgr_foreach_pending(struct zt_ca_mgr *mgr,
             if (e->cur == NULL)
                 fn(ud, &e->id, e->last_rc);
     pthread_mutex_unlock(&mgr->mu);
+}
+
+void zt_ca_mgr_set_crl(struct zt_ca_mgr *mgr, struct zt_tls_crl *crl)
+{
+    zt_tls_crl_unref(mgr->crl);
+    mgr->crl = zt_tls_crl_ref(crl);
 }
 
 void zt_ca_mgr_free(struct zt_ca_mgr *mgr)

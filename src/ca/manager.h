@@ -111,6 +111,12 @@ struct zt_ca_mgr *zt_ca_mgr_new_custom(uv_loop_t *control_loop, zt_ca_mint_fn *m
 struct zt_ca_mgr *zt_ca_mgr_new_async(uv_loop_t *control_loop, zt_ca_async_mint_fn *mint, void *arg,
                                       unsigned ttl_seconds);
 
+/* Every identity issued from now on gets HBONE contexts that check peers
+ * against crl (CRL_PATH; the manager keeps a reference). Call on the
+ * control loop before the first certificate is asked for. NULL: none. */
+struct zt_tls_crl;
+void zt_ca_mgr_set_crl(struct zt_ca_mgr *mgr, struct zt_tls_crl *crl);
+
 /* Returns 0 and *out = a new reference to the current identity for `id`.
  * On a miss (or an expired certificate) it requests one at ZT_CA_PRIO_LIVE,
  * or joins the request already under way, and BLOCKS until it is answered:

@@ -12,6 +12,7 @@
 #include "inpod/zds_client.h"
 #include "proxy/proxy.h"
 #include "telemetry/metrics.h"
+#include "tls/crl.h"
 #include "tls/localca.h"
 
 #include <errno.h>
@@ -450,6 +451,8 @@ int zt_cmd_proxy(int argc, char **argv)
                                                  (unsigned)app.cfg.secret_ttl_s)
                            : zt_ca_mgr_new(app.loop, app.localca, (unsigned)app.cfg.secret_ttl_s);
     app.metrics = zt_metrics_new(app.cfg.worker_threads, ZT_VERSION);
+    if (zt_proxy_crl_init(&app) < 0)
+        return 1;
     struct zt_proxy_opts opts = {
         .workers = app.cfg.worker_threads,
         .mark = app.cfg.packet_mark,
@@ -503,6 +506,7 @@ int zt_cmd_proxy(int argc, char **argv)
      * what the control plane sent. */
     if (app.cfg.local_xds_path && !app.xds)
         start_watch(&app);
+    zt_proxy_crl_watch(&app);
     uv_signal_init(app.loop, &app.sigterm);
     uv_signal_init(app.loop, &app.sigint);
     app.sigterm.data = app.sigint.data = &app;
@@ -526,6 +530,7 @@ int zt_cmd_proxy(int argc, char **argv)
         uv_close((uv_handle_t *)&app.watch, NULL);
         uv_close((uv_handle_t *)&app.reload_timer, NULL);
     }
+    zt_proxy_crl_stop(&app);
     uv_close((uv_handle_t *)&app.sigterm, NULL);
     uv_close((uv_handle_t *)&app.sigint, NULL);
     /* The CA client answers what it still holds before the manager goes. */
@@ -533,6 +538,7 @@ int zt_cmd_proxy(int argc, char **argv)
     zt_ca_mgr_free(app.ca);
     uv_run(app.loop, UV_RUN_NOWAIT);
     zt_tls_localca_free(app.localca);
+    zt_tls_crl_unref(app.crl);
     free(app.pod_ids);
     free(app.node_ids);
     zt_metrics_free(app.metrics);

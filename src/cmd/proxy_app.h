@@ -59,7 +59,21 @@ struct proxy_app {
     size_t n_node_ids, cap_node_ids;
     uv_async_t quit_async; /* POST /quitquitquit */
     struct zt_admin *admin;
+    /* CRL_PATH (proxy_crl.c): NULL when unset; watched like LOCAL_XDS_PATH. */
+    struct zt_tls_crl *crl;
+    uv_fs_event_t crl_watch;
+    uv_timer_t crl_timer;
+    bool crl_watching;
 };
+
+/* CRL_PATH. _init (before the proxy starts, after the CA manager and the
+ * metrics exist) loads the file and hands the CRLs to the manager's
+ * contexts: returns 0, or the error (printed) for a file that exists but
+ * does not load. _watch (once the proxy runs) follows the file; _stop
+ * closes the watch. All three are no-ops without CRL_PATH. */
+int zt_proxy_crl_init(struct proxy_app *app);
+void zt_proxy_crl_watch(struct proxy_app *app);
+void zt_proxy_crl_stop(struct proxy_app *app);
 
 /* Starts the admin (127.0.0.1:15000), stats ([::]:15020) and readiness
  * ([::]:15021) servers in the proxy's own network namespace. Returns 0, or

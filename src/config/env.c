@@ -455,6 +455,10 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
         return bad(&e, "CLUSTER_DOMAIN", c->cluster_domain,
                    "only cluster.local is supported: Istio's ztunnel uses it only in its DNS "
                    "proxy, which ztunnel-c does not have yet");
+    /* As Istio's ztunnel: an empty CRL_PATH is the same as none. */
+    c->crl_path = get(&e, "CRL_PATH");
+    if (c->crl_path && !c->crl_path[0])
+        c->crl_path = NULL;
     c->network = get(&e, "NETWORK");
     if (!c->network)
         c->network = "";

@@ -321,6 +321,14 @@ void zt_hbone_pool_drain(struct zt_hbone_pool *p)
     }
 }
 
+void zt_hbone_pool_foreach(struct zt_hbone_pool *p, void (*fn)(void *ud, struct zt_h2conn *h2),
+                           void *ud)
+{
+    for (struct pool_conn *pc = p->conns; pc; pc = pc->next)
+        if (pc->h2 != NULL)
+            fn(ud, pc->h2);
+}
+
 void zt_hbone_pool_cancel(struct zt_hbone_waiter *w)
 {
     waiter_unlink(w);

@@ -92,6 +92,14 @@ void zt_hbone_pool_cancel(struct zt_hbone_waiter *w);
 /* Connections (any state) the pool holds. */
 unsigned zt_hbone_pool_size(const struct zt_hbone_pool *p);
 
+/* Calls fn(ud, h2) for every connection that has started its TLS session
+ * (any state but waiting for its context), e.g. to re-check peers when
+ * CRLs change. fn borrows h2 and must not close it or call into the pool:
+ * collect, then close with zt_h2conn_close() (the pool then fails the
+ * connection's waiters and forgets it as for any close). */
+void zt_hbone_pool_foreach(struct zt_hbone_pool *p, void (*fn)(void *ud, struct zt_h2conn *h2),
+                           void *ud);
+
 /* Graceful stop (the proxy drains): every open connection sends GOAWAY,
  * takes no new stream and closes once its streams end; an idle one closes
  * now. A connection still being set up serves its waiting requests and

@@ -66,6 +66,13 @@ void zt_proxy_pod_del(struct zt_proxy *p, const char *uid);
 
 unsigned zt_proxy_pod_count(const struct zt_proxy *p);
 
+/* The CRLs in force changed (tls/crl.h): every worker closes its HBONE
+ * connections, inbound and outbound, whose peer chain crl now revokes, and
+ * counts each in istio_crl_policy_rejections_total (reporter destination
+ * or source). crl is referenced until the workers are done. */
+struct zt_tls_crl;
+void zt_proxy_crl_changed(struct zt_proxy *p, struct zt_tls_crl *crl);
+
 /* Graceful shutdown (wire facts §9.4): every pod stops accepting, HBONE
  * clients get GOAWAY, connections in flight go on. `done(ud)` runs on the
  * control loop once none is left or `deadline_ms` has passed; the caller

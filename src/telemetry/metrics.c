@@ -665,6 +665,25 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
                       "counter");
     put_u64(out, "ztunnel_metrics_peer_labels_dropped_total", NULL,
             atomic_load_explicit(&m->peer_dropped, memory_order_relaxed));
+    static const struct {
+        const char *name, *help;
+        enum zt_counter source, destination;
+    } crl_counters[] = {
+        {"istio_crl_policy_rejections_total",
+         "HBONE connections refused or closed because a CRL revokes the peer's certificate.",
+         ZT_C_CRL_POLICY_REJECTIONS_SOURCE, ZT_C_CRL_POLICY_REJECTIONS_DESTINATION},
+        {"istio_crl_untracked_connections_total",
+         "HBONE connections whose peer cannot be re-checked when the CRLs change.",
+         ZT_C_CRL_UNTRACKED_SOURCE, ZT_C_CRL_UNTRACKED_DESTINATION},
+    };
+    for (size_t i = 0; i < sizeof(crl_counters) / sizeof(crl_counters[0]); i++) {
+        put_family_header(out, crl_counters[i].name, crl_counters[i].help, "counter");
+        put_u64(out, crl_counters[i].name, "{reporter=\"source\"}",
+                atomic_load_explicit(&m->counters[crl_counters[i].source], memory_order_relaxed));
+        put_u64(
+            out, crl_counters[i].name, "{reporter=\"destination\"}",
+            atomic_load_explicit(&m->counters[crl_counters[i].destination], memory_order_relaxed));
+    }
 
     put_family_header(out, "process_open_fds", "Open file descriptors.", "gauge");
     put_i64(out, "process_open_fds", NULL, count_open_fds());

@@ -132,15 +132,24 @@ void zt_metrics_gauge_set(struct zt_metrics *m, enum zt_gauge g, int64_t value);
 enum zt_counter {
     ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED, /* workload_manager_proxies_started_total */
     ZT_C_WORKLOAD_MANAGER_PROXIES_STOPPED, /* workload_manager_proxies_stopped_total */
+    /* istio_crl_policy_rejections_total{reporter=...}: HBONE connections
+     * refused at the handshake or closed later because a CRL revokes the
+     * peer (outbound: source, inbound: destination). */
+    ZT_C_CRL_POLICY_REJECTIONS_SOURCE,
+    ZT_C_CRL_POLICY_REJECTIONS_DESTINATION,
+    /* istio_crl_untracked_connections_total{reporter=...}: connections
+     * whose peer could not be re-checked when CRLs change. */
+    ZT_C_CRL_UNTRACKED_SOURCE,
+    ZT_C_CRL_UNTRACKED_DESTINATION,
     ZT_C_COUNT
 };
 void zt_metrics_counter_inc(struct zt_metrics *m, enum zt_counter c);
 
 /* Appends the whole exposition to `out`: istio_tcp_* (summed over shards),
- * istio_build, workload_manager_*, istio_tcp_sockets_open, process_open_fds
- * and process_max_fds (read from /proc/self at render time), and ours on the
- * peer series cap: ztunnel_metrics_peer_series (gauge, kept now),
- * ztunnel_metrics_peer_series_evicted_total and
+ * istio_build, workload_manager_*, istio_tcp_sockets_open, istio_crl_*,
+ * process_open_fds and process_max_fds (read from /proc/self at render
+ * time), and ours on the peer series cap: ztunnel_metrics_peer_series
+ * (gauge, kept now), ztunnel_metrics_peer_series_evicted_total and
  * ztunnel_metrics_peer_labels_dropped_total (connections counted without
  * their peer's values). Any thread. */
 void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out);

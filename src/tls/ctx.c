@@ -1,6 +1,8 @@
 #include "tls/ctx.h"
 
 #include "base/err.h"
+#include "tls/crl.h"
+#include "tls/tls_int.h"
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -41,14 +43,15 @@ struct zt_tls_cert *zt_tls_ctx_cert(const SSL_CTX *ctx)
 }
 
 /* Server side certificate verification: the usual chain check against the
- * roots, then the mesh rule that the client has exactly one SPIFFE id, of
- * our own trust domain: the id checked here is the one policy sees. */
+ * roots (and the context's CRLs, crl.c), then the mesh rule that the
+ * client has exactly one SPIFFE id, of our own trust domain: the id checked
+ * here is the one policy sees. */
 static int on_verify_client(X509_STORE_CTX *sctx, void *arg)
 {
     const struct zt_tls_cert *own = arg;
     struct zt_spiffe_id id;
 
-    if (X509_verify_cert(sctx) != 1)
+    if (zt_tls_crl_verify_chain(sctx) != 1)
         return 0;
     X509 *leaf = X509_STORE_CTX_get0_cert(sctx);
     if (leaf == NULL || zt_tls_x509_spiffe_id(leaf, &id) != 0 ||
@@ -57,6 +60,13 @@ static int on_verify_client(X509_STORE_CTX *sctx, void *arg)
         return 0;
     }
     return 1;
+}
+
+/* Client side: the chain check against the roots (and the context's CRLs,
+ * crl.c); the server's identity is checked after the handshake. */
+static int on_verify_server(X509_STORE_CTX *sctx, void *arg)
+{
+    return zt_tls_crl_verify_chain(sctx);
 }
 
 /* Refuses a ClientHello without ALPN before any work is done: HBONE is
@@ -165,6 +175,7 @@ SSL_CTX *zt_tls_client_ctx_new(struct zt_tls_cert *cert)
     if (SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2)) != 0)
         goto fail;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_cert_verify_callback(ctx, on_verify_server, NULL);
     return ctx;
 fail:
     ERR_clear_error();
@@ -200,13 +211,30 @@ bool zt_tls_alpn_is_h2(const SSL *ssl)
     return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
-SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errlen)
+/* A control-plane client context without its roots yet. */
+static SSL_CTX *server_auth_ctx_base(void)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL)
         abort();
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* set_alpn_protos returns 0 on success. */
+    if (SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2)) != 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
+SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = server_auth_ctx_base();
+    if (ctx == NULL) {
+        snprintf(err, errlen, "cannot set ALPN");
+        goto fail;
+    }
     int ok = root_ca && strcmp(root_ca, "SYSTEM") == 0
                  ? SSL_CTX_set_default_verify_paths(ctx)
                  : SSL_CTX_load_verify_locations(ctx, root_ca, NULL);
@@ -214,14 +242,41 @@ SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errle
         snprintf(err, errlen, "%s: cannot load root certificates", root_ca ? root_ca : "(none)");
         goto fail;
     }
-    if (SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2)) != 0) {
-        snprintf(err, errlen, "cannot set ALPN");
-        goto fail;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     return ctx;
 fail:
     ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+SSL_CTX *zt_tls_server_auth_ctx_from_pem(const char *pem, size_t len, int max_roots, char *err,
+                                         size_t errlen)
+{
+    STACK_OF(X509) *roots = NULL;
+    SSL_CTX *ctx = NULL;
+    int rc = zt_tls_read_pem_certs(pem, len, max_roots, &roots);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s",
+                 rc == ZT_E_TOO_BIG ? "more root certificates than allowed"
+                                    : "no certificate, or a damaged PEM block");
+        goto fail;
+    }
+    ctx = server_auth_ctx_base();
+    if (ctx == NULL) {
+        snprintf(err, errlen, "cannot set ALPN");
+        goto fail;
+    }
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    for (int i = 0; i < sk_X509_num(roots); i++)
+        if (X509_STORE_add_cert(store, sk_X509_value(roots, i)) != 1) {
+            snprintf(err, errlen, "OpenSSL refused root certificate %d", i + 1);
+            goto fail;
+        }
+    sk_X509_pop_free(roots, X509_free);
+    return ctx;
+fail:
+    ERR_clear_error();
+    sk_X509_pop_free(roots, X509_free);
     SSL_CTX_free(ctx);
     return NULL;
 }

@@ -6,6 +6,9 @@
  * cert's roots with no hostname check, no session tickets or resumption,
  * partial writes and moving write buffers allowed, buffers released when idle.
  *
+ * With a CRL attached (zt_tls_ctx_set_crl, tls/crl.h) both sides also
+ * refuse a peer whose chain it revokes.
+ *
  * Server side also: a client certificate is required; its leaf must carry a
  * strictly parsed SPIFFE URI SAN whose trust domain equals the server cert's;
  * a client that does not offer "h2" gets a no_application_protocol alert.
@@ -45,6 +48,11 @@ int zt_tls_peer_identity(SSL *ssl, struct zt_spiffe_id *out);
  * to check is set per connection with zt_tls_expect_host(). Returns NULL
  * with the reason in err. */
 SSL_CTX *zt_tls_server_auth_ctx_new(const char *root_ca, char *err, size_t errlen);
+/* The same with the roots taken from a PEM buffer (at most max_roots
+ * certificates; other PEM blocks are skipped): NULL with the reason in err
+ * when there is no certificate, a damaged block, or too many. Borrows pem. */
+SSL_CTX *zt_tls_server_auth_ctx_from_pem(const char *pem, size_t len, int max_roots, char *err,
+                                         size_t errlen);
 /* Sends `host` as SNI (unless it is an IP literal, RFC 6066 3) and requires
  * the server certificate to match it (a DNS name, or an IP address SAN). */
 int zt_tls_expect_host(SSL *ssl, const char *host);

@@ -8,6 +8,7 @@
 #include "loop/sock.h"
 #include "proto/discovery.pb-c.h"
 #include "tls/ctx.h"
+#include "tls/roots.h"
 #include "xds/ads.h"
 #include "xds/convert.h"
 
@@ -28,7 +29,7 @@ struct zt_xds_client {
     void *ud;
     char host[256], port[16], authority[280], verify_host[256];
     char *token_path, *cluster_id;
-    SSL_CTX *ctx;
+    struct zt_tls_roots *roots; /* XDS_ROOT_CA, re-read when it changes */
     struct zt_ads *ads;
     uv_timer_t timer;
     uv_getaddrinfo_t gai;
@@ -285,7 +286,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
                                       .max_header_list = 16 * 1024,
                                       .ping_interval_ms = 30000,
                                       .ping_timeout_ms = 10000};
-    c->h2 = zt_h2conn_new(c->loop, fd, c->ctx, ZT_H2_CLIENT, &settings, &conn_ops, c);
+    /* Each new connection takes the roots as the file has them now. */
+    char why[400];
+    int rrc = zt_tls_roots_refresh(c->roots, why, sizeof(why));
+    if (rrc > 0)
+        ZT_INFO("xds", "root certificates reloaded from %s", zt_tls_roots_path(c->roots));
+    else if (rrc < 0)
+        ZT_WARN("xds", "XDS_ROOT_CA: %s; the roots loaded before stay in use", why);
+    c->h2 = zt_h2conn_new(c->loop, fd, zt_tls_roots_ctx(c->roots), ZT_H2_CLIENT, &settings,
+                          &conn_ops, c);
     if (!c->h2 || zt_tls_expect_host(zt_h2conn_ssl(c->h2), c->verify_host) < 0) {
         if (c->h2)
             zt_h2conn_close(c->h2, ZT_E_TLS);
@@ -413,8 +422,7 @@ int zt_xds_client_start(uv_loop_t *loop, const struct zt_xds_client_opts *opts,
         free(c);
         return ZT_E_CONFIG;
     }
-    c->ctx = zt_tls_server_auth_ctx_new(opts->root_ca, err, errlen);
-    if (!c->ctx) {
+    if (zt_tls_roots_new(opts->root_ca, &c->roots, err, errlen) < 0) {
         free(c);
         return ZT_E_CONFIG;
     }
@@ -447,7 +455,7 @@ static void release(struct zt_xds_client *c)
     free(c->values);
     free(c->entry_ptrs);
     zt_ads_free(c->ads);
-    SSL_CTX_free(c->ctx);
+    zt_tls_roots_free(c->roots);
     free(c->token_path);
     free(c->cluster_id);
     free(c);

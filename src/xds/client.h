@@ -5,7 +5,10 @@
  * state stays in force (the client simply publishes nothing).
  *
  * Server-only TLS: the server certificate is verified against the root
- * file and the address's host name (or ALT_XDS_HOSTNAME); each call carries
+ * file and the address's host name (or ALT_XDS_HOSTNAME). The root file is
+ * looked at again before each new connection and re-read when it changed
+ * (tls/roots.h: rotation without a restart; a bad file keeps the roots
+ * loaded before, with a warning). Each call carries
  * `authorization: Bearer <token file contents>` (re-read per call) and
  * `clusterid`. */
 #ifndef ZT_XDS_CLIENT_H

@@ -18,6 +18,9 @@
 // K+1, ...). It prints "ok=<n> failed=<n>" and exits 0 only if every tunnel
 // was answered 200.
 //
+// -serial HEX gives the leaf that serial number instead of a random one (a
+// test can then revoke it in a CRL).
+//
 // Exit codes: 0 success, 1 usage or setup error, 2 dial/TLS/HTTP/2 failure,
 // 3 CONNECT answered with a status other than 200, 4 overall deadline hit.
 package main
@@ -80,6 +83,7 @@ type options struct {
 	count       int
 	first       int
 	parallel    int
+	serial      string
 }
 
 func logf(format string, args ...interface{}) {
@@ -208,7 +212,7 @@ type identity struct {
 // loadIdentity mints a P-256 leaf for id, signed by the CA in caDir. The chain
 // sent is leaf + intermediates (ca-cert.pem and cert-chain.pem minus anything
 // that is a root), as ztunnel sends it.
-func loadIdentity(caDir, idStr string) (*identity, error) {
+func loadIdentity(caDir, idStr, serialHex string) (*identity, error) {
 	id, err := parseSpiffe(idStr)
 	if err != nil {
 		return nil, err
@@ -252,6 +256,12 @@ func loadIdentity(caDir, idStr string) (*identity, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, err
+	}
+	if serialHex != "" {
+		var ok bool
+		if serial, ok = new(big.Int).SetString(serialHex, 16); !ok || serial.Sign() <= 0 {
+			return nil, fmt.Errorf("-serial %q: expected a positive hex number", serialHex)
+		}
 	}
 	u, err := url.Parse(id.String())
 	if err != nil {
@@ -820,6 +830,7 @@ func main() {
 	fs.BoolVar(&opts.once, "once", false, "server: exit after one stream; client -listen: after one connection")
 	fs.IntVar(&opts.forceStatus, "status", 0, "server: answer every CONNECT with this status without dialing")
 	fs.Var(&opts.headers, "H", "client: extra request header 'name: value' (repeatable; {i} is the tunnel number with -count)")
+	fs.StringVar(&opts.serial, "serial", "", "leaf serial number in hex (default: random)")
 	fs.IntVar(&opts.count, "count", 0, "client: open this many empty tunnels, then exit")
 	fs.IntVar(&opts.first, "first", 0, "client -count: number of the first tunnel")
 	fs.IntVar(&opts.parallel, "parallel", 1, "client -count: tunnels open at a time")
@@ -835,7 +846,7 @@ func main() {
 			fatalf(exitTimeout, "deadline of %v reached", opts.timeout)
 		})
 	}
-	me, err := loadIdentity(opts.caDir, opts.id)
+	me, err := loadIdentity(opts.caDir, opts.id, opts.serial)
 	if err != nil {
 		fatalf(exitSetup, "identity: %v", err)
 	}

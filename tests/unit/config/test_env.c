@@ -49,6 +49,20 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.keepalive_time_s, 180);
     CHECK_EQ_INT(c.keepalive_interval_s, 180);
     CHECK_EQ_INT(c.keepalive_retries, 9);
+    CHECK(c.crl_path == NULL);
+}
+
+/* CRL_PATH as Istio's ztunnel reads it: set and not empty turns CRLs on. */
+static void test_crl_path(void)
+{
+    const char *on[] = {"CRL_PATH", "/etc/crl/crl.pem", NULL};
+    const char *empty[] = {"CRL_PATH", "", NULL};
+    struct zt_config c;
+    char err[256];
+    CHECK_EQ_INT(load(on, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.crl_path, "/etc/crl/crl.pem");
+    CHECK_EQ_INT(load(empty, 2, &c, err, sizeof(err)), 0);
+    CHECK(c.crl_path == NULL);
 }
 
 /* KEEPALIVE_*: whole seconds (fractions dropped, as socket2 does for
@@ -319,6 +333,7 @@ int main(void)
     RUN(test_defaults);
     RUN(test_values);
     RUN(test_keepalive);
+    RUN(test_crl_path);
     RUN(test_workers);
     RUN(test_cp_paths);
     RUN(test_cpu_limit);

@@ -3,7 +3,8 @@
  * the server running on a loop thread of its own. Covers the paths the
  * e2e suite covers over network namespaces, in seconds and without root:
  * issuance and node authorization, a wrong token, the first state, a
- * pushed change, a refused broken file. */
+ * pushed change, a refused broken file, and both clients following their
+ * root file when it is rotated on disk (no restart). */
 #include "test.h"
 
 #include "base/buf.h"
@@ -27,6 +28,7 @@
 
 static struct {
     char dir[64], cfg[96], ca[96], tokens[96], tok1[96], tok_bad[96], root[128], addr[32];
+    char other_ca[96], other_root[128];
     uv_loop_t loop;
     uv_async_t stop;
     pthread_t thread;
@@ -44,6 +46,20 @@ static void write_file(const char *path, const char *text)
     fclose(f);
     if (rename(tmp, path) != 0)
         abort();
+}
+
+/* Replaces dst with src's content the way a ConfigMap update does (a new
+ * file renamed over the old one). */
+static void copy_file(const char *src, const char *dst)
+{
+    char text[65536];
+    FILE *f = fopen(src, "r");
+    if (!f)
+        abort();
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = 0;
+    write_file(dst, text);
 }
 
 static void on_stop(uv_async_t *h)
@@ -77,8 +93,14 @@ static int world_start(void)
     snprintf(w.tok1, sizeof(w.tok1), "%s/tok1", w.dir);
     snprintf(w.tok_bad, sizeof(w.tok_bad), "%s/tok-bad", w.dir);
     snprintf(w.root, sizeof(w.root), "%s/root-cert.pem", w.ca);
+    snprintf(w.other_ca, sizeof(w.other_ca), "%s/other-ca", w.dir);
+    snprintf(w.other_root, sizeof(w.other_root), "%s/root-cert.pem", w.other_ca);
     mkdir(w.cfg, 0755);
     snprintf(cmd, sizeof(cmd), "scripts/gen-cacerts.sh %s >/dev/null", w.ca);
+    if (system(cmd) != 0)
+        return -1;
+    /* A second mesh root, which did not sign the server's certificate. */
+    snprintf(cmd, sizeof(cmd), "scripts/gen-cacerts.sh %s >/dev/null", w.other_ca);
     if (system(cmd) != 0)
         return -1;
     write_file(w.tokens, "node1 " TOKEN1 "\nnode2 node2-token-0123456789\n");
@@ -172,6 +194,38 @@ static void test_ca_issues_and_authorizes(void)
     CHECK(zt_ca_client_mint(c, &a, 600, &cert) < 0);
     zt_ca_client_free(c);
     CHECK_EQ_INT(metric("citadel_server_authentication_failure_count"), 1);
+}
+
+/* CA_ROOT_CA rotated on disk: the running client's next connection uses the
+ * new roots. Negative control first: with roots that did not sign the
+ * server's certificate the request fails. */
+static void test_ca_follows_root_file(void)
+{
+    char roots[160];
+    snprintf(roots, sizeof(roots), "%s/ca-roots.pem", w.dir);
+    copy_file(w.other_root, roots);
+    struct zt_ca_client_opts o = {.address = w.addr,
+                                  .root_ca = roots,
+                                  .token_path = w.tok1,
+                                  .cluster_id = "Kubernetes",
+                                  .impersonate = true,
+                                  .timeout_ms = WAIT_MS};
+    struct zt_ca_client *c = NULL;
+    char err[256];
+    CHECK_EQ_INT(zt_ca_client_new(&o, &c, err, sizeof(err)), 0);
+    struct zt_spiffe_id a;
+    const char *sa = "spiffe://cluster.local/ns/default/sa/sa-a";
+    CHECK_EQ_INT(zt_spiffe_parse(sa, strlen(sa), &a), 0);
+    struct zt_tls_cert *cert = NULL;
+    CHECK(zt_ca_client_mint(c, &a, 600, &cert) < 0);
+    CHECK(cert == NULL);
+    /* The mesh's root replaces the file: the same client now gets one. */
+    copy_file(w.root, roots);
+    CHECK_EQ_INT(zt_ca_client_mint(c, &a, 600, &cert), 0);
+    CHECK(cert != NULL && zt_spiffe_eq(&cert->id, &a));
+    zt_tls_cert_unref(cert);
+    cert = NULL;
+    zt_ca_client_free(c);
 }
 
 /* ---- xDS ---- */
@@ -274,6 +328,47 @@ static void test_xds_state_push_and_refusal(void)
     zt_state_unref(x.last);
 }
 
+/* XDS_ROOT_CA rotated on disk: the running client's next connection attempt
+ * uses the new roots, without a restart. Negative control first: with
+ * roots that did not sign the server's certificate no attempt succeeds. */
+static void test_xds_follows_root_file(void)
+{
+    char roots[160];
+    snprintf(roots, sizeof(roots), "%s/xds-roots.pem", w.dir);
+    copy_file(w.other_root, roots);
+    struct xds_watch x = {0};
+    uv_loop_init(&x.loop);
+    uv_timer_init(&x.loop, &x.timer);
+    uv_timer_start(&x.timer, on_tick, 20, 20);
+    const char *meta[] = {"NODE_NAME", "node1"};
+    struct zt_xds_client_opts o = {.address = w.addr,
+                                   .root_ca = roots,
+                                   .token_path = w.tok1,
+                                   .cluster_id = "Kubernetes",
+                                   .node_id = "ztunnel~10.0.0.9~ztunnel.istio-system~istio-system."
+                                              "svc.cluster.local",
+                                   .node_meta = meta,
+                                   .n_node_meta = 1};
+    struct zt_xds_client *c = NULL;
+    char err[256];
+    CHECK_EQ_INT(zt_xds_client_start(&x.loop, &o, NULL, &x_ops, &x, &c, err, sizeof(err)), 0);
+    /* Wait for the first attempt to fail: connecting, then back off. */
+    X_WAIT(&x, zt_xds_client_state(c) == ZT_XDS_ST_CONNECTING);
+    CHECK(zt_xds_client_state(c) == ZT_XDS_ST_CONNECTING);
+    X_WAIT(&x, zt_xds_client_state(c) == ZT_XDS_ST_BACKOFF);
+    CHECK(zt_xds_client_state(c) == ZT_XDS_ST_BACKOFF);
+    CHECK(!x.ready);
+    copy_file(w.root, roots);
+    X_WAIT(&x, x.ready);
+    CHECK(x.ready);
+    CHECK_EQ_INT((int)workloads(&x), 2);
+    zt_xds_client_stop(c);
+    uv_close((uv_handle_t *)&x.timer, NULL);
+    uv_run(&x.loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&x.loop), 0);
+    zt_state_unref(x.last);
+}
+
 int main(void)
 {
     if (access("scripts/gen-cacerts.sh", X_OK) != 0) {
@@ -285,6 +380,8 @@ int main(void)
     }
     RUN(test_ca_issues_and_authorizes);
     RUN(test_xds_state_push_and_refusal);
+    RUN(test_ca_follows_root_file);
+    RUN(test_xds_follows_root_file);
     world_stop();
     return TEST_REPORT();
 }
