@@ -57,7 +57,7 @@ struct zt_config {
     bool keepalive_enabled;
     bool authz_policy_info_logging; /* AUTHZ_POLICY_INFO_LOGGING: decisions at info */
     uint32_t trusted_uid; /* ZTUNNEL_TRUSTED_UID: node agent uid besides root (0 = root only) */
-    const char *crl_path;           /* CRL_PATH: HBONE peer CRLs; NULL (unset or empty) = off */
+    const char *crl_path; /* CRL_PATH: HBONE peer CRLs; NULL (unset or empty) = off */
 };
 
 /* Returns the value of a variable, or NULL if unset. */

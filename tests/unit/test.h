@@ -94,7 +94,6 @@ static inline int zt_test_skip_(const char *why)
 
 /* From main: the whole binary cannot run here; counts one skip (or one
  * failure under CI=true) and reports. */
-#define SKIP_ALL(why)                                                                              \
-    (zt_test_skip_(why) ? zt_test_failed++ : zt_test_skipped++, TEST_REPORT())
+#define SKIP_ALL(why) (zt_test_skip_(why) ? zt_test_failed++ : zt_test_skipped++, TEST_REPORT())
 
 #endif
