@@ -47,8 +47,9 @@ fi
 head -c $((24 * 1024 * 1024)) /dev/urandom >"$ZT_WORK/blob"
 want="$((24 * 1024 * 1024)) $(sha256sum "$ZT_WORK/blob" | cut -d' ' -f1)"
 
-zt_test "24 MiB into a slow reader: intact and never stalled (under 10 s)"
-t0=$(zt_now_ms)
+# Speed is measured by `make bench`; here only that flow control delivers
+# everything (the 30 s bound only catches a deadlock).
+zt_test "24 MiB into a slow reader: arrives intact (flow control does not deadlock)"
 got=$(zt_ns_exec "$a" timeout 30 python3 - "$C" "$ZT_WORK/blob" <<-'PY'
 	import socket, sys
 	s = socket.create_connection((sys.argv[1], 7000))
@@ -56,10 +57,9 @@ got=$(zt_ns_exec "$a" timeout 30 python3 - "$C" "$ZT_WORK/blob" <<-'PY'
 	print(s.makefile().readline().strip())
 PY
 )
-took=$(($(zt_now_ms) - t0))
-if [ "$got" = "$want" ] && [ "$took" -lt 10000 ]; then zt_pass; else zt_fail "got '$got' in ${took} ms"; fi
+zt_expect_eq "$got" "$want"
 
-zt_test "64 MiB echoed back and forth at full speed: intact"
+zt_test "64 MiB echoed back and forth: intact"
 head -c $((64 * 1024 * 1024)) /dev/urandom >"$ZT_WORK/big"
 sum=$(zt_ns_exec "$a" timeout 60 socat -t 10 - "TCP:$C:8080" <"$ZT_WORK/big" | sha256sum | cut -d" " -f1)
 zt_expect_eq "$sum" "$(sha256sum "$ZT_WORK/big" | cut -d' ' -f1)"

@@ -151,12 +151,17 @@ mesh_wait_grep "$ZT_WORK/tcpdump.log" "listening on" 5
 zt_test "wire: HBONE transfer a->c during capture"
 zt_expect_eq "$(zt_send "$a" $C 8080 "$SECRET$SECRET")" "$SECRET$SECRET"
 zt_send "$a" $U 8080 "$CONTROL" >/dev/null
-sleep 0.3
+# The control string went out last: once the capture holds it (tcpdump -U
+# writes each packet), it holds the HBONE transfer too.
+ctl_hex=$(printf '%s' "$CONTROL" | xxd -p | tr -d '\n')
+for _ in $(seq 100); do
+	xxd -p "$ZT_WORK/eth0.pcap" | tr -d '\n' | grep -q "$ctl_hex" && break
+	sleep 0.05
+done
 zt_bg_stop "$tcpdump_pid"
 sed -i "/^$tcpdump_pid /d" "$ZT_WORK/pids"
 hex=$(xxd -p "$ZT_WORK/eth0.pcap" | tr -d '\n')
 sec_hex=$(printf '%s' "$SECRET" | xxd -p | tr -d '\n')
-ctl_hex=$(printf '%s' "$CONTROL" | xxd -p | tr -d '\n')
 
 zt_test "wire: capture control (passthrough plaintext is visible)"
 case $hex in *"$ctl_hex"*) zt_pass ;; *) zt_fail "control string not in capture ($(stat -c %s "$ZT_WORK/eth0.pcap") bytes)" ;; esac

@@ -815,20 +815,23 @@ static void test_slow_client_dropped(void)
     CHECK(silent >= 0 && partial >= 0);
     send_all(partial, "GET /healthz/re", 15);
 
-    /* Others are served meanwhile, promptly. */
-    int64_t t0 = now_ms();
+    /* Others are served meanwhile: while both stalled connections are
+     * still open (served before them, not after their timeout). */
     for (int i = 0; i < 5; i++) {
         http(p, "GET", "/healthz/ready", "", &r);
         CHECK_EQ_INT(r.status, 200);
         resp_free(&r);
     }
-    CHECK(now_ms() - t0 < 1000);
+    struct pollfd open_check[2] = {{.fd = silent, .events = POLLIN},
+                                   {.fd = partial, .events = POLLIN}};
+    CHECK_EQ_INT(poll(open_check, 2, 0), 0);
 
-    /* After the 1 s timeout both stalled connections are closed. */
+    /* After the 1 s timeout both stalled connections are closed (the 20 s
+     * bound only stops a hung test). */
     struct pollfd pfd[2] = {{.fd = silent, .events = POLLIN}, {.fd = partial, .events = POLLIN}};
-    t0 = now_ms();
+    int64_t t0 = now_ms();
     int closed = 0;
-    while (closed < 2 && now_ms() - t0 < 4000) {
+    while (closed < 2 && now_ms() - t0 < 20000) {
         if (poll(pfd, 2, 200) > 0)
             for (int i = 0; i < 2; i++)
                 if (pfd[i].fd >= 0 && (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) {
@@ -840,11 +843,9 @@ static void test_slow_client_dropped(void)
                     }
                 }
     }
-    int64_t took = now_ms() - t0;
     close(silent);
     close(partial);
     CHECK_EQ_INT(closed, 2);
-    CHECK(took < 3500);
     zt_admin_stop(a);
 }
 
@@ -861,7 +862,8 @@ static void test_many_idle_connections(void)
     for (int i = 0; i < 70; i++)
         fds[i] = dial_from("127.0.0.1", p); /* the kernel completes the handshake */
 
-    /* A new request is answered or refused at once, never left hanging. */
+    /* A new request is answered or refused, not left hanging until the
+     * idlers' 10 s timeout frees a slot (the bound is that timeout's). */
     int64_t t0 = now_ms();
     http(p, "GET", "/healthz/ready", "", &r);
     int64_t took = now_ms() - t0;
@@ -878,7 +880,7 @@ static void test_many_idle_connections(void)
     for (int i = 0; i < 70; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    CHECK(took < 1500);
+    CHECK(took < 9000);
 
     /* Once the idlers are gone, requests are served again. */
     int status = 0;
