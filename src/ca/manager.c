@@ -828,6 +828,23 @@ void zt_ca_mgr_prefetch(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
     start_all(mgr, next);
 }
 
+void zt_ca_mgr_retry_now(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
+{
+    struct entry *next = NULL, *e;
+
+    pthread_mutex_lock(&mgr->mu);
+    e = find(mgr, id);
+    if (e != NULL && e->in_backoff && !is_valid(e->cur)) {
+        /* The retry timer stays armed: when it fires, it joins this request
+         * or, after its answer, is re-armed by after_answer. */
+        e->in_backoff = false;
+        request(mgr, e, ZT_CA_PRIO_PREFETCH);
+        next = pump(mgr);
+    }
+    pthread_mutex_unlock(&mgr->mu);
+    start_all(mgr, next);
+}
+
 /* mu held: drops e from the table; a queued request nobody waits for is
  * withdrawn. */
 static void forget_entry(struct zt_ca_mgr *mgr, struct entry *e)

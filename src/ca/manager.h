@@ -152,6 +152,14 @@ void zt_ca_wait_cancel(struct zt_ca_wait *wait);
  * issuer. An identity whose last request failed waits for its backoff. */
 void zt_ca_mgr_prefetch(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id);
 
+/* Control loop: something that can turn a refusal into an issuance happened
+ * for id (its workload just appeared on this node, so a CA that authorizes
+ * by configuration may now say yes). An identity without a valid
+ * certificate that is waiting out a failure's backoff asks again now, at
+ * ZT_CA_PRIO_PREFETCH; its backoff stays for the next failure. Otherwise a
+ * no-op. Never blocks with an asynchronous issuer. */
+void zt_ca_mgr_retry_now(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id);
+
 /* Drops the cached entry for id (no-op if absent); its timer is closed on
  * the control loop. Identities already handed out stay valid. A request
  * still queued for it is withdrawn unless a connection waits for it;

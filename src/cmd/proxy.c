@@ -90,8 +90,14 @@ static void sync_node_identities(struct proxy_app *app)
     app->node_ids = ids;
     app->n_node_ids = n;
     app->cap_node_ids = cap;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         zt_ca_mgr_prefetch(app->ca, &ids[i]);
+        /* New on this node: a refusal from before (the CA did not know the
+         * workload yet, e.g. its pod was enrolled first) may not hold now;
+         * the connections waiting for the workload need the answer now. */
+        if (!id_listed(old, n_old, &ids[i]))
+            zt_ca_mgr_retry_now(app->ca, &ids[i]);
+    }
     for (size_t i = 0; i < n_old; i++)
         if (!identity_in_use(app, &old[i], NULL))
             zt_ca_mgr_forget(app->ca, &old[i]);

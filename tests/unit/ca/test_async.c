@@ -592,6 +592,46 @@ static void test_failure_backoff(void)
     CHECK_EQ_INT(fixture_finish(&x), 0);
 }
 
+/* A refusal that may no longer hold (the identity's workload appeared on
+ * this node): zt_ca_mgr_retry_now asks again at once, during the backoff, and
+ * a live connection joins that request; with a valid certificate, or outside
+ * a backoff, it does nothing. */
+static void test_retry_now(void)
+{
+    struct fixture x;
+    fixture_start(&x, 3600);
+    struct live a, b;
+    struct zt_spiffe_id id = id_of("late");
+    live_start(&a, x.mgr, &x.w, "late");
+    CHECK_EQ_INT(a.rc, -EAGAIN);
+    fake_answer(&x.f, 0, ZT_E_DENIED);
+    CHECK(run_until(&x.loop, 2000, live_called, &a));
+    CHECK_EQ_INT(a.cb_err, ZT_E_DENIED);
+    run_for(&x.loop, 20);
+    /* In the backoff: a connection gets the refusal, no new request. */
+    live_start(&b, x.mgr, &x.w, "late");
+    CHECK_EQ_INT(b.rc, ZT_E_DENIED);
+    CHECK_EQ_INT(fake_count(&x.f), 1);
+    /* The workload appears: asked again at once (long before the 1 s
+     * backoff would: the call is there without running the loop). */
+    zt_ca_mgr_retry_now(x.mgr, &id);
+    CHECK_EQ_INT(fake_count(&x.f), 2);
+    CHECK(call_is(&x.f, 1, "late", ZT_CA_PRIO_PREFETCH));
+    live_start(&b, x.mgr, &x.w, "late");
+    CHECK_EQ_INT(b.rc, -EAGAIN);
+    CHECK_EQ_INT(fake_count(&x.f), 2);
+    fake_answer(&x.f, 1, 0);
+    CHECK(run_until(&x.loop, 2000, live_called, &b));
+    CHECK_EQ_INT(b.cb_err, 0);
+    run_for(&x.loop, 20);
+    /* Valid now: nothing to retry. */
+    zt_ca_mgr_retry_now(x.mgr, &id);
+    CHECK_EQ_INT(fake_count(&x.f), 2);
+    live_release(&a);
+    live_release(&b);
+    CHECK_EQ_INT(fixture_finish(&x), 0);
+}
+
 /* Forgetting withdraws a queued request nobody waits for, and the blocking
  * acquire joins the request under way. */
 struct blocker {
@@ -662,6 +702,7 @@ int main(void)
     RUN(test_cancel);
     RUN(test_renewal_async_keeps_old);
     RUN(test_failure_backoff);
+    RUN(test_retry_now);
     RUN(test_forget_and_blocking_acquire);
     RUN(test_priority_names);
     zt_tls_localca_free(ca);
