@@ -5,6 +5,7 @@
 #include "tls/crl.h"
 
 #include "base/err.h"
+#include "base/file.h"
 #include "tls/ctx.h"
 
 #include <errno.h>
@@ -110,51 +111,6 @@ void zt_tls_crl_unref(struct zt_tls_crl *crl)
 
 /* ---- loading ---- */
 
-/* Reads the whole file, at most ZT_TLS_CRL_FILE_MAX bytes. Returns 0 with
- * *buf (caller frees; NULL-terminated for convenience), or -errno /
- * ZT_E_TOO_BIG. */
-static int read_file(const char *path, char **buf, size_t *len)
-{
-    int rc = 0;
-    char *data = NULL;
-    size_t n = 0;
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (st.st_size > (off_t)ZT_TLS_CRL_FILE_MAX) {
-        rc = ZT_E_TOO_BIG;
-        goto out;
-    }
-    data = malloc((size_t)st.st_size + 1);
-    if (data == NULL)
-        abort();
-    while (n < (size_t)st.st_size) {
-        ssize_t got = read(fd, data + n, (size_t)st.st_size - n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            rc = -errno;
-            goto out;
-        }
-        if (got == 0)
-            break;
-        n += (size_t)got;
-    }
-    data[n] = 0;
-    *buf = data;
-    *len = n;
-    data = NULL;
-out:
-    free(data);
-    close(fd);
-    return rc;
-}
-
 /* One DER CRL that must fill der[0..len) exactly. */
 static X509_CRL *crl_from_der(const unsigned char *der, long len)
 {
@@ -255,7 +211,7 @@ int zt_tls_crl_load(struct zt_tls_crl *crl, size_t *n_crls, char *err, size_t er
     unsigned char digest[32];
     unsigned int dlen = 0;
     STACK_OF(X509_CRL) *crls = NULL;
-    int rc = read_file(crl->path, &data, &len);
+    int rc = zt_read_file(crl->path, ZT_TLS_CRL_FILE_MAX, NULL, &data, &len);
     if (rc < 0) {
         snprintf(err, errlen, "%s: cannot read: %s", crl->path, zt_strerror(rc));
         return rc;

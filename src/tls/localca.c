@@ -1,6 +1,7 @@
 #include "tls/localca.h"
 
 #include "base/err.h"
+#include "base/file.h"
 #include "tls/csr.h"
 #include "tls/tls_int.h"
 
@@ -32,59 +33,14 @@ struct zt_tls_localca {
     time_t ca_not_after;
 };
 
-/* Reads a file into a malloc'd NUL-terminated buffer, capped at
- * ZT_TLS_PEM_MAX. Returns 0, -ENOENT when missing, or another -errno /
- * ZT_E_TOO_BIG. */
-static int read_path(const char *path, char **out, size_t *len)
-{
-    struct stat st;
-    char *buf = NULL;
-    size_t got = 0;
-    int fd = -1, rc = 0;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (st.st_size > ZT_TLS_PEM_MAX) {
-        rc = ZT_E_TOO_BIG;
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL)
-        abort();
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            goto out;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    buf = NULL;
-out:
-    free(buf);
-    close(fd);
-    return rc;
-}
-
-/* read_path() for dir/name. */
+/* dir/name, whole (at most ZT_TLS_PEM_MAX bytes): 0, -ENOENT when missing,
+ * another -errno or ZT_E_TOO_BIG. */
 static int read_file(const char *dir, const char *name, char **out, size_t *len)
 {
     char path[4096];
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
         return -ENAMETOOLONG;
-    return read_path(path, out, len);
+    return zt_read_file(path, ZT_TLS_PEM_MAX, NULL, out, len);
 }
 
 static const char *read_err_str(int rc)
@@ -675,7 +631,7 @@ int zt_tls_cert_load_files(const char *cert_file, const char *key_file, struct z
 
     *out = NULL;
     zt_tls_set_err(err, errlen, "ok");
-    r = read_path(cert_file, &buf, &len);
+    r = zt_read_file(cert_file, ZT_TLS_PEM_MAX, NULL, &buf, &len);
     if (r != 0) {
         zt_tls_set_err(err, errlen, "%s: %s", cert_file, read_err_str(r));
         goto out;
@@ -689,7 +645,7 @@ int zt_tls_cert_load_files(const char *cert_file, const char *key_file, struct z
         goto out;
     }
 
-    r = read_path(key_file, &buf, &len);
+    r = zt_read_file(key_file, ZT_TLS_PEM_MAX, NULL, &buf, &len);
     if (r != 0) {
         zt_tls_set_err(err, errlen, "%s: %s", key_file, read_err_str(r));
         goto out;

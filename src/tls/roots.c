@@ -3,6 +3,7 @@
 #include "tls/roots.h"
 
 #include "base/err.h"
+#include "base/file.h"
 #include "tls/ctx.h"
 
 #include <errno.h>
@@ -42,48 +43,6 @@ static void sha256(const char *data, size_t len, unsigned char out[32])
         abort();
 }
 
-/* Reads the whole file (at most ZT_TLS_ROOTS_FILE_MAX bytes) and its stat.
- * Returns 0 with *buf (caller frees), or -errno / ZT_E_TOO_BIG. */
-static int read_file(const char *path, struct stat *st, char **buf, size_t *len)
-{
-    int rc = 0;
-    char *data = NULL;
-    size_t n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, st) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (st->st_size > (off_t)ZT_TLS_ROOTS_FILE_MAX) {
-        rc = ZT_E_TOO_BIG;
-        goto out;
-    }
-    data = malloc((size_t)st->st_size + 1);
-    if (data == NULL)
-        abort();
-    while (n < (size_t)st->st_size) {
-        ssize_t got = read(fd, data + n, (size_t)st->st_size - n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            rc = -errno;
-            goto out;
-        }
-        if (got == 0)
-            break; /* shrank meanwhile: what was there */
-        n += (size_t)got;
-    }
-    *buf = data;
-    *len = n;
-    data = NULL;
-out:
-    free(data);
-    close(fd);
-    return rc;
-}
-
 /* Builds a context from the file now. Returns 0, or an error with the
  * reason in err; r->st / r->seen_errno describe what was looked at. */
 static int load(struct zt_tls_roots *r, char *err, size_t errlen)
@@ -91,7 +50,7 @@ static int load(struct zt_tls_roots *r, char *err, size_t errlen)
     char *pem = NULL;
     size_t len = 0;
     char why[200];
-    int rc = read_file(r->path, &r->st, &pem, &len);
+    int rc = zt_read_file(r->path, ZT_TLS_ROOTS_FILE_MAX, &r->st, &pem, &len);
     r->seen = true;
     /* -errno from open or fstat: st is stale; the rest had a good fstat. */
     r->seen_errno = rc < 0 && rc > ZT_E_PROTO ? -rc : 0;
