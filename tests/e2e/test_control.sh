@@ -114,7 +114,7 @@ else
 	zt_fail "reply '$reply'; control log: $(clog | grep issued)"
 fi
 
-zt_test "proxies are ready (both types ACKed)"
+zt_test "proxies report ready (readiness 200)"
 zt_expect_eq "$(zt_ns_exec "$(zt_node_ns 1)" curl -s -o /dev/null -w '%{http_code}' localhost:15021/healthz/ready)" 200
 
 # eventually CMD...: runs CMD every 50 ms until it succeeds; fails after

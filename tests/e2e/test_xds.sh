@@ -54,6 +54,7 @@ start_proxy() {
 		RUST_LOG="${LOGLVL:-info}" "$ZT_BIN" proxy
 	mesh_wait_grep "$(mesh_log "$1" proxy)" "snapshot received" 10
 }
+ready_code() { zt_ns_exec "$(zt_node_ns "$1")" curl -s -o /dev/null -w '%{http_code}' localhost:15021/healthz/ready; }
 setup() {
 	"$conf/setup.sh" || return 1
 	zt_node_add 1 && zt_node_add 2 || return 1
@@ -63,9 +64,15 @@ setup() {
 	MESH_CA="$ZT_WORK/cp/ca"
 	echo "$TOKEN" >"$ZT_WORK/token"
 	write_state "$(state_json)"
-	start_fake 1 || return 1
 	mesh_cni_start 1 && mesh_cni_start 2 || return 1
-	start_proxy 1 && start_proxy 2 || return 1
+	# Node 2's proxy starts before the control plane is up: not ready
+	# until its first ACKs (checked below).
+	start_proxy 2 || return 1
+	ready_before=$(ready_code 2)
+	start_fake 1 || return 1
+	start_proxy 1 || return 1
+	local _
+	for _ in $(seq 200); do [ "$(ready_code 2)" = 200 ] && break; sleep 0.1; done
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$c" c sa-c || return 1
 	zt_echo_server "$c" 8080 && zt_echo_server "$c" 9090
 }
@@ -124,8 +131,8 @@ acked = {e["response_nonce"] for e in ev if e["event"] == "request" and e["respo
 print(len(sent) > 0 and sent <= acked)')
 zt_expect_eq "$got" True
 
-zt_test "readiness: 200 once both types were ACKed"
-zt_expect_eq "$(zt_ns_exec "$(zt_node_ns 2)" curl -s -o /dev/null -w '%{http_code}' localhost:15021/healthz/ready)" 200
+zt_test "readiness: 500 before the control plane answered, 200 once both types were ACKed"
+zt_expect_eq "$ready_before -> $(ready_code 2)" "500 -> 200"
 
 zt_test "a pushed DENY policy applies"
 write_state "$(state_json '"policies": [{"name": "no-9090", "namespace": "default", "scope": "NAMESPACE", "action": "DENY", "rules": [{"clauses": [{"matches": [{"destinationPorts": [9090]}]}]}]}]')"
