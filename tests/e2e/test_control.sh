@@ -145,6 +145,9 @@ mesh_enroll 2 "$e" e sa-e || zt_log "enroll e failed"
 m2=$(mesh_mark 2)
 zt_send "$e" $C 8080 early 8 >"$ZT_WORK/early.out" &
 early=$!
+# Not a synchronization: if the configuration came first, the connection
+# would not wait at all and the check below would still hold; the second
+# gives it the chance to wait, which is the case this test is for.
 sleep 1
 write_cfg e.yaml "workloads:
 $(wl e $E sa-e node2)"
@@ -228,7 +231,7 @@ idle=$!
 zt_test "grpc-js as an xDS client: both types arrive, decode and match the directory; a NACK is logged"
 write_cfg policy.yaml "policies:
 - {name: no-9090, namespace: default, scope: Namespace, action: Deny, rules: [[[ {destinationPorts: [9090]} ]]]}"
-sleep 0.5
+eventually denied || zt_log "the policy did not reach the proxies"
 cjs ads "$TOKEN1" --out "$ZT_WORK/ads.jsonl" --exit-after-ms 1500 --nack default/no-9090 >/dev/null
 rc=$?
 got=$(python3 -c '

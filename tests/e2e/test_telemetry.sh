@@ -169,7 +169,7 @@ zt_test "LOG_FORMAT=json: one JSON object per access line with the same fields"
 LOG_FORMAT=json mesh_proxy_start 1
 m1=$(mesh_mark 1)
 zt_send "$a" $C 8080 json-please >/dev/null
-sleep 0.3
+mesh_wait_grep "$(mesh_log 1 proxy)" '"connection complete"' 5 >/dev/null
 got=$(tail -n +"$((m1 + 1))" "$(mesh_log 1 proxy)" | grep '"connection complete"' | head -1 |
 	python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(d["scope"], d["direction"], d["bytes_sent"], d["src.identity"], d["dst.workload"])')
 zt_expect_eq "$got" "access outbound 11 spiffe://cluster.local/ns/shop/sa/sa-a c"
