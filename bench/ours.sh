@@ -1,11 +1,10 @@
 # shellcheck shell=bash
 # bench/ours.sh: the "ours" row of bench/run.sh, i.e. two ztunnel-c proxies.
-# Sourced by run.sh; replace the body of bench_ours_setup when the proxy can
-# run. run.sh skips the row with a message if ZT_BIN is unset or this
-# function returns non-zero.
+# Sourced by run.sh, which skips the row with a message if ZT_BIN is not an
+# executable or this function returns non-zero.
 #
 # Called after the topology, the app servers and the CA exist. Available:
-#   ZT_BIN                     the ztunnel-c binary (set by the caller)
+#   ZT_BIN                     the ztunnel-c binary (default build/ztunnel)
 #   BENCH_CA                   Istio cacerts dir (root-cert.pem, ca-cert.pem,
 #                              ca-key.pem, cert-chain.pem; EC P-256, the CA is
 #                              the root), same CA as the stunnel row

@@ -4,8 +4,9 @@
 #   direct   client pod A -> server pod B, routed by the nodes, no proxy
 #   socat    plaintext 2-hop: socat -b 262144 on node A and on node B
 #   stunnel  mTLS 2-hop: stunnel4, TLS 1.3, ECDSA P-256, verifyChain/requireCert
-#   ours     two ztunnel-c proxies, via bench_ours_setup (bench/ours.sh);
-#            skipped unless ZT_BIN is set and the setup succeeds
+#   ours     two ztunnel-c proxies, via bench_ours_setup (bench/ours.sh),
+#            running ZT_BIN (default: this tree's build/ztunnel, the release
+#            build `make bench` makes first)
 # Topology (tests/e2e/lib.sh): node 1 (172.30.0.1) with pod A 10.200.1.2,
 # node 2 (172.30.0.2) with pod B 10.200.2.2. iperf3 and sockperf servers run
 # in pod B, the clients in pod A. Proxy A listens on node 1's fabric IP, proxy
@@ -18,13 +19,14 @@
 #   BENCH_REPLY_EVERY sockperf --reply-every (default 10 => ~500 RTT samples
 #                     in 5 s; sockperf's own default 100 gives ~50, too few
 #                     for a p99)
-#   ZT_BIN            ztunnel-c binary for the "ours" row
+#   ZT_BIN            ztunnel-c binary for the "ours" row (default build/ztunnel)
 #   BENCH_OURS_SH     file defining bench_ours_setup (default bench/ours.sh)
 # Needs root. Every case is bounded by `timeout`; the namespaces and
 # processes are removed on exit and on Ctrl-C.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
+ZT_BIN=${ZT_BIN:-$repo/build/ztunnel}
 # shellcheck source=../tests/e2e/lib.sh
 . "$repo/tests/e2e/lib.sh"
 # shellcheck source=ours.sh
@@ -247,8 +249,8 @@ stunnel_setup() {
 }
 
 ours_setup() {
-	if [ -z "${ZT_BIN:-}" ]; then
-		echo "ZT_BIN is unset" >"$BENCH_WORK/ours-skip.txt"
+	if [ ! -x "$ZT_BIN" ]; then
+		echo "$ZT_BIN is not an executable (make all builds it)" >"$BENCH_WORK/ours-skip.txt"
 		return 1
 	fi
 	bench_ours_setup
