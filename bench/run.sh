@@ -16,6 +16,8 @@
 #   BENCH_SCENARIOS   default "direct socat stunnel ours"
 #   BENCH_TIME        seconds per iperf3 and per sockperf run (default 5)
 #   BENCH_REPEAT      runs per scenario, medians reported (default 1)
+#   BENCH_IDLE_CONNS  idle tunnels held for B5, our memory per connection
+#                     (default 1000)
 #   BENCH_REPLY_EVERY sockperf --reply-every (default 10 => ~500 RTT samples
 #                     in 5 s; sockperf's own default 100 gives ~50, too few
 #                     for a p99)
@@ -37,6 +39,7 @@ BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours}
 BENCH_TIME=${BENCH_TIME:-5}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
 BENCH_REPLY_EVERY=${BENCH_REPLY_EVERY:-10}
+BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 BENCH_WORK=$ZT_WORK
 BENCH_IPERF_PORT=5201
 BENCH_SOCKPERF_PORT=11111
@@ -99,6 +102,55 @@ cpu_of() { # cpu_of "PID PID..." -> total ticks
 	local t=0 p
 	for p in $1; do t=$((t + $(group_cpu_ticks "$p"))); done
 	echo "$t"
+}
+
+rss_kb() { # current RSS of the group leaders, kB (sum)
+	local kb=0 p v
+	for p in $1; do
+		v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
+		kb=$((kb + ${v:-0}))
+	done
+	echo "$kb"
+}
+
+# hold_idle N: N connections from pod A to pod B's port 7777 (through the
+# scenario's proxies when pod A's traffic is captured), held open and idle;
+# prints "kBa kBb" of the proxies' RSS once all N are accepted by pod B's
+# server, then closes them.
+hold_idle() {
+	local n=$1 before_a before_b srv cli
+	zt_bg "$BENCH_POD_B_NS" hold-server python3 -c '
+import asyncio, sys
+n = 0
+async def on(r, w):
+    global n
+    n += 1
+    if n % 100 == 0:
+        print("accepted", n, flush=True)
+    await r.read()
+async def main():
+    s = await asyncio.start_server(on, "0.0.0.0", 7777, backlog=4096)
+    print("listening", flush=True)
+    await s.serve_forever()
+asyncio.run(main())'
+	srv=$ZT_BG_PID
+	zt_wait_port "$BENCH_POD_B_NS" 127.0.0.1 7777 5 || return 1
+	zt_bg "$BENCH_POD_A_NS" hold-client python3 -c '
+import socket, sys, time
+socks = []
+for _ in range('"$n"'):
+    socks.append(socket.create_connection(("'"$BENCH_POD_B_IP"'", 7777), timeout=30))
+print("held", len(socks), flush=True)
+time.sleep(600)'
+	cli=$ZT_BG_PID
+	local i
+	for i in $(seq 600); do
+		grep -q "accepted $n\b" "$BENCH_WORK/hold-server.log" 2>/dev/null && break
+		sleep 0.1
+	done
+	echo "$(rss_kb "$BENCH_PIDS_A") $(rss_kb "$BENCH_PIDS_B")"
+	zt_bg_stop "$cli"
+	zt_bg_stop "$srv"
 }
 
 hwm_mb() { # peak RSS of the group leaders, MB (sum)
@@ -257,7 +309,7 @@ ours_setup() {
 }
 
 # ---- run ----
-declare -A R_GBPS R_P50 R_P90 R_P99 R_N R_CPUA R_CPUB R_RSSA R_RSSB R_NOTE
+declare -A R_GBPS R_P50 R_P90 R_P99 R_N R_CPUA R_CPUB R_RSSA R_RSSB R_NOTE R_IDLEA R_IDLEB R_HELD
 
 stop_pids() {
 	local p
@@ -275,6 +327,9 @@ run_scenario() {
 		stop_pids "$BENCH_PIDS_A $BENCH_PIDS_B"
 		echo "bench: $s ${R_NOTE[$s]}" >&2
 		return
+	fi
+	if [ "$s" = ours ]; then
+		R_IDLEA[$s]=$(rss_kb "$BENCH_PIDS_A") R_IDLEB[$s]=$(rss_kb "$BENCH_PIDS_B")
 	fi
 	for i in $(seq 1 "$BENCH_REPEAT"); do
 		c0a=$(cpu_of "$BENCH_PIDS_A") c0b=$(cpu_of "$BENCH_PIDS_B")
@@ -298,6 +353,14 @@ run_scenario() {
 	if [ -n "$BENCH_PIDS_A" ]; then
 		R_RSSA[$s]=$(hwm_mb "$BENCH_PIDS_A")
 		R_RSSB[$s]=$(hwm_mb "$BENCH_PIDS_B")
+	fi
+	if [ "$s" = ours ]; then
+		# B5: memory of held idle tunnels, against the RSS just before.
+		local ka kb ha hb
+		ka=$(rss_kb "$BENCH_PIDS_A") kb=$(rss_kb "$BENCH_PIDS_B")
+		if read -r ha hb < <(hold_idle "$BENCH_IDLE_CONNS"); then
+			R_HELD[$s]="$(((ha - ka) * 1024 / BENCH_IDLE_CONNS)) $(((hb - kb) * 1024 / BENCH_IDLE_CONNS))"
+		fi
 	fi
 	stop_pids "$BENCH_PIDS_A $BENCH_PIDS_B"
 }
@@ -350,4 +413,13 @@ for s in $BENCH_SCENARIOS; do
 		"$(fmt %.0f "${R_P99[$s]}")" "${R_N[$s]}" "$add" "$rg" "$ra" \
 		"${R_CPUA[$s]:--}" "${R_CPUB[$s]:--}" "${R_RSSA[$s]:--}" "${R_RSSB[$s]:--}"
 done
+if [ -n "${R_IDLEA[ours]:-}" ]; then
+	echo
+	echo "B5 (ours): idle RSS (after start-up, before traffic) and RSS added per held idle tunnel" \
+		"($BENCH_IDLE_CONNS held from pod A to pod B)."
+	printf '%-8s %12s %12s %14s %14s\n' scenario idleA_MB idleB_MB per_conn_A_B per_conn_B_B
+	read -r pa pb <<<"${R_HELD[ours]:-- -}"
+	printf '%-8s %12s %12s %14s %14s\n' ours "$(fmt %.1f "$(awk -v k="${R_IDLEA[ours]}" 'BEGIN { print k / 1024 }')")" \
+		"$(fmt %.1f "$(awk -v k="${R_IDLEB[ours]}" 'BEGIN { print k / 1024 }')")" "$pa" "$pb"
+fi
 echo "total $(($(date +%s) - t_start)) s; logs: $BENCH_WORK (kept with ZT_KEEP_WORK=1)"
