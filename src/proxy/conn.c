@@ -44,17 +44,34 @@ static void on_poll_a(uv_poll_t *h, int status, int events);
 static void on_poll_b(uv_poll_t *h, int status, int events);
 static void progress(struct zt_conn *c);
 
+static void conn_free(struct zt_conn *c)
+{
+    zt_buf_release(&c->up);
+    zt_buf_release(&c->down);
+    free(c->src_identity);
+    free(c->dst_identity);
+    free(c);
+}
+
+void zt_conn_set_identity(char **slot, const char *id)
+{
+    free(*slot);
+    *slot = NULL;
+    if (id && id[0]) {
+        *slot = strdup(id);
+        if (!*slot)
+            abort();
+    }
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     struct zt_conn *c = h->data;
     struct zt_tcp_side *s = (uv_poll_t *)h == &c->a.poll ? &c->a : &c->b;
     close(s->fd);
     s->fd = -1;
-    if (--c->handles_open == 0) {
-        zt_buf_release(&c->up);
-        zt_buf_release(&c->down);
-        free(c);
-    }
+    if (--c->handles_open == 0)
+        conn_free(c);
 }
 
 static void side_open(struct zt_conn *c, struct zt_tcp_side *s, int fd, uv_poll_cb cb)
@@ -210,11 +227,8 @@ void zt_conn_close(struct zt_conn *c, const char *error)
     c->prev = c->next = NULL;
     close_side(c, &c->a);
     close_side(c, &c->b);
-    if (c->handles_open == 0) {
-        zt_buf_release(&c->up);
-        zt_buf_release(&c->down);
-        free(c);
-    }
+    if (c->handles_open == 0)
+        conn_free(c);
 }
 
 struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int afd)

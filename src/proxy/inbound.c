@@ -21,8 +21,9 @@
 /* Telemetry only: an identity that does not fit a SPIFFE id is left out. */
 static void fill_dst(struct zt_conn *c, const struct zt_workload *self)
 {
-    if (zt_workload_identity(self, c->dst_identity, sizeof(c->dst_identity)) < 0)
-        c->dst_identity[0] = 0;
+    char id[ZT_SPIFFE_ID_MAX + 1];
+    if (zt_workload_identity(self, id, sizeof(id)) == 0)
+        zt_conn_set_identity(&c->dst_identity, id);
 }
 
 static const struct zt_workload *src_by_ip(struct zt_pod_inst *pod,
@@ -87,7 +88,7 @@ static int authorize(struct zt_pod_inst *pod, const struct zt_workload *self, co
 static void keep_authz(struct zt_conn *c, const struct zt_authz_conn *ac)
 {
     c->authz = *ac;
-    c->authz.src_identity = c->src_identity[0] ? c->src_identity : NULL;
+    c->authz.src_identity = c->src_identity;
 }
 
 /* Starts the upstream connect to the app for `c`; side `a_side` selects
@@ -191,8 +192,7 @@ static void inbound_plain_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     struct zt_conn *c = zt_conn_new(pod, ZT_CONN_INBOUND_PLAIN, fd);
     snprintf(c->src_addr, sizeof(c->src_addr), "%s", src_s);
     snprintf(c->dst_addr, sizeof(c->dst_addr), "%s", dst_s);
-    fill_dst(c, self);
-    c->dst_identity[0] = 0; /* no mTLS: identities are logged only when proven */
+    /* No mTLS: identities are logged only when proven (none here). */
     zt_conn_set_peers(c, src_by_ip(pod, &peer), self, NULL);
     zt_conn_metrics_open(c);
     keep_authz(c, &ac);
@@ -284,7 +284,7 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
     zt_sockaddr_str((struct sockaddr *)&in->peer, c->src_addr, sizeof(c->src_addr));
     zt_sockaddr_str((struct sockaddr *)&in->local, c->dst_addr, sizeof(c->dst_addr));
     snprintf(c->hbone_addr, sizeof(c->hbone_addr), "%s", req->authority);
-    snprintf(c->src_identity, sizeof(c->src_identity), "%s", in->peer_identity);
+    zt_conn_set_identity(&c->src_identity, in->peer_identity);
     fill_dst(c, self);
     const struct zt_workload *src = src_by_ip(pod, &in->peer);
     zt_conn_set_peers(c, src, self, service_for_host(pod, self, req->forwarded));

@@ -171,10 +171,10 @@ void zt_outbound_upstream_ready(struct zt_conn *c, int status)
 static void fill_src(struct zt_conn *c, const struct zt_workload *self)
 {
     struct zt_spiffe_id id;
+    char s[ZT_SPIFFE_ID_MAX + 1];
     zt_conn_set_peers(c, self, NULL, NULL);
-    if (zt_workload_identity(self, c->src_identity, sizeof(c->src_identity)) < 0 ||
-        zt_spiffe_parse(c->src_identity, strlen(c->src_identity), &id) < 0)
-        c->src_identity[0] = 0;
+    if (zt_workload_identity(self, s, sizeof(s)) == 0 && zt_spiffe_parse(s, strlen(s), &id) == 0)
+        zt_conn_set_identity(&c->src_identity, s);
 }
 
 /* ---- waiting for the pod's own workload ---- */
@@ -308,8 +308,11 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     }
     zt_conn_set_peers(c, self, up.wl, up.svc);
     c->mtls = up.kind != ZT_UPSTREAM_PASSTHROUGH && up.is_hbone;
-    if (c->mtls)
-        zt_workload_identity(up.wl, c->dst_identity, sizeof(c->dst_identity));
+    if (c->mtls) {
+        char d[ZT_SPIFFE_ID_MAX + 1];
+        if (zt_workload_identity(up.wl, d, sizeof(d)) == 0)
+            zt_conn_set_identity(&c->dst_identity, d);
+    }
     zt_conn_metrics_open(c);
     if (up.kind != ZT_UPSTREAM_PASSTHROUGH && !up.has_ip) {
         zt_conn_close(c, "upstream has no address");
@@ -321,7 +324,8 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     else
         ip_to_sockaddr(&up.ip, up.port, &target);
     if (up.kind == ZT_UPSTREAM_PASSTHROUGH || !up.is_hbone) {
-        c->src_identity[0] = 0; /* identities are logged only when mTLS proves them */
+        /* Identities are logged only when mTLS proves them. */
+        zt_conn_set_identity(&c->src_identity, NULL);
         struct zt_sock_opts o;
         zt_pod_sock_opts(pod, &o);
         zt_sockaddr_str((struct sockaddr *)&target, c->dst_addr, sizeof(c->dst_addr));
@@ -339,7 +343,7 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     /* HBONE to the endpoint's 15008. The pool copies the key. */
     struct zt_hbone_key key, *k = &key;
     memset(k, 0, sizeof(*k));
-    if (!c->src_identity[0]) {
+    if (!c->src_identity) {
         c->flags = "IDENTITY_ERROR";
         zt_conn_close(c, "source workload has no valid SPIFFE identity to present");
         return;

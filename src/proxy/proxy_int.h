@@ -145,13 +145,15 @@ struct zt_conn {
     bool in_flush;
     /* access log */
     char src_addr[64], dst_addr[64], hbone_addr[64];
-    /* Sized for the longest legal SPIFFE id: a shorter buffer would fail
-     * (or truncate) a valid identity into none or another one. */
-    char src_identity[ZT_SPIFFE_ID_MAX + 1], dst_identity[ZT_SPIFFE_ID_MAX + 1];
+    /* Identities proven by mTLS, for the access log, metrics and policy
+     * re-checks: heap copies of exactly their length (a SPIFFE id can be up
+     * to ZT_SPIFFE_ID_MAX bytes, most are far shorter), NULL when none.
+     * Set with zt_conn_set_identity(); freed with the connection. */
+    char *src_identity, *dst_identity;
     char error[160];
     struct zt_inbound *inbound; /* INBOUND_HBONE: the server connection */
     /* Inbound: what policies were checked on, kept to re-check them when
-     * policies change (src_identity points into src_identity[] or is NULL). */
+     * policies change (src_identity is the src_identity above, or NULL). */
     struct zt_authz_conn authz;
     /* Telemetry: the snapshot the peers below come from stays referenced
      * while the connection lives, so they can label its metrics at close. */
@@ -191,6 +193,9 @@ void zt_conn_set_tcp_a(struct zt_conn *c, int fd, bool connecting);
 void zt_conn_set_stream(struct zt_conn *c, struct zt_h2conn *h2, int32_t sid);
 /* Connection established: start moving bytes. */
 void zt_conn_start_relay(struct zt_conn *c);
+/* Replaces *slot (c->src_identity or c->dst_identity) with a copy of id;
+ * NULL or "" clears it. */
+void zt_conn_set_identity(char **slot, const char *id);
 /* Ends the connection; `error` (may be NULL) goes to the access log. */
 void zt_conn_close(struct zt_conn *c, const char *error);
 extern const struct zt_h2_stream_ops zt_conn_stream_ops;
