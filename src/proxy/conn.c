@@ -141,7 +141,8 @@ static void close_side(struct zt_conn *c, struct zt_tcp_side *s)
     }
 }
 
-static void fill_record(struct zt_conn *c, struct zt_accesslog *r)
+/* `error` (borrowed, may be NULL) is what ended the connection. */
+static void fill_record(struct zt_conn *c, const char *error, struct zt_accesslog *r)
 {
     bool outbound = c->kind == ZT_CONN_OUTBOUND;
     *r = (struct zt_accesslog){
@@ -169,21 +170,21 @@ static void fill_record(struct zt_conn *c, struct zt_accesslog *r)
         .bytes_sent = outbound ? c->bytes_up : c->bytes_down,
         .bytes_recv = outbound ? c->bytes_down : c->bytes_up,
         .duration_ms = uv_now(&c->pod->pw->worker.loop) - c->start_ms,
-        .error = c->error[0] ? c->error : NULL,
+        .error = error && error[0] ? error : NULL,
     };
 }
 
 void zt_conn_log_opened(struct zt_conn *c)
 {
     struct zt_accesslog r;
-    fill_record(c, &r);
+    fill_record(c, NULL, &r);
     zt_accesslog_emit_opened(&r);
 }
 
-static void emit_log(struct zt_conn *c)
+static void emit_log(struct zt_conn *c, const char *error)
 {
     struct zt_accesslog r;
-    fill_record(c, &r);
+    fill_record(c, error, &r);
     zt_accesslog_emit(&r);
 }
 
@@ -191,8 +192,8 @@ void zt_conn_close(struct zt_conn *c, const char *error)
 {
     if (closed(c))
         return;
-    if (error && !c->error[0])
-        snprintf(c->error, sizeof(c->error), "%s", error);
+    /* `error` is the caller's and stays valid through this call, where the
+     * access line is written: the connection does not keep a copy. */
     set_state(c, ZT_CONN_ST_CLOSED);
     zt_hbone_pool_cancel(&c->waiter);
     if (c->in_flush) {
@@ -214,7 +215,7 @@ void zt_conn_close(struct zt_conn *c, const char *error)
             zt_h2conn_detach(h2, c->sid);
         zt_h2conn_flush(h2);
     }
-    emit_log(c);
+    emit_log(c, error);
     zt_conn_metrics_close(c);
     struct zt_pod_inst *pod = c->pod;
     atomic_fetch_sub_explicit(&pod->pw->live, 1, memory_order_relaxed);

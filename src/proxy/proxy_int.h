@@ -150,7 +150,6 @@ struct zt_conn {
      * to ZT_SPIFFE_ID_MAX bytes, most are far shorter), NULL when none.
      * Set with zt_conn_set_identity(); freed with the connection. */
     char *src_identity, *dst_identity;
-    char error[160];
     struct zt_inbound *inbound; /* INBOUND_HBONE: the server connection */
     /* Inbound: what policies were checked on, kept to re-check them when
      * policies change (src_identity is the src_identity above, or NULL). */
