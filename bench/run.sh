@@ -104,14 +104,16 @@ cpu_of() { # cpu_of "PID PID..." -> total ticks
 	echo "$t"
 }
 
-rss_kb() { # current RSS of the group leaders, kB (sum)
+status_kb() { # status_kb FIELD "PID...": FIELD (VmRSS, VmHWM) of the group leaders, kB (sum)
 	local kb=0 p v
-	for p in $1; do
-		v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
+	for p in $2; do
+		v=$(awk -v f="$1:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null)
 		kb=$((kb + ${v:-0}))
 	done
 	echo "$kb"
 }
+
+rss_kb() { status_kb VmRSS "$1"; } # current RSS, kB
 
 # hold_idle N: N connections from pod A to pod B's port 7777 (through the
 # scenario's proxies when pod A's traffic is captured), held open and idle;
@@ -154,12 +156,7 @@ time.sleep(600)'
 }
 
 hwm_mb() { # peak RSS of the group leaders, MB (sum)
-	local kb=0 p v
-	for p in $1; do
-		v=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
-		kb=$((kb + ${v:-0}))
-	done
-	awk -v kb="$kb" 'BEGIN { printf "%.1f", kb / 1024 }'
+	awk -v kb="$(status_kb VmHWM "$1")" 'BEGIN { printf "%.1f", kb / 1024 }'
 }
 
 median() { # median of the arguments ("-" ignored), or "-"
