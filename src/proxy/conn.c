@@ -1,7 +1,8 @@
-/* The relay: moves bytes between side A (a TCP socket in the pod) and side B
- * (a TCP socket or an HBONE stream), with bounded buffers and half-close.
+/* A proxied connection: a relay (relay.c) between the pod's TCP socket and a
+ * TCP socket or an HBONE stream, the two endpoint kinds defined here, and
+ * the connection's lifecycle (access log, metrics, release).
  *
- * Backpressure: a side is read only while the buffer toward the other side
+ * Backpressure: a socket is read only while the buffer toward the other side
  * has room; stream DATA is returned to the HTTP/2 windows (consume) only
  * once written to the socket, so a slow reader throttles its own sender. */
 #include "proxy/proxy_int.h"
@@ -18,36 +19,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BUF_CAP (256 * 1024) /* most bytes buffered toward one side */
+#define BUF_CAP (256 * 1024) /* most bytes buffered toward a socket from a socket */
 #define READ_SZ (64 * 1024)
 
-static const char *const conn_state_names[] = {"connecting", "relaying", "closed"};
+static const struct zt_relay_ops conn_relay_ops;
+static const struct zt_endpoint_ops tcp_ep_ops, stream_ep_ops;
 
-const char *zt_conn_state_str(enum zt_conn_state st)
+static struct zt_conn *conn_of(struct zt_relay *r)
 {
-    return (unsigned)st < 3 ? conn_state_names[st] : "?";
+    return (struct zt_conn *)((char *)r - offsetof(struct zt_conn, relay));
 }
-
-static void set_state(struct zt_conn *c, enum zt_conn_state st)
-{
-    ZT_DEBUG("proxy", "conn %llu %s -> %s", (unsigned long long)c->id, zt_conn_state_str(c->state),
-             zt_conn_state_str(st));
-    c->state = st;
-}
-
-static bool closed(const struct zt_conn *c)
-{
-    return c->state == ZT_CONN_ST_CLOSED;
-}
-
-static void on_poll_a(uv_poll_t *h, int status, int events);
-static void on_poll_b(uv_poll_t *h, int status, int events);
-static void progress(struct zt_conn *c);
 
 static void conn_free(struct zt_conn *c)
 {
-    zt_buf_release(&c->up);
-    zt_buf_release(&c->down);
+    zt_relay_cleanup(&c->relay);
     free(c->src_identity);
     free(c->dst_identity);
     free(c);
@@ -64,82 +49,210 @@ void zt_conn_set_identity(char **slot, const char *id)
     }
 }
 
-static void on_handle_closed(uv_handle_t *h)
+/* ---- the TCP socket endpoint ---- */
+
+static void on_tcp_poll(uv_poll_t *h, int status, int events);
+
+static void on_tcp_closed(uv_handle_t *h)
 {
-    struct zt_conn *c = h->data;
-    struct zt_tcp_side *s = (uv_poll_t *)h == &c->a.poll ? &c->a : &c->b;
-    close(s->fd);
-    s->fd = -1;
+    struct zt_tcp_ep *t = h->data;
+    struct zt_conn *c = t->conn;
+    close(t->fd);
+    t->fd = -1;
     if (--c->handles_open == 0)
-        conn_free(c);
+        conn_free(c); /* the tunnel ended before its handles were closed */
 }
 
-static void side_open(struct zt_conn *c, struct zt_tcp_side *s, int fd, uv_poll_cb cb)
+static void tcp_open(struct zt_conn *c, struct zt_tcp_ep *t, int fd, bool connecting)
 {
-    s->fd = fd;
-    if (uv_poll_init(&c->pod->pw->worker.loop, &s->poll, fd) < 0) {
-        /* Not pollable: treat as a dead socket, never as a crash. */
+    t->ep.ops = &tcp_ep_ops;
+    t->conn = c;
+    t->fd = fd;
+    t->events = 0;
+    t->is_connecting = connecting;
+    if (uv_poll_init(&c->pod->pw->worker.loop, &t->poll, fd) < 0) {
+        /* Not pollable: a dead socket (its reads fail), never a crash. */
         close(fd);
-        s->fd = -1;
-        s->rd_eof = s->wr_shut = true;
+        t->fd = -1;
         return;
     }
-    s->poll.data = c;
-    s->open = true;
+    t->poll.data = t;
+    t->is_open = true;
     c->handles_open++;
-    (void)cb;
 }
 
-static void side_update(struct zt_conn *c, struct zt_tcp_side *s, int want, uv_poll_cb cb)
+static void tcp_close(struct zt_tcp_ep *t)
 {
-    if (!s->open || s->events == want)
+    if (t->is_open) {
+        uv_poll_stop(&t->poll);
+        uv_close((uv_handle_t *)&t->poll, on_tcp_closed);
+        t->is_open = false;
+    } else if (t->fd >= 0) {
+        close(t->fd);
+        t->fd = -1;
+    }
+}
+
+static void tcp_poll_for(struct zt_tcp_ep *t, int events)
+{
+    if (!t->is_open || t->events == events)
         return;
-    s->events = want;
-    if (want)
-        uv_poll_start(&s->poll, want, cb);
+    t->events = events;
+    if (events)
+        uv_poll_start(&t->poll, events, on_tcp_poll);
     else
-        uv_poll_stop(&s->poll);
+        uv_poll_stop(&t->poll);
 }
 
-static void update_polls(struct zt_conn *c)
+static ssize_t tcp_read(struct zt_endpoint *ep, uint8_t *buf, size_t len)
 {
-    if (closed(c))
-        return;
-    bool relaying = c->state == ZT_CONN_ST_RELAYING;
-    int ea = 0, eb = 0;
-    if (c->a.connecting)
-        ea = UV_WRITABLE;
-    else if (relaying) {
-        if (!c->a.rd_eof && c->up.len < BUF_CAP)
-            ea |= UV_READABLE;
-        if (c->down.len > 0)
-            ea |= UV_WRITABLE;
-    }
-    side_update(c, &c->a, ea, on_poll_a);
-    if (c->b_is_stream)
-        return;
-    if (c->b.connecting)
-        eb = UV_WRITABLE;
-    else if (relaying) {
-        if (!c->b.rd_eof && c->down.len < BUF_CAP)
-            eb |= UV_READABLE;
-        if (c->up.len > 0)
-            eb |= UV_WRITABLE;
-    }
-    side_update(c, &c->b, eb, on_poll_b);
+    struct zt_tcp_ep *t = (struct zt_tcp_ep *)ep;
+    if (t->fd < 0)
+        return -EBADF;
+    ssize_t n = recv(t->fd, buf, len, 0);
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
 }
 
-static void close_side(struct zt_conn *c, struct zt_tcp_side *s)
+static ssize_t tcp_write(struct zt_endpoint *ep, const uint8_t *buf, size_t len)
 {
-    if (s->open) {
-        uv_poll_stop(&s->poll);
-        uv_close((uv_handle_t *)&s->poll, on_handle_closed);
-        s->open = false;
-    } else if (s->fd >= 0) {
-        close(s->fd);
-        s->fd = -1;
-    }
+    struct zt_tcp_ep *t = (struct zt_tcp_ep *)ep;
+    if (t->fd < 0)
+        return -EBADF;
+    ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
 }
+
+static int tcp_shutdown(struct zt_endpoint *ep)
+{
+    struct zt_tcp_ep *t = (struct zt_tcp_ep *)ep;
+    /* A peer already gone (ENOTCONN) has nothing left to be told. */
+    if (t->fd >= 0 && shutdown(t->fd, SHUT_WR) < 0 && errno != ENOTCONN)
+        return -errno;
+    return 0;
+}
+
+static void tcp_want(struct zt_endpoint *ep, bool rd, bool wr)
+{
+    struct zt_tcp_ep *t = (struct zt_tcp_ep *)ep;
+    if (t->is_connecting)
+        return; /* polled for the connect's end */
+    tcp_poll_for(t, (rd ? UV_READABLE : 0) | (wr ? UV_WRITABLE : 0));
+}
+
+static const struct zt_endpoint_ops tcp_ep_ops = {
+    .read = tcp_read,
+    .write = tcp_write,
+    .shutdown_write = tcp_shutdown,
+    .want = tcp_want,
+};
+
+static void on_tcp_poll(uv_poll_t *h, int status, int events)
+{
+    struct zt_tcp_ep *t = h->data;
+    struct zt_conn *c = t->conn;
+    if (zt_conn_closed(c))
+        return;
+    if (t->is_connecting) {
+        /* POLLERR arrives as UV_EBADF; the socket knows the real reason. */
+        t->is_connecting = false;
+        tcp_poll_for(t, 0);
+        int err = zt_sock_connect_result(t->fd);
+        zt_conn_on_connected(c, err < 0 ? err : status);
+        return;
+    }
+    if (status < 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "%s: %s", t == &c->a ? "downstream" : "upstream",
+                 zt_strerror(status));
+        zt_conn_close(c, msg);
+        return;
+    }
+    if (events & UV_WRITABLE) {
+        zt_relay_writable(&c->relay, t->ep.side);
+        if (zt_conn_closed(c))
+            return;
+    }
+    if (events & UV_READABLE)
+        zt_relay_readable(&c->relay, t->ep.side);
+}
+
+/* ---- the HBONE stream endpoint ---- */
+
+static ssize_t stream_read(struct zt_endpoint *ep, uint8_t *buf, size_t len)
+{
+    struct zt_stream_ep *st = (struct zt_stream_ep *)ep;
+    if (st->rx_len == 0)
+        return st->is_rx_eof ? 0 : -EAGAIN;
+    size_t n = st->rx_len < len ? st->rx_len : len;
+    memcpy(buf, st->rx, n);
+    st->rx += n;
+    st->rx_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t stream_write(struct zt_endpoint *ep, const uint8_t *buf, size_t len)
+{
+    struct zt_stream_ep *st = (struct zt_stream_ep *)ep;
+    size_t room = st->is_in_tx ? st->tx_cap - st->tx_len : 0;
+    if (room == 0)
+        return -EAGAIN;
+    size_t n = len < room ? len : room;
+    memcpy(st->tx + st->tx_len, buf, n);
+    st->tx_len += n;
+    return (ssize_t)n;
+}
+
+/* The data source said "nothing now" earlier: ask nghttp2 to call it again
+ * (never from inside it) and send at once. */
+static void stream_resume(struct zt_stream_ep *st)
+{
+    if (!st->is_deferred || st->is_in_tx || !st->h2)
+        return;
+    st->is_deferred = false;
+    struct zt_h2conn *h2 = st->h2;
+    zt_h2conn_resume(h2, st->sid);
+    zt_h2conn_flush(h2); /* may close the stream, and the tunnel */
+}
+
+static int stream_shutdown(struct zt_endpoint *ep)
+{
+    struct zt_stream_ep *st = (struct zt_stream_ep *)ep;
+    st->is_eof_wanted = true;
+    stream_resume(st);
+    /* Done once the stream has closed cleanly: before that, a reset (at
+     * close) could overtake the END_STREAM. */
+    return 1;
+}
+
+static void stream_want(struct zt_endpoint *ep, bool rd, bool wr)
+{
+    if (wr)
+        stream_resume((struct zt_stream_ep *)ep);
+}
+
+static void stream_delivered(struct zt_endpoint *ep, size_t n)
+{
+    struct zt_stream_ep *st = (struct zt_stream_ep *)ep;
+    if (!st->h2)
+        return;
+    struct zt_h2conn *h2 = st->h2;
+    zt_h2conn_consume(h2, st->sid, n);
+    /* The window update must leave now: the sender may be waiting for it
+     * with nothing else due on this connection. */
+    zt_h2conn_flush(h2);
+}
+
+static const struct zt_endpoint_ops stream_ep_ops = {
+    .read = stream_read,
+    .write = stream_write,
+    .shutdown_write = stream_shutdown,
+    .want = stream_want,
+    .delivered = stream_delivered,
+};
 
 /* `error` (borrowed, may be NULL) is what ended the connection. */
 static void fill_record(struct zt_conn *c, const char *error, struct zt_accesslog *r)
@@ -167,8 +280,10 @@ static void fill_record(struct zt_conn *c, const char *error, struct zt_accesslo
         .direction = outbound ? "outbound" : "inbound",
         /* From the reporter's view: outbound sends what the app wrote;
          * inbound sends what the app answered. */
-        .bytes_sent = outbound ? c->bytes_up : c->bytes_down,
-        .bytes_recv = outbound ? c->bytes_down : c->bytes_up,
+        .bytes_sent =
+            outbound ? c->relay.flow[ZT_RELAY_UP].bytes : c->relay.flow[ZT_RELAY_DOWN].bytes,
+        .bytes_recv =
+            outbound ? c->relay.flow[ZT_RELAY_DOWN].bytes : c->relay.flow[ZT_RELAY_UP].bytes,
         .duration_ms = uv_now(&c->pod->pw->worker.loop) - c->start_ms,
         .error = error && error[0] ? error : NULL,
     };
@@ -188,37 +303,42 @@ static void emit_log(struct zt_conn *c, const char *error)
     zt_accesslog_emit(&r);
 }
 
-void zt_conn_close(struct zt_conn *c, const char *error)
+/* ---- lifecycle ---- */
+
+static void on_flush_check(uv_check_t *h);
+
+/* The tunnel ended: everything the connection holds goes, its memory at a
+ * safe point (a handle's close callback, or the worker's next check). `error` is the caller's and
+ * stays valid through this call, where the access line is written. */
+static void conn_finish(struct zt_conn *c, const char *error)
 {
-    if (closed(c))
-        return;
-    /* `error` is the caller's and stays valid through this call, where the
-     * access line is written: the connection does not keep a copy. */
-    set_state(c, ZT_CONN_ST_CLOSED);
+    struct zt_pw *pw = c->pod->pw;
     zt_hbone_pool_cancel(&c->waiter);
     if (c->in_flush) {
-        struct zt_conn **pp = &c->pod->pw->flush_head;
+        struct zt_conn **pp = &pw->flush_head;
         while (*pp && *pp != c)
             pp = &(*pp)->flush_next;
-        if (*pp)
+        if (*pp) {
             *pp = c->flush_next;
-        c->in_flush = false;
+            c->in_flush = false;
+        } /* else: on the list on_flush_check is walking; it skips c */
     }
-    if (c->h2 && !c->stream_closed) {
-        struct zt_h2conn *h2 = c->h2;
-        c->h2 = NULL;
+    if (c->has_stream && c->b.st.h2) {
+        struct zt_stream_ep *st = &c->b.st;
+        struct zt_h2conn *h2 = st->h2;
+        st->h2 = NULL;
         /* After an error status the stream ends by itself; a reset now could
          * overtake the status and the client would never see it. */
-        if (c->sid > 0 && c->final_response_sent)
-            zt_h2conn_attach(h2, c->sid, NULL, NULL);
-        else if (c->sid > 0)
-            zt_h2conn_detach(h2, c->sid);
+        if (st->sid > 0 && st->is_final_status)
+            zt_h2conn_attach(h2, st->sid, NULL, NULL);
+        else if (st->sid > 0)
+            zt_h2conn_detach(h2, st->sid);
         zt_h2conn_flush(h2);
     }
     emit_log(c, error);
     zt_conn_metrics_close(c);
     struct zt_pod_inst *pod = c->pod;
-    atomic_fetch_sub_explicit(&pod->pw->live, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&pw->live, 1, memory_order_relaxed);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -226,10 +346,82 @@ void zt_conn_close(struct zt_conn *c, const char *error)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    close_side(c, &c->a);
-    close_side(c, &c->b);
-    if (c->handles_open == 0)
+    tcp_close(&c->a);
+    if (!c->has_stream)
+        tcp_close(&c->b.tcp);
+    if (c->handles_open == 0) {
+        /* No handle to wait for: freed at the worker's next check, the list
+         * linked through `next` (c is off its pod's list now). */
+        c->next = pw->dead;
+        pw->dead = c;
+        uv_check_start(&pw->flush_check, on_flush_check);
+    }
+}
+
+static void on_relay_state(struct zt_relay *r, enum zt_tunnel_state from, const char *error)
+{
+    struct zt_conn *c = conn_of(r);
+    ZT_DEBUG("proxy", "conn %llu %s -> %s", (unsigned long long)c->id, zt_tunnel_state_str(from),
+             zt_tunnel_state_str(r->state));
+    if (zt_relay_done(r))
+        conn_finish(c, error);
+}
+
+/* Stream bytes for the socket wait for the end of this loop iteration's
+ * reads: usually one send(2) for all the frames that arrived together. */
+static void on_defer_flush(struct zt_relay *r, enum zt_relay_dir dir)
+{
+    struct zt_conn *c = conn_of(r);
+    if (c->in_flush)
+        return;
+    struct zt_pw *pw = c->pod->pw;
+    uv_check_start(&pw->flush_check, on_flush_check);
+    c->in_flush = true;
+    c->flush_next = pw->flush_head;
+    pw->flush_head = c;
+}
+
+static const struct zt_relay_ops conn_relay_ops = {
+    .on_state = on_relay_state,
+    .defer_flush = on_defer_flush,
+};
+
+void zt_conn_worker_reap(struct zt_pw *pw)
+{
+    while (pw->dead) {
+        struct zt_conn *c = pw->dead;
+        pw->dead = c->next;
         conn_free(c);
+    }
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    struct zt_pw *pw = h->data;
+    struct zt_conn *c = pw->flush_head;
+    pw->flush_head = NULL;
+    while (c) {
+        struct zt_conn *next = c->flush_next;
+        c->in_flush = false;
+        c->flush_next = NULL;
+        if (!zt_conn_closed(c))
+            zt_relay_flush(&c->relay, ZT_RELAY_DOWN);
+        c = next;
+    }
+    zt_conn_worker_reap(pw);
+    if (!pw->flush_head)
+        uv_check_stop(h);
+}
+
+void zt_conn_worker_init(struct zt_pw *pw)
+{
+    uv_check_init(&pw->worker.loop, &pw->flush_check);
+    pw->flush_check.data = pw;
+}
+
+void zt_conn_close(struct zt_conn *c, const char *error)
+{
+    zt_relay_close(&c->relay, error);
 }
 
 struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int afd)
@@ -240,7 +432,9 @@ struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int
     c->id = ++pod->pw->next_conn_id;
     c->kind = kind;
     c->pod = pod;
-    c->a.fd = c->b.fd = -1;
+    zt_relay_init(&c->relay, &conn_relay_ops, NULL, NULL, BUF_CAP, READ_SZ);
+    c->a.fd = -1;
+    c->b.tcp.fd = -1;
     c->start_ms = uv_now(&pod->pw->worker.loop);
     c->next = pod->conns;
     if (pod->conns)
@@ -248,342 +442,136 @@ struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int
     pod->conns = c;
     atomic_fetch_add_explicit(&pod->pw->live, 1, memory_order_relaxed);
     if (afd >= 0)
-        side_open(c, &c->a, afd, on_poll_a);
+        zt_conn_set_tcp_a(c, afd, false);
     return c;
+}
+
+static void set_tcp(struct zt_conn *c, enum zt_relay_side side, int fd, bool connecting)
+{
+    struct zt_tcp_ep *t = side == ZT_RELAY_A ? &c->a : &c->b.tcp;
+    tcp_open(c, t, fd, connecting);
+    zt_relay_set_endpoint(&c->relay, side, &t->ep);
+    if (connecting)
+        tcp_poll_for(t, UV_WRITABLE);
 }
 
 void zt_conn_set_tcp_b(struct zt_conn *c, int fd, bool connecting)
 {
-    c->b_is_stream = false;
-    side_open(c, &c->b, fd, on_poll_b);
-    c->b.connecting = connecting;
-    update_polls(c);
+    c->has_stream = false;
+    set_tcp(c, ZT_RELAY_B, fd, connecting);
 }
 
 void zt_conn_set_tcp_a(struct zt_conn *c, int fd, bool connecting)
 {
-    side_open(c, &c->a, fd, on_poll_a);
-    c->a.connecting = connecting;
-    update_polls(c);
+    set_tcp(c, ZT_RELAY_A, fd, connecting);
 }
 
 void zt_conn_set_stream(struct zt_conn *c, struct zt_h2conn *h2, int32_t sid)
 {
-    c->b_is_stream = true;
-    c->h2 = h2;
-    c->sid = sid;
+    c->has_stream = true;
+    struct zt_stream_ep *st = &c->b.st;
+    *st = (struct zt_stream_ep){
+        .ep = {.ops = &stream_ep_ops, .is_unbounded = true},
+        .conn = c,
+        .h2 = h2,
+        .sid = sid,
+    };
+    zt_relay_set_endpoint(&c->relay, ZT_RELAY_B, &st->ep);
+}
+
+void zt_conn_connect_sent(struct zt_conn *c)
+{
+    zt_relay_set_state(&c->relay, ZT_TUN_CONNECT_SENT);
 }
 
 void zt_conn_start_relay(struct zt_conn *c)
 {
-    if (closed(c))
-        return;
-    set_state(c, ZT_CONN_ST_RELAYING);
-    update_polls(c);
+    zt_relay_set_state(&c->relay, ZT_TUN_ESTABLISHED);
 }
 
-/* ---- moving bytes ---- */
-
-static int write_some(int fd, struct zt_buf *b, size_t *written)
-{
-    *written = 0;
-    while (b->len > 0) {
-        ssize_t n = send(fd, zt_buf_head(b), b->len, MSG_NOSIGNAL);
-        if (n > 0) {
-            zt_buf_consume(b, (size_t)n);
-            *written += (size_t)n;
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return 0;
-        return -errno;
-    }
-    return 0;
-}
-
-/* Reads from `fd` into `b` until EAGAIN, EOF or the buffer cap. Returns 1 at
- * EOF, 0 otherwise, or a negative errno. */
-static int read_some(int fd, struct zt_buf *b, uint64_t *counter)
-{
-    while (b->len < BUF_CAP) {
-        size_t want = BUF_CAP - b->len < READ_SZ ? BUF_CAP - b->len : READ_SZ;
-        uint8_t *p = zt_buf_reserve(b, want);
-        ssize_t n = recv(fd, p, want, 0);
-        if (n > 0) {
-            zt_buf_commit(b, (size_t)n);
-            *counter += (uint64_t)n;
-            if ((size_t)n < want)
-                return 0; /* likely drained; avoid a syscall that says EAGAIN */
-            continue;
-        }
-        if (n == 0)
-            return 1;
-        if (errno == EAGAIN || errno == EINTR)
-            return 0;
-        return -errno;
-    }
-    return 0;
-}
-
-static void fail_io(struct zt_conn *c, const char *what, int err)
-{
-    char msg[128];
-    snprintf(msg, sizeof(msg), "%s: %s", what, zt_strerror(err));
-    zt_conn_close(c, msg);
-}
-
-/* Writes pending "down" bytes to side A. May close c (check closed()). */
-static void flush_down(struct zt_conn *c)
-{
-    size_t n;
-    int rc = write_some(c->a.fd, &c->down, &n);
-    if (rc == 0 && c->down.len == 0) {
-        zt_buf_release(&c->down);
-        if (c->b.rd_eof && !c->a.wr_shut) {
-            shutdown(c->a.fd, SHUT_WR);
-            c->a.wr_shut = true;
-        }
-    }
-    if (n && c->b_is_stream && c->h2 && !c->stream_closed) {
-        struct zt_h2conn *h2 = c->h2;
-        zt_h2conn_consume(h2, c->sid, n);
-        /* The window update must leave now: the sender may be waiting for
-         * it with nothing else due on this connection. */
-        zt_h2conn_flush(h2);
-    }
-    if (rc < 0 && !closed(c))
-        fail_io(c, "write to downstream", rc);
-}
-
-/* Writes pending "up" bytes to a TCP side B. */
-static void flush_up(struct zt_conn *c)
-{
-    size_t n;
-    int rc = write_some(c->b.fd, &c->up, &n);
-    if (rc < 0) {
-        fail_io(c, "write to upstream", rc);
-        return;
-    }
-    if (c->up.len == 0) {
-        zt_buf_release(&c->up);
-        if (c->a.rd_eof && !c->b.wr_shut) {
-            shutdown(c->b.fd, SHUT_WR);
-            c->b.wr_shut = true;
-        }
-    }
-}
-
-static void progress(struct zt_conn *c)
-{
-    if (closed(c))
-        return;
-    if (c->state == ZT_CONN_ST_RELAYING) {
-        bool done;
-        if (c->b_is_stream)
-            done = c->stream_closed && c->down.len == 0;
-        else
-            done = c->a.rd_eof && c->b.wr_shut && c->b.rd_eof && c->a.wr_shut;
-        if (done) {
-            zt_conn_close(c, NULL);
-            return;
-        }
-    }
-    update_polls(c);
-}
-
-static void on_poll_a(uv_poll_t *h, int status, int events)
-{
-    struct zt_conn *c = h->data;
-    if (closed(c))
-        return;
-    if (c->a.connecting) {
-        /* POLLERR arrives as UV_EBADF; the socket knows the real reason. */
-        c->a.connecting = false;
-        int err = zt_sock_connect_result(c->a.fd);
-        zt_conn_on_connected(c, err < 0 ? err : status);
-        return;
-    }
-    if (status < 0) {
-        fail_io(c, "downstream", status);
-        return;
-    }
-    if (events & UV_WRITABLE) {
-        flush_down(c);
-        if (closed(c))
-            return;
-    }
-    if ((events & UV_READABLE) && !c->a.rd_eof) {
-        int rc = read_some(c->a.fd, &c->up, &c->bytes_up);
-        if (rc < 0) {
-            fail_io(c, "read from downstream", rc);
-            return;
-        }
-        if (rc == 1)
-            c->a.rd_eof = true;
-        if (c->b_is_stream) {
-            if (c->h2 && !c->stream_closed) {
-                struct zt_h2conn *h2 = c->h2;
-                zt_h2conn_resume(h2, c->sid);
-                zt_h2conn_flush(h2);
-                if (closed(c))
-                    return;
-            }
-        } else {
-            flush_up(c);
-        }
-    }
-    progress(c);
-}
-
-static void on_poll_b(uv_poll_t *h, int status, int events)
-{
-    struct zt_conn *c = h->data;
-    if (closed(c))
-        return;
-    if (c->b.connecting) {
-        c->b.connecting = false;
-        int err = zt_sock_connect_result(c->b.fd);
-        zt_conn_on_connected(c, err < 0 ? err : status);
-        return;
-    }
-    if (status < 0) {
-        fail_io(c, "upstream", status);
-        return;
-    }
-    if (events & UV_WRITABLE) {
-        flush_up(c);
-        if (closed(c))
-            return;
-    }
-    if ((events & UV_READABLE) && !c->b.rd_eof) {
-        int rc = read_some(c->b.fd, &c->down, &c->bytes_down);
-        if (rc < 0) {
-            fail_io(c, "read from upstream", rc);
-            return;
-        }
-        if (rc == 1)
-            c->b.rd_eof = true;
-        flush_down(c);
-        if (closed(c))
-            return;
-    }
-    progress(c);
-}
-
-/* ---- HBONE stream side ---- */
-
-static void on_flush_check(uv_check_t *h)
-{
-    struct zt_pw *pw = h->data;
-    struct zt_conn *c = pw->flush_head;
-    pw->flush_head = NULL;
-    uv_check_stop(h);
-    while (c) {
-        struct zt_conn *next = c->flush_next;
-        c->in_flush = false;
-        c->flush_next = NULL;
-        if (!closed(c)) {
-            flush_down(c);
-            progress(c);
-        }
-        c = next;
-    }
-}
-
-void zt_conn_worker_init(struct zt_pw *pw)
-{
-    uv_check_init(&pw->worker.loop, &pw->flush_check);
-    pw->flush_check.data = pw;
-}
+/* ---- HBONE stream callbacks (the user pointer is the connection) ---- */
 
 static void st_on_response(void *sud, int status)
 {
-    struct zt_conn *c = sud;
-    zt_outbound_upstream_ready(c, status);
+    zt_outbound_upstream_ready(sud, status);
 }
 
 static void st_on_data(void *sud, const uint8_t *data, size_t len)
 {
     struct zt_conn *c = sud;
-    if (closed(c))
+    if (zt_conn_closed(c))
         return;
-    c->bytes_down += len;
-    zt_buf_append(&c->down, data, len);
-    if (c->state != ZT_CONN_ST_RELAYING || c->in_flush)
-        return;
-    /* Written after this loop iteration's reads: usually one send(2) for
-     * all the frames that arrived together. */
-    struct zt_pw *pw = c->pod->pw;
-    if (!pw->flush_head)
-        uv_check_start(&pw->flush_check, on_flush_check);
-    c->in_flush = true;
-    c->flush_next = pw->flush_head;
-    pw->flush_head = c;
+    struct zt_stream_ep *st = &c->b.st;
+    st->rx = data;
+    st->rx_len = len;
+    zt_relay_readable(&c->relay, ZT_RELAY_B); /* takes all of it */
+    st->rx = NULL;
+    st->rx_len = 0;
 }
 
 static void st_on_end(void *sud)
 {
     struct zt_conn *c = sud;
-    if (closed(c))
+    if (zt_conn_closed(c))
         return;
-    c->b.rd_eof = true;
-    if (c->state == ZT_CONN_ST_RELAYING && c->down.len == 0 && !c->a.wr_shut) {
-        shutdown(c->a.fd, SHUT_WR);
-        c->a.wr_shut = true;
-    }
-    update_polls(c);
+    c->b.st.is_rx_eof = true;
+    zt_relay_readable(&c->relay, ZT_RELAY_B);
 }
 
 static void st_on_close(void *sud, int error)
 {
     struct zt_conn *c = sud;
-    c->stream_closed = true;
-    c->h2 = NULL;
-    if (closed(c))
+    struct zt_stream_ep *st = &c->b.st;
+    st->h2 = NULL;
+    if (zt_conn_closed(c))
         return;
-    if (c->state != ZT_CONN_ST_RELAYING) {
+    if (!zt_relay_moving(&c->relay)) {
         if (c->kind == ZT_CONN_OUTBOUND)
             zt_conn_close(c, error ? zt_strerror(error) : "stream closed before the response");
         else
             zt_conn_close(c, "client closed the stream before the upstream connected");
         return;
     }
-    if (error || !c->stream_eof_sent) {
+    if (error || !st->is_eof_sent) {
         /* The peer reset the tunnel: deliver what we have, then give up. */
-        if (c->down.len)
-            flush_down(c);
-        if (!closed(c))
-            zt_conn_close(c, error ? "tunnel reset by peer" : NULL);
+        zt_relay_abort(&c->relay, ZT_RELAY_B, error ? "tunnel reset by peer" : NULL);
         return;
     }
-    c->b.rd_eof = true;
-    progress(c);
+    /* Both ends of the stream are done. */
+    st->is_rx_eof = true;
+    zt_relay_readable(&c->relay, ZT_RELAY_B);
+    if (!zt_conn_closed(c))
+        zt_relay_shutdown_done(&c->relay, ZT_RELAY_B);
 }
 
+/* nghttp2 asks for DATA: the stream is writable into `buf` for this call. */
 static ssize_t st_read(void *sud, uint8_t *buf, size_t len, bool *eof)
 {
     struct zt_conn *c = sud;
-    if (closed(c) || c->state != ZT_CONN_ST_RELAYING)
+    struct zt_stream_ep *st = &c->b.st;
+    if (zt_conn_closed(c))
         return -EAGAIN;
-    if (c->up.len > 0) {
-        size_t n = c->up.len < len ? c->up.len : len;
-        memcpy(buf, zt_buf_head(&c->up), n);
-        zt_buf_consume(&c->up, n);
-        if (c->up.len == 0) {
-            zt_buf_release(&c->up);
-            if (c->a.rd_eof) {
-                *eof = true;
-                c->stream_eof_sent = true;
-            }
-        }
-        update_polls(c);
+    size_t n = 0;
+    if (zt_relay_moving(&c->relay)) {
+        st->tx = buf;
+        st->tx_cap = len;
+        st->tx_len = 0;
+        st->is_in_tx = true;
+        zt_relay_pull(&c->relay, ZT_RELAY_B);
+        st->is_in_tx = false;
+        st->tx = NULL;
+        n = st->tx_len;
+        if (zt_conn_closed(c))
+            return n ? (ssize_t)n : -EAGAIN;
+    }
+    if (st->is_eof_wanted) {
+        *eof = true;
+        st->is_eof_sent = true;
         return (ssize_t)n;
     }
-    if (c->a.rd_eof) {
-        *eof = true;
-        c->stream_eof_sent = true;
-        return 0;
-    }
+    if (n > 0)
+        return (ssize_t)n;
+    st->is_deferred = true;
     return -EAGAIN;
 }
 

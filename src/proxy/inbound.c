@@ -306,7 +306,7 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
     if (rc < 0) {
         c->flags = "CONNECT";
         zt_h2conn_respond(h2, sid, 503, NULL, 0);
-        c->final_response_sent = true;
+        c->b.st.is_final_status = true;
         snprintf(reason, sizeof(reason), "connect to %s: %s", req->authority, zt_strerror(rc));
         zt_conn_close(c, reason);
     }
@@ -321,14 +321,14 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
 
 void zt_inbound_upstream_ready(struct zt_conn *c, int err)
 {
-    if (c->state == ZT_CONN_ST_CLOSED || !c->h2)
+    if (zt_conn_closed(c) || !zt_conn_h2(c))
         return;
-    struct zt_h2conn *h2 = c->h2;
+    struct zt_h2conn *h2 = zt_conn_h2(c);
     if (err < 0) {
         char msg[160];
         c->flags = "CONNECT";
-        zt_h2conn_respond(h2, c->sid, 503, NULL, 0);
-        c->final_response_sent = true;
+        zt_h2conn_respond(h2, c->b.st.sid, 503, NULL, 0);
+        c->b.st.is_final_status = true;
         snprintf(msg, sizeof(msg), "connect to %s: %s", c->hbone_addr, zt_strerror(err));
         zt_conn_close(c, msg);
         zt_h2conn_flush(h2);
@@ -338,7 +338,7 @@ void zt_inbound_upstream_ready(struct zt_conn *c, int err)
     char baggage[1024];
     zt_workload_baggage(c->dst_wl, baggage, sizeof(baggage));
     const char *headers[] = {"baggage", baggage};
-    if (zt_h2conn_respond(h2, c->sid, 200, headers, 1) < 0) {
+    if (zt_h2conn_respond(h2, c->b.st.sid, 200, headers, 1) < 0) {
         zt_conn_close(c, "stream gone before the upstream connected");
         return;
     }
@@ -619,11 +619,11 @@ static void resume_request(struct zt_in_wait *w)
     /* Detached first: a refusal must not report into w, which goes next. */
     zt_h2conn_attach(in->h2, w->sid, NULL, NULL);
     struct zt_conn *c = serve_request(in, w->sid, &req, false);
-    if (!c || c->state == ZT_CONN_ST_CLOSED)
+    if (!c || zt_conn_closed(c))
         return;
     if (w->data.len)
         zt_conn_stream_ops.on_data(c, zt_buf_head(&w->data), w->data.len);
-    if (w->eof && c->state != ZT_CONN_ST_CLOSED)
+    if (w->eof && !zt_conn_closed(c))
         zt_conn_stream_ops.on_end(c);
 }
 

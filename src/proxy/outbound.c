@@ -130,13 +130,14 @@ static void open_stream(struct zt_conn *c, struct zt_h2conn *h2)
         return;
     }
     zt_conn_set_stream(c, h2, sid);
+    zt_conn_connect_sent(c);
     zt_h2conn_flush(h2);
 }
 
 static void on_pool_ready(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int err)
 {
     struct zt_conn *c = (struct zt_conn *)((char *)w - offsetof(struct zt_conn, waiter));
-    if (c->state == ZT_CONN_ST_CLOSED)
+    if (zt_conn_closed(c))
         return;
     if (err < 0 || !h2) {
         c->flags = err == ZT_E_IDENTITY  ? "IDENTITY_ERROR"
@@ -154,7 +155,7 @@ static void on_pool_ready(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int e
 
 void zt_outbound_upstream_ready(struct zt_conn *c, int status)
 {
-    if (c->state == ZT_CONN_ST_CLOSED)
+    if (zt_conn_closed(c))
         return;
     if (status == 200) {
         zt_conn_start_relay(c);

@@ -7,6 +7,7 @@
 #include "hbone/pool.h"
 #include "loop/worker.h"
 #include "proxy/proxy.h"
+#include "proxy/relay.h"
 #include "telemetry/headers.h"
 #include "telemetry/metrics.h"
 #include "tls/spiffe.h"
@@ -72,6 +73,7 @@ struct zt_pw {
      * per loop iteration after all reads (one send for many DATA frames). */
     uv_check_t flush_check;
     struct zt_conn *flush_head;
+    struct zt_conn *dead; /* ended, freed at the next check (no handle left to wait for) */
     /* Proxied and HBONE server connections alive on this worker; read by
      * the control loop while draining. */
     atomic_uint live;
@@ -103,46 +105,59 @@ struct zt_proxy {
 
 enum zt_conn_kind { ZT_CONN_OUTBOUND, ZT_CONN_INBOUND_HBONE, ZT_CONN_INBOUND_PLAIN };
 
-enum zt_conn_state {
-    ZT_CONN_ST_CONNECTING, /* waiting for the upstream (TCP connect, pool, or CONNECT) */
-    ZT_CONN_ST_RELAYING,
-    ZT_CONN_ST_CLOSED
-};
-const char *zt_conn_state_str(enum zt_conn_state st);
-
-struct zt_tcp_side {
+/* A TCP socket as a relay endpoint (conn.c). */
+struct zt_tcp_ep {
+    struct zt_endpoint ep;
+    struct zt_conn *conn;
     int fd;
     uv_poll_t poll;
-    int events;
-    bool open;       /* poll handle initialized */
-    bool connecting; /* non-blocking connect in flight */
-    bool rd_eof;
-    bool wr_shut;
+    int events;         /* polled for */
+    bool is_open;       /* poll handle initialized */
+    bool is_connecting; /* non-blocking connect in flight */
 };
 
-/* One proxied connection. Side A is always a TCP socket in the pod; side B is
- * a TCP socket (passthrough, plain inbound) or an HBONE stream. Data A->B is
- * "up", B->A "down". */
+/* An HBONE stream as a relay endpoint (conn.c). Its DATA can only be taken
+ * while nghttp2 hands it over (on_data) and given while nghttp2 asks for a
+ * body (its data source callback): rx and tx are those moments' buffers. */
+struct zt_stream_ep {
+    struct zt_endpoint ep;
+    struct zt_conn *conn;
+    struct zt_h2conn *h2; /* NULL once the stream is gone */
+    int32_t sid;
+    const uint8_t *rx; /* during on_data */
+    size_t rx_len;
+    uint8_t *tx; /* during the data source callback */
+    size_t tx_cap, tx_len;
+    bool is_rx_eof;       /* the peer ended its side */
+    bool is_eof_wanted;   /* the relay shut our side ... */
+    bool is_eof_sent;     /* ... and END_STREAM was handed to nghttp2 */
+    bool is_deferred;     /* the data source said "nothing now": resume it */
+    bool is_in_tx;        /* inside the data source callback */
+    bool is_final_status; /* inbound: a non-200 status ends the stream */
+};
+
+/* One proxied connection: a relay between side A, always a TCP socket in
+ * the pod, and side B, a TCP socket (passthrough, plain inbound) or an
+ * HBONE stream. Data A->B is "up", B->A "down". Its state is the tunnel's
+ * (c->relay.state). */
 struct zt_conn {
     uint64_t id;
     enum zt_conn_kind kind;
-    enum zt_conn_state state;
     struct zt_pod_inst *pod;
-    struct zt_tcp_side a, b;
-    bool b_is_stream;
-    struct zt_h2conn *h2;
-    int32_t sid;
-    bool stream_eof_sent;
-    bool stream_closed;
-    bool final_response_sent; /* inbound: a non-200 status ends the stream */
+    struct zt_relay relay;
+    struct zt_tcp_ep a;
+    union {
+        struct zt_tcp_ep tcp;
+        struct zt_stream_ep st;
+    } b;
+    bool has_stream; /* b is b.st */
+    bool in_flush;   /* on the worker's flush list */
+    bool mtls;       /* outbound over HBONE */
     struct zt_hbone_waiter waiter;
-    struct zt_buf up, down;
-    uint64_t bytes_up, bytes_down;
     uint64_t start_ms;
     int handles_open;
     struct zt_conn *prev, *next;
-    struct zt_conn *flush_next;
-    bool in_flush;
+    struct zt_conn *flush_next; /* the worker's flush list, then its dead list */
     /* access log */
     char src_addr[64], dst_addr[64], hbone_addr[64];
     /* Identities proven by mTLS, for the access log, metrics and policy
@@ -163,9 +178,19 @@ struct zt_conn {
      * baggage), for telemetry only. Heap, NULL when unused. */
     struct zt_telemetry_baggage *src_bag;
     const char *flags;            /* response_flags; NULL = "-" */
-    bool mtls;                    /* outbound over HBONE */
     struct zt_tcp_series *series; /* opened under these labels */
 };
+
+static inline bool zt_conn_closed(const struct zt_conn *c)
+{
+    return zt_relay_done(&c->relay);
+}
+
+/* The HTTP/2 connection carrying the conn's stream, NULL if none (any more). */
+static inline struct zt_h2conn *zt_conn_h2(const struct zt_conn *c)
+{
+    return c->has_stream ? c->b.st.h2 : NULL;
+}
 
 /* An HBONE server connection accepted on a pod's 15008. Until the pod's
  * certificate is at hand it is only the accepted socket (fd, cert_wait
@@ -190,6 +215,8 @@ void zt_conn_set_tcp_b(struct zt_conn *c, int fd, bool connecting);
 void zt_conn_set_tcp_a(struct zt_conn *c, int fd, bool connecting);
 /* Side B is stream `sid` of `h2`. */
 void zt_conn_set_stream(struct zt_conn *c, struct zt_h2conn *h2, int32_t sid);
+/* The HBONE CONNECT for the conn's stream is sent. */
+void zt_conn_connect_sent(struct zt_conn *c);
 /* Connection established: start moving bytes. */
 void zt_conn_start_relay(struct zt_conn *c);
 /* Replaces *slot (c->src_identity or c->dst_identity) with a copy of id;
@@ -205,6 +232,8 @@ void zt_conn_on_connected(struct zt_conn *c, int err);
 
 /* Starts the per-worker write batching (call on the worker's thread). */
 void zt_conn_worker_init(struct zt_pw *pw);
+/* Frees the connections that ended since the last loop turn (shutdown). */
+void zt_conn_worker_reap(struct zt_pw *pw);
 
 /* telemetry.c: the peers of a connection and its istio_tcp_* metrics.
  * set_peers() records the workloads and service (from the worker's current

@@ -68,7 +68,7 @@ static void check_pod(struct zt_pod_inst *pod, struct zt_tls_crl *crl)
     struct zt_conn *c = pod->conns;
     while (c) {
         struct zt_conn *next = c->next;
-        if (c->h2 != NULL && listed(&r, c->h2)) {
+        if (zt_conn_h2(c) != NULL && listed(&r, zt_conn_h2(c))) {
             c->flags = "CERT_REVOKED";
             zt_conn_close(c, "peer certificate revoked by a CRL update");
         }

@@ -174,8 +174,10 @@ void zt_conn_metrics_close(struct zt_conn *c)
         }
         /* received = client to server, sent = server to client. */
         bool a_is_client = c->kind != ZT_CONN_INBOUND_HBONE;
-        uint64_t received = a_is_client ? c->bytes_up : c->bytes_down;
-        uint64_t sent = a_is_client ? c->bytes_down : c->bytes_up;
+        uint64_t received =
+            a_is_client ? c->relay.flow[ZT_RELAY_UP].bytes : c->relay.flow[ZT_RELAY_DOWN].bytes;
+        uint64_t sent =
+            a_is_client ? c->relay.flow[ZT_RELAY_DOWN].bytes : c->relay.flow[ZT_RELAY_UP].bytes;
         zt_tcp_series_closed(s);
         zt_tcp_series_add_bytes(s, received, sent);
         zt_metrics_gauge_add(m, sockets_gauge(c->kind), -1);
