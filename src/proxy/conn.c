@@ -33,9 +33,29 @@ static struct zt_conn *conn_of(struct zt_relay *r)
 static void conn_free(struct zt_conn *c)
 {
     zt_relay_cleanup(&c->relay);
+    free(c->b.tcp); /* never polled, or its handle is closed */
     free(c->src_identity);
     free(c->dst_identity);
     free(c);
+}
+
+void zt_conn_addr_set(union zt_conn_addr *a, const struct sockaddr *sa)
+{
+    memset(a, 0, sizeof(*a));
+    if (sa->sa_family == AF_INET)
+        a->in = *(const struct sockaddr_in *)sa;
+    else if (sa->sa_family == AF_INET6)
+        a->in6 = *(const struct sockaddr_in6 *)sa;
+}
+
+const char *zt_conn_addr_str(const union zt_conn_addr *a, char *buf, size_t cap)
+{
+    if (a->sa.sa_family != AF_INET && a->sa.sa_family != AF_INET6) {
+        if (cap)
+            buf[0] = 0;
+        return buf;
+    }
+    return zt_sockaddr_str(&a->sa, buf, cap);
 }
 
 void zt_conn_set_identity(char **slot, const char *id)
@@ -59,6 +79,10 @@ static void on_tcp_closed(uv_handle_t *h)
     struct zt_conn *c = t->conn;
     close(t->fd);
     t->fd = -1;
+    if (t == c->b.tcp) {
+        free(t);
+        c->b.tcp = NULL;
+    }
     if (--c->handles_open == 0)
         conn_free(c); /* the tunnel ended before its handles were closed */
 }
@@ -254,12 +278,22 @@ static const struct zt_endpoint_ops stream_ep_ops = {
     .delivered = stream_delivered,
 };
 
-/* `error` (borrowed, may be NULL) is what ended the connection. */
-static void fill_record(struct zt_conn *c, const char *error, struct zt_accesslog *r)
+/* The connection's addresses as text, for one access-log line. */
+struct addr_text {
+    char src[ZT_CONN_ADDR_STR_MAX], dst[ZT_CONN_ADDR_STR_MAX], hbone[ZT_CONN_ADDR_STR_MAX];
+};
+
+/* `error` (borrowed, may be NULL) is what ended the connection; the record
+ * points into `t`. */
+static void fill_record(struct zt_conn *c, const char *error, struct addr_text *t,
+                        struct zt_accesslog *r)
 {
+    zt_conn_addr_str(&c->src_addr, t->src, sizeof(t->src));
+    zt_conn_addr_str(&c->dst_addr, t->dst, sizeof(t->dst));
+    zt_conn_addr_str(&c->hbone_addr, t->hbone, sizeof(t->hbone));
     bool outbound = c->kind == ZT_CONN_OUTBOUND;
     *r = (struct zt_accesslog){
-        .src_addr = c->src_addr,
+        .src_addr = t->src,
         .src_workload = c->src_wl    ? c->src_wl->name
                         : c->src_bag ? c->src_bag->workload
                                      : NULL,
@@ -270,8 +304,8 @@ static void fill_record(struct zt_conn *c, const char *error, struct zt_accesslo
         .src_cluster = c->src_wl    ? c->src_wl->cluster_id
                        : c->src_bag ? c->src_bag->cluster
                                     : NULL,
-        .dst_addr = c->dst_addr,
-        .dst_hbone_addr = c->hbone_addr,
+        .dst_addr = t->dst,
+        .dst_hbone_addr = t->hbone,
         .dst_service = c->dst_svc ? c->dst_svc->hostname : NULL,
         .dst_workload = c->dst_wl ? c->dst_wl->name : NULL,
         .dst_namespace = c->dst_wl ? c->dst_wl->namespace : NULL,
@@ -292,14 +326,16 @@ static void fill_record(struct zt_conn *c, const char *error, struct zt_accesslo
 void zt_conn_log_opened(struct zt_conn *c)
 {
     struct zt_accesslog r;
-    fill_record(c, NULL, &r);
+    struct addr_text t;
+    fill_record(c, NULL, &t, &r);
     zt_accesslog_emit_opened(&r);
 }
 
 static void emit_log(struct zt_conn *c, const char *error)
 {
     struct zt_accesslog r;
-    fill_record(c, error, &r);
+    struct addr_text t;
+    fill_record(c, error, &t, &r);
     zt_accesslog_emit(&r);
 }
 
@@ -347,8 +383,8 @@ static void conn_finish(struct zt_conn *c, const char *error)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
     tcp_close(&c->a);
-    if (!c->has_stream)
-        tcp_close(&c->b.tcp);
+    if (c->b.tcp)
+        tcp_close(c->b.tcp);
     if (c->handles_open == 0) {
         /* No handle to wait for: freed at the worker's next check, the list
          * linked through `next` (c is off its pod's list now). */
@@ -434,7 +470,6 @@ struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int
     c->pod = pod;
     zt_relay_init(&c->relay, &conn_relay_ops, NULL, NULL, BUF_CAP, READ_SZ);
     c->a.fd = -1;
-    c->b.tcp.fd = -1;
     c->start_ms = uv_now(&pod->pw->worker.loop);
     c->next = pod->conns;
     if (pod->conns)
@@ -448,7 +483,12 @@ struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int
 
 static void set_tcp(struct zt_conn *c, enum zt_relay_side side, int fd, bool connecting)
 {
-    struct zt_tcp_ep *t = side == ZT_RELAY_A ? &c->a : &c->b.tcp;
+    struct zt_tcp_ep *t = &c->a;
+    if (side == ZT_RELAY_B) {
+        t = c->b.tcp = calloc(1, sizeof(*t));
+        if (!t)
+            abort();
+    }
     tcp_open(c, t, fd, connecting);
     zt_relay_set_endpoint(&c->relay, side, &t->ep);
     if (connecting)

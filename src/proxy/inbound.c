@@ -190,8 +190,8 @@ static void inbound_plain_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         return;
     }
     struct zt_conn *c = zt_conn_new(pod, ZT_CONN_INBOUND_PLAIN, fd);
-    snprintf(c->src_addr, sizeof(c->src_addr), "%s", src_s);
-    snprintf(c->dst_addr, sizeof(c->dst_addr), "%s", dst_s);
+    zt_conn_addr_set(&c->src_addr, (struct sockaddr *)&peer);
+    zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&dst);
     /* No mTLS: identities are logged only when proven (none here). */
     zt_conn_set_peers(c, src_by_ip(pod, &peer), self, NULL);
     zt_conn_metrics_open(c);
@@ -281,9 +281,9 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
     }
     struct zt_conn *c = zt_conn_new(pod, ZT_CONN_INBOUND_HBONE, -1);
     c->inbound = in;
-    zt_sockaddr_str((struct sockaddr *)&in->peer, c->src_addr, sizeof(c->src_addr));
-    zt_sockaddr_str((struct sockaddr *)&in->local, c->dst_addr, sizeof(c->dst_addr));
-    snprintf(c->hbone_addr, sizeof(c->hbone_addr), "%s", req->authority);
+    zt_conn_addr_set(&c->src_addr, (struct sockaddr *)&in->peer);
+    zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&in->local);
+    zt_conn_addr_set(&c->hbone_addr, (struct sockaddr *)&target);
     zt_conn_set_identity(&c->src_identity, in->peer_identity);
     fill_dst(c, self);
     const struct zt_workload *src = src_by_ip(pod, &in->peer);
@@ -329,7 +329,9 @@ void zt_inbound_upstream_ready(struct zt_conn *c, int err)
         c->flags = "CONNECT";
         zt_h2conn_respond(h2, c->b.st.sid, 503, NULL, 0);
         c->b.st.is_final_status = true;
-        snprintf(msg, sizeof(msg), "connect to %s: %s", c->hbone_addr, zt_strerror(err));
+        char to[ZT_CONN_ADDR_STR_MAX];
+        snprintf(msg, sizeof(msg), "connect to %s: %s",
+                 zt_conn_addr_str(&c->hbone_addr, to, sizeof(to)), zt_strerror(err));
         zt_conn_close(c, msg);
         zt_h2conn_flush(h2);
         return;
@@ -355,7 +357,9 @@ void zt_conn_on_connected(struct zt_conn *c, int err)
     if (err < 0) {
         char msg[160];
         c->flags = "CONNECT";
-        snprintf(msg, sizeof(msg), "connect to %s: %s", c->dst_addr, zt_strerror(err));
+        char to[ZT_CONN_ADDR_STR_MAX];
+        snprintf(msg, sizeof(msg), "connect to %s: %s",
+                 zt_conn_addr_str(&c->dst_addr, to, sizeof(to)), zt_strerror(err));
         zt_conn_close(c, msg);
         return;
     }

@@ -115,8 +115,11 @@ static void open_stream(struct zt_conn *c, struct zt_h2conn *h2)
     /* The source workload travels in baggage; forwarded names the client
      * and the service it dialed; traceparent is new for each connection. */
     zt_workload_baggage(zt_pod_self(c->pod), baggage, sizeof(baggage));
-    if (zt_telemetry_forwarded_format(c->src_addr, c->dst_svc ? c->dst_svc->hostname : NULL,
-                                      forwarded, sizeof(forwarded)) < 0)
+    char src[ZT_CONN_ADDR_STR_MAX], authority[ZT_CONN_ADDR_STR_MAX];
+    zt_conn_addr_str(&c->src_addr, src, sizeof(src));
+    zt_hbone_format_authority(&c->hbone_addr.sa, authority, sizeof(authority));
+    if (zt_telemetry_forwarded_format(src, c->dst_svc ? c->dst_svc->hostname : NULL, forwarded,
+                                      sizeof(forwarded)) < 0)
         forwarded[0] = 0;
     struct zt_telemetry_traceparent tp;
     zt_telemetry_traceparent_new(&tp);
@@ -124,7 +127,7 @@ static void open_stream(struct zt_conn *c, struct zt_h2conn *h2)
         traceparent[0] = 0;
     const char *headers[] = {"baggage", baggage,       "forwarded",
                              forwarded, "traceparent", traceparent};
-    int32_t sid = zt_h2conn_connect(h2, c->hbone_addr, headers, 3, &zt_conn_stream_ops, c);
+    int32_t sid = zt_h2conn_connect(h2, authority, headers, 3, &zt_conn_stream_ops, c);
     if (sid < 0) {
         zt_conn_close(c, "cannot open HBONE stream");
         return;
@@ -145,7 +148,9 @@ static void on_pool_ready(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int e
                    : err == ZT_E_TIMEOUT ? "NETWORK_POLICY"
                                          : "CONNECT";
         char msg[128];
-        snprintf(msg, sizeof(msg), "HBONE connection to %s failed: %s", c->dst_addr,
+        char to[ZT_CONN_ADDR_STR_MAX];
+        snprintf(msg, sizeof(msg), "HBONE connection to %s failed: %s",
+                 zt_conn_addr_str(&c->dst_addr, to, sizeof(to)),
                  err == ZT_E_IDENTITY ? "server identity not accepted" : zt_strerror(err));
         zt_conn_close(c, msg);
         return;
@@ -291,8 +296,8 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         return;
     }
     struct zt_conn *c = zt_conn_new(pod, ZT_CONN_OUTBOUND, fd);
-    snprintf(c->src_addr, sizeof(c->src_addr), "%s", src_s);
-    snprintf(c->dst_addr, sizeof(c->dst_addr), "%s", dst_s);
+    zt_conn_addr_set(&c->src_addr, (struct sockaddr *)&peer);
+    zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&dst);
     if (!self) {
         zt_conn_close(c, "source workload unknown: not in the proxy's configuration");
         return;
@@ -329,12 +334,14 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         zt_conn_set_identity(&c->src_identity, NULL);
         struct zt_sock_opts o;
         zt_pod_sock_opts(pod, &o);
-        zt_sockaddr_str((struct sockaddr *)&target, c->dst_addr, sizeof(c->dst_addr));
+        zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&target);
         int ufd = zt_sock_connect((struct sockaddr *)&target, NULL, &o, NULL);
         if (ufd < 0) {
             c->flags = "CONNECT";
             char msg[128];
-            snprintf(msg, sizeof(msg), "connect to %s: %s", c->dst_addr, zt_strerror(ufd));
+            char to[ZT_CONN_ADDR_STR_MAX];
+            snprintf(msg, sizeof(msg), "connect to %s: %s",
+                     zt_conn_addr_str(&c->dst_addr, to, sizeof(to)), zt_strerror(ufd));
             zt_conn_close(c, msg);
             return;
         }
@@ -361,15 +368,17 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         ((struct sockaddr_in *)&k->src)->sin_port = 0;
     else
         ((struct sockaddr_in6 *)&k->src)->sin6_port = 0;
-    zt_hbone_format_authority((struct sockaddr *)&target, c->hbone_addr, sizeof(c->hbone_addr));
-    zt_sockaddr_str((struct sockaddr *)&k->dst, c->dst_addr, sizeof(c->dst_addr));
+    zt_conn_addr_set(&c->hbone_addr, (struct sockaddr *)&target);
+    zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&k->dst);
     c->waiter.cb = on_pool_ready;
     struct zt_h2conn *h2 = NULL;
     rc = zt_hbone_pool_get(pod->pool, k, &c->waiter, &h2);
     if (rc < 0) {
         c->flags = "CONNECT";
         char msg[128];
-        snprintf(msg, sizeof(msg), "connect to %s: %s", c->dst_addr, zt_strerror(rc));
+        char to[ZT_CONN_ADDR_STR_MAX];
+        snprintf(msg, sizeof(msg), "connect to %s: %s",
+                 zt_conn_addr_str(&c->dst_addr, to, sizeof(to)), zt_strerror(rc));
         zt_conn_close(c, msg);
         return;
     }

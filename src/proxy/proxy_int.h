@@ -13,6 +13,7 @@
 #include "tls/spiffe.h"
 
 #include <stdatomic.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 struct zt_pw;
@@ -105,6 +106,17 @@ struct zt_proxy {
 
 enum zt_conn_kind { ZT_CONN_OUTBOUND, ZT_CONN_INBOUND_HBONE, ZT_CONN_INBOUND_PLAIN };
 
+/* An IPv4 or IPv6 address and port of a connection. */
+union zt_conn_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+void zt_conn_addr_set(union zt_conn_addr *a, const struct sockaddr *sa);
+/* "ip:port" or "[ip6]:port"; "" when none. Returns buf. */
+const char *zt_conn_addr_str(const union zt_conn_addr *a, char *buf, size_t cap);
+#define ZT_CONN_ADDR_STR_MAX 64
+
 /* A TCP socket as a relay endpoint (conn.c). */
 struct zt_tcp_ep {
     struct zt_endpoint ep;
@@ -146,9 +158,11 @@ struct zt_conn {
     struct zt_pod_inst *pod;
     struct zt_relay relay;
     struct zt_tcp_ep a;
-    union {
-        struct zt_tcp_ep tcp;
+    /* Side B: a stream inline (most connections), or a socket on the heap
+     * (passthrough, plaintext inbound), NULL until set. */
+    struct {
         struct zt_stream_ep st;
+        struct zt_tcp_ep *tcp;
     } b;
     bool has_stream; /* b is b.st */
     bool in_flush;   /* on the worker's flush list */
@@ -158,8 +172,9 @@ struct zt_conn {
     int handles_open;
     struct zt_conn *prev, *next;
     struct zt_conn *flush_next; /* the worker's flush list, then its dead list */
-    /* access log */
-    char src_addr[64], dst_addr[64], hbone_addr[64];
+    /* access log: addresses kept as they are, formatted when logged
+     * (zt_conn_addr_str); family 0 = none */
+    union zt_conn_addr src_addr, dst_addr, hbone_addr;
     /* Identities proven by mTLS, for the access log, metrics and policy
      * re-checks: heap copies of exactly their length (a SPIFFE id can be up
      * to ZT_SPIFFE_ID_MAX bytes, most are far shorter), NULL when none.

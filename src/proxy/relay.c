@@ -29,8 +29,8 @@ void zt_relay_init(struct zt_relay *r, const struct zt_relay_ops *ops, struct zt
     *r = (struct zt_relay){
         .state = ZT_TUN_CONNECTING,
         .ops = ops,
-        .cap = cap ? cap : DEFAULT_CAP,
-        .read_sz = read_sz ? read_sz : DEFAULT_READ,
+        .cap = cap && cap <= UINT32_MAX ? (uint32_t)cap : DEFAULT_CAP,
+        .read_sz = read_sz && read_sz <= UINT32_MAX ? (uint32_t)read_sz : DEFAULT_READ,
     };
     zt_relay_set_endpoint(r, ZT_RELAY_A, a);
     zt_relay_set_endpoint(r, ZT_RELAY_B, b);

@@ -101,8 +101,8 @@ struct zt_relay {
     const struct zt_relay_ops *ops;
     struct zt_endpoint *ep[2];
     struct zt_relay_flow flow[2];
-    size_t cap;     /* most bytes buffered toward a sink from a bounded source */
-    size_t read_sz; /* most bytes per read */
+    uint32_t cap;     /* most bytes buffered toward a sink from a bounded source */
+    uint32_t read_sz; /* most bytes per read */
 };
 
 /* Sets up a relay in ZT_TUN_CONNECTING between `a` and `b` (borrowed; both
