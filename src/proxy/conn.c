@@ -13,6 +13,7 @@
 #include "telemetry/accesslog.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -458,6 +459,33 @@ void zt_conn_worker_init(struct zt_pw *pw)
 void zt_conn_close(struct zt_conn *c, const char *error)
 {
     zt_relay_close(&c->relay, error);
+}
+
+static const char *const reason_flags[ZT_CLOSE_REASON_COUNT] = {
+    "-", "CONNECT", "DENY", "IDENTITY_ERROR", "TLS_FAILURE", "NETWORK_POLICY", "CERT_REVOKED",
+};
+
+const char *zt_close_reason_flag(enum zt_close_reason why)
+{
+    return (unsigned)why < ZT_CLOSE_REASON_COUNT ? reason_flags[why] : "-";
+}
+
+void zt_conn_fail(struct zt_conn *c, enum zt_close_reason why, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    c->reason = why;
+    zt_conn_close(c, msg);
+}
+
+void zt_conn_fail_connect(struct zt_conn *c, const union zt_conn_addr *to, int err)
+{
+    char addr[ZT_CONN_ADDR_STR_MAX];
+    zt_conn_fail(c, ZT_CLOSE_CONNECT, "connect to %s: %s", zt_conn_addr_str(to, addr, sizeof(addr)),
+                 zt_strerror(err));
 }
 
 struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int afd)

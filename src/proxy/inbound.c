@@ -173,7 +173,7 @@ static void inbound_plain_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     if (zt_ip_from_sockaddr((struct sockaddr *)&dst, &dip, &dport) < 0 ||
         !zt_workload_has_ip(self, &dip)) {
         zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_PLAIN, src_by_ip(pod, &peer), NULL, self,
-                              "CONNECT");
+                              ZT_CLOSE_CONNECT);
         zt_accesslog_emit_failed(src_s, dst_s, "inbound",
                                  "original destination is not one of the pod's addresses");
         close(fd);
@@ -182,7 +182,7 @@ static void inbound_plain_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     struct zt_authz_conn ac;
     if (authorize(pod, self, NULL, &peer, &dst, &ac, why, sizeof(why)) < 0) {
         zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_PLAIN, src_by_ip(pod, &peer), NULL, self,
-                              "DENY");
+                              ZT_CLOSE_DENY);
         char msg[320];
         snprintf(msg, sizeof(msg), "policy rejection: %s", why);
         zt_accesslog_emit_failed(src_s, dst_s, "inbound", msg);
@@ -197,11 +197,8 @@ static void inbound_plain_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     zt_conn_metrics_open(c);
     keep_authz(c, &ac);
     int rc = connect_app(c, &dst, &peer, false);
-    if (rc < 0) {
-        c->flags = "CONNECT";
-        snprintf(why, sizeof(why), "connect to %s: %s", dst_s, zt_strerror(rc));
-        zt_conn_close(c, why);
-    }
+    if (rc < 0)
+        zt_conn_fail_connect(c, &c->dst_addr, rc);
 }
 
 /* ---- HBONE (15008) ---- */
@@ -273,7 +270,7 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
     if (authorize(pod, self, in->peer_identity, &in->peer, &target, &ac, reason, sizeof(reason)) <
         0) {
         zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_HBONE, src_by_ip(pod, &in->peer),
-                              in->peer_identity, self, "DENY");
+                              in->peer_identity, self, ZT_CLOSE_DENY);
         char msg[320];
         snprintf(msg, sizeof(msg), "policy rejection: %s", reason);
         respond_fail(in, sid, 401, req->authority, msg);
@@ -304,11 +301,9 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
     zt_h2conn_attach(h2, sid, &zt_conn_stream_ops, c);
     int rc = connect_app(c, &target, &in->peer, true);
     if (rc < 0) {
-        c->flags = "CONNECT";
         zt_h2conn_respond(h2, sid, 503, NULL, 0);
         c->b.st.is_final_status = true;
-        snprintf(reason, sizeof(reason), "connect to %s: %s", req->authority, zt_strerror(rc));
-        zt_conn_close(c, reason);
+        zt_conn_fail_connect(c, &c->hbone_addr, rc);
     }
     return c;
 }
@@ -325,14 +320,9 @@ void zt_inbound_upstream_ready(struct zt_conn *c, int err)
         return;
     struct zt_h2conn *h2 = zt_conn_h2(c);
     if (err < 0) {
-        char msg[160];
-        c->flags = "CONNECT";
         zt_h2conn_respond(h2, c->b.st.sid, 503, NULL, 0);
         c->b.st.is_final_status = true;
-        char to[ZT_CONN_ADDR_STR_MAX];
-        snprintf(msg, sizeof(msg), "connect to %s: %s",
-                 zt_conn_addr_str(&c->hbone_addr, to, sizeof(to)), zt_strerror(err));
-        zt_conn_close(c, msg);
+        zt_conn_fail_connect(c, &c->hbone_addr, err);
         zt_h2conn_flush(h2);
         return;
     }
@@ -355,12 +345,7 @@ void zt_conn_on_connected(struct zt_conn *c, int err)
         return;
     }
     if (err < 0) {
-        char msg[160];
-        c->flags = "CONNECT";
-        char to[ZT_CONN_ADDR_STR_MAX];
-        snprintf(msg, sizeof(msg), "connect to %s: %s",
-                 zt_conn_addr_str(&c->dst_addr, to, sizeof(to)), zt_strerror(err));
-        zt_conn_close(c, msg);
+        zt_conn_fail_connect(c, &c->dst_addr, err);
         return;
     }
     zt_conn_start_relay(c);
@@ -371,7 +356,7 @@ static void in_on_closed(struct zt_h2conn *h2, void *ud, int error)
     struct zt_inbound *in = ud;
     if (!in->established && error < 0 && error != ZT_E_CLOSED) {
         zt_pod_metrics_failed(in->pod, ZT_CONN_INBOUND_HBONE, src_by_ip(in->pod, &in->peer), NULL,
-                              zt_pod_self(in->pod), "TLS_FAILURE");
+                              zt_pod_self(in->pod), ZT_CLOSE_TLS);
         char src_s[64], dst_s[64];
         zt_sockaddr_str((struct sockaddr *)&in->peer, src_s, sizeof(src_s));
         zt_sockaddr_str((struct sockaddr *)&in->local, dst_s, sizeof(dst_s));

@@ -143,16 +143,14 @@ static void on_pool_ready(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int e
     if (zt_conn_closed(c))
         return;
     if (err < 0 || !h2) {
-        c->flags = err == ZT_E_IDENTITY  ? "IDENTITY_ERROR"
-                   : err == ZT_E_TLS     ? "TLS_FAILURE"
-                   : err == ZT_E_TIMEOUT ? "NETWORK_POLICY"
-                                         : "CONNECT";
-        char msg[128];
+        enum zt_close_reason why = err == ZT_E_IDENTITY  ? ZT_CLOSE_IDENTITY
+                                   : err == ZT_E_TLS     ? ZT_CLOSE_TLS
+                                   : err == ZT_E_TIMEOUT ? ZT_CLOSE_NETWORK_POLICY
+                                                         : ZT_CLOSE_CONNECT;
         char to[ZT_CONN_ADDR_STR_MAX];
-        snprintf(msg, sizeof(msg), "HBONE connection to %s failed: %s",
-                 zt_conn_addr_str(&c->dst_addr, to, sizeof(to)),
-                 err == ZT_E_IDENTITY ? "server identity not accepted" : zt_strerror(err));
-        zt_conn_close(c, msg);
+        zt_conn_fail(c, why, "HBONE connection to %s failed: %s",
+                     zt_conn_addr_str(&c->dst_addr, to, sizeof(to)),
+                     err == ZT_E_IDENTITY ? "server identity not accepted" : zt_strerror(err));
         return;
     }
     open_stream(c, h2);
@@ -166,10 +164,8 @@ void zt_outbound_upstream_ready(struct zt_conn *c, int status)
         zt_conn_start_relay(c);
         return;
     }
-    char msg[64];
-    c->flags = status == 401 ? "DENY" : "CONNECT";
-    snprintf(msg, sizeof(msg), "upstream returned HTTP status %d", status);
-    zt_conn_close(c, msg);
+    zt_conn_fail(c, status == 401 ? ZT_CLOSE_DENY : ZT_CLOSE_CONNECT,
+                 "upstream returned HTTP status %d", status);
 }
 
 /* The source identity stays empty when the workload's is not a valid SPIFFE
@@ -337,12 +333,7 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&target);
         int ufd = zt_sock_connect((struct sockaddr *)&target, NULL, &o, NULL);
         if (ufd < 0) {
-            c->flags = "CONNECT";
-            char msg[128];
-            char to[ZT_CONN_ADDR_STR_MAX];
-            snprintf(msg, sizeof(msg), "connect to %s: %s",
-                     zt_conn_addr_str(&c->dst_addr, to, sizeof(to)), zt_strerror(ufd));
-            zt_conn_close(c, msg);
+            zt_conn_fail_connect(c, &c->dst_addr, ufd);
             return;
         }
         zt_conn_set_tcp_b(c, ufd, true);
@@ -352,14 +343,14 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     struct zt_hbone_key key, *k = &key;
     memset(k, 0, sizeof(*k));
     if (!c->src_identity) {
-        c->flags = "IDENTITY_ERROR";
-        zt_conn_close(c, "source workload has no valid SPIFFE identity to present");
+        zt_conn_fail(c, ZT_CLOSE_IDENTITY,
+                     "source workload has no valid SPIFFE identity to present");
         return;
     }
     snprintf(k->src_id, sizeof(k->src_id), "%s", c->src_identity);
     if (build_dst_ids(&up, k->dst_ids, sizeof(k->dst_ids)) < 0) {
-        c->flags = "IDENTITY_ERROR";
-        zt_conn_close(c, "destination workload has no valid SPIFFE identity to expect");
+        zt_conn_fail(c, ZT_CLOSE_IDENTITY,
+                     "destination workload has no valid SPIFFE identity to expect");
         return;
     }
     ip_to_sockaddr(&up.ip, 15008, &k->dst);
@@ -374,12 +365,7 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     struct zt_h2conn *h2 = NULL;
     rc = zt_hbone_pool_get(pod->pool, k, &c->waiter, &h2);
     if (rc < 0) {
-        c->flags = "CONNECT";
-        char msg[128];
-        char to[ZT_CONN_ADDR_STR_MAX];
-        snprintf(msg, sizeof(msg), "connect to %s: %s",
-                 zt_conn_addr_str(&c->dst_addr, to, sizeof(to)), zt_strerror(rc));
-        zt_conn_close(c, msg);
+        zt_conn_fail_connect(c, &c->dst_addr, rc);
         return;
     }
     if (h2)

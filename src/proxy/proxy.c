@@ -381,13 +381,10 @@ static void reevaluate(struct zt_pw *pw)
         struct zt_conn *c = pod->conns;
         while (c) {
             struct zt_conn *next = c->next;
-            char why[256], msg[300];
+            char why[256];
             if (c->kind != ZT_CONN_OUTBOUND &&
-                zt_authz_check(pw->state, self, &c->authz, why, sizeof(why)) < 0) {
-                snprintf(msg, sizeof(msg), "connection closed due to policy change: %s", why);
-                c->flags = "DENY";
-                zt_conn_close(c, msg);
-            }
+                zt_authz_check(pw->state, self, &c->authz, why, sizeof(why)) < 0)
+                zt_conn_fail(c, ZT_CLOSE_DENY, "connection closed due to policy change: %s", why);
             c = next;
         }
     }

@@ -106,6 +106,20 @@ struct zt_proxy {
 
 enum zt_conn_kind { ZT_CONN_OUTBOUND, ZT_CONN_INBOUND_HBONE, ZT_CONN_INBOUND_PLAIN };
 
+/* Why a connection failed, as Istio's response_flags label says it. */
+enum zt_close_reason {
+    ZT_CLOSE_NONE,           /* "-" */
+    ZT_CLOSE_CONNECT,        /* the upstream could not be reached */
+    ZT_CLOSE_DENY,           /* refused by policy */
+    ZT_CLOSE_IDENTITY,       /* no identity to present or to expect, or the wrong one */
+    ZT_CLOSE_TLS,            /* the TLS handshake failed */
+    ZT_CLOSE_NETWORK_POLICY, /* the upstream never answered */
+    ZT_CLOSE_CERT_REVOKED,   /* the peer's certificate was revoked */
+    ZT_CLOSE_REASON_COUNT
+};
+/* The response_flags label: "-" for ZT_CLOSE_NONE. */
+const char *zt_close_reason_flag(enum zt_close_reason why);
+
 /* An IPv4 or IPv6 address and port of a connection. */
 union zt_conn_addr {
     struct sockaddr sa;
@@ -192,7 +206,7 @@ struct zt_conn {
     /* Inbound from a source not known by IP: who it says it is (request
      * baggage), for telemetry only. Heap, NULL when unused. */
     struct zt_telemetry_baggage *src_bag;
-    const char *flags;            /* response_flags; NULL = "-" */
+    enum zt_close_reason reason;  /* response_flags */
     struct zt_tcp_series *series; /* opened under these labels */
 };
 
@@ -239,6 +253,12 @@ void zt_conn_start_relay(struct zt_conn *c);
 void zt_conn_set_identity(char **slot, const char *id);
 /* Ends the connection; `error` (may be NULL) goes to the access log. */
 void zt_conn_close(struct zt_conn *c, const char *error);
+/* Ends the connection as failed for `why`, the access log saying the
+ * printf-formatted message. */
+void zt_conn_fail(struct zt_conn *c, enum zt_close_reason why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* zt_conn_fail(c, ZT_CLOSE_CONNECT, "connect to <to>: <err>"). */
+void zt_conn_fail_connect(struct zt_conn *c, const union zt_conn_addr *to, int err);
 extern const struct zt_h2_stream_ops zt_conn_stream_ops;
 /* "connection opened" at DEBUG, once the peers are known. */
 void zt_conn_log_opened(struct zt_conn *c);
@@ -265,7 +285,7 @@ void zt_conn_metrics_open(struct zt_conn *c);
 void zt_conn_metrics_close(struct zt_conn *c);
 void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
                            const struct zt_workload *src_wl, const char *src_principal,
-                           const struct zt_workload *dst_wl, const char *flags);
+                           const struct zt_workload *dst_wl, enum zt_close_reason why);
 
 /* outbound.c / inbound.c */
 void zt_outbound_accept(struct zt_pod_inst *pod, int fd);

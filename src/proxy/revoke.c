@@ -69,8 +69,7 @@ static void check_pod(struct zt_pod_inst *pod, struct zt_tls_crl *crl)
     while (c) {
         struct zt_conn *next = c->next;
         if (zt_conn_h2(c) != NULL && listed(&r, zt_conn_h2(c))) {
-            c->flags = "CERT_REVOKED";
-            zt_conn_close(c, "peer certificate revoked by a CRL update");
+            zt_conn_fail(c, ZT_CLOSE_CERT_REVOKED, "peer certificate revoked by a CRL update");
         }
         c = next;
     }

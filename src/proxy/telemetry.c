@@ -30,11 +30,6 @@ void zt_workload_baggage(const struct zt_workload *wl, char *buf, size_t cap)
         buf[0] = 0;
 }
 
-static bool is_failure_flag(const char *f)
-{
-    return f && strcmp(f, "-") != 0;
-}
-
 static void workload_side(struct zt_traffic_labels *l, bool src, const struct zt_workload *wl,
                           const char *principal, char *principal_buf, size_t cap)
 {
@@ -95,7 +90,7 @@ static void baggage_side(struct zt_traffic_labels *l, const struct zt_telemetry_
 static void build(struct zt_traffic_labels *l, enum zt_conn_kind kind,
                   const struct zt_workload *src_wl, const char *src_principal,
                   const struct zt_workload *dst_wl, const char *dst_principal,
-                  const struct zt_service *svc, bool mtls, const char *flags, char *pbuf,
+                  const struct zt_service *svc, bool mtls, enum zt_close_reason why, char *pbuf,
                   size_t pcap)
 {
     memset(l, 0, sizeof(*l));
@@ -113,7 +108,7 @@ static void build(struct zt_traffic_labels *l, enum zt_conn_kind kind,
         l->v[ZT_TL_DESTINATION_SERVICE_NAME] = svc->name;
     }
     l->v[ZT_TL_REQUEST_PROTOCOL] = "tcp";
-    l->v[ZT_TL_RESPONSE_FLAGS] = flags ? flags : "-";
+    l->v[ZT_TL_RESPONSE_FLAGS] = zt_close_reason_flag(why);
     l->v[ZT_TL_CONNECTION_SECURITY_POLICY] = mtls ? "mutual_tls" : "unknown";
 }
 
@@ -123,7 +118,7 @@ static void conn_labels(struct zt_conn *c, struct zt_traffic_labels *l, char *pb
     const struct zt_service *svc = c->dst_svc;
     if (!svc && c->kind != ZT_CONN_OUTBOUND)
         svc = guess_service(c->snap, c->dst_wl);
-    build(l, c->kind, c->src_wl, c->src_identity, c->dst_wl, c->dst_identity, svc, mtls, c->flags,
+    build(l, c->kind, c->src_wl, c->src_identity, c->dst_wl, c->dst_identity, svc, mtls, c->reason,
           pbuf, cap);
     if (!c->src_wl && c->src_bag)
         baggage_side(l, c->src_bag);
@@ -165,7 +160,7 @@ void zt_conn_metrics_close(struct zt_conn *c)
     if (m && c->series) {
         unsigned shard = (unsigned)c->pod->pw->worker.id;
         struct zt_tcp_series *s = c->series, *failed = NULL;
-        if (is_failure_flag(c->flags)) {
+        if (c->reason != ZT_CLOSE_NONE) {
             struct zt_traffic_labels l;
             char pbuf[ZT_SPIFFE_ID_MAX + 1];
             conn_labels(c, &l, pbuf, sizeof(pbuf));
@@ -196,7 +191,7 @@ void zt_conn_metrics_close(struct zt_conn *c)
 
 void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
                            const struct zt_workload *src_wl, const char *src_principal,
-                           const struct zt_workload *dst_wl, const char *flags)
+                           const struct zt_workload *dst_wl, enum zt_close_reason why)
 {
     struct zt_metrics *m = pod->pw->proxy->opts.metrics;
     if (!m)
@@ -206,7 +201,7 @@ void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
     bool mtls = kind == ZT_CONN_INBOUND_HBONE;
     const struct zt_service *svc =
         kind != ZT_CONN_OUTBOUND ? guess_service(pod->pw->state, dst_wl) : NULL;
-    build(&l, kind, src_wl, src_principal, dst_wl, NULL, svc, mtls, flags, pbuf, sizeof(pbuf));
+    build(&l, kind, src_wl, src_principal, dst_wl, NULL, svc, mtls, why, pbuf, sizeof(pbuf));
     struct zt_tcp_series *s = zt_metrics_tcp_series(m, (unsigned)pod->pw->worker.id, &l);
     zt_tcp_series_opened(s);
     zt_tcp_series_failed(s);
