@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <netdb.h>
-#include <openssl/crypto.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +25,6 @@
 
 #define CA_PATH "/istio.v1.auth.IstioCertificateService/CreateCertificate"
 #define MAX_RESPONSE (1u << 20)
-#define TOKEN_MAX 16384
 /* How often queued and in-flight requests are checked against their deadline. */
 #define SWEEP_MS 250
 
@@ -199,22 +197,13 @@ static const struct zt_grpc_call_ops call_ops = {
 
 static void start_call(struct zt_ca_client *c, struct req *r)
 {
-    static char token[TOKEN_MAX], bearer[TOKEN_MAX + 8];
     char name[ZT_SPIFFE_ID_MAX + 1];
     zt_spiffe_format(&r->id, name, sizeof(name));
-    const char *md[4];
-    size_t n = 0;
-    if (zt_grpc_read_token(c->token_path, token, sizeof(token))) {
-        snprintf(bearer, sizeof(bearer), "Bearer %s", token);
-        md[n++] = "authorization";
-        md[n++] = bearer;
-    }
-    md[n++] = "clusterid";
-    md[n++] = c->cluster_id;
+    struct zt_grpc_metadata md;
+    zt_grpc_metadata_init(&md, c->token_path, c->cluster_id);
     struct zt_grpc_call *call =
-        zt_grpc_call_start(c->h2, c->authority, CA_PATH, md, n / 2, MAX_RESPONSE, &call_ops, r);
-    OPENSSL_cleanse(token, sizeof(token));
-    OPENSSL_cleanse(bearer, sizeof(bearer));
+        zt_grpc_call_start(c->h2, c->authority, CA_PATH, md.kv, md.n, MAX_RESPONSE, &call_ops, r);
+    zt_grpc_metadata_cleanup(&md);
     if (!call) {
         complete(r, ZT_E_UPSTREAM, NULL);
         return;

@@ -4,6 +4,7 @@
 #include "base/err.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,39 @@ size_t zt_grpc_read_token(const char *path, char *buf, size_t cap)
         n--;
     buf[n] = 0;
     return n;
+}
+
+void zt_grpc_metadata_init(struct zt_grpc_metadata *md, const char *token_path,
+                           const char *cluster_id)
+{
+    static const char prefix[] = "Bearer ";
+    const size_t plen = sizeof(prefix) - 1, cap = plen + ZT_GRPC_TOKEN_MAX + 1;
+    *md = (struct zt_grpc_metadata){0};
+    if (token_path) {
+        md->bearer = malloc(cap);
+        if (!md->bearer)
+            abort();
+        memcpy(md->bearer, prefix, plen);
+        if (zt_grpc_read_token(token_path, md->bearer + plen, cap - plen) > 0) {
+            md->kv[2 * md->n] = "authorization";
+            md->kv[2 * md->n + 1] = md->bearer;
+            md->n++;
+        } else {
+            zt_grpc_metadata_cleanup(md);
+        }
+    }
+    md->kv[2 * md->n] = "clusterid";
+    md->kv[2 * md->n + 1] = cluster_id ? cluster_id : "";
+    md->n++;
+}
+
+void zt_grpc_metadata_cleanup(struct zt_grpc_metadata *md)
+{
+    if (md->bearer) {
+        OPENSSL_cleanse(md->bearer, strlen(md->bearer));
+        free(md->bearer);
+    }
+    md->bearer = NULL;
 }
 
 /* ---- client calls ---- */

@@ -74,6 +74,21 @@ int zt_grpc_parse_target(const char *address, char *host, size_t host_cap, char 
  * its length, 0 when path is NULL or the file cannot be read. */
 size_t zt_grpc_read_token(const char *path, char *buf, size_t cap);
 
+/* The request metadata istiod's CA and xDS services take: "authorization:
+ * Bearer <token>" when token_path (may be NULL) reads non-empty, then
+ * "clusterid". The token is read at each init (tokens rotate); its copy is
+ * on the heap, wiped and freed by cleanup. cluster_id is borrowed until
+ * cleanup. */
+#define ZT_GRPC_TOKEN_MAX 16384
+struct zt_grpc_metadata {
+    const char *kv[4]; /* name, value pairs */
+    size_t n;          /* pairs in kv */
+    char *bearer;      /* "Bearer <token>", NULL when none */
+};
+void zt_grpc_metadata_init(struct zt_grpc_metadata *md, const char *token_path,
+                           const char *cluster_id);
+void zt_grpc_metadata_cleanup(struct zt_grpc_metadata *md);
+
 /* ---- client calls ---- */
 
 struct zt_grpc_call;

@@ -20,7 +20,6 @@
 
 #define ADS_PATH "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #define MAX_MESSAGE (200u << 20) /* istiod's client accepts 200 MiB */
-#define TOKEN_MAX 16384
 
 struct zt_xds_client {
     uv_loop_t *loop;
@@ -214,19 +213,11 @@ static const struct zt_grpc_call_ops call_ops = {
 static int on_conn_ready(struct zt_h2conn *h2, void *ud)
 {
     struct zt_xds_client *c = ud;
-    static char token[TOKEN_MAX], bearer[TOKEN_MAX + 8];
-    const char *md[4];
-    size_t n = 0;
-    if (zt_grpc_read_token(c->token_path, token, sizeof(token))) {
-        snprintf(bearer, sizeof(bearer), "Bearer %s", token);
-        md[n++] = "authorization";
-        md[n++] = bearer;
-    }
-    md[n++] = "clusterid";
-    md[n++] = c->cluster_id;
-    c->call = zt_grpc_call_start(h2, c->authority, ADS_PATH, md, n / 2, MAX_MESSAGE, &call_ops, c);
-    OPENSSL_cleanse(token, sizeof(token));
-    OPENSSL_cleanse(bearer, sizeof(bearer));
+    struct zt_grpc_metadata md;
+    zt_grpc_metadata_init(&md, c->token_path, c->cluster_id);
+    c->call =
+        zt_grpc_call_start(h2, c->authority, ADS_PATH, md.kv, md.n, MAX_MESSAGE, &call_ops, c);
+    zt_grpc_metadata_cleanup(&md);
     if (!c->call)
         return ZT_E_PROTO;
     ZT_INFO("xds", "connected to %s", c->authority);

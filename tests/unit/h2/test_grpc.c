@@ -112,6 +112,63 @@ static void test_message_encoding(void)
     CHECK_EQ_STR(out, "bad 100%25 %C3%A9%0A");
 }
 
+/* The metadata istiod's services take: the bearer token when the file reads
+ * non-empty (trailing newline dropped), then clusterid; at the largest
+ * token; and with no token file, an unreadable or an empty one. */
+static void test_metadata(void)
+{
+    char dir[] = "/tmp/zt-grpc-md.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/token", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs("abc.def\n", f);
+    fclose(f);
+    struct zt_grpc_metadata md;
+    zt_grpc_metadata_init(&md, path, "Kubernetes");
+    CHECK_EQ_INT(md.n, 2);
+    CHECK_EQ_STR(md.kv[0], "authorization");
+    CHECK_EQ_STR(md.kv[1], "Bearer abc.def");
+    CHECK_EQ_STR(md.kv[2], "clusterid");
+    CHECK_EQ_STR(md.kv[3], "Kubernetes");
+    zt_grpc_metadata_cleanup(&md);
+    CHECK(md.bearer == NULL);
+
+    /* The longest token kept whole. */
+    char *big = malloc(ZT_GRPC_TOKEN_MAX + 1);
+    CHECK(big != NULL);
+    memset(big, 'x', ZT_GRPC_TOKEN_MAX);
+    big[ZT_GRPC_TOKEN_MAX] = 0;
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs(big, f);
+    fclose(f);
+    zt_grpc_metadata_init(&md, path, "c");
+    CHECK_EQ_INT(md.n, 2);
+    CHECK_EQ_INT(strlen(md.kv[1]), 7 + ZT_GRPC_TOKEN_MAX);
+    CHECK(strncmp(md.kv[1], "Bearer xxx", 10) == 0);
+    zt_grpc_metadata_cleanup(&md);
+    free(big);
+
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    fclose(f);
+    zt_grpc_metadata_init(&md, path, "c");
+    CHECK_EQ_INT(md.n, 1);
+    CHECK_EQ_STR(md.kv[0], "clusterid");
+    zt_grpc_metadata_cleanup(&md);
+    unlink(path);
+    zt_grpc_metadata_init(&md, path, "c");
+    CHECK_EQ_INT(md.n, 1);
+    zt_grpc_metadata_cleanup(&md);
+    zt_grpc_metadata_init(&md, NULL, NULL);
+    CHECK_EQ_INT(md.n, 1);
+    CHECK_EQ_STR(md.kv[1], "");
+    zt_grpc_metadata_cleanup(&md);
+    rmdir(dir);
+}
+
 static void test_parse_target(void)
 {
     char host[64], port[8], auth[80];
@@ -354,6 +411,7 @@ int main(void)
     RUN(test_reader_allocates_as_bytes_arrive);
     RUN(test_message_encoding);
     RUN(test_parse_target);
+    RUN(test_metadata);
     RUN(test_streaming_echo);
     RUN(test_unimplemented_and_limits);
     RUN(test_connection_loss_and_cancel);
