@@ -260,24 +260,20 @@ static const struct zt_xds_client_ops xds_ops = {
     .ready = on_xds_ready,
 };
 
-static const char *env_or(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return v ? v : def;
-}
-
 /* XDS_ADDRESS set and not empty: istiod (or `ztunnel control`) is the
  * source of workloads, services and policies, on top of any local config. */
 static int start_xds(struct proxy_app *app)
 {
-    const char *addr = getenv("XDS_ADDRESS");
-    if (!addr || !*addr)
+    const struct zt_config *cfg = &app->cfg;
+    if (!cfg->xds_address)
         return 0;
-    const char *pod = env_or("POD_NAME", ""), *ns = env_or("POD_NAMESPACE", "");
+    const char *pod = cfg->pod_name, *ns = cfg->pod_namespace;
     char node_id[600];
     snprintf(node_id, sizeof(node_id), "ztunnel~%s~%s.%s~%s.svc.cluster.local",
-             env_or("INSTANCE_IP", "1.1.1.1"), pod, ns, ns);
-    /* Node metadata: Istio's fixed keys, then every ISTIO_META_* variable. */
+             cfg->instance_ip[0] ? cfg->instance_ip : "1.1.1.1", pod, ns, ns);
+    /* Node metadata: Istio's fixed keys, then every ISTIO_META_* variable
+     * (the one family of variables not read by config/env.c: a set, not
+     * named ones). */
     extern char **environ;
     size_t cap = 8;
     for (char **e = environ; *e; e++)
@@ -289,7 +285,7 @@ static int start_xds(struct proxy_app *app)
     size_t n = 0, no = 0;
     const char *fixed[] = {"NAME",         pod,
                            "NAMESPACE",    ns,
-                           "INSTANCE_IPS", env_or("INSTANCE_IP", ""),
+                           "INSTANCE_IPS", cfg->instance_ip,
                            "NODE_NAME",    app->cfg.node_name ? app->cfg.node_name : ""};
     for (size_t i = 0; i < 8; i++)
         meta[n++] = fixed[i];
@@ -306,9 +302,9 @@ static int start_xds(struct proxy_app *app)
         meta[n++] = eq + 1;
     }
     struct zt_xds_client_opts o = {
-        .address = addr,
+        .address = cfg->xds_address,
         .root_ca = app->cfg.xds_root_ca,
-        .alt_hostname = getenv("ALT_XDS_HOSTNAME"),
+        .alt_hostname = cfg->alt_xds_hostname,
         .token_path = app->cfg.auth_token,
         .cluster_id = app->cfg.cluster_id,
         .node_id = node_id,
@@ -397,6 +393,169 @@ static int load_state(struct proxy_app *app)
     return rc;
 }
 
+/* Certificates: the Istio CA at CA_ADDRESS (by default the xDS server, as
+ * Istio does) or, without one, minted locally from LOCAL_CA_DIR. */
+static int init_ca(struct proxy_app *app)
+{
+    char err[512];
+    if (app->cfg.ca_address) {
+        struct zt_ca_client_opts co = {
+            .address = app->cfg.ca_address,
+            .root_ca = app->cfg.ca_root_ca,
+            .alt_hostname = app->cfg.alt_ca_hostname,
+            .token_path = app->cfg.auth_token,
+            .cluster_id = app->cfg.cluster_id,
+            .impersonate = app->cfg.proxy_mode == ZT_PROXY_MODE_SHARED,
+        };
+        if (zt_ca_client_new(&co, &app->ca_client, err, sizeof(err)) < 0) {
+            fprintf(stderr, "ztunnel proxy: %s\n", err);
+            return -1;
+        }
+        return 0;
+    }
+    if (!app->cfg.local_ca_dir) {
+        fprintf(stderr, "ztunnel proxy: no certificate authority: set CA_ADDRESS (Istio CA) or "
+                        "LOCAL_CA_DIR (an Istio cacerts directory)\n");
+        return -1;
+    }
+    if (zt_tls_localca_load(app->cfg.local_ca_dir, &app->localca, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ztunnel proxy: LOCAL_CA_DIR: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Builds and starts everything. On failure (the reason printed) returns -1
+ * with what was built so far left for proxy_cleanup. */
+static int proxy_init(struct proxy_app *app)
+{
+    char err[512];
+    if (zt_config_from_env(&app->cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ztunnel proxy: %s\n", err);
+        return -1;
+    }
+    zt_log_set_level(app->cfg.log_level);
+    zt_log_set_json(app->cfg.log_format == ZT_LOG_FORMAT_JSON);
+    zt_cmd_raise_nofile("proxy");
+    if (load_state(app) < 0 || init_ca(app) < 0)
+        return -1;
+    bool orig_src;
+    if (probe_orig_src(&app->cfg, &orig_src) < 0)
+        return -1;
+
+    app->loop = uv_default_loop();
+    /* With the Istio CA nothing waits for an answer but the connections
+     * that need it; local minting is quick enough to stay inline. */
+    app->ca = app->ca_client
+                  ? zt_ca_mgr_new_async(app->loop, zt_ca_client_mint_async, app->ca_client,
+                                        (unsigned)app->cfg.secret_ttl_s)
+                  : zt_ca_mgr_new(app->loop, app->localca, (unsigned)app->cfg.secret_ttl_s);
+    app->metrics = zt_metrics_new(app->cfg.worker_threads, ZT_VERSION);
+    if (zt_proxy_crl_init(app) < 0)
+        return -1;
+    const struct zt_config *cfg = &app->cfg;
+    struct zt_proxy_opts opts = {
+        .workers = cfg->worker_threads,
+        .mark = cfg->packet_mark,
+        .reuseport = cfg->inpod_port_reuse,
+        .orig_src = orig_src,
+        .trust_domain = cfg->trust_domain,
+        .node = cfg->node_name,
+        .network = cfg->network,
+        .client_h2 = {.stream_window = cfg->h2_stream_window,
+                      .connection_window = cfg->h2_conn_window,
+                      .max_frame_size = cfg->h2_frame_size,
+                      .max_header_list = 16 * 1024},
+        .server_h2 = {.stream_window = cfg->h2_stream_window,
+                      .connection_window = cfg->h2_conn_window,
+                      .max_frame_size = cfg->h2_frame_size,
+                      .max_header_list = 64 * 1024,
+                      .max_concurrent_streams = 200},
+        .pool_max_streams = cfg->pool_max_streams_per_conn,
+        .pool_idle_ms = cfg->pool_unused_release_timeout_ms,
+        .metrics = app->metrics,
+        .authz_info_logging = cfg->authz_policy_info_logging,
+        .keepalive = {.enabled = cfg->keepalive_enabled,
+                      .time_s = cfg->keepalive_time_s,
+                      .interval_s = cfg->keepalive_interval_s,
+                      .retries = cfg->keepalive_retries},
+        .ipv4_only = !cfg->ipv6_enabled,
+    };
+    app->proxy = zt_proxy_new(app->loop, &opts, app->ca);
+    int rc = zt_proxy_start(app->proxy);
+    if (rc < 0) {
+        fprintf(stderr, "ztunnel proxy: cannot start workers: %s\n", zt_strerror(rc));
+        return -1;
+    }
+    zt_proxy_set_state(app->proxy, app->state);
+    sync_node_identities(app);
+    pthread_mutex_init(&app->mu, NULL);
+    app->has_mu = true;
+    zt_proxy_admin_set_state(app, app->state);
+    uv_async_init(app->loop, &app->quit_async, on_quit);
+    app->quit_async.data = app;
+    uv_signal_init(app->loop, &app->sigterm);
+    uv_signal_init(app->loop, &app->sigint);
+    app->sigterm.data = app->sigint.data = app;
+    app->has_handles = true;
+    if (zt_proxy_admin_start(app) < 0)
+        return -1;
+    rc = zt_inpod_client_start(app->loop, cfg->inpod_uds, &inpod_ops, app, &app->inpod);
+    if (rc < 0) {
+        fprintf(stderr, "ztunnel proxy: in-pod client: %s\n", zt_strerror(rc));
+        return -1;
+    }
+    zt_inpod_client_set_trusted_uid(app->inpod, cfg->trusted_uid);
+    if (start_xds(app) < 0)
+        return -1;
+    /* With xDS the file is the starting point only: a reload would replace
+     * what the control plane sent. */
+    if (cfg->local_xds_path && !app->xds)
+        start_watch(app);
+    zt_proxy_crl_watch(app);
+    uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app->sigint, on_signal, SIGINT);
+    ZT_INFO("proxy",
+            "ztunnel-c %s started: %u worker(s), %zu workload(s) configured, "
+            "orig-src %s, node agent socket %s",
+            ZT_VERSION, opts.workers, zt_state_workload_count(app->state), orig_src ? "on" : "off",
+            cfg->inpod_uds);
+    return 0;
+}
+
+/* Releases whatever proxy_init built, after a run or a failed start. */
+static void proxy_cleanup(struct proxy_app *app)
+{
+    zt_inpod_client_stop(app->inpod);
+    zt_xds_client_stop(app->xds);
+    if (app->has_mu)
+        zt_proxy_admin_stop(app);
+    zt_proxy_free(app->proxy);
+    if (app->has_handles) {
+        uv_close((uv_handle_t *)&app->quit_async, NULL);
+        uv_close((uv_handle_t *)&app->sigterm, NULL);
+        uv_close((uv_handle_t *)&app->sigint, NULL);
+    }
+    if (app->watching) {
+        uv_close((uv_handle_t *)&app->watch, NULL);
+        uv_close((uv_handle_t *)&app->reload_timer, NULL);
+    }
+    zt_proxy_crl_stop(app);
+    /* The CA client answers what it still holds before the manager goes. */
+    zt_ca_client_free(app->ca_client);
+    zt_ca_mgr_free(app->ca);
+    if (app->loop)
+        uv_run(app->loop, UV_RUN_NOWAIT);
+    zt_tls_localca_free(app->localca);
+    zt_tls_crl_unref(app->crl);
+    free(app->pod_ids);
+    free(app->node_ids);
+    zt_metrics_free(app->metrics);
+    zt_state_unref(app->state);
+    if (app->has_mu)
+        pthread_mutex_destroy(&app->mu);
+}
+
 int zt_cmd_proxy(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -407,148 +566,11 @@ int zt_cmd_proxy(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     struct proxy_app app = {0};
-    char err[512];
-    if (zt_config_from_env(&app.cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "ztunnel proxy: %s\n", err);
-        return 1;
-    }
-    zt_log_set_level(app.cfg.log_level);
-    zt_log_set_json(app.cfg.log_format == ZT_LOG_FORMAT_JSON);
-    zt_cmd_raise_nofile("proxy");
-    if (load_state(&app) < 0)
-        return 1;
-    /* Certificates: the Istio CA at CA_ADDRESS (default: the xDS server,
-     * as Istio does) or, without one, minted locally from LOCAL_CA_DIR. */
-    const char *ca_addr = getenv("CA_ADDRESS");
-    if (!ca_addr && !app.cfg.local_ca_dir)
-        ca_addr = getenv("XDS_ADDRESS");
-    if (ca_addr && *ca_addr) {
-        struct zt_ca_client_opts co = {
-            .address = ca_addr,
-            .root_ca = app.cfg.ca_root_ca,
-            .alt_hostname = getenv("ALT_CA_HOSTNAME"),
-            .token_path = app.cfg.auth_token,
-            .cluster_id = app.cfg.cluster_id,
-            .impersonate = app.cfg.proxy_mode == ZT_PROXY_MODE_SHARED,
-        };
-        if (zt_ca_client_new(&co, &app.ca_client, err, sizeof(err)) < 0) {
-            fprintf(stderr, "ztunnel proxy: %s\n", err);
-            zt_state_unref(app.state);
-            return 1;
-        }
-    } else if (!app.cfg.local_ca_dir) {
-        fprintf(stderr, "ztunnel proxy: no certificate authority: set CA_ADDRESS (Istio CA) or "
-                        "LOCAL_CA_DIR (an Istio cacerts directory)\n");
-        zt_state_unref(app.state);
-        return 1;
-    } else if (zt_tls_localca_load(app.cfg.local_ca_dir, &app.localca, err, sizeof(err)) < 0) {
-        fprintf(stderr, "ztunnel proxy: LOCAL_CA_DIR: %s\n", err);
-        zt_state_unref(app.state);
-        return 1;
-    }
-    bool orig_src;
-    if (probe_orig_src(&app.cfg, &orig_src) < 0)
-        return 1;
-
-    app.loop = uv_default_loop();
-    /* With the Istio CA nothing waits for an answer but the connections
-     * that need it; local minting is quick enough to stay inline. */
-    app.ca = app.ca_client ? zt_ca_mgr_new_async(app.loop, zt_ca_client_mint_async, app.ca_client,
-                                                 (unsigned)app.cfg.secret_ttl_s)
-                           : zt_ca_mgr_new(app.loop, app.localca, (unsigned)app.cfg.secret_ttl_s);
-    app.metrics = zt_metrics_new(app.cfg.worker_threads, ZT_VERSION);
-    if (zt_proxy_crl_init(&app) < 0)
-        return 1;
-    struct zt_proxy_opts opts = {
-        .workers = app.cfg.worker_threads,
-        .mark = app.cfg.packet_mark,
-        .reuseport = app.cfg.inpod_port_reuse,
-        .orig_src = orig_src,
-        .trust_domain = app.cfg.trust_domain,
-        .node = app.cfg.node_name,
-        .network = app.cfg.network,
-        .client_h2 = {.stream_window = app.cfg.h2_stream_window,
-                      .connection_window = app.cfg.h2_conn_window,
-                      .max_frame_size = app.cfg.h2_frame_size,
-                      .max_header_list = 16 * 1024},
-        .server_h2 = {.stream_window = app.cfg.h2_stream_window,
-                      .connection_window = app.cfg.h2_conn_window,
-                      .max_frame_size = app.cfg.h2_frame_size,
-                      .max_header_list = 64 * 1024,
-                      .max_concurrent_streams = 200},
-        .pool_max_streams = app.cfg.pool_max_streams_per_conn,
-        .pool_idle_ms = app.cfg.pool_unused_release_timeout_ms,
-        .metrics = app.metrics,
-        .authz_info_logging = app.cfg.authz_policy_info_logging,
-        .keepalive = {.enabled = app.cfg.keepalive_enabled,
-                      .time_s = app.cfg.keepalive_time_s,
-                      .interval_s = app.cfg.keepalive_interval_s,
-                      .retries = app.cfg.keepalive_retries},
-        .ipv4_only = !app.cfg.ipv6_enabled,
-    };
-    app.proxy = zt_proxy_new(app.loop, &opts, app.ca);
-    int rc = zt_proxy_start(app.proxy);
-    if (rc < 0) {
-        fprintf(stderr, "ztunnel proxy: cannot start workers: %s\n", zt_strerror(rc));
-        return 1;
-    }
-    zt_proxy_set_state(app.proxy, app.state);
-    sync_node_identities(&app);
-    pthread_mutex_init(&app.mu, NULL);
-    zt_proxy_admin_set_state(&app, app.state);
-    uv_async_init(app.loop, &app.quit_async, on_quit);
-    app.quit_async.data = &app;
-    if (zt_proxy_admin_start(&app) < 0)
-        return 1;
-    rc = zt_inpod_client_start(app.loop, app.cfg.inpod_uds, &inpod_ops, &app, &app.inpod);
-    if (rc < 0) {
-        fprintf(stderr, "ztunnel proxy: in-pod client: %s\n", zt_strerror(rc));
-        return 1;
-    }
-    zt_inpod_client_set_trusted_uid(app.inpod, app.cfg.trusted_uid);
-    if (start_xds(&app) < 0)
-        return 1;
-    /* With xDS the file is the starting point only: a reload would replace
-     * what the control plane sent. */
-    if (app.cfg.local_xds_path && !app.xds)
-        start_watch(&app);
-    zt_proxy_crl_watch(&app);
-    uv_signal_init(app.loop, &app.sigterm);
-    uv_signal_init(app.loop, &app.sigint);
-    app.sigterm.data = app.sigint.data = &app;
-    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&app.sigint, on_signal, SIGINT);
-    ZT_INFO("proxy",
-            "ztunnel-c %s started: %u worker(s), %zu workload(s) configured, "
-            "orig-src %s, node agent socket %s",
-            ZT_VERSION, opts.workers, zt_state_workload_count(app.state), orig_src ? "on" : "off",
-            app.cfg.inpod_uds);
-
-    uv_run(app.loop, UV_RUN_DEFAULT);
-
-    if (app.inpod)
-        zt_inpod_client_stop(app.inpod);
-    zt_xds_client_stop(app.xds);
-    zt_proxy_admin_stop(&app);
-    uv_close((uv_handle_t *)&app.quit_async, NULL);
-    zt_proxy_free(app.proxy);
-    if (app.watching) {
-        uv_close((uv_handle_t *)&app.watch, NULL);
-        uv_close((uv_handle_t *)&app.reload_timer, NULL);
-    }
-    zt_proxy_crl_stop(&app);
-    uv_close((uv_handle_t *)&app.sigterm, NULL);
-    uv_close((uv_handle_t *)&app.sigint, NULL);
-    /* The CA client answers what it still holds before the manager goes. */
-    zt_ca_client_free(app.ca_client);
-    zt_ca_mgr_free(app.ca);
-    uv_run(app.loop, UV_RUN_NOWAIT);
-    zt_tls_localca_free(app.localca);
-    zt_tls_crl_unref(app.crl);
-    free(app.pod_ids);
-    free(app.node_ids);
-    zt_metrics_free(app.metrics);
-    zt_state_unref(app.state);
-    ZT_INFO("proxy", "stopped");
-    return 0;
+    int rc = proxy_init(&app);
+    if (rc == 0)
+        uv_run(app.loop, UV_RUN_DEFAULT);
+    proxy_cleanup(&app);
+    if (rc == 0)
+        ZT_INFO("proxy", "stopped");
+    return rc == 0 ? 0 : 1;
 }

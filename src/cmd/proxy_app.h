@@ -58,6 +58,8 @@ struct proxy_app {
     struct zt_spiffe_id *node_ids;
     size_t n_node_ids, cap_node_ids;
     uv_async_t quit_async; /* POST /quitquitquit */
+    bool has_handles;      /* quit_async, sigterm and sigint are initialized */
+    bool has_mu;           /* mu is initialized (and the admin state with it) */
     struct zt_admin *admin;
     /* CRL_PATH (proxy_crl.c): NULL when unset; watched like LOCAL_XDS_PATH. */
     struct zt_tls_crl *crl;

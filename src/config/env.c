@@ -32,6 +32,11 @@ __attribute__((format(printf, 4, 5))) static int bad(struct envctx *e, const cha
     return ZT_E_CONFIG;
 }
 
+static const char *or_empty(const char *v)
+{
+    return v ? v : "";
+}
+
 /* Unset and empty are the same: "use the default". */
 static const char *get(struct envctx *e, const char *name)
 {
@@ -462,6 +467,17 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     c->network = get(&e, "NETWORK");
     if (!c->network)
         c->network = "";
+    c->xds_address = get(&e, "XDS_ADDRESS");
+    /* Certificates from the CA at CA_ADDRESS; by default from the xDS
+     * server, as Istio does, unless minted locally (LOCAL_CA_DIR). */
+    c->ca_address = get(&e, "CA_ADDRESS");
+    if (!c->ca_address && !c->local_ca_dir)
+        c->ca_address = c->xds_address;
+    c->alt_xds_hostname = get(&e, "ALT_XDS_HOSTNAME");
+    c->alt_ca_hostname = get(&e, "ALT_CA_HOSTNAME");
+    c->pod_name = or_empty(get(&e, "POD_NAME"));
+    c->pod_namespace = or_empty(get(&e, "POD_NAMESPACE"));
+    c->instance_ip = or_empty(get(&e, "INSTANCE_IP"));
     /* Istio's defaults are "./var/run/...", relative to its container's
      * working directory, which is "/". Resolved against "/" here, so the
      * files read never depend on where the proxy was started. */

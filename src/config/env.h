@@ -58,6 +58,16 @@ struct zt_config {
     bool authz_policy_info_logging; /* AUTHZ_POLICY_INFO_LOGGING: decisions at info */
     uint32_t trusted_uid; /* ZTUNNEL_TRUSTED_UID: node agent uid besides root (0 = root only) */
     const char *crl_path; /* CRL_PATH: HBONE peer CRLs; NULL (unset or empty) = off */
+    /* The control plane. NULL when unset or empty. */
+    const char *xds_address;      /* XDS_ADDRESS: istiod's xDS, host:port */
+    const char *ca_address;       /* CA_ADDRESS, else XDS_ADDRESS unless LOCAL_CA_DIR */
+    const char *alt_xds_hostname; /* ALT_XDS_HOSTNAME: name checked in istiod's cert */
+    const char *alt_ca_hostname;  /* ALT_CA_HOSTNAME */
+    /* Who the proxy is, for its xDS node id and metadata ("" when unset;
+     * INSTANCE_IP is "1.1.1.1" in the node id then, as Istio's ztunnel). */
+    const char *pod_name;      /* POD_NAME */
+    const char *pod_namespace; /* POD_NAMESPACE */
+    const char *instance_ip;   /* INSTANCE_IP */
 };
 
 /* Returns the value of a variable, or NULL if unset. */

@@ -67,6 +67,59 @@ static void test_crl_path(void)
 
 /* KEEPALIVE_*: whole seconds (fractions dropped, as socket2 does for
  * Istio's ztunnel), within what the kernel accepts. */
+/* The control plane's variables: CA_ADDRESS defaults to XDS_ADDRESS unless
+ * certificates are minted locally; empty is unset; the node's own names. */
+static void test_control_plane(void)
+{
+    struct zt_config c;
+    char err[256];
+    const char *none[] = {NULL};
+    CHECK_EQ_INT(load(none, 2, &c, err, sizeof(err)), 0);
+    CHECK(c.xds_address == NULL && c.ca_address == NULL);
+    CHECK(c.alt_xds_hostname == NULL && c.alt_ca_hostname == NULL);
+    CHECK_EQ_STR(c.pod_name, "");
+    CHECK_EQ_STR(c.pod_namespace, "");
+    CHECK_EQ_STR(c.instance_ip, "");
+
+    const char *xds[] = {"XDS_ADDRESS", "istiod.istio-system.svc:15012", NULL};
+    CHECK_EQ_INT(load(xds, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.xds_address, "istiod.istio-system.svc:15012");
+    CHECK_EQ_STR(c.ca_address, "istiod.istio-system.svc:15012");
+
+    const char *local[] = {"XDS_ADDRESS", "istiod:15012", "LOCAL_CA_DIR", "/etc/cacerts", NULL};
+    CHECK_EQ_INT(load(local, 2, &c, err, sizeof(err)), 0);
+    CHECK(c.ca_address == NULL);
+
+    const char *both[] = {"XDS_ADDRESS",
+                          "istiod:15012",
+                          "CA_ADDRESS",
+                          "ca:15012",
+                          "ALT_XDS_HOSTNAME",
+                          "istiod.alt",
+                          "ALT_CA_HOSTNAME",
+                          "ca.alt",
+                          "POD_NAME",
+                          "ztunnel-x",
+                          "POD_NAMESPACE",
+                          "istio-system",
+                          "INSTANCE_IP",
+                          "10.0.0.7",
+                          "LOCAL_CA_DIR",
+                          "/etc/cacerts",
+                          NULL};
+    CHECK_EQ_INT(load(both, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.ca_address, "ca:15012");
+    CHECK_EQ_STR(c.alt_xds_hostname, "istiod.alt");
+    CHECK_EQ_STR(c.alt_ca_hostname, "ca.alt");
+    CHECK_EQ_STR(c.pod_name, "ztunnel-x");
+    CHECK_EQ_STR(c.pod_namespace, "istio-system");
+    CHECK_EQ_STR(c.instance_ip, "10.0.0.7");
+
+    const char *empty[] = {"XDS_ADDRESS", "", "CA_ADDRESS", "", NULL};
+    CHECK_EQ_INT(load(empty, 2, &c, err, sizeof(err)), 0);
+    CHECK(c.xds_address == NULL && c.ca_address == NULL);
+}
+
 static void test_keepalive(void)
 {
     const char *kv[] = {"KEEPALIVE_TIME",
@@ -334,6 +387,7 @@ int main(void)
     RUN(test_values);
     RUN(test_keepalive);
     RUN(test_crl_path);
+    RUN(test_control_plane);
     RUN(test_workers);
     RUN(test_cp_paths);
     RUN(test_cpu_limit);
