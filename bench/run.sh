@@ -307,8 +307,8 @@ run_wrk() {
 # hold_idle TARGET N: opens N connections from pod A to TARGET (the hold
 # server in pod B, through the scenario's proxies), waits until the server has
 # accepted all that the client holds, and prints "held pssA_before
-# pssB_before pssA_after pssB_after" (kB) for the scenario's proxies; then
-# closes them.
+# pssB_before pssA_after pssB_after rssA_after rssB_after" (kB) for the
+# scenario's proxies (RSS of the group leaders); then closes them.
 hold_idle() {
 	local host=${1%:*} port=${1##*:} n=$2 ka kb cli held acc0 acc i
 	acc0=$(cat "$BENCH_WORK/hold-accepted" 2>/dev/null || echo 0)
@@ -337,7 +337,8 @@ time.sleep(600)' "$host" "$port" "$n"
 	done
 	sleep 1 # let the proxies finish what each new connection started
 	acc=$(($(cat "$BENCH_WORK/hold-accepted" 2>/dev/null || echo 0) - acc0))
-	echo "$acc $ka $kb $(pss_kb "$BENCH_PIDS_A") $(pss_kb "$BENCH_PIDS_B")"
+	echo "$acc $ka $kb $(pss_kb "$BENCH_PIDS_A") $(pss_kb "$BENCH_PIDS_B")" \
+		"$(rss_kb "$BENCH_PIDS_A") $(rss_kb "$BENCH_PIDS_B")"
 	zt_bg_stop "$cli"
 }
 
@@ -439,7 +440,7 @@ ours_setup() {
 
 # ---- run ----
 # Results per scenario s: R_<row>[$s]; "A B" pairs for the two proxies.
-declare -A R_NOTE R_IDLE R_PEAK R_HELD R_PERCONN
+declare -A R_NOTE R_IDLE R_PEAK R_HELD R_PERCONN R_HELDRSS R_HOLDPEAK
 declare -A R_G1 R_G4 R_CPUG1 R_CPUG4 R_P50 R_P90 R_P99 R_N R_CPUMSG R_CPS R_CONNS R_ERRS R_CPUCONN
 
 stop_pids() {
@@ -462,6 +463,42 @@ median_pair() {
 	echo "$(median "${as[@]+"${as[@]}"}") $(median "${bs[@]+"${bs[@]}"}")"
 }
 
+# measure_hold SCENARIO: the memory row's held connections.
+measure_hold() {
+	local s=$1 want=$BENCH_IDLE_CONNS held ka kb ha hb ra rb th
+	case $s in socat | stunnel) want=$BENCH_IDLE_CONNS_FORKING ;; esac
+	th=$(date +%s)
+	if read -r held ka kb ha hb ra rb < <(hold_idle "$BENCH_HOLD_TARGET" "$want") && [ "$held" -gt 0 ]; then
+		R_HELD[$s]=$held
+		[ "$held" -lt "$want" ] && R_HELD[$s]="$held/$want"
+		R_PERCONN[$s]="$(((ha - ka) * 1024 / held)) $(((hb - kb) * 1024 / held))"
+		R_HELDRSS[$s]="$ra $rb"
+	fi
+	# The peak while the N connections opened; then reset VmHWM (clear_refs
+	# 5) so that the row's final peak is the traffic's alone.
+	R_HOLDPEAK[$s]="$(status_kb VmHWM "$BENCH_PIDS_A") $(status_kb VmHWM "$BENCH_PIDS_B")"
+	local p
+	for p in $BENCH_PIDS_A $BENCH_PIDS_B; do
+		echo 5 >"/proc/$p/clear_refs" 2>/dev/null
+	done
+	wait_quiet "$BENCH_PIDS_A $BENCH_PIDS_B"
+	echo "bench: $s held ${held:-0} idle connections in $(($(date +%s) - th)) s" >&2
+}
+
+# wait_quiet "PGID...": until the groups use less than a tick in half a
+# second (at most 30 s), so that closing the held connections is not counted
+# against the traffic measured next.
+wait_quiet() {
+	local i c0 c1
+	c0=$(cpu_of "$1")
+	for i in $(seq 60); do
+		sleep 0.5
+		c1=$(cpu_of "$1")
+		[ $((c1 - c0)) -le 1 ] && return 0
+		c0=$c1
+	done
+}
+
 run_scenario() {
 	local s=$1 i gb bytes p50 p90 p99 n sent rps reqs errs c0a c0b c1a c1b proxied=0 t0
 	local -a g1=() g4=() cg1=() cg4=() p50s=() p90s=() p99s=() ns=() cmsg=() cpss=() cconn=() erss=() reqss=()
@@ -480,6 +517,9 @@ run_scenario() {
 	if [ $proxied = 1 ]; then
 		sleep 1 # start-up work done, before any traffic
 		R_IDLE[$s]="$(rss_kb "$BENCH_PIDS_A") $(rss_kb "$BENCH_PIDS_B")"
+		# Idle connections first, while the proxies hold no memory freed by
+		# earlier traffic that new connections could reuse unseen.
+		[ -n "$BENCH_HOLD_TARGET" ] && measure_hold "$s"
 	fi
 	for i in $(seq 1 "$BENCH_REPEAT"); do
 		c0a=$(cpu_of "$BENCH_PIDS_A") c0b=$(cpu_of "$BENCH_PIDS_B")
@@ -525,17 +565,6 @@ run_scenario() {
 		R_CPUG4[$s]=$(median_pair "${cg4[@]}")
 		R_CPUMSG[$s]=$(median_pair "${cmsg[@]}")
 		R_CPUCONN[$s]=$(median_pair "${cconn[@]+"${cconn[@]}"}")
-	fi
-	if [ $proxied = 1 ] && [ -n "$BENCH_HOLD_TARGET" ]; then
-		local want=$BENCH_IDLE_CONNS held ka kb ha hb th
-		case $s in socat | stunnel) want=$BENCH_IDLE_CONNS_FORKING ;; esac
-		th=$(date +%s)
-		if read -r held ka kb ha hb < <(hold_idle "$BENCH_HOLD_TARGET" "$want") && [ "$held" -gt 0 ]; then
-			R_HELD[$s]=$held
-			[ "$held" -lt "$want" ] && R_HELD[$s]="$held/$want"
-			R_PERCONN[$s]="$(((ha - ka) * 1024 / held)) $(((hb - kb) * 1024 / held))"
-		fi
-		echo "bench: $s held ${held:-0} idle connections in $(($(date +%s) - th)) s" >&2
 	fi
 	if [ $proxied = 1 ]; then
 		R_PEAK[$s]="$(status_kb VmHWM "$BENCH_PIDS_A") $(status_kb VmHWM "$BENCH_PIDS_B")"
@@ -643,15 +672,18 @@ for s in "${shown[@]}"; do
 done
 echo
 echo "Memory: idle = RSS after start-up, before traffic (MB; socat: its $(wc -l <<<"$BENCH_PROXIED") listening" \
-	"processes per node); per conn = PSS added per idle connection held from pod A to pod B (bytes;" \
-	"socat and stunnel hold $BENCH_IDLE_CONNS_FORKING, a process or thread each); peak = VmHWM over the row (MB)."
-printf '%-8s %6s %6s %11s %9s %9s %9s %9s %6s %6s\n' \
-	scenario idleA idleB held perconnA perconnB A÷stn B÷stn peakA peakB
+	"processes per node); then N idle connections held from pod A to pod B (socat and stunnel hold" \
+	"$BENCH_IDLE_CONNS_FORKING, a process or thread each): RSS then and its peak while they opened (MB), PSS" \
+	"added per connection (bytes); peak = VmHWM during the traffic rows (MB; for socat, its listeners only)."
+printf '%-8s %6s %6s %11s %7s %7s %7s %7s %9s %9s %7s %7s %6s %6s\n' \
+	scenario idleA idleB N heldA heldB hpeakA hpeakB perconnA perconnB A÷stn B÷stn peakA peakB
 for s in "${shown[@]}"; do
 	[ "$s" = direct ] && continue
 	pa=$(half "${R_PERCONN[$s]:-}" 1) pb=$(half "${R_PERCONN[$s]:-}" 2)
-	printf '%-8s %6s %6s %11s %9s %9s %9s %9s %6s %6s\n' "$s" \
-		"$(mb "$(half "${R_IDLE[$s]:-}" 1)")" "$(mb "$(half "${R_IDLE[$s]:-}" 2)")" "${R_HELD[$s]:--}" "$pa" "$pb" \
+	printf '%-8s %6s %6s %11s %7s %7s %7s %7s %9s %9s %7s %7s %6s %6s\n' "$s" \
+		"$(mb "$(half "${R_IDLE[$s]:-}" 1)")" "$(mb "$(half "${R_IDLE[$s]:-}" 2)")" "${R_HELD[$s]:--}" \
+		"$(mb "$(half "${R_HELDRSS[$s]:-}" 1)")" "$(mb "$(half "${R_HELDRSS[$s]:-}" 2)")" \
+		"$(mb "$(half "${R_HOLDPEAK[$s]:-}" 1)")" "$(mb "$(half "${R_HOLDPEAK[$s]:-}" 2)")" "$pa" "$pb" \
 		"$(ratio "$pa" "$(half "${R_PERCONN[stunnel]:-}" 1)")" "$(ratio "$pb" "$(half "${R_PERCONN[stunnel]:-}" 2)")" \
 		"$(mb "$(half "${R_PEAK[$s]:-}" 1)")" "$(mb "$(half "${R_PEAK[$s]:-}" 2)")"
 done
