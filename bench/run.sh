@@ -670,23 +670,51 @@ for s in "${shown[@]}"; do
 		"$(ratio "${R_CPS[$s]:-}" "${R_CPS[direct]:-}")" "$(ratio "${R_CPS[$s]:-}" "${R_CPS[stunnel]:-}")" \
 		"${R_CONNS[$s]:--}" "${R_ERRS[$s]:--}" "$(half "${R_CPUCONN[$s]:-}" 1)" "$(half "${R_CPUCONN[$s]:-}" 2)"
 done
+if [ -n "${R_IDLE[*]:-}" ]; then # a proxied scenario ran
+	echo
+	echo "Memory: idle = RSS after start-up, before traffic (MB; socat: its $(wc -l <<<"$BENCH_PROXIED") listening" \
+		"processes per node); then N idle connections held from pod A to pod B (socat and stunnel hold" \
+		"$BENCH_IDLE_CONNS_FORKING, a process or thread each): RSS then and its peak while they opened (MB), PSS" \
+		"added per connection (bytes); peak = VmHWM during the traffic rows (MB; for socat, its listeners only)."
+	printf '%-8s %6s %6s %11s %7s %7s %7s %7s %9s %9s %7s %7s %6s %6s\n' \
+		scenario idleA idleB N heldA heldB hpeakA hpeakB perconnA perconnB A÷stn B÷stn peakA peakB
+	for s in "${shown[@]}"; do
+		[ "$s" = direct ] && continue
+		pa=$(half "${R_PERCONN[$s]:-}" 1) pb=$(half "${R_PERCONN[$s]:-}" 2)
+		printf '%-8s %6s %6s %11s %7s %7s %7s %7s %9s %9s %7s %7s %6s %6s\n' "$s" \
+			"$(mb "$(half "${R_IDLE[$s]:-}" 1)")" "$(mb "$(half "${R_IDLE[$s]:-}" 2)")" "${R_HELD[$s]:--}" \
+			"$(mb "$(half "${R_HELDRSS[$s]:-}" 1)")" "$(mb "$(half "${R_HELDRSS[$s]:-}" 2)")" \
+			"$(mb "$(half "${R_HOLDPEAK[$s]:-}" 1)")" "$(mb "$(half "${R_HOLDPEAK[$s]:-}" 2)")" "$pa" "$pb" \
+			"$(ratio "$pa" "$(half "${R_PERCONN[stunnel]:-}" 1)")" "$(ratio "$pb" "$(half "${R_PERCONN[stunnel]:-}" 2)")" \
+			"$(mb "$(half "${R_PEAK[$s]:-}" 1)")" "$(mb "$(half "${R_PEAK[$s]:-}" 2)")"
+	done
+fi
+
+# check LABEL VALUE OP LIMIT: one line of the targets, "met" or "missed".
+check() {
+	local v
+	if ! num "$2"; then
+		printf '  %-52s %9s\n' "$1" -
+		return
+	fi
+	v=$(awk -v a="$2" -v op="$3" -v b="$4" 'BEGIN {
+		ok = (op == "<=") ? (a <= b) : (a >= b); print (ok ? "met" : "missed") }')
+	printf '  %-52s %9s  (target %s %s) %s\n' "$1" "$2" "$3" "$4" "$v"
+}
+if [ -n "${R_G1[ours]:-}" ] && [ -n "${R_G1[stunnel]:-}" ]; then
+	echo
+	echo "Issue 9 targets, ours against stunnel in this run:"
+	check "iperf3 one stream, x stunnel" "$(ratio "${R_G1[ours]}" "${R_G1[stunnel]}")" ">=" 1.6
+	check "added p99, x stunnel's" "$(ratio "$(added ours 99)" "$(added stunnel 99)")" "<=" 0.6
+	check "p50, x stunnel's" "$(ratio "${R_P50[ours]}" "${R_P50[stunnel]}")" "<=" 1
+	check "new connections/s, x direct (anchors B6 goal)" "$(ratio "${R_CPS[ours]:-}" "${R_CPS[direct]:-}")" ">=" 0.5
+	for i in 1 2; do
+		check "idle RSS, proxy $([ $i = 1 ] && echo A || echo B) (MB)" "$(mb "$(half "${R_IDLE[ours]:-}" $i)")" "<=" 4
+		check "per held idle tunnel, proxy $([ $i = 1 ] && echo A || echo B) (KB)" \
+			"$(fmt %.2f "$(half "${R_PERCONN[ours]:-}" $i | awk '$1 != "-" { print $1 / 1024 }')")" "<=" 1
+	done
+fi
 echo
-echo "Memory: idle = RSS after start-up, before traffic (MB; socat: its $(wc -l <<<"$BENCH_PROXIED") listening" \
-	"processes per node); then N idle connections held from pod A to pod B (socat and stunnel hold" \
-	"$BENCH_IDLE_CONNS_FORKING, a process or thread each): RSS then and its peak while they opened (MB), PSS" \
-	"added per connection (bytes); peak = VmHWM during the traffic rows (MB; for socat, its listeners only)."
-printf '%-8s %6s %6s %11s %7s %7s %7s %7s %9s %9s %7s %7s %6s %6s\n' \
-	scenario idleA idleB N heldA heldB hpeakA hpeakB perconnA perconnB A÷stn B÷stn peakA peakB
-for s in "${shown[@]}"; do
-	[ "$s" = direct ] && continue
-	pa=$(half "${R_PERCONN[$s]:-}" 1) pb=$(half "${R_PERCONN[$s]:-}" 2)
-	printf '%-8s %6s %6s %11s %7s %7s %7s %7s %9s %9s %7s %7s %6s %6s\n' "$s" \
-		"$(mb "$(half "${R_IDLE[$s]:-}" 1)")" "$(mb "$(half "${R_IDLE[$s]:-}" 2)")" "${R_HELD[$s]:--}" \
-		"$(mb "$(half "${R_HELDRSS[$s]:-}" 1)")" "$(mb "$(half "${R_HELDRSS[$s]:-}" 2)")" \
-		"$(mb "$(half "${R_HOLDPEAK[$s]:-}" 1)")" "$(mb "$(half "${R_HOLDPEAK[$s]:-}" 2)")" "$pa" "$pb" \
-		"$(ratio "$pa" "$(half "${R_PERCONN[stunnel]:-}" 1)")" "$(ratio "$pb" "$(half "${R_PERCONN[stunnel]:-}" 2)")" \
-		"$(mb "$(half "${R_PEAK[$s]:-}" 1)")" "$(mb "$(half "${R_PEAK[$s]:-}" 2)")"
-done
 for s in "${shown[@]}"; do
 	[ -n "${R_NOTE[$s]:-}" ] && echo "note: $s: ${R_NOTE[$s]}"
 done
