@@ -37,7 +37,7 @@
 #                     samples, 100 beyond the p99)
 #   BENCH_REPEAT      runs per scenario, medians reported (default 1)
 #   BENCH_IDLE_CONNS  idle connections held for the memory row (default 10000)
-#   BENCH_IDLE_CONNS_FORKING  the same for socat and stunnel (default 1000):
+#   BENCH_IDLE_CONNS_FORKING  the same for socat and stunnel (default 500):
 #                     they spend a process or a thread per connection on each
 #                     node, and 2 x 10 000 tasks would take most of the
 #                     machine's pid space (kernel.pid_max 32768) from
@@ -62,7 +62,7 @@ BENCH_TIME=${BENCH_TIME:-5}
 BENCH_LAT_TIME=${BENCH_LAT_TIME:-10}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
 BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
-BENCH_IDLE_CONNS_FORKING=${BENCH_IDLE_CONNS_FORKING:-1000}
+BENCH_IDLE_CONNS_FORKING=${BENCH_IDLE_CONNS_FORKING:-500}
 BENCH_HTTP_CONNS=${BENCH_HTTP_CONNS:-16}
 BENCH_WORK=$ZT_WORK
 BENCH_IPERF_PORT=5201
@@ -440,7 +440,7 @@ ours_setup() {
 
 # ---- run ----
 # Results per scenario s: R_<row>[$s]; "A B" pairs for the two proxies.
-declare -A R_NOTE R_IDLE R_PEAK R_HELD R_PERCONN R_HELDRSS R_HOLDPEAK
+declare -A R_NOTE R_IDLE R_PEAK R_HELD R_PERCONN R_HELDRSS R_HOLDPEAK R_CLOSEDRSS
 declare -A R_G1 R_G4 R_CPUG1 R_CPUG4 R_P50 R_P90 R_P99 R_N R_CPUMSG R_CPS R_CONNS R_ERRS R_CPUCONN
 
 stop_pids() {
@@ -482,6 +482,7 @@ measure_hold() {
 		echo 5 >"/proc/$p/clear_refs" 2>/dev/null
 	done
 	wait_quiet "$BENCH_PIDS_A $BENCH_PIDS_B"
+	R_CLOSEDRSS[$s]="$(rss_kb "$BENCH_PIDS_A") $(rss_kb "$BENCH_PIDS_B")"
 	echo "bench: $s held ${held:-0} idle connections in $(($(date +%s) - th)) s" >&2
 }
 
@@ -674,17 +675,19 @@ if [ -n "${R_IDLE[*]:-}" ]; then # a proxied scenario ran
 	echo
 	echo "Memory: idle = RSS after start-up, before traffic (MB; socat: its $(wc -l <<<"$BENCH_PROXIED") listening" \
 		"processes per node); then N idle connections held from pod A to pod B (socat and stunnel hold" \
-		"$BENCH_IDLE_CONNS_FORKING, a process or thread each): RSS then and its peak while they opened (MB), PSS" \
-		"added per connection (bytes); peak = VmHWM during the traffic rows (MB; for socat, its listeners only)."
-	printf '%-8s %6s %6s %11s %7s %7s %7s %7s %9s %9s %7s %7s %6s %6s\n' \
-		scenario idleA idleB N heldA heldB hpeakA hpeakB perconnA perconnB A÷stn B÷stn peakA peakB
+		"$BENCH_IDLE_CONNS_FORKING, a process or thread each): RSS then, its peak while they opened and RSS once" \
+		"they closed (MB), PSS added per connection (bytes); peak = VmHWM during the traffic rows (MB; for socat," \
+		"its listeners only)."
+	printf '%-8s %5s %5s %11s %6s %6s %6s %6s %7s %7s %8s %8s %6s %6s %6s %6s\n' \
+		scenario idleA idleB N heldA heldB hpeakA hpeakB closedA closedB perconnA perconnB A÷stn B÷stn peakA peakB
 	for s in "${shown[@]}"; do
 		[ "$s" = direct ] && continue
 		pa=$(half "${R_PERCONN[$s]:-}" 1) pb=$(half "${R_PERCONN[$s]:-}" 2)
-		printf '%-8s %6s %6s %11s %7s %7s %7s %7s %9s %9s %7s %7s %6s %6s\n' "$s" \
+		printf '%-8s %5s %5s %11s %6s %6s %6s %6s %7s %7s %8s %8s %6s %6s %6s %6s\n' "$s" \
 			"$(mb "$(half "${R_IDLE[$s]:-}" 1)")" "$(mb "$(half "${R_IDLE[$s]:-}" 2)")" "${R_HELD[$s]:--}" \
 			"$(mb "$(half "${R_HELDRSS[$s]:-}" 1)")" "$(mb "$(half "${R_HELDRSS[$s]:-}" 2)")" \
-			"$(mb "$(half "${R_HOLDPEAK[$s]:-}" 1)")" "$(mb "$(half "${R_HOLDPEAK[$s]:-}" 2)")" "$pa" "$pb" \
+			"$(mb "$(half "${R_HOLDPEAK[$s]:-}" 1)")" "$(mb "$(half "${R_HOLDPEAK[$s]:-}" 2)")" \
+			"$(mb "$(half "${R_CLOSEDRSS[$s]:-}" 1)")" "$(mb "$(half "${R_CLOSEDRSS[$s]:-}" 2)")" "$pa" "$pb" \
 			"$(ratio "$pa" "$(half "${R_PERCONN[stunnel]:-}" 1)")" "$(ratio "$pb" "$(half "${R_PERCONN[stunnel]:-}" 2)")" \
 			"$(mb "$(half "${R_PEAK[$s]:-}" 1)")" "$(mb "$(half "${R_PEAK[$s]:-}" 2)")"
 	done
