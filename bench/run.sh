@@ -676,8 +676,8 @@ if [ -n "${R_IDLE[*]:-}" ]; then # a proxied scenario ran
 	echo "Memory: idle = RSS after start-up, before traffic (MB; socat: its $(wc -l <<<"$BENCH_PROXIED") listening" \
 		"processes per node); then N idle connections held from pod A to pod B (socat and stunnel hold" \
 		"$BENCH_IDLE_CONNS_FORKING, a process or thread each): RSS then, its peak while they opened and RSS once" \
-		"they closed (MB), PSS added per connection (bytes); peak = VmHWM during the traffic rows (MB; for socat," \
-		"its listeners only)."
+		"they closed (MB), PSS added per connection (bytes); peak = VmHWM during the traffic rows (MB). socat's" \
+		"RSS figures are its listeners' alone; its per-connection figure counts the forked children."
 	printf '%-8s %5s %5s %11s %6s %6s %6s %6s %7s %7s %8s %8s %6s %6s %6s %6s\n' \
 		scenario idleA idleB N heldA heldB hpeakA hpeakB closedA closedB perconnA perconnB A÷stn B÷stn peakA peakB
 	for s in "${shown[@]}"; do
