@@ -44,13 +44,18 @@ TEST_SRCS := $(shell find $(addprefix tests/unit/,$(ONLY)) -name 'test_*.c' 2>/d
 endif
 TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 
-.PHONY: all deps test unit unit-bins e2e demo demo-control bench clean format check-format
+.PHONY: all deps bench-deps test unit unit-bins e2e demo demo-control bench clean format check-format
 # Generated protobuf sources are not intermediates to delete after a build.
 .SECONDARY: $(PROTO_C) $(PROTO_H)
 all: $(BUILD)/ztunnel
 
 deps:
 	@scripts/deps.sh
+
+# The bench's load generators and baselines (iperf3, sockperf, wrk, nginx,
+# stunnel), which make test does not need.
+bench-deps:
+	@scripts/deps.sh bench
 
 $(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen/proto
@@ -96,7 +101,7 @@ demo: deps all
 demo-control: deps all
 	DEMO_CONTROL=1 scripts/demo.sh
 
-bench: deps all
+bench: bench-deps all
 	bench/run.sh
 
 format:

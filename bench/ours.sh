@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the BENCH_* outputs are read by run.sh
 # bench/ours.sh: the "ours" row of bench/run.sh, i.e. two ztunnel-c proxies.
 # Sourced by run.sh, which skips the row with a message if ZT_BIN is not an
 # executable or this function returns non-zero.
@@ -13,13 +14,17 @@
 #   BENCH_NODE_A_IP, BENCH_NODE_B_IP   node addresses on the fabric (172.30.0.x)
 #   BENCH_POD_A_NS, BENCH_POD_B_NS     client pod / server pod netns
 #   BENCH_POD_A_IP, BENCH_POD_B_IP     pod addresses (10.200.x.y)
-#   BENCH_IPERF_PORT, BENCH_SOCKPERF_PORT  app ports listening in pod B
+#   BENCH_IPERF_PORT, BENCH_SOCKPERF_PORT, BENCH_HTTP_PORT, BENCH_HOLD_PORT
+#                              app ports listening in pod B (iperf3, sockperf,
+#                              nginx, the idle-connection server)
 #   zt_bg NETNS LOGNAME CMD...  start a process (killed on exit); PID in ZT_BG_PID
 #   zt_wait_port NETNS IP PORT TIMEOUT_S
 # Must set, on success:
-#   BENCH_IPERF_TARGET, BENCH_SOCKPERF_TARGET  "ip:port" the client in pod A
-#       connects to so that traffic reaches the app in pod B through both
-#       proxies (may be the pod B address itself if redirection is set up)
+#   BENCH_IPERF_TARGET, BENCH_SOCKPERF_TARGET, BENCH_HTTP_TARGET,
+#   BENCH_HOLD_TARGET  "ip:port" the client in pod A connects to so that
+#       traffic reaches that app in pod B through both proxies (may be the
+#       pod B address itself if redirection is set up); an empty HTTP or HOLD
+#       target leaves that row empty
 #   BENCH_PIDS_A, BENCH_PIDS_B  PIDs (process-group leaders, as zt_bg makes)
 #       of the proxy on each side, for CPU and RSS accounting
 # and return 0 once both proxies accept connections. run.sh stops every PID
@@ -50,10 +55,12 @@ bench_ours_setup() {
 			[ -S "$BENCH_WORK/zt-$n/cni/agent.sock" ] && break
 			sleep 0.1
 		done
-		env "${env_n[@]}" "$ZT_BIN" enroll --netns "$pod" --uid $uid --name $name \
+		env "${env_n[@]}" timeout 10 "$ZT_BIN" enroll --netns "$pod" --uid $uid --name $name \
 			--namespace bench --service-account $sa >/dev/null || return 1
 	done
 	BENCH_IPERF_TARGET="$BENCH_POD_B_IP:$BENCH_IPERF_PORT"
 	BENCH_SOCKPERF_TARGET="$BENCH_POD_B_IP:$BENCH_SOCKPERF_PORT"
+	BENCH_HTTP_TARGET="$BENCH_POD_B_IP:$BENCH_HTTP_PORT"
+	BENCH_HOLD_TARGET="$BENCH_POD_B_IP:$BENCH_HOLD_PORT"
 	zt_wait_port "$BENCH_POD_A_NS" "$BENCH_POD_B_IP" "$BENCH_IPERF_PORT" 5
 }

@@ -1,29 +1,51 @@
 #!/usr/bin/env bash
-# bench/run.sh: B1 (bulk, 1 stream) and B3 (fixed-rate latency) of the
-# benchmark suite, for each two-hop path in one invocation:
+# bench/run.sh: the data-path benchmarks of issue 9, for each two-hop path in
+# one invocation, so that every ratio compares runs on the same machine, in the
+# same minutes:
 #   direct   client pod A -> server pod B, routed by the nodes, no proxy
 #   socat    plaintext 2-hop: socat -b 262144 on node A and on node B
+#            (one listening process per port, a forked child per connection)
 #   stunnel  mTLS 2-hop: stunnel4, TLS 1.3, ECDSA P-256, verifyChain/requireCert
+#            (one process, a thread per connection)
 #   ours     two ztunnel-c proxies, via bench_ours_setup (bench/ours.sh),
 #            running ZT_BIN (default: this tree's build/ztunnel, the release
 #            build `make bench` makes first)
+# Rows, per scenario:
+#   bulk         iperf3 -t BENCH_TIME, one stream and four streams (-P 4);
+#                CPU seconds per GB moved, per proxy
+#   latency      sockperf under-load, 1 KB at a fixed 1000 msg/s, a reply to
+#                every message, BENCH_LAT_TIME seconds: p50/p90/p99 RTT and
+#                what each adds over direct; CPU ms per 1000 messages
+#                (request + reply), per proxy
+#   connections  wrk, HTTP/1.1 GET with `Connection: close` against nginx in
+#                pod B: one TCP connection per request, so requests/s is new
+#                connections/s; CPU ms per 1000 connections, per proxy
+#   memory       RSS after start-up (before any traffic); memory each held
+#                idle connection adds (BENCH_IDLE_CONNS from pod A to pod B),
+#                per proxy; peak RSS over the whole row
 # Topology (tests/e2e/lib.sh): node 1 (172.30.0.1) with pod A 10.200.1.2,
-# node 2 (172.30.0.2) with pod B 10.200.2.2. iperf3 and sockperf servers run
-# in pod B, the clients in pod A. Proxy A listens on node 1's fabric IP, proxy
-# B on node 2's and forwards to pod B.
+# node 2 (172.30.0.2) with pod B 10.200.2.2. All servers run in pod B, all
+# clients in pod A; nothing leaves the namespaces this script creates. The
+# socat and stunnel proxies listen on node A's fabric IP (15001..15004) and
+# node B's (15008..15011) and forward to pod B; ours capture pod A's traffic
+# to pod B's own addresses.
 #
 # Environment knobs:
 #   BENCH_SCENARIOS   default "direct socat stunnel ours"
-#   BENCH_TIME        seconds per iperf3 and per sockperf run (default 5)
+#   BENCH_TIME        seconds per iperf3 and per wrk run (default 5)
+#   BENCH_LAT_TIME    seconds per sockperf run (default 10: ~10 000 RTT
+#                     samples, 100 beyond the p99)
 #   BENCH_REPEAT      runs per scenario, medians reported (default 1)
-#   BENCH_IDLE_CONNS  idle tunnels held for B5, our memory per connection
-#                     (default 1000)
-#   BENCH_REPLY_EVERY sockperf --reply-every (default 10 => ~500 RTT samples
-#                     in 5 s; sockperf's own default 100 gives ~50, too few
-#                     for a p99)
+#   BENCH_IDLE_CONNS  idle connections held for the memory row (default 10000)
+#   BENCH_IDLE_CONNS_FORKING  the same for socat and stunnel (default 500):
+#                     they spend a process or a thread per connection on each
+#                     node, and 2 x 10 000 tasks would take most of the
+#                     machine's pid space (kernel.pid_max 32768) from
+#                     whatever else runs on it; the figure is per connection
+#   BENCH_HTTP_CONNS  wrk's concurrent connections (default 16)
 #   ZT_BIN            ztunnel-c binary for the "ours" row (default build/ztunnel)
 #   BENCH_OURS_SH     file defining bench_ours_setup (default bench/ours.sh)
-# Needs root. Every case is bounded by `timeout`; the namespaces and
+# Needs root. Every client run is bounded by `timeout`; the namespaces and
 # processes are removed on exit and on Ctrl-C.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,17 +59,21 @@ zt_trap_cleanup
 
 BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours}
 BENCH_TIME=${BENCH_TIME:-5}
+BENCH_LAT_TIME=${BENCH_LAT_TIME:-10}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
-BENCH_REPLY_EVERY=${BENCH_REPLY_EVERY:-10}
-BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
+BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+BENCH_IDLE_CONNS_FORKING=${BENCH_IDLE_CONNS_FORKING:-500}
+BENCH_HTTP_CONNS=${BENCH_HTTP_CONNS:-16}
 BENCH_WORK=$ZT_WORK
 BENCH_IPERF_PORT=5201
 BENCH_SOCKPERF_PORT=11111
+BENCH_HTTP_PORT=8080
+BENCH_HOLD_PORT=7777
 CLK_TCK=$(getconf CLK_TCK)
 
-for tool in iperf3 sockperf stunnel4 socat openssl jq; do
+for tool in iperf3 sockperf stunnel4 socat openssl jq wrk nginx python3; do
 	command -v "$tool" >/dev/null || {
-		echo "bench: $tool missing (apt-get install $tool)" >&2
+		echo "bench: $tool missing (scripts/deps.sh bench installs it)" >&2
 		exit 1
 	}
 done
@@ -55,6 +81,21 @@ done
 	echo "bench: needs root (network namespaces)" >&2
 	exit 1
 }
+
+# Held connections take a descriptor each in the client, the server and each
+# proxy; everything started from here inherits the limit. Raising the hard
+# limit needs CAP_SYS_RESOURCE, which a container may not grant: then the
+# hard limit caps the number held.
+nofile=$((BENCH_IDLE_CONNS + 1024))
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$nofile" ]; then
+	ulimit -Hn "$nofile" 2>/dev/null || nofile=$hard
+fi
+ulimit -Sn "$nofile" || exit 1
+if [ "$BENCH_IDLE_CONNS" -gt $((nofile - 1024)) ]; then
+	echo "bench: open-file limit $nofile: holding $((nofile - 1024)) idle connections, not $BENCH_IDLE_CONNS" >&2
+	BENCH_IDLE_CONNS=$((nofile - 1024))
+fi
 
 # ---- topology and app servers ----
 zt_node_add 1 && zt_node_add 2 || exit 1
@@ -68,9 +109,73 @@ BENCH_POD_A_IP=$(zt_pod_ip 1 1) # for bench_ours_setup
 export BENCH_POD_A_IP
 BENCH_POD_B_IP=$(zt_pod_ip 2 1)
 
+# One TCP connection per HTTP request leaves a TIME_WAIT socket behind each:
+# a wider port range and their reuse keep thousands per second from running
+# out of ports. The range starts above every port a proxy or app listens on
+# (15001..15021, 5201, 7777, 8080, 11111): a listener cannot bind a port an
+# outgoing connection left in TIME_WAIT. Namespace-local settings, in our
+# namespaces only.
+for ns in "$BENCH_POD_A_NS" "$BENCH_POD_B_NS" "$BENCH_NS_A" "$BENCH_NS_B"; do
+	zt_ns_exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="20000 65000" net.ipv4.tcp_tw_reuse=1
+done
+
 zt_bg "$BENCH_POD_B_NS" iperf3-server iperf3 -s -p "$BENCH_IPERF_PORT"
 zt_bg "$BENCH_POD_B_NS" sockperf-server sockperf server --tcp -i 0.0.0.0 -p "$BENCH_SOCKPERF_PORT"
-zt_wait_port "$BENCH_POD_B_NS" 127.0.0.1 "$BENCH_IPERF_PORT" 5 || exit 1
+
+# nginx in pod B, one process, serving a 1 KB file; no access log.
+mkdir -p "$BENCH_WORK/www" "$BENCH_WORK/nginx-tmp"
+head -c 1024 /dev/zero | tr '\0' x >"$BENCH_WORK/www/index.html"
+cat >"$BENCH_WORK/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $BENCH_WORK/nginx.pid;
+error_log $BENCH_WORK/nginx-error.log warn;
+events { worker_connections 16384; }
+http {
+	access_log off;
+	client_body_temp_path $BENCH_WORK/nginx-tmp;
+	proxy_temp_path $BENCH_WORK/nginx-tmp;
+	fastcgi_temp_path $BENCH_WORK/nginx-tmp;
+	uwsgi_temp_path $BENCH_WORK/nginx-tmp;
+	scgi_temp_path $BENCH_WORK/nginx-tmp;
+	server {
+		listen $BENCH_HTTP_PORT backlog=4096;
+		root $BENCH_WORK/www;
+	}
+}
+EOF
+zt_bg "$BENCH_POD_B_NS" nginx nginx -c "$BENCH_WORK/nginx.conf" -e "$BENCH_WORK/nginx-error.log"
+
+# The idle-connection server in pod B: accepts, reads until EOF, and keeps
+# the number accepted so far in a file (rewritten every 0.2 s).
+zt_bg "$BENCH_POD_B_NS" hold-server python3 -c '
+import asyncio, os, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+n = 0
+async def on(r, w):
+    global n
+    n += 1
+    try:
+        await r.read()
+    except OSError:
+        pass
+    w.close()
+async def report():
+    while True:
+        with open(path + ".tmp", "w") as f:
+            f.write("%d\n" % n)
+        os.replace(path + ".tmp", path)
+        await asyncio.sleep(0.2)
+async def main():
+    s = await asyncio.start_server(on, "0.0.0.0", port, backlog=4096)
+    asyncio.get_running_loop().create_task(report())
+    await s.serve_forever()
+asyncio.run(main())' "$BENCH_HOLD_PORT" "$BENCH_WORK/hold-accepted"
+
+zt_wait_port "$BENCH_POD_B_NS" 127.0.0.1 "$BENCH_IPERF_PORT" 5 &&
+	zt_wait_port "$BENCH_POD_B_NS" 127.0.0.1 "$BENCH_HTTP_PORT" 5 &&
+	zt_wait_port "$BENCH_POD_B_NS" 127.0.0.1 "$BENCH_HOLD_PORT" 5 || exit 1
 sleep 0.3 # sockperf has no cheap readiness probe that does not count as a client
 
 # One CA for the stunnel row and for ours (Istio cacerts layout).
@@ -89,18 +194,26 @@ mint_leaf() {
 
 # ---- measurements ----
 
-# group_cpu_ticks PGID: utime+stime (+ reaped children) of every process in
-# the group, in clock ticks.
-group_cpu_ticks() {
-	local pg=$1
-	cat /proc/[0-9]*/stat 2>/dev/null | awk -v pg="$pg" '
-		{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 }
-		END { print s + 0 }'
+# group_pids PGID...: every process in those process groups (zt_bg makes each
+# started command a group leader; socat's forked children stay in its group).
+group_pids() {
+	local pg
+	for pg in "$@"; do
+		cat /proc/[0-9]*/stat 2>/dev/null | awk -v pg="$pg" '
+			{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }'
+	done
 }
 
-cpu_of() { # cpu_of "PID PID..." -> total ticks
-	local t=0 p
-	for p in $1; do t=$((t + $(group_cpu_ticks "$p"))); done
+# cpu_of "PGID...": utime+stime (+ reaped children) of every process in the
+# groups, in clock ticks.
+cpu_of() {
+	local p t=0 v
+	for p in $1; do
+		v=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v pg="$p" '
+			{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 }
+			END { print s + 0 }')
+		t=$((t + v))
+	done
 	echo "$t"
 }
 
@@ -113,50 +226,21 @@ status_kb() { # status_kb FIELD "PID...": FIELD (VmRSS, VmHWM) of the group lead
 	echo "$kb"
 }
 
-rss_kb() { status_kb VmRSS "$1"; } # current RSS, kB
+rss_kb() { status_kb VmRSS "$1"; } # current RSS of the group leaders, kB
 
-# hold_idle N: N connections from pod A to pod B's port 7777 (through the
-# scenario's proxies when pod A's traffic is captured), held open and idle;
-# prints "kBa kBb" of the proxies' RSS once all N are accepted by pod B's
-# server, then closes them.
-hold_idle() {
-	local n=$1 before_a before_b srv cli
-	zt_bg "$BENCH_POD_B_NS" hold-server python3 -c '
-import asyncio, sys
-n = 0
-async def on(r, w):
-    global n
-    n += 1
-    if n % 100 == 0:
-        print("accepted", n, flush=True)
-    await r.read()
-async def main():
-    s = await asyncio.start_server(on, "0.0.0.0", 7777, backlog=4096)
-    print("listening", flush=True)
-    await s.serve_forever()
-asyncio.run(main())'
-	srv=$ZT_BG_PID
-	zt_wait_port "$BENCH_POD_B_NS" 127.0.0.1 7777 5 || return 1
-	zt_bg "$BENCH_POD_A_NS" hold-client python3 -c '
-import socket, sys, time
-socks = []
-for _ in range('"$n"'):
-    socks.append(socket.create_connection(("'"$BENCH_POD_B_IP"'", 7777), timeout=30))
-print("held", len(socks), flush=True)
-time.sleep(600)'
-	cli=$ZT_BG_PID
-	local i
-	for i in $(seq 600); do
-		grep -q "accepted $n\b" "$BENCH_WORK/hold-server.log" 2>/dev/null && break
-		sleep 0.1
-	done
-	echo "$(rss_kb "$BENCH_PIDS_A") $(rss_kb "$BENCH_PIDS_B")"
-	zt_bg_stop "$cli"
-	zt_bg_stop "$srv"
-}
-
-hwm_mb() { # peak RSS of the group leaders, MB (sum)
-	awk -v kb="$(status_kb VmHWM "$1")" 'BEGIN { printf "%.1f", kb / 1024 }'
+# pss_kb "PGID...": proportional set size of every process in the groups, kB.
+# For a one-process proxy its growth is the RSS growth; for socat it counts
+# the pages a forked child shares with its parent once, not once per child.
+pss_kb() {
+	local -a pids
+	# shellcheck disable=SC2086 # a list of PGIDs
+	mapfile -t pids < <(group_pids $1)
+	[ ${#pids[@]} -gt 0 ] || {
+		echo 0
+		return
+	}
+	printf '/proc/%s/smaps_rollup\n' "${pids[@]}" | xargs cat 2>/dev/null |
+		awk '$1 == "Pss:" { s += $2 } END { print s + 0 }'
 }
 
 median() { # median of the arguments ("-" ignored), or "-"
@@ -166,11 +250,17 @@ median() { # median of the arguments ("-" ignored), or "-"
 			if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# run_iperf TARGET LOG: prints "gbps bytes" or "- 0".
+# per_unit TICKS UNITS SCALE: CPU seconds x SCALE per unit, or "-".
+per_unit() {
+	awk -v t="$1" -v u="$2" -v s="$3" -v hz="$CLK_TCK" \
+		'BEGIN { if (u > 0) printf "%.2f", t / hz * s / u; else print "-" }'
+}
+
+# run_iperf TARGET STREAMS LOG: prints "gbps bytes" or "- 0".
 run_iperf() {
-	local host=${1%:*} port=${1##*:} log=$2
+	local host=${1%:*} port=${1##*:} log=$3
 	if zt_ns_exec "$BENCH_POD_A_NS" timeout $((BENCH_TIME + 15)) \
-		iperf3 -c "$host" -p "$port" -t "$BENCH_TIME" -J >"$log" 2>&1; then
+		iperf3 -c "$host" -p "$port" -P "$2" -t "$BENCH_TIME" -J >"$log" 2>&1; then
 		jq -r '"\(.end.sum_received.bits_per_second / 1e9) \(.end.sum_received.bytes)"' "$log" 2>/dev/null ||
 			echo "- 0"
 	else
@@ -178,123 +268,166 @@ run_iperf() {
 	fi
 }
 
-# run_sockperf TARGET LOG: prints "p50 p90 p99 observations" (µs) or dashes.
+# run_sockperf TARGET LOG: prints "p50 p90 p99 observations sent" (µs; sent
+# counts every message of the run, warm-up included, as the CPU window does)
+# or dashes.
 run_sockperf() {
 	local host=${1%:*} port=${1##*:} log=$2
-	zt_ns_exec "$BENCH_POD_A_NS" timeout $((BENCH_TIME + 15)) \
-		sockperf under-load --tcp -i "$host" -p "$port" -m 1024 --mps 1000 -t "$BENCH_TIME" \
-		--full-rtt --reply-every "$BENCH_REPLY_EVERY" >"$log" 2>&1
+	zt_ns_exec "$BENCH_POD_A_NS" timeout $((BENCH_LAT_TIME + 15)) \
+		sockperf under-load --tcp -i "$host" -p "$port" -m 1024 --mps 1000 -t "$BENCH_LAT_TIME" \
+		--full-rtt --reply-every 1 >"$log" 2>&1
 	sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '
 		/percentile 50.000 =/ { p50 = $NF }
 		/percentile 90.000 =/ { p90 = $NF }
 		/percentile 99.000 =/ { p99 = $NF }
 		/Total [0-9]+ observations/ { for (i = 1; i <= NF; i++) if ($i == "Total") n = $(i + 1) }
+		/\[Total Run\]/ { for (i = 1; i <= NF; i++) if ($i ~ /^SentMessages=/) { sent = $i; sub(/.*=/, "", sent); sub(/;$/, "", sent) } }
 		END {
-			if (p99 == "") print "- - - 0"
-			else printf "%s %s %s %s\n", p50, p90, p99, n
+			if (p99 == "") print "- - - 0 0"
+			else printf "%s %s %s %s %d\n", p50, p90, p99, n, sent
 		}'
 }
 
+# run_wrk TARGET LOG: prints "requests/s requests errors" or "- 0 -". Every
+# request carries `Connection: close`, which nginx honours by closing after
+# the response, and wrk then opens a new connection for the next request.
+run_wrk() {
+	local log=$2
+	zt_ns_exec "$BENCH_POD_A_NS" timeout $((BENCH_TIME + 15)) \
+		wrk -t 1 -c "$BENCH_HTTP_CONNS" -d "${BENCH_TIME}s" --timeout 5s -H 'Connection: close' \
+		"http://$1/" >"$log" 2>&1
+	awk '
+		/requests in/ { n = $1 }
+		/^Requests\/sec:/ { rps = $2 }
+		/Socket errors:/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 }
+		/Non-2xx or 3xx responses:/ { e += $NF }
+		END { if (rps == "") print "- 0 -"; else printf "%s %d %d\n", rps, n, e + 0 }' "$log"
+}
+
+# hold_idle TARGET N: opens N connections from pod A to TARGET (the hold
+# server in pod B, through the scenario's proxies), waits until the server has
+# accepted all that the client holds, and prints "held pssA_before
+# pssB_before pssA_after pssB_after rssA_after rssB_after" (kB) for the
+# scenario's proxies (RSS of the group leaders); then closes them.
+hold_idle() {
+	local host=${1%:*} port=${1##*:} n=$2 ka kb cli held acc0 acc i
+	acc0=$(cat "$BENCH_WORK/hold-accepted" 2>/dev/null || echo 0)
+	sleep 1
+	ka=$(pss_kb "$BENCH_PIDS_A") kb=$(pss_kb "$BENCH_PIDS_B")
+	zt_bg "$BENCH_POD_A_NS" hold-client timeout 300 python3 -c '
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+socks, errs, t0 = [], 0, time.time()
+while len(socks) < n and errs < 50 and time.time() < t0 + 120:
+    try:
+        socks.append(socket.create_connection((host, port), timeout=10))
+    except OSError as e:
+        errs += 1
+        print("connect:", e, flush=True)
+print("held", len(socks), "connected in %.1f s" % (time.time() - t0), flush=True)
+time.sleep(600)' "$host" "$port" "$n"
+	cli=$ZT_BG_PID
+	held="" acc=0
+	for i in $(seq 1800); do # 180 s
+		[ -n "$held" ] || held=$(awk '$1 == "held" { print $2 }' "$BENCH_WORK/hold-client.log" 2>/dev/null)
+		acc=$(($(cat "$BENCH_WORK/hold-accepted" 2>/dev/null || echo 0) - acc0))
+		[ -n "$held" ] && [ "$acc" -ge "$held" ] && break
+		kill -0 "$cli" 2>/dev/null || break
+		sleep 0.1
+	done
+	sleep 1 # let the proxies finish what each new connection started
+	acc=$(($(cat "$BENCH_WORK/hold-accepted" 2>/dev/null || echo 0) - acc0))
+	echo "$acc $ka $kb $(pss_kb "$BENCH_PIDS_A") $(pss_kb "$BENCH_PIDS_B")" \
+		"$(rss_kb "$BENCH_PIDS_A") $(rss_kb "$BENCH_PIDS_B")"
+	zt_bg_stop "$cli"
+}
+
 # ---- scenarios: each *_setup sets BENCH_IPERF_TARGET, BENCH_SOCKPERF_TARGET,
+# BENCH_HTTP_TARGET, BENCH_HOLD_TARGET (an unset target leaves its row empty),
 # BENCH_PIDS_A and BENCH_PIDS_B, and returns 0 when ready. ----
 
 direct_setup() {
 	BENCH_IPERF_TARGET=$BENCH_POD_B_IP:$BENCH_IPERF_PORT
 	BENCH_SOCKPERF_TARGET=$BENCH_POD_B_IP:$BENCH_SOCKPERF_PORT
+	BENCH_HTTP_TARGET=$BENCH_POD_B_IP:$BENCH_HTTP_PORT
+	BENCH_HOLD_TARGET="" # nothing to weigh without a proxy
 	BENCH_PIDS_A="" BENCH_PIDS_B=""
 }
 
-# Proxy A: node A ports 15001 (iperf) and 15002 (sockperf); proxy B: node B
-# ports 15008 and 15009, forwarding to pod B.
-socat_setup() {
-	local a b
-	zt_bg "$BENCH_NS_B" socat-b-iperf socat -b 262144 \
-		"TCP-LISTEN:15008,bind=$BENCH_NODE_B_IP,fork,reuseaddr,nodelay" \
-		"TCP:$BENCH_POD_B_IP:$BENCH_IPERF_PORT,nodelay"
-	b="$ZT_BG_PID"
-	zt_bg "$BENCH_NS_B" socat-b-sockperf socat -b 262144 \
-		"TCP-LISTEN:15009,bind=$BENCH_NODE_B_IP,fork,reuseaddr,nodelay" \
-		"TCP:$BENCH_POD_B_IP:$BENCH_SOCKPERF_PORT,nodelay"
-	b="$b $ZT_BG_PID"
-	zt_bg "$BENCH_NS_A" socat-a-iperf socat -b 262144 \
-		"TCP-LISTEN:15001,bind=$BENCH_NODE_A_IP,fork,reuseaddr,nodelay" \
-		"TCP:$BENCH_NODE_B_IP:15008,nodelay"
-	a="$ZT_BG_PID"
-	zt_bg "$BENCH_NS_A" socat-a-sockperf socat -b 262144 \
-		"TCP-LISTEN:15002,bind=$BENCH_NODE_A_IP,fork,reuseaddr,nodelay" \
-		"TCP:$BENCH_NODE_B_IP:15009,nodelay"
-	a="$a $ZT_BG_PID"
-	BENCH_PIDS_A=$a BENCH_PIDS_B=$b
+# The proxied app ports: "name app-port node-A-port node-B-port".
+BENCH_PROXIED="iperf $BENCH_IPERF_PORT 15001 15008
+sockperf $BENCH_SOCKPERF_PORT 15002 15009
+http $BENCH_HTTP_PORT 15003 15010
+hold $BENCH_HOLD_PORT 15004 15011"
+
+proxied_targets() { # the node A listeners the client in pod A connects to
 	BENCH_IPERF_TARGET=$BENCH_NODE_A_IP:15001
 	BENCH_SOCKPERF_TARGET=$BENCH_NODE_A_IP:15002
-	# Probe the listeners only: a probe through the chain would count as a
-	# client of the app servers.
-	zt_wait_port "$BENCH_NS_A" "$BENCH_NODE_A_IP" 15001 5 && zt_wait_port "$BENCH_NS_A" "$BENCH_NODE_A_IP" 15002 5 &&
-		zt_wait_port "$BENCH_NS_B" "$BENCH_NODE_B_IP" 15008 5 && zt_wait_port "$BENCH_NS_B" "$BENCH_NODE_B_IP" 15009 5
+	BENCH_HTTP_TARGET=$BENCH_NODE_A_IP:15003
+	BENCH_HOLD_TARGET=$BENCH_NODE_A_IP:15004
+}
+
+proxied_wait() { # probe the listeners only: a probe through the chain would count as a client of the app servers
+	local _name _app pa pb
+	while read -r _name _app pa pb; do
+		zt_wait_port "$BENCH_NS_A" "$BENCH_NODE_A_IP" "$pa" 5 && zt_wait_port "$BENCH_NS_B" "$BENCH_NODE_B_IP" "$pb" 5 ||
+			return 1
+	done <<<"$BENCH_PROXIED"
+}
+
+socat_setup() {
+	local name app pa pb a="" b=""
+	while read -r name app pa pb; do
+		zt_bg "$BENCH_NS_B" "socat-b-$name" socat -b 262144 \
+			"TCP-LISTEN:$pb,bind=$BENCH_NODE_B_IP,fork,reuseaddr,nodelay,backlog=4096" \
+			"TCP:$BENCH_POD_B_IP:$app,nodelay"
+		b="$b $ZT_BG_PID"
+		zt_bg "$BENCH_NS_A" "socat-a-$name" socat -b 262144 \
+			"TCP-LISTEN:$pa,bind=$BENCH_NODE_A_IP,fork,reuseaddr,nodelay,backlog=4096" \
+			"TCP:$BENCH_NODE_B_IP:$pb,nodelay"
+		a="$a $ZT_BG_PID"
+	done <<<"$BENCH_PROXIED"
+	BENCH_PIDS_A=${a# } BENCH_PIDS_B=${b# }
+	proxied_targets
+	proxied_wait
 }
 
 stunnel_setup() {
-	local d=$BENCH_WORK
+	local d=$BENCH_WORK name app pa pb
 	mint_leaf stunnel-a spiffe://cluster.local/ns/bench/sa/client || return 1
 	mint_leaf stunnel-b spiffe://cluster.local/ns/bench/sa/server || return 1
-	cat >"$d/stunnel-a.conf" <<-EOF
-		foreground = yes
-		pid =
-		debug = 3
-		socket = l:TCP_NODELAY=1
-		socket = r:TCP_NODELAY=1
-		[iperf]
-		accept = $BENCH_NODE_A_IP:15001
-		connect = $BENCH_NODE_B_IP:15008
-		client = yes
-		sslVersionMin = TLSv1.3
-		cert = $d/stunnel-a.crt
-		key = $d/stunnel-a.key
-		CAfile = $BENCH_CA/root-cert.pem
-		verifyChain = yes
-		[sockperf]
-		accept = $BENCH_NODE_A_IP:15002
-		connect = $BENCH_NODE_B_IP:15009
-		client = yes
-		sslVersionMin = TLSv1.3
-		cert = $d/stunnel-a.crt
-		key = $d/stunnel-a.key
-		CAfile = $BENCH_CA/root-cert.pem
-		verifyChain = yes
-	EOF
-	cat >"$d/stunnel-b.conf" <<-EOF
-		foreground = yes
-		pid =
-		debug = 3
-		socket = l:TCP_NODELAY=1
-		socket = r:TCP_NODELAY=1
-		[iperf]
-		accept = $BENCH_NODE_B_IP:15008
-		connect = $BENCH_POD_B_IP:$BENCH_IPERF_PORT
-		sslVersionMin = TLSv1.3
-		cert = $d/stunnel-b.crt
-		key = $d/stunnel-b.key
-		CAfile = $BENCH_CA/root-cert.pem
-		verifyChain = yes
-		requireCert = yes
-		[sockperf]
-		accept = $BENCH_NODE_B_IP:15009
-		connect = $BENCH_POD_B_IP:$BENCH_SOCKPERF_PORT
-		sslVersionMin = TLSv1.3
-		cert = $d/stunnel-b.crt
-		key = $d/stunnel-b.key
-		CAfile = $BENCH_CA/root-cert.pem
-		verifyChain = yes
-		requireCert = yes
-	EOF
+	printf 'foreground = yes\npid =\ndebug = 3\nsocket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n' |
+		tee "$d/stunnel-a.conf" >"$d/stunnel-b.conf"
+	while read -r name app pa pb; do
+		cat >>"$d/stunnel-a.conf" <<-EOF
+			[$name]
+			accept = $BENCH_NODE_A_IP:$pa
+			connect = $BENCH_NODE_B_IP:$pb
+			client = yes
+			sslVersionMin = TLSv1.3
+			cert = $d/stunnel-a.crt
+			key = $d/stunnel-a.key
+			CAfile = $BENCH_CA/root-cert.pem
+			verifyChain = yes
+		EOF
+		cat >>"$d/stunnel-b.conf" <<-EOF
+			[$name]
+			accept = $BENCH_NODE_B_IP:$pb
+			connect = $BENCH_POD_B_IP:$app
+			sslVersionMin = TLSv1.3
+			cert = $d/stunnel-b.crt
+			key = $d/stunnel-b.key
+			CAfile = $BENCH_CA/root-cert.pem
+			verifyChain = yes
+			requireCert = yes
+		EOF
+	done <<<"$BENCH_PROXIED"
 	zt_bg "$BENCH_NS_B" stunnel-b stunnel4 "$d/stunnel-b.conf"
 	BENCH_PIDS_B=$ZT_BG_PID
 	zt_bg "$BENCH_NS_A" stunnel-a stunnel4 "$d/stunnel-a.conf"
 	BENCH_PIDS_A=$ZT_BG_PID
-	BENCH_IPERF_TARGET=$BENCH_NODE_A_IP:15001
-	BENCH_SOCKPERF_TARGET=$BENCH_NODE_A_IP:15002
-	zt_wait_port "$BENCH_NS_A" "$BENCH_NODE_A_IP" 15001 5 && zt_wait_port "$BENCH_NS_A" "$BENCH_NODE_A_IP" 15002 5 &&
-		zt_wait_port "$BENCH_NS_B" "$BENCH_NODE_B_IP" 15008 5 && zt_wait_port "$BENCH_NS_B" "$BENCH_NODE_B_IP" 15009 5
+	proxied_targets
+	proxied_wait
 }
 
 ours_setup() {
@@ -306,18 +439,74 @@ ours_setup() {
 }
 
 # ---- run ----
-declare -A R_GBPS R_P50 R_P90 R_P99 R_N R_CPUA R_CPUB R_RSSA R_RSSB R_NOTE R_IDLEA R_IDLEB R_HELD
+# Results per scenario s: R_<row>[$s]; "A B" pairs for the two proxies.
+declare -A R_NOTE R_IDLE R_PEAK R_HELD R_PERCONN R_HELDRSS R_HOLDPEAK R_CLOSEDRSS
+declare -A R_G1 R_G4 R_CPUG1 R_CPUG4 R_P50 R_P90 R_P99 R_N R_CPUMSG R_CPS R_CONNS R_ERRS R_CPUCONN
 
 stop_pids() {
 	local p
 	for p in $1; do zt_bg_stop "$p"; done
 }
 
+# cpu_pair T0A T0B T1A T1B UNITS SCALE: "A B" CPU per unit for both proxies.
+cpu_pair() {
+	echo "$(per_unit $(($3 - $1)) "$5" "$6") $(per_unit $(($4 - $2)) "$5" "$6")"
+}
+
+# median_pair "A B"...: medians of the A and of the B halves.
+median_pair() {
+	local -a as=() bs=()
+	local x
+	for x in "$@"; do
+		as+=("${x% *}") bs+=("${x#* }")
+	done
+	echo "$(median "${as[@]+"${as[@]}"}") $(median "${bs[@]+"${bs[@]}"}")"
+}
+
+# measure_hold SCENARIO: the memory row's held connections.
+measure_hold() {
+	local s=$1 want=$BENCH_IDLE_CONNS held ka kb ha hb ra rb th
+	case $s in socat | stunnel) want=$BENCH_IDLE_CONNS_FORKING ;; esac
+	th=$(date +%s)
+	if read -r held ka kb ha hb ra rb < <(hold_idle "$BENCH_HOLD_TARGET" "$want") && [ "$held" -gt 0 ]; then
+		R_HELD[$s]=$held
+		[ "$held" -lt "$want" ] && R_HELD[$s]="$held/$want"
+		R_PERCONN[$s]="$(((ha - ka) * 1024 / held)) $(((hb - kb) * 1024 / held))"
+		R_HELDRSS[$s]="$ra $rb"
+	fi
+	# The peak while the N connections opened; then reset VmHWM (clear_refs
+	# 5) so that the row's final peak is the traffic's alone.
+	R_HOLDPEAK[$s]="$(status_kb VmHWM "$BENCH_PIDS_A") $(status_kb VmHWM "$BENCH_PIDS_B")"
+	local p
+	for p in $BENCH_PIDS_A $BENCH_PIDS_B; do
+		echo 5 >"/proc/$p/clear_refs" 2>/dev/null
+	done
+	wait_quiet "$BENCH_PIDS_A $BENCH_PIDS_B"
+	R_CLOSEDRSS[$s]="$(rss_kb "$BENCH_PIDS_A") $(rss_kb "$BENCH_PIDS_B")"
+	echo "bench: $s held ${held:-0} idle connections in $(($(date +%s) - th)) s" >&2
+}
+
+# wait_quiet "PGID...": until the groups use less than a tick in half a
+# second (at most 30 s), so that closing the held connections is not counted
+# against the traffic measured next.
+wait_quiet() {
+	local i c0 c1
+	c0=$(cpu_of "$1")
+	for i in $(seq 60); do
+		sleep 0.5
+		c1=$(cpu_of "$1")
+		[ $((c1 - c0)) -le 1 ] && return 0
+		c0=$c1
+	done
+}
+
 run_scenario() {
-	local s=$1 i gb bytes p50 p90 p99 n c0a c0b c1a c1b
-	local -a gbs=() p50s=() p90s=() p99s=() ns=() cpuas=() cpubs=()
-	BENCH_IPERF_TARGET="" BENCH_SOCKPERF_TARGET="" BENCH_PIDS_A="" BENCH_PIDS_B=""
+	local s=$1 i gb bytes p50 p90 p99 n sent rps reqs errs c0a c0b c1a c1b proxied=0 t0
+	local -a g1=() g4=() cg1=() cg4=() p50s=() p90s=() p99s=() ns=() cmsg=() cpss=() cconn=() erss=() reqss=()
+	BENCH_IPERF_TARGET="" BENCH_SOCKPERF_TARGET="" BENCH_HTTP_TARGET="" BENCH_HOLD_TARGET=""
+	BENCH_PIDS_A="" BENCH_PIDS_B=""
 	echo "bench: $s ..." >&2
+	t0=$(date +%s)
 	if ! "${s}_setup" 2>>"$BENCH_WORK/$s-setup.log" || [ -z "$BENCH_IPERF_TARGET" ]; then
 		R_NOTE[$s]="skipped: $(tail -n 1 "$BENCH_WORK/$s-skip.txt" "$BENCH_WORK/$s-setup.log" 2>/dev/null |
 			grep -v '^==>' | grep -v '^$' | tail -n 1)"
@@ -325,41 +514,73 @@ run_scenario() {
 		echo "bench: $s ${R_NOTE[$s]}" >&2
 		return
 	fi
-	if [ "$s" = ours ]; then
-		R_IDLEA[$s]=$(rss_kb "$BENCH_PIDS_A") R_IDLEB[$s]=$(rss_kb "$BENCH_PIDS_B")
+	[ -n "$BENCH_PIDS_A" ] && proxied=1
+	if [ $proxied = 1 ]; then
+		sleep 1 # start-up work done, before any traffic
+		R_IDLE[$s]="$(rss_kb "$BENCH_PIDS_A") $(rss_kb "$BENCH_PIDS_B")"
+		# Idle connections first, while the proxies hold no memory freed by
+		# earlier traffic that new connections could reuse unseen.
+		[ -n "$BENCH_HOLD_TARGET" ] && measure_hold "$s"
 	fi
 	for i in $(seq 1 "$BENCH_REPEAT"); do
 		c0a=$(cpu_of "$BENCH_PIDS_A") c0b=$(cpu_of "$BENCH_PIDS_B")
-		read -r gb bytes < <(run_iperf "$BENCH_IPERF_TARGET" "$BENCH_WORK/$s-iperf-$i.json")
+		read -r gb bytes < <(run_iperf "$BENCH_IPERF_TARGET" 1 "$BENCH_WORK/$s-iperf1-$i.json")
 		c1a=$(cpu_of "$BENCH_PIDS_A") c1b=$(cpu_of "$BENCH_PIDS_B")
-		gbs+=("$gb")
-		if [ -n "$BENCH_PIDS_A" ] && [ "$bytes" -gt 0 ]; then
-			cpuas+=("$(awk -v t=$((c1a - c0a)) -v b="$bytes" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz / (b / 1e9) }')")
-			cpubs+=("$(awk -v t=$((c1b - c0b)) -v b="$bytes" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz / (b / 1e9) }')")
+		g1+=("$gb")
+		[ $proxied = 1 ] && cg1+=("$(cpu_pair "$c0a" "$c0b" "$c1a" "$c1b" "$(awk -v b="$bytes" 'BEGIN { print b / 1e9 }')" 1)")
+		if [ $proxied = 1 ] && [ "$bytes" -gt 0 ] && { [ $((c1a - c0a)) -lt 2 ] || [ $((c1b - c0b)) -lt 2 ]; }; then
+			R_NOTE[$s]="a proxy used no CPU while iperf3 moved $bytes bytes: is the traffic really proxied?"
 		fi
-		read -r p50 p90 p99 n < <(run_sockperf "$BENCH_SOCKPERF_TARGET" "$BENCH_WORK/$s-sockperf-$i.log")
+
+		c0a=$(cpu_of "$BENCH_PIDS_A") c0b=$(cpu_of "$BENCH_PIDS_B")
+		read -r gb bytes < <(run_iperf "$BENCH_IPERF_TARGET" 4 "$BENCH_WORK/$s-iperf4-$i.json")
+		c1a=$(cpu_of "$BENCH_PIDS_A") c1b=$(cpu_of "$BENCH_PIDS_B")
+		g4+=("$gb")
+		[ $proxied = 1 ] && cg4+=("$(cpu_pair "$c0a" "$c0b" "$c1a" "$c1b" "$(awk -v b="$bytes" 'BEGIN { print b / 1e9 }')" 1)")
+
+		c0a=$(cpu_of "$BENCH_PIDS_A") c0b=$(cpu_of "$BENCH_PIDS_B")
+		read -r p50 p90 p99 n sent < <(run_sockperf "$BENCH_SOCKPERF_TARGET" "$BENCH_WORK/$s-sockperf-$i.log")
+		c1a=$(cpu_of "$BENCH_PIDS_A") c1b=$(cpu_of "$BENCH_PIDS_B")
 		p50s+=("$p50") p90s+=("$p90") p99s+=("$p99") ns+=("$n")
+		[ $proxied = 1 ] && cmsg+=("$(cpu_pair "$c0a" "$c0b" "$c1a" "$c1b" "$sent" 1e6)") # ms per 1000
+
+		if [ -n "$BENCH_HTTP_TARGET" ]; then
+			c0a=$(cpu_of "$BENCH_PIDS_A") c0b=$(cpu_of "$BENCH_PIDS_B")
+			read -r rps reqs errs < <(run_wrk "$BENCH_HTTP_TARGET" "$BENCH_WORK/$s-wrk-$i.log")
+			c1a=$(cpu_of "$BENCH_PIDS_A") c1b=$(cpu_of "$BENCH_PIDS_B")
+			cpss+=("$rps") reqss+=("$reqs") erss+=("$errs")
+			[ $proxied = 1 ] && cconn+=("$(cpu_pair "$c0a" "$c0b" "$c1a" "$c1b" "$reqs" 1e6)")
+		fi
 	done
-	R_GBPS[$s]=$(median "${gbs[@]}")
+	R_G1[$s]=$(median "${g1[@]}")
+	R_G4[$s]=$(median "${g4[@]}")
 	R_P50[$s]=$(median "${p50s[@]}")
 	R_P90[$s]=$(median "${p90s[@]}")
 	R_P99[$s]=$(median "${p99s[@]}")
 	R_N[$s]=$(median "${ns[@]}")
-	R_CPUA[$s]=$(median "${cpuas[@]+"${cpuas[@]}"}")
-	R_CPUB[$s]=$(median "${cpubs[@]+"${cpubs[@]}"}")
-	if [ -n "$BENCH_PIDS_A" ]; then
-		R_RSSA[$s]=$(hwm_mb "$BENCH_PIDS_A")
-		R_RSSB[$s]=$(hwm_mb "$BENCH_PIDS_B")
+	R_CPS[$s]=$(median "${cpss[@]+"${cpss[@]}"}")
+	R_CONNS[$s]=$(median "${reqss[@]+"${reqss[@]}"}")
+	R_ERRS[$s]=$(median "${erss[@]+"${erss[@]}"}")
+	if [ $proxied = 1 ]; then
+		R_CPUG1[$s]=$(median_pair "${cg1[@]}")
+		R_CPUG4[$s]=$(median_pair "${cg4[@]}")
+		R_CPUMSG[$s]=$(median_pair "${cmsg[@]}")
+		R_CPUCONN[$s]=$(median_pair "${cconn[@]+"${cconn[@]}"}")
 	fi
-	if [ "$s" = ours ]; then
-		# B5: memory of held idle tunnels, against the RSS just before.
-		local ka kb ha hb
-		ka=$(rss_kb "$BENCH_PIDS_A") kb=$(rss_kb "$BENCH_PIDS_B")
-		if read -r ha hb < <(hold_idle "$BENCH_IDLE_CONNS"); then
-			R_HELD[$s]="$(((ha - ka) * 1024 / BENCH_IDLE_CONNS)) $(((hb - kb) * 1024 / BENCH_IDLE_CONNS))"
-		fi
+	if [ $proxied = 1 ]; then
+		R_PEAK[$s]="$(status_kb VmHWM "$BENCH_PIDS_A") $(status_kb VmHWM "$BENCH_PIDS_B")"
+	fi
+	if [ "$s" = stunnel ]; then
+		# stunnel 5.68 stopped by SIGTERM after some thousand connections
+		# fails pthread_join() on each and then segfaults; its figures are
+		# taken by now, so spare the log the crash.
+		{
+			kill -KILL -- "-$BENCH_PIDS_A" "-$BENCH_PIDS_B"
+			wait "$BENCH_PIDS_A" "$BENCH_PIDS_B"
+		} 2>/dev/null
 	fi
 	stop_pids "$BENCH_PIDS_A $BENCH_PIDS_B"
+	echo "bench: $s done in $(($(date +%s) - t0)) s" >&2
 }
 
 t_start=$(date +%s)
@@ -373,50 +594,131 @@ done
 # ---- report ----
 num() { [ -n "${1:-}" ] && [ "$1" != - ]; }
 fmt() { if num "${2:-}"; then awk -v v="$2" -v f="$1" 'BEGIN { printf f, v }'; else echo "-"; fi; }
+ratio() { # ratio A B: A / B to 2 places, or "-"
+	if num "${1:-}" && num "${2:-}"; then
+		awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+	else
+		echo "-"
+	fi
+}
+diff_of() { # diff_of A B: A - B, rounded, or "-"
+	if num "${1:-}" && num "${2:-}"; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; else echo "-"; fi
+}
+half() { # half "A B" 1|2
+	local v=${1:-}
+	[ -n "$v" ] || {
+		echo -
+		return
+	}
+	if [ "$2" = 1 ]; then echo "${v% *}"; else echo "${v#* }"; fi
+}
+mb() { fmt %.1f "$(num "${1:-}" && awk -v k="$1" 'BEGIN { print k / 1024 }')"; }
 
-echo
-echo "B1: iperf3 -t $BENCH_TIME, 1 stream.  B3: sockperf under-load --tcp -m 1024 --mps 1000 -t $BENCH_TIME" \
-	"--full-rtt --reply-every $BENCH_REPLY_EVERY (RTT µs).  Repeats: $BENCH_REPEAT (median)."
-echo "Path: pod A (node 1) -> [proxy on node 1] -> [proxy on node 2] -> pod B (node 2). CPU = CPU-s per GB" \
-	"moved by B1, per proxy; RSS = VmHWM."
-printf '%-8s %7s %7s %7s %7s %6s %9s %9s %9s %7s %7s %7s %7s\n' \
-	scenario Gb/s p50 p90 p99 n +p99 Gb/s÷stn +p99÷stn cpuA cpuB rssA rssB
-d99=${R_P99[direct]:-}
-st_gb=${R_GBPS[stunnel]:-}
-st_add=""
-if num "${R_P99[stunnel]:-}" && num "$d99"; then
-	st_add=$(awk -v a="${R_P99[stunnel]}" -v d="$d99" 'BEGIN { print a - d }')
-fi
+# Scenarios with results, in order; skipped ones are reported once, first.
+shown=()
 for s in $BENCH_SCENARIOS; do
-	if [ -n "${R_NOTE[$s]:-}" ]; then
-		printf '%-8s %s\n' "$s" "${R_NOTE[$s]}"
+	case $s in direct | socat | stunnel | ours) ;; *) continue ;; esac
+	if [ -z "${R_G1[$s]:-}" ]; then
+		printf 'bench: %-8s %s\n' "$s" "${R_NOTE[$s]:-no result}"
 		continue
 	fi
-	[ -n "${R_GBPS[$s]:-}" ] || continue
-	add=-
-	if num "${R_P99[$s]}" && num "$d99"; then
-		add=$(awk -v a="${R_P99[$s]}" -v d="$d99" 'BEGIN { printf "%.0f", a - d }')
-	fi
-	rg=-
-	if num "${R_GBPS[$s]}" && num "$st_gb"; then
-		rg=$(awk -v a="${R_GBPS[$s]}" -v b="$st_gb" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-	fi
-	ra=-
-	if [ "$add" != - ] && num "$st_add" && [ "$s" != direct ]; then
-		ra=$(awk -v a="$add" -v b="$st_add" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-	fi
-	printf '%-8s %7s %7s %7s %7s %6s %9s %9s %9s %7s %7s %7s %7s\n' "$s" \
-		"$(fmt %.2f "${R_GBPS[$s]}")" "$(fmt %.0f "${R_P50[$s]}")" "$(fmt %.0f "${R_P90[$s]}")" \
-		"$(fmt %.0f "${R_P99[$s]}")" "${R_N[$s]}" "$add" "$rg" "$ra" \
-		"${R_CPUA[$s]:--}" "${R_CPUB[$s]:--}" "${R_RSSA[$s]:--}" "${R_RSSB[$s]:--}"
+	shown+=("$s")
 done
-if [ -n "${R_IDLEA[ours]:-}" ]; then
+added() { # added SCENARIO P: latency percentile P (50, 90, 99) minus direct's
+	local -n col=R_P$2
+	[ "$1" = direct ] && {
+		echo -
+		return
+	}
+	diff_of "${col[$1]:-}" "${col[direct]:-}"
+}
+
+echo
+echo "Path: pod A (node 1) -> [proxy A, node 1] -> [proxy B, node 2] -> pod B (node 2)." \
+	"Repeats: $BENCH_REPEAT (median). A, B: the proxy on each node."
+echo
+echo "Bulk: iperf3 -t $BENCH_TIME, Gb/s received; CPU = CPU-s of each proxy per GB moved."
+printf '%-8s %7s %7s %8s %7s %7s %8s %6s %6s %6s %6s\n' \
+	scenario 1-str ÷direct ÷stunnel 4-str ÷direct ÷stunnel cpuA1 cpuB1 cpuA4 cpuB4
+for s in "${shown[@]}"; do
+	printf '%-8s %7s %7s %8s %7s %7s %8s %6s %6s %6s %6s\n' "$s" \
+		"$(fmt %.2f "${R_G1[$s]}")" "$(ratio "${R_G1[$s]}" "${R_G1[direct]:-}")" "$(ratio "${R_G1[$s]}" "${R_G1[stunnel]:-}")" \
+		"$(fmt %.2f "${R_G4[$s]}")" "$(ratio "${R_G4[$s]}" "${R_G4[direct]:-}")" "$(ratio "${R_G4[$s]}" "${R_G4[stunnel]:-}")" \
+		"$(half "${R_CPUG1[$s]:-}" 1)" "$(half "${R_CPUG1[$s]:-}" 2)" "$(half "${R_CPUG4[$s]:-}" 1)" "$(half "${R_CPUG4[$s]:-}" 2)"
+done
+echo
+echo "Latency: sockperf under-load --tcp -m 1024 --mps 1000 --reply-every 1 -t $BENCH_LAT_TIME, RTT µs;" \
+	"+ = added over direct; CPU = CPU-ms of each proxy per 1000 messages (request and reply)."
+printf '%-8s %6s %6s %6s %6s %6s %6s %6s %8s %8s %6s %6s\n' \
+	scenario n p50 p90 p99 +p50 +p90 +p99 +p50÷stn +p99÷stn cpuA cpuB
+for s in "${shown[@]}"; do
+	a50=$(added "$s" 50) a99=$(added "$s" 99) r50=- r99=-
+	if [ "$s" != direct ]; then
+		r50=$(ratio "$a50" "$(added stunnel 50)") r99=$(ratio "$a99" "$(added stunnel 99)")
+	fi
+	printf '%-8s %6s %6s %6s %6s %6s %6s %6s %8s %8s %6s %6s\n' "$s" "${R_N[$s]}" \
+		"$(fmt %.0f "${R_P50[$s]}")" "$(fmt %.0f "${R_P90[$s]}")" "$(fmt %.0f "${R_P99[$s]}")" \
+		"$a50" "$(added "$s" 90)" "$a99" \
+		"$r50" "$r99" \
+		"$(half "${R_CPUMSG[$s]:-}" 1)" "$(half "${R_CPUMSG[$s]:-}" 2)"
+done
+echo
+echo "New connections: wrk -t1 -c$BENCH_HTTP_CONNS -d$BENCH_TIME -H 'Connection: close', GET of 1 KB from nginx" \
+	"in pod B, one TCP connection per request; CPU = CPU-ms of each proxy per 1000 connections."
+printf '%-8s %8s %7s %8s %8s %7s %6s %6s\n' scenario conn/s ÷direct ÷stunnel requests errors cpuA cpuB
+for s in "${shown[@]}"; do
+	printf '%-8s %8s %7s %8s %8s %7s %6s %6s\n' "$s" "$(fmt %.0f "${R_CPS[$s]:-}")" \
+		"$(ratio "${R_CPS[$s]:-}" "${R_CPS[direct]:-}")" "$(ratio "${R_CPS[$s]:-}" "${R_CPS[stunnel]:-}")" \
+		"${R_CONNS[$s]:--}" "${R_ERRS[$s]:--}" "$(half "${R_CPUCONN[$s]:-}" 1)" "$(half "${R_CPUCONN[$s]:-}" 2)"
+done
+if [ -n "${R_IDLE[*]:-}" ]; then # a proxied scenario ran
 	echo
-	echo "B5 (ours): idle RSS (after start-up, before traffic) and RSS added per held idle tunnel" \
-		"($BENCH_IDLE_CONNS held from pod A to pod B)."
-	printf '%-8s %12s %12s %14s %14s\n' scenario idleA_MB idleB_MB per_conn_A_B per_conn_B_B
-	read -r pa pb <<<"${R_HELD[ours]:-- -}"
-	printf '%-8s %12s %12s %14s %14s\n' ours "$(fmt %.1f "$(awk -v k="${R_IDLEA[ours]}" 'BEGIN { print k / 1024 }')")" \
-		"$(fmt %.1f "$(awk -v k="${R_IDLEB[ours]}" 'BEGIN { print k / 1024 }')")" "$pa" "$pb"
+	echo "Memory: idle = RSS after start-up, before traffic (MB; socat: its $(wc -l <<<"$BENCH_PROXIED") listening" \
+		"processes per node); then N idle connections held from pod A to pod B (socat and stunnel hold" \
+		"$BENCH_IDLE_CONNS_FORKING, a process or thread each): RSS then, its peak while they opened and RSS once" \
+		"they closed (MB), PSS added per connection (bytes); peak = VmHWM during the traffic rows (MB). socat's" \
+		"RSS figures are its listeners' alone; its per-connection figure counts the forked children."
+	printf '%-8s %5s %5s %11s %6s %6s %6s %6s %7s %7s %8s %8s %6s %6s %6s %6s\n' \
+		scenario idleA idleB N heldA heldB hpeakA hpeakB closedA closedB perconnA perconnB A÷stn B÷stn peakA peakB
+	for s in "${shown[@]}"; do
+		[ "$s" = direct ] && continue
+		pa=$(half "${R_PERCONN[$s]:-}" 1) pb=$(half "${R_PERCONN[$s]:-}" 2)
+		printf '%-8s %5s %5s %11s %6s %6s %6s %6s %7s %7s %8s %8s %6s %6s %6s %6s\n' "$s" \
+			"$(mb "$(half "${R_IDLE[$s]:-}" 1)")" "$(mb "$(half "${R_IDLE[$s]:-}" 2)")" "${R_HELD[$s]:--}" \
+			"$(mb "$(half "${R_HELDRSS[$s]:-}" 1)")" "$(mb "$(half "${R_HELDRSS[$s]:-}" 2)")" \
+			"$(mb "$(half "${R_HOLDPEAK[$s]:-}" 1)")" "$(mb "$(half "${R_HOLDPEAK[$s]:-}" 2)")" \
+			"$(mb "$(half "${R_CLOSEDRSS[$s]:-}" 1)")" "$(mb "$(half "${R_CLOSEDRSS[$s]:-}" 2)")" "$pa" "$pb" \
+			"$(ratio "$pa" "$(half "${R_PERCONN[stunnel]:-}" 1)")" "$(ratio "$pb" "$(half "${R_PERCONN[stunnel]:-}" 2)")" \
+			"$(mb "$(half "${R_PEAK[$s]:-}" 1)")" "$(mb "$(half "${R_PEAK[$s]:-}" 2)")"
+	done
 fi
+
+# check LABEL VALUE OP LIMIT: one line of the targets, "met" or "missed".
+check() {
+	local v
+	if ! num "$2"; then
+		printf '  %-52s %9s\n' "$1" -
+		return
+	fi
+	v=$(awk -v a="$2" -v op="$3" -v b="$4" 'BEGIN {
+		ok = (op == "<=") ? (a <= b) : (a >= b); print (ok ? "met" : "missed") }')
+	printf '  %-52s %9s  (target %s %s) %s\n' "$1" "$2" "$3" "$4" "$v"
+}
+if [ -n "${R_G1[ours]:-}" ] && [ -n "${R_G1[stunnel]:-}" ]; then
+	echo
+	echo "Issue 9 targets, ours against stunnel in this run:"
+	check "iperf3 one stream, x stunnel" "$(ratio "${R_G1[ours]}" "${R_G1[stunnel]}")" ">=" 1.6
+	check "added p99, x stunnel's" "$(ratio "$(added ours 99)" "$(added stunnel 99)")" "<=" 0.6
+	check "p50, x stunnel's" "$(ratio "${R_P50[ours]}" "${R_P50[stunnel]}")" "<=" 1
+	check "new connections/s, x direct (anchors B6 goal)" "$(ratio "${R_CPS[ours]:-}" "${R_CPS[direct]:-}")" ">=" 0.5
+	for i in 1 2; do
+		check "idle RSS, proxy $([ $i = 1 ] && echo A || echo B) (MB)" "$(mb "$(half "${R_IDLE[ours]:-}" $i)")" "<=" 4
+		check "per held idle tunnel, proxy $([ $i = 1 ] && echo A || echo B) (KB)" \
+			"$(fmt %.2f "$(half "${R_PERCONN[ours]:-}" $i | awk '$1 != "-" { print $1 / 1024 }')")" "<=" 1
+	done
+fi
+echo
+for s in "${shown[@]}"; do
+	[ -n "${R_NOTE[$s]:-}" ] && echo "note: $s: ${R_NOTE[$s]}"
+done
 echo "total $(($(date +%s) - t_start)) s; logs: $BENCH_WORK (kept with ZT_KEEP_WORK=1)"

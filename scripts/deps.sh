@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Installs the Debian packages ztunnel-c needs to build, test, demo and bench,
-# skipping the ones already present. Safe to run repeatedly.
+# Installs the Debian packages ztunnel-c needs to build, test and demo, and
+# with the argument "bench" also the load generators and peers `make bench`
+# runs; skips the ones already present. Safe to run repeatedly.
+#   scripts/deps.sh         build, make test, make demo
+#   scripts/deps.sh bench   the above plus the bench-only tools
 set -euo pipefail
 pkgs=(
   build-essential pkg-config
   libuv1-dev libssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler libprotobuf-dev libyaml-dev libjansson-dev libmicrohttpd-dev zlib1g-dev
   iproute2 iptables socat tcpdump openssl golang-go
-  iperf3 stunnel4 sockperf procps prometheus
+  procps prometheus
   libclang-rt-14-dev clang
 )
+# bench/run.sh: bulk (iperf3), fixed-rate latency (sockperf), new connections
+# (wrk against nginx), the stunnel baseline, jq for iperf3's JSON.
+if [ "${1:-}" = bench ]; then
+  pkgs+=(iperf3 sockperf wrk nginx-light stunnel4 jq)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
