@@ -117,6 +117,40 @@ static void maybe_shut(struct zt_relay *r, enum zt_relay_dir d)
         finish_flow(r, d);
 }
 
+static _Thread_local uint8_t scratch[DEFAULT_READ];
+
+/* Bytes of direction d read into the scratch: written to the sink at once
+ * if it may be, what it does not take kept in the buffer. Returns false
+ * once the tunnel ended. */
+static bool take_scratch(struct zt_relay *r, enum zt_relay_dir d, const uint8_t *p, size_t n,
+                         bool *may_write)
+{
+    struct zt_relay_flow *f = &r->flow[d];
+    struct zt_endpoint *src = r->ep[d], *dst = r->ep[1 - d];
+    size_t off = 0;
+    if (*may_write) {
+        ssize_t w = dst->ops->write(dst, p, n);
+        if (zt_relay_done(r))
+            return false;
+        if (w > 0) {
+            off = (size_t)w;
+            if (src->ops->delivered) {
+                src->ops->delivered(src, off);
+                if (zt_relay_done(r))
+                    return false;
+            }
+        } else if (w != -EAGAIN) {
+            fail(r, "write to", dst->side, w);
+            return false;
+        } else {
+            *may_write = false;
+        }
+    }
+    if (off < n)
+        zt_buf_append(&f->buf, p + off, n - off);
+    return true;
+}
+
 /* Moves bytes of direction d: what waits goes to the sink (if may_write),
  * then more is read from the source (if may_read and there is room), until
  * neither side makes progress. Returns false once the tunnel ended. */
@@ -151,13 +185,28 @@ static bool pump(struct zt_relay *r, enum zt_relay_dir d, bool may_read, bool ma
             size_t want = r->read_sz;
             if (!src->is_unbounded && r->cap - f->buf.len < want)
                 want = r->cap - f->buf.len;
-            ssize_t n = src->ops->read(src, zt_buf_reserve(&f->buf, want), want);
+            /* With nothing waiting, a socket is read into the thread's
+             * scratch and written on from there: no copy, and no buffer
+             * taken for a read that finds nothing or the end. */
+            bool direct = f->buf.len == 0 && !src->is_unbounded;
+            uint8_t *p;
+            if (direct) {
+                if (want > sizeof(scratch))
+                    want = sizeof(scratch);
+                p = scratch;
+            } else {
+                p = zt_buf_reserve(&f->buf, want);
+            }
+            ssize_t n = src->ops->read(src, p, want);
             if (zt_relay_done(r))
                 return false;
             if (n > 0) {
-                zt_buf_commit(&f->buf, (size_t)n);
                 f->bytes += (uint64_t)n;
                 moved = true;
+                if (!direct)
+                    zt_buf_commit(&f->buf, (size_t)n);
+                else if (!take_scratch(r, d, p, (size_t)n, &may_write))
+                    return false;
                 /* A short read most likely emptied the source: the next
                  * would only say EAGAIN (one syscall saved per event). */
                 if ((size_t)n < want)
