@@ -1,10 +1,77 @@
 #include "base/buf.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Buffers of ZT_BUF_POOL_CAP bytes (the relay's reads) are kept for reuse
+ * by their thread, a few at most, so a connection takes one only while it
+ * has bytes in flight and giving it back costs no free/malloc. A thread's
+ * pool is freed when it exits. */
+#define POOL_SLOTS 4
+#define POOL_MIN (16 * 1024) /* smaller reservations grow from 4 KiB as before */
+
+struct pool {
+    uint8_t *slot[POOL_SLOTS];
+    unsigned n;
+};
+static _Thread_local struct pool pool;
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_free(void *arg)
+{
+    struct pool *p = arg;
+    while (p->n > 0)
+        free(p->slot[--p->n]);
+}
+
+static void pool_key_init(void)
+{
+    if (pthread_key_create(&pool_key, pool_free) != 0)
+        abort();
+}
+
+static uint8_t *pool_take(void)
+{
+    if (pool.n > 0)
+        return pool.slot[--pool.n];
+    uint8_t *p = malloc(ZT_BUF_POOL_CAP);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void pool_give(uint8_t *p)
+{
+    if (pool.n == POOL_SLOTS) {
+        free(p);
+        return;
+    }
+    if (pool.n == 0) {
+        /* The destructor runs at thread exit only with a non-NULL value. */
+        pthread_once(&pool_once, pool_key_init);
+        if (pthread_getspecific(pool_key) == NULL && pthread_setspecific(pool_key, &pool) != 0) {
+            free(p);
+            return;
+        }
+    }
+    pool.slot[pool.n++] = p;
+}
+
+unsigned zt_buf_pool_count(void)
+{
+    return pool.n;
+}
+
 uint8_t *zt_buf_reserve(struct zt_buf *b, size_t n)
 {
+    if (!b->data && n >= POOL_MIN && n <= ZT_BUF_POOL_CAP) {
+        b->data = pool_take();
+        b->cap = ZT_BUF_POOL_CAP;
+        b->off = b->len = 0;
+        return b->data;
+    }
     if (b->off + b->len + n <= b->cap)
         return b->data + b->off + b->len;
     /* Compact first: most of the time the head has been consumed. */
@@ -51,7 +118,10 @@ void zt_buf_consume(struct zt_buf *b, size_t n)
 
 void zt_buf_release(struct zt_buf *b)
 {
-    free(b->data);
+    if (b->data && b->cap == ZT_BUF_POOL_CAP)
+        pool_give(b->data);
+    else
+        free(b->data);
     b->data = NULL;
     b->off = b->len = b->cap = 0;
 }

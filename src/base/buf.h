@@ -2,7 +2,8 @@
  *
  * Memory is allocated lazily on first append and can be released with
  * zt_buf_release() when the owner goes idle, so idle connections cost no
- * buffer memory. Out of memory aborts. */
+ * buffer memory. Out of memory aborts. Not thread-safe: a buffer is used by
+ * one thread at a time. */
 #ifndef ZT_BASE_BUF_H
 #define ZT_BASE_BUF_H
 
@@ -30,5 +31,13 @@ void zt_buf_append(struct zt_buf *b, const void *p, size_t n);
 void zt_buf_consume(struct zt_buf *b, size_t n);
 /* Frees the storage (the buffer must be empty or the caller discards it). */
 void zt_buf_release(struct zt_buf *b);
+
+/* A first reservation of 16-64 KiB takes a 64 KiB buffer from the calling
+ * thread's small pool, and releasing a 64 KiB buffer gives it back there
+ * (at most 4 kept per thread, freed at thread exit): the relay's read
+ * buffers cost no malloc/free per burst. */
+#define ZT_BUF_POOL_CAP (64 * 1024)
+/* Buffers in the calling thread's pool (tests). */
+unsigned zt_buf_pool_count(void);
 
 #endif

@@ -539,7 +539,7 @@ void zt_conn_set_stream(struct zt_conn *c, struct zt_h2conn *h2, int32_t sid)
     c->has_stream = true;
     struct zt_stream_ep *st = &c->b.st;
     *st = (struct zt_stream_ep){
-        .ep = {.ops = &stream_ep_ops, .is_unbounded = true},
+        .ep = {.ops = &stream_ep_ops, .is_unbounded = true, .is_pull = true},
         .conn = c,
         .h2 = h2,
         .sid = sid,

@@ -188,7 +188,7 @@ static bool pump(struct zt_relay *r, enum zt_relay_dir d, bool may_read, bool ma
             /* With nothing waiting, a socket is read into the thread's
              * scratch and written on from there: no copy, and no buffer
              * taken for a read that finds nothing or the end. */
-            bool direct = f->buf.len == 0 && !src->is_unbounded;
+            bool direct = f->buf.len == 0 && !src->is_unbounded && !dst->is_pull;
             uint8_t *p;
             if (direct) {
                 if (want > sizeof(scratch))

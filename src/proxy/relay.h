@@ -71,6 +71,9 @@ struct zt_endpoint {
     enum zt_relay_side side;
     /* Its reads cannot be paused: read whatever the buffer holds. */
     bool is_unbounded;
+    /* It takes bytes only when it asks for them (zt_relay_pull), so a read
+     * toward it goes straight into the buffer, never through the scratch. */
+    bool is_pull;
 };
 
 /* The owner's callbacks. */
