@@ -809,7 +809,8 @@ int zt_h2_session_out(struct zt_h2_session *s, const uint8_t **data, size_t *len
         if (s->cout.len == 0)
             zt_buf_release(&s->cout); /* an idle session holds no buffer */
     }
-    *data = zt_buf_head(&s->cout);
+    /* A released buffer has no head (NULL + 0 is undefined behaviour). */
+    *data = s->cout.len ? zt_buf_head(&s->cout) : NULL;
     *len = s->cout.len;
     return is_closed(s) ? s->close_error : 0;
 }

@@ -148,7 +148,7 @@ bool zt_h2_session_has_input(const struct zt_h2_session *s);
 
 /* Runs the engine (handshake, frames queued by stream operations, DATA from
  * body sources) until 256 KiB of ciphertext wait or nothing more is ready,
- * and returns the waiting ciphertext (*len may be 0). The view stays valid
+ * and returns the waiting ciphertext (*len may be 0, *data then NULL). The view stays valid
  * until the next call on the session. While inside a read callback it only
  * returns what already waits. After close it returns what was left
  * (alerts, GOAWAY) without producing more. May close the session (0 when a
