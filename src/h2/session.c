@@ -437,8 +437,10 @@ static int cb_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *user
     /* nghttp2 answers a peer's protocol error with a GOAWAY carrying the
      * error and then wants nothing more: the close that follows is the
      * peer's fault, not a clean end. */
-    if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR)
+    if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR) {
+        ZT_DEBUG("h2", "session %p GOAWAY sent: error %u", (void *)s, f->goaway.error_code);
         s->sent_goaway_error = true;
+    }
     if (s->role == ZT_H2_SERVER && f->hd.type == NGHTTP2_HEADERS &&
         (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
         nghttp2_session_get_stream_remote_close(ng, f->hd.stream_id) == 0)
@@ -488,6 +490,14 @@ static ssize_t cb_read_length(nghttp2_session *ng, uint8_t frame_type, int32_t s
     return n;
 }
 
+/* nghttp2's reason for a connection error it answers with GOAWAY. */
+static int cb_error(nghttp2_session *ng, int lib_error_code, const char *msg, size_t len,
+                    void *user)
+{
+    ZT_DEBUG("h2", "session %p peer error: %.*s", user, (int)len, msg);
+    return 0;
+}
+
 static nghttp2_session_callbacks *callbacks;
 static nghttp2_option *options;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -503,6 +513,7 @@ static void init_globals(void)
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, cb_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, cb_frame_send);
     nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, cb_read_length);
+    nghttp2_session_callbacks_set_error_callback2(callbacks, cb_error);
     nghttp2_option_set_no_auto_window_update(options, 1);
     nghttp2_option_set_peer_max_concurrent_streams(options, 100);
     bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "zt-h2-session");
@@ -766,6 +777,8 @@ static void produce(struct zt_h2_session *s)
             if (is_closed(s))
                 goto out; /* a body source closed the session */
             if (n < 0) {
+                ZT_DEBUG("h2", "session %p http/2 send error: %s", (void *)s,
+                         nghttp2_strerror((int)n));
                 zt_h2_session_close(s, ZT_E_PROTO);
                 goto out;
             }
