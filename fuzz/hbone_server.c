@@ -9,8 +9,10 @@
  *
  * Input: one mode byte, then the bytes a client sends after the connection
  * preface (which is added unless the mode says raw), fed in chunks whose
- * size the mode picks; between chunks the output is drained and the fake
- * clock moves one second (keepalive PINGs and their timeout fire).
+ * size the mode picks (1 to 556 bytes); between chunks the output is drained
+ * and the fake clock moves 100 ms (so after 100 chunks the keepalive PING
+ * goes out, and 200 chunks later, unless the input ACKed it, the timeout
+ * closes the session).
  * Invariants: every attached stream gets on_close exactly once (owner
  * objects are heap-allocated and freed there: a miss leaks, a repeat is a
  * double free), no stream callback after it, no callback at all after the
@@ -241,7 +243,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     struct owner o = {.mode = data[0]};
-    size_t chunk = 1 + (size_t)(data[0] >> 4) * 11;
+    size_t chunk = 1 + (size_t)(data[0] >> 4) * 37;
     data++;
     size--;
     struct zt_h2_settings settings = {4u << 20, 16u << 20, 16384, 64 * 1024, 100, 0, 0};
@@ -270,7 +272,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             shut = true;
             zt_h2_session_shutdown(o.s);
         }
-        now += 1000;
+        now += 100;
         zt_h2_session_tick(o.s, now);
         if (!o.closed)
             drain(&o);

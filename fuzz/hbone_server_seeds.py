@@ -46,9 +46,9 @@ BAG = (("baggage", "k8s.namespace.name=client-ns"),
        ("traceparent", "00-0123456789abcdef0123456789abcdef-0123456789abcdef-00"))
 
 seeds = {
-    "connect-data-end": (0x10, S0 + connect(1, "10.0.0.1:8080", BAG)
+    "connect-data-end": (0x30, S0 + connect(1, "10.0.0.1:8080", BAG)
                          + frame(DATA, 0, 1, b"hello") + frame(DATA, END_STREAM, 1, b"bye")),
-    "connect-bad-authority": (0x00, S0 + connect(1, "not-an-address") + connect(3, "10.0.0.1:15008")),
+    "connect-bad-authority": (0x10, S0 + connect(1, "not-an-address") + connect(3, "10.0.0.1:15008")),
     "connect-get": (0x20, S0 + frame(HEADERS, END_HEADERS | END_STREAM, 1,
                                      lit(2, "GET") + lit(4, "/") + lit(6, "http") + lit(1, "x"))),
     "many-streams-rst": (0x14, S0 + b"".join(connect(i, "10.0.0.1:80") for i in range(1, 40, 2))
@@ -58,14 +58,17 @@ seeds = {
                            + frame(WINUPD, 0, 1, struct.pack(">I", 100000))
                            + frame(WINUPD, 0, 0, struct.pack(">I", 100000))
                            + frame(PING, 0, 0, b"12345678") + frame(PING, ACK, 0, b"\0" * 8)
-                           + frame(GOAWAY, 0, 0, struct.pack(">II", 1, 0))),
+                           + frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0))),
     "deferred-shutdown": (0x4C, S0 + connect(1, "10.0.0.1:80") + connect(3, "10.0.0.1:81")
                           + frame(DATA, 0, 1, b"z" * 3000) + frame(DATA, END_STREAM, 3, b"w" * 10)
                           + connect(5, "[fd00::1]:80")),
-    "continuation": (0x00, S0 + frame(HEADERS, 0, 1, lit(2, "CONNECT"))
+    "continuation": (0x10, S0 + frame(HEADERS, 0, 1, lit(2, "CONNECT"))
                      + frame(CONT, END_HEADERS, 1, lit(1, "10.0.0.1:80"))),
+    "goaway-bad-last-stream": (0x30, S0 + connect(1, "10.0.0.1:80")
+                               + frame(GOAWAY, 0, 0, struct.pack(">II", 1, 0))),
+    "ping-acked-keepalive": (0x00, S0 + frame(PING, 0, 0, b"abcdefgh") + frame(PING, ACK, 0, b"\0" * 8)),
     "raw-no-preface": (0x01, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + S0 + connect(1, "10.0.0.1:80")),
-    "hold-then-end": (0x22, S0 + connect(3, "10.0.0.1:80")
+    "hold-then-end": (0x62, S0 + connect(3, "10.0.0.1:80")
                       + b"".join(frame(DATA, 0, 3, b"h" * 8000) for _ in range(3))
                       + frame(DATA, END_STREAM, 3, b"")),
 }
