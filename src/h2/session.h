@@ -139,9 +139,9 @@ int zt_h2_session_read(struct zt_h2_session *s, zt_h2_recv_fn *recv_fn, void *ar
  * stream). Returns 0, or the session's close error once it is closed. */
 int zt_h2_session_feed(struct zt_h2_session *s, const uint8_t *data, size_t len);
 
-/* Whether decrypted or undecrypted input is still buffered inside the
- * session (a budgeted read stopped early): call zt_h2_session_read again
- * without waiting for the socket. */
+/* Whether the last zt_h2_session_read stopped on its budget while OpenSSL
+ * still held input: call it again without waiting for the socket, which may
+ * never become readable for bytes already taken from it. */
 bool zt_h2_session_has_input(const struct zt_h2_session *s);
 
 /* ---- bytes out ---- */
