@@ -21,7 +21,7 @@ FUZZ_LIBS   := $(FUZZ_PKG_LIBS) -lpthread
 FUZZ_BASE := $(sort $(wildcard src/base/*.c))
 
 FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers \
-                xds_address xds_authorization csr_parse control_tokens ads_request
+                xds_address xds_authorization csr_parse control_tokens ads_request hbone_server
 
 # Every proto/*.proto becomes $(FUZZ_BUILD)/gen/proto/<name>.pb-c.{c,h}.
 FUZZ_PROTOS  := $(patsubst proto/%.proto,%,$(wildcard proto/*.proto))
@@ -31,6 +31,7 @@ FUZZ_STATE  := $(sort $(wildcard src/state/*.c))
 FUZZ_XDS_PB := $(call pb,workload authorization google_protobuf_wkt)
 
 SRC_hbone_authority := src/hbone/hbone.c
+SRC_hbone_server    := src/h2/session.c src/hbone/hbone.c
 SRC_spiffe          := src/tls/spiffe.c
 SRC_zds_request     := src/zds/zds.c $(call pb,zds)
 SRC_local_yaml      := src/config/local.c $(FUZZ_STATE)

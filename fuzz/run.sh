@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers
-     xds_address xds_authorization csr_parse control_tokens ads_request)
+     xds_address xds_authorization csr_parse control_tokens ads_request hbone_server)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
 
@@ -34,6 +34,7 @@ max_len() {
     csr_parse) echo 8192 ;;        # RSA-4096 CSRs fit; the 64 KiB cap is checked directly
     control_tokens) echo 16384 ;;  # tokens are capped at 4096 bytes
     ads_request) echo 8192 ;;      # names are capped at 4096 bytes
+    hbone_server) echo 16384 ;;    # several frames, a header block over 8 KiB values
     *) echo 4096 ;;
     esac
 }

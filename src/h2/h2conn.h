@@ -1,7 +1,9 @@
 /* An HTTP/2 connection over TLS on a non-blocking socket, driven by a libuv
- * loop: the thin I/O layer between a socket, OpenSSL and nghttp2's sans-I/O
- * session. It serves both roles: a client carrying CONNECT streams (HBONE
- * pool) and a server accepting them (port 15008).
+ * loop: the thin transport around a sans-I/O session (h2/session.h) that
+ * polls the socket, moves its bytes with recv/send, and drives the session's
+ * clock with one timer (handshake timeout, keepalive PING). It serves both
+ * roles: a client carrying CONNECT streams (HBONE pool) and a server
+ * accepting them (port 15008).
  *
  * Flow control is manual: DATA handed to a stream's on_data stays charged to
  * the HTTP/2 windows until the stream owner calls zt_h2conn_consume(), so a
@@ -15,6 +17,8 @@
 #ifndef ZT_H2_H2CONN_H
 #define ZT_H2_H2CONN_H
 
+#include "h2/session.h"
+
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,8 +27,6 @@
 #include <uv.h>
 
 struct zt_h2conn;
-
-enum zt_h2conn_role { ZT_H2_CLIENT, ZT_H2_SERVER };
 
 enum zt_h2conn_state {
     ZT_H2_ST_TCP_CONNECTING,
@@ -35,52 +37,8 @@ enum zt_h2conn_state {
 };
 const char *zt_h2conn_state_str(enum zt_h2conn_state st);
 
-struct zt_h2_settings {
-    uint32_t stream_window;     /* SETTINGS_INITIAL_WINDOW_SIZE */
-    uint32_t connection_window; /* stream 0 window */
-    uint32_t max_frame_size;
-    uint32_t max_header_list;
-    uint32_t max_concurrent_streams; /* advertised by servers; 0 = not sent */
-    /* Keepalive: a PING every interval once OPEN; no ACK within timeout
-     * closes the connection with ZT_E_TIMEOUT. 0 = 10 s / 20 s. */
-    uint32_t ping_interval_ms;
-    uint32_t ping_timeout_ms;
-};
-
-/* A request as received by a server (headers of interest only). Strings are
- * NUL-terminated and valid during on_request only. */
-struct zt_h2_request {
-    const char *method;
-    const char *authority;
-    const char *baggage;
-    const char *forwarded;
-    const char *traceparent;
-    const char *path;         /* NULL for CONNECT */
-    const char *content_type; /* the following are NULL when absent */
-    const char *authorization;
-    const char *cluster_id; /* "clusterid" (Istio's gRPC metadata) */
-};
-
-/* Per-stream callbacks. `sud` is the pointer given when attaching. */
-struct zt_h2_stream_ops {
-    /* Client role: response headers arrived. */
-    void (*on_response)(void *sud, int status);
-    /* Client role, optional: each response header other than :status, then
-     * each trailer (is_trailer), e.g. grpc-status. Strings valid during the
-     * call only. */
-    void (*on_header)(void *sud, const char *name, const char *value, bool is_trailer);
-    /* DATA payload; the owner must later zt_h2conn_consume() `len` bytes. */
-    void (*on_data)(void *sud, const uint8_t *data, size_t len);
-    /* The peer ended its side (END_STREAM, or RST with NO_ERROR/CANCEL). */
-    void (*on_end)(void *sud);
-    /* The stream is gone; error is 0 for a clean close, else a ZT_E_* or
-     * -errno. Called once; `sud` is forgotten afterwards. */
-    void (*on_close)(void *sud, int error);
-    /* Body source: copy up to `len` bytes into buf and return the count;
-     * return 0 and set *eof to end the stream; return -EAGAIN when nothing is
-     * ready (call zt_h2conn_resume() later). */
-    ssize_t (*read)(void *sud, uint8_t *buf, size_t len, bool *eof);
-};
+/* enum zt_h2conn_role, struct zt_h2_settings, struct zt_h2_request and
+ * struct zt_h2_stream_ops are the session's (h2/session.h). */
 
 /* Connection callbacks. */
 struct zt_h2conn_ops {
@@ -101,7 +59,8 @@ struct zt_h2conn_ops {
 
 /* Creates a connection on `fd` (ownership taken; for clients the TCP
  * connect may still be in progress) using `ctx` (a reference is kept by the
- * SSL object). Returns NULL only if `fd` could not be polled (fd closed). */
+ * SSL object; NULL is refused: plaintext is for tests only). Returns NULL,
+ * with `fd` closed, if `fd` could not be polled or `ctx` is NULL. */
 struct zt_h2conn *zt_h2conn_new(uv_loop_t *loop, int fd, SSL_CTX *ctx, enum zt_h2conn_role role,
                                 const struct zt_h2_settings *settings,
                                 const struct zt_h2conn_ops *ops, void *ud);

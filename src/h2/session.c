@@ -1,0 +1,1125 @@
+/* The HTTP/2 engine with no I/O: nghttp2 (sans-I/O) on top of OpenSSL
+ * running over a BIO on the session's own buffers. This file maps nghttp2's
+ * callbacks onto per-stream owner callbacks, packs frames into full TLS
+ * records, and keeps the keepalive and handshake clocks in the caller's time. */
+#include "h2/session.h"
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OUT_HIGH (64 * 1024)     /* plaintext per SSL_write: several full records */
+#define CIPHER_HIGH (256 * 1024) /* stop producing while this much waits to go out */
+/* DATA frames of 4 TLS records exactly (header included), when the peer's
+ * SETTINGS_MAX_FRAME_SIZE and the windows allow. */
+#define DATA_FRAME_MAX (4 * 16384)
+/* Room for one production run of full frames, reserved at once so bulk
+ * output does not grow the buffer by doubling (each growth a copy). */
+#define CIPHER_ROOM (CIPHER_HIGH + DATA_FRAME_MAX + 4 * 1024)
+#define READ_CHUNK (64 * 1024) /* one SSL_read, and OpenSSL's record buffer */
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define PING_INTERVAL_MS 10000 /* keepalive defaults, as ztunnel: PING every 10 s ... */
+#define PING_TIMEOUT_MS 20000  /* ... and drop the connection after 20 s without an ACK */
+#define MAX_HEADER_VALUE 8192
+
+struct h2_stream {
+    int32_t id;
+    const struct zt_h2_stream_ops *ops;
+    void *sud;
+    struct h2_stream *prev, *next;
+    /* Request headers, server role, until on_request has run. */
+    char *method, *authority, *baggage, *forwarded, *traceparent;
+    char *path, *content_type, *authorization, *cluster_id;
+    int status;           /* client role: response :status */
+    nghttp2_nv *trailers; /* server role: sent after the body (set_trailers) */
+    size_t n_trailers;
+    char *trailer_buf;
+    size_t unconsumed; /* DATA handed to on_data, not yet consumed */
+};
+
+struct zt_h2_session {
+    SSL *ssl; /* NULL in plaintext mode */
+    nghttp2_session *ng;
+    enum zt_h2conn_role role;
+    enum zt_h2_session_state state;
+    struct zt_h2_settings settings;
+    const struct zt_h2_session_ops *ops;
+    void *ud;
+    struct zt_buf out;  /* frames gathered into one SSL_write */
+    struct zt_buf cout; /* ciphertext the caller has not taken yet */
+    /* Input source during zt_h2_session_read: OpenSSL's read BIO calls it. */
+    zt_h2_recv_fn *recv;
+    void *recv_arg;
+    int recv_err;   /* a recv error other than -EAGAIN */
+    bool in_eof;    /* recv said end of stream */
+    int recv_depth; /* inside nghttp2_session_mem_recv: no mem_send */
+    bool producing; /* inside produce(): no re-entry */
+    /* The last read stopped on its budget with input still buffered (not a
+     * partial record: SSL_has_pending would also say so for one of those). */
+    bool stopped_on_budget;
+    bool sent_goaway_error; /* our GOAWAY carried an error code */
+    /* Clocks, in the caller's milliseconds. */
+    uint64_t now_ms;
+    uint64_t handshake_deadline;
+    uint64_t next_ping_ms;
+    uint64_t ping_sent_ms;
+    bool ping_outstanding;
+    struct h2_stream *streams;
+    unsigned nstreams;
+    uint64_t opened;
+    size_t conn_unannounced; /* consumed, not yet in a connection WINDOW_UPDATE */
+    int close_error;
+};
+
+static _Thread_local uint8_t read_buf[READ_CHUNK];
+
+static const char *const state_names[] = {"handshake", "open", "draining", "closed"};
+
+const char *zt_h2_session_state_str(enum zt_h2_session_state st)
+{
+    return (unsigned)st < sizeof(state_names) / sizeof(state_names[0]) ? state_names[st] : "?";
+}
+
+static void set_state(struct zt_h2_session *s, enum zt_h2_session_state st)
+{
+    ZT_DEBUG("h2", "session %p %s -> %s", (void *)s, zt_h2_session_state_str(s->state),
+             zt_h2_session_state_str(st));
+    s->state = st;
+}
+
+static bool is_closed(const struct zt_h2_session *s)
+{
+    return s->state == ZT_H2_SESS_CLOSED;
+}
+
+static void produce(struct zt_h2_session *s);
+
+/* ---- streams ---- */
+
+static struct h2_stream *stream_new(struct zt_h2_session *s, int32_t id)
+{
+    struct h2_stream *st = calloc(1, sizeof(*st));
+    if (!st)
+        abort();
+    st->id = id;
+    st->next = s->streams;
+    if (s->streams)
+        s->streams->prev = st;
+    s->streams = st;
+    s->nstreams++;
+    s->opened++;
+    return st;
+}
+
+static void stream_free_headers(struct h2_stream *st)
+{
+    free(st->path);
+    free(st->content_type);
+    free(st->authorization);
+    free(st->cluster_id);
+    st->path = st->content_type = st->authorization = st->cluster_id = NULL;
+    free(st->method);
+    free(st->authority);
+    free(st->baggage);
+    free(st->forwarded);
+    free(st->traceparent);
+    st->method = st->authority = st->baggage = st->forwarded = st->traceparent = NULL;
+}
+
+static void stream_unlink(struct zt_h2_session *s, struct h2_stream *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        s->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    s->nstreams--;
+    stream_free_headers(st);
+    free(st->trailers);
+    free(st->trailer_buf);
+    free(st);
+}
+
+static struct h2_stream *stream_get(struct zt_h2_session *s, int32_t id)
+{
+    if (is_closed(s))
+        return NULL;
+    return nghttp2_session_get_stream_user_data(s->ng, id);
+}
+
+/* ---- close ---- */
+
+void zt_h2_session_close(struct zt_h2_session *s, int error)
+{
+    if (is_closed(s))
+        return;
+    set_state(s, ZT_H2_SESS_CLOSED);
+    s->close_error = error;
+    s->out.len = 0;
+    zt_buf_release(&s->out);
+    int stream_err = error ? error : ZT_E_CLOSED;
+    while (s->streams) {
+        struct h2_stream *st = s->streams;
+        const struct zt_h2_stream_ops *ops = st->ops;
+        void *sud = st->sud;
+        nghttp2_session_set_stream_user_data(s->ng, st->id, NULL);
+        stream_unlink(s, st);
+        if (ops)
+            ops->on_close(sud, stream_err);
+    }
+    if (s->ops->on_closed)
+        s->ops->on_closed(s, s->ud, error);
+}
+
+/* ---- OpenSSL's BIO: reads from the caller's recv, writes to cout ---- */
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    struct zt_h2_session *s = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (!s->recv || len <= 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    ssize_t n = s->recv(s->recv_arg, (uint8_t *)buf, (size_t)len);
+    if (n > 0)
+        return (int)(n > len ? len : n);
+    if (n == 0) {
+        s->in_eof = true;
+        return 0;
+    }
+    if (n == -EAGAIN) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    s->recv_err = (int)n;
+    return -1;
+}
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    struct zt_h2_session *s = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    zt_buf_append(&s->cout, buf, (size_t)len);
+    return len;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct zt_h2_session *s = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF:
+        /* As a socket BIO: OpenSSL tells an unexpected EOF from an error. */
+        return s && s->in_eof;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_method;
+
+/* ---- flow control ---- */
+
+/* Returns `n` received bytes to the connection window (and to the stream's
+ * if `stream_too`). nghttp2 alone would announce them only once half the
+ * connection window is consumed; then streams whose readers stall can hold
+ * so much of it that a live stream never gets the rest back. So announce as
+ * soon as what was given back is at least what the peer has left. */
+static void give_back(struct zt_h2_session *s, int32_t stream_id, size_t n, bool stream_too)
+{
+    int32_t before = nghttp2_session_get_local_window_size(s->ng);
+    if (stream_too)
+        nghttp2_session_consume(s->ng, stream_id, n);
+    else
+        nghttp2_session_consume_connection(s->ng, n);
+    s->conn_unannounced += n;
+    int32_t left = nghttp2_session_get_local_window_size(s->ng);
+    if (left > before) {
+        s->conn_unannounced = 0; /* nghttp2 queued its own WINDOW_UPDATE */
+        return;
+    }
+    if (s->conn_unannounced >= (size_t)left) {
+        nghttp2_submit_window_update(s->ng, NGHTTP2_FLAG_NONE, 0, (int32_t)s->conn_unannounced);
+        s->conn_unannounced = 0;
+    }
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static char *dup_capped(const uint8_t *v, size_t len)
+{
+    if (len > MAX_HEADER_VALUE)
+        len = MAX_HEADER_VALUE;
+    char *p = malloc(len + 1);
+    if (!p)
+        abort();
+    memcpy(p, v, len);
+    p[len] = 0;
+    return p;
+}
+
+static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+    struct zt_h2_session *s = user;
+    if (s->role != ZT_H2_SERVER || f->hd.type != NGHTTP2_HEADERS ||
+        f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    if (s->state != ZT_H2_SESS_OPEN) {
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    struct h2_stream *st = stream_new(s, f->hd.stream_id);
+    nghttp2_session_set_stream_user_data(ng, f->hd.stream_id, st);
+    return 0;
+}
+
+static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user)
+{
+    struct zt_h2_session *s = user;
+    struct h2_stream *st = stream_get(s, f->hd.stream_id);
+    if (!st)
+        return 0;
+    if (s->role == ZT_H2_CLIENT) {
+        if (namelen == 7 && memcmp(name, ":status", 7) == 0 && valuelen == 3)
+            st->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+        else if (st->ops && st->ops->on_header && namelen < 128 && valuelen <= MAX_HEADER_VALUE) {
+            /* Response headers and trailers (gRPC status) for owners that
+             * want them; nghttp2 has validated the field already. */
+            char n[128], *v = dup_capped(value, valuelen);
+            memcpy(n, name, namelen);
+            n[namelen] = 0;
+            st->ops->on_header(st->sud, n, v, f->headers.cat == NGHTTP2_HCAT_HEADERS);
+            free(v);
+        }
+        return 0;
+    }
+    char **slot = NULL;
+#define HDR(lit, field)                                                                            \
+    if (namelen == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)                             \
+        slot = &st->field;
+    HDR(":method", method)
+    HDR(":authority", authority)
+    HDR("baggage", baggage)
+    HDR("forwarded", forwarded)
+    HDR("traceparent", traceparent)
+    HDR(":path", path)
+    HDR("content-type", content_type)
+    HDR("authorization", authorization)
+    HDR("clusterid", cluster_id)
+#undef HDR
+    if (slot && !*slot)
+        *slot = dup_capped(value, valuelen);
+    return 0;
+}
+
+static void notify_end(struct h2_stream *st)
+{
+    if (st->ops && st->ops->on_end)
+        st->ops->on_end(st->sud);
+}
+
+static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+    struct zt_h2_session *s = user;
+    if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
+        s->ping_outstanding = false;
+        return 0;
+    }
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        if (s->state == ZT_H2_SESS_OPEN) {
+            set_state(s, ZT_H2_SESS_DRAINING);
+            if (s->ops->on_draining)
+                s->ops->on_draining(s, s->ud);
+        }
+        return 0;
+    }
+    struct h2_stream *st = stream_get(s, f->hd.stream_id);
+    if (!st)
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && (f->hd.flags & NGHTTP2_FLAG_END_HEADERS)) {
+        if (s->role == ZT_H2_SERVER && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            struct zt_h2_request req = {
+                .method = st->method ? st->method : "",
+                .authority = st->authority ? st->authority : "",
+                .baggage = st->baggage,
+                .forwarded = st->forwarded,
+                .traceparent = st->traceparent,
+                .path = st->path,
+                .content_type = st->content_type,
+                .authorization = st->authorization,
+                .cluster_id = st->cluster_id,
+            };
+            s->ops->on_request(s, s->ud, f->hd.stream_id, &req);
+            st = stream_get(s, f->hd.stream_id);
+            if (!st)
+                return 0;
+            stream_free_headers(st);
+        } else if (s->role == ZT_H2_CLIENT && f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+            if (st->ops && st->ops->on_response)
+                st->ops->on_response(st->sud, st->status);
+            st = stream_get(s, f->hd.stream_id);
+            if (!st)
+                return 0;
+        }
+    }
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        notify_end(st);
+    return 0;
+}
+
+static int cb_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *user)
+{
+    struct zt_h2_session *s = user;
+    struct h2_stream *st = stream_get(s, stream_id);
+    if (!st || !st->ops || !st->ops->on_data) {
+        if (!is_closed(s))
+            give_back(s, stream_id, len, true);
+        return 0;
+    }
+    st->unconsumed += len;
+    st->ops->on_data(st->sud, data, len);
+    return 0;
+}
+
+static int cb_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code, void *user)
+{
+    struct zt_h2_session *s = user;
+    struct h2_stream *st = stream_get(s, stream_id);
+    if (!st)
+        return 0;
+    const struct zt_h2_stream_ops *ops = st->ops;
+    void *sud = st->sud;
+    /* Bytes its owner never consumed would otherwise shrink the connection
+     * window for good. */
+    if (st->unconsumed)
+        give_back(s, stream_id, st->unconsumed, false);
+    nghttp2_session_set_stream_user_data(ng, stream_id, NULL);
+    stream_unlink(s, st);
+    if (ops) {
+        /* A peer's RST with NO_ERROR or CANCEL is an orderly end of its side. */
+        int err =
+            (error_code == NGHTTP2_NO_ERROR || error_code == NGHTTP2_CANCEL) ? 0 : ZT_E_CLOSED;
+        ops->on_close(sud, err);
+    }
+    return 0;
+}
+
+/* A server's final answer without a body ends the whole stream: once it is
+ * out, RST_STREAM(NO_ERROR) tells the client to stop sending (RFC 9113 8.1)
+ * rather than leaving the stream half-open until the client's END_STREAM.
+ * Submitted only after the HEADERS left: an earlier RST would cancel them. */
+static int cb_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+    struct zt_h2_session *s = user;
+    /* nghttp2 answers a peer's protocol error with a GOAWAY carrying the
+     * error and then wants nothing more: the close that follows is the
+     * peer's fault, not a clean end. */
+    if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR) {
+        ZT_DEBUG("h2", "session %p GOAWAY sent: error %u", (void *)s, f->goaway.error_code);
+        s->sent_goaway_error = true;
+    }
+    if (s->role == ZT_H2_SERVER && f->hd.type == NGHTTP2_HEADERS &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+        nghttp2_session_get_stream_remote_close(ng, f->hd.stream_id) == 0)
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static ssize_t cb_data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf, size_t len,
+                            uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+    struct zt_h2_session *s = user;
+    struct h2_stream *st = stream_get(s, stream_id);
+    if (!st || !st->ops || !st->ops->read)
+        return NGHTTP2_ERR_DEFERRED;
+    bool eof = false;
+    ssize_t n = st->ops->read(st->sud, buf, len, &eof);
+    if (n == -EAGAIN)
+        return NGHTTP2_ERR_DEFERRED;
+    if (n < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    /* The owner may have closed the session (freeing st). */
+    if (is_closed(s))
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (eof) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->trailers) {
+            /* The stream ends with the trailers' HEADERS frame instead. */
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            if (nghttp2_submit_trailer(ng, stream_id, st->trailers, st->n_trailers) != 0)
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+    }
+    return n;
+}
+
+static ssize_t cb_read_length(nghttp2_session *ng, uint8_t frame_type, int32_t stream_id,
+                              int32_t session_window, int32_t stream_window,
+                              uint32_t remote_max_frame_size, void *user)
+{
+    ssize_t n = DATA_FRAME_MAX - 9; /* the frame header */
+    if (n > session_window)
+        n = session_window;
+    if (n > stream_window)
+        n = stream_window;
+    if (n > (ssize_t)remote_max_frame_size)
+        n = (ssize_t)remote_max_frame_size;
+    return n;
+}
+
+/* nghttp2's reason for a connection error it answers with GOAWAY. */
+static int cb_error(nghttp2_session *ng, int lib_error_code, const char *msg, size_t len,
+                    void *user)
+{
+    ZT_DEBUG("h2", "session %p peer error: %.*s", user, (int)len, msg);
+    return 0;
+}
+
+static nghttp2_session_callbacks *callbacks;
+static nghttp2_option *options;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init_globals(void)
+{
+    if (nghttp2_session_callbacks_new(&callbacks) != 0 || nghttp2_option_new(&options) != 0)
+        abort();
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, cb_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, cb_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, cb_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, cb_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, cb_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, cb_frame_send);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, cb_read_length);
+    nghttp2_session_callbacks_set_error_callback2(callbacks, cb_error);
+    nghttp2_option_set_no_auto_window_update(options, 1);
+    nghttp2_option_set_peer_max_concurrent_streams(options, 100);
+    bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "zt-h2-session");
+    if (!bio_method || !BIO_meth_set_read(bio_method, bio_read) ||
+        !BIO_meth_set_write(bio_method, bio_write) || !BIO_meth_set_ctrl(bio_method, bio_ctrl) ||
+        !BIO_meth_set_create(bio_method, bio_create))
+        abort();
+}
+
+/* ---- handshake ---- */
+
+static uint64_t ping_interval(const struct zt_h2_session *s)
+{
+    return s->settings.ping_interval_ms ? s->settings.ping_interval_ms : PING_INTERVAL_MS;
+}
+
+static uint64_t ping_timeout(const struct zt_h2_session *s)
+{
+    return s->settings.ping_timeout_ms ? s->settings.ping_timeout_ms : PING_TIMEOUT_MS;
+}
+
+static void start_session(struct zt_h2_session *s)
+{
+    if (s->ssl) {
+        const unsigned char *alpn = NULL;
+        unsigned alpn_len = 0;
+        SSL_get0_alpn_selected(s->ssl, &alpn, &alpn_len);
+        if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
+            zt_h2_session_close(s, ZT_E_TLS);
+            return;
+        }
+    }
+    s->next_ping_ms = s->now_ms + ping_interval(s);
+    set_state(s, ZT_H2_SESS_OPEN);
+    nghttp2_settings_entry iv[5];
+    size_t n = 0;
+    iv[n++] =
+        (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, s->settings.stream_window};
+    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_FRAME_SIZE, s->settings.max_frame_size};
+    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+                                       s->settings.max_header_list};
+    if (s->role == ZT_H2_CLIENT)
+        iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+    if (s->settings.max_concurrent_streams)
+        iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                           s->settings.max_concurrent_streams};
+    if (nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, n) != 0 ||
+        nghttp2_session_set_local_window_size(s->ng, NGHTTP2_FLAG_NONE, 0,
+                                              (int32_t)s->settings.connection_window) != 0) {
+        zt_h2_session_close(s, ZT_E_PROTO);
+        return;
+    }
+    /* SETTINGS are queued first, so streams opened from on_ready follow them. */
+    if (s->ops->on_ready) {
+        int rc = s->ops->on_ready(s, s->ud);
+        if (rc < 0)
+            zt_h2_session_close(s, rc);
+    }
+}
+
+static void advance_handshake(struct zt_h2_session *s)
+{
+    if (!s->ssl) {
+        start_session(s);
+        return;
+    }
+    ERR_clear_error();
+    int rc = SSL_do_handshake(s->ssl);
+    if (rc == 1) {
+        start_session(s);
+        return;
+    }
+    int err = SSL_get_error(s->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+        return;
+    unsigned long e = ERR_peek_error();
+    char reason[256] = "connection closed";
+    if (e)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    long vr = SSL_get_verify_result(s->ssl);
+    ZT_DEBUG("h2", "session %p TLS handshake failed: %s (verify: %s)", (void *)s, reason,
+             X509_verify_cert_error_string(vr));
+    /* An alert, if any, waits in cout for the caller. */
+    zt_h2_session_close(s, ZT_E_TLS);
+}
+
+/* ---- input ---- */
+
+/* Hands plaintext to nghttp2. Returns false once the session is closed. */
+static bool deliver(struct zt_h2_session *s, const uint8_t *p, size_t n)
+{
+    s->recv_depth++;
+    ssize_t r = nghttp2_session_mem_recv(s->ng, p, n);
+    s->recv_depth--;
+    if (is_closed(s))
+        return false;
+    if (r < 0) {
+        ZT_DEBUG("h2", "session %p http/2 error: %s", (void *)s, nghttp2_strerror((int)r));
+        /* nghttp2 queued a GOAWAY for protocol errors: leave it in cout. */
+        produce(s);
+        zt_h2_session_close(s, ZT_E_PROTO);
+        return false;
+    }
+    return true;
+}
+
+/* Feeding a session from inside its own callbacks would re-enter nghttp2:
+ * a bug of ours, never the peer's. */
+static void check_not_nested(const struct zt_h2_session *s)
+{
+    if (s->recv || s->recv_depth > 0)
+        abort();
+}
+
+int zt_h2_session_read(struct zt_h2_session *s, zt_h2_recv_fn *recv_fn, void *arg, size_t budget)
+{
+    s->stopped_on_budget = false;
+    if (is_closed(s))
+        return s->close_error;
+    check_not_nested(s);
+    s->recv = recv_fn;
+    s->recv_arg = arg;
+    s->recv_err = 0;
+    if (s->state == ZT_H2_SESS_HANDSHAKE)
+        advance_handshake(s);
+    while (!is_closed(s) && s->state != ZT_H2_SESS_HANDSHAKE) {
+        if (!s->ssl) {
+            ssize_t n = recv_fn(arg, read_buf, sizeof(read_buf));
+            if (n > 0) {
+                if (!deliver(s, read_buf, (size_t)n) || (size_t)n >= budget)
+                    break;
+                budget -= (size_t)n;
+                continue;
+            }
+            if (n == -EAGAIN)
+                break;
+            zt_h2_session_close(s, n == 0 ? 0 : (int)n);
+            break;
+        }
+        ERR_clear_error();
+        int n = SSL_read(s->ssl, read_buf, sizeof(read_buf));
+        if (n > 0) {
+            if (!deliver(s, read_buf, (size_t)n))
+                break;
+            /* Read-ahead took what recv had; when OpenSSL holds no more,
+             * the next recv would only say -EAGAIN. */
+            if (!SSL_has_pending(s->ssl))
+                break;
+            if ((size_t)n >= budget) {
+                s->stopped_on_budget = true;
+                break;
+            }
+            budget -= (size_t)n;
+            continue;
+        }
+        int err = SSL_get_error(s->ssl, n);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+            break;
+        zt_h2_session_close(s, err == SSL_ERROR_ZERO_RETURN ? 0
+                               : err == SSL_ERROR_SYSCALL
+                                   ? (s->recv_err ? s->recv_err : -ECONNRESET)
+                                   : ZT_E_TLS);
+        break;
+    }
+    s->recv = NULL;
+    s->recv_arg = NULL;
+    return is_closed(s) ? s->close_error : 0;
+}
+
+struct slice {
+    const uint8_t *p;
+    size_t len;
+};
+
+static ssize_t slice_recv(void *arg, uint8_t *buf, size_t len)
+{
+    struct slice *sl = arg;
+    if (!sl->p)
+        return 0; /* end of stream */
+    if (sl->len == 0)
+        return -EAGAIN;
+    size_t n = sl->len < len ? sl->len : len;
+    memcpy(buf, sl->p, n);
+    sl->p += n;
+    sl->len -= n;
+    return (ssize_t)n;
+}
+
+int zt_h2_session_feed(struct zt_h2_session *s, const uint8_t *data, size_t len)
+{
+    struct slice sl = {len ? data : NULL, len};
+    if (!sl.p)
+        return zt_h2_session_read(s, slice_recv, &sl, SIZE_MAX);
+    while (sl.len > 0 && !is_closed(s)) {
+        size_t before = sl.len;
+        check_not_nested(s);
+        if (!s->ssl && s->state != ZT_H2_SESS_HANDSHAKE) {
+            /* Plaintext: straight from the caller's bytes. */
+            sl.len = 0;
+            deliver(s, sl.p, before);
+            break;
+        }
+        int rc = zt_h2_session_read(s, slice_recv, &sl, SIZE_MAX);
+        if (rc != 0)
+            return rc;
+        if (sl.len == before) {
+            /* Nothing taken although bytes wait: a bug of ours, not the
+             * peer's; fail closed rather than spin. */
+            zt_h2_session_close(s, ZT_E_PROTO);
+            break;
+        }
+    }
+    return is_closed(s) ? s->close_error : 0;
+}
+
+bool zt_h2_session_has_input(const struct zt_h2_session *s)
+{
+    return !is_closed(s) && s->stopped_on_budget;
+}
+
+/* ---- output ---- */
+
+/* Encrypts `n` bytes (or, in plaintext mode, copies them) into cout. */
+static bool seal(struct zt_h2_session *s, const uint8_t *p, size_t n)
+{
+    if (!s->ssl) {
+        zt_buf_append(&s->cout, p, n);
+        return true;
+    }
+    for (size_t done = 0; done < n;) {
+        /* Partial-write mode returns after each record. */
+        ERR_clear_error();
+        int w = SSL_write(s->ssl, p + done, (int)(n - done));
+        if (w <= 0) {
+            zt_h2_session_close(s, ZT_E_TLS);
+            return false;
+        }
+        done += (size_t)w;
+    }
+    return true;
+}
+
+/* Runs nghttp2 until CIPHER_HIGH bytes wait in cout or it has nothing more.
+ * Frames are packed into OUT_HIGH of plaintext so records come out full (a
+ * DATA frame is a few bytes over one record); a full DATA frame is exactly
+ * whole records and is encrypted straight from nghttp2's buffer, no copy. */
+static void produce(struct zt_h2_session *s)
+{
+    if (is_closed(s) || s->recv_depth > 0 || s->producing)
+        return;
+    if (s->state == ZT_H2_SESS_HANDSHAKE) {
+        advance_handshake(s);
+        if (s->state == ZT_H2_SESS_HANDSHAKE || is_closed(s))
+            return;
+    }
+    s->producing = true;
+    while (!is_closed(s) && s->cout.len < CIPHER_HIGH) {
+        while (s->out.len < OUT_HIGH) {
+            const uint8_t *p;
+            ssize_t n = nghttp2_session_mem_send(s->ng, &p);
+            if (is_closed(s))
+                goto out; /* a body source closed the session */
+            if (n < 0) {
+                ZT_DEBUG("h2", "session %p http/2 send error: %s", (void *)s,
+                         nghttp2_strerror((int)n));
+                zt_h2_session_close(s, ZT_E_PROTO);
+                goto out;
+            }
+            if (n == 0)
+                break;
+            if (s->out.len == 0 && (size_t)n >= DATA_FRAME_MAX) {
+                if (s->cout.cap - s->cout.off < CIPHER_ROOM)
+                    zt_buf_reserve(&s->cout, CIPHER_ROOM - s->cout.len);
+                if (!seal(s, p, (size_t)n))
+                    goto out;
+                if (s->cout.len >= CIPHER_HIGH)
+                    break;
+                continue;
+            }
+            zt_buf_append(&s->out, p, (size_t)n);
+        }
+        if (s->out.len == 0)
+            break;
+        if (!seal(s, zt_buf_head(&s->out), s->out.len))
+            goto out;
+        zt_buf_consume(&s->out, s->out.len);
+    }
+out:
+    s->producing = false;
+    if (s->out.len == 0)
+        zt_buf_release(&s->out);
+}
+
+int zt_h2_session_out(struct zt_h2_session *s, const uint8_t **data, size_t *len)
+{
+    if (!is_closed(s) && s->recv_depth == 0 && !s->producing) {
+        produce(s);
+        bool open = s->state == ZT_H2_SESS_OPEN || s->state == ZT_H2_SESS_DRAINING;
+        if (open && s->cout.len == 0) {
+            /* Nothing left to say and nothing to wait for, or a drained
+             * session whose last stream ended: done. */
+            if ((!nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng)) ||
+                (s->state == ZT_H2_SESS_DRAINING && s->nstreams == 0))
+                zt_h2_session_close(s, s->sent_goaway_error ? ZT_E_PROTO : 0);
+        }
+        if (s->cout.len == 0)
+            zt_buf_release(&s->cout); /* an idle session holds no buffer */
+    }
+    /* A released buffer has no head (NULL + 0 is undefined behaviour). */
+    *data = s->cout.len ? zt_buf_head(&s->cout) : NULL;
+    *len = s->cout.len;
+    return is_closed(s) ? s->close_error : 0;
+}
+
+void zt_h2_session_out_done(struct zt_h2_session *s, size_t n)
+{
+    zt_buf_consume(&s->cout, n);
+}
+
+/* ---- time ---- */
+
+uint64_t zt_h2_session_deadline(const struct zt_h2_session *s)
+{
+    switch (s->state) {
+    case ZT_H2_SESS_HANDSHAKE:
+        return s->handshake_deadline;
+    case ZT_H2_SESS_OPEN:
+    case ZT_H2_SESS_DRAINING:
+        return s->ping_outstanding ? s->ping_sent_ms + ping_timeout(s) : s->next_ping_ms;
+    default:
+        return UINT64_MAX;
+    }
+}
+
+int zt_h2_session_tick(struct zt_h2_session *s, uint64_t now_ms)
+{
+    if (now_ms > s->now_ms)
+        s->now_ms = now_ms;
+    uint64_t now = s->now_ms;
+    if (is_closed(s))
+        return s->close_error;
+    if (s->state == ZT_H2_SESS_HANDSHAKE) {
+        if (now >= s->handshake_deadline)
+            zt_h2_session_close(s, ZT_E_TIMEOUT);
+    } else if (s->ping_outstanding) {
+        if (now - s->ping_sent_ms >= ping_timeout(s)) {
+            ZT_DEBUG("h2", "session %p keepalive PING not answered: closing", (void *)s);
+            zt_h2_session_close(s, ZT_E_TIMEOUT);
+        }
+    } else if (now >= s->next_ping_ms) {
+        s->next_ping_ms = now + ping_interval(s);
+        if (nghttp2_submit_ping(s->ng, NGHTTP2_FLAG_NONE, NULL) == 0) {
+            s->ping_outstanding = true;
+            s->ping_sent_ms = now;
+        }
+    }
+    return is_closed(s) ? s->close_error : 0;
+}
+
+/* ---- life cycle and inspection ---- */
+
+struct zt_h2_session *zt_h2_session_new(SSL_CTX *ctx, enum zt_h2conn_role role,
+                                        const struct zt_h2_settings *settings,
+                                        const struct zt_h2_session_ops *ops, void *ud,
+                                        uint64_t now_ms)
+{
+    pthread_once(&init_once, init_globals);
+    struct zt_h2_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->role = role;
+    s->settings = *settings;
+    s->ops = ops;
+    s->ud = ud;
+    s->state = ZT_H2_SESS_HANDSHAKE;
+    s->now_ms = now_ms;
+    s->handshake_deadline = now_ms + HANDSHAKE_TIMEOUT_MS;
+    int rc = role == ZT_H2_CLIENT ? nghttp2_session_client_new2(&s->ng, callbacks, s, options)
+                                  : nghttp2_session_server_new2(&s->ng, callbacks, s, options);
+    if (rc != 0)
+        abort();
+    if (!ctx)
+        return s;
+    s->ssl = SSL_new(ctx);
+    BIO *rbio = BIO_new(bio_method), *wbio = BIO_new(bio_method);
+    if (!s->ssl || !rbio || !wbio)
+        abort();
+    BIO_set_data(rbio, s);
+    BIO_set_data(wbio, s);
+    SSL_set_bio(s->ssl, rbio, wbio);
+    /* Several records per recv, into OpenSSL's own buffer. */
+    SSL_set_read_ahead(s->ssl, 1);
+    SSL_set_default_read_buffer_len(s->ssl, READ_CHUNK);
+    if (role == ZT_H2_CLIENT)
+        SSL_set_connect_state(s->ssl);
+    else
+        SSL_set_accept_state(s->ssl);
+    return s;
+}
+
+void zt_h2_session_free(struct zt_h2_session *s)
+{
+    if (!s)
+        return;
+    zt_h2_session_close(s, ZT_E_CLOSED);
+    SSL_free(s->ssl);
+    nghttp2_session_del(s->ng);
+    zt_buf_release(&s->out);
+    zt_buf_release(&s->cout);
+    free(s);
+}
+
+enum zt_h2_session_state zt_h2_session_state(const struct zt_h2_session *s)
+{
+    return s->state;
+}
+
+int zt_h2_session_close_error(const struct zt_h2_session *s)
+{
+    return s->close_error;
+}
+
+SSL *zt_h2_session_ssl(struct zt_h2_session *s)
+{
+    return s->ssl;
+}
+
+enum zt_h2conn_role zt_h2_session_role(const struct zt_h2_session *s)
+{
+    return s->role;
+}
+
+unsigned zt_h2_session_streams(const struct zt_h2_session *s)
+{
+    return s->nstreams;
+}
+
+uint64_t zt_h2_session_streams_opened(const struct zt_h2_session *s)
+{
+    return s->opened;
+}
+
+uint32_t zt_h2_session_peer_max_streams(const struct zt_h2_session *s)
+{
+    if (s->state != ZT_H2_SESS_OPEN && s->state != ZT_H2_SESS_DRAINING)
+        return UINT32_MAX;
+    return nghttp2_session_get_remote_settings(s->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+}
+
+/* ---- streams ---- */
+
+static size_t build_nv(nghttp2_nv *nv, size_t cap, const char *const *headers, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < cap; i++) {
+        const char *name = headers[2 * i], *value = headers[2 * i + 1];
+        if (!value || !*value)
+            continue;
+        nv[k++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, strlen(name), strlen(value),
+                               NGHTTP2_NV_FLAG_NONE};
+    }
+    return k;
+}
+
+int32_t zt_h2_session_submit(struct zt_h2_session *s, const char *const *headers, size_t n_headers,
+                             const struct zt_h2_stream_ops *ops, void *sud)
+{
+    if (s->state != ZT_H2_SESS_OPEN)
+        return ZT_E_CLOSED;
+    nghttp2_nv nv[24];
+    size_t n = build_nv(nv, 24, headers, n_headers);
+    struct h2_stream *st = stream_new(s, 0);
+    st->ops = ops;
+    st->sud = sud;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
+    int32_t id = nghttp2_submit_request(s->ng, NULL, nv, n, &prd, st);
+    if (id < 0) {
+        stream_unlink(s, st);
+        return ZT_E_PROTO;
+    }
+    st->id = id;
+    return id;
+}
+
+int32_t zt_h2_session_connect(struct zt_h2_session *s, const char *authority,
+                              const char *const *headers, size_t n_headers,
+                              const struct zt_h2_stream_ops *ops, void *sud)
+{
+    const char *all[2 * 16];
+    size_t n = 0;
+    all[n++] = ":method";
+    all[n++] = "CONNECT";
+    all[n++] = ":authority";
+    all[n++] = authority;
+    for (size_t i = 0; i < n_headers && n + 2 <= sizeof(all) / sizeof(all[0]); i++) {
+        all[n++] = headers[2 * i];
+        all[n++] = headers[2 * i + 1];
+    }
+    return zt_h2_session_submit(s, all, n / 2, ops, sud);
+}
+
+int zt_h2_session_set_trailers(struct zt_h2_session *s, int32_t stream_id,
+                               const char *const *headers, size_t n_headers)
+{
+    struct h2_stream *st = stream_get(s, stream_id);
+    if (!st)
+        return ZT_E_CLOSED;
+    if (n_headers > 8)
+        return ZT_E_TOO_BIG;
+    size_t bytes = 0;
+    for (size_t i = 0; i < 2 * n_headers; i++)
+        bytes += strlen(headers[i]) + 1;
+    free(st->trailers);
+    free(st->trailer_buf);
+    st->trailers = calloc(n_headers ? n_headers : 1, sizeof(nghttp2_nv));
+    st->trailer_buf = malloc(bytes ? bytes : 1);
+    if (!st->trailers || !st->trailer_buf)
+        abort();
+    char *p = st->trailer_buf;
+    for (size_t i = 0; i < n_headers; i++) {
+        size_t nl = strlen(headers[2 * i]), vl = strlen(headers[2 * i + 1]);
+        memcpy(p, headers[2 * i], nl + 1);
+        memcpy(p + nl + 1, headers[2 * i + 1], vl + 1);
+        st->trailers[i] =
+            (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
+        p += nl + vl + 2;
+    }
+    st->n_trailers = n_headers;
+    return 0;
+}
+
+void zt_h2_session_attach(struct zt_h2_session *s, int32_t stream_id,
+                          const struct zt_h2_stream_ops *ops, void *sud)
+{
+    struct h2_stream *st = stream_get(s, stream_id);
+    if (!st)
+        return;
+    st->ops = ops;
+    st->sud = sud;
+}
+
+int zt_h2_session_respond(struct zt_h2_session *s, int32_t stream_id, int status,
+                          const char *const *headers, size_t n_headers)
+{
+    struct h2_stream *st = stream_get(s, stream_id);
+    if (!st)
+        return ZT_E_CLOSED;
+    if (status < 100 || status > 999)
+        return ZT_E_PROTO;
+    char code[4];
+    snprintf(code, sizeof(code), "%03d", status);
+    nghttp2_nv nv[16];
+    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    size_t n = 1 + build_nv(nv + 1, 15, headers, n_headers);
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
+    int rc = nghttp2_submit_response(s->ng, stream_id, nv, n, status == 200 ? &prd : NULL);
+    return rc == 0 ? 0 : ZT_E_PROTO;
+}
+
+void zt_h2_session_consume(struct zt_h2_session *s, int32_t stream_id, size_t n)
+{
+    struct h2_stream *st = stream_get(s, stream_id);
+    /* A closed stream's bytes went back when it closed. */
+    if (!st)
+        return;
+    if (n > st->unconsumed)
+        n = st->unconsumed;
+    if (n == 0)
+        return;
+    st->unconsumed -= n;
+    give_back(s, stream_id, n, true);
+}
+
+void zt_h2_session_resume(struct zt_h2_session *s, int32_t stream_id)
+{
+    if (is_closed(s))
+        return;
+    nghttp2_session_resume_data(s->ng, stream_id);
+}
+
+void zt_h2_session_reset(struct zt_h2_session *s, int32_t stream_id)
+{
+    if (is_closed(s))
+        return;
+    nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+}
+
+void zt_h2_session_detach(struct zt_h2_session *s, int32_t stream_id)
+{
+    struct h2_stream *st = stream_get(s, stream_id);
+    if (!st)
+        return;
+    st->ops = NULL;
+    st->sud = NULL;
+    nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+}
+
+void zt_h2_session_shutdown(struct zt_h2_session *s)
+{
+    if (s->state == ZT_H2_SESS_OPEN) {
+        nghttp2_submit_shutdown_notice(s->ng);
+        nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(s->ng), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        set_state(s, ZT_H2_SESS_DRAINING);
+    } else if (s->state == ZT_H2_SESS_HANDSHAKE) {
+        zt_h2_session_close(s, ZT_E_CLOSED);
+    }
+}
