@@ -76,6 +76,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libzt.a
 
 unit-bins: $(TEST_BINS)
 
+# Micro-benchmarks: plain C programs linked like the unit tests.
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libzt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libzt.a $(LDLIBS)
+
 unit: $(TEST_BINS)
 	@scripts/run-unit.sh $(TEST_BINS)
 
@@ -96,8 +101,9 @@ demo: deps all
 demo-control: deps all
 	DEMO_CONTROL=1 scripts/demo.sh
 
-bench: deps all
+bench: deps all $(BUILD)/bench/authz_bench
 	bench/run.sh
+	$(BUILD)/bench/authz_bench
 
 format:
 	clang-format -i $$(find src tests -name '*.[ch]')

@@ -246,9 +246,9 @@ static bool visit(const struct zt_policy *p, void *ud)
     return true;
 }
 
-int zt_authz_check_ex(const struct zt_state *s, const struct zt_workload *dst_wl,
-                      const struct zt_authz_conn *conn, struct zt_authz_result *res, char *reason,
-                      size_t reason_len)
+int zt_authz_check_linear(const struct zt_state *s, const struct zt_workload *dst_wl,
+                          const struct zt_authz_conn *conn, struct zt_authz_result *res,
+                          char *reason, size_t reason_len)
 {
     struct eval e;
     int rc = 0;
@@ -272,6 +272,13 @@ int zt_authz_check_ex(const struct zt_state *s, const struct zt_workload *dst_wl
     if (res)
         *res = e.res;
     return rc;
+}
+
+int zt_authz_check_ex(const struct zt_state *s, const struct zt_workload *dst_wl,
+                      const struct zt_authz_conn *conn, struct zt_authz_result *res, char *reason,
+                      size_t reason_len)
+{
+    return zt_authz_check_linear(s, dst_wl, conn, res, reason, reason_len);
 }
 
 int zt_authz_check(const struct zt_state *s, const struct zt_workload *dst_wl,

@@ -42,6 +42,13 @@ int zt_authz_check_ex(const struct zt_state *s, const struct zt_workload *dst_wl
                       const struct zt_authz_conn *conn, struct zt_authz_result *res, char *reason,
                       size_t reason_len);
 
+/* The reference evaluator: the same contract as zt_authz_check_ex, computed
+ * by visiting every policy of the snapshot and every rule of the applicable
+ * ones. Kept for the differential tests and the benchmark. */
+int zt_authz_check_linear(const struct zt_state *s, const struct zt_workload *dst_wl,
+                          const struct zt_authz_conn *conn, struct zt_authz_result *res,
+                          char *reason, size_t reason_len);
+
 /* True if the policy matches the connection (any rule). Exposed for the
  * re-evaluation of live connections and for tests. */
 bool zt_authz_policy_matches(const struct zt_policy *p, const struct zt_authz_conn *conn);
