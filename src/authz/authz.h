@@ -1,9 +1,16 @@
 /* L4 authorization (wire facts section 6) as a pure function.
  *
  * zt_authz_check() decides whether a connection to a local destination
- * workload is allowed by the policies of a state snapshot. It never logs and
- * never allocates; the caller logs the returned reason and the dry-run
- * outcome. */
+ * workload is allowed by the policies of a state snapshot. It never logs;
+ * the caller logs the returned reason and the dry-run outcome.
+ *
+ * A check consults an index of the snapshot's policies, built on the first
+ * check of a snapshot (or by zt_authz_prepare) and kept with the snapshot,
+ * so that its cost depends on the policies that can apply to the
+ * destination and on the rules whose principal, namespace, source block or
+ * port the connection has, not on the number of policies. Apart from that
+ * one build (which allocates, and which a concurrent check of the same
+ * snapshot waits for), a check never allocates. */
 #ifndef ZT_AUTHZ_AUTHZ_H
 #define ZT_AUTHZ_AUTHZ_H
 
@@ -32,6 +39,11 @@ struct zt_authz_result {
     bool has_dry_run_allow;                    /* some dry-run ALLOW applies */
     bool dry_run_allow_matched;                /* ... and one of them matched */
 };
+
+/* Builds the policy index of s now, if no check did yet; for whoever
+ * publishes a snapshot and would rather pay the build there than in the
+ * first connection. s borrowed. */
+void zt_authz_prepare(const struct zt_state *s);
 
 /* Returns 0 (allow) or ZT_E_DENIED with reason set to
  * "explicitly denied by <ns>/<name>" or "allow policies exist, but none
