@@ -36,36 +36,51 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---------------------------------------------------------------- arena */
 
+/* Chunks come straight from mmap: the pages arrive zeroed (no memset, which
+ * calloc would do on recycled heap memory) and populated in one call rather
+ * than one fault at a time; an index of 10 000 policies takes tens of MB.
+ * Sizes grow geometrically so that a small index stays small. */
+#define CHUNK_MIN (64u << 10)
+#define CHUNK_MAX (4u << 20)
+
 struct chunk {
     struct chunk *next;
-    size_t used, cap;
+    size_t used, cap; /* cap: bytes after the header */
     max_align_t data[];
 };
 
 struct arena {
     struct chunk *head;
-    size_t bytes; /* total allocated from the system */
+    size_t next_size;
+    size_t bytes; /* total mapped */
 };
 
 static void *arena_alloc(struct arena *a, size_t n)
 {
     struct chunk *c = a->head;
     void *p;
-    n = (n + 15) & ~(size_t)15;
+    n = (n + 7) & ~(size_t)7;
     if (!c || c->cap - c->used < n) {
-        size_t cap = n > 65536 ? n : 65536;
-        c = zt_state_xcalloc(1, sizeof(*c) + cap);
-        c->cap = cap;
+        size_t size = a->next_size ? a->next_size : CHUNK_MIN;
+        while (size - sizeof(*c) < n)
+            size *= 2;
+        c = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
+                 0);
+        if (c == MAP_FAILED)
+            abort(); /* out of memory (STYLE.md) */
+        c->cap = size - sizeof(*c);
         c->next = a->head;
         a->head = c;
-        a->bytes += sizeof(*c) + cap;
+        a->bytes += size;
+        a->next_size = size < CHUNK_MAX ? size * 2 : CHUNK_MAX;
     }
     p = (char *)c->data + c->used;
     c->used += n;
-    return p; /* zeroed: chunks come from calloc and are never reused */
+    return p; /* zeroed: fresh pages, never reused */
 }
 
 #define ARENA_NEW(a, type, n) ((type *)arena_alloc((a), sizeof(type) * (size_t)(n)))
@@ -75,7 +90,7 @@ static void arena_free(struct arena *a)
     struct chunk *c = a->head;
     while (c) {
         struct chunk *next = c->next;
-        free(c);
+        munmap(c, c->cap + sizeof(*c));
         c = next;
     }
     a->head = NULL;
@@ -129,8 +144,8 @@ enum fld { FLD_NS, FLD_SA, FLD_PRIN, FLD_SRC, FLD_DST, FLD_PORT };
 struct cstr {
     uint64_t h;
     const char *s; /* never NULL: a NULL value is "" as in the reference */
-    size_t len;
-    enum zt_strmatch_kind kind;
+    uint32_t len;
+    uint8_t kind; /* enum zt_strmatch_kind */
 };
 
 struct csa {
@@ -161,6 +176,7 @@ struct cmatch {
 
 struct cclause {
     uint32_t n_matches; /* >= 1: clauses that always match are dropped */
+    uint32_t orig;      /* its index in the policy's rule */
     const struct cmatch *matches;
 };
 
@@ -172,7 +188,8 @@ enum guard_kind { GK_NONE = 0, GK_PRIN, GK_NS, GK_SRC, GK_PORT };
 struct gkey {
     uint64_t h;
     const char *s;
-    size_t len;
+    uint32_t len;
+    uint8_t kind; /* enum guard_kind */
 };
 
 struct crule {
@@ -202,9 +219,10 @@ struct rref {
     const struct cpolicy *pol;
 };
 
+/* A guard value of a group and where its rules are in post[]. */
 struct slot {
-    struct gkey key;
-    uint8_t kind; /* enum guard_kind; GK_NONE: empty slot */
+    uint64_t h;
+    const struct gkey *key; /* NULL: empty slot */
     uint32_t off, n;
 };
 
@@ -690,8 +708,9 @@ static bool clause_keys(const struct cclause *cl, enum guard_kind kind, struct g
 
 static struct gkey src_key(const char *addr, uint8_t family, unsigned prefix)
 {
-    size_t len = (size_t)family << 8 | prefix;
-    return (struct gkey){.h = mix(hash_bytes(addr, 16) ^ len), .s = addr, .len = len};
+    uint32_t len = (uint32_t)family << 8 | prefix;
+    return (struct gkey){
+        .h = mix(hash_bytes(addr, 16) ^ len), .s = addr, .len = len, .kind = GK_SRC};
 }
 
 /* Source CIDR guards come from the policy (the compiled ranges are merged,
@@ -719,11 +738,11 @@ static bool clause_src_keys(const struct zt_policy_clause *pc, struct gkey *keys
     return true;
 }
 
-static bool gkey_eq(enum guard_kind kind, const struct gkey *a, const struct gkey *b)
+static bool gkey_eq(const struct gkey *a, const struct gkey *b)
 {
-    if (a->h != b->h || a->len != b->len)
+    if (a->h != b->h || a->len != b->len || a->kind != b->kind)
         return false;
-    switch (kind) {
+    switch ((enum guard_kind)a->kind) {
     case GK_PRIN:
     case GK_NS:
         return memcmp(a->s, b->s, a->len) == 0;
@@ -747,11 +766,13 @@ static int cmp_gkey(const void *a, const void *b)
 static uint32_t unique_keys(enum guard_kind kind, struct gkey *keys, uint32_t n)
 {
     uint32_t out = 0;
+    for (uint32_t i = 0; i < n; i++)
+        keys[i].kind = (uint8_t)kind;
     qsort(keys, n, sizeof(*keys), cmp_gkey);
     for (uint32_t i = 0; i < n; i++) {
         bool dup = false;
         for (uint32_t j = out; j-- > 0 && keys[j].h == keys[i].h && !dup;)
-            dup = gkey_eq(kind, &keys[j], &keys[i]);
+            dup = gkey_eq(&keys[j], &keys[i]);
         if (!dup)
             keys[out++] = keys[i];
     }
@@ -759,13 +780,12 @@ static uint32_t unique_keys(enum guard_kind kind, struct gkey *keys, uint32_t n)
 }
 
 /* Picks the rule's guard: the most selective kind some clause requires. */
-static void choose_guard(struct arena *a, const struct zt_policy_rule *pr, struct crule *r,
-                         const uint32_t *clause_of)
+static void choose_guard(struct arena *a, const struct zt_policy_rule *pr, struct crule *r)
 {
     static const enum guard_kind order[] = {GK_PRIN, GK_NS, GK_SRC, GK_PORT};
     for (size_t o = 0; o < sizeof(order) / sizeof(order[0]); o++) {
         for (uint32_t c = 0; c < r->n_clauses; c++) {
-            const struct zt_policy_clause *pc = &pr->clauses[clause_of[c]];
+            const struct zt_policy_clause *pc = &pr->clauses[r->clauses[c].orig];
             struct gkey *keys;
             uint32_t n;
             bool ok = order[o] == GK_SRC ? clause_src_keys(pc, NULL, &n)
@@ -790,7 +810,6 @@ static void choose_guard(struct arena *a, const struct zt_policy_rule *pr, struc
 static bool compile_rule(struct arena *a, const struct zt_policy_rule *pr, struct crule *r)
 {
     struct cclause *cls = ARENA_NEW(a, struct cclause, pr->n_clauses);
-    uint32_t *clause_of = ARENA_NEW(a, uint32_t, pr->n_clauses);
     bool ok = true;
 
     /* The slot may hold a rule dropped just before. */
@@ -814,11 +833,12 @@ static bool compile_rule(struct arena *a, const struct zt_policy_rule *pr, struc
             continue; /* AND with true */
         if (cl->n_matches == 0)
             ok = false; /* no Match can match: neither can the rule */
-        clause_of[r->n_clauses++] = (uint32_t)c;
+        cl->orig = (uint32_t)c;
+        r->n_clauses++;
     }
     r->clauses = cls;
     if (ok)
-        choose_guard(a, pr, r, clause_of);
+        choose_guard(a, pr, r);
     return ok;
 }
 
@@ -840,34 +860,45 @@ static void compile_policy(struct arena *a, const struct zt_policy *p, uint32_t 
 
 /* ---------------------------------------------------------------- groups */
 
-static struct slot *slot_find(const struct group *g, enum guard_kind kind, const struct gkey *k)
+static struct slot *slot_find_in(struct slot *slots, size_t cap, const struct gkey *k)
 {
-    size_t mask = g->cap - 1;
+    size_t mask = cap - 1;
     for (size_t i = k->h & mask;; i = (i + 1) & mask) {
-        struct slot *s = &g->slots[i];
-        if (s->kind == GK_NONE)
-            return s;
-        if (s->kind == kind && gkey_eq(kind, &s->key, k))
+        struct slot *s = &slots[i];
+        if (!s->key || (s->h == k->h && gkey_eq(s->key, k)))
             return s;
     }
 }
 
-static void group_add_plen(struct arena *a, struct group *g, const struct gkey *k, uint32_t max)
+static const struct slot *slot_find(const struct group *g, const struct gkey *k)
+{
+    return slot_find_in(g->slots, g->cap, k);
+}
+
+/* Every (family, prefix) pair fits: 0..32 and 0..128 (and an unset family,
+ * compared as 128 bits). */
+#define MAX_PLENS (33 + 129 + 129)
+
+static void group_add_plen(struct arena *a, struct group *g, const struct gkey *k)
 {
     struct plen pl = {(uint8_t)(k->len >> 8), (uint8_t)k->len};
     for (uint32_t i = 0; i < g->n_plens; i++)
         if (g->plens[i].family == pl.family && g->plens[i].prefix == pl.prefix)
             return;
     if (!g->plens)
-        g->plens = ARENA_NEW(a, struct plen, max);
+        g->plens = ARENA_NEW(a, struct plen, MAX_PLENS);
+    assert(g->n_plens < MAX_PLENS);
     g->plens[g->n_plens++] = pl;
 }
 
-/* Builds g's posting lists over the policies pols[members[0..n)]. */
+/* Builds g's posting lists over the policies pols[members[0..n)]. The slot
+ * table grows with the distinct keys (most rules share a few ports or
+ * namespaces), in a heap table copied into the arena when complete. */
 static void group_build(struct arena *a, struct group *g, const struct cpolicy *pols,
                         const uint32_t *members, size_t n)
 {
-    size_t n_keys = 0, n_post = 0;
+    size_t cap = 16, used = 0, n_post = 0;
+    struct slot *tmp = zt_state_xcalloc(cap, sizeof(*tmp));
     struct rref *post, *scan;
 
     for (size_t i = 0; i < n; i++) {
@@ -876,14 +907,10 @@ static void group_build(struct arena *a, struct group *g, const struct cpolicy *
             g->has_allow = true;
         if (cp->cls == CLS_DRY_ALLOW)
             g->has_dry_allow = true;
-        for (uint32_t r = 0; r < cp->n_rules; r++) {
+        for (uint32_t r = 0; r < cp->n_rules; r++)
             if (cp->rules[r].guard == GK_NONE)
                 g->n_scan++;
-            n_keys += cp->rules[r].n_keys;
-        }
     }
-    g->cap = n_keys ? pow2_at_least(n_keys * 2) : 0;
-    g->slots = ARENA_NEW(a, struct slot, g->cap);
     scan = ARENA_NEW(a, struct rref, g->n_scan);
     g->scan = scan;
     g->n_scan = 0;
@@ -897,18 +924,36 @@ static void group_build(struct arena *a, struct group *g, const struct cpolicy *
                 continue;
             }
             for (uint32_t k = 0; k < rule->n_keys; k++) {
-                struct slot *s = slot_find(g, rule->guard, &rule->keys[k]);
-                if (s->kind == GK_NONE) {
-                    s->kind = rule->guard;
-                    g->kinds |= 1u << rule->guard;
-                    s->key = rule->keys[k];
-                    if (rule->guard == GK_SRC)
-                        group_add_plen(a, g, &s->key, (uint32_t)n_keys);
+                const struct gkey *key = &rule->keys[k];
+                struct slot *s = slot_find_in(tmp, cap, key);
+                if (!s->key && 2 * (used + 1) > cap) {
+                    struct slot *old = tmp;
+                    tmp = zt_state_xcalloc(cap * 2, sizeof(*tmp));
+                    for (size_t o = 0; o < cap; o++)
+                        if (old[o].key)
+                            *slot_find_in(tmp, cap * 2, old[o].key) = old[o];
+                    free(old);
+                    cap *= 2;
+                    s = slot_find_in(tmp, cap, key);
+                }
+                if (!s->key) {
+                    s->key = key;
+                    s->h = key->h;
+                    used++;
+                    g->kinds |= 1u << key->kind;
+                    if (key->kind == GK_SRC)
+                        group_add_plen(a, g, key);
                 }
                 s->n++;
             }
         }
     }
+    if (used) {
+        g->cap = cap;
+        g->slots = ARENA_NEW(a, struct slot, cap);
+        memcpy(g->slots, tmp, cap * sizeof(*tmp));
+    }
+    free(tmp);
     for (size_t i = 0; i < g->cap; i++) {
         g->slots[i].off = (uint32_t)n_post;
         n_post += g->slots[i].n;
@@ -921,7 +966,7 @@ static void group_build(struct arena *a, struct group *g, const struct cpolicy *
         for (uint32_t r = 0; r < cp->n_rules; r++) {
             const struct crule *rule = &cp->rules[r];
             for (uint32_t k = 0; k < rule->n_keys; k++) {
-                struct slot *s = slot_find(g, rule->guard, &rule->keys[k]);
+                struct slot *s = slot_find_in(g->slots, g->cap, &rule->keys[k]);
                 post[s->off + s->n++] = (struct rref){rule, cp};
             }
         }
@@ -1092,11 +1137,10 @@ static void eval_list(struct eval *e, const struct rref *v, uint32_t n)
             record(e, v[i].pol, v[i].pol->ord);
 }
 
-static void eval_key(struct eval *e, const struct group *g, enum guard_kind kind,
-                     const struct gkey *k)
+static void eval_key(struct eval *e, const struct group *g, const struct gkey *k)
 {
-    const struct slot *s = slot_find(g, kind, k);
-    if (s->kind != GK_NONE)
+    const struct slot *s = slot_find(g, k);
+    if (s->key)
         eval_list(e, g->post + s->off, s->n);
 }
 
@@ -1117,12 +1161,15 @@ static void eval_group(struct eval *e, const struct group *g)
     if (!g->cap)
         return;
     if (id->present && (g->kinds & 1u << GK_PRIN)) {
-        struct gkey k = {.h = pr->h_prin, .s = id->principal, .len = id->principal_len};
-        eval_key(e, g, GK_PRIN, &k);
+        struct gkey k = {.h = pr->h_prin,
+                         .s = id->principal,
+                         .len = (uint32_t)id->principal_len,
+                         .kind = GK_PRIN};
+        eval_key(e, g, &k);
     }
     if (id->present && (g->kinds & 1u << GK_NS)) {
-        struct gkey k = {.h = pr->h_ns, .s = pr->ns, .len = pr->ns_len};
-        eval_key(e, g, GK_NS, &k);
+        struct gkey k = {.h = pr->h_ns, .s = pr->ns, .len = (uint32_t)pr->ns_len, .kind = GK_NS};
+        eval_key(e, g, &k);
     }
     for (uint32_t i = 0; i < g->n_plens; i++) {
         uint8_t addr[16];
@@ -1131,11 +1178,11 @@ static void eval_group(struct eval *e, const struct group *g)
             continue;
         masked(&pr->src, g->plens[i].prefix, addr);
         k = src_key((const char *)addr, pr->src.family, g->plens[i].prefix);
-        eval_key(e, g, GK_SRC, &k);
+        eval_key(e, g, &k);
     }
     if (g->kinds & 1u << GK_PORT) {
-        struct gkey k = {.h = mix((uint64_t)pr->port + 1), .len = pr->port};
-        eval_key(e, g, GK_PORT, &k);
+        struct gkey k = {.h = mix((uint64_t)pr->port + 1), .len = pr->port, .kind = GK_PORT};
+        eval_key(e, g, &k);
     }
 }
 
