@@ -310,9 +310,15 @@ static unsigned family_bits(uint8_t family)
 /* ip's address with the bits from prefix on cleared. */
 void zt_authz_masked(const struct zt_ip *ip, unsigned prefix, uint8_t out[16])
 {
+    unsigned bits = family_bits(ip->family);
     memcpy(out, ip->addr, 16);
-    for (unsigned b = prefix; b < family_bits(ip->family); b++)
-        out[b / 8] &= (uint8_t) ~(0x80u >> (b % 8));
+    if (prefix >= bits)
+        return;
+    /* The partial byte, then whole bytes up to the family's length. */
+    if (prefix % 8)
+        out[prefix / 8] &= (uint8_t)(0xffu << (8 - prefix % 8));
+    for (unsigned byte = (prefix + 7) / 8; byte < bits / 8; byte++)
+        out[byte] = 0;
 }
 
 /* Whether the connection has the value a guard asks for (a cheap filter:

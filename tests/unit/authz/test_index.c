@@ -42,9 +42,10 @@ static const char *const prefixes[] = {"cluster.local/ns/app", "cluster.local/",
                                        "cluster.local/ns/a"};
 static const char *const suffixes[] = {"/sa/x", "/sa/y", "x", "", "app/sa/x"};
 static const char *const cidrs[] = {
-    "10.0.0.0/8", "10.1.0.0/16",    "10.1.2.0/24", "10.1.2.3/32",        "10.1.2.3",
-    "0.0.0.0/0",  "192.168.0.0/16", "fd00::/8",    "fd00:1::/32",        "fd00:1::5/128",
-    "::/0",       "2001:db8::/32",  "10.1.2.0/25", "::ffff:10.1.0.0/112"};
+    "10.0.0.0/8",  "10.1.0.0/16",         "10.1.2.0/24",    "10.1.2.3/32",
+    "10.1.2.3",    "0.0.0.0/0",           "192.168.0.0/16", "fd00::/8",
+    "fd00:1::/32", "fd00:1::5/128",       "::/0",           "2001:db8::/32",
+    "10.1.2.0/25", "::ffff:10.1.0.0/112", "10.1.128.0/17",  "fd00:1:8000::/33"};
 static const uint32_t ports[] = {80, 443, 8080, 9090, 70000, 0};
 static const char *const identities[] = {
     "spiffe://cluster.local/ns/app/sa/x",
@@ -62,9 +63,10 @@ static const char *const identities[] = {
     NULL,
     NULL,
 };
-static const char *const addrs[] = {"10.1.2.3",    "10.1.2.200", "10.1.9.9",        "10.2.0.1",
-                                    "192.168.4.4", "fd00:1::5",  "fd00:2::1",       "2001:db8::1",
-                                    "127.0.0.1",   "::1",        "::ffff:10.1.2.3", "0.0.0.0"};
+static const char *const addrs[] = {
+    "10.1.2.3",   "10.1.2.200",  "10.1.9.9",       "10.2.0.1",      "192.168.4.4",     "fd00:1::5",
+    "fd00:2::1",  "2001:db8::1", "127.0.0.1",      "::1",           "::ffff:10.1.2.3", "0.0.0.0",
+    "10.1.2.100", "10.1.200.1",  "fd00:1:4000::1", "fd00:1:c000::1"};
 
 static void add_str(struct zt_strmatch_list *l)
 {
