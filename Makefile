@@ -81,6 +81,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libzt.a
 
 unit-bins: $(TEST_BINS)
 
+# Micro-benchmarks: plain C programs linked like the unit tests.
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libzt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libzt.a $(LDLIBS)
+
+# make bench also runs the micro-benchmarks (its recipe, below).
+bench: $(BUILD)/bench/authz_bench
+
 unit: $(TEST_BINS)
 	@scripts/run-unit.sh $(TEST_BINS)
 
@@ -103,6 +111,7 @@ demo-control: deps all
 
 bench: bench-deps all
 	bench/run.sh
+	$(BUILD)/bench/authz_bench
 
 format:
 	clang-format -i $$(find src tests -name '*.[ch]')

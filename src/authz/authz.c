@@ -1,10 +1,14 @@
 /* Policy evaluation. See authz.h and wire facts section 6.
  *
+ * This file holds the decision and the reference evaluator, which visits
+ * every policy of the snapshot: the definition the index (index.c) is
+ * tested against. Checks go through the index.
+ *
  * Identity parsing here is deliberately lenient: the TLS layer already
  * verified the certificate and its SPIFFE SAN, so we only need to split it.
  * An identity that does not have the ns/<ns>/sa/<sa> shape still matches
  * principals (by string) but has no namespace or service account. */
-#include "authz/authz.h"
+#include "authz/authz_int.h"
 
 #include "base/err.h"
 
@@ -13,18 +17,7 @@
 
 #define SPIFFE_PREFIX "spiffe://"
 
-/* The source identity split into views of the caller's string. */
-struct ident {
-    bool present;
-    const char *principal; /* identity without "spiffe://" */
-    size_t principal_len;
-    const char *ns;
-    size_t ns_len;
-    const char *sa;
-    size_t sa_len;
-};
-
-static void ident_parse(const char *id, struct ident *out)
+void zt_authz_ident_parse(const char *id, struct zt_authz_ident *out)
 {
     const char *p, *ns, *sa;
     memset(out, 0, sizeof(*out));
@@ -84,7 +77,7 @@ static bool sa_eq(const char *want, const char *have, size_t have_len)
            memcmp(want ? want : "", have, have_len) == 0;
 }
 
-static bool any_sa(const struct zt_sa_list *l, const struct ident *id)
+static bool any_sa(const struct zt_sa_list *l, const struct zt_authz_ident *id)
 {
     if (!id->present || !id->ns)
         return false;
@@ -122,7 +115,7 @@ static bool match_is_empty(const struct zt_policy_match *m)
 /* Positive lists: any element; not_ lists: no element. A field that needs an
  * identity never matches without one, so a not_ list over it passes. */
 static bool match_matches(const struct zt_policy_match *m, const struct zt_authz_conn *c,
-                          const struct ident *id)
+                          const struct zt_authz_ident *id)
 {
     const char *ns = id->ns ? id->ns : "";
     size_t ns_len = id->ns ? id->ns_len : 0;
@@ -159,7 +152,7 @@ static bool match_matches(const struct zt_policy_match *m, const struct zt_authz
 }
 
 static bool policy_matches(const struct zt_policy *p, const struct zt_authz_conn *c,
-                           const struct ident *id)
+                           const struct zt_authz_ident *id)
 {
     for (size_t r = 0; r < p->n_rules; r++) {
         const struct zt_policy_rule *rule = &p->rules[r];
@@ -179,8 +172,8 @@ static bool policy_matches(const struct zt_policy *p, const struct zt_authz_conn
 
 bool zt_authz_policy_matches(const struct zt_policy *p, const struct zt_authz_conn *conn)
 {
-    struct ident id;
-    ident_parse(conn->src_identity, &id);
+    struct zt_authz_ident id;
+    zt_authz_ident_parse(conn->src_identity, &id);
     return policy_matches(p, conn, &id);
 }
 
@@ -217,7 +210,7 @@ static void for_each_applicable(const struct zt_state *s, const struct zt_worklo
 
 struct eval {
     const struct zt_authz_conn *conn;
-    struct ident id;
+    struct zt_authz_ident id;
     struct zt_authz_result res;
     bool has_allow;
     bool allowed;
@@ -246,32 +239,72 @@ static bool visit(const struct zt_policy *p, void *ud)
     return true;
 }
 
-int zt_authz_check_ex(const struct zt_state *s, const struct zt_workload *dst_wl,
-                      const struct zt_authz_conn *conn, struct zt_authz_result *res, char *reason,
-                      size_t reason_len)
+/* The decision of section 6 from what an evaluator found. */
+static int decide(const struct zt_authz_verdict *v, struct zt_authz_result *res, char *reason,
+                  size_t reason_len)
 {
-    struct eval e;
     int rc = 0;
-
-    memset(&e, 0, sizeof(e));
-    e.conn = conn;
-    ident_parse(conn->src_identity, &e.id);
-    for_each_applicable(s, dst_wl, visit, &e);
-
     if (reason && reason_len)
         reason[0] = '\0';
-    if (e.res.denied_by) {
+    if (v->res.denied_by) {
         if (reason)
-            snprintf(reason, reason_len, "explicitly denied by %s", e.res.denied_by->key);
+            snprintf(reason, reason_len, "explicitly denied by %s", v->res.denied_by->key);
         rc = ZT_E_DENIED;
-    } else if (e.has_allow && !e.allowed) {
+    } else if (v->has_allow && !v->allowed) {
         if (reason)
             snprintf(reason, reason_len, "allow policies exist, but none allowed");
         rc = ZT_E_DENIED;
     }
     if (res)
-        *res = e.res;
+        *res = v->res;
     return rc;
+}
+
+int zt_authz_check_linear(const struct zt_state *s, const struct zt_workload *dst_wl,
+                          const struct zt_authz_conn *conn, struct zt_authz_result *res,
+                          char *reason, size_t reason_len)
+{
+    struct eval e;
+    struct zt_authz_verdict v;
+
+    memset(&e, 0, sizeof(e));
+    e.conn = conn;
+    zt_authz_ident_parse(conn->src_identity, &e.id);
+    for_each_applicable(s, dst_wl, visit, &e);
+    v = (struct zt_authz_verdict){.res = e.res, .has_allow = e.has_allow, .allowed = e.allowed};
+    return decide(&v, res, reason, reason_len);
+}
+
+static void *build_index(const struct zt_state *s)
+{
+    return zt_authz_index_build(s);
+}
+
+static void free_index(void *idx)
+{
+    zt_authz_index_free(idx);
+}
+
+static const struct zt_authz_index *index_of(const struct zt_state *s)
+{
+    return zt_state_derived(s, ZT_STATE_DERIVED_AUTHZ, build_index, free_index);
+}
+
+void zt_authz_prepare(const struct zt_state *s)
+{
+    index_of(s);
+}
+
+int zt_authz_check_ex(const struct zt_state *s, const struct zt_workload *dst_wl,
+                      const struct zt_authz_conn *conn, struct zt_authz_result *res, char *reason,
+                      size_t reason_len)
+{
+    struct zt_authz_ident id;
+    struct zt_authz_verdict v;
+
+    zt_authz_ident_parse(conn->src_identity, &id);
+    zt_authz_index_eval(index_of(s), dst_wl, conn, &id, res != NULL, &v);
+    return decide(&v, res, reason, reason_len);
 }
 
 int zt_authz_check(const struct zt_state *s, const struct zt_workload *dst_wl,

@@ -795,6 +795,7 @@ int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, c
     blist_free(&b->pols, unref_pol, false);
     free(b);
     build_indexes(s);
+    pthread_mutex_init(&s->derived_lock, NULL);
     *out = s;
     return 0;
 
@@ -832,6 +833,7 @@ void zt_state_unref(const struct zt_state *cs)
     struct zt_state *s = (struct zt_state *)cs;
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
+    zt_state_derived_cleanup(s);
     for (size_t i = 0; i < s->n_wls; i++)
         zt_workload_unref(s->wls[i]);
     for (size_t i = 0; i < s->n_svcs; i++) {

@@ -371,6 +371,29 @@ const struct zt_policy *zt_state_policy_at(const struct zt_state *s, size_t i);
 size_t zt_state_service_endpoints(const struct zt_state *s, const struct zt_service *svc,
                                   const struct zt_workload *const **out);
 
+/* ---------------------------------------------------------------- derived */
+
+/* A module above this one may attach a derived index to a snapshot (authz:
+ * its policy index). The index is built from the snapshot by the first
+ * caller of zt_state_derived() for its slot, exactly once (concurrent callers
+ * wait for that build), is read-only from then on and is freed with the
+ * snapshot. So it costs nothing for a snapshot nobody asks about, and a
+ * module can keep its index without this module knowing its layout. */
+enum zt_state_derived_slot {
+    ZT_STATE_DERIVED_AUTHZ = 0,
+    ZT_STATE_DERIVED_MAX,
+};
+/* Builds the index from s (borrowed); must not return NULL. */
+typedef void *zt_state_derived_build_fn(const struct zt_state *s);
+typedef void zt_state_derived_free_fn(void *index);
+
+/* Returns the index in slot, calling build (then remembering free_fn, which
+ * the last zt_state_unref() calls on it) if nobody built it yet. Every
+ * caller of a slot must pass the same functions. The index is borrowed from
+ * the snapshot. Thread-safe. */
+const void *zt_state_derived(const struct zt_state *s, enum zt_state_derived_slot slot,
+                             zt_state_derived_build_fn *build, zt_state_derived_free_fn *free_fn);
+
 /* ---------------------------------------------------------------- LB */
 
 /* Picks an endpoint of svc for a connection dialed to svc_port (section

@@ -4,6 +4,7 @@
 
 #include "state/state.h"
 
+#include <pthread.h>
 #include <sys/types.h>
 
 struct ip_entry {
@@ -38,9 +39,16 @@ struct zt_state {
     struct cidr_entry *cidrs;
     size_t n_cidrs;
     struct ep_list *eps; /* parallel to svcs */
+    /* zt_state_derived(): each slot built once, under derived_lock. */
+    pthread_mutex_t derived_lock;
+    void *_Atomic derived[ZT_STATE_DERIVED_MAX];
+    zt_state_derived_free_fn *derived_free[ZT_STATE_DERIVED_MAX];
 };
 
 /* Index of the service with that key, or -1. */
 ssize_t zt_state_service_index(const struct zt_state *s, const char *key);
+
+/* Frees the derived indexes of a snapshot being freed (derived.c). */
+void zt_state_derived_cleanup(struct zt_state *s);
 
 #endif
