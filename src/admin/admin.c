@@ -1,5 +1,6 @@
 #include "admin/admin.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -388,9 +389,7 @@ static bool gzip_buf(const uint8_t *in, size_t len, uint8_t **out, size_t *out_l
         Z_OK)
         return false;
     uLong cap = deflateBound(&zs, (uLong)len) + 32;
-    uint8_t *buf = malloc(cap);
-    if (buf == NULL)
-        abort();
+    uint8_t *buf = zt_xmalloc(cap);
     zs.next_in = (Bytef *)in;
     zs.avail_in = (uInt)len;
     zs.next_out = buf;
@@ -497,9 +496,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (rq == NULL) {
         /* First call: headers only. Refuse a declared oversized body before
          * reading any of it. */
-        rq = calloc(1, sizeof(*rq));
-        if (rq == NULL)
-            abort();
+        rq = zt_xcalloc(1, sizeof(*rq));
         *con_cls = rq;
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -649,9 +646,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         const union MHD_ConnectionInfo *addr_info =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        struct conn_rec *r = calloc(1, sizeof(*r));
-        if (r == NULL)
-            abort();
+        struct conn_rec *r = zt_xcalloc(1, sizeof(*r));
         r->fd = fd_info != NULL ? fd_info->connect_fd : -1;
         /* An address libmicrohttpd cannot tell (never seen) counts as "::". */
         if (addr_info == NULL || addr_info->client_addr == NULL ||
@@ -778,9 +773,7 @@ int zt_admin_start(const struct zt_admin_opts *opts, const struct zt_admin_ops *
     int rc = 0;
 
     *out = NULL;
-    admin = calloc(1, sizeof(*admin));
-    if (admin == NULL)
-        abort();
+    admin = zt_xcalloc(1, sizeof(*admin));
     if (ops != NULL)
         admin->ops = *ops;
     admin->ud = ud;

@@ -1,5 +1,6 @@
 #include "admin/config_dump.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 
 #include <openssl/bn.h>
@@ -455,9 +456,7 @@ static void on_pending(void *ud, const struct zt_spiffe_id *id, int last_rc)
     struct pending_list *l = ud;
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 8;
-        l->v = realloc(l->v, l->cap * sizeof(*l->v));
-        if (l->v == NULL)
-            abort();
+        l->v = zt_xrealloc(l->v, l->cap * sizeof(*l->v));
     }
     zt_spiffe_format(id, l->v[l->n].name, sizeof(l->v[l->n].name));
     l->v[l->n].rc = last_rc;
@@ -492,9 +491,7 @@ static json_t *certificates_json(struct zt_ca_mgr *mgr)
     /* Copy out under the manager's mutex, format (PEM, slow-ish) after. */
     zt_ca_mgr_foreach(mgr, on_identity, &l);
     /* Sort the identities and their states together through an index. */
-    size_t *idx = calloc(l.n ? l.n : 1, sizeof(*idx));
-    if (idx == NULL)
-        abort();
+    size_t *idx = zt_xcalloc(l.n ? l.n : 1, sizeof(*idx));
     for (size_t i = 0; i < l.n; i++)
         idx[i] = i;
     for (size_t i = 1; i < l.n; i++) /* insertion sort: few identities per node */

@@ -4,6 +4,7 @@
  * callback (the blocking form waits on a condition variable of its own). */
 #include "ca/client.h"
 
+#include "base/alloc.h"
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -228,9 +229,7 @@ static void start_call(struct zt_ca_client *c, struct req *r)
     if (c->impersonate)
         msg.metadata = &meta;
     size_t len = istio__v1__auth__istio_certificate_request__get_packed_size(&msg);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        abort();
+    uint8_t *buf = zt_xmalloc(len ? len : 1);
     istio__v1__auth__istio_certificate_request__pack(&msg, buf);
     zt_grpc_call_send(call, buf, len);
     zt_grpc_call_close_send(call);
@@ -410,9 +409,7 @@ int zt_ca_client_mint_async(void *client, const struct zt_spiffe_id *id, unsigne
     struct zt_ca_client *c = client;
     if (atomic_load(&c->closed))
         return ZT_E_CLOSED;
-    struct req *r = calloc(1, sizeof(*r));
-    if (!r)
-        abort();
+    struct req *r = zt_xcalloc(1, sizeof(*r));
     r->c = c;
     r->id = *id;
     r->ttl = ttl_seconds;
@@ -481,9 +478,7 @@ static int parse_address(struct zt_ca_client *c, const char *address, char *err,
 int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client **out, char *err,
                      size_t errlen)
 {
-    struct zt_ca_client *c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    struct zt_ca_client *c = zt_xcalloc(1, sizeof(*c));
     atomic_init(&c->closed, false);
     if (parse_address(c, opts->address, err, errlen) < 0) {
         free(c);

@@ -7,6 +7,7 @@
  * requests, dead entries) and a uv_async. */
 #include "ca/manager.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "loop/worker.h"
@@ -210,9 +211,7 @@ static struct entry *find(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
 /* A new entry in the table, queued for its timer. */
 static struct entry *entry_create(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
 {
-    struct entry *e = calloc(1, sizeof(*e));
-    if (e == NULL)
-        abort();
+    struct entry *e = zt_xcalloc(1, sizeof(*e));
     e->mgr = mgr;
     e->id = *id;
     e->state = ZT_CA_ENTRY_ST_NEW;
@@ -333,9 +332,7 @@ static void start_all(struct zt_ca_mgr *mgr, struct entry *list)
 static int make_identity(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id,
                          struct zt_tls_cert *cert, struct zt_ca_identity **out)
 {
-    struct zt_ca_identity *ident = calloc(1, sizeof(*ident));
-    if (ident == NULL)
-        abort();
+    struct zt_ca_identity *ident = zt_xcalloc(1, sizeof(*ident));
     atomic_init(&ident->refs, 1);
     ident->id = *id;
     ident->cert = cert;
@@ -645,9 +642,7 @@ struct zt_ca_mgr *zt_ca_mgr_new_async(uv_loop_t *control_loop, zt_ca_async_mint_
     struct zt_ca_mgr *mgr;
     if (ttl_seconds == 0 || mint == NULL)
         return NULL;
-    mgr = calloc(1, sizeof(*mgr));
-    if (mgr == NULL)
-        abort();
+    mgr = zt_xcalloc(1, sizeof(*mgr));
     mgr->loop = control_loop;
     mgr->mint = mint;
     mgr->mint_arg = arg;
@@ -770,9 +765,7 @@ int zt_ca_mgr_acquire_async(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id
     pthread_mutex_lock(&mgr->mu);
     int rc = acquire_check(e, out);
     if (rc == -EAGAIN) {
-        struct zt_ca_wait *w = calloc(1, sizeof(*w));
-        if (w == NULL)
-            abort();
+        struct zt_ca_wait *w = zt_xcalloc(1, sizeof(*w));
         atomic_init(&w->refs, 2);
         w->mgr = mgr;
         w->worker = worker;

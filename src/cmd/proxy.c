@@ -1,6 +1,7 @@
 /* `ztunnel proxy`: wires configuration, identities, the data plane and the
  * in-pod (ZDS) client together and owns the process lifecycle. */
 #include "cmd/cmd.h"
+#include "base/alloc.h"
 #include "cmd/proxy_app.h"
 #include "cmd/common.h"
 
@@ -79,9 +80,7 @@ static void sync_node_identities(struct proxy_app *app)
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
-            ids = realloc(ids, cap * sizeof(*ids));
-            if (!ids)
-                abort();
+            ids = zt_xrealloc(ids, cap * sizeof(*ids));
         }
         ids[n++] = id;
     }
@@ -117,9 +116,7 @@ static int pod_add(void *ud, const char *uid, int netns_fd, const struct zt_zds_
     if (!p) {
         if (app->n_pod_ids == app->cap_pod_ids) {
             app->cap_pod_ids = app->cap_pod_ids ? 2 * app->cap_pod_ids : 16;
-            app->pod_ids = realloc(app->pod_ids, app->cap_pod_ids * sizeof(*app->pod_ids));
-            if (!app->pod_ids)
-                abort();
+            app->pod_ids = zt_xrealloc(app->pod_ids, app->cap_pod_ids * sizeof(*app->pod_ids));
         }
         p = &app->pod_ids[app->n_pod_ids++];
         snprintf(p->uid, sizeof(p->uid), "%s", uid);
@@ -292,9 +289,7 @@ static int start_xds(struct proxy_app *app)
     for (char **e = environ; *e; e++) {
         if (strncmp(*e, "ISTIO_META_", 11) != 0 || !strchr(*e, '='))
             continue;
-        char *kv = strdup(*e + 11);
-        if (!kv)
-            abort();
+        char *kv = zt_xstrdup(*e + 11);
         owned[no++] = kv;
         char *eq = strchr(kv, '=');
         *eq = 0;

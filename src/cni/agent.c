@@ -7,6 +7,7 @@
  * pointer, so either side may go away first. */
 #include "cni/agent.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "cni/ctl.h"
@@ -339,9 +340,7 @@ static void zconn_kick(struct zconn *z)
 static void zconn_enqueue(struct zconn *z, enum zt_zds_req_kind kind, const struct apod *p,
                           uint64_t ctl_id)
 {
-    struct op *o = calloc(1, sizeof(*o));
-    if (!o)
-        abort();
+    struct op *o = zt_xcalloc(1, sizeof(*o));
     o->kind = kind;
     o->fd = -1;
     o->ctl_id = ctl_id;
@@ -459,9 +458,7 @@ static void on_zds_accept(uv_poll_t *h, int status, int events)
         close(fd);
         return;
     }
-    z = calloc(1, sizeof(*z));
-    if (!z)
-        abort();
+    z = zt_xcalloc(1, sizeof(*z));
     z->a = a;
     z->id = ++a->next_id;
     z->fd = fd;
@@ -579,9 +576,7 @@ static bool do_enroll(struct zt_cni_agent *a, struct ctlconn *c, struct zt_cni_p
     } else {
         if (a->npods == a->cap) {
             a->cap = a->cap ? a->cap * 2 : 16;
-            a->pods = realloc(a->pods, a->cap * sizeof(*a->pods));
-            if (!a->pods)
-                abort();
+            a->pods = zt_xrealloc(a->pods, a->cap * sizeof(*a->pods));
         }
         p = &a->pods[a->npods++];
     }
@@ -726,9 +721,7 @@ static void on_ctl_accept(uv_poll_t *h, int status, int events)
     fd = accept4(a->ctl_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return;
-    c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    c = zt_xcalloc(1, sizeof(*c));
     c->a = a;
     c->id = ++a->next_id;
     c->fd = fd;
@@ -781,9 +774,7 @@ static void on_load(void *ud, const char *file, const struct zt_cni_pod *pod, in
     }
     if (a->npods == a->cap) {
         a->cap = a->cap ? a->cap * 2 : 16;
-        a->pods = realloc(a->pods, a->cap * sizeof(*a->pods));
-        if (!a->pods)
-            abort();
+        a->pods = zt_xrealloc(a->pods, a->cap * sizeof(*a->pods));
     }
     p = &a->pods[a->npods++];
     p->pod = *pod;
@@ -917,9 +908,7 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
     char parent[108], *slash;
     int rc;
 
-    a = calloc(1, sizeof(*a));
-    if (!a)
-        abort();
+    a = zt_xcalloc(1, sizeof(*a));
     a->loop = loop;
     a->zds_fd = a->ctl_fd = -1;
     a->rules_apply = cfg->rules_apply ? cfg->rules_apply : zt_cni_rules_apply;

@@ -1,6 +1,7 @@
 /* JSON lines with jansson; the client side is plain blocking I/O. */
 #include "cni/ctl.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 
 #include <errno.h>
@@ -33,9 +34,7 @@ static char *dump_line(json_t *o)
     if (!s)
         abort();
     n = strlen(s);
-    line = malloc(n + 2);
-    if (!line)
-        abort();
+    line = zt_xmalloc(n + 2);
     memcpy(line, s, n);
     line[n] = '\n';
     line[n + 1] = '\0';

@@ -1,6 +1,7 @@
 /* Pod records as JSON (jansson, so no hand-rolled escaping). */
 #include "cni/store.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 
 #include <dirent.h>
@@ -219,9 +220,7 @@ static char *read_small(int dirfd, const char *name, size_t *len, int *err)
         *err = ZT_E_TOO_BIG;
         goto out;
     }
-    buf = malloc((size_t)st.st_size + 1);
-    if (!buf)
-        abort();
+    buf = zt_xmalloc((size_t)st.st_size + 1);
     while (off < (size_t)st.st_size) {
         ssize_t r = read(fd, buf + off, (size_t)st.st_size - off);
         if (r < 0 && errno == EINTR)

@@ -11,6 +11,7 @@
  * a NACKed resource is not sent again until it changes (as istiod). */
 #include "control/control_int.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "proto/discovery.pb-c.h"
@@ -81,9 +82,7 @@ static void send_delta(struct zt_control_ads *s, enum zt_ads_type t, bool always
     resp.n_removed_resources = d.n_removed;
     resp.removed_resources = (char **)d.removed;
     size_t len = envoy__service__discovery__v3__delta_discovery_response__get_packed_size(&resp);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        abort();
+    uint8_t *buf = zt_xmalloc(len ? len : 1);
     envoy__service__discovery__v3__delta_discovery_response__pack(&resp, buf);
     zt_grpc_scall_send(s->call, buf, len);
     ZT_DEBUG("control", "node %s: sent %s: %zu resource(s), %zu removal(s), nonce %s", s->node,
@@ -206,9 +205,7 @@ static const struct zt_grpc_scall_ops ads_ops = {
 void zt_control_ads_accept(struct zt_control *cp, struct zt_control_conn *conn, int32_t sid,
                            const char *node, const unsigned char token[ZT_CONTROL_TOKEN_DIGEST])
 {
-    struct zt_control_ads *s = calloc(1, sizeof(*s));
-    if (!s)
-        abort();
+    struct zt_control_ads *s = zt_xcalloc(1, sizeof(*s));
     s->cp = cp;
     snprintf(s->node, sizeof(s->node), "%s", node);
     memcpy(s->token, token, sizeof(s->token));

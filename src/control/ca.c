@@ -6,6 +6,7 @@
  * node. */
 #include "control/control_int.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "proto/ca.pb-c.h"
@@ -138,9 +139,7 @@ static void answer(struct ca_call *c)
     resp.n_cert_chain = n_chain;
     resp.cert_chain = chain;
     size_t len = istio__v1__auth__istio_certificate_response__get_packed_size(&resp);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        abort();
+    uint8_t *buf = zt_xmalloc(len ? len : 1);
     istio__v1__auth__istio_certificate_response__pack(&resp, buf);
     zt_grpc_scall_send(c->call, buf, len);
     free(buf);
@@ -162,9 +161,7 @@ static void on_message(void *ud, struct zt_grpc_scall *call, const uint8_t *msg,
         refuse(c, ZT_GRPC_INVALID_ARGUMENT, "CreateCertificate takes one request message");
         return;
     }
-    c->req = malloc(len ? len : 1);
-    if (!c->req)
-        abort();
+    c->req = zt_xmalloc(len ? len : 1);
     memcpy(c->req, msg, len);
     c->req_len = len;
 }
@@ -197,9 +194,7 @@ static const struct zt_grpc_scall_ops ca_ops = {
 void zt_control_ca_accept(struct zt_control *cp, struct zt_control_conn *conn, int32_t sid,
                           const char *node)
 {
-    struct ca_call *c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    struct ca_call *c = zt_xcalloc(1, sizeof(*c));
     c->cp = cp;
     snprintf(c->node, sizeof(c->node), "%s", node);
     snprintf(c->peer, sizeof(c->peer), "%s", conn->peer);

@@ -2,6 +2,7 @@
  * directory watch and lifecycle. The two services live in ads.c and ca.c. */
 #include "control/control_int.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "config/dir.h"
@@ -304,9 +305,7 @@ static struct zt_control_addr *addr_get(struct zt_control *cp, const unsigned ch
     for (struct zt_control_addr *a = cp->addrs[b]; a; a = a->next)
         if (memcmp(a->ip, ip, 16) == 0)
             return a;
-    struct zt_control_addr *a = calloc(1, sizeof(*a));
-    if (!a)
-        abort();
+    struct zt_control_addr *a = zt_xcalloc(1, sizeof(*a));
     memcpy(a->ip, ip, 16);
     a->next = cp->addrs[b];
     cp->addrs[b] = a;
@@ -581,9 +580,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
             refuse(cp, fd, &a->warned, "this address has as many connections as allowed", peer);
             continue;
         }
-        struct zt_control_conn *c = calloc(1, sizeof(*c));
-        if (!c)
-            abort();
+        struct zt_control_conn *c = zt_xcalloc(1, sizeof(*c));
         c->cp = cp;
         snprintf(c->peer, sizeof(c->peer), "%s", peer);
         c->h2 = zt_h2conn_new(cp->loop, fd, cp->tls, ZT_H2_SERVER, &server_h2, &conn_ops, c);
@@ -704,9 +701,7 @@ static void on_force_close(uv_timer_t *t)
 int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt_control **out,
                      char *err, size_t errlen)
 {
-    struct zt_control *cp = calloc(1, sizeof(*cp));
-    if (!cp)
-        abort();
+    struct zt_control *cp = zt_xcalloc(1, sizeof(*cp));
     *out = NULL;
     cp->loop = loop;
     cp->lfd = -1;

@@ -1,5 +1,6 @@
 #include "control/tokens.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -128,14 +129,10 @@ int zt_control_tokens_parse(const char *name, const char *text, size_t len,
         }
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
-            v = realloc(v, cap * sizeof(*v));
-            if (!v)
-                abort();
+            v = zt_xrealloc(v, cap * sizeof(*v));
         }
         digest(f2, l2, v[n].digest);
-        v[n].node = strndup(f1, l1);
-        if (!v[n].node)
-            abort();
+        v[n].node = zt_xstrndup(f1, l1);
         v[n].line = line;
         n++;
     }

@@ -1,6 +1,7 @@
 /* gRPC calls on zt_h2conn streams: message framing, status in trailers. */
 #include "h2/grpc.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 
 #include <errno.h>
@@ -177,9 +178,7 @@ void zt_grpc_metadata_init(struct zt_grpc_metadata *md, const char *token_path,
     const size_t plen = sizeof(prefix) - 1, cap = plen + ZT_GRPC_TOKEN_MAX + 1;
     *md = (struct zt_grpc_metadata){0};
     if (token_path) {
-        md->bearer = malloc(cap);
-        if (!md->bearer)
-            abort();
+        md->bearer = zt_xmalloc(cap);
         memcpy(md->bearer, prefix, plen);
         if (zt_grpc_read_token(token_path, md->bearer + plen, cap - plen) > 0) {
             md->kv[2 * md->n] = "authorization";
@@ -356,9 +355,7 @@ struct zt_grpc_call *zt_grpc_call_start(struct zt_h2conn *h2, const char *author
         hdrs[n++] = metadata[2 * i];
         hdrs[n++] = metadata[2 * i + 1];
     }
-    struct zt_grpc_call *call = calloc(1, sizeof(*call));
-    if (!call)
-        abort();
+    struct zt_grpc_call *call = zt_xcalloc(1, sizeof(*call));
     call->h2 = h2;
     call->ops = ops;
     call->ud = ud;
@@ -473,9 +470,7 @@ struct zt_grpc_scall *zt_grpc_scall_accept(struct zt_h2conn *h2, int32_t stream_
                                            size_t max_message, const struct zt_grpc_scall_ops *ops,
                                            void *ud)
 {
-    struct zt_grpc_scall *call = calloc(1, sizeof(*call));
-    if (!call)
-        abort();
+    struct zt_grpc_scall *call = zt_xcalloc(1, sizeof(*call));
     call->h2 = h2;
     call->sid = stream_id;
     call->ops = ops;

@@ -4,6 +4,7 @@
  * protocol logic lives in h2/session.c. */
 #include "h2/h2conn.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -260,9 +261,7 @@ struct zt_h2conn *zt_h2conn_new(uv_loop_t *loop, int fd, SSL_CTX *ctx, enum zt_h
         close(fd);
         return NULL;
     }
-    struct zt_h2conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    struct zt_h2conn *c = zt_xcalloc(1, sizeof(*c));
     c->loop = loop;
     c->fd = fd;
     c->ops = ops;

@@ -4,6 +4,7 @@
  * records, and keeps the keepalive and handshake clocks in the caller's time. */
 #include "h2/session.h"
 
+#include "base/alloc.h"
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -106,9 +107,7 @@ static void produce(struct zt_h2_session *s);
 
 static struct h2_stream *stream_new(struct zt_h2_session *s, int32_t id)
 {
-    struct h2_stream *st = calloc(1, sizeof(*st));
-    if (!st)
-        abort();
+    struct h2_stream *st = zt_xcalloc(1, sizeof(*st));
     st->id = id;
     st->next = s->streams;
     if (s->streams)
@@ -269,9 +268,7 @@ static char *dup_capped(const uint8_t *v, size_t len)
 {
     if (len > MAX_HEADER_VALUE)
         len = MAX_HEADER_VALUE;
-    char *p = malloc(len + 1);
-    if (!p)
-        abort();
+    char *p = zt_xmalloc(len + 1);
     memcpy(p, v, len);
     p[len] = 0;
     return p;
@@ -881,9 +878,7 @@ struct zt_h2_session *zt_h2_session_new(SSL_CTX *ctx, enum zt_h2conn_role role,
                                         uint64_t now_ms)
 {
     pthread_once(&init_once, init_globals);
-    struct zt_h2_session *s = calloc(1, sizeof(*s));
-    if (!s)
-        abort();
+    struct zt_h2_session *s = zt_xcalloc(1, sizeof(*s));
     s->role = role;
     s->settings = *settings;
     s->ops = ops;

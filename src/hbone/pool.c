@@ -1,5 +1,6 @@
 #include "hbone/pool.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -222,9 +223,7 @@ struct zt_hbone_pool *zt_hbone_pool_new(uv_loop_t *loop, const struct zt_hbone_p
                                         void *ud, const struct zt_h2_settings *settings,
                                         unsigned max_streams, uint64_t idle_ms)
 {
-    struct zt_hbone_pool *p = calloc(1, sizeof(*p));
-    if (!p)
-        abort();
+    struct zt_hbone_pool *p = zt_xcalloc(1, sizeof(*p));
     p->loop = loop;
     p->ops = ops;
     p->ud = ud;
@@ -261,9 +260,7 @@ int zt_hbone_pool_get(struct zt_hbone_pool *p, const struct zt_hbone_key *key,
         waiter_add(pending, w);
         return 0;
     }
-    struct pool_conn *pc = calloc(1, sizeof(*pc));
-    if (!pc)
-        abort();
+    struct pool_conn *pc = zt_xcalloc(1, sizeof(*pc));
     pc->pool = p;
     pc->key = *key;
     pc->reusable = true;

@@ -7,6 +7,7 @@
  * of the protocol, not of serving a pod. */
 #include "inpod/zds_client.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -291,9 +292,7 @@ static void handle_add(struct zt_inpod_client *c, const struct zt_zds_request *r
     }
     if (c->npods == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 16;
-        c->pods = realloc(c->pods, c->cap * sizeof(*c->pods));
-        if (!c->pods)
-            abort();
+        c->pods = zt_xrealloc(c->pods, c->cap * sizeof(*c->pods));
     }
     p = &c->pods[c->npods++];
     memset(p, 0, sizeof(*p));
@@ -467,9 +466,7 @@ static void on_backoff_timer(uv_timer_t *t)
     if ((rc = zt_zds_hello_encode(hello, sizeof(hello), &hlen)) < 0 ||
         (rc = zt_zds_send(c->fd, hello, hlen, -1)) < 0)
         goto fail;
-    c->poll = calloc(1, sizeof(*c->poll));
-    if (!c->poll)
-        abort();
+    c->poll = zt_xcalloc(1, sizeof(*c->poll));
     c->poll->c = c;
     uv_poll_init(c->loop, &c->poll->h, c->fd);
     c->poll->h.data = c;
@@ -499,9 +496,7 @@ int zt_inpod_client_start(uv_loop_t *loop, const char *uds_path,
     n = strlen(uds_path);
     if (n == 0 || n >= sizeof(c->path))
         return ZT_E_CONFIG;
-    c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    c = zt_xcalloc(1, sizeof(*c));
     c->loop = loop;
     memcpy(c->path, uds_path, n + 1);
     c->ops = ops;

@@ -1,5 +1,7 @@
 #include "loop/worker.h"
 
+#include "base/alloc.h"
+
 #include <errno.h>
 #include <stdlib.h>
 
@@ -63,9 +65,7 @@ int zt_worker_start(struct zt_worker *w, int id, void *ud)
 
 int zt_worker_post(struct zt_worker *w, zt_task_fn *fn, void *arg)
 {
-    struct zt_task *t = malloc(sizeof(*t));
-    if (!t)
-        abort();
+    struct zt_task *t = zt_xmalloc(sizeof(*t));
     t->fn = fn;
     t->arg = arg;
     t->next = NULL;

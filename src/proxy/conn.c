@@ -7,6 +7,7 @@
  * once written to the socket, so a slow reader throttles its own sender. */
 #include "proxy/proxy_int.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "loop/sock.h"
@@ -490,9 +491,7 @@ void zt_conn_fail_connect(struct zt_conn *c, const union zt_conn_addr *to, int e
 
 struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int afd)
 {
-    struct zt_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    struct zt_conn *c = zt_xcalloc(1, sizeof(*c));
     c->id = ++pod->pw->next_conn_id;
     c->kind = kind;
     c->pod = pod;

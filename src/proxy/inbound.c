@@ -4,6 +4,7 @@
 #include "proxy/proxy_int.h"
 
 #include "authz/authz.h"
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "hbone/hbone.h"
@@ -289,9 +290,7 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
         /* Malformed baggage is ignored: telemetry never fails a connection. */
         struct zt_telemetry_baggage b;
         if (zt_telemetry_baggage_parse(req->baggage, strlen(req->baggage), &b) == 0 && b.any) {
-            c->src_bag = malloc(sizeof(b));
-            if (!c->src_bag)
-                abort();
+            c->src_bag = zt_xmalloc(sizeof(b));
             *c->src_bag = b;
         }
     }
@@ -416,9 +415,7 @@ static void on_cert(void *ud, struct zt_ca_identity *ident, int err)
 
 void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd)
 {
-    struct zt_inbound *in = calloc(1, sizeof(*in));
-    if (!in)
-        abort();
+    struct zt_inbound *in = zt_xcalloc(1, sizeof(*in));
     in->pod = pod;
     in->fd = -1;
     socklen_t len = sizeof(in->local);
@@ -532,9 +529,7 @@ static char *dup_or_null(const char *s)
 {
     if (!s)
         return NULL;
-    char *d = strdup(s);
-    if (!d)
-        abort();
+    char *d = zt_xstrdup(s);
     return d;
 }
 
@@ -544,9 +539,7 @@ static int park_request(struct zt_inbound *in, int32_t sid, const struct zt_h2_r
     struct zt_pw *pw = pod->pw;
     if (pw->draining || pod->n_parked >= ZT_SELF_WAIT_MAX)
         return -ENOSPC;
-    struct zt_in_wait *w = calloc(1, sizeof(*w));
-    if (!w)
-        abort();
+    struct zt_in_wait *w = zt_xcalloc(1, sizeof(*w));
     w->in = in;
     w->sid = sid;
     w->deadline = uv_now(&pw->worker.loop) + ZT_SELF_WAIT_MS;
@@ -618,9 +611,7 @@ static void resume_request(struct zt_in_wait *w)
 
 static void park_plain(struct zt_pod_inst *pod, int fd)
 {
-    struct zt_parked *p = calloc(1, sizeof(*p));
-    if (!p)
-        abort();
+    struct zt_parked *p = zt_xcalloc(1, sizeof(*p));
     p->fd = fd;
     p->deadline = uv_now(&pod->pw->worker.loop) + ZT_SELF_WAIT_MS;
     p->next = pod->in_parked;

@@ -2,6 +2,7 @@
  * to its original destination through HBONE, plain TCP or passthrough. */
 #include "proxy/proxy_int.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "hbone/hbone.h"
@@ -210,9 +211,7 @@ void zt_pw_park_release(struct zt_pw *pw)
 static void park(struct zt_pod_inst *pod, int fd)
 {
     struct zt_pw *pw = pod->pw;
-    struct zt_parked *p = calloc(1, sizeof(*p));
-    if (!p)
-        abort();
+    struct zt_parked *p = zt_xcalloc(1, sizeof(*p));
     p->fd = fd;
     p->deadline = uv_now(&pw->worker.loop) + ZT_SELF_WAIT_MS;
     p->next = pod->parked;

@@ -4,6 +4,7 @@
  * sockets alone. */
 #include "proxy/proxy_int.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "loop/sock.h"
@@ -326,9 +327,7 @@ static void task_pod_start(void *arg)
     struct pod_task *t = arg;
     struct zt_pw *pw = t->pw;
     const struct zt_proxy_opts *opts = &pw->proxy->opts;
-    struct zt_pod_inst *pod = calloc(1, sizeof(*pod));
-    if (!pod)
-        abort();
+    struct zt_pod_inst *pod = zt_xcalloc(1, sizeof(*pod));
     pod->pw = pw;
     pod->shared = t->shared;
     for (int k = 0; k < ZT_LS_COUNT; k++) {
@@ -447,9 +446,7 @@ static void task_shutdown(void *arg)
 struct zt_proxy *zt_proxy_new(uv_loop_t *control, const struct zt_proxy_opts *opts,
                               struct zt_ca_mgr *ca)
 {
-    struct zt_proxy *p = calloc(1, sizeof(*p));
-    if (!p)
-        abort();
+    struct zt_proxy *p = zt_xcalloc(1, sizeof(*p));
     p->control = control;
     p->opts = *opts;
     p->ca = ca;
@@ -458,14 +455,10 @@ struct zt_proxy *zt_proxy_new(uv_loop_t *control, const struct zt_proxy_opts *op
     snprintf(p->node, sizeof(p->node), "%s", opts->node ? opts->node : "");
     p->opts.trust_domain = p->trust_domain;
     p->opts.node = p->node;
-    p->network = strdup(opts->network ? opts->network : "");
-    if (!p->network)
-        abort();
+    p->network = zt_xstrdup(opts->network ? opts->network : "");
     p->opts.network = p->network;
     p->nworkers = opts->workers ? opts->workers : 2;
-    p->pws = calloc(p->nworkers, sizeof(*p->pws));
-    if (!p->pws)
-        abort();
+    p->pws = zt_xcalloc(p->nworkers, sizeof(*p->pws));
     return p;
 }
 
@@ -489,9 +482,7 @@ void zt_proxy_set_state(struct zt_proxy *p, const struct zt_state *state)
      * (with 10 000 policies that is a fraction of a second). */
     zt_authz_prepare(state);
     for (unsigned i = 0; i < p->nworkers; i++) {
-        struct state_task *t = malloc(sizeof(*t));
-        if (!t)
-            abort();
+        struct state_task *t = zt_xmalloc(sizeof(*t));
         t->pw = &p->pws[i];
         t->state = zt_state_ref(state);
         if (zt_worker_post(&p->pws[i].worker, task_set_state, t) < 0) {
@@ -516,9 +507,7 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
         return ZT_E_TOO_BIG;
     if (find_pod(p, uid) >= 0)
         zt_proxy_pod_del(p, uid);
-    int *fds = malloc(sizeof(int) * ZT_LS_COUNT * p->nworkers);
-    if (!fds)
-        abort();
+    int *fds = zt_xmalloc(sizeof(int) * ZT_LS_COUNT * p->nworkers);
     int rc = 0;
     unsigned made = 0;
     for (unsigned w = 0; w < p->nworkers; w++) {
@@ -533,17 +522,13 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
             fds[made++] = fd;
         }
     }
-    struct zt_pod_shared *s = calloc(1, sizeof(*s));
-    if (!s)
-        abort();
+    struct zt_pod_shared *s = zt_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, p->nworkers + 1); /* workers + registry */
     s->netns_fd = netns_fd;
     snprintf(s->uid, sizeof(s->uid), "%s", uid);
     s->info = *info;
     for (unsigned w = 0; w < p->nworkers; w++) {
-        struct pod_task *t = calloc(1, sizeof(*t));
-        if (!t)
-            abort();
+        struct pod_task *t = zt_xcalloc(1, sizeof(*t));
         t->pw = &p->pws[w];
         t->shared = s;
         memcpy(t->fds, fds + w * ZT_LS_COUNT, sizeof(t->fds));
@@ -556,9 +541,7 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
     }
     if (p->npods == p->cap_pods) {
         p->cap_pods = p->cap_pods ? p->cap_pods * 2 : 16;
-        p->pods = realloc(p->pods, sizeof(*p->pods) * p->cap_pods);
-        if (!p->pods)
-            abort();
+        p->pods = zt_xrealloc(p->pods, sizeof(*p->pods) * p->cap_pods);
     }
     p->pods[p->npods++] = s;
     free(fds);
@@ -580,9 +563,7 @@ void zt_proxy_pod_del(struct zt_proxy *p, const char *uid)
     struct zt_pod_shared *s = p->pods[i];
     p->pods[i] = p->pods[--p->npods];
     for (unsigned w = 0; w < p->nworkers; w++) {
-        struct pod_task *t = calloc(1, sizeof(*t));
-        if (!t)
-            abort();
+        struct pod_task *t = zt_xcalloc(1, sizeof(*t));
         t->pw = &p->pws[w];
         t->shared = s;
         atomic_fetch_add(&s->refs, 1);

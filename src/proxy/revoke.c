@@ -5,6 +5,7 @@
  * connections first so the access log says why. */
 #include "proxy/proxy_int.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "tls/crl.h"
@@ -32,9 +33,7 @@ static void collect(void *ud, struct zt_h2conn *h2)
         return;
     if (r->n == r->cap) {
         r->cap = r->cap ? 2 * r->cap : 8;
-        r->v = realloc(r->v, r->cap * sizeof(*r->v));
-        if (r->v == NULL)
-            abort();
+        r->v = zt_xrealloc(r->v, r->cap * sizeof(*r->v));
     }
     r->v[r->n++] = h2;
 }
@@ -100,9 +99,7 @@ static void task_crl(void *arg)
 void zt_proxy_crl_changed(struct zt_proxy *p, struct zt_tls_crl *crl)
 {
     for (unsigned i = 0; i < p->nworkers; i++) {
-        struct crl_task *t = malloc(sizeof(*t));
-        if (t == NULL)
-            abort();
+        struct crl_task *t = zt_xmalloc(sizeof(*t));
         t->pw = &p->pws[i];
         t->crl = zt_tls_crl_ref(crl);
         if (zt_worker_post(&p->pws[i].worker, task_crl, t) < 0) {

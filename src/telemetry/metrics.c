@@ -1,5 +1,7 @@
 #include "telemetry/metrics.h"
 
+#include "base/alloc.h"
+
 #include <assert.h>
 #include <dirent.h>
 #include <inttypes.h>
@@ -109,17 +111,13 @@ const char *zt_tl_name(enum zt_tl l)
 
 static void *xmalloc(size_t n)
 {
-    void *p = malloc(n);
-    if (!p)
-        abort();
+    void *p = zt_xmalloc(n);
     return p;
 }
 
 static void *xcalloc(size_t n, size_t size)
 {
-    void *p = calloc(n, size);
-    if (!p)
-        abort();
+    void *p = zt_xcalloc(n, size);
     return p;
 }
 
@@ -506,9 +504,7 @@ static size_t collect_rows(struct zt_metrics *m, struct row **out, size_t *n_pee
         *n_peer += sh->n_peer;
         if (n + sh->count > cap) {
             cap = (n + sh->count) * 2;
-            rows = realloc(rows, cap * sizeof(*rows));
-            if (!rows)
-                abort();
+            rows = zt_xrealloc(rows, cap * sizeof(*rows));
         }
         for (size_t j = 0; j < sh->nbuckets; j++) {
             for (struct zt_tcp_series *s = sh->buckets[j]; s; s = s->next) {

@@ -1,5 +1,6 @@
 #include "tls/cert.h"
 
+#include "base/alloc.h"
 #include "tls/tls_int.h"
 
 #include "base/err.h"
@@ -99,9 +100,7 @@ static int cert_build(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY *key,
         (intermediates != NULL && sk_X509_num(intermediates) > ZT_TLS_CHAIN_MAX))
         return ZT_E_TOO_BIG;
 
-    c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        abort();
+    c = zt_xcalloc(1, sizeof(*c));
     atomic_init(&c->refs, 1);
     if (!X509_up_ref(leaf) || !EVP_PKEY_up_ref(key))
         abort();

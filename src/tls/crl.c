@@ -4,6 +4,7 @@
  * verify callback turns its stricter defaults into Istio's rules. */
 #include "tls/crl.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/file.h"
 #include "tls/ctx.h"
@@ -40,9 +41,7 @@ struct zt_tls_crl {
 
 static struct crl_set *set_new(STACK_OF(X509_CRL) * crls, const unsigned char digest[32])
 {
-    struct crl_set *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
+    struct crl_set *s = zt_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->crls = crls;
     for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
@@ -75,9 +74,7 @@ static struct crl_set *set_get(struct zt_tls_crl *crl)
 
 struct zt_tls_crl *zt_tls_crl_new(const char *path, zt_tls_crl_reject_fn *on_reject, void *ud)
 {
-    struct zt_tls_crl *crl = calloc(1, sizeof(*crl));
-    if (crl == NULL)
-        abort();
+    struct zt_tls_crl *crl = zt_xcalloc(1, sizeof(*crl));
     atomic_init(&crl->refs, 1);
     crl->path = strdup(path ? path : "");
     STACK_OF(X509_CRL) *none = sk_X509_CRL_new_null();

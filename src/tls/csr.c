@@ -1,5 +1,6 @@
 #include "tls/csr.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "tls/tls_int.h"
 
@@ -21,9 +22,7 @@ static char *bio_to_string(BIO *bio, size_t *len)
     char *s;
     if (n < 0)
         n = 0;
-    s = malloc((size_t)n + 1);
-    if (s == NULL)
-        abort();
+    s = zt_xmalloc((size_t)n + 1);
     if (n > 0)
         memcpy(s, data, (size_t)n);
     s[n] = '\0';

@@ -1,5 +1,6 @@
 #include "tls/localca.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/file.h"
 #include "tls/csr.h"
@@ -445,9 +446,7 @@ static char *take_bio_string(BIO *bio)
     char *s;
     if (n < 0)
         n = 0;
-    s = malloc((size_t)n + 1);
-    if (s == NULL)
-        abort();
+    s = zt_xmalloc((size_t)n + 1);
     if (n > 0)
         memcpy(s, data, (size_t)n);
     s[n] = '\0';

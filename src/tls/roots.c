@@ -2,6 +2,7 @@
  * a read and a new context only when the file changed. */
 #include "tls/roots.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/file.h"
 #include "tls/ctx.h"
@@ -78,12 +79,8 @@ static int load(struct zt_tls_roots *r, char *err, size_t errlen)
 
 int zt_tls_roots_new(const char *root_ca, struct zt_tls_roots **out, char *err, size_t errlen)
 {
-    struct zt_tls_roots *r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        abort();
-    r->path = strdup(root_ca ? root_ca : "");
-    if (r->path == NULL)
-        abort();
+    struct zt_tls_roots *r = zt_xcalloc(1, sizeof(*r));
+    r->path = zt_xstrdup(root_ca ? root_ca : "");
     if (strcmp(r->path, "SYSTEM") == 0) {
         r->is_system = true;
         r->ctx = zt_tls_server_auth_ctx_new("SYSTEM", err, errlen);
