@@ -98,6 +98,7 @@ demo-control: deps all
 
 bench: deps all
 	bench/run.sh
+	bench/config.sh
 
 format:
 	clang-format -i $$(find src tests -name '*.[ch]')
