@@ -61,14 +61,6 @@ static const char *nz(const char *s)
     return s ? s : "";
 }
 
-static void set_default(char **field, const char *def)
-{
-    if (!*field || !**field) {
-        free(*field);
-        *field = zt_state_xstrdup(def);
-    }
-}
-
 /* ---------------------------------------------------------------- enums */
 
 const char *zt_workload_protocol_str(enum zt_workload_protocol p)
@@ -163,17 +155,26 @@ const char *zt_upstream_kind_str(enum zt_upstream_kind k)
 
 /* ---------------------------------------------------------------- objects */
 
-static void gateway_cleanup(struct zt_gateway *g)
+/* Frees a record string: an interned one loses a reference. */
+static void str_free(char *s, bool interned)
 {
-    free(g->network);
-    free(g->namespace);
-    free(g->hostname);
+    if (interned)
+        zt_state_str_unref(s);
+    else
+        free(s);
 }
 
-static void free_strv(char **v, size_t n)
+static void gateway_cleanup(struct zt_gateway *g, bool interned)
+{
+    str_free(g->network, interned);
+    str_free(g->namespace, interned);
+    str_free(g->hostname, interned);
+}
+
+static void free_strv(char **v, size_t n, bool interned)
 {
     for (size_t i = 0; i < n; i++)
-        free(v[i]);
+        str_free(v[i], interned);
     free(v);
 }
 
@@ -193,32 +194,34 @@ struct zt_workload *zt_workload_ref(struct zt_workload *wl)
 
 void zt_workload_unref(struct zt_workload *wl)
 {
+    bool in;
     if (!wl || atomic_fetch_sub_explicit(&wl->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(wl->uid);
-    free(wl->name);
-    free(wl->namespace);
-    free(wl->service_account);
-    free(wl->trust_domain);
+    in = wl->interned;
+    str_free(wl->uid, in);
+    str_free(wl->name, in);
+    str_free(wl->namespace, in);
+    str_free(wl->service_account, in);
+    str_free(wl->trust_domain, in);
     free(wl->addresses);
-    free(wl->network);
-    free(wl->node);
-    free(wl->hostname);
-    free(wl->cluster_id);
-    free(wl->canonical_name);
-    free(wl->canonical_revision);
-    free(wl->workload_name);
+    str_free(wl->network, in);
+    str_free(wl->node, in);
+    str_free(wl->hostname, in);
+    str_free(wl->cluster_id, in);
+    str_free(wl->canonical_name, in);
+    str_free(wl->canonical_revision, in);
+    str_free(wl->workload_name, in);
     for (size_t i = 0; i < wl->n_services; i++) {
-        free(wl->services[i].key);
+        str_free(wl->services[i].key, in);
         free(wl->services[i].ports);
     }
     free(wl->services);
-    free_strv(wl->authorization_policies, wl->n_authorization_policies);
-    free(wl->locality.region);
-    free(wl->locality.zone);
-    free(wl->locality.subzone);
-    gateway_cleanup(&wl->waypoint);
-    gateway_cleanup(&wl->network_gateway);
+    free_strv(wl->authorization_policies, wl->n_authorization_policies, in);
+    str_free(wl->locality.region, in);
+    str_free(wl->locality.zone, in);
+    str_free(wl->locality.subzone, in);
+    gateway_cleanup(&wl->waypoint, in);
+    gateway_cleanup(&wl->network_gateway, in);
     free(wl);
 }
 
@@ -261,23 +264,25 @@ struct zt_service *zt_service_ref(struct zt_service *svc)
 
 void zt_service_unref(struct zt_service *svc)
 {
+    bool in;
     if (!svc || atomic_fetch_sub_explicit(&svc->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(svc->name);
-    free(svc->namespace);
-    free(svc->hostname);
-    free(svc->key);
+    in = svc->interned;
+    str_free(svc->name, in);
+    str_free(svc->namespace, in);
+    str_free(svc->hostname, in);
+    str_free(svc->key, in);
     for (size_t i = 0; i < svc->n_vips; i++)
-        free(svc->vips[i].network);
+        str_free(svc->vips[i].network, in);
     free(svc->vips);
     for (size_t i = 0; i < svc->n_cidr_vips; i++)
-        free(svc->cidr_vips[i].network);
+        str_free(svc->cidr_vips[i].network, in);
     free(svc->cidr_vips);
     free(svc->ports);
-    free_strv(svc->subject_alt_names, svc->n_subject_alt_names);
-    gateway_cleanup(&svc->waypoint);
+    free_strv(svc->subject_alt_names, svc->n_subject_alt_names, in);
+    gateway_cleanup(&svc->waypoint, in);
     for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
-        gateway_cleanup(&svc->weighted_waypoints[i].destination);
+        gateway_cleanup(&svc->weighted_waypoints[i].destination, in);
     free(svc->weighted_waypoints);
     free(svc);
 }
@@ -362,7 +367,7 @@ enum bop { BOP_BASE, BOP_ADD, BOP_PUT, BOP_DEL };
 
 struct bentry {
     void *obj; /* NULL for BOP_DEL */
-    char *key; /* owned copy */
+    char *key; /* the object's own key, or a copy for BOP_DEL */
     uint32_t seq;
     enum bop op;
     bool kept;
@@ -376,6 +381,7 @@ struct blist {
 struct zt_state_builder {
     struct blist wls, svcs, pols;
     uint32_t seq;
+    struct zt_state_strtab strs;
 };
 
 static void blist_push(struct zt_state_builder *b, struct blist *l, void *obj, const char *key,
@@ -383,19 +389,98 @@ static void blist_push(struct zt_state_builder *b, struct blist *l, void *obj, c
 {
     struct bentry *e = zt_state_array_push(&l->v, &l->n, sizeof(*l->v));
     e->obj = obj;
-    e->key = zt_state_xstrdup(nz(key));
+    /* A held object keeps its key alive as long as the builder. */
+    e->key = op == BOP_DEL ? zt_state_xstrdup(nz(key)) : (char *)key;
     e->seq = b->seq++;
     e->op = op;
 }
 
-static char *join_key(const char *a, const char *b)
+/* Replaces a producer's string with the builder's shared copy; NULL and ""
+ * become def (NULL: ""), so readers never test for NULL. */
+static void intern(struct zt_state_builder *b, char **field, const char *def)
 {
-    size_t la = strlen(nz(a)), lb = strlen(nz(b));
-    char *k = zt_state_xcalloc(la + lb + 2, 1);
-    memcpy(k, nz(a), la);
-    k[la] = '/';
-    memcpy(k + la + 1, nz(b), lb);
-    return k;
+    const char *s = *field && **field ? *field : (def ? def : "");
+    char *shared = zt_state_strtab_intern(&b->strs, s);
+    free(*field);
+    *field = shared;
+}
+
+static void intern_gateway(struct zt_state_builder *b, struct zt_gateway *g)
+{
+    intern(b, &g->network, NULL);
+    intern(b, &g->namespace, NULL);
+    intern(b, &g->hostname, NULL);
+}
+
+/* "a/b" as a shared string. */
+static char *intern_key(struct zt_state_builder *b, const char *x, const char *y)
+{
+    size_t lx = strlen(x), ly = strlen(y);
+    char small[256], *k = lx + ly + 2 <= sizeof(small) ? small : zt_state_xcalloc(lx + ly + 2, 1);
+    char *shared;
+    memcpy(k, x, lx);
+    k[lx] = '/';
+    memcpy(k + lx + 1, y, ly);
+    k[lx + ly + 1] = '\0';
+    shared = zt_state_strtab_intern(&b->strs, k);
+    if (k != small)
+        free(k);
+    return shared;
+}
+
+/* Applies the defaults of the wire facts (3.2), turns every NULL string
+ * into "" and shares the strings (see state.h). */
+static void normalize_workload(struct zt_state_builder *b, struct zt_workload *wl)
+{
+    if (wl->interned)
+        return;
+    intern(b, &wl->uid, NULL);
+    intern(b, &wl->name, NULL);
+    intern(b, &wl->namespace, NULL);
+    intern(b, &wl->service_account, "default");
+    intern(b, &wl->trust_domain, "cluster.local");
+    intern(b, &wl->cluster_id, "Kubernetes");
+    intern(b, &wl->network, NULL);
+    intern(b, &wl->node, NULL);
+    intern(b, &wl->hostname, NULL);
+    intern(b, &wl->canonical_name, NULL);
+    intern(b, &wl->canonical_revision, NULL);
+    intern(b, &wl->workload_name, NULL);
+    intern(b, &wl->locality.region, NULL);
+    intern(b, &wl->locality.zone, NULL);
+    intern(b, &wl->locality.subzone, NULL);
+    for (size_t i = 0; i < wl->n_services; i++)
+        intern(b, &wl->services[i].key, NULL);
+    for (size_t i = 0; i < wl->n_authorization_policies; i++)
+        intern(b, &wl->authorization_policies[i], NULL);
+    for (size_t i = 0; i < wl->n_addresses; i++)
+        zt_ip_canonicalize(&wl->addresses[i]);
+    intern_gateway(b, &wl->waypoint);
+    intern_gateway(b, &wl->network_gateway);
+    wl->interned = true;
+}
+
+static void normalize_service(struct zt_state_builder *b, struct zt_service *svc)
+{
+    if (svc->interned)
+        return;
+    intern(b, &svc->name, NULL);
+    intern(b, &svc->namespace, NULL);
+    intern(b, &svc->hostname, NULL);
+    for (size_t i = 0; i < svc->n_vips; i++) {
+        intern(b, &svc->vips[i].network, NULL);
+        zt_ip_canonicalize(&svc->vips[i].ip);
+    }
+    for (size_t i = 0; i < svc->n_cidr_vips; i++)
+        intern(b, &svc->cidr_vips[i].network, NULL);
+    for (size_t i = 0; i < svc->n_subject_alt_names; i++)
+        intern(b, &svc->subject_alt_names[i], NULL);
+    intern_gateway(b, &svc->waypoint);
+    for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
+        intern_gateway(b, &svc->weighted_waypoints[i].destination);
+    free(svc->key);
+    svc->key = intern_key(b, svc->namespace, svc->hostname);
+    svc->interned = true;
 }
 
 static void normalize_str(char **s)
@@ -404,68 +489,19 @@ static void normalize_str(char **s)
         *s = zt_state_xstrdup("");
 }
 
-static void normalize_gateway(struct zt_gateway *g)
-{
-    normalize_str(&g->network);
-    normalize_str(&g->namespace);
-    normalize_str(&g->hostname);
-}
-
-/* Applies the defaults of the wire facts (3.2) and turns every NULL string
- * into "" so readers never test for NULL. */
-static void normalize_workload(struct zt_workload *wl)
-{
-    normalize_str(&wl->uid);
-    normalize_str(&wl->name);
-    normalize_str(&wl->namespace);
-    set_default(&wl->service_account, "default");
-    set_default(&wl->trust_domain, "cluster.local");
-    set_default(&wl->cluster_id, "Kubernetes");
-    normalize_str(&wl->network);
-    normalize_str(&wl->node);
-    normalize_str(&wl->hostname);
-    normalize_str(&wl->canonical_name);
-    normalize_str(&wl->canonical_revision);
-    normalize_str(&wl->workload_name);
-    normalize_str(&wl->locality.region);
-    normalize_str(&wl->locality.zone);
-    normalize_str(&wl->locality.subzone);
-    for (size_t i = 0; i < wl->n_services; i++)
-        normalize_str(&wl->services[i].key);
-    for (size_t i = 0; i < wl->n_authorization_policies; i++)
-        normalize_str(&wl->authorization_policies[i]);
-    for (size_t i = 0; i < wl->n_addresses; i++)
-        zt_ip_canonicalize(&wl->addresses[i]);
-    normalize_gateway(&wl->waypoint);
-    normalize_gateway(&wl->network_gateway);
-}
-
-static void normalize_service(struct zt_service *svc)
-{
-    normalize_str(&svc->name);
-    normalize_str(&svc->namespace);
-    normalize_str(&svc->hostname);
-    for (size_t i = 0; i < svc->n_vips; i++) {
-        normalize_str(&svc->vips[i].network);
-        zt_ip_canonicalize(&svc->vips[i].ip);
-    }
-    for (size_t i = 0; i < svc->n_cidr_vips; i++)
-        normalize_str(&svc->cidr_vips[i].network);
-    for (size_t i = 0; i < svc->n_subject_alt_names; i++)
-        normalize_str(&svc->subject_alt_names[i]);
-    normalize_gateway(&svc->waypoint);
-    for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
-        normalize_gateway(&svc->weighted_waypoints[i].destination);
-    free(svc->key);
-    svc->key = join_key(svc->namespace, svc->hostname);
-}
-
+/* Policies keep their own strings: their layout belongs to authz. */
 static void normalize_policy(struct zt_policy *p)
 {
+    size_t ln, lm;
     normalize_str(&p->name);
     normalize_str(&p->namespace);
     free(p->key);
-    p->key = join_key(p->namespace, p->name);
+    ln = strlen(p->namespace);
+    lm = strlen(p->name);
+    p->key = zt_state_xcalloc(ln + lm + 2, 1);
+    memcpy(p->key, p->namespace, ln);
+    p->key[ln] = '/';
+    memcpy(p->key + ln + 1, p->name, lm);
 }
 
 struct zt_state_builder *zt_state_builder_new(const struct zt_state *base)
@@ -502,9 +538,10 @@ static void unref_pol(void *o)
 static void blist_free(struct blist *l, obj_unref_fn *unref, bool unref_kept)
 {
     for (size_t i = 0; i < l->n; i++) {
-        if (l->v[i].obj && (unref_kept || !l->v[i].kept))
+        if (l->v[i].op == BOP_DEL)
+            free(l->v[i].key);
+        else if (unref_kept || !l->v[i].kept)
             unref(l->v[i].obj);
-        free(l->v[i].key);
     }
     free(l->v);
     l->v = NULL;
@@ -518,18 +555,19 @@ void zt_state_builder_free(struct zt_state_builder *b)
     blist_free(&b->wls, unref_wl, true);
     blist_free(&b->svcs, unref_svc, true);
     blist_free(&b->pols, unref_pol, true);
+    zt_state_strtab_cleanup(&b->strs);
     free(b);
 }
 
 void zt_state_builder_add_workload(struct zt_state_builder *b, struct zt_workload *wl)
 {
-    normalize_workload(wl);
+    normalize_workload(b, wl);
     blist_push(b, &b->wls, wl, wl->uid, BOP_ADD);
 }
 
 void zt_state_builder_add_service(struct zt_state_builder *b, struct zt_service *svc)
 {
-    normalize_service(svc);
+    normalize_service(b, svc);
     blist_push(b, &b->svcs, svc, svc->key, BOP_ADD);
 }
 
@@ -541,13 +579,13 @@ void zt_state_builder_add_policy(struct zt_state_builder *b, struct zt_policy *p
 
 void zt_state_builder_put_workload(struct zt_state_builder *b, struct zt_workload *wl)
 {
-    normalize_workload(wl);
+    normalize_workload(b, wl);
     blist_push(b, &b->wls, wl, wl->uid, BOP_PUT);
 }
 
 void zt_state_builder_put_service(struct zt_state_builder *b, struct zt_service *svc)
 {
-    normalize_service(svc);
+    normalize_service(b, svc);
     blist_push(b, &b->svcs, svc, svc->key, BOP_PUT);
 }
 
@@ -793,6 +831,7 @@ int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, c
     blist_free(&b->wls, unref_wl, false);
     blist_free(&b->svcs, unref_svc, false);
     blist_free(&b->pols, unref_pol, false);
+    zt_state_strtab_cleanup(&b->strs);
     free(b);
     build_indexes(s);
     *out = s;

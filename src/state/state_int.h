@@ -40,6 +40,25 @@ struct zt_state {
     struct ep_list *eps; /* parallel to svcs */
 };
 
+/* Interned strings (strtab.c): a builder's table of refcounted strings.
+ * Record strings of a snapshot are interned (zt_workload.interned): each is
+ * shared by every record that has the same text, and freed by its last
+ * zt_state_str_unref. The table holds one reference per string until
+ * cleanup. Not thread-safe; reference counts are atomic, so records built
+ * from a table may be freed on any thread. */
+struct zt_state_strtab {
+    char **slots; /* open addressing, NULL = empty */
+    size_t cap, n;
+};
+
+void zt_state_strtab_init(struct zt_state_strtab *t);
+void zt_state_strtab_cleanup(struct zt_state_strtab *t);
+/* Returns the interned copy of s with one new reference (s is borrowed). */
+char *zt_state_strtab_intern(struct zt_state_strtab *t, const char *s);
+char *zt_state_str_ref(char *s);
+/* Drops one reference of an interned string. NULL is a no-op. */
+void zt_state_str_unref(char *s);
+
 /* Index of the service with that key, or -1. */
 ssize_t zt_state_service_index(const struct zt_state *s, const char *key);
 

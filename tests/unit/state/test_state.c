@@ -606,6 +606,39 @@ static void test_resolve_outbound(void)
     zt_state_unref(s);
 }
 
+/* Strings that repeat across records are held once per snapshot; the
+ * defaults and "" too. Freeing the snapshot frees them (ASan checks). */
+static void test_strings_shared(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_workload *w1 = wl_new("u1", "a", "ns1", "10.0.0.1", ZT_WL_PROTO_HBONE);
+    struct zt_workload *w2 = wl_new("u2", "b", "ns1", "10.0.0.2", ZT_WL_PROTO_HBONE);
+    struct zt_service *svc = zt_service_new();
+    const struct zt_workload *a, *c;
+    struct zt_state *s = NULL;
+    char err[128];
+    wl_add_svc(w1, "ns1/h", 80, 8080);
+    wl_add_svc(w2, "ns1/h", 80, 8080);
+    svc->namespace = zt_state_xstrdup("ns1");
+    svc->hostname = zt_state_xstrdup("h");
+    zt_state_builder_add_workload(b, w1);
+    zt_state_builder_add_workload(b, w2);
+    zt_state_builder_add_service(b, svc);
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s, err, sizeof(err)), 0);
+    a = zt_state_workload_by_uid(s, "u1");
+    c = zt_state_workload_by_uid(s, "u2");
+    CHECK(a && c);
+    CHECK(a->namespace == c->namespace);
+    CHECK(a->namespace == zt_state_service_by_key(s, "ns1/h")->namespace);
+    CHECK_EQ_STR(a->service_account, "default");
+    CHECK(a->service_account == c->service_account);
+    CHECK(a->trust_domain == c->trust_domain);
+    CHECK(a->network == c->node); /* both "" */
+    CHECK(a->services[0].key == zt_state_service_by_key(s, "ns1/h")->key);
+    CHECK(a->uid != c->uid);
+    zt_state_unref(s);
+}
+
 int main(void)
 {
     RUN(test_ip_parse_format);
@@ -623,5 +656,6 @@ int main(void)
     RUN(test_pick_failover_strict);
     RUN(test_pick_skips_undialable);
     RUN(test_resolve_outbound);
+    RUN(test_strings_shared);
     return TEST_REPORT();
 }
