@@ -14,11 +14,13 @@
 #include "base/err.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 /* Bounds the work an alias-heavy document can cause (aliases share nodes,
@@ -26,6 +28,9 @@
 #define MAX_VISITS 10000000u
 #define PATH_MAX_LEN 256
 #define ARENA_BLOCK 65536
+/* After reading a file at least this large, free memory goes back to the
+ * system (malloc_trim). */
+#define ZT_CONFIG_LOCAL_TRIM_BYTES (1u << 20)
 
 /* A node of one item's tree. type is libyaml's node type; line is 0-based,
  * as in libyaml's marks. */
@@ -1451,7 +1456,8 @@ int zt_config_local_load(const char *path, struct zt_state **out, char *err, siz
 {
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
-    size_t len = 0, got;
+    size_t len = 0, cap = 0, got;
+    struct stat st;
     int rc;
 
     *out = NULL;
@@ -1461,10 +1467,21 @@ int zt_config_local_load(const char *path, struct zt_state **out, char *err, siz
         return rc;
     }
     /* Read in chunks until EOF or just past the cap, so an oversized file
-     * is detected without trusting its reported size. */
+     * is detected without trusting its reported size; the size only sets
+     * the first allocation (growing by a chunk at a time copies a large
+     * file over and over). */
+    if (fstat(fileno(f), &st) == 0 && st.st_size > 0 &&
+        (uint64_t)st.st_size <= ZT_CONFIG_LOCAL_MAX_BYTES)
+        cap = (size_t)st.st_size + 1;
     for (;;) {
-        size_t want = 65536;
-        buf = zt_state_xrealloc(buf, len + want);
+        size_t want;
+        if (cap - len < 4096) {
+            cap = cap < 65536 ? 65536 : cap * 2;
+            buf = zt_state_xrealloc(buf, cap);
+        } else if (!buf) {
+            buf = zt_state_xrealloc(buf, cap);
+        }
+        want = cap - len;
         got = fread(buf + len, 1, want, f);
         len += got;
         if (got < want || len > ZT_CONFIG_LOCAL_MAX_BYTES)
@@ -1479,5 +1496,9 @@ int zt_config_local_load(const char *path, struct zt_state **out, char *err, siz
 out:
     free(buf);
     fclose(f);
+    /* The file and the parser's buffers are gone: return what a large
+     * file took to the system. */
+    if (len >= ZT_CONFIG_LOCAL_TRIM_BYTES)
+        malloc_trim(0);
     return rc;
 }

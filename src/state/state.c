@@ -7,6 +7,7 @@
 
 #include "base/err.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,6 +383,7 @@ struct zt_state_builder {
     struct blist wls, svcs, pols;
     uint32_t seq;
     struct zt_state_strtab strs;
+    char *empty; /* "" in strs, borrowed */
 };
 
 static void blist_push(struct zt_state_builder *b, struct blist *l, void *obj, const char *key,
@@ -400,7 +402,16 @@ static void blist_push(struct zt_state_builder *b, struct blist *l, void *obj, c
 static void intern(struct zt_state_builder *b, char **field, const char *def)
 {
     const char *s = *field && **field ? *field : (def ? def : "");
-    char *shared = zt_state_strtab_intern(&b->strs, s);
+    char *shared;
+    /* Most optional fields are empty. */
+    if (!*s) {
+        if (!b->empty)
+            shared = b->empty = zt_state_strtab_intern(&b->strs, "");
+        else
+            shared = zt_state_str_ref(b->empty);
+    } else {
+        shared = zt_state_strtab_intern(&b->strs, s);
+    }
     free(*field);
     *field = shared;
 }
@@ -869,8 +880,10 @@ struct zt_state *zt_state_ref(const struct zt_state *cs)
 void zt_state_unref(const struct zt_state *cs)
 {
     struct zt_state *s = (struct zt_state *)cs;
+    bool large;
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
+    large = s->n_wls + s->n_svcs + s->n_pols >= ZT_STATE_TRIM_OBJECTS;
     for (size_t i = 0; i < s->n_wls; i++)
         zt_workload_unref(s->wls[i]);
     for (size_t i = 0; i < s->n_svcs; i++) {
@@ -887,6 +900,11 @@ void zt_state_unref(const struct zt_state *cs)
     free(s->vips);
     free(s->cidrs);
     free(s);
+    /* A large snapshot leaves its memory in malloc's free lists, where the
+     * next one does not fit exactly: give it back to the system, so that
+     * RSS after a reload is what the new snapshot needs. */
+    if (large)
+        malloc_trim(0);
 }
 
 /* ---------------------------------------------------------------- lookups */

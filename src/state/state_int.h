@@ -6,6 +6,10 @@
 
 #include <sys/types.h>
 
+/* Freeing a snapshot of at least this many objects returns free memory to
+ * the system (malloc_trim). */
+#define ZT_STATE_TRIM_OBJECTS 10000
+
 struct ip_entry {
     const char *network;
     struct zt_ip ip;
