@@ -371,7 +371,6 @@ struct bentry {
     char *key; /* the object's own key, or a copy for BOP_DEL */
     uint32_t seq;
     enum bop op;
-    bool kept;
 };
 
 struct blist {
@@ -379,7 +378,11 @@ struct blist {
     size_t n;
 };
 
+/* The builder keeps the base snapshot whole and records only the delta:
+ * finish merges the sorted delta into the base's sorted arrays, so a small
+ * change to a large snapshot costs no sort and no copy of every key. */
 struct zt_state_builder {
+    const struct zt_state *base; /* one reference, or NULL */
     struct blist wls, svcs, pols;
     uint32_t seq;
     struct zt_state_strtab strs;
@@ -518,14 +521,7 @@ static void normalize_policy(struct zt_policy *p)
 struct zt_state_builder *zt_state_builder_new(const struct zt_state *base)
 {
     struct zt_state_builder *b = zt_state_xcalloc(1, sizeof(*b));
-    if (!base)
-        return b;
-    for (size_t i = 0; i < base->n_wls; i++)
-        blist_push(b, &b->wls, zt_workload_ref(base->wls[i]), base->wls[i]->uid, BOP_BASE);
-    for (size_t i = 0; i < base->n_svcs; i++)
-        blist_push(b, &b->svcs, zt_service_ref(base->svcs[i]), base->svcs[i]->key, BOP_BASE);
-    for (size_t i = 0; i < base->n_pols; i++)
-        blist_push(b, &b->pols, zt_policy_ref(base->pols[i]), base->pols[i]->key, BOP_BASE);
+    b->base = base ? zt_state_ref(base) : NULL;
     return b;
 }
 
@@ -546,12 +542,12 @@ static void unref_pol(void *o)
     zt_policy_unref(o);
 }
 
-static void blist_free(struct blist *l, obj_unref_fn *unref, bool unref_kept)
+static void blist_free(struct blist *l, obj_unref_fn *unref)
 {
     for (size_t i = 0; i < l->n; i++) {
         if (l->v[i].op == BOP_DEL)
             free(l->v[i].key);
-        else if (unref_kept || !l->v[i].kept)
+        else
             unref(l->v[i].obj);
     }
     free(l->v);
@@ -563,10 +559,11 @@ void zt_state_builder_free(struct zt_state_builder *b)
 {
     if (!b)
         return;
-    blist_free(&b->wls, unref_wl, true);
-    blist_free(&b->svcs, unref_svc, true);
-    blist_free(&b->pols, unref_pol, true);
+    blist_free(&b->wls, unref_wl);
+    blist_free(&b->svcs, unref_svc);
+    blist_free(&b->pols, unref_pol);
     zt_state_strtab_cleanup(&b->strs);
+    zt_state_unref(b->base);
     free(b);
 }
 
@@ -630,42 +627,60 @@ static int cmp_bentry(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Replays the operations on each key in order and writes the surviving
- * objects, sorted by key, to *out. Entries that survive are marked kept;
- * the caller drops the rest. */
-static int blist_resolve(struct blist *l, const char *what, void ***out, size_t *n_out, char *err,
-                         size_t errlen)
+struct objv {
+    void **v;
+    size_t n;
+};
+
+static const char *obj_key(const void *obj, size_t key_off)
 {
-    size_t i = 0, n = 0;
+    return *(const char *const *)((const char *)obj + key_off);
+}
+
+/* Replays the operations on each key in order over the base's objects
+ * (base: sorted by key, unique; key_off: where an object keeps its key) and
+ * writes the surviving objects, sorted by key, to *out, and those that
+ * are not the base's, in the same order, to fresh (for validation). Takes
+ * no reference. */
+static int blist_resolve(struct blist *l, void *const *base, size_t n_base, size_t key_off,
+                         const char *what, void ***out, size_t *n_out, struct objv *fresh,
+                         char *err, size_t errlen)
+{
+    size_t i = 0, bi = 0, n = 0;
     void **res;
 
-    if (l->n > ZT_STATE_MAX_OBJECTS) {
-        snprintf(err, errlen, "too many %ss (%zu > %d)", what, l->n, ZT_STATE_MAX_OBJECTS);
+    if (l->n + n_base > ZT_STATE_MAX_OBJECTS) {
+        snprintf(err, errlen, "too many %ss (%zu > %d)", what, l->n + n_base, ZT_STATE_MAX_OBJECTS);
         return ZT_E_TOO_BIG;
     }
     if (l->n)
         qsort(l->v, l->n, sizeof(*l->v), cmp_bentry);
-    res = zt_state_xcalloc(l->n, sizeof(*res));
-    while (i < l->n) {
-        size_t j = i;
-        struct bentry *cur = NULL;
-        for (; j < l->n && strcmp(l->v[j].key, l->v[i].key) == 0; j++) {
-            struct bentry *e = &l->v[j];
+    res = zt_state_xcalloc(l->n + n_base, sizeof(*res));
+    while (i < l->n || bi < n_base) {
+        const char *key;
+        void *cur = NULL;
+        int c = bi >= n_base ? 1 : i >= l->n ? -1 : strcmp(obj_key(base[bi], key_off), l->v[i].key);
+        if (c < 0) { /* untouched base object */
+            res[n++] = base[bi++];
+            continue;
+        }
+        if (c == 0)
+            cur = base[bi++];
+        key = l->v[i].key;
+        for (; i < l->n && strcmp(l->v[i].key, key) == 0; i++) {
+            struct bentry *e = &l->v[i];
             if (e->op == BOP_ADD && cur) {
                 snprintf(err, errlen, "duplicate %s \"%s\"", what, e->key);
                 free(res);
                 return ZT_E_CONFIG;
             }
-            if (e->op == BOP_DEL)
-                cur = NULL;
-            else
-                cur = e;
+            cur = e->op == BOP_DEL ? NULL : e->obj;
         }
         if (cur) {
-            cur->kept = true;
-            res[n++] = cur->obj;
+            res[n++] = cur;
+            if (c != 0 || cur != base[bi - 1])
+                *(void **)zt_state_array_push(&fresh->v, &fresh->n, sizeof(*fresh->v)) = cur;
         }
-        i = j;
     }
     *out = res;
     *n_out = n;
@@ -805,6 +820,8 @@ int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, c
                             size_t errlen)
 {
     struct zt_state *s = zt_state_xcalloc(1, sizeof(*s));
+    const struct zt_state *base = b->base;
+    struct objv fresh[3] = {{0}};
     void **objs = NULL;
     size_t n = 0;
     int rc;
@@ -813,49 +830,60 @@ int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, c
     if (errlen)
         err[0] = '\0';
 
-    rc = blist_resolve(&b->wls, "workload uid", &objs, &n, err, errlen);
+    rc = blist_resolve(&b->wls, base ? (void *const *)base->wls : NULL, base ? base->n_wls : 0,
+                       offsetof(struct zt_workload, uid), "workload uid", &objs, &n, &fresh[0], err,
+                       errlen);
     if (rc)
         goto fail;
     s->wls = (struct zt_workload **)objs;
     s->n_wls = n;
-    rc = blist_resolve(&b->svcs, "service", &objs, &n, err, errlen);
+    rc = blist_resolve(&b->svcs, base ? (void *const *)base->svcs : NULL, base ? base->n_svcs : 0,
+                       offsetof(struct zt_service, key), "service", &objs, &n, &fresh[1], err,
+                       errlen);
     if (rc)
         goto fail;
     s->svcs = (struct zt_service **)objs;
     s->n_svcs = n;
-    rc = blist_resolve(&b->pols, "policy", &objs, &n, err, errlen);
+    rc =
+        blist_resolve(&b->pols, base ? (void *const *)base->pols : NULL, base ? base->n_pols : 0,
+                      offsetof(struct zt_policy, key), "policy", &objs, &n, &fresh[2], err, errlen);
     if (rc)
         goto fail;
     s->pols = (struct zt_policy **)objs;
     s->n_pols = n;
 
-    for (size_t i = 0; i < s->n_wls && !rc; i++)
-        rc = validate_workload(s->wls[i], err, errlen);
-    for (size_t i = 0; i < s->n_svcs && !rc; i++)
-        rc = validate_service(s->svcs[i], err, errlen);
-    for (size_t i = 0; i < s->n_pols && !rc; i++)
-        rc = validate_policy(s->pols[i], err, errlen);
+    /* The base's objects were validated when it was built. */
+    for (size_t i = 0; i < fresh[0].n && !rc; i++)
+        rc = validate_workload(fresh[0].v[i], err, errlen);
+    for (size_t i = 0; i < fresh[1].n && !rc; i++)
+        rc = validate_service(fresh[1].v[i], err, errlen);
+    for (size_t i = 0; i < fresh[2].n && !rc; i++)
+        rc = validate_policy(fresh[2].v[i], err, errlen);
     if (rc)
         goto fail;
 
-    /* The snapshot now owns the kept objects; drop everything else. */
-    blist_free(&b->wls, unref_wl, false);
-    blist_free(&b->svcs, unref_svc, false);
-    blist_free(&b->pols, unref_pol, false);
-    zt_state_strtab_cleanup(&b->strs);
-    free(b);
+    /* The snapshot takes its own reference on every object it keeps; the
+     * builder then drops its references (and the base). */
+    for (size_t i = 0; i < s->n_wls; i++)
+        zt_workload_ref(s->wls[i]);
+    for (size_t i = 0; i < s->n_svcs; i++)
+        zt_service_ref(s->svcs[i]);
+    for (size_t i = 0; i < s->n_pols; i++)
+        zt_policy_ref(s->pols[i]);
     build_indexes(s);
     *out = s;
-    return 0;
+    goto out;
 
 fail:
-    /* The builder still holds a reference to every object, kept or not. */
     free(s->wls);
     free(s->svcs);
     free(s->pols);
     free(s);
-    zt_state_builder_free(b);
     *out = NULL;
+out:
+    for (size_t i = 0; i < 3; i++)
+        free(fresh[i].v);
+    zt_state_builder_free(b);
     return rc;
 }
 

@@ -606,6 +606,65 @@ static void test_resolve_outbound(void)
     zt_state_unref(s);
 }
 
+/* A delta over a large base: one changed workload, every other record
+ * (and its strings) is the base's own; the delta is merged in key order;
+ * adding a key the base has is a duplicate, removing it first is not; a
+ * bad record in the delta is refused and the base stays usable. */
+static void test_delta_merge(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s1, *s2, *s3 = (struct zt_state *)1;
+    char uid[16], addr[32], err[128];
+    size_t shared = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(uid, sizeof(uid), "u%03d", i);
+        snprintf(addr, sizeof(addr), "10.0.%d.%d", i / 200, i % 200 + 1);
+        zt_state_builder_add_workload(b, wl_new(uid, uid, "ns", addr, ZT_WL_PROTO_HBONE));
+    }
+    s1 = finish(b);
+
+    b = zt_state_builder_new(s1);
+    zt_state_builder_put_workload(b, wl_new("u050", "changed", "ns", "10.1.0.1", ZT_WL_PROTO_TCP));
+    zt_state_builder_put_workload(b, wl_new("u0505", "new", "ns", "10.1.0.2", ZT_WL_PROTO_TCP));
+    zt_state_builder_remove_workload(b, "u000");
+    zt_state_builder_remove_workload(b, "u001");
+    zt_state_builder_add_workload(b, wl_new("u001", "again", "ns", "10.1.0.3", ZT_WL_PROTO_TCP));
+    s2 = finish(b);
+    CHECK_EQ_INT(zt_state_workload_count(s2), 100);
+    for (size_t i = 0; i < zt_state_workload_count(s2); i++) {
+        const struct zt_workload *w = zt_state_workload_at(s2, i);
+        if (w == zt_state_workload_by_uid(s1, w->uid))
+            shared++;
+        if (i)
+            CHECK(strcmp(zt_state_workload_at(s2, i - 1)->uid, w->uid) < 0);
+    }
+    CHECK_EQ_INT(shared, 97); /* all but u050, u0505, u001 (and u000 gone) */
+    CHECK_EQ_STR(zt_state_workload_by_uid(s2, "u050")->name, "changed");
+    CHECK_EQ_STR(zt_state_workload_by_uid(s2, "u001")->name, "again");
+    CHECK(zt_state_workload_by_uid(s2, "u000") == NULL);
+    CHECK(zt_state_workload_by_ip(s2, "", &(struct zt_ip){0}) == NULL);
+    {
+        struct zt_ip a = ip("10.1.0.1"), old = ip("10.0.0.51");
+        CHECK(zt_state_workload_by_ip(s2, "", &a) == zt_state_workload_by_uid(s2, "u050"));
+        CHECK(zt_state_workload_by_ip(s2, "", &old) == NULL);
+        CHECK(zt_state_workload_by_ip(s1, "", &old) == zt_state_workload_by_uid(s1, "u050"));
+    }
+
+    b = zt_state_builder_new(s2);
+    zt_state_builder_add_workload(b, wl_new("u099", "dup", "ns", "10.1.0.9", ZT_WL_PROTO_TCP));
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s3, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "duplicate workload uid \"u099\"");
+    CHECK(s3 == NULL);
+
+    b = zt_state_builder_new(s2);
+    zt_state_builder_put_workload(b, wl_new("", "nouid", "ns", "10.1.0.9", ZT_WL_PROTO_TCP));
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s3, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "workload \"ns/nouid\" has an empty uid");
+    zt_state_unref(s1);
+    CHECK_EQ_INT(zt_state_workload_count(s2), 100);
+    zt_state_unref(s2);
+}
+
 /* Strings that repeat across records are held once per snapshot; the
  * defaults and "" too. Freeing the snapshot frees them (ASan checks). */
 static void test_strings_shared(void)
@@ -657,5 +716,6 @@ int main(void)
     RUN(test_pick_skips_undialable);
     RUN(test_resolve_outbound);
     RUN(test_strings_shared);
+    RUN(test_delta_merge);
     return TEST_REPORT();
 }
