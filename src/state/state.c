@@ -639,12 +639,12 @@ static const char *obj_key(const void *obj, size_t key_off)
 
 /* Replays the operations on each key in order over the base's objects
  * (base: sorted by key, unique; key_off: where an object keeps its key) and
- * writes the surviving objects, sorted by key, to *out, and those that
- * are not the base's, in the same order, to fresh (for validation). Takes
- * no reference. */
+ * writes the surviving objects, sorted by key, to *out; those that are not
+ * the base's, in the same order, to fresh (for validation and the indexes)
+ * and the base's that did not survive to gone. Takes no reference. */
 static int blist_resolve(struct blist *l, void *const *base, size_t n_base, size_t key_off,
                          const char *what, void ***out, size_t *n_out, struct objv *fresh,
-                         char *err, size_t errlen)
+                         struct objv *gone, char *err, size_t errlen)
 {
     size_t i = 0, bi = 0, n = 0;
     void **res;
@@ -655,17 +655,17 @@ static int blist_resolve(struct blist *l, void *const *base, size_t n_base, size
     }
     if (l->n)
         qsort(l->v, l->n, sizeof(*l->v), cmp_bentry);
-    res = zt_state_xcalloc(l->n + n_base, sizeof(*res));
+    res = zt_state_xrealloc(NULL, (l->n + n_base) * sizeof(*res));
     while (i < l->n || bi < n_base) {
         const char *key;
-        void *cur = NULL;
+        void *cur = NULL, *was = NULL;
         int c = bi >= n_base ? 1 : i >= l->n ? -1 : strcmp(obj_key(base[bi], key_off), l->v[i].key);
         if (c < 0) { /* untouched base object */
             res[n++] = base[bi++];
             continue;
         }
         if (c == 0)
-            cur = base[bi++];
+            cur = was = base[bi++];
         key = l->v[i].key;
         for (; i < l->n && strcmp(l->v[i].key, key) == 0; i++) {
             struct bentry *e = &l->v[i];
@@ -676,11 +676,12 @@ static int blist_resolve(struct blist *l, void *const *base, size_t n_base, size
             }
             cur = e->op == BOP_DEL ? NULL : e->obj;
         }
-        if (cur) {
+        if (cur && cur != was)
+            *(void **)zt_state_array_push(&fresh->v, &fresh->n, sizeof(*fresh->v)) = cur;
+        if (was && cur != was)
+            *(void **)zt_state_array_push(&gone->v, &gone->n, sizeof(*gone->v)) = was;
+        if (cur)
             res[n++] = cur;
-            if (c != 0 || cur != base[bi - 1])
-                *(void **)zt_state_array_push(&fresh->v, &fresh->n, sizeof(*fresh->v)) = cur;
-        }
     }
     *out = res;
     *n_out = n;
@@ -754,6 +755,9 @@ static int cmp_vip_entry(const void *a, const void *b)
                   ((const struct zt_service *)y->obj)->key);
 }
 
+static void build_vip_indexes(struct zt_state *s);
+static void build_endpoints(struct zt_state *s);
+
 static void build_indexes(struct zt_state *s)
 {
     size_t n = 0;
@@ -770,15 +774,18 @@ static void build_indexes(struct zt_state *s)
             s->wl_ips[s->n_wl_ips++] =
                 (struct ip_entry){.network = wl->network, .ip = wl->addresses[a], .obj = wl};
     }
+    /* Every claimant of an address stays, the preferred one first (lookups
+     * take the first): when it goes, the next snapshot's merge still knows
+     * the runner-up. */
     qsort(s->wl_ips, s->n_wl_ips, sizeof(*s->wl_ips), cmp_wl_ip_entry);
-    /* Keep only the preferred workload of each (network, ip). */
-    n = 0;
-    for (size_t i = 0; i < s->n_wl_ips; i++)
-        if (n == 0 || cmp_ip_entry_key(&s->wl_ips[n - 1], &s->wl_ips[i]) != 0)
-            s->wl_ips[n++] = s->wl_ips[i];
-    s->n_wl_ips = n;
 
-    n = 0;
+    build_vip_indexes(s);
+    build_endpoints(s);
+}
+
+static void build_vip_indexes(struct zt_state *s)
+{
+    size_t n = 0;
     for (size_t i = 0; i < s->n_svcs; i++)
         n += s->svcs[i]->n_vips;
     s->vips = zt_state_xcalloc(n, sizeof(*s->vips));
@@ -796,7 +803,10 @@ static void build_indexes(struct zt_state *s)
                 .network = svc->cidr_vips[v].network, .cidr = svc->cidr_vips[v].cidr, .svc = svc};
     }
     qsort(s->vips, s->n_vips, sizeof(*s->vips), cmp_vip_entry);
+}
 
+static void build_endpoints(struct zt_state *s)
+{
     /* Endpoint lists: workloads are visited in uid order, so each list is
      * sorted by uid. */
     s->eps = zt_state_xcalloc(s->n_svcs, sizeof(*s->eps));
@@ -816,12 +826,154 @@ static void build_indexes(struct zt_state *s)
     }
 }
 
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* gone sorted by pointer. */
+static bool is_gone(const struct objv *gone, const void *obj)
+{
+    return gone->n && bsearch(&obj, gone->v, gone->n, sizeof(*gone->v), cmp_ptr);
+}
+
+/* The endpoints of a service the base had under the same key: the base's
+ * list without the workloads that went, merged (by uid) with the fresh
+ * workloads that name it. */
+static void merge_endpoints(struct ep_list *l, const struct ep_list *bl, const struct objv *gone,
+                            const struct objv *fresh, const char *key)
+{
+    size_t i = 0, j = 0;
+    l->v = zt_state_xcalloc(bl->n + fresh->n, sizeof(*l->v));
+    while (i < bl->n || j < fresh->n) {
+        const struct zt_workload *f = j < fresh->n ? fresh->v[j] : NULL;
+        if (f && !zt_workload_find_service(f, key)) {
+            j++;
+            continue;
+        }
+        if (i < bl->n && is_gone(gone, bl->v[i])) {
+            i++;
+            continue;
+        }
+        if (!f || (i < bl->n && strcmp(bl->v[i]->uid, f->uid) < 0)) {
+            l->v[l->n++] = bl->v[i++];
+        } else {
+            l->v[l->n++] = f;
+            j++;
+        }
+    }
+}
+
+/* The indexes of s, built from those of base when s is base plus a delta:
+ * gone are the base's workloads s no longer has, fresh the workloads s has
+ * that base had not (in uid order). The address index is a merge of two
+ * sorted arrays; endpoint lists are copied from the base except for the
+ * services a changed workload names; only services new to s cost a scan
+ * of every workload. Results are those of build_indexes. */
+static void build_indexes_delta(struct zt_state *s, const struct zt_state *base, struct objv *gone,
+                                const struct objv *fresh)
+{
+    struct ip_entry *add = NULL;
+    size_t n_add = 0, i = 0, j = 0, n = 0, bj = 0;
+    char **dirty = NULL; /* service keys named by a gone or fresh workload */
+    size_t n_dirty = 0;
+    size_t *new_svcs = NULL, n_new = 0;
+
+    if (gone->n)
+        qsort(gone->v, gone->n, sizeof(*gone->v), cmp_ptr);
+    for (size_t f = 0; f < fresh->n; f++) {
+        const struct zt_workload *wl = fresh->v[f];
+        for (size_t k = 0; k < wl->n_services; k++)
+            *(char **)zt_state_array_push(&dirty, &n_dirty, sizeof(*dirty)) = wl->services[k].key;
+        if (wl->network_mode == ZT_NETMODE_HOST_NETWORK)
+            continue;
+        for (size_t a = 0; a < wl->n_addresses; a++)
+            *(struct ip_entry *)zt_state_array_push(&add, &n_add, sizeof(*add)) =
+                (struct ip_entry){.network = wl->network, .ip = wl->addresses[a], .obj = wl};
+    }
+    for (size_t g = 0; g < gone->n; g++) {
+        const struct zt_workload *wl = gone->v[g];
+        for (size_t k = 0; k < wl->n_services; k++)
+            *(char **)zt_state_array_push(&dirty, &n_dirty, sizeof(*dirty)) = wl->services[k].key;
+    }
+    if (n_add)
+        qsort(add, n_add, sizeof(*add), cmp_wl_ip_entry);
+    if (n_dirty)
+        qsort(dirty, n_dirty, sizeof(*dirty), cmp_strp);
+
+    /* Filled below: no need to zero megabytes. */
+    s->wl_ips = zt_state_xrealloc(NULL, (base->n_wl_ips + n_add) * sizeof(*s->wl_ips));
+    while (i < base->n_wl_ips || j < n_add) {
+        if (i < base->n_wl_ips && is_gone(gone, base->wl_ips[i].obj))
+            i++;
+        else if (j >= n_add ||
+                 (i < base->n_wl_ips && cmp_wl_ip_entry(&base->wl_ips[i], &add[j]) <= 0))
+            s->wl_ips[n++] = base->wl_ips[i++];
+        else
+            s->wl_ips[n++] = add[j++];
+    }
+    s->n_wl_ips = n;
+    free(add);
+
+    build_vip_indexes(s);
+
+    s->eps = zt_state_xcalloc(s->n_svcs, sizeof(*s->eps));
+    for (i = 0; i < s->n_svcs; i++) {
+        const char *key = s->svcs[i]->key;
+        const struct ep_list *bl;
+        while (bj < base->n_svcs && strcmp(base->svcs[bj]->key, key) < 0)
+            bj++;
+        if (bj == base->n_svcs || strcmp(base->svcs[bj]->key, key) != 0) {
+            *(size_t *)zt_state_array_push(&new_svcs, &n_new, sizeof(*new_svcs)) = i;
+            continue;
+        }
+        bl = &base->eps[bj];
+        if (n_dirty && bsearch(&key, dirty, n_dirty, sizeof(*dirty), cmp_strp)) {
+            merge_endpoints(&s->eps[i], bl, gone, fresh, key);
+        } else if (bl->n) {
+            s->eps[i].v = zt_state_xcalloc(bl->n, sizeof(*bl->v));
+            memcpy(s->eps[i].v, bl->v, bl->n * sizeof(*bl->v));
+            s->eps[i].n = bl->n;
+        }
+    }
+    /* Services new under their key: any workload may already name them. */
+    for (i = 0; n_new && i < s->n_wls; i++) {
+        const struct zt_workload *wl = s->wls[i];
+        for (size_t k = 0; k < wl->n_services; k++) {
+            size_t lo = 0, hi = n_new;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = strcmp(wl->services[k].key, s->svcs[new_svcs[mid]]->key);
+                if (c == 0) {
+                    struct ep_list *l = &s->eps[new_svcs[mid]];
+                    if (!l->n || l->v[l->n - 1] != wl)
+                        *(const struct zt_workload **)zt_state_array_push(&l->v, &l->n,
+                                                                          sizeof(*l->v)) = wl;
+                    break;
+                }
+                if (c < 0)
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+        }
+    }
+    free(new_svcs);
+    free(dirty);
+}
+
 int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, char *err,
                             size_t errlen)
 {
     struct zt_state *s = zt_state_xcalloc(1, sizeof(*s));
     const struct zt_state *base = b->base;
-    struct objv fresh[3] = {{0}};
+    struct objv fresh[3] = {{0}}, gone[3] = {{0}};
     void **objs = NULL;
     size_t n = 0;
     int rc;
@@ -831,22 +983,22 @@ int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, c
         err[0] = '\0';
 
     rc = blist_resolve(&b->wls, base ? (void *const *)base->wls : NULL, base ? base->n_wls : 0,
-                       offsetof(struct zt_workload, uid), "workload uid", &objs, &n, &fresh[0], err,
-                       errlen);
+                       offsetof(struct zt_workload, uid), "workload uid", &objs, &n, &fresh[0],
+                       &gone[0], err, errlen);
     if (rc)
         goto fail;
     s->wls = (struct zt_workload **)objs;
     s->n_wls = n;
     rc = blist_resolve(&b->svcs, base ? (void *const *)base->svcs : NULL, base ? base->n_svcs : 0,
-                       offsetof(struct zt_service, key), "service", &objs, &n, &fresh[1], err,
-                       errlen);
+                       offsetof(struct zt_service, key), "service", &objs, &n, &fresh[1], &gone[1],
+                       err, errlen);
     if (rc)
         goto fail;
     s->svcs = (struct zt_service **)objs;
     s->n_svcs = n;
-    rc =
-        blist_resolve(&b->pols, base ? (void *const *)base->pols : NULL, base ? base->n_pols : 0,
-                      offsetof(struct zt_policy, key), "policy", &objs, &n, &fresh[2], err, errlen);
+    rc = blist_resolve(&b->pols, base ? (void *const *)base->pols : NULL, base ? base->n_pols : 0,
+                       offsetof(struct zt_policy, key), "policy", &objs, &n, &fresh[2], &gone[2],
+                       err, errlen);
     if (rc)
         goto fail;
     s->pols = (struct zt_policy **)objs;
@@ -870,7 +1022,10 @@ int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, c
         zt_service_ref(s->svcs[i]);
     for (size_t i = 0; i < s->n_pols; i++)
         zt_policy_ref(s->pols[i]);
-    build_indexes(s);
+    if (base)
+        build_indexes_delta(s, base, &gone[0], &fresh[0]);
+    else
+        build_indexes(s);
     *out = s;
     goto out;
 
@@ -881,8 +1036,10 @@ fail:
     free(s);
     *out = NULL;
 out:
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < 3; i++) {
         free(fresh[i].v);
+        free(gone[i].v);
+    }
     zt_state_builder_free(b);
     return rc;
 }
@@ -908,10 +1065,16 @@ struct zt_state *zt_state_ref(const struct zt_state *cs)
 void zt_state_unref(const struct zt_state *cs)
 {
     struct zt_state *s = (struct zt_state *)cs;
-    bool large;
+    bool large = false;
+    size_t n_last = 0;
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
-    large = s->n_wls + s->n_svcs + s->n_pols >= ZT_STATE_TRIM_OBJECTS;
+    /* Worth a trim when many records go with the snapshot, not when the
+     * next snapshot shares them (a delta). The count is a hint: another
+     * thread may drop a shared record at the same time. */
+    for (size_t i = 0; i < s->n_wls && n_last < ZT_STATE_TRIM_OBJECTS; i++)
+        n_last += atomic_load_explicit(&s->wls[i]->refs, memory_order_relaxed) == 1;
+    large = n_last >= ZT_STATE_TRIM_OBJECTS;
     for (size_t i = 0; i < s->n_wls; i++)
         zt_workload_unref(s->wls[i]);
     for (size_t i = 0; i < s->n_svcs; i++) {

@@ -6,8 +6,8 @@
 
 #include <sys/types.h>
 
-/* Freeing a snapshot of at least this many objects returns free memory to
- * the system (malloc_trim). */
+/* Freeing a snapshot that takes at least this many workloads with it
+ * returns free memory to the system (malloc_trim). */
 #define ZT_STATE_TRIM_OBJECTS 10000
 
 struct ip_entry {

@@ -665,6 +665,98 @@ static void test_delta_merge(void)
     zt_state_unref(s2);
 }
 
+/* Indexes built from a base plus a delta answer exactly as indexes built
+ * from scratch over the same records: random rounds of puts and removes of
+ * workloads (colliding addresses, services named before they exist) and of
+ * services. */
+static uint32_t rnd_state = 12345;
+static uint32_t rnd(uint32_t n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) % n;
+}
+
+static struct zt_workload *rnd_wl(void)
+{
+    char uid[16], addr[32], key[64];
+    struct zt_workload *w;
+    snprintf(uid, sizeof(uid), "w%02u", rnd(60));
+    snprintf(addr, sizeof(addr), "10.0.0.%u", rnd(40) + 1);
+    w = wl_new(uid, uid, "ns", addr, rnd(2) ? ZT_WL_PROTO_HBONE : ZT_WL_PROTO_TCP);
+    for (uint32_t k = rnd(3); k > 0; k--) {
+        snprintf(key, sizeof(key), "ns/s%u.ns.svc.cluster.local", rnd(8));
+        wl_add_svc(w, key, 80, 8080);
+    }
+    return w;
+}
+
+static void same_indexes(const struct zt_state *d)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *f;
+    for (size_t i = 0; i < zt_state_workload_count(d); i++)
+        zt_state_builder_add_workload(
+            b, zt_workload_ref((struct zt_workload *)zt_state_workload_at(d, i)));
+    for (size_t i = 0; i < zt_state_service_count(d); i++)
+        zt_state_builder_add_service(
+            b, zt_service_ref((struct zt_service *)zt_state_service_at(d, i)));
+    f = finish(b);
+    for (unsigned a = 1; a <= 41; a++) {
+        char addr[32];
+        struct zt_ip x;
+        snprintf(addr, sizeof(addr), "10.0.0.%u", a);
+        x = ip(addr);
+        CHECK(zt_state_workload_by_ip(d, "", &x) == zt_state_workload_by_ip(f, "", &x));
+    }
+    CHECK_EQ_INT(zt_state_service_count(d), zt_state_service_count(f));
+    for (size_t i = 0; i < zt_state_service_count(d); i++) {
+        const struct zt_workload *const *ed, *const *ef;
+        size_t nd = zt_state_service_endpoints(d, zt_state_service_at(d, i), &ed);
+        size_t nf = zt_state_service_endpoints(f, zt_state_service_at(f, i), &ef);
+        CHECK_EQ_INT(nd, nf);
+        for (size_t k = 0; k < nd && k < nf; k++)
+            CHECK(ed[k] == ef[k]);
+    }
+    zt_state_unref(f);
+}
+
+static void test_delta_indexes(void)
+{
+    struct zt_state *s = finish(zt_state_builder_new(NULL));
+    for (int round = 0; round < 300; round++) {
+        struct zt_state_builder *b = zt_state_builder_new(s);
+        for (uint32_t k = rnd(4) + 1; k > 0; k--) {
+            char key[64];
+            switch (rnd(4)) {
+            case 0:
+            case 1:
+                zt_state_builder_put_workload(b, rnd_wl());
+                break;
+            case 2:
+                snprintf(key, sizeof(key), "w%02u", rnd(60));
+                zt_state_builder_remove_workload(b, key);
+                break;
+            default:
+                snprintf(key, sizeof(key), "s%u", rnd(8));
+                if (rnd(3)) {
+                    char vip[32];
+                    snprintf(vip, sizeof(vip), "10.96.0.%u", rnd(8) + 1);
+                    zt_state_builder_put_service(b, svc_new(key, "ns", vip, 80, 8080));
+                } else {
+                    char full[128];
+                    snprintf(full, sizeof(full), "ns/%s.ns.svc.cluster.local", key);
+                    zt_state_builder_remove_service(b, full);
+                }
+                break;
+            }
+        }
+        zt_state_unref(s);
+        s = finish(b);
+        same_indexes(s);
+    }
+    zt_state_unref(s);
+}
+
 /* Strings that repeat across records are held once per snapshot; the
  * defaults and "" too. Freeing the snapshot frees them (ASan checks). */
 static void test_strings_shared(void)
@@ -717,5 +809,6 @@ int main(void)
     RUN(test_resolve_outbound);
     RUN(test_strings_shared);
     RUN(test_delta_merge);
+    RUN(test_delta_indexes);
     return TEST_REPORT();
 }
