@@ -10,6 +10,7 @@
  * allow-list (unknown and duplicate keys are errors, as in Istio's
  * deny_unknown_fields), then reads the keys it knows. */
 #include "config/local.h"
+#include "config/local_int.h"
 
 #include "base/err.h"
 
@@ -27,61 +28,13 @@
  * so a small file could otherwise describe an enormous tree). */
 #define MAX_VISITS 10000000u
 #define PATH_MAX_LEN 256
-#define ARENA_BLOCK 65536
 /* After reading a file at least this large, free memory goes back to the
  * system (malloc_trim). */
 #define ZT_CONFIG_LOCAL_TRIM_BYTES (1u << 20)
 
-/* A node of one item's tree. type is libyaml's node type; line is 0-based,
- * as in libyaml's marks. */
-struct ypair;
-struct ynode {
-    yaml_node_type_t type;
-    bool plain;        /* scalar in plain style (null may be spelled "~") */
-    uint32_t line;     /* of the node's first event */
-    const char *value; /* scalar, NUL-terminated */
-    size_t len;
-    struct ypair *pairs; /* mapping */
-    size_t n_pairs;
-    struct ynode **items; /* sequence */
-    size_t n_items;
-};
-
-struct ypair {
-    struct ynode *key, *value;
-};
-
-/* Bump allocator for item trees: reset after each item, so a file of any
- * length is parsed in the memory of its largest item. */
-struct arena_blk {
-    struct arena_blk *next;
-    size_t used, cap;
-    max_align_t data[];
-};
-
-struct anchor {
-    char *name;
-    struct ynode *node;
-};
-
-struct frame {
-    struct ynode *node;
-    size_t start; /* its first child in ctx.scratch */
-};
-
 struct ctx {
-    const char *file;
-    yaml_parser_t *parser;
-    char *err;
-    size_t errlen;
+    struct zt_yreader y;
     unsigned visits;
-    struct arena_blk *arena;
-    struct ynode **scratch; /* children of the containers being built */
-    size_t n_scratch, cap_scratch;
-    struct frame *stack; /* containers being built */
-    size_t depth, cap_stack;
-    struct anchor *anchors; /* document-wide, as in YAML */
-    size_t n_anchors;
     void *last; /* the record the last item parser added to the builder */
 };
 
@@ -93,207 +46,9 @@ __attribute__((format(printf, 4, 5))) static int fail(struct ctx *c, const struc
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    snprintf(c->err, c->errlen, "%s:%lu: %s: %s", c->file, n ? (unsigned long)n->line + 1 : 1ul,
-             path, reason);
+    snprintf(c->y.err, c->y.errlen, "%s:%lu: %s: %s", c->y.file,
+             n ? (unsigned long)n->line + 1 : 1ul, path, reason);
     return ZT_E_CONFIG;
-}
-
-/* ---------------------------------------------------------------- events */
-
-static void *arena_alloc(struct ctx *c, size_t n)
-{
-    struct arena_blk *b = c->arena;
-    void *p;
-    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        b = zt_state_xcalloc(1, sizeof(*b) + cap);
-        b->cap = cap;
-        b->next = c->arena;
-        c->arena = b;
-    }
-    p = (char *)b->data + b->used;
-    b->used += n;
-    return p;
-}
-
-/* Drops every tree built so far, keeping one block for the next item.
- * Trees are kept while the document has anchors: a later alias may point
- * into any of them. */
-static void arena_reset(struct ctx *c)
-{
-    struct arena_blk *b = c->arena;
-    if (!b || c->n_anchors)
-        return;
-    while (b->next) {
-        struct arena_blk *next = b->next;
-        free(b);
-        b = next;
-    }
-    b->used = 0;
-    c->arena = b;
-}
-
-static void ctx_cleanup(struct ctx *c)
-{
-    while (c->arena) {
-        struct arena_blk *next = c->arena->next;
-        free(c->arena);
-        c->arena = next;
-    }
-    for (size_t i = 0; i < c->n_anchors; i++)
-        free(c->anchors[i].name);
-    free(c->anchors);
-    free(c->scratch);
-    free(c->stack);
-}
-
-/* Makes room for one more element in a vector that also shrinks (unlike
- * zt_state_array_push's, its capacity is explicit). */
-static void *vec_slot(void *v_ptr, size_t *n, size_t *cap, size_t size)
-{
-    void **v = v_ptr;
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 16;
-        *v = zt_state_xrealloc(*v, *cap * size);
-    }
-    return (char *)*v + (*n)++ * size;
-}
-
-/* libyaml's own words, as its document loader reported them. */
-static int syntax_error(struct ctx *c, unsigned long line, const char *problem, const char *context)
-{
-    snprintf(c->err, c->errlen, "%s:%lu: YAML syntax error: %s%s%s", c->file, line + 1,
-             problem ? problem : "unknown", context ? " " : "", context ? context : "");
-    return ZT_E_CONFIG;
-}
-
-static int next_event(struct ctx *c, yaml_event_t *ev)
-{
-    if (!yaml_parser_parse(c->parser, ev))
-        return syntax_error(c, (unsigned long)c->parser->problem_mark.line, c->parser->problem,
-                            c->parser->context);
-    return 0;
-}
-
-static int add_anchor(struct ctx *c, const yaml_char_t *name, struct ynode *n)
-{
-    struct anchor *a;
-    if (!name)
-        return 0;
-    for (size_t i = 0; i < c->n_anchors; i++)
-        if (strcmp(c->anchors[i].name, (const char *)name) == 0)
-            return syntax_error(c, n->line, "second occurrence",
-                                "found duplicate anchor; first occurrence");
-    a = zt_state_array_push(&c->anchors, &c->n_anchors, sizeof(*a));
-    a->name = zt_state_xstrdup((const char *)name);
-    a->node = n;
-    return 0;
-}
-
-static struct ynode *new_node(struct ctx *c, yaml_node_type_t type, const yaml_event_t *ev)
-{
-    struct ynode *n = arena_alloc(c, sizeof(*n));
-    memset(n, 0, sizeof(*n));
-    n->type = type;
-    n->line = (uint32_t)ev->start_mark.line;
-    return n;
-}
-
-/* Builds the node that starts with event first (consumed by the caller's
- * yaml_event_delete, never here) and every event up to its end. The nesting
- * depth is bounded by libyaml; the build itself uses no recursion. */
-static int read_node(struct ctx *c, yaml_event_t *first, struct ynode **out)
-{
-    size_t base = c->depth;
-    yaml_event_t ev = *first;
-    bool own = false; /* ev must be deleted here */
-    int rc = 0;
-
-    *out = NULL;
-    for (;;) {
-        struct ynode *n = NULL;
-        const yaml_char_t *anchor = NULL;
-        switch (ev.type) {
-        case YAML_SCALAR_EVENT:
-            n = new_node(c, YAML_SCALAR_NODE, &ev);
-            n->len = ev.data.scalar.length;
-            n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-            n->value = arena_alloc(c, n->len + 1);
-            memcpy((char *)n->value, ev.data.scalar.value, n->len);
-            ((char *)n->value)[n->len] = '\0';
-            anchor = ev.data.scalar.anchor;
-            break;
-        case YAML_ALIAS_EVENT:
-            for (size_t i = c->n_anchors; i-- > 0 && !n;)
-                if (strcmp(c->anchors[i].name, (const char *)ev.data.alias.anchor) == 0)
-                    n = c->anchors[i].node;
-            if (!n)
-                rc = syntax_error(c, (unsigned long)ev.start_mark.line, "found undefined alias",
-                                  NULL);
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT: {
-            struct frame *f;
-            n = new_node(
-                c, ev.type == YAML_SEQUENCE_START_EVENT ? YAML_SEQUENCE_NODE : YAML_MAPPING_NODE,
-                &ev);
-            rc = add_anchor(c,
-                            ev.type == YAML_SEQUENCE_START_EVENT ? ev.data.sequence_start.anchor
-                                                                 : ev.data.mapping_start.anchor,
-                            n);
-            f = vec_slot(&c->stack, &c->depth, &c->cap_stack, sizeof(*f));
-            f->node = n;
-            f->start = c->n_scratch;
-            n = NULL; /* complete at its end event */
-            break;
-        }
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT: {
-            struct frame *f = &c->stack[--c->depth];
-            size_t k = c->n_scratch - f->start;
-            n = f->node;
-            if (n->type == YAML_SEQUENCE_NODE) {
-                n->items = arena_alloc(c, k * sizeof(*n->items));
-                if (k)
-                    memcpy(n->items, c->scratch + f->start, k * sizeof(*n->items));
-                n->n_items = k;
-            } else {
-                n->pairs = arena_alloc(c, k / 2 * sizeof(*n->pairs));
-                for (size_t i = 0; i < k / 2; i++) {
-                    n->pairs[i].key = c->scratch[f->start + 2 * i];
-                    n->pairs[i].value = c->scratch[f->start + 2 * i + 1];
-                }
-                n->n_pairs = k / 2;
-            }
-            c->n_scratch = f->start;
-            break;
-        }
-        default:
-            /* The parser only yields node events inside a document. */
-            rc = syntax_error(c, (unsigned long)ev.start_mark.line, "unexpected event", NULL);
-            break;
-        }
-        if (!rc && anchor)
-            rc = add_anchor(c, anchor, n);
-        if (own)
-            yaml_event_delete(&ev);
-        if (rc)
-            break;
-        if (n) {
-            if (c->depth == base) {
-                *out = n;
-                break;
-            }
-            *(struct ynode **)vec_slot(&c->scratch, &c->n_scratch, &c->cap_scratch,
-                                       sizeof(*c->scratch)) = n;
-        }
-        rc = next_event(c, &ev);
-        if (rc)
-            break;
-        own = true;
-    }
-    return rc;
 }
 
 static const char *scalar(const struct ynode *n)
@@ -1229,7 +984,7 @@ struct dup_list {
 static void record_item(struct ctx *c, const struct list_kind *k, struct ynode *item,
                         struct dup_list *l)
 {
-    struct dup_item *d = vec_slot(&l->v, &l->n, &l->cap, sizeof(*l->v));
+    struct dup_item *d = zt_config_vec_slot(&l->v, &l->n, &l->cap, sizeof(*l->v));
     struct ynode *xa = map_get(c, item, k->a);
     if (k == &kinds[0]) {
         d->a = ((const struct zt_workload *)c->last)->uid;
@@ -1308,7 +1063,7 @@ static int stream_list(struct ctx *c, const struct list_kind *k, const yaml_even
         yaml_event_t ev;
         struct ynode *item;
         char sub[PATH_MAX_LEN];
-        if ((rc = next_event(c, &ev)))
+        if ((rc = zt_yreader_next(&c->y, &ev)))
             return rc;
         if (ev.type == YAML_SEQUENCE_END_EVENT) {
             yaml_event_delete(&ev);
@@ -1318,7 +1073,7 @@ static int stream_list(struct ctx *c, const struct list_kind *k, const yaml_even
             yaml_event_delete(&ev);
             return fail(c, &at, k->name, "too many items (over %d)", ZT_STATE_MAX_OBJECTS);
         }
-        rc = read_node(c, &ev, &item);
+        rc = zt_yreader_node(&c->y, &ev, &item);
         yaml_event_delete(&ev);
         if (rc)
             return rc;
@@ -1330,7 +1085,7 @@ static int stream_list(struct ctx *c, const struct list_kind *k, const yaml_even
         if (rc)
             return rc;
         record_item(c, k, item, dups);
-        arena_reset(c);
+        zt_yreader_reset(&c->y);
     }
 }
 
@@ -1346,13 +1101,13 @@ static int stream_root(struct ctx *c, struct zt_state_builder *b, struct dup_lis
         struct ynode *key, *val;
         const struct list_kind *k = NULL;
         char sub[PATH_MAX_LEN];
-        if ((rc = next_event(c, &ev)))
+        if ((rc = zt_yreader_next(&c->y, &ev)))
             return rc;
         if (ev.type == YAML_MAPPING_END_EVENT) {
             yaml_event_delete(&ev);
             return 0;
         }
-        rc = read_node(c, &ev, &key);
+        rc = zt_yreader_node(&c->y, &ev, &key);
         yaml_event_delete(&ev);
         if (rc)
             return rc;
@@ -1367,20 +1122,20 @@ static int stream_root(struct ctx *c, struct zt_state_builder *b, struct dup_lis
         if (seen[k - kinds])
             return fail(c, key, sub, "duplicate key");
         seen[k - kinds] = true;
-        if ((rc = next_event(c, &ev)))
+        if ((rc = zt_yreader_next(&c->y, &ev)))
             return rc;
         if (ev.type == YAML_SEQUENCE_START_EVENT && !ev.data.sequence_start.anchor) {
             yaml_event_delete(&ev);
             rc = stream_list(c, k, &ev, b, &dups[k - kinds]);
         } else {
-            rc = read_node(c, &ev, &val);
+            rc = zt_yreader_node(&c->y, &ev, &val);
             yaml_event_delete(&ev);
             if (!rc)
                 rc = each_item(c, val, k->name, k->parse, b);
         }
         if (rc)
             return rc;
-        arena_reset(c);
+        zt_yreader_reset(&c->y);
     }
 }
 
@@ -1392,14 +1147,14 @@ static int load_stream(struct ctx *c, struct zt_state **out)
     struct dup_list dups[3] = {{0}};
     yaml_event_t ev;
     char berr[256];
-    int rc = next_event(c, &ev); /* STREAM-START */
+    int rc = zt_yreader_next(&c->y, &ev); /* STREAM-START */
     if (!rc) {
         yaml_event_delete(&ev);
-        rc = next_event(c, &ev); /* DOCUMENT-START or STREAM-END */
+        rc = zt_yreader_next(&c->y, &ev); /* DOCUMENT-START or STREAM-END */
     }
     if (!rc && ev.type == YAML_DOCUMENT_START_EVENT) {
         yaml_event_delete(&ev);
-        rc = next_event(c, &ev); /* the root node */
+        rc = zt_yreader_next(&c->y, &ev); /* the root node */
         if (!rc && ev.type == YAML_MAPPING_START_EVENT) {
             /* An anchor on the root could only be aliased from inside it. */
             yaml_event_delete(&ev);
@@ -1407,7 +1162,7 @@ static int load_stream(struct ctx *c, struct zt_state **out)
         } else if (!rc) {
             static const char *const keys[] = {"workloads", "services", "policies", NULL};
             struct ynode *root;
-            rc = read_node(c, &ev, &root);
+            rc = zt_yreader_node(&c->y, &ev, &root);
             yaml_event_delete(&ev);
             if (!rc && !is_null(root))
                 rc = check_keys(c, root, "", keys);
@@ -1425,7 +1180,7 @@ static int load_stream(struct ctx *c, struct zt_state **out)
     }
     rc = zt_state_builder_finish(b, out, berr, sizeof(berr));
     if (rc)
-        snprintf(c->err, c->errlen, "%s: %s", c->file, berr);
+        snprintf(c->y.err, c->y.errlen, "%s: %s", c->y.file, berr);
     return rc;
 }
 
@@ -1433,7 +1188,7 @@ int zt_config_local_load_string(const char *name, const char *yaml, size_t len,
                                 struct zt_state **out, char *err, size_t errlen)
 {
     yaml_parser_t parser;
-    struct ctx c = {.file = name, .parser = &parser, .err = err, .errlen = errlen};
+    struct ctx c = {.y = {.file = name, .parser = &parser, .err = err, .errlen = errlen}};
     int rc;
 
     *out = NULL;
@@ -1447,7 +1202,7 @@ int zt_config_local_load_string(const char *name, const char *yaml, size_t len,
         abort();
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
     rc = load_stream(&c, out);
-    ctx_cleanup(&c);
+    zt_yreader_cleanup(&c.y);
     yaml_parser_delete(&parser);
     return rc;
 }
