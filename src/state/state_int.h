@@ -50,8 +50,13 @@ struct zt_state {
  * zt_state_str_unref. The table holds one reference per string until
  * cleanup. Not thread-safe; reference counts are atomic, so records built
  * from a table may be freed on any thread. */
+struct zt_state_strslot {
+    char *s; /* NULL = empty */
+    uint64_t hash;
+};
+
 struct zt_state_strtab {
-    char **slots; /* open addressing, NULL = empty */
+    struct zt_state_strslot *slots; /* open addressing */
     size_t cap, n;
 };
 

@@ -36,8 +36,8 @@ void zt_state_strtab_init(struct zt_state_strtab *t)
 void zt_state_strtab_cleanup(struct zt_state_strtab *t)
 {
     for (size_t i = 0; i < t->cap; i++)
-        if (t->slots[i])
-            zt_state_str_unref(t->slots[i]);
+        if (t->slots[i].s)
+            zt_state_str_unref(t->slots[i].s);
     free(t->slots);
     memset(t, 0, sizeof(*t));
 }
@@ -45,12 +45,12 @@ void zt_state_strtab_cleanup(struct zt_state_strtab *t)
 static void grow(struct zt_state_strtab *t)
 {
     size_t cap = t->cap ? t->cap * 2 : 256;
-    char **slots = zt_state_xcalloc(cap, sizeof(*slots));
+    struct zt_state_strslot *slots = zt_state_xcalloc(cap, sizeof(*slots));
     for (size_t i = 0; i < t->cap; i++) {
         size_t h;
-        if (!t->slots[i])
+        if (!t->slots[i].s)
             continue;
-        for (h = (size_t)hash_str(t->slots[i]) & (cap - 1); slots[h]; h = (h + 1) & (cap - 1))
+        for (h = t->slots[i].hash & (cap - 1); slots[h].s; h = (h + 1) & (cap - 1))
             ;
         slots[h] = t->slots[i];
     }
@@ -61,19 +61,22 @@ static void grow(struct zt_state_strtab *t)
 
 char *zt_state_strtab_intern(struct zt_state_strtab *t, const char *s)
 {
+    uint64_t hash = hash_str(s);
     size_t h, len;
     struct rcstr *r;
     if (2 * (t->n + 1) > t->cap)
         grow(t);
-    for (h = (size_t)hash_str(s) & (t->cap - 1); t->slots[h]; h = (h + 1) & (t->cap - 1))
-        if (strcmp(t->slots[h], s) == 0)
-            return zt_state_str_ref(t->slots[h]);
+    /* The stored hash spares most probes a visit to the string. */
+    for (h = (size_t)hash & (t->cap - 1); t->slots[h].s; h = (h + 1) & (t->cap - 1))
+        if (t->slots[h].hash == hash && strcmp(t->slots[h].s, s) == 0)
+            return zt_state_str_ref(t->slots[h].s);
     len = strlen(s);
     r = zt_state_xcalloc(1, sizeof(*r) + len + 1);
     memcpy(r->s, s, len);
     /* One reference for the table, one for the caller. */
     atomic_init(&r->refs, 2);
-    t->slots[h] = r->s;
+    t->slots[h].s = r->s;
+    t->slots[h].hash = hash;
     t->n++;
     return r->s;
 }
