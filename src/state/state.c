@@ -204,7 +204,8 @@ void zt_workload_unref(struct zt_workload *wl)
     str_free(wl->namespace, in);
     str_free(wl->service_account, in);
     str_free(wl->trust_domain, in);
-    free(wl->addresses);
+    if (!wl->packed)
+        free(wl->addresses);
     str_free(wl->network, in);
     str_free(wl->node, in);
     str_free(wl->hostname, in);
@@ -214,9 +215,13 @@ void zt_workload_unref(struct zt_workload *wl)
     str_free(wl->workload_name, in);
     for (size_t i = 0; i < wl->n_services; i++) {
         str_free(wl->services[i].key, in);
-        free(wl->services[i].ports);
+        if (!wl->packed)
+            free(wl->services[i].ports);
     }
-    free(wl->services);
+    if (!wl->packed)
+        free(wl->services);
+    else
+        free(wl->n_addresses ? (void *)wl->addresses : (void *)wl->services);
     free_strv(wl->authorization_policies, wl->n_authorization_policies, in);
     str_free(wl->locality.region, in);
     str_free(wl->locality.zone, in);
@@ -442,6 +447,44 @@ static char *intern_key(struct zt_state_builder *b, const char *x, const char *y
     return shared;
 }
 
+/* Moves a workload's addresses, services and their ports into one block
+ * (addresses first, then services, then every port map): at 200k workloads
+ * three small allocations each cost more than their contents. */
+static void pack_workload(struct zt_workload *wl)
+{
+    size_t a_len = wl->n_addresses * sizeof(*wl->addresses), s_off, s_len, p_off, size;
+    size_t n_ports = 0;
+    char *block;
+    struct zt_workload_service *svcs;
+    if (!wl->n_addresses && !wl->n_services)
+        return;
+    for (size_t i = 0; i < wl->n_services; i++)
+        n_ports += wl->services[i].n_ports;
+    s_off = (a_len + _Alignof(struct zt_workload_service) - 1) /
+            _Alignof(struct zt_workload_service) * _Alignof(struct zt_workload_service);
+    s_len = wl->n_services * sizeof(*wl->services);
+    p_off = s_off + s_len; /* struct zt_workload_service is at least as aligned as a port map */
+    size = p_off + n_ports * sizeof(struct zt_port_map);
+    block = zt_state_xrealloc(NULL, size);
+    if (a_len)
+        memcpy(block, wl->addresses, a_len);
+    svcs = (struct zt_workload_service *)(void *)(block + s_off);
+    for (size_t i = 0; i < wl->n_services; i++) {
+        struct zt_port_map *pm = (struct zt_port_map *)(void *)(block + p_off);
+        svcs[i] = wl->services[i];
+        if (svcs[i].n_ports)
+            memcpy(pm, wl->services[i].ports, svcs[i].n_ports * sizeof(*pm));
+        free(wl->services[i].ports);
+        svcs[i].ports = svcs[i].n_ports ? pm : NULL;
+        p_off += svcs[i].n_ports * sizeof(*pm);
+    }
+    free(wl->addresses);
+    free(wl->services);
+    wl->addresses = a_len ? (struct zt_ip *)(void *)block : NULL;
+    wl->services = wl->n_services ? svcs : NULL;
+    wl->packed = true;
+}
+
 /* Applies the defaults of the wire facts (3.2), turns every NULL string
  * into "" and shares the strings (see state.h). */
 static void normalize_workload(struct zt_state_builder *b, struct zt_workload *wl)
@@ -472,6 +515,7 @@ static void normalize_workload(struct zt_state_builder *b, struct zt_workload *w
     intern_gateway(b, &wl->waypoint);
     intern_gateway(b, &wl->network_gateway);
     wl->interned = true;
+    pack_workload(wl);
 }
 
 static void normalize_service(struct zt_state_builder *b, struct zt_service *svc)

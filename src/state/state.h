@@ -94,6 +94,7 @@ struct zt_workload_service {
 struct zt_workload {
     atomic_uint refs;
     bool interned; /* private: strings are the builder's shared ones */
+    bool packed;   /* private: addresses, services and ports in one block */
     char *uid;     /* primary key */
     char *name;
     char *namespace;

@@ -757,6 +757,41 @@ static void test_delta_indexes(void)
     zt_state_unref(s);
 }
 
+/* The builder moves a workload's addresses, services and ports into one
+ * block: every value survives, in order. */
+static void test_workload_packed(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_workload *w = wl_new("u1", "a", "ns", "10.0.0.1", ZT_WL_PROTO_HBONE);
+    struct zt_state *s;
+    const struct zt_workload *g;
+    struct zt_ip a2 = ip("fd00::2");
+    *(struct zt_ip *)zt_state_array_push(&w->addresses, &w->n_addresses, sizeof(struct zt_ip)) = a2;
+    wl_add_svc(w, "ns/one", 80, 8080);
+    wl_add_svc(w, "ns/two", 0, 0);
+    wl_add_svc(w, "ns/three", 443, 8443);
+    {
+        struct zt_port_map *pm =
+            zt_state_array_push(&w->services[2].ports, &w->services[2].n_ports, sizeof(*pm));
+        pm->service_port = 9090;
+    }
+    zt_state_builder_add_workload(b, w);
+    s = finish(b);
+    g = zt_state_workload_by_uid(s, "u1");
+    CHECK(g != NULL);
+    CHECK_EQ_INT(g->n_addresses, 2);
+    CHECK(zt_workload_has_ip(g, &a2));
+    CHECK_EQ_INT(g->n_services, 3);
+    CHECK_EQ_STR(g->services[1].key, "ns/two");
+    CHECK_EQ_INT(g->services[1].n_ports, 0);
+    CHECK_EQ_INT(g->services[0].ports[0].target_port, 8080);
+    CHECK_EQ_INT(g->services[2].n_ports, 2);
+    CHECK_EQ_INT(g->services[2].ports[0].target_port, 8443);
+    CHECK_EQ_INT(g->services[2].ports[1].service_port, 9090);
+    CHECK(zt_state_workload_by_ip(s, "", &a2) == g);
+    zt_state_unref(s);
+}
+
 /* Strings that repeat across records are held once per snapshot; the
  * defaults and "" too. Freeing the snapshot frees them (ASan checks). */
 static void test_strings_shared(void)
@@ -810,5 +845,6 @@ int main(void)
     RUN(test_strings_shared);
     RUN(test_delta_merge);
     RUN(test_delta_indexes);
+    RUN(test_workload_packed);
     return TEST_REPORT();
 }
