@@ -111,6 +111,7 @@ demo-control: deps all
 
 bench: bench-deps all
 	bench/run.sh
+	bench/config.sh
 	$(BUILD)/bench/authz_bench
 
 format:

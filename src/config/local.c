@@ -1,35 +1,44 @@
 /* Local config YAML loader. See local.h.
  *
- * libyaml's document API gives a node tree with source marks, which is what
- * the error messages need. Each object parser first checks its mapping's keys
- * against an allow-list (unknown and duplicate keys are errors, as in
- * Istio's deny_unknown_fields), then reads the keys it knows. */
+ * The file is read as a stream of libyaml events, not as one document tree:
+ * at 200k workloads a whole tree costs several times the file in memory and
+ * most of the load time. The top-level mapping and its three lists are
+ * walked event by event; each list item (one workload, service or policy)
+ * is built into a small node tree with source marks, which is what the
+ * error messages need, parsed into its record, and dropped before the next
+ * item. Each object parser first checks its mapping's keys against an
+ * allow-list (unknown and duplicate keys are errors, as in Istio's
+ * deny_unknown_fields), then reads the keys it knows. */
 #include "config/local.h"
+#include "config/local_int.h"
 
 #include "base/err.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 /* Bounds the work an alias-heavy document can cause (aliases share nodes,
  * so a small file could otherwise describe an enormous tree). */
 #define MAX_VISITS 10000000u
 #define PATH_MAX_LEN 256
+/* After reading a file at least this large, free memory goes back to the
+ * system (malloc_trim). */
+#define ZT_CONFIG_LOCAL_TRIM_BYTES (1u << 20)
 
 struct ctx {
-    const char *file;
-    yaml_document_t *doc;
-    char *err;
-    size_t errlen;
+    struct zt_yreader y;
     unsigned visits;
+    void *last; /* the record the last item parser added to the builder */
 };
 
-__attribute__((format(printf, 4, 5))) static int fail(struct ctx *c, const yaml_node_t *n,
+__attribute__((format(printf, 4, 5))) static int fail(struct ctx *c, const struct ynode *n,
                                                       const char *path, const char *fmt, ...)
 {
     char reason[512];
@@ -37,32 +46,26 @@ __attribute__((format(printf, 4, 5))) static int fail(struct ctx *c, const yaml_
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    snprintf(c->err, c->errlen, "%s:%lu: %s: %s", c->file,
-             n ? (unsigned long)n->start_mark.line + 1 : 1ul, path, reason);
+    snprintf(c->y.err, c->y.errlen, "%s:%lu: %s: %s", c->y.file,
+             n ? (unsigned long)n->line + 1 : 1ul, path, reason);
     return ZT_E_CONFIG;
 }
 
-static yaml_node_t *node_get(struct ctx *c, int id)
+static const char *scalar(const struct ynode *n)
 {
-    return yaml_document_get_node(c->doc, id);
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-    return (const char *)n->data.scalar.value;
+    return (const char *)n->value;
 }
 
 /* A plain "~", "null" or empty scalar stands for "not set". */
-static bool is_null(const yaml_node_t *n)
+static bool is_null(const struct ynode *n)
 {
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+    if (n->type != YAML_SCALAR_NODE || !n->plain)
         return false;
-    return n->data.scalar.length == 0 || strcmp(scalar(n), "~") == 0 ||
-           strcmp(scalar(n), "null") == 0 || strcmp(scalar(n), "Null") == 0 ||
-           strcmp(scalar(n), "NULL") == 0;
+    return n->len == 0 || strcmp(scalar(n), "~") == 0 || strcmp(scalar(n), "null") == 0 ||
+           strcmp(scalar(n), "Null") == 0 || strcmp(scalar(n), "NULL") == 0;
 }
 
-static const char *type_name(const yaml_node_t *n)
+static const char *type_name(const struct ynode *n)
 {
     switch (n->type) {
     case YAML_SCALAR_NODE:
@@ -76,7 +79,7 @@ static const char *type_name(const yaml_node_t *n)
     }
 }
 
-static int visit(struct ctx *c, const yaml_node_t *n, const char *path)
+static int visit(struct ctx *c, const struct ynode *n, const char *path)
 {
     if (++c->visits > MAX_VISITS)
         return fail(c, n, path, "document too large (over %u nodes visited)", MAX_VISITS);
@@ -106,7 +109,7 @@ static void path_index(char *buf, const char *parent, size_t i)
     path_join(buf, parent, idx, NULL, NULL);
 }
 
-static int expect_type(struct ctx *c, const yaml_node_t *n, const char *path, yaml_node_type_t t)
+static int expect_type(struct ctx *c, const struct ynode *n, const char *path, yaml_node_type_t t)
 {
     static const char *const names[] = {"", "a string", "a list", "a mapping"};
     if (n->type != t)
@@ -115,42 +118,41 @@ static int expect_type(struct ctx *c, const yaml_node_t *n, const char *path, ya
 }
 
 /* Checks that every key of a mapping is a known, unique scalar. */
-static int check_keys(struct ctx *c, yaml_node_t *map, const char *path, const char *const *allowed)
+static int check_keys(struct ctx *c, struct ynode *map, const char *path,
+                      const char *const *allowed)
 {
+    uint64_t seen = 0; /* allow-lists are short: one bit per allowed key */
     int rc = expect_type(c, map, path, YAML_MAPPING_NODE);
     if (rc)
         return rc;
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *k = node_get(c, p->key);
-        bool known = false;
+    for (struct ypair *p = map->pairs; p < map->pairs + map->n_pairs; p++) {
+        struct ynode *k = p->key;
         char sub[PATH_MAX_LEN];
+        size_t a = 0;
         if (!k || k->type != YAML_SCALAR_NODE)
             return fail(c, k ? k : map, path, "mapping keys must be strings");
-        path_key(sub, path, scalar(k));
-        for (const char *const *a = allowed; *a && !known; a++)
-            known = strcmp(*a, scalar(k)) == 0;
-        if (!known)
-            return fail(c, k, sub, "unknown key");
-        for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
-            yaml_node_t *k2 = node_get(c, q->key);
-            if (strcmp(scalar(k2), scalar(k)) == 0)
-                return fail(c, k, sub, "duplicate key");
+        while (allowed[a] && strcmp(allowed[a], scalar(k)) != 0)
+            a++;
+        if (allowed[a] && !(seen & (1ull << a))) {
+            seen |= 1ull << a;
+            continue;
         }
+        path_key(sub, path, scalar(k));
+        return fail(c, k, sub, allowed[a] ? "duplicate key" : "unknown key");
     }
     return 0;
 }
 
 /* Looks a key up in a mapping already checked by check_keys. */
-static yaml_node_t *map_get(struct ctx *c, yaml_node_t *map, const char *key)
+static struct ynode *map_get(struct ctx *c, struct ynode *map, const char *key)
 {
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
-        if (strcmp(scalar(node_get(c, p->key)), key) == 0)
-            return node_get(c, p->value);
+    for (struct ypair *p = map->pairs; p < (map->pairs + map->n_pairs); p++)
+        if (strcmp(scalar(p->key), key) == 0)
+            return p->value;
     return NULL;
 }
 
-static int get_str(struct ctx *c, yaml_node_t *n, const char *path, char **out)
+static int get_str(struct ctx *c, struct ynode *n, const char *path, char **out)
 {
     int rc;
     if (is_null(n)) {
@@ -166,7 +168,7 @@ static int get_str(struct ctx *c, yaml_node_t *n, const char *path, char **out)
     return 0;
 }
 
-static int get_bool(struct ctx *c, yaml_node_t *n, const char *path, bool *out)
+static int get_bool(struct ctx *c, struct ynode *n, const char *path, bool *out)
 {
     if (n->type == YAML_SCALAR_NODE && strcasecmp(scalar(n), "true") == 0)
         *out = true;
@@ -177,7 +179,7 @@ static int get_bool(struct ctx *c, yaml_node_t *n, const char *path, bool *out)
     return 0;
 }
 
-static int parse_uint(struct ctx *c, yaml_node_t *n, const char *path, unsigned long max,
+static int parse_uint(struct ctx *c, struct ynode *n, const char *path, unsigned long max,
                       const char *what, unsigned long *out)
 {
     const char *s;
@@ -198,7 +200,7 @@ static int parse_uint(struct ctx *c, yaml_node_t *n, const char *path, unsigned 
     return 0;
 }
 
-static int get_port(struct ctx *c, yaml_node_t *n, const char *path, uint16_t *out)
+static int get_port(struct ctx *c, struct ynode *n, const char *path, uint16_t *out)
 {
     unsigned long v;
     int rc = parse_uint(c, n, path, 65535, "port", &v);
@@ -207,7 +209,7 @@ static int get_port(struct ctx *c, yaml_node_t *n, const char *path, uint16_t *o
     return rc;
 }
 
-static int get_u32(struct ctx *c, yaml_node_t *n, const char *path, uint32_t *out)
+static int get_u32(struct ctx *c, struct ynode *n, const char *path, uint32_t *out)
 {
     unsigned long v;
     int rc = parse_uint(c, n, path, 4294967295ul, "integer", &v);
@@ -218,7 +220,7 @@ static int get_u32(struct ctx *c, yaml_node_t *n, const char *path, uint32_t *ou
 
 /* Maps a scalar onto one of names (exact spelling); expect is the text
  * after "expected" in the error. */
-static int get_enum(struct ctx *c, yaml_node_t *n, const char *path, const char *const *names,
+static int get_enum(struct ctx *c, struct ynode *n, const char *path, const char *const *names,
                     const char *expect, int *out)
 {
     if (n->type == YAML_SCALAR_NODE)
@@ -233,9 +235,9 @@ static int get_enum(struct ctx *c, yaml_node_t *n, const char *path, const char 
 }
 
 /* Iterates a list (null = empty). */
-typedef int item_fn(struct ctx *c, yaml_node_t *item, const char *path, void *ud);
+typedef int item_fn(struct ctx *c, struct ynode *item, const char *path, void *ud);
 
-static int each_item(struct ctx *c, yaml_node_t *seq, const char *path, item_fn *fn, void *ud)
+static int each_item(struct ctx *c, struct ynode *seq, const char *path, item_fn *fn, void *ud)
 {
     size_t i = 0;
     int rc;
@@ -244,13 +246,11 @@ static int each_item(struct ctx *c, yaml_node_t *seq, const char *path, item_fn 
     rc = expect_type(c, seq, path, YAML_SEQUENCE_NODE);
     if (rc)
         return rc;
-    if ((size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start) >
-        ZT_STATE_MAX_OBJECTS)
+    if ((size_t)((seq->items + seq->n_items) - seq->items) > ZT_STATE_MAX_OBJECTS)
         return fail(c, seq, path, "too many items (over %d)", ZT_STATE_MAX_OBJECTS);
-    for (yaml_node_item_t *it = seq->data.sequence.items.start; it < seq->data.sequence.items.top;
-         it++, i++) {
+    for (struct ynode **it = seq->items; it < (seq->items + seq->n_items); it++, i++) {
         char sub[PATH_MAX_LEN];
-        yaml_node_t *item = node_get(c, *it);
+        struct ynode *item = *it;
         path_index(sub, path, i);
         rc = visit(c, item, sub);
         if (!rc)
@@ -263,7 +263,7 @@ static int each_item(struct ctx *c, yaml_node_t *seq, const char *path, item_fn 
 
 /* ---------------------------------------------------------------- lists */
 
-static int item_string(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_string(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     struct {
         char ***v;
@@ -273,7 +273,7 @@ static int item_string(struct ctx *c, yaml_node_t *n, const char *path, void *ud
     return get_str(c, n, path, slot);
 }
 
-static int get_str_list(struct ctx *c, yaml_node_t *n, const char *path, char ***v, size_t *cnt)
+static int get_str_list(struct ctx *c, struct ynode *n, const char *path, char ***v, size_t *cnt)
 {
     struct {
         char ***v;
@@ -283,7 +283,7 @@ static int get_str_list(struct ctx *c, yaml_node_t *n, const char *path, char **
 }
 
 /* "network/ip": the network may be empty ("/10.0.0.1"). */
-static int split_network(struct ctx *c, yaml_node_t *n, const char *path, const char *what,
+static int split_network(struct ctx *c, struct ynode *n, const char *path, const char *what,
                          char **network, const char **rest)
 {
     const char *s, *slash;
@@ -300,7 +300,7 @@ static int split_network(struct ctx *c, yaml_node_t *n, const char *path, const 
     return 0;
 }
 
-static int item_vip(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_vip(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     struct zt_service *svc = ud;
     struct zt_vip *v = zt_state_array_push(&svc->vips, &svc->n_vips, sizeof(*v));
@@ -313,7 +313,7 @@ static int item_vip(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
     return 0;
 }
 
-static int item_cidr_vip(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_cidr_vip(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     struct zt_service *svc = ud;
     struct zt_cidr_vip *v = zt_state_array_push(&svc->cidr_vips, &svc->n_cidr_vips, sizeof(*v));
@@ -326,7 +326,7 @@ static int item_cidr_vip(struct ctx *c, yaml_node_t *n, const char *path, void *
     return 0;
 }
 
-static int item_ip(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_ip(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     struct zt_workload *wl = ud;
     struct zt_ip *ip = zt_state_array_push(&wl->addresses, &wl->n_addresses, sizeof(*ip));
@@ -339,7 +339,7 @@ static int item_ip(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
 }
 
 /* {svcPort: targetPort, ...} */
-static int get_port_map(struct ctx *c, yaml_node_t *map, const char *path, struct zt_port_map **v,
+static int get_port_map(struct ctx *c, struct ynode *map, const char *path, struct zt_port_map **v,
                         size_t *cnt)
 {
     int rc;
@@ -348,9 +348,8 @@ static int get_port_map(struct ctx *c, yaml_node_t *map, const char *path, struc
     rc = expect_type(c, map, path, YAML_MAPPING_NODE);
     if (rc)
         return rc;
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *k = node_get(c, p->key), *val = node_get(c, p->value);
+    for (struct ypair *p = map->pairs; p < (map->pairs + map->n_pairs); p++) {
+        struct ynode *k = p->key, *val = p->value;
         struct zt_port_map *pm;
         char sub[PATH_MAX_LEN];
         uint16_t sp;
@@ -374,12 +373,12 @@ static int get_port_map(struct ctx *c, yaml_node_t *map, const char *path, struc
 
 /* ---------------------------------------------------------------- shared */
 
-static int get_gateway(struct ctx *c, yaml_node_t *n, const char *path, struct zt_gateway *g)
+static int get_gateway(struct ctx *c, struct ynode *n, const char *path, struct zt_gateway *g)
 {
     static const char *const keys[] = {"destination", "hboneMtlsPort", NULL};
     static const char *const nh_keys[] = {"namespace", "hostname", NULL};
     char sub[PATH_MAX_LEN];
-    yaml_node_t *d, *v;
+    struct ynode *d, *v;
     int rc = check_keys(c, n, path, keys);
     if (rc)
         return rc;
@@ -421,7 +420,7 @@ static int get_gateway(struct ctx *c, yaml_node_t *n, const char *path, struct z
 
 /* ---------------------------------------------------------------- workload */
 
-static int get_wl_services(struct ctx *c, yaml_node_t *map, const char *path,
+static int get_wl_services(struct ctx *c, struct ynode *map, const char *path,
                            struct zt_workload *wl)
 {
     int rc;
@@ -430,9 +429,8 @@ static int get_wl_services(struct ctx *c, yaml_node_t *map, const char *path,
     rc = expect_type(c, map, path, YAML_MAPPING_NODE);
     if (rc)
         return rc;
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *k = node_get(c, p->key), *val = node_get(c, p->value);
+    for (struct ypair *p = map->pairs; p < (map->pairs + map->n_pairs); p++) {
+        struct ynode *k = p->key, *val = p->value;
         struct zt_workload_service *ws;
         char sub[PATH_MAX_LEN];
         const char *slash;
@@ -456,13 +454,13 @@ static int get_wl_services(struct ctx *c, yaml_node_t *map, const char *path,
     return 0;
 }
 
-static int get_locality(struct ctx *c, yaml_node_t *n, const char *path, struct zt_locality *l)
+static int get_locality(struct ctx *c, struct ynode *n, const char *path, struct zt_locality *l)
 {
     static const char *const keys[] = {"region", "zone", "subzone", NULL};
     char **fields[] = {&l->region, &l->zone, &l->subzone};
     int rc = check_keys(c, n, path, keys);
     for (int i = 0; i < 3 && !rc; i++) {
-        yaml_node_t *v = map_get(c, n, keys[i]);
+        struct ynode *v = map_get(c, n, keys[i]);
         char sub[PATH_MAX_LEN];
         if (!v)
             continue;
@@ -472,12 +470,12 @@ static int get_locality(struct ctx *c, yaml_node_t *n, const char *path, struct 
     return rc;
 }
 
-static int get_app_tunnel(struct ctx *c, yaml_node_t *n, const char *path, struct zt_workload *wl)
+static int get_app_tunnel(struct ctx *c, struct ynode *n, const char *path, struct zt_workload *wl)
 {
     static const char *const keys[] = {"protocol", "port", NULL};
     static const char *const protos[] = {"NONE", "PROXY", NULL};
     char sub[PATH_MAX_LEN];
-    yaml_node_t *v;
+    struct ynode *v;
     int rc = check_keys(c, n, path, keys);
     if (rc)
         return rc;
@@ -498,7 +496,7 @@ static int get_app_tunnel(struct ctx *c, yaml_node_t *n, const char *path, struc
     return rc;
 }
 
-static int parse_workload(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int parse_workload(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     static const char *const keys[] = {"uid",
                                        "name",
@@ -541,10 +539,9 @@ static int parse_workload(struct ctx *c, yaml_node_t *n, const char *path, void 
         return fail(c, n, path, "missing required key namespace");
 
     wl = zt_workload_new();
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top && !rc;
-         p++) {
-        const char *k = scalar(node_get(c, p->key));
-        yaml_node_t *v = node_get(c, p->value);
+    for (struct ypair *p = n->pairs; p < (n->pairs + n->n_pairs) && !rc; p++) {
+        const char *k = scalar(p->key);
+        struct ynode *v = p->value;
         char sub[PATH_MAX_LEN];
         int e = 0;
         path_key(sub, path, k);
@@ -610,20 +607,21 @@ static int parse_workload(struct ctx *c, yaml_node_t *n, const char *path, void 
         zt_workload_unref(wl);
         return rc;
     }
+    c->last = wl;
     zt_state_builder_add_workload(b, wl);
     return 0;
 }
 
 /* ---------------------------------------------------------------- service */
 
-static int item_weighted_waypoint(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_weighted_waypoint(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     static const char *const keys[] = {"destination", "weight", NULL};
     struct zt_service *svc = ud;
     struct zt_weighted_waypoint *w =
         zt_state_array_push(&svc->weighted_waypoints, &svc->n_weighted_waypoints, sizeof(*w));
     char sub[PATH_MAX_LEN];
-    yaml_node_t *v;
+    struct ynode *v;
     int rc = check_keys(c, n, path, keys);
     if (rc)
         return rc;
@@ -639,7 +637,7 @@ static int item_weighted_waypoint(struct ctx *c, yaml_node_t *n, const char *pat
     return rc;
 }
 
-static int item_scope(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_scope(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     static const char *const scopes[] = {"Region",  "Zone",    "Subzone", "Node",
                                          "Cluster", "Network", NULL};
@@ -653,14 +651,14 @@ static int item_scope(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
     return rc;
 }
 
-static int get_load_balancer(struct ctx *c, yaml_node_t *n, const char *path,
+static int get_load_balancer(struct ctx *c, struct ynode *n, const char *path,
                              struct zt_service *svc)
 {
     static const char *const keys[] = {"routingPreferences", "mode", "healthPolicy", NULL};
     static const char *const modes[] = {"Standard", "Strict", "Failover", "Passthrough", NULL};
     static const char *const health[] = {"OnlyHealthy", "AllowAll", NULL};
     char sub[PATH_MAX_LEN];
-    yaml_node_t *v;
+    struct ynode *v;
     int e, rc = check_keys(c, n, path, keys);
     if (rc)
         return rc;
@@ -685,7 +683,7 @@ static int get_load_balancer(struct ctx *c, yaml_node_t *n, const char *path,
     return 0;
 }
 
-static int parse_service(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int parse_service(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     static const char *const keys[] = {"name",
                                        "namespace",
@@ -714,10 +712,9 @@ static int parse_service(struct ctx *c, yaml_node_t *n, const char *path, void *
         return fail(c, n, path, "missing required key hostname");
 
     svc = zt_service_new();
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top && !rc;
-         p++) {
-        const char *k = scalar(node_get(c, p->key));
-        yaml_node_t *v = node_get(c, p->value);
+    for (struct ypair *p = n->pairs; p < (n->pairs + n->n_pairs) && !rc; p++) {
+        const char *k = scalar(p->key);
+        struct ynode *v = p->value;
         char sub[PATH_MAX_LEN];
         int e = 0;
         path_key(sub, path, k);
@@ -757,19 +754,20 @@ static int parse_service(struct ctx *c, yaml_node_t *n, const char *path, void *
         zt_service_unref(svc);
         return rc;
     }
+    c->last = svc;
     zt_state_builder_add_service(b, svc);
     return 0;
 }
 
 /* ---------------------------------------------------------------- policy */
 
-static int item_strmatch(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_strmatch(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     static const char *const kinds[] = {"Exact", "Prefix", "Suffix", "Presence", NULL};
     static const char *const expect = "expected {Exact|Prefix|Suffix: value} or Presence";
     struct zt_strmatch_list *l = ud;
     struct zt_strmatch *m = zt_state_array_push(&l->v, &l->n, sizeof(*m));
-    yaml_node_t *k, *v;
+    struct ynode *k, *v;
     char sub[PATH_MAX_LEN];
     int rc;
 
@@ -779,33 +777,31 @@ static int item_strmatch(struct ctx *c, yaml_node_t *n, const char *path, void *
         m->kind = ZT_STRMATCH_PRESENCE;
         return 0;
     }
-    if (n->type != YAML_MAPPING_NODE ||
-        n->data.mapping.pairs.top - n->data.mapping.pairs.start != 1)
+    if (n->type != YAML_MAPPING_NODE || (n->pairs + n->n_pairs) - n->pairs != 1)
         return fail(c, n, path, "%s", expect);
     if ((rc = check_keys(c, n, path, kinds)))
         return rc;
-    k = node_get(c, n->data.mapping.pairs.start->key);
-    v = node_get(c, n->data.mapping.pairs.start->value);
+    k = n->pairs->key;
+    v = n->pairs->value;
     path_key(sub, path, scalar(k));
     for (int i = 0; kinds[i]; i++)
         if (!strcmp(kinds[i], scalar(k)))
             m->kind = (enum zt_strmatch_kind)i;
     if (m->kind == ZT_STRMATCH_PRESENCE) {
-        if (!is_null(v) && !(v->type == YAML_MAPPING_NODE &&
-                             v->data.mapping.pairs.top == v->data.mapping.pairs.start))
+        if (!is_null(v) && !(v->type == YAML_MAPPING_NODE && (v->pairs + v->n_pairs) == v->pairs))
             return fail(c, v, sub, "Presence takes no value");
         return 0;
     }
     return get_str(c, v, sub, &m->value);
 }
 
-static int item_sa(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_sa(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     static const char *const keys[] = {"namespace", "serviceAccount", NULL};
     struct zt_sa_list *l = ud;
     struct zt_sa_match *m = zt_state_array_push(&l->v, &l->n, sizeof(*m));
     char sub[PATH_MAX_LEN];
-    yaml_node_t *v;
+    struct ynode *v;
     int rc = check_keys(c, n, path, keys);
     if (rc)
         return rc;
@@ -820,7 +816,7 @@ static int item_sa(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
     return get_str(c, v, sub, &m->service_account);
 }
 
-static int item_cidr(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_cidr(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     struct zt_cidr_list *l = ud;
     struct zt_cidr *m = zt_state_array_push(&l->v, &l->n, sizeof(*m));
@@ -832,7 +828,7 @@ static int item_cidr(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
     return 0;
 }
 
-static int item_dport(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_dport(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     struct zt_port_list *l = ud;
     uint16_t port;
@@ -842,7 +838,7 @@ static int item_dport(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
     return rc;
 }
 
-static int item_match(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_match(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     static const char *const keys[] = {"namespaces",
                                        "notNamespaces",
@@ -860,10 +856,9 @@ static int item_match(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
     struct zt_policy_clause *cl = ud;
     struct zt_policy_match *m = zt_state_array_push(&cl->matches, &cl->n_matches, sizeof(*m));
     int rc = check_keys(c, n, path, keys);
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; !rc && p < n->data.mapping.pairs.top;
-         p++) {
-        const char *k = scalar(node_get(c, p->key));
-        yaml_node_t *v = node_get(c, p->value);
+    for (struct ypair *p = n->pairs; !rc && p < (n->pairs + n->n_pairs); p++) {
+        const char *k = scalar(p->key);
+        struct ynode *v = p->value;
         char sub[PATH_MAX_LEN];
         path_key(sub, path, k);
         if (!strcmp(k, "namespaces"))
@@ -894,21 +889,21 @@ static int item_match(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
     return rc;
 }
 
-static int item_clause(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_clause(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     struct zt_policy_rule *r = ud;
     struct zt_policy_clause *cl = zt_state_array_push(&r->clauses, &r->n_clauses, sizeof(*cl));
     return each_item(c, n, path, item_match, cl);
 }
 
-static int item_rule(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int item_rule(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     struct zt_policy *p = ud;
     struct zt_policy_rule *r = zt_state_array_push(&p->rules, &p->n_rules, sizeof(*r));
     return each_item(c, n, path, item_clause, r);
 }
 
-static int parse_policy(struct ctx *c, yaml_node_t *n, const char *path, void *ud)
+static int parse_policy(struct ctx *c, struct ynode *n, const char *path, void *ud)
 {
     static const char *const keys[] = {"name",   "namespace", "scope", "action",
                                        "dryRun", "rules",     NULL};
@@ -925,10 +920,9 @@ static int parse_policy(struct ctx *c, yaml_node_t *n, const char *path, void *u
         return fail(c, n, path, "missing required key namespace");
 
     pol = zt_policy_new();
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top && !rc;
-         p++) {
-        const char *k = scalar(node_get(c, p->key));
-        yaml_node_t *v = node_get(c, p->value);
+    for (struct ypair *p = n->pairs; p < (n->pairs + n->n_pairs) && !rc; p++) {
+        const char *k = scalar(p->key);
+        struct ynode *v = p->value;
         char sub[PATH_MAX_LEN];
         int e = 0;
         path_key(sub, path, k);
@@ -953,127 +947,240 @@ static int parse_policy(struct ctx *c, yaml_node_t *n, const char *path, void *u
         zt_policy_unref(pol);
         return rc;
     }
+    c->last = pol;
     zt_state_builder_add_policy(b, pol);
     return 0;
 }
 
 /* ---------------------------------------------------------------- top */
 
-/* Reports a duplicate key among items of a top-level list with the line of
- * the second occurrence; the builder would only know the key. */
-/* One item of a list, keyed for duplicate detection. */
+/* One item of a top-level list, keyed for duplicate detection: the builder
+ * would only know the key, the message names both lines. Strings are the
+ * parsed record's (alive in the builder until it finishes). */
 struct dup_item {
     const char *a, *b;
-    size_t idx;
-    yaml_node_t *item, *xa;
+    uint32_t line; /* of the item's key a */
 };
 
-static const char *scalar_or_empty(const yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE ? scalar(n) : "";
-}
+/* The three top-level lists: their item parser and the key that must be
+ * unique among their items (a, or a and b). */
+struct list_kind {
+    const char *name;
+    item_fn *parse;
+    const char *a, *b, *what;
+};
 
-static bool same_key(const struct dup_item *x, const struct dup_item *y)
-{
-    return strcmp(x->a, y->a) == 0 && strcmp(x->b, y->b) == 0;
-}
+static const struct list_kind kinds[] = {
+    {"workloads", parse_workload, "uid", NULL, "uid"},
+    {"services", parse_service, "namespace", "hostname", "service"},
+    {"policies", parse_policy, "namespace", "name", "policy"},
+};
 
-static int cmp_dup_item(const void *pa, const void *pb)
-{
-    const struct dup_item *x = pa, *y = pb;
-    int r = strcmp(x->a, y->a);
-    if (r == 0)
-        r = strcmp(x->b, y->b);
-    if (r == 0)
-        r = x->idx < y->idx ? -1 : x->idx > y->idx;
-    return r;
-}
+struct dup_list {
+    struct dup_item *v;
+    size_t n, cap;
+};
 
-/* Refuses two items of seq with the same key (a, or a and b). Sorting makes
- * it O(n log n) for the large files a control plane serves; the error is
- * the one a front-to-back scan meets first: the earliest item that repeats
- * an earlier one, pointing at that first occurrence. */
-static int check_duplicates(struct ctx *c, yaml_node_t *seq, const char *list, const char *a,
-                            const char *b, const char *what)
+static void record_item(struct ctx *c, const struct list_kind *k, struct ynode *item,
+                        struct dup_list *l)
 {
-    if (!seq || is_null(seq) || seq->type != YAML_SEQUENCE_NODE)
-        return 0;
-    size_t n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
-    if (n < 2)
-        return 0;
-    struct dup_item *v = zt_state_xcalloc(n, sizeof(*v));
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_t *x = node_get(c, seq->data.sequence.items.start[i]);
-        v[i].item = x;
-        v[i].xa = map_get(c, x, a);
-        v[i].a = scalar_or_empty(v[i].xa);
-        v[i].b = b ? scalar_or_empty(map_get(c, x, b)) : "";
-        v[i].idx = i;
+    struct dup_item *d = zt_config_vec_slot(&l->v, &l->n, &l->cap, sizeof(*l->v));
+    struct ynode *xa = map_get(c, item, k->a);
+    if (k == &kinds[0]) {
+        d->a = ((const struct zt_workload *)c->last)->uid;
+        d->b = "";
+    } else if (k == &kinds[1]) {
+        d->a = ((const struct zt_service *)c->last)->namespace;
+        d->b = ((const struct zt_service *)c->last)->hostname;
+    } else {
+        d->a = ((const struct zt_policy *)c->last)->namespace;
+        d->b = ((const struct zt_policy *)c->last)->name;
     }
-    qsort(v, n, sizeof(*v), cmp_dup_item);
-    const struct dup_item *first = NULL, *dup = NULL;
-    for (size_t i = 1; i < n; i++) {
-        /* v[i] repeats the earliest item of its group when the group starts
-         * at or before i - 1; only the second of a group can be earliest. */
-        if (!same_key(&v[i - 1], &v[i]) || (i >= 2 && same_key(&v[i - 2], &v[i])))
-            continue;
-        if (!dup || v[i].idx < dup->idx) {
-            dup = &v[i];
-            first = &v[i - 1];
+    d->line = xa ? xa->line : item->line;
+}
+
+static uint64_t dup_hash(const struct dup_item *d)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = d->a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '/') * 1099511628211ull;
+    for (const char *p = d->b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+/* Refuses two items with the same key. A hash set makes it O(n) for the
+ * large files a control plane serves; the error is the one a front-to-back
+ * scan meets first: the earliest item that repeats an earlier one, pointing
+ * at that first occurrence. */
+static int check_duplicates(struct ctx *c, const struct list_kind *k, const struct dup_list *l)
+{
+    size_t cap = 16, mask;
+    size_t *set; /* index + 1, 0 = empty */
+    int rc = 0;
+    while (cap < 2 * l->n)
+        cap *= 2;
+    mask = cap - 1;
+    set = zt_state_xcalloc(cap, sizeof(*set));
+    for (size_t i = 0; i < l->n && !rc; i++) {
+        const struct dup_item *d = &l->v[i];
+        for (size_t h = (size_t)dup_hash(d) & mask;; h = (h + 1) & mask) {
+            const struct dup_item *first;
+            char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
+            struct ynode where = {.line = d->line};
+            if (!set[h]) {
+                set[h] = i + 1;
+                break;
+            }
+            first = &l->v[set[h] - 1];
+            if (strcmp(first->a, d->a) != 0 || strcmp(first->b, d->b) != 0)
+                continue;
+            path_index(path, k->name, i);
+            path_key(sub, path, k->a);
+            if (k->b)
+                rc = fail(c, &where, path, "duplicate %s \"%s/%s\" (first at line %lu)", k->what,
+                          d->a, d->b, (unsigned long)first->line + 1);
+            else
+                rc = fail(c, &where, sub, "duplicate %s \"%s\" (first at line %lu)", k->what, d->a,
+                          (unsigned long)first->line + 1);
+            break;
         }
     }
-    int rc = 0;
-    if (dup) {
-        char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
-        const yaml_node_t *at = first->xa ? first->xa : first->item;
-        unsigned long line = (unsigned long)at->start_mark.line + 1;
-        yaml_node_t *where = dup->xa ? dup->xa : dup->item;
-        path_index(path, list, dup->idx);
-        path_key(sub, path, a);
-        if (b)
-            rc = fail(c, where, path, "duplicate %s \"%s/%s\" (first at line %lu)", what, dup->a,
-                      dup->b, line);
-        else
-            rc = fail(c, where, sub, "duplicate %s \"%s\" (first at line %lu)", what, dup->a, line);
-    }
-    free(v);
+    free(set);
     return rc;
 }
 
-static int load_document(struct ctx *c, struct zt_state **out)
+/* Reads the items of a top-level list one by one, from the event after its
+ * SEQUENCE-START. */
+static int stream_list(struct ctx *c, const struct list_kind *k, const yaml_event_t *start,
+                       struct zt_state_builder *b, struct dup_list *dups)
 {
-    static const char *const keys[] = {"workloads", "services", "policies", NULL};
-    yaml_node_t *root = yaml_document_get_root_node(c->doc), *v;
-    struct zt_state_builder *b = zt_state_builder_new(NULL);
-    char berr[256];
+    struct ynode at = {.line = (uint32_t)start->start_mark.line};
+    size_t i = 0;
     int rc = 0;
-
-    if (root && !is_null(root)) {
-        rc = check_keys(c, root, "", keys);
-        if (!rc && (v = map_get(c, root, "workloads")))
-            rc = each_item(c, v, "workloads", parse_workload, b);
-        if (!rc && (v = map_get(c, root, "services")))
-            rc = each_item(c, v, "services", parse_service, b);
-        if (!rc && (v = map_get(c, root, "policies")))
-            rc = each_item(c, v, "policies", parse_policy, b);
-        /* Items were validated as mappings with scalar keys above. */
+    for (;; i++) {
+        yaml_event_t ev;
+        struct ynode *item;
+        char sub[PATH_MAX_LEN];
+        if ((rc = zt_yreader_next(&c->y, &ev)))
+            return rc;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        if (i >= ZT_STATE_MAX_OBJECTS) {
+            yaml_event_delete(&ev);
+            return fail(c, &at, k->name, "too many items (over %d)", ZT_STATE_MAX_OBJECTS);
+        }
+        rc = zt_yreader_node(&c->y, &ev, &item);
+        yaml_event_delete(&ev);
+        if (rc)
+            return rc;
+        path_index(sub, k->name, i);
+        c->last = NULL;
+        rc = visit(c, item, sub);
         if (!rc)
-            rc =
-                check_duplicates(c, map_get(c, root, "workloads"), "workloads", "uid", NULL, "uid");
-        if (!rc)
-            rc = check_duplicates(c, map_get(c, root, "services"), "services", "namespace",
-                                  "hostname", "service");
-        if (!rc)
-            rc = check_duplicates(c, map_get(c, root, "policies"), "policies", "namespace", "name",
-                                  "policy");
+            rc = k->parse(c, item, sub, b);
+        if (rc)
+            return rc;
+        record_item(c, k, item, dups);
+        zt_yreader_reset(&c->y);
     }
+}
+
+/* Reads the top-level mapping from the event after its MAPPING-START. Its
+ * lists are streamed; anything else under a known key is built as a tree
+ * and refused (or taken as an empty list) by each_item. */
+static int stream_root(struct ctx *c, struct zt_state_builder *b, struct dup_list *dups)
+{
+    bool seen[3] = {false, false, false};
+    int rc;
+    for (;;) {
+        yaml_event_t ev;
+        struct ynode *key, *val;
+        const struct list_kind *k = NULL;
+        char sub[PATH_MAX_LEN];
+        if ((rc = zt_yreader_next(&c->y, &ev)))
+            return rc;
+        if (ev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        rc = zt_yreader_node(&c->y, &ev, &key);
+        yaml_event_delete(&ev);
+        if (rc)
+            return rc;
+        if (key->type != YAML_SCALAR_NODE)
+            return fail(c, key, "", "mapping keys must be strings");
+        for (size_t i = 0; i < 3 && !k; i++)
+            if (strcmp(kinds[i].name, scalar(key)) == 0)
+                k = &kinds[i];
+        path_key(sub, "", scalar(key));
+        if (!k)
+            return fail(c, key, sub, "unknown key");
+        if (seen[k - kinds])
+            return fail(c, key, sub, "duplicate key");
+        seen[k - kinds] = true;
+        if ((rc = zt_yreader_next(&c->y, &ev)))
+            return rc;
+        if (ev.type == YAML_SEQUENCE_START_EVENT && !ev.data.sequence_start.anchor) {
+            yaml_event_delete(&ev);
+            rc = stream_list(c, k, &ev, b, &dups[k - kinds]);
+        } else {
+            rc = zt_yreader_node(&c->y, &ev, &val);
+            yaml_event_delete(&ev);
+            if (!rc)
+                rc = each_item(c, val, k->name, k->parse, b);
+        }
+        if (rc)
+            return rc;
+        zt_yreader_reset(&c->y);
+    }
+}
+
+/* Reads the first document of the stream (a YAML stream may hold several;
+ * the others are ignored, as libyaml's loader did). */
+static int load_stream(struct ctx *c, struct zt_state **out)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct dup_list dups[3] = {{0}};
+    yaml_event_t ev;
+    char berr[256];
+    int rc = zt_yreader_next(&c->y, &ev); /* STREAM-START */
+    if (!rc) {
+        yaml_event_delete(&ev);
+        rc = zt_yreader_next(&c->y, &ev); /* DOCUMENT-START or STREAM-END */
+    }
+    if (!rc && ev.type == YAML_DOCUMENT_START_EVENT) {
+        yaml_event_delete(&ev);
+        rc = zt_yreader_next(&c->y, &ev); /* the root node */
+        if (!rc && ev.type == YAML_MAPPING_START_EVENT) {
+            /* An anchor on the root could only be aliased from inside it. */
+            yaml_event_delete(&ev);
+            rc = stream_root(c, b, dups);
+        } else if (!rc) {
+            static const char *const keys[] = {"workloads", "services", "policies", NULL};
+            struct ynode *root;
+            rc = zt_yreader_node(&c->y, &ev, &root);
+            yaml_event_delete(&ev);
+            if (!rc && !is_null(root))
+                rc = check_keys(c, root, "", keys);
+        }
+    } else if (!rc) {
+        yaml_event_delete(&ev);
+    }
+    for (size_t i = 0; i < 3 && !rc; i++)
+        rc = check_duplicates(c, &kinds[i], &dups[i]);
+    for (size_t i = 0; i < 3; i++)
+        free(dups[i].v);
     if (rc) {
         zt_state_builder_free(b);
         return rc;
     }
     rc = zt_state_builder_finish(b, out, berr, sizeof(berr));
     if (rc)
-        snprintf(c->err, c->errlen, "%s: %s", c->file, berr);
+        snprintf(c->y.err, c->y.errlen, "%s: %s", c->y.file, berr);
     return rc;
 }
 
@@ -1081,8 +1188,7 @@ int zt_config_local_load_string(const char *name, const char *yaml, size_t len,
                                 struct zt_state **out, char *err, size_t errlen)
 {
     yaml_parser_t parser;
-    yaml_document_t doc;
-    struct ctx c = {.file = name, .doc = &doc, .err = err, .errlen = errlen};
+    struct ctx c = {.y = {.file = name, .parser = &parser, .err = err, .errlen = errlen}};
     int rc;
 
     *out = NULL;
@@ -1095,16 +1201,8 @@ int zt_config_local_load_string(const char *name, const char *yaml, size_t len,
     if (!yaml_parser_initialize(&parser))
         abort();
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        snprintf(err, errlen, "%s:%lu: YAML syntax error: %s%s%s", name,
-                 (unsigned long)parser.problem_mark.line + 1,
-                 parser.problem ? parser.problem : "unknown", parser.context ? " " : "",
-                 parser.context ? parser.context : "");
-        yaml_parser_delete(&parser);
-        return ZT_E_CONFIG;
-    }
-    rc = load_document(&c, out);
-    yaml_document_delete(&doc);
+    rc = load_stream(&c, out);
+    zt_yreader_cleanup(&c.y);
     yaml_parser_delete(&parser);
     return rc;
 }
@@ -1113,7 +1211,8 @@ int zt_config_local_load(const char *path, struct zt_state **out, char *err, siz
 {
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
-    size_t len = 0, got;
+    size_t len = 0, cap = 0, got;
+    struct stat st;
     int rc;
 
     *out = NULL;
@@ -1123,10 +1222,21 @@ int zt_config_local_load(const char *path, struct zt_state **out, char *err, siz
         return rc;
     }
     /* Read in chunks until EOF or just past the cap, so an oversized file
-     * is detected without trusting its reported size. */
+     * is detected without trusting its reported size; the size only sets
+     * the first allocation (growing by a chunk at a time copies a large
+     * file over and over). */
+    if (fstat(fileno(f), &st) == 0 && st.st_size > 0 &&
+        (uint64_t)st.st_size <= ZT_CONFIG_LOCAL_MAX_BYTES)
+        cap = (size_t)st.st_size + 1;
     for (;;) {
-        size_t want = 65536;
-        buf = zt_state_xrealloc(buf, len + want);
+        size_t want;
+        if (cap - len < 4096) {
+            cap = cap < 65536 ? 65536 : cap * 2;
+            buf = zt_state_xrealloc(buf, cap);
+        } else if (!buf) {
+            buf = zt_state_xrealloc(buf, cap);
+        }
+        want = cap - len;
         got = fread(buf + len, 1, want, f);
         len += got;
         if (got < want || len > ZT_CONFIG_LOCAL_MAX_BYTES)
@@ -1141,5 +1251,9 @@ int zt_config_local_load(const char *path, struct zt_state **out, char *err, siz
 out:
     free(buf);
     fclose(f);
+    /* The file and the parser's buffers are gone: return what a large
+     * file took to the system. */
+    if (len >= ZT_CONFIG_LOCAL_TRIM_BYTES)
+        malloc_trim(0);
     return rc;
 }

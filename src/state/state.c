@@ -7,6 +7,7 @@
 
 #include "base/err.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,14 +60,6 @@ void *zt_state_array_push(void *arr_ptr, size_t *n, size_t size)
 static const char *nz(const char *s)
 {
     return s ? s : "";
-}
-
-static void set_default(char **field, const char *def)
-{
-    if (!*field || !**field) {
-        free(*field);
-        *field = zt_state_xstrdup(def);
-    }
 }
 
 /* ---------------------------------------------------------------- enums */
@@ -163,17 +156,26 @@ const char *zt_upstream_kind_str(enum zt_upstream_kind k)
 
 /* ---------------------------------------------------------------- objects */
 
-static void gateway_cleanup(struct zt_gateway *g)
+/* Frees a record string: an interned one loses a reference. */
+static void str_free(char *s, bool interned)
 {
-    free(g->network);
-    free(g->namespace);
-    free(g->hostname);
+    if (interned)
+        zt_state_str_unref(s);
+    else
+        free(s);
 }
 
-static void free_strv(char **v, size_t n)
+static void gateway_cleanup(struct zt_gateway *g, bool interned)
+{
+    str_free(g->network, interned);
+    str_free(g->namespace, interned);
+    str_free(g->hostname, interned);
+}
+
+static void free_strv(char **v, size_t n, bool interned)
 {
     for (size_t i = 0; i < n; i++)
-        free(v[i]);
+        str_free(v[i], interned);
     free(v);
 }
 
@@ -193,32 +195,39 @@ struct zt_workload *zt_workload_ref(struct zt_workload *wl)
 
 void zt_workload_unref(struct zt_workload *wl)
 {
+    bool in;
     if (!wl || atomic_fetch_sub_explicit(&wl->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(wl->uid);
-    free(wl->name);
-    free(wl->namespace);
-    free(wl->service_account);
-    free(wl->trust_domain);
-    free(wl->addresses);
-    free(wl->network);
-    free(wl->node);
-    free(wl->hostname);
-    free(wl->cluster_id);
-    free(wl->canonical_name);
-    free(wl->canonical_revision);
-    free(wl->workload_name);
+    in = wl->interned;
+    str_free(wl->uid, in);
+    str_free(wl->name, in);
+    str_free(wl->namespace, in);
+    str_free(wl->service_account, in);
+    str_free(wl->trust_domain, in);
+    if (!wl->packed)
+        free(wl->addresses);
+    str_free(wl->network, in);
+    str_free(wl->node, in);
+    str_free(wl->hostname, in);
+    str_free(wl->cluster_id, in);
+    str_free(wl->canonical_name, in);
+    str_free(wl->canonical_revision, in);
+    str_free(wl->workload_name, in);
     for (size_t i = 0; i < wl->n_services; i++) {
-        free(wl->services[i].key);
-        free(wl->services[i].ports);
+        str_free(wl->services[i].key, in);
+        if (!wl->packed)
+            free(wl->services[i].ports);
     }
-    free(wl->services);
-    free_strv(wl->authorization_policies, wl->n_authorization_policies);
-    free(wl->locality.region);
-    free(wl->locality.zone);
-    free(wl->locality.subzone);
-    gateway_cleanup(&wl->waypoint);
-    gateway_cleanup(&wl->network_gateway);
+    if (!wl->packed)
+        free(wl->services);
+    else
+        free(wl->n_addresses ? (void *)wl->addresses : (void *)wl->services);
+    free_strv(wl->authorization_policies, wl->n_authorization_policies, in);
+    str_free(wl->locality.region, in);
+    str_free(wl->locality.zone, in);
+    str_free(wl->locality.subzone, in);
+    gateway_cleanup(&wl->waypoint, in);
+    gateway_cleanup(&wl->network_gateway, in);
     free(wl);
 }
 
@@ -261,23 +270,25 @@ struct zt_service *zt_service_ref(struct zt_service *svc)
 
 void zt_service_unref(struct zt_service *svc)
 {
+    bool in;
     if (!svc || atomic_fetch_sub_explicit(&svc->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(svc->name);
-    free(svc->namespace);
-    free(svc->hostname);
-    free(svc->key);
+    in = svc->interned;
+    str_free(svc->name, in);
+    str_free(svc->namespace, in);
+    str_free(svc->hostname, in);
+    str_free(svc->key, in);
     for (size_t i = 0; i < svc->n_vips; i++)
-        free(svc->vips[i].network);
+        str_free(svc->vips[i].network, in);
     free(svc->vips);
     for (size_t i = 0; i < svc->n_cidr_vips; i++)
-        free(svc->cidr_vips[i].network);
+        str_free(svc->cidr_vips[i].network, in);
     free(svc->cidr_vips);
     free(svc->ports);
-    free_strv(svc->subject_alt_names, svc->n_subject_alt_names);
-    gateway_cleanup(&svc->waypoint);
+    free_strv(svc->subject_alt_names, svc->n_subject_alt_names, in);
+    gateway_cleanup(&svc->waypoint, in);
     for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
-        gateway_cleanup(&svc->weighted_waypoints[i].destination);
+        gateway_cleanup(&svc->weighted_waypoints[i].destination, in);
     free(svc->weighted_waypoints);
     free(svc);
 }
@@ -362,10 +373,9 @@ enum bop { BOP_BASE, BOP_ADD, BOP_PUT, BOP_DEL };
 
 struct bentry {
     void *obj; /* NULL for BOP_DEL */
-    char *key; /* owned copy */
+    char *key; /* the object's own key, or a copy for BOP_DEL */
     uint32_t seq;
     enum bop op;
-    bool kept;
 };
 
 struct blist {
@@ -373,9 +383,15 @@ struct blist {
     size_t n;
 };
 
+/* The builder keeps the base snapshot whole and records only the delta:
+ * finish merges the sorted delta into the base's sorted arrays, so a small
+ * change to a large snapshot costs no sort and no copy of every key. */
 struct zt_state_builder {
+    const struct zt_state *base; /* one reference, or NULL */
     struct blist wls, svcs, pols;
     uint32_t seq;
+    struct zt_state_strtab strs;
+    char *empty; /* "" in strs, borrowed */
 };
 
 static void blist_push(struct zt_state_builder *b, struct blist *l, void *obj, const char *key,
@@ -383,19 +399,146 @@ static void blist_push(struct zt_state_builder *b, struct blist *l, void *obj, c
 {
     struct bentry *e = zt_state_array_push(&l->v, &l->n, sizeof(*l->v));
     e->obj = obj;
-    e->key = zt_state_xstrdup(nz(key));
+    /* A held object keeps its key alive as long as the builder. */
+    e->key = op == BOP_DEL ? zt_state_xstrdup(nz(key)) : (char *)key;
     e->seq = b->seq++;
     e->op = op;
 }
 
-static char *join_key(const char *a, const char *b)
+/* Replaces a producer's string with the builder's shared copy; NULL and ""
+ * become def (NULL: ""), so readers never test for NULL. */
+static void intern(struct zt_state_builder *b, char **field, const char *def)
 {
-    size_t la = strlen(nz(a)), lb = strlen(nz(b));
-    char *k = zt_state_xcalloc(la + lb + 2, 1);
-    memcpy(k, nz(a), la);
-    k[la] = '/';
-    memcpy(k + la + 1, nz(b), lb);
-    return k;
+    const char *s = *field && **field ? *field : (def ? def : "");
+    char *shared;
+    /* Most optional fields are empty. */
+    if (!*s) {
+        if (!b->empty)
+            shared = b->empty = zt_state_strtab_intern(&b->strs, "");
+        else
+            shared = zt_state_str_ref(b->empty);
+    } else {
+        shared = zt_state_strtab_intern(&b->strs, s);
+    }
+    free(*field);
+    *field = shared;
+}
+
+static void intern_gateway(struct zt_state_builder *b, struct zt_gateway *g)
+{
+    intern(b, &g->network, NULL);
+    intern(b, &g->namespace, NULL);
+    intern(b, &g->hostname, NULL);
+}
+
+/* "a/b" as a shared string. */
+static char *intern_key(struct zt_state_builder *b, const char *x, const char *y)
+{
+    size_t lx = strlen(x), ly = strlen(y);
+    char small[256], *k = lx + ly + 2 <= sizeof(small) ? small : zt_state_xcalloc(lx + ly + 2, 1);
+    char *shared;
+    memcpy(k, x, lx);
+    k[lx] = '/';
+    memcpy(k + lx + 1, y, ly);
+    k[lx + ly + 1] = '\0';
+    shared = zt_state_strtab_intern(&b->strs, k);
+    if (k != small)
+        free(k);
+    return shared;
+}
+
+/* Moves a workload's addresses, services and their ports into one block
+ * (addresses first, then services, then every port map): at 200k workloads
+ * three small allocations each cost more than their contents. */
+static void pack_workload(struct zt_workload *wl)
+{
+    size_t a_len = wl->n_addresses * sizeof(*wl->addresses), s_off, s_len, p_off, size;
+    size_t n_ports = 0;
+    char *block;
+    struct zt_workload_service *svcs;
+    if (!wl->n_addresses && !wl->n_services)
+        return;
+    for (size_t i = 0; i < wl->n_services; i++)
+        n_ports += wl->services[i].n_ports;
+    s_off = (a_len + _Alignof(struct zt_workload_service) - 1) /
+            _Alignof(struct zt_workload_service) * _Alignof(struct zt_workload_service);
+    s_len = wl->n_services * sizeof(*wl->services);
+    p_off = s_off + s_len; /* struct zt_workload_service is at least as aligned as a port map */
+    size = p_off + n_ports * sizeof(struct zt_port_map);
+    block = zt_state_xrealloc(NULL, size);
+    if (a_len)
+        memcpy(block, wl->addresses, a_len);
+    svcs = (struct zt_workload_service *)(void *)(block + s_off);
+    for (size_t i = 0; i < wl->n_services; i++) {
+        struct zt_port_map *pm = (struct zt_port_map *)(void *)(block + p_off);
+        svcs[i] = wl->services[i];
+        if (svcs[i].n_ports)
+            memcpy(pm, wl->services[i].ports, svcs[i].n_ports * sizeof(*pm));
+        free(wl->services[i].ports);
+        svcs[i].ports = svcs[i].n_ports ? pm : NULL;
+        p_off += svcs[i].n_ports * sizeof(*pm);
+    }
+    free(wl->addresses);
+    free(wl->services);
+    wl->addresses = a_len ? (struct zt_ip *)(void *)block : NULL;
+    wl->services = wl->n_services ? svcs : NULL;
+    wl->packed = true;
+}
+
+/* Applies the defaults of the wire facts (3.2), turns every NULL string
+ * into "" and shares the strings (see state.h). */
+static void normalize_workload(struct zt_state_builder *b, struct zt_workload *wl)
+{
+    if (wl->interned)
+        return;
+    intern(b, &wl->uid, NULL);
+    intern(b, &wl->name, NULL);
+    intern(b, &wl->namespace, NULL);
+    intern(b, &wl->service_account, "default");
+    intern(b, &wl->trust_domain, "cluster.local");
+    intern(b, &wl->cluster_id, "Kubernetes");
+    intern(b, &wl->network, NULL);
+    intern(b, &wl->node, NULL);
+    intern(b, &wl->hostname, NULL);
+    intern(b, &wl->canonical_name, NULL);
+    intern(b, &wl->canonical_revision, NULL);
+    intern(b, &wl->workload_name, NULL);
+    intern(b, &wl->locality.region, NULL);
+    intern(b, &wl->locality.zone, NULL);
+    intern(b, &wl->locality.subzone, NULL);
+    for (size_t i = 0; i < wl->n_services; i++)
+        intern(b, &wl->services[i].key, NULL);
+    for (size_t i = 0; i < wl->n_authorization_policies; i++)
+        intern(b, &wl->authorization_policies[i], NULL);
+    for (size_t i = 0; i < wl->n_addresses; i++)
+        zt_ip_canonicalize(&wl->addresses[i]);
+    intern_gateway(b, &wl->waypoint);
+    intern_gateway(b, &wl->network_gateway);
+    wl->interned = true;
+    pack_workload(wl);
+}
+
+static void normalize_service(struct zt_state_builder *b, struct zt_service *svc)
+{
+    if (svc->interned)
+        return;
+    intern(b, &svc->name, NULL);
+    intern(b, &svc->namespace, NULL);
+    intern(b, &svc->hostname, NULL);
+    for (size_t i = 0; i < svc->n_vips; i++) {
+        intern(b, &svc->vips[i].network, NULL);
+        zt_ip_canonicalize(&svc->vips[i].ip);
+    }
+    for (size_t i = 0; i < svc->n_cidr_vips; i++)
+        intern(b, &svc->cidr_vips[i].network, NULL);
+    for (size_t i = 0; i < svc->n_subject_alt_names; i++)
+        intern(b, &svc->subject_alt_names[i], NULL);
+    intern_gateway(b, &svc->waypoint);
+    for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
+        intern_gateway(b, &svc->weighted_waypoints[i].destination);
+    free(svc->key);
+    svc->key = intern_key(b, svc->namespace, svc->hostname);
+    svc->interned = true;
 }
 
 static void normalize_str(char **s)
@@ -404,81 +547,25 @@ static void normalize_str(char **s)
         *s = zt_state_xstrdup("");
 }
 
-static void normalize_gateway(struct zt_gateway *g)
-{
-    normalize_str(&g->network);
-    normalize_str(&g->namespace);
-    normalize_str(&g->hostname);
-}
-
-/* Applies the defaults of the wire facts (3.2) and turns every NULL string
- * into "" so readers never test for NULL. */
-static void normalize_workload(struct zt_workload *wl)
-{
-    normalize_str(&wl->uid);
-    normalize_str(&wl->name);
-    normalize_str(&wl->namespace);
-    set_default(&wl->service_account, "default");
-    set_default(&wl->trust_domain, "cluster.local");
-    set_default(&wl->cluster_id, "Kubernetes");
-    normalize_str(&wl->network);
-    normalize_str(&wl->node);
-    normalize_str(&wl->hostname);
-    normalize_str(&wl->canonical_name);
-    normalize_str(&wl->canonical_revision);
-    normalize_str(&wl->workload_name);
-    normalize_str(&wl->locality.region);
-    normalize_str(&wl->locality.zone);
-    normalize_str(&wl->locality.subzone);
-    for (size_t i = 0; i < wl->n_services; i++)
-        normalize_str(&wl->services[i].key);
-    for (size_t i = 0; i < wl->n_authorization_policies; i++)
-        normalize_str(&wl->authorization_policies[i]);
-    for (size_t i = 0; i < wl->n_addresses; i++)
-        zt_ip_canonicalize(&wl->addresses[i]);
-    normalize_gateway(&wl->waypoint);
-    normalize_gateway(&wl->network_gateway);
-}
-
-static void normalize_service(struct zt_service *svc)
-{
-    normalize_str(&svc->name);
-    normalize_str(&svc->namespace);
-    normalize_str(&svc->hostname);
-    for (size_t i = 0; i < svc->n_vips; i++) {
-        normalize_str(&svc->vips[i].network);
-        zt_ip_canonicalize(&svc->vips[i].ip);
-    }
-    for (size_t i = 0; i < svc->n_cidr_vips; i++)
-        normalize_str(&svc->cidr_vips[i].network);
-    for (size_t i = 0; i < svc->n_subject_alt_names; i++)
-        normalize_str(&svc->subject_alt_names[i]);
-    normalize_gateway(&svc->waypoint);
-    for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
-        normalize_gateway(&svc->weighted_waypoints[i].destination);
-    free(svc->key);
-    svc->key = join_key(svc->namespace, svc->hostname);
-}
-
+/* Policies keep their own strings: their layout belongs to authz. */
 static void normalize_policy(struct zt_policy *p)
 {
+    size_t ln, lm;
     normalize_str(&p->name);
     normalize_str(&p->namespace);
     free(p->key);
-    p->key = join_key(p->namespace, p->name);
+    ln = strlen(p->namespace);
+    lm = strlen(p->name);
+    p->key = zt_state_xcalloc(ln + lm + 2, 1);
+    memcpy(p->key, p->namespace, ln);
+    p->key[ln] = '/';
+    memcpy(p->key + ln + 1, p->name, lm);
 }
 
 struct zt_state_builder *zt_state_builder_new(const struct zt_state *base)
 {
     struct zt_state_builder *b = zt_state_xcalloc(1, sizeof(*b));
-    if (!base)
-        return b;
-    for (size_t i = 0; i < base->n_wls; i++)
-        blist_push(b, &b->wls, zt_workload_ref(base->wls[i]), base->wls[i]->uid, BOP_BASE);
-    for (size_t i = 0; i < base->n_svcs; i++)
-        blist_push(b, &b->svcs, zt_service_ref(base->svcs[i]), base->svcs[i]->key, BOP_BASE);
-    for (size_t i = 0; i < base->n_pols; i++)
-        blist_push(b, &b->pols, zt_policy_ref(base->pols[i]), base->pols[i]->key, BOP_BASE);
+    b->base = base ? zt_state_ref(base) : NULL;
     return b;
 }
 
@@ -499,12 +586,13 @@ static void unref_pol(void *o)
     zt_policy_unref(o);
 }
 
-static void blist_free(struct blist *l, obj_unref_fn *unref, bool unref_kept)
+static void blist_free(struct blist *l, obj_unref_fn *unref)
 {
     for (size_t i = 0; i < l->n; i++) {
-        if (l->v[i].obj && (unref_kept || !l->v[i].kept))
+        if (l->v[i].op == BOP_DEL)
+            free(l->v[i].key);
+        else
             unref(l->v[i].obj);
-        free(l->v[i].key);
     }
     free(l->v);
     l->v = NULL;
@@ -515,21 +603,23 @@ void zt_state_builder_free(struct zt_state_builder *b)
 {
     if (!b)
         return;
-    blist_free(&b->wls, unref_wl, true);
-    blist_free(&b->svcs, unref_svc, true);
-    blist_free(&b->pols, unref_pol, true);
+    blist_free(&b->wls, unref_wl);
+    blist_free(&b->svcs, unref_svc);
+    blist_free(&b->pols, unref_pol);
+    zt_state_strtab_cleanup(&b->strs);
+    zt_state_unref(b->base);
     free(b);
 }
 
 void zt_state_builder_add_workload(struct zt_state_builder *b, struct zt_workload *wl)
 {
-    normalize_workload(wl);
+    normalize_workload(b, wl);
     blist_push(b, &b->wls, wl, wl->uid, BOP_ADD);
 }
 
 void zt_state_builder_add_service(struct zt_state_builder *b, struct zt_service *svc)
 {
-    normalize_service(svc);
+    normalize_service(b, svc);
     blist_push(b, &b->svcs, svc, svc->key, BOP_ADD);
 }
 
@@ -541,13 +631,13 @@ void zt_state_builder_add_policy(struct zt_state_builder *b, struct zt_policy *p
 
 void zt_state_builder_put_workload(struct zt_state_builder *b, struct zt_workload *wl)
 {
-    normalize_workload(wl);
+    normalize_workload(b, wl);
     blist_push(b, &b->wls, wl, wl->uid, BOP_PUT);
 }
 
 void zt_state_builder_put_service(struct zt_state_builder *b, struct zt_service *svc)
 {
-    normalize_service(svc);
+    normalize_service(b, svc);
     blist_push(b, &b->svcs, svc, svc->key, BOP_PUT);
 }
 
@@ -581,42 +671,61 @@ static int cmp_bentry(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Replays the operations on each key in order and writes the surviving
- * objects, sorted by key, to *out. Entries that survive are marked kept;
- * the caller drops the rest. */
-static int blist_resolve(struct blist *l, const char *what, void ***out, size_t *n_out, char *err,
-                         size_t errlen)
+struct objv {
+    void **v;
+    size_t n;
+};
+
+static const char *obj_key(const void *obj, size_t key_off)
 {
-    size_t i = 0, n = 0;
+    return *(const char *const *)((const char *)obj + key_off);
+}
+
+/* Replays the operations on each key in order over the base's objects
+ * (base: sorted by key, unique; key_off: where an object keeps its key) and
+ * writes the surviving objects, sorted by key, to *out; those that are not
+ * the base's, in the same order, to fresh (for validation and the indexes)
+ * and the base's that did not survive to gone. Takes no reference. */
+static int blist_resolve(struct blist *l, void *const *base, size_t n_base, size_t key_off,
+                         const char *what, void ***out, size_t *n_out, struct objv *fresh,
+                         struct objv *gone, char *err, size_t errlen)
+{
+    size_t i = 0, bi = 0, n = 0;
     void **res;
 
-    if (l->n > ZT_STATE_MAX_OBJECTS) {
-        snprintf(err, errlen, "too many %ss (%zu > %d)", what, l->n, ZT_STATE_MAX_OBJECTS);
+    if (l->n + n_base > ZT_STATE_MAX_OBJECTS) {
+        snprintf(err, errlen, "too many %ss (%zu > %d)", what, l->n + n_base, ZT_STATE_MAX_OBJECTS);
         return ZT_E_TOO_BIG;
     }
     if (l->n)
         qsort(l->v, l->n, sizeof(*l->v), cmp_bentry);
-    res = zt_state_xcalloc(l->n, sizeof(*res));
-    while (i < l->n) {
-        size_t j = i;
-        struct bentry *cur = NULL;
-        for (; j < l->n && strcmp(l->v[j].key, l->v[i].key) == 0; j++) {
-            struct bentry *e = &l->v[j];
+    res = zt_state_xrealloc(NULL, (l->n + n_base) * sizeof(*res));
+    while (i < l->n || bi < n_base) {
+        const char *key;
+        void *cur = NULL, *was = NULL;
+        int c = bi >= n_base ? 1 : i >= l->n ? -1 : strcmp(obj_key(base[bi], key_off), l->v[i].key);
+        if (c < 0) { /* untouched base object */
+            res[n++] = base[bi++];
+            continue;
+        }
+        if (c == 0)
+            cur = was = base[bi++];
+        key = l->v[i].key;
+        for (; i < l->n && strcmp(l->v[i].key, key) == 0; i++) {
+            struct bentry *e = &l->v[i];
             if (e->op == BOP_ADD && cur) {
                 snprintf(err, errlen, "duplicate %s \"%s\"", what, e->key);
                 free(res);
                 return ZT_E_CONFIG;
             }
-            if (e->op == BOP_DEL)
-                cur = NULL;
-            else
-                cur = e;
+            cur = e->op == BOP_DEL ? NULL : e->obj;
         }
-        if (cur) {
-            cur->kept = true;
-            res[n++] = cur->obj;
-        }
-        i = j;
+        if (cur && cur != was)
+            *(void **)zt_state_array_push(&fresh->v, &fresh->n, sizeof(*fresh->v)) = cur;
+        if (was && cur != was)
+            *(void **)zt_state_array_push(&gone->v, &gone->n, sizeof(*gone->v)) = was;
+        if (cur)
+            res[n++] = cur;
     }
     *out = res;
     *n_out = n;
@@ -690,6 +799,9 @@ static int cmp_vip_entry(const void *a, const void *b)
                   ((const struct zt_service *)y->obj)->key);
 }
 
+static void build_vip_indexes(struct zt_state *s);
+static void build_endpoints(struct zt_state *s);
+
 static void build_indexes(struct zt_state *s)
 {
     size_t n = 0;
@@ -706,15 +818,18 @@ static void build_indexes(struct zt_state *s)
             s->wl_ips[s->n_wl_ips++] =
                 (struct ip_entry){.network = wl->network, .ip = wl->addresses[a], .obj = wl};
     }
+    /* Every claimant of an address stays, the preferred one first (lookups
+     * take the first): when it goes, the next snapshot's merge still knows
+     * the runner-up. */
     qsort(s->wl_ips, s->n_wl_ips, sizeof(*s->wl_ips), cmp_wl_ip_entry);
-    /* Keep only the preferred workload of each (network, ip). */
-    n = 0;
-    for (size_t i = 0; i < s->n_wl_ips; i++)
-        if (n == 0 || cmp_ip_entry_key(&s->wl_ips[n - 1], &s->wl_ips[i]) != 0)
-            s->wl_ips[n++] = s->wl_ips[i];
-    s->n_wl_ips = n;
 
-    n = 0;
+    build_vip_indexes(s);
+    build_endpoints(s);
+}
+
+static void build_vip_indexes(struct zt_state *s)
+{
+    size_t n = 0;
     for (size_t i = 0; i < s->n_svcs; i++)
         n += s->svcs[i]->n_vips;
     s->vips = zt_state_xcalloc(n, sizeof(*s->vips));
@@ -732,7 +847,10 @@ static void build_indexes(struct zt_state *s)
                 .network = svc->cidr_vips[v].network, .cidr = svc->cidr_vips[v].cidr, .svc = svc};
     }
     qsort(s->vips, s->n_vips, sizeof(*s->vips), cmp_vip_entry);
+}
 
+static void build_endpoints(struct zt_state *s)
+{
     /* Endpoint lists: workloads are visited in uid order, so each list is
      * sorted by uid. */
     s->eps = zt_state_xcalloc(s->n_svcs, sizeof(*s->eps));
@@ -752,10 +870,154 @@ static void build_indexes(struct zt_state *s)
     }
 }
 
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* gone sorted by pointer. */
+static bool is_gone(const struct objv *gone, const void *obj)
+{
+    return gone->n && bsearch(&obj, gone->v, gone->n, sizeof(*gone->v), cmp_ptr);
+}
+
+/* The endpoints of a service the base had under the same key: the base's
+ * list without the workloads that went, merged (by uid) with the fresh
+ * workloads that name it. */
+static void merge_endpoints(struct ep_list *l, const struct ep_list *bl, const struct objv *gone,
+                            const struct objv *fresh, const char *key)
+{
+    size_t i = 0, j = 0;
+    l->v = zt_state_xcalloc(bl->n + fresh->n, sizeof(*l->v));
+    while (i < bl->n || j < fresh->n) {
+        const struct zt_workload *f = j < fresh->n ? fresh->v[j] : NULL;
+        if (f && !zt_workload_find_service(f, key)) {
+            j++;
+            continue;
+        }
+        if (i < bl->n && is_gone(gone, bl->v[i])) {
+            i++;
+            continue;
+        }
+        if (!f || (i < bl->n && strcmp(bl->v[i]->uid, f->uid) < 0)) {
+            l->v[l->n++] = bl->v[i++];
+        } else {
+            l->v[l->n++] = f;
+            j++;
+        }
+    }
+}
+
+/* The indexes of s, built from those of base when s is base plus a delta:
+ * gone are the base's workloads s no longer has, fresh the workloads s has
+ * that base had not (in uid order). The address index is a merge of two
+ * sorted arrays; endpoint lists are copied from the base except for the
+ * services a changed workload names; only services new to s cost a scan
+ * of every workload. Results are those of build_indexes. */
+static void build_indexes_delta(struct zt_state *s, const struct zt_state *base, struct objv *gone,
+                                const struct objv *fresh)
+{
+    struct ip_entry *add = NULL;
+    size_t n_add = 0, i = 0, j = 0, n = 0, bj = 0;
+    char **dirty = NULL; /* service keys named by a gone or fresh workload */
+    size_t n_dirty = 0;
+    size_t *new_svcs = NULL, n_new = 0;
+
+    if (gone->n)
+        qsort(gone->v, gone->n, sizeof(*gone->v), cmp_ptr);
+    for (size_t f = 0; f < fresh->n; f++) {
+        const struct zt_workload *wl = fresh->v[f];
+        for (size_t k = 0; k < wl->n_services; k++)
+            *(char **)zt_state_array_push(&dirty, &n_dirty, sizeof(*dirty)) = wl->services[k].key;
+        if (wl->network_mode == ZT_NETMODE_HOST_NETWORK)
+            continue;
+        for (size_t a = 0; a < wl->n_addresses; a++)
+            *(struct ip_entry *)zt_state_array_push(&add, &n_add, sizeof(*add)) =
+                (struct ip_entry){.network = wl->network, .ip = wl->addresses[a], .obj = wl};
+    }
+    for (size_t g = 0; g < gone->n; g++) {
+        const struct zt_workload *wl = gone->v[g];
+        for (size_t k = 0; k < wl->n_services; k++)
+            *(char **)zt_state_array_push(&dirty, &n_dirty, sizeof(*dirty)) = wl->services[k].key;
+    }
+    if (n_add)
+        qsort(add, n_add, sizeof(*add), cmp_wl_ip_entry);
+    if (n_dirty)
+        qsort(dirty, n_dirty, sizeof(*dirty), cmp_strp);
+
+    /* Filled below: no need to zero megabytes. */
+    s->wl_ips = zt_state_xrealloc(NULL, (base->n_wl_ips + n_add) * sizeof(*s->wl_ips));
+    while (i < base->n_wl_ips || j < n_add) {
+        if (i < base->n_wl_ips && is_gone(gone, base->wl_ips[i].obj))
+            i++;
+        else if (j >= n_add ||
+                 (i < base->n_wl_ips && cmp_wl_ip_entry(&base->wl_ips[i], &add[j]) <= 0))
+            s->wl_ips[n++] = base->wl_ips[i++];
+        else
+            s->wl_ips[n++] = add[j++];
+    }
+    s->n_wl_ips = n;
+    free(add);
+
+    build_vip_indexes(s);
+
+    s->eps = zt_state_xcalloc(s->n_svcs, sizeof(*s->eps));
+    for (i = 0; i < s->n_svcs; i++) {
+        const char *key = s->svcs[i]->key;
+        const struct ep_list *bl;
+        while (bj < base->n_svcs && strcmp(base->svcs[bj]->key, key) < 0)
+            bj++;
+        if (bj == base->n_svcs || strcmp(base->svcs[bj]->key, key) != 0) {
+            *(size_t *)zt_state_array_push(&new_svcs, &n_new, sizeof(*new_svcs)) = i;
+            continue;
+        }
+        bl = &base->eps[bj];
+        if (n_dirty && bsearch(&key, dirty, n_dirty, sizeof(*dirty), cmp_strp)) {
+            merge_endpoints(&s->eps[i], bl, gone, fresh, key);
+        } else if (bl->n) {
+            s->eps[i].v = zt_state_xcalloc(bl->n, sizeof(*bl->v));
+            memcpy(s->eps[i].v, bl->v, bl->n * sizeof(*bl->v));
+            s->eps[i].n = bl->n;
+        }
+    }
+    /* Services new under their key: any workload may already name them. */
+    for (i = 0; n_new && i < s->n_wls; i++) {
+        const struct zt_workload *wl = s->wls[i];
+        for (size_t k = 0; k < wl->n_services; k++) {
+            size_t lo = 0, hi = n_new;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = strcmp(wl->services[k].key, s->svcs[new_svcs[mid]]->key);
+                if (c == 0) {
+                    struct ep_list *l = &s->eps[new_svcs[mid]];
+                    if (!l->n || l->v[l->n - 1] != wl)
+                        *(const struct zt_workload **)zt_state_array_push(&l->v, &l->n,
+                                                                          sizeof(*l->v)) = wl;
+                    break;
+                }
+                if (c < 0)
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+        }
+    }
+    free(new_svcs);
+    free(dirty);
+}
+
 int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, char *err,
                             size_t errlen)
 {
     struct zt_state *s = zt_state_xcalloc(1, sizeof(*s));
+    const struct zt_state *base = b->base;
+    struct objv fresh[3] = {{0}}, gone[3] = {{0}};
     void **objs = NULL;
     size_t n = 0;
     int rc;
@@ -764,49 +1026,66 @@ int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, c
     if (errlen)
         err[0] = '\0';
 
-    rc = blist_resolve(&b->wls, "workload uid", &objs, &n, err, errlen);
+    rc = blist_resolve(&b->wls, base ? (void *const *)base->wls : NULL, base ? base->n_wls : 0,
+                       offsetof(struct zt_workload, uid), "workload uid", &objs, &n, &fresh[0],
+                       &gone[0], err, errlen);
     if (rc)
         goto fail;
     s->wls = (struct zt_workload **)objs;
     s->n_wls = n;
-    rc = blist_resolve(&b->svcs, "service", &objs, &n, err, errlen);
+    rc = blist_resolve(&b->svcs, base ? (void *const *)base->svcs : NULL, base ? base->n_svcs : 0,
+                       offsetof(struct zt_service, key), "service", &objs, &n, &fresh[1], &gone[1],
+                       err, errlen);
     if (rc)
         goto fail;
     s->svcs = (struct zt_service **)objs;
     s->n_svcs = n;
-    rc = blist_resolve(&b->pols, "policy", &objs, &n, err, errlen);
+    rc = blist_resolve(&b->pols, base ? (void *const *)base->pols : NULL, base ? base->n_pols : 0,
+                       offsetof(struct zt_policy, key), "policy", &objs, &n, &fresh[2], &gone[2],
+                       err, errlen);
     if (rc)
         goto fail;
     s->pols = (struct zt_policy **)objs;
     s->n_pols = n;
 
-    for (size_t i = 0; i < s->n_wls && !rc; i++)
-        rc = validate_workload(s->wls[i], err, errlen);
-    for (size_t i = 0; i < s->n_svcs && !rc; i++)
-        rc = validate_service(s->svcs[i], err, errlen);
-    for (size_t i = 0; i < s->n_pols && !rc; i++)
-        rc = validate_policy(s->pols[i], err, errlen);
+    /* The base's objects were validated when it was built. */
+    for (size_t i = 0; i < fresh[0].n && !rc; i++)
+        rc = validate_workload(fresh[0].v[i], err, errlen);
+    for (size_t i = 0; i < fresh[1].n && !rc; i++)
+        rc = validate_service(fresh[1].v[i], err, errlen);
+    for (size_t i = 0; i < fresh[2].n && !rc; i++)
+        rc = validate_policy(fresh[2].v[i], err, errlen);
     if (rc)
         goto fail;
 
-    /* The snapshot now owns the kept objects; drop everything else. */
-    blist_free(&b->wls, unref_wl, false);
-    blist_free(&b->svcs, unref_svc, false);
-    blist_free(&b->pols, unref_pol, false);
-    free(b);
-    build_indexes(s);
+    /* The snapshot takes its own reference on every object it keeps; the
+     * builder then drops its references (and the base). */
+    for (size_t i = 0; i < s->n_wls; i++)
+        zt_workload_ref(s->wls[i]);
+    for (size_t i = 0; i < s->n_svcs; i++)
+        zt_service_ref(s->svcs[i]);
+    for (size_t i = 0; i < s->n_pols; i++)
+        zt_policy_ref(s->pols[i]);
+    if (base)
+        build_indexes_delta(s, base, &gone[0], &fresh[0]);
+    else
+        build_indexes(s);
     pthread_mutex_init(&s->derived_lock, NULL);
     *out = s;
-    return 0;
+    goto out;
 
 fail:
-    /* The builder still holds a reference to every object, kept or not. */
     free(s->wls);
     free(s->svcs);
     free(s->pols);
     free(s);
-    zt_state_builder_free(b);
     *out = NULL;
+out:
+    for (size_t i = 0; i < 3; i++) {
+        free(fresh[i].v);
+        free(gone[i].v);
+    }
+    zt_state_builder_free(b);
     return rc;
 }
 
@@ -831,9 +1110,17 @@ struct zt_state *zt_state_ref(const struct zt_state *cs)
 void zt_state_unref(const struct zt_state *cs)
 {
     struct zt_state *s = (struct zt_state *)cs;
+    bool large = false;
+    size_t n_last = 0;
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
     zt_state_derived_cleanup(s);
+    /* Worth a trim when many records go with the snapshot, not when the
+     * next snapshot shares them (a delta). The count is a hint: another
+     * thread may drop a shared record at the same time. */
+    for (size_t i = 0; i < s->n_wls && n_last < ZT_STATE_TRIM_OBJECTS; i++)
+        n_last += atomic_load_explicit(&s->wls[i]->refs, memory_order_relaxed) == 1;
+    large = n_last >= ZT_STATE_TRIM_OBJECTS;
     for (size_t i = 0; i < s->n_wls; i++)
         zt_workload_unref(s->wls[i]);
     for (size_t i = 0; i < s->n_svcs; i++) {
@@ -850,6 +1137,11 @@ void zt_state_unref(const struct zt_state *cs)
     free(s->vips);
     free(s->cidrs);
     free(s);
+    /* A large snapshot leaves its memory in malloc's free lists, where the
+     * next one does not fit exactly: give it back to the system, so that
+     * RSS after a reload is what the new snapshot needs. */
+    if (large)
+        malloc_trim(0);
 }
 
 /* ---------------------------------------------------------------- lookups */

@@ -12,7 +12,9 @@
  * (config/local.c, xds) allocate them with the _new() functions, fill every
  * field with heap memory (strings from zt_state_xstrdup, arrays grown with
  * zt_state_array_push) and hand them to the builder, which takes ownership.
- * After zt_state_builder_finish() they must be treated as read-only.
+ * From then on they are read-only: the builder swaps the strings of
+ * workloads and services for shared copies (one per distinct text in a
+ * snapshot), so a string must never be freed or replaced by hand.
  *
  * Out of memory aborts the process (see STYLE.md). */
 #ifndef ZT_STATE_STATE_H
@@ -91,7 +93,9 @@ struct zt_workload_service {
 
 struct zt_workload {
     atomic_uint refs;
-    char *uid; /* primary key */
+    bool interned; /* private: strings are the builder's shared ones */
+    bool packed;   /* private: addresses, services and ports in one block */
+    char *uid;     /* primary key */
     char *name;
     char *namespace;
     char *service_account; /* "" => "default" at finish */
@@ -184,6 +188,7 @@ struct zt_weighted_waypoint {
 
 struct zt_service {
     atomic_uint refs;
+    bool interned; /* private: strings are the builder's shared ones */
     char *name;
     char *namespace;
     char *hostname;

@@ -7,6 +7,10 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+/* Freeing a snapshot that takes at least this many workloads with it
+ * returns free memory to the system (malloc_trim). */
+#define ZT_STATE_TRIM_OBJECTS 10000
+
 struct ip_entry {
     const char *network;
     struct zt_ip ip;
@@ -44,6 +48,30 @@ struct zt_state {
     void *_Atomic derived[ZT_STATE_DERIVED_MAX];
     zt_state_derived_free_fn *derived_free[ZT_STATE_DERIVED_MAX];
 };
+
+/* Interned strings (strtab.c): a builder's table of refcounted strings.
+ * Record strings of a snapshot are interned (zt_workload.interned): each is
+ * shared by every record that has the same text, and freed by its last
+ * zt_state_str_unref. The table holds one reference per string until
+ * cleanup. Not thread-safe; reference counts are atomic, so records built
+ * from a table may be freed on any thread. */
+struct zt_state_strslot {
+    char *s; /* NULL = empty */
+    uint64_t hash;
+};
+
+struct zt_state_strtab {
+    struct zt_state_strslot *slots; /* open addressing */
+    size_t cap, n;
+};
+
+void zt_state_strtab_init(struct zt_state_strtab *t);
+void zt_state_strtab_cleanup(struct zt_state_strtab *t);
+/* Returns the interned copy of s with one new reference (s is borrowed). */
+char *zt_state_strtab_intern(struct zt_state_strtab *t, const char *s);
+char *zt_state_str_ref(char *s);
+/* Drops one reference of an interned string. NULL is a no-op. */
+void zt_state_str_unref(char *s);
 
 /* Index of the service with that key, or -1. */
 ssize_t zt_state_service_index(const struct zt_state *s, const char *key);

@@ -606,6 +606,225 @@ static void test_resolve_outbound(void)
     zt_state_unref(s);
 }
 
+/* A delta over a large base: one changed workload, every other record
+ * (and its strings) is the base's own; the delta is merged in key order;
+ * adding a key the base has is a duplicate, removing it first is not; a
+ * bad record in the delta is refused and the base stays usable. */
+static void test_delta_merge(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s1, *s2, *s3 = (struct zt_state *)1;
+    char uid[16], addr[32], err[128];
+    size_t shared = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(uid, sizeof(uid), "u%03d", i);
+        snprintf(addr, sizeof(addr), "10.0.%d.%d", i / 200, i % 200 + 1);
+        zt_state_builder_add_workload(b, wl_new(uid, uid, "ns", addr, ZT_WL_PROTO_HBONE));
+    }
+    s1 = finish(b);
+
+    b = zt_state_builder_new(s1);
+    zt_state_builder_put_workload(b, wl_new("u050", "changed", "ns", "10.1.0.1", ZT_WL_PROTO_TCP));
+    zt_state_builder_put_workload(b, wl_new("u0505", "new", "ns", "10.1.0.2", ZT_WL_PROTO_TCP));
+    zt_state_builder_remove_workload(b, "u000");
+    zt_state_builder_remove_workload(b, "u001");
+    zt_state_builder_add_workload(b, wl_new("u001", "again", "ns", "10.1.0.3", ZT_WL_PROTO_TCP));
+    s2 = finish(b);
+    CHECK_EQ_INT(zt_state_workload_count(s2), 100);
+    for (size_t i = 0; i < zt_state_workload_count(s2); i++) {
+        const struct zt_workload *w = zt_state_workload_at(s2, i);
+        if (w == zt_state_workload_by_uid(s1, w->uid))
+            shared++;
+        if (i)
+            CHECK(strcmp(zt_state_workload_at(s2, i - 1)->uid, w->uid) < 0);
+    }
+    CHECK_EQ_INT(shared, 97); /* all but u050, u0505, u001 (and u000 gone) */
+    CHECK_EQ_STR(zt_state_workload_by_uid(s2, "u050")->name, "changed");
+    CHECK_EQ_STR(zt_state_workload_by_uid(s2, "u001")->name, "again");
+    CHECK(zt_state_workload_by_uid(s2, "u000") == NULL);
+    CHECK(zt_state_workload_by_ip(s2, "", &(struct zt_ip){0}) == NULL);
+    {
+        struct zt_ip a = ip("10.1.0.1"), old = ip("10.0.0.51");
+        CHECK(zt_state_workload_by_ip(s2, "", &a) == zt_state_workload_by_uid(s2, "u050"));
+        CHECK(zt_state_workload_by_ip(s2, "", &old) == NULL);
+        CHECK(zt_state_workload_by_ip(s1, "", &old) == zt_state_workload_by_uid(s1, "u050"));
+    }
+
+    b = zt_state_builder_new(s2);
+    zt_state_builder_add_workload(b, wl_new("u099", "dup", "ns", "10.1.0.9", ZT_WL_PROTO_TCP));
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s3, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "duplicate workload uid \"u099\"");
+    CHECK(s3 == NULL);
+
+    b = zt_state_builder_new(s2);
+    zt_state_builder_put_workload(b, wl_new("", "nouid", "ns", "10.1.0.9", ZT_WL_PROTO_TCP));
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s3, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "workload \"ns/nouid\" has an empty uid");
+    zt_state_unref(s1);
+    CHECK_EQ_INT(zt_state_workload_count(s2), 100);
+    zt_state_unref(s2);
+}
+
+/* Indexes built from a base plus a delta answer exactly as indexes built
+ * from scratch over the same records: random rounds of puts and removes of
+ * workloads (colliding addresses, services named before they exist) and of
+ * services. */
+static uint32_t rnd_state = 12345;
+static uint32_t rnd(uint32_t n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) % n;
+}
+
+static struct zt_workload *rnd_wl(void)
+{
+    char uid[16], addr[32], key[64];
+    struct zt_workload *w;
+    snprintf(uid, sizeof(uid), "w%02u", rnd(60));
+    snprintf(addr, sizeof(addr), "10.0.0.%u", rnd(40) + 1);
+    w = wl_new(uid, uid, "ns", addr, rnd(2) ? ZT_WL_PROTO_HBONE : ZT_WL_PROTO_TCP);
+    for (uint32_t k = rnd(3); k > 0; k--) {
+        snprintf(key, sizeof(key), "ns/s%u.ns.svc.cluster.local", rnd(8));
+        wl_add_svc(w, key, 80, 8080);
+    }
+    return w;
+}
+
+static void same_indexes(const struct zt_state *d)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *f;
+    for (size_t i = 0; i < zt_state_workload_count(d); i++)
+        zt_state_builder_add_workload(
+            b, zt_workload_ref((struct zt_workload *)zt_state_workload_at(d, i)));
+    for (size_t i = 0; i < zt_state_service_count(d); i++)
+        zt_state_builder_add_service(
+            b, zt_service_ref((struct zt_service *)zt_state_service_at(d, i)));
+    f = finish(b);
+    for (unsigned a = 1; a <= 41; a++) {
+        char addr[32];
+        struct zt_ip x;
+        snprintf(addr, sizeof(addr), "10.0.0.%u", a);
+        x = ip(addr);
+        CHECK(zt_state_workload_by_ip(d, "", &x) == zt_state_workload_by_ip(f, "", &x));
+    }
+    CHECK_EQ_INT(zt_state_service_count(d), zt_state_service_count(f));
+    for (size_t i = 0; i < zt_state_service_count(d); i++) {
+        const struct zt_workload *const *ed, *const *ef;
+        size_t nd = zt_state_service_endpoints(d, zt_state_service_at(d, i), &ed);
+        size_t nf = zt_state_service_endpoints(f, zt_state_service_at(f, i), &ef);
+        CHECK_EQ_INT(nd, nf);
+        for (size_t k = 0; k < nd && k < nf; k++)
+            CHECK(ed[k] == ef[k]);
+    }
+    zt_state_unref(f);
+}
+
+static void test_delta_indexes(void)
+{
+    struct zt_state *s = finish(zt_state_builder_new(NULL));
+    for (int round = 0; round < 300; round++) {
+        struct zt_state_builder *b = zt_state_builder_new(s);
+        for (uint32_t k = rnd(4) + 1; k > 0; k--) {
+            char key[64];
+            switch (rnd(4)) {
+            case 0:
+            case 1:
+                zt_state_builder_put_workload(b, rnd_wl());
+                break;
+            case 2:
+                snprintf(key, sizeof(key), "w%02u", rnd(60));
+                zt_state_builder_remove_workload(b, key);
+                break;
+            default:
+                snprintf(key, sizeof(key), "s%u", rnd(8));
+                if (rnd(3)) {
+                    char vip[32];
+                    snprintf(vip, sizeof(vip), "10.96.0.%u", rnd(8) + 1);
+                    zt_state_builder_put_service(b, svc_new(key, "ns", vip, 80, 8080));
+                } else {
+                    char full[128];
+                    snprintf(full, sizeof(full), "ns/%s.ns.svc.cluster.local", key);
+                    zt_state_builder_remove_service(b, full);
+                }
+                break;
+            }
+        }
+        zt_state_unref(s);
+        s = finish(b);
+        same_indexes(s);
+    }
+    zt_state_unref(s);
+}
+
+/* The builder moves a workload's addresses, services and ports into one
+ * block: every value survives, in order. */
+static void test_workload_packed(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_workload *w = wl_new("u1", "a", "ns", "10.0.0.1", ZT_WL_PROTO_HBONE);
+    struct zt_state *s;
+    const struct zt_workload *g;
+    struct zt_ip a2 = ip("fd00::2");
+    *(struct zt_ip *)zt_state_array_push(&w->addresses, &w->n_addresses, sizeof(struct zt_ip)) = a2;
+    wl_add_svc(w, "ns/one", 80, 8080);
+    wl_add_svc(w, "ns/two", 0, 0);
+    wl_add_svc(w, "ns/three", 443, 8443);
+    {
+        struct zt_port_map *pm =
+            zt_state_array_push(&w->services[2].ports, &w->services[2].n_ports, sizeof(*pm));
+        pm->service_port = 9090;
+    }
+    zt_state_builder_add_workload(b, w);
+    s = finish(b);
+    g = zt_state_workload_by_uid(s, "u1");
+    CHECK(g != NULL);
+    CHECK_EQ_INT(g->n_addresses, 2);
+    CHECK(zt_workload_has_ip(g, &a2));
+    CHECK_EQ_INT(g->n_services, 3);
+    CHECK_EQ_STR(g->services[1].key, "ns/two");
+    CHECK_EQ_INT(g->services[1].n_ports, 0);
+    CHECK_EQ_INT(g->services[0].ports[0].target_port, 8080);
+    CHECK_EQ_INT(g->services[2].n_ports, 2);
+    CHECK_EQ_INT(g->services[2].ports[0].target_port, 8443);
+    CHECK_EQ_INT(g->services[2].ports[1].service_port, 9090);
+    CHECK(zt_state_workload_by_ip(s, "", &a2) == g);
+    zt_state_unref(s);
+}
+
+/* Strings that repeat across records are held once per snapshot; the
+ * defaults and "" too. Freeing the snapshot frees them (ASan checks). */
+static void test_strings_shared(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_workload *w1 = wl_new("u1", "a", "ns1", "10.0.0.1", ZT_WL_PROTO_HBONE);
+    struct zt_workload *w2 = wl_new("u2", "b", "ns1", "10.0.0.2", ZT_WL_PROTO_HBONE);
+    struct zt_service *svc = zt_service_new();
+    const struct zt_workload *a, *c;
+    struct zt_state *s = NULL;
+    char err[128];
+    wl_add_svc(w1, "ns1/h", 80, 8080);
+    wl_add_svc(w2, "ns1/h", 80, 8080);
+    svc->namespace = zt_state_xstrdup("ns1");
+    svc->hostname = zt_state_xstrdup("h");
+    zt_state_builder_add_workload(b, w1);
+    zt_state_builder_add_workload(b, w2);
+    zt_state_builder_add_service(b, svc);
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s, err, sizeof(err)), 0);
+    a = zt_state_workload_by_uid(s, "u1");
+    c = zt_state_workload_by_uid(s, "u2");
+    CHECK(a && c);
+    CHECK(a->namespace == c->namespace);
+    CHECK(a->namespace == zt_state_service_by_key(s, "ns1/h")->namespace);
+    CHECK_EQ_STR(a->service_account, "default");
+    CHECK(a->service_account == c->service_account);
+    CHECK(a->trust_domain == c->trust_domain);
+    CHECK(a->network == c->node); /* both "" */
+    CHECK(a->services[0].key == zt_state_service_by_key(s, "ns1/h")->key);
+    CHECK(a->uid != c->uid);
+    zt_state_unref(s);
+}
+
 int main(void)
 {
     RUN(test_ip_parse_format);
@@ -623,5 +842,9 @@ int main(void)
     RUN(test_pick_failover_strict);
     RUN(test_pick_skips_undialable);
     RUN(test_resolve_outbound);
+    RUN(test_strings_shared);
+    RUN(test_delta_merge);
+    RUN(test_delta_indexes);
+    RUN(test_workload_packed);
     return TEST_REPORT();
 }
