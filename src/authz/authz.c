@@ -285,14 +285,14 @@ static void free_index(void *idx)
     zt_authz_index_free(idx);
 }
 
-static const struct zt_authz_index *index_of(const struct zt_state *s)
+const struct zt_authz_index *zt_authz_index_of(const struct zt_state *s)
 {
     return zt_state_derived(s, ZT_STATE_DERIVED_AUTHZ, build_index, free_index);
 }
 
 void zt_authz_prepare(const struct zt_state *s)
 {
-    index_of(s);
+    zt_authz_index_of(s);
 }
 
 int zt_authz_check_ex(const struct zt_state *s, const struct zt_workload *dst_wl,
@@ -303,7 +303,7 @@ int zt_authz_check_ex(const struct zt_state *s, const struct zt_workload *dst_wl
     struct zt_authz_verdict v;
 
     zt_authz_ident_parse(conn->src_identity, &id);
-    zt_authz_index_eval(index_of(s), dst_wl, conn, &id, res != NULL, &v);
+    zt_authz_index_eval(zt_authz_index_of(s), dst_wl, conn, &id, res != NULL, &v);
     return decide(&v, res, reason, reason_len);
 }
 

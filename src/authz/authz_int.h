@@ -34,9 +34,15 @@ struct zt_authz_verdict {
 struct zt_authz_index;
 
 /* Builds the index of every policy of s (borrowed: the index keeps pointers
- * into s's policies, so it must not outlive s). Never NULL; aborts on OOM. */
+ * into s's policy records, never into its workloads or services, so it must
+ * not outlive the last snapshot holding those records). Never NULL; aborts
+ * on OOM. */
 struct zt_authz_index *zt_authz_index_build(const struct zt_state *s);
 void zt_authz_index_free(struct zt_authz_index *idx);
+/* The index of s (borrowed from s), built on first use. Snapshots with the
+ * same policy records share one index (zt_state_derived), which tests
+ * observe by comparing the pointers. */
+const struct zt_authz_index *zt_authz_index_of(const struct zt_state *s);
 
 /* Evaluates the policies applicable to dst_wl, with exactly the results of
  * the reference evaluator. The dry-run fields of the verdict are filled only

@@ -1070,7 +1070,7 @@ int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, c
         build_indexes_delta(s, base, &gone[0], &fresh[0]);
     else
         build_indexes(s);
-    pthread_mutex_init(&s->derived_lock, NULL);
+    zt_state_derived_init(s, base);
     *out = s;
     goto out;
 

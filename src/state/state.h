@@ -383,7 +383,15 @@ size_t zt_state_service_endpoints(const struct zt_state *s, const struct zt_serv
  * caller of zt_state_derived() for its slot, exactly once (concurrent callers
  * wait for that build), is read-only from then on and is freed with the
  * snapshot. So it costs nothing for a snapshot nobody asks about, and a
- * module can keep its index without this module knowing its layout. */
+ * module can keep its index without this module knowing its layout.
+ *
+ * An index may depend only on the snapshot's policies (their records and
+ * order), never on its workloads or services: a snapshot finished from a
+ * base with exactly the base's policy records (the same pointers, in the
+ * same order) shares the base's indexes, already built or not, and the
+ * last snapshot sharing them frees them. A one-workload change therefore
+ * does not rebuild the policy index. The build function may keep pointers
+ * into the policy records, which every sharing snapshot holds. */
 enum zt_state_derived_slot {
     ZT_STATE_DERIVED_AUTHZ = 0,
     ZT_STATE_DERIVED_MAX,

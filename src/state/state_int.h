@@ -43,10 +43,9 @@ struct zt_state {
     struct cidr_entry *cidrs;
     size_t n_cidrs;
     struct ep_list *eps; /* parallel to svcs */
-    /* zt_state_derived(): each slot built once, under derived_lock. */
-    pthread_mutex_t derived_lock;
-    void *_Atomic derived[ZT_STATE_DERIVED_MAX];
-    zt_state_derived_free_fn *derived_free[ZT_STATE_DERIVED_MAX];
+    /* zt_state_derived(): shared with the base when the policies are
+     * (derived.c). */
+    struct zt_state_derived_set *derived;
 };
 
 /* Interned strings (strtab.c): a builder's table of refcounted strings.
@@ -76,7 +75,12 @@ void zt_state_str_unref(char *s);
 /* Index of the service with that key, or -1. */
 ssize_t zt_state_service_index(const struct zt_state *s, const char *key);
 
-/* Frees the derived indexes of a snapshot being freed (derived.c). */
+/* Gives s (whose policies are final) its derived indexes: the set of base
+ * (borrowed, may be NULL) when s has exactly base's policy records in the
+ * same order, else a new empty set (derived.c). */
+void zt_state_derived_init(struct zt_state *s, const struct zt_state *base);
+/* Drops s's reference on its derived indexes, freeing them with the last
+ * snapshot that shares them; called before s drops its policies. */
 void zt_state_derived_cleanup(struct zt_state *s);
 
 #endif

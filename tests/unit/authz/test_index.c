@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include "authz/authz.h"
+#include "authz/authz_int.h"
 #include "base/err.h"
 
 #include <stdint.h>
@@ -479,6 +480,108 @@ static void test_index_follows_the_snapshot(void)
     zt_state_unref(s2);
 }
 
+/* ---------------------------------------------------------------- reuse across snapshots */
+
+static struct zt_authz_conn random_conn(void)
+{
+    struct zt_authz_conn c = {.src_identity = PICK(identities),
+                              .src_ip = ip(PICK(addrs)),
+                              .src_port = 40000,
+                              .dst_ip = ip(PICK(addrs)),
+                              .dst_port = (uint16_t)ports[rnd(6)]};
+    return c;
+}
+
+static bool same_verdict(const struct zt_authz_verdict *a, const struct zt_authz_verdict *b)
+{
+    return a->has_allow == b->has_allow && a->allowed == b->allowed &&
+           a->res.denied_by == b->res.denied_by &&
+           a->res.dry_run_denied_by == b->res.dry_run_denied_by &&
+           a->res.has_dry_run_allow == b->res.has_dry_run_allow &&
+           a->res.dry_run_allow_matched == b->res.dry_run_allow_matched;
+}
+
+/* Checks every workload of s on random connections: the index s uses
+ * against the reference and against an index built afresh from s. */
+static bool checks_as_fresh(const struct zt_state *s)
+{
+    struct zt_authz_index *fresh = zt_authz_index_build(s);
+    bool ok = true;
+    for (int k = 0; k < 60 && ok; k++) {
+        const struct zt_workload *wl =
+            zt_state_workload_at(s, rnd((uint32_t)zt_state_workload_count(s)));
+        struct zt_authz_conn c = random_conn();
+        struct zt_authz_ident id;
+        struct zt_authz_verdict a, b;
+        zt_authz_ident_parse(c.src_identity, &id);
+        zt_authz_index_eval(zt_authz_index_of(s), wl, &c, &id, true, &a);
+        zt_authz_index_eval(fresh, wl, &c, &id, true, &b);
+        ok = same(s, wl, &c) && same_verdict(&a, &b);
+    }
+    zt_authz_index_free(fresh);
+    return ok;
+}
+
+static const char *const wl_namespaces[] = {"app", "other", "istio-system", "nowhere"};
+
+/* A delta that changes only workloads (a workload moved to another
+ * namespace with other listed policies, one removed, one added) keeps the
+ * base's index, which gives the new snapshot the results of a fresh build;
+ * a delta that changes a policy gets a new index. */
+static void test_workload_delta_reuses_index(void)
+{
+    for (unsigned round = 0; round < 300; round++) {
+        struct zt_state_builder *b = zt_state_builder_new(NULL);
+        struct zt_state *s1 = NULL, *s2 = NULL, *s3 = NULL;
+        struct zt_workload *moved = workload("w-app", PICK(wl_namespaces));
+        struct zt_workload *added = workload("w-added", PICK(wl_namespaces));
+        uint32_t n_pols = 1 + rnd(13);
+        char err[256], key[64];
+        bool ok;
+
+        for (uint32_t i = 0; i < n_pols; i++) {
+            struct zt_policy *p = random_policy(i);
+            snprintf(key, sizeof(key), "%s/%s", p->namespace, p->name);
+            if (rnd(3) == 0)
+                list_key(moved, key);
+            if (rnd(3) == 0)
+                list_key(added, key);
+            zt_state_builder_add_policy(b, p);
+        }
+        zt_state_builder_add_workload(b, workload("w-app", "app"));
+        zt_state_builder_add_workload(b, workload("w-other", "other"));
+        zt_state_builder_add_workload(b, workload("w-none", "nowhere"));
+        if (zt_state_builder_finish(b, &s1, err, sizeof(err)))
+            abort();
+        zt_authz_prepare(s1);
+
+        b = zt_state_builder_new(s1);
+        zt_state_builder_put_workload(b, moved);
+        zt_state_builder_put_workload(b, added);
+        zt_state_builder_remove_workload(b, "w-other");
+        CHECK_EQ_INT(zt_state_builder_finish(b, &s2, err, sizeof(err)), 0);
+        CHECK(zt_authz_index_of(s2) == zt_authz_index_of(s1));
+        ok = checks_as_fresh(s2) && checks_as_fresh(s1);
+
+        b = zt_state_builder_new(s2);
+        zt_state_builder_put_policy(b, random_policy(rnd(n_pols + 1)));
+        CHECK_EQ_INT(zt_state_builder_finish(b, &s3, err, sizeof(err)), 0);
+        CHECK(zt_authz_index_of(s3) != zt_authz_index_of(s2));
+        ok = ok && checks_as_fresh(s3);
+
+        zt_state_unref(s1);
+        /* s2 still uses the index s1 built. */
+        ok = ok && checks_as_fresh(s2);
+        zt_state_unref(s2);
+        zt_state_unref(s3);
+        if (!ok) {
+            fprintf(stderr, "  round %u\n", round);
+            CHECK(false);
+            return;
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_random_against_reference);
@@ -486,5 +589,6 @@ int main(void)
     RUN(test_source_blocks_of_several_lengths);
     RUN(test_entries_that_never_match);
     RUN(test_index_follows_the_snapshot);
+    RUN(test_workload_delta_reuses_index);
     return TEST_REPORT();
 }

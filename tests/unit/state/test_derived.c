@@ -92,10 +92,119 @@ static void test_concurrent_callers_share_one_build(void)
     CHECK_EQ_INT(atomic_load(&n_freed), 1);
 }
 
+static struct zt_workload *new_workload(const char *uid)
+{
+    struct zt_workload *wl = zt_workload_new();
+    wl->uid = zt_state_xstrdup(uid);
+    wl->name = zt_state_xstrdup(uid);
+    wl->namespace = zt_state_xstrdup("app");
+    return wl;
+}
+
+static struct zt_policy *new_policy(const char *name)
+{
+    struct zt_policy *p = zt_policy_new();
+    p->namespace = zt_state_xstrdup("app");
+    p->name = zt_state_xstrdup(name);
+    p->scope = ZT_POLICY_NAMESPACE;
+    p->action = ZT_POLICY_DENY;
+    return p;
+}
+
+static struct zt_state *finish(struct zt_state_builder *b)
+{
+    struct zt_state *s = NULL;
+    char err[256];
+    if (zt_state_builder_finish(b, &s, err, sizeof(err)))
+        abort();
+    return s;
+}
+
+/* A snapshot that keeps its base's policy records shares the base's
+ * indexes: built before or after the delta, once, freed with the last of
+ * the two. A delta that touches a policy gets its own. */
+static void test_shared_while_policies_unchanged(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s1, *s2, *s3, *s4;
+    const int *a, *c;
+
+    atomic_store(&n_built, 0);
+    atomic_store(&n_freed, 0);
+    zt_state_builder_add_workload(b, new_workload("w1"));
+    zt_state_builder_add_policy(b, new_policy("p1"));
+    s1 = finish(b);
+
+    /* Not built yet for s1: the build through s2 serves both. */
+    b = zt_state_builder_new(s1);
+    zt_state_builder_put_workload(b, new_workload("w2"));
+    s2 = finish(b);
+    a = zt_state_derived(s2, ZT_STATE_DERIVED_AUTHZ, build_counting, free_counting);
+    CHECK(zt_state_derived(s1, ZT_STATE_DERIVED_AUTHZ, build_counting, free_counting) == a);
+    CHECK_EQ_INT(atomic_load(&n_built), 1);
+
+    /* Replacing or removing workloads keeps it. */
+    b = zt_state_builder_new(s2);
+    zt_state_builder_put_workload(b, new_workload("w1"));
+    zt_state_builder_remove_workload(b, "w2");
+    s3 = finish(b);
+    CHECK(zt_state_derived(s3, ZT_STATE_DERIVED_AUTHZ, build_counting, free_counting) == a);
+    CHECK_EQ_INT(atomic_load(&n_built), 1);
+
+    /* A policy replaced by an equal one is a new record: rebuilt. */
+    b = zt_state_builder_new(s3);
+    zt_state_builder_put_policy(b, new_policy("p1"));
+    s4 = finish(b);
+    c = zt_state_derived(s4, ZT_STATE_DERIVED_AUTHZ, build_counting, free_counting);
+    CHECK(c != a);
+    CHECK_EQ_INT(atomic_load(&n_built), 2);
+
+    zt_state_unref(s1);
+    zt_state_unref(s3);
+    CHECK_EQ_INT(atomic_load(&n_freed), 0);
+    zt_state_unref(s2);
+    CHECK_EQ_INT(atomic_load(&n_freed), 1);
+    zt_state_unref(s4);
+    CHECK_EQ_INT(atomic_load(&n_freed), 2);
+}
+
+/* Adding or removing a policy changes the set: each gets its own. */
+static void test_not_shared_across_policy_changes(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_state *s1, *s2, *s3;
+    const int *a, *c, *d;
+
+    atomic_store(&n_built, 0);
+    atomic_store(&n_freed, 0);
+    zt_state_builder_add_policy(b, new_policy("p1"));
+    s1 = finish(b);
+    a = zt_state_derived(s1, ZT_STATE_DERIVED_AUTHZ, build_counting, free_counting);
+    b = zt_state_builder_new(s1);
+    zt_state_builder_put_policy(b, new_policy("p2"));
+    s2 = finish(b);
+    c = zt_state_derived(s2, ZT_STATE_DERIVED_AUTHZ, build_counting, free_counting);
+    b = zt_state_builder_new(s2);
+    zt_state_builder_remove_policy(b, "app/p1");
+    zt_state_builder_remove_policy(b, "app/p2");
+    s3 = finish(b);
+    d = zt_state_derived(s3, ZT_STATE_DERIVED_AUTHZ, build_counting, free_counting);
+    CHECK_EQ_INT(*a, 43);
+    CHECK_EQ_INT(*c, 44);
+    CHECK_EQ_INT(*d, 42);
+    CHECK_EQ_INT(atomic_load(&n_built), 3);
+    zt_state_unref(s1);
+    zt_state_unref(s2);
+    zt_state_unref(s3);
+    CHECK_EQ_INT(atomic_load(&n_freed), 3);
+}
+
 int main(void)
 {
     RUN(test_built_once_freed_with_snapshot);
     RUN(test_never_asked_never_built);
     RUN(test_concurrent_callers_share_one_build);
+    RUN(test_shared_while_policies_unchanged);
+    RUN(test_not_shared_across_policy_changes);
     return TEST_REPORT();
 }
