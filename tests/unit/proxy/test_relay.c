@@ -157,198 +157,189 @@ static void setup(struct owner *o, const struct zt_relay_ops *ops, struct fake *
     zt_relay_init(&o->r, ops, &a->ep, &b->ep, cap, read_sz);
 }
 
-static void test_both_ways_and_half_close(void)
-{
+/* Two fakes and an owner: the usual test set-up. */
+struct rig {
     struct fake a, b;
     struct owner o;
-    fake_init(&a, false);
-    fake_init(&b, false);
-    setup(&o, &owner_ops, &a, &b, 0, 0);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_CONNECTING);
-    zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-    CHECK(a.want_rd && b.want_rd && !a.want_wr && !b.want_wr);
+};
 
-    fake_feed(&a, "hello", 5);
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(b.out_len, 5);
-    CHECK(memcmp(b.out, "hello", 5) == 0);
-    fake_feed(&b, "world!", 6);
-    zt_relay_readable(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(a.out_len, 6);
-    CHECK(memcmp(a.out, "world!", 6) == 0);
-    CHECK_EQ_INT(o.r.flow[ZT_RELAY_UP].bytes, 5);
-    CHECK_EQ_INT(o.r.flow[ZT_RELAY_DOWN].bytes, 6);
+static void rig_init(struct rig *t, const struct zt_relay_ops *ops, bool b_unbounded, size_t cap,
+                     size_t read_sz)
+{
+    fake_init(&t->a, false);
+    fake_init(&t->b, b_unbounded);
+    setup(&t->o, ops, &t->a, &t->b, cap, read_sz);
+}
+
+static void rig_free(struct rig *t)
+{
+    zt_relay_cleanup(&t->o.r);
+    fake_free(&t->a);
+    fake_free(&t->b);
+}
+
+static void test_both_ways_and_half_close(void)
+{
+    struct rig t;
+    rig_init(&t, &owner_ops, false, 0, 0);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_CONNECTING);
+    zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+    CHECK(t.a.want_rd && t.b.want_rd && !t.a.want_wr && !t.b.want_wr);
+
+    fake_feed(&t.a, "hello", 5);
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.b.out_len, 5);
+    CHECK(memcmp(t.b.out, "hello", 5) == 0);
+    fake_feed(&t.b, "world!", 6);
+    zt_relay_readable(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.a.out_len, 6);
+    CHECK(memcmp(t.a.out, "world!", 6) == 0);
+    CHECK_EQ_INT(t.o.r.flow[ZT_RELAY_UP].bytes, 5);
+    CHECK_EQ_INT(t.o.r.flow[ZT_RELAY_DOWN].bytes, 6);
     /* Nothing waits: no buffer is held. */
-    CHECK(o.r.flow[0].buf.data == NULL && o.r.flow[1].buf.data == NULL);
+    CHECK(t.o.r.flow[0].buf.data == NULL && t.o.r.flow[1].buf.data == NULL);
 
-    a.in_eof = true;
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(b.shut_calls, 1);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_HALF_CLOSED_UP);
-    CHECK(!a.want_rd); /* nothing more to read from A */
+    t.a.in_eof = true;
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.b.shut_calls, 1);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_HALF_CLOSED_UP);
+    CHECK(!t.a.want_rd); /* nothing more to read from A */
     /* B -> A still moves. */
-    fake_feed(&b, "late", 4);
-    zt_relay_readable(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(a.out_len, 10);
-    b.in_eof = true;
-    zt_relay_readable(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(a.shut_calls, 1);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_CLOSED);
-    CHECK_EQ_INT(o.n_seen, 3);
-    CHECK_EQ_INT(o.seen[0], ZT_TUN_ESTABLISHED);
-    CHECK_EQ_INT(o.seen[1], ZT_TUN_HALF_CLOSED_UP);
-    CHECK_EQ_INT(o.seen[2], ZT_TUN_CLOSED);
-    CHECK_EQ_STR(o.error, "");
-    zt_relay_cleanup(&o.r);
-    fake_free(&a);
-    fake_free(&b);
+    fake_feed(&t.b, "late", 4);
+    zt_relay_readable(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.a.out_len, 10);
+    t.b.in_eof = true;
+    zt_relay_readable(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.a.shut_calls, 1);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_CLOSED);
+    CHECK_EQ_INT(t.o.n_seen, 3);
+    CHECK_EQ_INT(t.o.seen[0], ZT_TUN_ESTABLISHED);
+    CHECK_EQ_INT(t.o.seen[1], ZT_TUN_HALF_CLOSED_UP);
+    CHECK_EQ_INT(t.o.seen[2], ZT_TUN_CLOSED);
+    CHECK_EQ_STR(t.o.error, "");
+    rig_free(&t);
 }
 
 static void test_half_close_down_first(void)
 {
-    struct fake a, b;
-    struct owner o;
-    fake_init(&a, false);
-    fake_init(&b, false);
-    setup(&o, &owner_ops, &a, &b, 0, 0);
-    zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-    b.in_eof = true;
-    zt_relay_readable(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_HALF_CLOSED_DOWN);
-    CHECK_EQ_INT(a.shut_calls, 1);
-    fake_feed(&a, "after", 5);
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(b.out_len, 5);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_HALF_CLOSED_DOWN);
-    zt_relay_cleanup(&o.r);
-    fake_free(&a);
-    fake_free(&b);
+    struct rig t;
+    rig_init(&t, &owner_ops, false, 0, 0);
+    zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+    t.b.in_eof = true;
+    zt_relay_readable(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_HALF_CLOSED_DOWN);
+    CHECK_EQ_INT(t.a.shut_calls, 1);
+    fake_feed(&t.a, "after", 5);
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.b.out_len, 5);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_HALF_CLOSED_DOWN);
+    rig_free(&t);
 }
 
 /* A sink that takes nothing stops its source at the cap; bytes keep their
  * order through every pause. */
 static void test_backpressure(void)
 {
-    struct fake a, b;
-    struct owner o;
-    fake_init(&a, false);
-    fake_init(&b, false);
-    setup(&o, &owner_ops, &a, &b, 1000, 300);
-    zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-    fake_feed_pattern(&a, 5000);
-    b.write_room = 0;
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(o.r.flow[ZT_RELAY_UP].buf.len, 1000);
-    CHECK_EQ_INT(a.in_off, 1000);
-    CHECK(!a.want_rd);
-    CHECK(b.want_wr);
+    struct rig t;
+    rig_init(&t, &owner_ops, false, 1000, 300);
+    zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+    fake_feed_pattern(&t.a, 5000);
+    t.b.write_room = 0;
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.o.r.flow[ZT_RELAY_UP].buf.len, 1000);
+    CHECK_EQ_INT(t.a.in_off, 1000);
+    CHECK(!t.a.want_rd);
+    CHECK(t.b.want_wr);
     /* Reading again while full reads nothing. */
-    unsigned reads = a.reads;
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(a.reads, reads);
-    for (int round = 0; round < 100 && b.out_len < 5000; round++) {
-        b.write_room = 450;
-        zt_relay_writable(&o.r, ZT_RELAY_B);
-        CHECK(o.r.flow[ZT_RELAY_UP].buf.len <= 1000);
+    unsigned reads = t.a.reads;
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.a.reads, reads);
+    for (int round = 0; round < 100 && t.b.out_len < 5000; round++) {
+        t.b.write_room = 450;
+        zt_relay_writable(&t.o.r, ZT_RELAY_B);
+        CHECK(t.o.r.flow[ZT_RELAY_UP].buf.len <= 1000);
     }
-    CHECK_EQ_INT(b.out_len, 5000);
-    CHECK(memcmp(a.in, b.out, 5000) == 0);
-    CHECK(a.want_rd);
-    CHECK(!b.want_wr);
-    zt_relay_cleanup(&o.r);
-    fake_free(&a);
-    fake_free(&b);
+    CHECK_EQ_INT(t.b.out_len, 5000);
+    CHECK(memcmp(t.a.in, t.b.out, 5000) == 0);
+    CHECK(t.a.want_rd);
+    CHECK(!t.b.want_wr);
+    rig_free(&t);
 }
 
 /* A stream's DATA cannot be refused: it is buffered beyond the cap, and the
  * source hears of each byte only once the sink took it. */
 static void test_unbounded_source(void)
 {
-    struct fake a, b;
-    struct owner o;
-    fake_init(&a, false);
-    fake_init(&b, true);
-    setup(&o, &owner_ops, &a, &b, 1000, 0);
-    zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-    fake_feed_pattern(&b, 5000);
-    a.write_room = 1200;
-    zt_relay_readable(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(b.in_off, 5000);
-    CHECK_EQ_INT(a.out_len, 1200);
-    CHECK_EQ_INT(b.delivered, 1200);
-    CHECK_EQ_INT(o.r.flow[ZT_RELAY_DOWN].buf.len, 3800);
-    CHECK(b.want_rd); /* always: its window bounds it */
-    CHECK(a.want_wr);
-    a.write_room = FAKE_MAX;
-    zt_relay_writable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(a.out_len, 5000);
-    CHECK_EQ_INT(b.delivered, 5000);
-    CHECK(memcmp(a.out, b.in, 5000) == 0);
-    zt_relay_cleanup(&o.r);
-    fake_free(&a);
-    fake_free(&b);
+    struct rig t;
+    rig_init(&t, &owner_ops, true, 1000, 0);
+    zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+    fake_feed_pattern(&t.b, 5000);
+    t.a.write_room = 1200;
+    zt_relay_readable(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.b.in_off, 5000);
+    CHECK_EQ_INT(t.a.out_len, 1200);
+    CHECK_EQ_INT(t.b.delivered, 1200);
+    CHECK_EQ_INT(t.o.r.flow[ZT_RELAY_DOWN].buf.len, 3800);
+    CHECK(t.b.want_rd); /* always: its window bounds it */
+    CHECK(t.a.want_wr);
+    t.a.write_room = FAKE_MAX;
+    zt_relay_writable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.a.out_len, 5000);
+    CHECK_EQ_INT(t.b.delivered, 5000);
+    CHECK(memcmp(t.a.out, t.b.in, 5000) == 0);
+    rig_free(&t);
 }
 
 /* With a batching owner, a stream's bytes wait for the owner's flush and
  * the sink is not polled for them meanwhile; one flush per batch. */
 static void test_deferred_flush(void)
 {
-    struct fake a, b;
-    struct owner o;
-    fake_init(&a, false);
-    fake_init(&b, true);
-    setup(&o, &batching_ops, &a, &b, 0, 0);
-    zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-    fake_feed(&b, "one", 3);
-    zt_relay_readable(&o.r, ZT_RELAY_B);
-    fake_feed(&b, "two", 3);
-    zt_relay_readable(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(a.out_len, 0);
-    CHECK_EQ_INT(o.defers[ZT_RELAY_DOWN], 1);
-    CHECK(!a.want_wr);
-    zt_relay_flush(&o.r, ZT_RELAY_DOWN);
-    CHECK_EQ_INT(a.out_len, 6);
-    CHECK(memcmp(a.out, "onetwo", 6) == 0);
-    CHECK_EQ_INT(b.delivered, 6);
+    struct rig t;
+    rig_init(&t, &batching_ops, true, 0, 0);
+    zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+    fake_feed(&t.b, "one", 3);
+    zt_relay_readable(&t.o.r, ZT_RELAY_B);
+    fake_feed(&t.b, "two", 3);
+    zt_relay_readable(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.a.out_len, 0);
+    CHECK_EQ_INT(t.o.defers[ZT_RELAY_DOWN], 1);
+    CHECK(!t.a.want_wr);
+    zt_relay_flush(&t.o.r, ZT_RELAY_DOWN);
+    CHECK_EQ_INT(t.a.out_len, 6);
+    CHECK(memcmp(t.a.out, "onetwo", 6) == 0);
+    CHECK_EQ_INT(t.b.delivered, 6);
     /* The end of the stream after the flush shuts A at once. */
-    b.in_eof = true;
-    zt_relay_readable(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(a.shut_calls, 1);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_HALF_CLOSED_DOWN);
+    t.b.in_eof = true;
+    zt_relay_readable(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.a.shut_calls, 1);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_HALF_CLOSED_DOWN);
     /* A TCP source is never batched. */
-    fake_feed(&a, "up", 2);
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(b.out_len, 2);
-    CHECK_EQ_INT(o.defers[ZT_RELAY_UP], 0);
-    zt_relay_cleanup(&o.r);
-    fake_free(&a);
-    fake_free(&b);
+    fake_feed(&t.a, "up", 2);
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.b.out_len, 2);
+    CHECK_EQ_INT(t.o.defers[ZT_RELAY_UP], 0);
+    rig_free(&t);
 }
 
 /* End of stream while bytes wait for the sink: the shutdown follows them. */
 static void test_eof_after_pending_bytes(void)
 {
-    struct fake a, b;
-    struct owner o;
-    fake_init(&a, false);
-    fake_init(&b, false);
-    setup(&o, &owner_ops, &a, &b, 0, 0);
-    zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-    b.write_room = 2;
-    fake_feed(&a, "abcdef", 6);
-    a.in_eof = true;
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(b.out_len, 2);
-    CHECK_EQ_INT(b.shut_calls, 0);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_ESTABLISHED);
-    b.write_room = 100;
-    zt_relay_writable(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(b.out_len, 6);
-    CHECK_EQ_INT(b.shut_calls, 1);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_HALF_CLOSED_UP);
-    zt_relay_cleanup(&o.r);
-    fake_free(&a);
-    fake_free(&b);
+    struct rig t;
+    rig_init(&t, &owner_ops, false, 0, 0);
+    zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+    t.b.write_room = 2;
+    fake_feed(&t.a, "abcdef", 6);
+    t.a.in_eof = true;
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.b.out_len, 2);
+    CHECK_EQ_INT(t.b.shut_calls, 0);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_ESTABLISHED);
+    t.b.write_room = 100;
+    zt_relay_writable(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.b.out_len, 6);
+    CHECK_EQ_INT(t.b.shut_calls, 1);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_HALF_CLOSED_UP);
+    rig_free(&t);
 }
 
 static void test_errors_each_side(void)
@@ -364,35 +355,30 @@ static void test_errors_each_side(void)
         {ZT_RELAY_B, false, "write to upstream"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct fake a, b;
-        struct owner o;
-        fake_init(&a, false);
-        fake_init(&b, false);
-        setup(&o, &owner_ops, &a, &b, 0, 0);
-        zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-        struct fake *bad = cases[i].side == ZT_RELAY_A ? &a : &b;
-        struct fake *other = bad == &a ? &b : &a;
+        struct rig t;
+        rig_init(&t, &owner_ops, false, 0, 0);
+        zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+        struct fake *bad = cases[i].side == ZT_RELAY_A ? &t.a : &t.b;
+        struct fake *other = bad == &t.a ? &t.b : &t.a;
         if (cases[i].reading) {
             bad->read_err = -ECONNRESET;
-            zt_relay_readable(&o.r, cases[i].side);
+            zt_relay_readable(&t.o.r, cases[i].side);
         } else {
             bad->write_err = -EPIPE;
             fake_feed(other, "x", 1);
-            zt_relay_readable(&o.r, other->ep.side);
+            zt_relay_readable(&t.o.r, other->ep.side);
         }
-        CHECK_EQ_INT(o.r.state, ZT_TUN_FAILED);
-        CHECK(strstr(o.error, cases[i].want) != NULL);
-        CHECK_EQ_INT(o.n_seen, 2);
+        CHECK_EQ_INT(t.o.r.state, ZT_TUN_FAILED);
+        CHECK(strstr(t.o.error, cases[i].want) != NULL);
+        CHECK_EQ_INT(t.o.n_seen, 2);
         /* Ended: no more endpoint calls. */
-        unsigned reads = a.reads + b.reads;
-        fake_feed(&a, "y", 1);
-        zt_relay_readable(&o.r, ZT_RELAY_A);
-        zt_relay_writable(&o.r, ZT_RELAY_B);
-        CHECK_EQ_INT(a.reads + b.reads, reads);
-        CHECK_EQ_INT(o.n_seen, 2);
-        zt_relay_cleanup(&o.r);
-        fake_free(&a);
-        fake_free(&b);
+        unsigned reads = t.a.reads + t.b.reads;
+        fake_feed(&t.a, "y", 1);
+        zt_relay_readable(&t.o.r, ZT_RELAY_A);
+        zt_relay_writable(&t.o.r, ZT_RELAY_B);
+        CHECK_EQ_INT(t.a.reads + t.b.reads, reads);
+        CHECK_EQ_INT(t.o.n_seen, 2);
+        rig_free(&t);
     }
 }
 
@@ -406,80 +392,65 @@ static void close_inside_write(struct fake *f)
 /* The tunnel ends inside an endpoint call: the relay stops there. */
 static void test_close_during_callback(void)
 {
-    struct fake a, b;
-    struct owner o;
-    fake_init(&a, false);
-    fake_init(&b, false);
-    setup(&o, &owner_ops, &a, &b, 1000, 100);
-    zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-    closing_relay = &o.r;
-    b.on_write = close_inside_write;
-    fake_feed_pattern(&a, 500);
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_FAILED);
-    CHECK_EQ_STR(o.error, "closed by the owner");
-    CHECK_EQ_INT(a.reads, 1); /* nothing read after the close */
-    CHECK_EQ_INT(b.out_len, 100);
-    CHECK_EQ_INT(o.n_seen, 2);
-    zt_relay_close(&o.r, NULL); /* once ended, stays ended */
-    CHECK_EQ_INT(o.n_seen, 2);
-    zt_relay_cleanup(&o.r);
-    fake_free(&a);
-    fake_free(&b);
+    struct rig t;
+    rig_init(&t, &owner_ops, false, 1000, 100);
+    zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+    closing_relay = &t.o.r;
+    t.b.on_write = close_inside_write;
+    fake_feed_pattern(&t.a, 500);
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_FAILED);
+    CHECK_EQ_STR(t.o.error, "closed by the owner");
+    CHECK_EQ_INT(t.a.reads, 1); /* nothing read after the close */
+    CHECK_EQ_INT(t.b.out_len, 100);
+    CHECK_EQ_INT(t.o.n_seen, 2);
+    zt_relay_close(&t.o.r, NULL); /* once ended, stays ended */
+    CHECK_EQ_INT(t.o.n_seen, 2);
+    rig_free(&t);
 }
 
 /* A sink whose shutdown completes later (a stream's END_STREAM). */
 static void test_shutdown_pending(void)
 {
-    struct fake a, b;
-    struct owner o;
-    fake_init(&a, false);
-    fake_init(&b, true);
-    b.shut_rc = 1;
-    setup(&o, &owner_ops, &a, &b, 0, 0);
-    zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-    a.in_eof = true;
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(b.shut_calls, 1);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_ESTABLISHED);
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(b.shut_calls, 1); /* asked once */
-    zt_relay_shutdown_done(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_HALF_CLOSED_UP);
-    zt_relay_cleanup(&o.r);
-    fake_free(&a);
-    fake_free(&b);
+    struct rig t;
+    rig_init(&t, &owner_ops, true, 0, 0);
+    t.b.shut_rc = 1;
+    zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+    t.a.in_eof = true;
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.b.shut_calls, 1);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_ESTABLISHED);
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.b.shut_calls, 1); /* asked once */
+    zt_relay_shutdown_done(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_HALF_CLOSED_UP);
+    rig_free(&t);
 }
 
 /* Before the tunnel is up nothing is written; a bounded source is not read,
  * an unbounded one is kept; all of it goes once established. */
 static void test_connecting(void)
 {
-    struct fake a, b;
-    struct owner o;
-    fake_init(&a, false);
-    fake_init(&b, true);
-    setup(&o, &owner_ops, &a, &b, 0, 0);
-    fake_feed(&a, "early-a", 7);
-    fake_feed(&b, "early-b", 7);
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    zt_relay_readable(&o.r, ZT_RELAY_B);
-    CHECK_EQ_INT(a.reads, 0);
-    CHECK_EQ_INT(a.out_len, 0);
-    CHECK(!a.want_rd);
-    zt_relay_set_state(&o.r, ZT_TUN_CONNECT_SENT);
-    CHECK_EQ_INT(o.r.state, ZT_TUN_CONNECT_SENT);
-    zt_relay_set_state(&o.r, ZT_TUN_CONNECTING); /* never back */
-    CHECK_EQ_INT(o.r.state, ZT_TUN_CONNECT_SENT);
-    zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-    CHECK_EQ_INT(a.out_len, 7);
-    CHECK(memcmp(a.out, "early-b", 7) == 0);
-    CHECK(a.want_rd);
-    zt_relay_readable(&o.r, ZT_RELAY_A);
-    CHECK_EQ_INT(b.out_len, 7);
-    zt_relay_cleanup(&o.r);
-    fake_free(&a);
-    fake_free(&b);
+    struct rig t;
+    rig_init(&t, &owner_ops, true, 0, 0);
+    fake_feed(&t.a, "early-a", 7);
+    fake_feed(&t.b, "early-b", 7);
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    zt_relay_readable(&t.o.r, ZT_RELAY_B);
+    CHECK_EQ_INT(t.a.reads, 0);
+    CHECK_EQ_INT(t.a.out_len, 0);
+    CHECK(!t.a.want_rd);
+    zt_relay_set_state(&t.o.r, ZT_TUN_CONNECT_SENT);
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_CONNECT_SENT);
+    zt_relay_set_state(&t.o.r, ZT_TUN_CONNECTING); /* never back */
+    CHECK_EQ_INT(t.o.r.state, ZT_TUN_CONNECT_SENT);
+    zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+    CHECK_EQ_INT(t.a.out_len, 7);
+    CHECK(memcmp(t.a.out, "early-b", 7) == 0);
+    CHECK(t.a.want_rd);
+    zt_relay_readable(&t.o.r, ZT_RELAY_A);
+    CHECK_EQ_INT(t.b.out_len, 7);
+    rig_free(&t);
 }
 
 /* A peer that breaks off: what already waits toward the other side is
@@ -487,22 +458,17 @@ static void test_connecting(void)
 static void test_abort(void)
 {
     for (int with_error = 0; with_error < 2; with_error++) {
-        struct fake a, b;
-        struct owner o;
-        fake_init(&a, false);
-        fake_init(&b, true);
-        setup(&o, &batching_ops, &a, &b, 0, 0);
-        zt_relay_set_state(&o.r, ZT_TUN_ESTABLISHED);
-        fake_feed_pattern(&b, 100);
-        zt_relay_readable(&o.r, ZT_RELAY_B);
-        CHECK_EQ_INT(a.out_len, 0); /* batched */
-        zt_relay_abort(&o.r, ZT_RELAY_B, with_error ? "tunnel reset by peer" : NULL);
-        CHECK_EQ_INT(a.out_len, 100);
-        CHECK_EQ_INT(o.r.state, with_error ? ZT_TUN_FAILED : ZT_TUN_CLOSED);
-        CHECK_EQ_STR(o.error, with_error ? "tunnel reset by peer" : "");
-        zt_relay_cleanup(&o.r);
-        fake_free(&a);
-        fake_free(&b);
+        struct rig t;
+        rig_init(&t, &batching_ops, true, 0, 0);
+        zt_relay_set_state(&t.o.r, ZT_TUN_ESTABLISHED);
+        fake_feed_pattern(&t.b, 100);
+        zt_relay_readable(&t.o.r, ZT_RELAY_B);
+        CHECK_EQ_INT(t.a.out_len, 0); /* batched */
+        zt_relay_abort(&t.o.r, ZT_RELAY_B, with_error ? "tunnel reset by peer" : NULL);
+        CHECK_EQ_INT(t.a.out_len, 100);
+        CHECK_EQ_INT(t.o.r.state, with_error ? ZT_TUN_FAILED : ZT_TUN_CLOSED);
+        CHECK_EQ_STR(t.o.error, with_error ? "tunnel reset by peer" : "");
+        rig_free(&t);
     }
 }
 
