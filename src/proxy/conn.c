@@ -191,6 +191,12 @@ static void on_tcp_poll(uv_poll_t *h, int status, int events)
         return;
     }
     if (status < 0) {
+        /* POLLERR arrives as UV_EBADF; the socket's pending error is the
+         * real reason (a reset, most often). */
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+            status = -err;
         char msg[128];
         snprintf(msg, sizeof(msg), "%s: %s", t == &c->a ? "downstream" : "upstream",
                  zt_strerror(status));

@@ -36,7 +36,18 @@ setup() {
 		    c.sendall(("%d %s\n" % (n, h.hexdigest())).encode()); c.close()
 	PY
 	zt_bg "$c" slow-reader python3 "$ZT_WORK/slow.py"
-	zt_wait_port "$c" 127.0.0.1 7000 5 && zt_echo_server "$c" 8080
+	# An app that resets every connection once it has read a line (SO_LINGER 0).
+	cat >"$ZT_WORK/reset.py" <<-'PY'
+		import socket, struct
+		s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+		s.bind(("0.0.0.0", 7001)); s.listen(4)
+		while True:
+		    c, _ = s.accept(); c.recv(100)
+		    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+	PY
+	zt_bg "$c" reset-app python3 "$ZT_WORK/reset.py"
+	zt_wait_port "$c" 127.0.0.1 7001 5 &&
+		zt_wait_port "$c" 127.0.0.1 7000 5 && zt_echo_server "$c" 8080
 }
 if setup; then zt_pass; else
 	zt_fail "setup failed"
@@ -64,5 +75,15 @@ head -c $((64 * 1024 * 1024)) /dev/urandom >"$ZT_WORK/big"
 sum=$(zt_ns_exec "$a" timeout 60 socat -t 10 - "TCP:$C:8080" <"$ZT_WORK/big" | sha256sum | cut -d" " -f1)
 zt_expect_eq "$sum" "$(sha256sum "$ZT_WORK/big" | cut -d' ' -f1)"
 rm -f "$ZT_WORK/big" "$ZT_WORK/blob"
+
+# The app resets the connection: the access line names the reset (the
+# socket's own error), not the poll's stand-in "Bad file descriptor".
+zt_test "an app that resets its connection: the access log says 'Connection reset by peer'"
+(printf 'hello\n'; sleep 3) | zt_ns_exec "$a" timeout 10 socat -t 5 - "TCP:$C:7001" >/dev/null 2>&1
+if mesh_wait_grep "$(mesh_log 2 proxy)" 'dst.hbone_addr=10.200.2.2:7001 .*error="[a-z ]*downstream: Connection reset by peer"' 10; then
+	zt_pass
+else
+	zt_fail "$(grep 'hbone_addr=10.200.2.2:7001' "$(mesh_log 2 proxy)")"
+fi
 
 mesh_finish
