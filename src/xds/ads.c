@@ -8,11 +8,11 @@
 #include "xds/ads.h"
 
 #include "base/err.h"
+#include "base/strmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define ADS_REASON_LEN 256
 /* Room kept at the end of a NACK message for "; ... (N more)". */
@@ -22,146 +22,6 @@ static const char *const type_urls[ZT_ADS_NTYPES] = {
     [ZT_ADS_ADDRESS] = "type.googleapis.com/istio.workload.Address",
     [ZT_ADS_AUTHORIZATION] = "type.googleapis.com/istio.security.Authorization",
 };
-
-/* ---------------------------------------------------------------- name map */
-
-/* Open addressing with linear probing and backward-shift deletion, so there
- * are no tombstones to clean up after long runs of removals. */
-struct map_entry {
-    const char *name; /* NULL: free slot */
-    const char *version;
-    uint64_t hash;
-};
-
-struct name_map {
-    struct map_entry *v;
-    size_t cap; /* 0 or a power of two */
-    size_t n;
-    uint64_t seed;
-    bool owns; /* free names and versions (the engine's maps); the
-                  per-response set of seen names only borrows */
-};
-
-static uint64_t hash_name(uint64_t seed, const char *s)
-{
-    /* FNV-1a over a random seed: cheap, and the seed keeps colliding names
-     * from being chosen in advance. */
-    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ULL;
-    }
-    return h ^ (h >> 29);
-}
-
-static void map_init(struct name_map *m, bool owns)
-{
-    memset(m, 0, sizeof(*m));
-    m->owns = owns;
-    if (getrandom(&m->seed, sizeof(m->seed), GRND_NONBLOCK) != (ssize_t)sizeof(m->seed))
-        m->seed = (uint64_t)(uintptr_t)m;
-}
-
-static void map_cleanup(struct name_map *m)
-{
-    if (m->owns) {
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->v[i].name)
-                continue;
-            free((char *)m->v[i].name);
-            free((char *)m->v[i].version);
-        }
-    }
-    free(m->v);
-    m->v = NULL;
-    m->cap = m->n = 0;
-}
-
-static size_t map_find(const struct name_map *m, const char *name)
-{
-    if (!m->cap)
-        return SIZE_MAX;
-    uint64_t h = hash_name(m->seed, name);
-    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        const struct map_entry *e = &m->v[i];
-        if (!e->name)
-            return SIZE_MAX;
-        if (e->hash == h && strcmp(e->name, name) == 0)
-            return i;
-    }
-}
-
-static void map_place(struct name_map *m, struct map_entry e)
-{
-    size_t i = e.hash & (m->cap - 1);
-    while (m->v[i].name)
-        i = (i + 1) & (m->cap - 1);
-    m->v[i] = e;
-}
-
-static void map_grow(struct name_map *m)
-{
-    struct map_entry *old = m->v;
-    size_t old_cap = m->cap;
-
-    m->cap = old_cap ? old_cap * 2 : 16;
-    m->v = zt_state_xcalloc(m->cap, sizeof(*m->v));
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i].name)
-            map_place(m, old[i]);
-    free(old);
-}
-
-/* Inserts name (or replaces its version). Owning maps copy both strings;
- * borrowing maps keep the pointers. */
-static void map_put(struct name_map *m, const char *name, const char *version)
-{
-    size_t i = map_find(m, name);
-    if (i != SIZE_MAX) {
-        if (m->owns) {
-            free((char *)m->v[i].version);
-            version = zt_state_xstrdup(version);
-        }
-        m->v[i].version = version;
-        return;
-    }
-    if ((m->n + 1) * 4 > m->cap * 3)
-        map_grow(m);
-    struct map_entry e = {
-        .name = m->owns ? zt_state_xstrdup(name) : name,
-        .version = m->owns ? zt_state_xstrdup(version) : version,
-        .hash = hash_name(m->seed, name),
-    };
-    map_place(m, e);
-    m->n++;
-}
-
-static void map_del(struct name_map *m, const char *name)
-{
-    size_t i = map_find(m, name);
-    if (i == SIZE_MAX)
-        return;
-    if (m->owns) {
-        free((char *)m->v[i].name);
-        free((char *)m->v[i].version);
-    }
-    memset(&m->v[i], 0, sizeof(m->v[i]));
-    m->n--;
-    /* Pull back every later entry of the run that may sit at or before the
-     * hole, so lookups never stop early at it. */
-    size_t hole = i, mask = m->cap - 1;
-    for (size_t j = (i + 1) & mask; m->v[j].name; j = (j + 1) & mask) {
-        size_t home = m->v[j].hash & mask;
-        /* Entry j may move to hole unless its home lies cyclically in
-         * (hole, j]. */
-        bool home_after_hole = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
-        if (home_after_hole)
-            continue;
-        m->v[hole] = m->v[j];
-        memset(&m->v[j], 0, sizeof(m->v[j]));
-        hole = j;
-    }
-}
 
 /* ---------------------------------------------------------------- engine */
 
@@ -178,7 +38,7 @@ struct zt_ads {
     void *ud;
     enum zt_ads_stream_state state;
     struct zt_state *snapshot; /* base of the next builder; one reference */
-    struct name_map accepted[ZT_ADS_NTYPES];
+    struct zt_strmap accepted[ZT_ADS_NTYPES];
     bool acked[ZT_ADS_NTYPES];
     bool is_ready;
 
@@ -283,7 +143,7 @@ struct zt_ads *zt_ads_new(const struct zt_ads_ops *ops, void *ud, const struct z
     a->ud = ud;
     a->snapshot = initial ? zt_state_ref(initial) : zt_state_new_empty();
     for (int t = 0; t < ZT_ADS_NTYPES; t++)
-        map_init(&a->accepted[t], true);
+        zt_strmap_init(&a->accepted[t], true);
     a->next_backoff_ms = ZT_ADS_BACKOFF_INITIAL_MS;
     set_state(a, ZT_ADS_ST_IDLE);
     return a;
@@ -296,7 +156,7 @@ void zt_ads_free(struct zt_ads *a)
     release_out(a);
     clear_queue(a);
     for (int t = 0; t < ZT_ADS_NTYPES; t++)
-        map_cleanup(&a->accepted[t]);
+        zt_strmap_clear(&a->accepted[t]);
     zt_state_unref(a->snapshot);
     free(a);
 }
@@ -316,8 +176,8 @@ void zt_ads_stream_started(struct zt_ads *a)
 
 static int cmp_entry_name(const void *x, const void *y)
 {
-    const struct map_entry *const *a = x, *const *b = y;
-    return strcmp((*a)->name, (*b)->name);
+    const struct zt_strmap_entry *const *a = x, *const *b = y;
+    return strcmp((*a)->key, (*b)->key);
 }
 
 /* Fills the initial_resource_versions arrays from the accepted map, sorted
@@ -325,20 +185,19 @@ static int cmp_entry_name(const void *x, const void *y)
  * the map, which does not change before the next public call. */
 static void fill_initial_versions(struct zt_ads *a, enum zt_ads_type t, struct zt_ads_request *out)
 {
-    const struct name_map *m = &a->accepted[t];
+    const struct zt_strmap *m = &a->accepted[t];
     if (!m->n)
         return;
-    const struct map_entry **es = zt_state_xcalloc(m->n, sizeof(*es));
-    size_t n = 0;
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->v[i].name)
-            es[n++] = &m->v[i];
+    const struct zt_strmap_entry **es = zt_state_xcalloc(m->n, sizeof(*es));
+    size_t n = 0, pos = 0;
+    for (const struct zt_strmap_entry *e; (e = zt_strmap_next(m, &pos)) != NULL;)
+        es[n++] = e;
     qsort(es, n, sizeof(*es), cmp_entry_name);
     a->out_names = zt_state_xcalloc(n, sizeof(*a->out_names));
     a->out_versions = zt_state_xcalloc(n, sizeof(*a->out_versions));
     for (size_t i = 0; i < n; i++) {
-        a->out_names[i] = es[i]->name;
-        a->out_versions[i] = es[i]->version;
+        a->out_names[i] = es[i]->key;
+        a->out_versions[i] = es[i]->value;
     }
     free(es);
     out->initial_names = a->out_names;
@@ -424,7 +283,7 @@ static void queue_reply(struct zt_ads *a, enum zt_ads_type t, const char *type_u
 
 /* Checks one resource before the owner sees it. Returns NULL or a reason. */
 static const char *check_resource(const struct zt_ads *a, enum zt_ads_type t,
-                                  const struct zt_ads_resource *r, const struct name_map *seen,
+                                  const struct zt_ads_resource *r, const struct zt_strmap *seen,
                                   size_t n_new)
 {
     if (!r->name || !r->name[0])
@@ -433,9 +292,9 @@ static const char *check_resource(const struct zt_ads *a, enum zt_ads_type t,
         return "name too long";
     if (r->version && strnlen(r->version, ZT_ADS_MAX_VERSION + 1) > ZT_ADS_MAX_VERSION)
         return "version too long";
-    if (map_find(seen, r->name) != SIZE_MAX)
+    if (zt_strmap_find(seen, r->name) != NULL)
         return "duplicate resource in response";
-    if (map_find(&a->accepted[t], r->name) == SIZE_MAX &&
+    if (zt_strmap_find(&a->accepted[t], r->name) == NULL &&
         a->accepted[t].n + n_new >= ZT_ADS_MAX_RESOURCES)
         return "too many resources";
     return NULL;
@@ -448,11 +307,11 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
 {
     struct zt_state_builder *b = zt_state_builder_new(a->snapshot);
     struct zt_state *next = NULL;
-    struct name_map seen;
+    struct zt_strmap seen;
     size_t *good = NULL, n_good = 0, n_new = 0, n_removed = 0;
     char reason[ADS_REASON_LEN];
 
-    map_init(&seen, false);
+    zt_strmap_init(&seen, false);
     for (size_t i = 0; i < r->n_resources; i++) {
         const struct zt_ads_resource *res = &r->resources[i];
         const char *name = res->name && res->name[0] ? res->name : "<unnamed>";
@@ -462,7 +321,7 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
             nack_add(k, strlen(name) > 256 ? "<long name>" : name, bad);
             continue;
         }
-        map_put(&seen, res->name, NULL);
+        zt_strmap_put(&seen, res->name, NULL);
         reason[0] = '\0';
         int rc = a->ops->apply(a->ud, t, b, res, reason, sizeof(reason));
         if (rc < 0) {
@@ -470,7 +329,7 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
             nack_add(k, name, reason[0] ? reason : zt_strerror(rc));
             continue;
         }
-        if (map_find(&a->accepted[t], res->name) == SIZE_MAX)
+        if (zt_strmap_find(&a->accepted[t], res->name) == NULL)
             n_new++;
         size_t *slot = zt_state_array_push(&good, &n_good, sizeof(*good));
         *slot = i;
@@ -482,7 +341,7 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
         a->ops->remove(a->ud, t, b, name);
         n_removed++;
     }
-    map_cleanup(&seen);
+    zt_strmap_clear(&seen);
 
     if (n_good + n_removed == 0) {
         zt_state_builder_free(b);
@@ -495,11 +354,11 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
     }
     for (size_t i = 0; i < n_good; i++) {
         const struct zt_ads_resource *res = &r->resources[good[i]];
-        map_put(&a->accepted[t], res->name, nz(res->version));
+        zt_strmap_put(&a->accepted[t], res->name, nz(res->version));
     }
     for (size_t i = 0; i < r->n_removed; i++)
         if (r->removed[i])
-            map_del(&a->accepted[t], r->removed[i]);
+            zt_strmap_del(&a->accepted[t], r->removed[i]);
     zt_state_unref(a->snapshot);
     a->snapshot = zt_state_ref(next);
     a->ops->publish(a->ud, next);
@@ -623,8 +482,8 @@ const char *zt_ads_resource_version(const struct zt_ads *a, enum zt_ads_type t, 
 {
     if ((unsigned)t >= ZT_ADS_NTYPES || !name)
         return NULL;
-    size_t i = map_find(&a->accepted[t], name);
-    return i == SIZE_MAX ? NULL : a->accepted[t].v[i].version;
+    const struct zt_strmap_entry *e = zt_strmap_find(&a->accepted[t], name);
+    return e ? e->value : NULL;
 }
 
 const struct zt_state *zt_ads_snapshot(const struct zt_ads *a)

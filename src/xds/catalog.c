@@ -9,6 +9,7 @@
 #include "xds/catalog.h"
 
 #include "base/err.h"
+#include "base/strmap.h"
 #include "xds/encode.h"
 
 #include <openssl/evp.h>
@@ -16,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 static bool type_ok(enum zt_ads_type t)
 {
@@ -198,177 +198,17 @@ const struct zt_xds_entry *zt_xds_catalog_find(const struct zt_xds_catalog *cat,
 
 /* ================================================================ known */
 
-/* Open addressing, linear probing, backward-shift deletion (no
- * tombstones), at most 3/4 full. */
-struct kslot {
-    char *name; /* NULL: free slot */
-    char *version;
-    uint64_t hash;
-};
-
-struct kmap {
-    struct kslot *v;
-    size_t cap; /* 0 or a power of two */
-    size_t n;
-};
-
+/* One map of name -> version per type (base/strmap.h: its names come from
+ * the peer, so each map hashes under its own random key). */
 struct zt_xds_known {
-    struct kmap maps[ZT_ADS_NTYPES];
-    uint64_t key[2];
+    struct zt_strmap maps[ZT_ADS_NTYPES];
 };
-
-static uint64_t rotl(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static void sip_round(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = rotl(v[1], 13) ^ v[0];
-    v[0] = rotl(v[0], 32);
-    v[2] += v[3];
-    v[3] = rotl(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = rotl(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = rotl(v[1], 17) ^ v[2];
-    v[2] = rotl(v[2], 32);
-}
-
-/* SipHash-2-4 (Aumasson and Bernstein, 2012). */
-static uint64_t siphash(const uint64_t key[2], const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = strlen(s), i = 0;
-    uint64_t v[4] = {
-        key[0] ^ 0x736f6d6570736575ULL,
-        key[1] ^ 0x646f72616e646f6dULL,
-        key[0] ^ 0x6c7967656e657261ULL,
-        key[1] ^ 0x7465646279746573ULL,
-    };
-    uint64_t m;
-
-    for (; i + 8 <= len; i += 8) {
-        m = 0;
-        for (int j = 0; j < 8; j++)
-            m |= (uint64_t)p[i + j] << (8 * j);
-        v[3] ^= m;
-        sip_round(v);
-        sip_round(v);
-        v[0] ^= m;
-    }
-    m = (uint64_t)len << 56;
-    for (int j = 0; i + (size_t)j < len; j++)
-        m |= (uint64_t)p[i + (size_t)j] << (8 * j);
-    v[3] ^= m;
-    sip_round(v);
-    sip_round(v);
-    v[0] ^= m;
-    v[2] ^= 0xff;
-    for (int r = 0; r < 4; r++)
-        sip_round(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
-static size_t kmap_find(const struct kmap *m, const char *name, uint64_t h)
-{
-    if (!m->cap)
-        return SIZE_MAX;
-    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        const struct kslot *e = &m->v[i];
-        if (!e->name)
-            return SIZE_MAX;
-        if (e->hash == h && strcmp(e->name, name) == 0)
-            return i;
-    }
-}
-
-static void kmap_place(struct kmap *m, struct kslot e)
-{
-    size_t i = e.hash & (m->cap - 1);
-    while (m->v[i].name)
-        i = (i + 1) & (m->cap - 1);
-    m->v[i] = e;
-}
-
-static void kmap_grow(struct kmap *m)
-{
-    struct kslot *old = m->v;
-    size_t old_cap = m->cap;
-
-    m->cap = old_cap ? old_cap * 2 : 16;
-    m->v = zt_state_xcalloc(m->cap, sizeof(*m->v));
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i].name)
-            kmap_place(m, old[i]);
-    free(old);
-}
-
-/* Inserts or replaces; copies both strings. Caps are the caller's. */
-static void kmap_put(struct zt_xds_known *k, struct kmap *m, const char *name, const char *version)
-{
-    uint64_t h = siphash(k->key, name);
-    size_t i = kmap_find(m, name, h);
-
-    if (i != SIZE_MAX) {
-        if (strcmp(m->v[i].version, version) != 0) {
-            free(m->v[i].version);
-            m->v[i].version = zt_state_xstrdup(version);
-        }
-        return;
-    }
-    if ((m->n + 1) * 4 > m->cap * 3)
-        kmap_grow(m);
-    kmap_place(m, (struct kslot){.name = zt_state_xstrdup(name),
-                                 .version = zt_state_xstrdup(version),
-                                 .hash = h});
-    m->n++;
-}
-
-static bool kmap_del(struct zt_xds_known *k, struct kmap *m, const char *name)
-{
-    size_t mask, i = kmap_find(m, name, siphash(k->key, name)), j;
-
-    if (i == SIZE_MAX)
-        return false;
-    free(m->v[i].name);
-    free(m->v[i].version);
-    mask = m->cap - 1;
-    /* Pulls back each following entry of the run whose home slot is not in
-     * (i, j] cyclically, so that every entry stays reachable from its home
-     * without crossing a free slot. */
-    for (j = (i + 1) & mask; m->v[j].name; j = (j + 1) & mask) {
-        size_t home = m->v[j].hash & mask;
-        bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-        if (stays)
-            continue;
-        m->v[i] = m->v[j];
-        i = j;
-    }
-    m->v[i] = (struct kslot){0};
-    m->n--;
-    return true;
-}
-
-static void kmap_cleanup(struct kmap *m)
-{
-    for (size_t i = 0; i < m->cap; i++) {
-        free(m->v[i].name);
-        free(m->v[i].version);
-    }
-    free(m->v);
-    memset(m, 0, sizeof(*m));
-}
 
 struct zt_xds_known *zt_xds_known_new(void)
 {
     struct zt_xds_known *k = zt_state_xcalloc(1, sizeof(*k));
-    if (getrandom(k->key, sizeof(k->key), GRND_NONBLOCK) != (ssize_t)sizeof(k->key)) {
-        /* No entropy yet (early boot): still distinct per map and run. */
-        k->key[0] = (uint64_t)(uintptr_t)k;
-        k->key[1] = (uint64_t)(uintptr_t)&k;
-    }
+    for (int t = 0; t < ZT_ADS_NTYPES; t++)
+        zt_strmap_init(&k->maps[t], true);
     return k;
 }
 
@@ -377,7 +217,7 @@ void zt_xds_known_free(struct zt_xds_known *k)
     if (!k)
         return;
     for (int t = 0; t < ZT_ADS_NTYPES; t++)
-        kmap_cleanup(&k->maps[t]);
+        zt_strmap_clear(&k->maps[t]);
     free(k);
 }
 
@@ -401,7 +241,7 @@ int zt_xds_known_set(struct zt_xds_known *k, enum zt_ads_type t, const char *nam
     rc = check_strings(name, version);
     if (rc)
         return rc;
-    kmap_put(k, &k->maps[t], name, version ? version : "");
+    zt_strmap_put(&k->maps[t], name, version ? version : "");
     return 0;
 }
 
@@ -409,19 +249,15 @@ bool zt_xds_known_remove(struct zt_xds_known *k, enum zt_ads_type t, const char 
 {
     if (!type_ok(t) || !name)
         return false;
-    return kmap_del(k, &k->maps[t], name);
+    return zt_strmap_del(&k->maps[t], name);
 }
 
 const char *zt_xds_known_get(const struct zt_xds_known *k, enum zt_ads_type t, const char *name)
 {
-    const struct kmap *m;
-    size_t i;
-
     if (!type_ok(t) || !name)
         return NULL;
-    m = &k->maps[t];
-    i = kmap_find(m, name, siphash(k->key, name));
-    return i == SIZE_MAX ? NULL : m->v[i].version;
+    const struct zt_strmap_entry *e = zt_strmap_find(&k->maps[t], name);
+    return e ? e->value : NULL;
 }
 
 size_t zt_xds_known_count(const struct zt_xds_known *k, enum zt_ads_type t)
@@ -432,7 +268,7 @@ size_t zt_xds_known_count(const struct zt_xds_known *k, enum zt_ads_type t)
 void zt_xds_known_clear(struct zt_xds_known *k, enum zt_ads_type t)
 {
     if (type_ok(t))
-        kmap_cleanup(&k->maps[t]);
+        zt_strmap_clear(&k->maps[t]);
 }
 
 int zt_xds_known_seed(struct zt_xds_known *k, enum zt_ads_type t, const char *const *names,
@@ -450,7 +286,7 @@ int zt_xds_known_seed(struct zt_xds_known *k, enum zt_ads_type t, const char *co
     }
     for (size_t i = 0; i < n; i++) {
         const char *v = versions && versions[i] ? versions[i] : "";
-        kmap_put(k, &k->maps[t], names[i], v);
+        zt_strmap_put(&k->maps[t], names[i], v);
     }
     return 0;
 }
@@ -481,9 +317,10 @@ int zt_xds_catalog_delta(const struct zt_xds_catalog *cat, enum zt_ads_type t,
     }
     if (!known)
         return 0;
-    for (size_t i = 0; i < known->maps[t].cap; i++) {
-        const char *name = known->maps[t].v[i].name;
-        if (!name || zt_xds_catalog_find(cat, t, name))
+    size_t pos = 0;
+    for (const struct zt_strmap_entry *ke; (ke = zt_strmap_next(&known->maps[t], &pos)) != NULL;) {
+        const char *name = ke->key;
+        if (zt_xds_catalog_find(cat, t, name))
             continue;
         *(char **)zt_state_array_push(&out->removed, &out->n_removed, sizeof(char *)) =
             zt_state_xstrdup(name);
@@ -516,8 +353,8 @@ int zt_xds_known_apply(struct zt_xds_known *known, enum zt_ads_type t,
     /* Catalog names are within ZT_ADS_MAX_NAME (the encoder caps every
      * string at ZT_XDS_MAX_STR), so no cap applies here. */
     for (size_t i = 0; i < d->n_updates; i++)
-        kmap_put(known, &known->maps[t], d->updates[i]->name, d->updates[i]->version);
+        zt_strmap_put(&known->maps[t], d->updates[i]->name, d->updates[i]->version);
     for (size_t i = 0; i < d->n_removed; i++)
-        kmap_del(known, &known->maps[t], d->removed[i]);
+        zt_strmap_del(&known->maps[t], d->removed[i]);
     return 0;
 }
