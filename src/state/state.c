@@ -5,6 +5,7 @@
  * need no locking. Load balancing lives in lb.c. */
 #include "state/state_int.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 
 #include <malloc.h>
@@ -14,31 +15,20 @@
 
 /* ---------------------------------------------------------------- helpers */
 
+/* The module's historical names for base/alloc.h (strdup of NULL is NULL). */
 void *zt_state_xcalloc(size_t n, size_t size)
 {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p)
-        abort();
-    return p;
+    return zt_xcalloc(n, size);
 }
 
 void *zt_state_xrealloc(void *p, size_t size)
 {
-    void *q = realloc(p, size ? size : 1);
-    if (!q)
-        abort();
-    return q;
+    return zt_xrealloc(p, size);
 }
 
 char *zt_state_xstrdup(const char *s)
 {
-    char *d;
-    if (!s)
-        return NULL;
-    d = strdup(s);
-    if (!d)
-        abort();
-    return d;
+    return s ? zt_xstrdup(s) : NULL;
 }
 
 void *zt_state_array_push(void *arr_ptr, size_t *n, size_t size)
