@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define BUF_CAP (256 * 1024) /* most bytes buffered toward a socket from a socket */
-#define READ_SZ (64 * 1024)
+#define READ_SZ (256 * 1024)
 
 static const struct zt_relay_ops conn_relay_ops;
 static const struct zt_endpoint_ops tcp_ep_ops, stream_ep_ops;
@@ -94,7 +94,8 @@ static void tcp_open(struct zt_conn *c, struct zt_tcp_ep *t, int fd, bool connec
     t->ep.ops = &tcp_ep_ops;
     t->conn = c;
     t->fd = fd;
-    t->events = 0;
+    t->events = t->wanted = 0;
+    t->is_poll_dirty = false;
     t->is_connecting = connecting;
     if (uv_poll_init(&c->pod->pw->worker.loop, &t->poll, fd) < 0) {
         /* Not pollable: a dead socket (its reads fail), never a crash. */
@@ -107,8 +108,11 @@ static void tcp_open(struct zt_conn *c, struct zt_tcp_ep *t, int fd, bool connec
     c->handles_open++;
 }
 
+static void poll_undirty(struct zt_tcp_ep *t);
+
 static void tcp_close(struct zt_tcp_ep *t)
 {
+    poll_undirty(t);
     if (t->is_open) {
         uv_poll_stop(&t->poll);
         uv_close((uv_handle_t *)&t->poll, on_tcp_closed);
@@ -119,15 +123,58 @@ static void tcp_close(struct zt_tcp_ep *t)
     }
 }
 
+/* Poll interest is applied once per loop iteration, just before the loop
+ * waits: libuv (1.44) takes a socket out of epoll on every uv_poll_stop and
+ * uv_poll_start and puts it back at the next wait, so a relay that stops
+ * reading at its buffer cap and resumes once the stream took the bytes (the
+ * usual bulk cycle) would cost three epoll_ctl calls per 256 KiB. */
+static void on_poll_prepare(uv_prepare_t *h)
+{
+    struct zt_pw *pw = h->data;
+    for (size_t i = 0; i < pw->n_poll_dirty; i++) {
+        struct zt_tcp_ep *t = pw->poll_dirty[i];
+        if (!t)
+            continue; /* closed since */
+        t->is_poll_dirty = false;
+        if (!t->is_open || t->events == t->wanted)
+            continue;
+        t->events = t->wanted;
+        if (t->events)
+            uv_poll_start(&t->poll, t->events, on_tcp_poll);
+        else
+            uv_poll_stop(&t->poll);
+    }
+    pw->n_poll_dirty = 0;
+    uv_prepare_stop(h);
+}
+
+static void poll_undirty(struct zt_tcp_ep *t)
+{
+    if (!t->is_poll_dirty)
+        return;
+    struct zt_pw *pw = t->conn->pod->pw;
+    for (size_t i = 0; i < pw->n_poll_dirty; i++)
+        if (pw->poll_dirty[i] == t)
+            pw->poll_dirty[i] = NULL;
+    t->is_poll_dirty = false;
+}
+
 static void tcp_poll_for(struct zt_tcp_ep *t, int events)
 {
-    if (!t->is_open || t->events == events)
+    if (!t->is_open)
         return;
-    t->events = events;
-    if (events)
-        uv_poll_start(&t->poll, events, on_tcp_poll);
-    else
-        uv_poll_stop(&t->poll);
+    t->wanted = (uint8_t)events;
+    if (t->is_poll_dirty || t->wanted == t->events)
+        return; /* already queued; or nothing to change (off and on again) */
+    struct zt_pw *pw = t->conn->pod->pw;
+    if (pw->n_poll_dirty == pw->cap_poll_dirty) {
+        size_t cap = pw->cap_poll_dirty ? 2 * pw->cap_poll_dirty : 64;
+        pw->poll_dirty = zt_xrealloc(pw->poll_dirty, cap * sizeof(*pw->poll_dirty));
+        pw->cap_poll_dirty = cap;
+    }
+    pw->poll_dirty[pw->n_poll_dirty++] = t;
+    t->is_poll_dirty = true;
+    uv_prepare_start(&pw->poll_prepare, on_poll_prepare);
 }
 
 static ssize_t tcp_read(struct zt_endpoint *ep, uint8_t *buf, size_t len)
@@ -430,13 +477,21 @@ static const struct zt_relay_ops conn_relay_ops = {
     .defer_flush = on_defer_flush,
 };
 
-void zt_conn_worker_reap(struct zt_pw *pw)
+static void worker_reap(struct zt_pw *pw)
 {
     while (pw->dead) {
         struct zt_conn *c = pw->dead;
         pw->dead = c->next;
         conn_free(c);
     }
+}
+
+void zt_conn_worker_cleanup(struct zt_pw *pw)
+{
+    worker_reap(pw);
+    free(pw->poll_dirty);
+    pw->poll_dirty = NULL;
+    pw->n_poll_dirty = pw->cap_poll_dirty = 0;
 }
 
 static void on_flush_check(uv_check_t *h)
@@ -452,7 +507,7 @@ static void on_flush_check(uv_check_t *h)
             zt_relay_flush(&c->relay, ZT_RELAY_DOWN);
         c = next;
     }
-    zt_conn_worker_reap(pw);
+    worker_reap(pw);
     if (!pw->flush_head)
         uv_check_stop(h);
 }
@@ -461,6 +516,8 @@ void zt_conn_worker_init(struct zt_pw *pw)
 {
     uv_check_init(&pw->worker.loop, &pw->flush_check);
     pw->flush_check.data = pw;
+    uv_prepare_init(&pw->worker.loop, &pw->poll_prepare);
+    pw->poll_prepare.data = pw;
 }
 
 void zt_conn_close(struct zt_conn *c, const char *error)

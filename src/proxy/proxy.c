@@ -438,7 +438,7 @@ static void task_shutdown(void *arg)
     struct zt_pw *pw = arg;
     while (pw->pods)
         pod_inst_close(pw->pods);
-    zt_conn_worker_reap(pw);
+    zt_conn_worker_cleanup(pw);
 }
 
 /* ---- control-thread API ---- */

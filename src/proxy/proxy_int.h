@@ -75,6 +75,13 @@ struct zt_pw {
     uv_check_t flush_check;
     struct zt_conn *flush_head;
     struct zt_conn *dead; /* ended, freed at the next check (no handle left to wait for) */
+    /* Sockets whose poll interest changed this loop iteration, applied just
+     * before the loop waits (zt_tcp_ep.wanted): interest that goes off and
+     * on again within one iteration, as a relay's reads do under
+     * backpressure, costs no epoll_ctl. */
+    uv_prepare_t poll_prepare;
+    struct zt_tcp_ep **poll_dirty;
+    size_t n_poll_dirty, cap_poll_dirty;
     /* Proxied and HBONE server connections alive on this worker; read by
      * the control loop while draining. */
     atomic_uint live;
@@ -137,7 +144,9 @@ struct zt_tcp_ep {
     struct zt_conn *conn;
     int fd;
     uv_poll_t poll;
-    int events;         /* polled for */
+    uint8_t events;     /* polled for (UV_READABLE | UV_WRITABLE) */
+    uint8_t wanted;     /* to poll for from the next wait on */
+    bool is_poll_dirty; /* on the worker's poll_dirty list */
     bool is_open;       /* poll handle initialized */
     bool is_connecting; /* non-blocking connect in flight */
 };
@@ -265,10 +274,12 @@ void zt_conn_log_opened(struct zt_conn *c);
 /* Called by conn.c when side A or B finished connecting (fd is writable). */
 void zt_conn_on_connected(struct zt_conn *c, int err);
 
-/* Starts the per-worker write batching (call on the worker's thread). */
+/* Starts the per-worker write batching and poll updates (call on the
+ * worker's thread). */
 void zt_conn_worker_init(struct zt_pw *pw);
-/* Frees the connections that ended since the last loop turn (shutdown). */
-void zt_conn_worker_reap(struct zt_pw *pw);
+/* At shutdown, once every connection was closed: frees the connections that
+ * ended since the last loop turn and the worker's own lists. */
+void zt_conn_worker_cleanup(struct zt_pw *pw);
 
 /* telemetry.c: the peers of a connection and its istio_tcp_* metrics.
  * set_peers() records the workloads and service (from the worker's current
