@@ -32,7 +32,7 @@ static void pool_key_init(void)
         abort();
 }
 
-static uint8_t *pool_take(void)
+uint8_t *zt_buf_pool_take(void)
 {
     if (pool.n > 0)
         return pool.slot[--pool.n];
@@ -42,7 +42,7 @@ static uint8_t *pool_take(void)
     return p;
 }
 
-static void pool_give(uint8_t *p)
+void zt_buf_pool_give(uint8_t *p)
 {
     if (pool.n == POOL_SLOTS) {
         free(p);
@@ -67,7 +67,7 @@ unsigned zt_buf_pool_count(void)
 uint8_t *zt_buf_reserve(struct zt_buf *b, size_t n)
 {
     if (!b->data && n >= POOL_MIN && n <= ZT_BUF_POOL_CAP) {
-        b->data = pool_take();
+        b->data = zt_buf_pool_take();
         b->cap = ZT_BUF_POOL_CAP;
         b->off = b->len = 0;
         return b->data;
@@ -119,7 +119,7 @@ void zt_buf_consume(struct zt_buf *b, size_t n)
 void zt_buf_release(struct zt_buf *b)
 {
     if (b->data && b->cap == ZT_BUF_POOL_CAP)
-        pool_give(b->data);
+        zt_buf_pool_give(b->data);
     else
         free(b->data);
     b->data = NULL;

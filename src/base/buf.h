@@ -32,11 +32,19 @@ void zt_buf_consume(struct zt_buf *b, size_t n);
 /* Frees the storage (the buffer must be empty or the caller discards it). */
 void zt_buf_release(struct zt_buf *b);
 
-/* A first reservation of 16-64 KiB takes a 64 KiB buffer from the calling
- * thread's small pool, and releasing a 64 KiB buffer gives it back there
+/* A first reservation of 16-256 KiB takes a 256 KiB buffer from the calling
+ * thread's small pool, and releasing a 256 KiB buffer gives it back there
  * (at most 4 kept per thread, freed at thread exit): the relay's read
- * buffers cost no malloc/free per burst. */
-#define ZT_BUF_POOL_CAP (64 * 1024)
+ * buffers cost no malloc/free per burst, and a bulk burst is read with one
+ * recv(2) into a buffer that never grows (growing copies what it holds).
+ * Pages a buffer never had written into cost no memory. */
+#define ZT_BUF_POOL_CAP (256 * 1024)
+/* A ZT_BUF_POOL_CAP-byte buffer from the calling thread's pool (malloc'd if
+ * it is empty; never NULL), and back. For a thread's scratch space: a
+ * _Thread_local array would be zeroed, every page of it, in every thread
+ * at its start, whether it ever uses it or not. */
+uint8_t *zt_buf_pool_take(void);
+void zt_buf_pool_give(uint8_t *p);
 /* Buffers in the calling thread's pool (tests). */
 unsigned zt_buf_pool_count(void);
 

@@ -18,14 +18,22 @@
 #include <string.h>
 
 #define OUT_HIGH (64 * 1024)     /* plaintext per SSL_write: several full records */
-#define CIPHER_HIGH (256 * 1024) /* stop producing while this much waits to go out */
+/* Stop producing while this much waits to go out: 256 KiB of DATA (a relay
+ * buffer's worth) plus room for the records' and frames' overhead and the
+ * short frame that usually ends a burst, so that a burst is one send(2). */
+#define CIPHER_HIGH (256 * 1024 + 16 * 1024)
 /* DATA frames of 4 TLS records exactly (header included), when the peer's
  * SETTINGS_MAX_FRAME_SIZE and the windows allow. */
 #define DATA_FRAME_MAX (4 * 16384)
 /* Room for one production run of full frames, reserved at once so bulk
  * output does not grow the buffer by doubling (each growth a copy). */
 #define CIPHER_ROOM (CIPHER_HIGH + DATA_FRAME_MAX + 4 * 1024)
-#define READ_CHUNK (64 * 1024) /* one SSL_read, and OpenSSL's record buffer */
+#define READ_CHUNK (64 * 1024) /* one SSL_read */
+_Static_assert(READ_CHUNK <= ZT_BUF_POOL_CAP, "a read fits a pool buffer");
+/* OpenSSL's read-ahead buffer: one recv(2) takes up to 256 KiB of records
+ * (four times fewer calls than one per 64 KiB, the cost that matters on a
+ * VM where each system call is dear); released while empty. */
+#define RECORD_BUF (256 * 1024)
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define PING_INTERVAL_MS 10000 /* keepalive defaults, as ztunnel: PING every 10 s ... */
 #define PING_TIMEOUT_MS 20000  /* ... and drop the connection after 20 s without an ACK */
@@ -80,7 +88,6 @@ struct zt_h2_session {
     int close_error;
 };
 
-static _Thread_local uint8_t read_buf[READ_CHUNK];
 
 static const char *const state_names[] = {"handshake", "open", "draining", "closed"};
 
@@ -636,9 +643,14 @@ int zt_h2_session_read(struct zt_h2_session *s, zt_h2_recv_fn *recv_fn, void *ar
     s->recv_err = 0;
     if (s->state == ZT_H2_SESS_HANDSHAKE)
         advance_handshake(s);
+    /* Plaintext lands in a buffer of the thread's pool, taken for the call
+     * (a _Thread_local array would cost every thread its pages). */
+    uint8_t *read_buf = NULL;
+    if (!is_closed(s) && s->state != ZT_H2_SESS_HANDSHAKE)
+        read_buf = zt_buf_pool_take();
     while (!is_closed(s) && s->state != ZT_H2_SESS_HANDSHAKE) {
         if (!s->ssl) {
-            ssize_t n = recv_fn(arg, read_buf, sizeof(read_buf));
+            ssize_t n = recv_fn(arg, read_buf, READ_CHUNK);
             if (n > 0) {
                 if (!deliver(s, read_buf, (size_t)n) || (size_t)n >= budget)
                     break;
@@ -651,7 +663,7 @@ int zt_h2_session_read(struct zt_h2_session *s, zt_h2_recv_fn *recv_fn, void *ar
             break;
         }
         ERR_clear_error();
-        int n = SSL_read(s->ssl, read_buf, sizeof(read_buf));
+        int n = SSL_read(s->ssl, read_buf, READ_CHUNK);
         if (n > 0) {
             if (!deliver(s, read_buf, (size_t)n))
                 break;
@@ -675,6 +687,8 @@ int zt_h2_session_read(struct zt_h2_session *s, zt_h2_recv_fn *recv_fn, void *ar
                                    : ZT_E_TLS);
         break;
     }
+    if (read_buf)
+        zt_buf_pool_give(read_buf);
     s->recv = NULL;
     s->recv_arg = NULL;
     return is_closed(s) ? s->close_error : 0;
@@ -901,7 +915,7 @@ struct zt_h2_session *zt_h2_session_new(SSL_CTX *ctx, enum zt_h2conn_role role,
     SSL_set_bio(s->ssl, rbio, wbio);
     /* Several records per recv, into OpenSSL's own buffer. */
     SSL_set_read_ahead(s->ssl, 1);
-    SSL_set_default_read_buffer_len(s->ssl, READ_CHUNK);
+    SSL_set_default_read_buffer_len(s->ssl, RECORD_BUF);
     if (role == ZT_H2_CLIENT)
         SSL_set_connect_state(s->ssl);
     else

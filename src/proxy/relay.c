@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 #define DEFAULT_CAP (256 * 1024)
-#define DEFAULT_READ (64 * 1024)
+#define DEFAULT_READ (256 * 1024)
 
 static const char *const state_names[ZT_TUN_STATE_COUNT] = {
     "connecting",       "connect-sent", "established", "half-closed-up",
@@ -117,8 +117,6 @@ static void maybe_shut(struct zt_relay *r, enum zt_relay_dir d)
         finish_flow(r, d);
 }
 
-static _Thread_local uint8_t scratch[DEFAULT_READ];
-
 /* Bytes of direction d read into the scratch: written to the sink at once
  * if it may be, what it does not take kept in the buffer. Returns false
  * once the tunnel ended. */
@@ -185,28 +183,32 @@ static bool pump(struct zt_relay *r, enum zt_relay_dir d, bool may_read, bool ma
             size_t want = r->read_sz;
             if (!src->is_unbounded && r->cap - f->buf.len < want)
                 want = r->cap - f->buf.len;
-            /* With nothing waiting, a socket is read into the thread's
-             * scratch and written on from there: no copy, and no buffer
-             * taken for a read that finds nothing or the end. */
+            /* With nothing waiting, a socket is read into a scratch buffer
+             * of the thread's pool and written on from there: no copy, and
+             * the connection holds no buffer for a read that finds nothing
+             * or the end. */
             bool direct = f->buf.len == 0 && !src->is_unbounded && !dst->is_pull;
-            uint8_t *p;
+            uint8_t *scratch = NULL, *p;
             if (direct) {
-                if (want > sizeof(scratch))
-                    want = sizeof(scratch);
-                p = scratch;
+                if (want > ZT_BUF_POOL_CAP)
+                    want = ZT_BUF_POOL_CAP;
+                p = scratch = zt_buf_pool_take();
             } else {
                 p = zt_buf_reserve(&f->buf, want);
             }
             ssize_t n = src->ops->read(src, p, want);
-            if (zt_relay_done(r))
+            bool alive = !zt_relay_done(r);
+            if (alive && n > 0 && direct)
+                alive = take_scratch(r, d, p, (size_t)n, &may_write);
+            if (scratch)
+                zt_buf_pool_give(scratch);
+            if (!alive)
                 return false;
             if (n > 0) {
                 f->bytes += (uint64_t)n;
                 moved = true;
                 if (!direct)
                     zt_buf_commit(&f->buf, (size_t)n);
-                else if (!take_scratch(r, d, p, (size_t)n, &may_write))
-                    return false;
                 /* A short read most likely emptied the source: the next
                  * would only say EAGAIN (one syscall saved per event). */
                 if ((size_t)n < want)

@@ -110,7 +110,7 @@ struct zt_relay {
 
 /* Sets up a relay in ZT_TUN_CONNECTING between `a` and `b` (borrowed; both
  * outlive the relay's use of them; b may be set later with
- * zt_relay_set_endpoint). cap and read_sz: 0 = 256 KiB and 64 KiB. */
+ * zt_relay_set_endpoint). cap and read_sz: 0 = 256 KiB each. */
 void zt_relay_init(struct zt_relay *r, const struct zt_relay_ops *ops, struct zt_endpoint *a,
                    struct zt_endpoint *b, size_t cap, size_t read_sz);
 void zt_relay_set_endpoint(struct zt_relay *r, enum zt_relay_side side, struct zt_endpoint *ep);

@@ -30,10 +30,10 @@ static void test_pool(void)
 {
     unsigned base = zt_buf_pool_count();
     struct zt_buf b = {0};
-    uint8_t *p = zt_buf_reserve(&b, 64 * 1024);
+    uint8_t *p = zt_buf_reserve(&b, ZT_BUF_POOL_CAP);
     CHECK_EQ_INT(b.cap, ZT_BUF_POOL_CAP);
-    memset(p, 1, 64 * 1024);
-    zt_buf_commit(&b, 64 * 1024);
+    memset(p, 1, ZT_BUF_POOL_CAP);
+    zt_buf_commit(&b, ZT_BUF_POOL_CAP);
     zt_buf_release(&b);
     CHECK_EQ_INT(zt_buf_pool_count(), base + 1);
     CHECK(zt_buf_reserve(&b, 20000) == p); /* the same buffer again */
@@ -53,8 +53,8 @@ static void test_pool(void)
     CHECK_EQ_INT(zt_buf_pool_count(), 4);
     zt_buf_release(&b);
     /* Nor do ones above the pool's size. */
-    zt_buf_reserve(&b, 100 * 1024);
-    CHECK(b.cap >= 100 * 1024);
+    zt_buf_reserve(&b, ZT_BUF_POOL_CAP + 1);
+    CHECK(b.cap > ZT_BUF_POOL_CAP);
     CHECK_EQ_INT(zt_buf_pool_count(), 4);
     zt_buf_release(&b);
 }
@@ -80,10 +80,39 @@ static void test_pool_per_thread(void)
     CHECK_EQ_INT(zt_buf_pool_count(), mine);
 }
 
+/* Scratch space taken straight from the pool goes back to it, and a buffer
+ * given back is the next one taken (no malloc per use). */
+static void test_pool_scratch(void)
+{
+    /* Start from an empty pool (earlier tests may have filled it). */
+    uint8_t *held[4];
+    unsigned n_held = 0;
+    while (zt_buf_pool_count() > 0)
+        held[n_held++] = zt_buf_pool_take();
+    unsigned base = zt_buf_pool_count();
+    uint8_t *p = zt_buf_pool_take();
+    CHECK(p != NULL);
+    p[0] = 1;
+    p[ZT_BUF_POOL_CAP - 1] = 2; /* the whole size is usable (ASan checks) */
+    zt_buf_pool_give(p);
+    CHECK_EQ_INT(zt_buf_pool_count(), base + 1);
+    CHECK(zt_buf_pool_take() == p);
+    CHECK_EQ_INT(zt_buf_pool_count(), base);
+    /* A buffer taken this way can back a zt_buf's first reservation later. */
+    zt_buf_pool_give(p);
+    struct zt_buf b = {0};
+    CHECK(zt_buf_reserve(&b, ZT_BUF_POOL_CAP) == p);
+    zt_buf_release(&b);
+    CHECK_EQ_INT(zt_buf_pool_count(), base + 1);
+    while (n_held > 0)
+        zt_buf_pool_give(held[--n_held]);
+}
+
 int main(void)
 {
     RUN(test_grow_and_consume);
     RUN(test_pool);
     RUN(test_pool_per_thread);
+    RUN(test_pool_scratch);
     return TEST_REPORT();
 }
