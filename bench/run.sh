@@ -228,20 +228,29 @@ status_kb() { # status_kb FIELD "PID...": FIELD (VmRSS, VmHWM) of the group lead
 
 rss_kb() { status_kb VmRSS "$1"; } # current RSS of the group leaders, kB
 
-# pss_kb "PGID...": proportional set size of every process in the groups, kB.
-# For a one-process proxy its growth is the RSS growth; for socat it counts
-# the pages a forked child shares with its parent once, not once per child.
-pss_kb() {
+# smaps_kb "PGID..." FIELD...: the FIELDs ("Pss:", ...) of smaps_rollup
+# summed over every process in the groups, kB.
+smaps_kb() {
 	local -a pids
 	# shellcheck disable=SC2086 # a list of PGIDs
 	mapfile -t pids < <(group_pids $1)
+	shift
 	[ ${#pids[@]} -gt 0 ] || {
 		echo 0
 		return
 	}
 	printf '/proc/%s/smaps_rollup\n' "${pids[@]}" | xargs cat 2>/dev/null |
-		awk '$1 == "Pss:" { s += $2 } END { print s + 0 }'
+		awk -v f="$*" 'BEGIN { n = split(f, a, " "); for (i = 1; i <= n; i++) want[a[i]] = 1 }
+			$1 in want { s += $2 } END { print s + 0 }'
 }
+# pss_kb "PGID...": proportional set size of the groups, kB. For a
+# one-process proxy its growth is the RSS growth; for socat it counts the
+# pages a forked child shares with its parent once, not once per child.
+pss_kb() { smaps_kb "$1" Pss:; }
+# uss_kb "PGID...": the groups' own (private) pages, clean or dirty, kB: what
+# a proxy costs beyond the shared libraries' pages, which every process
+# mapping libcrypto or libc counts in its RSS too.
+uss_kb() { smaps_kb "$1" Private_Clean: Private_Dirty:; }
 
 median() { # median of the arguments ("-" ignored), or "-"
 	printf '%s\n' "$@" | grep -v '^-$' | sort -g | awk '
@@ -440,7 +449,7 @@ ours_setup() {
 
 # ---- run ----
 # Results per scenario s: R_<row>[$s]; "A B" pairs for the two proxies.
-declare -A R_NOTE R_IDLE R_PEAK R_HELD R_PERCONN R_HELDRSS R_HOLDPEAK R_CLOSEDRSS
+declare -A R_NOTE R_IDLE R_IDLEUSS R_PEAK R_HELD R_PERCONN R_HELDRSS R_HOLDPEAK R_CLOSEDRSS
 declare -A R_G1 R_G4 R_CPUG1 R_CPUG4 R_P50 R_P90 R_P99 R_N R_CPUMSG R_CPS R_CONNS R_ERRS R_CPUCONN
 
 stop_pids() {
@@ -518,6 +527,7 @@ run_scenario() {
 	if [ $proxied = 1 ]; then
 		sleep 1 # start-up work done, before any traffic
 		R_IDLE[$s]="$(rss_kb "$BENCH_PIDS_A") $(rss_kb "$BENCH_PIDS_B")"
+		R_IDLEUSS[$s]="$(uss_kb "$BENCH_PIDS_A") $(uss_kb "$BENCH_PIDS_B")"
 		# Idle connections first, while the proxies hold no memory freed by
 		# earlier traffic that new connections could reuse unseen.
 		[ -n "$BENCH_HOLD_TARGET" ] && measure_hold "$s"
@@ -674,17 +684,18 @@ done
 if [ -n "${R_IDLE[*]:-}" ]; then # a proxied scenario ran
 	echo
 	echo "Memory: idle = RSS after start-up, before traffic (MB; socat: its $(wc -l <<<"$BENCH_PROXIED") listening" \
-		"processes per node); then N idle connections held from pod A to pod B (socat and stunnel hold" \
+		"processes per node), own = the private part of it (shared libraries' pages left out); then N idle connections held from pod A to pod B (socat and stunnel hold" \
 		"$BENCH_IDLE_CONNS_FORKING, a process or thread each): RSS then, its peak while they opened and RSS once" \
 		"they closed (MB), PSS added per connection (bytes); peak = VmHWM during the traffic rows (MB). socat's" \
 		"RSS figures are its listeners' alone; its per-connection figure counts the forked children."
-	printf '%-8s %5s %5s %11s %6s %6s %6s %6s %7s %7s %8s %8s %6s %6s %6s %6s\n' \
-		scenario idleA idleB N heldA heldB hpeakA hpeakB closedA closedB perconnA perconnB A÷stn B÷stn peakA peakB
+	printf '%-8s %5s %5s %5s %5s %11s %6s %6s %6s %6s %7s %7s %8s %8s %6s %6s %6s %6s\n' \
+		scenario idleA idleB ownA ownB N heldA heldB hpeakA hpeakB closedA closedB perconnA perconnB A÷stn B÷stn peakA peakB
 	for s in "${shown[@]}"; do
 		[ "$s" = direct ] && continue
 		pa=$(half "${R_PERCONN[$s]:-}" 1) pb=$(half "${R_PERCONN[$s]:-}" 2)
-		printf '%-8s %5s %5s %11s %6s %6s %6s %6s %7s %7s %8s %8s %6s %6s %6s %6s\n' "$s" \
-			"$(mb "$(half "${R_IDLE[$s]:-}" 1)")" "$(mb "$(half "${R_IDLE[$s]:-}" 2)")" "${R_HELD[$s]:--}" \
+		printf '%-8s %5s %5s %5s %5s %11s %6s %6s %6s %6s %7s %7s %8s %8s %6s %6s %6s %6s\n' "$s" \
+			"$(mb "$(half "${R_IDLE[$s]:-}" 1)")" "$(mb "$(half "${R_IDLE[$s]:-}" 2)")" \
+			"$(mb "$(half "${R_IDLEUSS[$s]:-}" 1)")" "$(mb "$(half "${R_IDLEUSS[$s]:-}" 2)")" "${R_HELD[$s]:--}" \
 			"$(mb "$(half "${R_HELDRSS[$s]:-}" 1)")" "$(mb "$(half "${R_HELDRSS[$s]:-}" 2)")" \
 			"$(mb "$(half "${R_HOLDPEAK[$s]:-}" 1)")" "$(mb "$(half "${R_HOLDPEAK[$s]:-}" 2)")" \
 			"$(mb "$(half "${R_CLOSEDRSS[$s]:-}" 1)")" "$(mb "$(half "${R_CLOSEDRSS[$s]:-}" 2)")" "$pa" "$pb" \
