@@ -34,6 +34,16 @@ static const char *values_backwards(const struct zt_list *l, char *buf, size_t c
     return buf;
 }
 
+/* l becomes the list of it[0..n-1], valued 0..n-1, in order. */
+static void fill(struct zt_list *l, struct item *it, int n)
+{
+    zt_list_init(l);
+    for (int i = 0; i < n; i++) {
+        it[i] = (struct item){.v = i};
+        zt_list_insert_tail(l, &it[i].link);
+    }
+}
+
 static void test_empty(void)
 {
     struct zt_list l;
@@ -74,11 +84,7 @@ static void test_remove(void)
     struct zt_list l;
     struct item it[5];
     char buf[64];
-    zt_list_init(&l);
-    for (int i = 0; i < 5; i++) {
-        it[i] = (struct item){.v = i};
-        zt_list_insert_tail(&l, &it[i].link);
-    }
+    fill(&l, it, 5);
     zt_list_remove(&it[2].link); /* middle */
     CHECK_EQ_STR(values(&l, buf, sizeof(buf)), "0 1 3 4");
     zt_list_remove(&it[0].link); /* head */
@@ -122,11 +128,7 @@ static void test_remove_while_walking(void)
     struct zt_list l;
     struct item it[6];
     char buf[64];
-    zt_list_init(&l);
-    for (int i = 0; i < 6; i++) {
-        it[i] = (struct item){.v = i};
-        zt_list_insert_tail(&l, &it[i].link);
-    }
+    fill(&l, it, 6);
     int seen = 0;
     for (struct zt_list_node *n = zt_list_first(&l), *nx; n != NULL; n = nx) {
         nx = zt_list_next(&l, n);
@@ -150,10 +152,8 @@ static void test_remove_while_walking(void)
 static void test_drain(void)
 {
     struct zt_list l;
-    struct item it[3] = {{.v = 0}, {.v = 1}, {.v = 2}};
-    zt_list_init(&l);
-    for (int i = 0; i < 3; i++)
-        zt_list_insert_tail(&l, &it[i].link);
+    struct item it[3];
+    fill(&l, it, 3);
     int want = 0;
     struct item *x;
     while ((x = zt_list_entry(zt_list_first(&l), struct item, link)) != NULL) {
