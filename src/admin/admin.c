@@ -2,6 +2,7 @@
 
 #include "base/alloc.h"
 #include "base/err.h"
+#include "base/list.h"
 #include "base/log.h"
 
 #include <arpa/inet.h>
@@ -38,7 +39,7 @@ struct addr_key {
 /* One connection the daemon holds, from libmicrohttpd's "started" to its
  * "closed" notification; kept oldest first in its server's list. */
 struct conn_rec {
-    struct conn_rec *prev, *next;
+    struct zt_list_node link; /* in srv.conns */
     struct addr_key addr;
     int fd;
     bool is_evicted; /* shut down to make room; no longer counted */
@@ -55,7 +56,7 @@ struct srv {
     char start_err[256];
     /* Admission (see on_accept): the connections held, under mu. */
     pthread_mutex_t mu;
-    struct conn_rec *head, *tail;
+    struct zt_list conns;  /* of conn_rec */
     unsigned n_live;       /* held and not evicted */
     unsigned limit_total;  /* 2 * conn_limit */
     unsigned limit_per_ip; /* conn_limit */
@@ -577,9 +578,12 @@ static bool addr_eq(const struct addr_key *a, const struct addr_key *b)
 static unsigned count_of(const struct srv *s, const struct addr_key *k)
 {
     unsigned n = 0;
-    for (const struct conn_rec *r = s->head; r != NULL; r = r->next)
+    for (struct zt_list_node *l = zt_list_first(&s->conns); l != NULL;
+         l = zt_list_next(&s->conns, l)) {
+        const struct conn_rec *r = zt_list_entry(l, struct conn_rec, link);
         if (!r->is_evicted && addr_eq(&r->addr, k))
             n++;
+    }
     return n;
 }
 
@@ -615,7 +619,9 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     /* Full: find the address holding the most, and its oldest connection. */
     struct conn_rec *victim = NULL;
     unsigned most = 0;
-    for (struct conn_rec *r = s->head; r != NULL; r = r->next) {
+    for (struct zt_list_node *l = zt_list_first(&s->conns); l != NULL;
+         l = zt_list_next(&s->conns, l)) {
+        struct conn_rec *r = zt_list_entry(l, struct conn_rec, link);
         if (r->is_evicted || r->fd < 0 || (victim != NULL && addr_eq(&r->addr, &victim->addr)))
             continue;
         unsigned n = count_of(s, &r->addr);
@@ -653,12 +659,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             !addr_key_of(addr_info->client_addr, sizeof(struct sockaddr_storage), &r->addr))
             memset(&r->addr, 0, sizeof(r->addr));
         pthread_mutex_lock(&s->mu);
-        r->prev = s->tail;
-        if (s->tail != NULL)
-            s->tail->next = r;
-        else
-            s->head = r;
-        s->tail = r;
+        zt_list_insert_tail(&s->conns, &r->link);
         s->n_live++;
         pthread_mutex_unlock(&s->mu);
         *socket_context = r;
@@ -668,14 +669,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (r == NULL)
         return;
     pthread_mutex_lock(&s->mu);
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        s->head = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
-    else
-        s->tail = r->prev;
+    zt_list_remove(&r->link);
     if (!r->is_evicted)
         s->n_live--;
     pthread_mutex_unlock(&s->mu);
@@ -788,6 +782,7 @@ int zt_admin_start(const struct zt_admin_opts *opts, const struct zt_admin_ops *
         atomic_init(&s->is_starting, false);
         pthread_mutex_init(&s->mu, NULL);
         s->is_mu_init = true;
+        zt_list_init(&s->conns);
         const char *addr = addrs[i];
         /* The wildcard falls back to IPv4 on hosts without IPv6. */
         if (strcmp(addr, "::") == 0 && !ipv6_available())

@@ -1,5 +1,6 @@
 #include "base/err.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char *zt_strerror(int err)
@@ -41,4 +42,43 @@ const char *zt_strerror(int err)
     if (err < 0 && err > -1000)
         return strerror(-err);
     return "unknown error";
+}
+
+int zt_verrf(char *err, size_t errlen, int code, const char *fmt, va_list ap)
+{
+    if (err != NULL && errlen > 0 && vsnprintf(err, errlen, fmt, ap) < 0)
+        err[0] = '\0';
+    return code;
+}
+
+int zt_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    zt_verrf(err, errlen, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int zt_verrf_at(char *err, size_t errlen, int code, const char *where, const char *fmt, va_list ap)
+{
+    if (err == NULL || errlen == 0)
+        return code;
+    /* The reason goes straight after the prefix: no second buffer, and a
+     * prefix that fills the buffer leaves no room for it. */
+    int n = snprintf(err, errlen, "%s: ", where);
+    if (n < 0)
+        err[0] = '\0';
+    else if ((size_t)n < errlen)
+        zt_verrf(err + n, errlen - (size_t)n, code, fmt, ap);
+    return code;
+}
+
+int zt_errf_at(char *err, size_t errlen, int code, const char *where, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    zt_verrf_at(err, errlen, code, where, fmt, ap);
+    va_end(ap);
+    return code;
 }

@@ -1,10 +1,14 @@
-/* Error codes shared by every module.
+/* Error codes shared by every module, and the formatting of error messages
+ * into a caller's buffer (zt_errf).
  *
  * Functions return 0 on success and a negative value on failure: -errno for
  * operating-system errors, or one of the ZT_E_* project codes below (all at or
  * below -1000). -EAGAIN always means "wait and retry", never failure. */
 #ifndef ZT_BASE_ERR_H
 #define ZT_BASE_ERR_H
+
+#include <stdarg.h>
+#include <stddef.h>
 
 enum zt_err {
     ZT_E_PROTO = -1000,         /* peer violated a protocol */
@@ -26,5 +30,27 @@ enum zt_err {
 /* Returns a static, human-readable description of any code this project
  * returns (negative errno or ZT_E_*). Never NULL. */
 const char *zt_strerror(int err);
+
+/* Error messages for a caller's buffer. Many functions take `char *err,
+ * size_t errlen` and, on failure, leave a one-line reason there for the
+ * caller to log; these write it and return `code`, so a failing path reads
+ *
+ *   return zt_errf(err, errlen, ZT_E_CONFIG, "%s: expected a port", name);
+ *
+ * The buffer is borrowed for the call. A NULL err or an errlen of 0 writes
+ * nothing; otherwise the message is truncated to errlen - 1 bytes and
+ * always NUL-terminated. `code` is returned as it is (0 is allowed, for a
+ * message that is not a failure). */
+int zt_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int zt_verrf(char *err, size_t errlen, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+/* The same, for a reason about a named thing: writes "<where>: <reason>"
+ * (where: a file and line, a setting, a resource name; not a format). */
+int zt_errf_at(char *err, size_t errlen, int code, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+int zt_verrf_at(char *err, size_t errlen, int code, const char *where, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
 
 #endif

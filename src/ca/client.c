@@ -7,6 +7,7 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "h2/grpc.h"
 #include "loop/sock.h"
@@ -43,11 +44,7 @@ struct req {
     uint64_t deadline;         /* uv_now() of the client loop */
     struct zt_buf resp;
     bool got_msg;
-    struct req *prev, *next; /* queue or in-flight list */
-};
-
-struct req_list {
-    struct req *head, *tail;
+    struct zt_list_node link; /* in the queue or the in-flight list */
 };
 
 struct zt_ca_client {
@@ -60,8 +57,8 @@ struct zt_ca_client {
     /* The client thread's own: */
     struct zt_h2conn *h2;
     bool h2_ready;
-    struct req_list queue;  /* waiting for a connection or a free slot, by priority */
-    struct req_list flight; /* on the wire */
+    struct zt_list queue;  /* of req, waiting for a connection or a free slot, by priority */
+    struct zt_list flight; /* of req, on the wire */
     unsigned inflight;
     uv_timer_t sweep;
     bool has_sweep;
@@ -71,47 +68,19 @@ struct zt_ca_client {
     atomic_bool closed;
 };
 
-static void list_remove(struct req_list *l, struct req *r)
+/* The first request of l, NULL if none. */
+static struct req *first_req(const struct zt_list *l)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        l->head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        l->tail = r->prev;
-    r->prev = r->next = NULL;
-}
-
-static void list_append(struct req_list *l, struct req *r)
-{
-    r->next = NULL;
-    r->prev = l->tail;
-    if (l->tail)
-        l->tail->next = r;
-    else
-        l->head = r;
-    l->tail = r;
+    return zt_list_entry(zt_list_first(l), struct req, link);
 }
 
 /* Queues r behind every request of its priority or higher. */
 static void queue_insert(struct zt_ca_client *c, struct req *r)
 {
-    struct req *at = c->queue.head;
-    while (at && at->prio >= r->prio)
-        at = at->next;
-    if (!at) {
-        list_append(&c->queue, r);
-        return;
-    }
-    r->next = at;
-    r->prev = at->prev;
-    if (at->prev)
-        at->prev->next = r;
-    else
-        c->queue.head = r;
-    at->prev = r;
+    struct zt_list_node *at = zt_list_first(&c->queue);
+    while (at && zt_list_entry(at, struct req, link)->prio >= r->prio)
+        at = zt_list_next(&c->queue, at);
+    zt_list_insert_before(at ? at : &c->queue.head, &r->link);
 }
 
 static void req_free(struct req *r)
@@ -131,9 +100,9 @@ static void complete(struct req *r, int rc, struct zt_tls_cert *cert)
 
 static void fail_queue(struct zt_ca_client *c, int rc)
 {
-    while (c->queue.head) {
-        struct req *r = c->queue.head;
-        list_remove(&c->queue, r);
+    struct req *r;
+    while ((r = first_req(&c->queue)) != NULL) {
+        zt_list_remove(&r->link);
         complete(r, rc, NULL);
     }
 }
@@ -159,7 +128,7 @@ static void on_call_close(void *ud, int status, const char *message)
     zt_spiffe_format(&r->id, name, sizeof(name));
     c->inflight--;
     r->call = NULL; /* freed after this callback */
-    list_remove(&c->flight, r);
+    zt_list_remove(&r->link);
     int rc;
     struct zt_tls_cert *cert = NULL;
     if (status != ZT_GRPC_OK) {
@@ -211,7 +180,7 @@ static void start_call(struct zt_ca_client *c, struct req *r)
     }
     c->inflight++;
     r->call = call;
-    list_append(&c->flight, r);
+    zt_list_insert_tail(&c->flight, &r->link);
     /* {"ImpersonatedIdentity": "<spiffe id>"} in shared mode. */
     Google__Protobuf__Value v = GOOGLE__PROTOBUF__VALUE__INIT;
     v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
@@ -262,7 +231,7 @@ static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
         fail_queue(c, ZT_E_UPSTREAM);
         return;
     }
-    if (c->queue.head)
+    if (!zt_list_empty(&c->queue))
         kick(c);
 }
 
@@ -309,7 +278,7 @@ static void connect_ca(struct zt_ca_client *c)
 /* Starts what the connection and the in-flight cap allow. */
 static void kick(struct zt_ca_client *c)
 {
-    if (c->stopping || !c->queue.head)
+    if (c->stopping || zt_list_empty(&c->queue))
         return;
     if (!c->h2) {
         connect_ca(c);
@@ -317,9 +286,9 @@ static void kick(struct zt_ca_client *c)
     }
     if (!c->h2_ready || zt_h2conn_state(c->h2) != ZT_H2_ST_OPEN)
         return;
-    while (c->queue.head && c->inflight < ZT_CA_CLIENT_MAX_INFLIGHT) {
-        struct req *r = c->queue.head;
-        list_remove(&c->queue, r);
+    while (!zt_list_empty(&c->queue) && c->inflight < ZT_CA_CLIENT_MAX_INFLIGHT) {
+        struct req *r = first_req(&c->queue);
+        zt_list_remove(&r->link);
         start_call(c, r);
     }
 }
@@ -332,16 +301,16 @@ static void on_sweep(uv_timer_t *t)
     uint64_t now = uv_now(&c->w.loop);
     bool freed = false;
     for (int pass = 0; pass < 2; pass++) {
-        struct req_list *l = pass == 0 ? &c->flight : &c->queue;
-        struct req *r = l->head;
-        while (r) {
-            struct req *next = r->next;
+        struct zt_list *l = pass == 0 ? &c->flight : &c->queue;
+        for (struct zt_list_node *n = zt_list_first(l), *nx; n; n = nx) {
+            nx = zt_list_next(l, n);
+            struct req *r = zt_list_entry(n, struct req, link);
             if (now >= r->deadline) {
                 char name[ZT_SPIFFE_ID_MAX + 1];
                 zt_spiffe_format(&r->id, name, sizeof(name));
                 ZT_WARN("ca", "certificate for %s: no answer from %s within %u ms%s", name,
                         c->authority, c->timeout_ms, pass == 0 ? "" : " (never sent)");
-                list_remove(l, r);
+                zt_list_remove(&r->link);
                 if (r->call) {
                     zt_grpc_call_cancel(r->call);
                     r->call = NULL;
@@ -350,7 +319,6 @@ static void on_sweep(uv_timer_t *t)
                 }
                 complete(r, ZT_E_TIMEOUT, NULL);
             }
-            r = next;
         }
     }
     if (freed)
@@ -390,9 +358,9 @@ static void task_stop(void *arg)
     if (c->h2)
         zt_h2conn_close(c->h2, ZT_E_CLOSED); /* in-flight calls end as UNAVAILABLE */
     /* Whatever is still listed (a connection that closes later) ends now. */
-    while (c->flight.head) {
-        struct req *r = c->flight.head;
-        list_remove(&c->flight, r);
+    struct req *r;
+    while ((r = first_req(&c->flight)) != NULL) {
+        zt_list_remove(&r->link);
         if (r->call)
             zt_grpc_call_cancel(r->call);
         r->call = NULL;
@@ -480,6 +448,8 @@ int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client *
 {
     struct zt_ca_client *c = zt_xcalloc(1, sizeof(*c));
     atomic_init(&c->closed, false);
+    zt_list_init(&c->queue);
+    zt_list_init(&c->flight);
     if (parse_address(c, opts->address, err, errlen) < 0) {
         free(c);
         return ZT_E_CONFIG;

@@ -9,6 +9,7 @@
 
 #include "base/alloc.h"
 #include "base/err.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "loop/worker.h"
 #include "tls/crl.h"
@@ -44,8 +45,10 @@ struct entry;
 struct zt_ca_wait {
     atomic_uint refs;
     struct zt_ca_mgr *mgr;
-    struct entry *e;                /* (mu) set while in e->waiters */
-    struct zt_ca_wait *prev, *next; /* (mu) */
+    struct entry *e; /* (mu) set while in e->waiters */
+    /* (mu) In e->waiters; once answered, in on_mint_done's list of waits
+     * to deliver, which it alone holds. */
+    struct zt_list_node link;
     struct zt_worker *worker;
     zt_ca_wait_cb *cb;
     void *ud;
@@ -70,7 +73,7 @@ struct entry {
     unsigned refs;                /* (mu) */
     enum req_state req;           /* (mu) */
     enum zt_ca_priority prio;     /* (mu) of the queued or running request */
-    struct zt_ca_wait *waiters;   /* (mu) */
+    struct zt_list waiters;       /* (mu) of zt_ca_wait, oldest first */
     int last_rc;                  /* (mu) outcome of the last request */
     bool in_pending;              /* (mu) */
     bool in_answered;             /* (mu) */
@@ -214,6 +217,7 @@ static struct entry *entry_create(struct zt_ca_mgr *mgr, const struct zt_spiffe_
     struct entry *e = zt_xcalloc(1, sizeof(*e));
     e->mgr = mgr;
     e->id = *id;
+    zt_list_init(&e->waiters);
     e->state = ZT_CA_ENTRY_ST_NEW;
     e->refs = 1; /* the table */
     unsigned b = hash_id(id);
@@ -376,24 +380,19 @@ static void task_deliver(void *arg)
 static void wait_link(struct entry *e, struct zt_ca_wait *w)
 {
     w->e = e;
-    w->prev = NULL;
-    w->next = e->waiters;
-    if (e->waiters)
-        e->waiters->prev = w;
-    e->waiters = w;
+    zt_list_insert_tail(&e->waiters, &w->link);
 }
 
 static void wait_unlink(struct zt_ca_wait *w)
 {
-    struct entry *e = w->e;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        e->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
     w->e = NULL;
-    w->prev = w->next = NULL;
+    zt_list_remove(&w->link);
+}
+
+/* The first wait of l, NULL if none. */
+static struct zt_ca_wait *first_wait(const struct zt_list *l)
+{
+    return zt_list_entry(zt_list_first(l), struct zt_ca_wait, link);
 }
 
 /* The issuer answered e's request. Any thread. */
@@ -402,7 +401,8 @@ static void on_mint_done(void *ud, int rc, struct zt_tls_cert *cert)
     struct entry *e = ud;
     struct zt_ca_mgr *mgr = e->mgr;
     struct zt_ca_identity *fresh = NULL, *old = NULL;
-    struct zt_ca_wait *deliver = NULL;
+    struct zt_list deliver; /* answered worker waits */
+    zt_list_init(&deliver);
 
     if (rc == 0)
         rc = make_identity(mgr, &e->id, cert, &fresh);
@@ -421,17 +421,15 @@ static void on_mint_done(void *ud, int rc, struct zt_tls_cert *cert)
     /* What waiters get: the new identity, else a still valid old one. */
     struct zt_ca_identity *give = fresh != NULL ? fresh : is_valid(e->cur) ? e->cur : NULL;
     int give_rc = give != NULL ? 0 : rc < 0 ? rc : ZT_E_TLS;
-    while (e->waiters != NULL) {
-        struct zt_ca_wait *w = e->waiters;
+    struct zt_ca_wait *w;
+    while ((w = first_wait(&e->waiters)) != NULL) {
         wait_unlink(w);
         w->rc = give_rc;
         w->ident = zt_ca_identity_ref(give);
-        if (w->worker == NULL) {
+        if (w->worker == NULL)
             w->is_done = true;
-        } else {
-            w->next = deliver;
-            deliver = w;
-        }
+        else
+            zt_list_insert_tail(&deliver, &w->link);
     }
     if (!e->is_dead && !e->in_answered) {
         e->in_answered = true;
@@ -443,10 +441,10 @@ static void on_mint_done(void *ud, int rc, struct zt_tls_cert *cert)
     pthread_cond_broadcast(&mgr->cv);
     pthread_mutex_unlock(&mgr->mu);
 
-    while (deliver != NULL) {
-        struct zt_ca_wait *w = deliver;
-        deliver = w->next;
-        w->next = NULL;
+    /* Each wait leaves the list before it is posted: its worker may free it
+     * at once. */
+    while ((w = first_wait(&deliver)) != NULL) {
+        zt_list_remove(&w->link);
         if (zt_worker_post(w->worker, task_deliver, w) < 0)
             wait_release(w, 1); /* worker stopping: its owner cancels */
     }
@@ -843,7 +841,7 @@ void zt_ca_mgr_retry_now(struct zt_ca_mgr *mgr, const struct zt_spiffe_id *id)
 static void forget_entry(struct zt_ca_mgr *mgr, struct entry *e)
 {
     unlink_entry(mgr, e);
-    if (e->req == REQ_QUEUED && e->waiters == NULL) {
+    if (e->req == REQ_QUEUED && zt_list_empty(&e->waiters)) {
         queue_remove(mgr, e);
         e->req = REQ_NONE;
         entry_unref(mgr, e); /* the request's */
@@ -924,8 +922,8 @@ void zt_ca_mgr_free(struct zt_ca_mgr *mgr)
             struct entry *e = mgr->queues[p].head;
             queue_remove(mgr, e);
             e->req = REQ_NONE;
-            while (e->waiters != NULL) {
-                struct zt_ca_wait *w = e->waiters;
+            struct zt_ca_wait *w;
+            while ((w = first_wait(&e->waiters)) != NULL) {
                 wait_unlink(w);
                 wait_release(w, 1);
             }

@@ -23,13 +23,13 @@ struct envctx {
 __attribute__((format(printf, 4, 5))) static int bad(struct envctx *e, const char *name,
                                                      const char *value, const char *fmt, ...)
 {
-    char reason[256];
+    char where[300];
+    snprintf(where, sizeof(where), "%s=\"%.200s\"", name, value);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
+    int rc = zt_verrf_at(e->err, e->errlen, ZT_E_CONFIG, where, fmt, ap);
     va_end(ap);
-    snprintf(e->err, e->errlen, "%s=\"%.200s\": %s", name, value, reason);
-    return ZT_E_CONFIG;
+    return rc;
 }
 
 static const char *or_empty(const char *v)

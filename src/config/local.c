@@ -15,6 +15,7 @@
 #include "base/err.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,14 +42,14 @@ struct ctx {
 __attribute__((format(printf, 4, 5))) static int fail(struct ctx *c, const struct ynode *n,
                                                       const char *path, const char *fmt, ...)
 {
-    char reason[512];
+    char where[PATH_MAX + 256]; /* the file's name and a field path */
+    snprintf(where, sizeof(where), "%s:%lu: %s", c->y.file, n ? (unsigned long)n->line + 1 : 1ul,
+             path);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
+    int rc = zt_verrf_at(c->y.err, c->y.errlen, ZT_E_CONFIG, where, fmt, ap);
     va_end(ap);
-    snprintf(c->y.err, c->y.errlen, "%s:%lu: %s: %s", c->y.file,
-             n ? (unsigned long)n->line + 1 : 1ul, path, reason);
-    return ZT_E_CONFIG;
+    return rc;
 }
 
 static const char *scalar(const struct ynode *n)

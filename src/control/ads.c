@@ -28,7 +28,7 @@
 #define NODE_ID_MAX 256
 
 struct zt_control_ads {
-    struct zt_control_ads *next, *prev;
+    struct zt_list_node link; /* in cp->streams */
     struct zt_control *cp;
     struct zt_grpc_scall *call;
     char node[ZT_CONTROL_NODE_MAX + 1];
@@ -184,12 +184,7 @@ static void on_close(void *ud, struct zt_grpc_scall *call)
 {
     struct zt_control_ads *s = ud;
     struct zt_control *cp = s->cp;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        cp->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    zt_list_remove(&s->link);
     ZT_CONTROL_DEC(cp->n.ads_streams);
     ZT_INFO("control", "xDS stream of node %s (%s) ended", s->node, s->peer);
     zt_xds_known_free(s->known);
@@ -217,18 +212,15 @@ void zt_control_ads_accept(struct zt_control *cp, struct zt_control_conn *conn, 
         free(s);
         return;
     }
-    s->next = cp->streams;
-    if (cp->streams)
-        cp->streams->prev = s;
-    cp->streams = s;
+    zt_list_insert_head(&cp->streams, &s->link);
     ZT_CONTROL_INC(cp->n.ads_streams);
 }
 
 void zt_control_ads_push_all(struct zt_control *cp)
 {
-    struct zt_control_ads *next;
-    for (struct zt_control_ads *s = cp->streams; s; s = next) {
-        next = s->next;
+    for (struct zt_list_node *n = zt_list_first(&cp->streams), *nx; n; n = nx) {
+        nx = zt_list_next(&cp->streams, n);
+        struct zt_control_ads *s = zt_list_entry(n, struct zt_control_ads, link);
         for (int t = 0; t < ZT_ADS_NTYPES; t++)
             if (s->subscribed[t] && !s->ended)
                 send_delta(s, (enum zt_ads_type)t, false);
@@ -237,18 +229,17 @@ void zt_control_ads_push_all(struct zt_control *cp)
 
 void zt_control_ads_end_all(struct zt_control *cp, int status, const char *message)
 {
-    struct zt_control_ads *next;
-    for (struct zt_control_ads *s = cp->streams; s; s = next) {
-        next = s->next;
-        end_stream(s, status, message);
+    for (struct zt_list_node *n = zt_list_first(&cp->streams), *nx; n; n = nx) {
+        nx = zt_list_next(&cp->streams, n);
+        end_stream(zt_list_entry(n, struct zt_control_ads, link), status, message);
     }
 }
 
 void zt_control_ads_revalidate(struct zt_control *cp)
 {
-    struct zt_control_ads *next;
-    for (struct zt_control_ads *s = cp->streams; s; s = next) {
-        next = s->next;
+    for (struct zt_list_node *n = zt_list_first(&cp->streams), *nx; n; n = nx) {
+        nx = zt_list_next(&cp->streams, n);
+        struct zt_control_ads *s = zt_list_entry(n, struct zt_control_ads, link);
         if (s->ended)
             continue;
         const char *node = zt_control_tokens_node_by_digest(cp->tokens, s->token);

@@ -2,6 +2,7 @@
 #ifndef ZT_CONTROL_CONTROL_INT_H
 #define ZT_CONTROL_CONTROL_INT_H
 
+#include "base/list.h"
 #include "control/control.h"
 #include "control/tokens.h"
 #include "h2/grpc.h"
@@ -29,16 +30,16 @@ struct zt_control_addr {
 
 /* One accepted TLS connection. */
 struct zt_control_conn {
-    struct zt_control_conn *next, *prev;
+    struct zt_list_node link; /* in cp->conns */
     struct zt_control *cp;
     struct zt_h2conn *h2;
     struct zt_control_addr *addr;
     /* Until it opens a stream with a valid token, the connection is on the
-     * list of connections waiting to authenticate, closed at `deadline`. */
-    struct zt_control_conn *wait_next, *wait_prev;
+     * list of connections waiting to authenticate (cp->waiting), closed at
+     * `deadline`. */
+    struct zt_list_node wait_link;
     uint64_t deadline; /* loop time, ms */
-    bool waiting;
-    char peer[64]; /* "ip:port" for logs */
+    char peer[64];     /* "ip:port" for logs */
 };
 
 /* Counters and gauges read by the monitoring server's threads. */
@@ -80,16 +81,17 @@ struct zt_control {
     uv_timer_t debounce;
     struct zt_state *state;     /* last good configuration */
     struct zt_xds_catalog *cat; /* its resources */
-    struct zt_control_conn *conns;
-    struct zt_control_ads *streams;
+    struct zt_list conns;       /* of zt_control_conn, newest first */
+    struct zt_list streams;     /* of zt_control_ads, newest first */
     /* Limits (control.h). */
     unsigned max_per_addr;
     unsigned auth_timeout_ms;
     struct zt_control_addr **addrs; /* ADDR_BUCKETS hash chains */
     uint64_t addr_seed;
     bool full_warned;
-    /* Connections that have not authenticated yet, oldest first. */
-    struct zt_control_conn *wait_head, *wait_tail;
+    /* Connections that have not authenticated yet (zt_control_conn
+     * through wait_link), oldest first. */
+    struct zt_list waiting;
     uv_timer_t auth_timer;
     /* Re-reads the token file and ends the streams of revoked tokens. */
     uv_timer_t token_timer;

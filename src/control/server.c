@@ -340,50 +340,39 @@ static void on_auth_timer(uv_timer_t *t);
 static void wait_add(struct zt_control *cp, struct zt_control_conn *c)
 {
     c->deadline = uv_now(cp->loop) + cp->auth_timeout_ms;
-    c->waiting = true;
-    c->wait_next = NULL;
-    c->wait_prev = cp->wait_tail;
-    if (cp->wait_tail)
-        cp->wait_tail->wait_next = c;
-    else
-        cp->wait_head = c;
-    cp->wait_tail = c;
+    zt_list_insert_tail(&cp->waiting, &c->wait_link);
     /* Every connection waits as long: the list is in deadline order and
      * one timer, armed for its head, serves them all. */
     if (!uv_is_active((uv_handle_t *)&cp->auth_timer))
         uv_timer_start(&cp->auth_timer, on_auth_timer, cp->auth_timeout_ms, 0);
 }
 
-static void wait_remove(struct zt_control *cp, struct zt_control_conn *c)
+/* Off the waiting list (if on it). */
+static void wait_remove(struct zt_control_conn *c)
 {
-    if (!c->waiting)
-        return;
-    c->waiting = false;
-    if (c->wait_prev)
-        c->wait_prev->wait_next = c->wait_next;
-    else
-        cp->wait_head = c->wait_next;
-    if (c->wait_next)
-        c->wait_next->wait_prev = c->wait_prev;
-    else
-        cp->wait_tail = c->wait_prev;
-    c->wait_next = c->wait_prev = NULL;
+    zt_list_remove(&c->wait_link);
+}
+
+/* The connection waiting longest, NULL if none. */
+static struct zt_control_conn *first_waiting(const struct zt_control *cp)
+{
+    return zt_list_entry(zt_list_first(&cp->waiting), struct zt_control_conn, wait_link);
 }
 
 static void on_auth_timer(uv_timer_t *t)
 {
     struct zt_control *cp = t->data;
     uint64_t now = uv_now(cp->loop);
-    while (cp->wait_head && cp->wait_head->deadline <= now) {
-        struct zt_control_conn *c = cp->wait_head;
-        wait_remove(cp, c);
+    struct zt_control_conn *c;
+    while ((c = first_waiting(cp)) != NULL && c->deadline <= now) {
+        wait_remove(c);
         ZT_CONTROL_INC(cp->n.auth_timeouts);
         ZT_DEBUG("control", "%s: no authenticated stream within %u ms: closing", c->peer,
                  cp->auth_timeout_ms);
         zt_h2conn_close(c->h2, ZT_E_TIMEOUT); /* may free c */
     }
-    if (cp->wait_head)
-        uv_timer_start(&cp->auth_timer, on_auth_timer, cp->wait_head->deadline - now, 0);
+    if ((c = first_waiting(cp)) != NULL)
+        uv_timer_start(&cp->auth_timer, on_auth_timer, c->deadline - now, 0);
 }
 
 /* ---- connections and routing ---- */
@@ -391,13 +380,8 @@ static void on_auth_timer(uv_timer_t *t)
 static void conn_unlink(struct zt_control_conn *c)
 {
     struct zt_control *cp = c->cp;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        cp->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    wait_remove(cp, c);
+    zt_list_remove(&c->link);
+    wait_remove(c);
     addr_release(cp, c->addr);
     c->addr = NULL;
     ZT_CONTROL_DEC(cp->n.connections);
@@ -459,7 +443,7 @@ static void on_request(struct zt_h2conn *h2, void *ud, int32_t sid, const struct
                        req->authorization ? "unknown node token" : "missing bearer token");
         return;
     }
-    wait_remove(cp, c);
+    wait_remove(c);
     if (is_ads)
         zt_control_ads_accept(cp, c, sid, node, digest);
     else
@@ -592,10 +576,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
         }
         a->n++;
         c->addr = a;
-        c->next = cp->conns;
-        if (cp->conns)
-            cp->conns->prev = c;
-        cp->conns = c;
+        zt_list_insert_head(&cp->conns, &c->link);
         ZT_CONTROL_INC(cp->n.connections);
         wait_add(cp, c);
     }
@@ -684,17 +665,16 @@ static void close_handles(struct zt_control *cp, bool poll_started)
 /* After stop: once the last connection is gone, release everything. */
 static void maybe_finish(struct zt_control *cp)
 {
-    if (cp->stopping && !cp->conns && cp->closing == 0)
+    if (cp->stopping && zt_list_empty(&cp->conns) && cp->closing == 0)
         close_handles(cp, true);
 }
 
 static void on_force_close(uv_timer_t *t)
 {
     struct zt_control *cp = t->data;
-    struct zt_control_conn *next;
-    for (struct zt_control_conn *c = cp->conns; c; c = next) {
-        next = c->next;
-        zt_h2conn_close(c->h2, ZT_E_CLOSED);
+    for (struct zt_list_node *n = zt_list_first(&cp->conns), *nx; n; n = nx) {
+        nx = zt_list_next(&cp->conns, n);
+        zt_h2conn_close(zt_list_entry(n, struct zt_control_conn, link)->h2, ZT_E_CLOSED);
     }
 }
 
@@ -705,6 +685,9 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
     *out = NULL;
     cp->loop = loop;
     cp->lfd = -1;
+    zt_list_init(&cp->conns);
+    zt_list_init(&cp->streams);
+    zt_list_init(&cp->waiting);
     cp->ttl_default = o->cert_ttl_default ? o->cert_ttl_default : ZT_CONTROL_CERT_TTL_DEFAULT;
     cp->ttl_max = o->cert_ttl_max ? o->cert_ttl_max : ZT_CONTROL_CERT_TTL_MAX;
     if (cp->ttl_default > cp->ttl_max)
@@ -793,17 +776,17 @@ void zt_control_stop(struct zt_control *cp)
     uv_timer_stop(&cp->accept_timer);
     uv_timer_stop(&cp->token_timer);
     /* Connections are shut down now; the deadline no longer matters. */
-    while (cp->wait_head)
-        wait_remove(cp, cp->wait_head);
+    struct zt_control_conn *c;
+    while ((c = first_waiting(cp)) != NULL)
+        wait_remove(c);
     uv_timer_stop(&cp->auth_timer);
     zt_control_ads_end_all(cp, ZT_GRPC_UNAVAILABLE, "control plane shutting down");
     /* Peers get a moment to read the trailers and GOAWAY, then are cut. */
     uv_timer_start(&cp->tls_timer, on_force_close, 2000, 0);
     /* A connection without streams closes (and is freed) inside shutdown. */
-    struct zt_control_conn *next;
-    for (struct zt_control_conn *c = cp->conns; c; c = next) {
-        next = c->next;
-        zt_h2conn_shutdown(c->h2);
+    for (struct zt_list_node *n = zt_list_first(&cp->conns), *nx; n; n = nx) {
+        nx = zt_list_next(&cp->conns, n);
+        zt_h2conn_shutdown(zt_list_entry(n, struct zt_control_conn, link)->h2);
     }
     maybe_finish(cp);
 }

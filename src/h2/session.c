@@ -7,6 +7,7 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/list.h"
 #include "base/log.h"
 
 #include <errno.h>
@@ -43,7 +44,7 @@ struct h2_stream {
     int32_t id;
     const struct zt_h2_stream_ops *ops;
     void *sud;
-    struct h2_stream *prev, *next;
+    struct zt_list_node link; /* in the session's streams */
     /* Request headers, server role, until on_request has run. */
     char *method, *authority, *baggage, *forwarded, *traceparent;
     char *path, *content_type, *authorization, *cluster_id;
@@ -81,7 +82,7 @@ struct zt_h2_session {
     uint64_t next_ping_ms;
     uint64_t ping_sent_ms;
     bool ping_outstanding;
-    struct h2_stream *streams;
+    struct zt_list streams; /* of h2_stream, newest first */
     unsigned nstreams;
     uint64_t opened;
     size_t conn_unannounced; /* consumed, not yet in a connection WINDOW_UPDATE */
@@ -116,10 +117,7 @@ static struct h2_stream *stream_new(struct zt_h2_session *s, int32_t id)
 {
     struct h2_stream *st = zt_xcalloc(1, sizeof(*st));
     st->id = id;
-    st->next = s->streams;
-    if (s->streams)
-        s->streams->prev = st;
-    s->streams = st;
+    zt_list_insert_head(&s->streams, &st->link);
     s->nstreams++;
     s->opened++;
     return st;
@@ -142,12 +140,7 @@ static void stream_free_headers(struct h2_stream *st)
 
 static void stream_unlink(struct zt_h2_session *s, struct h2_stream *st)
 {
-    if (st->prev)
-        st->prev->next = st->next;
-    else
-        s->streams = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
+    zt_list_remove(&st->link);
     s->nstreams--;
     stream_free_headers(st);
     free(st->trailers);
@@ -173,8 +166,8 @@ void zt_h2_session_close(struct zt_h2_session *s, int error)
     s->out.len = 0;
     zt_buf_release(&s->out);
     int stream_err = error ? error : ZT_E_CLOSED;
-    while (s->streams) {
-        struct h2_stream *st = s->streams;
+    struct h2_stream *st;
+    while ((st = zt_list_entry(zt_list_first(&s->streams), struct h2_stream, link)) != NULL) {
         const struct zt_h2_stream_ops *ops = st->ops;
         void *sud = st->sud;
         nghttp2_session_set_stream_user_data(s->ng, st->id, NULL);
@@ -893,6 +886,7 @@ struct zt_h2_session *zt_h2_session_new(SSL_CTX *ctx, enum zt_h2conn_role role,
 {
     pthread_once(&init_once, init_globals);
     struct zt_h2_session *s = zt_xcalloc(1, sizeof(*s));
+    zt_list_init(&s->streams);
     s->role = role;
     s->settings = *settings;
     s->ops = ops;

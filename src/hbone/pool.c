@@ -18,8 +18,8 @@ struct pool_conn {
     bool wants_ctx; /* waiting for its TLS context; h2 is NULL */
     struct zt_hbone_ctx_req creq;
     uint64_t last_used;
-    struct zt_hbone_waiter *waiters;
-    struct pool_conn *prev, *next;
+    struct zt_list waiters;   /* of zt_hbone_waiter, newest first */
+    struct zt_list_node link; /* in the pool's conns */
 };
 
 struct zt_hbone_pool {
@@ -30,7 +30,7 @@ struct zt_hbone_pool {
     unsigned max_streams;
     uint64_t idle_ms;
     uv_timer_t sweep;
-    struct pool_conn *conns;
+    struct zt_list conns; /* of pool_conn, newest first */
     unsigned nconns;
     bool freeing;
 };
@@ -44,24 +44,23 @@ static bool key_eq(const struct zt_hbone_key *a, const struct zt_hbone_key *b)
 
 static void waiter_unlink(struct zt_hbone_waiter *w)
 {
-    struct pool_conn *pc = w->pc;
-    if (!pc)
+    if (!w->pc)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        pc->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    zt_list_remove(&w->link);
     w->pc = NULL;
-    w->prev = w->next = NULL;
+}
+
+/* The first waiter of l, NULL if none. */
+static struct zt_hbone_waiter *first_waiter(const struct zt_list *l)
+{
+    return zt_list_entry(zt_list_first(l), struct zt_hbone_waiter, link);
 }
 
 /* Ends every stream waiting on pc with err (each callback once). */
 static void fail_waiters(struct pool_conn *pc, int err)
 {
-    while (pc->waiters) {
-        struct zt_hbone_waiter *w = pc->waiters;
+    struct zt_hbone_waiter *w;
+    while ((w = first_waiter(&pc->waiters)) != NULL) {
         waiter_unlink(w);
         w->cb(w, NULL, err);
     }
@@ -70,11 +69,7 @@ static void fail_waiters(struct pool_conn *pc, int err)
 static void waiter_add(struct pool_conn *pc, struct zt_hbone_waiter *w)
 {
     w->pc = pc;
-    w->prev = NULL;
-    w->next = pc->waiters;
-    if (pc->waiters)
-        pc->waiters->prev = w;
-    pc->waiters = w;
+    zt_list_insert_head(&pc->waiters, &w->link);
 }
 
 static unsigned capacity(const struct pool_conn *pc)
@@ -93,12 +88,7 @@ static bool has_room(const struct pool_conn *pc)
 static void conn_unlink(struct pool_conn *pc)
 {
     struct zt_hbone_pool *p = pc->pool;
-    if (pc->prev)
-        pc->prev->next = pc->next;
-    else
-        p->conns = pc->next;
-    if (pc->next)
-        pc->next->prev = pc->prev;
+    zt_list_remove(&pc->link);
     p->nconns--;
 }
 
@@ -128,10 +118,11 @@ static int on_ready(struct zt_h2conn *h2, void *ud)
      * callback may close h2, which frees pc at once (on_closed): the key is
      * copied first, and pc is not read once h2 is closed. */
     const struct zt_hbone_key key = pc->key;
-    struct zt_hbone_waiter *overflow = NULL;
+    struct zt_list overflow; /* unlinked waiters, through their link */
+    zt_list_init(&overflow);
     unsigned granted = 0, cap = capacity(pc);
-    while (pc->waiters) {
-        struct zt_hbone_waiter *w = pc->waiters;
+    struct zt_hbone_waiter *w;
+    while ((w = first_waiter(&pc->waiters)) != NULL) {
         waiter_unlink(w);
         if (granted < cap) {
             granted++;
@@ -139,14 +130,12 @@ static int on_ready(struct zt_h2conn *h2, void *ud)
             if (zt_h2conn_state(h2) == ZT_H2_ST_CLOSED)
                 break;
         } else {
-            w->next = overflow;
-            overflow = w;
+            zt_list_insert_head(&overflow, &w->link);
         }
     }
-    while (overflow) {
-        struct zt_hbone_waiter *w = overflow;
-        overflow = w->next;
-        w->next = NULL;
+    /* Each leaves the list before it asks again: the pool may link it. */
+    while ((w = first_waiter(&overflow)) != NULL) {
+        zt_list_remove(&w->link);
         struct zt_h2conn *now = NULL;
         int err = zt_hbone_pool_get(p, &key, w, &now);
         if (err < 0 || now)
@@ -183,11 +172,7 @@ static const struct zt_h2conn_ops conn_ops = {
 static void conn_link(struct pool_conn *pc)
 {
     struct zt_hbone_pool *p = pc->pool;
-    pc->prev = NULL;
-    pc->next = p->conns;
-    if (p->conns)
-        p->conns->prev = pc;
-    p->conns = pc;
+    zt_list_insert_head(&p->conns, &pc->link);
     p->nconns++;
 }
 
@@ -206,16 +191,15 @@ static void on_sweep(uv_timer_t *t)
 {
     struct zt_hbone_pool *p = t->data;
     uint64_t now = uv_now(p->loop);
-    struct pool_conn *pc = p->conns;
-    while (pc) {
-        struct pool_conn *next = pc->next;
+    for (struct zt_list_node *n = zt_list_first(&p->conns), *next; n; n = next) {
+        next = zt_list_next(&p->conns, n);
+        struct pool_conn *pc = zt_list_entry(n, struct pool_conn, link);
         /* Idle too long, or set up after a drain began: GOAWAY, and close
          * once its streams end. */
         if (pc->ready && zt_h2conn_state(pc->h2) == ZT_H2_ST_OPEN &&
             ((zt_h2conn_streams(pc->h2) == 0 && now - pc->last_used >= p->idle_ms) ||
              !pc->reusable))
             zt_h2conn_shutdown(pc->h2);
-        pc = next;
     }
 }
 
@@ -224,6 +208,7 @@ struct zt_hbone_pool *zt_hbone_pool_new(uv_loop_t *loop, const struct zt_hbone_p
                                         unsigned max_streams, uint64_t idle_ms)
 {
     struct zt_hbone_pool *p = zt_xcalloc(1, sizeof(*p));
+    zt_list_init(&p->conns);
     p->loop = loop;
     p->ops = ops;
     p->ud = ud;
@@ -245,7 +230,8 @@ int zt_hbone_pool_get(struct zt_hbone_pool *p, const struct zt_hbone_key *key,
     if (p->freeing)
         return ZT_E_CLOSED;
     struct pool_conn *pending = NULL;
-    for (struct pool_conn *pc = p->conns; pc; pc = pc->next) {
+    for (struct zt_list_node *n = zt_list_first(&p->conns); n; n = zt_list_next(&p->conns, n)) {
+        struct pool_conn *pc = zt_list_entry(n, struct pool_conn, link);
         if (!key_eq(&pc->key, key))
             continue;
         if (has_room(pc)) {
@@ -261,6 +247,7 @@ int zt_hbone_pool_get(struct zt_hbone_pool *p, const struct zt_hbone_key *key,
         return 0;
     }
     struct pool_conn *pc = zt_xcalloc(1, sizeof(*pc));
+    zt_list_init(&pc->waiters);
     pc->pool = p;
     pc->key = *key;
     pc->reusable = true;
@@ -293,7 +280,7 @@ void zt_hbone_pool_ctx_ready(struct zt_hbone_ctx_req *req, SSL_CTX *ctx, int err
     struct pool_conn *pc = (struct pool_conn *)((char *)req - offsetof(struct pool_conn, creq));
     struct zt_hbone_pool *p = pc->pool;
     pc->wants_ctx = false;
-    if (err == 0 && !pc->waiters)
+    if (err == 0 && zt_list_empty(&pc->waiters))
         err = ZT_E_CLOSED; /* nobody waits any more: do not dial */
     else if (err == 0 && !ctx)
         err = ZT_E_IDENTITY;
@@ -309,9 +296,9 @@ void zt_hbone_pool_ctx_ready(struct zt_hbone_ctx_req *req, SSL_CTX *ctx, int err
 
 void zt_hbone_pool_drain(struct zt_hbone_pool *p)
 {
-    struct pool_conn *next;
-    for (struct pool_conn *pc = p->conns; pc; pc = next) {
-        next = pc->next; /* an idle connection is freed inside shutdown */
+    for (struct zt_list_node *n = zt_list_first(&p->conns), *next; n; n = next) {
+        next = zt_list_next(&p->conns, n); /* an idle connection is freed inside shutdown */
+        struct pool_conn *pc = zt_list_entry(n, struct pool_conn, link);
         pc->reusable = false;
         if (pc->ready)
             zt_h2conn_shutdown(pc->h2);
@@ -321,9 +308,11 @@ void zt_hbone_pool_drain(struct zt_hbone_pool *p)
 void zt_hbone_pool_foreach(struct zt_hbone_pool *p, void (*fn)(void *ud, struct zt_h2conn *h2),
                            void *ud)
 {
-    for (struct pool_conn *pc = p->conns; pc; pc = pc->next)
+    for (struct zt_list_node *n = zt_list_first(&p->conns); n; n = zt_list_next(&p->conns, n)) {
+        struct pool_conn *pc = zt_list_entry(n, struct pool_conn, link);
         if (pc->h2 != NULL)
             fn(ud, pc->h2);
+    }
 }
 
 void zt_hbone_pool_cancel(struct zt_hbone_waiter *w)
@@ -341,9 +330,9 @@ void zt_hbone_pool_free(struct zt_hbone_pool *p)
     if (!p)
         return;
     p->freeing = true;
-    struct pool_conn *pc = p->conns;
-    while (pc) {
-        struct pool_conn *next = pc->next;
+    for (struct zt_list_node *n = zt_list_first(&p->conns), *next; n; n = next) {
+        next = zt_list_next(&p->conns, n);
+        struct pool_conn *pc = zt_list_entry(n, struct pool_conn, link);
         if (pc->wants_ctx) {
             /* No context will come now: end its requests here. */
             if (p->ops->ctx_cancel)
@@ -354,7 +343,6 @@ void zt_hbone_pool_free(struct zt_hbone_pool *p)
         } else {
             zt_h2conn_close(pc->h2, ZT_E_CLOSED);
         }
-        pc = next;
     }
     maybe_finish_free(p);
 }

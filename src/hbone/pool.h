@@ -12,6 +12,7 @@
 #ifndef ZT_HBONE_POOL_H
 #define ZT_HBONE_POOL_H
 
+#include "base/list.h"
 #include "h2/h2conn.h"
 #include "tls/spiffe.h"
 
@@ -41,8 +42,8 @@ struct pool_conn;
  * an OPEN connection (err 0) or an error, unless cancelled first. */
 struct zt_hbone_waiter {
     void (*cb)(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int err);
-    struct pool_conn *pc;
-    struct zt_hbone_waiter *prev, *next;
+    struct pool_conn *pc;     /* set while waiting on it */
+    struct zt_list_node link; /* in pc's waiters (private to the pool) */
 };
 
 /* A connection's pending request for its TLS context; embedded in the

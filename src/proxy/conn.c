@@ -428,23 +428,15 @@ static void conn_finish(struct zt_conn *c, const char *error)
     }
     emit_log(c, error);
     zt_conn_metrics_close(c);
-    struct zt_pod_inst *pod = c->pod;
     atomic_fetch_sub_explicit(&pw->live, 1, memory_order_relaxed);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        pod->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    zt_list_remove(&c->link);
     tcp_close(&c->a);
     if (c->b.tcp)
         tcp_close(c->b.tcp);
     if (c->handles_open == 0) {
         /* No handle to wait for: freed at the worker's next check, the list
-         * linked through `next` (c is off its pod's list now). */
-        c->next = pw->dead;
-        pw->dead = c;
+         * linked through `link` (c is off its pod's list now). */
+        zt_list_insert_tail(&pw->dead, &c->link);
         uv_check_start(&pw->flush_check, on_flush_check);
     }
 }
@@ -479,9 +471,9 @@ static const struct zt_relay_ops conn_relay_ops = {
 
 static void worker_reap(struct zt_pw *pw)
 {
-    while (pw->dead) {
-        struct zt_conn *c = pw->dead;
-        pw->dead = c->next;
+    struct zt_conn *c;
+    while ((c = zt_list_entry(zt_list_first(&pw->dead), struct zt_conn, link)) != NULL) {
+        zt_list_remove(&c->link);
         conn_free(c);
     }
 }
@@ -514,6 +506,7 @@ static void on_flush_check(uv_check_t *h)
 
 void zt_conn_worker_init(struct zt_pw *pw)
 {
+    zt_list_init(&pw->dead);
     uv_check_init(&pw->worker.loop, &pw->flush_check);
     pw->flush_check.data = pw;
     uv_prepare_init(&pw->worker.loop, &pw->poll_prepare);
@@ -561,10 +554,7 @@ struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int
     zt_relay_init(&c->relay, &conn_relay_ops, NULL, NULL, BUF_CAP, READ_SZ);
     c->a.fd = -1;
     c->start_ms = uv_now(&pod->pw->worker.loop);
-    c->next = pod->conns;
-    if (pod->conns)
-        pod->conns->prev = c;
-    pod->conns = c;
+    zt_list_insert_head(&pod->conns, &c->link);
     atomic_fetch_add_explicit(&pod->pw->live, 1, memory_order_relaxed);
     if (afd >= 0)
         zt_conn_set_tcp_a(c, afd, false);

@@ -208,12 +208,7 @@ static void inbound_unlink(struct zt_inbound *in)
 {
     struct zt_pod_inst *pod = in->pod;
     atomic_fetch_sub_explicit(&pod->pw->live, 1, memory_order_relaxed);
-    if (in->prev)
-        in->prev->next = in->next;
-    else
-        pod->inbounds = in->next;
-    if (in->next)
-        in->next->prev = in->prev;
+    zt_list_remove(&in->link);
 }
 
 static int in_on_ready(struct zt_h2conn *h2, void *ud)
@@ -436,10 +431,7 @@ void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd)
         free(in);
         return;
     }
-    in->next = pod->inbounds;
-    if (pod->inbounds)
-        pod->inbounds->prev = in;
-    pod->inbounds = in;
+    zt_list_insert_head(&pod->inbounds, &in->link);
     atomic_fetch_add_explicit(&pod->pw->live, 1, memory_order_relaxed);
     if (rc == -EAGAIN) {
         /* Hold the socket (the client's handshake waits in its buffer)
@@ -647,9 +639,9 @@ void zt_inbound_park_retry(struct zt_pw *pw, bool all)
             else
                 pl = &(*pl)->next;
         }
-        struct zt_inbound *in = pod->inbounds;
-        while (in) {
-            struct zt_inbound *next_in = in->next;
+        for (struct zt_list_node *n = zt_list_first(&pod->inbounds), *next_in; n; n = next_in) {
+            next_in = zt_list_next(&pod->inbounds, n);
+            struct zt_inbound *in = zt_list_entry(n, struct zt_inbound, link);
             /* Take the ready ones off first: serving one may not touch the
              * list, and the connection is flushed once, after all of them. */
             struct zt_in_wait *ready = NULL, **wl = &in->waits;
@@ -672,7 +664,6 @@ void zt_inbound_park_retry(struct zt_pw *pw, bool all)
                 }
                 zt_h2conn_flush(in->h2); /* may close and free in */
             }
-            in = next_in;
         }
         pod = next_pod;
     }

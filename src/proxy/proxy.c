@@ -306,10 +306,10 @@ static void pod_inst_close(struct zt_pod_inst *pod)
     if (pod->next)
         pod->next->prev = pod->prev;
     const char *why = pw->draining ? "closed at the end of the drain period" : "pod removed";
-    while (pod->conns)
-        zt_conn_close(pod->conns, why);
-    while (pod->inbounds)
-        zt_inbound_close(pod->inbounds);
+    while (!zt_list_empty(&pod->conns))
+        zt_conn_close(zt_list_entry(zt_list_first(&pod->conns), struct zt_conn, link), why);
+    while (!zt_list_empty(&pod->inbounds))
+        zt_inbound_close(zt_list_entry(zt_list_first(&pod->inbounds), struct zt_inbound, link));
     zt_outbound_park_drop(pod);
     zt_inbound_park_drop(pod);
     zt_hbone_pool_free(pod->pool);
@@ -330,6 +330,8 @@ static void task_pod_start(void *arg)
     struct zt_pod_inst *pod = zt_xcalloc(1, sizeof(*pod));
     pod->pw = pw;
     pod->shared = t->shared;
+    zt_list_init(&pod->conns);
+    zt_list_init(&pod->inbounds);
     for (int k = 0; k < ZT_LS_COUNT; k++) {
         struct zt_listener *l = &pod->ls[k];
         l->pod = pod;
@@ -377,14 +379,13 @@ static void reevaluate(struct zt_pw *pw)
         const struct zt_workload *self = zt_pod_self(pod);
         if (!self)
             continue;
-        struct zt_conn *c = pod->conns;
-        while (c) {
-            struct zt_conn *next = c->next;
+        for (struct zt_list_node *n = zt_list_first(&pod->conns), *next; n; n = next) {
+            next = zt_list_next(&pod->conns, n);
+            struct zt_conn *c = zt_list_entry(n, struct zt_conn, link);
             char why[256];
             if (c->kind != ZT_CONN_OUTBOUND &&
                 zt_authz_check(pw->state, self, &c->authz, why, sizeof(why)) < 0)
                 zt_conn_fail(c, ZT_CLOSE_DENY, "connection closed due to policy change: %s", why);
-            c = next;
         }
     }
 }
@@ -421,14 +422,13 @@ static void task_drain(void *arg)
         zt_hbone_pool_drain(pod->pool);
         /* An idle connection closes inside shutdown and frees its entry;
          * one still waiting for its certificate never started: closed. */
-        struct zt_inbound *in = pod->inbounds;
-        while (in) {
-            struct zt_inbound *next = in->next;
+        for (struct zt_list_node *n = zt_list_first(&pod->inbounds), *next; n; n = next) {
+            next = zt_list_next(&pod->inbounds, n);
+            struct zt_inbound *in = zt_list_entry(n, struct zt_inbound, link);
             if (in->h2)
                 zt_h2conn_shutdown(in->h2);
             else
                 zt_inbound_close(in);
-            in = next;
         }
     }
 }

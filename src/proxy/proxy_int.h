@@ -4,6 +4,7 @@
 
 #include "authz/authz.h"
 #include "base/buf.h"
+#include "base/list.h"
 #include "hbone/pool.h"
 #include "loop/worker.h"
 #include "proxy/proxy.h"
@@ -51,8 +52,8 @@ struct zt_pod_inst {
     struct zt_listener ls[ZT_LS_COUNT];
     struct zt_hbone_pool *pool;
     struct zt_ca_identity *dial_ident; /* identity presented by the last dial */
-    struct zt_conn *conns;             /* proxied connections */
-    struct zt_inbound *inbounds;       /* HBONE server connections */
+    struct zt_list conns;              /* of zt_conn: proxied connections */
+    struct zt_list inbounds;           /* of zt_inbound: HBONE server connections */
     struct zt_parked *parked;          /* outbound sockets waiting for the pod's workload */
     struct zt_parked *in_parked;       /* plaintext inbound sockets, the same */
     unsigned n_parked;                 /* all of the pod's waiting sockets and requests */
@@ -74,7 +75,7 @@ struct zt_pw {
      * per loop iteration after all reads (one send for many DATA frames). */
     uv_check_t flush_check;
     struct zt_conn *flush_head;
-    struct zt_conn *dead; /* ended, freed at the next check (no handle left to wait for) */
+    struct zt_list dead; /* of zt_conn: ended, freed at the next check (no handle left) */
     /* Sockets whose poll interest changed this loop iteration, applied just
      * before the loop waits (zt_tcp_ep.wanted): interest that goes off and
      * on again within one iteration, as a relay's reads do under
@@ -193,7 +194,7 @@ struct zt_conn {
     struct zt_hbone_waiter waiter;
     uint64_t start_ms;
     int handles_open;
-    struct zt_conn *prev, *next;
+    struct zt_list_node link;   /* in pod->conns, then (ended) maybe in pw->dead */
     struct zt_conn *flush_next; /* the worker's flush list, then its dead list */
     /* access log: addresses kept as they are, formatted when logged
      * (zt_conn_addr_str); family 0 = none */
@@ -242,7 +243,7 @@ struct zt_inbound {
     char peer_identity[ZT_SPIFFE_ID_MAX + 1];
     struct zt_in_wait *waits; /* requests waiting for the pod's workload */
     bool established;         /* TLS handshake completed */
-    struct zt_inbound *prev, *next;
+    struct zt_list_node link; /* in pod->inbounds */
 };
 
 /* conn.c */

@@ -57,20 +57,22 @@ static void check_pod(struct zt_pod_inst *pod, struct zt_tls_crl *crl)
 {
     struct zt_metrics *m = pod->pw->proxy->opts.metrics;
     struct revoked r = {.crl = crl};
-    for (struct zt_inbound *in = pod->inbounds; in; in = in->next)
+    for (struct zt_list_node *n = zt_list_first(&pod->inbounds); n;
+         n = zt_list_next(&pod->inbounds, n)) {
+        struct zt_inbound *in = zt_list_entry(n, struct zt_inbound, link);
         if (in->h2 != NULL)
             collect(&r, in->h2);
+    }
     size_t n_inbound = r.n;
     zt_hbone_pool_foreach(pod->pool, collect, &r);
     if (r.n == 0)
         return;
-    struct zt_conn *c = pod->conns;
-    while (c) {
-        struct zt_conn *next = c->next;
+    for (struct zt_list_node *n = zt_list_first(&pod->conns), *next; n; n = next) {
+        next = zt_list_next(&pod->conns, n);
+        struct zt_conn *c = zt_list_entry(n, struct zt_conn, link);
         if (zt_conn_h2(c) != NULL && listed(&r, zt_conn_h2(c))) {
             zt_conn_fail(c, ZT_CLOSE_CERT_REVOKED, "peer certificate revoked by a CRL update");
         }
-        c = next;
     }
     for (size_t i = 0; i < r.n; i++) {
         char who[ZT_SPIFFE_ID_MAX + 1];

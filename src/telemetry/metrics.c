@@ -1,6 +1,7 @@
 #include "telemetry/metrics.h"
 
 #include "base/alloc.h"
+#include "base/list.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -74,7 +75,7 @@ struct zt_tcp_series {
     struct zt_tcp_series *next; /* hash chain in the shard */
     /* The shard's idle peer series, least recently released first; linked
      * only while is_peer and holds == 0. */
-    struct zt_tcp_series *idle_prev, *idle_next;
+    struct zt_list_node idle_link;
     uint64_t hash;
     size_t labels_len;
     unsigned holds; /* connections counting into it; under the shard's mu */
@@ -89,8 +90,8 @@ struct shard {
     size_t nbuckets;
     size_t count;
     size_t n_peer, peer_max; /* peer series kept, and the shard's share */
-    struct zt_tcp_series *idle_head, *idle_tail;
-    struct zt_buf scratch; /* the key being looked up, under mu */
+    struct zt_list idle;     /* of zt_tcp_series, through idle_link */
+    struct zt_buf scratch;   /* the key being looked up, under mu */
 };
 
 struct zt_metrics {
@@ -252,30 +253,6 @@ static void shard_grow(struct shard *sh)
     sh->nbuckets = nb;
 }
 
-static void idle_unlink(struct shard *sh, struct zt_tcp_series *s)
-{
-    if (s->idle_prev)
-        s->idle_prev->idle_next = s->idle_next;
-    else
-        sh->idle_head = s->idle_next;
-    if (s->idle_next)
-        s->idle_next->idle_prev = s->idle_prev;
-    else
-        sh->idle_tail = s->idle_prev;
-    s->idle_prev = s->idle_next = NULL;
-}
-
-static void idle_append(struct shard *sh, struct zt_tcp_series *s)
-{
-    s->idle_next = NULL;
-    s->idle_prev = sh->idle_tail;
-    if (sh->idle_tail)
-        sh->idle_tail->idle_next = s;
-    else
-        sh->idle_head = s;
-    sh->idle_tail = s;
-}
-
 /* Removes an idle peer series from the shard and frees it. */
 static void evict(struct shard *sh, struct zt_tcp_series *s)
 {
@@ -283,7 +260,7 @@ static void evict(struct shard *sh, struct zt_tcp_series *s)
     while (*pp != s)
         pp = &(*pp)->next;
     *pp = s->next;
-    idle_unlink(sh, s);
+    zt_list_remove(&s->idle_link);
     sh->count--;
     sh->n_peer--;
     free(s);
@@ -321,8 +298,8 @@ struct zt_tcp_series *zt_metrics_tcp_series(struct zt_metrics *m, unsigned shard
     uint64_t h = hash_bytes(zt_buf_head(&sh->scratch), sh->scratch.len);
     s = find(sh, zt_buf_head(&sh->scratch), sh->scratch.len, h);
     if (!s && is_peer && sh->n_peer >= sh->peer_max) {
-        if (sh->idle_head) {
-            evict(sh, sh->idle_head);
+        if (!zt_list_empty(&sh->idle)) {
+            evict(sh, zt_list_entry(zt_list_first(&sh->idle), struct zt_tcp_series, idle_link));
             atomic_fetch_add_explicit(&m->peer_evicted, 1, memory_order_relaxed);
         } else {
             /* Every peer series is in use: count this connection under the
@@ -341,7 +318,7 @@ struct zt_tcp_series *zt_metrics_tcp_series(struct zt_metrics *m, unsigned shard
     }
     if (s) {
         if (s->holds++ == 0 && s->is_peer)
-            idle_unlink(sh, s);
+            zt_list_remove(&s->idle_link);
         goto out;
     }
 
@@ -349,7 +326,7 @@ struct zt_tcp_series *zt_metrics_tcp_series(struct zt_metrics *m, unsigned shard
     s = xmalloc(sizeof(*s) + key_len + 1);
     s->hash = h;
     s->labels_len = key_len;
-    s->idle_prev = s->idle_next = NULL;
+    s->idle_link = (struct zt_list_node){0};
     s->holds = 1;
     s->is_peer = is_peer;
     for (int i = 0; i < TCP_COUNT; i++)
@@ -378,7 +355,7 @@ void zt_metrics_tcp_series_release(struct zt_metrics *m, unsigned shard, struct 
     pthread_mutex_lock(&sh->mu);
     assert(s->holds > 0);
     if (--s->holds == 0 && s->is_peer)
-        idle_append(sh, s);
+        zt_list_insert_tail(&sh->idle, &s->idle_link);
     pthread_mutex_unlock(&sh->mu);
 }
 
@@ -431,6 +408,7 @@ struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag)
     for (unsigned i = 0; i < m->nshards; i++) {
         struct shard *sh = &m->shards[i];
         pthread_mutex_init(&sh->mu, NULL);
+        zt_list_init(&sh->idle);
         sh->nbuckets = 64;
         sh->buckets = xcalloc(sh->nbuckets, sizeof(*sh->buckets));
         /* An even share of the cap, rounded down so the total never

@@ -9,9 +9,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
-#include <stdarg.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,16 +153,6 @@ int zt_tls_cert_new_server(X509 *leaf, STACK_OF(X509) * intermediates, EVP_PKEY 
                            STACK_OF(X509) * roots, struct zt_tls_cert **out)
 {
     return cert_build(leaf, intermediates, key, roots, false, out);
-}
-
-void zt_tls_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 int zt_tls_read_pem_certs(const char *pem, size_t len, int max, STACK_OF(X509) * *out)

@@ -172,11 +172,9 @@ static int verify_chain(X509 *leaf, STACK_OF(X509) * intermediates, STACK_OF(X50
     ERR_clear_error();
     if (X509_STORE_CTX_init(sctx, store, leaf, intermediates) != 1)
         abort();
-    if (X509_verify_cert(sctx) != 1) {
-        zt_tls_set_err(err, errlen, "leaf does not verify to the root bundle: %s",
-                       X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
-        rc = ZT_E_TLS;
-    }
+    if (X509_verify_cert(sctx) != 1)
+        rc = zt_errf(err, errlen, ZT_E_TLS, "leaf does not verify to the root bundle: %s",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
     ERR_clear_error();
     X509_STORE_CTX_free(sctx);
     X509_STORE_free(store);
@@ -189,23 +187,18 @@ static int parse_element(const char *const *chain, size_t i, int max, STACK_OF(X
 {
     size_t len;
     int rc;
-    if (chain[i] == NULL) {
-        zt_tls_set_err(err, errlen, "certificate chain element %zu is missing", i);
-        return ZT_E_PROTO;
-    }
+    if (chain[i] == NULL)
+        return zt_errf(err, errlen, ZT_E_PROTO, "certificate chain element %zu is missing", i);
     len = strnlen(chain[i], ZT_TLS_CA_ELEM_MAX + 1);
-    if (len > ZT_TLS_CA_ELEM_MAX) {
-        zt_tls_set_err(err, errlen, "certificate chain element %zu is over %d bytes", i,
-                       ZT_TLS_CA_ELEM_MAX);
-        return ZT_E_TOO_BIG;
-    }
+    if (len > ZT_TLS_CA_ELEM_MAX)
+        return zt_errf(err, errlen, ZT_E_TOO_BIG, "certificate chain element %zu is over %d bytes",
+                       i, ZT_TLS_CA_ELEM_MAX);
     rc = zt_tls_read_pem_certs(chain[i], len, max, out);
     if (rc == ZT_E_TOO_BIG) {
-        zt_tls_set_err(err, errlen, "certificate chain element %zu holds over %d certificates", i,
-                       max);
+        zt_errf(err, errlen, 0, "certificate chain element %zu holds over %d certificates", i, max);
     } else if (rc != 0) {
-        zt_tls_set_err(err, errlen, "certificate chain element %zu is not PEM certificates", i);
-        rc = ZT_E_PROTO;
+        rc = zt_errf(err, errlen, ZT_E_PROTO,
+                     "certificate chain element %zu is not PEM certificates", i);
     }
     return rc;
 }
@@ -220,16 +213,14 @@ int zt_tls_cert_from_ca_response(const char *const *chain, size_t n, EVP_PKEY *k
     int rc;
 
     *out = NULL;
-    zt_tls_set_err(err, errlen, "ok");
-    if (n < 2) {
-        zt_tls_set_err(err, errlen, "certificate chain has %zu element(s), need leaf and roots", n);
-        return ZT_E_PROTO;
-    }
-    if (n > ZT_TLS_CA_RESPONSE_MAX) {
-        zt_tls_set_err(err, errlen, "certificate chain has %zu elements, at most %d allowed", n,
+    zt_errf(err, errlen, 0, "ok");
+    if (n < 2)
+        return zt_errf(err, errlen, ZT_E_PROTO,
+                       "certificate chain has %zu element(s), need leaf and roots", n);
+    if (n > ZT_TLS_CA_RESPONSE_MAX)
+        return zt_errf(err, errlen, ZT_E_TOO_BIG,
+                       "certificate chain has %zu elements, at most %d allowed", n,
                        ZT_TLS_CA_RESPONSE_MAX);
-        return ZT_E_TOO_BIG;
-    }
     intermediates = sk_X509_new_null();
     if (intermediates == NULL)
         abort();
@@ -250,35 +241,33 @@ int zt_tls_cert_from_ca_response(const char *const *chain, size_t n, EVP_PKEY *k
         mid = NULL;
     }
     if (rc == ZT_E_TOO_BIG)
-        zt_tls_set_err(err, errlen, "certificate chain holds over %d intermediates",
-                       ZT_TLS_CHAIN_MAX);
+        zt_errf(err, errlen, 0, "certificate chain holds over %d intermediates", ZT_TLS_CHAIN_MAX);
     if (rc != 0)
         goto out;
 
     if (X509_check_private_key(leaf, key) != 1) {
-        zt_tls_set_err(err, errlen, "leaf certificate does not match the private key");
-        rc = ZT_E_TLS;
+        rc = zt_errf(err, errlen, ZT_E_TLS, "leaf certificate does not match the private key");
         goto out;
     }
     rc = verify_chain(leaf, intermediates, roots, err, errlen);
     if (rc != 0)
         goto out;
     if (zt_tls_x509_spiffe_id(leaf, &got) != 0) {
-        zt_tls_set_err(err, errlen, "leaf certificate does not carry exactly one SPIFFE id");
-        rc = ZT_E_IDENTITY;
+        rc = zt_errf(err, errlen, ZT_E_IDENTITY,
+                     "leaf certificate does not carry exactly one SPIFFE id");
         goto out;
     }
     if (expected != NULL && !zt_spiffe_eq(&got, expected)) {
         char want[ZT_SPIFFE_ID_MAX + 1], have[ZT_SPIFFE_ID_MAX + 1];
         zt_spiffe_format(expected, want, sizeof(want));
         zt_spiffe_format(&got, have, sizeof(have));
-        zt_tls_set_err(err, errlen, "leaf certificate is for %s, requested %s", have, want);
-        rc = ZT_E_IDENTITY;
+        rc = zt_errf(err, errlen, ZT_E_IDENTITY, "leaf certificate is for %s, requested %s", have,
+                     want);
         goto out;
     }
     rc = zt_tls_cert_new(leaf, intermediates, key, roots, out);
     if (rc != 0)
-        zt_tls_set_err(err, errlen, "unusable certificate: %s", zt_strerror(rc));
+        zt_errf(err, errlen, 0, "unusable certificate: %s", zt_strerror(rc));
 out:
     ERR_clear_error();
     X509_free(leaf);
@@ -302,18 +291,15 @@ static int check_key(EVP_PKEY *pk, char *err, size_t errlen)
             group[0] = '\0';
         if (strcmp(group, "prime256v1") == 0 || strcmp(group, "secp384r1") == 0)
             return 0;
-        zt_tls_set_err(err, errlen, "CSR key is on unsupported curve '%s'", group);
-        return ZT_E_PROTO;
+        return zt_errf(err, errlen, ZT_E_PROTO, "CSR key is on unsupported curve '%s'", group);
     case EVP_PKEY_RSA:
         bits = EVP_PKEY_get_bits(pk);
         if (bits >= ZT_TLS_CSR_RSA_MIN_BITS && bits <= ZT_TLS_CSR_RSA_MAX_BITS)
             return 0;
-        zt_tls_set_err(err, errlen, "CSR RSA key has %d bits, need %d..%d", bits,
+        return zt_errf(err, errlen, ZT_E_PROTO, "CSR RSA key has %d bits, need %d..%d", bits,
                        ZT_TLS_CSR_RSA_MIN_BITS, ZT_TLS_CSR_RSA_MAX_BITS);
-        return ZT_E_PROTO;
     default:
-        zt_tls_set_err(err, errlen, "CSR key type is not EC or RSA");
-        return ZT_E_PROTO;
+        return zt_errf(err, errlen, ZT_E_PROTO, "CSR key type is not EC or RSA");
     }
 }
 
@@ -325,13 +311,11 @@ static int check_signature(X509_REQ *req, EVP_PKEY *pk, char *err, size_t errlen
      * refused along with the weak ones. */
     if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &md_nid, &pk_nid) ||
         (md_nid != NID_sha256 && md_nid != NID_sha384 && md_nid != NID_sha512)) {
-        zt_tls_set_err(err, errlen, "CSR signature algorithm is not ECDSA/RSA with SHA-2");
-        return ZT_E_PROTO;
+        return zt_errf(err, errlen, ZT_E_PROTO,
+                       "CSR signature algorithm is not ECDSA/RSA with SHA-2");
     }
-    if (X509_REQ_verify(req, pk) != 1) {
-        zt_tls_set_err(err, errlen, "CSR signature does not verify");
-        return ZT_E_PROTO;
-    }
+    if (X509_REQ_verify(req, pk) != 1)
+        return zt_errf(err, errlen, ZT_E_PROTO, "CSR signature does not verify");
     return 0;
 }
 
@@ -346,41 +330,38 @@ static int csr_identity(X509_REQ *req, struct zt_spiffe_id *id, char *err, size_
     /* X509_REQ_get_extensions() reads the first request attribute only;
      * a second one would be a place to hide names. */
     idx = X509_REQ_get_attr_by_NID(req, NID_ext_req, -1);
-    if (idx >= 0 && X509_REQ_get_attr_by_NID(req, NID_ext_req, idx) >= 0) {
-        zt_tls_set_err(err, errlen, "CSR has several extension requests");
-        return ZT_E_PROTO;
-    }
+    if (idx >= 0 && X509_REQ_get_attr_by_NID(req, NID_ext_req, idx) >= 0)
+        return zt_errf(err, errlen, ZT_E_PROTO, "CSR has several extension requests");
     exts = X509_REQ_get_extensions(req);
     idx = exts != NULL ? X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1) : -1;
     if (idx < 0) {
-        zt_tls_set_err(err, errlen, "CSR requests no SubjectAltName");
+        zt_errf(err, errlen, 0, "CSR requests no SubjectAltName");
         goto out;
     }
     if (X509v3_get_ext_by_NID(exts, NID_subject_alt_name, idx) >= 0) {
-        zt_tls_set_err(err, errlen, "CSR requests several SubjectAltName extensions");
+        zt_errf(err, errlen, 0, "CSR requests several SubjectAltName extensions");
         goto out;
     }
     names = X509V3_EXT_d2i(sk_X509_EXTENSION_value(exts, idx));
     if (names == NULL) {
-        zt_tls_set_err(err, errlen, "CSR SubjectAltName does not parse");
-        rc = ZT_E_PROTO;
+        rc = zt_errf(err, errlen, ZT_E_PROTO, "CSR SubjectAltName does not parse");
         goto out;
     }
     if (sk_GENERAL_NAME_num(names) != 1) {
-        zt_tls_set_err(err, errlen, "CSR SubjectAltName holds %d names, need exactly one URI",
-                       sk_GENERAL_NAME_num(names));
+        zt_errf(err, errlen, 0, "CSR SubjectAltName holds %d names, need exactly one URI",
+                sk_GENERAL_NAME_num(names));
         goto out;
     }
     gn = sk_GENERAL_NAME_value(names, 0);
     if (gn->type != GEN_URI) {
-        zt_tls_set_err(err, errlen, "CSR SubjectAltName is not a URI");
+        zt_errf(err, errlen, 0, "CSR SubjectAltName is not a URI");
         goto out;
     }
     len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
     if (len <= 0 ||
         zt_spiffe_parse((const char *)ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier),
                         (size_t)len, id) != 0) {
-        zt_tls_set_err(err, errlen, "CSR SubjectAltName URI is not a SPIFFE id");
+        zt_errf(err, errlen, 0, "CSR SubjectAltName URI is not a SPIFFE id");
         goto out;
     }
     rc = 0;
@@ -401,24 +382,20 @@ int zt_tls_csr_parse(const char *pem, size_t len, struct zt_spiffe_id *id, EVP_P
     memset(id, 0, sizeof(*id));
     if (key_out != NULL)
         *key_out = NULL;
-    zt_tls_set_err(err, errlen, "ok");
-    if (len > ZT_TLS_CSR_PEM_MAX) {
-        zt_tls_set_err(err, errlen, "CSR is over %d bytes", ZT_TLS_CSR_PEM_MAX);
-        return ZT_E_TOO_BIG;
-    }
+    zt_errf(err, errlen, 0, "ok");
+    if (len > ZT_TLS_CSR_PEM_MAX)
+        return zt_errf(err, errlen, ZT_E_TOO_BIG, "CSR is over %d bytes", ZT_TLS_CSR_PEM_MAX);
     bio = BIO_new_mem_buf(pem, (int)len);
     if (bio == NULL)
         abort();
     req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
     if (req == NULL) {
-        zt_tls_set_err(err, errlen, "CSR is not a PEM certificate request");
-        rc = ZT_E_PROTO;
+        rc = zt_errf(err, errlen, ZT_E_PROTO, "CSR is not a PEM certificate request");
         goto out;
     }
     pk = X509_REQ_get0_pubkey(req);
     if (pk == NULL) {
-        zt_tls_set_err(err, errlen, "CSR public key does not parse");
-        rc = ZT_E_PROTO;
+        rc = zt_errf(err, errlen, ZT_E_PROTO, "CSR public key does not parse");
         goto out;
     }
     /* The key type first: it bounds what checking the signature costs. */

@@ -55,14 +55,12 @@ static int load_certs(const char *dir, const char *name, int max, STACK_OF(X509)
     char *buf = NULL;
     size_t len = 0;
     int rc = read_file(dir, name, &buf, &len);
-    if (rc != 0) {
-        zt_tls_set_err(err, errlen, "%s/%s: %s", dir, name, read_err_str(rc));
-        return rc;
-    }
+    if (rc != 0)
+        return zt_errf(err, errlen, rc, "%s/%s: %s", dir, name, read_err_str(rc));
     rc = zt_tls_read_pem_certs(buf, len, max, out);
     if (rc != 0)
-        zt_tls_set_err(err, errlen, "%s/%s: %s", dir, name,
-                       rc == ZT_E_TOO_BIG ? "too many certificates" : "unparsable PEM certificate");
+        zt_errf(err, errlen, 0, "%s/%s: %s", dir, name,
+                rc == ZT_E_TOO_BIG ? "too many certificates" : "unparsable PEM certificate");
     OPENSSL_cleanse(buf, len);
     free(buf);
     return rc;
@@ -74,10 +72,8 @@ static int load_key(const char *dir, const char *name, EVP_PKEY **out, char *err
     size_t len = 0;
     BIO *bio;
     int rc = read_file(dir, name, &buf, &len);
-    if (rc != 0) {
-        zt_tls_set_err(err, errlen, "%s/%s: %s", dir, name, read_err_str(rc));
-        return rc;
-    }
+    if (rc != 0)
+        return zt_errf(err, errlen, rc, "%s/%s: %s", dir, name, read_err_str(rc));
     bio = BIO_new_mem_buf(buf, (int)len);
     if (bio == NULL)
         abort();
@@ -87,10 +83,8 @@ static int load_key(const char *dir, const char *name, EVP_PKEY **out, char *err
     /* The file held the CA key: do not leave a copy in freed memory. */
     OPENSSL_cleanse(buf, len);
     free(buf);
-    if (*out == NULL) {
-        zt_tls_set_err(err, errlen, "%s/%s: unparsable PEM private key", dir, name);
-        return ZT_E_TLS;
-    }
+    if (*out == NULL)
+        return zt_errf(err, errlen, ZT_E_TLS, "%s/%s: unparsable PEM private key", dir, name);
     return 0;
 }
 
@@ -123,9 +117,9 @@ static int verify_ca_chain(struct zt_tls_localca *ca, const char *dir, char *err
     if (X509_STORE_CTX_init(sctx, store, ca->ca_cert, ca->intermediates) != 1)
         abort();
     if (X509_verify_cert(sctx) != 1) {
-        zt_tls_set_err(err, errlen, "%s/ca-cert.pem: does not chain to root-cert.pem: %s", dir,
-                       X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
-        rc = ZT_E_CONFIG;
+        rc =
+            zt_errf(err, errlen, ZT_E_CONFIG, "%s/ca-cert.pem: does not chain to root-cert.pem: %s",
+                    dir, X509_verify_cert_error_string(X509_STORE_CTX_get_error(sctx)));
     }
     ERR_clear_error();
     X509_STORE_CTX_free(sctx);
@@ -142,7 +136,7 @@ int zt_tls_localca_load(const char *dir, struct zt_tls_localca **out, char *err,
     if (ca == NULL)
         abort();
     *out = NULL;
-    zt_tls_set_err(err, errlen, "ok");
+    zt_errf(err, errlen, 0, "ok");
     pthread_mutex_init(&ca->mu, NULL);
     ca->intermediates = sk_X509_new_null();
     if (ca->intermediates == NULL)
@@ -156,21 +150,21 @@ int zt_tls_localca_load(const char *dir, struct zt_tls_localca **out, char *err,
      * ca-cert.pem; the first certificate is the signing one. */
     ca->ca_cert = sk_X509_shift(ca_certs);
     if (X509_check_private_key(ca->ca_cert, ca->key) != 1) {
-        zt_tls_set_err(err, errlen, "%s/ca-key.pem: key does not match ca-cert.pem", dir);
+        zt_errf(err, errlen, 0, "%s/ca-key.pem: key does not match ca-cert.pem", dir);
         goto fail;
     }
     if (X509_check_ca(ca->ca_cert) == 0) {
-        zt_tls_set_err(err, errlen, "%s/ca-cert.pem: not a CA certificate", dir);
+        zt_errf(err, errlen, 0, "%s/ca-cert.pem: not a CA certificate", dir);
         goto fail;
     }
     if (zt_tls_asn1_time_to_time(X509_get0_notAfter(ca->ca_cert), &ca->ca_not_after) != 0) {
-        zt_tls_set_err(err, errlen, "%s/ca-cert.pem: unreadable notAfter", dir);
+        zt_errf(err, errlen, 0, "%s/ca-cert.pem: unreadable notAfter", dir);
         goto fail;
     }
 
     rc = load_certs(dir, "cert-chain.pem", ZT_TLS_CHAIN_MAX, &chain, err, errlen);
     if (rc == -ENOENT) {
-        zt_tls_set_err(err, errlen, "ok");
+        zt_errf(err, errlen, 0, "ok");
     } else if (rc != 0) {
         goto fail;
     }
@@ -194,7 +188,7 @@ int zt_tls_localca_load(const char *dir, struct zt_tls_localca **out, char *err,
         }
     }
     if (sk_X509_num(ca->intermediates) > ZT_TLS_CHAIN_MAX) {
-        zt_tls_set_err(err, errlen, "%s/cert-chain.pem: too many certificates", dir);
+        zt_errf(err, errlen, 0, "%s/cert-chain.pem: too many certificates", dir);
         goto fail;
     }
     if (verify_ca_chain(ca, dir, err, errlen) != 0)
@@ -474,8 +468,7 @@ int zt_tls_localca_sign_csr(struct zt_tls_localca *ca, const char *csr_pem, size
     if (rc != 0)
         goto out;
     if (zt_spiffe_format(&id, uri, sizeof(uri)) < 0) {
-        zt_tls_set_err(err, errlen, "CSR identity does not format");
-        rc = ZT_E_IDENTITY;
+        rc = zt_errf(err, errlen, ZT_E_IDENTITY, "CSR identity does not format");
         goto out;
     }
     if (ttl_seconds < ZT_TLS_LOCALCA_CSR_TTL_MIN)
@@ -484,7 +477,7 @@ int zt_tls_localca_sign_csr(struct zt_tls_localca *ca, const char *csr_pem, size
         ttl_seconds = ZT_TLS_LOCALCA_TTL_MAX;
     rc = issue_workload_leaf(ca, uri, pubkey, ttl_seconds, &x);
     if (rc != 0) {
-        zt_tls_set_err(err, errlen, "signing failed (CA certificate expired?)");
+        zt_errf(err, errlen, 0, "signing failed (CA certificate expired?)");
         goto out;
     }
 
@@ -508,7 +501,7 @@ int zt_tls_localca_sign_csr(struct zt_tls_localca *ca, const char *csr_pem, size
     *chain_out = list;
     *n_out = n;
     list = NULL;
-    zt_tls_set_err(err, errlen, "ok");
+    zt_errf(err, errlen, 0, "ok");
 out:
     ERR_clear_error();
     BIO_free(bio);
@@ -629,24 +622,24 @@ int zt_tls_cert_load_files(const char *cert_file, const char *key_file, struct z
     int rc = ZT_E_CONFIG, r;
 
     *out = NULL;
-    zt_tls_set_err(err, errlen, "ok");
+    zt_errf(err, errlen, 0, "ok");
     r = zt_read_file(cert_file, ZT_TLS_PEM_MAX, NULL, &buf, &len);
     if (r != 0) {
-        zt_tls_set_err(err, errlen, "%s: %s", cert_file, read_err_str(r));
+        zt_errf(err, errlen, 0, "%s: %s", cert_file, read_err_str(r));
         goto out;
     }
     r = zt_tls_read_pem_certs(buf, len, ZT_TLS_CHAIN_MAX + 1, &chain);
     free(buf);
     buf = NULL;
     if (r != 0) {
-        zt_tls_set_err(err, errlen, "%s: %s", cert_file,
-                       r == ZT_E_TOO_BIG ? "too many certificates" : "unparsable PEM certificate");
+        zt_errf(err, errlen, 0, "%s: %s", cert_file,
+                r == ZT_E_TOO_BIG ? "too many certificates" : "unparsable PEM certificate");
         goto out;
     }
 
     r = zt_read_file(key_file, ZT_TLS_PEM_MAX, NULL, &buf, &len);
     if (r != 0) {
-        zt_tls_set_err(err, errlen, "%s: %s", key_file, read_err_str(r));
+        zt_errf(err, errlen, 0, "%s: %s", key_file, read_err_str(r));
         goto out;
     }
     bio = BIO_new_mem_buf(buf, (int)len);
@@ -656,7 +649,7 @@ int zt_tls_cert_load_files(const char *cert_file, const char *key_file, struct z
     /* Do not leave a copy of the private key in freed memory. */
     OPENSSL_cleanse(buf, len);
     if (key == NULL) {
-        zt_tls_set_err(err, errlen, "%s: unparsable or encrypted PEM private key", key_file);
+        zt_errf(err, errlen, 0, "%s: unparsable or encrypted PEM private key", key_file);
         goto out;
     }
 
@@ -673,20 +666,20 @@ int zt_tls_cert_load_files(const char *cert_file, const char *key_file, struct z
         push_ref(zt_tls_is_self_signed(x) ? roots : intermediates, x);
     }
     if (X509_check_private_key(leaf, key) != 1) {
-        zt_tls_set_err(err, errlen, "%s: key does not match the first certificate of %s", key_file,
-                       cert_file);
+        zt_errf(err, errlen, 0, "%s: key does not match the first certificate of %s", key_file,
+                cert_file);
         goto out;
     }
     if (zt_tls_asn1_time_to_time(X509_get0_notAfter(leaf), &not_after) != 0) {
-        zt_tls_set_err(err, errlen, "%s: unreadable notAfter", cert_file);
+        zt_errf(err, errlen, 0, "%s: unreadable notAfter", cert_file);
         goto out;
     }
     if (not_after <= time(NULL)) {
-        zt_tls_set_err(err, errlen, "%s: certificate has expired", cert_file);
+        zt_errf(err, errlen, 0, "%s: certificate has expired", cert_file);
         goto out;
     }
     if (zt_tls_cert_new_server(leaf, intermediates, key, roots, out) != 0) {
-        zt_tls_set_err(err, errlen, "%s: unusable certificate (validity unreadable)", cert_file);
+        zt_errf(err, errlen, 0, "%s: unusable certificate (validity unreadable)", cert_file);
         goto out;
     }
     rc = 0;

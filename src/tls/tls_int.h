@@ -11,10 +11,6 @@
  * ZT_E_TLS if nothing parsed or a block is damaged, ZT_E_TOO_BIG over max. */
 int zt_tls_read_pem_certs(const char *pem, size_t len, int max, STACK_OF(X509) * *out);
 
-/* Writes a formatted reason into err (NULL or errlen 0: nothing). */
-void zt_tls_set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* True if x is self-issued and its signature verifies with its own key. */
 bool zt_tls_is_self_signed(X509 *x);
 

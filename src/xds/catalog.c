@@ -64,13 +64,11 @@ static void set_version(struct zt_xds_entry *e)
 __attribute__((format(printf, 3, 4))) static void skip(struct build *b, const char *name,
                                                        const char *fmt, ...)
 {
-    if (b->skipped++ == 0 && b->errlen) {
-        char reason[256];
+    if (b->skipped++ == 0) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(reason, sizeof(reason), fmt, ap);
+        zt_verrf_at(b->err, b->errlen, 0, name, fmt, ap);
         va_end(ap);
-        snprintf(b->err, b->errlen, "%s: %s", name, reason);
     }
 }
 

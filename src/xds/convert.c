@@ -17,31 +17,6 @@
 /* Longest field path we build; deeper paths are truncated, never overrun. */
 #define PATH_LEN 160
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-                                                      ...)
-{
-    va_list ap;
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return ZT_E_PROTO;
-}
-
-/* Same as fail, but for a cap: ZT_E_TOO_BIG. */
-__attribute__((format(printf, 3, 4))) static int fail_big(char *err, size_t errlen, const char *fmt,
-                                                          ...)
-{
-    va_list ap;
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return ZT_E_TOO_BIG;
-}
-
 __attribute__((format(printf, 3, 4))) static void path_fmt(char *buf, size_t len, const char *fmt,
                                                            ...)
 {
@@ -54,8 +29,8 @@ __attribute__((format(printf, 3, 4))) static void path_fmt(char *buf, size_t len
 static int check_list(size_t n, const char *path, char *err, size_t errlen)
 {
     if (n > ZT_XDS_MAX_LIST)
-        return fail_big(err, errlen, "%s: %zu elements, at most %d allowed", path, n,
-                        ZT_XDS_MAX_LIST);
+        return zt_errf(err, errlen, ZT_E_TOO_BIG, "%s: %zu elements, at most %d allowed", path, n,
+                       ZT_XDS_MAX_LIST);
     return 0;
 }
 
@@ -67,7 +42,7 @@ static int get_str(const char *s, const char *path, char **out, char *err, size_
         s = "";
     n = strnlen(s, ZT_XDS_MAX_STR + 1);
     if (n > ZT_XDS_MAX_STR)
-        return fail_big(err, errlen, "%s: longer than %d bytes", path, ZT_XDS_MAX_STR);
+        return zt_errf(err, errlen, ZT_E_TOO_BIG, "%s: longer than %d bytes", path, ZT_XDS_MAX_STR);
     free(*out);
     *out = zt_state_xstrdup(s);
     return 0;
@@ -76,7 +51,7 @@ static int get_str(const char *s, const char *path, char **out, char *err, size_
 static int get_port(uint32_t v, const char *path, uint16_t *out, char *err, size_t errlen)
 {
     if (v > 65535)
-        return fail(err, errlen, "%s: %u is not a port", path, (unsigned)v);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: %u is not a port", path, (unsigned)v);
     *out = (uint16_t)v;
     return 0;
 }
@@ -86,7 +61,7 @@ static int get_enum(int v, int max, const char *path, int *out, char *err, size_
 {
     *out = 0;
     if (v < 0 || v > max)
-        return fail(err, errlen, "%s: unknown enum value %d", path, v);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: unknown enum value %d", path, v);
     *out = v;
     return 0;
 }
@@ -95,9 +70,10 @@ static int get_ip(const ProtobufCBinaryData *b, const char *path, struct zt_ip *
                   size_t errlen)
 {
     if (!b->data || (b->len != 4 && b->len != 16))
-        return fail(err, errlen, "%s: length %zu, want 4 or 16", path, b->data ? b->len : 0);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: length %zu, want 4 or 16", path,
+                       b->data ? b->len : 0);
     if (zt_ip_from_bytes(b->data, b->len, out))
-        return fail(err, errlen, "%s: bad address", path);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: bad address", path);
     return 0;
 }
 
@@ -110,16 +86,17 @@ static int get_cidr(const ProtobufCBinaryData *b, uint32_t prefix, const char *p
     char ip[ZT_IP_STRLEN], text[ZT_IP_STRLEN + 16];
     int family;
     if (!b->data || (b->len != 4 && b->len != 16))
-        return fail(err, errlen, "%s: length %zu, want 4 or 16", path, b->data ? b->len : 0);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: length %zu, want 4 or 16", path,
+                       b->data ? b->len : 0);
     family = b->len == 4 ? AF_INET : AF_INET6;
     if (prefix > (b->len == 4 ? 32u : 128u))
-        return fail(err, errlen, "%s: prefix length %u longer than the address", path,
-                    (unsigned)prefix);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: prefix length %u longer than the address",
+                       path, (unsigned)prefix);
     if (!inet_ntop(family, b->data, ip, sizeof(ip)))
-        return fail(err, errlen, "%s: bad address", path);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: bad address", path);
     snprintf(text, sizeof(text), "%s/%u", ip, (unsigned)prefix);
     if (zt_cidr_parse(text, out))
-        return fail(err, errlen, "%s: bad CIDR %s", path, text);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: bad CIDR %s", path, text);
     return 0;
 }
 
@@ -135,7 +112,7 @@ static int get_gateway(const Istio__Workload__GatewayAddress *pb, const char *pa
     switch (pb->destination_case) {
     case ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_HOSTNAME:
         if (!pb->hostname)
-            return fail(err, errlen, "%s.hostname: missing", path);
+            return zt_errf(err, errlen, ZT_E_PROTO, "%s.hostname: missing", path);
         g->kind = ZT_GATEWAY_HOSTNAME;
         path_fmt(sub, sizeof(sub), "%s.hostname.namespace", path);
         if ((rc = get_str(pb->hostname->namespace_, sub, &g->namespace, err, errlen)))
@@ -144,11 +121,11 @@ static int get_gateway(const Istio__Workload__GatewayAddress *pb, const char *pa
         if ((rc = get_str(pb->hostname->hostname, sub, &g->hostname, err, errlen)))
             return rc;
         if (!g->hostname[0])
-            return fail(err, errlen, "%s: empty", sub);
+            return zt_errf(err, errlen, ZT_E_PROTO, "%s: empty", sub);
         return 0;
     case ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_ADDRESS:
         if (!pb->address)
-            return fail(err, errlen, "%s.address: missing", path);
+            return zt_errf(err, errlen, ZT_E_PROTO, "%s.address: missing", path);
         g->kind = ZT_GATEWAY_ADDRESS;
         path_fmt(sub, sizeof(sub), "%s.address.network", path);
         if ((rc = get_str(pb->address->network, sub, &g->network, err, errlen)))
@@ -156,7 +133,7 @@ static int get_gateway(const Istio__Workload__GatewayAddress *pb, const char *pa
         path_fmt(sub, sizeof(sub), "%s.address.address", path);
         return get_ip(&pb->address->address, sub, &g->ip, err, errlen);
     default:
-        return fail(err, errlen, "%s: destination not set", path);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: destination not set", path);
     }
 }
 
@@ -170,7 +147,7 @@ static int get_ports(Istio__Workload__Port *const *v, size_t n, const char *path
     for (size_t i = 0; i < n; i++) {
         struct zt_port_map *pm = zt_state_array_push(out, n_out, sizeof(*pm));
         if (!v[i])
-            return fail(err, errlen, "%s[%zu]: missing", path, i);
+            return zt_errf(err, errlen, ZT_E_PROTO, "%s[%zu]: missing", path, i);
         path_fmt(sub, sizeof(sub), "%s[%zu].service_port", path, i);
         if ((rc = get_port(v[i]->service_port, sub, &pm->service_port, err, errlen)))
             return rc;
@@ -211,7 +188,7 @@ static int wl_services(const Istio__Workload__Workload *pb, struct zt_workload *
         struct zt_workload_service *ws = NULL;
         char *key = NULL;
         if (!e)
-            return fail(err, errlen, "services[%zu]: missing", i);
+            return zt_errf(err, errlen, ZT_E_PROTO, "services[%zu]: missing", i);
         path_fmt(sub, sizeof(sub), "services[%zu].key", i);
         if ((rc = get_str(e->key, sub, &key, err, errlen)))
             return rc;
@@ -246,7 +223,8 @@ static int wl_enums(const Istio__Workload__Workload *pb, struct zt_workload *wl,
 {
     int v, rc;
     if (pb->tunnel_protocol == ISTIO__WORKLOAD__TUNNEL_PROTOCOL__LEGACY_ISTIO_MTLS)
-        return fail(err, errlen, "tunnel_protocol: LEGACY_ISTIO_MTLS is not supported");
+        return zt_errf(err, errlen, ZT_E_PROTO,
+                       "tunnel_protocol: LEGACY_ISTIO_MTLS is not supported");
     if ((rc = get_enum((int)pb->tunnel_protocol, 1, "tunnel_protocol", &v, err, errlen)))
         return rc;
     wl->protocol = v ? ZT_WL_PROTO_HBONE : ZT_WL_PROTO_TCP;
@@ -290,7 +268,7 @@ static int wl_fill(const Istio__Workload__Workload *pb, struct zt_workload *wl, 
         if ((rc = get_str(strs[i].src, strs[i].name, strs[i].dst, err, errlen)))
             return rc;
     if (!wl->uid[0])
-        return fail(err, errlen, "uid: empty");
+        return zt_errf(err, errlen, ZT_E_PROTO, "uid: empty");
     if ((rc = check_list(pb->n_addresses, "addresses", err, errlen)))
         return rc;
     for (size_t i = 0; i < pb->n_addresses; i++) {
@@ -361,7 +339,7 @@ static int svc_address(const Istio__Workload__NetworkAddress *a, const char *pat
     uint32_t full;
     int rc;
     if (!a)
-        return fail(err, errlen, "%s: missing", path);
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s: missing", path);
     full = a->address.len == 4 ? 32 : 128;
     path_fmt(sub, sizeof(sub), "%s.network", path);
     if (a->length_opt_case == ISTIO__WORKLOAD__NETWORK_ADDRESS__LENGTH_OPT_LENGTH &&
@@ -384,13 +362,14 @@ static int svc_load_balancing(const Istio__Workload__LoadBalancing *lb, struct z
     char sub[PATH_LEN];
     int v, rc;
     if (lb->n_routing_preference > ZT_LB_MAX_SCOPES)
-        return fail_big(err, errlen, "load_balancing.routing_preference: %zu scopes, at most %d",
-                        lb->n_routing_preference, ZT_LB_MAX_SCOPES);
+        return zt_errf(err, errlen, ZT_E_TOO_BIG,
+                       "load_balancing.routing_preference: %zu scopes, at most %d",
+                       lb->n_routing_preference, ZT_LB_MAX_SCOPES);
     for (size_t i = 0; i < lb->n_routing_preference; i++) {
         int s = (int)lb->routing_preference[i];
         path_fmt(sub, sizeof(sub), "load_balancing.routing_preference[%zu]", i);
         if (s == ISTIO__WORKLOAD__LOAD_BALANCING__SCOPE__UNSPECIFIED_SCOPE)
-            return fail(err, errlen, "%s: UNSPECIFIED_SCOPE is not allowed", sub);
+            return zt_errf(err, errlen, ZT_E_PROTO, "%s: UNSPECIFIED_SCOPE is not allowed", sub);
         if ((rc = get_enum(s, 6, sub, &v, err, errlen)))
             return rc;
         svc->lb_routing[svc->n_lb_routing++] = (enum zt_lb_scope)v;
@@ -416,7 +395,7 @@ static int svc_fill(const Istio__Workload__Service *pb, struct zt_service *svc, 
         (rc = get_str(pb->hostname, "hostname", &svc->hostname, err, errlen)))
         return rc;
     if (!svc->hostname[0])
-        return fail(err, errlen, "hostname: empty");
+        return zt_errf(err, errlen, ZT_E_PROTO, "hostname: empty");
     if ((rc = check_list(pb->n_addresses, "addresses", err, errlen)))
         return rc;
     for (size_t i = 0; i < pb->n_addresses; i++) {
@@ -450,7 +429,7 @@ static int svc_fill(const Istio__Workload__Service *pb, struct zt_service *svc, 
             zt_state_array_push(&svc->weighted_waypoints, &svc->n_weighted_waypoints, sizeof(*ww));
         path_fmt(sub, sizeof(sub), "weighted_waypoints[%zu].destination", i);
         if (!w || !w->destination)
-            return fail(err, errlen, "%s: missing", sub);
+            return zt_errf(err, errlen, ZT_E_PROTO, "%s: missing", sub);
         if ((rc = get_gateway(w->destination, sub, &ww->destination, err, errlen)))
             return rc;
         ww->weight = w->weight;
@@ -501,7 +480,7 @@ static int get_strmatches(Istio__Security__StringMatch *const *v, size_t n, cons
             m->kind = ZT_STRMATCH_PRESENCE;
             continue;
         default:
-            return fail(err, errlen, "%s: match_type not set", sub);
+            return zt_errf(err, errlen, ZT_E_PROTO, "%s: match_type not set", sub);
         }
         if ((rc = get_str(s, sub, &m->value, err, errlen)))
             return rc;
@@ -519,7 +498,7 @@ static int get_sa_matches(Istio__Security__ServiceAccountMatch *const *v, size_t
     for (size_t i = 0; i < n; i++) {
         struct zt_sa_match *m = zt_state_array_push(&l->v, &l->n, sizeof(*m));
         if (!v[i])
-            return fail(err, errlen, "%s[%zu]: missing", path, i);
+            return zt_errf(err, errlen, ZT_E_PROTO, "%s[%zu]: missing", path, i);
         path_fmt(sub, sizeof(sub), "%s[%zu].namespace", path, i);
         if ((rc = get_str(v[i]->namespace_, sub, &m->namespace, err, errlen)))
             return rc;
@@ -541,7 +520,7 @@ static int get_cidrs(Istio__Security__Address *const *v, size_t n, const char *p
         struct zt_cidr *c = zt_state_array_push(&l->v, &l->n, sizeof(*c));
         path_fmt(sub, sizeof(sub), "%s[%zu]", path, i);
         if (!v[i])
-            return fail(err, errlen, "%s: missing", sub);
+            return zt_errf(err, errlen, ZT_E_PROTO, "%s: missing", sub);
         if ((rc = get_cidr(&v[i]->address, v[i]->length, sub, c, err, errlen)))
             return rc;
     }
@@ -605,7 +584,7 @@ static int pol_rules(const Istio__Security__Authorization *pb, struct zt_policy 
         const Istio__Security__Rule *r = pb->rules[i];
         struct zt_policy_rule *rule = zt_state_array_push(&p->rules, &p->n_rules, sizeof(*rule));
         if (!r)
-            return fail(err, errlen, "rules[%zu]: missing", i);
+            return zt_errf(err, errlen, ZT_E_PROTO, "rules[%zu]: missing", i);
         path_fmt(path, sizeof(path), "rules[%zu].clauses", i);
         if ((rc = check_list(r->n_clauses, path, err, errlen)))
             return rc;
@@ -615,7 +594,7 @@ static int pol_rules(const Istio__Security__Authorization *pb, struct zt_policy 
                 zt_state_array_push(&rule->clauses, &rule->n_clauses, sizeof(*cl));
             path_fmt(path, sizeof(path), "rules[%zu].clauses[%zu].matches", i, j);
             if (!c)
-                return fail(err, errlen, "%s: missing", path);
+                return zt_errf(err, errlen, ZT_E_PROTO, "%s: missing", path);
             if ((rc = check_list(c->n_matches, path, err, errlen)))
                 return rc;
             for (size_t k = 0; k < c->n_matches; k++) {
@@ -623,7 +602,7 @@ static int pol_rules(const Istio__Security__Authorization *pb, struct zt_policy 
                     zt_state_array_push(&cl->matches, &cl->n_matches, sizeof(*m));
                 path_fmt(path, sizeof(path), "rules[%zu].clauses[%zu].matches[%zu]", i, j, k);
                 if (!c->matches[k])
-                    return fail(err, errlen, "%s: missing", path);
+                    return zt_errf(err, errlen, ZT_E_PROTO, "%s: missing", path);
                 if ((rc = get_match(c->matches[k], path, m, err, errlen)))
                     return rc;
             }
@@ -640,7 +619,7 @@ static int pol_fill(const Istio__Security__Authorization *pb, struct zt_policy *
         (rc = get_str(pb->namespace_, "namespace", &p->namespace, err, errlen)))
         return rc;
     if (!p->name[0])
-        return fail(err, errlen, "name: empty");
+        return zt_errf(err, errlen, ZT_E_PROTO, "name: empty");
     if ((rc = get_enum((int)pb->scope, 2, "scope", &v, err, errlen)))
         return rc;
     p->scope = (enum zt_policy_scope)v;
@@ -682,12 +661,13 @@ int zt_xds_apply_address(struct zt_state_builder *b, const uint8_t *any_value, s
     int rc;
 
     if (len > ZT_XDS_MAX_RESOURCE_LEN) {
-        rc = fail_big(err, errlen, "resource: %zu bytes, at most %u", len, ZT_XDS_MAX_RESOURCE_LEN);
+        rc = zt_errf(err, errlen, ZT_E_TOO_BIG, "resource: %zu bytes, at most %u", len,
+                     ZT_XDS_MAX_RESOURCE_LEN);
         goto out;
     }
     pb = istio__workload__address__unpack(NULL, len, any_value);
     if (!pb) {
-        rc = fail(err, errlen, "resource: not a valid istio.workload.Address");
+        rc = zt_errf(err, errlen, ZT_E_PROTO, "resource: not a valid istio.workload.Address");
         goto out;
     }
     if (pb->type_case == ISTIO__WORKLOAD__ADDRESS__TYPE_WORKLOAD && pb->workload) {
@@ -703,7 +683,7 @@ int zt_xds_apply_address(struct zt_state_builder *b, const uint8_t *any_value, s
         name = join_key(svc->namespace, svc->hostname);
         zt_state_builder_put_service(b, svc);
     } else {
-        rc = fail(err, errlen, "type: neither workload nor service set");
+        rc = zt_errf(err, errlen, ZT_E_PROTO, "type: neither workload nor service set");
     }
 out:
     if (pb)
@@ -724,12 +704,13 @@ int zt_xds_apply_authorization(struct zt_state_builder *b, const uint8_t *any_va
     int rc;
 
     if (len > ZT_XDS_MAX_RESOURCE_LEN) {
-        rc = fail_big(err, errlen, "resource: %zu bytes, at most %u", len, ZT_XDS_MAX_RESOURCE_LEN);
+        rc = zt_errf(err, errlen, ZT_E_TOO_BIG, "resource: %zu bytes, at most %u", len,
+                     ZT_XDS_MAX_RESOURCE_LEN);
         goto out;
     }
     pb = istio__security__authorization__unpack(NULL, len, any_value);
     if (!pb) {
-        rc = fail(err, errlen, "resource: not a valid istio.security.Authorization");
+        rc = zt_errf(err, errlen, ZT_E_PROTO, "resource: not a valid istio.security.Authorization");
         goto out;
     }
     if ((rc = zt_xds_policy_from_pb(pb, &p, err, errlen)))
