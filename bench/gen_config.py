@@ -8,9 +8,9 @@ per node, each policy naming a few service accounts and ports.
 --edit changes one workload (the middle one gets a new IP), which
 is what bench/config.sh writes over the file to time a one-workload edit.
 --dir DIR writes the same objects as a `ztunnel control` config directory
-instead: workloads in files of CHUNK (1000, one namespace) workloads (DIR/workloads-000.yaml,
-...), then DIR/services.yaml and DIR/policies.yaml; with --edit only the
-edited workload's file differs.
+instead: one file per namespace of workloads (CHUNK = 1000 each,
+DIR/workloads-0000.yaml, ...), then DIR/services.yaml and
+DIR/policies.yaml; with --edit only the edited workload's file differs.
 The output is deterministic: same N, same bytes."""
 import os
 import sys

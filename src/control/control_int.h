@@ -3,6 +3,7 @@
 #define ZT_CONTROL_CONTROL_INT_H
 
 #include "control/control.h"
+#include "config/dir.h"
 #include "control/tokens.h"
 #include "h2/grpc.h"
 #include "h2/h2conn.h"
@@ -76,6 +77,9 @@ struct zt_control {
     struct zt_tls_localca *ca;
     struct zt_control_tokens *tokens;
     char *config_dir;
+    /* The directory's files as last loaded: a reload reads only those that
+     * changed. */
+    struct zt_config_dir *dir;
     uv_fs_event_t watch;
     uv_timer_t debounce;
     struct zt_state *state;     /* last good configuration */

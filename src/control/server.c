@@ -56,10 +56,12 @@ static const struct zt_h2_settings server_h2 = {
 static void log_config(const struct zt_control *cp, const char *what, double ms)
 {
     ZT_INFO("control",
-            "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), version %llu in %.1f ms",
+            "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), version %llu, "
+            "%zu file(s) read, in %.1f ms",
             what, cp->config_dir, zt_state_workload_count(cp->state),
             zt_state_service_count(cp->state), zt_state_policy_count(cp->state),
-            (unsigned long long)ZT_CONTROL_GET(cp->n.config_version), ms);
+            (unsigned long long)ZT_CONTROL_GET(cp->n.config_version),
+            zt_config_dir_files_read(cp->dir), ms);
 }
 
 static double ms_since(uint64_t t0)
@@ -73,7 +75,7 @@ static int load_config(struct zt_control *cp, char *err, size_t errlen)
 {
     struct zt_state *s = NULL;
     struct zt_xds_catalog *cat = NULL;
-    int rc = zt_config_dir_load(cp->config_dir, &s, err, errlen);
+    int rc = zt_config_dir_reload(cp->dir, &s, err, errlen);
     if (rc < 0)
         return rc;
     char why[512] = "";
@@ -670,6 +672,7 @@ static void on_handle_closed(uv_handle_t *h)
     for (size_t i = 0; i < cp->n_server_names; i++)
         free(cp->server_names[i]);
     free(cp->server_names);
+    zt_config_dir_free(cp->dir);
     free(cp->config_dir);
     free(cp);
 }
@@ -721,6 +724,7 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
     if (cp->ttl_default > cp->ttl_max)
         cp->ttl_default = cp->ttl_max;
     cp->config_dir = strdup(o->config_dir ? o->config_dir : "");
+    cp->dir = zt_config_dir_new(o->config_dir ? o->config_dir : "");
     cp->max_per_addr =
         o->max_conns_per_addr ? o->max_conns_per_addr : ZT_CONTROL_CONNS_PER_ADDR_DEFAULT;
     cp->auth_timeout_ms =
