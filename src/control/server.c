@@ -79,7 +79,7 @@ static int load_config(struct zt_control *cp, char *err, size_t errlen)
     if (rc < 0)
         return rc;
     char why[512] = "";
-    size_t left_out = zt_xds_catalog_build(s, &cat, why, sizeof(why));
+    size_t left_out = zt_xds_catalog_update(cp->cat, s, &cat, why, sizeof(why));
     if (left_out)
         ZT_WARN("control", "%zu object(s) of %s cannot be served (first: %s)", left_out,
                 cp->config_dir, why);
