@@ -184,7 +184,7 @@ bench_xds() {
 		pid=$!
 		if ! wait_log "new state: $n workloads, $((n / 10)) services, $((n / 100)) policies" 300; then
 			echo "bench/config.sh: the proxy did not sync $n workloads over xDS:" >&2
-			tail -5 "$work/proxy.log" "$work/control.log" >&2
+			tail -n 5 "$work/proxy.log" "$work/control.log" >&2
 			exit 1
 		fi
 		sync=$(($(stamp_ms "new state: $n workloads" "$work/proxy.log") - t0))
@@ -198,7 +198,7 @@ bench_xds() {
 		mv "$work/cfg/.$changed.tmp" "$work/cfg/$changed"
 		if ! wait_count 'applied Address' "$before" 120; then
 			echo "bench/config.sh: no xDS delta applied with $n workloads" >&2
-			tail -5 "$work/proxy.log" "$work/control.log" >&2
+			tail -n 5 "$work/proxy.log" "$work/control.log" >&2
 			exit 1
 		fi
 		t_px=$(stamp_ms 'applied Address' "$work/proxy.log")

@@ -301,11 +301,12 @@ static bool match_objects(struct zt_xds_catalog *cat, const struct zt_xds_catalo
         while (i < n || j < pn) {
             const void *o = i < n ? obj_at(s, k, i) : NULL;
             const void *po = j < pn ? obj_at(ps, k, j) : NULL;
-            int c = !o ? 1 : !po ? -1 : strcmp(obj_key(o, k), obj_key(po, k));
-            if (c == 0 && o == po) {
+            /* The common case, a shared record, needs no key comparison. */
+            if (o && o == po) {
                 cat->obj_box[k][i++] = prev->obj_box[k][j++];
                 continue;
             }
+            int c = !o ? 1 : !po ? -1 : strcmp(obj_key(o, k), obj_key(po, k));
             if (c >= 0) {
                 push(&gone[t], prev->obj_box[k][j++]);
                 if (c > 0)
