@@ -3,7 +3,16 @@
  * `ztunnel control` serves the workloads, services and policies described by
  * a directory of YAML files, each in the schema of config/local.h (the
  * LOCAL_XDS_PATH schema). This module reads them all and merges them into
- * one struct zt_state. It does no logging and keeps no state.
+ * one struct zt_state. It does no logging.
+ *
+ * zt_config_dir_load reads a directory once. A struct zt_config_dir is a
+ * directory read again and again (the control plane's watched directory):
+ * it remembers each file's objects and identity (device, inode, size,
+ * modification and change times), so a reload reads and parses only the
+ * files that changed, and the new snapshot is the previous one with the
+ * objects of those files replaced (every other record shared, see
+ * state.h's builder). A one-workload edit in one file of a large directory
+ * costs that file, not the directory.
  *
  * Which files: every entry directly in dir whose name ends in ".yaml" or
  * ".yml" and that is (or is a symlink to) a regular file. Dotfiles
@@ -47,5 +56,25 @@
  * failure *out is NULL and the error (see above) is returned with its
  * message in err. */
 int zt_config_dir_load(const char *dir, struct zt_state **out, char *err, size_t errlen);
+
+struct zt_config_dir;
+
+/* A directory to load repeatedly; nothing is read yet. dir is copied.
+ * Never NULL. */
+struct zt_config_dir *zt_config_dir_new(const char *dir);
+/* NULL is a no-op. */
+void zt_config_dir_free(struct zt_config_dir *d);
+
+/* Loads the directory again, with the result and errors of
+ * zt_config_dir_load. A file whose name and identity are those of the last
+ * successful reload is not read: its objects are taken as they were. On
+ * success *out is a new snapshot (one reference, owned by the caller),
+ * built on the last successful one. On failure *out is NULL and d is as
+ * before the call (the next reload compares with the last good files). */
+int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *err,
+                         size_t errlen);
+
+/* Files the last reload read and parsed (0 when nothing changed). */
+size_t zt_config_dir_files_read(const struct zt_config_dir *d);
 
 #endif

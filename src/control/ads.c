@@ -36,6 +36,9 @@ struct zt_control_ads {
     char peer[64];
     char node_id[NODE_ID_MAX];
     struct zt_xds_known *known;
+    /* The catalog `known` last matched, per type: the next delta from a
+     * catalog updated from it looks at the changed names only. */
+    uint64_t known_gen[ZT_ADS_NTYPES];
     bool subscribed[ZT_ADS_NTYPES];
     bool warned_unknown_type;
     uint64_t nonce_seq;
@@ -46,7 +49,9 @@ static void send_delta(struct zt_control_ads *s, enum zt_ads_type t, bool always
 {
     struct zt_control *cp = s->cp;
     struct zt_xds_delta d;
-    zt_xds_catalog_delta(cp->cat, t, s->known, &d);
+    zt_xds_catalog_delta_since(cp->cat, t, s->known, s->known_gen[t], &d);
+    /* Sent or empty, known now holds exactly the catalog's entries. */
+    s->known_gen[t] = zt_xds_catalog_gen(cp->cat);
     if (!always && zt_xds_delta_is_empty(&d)) {
         zt_xds_delta_cleanup(&d);
         return;

@@ -4,6 +4,7 @@
 
 #include "base/list.h"
 #include "control/control.h"
+#include "config/dir.h"
 #include "control/tokens.h"
 #include "h2/grpc.h"
 #include "h2/h2conn.h"
@@ -77,6 +78,9 @@ struct zt_control {
     struct zt_tls_localca *ca;
     struct zt_control_tokens *tokens;
     char *config_dir;
+    /* The directory's files as last loaded: a reload reads only those that
+     * changed. */
+    struct zt_config_dir *dir;
     uv_fs_event_t watch;
     uv_timer_t debounce;
     struct zt_state *state;     /* last good configuration */

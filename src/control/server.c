@@ -53,12 +53,20 @@ static const struct zt_h2_settings server_h2 = {
 
 /* ---- configuration ---- */
 
-static void log_config(const struct zt_control *cp, const char *what)
+static void log_config(const struct zt_control *cp, const char *what, double ms)
 {
-    ZT_INFO("control", "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), version %llu",
+    ZT_INFO("control",
+            "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), version %llu, "
+            "%zu file(s) read, in %.1f ms",
             what, cp->config_dir, zt_state_workload_count(cp->state),
             zt_state_service_count(cp->state), zt_state_policy_count(cp->state),
-            (unsigned long long)ZT_CONTROL_GET(cp->n.config_version));
+            (unsigned long long)ZT_CONTROL_GET(cp->n.config_version),
+            zt_config_dir_files_read(cp->dir), ms);
+}
+
+static double ms_since(uint64_t t0)
+{
+    return (double)(uv_hrtime() - t0) / 1e6;
 }
 
 /* Loads the directory into a new state and catalog. Returns 0 or the
@@ -67,11 +75,11 @@ static int load_config(struct zt_control *cp, char *err, size_t errlen)
 {
     struct zt_state *s = NULL;
     struct zt_xds_catalog *cat = NULL;
-    int rc = zt_config_dir_load(cp->config_dir, &s, err, errlen);
+    int rc = zt_config_dir_reload(cp->dir, &s, err, errlen);
     if (rc < 0)
         return rc;
     char why[512] = "";
-    size_t left_out = zt_xds_catalog_build(s, &cat, why, sizeof(why));
+    size_t left_out = zt_xds_catalog_update(cp->cat, s, &cat, why, sizeof(why));
     if (left_out)
         ZT_WARN("control", "%zu object(s) of %s cannot be served (first: %s)", left_out,
                 cp->config_dir, why);
@@ -89,6 +97,7 @@ static void on_debounce(uv_timer_t *t)
 {
     struct zt_control *cp = t->data;
     char err[1024];
+    uint64_t t0 = uv_hrtime(), t1;
     if (cp->stopping)
         return;
     if (load_config(cp, err, sizeof(err)) < 0) {
@@ -97,8 +106,12 @@ static void on_debounce(uv_timer_t *t)
                  (unsigned long long)ZT_CONTROL_GET(cp->n.config_version), err);
         return;
     }
-    log_config(cp, "reloaded");
+    log_config(cp, "reloaded", ms_since(t0));
+    t1 = uv_hrtime();
     zt_control_ads_push_all(cp);
+    ZT_INFO("control", "version %llu pushed to %llu stream(s) in %.1f ms",
+            (unsigned long long)ZT_CONTROL_GET(cp->n.config_version),
+            (unsigned long long)ZT_CONTROL_GET(cp->n.ads_streams), ms_since(t1));
 }
 
 static void on_dir_event(uv_fs_event_t *h, const char *filename, int events, int status)
@@ -640,6 +653,7 @@ static void on_handle_closed(uv_handle_t *h)
     for (size_t i = 0; i < cp->n_server_names; i++)
         free(cp->server_names[i]);
     free(cp->server_names);
+    zt_config_dir_free(cp->dir);
     free(cp->config_dir);
     free(cp);
 }
@@ -693,6 +707,7 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
     if (cp->ttl_default > cp->ttl_max)
         cp->ttl_default = cp->ttl_max;
     cp->config_dir = strdup(o->config_dir ? o->config_dir : "");
+    cp->dir = zt_config_dir_new(o->config_dir ? o->config_dir : "");
     cp->max_per_addr =
         o->max_conns_per_addr ? o->max_conns_per_addr : ZT_CONTROL_CONNS_PER_ADDR_DEFAULT;
     cp->auth_timeout_ms =
@@ -724,8 +739,12 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
         rc = zt_tls_localca_load(o->ca_dir, &cp->ca, err, errlen);
     if (rc == 0)
         rc = zt_control_tokens_load(o->node_tokens, &cp->tokens, err, errlen);
+    uint64_t t0 = uv_hrtime();
+    double load_ms = 0;
     if (rc == 0)
         rc = load_config(cp, err, errlen);
+    if (rc == 0)
+        load_ms = ms_since(t0);
     if (rc == 0)
         rc = listen_on(cp, o->listen, err, errlen);
     if (rc == 0)
@@ -750,7 +769,7 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
     }
     atomic_store(&cp->n.root_expiry, roots_expiry(cp->ca));
     atomic_store(&cp->n.ready, true);
-    log_config(cp, "loaded");
+    log_config(cp, "loaded", load_ms);
     ZT_INFO("control", "listening on %s (port %u), %zu node token(s)", o->listen, cp->port,
             zt_control_tokens_count(cp->tokens));
     *out = cp;

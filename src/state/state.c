@@ -694,8 +694,23 @@ static int blist_resolve(struct blist *l, void *const *base, size_t n_base, size
         const char *key;
         void *cur = NULL, *was = NULL;
         int c = bi >= n_base ? 1 : i >= l->n ? -1 : strcmp(obj_key(base[bi], key_off), l->v[i].key);
-        if (c < 0) { /* untouched base object */
-            res[n++] = base[bi++];
+        if (c < 0) {
+            /* Untouched base objects up to the next key of the delta: found
+             * by binary search and copied as one run, so a small delta
+             * costs no comparison per base object. */
+            size_t lo = bi + 1, hi = n_base;
+            while (i < l->n && lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(obj_key(base[mid], key_off), l->v[i].key) < 0)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (i >= l->n)
+                lo = n_base;
+            memcpy(res + n, base + bi, (lo - bi) * sizeof(*res));
+            n += lo - bi;
+            bi = lo;
             continue;
         }
         if (c == 0)

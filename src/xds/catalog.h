@@ -8,7 +8,9 @@
  * of the first 8 bytes of the SHA-256 of those bytes, so equal objects get
  * equal versions in every build and every process. A catalog is immutable
  * once built and reference counted (atomically): build one per snapshot and
- * share it between streams and threads.
+ * share it between streams and threads. It keeps a reference to the
+ * snapshot it was built from, so that the next one can be built from it in
+ * O(changes) (zt_xds_catalog_update).
  *
  * struct zt_xds_known is one stream's view of one client: name -> version
  * per type, seeded from the request's initial_resource_versions and updated
@@ -69,6 +71,21 @@ struct zt_xds_catalog;
  * services, then policies, each in key order); otherwise err is "". */
 size_t zt_xds_catalog_build(const struct zt_state *s, struct zt_xds_catalog **out, char *err,
                             size_t errlen);
+
+/* The catalog of s built on prev (borrowed; may be NULL), with the result
+ * and errors of zt_xds_catalog_build. An object of s that is the very
+ * record prev was built from (same pointer: snapshots share unchanged
+ * records, state.h) keeps prev's entry, shared, without being encoded
+ * again; only new or replaced records are encoded, and the entries are
+ * merged in name order without sorting them all. The new catalog also
+ * records which names differ from prev's, for zt_xds_catalog_delta_since.
+ * Falls back to a full build when prev left objects out, or when a new
+ * record does not encode or its name clashes with another kind's. */
+size_t zt_xds_catalog_update(const struct zt_xds_catalog *prev, const struct zt_state *s,
+                             struct zt_xds_catalog **out, char *err, size_t errlen);
+
+/* A number no other catalog of this process has (never 0). */
+uint64_t zt_xds_catalog_gen(const struct zt_xds_catalog *cat);
 
 /* Takes one more reference; returns cat. */
 struct zt_xds_catalog *zt_xds_catalog_ref(const struct zt_xds_catalog *cat);
@@ -137,6 +154,15 @@ struct zt_xds_delta {
  * for a bad t (then *out is an empty delta that cleanup accepts). */
 int zt_xds_catalog_delta(const struct zt_xds_catalog *cat, enum zt_ads_type t,
                          const struct zt_xds_known *known, struct zt_xds_delta *out);
+
+/* As zt_xds_catalog_delta, in O(names changed) when known is exactly what
+ * the catalog of generation known_gen held for type t (a stream that sent
+ * every delta of that catalog: see zt_xds_known_apply) and cat was updated
+ * from that catalog (zt_xds_catalog_update). Otherwise (known_gen 0 or
+ * another catalog) it is zt_xds_catalog_delta. */
+int zt_xds_catalog_delta_since(const struct zt_xds_catalog *cat, enum zt_ads_type t,
+                               const struct zt_xds_known *known, uint64_t known_gen,
+                               struct zt_xds_delta *out);
 
 /* True when the delta has neither updates nor removals. */
 bool zt_xds_delta_is_empty(const struct zt_xds_delta *d);

@@ -34,6 +34,13 @@ static void rm_dir(const char *dir)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static int unlink_in(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return unlink(path);
+}
+
 static void put(const char *dir, const char *name, const char *text)
 {
     char path[512];
@@ -311,6 +318,120 @@ static void test_too_many_bytes(void)
     CHECK(strstr(err, "/b.yaml") != NULL);
 }
 
+/* Replaces name as editors do: a new file renamed over the old one. */
+static void replace(const char *dir, const char *name, const char *text)
+{
+    char tmp[512], path[512];
+    put(dir, ".tmp", text);
+    snprintf(tmp, sizeof(tmp), "%s/.tmp", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (rename(tmp, path) != 0)
+        abort();
+}
+
+/* The new snapshot, or NULL (the error printed). */
+static struct zt_state *reload(struct zt_config_dir *cd)
+{
+    struct zt_state *s = NULL;
+    char err[512] = "";
+    if (zt_config_dir_reload(cd, &s, err, sizeof(err)) != 0)
+        fprintf(stderr, "  err: %s\n", err);
+    return s;
+}
+
+/* A reload reads only the files that changed; the objects of the others are
+ * the very records of the last snapshot. */
+static void test_reload_reads_changed_files_only(void)
+{
+    const char *d = mk_dir();
+    struct zt_config_dir *cd = zt_config_dir_new(d);
+    struct zt_state *s1, *s2, *s3;
+
+    put(d, "a.yaml", "workloads:\n" WL("w1") WL("w2") "policies:\n" POL("p1"));
+    put(d, "b.yaml", "workloads:\n" WL("w3") "services:\n" SVC("h1"));
+    CHECK((s1 = reload(cd)) != NULL);
+    CHECK_EQ_INT(zt_config_dir_files_read(cd), 2);
+    CHECK_EQ_INT(zt_state_workload_count(s1), 3);
+
+    CHECK((s2 = reload(cd)) != NULL);
+    CHECK_EQ_INT(zt_config_dir_files_read(cd), 0);
+    CHECK(zt_state_workload_by_uid(s2, "w3") == zt_state_workload_by_uid(s1, "w3"));
+
+    replace(d, "b.yaml", "workloads:\n" WL("w3") WL("w4") "services:\n" SVC("h2"));
+    CHECK((s3 = reload(cd)) != NULL);
+    CHECK_EQ_INT(zt_config_dir_files_read(cd), 1);
+    CHECK_EQ_INT(zt_state_workload_count(s3), 4);
+    CHECK(zt_state_workload_by_uid(s3, "w1") == zt_state_workload_by_uid(s1, "w1"));
+    CHECK(zt_state_policy_by_key(s3, "default/p1") == zt_state_policy_by_key(s1, "default/p1"));
+    CHECK(zt_state_workload_by_uid(s3, "w3") != zt_state_workload_by_uid(s1, "w3"));
+    CHECK(zt_state_service_by_key(s3, "default/h1") == NULL);
+    CHECK(zt_state_service_by_key(s3, "default/h2") != NULL);
+    zt_state_unref(s1);
+    zt_state_unref(s2);
+    zt_state_unref(s3);
+
+    /* A file removed takes its objects with it. */
+    CHECK_EQ_INT(unlink_in(d, "a.yaml"), 0);
+    CHECK((s1 = reload(cd)) != NULL);
+    CHECK_EQ_INT(zt_config_dir_files_read(cd), 0);
+    CHECK_EQ_INT(zt_state_workload_count(s1), 2);
+    CHECK_EQ_INT(zt_state_policy_count(s1), 0);
+    zt_state_unref(s1);
+    zt_config_dir_free(cd);
+    rm_dir(d);
+}
+
+/* A duplicate brought in by one changed file is reported as a full load
+ * reports it; the refused reload changes nothing, and the next one compares
+ * with the last good files. */
+static void test_reload_duplicate_and_recovery(void)
+{
+    const char *d = mk_dir();
+    struct zt_config_dir *cd = zt_config_dir_new(d);
+    struct zt_state *s1, *s2 = (struct zt_state *)1;
+    char err[512] = "", want[512];
+
+    put(d, "a.yaml", "workloads:\n" WL("x") WL("y"));
+    put(d, "b.yaml", "workloads:\n" WL("z"));
+    CHECK((s1 = reload(cd)) != NULL);
+    replace(d, "b.yaml", "workloads:\n" WL("z") WL("x"));
+    CHECK_EQ_INT(zt_config_dir_reload(cd, &s2, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK(s2 == NULL);
+    snprintf(want, sizeof(want), "%s/b.yaml: workloads: uid \"x\" already defined in %s/a.yaml", d,
+             d);
+    CHECK_EQ_STR(err, want);
+
+    /* Two new files defining one key. */
+    replace(d, "b.yaml", "workloads:\n" WL("z") WL("v"));
+    put(d, "c.yaml", "workloads:\n" WL("v"));
+    CHECK_EQ_INT(zt_config_dir_reload(cd, &s2, err, sizeof(err)), ZT_E_CONFIG);
+    snprintf(want, sizeof(want), "%s/c.yaml: workloads: uid \"v\" already defined in %s/b.yaml", d,
+             d);
+    CHECK_EQ_STR(err, want);
+
+    /* Moving a key from one file to another is not a duplicate. */
+    CHECK_EQ_INT(unlink_in(d, "c.yaml"), 0);
+    replace(d, "a.yaml", "workloads:\n" WL("y"));
+    replace(d, "b.yaml", "workloads:\n" WL("z") WL("x"));
+    CHECK((s2 = reload(cd)) != NULL);
+    CHECK_EQ_INT(zt_config_dir_files_read(cd), 2);
+    CHECK_EQ_INT(zt_state_workload_count(s2), 3);
+    CHECK(zt_state_workload_by_uid(s2, "x") != NULL);
+    zt_state_unref(s2);
+
+    /* A broken file is refused; put back, it is read again. */
+    replace(d, "a.yaml", "workloads:\n- uid: [\n");
+    CHECK(zt_config_dir_reload(cd, &s2, err, sizeof(err)) < 0);
+    replace(d, "a.yaml", "workloads:\n" WL("y") WL("w"));
+    CHECK((s2 = reload(cd)) != NULL);
+    CHECK_EQ_INT(zt_config_dir_files_read(cd), 1);
+    CHECK_EQ_INT(zt_state_workload_count(s2), 4);
+    zt_state_unref(s1);
+    zt_state_unref(s2);
+    zt_config_dir_free(cd);
+    rm_dir(d);
+}
+
 int main(void)
 {
     RUN(test_merge);
@@ -325,5 +446,7 @@ int main(void)
     RUN(test_trailing_slash);
     RUN(test_too_many_files);
     RUN(test_too_many_bytes);
+    RUN(test_reload_reads_changed_files_only);
+    RUN(test_reload_duplicate_and_recovery);
     return TEST_REPORT();
 }

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define GOOD_YAML "tests/unit/config/testdata/good.yaml"
 
@@ -619,6 +620,85 @@ static void test_delta_large(void)
     zt_xds_catalog_unref(cat);
 }
 
+/* An update from the last catalog encodes only the records that are new to
+ * the snapshot, shares the other entries, equals a full build, and its
+ * delta for a client that held the last catalog covers the changes only. */
+static void test_update_and_delta_since(void)
+{
+    struct zt_state *s1 = mk_state("10.0.0.1", true), *s2 = NULL;
+    struct zt_state_builder *b = zt_state_builder_new(s1);
+    struct zt_xds_catalog *c1 = build(s1), *c2 = NULL, *full = NULL;
+    struct zt_xds_known *k = zt_xds_known_new();
+    struct zt_xds_delta d, fd;
+    char err[256];
+
+    zt_state_builder_put_workload(b, mk_wl("w1", "10.0.0.9"));
+    zt_state_builder_add_workload(b, mk_wl("w3", "10.0.0.3"));
+    zt_state_builder_remove_policy(b, "default/p2");
+    CHECK_EQ_INT(zt_state_builder_finish(b, &s2, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_xds_catalog_update(c1, s2, &c2, err, sizeof(err)), 0);
+    CHECK(zt_xds_catalog_gen(c2) != zt_xds_catalog_gen(c1));
+    full = build(s2);
+
+    /* Same entries as a full build, in the same order. */
+    for (int t = 0; t < ZT_ADS_NTYPES; t++) {
+        CHECK_EQ_INT(zt_xds_catalog_count(c2, t), zt_xds_catalog_count(full, t));
+        for (size_t i = 0; i < zt_xds_catalog_count(full, t); i++) {
+            CHECK_EQ_STR(zt_xds_catalog_at(c2, t, i)->name, zt_xds_catalog_at(full, t, i)->name);
+            CHECK_EQ_STR(zt_xds_catalog_at(c2, t, i)->version,
+                         zt_xds_catalog_at(full, t, i)->version);
+        }
+    }
+    /* Untouched records keep their entry; the replaced one is new. */
+    CHECK(zt_xds_catalog_find(c2, ZT_ADS_ADDRESS, "w2") ==
+          zt_xds_catalog_find(c1, ZT_ADS_ADDRESS, "w2"));
+    CHECK(zt_xds_catalog_find(c2, ZT_ADS_ADDRESS, "default/s1.default.svc") ==
+          zt_xds_catalog_find(c1, ZT_ADS_ADDRESS, "default/s1.default.svc"));
+    CHECK(zt_xds_catalog_find(c2, ZT_ADS_AUTHORIZATION, "default/p1") ==
+          zt_xds_catalog_find(c1, ZT_ADS_AUTHORIZATION, "default/p1"));
+    CHECK(strcmp(zt_xds_catalog_find(c2, ZT_ADS_ADDRESS, "w1")->version,
+                 zt_xds_catalog_find(c1, ZT_ADS_ADDRESS, "w1")->version) != 0);
+
+    /* A client holding c1: the delta since c1 is the full delta. */
+    CHECK_EQ_INT(seed_all(k, c1, ZT_ADS_ADDRESS), 0);
+    CHECK_EQ_INT(seed_all(k, c1, ZT_ADS_AUTHORIZATION), 0);
+    for (int t = 0; t < ZT_ADS_NTYPES; t++) {
+        CHECK_EQ_INT(zt_xds_catalog_delta_since(c2, t, k, zt_xds_catalog_gen(c1), &d), 0);
+        CHECK_EQ_INT(zt_xds_catalog_delta(c2, t, k, &fd), 0);
+        CHECK_EQ_INT(d.n_updates, fd.n_updates);
+        CHECK_EQ_INT(d.n_removed, fd.n_removed);
+        for (size_t i = 0; i < d.n_updates && i < fd.n_updates; i++)
+            CHECK(d.updates[i] == fd.updates[i]);
+        for (size_t i = 0; i < d.n_removed && i < fd.n_removed; i++)
+            CHECK_EQ_STR(d.removed[i], fd.removed[i]);
+        if (t == ZT_ADS_ADDRESS) {
+            CHECK_EQ_INT(d.n_updates, 2);
+            CHECK_EQ_INT(d.n_removed, 0);
+            CHECK_EQ_STR(d.updates[0]->name, "w1");
+            CHECK_EQ_STR(d.updates[1]->name, "w3");
+        } else {
+            CHECK_EQ_INT(d.n_updates, 0);
+            CHECK_EQ_INT(d.n_removed, 1);
+            CHECK_EQ_STR(d.removed[0], "default/p2");
+        }
+        zt_xds_delta_cleanup(&d);
+        zt_xds_delta_cleanup(&fd);
+    }
+    /* Another generation: a full comparison (here: nothing known of c2's
+     * parent, so everything not held is sent). */
+    CHECK_EQ_INT(zt_xds_catalog_delta_since(c2, ZT_ADS_ADDRESS, k, zt_xds_catalog_gen(full), &d),
+                 0);
+    CHECK_EQ_INT(d.n_updates, 2);
+    zt_xds_delta_cleanup(&d);
+
+    zt_xds_known_free(k);
+    zt_xds_catalog_unref(c1);
+    zt_state_unref(s1);
+    zt_xds_catalog_unref(full);
+    zt_xds_catalog_unref(c2);
+    zt_state_unref(s2);
+}
+
 int main(void)
 {
     RUN(test_build_good);
@@ -634,5 +714,6 @@ int main(void)
     RUN(test_delta_unknown_initial);
     RUN(test_refcount);
     RUN(test_delta_large);
+    RUN(test_update_and_delta_since);
     return TEST_REPORT();
 }
