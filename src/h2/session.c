@@ -483,6 +483,12 @@ static ssize_t cb_data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf
     /* The owner may have closed the session (freeing st). */
     if (is_closed(s))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    /* Drained: this body source ends here, without END_STREAM (nghttp2
+     * frees it); the owner's next resume starts another. */
+    if (!eof && (size_t)n < len && st->ops && st->ops->is_body_on_resume) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        return n;
+    }
     if (eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->trailers) {
@@ -1006,7 +1012,10 @@ int32_t zt_h2_session_submit(struct zt_h2_session *s, const char *const *headers
     st->ops = ops;
     st->sud = sud;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
-    int32_t id = nghttp2_submit_request(s->ng, NULL, nv, n, &prd, st);
+    /* HEADERS alone leave the stream open when there is no provider. */
+    int32_t id = ops && ops->is_body_on_resume
+                     ? nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, -1, NULL, nv, n, st)
+                     : nghttp2_submit_request(s->ng, NULL, nv, n, &prd, st);
     if (id < 0) {
         stream_unlink(s, st);
         return ZT_E_PROTO;
@@ -1082,8 +1091,12 @@ int zt_h2_session_respond(struct zt_h2_session *s, int32_t stream_id, int status
     nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
     size_t n = 1 + build_nv(nv + 1, 15, headers, n_headers);
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
-    int rc = nghttp2_submit_response(s->ng, stream_id, nv, n, status == 200 ? &prd : NULL);
-    return rc == 0 ? 0 : ZT_E_PROTO;
+    int rc;
+    if (status == 200 && st->ops && st->ops->is_body_on_resume)
+        rc = nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, stream_id, NULL, nv, n, NULL);
+    else
+        rc = nghttp2_submit_response(s->ng, stream_id, nv, n, status == 200 ? &prd : NULL);
+    return rc >= 0 ? 0 : ZT_E_PROTO;
 }
 
 void zt_h2_session_consume(struct zt_h2_session *s, int32_t stream_id, size_t n)
@@ -1104,7 +1117,15 @@ void zt_h2_session_resume(struct zt_h2_session *s, int32_t stream_id)
 {
     if (is_closed(s))
         return;
-    nghttp2_session_resume_data(s->ng, stream_id);
+    if (nghttp2_session_resume_data(s->ng, stream_id) == 0)
+        return;
+    /* No body source waiting: start one, if the stream reads only on resume
+     * (an active one, or a stream already ended, makes this a no-op). */
+    struct h2_stream *st = stream_get(s, stream_id);
+    if (!st || !st->ops || !st->ops->is_body_on_resume)
+        return;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
+    nghttp2_submit_data(s->ng, NGHTTP2_FLAG_END_STREAM, stream_id, &prd);
 }
 
 void zt_h2_session_reset(struct zt_h2_session *s, int32_t stream_id)

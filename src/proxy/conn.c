@@ -548,6 +548,7 @@ void zt_conn_set_stream(struct zt_conn *c, struct zt_h2conn *h2, int32_t sid)
         .conn = c,
         .h2 = h2,
         .sid = sid,
+        .is_deferred = true, /* no body read before the first resume */
     };
     zt_relay_set_endpoint(&c->relay, ZT_RELAY_B, &st->ep);
 }
@@ -642,6 +643,11 @@ static ssize_t st_read(void *sud, uint8_t *buf, size_t len, bool *eof)
         st->is_eof_sent = true;
         return (ssize_t)n;
     }
+    /* Less than asked: the session ends this body source (the stream's
+     * DATA is read on resume only, so an idle tunnel holds no pending
+     * body in nghttp2); resume again once the relay has more. */
+    if (n > 0 && n < len)
+        st->is_deferred = true;
     if (n > 0)
         return (ssize_t)n;
     st->is_deferred = true;
@@ -654,4 +660,5 @@ const struct zt_h2_stream_ops zt_conn_stream_ops = {
     .on_end = st_on_end,
     .on_close = st_on_close,
     .read = st_read,
+    .is_body_on_resume = true,
 };

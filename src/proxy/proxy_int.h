@@ -157,7 +157,7 @@ struct zt_stream_ep {
     bool is_rx_eof;       /* the peer ended its side */
     bool is_eof_wanted;   /* the relay shut our side ... */
     bool is_eof_sent;     /* ... and END_STREAM was handed to nghttp2 */
-    bool is_deferred;     /* the data source said "nothing now": resume it */
+    bool is_deferred;     /* no body read under way in nghttp2: resume to send */
     bool is_in_tx;        /* inside the data source callback */
     bool is_final_status; /* inbound: a non-200 status ends the stream */
 };
