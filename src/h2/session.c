@@ -30,6 +30,14 @@
 #define PING_INTERVAL_MS 10000 /* keepalive defaults, as ztunnel: PING every 10 s ... */
 #define PING_TIMEOUT_MS 20000  /* ... and drop the connection after 20 s without an ACK */
 #define MAX_HEADER_VALUE 8192
+/* Our HPACK encoder's dynamic table (RFC 7541 4.2, 6.3), instead of 4096: a
+ * pooled connection's encoder and its peer's decoder each hold one as long
+ * as it lives (with nghttp2's per-entry overhead, about twice this), and
+ * what CONNECT requests repeat (:authority, baggage) fits. Only our side
+ * shrinks: advertising a smaller SETTINGS_HEADER_TABLE_SIZE to the peer's
+ * encoder made Go clients' requests fail to decode (COMPRESSION_ERROR in
+ * e2e test_baggage). */
+#define HPACK_TABLE_SIZE 1024
 
 /* Request headers of a server stream, until on_request has run. */
 struct h2_req_headers {
@@ -541,6 +549,7 @@ static void init_globals(void)
     nghttp2_session_callbacks_set_error_callback2(callbacks, cb_error);
     nghttp2_option_set_no_auto_window_update(options, 1);
     nghttp2_option_set_peer_max_concurrent_streams(options, 100);
+    nghttp2_option_set_max_deflate_dynamic_table_size(options, HPACK_TABLE_SIZE);
     bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "zt-h2-session");
     if (!bio_method || !BIO_meth_set_read(bio_method, bio_read) ||
         !BIO_meth_set_write(bio_method, bio_write) || !BIO_meth_set_ctrl(bio_method, bio_ctrl) ||
