@@ -39,20 +39,39 @@ _Static_assert(READ_CHUNK <= ZT_BUF_POOL_CAP, "a read fits a pool buffer");
 #define PING_INTERVAL_MS 10000 /* keepalive defaults, as ztunnel: PING every 10 s ... */
 #define PING_TIMEOUT_MS 20000  /* ... and drop the connection after 20 s without an ACK */
 #define MAX_HEADER_VALUE 8192
+/* Our HPACK encoder's dynamic table (RFC 7541 4.2, 6.3), instead of 4096: a
+ * pooled connection's encoder and its peer's decoder each hold one as long
+ * as it lives (with nghttp2's per-entry overhead, about twice this), and
+ * what CONNECT requests repeat (:authority, baggage) fits. Only our side
+ * shrinks: advertising a smaller SETTINGS_HEADER_TABLE_SIZE to the peer's
+ * encoder made Go clients' requests fail to decode (COMPRESSION_ERROR in
+ * e2e test_baggage). */
+#define HPACK_TABLE_SIZE 1024
 
+/* Request headers of a server stream, until on_request has run. */
+struct h2_req_headers {
+    char *method, *authority, *baggage, *forwarded, *traceparent;
+    char *path, *content_type, *authorization, *cluster_id;
+};
+
+/* Trailers of a server stream, sent after the body (set_trailers). */
+struct h2_trailers {
+    size_t n;
+    nghttp2_nv nv[]; /* names and values follow the array */
+};
+
+/* One per open stream, so kept small: what only some streams need for a
+ * while (request headers, trailers) lives out of line. */
 struct h2_stream {
     int32_t id;
+    /* DATA handed to on_data, not yet consumed: at most the stream's
+     * window, which nghttp2 enforces (< 2^31). */
+    uint32_t unconsumed;
     const struct zt_h2_stream_ops *ops;
     void *sud;
     struct zt_list_node link; /* in the session's streams */
-    /* Request headers, server role, until on_request has run. */
-    char *method, *authority, *baggage, *forwarded, *traceparent;
-    char *path, *content_type, *authorization, *cluster_id;
-    int status;           /* client role: response :status */
-    nghttp2_nv *trailers; /* server role: sent after the body (set_trailers) */
-    size_t n_trailers;
-    char *trailer_buf;
-    size_t unconsumed; /* DATA handed to on_data, not yet consumed */
+    struct h2_req_headers *req; /* server role, until on_request has run */
+    struct h2_trailers *trailers;
 };
 
 struct zt_h2_session {
@@ -82,6 +101,9 @@ struct zt_h2_session {
     uint64_t next_ping_ms;
     uint64_t ping_sent_ms;
     bool ping_outstanding;
+    /* Client role: the :status of the header block being received (its
+     * frames are contiguous, RFC 9113 6.10), for on_response. */
+    int rx_status;
     struct zt_list streams; /* of h2_stream, newest first */
     unsigned nstreams;
     uint64_t opened;
@@ -125,17 +147,20 @@ static struct h2_stream *stream_new(struct zt_h2_session *s, int32_t id)
 
 static void stream_free_headers(struct h2_stream *st)
 {
-    free(st->path);
-    free(st->content_type);
-    free(st->authorization);
-    free(st->cluster_id);
-    st->path = st->content_type = st->authorization = st->cluster_id = NULL;
-    free(st->method);
-    free(st->authority);
-    free(st->baggage);
-    free(st->forwarded);
-    free(st->traceparent);
-    st->method = st->authority = st->baggage = st->forwarded = st->traceparent = NULL;
+    struct h2_req_headers *h = st->req;
+    if (!h)
+        return;
+    free(h->path);
+    free(h->content_type);
+    free(h->authorization);
+    free(h->cluster_id);
+    free(h->method);
+    free(h->authority);
+    free(h->baggage);
+    free(h->forwarded);
+    free(h->traceparent);
+    free(h);
+    st->req = NULL;
 }
 
 static void stream_unlink(struct zt_h2_session *s, struct h2_stream *st)
@@ -144,7 +169,6 @@ static void stream_unlink(struct zt_h2_session *s, struct h2_stream *st)
     s->nstreams--;
     stream_free_headers(st);
     free(st->trailers);
-    free(st->trailer_buf);
     free(st);
 }
 
@@ -277,6 +301,7 @@ static char *dup_capped(const uint8_t *v, size_t len)
 static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
     struct zt_h2_session *s = user;
+    s->rx_status = 0;
     if (s->role != ZT_H2_SERVER || f->hd.type != NGHTTP2_HEADERS ||
         f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
@@ -285,6 +310,7 @@ static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
         return 0;
     }
     struct h2_stream *st = stream_new(s, f->hd.stream_id);
+    st->req = zt_xcalloc(1, sizeof(*st->req));
     nghttp2_session_set_stream_user_data(ng, f->hd.stream_id, st);
     return 0;
 }
@@ -299,7 +325,7 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         return 0;
     if (s->role == ZT_H2_CLIENT) {
         if (namelen == 7 && memcmp(name, ":status", 7) == 0 && valuelen == 3)
-            st->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+            s->rx_status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
         else if (st->ops && st->ops->on_header && namelen < 128 && valuelen <= MAX_HEADER_VALUE) {
             /* Response headers and trailers (gRPC status) for owners that
              * want them; nghttp2 has validated the field already. */
@@ -311,10 +337,13 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         }
         return 0;
     }
+    struct h2_req_headers *h = st->req;
+    if (!h)
+        return 0; /* trailers: not kept */
     char **slot = NULL;
 #define HDR(lit, field)                                                                            \
     if (namelen == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)                             \
-        slot = &st->field;
+        slot = &h->field;
     HDR(":method", method)
     HDR(":authority", authority)
     HDR("baggage", baggage)
@@ -356,16 +385,17 @@ static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
         return 0;
     if (f->hd.type == NGHTTP2_HEADERS && (f->hd.flags & NGHTTP2_FLAG_END_HEADERS)) {
         if (s->role == ZT_H2_SERVER && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            struct h2_req_headers none = {0}, *h = st->req ? st->req : &none;
             struct zt_h2_request req = {
-                .method = st->method ? st->method : "",
-                .authority = st->authority ? st->authority : "",
-                .baggage = st->baggage,
-                .forwarded = st->forwarded,
-                .traceparent = st->traceparent,
-                .path = st->path,
-                .content_type = st->content_type,
-                .authorization = st->authorization,
-                .cluster_id = st->cluster_id,
+                .method = h->method ? h->method : "",
+                .authority = h->authority ? h->authority : "",
+                .baggage = h->baggage,
+                .forwarded = h->forwarded,
+                .traceparent = h->traceparent,
+                .path = h->path,
+                .content_type = h->content_type,
+                .authorization = h->authorization,
+                .cluster_id = h->cluster_id,
             };
             s->ops->on_request(s, s->ud, f->hd.stream_id, &req);
             st = stream_get(s, f->hd.stream_id);
@@ -374,7 +404,7 @@ static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
             stream_free_headers(st);
         } else if (s->role == ZT_H2_CLIENT && f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
             if (st->ops && st->ops->on_response)
-                st->ops->on_response(st->sud, st->status);
+                st->ops->on_response(st->sud, s->rx_status);
             st = stream_get(s, f->hd.stream_id);
             if (!st)
                 return 0;
@@ -396,7 +426,7 @@ static int cb_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
             give_back(s, stream_id, len, true);
         return 0;
     }
-    st->unconsumed += len;
+    st->unconsumed += (uint32_t)len;
     st->ops->on_data(st->sud, data, len);
     return 0;
 }
@@ -461,12 +491,18 @@ static ssize_t cb_data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf
     /* The owner may have closed the session (freeing st). */
     if (is_closed(s))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    /* Drained: this body source ends here, without END_STREAM (nghttp2
+     * frees it); the owner's next resume starts another. */
+    if (!eof && (size_t)n < len && st->ops && st->ops->is_body_on_resume) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        return n;
+    }
     if (eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->trailers) {
             /* The stream ends with the trailers' HEADERS frame instead. */
             *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-            if (nghttp2_submit_trailer(ng, stream_id, st->trailers, st->n_trailers) != 0)
+            if (nghttp2_submit_trailer(ng, stream_id, st->trailers->nv, st->trailers->n) != 0)
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         }
     }
@@ -513,6 +549,7 @@ static void init_globals(void)
     nghttp2_session_callbacks_set_error_callback2(callbacks, cb_error);
     nghttp2_option_set_no_auto_window_update(options, 1);
     nghttp2_option_set_peer_max_concurrent_streams(options, 100);
+    nghttp2_option_set_max_deflate_dynamic_table_size(options, HPACK_TABLE_SIZE);
     bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "zt-h2-session");
     if (!bio_method || !BIO_meth_set_read(bio_method, bio_read) ||
         !BIO_meth_set_write(bio_method, bio_write) || !BIO_meth_set_ctrl(bio_method, bio_ctrl) ||
@@ -992,7 +1029,10 @@ int32_t zt_h2_session_submit(struct zt_h2_session *s, const char *const *headers
     st->ops = ops;
     st->sud = sud;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
-    int32_t id = nghttp2_submit_request(s->ng, NULL, nv, n, &prd, st);
+    /* HEADERS alone leave the stream open when there is no provider. */
+    int32_t id = ops && ops->is_body_on_resume
+                     ? nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, -1, NULL, nv, n, st)
+                     : nghttp2_submit_request(s->ng, NULL, nv, n, &prd, st);
     if (id < 0) {
         stream_unlink(s, st);
         return ZT_E_PROTO;
@@ -1030,21 +1070,17 @@ int zt_h2_session_set_trailers(struct zt_h2_session *s, int32_t stream_id,
     for (size_t i = 0; i < 2 * n_headers; i++)
         bytes += strlen(headers[i]) + 1;
     free(st->trailers);
-    free(st->trailer_buf);
-    st->trailers = calloc(n_headers ? n_headers : 1, sizeof(nghttp2_nv));
-    st->trailer_buf = malloc(bytes ? bytes : 1);
-    if (!st->trailers || !st->trailer_buf)
-        abort();
-    char *p = st->trailer_buf;
+    struct h2_trailers *t = zt_xmalloc(sizeof(*t) + n_headers * sizeof(t->nv[0]) + bytes);
+    t->n = n_headers;
+    char *p = (char *)(t->nv + n_headers);
     for (size_t i = 0; i < n_headers; i++) {
         size_t nl = strlen(headers[2 * i]), vl = strlen(headers[2 * i + 1]);
         memcpy(p, headers[2 * i], nl + 1);
         memcpy(p + nl + 1, headers[2 * i + 1], vl + 1);
-        st->trailers[i] =
-            (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
+        t->nv[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nl + 1, nl, vl, NGHTTP2_NV_FLAG_NONE};
         p += nl + vl + 2;
     }
-    st->n_trailers = n_headers;
+    st->trailers = t;
     return 0;
 }
 
@@ -1072,8 +1108,12 @@ int zt_h2_session_respond(struct zt_h2_session *s, int32_t stream_id, int status
     nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
     size_t n = 1 + build_nv(nv + 1, 15, headers, n_headers);
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
-    int rc = nghttp2_submit_response(s->ng, stream_id, nv, n, status == 200 ? &prd : NULL);
-    return rc == 0 ? 0 : ZT_E_PROTO;
+    int rc;
+    if (status == 200 && st->ops && st->ops->is_body_on_resume)
+        rc = nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, stream_id, NULL, nv, n, NULL);
+    else
+        rc = nghttp2_submit_response(s->ng, stream_id, nv, n, status == 200 ? &prd : NULL);
+    return rc >= 0 ? 0 : ZT_E_PROTO;
 }
 
 void zt_h2_session_consume(struct zt_h2_session *s, int32_t stream_id, size_t n)
@@ -1086,7 +1126,7 @@ void zt_h2_session_consume(struct zt_h2_session *s, int32_t stream_id, size_t n)
         n = st->unconsumed;
     if (n == 0)
         return;
-    st->unconsumed -= n;
+    st->unconsumed -= (uint32_t)n;
     give_back(s, stream_id, n, true);
 }
 
@@ -1094,7 +1134,15 @@ void zt_h2_session_resume(struct zt_h2_session *s, int32_t stream_id)
 {
     if (is_closed(s))
         return;
-    nghttp2_session_resume_data(s->ng, stream_id);
+    if (nghttp2_session_resume_data(s->ng, stream_id) == 0)
+        return;
+    /* No body source waiting: start one, if the stream reads only on resume
+     * (an active one, or a stream already ended, makes this a no-op). */
+    struct h2_stream *st = stream_get(s, stream_id);
+    if (!st || !st->ops || !st->ops->is_body_on_resume)
+        return;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
+    nghttp2_submit_data(s->ng, NGHTTP2_FLAG_END_STREAM, stream_id, &prd);
 }
 
 void zt_h2_session_reset(struct zt_h2_session *s, int32_t stream_id)

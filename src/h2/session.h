@@ -88,6 +88,13 @@ struct zt_h2_stream_ops {
      * return 0 and set *eof to end the stream; return -EAGAIN when nothing is
      * ready (resume the stream later). */
     ssize_t (*read)(void *sud, uint8_t *buf, size_t len, bool *eof);
+    /* The body is read only after zt_h2_session_resume: submit and respond
+     * send the headers alone, each resume starts reading, and reading stops
+     * (the stream stays open) as soon as read gives less than `len`; the
+     * owner resumes again when it has more. Meant for streams idle for long
+     * stretches (tunnels): nghttp2 holds no pending body for them
+     * meanwhile, about 150 bytes each. */
+    bool is_body_on_resume;
 };
 
 /* Session callbacks; `ud` is the pointer given to zt_h2_session_new. */
@@ -220,7 +227,8 @@ int zt_h2_session_respond(struct zt_h2_session *s, int32_t stream_id, int status
 /* Returns `n` bytes of received DATA to the flow-control windows. */
 void zt_h2_session_consume(struct zt_h2_session *s, int32_t stream_id, size_t n);
 
-/* The stream's body source has data (or EOF) again after returning -EAGAIN. */
+/* The stream's body source has data (or EOF) again after returning -EAGAIN
+ * (or, with is_body_on_resume, after giving less than asked, or at first). */
 void zt_h2_session_resume(struct zt_h2_session *s, int32_t stream_id);
 
 /* Resets one stream (CANCEL); its on_close follows. */

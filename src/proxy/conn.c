@@ -32,12 +32,22 @@ static struct zt_conn *conn_of(struct zt_relay *r)
     return (struct zt_conn *)((char *)r - offsetof(struct zt_conn, relay));
 }
 
+/* `s` is the s of a struct zt_ident, or NULL. */
+static void ident_unref(const char *s)
+{
+    if (!s)
+        return;
+    struct zt_ident *x = (struct zt_ident *)(s - offsetof(struct zt_ident, s));
+    if (--x->refs == 0)
+        free(x);
+}
+
 static void conn_free(struct zt_conn *c)
 {
     zt_relay_cleanup(&c->relay);
     free(c->b.tcp); /* never polled, or its handle is closed */
-    free(c->src_identity);
-    free(c->dst_identity);
+    ident_unref(c->src_identity);
+    ident_unref(c->dst_identity);
     free(c);
 }
 
@@ -60,14 +70,38 @@ const char *zt_conn_addr_str(const union zt_conn_addr *a, char *buf, size_t cap)
     return zt_sockaddr_str(&a->sa, buf, cap);
 }
 
-void zt_conn_set_identity(char **slot, const char *id)
+void zt_conn_set_identity(struct zt_conn *c, const char **slot, const char *id)
 {
-    free(*slot);
+    ident_unref(*slot);
     *slot = NULL;
-    if (id && id[0]) {
-        *slot = strdup(id);
-        if (!*slot)
-            abort();
+    if (!id || !id[0])
+        return;
+    struct zt_pod_inst *pod = c->pod;
+    for (unsigned i = 0; i < ZT_POD_IDENTS; i++) {
+        struct zt_ident *x = pod->idents[i];
+        if (x && strcmp(x->s, id) == 0) {
+            x->refs++;
+            *slot = x->s;
+            return;
+        }
+    }
+    size_t n = strlen(id);
+    struct zt_ident *x = zt_xmalloc(sizeof(*x) + n + 1);
+    memcpy(x->s, id, n + 1);
+    x->refs = 2; /* the slot's and the pod's */
+    unsigned k = pod->ident_next++ % ZT_POD_IDENTS;
+    if (pod->idents[k])
+        ident_unref(pod->idents[k]->s);
+    pod->idents[k] = x;
+    *slot = x->s;
+}
+
+void zt_pod_idents_release(struct zt_pod_inst *pod)
+{
+    for (unsigned i = 0; i < ZT_POD_IDENTS; i++) {
+        if (pod->idents[i])
+            ident_unref(pod->idents[i]->s);
+        pod->idents[i] = NULL;
     }
 }
 
@@ -261,27 +295,41 @@ static void on_tcp_poll(uv_poll_t *h, int status, int events)
 
 /* ---- the HBONE stream endpoint ---- */
 
+/* The stream DATA being handed over (st_on_data) and the body buffer being
+ * filled (st_read), for the one stream of this thread inside each: nghttp2
+ * is never re-entered, so neither nests, and no stream keeps them. */
+static _Thread_local struct {
+    const struct zt_stream_ep *st;
+    const uint8_t *data;
+    size_t len;
+} rx;
+static _Thread_local struct {
+    const struct zt_stream_ep *st;
+    uint8_t *buf;
+    size_t cap, len;
+} tx;
+
 static ssize_t stream_read(struct zt_endpoint *ep, uint8_t *buf, size_t len)
 {
     struct zt_stream_ep *st = (struct zt_stream_ep *)ep;
-    if (st->rx_len == 0)
+    if (rx.st != st || rx.len == 0)
         return st->is_rx_eof ? 0 : -EAGAIN;
-    size_t n = st->rx_len < len ? st->rx_len : len;
-    memcpy(buf, st->rx, n);
-    st->rx += n;
-    st->rx_len -= n;
+    size_t n = rx.len < len ? rx.len : len;
+    memcpy(buf, rx.data, n);
+    rx.data += n;
+    rx.len -= n;
     return (ssize_t)n;
 }
 
 static ssize_t stream_write(struct zt_endpoint *ep, const uint8_t *buf, size_t len)
 {
     struct zt_stream_ep *st = (struct zt_stream_ep *)ep;
-    size_t room = st->is_in_tx ? st->tx_cap - st->tx_len : 0;
+    size_t room = tx.st == st ? tx.cap - tx.len : 0;
     if (room == 0)
         return -EAGAIN;
     size_t n = len < room ? len : room;
-    memcpy(st->tx + st->tx_len, buf, n);
-    st->tx_len += n;
+    memcpy(tx.buf + tx.len, buf, n);
+    tx.len += n;
     return (ssize_t)n;
 }
 
@@ -289,7 +337,7 @@ static ssize_t stream_write(struct zt_endpoint *ep, const uint8_t *buf, size_t l
  * (never from inside it) and send at once. */
 static void stream_resume(struct zt_stream_ep *st)
 {
-    if (!st->is_deferred || st->is_in_tx || !st->h2)
+    if (!st->is_deferred || tx.st == st || !st->h2)
         return;
     st->is_deferred = false;
     struct zt_h2conn *h2 = st->h2;
@@ -513,6 +561,15 @@ void zt_conn_worker_init(struct zt_pw *pw)
     pw->poll_prepare.data = pw;
 }
 
+void zt_conn_authz(const struct zt_conn *c, struct zt_authz_conn *out)
+{
+    const union zt_conn_addr *dst =
+        c->kind == ZT_CONN_INBOUND_HBONE ? &c->hbone_addr : &c->dst_addr;
+    *out = (struct zt_authz_conn){.src_identity = c->src_identity};
+    zt_ip_from_sockaddr(&c->src_addr.sa, &out->src_ip, &out->src_port);
+    zt_ip_from_sockaddr(&dst->sa, &out->dst_ip, &out->dst_port);
+}
+
 void zt_conn_close(struct zt_conn *c, const char *error)
 {
     zt_relay_close(&c->relay, error);
@@ -592,9 +649,9 @@ void zt_conn_set_stream(struct zt_conn *c, struct zt_h2conn *h2, int32_t sid)
     struct zt_stream_ep *st = &c->b.st;
     *st = (struct zt_stream_ep){
         .ep = {.ops = &stream_ep_ops, .is_unbounded = true, .is_pull = true},
-        .conn = c,
         .h2 = h2,
         .sid = sid,
+        .is_deferred = true, /* no body read before the first resume */
     };
     zt_relay_set_endpoint(&c->relay, ZT_RELAY_B, &st->ep);
 }
@@ -621,12 +678,13 @@ static void st_on_data(void *sud, const uint8_t *data, size_t len)
     struct zt_conn *c = sud;
     if (zt_conn_closed(c))
         return;
-    struct zt_stream_ep *st = &c->b.st;
-    st->rx = data;
-    st->rx_len = len;
+    rx.st = &c->b.st;
+    rx.data = data;
+    rx.len = len;
     zt_relay_readable(&c->relay, ZT_RELAY_B); /* takes all of it */
-    st->rx = NULL;
-    st->rx_len = 0;
+    rx.st = NULL;
+    rx.data = NULL;
+    rx.len = 0;
 }
 
 static void st_on_end(void *sud)
@@ -673,14 +731,14 @@ static ssize_t st_read(void *sud, uint8_t *buf, size_t len, bool *eof)
         return -EAGAIN;
     size_t n = 0;
     if (zt_relay_moving(&c->relay)) {
-        st->tx = buf;
-        st->tx_cap = len;
-        st->tx_len = 0;
-        st->is_in_tx = true;
+        tx.st = st;
+        tx.buf = buf;
+        tx.cap = len;
+        tx.len = 0;
         zt_relay_pull(&c->relay, ZT_RELAY_B);
-        st->is_in_tx = false;
-        st->tx = NULL;
-        n = st->tx_len;
+        n = tx.len;
+        tx.st = NULL;
+        tx.buf = NULL;
         if (zt_conn_closed(c))
             return n ? (ssize_t)n : -EAGAIN;
     }
@@ -689,6 +747,11 @@ static ssize_t st_read(void *sud, uint8_t *buf, size_t len, bool *eof)
         st->is_eof_sent = true;
         return (ssize_t)n;
     }
+    /* Less than asked: the session ends this body source (the stream's
+     * DATA is read on resume only, so an idle tunnel holds no pending
+     * body in nghttp2); resume again once the relay has more. */
+    if (n > 0 && n < len)
+        st->is_deferred = true;
     if (n > 0)
         return (ssize_t)n;
     st->is_deferred = true;
@@ -701,4 +764,5 @@ const struct zt_h2_stream_ops zt_conn_stream_ops = {
     .on_end = st_on_end,
     .on_close = st_on_close,
     .read = st_read,
+    .is_body_on_resume = true,
 };

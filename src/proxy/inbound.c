@@ -24,7 +24,7 @@ static void fill_dst(struct zt_conn *c, const struct zt_workload *self)
 {
     char id[ZT_SPIFFE_ID_MAX + 1];
     if (zt_workload_identity(self, id, sizeof(id)) == 0)
-        zt_conn_set_identity(&c->dst_identity, id);
+        zt_conn_set_identity(c, &c->dst_identity, id);
 }
 
 static const struct zt_workload *src_by_ip(struct zt_pod_inst *pod,
@@ -84,12 +84,6 @@ static int authorize(struct zt_pod_inst *pod, const struct zt_workload *self, co
                dry ? "; dry-run would deny: " : "", dry ? dry : "");
     }
     return rc;
-}
-
-static void keep_authz(struct zt_conn *c, const struct zt_authz_conn *ac)
-{
-    c->authz = *ac;
-    c->authz.src_identity = c->src_identity;
 }
 
 /* Starts the upstream connect to the app for `c`; side `a_side` selects
@@ -196,7 +190,6 @@ static void inbound_plain_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     /* No mTLS: identities are logged only when proven (none here). */
     zt_conn_set_peers(c, src_by_ip(pod, &peer), self, NULL);
     zt_conn_metrics_open(c);
-    keep_authz(c, &ac);
     int rc = connect_app(c, &dst, &peer, false);
     if (rc < 0)
         zt_conn_fail_connect(c, &c->dst_addr, rc);
@@ -273,11 +266,10 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
         return NULL;
     }
     struct zt_conn *c = zt_conn_new(pod, ZT_CONN_INBOUND_HBONE, -1);
-    c->inbound = in;
     zt_conn_addr_set(&c->src_addr, (struct sockaddr *)&in->peer);
     zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&in->local);
     zt_conn_addr_set(&c->hbone_addr, (struct sockaddr *)&target);
-    zt_conn_set_identity(&c->src_identity, in->peer_identity);
+    zt_conn_set_identity(c, &c->src_identity, in->peer_identity);
     fill_dst(c, self);
     const struct zt_workload *src = src_by_ip(pod, &in->peer);
     zt_conn_set_peers(c, src, self, service_for_host(pod, self, req->forwarded));
@@ -290,7 +282,6 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
         }
     }
     zt_conn_metrics_open(c);
-    keep_authz(c, &ac);
     zt_conn_set_stream(c, h2, sid);
     zt_h2conn_attach(h2, sid, &zt_conn_stream_ops, c);
     int rc = connect_app(c, &target, &in->peer, true);

@@ -177,7 +177,7 @@ static void fill_src(struct zt_conn *c, const struct zt_workload *self)
     char s[ZT_SPIFFE_ID_MAX + 1];
     zt_conn_set_peers(c, self, NULL, NULL);
     if (zt_workload_identity(self, s, sizeof(s)) == 0 && zt_spiffe_parse(s, strlen(s), &id) == 0)
-        zt_conn_set_identity(&c->src_identity, s);
+        zt_conn_set_identity(c, &c->src_identity, s);
 }
 
 /* ---- waiting for the pod's own workload ---- */
@@ -312,7 +312,7 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     if (c->mtls) {
         char d[ZT_SPIFFE_ID_MAX + 1];
         if (zt_workload_identity(up.wl, d, sizeof(d)) == 0)
-            zt_conn_set_identity(&c->dst_identity, d);
+            zt_conn_set_identity(c, &c->dst_identity, d);
     }
     zt_conn_metrics_open(c);
     if (up.kind != ZT_UPSTREAM_PASSTHROUGH && !up.has_ip) {
@@ -326,7 +326,7 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         ip_to_sockaddr(&up.ip, up.port, &target);
     if (up.kind == ZT_UPSTREAM_PASSTHROUGH || !up.is_hbone) {
         /* Identities are logged only when mTLS proves them. */
-        zt_conn_set_identity(&c->src_identity, NULL);
+        zt_conn_set_identity(c, &c->src_identity, NULL);
         struct zt_sock_opts o;
         zt_pod_sock_opts(pod, &o);
         zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&target);

@@ -260,6 +260,7 @@ struct pod_task {
 
 static void pod_inst_free(struct zt_pod_inst *pod)
 {
+    zt_pod_idents_release(pod);
     pod_shared_unref(pod->shared);
     free(pod);
 }
@@ -382,10 +383,14 @@ static void reevaluate(struct zt_pw *pw)
         for (struct zt_list_node *n = zt_list_first(&pod->conns), *next; n; n = next) {
             next = zt_list_next(&pod->conns, n);
             struct zt_conn *c = zt_list_entry(n, struct zt_conn, link);
-            char why[256];
-            if (c->kind != ZT_CONN_OUTBOUND &&
-                zt_authz_check(pw->state, self, &c->authz, why, sizeof(why)) < 0)
-                zt_conn_fail(c, ZT_CLOSE_DENY, "connection closed due to policy change: %s", why);
+            if (c->kind != ZT_CONN_OUTBOUND) {
+                char why[256];
+                struct zt_authz_conn ac;
+                zt_conn_authz(c, &ac);
+                if (zt_authz_check(pw->state, self, &ac, why, sizeof(why)) < 0)
+                    zt_conn_fail(c, ZT_CLOSE_DENY, "connection closed due to policy change: %s",
+                                 why);
+            }
         }
     }
 }

@@ -45,6 +45,15 @@ struct zt_listener {
     bool backoff_logged; /* this pause was warned about */
 };
 
+/* An identity string shared by the connections that carry it (most of a
+ * pod's carry the same one or two). Refcounted on its worker's thread only. */
+struct zt_ident {
+    unsigned refs;
+    char s[];
+};
+/* The identities a pod's connections took last, looked up before copying. */
+#define ZT_POD_IDENTS 4
+
 /* A pod as served by one worker. */
 struct zt_pod_inst {
     struct zt_pw *pw;
@@ -58,6 +67,8 @@ struct zt_pod_inst {
     struct zt_parked *in_parked;       /* plaintext inbound sockets, the same */
     unsigned n_parked;                 /* all of the pod's waiting sockets and requests */
     unsigned n_cert_waits;             /* inbounds holding their socket for the certificate */
+    struct zt_ident *idents[ZT_POD_IDENTS]; /* each holding a reference */
+    unsigned ident_next;                    /* the slot the next new one takes */
     struct zt_pod_inst *prev, *next;
     int handles_open;
     bool closing;
@@ -154,21 +165,16 @@ struct zt_tcp_ep {
 
 /* An HBONE stream as a relay endpoint (conn.c). Its DATA can only be taken
  * while nghttp2 hands it over (on_data) and given while nghttp2 asks for a
- * body (its data source callback): rx and tx are those moments' buffers. */
+ * body (its data source callback); those moments' buffers are the worker
+ * thread's (conn.c), not kept per stream. */
 struct zt_stream_ep {
-    struct zt_endpoint ep;
-    struct zt_conn *conn;
+    struct zt_endpoint ep; /* always a conn's b.st */
     struct zt_h2conn *h2; /* NULL once the stream is gone */
     int32_t sid;
-    const uint8_t *rx; /* during on_data */
-    size_t rx_len;
-    uint8_t *tx; /* during the data source callback */
-    size_t tx_cap, tx_len;
     bool is_rx_eof;       /* the peer ended its side */
     bool is_eof_wanted;   /* the relay shut our side ... */
     bool is_eof_sent;     /* ... and END_STREAM was handed to nghttp2 */
-    bool is_deferred;     /* the data source said "nothing now": resume it */
-    bool is_in_tx;        /* inside the data source callback */
+    bool is_deferred;     /* no body read under way in nghttp2: resume to send */
     bool is_final_status; /* inbound: a non-200 status ends the stream */
 };
 
@@ -178,7 +184,6 @@ struct zt_stream_ep {
  * (c->relay.state). */
 struct zt_conn {
     uint64_t id;
-    enum zt_conn_kind kind;
     struct zt_pod_inst *pod;
     struct zt_relay relay;
     struct zt_tcp_ep a;
@@ -188,26 +193,26 @@ struct zt_conn {
         struct zt_stream_ep st;
         struct zt_tcp_ep *tcp;
     } b;
+    enum zt_conn_kind kind;
+    enum zt_close_reason reason; /* response_flags */
+    int handles_open;
     bool has_stream; /* b is b.st */
     bool in_flush;   /* on the worker's flush list */
     bool mtls;       /* outbound over HBONE */
     struct zt_hbone_waiter waiter;
     uint64_t start_ms;
-    int handles_open;
     struct zt_list_node link;   /* in pod->conns, then (ended) maybe in pw->dead */
     struct zt_conn *flush_next; /* the worker's flush list, then its dead list */
     /* access log: addresses kept as they are, formatted when logged
-     * (zt_conn_addr_str); family 0 = none */
+     * (zt_conn_addr_str); family 0 = none. Inbound, policies are checked
+     * (and re-checked when they change, zt_conn_authz) on src_addr and the
+     * address asked for: hbone_addr over HBONE, else dst_addr. */
     union zt_conn_addr src_addr, dst_addr, hbone_addr;
     /* Identities proven by mTLS, for the access log, metrics and policy
-     * re-checks: heap copies of exactly their length (a SPIFFE id can be up
-     * to ZT_SPIFFE_ID_MAX bytes, most are far shorter), NULL when none.
-     * Set with zt_conn_set_identity(); freed with the connection. */
-    char *src_identity, *dst_identity;
-    struct zt_inbound *inbound; /* INBOUND_HBONE: the server connection */
-    /* Inbound: what policies were checked on, kept to re-check them when
-     * policies change (src_identity is the src_identity above, or NULL). */
-    struct zt_authz_conn authz;
+     * re-checks: the s of a struct zt_ident (exactly their length, shared
+     * with the pod's other connections that carry the same), NULL when
+     * none. Set with zt_conn_set_identity(); released with the connection. */
+    const char *src_identity, *dst_identity;
     /* Telemetry: the snapshot the peers below come from stays referenced
      * while the connection lives, so they can label its metrics at close. */
     const struct zt_state *snap;
@@ -216,7 +221,6 @@ struct zt_conn {
     /* Inbound from a source not known by IP: who it says it is (request
      * baggage), for telemetry only. Heap, NULL when unused. */
     struct zt_telemetry_baggage *src_bag;
-    enum zt_close_reason reason;  /* response_flags */
     struct zt_tcp_series *series; /* opened under these labels */
 };
 
@@ -258,9 +262,14 @@ void zt_conn_set_stream(struct zt_conn *c, struct zt_h2conn *h2, int32_t sid);
 void zt_conn_connect_sent(struct zt_conn *c);
 /* Connection established: start moving bytes. */
 void zt_conn_start_relay(struct zt_conn *c);
-/* Replaces *slot (c->src_identity or c->dst_identity) with a copy of id;
- * NULL or "" clears it. */
-void zt_conn_set_identity(char **slot, const char *id);
+/* Replaces *slot (c->src_identity or c->dst_identity) with id (borrowed:
+ * a shared copy is kept); NULL or "" clears it. */
+void zt_conn_set_identity(struct zt_conn *c, const char **slot, const char *id);
+/* Drops the pod's references to its recent identities (the pod is freed). */
+void zt_pod_idents_release(struct zt_pod_inst *pod);
+/* What inbound policies are checked on for `c` (see src_addr above);
+ * out->src_identity borrows c's. */
+void zt_conn_authz(const struct zt_conn *c, struct zt_authz_conn *out);
 /* Ends the connection; `error` (may be NULL) goes to the access log. */
 void zt_conn_close(struct zt_conn *c, const char *error);
 /* Ends the connection as failed for `why`, the access log saying the

@@ -28,6 +28,7 @@ struct sx_stream {
     uint64_t received, pending;
     bool consume;
     uint64_t to_send, sent;
+    unsigned reads; /* calls of its body source */
     bool eof_after, eof_sent;
 };
 
@@ -79,6 +80,7 @@ static inline void sx_st_on_close(void *sud, int error)
 static inline ssize_t sx_st_read(void *sud, uint8_t *buf, size_t len, bool *eof)
 {
     struct sx_stream *t = sud;
+    t->reads++;
     uint64_t left = t->to_send - t->sent;
     size_t n = left < len ? (size_t)left : len;
     memset(buf, 'x', n);
