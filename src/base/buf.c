@@ -84,9 +84,17 @@ uint8_t *zt_buf_reserve(struct zt_buf *b, size_t n)
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + n)
         cap *= 2;
-    uint8_t *p = realloc(b->data, cap);
+    /* Only the bytes held move (realloc would copy the whole old block, a
+     * pooled one included, and keep it from its pool). */
+    uint8_t *p = malloc(cap);
     if (!p)
         abort();
+    if (b->len)
+        memcpy(p, b->data, b->len);
+    if (b->data && b->cap == ZT_BUF_POOL_CAP)
+        zt_buf_pool_give(b->data);
+    else
+        free(b->data);
     b->data = p;
     b->cap = cap;
     return b->data + b->len;

@@ -183,6 +183,12 @@ static bool pump(struct zt_relay *r, enum zt_relay_dir d, bool may_read, bool ma
             size_t want = r->read_sz;
             if (!src->is_unbounded && r->cap - f->buf.len < want)
                 want = r->cap - f->buf.len;
+            /* A stream hands over what it has, often a few bytes: read into
+             * the room there is rather than grow the buffer by a whole
+             * read's worth (the loop comes back if the source has more). */
+            size_t room_left = f->buf.cap - f->buf.off - f->buf.len;
+            if (src->is_unbounded && f->buf.len > 0 && room_left > 0 && room_left < want)
+                want = room_left;
             /* With nothing waiting, a socket is read into a scratch buffer
              * of the thread's pool and written on from there: no copy, and
              * the connection holds no buffer for a read that finds nothing

@@ -108,11 +108,34 @@ static void test_pool_scratch(void)
         zt_buf_pool_give(held[--n_held]);
 }
 
+/* Growing a pooled buffer keeps its bytes and gives the pooled one back. */
+static void test_grow_from_pool(void)
+{
+    uint8_t *held[4];
+    unsigned n_held = 0;
+    while (zt_buf_pool_count() > 0)
+        held[n_held++] = zt_buf_pool_take();
+    struct zt_buf b = {0};
+    uint8_t *p = zt_buf_reserve(&b, ZT_BUF_POOL_CAP);
+    memcpy(p, "abc", 3);
+    zt_buf_commit(&b, 3);
+    zt_buf_consume(&b, 1);
+    zt_buf_reserve(&b, ZT_BUF_POOL_CAP);
+    CHECK(b.cap > ZT_BUF_POOL_CAP);
+    CHECK_EQ_INT(b.len, 2);
+    CHECK(memcmp(zt_buf_head(&b), "bc", 2) == 0);
+    CHECK_EQ_INT(zt_buf_pool_count(), 1);
+    zt_buf_release(&b);
+    while (n_held > 0)
+        zt_buf_pool_give(held[--n_held]);
+}
+
 int main(void)
 {
     RUN(test_grow_and_consume);
     RUN(test_pool);
     RUN(test_pool_per_thread);
     RUN(test_pool_scratch);
+    RUN(test_grow_from_pool);
     return TEST_REPORT();
 }
