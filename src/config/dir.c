@@ -55,7 +55,7 @@ struct file {
 
 struct zt_config_dir {
     char *dir;
-    size_t dirlen; /* dir without trailing slashes, for messages */
+    size_t dirlen;      /* dir without trailing slashes, for messages */
     struct file *files; /* last good list, sorted by name */
     size_t n_files;
     struct zt_state *merged; /* last good snapshot; one reference, or NULL */

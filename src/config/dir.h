@@ -71,8 +71,7 @@ void zt_config_dir_free(struct zt_config_dir *d);
  * success *out is a new snapshot (one reference, owned by the caller),
  * built on the last successful one. On failure *out is NULL and d is as
  * before the call (the next reload compares with the last good files). */
-int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *err,
-                         size_t errlen);
+int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *err, size_t errlen);
 
 /* Files the last reload read and parsed (0 when nothing changed). */
 size_t zt_config_dir_files_read(const struct zt_config_dir *d);

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OUT_HIGH (64 * 1024)     /* plaintext per SSL_write: several full records */
+#define OUT_HIGH (64 * 1024) /* plaintext per SSL_write: several full records */
 /* Stop producing while this much waits to go out: 256 KiB of DATA (a relay
  * buffer's worth) plus room for the records' and frames' overhead and the
  * short frame that usually ends a burst, so that a burst is one send(2). */
@@ -69,7 +69,7 @@ struct h2_stream {
     uint32_t unconsumed;
     const struct zt_h2_stream_ops *ops;
     void *sud;
-    struct zt_list_node link; /* in the session's streams */
+    struct zt_list_node link;   /* in the session's streams */
     struct h2_req_headers *req; /* server role, until on_request has run */
     struct h2_trailers *trailers;
 };
@@ -110,7 +110,6 @@ struct zt_h2_session {
     size_t conn_unannounced; /* consumed, not yet in a connection WINDOW_UPDATE */
     int close_error;
 };
-
 
 static const char *const state_names[] = {"handshake", "open", "draining", "closed"};
 

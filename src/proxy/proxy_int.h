@@ -60,13 +60,13 @@ struct zt_pod_inst {
     struct zt_pod_shared *shared;
     struct zt_listener ls[ZT_LS_COUNT];
     struct zt_hbone_pool *pool;
-    struct zt_ca_identity *dial_ident; /* identity presented by the last dial */
-    struct zt_list conns;              /* of zt_conn: proxied connections */
-    struct zt_list inbounds;           /* of zt_inbound: HBONE server connections */
-    struct zt_parked *parked;          /* outbound sockets waiting for the pod's workload */
-    struct zt_parked *in_parked;       /* plaintext inbound sockets, the same */
-    unsigned n_parked;                 /* all of the pod's waiting sockets and requests */
-    unsigned n_cert_waits;             /* inbounds holding their socket for the certificate */
+    struct zt_ca_identity *dial_ident;      /* identity presented by the last dial */
+    struct zt_list conns;                   /* of zt_conn: proxied connections */
+    struct zt_list inbounds;                /* of zt_inbound: HBONE server connections */
+    struct zt_parked *parked;               /* outbound sockets waiting for the pod's workload */
+    struct zt_parked *in_parked;            /* plaintext inbound sockets, the same */
+    unsigned n_parked;                      /* all of the pod's waiting sockets and requests */
+    unsigned n_cert_waits;                  /* inbounds holding their socket for the certificate */
     struct zt_ident *idents[ZT_POD_IDENTS]; /* each holding a reference */
     unsigned ident_next;                    /* the slot the next new one takes */
     struct zt_pod_inst *prev, *next;
@@ -169,7 +169,7 @@ struct zt_tcp_ep {
  * thread's (conn.c), not kept per stream. */
 struct zt_stream_ep {
     struct zt_endpoint ep; /* always a conn's b.st */
-    struct zt_h2conn *h2; /* NULL once the stream is gone */
+    struct zt_h2conn *h2;  /* NULL once the stream is gone */
     int32_t sid;
     bool is_rx_eof;       /* the peer ended its side */
     bool is_eof_wanted;   /* the relay shut our side ... */
@@ -202,7 +202,7 @@ struct zt_conn {
     struct zt_hbone_waiter waiter;
     uint64_t start_ms;
     struct zt_list_node link;   /* in pod->conns, then (ended) maybe in pw->dead */
-    struct zt_conn *flush_next; /* the worker's flush list, then its dead list */
+    struct zt_conn *flush_next; /* the worker's flush list */
     /* access log: addresses kept as they are, formatted when logged
      * (zt_conn_addr_str); family 0 = none. Inbound, policies are checked
      * (and re-checked when they change, zt_conn_authz) on src_addr and the

@@ -203,8 +203,7 @@ size_t zt_xds_catalog_build(const struct zt_state *s, struct zt_xds_catalog **ou
         uint8_t *v = NULL;
         size_t len = 0;
         int rc = zt_xds_encode_policy(p, &v, &len);
-        cat->obj_box[OBJ_POL][i] =
-            add(&b, ZT_ADS_AUTHORIZATION, zt_xds_policy_name(p), rc, v, len);
+        cat->obj_box[OBJ_POL][i] = add(&b, ZT_ADS_AUTHORIZATION, zt_xds_policy_name(p), rc, v, len);
     }
     for (int t = 0; t < ZT_ADS_NTYPES; t++)
         if (cat->n[t])

@@ -149,6 +149,13 @@ static void pump(struct zt_xds_client *c)
 
 /* ---- the ADS call ---- */
 
+/* For the "applied" log line; "?" for a type we do not know. */
+static const char *const type_names[ZT_ADS_NTYPES + 1] = {
+    [ZT_ADS_ADDRESS] = "Address",
+    [ZT_ADS_AUTHORIZATION] = "Authorization",
+    [ZT_ADS_NTYPES] = "?",
+};
+
 static void on_message(void *ud, const uint8_t *msg, size_t len)
 {
     struct zt_xds_client *c = ud;
@@ -188,16 +195,14 @@ static void on_message(void *ud, const uint8_t *msg, size_t len)
     };
     ZT_DEBUG("xds", "%s: %zu resource(s), %zu removal(s), nonce %s", resp->type_url,
              resp->n_resources, resp->n_removed_resources, resp->nonce);
-    if (zt_ads_type_from_url(resp->type_url) == ZT_ADS_NTYPES)
+    enum zt_ads_type t = zt_ads_type_from_url(resp->type_url);
+    if (t == ZT_ADS_NTYPES)
         ZT_WARN("xds", "response of unknown type %.200s ignored (ACKed)", resp->type_url);
     zt_ads_on_response(c->ads, &ar);
     /* One line per response: how long decoding, applying and publishing a
      * push took is what a large mesh wants to know first. */
-    enum zt_ads_type t = zt_ads_type_from_url(resp->type_url);
-    ZT_INFO("xds", "applied %s: %zu resource(s), %zu removal(s) in %.1f ms",
-            t == ZT_ADS_ADDRESS ? "Address" : t == ZT_ADS_AUTHORIZATION ? "Authorization" : "?",
-            resp->n_resources, resp->n_removed_resources,
-            (double)(uv_hrtime() - t0) / 1e6);
+    ZT_INFO("xds", "applied %s: %zu resource(s), %zu removal(s) in %.1f ms", type_names[t],
+            resp->n_resources, resp->n_removed_resources, (double)(uv_hrtime() - t0) / 1e6);
     free(res);
     envoy__service__discovery__v3__delta_discovery_response__free_unpacked(resp, NULL);
     pump(c);
