@@ -11,6 +11,7 @@ pkgs=(
   protobuf-compiler libprotobuf-dev libyaml-dev libjansson-dev libmicrohttpd-dev zlib1g-dev
   iproute2 iptables socat tcpdump openssl golang-go
   procps prometheus
+  libldns-dev ldnsutils bind9-dnsutils dnsmasq-base
   libclang-rt-14-dev clang
 )
 # bench/run.sh: bulk (iperf3), fixed-rate latency (sockperf), new connections

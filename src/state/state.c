@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1076,6 +1077,7 @@ int zt_state_builder_finish(struct zt_state_builder *b, struct zt_state **out, c
     else
         build_indexes(s);
     zt_state_derived_init(s, base);
+    pthread_mutex_init(&s->by_host_lock, NULL);
     *out = s;
     goto out;
 
@@ -1141,6 +1143,8 @@ void zt_state_unref(const struct zt_state *cs)
     free(s->wl_ips);
     free(s->vips);
     free(s->cidrs);
+    free((void *)atomic_load_explicit(&s->by_host, memory_order_relaxed));
+    pthread_mutex_destroy(&s->by_host_lock);
     free(s);
     /* A large snapshot leaves its memory in malloc's free lists, where the
      * next one does not fit exactly: give it back to the system, so that
@@ -1189,6 +1193,55 @@ const struct zt_policy *zt_state_policy_by_key(const struct zt_state *s, const c
 {
     ssize_t i = find_key((void *const *)s->pols, s->n_pols, offsetof(struct zt_policy, key), key);
     return i < 0 ? NULL : s->pols[i];
+}
+
+/* ---------------------------------------------------------------- by hostname */
+
+static int cmp_by_host(const void *a, const void *b)
+{
+    const struct zt_service *x = *(const struct zt_service *const *)a;
+    const struct zt_service *y = *(const struct zt_service *const *)b;
+    int c = strcasecmp(x->hostname, y->hostname);
+    return c ? c : strcmp(x->key, y->key);
+}
+
+/* The services in hostname order, built once per snapshot under its lock
+ * (two workers asking at once build it once). */
+static const struct zt_service *const *by_host(const struct zt_state *cs)
+{
+    struct zt_state *s = (struct zt_state *)cs; /* the index is the mutable part */
+    const struct zt_service **v = atomic_load_explicit(&s->by_host, memory_order_acquire);
+    if (v)
+        return v;
+    pthread_mutex_lock(&s->by_host_lock);
+    v = atomic_load_explicit(&s->by_host, memory_order_relaxed);
+    if (!v) {
+        v = zt_state_xcalloc(s->n_svcs + 1, sizeof(*v));
+        memcpy(v, s->svcs, s->n_svcs * sizeof(*v));
+        qsort(v, s->n_svcs, sizeof(*v), cmp_by_host);
+        atomic_store_explicit(&s->by_host, v, memory_order_release);
+    }
+    pthread_mutex_unlock(&s->by_host_lock);
+    return v;
+}
+
+size_t zt_state_services_by_hostname(const struct zt_state *s, const char *hostname,
+                                     const struct zt_service *const **out)
+{
+    const struct zt_service *const *v = by_host(s);
+    size_t lo = 0, hi = s->n_svcs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcasecmp(v[mid]->hostname, hostname) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < s->n_svcs && strcasecmp(v[end]->hostname, hostname) == 0)
+        end++;
+    *out = v + lo;
+    return end - lo;
 }
 
 /* First index whose (network, ip) is >= the probe. */

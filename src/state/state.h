@@ -361,6 +361,12 @@ const struct zt_workload *zt_state_workload_by_info(const struct zt_state *s, co
                                                     const char *namespace,
                                                     const char *service_account, const char *node);
 const struct zt_service *zt_state_service_by_key(const struct zt_state *s, const char *key);
+/* Every service whose hostname is `hostname` (ASCII case-insensitive, as
+ * DNS names compare), in key order (so by namespace). Returns the count;
+ * *out is borrowed from the snapshot. The first call on a snapshot sorts
+ * its services (O(n log n), once; thread-safe), later ones are O(log n). */
+size_t zt_state_services_by_hostname(const struct zt_state *s, const char *hostname,
+                                     const struct zt_service *const **out);
 const struct zt_policy *zt_state_policy_by_key(const struct zt_state *s, const char *key);
 
 /* Iteration in key order; index < count. */

@@ -46,6 +46,10 @@ struct zt_state {
     /* zt_state_derived(): shared with the base when the policies are
      * (derived.c). */
     struct zt_state_derived_set *derived;
+    /* zt_state_services_by_hostname(): services sorted by (hostname, key),
+     * built by the first caller (most snapshots are never asked). */
+    const struct zt_service **_Atomic by_host;
+    pthread_mutex_t by_host_lock;
 };
 
 /* Interned strings (strtab.c): a builder's table of refcounted strings.

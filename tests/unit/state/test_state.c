@@ -825,8 +825,42 @@ static void test_strings_shared(void)
     zt_state_unref(s);
 }
 
+/* Services sharing one hostname (a ServiceEntry host in two namespaces)
+ * come back together, in namespace order, whatever the query's case; a
+ * hostname before, between and after them finds nothing. */
+static void test_by_hostname(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    zt_state_builder_add_service(b, svc_new("a", "ns1", "10.96.0.1", 80, 80));
+    zt_state_builder_add_service(b, svc_new("c", "ns1", "10.96.0.3", 80, 80));
+    struct zt_service *e1 = svc_new("ext", "ns2", "10.96.0.4", 80, 80);
+    struct zt_service *e2 = svc_new("ext", "ns1", "10.96.0.5", 80, 80);
+    free(e1->hostname);
+    free(e2->hostname);
+    e1->hostname = zt_state_xstrdup("b.example.com");
+    e2->hostname = zt_state_xstrdup("B.Example.com");
+    zt_state_builder_add_service(b, e1);
+    zt_state_builder_add_service(b, e2);
+    struct zt_state *s = finish(b);
+    const struct zt_service *const *v;
+    CHECK(zt_state_services_by_hostname(s, "b.EXAMPLE.com", &v) == 2);
+    CHECK_EQ_STR(v[0]->namespace, "ns1");
+    CHECK_EQ_STR(v[1]->namespace, "ns2");
+    CHECK(zt_state_services_by_hostname(s, "a.ns1.svc.cluster.local", &v) == 1);
+    CHECK_EQ_STR(v[0]->name, "a");
+    CHECK(zt_state_services_by_hostname(s, "c.ns1.svc.cluster.local", &v) == 1);
+    CHECK(zt_state_services_by_hostname(s, "a.example.com", &v) == 0);
+    CHECK(zt_state_services_by_hostname(s, "bb.example.com", &v) == 0);
+    CHECK(zt_state_services_by_hostname(s, "z", &v) == 0);
+    zt_state_unref(s);
+    struct zt_state *empty = zt_state_new_empty();
+    CHECK(zt_state_services_by_hostname(empty, "a", &v) == 0);
+    zt_state_unref(empty);
+}
+
 int main(void)
 {
+    RUN(test_by_hostname);
     RUN(test_ip_parse_format);
     RUN(test_ip_sockaddr);
     RUN(test_cidr);
