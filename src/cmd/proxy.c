@@ -483,7 +483,22 @@ static int proxy_init(struct proxy_app *app)
                       .interval_s = cfg->keepalive_interval_s,
                       .retries = cfg->keepalive_retries},
         .ipv4_only = !cfg->ipv6_enabled,
+        .dns_enabled = cfg->dns_proxy,
+        .dns = {.cluster_domain = cfg->cluster_domain,
+                .ipv6_enabled = cfg->ipv6_enabled,
+                .preferred_ns = cfg->preferred_service_ns},
+        .n_dns_addr = cfg->n_dns_proxy_addr,
     };
+    memcpy(opts.dns_addr, cfg->dns_proxy_addr, sizeof(opts.dns_addr));
+    if (cfg->dns_proxy) {
+        /* Without upstreams the proxy still answers mesh names; the rest
+         * gets SERVFAIL, as from a resolver that cannot reach any. */
+        char why[512];
+        if (zt_dns_upstreams_load(cfg->resolv_conf, &opts.dns_upstreams, why, sizeof(why)) < 0)
+            ZT_WARN("dns", "no upstream DNS resolvers: %s", why);
+        else if (opts.dns_upstreams.n == 0)
+            ZT_WARN("dns", "no upstream DNS resolvers: %s has no nameserver", cfg->resolv_conf);
+    }
     app->proxy = zt_proxy_new(app->loop, &opts, app->ca);
     int rc = zt_proxy_start(app->proxy);
     if (rc < 0) {

@@ -2,7 +2,9 @@
 #include "config/env.h"
 
 #include "base/err.h"
+#include "state/ip.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +44,76 @@ static const char *get(struct envctx *e, const char *name)
 {
     const char *v = e->get(name, e->ud);
     return v && *v ? v : NULL;
+}
+
+static int parse_u64(const char *s, uint64_t *out);
+
+/* A DNS name as a cluster domain: labels of letters, digits and '-', at
+ * most 63 each, 253 in all, no leading or trailing dot. */
+static int check_domain(struct envctx *e, const char *name, const char *v)
+{
+    size_t n = strlen(v), label = 0;
+    if (n == 0 || n > 253 || v[0] == '.' || v[n - 1] == '.')
+        return bad(e, name, v,
+                   "not a DNS domain (1 to 253 characters, no leading or trailing dot)");
+    for (size_t i = 0; i < n; i++) {
+        char ch = v[i];
+        if (ch == '.') {
+            if (label == 0)
+                return bad(e, name, v, "empty label");
+            label = 0;
+        } else if (isalnum((unsigned char)ch) || ch == '-') {
+            if (++label > 63)
+                return bad(e, name, v, "a label is longer than 63 characters");
+        } else {
+            return bad(e, name, v, "only letters, digits, '-' and '.' may appear");
+        }
+    }
+    return 0;
+}
+
+/* ISTIO_META_DNS_CAPTURE, ISTIO_META_DNS_PROXY_ADDR, ZTUNNEL_RESOLV_CONF and
+ * PREFERED_SERVICE_NAMESPACE. */
+static int dns_proxy(struct envctx *e, struct zt_config *c)
+{
+    const char *cap = get(e, "ISTIO_META_DNS_CAPTURE");
+    c->dns_proxy = !cap || strcasecmp(cap, "true") == 0;
+    c->resolv_conf = get(e, "ZTUNNEL_RESOLV_CONF");
+    if (!c->resolv_conf)
+        c->resolv_conf = "/etc/resolv.conf";
+    c->preferred_service_ns = get(e, "PREFERED_SERVICE_NAMESPACE");
+    const char *addr = get(e, "ISTIO_META_DNS_PROXY_ADDR");
+    if (!addr)
+        addr = "localhost:15053";
+    const char *colon = strrchr(addr, ':');
+    uint64_t port = 0;
+    if (!colon || parse_u64(colon + 1, &port) < 0 || port == 0 || port > 65535)
+        return bad(e, "ISTIO_META_DNS_PROXY_ADDR", addr, "expected localhost:PORT or IP:PORT");
+    char host[64];
+    size_t hl = (size_t)(colon - addr);
+    if (hl >= sizeof(host))
+        return bad(e, "ISTIO_META_DNS_PROXY_ADDR", addr, "expected localhost:PORT or IP:PORT");
+    memcpy(host, addr, hl);
+    host[hl] = 0;
+    if (strcmp(host, "localhost") == 0) {
+        struct zt_ip lo4, lo6;
+        zt_ip_parse("127.0.0.1", &lo4);
+        zt_ip_parse("::1", &lo6);
+        zt_ip_to_sockaddr(&lo4, (uint16_t)port, &c->dns_proxy_addr[0]);
+        zt_ip_to_sockaddr(&lo6, (uint16_t)port, &c->dns_proxy_addr[1]);
+        c->n_dns_proxy_addr = c->ipv6_enabled ? 2 : 1;
+        return 0;
+    }
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = 0;
+    }
+    struct zt_ip ip;
+    if (zt_ip_parse(host, &ip) < 0)
+        return bad(e, "ISTIO_META_DNS_PROXY_ADDR", addr, "expected localhost:PORT or IP:PORT");
+    zt_ip_to_sockaddr(&ip, (uint16_t)port, &c->dns_proxy_addr[0]);
+    c->n_dns_proxy_addr = 1;
+    return 0;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -449,17 +521,13 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     c->trust_domain = get(&e, "TRUST_DOMAIN");
     if (!c->trust_domain)
         c->trust_domain = "cluster.local";
-    /* Istio's ztunnel reads CLUSTER_DOMAIN only in its DNS proxy (search
-     * domains, forwarding); its xDS node id says "svc.cluster.local" either
-     * way. Without a DNS proxy another value could not do what it asks:
-     * refused rather than silently ignored. */
+    /* The cluster's DNS domain: the DNS proxy's search domains and
+     * Kubernetes names (<svc>.<ns>.svc.<domain>). */
     c->cluster_domain = get(&e, "CLUSTER_DOMAIN");
     if (!c->cluster_domain)
         c->cluster_domain = "cluster.local";
-    if (strcasecmp(c->cluster_domain, "cluster.local") != 0)
-        return bad(&e, "CLUSTER_DOMAIN", c->cluster_domain,
-                   "only cluster.local is supported: Istio's ztunnel uses it only in its DNS "
-                   "proxy, which ztunnel-c does not have yet");
+    if ((rc = check_domain(&e, "CLUSTER_DOMAIN", c->cluster_domain)))
+        return rc;
     /* As Istio's ztunnel: an empty CRL_PATH is the same as none. */
     c->crl_path = get(&e, "CRL_PATH");
     if (c->crl_path && !c->crl_path[0])
@@ -498,6 +566,8 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
         c->enable_orig_src = b ? ZT_TRUE : ZT_FALSE;
     }
     if ((rc = env_bool(&e, "IPV6_ENABLED", true, &c->ipv6_enabled)))
+        return rc;
+    if ((rc = dns_proxy(&e, c)))
         return rc;
 
     if ((rc = env_u32(&e, "POOL_MAX_STREAMS_PER_CONNECTION", 100, 1, 1u << 20,

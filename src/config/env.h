@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 enum zt_proxy_mode { ZT_PROXY_MODE_SHARED = 0, ZT_PROXY_MODE_DEDICATED = 1 };
 enum zt_log_format { ZT_LOG_FORMAT_PLAIN = 0, ZT_LOG_FORMAT_JSON = 1 };
@@ -68,6 +69,15 @@ struct zt_config {
     const char *pod_name;      /* POD_NAME */
     const char *pod_namespace; /* POD_NAMESPACE */
     const char *instance_ip;   /* INSTANCE_IP */
+    /* The DNS proxy (wire facts 9.1). Proxy metadata as Istio's ztunnel
+     * reads it, from ISTIO_META_* variables: DNS_CAPTURE (anything but
+     * "true", any case, turns the proxy off; unset = on) and
+     * DNS_PROXY_ADDR ("localhost:PORT" = 127.0.0.1 and ::1, or IP:PORT). */
+    bool dns_proxy;
+    struct sockaddr_storage dns_proxy_addr[2];
+    size_t n_dns_proxy_addr;
+    const char *resolv_conf;          /* ZTUNNEL_RESOLV_CONF: upstream resolvers */
+    const char *preferred_service_ns; /* PREFERED_SERVICE_NAMESPACE (Istio's spelling) */
 };
 
 /* Returns the value of a variable, or NULL if unset. */

@@ -67,13 +67,36 @@ static int apply_opts(int fd, int family, const struct zt_sock_opts *o)
     return 0;
 }
 
-int zt_sock_tcp(int family, const struct zt_sock_opts *opts)
+static int make_socket(int family, int type, const struct zt_sock_opts *opts)
 {
-    int fd = socket_in(opts->netns_fd, family, SOCK_STREAM);
+    int fd = socket_in(opts->netns_fd, family, type);
     if (fd < 0)
         return fd;
     int rc = apply_opts(fd, family, opts);
     if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int zt_sock_tcp(int family, const struct zt_sock_opts *opts)
+{
+    return make_socket(family, SOCK_STREAM, opts);
+}
+
+int zt_sock_udp(int family, const struct zt_sock_opts *opts)
+{
+    return make_socket(family, SOCK_DGRAM, opts);
+}
+
+int zt_sock_udp_bind(const struct sockaddr *addr, socklen_t len, const struct zt_sock_opts *opts)
+{
+    int fd = zt_sock_udp(addr->sa_family, opts);
+    if (fd < 0)
+        return fd;
+    if (bind(fd, addr, len) < 0) {
+        int rc = -errno;
         close(fd);
         return rc;
     }

@@ -40,6 +40,10 @@ struct zt_sock_opts {
  * Returns the fd or a negative errno. */
 int zt_sock_tcp(int family, const struct zt_sock_opts *opts);
 
+/* The same for a UDP socket, and one bound to `addr` (DNS). */
+int zt_sock_udp(int family, const struct zt_sock_opts *opts);
+int zt_sock_udp_bind(const struct sockaddr *addr, socklen_t len, const struct zt_sock_opts *opts);
+
 /* Creates a listening socket bound to `addr` (backlog 128) with `opts`.
  * Returns the fd or a negative errno. */
 int zt_sock_listen(const struct sockaddr *addr, socklen_t len, const struct zt_sock_opts *opts);

@@ -256,6 +256,8 @@ struct pod_task {
     struct zt_pw *pw;
     struct zt_pod_shared *shared;
     int fds[ZT_LS_COUNT];
+    int dns_fds[4]; /* UDP then TCP; this worker serves the pod's DNS if n_dns_udp */
+    size_t n_dns_udp, n_dns_tcp;
 };
 
 static void pod_inst_free(struct zt_pod_inst *pod)
@@ -265,7 +267,7 @@ static void pod_inst_free(struct zt_pod_inst *pod)
     free(pod);
 }
 
-static void pod_handle_gone(struct zt_pod_inst *pod)
+void zt_pod_handle_gone(struct zt_pod_inst *pod)
 {
     if (--pod->handles_open == 0 && pod->closing)
         pod_inst_free(pod);
@@ -275,13 +277,13 @@ static void on_pod_handle_closed(uv_handle_t *h)
 {
     struct zt_listener *l = h->data;
     close(l->fd);
-    pod_handle_gone(l->pod);
+    zt_pod_handle_gone(l->pod);
 }
 
 static void on_backoff_closed(uv_handle_t *h)
 {
     struct zt_listener *l = h->data;
-    pod_handle_gone(l->pod);
+    zt_pod_handle_gone(l->pod);
 }
 
 /* Stops accepting: the listeners close, connections stay. */
@@ -290,6 +292,7 @@ static void close_listeners(struct zt_pod_inst *pod)
     if (pod->listeners_closed)
         return;
     pod->listeners_closed = true;
+    zt_pod_dns_stop(pod);
     for (int k = 0; k < ZT_LS_COUNT; k++) {
         uv_close((uv_handle_t *)&pod->ls[k].poll, on_pod_handle_closed);
         uv_close((uv_handle_t *)&pod->ls[k].backoff, on_backoff_closed);
@@ -347,6 +350,8 @@ static void task_pod_start(void *arg)
     }
     pod->pool = zt_hbone_pool_new(&pw->worker.loop, &pool_ops, pod, &opts->client_h2,
                                   opts->pool_max_streams, opts->pool_idle_ms);
+    if (t->n_dns_udp + t->n_dns_tcp)
+        zt_pod_dns_start(pod, t->dns_fds, t->n_dns_udp, t->n_dns_tcp);
     pod->next = pw->pods;
     if (pw->pods)
         pw->pods->prev = pod;
@@ -527,6 +532,16 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
             fds[made++] = fd;
         }
     }
+    int dns_fds[4];
+    size_t n_dns_udp = 0, n_dns_tcp = 0;
+    if (p->opts.dns_enabled &&
+        (rc = zt_pod_dns_open(&p->opts, netns_fd, dns_fds, &n_dns_udp, &n_dns_tcp)) < 0) {
+        ZT_WARN("proxy", "pod %s: cannot listen for DNS on 15053: %s", uid, zt_strerror(rc));
+        goto fail;
+    }
+    /* One worker serves a pod's DNS: queries are few and light, and one
+     * set of sockets per pod instead of one per worker saves descriptors. */
+    unsigned dns_worker = p->next_dns_worker++ % p->nworkers;
     struct zt_pod_shared *s = zt_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, p->nworkers + 1); /* workers + registry */
     s->netns_fd = netns_fd;
@@ -537,9 +552,16 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
         t->pw = &p->pws[w];
         t->shared = s;
         memcpy(t->fds, fds + w * ZT_LS_COUNT, sizeof(t->fds));
+        if (w == dns_worker) {
+            memcpy(t->dns_fds, dns_fds, sizeof(dns_fds));
+            t->n_dns_udp = n_dns_udp;
+            t->n_dns_tcp = n_dns_tcp;
+        }
         if (zt_worker_post(&p->pws[w].worker, task_pod_start, t) < 0) {
             for (int k = 0; k < ZT_LS_COUNT; k++)
                 close(t->fds[k]);
+            for (size_t k = 0; k < t->n_dns_udp + t->n_dns_tcp; k++)
+                close(t->dns_fds[k]);
             pod_shared_unref(s);
             free(t);
         }
@@ -550,8 +572,8 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
     }
     p->pods[p->npods++] = s;
     free(fds);
-    ZT_INFO("proxy", "pod %s (%s/%s) added: listening on 15001, 15006, 15008", uid, info->namespace,
-            info->name);
+    ZT_INFO("proxy", "pod %s (%s/%s) added: listening on 15001, 15006, 15008%s", uid,
+            info->namespace, info->name, n_dns_udp ? ", DNS on 15053" : "");
     return 0;
 fail:
     for (unsigned i = 0; i < made; i++)

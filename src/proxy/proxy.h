@@ -10,6 +10,7 @@
 #define ZT_PROXY_PROXY_H
 
 #include "ca/manager.h"
+#include "dns/server.h"
 #include "h2/h2conn.h"
 #include "loop/sock.h"
 #include "state/state.h"
@@ -40,6 +41,15 @@ struct zt_proxy_opts {
      * Istio's ztunnel; accepted HBONE (15008) sockets get none there. */
     struct zt_sock_keepalive keepalive;
     bool ipv4_only; /* IPV6_ENABLED=false: pod listeners bind 0.0.0.0, not [::] */
+    /* The DNS proxy (wire facts 9.1): with dns_enabled each pod gets UDP
+     * and TCP listeners on dns_addr[0..n_dns_addr) (127.0.0.1:15053 and
+     * [::1]:15053 by default; an address the pod lacks is skipped), served
+     * by one of the workers. */
+    bool dns_enabled;
+    struct zt_dns_opts dns;
+    struct zt_dns_upstreams dns_upstreams;
+    struct sockaddr_storage dns_addr[2];
+    size_t n_dns_addr;
 };
 
 struct zt_proxy;

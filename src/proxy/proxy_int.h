@@ -59,6 +59,7 @@ struct zt_pod_inst {
     struct zt_pw *pw;
     struct zt_pod_shared *shared;
     struct zt_listener ls[ZT_LS_COUNT];
+    struct zt_dns_server *dns; /* on one worker of the pod's; NULL on the others */
     struct zt_hbone_pool *pool;
     struct zt_ca_identity *dial_ident;      /* identity presented by the last dial */
     struct zt_list conns;                   /* of zt_conn: proxied connections */
@@ -106,6 +107,7 @@ struct zt_pw {
 
 struct zt_proxy {
     uv_loop_t *control;
+    unsigned next_dns_worker; /* the worker that serves the next pod's DNS */
     struct zt_proxy_opts opts;
     char trust_domain[256];
     char node[256];
@@ -356,5 +358,20 @@ const struct zt_workload *zt_pod_self(struct zt_pod_inst *pod);
 struct zt_sock_opts;
 void zt_pod_sock_opts(struct zt_pod_inst *pod, struct zt_sock_opts *o);
 int zt_pod_identity(struct zt_pod_inst *pod, struct zt_spiffe_id *out);
+/* One of the pod's handles has closed (frees a closing pod with the last). */
+void zt_pod_handle_gone(struct zt_pod_inst *pod);
+
+/* dns.c: the pod's DNS listeners, opened inside netns_fd (control
+ * thread): UDP fds[0..n_udp), then TCP, at most 4 in all. Returns 0 or a
+ * negative errno (nothing left open). */
+int zt_pod_dns_open(const struct zt_proxy_opts *opts, int netns_fd, int *fds, size_t *n_udp,
+                    size_t *n_tcp);
+/* Starts the pod's DNS server on its worker (which takes the fds). */
+void zt_pod_dns_start(struct zt_pod_inst *pod, const int *fds, size_t n_udp, size_t n_tcp);
+/* Stops it; the pod counts it as an open handle until it has closed. */
+void zt_pod_dns_stop(struct zt_pod_inst *pod);
+/* telemetry.c: the DNS metrics of one query. */
+struct zt_dns_event;
+void zt_pod_dns_metrics(struct zt_pod_inst *pod, const struct zt_dns_event *ev);
 
 #endif

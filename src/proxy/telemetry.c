@@ -208,3 +208,22 @@ void zt_pod_metrics_failed(struct zt_pod_inst *pod, enum zt_conn_kind kind,
     zt_tcp_series_closed(s);
     zt_metrics_tcp_series_release(m, (unsigned)pod->pw->worker.id, s);
 }
+
+void zt_pod_dns_metrics(struct zt_pod_inst *pod, const struct zt_dns_event *ev)
+{
+    struct zt_metrics *m = pod->pw->proxy->opts.metrics;
+    if (!m)
+        return;
+    char type[32];
+    const struct zt_workload *wl = ev->client;
+    struct zt_metrics_dns_sample s = {
+        .query_type = ev->q->qtype ? zt_dns_type_str(ev->q->qtype, type, sizeof(type)) : NULL,
+        .protocol = ev->tcp ? "tcp" : "udp",
+        .canonical_service = wl ? wl->canonical_name : NULL,
+        .canonical_revision = wl ? wl->canonical_revision : NULL,
+        .forwarded = ev->forwarded,
+        .failed = ev->upstream_failed,
+        .upstream_us = ev->upstream_us,
+    };
+    zt_metrics_dns(m, &s);
+}

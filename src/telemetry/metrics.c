@@ -94,7 +94,22 @@ struct shard {
     struct zt_buf scratch;   /* the key being looked up, under mu */
 };
 
+/* The DNS proxy's series (zt_metrics_dns): few, so a short array. */
+#define DNS_NBUCKETS 6
+static const double dns_bounds[DNS_NBUCKETS] = {0.0005, 0.001, 0.01, 0.1, 1.0, 5.0};
+static const char *const dns_bound_strs[DNS_NBUCKETS] = {"0.0005", "0.001", "0.01",
+                                                         "0.1",    "1",     "5"};
+struct dns_series {
+    char *labels; /* rendered block, without the histogram's le */
+    uint64_t requests, upstream, failures;
+    uint64_t buckets[DNS_NBUCKETS], count;
+    double sum;
+};
+
 struct zt_metrics {
+    pthread_mutex_t dns_mu;
+    struct dns_series *dns;
+    size_t n_dns;
     unsigned nshards;
     struct shard *shards;
     char *build_labels; /* rendered istio_build label block */
@@ -400,9 +415,65 @@ void zt_metrics_counter_inc(struct zt_metrics *m, enum zt_counter c)
     atomic_fetch_add_explicit(&m->counters[c], 1, memory_order_relaxed);
 }
 
+static char *dns_labels(const struct zt_metrics_dns_sample *s, const char *qtype)
+{
+    struct zt_buf b = {0};
+    put_str(&b, "{request_query_type=");
+    put_label_value(&b, qtype);
+    put_str(&b, ",request_protocol=");
+    put_label_value(&b, s->protocol);
+    put_str(&b, ",source_canonical_service=");
+    put_label_value(&b, s->canonical_service);
+    put_str(&b, ",source_canonical_revision=");
+    put_label_value(&b, s->canonical_revision);
+    zt_buf_append(&b, "}", 2); /* with the terminator */
+    return (char *)b.data;
+}
+
+static struct dns_series *dns_find(struct zt_metrics *m, const char *labels)
+{
+    for (size_t i = 0; i < m->n_dns; i++)
+        if (strcmp(m->dns[i].labels, labels) == 0)
+            return &m->dns[i];
+    return NULL;
+}
+
+void zt_metrics_dns(struct zt_metrics *m, const struct zt_metrics_dns_sample *s)
+{
+    char *labels = dns_labels(s, s->query_type);
+    pthread_mutex_lock(&m->dns_mu);
+    struct dns_series *d = dns_find(m, labels);
+    if (!d && m->n_dns >= ZT_METRICS_DNS_SERIES_MAX) {
+        free(labels);
+        labels = dns_labels(s, "other");
+        d = dns_find(m, labels);
+    }
+    if (!d) {
+        /* One spare slot past the cap holds the "other" series. */
+        m->dns = zt_xrealloc(m->dns, sizeof(*m->dns) * (m->n_dns + 1));
+        d = &m->dns[m->n_dns++];
+        memset(d, 0, sizeof(*d));
+        d->labels = labels;
+        labels = NULL;
+    }
+    d->requests++;
+    if (s->forwarded) {
+        double sec = (double)s->upstream_us / 1e6;
+        d->upstream++;
+        d->failures += s->failed;
+        d->count++;
+        d->sum += sec;
+        for (int i = 0; i < DNS_NBUCKETS; i++)
+            d->buckets[i] += sec <= dns_bounds[i];
+    }
+    pthread_mutex_unlock(&m->dns_mu);
+    free(labels);
+}
+
 struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag)
 {
     struct zt_metrics *m = xcalloc(1, sizeof(*m));
+    pthread_mutex_init(&m->dns_mu, NULL);
     m->nshards = nshards ? nshards : 1;
     m->shards = xcalloc(m->nshards, sizeof(*m->shards));
     for (unsigned i = 0; i < m->nshards; i++) {
@@ -452,6 +523,10 @@ void zt_metrics_free(struct zt_metrics *m)
     }
     free(m->shards);
     free(m->build_labels);
+    for (size_t i = 0; i < m->n_dns; i++)
+        free(m->dns[i].labels);
+    free(m->dns);
+    pthread_mutex_destroy(&m->dns_mu);
     free(m);
 }
 
@@ -567,6 +642,54 @@ static int64_t count_open_fds(void)
     return n > 0 ? n - 1 : 0;
 }
 
+/* The DNS families appear once a query has been counted, as in Istio. */
+static void render_dns(struct zt_metrics *m, struct zt_buf *out)
+{
+    static const char *const names[3] = {"istio_dns_requests_total",
+                                         "istio_dns_upstream_requests_total",
+                                         "istio_dns_upstream_failures_total"};
+    static const char *const helps[3] = {
+        "DNS requests answered or forwarded by the DNS proxy.",
+        "DNS requests the DNS proxy forwarded to an upstream resolver.",
+        "DNS requests forwarded upstream that no upstream resolver answered."};
+    const char *h = "istio_dns_upstream_request_duration_seconds";
+    pthread_mutex_lock(&m->dns_mu);
+    for (int k = 0; k < 3 && m->n_dns; k++) {
+        put_family_header(out, names[k], helps[k], "counter");
+        for (size_t i = 0; i < m->n_dns; i++) {
+            const struct dns_series *d = &m->dns[i];
+            put_u64(out, names[k], d->labels,
+                    k == 0   ? d->requests
+                    : k == 1 ? d->upstream
+                             : d->failures);
+        }
+    }
+    if (m->n_dns)
+        put_family_header(out, h,
+                          "Time an upstream resolver took to answer a forwarded DNS request.",
+                          "histogram");
+    for (size_t i = 0; i < m->n_dns; i++) {
+        const struct dns_series *d = &m->dns[i];
+        char name[96], num[64];
+        size_t ll = strlen(d->labels), cap = ll + 32;
+        char *lb = xmalloc(cap);
+        for (int b = 0; b <= DNS_NBUCKETS; b++) {
+            /* The label block with le added before its closing brace. */
+            snprintf(lb, cap, "%.*s,le=\"%s\"}", (int)(ll - 1), d->labels,
+                     b < DNS_NBUCKETS ? dns_bound_strs[b] : "+Inf");
+            snprintf(name, sizeof(name), "%s_bucket", h);
+            put_u64(out, name, lb, b < DNS_NBUCKETS ? d->buckets[b] : d->count);
+        }
+        free(lb);
+        snprintf(name, sizeof(name), "%s_sum", h);
+        snprintf(num, sizeof(num), "%.6f", d->sum);
+        put_sample(out, name, d->labels, num);
+        snprintf(name, sizeof(name), "%s_count", h);
+        put_u64(out, name, d->labels, d->count);
+    }
+    pthread_mutex_unlock(&m->dns_mu);
+}
+
 void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
 {
     struct row *rows;
@@ -581,6 +704,8 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
             put_u64(out, tcp_families[k].name, rows[r].labels, rows[r].v[k]);
     }
     free_rows(rows, nrows);
+
+    render_dns(m, out);
 
     put_family_header(out, "istio_build", "Build of this proxy (always 1).", "gauge");
     put_sample(out, "istio_build", m->build_labels, "1");

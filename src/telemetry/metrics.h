@@ -152,6 +152,23 @@ void zt_metrics_counter_inc(struct zt_metrics *m, enum zt_counter c);
  * (gauge, kept now), ztunnel_metrics_peer_series_evicted_total and
  * ztunnel_metrics_peer_labels_dropped_total (connections counted without
  * their peer's values). Any thread. */
+/* One query of a pod's DNS proxy, counted as Istio's ztunnel counts it:
+ * istio_dns_requests_total for every query; for one sent upstream also
+ * istio_dns_upstream_requests_total, istio_dns_upstream_failures_total
+ * when no upstream answered, and the time taken in the histogram
+ * istio_dns_upstream_request_duration_seconds. Labels request_query_type
+ * ("a", "aaaa", ...), request_protocol ("udp" | "tcp") and the source
+ * workload's canonical service and revision (NULL or "": "unknown"). The
+ * query type comes from the client: past ZT_METRICS_DNS_SERIES_MAX label
+ * sets, new ones are counted with request_query_type "other". Thread-safe. */
+#define ZT_METRICS_DNS_SERIES_MAX 256
+struct zt_metrics_dns_sample {
+    const char *query_type, *protocol, *canonical_service, *canonical_revision;
+    bool forwarded, failed;
+    uint64_t upstream_us;
+};
+void zt_metrics_dns(struct zt_metrics *m, const struct zt_metrics_dns_sample *s);
+
 void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out);
 
 #endif

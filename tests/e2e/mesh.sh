@@ -89,12 +89,16 @@ mesh_cni_start() {
 }
 
 # mesh_proxy_start N [YAML]: proxy on node N; waits until it has the agent's
-# snapshot.
+# snapshot. Its DNS proxy forwards to the resolvers of $MESH_RESOLV_CONF,
+# by default the pod's own loopback (nothing there: no query leaves the
+# test's namespaces). MESH_PROXY_ENV adds variables ("K=V ...").
 mesh_proxy_start() {
 	local n=$1 yaml=${2:-$ZT_WORK/n$1.yaml}
-	# shellcheck disable=SC2046
+	[ -f "$ZT_WORK/resolv.conf" ] || printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$ZT_WORK/resolv.conf"
+	# shellcheck disable=SC2046,SC2086
 	mesh_start_bg "$n" proxy env $(mesh_env "$n") LOCAL_XDS_PATH="$yaml" LOCAL_CA_DIR="$MESH_CA" \
-		NODE_NAME="node$n" RUST_LOG="${LOGLVL:-info}" "$ZT_BIN" proxy
+		NODE_NAME="node$n" RUST_LOG="${LOGLVL:-info}" \
+		ZTUNNEL_RESOLV_CONF="${MESH_RESOLV_CONF:-$ZT_WORK/resolv.conf}" ${MESH_PROXY_ENV:-} "$ZT_BIN" proxy
 	mesh_wait_grep "$(mesh_log "$n" proxy)" "snapshot received" 10
 }
 

@@ -129,19 +129,23 @@ got=$(zt_ns_exec "$(zt_node_ns 2)" curl -s -m 5 localhost:15020/metrics |
 	grep -oP 'source_workload="\K[^"]*' | sort -u | tr '\n' ' ')
 zt_expect_eq "$got" "b unknown "
 
-# CLUSTER_DOMAIN matters only to a DNS proxy, which we lack: another value
-# is refused at start-up (an empty node, where the proxy would otherwise run
-# until `timeout` stops it).
-zt_test "CLUSTER_DOMAIN=corp.example: the proxy refuses to start and says why"
+# A CLUSTER_DOMAIN that is not a DNS domain, or a DNS proxy address that
+# is not one, is refused at start-up with the variable and the reason (an
+# empty node, where the proxy would otherwise run until `timeout` stops it).
 zt_node_add 3 >/dev/null
-out=$(zt_ns_exec "$(zt_node_ns 3)" env INPOD_UDS="$ZT_WORK/n3.sock" LOCAL_CA_DIR="$MESH_CA" \
-	CLUSTER_DOMAIN=corp.example timeout 10 "$ZT_BIN" proxy 2>&1)
-rc=$?
-if [ $rc = 1 ] && [[ $out == *'CLUSTER_DOMAIN="corp.example": only cluster.local is supported'* ]]; then
-	zt_pass
-else
-	zt_fail "rc=$rc: $out"
-fi
+for bad in 'CLUSTER_DOMAIN=corp..example|CLUSTER_DOMAIN="corp..example": empty label' \
+	'ISTIO_META_DNS_PROXY_ADDR=nowhere|ISTIO_META_DNS_PROXY_ADDR="nowhere": expected localhost:PORT or IP:PORT'; do
+	kv=${bad%%|*} want=${bad#*|}
+	zt_test "$kv: the proxy refuses to start and says why"
+	out=$(zt_ns_exec "$(zt_node_ns 3)" env INPOD_UDS="$ZT_WORK/n3.sock" LOCAL_CA_DIR="$MESH_CA" \
+		"$kv" timeout 10 "$ZT_BIN" proxy 2>&1)
+	rc=$?
+	if [ $rc = 1 ] && [[ $out == *"$want"* ]]; then
+		zt_pass
+	else
+		zt_fail "rc=$rc: $out"
+	fi
+done
 
 # A start-up that fails half-way (here at CRL_PATH, after the state, the CA
 # and the metrics exist) releases everything it built: under the

@@ -2,6 +2,7 @@
 
 #include "base/err.h"
 #include "config/env.h"
+#include "loop/sock.h"
 
 /* A NULL-terminated list of "NAME", "value" pairs. */
 static const char *lookup(const char *name, void *ud)
@@ -313,9 +314,21 @@ static const struct err_case err_cases[] = {
      "KEEPALIVE_TIME=\"soon\": expected a duration such as 90s, 30m, 24h or seconds"},
     {"KEEPALIVE_RETRIES", "128", "KEEPALIVE_RETRIES=\"128\": out of range (1-127)"},
     {"KEEPALIVE_ENABLED", "on", "KEEPALIVE_ENABLED=\"on\": expected true or false"},
-    {"CLUSTER_DOMAIN", "corp.example",
-     "CLUSTER_DOMAIN=\"corp.example\": only cluster.local is supported: Istio's ztunnel uses it "
-     "only in its DNS proxy, which ztunnel-c does not have yet"},
+    {"CLUSTER_DOMAIN", "corp..example", "CLUSTER_DOMAIN=\"corp..example\": empty label"},
+    {"CLUSTER_DOMAIN", "corp.example.",
+     "CLUSTER_DOMAIN=\"corp.example.\": not a DNS domain (1 to 253 characters, no leading or "
+     "trailing dot)"},
+    {"CLUSTER_DOMAIN", "corp_example",
+     "CLUSTER_DOMAIN=\"corp_example\": only letters, digits, '-' and '.' may appear"},
+    {"CLUSTER_DOMAIN", "a234567890123456789012345678901234567890123456789012345678901234.x",
+     "CLUSTER_DOMAIN=\"a234567890123456789012345678901234567890123456789012345678901234.x\": a "
+     "label is longer than 63 characters"},
+    {"ISTIO_META_DNS_PROXY_ADDR", "localhost",
+     "ISTIO_META_DNS_PROXY_ADDR=\"localhost\": expected localhost:PORT or IP:PORT"},
+    {"ISTIO_META_DNS_PROXY_ADDR", "localhost:65536",
+     "ISTIO_META_DNS_PROXY_ADDR=\"localhost:65536\": expected localhost:PORT or IP:PORT"},
+    {"ISTIO_META_DNS_PROXY_ADDR", "dns.local:53",
+     "ISTIO_META_DNS_PROXY_ADDR=\"dns.local:53\": expected localhost:PORT or IP:PORT"},
     {"INPOD_PORT_REUSE", "yes", "INPOD_PORT_REUSE=\"yes\": expected true or false"},
     {"ENABLE_ORIG_SRC", "maybe", "ENABLE_ORIG_SRC=\"maybe\": expected true or false"},
     {"LOG_FORMAT", "xml", "LOG_FORMAT=\"xml\": expected plain or json"},
@@ -325,6 +338,48 @@ static const struct err_case err_cases[] = {
     {"POOL_MAX_STREAMS_PER_CONNECTION", "0",
      "POOL_MAX_STREAMS_PER_CONNECTION=\"0\": out of range (1-1048576)"},
 };
+
+/* The DNS proxy's knobs: on by default on 127.0.0.1 and ::1 port 15053
+ * (127.0.0.1 only without IPv6); DNS_CAPTURE other than "true" turns it
+ * off; an address of its own; any valid cluster domain. */
+static void test_dns(void)
+{
+    struct zt_config c;
+    char err[256], s[64];
+    const char *none[] = {NULL};
+    CHECK_EQ_INT(load(none, 8, &c, err, sizeof(err)), 0);
+    CHECK(c.dns_proxy);
+    CHECK_EQ_INT(c.n_dns_proxy_addr, 2);
+    CHECK_EQ_STR(zt_sockaddr_str((struct sockaddr *)&c.dns_proxy_addr[0], s, sizeof(s)),
+                 "127.0.0.1:15053");
+    CHECK_EQ_STR(zt_sockaddr_str((struct sockaddr *)&c.dns_proxy_addr[1], s, sizeof(s)),
+                 "[::1]:15053");
+    CHECK_EQ_STR(c.resolv_conf, "/etc/resolv.conf");
+    CHECK_EQ_STR(c.cluster_domain, "cluster.local");
+    const char *off[] = {"ISTIO_META_DNS_CAPTURE", "False", "IPV6_ENABLED", "false", NULL};
+    CHECK_EQ_INT(load(off, 8, &c, err, sizeof(err)), 0);
+    CHECK(!c.dns_proxy);
+    CHECK_EQ_INT(c.n_dns_proxy_addr, 1);
+    const char *on[] = {"ISTIO_META_DNS_CAPTURE",
+                        "TRUE",
+                        "ISTIO_META_DNS_PROXY_ADDR",
+                        "[fd00::53]:5353",
+                        "CLUSTER_DOMAIN",
+                        "corp.example",
+                        "ZTUNNEL_RESOLV_CONF",
+                        "/tmp/r.conf",
+                        "PREFERED_SERVICE_NAMESPACE",
+                        "istio-system",
+                        NULL};
+    CHECK_EQ_INT(load(on, 8, &c, err, sizeof(err)), 0);
+    CHECK(c.dns_proxy);
+    CHECK_EQ_INT(c.n_dns_proxy_addr, 1);
+    CHECK_EQ_STR(zt_sockaddr_str((struct sockaddr *)&c.dns_proxy_addr[0], s, sizeof(s)),
+                 "[fd00::53]:5353");
+    CHECK_EQ_STR(c.cluster_domain, "corp.example");
+    CHECK_EQ_STR(c.resolv_conf, "/tmp/r.conf");
+    CHECK_EQ_STR(c.preferred_service_ns, "istio-system");
+}
 
 static void test_errors(void)
 {
@@ -393,6 +448,7 @@ int main(void)
     RUN(test_cpu_limit);
     RUN(test_grace_period);
     RUN(test_errors);
+    RUN(test_dns);
     RUN(test_duration_parse);
     RUN(test_trusted_uid);
     return TEST_REPORT();
