@@ -2,6 +2,7 @@
 #include "dns/server.h"
 
 #include "base/alloc.h"
+#include "base/buf.h"
 #include "base/err.h"
 #include "base/list.h"
 
@@ -214,24 +215,25 @@ static void fwd_free(struct fwd *f)
     uv_close((uv_handle_t *)&f->timer, on_fwd_timer_closed);
 }
 
+/* Counted before the client has its reply: whoever reads the metrics
+ * after an answer sees it counted. */
 static void fwd_finish(struct fwd *f, const uint8_t *reply, size_t len)
 {
     struct zt_dns_server *s = f->s;
     uint64_t us = (uv_hrtime() - f->start) / 1000;
-    if (reply) {
-        reply_fwd(f, reply, len);
-    } else {
+    uint8_t *err = NULL;
+    if (!reply) {
         /* Every upstream failed: SERVFAIL, as a resolver says it. */
-        size_t elen = 0;
-        uint8_t *err = zt_dns_error_reply(f->query, f->qlen, 2, &elen);
-        if (err) {
+        err = zt_dns_error_reply(f->query, f->qlen, 2, &len);
+        if (err)
             zt_dns_set_id(err, f->client_id);
-            reply_fwd(f, err, elen);
-            free(err);
-        }
+        reply = err;
         f->q.result = "upstream failed";
     }
-    observe(s, &f->q, f->client_tcp, true, reply == NULL, us);
+    observe(s, &f->q, f->client_tcp, true, err != NULL || !reply, us);
+    if (reply)
+        reply_fwd(f, reply, len);
+    free(err);
     fwd_free(f);
 }
 
@@ -405,12 +407,12 @@ static void forward(struct zt_dns_server *s, const uint8_t *msg, size_t len,
         uint8_t *err = zt_dns_error_reply(msg, len, 2, &elen);
         struct zt_dns_query fq = *q;
         fq.result = s->ups->n ? "too many queries upstream" : "no upstream resolver";
+        observe(s, &fq, tc != NULL, true, true, 0);
         if (err && tc)
             send_tcp(tc, err, elen);
         else if (err)
             send_udp(ul, peer, err, elen);
         free(err);
-        observe(s, &fq, tc != NULL, true, true, 0);
         return;
     }
     struct fwd *f = zt_xcalloc(1, sizeof(*f));
@@ -453,11 +455,11 @@ static void handle_query(struct zt_dns_server *s, const uint8_t *msg, size_t len
     case ZT_DNS_DROP:
         break;
     case ZT_DNS_ANSWER:
+        observe(s, &q, tc != NULL, false, false, 0);
         if (tc)
             send_tcp(tc, out, olen);
         else
             send_udp(ul, peer, out, olen);
-        observe(s, &q, tc != NULL, false, false, 0);
         break;
     case ZT_DNS_FORWARD:
         forward(s, msg, len, &q, tc, ul, peer);
@@ -466,32 +468,31 @@ static void handle_query(struct zt_dns_server *s, const uint8_t *msg, size_t len
     free(out);
 }
 
-/* One buffer for every UDP query a worker reads (the loop's thread only). */
-static __thread uint8_t *udp_buf;
-
+/* A query is read into a buffer of the thread's pool, given back at once:
+ * no memory per pod, no copy. */
 static void on_udp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    if (!udp_buf)
-        udp_buf = zt_xmalloc(ZT_DNS_UDP_QUERY_MAX);
-    *buf = uv_buf_init((char *)udp_buf, ZT_DNS_UDP_QUERY_MAX);
+    *buf = uv_buf_init((char *)zt_buf_pool_take(), ZT_DNS_UDP_QUERY_MAX);
 }
 
 static void on_udp_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from,
                         unsigned flags)
 {
     struct udp_ls *l = h->data;
-    if (n <= 0 || !from || l->s->closing)
-        return;
-    if (flags & UV_UDP_PARTIAL) {
+    if (n <= 0 || !from || l->s->closing) {
+        /* nothing */
+    } else if (flags & UV_UDP_PARTIAL) {
         /* Larger than any query needs to be: FORMERR for its header. */
         size_t elen = 0;
         uint8_t *err = zt_dns_error_reply((uint8_t *)buf->base, 12, 1, &elen);
         if (err)
             send_udp(l, from, err, elen);
         free(err);
-        return;
+    } else {
+        handle_query(l->s, (const uint8_t *)buf->base, (size_t)n, NULL, l, from);
     }
-    handle_query(l->s, (const uint8_t *)buf->base, (size_t)n, NULL, l, from);
+    if (buf->base)
+        zt_buf_pool_give((uint8_t *)buf->base);
 }
 
 /* ---- TCP clients ---- */
