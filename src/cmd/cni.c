@@ -37,6 +37,7 @@ int zt_cmd_cni(int argc, char **argv)
     struct zt_cni_agent_config cfg = {0};
     struct cni_main m = {0};
     const char *trusted;
+    bool want_dns;
     uv_loop_t loop;
 
     if (argc > 1) {
@@ -49,6 +50,8 @@ int zt_cmd_cni(int argc, char **argv)
                 "  ZTUNNEL_CNI_DIR   agent.sock and pods/ (default " DEFAULT_CNI_DIR ")\n"
                 "  ZTUNNEL_TRUSTED_UID  uid besides root that may connect to both sockets\n"
                 "                    (proxies, ztunnel enroll); it owns the socket files\n"
+                "  AMBIENT_DNS_CAPTURE  true (default): pods' DNS (port 53) is redirected to\n"
+                "                    the proxy's resolver on 15053; false: no DNS rules\n"
                 "  LOG_FORMAT        plain (default) or json\n"
                 "  RUST_LOG          log level: error, warn, info (default), debug, trace\n");
         return is_help ? 0 : 2;
@@ -68,6 +71,9 @@ int zt_cmd_cni(int argc, char **argv)
                 trusted);
         return 2;
     }
+    if (zt_cmd_env_bool("cni", "AMBIENT_DNS_CAPTURE", true, &want_dns) != 0)
+        return 2;
+    cfg.is_dns_capture_off = !want_dns;
     uv_loop_init(&loop);
     if (zt_cni_agent_start(&loop, &cfg, &m.agent) < 0) {
         uv_loop_close(&loop);

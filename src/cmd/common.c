@@ -6,12 +6,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 const char *zt_cmd_env_or(const char *name, const char *def)
 {
     const char *v = getenv(name);
     return v && v[0] ? v : def;
+}
+
+int zt_cmd_env_bool(const char *prog, const char *name, bool def, bool *out)
+{
+    const char *v = zt_cmd_env_or(name, NULL);
+    if (!v)
+        *out = def;
+    else if (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0)
+        *out = true;
+    else if (strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0)
+        *out = false;
+    else {
+        fprintf(stderr, "ztunnel %s: %s=\"%s\": expected true or false\n", prog, name, v);
+        return 2;
+    }
+    return 0;
 }
 
 int zt_cmd_setup_logging(const char *prog)

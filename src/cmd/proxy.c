@@ -305,6 +305,7 @@ static int start_xds(struct proxy_app *app)
         .node_id = node_id,
         .node_meta = meta,
         .n_node_meta = n / 2,
+        .metrics = app->metrics,
     };
     char err[512];
     atomic_store(&app->xds_pending, true);

@@ -87,7 +87,9 @@ struct ctlconn {
 struct zt_cni_agent {
     uv_loop_t *loop;
     char uds_path[108], ctl_path[108], pods_dir[PATH_MAX];
-    zt_cni_rules_fn *rules_apply, *rules_remove;
+    zt_cni_rules_apply_fn *rules_apply;
+    zt_cni_rules_fn *rules_remove;
+    struct zt_cni_rules_opts rules_opts;
     uint32_t trusted_uid;
     uint64_t self_dev, self_ino; /* the agent's own netns */
     struct apod *pods;
@@ -557,7 +559,7 @@ static bool do_enroll(struct zt_cni_agent *a, struct ctlconn *c, struct zt_cni_p
     /* Rules already in this netns for this pod stay if a re-enroll fails;
      * anything else a failed enroll installed is rolled back. */
     is_new_netns = !p || p->pod.netns_dev != pod.netns_dev || p->pod.netns_ino != pod.netns_ino;
-    if ((rc = a->rules_apply(fd, err, sizeof(err))) < 0) {
+    if ((rc = a->rules_apply(fd, &a->rules_opts, err, sizeof(err))) < 0) {
         set_error(c, "installing redirection rules in %s failed%s: %s", pod.netns,
                   is_new_netns ? " (rules removed again)" : "", err);
         want_rollback = is_new_netns;
@@ -767,7 +769,7 @@ static void on_load(void *ud, const char *file, const struct zt_cni_pod *pod, in
                 pod->netns, zt_strerror(fd));
     }
     if (fd >= 0) {
-        if (a->rules_apply(fd, why, sizeof(why)) < 0)
+        if (a->rules_apply(fd, &a->rules_opts, why, sizeof(why)) < 0)
             ZT_ERROR(SCOPE, "pod %s: re-installing rules failed: %s", pod->uid, why);
         else if (why[0])
             ZT_WARN(SCOPE, "pod %s: %s", pod->uid, why);
@@ -913,6 +915,7 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
     a->zds_fd = a->ctl_fd = -1;
     a->rules_apply = cfg->rules_apply ? cfg->rules_apply : zt_cni_rules_apply;
     a->rules_remove = cfg->rules_remove ? cfg->rules_remove : zt_cni_rules_remove;
+    a->rules_opts.want_dns_capture = !cfg->is_dns_capture_off;
     a->trusted_uid = cfg->trusted_uid;
     if (snprintf(a->uds_path, sizeof(a->uds_path), "%s", cfg->uds_path) >=
             (int)sizeof(a->uds_path) ||
@@ -974,8 +977,8 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
     a->handles_open = 2;
     uv_poll_start(&a->zds_poll, UV_READABLE, on_zds_accept);
     uv_poll_start(&a->ctl_poll, UV_READABLE, on_ctl_accept);
-    ZT_INFO(SCOPE, "node agent serving ZDS on %s, control on %s, %zu pods enrolled", a->uds_path,
-            a->ctl_path, a->npods);
+    ZT_INFO(SCOPE, "node agent serving ZDS on %s, control on %s, %zu pods enrolled, DNS capture %s",
+            a->uds_path, a->ctl_path, a->npods, a->rules_opts.want_dns_capture ? "on" : "off");
     *out = a;
     return 0;
 fail:

@@ -12,22 +12,33 @@
 #ifndef ZT_CNI_AGENT_H
 #define ZT_CNI_AGENT_H
 
+#include "cni/rules.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 struct zt_cni_agent;
 
-/* Installs / removes the in-pod rules in a netns (borrowed fd); fills `err`
- * on failure. Returns 0 or a negative error. */
+/* Installs the in-pod rules in a netns (borrowed fd) as `opts` (borrowed)
+ * says; fills `err` on failure. Returns 0 or a negative error. */
+typedef int zt_cni_rules_apply_fn(int netns_fd, const struct zt_cni_rules_opts *opts, char *err,
+                                  size_t errcap);
+/* Removes them. Same conventions. */
 typedef int zt_cni_rules_fn(int netns_fd, char *err, size_t errcap);
 
 struct zt_cni_agent_config {
     const char *uds_path; /* ZDS socket; its parent directory is created 0755 */
     const char *cni_dir;  /* holds agent.sock and pods/; created 0700 */
     /* NULL = zt_cni_rules_apply / zt_cni_rules_remove. Tests pass fakes. */
-    zt_cni_rules_fn *rules_apply;
+    zt_cni_rules_apply_fn *rules_apply;
     zt_cni_rules_fn *rules_remove;
+    /* No DNS capture rules in the pods (AMBIENT_DNS_CAPTURE=false). By
+     * default the app's DNS is redirected to the proxy, as istio-cni does
+     * since Istio 1.25. Applies to every install, re-installs at start
+     * included, so turning it off and restarting takes the rules away. */
+    bool is_dns_capture_off;
     /* Besides root, the uid whose processes may connect to both sockets
      * (ZTUNNEL_TRUSTED_UID); 0 = root only. When set, the socket files are
      * owned by it and a newly created cni_dir is 0711 so it can reach

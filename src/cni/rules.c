@@ -43,13 +43,18 @@ static void put(struct writer *w, const char *fmt, ...)
     w->len += (size_t)n;
 }
 
-/* Reads the state of mangle (t[0]) and nat (t[1]) from iptables-save text. */
-static void parse_save(const char *text, struct table_state t[2])
+/* The tables we touch, in the order their text is written. raw only holds
+ * the DNS capture rules. */
+enum table { T_MANGLE, T_NAT, T_RAW, T_COUNT };
+static const char *const table_names[T_COUNT] = {"mangle", "nat", "raw"};
+
+/* Reads the state of our tables from iptables-save text. */
+static void parse_save(const char *text, struct table_state t[T_COUNT])
 {
     struct table_state *cur = NULL;
     const char *p = text;
 
-    memset(t, 0, 2 * sizeof(*t));
+    memset(t, 0, T_COUNT * sizeof(*t));
     while (p && *p) {
         const char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
@@ -59,11 +64,12 @@ static void parse_save(const char *text, struct table_state t[2])
             line[n] = '\0';
             while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\r'))
                 line[--n] = '\0';
-            if (line[0] == '*')
-                cur = strcmp(line, "*mangle") == 0 ? &t[0]
-                      : strcmp(line, "*nat") == 0  ? &t[1]
-                                                   : NULL;
-            else if (cur && strncmp(line, ":ISTIO_PRERT ", 13) == 0)
+            if (line[0] == '*') {
+                cur = NULL;
+                for (int i = 0; i < T_COUNT; i++)
+                    if (strcmp(line + 1, table_names[i]) == 0)
+                        cur = &t[i];
+            } else if (cur && strncmp(line, ":ISTIO_PRERT ", 13) == 0)
                 cur->has_prert = true;
             else if (cur && strncmp(line, ":ISTIO_OUTPUT ", 14) == 0)
                 cur->has_output = true;
@@ -84,46 +90,104 @@ static void put_jump(struct writer *w, const char *hook, const char *chain, int 
         put(w, "-D %s -j %s\n", hook, chain);
 }
 
-int zt_cni_rules_install_text(enum zt_cni_family fam, const char *current, char *buf, size_t cap,
-                              size_t *len)
+/* Deletes our jumps and chains from one table, as far as `t` shows them. */
+static void put_table_removal(struct writer *w, enum table i, const struct table_state *t)
 {
-    struct writer w = {.buf = buf, .cap = cap};
-    struct table_state t[2];
+    if (!t->has_prert && !t->has_output && !t->jumps_prert && !t->jumps_output)
+        return;
+    put(w, "*%s\n", table_names[i]);
+    for (int k = 0; k < t->jumps_prert; k++)
+        put(w, "-D PREROUTING -j ISTIO_PRERT\n");
+    for (int k = 0; k < t->jumps_output; k++)
+        put(w, "-D OUTPUT -j ISTIO_OUTPUT\n");
+    if (t->has_prert)
+        put(w, "-F ISTIO_PRERT\n-X ISTIO_PRERT\n");
+    if (t->has_output)
+        put(w, "-F ISTIO_OUTPUT\n-X ISTIO_OUTPUT\n");
+    put(w, "COMMIT\n");
+}
+
+/* The rules of one table, in Istio's order (its AppendInpodRules). */
+static void put_rules(struct writer *w, enum table i, enum zt_cni_family fam,
+                      const struct zt_cni_rules_opts *opts)
+{
     const char *lo = fam == ZT_CNI_IPV6 ? "::1/128" : "127.0.0.1/32";
     const char *probe =
         fam == ZT_CNI_IPV6 ? "fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128" : "169.254.7.127/32";
+
+    switch (i) {
+    case T_MANGLE:
+        /* Packets ztunnel sent (mark 0x539) tag their connection... */
+        put(w, "-A ISTIO_PRERT -m mark --mark 0x539/0xfff "
+               "-j CONNMARK --set-xmark 0x111/0xfff\n");
+        /* ...and the app's replies on it carry the tag as packet mark. */
+        put(w, "-A ISTIO_OUTPUT -m connmark --mark 0x111/0xfff "
+               "-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff\n");
+        break;
+    case T_NAT:
+        put(w, "-A ISTIO_PRERT -s %s -p tcp -j ACCEPT\n", probe);
+        put(w,
+            "-A ISTIO_PRERT ! -d %s -p tcp -m tcp ! --dport 15008 "
+            "-m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15006\n",
+            lo);
+        put(w, "-A ISTIO_OUTPUT -d %s -p tcp -j ACCEPT\n", probe);
+        if (opts->want_dns_capture) {
+            /* The app's DNS goes to the proxy's resolver, except queries
+             * the proxy itself sends upstream (mark 0x539). UDP to a
+             * resolver on lo (e.g. a local cache) is left alone. */
+            put(w, "-A ISTIO_OUTPUT ! -o lo -p udp -m mark ! --mark 0x539/0xfff "
+                   "-m udp --dport 53 -j REDIRECT --to-ports 15053\n");
+            put(w,
+                "-A ISTIO_OUTPUT ! -d %s -p tcp -m tcp --dport 53 "
+                "-m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15053\n",
+                lo);
+        }
+        put(w, "-A ISTIO_OUTPUT -p tcp -m mark --mark 0x111/0xfff -j ACCEPT\n");
+        put(w, "-A ISTIO_OUTPUT ! -d %s -o lo -j ACCEPT\n", lo);
+        put(w,
+            "-A ISTIO_OUTPUT ! -d %s -p tcp -m mark ! --mark 0x539/0xfff "
+            "-j REDIRECT --to-ports 15001\n",
+            lo);
+        break;
+    case T_RAW:
+        /* The proxy's upstream queries and their answers get conntrack
+         * zone 1. In one zone, the proxy's query to a resolver from the
+         * same source port as an app query that was redirected would find
+         * the app's entry, and the answer would be un-NATed back to the
+         * app instead of reaching the proxy (istio/istio#33469). */
+        put(w, "-A ISTIO_OUTPUT -p udp -m mark --mark 0x539/0xfff -m udp --dport 53 "
+               "-j CT --zone 1\n");
+        put(w, "-A ISTIO_PRERT -p udp -m mark ! --mark 0x539/0xfff -m udp --sport 53 "
+               "-j CT --zone 1\n");
+        break;
+    case T_COUNT:
+        break;
+    }
+}
+
+int zt_cni_rules_install_text(enum zt_cni_family fam, const struct zt_cni_rules_opts *opts,
+                              const char *current, char *buf, size_t cap, size_t *len)
+{
+    struct writer w = {.buf = buf, .cap = cap};
+    struct table_state t[T_COUNT];
 
     if (cap == 0)
         return ZT_E_TOO_BIG;
     buf[0] = '\0';
     parse_save(current, t);
-    for (int i = 0; i < 2; i++) {
-        put(&w, "*%s\n:ISTIO_PRERT - [0:0]\n:ISTIO_OUTPUT - [0:0]\n", i == 0 ? "mangle" : "nat");
+    for (int i = 0; i < T_COUNT; i++) {
+        /* Without DNS capture raw has nothing of ours: rules left there by
+         * an install with capture on are removed. */
+        if (i == T_RAW && !opts->want_dns_capture) {
+            put_table_removal(&w, T_RAW, &t[T_RAW]);
+            continue;
+        }
+        put(&w, "*%s\n:ISTIO_PRERT - [0:0]\n:ISTIO_OUTPUT - [0:0]\n", table_names[i]);
         if (t[i].has_prert)
             put(&w, "-F ISTIO_PRERT\n");
         if (t[i].has_output)
             put(&w, "-F ISTIO_OUTPUT\n");
-        if (i == 0) {
-            /* Packets ztunnel sent (mark 0x539) tag their connection... */
-            put(&w, "-A ISTIO_PRERT -m mark --mark 0x539/0xfff "
-                    "-j CONNMARK --set-xmark 0x111/0xfff\n");
-            /* ...and the app's replies on it carry the tag as packet mark. */
-            put(&w, "-A ISTIO_OUTPUT -m connmark --mark 0x111/0xfff "
-                    "-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff\n");
-        } else {
-            put(&w, "-A ISTIO_PRERT -s %s -p tcp -j ACCEPT\n", probe);
-            put(&w,
-                "-A ISTIO_PRERT ! -d %s -p tcp -m tcp ! --dport 15008 "
-                "-m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15006\n",
-                lo);
-            put(&w, "-A ISTIO_OUTPUT -d %s -p tcp -j ACCEPT\n", probe);
-            put(&w, "-A ISTIO_OUTPUT -p tcp -m mark --mark 0x111/0xfff -j ACCEPT\n");
-            put(&w, "-A ISTIO_OUTPUT ! -d %s -o lo -j ACCEPT\n", lo);
-            put(&w,
-                "-A ISTIO_OUTPUT ! -d %s -p tcp -m mark ! --mark 0x539/0xfff "
-                "-j REDIRECT --to-ports 15001\n",
-                lo);
-        }
+        put_rules(&w, (enum table)i, fam, opts);
         put_jump(&w, "PREROUTING", "ISTIO_PRERT", t[i].jumps_prert);
         put_jump(&w, "OUTPUT", "ISTIO_OUTPUT", t[i].jumps_output);
         put(&w, "COMMIT\n");
@@ -140,27 +204,15 @@ int zt_cni_rules_remove_text(enum zt_cni_family fam, const char *current, char *
                              size_t *len)
 {
     struct writer w = {.buf = buf, .cap = cap};
-    struct table_state t[2];
+    struct table_state t[T_COUNT];
 
     (void)fam; /* the same chain names in both families */
     if (cap == 0)
         return ZT_E_TOO_BIG;
     buf[0] = '\0';
     parse_save(current, t);
-    for (int i = 0; i < 2; i++) {
-        if (!t[i].has_prert && !t[i].has_output && !t[i].jumps_prert && !t[i].jumps_output)
-            continue;
-        put(&w, "*%s\n", i == 0 ? "mangle" : "nat");
-        for (int k = 0; k < t[i].jumps_prert; k++)
-            put(&w, "-D PREROUTING -j ISTIO_PRERT\n");
-        for (int k = 0; k < t[i].jumps_output; k++)
-            put(&w, "-D OUTPUT -j ISTIO_OUTPUT\n");
-        if (t[i].has_prert)
-            put(&w, "-F ISTIO_PRERT\n-X ISTIO_PRERT\n");
-        if (t[i].has_output)
-            put(&w, "-F ISTIO_OUTPUT\n-X ISTIO_OUTPUT\n");
-        put(&w, "COMMIT\n");
-    }
+    for (int i = 0; i < T_COUNT; i++)
+        put_table_removal(&w, (enum table)i, &t[i]);
     if (w.is_full) {
         buf[0] = '\0';
         return ZT_E_TOO_BIG;
@@ -194,9 +246,10 @@ static int run(int netns_fd, char *const argv[], const char *input, char *out, s
     return rc < 0 ? rc : ZT_E_CONFIG;
 }
 
-/* Installs or removes the iptables part for one family. */
-static int iptables_step(int netns_fd, enum zt_cni_family fam, bool is_install, char *err,
-                         size_t errcap)
+/* Installs (`install` non-NULL) or removes the iptables part for one
+ * family. */
+static int iptables_step(int netns_fd, enum zt_cni_family fam,
+                         const struct zt_cni_rules_opts *install, char *err, size_t errcap)
 {
     char *const save_argv[] = {fam == ZT_CNI_IPV6 ? "ip6tables-save" : "iptables-save", NULL};
     char *const restore_argv[] = {fam == ZT_CNI_IPV6 ? "ip6tables-restore" : "iptables-restore",
@@ -215,8 +268,8 @@ static int iptables_step(int netns_fd, enum zt_cni_family fam, bool is_install, 
         rc = ZT_E_TOO_BIG;
         goto out;
     }
-    rc = is_install ? zt_cni_rules_install_text(fam, save, text, sizeof(text), &len)
-                    : zt_cni_rules_remove_text(fam, save, text, sizeof(text), &len);
+    rc = install ? zt_cni_rules_install_text(fam, install, save, text, sizeof(text), &len)
+                 : zt_cni_rules_remove_text(fam, save, text, sizeof(text), &len);
     if (rc < 0 || len == 0)
         goto out;
     rc = run(netns_fd, restore_argv, text, NULL, 0, err, errcap);
@@ -255,7 +308,7 @@ static int route_step(int netns_fd, enum zt_cni_family fam, bool is_install, cha
     return run(netns_fd, route_replace, NULL, NULL, 0, err, errcap);
 }
 
-int zt_cni_rules_apply(int netns_fd, char *err, size_t errcap)
+int zt_cni_rules_apply(int netns_fd, const struct zt_cni_rules_opts *opts, char *err, size_t errcap)
 {
     struct zt_cni_ipv6 v6;
     char v6err[384] = "";
@@ -269,12 +322,12 @@ int zt_cni_rules_apply(int netns_fd, char *err, size_t errcap)
                  zt_strerror(rc));
         return rc;
     }
-    if ((rc = iptables_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0 ||
+    if ((rc = iptables_step(netns_fd, ZT_CNI_IPV4, opts, err, errcap)) < 0 ||
         (rc = route_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0)
         return rc;
     if (!v6.has_loopback && !v6.has_routable)
         return 0;
-    if ((rc = iptables_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err))) == 0 &&
+    if ((rc = iptables_step(netns_fd, ZT_CNI_IPV6, opts, v6err, sizeof(v6err))) == 0 &&
         (rc = route_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err))) == 0)
         return 0;
     /* Traffic from a routable address would leave the pod uncaptured: that
@@ -296,13 +349,13 @@ int zt_cni_rules_remove(int netns_fd, char *err, size_t errcap)
     int first = 0, rc;
 
     err[0] = '\0';
-    rc = iptables_step(netns_fd, ZT_CNI_IPV4, false, err, errcap);
+    rc = iptables_step(netns_fd, ZT_CNI_IPV4, NULL, err, errcap);
     if (rc < 0)
         first = rc;
     route_step(netns_fd, ZT_CNI_IPV4, false, scratch, sizeof(scratch));
     /* IPv6 always: the addresses that made us install may be gone, the
      * rules are not. Failures here mean there was nothing to remove. */
-    (void)iptables_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
+    (void)iptables_step(netns_fd, ZT_CNI_IPV6, NULL, scratch, sizeof(scratch));
     route_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
     return first;
 }

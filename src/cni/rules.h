@@ -5,27 +5,43 @@
  * removed, our chains refilled) and removing touches only what exists. The
  * text is fed to `iptables-restore --noflush`, which applies it atomically
  * per table. Chains: ISTIO_PRERT (from PREROUTING) and ISTIO_OUTPUT (from
- * OUTPUT) in the mangle and nat tables. No DNS capture rules yet. */
+ * OUTPUT) in the mangle and nat tables, and in the raw table with DNS
+ * capture. */
 #ifndef ZT_CNI_RULES_H
 #define ZT_CNI_RULES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum zt_cni_family { ZT_CNI_IPV4 = 4, ZT_CNI_IPV6 = 6 };
 
-/* Writes the iptables-restore input that installs our rules, given
- * `current` (iptables-save output for that family; NULL = no rules). The
- * text is NUL-terminated; `*len` excludes the NUL. Returns 0 or
- * ZT_E_TOO_BIG if `cap` is too small (4 KiB always suffices). */
-int zt_cni_rules_install_text(enum zt_cni_family fam, const char *current, char *buf, size_t cap,
-                              size_t *len);
+/* What to install besides the TCP redirection. */
+struct zt_cni_rules_opts {
+    /* DNS capture, as istio-cni's AMBIENT_DNS_CAPTURE: the app's DNS (UDP
+     * to port 53 not leaving through lo, TCP to port 53 not to loopback)
+     * is redirected to the proxy's resolver on 15053, unless sent with the
+     * proxy's mark 0x539; and in the raw table, the proxy's own UDP DNS
+     * (mark 0x539, to port 53) and the answers to it (from port 53,
+     * unmarked) are put in conntrack zone 1. Off: none of these rules, and
+     * an install removes those a previous install left. */
+    bool want_dns_capture;
+};
 
-/* Same for removal: deletes our jumps and chains that `current` shows.
+/* Writes the iptables-restore input that installs our rules (borrowing
+ * `opts`), given `current` (iptables-save output for that family; NULL =
+ * no rules). The text is NUL-terminated; `*len` excludes the NUL. Returns
+ * 0 or ZT_E_TOO_BIG if `cap` is too small (4 KiB always suffices). */
+int zt_cni_rules_install_text(enum zt_cni_family fam, const struct zt_cni_rules_opts *opts,
+                              const char *current, char *buf, size_t cap, size_t *len);
+
+/* Same for removal: deletes our jumps and chains that `current` shows, in
+ * every table (raw included, whatever the options of the install were).
  * `*len` is 0 when there is nothing to remove. */
 int zt_cni_rules_remove_text(enum zt_cni_family fam, const char *current, char *buf, size_t cap,
                              size_t *len);
 
-/* Installs everything inside `netns_fd` (borrowed): iptables rules, then
+/* Installs everything inside `netns_fd` (borrowed), as `opts` (borrowed)
+ * says: iptables rules, then
  * `ip rule fwmark 0x111/0xfff pref 32764 lookup 100` and the local default
  * route in table 100. IPv4 is mandatory. IPv6 is attempted when lo has an
  * IPv6 address or any interface has a routable one (zt_cni_netns_ipv6); its
@@ -35,7 +51,8 @@ int zt_cni_rules_remove_text(enum zt_cni_family fam, const char *current, char *
  * A failure does not undo the steps that succeeded: the caller decides
  * whether to call zt_cni_rules_remove (a re-install over rules that were
  * already there must not remove them). Blocks while the helpers run. */
-int zt_cni_rules_apply(int netns_fd, char *err, size_t errcap);
+int zt_cni_rules_apply(int netns_fd, const struct zt_cni_rules_opts *opts, char *err,
+                       size_t errcap);
 
 /* Removes our chains, jumps, ip rule and route (v4 and v6, whatever the
  * netns' addresses now). Best effort: returns the first IPv4 failure but

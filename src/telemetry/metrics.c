@@ -106,6 +106,13 @@ struct dns_series {
     double sum;
 };
 
+/* The xDS message counters of one type URL. */
+struct xds_url {
+    char *url;    /* as received, to find it again */
+    char *labels; /* rendered {url="..."} block */
+    uint64_t messages, bytes;
+};
+
 struct zt_metrics {
     pthread_mutex_t dns_mu;
     struct dns_series *dns;
@@ -116,6 +123,11 @@ struct zt_metrics {
     _Atomic int64_t gauges[ZT_G_COUNT];
     _Atomic uint64_t counters[ZT_C_COUNT];
     _Atomic uint64_t peer_evicted, peer_dropped;
+    /* istio_xds_message*: one response per push, so a mutex is cheap. */
+    pthread_mutex_t xds_mu;
+    struct xds_url xds_urls[ZT_METRICS_XDS_URLS_MAX];
+    size_t n_xds_urls;
+    struct xds_url xds_other; /* URLs past the cap; url and labels unused */
 };
 
 const char *zt_tl_name(enum zt_tl l)
@@ -470,6 +482,31 @@ void zt_metrics_dns(struct zt_metrics *m, const struct zt_metrics_dns_sample *s)
     free(labels);
 }
 
+void zt_metrics_xds_message(struct zt_metrics *m, const char *type_url, uint64_t bytes)
+{
+    const char *url = type_url ? type_url : "";
+    struct xds_url *u = NULL;
+
+    pthread_mutex_lock(&m->xds_mu);
+    for (size_t i = 0; i < m->n_xds_urls && !u; i++)
+        if (strcmp(m->xds_urls[i].url, url) == 0)
+            u = &m->xds_urls[i];
+    if (!u && m->n_xds_urls < ZT_METRICS_XDS_URLS_MAX) {
+        struct zt_buf b = {0};
+        u = &m->xds_urls[m->n_xds_urls++];
+        u->url = zt_xstrdup(url);
+        put_str(&b, "{url=");
+        put_label_value(&b, url);
+        zt_buf_append(&b, "}", 2); /* with the terminator */
+        u->labels = (char *)b.data;
+    }
+    if (!u)
+        u = &m->xds_other;
+    u->messages++;
+    u->bytes += bytes;
+    pthread_mutex_unlock(&m->xds_mu);
+}
+
 struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag)
 {
     struct zt_metrics *m = xcalloc(1, sizeof(*m));
@@ -494,6 +531,7 @@ struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag)
         atomic_init(&m->counters[i], 0);
     atomic_init(&m->peer_evicted, 0);
     atomic_init(&m->peer_dropped, 0);
+    pthread_mutex_init(&m->xds_mu, NULL);
 
     struct zt_buf b = {0};
     put_str(&b, "{component=\"ztunnel\",tag=");
@@ -527,6 +565,11 @@ void zt_metrics_free(struct zt_metrics *m)
         free(m->dns[i].labels);
     free(m->dns);
     pthread_mutex_destroy(&m->dns_mu);
+    for (size_t i = 0; i < m->n_xds_urls; i++) {
+        free(m->xds_urls[i].url);
+        free(m->xds_urls[i].labels);
+    }
+    pthread_mutex_destroy(&m->xds_mu);
     free(m);
 }
 
@@ -690,6 +733,54 @@ static void render_dns(struct zt_metrics *m, struct zt_buf *out)
     pthread_mutex_unlock(&m->dns_mu);
 }
 
+/* istio_xds_*: like Istio's label families, a series appears once it has
+ * counted something, and a family once it has a series. */
+static void render_xds(struct zt_metrics *m, struct zt_buf *out)
+{
+    static const struct {
+        const char *label;
+        enum zt_counter c;
+    } reasons[] = {
+        {"{reason=\"ConnectionError\"}", ZT_C_XDS_TERMINATIONS_CONNECTION_ERROR},
+        {"{reason=\"Error\"}", ZT_C_XDS_TERMINATIONS_ERROR},
+        {"{reason=\"Reconnect\"}", ZT_C_XDS_TERMINATIONS_RECONNECT},
+        {"{reason=\"Complete\"}", ZT_C_XDS_TERMINATIONS_COMPLETE},
+    };
+    static const char *const terminations = "istio_xds_connection_terminations_total";
+    bool has_header = false;
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        uint64_t v = atomic_load_explicit(&m->counters[reasons[i].c], memory_order_relaxed);
+        if (v == 0)
+            continue;
+        if (!has_header)
+            put_family_header(out, terminations,
+                              "The total number of completed connections to xds server "
+                              "(unstable).",
+                              "counter");
+        has_header = true;
+        put_u64(out, terminations, reasons[i].label, v);
+    }
+
+    pthread_mutex_lock(&m->xds_mu);
+    if (m->n_xds_urls > 0) {
+        const struct xds_url *other = m->xds_other.messages ? &m->xds_other : NULL;
+        put_family_header(out, "istio_xds_message_total",
+                          "Total number of messages received (unstable).", "counter");
+        for (size_t i = 0; i < m->n_xds_urls; i++)
+            put_u64(out, "istio_xds_message_total", m->xds_urls[i].labels, m->xds_urls[i].messages);
+        if (other)
+            put_u64(out, "istio_xds_message_total", "{url=\"other\"}", other->messages);
+        put_family_header(out, "istio_xds_message_bytes_total",
+                          "Total number of bytes received (unstable).", "counter");
+        for (size_t i = 0; i < m->n_xds_urls; i++)
+            put_u64(out, "istio_xds_message_bytes_total", m->xds_urls[i].labels,
+                    m->xds_urls[i].bytes);
+        if (other)
+            put_u64(out, "istio_xds_message_bytes_total", "{url=\"other\"}", other->bytes);
+    }
+    pthread_mutex_unlock(&m->xds_mu);
+}
+
 void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
 {
     struct row *rows;
@@ -783,6 +874,8 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
             out, crl_counters[i].name, "{reporter=\"destination\"}",
             atomic_load_explicit(&m->counters[crl_counters[i].destination], memory_order_relaxed));
     }
+
+    render_xds(m, out);
 
     put_family_header(out, "process_open_fds", "Open file descriptors.", "gauge");
     put_i64(out, "process_open_fds", NULL, count_open_fds());

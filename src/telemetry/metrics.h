@@ -141,12 +141,33 @@ enum zt_counter {
      * whose peer could not be re-checked when CRLs change. */
     ZT_C_CRL_UNTRACKED_SOURCE,
     ZT_C_CRL_UNTRACKED_DESTINATION,
+    /* istio_xds_connection_terminations_total{reason=...}: how each xDS
+     * attempt ended, with Istio's ztunnel's reasons: ConnectionError (no
+     * stream: resolve, connect, TLS or HTTP/2 failure), Error (the stream
+     * ended with an error status), Reconnect (a status istiod uses to move
+     * clients: CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, UNAVAILABLE "transport
+     * is closing" / "received prior goaway"), Complete (status OK). */
+    ZT_C_XDS_TERMINATIONS_CONNECTION_ERROR,
+    ZT_C_XDS_TERMINATIONS_ERROR,
+    ZT_C_XDS_TERMINATIONS_RECONNECT,
+    ZT_C_XDS_TERMINATIONS_COMPLETE,
     ZT_C_COUNT
 };
 void zt_metrics_counter_inc(struct zt_metrics *m, enum zt_counter c);
 
+/* Most distinct type URLs counted apart by the xDS message counters;
+ * responses with further URLs are counted under url="other". */
+#define ZT_METRICS_XDS_URLS_MAX 16
+
+/* One DeltaDiscoveryResponse received: istio_xds_message_total{url} += 1
+ * and istio_xds_message_bytes_total{url} += `bytes` (as Istio's ztunnel,
+ * the sizes of its resources' Any payloads). `type_url` is borrowed for the
+ * call (NULL or "" renders "unknown"). Any thread; takes a mutex. */
+void zt_metrics_xds_message(struct zt_metrics *m, const char *type_url, uint64_t bytes);
+
 /* Appends the whole exposition to `out`: istio_tcp_* (summed over shards),
  * istio_build, workload_manager_*, istio_tcp_sockets_open, istio_crl_*,
+ * istio_xds_* (each series once it has counted something, as Istio's),
  * process_open_fds and process_max_fds (read from /proc/self at render
  * time), and ours on the peer series cap: ztunnel_metrics_peer_series
  * (gauge, kept now), ztunnel_metrics_peer_series_evicted_total and

@@ -459,6 +459,29 @@ void zt_ads_stream_ended(struct zt_ads *a, int grpc_status, const char *message,
         a->next_backoff_ms = ZT_ADS_BACKOFF_MAX_MS;
 }
 
+enum zt_ads_end zt_ads_end_reason(int grpc_status, const char *message)
+{
+    if (grpc_status == ZT_ADS_CONNECT_FAILED)
+        return ZT_ADS_END_CONNECTION_ERROR;
+    if (grpc_status == ZT_ADS_GRPC_OK)
+        return ZT_ADS_END_COMPLETE;
+    return is_benign(grpc_status, message) ? ZT_ADS_END_RECONNECT : ZT_ADS_END_ERROR;
+}
+
+const char *zt_ads_end_str(enum zt_ads_end e)
+{
+    static const char *const names[] = {"ConnectionError", "Error", "Reconnect", "Complete"};
+    return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "?";
+}
+
+uint64_t zt_ads_response_bytes(const struct zt_ads_response *r)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < r->n_resources; i++)
+        n += r->resources[i].value_len;
+    return n;
+}
+
 /* ---------------------------------------------------------------- queries */
 
 enum zt_ads_stream_state zt_ads_state(const struct zt_ads *a)

@@ -182,6 +182,23 @@ int zt_ads_on_response(struct zt_ads *a, const struct zt_ads_response *r);
 void zt_ads_stream_ended(struct zt_ads *a, int grpc_status, const char *message,
                          uint64_t *retry_after_ms);
 
+/* How an attempt ended, in the terms of Istio's ztunnel's
+ * istio_xds_connection_terminations_total reasons. */
+enum zt_ads_end {
+    ZT_ADS_END_CONNECTION_ERROR, /* ZT_ADS_CONNECT_FAILED: no stream */
+    ZT_ADS_END_ERROR,            /* any other status stream_ended backs off for */
+    ZT_ADS_END_RECONNECT,        /* a benign status other than OK (see above) */
+    ZT_ADS_END_COMPLETE          /* OK */
+};
+/* The reason for what stream_ended is told (same arguments; pure). */
+enum zt_ads_end zt_ads_end_reason(int grpc_status, const char *message);
+/* "ConnectionError", "Error", "Reconnect", "Complete"; "?" otherwise. */
+const char *zt_ads_end_str(enum zt_ads_end e);
+
+/* The bytes istio_xds_message_bytes_total counts for a response: the sum of
+ * its resources' Any payload sizes, as Istio's ztunnel. */
+uint64_t zt_ads_response_bytes(const struct zt_ads_response *r);
+
 enum zt_ads_stream_state zt_ads_state(const struct zt_ads *a);
 bool zt_ads_is_ready(const struct zt_ads *a);
 /* Resources of type t currently accepted (the name->version map's size). */

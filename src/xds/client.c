@@ -30,6 +30,7 @@ struct zt_xds_client {
     char *token_path, *cluster_id;
     struct zt_tls_roots *roots; /* XDS_ROOT_CA, re-read when it changes */
     struct zt_ads *ads;
+    struct zt_metrics *metrics; /* borrowed; may be NULL */
     uv_timer_t timer;
     uv_getaddrinfo_t gai;
     bool gai_pending;
@@ -83,6 +84,15 @@ static void attempt_ended(struct zt_xds_client *c, int status, const char *messa
     c->attempt_ended = true;
     uint64_t retry = 0;
     zt_ads_stream_ended(c->ads, status, message, &retry);
+    if (c->metrics) {
+        static const enum zt_counter counters[] = {
+            [ZT_ADS_END_CONNECTION_ERROR] = ZT_C_XDS_TERMINATIONS_CONNECTION_ERROR,
+            [ZT_ADS_END_ERROR] = ZT_C_XDS_TERMINATIONS_ERROR,
+            [ZT_ADS_END_RECONNECT] = ZT_C_XDS_TERMINATIONS_RECONNECT,
+            [ZT_ADS_END_COMPLETE] = ZT_C_XDS_TERMINATIONS_COMPLETE,
+        };
+        zt_metrics_counter_inc(c->metrics, counters[zt_ads_end_reason(status, message)]);
+    }
     if (status == ZT_ADS_CONNECT_FAILED)
         ZT_WARN("xds", "%s; reconnecting in %llu ms", message ? message : "no connection",
                 (unsigned long long)retry);
@@ -195,6 +205,8 @@ static void on_message(void *ud, const uint8_t *msg, size_t len)
     };
     ZT_DEBUG("xds", "%s: %zu resource(s), %zu removal(s), nonce %s", resp->type_url,
              resp->n_resources, resp->n_removed_resources, resp->nonce);
+    if (c->metrics)
+        zt_metrics_xds_message(c->metrics, resp->type_url, zt_ads_response_bytes(&ar));
     enum zt_ads_type t = zt_ads_type_from_url(resp->type_url);
     if (t == ZT_ADS_NTYPES)
         ZT_WARN("xds", "response of unknown type %.200s ignored (ACKed)", resp->type_url);
@@ -433,6 +445,7 @@ int zt_xds_client_start(uv_loop_t *loop, const struct zt_xds_client_opts *opts,
     c->loop = loop;
     c->ops = ops;
     c->ud = ud;
+    c->metrics = opts->metrics;
     snprintf(c->verify_host, sizeof(c->verify_host), "%s",
              opts->alt_hostname && opts->alt_hostname[0] ? opts->alt_hostname : c->host);
     c->token_path = opts->token_path ? strdup(opts->token_path) : NULL;

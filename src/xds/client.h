@@ -15,6 +15,7 @@
 #define ZT_XDS_CLIENT_H
 
 #include "state/state.h"
+#include "telemetry/metrics.h"
 
 #include <stddef.h>
 #include <uv.h>
@@ -29,6 +30,11 @@ struct zt_xds_client_opts {
     /* Node metadata as string pairs (NAME, NAMESPACE, NODE_NAME, ...). */
     const char *const *node_meta;
     size_t n_node_meta;
+    /* Borrowed, must outlive the client; NULL = no metrics. Counts
+     * istio_xds_connection_terminations_total once per attempt and
+     * istio_xds_message_total / istio_xds_message_bytes_total per decoded
+     * response (unknown types included, as Istio's ztunnel). */
+    struct zt_metrics *metrics;
 };
 
 struct zt_xds_client_ops {

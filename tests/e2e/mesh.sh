@@ -79,12 +79,14 @@ mesh_start_bg() {
 	echo "$ZT_BG_PID" >"$ZT_WORK/$kind$n.pid"
 }
 
-# mesh_cni_start N: node agent on node N; waits until it serves.
+# mesh_cni_start N [VAR=VALUE...]: node agent on node N, with extra
+# environment if given; waits until it serves.
 mesh_cni_start() {
 	local n=$1
+	shift
 	mkdir -p "$ZT_WORK/n$n/cni"
 	# shellcheck disable=SC2046
-	mesh_start_bg "$n" cni env $(mesh_env "$n") "$ZT_BIN" cni
+	mesh_start_bg "$n" cni env $(mesh_env "$n") "$@" "$ZT_BIN" cni
 	mesh_wait_grep "$(mesh_log "$n" cni)" "serving ZDS" 10
 }
 

@@ -206,6 +206,35 @@ print(len({r["node_id"] for r in reqs if r["has_node"] and r["initial_resource_v
 done
 if [ -n "$ok" ] && [ "$(zt_send "$a" $C 8080 back)" = back ]; then zt_pass; else zt_fail "proxies reconnected with versions: $got"; fi
 
+# xds_metric N SERIES: the value of SERIES in node N's /metrics (0 if absent).
+xds_metric() {
+	zt_ns_exec "$(zt_node_ns "$1")" curl -s -m 5 localhost:15020/metrics |
+		awk -v s="$2" '$1 == s { v = $2 } END { print v + 0 }'
+}
+ADDR_URL=type.googleapis.com/istio.workload.Address AUTHZ_URL=type.googleapis.com/istio.security.Authorization
+zt_test "metrics: istio_xds_message_total and _bytes_total count both types' responses by url"
+got=""
+for n in 1 2; do
+	got="$got node$n:$(xds_metric $n "istio_xds_message_total{url=\"$ADDR_URL\"}")"
+	got="$got/$(xds_metric $n "istio_xds_message_total{url=\"$AUTHZ_URL\"}")"
+	got="$got/$(xds_metric $n "istio_xds_message_bytes_total{url=\"$ADDR_URL\"}")"
+done
+# Every count nonzero: both types were pushed to both nodes, Address with
+# workloads in it (Authorization may be empty, so its bytes are not checked).
+if [[ ! $got =~ (^|[:/])0(/| |$) ]]; then zt_pass; else zt_fail "messages Address/Authorization, Address bytes: $got"; fi
+
+zt_test "metrics: istio_xds_connection_terminations_total counts the attempts that ended"
+# Node 2 started before the control plane listened (ConnectionError); both
+# lost their stream when it went away (any reason).
+refused=$(xds_metric 2 'istio_xds_connection_terminations_total{reason="ConnectionError"}')
+ended1=0
+for r in ConnectionError Error Reconnect Complete; do
+	ended1=$((ended1 + $(xds_metric 1 "istio_xds_connection_terminations_total{reason=\"$r\"}")))
+done
+if [ "$refused" -ge 1 ] && [ "$ended1" -ge 1 ]; then zt_pass; else
+	zt_fail "node 2 ConnectionError $refused, node 1 all reasons $ended1: $(zt_ns_exec "$(zt_node_ns 1)" curl -s -m 5 localhost:15020/metrics | grep istio_xds_)"
+fi
+
 zt_test "CA slow: node 2 holds at most 256 handshakes per pod and worker waiting for h's certificate"
 write_state "$(WITH_H=1 state_json '"ca": {"hold": true}')"
 mesh_wait_grep "$ZT_WORK/events.jsonl" '"event":"state_loaded"' 5 >/dev/null

@@ -35,10 +35,15 @@ static int ns_sock[NPODS];
 static int applied, removed, proxy_adds, proxy_dels, proxy_add_rc;
 static bool proxy_snap;
 static const char *apply_error; /* non-NULL: fake_apply fails with this text */
+static int applied_with_dns, applied_without_dns;
 
-static int fake_apply(int fd, char *err, size_t cap)
+static int fake_apply(int fd, const struct zt_cni_rules_opts *opts, char *err, size_t cap)
 {
     applied++;
+    if (opts->want_dns_capture)
+        applied_with_dns++;
+    else
+        applied_without_dns++;
     if (apply_error) {
         snprintf(err, cap, "%s", apply_error);
         return ZT_E_CONFIG;
@@ -115,6 +120,7 @@ static void reset(void)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     (void)!system(cmd);
     applied = removed = proxy_adds = proxy_dels = proxy_add_rc = 0;
+    applied_with_dns = applied_without_dns = 0;
     proxy_snap = false;
 }
 
@@ -252,6 +258,7 @@ static void test_enroll_flow(void)
     CHECK(rep.ok);
     CHECK(strstr(rep.message, "no proxy") != NULL);
     CHECK_EQ_INT(applied, 1);
+    CHECK_EQ_INT(applied_with_dns, 1); /* DNS capture is on by default */
 
     CHECK_EQ_INT(zt_inpod_client_start(&loop, uds, &pops, NULL, &cl), 0);
     for (int i = 0; i < 2000 && !proxy_snap; i++)
@@ -294,6 +301,17 @@ static void test_enroll_flow(void)
     CHECK_EQ_INT(zt_cni_agent_start(&loop, &cfg, &a), 0);
     CHECK_EQ_INT(zt_cni_agent_pod_count(a), 2);
     CHECK_EQ_INT(applied, 2);
+    CHECK_EQ_INT(applied_without_dns, 0);
+    zt_cni_agent_stop(a);
+    pump(5);
+
+    /* Restart with DNS capture off: the re-installs go without it. */
+    cfg.is_dns_capture_off = true;
+    applied = applied_with_dns = 0;
+    CHECK_EQ_INT(zt_cni_agent_start(&loop, &cfg, &a), 0);
+    CHECK_EQ_INT(applied, 2);
+    CHECK_EQ_INT(applied_without_dns, 2);
+    CHECK_EQ_INT(applied_with_dns, 0);
     zt_cni_agent_stop(a);
     zt_inpod_client_stop(cl);
     pump(5);

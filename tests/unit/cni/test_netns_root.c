@@ -10,6 +10,27 @@
 #include <unistd.h>
 
 static char ns_name[64];
+static const struct zt_cni_rules_opts dns_on = {.want_dns_capture = true};
+static const struct zt_cni_rules_opts dns_off = {.want_dns_capture = false};
+
+/* Our rules as the real iptables-save prints them back: the text we
+ * restore must round-trip exactly, DNS capture included. */
+static void check_dns_rules(const char *out, const char *lo)
+{
+    char want[256];
+    CHECK(strstr(out, "-A ISTIO_OUTPUT ! -o lo -p udp -m mark ! --mark 0x539/0xfff -m udp "
+                      "--dport 53 -j REDIRECT --to-ports 15053\n") != NULL);
+    snprintf(want, sizeof(want),
+             "-A ISTIO_OUTPUT ! -d %s -p tcp -m tcp --dport 53 -m mark ! --mark 0x539/0xfff -j "
+             "REDIRECT --to-ports 15053\n",
+             lo);
+    CHECK(strstr(out, want) != NULL);
+    CHECK(strstr(out, "-A ISTIO_OUTPUT -p udp -m mark --mark 0x539/0xfff -m udp --dport 53 -j CT "
+                      "--zone 1\n") != NULL);
+    CHECK(strstr(out, "-A ISTIO_PRERT -p udp -m mark ! --mark 0x539/0xfff -m udp --sport 53 -j "
+                      "CT --zone 1\n") != NULL);
+    CHECK(strstr(out, "*raw\n") && strstr(strstr(out, "*raw\n"), "-A OUTPUT -j ISTIO_OUTPUT\n"));
+}
 
 static void test_install_remove(void)
 {
@@ -24,9 +45,10 @@ static void test_install_remove(void)
     CHECK_EQ_INT(zt_cni_netns_resolve(ns_name, path, sizeof(path)), 0);
     fd = zt_cni_netns_open(path);
     CHECK(fd >= 0);
-    CHECK_EQ_INT(zt_cni_rules_apply(fd, err, sizeof(err)), 0);
-    CHECK_EQ_INT(zt_cni_rules_apply(fd, err, sizeof(err)), 0); /* idempotent */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &dns_on, err, sizeof(err)), 0); /* idempotent */
     CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
+    check_dns_rules(out, "127.0.0.1/32");
     CHECK(strstr(out, "-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -p tcp -m mark ! --mark 0x539/0xfff "
                       "-j REDIRECT --to-ports 15001") != NULL);
     CHECK(strstr(out, "--dport 15008 -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15006") !=
@@ -37,13 +59,31 @@ static void test_install_remove(void)
         int n = 0;
         for (const char *p = out; (p = strstr(p, "-A PREROUTING -j ISTIO_PRERT\n")); p++)
             n++;
-        CHECK_EQ_INT(n, 2);
+        CHECK_EQ_INT(n, 3);
     }
     CHECK_EQ_INT(zt_cni_netns_run(fd, rules, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "32764:\tfrom all fwmark 0x111/0xfff lookup 100") != NULL);
     CHECK(strstr(strstr(out, "32764") + 1, "32764") == NULL);
     CHECK_EQ_INT(zt_cni_netns_run(fd, route, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "local default dev lo") != NULL);
+
+    /* DNS capture turned off: a re-install takes the DNS rules and the raw
+     * chains away, the TCP rules stay (positive control). */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &dns_off, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "-j REDIRECT --to-ports 15001") != NULL);
+    CHECK(strstr(out, "--dport 53") == NULL);
+    CHECK(strstr(out, "CT --zone") == NULL);
+    {
+        int chains = 0; /* ISTIO_PRERT left in mangle and nat only */
+        for (const char *p = out; (p = strstr(p, ":ISTIO_PRERT ")); p++)
+            chains++;
+        CHECK_EQ_INT(chains, 2);
+    }
+    /* ...and back on. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
+    check_dns_rules(out, "127.0.0.1/32");
 
     CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
     CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
@@ -76,10 +116,11 @@ static void test_ipv6_fails_closed(void)
     CHECK(fd >= 0);
 
     /* Positive control: with IPv6 on lo, both families are installed. */
-    CHECK_EQ_INT(zt_cni_rules_apply(fd, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &dns_on, err, sizeof(err)), 0);
     CHECK_EQ_STR(err, "");
     CHECK_EQ_INT(zt_cni_netns_run(fd, save6, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "-A ISTIO_OUTPUT ! -d ::1/128 -p tcp") != NULL);
+    check_dns_rules(out, "::1/128");
     CHECK_EQ_INT(zt_cni_netns_run(fd, rules6, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "fwmark 0x111/0xfff lookup 100") != NULL);
     CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
@@ -90,7 +131,7 @@ static void test_ipv6_fails_closed(void)
     snprintf(cmd, sizeof(cmd), "ip netns exec %s-6 sysctl -qw net.ipv6.conf.lo.disable_ipv6=1",
              ns_name);
     CHECK_EQ_INT(system(cmd), 0);
-    CHECK(zt_cni_rules_apply(fd, err, sizeof(err)) < 0);
+    CHECK(zt_cni_rules_apply(fd, &dns_on, err, sizeof(err)) < 0);
     CHECK(strstr(err, "IPv6 rules not installed") != NULL);
     CHECK(strstr(err, "routable IPv6 address fd00:7::5") != NULL);
     CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);

@@ -719,6 +719,8 @@ static void test_promtool_accepts_exposition(void)
     zt_tcp_series_failed(zt_metrics_tcp_series(m, 0, &c));
     zt_metrics_gauge_set(m, ZT_G_TCP_SOCKETS_OPEN_DESTINATION, 2);
     zt_metrics_counter_inc(m, ZT_C_WORKLOAD_MANAGER_PROXIES_STARTED);
+    zt_metrics_counter_inc(m, ZT_C_XDS_TERMINATIONS_ERROR);
+    zt_metrics_xds_message(m, "type.googleapis.com/istio.workload.Address", 42);
     char *text = render(m);
     zt_metrics_free(m);
 
@@ -738,11 +740,91 @@ static void test_promtool_accepts_exposition(void)
     }
     drop_lines(text, "_proxy_count");
     CHECK(strstr(text, "istio_tcp_connections_failed_total{") != NULL);
+    CHECK(strstr(text, "istio_xds_message_bytes_total{") != NULL);
     st = run_promtool(text, out, sizeof(out));
     if (st != 0)
         fprintf(stderr, "  promtool exit %d:\n%s", st, out);
     free(text);
     CHECK_EQ_INT(st, 0);
+}
+
+/* istio_xds_*: absent until counted; then Istio's names, reasons and url
+ * labels, one series per type URL, the bytes summed. */
+static void test_xds_families(void)
+{
+    static const char *const addr = "type.googleapis.com/istio.workload.Address";
+    static const char *const authz = "type.googleapis.com/istio.security.Authorization";
+    struct zt_metrics *m = zt_metrics_new(2, "1.24.0");
+    char *text = render(m);
+    CHECK(strstr(text, "istio_xds") == NULL);
+    free(text);
+
+    zt_metrics_xds_message(m, addr, 100);
+    zt_metrics_xds_message(m, addr, 23);
+    zt_metrics_xds_message(m, authz, 0);
+    zt_metrics_counter_inc(m, ZT_C_XDS_TERMINATIONS_CONNECTION_ERROR);
+    zt_metrics_counter_inc(m, ZT_C_XDS_TERMINATIONS_CONNECTION_ERROR);
+    zt_metrics_counter_inc(m, ZT_C_XDS_TERMINATIONS_RECONNECT);
+    text = render(m);
+    CHECK(strstr(text, "# HELP istio_xds_message_total Total number of messages received "
+                       "(unstable).\n# TYPE istio_xds_message_total counter\n"
+                       "istio_xds_message_total{url=\"type.googleapis.com/istio.workload."
+                       "Address\"} 2\n"
+                       "istio_xds_message_total{url=\"type.googleapis.com/istio.security."
+                       "Authorization\"} 1\n") != NULL);
+    CHECK(strstr(text, "# TYPE istio_xds_message_bytes_total counter\n"
+                       "istio_xds_message_bytes_total{url=\"type.googleapis.com/istio.workload."
+                       "Address\"} 123\n"
+                       "istio_xds_message_bytes_total{url=\"type.googleapis.com/istio.security."
+                       "Authorization\"} 0\n") != NULL);
+    CHECK(strstr(text,
+                 "# TYPE istio_xds_connection_terminations_total counter\n"
+                 "istio_xds_connection_terminations_total{reason=\"ConnectionError\"} 2\n"
+                 "istio_xds_connection_terminations_total{reason=\"Reconnect\"} 1\n") != NULL);
+    /* Reasons not seen yet have no series; one family header each. */
+    CHECK(strstr(text, "reason=\"Error\"") == NULL);
+    CHECK(strstr(text, "reason=\"Complete\"") == NULL);
+    CHECK_EQ_INT(count_substr(text, "# TYPE istio_xds_"), 3);
+    CHECK(strstr(text, "url=\"other\"") == NULL);
+    free(text);
+    zt_metrics_free(m);
+}
+
+/* Type URLs are counted apart up to the cap; the rest share url="other",
+ * and a URL with quotes is escaped like any label value. */
+static void test_xds_urls_capped(void)
+{
+    struct zt_metrics *m = zt_metrics_new(1, "1.24.0");
+    char url[64];
+    for (int i = 0; i < ZT_METRICS_XDS_URLS_MAX + 3; i++) {
+        snprintf(url, sizeof(url), "type.example/t%d", i);
+        zt_metrics_xds_message(m, url, 10);
+    }
+    zt_metrics_xds_message(m, "type.example/t0", 5); /* an old one still counts apart */
+    zt_metrics_xds_message(m, NULL, 1);              /* past the cap too */
+    char *text = render(m);
+    CHECK_EQ_INT(sample(text, "istio_xds_message_total{url=\"type.example/t0\"}"), 2);
+    CHECK_EQ_INT(sample(text, "istio_xds_message_bytes_total{url=\"type.example/t0\"}"), 15);
+    snprintf(url, sizeof(url), "istio_xds_message_total{url=\"type.example/t%d\"}",
+             ZT_METRICS_XDS_URLS_MAX - 1);
+    CHECK_EQ_INT(sample(text, url), 1);
+    snprintf(url, sizeof(url), "istio_xds_message_total{url=\"type.example/t%d\"}",
+             ZT_METRICS_XDS_URLS_MAX);
+    CHECK_EQ_INT(sample(text, url), -1);
+    CHECK_EQ_INT(sample(text, "istio_xds_message_total{url=\"other\"}"), 4);
+    CHECK_EQ_INT(sample(text, "istio_xds_message_bytes_total{url=\"other\"}"), 31);
+    CHECK_EQ_INT(count_lines(text, "istio_xds_message_total{", ""), ZT_METRICS_XDS_URLS_MAX + 1);
+    free(text);
+    zt_metrics_free(m);
+
+    m = zt_metrics_new(1, "1.24.0");
+    zt_metrics_xds_message(m, "we\"ird", 1);
+    zt_metrics_xds_message(m, "", 1);
+    text = render(m);
+    CHECK_EQ_INT(sample(text, "istio_xds_message_total{url=\"we\\\"ird\"}"), 1);
+    CHECK_EQ_INT(sample(text, "istio_xds_message_total{url=\"unknown\"}"), 1);
+    free(text);
+    zt_metrics_free(m);
 }
 
 int main(void)
@@ -760,6 +842,8 @@ int main(void)
     RUN(test_peer_series_bounded);
     RUN(test_peer_series_held_not_evicted);
     RUN(test_peer_marks_without_values);
+    RUN(test_xds_families);
+    RUN(test_xds_urls_capped);
     RUN(test_concurrent_writers_and_scrapes);
     RUN(test_promtool_accepts_exposition);
     return TEST_REPORT();

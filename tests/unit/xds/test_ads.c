@@ -813,6 +813,66 @@ static void test_map_churn(void)
     fake_cleanup(&f);
 }
 
+/* The reason istio_xds_connection_terminations_total gets for each way an
+ * attempt ends, matching stream_ended's backoff: ConnectionError and Error
+ * back off, Reconnect and Complete do not. */
+static void test_end_reasons(void)
+{
+    static const struct {
+        int status;
+        const char *message;
+        enum zt_ads_end want;
+    } cases[] = {
+        {ZT_ADS_CONNECT_FAILED, NULL, ZT_ADS_END_CONNECTION_ERROR},
+        {ZT_ADS_CONNECT_FAILED, "transport is closing", ZT_ADS_END_CONNECTION_ERROR},
+        {ZT_ADS_GRPC_OK, NULL, ZT_ADS_END_COMPLETE},
+        {ZT_ADS_GRPC_CANCELLED, "", ZT_ADS_END_RECONNECT},
+        {ZT_ADS_GRPC_UNKNOWN, NULL, ZT_ADS_END_RECONNECT},
+        {ZT_ADS_GRPC_DEADLINE_EXCEEDED, "x", ZT_ADS_END_RECONNECT},
+        {ZT_ADS_GRPC_UNAVAILABLE, "error reading: transport is closing", ZT_ADS_END_RECONNECT},
+        {ZT_ADS_GRPC_UNAVAILABLE, "received prior goaway: code: NO_ERROR", ZT_ADS_END_RECONNECT},
+        {ZT_ADS_GRPC_UNAVAILABLE, "connection refused", ZT_ADS_END_ERROR},
+        {ZT_ADS_GRPC_UNAVAILABLE, NULL, ZT_ADS_END_ERROR},
+        {13 /* INTERNAL */, "oops", ZT_ADS_END_ERROR},
+        {16 /* UNAUTHENTICATED */, "bad token", ZT_ADS_END_ERROR},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum zt_ads_end got = zt_ads_end_reason(cases[i].status, cases[i].message);
+        if (got != cases[i].want)
+            fprintf(stderr, "  case %zu: status %d '%s': %s, want %s\n", i, cases[i].status,
+                    cases[i].message ? cases[i].message : "(null)", zt_ads_end_str(got),
+                    zt_ads_end_str(cases[i].want));
+        CHECK_EQ_INT(got, cases[i].want);
+    }
+    CHECK_EQ_STR(zt_ads_end_str(ZT_ADS_END_CONNECTION_ERROR), "ConnectionError");
+    CHECK_EQ_STR(zt_ads_end_str(ZT_ADS_END_ERROR), "Error");
+    CHECK_EQ_STR(zt_ads_end_str(ZT_ADS_END_RECONNECT), "Reconnect");
+    CHECK_EQ_STR(zt_ads_end_str(ZT_ADS_END_COMPLETE), "Complete");
+    CHECK_EQ_STR(zt_ads_end_str((enum zt_ads_end)7), "?");
+}
+
+/* istio_xds_message_bytes_total counts the resources' payloads only: not
+ * names, versions, removals or the envelope. */
+static void test_response_bytes(void)
+{
+    static const uint8_t v1[] = "abcdef", v2[] = "xyz";
+    const struct zt_ads_resource res[] = {
+        {.name = "a-long-name", .version = "v1", .value = v1, .value_len = 6},
+        {.name = "b", .version = "v2", .value = v2, .value_len = 3},
+        {.name = "empty", .version = "v3", .value = NULL, .value_len = 0},
+    };
+    const char *const removed[] = {"gone"};
+    struct zt_ads_response r = {.type_url = ADDR_URL,
+                                .nonce = "n1",
+                                .resources = res,
+                                .n_resources = 3,
+                                .removed = removed,
+                                .n_removed = 1};
+    CHECK_EQ_INT(zt_ads_response_bytes(&r), 9);
+    r.n_resources = 0;
+    CHECK_EQ_INT(zt_ads_response_bytes(&r), 0);
+}
+
 int main(void)
 {
     RUN(test_type_urls);
@@ -832,5 +892,7 @@ int main(void)
     RUN(test_queue_cap);
     RUN(test_large_response);
     RUN(test_map_churn);
+    RUN(test_end_reasons);
+    RUN(test_response_bytes);
     return TEST_REPORT();
 }
