@@ -896,12 +896,13 @@ static struct zt_workload *wl_sa(const char *uid, const char *addr, const char *
 #define WP_REMOTE_SVC "ns/wp-remote.ns.svc.cluster.local"
 
 /* Workloads: client c (10.0.2.1); e1 (10.0.1.1) with its own waypoint at
- * 10.0.9.1, e2 (10.0.1.2), both endpoints of "web" (no waypoint); waypoint
- * pods wp1 (10.0.9.1) and wp2 (10.0.9.2) of the service "waypoint" (port
- * 15008, one extra SAN); wp-at (10.0.9.3, application tunnel) and wp-noat
- * (10.0.9.4) of "wp-at" (no ports); wp-remote (10.0.9.5 on net2), the
- * only endpoint of "wp-remote". Services with a VIP 10.96.0.N each show one
- * waypoint configuration. */
+ * 10.0.9.1, e2 (10.0.1.2), both endpoints of "web" (no waypoint); e3
+ * (10.0.1.3) whose waypoint is the service "waypoint" (VIP 10.96.0.99,
+ * port 15008, one extra SAN), of which wp1 (10.0.9.1) and wp2 (10.0.9.2)
+ * are the endpoints here, wp-remote (10.0.9.5) one on net2; wp-at
+ * (10.0.9.3, application tunnel) and wp-noat (10.0.9.4) of "wp-at" (no
+ * ports); wp-remote is the only endpoint of "wp-remote". Services with a
+ * VIP 10.96.0.N each show one waypoint configuration. */
 static struct zt_state *wp_state(void)
 {
     struct zt_state_builder *b = zt_state_builder_new(NULL);
@@ -915,6 +916,9 @@ static struct zt_state *wp_state(void)
     zt_state_builder_add_workload(b, w);
     w = wl_sa("e2", "10.0.1.2", "e");
     wl_add_svc(w, "ns/web.ns.svc.cluster.local", 80, 8080);
+    zt_state_builder_add_workload(b, w);
+    w = wl_sa("e3", "10.0.1.3", "e");
+    gw_host(&w->waypoint, "ns", "waypoint.ns.svc.cluster.local", 15008);
     zt_state_builder_add_workload(b, w);
     w = wl_sa("wp1", "10.0.9.1", "waypoint");
     wl_add_svc(w, WP_SVC, 0, 0);
@@ -933,10 +937,11 @@ static struct zt_state *wp_state(void)
     w = wl_sa("wp-remote", "10.0.9.5", "waypoint");
     w->network = zt_state_xstrdup("net2");
     wl_add_svc(w, WP_REMOTE_SVC, 0, 0);
+    wl_add_svc(w, WP_SVC, 0, 0);
     zt_state_builder_add_workload(b, w);
 
     zt_state_builder_add_service(b, svc_new("web", "ns", "10.96.0.10", 80, 8080));
-    svc = svc_new("waypoint", "ns", NULL, 15008, 15008);
+    svc = svc_new("waypoint", "ns", "10.96.0.99", 15008, 15008);
     *(char **)zt_state_array_push(&svc->subject_alt_names, &svc->n_subject_alt_names,
                                   sizeof(char *)) =
         zt_state_xstrdup("spiffe://cluster.local/ns/ns/sa/wp-extra");
@@ -990,6 +995,9 @@ static struct zt_state *wp_state(void)
     svc = svc_new("port0", "ns", "10.96.0.23", 80, 8080);
     gw_ip(&svc->waypoint, "", "10.0.9.1", 0);
     zt_state_builder_add_service(b, svc);
+    svc = svc_new("by-vip", "ns", "10.96.0.24", 80, 8080);
+    gw_ip(&svc->waypoint, "", "10.96.0.99", 15008);
+    zt_state_builder_add_service(b, svc);
     return finish(b);
 }
 
@@ -1042,7 +1050,8 @@ static void test_waypoint_service_by_ip(void)
 }
 
 /* By hostname: the waypoint service's endpoints are load-balanced (both
- * waypoint pods get picked), its SANs are expected too. In waypoint mode
+ * waypoint pods get picked; the one on another network is left out while
+ * local ones exist), its SANs are expected too. In waypoint mode
  * an endpoint with an application tunnel serves even though its service
  * has no port at all, and one without is never picked. */
 static void test_waypoint_service_by_hostname(void)
@@ -1062,6 +1071,12 @@ static void test_waypoint_service_by_hostname(void)
         CHECK_EQ_STR(up.sans[0], "spiffe://cluster.local/ns/ns/sa/wp-extra");
     }
     CHECK(seen[0] > 0 && seen[1] > 0);
+    /* A waypoint given by IP that is the waypoint service's VIP: the same. */
+    for (uint32_t r = 0; r < 8; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.24", r, &up), 0);
+        CHECK(strcmp(up.wl->uid, "wp1") == 0 || strcmp(up.wl->uid, "wp2") == 0);
+        CHECK_EQ_INT(up.n_sans, 1);
+    }
     for (uint32_t r = 0; r < 16; r++) {
         CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.13", r, &up), 0);
         CHECK_EQ_STR(up.wl->uid, "wp-at");
@@ -1144,6 +1159,13 @@ static void test_waypoint_source_is_waypoint(void)
     /* the client, claiming wp1's address, has another identity. */
     CHECK_EQ_INT(wp_resolve(s, "client", "10.0.9.1", "10.0.1.1", 0, &up), 0);
     CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    /* A waypoint by hostname: any endpoint of its service is the waypoint. */
+    CHECK_EQ_INT(wp_resolve(s, "wp2", "10.0.9.2", "10.0.1.3", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WORKLOAD);
+    CHECK_EQ_STR(up.wl->uid, "e3");
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.0.1.3", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    CHECK(up.svc == NULL);
     /* No source address known: never taken for the waypoint. */
     struct zt_ip d = ip("10.0.1.1");
     CHECK_EQ_INT(
