@@ -298,15 +298,22 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         return;
     }
     fill_src(c, self);
-    struct zt_ip ip;
-    uint16_t port;
+    struct zt_ip ip, src_ip;
+    uint16_t port, src_port;
     struct zt_upstream up;
     zt_ip_from_sockaddr((struct sockaddr *)&dst, &ip, &port);
-    int rc = zt_state_resolve_outbound(pod->pw->state, self, &ip, port, arc4random(), &up);
+    bool has_src = zt_ip_from_sockaddr((struct sockaddr *)&peer, &src_ip, &src_port) == 0;
+    int rc = zt_state_resolve_outbound(pod->pw->state, self, has_src ? &src_ip : NULL, &ip, port,
+                                       arc4random(), &up);
     if (rc < 0) {
-        zt_conn_close(c, "no healthy upstream for the service");
+        /* Never direct instead: a service or pod behind a waypoint must not
+         * be reached without it (its L7 policy would be skipped). The
+         * access log names the service dialed, if any. */
+        zt_conn_set_peers(c, self, NULL, up.svc);
+        zt_conn_close(c, zt_upstream_fail_str(up.fail));
         return;
     }
+    bool to_waypoint = up.kind == ZT_UPSTREAM_WAYPOINT;
     zt_conn_set_peers(c, self, up.wl, up.svc);
     c->mtls = up.kind != ZT_UPSTREAM_PASSTHROUGH && up.is_hbone;
     if (c->mtls) {
@@ -319,9 +326,13 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         zt_conn_close(c, "upstream has no address");
         return;
     }
+    /* target: what the app reaches, the CONNECT's :authority over HBONE. A
+     * waypoint is asked for the original destination as dialed. */
     struct sockaddr_storage target;
     if (up.kind == ZT_UPSTREAM_PASSTHROUGH)
         target = dst;
+    else if (to_waypoint)
+        ip_to_sockaddr(&ip, port, &target); /* ip: canonical, never v4-mapped */
     else
         ip_to_sockaddr(&up.ip, up.port, &target);
     if (up.kind == ZT_UPSTREAM_PASSTHROUGH || !up.is_hbone) {
@@ -338,7 +349,8 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         zt_conn_set_tcp_b(c, ufd, true);
         return;
     }
-    /* HBONE to the endpoint's 15008. The pool copies the key. */
+    /* HBONE to the endpoint's 15008, or to the waypoint's HBONE port. The
+     * pool copies the key. */
     struct zt_hbone_key key, *k = &key;
     memset(k, 0, sizeof(*k));
     if (!c->src_identity) {
@@ -352,7 +364,7 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
                      "destination workload has no valid SPIFFE identity to expect");
         return;
     }
-    ip_to_sockaddr(&up.ip, 15008, &k->dst);
+    ip_to_sockaddr(&up.ip, to_waypoint ? up.port : 15008, &k->dst);
     k->src = peer;
     if (k->src.ss_family == AF_INET)
         ((struct sockaddr_in *)&k->src)->sin_port = 0;

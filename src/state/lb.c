@@ -1,4 +1,5 @@
-/* Endpoint selection and outbound destination resolution (wire facts 9.3).
+/* Endpoint selection and outbound destination resolution, waypoints
+ * included (wire facts 8 and 9.3).
  *
  * The random value is an argument so that the choice is a pure function of
  * its inputs: callers pass a fresh random number, tests pass constants. */
@@ -6,6 +7,7 @@
 
 #include "base/err.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static bool scope_matches(enum zt_lb_scope scope, const struct zt_workload *a,
@@ -61,7 +63,8 @@ static int endpoint_rank(const struct zt_service *svc, const struct zt_workload 
     return rank;
 }
 
-/* Decides whether ep can serve svc_port and at which target port. */
+/* Decides whether ep can serve svc_port and at which target port; sp is
+ * the service's entry for svc_port, NULL when it has none (waypoint mode). */
 static bool endpoint_target_port(const struct zt_service *svc, const struct zt_port_map *sp,
                                  const struct zt_workload *ep, uint16_t svc_port, uint16_t *target)
 {
@@ -74,7 +77,7 @@ static bool endpoint_target_port(const struct zt_service *svc, const struct zt_p
             }
         }
     }
-    if (sp->target_port) {
+    if (sp && sp->target_port) {
         *target = sp->target_port;
         return true;
     }
@@ -105,27 +108,43 @@ static bool endpoint_usable(const struct zt_service *svc, const struct zt_worklo
     return false;
 }
 
-int zt_state_pick_endpoint(const struct zt_state *s, const struct zt_service *svc,
-                           uint16_t svc_port, const struct zt_workload *client,
-                           uint32_t random_value, const struct zt_workload **out_wl,
-                           uint16_t *out_target_port)
+/* How a service is load-balanced: for a client dialing it (STANDARD), or
+ * as a waypoint (WAYPOINT: the port is the GatewayAddress's HBONE port,
+ * and an endpoint with an application tunnel qualifies even when the
+ * service does not define that port, as Istio's ztunnel resolves them). */
+enum resolution_mode { RESOLVE_STANDARD, RESOLVE_WAYPOINT };
+
+/* Whether ep takes part in the pick, and at which target port. any_network
+ * lifts the client's-network rule (only to tell why nothing was found). */
+static bool endpoint_eligible(const struct zt_service *svc, const struct zt_port_map *sp,
+                              const struct zt_workload *client, const struct zt_workload *ep,
+                              uint16_t svc_port, bool any_network, uint16_t *tp)
+{
+    if (!sp && !ep->has_application_tunnel)
+        return false;
+    return endpoint_usable(svc, any_network ? NULL : client, ep) &&
+           endpoint_target_port(svc, sp, ep, svc_port, tp);
+}
+
+static int pick(const struct zt_state *s, const struct zt_service *svc, uint16_t svc_port,
+                const struct zt_workload *client, uint32_t random_value, enum resolution_mode mode,
+                bool any_network, const struct zt_workload **out_wl, uint16_t *out_target_port)
 {
     const struct zt_workload *const *eps;
     const struct zt_port_map *sp = zt_service_find_port(svc, svc_port);
     size_t n_eps = zt_state_service_endpoints(s, svc, &eps);
     int best_rank = -1;
-    uint64_t total = 0, pick;
+    uint64_t total = 0, pick_at;
     bool all_zero = false;
+    uint16_t tp;
 
-    if (!sp || n_eps == 0)
+    if ((!sp && mode == RESOLVE_STANDARD) || n_eps == 0)
         return ZT_E_NOT_FOUND;
 
     /* Pass 1: best rank among usable endpoints. */
     for (size_t i = 0; i < n_eps; i++) {
-        uint16_t tp;
         int r;
-        if (!endpoint_usable(svc, client, eps[i]) ||
-            !endpoint_target_port(svc, sp, eps[i], svc_port, &tp))
+        if (!endpoint_eligible(svc, sp, client, eps[i], svc_port, any_network, &tp))
             continue;
         r = endpoint_rank(svc, client, eps[i]);
         if (r > best_rank)
@@ -139,9 +158,7 @@ int zt_state_pick_endpoint(const struct zt_state *s, const struct zt_service *sv
     for (int pass = 0; pass < 2 && total == 0; pass++) {
         all_zero = pass == 1;
         for (size_t i = 0; i < n_eps; i++) {
-            uint16_t tp;
-            if (!endpoint_usable(svc, client, eps[i]) ||
-                !endpoint_target_port(svc, sp, eps[i], svc_port, &tp) ||
+            if (!endpoint_eligible(svc, sp, client, eps[i], svc_port, any_network, &tp) ||
                 endpoint_rank(svc, client, eps[i]) != best_rank)
                 continue;
             total += all_zero ? 1 : eps[i]->capacity;
@@ -149,23 +166,30 @@ int zt_state_pick_endpoint(const struct zt_state *s, const struct zt_service *sv
     }
 
     /* Pass 3: weighted choice. */
-    pick = random_value % total;
+    pick_at = random_value % total;
     for (size_t i = 0; i < n_eps; i++) {
-        uint16_t tp;
         uint64_t w;
-        if (!endpoint_usable(svc, client, eps[i]) ||
-            !endpoint_target_port(svc, sp, eps[i], svc_port, &tp) ||
+        if (!endpoint_eligible(svc, sp, client, eps[i], svc_port, any_network, &tp) ||
             endpoint_rank(svc, client, eps[i]) != best_rank)
             continue;
         w = all_zero ? 1 : eps[i]->capacity;
-        if (pick < w) {
+        if (pick_at < w) {
             *out_wl = eps[i];
             *out_target_port = tp;
             return 0;
         }
-        pick -= w;
+        pick_at -= w;
     }
-    return ZT_E_NOT_FOUND; /* not reached: pick < total */
+    return ZT_E_NOT_FOUND; /* not reached: pick_at < total */
+}
+
+int zt_state_pick_endpoint(const struct zt_state *s, const struct zt_service *svc,
+                           uint16_t svc_port, const struct zt_workload *client,
+                           uint32_t random_value, const struct zt_workload **out_wl,
+                           uint16_t *out_target_port)
+{
+    return pick(s, svc, svc_port, client, random_value, RESOLVE_STANDARD, false, out_wl,
+                out_target_port);
 }
 
 static bool family_allowed(enum zt_ip_families f, const struct zt_ip *ip)
@@ -177,15 +201,16 @@ static bool family_allowed(enum zt_ip_families f, const struct zt_ip *ip)
     return true;
 }
 
-/* Chooses which of the endpoint's addresses to dial for a service. */
-static void select_endpoint_ip(const struct zt_service *svc, const struct zt_workload *ep,
+/* Chooses which of the endpoint's addresses to dial: one of dst's family
+ * if it has one, else the first the families allow. */
+static void select_endpoint_ip(enum zt_ip_families families, const struct zt_workload *ep,
                                const struct zt_ip *dst, struct zt_upstream *out)
 {
     const struct zt_ip *fallback = NULL;
     out->has_ip = false;
     for (size_t i = 0; i < ep->n_addresses; i++) {
         const struct zt_ip *a = &ep->addresses[i];
-        if (!family_allowed(svc->ip_families, a))
+        if (!family_allowed(families, a))
             continue;
         if (a->family == dst->family) {
             out->ip = *a;
@@ -201,15 +226,194 @@ static void select_endpoint_ip(const struct zt_service *svc, const struct zt_wor
     }
 }
 
+/* An independent-looking second random number from the first (murmur3's
+ * finalizer): a connection that picks a weighted waypoint and then one of
+ * its endpoints must not make the second choice follow the first. */
+static uint32_t mix32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x85ebca6bU;
+    x ^= x >> 13;
+    x *= 0xc2b2ae35U;
+    x ^= x >> 16;
+    return x;
+}
+
+/* The service "ns/hostname", or NULL. */
+static const struct zt_service *service_by_name(const struct zt_state *s, const char *ns,
+                                                const char *hostname)
+{
+    char key[512];
+    int n = snprintf(key, sizeof(key), "%s/%s", ns ? ns : "", hostname ? hostname : "");
+    if (n < 0 || (size_t)n >= sizeof(key))
+        return NULL; /* longer than any key the builder accepts as a name */
+    return zt_state_service_by_key(s, key);
+}
+
+/* The first workload (uid order) with that namespace and hostname, as
+ * Istio falls back to when no service has the name: a rare path, so a scan
+ * rather than another index. */
+static const struct zt_workload *workload_by_hostname(const struct zt_state *s, const char *ns,
+                                                      const char *hostname)
+{
+    if (!hostname || !*hostname)
+        return NULL;
+    for (size_t i = 0; i < s->n_wls; i++) {
+        const struct zt_workload *wl = s->wls[i];
+        if (strcmp(wl->hostname, hostname) == 0 && strcmp(wl->namespace, ns ? ns : "") == 0)
+            return wl;
+    }
+    return NULL;
+}
+
+/* The GatewayAddress serving svc for one connection: one of its weighted
+ * waypoints in proportion to weight (zero-weight ones never), else, with
+ * none or only zero weights, its single waypoint; NULL when it has none. */
+static const struct zt_gateway *service_waypoint(const struct zt_service *svc,
+                                                 uint32_t random_value)
+{
+    uint64_t total = 0, at;
+    for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
+        total += svc->weighted_waypoints[i].weight;
+    if (total > 0) {
+        at = random_value % total;
+        for (size_t i = 0; i < svc->n_weighted_waypoints; i++) {
+            if (at < svc->weighted_waypoints[i].weight)
+                return &svc->weighted_waypoints[i].destination;
+            at -= svc->weighted_waypoints[i].weight;
+        }
+    }
+    return svc->waypoint.kind != ZT_GATEWAY_NONE ? &svc->waypoint : NULL;
+}
+
+static bool same_identity(const struct zt_workload *a, const struct zt_workload *b)
+{
+    return strcmp(a->trust_domain, b->trust_domain) == 0 &&
+           strcmp(a->namespace, b->namespace) == 0 &&
+           strcmp(a->service_account, b->service_account) == 0;
+}
+
+/* Whether the client is one of the workloads making up waypoint gw: one
+ * with the client's identity that owns src_ip (Istio's check_from_waypoint:
+ * a waypoint's own outbound traffic must not be sent back to it). The
+ * gateway is looked up as a workload, then a service, by IP; or as a
+ * service, then a workload, by name; a service's endpoints count whatever
+ * their health. */
+static bool client_is_waypoint(const struct zt_state *s, const struct zt_gateway *gw,
+                               const struct zt_workload *client, const struct zt_ip *src_ip)
+{
+    const struct zt_service *svc = NULL;
+    const struct zt_workload *wl = NULL;
+    const struct zt_workload *const *eps;
+    size_t n;
+
+    if (!client || !src_ip)
+        return false;
+    if (gw->kind == ZT_GATEWAY_ADDRESS) {
+        wl = zt_state_workload_by_ip(s, gw->network, &gw->ip);
+        if (!wl)
+            svc = zt_state_service_lookup(s, gw->network, &gw->ip, NULL);
+    } else if (gw->kind == ZT_GATEWAY_HOSTNAME) {
+        svc = service_by_name(s, gw->namespace, gw->hostname);
+        if (!svc)
+            wl = workload_by_hostname(s, gw->namespace, gw->hostname);
+    }
+    if (wl)
+        return same_identity(wl, client) && zt_workload_has_ip(wl, src_ip);
+    if (!svc)
+        return false;
+    n = zt_state_service_endpoints(s, svc, &eps);
+    for (size_t i = 0; i < n; i++)
+        if (same_identity(eps[i], client) && zt_workload_has_ip(eps[i], src_ip))
+            return true;
+    return false;
+}
+
+/* Fills out with the waypoint gw names (Istio's fetch_waypoint): by IP, the
+ * service with that VIP (load-balanced in waypoint mode on the HBONE port)
+ * or else the workload with that IP, dialed at that IP; by name, the
+ * service (the same way) or else a workload with that hostname, dialed at
+ * an address of dst's family if it has one. The waypoint must be on the
+ * client's network: another network needs double HBONE. Like any service,
+ * a waypoint service's endpoints on other networks are left out while
+ * there is no double HBONE; if they are all it has, that is the failure.
+ * Returns 0 or ZT_E_NOT_FOUND with out->fail set. */
+static int resolve_waypoint(const struct zt_state *s, const struct zt_gateway *gw,
+                            const struct zt_workload *client, const struct zt_ip *dst,
+                            uint32_t random_value, struct zt_upstream *out)
+{
+    const char *network = client ? client->network : "";
+    const char *client_ns = client ? client->namespace : NULL;
+    const struct zt_service *wsvc = NULL;
+    const struct zt_workload *wl = NULL;
+    const struct zt_ip *prefer = dst;
+    uint16_t port = gw->hbone_mtls_port;
+
+    out->kind = ZT_UPSTREAM_WAYPOINT;
+    out->wl = NULL;
+    out->has_ip = false;
+    out->is_hbone = true;
+    out->sans = NULL;
+    out->n_sans = 0;
+    out->fail = ZT_UPSTREAM_FAIL_WAYPOINT_UNKNOWN;
+    if (port == 0)
+        return ZT_E_NOT_FOUND;
+    if (gw->kind == ZT_GATEWAY_ADDRESS) {
+        prefer = &gw->ip;
+        wsvc = zt_state_service_lookup(s, gw->network, &gw->ip, client_ns);
+        if (!wsvc)
+            wl = zt_state_workload_by_ip(s, gw->network, &gw->ip);
+    } else if (gw->kind == ZT_GATEWAY_HOSTNAME) {
+        wsvc = service_by_name(s, gw->namespace, gw->hostname);
+        if (!wsvc)
+            wl = workload_by_hostname(s, gw->namespace, gw->hostname);
+    }
+    if (wsvc) {
+        const struct zt_workload *remote;
+        uint16_t tp;
+        if (wsvc->lb_mode == ZT_LB_PASSTHROUGH)
+            return ZT_E_NOT_FOUND;
+        if (pick(s, wsvc, gw->hbone_mtls_port, client, random_value, RESOLVE_WAYPOINT, false, &wl,
+                 &port) < 0) {
+            if (pick(s, wsvc, gw->hbone_mtls_port, client, random_value, RESOLVE_WAYPOINT, true,
+                     &remote, &tp) == 0)
+                out->fail = ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK;
+            return ZT_E_NOT_FOUND;
+        }
+        out->sans = wsvc->subject_alt_names;
+        out->n_sans = wsvc->n_subject_alt_names;
+    }
+    if (!wl)
+        return ZT_E_NOT_FOUND;
+    if (strcmp(wl->network, network) != 0) {
+        out->fail = ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK;
+        return ZT_E_NOT_FOUND;
+    }
+    if (zt_workload_has_ip(wl, prefer)) {
+        out->ip = *prefer;
+        out->has_ip = true;
+    } else {
+        select_endpoint_ip(wsvc ? wsvc->ip_families : ZT_IPF_AUTOMATIC, wl, prefer, out);
+    }
+    if (!out->has_ip)
+        return ZT_E_NOT_FOUND; /* hostname-only: nothing resolves it yet */
+    out->wl = wl;
+    out->port = port;
+    out->fail = ZT_UPSTREAM_FAIL_NONE;
+    return 0;
+}
+
 int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload *client,
-                              const struct zt_ip *dst_in, uint16_t dst_port, uint32_t random_value,
-                              struct zt_upstream *out)
+                              const struct zt_ip *src_ip, const struct zt_ip *dst_in,
+                              uint16_t dst_port, uint32_t random_value, struct zt_upstream *out)
 {
     const char *network = client ? client->network : "";
     const char *client_ns = client ? client->namespace : NULL;
     const struct zt_service *svc;
-    const struct zt_workload *wl;
+    const struct zt_workload *wl, *by_ip;
+    const struct zt_gateway *gw;
     struct zt_ip dst = *dst_in;
+    bool svc_addressed;
     uint16_t tp;
     int rc;
 
@@ -221,13 +425,28 @@ int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload
     out->port = dst_port;
 
     svc = zt_state_service_lookup(s, network, &dst, client_ns);
+    by_ip = zt_state_workload_by_ip(s, network, &dst);
+    /* As in Istio, an address a workload owns is that workload's even when
+     * a (CIDR) VIP covers it: it is not service-addressed. */
+    svc_addressed = svc && !by_ip;
+
+    /* 1. A service's waypoint comes first, even for PASSTHROUGH services. */
+    if (svc_addressed && (gw = service_waypoint(svc, random_value))) {
+        rc = resolve_waypoint(s, gw, client, &dst, mix32(random_value), out);
+        out->svc = svc;
+        return rc;
+    }
+
+    /* 2. The upstream itself. */
     if (svc) {
         out->svc = svc;
         if (svc->lb_mode == ZT_LB_PASSTHROUGH)
             return 0;
         rc = zt_state_pick_endpoint(s, svc, dst_port, client, random_value, &wl, &tp);
-        if (rc)
+        if (rc) {
+            out->fail = ZT_UPSTREAM_FAIL_NO_ENDPOINT;
             return rc;
+        }
         out->kind = ZT_UPSTREAM_SERVICE;
         out->wl = wl;
         out->port = tp;
@@ -237,15 +456,23 @@ int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload
         /* The dialed IP is kept if it is the endpoint's own (CIDR VIPs can
          * cover pod IPs); otherwise pick one of the endpoint's. */
         if (!zt_workload_has_ip(wl, &dst))
-            select_endpoint_ip(svc, wl, &dst, out);
+            select_endpoint_ip(svc->ip_families, wl, &dst, out);
+    } else if (by_ip) {
+        out->kind = ZT_UPSTREAM_WORKLOAD;
+        out->wl = by_ip;
+        out->is_hbone = by_ip->protocol == ZT_WL_PROTO_HBONE;
+    } else {
         return 0;
     }
 
-    wl = zt_state_workload_by_ip(s, network, &dst);
-    if (wl) {
-        out->kind = ZT_UPSTREAM_WORKLOAD;
-        out->wl = wl;
-        out->is_hbone = wl->protocol == ZT_WL_PROTO_HBONE;
+    /* 3. The upstream workload's own waypoint, for traffic to its pod IP,
+     * unless the client is that waypoint (its traffic would loop). */
+    if (!svc_addressed && out->wl->waypoint.kind != ZT_GATEWAY_NONE &&
+        !client_is_waypoint(s, &out->wl->waypoint, client, src_ip)) {
+        svc = out->svc; /* the service behind it, if a CIDR VIP picked it */
+        rc = resolve_waypoint(s, &out->wl->waypoint, client, &dst, mix32(random_value), out);
+        out->svc = svc;
+        return rc;
     }
     return 0;
 }

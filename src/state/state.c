@@ -141,6 +141,23 @@ const char *zt_upstream_kind_str(enum zt_upstream_kind k)
         return "workload";
     case ZT_UPSTREAM_PASSTHROUGH:
         return "passthrough";
+    case ZT_UPSTREAM_WAYPOINT:
+        return "waypoint";
+    }
+    return "unknown";
+}
+
+const char *zt_upstream_fail_str(enum zt_upstream_fail f)
+{
+    switch (f) {
+    case ZT_UPSTREAM_FAIL_NONE:
+        return "no error";
+    case ZT_UPSTREAM_FAIL_NO_ENDPOINT:
+        return "no healthy upstream for the service";
+    case ZT_UPSTREAM_FAIL_WAYPOINT_UNKNOWN:
+        return "waypoint not found: no dialable waypoint workload (never bypassed)";
+    case ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK:
+        return "waypoint on another network: double HBONE not supported (never bypassed)";
     }
     return "unknown";
 }

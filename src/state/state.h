@@ -123,8 +123,8 @@ struct zt_workload {
     bool has_application_tunnel;
     enum zt_app_tunnel_protocol application_tunnel_protocol;
     uint16_t application_tunnel_port;  /* 0: unset */
-    struct zt_gateway waypoint;        /* stored, unused for now */
-    struct zt_gateway network_gateway; /* stored, unused for now */
+    struct zt_gateway waypoint;        /* for pod-IP traffic (zt_state_resolve_outbound) */
+    struct zt_gateway network_gateway; /* stored, unused for now (no double HBONE) */
 };
 
 /* Returns a zeroed workload with refs = 1 and capacity = 1. */
@@ -209,7 +209,9 @@ struct zt_service {
     enum zt_ip_families ip_families;
     bool canonical;
     enum zt_visibility visibility;
-    struct zt_gateway waypoint; /* stored, unused for now */
+    /* For traffic to the service's VIPs (zt_state_resolve_outbound): one of
+     * weighted_waypoints in proportion to weight, else waypoint. */
+    struct zt_gateway waypoint;
     struct zt_weighted_waypoint *weighted_waypoints;
     size_t n_weighted_waypoints;
 };
@@ -434,29 +436,62 @@ enum zt_upstream_kind {
     ZT_UPSTREAM_SERVICE = 0,     /* dst was a service VIP; endpoint picked */
     ZT_UPSTREAM_WORKLOAD = 1,    /* dst was a known workload IP */
     ZT_UPSTREAM_PASSTHROUGH = 2, /* unknown dst, or LB mode PASSTHROUGH */
+    ZT_UPSTREAM_WAYPOINT = 3,    /* HBONE to the waypoint in front of dst */
 };
 const char *zt_upstream_kind_str(enum zt_upstream_kind k);
 
-/* Where an outbound connection goes. Pointers borrowed from the snapshot. */
+/* Why zt_state_resolve_outbound() found no upstream. */
+enum zt_upstream_fail {
+    ZT_UPSTREAM_FAIL_NONE = 0,
+    ZT_UPSTREAM_FAIL_NO_ENDPOINT = 1,      /* service without a usable endpoint */
+    ZT_UPSTREAM_FAIL_WAYPOINT_UNKNOWN = 2, /* the waypoint resolves to nothing dialable */
+    ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK = 3, /* the waypoint is on another network */
+};
+/* A sentence for the access log, e.g. "no healthy upstream for the service". */
+const char *zt_upstream_fail_str(enum zt_upstream_fail f);
+
+/* Where an outbound connection goes. Pointers borrowed from the snapshot.
+ *
+ * WAYPOINT: wl is the waypoint's workload, ip:port its HBONE listener
+ * (the GatewayAddress's hbone_mtls_port, or the waypoint service's target
+ * port for it), and the CONNECT's :authority is the original destination
+ * as dialed. svc is the service the client dialed (NULL when the
+ * destination workload's own waypoint serves traffic to its pod IP); the
+ * waypoint's own service only contributes its SANs. */
 struct zt_upstream {
     enum zt_upstream_kind kind;
-    const struct zt_service *svc; /* SERVICE, and PASSTHROUGH via a service */
-    const struct zt_workload *wl; /* SERVICE and WORKLOAD */
-    bool has_ip;                  /* always true for SERVICE (picked endpoints have one) */
+    const struct zt_service *svc; /* SERVICE, WAYPOINT (see above), PASSTHROUGH via a service */
+    const struct zt_workload *wl; /* SERVICE, WORKLOAD and WAYPOINT */
+    bool has_ip;                  /* always true for SERVICE and WAYPOINT */
     struct zt_ip ip;              /* address to dial (PASSTHROUGH: the original dst) */
-    uint16_t port;                /* target port (HBONE: port for :authority) */
-    bool is_hbone;                /* HBONE to ip:15008, else plain TCP to ip:port */
+    uint16_t port; /* target port (HBONE: port for :authority); WAYPOINT: see above */
+    bool is_hbone; /* HBONE to ip:15008 (WAYPOINT: ip:port), else plain TCP */
     /* Expected peer identities for HBONE: wl's identity
      * (zt_workload_identity) plus every SPIFFE string among these SANs. */
     char *const *sans;
     size_t n_sans;
+    enum zt_upstream_fail fail; /* set when the call fails */
 };
 
 /* Resolves (dst, dst_port) for client (borrowed, may be NULL; its network
- * and namespace scope the lookup). Returns 0, or ZT_E_NOT_FOUND when dst is
- * a service without a usable endpoint. */
+ * and namespace scope the lookup) connecting from src_ip (may be NULL:
+ * unknown), as Istio's ztunnel builds an outbound request (wire facts 8 and
+ * 9.3):
+ *  1. dst is a service VIP (visible to the client's namespace, and no
+ *     workload's IP) whose service has a waypoint: WAYPOINT to it;
+ *  2. else the upstream is picked (service endpoint, workload by IP or
+ *     passthrough); if that is a workload with a waypoint, dst was not a
+ *     service's VIP and the client is not one of that waypoint's own
+ *     workloads (same identity and src_ip one of its addresses): WAYPOINT;
+ *  3. else the upstream itself.
+ * A waypoint is never bypassed: one that resolves to nothing dialable, or
+ * to a workload on another network (that needs double HBONE, which the
+ * proxy does not do), fails the call. random_value drives every random
+ * choice (weighted waypoint, endpoints). Returns 0, or ZT_E_NOT_FOUND with
+ * out->fail saying why (out->svc is then still the dialed service, if
+ * any). */
 int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload *client,
-                              const struct zt_ip *dst, uint16_t dst_port, uint32_t random_value,
-                              struct zt_upstream *out);
+                              const struct zt_ip *src_ip, const struct zt_ip *dst,
+                              uint16_t dst_port, uint32_t random_value, struct zt_upstream *out);
 
 #endif

@@ -18,6 +18,11 @@
 // K+1, ...). It prints "ok=<n> failed=<n>" and exits 0 only if every tunnel
 // was answered 200.
 //
+// With -describe, the server dials nothing: it answers every CONNECT 200
+// and writes back one line, "server=<own id> authority=<:authority>
+// peer=<client id>", then ends the stream (a stand-in for a waypoint that
+// shows what reached it).
+//
 // -serial HEX gives the leaf that serial number instead of a random one (a
 // test can then revoke it in a CRL).
 //
@@ -84,6 +89,7 @@ type options struct {
 	first       int
 	parallel    int
 	serial      string
+	describe    bool
 }
 
 func logf(format string, args ...interface{}) {
@@ -420,6 +426,11 @@ func (s *hboneServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		return
 	}
+	if s.opts.describe {
+		status = http.StatusOK
+		describeStream(w, r, s.opts.id, peer)
+		return
+	}
 	upstream, err := net.DialTimeout("tcp", r.Host, s.opts.dialTimeout)
 	if err != nil {
 		logf("upstream %s: %v", r.Host, err)
@@ -477,6 +488,13 @@ func (s *hboneServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// describeStream answers a CONNECT with 200 and one line saying who served
+// it, what was asked for and who asked (-describe).
+func describeStream(w http.ResponseWriter, r *http.Request, self, peer string) {
+	w.WriteHeader(http.StatusOK)
+	writeFlush(w, []byte(fmt.Sprintf("server=%s authority=%s peer=%s\n", self, r.Host, peer)))
 }
 
 func runServer(opts *options, me *identity) int {
@@ -804,7 +822,7 @@ func runClientListen(c *hboneClient) int {
 
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage:
-  hbone_peer server -ca-dir DIR -id SPIFFE -listen IP:PORT [-once] [-status N]
+  hbone_peer server -ca-dir DIR -id SPIFFE -listen IP:PORT [-once] [-status N] [-describe]
   hbone_peer client -ca-dir DIR -id SPIFFE -connect IP:PORT -authority IP:PORT
                     -expect-id SPIFFE[,SPIFFE...] [-listen IP:PORT] [-once] [-H 'k: v']
                     [-count N [-first K] [-parallel P]]
@@ -834,6 +852,7 @@ func main() {
 	fs.IntVar(&opts.count, "count", 0, "client: open this many empty tunnels, then exit")
 	fs.IntVar(&opts.first, "first", 0, "client -count: number of the first tunnel")
 	fs.IntVar(&opts.parallel, "parallel", 1, "client -count: tunnels open at a time")
+	fs.BoolVar(&opts.describe, "describe", false, "server: answer 200 and write back 'server=ID authority=A peer=ID', dialing nothing")
 	fs.Parse(os.Args[2:])
 	if opts.caDir == "" || opts.id == "" {
 		usage()

@@ -403,7 +403,7 @@ static void test_pick_unhealthy(void)
     struct zt_upstream up;
     struct zt_ip vip = ip("10.96.0.10");
     CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, NULL, 0, &w, &tp), ZT_E_NOT_FOUND);
-    CHECK_EQ_INT(zt_state_resolve_outbound(s, NULL, &vip, 80, 0, &up), ZT_E_NOT_FOUND);
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, NULL, NULL, &vip, 80, 0, &up), ZT_E_NOT_FOUND);
     zt_state_unref(s);
 
     s = lb_state(ZT_LB_STANDARD, NULL, 0, tweak_health);
@@ -551,14 +551,14 @@ static void test_pick_skips_undialable(void)
     for (uint32_t r = 0; r < 12; r++) {
         CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, r, &w, &tp), 0);
         CHECK_EQ_STR(w->uid, "e2");
-        CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &vip, 80, r, &up), 0);
+        CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &vip, 80, r, &up), 0);
         CHECK(up.has_ip);
         CHECK_EQ_STR(up.wl->uid, "e2");
     }
     /* Test-only: IPv6 only, and e2 has only an IPv4 address. */
     svc->ip_families = ZT_IPF_IPV6_ONLY;
     CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, 0, &w, &tp), ZT_E_NOT_FOUND);
-    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &vip, 80, 0, &up), ZT_E_NOT_FOUND);
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &vip, 80, 0, &up), ZT_E_NOT_FOUND);
     zt_state_unref(s);
 }
 
@@ -570,7 +570,7 @@ static void test_resolve_outbound(void)
     struct zt_ip dst = ip("10.96.0.10");
     char buf[ZT_IP_STRLEN];
 
-    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &dst, 80, 0, &up), 0);
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &dst, 80, 0, &up), 0);
     CHECK_EQ_INT(up.kind, ZT_UPSTREAM_SERVICE);
     CHECK_EQ_STR(up.wl->uid, "e2"); /* e1 skipped: other network */
     CHECK(!up.is_hbone);
@@ -579,19 +579,19 @@ static void test_resolve_outbound(void)
     CHECK_EQ_STR(zt_ip_format(&up.ip, buf, sizeof(buf)), "10.0.1.2");
     CHECK_EQ_STR(up.svc->name, "web");
 
-    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &dst, 80, 1, &up), 0);
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &dst, 80, 1, &up), 0);
     CHECK_EQ_STR(up.wl->uid, "e3");
     CHECK(up.is_hbone);
 
     dst = ip("10.0.1.3");
-    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &dst, 7000, 0, &up), 0);
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &dst, 7000, 0, &up), 0);
     CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WORKLOAD);
     CHECK_EQ_STR(up.wl->uid, "e3");
     CHECK(up.is_hbone);
     CHECK_EQ_INT(up.port, 7000);
 
     dst = ip("192.0.2.1");
-    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, &dst, 443, 0, &up), 0);
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &dst, 443, 0, &up), 0);
     CHECK_EQ_INT(up.kind, ZT_UPSTREAM_PASSTHROUGH);
     CHECK(up.wl == NULL && up.svc == NULL && !up.is_hbone);
     CHECK_EQ_STR(zt_ip_format(&up.ip, buf, sizeof(buf)), "192.0.2.1");
@@ -599,7 +599,7 @@ static void test_resolve_outbound(void)
 
     s = lb_state(ZT_LB_PASSTHROUGH, NULL, 0, NULL);
     dst = ip("10.96.0.10");
-    CHECK_EQ_INT(zt_state_resolve_outbound(s, NULL, &dst, 80, 0, &up), 0);
+    CHECK_EQ_INT(zt_state_resolve_outbound(s, NULL, NULL, &dst, 80, 0, &up), 0);
     CHECK_EQ_INT(up.kind, ZT_UPSTREAM_PASSTHROUGH);
     CHECK(up.svc != NULL);
     CHECK_EQ_INT(up.port, 80);
@@ -858,6 +858,353 @@ static void test_by_hostname(void)
     zt_state_unref(empty);
 }
 
+/* ---- waypoints (wire facts 8) ---- */
+
+static void gw_ip(struct zt_gateway *g, const char *network, const char *addr, uint16_t port)
+{
+    g->kind = ZT_GATEWAY_ADDRESS;
+    g->network = zt_state_xstrdup(network);
+    g->ip = ip(addr);
+    g->hbone_mtls_port = port;
+}
+
+static void gw_host(struct zt_gateway *g, const char *ns, const char *host, uint16_t port)
+{
+    g->kind = ZT_GATEWAY_HOSTNAME;
+    g->namespace = zt_state_xstrdup(ns);
+    g->hostname = zt_state_xstrdup(host);
+    g->hbone_mtls_port = port;
+}
+
+static struct zt_weighted_waypoint *add_weighted(struct zt_service *svc, uint32_t weight)
+{
+    struct zt_weighted_waypoint *w =
+        zt_state_array_push(&svc->weighted_waypoints, &svc->n_weighted_waypoints, sizeof(*w));
+    w->weight = weight;
+    return w;
+}
+
+static struct zt_workload *wl_sa(const char *uid, const char *addr, const char *sa)
+{
+    struct zt_workload *wl = wl_new(uid, uid, "ns", addr, ZT_WL_PROTO_HBONE);
+    wl->service_account = zt_state_xstrdup(sa);
+    return wl;
+}
+
+#define WP_SVC "ns/waypoint.ns.svc.cluster.local"
+#define WP_AT_SVC "ns/wp-at.ns.svc.cluster.local"
+#define WP_REMOTE_SVC "ns/wp-remote.ns.svc.cluster.local"
+
+/* Workloads: client c (10.0.2.1); e1 (10.0.1.1) with its own waypoint at
+ * 10.0.9.1, e2 (10.0.1.2), both endpoints of "web" (no waypoint); e3
+ * (10.0.1.3) whose waypoint is the service "waypoint" (VIP 10.96.0.99,
+ * port 15008, one extra SAN), of which wp1 (10.0.9.1) and wp2 (10.0.9.2)
+ * are the endpoints here, wp-remote (10.0.9.5) one on net2; wp-at
+ * (10.0.9.3, application tunnel) and wp-noat (10.0.9.4) of "wp-at" (no
+ * ports); wp-remote is the only endpoint of "wp-remote". Services with a
+ * VIP 10.96.0.N each show one waypoint configuration. */
+static struct zt_state *wp_state(void)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_workload *w;
+    struct zt_service *svc;
+
+    zt_state_builder_add_workload(b, wl_sa("client", "10.0.2.1", "c"));
+    w = wl_sa("e1", "10.0.1.1", "e");
+    wl_add_svc(w, "ns/web.ns.svc.cluster.local", 80, 8080);
+    gw_ip(&w->waypoint, "", "10.0.9.1", 15008);
+    zt_state_builder_add_workload(b, w);
+    w = wl_sa("e2", "10.0.1.2", "e");
+    wl_add_svc(w, "ns/web.ns.svc.cluster.local", 80, 8080);
+    zt_state_builder_add_workload(b, w);
+    w = wl_sa("e3", "10.0.1.3", "e");
+    gw_host(&w->waypoint, "ns", "waypoint.ns.svc.cluster.local", 15008);
+    zt_state_builder_add_workload(b, w);
+    w = wl_sa("wp1", "10.0.9.1", "waypoint");
+    wl_add_svc(w, WP_SVC, 0, 0);
+    zt_state_builder_add_workload(b, w);
+    w = wl_sa("wp2", "10.0.9.2", "waypoint");
+    wl_add_svc(w, WP_SVC, 0, 0);
+    zt_state_builder_add_workload(b, w);
+    w = wl_sa("wp-at", "10.0.9.3", "waypoint");
+    w->has_application_tunnel = true;
+    w->application_tunnel_protocol = ZT_APP_TUNNEL_PROXY;
+    wl_add_svc(w, WP_AT_SVC, 0, 0);
+    zt_state_builder_add_workload(b, w);
+    w = wl_sa("wp-noat", "10.0.9.4", "waypoint");
+    wl_add_svc(w, WP_AT_SVC, 0, 0);
+    zt_state_builder_add_workload(b, w);
+    w = wl_sa("wp-remote", "10.0.9.5", "waypoint");
+    w->network = zt_state_xstrdup("net2");
+    wl_add_svc(w, WP_REMOTE_SVC, 0, 0);
+    wl_add_svc(w, WP_SVC, 0, 0);
+    zt_state_builder_add_workload(b, w);
+
+    zt_state_builder_add_service(b, svc_new("web", "ns", "10.96.0.10", 80, 8080));
+    svc = svc_new("waypoint", "ns", "10.96.0.99", 15008, 15008);
+    *(char **)zt_state_array_push(&svc->subject_alt_names, &svc->n_subject_alt_names,
+                                  sizeof(char *)) =
+        zt_state_xstrdup("spiffe://cluster.local/ns/ns/sa/wp-extra");
+    zt_state_builder_add_service(b, svc);
+    zt_state_builder_add_service(b, svc_new("wp-at", "ns", NULL, 0, 0));
+    zt_state_builder_add_service(b, svc_new("wp-remote", "ns", NULL, 15008, 15008));
+    zt_state_builder_add_service(b, svc_new("empty-wp", "ns", NULL, 15008, 15008));
+
+    svc = svc_new("by-ip", "ns", "10.96.0.11", 80, 8080);
+    gw_ip(&svc->waypoint, "", "10.0.9.1", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("by-host", "ns", "10.96.0.12", 80, 8080);
+    gw_host(&svc->waypoint, "ns", "waypoint.ns.svc.cluster.local", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("by-at", "ns", "10.96.0.13", 80, 8080);
+    gw_host(&svc->waypoint, "ns", "wp-at.ns.svc.cluster.local", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("weighted", "ns", "10.96.0.14", 80, 8080);
+    gw_ip(&add_weighted(svc, 1)->destination, "", "10.0.9.1", 15008);
+    gw_ip(&add_weighted(svc, 3)->destination, "", "10.0.9.2", 15008);
+    gw_ip(&add_weighted(svc, 0)->destination, "", "10.0.9.3", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("zero", "ns", "10.96.0.15", 80, 8080);
+    gw_ip(&add_weighted(svc, 0)->destination, "", "10.0.9.1", 15008);
+    gw_ip(&add_weighted(svc, 0)->destination, "", "10.0.9.1", 15008);
+    gw_ip(&svc->waypoint, "", "10.0.9.2", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("remote-ip", "ns", "10.96.0.16", 80, 8080);
+    gw_ip(&svc->waypoint, "net2", "10.0.9.5", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("remote-host", "ns", "10.96.0.17", 80, 8080);
+    gw_host(&svc->waypoint, "ns", "wp-remote.ns.svc.cluster.local", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("unknown-host", "ns", "10.96.0.18", 80, 8080);
+    gw_host(&svc->waypoint, "ns", "nothing.ns.svc.cluster.local", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("unknown-ip", "ns", "10.96.0.19", 80, 8080);
+    gw_ip(&svc->waypoint, "", "10.0.9.200", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("no-endpoints", "ns", "10.96.0.20", 80, 8080);
+    gw_host(&svc->waypoint, "ns", "empty-wp.ns.svc.cluster.local", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("pt", "ns", "10.96.0.21", 80, 8080);
+    svc->lb_mode = ZT_LB_PASSTHROUGH;
+    gw_ip(&svc->waypoint, "", "10.0.9.1", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("weighted-bad", "ns", "10.96.0.22", 80, 8080);
+    gw_ip(&add_weighted(svc, 1)->destination, "", "10.0.9.200", 15008);
+    gw_ip(&svc->waypoint, "", "10.0.9.1", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("port0", "ns", "10.96.0.23", 80, 8080);
+    gw_ip(&svc->waypoint, "", "10.0.9.1", 0);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("by-vip", "ns", "10.96.0.24", 80, 8080);
+    gw_ip(&svc->waypoint, "", "10.96.0.99", 15008);
+    zt_state_builder_add_service(b, svc);
+    return finish(b);
+}
+
+/* Resolves dst:80 for the client c from its own address; rc checked. */
+static int wp_resolve(const struct zt_state *s, const char *client_uid, const char *src,
+                      const char *dst, uint32_t r, struct zt_upstream *up)
+{
+    struct zt_ip d = ip(dst), sip = ip(src);
+    return zt_state_resolve_outbound(s, zt_state_workload_by_uid(s, client_uid), &sip, &d, 80, r,
+                                     up);
+}
+
+static const char *ip_str(const struct zt_ip *a)
+{
+    static char buf[ZT_IP_STRLEN];
+    return zt_ip_format(a, buf, sizeof(buf));
+}
+
+/* A VIP whose service names its waypoint by IP goes to that workload's
+ * address at the gateway's port, expecting the waypoint's identity only;
+ * the service stays the one dialed. So does a PASSTHROUGH service's. A
+ * service without a waypoint is load-balanced as before, even though its
+ * endpoint e1 has a waypoint of its own (service-addressed traffic). */
+static void test_waypoint_service_by_ip(void)
+{
+    struct zt_state *s = wp_state();
+    struct zt_upstream up;
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.11", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    CHECK_EQ_STR(up.wl->uid, "wp1");
+    CHECK_EQ_STR(ip_str(&up.ip), "10.0.9.1");
+    CHECK_EQ_INT(up.port, 15008);
+    CHECK(up.is_hbone && up.has_ip);
+    CHECK_EQ_STR(up.svc->name, "by-ip");
+    CHECK_EQ_INT(up.n_sans, 0);
+    CHECK_EQ_STR(zt_upstream_kind_str(up.kind), "waypoint");
+
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.21", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    CHECK_EQ_STR(up.wl->uid, "wp1");
+    CHECK_EQ_STR(up.svc->name, "pt");
+
+    for (uint32_t r = 0; r < 4; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.10", r, &up), 0);
+        CHECK_EQ_INT(up.kind, ZT_UPSTREAM_SERVICE);
+        CHECK_EQ_STR(up.wl->uid, r % 2 ? "e2" : "e1");
+        CHECK_EQ_INT(up.port, 8080);
+    }
+    zt_state_unref(s);
+}
+
+/* By hostname: the waypoint service's endpoints are load-balanced (both
+ * waypoint pods get picked; the one on another network is left out while
+ * local ones exist), its SANs are expected too. In waypoint mode
+ * an endpoint with an application tunnel serves even though its service
+ * has no port at all, and one without is never picked. */
+static void test_waypoint_service_by_hostname(void)
+{
+    struct zt_state *s = wp_state();
+    struct zt_upstream up;
+    int seen[2] = {0, 0};
+    for (uint32_t r = 0; r < 64; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.12", r, &up), 0);
+        CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+        CHECK(strcmp(up.wl->uid, "wp1") == 0 || strcmp(up.wl->uid, "wp2") == 0);
+        seen[up.wl->uid[2] - '1']++;
+        CHECK(zt_workload_has_ip(up.wl, &up.ip));
+        CHECK_EQ_INT(up.port, 15008);
+        CHECK_EQ_STR(up.svc->name, "by-host");
+        CHECK_EQ_INT(up.n_sans, 1);
+        CHECK_EQ_STR(up.sans[0], "spiffe://cluster.local/ns/ns/sa/wp-extra");
+    }
+    CHECK(seen[0] > 0 && seen[1] > 0);
+    /* A waypoint given by IP that is the waypoint service's VIP: the same. */
+    for (uint32_t r = 0; r < 8; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.24", r, &up), 0);
+        CHECK(strcmp(up.wl->uid, "wp1") == 0 || strcmp(up.wl->uid, "wp2") == 0);
+        CHECK_EQ_INT(up.n_sans, 1);
+    }
+    for (uint32_t r = 0; r < 16; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.13", r, &up), 0);
+        CHECK_EQ_STR(up.wl->uid, "wp-at");
+        CHECK_EQ_INT(up.port, 15008);
+    }
+    zt_state_unref(s);
+}
+
+/* Weighted waypoints split connections in proportion to weight: over
+ * every residue of the total weight, exactly; over pseudo-random values,
+ * within 5 standard deviations; a zero weight never. With only zero weights
+ * the single waypoint is used. A weighted pick that resolves to nothing
+ * fails: it does not fall back to the single waypoint. */
+static void test_waypoint_weighted(void)
+{
+    struct zt_state *s = wp_state();
+    struct zt_upstream up;
+    int n[3] = {0, 0, 0};
+    for (uint32_t r = 0; r < 4000; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.14", r, &up), 0);
+        CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+        n[up.wl->uid[2] - '1']++;
+    }
+    CHECK_EQ_INT(n[0], 1000);
+    CHECK_EQ_INT(n[1], 3000);
+    n[0] = n[1] = 0;
+    rnd_state = 777;
+    for (int i = 0; i < 4000; i++) {
+        uint32_t r = (rnd(65536) << 16) | rnd(65536);
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.14", r, &up), 0);
+        CHECK(strcmp(up.wl->uid, "wp-at") != 0);
+        n[up.wl->uid[2] - '1']++;
+    }
+    /* Binomial(4000, 0.25): mean 1000, standard deviation 27.4. */
+    CHECK(n[0] > 1000 - 137 && n[0] < 1000 + 137);
+    CHECK_EQ_INT(n[0] + n[1], 4000);
+
+    for (uint32_t r = 0; r < 8; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.15", r, &up), 0);
+        CHECK_EQ_STR(up.wl->uid, "wp2");
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.22", r, &up), ZT_E_NOT_FOUND);
+        CHECK_EQ_INT(up.fail, ZT_UPSTREAM_FAIL_WAYPOINT_UNKNOWN);
+    }
+    zt_state_unref(s);
+}
+
+/* Traffic to e1's pod IP goes to e1's own waypoint, with no service; the
+ * same destination through the service VIP does not (test above). */
+static void test_waypoint_workload(void)
+{
+    struct zt_state *s = wp_state();
+    struct zt_upstream up;
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.0.1.1", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    CHECK_EQ_STR(up.wl->uid, "wp1");
+    CHECK_EQ_STR(ip_str(&up.ip), "10.0.9.1");
+    CHECK_EQ_INT(up.port, 15008);
+    CHECK(up.svc == NULL);
+    /* e2 has no waypoint: direct. */
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.0.1.2", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WORKLOAD);
+    CHECK_EQ_STR(up.wl->uid, "e2");
+    zt_state_unref(s);
+}
+
+/* The waypoint's own traffic to e1 goes direct: wp1 has e1's waypoint's
+ * identity and connects from its own address. A client with the
+ * waypoint's identity from another address, or from the waypoint's address
+ * with another identity, still goes through the waypoint. */
+static void test_waypoint_source_is_waypoint(void)
+{
+    struct zt_state *s = wp_state();
+    struct zt_upstream up;
+    CHECK_EQ_INT(wp_resolve(s, "wp1", "10.0.9.1", "10.0.1.1", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WORKLOAD);
+    CHECK_EQ_STR(up.wl->uid, "e1");
+    /* wp2: same identity as wp1, but not wp1's address. */
+    CHECK_EQ_INT(wp_resolve(s, "wp2", "10.0.9.2", "10.0.1.1", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    /* the client, claiming wp1's address, has another identity. */
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.9.1", "10.0.1.1", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    /* A waypoint by hostname: any endpoint of its service is the waypoint. */
+    CHECK_EQ_INT(wp_resolve(s, "wp2", "10.0.9.2", "10.0.1.3", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WORKLOAD);
+    CHECK_EQ_STR(up.wl->uid, "e3");
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.0.1.3", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    CHECK(up.svc == NULL);
+    /* No source address known: never taken for the waypoint. */
+    struct zt_ip d = ip("10.0.1.1");
+    CHECK_EQ_INT(
+        zt_state_resolve_outbound(s, zt_state_workload_by_uid(s, "wp1"), NULL, &d, 80, 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    zt_state_unref(s);
+}
+
+/* A waypoint on another network (by IP, or a service whose only endpoint
+ * is there) is refused, never bypassed. */
+static void test_waypoint_other_network(void)
+{
+    struct zt_state *s = wp_state();
+    struct zt_upstream up;
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.16", 0, &up), ZT_E_NOT_FOUND);
+    CHECK_EQ_INT(up.fail, ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK);
+    CHECK_EQ_STR(up.svc->name, "remote-ip");
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.17", 0, &up), ZT_E_NOT_FOUND);
+    CHECK_EQ_INT(up.fail, ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK);
+    zt_state_unref(s);
+}
+
+/* A waypoint that resolves to nothing fails the connection: an unknown
+ * hostname, an IP no workload or service has, a service without
+ * endpoints, an HBONE port of 0. */
+static void test_waypoint_unresolvable(void)
+{
+    struct zt_state *s = wp_state();
+    struct zt_upstream up;
+    const char *vips[] = {"10.96.0.18", "10.96.0.19", "10.96.0.20", "10.96.0.23"};
+    for (size_t i = 0; i < sizeof(vips) / sizeof(vips[0]); i++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", vips[i], 0, &up), ZT_E_NOT_FOUND);
+        CHECK_EQ_INT(up.fail, ZT_UPSTREAM_FAIL_WAYPOINT_UNKNOWN);
+        CHECK(up.svc != NULL);
+    }
+    CHECK(strstr(zt_upstream_fail_str(ZT_UPSTREAM_FAIL_WAYPOINT_UNKNOWN), "waypoint") != NULL);
+    zt_state_unref(s);
+}
+
 int main(void)
 {
     RUN(test_by_hostname);
@@ -876,6 +1223,13 @@ int main(void)
     RUN(test_pick_failover_strict);
     RUN(test_pick_skips_undialable);
     RUN(test_resolve_outbound);
+    RUN(test_waypoint_service_by_ip);
+    RUN(test_waypoint_service_by_hostname);
+    RUN(test_waypoint_weighted);
+    RUN(test_waypoint_workload);
+    RUN(test_waypoint_source_is_waypoint);
+    RUN(test_waypoint_other_network);
+    RUN(test_waypoint_unresolvable);
     RUN(test_strings_shared);
     RUN(test_delta_merge);
     RUN(test_delta_indexes);
