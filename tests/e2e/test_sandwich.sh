@@ -166,6 +166,15 @@ if [ "$out" = after ] && [[ $rec == *"dst=$C:8080 "* ]] && [ -z "$(record_line 4
 	zt_fail "reply '$out', record 3: '$rec'"
 fi
 
+zt_test "control: the listener reads a header written by hand from the specification"
+# 10.1.2.3:4660 -> 10.4.5.6:80, TLV 0xD0 "id", then data.
+out=$(printf '\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x11\x0a\x01\x02\x03\x0a\x04\x05\x06\x12\x34\x00\x50\xd0\x00\x02idhand' |
+	zt_ns_exec "$w" timeout 5 socat -t 5 - TCP:127.0.0.1:15088)
+rec=$(record_line 4)
+if [ "$out" = hand ] && [[ $rec =~ ^peer=127\.0\.0\.1:[0-9]+\ cmd=1\ fam=11\ src=10\.1\.2\.3:4660\ dst=10\.4\.5\.6:80\ tlvs=d0:id$ ]]; then
+	zt_pass
+else zt_fail "reply '$out', record 4: '$rec'"; fi
+
 # ---- traffic from a waypoint is authorized as the waypoint ----
 zt_test "d allows the waypoint's principal: the Go client as the waypoint gets through"
 expect_echo waypoint $D "$D:8080" sa-d
