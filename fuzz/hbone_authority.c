@@ -30,9 +30,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void check_request(const char *authority, const struct sockaddr *accepted_on)
 {
-    struct sockaddr_storage target;
+    struct zt_hbone_target target;
     const char *why = NULL;
-    int status = zt_hbone_check_request("CONNECT", authority, accepted_on, &target, &why);
+    int status = zt_hbone_check_request("CONNECT", authority, &target, &why);
+    if (status == 200)
+        status = zt_hbone_check_target(&target, accepted_on, false, &why);
     if (status == 200 ? why != NULL : (why == NULL || (status != 400 && status != 503)))
         __builtin_trap();
 }
@@ -55,6 +57,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (zt_hbone_parse_authority(text, &b) != 0 || memcmp(&a, &b, sizeof(a)) != 0)
             __builtin_trap();
     }
+    struct zt_hbone_target t;
+    if (zt_hbone_parse_target(s, &t) == 0 &&
+        (t.port == 0 || (t.is_host ? !t.host[0] || strlen(t.host) > ZT_HBONE_HOST_MAX
+                                   : t.addr.ss_family != AF_INET && t.addr.ss_family != AF_INET6)))
+        __builtin_trap();
     check_request(s, (const struct sockaddr *)&accepted4);
     check_request(s, (const struct sockaddr *)&accepted6);
     free(s);

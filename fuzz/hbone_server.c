@@ -162,10 +162,11 @@ static void on_request(struct zt_h2_session *s, void *ud, int32_t sid,
 {
     struct owner *o = ud;
     must(!o->closed && req->method && req->authority);
-    struct sockaddr_storage target;
+    struct zt_hbone_target target;
     const char *why = NULL;
-    int status = zt_hbone_check_request(req->method, req->authority,
-                                        (const struct sockaddr *)&accepted, &target, &why);
+    int status = zt_hbone_check_request(req->method, req->authority, &target, &why);
+    if (status == 200)
+        status = zt_hbone_check_target(&target, (const struct sockaddr *)&accepted, false, &why);
     if (status != 200) {
         zt_h2_session_respond(s, sid, status, NULL, 0);
         return;

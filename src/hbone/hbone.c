@@ -103,28 +103,70 @@ static bool same_ip(const struct sockaddr *a, const struct sockaddr *b)
                   &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
 }
 
+static bool is_host_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '_' || ch == '.';
+}
+
+int zt_hbone_parse_target(const char *s, struct zt_hbone_target *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (zt_hbone_parse_authority(s, &out->addr) == 0) {
+        out->port =
+            ntohs(out->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&out->addr)->sin6_port
+                                                  : ((struct sockaddr_in *)&out->addr)->sin_port);
+        return 0;
+    }
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon)
+        return ZT_E_BAD_AUTHORITY;
+    size_t hlen = (size_t)(colon - s);
+    if (hlen == 0 || hlen > ZT_HBONE_HOST_MAX || s[0] == '.')
+        goto bad;
+    for (size_t i = 0; i < hlen; i++) {
+        if (!is_host_char(s[i]))
+            goto bad;
+    }
+    if (parse_port(colon + 1, &out->port) < 0)
+        goto bad;
+    memcpy(out->host, s, hlen);
+    out->host[hlen] = 0;
+    out->is_host = true;
+    return 0;
+bad:
+    memset(out, 0, sizeof(*out));
+    return ZT_E_BAD_AUTHORITY;
+}
+
 int zt_hbone_check_request(const char *method, const char *authority,
-                           const struct sockaddr *accepted_on, struct sockaddr_storage *target,
-                           const char **why)
+                           struct zt_hbone_target *target, const char **why)
 {
     if (!method || strcmp(method, "CONNECT") != 0) {
         *why = "method is not CONNECT";
         return 400;
     }
-    if (zt_hbone_parse_authority(authority, target) < 0) {
+    if (zt_hbone_parse_target(authority, target) < 0) {
         *why = "unparseable :authority";
         return 400;
     }
-    if (!same_ip((const struct sockaddr *)target, accepted_on)) {
+    *why = NULL;
+    return 200;
+}
+
+int zt_hbone_check_target(const struct zt_hbone_target *target, const struct sockaddr *accepted_on,
+                          bool any_ip, const char **why)
+{
+    *why = NULL;
+    if (target->is_host)
+        return 200;
+    if (!any_ip && !same_ip((const struct sockaddr *)&target->addr, accepted_on)) {
         *why = ":authority is not the address this connection was accepted on";
         return 400;
     }
-    uint16_t port = ntohs(target->ss_family == AF_INET6 ? ((struct sockaddr_in6 *)target)->sin6_port
-                                                        : ((struct sockaddr_in *)target)->sin_port);
-    if (zt_hbone_port_is_illegal(port)) {
+    if (zt_hbone_port_is_illegal(target->port)) {
         *why = "target port is reserved for the proxy";
         return 503;
     }
-    *why = NULL;
     return 200;
 }

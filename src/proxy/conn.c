@@ -564,7 +564,7 @@ void zt_conn_worker_init(struct zt_pw *pw)
 void zt_conn_authz(const struct zt_conn *c, struct zt_authz_conn *out)
 {
     const union zt_conn_addr *dst =
-        c->kind == ZT_CONN_INBOUND_HBONE ? &c->hbone_addr : &c->dst_addr;
+        c->kind == ZT_CONN_INBOUND_HBONE ? &c->upstream_addr : &c->dst_addr;
     *out = (struct zt_authz_conn){.src_identity = c->src_identity};
     zt_ip_from_sockaddr(&c->src_addr.sa, &out->src_ip, &out->src_port);
     zt_ip_from_sockaddr(&dst->sa, &out->dst_ip, &out->dst_port);

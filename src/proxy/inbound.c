@@ -9,6 +9,8 @@
 #include "base/log.h"
 #include "hbone/hbone.h"
 #include "loop/sock.h"
+#include "proxy/inbound_route.h"
+#include "proxyproto/proxyproto.h"
 #include "telemetry/accesslog.h"
 #include "tls/ctx.h"
 
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Telemetry only: an identity that does not fit a SPIFFE id is left out. */
@@ -87,9 +90,12 @@ static int authorize(struct zt_pod_inst *pod, const struct zt_workload *self, co
 }
 
 /* Starts the upstream connect to the app for `c`; side `a_side` selects
- * which TCP side of the conn carries it. */
+ * which TCP side of the conn carries it. A loopback target is dialed from
+ * loopback (an application tunnel: the client's address travels in the
+ * PROXY header instead, and a foreign source on loopback would be dropped
+ * by the kernel's routing and the pod's rules). */
 static int connect_app(struct zt_conn *c, const struct sockaddr_storage *target,
-                       const struct sockaddr_storage *client, bool a_side)
+                       const struct sockaddr_storage *client, bool a_side, bool from_loopback)
 {
     struct zt_pod_inst *pod = c->pod;
     struct zt_sock_opts o;
@@ -100,8 +106,15 @@ static int connect_app(struct zt_conn *c, const struct sockaddr_storage *target,
     uint16_t port;
     zt_ip_from_sockaddr((const struct sockaddr *)client, &cip, &port);
     zt_ip_from_sockaddr((const struct sockaddr *)target, &tip, &port);
-    if (pod->pw->proxy->opts.orig_src && !zt_ip_eq(&cip, &tip) &&
-        client->ss_family == target->ss_family) {
+    if (from_loopback) {
+        bind_src = *target;
+        if (bind_src.ss_family == AF_INET)
+            ((struct sockaddr_in *)&bind_src)->sin_port = 0;
+        else
+            ((struct sockaddr_in6 *)&bind_src)->sin6_port = 0;
+        bsrc = (const struct sockaddr *)&bind_src;
+    } else if (pod->pw->proxy->opts.orig_src && !zt_ip_eq(&cip, &tip) &&
+               client->ss_family == target->ss_family) {
         o.transparent = true;
         if (bind_src.ss_family == AF_INET)
             ((struct sockaddr_in *)&bind_src)->sin_port = 0;
@@ -190,7 +203,7 @@ static void inbound_plain_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     /* No mTLS: identities are logged only when proven (none here). */
     zt_conn_set_peers(c, src_by_ip(pod, &peer), self, NULL);
     zt_conn_metrics_open(c);
-    int rc = connect_app(c, &dst, &peer, false);
+    int rc = connect_app(c, &dst, &peer, false, false);
     if (rc < 0)
         zt_conn_fail_connect(c, &c->dst_addr, rc);
 }
@@ -239,11 +252,10 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
 {
     struct zt_h2conn *h2 = in->h2;
     struct zt_pod_inst *pod = in->pod;
-    struct sockaddr_storage target;
+    struct zt_hbone_target target;
     const char *why = NULL;
     char reason[256];
-    int status = zt_hbone_check_request(req->method, req->authority, (struct sockaddr *)&in->local,
-                                        &target, &why);
+    int status = zt_hbone_check_request(req->method, req->authority, &target, &why);
     if (status != 200) {
         respond_fail(in, sid, status, req->authority, why);
         return NULL;
@@ -255,9 +267,16 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
         respond_fail(in, sid, 503, req->authority, "unknown local workload");
         return NULL;
     }
+    struct zt_inbound_route route;
+    status = zt_inbound_route(pod->pw->state, pod->pw->proxy->opts.network, self, &target,
+                              (struct sockaddr *)&in->local, &route, &why);
+    if (status != 200) {
+        respond_fail(in, sid, status, req->authority, why);
+        return NULL;
+    }
     struct zt_authz_conn ac;
-    if (authorize(pod, self, in->peer_identity, &in->peer, &target, &ac, reason, sizeof(reason)) <
-        0) {
+    if (authorize(pod, self, in->peer_identity, &in->peer, &route.upstream, &ac, reason,
+                  sizeof(reason)) < 0) {
         zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_HBONE, src_by_ip(pod, &in->peer),
                               in->peer_identity, self, ZT_CLOSE_DENY);
         char msg[320];
@@ -268,11 +287,17 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
     struct zt_conn *c = zt_conn_new(pod, ZT_CONN_INBOUND_HBONE, -1);
     zt_conn_addr_set(&c->src_addr, (struct sockaddr *)&in->peer);
     zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&in->local);
-    zt_conn_addr_set(&c->hbone_addr, (struct sockaddr *)&target);
+    /* A hostname target is logged as the address it resolved to. */
+    zt_conn_addr_set(&c->hbone_addr,
+                     (struct sockaddr *)(target.is_host ? &route.upstream : &target.addr));
+    zt_conn_addr_set(&c->upstream_addr, (struct sockaddr *)&route.upstream);
+    if (route.want_proxy_header)
+        zt_conn_addr_set(&c->tunnel_dst, (struct sockaddr *)&route.tunnel_dst);
     zt_conn_set_identity(c, &c->src_identity, in->peer_identity);
     fill_dst(c, self);
     const struct zt_workload *src = src_by_ip(pod, &in->peer);
-    zt_conn_set_peers(c, src, self, service_for_host(pod, self, req->forwarded));
+    zt_conn_set_peers(c, src, self,
+                      route.svc ? route.svc : service_for_host(pod, self, req->forwarded));
     if (!src && req->baggage) {
         /* Malformed baggage is ignored: telemetry never fails a connection. */
         struct zt_telemetry_baggage b;
@@ -284,7 +309,7 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
     zt_conn_metrics_open(c);
     zt_conn_set_stream(c, h2, sid);
     zt_h2conn_attach(h2, sid, &zt_conn_stream_ops, c);
-    int rc = connect_app(c, &target, &in->peer, true);
+    int rc = connect_app(c, &route.dial, &in->peer, true, route.is_loopback);
     if (rc < 0) {
         zt_h2conn_respond(h2, sid, 503, NULL, 0);
         c->b.st.is_final_status = true;
@@ -299,11 +324,31 @@ static void in_on_request(struct zt_h2conn *h2, void *ud, int32_t sid,
     serve_request(ud, sid, req, true);
 }
 
+/* Writes the PROXY v2 header of an application tunnel on the just
+ * connected socket, before any relayed byte. Its send buffer is empty, so
+ * the header (a few hundred bytes at most) goes in one call; anything less
+ * fails the connection rather than let the app read a partial header. */
+static int write_proxy_header(struct zt_conn *c)
+{
+    uint8_t hdr[ZT_PROXYPROTO_V2_MAX];
+    size_t len = 0;
+    int rc = zt_proxyproto_v2_encode(&c->src_addr.sa, &c->tunnel_dst.sa, c->src_identity, hdr,
+                                     sizeof(hdr), &len);
+    if (rc < 0)
+        return rc;
+    ssize_t n = send(c->a.fd, hdr, len, MSG_NOSIGNAL);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == len ? 0 : -EAGAIN;
+}
+
 void zt_inbound_upstream_ready(struct zt_conn *c, int err)
 {
     if (zt_conn_closed(c) || !zt_conn_h2(c))
         return;
     struct zt_h2conn *h2 = zt_conn_h2(c);
+    if (err == 0 && c->tunnel_dst.sa.sa_family != 0)
+        err = write_proxy_header(c);
     if (err < 0) {
         zt_h2conn_respond(h2, c->b.st.sid, 503, NULL, 0);
         c->b.st.is_final_status = true;

@@ -208,8 +208,12 @@ struct zt_conn {
     /* access log: addresses kept as they are, formatted when logged
      * (zt_conn_addr_str); family 0 = none. Inbound, policies are checked
      * (and re-checked when they change, zt_conn_authz) on src_addr and the
-     * address asked for: hbone_addr over HBONE, else dst_addr. */
+     * address asked for: upstream_addr over HBONE, else dst_addr. */
     union zt_conn_addr src_addr, dst_addr, hbone_addr;
+    /* Inbound HBONE: the pod's address and the port the target resolved to
+     * (zt_inbound_route), and for a PROXY application tunnel the
+     * destination its header names (family 0: no header). */
+    union zt_conn_addr upstream_addr, tunnel_dst;
     /* Identities proven by mTLS, for the access log, metrics and policy
      * re-checks: the s of a struct zt_ident (exactly their length, shared
      * with the pod's other connections that carry the same), NULL when

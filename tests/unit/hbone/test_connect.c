@@ -13,10 +13,12 @@ static struct sockaddr_in accepted_on;
 
 static int check_like_inbound(const struct zt_h2_request *req)
 {
-    struct sockaddr_storage target;
+    struct zt_hbone_target target;
     const char *why = NULL;
-    return zt_hbone_check_request(req->method, req->authority, (struct sockaddr *)&accepted_on,
-                                  &target, &why);
+    int status = zt_hbone_check_request(req->method, req->authority, &target, &why);
+    if (status == 200)
+        status = zt_hbone_check_target(&target, (struct sockaddr *)&accepted_on, false, &why);
+    return status;
 }
 
 /* Opens a CONNECT for `authority` and returns the status it got. */

@@ -162,6 +162,19 @@ static struct sockaddr_storage addr(const char *authority)
     return ss;
 }
 
+/* Both server-side checks, as the inbound proxy runs them; *target gets
+ * the address of an address target. */
+static int check_request(const char *method, const char *authority, const struct sockaddr *on,
+                         bool any_ip, struct sockaddr_storage *target, const char **why)
+{
+    struct zt_hbone_target t;
+    int status = zt_hbone_check_request(method, authority, &t, why);
+    if (status == 200)
+        status = zt_hbone_check_target(&t, on, any_ip, why);
+    *target = t.addr;
+    return status;
+}
+
 static void test_check_request(void)
 {
     struct sockaddr_storage on4 = addr("10.0.0.5:15008"), on6 = addr("[fd00::5]:15008");
@@ -172,41 +185,41 @@ static void test_check_request(void)
     /* Good: 200, target filled, no reason. */
     why = "unset";
     CHECK_EQ_INT(
-        zt_hbone_check_request("CONNECT", "10.0.0.5:8080", (struct sockaddr *)&on4, &target, &why),
+        check_request("CONNECT", "10.0.0.5:8080", (struct sockaddr *)&on4, false, &target, &why),
         200);
     CHECK(why == NULL);
     describe(&target, got, sizeof(got));
     CHECK_EQ_STR(got, "v4 10.0.0.5 8080");
     CHECK_EQ_INT(
-        zt_hbone_check_request("CONNECT", "[fd00::5]:9090", (struct sockaddr *)&on6, &target, &why),
+        check_request("CONNECT", "[fd00::5]:9090", (struct sockaddr *)&on6, false, &target, &why),
         200);
     describe(&target, got, sizeof(got));
     CHECK_EQ_STR(got, "v6 fd00::5 9090");
     /* Mapped authority on a v4 connection is the same address. */
-    CHECK_EQ_INT(zt_hbone_check_request("CONNECT", "[::ffff:10.0.0.5]:80", (struct sockaddr *)&on4,
-                                        &target, &why),
+    CHECK_EQ_INT(check_request("CONNECT", "[::ffff:10.0.0.5]:80", (struct sockaddr *)&on4, false,
+                               &target, &why),
                  200);
 
     /* Method. */
     const char *methods[] = {"GET", "connect", "POST", "", "CONNECTX", NULL};
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
         why = NULL;
-        CHECK_EQ_INT(zt_hbone_check_request(methods[i], "10.0.0.5:8080", (struct sockaddr *)&on4,
-                                            &target, &why),
+        CHECK_EQ_INT(check_request(methods[i], "10.0.0.5:8080", (struct sockaddr *)&on4, false,
+                                   &target, &why),
                      400);
         CHECK(why != NULL && *why);
     }
 
     /* Bad authority. */
-    const char *bad[] = {"", "10.0.0.5", "10.0.0.5:0", "echo.svc:80", "[::1]", "x"};
+    const char *bad[] = {"", "10.0.0.5", "10.0.0.5:0", "echo.svc:0", "[::1]", "x", "e cho:80"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         why = NULL;
         CHECK_EQ_INT(
-            zt_hbone_check_request("CONNECT", bad[i], (struct sockaddr *)&on4, &target, &why), 400);
+            check_request("CONNECT", bad[i], (struct sockaddr *)&on4, false, &target, &why), 400);
         CHECK(why != NULL && *why);
     }
     why = NULL;
-    CHECK_EQ_INT(zt_hbone_check_request("CONNECT", NULL, (struct sockaddr *)&on4, &target, &why),
+    CHECK_EQ_INT(check_request("CONNECT", NULL, (struct sockaddr *)&on4, false, &target, &why),
                  400);
     CHECK(why != NULL);
 
@@ -215,15 +228,14 @@ static void test_check_request(void)
     for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
         why = NULL;
         CHECK_EQ_INT(
-            zt_hbone_check_request("CONNECT", other[i], (struct sockaddr *)&on4, &target, &why),
-            400);
+            check_request("CONNECT", other[i], (struct sockaddr *)&on4, false, &target, &why), 400);
         CHECK(why != NULL && *why);
     }
     CHECK_EQ_INT(
-        zt_hbone_check_request("CONNECT", "[fd00::6]:80", (struct sockaddr *)&on6, &target, &why),
+        check_request("CONNECT", "[fd00::6]:80", (struct sockaddr *)&on6, false, &target, &why),
         400);
     CHECK_EQ_INT(
-        zt_hbone_check_request("CONNECT", "10.0.0.5:80", (struct sockaddr *)&on6, &target, &why),
+        check_request("CONNECT", "10.0.0.5:80", (struct sockaddr *)&on6, false, &target, &why),
         400);
 
     /* Proxy ports: 503, both families. */
@@ -232,17 +244,84 @@ static void test_check_request(void)
         char a[64];
         snprintf(a, sizeof(a), "10.0.0.5:%u", ports[i]);
         why = NULL;
-        CHECK_EQ_INT(zt_hbone_check_request("CONNECT", a, (struct sockaddr *)&on4, &target, &why),
+        CHECK_EQ_INT(check_request("CONNECT", a, (struct sockaddr *)&on4, false, &target, &why),
                      503);
         CHECK(why != NULL && *why);
         snprintf(a, sizeof(a), "[fd00::5]:%u", ports[i]);
-        CHECK_EQ_INT(zt_hbone_check_request("CONNECT", a, (struct sockaddr *)&on6, &target, &why),
+        CHECK_EQ_INT(check_request("CONNECT", a, (struct sockaddr *)&on6, false, &target, &why),
                      503);
     }
     /* A foreign IP on a proxy port is a 400 (checked first). */
     CHECK_EQ_INT(
-        zt_hbone_check_request("CONNECT", "10.0.0.9:15008", (struct sockaddr *)&on4, &target, &why),
+        check_request("CONNECT", "10.0.0.9:15008", (struct sockaddr *)&on4, false, &target, &why),
         400);
+}
+
+static void test_parse_target(void)
+{
+    struct zt_hbone_target t;
+    char got[96];
+    CHECK_EQ_INT(zt_hbone_parse_target("10.0.0.1:80", &t), 0);
+    describe(&t.addr, got, sizeof(got));
+    CHECK(!t.is_host && t.port == 80);
+    CHECK_EQ_STR(got, "v4 10.0.0.1 80");
+    CHECK_EQ_INT(zt_hbone_parse_target("[fd00::1]:8080", &t), 0);
+    CHECK(!t.is_host && t.port == 8080);
+    CHECK_EQ_INT(zt_hbone_parse_target("echo.default.svc.cluster.local:80", &t), 0);
+    CHECK(t.is_host && t.port == 80 && t.addr.ss_family == 0);
+    CHECK_EQ_STR(t.host, "echo.default.svc.cluster.local");
+    CHECK_EQ_INT(zt_hbone_parse_target("My_Svc-1:65535", &t), 0);
+    CHECK(t.is_host && t.port == 65535);
+    CHECK_EQ_STR(t.host, "My_Svc-1");
+    /* Not an address, so a hostname: resolution fails later, not parsing. */
+    CHECK_EQ_INT(zt_hbone_parse_target("10.0.0.256:80", &t), 0);
+    CHECK(t.is_host);
+    char longest[ZT_HBONE_HOST_MAX + 8];
+    memset(longest, 'a', ZT_HBONE_HOST_MAX);
+    strcpy(longest + ZT_HBONE_HOST_MAX, ":80");
+    CHECK_EQ_INT(zt_hbone_parse_target(longest, &t), 0);
+    CHECK_EQ_INT(strlen(t.host), ZT_HBONE_HOST_MAX);
+    memset(longest, 'a', ZT_HBONE_HOST_MAX + 1);
+    strcpy(longest + ZT_HBONE_HOST_MAX + 1, ":80");
+    CHECK_EQ_INT(zt_hbone_parse_target(longest, &t), ZT_E_BAD_AUTHORITY);
+    const char *bad[] = {"",       "echo",     "echo:",    "echo:0",   "echo:65536",
+                         ":80",    ".echo:80", "ec ho:80", "ec/ho:80", "[echo]:80",
+                         "e:c:80", "echo:8x",  "::1:80",   "echo:+80", "é:80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        t.is_host = true;
+        CHECK_EQ_INT(zt_hbone_parse_target(bad[i], &t), ZT_E_BAD_AUTHORITY);
+        CHECK(!t.is_host && t.host[0] == 0);
+    }
+    CHECK_EQ_INT(zt_hbone_parse_target(NULL, &t), ZT_E_BAD_AUTHORITY);
+}
+
+/* A hostname target passes the address checks (resolved later); with
+ * any_ip (an application tunnel) a foreign address passes too, but never a
+ * proxy port. */
+static void test_check_target(void)
+{
+    struct sockaddr_storage on4 = addr("10.0.0.5:15008"), target;
+    const char *why = "unset";
+    CHECK_EQ_INT(check_request("CONNECT", "echo.ns.svc.cluster.local:80", (struct sockaddr *)&on4,
+                               false, &target, &why),
+                 200);
+    CHECK(why == NULL);
+    CHECK_EQ_INT(check_request("GET", "echo.ns.svc.cluster.local:80", (struct sockaddr *)&on4,
+                               false, &target, &why),
+                 400);
+    CHECK_EQ_INT(
+        check_request("CONNECT", "10.96.0.10:80", (struct sockaddr *)&on4, false, &target, &why),
+        400);
+    CHECK_EQ_INT(
+        check_request("CONNECT", "10.96.0.10:80", (struct sockaddr *)&on4, true, &target, &why),
+        200);
+    CHECK_EQ_INT(
+        check_request("CONNECT", "[fd00::9]:80", (struct sockaddr *)&on4, true, &target, &why),
+        200);
+    CHECK_EQ_INT(
+        check_request("CONNECT", "10.96.0.10:15008", (struct sockaddr *)&on4, true, &target, &why),
+        503);
+    CHECK(why != NULL && *why);
 }
 
 int main(void)
@@ -252,5 +331,7 @@ int main(void)
     RUN(test_format_authority_round_trip);
     RUN(test_port_is_illegal);
     RUN(test_check_request);
+    RUN(test_parse_target);
+    RUN(test_check_target);
     return TEST_REPORT();
 }
