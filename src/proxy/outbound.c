@@ -313,6 +313,14 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         zt_conn_close(c, zt_upstream_fail_str(up.fail));
         return;
     }
+    if (up.is_double_hbone) {
+        /* The upstream is on another network: only double HBONE through its
+         * gateway reaches it, and never a direct connection. */
+        zt_conn_set_peers(c, self, NULL, up.svc);
+        zt_conn_close(c, "upstream on another network: double HBONE through its network gateway "
+                         "is not supported yet");
+        return;
+    }
     bool to_waypoint = up.kind == ZT_UPSTREAM_WAYPOINT;
     zt_conn_set_peers(c, self, up.wl, up.svc);
     c->mtls = up.kind != ZT_UPSTREAM_PASSTHROUGH && up.is_hbone;

@@ -33,7 +33,9 @@ static bool scope_matches(enum zt_lb_scope scope, const struct zt_workload *a,
 /* Returns the rank of ep for client, or -1 if STRICT excludes it. Ranking
  * counts leading routing preferences that match, stopping at the first
  * mismatch. A leading NETWORK preference is "preferred, not required": the
- * rest is ranked regardless and a matching network adds len - 1. */
+ * rest is ranked regardless, and a matching network counts as a match plus
+ * len - 1 (as in Istio's ztunnel), so any endpoint on the client's network
+ * outranks every endpoint elsewhere. */
 static int endpoint_rank(const struct zt_service *svc, const struct zt_workload *client,
                          const struct zt_workload *ep)
 {
@@ -53,7 +55,7 @@ static int endpoint_rank(const struct zt_service *svc, const struct zt_workload 
     if (net_first) {
         bool net = scope_matches(ZT_LB_SCOPE_NETWORK, client, ep);
         full = net && lead == n - 1;
-        rank = (int)lead + (net ? (int)(n - 1) : 0);
+        rank = (int)lead + (net ? (int)n : 0);
     } else {
         full = lead == n;
         rank = (int)lead;
@@ -90,18 +92,21 @@ static bool endpoint_target_port(const struct zt_service *svc, const struct zt_p
 
 static bool family_allowed(enum zt_ip_families f, const struct zt_ip *ip);
 
-/* An endpoint is picked only if the proxy can dial it: healthy (or the
- * service allows any), with an address of a family the service allows, on
- * the client's network. Hostname-only endpoints need on-demand DNS and
- * endpoints on another network need double HBONE through its gateway;
- * until the proxy has those, picking them would fail the connection. */
+/* An endpoint is picked only if the proxy can reach it: healthy (or the
+ * service allows any), and on the client's network with an address of a
+ * family the service allows (hostname-only endpoints need on-demand DNS),
+ * or on another network behind a network gateway, as Istio's ztunnel
+ * admits them: it is reached by double HBONE through the gateway, and its
+ * own addresses are never dialed. One on another network without a
+ * gateway cannot be reached at all (Istio picks it and fails the
+ * connection; leaving it out lets a reachable endpoint serve instead). */
 static bool endpoint_usable(const struct zt_service *svc, const struct zt_workload *client,
                             const struct zt_workload *ep)
 {
     if (ep->status == ZT_WL_UNHEALTHY && svc->lb_health != ZT_LB_ALLOW_ALL)
         return false;
     if (client && strcmp(client->network, ep->network) != 0)
-        return false;
+        return ep->network_gateway.kind != ZT_GATEWAY_NONE;
     for (size_t i = 0; i < ep->n_addresses; i++)
         if (family_allowed(svc->ip_families, &ep->addresses[i]))
             return true;
@@ -329,18 +334,114 @@ static bool client_is_waypoint(const struct zt_state *s, const struct zt_gateway
     return false;
 }
 
+/* Fills out->wl, ip, port and sans with the network gateway gw names
+ * (Istio's fetch_network_gateway): by IP, the service with that VIP on the
+ * gateway's network, else the workload with that IP; by name, the service
+ * "namespace/hostname", else a workload with that hostname. A service is
+ * load-balanced on hbone_mtls_port like any service dialed there (its
+ * endpoints are on the gateway's network, not the client's, so the network
+ * rule is lifted); the dial port is then the endpoint's target port for
+ * it. A workload is dialed at hbone_mtls_port. The address dialed is the
+ * gateway's IP when it names one the workload has, else one of prefer's
+ * family if there is one. The outer tunnel expects the gateway workload's
+ * identity or one of its service's SANs. Returns 0 or ZT_E_NOT_FOUND. */
+static int resolve_gateway(const struct zt_state *s, const struct zt_gateway *gw,
+                           const struct zt_workload *client, const struct zt_ip *prefer,
+                           uint32_t random_value, struct zt_upstream *out)
+{
+    const char *client_ns = client ? client->namespace : NULL;
+    const struct zt_service *gsvc = NULL;
+    const struct zt_workload *gwl = NULL;
+    uint16_t port = gw->hbone_mtls_port;
+
+    out->wl = NULL;
+    out->has_ip = false;
+    out->sans = NULL;
+    out->n_sans = 0;
+    if (port == 0)
+        return ZT_E_NOT_FOUND;
+    if (gw->kind == ZT_GATEWAY_ADDRESS) {
+        prefer = &gw->ip;
+        gsvc = zt_state_service_lookup(s, gw->network, &gw->ip, client_ns);
+        if (!gsvc)
+            gwl = zt_state_workload_by_ip(s, gw->network, &gw->ip);
+    } else if (gw->kind == ZT_GATEWAY_HOSTNAME) {
+        gsvc = service_by_name(s, gw->namespace, gw->hostname);
+        if (!gsvc)
+            gwl = workload_by_hostname(s, gw->namespace, gw->hostname);
+    }
+    if (gsvc) {
+        if (gsvc->lb_mode == ZT_LB_PASSTHROUGH ||
+            pick(s, gsvc, gw->hbone_mtls_port, client, random_value, RESOLVE_STANDARD, true, &gwl,
+                 &port) < 0)
+            return ZT_E_NOT_FOUND;
+        out->sans = gsvc->subject_alt_names;
+        out->n_sans = gsvc->n_subject_alt_names;
+    }
+    if (!gwl)
+        return ZT_E_NOT_FOUND;
+    if (zt_workload_has_ip(gwl, prefer)) {
+        out->ip = *prefer;
+        out->has_ip = true;
+    } else {
+        select_endpoint_ip(gsvc ? gsvc->ip_families : ZT_IPF_AUTOMATIC, gwl, prefer, out);
+    }
+    if (!out->has_ip)
+        return ZT_E_NOT_FOUND; /* hostname-only: nothing resolves it yet */
+    out->wl = gwl;
+    out->port = port;
+    return 0;
+}
+
+/* out->wl (with out->sans, its service's SANs) was picked and is on another
+ * network than the client's: turns out into the double HBONE plan through
+ * that workload's network gateway (Istio's build_request_through_gateway).
+ * Only service-addressed traffic crosses networks (both CONNECTs name the
+ * service); without that, or without a gateway, the call fails with
+ * `unreachable`; a gateway that resolves to nothing fails it with
+ * ZT_UPSTREAM_FAIL_GATEWAY_UNKNOWN. Returns 0 or ZT_E_NOT_FOUND. */
+static int through_gateway(const struct zt_state *s, const struct zt_workload *client,
+                           bool svc_addressed, const struct zt_ip *dst, uint16_t dst_port,
+                           uint32_t random_value, struct zt_upstream *out,
+                           enum zt_upstream_fail unreachable)
+{
+    const struct zt_workload *remote = out->wl;
+    char *const *final_sans = out->sans;
+    size_t n_final_sans = out->n_sans;
+
+    if (!svc_addressed || remote->network_gateway.kind == ZT_GATEWAY_NONE) {
+        out->wl = NULL;
+        out->fail = unreachable;
+        return ZT_E_NOT_FOUND;
+    }
+    if (resolve_gateway(s, &remote->network_gateway, client, dst, random_value, out) < 0) {
+        out->fail = ZT_UPSTREAM_FAIL_GATEWAY_UNKNOWN;
+        return ZT_E_NOT_FOUND;
+    }
+    out->is_hbone = true;
+    out->is_double_hbone = true;
+    out->final_wl = remote;
+    out->final_sans = final_sans;
+    out->n_final_sans = n_final_sans;
+    out->svc_port = dst_port;
+    out->fail = ZT_UPSTREAM_FAIL_NONE;
+    return 0;
+}
+
 /* Fills out with the waypoint gw names (Istio's fetch_waypoint): by IP, the
  * service with that VIP (load-balanced in waypoint mode on the HBONE port)
  * or else the workload with that IP, dialed at that IP; by name, the
  * service (the same way) or else a workload with that hostname, dialed at
- * an address of dst's family if it has one. The waypoint must be on the
- * client's network: another network needs double HBONE. Like any service,
- * a waypoint service's endpoints on other networks are left out while
- * there is no double HBONE; if they are all it has, that is the failure.
- * Returns 0 or ZT_E_NOT_FOUND with out->fail set. */
+ * an address of dst's family if it has one. A waypoint on another network
+ * is reached by double HBONE through its network gateway, for
+ * service-addressed traffic only (svc_addressed; dst_port is the port
+ * dialed); like any service, a waypoint service's endpoints on other
+ * networks without a gateway are left out, and if they are all it has,
+ * that is the failure. Returns 0 or ZT_E_NOT_FOUND with out->fail set. */
 static int resolve_waypoint(const struct zt_state *s, const struct zt_gateway *gw,
-                            const struct zt_workload *client, const struct zt_ip *dst,
-                            uint32_t random_value, struct zt_upstream *out)
+                            const struct zt_workload *client, bool svc_addressed,
+                            const struct zt_ip *dst, uint16_t dst_port, uint32_t random_value,
+                            struct zt_upstream *out)
 {
     const char *network = client ? client->network : "";
     const char *client_ns = client ? client->namespace : NULL;
@@ -386,8 +487,9 @@ static int resolve_waypoint(const struct zt_state *s, const struct zt_gateway *g
     if (!wl)
         return ZT_E_NOT_FOUND;
     if (strcmp(wl->network, network) != 0) {
-        out->fail = ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK;
-        return ZT_E_NOT_FOUND;
+        out->wl = wl;
+        return through_gateway(s, client, svc_addressed, dst, dst_port, mix32(random_value), out,
+                               ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK);
     }
     if (zt_workload_has_ip(wl, prefer)) {
         out->ip = *prefer;
@@ -432,7 +534,7 @@ int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload
 
     /* 1. A service's waypoint comes first, even for PASSTHROUGH services. */
     if (svc_addressed && (gw = service_waypoint(svc, random_value))) {
-        rc = resolve_waypoint(s, gw, client, &dst, mix32(random_value), out);
+        rc = resolve_waypoint(s, gw, client, true, &dst, dst_port, mix32(random_value), out);
         out->svc = svc;
         return rc;
     }
@@ -453,6 +555,10 @@ int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload
         out->is_hbone = wl->protocol == ZT_WL_PROTO_HBONE;
         out->sans = svc->subject_alt_names;
         out->n_sans = svc->n_subject_alt_names;
+        if (client && strcmp(wl->network, network) != 0)
+            return through_gateway(
+                s, client, svc_addressed, &dst, dst_port, mix32(random_value), out,
+                svc_addressed ? ZT_UPSTREAM_FAIL_NO_ENDPOINT : ZT_UPSTREAM_FAIL_NOT_SERVICE);
         /* The dialed IP is kept if it is the endpoint's own (CIDR VIPs can
          * cover pod IPs); otherwise pick one of the endpoint's. */
         if (!zt_workload_has_ip(wl, &dst))
@@ -470,7 +576,8 @@ int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload
     if (!svc_addressed && out->wl->waypoint.kind != ZT_GATEWAY_NONE &&
         !client_is_waypoint(s, &out->wl->waypoint, client, src_ip)) {
         svc = out->svc; /* the service behind it, if a CIDR VIP picked it */
-        rc = resolve_waypoint(s, &out->wl->waypoint, client, &dst, mix32(random_value), out);
+        rc = resolve_waypoint(s, &out->wl->waypoint, client, false, &dst, dst_port,
+                              mix32(random_value), out);
         out->svc = svc;
         return rc;
     }

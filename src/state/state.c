@@ -157,7 +157,13 @@ const char *zt_upstream_fail_str(enum zt_upstream_fail f)
     case ZT_UPSTREAM_FAIL_WAYPOINT_UNKNOWN:
         return "waypoint not found: no dialable waypoint workload (never bypassed)";
     case ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK:
-        return "waypoint on another network: double HBONE not supported (never bypassed)";
+        return "waypoint on another network, not reachable through a network gateway (never "
+               "bypassed)";
+    case ZT_UPSTREAM_FAIL_NOT_SERVICE:
+        return "upstream on another network: only a service can be reached through its network "
+               "gateway";
+    case ZT_UPSTREAM_FAIL_GATEWAY_UNKNOWN:
+        return "network gateway not found: no dialable gateway workload";
     }
     return "unknown";
 }

@@ -122,9 +122,11 @@ struct zt_workload {
     uint32_t capacity; /* LB weight; zt_workload_new() sets 1 */
     bool has_application_tunnel;
     enum zt_app_tunnel_protocol application_tunnel_protocol;
-    uint16_t application_tunnel_port;  /* 0: unset */
-    struct zt_gateway waypoint;        /* for pod-IP traffic (zt_state_resolve_outbound) */
-    struct zt_gateway network_gateway; /* stored, unused for now (no double HBONE) */
+    uint16_t application_tunnel_port; /* 0: unset */
+    struct zt_gateway waypoint;       /* for pod-IP traffic (zt_state_resolve_outbound) */
+    /* How clients on other networks reach it: double HBONE through this
+     * gateway (zt_state_resolve_outbound). */
+    struct zt_gateway network_gateway;
 };
 
 /* Returns a zeroed workload with refs = 1 and capacity = 1. */
@@ -420,13 +422,16 @@ const void *zt_state_derived(const struct zt_state *s, enum zt_state_derived_slo
 /* Picks an endpoint of svc for a connection dialed to svc_port (section
  * 9.3): the service must define svc_port; an endpoint's target port is its
  * own mapping, else the service's target port, else (application tunnel) the
- * service port; unhealthy endpoints are skipped unless ALLOW_ALL; so are
- * endpoints the proxy cannot dial yet: on another network than client's
- * (even behind a network gateway: no double HBONE) or without an address of
- * a family the service allows (hostname-only: no on-demand DNS); STRICT/FAILOVER rank by routing
- * preferences against client (NULL client: every rank is 0); the final
- * choice is weighted by capacity using random_value. Returns 0, or
- * ZT_E_NOT_FOUND. */
+ * service port; unhealthy endpoints are skipped unless ALLOW_ALL; an
+ * endpoint on another network than client's takes part only if it has a
+ * network gateway (it is reached by double HBONE through it, with or
+ * without an address of its own); one on client's network needs an address
+ * of a family the service allows (hostname-only: no on-demand DNS);
+ * STRICT/FAILOVER rank by routing preferences against client (NULL client:
+ * every rank is 0, every network is the client's), so a leading NETWORK
+ * preference keeps the local endpoints while one is healthy and fails over
+ * to the other networks' when none is; the final choice is weighted by
+ * capacity using random_value. Returns 0, or ZT_E_NOT_FOUND. */
 int zt_state_pick_endpoint(const struct zt_state *s, const struct zt_service *svc,
                            uint16_t svc_port, const struct zt_workload *client,
                            uint32_t random_value, const struct zt_workload **out_wl,
@@ -445,7 +450,9 @@ enum zt_upstream_fail {
     ZT_UPSTREAM_FAIL_NONE = 0,
     ZT_UPSTREAM_FAIL_NO_ENDPOINT = 1,      /* service without a usable endpoint */
     ZT_UPSTREAM_FAIL_WAYPOINT_UNKNOWN = 2, /* the waypoint resolves to nothing dialable */
-    ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK = 3, /* the waypoint is on another network */
+    ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK = 3, /* waypoint on another network, unreachable */
+    ZT_UPSTREAM_FAIL_NOT_SERVICE = 4,      /* upstream on another network, dst not a service */
+    ZT_UPSTREAM_FAIL_GATEWAY_UNKNOWN = 5,  /* the network gateway resolves to nothing dialable */
 };
 /* A sentence for the access log, e.g. "no healthy upstream for the service". */
 const char *zt_upstream_fail_str(enum zt_upstream_fail f);
@@ -470,6 +477,22 @@ struct zt_upstream {
      * (zt_workload_identity) plus every SPIFFE string among these SANs. */
     char *const *sans;
     size_t n_sans;
+    /* Double HBONE (wire facts 2.7): the upstream picked (final_wl, a
+     * service endpoint or a service's waypoint) is on another network than
+     * the client, and is reached through its network gateway. wl, ip, port
+     * and sans above are then the gateway's: the outer HBONE tunnel (pooled)
+     * goes to ip:port expecting the gateway's identity or one of sans (its
+     * service's SANs); inside that CONNECT stream an inner HBONE tunnel
+     * (never pooled) ends at final_wl, whose TLS server must present one of
+     * final_sans and nothing else (no workload identity is added: for a
+     * service endpoint they are svc's SANs, for a waypoint its own
+     * service's, as Istio's ztunnel expects). Both CONNECTs ask for
+     * svc->hostname:svc_port, svc_port being the port as dialed. */
+    bool is_double_hbone;
+    const struct zt_workload *final_wl;
+    char *const *final_sans;
+    size_t n_final_sans;
+    uint16_t svc_port;
     enum zt_upstream_fail fail; /* set when the call fails */
 };
 
@@ -484,12 +507,19 @@ struct zt_upstream {
  *     service's VIP and the client is not one of that waypoint's own
  *     workloads (same identity and src_ip one of its addresses): WAYPOINT;
  *  3. else the upstream itself.
+ * An upstream (endpoint or waypoint) on another network than the client's
+ * is reached by double HBONE through its network gateway (is_double_hbone,
+ * above), which needs service-addressed traffic and a gateway that
+ * resolves: by IP, the service with that VIP on the gateway's network
+ * (load-balanced on port hbone_mtls_port) or the workload with that IP,
+ * dialed at ip:hbone_mtls_port; by hostname, the service (the same way) or
+ * else a workload with that hostname, at hbone_mtls_port. Anything less
+ * fails the call, never falling back to a direct connection.
  * A waypoint is never bypassed: one that resolves to nothing dialable, or
- * to a workload on another network (that needs double HBONE, which the
- * proxy does not do), fails the call. random_value drives every random
- * choice (weighted waypoint, endpoints). Returns 0, or ZT_E_NOT_FOUND with
- * out->fail saying why (out->svc is then still the dialed service, if
- * any). */
+ * to a workload on another network that double HBONE cannot reach, fails
+ * the call. random_value drives every random choice (weighted waypoint,
+ * endpoints, gateway). Returns 0, or ZT_E_NOT_FOUND with out->fail saying
+ * why (out->svc is then still the dialed service, if any). */
 int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload *client,
                               const struct zt_ip *src_ip, const struct zt_ip *dst,
                               uint16_t dst_port, uint32_t random_value, struct zt_upstream *out);

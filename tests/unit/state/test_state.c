@@ -526,18 +526,15 @@ static void tweak_unreachable(struct zt_workload **eps)
     eps[0]->n_addresses = 0;
     free(eps[0]->hostname);
     eps[0]->hostname = zt_state_xstrdup("e1.example.com");
-    /* e3: another network, behind its gateway (no double HBONE yet). */
+    /* e3: another network, and no gateway to reach it through. */
     free(eps[2]->network);
     eps[2]->network = zt_state_xstrdup("remote");
-    eps[2]->network_gateway.kind = ZT_GATEWAY_ADDRESS;
-    eps[2]->network_gateway.network = zt_state_xstrdup("remote");
-    eps[2]->network_gateway.ip = ip("192.0.2.9");
-    eps[2]->network_gateway.hbone_mtls_port = 15008;
 }
 
-/* Endpoints the proxy cannot dial are never picked: a hostname-only one and
- * one on another network behind a gateway; nor one whose addresses the
- * service's IP families exclude. Every random value lands on e2. */
+/* Endpoints the proxy cannot reach are never picked: a hostname-only one
+ * and one on another network without a network gateway; nor one whose
+ * addresses the service's IP families exclude. Every random value lands
+ * on e2. */
 static void test_pick_skips_undialable(void)
 {
     struct zt_state *s = lb_state(ZT_LB_STANDARD, NULL, 0, tweak_unreachable);
@@ -1205,6 +1202,228 @@ static void test_waypoint_unresolvable(void)
     zt_state_unref(s);
 }
 
+/* ---- multi-network: double HBONE through network gateways (wire facts 2.7) ---- */
+
+#define MN_WEB "ns/web.ns.svc.cluster.local"
+#define MN_GW_SVC "istio-system/eastwest.istio-system.svc.cluster.local"
+#define MN_RWP_SVC "ns/rwp.ns.svc.cluster.local"
+
+static void add_san(struct zt_service *svc, const char *san)
+{
+    *(char **)zt_state_array_push(&svc->subject_alt_names, &svc->n_subject_alt_names,
+                                  sizeof(char *)) = zt_state_xstrdup(san);
+}
+
+static struct zt_workload *wl_net(const char *uid, const char *addr, const char *network)
+{
+    struct zt_workload *wl = wl_new(uid, uid, "ns", addr, ZT_WL_PROTO_HBONE);
+    wl->network = zt_state_xstrdup(network);
+    return wl;
+}
+
+/* The client c (10.0.2.1) is on network "". Service web (VIP 10.96.0.10,
+ * 80 -> 8080, SAN sa/web) has e1 here, e2 on net2 without an address behind
+ * the gateway 172.16.0.1 (the workload gw1, by IP), e3 on net2 behind the
+ * gateway service eastwest (by hostname: gw1 and gw2 on net2, port 15008,
+ * SAN sa/gw-extra), e4 on net2 with no gateway. bad-gw (10.96.0.30) has only
+ * e5, whose gateway IP is nobody's. failover (10.96.0.31, FAILOVER on
+ * NETWORK) has f1 here and f2 behind gw1; with local_down f1 is unhealthy.
+ * nogw (10.96.0.32) has only e4. wp-svc (10.96.0.33) has the waypoint
+ * service rwp, whose only endpoint rwp1 is on net2 behind gw1 (SAN
+ * sa/rwp-svc); e6 (10.0.1.6) has the workload waypoint rwp2 (10.0.9.7, on
+ * net2 behind gw1). */
+static struct zt_state *mn_state(bool local_down)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct zt_workload *w;
+    struct zt_service *svc;
+
+    zt_state_builder_add_workload(b, wl_sa("client", "10.0.2.1", "c"));
+    w = wl_net("e1", "10.0.1.1", "");
+    wl_add_svc(w, MN_WEB, 80, 8080);
+    zt_state_builder_add_workload(b, w);
+    w = wl_net("e2", NULL, "net2");
+    wl_add_svc(w, MN_WEB, 80, 8080);
+    gw_ip(&w->network_gateway, "net2", "172.16.0.1", 15008);
+    zt_state_builder_add_workload(b, w);
+    w = wl_net("e3", "10.0.1.3", "net2");
+    wl_add_svc(w, MN_WEB, 80, 8080);
+    gw_host(&w->network_gateway, "istio-system", "eastwest.istio-system.svc.cluster.local", 15008);
+    zt_state_builder_add_workload(b, w);
+    w = wl_net("e4", "10.0.1.4", "net2");
+    wl_add_svc(w, MN_WEB, 80, 8080);
+    wl_add_svc(w, "ns/nogw.ns.svc.cluster.local", 80, 8080);
+    zt_state_builder_add_workload(b, w);
+    w = wl_net("e5", "10.0.1.5", "net2");
+    wl_add_svc(w, "ns/bad-gw.ns.svc.cluster.local", 80, 8080);
+    gw_ip(&w->network_gateway, "net2", "172.16.0.99", 15008);
+    zt_state_builder_add_workload(b, w);
+    w = wl_net("f1", "10.0.1.11", "");
+    wl_add_svc(w, "ns/failover.ns.svc.cluster.local", 80, 8080);
+    if (local_down)
+        w->status = ZT_WL_UNHEALTHY;
+    zt_state_builder_add_workload(b, w);
+    w = wl_net("f2", "10.0.1.12", "net2");
+    wl_add_svc(w, "ns/failover.ns.svc.cluster.local", 80, 8080);
+    gw_ip(&w->network_gateway, "net2", "172.16.0.1", 15008);
+    zt_state_builder_add_workload(b, w);
+    w = wl_net("e6", "10.0.1.6", "");
+    gw_ip(&w->waypoint, "net2", "10.0.9.7", 15008);
+    zt_state_builder_add_workload(b, w);
+    w = wl_net("rwp1", "10.0.9.6", "net2");
+    w->service_account = zt_state_xstrdup("waypoint");
+    wl_add_svc(w, MN_RWP_SVC, 0, 0);
+    gw_ip(&w->network_gateway, "net2", "172.16.0.1", 15008);
+    zt_state_builder_add_workload(b, w);
+    w = wl_net("rwp2", "10.0.9.7", "net2");
+    gw_ip(&w->network_gateway, "net2", "172.16.0.1", 15008);
+    zt_state_builder_add_workload(b, w);
+    for (int i = 1; i <= 2; i++) {
+        char uid[16], addr[32];
+        snprintf(uid, sizeof(uid), "gw%d", i);
+        snprintf(addr, sizeof(addr), "172.16.0.%d", i);
+        w = wl_net(uid, addr, "net2");
+        free(w->namespace);
+        w->namespace = zt_state_xstrdup("istio-system");
+        w->service_account = zt_state_xstrdup("istio-eastwestgateway");
+        wl_add_svc(w, MN_GW_SVC, 15008, 15008);
+        zt_state_builder_add_workload(b, w);
+    }
+
+    svc = svc_new("web", "ns", "10.96.0.10", 80, 8080);
+    add_san(svc, "spiffe://cluster.local/ns/ns/sa/web");
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("eastwest", "istio-system", NULL, 15008, 15008);
+    add_san(svc, "spiffe://cluster.local/ns/istio-system/sa/gw-extra");
+    zt_state_builder_add_service(b, svc);
+    zt_state_builder_add_service(b, svc_new("bad-gw", "ns", "10.96.0.30", 80, 8080));
+    svc = svc_new("failover", "ns", "10.96.0.31", 80, 8080);
+    svc->lb_mode = ZT_LB_FAILOVER;
+    svc->lb_routing[0] = ZT_LB_SCOPE_NETWORK;
+    svc->n_lb_routing = 1;
+    zt_state_builder_add_service(b, svc);
+    zt_state_builder_add_service(b, svc_new("nogw", "ns", "10.96.0.32", 80, 8080));
+    svc = svc_new("wp-svc", "ns", "10.96.0.33", 80, 8080);
+    gw_host(&svc->waypoint, "ns", "rwp.ns.svc.cluster.local", 15008);
+    zt_state_builder_add_service(b, svc);
+    svc = svc_new("rwp", "ns", NULL, 15008, 15008);
+    add_san(svc, "spiffe://cluster.local/ns/ns/sa/rwp-svc");
+    zt_state_builder_add_service(b, svc);
+    return finish(b);
+}
+
+/* Service web: e1 is dialed directly; e2 and e3, on net2, by double HBONE
+ * through their gateways: the plan dials the gateway (by IP: gw1 at
+ * 172.16.0.1:15008, expecting gw1's identity alone; by hostname: an
+ * endpoint of eastwest at its target port, expecting its identity or the
+ * service's SAN), and expects exactly web's SANs from the inner server,
+ * with web.ns.svc.cluster.local:80 as both authorities. e4 (no gateway) is
+ * never picked. */
+static void test_multinetwork_service(void)
+{
+    struct zt_state *s = mn_state(false);
+    struct zt_upstream up;
+    int seen[3] = {0, 0, 0};
+    for (uint32_t r = 0; r < 30; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.10", r, &up), 0);
+        CHECK_EQ_INT(up.kind, ZT_UPSTREAM_SERVICE);
+        CHECK_EQ_STR(up.svc->name, "web");
+        CHECK(up.is_hbone && up.has_ip);
+        if (!up.is_double_hbone) {
+            CHECK_EQ_STR(up.wl->uid, "e1");
+            CHECK(up.final_wl == NULL);
+            seen[0]++;
+            continue;
+        }
+        CHECK_EQ_INT(up.svc_port, 80);
+        CHECK_EQ_INT(up.n_final_sans, 1);
+        CHECK_EQ_STR(up.final_sans[0], "spiffe://cluster.local/ns/ns/sa/web");
+        CHECK_EQ_INT(up.port, 15008);
+        CHECK(zt_workload_has_ip(up.wl, &up.ip));
+        CHECK_EQ_STR(up.wl->service_account, "istio-eastwestgateway");
+        if (strcmp(up.final_wl->uid, "e2") == 0) {
+            CHECK_EQ_STR(up.wl->uid, "gw1");
+            CHECK_EQ_STR(ip_str(&up.ip), "172.16.0.1");
+            CHECK_EQ_INT(up.n_sans, 0);
+            seen[1]++;
+        } else {
+            CHECK_EQ_STR(up.final_wl->uid, "e3");
+            CHECK(strcmp(up.wl->uid, "gw1") == 0 || strcmp(up.wl->uid, "gw2") == 0);
+            CHECK_EQ_INT(up.n_sans, 1);
+            CHECK_EQ_STR(up.sans[0], "spiffe://cluster.local/ns/istio-system/sa/gw-extra");
+            seen[2]++;
+        }
+    }
+    CHECK_EQ_INT(seen[0], 10);
+    CHECK_EQ_INT(seen[1], 10);
+    CHECK_EQ_INT(seen[2], 10);
+    zt_state_unref(s);
+}
+
+/* Failing closed: a gateway that resolves to nothing (an IP nobody has);
+ * a service whose only endpoint is on another network with no gateway
+ * (left out, so no endpoint); a pod IP whose workload waypoint is on
+ * another network (not service-addressed: no double HBONE). */
+static void test_multinetwork_fail_closed(void)
+{
+    struct zt_state *s = mn_state(false);
+    struct zt_upstream up;
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.30", 0, &up), ZT_E_NOT_FOUND);
+    CHECK_EQ_INT(up.fail, ZT_UPSTREAM_FAIL_GATEWAY_UNKNOWN);
+    CHECK_EQ_STR(up.svc->name, "bad-gw");
+    CHECK(strstr(zt_upstream_fail_str(up.fail), "gateway") != NULL);
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.32", 0, &up), ZT_E_NOT_FOUND);
+    CHECK_EQ_INT(up.fail, ZT_UPSTREAM_FAIL_NO_ENDPOINT);
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.0.1.6", 0, &up), ZT_E_NOT_FOUND);
+    CHECK_EQ_INT(up.fail, ZT_UPSTREAM_FAIL_WAYPOINT_NETWORK);
+    CHECK(!up.is_double_hbone);
+    zt_state_unref(s);
+}
+
+/* FAILOVER with NETWORK first: the local endpoint while it is healthy;
+ * when it is not, the one on net2, through gw1. */
+static void test_multinetwork_failover(void)
+{
+    struct zt_state *s = mn_state(false);
+    struct zt_upstream up;
+    for (uint32_t r = 0; r < 8; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.31", r, &up), 0);
+        CHECK_EQ_STR(up.wl->uid, "f1");
+        CHECK(!up.is_double_hbone);
+    }
+    zt_state_unref(s);
+    s = mn_state(true);
+    for (uint32_t r = 0; r < 8; r++) {
+        CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.31", r, &up), 0);
+        CHECK(up.is_double_hbone);
+        CHECK_EQ_STR(up.final_wl->uid, "f2");
+        CHECK_EQ_STR(up.wl->uid, "gw1");
+        CHECK_EQ_INT(up.n_final_sans, 0);
+    }
+    zt_state_unref(s);
+}
+
+/* A service's waypoint on net2 is reached through its gateway: the inner
+ * tunnel ends at the waypoint and expects the waypoint service's SANs (as
+ * Istio's ztunnel does); the authorities name the service dialed. */
+static void test_multinetwork_waypoint(void)
+{
+    struct zt_state *s = mn_state(false);
+    struct zt_upstream up;
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.33", 0, &up), 0);
+    CHECK_EQ_INT(up.kind, ZT_UPSTREAM_WAYPOINT);
+    CHECK(up.is_double_hbone);
+    CHECK_EQ_STR(up.final_wl->uid, "rwp1");
+    CHECK_EQ_STR(up.wl->uid, "gw1");
+    CHECK_EQ_STR(ip_str(&up.ip), "172.16.0.1");
+    CHECK_EQ_INT(up.port, 15008);
+    CHECK_EQ_STR(up.svc->name, "wp-svc");
+    CHECK_EQ_INT(up.svc_port, 80);
+    CHECK_EQ_INT(up.n_final_sans, 1);
+    CHECK_EQ_STR(up.final_sans[0], "spiffe://cluster.local/ns/ns/sa/rwp-svc");
+    zt_state_unref(s);
+}
+
 int main(void)
 {
     RUN(test_by_hostname);
@@ -1230,6 +1449,10 @@ int main(void)
     RUN(test_waypoint_source_is_waypoint);
     RUN(test_waypoint_other_network);
     RUN(test_waypoint_unresolvable);
+    RUN(test_multinetwork_service);
+    RUN(test_multinetwork_fail_closed);
+    RUN(test_multinetwork_failover);
+    RUN(test_multinetwork_waypoint);
     RUN(test_strings_shared);
     RUN(test_delta_merge);
     RUN(test_delta_indexes);
