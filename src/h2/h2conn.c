@@ -1,7 +1,11 @@
 /* The socket transport of an HTTP/2 session: polls a non-blocking fd with
  * libuv, pulls ciphertext into the session with recv(2), pushes what it
  * produces with send(2), and keeps one timer on the session's deadline. All
- * protocol logic lives in h2/session.c. */
+ * protocol logic lives in h2/session.c.
+ *
+ * A tunneled connection (double HBONE's inner one) has no socket: its
+ * ciphertext is the DATA of a CONNECT stream on another connection. The
+ * session is the same; only where its bytes come from and go changes. */
 #include "h2/h2conn.h"
 
 #include "base/alloc.h"
@@ -10,10 +14,17 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define READ_BUDGET (1024 * 1024) /* plaintext bytes per poll callback before yielding */
+/* Tunneled: ciphertext taken from the session and waiting for the outer
+ * stream; once this much waits, the session keeps the rest. */
+#define TUNNEL_TX_CAP (256 * 1024)
+/* Tunneled: after a clean close, how long the outer stream may take to end
+ * (its last bytes and END_STREAM out, the peer's end in) before a reset. */
+#define TUNNEL_LINGER_MS 10000
 
 struct zt_h2conn {
     uv_loop_t *loop;
@@ -29,6 +40,17 @@ struct zt_h2conn {
     struct zt_h2_session *s;
     const struct zt_h2conn_ops *ops;
     void *ud;
+    /* Tunneled (fd -1, no poll handle): the CONNECT stream outer_sid of
+     * outer carries the ciphertext; outer is NULL once that stream is gone.
+     * tx holds ciphertext for it (tx_off already given). */
+    bool is_tunneled;
+    bool is_released;  /* the timer handle is closing */
+    bool is_tx_capped; /* the session may hold more than tx took */
+    bool is_outer_eof; /* closed cleanly: END_STREAM once tx is given */
+    struct zt_h2conn *outer;
+    int32_t outer_sid;
+    uint8_t *tx;
+    size_t tx_len, tx_off, tx_size;
 };
 
 static const char *const state_names[] = {"tcp-connecting", "tls-handshake", "open", "draining",
@@ -49,8 +71,11 @@ static void on_handle_closed(uv_handle_t *h)
     zt_h2_session_free(c->s);
     if (c->fd >= 0)
         close(c->fd);
+    free(c->tx);
     free(c);
 }
+
+static void on_tunnel_closed(struct zt_h2_session *s, struct zt_h2conn *c, int error);
 
 /* The session closed (any cause): tell the owner, give what the session
  * left (a TLS alert, a GOAWAY) one chance to leave, and close the handles. */
@@ -60,6 +85,10 @@ static void on_session_closed(struct zt_h2_session *s, void *ud, int error)
     c->closed = true;
     if (c->ops->on_closed)
         c->ops->on_closed(c, c->ud, error);
+    if (c->is_tunneled) {
+        on_tunnel_closed(s, c, error);
+        return;
+    }
     const uint8_t *p;
     size_t n;
     zt_h2_session_out(s, &p, &n);
@@ -114,7 +143,7 @@ static void on_timer(uv_timer_t *t);
 
 static void update_poll(struct zt_h2conn *c)
 {
-    if (c->closed)
+    if (c->closed || c->is_tunneled)
         return;
     int ev = c->connecting ? UV_WRITABLE : UV_READABLE | (c->want_write ? UV_WRITABLE : 0);
     if (ev != c->poll_events) {
@@ -131,6 +160,8 @@ static void update_timer(struct zt_h2conn *c)
     if (c->closed)
         return;
     uint64_t at = zt_h2_session_has_input(c->s) ? 0 : zt_h2_session_deadline(c->s);
+    if (c->is_tunneled && c->is_tx_capped && c->tx_len - c->tx_off < TUNNEL_TX_CAP)
+        at = 0; /* the outer stream took tx down: take more from the session */
     if (at == c->timer_at)
         return;
     c->timer_at = at;
@@ -162,12 +193,18 @@ static void do_read(struct zt_h2conn *c)
     zt_h2_session_read(c->s, sock_recv, c, READ_BUDGET);
 }
 
+static void tunnel_push(struct zt_h2conn *c);
+
 /* Sends what the session produces until it has nothing more or the socket
  * is full: one send(2) for up to 256 KiB of records. */
 void zt_h2conn_flush(struct zt_h2conn *c)
 {
     if (c->closed || c->connecting)
         return;
+    if (c->is_tunneled) {
+        tunnel_push(c);
+        return;
+    }
     for (;;) {
         const uint8_t *p;
         size_t n;
@@ -207,7 +244,7 @@ static void on_timer(uv_timer_t *t)
         return;
     if (zt_h2_session_tick(c->s, uv_now(c->loop)) != 0 || c->closed)
         return;
-    if (!c->connecting && zt_h2_session_has_input(c->s))
+    if (!c->connecting && !c->is_tunneled && zt_h2_session_has_input(c->s))
         do_read(c);
     if (!c->closed)
         zt_h2conn_flush(c);
@@ -249,6 +286,218 @@ static void on_poll(uv_poll_t *p, int status, int events)
         do_read(c);
     if (!c->closed)
         zt_h2conn_flush(c);
+}
+
+/* ---- tunneled: the ciphertext rides a CONNECT stream of another connection ---- */
+
+static void tx_append(struct zt_h2conn *c, const uint8_t *p, size_t n)
+{
+    if (c->tx_off > 0) {
+        memmove(c->tx, c->tx + c->tx_off, c->tx_len - c->tx_off);
+        c->tx_len -= c->tx_off;
+        c->tx_off = 0;
+    }
+    if (c->tx_len + n > c->tx_size) {
+        c->tx_size = c->tx_len + n;
+        c->tx = zt_xrealloc(c->tx, c->tx_size);
+    }
+    memcpy(c->tx + c->tx_len, p, n);
+    c->tx_len += n;
+}
+
+/* Wakes the outer stream's body source and lets the outer connection send.
+ * Flushing another connection is safe from our callbacks: inside its own
+ * read callbacks a session only gives what already waits. */
+static void outer_kick(struct zt_h2conn *c)
+{
+    if (!c->outer)
+        return;
+    zt_h2conn_resume(c->outer, c->outer_sid);
+    zt_h2conn_flush(c->outer); /* may close it: tun_on_close then runs */
+}
+
+/* Moves the session's ciphertext into tx (up to about TUNNEL_TX_CAP; the
+ * session stops producing DATA while its own output waits) and has the
+ * outer stream carry it. */
+static void tunnel_push(struct zt_h2conn *c)
+{
+    c->is_tx_capped = false;
+    for (;;) {
+        const uint8_t *p;
+        size_t n;
+        if (c->tx_len - c->tx_off >= TUNNEL_TX_CAP) {
+            c->is_tx_capped = true;
+            break;
+        }
+        if (zt_h2_session_out(c->s, &p, &n) != 0 || c->closed)
+            return; /* closed: on_tunnel_closed took what was left */
+        if (n == 0)
+            break;
+        tx_append(c, p, n);
+        zt_h2_session_out_done(c->s, n);
+    }
+    if (c->tx_len > c->tx_off)
+        outer_kick(c);
+    update_timer(c);
+}
+
+/* The timer handle goes, and the object with it, once both the session is
+ * closed and the outer stream is gone. */
+static void tunnel_release(struct zt_h2conn *c)
+{
+    if (c->is_released || !c->closed || c->outer)
+        return;
+    c->is_released = true;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_linger_timer(uv_timer_t *t)
+{
+    struct zt_h2conn *c = t->data;
+    struct zt_h2conn *outer = c->outer;
+    if (!outer)
+        return;
+    c->outer = NULL;
+    zt_h2conn_detach(outer, c->outer_sid); /* resets it */
+    zt_h2conn_flush(outer);
+    tunnel_release(c);
+}
+
+/* The session closed. Cleanly: what it left (its GOAWAY) goes out on the
+ * outer stream, which then ends (END_STREAM), giving the peer a clean end
+ * too; a stream that does not finish within TUNNEL_LINGER_MS is reset.
+ * After an error the outer stream is reset at once. */
+static void on_tunnel_closed(struct zt_h2_session *s, struct zt_h2conn *c, int error)
+{
+    const uint8_t *p;
+    size_t n;
+    zt_h2_session_out(s, &p, &n);
+    if (n > 0 && c->outer && error == 0 && !c->connecting)
+        tx_append(c, p, n);
+    uv_timer_stop(&c->timer);
+    c->timer_at = UINT64_MAX;
+    if (c->outer && error == 0 && !c->connecting) {
+        c->is_outer_eof = true;
+        uv_timer_start(&c->timer, on_linger_timer, TUNNEL_LINGER_MS, 0);
+        outer_kick(c);
+    } else if (c->outer) {
+        struct zt_h2conn *outer = c->outer;
+        c->outer = NULL;
+        zt_h2conn_detach(outer, c->outer_sid);
+        zt_h2conn_flush(outer);
+    }
+    tunnel_release(c);
+}
+
+static void tun_on_response(void *sud, int status)
+{
+    struct zt_h2conn *c = sud;
+    if (c->closed)
+        return;
+    if (status != 200) {
+        /* The gateway refused the outer tunnel: nothing was sent inside. */
+        zt_h2_session_close(c->s, status == 401 ? ZT_E_DENIED : ZT_E_UPSTREAM);
+        return;
+    }
+    c->connecting = false;
+    zt_h2conn_flush(c); /* the ClientHello */
+}
+
+/* Ciphertext for the session. The session takes all of it at once, so the
+ * outer stream's window reopens right away; the inner streams' own windows
+ * bound what their owners buffer. */
+static void tun_on_data(void *sud, const uint8_t *data, size_t len)
+{
+    struct zt_h2conn *c = sud;
+    if (c->outer)
+        zt_h2conn_consume(c->outer, c->outer_sid, len);
+    if (c->closed)
+        return; /* lingering: the peer's last bytes are of no use */
+    zt_h2_session_feed(c->s, data, len);
+    if (!c->closed)
+        zt_h2conn_flush(c);
+}
+
+static void tun_on_end(void *sud)
+{
+    struct zt_h2conn *c = sud;
+    if (c->closed)
+        return;
+    zt_h2_session_feed(c->s, NULL, 0); /* the peer closed its side */
+    if (!c->closed)
+        zt_h2conn_flush(c);
+}
+
+static void tun_on_close(void *sud, int error)
+{
+    struct zt_h2conn *c = sud;
+    c->outer = NULL;
+    if (!c->closed) {
+        zt_h2_session_close(c->s, error ? error : ZT_E_CLOSED);
+        return; /* on_tunnel_closed released it */
+    }
+    tunnel_release(c);
+}
+
+/* The outer stream's body: tx, then END_STREAM after a clean close. Only
+ * copies: the session is not run from inside the outer connection's
+ * engine; when tx ran low the timer takes more at the next loop turn. */
+static ssize_t tun_read(void *sud, uint8_t *buf, size_t len, bool *eof)
+{
+    struct zt_h2conn *c = sud;
+    size_t avail = c->tx_len - c->tx_off, n = avail < len ? avail : len;
+    memcpy(buf, c->tx + c->tx_off, n);
+    c->tx_off += n;
+    if (c->tx_off == c->tx_len)
+        c->tx_off = c->tx_len = 0;
+    if (c->tx_len == 0 && c->is_outer_eof) {
+        *eof = true;
+        return (ssize_t)n;
+    }
+    if (!c->closed && c->is_tx_capped)
+        update_timer(c);
+    return n > 0 ? (ssize_t)n : -EAGAIN;
+}
+
+static const struct zt_h2_stream_ops tunnel_stream_ops = {
+    .on_response = tun_on_response,
+    .on_data = tun_on_data,
+    .on_end = tun_on_end,
+    .on_close = tun_on_close,
+    .read = tun_read,
+    .is_body_on_resume = true,
+};
+
+struct zt_h2conn *zt_h2conn_new_tunneled(struct zt_h2conn *outer, const char *authority,
+                                         const char *const *headers, size_t n_headers, SSL_CTX *ctx,
+                                         const struct zt_h2_settings *settings,
+                                         const struct zt_h2conn_ops *ops, void *ud)
+{
+    if (!ctx || outer->is_tunneled)
+        return NULL;
+    struct zt_h2conn *c = zt_xcalloc(1, sizeof(*c));
+    c->loop = outer->loop;
+    c->fd = -1;
+    c->ops = ops;
+    c->ud = ud;
+    c->is_tunneled = true;
+    c->connecting = true; /* until the outer CONNECT is answered */
+    c->timer_at = UINT64_MAX;
+    int32_t sid = zt_h2conn_connect(outer, authority, headers, n_headers, &tunnel_stream_ops, c);
+    if (sid < 0) {
+        free(c);
+        return NULL;
+    }
+    c->outer = outer;
+    c->outer_sid = sid;
+    uv_timer_init(c->loop, &c->timer);
+    c->timer.data = c;
+    c->handles_open = 1;
+    /* The handshake timeout covers the wait for the outer CONNECT's answer. */
+    c->s = zt_h2_session_new(ctx, ZT_H2_CLIENT, settings, &session_ops, c, uv_now(c->loop));
+    update_timer(c);
+    return c;
 }
 
 /* ---- public API ---- */

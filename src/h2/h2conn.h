@@ -65,8 +65,28 @@ struct zt_h2conn *zt_h2conn_new(uv_loop_t *loop, int fd, SSL_CTX *ctx, enum zt_h
                                 const struct zt_h2_settings *settings,
                                 const struct zt_h2conn_ops *ops, void *ud);
 
+/* Client role, tunneled (double HBONE's inner connection): sends a CONNECT
+ * for `authority` with the extra headers (borrowed, as in
+ * zt_h2conn_connect) on `outer`, an OPEN client connection that is not
+ * itself tunneled, and returns a connection whose TLS + HTTP/2 session runs
+ * inside that stream once it is answered 200, with `ctx` (a reference is
+ * kept). It behaves as a socket connection from then on: on_ready after
+ * the handshake, streams, close. Any other status, the stream's reset or
+ * end, or the handshake timeout (which also covers the wait for the
+ * answer) closes it (401: ZT_E_DENIED, other statuses: ZT_E_UPSTREAM).
+ * `outer` is borrowed: only the stream is kept, and outer's closing closes
+ * this connection. A clean close ends the stream with END_STREAM, an error
+ * resets it. Nothing is sent before the caller flushes `outer`, and no
+ * callback runs inside this call. Returns NULL, with nothing sent, when
+ * ctx is NULL, outer is tunneled or the CONNECT cannot be submitted. */
+struct zt_h2conn *zt_h2conn_new_tunneled(struct zt_h2conn *outer, const char *authority,
+                                         const char *const *headers, size_t n_headers, SSL_CTX *ctx,
+                                         const struct zt_h2_settings *settings,
+                                         const struct zt_h2conn_ops *ops, void *ud);
+
 enum zt_h2conn_state zt_h2conn_state(const struct zt_h2conn *c);
 SSL *zt_h2conn_ssl(struct zt_h2conn *c);
+/* -1 for a tunneled connection. */
 int zt_h2conn_fd(const struct zt_h2conn *c);
 /* Streams currently open on this connection (both roles). */
 unsigned zt_h2conn_streams(const struct zt_h2conn *c);

@@ -51,7 +51,7 @@ _Static_assert(READ_CHUNK <= ZT_BUF_POOL_CAP, "a read fits a pool buffer");
 /* Request headers of a server stream, until on_request has run. */
 struct h2_req_headers {
     char *method, *authority, *baggage, *forwarded, *traceparent;
-    char *path, *content_type, *authorization, *cluster_id;
+    char *path, *content_type, *authorization, *cluster_id, *forwarded_network;
 };
 
 /* Trailers of a server stream, sent after the body (set_trailers). */
@@ -153,6 +153,7 @@ static void stream_free_headers(struct h2_stream *st)
     free(h->content_type);
     free(h->authorization);
     free(h->cluster_id);
+    free(h->forwarded_network);
     free(h->method);
     free(h->authority);
     free(h->baggage);
@@ -352,6 +353,7 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     HDR("content-type", content_type)
     HDR("authorization", authorization)
     HDR("clusterid", cluster_id)
+    HDR("x-forwarded-network", forwarded_network)
 #undef HDR
     if (slot && !*slot)
         *slot = dup_capped(value, valuelen);
@@ -395,6 +397,7 @@ static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
                 .content_type = h->content_type,
                 .authorization = h->authorization,
                 .cluster_id = h->cluster_id,
+                .forwarded_network = h->forwarded_network,
             };
             s->ops->on_request(s, s->ud, f->hd.stream_id, &req);
             st = stream_get(s, f->hd.stream_id);

@@ -67,6 +67,9 @@ struct zt_h2_request {
     const char *content_type; /* the following are NULL when absent */
     const char *authorization;
     const char *cluster_id; /* "clusterid" (Istio's gRPC metadata) */
+    /* "x-forwarded-network": the client proxy's network, sent on the inner
+     * CONNECT of double HBONE only (wire facts 2.3). */
+    const char *forwarded_network;
 };
 
 /* Per-stream callbacks. `sud` is the pointer given when attaching. */
