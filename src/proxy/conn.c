@@ -474,6 +474,7 @@ static void conn_finish(struct zt_conn *c, const char *error)
             zt_h2conn_detach(h2, st->sid);
         zt_h2conn_flush(h2);
     }
+    zt_outbound_dhbone_end(c);
     emit_log(c, error);
     zt_conn_metrics_close(c);
     atomic_fetch_sub_explicit(&pw->live, 1, memory_order_relaxed);

@@ -41,6 +41,21 @@ static const struct zt_workload *src_by_ip(struct zt_pod_inst *pod,
     return zt_state_workload_by_ip(pod->pw->state, pod->pw->proxy->opts.network, &ip);
 }
 
+/* The source of an HBONE request: looked up by IP on our network, unless
+ * the request came through a network gateway, which its x-forwarded-network
+ * says (another network than ours, ASCII case aside, as Istio's ztunnel
+ * compares): the peer's address is then the gateway's or meaningless here,
+ * and telemetry takes the source from the request's baggage instead. */
+static const struct zt_workload *request_src(struct zt_pod_inst *pod,
+                                             const struct sockaddr_storage *peer,
+                                             const struct zt_h2_request *req)
+{
+    const char *network = pod->pw->proxy->opts.network;
+    if (req->forwarded_network && strcasecmp(req->forwarded_network, network ? network : "") != 0)
+        return NULL;
+    return src_by_ip(pod, peer);
+}
+
 /* The service the client dialed, from the forwarded header's host= (wire
  * facts §2.3): one of `self`'s services with that hostname, else NULL. */
 static const struct zt_service *
@@ -277,7 +292,7 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
     struct zt_authz_conn ac;
     if (authorize(pod, self, in->peer_identity, &in->peer, &route.upstream, &ac, reason,
                   sizeof(reason)) < 0) {
-        zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_HBONE, src_by_ip(pod, &in->peer),
+        zt_pod_metrics_failed(pod, ZT_CONN_INBOUND_HBONE, request_src(pod, &in->peer, req),
                               in->peer_identity, self, ZT_CLOSE_DENY);
         char msg[320];
         snprintf(msg, sizeof(msg), "policy rejection: %s", reason);
@@ -295,7 +310,7 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
         zt_conn_addr_set(&c->tunnel_dst, (struct sockaddr *)&route.tunnel_dst);
     zt_conn_set_identity(c, &c->src_identity, in->peer_identity);
     fill_dst(c, self);
-    const struct zt_workload *src = src_by_ip(pod, &in->peer);
+    const struct zt_workload *src = request_src(pod, &in->peer, req);
     zt_conn_set_peers(c, src, self,
                       route.svc ? route.svc : service_for_host(pod, self, req->forwarded));
     if (!src && req->baggage) {
@@ -514,7 +529,7 @@ struct zt_in_wait {
     struct zt_inbound *in;
     int32_t sid;
     uint64_t deadline;
-    char *authority, *baggage, *forwarded;
+    char *authority, *baggage, *forwarded, *forwarded_network;
     struct zt_buf data; /* charged to the stream until the connection consumes it */
     bool eof;           /* the client ended its side */
     bool gone;          /* the stream closed: nothing to answer */
@@ -574,6 +589,7 @@ static int park_request(struct zt_inbound *in, int32_t sid, const struct zt_h2_r
     w->authority = dup_or_null(req->authority);
     w->baggage = dup_or_null(req->baggage);
     w->forwarded = dup_or_null(req->forwarded);
+    w->forwarded_network = dup_or_null(req->forwarded_network);
     w->next = in->waits;
     in->waits = w;
     pod->n_parked++;
@@ -592,6 +608,7 @@ static void wait_free(struct zt_in_wait *w)
     free(w->authority);
     free(w->baggage);
     free(w->forwarded);
+    free(w->forwarded_network);
     zt_buf_release(&w->data);
     free(w);
 }
@@ -625,6 +642,7 @@ static void resume_request(struct zt_in_wait *w)
         .authority = w->authority,
         .baggage = w->baggage,
         .forwarded = w->forwarded,
+        .forwarded_network = w->forwarded_network,
     };
     /* Detached first: a refusal must not report into w, which goes next. */
     zt_h2conn_attach(in->h2, w->sid, NULL, NULL);

@@ -110,25 +110,38 @@ static int build_dst_ids(const struct zt_upstream *up, char *out, size_t cap)
     return 0;
 }
 
-static void open_stream(struct zt_conn *c, struct zt_h2conn *h2)
+void zt_outbound_connect_headers(struct zt_conn *c, const char *network,
+                                 struct zt_connect_headers *h)
 {
-    char baggage[1024], forwarded[384], traceparent[64];
     /* The source workload travels in baggage; forwarded names the client
      * and the service it dialed; traceparent is new for each connection. */
-    zt_workload_baggage(zt_pod_self(c->pod), baggage, sizeof(baggage));
-    char src[ZT_CONN_ADDR_STR_MAX], authority[ZT_CONN_ADDR_STR_MAX];
+    zt_workload_baggage(zt_pod_self(c->pod), h->baggage, sizeof(h->baggage));
+    char src[ZT_CONN_ADDR_STR_MAX];
     zt_conn_addr_str(&c->src_addr, src, sizeof(src));
-    zt_hbone_format_authority(&c->hbone_addr.sa, authority, sizeof(authority));
-    if (zt_telemetry_forwarded_format(src, c->dst_svc ? c->dst_svc->hostname : NULL, forwarded,
-                                      sizeof(forwarded)) < 0)
-        forwarded[0] = 0;
+    if (zt_telemetry_forwarded_format(src, c->dst_svc ? c->dst_svc->hostname : NULL, h->forwarded,
+                                      sizeof(h->forwarded)) < 0)
+        h->forwarded[0] = 0;
     struct zt_telemetry_traceparent tp;
     zt_telemetry_traceparent_new(&tp);
-    if (zt_telemetry_traceparent_format(&tp, traceparent, sizeof(traceparent)) < 0)
-        traceparent[0] = 0;
-    const char *headers[] = {"baggage", baggage,       "forwarded",
-                             forwarded, "traceparent", traceparent};
-    int32_t sid = zt_h2conn_connect(h2, authority, headers, 3, &zt_conn_stream_ops, c);
+    if (zt_telemetry_traceparent_format(&tp, h->traceparent, sizeof(h->traceparent)) < 0)
+        h->traceparent[0] = 0;
+    const char *kv[] = {"baggage",     h->baggage,     "forwarded",           h->forwarded,
+                        "traceparent", h->traceparent, "x-forwarded-network", network};
+    h->n = network ? 4 : 3;
+    memcpy(h->kv, kv, sizeof(kv));
+}
+
+void zt_outbound_open_stream(struct zt_conn *c, struct zt_h2conn *h2, const char *authority,
+                             const char *network)
+{
+    struct zt_connect_headers h;
+    char buf[ZT_CONN_ADDR_STR_MAX];
+    zt_outbound_connect_headers(c, network, &h);
+    if (!authority) {
+        zt_hbone_format_authority(&c->hbone_addr.sa, buf, sizeof(buf));
+        authority = buf;
+    }
+    int32_t sid = zt_h2conn_connect(h2, authority, h.kv, h.n, &zt_conn_stream_ops, c);
     if (sid < 0) {
         zt_conn_close(c, "cannot open HBONE stream");
         return;
@@ -154,7 +167,10 @@ static void on_pool_ready(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int e
                      err == ZT_E_IDENTITY ? "server identity not accepted" : zt_strerror(err));
         return;
     }
-    open_stream(c, h2);
+    if (c->dh)
+        zt_outbound_dhbone_start(c, h2);
+    else
+        zt_outbound_open_stream(c, h2, NULL, NULL);
 }
 
 void zt_outbound_upstream_ready(struct zt_conn *c, int status)
@@ -313,14 +329,6 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         zt_conn_close(c, zt_upstream_fail_str(up.fail));
         return;
     }
-    if (up.is_double_hbone) {
-        /* The upstream is on another network: only double HBONE through its
-         * gateway reaches it, and never a direct connection. */
-        zt_conn_set_peers(c, self, NULL, up.svc);
-        zt_conn_close(c, "upstream on another network: double HBONE through its network gateway "
-                         "is not supported yet");
-        return;
-    }
     bool to_waypoint = up.kind == ZT_UPSTREAM_WAYPOINT;
     zt_conn_set_peers(c, self, up.wl, up.svc);
     c->mtls = up.kind != ZT_UPSTREAM_PASSTHROUGH && up.is_hbone;
@@ -372,7 +380,17 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
                      "destination workload has no valid SPIFFE identity to expect");
         return;
     }
-    ip_to_sockaddr(&up.ip, to_waypoint ? up.port : 15008, &k->dst);
+    if (up.is_double_hbone) {
+        rc = zt_outbound_dhbone_prepare(c, &up);
+        if (rc < 0) {
+            zt_conn_fail(c, ZT_CLOSE_IDENTITY,
+                         "double HBONE: the service has no SPIFFE identity to expect from the "
+                         "remote network");
+            return;
+        }
+    }
+    /* The gateway of double HBONE listens on the port the plan gives. */
+    ip_to_sockaddr(&up.ip, to_waypoint || up.is_double_hbone ? up.port : 15008, &k->dst);
     k->src = peer;
     if (k->src.ss_family == AF_INET)
         ((struct sockaddr_in *)&k->src)->sin_port = 0;
@@ -387,6 +405,8 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         zt_conn_fail_connect(c, &c->dst_addr, rc);
         return;
     }
-    if (h2)
-        open_stream(c, h2);
+    if (h2 && c->dh)
+        zt_outbound_dhbone_start(c, h2);
+    else if (h2)
+        zt_outbound_open_stream(c, h2, NULL, NULL);
 }

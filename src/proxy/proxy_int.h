@@ -228,6 +228,8 @@ struct zt_conn {
      * baggage), for telemetry only. Heap, NULL when unused. */
     struct zt_telemetry_baggage *src_bag;
     struct zt_tcp_series *series; /* opened under these labels */
+    /* Outbound double HBONE (outbound_dhbone.c): heap, NULL when unused. */
+    struct zt_dhbone *dh;
 };
 
 static inline bool zt_conn_closed(const struct zt_conn *c)
@@ -356,6 +358,36 @@ void zt_inbound_close(struct zt_inbound *in);
 /* Called when a conn connecting on behalf of an inbound stream completes. */
 void zt_inbound_upstream_ready(struct zt_conn *c, int err);
 void zt_outbound_upstream_ready(struct zt_conn *c, int err);
+
+/* outbound.c: sends c's CONNECT on h2 and makes the stream c's side B:
+ * `authority` (NULL: c->hbone_addr formatted), the source's baggage,
+ * forwarded and traceparent, and x-forwarded-network: `network` when not
+ * NULL (double HBONE's inner CONNECT). Closes c on failure. */
+void zt_outbound_open_stream(struct zt_conn *c, struct zt_h2conn *h2, const char *authority,
+                             const char *network);
+/* The CONNECT headers of c (as above, minus the authority), in caller
+ * storage; kv gets *n name/value pairs pointing into it. */
+struct zt_connect_headers {
+    char baggage[1024], forwarded[384], traceparent[64];
+    const char *kv[8];
+    size_t n;
+};
+void zt_outbound_connect_headers(struct zt_conn *c, const char *network,
+                                 struct zt_connect_headers *h);
+
+/* outbound_dhbone.c: double HBONE (wire facts 2.7). prepare records the
+ * plan's inner half for c (up borrowed): the authority
+ * "<service hostname>:<port>" and the inner SANs; returns 0, or
+ * ZT_E_IDENTITY when no SAN is a SPIFFE id (nothing could be verified), or
+ * ZT_E_TOO_BIG. start runs once the pooled outer connection to the gateway
+ * is OPEN: the outer CONNECT on it, then TLS + HTTP/2 inside the stream
+ * (never pooled) and the inner CONNECT; failures close c. end is called
+ * when c finishes: the inner connection is shut down gracefully and
+ * forgets c. */
+struct zt_upstream;
+int zt_outbound_dhbone_prepare(struct zt_conn *c, const struct zt_upstream *up);
+void zt_outbound_dhbone_start(struct zt_conn *c, struct zt_h2conn *outer);
+void zt_outbound_dhbone_end(struct zt_conn *c);
 
 /* proxy.c */
 const struct zt_workload *zt_pod_self(struct zt_pod_inst *pod);
