@@ -90,6 +90,7 @@ type options struct {
 	parallel    int
 	serial      string
 	describe    bool
+	forward     string
 }
 
 func logf(format string, args ...interface{}) {
@@ -431,7 +432,7 @@ func (s *hboneServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		describeStream(w, r, s.opts.id, peer)
 		return
 	}
-	upstream, err := net.DialTimeout("tcp", r.Host, s.opts.dialTimeout)
+	upstream, err := net.DialTimeout("tcp", upstreamAddr(s.opts, r), s.opts.dialTimeout)
 	if err != nil {
 		logf("upstream %s: %v", r.Host, err)
 		status = http.StatusServiceUnavailable
@@ -488,6 +489,16 @@ func (s *hboneServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// upstreamAddr is where a CONNECT's bytes go: its :authority, or with
+// -forward a fixed address (a network gateway that passes a double-HBONE
+// inner tunnel, still encrypted, to the ztunnel behind it).
+func upstreamAddr(opts *options, r *http.Request) string {
+	if opts.forward != "" {
+		return opts.forward
+	}
+	return r.Host
 }
 
 // describeStream answers a CONNECT with 200 and one line saying who served
@@ -822,7 +833,7 @@ func runClientListen(c *hboneClient) int {
 
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage:
-  hbone_peer server -ca-dir DIR -id SPIFFE -listen IP:PORT [-once] [-status N] [-describe]
+  hbone_peer server -ca-dir DIR -id SPIFFE -listen IP:PORT [-once] [-status N] [-describe] [-forward IP:PORT]
   hbone_peer client -ca-dir DIR -id SPIFFE -connect IP:PORT -authority IP:PORT
                     -expect-id SPIFFE[,SPIFFE...] [-listen IP:PORT] [-once] [-H 'k: v']
                     [-count N [-first K] [-parallel P]]
@@ -853,6 +864,7 @@ func main() {
 	fs.IntVar(&opts.first, "first", 0, "client -count: number of the first tunnel")
 	fs.IntVar(&opts.parallel, "parallel", 1, "client -count: tunnels open at a time")
 	fs.BoolVar(&opts.describe, "describe", false, "server: answer 200 and write back 'server=ID authority=A peer=ID', dialing nothing")
+	fs.StringVar(&opts.forward, "forward", "", "server: after 200, pipe each CONNECT stream to this TCP IP:PORT instead of its :authority")
 	fs.Parse(os.Args[2:])
 	if opts.caDir == "" || opts.id == "" {
 		usage()

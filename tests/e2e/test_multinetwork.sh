@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Multi-network, double HBONE (wire facts 2.7): node 1 is network n1, node 2
+# network n2. A service endpoint on n2 is reached only through n2's east-west
+# gateway, a Go HBONE server (tests/interop/hbone_peer.go -forward) that
+# terminates the outer tunnel and pipes the inner one, still encrypted, to
+# the endpoint's ztunnel on 15008. Checked: the bytes arrive; the gateway saw
+# the client proxy's identity as its peer and the service as authority; the
+# remote ztunnel saw the client's own identity as the inner peer and (the
+# request saying it came from n1) took the source from baggage, not from the
+# gateway's address; an inner server identity outside the service's SANs is
+# refused; a FAILOVER service keeps to its local endpoint and fails over to
+# the remote one when the local one is unhealthy. Needs root and Go.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=mesh.sh
+. "$here/mesh.sh"
+zt_trap_cleanup
+
+A=10.200.1.2 L1=10.200.1.3 R1=10.200.2.2 GW=10.200.2.3
+VIP_R=10.96.0.30 VIP_F=10.96.0.31 VIP_BAD=10.96.0.32
+H=default.svc.cluster.local
+
+# write_yaml L1_STATUS: the one config both nodes read.
+write_yaml() {
+	cat >"$ZT_WORK/mn.yaml.tmp" <<-Y
+		workloads:
+		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1, network: n1}
+		- uid: l1
+		  name: l1
+		  namespace: default
+		  serviceAccount: sa-l1
+		  workloadIps: ["$L1"]
+		  protocol: HBONE
+		  node: node1
+		  network: n1
+		  status: $1
+		  services: {"default/svc-f.$H": {80: 8080}}
+		- uid: r1
+		  name: r1
+		  namespace: default
+		  serviceAccount: sa-r1
+		  workloadIps: ["$R1"]
+		  protocol: HBONE
+		  node: node2
+		  network: n2
+		  networkGateway: {destination: "n2/$GW", hboneMtlsPort: 15008}
+		  services: {"default/svc-r.$H": {80: 8080, 90: 9000}, "default/svc-f.$H": {80: 8080}, "default/svc-bad.$H": {80: 8080}}
+		- {uid: gw, name: eastwest, namespace: istio-system, serviceAccount: istio-eastwestgateway, workloadIps: ["$GW"],
+		   protocol: HBONE, node: node2, network: n2}
+		services:
+		- {name: svc-r, namespace: default, hostname: svc-r.$H, vips: ["n1/$VIP_R", "n2/$VIP_R"], ports: {80: 8080, 90: 9000},
+		   subjectAltNames: ["$(mesh_id sa-r1)"]}
+		- {name: svc-f, namespace: default, hostname: svc-f.$H, vips: ["n1/$VIP_F", "n2/$VIP_F"], ports: {80: 8080},
+		   subjectAltNames: ["$(mesh_id sa-r1)", "$(mesh_id sa-l1)"],
+		   loadBalancer: {mode: Failover, routingPreferences: [Network]}}
+		- {name: svc-bad, namespace: default, hostname: svc-bad.$H, vips: ["n1/$VIP_BAD", "n2/$VIP_BAD"], ports: {80: 8080},
+		   subjectAltNames: ["$(mesh_id sa-other)"]}
+	Y
+	mv "$ZT_WORK/mn.yaml.tmp" "$ZT_WORK/mn.yaml"
+}
+
+zt_test "setup: a and l1 on node 1 (n1), r1 and the gateway on node 2 (n2)"
+setup() {
+	peer=$(mesh_peer) || return 1
+	zt_node_add 1 && zt_node_add 2 || return 1
+	a=$(zt_pod_add 1 1 a) && l1=$(zt_pod_add 1 2 l1) || return 1
+	r1=$(zt_pod_add 2 1 r1) && gw=$(zt_pod_add 2 2 gw) || return 1
+	mesh_ca || return 1
+	write_yaml Healthy
+	mesh_cni_start 1 && MESH_PROXY_ENV="NETWORK=n1" mesh_proxy_start 1 "$ZT_WORK/mn.yaml" || return 1
+	mesh_cni_start 2 && MESH_PROXY_ENV="NETWORK=n2" mesh_proxy_start 2 "$ZT_WORK/mn.yaml" || return 1
+	mesh_enroll 1 "$a" a sa-a && mesh_enroll 1 "$l1" l1 sa-l1 && mesh_enroll 2 "$r1" r1 sa-r1 || return 1
+	for p in l1:"$l1" r1:"$r1"; do
+		zt_bg "${p#*:}" "name-${p%%:*}" socat TCP-LISTEN:8080,fork,reuseaddr SYSTEM:"echo ${p%%:*}"
+		zt_wait_port "${p#*:}" 127.0.0.1 8080 5 || return 1
+	done
+	zt_bg "$r1" echo-r1 socat TCP-LISTEN:9000,fork,reuseaddr PIPE
+	zt_wait_port "$r1" 127.0.0.1 9000 5 || return 1
+	zt_bg "$gw" gw "$peer" server -ca-dir "$MESH_CA" -id "$(mesh_id istio-eastwestgateway istio-system)" \
+		-listen "$GW:15008" -timeout 0 -forward "$R1:15008" || return 1
+	mesh_wait_grep "$ZT_WORK/gw.log" "listening on" 10
+}
+if setup; then zt_pass; else
+	zt_fail "setup failed"
+	mesh_finish
+	exit 1
+fi
+
+# ---- a service whose only endpoint is on n2 ----
+m1=$(mesh_mark 1)
+m2=$(mesh_mark 2)
+zt_test "VIP of svc-r (endpoint r1 on n2): r1's app answers, through the gateway"
+zt_expect_eq "$(zt_send "$a" $VIP_R 80 "" 5)" "r1"
+
+zt_test "... node 1: outer HBONE to the gateway, inner peer r1's identity, a's identity presented"
+line=$(mesh_wait_access 1 "$m1" "dst.service=svc-r.$H" 5)
+mesh_expect_fields "$line" "dst.addr=$GW:15008" "dst.workload=eastwest" "src.identity=$(mesh_id sa-a)" \
+	"dst.identity=$(mesh_id sa-r1)" "direction=outbound"
+
+zt_test "... the gateway: outer peer is a's identity, authority svc-r:80, answered 200"
+gl=$(grep -F "authority=svc-r.$H:80" "$ZT_WORK/gw.log" | head -1)
+if printf '%s' "$gl" | grep -qF "peer=$(mesh_id sa-a) " && printf '%s' "$gl" | grep -qF "status=200"; then
+	zt_pass
+else
+	zt_fail "gateway log: ${gl:-none}"
+fi
+
+# The connection comes from the gateway's address, which is the workload
+# "eastwest" on n2: only x-forwarded-network (n1) keeps node 2 from naming it.
+zt_test "... node 2 (r1's ztunnel): inner peer is a's identity; source from baggage (a), not the gateway"
+line=$(mesh_wait_access 2 "$m2" "direction=inbound.*dst.workload=r1|dst.workload=r1.*direction=inbound" 5)
+mesh_expect_fields "$line" "src.identity=$(mesh_id sa-a)" "src.workload=a" "dst.workload=r1" \
+	"dst.identity=$(mesh_id sa-r1)" "dst.service=svc-r.$H"
+
+# 8 MiB each way: more than the 4 MiB stream windows of both tunnels and
+# than what the inner connection takes from its session at once.
+zt_test "8 MiB of random bytes through both tunnels to r1's echo server and back, intact"
+head -c $((8 << 20)) /dev/urandom >"$ZT_WORK/big.in"
+zt_ns_exec "$a" timeout 60 socat -t 10 - "TCP:$VIP_R:90,connect-timeout=5" \
+	<"$ZT_WORK/big.in" >"$ZT_WORK/big.out" 2>/dev/null
+zt_expect_eq "$(sha256sum <"$ZT_WORK/big.out" | cut -c1-64)" "$(sha256sum <"$ZT_WORK/big.in" | cut -c1-64)"
+
+# ---- the inner server must be one of the service's SANs ----
+m1=$(mesh_mark 1)
+m2=$(mesh_mark 2)
+zt_test "svc-bad (SAN sa-other, endpoint r1): refused, the inner identity r1 is not accepted"
+got=$(zt_send "$a" $VIP_BAD 80 "x" 5)
+line=$(mesh_wait_access 1 "$m1" "dst.service=svc-bad.$H" 5)
+if [ -z "$got" ] && printf '%s' "$line" | grep -q "identity not accepted"; then zt_pass; else
+	zt_fail "reply '$got', line: $line"
+fi
+
+zt_test "... node 2: that inner handshake was abandoned by the client (no stream reached r1)"
+line=$(mesh_wait_access 2 "$m2" "direction=inbound" 5)
+if printf '%s' "$line" | grep -q "TLS handshake failed"; then zt_pass; else zt_fail "line: $line"; fi
+
+zt_test "... control: svc-r still answers, and only it reached r1's app on node 2"
+zt_expect_eq "$(zt_send "$a" $VIP_R 80 "" 5)" "r1"
+if mesh_wait_access 2 "$m2" "dst.service=svc-r.$H" 5 >/dev/null; then
+	zt_expect_eq "$(mesh_since 2 "$m2" | grep -c "dst.hbone_addr=$R1:8080")" 1
+else
+	zt_fail "no inbound line for the control on node 2"
+fi
+
+# ---- failover ----
+zt_test "FAILOVER on Network, both healthy: the local endpoint l1, five times out of five"
+answers=""
+for _ in 1 2 3 4 5; do answers="$answers $(zt_send "$a" $VIP_F 80 "" 5)"; done
+zt_expect_eq "$(echo $answers)" "l1 l1 l1 l1 l1"
+
+zt_test "l1 unhealthy: svc-f fails over to r1 on n2, through the gateway"
+write_yaml Unhealthy
+got=""
+deadline=$(($(zt_now_ms) + 10000))
+while [ "$(zt_now_ms)" -lt "$deadline" ]; do
+	m1=$(mesh_mark 1)
+	got=$(zt_send "$a" $VIP_F 80 "" 5)
+	[ "$got" = "r1" ] && break
+	sleep 0.2
+done
+zt_expect_eq "$got" "r1"
+
+zt_test "... node 1: the failover connection went to the gateway for svc-f"
+line=$(mesh_wait_access 1 "$m1" "dst.service=svc-f.$H" 5)
+mesh_expect_fields "$line" "dst.addr=$GW:15008" "dst.identity=$(mesh_id sa-r1)"
+
+mesh_finish
