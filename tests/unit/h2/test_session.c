@@ -434,10 +434,46 @@ static void test_read_budget(void)
     sx_world_free(&w);
 }
 
+/* x-forwarded-network (double HBONE's inner CONNECT) reaches the server;
+ * a request without it has none. */
+static char seen_network[64];
+static bool seen_has_network;
+
+static int record_network(const struct zt_h2_request *req)
+{
+    seen_has_network = req->forwarded_network != NULL;
+    snprintf(seen_network, sizeof(seen_network), "%s",
+             req->forwarded_network ? req->forwarded_network : "");
+    return 200;
+}
+
+static void test_forwarded_network(void)
+{
+    struct sx_world w;
+    sx_world_init(&w);
+    sx_open_pair(&w, true);
+    w.srv.decide = record_network;
+    static const char *const hdrs[] = {"x-forwarded-network", "n1"};
+    struct sx_stream *cs = sx_stream_slot(&w.cli);
+    cs->id =
+        zt_h2_session_connect(w.cli.s, "svc.ns.svc.cluster.local:80", hdrs, 1, &sx_stream_ops, cs);
+    sx_pump(&w);
+    CHECK_EQ_INT(w.srv.nreq, 1);
+    CHECK(seen_has_network);
+    CHECK_EQ_STR(seen_network, "n1");
+    struct sx_stream *cs2 = sx_stream_slot(&w.cli);
+    cs2->id = zt_h2_session_connect(w.cli.s, "10.0.0.2:8080", NULL, 0, &sx_stream_ops, cs2);
+    sx_pump(&w);
+    CHECK_EQ_INT(w.srv.nreq, 2);
+    CHECK(!seen_has_network);
+    sx_world_free(&w);
+}
+
 int main(void)
 {
     RUN(test_no_callback_inside_new);
     RUN(test_connect_200_and_data);
+    RUN(test_forwarded_network);
     RUN(test_body_on_resume);
     RUN(test_error_status);
     RUN(test_handshake_failure);
