@@ -408,7 +408,9 @@ static void fill_record(struct zt_conn *c, const char *error, struct addr_text *
                        : c->src_bag ? c->src_bag->cluster
                                     : NULL,
         .dst_addr = t->dst,
-        .dst_hbone_addr = t->hbone,
+        /* Double HBONE asks for a service hostname, not an address. */
+        .dst_hbone_addr =
+            zt_outbound_dhbone_authority(c) ? zt_outbound_dhbone_authority(c) : t->hbone,
         .dst_service = c->dst_svc ? c->dst_svc->hostname : NULL,
         .dst_workload = c->dst_wl ? c->dst_wl->name : NULL,
         .dst_namespace = c->dst_wl ? c->dst_wl->namespace : NULL,
@@ -474,8 +476,8 @@ static void conn_finish(struct zt_conn *c, const char *error)
             zt_h2conn_detach(h2, st->sid);
         zt_h2conn_flush(h2);
     }
-    zt_outbound_dhbone_end(c);
     emit_log(c, error);
+    zt_outbound_dhbone_end(c);
     zt_conn_metrics_close(c);
     atomic_fetch_sub_explicit(&pw->live, 1, memory_order_relaxed);
     zt_list_remove(&c->link);

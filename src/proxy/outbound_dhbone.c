@@ -165,6 +165,11 @@ void zt_outbound_dhbone_start(struct zt_conn *c, struct zt_h2conn *outer)
     zt_h2conn_flush(outer);
 }
 
+const char *zt_outbound_dhbone_authority(const struct zt_conn *c)
+{
+    return c->dh ? c->dh->authority : NULL;
+}
+
 void zt_outbound_dhbone_end(struct zt_conn *c)
 {
     struct zt_dhbone *dh = c->dh;

@@ -388,6 +388,9 @@ struct zt_upstream;
 int zt_outbound_dhbone_prepare(struct zt_conn *c, const struct zt_upstream *up);
 void zt_outbound_dhbone_start(struct zt_conn *c, struct zt_h2conn *outer);
 void zt_outbound_dhbone_end(struct zt_conn *c);
+/* The CONNECTs' authority for the access log; NULL when c is not double
+ * HBONE. */
+const char *zt_outbound_dhbone_authority(const struct zt_conn *c);
 
 /* proxy.c */
 const struct zt_workload *zt_pod_self(struct zt_pod_inst *pod);

@@ -94,8 +94,8 @@ zt_expect_eq "$(zt_send "$a" $VIP_R 80 "" 5)" "r1"
 
 zt_test "... node 1: outer HBONE to the gateway, inner peer r1's identity, a's identity presented"
 line=$(mesh_wait_access 1 "$m1" "dst.service=svc-r.$H" 5)
-mesh_expect_fields "$line" "dst.addr=$GW:15008" "dst.workload=eastwest" "src.identity=$(mesh_id sa-a)" \
-	"dst.identity=$(mesh_id sa-r1)" "direction=outbound"
+mesh_expect_fields "$line" "dst.addr=$GW:15008" "dst.hbone_addr=svc-r.$H:80" "dst.workload=eastwest" \
+	"src.identity=$(mesh_id sa-a)" "dst.identity=$(mesh_id sa-r1)" "direction=outbound"
 
 zt_test "... the gateway: outer peer is a's identity, authority svc-r:80, answered 200"
 gl=$(grep -F "authority=svc-r.$H:80" "$ZT_WORK/gw.log" | head -1)
