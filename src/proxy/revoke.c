@@ -64,6 +64,13 @@ static void check_pod(struct zt_pod_inst *pod, struct zt_tls_crl *crl)
             collect(&r, in->h2);
     }
     size_t n_inbound = r.n;
+    /* Double HBONE's inner connections are not pooled: each belongs to one
+     * outbound connection, and its peer is the remote service's server. */
+    for (struct zt_list_node *n = zt_list_first(&pod->conns); n; n = zt_list_next(&pod->conns, n)) {
+        struct zt_conn *c = zt_list_entry(n, struct zt_conn, link);
+        if (c->dh != NULL && zt_conn_h2(c) != NULL)
+            collect(&r, zt_conn_h2(c));
+    }
     zt_hbone_pool_foreach(pod->pool, collect, &r);
     if (r.n == 0)
         return;

@@ -9,7 +9,9 @@
 # request saying it came from n1) took the source from baggage, not from the
 # gateway's address; an inner server identity outside the service's SANs is
 # refused; a FAILOVER service keeps to its local endpoint and fails over to
-# the remote one when the local one is unhealthy. Needs root and Go.
+# the remote one when the local one is unhealthy; a CRL revoking the remote
+# server's certificate closes the live double-HBONE connection (the inner
+# tunnel's peer) and refuses new ones. Needs root, Go and openssl.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=mesh.sh
@@ -19,6 +21,8 @@ zt_trap_cleanup
 A=10.200.1.2 L1=10.200.1.3 R1=10.200.2.2 GW=10.200.2.3
 VIP_R=10.96.0.30 VIP_F=10.96.0.31 VIP_BAD=10.96.0.32
 H=default.svc.cluster.local
+CRL=$ZT_WORK/crl/crl.pem
+WAIT=20 # seconds any single condition may take before the check fails
 
 # write_yaml L1_STATUS: the one config both nodes read.
 write_yaml() {
@@ -67,7 +71,9 @@ setup() {
 	r1=$(zt_pod_add 2 1 r1) && gw=$(zt_pod_add 2 2 gw) || return 1
 	mesh_ca || return 1
 	write_yaml Healthy
-	mesh_cni_start 1 && MESH_PROXY_ENV="NETWORK=n1" mesh_proxy_start 1 "$ZT_WORK/mn.yaml" || return 1
+	mkdir -p "$ZT_WORK/crl"
+	mesh_cni_start 1 && MESH_PROXY_ENV="NETWORK=n1 CRL_PATH=$CRL" mesh_proxy_start 1 "$ZT_WORK/mn.yaml" ||
+		return 1
 	mesh_cni_start 2 && MESH_PROXY_ENV="NETWORK=n2" mesh_proxy_start 2 "$ZT_WORK/mn.yaml" || return 1
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 1 "$l1" l1 sa-l1 && mesh_enroll 2 "$r1" r1 sa-r1 || return 1
 	for p in l1:"$l1" r1:"$r1"; do
@@ -76,6 +82,8 @@ setup() {
 	done
 	zt_bg "$r1" echo-r1 socat TCP-LISTEN:9000,fork,reuseaddr PIPE
 	zt_wait_port "$r1" 127.0.0.1 9000 5 || return 1
+	zt_bg "$l1" echo-l1 socat TCP-LISTEN:9000,fork,reuseaddr PIPE
+	zt_wait_port "$l1" 127.0.0.1 9000 5 || return 1
 	zt_bg "$gw" gw "$peer" server -ca-dir "$MESH_CA" -id "$(mesh_id istio-eastwestgateway istio-system)" \
 		-listen "$GW:15008" -timeout 0 -forward "$R1:15008" || return 1
 	mesh_wait_grep "$ZT_WORK/gw.log" "listening on" 10
@@ -163,5 +171,95 @@ zt_expect_eq "$got" "r1"
 zt_test "... node 1: the failover connection went to the gateway for svc-f"
 line=$(mesh_wait_access 1 "$m1" "dst.service=svc-f.$H" 5)
 mesh_expect_fields "$line" "dst.addr=$GW:15008" "dst.identity=$(mesh_id sa-r1)"
+
+# ---- CRL: the inner tunnel's peer revoked (node 1 has CRL_PATH) ----
+# wait_until, live, echoes, gone and crl_write as in test_crl.sh.
+wait_until() {
+	local deadline=$(($(zt_now_ms) + WAIT * 1000))
+	while ! "$@"; do
+		[ "$(zt_now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
+}
+declare -A live_fd live_pid
+live() {
+	local name=$1 ns=$2 fd
+	shift 2
+	mkfifo "$ZT_WORK/$name.in"
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	zt_bg "$ns" "$name" bash -c 'exec "$@" <"$0" >"$0.out"' "$ZT_WORK/$name.in" "$@"
+	live_pid[$name]=$ZT_BG_PID
+	exec {fd}>"$ZT_WORK/$name.in"
+	live_fd[$name]=$fd
+}
+echoes() {
+	{ echo "$2" >&"${live_fd[$1]}"; } 2>/dev/null || return 1
+	wait_until grep -qx "$2" "$ZT_WORK/$1.in.out"
+}
+gone() { ! kill -0 "$1" 2>/dev/null; }
+crl_write() {
+	local d=$ZT_WORK/crlca s when
+	when=$(date -u -d '1 hour ago' +%y%m%d%H%M%SZ)
+	mkdir -p "$d"
+	: >"$d/index.txt"
+	for s in "$@"; do
+		printf 'R\t301231235959Z\t%s\t%s\tunknown\t/CN=revoked\n' "$when" "${s^^}" >>"$d/index.txt"
+	done
+	[ -f "$d/crlnumber" ] || echo 01 >"$d/crlnumber"
+	cat >"$d/cnf" <<-CNF
+		[ca]
+		default_ca = d
+		[d]
+		database = $d/index.txt
+		crlnumber = $d/crlnumber
+		default_md = sha256
+		default_crl_days = 30
+	CNF
+	openssl ca -gencrl -config "$d/cnf" -keyfile "$MESH_CA/ca-key.pem" -cert "$MESH_CA/ca-cert.pem" \
+		-out "$d/crl.pem" 2>>"$ZT_WORK/openssl.log" || return 1
+	cp "$d/crl.pem" "$CRL.tmp" && mv "$CRL.tmp" "$CRL"
+}
+# r1_serial: the serial of the certificate node 2's proxy serves for r1.
+r1_serial() {
+	zt_ns_exec "$(zt_node_ns 2)" curl -s -m 5 localhost:15000/config_dump | python3 -c '
+import json, sys
+for c in json.load(sys.stdin).get("certificates", []):
+    if c["identity"].endswith("/sa/sa-r1") and c.get("certChain"):
+        print(c["certChain"][0]["serialNumber"])' 2>/dev/null
+}
+# svc_r_answers: a new connection to svc-r gets r1's answer.
+svc_r_answers() { [ "$(zt_send "$a" $VIP_R 80 "" 5)" = r1 ]; }
+
+zt_test "long-lived: a to svc-r:90 (double HBONE to r1's echo), a to l1:9000 (local HBONE)"
+live rx "$a" socat -t 0.2 - "TCP:$VIP_R:90"
+live lx "$a" socat -t 0.2 - "TCP:$L1:9000"
+if echoes rx one && echoes lx one; then zt_pass; else
+	zt_fail "rx $(cat "$ZT_WORK/rx.in.out") lx $(cat "$ZT_WORK/lx.in.out")"
+fi
+
+m1=$(mesh_mark 1)
+zt_test "r1's certificate revoked on node 1: the double-HBONE connection closes, the reason logged"
+serial=$(r1_serial)
+if [ -n "$serial" ] && crl_write "$serial" && wait_until gone "${live_pid[rx]}" &&
+	mesh_wait_access 1 "$m1" "dst.service=svc-r.$H .*error=\"peer certificate revoked" $WAIT >/dev/null; then
+	zt_pass
+else
+	zt_fail "serial '$serial', rx open: $(gone "${live_pid[rx]}" || echo yes), node 1: $(mesh_since 1 "$m1" | tail -2)"
+fi
+
+zt_test "... the local connection still carries data"
+if echoes lx two; then zt_pass; else zt_fail "lx $(cat "$ZT_WORK/lx.in.out")"; fi
+
+m1=$(mesh_mark 1)
+zt_test "... a new connection to svc-r is refused (the inner handshake checks the CRL)"
+got=$(zt_send "$a" $VIP_R 80 "x" 5)
+line=$(mesh_wait_access 1 "$m1" "dst.service=svc-r.$H .*error=" 5)
+if [ -z "$got" ] && printf '%s' "$line" | grep -q "double HBONE"; then zt_pass; else
+	zt_fail "reply '$got', line: $line"
+fi
+
+zt_test "a new CRL without r1's serial: svc-r answers again"
+crl_write
+if wait_until svc_r_answers; then zt_pass; else zt_fail "still refused"; fi
 
 mesh_finish
