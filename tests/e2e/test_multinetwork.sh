@@ -8,7 +8,8 @@
 # remote ztunnel saw the client's own identity as the inner peer and (the
 # request saying it came from n1) took the source from baggage, not from the
 # gateway's address; an inner server identity outside the service's SANs is
-# refused; a FAILOVER service keeps to its local endpoint and fails over to
+# refused; a service whose waypoint is on n2 reaches it through n2's gateway
+# (a second Go gateway in front of a Go waypoint); a FAILOVER service keeps to its local endpoint and fails over to
 # the remote one when the local one is unhealthy; a CRL revoking the remote
 # server's certificate closes the live double-HBONE connection (the inner
 # tunnel's peer) and refuses new ones. Needs root, Go and openssl.
@@ -18,8 +19,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/mesh.sh"
 zt_trap_cleanup
 
-A=10.200.1.2 L1=10.200.1.3 R1=10.200.2.2 GW=10.200.2.3
-VIP_R=10.96.0.30 VIP_F=10.96.0.31 VIP_BAD=10.96.0.32
+A=10.200.1.2 L1=10.200.1.3 R1=10.200.2.2 GW=10.200.2.3 GW2=10.200.2.4 WP=10.200.2.5
+VIP_R=10.96.0.30 VIP_F=10.96.0.31 VIP_BAD=10.96.0.32 VIP_W=10.96.0.33
 H=default.svc.cluster.local
 CRL=$ZT_WORK/crl/crl.pem
 WAIT=20 # seconds any single condition may take before the check fails
@@ -51,7 +52,16 @@ write_yaml() {
 		  services: {"default/svc-r.$H": {80: 8080, 90: 9000}, "default/svc-f.$H": {80: 8080}, "default/svc-bad.$H": {80: 8080}}
 		- {uid: gw, name: eastwest, namespace: istio-system, serviceAccount: istio-eastwestgateway, workloadIps: ["$GW"],
 		   protocol: HBONE, node: node2, network: n2}
+		- {uid: gw2, name: eastwest2, namespace: istio-system, serviceAccount: istio-eastwestgateway, workloadIps: ["$GW2"],
+		   protocol: HBONE, node: node2, network: n2}
+		- {uid: wp, name: wp, namespace: default, serviceAccount: waypoint, workloadIps: ["$WP"], protocol: HBONE,
+		   node: node2, network: n2, networkGateway: {destination: "n2/$GW2", hboneMtlsPort: 15008},
+		   services: {"default/waypoint.$H": {15008: 15008}}}
 		services:
+		- {name: waypoint, namespace: default, hostname: waypoint.$H, ports: {15008: 15008},
+		   subjectAltNames: ["$(mesh_id waypoint)"]}
+		- {name: svc-w, namespace: default, hostname: svc-w.$H, vips: ["n1/$VIP_W", "n2/$VIP_W"], ports: {80: 8080},
+		   waypoint: {destination: {namespace: default, hostname: waypoint.$H}, hboneMtlsPort: 15008}}
 		- {name: svc-r, namespace: default, hostname: svc-r.$H, vips: ["n1/$VIP_R", "n2/$VIP_R"], ports: {80: 8080, 90: 9000},
 		   subjectAltNames: ["$(mesh_id sa-r1)"]}
 		- {name: svc-f, namespace: default, hostname: svc-f.$H, vips: ["n1/$VIP_F", "n2/$VIP_F"], ports: {80: 8080},
@@ -69,6 +79,7 @@ setup() {
 	zt_node_add 1 && zt_node_add 2 || return 1
 	a=$(zt_pod_add 1 1 a) && l1=$(zt_pod_add 1 2 l1) || return 1
 	r1=$(zt_pod_add 2 1 r1) && gw=$(zt_pod_add 2 2 gw) || return 1
+	gw2=$(zt_pod_add 2 3 gw2) && wp=$(zt_pod_add 2 4 wp) || return 1
 	mesh_ca || return 1
 	write_yaml Healthy
 	mkdir -p "$ZT_WORK/crl"
@@ -86,7 +97,12 @@ setup() {
 	zt_wait_port "$l1" 127.0.0.1 9000 5 || return 1
 	zt_bg "$gw" gw "$peer" server -ca-dir "$MESH_CA" -id "$(mesh_id istio-eastwestgateway istio-system)" \
 		-listen "$GW:15008" -timeout 0 -forward "$R1:15008" || return 1
-	mesh_wait_grep "$ZT_WORK/gw.log" "listening on" 10
+	zt_bg "$gw2" gw2 "$peer" server -ca-dir "$MESH_CA" -id "$(mesh_id istio-eastwestgateway istio-system)" \
+		-listen "$GW2:15008" -timeout 0 -forward "$WP:15008" || return 1
+	zt_bg "$wp" wp "$peer" server -ca-dir "$MESH_CA" -id "$(mesh_id waypoint)" -listen "$WP:15008" \
+		-timeout 0 -describe || return 1
+	mesh_wait_grep "$ZT_WORK/gw.log" "listening on" 10 && mesh_wait_grep "$ZT_WORK/gw2.log" "listening on" 10 &&
+		mesh_wait_grep "$ZT_WORK/wp.log" "listening on" 10
 }
 if setup; then zt_pass; else
 	zt_fail "setup failed"
@@ -148,6 +164,23 @@ if mesh_wait_access 2 "$m2" "dst.service=svc-r.$H" 5 >/dev/null; then
 	zt_expect_eq "$(mesh_since 2 "$m2" | grep -c "dst.hbone_addr=$R1:8080")" 1
 else
 	zt_fail "no inbound line for the control on node 2"
+fi
+
+# ---- a service's waypoint on n2 ----
+m1=$(mesh_mark 1)
+zt_test "VIP of svc-w (its waypoint on n2): the waypoint answers, asked for svc-w:80 by a itself"
+zt_expect_eq "$(zt_send "$a" $VIP_W 80 "" 5)" \
+	"server=$(mesh_id waypoint) authority=svc-w.$H:80 peer=$(mesh_id sa-a)"
+
+zt_test "... through the second gateway (outer peer a, same authority); node 1 logs it so"
+gl=$(grep -F "authority=svc-w.$H:80" "$ZT_WORK/gw2.log" | head -1)
+line=$(mesh_wait_access 1 "$m1" "dst.service=svc-w.$H" 5)
+if printf '%s' "$gl" | grep -qF "peer=$(mesh_id sa-a) " &&
+	[ "$(mesh_field "$line" dst.addr)" = "$GW2:15008" ] &&
+	[ "$(mesh_field "$line" dst.identity)" = "$(mesh_id waypoint)" ]; then
+	zt_pass
+else
+	zt_fail "gateway log: ${gl:-none}; node 1: $line"
 fi
 
 # ---- failover ----

@@ -196,7 +196,7 @@ fi
 # ---- waypoints that cannot be used: refused, never bypassed ----
 m1=$(mesh_mark 1)
 m2=$(mesh_mark 2)
-zt_test "waypoint on another network: refused (no double HBONE), not sent to c"
+zt_test "waypoint on another network without a network gateway: refused, not sent to c"
 got=$(zt_send "$a" $VIP_REMOTE 80 "x" 5)
 line=$(mesh_wait_access 1 "$m1" "dst.service=svc-remote" 5)
 if [ -z "$got" ] && printf '%s' "$line" | grep -q "waypoint on another network"; then zt_pass; else
