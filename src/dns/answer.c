@@ -469,13 +469,16 @@ static bool same_question(const ldns_pkt *a, const ldns_pkt *b)
            ldns_dname_compare(ldns_rr_owner(x), ldns_rr_owner(y)) == 0;
 }
 
-int zt_dns_upstream_reply(const uint8_t *query, size_t qlen, const uint8_t *reply, size_t rlen,
-                          uint16_t client_id, size_t max_reply, uint8_t **out, size_t *out_len,
-                          bool *truncated)
+uint16_t zt_dns_get_id(const uint8_t *msg)
+{
+    return ldns_read_uint16(msg);
+}
+
+int zt_dns_reply_matches(const uint8_t *query, size_t qlen, const uint8_t *reply, size_t rlen,
+                         bool *truncated)
 {
     ldns_pkt *q = NULL, *r = NULL;
     int rc = ZT_E_PROTO;
-    *out = NULL;
     *truncated = false;
     if (rlen < LDNS_HEADER_SIZE || rlen > ZT_DNS_MSG_MAX || qlen < LDNS_HEADER_SIZE ||
         !LDNS_QR_WIRE(reply) || ldns_read_uint16(reply) != ldns_read_uint16(query))
@@ -484,26 +487,37 @@ int zt_dns_upstream_reply(const uint8_t *query, size_t qlen, const uint8_t *repl
         ldns_wire2pkt(&r, reply, rlen) != LDNS_STATUS_OK || !same_question(q, r))
         goto out;
     *truncated = ldns_pkt_tc(r);
-    if (rlen <= max_reply) {
-        *out = malloc(rlen);
-        if (!*out)
-            abort();
-        memcpy(*out, reply, rlen);
-        *out_len = rlen;
-        zt_dns_set_id(*out, client_id);
-    } else {
-        /* Longer than the client takes over UDP: it asks again over TCP. */
-        ldns_pkt *t = reply_for(r, ldns_pkt_get_rcode(r));
-        ldns_pkt_set_aa(t, ldns_pkt_aa(r));
-        ldns_pkt_set_id(t, client_id);
-        ldns_pkt_set_tc(t, true);
-        *out = finish(t, false, 0, out_len);
-    }
     rc = 0;
 out:
     ldns_pkt_free(q);
     ldns_pkt_free(r);
     return rc;
+}
+
+uint8_t *zt_dns_reply_for_client(const uint8_t *reply, size_t rlen, uint16_t client_id,
+                                 size_t max_reply, size_t *out_len)
+{
+    uint8_t *out;
+    if (rlen <= max_reply) {
+        out = malloc(rlen);
+        if (!out)
+            abort();
+        memcpy(out, reply, rlen);
+        *out_len = rlen;
+        zt_dns_set_id(out, client_id);
+        return out;
+    }
+    /* Longer than the client takes over UDP: it asks again over TCP. */
+    ldns_pkt *r = NULL;
+    if (ldns_wire2pkt(&r, reply, rlen) != LDNS_STATUS_OK)
+        return NULL;
+    ldns_pkt *t = reply_for(r, ldns_pkt_get_rcode(r));
+    ldns_pkt_set_aa(t, ldns_pkt_aa(r));
+    ldns_pkt_set_id(t, client_id);
+    ldns_pkt_set_tc(t, true);
+    out = finish(t, false, 0, out_len);
+    ldns_pkt_free(r);
+    return out;
 }
 
 uint8_t *zt_dns_error_reply(const uint8_t *query, size_t qlen, int rcode, size_t *out_len)
