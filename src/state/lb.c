@@ -91,10 +91,11 @@ static bool endpoint_target_port(const struct zt_service *svc, const struct zt_p
 static bool family_allowed(enum zt_ip_families f, const struct zt_ip *ip);
 
 /* An endpoint is picked only if the proxy can dial it: healthy (or the
- * service allows any), with an address of a family the service allows, on
- * the client's network. Hostname-only endpoints need on-demand DNS and
- * endpoints on another network need double HBONE through its gateway;
- * until the proxy has those, picking them would fail the connection. */
+ * service allows any), on the client's network, with an address of a
+ * family the service allows or else a hostname (resolved when picked, as
+ * Istio's ztunnel does). Endpoints on another network need double HBONE
+ * through its gateway; until the proxy has that, picking them would fail
+ * the connection. */
 static bool endpoint_usable(const struct zt_service *svc, const struct zt_workload *client,
                             const struct zt_workload *ep)
 {
@@ -105,7 +106,7 @@ static bool endpoint_usable(const struct zt_service *svc, const struct zt_worklo
     for (size_t i = 0; i < ep->n_addresses; i++)
         if (family_allowed(svc->ip_families, &ep->addresses[i]))
             return true;
-    return false;
+    return ep->hostname && ep->hostname[0];
 }
 
 /* How a service is load-balanced: for a client dialing it (STANDARD), or
@@ -457,6 +458,8 @@ int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload
          * cover pod IPs); otherwise pick one of the endpoint's. */
         if (!zt_workload_has_ip(wl, &dst))
             select_endpoint_ip(svc->ip_families, wl, &dst, out);
+        /* No address of its own: its hostname is resolved when dialed. */
+        out->needs_dns = !out->has_ip;
     } else if (by_ip) {
         out->kind = ZT_UPSTREAM_WORKLOAD;
         out->wl = by_ip;

@@ -423,7 +423,7 @@ const void *zt_state_derived(const struct zt_state *s, enum zt_state_derived_slo
  * service port; unhealthy endpoints are skipped unless ALLOW_ALL; so are
  * endpoints the proxy cannot dial yet: on another network than client's
  * (even behind a network gateway: no double HBONE) or without an address of
- * a family the service allows (hostname-only: no on-demand DNS); STRICT/FAILOVER rank by routing
+ * a family the service allows and no hostname; STRICT/FAILOVER rank by routing
  * preferences against client (NULL client: every rank is 0); the final
  * choice is weighted by capacity using random_value. Returns 0, or
  * ZT_E_NOT_FOUND. */
@@ -462,10 +462,14 @@ struct zt_upstream {
     enum zt_upstream_kind kind;
     const struct zt_service *svc; /* SERVICE, WAYPOINT (see above), PASSTHROUGH via a service */
     const struct zt_workload *wl; /* SERVICE, WORKLOAD and WAYPOINT */
-    bool has_ip;                  /* always true for SERVICE and WAYPOINT */
-    struct zt_ip ip;              /* address to dial (PASSTHROUGH: the original dst) */
-    uint16_t port; /* target port (HBONE: port for :authority); WAYPOINT: see above */
-    bool is_hbone; /* HBONE to ip:15008 (WAYPOINT: ip:port), else plain TCP */
+    bool has_ip;                  /* always true for WAYPOINT; SERVICE: unless needs_dns */
+    /* SERVICE: the endpoint has no address the service allows, only a
+     * hostname (wl->hostname): resolve it and dial what it resolves to
+     * (ip unset until then). */
+    bool needs_dns;
+    struct zt_ip ip; /* address to dial (PASSTHROUGH: the original dst) */
+    uint16_t port;   /* target port (HBONE: port for :authority); WAYPOINT: see above */
+    bool is_hbone;   /* HBONE to ip:15008 (WAYPOINT: ip:port), else plain TCP */
     /* Expected peer identities for HBONE: wl's identity
      * (zt_workload_identity) plus every SPIFFE string among these SANs. */
     char *const *sans;
