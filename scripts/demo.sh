@@ -23,7 +23,7 @@
 # authenticated by their node's token; the demo then adds a policy file to
 # the control plane's directory and shows it enforced a moment later.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ZT_BIN=${ZT_BIN:-$PWD/build/ztunnel}
 ZT_PFX=${ZT_PFX:-ztdemo}
 # shellcheck source=../tests/e2e/lib.sh
@@ -45,10 +45,10 @@ die() { echo "demo: $*" >&2; exit 1; }
 [ -x "$ZT_BIN" ] || die "no binary at $ZT_BIN (run make)"
 
 CONTROL=${DEMO_CONTROL:-0}
-say "The stand-in waypoint: Go HBONE peer (tests/interop/hbone_peer.go)"
+say "Building the stand-in waypoint: the Go HBONE peer (tests/interop/hbone_peer.go)"
 PEER=${HBONE_PEER:-}
 if [ -z "$PEER" ] || [ ! -x "$PEER" ]; then
-  PEER=$(tests/interop/build.sh "$(dirname "$ZT_BIN")/interop") || die "cannot build the Go HBONE peer"
+  PEER=$(tests/interop/build.sh) || die "cannot build the Go HBONE peer"
 fi
 echo "built: $PEER"
 
