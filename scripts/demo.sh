@@ -48,6 +48,7 @@ CONTROL=${DEMO_CONTROL:-0}
 say "Building the stand-in waypoint: the Go HBONE peer (tests/interop/hbone_peer.go)"
 PEER=${HBONE_PEER:-}
 if [ -z "$PEER" ] || [ ! -x "$PEER" ]; then
+  [ -x "${BUILD:-build}/interop/hbone_peer" ] || echo "go build (standard library only; the first time takes a minute)"
   PEER=$(tests/interop/build.sh) || die "cannot build the Go HBONE peer"
 fi
 echo "built: $PEER"
