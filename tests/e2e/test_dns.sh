@@ -12,7 +12,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 zt_trap_cleanup
 
 A=10.200.1.2 B=10.200.1.3 SRV=10.200.1.4 DB0=10.200.2.2 DB1=10.200.2.3
-VIP_EXT=10.96.0.50 VIP_GONE=10.96.0.51
+VIP_EXT=10.96.0.50 VIP_GONE=10.96.0.51 KUBE_DNS=10.96.0.53
 VIP=10.96.0.10 VIP6=fd00:96::10 VIP_OTHER=10.96.1.10 VIP_SE=240.240.0.7
 UP=$(zt_node_ip 1)
 zt_test "setup: pod a on node 1 with a Kubernetes resolv.conf; dnsmasq on node 1 as upstream"
@@ -66,11 +66,11 @@ setup() {
 	MESH_RESOLV_CONF="$ZT_WORK/upstream.conf" mesh_node_up 1 || return 1
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 1 "$b" b sa-b || return 1
 	# A pod's resolv.conf as the kubelet writes it: the cluster DNS
-	# service's VIP (nothing there: only the proxy answers, through
-	# 127.0.0.1:15053 here), the namespace's search list, ndots 5.
+	# service's VIP (nothing there: the node agent's capture rules send
+	# port 53 to the proxy's 15053), the namespace's search list, ndots 5.
 	mkdir -p "/etc/netns/$a"
-	printf 'search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.1\noptions ndots:5\n' \
-		>"/etc/netns/$a/resolv.conf"
+	printf 'search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver %s\noptions ndots:5\n' \
+		"$KUBE_DNS" >"/etc/netns/$a/resolv.conf"
 	zt_wait_udp_dns "$a" 127.0.0.1 || return 1
 }
 # zt_wait_udp_dns NETNS IP: wait until a DNS server answers on IP:15053.
@@ -91,8 +91,9 @@ if setup; then zt_pass; else
 	exit 1
 fi
 
-# dig in pod a through the proxy, the resolver's own search list applying.
-q() { zt_ns_exec "$a" dig +time=3 +tries=1 -p 15053 "$@"; }
+# dig in pod a, to port 53 of the resolv.conf's server as any app would:
+# captured, answered by the proxy; the resolver's search list applies.
+q() { zt_ns_exec "$a" dig +time=3 +tries=1 "$@"; }
 
 for name in echo echo.default echo.default.svc echo.default.svc.cluster.local; do
 	zt_test "'$name' from a pod in default (search list, ndots 5) resolves to the service VIP"
@@ -154,6 +155,10 @@ zt_test "over TCP directly, and over [::1]:15053, with drill as a second resolve
 t=$(q +tcp +short echo A)
 d=$(zt_ns_exec "$a" drill -p 15053 @::1 echo.default.svc.cluster.local A | grep -P '^echo.*\tA\t' | awk '{print $5}')
 zt_expect_eq "$t $d" "$VIP $VIP"
+
+zt_test "the replies came through the capture rules: their packet counters moved"
+n=$(zt_ns_exec "$a" iptables -t nat -L ISTIO_OUTPUT -v -n -x | grep 'dpt:53' | grep 15053 | awk '{s += $1} END {print s + 0}')
+[ "$n" -ge 10 ] && zt_pass || zt_fail "REDIRECT rules counted $n packets"
 
 zt_test "a malformed query gets FORMERR with its id; the proxy goes on answering"
 rc=$(zt_ns_exec "$a" python3 -c '
