@@ -569,6 +569,8 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
         return rc;
     if ((rc = dns_proxy(&e, c)))
         return rc;
+    if ((rc = env_bool(&e, "LOCALHOST_APP_TUNNEL", true, &c->localhost_app_tunnel)))
+        return rc;
 
     if ((rc = env_u32(&e, "POOL_MAX_STREAMS_PER_CONNECTION", 100, 1, 1u << 20,
                       &c->pool_max_streams_per_conn)))

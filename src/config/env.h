@@ -78,6 +78,7 @@ struct zt_config {
     size_t n_dns_proxy_addr;
     const char *resolv_conf;          /* ZTUNNEL_RESOLV_CONF: upstream resolvers */
     const char *preferred_service_ns; /* PREFERED_SERVICE_NAMESPACE (Istio's spelling) */
+    bool localhost_app_tunnel;        /* LOCALHOST_APP_TUNNEL (default true) */
 };
 
 /* Returns the value of a variable, or NULL if unset. */

@@ -356,9 +356,17 @@ static void test_dns(void)
                  "[::1]:15053");
     CHECK_EQ_STR(c.resolv_conf, "/etc/resolv.conf");
     CHECK_EQ_STR(c.cluster_domain, "cluster.local");
-    const char *off[] = {"ISTIO_META_DNS_CAPTURE", "False", "IPV6_ENABLED", "false", NULL};
+    CHECK(c.localhost_app_tunnel);
+    const char *off[] = {"ISTIO_META_DNS_CAPTURE",
+                         "False",
+                         "IPV6_ENABLED",
+                         "false",
+                         "LOCALHOST_APP_TUNNEL",
+                         "false",
+                         NULL};
     CHECK_EQ_INT(load(off, 8, &c, err, sizeof(err)), 0);
     CHECK(!c.dns_proxy);
+    CHECK(!c.localhost_app_tunnel);
     CHECK_EQ_INT(c.n_dns_proxy_addr, 1);
     const char *on[] = {"ISTIO_META_DNS_CAPTURE",
                         "TRUE",
