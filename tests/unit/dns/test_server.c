@@ -367,6 +367,45 @@ static void test_tcp_client_cap(void)
     fixture_stop(&f);
 }
 
+/* More queries waiting for upstreams than allowed: the extra ones get
+ * SERVFAIL at once, mesh names are still answered. */
+static void test_forward_cap(void)
+{
+    struct upstream u;
+    struct fixture f;
+    upstream_start(&u, UP_SILENT);
+    fixture_start(&f, u.port, 30000);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    size_t len;
+    for (int i = 0; i < ZT_DNS_FORWARDS + 44; i++) {
+        uint8_t *q = query("external.test.", LDNS_RR_TYPE_A, (uint16_t)i, &len);
+        sendto(fd, q, len, 0, (struct sockaddr *)&f.udp_addr, sizeof(f.udp_addr));
+        free(q);
+    }
+    int servfail = 0;
+    uint8_t buf[512];
+    while (servfail < 44 && wait_readable(fd, 5000) > 0) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        ldns_pkt *p = NULL;
+        if (n > 0 && ldns_wire2pkt(&p, buf, (size_t)n) == LDNS_STATUS_OK &&
+            ldns_pkt_get_rcode(p) == LDNS_RCODE_SERVFAIL)
+            servfail++;
+        ldns_pkt_free(p);
+    }
+    close(fd);
+    CHECK_EQ_INT(servfail, 44);
+    for (int i = 0; i < 5000 && atomic_load(&u.udp_queries) < ZT_DNS_FORWARDS; i++)
+        usleep(1000);
+    CHECK_EQ_INT(atomic_load(&u.udp_queries), ZT_DNS_FORWARDS);
+    uint8_t *q = query("echo.default.svc.cluster.local.", LDNS_RR_TYPE_A, 0x0909, &len);
+    ldns_pkt *r = ask_udp(&f, q, len);
+    CHECK(r != NULL && ldns_pkt_ancount(r) == 1);
+    ldns_pkt_free(r);
+    free(q);
+    fixture_stop(&f);
+    upstream_stop(&u);
+}
+
 int main(void)
 {
     RUN(test_answer_and_forward);
@@ -374,5 +413,6 @@ int main(void)
     RUN(test_truncation_tcp_fallback);
     RUN(test_upstream_failures);
     RUN(test_tcp_client_cap);
+    RUN(test_forward_cap);
     return TEST_REPORT();
 }
