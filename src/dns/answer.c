@@ -164,6 +164,7 @@ static const struct zt_service *best_match(const struct zt_service *const *v, si
 
 struct match {
     const struct zt_service *svc;
+    const struct zt_workload *pod; /* <pod>.<headless service>: that endpoint */
     const struct alias *alias;
     bool wildcard;
 };
@@ -179,9 +180,34 @@ static const struct zt_service *probe(const struct zt_state *s, const struct zt_
     return n ? best_match(v, n, client, o, svc_suffix) : NULL;
 }
 
+/* <pod>.<service host>: the endpoint of a headless Kubernetes service
+ * named <pod> (a StatefulSet's pods have such names). Istio's ztunnel
+ * leaves these to kube-dns; answering them here keeps them working when
+ * the proxy's upstream is not the cluster's DNS. */
+static const struct zt_workload *probe_pod(const struct zt_state *s,
+                                           const struct zt_workload *client,
+                                           const struct zt_dns_opts *o, const char *svc_suffix,
+                                           const char *alias)
+{
+    const char *dot = strchr(alias, '.');
+    if (!dot || dot == alias)
+        return NULL;
+    const struct zt_service *svc = probe(s, client, o, svc_suffix, "", dot + 1);
+    if (!svc || svc->n_vips)
+        return NULL;
+    size_t len = (size_t)(dot - alias);
+    const struct zt_workload *const *eps;
+    size_t n = zt_state_service_endpoints(s, svc, &eps);
+    for (size_t i = 0; i < n; i++)
+        if (strlen(eps[i]->name) == len && strncasecmp(eps[i]->name, alias, len) == 0)
+            return eps[i];
+    return NULL;
+}
+
 /* Tries every alias of name (kept in *a, which m points into), each first
- * as it is, then as wildcards dropping one label at a time: for
- * www.example.com, *.example.com then *.com. */
+ * as it is (a service, then a headless service's pod), then as wildcards
+ * dropping one label at a time: for www.example.com, *.example.com then
+ * *.com. */
 static bool find_server(const struct zt_state *s, const struct zt_workload *client,
                         const struct zt_dns_opts *o, const char *name, struct aliases *a,
                         struct match *m)
@@ -194,6 +220,8 @@ static bool find_server(const struct zt_state *s, const struct zt_workload *clie
         m->alias = &a->v[i];
         m->wildcard = false;
         if ((m->svc = probe(s, client, o, svc_suffix, "", alias)))
+            return true;
+        if ((m->pod = probe_pod(s, client, o, svc_suffix, alias)))
             return true;
         m->wildcard = true;
         for (const char *dot = strchr(alias, '.'); dot; dot = strchr(dot + 1, '.'))
@@ -403,7 +431,7 @@ enum zt_dns_verdict zt_dns_answer(const struct zt_state *s, const struct zt_work
         goto out;
     }
     bool aaaa = q->qtype == LDNS_RR_TYPE_AAAA;
-    struct match m;
+    struct match m = {0};
     struct aliases a;
     if ((q->qtype != LDNS_RR_TYPE_A && !aaaa) || ldns_rr_get_class(qrr) != LDNS_RR_CLASS_IN ||
         !fits || !lname[0] || !find_server(s, client, opts, lname, &a, &m)) {
@@ -417,9 +445,15 @@ enum zt_dns_verdict zt_dns_answer(const struct zt_state *s, const struct zt_work
     struct zt_ip *addrs = malloc(sizeof(*addrs) * MAX_ADDRS);
     if (!addrs)
         abort();
-    size_t n = family_allowed(m.svc, aaaa, opts)
-                   ? get_addresses(s, client, m.svc, aaaa ? AF_INET6 : AF_INET, addrs)
-                   : 0;
+    size_t n = 0;
+    if (m.pod) {
+        for (size_t i = 0; i < m.pod->n_addresses && n < MAX_ADDRS; i++)
+            if (m.pod->addresses[i].family == (aaaa ? AF_INET6 : AF_INET) &&
+                (!aaaa || opts->ipv6_enabled))
+                addrs[n++] = m.pod->addresses[i];
+    } else if (family_allowed(m.svc, aaaa, opts)) {
+        n = get_addresses(s, client, m.svc, aaaa ? AF_INET6 : AF_INET, addrs);
+    }
     q->result = n ? "success" : "no records";
     if (n) {
         shuffle(addrs, n, random);

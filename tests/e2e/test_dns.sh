@@ -122,6 +122,9 @@ else zt_fail "$out"; fi
 zt_test "headless service: one A record per endpoint"
 zt_expect_eq "$(q +search +short db A | sort | tr '\n' ' ')" "$DB0 $DB1 "
 
+zt_test "a headless service's pod by name (<pod>.<service>, as a StatefulSet's)"
+zt_expect_eq "$(q +search +short db-1.db A | tail -1) $(q +short db-0.db.default.svc.cluster.local A)" "$DB1 $DB0"
+
 zt_test "wildcard ServiceEntry host: any name under it"
 zt_expect_eq "$(q +short v2.api.example.com A) $(q +short x.y.api.example.com A)" "$VIP_SE $VIP_SE"
 

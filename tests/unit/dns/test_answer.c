@@ -318,6 +318,33 @@ static void test_wildcard_and_headless(void)
     zt_state_unref(s);
 }
 
+/* A headless service's pod by name (a StatefulSet's <pod>.<service>):
+ * its own address; an unknown pod, or a pod name under a service with
+ * VIPs, goes upstream. */
+static void test_headless_pods(void)
+{
+    struct zt_state *s = mesh();
+    char buf[256];
+    struct res r = ask(s, "db-1.db.", LDNS_RR_TYPE_A);
+    CHECK_EQ_STR(addrs(&r, buf, sizeof(buf)), "10.0.1.2");
+    CHECK(ldns_pkt_aa(r.reply));
+    done(&r);
+    r = ask(s, "DB-0.db.default.svc.cluster.local.", LDNS_RR_TYPE_A);
+    CHECK_EQ_STR(addrs(&r, buf, sizeof(buf)), "10.0.1.1");
+    done(&r);
+    r = ask(s, "db-0.db.default.svc.cluster.local.", LDNS_RR_TYPE_AAAA);
+    CHECK(r.v == ZT_DNS_ANSWER && ldns_pkt_ancount(r.reply) == 0);
+    CHECK_EQ_STR(r.q.result, "no records");
+    done(&r);
+    const char *fwd[] = {"db-9.db.", "app.echo.", "db-0.nosuch."};
+    for (size_t i = 0; i < 3; i++) {
+        r = ask(s, fwd[i], LDNS_RR_TYPE_A);
+        CHECK(r.v == ZT_DNS_FORWARD);
+        done(&r);
+    }
+    zt_state_unref(s);
+}
+
 /* The client's namespace wins among services of one hostname; a client
  * the proxy does not know yet gets SERVFAIL. */
 static void test_best_match_and_unknown_client(void)
@@ -516,6 +543,7 @@ int main(void)
     RUN(test_nodata);
     RUN(test_forwarded);
     RUN(test_wildcard_and_headless);
+    RUN(test_headless_pods);
     RUN(test_best_match_and_unknown_client);
     RUN(test_malformed);
     RUN(test_truncation);
