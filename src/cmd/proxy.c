@@ -485,6 +485,7 @@ static int proxy_init(struct proxy_app *app)
                       .retries = cfg->keepalive_retries},
         .ipv4_only = !cfg->ipv6_enabled,
         .dns_enabled = cfg->dns_proxy,
+        .localhost_app_tunnel = cfg->localhost_app_tunnel,
         .dns = {.cluster_domain = cfg->cluster_domain,
                 .ipv6_enabled = cfg->ipv6_enabled,
                 .preferred_ns = cfg->preferred_service_ns},

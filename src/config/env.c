@@ -76,13 +76,27 @@ static int check_domain(struct envctx *e, const char *name, const char *v)
  * PREFERED_SERVICE_NAMESPACE. */
 static int dns_proxy(struct envctx *e, struct zt_config *c)
 {
+    struct zt_proxy_metadata md;
+    const char *mesh = get(e, "ZTUNNEL_MESH_CONFIG");
+    int rc = zt_config_proxy_metadata(mesh ? mesh : "/etc/istio/config/mesh",
+                                      get(e, "PROXY_CONFIG"), &md, e->err, e->errlen);
+    if (rc)
+        return rc;
     const char *cap = get(e, "ISTIO_META_DNS_CAPTURE");
+    if (!cap)
+        cap = md.dns_capture;
     c->dns_proxy = !cap || strcasecmp(cap, "true") == 0;
     c->resolv_conf = get(e, "ZTUNNEL_RESOLV_CONF");
     if (!c->resolv_conf)
         c->resolv_conf = "/etc/resolv.conf";
     c->preferred_service_ns = get(e, "PREFERED_SERVICE_NAMESPACE");
     const char *addr = get(e, "ISTIO_META_DNS_PROXY_ADDR");
+    char md_addr[80] = "";
+    if (!addr && md.dns_proxy_addr) {
+        snprintf(md_addr, sizeof(md_addr), "%s", md.dns_proxy_addr);
+        addr = md_addr;
+    }
+    zt_proxy_metadata_free(&md);
     if (!addr)
         addr = "localhost:15053";
     const char *colon = strrchr(addr, ':');
@@ -568,6 +582,8 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     if ((rc = env_bool(&e, "IPV6_ENABLED", true, &c->ipv6_enabled)))
         return rc;
     if ((rc = dns_proxy(&e, c)))
+        return rc;
+    if ((rc = env_bool(&e, "LOCALHOST_APP_TUNNEL", true, &c->localhost_app_tunnel)))
         return rc;
 
     if ((rc = env_u32(&e, "POOL_MAX_STREAMS_PER_CONNECTION", 100, 1, 1u << 20,

@@ -70,17 +70,33 @@ struct zt_config {
     const char *pod_namespace; /* POD_NAMESPACE */
     const char *instance_ip;   /* INSTANCE_IP */
     /* The DNS proxy (wire facts 9.1). Proxy metadata as Istio's ztunnel
-     * reads it, from ISTIO_META_* variables: DNS_CAPTURE (anything but
-     * "true", any case, turns the proxy off; unset = on) and
-     * DNS_PROXY_ADDR ("localhost:PORT" = 127.0.0.1 and ::1, or IP:PORT). */
+     * reads it: ISTIO_META_* variables, else PROXY_CONFIG's or the mesh
+     * config's (ZTUNNEL_MESH_CONFIG, default /etc/istio/config/mesh)
+     * proxyMetadata: DNS_CAPTURE (anything but "true", any case, turns the
+     * proxy off; unset = on) and DNS_PROXY_ADDR ("localhost:PORT" =
+     * 127.0.0.1 and ::1, or IP:PORT). */
     bool dns_proxy;
     struct sockaddr_storage dns_proxy_addr[2];
     size_t n_dns_proxy_addr;
     const char *resolv_conf;          /* ZTUNNEL_RESOLV_CONF: upstream resolvers */
     const char *preferred_service_ns; /* PREFERED_SERVICE_NAMESPACE (Istio's spelling) */
+    bool localhost_app_tunnel;        /* LOCALHOST_APP_TUNNEL (default true) */
 };
 
 /* Returns the value of a variable, or NULL if unset. */
+/* The proxy metadata this proxy reads (NULL: not set), from the mesh config
+ * file's defaultConfig.proxyMetadata and PROXY_CONFIG's proxyMetadata (it
+ * wins), keys with or without ISTIO_META_, as Istio's ztunnel. A missing
+ * file is no error; a file or variable that is not valid YAML is, with its
+ * name and line in err. Free with zt_proxy_metadata_free. */
+struct zt_proxy_metadata {
+    char *dns_capture;
+    char *dns_proxy_addr;
+};
+int zt_config_proxy_metadata(const char *mesh_path, const char *pc_env,
+                             struct zt_proxy_metadata *md, char *err, size_t errlen);
+void zt_proxy_metadata_free(struct zt_proxy_metadata *md);
+
 typedef const char *zt_config_getenv_fn(const char *name, void *ud);
 
 /* Fills *out from the environment. ncpus is the core count used for "N%"

@@ -164,6 +164,7 @@ static const struct zt_service *best_match(const struct zt_service *const *v, si
 
 struct match {
     const struct zt_service *svc;
+    const struct zt_workload *pod; /* <pod>.<headless service>: that endpoint */
     const struct alias *alias;
     bool wildcard;
 };
@@ -179,9 +180,34 @@ static const struct zt_service *probe(const struct zt_state *s, const struct zt_
     return n ? best_match(v, n, client, o, svc_suffix) : NULL;
 }
 
+/* <pod>.<service host>: the endpoint of a headless Kubernetes service
+ * named <pod> (a StatefulSet's pods have such names). Istio's ztunnel
+ * leaves these to kube-dns; answering them here keeps them working when
+ * the proxy's upstream is not the cluster's DNS. */
+static const struct zt_workload *probe_pod(const struct zt_state *s,
+                                           const struct zt_workload *client,
+                                           const struct zt_dns_opts *o, const char *svc_suffix,
+                                           const char *alias)
+{
+    const char *dot = strchr(alias, '.');
+    if (!dot || dot == alias)
+        return NULL;
+    const struct zt_service *svc = probe(s, client, o, svc_suffix, "", dot + 1);
+    if (!svc || svc->n_vips)
+        return NULL;
+    size_t len = (size_t)(dot - alias);
+    const struct zt_workload *const *eps;
+    size_t n = zt_state_service_endpoints(s, svc, &eps);
+    for (size_t i = 0; i < n; i++)
+        if (strlen(eps[i]->name) == len && strncasecmp(eps[i]->name, alias, len) == 0)
+            return eps[i];
+    return NULL;
+}
+
 /* Tries every alias of name (kept in *a, which m points into), each first
- * as it is, then as wildcards dropping one label at a time: for
- * www.example.com, *.example.com then *.com. */
+ * as it is (a service, then a headless service's pod), then as wildcards
+ * dropping one label at a time: for www.example.com, *.example.com then
+ * *.com. */
 static bool find_server(const struct zt_state *s, const struct zt_workload *client,
                         const struct zt_dns_opts *o, const char *name, struct aliases *a,
                         struct match *m)
@@ -194,6 +220,8 @@ static bool find_server(const struct zt_state *s, const struct zt_workload *clie
         m->alias = &a->v[i];
         m->wildcard = false;
         if ((m->svc = probe(s, client, o, svc_suffix, "", alias)))
+            return true;
+        if ((m->pod = probe_pod(s, client, o, svc_suffix, alias)))
             return true;
         m->wildcard = true;
         for (const char *dot = strchr(alias, '.'); dot; dot = strchr(dot + 1, '.'))
@@ -403,7 +431,7 @@ enum zt_dns_verdict zt_dns_answer(const struct zt_state *s, const struct zt_work
         goto out;
     }
     bool aaaa = q->qtype == LDNS_RR_TYPE_AAAA;
-    struct match m;
+    struct match m = {0};
     struct aliases a;
     if ((q->qtype != LDNS_RR_TYPE_A && !aaaa) || ldns_rr_get_class(qrr) != LDNS_RR_CLASS_IN ||
         !fits || !lname[0] || !find_server(s, client, opts, lname, &a, &m)) {
@@ -417,9 +445,15 @@ enum zt_dns_verdict zt_dns_answer(const struct zt_state *s, const struct zt_work
     struct zt_ip *addrs = malloc(sizeof(*addrs) * MAX_ADDRS);
     if (!addrs)
         abort();
-    size_t n = family_allowed(m.svc, aaaa, opts)
-                   ? get_addresses(s, client, m.svc, aaaa ? AF_INET6 : AF_INET, addrs)
-                   : 0;
+    size_t n = 0;
+    if (m.pod) {
+        for (size_t i = 0; i < m.pod->n_addresses && n < MAX_ADDRS; i++)
+            if (m.pod->addresses[i].family == (aaaa ? AF_INET6 : AF_INET) &&
+                (!aaaa || opts->ipv6_enabled))
+                addrs[n++] = m.pod->addresses[i];
+    } else if (family_allowed(m.svc, aaaa, opts)) {
+        n = get_addresses(s, client, m.svc, aaaa ? AF_INET6 : AF_INET, addrs);
+    }
     q->result = n ? "success" : "no records";
     if (n) {
         shuffle(addrs, n, random);
@@ -469,13 +503,16 @@ static bool same_question(const ldns_pkt *a, const ldns_pkt *b)
            ldns_dname_compare(ldns_rr_owner(x), ldns_rr_owner(y)) == 0;
 }
 
-int zt_dns_upstream_reply(const uint8_t *query, size_t qlen, const uint8_t *reply, size_t rlen,
-                          uint16_t client_id, size_t max_reply, uint8_t **out, size_t *out_len,
-                          bool *truncated)
+uint16_t zt_dns_get_id(const uint8_t *msg)
+{
+    return ldns_read_uint16(msg);
+}
+
+int zt_dns_reply_matches(const uint8_t *query, size_t qlen, const uint8_t *reply, size_t rlen,
+                         bool *truncated)
 {
     ldns_pkt *q = NULL, *r = NULL;
     int rc = ZT_E_PROTO;
-    *out = NULL;
     *truncated = false;
     if (rlen < LDNS_HEADER_SIZE || rlen > ZT_DNS_MSG_MAX || qlen < LDNS_HEADER_SIZE ||
         !LDNS_QR_WIRE(reply) || ldns_read_uint16(reply) != ldns_read_uint16(query))
@@ -484,26 +521,37 @@ int zt_dns_upstream_reply(const uint8_t *query, size_t qlen, const uint8_t *repl
         ldns_wire2pkt(&r, reply, rlen) != LDNS_STATUS_OK || !same_question(q, r))
         goto out;
     *truncated = ldns_pkt_tc(r);
-    if (rlen <= max_reply) {
-        *out = malloc(rlen);
-        if (!*out)
-            abort();
-        memcpy(*out, reply, rlen);
-        *out_len = rlen;
-        zt_dns_set_id(*out, client_id);
-    } else {
-        /* Longer than the client takes over UDP: it asks again over TCP. */
-        ldns_pkt *t = reply_for(r, ldns_pkt_get_rcode(r));
-        ldns_pkt_set_aa(t, ldns_pkt_aa(r));
-        ldns_pkt_set_id(t, client_id);
-        ldns_pkt_set_tc(t, true);
-        *out = finish(t, false, 0, out_len);
-    }
     rc = 0;
 out:
     ldns_pkt_free(q);
     ldns_pkt_free(r);
     return rc;
+}
+
+uint8_t *zt_dns_reply_for_client(const uint8_t *reply, size_t rlen, uint16_t client_id,
+                                 size_t max_reply, size_t *out_len)
+{
+    uint8_t *out;
+    if (rlen <= max_reply) {
+        out = malloc(rlen);
+        if (!out)
+            abort();
+        memcpy(out, reply, rlen);
+        *out_len = rlen;
+        zt_dns_set_id(out, client_id);
+        return out;
+    }
+    /* Longer than the client takes over UDP: it asks again over TCP. */
+    ldns_pkt *r = NULL;
+    if (ldns_wire2pkt(&r, reply, rlen) != LDNS_STATUS_OK)
+        return NULL;
+    ldns_pkt *t = reply_for(r, ldns_pkt_get_rcode(r));
+    ldns_pkt_set_aa(t, ldns_pkt_aa(r));
+    ldns_pkt_set_id(t, client_id);
+    ldns_pkt_set_tc(t, true);
+    out = finish(t, false, 0, out_len);
+    ldns_pkt_free(r);
+    return out;
 }
 
 uint8_t *zt_dns_error_reply(const uint8_t *query, size_t qlen, int rcode, size_t *out_len)

@@ -65,17 +65,22 @@ enum zt_dns_verdict zt_dns_answer(const struct zt_state *s, const struct zt_work
  * query an id of its own). msg must hold at least a header (12 bytes). */
 void zt_dns_set_id(uint8_t *msg, uint16_t id);
 
-/* An upstream's reply to a forwarded query (`query`: the bytes sent, with
- * the upstream id): checks it answers the query (same id and question:
- * anything else is dropped, it could be spoofed) and rewrites it for the
- * client: its id set back to client_id and, when it is longer than
- * max_reply, cut to header and question with TC set. Returns 0 with *out
- * (malloc'd) / *out_len, ZT_E_PROTO for a reply that does not match or
- * parse (*out NULL). *truncated tells the caller that the upstream set TC
- * (over UDP: retry over TCP). */
-int zt_dns_upstream_reply(const uint8_t *query, size_t qlen, const uint8_t *reply, size_t rlen,
-                          uint16_t client_id, size_t max_reply, uint8_t **out, size_t *out_len,
-                          bool *truncated);
+/* The id in a message's header (at least 12 bytes). */
+uint16_t zt_dns_get_id(const uint8_t *msg);
+
+/* Whether `reply` answers `query` (the bytes sent upstream): a response
+ * with the same id and question. Anything else must be dropped: it could
+ * be spoofed. Returns 0 (with *truncated: the upstream set TC) or
+ * ZT_E_PROTO. */
+int zt_dns_reply_matches(const uint8_t *query, size_t qlen, const uint8_t *reply, size_t rlen,
+                         bool *truncated);
+
+/* A matching upstream reply as the client gets it: with client_id and,
+ * when longer than max_reply, cut to header and question with TC set.
+ * Returns a malloc'd copy (*out_len bytes), or NULL if it cannot be parsed
+ * to be cut. */
+uint8_t *zt_dns_reply_for_client(const uint8_t *reply, size_t rlen, uint16_t client_id,
+                                 size_t max_reply, size_t *out_len);
 
 /* A reply with rcode `rcode` (SERVFAIL: 2) and the question of `query`, or
  * NULL if the query cannot be parsed. */

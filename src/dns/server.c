@@ -1,6 +1,8 @@
 /* The DNS proxy's sockets: see server.h. */
 #include "dns/server.h"
 
+#include "dns/exchange.h"
+
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "base/err.h"
@@ -39,26 +41,7 @@ struct tcp_client {
     bool closing;
 };
 
-struct fwd;
-
-/* One try of a forwarded query: a socket to one upstream. Freed when its
- * handle has closed; f is NULL once the query has moved on. */
-struct up {
-    struct fwd *f;
-    struct zt_dns_server *s;
-    bool tcp;
-    union {
-        uv_udp_t u;
-        uv_tcp_t t;
-    } h;
-    uv_connect_t creq;
-    uv_write_t wreq;
-    uint8_t *wbuf;
-    uint8_t *rbuf; /* TCP: the reply as it arrives */
-    size_t rlen, rcap;
-};
-
-/* A query sent upstream, until an upstream answers or every try failed. */
+/* A client's query forwarded upstream, until the exchange ends. */
 struct fwd {
     struct zt_dns_server *s;
     struct zt_list_node link;
@@ -68,12 +51,10 @@ struct fwd {
     struct sockaddr_storage peer; /* ... and from where */
     uint16_t client_id;
     size_t max_reply;
-    uint8_t *query; /* as sent upstream: the client's with an id of ours */
-    size_t qlen;
     struct zt_dns_query q;
-    unsigned try;
-    struct up *up;
-    uv_timer_t timer;
+    uint8_t *query; /* as the client sent it: a SERVFAIL repeats its question */
+    size_t qlen;
+    struct zt_dns_exchange *x;
     uint64_t start;
 };
 
@@ -165,8 +146,6 @@ static void send_udp(struct udp_ls *l, const struct sockaddr *to, const uint8_t 
 
 /* ---- forwarding ---- */
 
-static void start_try(struct fwd *f, bool tcp);
-
 static void reply_fwd(struct fwd *f, const uint8_t *msg, size_t len)
 {
     if (f->client_tcp) {
@@ -177,225 +156,41 @@ static void reply_fwd(struct fwd *f, const uint8_t *msg, size_t len)
     }
 }
 
-static void on_up_closed(uv_handle_t *h)
-{
-    struct up *u = h->data;
-    struct zt_dns_server *s = u->s;
-    free(u->wbuf);
-    free(u->rbuf);
-    free(u);
-    handle_gone(s);
-}
-
-static void up_drop(struct fwd *f)
-{
-    struct up *u = f->up;
-    if (!u)
-        return;
-    f->up = NULL;
-    u->f = NULL;
-    u->h.u.data = u;
-    uv_close((uv_handle_t *)&u->h, on_up_closed);
-}
-
-static void on_fwd_timer_closed(uv_handle_t *h)
-{
-    struct fwd *f = h->data;
-    struct zt_dns_server *s = f->s;
-    free(f->query);
-    free(f);
-    handle_gone(s);
-}
-
 static void fwd_free(struct fwd *f)
 {
-    up_drop(f);
     zt_list_remove(&f->link);
     f->s->n_fwds--;
-    uv_close((uv_handle_t *)&f->timer, on_fwd_timer_closed);
+    free(f);
 }
 
-/* Counted before the client has its reply: whoever reads the metrics
- * after an answer sees it counted. */
-static void fwd_finish(struct fwd *f, const uint8_t *reply, size_t len)
+/* The upstream's reply (NULL: none answered), rewritten for the client.
+ * Counted before the client has it: whoever reads the metrics after an
+ * answer sees it counted. */
+static void on_exchange_done(void *ud, const uint8_t *reply, size_t len)
 {
-    struct zt_dns_server *s = f->s;
+    struct fwd *f = ud;
     uint64_t us = (uv_hrtime() - f->start) / 1000;
-    uint8_t *err = NULL;
-    if (!reply) {
-        /* Every upstream failed: SERVFAIL, as a resolver says it. */
-        err = zt_dns_error_reply(f->query, f->qlen, 2, &len);
-        if (err)
-            zt_dns_set_id(err, f->client_id);
-        reply = err;
-        f->q.result = "upstream failed";
-    }
-    observe(s, &f->q, f->client_tcp, true, err != NULL || !reply, us);
+    uint8_t *out = NULL;
+    size_t olen = 0;
     if (reply)
-        reply_fwd(f, reply, len);
-    free(err);
+        out = zt_dns_reply_for_client(reply, len, f->client_id, f->max_reply, &olen);
+    if (!out) {
+        /* Every upstream failed: SERVFAIL, as a resolver says it. */
+        f->q.result = "upstream failed";
+        out = zt_dns_error_reply(f->query, f->qlen, 2, &olen);
+    }
+    observe(f->s, &f->q, f->client_tcp, true, !reply, us);
+    if (out)
+        reply_fwd(f, out, olen);
+    free(out);
+    free(f->query);
     fwd_free(f);
 }
 
-static void next_try(struct fwd *f)
+static int fwd_socket(void *ud, int family, int type)
 {
-    const struct zt_dns_upstreams *ups = f->s->ups;
-    up_drop(f);
-    if (++f->try >= ups->n * ups->attempts) {
-        fwd_finish(f, NULL, 0);
-        return;
-    }
-    start_try(f, false);
-}
-
-/* An upstream's reply: delivered if it answers the query; a truncated one
- * is asked again over TCP when the client came over TCP (a UDP client gets
- * it as it is and asks us over TCP itself). */
-static void got_reply(struct fwd *f, const uint8_t *msg, size_t len, bool over_tcp)
-{
-    uint8_t *out = NULL;
-    size_t olen = 0;
-    bool tc = false;
-    if (zt_dns_upstream_reply(f->query, f->qlen, msg, len, f->client_id, f->max_reply, &out, &olen,
-                              &tc) < 0)
-        return; /* not the answer to our query: wait for it */
-    if (tc && !over_tcp && f->client_tcp) {
-        free(out);
-        up_drop(f);
-        start_try(f, true);
-        return;
-    }
-    fwd_finish(f, out, olen);
-    free(out);
-}
-
-static void on_fwd_timeout(uv_timer_t *t)
-{
-    next_try(t->data);
-}
-
-static void on_up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    struct up *u = h->data;
-    if (!u->tcp) {
-        if (!u->rbuf)
-            u->rbuf = zt_xmalloc(ZT_DNS_MSG_MAX);
-        *buf = uv_buf_init((char *)u->rbuf, ZT_DNS_MSG_MAX);
-        return;
-    }
-    size_t want = 2 + ZT_DNS_MSG_MAX;
-    if (!u->rbuf) {
-        u->rcap = 2048;
-        u->rbuf = zt_xmalloc(u->rcap);
-    } else if (u->rlen == u->rcap && u->rcap < want) {
-        u->rcap = u->rcap * 4 > want ? want : u->rcap * 4;
-        u->rbuf = zt_xrealloc(u->rbuf, u->rcap);
-    }
-    *buf = uv_buf_init((char *)u->rbuf + u->rlen, (unsigned)(u->rcap - u->rlen));
-}
-
-static void on_up_udp(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from,
-                      unsigned flags)
-{
-    struct up *u = h->data;
-    if (!u->f || n <= 0 || (flags & UV_UDP_PARTIAL))
-        return;
-    got_reply(u->f, u->rbuf, (size_t)n, false);
-}
-
-static void on_up_tcp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
-{
-    struct up *u = st->data;
-    struct fwd *f = u->f;
-    if (!f)
-        return;
-    if (n < 0) {
-        next_try(f);
-        return;
-    }
-    u->rlen += (size_t)n;
-    if (u->rlen < 2)
-        return;
-    size_t mlen = (size_t)u->rbuf[0] << 8 | u->rbuf[1];
-    if (u->rlen < 2 + mlen) {
-        if (u->rlen == u->rcap && u->rcap == 2 + ZT_DNS_MSG_MAX)
-            next_try(f); /* cannot happen: a length prefix caps the message */
-        return;
-    }
-    got_reply(f, u->rbuf + 2, mlen, true);
-    /* A reply that was not ours leaves f waiting for its timer. */
-}
-
-static void on_up_written(uv_write_t *req, int status)
-{
-    struct up *u = req->data;
-    if (u->f && status < 0)
-        next_try(u->f);
-}
-
-static void on_up_connected(uv_connect_t *req, int status)
-{
-    struct up *u = req->data;
-    struct fwd *f = u->f;
-    if (!f)
-        return;
-    if (status < 0) {
-        next_try(f);
-        return;
-    }
-    u->wbuf = zt_xmalloc(2 + f->qlen);
-    u->wbuf[0] = (uint8_t)(f->qlen >> 8);
-    u->wbuf[1] = (uint8_t)f->qlen;
-    memcpy(u->wbuf + 2, f->query, f->qlen);
-    uv_buf_t b = uv_buf_init((char *)u->wbuf, (unsigned)(2 + f->qlen));
-    u->wreq.data = u;
-    if (uv_write(&u->wreq, (uv_stream_t *)&u->h.t, &b, 1, on_up_written) < 0 ||
-        uv_read_start((uv_stream_t *)&u->h.t, on_up_alloc, on_up_tcp_read) < 0)
-        next_try(f);
-}
-
-/* Sends f to upstream f->try % n, over TCP or UDP; a failure to even
- * send moves on to the next try at once. */
-static void start_try(struct fwd *f, bool tcp)
-{
-    struct zt_dns_server *s = f->s;
-    const struct sockaddr *to = (const struct sockaddr *)&s->ups->addr[f->try % s->ups->n];
-    int fd = s->ops->socket(s->ud, to->sa_family, tcp ? SOCK_STREAM : SOCK_DGRAM);
-    if (fd < 0) {
-        next_try(f);
-        return;
-    }
-    struct up *u = zt_xcalloc(1, sizeof(*u));
-    u->f = f;
-    u->s = s;
-    u->tcp = tcp;
-    int rc;
-    if (tcp) {
-        uv_tcp_init(s->loop, &u->h.t);
-        rc = uv_tcp_open(&u->h.t, fd);
-    } else {
-        uv_udp_init(s->loop, &u->h.u);
-        rc = uv_udp_open(&u->h.u, fd);
-    }
-    u->h.u.data = u;
-    s->handles++;
-    f->up = u;
-    if (rc < 0) {
-        close(fd);
-        next_try(f);
-        return;
-    }
-    uv_timer_start(&f->timer, on_fwd_timeout, s->ups->timeout_ms, 0);
-    if (tcp) {
-        u->creq.data = u;
-        if (uv_tcp_connect(&u->creq, &u->h.t, to, on_up_connected) < 0)
-            next_try(f);
-        return;
-    }
-    uv_buf_t b = uv_buf_init((char *)f->query, (unsigned)f->qlen);
-    if (uv_udp_connect(&u->h.u, to) < 0 || uv_udp_recv_start(&u->h.u, on_up_alloc, on_up_udp) < 0 ||
-        uv_udp_try_send(&u->h.u, &b, 1, NULL) < 0)
-        next_try(f);
+    struct zt_dns_server *s = ud;
+    return s->ops->socket(s->ud, family, type);
 }
 
 static void forward(struct zt_dns_server *s, const uint8_t *msg, size_t len,
@@ -430,14 +225,13 @@ static void forward(struct zt_dns_server *s, const uint8_t *msg, size_t len,
     f->query = zt_xmalloc(len);
     memcpy(f->query, msg, len);
     f->qlen = len;
-    zt_dns_set_id(f->query, (uint16_t)arc4random());
     f->start = uv_hrtime();
-    uv_timer_init(s->loop, &f->timer);
-    f->timer.data = f;
-    s->handles++;
     zt_list_insert_tail(&s->fwds, &f->link);
     s->n_fwds++;
-    start_try(f, false);
+    /* A TCP client wants the whole answer: a truncated one is asked again
+     * over TCP. A UDP client gets it truncated and asks us over TCP. */
+    f->x = zt_dns_exchange_start(s->loop, s->ups, fwd_socket, s, msg, len, tc != NULL,
+                                 on_exchange_done, f);
 }
 
 /* ---- queries ---- */
@@ -668,7 +462,11 @@ void zt_dns_server_close(struct zt_dns_server *s, void (*closed)(void *arg), voi
         uv_close((uv_handle_t *)&s->tcp[i].h, on_tcp_ls_closed);
     while (!zt_list_empty(&s->clients))
         client_close(zt_list_entry(zt_list_first(&s->clients), struct tcp_client, link));
-    while (!zt_list_empty(&s->fwds))
-        fwd_free(zt_list_entry(zt_list_first(&s->fwds), struct fwd, link));
+    while (!zt_list_empty(&s->fwds)) {
+        struct fwd *f = zt_list_entry(zt_list_first(&s->fwds), struct fwd, link);
+        zt_dns_exchange_cancel(f->x);
+        free(f->query);
+        fwd_free(f);
+    }
     handle_gone(s);
 }

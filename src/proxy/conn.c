@@ -455,6 +455,7 @@ static void conn_finish(struct zt_conn *c, const char *error)
 {
     struct zt_pw *pw = c->pod->pw;
     zt_hbone_pool_cancel(&c->waiter);
+    zt_outbound_dns_cancel(c);
     if (c->in_flush) {
         struct zt_conn **pp = &pw->flush_head;
         while (*pp && *pp != c)

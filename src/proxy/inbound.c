@@ -284,7 +284,8 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
     }
     struct zt_inbound_route route;
     status = zt_inbound_route(pod->pw->state, pod->pw->proxy->opts.network, self, &target,
-                              (struct sockaddr *)&in->local, &route, &why);
+                              (struct sockaddr *)&in->local,
+                              pod->pw->proxy->opts.localhost_app_tunnel, &route, &why);
     if (status != 200) {
         respond_fail(in, sid, status, req->authority, why);
         return NULL;

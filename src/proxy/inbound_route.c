@@ -85,7 +85,7 @@ static void loopback(int family, uint16_t port, struct sockaddr_storage *out)
 
 int zt_inbound_route(const struct zt_state *s, const char *network, const struct zt_workload *self,
                      const struct zt_hbone_target *target, const struct sockaddr *accepted_on,
-                     struct zt_inbound_route *out, const char **why)
+                     bool localhost_tunnel, struct zt_inbound_route *out, const char **why)
 {
     memset(out, 0, sizeof(*out));
     if (!network)
@@ -134,7 +134,9 @@ int zt_inbound_route(const struct zt_state *s, const char *network, const struct
     } else {
         out->tunnel_dst = target->addr;
     }
-    loopback(out->upstream.ss_family, port, &out->dial);
-    out->is_loopback = true;
+    if (localhost_tunnel) {
+        loopback(out->upstream.ss_family, port, &out->dial);
+        out->is_loopback = true;
+    }
     return 200;
 }

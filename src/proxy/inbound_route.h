@@ -13,8 +13,9 @@
  * - Either way the app is reached at the accepted address (only ever the
  *   pod that accepted the connection), with the resolved port, which an
  *   application tunnel may override with its own.
- * - A PROXY application tunnel is dialed on loopback (Istio's
- *   LOCALHOST_APP_TUNNEL, default true), and told the client and the target:
+ * - A PROXY application tunnel is dialed on loopback (with Istio's
+ *   LOCALHOST_APP_TUNNEL, default true; else on the pod's address), and
+ *   told the client and the target:
  *   for a hostname, a VIP of the service, preferring one on the local
  *   network, then IPv4, with the service port asked for. */
 #ifndef ZT_PROXY_INBOUND_ROUTE_H
@@ -44,12 +45,13 @@ struct zt_inbound_route {
 
 /* Routes target (borrowed) for the local workload self (borrowed) on a
  * connection accepted on accepted_on, with snapshot s (borrowed; out->svc
- * points into it) and the proxy's network (NULL: ""). Returns 200 and fills
+ * points into it), the proxy's network (NULL: "") and whether application
+ * tunnels are dialed on loopback (localhost_tunnel). Returns 200 and fills
  * *out, or the status to answer (400: a foreign address; 503: unknown
  * service, no port, a proxy port, no VIP to tell the tunnel) with a static
  * reason in *why. */
 int zt_inbound_route(const struct zt_state *s, const char *network, const struct zt_workload *self,
                      const struct zt_hbone_target *target, const struct sockaddr *accepted_on,
-                     struct zt_inbound_route *out, const char **why);
+                     bool localhost_tunnel, struct zt_inbound_route *out, const char **why);
 
 #endif

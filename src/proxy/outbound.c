@@ -206,10 +206,25 @@ static void on_park_timer(uv_timer_t *t)
     zt_inbound_park_retry(t->data, false);
 }
 
+static int resolver_socket(void *ud, int family, int type)
+{
+    struct zt_sock_opts o = {.netns_fd = -1};
+    return type == SOCK_STREAM ? zt_sock_tcp(family, &o) : zt_sock_udp(family, &o);
+}
+
 void zt_outbound_worker_init(struct zt_pw *pw)
 {
+    const struct zt_proxy_opts *o = &pw->proxy->opts;
     uv_timer_init(&pw->worker.loop, &pw->park_timer);
     pw->park_timer.data = pw;
+    pw->resolver = zt_dns_resolver_new(&pw->worker.loop, &o->dns_upstreams, !o->ipv4_only,
+                                       resolver_socket, NULL);
+}
+
+void zt_outbound_worker_cleanup(struct zt_pw *pw)
+{
+    zt_dns_resolver_free(pw->resolver);
+    pw->resolver = NULL;
 }
 
 void zt_pw_park_hold(struct zt_pw *pw)
@@ -284,6 +299,168 @@ void zt_outbound_accept(struct zt_pod_inst *pod, int fd)
     outbound_accept(pod, fd, true);
 }
 
+/* Connects c to its upstream: plain TCP, passthrough, or HBONE (to the
+ * endpoint's 15008 or the waypoint's port). ip:port is the destination as
+ * dialed; peer the app's address. */
+static void dial(struct zt_conn *c, const struct zt_upstream *up,
+                 const struct sockaddr_storage *peer, const struct sockaddr_storage *dstp,
+                 const struct zt_ip *ipp, uint16_t port)
+{
+    struct zt_pod_inst *pod = c->pod;
+    bool to_waypoint = up->kind == ZT_UPSTREAM_WAYPOINT;
+    int rc;
+    if (up->kind != ZT_UPSTREAM_PASSTHROUGH && !up->has_ip) {
+        zt_conn_close(c, "upstream has no address");
+        return;
+    }
+    /* target: what the app reaches, the CONNECT's :authority over HBONE. A
+     * waypoint is asked for the original destination as dialed. */
+    struct sockaddr_storage target;
+    if (up->kind == ZT_UPSTREAM_PASSTHROUGH)
+        target = *dstp;
+    else if (to_waypoint)
+        ip_to_sockaddr(ipp, port, &target); /* ip: canonical, never v4-mapped */
+    else
+        ip_to_sockaddr(&up->ip, up->port, &target);
+    if (up->kind == ZT_UPSTREAM_PASSTHROUGH || !up->is_hbone) {
+        /* Identities are logged only when mTLS proves them. */
+        zt_conn_set_identity(c, &c->src_identity, NULL);
+        struct zt_sock_opts o;
+        zt_pod_sock_opts(pod, &o);
+        zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&target);
+        int ufd = zt_sock_connect((struct sockaddr *)&target, NULL, &o, NULL);
+        if (ufd < 0) {
+            zt_conn_fail_connect(c, &c->dst_addr, ufd);
+            return;
+        }
+        zt_conn_set_tcp_b(c, ufd, true);
+        return;
+    }
+    /* HBONE to the endpoint's 15008, or to the waypoint's HBONE port. The
+     * pool copies the key. */
+    struct zt_hbone_key key, *k = &key;
+    memset(k, 0, sizeof(*k));
+    if (!c->src_identity) {
+        zt_conn_fail(c, ZT_CLOSE_IDENTITY,
+                     "source workload has no valid SPIFFE identity to present");
+        return;
+    }
+    snprintf(k->src_id, sizeof(k->src_id), "%s", c->src_identity);
+    if (build_dst_ids(up, k->dst_ids, sizeof(k->dst_ids)) < 0) {
+        zt_conn_fail(c, ZT_CLOSE_IDENTITY,
+                     "destination workload has no valid SPIFFE identity to expect");
+        return;
+    }
+    if (up->is_double_hbone) {
+        rc = zt_outbound_dhbone_prepare(c, up);
+        if (rc < 0) {
+            zt_conn_fail(c, ZT_CLOSE_IDENTITY,
+                         "double HBONE: the service has no SPIFFE identity to expect from the "
+                         "remote network");
+            return;
+        }
+    }
+    /* The gateway of double HBONE listens on the port the plan gives. */
+    ip_to_sockaddr(&up->ip, to_waypoint || up->is_double_hbone ? up->port : 15008, &k->dst);
+    k->src = *peer;
+    if (k->src.ss_family == AF_INET)
+        ((struct sockaddr_in *)&k->src)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&k->src)->sin6_port = 0;
+    zt_conn_addr_set(&c->hbone_addr, (struct sockaddr *)&target);
+    zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&k->dst);
+    c->waiter.cb = on_pool_ready;
+    struct zt_h2conn *h2 = NULL;
+    rc = zt_hbone_pool_get(pod->pool, k, &c->waiter, &h2);
+    if (rc < 0) {
+        zt_conn_fail_connect(c, &c->dst_addr, rc);
+        return;
+    }
+    if (h2 && c->dh)
+        zt_outbound_dhbone_start(c, h2);
+    else if (h2)
+        zt_outbound_open_stream(c, h2, NULL, NULL);
+}
+/* ---- endpoints known by hostname only ---- */
+
+/* A connection waiting for its endpoint's addresses. The upstream's
+ * pointers stay valid: the connection holds the snapshot they are from. */
+struct zt_outbound_dns {
+    struct zt_conn *c;
+    struct zt_upstream up;
+    struct sockaddr_storage peer, dst;
+    struct zt_ip ip;
+    uint16_t port;
+    struct zt_dns_lookup *lookup;
+};
+
+void zt_outbound_dns_cancel(struct zt_conn *c)
+{
+    struct zt_outbound_dns *w = c->dns_wait;
+    if (!w)
+        return;
+    c->dns_wait = NULL;
+    zt_dns_lookup_cancel(w->lookup);
+    free(w);
+}
+
+/* As Istio's ztunnel: an address of the dialed family, at random, else
+ * one of the other family. */
+static void on_resolved(void *ud, int err, const struct zt_ip *addrs, size_t n)
+{
+    struct zt_outbound_dns *w = ud;
+    struct zt_conn *c = w->c;
+    c->dns_wait = NULL;
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++)
+        same += addrs[i].family == w->ip.family;
+    if (err < 0 || n == 0) {
+        zt_conn_fail(c, ZT_CLOSE_CONNECT, "DNS lookup of %s failed: %s", w->up.wl->hostname,
+                     err == ZT_E_NOT_FOUND ? "the name has no address" : zt_strerror(err));
+        free(w);
+        return;
+    }
+    size_t pick = arc4random_uniform((uint32_t)(same ? same : n));
+    for (size_t i = 0; i < n; i++) {
+        if (same && addrs[i].family != w->ip.family)
+            continue;
+        if (pick-- == 0) {
+            w->up.ip = addrs[i];
+            break;
+        }
+    }
+    w->up.has_ip = true;
+    w->up.needs_dns = false;
+    dial(c, &w->up, &w->peer, &w->dst, &w->ip, w->port);
+    free(w);
+}
+
+static void resolve_then_dial(struct zt_conn *c, const struct zt_upstream *up,
+                              const struct sockaddr_storage *peer,
+                              const struct sockaddr_storage *dst, const struct zt_ip *ip,
+                              uint16_t port)
+{
+    struct zt_pw *pw = c->pod->pw;
+    struct zt_outbound_dns *w = zt_xcalloc(1, sizeof(*w));
+    w->c = c;
+    w->up = *up;
+    w->peer = *peer;
+    w->dst = *dst;
+    w->ip = *ip;
+    w->port = port;
+    zt_pod_on_demand_dns(c->pod, up->wl);
+    struct zt_ip addrs[ZT_DNS_RESOLVE_MAX];
+    size_t n = 0;
+    int rc = zt_dns_resolver_lookup(pw->resolver, up->wl->hostname, addrs, ZT_DNS_RESOLVE_MAX, &n,
+                                    on_resolved, w, &w->lookup);
+    if (rc == -EAGAIN) {
+        c->dns_wait = w;
+        return;
+    }
+    c->dns_wait = w;
+    on_resolved(w, rc, addrs, n);
+}
+
 static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
 {
     struct sockaddr_storage peer, dst;
@@ -329,7 +506,6 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
         zt_conn_close(c, zt_upstream_fail_str(up.fail));
         return;
     }
-    bool to_waypoint = up.kind == ZT_UPSTREAM_WAYPOINT;
     zt_conn_set_peers(c, self, up.wl, up.svc);
     c->mtls = up.kind != ZT_UPSTREAM_PASSTHROUGH && up.is_hbone;
     if (c->mtls) {
@@ -338,75 +514,9 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
             zt_conn_set_identity(c, &c->dst_identity, d);
     }
     zt_conn_metrics_open(c);
-    if (up.kind != ZT_UPSTREAM_PASSTHROUGH && !up.has_ip) {
-        zt_conn_close(c, "upstream has no address");
+    if (up.needs_dns) {
+        resolve_then_dial(c, &up, &peer, &dst, &ip, port);
         return;
     }
-    /* target: what the app reaches, the CONNECT's :authority over HBONE. A
-     * waypoint is asked for the original destination as dialed. */
-    struct sockaddr_storage target;
-    if (up.kind == ZT_UPSTREAM_PASSTHROUGH)
-        target = dst;
-    else if (to_waypoint)
-        ip_to_sockaddr(&ip, port, &target); /* ip: canonical, never v4-mapped */
-    else
-        ip_to_sockaddr(&up.ip, up.port, &target);
-    if (up.kind == ZT_UPSTREAM_PASSTHROUGH || !up.is_hbone) {
-        /* Identities are logged only when mTLS proves them. */
-        zt_conn_set_identity(c, &c->src_identity, NULL);
-        struct zt_sock_opts o;
-        zt_pod_sock_opts(pod, &o);
-        zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&target);
-        int ufd = zt_sock_connect((struct sockaddr *)&target, NULL, &o, NULL);
-        if (ufd < 0) {
-            zt_conn_fail_connect(c, &c->dst_addr, ufd);
-            return;
-        }
-        zt_conn_set_tcp_b(c, ufd, true);
-        return;
-    }
-    /* HBONE to the endpoint's 15008, or to the waypoint's HBONE port. The
-     * pool copies the key. */
-    struct zt_hbone_key key, *k = &key;
-    memset(k, 0, sizeof(*k));
-    if (!c->src_identity) {
-        zt_conn_fail(c, ZT_CLOSE_IDENTITY,
-                     "source workload has no valid SPIFFE identity to present");
-        return;
-    }
-    snprintf(k->src_id, sizeof(k->src_id), "%s", c->src_identity);
-    if (build_dst_ids(&up, k->dst_ids, sizeof(k->dst_ids)) < 0) {
-        zt_conn_fail(c, ZT_CLOSE_IDENTITY,
-                     "destination workload has no valid SPIFFE identity to expect");
-        return;
-    }
-    if (up.is_double_hbone) {
-        rc = zt_outbound_dhbone_prepare(c, &up);
-        if (rc < 0) {
-            zt_conn_fail(c, ZT_CLOSE_IDENTITY,
-                         "double HBONE: the service has no SPIFFE identity to expect from the "
-                         "remote network");
-            return;
-        }
-    }
-    /* The gateway of double HBONE listens on the port the plan gives. */
-    ip_to_sockaddr(&up.ip, to_waypoint || up.is_double_hbone ? up.port : 15008, &k->dst);
-    k->src = peer;
-    if (k->src.ss_family == AF_INET)
-        ((struct sockaddr_in *)&k->src)->sin_port = 0;
-    else
-        ((struct sockaddr_in6 *)&k->src)->sin6_port = 0;
-    zt_conn_addr_set(&c->hbone_addr, (struct sockaddr *)&target);
-    zt_conn_addr_set(&c->dst_addr, (struct sockaddr *)&k->dst);
-    c->waiter.cb = on_pool_ready;
-    struct zt_h2conn *h2 = NULL;
-    rc = zt_hbone_pool_get(pod->pool, k, &c->waiter, &h2);
-    if (rc < 0) {
-        zt_conn_fail_connect(c, &c->dst_addr, rc);
-        return;
-    }
-    if (h2 && c->dh)
-        zt_outbound_dhbone_start(c, h2);
-    else if (h2)
-        zt_outbound_open_stream(c, h2, NULL, NULL);
+    dial(c, &up, &peer, &dst, &ip, port);
 }

@@ -449,6 +449,7 @@ static void task_shutdown(void *arg)
     while (pw->pods)
         pod_inst_close(pw->pods);
     zt_conn_worker_cleanup(pw);
+    zt_outbound_worker_cleanup(pw);
 }
 
 /* ---- control-thread API ---- */

@@ -46,6 +46,9 @@ struct zt_proxy_opts {
      * [::1]:15053 by default; an address the pod lacks is skipped), served
      * by one of the workers. */
     bool dns_enabled;
+    /* LOCALHOST_APP_TUNNEL: a PROXY application tunnel is dialed on
+     * loopback (true, Istio's default) or on the pod's address. */
+    bool localhost_app_tunnel;
     struct zt_dns_opts dns;
     struct zt_dns_upstreams dns_upstreams;
     struct sockaddr_storage dns_addr[2];

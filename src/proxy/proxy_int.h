@@ -3,6 +3,7 @@
 #define ZT_PROXY_INT_H
 
 #include "authz/authz.h"
+#include "dns/resolver.h"
 #include "base/buf.h"
 #include "base/list.h"
 #include "hbone/pool.h"
@@ -81,6 +82,9 @@ struct zt_pw {
     struct zt_proxy *proxy;
     struct zt_worker worker;
     const struct zt_state *state; /* this worker's reference */
+    /* Hostname endpoints' addresses (outbound.c), from the proxy's own
+     * namespace as Istio's ztunnel resolves them. */
+    struct zt_dns_resolver *resolver;
     struct zt_pod_inst *pods;
     uint64_t next_conn_id;
     /* Connections with stream bytes to write to their socket, flushed once
@@ -202,6 +206,7 @@ struct zt_conn {
     bool in_flush;   /* on the worker's flush list */
     bool mtls;       /* outbound over HBONE */
     struct zt_hbone_waiter waiter;
+    struct zt_outbound_dns *dns_wait; /* resolving the endpoint's hostname */
     uint64_t start_ms;
     struct zt_list_node link;   /* in pod->conns, then (ended) maybe in pw->dead */
     struct zt_conn *flush_next; /* the worker's flush list */
@@ -358,6 +363,11 @@ void zt_inbound_close(struct zt_inbound *in);
 /* Called when a conn connecting on behalf of an inbound stream completes. */
 void zt_inbound_upstream_ready(struct zt_conn *c, int err);
 void zt_outbound_upstream_ready(struct zt_conn *c, int err);
+/* The conn ends while its endpoint's hostname is being resolved. */
+struct zt_outbound_dns;
+void zt_outbound_dns_cancel(struct zt_conn *c);
+/* The worker's resolver: made at worker start, freed at shutdown. */
+void zt_outbound_worker_cleanup(struct zt_pw *pw);
 
 /* outbound.c: sends c's CONNECT on h2 and makes the stream c's side B:
  * `authority` (NULL: c->hbone_addr formatted), the source's baggage,
@@ -412,5 +422,7 @@ void zt_pod_dns_stop(struct zt_pod_inst *pod);
 /* telemetry.c: the DNS metrics of one query. */
 struct zt_dns_event;
 void zt_pod_dns_metrics(struct zt_pod_inst *pod, const struct zt_dns_event *ev);
+/* telemetry.c: istio_on_demand_dns_total for a lookup of dst's hostname. */
+void zt_pod_on_demand_dns(struct zt_pod_inst *pod, const struct zt_workload *dst);
 
 #endif

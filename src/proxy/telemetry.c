@@ -227,3 +227,28 @@ void zt_pod_dns_metrics(struct zt_pod_inst *pod, const struct zt_dns_event *ev)
     };
     zt_metrics_dns(m, &s);
 }
+
+void zt_pod_on_demand_dns(struct zt_pod_inst *pod, const struct zt_workload *dst)
+{
+    struct zt_metrics *m = pod->pw->proxy->opts.metrics;
+    const struct zt_workload *src = zt_pod_self(pod);
+    if (!m)
+        return;
+    char principal[ZT_SPIFFE_ID_MAX + 1] = "";
+    if (src && zt_workload_identity(src, principal, sizeof(principal)) < 0)
+        principal[0] = 0;
+    struct zt_metrics_on_demand_dns_sample s = {
+        .source_workload =
+            src ? (src->workload_name && src->workload_name[0] ? src->workload_name : src->name)
+                : NULL,
+        .source_canonical_service = src ? src->canonical_name : NULL,
+        .source_canonical_revision = src ? src->canonical_revision : NULL,
+        .source_workload_namespace = src ? src->namespace : NULL,
+        .source_principal = principal,
+        .source_app = src ? src->canonical_name : NULL,
+        .source_version = src ? src->canonical_revision : NULL,
+        .source_cluster = src ? src->cluster_id : NULL,
+        .hostname = dst->hostname,
+    };
+    zt_metrics_on_demand_dns(m, &s);
+}

@@ -94,12 +94,13 @@ static bool family_allowed(enum zt_ip_families f, const struct zt_ip *ip);
 
 /* An endpoint is picked only if the proxy can reach it: healthy (or the
  * service allows any), and on the client's network with an address of a
- * family the service allows (hostname-only endpoints need on-demand DNS),
- * or on another network behind a network gateway, as Istio's ztunnel
- * admits them: it is reached by double HBONE through the gateway, and its
- * own addresses are never dialed. One on another network without a
- * gateway cannot be reached at all (Istio picks it and fails the
- * connection; leaving it out lets a reachable endpoint serve instead). */
+ * family the service allows or else a hostname (resolved when picked, as
+ * Istio's ztunnel does), or on another network behind a network gateway,
+ * as Istio's ztunnel admits them: it is reached by double HBONE through
+ * the gateway, and its own addresses are never dialed. One on another
+ * network without a gateway cannot be reached at all (Istio picks it and
+ * fails the connection; leaving it out lets a reachable endpoint serve
+ * instead). */
 static bool endpoint_usable(const struct zt_service *svc, const struct zt_workload *client,
                             const struct zt_workload *ep)
 {
@@ -110,7 +111,7 @@ static bool endpoint_usable(const struct zt_service *svc, const struct zt_worklo
     for (size_t i = 0; i < ep->n_addresses; i++)
         if (family_allowed(svc->ip_families, &ep->addresses[i]))
             return true;
-    return false;
+    return ep->hostname && ep->hostname[0];
 }
 
 /* How a service is load-balanced: for a client dialing it (STANDARD), or
@@ -563,6 +564,8 @@ int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload
          * cover pod IPs); otherwise pick one of the endpoint's. */
         if (!zt_workload_has_ip(wl, &dst))
             select_endpoint_ip(svc->ip_families, wl, &dst, out);
+        /* No address of its own: its hostname is resolved when dialed. */
+        out->needs_dns = !out->has_ip;
     } else if (by_ip) {
         out->kind = ZT_UPSTREAM_WORKLOAD;
         out->wl = by_ip;

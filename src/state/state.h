@@ -426,7 +426,7 @@ const void *zt_state_derived(const struct zt_state *s, enum zt_state_derived_slo
  * endpoint on another network than client's takes part only if it has a
  * network gateway (it is reached by double HBONE through it, with or
  * without an address of its own); one on client's network needs an address
- * of a family the service allows (hostname-only: no on-demand DNS);
+ * of a family the service allows, or else a hostname (resolved when dialed);
  * STRICT/FAILOVER rank by routing preferences against client (NULL client:
  * every rank is 0, every network is the client's), so a leading NETWORK
  * preference keeps the local endpoints while one is healthy and fails over
@@ -469,10 +469,14 @@ struct zt_upstream {
     enum zt_upstream_kind kind;
     const struct zt_service *svc; /* SERVICE, WAYPOINT (see above), PASSTHROUGH via a service */
     const struct zt_workload *wl; /* SERVICE, WORKLOAD and WAYPOINT */
-    bool has_ip;                  /* always true for SERVICE and WAYPOINT */
-    struct zt_ip ip;              /* address to dial (PASSTHROUGH: the original dst) */
-    uint16_t port; /* target port (HBONE: port for :authority); WAYPOINT: see above */
-    bool is_hbone; /* HBONE to ip:15008 (WAYPOINT: ip:port), else plain TCP */
+    bool has_ip;                  /* always true for WAYPOINT; SERVICE: unless needs_dns */
+    /* SERVICE: the endpoint has no address the service allows, only a
+     * hostname (wl->hostname): resolve it and dial what it resolves to
+     * (ip unset until then). */
+    bool needs_dns;
+    struct zt_ip ip; /* address to dial (PASSTHROUGH: the original dst) */
+    uint16_t port;   /* target port (HBONE: port for :authority); WAYPOINT: see above */
+    bool is_hbone;   /* HBONE to ip:15008 (WAYPOINT: ip:port), else plain TCP */
     /* Expected peer identities for HBONE: wl's identity
      * (zt_workload_identity) plus every SPIFFE string among these SANs. */
     char *const *sans;

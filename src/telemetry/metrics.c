@@ -113,10 +113,18 @@ struct xds_url {
     uint64_t messages, bytes;
 };
 
+/* istio_on_demand_dns_total: a label block and its count. */
+struct odd_series {
+    char *labels;
+    uint64_t n;
+};
+
 struct zt_metrics {
-    pthread_mutex_t dns_mu;
+    pthread_mutex_t dns_mu; /* also for odd */
     struct dns_series *dns;
     size_t n_dns;
+    struct odd_series *odd;
+    size_t n_odd;
     unsigned nshards;
     struct shard *shards;
     char *build_labels; /* rendered istio_build label block */
@@ -507,6 +515,65 @@ void zt_metrics_xds_message(struct zt_metrics *m, const char *type_url, uint64_t
     pthread_mutex_unlock(&m->xds_mu);
 }
 
+static char *odd_labels(const struct zt_metrics_on_demand_dns_sample *s, const char *host)
+{
+    const char *names[9] = {"source_workload",
+                            "source_canonical_service",
+                            "source_canonical_revision",
+                            "source_workload_namespace",
+                            "source_principal",
+                            "source_app",
+                            "source_version",
+                            "source_cluster",
+                            "hostname"};
+    const char *values[9] = {s->source_workload,
+                             s->source_canonical_service,
+                             s->source_canonical_revision,
+                             s->source_workload_namespace,
+                             s->source_principal,
+                             s->source_app,
+                             s->source_version,
+                             s->source_cluster,
+                             host};
+    struct zt_buf b = {0};
+    for (int i = 0; i < 9; i++) {
+        put_str(&b, i ? "," : "{");
+        put_str(&b, names[i]);
+        put_str(&b, "=");
+        put_label_value(&b, values[i]);
+    }
+    zt_buf_append(&b, "}", 2); /* with the terminator */
+    return (char *)b.data;
+}
+
+void zt_metrics_on_demand_dns(struct zt_metrics *m, const struct zt_metrics_on_demand_dns_sample *s)
+{
+    char *labels = odd_labels(s, s->hostname);
+    pthread_mutex_lock(&m->dns_mu);
+    struct odd_series *d = NULL;
+    for (int round = 0; round < 2 && !d; round++) {
+        for (size_t i = 0; i < m->n_odd && !d; i++)
+            if (strcmp(m->odd[i].labels, labels) == 0)
+                d = &m->odd[i];
+        if (!d && m->n_odd >= ZT_METRICS_DNS_SERIES_MAX && round == 0) {
+            free(labels);
+            labels = odd_labels(s, "other");
+            continue;
+        }
+        break;
+    }
+    if (!d) {
+        m->odd = zt_xrealloc(m->odd, sizeof(*m->odd) * (m->n_odd + 1));
+        d = &m->odd[m->n_odd++];
+        d->labels = labels;
+        d->n = 0;
+        labels = NULL;
+    }
+    d->n++;
+    pthread_mutex_unlock(&m->dns_mu);
+    free(labels);
+}
+
 struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag)
 {
     struct zt_metrics *m = xcalloc(1, sizeof(*m));
@@ -564,6 +631,9 @@ void zt_metrics_free(struct zt_metrics *m)
     for (size_t i = 0; i < m->n_dns; i++)
         free(m->dns[i].labels);
     free(m->dns);
+    for (size_t i = 0; i < m->n_odd; i++)
+        free(m->odd[i].labels);
+    free(m->odd);
     pthread_mutex_destroy(&m->dns_mu);
     for (size_t i = 0; i < m->n_xds_urls; i++) {
         free(m->xds_urls[i].url);
@@ -697,6 +767,11 @@ static void render_dns(struct zt_metrics *m, struct zt_buf *out)
         "DNS requests forwarded upstream that no upstream resolver answered."};
     const char *h = "istio_dns_upstream_request_duration_seconds";
     pthread_mutex_lock(&m->dns_mu);
+    if (m->n_odd)
+        put_family_header(out, "istio_on_demand_dns_total",
+                          "Lookups of an endpoint's hostname made for a connection.", "counter");
+    for (size_t i = 0; i < m->n_odd; i++)
+        put_u64(out, "istio_on_demand_dns_total", m->odd[i].labels, m->odd[i].n);
     for (int k = 0; k < 3 && m->n_dns; k++) {
         put_family_header(out, names[k], helps[k], "counter");
         for (size_t i = 0; i < m->n_dns; i++) {

@@ -190,6 +190,19 @@ struct zt_metrics_dns_sample {
 };
 void zt_metrics_dns(struct zt_metrics *m, const struct zt_metrics_dns_sample *s);
 
+/* istio_on_demand_dns_total: one lookup of an endpoint's hostname made
+ * for a connection (cached or not), labelled with the source workload and
+ * the hostname, as Istio's ztunnel counts it. Past
+ * ZT_METRICS_DNS_SERIES_MAX label sets, new ones count with hostname
+ * "other". NULL or "" values are "unknown". Thread-safe. */
+struct zt_metrics_on_demand_dns_sample {
+    const char *source_workload, *source_canonical_service, *source_canonical_revision,
+        *source_workload_namespace, *source_principal, *source_app, *source_version,
+        *source_cluster, *hostname;
+};
+void zt_metrics_on_demand_dns(struct zt_metrics *m,
+                              const struct zt_metrics_on_demand_dns_sample *s);
+
 void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out);
 
 #endif

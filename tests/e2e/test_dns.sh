@@ -11,7 +11,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/mesh.sh"
 zt_trap_cleanup
 
-A=10.200.1.2 B=10.200.1.3 DB0=10.200.2.2 DB1=10.200.2.3
+A=10.200.1.2 B=10.200.1.3 SRV=10.200.1.4 DB0=10.200.2.2 DB1=10.200.2.3
+VIP_EXT=10.96.0.50 VIP_GONE=10.96.0.51 KUBE_DNS=10.96.0.53
 VIP=10.96.0.10 VIP6=fd00:96::10 VIP_OTHER=10.96.1.10 VIP_SE=240.240.0.7
 UP=$(zt_node_ip 1)
 zt_test "setup: pod a on node 1 with a Kubernetes resolv.conf; dnsmasq on node 1 as upstream"
@@ -37,29 +38,39 @@ setup() {
 		  protocol: HBONE
 		  node: node2
 		  services: {"default/db.default.svc.cluster.local": {5432: 5432}}
+		- {uid: ext-0, name: ext-0, namespace: default, hostname: backend.corp.test, protocol: TCP, services: {"default/ext.corp.test": {80: 8080}}}
+		- {uid: gone-0, name: gone-0, namespace: default, hostname: nowhere.corp.test, protocol: TCP, services: {"default/gone.corp.test": {80: 8080}}}
 		services:
 		- {name: echo, namespace: default, hostname: echo.default.svc.cluster.local, vips: ["/$VIP", "/$VIP6"], ports: {80: 8080}}
 		- {name: echo, namespace: other, hostname: echo.other.svc.cluster.local, vips: ["/$VIP_OTHER"], ports: {80: 8080}}
 		- {name: db, namespace: default, hostname: db.default.svc.cluster.local, ports: {5432: 5432}}
 		- {name: api, namespace: default, hostname: "*.api.example.com", vips: ["/$VIP_SE"], ports: {443: 443}}
+		- {name: ext, namespace: default, hostname: ext.corp.test, vips: ["/$VIP_EXT"], ports: {80: 8080}}
+		- {name: gone, namespace: default, hostname: gone.corp.test, vips: ["/$VIP_GONE"], ports: {80: 8080}}
 	Y
+	# Endpoints known by hostname only (a ServiceEntry with DNS
+	# resolution): the proxy resolves them when a connection picks one.
+	srv=$(zt_pod_add 1 3 srv) || return 1
+	zt_bg "$srv" ext-server socat TCP-LISTEN:8080,fork,reuseaddr SYSTEM:"echo ext-backend"
+	zt_wait_port "$srv" 127.0.0.1 8080 5 || return 1
 	# The upstream: names the mesh does not have, a TXT record too large
 	# for a 512-byte UDP reply, every query logged.
 	local txt=() i
 	for i in $(seq 1 12); do txt+=(--txt-record="big.test,record-$i-$(printf 'x%.0s' $(seq 1 60))"); done
 	zt_bg "$(zt_node_ns 1)" dnsmasq dnsmasq -k -u root --pid-file= --no-resolv --no-hosts \
 		--listen-address="$UP" --bind-interfaces --port 53 --log-queries --log-facility=- \
-		--local=/test/ --local=/cluster.local/ --address=/external.test/192.0.2.55 "${txt[@]}"
+		--local=/test/ --local=/cluster.local/ --address=/external.test/192.0.2.55 \
+		--host-record=backend.corp.test,"$SRV",60 "${txt[@]}"
 	echo "$ZT_BG_PID" >"$ZT_WORK/dnsmasq.pidfile"
 	printf 'nameserver %s\noptions timeout:2 attempts:1\n' "$UP" >"$ZT_WORK/upstream.conf"
 	MESH_RESOLV_CONF="$ZT_WORK/upstream.conf" mesh_node_up 1 || return 1
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 1 "$b" b sa-b || return 1
 	# A pod's resolv.conf as the kubelet writes it: the cluster DNS
-	# service's VIP (nothing there: only the proxy answers, through
-	# 127.0.0.1:15053 here), the namespace's search list, ndots 5.
+	# service's VIP (nothing there: the node agent's capture rules send
+	# port 53 to the proxy's 15053), the namespace's search list, ndots 5.
 	mkdir -p "/etc/netns/$a"
-	printf 'search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.1\noptions ndots:5\n' \
-		>"/etc/netns/$a/resolv.conf"
+	printf 'search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver %s\noptions ndots:5\n' \
+		"$KUBE_DNS" >"/etc/netns/$a/resolv.conf"
 	zt_wait_udp_dns "$a" 127.0.0.1 || return 1
 }
 # zt_wait_udp_dns NETNS IP: wait until a DNS server answers on IP:15053.
@@ -80,8 +91,9 @@ if setup; then zt_pass; else
 	exit 1
 fi
 
-# dig in pod a through the proxy, the resolver's own search list applying.
-q() { zt_ns_exec "$a" dig +time=3 +tries=1 -p 15053 "$@"; }
+# dig in pod a, to port 53 of the resolv.conf's server as any app would:
+# captured, answered by the proxy; the resolver's search list applies.
+q() { zt_ns_exec "$a" dig +time=3 +tries=1 "$@"; }
 
 for name in echo echo.default echo.default.svc echo.default.svc.cluster.local; do
 	zt_test "'$name' from a pod in default (search list, ndots 5) resolves to the service VIP"
@@ -109,6 +121,9 @@ else zt_fail "$out"; fi
 
 zt_test "headless service: one A record per endpoint"
 zt_expect_eq "$(q +search +short db A | sort | tr '\n' ' ')" "$DB0 $DB1 "
+
+zt_test "a headless service's pod by name (<pod>.<service>, as a StatefulSet's)"
+zt_expect_eq "$(q +search +short db-1.db A | tail -1) $(q +short db-0.db.default.svc.cluster.local A)" "$DB1 $DB0"
 
 zt_test "wildcard ServiceEntry host: any name under it"
 zt_expect_eq "$(q +short v2.api.example.com A) $(q +short x.y.api.example.com A)" "$VIP_SE $VIP_SE"
@@ -144,6 +159,10 @@ t=$(q +tcp +short echo A)
 d=$(zt_ns_exec "$a" drill -p 15053 @::1 echo.default.svc.cluster.local A | grep -P '^echo.*\tA\t' | awk '{print $5}')
 zt_expect_eq "$t $d" "$VIP $VIP"
 
+zt_test "the replies came through the capture rules: their packet counters moved"
+n=$(zt_ns_exec "$a" iptables -t nat -L ISTIO_OUTPUT -v -n -x | grep 'dpt:53' | grep 15053 | awk '{s += $1} END {print s + 0}')
+[ "$n" -ge 10 ] && zt_pass || zt_fail "REDIRECT rules counted $n packets"
+
 zt_test "a malformed query gets FORMERR with its id; the proxy goes on answering"
 rc=$(zt_ns_exec "$a" python3 -c '
 import socket, sys
@@ -174,6 +193,37 @@ hist=$(echo "$m" | grep -F "istio_dns_upstream_request_duration_seconds_count{$l
 if [ "${req:-0}" -ge 10 ] && [ "${up:-0}" -ge 2 ] && [ "${tcp:-0}" -ge 1 ] && [ "${hist:-0}" = "$up" ]; then
 	zt_pass
 else zt_fail "requests=$req upstream=$up tcp-txt=$tcp histogram=$hist"; fi
+
+zt_test "a service whose endpoint is known by hostname: resolved from the proxy's namespace, then dialed"
+m1=$(mesh_mark 1)
+zt_expect_eq "$(zt_send "$a" $VIP_EXT 80 "" 5)" "ext-backend"
+line=$(mesh_wait_access 1 "$m1" "direction=outbound" 5)
+mesh_expect_fields "$line" "dst.addr=$SRV:8080" "dst.service=ext.corp.test"
+grep -q "query\[A\] backend.corp.test from $UP" "$ZT_WORK/dnsmasq.log" && zt_pass ||
+	zt_fail "dnsmasq did not see the lookup from the node's address"
+
+# Each worker keeps its own cache (as its own HBONE pool): six more
+# connections ask at most once more per worker (2), within the TTL (60 s).
+zt_test "later connections use the cached answer; istio_on_demand_dns_total counts every lookup"
+n0=$(grep -c "query\[A\] backend.corp.test" "$ZT_WORK/dnsmasq.log")
+got=""
+for i in 1 2 3 4 5 6; do got="$got$(zt_send "$a" $VIP_EXT 80 "" 5) "; done
+n1=$(grep -c "query\[A\] backend.corp.test" "$ZT_WORK/dnsmasq.log")
+odd=$(zt_ns_exec "$(zt_node_ns 1)" curl -s -m 5 localhost:15020/metrics |
+	grep '^istio_on_demand_dns_total{' | grep 'hostname="backend.corp.test"' |
+	grep 'source_workload="a"' | grep 'source_principal="spiffe://cluster.local/ns/default/sa/sa-a"' |
+	awk '{print $2}')
+if [ "$got" = "$(printf 'ext-backend %.0s' 1 2 3 4 5 6)" ] && [ $((n1 - n0)) -le 1 ] && [ "$odd" = 7 ]; then
+	zt_pass
+else zt_fail "replies '$got', new lookups $((n1 - n0)), counted $odd"; fi
+
+zt_test "an endpoint hostname without an address: the connection is refused, the log says why"
+m1=$(mesh_mark 1)
+out=$(zt_send "$a" $VIP_GONE 80 "" 5)
+line=$(mesh_wait_access 1 "$m1" "direction=outbound" 5)
+if [ -z "$out" ] && [[ $line == *"DNS lookup of nowhere.corp.test failed: the name has no address"* ]]; then
+	zt_pass
+else zt_fail "reply '$out', log: $line"; fi
 
 zt_test "upstream down: SERVFAIL for forwarded names, counted as failures; mesh names still answered"
 zt_bg_stop "$(cat "$ZT_WORK/dnsmasq.pidfile")"

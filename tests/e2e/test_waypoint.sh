@@ -25,7 +25,7 @@ B=10.200.2.2 B2=10.200.2.3 C=10.200.2.4 W1=10.200.2.5 W2=10.200.2.6 WREMOTE=10.2
 VIP_IP=10.96.0.20 VIP_HOST=10.96.0.21 VIP_W=10.96.0.22 VIP_B=10.96.0.23
 VIP_REMOTE=10.96.0.24 VIP_UNKNOWN=10.96.0.25 VIP_C=10.96.0.26
 H=default.svc.cluster.local
-N_SPLIT=400
+N_SPLIT=1000
 
 zt_test "setup: 2 nodes, 6 enrolled pods, 2 Go waypoints, services with waypoints"
 setup() {
@@ -155,10 +155,10 @@ mesh_expect_fields "$line" "dst.addr=$W2:15008" "dst.service=svc-host.$H" "dst.w
 
 # ---- weighted split ----
 # Weights 1 (w1) : 3 (w2). Over N connections w1's count is
-# Binomial(N, 1/4): for N = 400, mean 100, standard deviation 8.7; the
+# Binomial(N, 1/4): for N = 1000, mean 250, standard deviation 13.7; the
 # check accepts 5 standard deviations either way (a false failure about
 # once in 1.7 million runs).
-zt_test "weighted waypoints 1:3 over $N_SPLIT connections: w1 gets 100 +- 43, w2 the rest"
+zt_test "weighted waypoints 1:3 over $N_SPLIT connections: w1 gets 250 +- 68, w2 the rest"
 # shellcheck disable=SC2016 # expanded by the inner shell
 zt_ns_exec "$a" bash -c 'for _ in $(seq 1 "$1"); do
 	timeout 5 socat -t 5 - "TCP:$2:80,connect-timeout=5" </dev/null; echo; done' _ $N_SPLIT $VIP_W \
@@ -166,7 +166,7 @@ zt_ns_exec "$a" bash -c 'for _ in $(seq 1 "$1"); do
 n1=$(grep -cxF "$(seen_by waypoint $VIP_W:80)" "$ZT_WORK/split.out")
 n2=$(grep -cxF "$(seen_by waypoint-b $VIP_W:80)" "$ZT_WORK/split.out")
 zt_log "weighted split: w1 $n1, w2 $n2 of $N_SPLIT"
-if [ $((n1 + n2)) = $N_SPLIT ] && [ "$n1" -ge 57 ] && [ "$n1" -le 143 ]; then zt_pass; else
+if [ $((n1 + n2)) = $N_SPLIT ] && [ "$n1" -ge 182 ] && [ "$n1" -le 318 ]; then zt_pass; else
 	zt_fail "w1 $n1, w2 $n2 of $N_SPLIT; other lines: $(grep -v "^server=" "$ZT_WORK/split.out" | grep -v '^$' | sort | uniq -c | head -3)"
 fi
 

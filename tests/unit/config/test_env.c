@@ -4,6 +4,9 @@
 #include "config/env.h"
 #include "loop/sock.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 /* A NULL-terminated list of "NAME", "value" pairs. */
 static const char *lookup(const char *name, void *ud)
 {
@@ -356,9 +359,17 @@ static void test_dns(void)
                  "[::1]:15053");
     CHECK_EQ_STR(c.resolv_conf, "/etc/resolv.conf");
     CHECK_EQ_STR(c.cluster_domain, "cluster.local");
-    const char *off[] = {"ISTIO_META_DNS_CAPTURE", "False", "IPV6_ENABLED", "false", NULL};
+    CHECK(c.localhost_app_tunnel);
+    const char *off[] = {"ISTIO_META_DNS_CAPTURE",
+                         "False",
+                         "IPV6_ENABLED",
+                         "false",
+                         "LOCALHOST_APP_TUNNEL",
+                         "false",
+                         NULL};
     CHECK_EQ_INT(load(off, 8, &c, err, sizeof(err)), 0);
     CHECK(!c.dns_proxy);
+    CHECK(!c.localhost_app_tunnel);
     CHECK_EQ_INT(c.n_dns_proxy_addr, 1);
     const char *on[] = {"ISTIO_META_DNS_CAPTURE",
                         "TRUE",
@@ -379,6 +390,47 @@ static void test_dns(void)
     CHECK_EQ_STR(c.cluster_domain, "corp.example");
     CHECK_EQ_STR(c.resolv_conf, "/tmp/r.conf");
     CHECK_EQ_STR(c.preferred_service_ns, "istio-system");
+}
+
+/* Proxy metadata from the mesh config file and PROXY_CONFIG (which wins),
+ * keys with or without ISTIO_META_; ISTIO_META_* variables win over both;
+ * a file or variable that is not YAML stops the start with its name. */
+static void test_proxy_metadata(void)
+{
+    char path[] = "/tmp/zt-test-mesh.XXXXXX";
+    int fd = mkstemp(path);
+    const char *mesh = "defaultConfig:\n  proxyMetadata:\n    ISTIO_META_DNS_PROXY_ADDR: "
+                       "\"127.0.0.1:5353\"\n    DNS_CAPTURE: \"true\"\n    OTHER: x\n";
+    CHECK(fd >= 0 && write(fd, mesh, strlen(mesh)) == (ssize_t)strlen(mesh));
+    close(fd);
+    struct zt_config c;
+    char err[256], s[64];
+    const char *kv1[] = {"ZTUNNEL_MESH_CONFIG", path, NULL};
+    CHECK_EQ_INT(load(kv1, 8, &c, err, sizeof(err)), 0);
+    CHECK(c.dns_proxy);
+    CHECK_EQ_INT(c.n_dns_proxy_addr, 1);
+    CHECK_EQ_STR(zt_sockaddr_str((struct sockaddr *)&c.dns_proxy_addr[0], s, sizeof(s)),
+                 "127.0.0.1:5353");
+    const char *kv2[] = {"ZTUNNEL_MESH_CONFIG", path, "PROXY_CONFIG",
+                         "{\"proxyMetadata\": {\"DNS_CAPTURE\": \"false\"}}", NULL};
+    CHECK_EQ_INT(load(kv2, 8, &c, err, sizeof(err)), 0);
+    CHECK(!c.dns_proxy);
+    const char *kv3[] = {"ZTUNNEL_MESH_CONFIG",
+                         path,
+                         "PROXY_CONFIG",
+                         "proxyMetadata: {DNS_CAPTURE: \"false\"}",
+                         "ISTIO_META_DNS_CAPTURE",
+                         "true",
+                         NULL};
+    CHECK_EQ_INT(load(kv3, 8, &c, err, sizeof(err)), 0);
+    CHECK(c.dns_proxy);
+    const char *kv4[] = {"PROXY_CONFIG", "proxyMetadata: [", NULL};
+    CHECK_EQ_INT(load(kv4, 8, &c, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK(strncmp(err, "PROXY_CONFIG: line ", 19) == 0);
+    const char *kv5[] = {"PROXY_CONFIG", "proxyMetadata: [a, b]", NULL};
+    CHECK_EQ_INT(load(kv5, 8, &c, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "PROXY_CONFIG: proxyMetadata: expected a map");
+    unlink(path);
 }
 
 static void test_errors(void)
@@ -449,6 +501,7 @@ int main(void)
     RUN(test_grace_period);
     RUN(test_errors);
     RUN(test_dns);
+    RUN(test_proxy_metadata);
     RUN(test_duration_parse);
     RUN(test_trusted_uid);
     return TEST_REPORT();

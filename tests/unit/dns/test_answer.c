@@ -318,6 +318,33 @@ static void test_wildcard_and_headless(void)
     zt_state_unref(s);
 }
 
+/* A headless service's pod by name (a StatefulSet's <pod>.<service>):
+ * its own address; an unknown pod, or a pod name under a service with
+ * VIPs, goes upstream. */
+static void test_headless_pods(void)
+{
+    struct zt_state *s = mesh();
+    char buf[256];
+    struct res r = ask(s, "db-1.db.", LDNS_RR_TYPE_A);
+    CHECK_EQ_STR(addrs(&r, buf, sizeof(buf)), "10.0.1.2");
+    CHECK(ldns_pkt_aa(r.reply));
+    done(&r);
+    r = ask(s, "DB-0.db.default.svc.cluster.local.", LDNS_RR_TYPE_A);
+    CHECK_EQ_STR(addrs(&r, buf, sizeof(buf)), "10.0.1.1");
+    done(&r);
+    r = ask(s, "db-0.db.default.svc.cluster.local.", LDNS_RR_TYPE_AAAA);
+    CHECK(r.v == ZT_DNS_ANSWER && ldns_pkt_ancount(r.reply) == 0);
+    CHECK_EQ_STR(r.q.result, "no records");
+    done(&r);
+    const char *fwd[] = {"db-9.db.", "app.echo.", "db-0.nosuch."};
+    for (size_t i = 0; i < 3; i++) {
+        r = ask(s, fwd[i], LDNS_RR_TYPE_A);
+        CHECK(r.v == ZT_DNS_FORWARD);
+        done(&r);
+    }
+    zt_state_unref(s);
+}
+
 /* The client's namespace wins among services of one hostname; a client
  * the proxy does not know yet gets SERVFAIL. */
 static void test_best_match_and_unknown_client(void)
@@ -470,25 +497,28 @@ static void test_upstream_reply(void)
     uint8_t *reply = NULL;
     CHECK(ldns_pkt2wire(&reply, p, &rlen) == LDNS_STATUS_OK);
     uint8_t *out = NULL;
-    bool tc;
-    CHECK(zt_dns_upstream_reply(q, qlen, reply, rlen, 0x2222, 512, &out, &olen, &tc) == 0);
-    CHECK(!tc && olen == rlen && out[0] == 0x22 && out[1] == 0x22);
+    bool tc = true;
+    CHECK(zt_dns_reply_matches(q, qlen, reply, rlen, &tc) == 0);
+    CHECK(!tc);
+    out = zt_dns_reply_for_client(reply, rlen, 0x2222, 512, &olen);
+    CHECK(out && olen == rlen && out[0] == 0x22 && out[1] == 0x22);
     CHECK(memcmp(out + 2, reply + 2, rlen - 2) == 0);
     free(out);
     /* Too long for the client: header and question, TC. */
-    CHECK(zt_dns_upstream_reply(q, qlen, reply, rlen, 0x2222, qlen, &out, &olen, &tc) == 0);
+    out = zt_dns_reply_for_client(reply, rlen, 0x2222, qlen, &olen);
     ldns_pkt *t = NULL;
-    CHECK(ldns_wire2pkt(&t, out, olen) == LDNS_STATUS_OK);
+    CHECK(out && ldns_wire2pkt(&t, out, olen) == LDNS_STATUS_OK);
     CHECK(ldns_pkt_tc(t) && ldns_pkt_ancount(t) == 0 && ldns_pkt_id(t) == 0x2222);
     ldns_pkt_free(t);
     free(out);
-    /* Another id, or another question: dropped. */
+    /* Another id, or another question: not an answer to the query. */
     reply[1] ^= 1;
-    CHECK(zt_dns_upstream_reply(q, qlen, reply, rlen, 1, 512, &out, &olen, &tc) == ZT_E_PROTO);
-    CHECK(out == NULL);
+    CHECK(zt_dns_reply_matches(q, qlen, reply, rlen, &tc) == ZT_E_PROTO);
     reply[1] ^= 1;
     uint8_t *q2 = query("example.org.", LDNS_RR_TYPE_A, 0x1111, 0, &qlen);
-    CHECK(zt_dns_upstream_reply(q2, qlen, reply, rlen, 1, 512, &out, &olen, &tc) == ZT_E_PROTO);
+    CHECK(zt_dns_reply_matches(q2, qlen, reply, rlen, &tc) == ZT_E_PROTO);
+    /* The query itself (QR clear) is no reply. */
+    CHECK(zt_dns_reply_matches(q2, qlen, q2, qlen, &tc) == ZT_E_PROTO);
     free(q2);
     free(reply);
     ldns_pkt_free(p);
@@ -501,6 +531,7 @@ static void test_upstream_reply(void)
     ldns_pkt_free(t);
     free(out);
     free(q);
+    CHECK(zt_dns_get_id((const uint8_t *)"\xab\xcd") == 0xabcd);
     char tb[32];
     CHECK_EQ_STR(zt_dns_type_str(LDNS_RR_TYPE_AAAA, tb, sizeof(tb)), "aaaa");
 }
@@ -512,6 +543,7 @@ int main(void)
     RUN(test_nodata);
     RUN(test_forwarded);
     RUN(test_wildcard_and_headless);
+    RUN(test_headless_pods);
     RUN(test_best_match_and_unknown_client);
     RUN(test_malformed);
     RUN(test_truncation);

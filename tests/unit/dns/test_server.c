@@ -7,6 +7,7 @@
 #include "base/err.h"
 #include "loop/sock.h"
 #include "test.h"
+#include "fake_upstream.h"
 
 #include <ldns/ldns.h>
 
@@ -102,12 +103,6 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static void bound_addr(int fd, struct sockaddr_in *out)
-{
-    socklen_t len = sizeof(*out);
-    getsockname(fd, (struct sockaddr *)out, &len);
-}
-
 /* Starts a server forwarding to upstream 127.0.0.1:up_port (0: none). */
 static void fixture_start(struct fixture *f, uint16_t up_port, unsigned timeout_ms)
 {
@@ -162,12 +157,6 @@ static uint8_t *query(const char *name, ldns_rr_type type, uint16_t id, size_t *
     return w;
 }
 
-static int wait_readable(int fd, int ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    return poll(&p, 1, ms);
-}
-
 /* Sends q over UDP, returns the parsed reply or NULL after 5 s. */
 static ldns_pkt *ask_udp(struct fixture *f, const uint8_t *q, size_t len)
 {
@@ -199,20 +188,6 @@ static void tcp_send(int fd, const uint8_t *q, size_t len)
         abort();
 }
 
-static bool read_full(int fd, uint8_t *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        if (wait_readable(fd, 5000) <= 0)
-            return false;
-        ssize_t n = read(fd, buf + got, len - got);
-        if (n <= 0)
-            return false;
-        got += (size_t)n;
-    }
-    return true;
-}
-
 static ldns_pkt *tcp_reply(int fd)
 {
     uint8_t hdr[2], buf[65536];
@@ -223,132 +198,6 @@ static ldns_pkt *tcp_reply(int fd)
     if (!read_full(fd, buf, len) || ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
         return NULL;
     return p;
-}
-
-/* ---- a scripted upstream ---- */
-
-enum up_mode {
-    UP_ANSWER,      /* answers over UDP */
-    UP_SPOOF_FIRST, /* a reply with another id first, then the right one */
-    UP_TRUNCATE,    /* TC over UDP; the full answer over TCP */
-    UP_SILENT,      /* never answers */
-};
-
-struct upstream {
-    enum up_mode mode;
-    int udp, tcp;
-    uint16_t port;
-    pthread_t thread;
-    atomic_int udp_queries, tcp_queries;
-    atomic_bool stop;
-};
-
-/* The reply to msg: its question, n A records 192.0.2.i, or TC set. */
-static uint8_t *make_reply(const uint8_t *msg, size_t len, uint16_t id, int n, bool tc,
-                           size_t *out_len)
-{
-    ldns_pkt *q = NULL;
-    if (ldns_wire2pkt(&q, msg, len) != LDNS_STATUS_OK)
-        return NULL;
-    ldns_pkt_set_qr(q, true);
-    ldns_pkt_set_id(q, id);
-    ldns_pkt_set_tc(q, tc);
-    for (int i = 0; i < n; i++) {
-        char rr_s[128];
-        ldns_rr *rr = NULL;
-        snprintf(rr_s, sizeof(rr_s), "external.test. 60 IN A 192.0.2.%d", i + 1);
-        ldns_rr_new_frm_str(&rr, rr_s, 0, NULL, NULL);
-        ldns_pkt_push_rr(q, LDNS_SECTION_ANSWER, rr);
-    }
-    uint8_t *w = NULL;
-    ldns_pkt2wire(&w, q, out_len);
-    ldns_pkt_free(q);
-    return w;
-}
-
-static void *upstream_main(void *arg)
-{
-    struct upstream *u = arg;
-    uint8_t buf[65536];
-    while (!atomic_load(&u->stop)) {
-        struct pollfd p[2] = {{.fd = u->udp, .events = POLLIN}, {.fd = u->tcp, .events = POLLIN}};
-        if (poll(p, 2, 50) <= 0)
-            continue;
-        if (p[0].revents & POLLIN) {
-            struct sockaddr_storage from;
-            socklen_t fl = sizeof(from);
-            ssize_t n = recvfrom(u->udp, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
-            if (n < 12)
-                continue;
-            atomic_fetch_add(&u->udp_queries, 1);
-            uint16_t id = ldns_read_uint16(buf);
-            size_t rl = 0;
-            uint8_t *r = NULL;
-            if (u->mode == UP_SILENT)
-                continue;
-            if (u->mode == UP_SPOOF_FIRST) {
-                r = make_reply(buf, (size_t)n, (uint16_t)(id + 1), 1, false, &rl);
-                sendto(u->udp, r, rl, 0, (struct sockaddr *)&from, fl);
-                free(r);
-            }
-            r = make_reply(buf, (size_t)n, id, u->mode == UP_TRUNCATE ? 0 : 1,
-                           u->mode == UP_TRUNCATE, &rl);
-            sendto(u->udp, r, rl, 0, (struct sockaddr *)&from, fl);
-            free(r);
-        }
-        if (p[1].revents & POLLIN) {
-            int c = accept(u->tcp, NULL, NULL);
-            uint8_t hdr[2];
-            if (c >= 0 && read_full(c, hdr, 2)) {
-                size_t len = (size_t)hdr[0] << 8 | hdr[1];
-                if (read_full(c, buf, len)) {
-                    atomic_fetch_add(&u->tcp_queries, 1);
-                    size_t rl = 0;
-                    uint8_t *r = make_reply(buf, len, ldns_read_uint16(buf), 40, false, &rl);
-                    uint8_t h2[2] = {(uint8_t)(rl >> 8), (uint8_t)rl};
-                    if (write(c, h2, 2) != 2 || write(c, r, rl) != (ssize_t)rl)
-                        fprintf(stderr, "upstream: short write\n");
-                    free(r);
-                }
-            }
-            if (c >= 0)
-                close(c);
-        }
-    }
-    return NULL;
-}
-
-static void upstream_start(struct upstream *u, enum up_mode mode)
-{
-    memset(u, 0, sizeof(*u));
-    u->mode = mode;
-    /* UDP on a free port, then TCP on the same number, as a resolver
-     * listens; a number taken for TCP is tried again with another. */
-    for (int tries = 0;; tries++) {
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        u->udp = socket(AF_INET, SOCK_DGRAM, 0);
-        if (bind(u->udp, (struct sockaddr *)&a, sizeof(a)) < 0)
-            abort();
-        struct sockaddr_in b;
-        bound_addr(u->udp, &b);
-        u->port = ntohs(b.sin_port);
-        u->tcp = socket(AF_INET, SOCK_STREAM, 0);
-        if (bind(u->tcp, (struct sockaddr *)&b, sizeof(b)) == 0 && listen(u->tcp, 16) == 0)
-            break;
-        close(u->udp);
-        close(u->tcp);
-        if (tries == 100)
-            abort();
-    }
-    pthread_create(&u->thread, NULL, upstream_main, u);
-}
-
-static void upstream_stop(struct upstream *u)
-{
-    atomic_store(&u->stop, true);
-    pthread_join(u->thread, NULL);
-    close(u->udp);
-    close(u->tcp);
 }
 
 static char *first_a(const ldns_pkt *p)
@@ -518,6 +367,45 @@ static void test_tcp_client_cap(void)
     fixture_stop(&f);
 }
 
+/* More queries waiting for upstreams than allowed: the extra ones get
+ * SERVFAIL at once, mesh names are still answered. */
+static void test_forward_cap(void)
+{
+    struct upstream u;
+    struct fixture f;
+    upstream_start(&u, UP_SILENT);
+    fixture_start(&f, u.port, 30000);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    size_t len;
+    for (int i = 0; i < ZT_DNS_FORWARDS + 44; i++) {
+        uint8_t *q = query("external.test.", LDNS_RR_TYPE_A, (uint16_t)i, &len);
+        sendto(fd, q, len, 0, (struct sockaddr *)&f.udp_addr, sizeof(f.udp_addr));
+        free(q);
+    }
+    int servfail = 0;
+    uint8_t buf[512];
+    while (servfail < 44 && wait_readable(fd, 5000) > 0) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        ldns_pkt *p = NULL;
+        if (n > 0 && ldns_wire2pkt(&p, buf, (size_t)n) == LDNS_STATUS_OK &&
+            ldns_pkt_get_rcode(p) == LDNS_RCODE_SERVFAIL)
+            servfail++;
+        ldns_pkt_free(p);
+    }
+    close(fd);
+    CHECK_EQ_INT(servfail, 44);
+    for (int i = 0; i < 5000 && atomic_load(&u.udp_queries) < ZT_DNS_FORWARDS; i++)
+        usleep(1000);
+    CHECK_EQ_INT(atomic_load(&u.udp_queries), ZT_DNS_FORWARDS);
+    uint8_t *q = query("echo.default.svc.cluster.local.", LDNS_RR_TYPE_A, 0x0909, &len);
+    ldns_pkt *r = ask_udp(&f, q, len);
+    CHECK(r != NULL && ldns_pkt_ancount(r) == 1);
+    ldns_pkt_free(r);
+    free(q);
+    fixture_stop(&f);
+    upstream_stop(&u);
+}
+
 int main(void)
 {
     RUN(test_answer_and_forward);
@@ -525,5 +413,6 @@ int main(void)
     RUN(test_truncation_tcp_fallback);
     RUN(test_upstream_failures);
     RUN(test_tcp_client_cap);
+    RUN(test_forward_cap);
     return TEST_REPORT();
 }

@@ -82,6 +82,8 @@ static const char *str(const struct sockaddr_storage *ss, char *buf)
 }
 
 /* Routes authority for uid on accepted; returns the status. */
+static bool localhost_tunnel = true;
+
 static int route(const char *uid, const char *accepted, const char *authority,
                  struct zt_inbound_route *r)
 {
@@ -90,7 +92,8 @@ static int route(const char *uid, const char *accepted, const char *authority,
         return -1;
     struct sockaddr_storage on = sa(accepted);
     const char *why = NULL;
-    int status = zt_inbound_route(st, "", wl(uid), &t, (struct sockaddr *)&on, r, &why);
+    int status =
+        zt_inbound_route(st, "", wl(uid), &t, (struct sockaddr *)&on, localhost_tunnel, r, &why);
     if ((status == 200) != (why == NULL))
         return -2;
     return status;
@@ -198,6 +201,15 @@ static void test_proxy_tunnel(void)
     CHECK_EQ_INT(route("wp0", "10.0.0.4:15008", "server.default.svc.cluster.local:80", &r), 200);
     CHECK_EQ_STR(str(&r.dial, b), "127.0.0.1:8080");
     CHECK_EQ_STR(str(&r.tunnel_dst, b), "10.10.0.9:80");
+    /* LOCALHOST_APP_TUNNEL=false: the tunnel port on the pod's address,
+     * the header as before. */
+    localhost_tunnel = false;
+    int rc = route("wp", "10.0.0.3:15008", "10.0.0.2:8080", &r);
+    localhost_tunnel = true;
+    CHECK_EQ_INT(rc, 200);
+    CHECK_EQ_STR(str(&r.dial, b), "10.0.0.3:15088");
+    CHECK(!r.is_loopback && r.want_proxy_header);
+    CHECK_EQ_STR(str(&r.tunnel_dst, b), "10.0.0.2:8080");
 }
 
 /* A tunnel of protocol NONE skips the address check and overrides the

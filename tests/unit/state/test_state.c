@@ -522,17 +522,15 @@ static void tweak_network(struct zt_workload **eps)
 
 static void tweak_unreachable(struct zt_workload **eps)
 {
-    /* e1: known only by hostname (nothing resolves it yet). */
+    /* e1: no address, not even a hostname. */
     eps[0]->n_addresses = 0;
-    free(eps[0]->hostname);
-    eps[0]->hostname = zt_state_xstrdup("e1.example.com");
     /* e3: another network, and no gateway to reach it through. */
     free(eps[2]->network);
     eps[2]->network = zt_state_xstrdup("remote");
 }
 
-/* Endpoints the proxy cannot reach are never picked: a hostname-only one
- * and one on another network without a network gateway; nor one whose
+/* Endpoints the proxy cannot reach are never picked: one without address
+ * or hostname, and one on another network without a network gateway; nor one whose
  * addresses the service's IP families exclude. Every random value lands
  * on e2. */
 static void test_pick_skips_undialable(void)
@@ -549,13 +547,58 @@ static void test_pick_skips_undialable(void)
         CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, r, &w, &tp), 0);
         CHECK_EQ_STR(w->uid, "e2");
         CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &vip, 80, r, &up), 0);
-        CHECK(up.has_ip);
+        CHECK(up.has_ip && !up.needs_dns);
         CHECK_EQ_STR(up.wl->uid, "e2");
     }
     /* Test-only: IPv6 only, and e2 has only an IPv4 address. */
     svc->ip_families = ZT_IPF_IPV6_ONLY;
     CHECK_EQ_INT(zt_state_pick_endpoint(s, svc, 80, client, 0, &w, &tp), ZT_E_NOT_FOUND);
     CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &vip, 80, 0, &up), ZT_E_NOT_FOUND);
+    zt_state_unref(s);
+}
+
+static void tweak_hostname(struct zt_workload **eps)
+{
+    /* e1 and e2: known by hostname only (a DNS ServiceEntry's endpoints);
+     * e3: one address. */
+    for (int i = 0; i < 2; i++) {
+        eps[i]->n_addresses = 0;
+        free(eps[i]->hostname);
+        eps[i]->hostname = zt_state_xstrdup(i ? "e2.example.com" : "e1.example.com");
+    }
+}
+
+/* Hostname-only endpoints are picked like any (Istio resolves them once
+ * picked): the upstream says to resolve the name, without an address;
+ * an endpoint with an address is dialed as before. Even an IPv6-only
+ * service picks them (the answer decides the family). */
+static void test_pick_hostname_endpoints(void)
+{
+    struct zt_state *s = lb_state(ZT_LB_STANDARD, NULL, 0, tweak_hostname);
+    const struct zt_workload *client = zt_state_workload_by_uid(s, "client");
+    struct zt_upstream up;
+    struct zt_ip vip = ip("10.96.0.10");
+    unsigned by_name = 0, by_ip = 0;
+    for (uint32_t r = 0; r < 300; r++) {
+        CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &vip, 80, r * 2654435761u, &up), 0);
+        if (up.needs_dns) {
+            CHECK(!up.has_ip && up.wl->hostname[0]);
+            CHECK(up.kind == ZT_UPSTREAM_SERVICE && (up.port == 9000 || up.port == 8080));
+            by_name++;
+        } else {
+            CHECK(up.has_ip);
+            CHECK_EQ_STR(up.wl->uid, "e3");
+            by_ip++;
+        }
+    }
+    CHECK(by_name > 100 && by_ip > 50);
+    struct zt_service *svc =
+        (struct zt_service *)zt_state_service_by_key(s, "ns/web.ns.svc.cluster.local");
+    svc->ip_families = ZT_IPF_IPV6_ONLY;
+    for (uint32_t r = 0; r < 20; r++) {
+        CHECK_EQ_INT(zt_state_resolve_outbound(s, client, NULL, &vip, 80, r * 2654435761u, &up), 0);
+        CHECK(up.needs_dns);
+    }
     zt_state_unref(s);
 }
 
@@ -1441,6 +1484,7 @@ int main(void)
     RUN(test_pick_capacity);
     RUN(test_pick_failover_strict);
     RUN(test_pick_skips_undialable);
+    RUN(test_pick_hostname_endpoints);
     RUN(test_resolve_outbound);
     RUN(test_waypoint_service_by_ip);
     RUN(test_waypoint_service_by_hostname);
