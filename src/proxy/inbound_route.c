@@ -90,7 +90,18 @@ int zt_inbound_route(const struct zt_state *s, const char *network, const struct
     memset(out, 0, sizeof(*out));
     if (!network)
         network = "";
-    int status = zt_hbone_check_target(target, accepted_on, self->has_application_tunnel, why);
+    /* A target that is not this pod's address is admitted for a workload
+     * with an application tunnel (it learns the target from the PROXY
+     * header), and for the target's own waypoint (a sandwich without a
+     * tunnel, matching on L7 only), as Istio's ztunnel. */
+    bool any_ip = self->has_application_tunnel;
+    struct zt_ip tip, aip;
+    uint16_t tport, aport;
+    if (!any_ip && !target->is_host &&
+        zt_ip_from_sockaddr((const struct sockaddr *)&target->addr, &tip, &tport) == 0 &&
+        zt_ip_from_sockaddr(accepted_on, &aip, &aport) == 0 && !zt_ip_eq(&tip, &aip))
+        any_ip = zt_state_is_waypoint_for(s, network, &tip, self, &aip);
+    int status = zt_hbone_check_target(target, accepted_on, any_ip, why);
     if (status != 200)
         return status;
     uint16_t port = target->port;

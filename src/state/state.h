@@ -524,6 +524,16 @@ struct zt_upstream {
  * the call. random_value drives every random choice (weighted waypoint,
  * endpoints, gateway). Returns 0, or ZT_E_NOT_FOUND with out->fail saying
  * why (out->svc is then still the dialed service, if any). */
+/* Whether self, which accepted an HBONE connection on `accepted`, is the
+ * waypoint of the connection's target (network, target): the workload
+ * with that IP, else the service with that VIP, names a waypoint that is
+ * self (a workload owning `accepted`, or a service self is an endpoint
+ * of). Istio's ztunnel then admits the foreign target: a sandwiched
+ * waypoint without an application tunnel. */
+bool zt_state_is_waypoint_for(const struct zt_state *s, const char *network,
+                              const struct zt_ip *target, const struct zt_workload *self,
+                              const struct zt_ip *accepted);
+
 int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload *client,
                               const struct zt_ip *src_ip, const struct zt_ip *dst,
                               uint16_t dst_port, uint32_t random_value, struct zt_upstream *out);

@@ -7,8 +7,10 @@
 # waypoint) accepts a target that is not its own address and gets a PROXY v2
 # header (parsed by an independent Python listener) naming the client, the
 # target and the client's identity, while a pod without one still refuses
-# such a target with 400; traffic from a waypoint is authorized as the
-# waypoint's identity. Needs root, Go and python3.
+# such a target with 400; a waypoint pod without a tunnel (pw, a plain
+# sandwich) accepts a foreign target only when that target names pw as its
+# waypoint; traffic from a waypoint is authorized as the waypoint's
+# identity. Needs root, Go and python3.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=mesh.sh
@@ -19,7 +21,9 @@ zt_trap_cleanup
 # node 2: c (echo app, endpoint of $SVC), d (allows only the waypoint's
 #         identity), e (allows only the client's), w (application tunnel)
 G=10.200.1.2
-C=10.200.2.2 D=10.200.2.3 E=10.200.2.4 W=10.200.2.5
+C=10.200.2.2 D=10.200.2.3 E=10.200.2.4 W=10.200.2.5 PW=10.200.2.6
+# t: a workload (no pod needed) and s2: a service, both behind pw.
+T=10.200.2.9 VIP_S2=10.96.0.20
 VIP=10.96.0.10
 SVC=echo.default.svc.cluster.local
 TD=${MESH_TD}
@@ -29,7 +33,7 @@ setup() {
 	zt_node_add 1 && zt_node_add 2 || return 1
 	g=$(zt_pod_add 1 1 g) || return 1
 	c=$(zt_pod_add 2 1 c) && d=$(zt_pod_add 2 2 d) && e=$(zt_pod_add 2 3 e) &&
-		w=$(zt_pod_add 2 4 w) || return 1
+		w=$(zt_pod_add 2 4 w) && pw=$(zt_pod_add 2 5 pw) || return 1
 	mesh_ca || return 1
 	cat >"$ZT_WORK/n2.yaml" <<-Y
 		workloads:
@@ -51,16 +55,19 @@ setup() {
 		  protocol: HBONE
 		  node: node2
 		  applicationTunnel: {protocol: PROXY, port: 15088}
+		- {uid: pw, name: pw, namespace: default, serviceAccount: waypoint-plain, workloadIps: ["$PW"], protocol: HBONE, node: node2}
+		- {uid: t, name: t, namespace: default, workloadIps: ["$T"], protocol: HBONE, node: node2, waypoint: {destination: "/$PW", hboneMtlsPort: 15008}}
 		services:
 		- {name: echo, namespace: default, hostname: $SVC, vips: ["/$VIP"], ports: {80: 8080, 82: 0, 90: 15006}}
+		- {name: s2, namespace: default, hostname: s2.default.svc.cluster.local, vips: ["/$VIP_S2"], ports: {8080: 8080}, waypoint: {destination: "/$PW", hboneMtlsPort: 15008}}
 		policies:
 		- {name: allow-waypoint, namespace: default, scope: WorkloadSelector, action: Allow, rules: [[[{principals: [{Exact: $TD/ns/default/sa/waypoint}]}]]]}
 		- {name: allow-client, namespace: default, scope: WorkloadSelector, action: Allow, rules: [[[{principals: [{Exact: $TD/ns/default/sa/client}]}]]]}
 	Y
 	mesh_node_up 2 || return 1
 	mesh_enroll 2 "$c" c sa-c && mesh_enroll 2 "$d" d sa-d && mesh_enroll 2 "$e" e sa-e &&
-		mesh_enroll 2 "$w" w waypoint || return 1
-	for ns in "$c" "$d" "$e"; do zt_echo_server "$ns" 8080 || return 1; done
+		mesh_enroll 2 "$w" w waypoint && mesh_enroll 2 "$pw" pw waypoint-plain || return 1
+	for ns in "$c" "$d" "$e" "$pw"; do zt_echo_server "$ns" 8080 || return 1; done
 	# The waypoint's app listens on loopback only, where the tunnel goes.
 	zt_bg "$w" ppv2 python3 "$here/ppv2_listener.py" 127.0.0.1 15088 "$ZT_WORK/ppv2.rec" || return 1
 	local deadline=$(($(zt_now_ms) + 10000))
@@ -174,6 +181,16 @@ rec=$(record_line 4)
 if [ "$out" = hand ] && [[ $rec =~ ^peer=127\.0\.0\.1:[0-9]+\ cmd=1\ fam=11\ src=10\.1\.2\.3:4660\ dst=10\.4\.5\.6:80\ tlvs=d0:id$ ]]; then
 	zt_pass
 else zt_fail "reply '$out', record 4: '$rec'"; fi
+
+# ---- a sandwich without a tunnel ----
+zt_test "plain sandwich: pw accepts $T:8080 (t's waypoint is pw) and its app answers"
+expect_echo client $PW "$T:8080" waypoint-plain
+
+zt_test "plain sandwich: pw accepts $VIP_S2:8080 (the service's waypoint is pw)"
+expect_echo client $PW "$VIP_S2:8080" waypoint-plain
+
+zt_test "plain sandwich: a target whose waypoint is not pw ($C:8080) gets 400 at pw"
+expect_status client $PW "$C:8080" waypoint-plain 400
 
 # ---- traffic from a waypoint is authorized as the waypoint ----
 zt_test "d allows the waypoint's principal: the Go client as the waypoint gets through"

@@ -39,7 +39,19 @@ static const char yaml[] =
     "  protocol: HBONE\n"
     "  applicationTunnel: {protocol: NONE, port: 7000}\n"
     "- {uid: z, name: z, namespace: zns, workloadIps: ['10.0.0.6'], protocol: HBONE}\n"
+    "- {uid: wpt, name: wpt, namespace: default, workloadIps: ['10.0.0.7'], protocol: HBONE}\n"
+    "- {uid: wsvc-0, name: wsvc-0, namespace: default, workloadIps: ['10.0.0.8'], protocol: "
+    "HBONE, services: {default/waypoint.default.svc.cluster.local: {15008: 15008}}}\n"
+    "- {uid: srv2, name: srv2, namespace: default, workloadIps: ['10.0.0.9'], protocol: HBONE, "
+    "waypoint: {destination: '/10.0.0.7', hboneMtlsPort: 15008}}\n"
+    "- {uid: srv3, name: srv3, namespace: default, workloadIps: ['10.0.0.11'], protocol: HBONE, "
+    "waypoint: {destination: '/10.10.0.50', hboneMtlsPort: 15008}}\n"
     "services:\n"
+    "- {name: waypoint, namespace: default, hostname: waypoint.default.svc.cluster.local, "
+    "vips: ['/10.10.0.50'], ports: {15008: 15008}}\n"
+    "- {name: s2, namespace: default, hostname: s2.default.svc.cluster.local, vips: "
+    "['/10.10.0.60'], ports: {80: 80}, waypoint: {destination: '/10.0.0.7', hboneMtlsPort: "
+    "15008}}\n"
     "- name: server\n"
     "  namespace: default\n"
     "  hostname: server.default.svc.cluster.local\n"
@@ -223,6 +235,32 @@ static void test_none_tunnel(void)
     CHECK(!r.want_proxy_header && !r.is_loopback);
 }
 
+/* A sandwiched waypoint without an application tunnel (Istio's
+ * validate_destination): a foreign target is admitted only when the
+ * target names this pod as its waypoint, directly or through the
+ * waypoint's service; the app is reached on the pod's own address. */
+static void test_waypoint_sandwich_plain(void)
+{
+    struct zt_inbound_route r;
+    char b[64];
+    /* "to workload with waypoint referenced by pod" */
+    CHECK_EQ_INT(route("wpt", "10.0.0.7:15008", "10.0.0.9:8080", &r), 200);
+    CHECK_EQ_STR(str(&r.upstream, b), "10.0.0.7:8080");
+    CHECK(!r.want_proxy_header && !r.is_loopback);
+    /* "to workload with waypoint referenced by vip" */
+    CHECK_EQ_INT(route("wsvc-0", "10.0.0.8:15008", "10.0.0.11:8080", &r), 200);
+    /* "to service with waypoint referenced by pod" */
+    CHECK_EQ_INT(route("wpt", "10.0.0.7:15008", "10.10.0.60:80", &r), 200);
+    CHECK_EQ_STR(str(&r.upstream, b), "10.0.0.7:80");
+    /* "to waypoint without attachment", and wrong attachments. */
+    CHECK_EQ_INT(route("wpt", "10.0.0.7:15008", "10.0.0.2:8080", &r), 400);
+    CHECK_EQ_INT(route("wsvc-0", "10.0.0.8:15008", "10.0.0.9:8080", &r), 400);
+    CHECK_EQ_INT(route("wpt", "10.0.0.7:15008", "10.0.0.11:8080", &r), 400);
+    CHECK_EQ_INT(route("wsvc-0", "10.0.0.8:15008", "10.10.0.60:80", &r), 400);
+    /* Still never a proxy port. */
+    CHECK_EQ_INT(route("wpt", "10.0.0.7:15008", "10.0.0.9:15006", &r), 503);
+}
+
 int main(void)
 {
     char err[256];
@@ -235,6 +273,7 @@ int main(void)
     RUN(test_hostname_choice);
     RUN(test_proxy_tunnel);
     RUN(test_none_tunnel);
+    RUN(test_waypoint_sandwich_plain);
     zt_state_unref(st);
     return TEST_REPORT();
 }
