@@ -529,8 +529,11 @@ static int resolve_waypoint(const struct zt_state *s, const struct zt_gateway *g
     } else {
         select_endpoint_ip(wsvc ? wsvc->ip_families : ZT_IPF_AUTOMATIC, wl, prefer, out);
     }
-    if (!out->has_ip)
-        return ZT_E_NOT_FOUND; /* hostname-only: nothing resolves it yet */
+    /* A waypoint known by hostname only is resolved when dialed, as any
+     * endpoint (Istio's pick_workload_destination_or_resolve). */
+    if (!out->has_ip && !(wl->hostname && wl->hostname[0]))
+        return ZT_E_NOT_FOUND;
+    out->needs_dns = !out->has_ip;
     out->wl = wl;
     out->port = port;
     out->fail = ZT_UPSTREAM_FAIL_NONE;

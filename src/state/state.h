@@ -469,10 +469,10 @@ struct zt_upstream {
     enum zt_upstream_kind kind;
     const struct zt_service *svc; /* SERVICE, WAYPOINT (see above), PASSTHROUGH via a service */
     const struct zt_workload *wl; /* SERVICE, WORKLOAD and WAYPOINT */
-    bool has_ip;                  /* always true for WAYPOINT; SERVICE: unless needs_dns */
-    /* SERVICE: the endpoint has no address the service allows, only a
-     * hostname (wl->hostname): resolve it and dial what it resolves to
-     * (ip unset until then). */
+    bool has_ip;                  /* unless needs_dns */
+    /* SERVICE or WAYPOINT: the endpoint (the waypoint) has no address the
+     * service allows, only a hostname (wl->hostname): resolve it and dial
+     * what it resolves to (ip unset until then). */
     bool needs_dns;
     struct zt_ip ip; /* address to dial (PASSTHROUGH: the original dst) */
     uint16_t port;   /* target port (HBONE: port for :authority); WAYPOINT: see above */

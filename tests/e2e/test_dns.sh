@@ -12,7 +12,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 zt_trap_cleanup
 
 A=10.200.1.2 B=10.200.1.3 SRV=10.200.1.4 DB0=10.200.2.2 DB1=10.200.2.3
-VIP_EXT=10.96.0.50 VIP_GONE=10.96.0.51 KUBE_DNS=10.96.0.53
+VIP_EXT=10.96.0.50 VIP_GONE=10.96.0.51 VIP_VIAWP=10.96.0.52 KUBE_DNS=10.96.0.53
 VIP=10.96.0.10 VIP6=fd00:96::10 VIP_OTHER=10.96.1.10 VIP_SE=240.240.0.7
 UP=$(zt_node_ip 1)
 zt_test "setup: pod a on node 1 with a Kubernetes resolv.conf; dnsmasq on node 1 as upstream"
@@ -40,6 +40,7 @@ setup() {
 		  services: {"default/db.default.svc.cluster.local": {5432: 5432}}
 		- {uid: ext-0, name: ext-0, namespace: default, hostname: backend.corp.test, protocol: TCP, services: {"default/ext.corp.test": {80: 8080}}}
 		- {uid: gone-0, name: gone-0, namespace: default, hostname: nowhere.corp.test, protocol: TCP, services: {"default/gone.corp.test": {80: 8080}}}
+		- {uid: wpd, name: wpd, namespace: default, serviceAccount: waypoint, hostname: wp.corp.test, protocol: HBONE}
 		services:
 		- {name: echo, namespace: default, hostname: echo.default.svc.cluster.local, vips: ["/$VIP", "/$VIP6"], ports: {80: 8080}}
 		- {name: echo, namespace: other, hostname: echo.other.svc.cluster.local, vips: ["/$VIP_OTHER"], ports: {80: 8080}}
@@ -47,6 +48,7 @@ setup() {
 		- {name: api, namespace: default, hostname: "*.api.example.com", vips: ["/$VIP_SE"], ports: {443: 443}}
 		- {name: ext, namespace: default, hostname: ext.corp.test, vips: ["/$VIP_EXT"], ports: {80: 8080}}
 		- {name: gone, namespace: default, hostname: gone.corp.test, vips: ["/$VIP_GONE"], ports: {80: 8080}}
+		- {name: viawp, namespace: default, hostname: viawp.corp.test, vips: ["/$VIP_VIAWP"], ports: {80: 8080}, waypoint: {destination: {namespace: default, hostname: wp.corp.test}, hboneMtlsPort: 15008}}
 	Y
 	# Endpoints known by hostname only (a ServiceEntry with DNS
 	# resolution): the proxy resolves them when a connection picks one.
@@ -60,7 +62,7 @@ setup() {
 	zt_bg "$(zt_node_ns 1)" dnsmasq dnsmasq -k -u root --pid-file= --no-resolv --no-hosts \
 		--listen-address="$UP" --bind-interfaces --port 53 --log-queries --log-facility=- \
 		--local=/test/ --local=/cluster.local/ --address=/external.test/192.0.2.55 \
-		--host-record=backend.corp.test,"$SRV",60 "${txt[@]}"
+		--host-record=backend.corp.test,"$SRV",60 --host-record=wp.corp.test,"$SRV",60 "${txt[@]}"
 	echo "$ZT_BG_PID" >"$ZT_WORK/dnsmasq.pidfile"
 	printf 'nameserver %s\noptions timeout:2 attempts:1\n' "$UP" >"$ZT_WORK/upstream.conf"
 	MESH_RESOLV_CONF="$ZT_WORK/upstream.conf" mesh_node_up 1 || return 1
@@ -224,6 +226,14 @@ line=$(mesh_wait_access 1 "$m1" "direction=outbound" 5)
 if [ -z "$out" ] && [[ $line == *"DNS lookup of nowhere.corp.test failed: the name has no address"* ]]; then
 	zt_pass
 else zt_fail "reply '$out', log: $line"; fi
+
+zt_test "a waypoint known by hostname only is resolved, then dialed on its HBONE port (nothing listens: refused)"
+m1=$(mesh_mark 1)
+out=$(zt_send "$a" $VIP_VIAWP 80 "" 5)
+line=$(mesh_wait_access 1 "$m1" "dst.addr=$SRV:15008" 5)
+if [ -z "$out" ] && [ -n "$line" ] && grep -q "query\[A\] wp.corp.test from $UP" "$ZT_WORK/dnsmasq.log"; then
+	zt_pass
+else zt_fail "reply '$out', log: $(mesh_since 1 "$m1" | tail -2)"; fi
 
 zt_test "upstream down: SERVFAIL for forwarded names, counted as failures; mesh names still answered"
 zt_bg_stop "$(cat "$ZT_WORK/dnsmasq.pidfile")"

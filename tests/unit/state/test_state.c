@@ -1038,6 +1038,15 @@ static struct zt_state *wp_state(void)
     svc = svc_new("by-vip", "ns", "10.96.0.24", 80, 8080);
     gw_ip(&svc->waypoint, "", "10.96.0.99", 15008);
     zt_state_builder_add_service(b, svc);
+    /* A waypoint known only by its hostname (no address). */
+    w = wl_sa("wp-dns", "10.0.9.6", "waypoint");
+    w->n_addresses = 0;
+    free(w->hostname);
+    w->hostname = zt_state_xstrdup("wp.corp.test");
+    zt_state_builder_add_workload(b, w);
+    svc = svc_new("by-dns", "ns", "10.96.0.25", 80, 8080);
+    gw_host(&svc->waypoint, "ns", "wp.corp.test", 15008);
+    zt_state_builder_add_service(b, svc);
     return finish(b);
 }
 
@@ -1242,6 +1251,24 @@ static void test_waypoint_unresolvable(void)
         CHECK(up.svc != NULL);
     }
     CHECK(strstr(zt_upstream_fail_str(ZT_UPSTREAM_FAIL_WAYPOINT_UNKNOWN), "waypoint") != NULL);
+    zt_state_unref(s);
+}
+
+/* A waypoint workload known only by hostname is resolved when dialed, as
+ * any endpoint: the plan says so, without an address. */
+static void test_waypoint_hostname_only(void)
+{
+    struct zt_state *s = wp_state();
+    struct zt_upstream up;
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.25", 0, &up), 0);
+    CHECK(up.kind == ZT_UPSTREAM_WAYPOINT);
+    CHECK(up.needs_dns && !up.has_ip);
+    CHECK_EQ_STR(up.wl->uid, "wp-dns");
+    CHECK_EQ_INT(up.port, 15008);
+    CHECK_EQ_STR(up.svc->name, "by-dns");
+    /* Waypoints with addresses are dialed as before. */
+    CHECK_EQ_INT(wp_resolve(s, "client", "10.0.2.1", "10.96.0.11", 0, &up), 0);
+    CHECK(up.has_ip && !up.needs_dns);
     zt_state_unref(s);
 }
 
@@ -1493,6 +1520,7 @@ int main(void)
     RUN(test_waypoint_source_is_waypoint);
     RUN(test_waypoint_other_network);
     RUN(test_waypoint_unresolvable);
+    RUN(test_waypoint_hostname_only);
     RUN(test_multinetwork_service);
     RUN(test_multinetwork_fail_closed);
     RUN(test_multinetwork_failover);
