@@ -4,6 +4,7 @@
 #include "config/env.h"
 #include "loop/sock.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -397,8 +398,9 @@ static void test_dns(void)
  * a file or variable that is not YAML stops the start with its name. */
 static void test_proxy_metadata(void)
 {
-    char path[] = "/tmp/zt-test-mesh.XXXXXX";
-    int fd = mkstemp(path);
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/zt-test-mesh.%d", (int)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     const char *mesh = "defaultConfig:\n  proxyMetadata:\n    ISTIO_META_DNS_PROXY_ADDR: "
                        "\"127.0.0.1:5353\"\n    DNS_CAPTURE: \"true\"\n    OTHER: x\n";
     CHECK(fd >= 0 && write(fd, mesh, strlen(mesh)) == (ssize_t)strlen(mesh));

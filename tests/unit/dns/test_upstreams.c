@@ -5,6 +5,7 @@
 #include "loop/sock.h"
 #include "test.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -14,8 +15,8 @@
 static const char *write_conf(const char *text)
 {
     static char path[64];
-    snprintf(path, sizeof(path), "/tmp/zt-test-resolv.XXXXXX");
-    int fd = mkstemp(path);
+    snprintf(path, sizeof(path), "/tmp/zt-test-resolv.%d", (int)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
         abort();
     close(fd);
