@@ -255,11 +255,6 @@ struct zt_dns_exchange *zt_dns_exchange_start(uv_loop_t *loop, const struct zt_d
     return x;
 }
 
-uint16_t zt_dns_exchange_id(const struct zt_dns_exchange *x)
-{
-    return (uint16_t)(x->query[0] << 8 | x->query[1]);
-}
-
 void zt_dns_exchange_cancel(struct zt_dns_exchange *x)
 {
     if (!x || x->done)

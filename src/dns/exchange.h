@@ -19,9 +19,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-/* The reply (borrowed for the call; its id is the exchange's, see
- * zt_dns_exchange_id), or NULL when every try failed. The exchange is
- * finished and freed once this returns. */
+/* The reply (borrowed for the call; it carries the exchange's own id and
+ * is taken only if it answers the query), or NULL when every try failed.
+ * The exchange is finished and freed once this returns. */
 typedef void zt_dns_exchange_cb(void *ud, const uint8_t *reply, size_t len);
 /* A new non-blocking socket of family and type for one try, or a negative
  * errno. */
@@ -38,9 +38,6 @@ struct zt_dns_exchange *zt_dns_exchange_start(uv_loop_t *loop, const struct zt_d
                                               const uint8_t *query, size_t qlen,
                                               bool tcp_on_truncation, zt_dns_exchange_cb *cb,
                                               void *ud);
-
-/* The id the exchange gave its query (the reply carries it). */
-uint16_t zt_dns_exchange_id(const struct zt_dns_exchange *x);
 
 /* Stops it: cb will not run; it frees itself once its handles are closed. */
 void zt_dns_exchange_cancel(struct zt_dns_exchange *x);

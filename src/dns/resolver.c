@@ -35,7 +35,6 @@ struct entry {
 };
 
 struct zt_dns_lookup {
-    struct entry *e;
     struct zt_list_node link;
     zt_dns_lookup_cb *cb;
     void *ud;
@@ -295,7 +294,6 @@ int zt_dns_resolver_lookup(struct zt_dns_resolver *r, const char *host, struct z
         }
     }
     struct zt_dns_lookup *l = zt_xcalloc(1, sizeof(*l));
-    l->e = e;
     l->cb = cb;
     l->ud = ud;
     zt_list_insert_tail(&e->waiters, &l->link);
