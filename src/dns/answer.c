@@ -531,20 +531,24 @@ out:
 uint8_t *zt_dns_reply_for_client(const uint8_t *reply, size_t rlen, uint16_t client_id,
                                  size_t max_reply, size_t *out_len)
 {
-    uint8_t *out;
-    if (rlen <= max_reply) {
-        out = malloc(rlen);
-        if (!out)
-            abort();
-        memcpy(out, reply, rlen);
-        *out_len = rlen;
-        zt_dns_set_id(out, client_id);
-        return out;
-    }
-    /* Longer than the client takes over UDP: it asks again over TCP. */
+    /* Written anew from what was parsed rather than copied with the id
+     * patched: a name may point into the header, and then the copy would
+     * say something else once its id changed. */
     ldns_pkt *r = NULL;
+    uint8_t *out = NULL;
     if (ldns_wire2pkt(&r, reply, rlen) != LDNS_STATUS_OK)
         return NULL;
+    ldns_pkt_set_id(r, client_id);
+    if (ldns_pkt2wire(&out, r, out_len) != LDNS_STATUS_OK) {
+        ldns_pkt_free(r);
+        return NULL;
+    }
+    if (*out_len <= max_reply) {
+        ldns_pkt_free(r);
+        return out;
+    }
+    free(out);
+    /* Longer than the client takes over UDP: it asks again over TCP. */
     ldns_pkt *t = reply_for(r, ldns_pkt_get_rcode(r));
     ldns_pkt_set_aa(t, ldns_pkt_aa(r));
     ldns_pkt_set_id(t, client_id);

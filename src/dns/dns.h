@@ -75,10 +75,10 @@ uint16_t zt_dns_get_id(const uint8_t *msg);
 int zt_dns_reply_matches(const uint8_t *query, size_t qlen, const uint8_t *reply, size_t rlen,
                          bool *truncated);
 
-/* A matching upstream reply as the client gets it: with client_id and,
- * when longer than max_reply, cut to header and question with TC set.
- * Returns a malloc'd copy (*out_len bytes), or NULL if it cannot be parsed
- * to be cut. */
+/* A matching upstream reply as the client gets it: the same message
+ * written anew with client_id and, when longer than max_reply, cut to
+ * header and question with TC set. Returns it malloc'd (*out_len bytes),
+ * or NULL if it cannot be parsed. */
 uint8_t *zt_dns_reply_for_client(const uint8_t *reply, size_t rlen, uint16_t client_id,
                                  size_t max_reply, size_t *out_len);
 

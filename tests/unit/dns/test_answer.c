@@ -536,6 +536,37 @@ static void test_upstream_reply(void)
     CHECK_EQ_STR(zt_dns_type_str(LDNS_RR_TYPE_AAAA, tb, sizeof(tb)), "aaaa");
 }
 
+/* An upstream reply whose answer's owner is a pointer into the header (to
+ * the id's second byte, read as a label length): the client must get what
+ * the upstream said, not what the bytes say once the id is rewritten. */
+static void test_upstream_reply_pointer_into_header(void)
+{
+    static const uint8_t q[] = {0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                0x00, 0x04, 't',  'e',  's',  't',  0x00, 0x00, 0x01, 0x00, 0x01};
+    uint8_t reply[60] = {0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+                         0x04, 't',  'e',  's',  't',  0x00, 0x00, 0x01, 0x00, 0x01, 0xc0, 0x01,
+                         0x0c, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x04, 0xc0, 0x00};
+    reply[54] = 0x02;
+    reply[55] = 0x01;
+    reply[59] = 0x01;
+    bool tc;
+    CHECK(zt_dns_reply_matches(q, sizeof(q), reply, sizeof(reply), &tc) == 0);
+    ldns_pkt *up = NULL, *got = NULL;
+    CHECK(ldns_wire2pkt(&up, reply, sizeof(reply)) == LDNS_STATUS_OK);
+    size_t olen = 0;
+    uint8_t *out = zt_dns_reply_for_client(reply, sizeof(reply), 0x5678, 512, &olen);
+    CHECK(out != NULL);
+    CHECK(out && ldns_wire2pkt(&got, out, olen) == LDNS_STATUS_OK);
+    if (got) {
+        CHECK(ldns_pkt_id(got) == 0x5678);
+        CHECK(ldns_pkt_ancount(got) == ldns_pkt_ancount(up));
+        CHECK(ldns_rr_list_compare(ldns_pkt_answer(got), ldns_pkt_answer(up)) == 0);
+    }
+    ldns_pkt_free(got);
+    ldns_pkt_free(up);
+    free(out);
+}
+
 int main(void)
 {
     RUN(test_service_names);
@@ -549,5 +580,6 @@ int main(void)
     RUN(test_truncation);
     RUN(test_longest_name);
     RUN(test_upstream_reply);
+    RUN(test_upstream_reply_pointer_into_header);
     return TEST_REPORT();
 }
