@@ -50,12 +50,25 @@ if [ "$(ulimit -Sn)" != "$hard_now" ] && [ "$soft_now" = "$hard_now" ]; then zt_
 	zt_fail "soft $soft_now, hard $hard_now (started with soft $(ulimit -Sn))"
 fi
 
+# The lowest free descriptor number, once the proxy holds no connection in
+# pod a: a connection still being torn down would free descriptors below the
+# limit set from it, and the limit would no longer bind.
+lowest_free_fd() {
+	local i
+	for i in $(seq 1 100); do
+		zt_ns_exec "$a" ss -Htnp | grep -q "pid=$pid," || break
+		sleep 0.1
+	done
+	local n=0
+	while [ -e "/proc/$pid/fd/$n" ]; do n=$((n + 1)); done
+	echo "$n"
+}
+
 # Out of descriptors: a new descriptor must be numbered below the soft
 # limit, so a limit at the lowest free number leaves none; then connect.
 log=$(mesh_log 1 proxy)
 mark=$(wc -l <"$log")
-free_fd=0
-while [ -e "/proc/$pid/fd/$free_fd" ]; do free_fd=$((free_fd + 1)); done
+free_fd=$(lowest_free_fd)
 prlimit --pid "$pid" --nofile="$free_fd":"$hard_now"
 holders=()
 for i in $(seq 1 12); do
@@ -85,8 +98,7 @@ fi
 # fails (no descriptor for the upstream socket, logged per connection), so a
 # pause starts and ends with every connection: warned about once, not each time.
 mark=$(wc -l <"$log")
-free_fd=0
-while [ -e "/proc/$pid/fd/$free_fd" ]; do free_fd=$((free_fd + 1)); done
+free_fd=$(lowest_free_fd)
 prlimit --pid "$pid" --nofile=$((free_fd + 1)):"$hard_now"
 for i in $(seq 1 12); do zt_send "$p" $A 8080 edge-"$i" 2 >/dev/null 2>&1; done
 zt_test "one descriptor free: connections fail one by one, the accept pause is warned about once"
