@@ -8,7 +8,7 @@ WERROR  ?= 1
 CC      ?= cc
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-PKGS     := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson libmicrohttpd zlib ldns
+PKGS     := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson libmicrohttpd zlib ldns libpcre2-8
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -24,7 +24,7 @@ endif
 CFLAGS  += -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I$(BUILD)/gen $(PKG_CFLAGS) \
            -DZT_VERSION='"$(VERSION)"' -MMD -MP
 LDFLAGS += $(filter -fsanitize=%,$(OPT))
-LDLIBS  += $(PKG_LIBS) -lpthread
+LDLIBS  += $(PKG_LIBS) -lhttp_parser -lpthread
 
 PROTOS   := $(wildcard proto/*.proto)
 PROTO_C  := $(patsubst proto/%.proto,$(BUILD)/gen/proto/%.pb-c.c,$(PROTOS))
