@@ -1,7 +1,7 @@
 /* HTTP message heads: copies, lower-case names, replace/remove, the caps. */
 #include "test.h"
 #include "base/err.h"
-#include "waypoint/head.h"
+#include "http/head.h"
 
 static void test_fields(void)
 {

@@ -1,5 +1,5 @@
 /* HTTP message heads (head.h): owned copies, lower-case names, hard caps. */
-#include "waypoint/head.h"
+#include "http/head.h"
 
 #include "base/err.h"
 

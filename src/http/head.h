@@ -1,4 +1,4 @@
-/* An HTTP message head as the waypoint sees it, whichever protocol carried
+/* An HTTP message head as the waypoint (L7) sees it, whichever protocol carried
  * it (HTTP/1.1 on a tunnel, HTTP/2 cleartext, gRPC): the request line or
  * status and an ordered list of header fields. The parsers fill it, the
  * routes read and rewrite it, the encoders write it out again.
@@ -11,8 +11,8 @@
  * Limits: at most ZT_HTTP_MAX_FIELDS fields and ZT_HTTP_HEAD_MAX bytes of
  * names, values and request line in all; a change that would pass either
  * returns ZT_E_TOO_BIG and leaves the head as it was. */
-#ifndef ZT_WAYPOINT_HEAD_H
-#define ZT_WAYPOINT_HEAD_H
+#ifndef ZT_HTTP_HEAD_H
+#define ZT_HTTP_HEAD_H
 
 #include <stdbool.h>
 #include <stddef.h>
