@@ -9,6 +9,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: ztunnel [command] [options]\n"
                "commands:\n"
                "  proxy [ztunnel]   run the node proxy (default)\n"
+               "  waypoint          run a waypoint (L7) in this network namespace\n"
                "  cni               run the node agent (ZDS server, in-pod redirection)\n"
                "  control           run the control plane (xDS and CA for proxies)\n"
                "  enroll            enroll a network namespace as a mesh workload\n"
@@ -24,6 +25,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "proxy") == 0)
         return zt_cmd_proxy(argc - 1, argv + 1);
+    if (strcmp(cmd, "waypoint") == 0)
+        return zt_cmd_waypoint(argc - 1, argv + 1);
     if (strcmp(cmd, "cni") == 0)
         return zt_cmd_cni(argc - 1, argv + 1);
     if (strcmp(cmd, "control") == 0)

@@ -5,6 +5,7 @@
 #define ZT_CMD_H
 
 int zt_cmd_proxy(int argc, char **argv);
+int zt_cmd_waypoint(int argc, char **argv);
 int zt_cmd_cni(int argc, char **argv);
 int zt_cmd_control(int argc, char **argv);
 int zt_cmd_enroll(int argc, char **argv);

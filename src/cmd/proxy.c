@@ -17,6 +17,7 @@
 #include "tls/localca.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -429,6 +430,39 @@ static int init_ca(struct proxy_app *app)
     return 0;
 }
 
+/* `ztunnel waypoint` serves the namespace it runs in as its one pod: its
+ * workload is found by POD_NAME, POD_NAMESPACE and SERVICE_ACCOUNT, as a
+ * node agent would name it. */
+static int start_waypoint_pod(struct proxy_app *app)
+{
+    const struct zt_config *cfg = &app->cfg;
+    struct zt_zds_workload_info info;
+    memset(&info, 0, sizeof(info));
+    if (!cfg->pod_name[0] || !cfg->pod_namespace[0] || strlen(cfg->pod_name) >= sizeof(info.name) ||
+        strlen(cfg->pod_namespace) >= sizeof(info.namespace) ||
+        strlen(cfg->service_account) >= sizeof(info.service_account)) {
+        fprintf(stderr, "ztunnel waypoint: POD_NAME and POD_NAMESPACE must name the waypoint's "
+                        "workload (and SERVICE_ACCOUNT its service account)\n");
+        return -1;
+    }
+    snprintf(info.name, sizeof(info.name), "%s", cfg->pod_name);
+    snprintf(info.namespace, sizeof(info.namespace), "%s", cfg->pod_namespace);
+    snprintf(info.service_account, sizeof(info.service_account), "%s", cfg->service_account);
+    int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "ztunnel waypoint: /proc/self/ns/net: %s\n", strerror(errno));
+        return -1;
+    }
+    int rc = pod_add(app, "waypoint", fd, &info);
+    if (rc < 0) {
+        close(fd);
+        fprintf(stderr, "ztunnel waypoint: cannot serve 15008: %s\n", zt_strerror(rc));
+        return -1;
+    }
+    atomic_store(&app->inpod_ready, true);
+    return 0;
+}
+
 /* Builds and starts everything. On failure (the reason printed) returns -1
  * with what was built so far left for proxy_cleanup. */
 static int proxy_init(struct proxy_app *app)
@@ -501,6 +535,13 @@ static int proxy_init(struct proxy_app *app)
         else if (opts.dns_upstreams.n == 0)
             ZT_WARN("dns", "no upstream DNS resolvers: %s has no nameserver", cfg->resolv_conf);
     }
+    if (app->is_waypoint) {
+        struct zt_waypoint_opts wo = {.metrics = app->metrics};
+        app->waypoint = zt_waypoint_new(&wo);
+        opts.l7 = &zt_waypoint_l7_ops;
+        opts.l7_ud = app->waypoint;
+        opts.dns_enabled = false;
+    }
     app->proxy = zt_proxy_new(app->loop, &opts, app->ca);
     int rc = zt_proxy_start(app->proxy);
     if (rc < 0) {
@@ -520,12 +561,17 @@ static int proxy_init(struct proxy_app *app)
     app->has_handles = true;
     if (zt_proxy_admin_start(app) < 0)
         return -1;
-    rc = zt_inpod_client_start(app->loop, cfg->inpod_uds, &inpod_ops, app, &app->inpod);
-    if (rc < 0) {
-        fprintf(stderr, "ztunnel proxy: in-pod client: %s\n", zt_strerror(rc));
-        return -1;
+    if (app->is_waypoint) {
+        if (start_waypoint_pod(app) < 0)
+            return -1;
+    } else {
+        rc = zt_inpod_client_start(app->loop, cfg->inpod_uds, &inpod_ops, app, &app->inpod);
+        if (rc < 0) {
+            fprintf(stderr, "ztunnel proxy: in-pod client: %s\n", zt_strerror(rc));
+            return -1;
+        }
+        zt_inpod_client_set_trusted_uid(app->inpod, cfg->trusted_uid);
     }
-    zt_inpod_client_set_trusted_uid(app->inpod, cfg->trusted_uid);
     if (start_xds(app) < 0)
         return -1;
     /* With xDS the file is the starting point only: a reload would replace
@@ -535,11 +581,15 @@ static int proxy_init(struct proxy_app *app)
     zt_proxy_crl_watch(app);
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     uv_signal_start(&app->sigint, on_signal, SIGINT);
-    ZT_INFO("proxy",
-            "ztunnel-c %s started: %u worker(s), %zu workload(s) configured, "
-            "orig-src %s, node agent socket %s",
-            ZT_VERSION, opts.workers, zt_state_workload_count(app->state), orig_src ? "on" : "off",
-            cfg->inpod_uds);
+    if (app->is_waypoint)
+        ZT_INFO("proxy", "ztunnel-c %s waypoint started: %u worker(s), %zu workload(s) configured",
+                ZT_VERSION, opts.workers, zt_state_workload_count(app->state));
+    else
+        ZT_INFO("proxy",
+                "ztunnel-c %s started: %u worker(s), %zu workload(s) configured, "
+                "orig-src %s, node agent socket %s",
+                ZT_VERSION, opts.workers, zt_state_workload_count(app->state),
+                orig_src ? "on" : "off", cfg->inpod_uds);
     return 0;
 }
 
@@ -570,10 +620,36 @@ static void proxy_cleanup(struct proxy_app *app)
     zt_tls_crl_unref(app->crl);
     free(app->pod_ids);
     free(app->node_ids);
+    zt_waypoint_free(app->waypoint);
     zt_metrics_free(app->metrics);
     zt_state_unref(app->state);
     if (app->has_mu)
         pthread_mutex_destroy(&app->mu);
+}
+
+static int run(struct proxy_app *app)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int rc = proxy_init(app);
+    if (rc == 0)
+        uv_run(app->loop, UV_RUN_DEFAULT);
+    proxy_cleanup(app);
+    if (rc == 0)
+        ZT_INFO("proxy", "stopped");
+    return rc == 0 ? 0 : 1;
+}
+
+int zt_cmd_waypoint(int argc, char **argv)
+{
+    if (argc > 1) {
+        fprintf(stderr,
+                "ztunnel waypoint: unexpected argument '%s' (configured by environment "
+                "variables, as the proxy)\n",
+                argv[1]);
+        return 2;
+    }
+    struct proxy_app app = {.is_waypoint = true};
+    return run(&app);
 }
 
 int zt_cmd_proxy(int argc, char **argv)
@@ -584,13 +660,6 @@ int zt_cmd_proxy(int argc, char **argv)
         fprintf(stderr, "ztunnel proxy: unexpected argument '%s'\n", argv[i]);
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
     struct proxy_app app = {0};
-    int rc = proxy_init(&app);
-    if (rc == 0)
-        uv_run(app.loop, UV_RUN_DEFAULT);
-    proxy_cleanup(&app);
-    if (rc == 0)
-        ZT_INFO("proxy", "stopped");
-    return rc == 0 ? 0 : 1;
+    return run(&app);
 }

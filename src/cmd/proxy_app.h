@@ -11,6 +11,7 @@
 #include "proxy/proxy.h"
 #include "telemetry/metrics.h"
 #include "tls/localca.h"
+#include "waypoint/waypoint.h"
 #include "xds/client.h"
 
 #include <jansson.h>
@@ -27,6 +28,10 @@ struct pod_ident {
 
 struct proxy_app {
     uv_loop_t *loop;
+    /* `ztunnel waypoint`: the proxy serves its own namespace as its one
+     * pod, inbound HBONE only, through the L7 layer; no node agent. */
+    bool is_waypoint;
+    struct zt_waypoint *waypoint;
     struct zt_config cfg;
     struct zt_state *state;
     struct zt_tls_localca *localca;

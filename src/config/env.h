@@ -68,7 +68,10 @@ struct zt_config {
      * INSTANCE_IP is "1.1.1.1" in the node id then, as Istio's ztunnel). */
     const char *pod_name;      /* POD_NAME */
     const char *pod_namespace; /* POD_NAMESPACE */
-    const char *instance_ip;   /* INSTANCE_IP */
+    /* SERVICE_ACCOUNT: `ztunnel waypoint`'s own (its identity when its
+     * workload is not in the configuration yet); "" if unset. */
+    const char *service_account;
+    const char *instance_ip; /* INSTANCE_IP */
     /* The DNS proxy (wire facts 9.1). Proxy metadata as Istio's ztunnel
      * reads it: ISTIO_META_* variables, else PROXY_CONFIG's or the mesh
      * config's (ZTUNNEL_MESH_CONFIG, default /etc/istio/config/mesh)

@@ -2,6 +2,7 @@
  * both ending at the app in the same pod, with the client's source address
  * preserved when the kernel allows it. */
 #include "proxy/proxy_int.h"
+#include "proxy/l7.h"
 
 #include "authz/authz.h"
 #include "base/alloc.h"
@@ -280,6 +281,19 @@ static struct zt_conn *serve_request(struct zt_inbound *in, int32_t sid,
         return NULL;
     if (!self) {
         respond_fail(in, sid, 503, req->authority, "unknown local workload");
+        return NULL;
+    }
+    if (pod->pw->l7) {
+        /* A waypoint: the L7 layer takes the stream, whatever it names. */
+        struct zt_l7_connect lc = {.pod = pod,
+                                   .h2 = h2,
+                                   .sid = sid,
+                                   .req = req,
+                                   .target = &target,
+                                   .peer_identity = in->peer_identity,
+                                   .peer = &in->peer,
+                                   .local = &in->local};
+        pod->pw->proxy->opts.l7->on_connect(pod->pw->l7, &lc);
         return NULL;
     }
     struct zt_inbound_route route;

@@ -78,18 +78,19 @@ static int cmp_str(const void *a, const void *b)
  * ZT_HBONE_KEY_MAX_IDS in all (the rest are not accepted). Returns 0, or
  * ZT_E_IDENTITY when the workload's identity is not a valid SPIFFE id (the
  * connection must fail: the server could not be verified). */
-static int build_dst_ids(const struct zt_upstream *up, char *out, size_t cap)
+int zt_outbound_dst_ids(const struct zt_workload *wl, char *const *sans, size_t n_sans, char *out,
+                        size_t cap)
 {
     char ids[ZT_HBONE_KEY_MAX_IDS][ZT_SPIFFE_ID_MAX + 1];
     char *ptrs[ZT_HBONE_KEY_MAX_IDS];
     size_t n = 0;
     struct zt_spiffe_id id;
-    if (zt_workload_identity(up->wl, ids[0], sizeof(ids[0])) < 0 ||
+    if (zt_workload_identity(wl, ids[0], sizeof(ids[0])) < 0 ||
         zt_spiffe_parse(ids[0], strlen(ids[0]), &id) < 0)
         return ZT_E_IDENTITY;
     n++;
-    for (size_t i = 0; i < up->n_sans && n < ZT_HBONE_KEY_MAX_IDS; i++) {
-        const char *san = up->sans[i];
+    for (size_t i = 0; i < n_sans && n < ZT_HBONE_KEY_MAX_IDS; i++) {
+        const char *san = sans[i];
         if (zt_spiffe_parse(san, strlen(san), &id) == 0 &&
             zt_spiffe_format(&id, ids[n], sizeof(ids[n])) >= 0)
             n++;
@@ -346,7 +347,7 @@ static void dial(struct zt_conn *c, const struct zt_upstream *up,
         return;
     }
     snprintf(k->src_id, sizeof(k->src_id), "%s", c->src_identity);
-    if (build_dst_ids(up, k->dst_ids, sizeof(k->dst_ids)) < 0) {
+    if (zt_outbound_dst_ids(up->wl, up->sans, up->n_sans, k->dst_ids, sizeof(k->dst_ids)) < 0) {
         zt_conn_fail(c, ZT_CLOSE_IDENTITY,
                      "destination workload has no valid SPIFFE identity to expect");
         return;

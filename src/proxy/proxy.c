@@ -3,6 +3,7 @@
  * port) and posts them to the workers; from then on each worker serves its
  * sockets alone. */
 #include "proxy/proxy_int.h"
+#include "proxy/l7.h"
 
 #include "base/alloc.h"
 #include "base/err.h"
@@ -294,6 +295,8 @@ static void close_listeners(struct zt_pod_inst *pod)
     pod->listeners_closed = true;
     zt_pod_dns_stop(pod);
     for (int k = 0; k < ZT_LS_COUNT; k++) {
+        if (pod->ls[k].fd < 0)
+            continue;
         uv_close((uv_handle_t *)&pod->ls[k].poll, on_pod_handle_closed);
         uv_close((uv_handle_t *)&pod->ls[k].backoff, on_backoff_closed);
     }
@@ -310,6 +313,8 @@ static void pod_inst_close(struct zt_pod_inst *pod)
     if (pod->next)
         pod->next->prev = pod->prev;
     const char *why = pw->draining ? "closed at the end of the drain period" : "pod removed";
+    if (pw->l7)
+        pw->proxy->opts.l7->pod_close(pw->l7, pod);
     while (!zt_list_empty(&pod->conns))
         zt_conn_close(zt_list_entry(zt_list_first(&pod->conns), struct zt_conn, link), why);
     while (!zt_list_empty(&pod->inbounds))
@@ -341,6 +346,8 @@ static void task_pod_start(void *arg)
         l->pod = pod;
         l->kind = (enum zt_listener_kind)k;
         l->fd = t->fds[k];
+        if (l->fd < 0)
+            continue;
         uv_poll_init(&pw->worker.loop, &l->poll, l->fd);
         l->poll.data = l;
         uv_poll_start(&l->poll, UV_READABLE, on_accept);
@@ -413,8 +420,12 @@ static void task_set_state(void *arg)
 
 static void task_worker_init(void *arg)
 {
-    zt_conn_worker_init(arg);
-    zt_outbound_worker_init(arg);
+    struct zt_pw *pw = arg;
+    zt_conn_worker_init(pw);
+    zt_outbound_worker_init(pw);
+    const struct zt_proxy_opts *o = &pw->proxy->opts;
+    if (o->l7)
+        pw->l7 = o->l7->worker_start(o->l7_ud, (unsigned)pw->worker.id, &pw->worker.loop);
 }
 
 /* Graceful stop on one worker: no new connections, GOAWAY to HBONE
@@ -426,6 +437,8 @@ static void task_drain(void *arg)
     pw->draining = true;
     zt_outbound_park_retry(pw, true);
     zt_inbound_park_retry(pw, true);
+    if (pw->l7 && pw->proxy->opts.l7->drain)
+        pw->proxy->opts.l7->drain(pw->l7);
     for (struct zt_pod_inst *pod = pw->pods; pod; pod = pod->next) {
         close_listeners(pod);
         /* Outbound HBONE connections say goodbye too (GOAWAY). */
@@ -448,6 +461,9 @@ static void task_shutdown(void *arg)
     struct zt_pw *pw = arg;
     while (pw->pods)
         pod_inst_close(pw->pods);
+    if (pw->l7)
+        pw->proxy->opts.l7->worker_stop(pw->l7);
+    pw->l7 = NULL;
     zt_conn_worker_cleanup(pw);
     zt_outbound_worker_cleanup(pw);
 }
@@ -523,6 +539,10 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
     unsigned made = 0;
     for (unsigned w = 0; w < p->nworkers; w++) {
         for (int k = 0; k < ZT_LS_COUNT; k++) {
+            if (p->opts.l7 && k != ZT_LS_INBOUND_HBONE) {
+                fds[made++] = -1;
+                continue;
+            }
             int fd = open_listener(netns_fd, listener_ports[k], &p->opts);
             if (fd < 0) {
                 rc = fd;
@@ -560,7 +580,8 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
         }
         if (zt_worker_post(&p->pws[w].worker, task_pod_start, t) < 0) {
             for (int k = 0; k < ZT_LS_COUNT; k++)
-                close(t->fds[k]);
+                if (t->fds[k] >= 0)
+                    close(t->fds[k]);
             for (size_t k = 0; k < t->n_dns_udp + t->n_dns_tcp; k++)
                 close(t->dns_fds[k]);
             pod_shared_unref(s);
@@ -573,12 +594,13 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
     }
     p->pods[p->npods++] = s;
     free(fds);
-    ZT_INFO("proxy", "pod %s (%s/%s) added: listening on 15001, 15006, 15008%s", uid,
-            info->namespace, info->name, n_dns_udp ? ", DNS on 15053" : "");
+    ZT_INFO("proxy", "pod %s (%s/%s) added: listening on %s%s", uid, info->namespace, info->name,
+            p->opts.l7 ? "15008" : "15001, 15006, 15008", n_dns_udp ? ", DNS on 15053" : "");
     return 0;
 fail:
     for (unsigned i = 0; i < made; i++)
-        close(fds[i]);
+        if (fds[i] >= 0)
+            close(fds[i]);
     free(fds);
     return rc;
 }

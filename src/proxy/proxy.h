@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+struct zt_proxy_l7_ops; /* proxy/l7.h */
+
 struct zt_proxy_opts {
     unsigned workers;
     uint32_t mark;            /* SO_MARK on every socket in a pod (0x539) */
@@ -53,6 +55,11 @@ struct zt_proxy_opts {
     struct zt_dns_upstreams dns_upstreams;
     struct sockaddr_storage dns_addr[2];
     size_t n_dns_addr;
+    /* An L7 layer (the waypoint) serving inbound HBONE instead of the
+     * proxy's forwarding, NULL for the node proxy: pods then listen on
+     * 15008 only (proxy/l7.h). */
+    const struct zt_proxy_l7_ops *l7;
+    void *l7_ud;
 };
 
 struct zt_proxy;

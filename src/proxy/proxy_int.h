@@ -36,7 +36,7 @@ enum zt_listener_kind { ZT_LS_OUTBOUND, ZT_LS_INBOUND_PLAIN, ZT_LS_INBOUND_HBONE
 struct zt_listener {
     struct zt_pod_inst *pod;
     enum zt_listener_kind kind;
-    int fd;
+    int fd; /* -1: not opened (an L7 pod has only 15008) */
     uv_poll_t poll;
     /* Out of descriptors or memory, accepting pauses for backoff_ms
      * (0 while accepting). */
@@ -103,6 +103,7 @@ struct zt_pw {
      * the control loop while draining. */
     atomic_uint live;
     bool draining;
+    void *l7; /* the L7 layer's per-worker context (opts.l7), else NULL */
     /* Retries whatever waits for its pod's workload (zt_outbound_park_*,
      * zt_inbound_park_*) while anything does. */
     uv_timer_t park_timer;
@@ -375,6 +376,12 @@ void zt_outbound_worker_cleanup(struct zt_pw *pw);
  * NULL (double HBONE's inner CONNECT). Closes c on failure. */
 void zt_outbound_open_stream(struct zt_conn *c, struct zt_h2conn *h2, const char *authority,
                              const char *network);
+/* The server identities an HBONE client to wl accepts: wl's own and the
+ * SPIFFE ids among sans, sorted, de-duplicated, comma-joined (a pool key's
+ * dst_ids). 0, or ZT_E_IDENTITY when wl's identity is not a valid SPIFFE
+ * id (nothing could be verified). */
+int zt_outbound_dst_ids(const struct zt_workload *wl, char *const *sans, size_t n_sans, char *out,
+                        size_t cap);
 /* The CONNECT headers of c (as above, minus the authority), in caller
  * storage; kv gets *n name/value pairs pointing into it. */
 struct zt_connect_headers {

@@ -335,21 +335,12 @@ static bool client_is_waypoint(const struct zt_state *s, const struct zt_gateway
     return false;
 }
 
-bool zt_state_is_waypoint_for(const struct zt_state *s, const char *network,
-                              const struct zt_ip *target, const struct zt_workload *self,
-                              const struct zt_ip *accepted)
+bool zt_state_gateway_is_self(const struct zt_state *s, const struct zt_gateway *gw,
+                              const struct zt_workload *self, const struct zt_ip *accepted)
 {
-    /* The target: a workload by IP, else a service by VIP. */
-    const struct zt_gateway *gw = NULL;
-    const struct zt_workload *twl = zt_state_workload_by_ip(s, network, target);
-    const struct zt_service *tsvc = twl ? NULL : zt_state_service_by_vip(s, network, target);
-    if (twl)
-        gw = &twl->waypoint;
-    else if (tsvc)
-        gw = &tsvc->waypoint;
     if (!gw || gw->kind == ZT_GATEWAY_NONE)
         return false;
-    /* Its waypoint, found as Istio's find_destination finds it. */
+    /* The waypoint, found as Istio's find_destination finds it. */
     const struct zt_workload *wwl = NULL;
     const struct zt_service *wsvc = NULL;
     if (gw->kind == ZT_GATEWAY_ADDRESS) {
@@ -364,6 +355,21 @@ bool zt_state_is_waypoint_for(const struct zt_state *s, const char *network,
     if (wwl)
         return zt_workload_has_ip(wwl, accepted);
     return wsvc && zt_workload_find_service(self, wsvc->key) != NULL;
+}
+
+bool zt_state_is_waypoint_for(const struct zt_state *s, const char *network,
+                              const struct zt_ip *target, const struct zt_workload *self,
+                              const struct zt_ip *accepted)
+{
+    /* The target: a workload by IP, else a service by VIP. */
+    const struct zt_gateway *gw = NULL;
+    const struct zt_workload *twl = zt_state_workload_by_ip(s, network, target);
+    const struct zt_service *tsvc = twl ? NULL : zt_state_service_by_vip(s, network, target);
+    if (twl)
+        gw = &twl->waypoint;
+    else if (tsvc)
+        gw = &tsvc->waypoint;
+    return zt_state_gateway_is_self(s, gw, self, accepted);
 }
 
 /* Fills out->wl, ip, port and sans with the network gateway gw names

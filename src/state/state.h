@@ -533,6 +533,11 @@ struct zt_upstream {
 bool zt_state_is_waypoint_for(const struct zt_state *s, const char *network,
                               const struct zt_ip *target, const struct zt_workload *self,
                               const struct zt_ip *accepted);
+/* Whether waypoint reference gw (may be NULL or NONE: false) names self,
+ * which accepted a connection on `accepted`: the workload gw names owns
+ * that address, or self is an endpoint of the service gw names. */
+bool zt_state_gateway_is_self(const struct zt_state *s, const struct zt_gateway *gw,
+                              const struct zt_workload *self, const struct zt_ip *accepted);
 
 int zt_state_resolve_outbound(const struct zt_state *s, const struct zt_workload *client,
                               const struct zt_ip *src_ip, const struct zt_ip *dst,

@@ -104,6 +104,22 @@ mesh_proxy_start() {
 	mesh_wait_grep "$(mesh_log "$n" proxy)" "snapshot received" 10
 }
 
+# mesh_waypoint_start K NETNS NAME SA [YAML]: `ztunnel waypoint` number K
+# inside the (not enrolled) pod NETNS, as workload NAME of namespace
+# $MESH_NS (default "default") with service account SA; its config is YAML
+# (default $ZT_WORK/n1.yaml). Log: $ZT_WORK/waypointK.log; stopped by
+# mesh_finish like a node's processes. MESH_WAYPOINT_ENV adds variables.
+mesh_waypoint_start() {
+	local k=$1 ns=$2 name=$3 sa=$4 yaml=${5:-$ZT_WORK/n1.yaml}
+	echo "waypoint$k" >"$ZT_WORK/waypoint$k.cur"
+	# shellcheck disable=SC2086
+	zt_bg "$ns" "waypoint$k" env LOCAL_XDS_PATH="$yaml" LOCAL_CA_DIR="$MESH_CA" POD_NAME="$name" \
+		POD_NAMESPACE="${MESH_NS:-default}" SERVICE_ACCOUNT="$sa" RUST_LOG="${LOGLVL:-info}" \
+		${MESH_WAYPOINT_ENV:-} "$ZT_BIN" waypoint
+	echo "$ZT_BG_PID" >"$ZT_WORK/waypoint$k.pid"
+	mesh_wait_grep "$ZT_WORK/waypoint$k.log" "added: listening on 15008" 10
+}
+
 # mesh_stop N KIND: graceful stop (TERM) of KIND on node N.
 mesh_stop() {
 	local pid
@@ -230,7 +246,8 @@ mesh_finish() {
 	done
 	mesh_sanitizer_check
 	if [ "$ZT_TESTS_FAILED" -gt 0 ]; then
-		for f in "$ZT_WORK"/proxy*.log "$ZT_WORK"/cni*.log "$ZT_WORK"/control*.log; do
+		for f in "$ZT_WORK"/proxy*.log "$ZT_WORK"/cni*.log "$ZT_WORK"/control*.log \
+			"$ZT_WORK"/waypoint*.log; do
 			[ -e "$f" ] || continue
 			echo "---- $(basename "$f") (last 25 lines)"
 			tail -25 "$f" | sed 's/^/    /'

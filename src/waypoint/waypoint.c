@@ -1,0 +1,183 @@
+/* The waypoint as the proxy's L7 layer: per-worker state, the CONNECT
+ * entry point and destination resolution. */
+#include "waypoint/waypoint_int.h"
+
+#include "base/alloc.h"
+#include "base/err.h"
+#include "state/ip.h"
+#include "telemetry/accesslog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct zt_waypoint *zt_waypoint_new(const struct zt_waypoint_opts *opts)
+{
+    struct zt_waypoint *wp = zt_xcalloc(1, sizeof(*wp));
+    wp->opts = *opts;
+    return wp;
+}
+
+void zt_waypoint_free(struct zt_waypoint *wp)
+{
+    free(wp);
+}
+
+/* Whether the waypoint reference gw, or one of the weighted ones, is self. */
+static bool uses_self(const struct zt_state *s, const struct zt_gateway *gw,
+                      const struct zt_weighted_waypoint *ww, size_t n_ww,
+                      const struct zt_workload *self, const struct zt_ip *accepted)
+{
+    if (zt_state_gateway_is_self(s, gw, self, accepted))
+        return true;
+    for (size_t i = 0; i < n_ww; i++)
+        if (zt_state_gateway_is_self(s, &ww[i].destination, self, accepted))
+            return true;
+    return false;
+}
+
+/* The service a hostname target names: the one in the waypoint's own
+ * namespace first, else the first (they are sorted by namespace). */
+static const struct zt_service *service_by_host(const struct zt_state *s, const char *host,
+                                                const struct zt_workload *self)
+{
+    const struct zt_service *const *svcs;
+    size_t n = zt_state_services_by_hostname(s, host, &svcs);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(svcs[i]->namespace, self->namespace) == 0)
+            return svcs[i];
+    return n ? svcs[0] : NULL;
+}
+
+int wp_resolve(const struct zt_state *s, const char *network, const struct zt_workload *self,
+               const struct zt_hbone_target *target, const struct sockaddr_storage *accepted,
+               uint32_t rnd, struct wp_dest *out, const char **why)
+{
+    struct zt_ip acc, ip;
+    uint16_t acc_port, port;
+    memset(out, 0, sizeof(*out));
+    if (zt_ip_from_sockaddr((const struct sockaddr *)accepted, &acc, &acc_port) < 0) {
+        *why = "no local address";
+        return 503;
+    }
+    const struct zt_service *svc = NULL;
+    const struct zt_workload *twl = NULL;
+    if (target->is_host) {
+        svc = service_by_host(s, target->host, self);
+        port = target->port;
+    } else {
+        if (zt_ip_from_sockaddr((const struct sockaddr *)&target->addr, &ip, &port) < 0) {
+            *why = "bad target address";
+            return 400;
+        }
+        twl = zt_state_workload_by_ip(s, network, &ip);
+        if (!twl)
+            svc = zt_state_service_by_vip(s, network, &ip);
+    }
+    out->svc_port = port;
+    if (twl) {
+        if (!uses_self(s, &twl->waypoint, NULL, 0, self, &acc)) {
+            *why = "the destination workload does not use this waypoint";
+            return 403;
+        }
+        out->wl = twl;
+        out->port = port;
+        return 0;
+    }
+    if (!svc) {
+        *why = "unknown destination";
+        return 503;
+    }
+    if (!uses_self(s, &svc->waypoint, svc->weighted_waypoints, svc->n_weighted_waypoints, self,
+                   &acc)) {
+        *why = "the destination service does not use this waypoint";
+        return 403;
+    }
+    out->svc = svc;
+    if (zt_state_pick_endpoint(s, svc, port, self, rnd, &out->wl, &out->port) < 0) {
+        *why = "no healthy upstream";
+        return 503;
+    }
+    return 0;
+}
+
+static void refuse(const struct zt_l7_connect *c, int status, const char *why)
+{
+    char src[64], dst[64], msg[512];
+    zt_h2conn_respond(c->h2, c->sid, status, NULL, 0);
+    zt_hbone_format_authority((const struct sockaddr *)c->peer, src, sizeof(src));
+    zt_hbone_format_authority((const struct sockaddr *)c->local, dst, sizeof(dst));
+    snprintf(msg, sizeof(msg), "%d: %s (authority %s, peer %s)", status, why,
+             c->req->authority ? c->req->authority : "-", c->peer_identity);
+    zt_accesslog_emit_failed(src, dst, "waypoint", msg);
+}
+
+static void on_reap(uv_check_t *h)
+{
+    wp_tunnels_reap(h->data);
+}
+
+static void *l7_worker_start(void *ud, unsigned worker, uv_loop_t *loop)
+{
+    struct wp_worker *w = zt_xcalloc(1, sizeof(*w));
+    w->wp = ud;
+    w->loop = loop;
+    w->id = worker;
+    zt_list_init(&w->tunnels);
+    zt_list_init(&w->dead);
+    uv_check_init(loop, &w->reap);
+    w->reap.data = w;
+    uv_check_start(&w->reap, on_reap);
+    uv_unref((uv_handle_t *)&w->reap);
+    return w;
+}
+
+static void on_worker_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void l7_worker_stop(void *wctx)
+{
+    struct wp_worker *w = wctx;
+    wp_tunnels_reap(w);
+    uv_close((uv_handle_t *)&w->reap, on_worker_closed);
+}
+
+static void l7_on_connect(void *wctx, const struct zt_l7_connect *c)
+{
+    struct wp_worker *w = wctx;
+    const struct zt_workload *self = zt_l7_self(c->pod);
+    struct wp_dest d;
+    const char *why = NULL;
+    if (w->draining) {
+        refuse(c, 503, "waypoint draining");
+        return;
+    }
+    int st = wp_resolve(zt_l7_state(c->pod), zt_l7_network(c->pod), self, c->target, c->local,
+                        arc4random(), &d, &why);
+    if (st != 0) {
+        refuse(c, st, why);
+        return;
+    }
+    wp_tunnel_start(w, c, &d);
+}
+
+static void l7_pod_close(void *wctx, struct zt_pod_inst *pod)
+{
+    wp_tunnels_pod_close(wctx, pod);
+}
+
+static void l7_drain(void *wctx)
+{
+    struct wp_worker *w = wctx;
+    w->draining = true;
+}
+
+const struct zt_proxy_l7_ops zt_waypoint_l7_ops = {
+    .worker_start = l7_worker_start,
+    .worker_stop = l7_worker_stop,
+    .on_connect = l7_on_connect,
+    .pod_close = l7_pod_close,
+    .drain = l7_drain,
+};

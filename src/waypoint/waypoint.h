@@ -1,0 +1,33 @@
+/* `ztunnel waypoint`: the L7 layer of the mesh, run as an L7 layer of the
+ * proxy (proxy/l7.h) in the waypoint's own network namespace.
+ *
+ * Each CONNECT from a node proxy names what its client dialed (a service
+ * VIP:port, a service hostname:port, or a workload address:port when the
+ * workload itself uses the waypoint). The waypoint picks an endpoint of
+ * that destination from the same state the node proxies use and opens an
+ * HBONE stream to it, presenting the waypoint's own identity; the client's
+ * identity (the incoming tunnel's peer certificate) is what policy and
+ * telemetry see. Traffic is relayed as a TCP stream.
+ *
+ * Threading: zt_waypoint_new/free on the control thread; everything else
+ * runs on the proxy's workers through the l7 ops. */
+#ifndef ZT_WAYPOINT_WAYPOINT_H
+#define ZT_WAYPOINT_WAYPOINT_H
+
+#include "proxy/l7.h"
+#include "telemetry/metrics.h"
+
+struct zt_waypoint_opts {
+    struct zt_metrics *metrics; /* borrowed; may be NULL */
+};
+
+struct zt_waypoint;
+
+struct zt_waypoint *zt_waypoint_new(const struct zt_waypoint_opts *opts);
+/* After the proxy that used it was freed. */
+void zt_waypoint_free(struct zt_waypoint *wp);
+
+/* The ops to put in zt_proxy_opts.l7, with l7_ud = the waypoint. */
+extern const struct zt_proxy_l7_ops zt_waypoint_l7_ops;
+
+#endif

@@ -1,0 +1,53 @@
+/* Private to src/waypoint: per-worker state and what a CONNECT resolves to. */
+#ifndef ZT_WAYPOINT_INT_H
+#define ZT_WAYPOINT_INT_H
+
+#include "base/buf.h"
+#include "base/list.h"
+#include "waypoint/waypoint.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct zt_waypoint {
+    struct zt_waypoint_opts opts;
+};
+
+/* One per proxy worker (the l7 ops' context). */
+struct wp_worker {
+    struct zt_waypoint *wp;
+    uv_loop_t *loop;
+    unsigned id;
+    struct zt_list tunnels; /* of wp_tunnel: live */
+    struct zt_list dead;    /* of wp_tunnel: ended, freed by `reap` */
+    uv_check_t reap;
+    bool draining;
+};
+
+/* Where a CONNECT goes: the service (NULL when the target is a workload
+ * that uses the waypoint itself) and the endpoint picked. Pointers into
+ * the snapshot the caller holds. */
+struct wp_dest {
+    const struct zt_service *svc;
+    const struct zt_workload *wl;
+    uint16_t svc_port; /* the port as dialed */
+    uint16_t port;     /* the endpoint's target port */
+};
+
+/* Resolves a CONNECT's target for the waypoint self: a service VIP or
+ * hostname, or a workload address, which must name this waypoint as its
+ * waypoint (anything else is refused: a waypoint is no open proxy); then
+ * an endpoint. Returns 0, or an HTTP status (403, 503) with a reason. */
+int wp_resolve(const struct zt_state *s, const char *network, const struct zt_workload *self,
+               const struct zt_hbone_target *target, const struct sockaddr_storage *accepted,
+               uint32_t rnd, struct wp_dest *out, const char **why);
+
+/* tunnel.c: a CONNECT relayed as a TCP stream to its endpoint. */
+void wp_tunnel_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d);
+/* Ends every tunnel of pod (detaching its streams) now. */
+void wp_tunnels_pod_close(struct wp_worker *w, struct zt_pod_inst *pod);
+/* Frees the ended tunnels (a safe point: no callback of theirs runs). */
+void wp_tunnels_reap(struct wp_worker *w);
+
+#endif

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# `ztunnel waypoint`: the mesh's own waypoint, running in a pod of its own
+# (not enrolled) with its own identity. Client a (node 1) dials service
+# svc-b, whose waypoint is w (node 2): a's proxy sends the connection to w
+# over HBONE, w picks an endpoint of svc-b and opens its own HBONE tunnel to
+# it, presenting w's identity; b's proxy (node 2) delivers it. Checked: the
+# bytes both ways (a large stream too, against the stream windows), each
+# hop's access line and identities, a workload that uses w itself, and
+# that w is no open proxy (a CONNECT for a destination that does not use
+# it is refused; a TLS client without a mesh certificate never gets a
+# session). Needs root and Go.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=mesh.sh
+. "$here/mesh.sh"
+zt_trap_cleanup
+
+# node 1: a (client, enrolled), p (not enrolled: runs the Go HBONE client);
+# node 2: b, c (enrolled, echo on 8080), w (the waypoint: not enrolled,
+# sa waypoint)
+A=10.200.1.2 B=10.200.2.2 C=10.200.2.3 W=10.200.2.4
+VIP_B=10.96.0.30 VIP_C=10.96.0.31
+H=default.svc.cluster.local
+
+zt_test "setup: 2 nodes, client a, servers b and c, waypoint w running ztunnel waypoint"
+setup() {
+	peer=$(mesh_peer) || return 1
+	zt_node_add 1 && zt_node_add 2 || return 1
+	a=$(zt_pod_add 1 1 a) && p=$(zt_pod_add 1 2 p) || return 1
+	b=$(zt_pod_add 2 1 b) && c=$(zt_pod_add 2 2 c) && w=$(zt_pod_add 2 3 w) || return 1
+	mesh_ca || return 1
+	cat >"$ZT_WORK/n1.yaml" <<-Y
+		workloads:
+		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
+		- {uid: b, name: b, namespace: default, serviceAccount: sa-b, workloadIps: ["$B"], protocol: HBONE, node: node2,
+		   services: {"default/svc-b.$H": {80: 8080}}}
+		- {uid: c, name: c, namespace: default, serviceAccount: sa-c, workloadIps: ["$C"], protocol: HBONE, node: node2,
+		   services: {"default/svc-c.$H": {80: 8080}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node2}
+		services:
+		- {name: svc-b, namespace: default, hostname: svc-b.$H, vips: ["/$VIP_B"], ports: {80: 8080},
+		   waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-c, namespace: default, hostname: svc-c.$H, vips: ["/$VIP_C"], ports: {80: 8080}}
+	Y
+	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
+	mesh_node_up 1 && mesh_node_up 2 || return 1
+	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$b" b sa-b && mesh_enroll 2 "$c" c sa-c || return 1
+	zt_echo_server "$b" 8080 && zt_echo_server "$c" 8080 || return 1
+	mesh_waypoint_start 1 "$w" w waypoint
+}
+if setup; then zt_pass; else
+	zt_fail "setup failed"
+	mesh_finish
+	exit 1
+fi
+wlog=$ZT_WORK/waypoint1.log
+
+# wp_line MARK ERE: the first access line of w after line MARK matching ERE.
+wp_line() {
+	mesh_wait_grep "$wlog" "$2" 5 >/dev/null
+	tail -n +"$(($1 + 1))" "$wlog" | grep -E -- "$2" | head -1
+}
+
+# go_connect AUTHORITY DATA: the Go HBONE client in p, through w as sa-a;
+# its output (the bytes echoed) on stdout, its log in $ZT_WORK/go.err.
+go_connect() {
+	printf '%s' "$2" | zt_ns_exec "$p" timeout 10 "$peer" client -ca-dir "$MESH_CA" -id "$(mesh_id sa-a)" \
+		-connect "$W:15008" -authority "$1" -expect-id "$(mesh_id waypoint)" 2>"$ZT_WORK/go.err"
+}
+
+# ---- a service through the waypoint ----
+m1=$(mesh_mark 1) m2=$(mesh_mark 2) mw=$(wc -l <"$wlog")
+zt_test "a -> svc-b VIP:80 through waypoint w: echoed by b"
+zt_expect_eq "$(zt_send "$a" $VIP_B 80 "hello-through-w" 5)" "hello-through-w"
+
+zt_test "... a's proxy sends it to w:15008 asking for VIP:80"
+line=$(mesh_wait_access 1 "$m1" "dst.hbone_addr=$VIP_B:80" 5)
+mesh_expect_fields "$line" "dst.addr=$W:15008" "dst.workload=w" "dst.identity=$(mesh_id waypoint)" \
+	"src.identity=$(mesh_id sa-a)"
+
+zt_test "... w logs the client's identity and the endpoint it picked"
+line=$(wp_line "$mw" "dst.service=svc-b.*direction=waypoint")
+mesh_expect_fields "$line" "src.identity=$(mesh_id sa-a)" "dst.addr=$B:15008" "dst.hbone_addr=$B:8080" \
+	"dst.workload=b" "dst.identity=$(mesh_id sa-b)" "bytes_sent=15" "bytes_recv=15"
+
+zt_test "... b's proxy sees the waypoint's identity, not a's"
+line=$(mesh_wait_access 2 "$m2" "dst.hbone_addr=$B:8080" 5)
+mesh_expect_fields "$line" "src.identity=$(mesh_id waypoint)" "dst.workload=b" "direction=inbound"
+
+zt_test "a 4 MiB stream both ways through the waypoint arrives intact (beyond one stream window)"
+head -c 4194304 /dev/urandom >"$ZT_WORK/big.in"
+zt_ns_exec "$a" timeout 30 socat -t 10 - "TCP:$VIP_B:80,connect-timeout=5" <"$ZT_WORK/big.in" >"$ZT_WORK/big.out"
+if cmp -s "$ZT_WORK/big.in" "$ZT_WORK/big.out"; then zt_pass; else
+	zt_fail "sent $(stat -c %s "$ZT_WORK/big.in") bytes, got $(stat -c %s "$ZT_WORK/big.out") back (or different)"
+fi
+
+zt_test "ten connections at once through the waypoint, each echoed"
+pids=()
+for i in $(seq 1 10); do
+	(zt_send "$a" $VIP_B 80 "conn-$i" 10 >"$ZT_WORK/par-$i.out") &
+	pids+=($!)
+done
+wait "${pids[@]}"
+ok=0
+for i in $(seq 1 10); do [ "$(cat "$ZT_WORK/par-$i.out")" = "conn-$i" ] && ok=$((ok + 1)); done
+zt_expect_eq "$ok" 10
+
+# ---- a workload that uses the waypoint itself ----
+mw=$(wc -l <"$wlog")
+zt_test "a -> c's pod IP (c uses w): echoed by c through w"
+zt_expect_eq "$(zt_send "$a" $C 8080 "to-c" 5)" "to-c"
+zt_test "... w logged it for c, no service"
+line=$(wp_line "$mw" "dst.workload=c.*direction=waypoint")
+mesh_expect_fields "$line" "dst.hbone_addr=$C:8080" "dst.service=" "src.identity=$(mesh_id sa-a)"
+
+# ---- not an open proxy ----
+zt_test "positive control: the Go HBONE client through w to svc-b gets its bytes echoed"
+zt_expect_eq "$(go_connect "$VIP_B:80" go-ok)" "go-ok"
+
+zt_test "a CONNECT for svc-c (no waypoint) is refused by w with 403, and logged"
+go_connect "$VIP_C:80" x >/dev/null
+rc=$?
+if [ "$rc" = 3 ] && grep -q "403" "$ZT_WORK/go.err" &&
+	mesh_wait_grep "$wlog" "403: the destination service does not use this waypoint" 5; then zt_pass; else
+	zt_fail "exit $rc: $(tail -2 "$ZT_WORK/go.err")"
+fi
+
+zt_test "a CONNECT for an address nobody has is refused (503), w goes on serving"
+go_connect "10.96.9.9:80" x >/dev/null
+rc=$?
+if [ "$rc" = 3 ] && grep -q "503" "$ZT_WORK/go.err" &&
+	[ "$(zt_send "$a" $VIP_B 80 "still" 5)" = still ]; then zt_pass; else
+	zt_fail "exit $rc: $(tail -2 "$ZT_WORK/go.err")"
+fi
+
+zt_test "a TLS client without a client certificate is refused by w (no HTTP/2 session)"
+printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' | zt_ns_exec "$p" timeout 5 openssl s_client -connect "$W:15008" \
+	-alpn h2 -CAfile "$MESH_CA/root-cert.pem" -quiet >"$ZT_WORK/tls.out" 2>&1
+if grep -qiE "alert|certificate required|handshake failure" "$ZT_WORK/tls.out"; then zt_pass; else
+	zt_fail "$(head -5 "$ZT_WORK/tls.out")"
+fi
+
+mesh_finish
