@@ -339,7 +339,34 @@ static int item_ip(struct ctx *c, struct ynode *n, const char *path, void *ud)
     return 0;
 }
 
-/* {svcPort: targetPort, ...} */
+/* {targetPort: N, appProtocol: http|http2|grpc|tcp|tls}: a port's long
+ * form, the protocol as a Kubernetes Service's appProtocol names it
+ * (kubernetes.io/h2c is http2). */
+static int get_port_detail(struct ctx *c, struct ynode *n, const char *path, struct zt_port_map *pm)
+{
+    static const char *const keys[] = {"targetPort", "appProtocol", NULL};
+    static const char *const protos[] = {
+        "", "http", "http2", "grpc", "tcp", "tls", "kubernetes.io/h2c", NULL};
+    char sub[PATH_MAX_LEN];
+    int rc = check_keys(c, n, path, keys);
+    struct ynode *tp = rc ? NULL : map_get(c, n, "targetPort");
+    struct ynode *ap = rc ? NULL : map_get(c, n, "appProtocol");
+    if (!rc && tp) {
+        path_key(sub, path, "targetPort");
+        rc = get_port(c, tp, sub, &pm->target_port);
+    }
+    if (!rc && ap) {
+        int i;
+        path_key(sub, path, "appProtocol");
+        rc = get_enum(c, ap, sub, protos, "http, http2, grpc, tcp, tls or kubernetes.io/h2c", &i);
+        if (!rc)
+            pm->app_protocol = i == 6 ? ZT_APP_HTTP2 : (uint8_t)i;
+    }
+    return rc;
+}
+
+/* {svcPort: targetPort, ...}, each target port also in the long form
+ * above. */
 static int get_port_map(struct ctx *c, struct ynode *map, const char *path, struct zt_port_map **v,
                         size_t *cnt)
 {
@@ -365,7 +392,11 @@ static int get_port_map(struct ctx *c, struct ynode *map, const char *path, stru
                 return fail(c, k, sub, "duplicate port");
         pm = zt_state_array_push(v, cnt, sizeof(*pm));
         pm->service_port = sp;
-        rc = get_port(c, val, sub, &pm->target_port);
+        if (val && val->type == YAML_MAPPING_NODE) {
+            rc = get_port_detail(c, val, sub, pm);
+        } else {
+            rc = get_port(c, val, sub, &pm->target_port);
+        }
         if (rc)
             return rc;
     }

@@ -132,6 +132,25 @@ const char *zt_policy_action_str(enum zt_policy_action a)
     return a == ZT_POLICY_DENY ? "Deny" : "Allow";
 }
 
+const char *zt_app_protocol_str(enum zt_app_protocol p)
+{
+    switch (p) {
+    case ZT_APP_HTTP11:
+        return "http";
+    case ZT_APP_HTTP2:
+        return "http2";
+    case ZT_APP_GRPC:
+        return "grpc";
+    case ZT_APP_TCP:
+        return "tcp";
+    case ZT_APP_TLS:
+        return "tls";
+    case ZT_APP_UNKNOWN:
+        break;
+    }
+    return "unknown";
+}
+
 const char *zt_upstream_kind_str(enum zt_upstream_kind k)
 {
     switch (k) {

@@ -59,9 +59,23 @@ struct zt_gateway {
     uint16_t hbone_mtls_port;
 };
 
+/* A port's application protocol, as Istio's WDS Port.app_protocol says it
+ * (the waypoint serves HTTP/1.1, HTTP/2 and gRPC ports as HTTP, TCP and
+ * TLS ports as a byte stream, and sniffs UNKNOWN ones). */
+enum zt_app_protocol {
+    ZT_APP_UNKNOWN = 0,
+    ZT_APP_HTTP11 = 1,
+    ZT_APP_HTTP2 = 2,
+    ZT_APP_GRPC = 3,
+    ZT_APP_TCP = 4,
+    ZT_APP_TLS = 5,
+};
+const char *zt_app_protocol_str(enum zt_app_protocol p);
+
 struct zt_port_map {
     uint16_t service_port;
     uint16_t target_port; /* 0: none (named port) */
+    uint8_t app_protocol; /* enum zt_app_protocol */
 };
 
 /* ---------------------------------------------------------------- workload */

@@ -154,6 +154,9 @@ static int get_ports(Istio__Workload__Port *const *v, size_t n, const char *path
         path_fmt(sub, sizeof(sub), "%s[%zu].target_port", path, i);
         if ((rc = get_port(v[i]->target_port, sub, &pm->target_port, err, errlen)))
             return rc;
+        /* A protocol this build does not know is one to sniff. */
+        int ap = (int)v[i]->app_protocol;
+        pm->app_protocol = ap >= ZT_APP_UNKNOWN && ap <= ZT_APP_TLS ? (uint8_t)ap : ZT_APP_UNKNOWN;
     }
     return 0;
 }

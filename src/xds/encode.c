@@ -133,6 +133,7 @@ static Istio__Workload__Port **enc_ports(struct enc *e, const struct zt_port_map
         istio__workload__port__init(out[i]);
         out[i]->service_port = v[i].service_port;
         out[i]->target_port = v[i].target_port;
+        out[i]->app_protocol = (Istio__Workload__AppProtocol)v[i].app_protocol;
     }
     return out;
 }

@@ -180,6 +180,38 @@ static void test_bad_files(void)
     }
 }
 
+/* A port's long form names its target port and application protocol. */
+static void test_port_app_protocol(void)
+{
+    struct zt_state *s = NULL;
+    char err[512];
+    const char *y = "services:\n- name: s\n  namespace: ns\n  hostname: s.ns.svc\n"
+                    "  ports: {80: {targetPort: 8080, appProtocol: http}, 81: 8081,\n"
+                    "          50051: {appProtocol: grpc}, 82: {targetPort: 8082, appProtocol: "
+                    "kubernetes.io/h2c}}\n";
+    CHECK_EQ_INT(zt_config_local_load_string("LOCAL_XDS", y, strlen(y), &s, err, sizeof(err)), 0);
+    const struct zt_service *svc = zt_state_service_by_key(s, "ns/s.ns.svc");
+    CHECK(svc && svc->n_ports == 4);
+    CHECK_EQ_INT(svc->ports[0].target_port, 8080);
+    CHECK_EQ_INT(svc->ports[0].app_protocol, ZT_APP_HTTP11);
+    CHECK_EQ_INT(svc->ports[1].app_protocol, ZT_APP_UNKNOWN);
+    CHECK_EQ_INT(svc->ports[2].target_port, 0);
+    CHECK_EQ_INT(svc->ports[2].app_protocol, ZT_APP_GRPC);
+    CHECK_EQ_INT(svc->ports[3].app_protocol, ZT_APP_HTTP2);
+    zt_state_unref(s);
+    y = "services:\n- name: s\n  namespace: ns\n  hostname: s.ns.svc\n"
+        "  ports: {80: {targetPort: 8080, appProtocol: HTTP}}\n";
+    CHECK_EQ_INT(zt_config_local_load_string("LOCAL_XDS", y, strlen(y), &s, err, sizeof(err)),
+                 ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "LOCAL_XDS:5: services[0].ports.80.appProtocol: bad value \"HTTP\": expected "
+                      "http, http2, grpc, tcp, tls or kubernetes.io/h2c");
+    y = "services:\n- name: s\n  namespace: ns\n  hostname: s.ns.svc\n"
+        "  ports: {80: {port: 8080}}\n";
+    CHECK_EQ_INT(zt_config_local_load_string("LOCAL_XDS", y, strlen(y), &s, err, sizeof(err)),
+                 ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "LOCAL_XDS:5: services[0].ports.80.port: unknown key");
+}
+
 static void test_inline_and_edge_cases(void)
 {
     struct zt_state *s = NULL;
@@ -273,6 +305,7 @@ int main(void)
     RUN(test_good_file);
     RUN(test_bad_files);
     RUN(test_inline_and_edge_cases);
+    RUN(test_port_app_protocol);
     RUN(test_large_lists);
     return TEST_REPORT();
 }

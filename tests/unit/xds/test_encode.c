@@ -61,7 +61,8 @@ static bool eq_ports(const struct zt_port_map *a, size_t na, const struct zt_por
     if (na != nb)
         return false;
     for (size_t i = 0; i < na; i++)
-        if (a[i].service_port != b[i].service_port || a[i].target_port != b[i].target_port)
+        if (a[i].service_port != b[i].service_port || a[i].target_port != b[i].target_port ||
+            a[i].app_protocol != b[i].app_protocol)
             return false;
     return true;
 }
@@ -414,6 +415,9 @@ static void test_edge_values_round_trip(void)
     svc->name = zt_state_xstrdup("s");
     svc->namespace = zt_state_xstrdup("ns");
     svc->hostname = zt_state_xstrdup("s.ns.svc");
+    struct zt_port_map *pm = zt_state_array_push(&svc->ports, &svc->n_ports, sizeof(*pm));
+    pm->service_port = 50051;
+    pm->app_protocol = ZT_APP_GRPC;
     cv = zt_state_array_push(&svc->cidr_vips, &svc->n_cidr_vips, sizeof(*cv));
     cv->network = zt_state_xstrdup("n");
     CHECK(zt_cidr_parse("fd00:1::/64", &cv->cidr) == 0);
