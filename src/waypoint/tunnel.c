@@ -12,6 +12,7 @@
  * never frees itself: once both streams are gone it moves to the
  * worker's dead list, freed at the next loop check (wp_tunnels_reap). */
 #include "waypoint/waypoint_int.h"
+#include "waypoint/stream.h"
 
 #include "base/alloc.h"
 #include "base/err.h"
@@ -25,20 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct wp_tunnel;
-
-/* One stream of a tunnel; `q` holds the bytes still to send on it. */
-struct wp_side {
-    struct wp_tunnel *t;
-    struct zt_h2conn *h2; /* NULL once the stream is gone */
-    int32_t sid;
-    struct zt_buf q;
-    bool q_eof;    /* end the stream once q is empty */
-    bool eof_sent; /* ... and it was */
-    bool rx_eof;   /* the peer ended its side */
-    uint64_t rx;   /* bytes received on it */
-};
-
 enum wp_tunnel_state {
     WP_TUN_POOL,         /* waiting for an HBONE connection to the endpoint */
     WP_TUN_CONNECT_SENT, /* upstream CONNECT sent */
@@ -51,20 +38,17 @@ struct wp_tunnel {
     struct zt_pod_inst *pod;
     struct zt_list_node link; /* in w->tunnels, then w->dead */
     enum wp_tunnel_state state;
-    struct wp_side down, up;
+    struct wp_stream down, up;
     struct zt_hbone_waiter waiter;
     const struct zt_state *snap; /* referenced: dst pointers below are from it */
     struct wp_dest dst;
     struct sockaddr_storage peer, hbone_dst;
     char src_identity[ZT_SPIFFE_ID_MAX + 1];
     char traceparent[64];
-    char target[ZT_HBONE_HOST_MAX + 8];
     char error[160];
     uint64_t start_ms;
     bool held; /* counted in the worker's live connections */
 };
-
-static const struct zt_h2_stream_ops down_ops, up_ops;
 
 static void log_tunnel(struct wp_tunnel *t)
 {
@@ -124,157 +108,85 @@ static void fail(struct wp_tunnel *t, const char *what, const char *detail)
                  detail ? detail : "");
 }
 
-static struct wp_side *other(struct wp_side *s)
+static struct wp_stream *other(struct wp_tunnel *t, struct wp_stream *s)
 {
-    return s == &s->t->down ? &s->t->up : &s->t->down;
+    return s == &t->down ? &t->up : &t->down;
 }
 
-/* Ends the tunnel if both streams are gone; otherwise a stream that went
- * away with an error takes the other one with it. */
+/* Ends the tunnel once both streams are gone (or, still waiting for the
+ * endpoint's connection, once the client's is). */
 static void after_close(struct wp_tunnel *t)
 {
-    if (!t->down.h2 && !t->up.h2 && t->state != WP_TUN_POOL) {
+    if (!t->down.h2 && (!t->up.h2 || t->state == WP_TUN_POOL))
         tunnel_end(t);
-        return;
-    }
-    if (!t->down.h2 && t->state == WP_TUN_POOL) {
-        tunnel_end(t);
-        return;
-    }
 }
 
-/* Queues bytes toward s and wakes its body reader. */
-static void push(struct wp_side *s, const uint8_t *data, size_t len)
+static void on_data(struct wp_stream *s, const uint8_t *data, size_t len)
 {
-    zt_buf_append(&s->q, data, len);
-    if (s->h2 && s->t->state == WP_TUN_OPEN) {
-        struct zt_h2conn *h2 = s->h2;
-        zt_h2conn_resume(h2, s->sid);
-        zt_h2conn_flush(h2);
-    }
+    struct wp_tunnel *t = s->owner;
+    wp_stream_write(other(t, s), data, len);
 }
 
-static void on_data(void *sud, const uint8_t *data, size_t len)
+static void on_end(struct wp_stream *s)
 {
-    struct wp_side *s = sud;
-    s->rx += len;
-    push(other(s), data, len);
+    struct wp_tunnel *t = s->owner;
+    wp_stream_end(other(t, s));
 }
 
-static void on_end(void *sud)
+/* Bytes sent on s were received on the other stream: its window reopens. */
+static void on_sent(struct wp_stream *s, size_t n)
 {
-    struct wp_side *s = sud, *o = other(s);
-    s->rx_eof = true;
-    o->q_eof = true;
-    if (o->h2 && s->t->state == WP_TUN_OPEN) {
-        struct zt_h2conn *h2 = o->h2;
-        zt_h2conn_resume(h2, o->sid);
-        zt_h2conn_flush(h2);
-    }
+    struct wp_tunnel *t = s->owner;
+    wp_stream_consume(other(t, s), n);
 }
 
-static void on_close(void *sud, int error)
+/* A stream that ends before both directions finished (a reset, a dropped
+ * connection) takes the other one with it. */
+static void on_close(struct wp_stream *s, int error)
 {
-    struct wp_side *s = sud, *o = other(s);
-    struct wp_tunnel *t = s->t;
-    s->h2 = NULL;
-    /* A stream that ends before both directions finished (a reset, a
-     * dropped connection) ends the tunnel: the other stream is reset. */
-    bool clean = error == 0 && s->rx_eof && s->eof_sent;
-    if (!clean) {
-        if (error)
-            fail(t, zt_strerror(error), NULL);
-        else
-            fail(t, s == &t->down ? "client reset the stream" : "upstream reset the stream", NULL);
-        if (o->h2) {
-            struct zt_h2conn *h2 = o->h2;
-            zt_h2conn_reset(h2, o->sid);
-            zt_h2conn_flush(h2);
-        }
+    struct wp_tunnel *t = s->owner;
+    if (error) {
+        fail(t, s == &t->down ? "client stream closed" : "upstream stream closed",
+             zt_strerror(error));
+        wp_stream_reset(other(t, s));
     }
     after_close(t);
 }
 
-/* nghttp2 asks for s's body: what waits in s->q. What leaves the queue
- * reopens the sender's window on the other stream. */
-static ssize_t on_read(void *sud, uint8_t *buf, size_t len, bool *eof)
+static void up_on_response(struct wp_stream *s, int status)
 {
-    struct wp_side *s = sud, *o = other(s);
-    size_t n = s->q.len < len ? s->q.len : len;
-    if (n == 0) {
-        if (s->q_eof) {
-            *eof = true;
-            s->eof_sent = true;
-            return 0;
-        }
-        return -EAGAIN;
-    }
-    memcpy(buf, zt_buf_head(&s->q), n);
-    zt_buf_consume(&s->q, n);
-    if (o->h2) {
-        zt_h2conn_consume(o->h2, o->sid, n);
-        zt_h2conn_flush(o->h2);
-    }
-    return (ssize_t)n;
-}
-
-static void up_on_response(void *sud, int status)
-{
-    struct wp_side *s = sud;
-    struct wp_tunnel *t = s->t;
+    struct wp_tunnel *t = s->owner;
     if (status != 200) {
         char st[16];
         snprintf(st, sizeof(st), "%d", status);
         fail(t, "upstream returned HTTP status", st);
         /* The client's proxy hears what the endpoint's said. */
-        if (t->down.h2) {
-            struct zt_h2conn *h2 = t->down.h2;
-            zt_h2conn_respond(h2, t->down.sid, status == 401 ? 401 : 503, NULL, 0);
-            zt_h2conn_flush(h2);
-        }
+        wp_stream_respond(&t->down, status == 401 ? 401 : 503);
         return;
     }
     t->state = WP_TUN_OPEN;
-    if (!t->down.h2)
-        return;
-    struct zt_h2conn *h2 = t->down.h2;
-    if (zt_h2conn_respond(h2, t->down.sid, 200, NULL, 0) < 0) {
-        zt_h2conn_reset(h2, t->down.sid);
-        zt_h2conn_flush(h2);
-        return;
-    }
-    zt_h2conn_flush(h2);
-    /* What the client sent meanwhile goes up now. */
-    if (t->up.h2 && (t->up.q.len || t->up.q_eof)) {
-        zt_h2conn_resume(t->up.h2, t->up.sid);
-        zt_h2conn_flush(t->up.h2);
-    }
+    if (wp_stream_respond(&t->down, 200) < 0)
+        wp_stream_reset(&t->down);
 }
 
-static const struct zt_h2_stream_ops down_ops = {
+static const struct wp_stream_ops down_ops = {
     .on_data = on_data,
     .on_end = on_end,
     .on_close = on_close,
-    .read = on_read,
-    .is_body_on_resume = true,
+    .on_sent = on_sent,
 };
 
-static const struct zt_h2_stream_ops up_ops = {
+static const struct wp_stream_ops up_ops = {
     .on_response = up_on_response,
     .on_data = on_data,
     .on_end = on_end,
     .on_close = on_close,
-    .read = on_read,
-    .is_body_on_resume = true,
+    .on_sent = on_sent,
 };
 
 static void refuse_down(struct wp_tunnel *t, int status)
 {
-    if (t->down.h2) {
-        struct zt_h2conn *h2 = t->down.h2;
-        zt_h2conn_respond(h2, t->down.sid, status, NULL, 0);
-        zt_h2conn_flush(h2);
-    }
+    wp_stream_respond(&t->down, status);
 }
 
 /* The endpoint's HBONE connection is open (or failed): send the CONNECT. */
@@ -288,17 +200,12 @@ static void open_up(struct wp_tunnel *t, struct zt_h2conn *h2)
     zt_ip_to_sockaddr(&ip, t->dst.port, &ss);
     zt_hbone_format_authority((struct sockaddr *)&ss, authority, sizeof(authority));
     const char *hdrs[2] = {"traceparent", t->traceparent};
-    int32_t sid =
-        zt_h2conn_connect(h2, authority, hdrs, t->traceparent[0] ? 1 : 0, &up_ops, &t->up);
-    if (sid < 0) {
+    if (wp_stream_connect(&t->up, h2, authority, hdrs, t->traceparent[0] ? 1 : 0) < 0) {
         fail(t, "cannot open an HBONE stream to", authority);
         refuse_down(t, 503);
         return;
     }
-    t->up.h2 = h2;
-    t->up.sid = sid;
     t->state = WP_TUN_CONNECT_SENT;
-    zt_h2conn_flush(h2);
 }
 
 static void on_pool(struct zt_hbone_waiter *wt, struct zt_h2conn *h2, int err)
@@ -321,7 +228,8 @@ void wp_tunnel_start(struct wp_worker *w, const struct zt_l7_connect *c, const s
     t->w = w;
     t->pod = c->pod;
     t->state = WP_TUN_POOL;
-    t->down.t = t->up.t = t;
+    wp_stream_init(&t->down, &down_ops, t);
+    wp_stream_init(&t->up, &up_ops, t);
     t->snap = zt_l7_state(c->pod);
     zt_state_ref(t->snap);
     t->dst = *d;
@@ -333,9 +241,7 @@ void wp_tunnel_start(struct wp_worker *w, const struct zt_l7_connect *c, const s
     zt_list_insert_head(&w->tunnels, &t->link);
     zt_l7_hold(c->pod);
     t->held = true;
-    t->down.h2 = c->h2;
-    t->down.sid = c->sid;
-    zt_h2conn_attach(c->h2, c->sid, &down_ops, &t->down);
+    wp_stream_attach(&t->down, c->h2, c->sid);
     t->waiter.cb = on_pool;
     struct zt_h2conn *ready = NULL;
     int rc = zt_l7_upstream(c->pod, d->wl, d->svc, &t->waiter, &ready, &t->hbone_dst);
@@ -356,12 +262,8 @@ void wp_tunnels_pod_close(struct wp_worker *w, struct zt_pod_inst *pod)
         if (t->pod != pod)
             continue;
         fail(t, "waypoint stopped", NULL);
-        struct zt_h2conn *d = t->down.h2, *u = t->up.h2;
-        t->down.h2 = t->up.h2 = NULL;
-        if (d)
-            zt_h2conn_detach(d, t->down.sid);
-        if (u)
-            zt_h2conn_detach(u, t->up.sid);
+        wp_stream_detach(&t->down);
+        wp_stream_detach(&t->up);
         tunnel_end(t);
     }
 }
@@ -371,8 +273,8 @@ void wp_tunnels_reap(struct wp_worker *w)
     while (!zt_list_empty(&w->dead)) {
         struct wp_tunnel *t = zt_list_entry(zt_list_first(&w->dead), struct wp_tunnel, link);
         zt_list_remove(&t->link);
-        zt_buf_release(&t->down.q);
-        zt_buf_release(&t->up.q);
+        wp_stream_cleanup(&t->down);
+        wp_stream_cleanup(&t->up);
         zt_state_unref(t->snap);
         free(t);
     }
