@@ -329,6 +329,12 @@ static int on_header_field(http_parser *hp, const char *at, size_t n)
     grow(&p->name, &p->name_cap, p->name_len + n);
     memcpy(p->name + p->name_len, at, n);
     p->name_len += n;
+    /* The library notes a Transfer-Encoding as soon as a name starts with
+     * one ("transfer-encoding-x" too), and then refuses a Content-Length
+     * beside it or a request without chunked: only the exact name counts. */
+    if (p->cur == &p->head)
+        hp->uses_transfer_encoding =
+            zt_http_head_get(&p->head, "transfer-encoding") || name_is(p, "transfer-encoding");
     return 0;
 }
 
@@ -657,10 +663,16 @@ int zt_http1_parse(struct zt_http1_parser *p, const uint8_t *data, size_t len, s
         size_t left = len - off;
         size_t n = http_parser_execute(&p->hp, &settings, (const char *)d, left);
         enum http_errno he = HTTP_PARSER_ERRNO(&p->hp);
-        if (p->err != ZT_HTTP1_E_NONE)
-            goto fail;
-        if (he != HPE_OK && he != HPE_PAUSED) {
-            fail(p, classify(p, he, (const char *)d + n, left - n));
+        if (p->err != ZT_HTTP1_E_NONE || (he != HPE_OK && he != HPE_PAUSED)) {
+            enum zt_http1_error e = p->err;
+            if (e == ZT_HTTP1_E_NONE)
+                e = classify(p, he, (const char *)d + n, left - n);
+            /* A bad line end before the failure wins, so that where the
+             * input was cut (which moves where a callback runs) does not
+             * change the verdict. */
+            p->err = ZT_HTTP1_E_NONE;
+            if (p->phase == PH_BODY || scan_lines(p, d, n < left ? n : left) == 0)
+                p->err = e;
             goto fail;
         }
         enum pause_why why = he == HPE_PAUSED ? p->why : PW_NONE;

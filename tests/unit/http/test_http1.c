@@ -350,6 +350,16 @@ static void test_targets(void)
                  "H GET /?q svc http v1 [ka len=0]\nE\n|\nEOF 0\n");
     CHECK_EQ_STR(run(false, NULL, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
                  "H OPTIONS * a - v1 [ka len=0]\nE\n|\nEOF 0\n");
+    /* Found by fuzzing: a name that only starts with transfer-encoding is
+     * an ordinary field (the library took it for one). */
+    CHECK_EQ_STR(run(false, NULL,
+                     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding-X: chunked\r\n"
+                     "Content-Length: 3\r\n\r\nabc"),
+                 "H POST / a - v1 transfer-encoding-x=chunked content-length=3 "
+                 "[body length ka len=3]\nB abc\nE\n|\nEOF 0\n");
+    CHECK_EQ_STR(run(false, NULL,
+                     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encodingtransfer: chunked\r\n\r\n"),
+                 "H POST / a - v1 transfer-encodingtransfer=chunked [ka len=0]\nE\n|\nEOF 0\n");
     CHECK_EQ_STR(run(false, NULL, "GET / HTTP/1.1\r\nHost:\r\n\r\n"),
                  "H GET /  - v1 [ka len=0]\nE\n|\nEOF 0\n");
 }
@@ -419,6 +429,9 @@ static const struct bad bads[] = {
     {REQ("GET / HTTP/1.1\r\nHost: a\r\n\rX"), ZT_HTTP1_E_LINE_END},
     {REQ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n"),
      ZT_HTTP1_E_LINE_END},
+    /* Found by fuzzing: the verdict depended on where the input was cut. */
+    {REQ("GET / HTTP/1.1\r\nHost: a\nContent-Leng\x01\0\0\0\0\0\0\0th: 5.\r\n\r\nhello"),
+     ZT_HTTP1_E_LINE_END},
     {REQ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"), ZT_HTTP1_E_OBS_FOLD},
     {REQ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n"), ZT_HTTP1_E_OBS_FOLD},
     {REQ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n 2\r\n\r\n"),
@@ -481,6 +494,19 @@ static void test_checks(void)
     CHECK_EQ_INT(zt_http1_error_status(ZT_HTTP1_E_TOO_MANY_FIELDS), 431);
     CHECK_EQ_INT(zt_http1_error_status(ZT_HTTP1_E_NONE), 0);
     CHECK_EQ_STR(zt_http1_state_str(ZT_HTTP1_ST_UPGRADED), "upgraded");
+}
+
+/* Found by fuzzing: a message with two defects (a bad Host, then a byte no
+ * field name may hold) fails whole and cut in two, but which check fails
+ * depends on the cut: cut before the 0xff, the library hands over the
+ * next name's first piece early and the Host is checked first. */
+static void test_two_defects(void)
+{
+    static const char in[] = "POST /up HTTP/1.1\r\nHost: #\r\nTransfer-Encod\xff\xffing: "
+                             "chunked\r\n\r\n";
+    CHECK_EQ_STR(run_split(false, NULL, in, sizeof(in) - 1, 0, 0),
+                 "X invalid character in a field name\n");
+    CHECK_EQ_STR(run_split(false, NULL, in, sizeof(in) - 1, 42, 0), "X invalid host\n");
 }
 
 /* ---- caps at their edge ------------------------------------------------- */
@@ -723,6 +749,7 @@ int main(void)
     RUN(test_keep_alive);
     RUN(test_targets);
     RUN(test_checks);
+    RUN(test_two_defects);
     RUN(test_limits);
     RUN(test_pause);
     RUN(test_encode);
