@@ -164,10 +164,10 @@ void zt_http1_parser_free(struct zt_http1_parser *p);
  * error again). */
 int zt_http1_parse(struct zt_http1_parser *p, const uint8_t *data, size_t len, size_t *consumed);
 
-/* The peer closed its side: ends a response body read until close (calls
- * on_message_end, state DONE). Returns 0 if that was the end of a message
- * or nothing of a message had arrived, ZT_E_PROTO (ZT_HTTP1_E_TRUNCATED)
- * if a message was cut short. */
+/* The peer closed its side, and every byte read was fed: ends a response
+ * body read until close (calls on_message_end, state DONE). Returns 0 if that was the end of a
+ * message or nothing of a message had arrived, ZT_E_PROTO (ZT_HTTP1_E_TRUNCATED) if a message was
+ * cut short. */
 int zt_http1_parse_eof(struct zt_http1_parser *p);
 
 /* From on_head: stop after this head; zt_http1_parse returns with the rest

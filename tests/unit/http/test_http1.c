@@ -625,6 +625,17 @@ static void test_pause(void)
     CHECK(used + more == len && zt_http1_parser_state(p) == ZT_HTTP1_ST_DONE);
     CHECK(strstr(r.log, "B hi\nE\n") != NULL);
     zt_http1_parser_free(p);
+    /* EOF before the bytes left at the pause were fed: cut short (the
+     * library refuses an EOF there). */
+    memset(&r, 0, sizeof(r));
+    p = zt_http1_parser_new(true, &ops, &r);
+    r.p = p;
+    r.pause_on_head = true;
+    in = "HTTP/1.1 200 OK\r\n\r\n";
+    CHECK(zt_http1_parse(p, (const uint8_t *)in, strlen(in), &used) == 0 && used < strlen(in));
+    CHECK(zt_http1_parse_eof(p) == ZT_E_PROTO);
+    CHECK(zt_http1_parser_error(p) == ZT_HTTP1_E_TRUNCATED);
+    zt_http1_parser_free(p);
 }
 
 /* ---- encoding ----------------------------------------------------------- */
