@@ -436,7 +436,10 @@ static int on_headers_complete(http_parser *hp)
     bool has_cl = zt_http_head_get(h, "content-length") != NULL;
     if (n_te && has_cl)
         return fail(p, ZT_HTTP1_E_CL_AND_TE);
-    if (n_te > 1 || (n_te == 1 && strcasecmp(zt_http_head_get(h, "transfer-encoding"), "chunked")))
+    /* HTTP/1.0 has no transfer codings: its framing is faulty (RFC 9112 6.1). */
+    if (n_te > 1 ||
+        (n_te == 1 && strcasecmp(zt_http_head_get(h, "transfer-encoding"), "chunked")) ||
+        (n_te && hp->http_minor == 0))
         return fail(p, ZT_HTTP1_E_TRANSFER_ENCODING);
 
     /* What the library is to do next: 0 read the body it sees, 1 no body

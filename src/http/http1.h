@@ -47,7 +47,8 @@
  * spaces in field names, bare LF line ends, obs-fold and any version):
  * one message framing only (Content-Length together with Transfer-Encoding,
  * more than one Content-Length even if equal, and any Transfer-Encoding
- * but a single `chunked` are rejected: the last with 501, as Envoy does);
+ * but a single `chunked`, or one in HTTP/1.0, are rejected: the last with
+ * 501, as Envoy does);
  * CRLF after each chunk's data; field names are tokens, values have no
  * control characters but HTAB; lines end in CRLF and are never folded;
  * versions 1.0 and 1.1 only; one Host, required in HTTP/1.1 requests; a

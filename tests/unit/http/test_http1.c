@@ -405,6 +405,8 @@ static const struct bad bads[] = {
          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
      ZT_HTTP1_E_TRANSFER_ENCODING},
     {RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n"), ZT_HTTP1_E_TRANSFER_ENCODING},
+    {REQ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+     ZT_HTTP1_E_TRANSFER_ENCODING},
     {REQ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
      ZT_HTTP1_E_CHUNK},
     {REQ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n"),
