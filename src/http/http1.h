@@ -11,7 +11,9 @@
  *                   slices of the caller's input (a body of any size
  *                   streams through, never buffered whole);
  *   on_message_end  once; trailers of a chunked message are passed here
- *                   (an empty head if there were none, NULL if not chunked).
+ *                   (an empty head if there were none, NULL if not chunked),
+ *                   checked like fields but as received: framing fields
+ *                   among them are the owner's to drop.
  *
  * After on_message_end the parser pauses (state ZT_HTTP1_ST_DONE) and
  * zt_http1_parse returns, *consumed saying where the message ended, so
@@ -41,6 +43,8 @@
  * failed (enum zt_http1_error), zt_http1_parser_reason() gives a short
  * static reason to log and zt_http1_error_status() the status a server
  * answers a bad request with (a bad response is a 502 whatever the check).
+ * In a message with two defects, which one is reported may depend on how
+ * the input was cut into reads; that it fails does not.
  *
  * Checks made here beyond Debian's libhttp-parser 2.9.4 (built without
  * HTTP_PARSER_STRICT, so it accepts tabs and 8-bit bytes in the target,
@@ -49,7 +53,7 @@
  * more than one Content-Length even if equal, and any Transfer-Encoding
  * but a single `chunked`, or one in HTTP/1.0, are rejected: the last with
  * 501, as Envoy does);
- * CRLF after each chunk's data; field names are tokens, values have no
+ * CRLF after each chunk-size line and chunk's data; field names are tokens, values have no
  * control characters but HTAB; lines end in CRLF and are never folded;
  * versions 1.0 and 1.1 only; one Host, required in HTTP/1.1 requests; a
  * target in origin form (or `*` for OPTIONS, authority form for CONNECT,
