@@ -211,7 +211,7 @@ static bool is_authority(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!isalnum(c) && !strchr("-._~%!$&'()*+,;=:[]", c))
+        if (!isalnum(c) && !(c && strchr("-._~%!$&'()*+,;=:[]", c)))
             return false;
     }
     return true;
@@ -256,6 +256,14 @@ static bool name_is(const struct zt_http1_parser *p, const char *name)
     return p->name_len == strlen(name) && strncasecmp(p->name, name, p->name_len) == 0;
 }
 
+static bool all_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
 /* Adds the field read so far (if any) to the head or trailers. */
 static int commit_field(struct zt_http1_parser *p)
 {
@@ -282,7 +290,7 @@ static int commit_field(struct zt_http1_parser *p)
         if (p->cur == &p->head && name_is(p, "content-length")) {
             if (zt_http_head_get(p->cur, "content-length"))
                 rc = fail(p, ZT_HTTP1_E_MULTIPLE_CL);
-            else if (vl == 0 || vl > 18 || strspn(v, "0123456789") < vl)
+            else if (vl == 0 || vl > 18 || !all_digits(v, vl))
                 rc = fail(p, ZT_HTTP1_E_BAD_CL);
         }
         if (rc == 0 && zt_http_head_add(p->cur, p->name, p->name_len, v, vl) < 0)

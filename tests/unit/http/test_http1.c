@@ -360,6 +360,15 @@ static void test_targets(void)
     CHECK_EQ_STR(run(false, NULL,
                      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encodingtransfer: chunked\r\n\r\n"),
                  "H POST / a - v1 transfer-encodingtransfer=chunked [ka len=0]\nE\n|\nEOF 0\n");
+    /* A Content-Length read after a longer all-digit value: its check reads
+     * its own bytes only (it read on to a NUL the value buffer lacks). */
+    CHECK_EQ_STR(
+        run(false, NULL,
+            "POST / HTTP/1.1\r\nHost: a\r\nX: "
+            "0123456789012345678901234567890123456789012345678901234567890123\r\n"
+            "Content-Length: 1\r\n\r\nz"),
+        "H POST / a - v1 x=0123456789012345678901234567890123456789012345678901234567890123"
+        " content-length=1 [body length ka len=1]\nB z\nE\n|\nEOF 0\n");
     CHECK_EQ_STR(run(false, NULL, "GET / HTTP/1.1\r\nHost:\r\n\r\n"),
                  "H GET /  - v1 [ka len=0]\nE\n|\nEOF 0\n");
 }
