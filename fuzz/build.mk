@@ -16,13 +16,13 @@ FUZZ_SAN    := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) \
           -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
           -Wno-unused-parameter -Isrc -I$(FUZZ_BUILD)/gen $(FUZZ_PKG_CFLAGS) -MMD -MP
-FUZZ_LIBS   := $(FUZZ_PKG_LIBS) -lpthread
+FUZZ_LIBS   := $(FUZZ_PKG_LIBS) -lhttp_parser -lpthread
 
 FUZZ_BASE := $(sort $(wildcard src/base/*.c))
 
 FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers \
                 xds_address xds_authorization csr_parse control_tokens ads_request hbone_server \
-                dns_answer
+                dns_answer http1_parse
 
 # Every proto/*.proto becomes $(FUZZ_BUILD)/gen/proto/<name>.pb-c.{c,h}.
 FUZZ_PROTOS  := $(patsubst proto/%.proto,%,$(wildcard proto/*.proto))
@@ -44,6 +44,7 @@ SRC_xds_authorization := $(SRC_xds_address) $(sort $(wildcard src/authz/*.c))
 SRC_csr_parse         := src/tls/csr.c src/tls/cert.c src/tls/spiffe.c
 SRC_control_tokens    := src/control/tokens.c
 SRC_dns_answer        := src/dns/answer.c $(FUZZ_STATE)
+SRC_http1_parse       := src/http/head.c src/http/http1.c
 SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c src/config/yaml_tree.c \
                          $(call pb,discovery envoy_core google_rpc_status)
 
