@@ -62,6 +62,12 @@ static ssize_t on_read(void *sud, uint8_t *buf, size_t len, bool *eof)
     memcpy(buf, zt_buf_head(&s->q), n);
     zt_buf_consume(&s->q, n);
     s->tx += n;
+    /* The end goes with the last bytes: after a short read nghttp2 asks
+     * again only when resumed. */
+    if (s->q.len == 0 && s->q_eof) {
+        *eof = true;
+        s->eof_sent = true;
+    }
     if (s->ops->on_sent)
         s->ops->on_sent(s, n);
     return (ssize_t)n;

@@ -115,6 +115,13 @@ static void refuse(const struct zt_l7_connect *c, int status, const char *why)
 static void on_reap(uv_check_t *h)
 {
     wp_tunnels_reap(h->data);
+    wp_https_reap(h->data);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct wp_worker *w = t->data;
+    wp_https_tick(w, uv_now(w->loop));
 }
 
 static void *l7_worker_start(void *ud, unsigned worker, uv_loop_t *loop)
@@ -125,23 +132,34 @@ static void *l7_worker_start(void *ud, unsigned worker, uv_loop_t *loop)
     w->id = worker;
     zt_list_init(&w->tunnels);
     zt_list_init(&w->dead);
+    zt_list_init(&w->https);
+    zt_list_init(&w->dead_https);
     uv_check_init(loop, &w->reap);
     w->reap.data = w;
     uv_check_start(&w->reap, on_reap);
     uv_unref((uv_handle_t *)&w->reap);
+    uv_timer_init(loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, 500, 500);
+    uv_unref((uv_handle_t *)&w->tick);
+    w->handles = 2;
     return w;
 }
 
 static void on_worker_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct wp_worker *w = h->data;
+    if (--w->handles == 0)
+        free(w);
 }
 
 static void l7_worker_stop(void *wctx)
 {
     struct wp_worker *w = wctx;
     wp_tunnels_reap(w);
+    wp_https_reap(w);
     uv_close((uv_handle_t *)&w->reap, on_worker_closed);
+    uv_close((uv_handle_t *)&w->tick, on_worker_closed);
 }
 
 static void l7_on_connect(void *wctx, const struct zt_l7_connect *c)
@@ -160,18 +178,28 @@ static void l7_on_connect(void *wctx, const struct zt_l7_connect *c)
         refuse(c, st, why);
         return;
     }
-    wp_tunnel_start(w, c, &d);
+    /* The port's protocol: HTTP/1.1 served as HTTP, TCP and TLS relayed,
+     * unknown sniffed; HTTP/2 and gRPC are relayed as a stream (their
+     * frames pass through untouched) until h2c is served here. */
+    const struct zt_port_map *pm = d.svc ? zt_service_find_port(d.svc, d.svc_port) : NULL;
+    enum zt_app_protocol ap = pm ? (enum zt_app_protocol)pm->app_protocol : ZT_APP_UNKNOWN;
+    if (ap == ZT_APP_HTTP11 || ap == ZT_APP_UNKNOWN)
+        wp_http_start(w, c, &d, ap == ZT_APP_UNKNOWN);
+    else
+        wp_tunnel_start(w, c, &d);
 }
 
 static void l7_pod_close(void *wctx, struct zt_pod_inst *pod)
 {
     wp_tunnels_pod_close(wctx, pod);
+    wp_https_pod_close(wctx, pod);
 }
 
 static void l7_drain(void *wctx)
 {
     struct wp_worker *w = wctx;
     w->draining = true;
+    wp_https_drain(w);
 }
 
 const struct zt_proxy_l7_ops zt_waypoint_l7_ops = {

@@ -19,9 +19,13 @@ struct wp_worker {
     struct zt_waypoint *wp;
     uv_loop_t *loop;
     unsigned id;
-    struct zt_list tunnels; /* of wp_tunnel: live */
-    struct zt_list dead;    /* of wp_tunnel: ended, freed by `reap` */
+    struct zt_list tunnels;    /* of wp_tunnel: live */
+    struct zt_list dead;       /* of wp_tunnel: ended, freed by `reap` */
+    struct zt_list https;      /* of wp_http: live */
+    struct zt_list dead_https; /* of wp_http: ended, freed by `reap` */
     uv_check_t reap;
+    uv_timer_t tick; /* sniffing deadlines */
+    int handles;     /* open handles; the worker is freed with the last */
     bool draining;
 };
 
@@ -42,6 +46,18 @@ struct wp_dest {
 int wp_resolve(const struct zt_state *s, const char *network, const struct zt_workload *self,
                const struct zt_hbone_target *target, const struct sockaddr_storage *accepted,
                uint32_t rnd, struct wp_dest *out, const char **why);
+
+/* http.c: a CONNECT carrying HTTP/1.1 (is_sniffed: a port of unknown
+ * protocol, HTTP/1 if its first bytes say so, else relayed as TCP). */
+#define WP_SNIFF_TIMEOUT_MS 5000
+void wp_http_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d,
+                   bool is_sniffed);
+void wp_https_pod_close(struct wp_worker *w, struct zt_pod_inst *pod);
+void wp_https_drain(struct wp_worker *w);
+/* Sniffing sessions whose client said nothing by their deadline become
+ * TCP relays (server-first protocols). */
+void wp_https_tick(struct wp_worker *w, uint64_t now);
+void wp_https_reap(struct wp_worker *w);
 
 /* tunnel.c: a CONNECT relayed as a TCP stream to its endpoint. */
 void wp_tunnel_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d);

@@ -19,7 +19,7 @@ zt_trap_cleanup
 # node 2: b, c (enrolled, echo on 8080), w (the waypoint: not enrolled,
 # sa waypoint)
 A=10.200.1.2 B=10.200.2.2 C=10.200.2.3 W=10.200.2.4
-VIP_B=10.96.0.30 VIP_C=10.96.0.31
+VIP_B=10.96.0.30 VIP_C=10.96.0.31 VIP_H=10.96.0.32 VIP_S=10.96.0.33
 H=default.svc.cluster.local
 
 zt_test "setup: 2 nodes, client a, servers b and c, waypoint w running ztunnel waypoint"
@@ -33,7 +33,7 @@ setup() {
 		workloads:
 		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
 		- {uid: b, name: b, namespace: default, serviceAccount: sa-b, workloadIps: ["$B"], protocol: HBONE, node: node2,
-		   services: {"default/svc-b.$H": {80: 8080}}}
+		   services: {"default/svc-b.$H": {80: 8080}, "default/svc-h.$H": {80: 8081}, "default/svc-s.$H": {80: 8081}}}
 		- {uid: c, name: c, namespace: default, serviceAccount: sa-c, workloadIps: ["$C"], protocol: HBONE, node: node2,
 		   services: {"default/svc-c.$H": {80: 8080}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node2}
@@ -41,11 +41,16 @@ setup() {
 		- {name: svc-b, namespace: default, hostname: svc-b.$H, vips: ["/$VIP_B"], ports: {80: 8080},
 		   waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-c, namespace: default, hostname: svc-c.$H, vips: ["/$VIP_C"], ports: {80: 8080}}
+		- {name: svc-h, namespace: default, hostname: svc-h.$H, vips: ["/$VIP_H"],
+		   ports: {80: {targetPort: 8081, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-s, namespace: default, hostname: svc-s.$H, vips: ["/$VIP_S"], ports: {80: 8081},
+		   waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 	Y
 	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
 	mesh_node_up 1 && mesh_node_up 2 || return 1
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$b" b sa-b && mesh_enroll 2 "$c" c sa-c || return 1
 	zt_echo_server "$b" 8080 && zt_echo_server "$c" 8080 || return 1
+	zt_bg "$b" http-b python3 "$here/http_echo.py" b 8081 && zt_wait_port "$b" 127.0.0.1 8081 5 || return 1
 	mesh_waypoint_start 1 "$w" w waypoint
 }
 if setup; then zt_pass; else
@@ -112,6 +117,96 @@ zt_expect_eq "$(zt_send "$a" $C 8080 "to-c" 5)" "to-c"
 zt_test "... w logged it for c, no service"
 line=$(wp_line "$mw" "dst.workload=c.*direction=waypoint")
 mesh_expect_fields "$line" "dst.hbone_addr=$C:8080" "dst.service=" "src.identity=$(mesh_id sa-a)"
+
+# ---- HTTP/1.1 ----
+# body_field BODY KEY: the value of KEY=value in the echo server's answer.
+body_field() { sed -n "s/^$2=//p" <<<"$1" | head -1; }
+# acurl ARGS...: curl in pod a.
+acurl() { zt_ns_exec "$a" timeout 20 curl -sS --max-time 15 "$@"; }
+
+mw=$(wc -l <"$wlog")
+zt_test "HTTP port (appProtocol http): GET through w reaches b with the path and the x-forwarded-proto w adds"
+out=$(acurl "http://$VIP_H/hello?x=1" -H "x-test: 1" -H "Proxy-Connection: keep-alive")
+if [ "$(body_field "$out" server)" = b ] && [ "$(body_field "$out" path)" = "/hello?x=1" ] &&
+	[ "$(body_field "$out" h:x-test)" = 1 ] && [ "$(body_field "$out" h:x-forwarded-proto)" = http ] &&
+	[ -z "$(body_field "$out" h:proxy-connection)" ]; then zt_pass; else zt_fail "$out"; fi
+
+zt_test "... w's access line for the request: method, path, status, client identity, endpoint"
+line=$(wp_line "$mw" 'request complete.*path="?/hello')
+mesh_expect_fields "$line" "method=GET" "status=200" "src.identity=$(mesh_id sa-a)" "dst.workload=b" \
+	"dst.service=svc-h.$H" "upstream=$B:8081" "authority=$VIP_H"
+
+mw=$(wc -l <"$wlog")
+zt_test "two requests on one kept-alive connection: both answered, curl reuses the connection"
+out=$(acurl -v "http://$VIP_H/one" "http://$VIP_H/two" 2>"$ZT_WORK/curl-ka.err")
+if grep -q "path=/one" <<<"$out" && grep -q "path=/two" <<<"$out" &&
+	grep -qiE "re-using existing connection|reusing existing connection" "$ZT_WORK/curl-ka.err"; then zt_pass; else
+	zt_fail "$out / $(grep -i connection "$ZT_WORK/curl-ka.err" | head -5)"
+fi
+zt_test "... w logged both requests"
+wp_line "$mw" "request complete.*path=/two" >/dev/null
+zt_expect_eq "$(tail -n +"$((mw + 1))" "$wlog" | grep -cE "request complete.*path=/(one|two) ")" 2
+
+zt_test "POST of 3 MiB with Content-Length arrives whole (SHA-256 as sent)"
+head -c 3145728 /dev/urandom >"$ZT_WORK/post.bin"
+out=$(acurl --data-binary @"$ZT_WORK/post.bin" -H "Content-Type: application/octet-stream" "http://$VIP_H/upload")
+zt_expect_eq "$(body_field "$out" body_sha256)" "$(sha256sum <"$ZT_WORK/post.bin" | cut -d' ' -f1)"
+
+zt_test "chunked upload (Transfer-Encoding: chunked) arrives whole"
+out=$(acurl -H "Transfer-Encoding: chunked" --data-binary @"$ZT_WORK/post.bin" "http://$VIP_H/chunked-up")
+zt_expect_eq "$(body_field "$out" body_len)" 3145728
+
+zt_test "a chunked response reaches the client whole; HEAD gets headers only; statuses pass through"
+out=$(acurl "http://$VIP_H/chunked")
+head_out=$(acurl -I "http://$VIP_H/hello")
+code=$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_H/status/404")
+if [ "$(body_field "$out" path)" = /chunked ] && grep -q "^HTTP/1.1 200" <<<"$head_out" && [ "$code" = 404 ]; then
+	zt_pass
+else
+	zt_fail "chunked: $(head -3 <<<"$out") HEAD: $(head -1 <<<"$head_out") status: $code"
+fi
+
+zt_test "Expect: 100-continue upload through w is answered"
+out=$(acurl -H "Expect: 100-continue" --data-binary @"$ZT_WORK/post.bin" "http://$VIP_H/expect")
+zt_expect_eq "$(body_field "$out" body_len)" 3145728
+
+mw=$(wc -l <"$wlog")
+zt_test "a port of unknown protocol is sniffed: HTTP there is served as HTTP (logged per request)"
+out=$(acurl "http://$VIP_S/sniffed")
+if [ "$(body_field "$out" path)" = /sniffed ] && wp_line "$mw" "request complete.*path=/sniffed" | grep -q status=200; then
+	zt_pass
+else zt_fail "$out"; fi
+
+zt_test "request smuggling (Content-Length with Transfer-Encoding) gets 400 and a closed connection"
+out=$(printf 'POST / HTTP/1.1\r\nHost: svc-h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: svc-h\r\n\r\n' |
+	zt_ns_exec "$a" timeout 10 socat -t 5 - "TCP:$VIP_H:80,connect-timeout=5")
+if grep -q "^HTTP/1.1 400" <<<"$out" && ! grep -q "smuggled" <<<"$out" && grep -qi "connection: close" <<<"$out"; then
+	zt_pass
+else zt_fail "$out"; fi
+
+zt_test "a 70 KiB header gets 431; w goes on serving"
+big=$(head -c 71680 /dev/zero | tr '\0' a)
+code=$(acurl -o /dev/null -w '%{http_code}' -H "x-big: $big" "http://$VIP_H/big")
+ok=$(body_field "$(acurl "http://$VIP_H/after")" path)
+if [ "$code" = 431 ] && [ "$ok" = /after ]; then zt_pass; else zt_fail "code $code, then path '$ok'"; fi
+
+zt_test "a WebSocket upgrade passes through: 101, then bytes echoed both ways"
+out=$(zt_ns_exec "$a" timeout 10 python3 - "$VIP_H" <<'PY'
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=5)
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: svc-h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+head, rest = buf.split(b"\r\n\r\n", 1)
+s.sendall(b"ping-after-upgrade")
+while len(rest) < 18:
+    rest += s.recv(4096)
+print(head.split(b"\r\n")[0].decode(), rest.decode())
+PY
+)
+zt_expect_eq "$out" "HTTP/1.1 101 Switching Protocols ping-after-upgrade"
 
 # ---- not an open proxy ----
 zt_test "positive control: the Go HBONE client through w to svc-b gets its bytes echoed"

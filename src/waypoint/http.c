@@ -1,0 +1,1034 @@
+/* HTTP/1.1 sessions: a client's CONNECT stream carrying HTTP/1.1 requests,
+ * each sent on to an endpoint of the destination over the waypoint's own
+ * HBONE stream to it, and the responses back.
+ *
+ * One exchange at a time per session (HTTP/1.1 has no multiplexing): the
+ * request parser pauses after each request, and bytes the client pipelined
+ * behind it wait, unparsed and unreturned to its window, until the response
+ * has ended. The upstream stream (one TCP connection to the endpoint's app)
+ * is kept between requests while the next request goes to the same
+ * endpoint and both sides keep the connection alive.
+ *
+ * Messages are re-framed, never copied as they came: heads are parsed and
+ * written anew (hop-by-hop fields dropped, RFC 9110 7.6.1), bodies pass as
+ * de-chunked payload with our own Content-Length or chunked framing. A
+ * request the parser refuses (smuggling, oversized heads) gets its status
+ * (400, 413, 431, 501, 505) and the session closes; the waypoint's other
+ * sessions never see it.
+ *
+ * Flow control: bytes parsed from one side are returned to its window only
+ * while the queue toward the other side is short (WP_HTTP_QUEUE_HIGH); a
+ * slow reader so stops its own sender, as in tunnel.c.
+ *
+ * Upgrades (WebSocket): the request's Upgrade goes on; a 101 turns the
+ * session into a byte tunnel both ways, any other answer keeps it HTTP. */
+#include "waypoint/waypoint_int.h"
+#include "waypoint/stream.h"
+
+#include "base/alloc.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "http/http1.h"
+#include "state/ip.h"
+#include "telemetry/accesslog.h"
+#include "tls/spiffe.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Above this many bytes queued toward one side, the other side's window
+ * stays closed until they are sent. */
+#define WP_HTTP_QUEUE_HIGH (256 * 1024)
+
+enum wp_http_state {
+    WP_H_SNIFF,    /* a port of unknown protocol: HTTP/1 or not, by the first bytes */
+    WP_H_IDLE,     /* waiting for a request head */
+    WP_H_EXCHANGE, /* a request in flight: its body and/or its response */
+    WP_H_TUNNEL,   /* upgraded: bytes both ways */
+    WP_H_CLOSING,  /* the last response is queued; the stream ends after it */
+    WP_H_ENDED,
+};
+
+/* The current exchange, for its access line. */
+struct wp_exchange {
+    char method[16];
+    char path[256];
+    char authority[128];
+    char upstream[64];
+    int status;
+    bool is_head, is_upgrade, req_chunked, req_done, resp_started, resp_done, resp_chunked;
+    bool down_keep; /* the client's connection outlives this exchange */
+    bool up_keep;   /* the upstream connection does */
+    bool local_reply;
+    uint64_t start_ms, req_bytes, resp_bytes;
+    const struct zt_workload *dst_wl;
+    char error[160];
+};
+
+struct wp_http {
+    struct wp_worker *w;
+    struct zt_pod_inst *pod;
+    struct zt_list_node link; /* in w->https, then w->dead_https */
+    enum wp_http_state state;
+    struct wp_stream down, up;
+    struct zt_hbone_waiter waiter;
+    bool up_waiting;                  /* waiter pending in the pool */
+    const struct zt_workload *up_wl;  /* endpoint of the upstream stream, NULL: none */
+    uint16_t up_port;                 /* its target port */
+    struct sockaddr_storage up_hbone; /* its ip:15008 */
+    struct zt_http1_parser *req_p, *resp_p;
+    struct zt_buf din;      /* client bytes not parsed yet */
+    size_t down_unreturned; /* client bytes parsed, not yet returned to its window */
+    size_t up_unreturned;   /* upstream bytes parsed, not yet returned */
+    const struct zt_state *snap;
+    struct wp_dest dst; /* what the CONNECT named */
+    struct sockaddr_storage peer;
+    char src_identity[ZT_SPIFFE_ID_MAX + 1];
+    struct zt_buf scratch; /* head encoding */
+    struct wp_exchange ex;
+    uint64_t sniff_deadline; /* loop time: a silent client is relayed as TCP */
+    uint64_t start_ms;
+    bool is_tcp;       /* not HTTP after all: relayed as TCP, logged as a connection */
+    bool in_req_parse; /* inside zt_http1_parse of req_p */
+    bool held;
+};
+
+static const struct wp_stream_ops down_ops, up_ops;
+static const struct zt_http1_ops req_ops, resp_ops;
+
+static void copy_str(char *dst, size_t cap, const char *s)
+{
+    snprintf(dst, cap, "%s", s ? s : "");
+}
+
+/* ---- access lines ---- */
+
+static void log_exchange(struct wp_http *h)
+{
+    struct wp_exchange *x = &h->ex;
+    char src[64], status[16], dur[32], rb[32], sb[32], dst_id[ZT_SPIFFE_ID_MAX + 1] = "";
+    zt_hbone_format_authority((struct sockaddr *)&h->peer, src, sizeof(src));
+    snprintf(status, sizeof(status), "%d", x->status);
+    snprintf(dur, sizeof(dur), "%" PRIu64 "ms", uv_now(h->w->loop) - x->start_ms);
+    snprintf(rb, sizeof(rb), "%" PRIu64, x->req_bytes);
+    snprintf(sb, sizeof(sb), "%" PRIu64, x->resp_bytes);
+    if (x->dst_wl)
+        zt_workload_identity(x->dst_wl, dst_id, sizeof(dst_id));
+    const char *kv[] = {
+        "src.addr",     src,
+        "src.identity", h->src_identity,
+        "dst.service",  h->dst.svc ? h->dst.svc->hostname : NULL,
+        "dst.workload", x->dst_wl ? x->dst_wl->name : NULL,
+        "dst.identity", dst_id,
+        "upstream",     x->upstream,
+        "method",       x->method,
+        "path",         x->path,
+        "authority",    x->authority,
+        "protocol",     "HTTP/1.1",
+        "status",       status,
+        "bytes_recv",   rb,
+        "bytes_sent",   sb,
+        "duration",     dur,
+        "error",        x->error[0] ? x->error : NULL,
+    };
+    zt_log_kv(x->status >= 500 || x->error[0] ? ZT_LOG_ERROR : ZT_LOG_INFO, "access",
+              "request complete", kv, sizeof(kv) / sizeof(kv[0]) / 2);
+}
+
+static void ex_fail(struct wp_http *h, const char *what, const char *detail)
+{
+    if (!h->ex.error[0])
+        snprintf(h->ex.error, sizeof(h->ex.error), "%s%s%s", what, detail ? ": " : "",
+                 detail ? detail : "");
+}
+
+/* The access line of a session relayed as TCP, as tunnel.c's. */
+static void log_tcp(struct wp_http *h)
+{
+    char src[64], dst[64] = "", hb[64] = "", dst_id[ZT_SPIFFE_ID_MAX + 1] = "";
+    zt_hbone_format_authority((struct sockaddr *)&h->peer, src, sizeof(src));
+    if (h->ex.dst_wl) {
+        zt_hbone_format_authority((struct sockaddr *)&h->up_hbone, dst, sizeof(dst));
+        copy_str(hb, sizeof(hb), h->ex.upstream);
+        zt_workload_identity(h->ex.dst_wl, dst_id, sizeof(dst_id));
+    }
+    struct zt_accesslog r = {
+        .src_addr = src,
+        .src_identity = h->src_identity,
+        .dst_addr = dst,
+        .dst_hbone_addr = hb,
+        .dst_service = h->dst.svc ? h->dst.svc->hostname : NULL,
+        .dst_workload = h->ex.dst_wl ? h->ex.dst_wl->name : NULL,
+        .dst_namespace = h->ex.dst_wl ? h->ex.dst_wl->namespace : NULL,
+        .dst_identity = dst_id,
+        .direction = "waypoint",
+        .bytes_sent = h->up.rx,
+        .bytes_recv = h->down.rx,
+        .duration_ms = uv_now(h->w->loop) - h->start_ms,
+        .error = h->ex.error[0] ? h->ex.error : NULL,
+    };
+    zt_accesslog_emit(&r);
+}
+
+/* ---- lifecycle ---- */
+
+static void session_end(struct wp_http *h)
+{
+    if (h->state == WP_H_ENDED)
+        return;
+    if (h->is_tcp) {
+        log_tcp(h);
+        memset(&h->ex, 0, sizeof(h->ex));
+    }
+    if (h->ex.start_ms && !h->ex.resp_done) {
+        ex_fail(h, "session ended before the response", NULL);
+        log_exchange(h);
+    }
+    h->state = WP_H_ENDED;
+    if (h->up_waiting)
+        zt_hbone_pool_cancel(&h->waiter);
+    h->up_waiting = false;
+    wp_stream_detach(&h->up);
+    wp_stream_detach(&h->down);
+    if (h->held)
+        zt_l7_release(h->pod);
+    h->held = false;
+    zt_list_remove(&h->link);
+    zt_list_insert_head(&h->w->dead_https, &h->link);
+}
+
+/* ---- flow control ---- */
+
+static void return_down(struct wp_http *h)
+{
+    if (h->down_unreturned && h->up.q.len < WP_HTTP_QUEUE_HIGH) {
+        size_t n = h->down_unreturned;
+        h->down_unreturned = 0;
+        wp_stream_consume(&h->down, n);
+    }
+}
+
+static void return_up(struct wp_http *h)
+{
+    if (h->up_unreturned && h->down.q.len < WP_HTTP_QUEUE_HIGH) {
+        size_t n = h->up_unreturned;
+        h->up_unreturned = 0;
+        wp_stream_consume(&h->up, n);
+    }
+}
+
+/* ---- local replies ---- */
+
+/* A response of the waypoint's own (no upstream answered, or the request
+ * was refused); the session ends after it, as Envoy's local replies to a
+ * broken exchange do. */
+static void local_reply(struct wp_http *h, int status, const char *body)
+{
+    struct wp_exchange *x = &h->ex;
+    char head[256];
+    size_t blen = x->is_head ? 0 : strlen(body);
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
+                     "connection: close\r\n\r\n",
+                     status, zt_http1_reason_phrase(status), strlen(body));
+    x->status = status;
+    x->local_reply = true;
+    x->resp_bytes += (uint64_t)n + blen;
+    wp_stream_write(&h->down, head, (size_t)n);
+    wp_stream_write(&h->down, body, blen);
+    if (!x->start_ms)
+        x->start_ms = uv_now(h->w->loop);
+    log_exchange(h);
+    memset(x, 0, sizeof(*x));
+    h->state = WP_H_CLOSING;
+    h->up_wl = NULL;
+    if (h->up_waiting)
+        zt_hbone_pool_cancel(&h->waiter);
+    h->up_waiting = false;
+    wp_stream_detach(&h->up);
+    wp_stream_end(&h->down);
+}
+
+/* ---- the exchange ---- */
+
+static void feed_requests(struct wp_http *h);
+
+/* Both the request and its response ended: log, then the next request
+ * (parsed now unless we are inside the request parser, whose caller goes
+ * on) or the end. */
+static void exchange_done(struct wp_http *h)
+{
+    struct wp_exchange *x = &h->ex;
+    if (!x->req_done || !x->resp_done || h->state != WP_H_EXCHANGE)
+        return;
+    log_exchange(h);
+    bool keep = x->down_keep;
+    memset(x, 0, sizeof(*x));
+    if (!keep) {
+        h->state = WP_H_CLOSING;
+        wp_stream_end(&h->down);
+        wp_stream_end(&h->up);
+        return;
+    }
+    h->state = WP_H_IDLE;
+    if (!h->in_req_parse)
+        feed_requests(h);
+}
+
+/* The upstream failed before its response began: a 503 of our own. */
+static void upstream_failed(struct wp_http *h, const char *what, const char *detail)
+{
+    struct wp_exchange *x = &h->ex;
+    ex_fail(h, what, detail);
+    h->up_wl = NULL;
+    if (h->up_waiting)
+        zt_hbone_pool_cancel(&h->waiter);
+    h->up_waiting = false;
+    wp_stream_detach(&h->up);
+    wp_stream_cleanup(&h->up);
+    wp_stream_init(&h->up, &up_ops, h);
+    if (h->state == WP_H_TUNNEL) {
+        wp_stream_reset(&h->down); /* a TCP relay without its upstream */
+        return;
+    }
+    if (h->state != WP_H_EXCHANGE)
+        return;
+    if (x->resp_started) {
+        /* Part of a response went out: the client can only see it cut. */
+        session_end(h);
+        return;
+    }
+    local_reply(h, 503, "upstream connect error or disconnect/reset before headers\n");
+}
+
+static void open_up(struct wp_http *h, struct zt_h2conn *h2)
+{
+    struct zt_ip ip;
+    uint16_t p;
+    struct sockaddr_storage ss;
+    char authority[64];
+    zt_ip_from_sockaddr((struct sockaddr *)&h->up_hbone, &ip, &p);
+    zt_ip_to_sockaddr(&ip, h->up_port, &ss);
+    zt_hbone_format_authority((struct sockaddr *)&ss, authority, sizeof(authority));
+    if (wp_stream_connect(&h->up, h2, authority, NULL, 0) < 0)
+        upstream_failed(h, "cannot open an HBONE stream to", authority);
+}
+
+static void on_pool(struct zt_hbone_waiter *wt, struct zt_h2conn *h2, int err)
+{
+    struct wp_http *h = (struct wp_http *)((char *)wt - offsetof(struct wp_http, waiter));
+    h->up_waiting = false;
+    if (err < 0 || !h2) {
+        upstream_failed(h, "HBONE connection to the endpoint failed",
+                        err == ZT_E_IDENTITY ? "server identity not accepted" : zt_strerror(err));
+        return;
+    }
+    open_up(h, h2);
+}
+
+/* Makes the upstream stream go to (wl, port): the current one if it does,
+ * else a new one (the old one, idle, is dropped). Returns 0 or an error. */
+static int use_upstream(struct wp_http *h, const struct zt_workload *wl, uint16_t port)
+{
+    if (h->up_wl == wl && h->up_port == port && (h->up.h2 || h->up_waiting))
+        return 0;
+    if (h->up_waiting)
+        zt_hbone_pool_cancel(&h->waiter);
+    h->up_waiting = false;
+    wp_stream_detach(&h->up);
+    wp_stream_cleanup(&h->up);
+    wp_stream_init(&h->up, &up_ops, h);
+    zt_http1_parser_free(h->resp_p);
+    h->resp_p = zt_http1_parser_new(true, &resp_ops, h);
+    h->up_unreturned = 0;
+    h->up_wl = wl;
+    h->up_port = port;
+    struct zt_h2conn *ready = NULL;
+    h->waiter.cb = on_pool;
+    int rc = zt_l7_upstream(h->pod, wl, h->dst.svc, &h->waiter, &ready, &h->up_hbone);
+    if (rc < 0) {
+        h->up_wl = NULL;
+        return rc;
+    }
+    if (ready)
+        open_up(h, ready);
+    else
+        h->up_waiting = true;
+    return 0;
+}
+
+/* Picks the endpoint for this request: the destination service's, load
+ * balanced per request, or the workload the CONNECT named. */
+static int pick_endpoint(struct wp_http *h, const struct zt_workload **wl, uint16_t *port)
+{
+    if (!h->dst.svc) {
+        *wl = h->dst.wl;
+        *port = h->dst.port;
+        return 0;
+    }
+    /* Keep the endpoint of the open upstream connection while it is one
+     * of the service's: a new connection per request costs more than the
+     * imbalance. */
+    return zt_state_pick_endpoint(h->snap, h->dst.svc, h->dst.svc_port, zt_l7_self(h->pod),
+                                  arc4random(), wl, port);
+}
+
+static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http1_framing *f)
+{
+    struct wp_http *h = ud;
+    struct wp_exchange *x = &h->ex;
+    memset(x, 0, sizeof(*x));
+    h->state = WP_H_EXCHANGE;
+    x->start_ms = uv_now(h->w->loop);
+    copy_str(x->method, sizeof(x->method), req->method);
+    copy_str(x->path, sizeof(x->path), req->path);
+    copy_str(x->authority, sizeof(x->authority), req->authority);
+    x->is_head = strcmp(req->method, "HEAD") == 0;
+    x->is_upgrade = f->is_upgrade;
+    x->req_chunked = f->chunked;
+    x->down_keep = f->keep_alive;
+    x->up_keep = true;
+    if (strcmp(req->method, "CONNECT") == 0) {
+        x->req_done = true;
+        local_reply(h, 405, "CONNECT is not proxied\n");
+        zt_http1_parser_pause(h->req_p);
+        return;
+    }
+    const struct zt_workload *wl = NULL;
+    uint16_t port = 0;
+    if (pick_endpoint(h, &wl, &port) < 0) {
+        x->req_done = true;
+        ex_fail(h, "no healthy upstream", NULL);
+        local_reply(h, 503, "no healthy upstream\n");
+        zt_http1_parser_pause(h->req_p);
+        return;
+    }
+    x->dst_wl = wl;
+    int rc = use_upstream(h, wl, port);
+    if (rc < 0) {
+        x->req_done = true;
+        ex_fail(h, "no HBONE connection to the endpoint", zt_strerror(rc));
+        local_reply(h, 503, "upstream connect error or disconnect/reset before headers\n");
+        zt_http1_parser_pause(h->req_p);
+        return;
+    }
+    struct zt_ip ip;
+    uint16_t p;
+    struct sockaddr_storage ss;
+    if (zt_ip_from_sockaddr((struct sockaddr *)&h->up_hbone, &ip, &p) == 0) {
+        zt_ip_to_sockaddr(&ip, port, &ss);
+        zt_hbone_format_authority((struct sockaddr *)&ss, x->upstream, sizeof(x->upstream));
+    }
+    /* The head goes on rewritten: hop-by-hop fields out, our framing. */
+    zt_http1_strip_hop_by_hop(req, f->is_upgrade);
+    zt_http_head_remove(req, "content-length");
+    char len[32];
+    if (f->chunked)
+        rc = zt_http_head_set(req, "transfer-encoding", "chunked");
+    else if (f->has_length) {
+        snprintf(len, sizeof(len), "%" PRIu64, f->length);
+        rc = zt_http_head_set(req, "content-length", len);
+    }
+    if (rc == 0 && !zt_http_head_get(req, "x-forwarded-proto"))
+        rc = zt_http_head_set(req, "x-forwarded-proto", "http");
+    h->scratch.len = 0;
+    h->scratch.off = 0;
+    if (rc == 0)
+        rc = zt_http1_encode_head(req, &h->scratch);
+    if (rc < 0) {
+        x->req_done = true;
+        ex_fail(h, "request head cannot be forwarded", zt_strerror(rc));
+        local_reply(h, 400, "bad request\n");
+        zt_http1_parser_pause(h->req_p);
+        return;
+    }
+    zt_http1_parser_expect(h->resp_p, req->method, f->is_upgrade);
+    x->req_bytes += h->scratch.len;
+    wp_stream_write(&h->up, zt_buf_head(&h->scratch), h->scratch.len);
+}
+
+static void req_on_body(void *ud, const uint8_t *data, size_t len)
+{
+    struct wp_http *h = ud;
+    if (h->state != WP_H_EXCHANGE)
+        return;
+    bool chunked = h->ex.req_chunked;
+    struct zt_buf *b = &h->scratch;
+    b->len = b->off = 0;
+    if (chunked) {
+        zt_http1_encode_chunk_header(b, len);
+        wp_stream_write(&h->up, zt_buf_head(b), b->len);
+        h->ex.req_bytes += b->len;
+    }
+    wp_stream_write(&h->up, data, len);
+    h->ex.req_bytes += len;
+    if (chunked) {
+        b->len = b->off = 0;
+        zt_http1_encode_chunk_end(b);
+        wp_stream_write(&h->up, zt_buf_head(b), b->len);
+        h->ex.req_bytes += b->len;
+    }
+}
+
+static void req_on_message_end(void *ud, struct zt_http_head *trailers)
+{
+    struct wp_http *h = ud;
+    if (h->state != WP_H_EXCHANGE)
+        return;
+    if (trailers) {
+        struct zt_buf *b = &h->scratch;
+        b->len = b->off = 0;
+        zt_http_head_remove(trailers, "content-length");
+        zt_http_head_remove(trailers, "transfer-encoding");
+        if (zt_http1_encode_last_chunk(trailers, b) < 0) {
+            b->len = b->off = 0;
+            zt_http1_encode_last_chunk(NULL, b);
+        }
+        wp_stream_write(&h->up, zt_buf_head(b), b->len);
+        h->ex.req_bytes += b->len;
+    }
+    h->ex.req_done = true;
+    exchange_done(h);
+}
+
+static const struct zt_http1_ops req_ops = {
+    .on_head = req_on_head,
+    .on_body = req_on_body,
+    .on_message_end = req_on_message_end,
+};
+
+/* Parses what the client sent, one request at a time. */
+static void feed_requests(struct wp_http *h)
+{
+    while (h->state == WP_H_IDLE || (h->state == WP_H_EXCHANGE && !h->ex.req_done)) {
+        enum zt_http1_state st = zt_http1_parser_state(h->req_p);
+        if (st == ZT_HTTP1_ST_DONE && h->state == WP_H_IDLE) {
+            zt_http1_parser_resume(h->req_p);
+            continue;
+        }
+        if (st == ZT_HTTP1_ST_DONE || st == ZT_HTTP1_ST_UPGRADED || h->din.len == 0)
+            break;
+        size_t used = 0;
+        h->in_req_parse = true;
+        int rc = zt_http1_parse(h->req_p, zt_buf_head(&h->din), h->din.len, &used);
+        h->in_req_parse = false;
+        if (h->state == WP_H_ENDED)
+            return;
+        zt_buf_consume(&h->din, used);
+        h->down_unreturned += used;
+        if (rc < 0) {
+            enum zt_http1_error e = zt_http1_parser_error(h->req_p);
+            if (h->state == WP_H_CLOSING)
+                return;
+            if (h->state != WP_H_EXCHANGE) {
+                memset(&h->ex, 0, sizeof(h->ex));
+                h->state = WP_H_EXCHANGE;
+            }
+            ex_fail(h, "bad request", zt_http1_parser_reason(h->req_p));
+            if (h->ex.resp_started) {
+                session_end(h);
+                return;
+            }
+            local_reply(h, zt_http1_error_status(e), "bad request\n");
+            return;
+        }
+        /* A request that ended while its response had ended already. */
+        if (h->state == WP_H_IDLE)
+            continue;
+        if (used == 0)
+            break;
+    }
+    if (h->state != WP_H_ENDED)
+        return_down(h);
+}
+
+/* ---- responses ---- */
+
+static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_http1_framing *f)
+{
+    struct wp_http *h = ud;
+    struct wp_exchange *x = &h->ex;
+    if (f->is_interim) {
+        /* 100 Continue and the like go on as they are. */
+        h->scratch.len = h->scratch.off = 0;
+        zt_http1_strip_hop_by_hop(resp, false);
+        if (zt_http1_encode_head(resp, &h->scratch) == 0) {
+            wp_stream_write(&h->down, zt_buf_head(&h->scratch), h->scratch.len);
+            x->resp_bytes += h->scratch.len;
+        }
+        return;
+    }
+    x->status = resp->status;
+    x->resp_started = true;
+    x->up_keep = f->keep_alive;
+    if (h->w->draining)
+        x->down_keep = false;
+    zt_http1_strip_hop_by_hop(resp, f->is_upgrade);
+    zt_http_head_remove(resp, "content-length");
+    int rc = 0;
+    char len[32];
+    x->resp_chunked = false;
+    if (f->has_length) {
+        snprintf(len, sizeof(len), "%" PRIu64, f->length);
+        rc = zt_http_head_set(resp, "content-length", len);
+    } else if (f->has_body && !f->is_upgrade) {
+        /* Chunked, or until the upstream closes: chunked toward the
+         * client, so its connection can outlive this response. */
+        x->resp_chunked = true;
+        rc = zt_http_head_set(resp, "transfer-encoding", "chunked");
+    } else if (!f->is_upgrade && resp->status != 204 && resp->status != 304 && !x->is_head) {
+        rc = zt_http_head_set(resp, "content-length", "0");
+    }
+    if (!x->down_keep && !f->is_upgrade && rc == 0)
+        rc = zt_http_head_set(resp, "connection", "close");
+    h->scratch.len = h->scratch.off = 0;
+    if (rc == 0)
+        rc = zt_http1_encode_head(resp, &h->scratch);
+    if (rc < 0) {
+        ex_fail(h, "response head cannot be forwarded", zt_strerror(rc));
+        x->resp_started = false;
+        local_reply(h, 502, "upstream sent a bad response\n");
+        return;
+    }
+    wp_stream_write(&h->down, zt_buf_head(&h->scratch), h->scratch.len);
+    x->resp_bytes += h->scratch.len;
+    if (f->is_upgrade && resp->status == 101) {
+        /* A tunnel from now on: what the client sent after its request. */
+        h->state = WP_H_TUNNEL;
+        x->resp_done = true;
+        log_exchange(h);
+        if (h->din.len) {
+            wp_stream_write(&h->up, zt_buf_head(&h->din), h->din.len);
+            h->down_unreturned += h->din.len;
+            zt_buf_consume(&h->din, h->din.len);
+        }
+    }
+}
+
+static void resp_on_body(void *ud, const uint8_t *data, size_t len)
+{
+    struct wp_http *h = ud;
+    struct wp_exchange *x = &h->ex;
+    if (h->state != WP_H_EXCHANGE)
+        return;
+    struct zt_buf *b = &h->scratch;
+    if (x->resp_chunked) {
+        b->len = b->off = 0;
+        zt_http1_encode_chunk_header(b, len);
+        wp_stream_write(&h->down, zt_buf_head(b), b->len);
+        x->resp_bytes += b->len;
+    }
+    wp_stream_write(&h->down, data, len);
+    x->resp_bytes += len;
+    if (x->resp_chunked) {
+        b->len = b->off = 0;
+        zt_http1_encode_chunk_end(b);
+        wp_stream_write(&h->down, zt_buf_head(b), b->len);
+        x->resp_bytes += b->len;
+    }
+}
+
+static void resp_on_message_end(void *ud, struct zt_http_head *trailers)
+{
+    struct wp_http *h = ud;
+    struct wp_exchange *x = &h->ex;
+    if (h->state != WP_H_EXCHANGE)
+        return;
+    if (x->resp_chunked) {
+        struct zt_buf *b = &h->scratch;
+        b->len = b->off = 0;
+        if (trailers) {
+            zt_http_head_remove(trailers, "content-length");
+            zt_http_head_remove(trailers, "transfer-encoding");
+        }
+        if (zt_http1_encode_last_chunk(trailers, b) < 0) {
+            b->len = b->off = 0;
+            zt_http1_encode_last_chunk(NULL, b);
+        }
+        wp_stream_write(&h->down, zt_buf_head(b), b->len);
+        x->resp_bytes += b->len;
+    }
+    x->resp_done = true;
+    /* The upstream connection serves the next request only if it says so
+     * (the parser resumes once back in up_on_data). */
+    if (!x->up_keep) {
+        h->up_wl = NULL;
+        wp_stream_end(&h->up);
+    }
+    exchange_done(h);
+}
+
+static const struct zt_http1_ops resp_ops = {
+    .on_head = resp_on_head,
+    .on_body = resp_on_body,
+    .on_message_end = resp_on_message_end,
+};
+
+/* ---- stream events ---- */
+
+static void become_tunnel(struct wp_http *h);
+
+/* A port of unknown protocol: HTTP/1 when the first line is a request line
+ * ("METHOD SP target SP HTTP/1.x"), anything else a byte stream (an h2
+ * preface included, as HTTP/2 cleartext is not served here). Returns 1
+ * for HTTP, 0 for TCP, -1 while undecided. */
+static int sniff(const uint8_t *p, size_t n)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    size_t i = 0;
+    while (i < n && (p[i] >= 'A' && p[i] <= 'Z'
+                         ? 1
+                         : (p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') ||
+                               (p[i] && strchr(tchar, p[i]))))
+        i++;
+    if (i == n)
+        return n > 32 ? 0 : -1;
+    if (i == 0 || p[i] != ' ')
+        return 0;
+    /* The target: visible bytes up to the next space. */
+    size_t j = i + 1;
+    while (j < n && p[j] > ' ' && p[j] < 0x7f)
+        j++;
+    if (j == n)
+        return n > ZT_HTTP1_TARGET_MAX + 32 ? 0 : -1;
+    if (j == i + 1 || p[j] != ' ')
+        return 0;
+    static const char v[] = "HTTP/1.";
+    for (size_t k = 0; k < sizeof(v) - 1; k++) {
+        if (j + 1 + k == n)
+            return -1;
+        if (p[j + 1 + k] != (uint8_t)v[k])
+            return 0;
+    }
+    return 1;
+}
+
+static void decide(struct wp_http *h)
+{
+    int r = sniff(zt_buf_head(&h->din), h->din.len);
+    if (r < 0)
+        return;
+    if (r == 1) {
+        h->state = WP_H_IDLE;
+        feed_requests(h);
+    } else {
+        become_tunnel(h);
+    }
+}
+
+static void down_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
+{
+    struct wp_http *h = s->owner;
+    if (h->state == WP_H_TUNNEL) {
+        wp_stream_write(&h->up, data, len);
+        h->down_unreturned += len;
+        return_down(h);
+        return;
+    }
+    if (h->state == WP_H_CLOSING || h->state == WP_H_ENDED) {
+        wp_stream_consume(s, len); /* nothing more is read: dropped */
+        return;
+    }
+    zt_buf_append(&h->din, data, len);
+    if (h->state == WP_H_SNIFF)
+        decide(h);
+    else
+        feed_requests(h);
+}
+
+static void down_on_end(struct wp_stream *s)
+{
+    struct wp_http *h = s->owner;
+    if (h->state == WP_H_SNIFF) {
+        if (h->din.len == 0) {
+            h->state = WP_H_CLOSING;
+            wp_stream_end(&h->down);
+            return;
+        }
+        become_tunnel(h);
+    }
+    if (h->state == WP_H_TUNNEL) {
+        wp_stream_end(&h->up);
+        return;
+    }
+    if (h->state == WP_H_IDLE && h->din.len == 0) {
+        /* The client is done between requests: a clean end. */
+        h->state = WP_H_CLOSING;
+        wp_stream_end(&h->down);
+        wp_stream_end(&h->up);
+        return;
+    }
+    if ((h->state == WP_H_IDLE || (h->state == WP_H_EXCHANGE && !h->ex.req_done)) &&
+        zt_http1_parse_eof(h->req_p) < 0) {
+        ex_fail(h, "client ended the stream inside a request", NULL);
+        if (h->state == WP_H_EXCHANGE)
+            log_exchange(h);
+        memset(&h->ex, 0, sizeof(h->ex));
+        session_end(h);
+    }
+}
+
+static void down_on_close(struct wp_stream *s, int error)
+{
+    struct wp_http *h = s->owner;
+    if (error && h->ex.start_ms)
+        ex_fail(h, "client stream closed", zt_strerror(error));
+    session_end(h);
+}
+
+static void down_on_sent(struct wp_stream *s, size_t n)
+{
+    return_up(s->owner);
+}
+
+static void up_on_response(struct wp_stream *s, int status)
+{
+    struct wp_http *h = s->owner;
+    if (status == 200)
+        return;
+    char st[16];
+    snprintf(st, sizeof(st), "%d", status);
+    if (h->state == WP_H_TUNNEL) {
+        wp_stream_reset(&h->down);
+        return;
+    }
+    upstream_failed(h, "upstream HBONE returned status", st);
+}
+
+/* The upstream connection is broken for HTTP: it is dropped, and the
+ * exchange in flight (if any) fails. */
+static void up_broken(struct wp_http *h, const char *what, const char *detail)
+{
+    if (h->state == WP_H_EXCHANGE && !h->ex.resp_done) {
+        upstream_failed(h, what, detail);
+        return;
+    }
+    h->up_wl = NULL;
+    wp_stream_detach(&h->up);
+    wp_stream_cleanup(&h->up);
+    wp_stream_init(&h->up, &up_ops, h);
+}
+
+static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
+{
+    struct wp_http *h = s->owner;
+    if (h->state == WP_H_TUNNEL) {
+        wp_stream_write(&h->down, data, len);
+        h->up_unreturned += len;
+        return_up(h);
+        return;
+    }
+    /* Returned at once: what is kept is queued toward the client, which
+     * return_up weighs; what is dropped is gone. */
+    h->up_unreturned += len;
+    size_t off = 0;
+    while (off < len) {
+        if (h->state != WP_H_EXCHANGE || h->ex.resp_done) {
+            up_broken(h, "upstream sent bytes nobody asked for", NULL);
+            break;
+        }
+        size_t used = 0;
+        int rc = zt_http1_parse(h->resp_p, data + off, len - off, &used);
+        off += used;
+        if (h->state == WP_H_ENDED)
+            return;
+        if (rc < 0) {
+            ex_fail(h, "bad response", zt_http1_parser_reason(h->resp_p));
+            if (h->ex.resp_started) {
+                session_end(h);
+                return;
+            }
+            h->ex.resp_started = false;
+            h->up_wl = NULL;
+            local_reply(h, 502, "upstream sent a bad response\n");
+            return;
+        }
+        enum zt_http1_state st = zt_http1_parser_state(h->resp_p);
+        if (st == ZT_HTTP1_ST_UPGRADED) {
+            /* Bytes after the 101 are the server's side of the tunnel. */
+            wp_stream_write(&h->down, data + off, len - off);
+            break;
+        }
+        if (st == ZT_HTTP1_ST_DONE)
+            zt_http1_parser_resume(h->resp_p);
+        else if (used == 0)
+            break;
+    }
+    if (h->state != WP_H_ENDED)
+        return_up(h);
+}
+
+static void up_on_end(struct wp_stream *s)
+{
+    struct wp_http *h = s->owner;
+    if (h->state == WP_H_TUNNEL) {
+        wp_stream_end(&h->down);
+        return;
+    }
+    h->up_wl = NULL; /* no next request on it */
+    if (h->state == WP_H_EXCHANGE && !h->ex.resp_done) {
+        if (zt_http1_parse_eof(h->resp_p) < 0 || !h->ex.resp_done) {
+            upstream_failed(h, "upstream closed before its response ended", NULL);
+            return;
+        }
+    }
+    if (s == &h->up && s->h2)
+        wp_stream_end(s);
+}
+
+static void up_on_close(struct wp_stream *s, int error)
+{
+    struct wp_http *h = s->owner;
+    h->up_wl = NULL;
+    if (h->state == WP_H_TUNNEL) {
+        if (error)
+            wp_stream_reset(&h->down);
+        else
+            wp_stream_end(&h->down);
+        return;
+    }
+    if (h->state == WP_H_EXCHANGE && !h->ex.resp_done)
+        upstream_failed(h, "upstream stream closed", error ? zt_strerror(error) : NULL);
+}
+
+static void up_on_sent(struct wp_stream *s, size_t n)
+{
+    return_down(s->owner);
+}
+
+static const struct wp_stream_ops down_ops = {
+    .on_data = down_on_data,
+    .on_end = down_on_end,
+    .on_close = down_on_close,
+    .on_sent = down_on_sent,
+};
+
+static const struct wp_stream_ops up_ops = {
+    .on_response = up_on_response,
+    .on_data = up_on_data,
+    .on_end = up_on_end,
+    .on_close = up_on_close,
+    .on_sent = up_on_sent,
+};
+
+/* Not HTTP: relayed as TCP to an endpoint picked now, with what the
+ * client sent so far. */
+static void become_tunnel(struct wp_http *h)
+{
+    const struct zt_workload *wl = NULL;
+    uint16_t port = 0;
+    h->state = WP_H_TUNNEL;
+    h->is_tcp = true;
+    memset(&h->ex, 0, sizeof(h->ex));
+    if (pick_endpoint(h, &wl, &port) < 0) {
+        ex_fail(h, "no healthy upstream", NULL);
+        wp_stream_reset(&h->down);
+        return;
+    }
+    h->ex.dst_wl = wl;
+    if (use_upstream(h, wl, port) < 0) {
+        ex_fail(h, "no HBONE connection to the endpoint", NULL);
+        wp_stream_reset(&h->down);
+        return;
+    }
+    struct zt_ip ip;
+    uint16_t p;
+    struct sockaddr_storage ss;
+    if (zt_ip_from_sockaddr((struct sockaddr *)&h->up_hbone, &ip, &p) == 0) {
+        zt_ip_to_sockaddr(&ip, port, &ss);
+        zt_hbone_format_authority((struct sockaddr *)&ss, h->ex.upstream, sizeof(h->ex.upstream));
+    }
+    if (h->din.len) {
+        wp_stream_write(&h->up, zt_buf_head(&h->din), h->din.len);
+        h->down_unreturned += h->din.len;
+        zt_buf_consume(&h->din, h->din.len);
+    }
+    return_down(h);
+}
+
+/* ---- entry points ---- */
+
+void wp_http_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d,
+                   bool is_sniffed)
+{
+    struct wp_http *h = zt_xcalloc(1, sizeof(*h));
+    h->w = w;
+    h->pod = c->pod;
+    h->state = is_sniffed ? WP_H_SNIFF : WP_H_IDLE;
+    h->start_ms = uv_now(w->loop);
+    h->sniff_deadline = h->start_ms + WP_SNIFF_TIMEOUT_MS;
+    h->snap = zt_l7_state(c->pod);
+    zt_state_ref(h->snap);
+    h->dst = *d;
+    h->peer = *c->peer;
+    copy_str(h->src_identity, sizeof(h->src_identity), c->peer_identity);
+    h->req_p = zt_http1_parser_new(false, &req_ops, h);
+    h->resp_p = zt_http1_parser_new(true, &resp_ops, h);
+    wp_stream_init(&h->down, &down_ops, h);
+    wp_stream_init(&h->up, &up_ops, h);
+    zt_list_insert_head(&w->https, &h->link);
+    zt_l7_hold(c->pod);
+    h->held = true;
+    wp_stream_attach(&h->down, c->h2, c->sid);
+    /* As Envoy's waypoint: the tunnel is answered at once, before any
+     * upstream is chosen (that happens per request). */
+    if (wp_stream_respond(&h->down, 200) < 0)
+        session_end(h);
+}
+
+void wp_https_pod_close(struct wp_worker *w, struct zt_pod_inst *pod)
+{
+    for (struct zt_list_node *n = zt_list_first(&w->https), *next; n; n = next) {
+        next = zt_list_next(&w->https, n);
+        struct wp_http *h = zt_list_entry(n, struct wp_http, link);
+        if (h->pod == pod) {
+            ex_fail(h, "waypoint stopped", NULL);
+            session_end(h);
+        }
+    }
+}
+
+void wp_https_tick(struct wp_worker *w, uint64_t now)
+{
+    for (struct zt_list_node *n = zt_list_first(&w->https), *next; n; n = next) {
+        next = zt_list_next(&w->https, n);
+        struct wp_http *h = zt_list_entry(n, struct wp_http, link);
+        if (h->state == WP_H_SNIFF && now >= h->sniff_deadline)
+            become_tunnel(h);
+    }
+}
+
+void wp_https_drain(struct wp_worker *w)
+{
+    /* Idle keep-alive sessions end now; the others after their exchange
+     * (resp_on_head sees the drain and answers `connection: close`). */
+    for (struct zt_list_node *n = zt_list_first(&w->https), *next; n; n = next) {
+        next = zt_list_next(&w->https, n);
+        struct wp_http *h = zt_list_entry(n, struct wp_http, link);
+        if (h->state == WP_H_IDLE && h->din.len == 0) {
+            h->state = WP_H_CLOSING;
+            wp_stream_end(&h->down);
+            wp_stream_end(&h->up);
+        } else if (h->state == WP_H_EXCHANGE) {
+            h->ex.down_keep = false;
+        }
+    }
+}
+
+void wp_https_reap(struct wp_worker *w)
+{
+    while (!zt_list_empty(&w->dead_https)) {
+        struct wp_http *h = zt_list_entry(zt_list_first(&w->dead_https), struct wp_http, link);
+        zt_list_remove(&h->link);
+        wp_stream_cleanup(&h->down);
+        wp_stream_cleanup(&h->up);
+        zt_http1_parser_free(h->req_p);
+        zt_http1_parser_free(h->resp_p);
+        zt_buf_release(&h->din);
+        zt_buf_release(&h->scratch);
+        zt_state_unref(h->snap);
+        free(h);
+    }
+}

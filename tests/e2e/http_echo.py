@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""An HTTP/1.1 server for the waypoint's e2e tests, on Python's own
+http.server (no code of ours): it answers every request with what it
+received, one "key=value" line each: its name, the method, the path, the
+body's length and SHA-256, then every header ("h:<name>=<value>", names in
+lower case). Keep-alive, chunked request bodies, HEAD, `Expect:
+100-continue` and a WebSocket-style upgrade (101, then every byte echoed
+back) are served as a real server does.
+
+    http_echo.py NAME PORT [ADDR]
+
+Paths with special meaning: /status/N answers status N; /close answers
+with `Connection: close`; /chunked answers with a chunked body of 3 parts.
+"""
+import hashlib
+import http.server
+import socketserver
+import sys
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "http-echo"
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("%s %s\n" % (self.server.name, fmt % args))
+
+    def read_body(self):
+        te = self.headers.get("Transfer-Encoding", "")
+        if te.lower() == "chunked":
+            data = b""
+            while True:
+                line = self.rfile.readline()
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length", "0") or "0")
+        return self.rfile.read(n) if n else b""
+
+    def answer(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                self.connection.sendall(chunk)
+            self.close_connection = True
+            return
+        body = self.read_body()
+        lines = [
+            "server=%s" % self.server.name,
+            "method=%s" % self.command,
+            "path=%s" % self.path,
+            "body_len=%d" % len(body),
+            "body_sha256=%s" % hashlib.sha256(body).hexdigest(),
+        ]
+        for k, v in self.headers.items():
+            lines.append("h:%s=%s" % (k.lower(), v))
+        out = ("\n".join(lines) + "\n").encode()
+        status = 200
+        if self.path.startswith("/status/"):
+            status = int(self.path.split("/")[2])
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        if self.path == "/close":
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        if self.path == "/chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.command != "HEAD":
+                third = len(out) // 3
+                for part in (out[:third], out[third : 2 * third], out[2 * third :]):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.write(b"0\r\n\r\n")
+            return
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = answer
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    name, port = sys.argv[1], int(sys.argv[2])
+    addr = sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0"
+    srv = Server((addr, port), Handler)
+    srv.name = name
+    sys.stderr.write("listening on %s:%d\n" % (addr, port))
+    sys.stderr.flush()
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
