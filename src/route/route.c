@@ -14,6 +14,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,6 +314,16 @@ int zt_route_builder_add(struct zt_route_builder *b, struct zt_route_def *def, c
             rc = zt_errf(err, errlen, ZT_E_CONFIG, "duplicate %s %s/%s", zt_route_kind_str(d->kind),
                          d->ns, d->name);
             goto out;
+        }
+    }
+    /* PathPrefix values are kept without a trailing '/' (route.h), whoever
+     * filled the def. */
+    for (size_t r = 0; r < def->n_rules; r++) {
+        for (size_t m = 0; m < def->rules[r].n_matches; m++) {
+            struct zt_route_match *mt = &def->rules[r].matches[m];
+            size_t l = mt->path ? strlen(mt->path) : 0;
+            while (mt->path_kind == ZT_ROUTE_PATH_PREFIX && l && mt->path[l - 1] == '/')
+                mt->path[--l] = '\0';
         }
     }
     if (b->n_defs == b->cap_defs) {
@@ -787,9 +798,9 @@ int zt_route_apply_request(const struct zt_route_filters *f, const struct zt_rou
     int rc = apply_header_mod(&f->request, req);
     if (rc || !f->has_rewrite)
         return rc;
-    if (f->rewrite.hostname && (rc = zt_http_head_set_part(req, &req->authority,
-                                                           f->rewrite.hostname,
-                                                           strlen(f->rewrite.hostname))))
+    if (f->rewrite.hostname &&
+        (rc = zt_http_head_set_part(req, &req->authority, f->rewrite.hostname,
+                                    strlen(f->rewrite.hostname))))
         return rc;
     if (f->rewrite.path.kind != ZT_ROUTE_PATH_MOD_NONE) {
         char *p = rewrite_path(&f->rewrite.path, m, req->path ? req->path : "/");
@@ -893,4 +904,35 @@ bool zt_route_header_value_ok(const char *value)
             return false;
     }
     return true;
+}
+
+void zt_route_errors_add(struct zt_route_errors *e, bool is_warning, const char *fmt, ...)
+{
+    va_list ap;
+    char buf[1024];
+    if (is_warning)
+        e->n_warnings++;
+    else
+        e->n_errors++;
+    if (e->n >= ZT_ROUTE_MAX_DIAGS) {
+        e->dropped++;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (e->n == e->cap) {
+        e->cap = e->cap ? 2 * e->cap : 8;
+        e->v = zt_xrealloc(e->v, e->cap * sizeof(*e->v));
+    }
+    e->v[e->n].is_warning = is_warning;
+    e->v[e->n++].msg = zt_xstrdup(buf);
+}
+
+void zt_route_errors_cleanup(struct zt_route_errors *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i].msg);
+    free(e->v);
+    memset(e, 0, sizeof(*e));
 }

@@ -148,8 +148,8 @@ struct zt_route_filters {
 /* Retry conditions (Envoy's retry_on names). */
 #define ZT_ROUTE_RETRY_CONNECT_FAILURE 0x01u
 #define ZT_ROUTE_RETRY_REFUSED_STREAM 0x02u
-#define ZT_ROUTE_RETRY_UNAVAILABLE 0x04u /* gRPC status 14 */
-#define ZT_ROUTE_RETRY_CANCELLED 0x08u   /* gRPC status 1 */
+#define ZT_ROUTE_RETRY_UNAVAILABLE 0x04u  /* gRPC status 14 */
+#define ZT_ROUTE_RETRY_CANCELLED 0x08u    /* gRPC status 1 */
 #define ZT_ROUTE_RETRY_STATUS_CODES 0x10u /* a status in codes[] */
 
 struct zt_route_retry {
@@ -157,8 +157,8 @@ struct zt_route_retry {
     uint32_t on;       /* ZT_ROUTE_RETRY_* */
     uint16_t codes[ZT_ROUTE_MAX_RETRY_CODES];
     size_t n_codes;
-    uint32_t backoff_ms;        /* base interval */
-    uint32_t max_backoff_ms;    /* cap */
+    uint32_t backoff_ms;         /* base interval */
+    uint32_t max_backoff_ms;     /* cap */
     uint32_t per_try_timeout_ms; /* 0: none */
 };
 
@@ -226,12 +226,12 @@ void zt_route_table_unref(struct zt_route_table *t);
 size_t zt_route_table_count(const struct zt_route_table *t); /* routes */
 
 enum zt_route_outcome {
-    ZT_ROUTE_DEFAULT,    /* no route for this service and port: forward to
-                          * the service itself, default retry, no timeout */
-    ZT_ROUTE_NOT_FOUND,  /* routes exist, none matched: answer 404 */
-    ZT_ROUTE_FORWARD,    /* send to backend (after the request filters) */
-    ZT_ROUTE_REDIRECT,   /* answer with zt_route_redirect_location */
-    ZT_ROUTE_NO_BACKEND  /* no usable backend: answer 500 */
+    ZT_ROUTE_DEFAULT,   /* no route for this service and port: forward to
+                         * the service itself, default retry, no timeout */
+    ZT_ROUTE_NOT_FOUND, /* routes exist, none matched: answer 404 */
+    ZT_ROUTE_FORWARD,   /* send to backend (after the request filters) */
+    ZT_ROUTE_REDIRECT,  /* answer with zt_route_redirect_location */
+    ZT_ROUTE_NO_BACKEND /* no usable backend: answer 500 */
 };
 const char *zt_route_outcome_str(enum zt_route_outcome o);
 
@@ -294,5 +294,27 @@ bool zt_route_mirror_hit(const struct zt_route_mirror *m, uint32_t rnd);
  * values (no CR, LF or NUL) that a filter may write. */
 bool zt_route_header_name_ok(const char *name);
 bool zt_route_header_value_ok(const char *value);
+
+/* A list of diagnostics about route objects (from the YAML loader or the
+ * control plane), for the caller to log: errors (the object was rejected)
+ * and warnings (loaded, something ignored). Messages are owned by the list.
+ * At most ZT_ROUTE_MAX_DIAGS are kept; later ones are only counted. */
+#define ZT_ROUTE_MAX_DIAGS 256
+
+struct zt_route_diag {
+    bool is_warning;
+    char *msg;
+};
+
+struct zt_route_errors {
+    struct zt_route_diag *v;
+    size_t n, cap;
+    size_t n_errors, n_warnings; /* including the dropped ones */
+    size_t dropped;
+};
+
+void zt_route_errors_add(struct zt_route_errors *e, bool is_warning, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void zt_route_errors_cleanup(struct zt_route_errors *e);
 
 #endif
