@@ -680,11 +680,15 @@ static int parse_path_mod(struct pc *c, const struct ynode *n, const char *path,
         }
     }
     if (!rc) {
-        /* The value is required in practice; the API lets it default to
-         * "/" through the empty case, which we take as "/". */
-        rc = get_str(c, n, field, path, true, ZT_ROUTE_MAX_PATH, &pm->value);
+        /* An empty replacement is allowed: ReplacePrefixMatch "" strips the
+         * prefix (the Gateway API's table), a full path "" becomes "/". */
+        const struct ynode *v = get(n, field);
+        if (v && v->type == YAML_SCALAR_NODE && v->len == 0)
+            pm->value = zt_xstrdup("");
+        else
+            rc = get_str(c, n, field, path, true, ZT_ROUTE_MAX_PATH, &pm->value);
         pkey(sub, path, field);
-        if (!rc && (why = bad_path(pm->value)))
+        if (!rc && *pm->value && (why = bad_path(pm->value)))
             rc = fail(c, get(n, field), sub, "%s", why);
         const char *other = field[7] == 'F' ? "replacePrefixMatch" : "replaceFullPath";
         if (!rc && get(n, other)) {

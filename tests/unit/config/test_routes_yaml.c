@@ -280,6 +280,10 @@ static void test_error_paths(void)
         {"filters:\n    - type: URLRewrite\n      urlRewrite:\n        path: {type: "
          "ReplaceFullPath, replacePrefixMatch: /b}\n",
          "spec.rules[0].filters[0].urlRewrite.path.replaceFullPath: required"},
+        {"filters:\n    - type: URLRewrite\n      urlRewrite:\n        path: {type: "
+         "ReplacePrefixMatch, replacePrefixMatch: x}\n",
+         "t.yaml:14: HTTPRoute default/r: "
+         "spec.rules[0].filters[0].urlRewrite.path.replacePrefixMatch: must start with \"/\""},
         {"filters:\n    - type: URLRewrite\n      urlRewrite: {hostname: \"a b\"}\n",
          "spec.rules[0].filters[0].urlRewrite.hostname: \"a b\" is not a hostname"},
         {"filters:\n    - type: CORS\n      cors: {}\n",
@@ -513,6 +517,36 @@ static void test_syntax_error_and_lists(void)
     zt_route_table_unref(t);
 }
 
+static void test_empty_prefix_replacement(void)
+{
+    static const char yaml[] =
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+        "metadata: {name: strip}\n"
+        "spec:\n"
+        "  parentRefs: [{kind: Service, group: \"\", name: s}]\n"
+        "  rules:\n"
+        "  - matches: [{path: {value: /api}}]\n"
+        "    filters:\n"
+        "    - type: URLRewrite\n"
+        "      urlRewrite:\n"
+        "        path: {type: ReplacePrefixMatch, replacePrefixMatch: \"\"}\n"
+        "    backendRefs: [{name: s, port: 80}]\n";
+    struct zt_route_errors errs = {0};
+    struct zt_route_table *t = load(yaml, &errs, NULL);
+    struct zt_route_target s = {"default", "s", 80};
+    struct zt_route_result res;
+    struct zt_http_head *h = req("GET", "/api/v1/x");
+    if (errs.n)
+        dump(&errs);
+    CHECK_EQ_INT(errs.n, 0);
+    zt_route_select(t, &s, h, 0, &res);
+    CHECK_EQ_INT(res.outcome, ZT_ROUTE_FORWARD);
+    CHECK_EQ_INT(zt_route_apply_request(res.filters, res.match, h), 0);
+    CHECK_EQ_STR(h->path, "/v1/x");
+    zt_route_errors_cleanup(&errs);
+    zt_route_table_unref(t);
+}
+
 static void test_load_file(void)
 {
     char path[] = "/tmp/zt-routes-XXXXXX";
@@ -542,6 +576,7 @@ int main(void)
     RUN(test_bad_next_to_good);
     RUN(test_parents);
     RUN(test_syntax_error_and_lists);
+    RUN(test_empty_prefix_replacement);
     RUN(test_load_file);
     return TEST_REPORT();
 }
