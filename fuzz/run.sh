@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers
-     xds_address xds_authorization csr_parse control_tokens ads_request hbone_server dns_answer)
+     xds_address xds_authorization csr_parse control_tokens ads_request hbone_server dns_answer
+     route_match routes_yaml)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
 
@@ -36,6 +37,8 @@ max_len() {
     ads_request) echo 8192 ;;      # names are capped at 4096 bytes
     hbone_server) echo 16384 ;;    # several frames, a header block over 8 KiB values
     dns_answer) echo 4200 ;;       # the UDP server reads at most 4096 bytes
+    route_match) echo 4096 ;;      # a request head; values past caps are refused whole
+    routes_yaml) echo 16384 ;;     # a few route documents
     *) echo 4096 ;;
     esac
 }
