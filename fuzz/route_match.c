@@ -80,10 +80,10 @@ static const char ROUTES[] =
     "    backendRefs: [{name: grpc, port: 9000}]\n";
 
 static const struct zt_route_target targets[] = {
-    {"default", "svc", 80},
-    {"default", "ported", 8080},
-    {"default", "ported", 9090},
-    {"other", "nothing", 80},
+    {"default", "svc", 80, NULL},
+    {"default", "ported", 8080, NULL},
+    {"default", "ported", 9090, NULL},
+    {"other", "nothing", 80, NULL},
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         struct zt_http_head h;
         struct zt_route_result res;
-        struct zt_route_target tg = {"default", "svc", (uint16_t)(80 + i)};
+        struct zt_route_target tg = {"default", "svc", (uint16_t)(80 + i), NULL};
         zt_http_head_init(&h, false);
         zt_http_head_set_part(&h, &h.method, "GET", 3);
         zt_http_head_set_part(&h, &h.path, paths[i], strlen(paths[i]));

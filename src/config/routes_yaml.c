@@ -1128,10 +1128,8 @@ static int parse_parents(struct pc *c, const struct ynode *spec, struct zt_route
         gateway = (!kind || strcmp(kind, "Gateway") == 0) &&
                   (!group || strcmp(group, "gateway.networking.k8s.io") == 0);
         if (!rc && service && section) {
-            warn(c, it, sub,
-                 "sectionName on a Service parent is not supported (use port); parent "
-                 "ignored");
-            service = false;
+            p->section = section; /* a port name */
+            section = NULL;
         } else if (!rc && !service && !gateway) {
             warn(c, it, sub, "parent kind %s%s%s is not supported; parent ignored",
                  group ? group : "", group ? "/" : "", kind ? kind : "Gateway");

@@ -203,6 +203,7 @@ void zt_route_def_cleanup(struct zt_route_def *d)
     for (size_t i = 0; i < d->n_parents; i++) {
         free(d->parents[i].ns);
         free(d->parents[i].name);
+        free(d->parents[i].section);
     }
     free(d->parents);
     for (size_t i = 0; i < d->n_rules; i++)
@@ -240,7 +241,8 @@ const char *zt_route_outcome_str(enum zt_route_outcome o)
 struct entry {
     size_t group; /* index into groups, or GATEWAY_GROUP */
     uint16_t port;
-    uint8_t rank; /* 0 exact, 1 prefix, 2 regex, 3 none */
+    const char *section; /* a port name, or NULL */
+    uint8_t rank;        /* 0 exact, 1 prefix, 2 regex, 3 none */
     size_t path_len;
     size_t def_idx, rule_idx, match_idx;
     const struct zt_route_def *def;
@@ -394,7 +396,9 @@ static int cmp_prec(const struct entry *a, const struct entry *b)
     if (a->match_idx != b->match_idx)
         return a->match_idx < b->match_idx ? -1 : 1;
     /* The same pair under two parentRefs of one service (two ports). */
-    return a->port < b->port ? -1 : a->port > b->port;
+    if (a->port != b->port)
+        return a->port < b->port ? -1 : 1;
+    return strcmp(a->section ? a->section : "", b->section ? b->section : "");
 }
 
 static int cmp_entry(const void *pa, const void *pb)
@@ -488,6 +492,7 @@ struct zt_route_table *zt_route_builder_finish(struct zt_route_builder *b)
                     struct entry *e = &t->entries[t->n_entries++];
                     e->group = group;
                     e->port = p->kind == ZT_ROUTE_PARENT_GATEWAY ? 0 : p->port;
+                    e->section = p->kind == ZT_ROUTE_PARENT_GATEWAY ? NULL : p->section;
                     e->def = d;
                     e->rule = rule;
                     e->match = rule->n_matches ? &rule->matches[m] : NULL;
@@ -700,6 +705,8 @@ int zt_route_select(const struct zt_route_table *t, const struct zt_route_target
         else
             e = &gw[gi++];
         if (e->port && e->port != target->port)
+            continue;
+        if (e->section && (!target->port_name || strcmp(e->section, target->port_name) != 0))
             continue;
         any = true;
         if (!entry_matches(e, req))

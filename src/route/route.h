@@ -11,7 +11,8 @@
  *
  * Attachment (GAMMA, as Istio programs waypoints): a parentRef of kind
  * Service (group "" or "core") attaches a route to that service, on every
- * port or, with a port, on that port only. A parentRef of kind Gateway that
+ * port or, with a port (or a sectionName naming the port), on that port
+ * only. A parentRef of kind Gateway that
  * names the waypoint itself (the builder's waypoint namespace/name) applies
  * to every service the waypoint serves, on every port; its rules are merged
  * with the service's own in one precedence order. A Gateway parent naming
@@ -186,6 +187,7 @@ struct zt_route_parent {
     enum zt_route_parent_kind kind;
     char *ns, *name;
     uint16_t port; /* 0: every port */
+    char *section; /* Service: a port name (sectionName); NULL: every port */
 };
 
 enum zt_route_kind { ZT_ROUTE_HTTP, ZT_ROUTE_GRPC };
@@ -240,6 +242,7 @@ const char *zt_route_outcome_str(enum zt_route_outcome o);
 struct zt_route_target {
     const char *ns, *name;
     uint16_t port;
+    const char *port_name; /* the service port's name; NULL if unknown */
 };
 
 struct zt_route_result {

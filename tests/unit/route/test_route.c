@@ -24,6 +24,7 @@ static void parent(struct zt_route_def *d, enum zt_route_parent_kind k, const ch
 {
     d->parents = zt_xrealloc(d->parents, (d->n_parents + 1) * sizeof(*d->parents));
     struct zt_route_parent *p = &d->parents[d->n_parents++];
+    memset(p, 0, sizeof(*p));
     p->kind = k;
     p->ns = zt_xstrdup(ns);
     p->name = zt_xstrdup(name);
@@ -105,7 +106,7 @@ static void req_free(struct zt_http_head *h)
     free(h);
 }
 
-static const struct zt_route_target SVC = {"default", "svc", 8080};
+static const struct zt_route_target SVC = {"default", "svc", 8080, NULL};
 
 /* The backend chosen for method/path/one header (NULL if not forwarded). */
 static const char *pick(const struct zt_route_table *t, const struct zt_route_target *tg,
@@ -421,9 +422,9 @@ static void test_ports_default_not_found(void)
     backend(r, "other-any", 1);
     add(b, d);
     struct zt_route_table *t = zt_route_builder_finish(b);
-    struct zt_route_target p9090 = {"default", "svc", 9090};
-    struct zt_route_target other = {"default", "other", 1234};
-    struct zt_route_target other_ns = {"prod", "svc", 8080};
+    struct zt_route_target p9090 = {"default", "svc", 9090, NULL};
+    struct zt_route_target other = {"default", "other", 1234, NULL};
+    struct zt_route_target other_ns = {"prod", "svc", 8080, NULL};
     CHECK_EQ_STR(PICK(t, "GET", "/a"), "a-8080");
     CHECK(pick(t, &SVC, "GET", "/b", NULL, NULL, &oc) == NULL);
     CHECK_EQ_INT(oc, ZT_ROUTE_NOT_FOUND);
@@ -483,7 +484,7 @@ static void test_gateway_parent_and_namespaces(void)
     backend(&d->rules[0], "from-mesh", 1);
     add(b, d);
     struct zt_route_table *t = zt_route_builder_finish(b);
-    struct zt_route_target api = {"prod", "api", 80};
+    struct zt_route_target api = {"prod", "api", 80, NULL};
     CHECK_EQ_STR(PICK(t, "GET", "/health"), "gw-health");
     CHECK_EQ_STR(PICK(t, "GET", "/health/x"), "svc-prefix");
     CHECK_EQ_STR(PICK(t, "GET", "/x"), "gw-prefix");
@@ -500,6 +501,28 @@ static void test_gateway_parent_and_namespaces(void)
     add(b, d);
     t = zt_route_builder_finish(b);
     CHECK(pick(t, &api, "GET", "/x", NULL, NULL, &oc) == NULL);
+    CHECK_EQ_INT(oc, ZT_ROUTE_DEFAULT);
+    zt_route_table_unref(t);
+}
+
+/* A parent's sectionName names one port of the service. */
+static void test_section_name(void)
+{
+    struct zt_route_builder *b = zt_route_builder_new(NULL, NULL);
+    struct zt_route_def *d = def_new("default", "r", -1);
+    enum zt_route_outcome oc;
+    parent(d, ZT_ROUTE_PARENT_SERVICE, "default", "svc", 0);
+    d->parents[0].section = zt_xstrdup("http");
+    match(rule(d), ZT_ROUTE_PATH_PREFIX, "/", NULL);
+    backend(&d->rules[0], "web", 1);
+    add(b, d);
+    struct zt_route_table *t = zt_route_builder_finish(b);
+    struct zt_route_target http = {"default", "svc", 80, "http"},
+                           grpc = {"default", "svc", 80, "grpc"};
+    CHECK_EQ_STR(pick(t, &http, "GET", "/a", NULL, NULL, &oc), "web");
+    CHECK(pick(t, &grpc, "GET", "/a", NULL, NULL, &oc) == NULL);
+    CHECK_EQ_INT(oc, ZT_ROUTE_DEFAULT);
+    CHECK(pick(t, &SVC, "GET", "/a", NULL, NULL, &oc) == NULL); /* port name unknown */
     CHECK_EQ_INT(oc, ZT_ROUTE_DEFAULT);
     zt_route_table_unref(t);
 }
@@ -817,6 +840,7 @@ int main(void)
     RUN(test_weights);
     RUN(test_ports_default_not_found);
     RUN(test_gateway_parent_and_namespaces);
+    RUN(test_section_name);
     RUN(test_duplicate_route);
     RUN(test_header_modifiers);
     RUN(test_replace_prefix);
