@@ -44,7 +44,8 @@ SRC_xds_authorization := $(SRC_xds_address) $(sort $(wildcard src/authz/*.c))
 SRC_csr_parse         := src/tls/csr.c src/tls/cert.c src/tls/spiffe.c
 SRC_control_tokens    := src/control/tokens.c
 SRC_dns_answer        := src/dns/answer.c $(FUZZ_STATE)
-SRC_route_match       := src/route/route.c src/http/head.c src/config/routes_yaml.c src/config/yaml_tree.c $(FUZZ_STATE)
+SRC_route_match       := src/route/route.c src/http/head.c src/config/routes_yaml.c \
+                         src/config/routes_filters.c src/config/yaml_tree.c $(FUZZ_STATE)
 SRC_routes_yaml       := $(SRC_route_match)
 SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c src/config/yaml_tree.c \
                          $(call pb,discovery envoy_core google_rpc_status)
