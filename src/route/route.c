@@ -259,7 +259,45 @@ struct zt_route_builder {
     char *wp_ns, *wp_name;
     struct zt_route_def *defs;
     size_t n_defs, cap_defs;
+    /* Open addressing over (kind, namespace, name) for the duplicate check:
+     * index + 1 into defs, 0 for an empty slot; at most half full. */
+    size_t *slots;
+    size_t n_slots;
 };
+
+static uint64_t def_hash(const struct zt_route_def *d)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)d->kind; /* FNV-1a */
+    for (const char *p = d->ns; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '/') * 1099511628211ull;
+    for (const char *p = d->name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+static bool same_def(const struct zt_route_def *a, const struct zt_route_def *b)
+{
+    return a->kind == b->kind && strcmp(a->ns, b->ns) == 0 && strcmp(a->name, b->name) == 0;
+}
+
+/* The slot holding a def like d, or the empty slot where it would go. */
+static size_t *find_slot(const struct zt_route_builder *b, const struct zt_route_def *d)
+{
+    size_t mask = b->n_slots - 1, i = (size_t)def_hash(d) & mask;
+    while (b->slots[i] && !same_def(&b->defs[b->slots[i] - 1], d))
+        i = (i + 1) & mask;
+    return &b->slots[i];
+}
+
+static void grow_slots(struct zt_route_builder *b)
+{
+    free(b->slots);
+    b->n_slots = b->n_slots ? 2 * b->n_slots : 64;
+    b->slots = zt_xcalloc(b->n_slots, sizeof(*b->slots));
+    for (size_t i = 0; i < b->n_defs; i++)
+        *find_slot(b, &b->defs[i]) = i + 1;
+}
 
 struct zt_route_table {
     atomic_uint refs;
@@ -292,12 +330,14 @@ void zt_route_builder_free(struct zt_route_builder *b)
     free(b->defs);
     free(b->wp_ns);
     free(b->wp_name);
+    free(b->slots);
     free(b);
 }
 
 int zt_route_builder_add(struct zt_route_builder *b, struct zt_route_def *def, char *err,
                          size_t errlen)
 {
+    size_t *slot;
     int rc = 0;
     if (!def->ns || !def->name) {
         rc = zt_errf(err, errlen, ZT_E_CONFIG, "route without namespace or name");
@@ -307,16 +347,13 @@ int zt_route_builder_add(struct zt_route_builder *b, struct zt_route_def *def, c
         rc = zt_errf(err, errlen, ZT_E_TOO_BIG, "more than %d routes", ZT_ROUTE_MAX_ROUTES);
         goto out;
     }
-    /* Linear: a duplicate is rare and routes number in the hundreds. A
-     * hash would be the next step for tens of thousands. */
-    for (size_t i = 0; i < b->n_defs; i++) {
-        const struct zt_route_def *d = &b->defs[i];
-        if (d->kind == def->kind && strcmp(d->ns, def->ns) == 0 &&
-            strcmp(d->name, def->name) == 0) {
-            rc = zt_errf(err, errlen, ZT_E_CONFIG, "duplicate %s %s/%s", zt_route_kind_str(d->kind),
-                         d->ns, d->name);
-            goto out;
-        }
+    if (2 * (b->n_defs + 1) > b->n_slots)
+        grow_slots(b);
+    slot = find_slot(b, def);
+    if (*slot) {
+        rc = zt_errf(err, errlen, ZT_E_CONFIG, "duplicate %s %s/%s", zt_route_kind_str(def->kind),
+                     def->ns, def->name);
+        goto out;
     }
     /* PathPrefix values are kept without a trailing '/' (route.h), whoever
      * filled the def. */
@@ -333,6 +370,7 @@ int zt_route_builder_add(struct zt_route_builder *b, struct zt_route_def *def, c
         b->defs = zt_xrealloc(b->defs, b->cap_defs * sizeof(*b->defs));
     }
     b->defs[b->n_defs++] = *def;
+    *slot = b->n_defs;
     memset(def, 0, sizeof(*def));
 out:
     if (rc)
@@ -519,6 +557,7 @@ struct zt_route_table *zt_route_builder_finish(struct zt_route_builder *b)
             g->n++;
         }
     }
+    free(b->slots);
     free(b);
     return t;
 }

@@ -542,7 +542,18 @@ static void test_duplicate_route(void)
     d->kind = ZT_ROUTE_GRPC; /* another kind may share the name */
     CHECK_EQ_INT(zt_route_builder_add(b, d, err, sizeof(err)), 0);
     free(d);
-    zt_route_builder_free(b);
+    /* Thousands of routes (the check is hashed): each name once. */
+    for (int i = 0; i < 5000; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "r%d", i % 4000);
+        d = def_new(i % 2 ? "a" : "b", name, -1);
+        int want = i >= 4000 ? ZT_E_CONFIG : 0;
+        CHECK_EQ_INT(zt_route_builder_add(b, d, err, sizeof(err)), want);
+        free(d);
+    }
+    struct zt_route_table *t = zt_route_builder_finish(b);
+    CHECK_EQ_INT(zt_route_table_count(t), 4002);
+    zt_route_table_unref(t);
 }
 
 static void test_header_modifiers(void)
