@@ -554,6 +554,36 @@ static void test_empty_prefix_replacement(void)
     zt_route_table_unref(t);
 }
 
+/* Aliases repeating a large subtree hit the work budget, not the CPU: 16
+ * rules x 64 matches x 16 regex headers from a few hundred bytes. */
+static void test_alias_budget(void)
+{
+    char yaml[8192];
+    size_t at = 0;
+    struct zt_route_errors errs = {0};
+    at += (size_t)snprintf(yaml + at, sizeof(yaml) - at,
+                           "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+                           "metadata: {name: bomb}\nspec:\n  rules:\n  - &r\n    matches:\n"
+                           "    - &m\n      headers:\n");
+    for (int i = 0; i < 16; i++)
+        at += (size_t)snprintf(yaml + at, sizeof(yaml) - at,
+                               "      - {name: h%d, type: RegularExpression, value: \"(a|b)*c\"}\n",
+                               i);
+    for (int i = 1; i < 64; i++)
+        at += (size_t)snprintf(yaml + at, sizeof(yaml) - at, "    - *m\n");
+    for (int i = 1; i < 16; i++)
+        at += (size_t)snprintf(yaml + at, sizeof(yaml) - at, "  - *r\n");
+    CHECK(at < sizeof(yaml));
+    struct zt_route_table *t = load(yaml, &errs, NULL);
+    CHECK_EQ_INT(errs.n_errors, 1);
+    CHECK(errs.n == 2 && errs.v[0].is_warning && !errs.v[1].is_warning); /* no parents */
+    CHECK(strstr(errs.v[1].msg, "HTTPRoute default/bomb: ") != NULL);
+    CHECK(strstr(errs.v[1].msg, "document too complex") != NULL);
+    CHECK_EQ_INT(zt_route_table_count(t), 0);
+    zt_route_errors_cleanup(&errs);
+    zt_route_table_unref(t);
+}
+
 static void test_load_file(void)
 {
     char path[] = "/tmp/zt-routes-......";
@@ -586,6 +616,7 @@ int main(void)
     RUN(test_parents);
     RUN(test_syntax_error_and_lists);
     RUN(test_empty_prefix_replacement);
+    RUN(test_alias_budget);
     RUN(test_load_file);
     return TEST_REPORT();
 }
