@@ -285,7 +285,8 @@ int zt_route_apply_response(const struct zt_route_filters *f, struct zt_http_hea
  * listener_port (the service port as dialed; 0: none), and is left out
  * when it is the scheme's default. The path as URLRewrite's. 0, or
  * ZT_E_TOO_BIG if out is too small (nothing usable written), or
- * ZT_E_PROTO if the request has no host to redirect to. */
+ * ZT_E_PROTO if the request has no host to redirect to, or its host or
+ * path hold control bytes (never copied into a header). */
 int zt_route_redirect_location(const struct zt_route_redirect *r, const struct zt_route_match *m,
                                const struct zt_http_head *req, uint16_t listener_port, char *out,
                                size_t outlen, int *status);
