@@ -389,7 +389,7 @@ static uint8_t match_rank(const struct zt_route_match *m, size_t *len)
         return 0;
     case ZT_ROUTE_PATH_PREFIX:
         *len = strlen(m->path);
-        return *len ? 1 : 3; /* "/" is the catch-all, as in Istio */
+        return 1; /* "/" too: Istio ranks it as a prefix, above any regex */
     case ZT_ROUTE_PATH_REGEX:
         *len = strlen(m->path);
         return 2;

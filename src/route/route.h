@@ -24,15 +24,17 @@
  *      path. Regex after prefix is Istio's implementation-specific choice
  *      (its stable sort orders URI matches exact > prefix > regex > none);
  *      we follow it so the same route file behaves the same. PathPrefix "/"
- *      ranks as "no path", again as Istio (it drops a "/" prefix match so a
- *      catch-all never hides a regex rule);
+ *      (also an HTTPRoute match without a path) is a prefix like any other,
+ *      so, as in Istio, it outranks every regex; only a rule without
+ *      matches (or a GRPCRoute match without a method) ranks as "no path";
  *   2. longer path value first (the pattern's length for regex);
  *   3. a method match first; 4. more header matches first; 5. more query
  *      parameter matches first;
  *   6. older route first (creation timestamp, routes without one after those
  *      with one, in load order), then namespace, then name (alphabetical),
  *      then rule order, then match order.
- * A rule without matches is one match-everything pair.
+ * A rule without matches is one match-everything pair of the last path
+ * kind (Istio sorts match-less routes last).
  *
  * Ownership: strings and arrays in the structs below are heap memory owned
  * by their struct (zt_xstrdup / zt_xcalloc); a def handed to the builder

@@ -162,15 +162,15 @@ static void test_path_kinds(void)
     zt_route_table_unref(t);
 }
 
-/* The regex-after-prefix order, and prefix "/" after regex (Istio). */
+/* Istio's order around regexes: a prefix, even "/", outranks a regex; a
+ * rule without matches comes after both. */
 static void test_regex_vs_catch_all(void)
 {
     struct zt_route_builder *b = zt_route_builder_new(NULL, NULL);
     struct zt_route_def *d = def_new("default", "r", -1);
     struct zt_route_rule *r;
     parent(d, ZT_ROUTE_PARENT_SERVICE, "default", "svc", 0);
-    r = rule(d);
-    match(r, ZT_ROUTE_PATH_PREFIX, "", NULL); /* PathPrefix "/" */
+    r = rule(d); /* no matches */
     backend(r, "all", 1);
     r = rule(d);
     match(r, ZT_ROUTE_PATH_REGEX, "/v[0-9]+/.*", NULL);
@@ -185,6 +185,20 @@ static void test_regex_vs_catch_all(void)
     CHECK_EQ_STR(PICK(t, "GET", "/v2"), "all"); /* full match: "/v2" lacks the "/" */
     CHECK_EQ_STR(PICK(t, "GET", "/"), "all");
     CHECK_EQ_STR(PICK(t, "GET", ""), "all");
+    zt_route_table_unref(t);
+
+    b = zt_route_builder_new(NULL, NULL);
+    d = def_new("default", "r", -1);
+    parent(d, ZT_ROUTE_PARENT_SERVICE, "default", "svc", 0);
+    r = rule(d);
+    match(r, ZT_ROUTE_PATH_REGEX, "/v[0-9]+/.*", NULL);
+    backend(r, "versioned", 1);
+    r = rule(d);
+    match(r, ZT_ROUTE_PATH_PREFIX, "/", NULL);
+    backend(r, "slash", 1);
+    add(b, d);
+    t = zt_route_builder_finish(b);
+    CHECK_EQ_STR(PICK(t, "GET", "/v2/x"), "slash");
     zt_route_table_unref(t);
 }
 
