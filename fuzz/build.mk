@@ -8,7 +8,7 @@
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC    ?= clang
 
-FUZZ_PKGS       := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson ldns
+FUZZ_PKGS       := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson ldns libpcre2-8
 FUZZ_PKG_CFLAGS := $(shell pkg-config --cflags $(FUZZ_PKGS))
 FUZZ_PKG_LIBS   := $(shell pkg-config --libs $(FUZZ_PKGS))
 
@@ -22,7 +22,7 @@ FUZZ_BASE := $(sort $(wildcard src/base/*.c))
 
 FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers \
                 xds_address xds_authorization csr_parse control_tokens ads_request hbone_server \
-                dns_answer http1_parse
+                dns_answer http1_parse route_match routes_yaml
 
 # Every proto/*.proto becomes $(FUZZ_BUILD)/gen/proto/<name>.pb-c.{c,h}.
 FUZZ_PROTOS  := $(patsubst proto/%.proto,%,$(wildcard proto/*.proto))
@@ -45,6 +45,9 @@ SRC_csr_parse         := src/tls/csr.c src/tls/cert.c src/tls/spiffe.c
 SRC_control_tokens    := src/control/tokens.c
 SRC_dns_answer        := src/dns/answer.c $(FUZZ_STATE)
 SRC_http1_parse       := src/http/head.c src/http/http1.c
+SRC_route_match       := src/route/route.c src/http/head.c src/config/routes_yaml.c \
+                         src/config/routes_filters.c src/config/yaml_tree.c $(FUZZ_STATE)
+SRC_routes_yaml       := $(SRC_route_match)
 SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c src/config/yaml_tree.c \
                          $(call pb,discovery envoy_core google_rpc_status)
 

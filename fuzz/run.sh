@@ -16,7 +16,7 @@ FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers
      xds_address xds_authorization csr_parse control_tokens ads_request hbone_server dns_answer
-     http1_parse)
+     http1_parse route_match routes_yaml)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
 
@@ -38,6 +38,8 @@ max_len() {
     hbone_server) echo 16384 ;;    # several frames, a header block over 8 KiB values
     dns_answer) echo 4200 ;;       # the UDP server reads at most 4096 bytes
     http1_parse) echo 12000 ;;     # targets are capped at 8 KiB (the 60 KiB head cap: unit tests)
+    route_match) echo 4096 ;;      # a request head; values past caps are refused whole
+    routes_yaml) echo 16384 ;;     # a few route documents
     *) echo 4096 ;;
     esac
 }
