@@ -10,6 +10,7 @@
 #include "ca/manager.h"
 #include "config/env.h"
 #include "config/local.h"
+#include "config/routes.h"
 #include "inpod/zds_client.h"
 #include "proxy/proxy.h"
 #include "telemetry/metrics.h"
@@ -228,6 +229,36 @@ static int probe_orig_src(const struct zt_config *cfg, bool *out)
     return 0;
 }
 
+/* `ztunnel waypoint`: the HTTPRoute and GRPCRoute documents of
+ * LOCAL_XDS_PATH become the routes in force. A bad route is logged and left
+ * out; the others apply. */
+static void load_routes(struct proxy_app *app)
+{
+    if (!app->is_waypoint || !app->cfg.local_xds_path)
+        return;
+    struct zt_route_errors errs = {0};
+    struct zt_route_builder *b =
+        zt_route_builder_new(app->cfg.pod_namespace, app->cfg.gateway_name);
+    int rc = zt_config_routes_load_file(b, app->cfg.local_xds_path, &errs);
+    for (size_t i = 0; i < errs.n; i++) {
+        if (errs.v[i].is_warning)
+            ZT_WARN("routes", "%s", errs.v[i].msg);
+        else
+            ZT_ERROR("routes", "%s: route left out", errs.v[i].msg);
+    }
+    struct zt_route_table *t = zt_route_builder_finish(b);
+    if (rc < 0 && rc != ZT_E_CONFIG) {
+        ZT_ERROR("routes", "%s: %s: the routes in force stay", app->cfg.local_xds_path,
+                 zt_strerror(rc));
+    } else {
+        ZT_INFO("routes", "%zu route(s) in force (%zu left out, %zu warning(s))",
+                zt_route_table_count(t), errs.n_errors, errs.n_warnings);
+        zt_waypoint_set_routes(app->waypoint, t);
+    }
+    zt_route_table_unref(t);
+    zt_route_errors_cleanup(&errs);
+}
+
 /* A new state from a config source: data plane, admin view, reference. */
 static void publish_state(struct proxy_app *app, struct zt_state *next)
 {
@@ -332,6 +363,7 @@ static void on_reload_timer(uv_timer_t *t)
         return;
     }
     publish_state(app, next);
+    load_routes(app);
     /* The time is what bench/config.sh reports for an edit. */
     ZT_INFO("config", "reloaded %s: %zu workloads, %zu services, %zu policies in %.1f ms",
             app->cfg.local_xds_path, zt_state_workload_count(next), zt_state_service_count(next),
@@ -536,8 +568,10 @@ static int proxy_init(struct proxy_app *app)
             ZT_WARN("dns", "no upstream DNS resolvers: %s has no nameserver", cfg->resolv_conf);
     }
     if (app->is_waypoint) {
-        struct zt_waypoint_opts wo = {.metrics = app->metrics};
+        struct zt_waypoint_opts wo = {.metrics = app->metrics,
+                                      .cluster_domain = cfg->cluster_domain};
         app->waypoint = zt_waypoint_new(&wo);
+        load_routes(app);
         opts.l7 = &zt_waypoint_l7_ops;
         opts.l7_ud = app->waypoint;
         opts.dns_enabled = false;

@@ -560,6 +560,9 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     c->pod_name = or_empty(get(&e, "POD_NAME"));
     c->pod_namespace = or_empty(get(&e, "POD_NAMESPACE"));
     c->service_account = or_empty(get(&e, "SERVICE_ACCOUNT"));
+    c->gateway_name = get(&e, "GATEWAY");
+    if (!c->gateway_name || !*c->gateway_name)
+        c->gateway_name = c->service_account;
     c->instance_ip = or_empty(get(&e, "INSTANCE_IP"));
     /* Istio's defaults are "./var/run/...", relative to its container's
      * working directory, which is "/". Resolved against "/" here, so the

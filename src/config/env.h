@@ -71,6 +71,10 @@ struct zt_config {
     /* SERVICE_ACCOUNT: `ztunnel waypoint`'s own (its identity when its
      * workload is not in the configuration yet); "" if unset. */
     const char *service_account;
+    /* GATEWAY: the waypoint's Gateway name (routes whose parentRef is that
+     * Gateway apply to all its services); default SERVICE_ACCOUNT, as
+     * Istio names a waypoint's service account after its Gateway. */
+    const char *gateway_name;
     const char *instance_ip; /* INSTANCE_IP */
     /* The DNS proxy (wire facts 9.1). Proxy metadata as Istio's ztunnel
      * reads it: ISTIO_META_* variables, else PROXY_CONFIG's or the mesh

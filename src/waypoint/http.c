@@ -64,6 +64,12 @@ struct wp_exchange {
     bool local_reply;
     uint64_t start_ms, req_bytes, resp_bytes;
     const struct zt_workload *dst_wl;
+    const struct zt_service *dst_svc; /* the service the request went to */
+    /* The route that took it (held while the exchange lives), for the
+     * response filters; NULL for the default route. */
+    struct zt_route_table *routes;
+    const struct zt_route_filters *filters;
+    char route[128]; /* "<ns>/<name>" of the route, for the log */
     char error[160];
 };
 
@@ -119,7 +125,7 @@ static void log_exchange(struct wp_http *h)
     const char *kv[] = {
         "src.addr",     src,
         "src.identity", h->src_identity,
-        "dst.service",  h->dst.svc ? h->dst.svc->hostname : NULL,
+        "dst.service",  x->dst_svc ? x->dst_svc->hostname : NULL,
         "dst.workload", x->dst_wl ? x->dst_wl->name : NULL,
         "dst.identity", dst_id,
         "upstream",     x->upstream,
@@ -131,6 +137,7 @@ static void log_exchange(struct wp_http *h)
         "bytes_recv",   rb,
         "bytes_sent",   sb,
         "duration",     dur,
+        "route",        x->route[0] ? x->route : NULL,
         "error",        x->error[0] ? x->error : NULL,
     };
     zt_log_kv(x->status >= 500 || x->error[0] ? ZT_LOG_ERROR : ZT_LOG_INFO, "access",
@@ -142,6 +149,13 @@ static void ex_fail(struct wp_http *h, const char *what, const char *detail)
     if (!h->ex.error[0])
         snprintf(h->ex.error, sizeof(h->ex.error), "%s%s%s", what, detail ? ": " : "",
                  detail ? detail : "");
+}
+
+/* Forgets the exchange (its route table reference too). */
+static void ex_reset(struct wp_http *h)
+{
+    zt_route_table_unref(h->ex.routes);
+    memset(&h->ex, 0, sizeof(h->ex));
 }
 
 /* The access line of a session relayed as TCP, as tunnel.c's. */
@@ -180,12 +194,13 @@ static void session_end(struct wp_http *h)
         return;
     if (h->is_tcp) {
         log_tcp(h);
-        memset(&h->ex, 0, sizeof(h->ex));
+        ex_reset(h);
     }
     if (h->ex.start_ms && !h->ex.resp_done) {
         ex_fail(h, "session ended before the response", NULL);
         log_exchange(h);
     }
+    ex_reset(h);
     h->state = WP_H_ENDED;
     if (h->up_waiting)
         zt_hbone_pool_cancel(&h->waiter);
@@ -224,15 +239,19 @@ static void return_up(struct wp_http *h)
 /* A response of the waypoint's own (no upstream answered, or the request
  * was refused); the session ends after it, as Envoy's local replies to a
  * broken exchange do. */
-static void local_reply(struct wp_http *h, int status, const char *body)
+static void local_reply(struct wp_http *h, int status, const char *body, const char *extra)
 {
     struct wp_exchange *x = &h->ex;
-    char head[256];
+    char head[2560];
     size_t blen = x->is_head ? 0 : strlen(body);
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
-                     "connection: close\r\n\r\n",
-                     status, zt_http1_reason_phrase(status), strlen(body));
+                     "%sconnection: close\r\n\r\n",
+                     status, zt_http1_reason_phrase(status), strlen(body), extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof(head))
+        n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 500 Internal Server Error\r\n"
+                     "content-length: 0\r\nconnection: close\r\n\r\n");
     x->status = status;
     x->local_reply = true;
     x->resp_bytes += (uint64_t)n + blen;
@@ -241,7 +260,7 @@ static void local_reply(struct wp_http *h, int status, const char *body)
     if (!x->start_ms)
         x->start_ms = uv_now(h->w->loop);
     log_exchange(h);
-    memset(x, 0, sizeof(*x));
+    ex_reset(h);
     h->state = WP_H_CLOSING;
     h->up_wl = NULL;
     if (h->up_waiting)
@@ -265,7 +284,7 @@ static void exchange_done(struct wp_http *h)
         return;
     log_exchange(h);
     bool keep = x->down_keep;
-    memset(x, 0, sizeof(*x));
+    ex_reset(h);
     if (!keep) {
         h->state = WP_H_CLOSING;
         wp_stream_end(&h->down);
@@ -300,7 +319,7 @@ static void upstream_failed(struct wp_http *h, const char *what, const char *det
         session_end(h);
         return;
     }
-    local_reply(h, 503, "upstream connect error or disconnect/reset before headers\n");
+    local_reply(h, 503, "upstream connect error or disconnect/reset before headers\n", NULL);
 }
 
 static void open_up(struct wp_http *h, struct zt_h2conn *h2)
@@ -330,7 +349,8 @@ static void on_pool(struct zt_hbone_waiter *wt, struct zt_h2conn *h2, int err)
 
 /* Makes the upstream stream go to (wl, port): the current one if it does,
  * else a new one (the old one, idle, is dropped). Returns 0 or an error. */
-static int use_upstream(struct wp_http *h, const struct zt_workload *wl, uint16_t port)
+static int use_upstream(struct wp_http *h, const struct zt_workload *wl, uint16_t port,
+                        const struct zt_service *svc)
 {
     if (h->up_wl == wl && h->up_port == port && (h->up.h2 || h->up_waiting))
         return 0;
@@ -347,7 +367,7 @@ static int use_upstream(struct wp_http *h, const struct zt_workload *wl, uint16_
     h->up_port = port;
     struct zt_h2conn *ready = NULL;
     h->waiter.cb = on_pool;
-    int rc = zt_l7_upstream(h->pod, wl, h->dst.svc, &h->waiter, &ready, &h->up_hbone);
+    int rc = zt_l7_upstream(h->pod, wl, svc, &h->waiter, &ready, &h->up_hbone);
     if (rc < 0) {
         h->up_wl = NULL;
         return rc;
@@ -359,27 +379,98 @@ static int use_upstream(struct wp_http *h, const struct zt_workload *wl, uint16_
     return 0;
 }
 
-/* Picks the endpoint for this request: the destination service's, load
- * balanced per request, or the workload the CONNECT named. */
-static int pick_endpoint(struct wp_http *h, const struct zt_workload **wl, uint16_t *port)
+/* Picks the endpoint for a request to svc:port (the service's, load
+ * balanced per request), or, without a service, the workload the CONNECT
+ * named. */
+static int pick_endpoint(struct wp_http *h, const struct zt_service *svc, uint16_t port,
+                         const struct zt_workload **wl, uint16_t *tport)
 {
-    if (!h->dst.svc) {
+    if (!svc) {
         *wl = h->dst.wl;
-        *port = h->dst.port;
+        *tport = h->dst.port;
         return 0;
     }
-    /* Keep the endpoint of the open upstream connection while it is one
-     * of the service's: a new connection per request costs more than the
-     * imbalance. */
-    return zt_state_pick_endpoint(h->snap, h->dst.svc, h->dst.svc_port, zt_l7_self(h->pod),
-                                  arc4random(), wl, port);
+    return zt_state_pick_endpoint(h->snap, svc, port, zt_l7_self(h->pod), arc4random(), wl, tport);
+}
+
+static void local_reply(struct wp_http *h, int status, const char *body, const char *extra);
+
+/* The request's route (Gateway API semantics, route/route.h): where it
+ * goes (*svc, *port), after the rule's request filters rewrote req; or
+ * answered here (404 when routes exist and none matches, 500 without a
+ * usable backend, a redirect). Returns 1 to forward, 0 when answered. */
+static int route_request(struct wp_http *h, struct zt_http_head *req, const struct zt_service **svc,
+                         uint16_t *port)
+{
+    struct wp_exchange *x = &h->ex;
+    *svc = h->dst.svc;
+    *port = h->dst.svc_port;
+    struct zt_route_table *t = h->dst.svc ? wp_worker_routes(h->w) : NULL;
+    if (!t)
+        return 1;
+    struct zt_route_target target = {
+        .ns = h->dst.svc->namespace, .name = h->dst.svc->name, .port = h->dst.svc_port};
+    struct zt_route_result r;
+    zt_route_select(t, &target, req, arc4random(), &r);
+    if (r.route)
+        snprintf(x->route, sizeof(x->route), "%s/%s", r.route->ns, r.route->name);
+    switch (r.outcome) {
+    case ZT_ROUTE_DEFAULT:
+        return 1;
+    case ZT_ROUTE_NOT_FOUND:
+        x->req_done = true;
+        ex_fail(h, "no route matched", NULL);
+        local_reply(h, 404, "route not found\n", NULL);
+        return 0;
+    case ZT_ROUTE_NO_BACKEND:
+        x->req_done = true;
+        ex_fail(h, "the route has no usable backend", NULL);
+        local_reply(h, 500, "no usable backend\n", NULL);
+        return 0;
+    case ZT_ROUTE_REDIRECT: {
+        char loc[2048], hdr[2100];
+        int status = 302;
+        x->req_done = true;
+        if (zt_route_redirect_location(&r.filters->redirect, r.match, req, h->dst.svc_port, loc,
+                                       sizeof(loc), &status) < 0) {
+            ex_fail(h, "redirect location cannot be built", NULL);
+            local_reply(h, 400, "bad request\n", NULL);
+            return 0;
+        }
+        snprintf(hdr, sizeof(hdr), "location: %s\r\n", loc);
+        local_reply(h, status, "", hdr);
+        return 0;
+    }
+    case ZT_ROUTE_FORWARD:
+        break;
+    }
+    const struct zt_service *b =
+        r.backend->invalid ? NULL
+                           : wp_backend_service(h->w, h->snap, r.backend->ns, r.backend->name);
+    if (!b) {
+        x->req_done = true;
+        ex_fail(h, "backend service not found", r.backend->name);
+        local_reply(h, 500, "no usable backend\n", NULL);
+        return 0;
+    }
+    if (zt_route_apply_request(r.filters, r.match, req) < 0) {
+        x->req_done = true;
+        ex_fail(h, "request filters pass the head's caps", NULL);
+        local_reply(h, 431, "request header fields too large\n", NULL);
+        return 0;
+    }
+    x->routes = zt_route_table_ref(t);
+    x->filters = r.filters;
+    *svc = b;
+    *port = r.backend->port ? r.backend->port : h->dst.svc_port;
+    return 1;
 }
 
 static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http1_framing *f)
 {
     struct wp_http *h = ud;
     struct wp_exchange *x = &h->ex;
-    memset(x, 0, sizeof(*x));
+    ex_reset(h);
     h->state = WP_H_EXCHANGE;
     x->start_ms = uv_now(h->w->loop);
     copy_str(x->method, sizeof(x->method), req->method);
@@ -392,25 +483,31 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
     x->up_keep = true;
     if (strcmp(req->method, "CONNECT") == 0) {
         x->req_done = true;
-        local_reply(h, 405, "CONNECT is not proxied\n");
+        local_reply(h, 405, "CONNECT is not proxied\n", NULL);
         zt_http1_parser_pause(h->req_p);
         return;
     }
+    const struct zt_service *svc = NULL;
     const struct zt_workload *wl = NULL;
-    uint16_t port = 0;
-    if (pick_endpoint(h, &wl, &port) < 0) {
+    uint16_t svc_port = 0, port = 0;
+    if (!route_request(h, req, &svc, &svc_port)) {
+        zt_http1_parser_pause(h->req_p);
+        return;
+    }
+    x->dst_svc = svc;
+    if (pick_endpoint(h, svc, svc_port, &wl, &port) < 0) {
         x->req_done = true;
         ex_fail(h, "no healthy upstream", NULL);
-        local_reply(h, 503, "no healthy upstream\n");
+        local_reply(h, 503, "no healthy upstream\n", NULL);
         zt_http1_parser_pause(h->req_p);
         return;
     }
     x->dst_wl = wl;
-    int rc = use_upstream(h, wl, port);
+    int rc = use_upstream(h, wl, port, svc);
     if (rc < 0) {
         x->req_done = true;
         ex_fail(h, "no HBONE connection to the endpoint", zt_strerror(rc));
-        local_reply(h, 503, "upstream connect error or disconnect/reset before headers\n");
+        local_reply(h, 503, "upstream connect error or disconnect/reset before headers\n", NULL);
         zt_http1_parser_pause(h->req_p);
         return;
     }
@@ -440,7 +537,7 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
     if (rc < 0) {
         x->req_done = true;
         ex_fail(h, "request head cannot be forwarded", zt_strerror(rc));
-        local_reply(h, 400, "bad request\n");
+        local_reply(h, 400, "bad request\n", NULL);
         zt_http1_parser_pause(h->req_p);
         return;
     }
@@ -523,7 +620,7 @@ static void feed_requests(struct wp_http *h)
             if (h->state == WP_H_CLOSING)
                 return;
             if (h->state != WP_H_EXCHANGE) {
-                memset(&h->ex, 0, sizeof(h->ex));
+                ex_reset(h);
                 h->state = WP_H_EXCHANGE;
             }
             ex_fail(h, "bad request", zt_http1_parser_reason(h->req_p));
@@ -531,7 +628,7 @@ static void feed_requests(struct wp_http *h)
                 session_end(h);
                 return;
             }
-            local_reply(h, zt_http1_error_status(e), "bad request\n");
+            local_reply(h, zt_http1_error_status(e), "bad request\n", NULL);
             return;
         }
         /* A request that ended while its response had ended already. */
@@ -563,6 +660,13 @@ static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_ht
     x->status = resp->status;
     x->resp_started = true;
     x->up_keep = f->keep_alive;
+    if (x->filters && zt_route_apply_response(x->filters, resp) < 0) {
+        ex_fail(h, "response filters pass the head's caps", NULL);
+        x->resp_started = false;
+        h->up_wl = NULL;
+        local_reply(h, 502, "upstream response cannot be forwarded\n", NULL);
+        return;
+    }
     if (h->w->draining)
         x->down_keep = false;
     zt_http1_strip_hop_by_hop(resp, f->is_upgrade);
@@ -589,7 +693,7 @@ static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_ht
     if (rc < 0) {
         ex_fail(h, "response head cannot be forwarded", zt_strerror(rc));
         x->resp_started = false;
-        local_reply(h, 502, "upstream sent a bad response\n");
+        local_reply(h, 502, "upstream sent a bad response\n", NULL);
         return;
     }
     wp_stream_write(&h->down, zt_buf_head(&h->scratch), h->scratch.len);
@@ -765,7 +869,7 @@ static void down_on_end(struct wp_stream *s)
         ex_fail(h, "client ended the stream inside a request", NULL);
         if (h->state == WP_H_EXCHANGE)
             log_exchange(h);
-        memset(&h->ex, 0, sizeof(h->ex));
+        ex_reset(h);
         session_end(h);
     }
 }
@@ -842,7 +946,7 @@ static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
             }
             h->ex.resp_started = false;
             h->up_wl = NULL;
-            local_reply(h, 502, "upstream sent a bad response\n");
+            local_reply(h, 502, "upstream sent a bad response\n", NULL);
             return;
         }
         enum zt_http1_state st = zt_http1_parser_state(h->resp_p);
@@ -921,14 +1025,15 @@ static void become_tunnel(struct wp_http *h)
     uint16_t port = 0;
     h->state = WP_H_TUNNEL;
     h->is_tcp = true;
-    memset(&h->ex, 0, sizeof(h->ex));
-    if (pick_endpoint(h, &wl, &port) < 0) {
+    ex_reset(h);
+    if (pick_endpoint(h, h->dst.svc, h->dst.svc_port, &wl, &port) < 0) {
         ex_fail(h, "no healthy upstream", NULL);
         wp_stream_reset(&h->down);
         return;
     }
     h->ex.dst_wl = wl;
-    if (use_upstream(h, wl, port) < 0) {
+    h->ex.dst_svc = h->dst.svc;
+    if (use_upstream(h, wl, port, h->dst.svc) < 0) {
         ex_fail(h, "no HBONE connection to the endpoint", NULL);
         wp_stream_reset(&h->down);
         return;

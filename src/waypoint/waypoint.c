@@ -15,12 +15,62 @@ struct zt_waypoint *zt_waypoint_new(const struct zt_waypoint_opts *opts)
 {
     struct zt_waypoint *wp = zt_xcalloc(1, sizeof(*wp));
     wp->opts = *opts;
+    snprintf(wp->cluster_domain, sizeof(wp->cluster_domain), "%s",
+             opts->cluster_domain && *opts->cluster_domain ? opts->cluster_domain
+                                                           : "cluster.local");
+    wp->opts.cluster_domain = wp->cluster_domain;
+    pthread_mutex_init(&wp->mu, NULL);
+    atomic_init(&wp->routes_version, 0);
     return wp;
 }
 
 void zt_waypoint_free(struct zt_waypoint *wp)
 {
+    if (!wp)
+        return;
+    zt_route_table_unref(wp->routes);
+    pthread_mutex_destroy(&wp->mu);
     free(wp);
+}
+
+void zt_waypoint_set_routes(struct zt_waypoint *wp, struct zt_route_table *t)
+{
+    struct zt_route_table *old;
+    pthread_mutex_lock(&wp->mu);
+    old = wp->routes;
+    wp->routes = t ? zt_route_table_ref(t) : NULL;
+    atomic_fetch_add(&wp->routes_version, 1);
+    pthread_mutex_unlock(&wp->mu);
+    zt_route_table_unref(old);
+}
+
+/* One atomic load per request; the lock only when the routes changed. */
+struct zt_route_table *wp_worker_routes(struct wp_worker *w)
+{
+    uint_fast64_t v = atomic_load_explicit(&w->wp->routes_version, memory_order_acquire);
+    if (v != w->routes_version) {
+        pthread_mutex_lock(&w->wp->mu);
+        struct zt_route_table *t = w->wp->routes ? zt_route_table_ref(w->wp->routes) : NULL;
+        v = atomic_load(&w->wp->routes_version);
+        pthread_mutex_unlock(&w->wp->mu);
+        zt_route_table_unref(w->routes);
+        w->routes = t;
+        w->routes_version = v;
+    }
+    return w->routes;
+}
+
+const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
+                                            const char *ns, const char *name)
+{
+    char host[512];
+    const struct zt_service *const *svcs;
+    snprintf(host, sizeof(host), "%s.%s.svc.%s", name, ns, w->wp->cluster_domain);
+    size_t n = zt_state_services_by_hostname(snap, host, &svcs);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(svcs[i]->namespace, ns) == 0)
+            return svcs[i];
+    return NULL;
 }
 
 /* Whether the waypoint reference gw, or one of the weighted ones, is self. */
@@ -158,6 +208,8 @@ static void l7_worker_stop(void *wctx)
     struct wp_worker *w = wctx;
     wp_tunnels_reap(w);
     wp_https_reap(w);
+    zt_route_table_unref(w->routes);
+    w->routes = NULL;
     uv_close((uv_handle_t *)&w->reap, on_worker_closed);
     uv_close((uv_handle_t *)&w->tick, on_worker_closed);
 }

@@ -15,10 +15,14 @@
 #define ZT_WAYPOINT_WAYPOINT_H
 
 #include "proxy/l7.h"
+#include "route/route.h"
 #include "telemetry/metrics.h"
 
 struct zt_waypoint_opts {
     struct zt_metrics *metrics; /* borrowed; may be NULL */
+    /* The cluster's DNS domain ("cluster.local"): a route's backendRef
+     * names a Service, found as <name>.<namespace>.svc.<domain>. */
+    const char *cluster_domain;
 };
 
 struct zt_waypoint;
@@ -26,6 +30,11 @@ struct zt_waypoint;
 struct zt_waypoint *zt_waypoint_new(const struct zt_waypoint_opts *opts);
 /* After the proxy that used it was freed. */
 void zt_waypoint_free(struct zt_waypoint *wp);
+
+/* The routes in force from now on (a reference is taken; NULL: none, every
+ * service gets its default route). Any thread; each worker picks the new
+ * table up at its next request. */
+void zt_waypoint_set_routes(struct zt_waypoint *wp, struct zt_route_table *t);
 
 /* The ops to put in zt_proxy_opts.l7, with l7_ud = the waypoint. */
 extern const struct zt_proxy_l7_ops zt_waypoint_l7_ops;

@@ -6,12 +6,18 @@
 #include "base/list.h"
 #include "waypoint/waypoint.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
 struct zt_waypoint {
     struct zt_waypoint_opts opts;
+    char cluster_domain[256];
+    pthread_mutex_t mu;            /* guards routes */
+    struct zt_route_table *routes; /* NULL: none */
+    atomic_uint_fast64_t routes_version;
 };
 
 /* One per proxy worker (the l7 ops' context). */
@@ -25,7 +31,10 @@ struct wp_worker {
     struct zt_list dead_https; /* of wp_http: ended, freed by `reap` */
     uv_check_t reap;
     uv_timer_t tick; /* sniffing deadlines */
-    int handles;     /* open handles; the worker is freed with the last */
+    /* This worker's reference to the routes, and the version it is. */
+    struct zt_route_table *routes;
+    uint_fast64_t routes_version;
+    int handles; /* open handles; the worker is freed with the last */
     bool draining;
 };
 
@@ -38,6 +47,14 @@ struct wp_dest {
     uint16_t svc_port; /* the port as dialed */
     uint16_t port;     /* the endpoint's target port */
 };
+
+/* The routes in force for this worker (borrowed until the worker's next
+ * call; take a reference to keep them), NULL for none. */
+struct zt_route_table *wp_worker_routes(struct wp_worker *w);
+
+/* The service a backendRef names, in snap (NULL if none). */
+const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
+                                            const char *ns, const char *name);
 
 /* Resolves a CONNECT's target for the waypoint self: a service VIP or
  * hostname, or a workload address, which must name this waypoint as its
