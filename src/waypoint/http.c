@@ -70,8 +70,23 @@ struct wp_exchange {
     struct zt_route_table *routes;
     const struct zt_route_filters *filters;
     char route[128]; /* "<ns>/<name>" of the route, for the log */
+    /* Retries: the policy, the tries so far, and the request as sent while
+     * it fits WP_RETRY_BUFFER_MAX (a longer one is never retried). */
+    struct zt_route_retry retry;
+    uint32_t timeout_ms; /* the route's, 0: none */
+    unsigned tries;
+    bool is_replayable;
+    bool is_retry_pending; /* a retriable answer: the upstream is dropped after the parse */
+    char req_method[16];   /* for the retried try's response parser */
+    uint16_t svc_port;     /* the port of dst_svc the request went to */
+    struct zt_buf replay;
     char error[160];
 };
+
+/* The most request bytes kept for a retry (Envoy keeps up to its buffer
+ * limit; a waypoint's requests are small, and memory per request stays
+ * bounded). */
+#define WP_RETRY_BUFFER_MAX (64 * 1024)
 
 struct wp_http {
     struct wp_worker *w;
@@ -99,6 +114,10 @@ struct wp_http {
     bool is_tcp;       /* not HTTP after all: relayed as TCP, logged as a connection */
     bool in_req_parse; /* inside zt_http1_parse of req_p */
     bool held;
+    /* Retry backoff and the route timeout; the session is freed once both
+     * have closed. */
+    uv_timer_t retry_timer, timeout_timer;
+    int handles;
 };
 
 static const struct wp_stream_ops down_ops, up_ops;
@@ -155,6 +174,11 @@ static void ex_fail(struct wp_http *h, const char *what, const char *detail)
 static void ex_reset(struct wp_http *h)
 {
     zt_route_table_unref(h->ex.routes);
+    zt_buf_release(&h->ex.replay);
+    if (h->handles == 2) {
+        uv_timer_stop(&h->retry_timer);
+        uv_timer_stop(&h->timeout_timer);
+    }
     memset(&h->ex, 0, sizeof(h->ex));
 }
 
@@ -188,6 +212,14 @@ static void log_tcp(struct wp_http *h)
 
 /* ---- lifecycle ---- */
 
+/* The session's last handle closed: the reaper frees it. */
+static void on_timer_closed(uv_handle_t *t)
+{
+    struct wp_http *h = t->data;
+    if (--h->handles == 0)
+        zt_list_insert_head(&h->w->dead_https, &h->link);
+}
+
 static void session_end(struct wp_http *h)
 {
     if (h->state == WP_H_ENDED)
@@ -211,7 +243,8 @@ static void session_end(struct wp_http *h)
         zt_l7_release(h->pod);
     h->held = false;
     zt_list_remove(&h->link);
-    zt_list_insert_head(&h->w->dead_https, &h->link);
+    uv_close((uv_handle_t *)&h->retry_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&h->timeout_timer, on_timer_closed);
 }
 
 /* ---- flow control ---- */
@@ -297,10 +330,13 @@ static void exchange_done(struct wp_http *h)
 }
 
 /* The upstream failed before its response began: a 503 of our own. */
-static void upstream_failed(struct wp_http *h, const char *what, const char *detail)
+static bool maybe_retry(struct wp_http *h, uint32_t cond, const char *why);
+
+/* cond: the retry condition this failure is (ZT_ROUTE_RETRY_*), 0 for
+ * one never retried. */
+static void upstream_failed(struct wp_http *h, uint32_t cond, const char *what, const char *detail)
 {
     struct wp_exchange *x = &h->ex;
-    ex_fail(h, what, detail);
     h->up_wl = NULL;
     if (h->up_waiting)
         zt_hbone_pool_cancel(&h->waiter);
@@ -314,6 +350,9 @@ static void upstream_failed(struct wp_http *h, const char *what, const char *det
     }
     if (h->state != WP_H_EXCHANGE)
         return;
+    if (!x->resp_started && maybe_retry(h, cond, what))
+        return;
+    ex_fail(h, what, detail);
     if (x->resp_started) {
         /* Part of a response went out: the client can only see it cut. */
         session_end(h);
@@ -332,7 +371,8 @@ static void open_up(struct wp_http *h, struct zt_h2conn *h2)
     zt_ip_to_sockaddr(&ip, h->up_port, &ss);
     zt_hbone_format_authority((struct sockaddr *)&ss, authority, sizeof(authority));
     if (wp_stream_connect(&h->up, h2, authority, NULL, 0) < 0)
-        upstream_failed(h, "cannot open an HBONE stream to", authority);
+        upstream_failed(h, ZT_ROUTE_RETRY_CONNECT_FAILURE, "cannot open an HBONE stream to",
+                        authority);
 }
 
 static void on_pool(struct zt_hbone_waiter *wt, struct zt_h2conn *h2, int err)
@@ -340,7 +380,8 @@ static void on_pool(struct zt_hbone_waiter *wt, struct zt_h2conn *h2, int err)
     struct wp_http *h = (struct wp_http *)((char *)wt - offsetof(struct wp_http, waiter));
     h->up_waiting = false;
     if (err < 0 || !h2) {
-        upstream_failed(h, "HBONE connection to the endpoint failed",
+        upstream_failed(h, ZT_ROUTE_RETRY_CONNECT_FAILURE,
+                        "HBONE connection to the endpoint failed",
                         err == ZT_E_IDENTITY ? "server identity not accepted" : zt_strerror(err));
         return;
     }
@@ -405,6 +446,8 @@ static int route_request(struct wp_http *h, struct zt_http_head *req, const stru
     struct wp_exchange *x = &h->ex;
     *svc = h->dst.svc;
     *port = h->dst.svc_port;
+    x->retry = zt_route_retry_default;
+    x->timeout_ms = 0;
     struct zt_route_table *t = h->dst.svc ? wp_worker_routes(h->w) : NULL;
     if (!t)
         return 1;
@@ -414,6 +457,8 @@ static int route_request(struct wp_http *h, struct zt_http_head *req, const stru
     zt_route_select(t, &target, req, arc4random(), &r);
     if (r.route)
         snprintf(x->route, sizeof(x->route), "%s/%s", r.route->ns, r.route->name);
+    x->retry = r.retry;
+    x->timeout_ms = r.timeout_ms;
     switch (r.outcome) {
     case ZT_ROUTE_DEFAULT:
         return 1;
@@ -466,6 +511,116 @@ static int route_request(struct wp_http *h, struct zt_http_head *req, const stru
     return 1;
 }
 
+/* ---- retries and timeouts ---- */
+
+static bool status_retriable(const struct wp_exchange *x, int status)
+{
+    if (!(x->retry.on & ZT_ROUTE_RETRY_STATUS_CODES))
+        return false;
+    for (size_t i = 0; i < x->retry.n_codes; i++)
+        if (x->retry.codes[i] == status)
+            return true;
+    return false;
+}
+
+/* The next try: another endpoint when the service has one (as Envoy's
+ * retry host predicate, a few picks), the request sent again from the
+ * replay buffer. */
+static void on_retry(uv_timer_t *t)
+{
+    struct wp_http *h = t->data;
+    struct wp_exchange *x = &h->ex;
+    if (h->state != WP_H_EXCHANGE)
+        return;
+    const struct zt_workload *wl = NULL, *prev = x->dst_wl;
+    uint16_t svc_port = x->svc_port, port = 0;
+    for (int i = 0; i < 5; i++) {
+        if (pick_endpoint(h, x->dst_svc, svc_port, &wl, &port) < 0) {
+            wl = NULL;
+            break;
+        }
+        if (wl != prev)
+            break;
+    }
+    if (!wl) {
+        ex_fail(h, "no healthy upstream", NULL);
+        local_reply(h, 503, "no healthy upstream\n", NULL);
+        return;
+    }
+    x->dst_wl = wl;
+    zt_http1_parser_expect(h->resp_p, x->req_method, false);
+    int rc = use_upstream(h, wl, port, x->dst_svc);
+    if (rc < 0) {
+        ex_fail(h, "no HBONE connection to the endpoint", zt_strerror(rc));
+        local_reply(h, 503, "upstream connect error or disconnect/reset before headers\n", NULL);
+        return;
+    }
+    struct zt_ip ip;
+    uint16_t p;
+    struct sockaddr_storage ss;
+    if (zt_ip_from_sockaddr((struct sockaddr *)&h->up_hbone, &ip, &p) == 0) {
+        zt_ip_to_sockaddr(&ip, port, &ss);
+        zt_hbone_format_authority((struct sockaddr *)&ss, x->upstream, sizeof(x->upstream));
+    }
+    wp_stream_write(&h->up, zt_buf_head(&x->replay), x->replay.len);
+}
+
+/* A try failed for `cond` before any of its response reached the client:
+ * schedules the next one if the policy allows (attempts left, the
+ * condition listed, the request still whole in the replay buffer), after
+ * Envoy's backoff (base doubling per try, capped, full jitter). */
+static bool maybe_retry(struct wp_http *h, uint32_t cond, const char *why)
+{
+    struct wp_exchange *x = &h->ex;
+    if (!cond || !(x->retry.on & cond) || x->tries >= x->retry.attempts || !x->is_replayable ||
+        x->resp_started || h->handles != 2)
+        return false;
+    x->tries++;
+    uint64_t base = x->retry.backoff_ms ? x->retry.backoff_ms : 25;
+    uint64_t cap = x->retry.max_backoff_ms ? x->retry.max_backoff_ms : 10 * base;
+    uint64_t b = base << (x->tries - 1 < 10 ? x->tries - 1 : 10);
+    if (b > cap)
+        b = cap;
+    b = b ? arc4random_uniform((uint32_t)b + 1) : 0;
+    ZT_DEBUG("waypoint", "retry %u of %u after %s (%s), in %llu ms", x->tries, x->retry.attempts,
+             why ? why : "failure", x->upstream, (unsigned long long)b);
+    uv_timer_start(&h->retry_timer, on_retry, b, 0);
+    return true;
+}
+
+/* The route's timeout: 504 if no response has begun, else the response is
+ * cut. */
+static void on_timeout(uv_timer_t *t)
+{
+    struct wp_http *h = t->data;
+    struct wp_exchange *x = &h->ex;
+    if (h->state != WP_H_EXCHANGE || x->resp_done)
+        return;
+    ex_fail(h, "upstream request timeout", NULL);
+    if (x->resp_started) {
+        session_end(h);
+        return;
+    }
+    uv_timer_stop(&h->retry_timer);
+    local_reply(h, 504, "upstream request timeout\n", NULL);
+}
+
+/* Request bytes toward the upstream, kept for a retry while they fit. */
+static void send_up(struct wp_http *h, const void *data, size_t len)
+{
+    struct wp_exchange *x = &h->ex;
+    x->req_bytes += len;
+    if (x->is_replayable) {
+        if (x->replay.len + len <= WP_RETRY_BUFFER_MAX) {
+            zt_buf_append(&x->replay, data, len);
+        } else {
+            x->is_replayable = false;
+            zt_buf_release(&x->replay);
+        }
+    }
+    wp_stream_write(&h->up, data, len);
+}
+
 static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http1_framing *f)
 {
     struct wp_http *h = ud;
@@ -495,6 +650,7 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
         return;
     }
     x->dst_svc = svc;
+    x->svc_port = svc_port;
     if (pick_endpoint(h, svc, svc_port, &wl, &port) < 0) {
         x->req_done = true;
         ex_fail(h, "no healthy upstream", NULL);
@@ -542,8 +698,12 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
         return;
     }
     zt_http1_parser_expect(h->resp_p, req->method, f->is_upgrade);
-    x->req_bytes += h->scratch.len;
-    wp_stream_write(&h->up, zt_buf_head(&h->scratch), h->scratch.len);
+    /* An upgrade's later bytes are a tunnel's: never replayed. */
+    x->is_replayable = !f->is_upgrade && x->retry.attempts > 0;
+    copy_str(x->req_method, sizeof(x->req_method), req->method);
+    send_up(h, zt_buf_head(&h->scratch), h->scratch.len);
+    if (x->timeout_ms)
+        uv_timer_start(&h->timeout_timer, on_timeout, x->timeout_ms, 0);
 }
 
 static void req_on_body(void *ud, const uint8_t *data, size_t len)
@@ -556,16 +716,13 @@ static void req_on_body(void *ud, const uint8_t *data, size_t len)
     b->len = b->off = 0;
     if (chunked) {
         zt_http1_encode_chunk_header(b, len);
-        wp_stream_write(&h->up, zt_buf_head(b), b->len);
-        h->ex.req_bytes += b->len;
+        send_up(h, zt_buf_head(b), b->len);
     }
-    wp_stream_write(&h->up, data, len);
-    h->ex.req_bytes += len;
+    send_up(h, data, len);
     if (chunked) {
         b->len = b->off = 0;
         zt_http1_encode_chunk_end(b);
-        wp_stream_write(&h->up, zt_buf_head(b), b->len);
-        h->ex.req_bytes += b->len;
+        send_up(h, zt_buf_head(b), b->len);
     }
 }
 
@@ -583,8 +740,7 @@ static void req_on_message_end(void *ud, struct zt_http_head *trailers)
             b->len = b->off = 0;
             zt_http1_encode_last_chunk(NULL, b);
         }
-        wp_stream_write(&h->up, zt_buf_head(b), b->len);
-        h->ex.req_bytes += b->len;
+        send_up(h, zt_buf_head(b), b->len);
     }
     h->ex.req_done = true;
     exchange_done(h);
@@ -656,6 +812,17 @@ static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_ht
             x->resp_bytes += h->scratch.len;
         }
         return;
+    }
+    if (status_retriable(x, resp->status)) {
+        char st[16];
+        snprintf(st, sizeof(st), "%d", resp->status);
+        if (maybe_retry(h, ZT_ROUTE_RETRY_STATUS_CODES, "retriable status")) {
+            /* This answer is not the client's: the upstream connection is
+             * dropped once the parser returns (up_on_data). */
+            x->is_retry_pending = true;
+            zt_http1_parser_pause(h->resp_p);
+            return;
+        }
     }
     x->status = resp->status;
     x->resp_started = true;
@@ -898,15 +1065,15 @@ static void up_on_response(struct wp_stream *s, int status)
         wp_stream_reset(&h->down);
         return;
     }
-    upstream_failed(h, "upstream HBONE returned status", st);
+    upstream_failed(h, ZT_ROUTE_RETRY_CONNECT_FAILURE, "upstream HBONE returned status", st);
 }
 
 /* The upstream connection is broken for HTTP: it is dropped, and the
  * exchange in flight (if any) fails. */
 static void up_broken(struct wp_http *h, const char *what, const char *detail)
 {
-    if (h->state == WP_H_EXCHANGE && !h->ex.resp_done) {
-        upstream_failed(h, what, detail);
+    if (what && h->state == WP_H_EXCHANGE && !h->ex.resp_done) {
+        upstream_failed(h, 0, what, detail);
         return;
     }
     h->up_wl = NULL;
@@ -938,6 +1105,11 @@ static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
         off += used;
         if (h->state == WP_H_ENDED)
             return;
+        if (h->ex.is_retry_pending) {
+            h->ex.is_retry_pending = false;
+            up_broken(h, NULL, NULL);
+            break;
+        }
         if (rc < 0) {
             ex_fail(h, "bad response", zt_http1_parser_reason(h->resp_p));
             if (h->ex.resp_started) {
@@ -974,7 +1146,7 @@ static void up_on_end(struct wp_stream *s)
     h->up_wl = NULL; /* no next request on it */
     if (h->state == WP_H_EXCHANGE && !h->ex.resp_done) {
         if (zt_http1_parse_eof(h->resp_p) < 0 || !h->ex.resp_done) {
-            upstream_failed(h, "upstream closed before its response ended", NULL);
+            upstream_failed(h, 0, "upstream closed before its response ended", NULL);
             return;
         }
     }
@@ -994,7 +1166,8 @@ static void up_on_close(struct wp_stream *s, int error)
         return;
     }
     if (h->state == WP_H_EXCHANGE && !h->ex.resp_done)
-        upstream_failed(h, "upstream stream closed", error ? zt_strerror(error) : NULL);
+        upstream_failed(h, h->ex.req_bytes && h->up.tx == 0 ? ZT_ROUTE_RETRY_REFUSED_STREAM : 0,
+                        "upstream stream closed", error ? zt_strerror(error) : NULL);
 }
 
 static void up_on_sent(struct wp_stream *s, size_t n)
@@ -1073,6 +1246,10 @@ void wp_http_start(struct wp_worker *w, const struct zt_l7_connect *c, const str
     h->resp_p = zt_http1_parser_new(true, &resp_ops, h);
     wp_stream_init(&h->down, &down_ops, h);
     wp_stream_init(&h->up, &up_ops, h);
+    uv_timer_init(w->loop, &h->retry_timer);
+    uv_timer_init(w->loop, &h->timeout_timer);
+    h->retry_timer.data = h->timeout_timer.data = h;
+    h->handles = 2;
     zt_list_insert_head(&w->https, &h->link);
     zt_l7_hold(c->pod);
     h->held = true;

@@ -196,11 +196,16 @@ static void *l7_worker_start(void *ud, unsigned worker, uv_loop_t *loop)
     return w;
 }
 
+/* The worker's last handle closed: the sessions whose timers closed
+ * before it (libuv runs close callbacks in order) are freed with it. */
 static void on_worker_closed(uv_handle_t *h)
 {
     struct wp_worker *w = h->data;
-    if (--w->handles == 0)
+    if (--w->handles == 0) {
+        wp_tunnels_reap(w);
+        wp_https_reap(w);
         free(w);
+    }
 }
 
 static void l7_worker_stop(void *wctx)
