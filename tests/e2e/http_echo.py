@@ -10,12 +10,20 @@ back) are served as a real server does.
     http_echo.py NAME PORT [ADDR]
 
 Paths with special meaning: /status/N answers status N; /close answers
-with `Connection: close`; /chunked answers with a chunked body of 3 parts.
+with `Connection: close`; /chunked answers with a chunked body of 3 parts;
+a path with /flaky/ in it answers 503 the first time it is asked for,
+then as usual;
+/sleep/MS waits MS milliseconds before answering.
 """
 import hashlib
 import http.server
 import socketserver
 import sys
+import threading
+import time
+
+FLAKY_SEEN = set()
+FLAKY_LOCK = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -69,6 +77,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         status = 200
         if self.path.startswith("/status/"):
             status = int(self.path.split("/")[2])
+        if "/flaky/" in self.path:
+            with FLAKY_LOCK:
+                first = self.path not in FLAKY_SEEN
+                FLAKY_SEEN.add(self.path)
+            if first:
+                status = 503
+        if self.path.startswith("/sleep/"):
+            time.sleep(int(self.path.split("/")[2]) / 1000.0)
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         if self.path == "/close":
