@@ -76,4 +76,9 @@ int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *e
 /* Files the last reload read and parsed (0 when nothing changed). */
 size_t zt_config_dir_files_read(const struct zt_config_dir *d);
 
+/* Remarks of the last successful reload worth a warning, one per line
+ * ("<dir>/<name>:<line>: ..."), e.g. a Gateway of a class other than
+ * istio-waypoint skipped; "" when none. Valid until the next reload. */
+const char *zt_config_dir_notes(const struct zt_config_dir *d);
+
 #endif
