@@ -366,8 +366,9 @@ int zt_k8s_read_namespace(struct zt_yreader *r, const struct ynode *doc, struct 
 struct gw_ref {
     const struct zt_k8s_gateway *g;
     const char *file;
-    struct zt_gateway addr;  /* derived: borrowed strings */
-    const char *own_service; /* key of the waypoint's own service, or NULL */
+    struct zt_gateway addr;   /* derived: borrowed strings */
+    const char *own_service;  /* key of the waypoint's own service, or NULL */
+    const char *own_workload; /* uid of the workload at its address, or NULL */
 };
 struct ns_ref {
     const struct zt_k8s_namespace *n;
@@ -503,6 +504,21 @@ static int find_addresses(struct resolver *rs, const struct zt_state *raw)
                            g->file, (unsigned long)g->g->line + 1, g->g->namespace, g->g->name,
                            g->g->name, g->g->namespace);
         g->addr = g->g->address;
+        /* What the address names is the waypoint's own too. */
+        if (g->addr.kind == ZT_GATEWAY_HOSTNAME) {
+            size_t kl = strlen(g->addr.namespace) + strlen(g->addr.hostname) + 2;
+            char *key = zt_state_xcalloc(kl, 1);
+            const struct zt_service *s;
+            snprintf(key, kl, "%s/%s", g->addr.namespace, g->addr.hostname);
+            s = zt_state_service_by_key(raw, key);
+            free(key);
+            g->own_service = s ? s->key : NULL;
+        } else {
+            const struct zt_service *s = zt_state_service_by_vip(raw, "", &g->addr.ip);
+            const struct zt_workload *w = zt_state_workload_by_ip(raw, "", &g->addr.ip);
+            g->own_service = s ? s->key : NULL;
+            g->own_workload = w ? w->uid : NULL;
+        }
     }
     return 0;
 }
@@ -603,7 +619,8 @@ static bool is_instance(const struct resolver *rs, const struct zt_workload *wl)
     if (lab && lab->l->gateway_name && find_gw(rs, wl->namespace, lab->l->gateway_name))
         return true;
     for (size_t i = 0; i < rs->n_gws; i++)
-        if (rs->gws[i].own_service && zt_workload_find_service(wl, rs->gws[i].own_service))
+        if ((rs->gws[i].own_service && zt_workload_find_service(wl, rs->gws[i].own_service)) ||
+            (rs->gws[i].own_workload && !strcmp(rs->gws[i].own_workload, wl->uid)))
             return true;
     return false;
 }

@@ -329,6 +329,38 @@ static void test_cross_namespace(void)
         "allowedRoutes.namespaces.from is not All)");
 }
 
+static void test_address_from_status(void)
+{
+    struct zt_state *s = NULL;
+    char err[512] = "";
+    /* No service named after the Gateway: status.addresses (a Hostname
+     * before an IPAddress) gives the address, and what it names is the
+     * waypoint's own (no waypoint from the namespace label for it). */
+    const char *yaml =
+        "apiVersion: gateway.networking.k8s.io/v1\n"
+        "kind: Gateway\n"
+        "metadata: {name: wp, namespace: default}\n"
+        "spec:\n"
+        "  gatewayClassName: istio-waypoint\n"
+        "  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n"
+        "status:\n"
+        "  addresses:\n"
+        "  - {type: IPAddress, value: 10.96.9.9}\n"
+        "  - {type: Hostname, value: waypoint-svc" H "}\n"
+        "---\n" NAMESPACE(
+            "default",
+            "    istio.io/use-waypoint: wp\n") "---\n"
+                                               "services:\n"
+                                               "- {name: waypoint-svc, namespace: default, "
+                                               "hostname: waypoint-svc" H "}\n"
+                                               "- {name: a, namespace: default, hostname: a" H
+                                               "}\n";
+    CHECK_EQ_INT(load(yaml, &s, err, sizeof(err)), 0);
+    CHECK_EQ_STR(wp_str(svc_wp(s, "default/a" H)), "default/waypoint-svc" H ":15008");
+    CHECK_EQ_STR(wp_str(svc_wp(s, "default/waypoint-svc" H)), "none");
+    zt_state_unref(s);
+}
+
 static void test_bad_gateways(void)
 {
 #define GW_HEAD                                                                                    \
@@ -546,6 +578,7 @@ int main(void)
     RUN(test_waypoint_for);
     RUN(test_unknown_waypoint);
     RUN(test_cross_namespace);
+    RUN(test_address_from_status);
     RUN(test_bad_gateways);
     RUN(test_other_kinds);
     RUN(test_dir_reload);
