@@ -17,7 +17,15 @@
  * and no changed or removed file had it, or if two files just read have
  * it. When that finds one, the whole check runs so the message is the same
  * as from a full load. Cost: O(changed objects x log N) for the check, and
- * the builder's O(N) pointer merge. */
+ * the builder's O(N) pointer merge.
+ *
+ * Each file also keeps its Kubernetes facts (Gateways, Namespace labels,
+ * object labels: config/k8s.h). `merged` stays the files' objects as
+ * written, the base of the next incremental merge; what is served is
+ * `served`, merged with the waypoints derived from all files' facts,
+ * recomputed at every reload (derive()) since a label in one file changes
+ * objects of others. That pass is O(objects) lookups, and when no file has
+ * facts it is nothing: served is merged. */
 #include "config/dir.h"
 
 #include "base/err.h"

@@ -39,6 +39,7 @@ struct ctx {
     unsigned visits;
     void *last; /* the record the last item parser added to the builder */
     struct zt_k8s_facts *facts;
+    bool in_list; /* reading the items of a Kubernetes List */
 };
 
 __attribute__((format(printf, 4, 5))) static int fail(struct ctx *c, const struct ynode *n,
@@ -1173,11 +1174,15 @@ static int read_namespace(struct ctx *c, struct ynode *doc)
     return zt_k8s_read_namespace(&c->y, doc, c->facts);
 }
 
-/* `kubectl get -o yaml` of several objects: a v1 List of them. */
+/* `kubectl get -o yaml` of several objects: a v1 List of them. A List in
+ * a List is refused: kubectl never writes one, and an alias could make the
+ * nesting endless. */
 static int read_list(struct ctx *c, struct ynode *doc)
 {
     struct ynode *items = zt_k8s_get(doc, "items");
     int rc = 0;
+    if (c->in_list)
+        return fail(c, doc, "items", "a List inside a List");
     if (!items || is_null(items))
         return 0;
     if ((rc = expect_type(c, items, "items", YAML_SEQUENCE_NODE)))
@@ -1186,8 +1191,11 @@ static int read_list(struct ctx *c, struct ynode *doc)
         char sub[PATH_MAX_LEN];
         path_index(sub, "items", i);
         if (!(rc = visit(c, items->items[i], sub)) &&
-            !(rc = expect_type(c, items->items[i], sub, YAML_MAPPING_NODE)))
+            !(rc = expect_type(c, items->items[i], sub, YAML_MAPPING_NODE))) {
+            c->in_list = true;
             rc = dispatch_k8s_object(c, items->items[i]);
+            c->in_list = false;
+        }
     }
     return rc;
 }

@@ -455,6 +455,10 @@ static void test_other_kinds(void)
     /* A document that is neither: our schema's unknown-key error. */
     expect_error("workloads: []\n---\ncolour: blue\n", "k.yaml:3: colour: unknown key");
     expect_error("metadata: {name: x}\n", "k.yaml:1: kind: expected the object's kind, a string");
+    /* A List that contains itself (an alias) is refused, not followed. */
+    expect_error(
+        "apiVersion: v1\nkind: List\nitems:\n- &l {apiVersion: v1, kind: List, items: [*l]}\n",
+        "k.yaml:4: items: a List inside a List");
 }
 
 /* ---- a directory, reloaded ---- */
