@@ -151,8 +151,9 @@ int zt_k8s_labels(struct zt_yreader *r, const struct ynode *map, const char *wha
                   struct zt_k8s_label_view *v)
 {
     memset(v, 0, sizeof(*v));
-    if (!map || (map->type == YAML_SCALAR_NODE && map->plain && map->len == 0))
-        return 0;
+    if (!map || (map->type == YAML_SCALAR_NODE && map->plain &&
+                 (map->len == 0 || !strcmp(map->value, "~") || !strcmp(map->value, "null"))))
+        return 0; /* "labels:" with nothing after it */
     if (map->type != YAML_MAPPING_NODE)
         return fail(r, map, what, "%s: expected a mapping of strings", path);
     for (size_t i = 0; i < map->n_pairs; i++) {

@@ -441,7 +441,7 @@ static void test_other_kinds(void)
                        "    gatewayClassName: istio-waypoint\n"
                        "    listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n"
                        "---\n"
-                       "workloads: [{uid: w, namespace: default}]\n"
+                       "workloads: [{uid: w, namespace: default, labels: ~}]\n"
                        "---\n"
                        "services:\n"
                        "- {name: wp, namespace: default, hostname: wp" H "}\n"
