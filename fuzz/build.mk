@@ -35,7 +35,7 @@ SRC_hbone_authority := src/hbone/hbone.c
 SRC_hbone_server    := src/h2/session.c src/hbone/hbone.c
 SRC_spiffe          := src/tls/spiffe.c
 SRC_zds_request     := src/zds/zds.c $(call pb,zds)
-SRC_local_yaml      := src/config/local.c src/config/yaml_tree.c $(FUZZ_STATE)
+SRC_local_yaml      := src/config/local.c src/config/k8s.c src/config/yaml_tree.c $(FUZZ_STATE)
 SRC_cni_store       := src/cni/store.c
 SRC_cni_ctl         := src/cni/ctl.c
 SRC_http_headers    := src/telemetry/headers.c
@@ -48,7 +48,7 @@ SRC_http1_parse       := src/http/head.c src/http/http1.c
 SRC_route_match       := src/route/route.c src/http/head.c src/config/routes_yaml.c \
                          src/config/routes_filters.c src/config/yaml_tree.c $(FUZZ_STATE)
 SRC_routes_yaml       := $(SRC_route_match)
-SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c src/config/yaml_tree.c \
+SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c src/config/k8s.c src/config/yaml_tree.c \
                          $(call pb,discovery envoy_core google_rpc_status)
 
 # Object paths: generated sources (under $(FUZZ_BUILD)/gen) keep their tail.

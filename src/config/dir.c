@@ -17,11 +17,21 @@
  * and no changed or removed file had it, or if two files just read have
  * it. When that finds one, the whole check runs so the message is the same
  * as from a full load. Cost: O(changed objects x log N) for the check, and
- * the builder's O(N) pointer merge. */
+ * the builder's O(N) pointer merge.
+ *
+ * Each file also keeps its Kubernetes facts (Gateways, Namespace labels,
+ * object labels: config/k8s.h). `merged` stays the files' objects as
+ * written, the base of the next incremental merge; what is served is
+ * `served`, merged with the waypoints derived from all files' facts,
+ * recomputed at every reload (derive()) since a label in one file changes
+ * objects of others. That pass is O(objects) lookups, and when no file has
+ * facts it is nothing: served is merged. */
 #include "config/dir.h"
 
 #include "base/err.h"
+#include "config/k8s.h"
 #include "config/local.h"
+#include "config/local_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -49,8 +59,9 @@ struct file {
     size_t n_svcs;
     struct zt_policy **pols;
     size_t n_pols;
-    bool is_new; /* read by this reload (not taken from the last one) */
-    bool kept;   /* (last reload's list) taken as it was by this one */
+    struct zt_k8s_facts *facts; /* its Kubernetes objects and labels */
+    bool is_new;                /* read by this reload (not taken from the last one) */
+    bool kept;                  /* (last reload's list) taken as it was by this one */
 };
 
 struct zt_config_dir {
@@ -58,8 +69,14 @@ struct zt_config_dir {
     size_t dirlen;      /* dir without trailing slashes, for messages */
     struct file *files; /* last good list, sorted by name */
     size_t n_files;
-    struct zt_state *merged; /* last good snapshot; one reference, or NULL */
+    /* Last good merge of the files' objects as written (the base of the
+     * next incremental merge); one reference, or NULL. */
+    struct zt_state *merged;
+    /* What was served: merged with the waypoints derived from labels
+     * (k8s.c); merged itself when there are none. */
+    struct zt_state *served;
     size_t files_read;
+    char *notes; /* the last reload's, or NULL */
 };
 
 struct name {
@@ -250,6 +267,7 @@ static void file_cleanup(struct file *f)
     free(f->wls);
     free(f->svcs);
     free(f->pols);
+    zt_k8s_facts_free(f->facts);
     free(f->name);
     free(f->path);
 }
@@ -259,6 +277,7 @@ static int read_file(struct loader *l, const char *name)
 {
     char *path = join_path(l, name), *buf = NULL;
     struct zt_state *st = NULL;
+    struct zt_k8s_facts *facts = NULL;
     struct stat sb = {0};
     size_t len = 0;
     int rc = read_one(l, name, path, &buf, &len, &sb);
@@ -267,7 +286,7 @@ static int read_file(struct loader *l, const char *name)
         return 0;
     }
     if (rc == 0)
-        rc = zt_config_local_load_string(path, buf, len, &st, l->err, l->errlen);
+        rc = zt_config_local_parse(path, buf, len, &st, &facts, l->err, l->errlen);
     free(buf);
     if (rc) {
         free(path);
@@ -285,6 +304,7 @@ static int read_file(struct loader *l, const char *name)
     f->ctime = sb.st_ctim;
     f->bytes = len;
     f->is_new = true;
+    f->facts = facts;
     take_objects(f, st);
     return 0;
 }
@@ -558,6 +578,8 @@ void zt_config_dir_free(struct zt_config_dir *d)
         file_cleanup(&d->files[i]);
     free(d->files);
     zt_state_unref(d->merged);
+    zt_state_unref(d->served);
+    free(d->notes);
     free(d->dir);
     free(d);
 }
@@ -567,9 +589,51 @@ size_t zt_config_dir_files_read(const struct zt_config_dir *d)
     return d->files_read;
 }
 
+const char *zt_config_dir_notes(const struct zt_config_dir *d)
+{
+    return d->notes ? d->notes : "";
+}
+
+/* The waypoints that labels and Gateways give, on the merged snapshot
+ * (raw). This runs on every reload, whichever files changed: a Namespace
+ * label or a Gateway in one file changes services and workloads of others,
+ * so the derived fields are never carried over from the last load, only
+ * the derived records themselves when nothing about them changed (see
+ * zt_k8s_resolve), which keeps the catalog's entries. */
+static int derive(struct loader *l, struct zt_state *raw, struct zt_state **out)
+{
+    const struct zt_k8s_facts **facts = NULL;
+    size_t n = 0;
+    int rc;
+    for (size_t i = 0; i < l->n_files; i++)
+        if (!zt_k8s_facts_empty(l->files[i].facts))
+            *(const struct zt_k8s_facts **)zt_state_array_push(&facts, &n, sizeof(*facts)) =
+                l->files[i].facts;
+    rc = zt_k8s_resolve(facts, n, raw, l->d->merged, l->d->served, out, l->err, l->errlen);
+    free(facts);
+    return rc;
+}
+
+static void gather_notes(struct loader *l)
+{
+    struct zt_config_dir *d = l->d;
+    size_t len = 0;
+    free(d->notes);
+    d->notes = NULL;
+    for (size_t i = 0; i < l->n_files; i++) {
+        const char *nt = l->files[i].facts->notes;
+        size_t k = nt ? strlen(nt) : 0;
+        if (!k)
+            continue;
+        d->notes = zt_state_xrealloc(d->notes, len + k + 1);
+        memcpy(d->notes + len, nt, k + 1);
+        len += k;
+    }
+}
+
 /* Success: the new list replaces the old one; files of the old list not
  * taken over are released. */
-static void commit(struct loader *l, struct zt_state *merged)
+static void commit(struct loader *l, struct zt_state *merged, struct zt_state *served)
 {
     struct zt_config_dir *d = l->d;
     for (size_t i = 0; i < d->n_files; i++)
@@ -581,7 +645,9 @@ static void commit(struct loader *l, struct zt_state *merged)
     l->files = NULL;
     l->n_files = 0;
     zt_state_unref(d->merged);
-    d->merged = zt_state_ref(merged);
+    d->merged = merged;
+    zt_state_unref(d->served);
+    d->served = zt_state_ref(served);
 }
 
 static void rollback(struct loader *l)
@@ -598,6 +664,7 @@ int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *e
 {
     struct loader l = {
         .d = d, .dir = d->dir, .dirlen = d->dirlen, .dfd = -1, .err = err, .errlen = errlen};
+    struct zt_state *raw = NULL;
     DIR *dh;
     int rc;
 
@@ -619,17 +686,22 @@ int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *e
     if (!rc && !d->merged) {
         rc = check_all_duplicates(&l);
         if (!rc)
-            rc = merge_all(&l, out);
+            rc = merge_all(&l, &raw);
     } else if (!rc) {
         if (may_have_duplicates(&l, d->merged))
             rc = check_all_duplicates(&l);
         if (!rc)
-            rc = merge_changes(&l, d->merged, out);
+            rc = merge_changes(&l, d->merged, &raw);
     }
     if (!rc)
-        commit(&l, *out);
-    else
+        rc = derive(&l, raw, out);
+    if (!rc) {
+        gather_notes(&l);
+        commit(&l, raw, *out);
+    } else {
+        zt_state_unref(raw);
         rollback(&l);
+    }
 
     for (size_t i = 0; i < l.n_names; i++)
         free(l.names[i].name);

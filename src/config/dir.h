@@ -25,6 +25,14 @@
  * as they are. Cross-file references (a workload naming a service or policy
  * of another file) are fine.
  *
+ * Waypoints from Kubernetes objects (config/k8s.h): a Gateway, a Namespace
+ * label or an object's label in one file may set the waypoint of objects of
+ * another, so those fields are derived on the merged directory at every
+ * reload, from every file's Kubernetes facts; their errors name the file
+ * and line of the label ("<dir>/a.yaml:7: service \"ns/h\":
+ * istio.io/use-waypoint: no Gateway ns/wp ..."), and a Gateway or Namespace
+ * declared in two files is an error naming both.
+ *
  * Error messages (written to err, errlen bytes, NUL-terminated) name the
  * file as "<dir>/<name>":
  * - a file's own error, as config/local.h reports it:
@@ -75,5 +83,10 @@ int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *e
 
 /* Files the last reload read and parsed (0 when nothing changed). */
 size_t zt_config_dir_files_read(const struct zt_config_dir *d);
+
+/* Remarks of the last successful reload worth a warning, one per line
+ * ("<dir>/<name>:<line>: ..."), e.g. a Gateway of a class other than
+ * istio-waypoint skipped; "" when none. Valid until the next reload. */
+const char *zt_config_dir_notes(const struct zt_config_dir *d);
 
 #endif

@@ -10,6 +10,7 @@
  * allow-list (unknown and duplicate keys are errors, as in Istio's
  * deny_unknown_fields), then reads the keys it knows. */
 #include "config/local.h"
+#include "config/k8s.h"
 #include "config/local_int.h"
 
 #include "base/err.h"
@@ -37,6 +38,8 @@ struct ctx {
     struct zt_yreader y;
     unsigned visits;
     void *last; /* the record the last item parser added to the builder */
+    struct zt_k8s_facts *facts;
+    bool in_list; /* reading the items of a Kubernetes List */
 };
 
 __attribute__((format(printf, 4, 5))) static int fail(struct ctx *c, const struct ynode *n,
@@ -450,6 +453,47 @@ static int get_gateway(struct ctx *c, struct ynode *n, const char *path, struct 
     return 0;
 }
 
+/* ---------------------------------------------------------------- labels */
+
+/* The `labels:` of a workload or service: any string map, as in
+ * Kubernetes; istio.io/use-waypoint (and -namespace) and
+ * gateway.networking.k8s.io/gateway-name are recorded in the file's facts
+ * for k8s.c. A use-waypoint label next to an explicit waypoint is refused:
+ * which of the two should win cannot be told. */
+static int read_labels(struct ctx *c, struct ynode *item, const char *path, enum zt_k8s_object kind,
+                       const char *key, bool has_explicit)
+{
+    struct ynode *v = map_get(c, item, "labels");
+    struct zt_k8s_label_view lv;
+    struct zt_k8s_use use;
+    struct zt_k8s_labelled *l;
+    int rc;
+    if (!v)
+        return 0;
+    if ((rc = zt_k8s_labels(&c->y, v, path, "labels", &lv)))
+        return rc;
+    if ((rc = zt_k8s_use_read(&c->y, &lv, path, "labels", &use)))
+        return rc;
+    if (use.is_set && has_explicit) {
+        char sub[PATH_MAX_LEN];
+        zt_k8s_use_cleanup(&use);
+        path_join(sub, path, ".labels.", ZT_K8S_LABEL_USE_WAYPOINT, NULL);
+        return fail(c, lv.use, sub,
+                    "set together with an explicit waypoint: which one wins is ambiguous "
+                    "(keep one of the two)");
+    }
+    if (!use.is_set && !lv.gateway_name)
+        return 0;
+    l = zt_state_array_push(&c->facts->labelled, &c->facts->n_labelled,
+                            sizeof(*c->facts->labelled));
+    l->kind = kind;
+    l->key = zt_state_xstrdup(key);
+    l->line = item->line;
+    l->use = use;
+    l->gateway_name = lv.gateway_name ? zt_state_xstrdup(lv.gateway_name->value) : NULL;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- workload */
 
 static int get_wl_services(struct ctx *c, struct ynode *map, const char *path,
@@ -555,6 +599,7 @@ static int parse_workload(struct ctx *c, struct ynode *n, const char *path, void
                                        "locality",
                                        "capacity",
                                        "services",
+                                       "labels",
                                        NULL};
     static const char *const protos[] = {"TCP", "HBONE", NULL};
     static const char *const modes[] = {"Standard", "HostNetwork", NULL};
@@ -635,6 +680,9 @@ static int parse_workload(struct ctx *c, struct ynode *n, const char *path, void
     }
     if (!rc && !*wl->uid)
         rc = fail(c, n, path, "uid must not be empty");
+    if (!rc)
+        rc =
+            read_labels(c, n, path, ZT_K8S_WORKLOAD, wl->uid, wl->waypoint.kind != ZT_GATEWAY_NONE);
     if (rc) {
         zt_workload_unref(wl);
         return rc;
@@ -730,6 +778,7 @@ static int parse_service(struct ctx *c, struct ynode *n, const char *path, void 
                                        "ipFamilies",
                                        "canonical",
                                        "visibility",
+                                       "labels",
                                        NULL};
     static const char *const families[] = {"Automatic", "IPv4", "IPv6", "Dual", NULL};
     static const char *const vis[] = {"Public", "Namespace", NULL};
@@ -782,6 +831,14 @@ static int parse_service(struct ctx *c, struct ynode *n, const char *path, void 
     }
     if (!rc && (!*svc->hostname || !*svc->namespace))
         rc = fail(c, n, path, "namespace and hostname must not be empty");
+    if (!rc) {
+        size_t kl = strlen(svc->namespace) + 1 + strlen(svc->hostname) + 1;
+        char *key = zt_state_xcalloc(kl, 1);
+        snprintf(key, kl, "%s/%s", svc->namespace, svc->hostname);
+        rc = read_labels(c, n, path, ZT_K8S_SERVICE, key,
+                         svc->waypoint.kind != ZT_GATEWAY_NONE || svc->n_weighted_waypoints);
+        free(key);
+    }
     if (rc) {
         zt_service_unref(svc);
         return rc;
@@ -1121,14 +1178,161 @@ static int stream_list(struct ctx *c, const struct list_kind *k, const yaml_even
     }
 }
 
-/* Reads the top-level mapping from the event after its MAPPING-START. Its
- * lists are streamed; anything else under a known key is built as a tree
- * and refused (or taken as an empty list) by each_item. */
-static int stream_root(struct ctx *c, struct zt_state_builder *b, struct dup_list *dups)
+/* ---------------------------------------------------------------- kinds */
+
+/* Kubernetes documents, dispatched by kind. A file may mix them with our
+ * own schema (one YAML document each, "---" between them), so a user can
+ * paste objects from a cluster. The apiVersion's group tells APIs apart
+ * (networking.istio.io has a Gateway too: not this one). A kind that is not
+ * listed, or listed without a reader, is skipped without a word.
+ *
+ * This table is the hook for the route parser: HTTPRoute and GRPCRoute
+ * documents reach their rows below, and a reader there hands the document
+ * tree to config/routes.h with the file's name and the line marks (the
+ * readers get the tree, the reader state for messages, and the file's
+ * facts). */
+typedef int k8s_read_fn(struct ctx *c, struct ynode *doc);
+
+static int dispatch_k8s_object(struct ctx *c, struct ynode *doc);
+
+static int read_gateway(struct ctx *c, struct ynode *doc)
 {
-    bool seen[3] = {false, false, false};
-    int rc;
+    return zt_k8s_read_gateway(&c->y, doc, c->facts);
+}
+
+static int read_namespace(struct ctx *c, struct ynode *doc)
+{
+    return zt_k8s_read_namespace(&c->y, doc, c->facts);
+}
+
+/* `kubectl get -o yaml` of several objects: a v1 List of them. A List in
+ * a List is refused: kubectl never writes one, and an alias could make the
+ * nesting endless. */
+static int read_list(struct ctx *c, struct ynode *doc)
+{
+    struct ynode *items = zt_k8s_get(doc, "items");
+    int rc = 0;
+    if (c->in_list)
+        return fail(c, doc, "items", "a List inside a List");
+    if (!items || is_null(items))
+        return 0;
+    if ((rc = expect_type(c, items, "items", YAML_SEQUENCE_NODE)))
+        return rc;
+    for (size_t i = 0; i < items->n_items && !rc; i++) {
+        char sub[PATH_MAX_LEN];
+        path_index(sub, "items", i);
+        if (!(rc = visit(c, items->items[i], sub)) &&
+            !(rc = expect_type(c, items->items[i], sub, YAML_MAPPING_NODE))) {
+            c->in_list = true;
+            rc = dispatch_k8s_object(c, items->items[i]);
+            c->in_list = false;
+        }
+    }
+    return rc;
+}
+
+static const struct k8s_kind {
+    const char *kind;
+    const char *group; /* "" for the core API */
+    k8s_read_fn *read;
+} k8s_kinds[] = {
+    {"Gateway", "gateway.networking.k8s.io", read_gateway},
+    {"Namespace", "", read_namespace},
+    {"List", "", read_list},
+    {"HTTPRoute", "gateway.networking.k8s.io", NULL},
+    {"GRPCRoute", "gateway.networking.k8s.io", NULL},
+};
+
+/* One Kubernetes object (a document, or an item of a List). */
+static int dispatch_k8s_object(struct ctx *c, struct ynode *doc)
+{
+    struct ynode *kind = zt_k8s_get(doc, "kind"), *api = zt_k8s_get(doc, "apiVersion");
+    const char *slash;
+    size_t glen;
+    if (!kind || kind->type != YAML_SCALAR_NODE)
+        return fail(c, kind ? kind : doc, "kind", "expected the object's kind, a string");
+    if (!api || api->type != YAML_SCALAR_NODE)
+        return fail(c, api ? api : doc, "apiVersion", "expected a string (e.g. \"v1\")");
+    slash = strchr(scalar(api), '/');
+    glen = slash ? (size_t)(slash - scalar(api)) : 0;
+    for (size_t i = 0; i < sizeof(k8s_kinds) / sizeof(k8s_kinds[0]); i++) {
+        const struct k8s_kind *k = &k8s_kinds[i];
+        if (strcmp(k->kind, scalar(kind)) != 0 || strlen(k->group) != glen ||
+            strncmp(k->group, scalar(api), glen) != 0)
+            continue;
+        return k->read ? k->read(c, doc) : 0;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- documents */
+
+static bool is_k8s_key(const char *k)
+{
+    return !strcmp(k, "apiVersion") || !strcmp(k, "kind") || !strcmp(k, "metadata");
+}
+
+/* The rest of a document that turned out to be a Kubernetes object (its
+ * first key is apiVersion, kind or metadata), from its value on: built as
+ * one tree (objects are small), then dispatched by kind. */
+static int read_k8s_document(struct ctx *c, struct ynode *first_key, const yaml_event_t *start)
+{
+    struct ypair *pairs = NULL;
+    size_t n = 0, cap = 0;
+    struct ynode *key = first_key, *doc;
+    int rc = 0;
     for (;;) {
+        yaml_event_t ev;
+        struct ypair *p;
+        if ((rc = zt_yreader_next(&c->y, &ev)))
+            break;
+        p = zt_config_vec_slot(&pairs, &n, &cap, sizeof(*pairs));
+        p->key = key;
+        rc = zt_yreader_node(&c->y, &ev, &p->value);
+        yaml_event_delete(&ev);
+        if (rc)
+            break;
+        if ((rc = zt_yreader_next(&c->y, &ev)))
+            break;
+        if (ev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&ev);
+            break;
+        }
+        rc = zt_yreader_node(&c->y, &ev, &key);
+        yaml_event_delete(&ev);
+        if (rc)
+            break;
+        if (key->type != YAML_SCALAR_NODE) {
+            rc = fail(c, key, "", "mapping keys must be strings");
+            break;
+        }
+    }
+    if (!rc) {
+        doc = zt_yreader_alloc(&c->y, sizeof(*doc));
+        memset(doc, 0, sizeof(*doc));
+        doc->type = YAML_MAPPING_NODE;
+        doc->line = (uint32_t)start->start_mark.line;
+        doc->pairs = zt_yreader_alloc(&c->y, (n ? n : 1) * sizeof(*doc->pairs));
+        memcpy(doc->pairs, pairs, n * sizeof(*pairs));
+        doc->n_pairs = n;
+        rc = visit(c, doc, "");
+        if (!rc)
+            rc = dispatch_k8s_object(c, doc);
+    }
+    free(pairs);
+    return rc;
+}
+
+/* Reads the top-level mapping from the event after its MAPPING-START
+ * (start). Its lists are streamed; anything else under a known key is built
+ * as a tree and refused (or taken as an empty list) by each_item. A first
+ * key apiVersion, kind or metadata makes it a Kubernetes object. */
+static int stream_root(struct ctx *c, struct zt_state_builder *b, struct dup_list *dups,
+                       const yaml_event_t *start)
+{
+    bool seen[3] = {false, false, false}, first = true;
+    int rc;
+    for (;; first = false) {
         yaml_event_t ev;
         struct ynode *key, *val;
         const struct list_kind *k = NULL;
@@ -1145,6 +1349,8 @@ static int stream_root(struct ctx *c, struct zt_state_builder *b, struct dup_lis
             return rc;
         if (key->type != YAML_SCALAR_NODE)
             return fail(c, key, "", "mapping keys must be strings");
+        if (first && is_k8s_key(scalar(key)))
+            return read_k8s_document(c, key, start);
         for (size_t i = 0; i < 3 && !k; i++)
             if (strcmp(kinds[i].name, scalar(key)) == 0)
                 k = &kinds[i];
@@ -1171,27 +1377,30 @@ static int stream_root(struct ctx *c, struct zt_state_builder *b, struct dup_lis
     }
 }
 
-/* Reads the first document of the stream (a YAML stream may hold several;
- * the others are ignored, as libyaml's loader did). */
-static int load_stream(struct ctx *c, struct zt_state **out)
+/* Reads every document of the stream: each is our schema or one
+ * Kubernetes object (see dispatch_k8s_object); empty documents are fine. */
+static int read_documents(struct ctx *c, struct zt_state_builder *b, struct dup_list *dups)
 {
-    struct zt_state_builder *b = zt_state_builder_new(NULL);
-    struct dup_list dups[3] = {{0}};
     yaml_event_t ev;
-    char berr[256];
     int rc = zt_yreader_next(&c->y, &ev); /* STREAM-START */
-    if (!rc) {
-        yaml_event_delete(&ev);
-        rc = zt_yreader_next(&c->y, &ev); /* DOCUMENT-START or STREAM-END */
-    }
-    if (!rc && ev.type == YAML_DOCUMENT_START_EVENT) {
-        yaml_event_delete(&ev);
-        rc = zt_yreader_next(&c->y, &ev); /* the root node */
-        if (!rc && ev.type == YAML_MAPPING_START_EVENT) {
-            /* An anchor on the root could only be aliased from inside it. */
+    if (rc)
+        return rc;
+    yaml_event_delete(&ev);
+    for (;;) {
+        if ((rc = zt_yreader_next(&c->y, &ev))) /* DOCUMENT-START or STREAM-END */
+            return rc;
+        if (ev.type != YAML_DOCUMENT_START_EVENT) {
             yaml_event_delete(&ev);
-            rc = stream_root(c, b, dups);
-        } else if (!rc) {
+            return 0;
+        }
+        yaml_event_delete(&ev);
+        if ((rc = zt_yreader_next(&c->y, &ev))) /* the root node */
+            return rc;
+        if (ev.type == YAML_MAPPING_START_EVENT) {
+            /* An anchor on the root could only be aliased from inside it. */
+            rc = stream_root(c, b, dups, &ev);
+            yaml_event_delete(&ev);
+        } else {
             static const char *const keys[] = {"workloads", "services", "policies", NULL};
             struct ynode *root;
             rc = zt_yreader_node(&c->y, &ev, &root);
@@ -1199,9 +1408,21 @@ static int load_stream(struct ctx *c, struct zt_state **out)
             if (!rc && !is_null(root))
                 rc = check_keys(c, root, "", keys);
         }
-    } else if (!rc) {
+        if (rc)
+            return rc;
+        if ((rc = zt_yreader_next(&c->y, &ev))) /* DOCUMENT-END */
+            return rc;
         yaml_event_delete(&ev);
+        zt_yreader_end_document(&c->y);
     }
+}
+
+static int load_stream(struct ctx *c, struct zt_state **out)
+{
+    struct zt_state_builder *b = zt_state_builder_new(NULL);
+    struct dup_list dups[3] = {{0}};
+    char berr[256];
+    int rc = read_documents(c, b, dups);
     for (size_t i = 0; i < 3 && !rc; i++)
         rc = check_duplicates(c, &kinds[i], &dups[i]);
     for (size_t i = 0; i < 3; i++)
@@ -1216,14 +1437,15 @@ static int load_stream(struct ctx *c, struct zt_state **out)
     return rc;
 }
 
-int zt_config_local_load_string(const char *name, const char *yaml, size_t len,
-                                struct zt_state **out, char *err, size_t errlen)
+int zt_config_local_parse(const char *name, const char *yaml, size_t len, struct zt_state **raw,
+                          struct zt_k8s_facts **facts, char *err, size_t errlen)
 {
     yaml_parser_t parser;
     struct ctx c = {.y = {.file = name, .parser = &parser, .err = err, .errlen = errlen}};
     int rc;
 
-    *out = NULL;
+    *raw = NULL;
+    *facts = NULL;
     if (errlen)
         err[0] = '\0';
     if (len > ZT_CONFIG_LOCAL_MAX_BYTES) {
@@ -1233,9 +1455,35 @@ int zt_config_local_load_string(const char *name, const char *yaml, size_t len,
     if (!yaml_parser_initialize(&parser))
         abort();
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-    rc = load_stream(&c, out);
+    c.facts = zt_k8s_facts_new(name);
+    rc = load_stream(&c, raw);
     zt_yreader_cleanup(&c.y);
     yaml_parser_delete(&parser);
+    if (rc)
+        zt_k8s_facts_free(c.facts);
+    else
+        *facts = c.facts;
+    return rc;
+}
+
+/* One file alone: its labels and Gateways resolved among themselves. */
+int zt_config_local_load_string(const char *name, const char *yaml, size_t len,
+                                struct zt_state **out, char *err, size_t errlen)
+{
+    struct zt_k8s_facts *facts;
+    struct zt_state *raw;
+    int rc = zt_config_local_parse(name, yaml, len, &raw, &facts, err, errlen);
+    *out = NULL;
+    if (rc)
+        return rc;
+    if (zt_k8s_facts_empty(facts)) {
+        *out = raw;
+    } else {
+        const struct zt_k8s_facts *const f[] = {facts};
+        rc = zt_k8s_resolve(f, 1, raw, NULL, NULL, out, err, errlen);
+        zt_state_unref(raw);
+    }
+    zt_k8s_facts_free(facts);
     return rc;
 }
 

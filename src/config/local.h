@@ -6,6 +6,12 @@
  *   services:  [ {name, namespace, hostname, vips: ["net/ip"], ports: {80: 8080}} ]
  *   policies:  [ {name, namespace, scope, action, rules: [[[ {match} ]]]} ]
  *
+ * A file may hold several YAML documents ("---"): each is either that
+ * schema or one Kubernetes object. Gateways of class istio-waypoint and
+ * Namespace labels, with the `labels:` of workloads and services
+ * (istio.io/use-waypoint), set the waypoint fields (config/k8s.h); other
+ * kinds are skipped (the dispatch by kind is in local.c, k8s_kinds[]).
+ *
  * Every error message has the form "<file>:<line>: <key path>: <reason>",
  * e.g. "ztunnel.yaml:7: workloads[1].protocol: bad value \"HTTP\": expected
  * TCP or HBONE" (lines are 1-based). */

@@ -75,8 +75,23 @@ int zt_yreader_next(struct zt_yreader *r, yaml_event_t *ev);
  * alias may point into any of them). */
 void zt_yreader_reset(struct zt_yreader *r);
 void zt_yreader_cleanup(struct zt_yreader *r);
+/* At the end of a document: forgets its anchors and drops its trees. */
+void zt_yreader_end_document(struct zt_yreader *r);
+/* n bytes in the tree arena (max_align_t aligned), valid until reset. */
+void *zt_yreader_alloc(struct zt_yreader *r, size_t n);
 /* Makes room for one more element of `size` bytes in *v_ptr (*n used,
  * *cap allocated) and returns it. */
 void *zt_config_vec_slot(void *v_ptr, size_t *n, size_t *cap, size_t size);
+
+struct zt_state;
+struct zt_k8s_facts;
+
+/* zt_config_local_load_string's first half: the file's objects as written
+ * (*raw, no waypoint derived from labels) and what its Kubernetes objects
+ * and labels say (*facts, see k8s.h), both owned by the caller. On failure
+ * both are NULL. config/dir.c keeps the two per file and derives the
+ * waypoints on the merged directory. */
+int zt_config_local_parse(const char *name, const char *yaml, size_t len, struct zt_state **raw,
+                          struct zt_k8s_facts **facts, char *err, size_t errlen);
 
 #endif

@@ -11,7 +11,7 @@
 
 #define ARENA_BLOCK 65536
 
-static void *arena_alloc(struct zt_yreader *r, size_t n)
+void *zt_yreader_alloc(struct zt_yreader *r, size_t n)
 {
     struct arena_blk *b = r->arena;
     void *p;
@@ -43,6 +43,17 @@ void zt_yreader_reset(struct zt_yreader *r)
     }
     b->used = 0;
     r->arena = b;
+}
+
+/* Anchors name nodes of one document only: the next may reuse the names. */
+void zt_yreader_end_document(struct zt_yreader *r)
+{
+    for (size_t i = 0; i < r->n_anchors; i++)
+        free(r->anchors[i].name);
+    free(r->anchors);
+    r->anchors = NULL;
+    r->n_anchors = 0;
+    zt_yreader_reset(r);
 }
 
 void zt_yreader_cleanup(struct zt_yreader *r)
@@ -105,7 +116,7 @@ static int add_anchor(struct zt_yreader *r, const yaml_char_t *name, struct ynod
 
 static struct ynode *new_node(struct zt_yreader *r, yaml_node_type_t type, const yaml_event_t *ev)
 {
-    struct ynode *n = arena_alloc(r, sizeof(*n));
+    struct ynode *n = zt_yreader_alloc(r, sizeof(*n));
     memset(n, 0, sizeof(*n));
     n->type = type;
     n->line = (uint32_t)ev->start_mark.line;
@@ -131,7 +142,7 @@ int zt_yreader_node(struct zt_yreader *r, yaml_event_t *first, struct ynode **ou
             n = new_node(r, YAML_SCALAR_NODE, &ev);
             n->len = ev.data.scalar.length;
             n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-            n->value = arena_alloc(r, n->len + 1);
+            n->value = zt_yreader_alloc(r, n->len + 1);
             memcpy((char *)n->value, ev.data.scalar.value, n->len);
             ((char *)n->value)[n->len] = '\0';
             anchor = ev.data.scalar.anchor;
@@ -166,12 +177,12 @@ int zt_yreader_node(struct zt_yreader *r, yaml_event_t *first, struct ynode **ou
             size_t k = r->n_scratch - f->start;
             n = f->node;
             if (n->type == YAML_SEQUENCE_NODE) {
-                n->items = arena_alloc(r, k * sizeof(*n->items));
+                n->items = zt_yreader_alloc(r, k * sizeof(*n->items));
                 if (k)
                     memcpy(n->items, r->scratch + f->start, k * sizeof(*n->items));
                 n->n_items = k;
             } else {
-                n->pairs = arena_alloc(r, k / 2 * sizeof(*n->pairs));
+                n->pairs = zt_yreader_alloc(r, k / 2 * sizeof(*n->pairs));
                 for (size_t i = 0; i < k / 2; i++) {
                     n->pairs[i].key = r->scratch[f->start + 2 * i];
                     n->pairs[i].value = r->scratch[f->start + 2 * i + 1];

@@ -78,6 +78,12 @@ static int load_config(struct zt_control *cp, char *err, size_t errlen)
     int rc = zt_config_dir_reload(cp->dir, &s, err, errlen);
     if (rc < 0)
         return rc;
+    for (const char *nt = zt_config_dir_notes(cp->dir), *eol; *nt; nt = eol + 1) {
+        eol = strchr(nt, '\n');
+        if (!eol)
+            break;
+        ZT_WARN("control", "%.*s", (int)(eol - nt), nt);
+    }
     char why[512] = "";
     size_t left_out = zt_xds_catalog_update(cp->cat, s, &cat, why, sizeof(why));
     if (left_out)

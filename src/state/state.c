@@ -264,6 +264,78 @@ void zt_workload_unref(struct zt_workload *wl)
     free(wl);
 }
 
+/* Copies a record string (NULL stays NULL). */
+static char *str_copy(const char *s)
+{
+    return zt_state_xstrdup(s);
+}
+
+static void gateway_copy(struct zt_gateway *dst, const struct zt_gateway *src)
+{
+    *dst = *src;
+    dst->network = str_copy(src->network);
+    dst->namespace = str_copy(src->namespace);
+    dst->hostname = str_copy(src->hostname);
+}
+
+/* An array of n elements copied with the capacity zt_state_array_push
+ * implies (the next power of two), so the copy may grow like the original. */
+static void *array_copy(const void *p, size_t n, size_t size)
+{
+    size_t cap = 1;
+    void *out;
+    while (cap < n)
+        cap *= 2;
+    out = zt_state_xcalloc(cap, size);
+    if (n)
+        memcpy(out, p, n * size);
+    return out;
+}
+
+static char **strv_copy(char *const *v, size_t n)
+{
+    char **out = array_copy(v, n, sizeof(*out));
+    for (size_t i = 0; i < n; i++)
+        out[i] = str_copy(v[i]);
+    return out;
+}
+
+/* Every owned field of zt_workload_unref, copied: keep the two in step. */
+struct zt_workload *zt_workload_clone(const struct zt_workload *wl)
+{
+    struct zt_workload *c = zt_state_xcalloc(1, sizeof(*c));
+    *c = *wl;
+    atomic_init(&c->refs, 1);
+    c->interned = false;
+    c->packed = false;
+    c->uid = str_copy(wl->uid);
+    c->name = str_copy(wl->name);
+    c->namespace = str_copy(wl->namespace);
+    c->service_account = str_copy(wl->service_account);
+    c->trust_domain = str_copy(wl->trust_domain);
+    c->addresses = array_copy(wl->addresses, wl->n_addresses, sizeof(*wl->addresses));
+    c->network = str_copy(wl->network);
+    c->node = str_copy(wl->node);
+    c->hostname = str_copy(wl->hostname);
+    c->cluster_id = str_copy(wl->cluster_id);
+    c->canonical_name = str_copy(wl->canonical_name);
+    c->canonical_revision = str_copy(wl->canonical_revision);
+    c->workload_name = str_copy(wl->workload_name);
+    c->services = array_copy(wl->services, wl->n_services, sizeof(*wl->services));
+    for (size_t i = 0; i < wl->n_services; i++) {
+        c->services[i].key = str_copy(wl->services[i].key);
+        c->services[i].ports = array_copy(wl->services[i].ports, wl->services[i].n_ports,
+                                          sizeof(*wl->services[i].ports));
+    }
+    c->authorization_policies = strv_copy(wl->authorization_policies, wl->n_authorization_policies);
+    c->locality.region = str_copy(wl->locality.region);
+    c->locality.zone = str_copy(wl->locality.zone);
+    c->locality.subzone = str_copy(wl->locality.subzone);
+    gateway_copy(&c->waypoint, &wl->waypoint);
+    gateway_copy(&c->network_gateway, &wl->network_gateway);
+    return c;
+}
+
 const struct zt_workload_service *zt_workload_find_service(const struct zt_workload *wl,
                                                            const char *key)
 {
@@ -324,6 +396,34 @@ void zt_service_unref(struct zt_service *svc)
         gateway_cleanup(&svc->weighted_waypoints[i].destination, in);
     free(svc->weighted_waypoints);
     free(svc);
+}
+
+/* Every owned field of zt_service_unref, copied: keep the two in step. */
+struct zt_service *zt_service_clone(const struct zt_service *svc)
+{
+    struct zt_service *c = zt_state_xcalloc(1, sizeof(*c));
+    *c = *svc;
+    atomic_init(&c->refs, 1);
+    c->interned = false;
+    c->name = str_copy(svc->name);
+    c->namespace = str_copy(svc->namespace);
+    c->hostname = str_copy(svc->hostname);
+    c->key = str_copy(svc->key);
+    c->vips = array_copy(svc->vips, svc->n_vips, sizeof(*svc->vips));
+    for (size_t i = 0; i < svc->n_vips; i++)
+        c->vips[i].network = str_copy(svc->vips[i].network);
+    c->cidr_vips = array_copy(svc->cidr_vips, svc->n_cidr_vips, sizeof(*svc->cidr_vips));
+    for (size_t i = 0; i < svc->n_cidr_vips; i++)
+        c->cidr_vips[i].network = str_copy(svc->cidr_vips[i].network);
+    c->ports = array_copy(svc->ports, svc->n_ports, sizeof(*svc->ports));
+    c->subject_alt_names = strv_copy(svc->subject_alt_names, svc->n_subject_alt_names);
+    gateway_copy(&c->waypoint, &svc->waypoint);
+    c->weighted_waypoints = array_copy(svc->weighted_waypoints, svc->n_weighted_waypoints,
+                                       sizeof(*svc->weighted_waypoints));
+    for (size_t i = 0; i < svc->n_weighted_waypoints; i++)
+        gateway_copy(&c->weighted_waypoints[i].destination,
+                     &svc->weighted_waypoints[i].destination);
+    return c;
 }
 
 const struct zt_port_map *zt_service_find_port(const struct zt_service *svc, uint16_t port)

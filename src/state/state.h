@@ -149,6 +149,11 @@ struct zt_workload *zt_workload_ref(struct zt_workload *wl);
 /* Drops one reference; frees everything it owns at zero. NULL is a no-op. */
 void zt_workload_unref(struct zt_workload *wl);
 
+/* A new workload (refs = 1, not yet in any snapshot) equal to wl (borrowed),
+ * every string and array copied: how a producer derives a record with one
+ * field changed from a record of a snapshot, which is immutable. */
+struct zt_workload *zt_workload_clone(const struct zt_workload *wl);
+
 /* Finds the services-map entry for a "ns/hostname" key, or NULL. */
 const struct zt_workload_service *zt_workload_find_service(const struct zt_workload *wl,
                                                            const char *key);
@@ -235,6 +240,8 @@ struct zt_service {
 struct zt_service *zt_service_new(void);
 struct zt_service *zt_service_ref(struct zt_service *svc);
 void zt_service_unref(struct zt_service *svc);
+/* As zt_workload_clone, for a service. */
+struct zt_service *zt_service_clone(const struct zt_service *svc);
 /* Finds the port entry for service_port, or NULL. */
 const struct zt_port_map *zt_service_find_port(const struct zt_service *svc, uint16_t port);
 
