@@ -10,6 +10,8 @@
 #include "telemetry/metrics.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -496,6 +498,95 @@ static void test_cap_held_series_and_overflow(void)
     CHECK_EQ_INT(dropped, 2);
 }
 
+/* Two writers count into the same label set (one holding its series, one
+ * with the one-call form) while a reader scrapes: every scrape's buckets
+ * are cumulative and end at _count, and the final sums are exact. */
+enum { ITERS = 20000 };
+static _Atomic int writers_done;
+
+struct writer_arg {
+    struct zt_metrics *m;
+    unsigned shard;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer_arg *w = arg;
+    struct zt_request_labels l = full_labels();
+    struct zt_request_series *s = zt_metrics_request_series(w->m, w->shard, &l);
+    for (int i = 0; i < ITERS; i++) {
+        if (w->shard == 0)
+            zt_request_series_observe(s, (uint64_t)(i % 7) * 1000, 3, 5);
+        else
+            zt_metrics_request_observe(w->m, w->shard, &l, (uint64_t)(i % 7) * 1000, 3, 5);
+    }
+    zt_metrics_request_series_release(w->m, w->shard, s);
+    atomic_fetch_add(&writers_done, 1);
+    return NULL;
+}
+
+/* Checks one scrape's duration histogram; returns false if inconsistent. */
+static bool scrape_consistent(const char *text)
+{
+    const char *prefix = "istio_request_duration_milliseconds_bucket{";
+    long long last = 0;
+    int n = 0;
+    for (const char *p = strstr(text, prefix); p; p = strstr(p + 1, prefix)) {
+        const char *sp = strchr(p, ' ');
+        long long v = strtoll(sp + 1, NULL, 10);
+        if (v < last)
+            return false;
+        last = v;
+        n++;
+    }
+    if (n == 0)
+        return true; /* before the first request */
+    return n == 20 && sample(text, "istio_request_duration_milliseconds_count" FULL_LABELS) == last;
+}
+
+static void *reader_main(void *arg)
+{
+    struct zt_metrics *m = arg;
+    long bad = 0;
+    while (atomic_load(&writers_done) < 2) {
+        char *text = render(m);
+        if (!scrape_consistent(text))
+            bad++;
+        free(text);
+    }
+    return (void *)bad;
+}
+
+static void test_concurrent_writers_and_scrapes(void)
+{
+    struct zt_metrics *m = zt_metrics_new(2, "t");
+    pthread_t w[2], r;
+    struct writer_arg args[2] = {{m, 0}, {m, 1}};
+    atomic_store(&writers_done, 0);
+    pthread_create(&r, NULL, reader_main, m);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&w[i], NULL, writer_main, &args[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(w[i], NULL);
+    void *bad;
+    pthread_join(r, &bad);
+    char *text = render(m);
+    long long total = sample(text, "istio_requests_total" FULL_LABELS);
+    long long count = sample(text, "istio_response_bytes_count" FULL_LABELS);
+    long long rsum = sample(text, "istio_response_bytes_sum" FULL_LABELS);
+    long long le1 = bucket(text, "istio_request_duration_milliseconds", "1");
+    bool ok = scrape_consistent(text);
+    free(text);
+    zt_metrics_free(m);
+    CHECK_EQ_INT((long)bad, 0);
+    CHECK(ok);
+    CHECK_EQ_INT(total, 2 * ITERS);
+    CHECK_EQ_INT(count, 2 * ITERS);
+    CHECK_EQ_INT(rsum, 5LL * 2 * ITERS);
+    /* i % 7 in {0, 1}: 0 and 1000 us are within le=1 */
+    CHECK_EQ_INT(le1, 2 * (2 * (ITERS / 7) + (ITERS % 7 > 1 ? 2 : ITERS % 7)));
+}
+
 /* Feeds `text` to `promtool check metrics`; returns its exit status (-1 if
  * it could not run) and its combined output in `out`. */
 static int run_promtool(const char *text, char *out, size_t cap)
@@ -609,6 +700,7 @@ int main(void)
     RUN(test_sums_across_shards);
     RUN(test_cap_evicts_least_recently_released);
     RUN(test_cap_held_series_and_overflow);
+    RUN(test_concurrent_writers_and_scrapes);
     RUN(test_promtool_accepts_tcp_and_requests);
     return TEST_REPORT();
 }
