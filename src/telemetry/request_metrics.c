@@ -378,18 +378,15 @@ static int row_cmp(const void *a, const void *b)
 }
 
 /* Every shard's series, sorted by label block, equal blocks summed. Returns
- * the row count; *out is malloc'd (NULL when none). Also the series kept
- * under the cap. */
-static size_t collect_rows(struct zt_request_metrics *r, struct req_row **out, size_t *n_capped)
+ * the row count; *out is malloc'd (NULL when none). */
+static size_t collect_rows(struct zt_request_metrics *r, struct req_row **out)
 {
     struct req_row *rows = NULL;
     size_t n = 0, cap = 0;
 
-    *n_capped = 0;
     for (unsigned i = 0; i < r->nshards; i++) {
         struct req_shard *sh = &r->shards[i];
         pthread_mutex_lock(&sh->mu);
-        *n_capped += sh->n_capped;
         if (n + sh->count > cap) {
             cap = (n + sh->count) * 2;
             rows = zt_xrealloc(rows, cap * sizeof(*rows));
@@ -464,8 +461,7 @@ static void put_histogram(struct zt_buf *out, struct zt_buf *lb, const char *nam
 void zt_request_metrics_render(struct zt_request_metrics *r, struct zt_buf *out)
 {
     struct req_row *rows;
-    size_t n_capped;
-    size_t nrows = collect_rows(r, &rows, &n_capped);
+    size_t nrows = collect_rows(r, &rows);
     if (nrows == 0)
         return;
 
