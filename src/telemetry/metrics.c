@@ -1,5 +1,7 @@
 #include "telemetry/metrics.h"
 
+#include "telemetry/metrics_int.h"
+
 #include "base/alloc.h"
 #include "base/list.h"
 
@@ -135,7 +137,8 @@ struct zt_metrics {
     pthread_mutex_t xds_mu;
     struct xds_url xds_urls[ZT_METRICS_XDS_URLS_MAX];
     size_t n_xds_urls;
-    struct xds_url xds_other; /* URLs past the cap; url and labels unused */
+    struct xds_url xds_other;            /* URLs past the cap; url and labels unused */
+    struct zt_request_metrics *requests; /* request_metrics.c */
 };
 
 const char *zt_tl_name(enum zt_tl l)
@@ -599,6 +602,7 @@ struct zt_metrics *zt_metrics_new(unsigned nshards, const char *build_tag)
     atomic_init(&m->peer_evicted, 0);
     atomic_init(&m->peer_dropped, 0);
     pthread_mutex_init(&m->xds_mu, NULL);
+    m->requests = zt_request_metrics_new(m->nshards);
 
     struct zt_buf b = {0};
     put_str(&b, "{component=\"ztunnel\",tag=");
@@ -640,6 +644,7 @@ void zt_metrics_free(struct zt_metrics *m)
         free(m->xds_urls[i].labels);
     }
     pthread_mutex_destroy(&m->xds_mu);
+    zt_request_metrics_free(m->requests);
     free(m);
 }
 
@@ -871,6 +876,8 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
     }
     free_rows(rows, nrows);
 
+    zt_request_metrics_render(m->requests, out);
+
     render_dns(m, out);
 
     put_family_header(out, "istio_build", "Build of this proxy (always 1).", "gauge");
@@ -930,6 +937,7 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
                       "counter");
     put_u64(out, "ztunnel_metrics_peer_labels_dropped_total", NULL,
             atomic_load_explicit(&m->peer_dropped, memory_order_relaxed));
+    zt_request_metrics_render_cap(m->requests, out);
     static const struct {
         const char *name, *help;
         enum zt_counter source, destination;
@@ -962,4 +970,37 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
                                                                           : (int64_t)rl.rlim_cur;
     put_family_header(out, "process_max_fds", "Limit on open file descriptors.", "gauge");
     put_i64(out, "process_max_fds", NULL, max_fds);
+}
+
+struct zt_request_metrics *zt_metrics_requests(struct zt_metrics *m)
+{
+    return m->requests;
+}
+
+/* The helpers above, for request_metrics.c. */
+void zt_metrics_put_label_value(struct zt_buf *b, const char *v)
+{
+    put_label_value(b, v);
+}
+
+void zt_metrics_put_family_header(struct zt_buf *b, const char *name, const char *help,
+                                  const char *type)
+{
+    put_family_header(b, name, help, type);
+}
+
+void zt_metrics_put_sample(struct zt_buf *b, const char *name, const char *labels,
+                           const char *value)
+{
+    put_sample(b, name, labels, value);
+}
+
+void zt_metrics_put_u64(struct zt_buf *b, const char *name, const char *labels, uint64_t v)
+{
+    put_u64(b, name, labels, v);
+}
+
+uint64_t zt_metrics_hash(const uint8_t *p, size_t n)
+{
+    return hash_bytes(p, n);
 }

@@ -118,6 +118,104 @@ void zt_tcp_series_failed(struct zt_tcp_series *s);
  * server->client (istio_tcp_sent_bytes_total). */
 void zt_tcp_series_add_bytes(struct zt_tcp_series *s, uint64_t received, uint64_t sent);
 
+/* The waypoint's HTTP request metrics (Istio's stats filter, waypoint
+ * facts 2.5): istio_requests_total (counter) and the histograms
+ * istio_request_duration_milliseconds, istio_request_bytes and
+ * istio_response_bytes, with Envoy's default buckets (0.5, 1, 5, 10, 25,
+ * 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000,
+ * 1800000, 3600000; a value equal to a bound counts in that bound's bucket).
+ * Same sharding as the istio_tcp_* series: a writer finds or adds a label
+ * set under its own shard's mutex, counts with relaxed atomics, and the
+ * scrape sums equal label sets across shards.
+ *
+ * Labels, in the stats filter's order. A NULL or "" value is "missing" and
+ * renders as Istio renders a missing value: "latest" for the two canonical
+ * revisions, "0" for response_code, "" for grpc_response_status (non-gRPC),
+ * "-" for response_flags, "unknown" for the others. Other values render as
+ * given (escaped, capped at ZT_METRICS_LABEL_VALUE_MAX, invalid UTF-8 as
+ * U+FFFD), so the waypoint passes exactly Istio's values. */
+enum zt_rl {
+    ZT_RL_REPORTER, /* "waypoint"; must come from the configuration */
+    ZT_RL_SOURCE_WORKLOAD,
+    ZT_RL_SOURCE_CANONICAL_SERVICE,
+    ZT_RL_SOURCE_CANONICAL_REVISION,
+    ZT_RL_SOURCE_WORKLOAD_NAMESPACE,
+    ZT_RL_SOURCE_PRINCIPAL,
+    ZT_RL_SOURCE_APP,
+    ZT_RL_SOURCE_VERSION,
+    ZT_RL_SOURCE_CLUSTER,
+    ZT_RL_DESTINATION_WORKLOAD,
+    ZT_RL_DESTINATION_WORKLOAD_NAMESPACE,
+    ZT_RL_DESTINATION_PRINCIPAL,
+    ZT_RL_DESTINATION_APP,
+    ZT_RL_DESTINATION_VERSION,
+    ZT_RL_DESTINATION_SERVICE,
+    ZT_RL_DESTINATION_CANONICAL_SERVICE,
+    ZT_RL_DESTINATION_CANONICAL_REVISION,
+    ZT_RL_DESTINATION_SERVICE_NAME,
+    ZT_RL_DESTINATION_SERVICE_NAMESPACE,
+    ZT_RL_DESTINATION_CLUSTER,
+    ZT_RL_REQUEST_PROTOCOL,           /* "http" | "grpc" */
+    ZT_RL_RESPONSE_CODE,              /* decimal, e.g. "200" */
+    ZT_RL_GRPC_RESPONSE_STATUS,       /* decimal; missing for non-gRPC */
+    ZT_RL_RESPONSE_FLAGS,             /* Envoy short flags, "-" when none */
+    ZT_RL_CONNECTION_SECURITY_POLICY, /* "mutual_tls" | "none" */
+    ZT_RL_COUNT
+};
+
+/* The Prometheus label name of a zt_rl value. */
+const char *zt_rl_name(enum zt_rl l);
+
+/* A request label set to look up; strings are borrowed for the call. */
+struct zt_request_labels {
+    const char *v[ZT_RL_COUNT];
+};
+
+/* Most request label sets kept at a time, per registry, split evenly among
+ * the shards (at least one each). Every request label set counts against
+ * it, since the response code and the workloads come from traffic. A
+ * series is held while a caller counts into it; when a shard needs room it
+ * evicts its least recently released idle series (counted in
+ * ztunnel_metrics_request_series_evicted_total; Prometheus sees the series
+ * end, as after a restart). When every series of the shard is held, the
+ * request is counted in an overflow series whose labels are all "unknown"
+ * but the reporter (counted in ztunnel_metrics_request_labels_dropped_total);
+ * overflow series are outside the cap and there is one per reporter value.
+ * ztunnel_metrics_request_series is the gauge of series kept under the cap.
+ * A series renders 67 lines (about 60 KB with typical labels), so a full
+ * cap is a scrape of about 245 MB (docs/telemetry.md). */
+#define ZT_METRICS_REQUEST_SERIES_MAX 4096
+
+/* The request counters of one label set in one shard. */
+struct zt_request_series;
+
+/* Finds or creates the series for `labels` in `shard` (< nshards) and holds
+ * it: it stays valid until released with zt_metrics_request_series_release
+ * (or zt_metrics_free). May come back as the overflow series (see above).
+ * Never NULL. Call only from the shard's writer thread. */
+struct zt_request_series *zt_metrics_request_series(struct zt_metrics *m, unsigned shard,
+                                                    const struct zt_request_labels *labels);
+
+/* Drops one hold on s, got from zt_metrics_request_series on the same shard;
+ * s must not be used afterwards (an idle series may be evicted). From the
+ * shard's writer thread. NULL s is a no-op. */
+void zt_metrics_request_series_release(struct zt_metrics *m, unsigned shard,
+                                       struct zt_request_series *s);
+
+/* One request done: istio_requests_total += 1, and one observation in each
+ * histogram: `duration_us` microseconds (rendered in milliseconds), and the
+ * request's and response's wire bytes (headers included). Relaxed atomics,
+ * from the shard's writer thread. */
+void zt_request_series_observe(struct zt_request_series *s, uint64_t duration_us,
+                               uint64_t request_bytes, uint64_t response_bytes);
+
+/* zt_metrics_request_series, zt_request_series_observe and the release in
+ * one call (one lock), for a caller that learns the labels (response_code)
+ * only when the request is done. Same thread rule. */
+void zt_metrics_request_observe(struct zt_metrics *m, unsigned shard,
+                                const struct zt_request_labels *labels, uint64_t duration_us,
+                                uint64_t request_bytes, uint64_t response_bytes);
+
 /* Process-level values, settable from any thread. */
 enum zt_gauge {
     ZT_G_WORKLOAD_MANAGER_ACTIVE_PROXIES,  /* workload_manager_active_proxy_count */
@@ -165,14 +263,17 @@ void zt_metrics_counter_inc(struct zt_metrics *m, enum zt_counter c);
  * call (NULL or "" renders "unknown"). Any thread; takes a mutex. */
 void zt_metrics_xds_message(struct zt_metrics *m, const char *type_url, uint64_t bytes);
 
-/* Appends the whole exposition to `out`: istio_tcp_* (summed over shards),
+/* Appends the whole exposition to `out`: istio_tcp_* and the request
+ * families (each summed over shards, once some series exists),
  * istio_build, workload_manager_*, istio_tcp_sockets_open, istio_crl_*,
  * istio_xds_* (each series once it has counted something, as Istio's),
  * process_open_fds and process_max_fds (read from /proc/self at render
  * time), and ours on the peer series cap: ztunnel_metrics_peer_series
  * (gauge, kept now), ztunnel_metrics_peer_series_evicted_total and
  * ztunnel_metrics_peer_labels_dropped_total (connections counted without
- * their peer's values). Any thread. */
+ * their peer's values), and on the request series cap:
+ * ztunnel_metrics_request_series, ztunnel_metrics_request_series_evicted_total
+ * and ztunnel_metrics_request_labels_dropped_total. Any thread. */
 /* One query of a pod's DNS proxy, counted as Istio's ztunnel counts it:
  * istio_dns_requests_total for every query; for one sent upstream also
  * istio_dns_upstream_requests_total, istio_dns_upstream_failures_total
