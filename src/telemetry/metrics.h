@@ -183,8 +183,8 @@ struct zt_request_labels {
  * overflow series are outside the cap and there is one per reporter value.
  * ztunnel_metrics_request_series is the gauge of series kept under the cap.
  * A series renders 67 lines (about 60 KB with typical labels), so a full
- * cap is a scrape of about 245 MB (docs/telemetry.md). */
-#define ZT_METRICS_REQUEST_SERIES_MAX 4096
+ * cap is a scrape of about 60 MB (docs/telemetry.md). */
+#define ZT_METRICS_REQUEST_SERIES_MAX 1024
 
 /* The request counters of one label set in one shard. */
 struct zt_request_series;

@@ -410,8 +410,11 @@ static void test_cap_evicts_least_recently_released(void)
     long long evicted = sample(text, "ztunnel_metrics_request_series_evicted_total");
     long long dropped = sample(text, "ztunnel_metrics_request_labels_dropped_total");
     bool has_newest = strstr(text, "source_workload=\"wl-9999\"") != NULL;
-    bool has_oldest = strstr(text, "source_workload=\"wl-9488\"") != NULL;
-    bool has_evicted = strstr(text, "source_workload=\"wl-9487\"") != NULL;
+    char oldest[48], evicted_wl[48];
+    snprintf(oldest, sizeof(oldest), "source_workload=\"wl-%d\"", 10000 - share);
+    snprintf(evicted_wl, sizeof(evicted_wl), "source_workload=\"wl-%d\"", 10000 - share - 1);
+    bool has_oldest = strstr(text, oldest) != NULL;
+    bool has_evicted = strstr(text, evicted_wl) != NULL;
     long long in_shard1 = sample(text, "istio_requests_total" FULL_LABELS);
     free(text);
     zt_metrics_free(m);
