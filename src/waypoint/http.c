@@ -62,7 +62,7 @@ struct wp_exchange {
     bool down_keep; /* the client's connection outlives this exchange */
     bool up_keep;   /* the upstream connection does */
     bool local_reply;
-    uint64_t start_ms, req_bytes, resp_bytes;
+    uint64_t start_ms, start_ns, req_bytes, resp_bytes;
     const struct zt_workload *dst_wl;
     const struct zt_service *dst_svc; /* the service the request went to */
     /* The route that took it (held while the exchange lives), for the
@@ -128,6 +128,80 @@ static void copy_str(char *dst, size_t cap, const char *s)
     snprintf(dst, cap, "%s", s ? s : "");
 }
 
+/* ---- telemetry ---- */
+
+/* Envoy's response flag for a local reply's cause ("-" otherwise). */
+static const char *response_flags(const struct wp_exchange *x)
+{
+    if (!x->local_reply)
+        return "-";
+    switch (x->status) {
+    case 404:
+        return "NR";
+    case 503:
+        return strstr(x->error, "no healthy") ? "UH" : "UF";
+    case 504:
+        return "UT";
+    default:
+        return "-";
+    }
+}
+
+static void wl_labels(struct zt_request_labels *l, bool src, const struct zt_workload *wl)
+{
+    if (!wl)
+        return;
+    l->v[src ? ZT_RL_SOURCE_WORKLOAD : ZT_RL_DESTINATION_WORKLOAD] = wl->workload_name;
+    l->v[src ? ZT_RL_SOURCE_CANONICAL_SERVICE : ZT_RL_DESTINATION_CANONICAL_SERVICE] =
+        wl->canonical_name;
+    l->v[src ? ZT_RL_SOURCE_CANONICAL_REVISION : ZT_RL_DESTINATION_CANONICAL_REVISION] =
+        wl->canonical_revision;
+    l->v[src ? ZT_RL_SOURCE_WORKLOAD_NAMESPACE : ZT_RL_DESTINATION_WORKLOAD_NAMESPACE] =
+        wl->namespace;
+    l->v[src ? ZT_RL_SOURCE_APP : ZT_RL_DESTINATION_APP] = wl->canonical_name;
+    l->v[src ? ZT_RL_SOURCE_VERSION : ZT_RL_DESTINATION_VERSION] = wl->canonical_revision;
+    l->v[src ? ZT_RL_SOURCE_CLUSTER : ZT_RL_DESTINATION_CLUSTER] = wl->cluster_id;
+}
+
+/* istio_requests_total and the request histograms, reporter "waypoint":
+ * the source is the client workload (by the tunnel's peer address, its
+ * principal the certificate's), the destination the endpoint picked. */
+static void observe_exchange(struct wp_http *h, const char *dst_principal)
+{
+    struct zt_metrics *m = h->w->wp->opts.metrics;
+    struct wp_exchange *x = &h->ex;
+    if (!m)
+        return;
+    struct zt_request_labels l;
+    char code[16];
+    memset(&l, 0, sizeof(l));
+    l.v[ZT_RL_REPORTER] = "waypoint";
+    struct zt_ip ip;
+    uint16_t port;
+    const struct zt_workload *src = NULL;
+    if (zt_ip_from_sockaddr((struct sockaddr *)&h->peer, &ip, &port) == 0)
+        src = zt_state_workload_by_ip(h->snap, zt_l7_network(h->pod), &ip);
+    wl_labels(&l, true, src);
+    l.v[ZT_RL_SOURCE_PRINCIPAL] = h->src_identity;
+    wl_labels(&l, false, x->dst_wl);
+    l.v[ZT_RL_DESTINATION_PRINCIPAL] = dst_principal;
+    if (x->dst_svc) {
+        l.v[ZT_RL_DESTINATION_SERVICE] = x->dst_svc->hostname;
+        l.v[ZT_RL_DESTINATION_SERVICE_NAME] = x->dst_svc->name;
+        l.v[ZT_RL_DESTINATION_SERVICE_NAMESPACE] = x->dst_svc->namespace;
+    } else {
+        l.v[ZT_RL_DESTINATION_SERVICE] = x->authority; /* Envoy's Host fallback */
+    }
+    l.v[ZT_RL_REQUEST_PROTOCOL] = "http";
+    snprintf(code, sizeof(code), "%d", x->status);
+    l.v[ZT_RL_RESPONSE_CODE] = code;
+    l.v[ZT_RL_RESPONSE_FLAGS] = response_flags(x);
+    l.v[ZT_RL_CONNECTION_SECURITY_POLICY] =
+        h->src_identity[0] && dst_principal && dst_principal[0] ? "mutual_tls" : "none";
+    uint64_t us = (uv_hrtime() - x->start_ns) / 1000;
+    zt_metrics_request_observe(m, h->w->id, &l, us, x->req_bytes, x->resp_bytes);
+}
+
 /* ---- access lines ---- */
 
 static void log_exchange(struct wp_http *h)
@@ -161,6 +235,7 @@ static void log_exchange(struct wp_http *h)
     };
     zt_log_kv(x->status >= 500 || x->error[0] ? ZT_LOG_ERROR : ZT_LOG_INFO, "access",
               "request complete", kv, sizeof(kv) / sizeof(kv[0]) / 2);
+    observe_exchange(h, dst_id);
 }
 
 static void ex_fail(struct wp_http *h, const char *what, const char *detail)
@@ -290,8 +365,10 @@ static void local_reply(struct wp_http *h, int status, const char *body, const c
     x->resp_bytes += (uint64_t)n + blen;
     wp_stream_write(&h->down, head, (size_t)n);
     wp_stream_write(&h->down, body, blen);
-    if (!x->start_ms)
+    if (!x->start_ms) {
         x->start_ms = uv_now(h->w->loop);
+        x->start_ns = uv_hrtime();
+    }
     log_exchange(h);
     ex_reset(h);
     h->state = WP_H_CLOSING;
@@ -628,6 +705,7 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
     ex_reset(h);
     h->state = WP_H_EXCHANGE;
     x->start_ms = uv_now(h->w->loop);
+    x->start_ns = uv_hrtime();
     copy_str(x->method, sizeof(x->method), req->method);
     copy_str(x->path, sizeof(x->path), req->path);
     copy_str(x->authority, sizeof(x->authority), req->authority);

@@ -208,6 +208,33 @@ PY
 )
 zt_expect_eq "$out" "HTTP/1.1 101 Switching Protocols ping-after-upgrade"
 
+# ---- L7 metrics ----
+# req_count CODE: istio_requests_total of w for a's requests to svc-h with
+# that response code (0 when the series does not exist yet).
+req_count() {
+	zt_ns_exec "$w" curl -s --max-time 5 http://127.0.0.1:15020/metrics |
+		grep '^istio_requests_total{reporter="waypoint"' | grep 'source_workload_namespace="default"' |
+		grep "destination_service=\"svc-h.$H\"" | grep "response_code=\"$1\"" |
+		grep 'destination_principal="spiffe://cluster.local/ns/default/sa/sa-b"' |
+		grep 'source_principal="spiffe://cluster.local/ns/default/sa/sa-a"' |
+		grep 'request_protocol="http"' | awk '{s += $NF} END {print s + 0}'
+}
+zt_test "istio_requests_total (reporter waypoint, Istio's labels) counts 3 more 404s after 3 requests answered 404"
+before=$(req_count 404)
+for _ in 1 2 3; do acurl -o /dev/null "http://$VIP_H/status/404"; done
+after=$(req_count 404)
+zt_expect_eq "$((after - before))" 3
+zt_test "... and the waypoint's exposition passes promtool (only Istio's own names are linted)"
+zt_ns_exec "$w" curl -s --max-time 5 http://127.0.0.1:15020/metrics >"$ZT_WORK/wmetrics.txt"
+out=$(promtool check metrics <"$ZT_WORK/wmetrics.txt" 2>&1)
+rc=$?
+rest=$(echo "$out" | grep -v '^workload_manager_\(active\|pending\)_proxy_count non-histogram' |
+	grep -v '^istio_request_duration_milliseconds.*base unit' | grep -v '^$')
+if { [ $rc = 0 ] || [ $rc = 3 ]; } && [ -z "$rest" ] &&
+	grep -q '^istio_request_duration_milliseconds_bucket{reporter="waypoint"' "$ZT_WORK/wmetrics.txt"; then
+	zt_pass
+else zt_fail "rc=$rc: $out"; fi
+
 # ---- not an open proxy ----
 zt_test "positive control: the Go HBONE client through w to svc-b gets its bytes echoed"
 zt_expect_eq "$(go_connect "$VIP_B:80" go-ok)" "go-ok"
