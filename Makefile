@@ -44,7 +44,7 @@ TEST_SRCS := $(shell find $(addprefix tests/unit/,$(ONLY)) -name 'test_*.c' 2>/d
 endif
 TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 
-.PHONY: all deps bench-deps test unit unit-bins e2e demo demo-control bench clean format check-format
+.PHONY: all deps bench-deps test unit unit-bins e2e demo demo-control demo-waypoint bench clean format check-format
 # Generated protobuf sources are not intermediates to delete after a build.
 .SECONDARY: $(PROTO_C) $(PROTO_H)
 all: $(BUILD)/ztunnel
@@ -108,6 +108,9 @@ demo: deps all
 
 demo-control: deps all
 	DEMO_CONTROL=1 scripts/demo.sh
+
+demo-waypoint: deps all
+	scripts/demo-waypoint.sh
 
 bench: bench-deps all
 	bench/run.sh

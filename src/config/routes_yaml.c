@@ -59,14 +59,21 @@ void zt_config_routes_warn(struct zt_config_routes_ctx *c, const struct ynode *n
     va_end(ap);
 }
 
+/* A field path too deep for PATH_LEN (only in messages) ends in "...". */
+static void mark_cut(char *dst, int n)
+{
+    if (n < 0 || n >= PATH_LEN)
+        memcpy(dst + PATH_LEN - 4, "...", 4);
+}
+
 void zt_config_routes_key(char *dst, const char *parent, const char *key)
 {
-    snprintf(dst, PATH_LEN, "%s%s%s", parent, *parent ? "." : "", key);
+    mark_cut(dst, snprintf(dst, PATH_LEN, "%s%s%s", parent, *parent ? "." : "", key));
 }
 
 void zt_config_routes_idx(char *dst, const char *parent, size_t i)
 {
-    snprintf(dst, PATH_LEN, "%s[%zu]", parent, i);
+    mark_cut(dst, snprintf(dst, PATH_LEN, "%s[%zu]", parent, i));
 }
 
 /* A plain "~", "null" or empty scalar stands for "not set". */
