@@ -38,6 +38,11 @@
 #   requests     wrk -t1 -cBENCH_L7_CONNS -dBENCH_TIME --latency, keep-alive
 #                GET of 1 KB: requests/s, p50/p99, CPU-s per 10k requests
 #                per proxy, requests per CPU-second of the path's proxies
+#   fixed rate   h2load --h1, BENCH_L7_RATE_CONNS connections at 1000
+#                requests/s in all, BENCH_LAT_TIME seconds: p50/p90/p99 and
+#                what each adds over direct-http (the p99 target is read
+#                here: closed-loop latency is mostly queueing at capacity);
+#                CPU-ms per 1000 requests per proxy (= vCPU at 1000 req/s)
 #   memory       BENCH_L7_IDLE idle keep-alive connections held through the
 #                proxies after one request each: memory added per connection
 # Topology (tests/e2e/lib.sh): node 1 (172.30.0.1) with pod A 10.200.1.2,
@@ -64,6 +69,7 @@
 #   BENCH_L7_CONNS    wrk's keep-alive connections in the L7 rows (default 32)
 #   BENCH_L7_IDLE     idle HTTP connections held in the L7 memory row
 #                     (default 1000)
+#   BENCH_L7_RATE_CONNS  h2load's connections at 1000 requests/s (default 8)
 #   ZT_BIN            ztunnel-c binary for the "ours" row (default build/ztunnel)
 #   BENCH_OURS_SH     file defining bench_ours_setup (default bench/ours.sh)
 # Needs root. Every client run is bounded by `timeout`; the namespaces and
@@ -87,6 +93,7 @@ BENCH_IDLE_CONNS_FORKING=${BENCH_IDLE_CONNS_FORKING:-500}
 BENCH_HTTP_CONNS=${BENCH_HTTP_CONNS:-16}
 BENCH_L7_CONNS=${BENCH_L7_CONNS:-32}
 BENCH_L7_IDLE=${BENCH_L7_IDLE:-1000}
+BENCH_L7_RATE_CONNS=${BENCH_L7_RATE_CONNS:-8}
 BENCH_L7_PORT=8081
 BENCH_L7_VIP=10.96.0.80 # a service VIP for bench_ours_l7_setup
 export BENCH_L7_VIP
@@ -97,7 +104,7 @@ BENCH_HTTP_PORT=8080
 BENCH_HOLD_PORT=7777
 CLK_TCK=$(getconf CLK_TCK)
 
-for tool in iperf3 sockperf stunnel4 socat openssl jq wrk nginx python3 curl; do
+for tool in iperf3 sockperf stunnel4 socat openssl jq wrk h2load nginx python3 curl; do
 	command -v "$tool" >/dev/null || {
 		echo "bench: $tool missing (scripts/deps.sh bench installs it)" >&2
 		exit 1
@@ -761,6 +768,26 @@ run_wrk_l7() {
 		}' "$log"
 }
 
+# run_h2load_l7 TARGET LOG: keep-alive GETs at 1000 requests/s in all over
+# BENCH_L7_RATE_CONNS connections for BENCH_LAT_TIME seconds; prints "p50
+# p90 p99 requests errors" (ms, from the per-request log) or dashes.
+run_h2load_l7() {
+	local log=$2 rate
+	rate=$(((1000 + BENCH_L7_RATE_CONNS - 1) / BENCH_L7_RATE_CONNS))
+	zt_ns_exec "$BENCH_L7_CLIENT_NS" timeout $((BENCH_LAT_TIME + 15)) \
+		h2load --h1 -t 1 -c "$BENCH_L7_RATE_CONNS" --rps "$rate" -D "$BENCH_LAT_TIME" \
+		--log-file "$log.req" "http://$1/" >"$log" 2>&1
+	awk -F '\t' '$2 == 200 { print $3 } $2 != 200 { e++ } END { print "e", e + 0 }' "$log.req" 2>/dev/null |
+		sort -g | awk '
+			$1 == "e" { e = $2; next }
+			{ v[++n] = $1 / 1000 }
+			function pct(p,  i) { i = int(n * p / 100 + 0.5); if (i < 1) i = 1; return v[i] }
+			END {
+				if (n == 0) print "- - - 0 -"
+				else printf "%.3f %.3f %.3f %d %d\n", pct(50), pct(90), pct(99), n, e
+			}'
+}
+
 # hold_http TARGET N: opens N keep-alive connections from the L7 client pod
 # to TARGET, one GET answered on each, and keeps them open and idle; prints
 # how many were held, then "LABEL:PSS_before:PSS_after" (kB) per proxy of
@@ -815,14 +842,21 @@ time.sleep(600)' "${1%:*}" "${1##*:}" "$n"
 	zt_bg_stop "$cli"
 }
 
+# group_status_kb FIELD PGID: FIELD (VmHWM, VmRSS) summed over every process
+# of the group (nginx-rp's master and workers; a ztunnel is one process), kB.
+group_status_kb() {
+	status_kb "$1" "$(group_pids "$2")"
+}
+
 declare -A L7_NOTE L7_RPS L7_REQS L7_ERRS L7_P50 L7_P99 L7_CPU L7_IDLE L7_HELD L7_PERCONN L7_PEAK
+declare -A L7_F50 L7_F90 L7_F99 L7_FN L7_FERRS L7_FCPU
 
 # run_l7_scenario SCENARIO: L7_CPU[s], L7_IDLE[s], L7_PERCONN[s], L7_PEAK[s]
 # hold "LABEL:value" words, one per proxy of the path.
 run_l7_scenario() {
-	local s=$1 f=l7_${1//-/_}_setup i x p t0 c0 c1 held words w rps reqs errs p50 p99 tick_sum
-	local -a rpss=() reqss=() errss=() p50s=() p99s=()
-	local -A cpus=()
+	local s=$1 f=l7_${1//-/_}_setup i x p t0 c0 c1 held words w rps reqs errs p50 p90 p99 tick_sum
+	local -a rpss=() reqss=() errss=() p50s=() p99s=() f50s=() f90s=() f99s=() fns=() ferrs=()
+	local -A cpus=() fcpus=()
 	BENCH_L7_TARGET="" BENCH_L7_PROXIES=""
 	echo "bench: $s ..." >&2
 	t0=$(date +%s)
@@ -836,7 +870,7 @@ run_l7_scenario() {
 	if [ -n "$BENCH_L7_PROXIES" ]; then
 		sleep 1
 		L7_IDLE[$s]=""
-		for x in $BENCH_L7_PROXIES; do L7_IDLE[$s]="${L7_IDLE[$s]} ${x%%:*}:$(rss_kb "${x#*:}")"; done
+		for x in $BENCH_L7_PROXIES; do L7_IDLE[$s]="${L7_IDLE[$s]} ${x%%:*}:$(pss_kb "${x#*:}")"; done
 		# Idle connections first, as in the other rows' memory figures.
 		read -r held words < <(hold_http "$BENCH_L7_TARGET" "$BENCH_L7_IDLE")
 		L7_HELD[$s]=$held
@@ -848,7 +882,9 @@ run_l7_scenario() {
 				L7_PERCONN[$s]="${L7_PERCONN[$s]} $x:$(((c1 - c0) * 1024 / held))"
 			fi
 		done
-		for x in $BENCH_L7_PROXIES; do echo 5 >"/proc/${x#*:}/clear_refs" 2>/dev/null; done
+		for p in $(for x in $BENCH_L7_PROXIES; do group_pids "${x#*:}"; done); do
+			echo 5 >"/proc/$p/clear_refs" 2>/dev/null
+		done
 		local all=""
 		for x in $BENCH_L7_PROXIES; do all="$all ${x#*:}"; done
 		wait_quiet "$all"
@@ -870,19 +906,38 @@ run_l7_scenario() {
 			fi
 		done
 		[ -n "$BENCH_L7_PROXIES" ] && cpus[all]="${cpus[all]:-} $(per_unit "$tick_sum" "$reqs" 1e4)"
+
+		for x in $BENCH_L7_PROXIES; do t0s[${x%%:*}]=$(cpu_of "${x#*:}"); done
+		read -r p50 p90 p99 reqs errs < <(run_h2load_l7 "$BENCH_L7_TARGET" "$BENCH_WORK/$s-h2load-$i.log")
+		f50s+=("$p50") f90s+=("$p90") f99s+=("$p99") fns+=("$reqs") ferrs+=("$errs")
+		tick_sum=0
+		for x in $BENCH_L7_PROXIES; do
+			p=${x%%:*}
+			c1=$(($(cpu_of "${x#*:}") - ${t0s[$p]}))
+			tick_sum=$((tick_sum + c1))
+			fcpus[$p]="${fcpus[$p]:-} $(per_unit "$c1" "$reqs" 1e6)" # ms per 1000
+		done
+		[ -n "$BENCH_L7_PROXIES" ] && fcpus[all]="${fcpus[all]:-} $(per_unit "$tick_sum" "$reqs" 1e6)"
 	done
+	L7_F50[$s]=$(median "${f50s[@]}")
+	L7_F90[$s]=$(median "${f90s[@]}")
+	L7_F99[$s]=$(median "${f99s[@]}")
+	L7_FN[$s]=$(median "${fns[@]}")
+	L7_FERRS[$s]=$(median "${ferrs[@]}")
 	L7_RPS[$s]=$(median "${rpss[@]}")
 	L7_REQS[$s]=$(median "${reqss[@]}")
 	L7_ERRS[$s]=$(median "${errss[@]}")
 	L7_P50[$s]=$(median "${p50s[@]}")
 	L7_P99[$s]=$(median "${p99s[@]}")
-	L7_CPU[$s]="" L7_PEAK[$s]=""
+	L7_CPU[$s]="" L7_FCPU[$s]="" L7_PEAK[$s]=""
 	for p in A W B all; do
 		# shellcheck disable=SC2086 # a list of figures
 		[ -n "${cpus[$p]:-}" ] && L7_CPU[$s]="${L7_CPU[$s]} $p:$(median ${cpus[$p]})"
+		# shellcheck disable=SC2086 # a list of figures
+		[ -n "${fcpus[$p]:-}" ] && L7_FCPU[$s]="${L7_FCPU[$s]} $p:$(median ${fcpus[$p]})"
 	done
 	for x in $BENCH_L7_PROXIES; do
-		L7_PEAK[$s]="${L7_PEAK[$s]} ${x%%:*}:$(status_kb VmHWM "${x#*:}")"
+		L7_PEAK[$s]="${L7_PEAK[$s]} ${x%%:*}:$(group_status_kb VmHWM "${x#*:}")"
 		stop_pids "${x#*:}"
 	done
 	echo "bench: $s done in $(($(date +%s) - t0)) s" >&2
@@ -1036,9 +1091,10 @@ l7_get() { # l7_get "LABEL:value..." LABEL: that value, or "-"
 	done
 	echo -
 }
-l7_added() { # l7_added SCENARIO: its p99 minus direct-http's (ms), or "-"
-	if [ "$1" != direct-http ] && num "${L7_P99[$1]:-}" && num "${L7_P99[direct-http]:-}"; then
-		awk -v a="${L7_P99[$1]}" -v b="${L7_P99[direct-http]}" 'BEGIN { printf "%.2f", a - b }'
+l7_added() { # l7_added SCENARIO [COLUMN]: its p99 (or COLUMN: L7_F50...) minus direct-http's (ms), or "-"
+	local -n c=${2:-L7_P99}
+	if [ "$1" != direct-http ] && num "${c[$1]:-}" && num "${c[direct-http]:-}"; then
+		awk -v a="${c[$1]}" -v b="${c[direct-http]}" 'BEGIN { printf "%.2f", a - b }'
 	else
 		echo -
 	fi
@@ -1073,10 +1129,25 @@ if [ ${#l7_shown[@]} -gt 0 ]; then
 			"$(l7_get "${L7_CPU[$s]:-}" A)" "$(l7_get "${L7_CPU[$s]:-}" W)" "$(l7_get "${L7_CPU[$s]:-}" B)" \
 			"$(l7_get "${L7_CPU[$s]:-}" all)" "$(l7_per_cpu "$s")" "$(ratio "$(l7_per_cpu "$s")" "$(l7_per_cpu nginx-rp)")"
 	done
+	echo
+	echo "L7 latency at a fixed rate: h2load --h1 -c$BENCH_L7_RATE_CONNS, 1000 requests/s in all, -D $BENCH_LAT_TIME," \
+		"keep-alive GET of 1 KB; ms, + = added over direct-http; CPU = CPU-ms of each proxy per 1000 requests" \
+		"(= vCPU at 1000 requests/s)."
+	printf '%-11s %6s %6s %7s %7s %7s %7s %7s %7s %8s %6s %6s %6s %6s\n' \
+		scenario n errors p50 p90 p99 +p50 +p90 +p99 +p99÷nrp cpuA cpuW cpuB all
+	for s in "${l7_shown[@]}"; do
+		printf '%-11s %6s %6s %7s %7s %7s %7s %7s %7s %8s %6s %6s %6s %6s\n' "$s" "${L7_FN[$s]:--}" \
+			"${L7_FERRS[$s]:--}" "$(fmt %.2f "${L7_F50[$s]:-}")" "$(fmt %.2f "${L7_F90[$s]:-}")" \
+			"$(fmt %.2f "${L7_F99[$s]:-}")" "$(l7_added "$s" L7_F50)" "$(l7_added "$s" L7_F90)" \
+			"$(l7_added "$s" L7_F99)" "$(ratio "$(l7_added "$s" L7_F99)" "$(l7_added nginx-rp L7_F99)")" \
+			"$(l7_get "${L7_FCPU[$s]:-}" A)" "$(l7_get "${L7_FCPU[$s]:-}" W)" "$(l7_get "${L7_FCPU[$s]:-}" B)" \
+			"$(l7_get "${L7_FCPU[$s]:-}" all)"
+	done
 	if [ -n "${L7_IDLE[*]:-}" ]; then
 		echo
-		echo "L7 memory: idle = RSS after start-up (MB); N idle keep-alive HTTP connections held through the path," \
-			"one GET answered on each: PSS added per connection (bytes); peak = VmHWM during the requests (MB)."
+		echo "L7 memory: idle = PSS after start-up (MB; PSS counts pages nginx's master and workers share once);" \
+			"N idle keep-alive HTTP connections held through the path, one GET answered on each: PSS added per" \
+			"connection (bytes); peak = VmHWM during the requests (MB; nginx: its processes' summed)."
 		printf '%-11s %9s %5s %5s %5s %8s %8s %8s %6s %6s %6s\n' \
 			scenario N idleA idleW idleB perconnA perconnW perconnB peakA peakW peakB
 		for s in "${l7_shown[@]}"; do
@@ -1093,8 +1164,10 @@ if [ ${#l7_shown[@]} -gt 0 ]; then
 		echo
 		echo "L7 targets, ours-l7 (three proxies, two mTLS hops) against nginx-rp (one plaintext proxy) in this run:"
 		check "L7 requests per proxy CPU-s, x nginx-rp's" "$(ratio "$(l7_per_cpu ours-l7)" "$(l7_per_cpu nginx-rp)")" ">=" 1
-		check "L7 added p99 over direct-http, x nginx-rp's" "$(ratio "$(l7_added ours-l7)" "$(l7_added nginx-rp)")" "<=" 1
+		check "L7 added p99 at 1000 req/s, x nginx-rp's" \
+			"$(ratio "$(l7_added ours-l7 L7_F99)" "$(l7_added nginx-rp L7_F99)")" "<=" 1
 		echo "  to read them by: requests/s x nginx-rp's $(ratio "${L7_RPS[ours-l7]}" "${L7_RPS[nginx-rp]}");" \
+			"added p99 at capacity (wrk) x nginx-rp's $(ratio "$(l7_added ours-l7)" "$(l7_added nginx-rp)");" \
 			"requests per CPU-s of the waypoint alone x nginx's $(ratio "$(l7_per_cpu ours-l7 W)" "$(l7_per_cpu nginx-rp W)");" \
 			"waypoint memory per idle HTTP connection $(l7_get "${L7_PERCONN[ours-l7]:-}" W) bytes" \
 			"(nginx $(l7_get "${L7_PERCONN[nginx-rp]:-}" W))"
