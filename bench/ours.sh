@@ -64,3 +64,73 @@ bench_ours_setup() {
 	BENCH_HOLD_TARGET="$BENCH_POD_B_IP:$BENCH_HOLD_PORT"
 	zt_wait_port "$BENCH_POD_A_NS" "$BENCH_POD_B_IP" "$BENCH_IPERF_PORT" 5
 }
+
+# bench_ours_l7_setup: the "ours-l7" row of bench/run.sh: the L7 client pod
+# and the L7 server pod enrolled in two fresh ztunnel-c node proxies, and
+# `ztunnel waypoint` in the waypoint pod (not enrolled) as the waypoint of a
+# service whose port 80 (appProtocol http) targets the server pod's HTTP
+# backend. A request to the service VIP goes client pod -> proxy A -> the
+# waypoint -> proxy B -> backend, over HBONE (mTLS) on both hops. Optional:
+# without this function the row is skipped.
+#
+# Available, besides the above:
+#   BENCH_L7_CLIENT_NS, BENCH_L7_CLIENT_IP   client pod (node A)
+#   BENCH_L7_SERVER_NS, BENCH_L7_SERVER_IP   server pod (node B), the backend
+#                                            listening on BENCH_L7_PORT
+#   BENCH_WP_NS, BENCH_WP_IP                 the waypoint's pod (node B)
+#   BENCH_L7_VIP                             a free service VIP
+# Must set, on success:
+#   BENCH_L7_TARGET   "ip:port" the client sends its HTTP requests to
+#   BENCH_PIDS_A, BENCH_PIDS_W, BENCH_PIDS_B  PIDs (process-group leaders) of
+#       node A's proxy, the waypoint and node B's proxy
+# and return 0 once a request through the whole path has been answered.
+bench_ours_l7_setup() {
+	local n ns pod uid sa cni_pid d=$BENCH_WORK h=l7.bench.svc.cluster.local
+	{
+		echo "workloads:"
+		echo "- {uid: l7-client, name: l7-client, namespace: bench, serviceAccount: client," \
+			"workloadIps: [\"$BENCH_L7_CLIENT_IP\"], protocol: HBONE, node: node-a}"
+		echo "- {uid: l7-server, name: l7-server, namespace: bench, serviceAccount: server," \
+			"workloadIps: [\"$BENCH_L7_SERVER_IP\"], protocol: HBONE, node: node-b," \
+			"services: {\"bench/$h\": {80: $BENCH_L7_PORT}}}"
+		echo "- {uid: waypoint, name: waypoint, namespace: bench, serviceAccount: waypoint," \
+			"workloadIps: [\"$BENCH_WP_IP\"], protocol: HBONE, node: node-b}"
+		echo "services:"
+		echo "- {name: l7, namespace: bench, hostname: $h, vips: [\"/$BENCH_L7_VIP\"]," \
+			"ports: {80: {targetPort: $BENCH_L7_PORT, appProtocol: http}}," \
+			"waypoint: {destination: \"/$BENCH_WP_IP\", hboneMtlsPort: 15008}}"
+	} >"$d/mesh-l7.yaml"
+	BENCH_PIDS_A="" BENCH_PIDS_W="" BENCH_PIDS_B=""
+	for n in a b; do
+		if [ $n = a ]; then
+			ns=$BENCH_NS_A pod=$BENCH_L7_CLIENT_NS uid=l7-client sa=client
+		else
+			ns=$BENCH_NS_B pod=$BENCH_L7_SERVER_NS uid=l7-server sa=server
+		fi
+		mkdir -p "$d/zt-l7$n"
+		local env_n=(INPOD_UDS="$d/zt-l7$n/ztunnel.sock" ZTUNNEL_CNI_DIR="$d/zt-l7$n/cni")
+		zt_bg "$ns" "zt-l7-cni-$n" env "${env_n[@]}" "$ZT_BIN" cni
+		cni_pid=$ZT_BG_PID
+		zt_bg "$ns" "zt-l7-proxy-$n" env "${env_n[@]}" LOCAL_XDS_PATH="$d/mesh-l7.yaml" \
+			LOCAL_CA_DIR="$BENCH_CA" NODE_NAME="node-$n" RUST_LOG=warn "$ZT_BIN" proxy
+		if [ $n = a ]; then BENCH_PIDS_A=$ZT_BG_PID; else BENCH_PIDS_B=$ZT_BG_PID; fi
+		echo "$cni_pid" >>"$d/ours-agents"
+		for _ in $(seq 50); do
+			[ -S "$d/zt-l7$n/cni/agent.sock" ] && break
+			sleep 0.1
+		done
+		env "${env_n[@]}" timeout 10 "$ZT_BIN" enroll --netns "$pod" --uid $uid --name $uid \
+			--namespace bench --service-account $sa >/dev/null || return 1
+	done
+	# No access lines (RUST_LOG=warn), as nginx-rp runs with access_log off.
+	zt_bg "$BENCH_WP_NS" zt-l7-waypoint env LOCAL_XDS_PATH="$d/mesh-l7.yaml" LOCAL_CA_DIR="$BENCH_CA" \
+		POD_NAME=waypoint POD_NAMESPACE=bench SERVICE_ACCOUNT=waypoint RUST_LOG=warn "$ZT_BIN" waypoint
+	BENCH_PIDS_W=$ZT_BG_PID
+	BENCH_L7_TARGET=$BENCH_L7_VIP:80
+	for _ in $(seq 50); do
+		zt_ns_exec "$BENCH_WP_NS" curl -sf -o /dev/null --max-time 1 http://127.0.0.1:15021/healthz/ready && break
+		sleep 0.1
+	done
+	zt_ns_exec "$BENCH_L7_CLIENT_NS" curl -sf -o /dev/null --max-time 5 --retry 10 --retry-delay 0 \
+		--retry-all-errors "http://$BENCH_L7_TARGET/"
+}

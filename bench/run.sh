@@ -23,6 +23,28 @@
 #   memory       RSS after start-up (before any traffic); memory each held
 #                idle connection adds (BENCH_IDLE_CONNS from pod A to pod B),
 #                per proxy; peak RSS over the whole row
+# L7 rows (HTTP/1.1 keep-alive), from an L7 client pod on node 1 to an nginx
+# backend in an L7 server pod on node 2 (fresh pods: the "ours" row leaves
+# pods A and B enrolled), in this order:
+#   direct-http  client -> backend, no proxy
+#   nginx-rp     client -> nginx as a plain reverse proxy (proxy_pass, upstream
+#                keep-alive, 2 workers, no TLS) in the waypoint pod on node 2
+#                -> backend: one plaintext proxy
+#   ours-l7      client (enrolled) -> ztunnel-c node A -> `ztunnel waypoint`
+#                in the waypoint pod -> ztunnel-c node B -> backend, through
+#                a service VIP whose port has appProtocol http, via
+#                bench_ours_l7_setup (bench/ours.sh): three proxies, two
+#                mTLS hops
+#   requests     wrk -t1 -cBENCH_L7_CONNS -dBENCH_TIME --latency, keep-alive
+#                GET of 1 KB: requests/s, p50/p99, CPU-s per 10k requests
+#                per proxy, requests per CPU-second of the path's proxies
+#   fixed rate   h2load --h1, BENCH_L7_RATE_CONNS connections at 1000
+#                requests/s in all, BENCH_LAT_TIME seconds: p50/p90/p99 and
+#                what each adds over direct-http (the p99 target is read
+#                here: closed-loop latency is mostly queueing at capacity);
+#                CPU-ms per 1000 requests per proxy (= vCPU at 1000 req/s)
+#   memory       BENCH_L7_IDLE idle keep-alive connections held through the
+#                proxies after one request each: memory added per connection
 # Topology (tests/e2e/lib.sh): node 1 (172.30.0.1) with pod A 10.200.1.2,
 # node 2 (172.30.0.2) with pod B 10.200.2.2. All servers run in pod B, all
 # clients in pod A; nothing leaves the namespaces this script creates. The
@@ -31,7 +53,8 @@
 # to pod B's own addresses.
 #
 # Environment knobs:
-#   BENCH_SCENARIOS   default "direct socat stunnel ours"
+#   BENCH_SCENARIOS   default "direct socat stunnel ours direct-http nginx-rp
+#                     ours-l7" (the L7 ones always run last, in that order)
 #   BENCH_TIME        seconds per iperf3 and per wrk run (default 5)
 #   BENCH_LAT_TIME    seconds per sockperf run (default 10: ~10 000 RTT
 #                     samples, 100 beyond the p99)
@@ -43,6 +66,10 @@
 #                     machine's pid space (kernel.pid_max 32768) from
 #                     whatever else runs on it; the figure is per connection
 #   BENCH_HTTP_CONNS  wrk's concurrent connections (default 16)
+#   BENCH_L7_CONNS    wrk's keep-alive connections in the L7 rows (default 32)
+#   BENCH_L7_IDLE     idle HTTP connections held in the L7 memory row
+#                     (default 1000)
+#   BENCH_L7_RATE_CONNS  h2load's connections at 1000 requests/s (default 8)
 #   ZT_BIN            ztunnel-c binary for the "ours" row (default build/ztunnel)
 #   BENCH_OURS_SH     file defining bench_ours_setup (default bench/ours.sh)
 # Needs root. Every client run is bounded by `timeout`; the namespaces and
@@ -57,13 +84,19 @@ ZT_BIN=${ZT_BIN:-$repo/build/ztunnel}
 . "${BENCH_OURS_SH:-$here/ours.sh}"
 zt_trap_cleanup
 
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours direct-http nginx-rp ours-l7}
 BENCH_TIME=${BENCH_TIME:-5}
 BENCH_LAT_TIME=${BENCH_LAT_TIME:-10}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
 BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 BENCH_IDLE_CONNS_FORKING=${BENCH_IDLE_CONNS_FORKING:-500}
 BENCH_HTTP_CONNS=${BENCH_HTTP_CONNS:-16}
+BENCH_L7_CONNS=${BENCH_L7_CONNS:-32}
+BENCH_L7_IDLE=${BENCH_L7_IDLE:-1000}
+BENCH_L7_RATE_CONNS=${BENCH_L7_RATE_CONNS:-8}
+BENCH_L7_PORT=8081
+BENCH_L7_VIP=10.96.0.80 # a service VIP for bench_ours_l7_setup
+export BENCH_L7_VIP
 BENCH_WORK=$ZT_WORK
 BENCH_IPERF_PORT=5201
 BENCH_SOCKPERF_PORT=11111
@@ -71,7 +104,7 @@ BENCH_HTTP_PORT=8080
 BENCH_HOLD_PORT=7777
 CLK_TCK=$(getconf CLK_TCK)
 
-for tool in iperf3 sockperf stunnel4 socat openssl jq wrk nginx python3; do
+for tool in iperf3 sockperf stunnel4 socat openssl jq wrk h2load nginx python3 curl; do
 	command -v "$tool" >/dev/null || {
 		echo "bench: $tool missing (scripts/deps.sh bench installs it)" >&2
 		exit 1
@@ -177,6 +210,48 @@ zt_wait_port "$BENCH_POD_B_NS" 127.0.0.1 "$BENCH_IPERF_PORT" 5 &&
 	zt_wait_port "$BENCH_POD_B_NS" 127.0.0.1 "$BENCH_HTTP_PORT" 5 &&
 	zt_wait_port "$BENCH_POD_B_NS" 127.0.0.1 "$BENCH_HOLD_PORT" 5 || exit 1
 sleep 0.3 # sockperf has no cheap readiness probe that does not count as a client
+
+# The L7 rows' pods and HTTP backend, if any L7 row is asked for: an nginx
+# in the L7 server pod, one process, serving the same 1 KB file on
+# BENCH_L7_PORT with connections kept alive for as long as a run lasts.
+BENCH_L7=""
+for s in direct-http nginx-rp ours-l7; do
+	case " $BENCH_SCENARIOS " in *" $s "*) BENCH_L7="$BENCH_L7 $s" ;; esac
+done
+if [ -n "$BENCH_L7" ]; then
+	BENCH_L7_CLIENT_NS=$(zt_pod_add 1 2 l7-client) || exit 1
+	BENCH_L7_SERVER_NS=$(zt_pod_add 2 2 l7-server) || exit 1
+	BENCH_WP_NS=$(zt_pod_add 2 3 waypoint) || exit 1
+	BENCH_L7_CLIENT_IP=$(zt_pod_ip 1 2) BENCH_L7_SERVER_IP=$(zt_pod_ip 2 2) BENCH_WP_IP=$(zt_pod_ip 2 3)
+	export BENCH_L7_CLIENT_IP BENCH_L7_SERVER_IP BENCH_WP_IP
+	for ns in "$BENCH_L7_CLIENT_NS" "$BENCH_L7_SERVER_NS" "$BENCH_WP_NS"; do
+		zt_ns_exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="20000 65000" net.ipv4.tcp_tw_reuse=1
+	done
+	cat >"$BENCH_WORK/nginx-l7.conf" <<-EOF
+		daemon off;
+		master_process off;
+		worker_processes 1;
+		pid $BENCH_WORK/nginx-l7.pid;
+		error_log $BENCH_WORK/nginx-l7-error.log warn;
+		events { worker_connections 16384; }
+		http {
+			access_log off;
+			client_body_temp_path $BENCH_WORK/nginx-tmp;
+			proxy_temp_path $BENCH_WORK/nginx-tmp;
+			fastcgi_temp_path $BENCH_WORK/nginx-tmp;
+			uwsgi_temp_path $BENCH_WORK/nginx-tmp;
+			scgi_temp_path $BENCH_WORK/nginx-tmp;
+			keepalive_requests 10000000;
+			keepalive_timeout 600s;
+			server {
+				listen $BENCH_L7_PORT backlog=4096;
+				root $BENCH_WORK/www;
+			}
+		}
+	EOF
+	zt_bg "$BENCH_L7_SERVER_NS" nginx-l7 nginx -c "$BENCH_WORK/nginx-l7.conf" -e "$BENCH_WORK/nginx-l7-error.log"
+	zt_wait_port "$BENCH_L7_SERVER_NS" 127.0.0.1 "$BENCH_L7_PORT" 5 || exit 1
+fi
 
 # One CA for the stunnel row and for ours (Istio cacerts layout).
 BENCH_CA=$BENCH_WORK/ca
@@ -593,13 +668,290 @@ run_scenario() {
 	echo "bench: $s done in $(($(date +%s) - t0)) s" >&2
 }
 
+# ---- L7 rows: each l7_*_setup sets BENCH_L7_TARGET and the path's proxies,
+# BENCH_L7_PROXIES "LABEL:PGID..." (A, W, B: node A, the waypoint pod, node
+# B), and returns 0 when ready. ----
+
+l7_direct_http_setup() {
+	BENCH_L7_TARGET=$BENCH_L7_SERVER_IP:$BENCH_L7_PORT
+	BENCH_L7_PROXIES=""
+}
+
+# nginx as a plain HTTP/1.1 reverse proxy in the waypoint pod: two workers
+# (the waypoint's default worker count), keep-alive both ways, no access log.
+l7_nginx_rp_setup() {
+	local d=$BENCH_WORK
+	cat >"$d/nginx-rp.conf" <<-EOF
+		daemon off;
+		user root;
+		worker_processes 2;
+		pid $d/nginx-rp.pid;
+		error_log $d/nginx-rp-error.log warn;
+		events { worker_connections 16384; }
+		http {
+			access_log off;
+			client_body_temp_path $d/nginx-tmp;
+			proxy_temp_path $d/nginx-tmp;
+			fastcgi_temp_path $d/nginx-tmp;
+			uwsgi_temp_path $d/nginx-tmp;
+			scgi_temp_path $d/nginx-tmp;
+			keepalive_requests 10000000;
+			keepalive_timeout 600s;
+			upstream backend {
+				server $BENCH_L7_SERVER_IP:$BENCH_L7_PORT;
+				keepalive 64;
+				keepalive_requests 10000000;
+				keepalive_timeout 600s;
+			}
+			server {
+				listen 80 backlog=4096;
+				location / {
+					proxy_pass http://backend;
+					proxy_http_version 1.1;
+					proxy_set_header Connection "";
+				}
+			}
+		}
+	EOF
+	zt_bg "$BENCH_WP_NS" nginx-rp nginx -c "$d/nginx-rp.conf" -e "$d/nginx-rp-error.log"
+	BENCH_L7_PROXIES="W:$ZT_BG_PID"
+	BENCH_L7_TARGET=$BENCH_WP_IP:80
+	zt_wait_port "$BENCH_WP_NS" 127.0.0.1 80 5
+}
+
+l7_ours_l7_setup() {
+	if [ ! -x "$ZT_BIN" ]; then
+		echo "$ZT_BIN is not an executable (make all builds it)" >"$BENCH_WORK/ours-l7-skip.txt"
+		return 1
+	fi
+	if ! declare -F bench_ours_l7_setup >/dev/null; then
+		echo "${BENCH_OURS_SH:-bench/ours.sh} defines no bench_ours_l7_setup" >"$BENCH_WORK/ours-l7-skip.txt"
+		return 1
+	fi
+	BENCH_PIDS_A="" BENCH_PIDS_W="" BENCH_PIDS_B=""
+	bench_ours_l7_setup
+	local rc=$?
+	BENCH_L7_PROXIES="A:$BENCH_PIDS_A W:$BENCH_PIDS_W B:$BENCH_PIDS_B"
+	return $rc
+}
+
+l7_pids() { # l7_pids LABEL: the PGID of that proxy of the row, or nothing
+	local x
+	for x in $BENCH_L7_PROXIES; do
+		[ "${x%%:*}" = "$1" ] && echo "${x#*:}"
+	done
+}
+
+# run_wrk_l7 TARGET LOG: keep-alive GETs; prints "requests/s requests errors
+# p50 p99" (latency in ms) or dashes.
+run_wrk_l7() {
+	local log=$2
+	zt_ns_exec "$BENCH_L7_CLIENT_NS" timeout $((BENCH_TIME + 15)) \
+		wrk -t 1 -c "$BENCH_L7_CONNS" -d "${BENCH_TIME}s" --timeout 5s --latency "http://$1/" >"$log" 2>&1
+	awk '
+		function ms(v) {
+			if (v ~ /us$/) return v * 0.001
+			if (v ~ /ms$/) return v + 0
+			if (v ~ /m$/) return v * 60000
+			if (v ~ /s$/) return v * 1000
+			return "-"
+		}
+		/requests in/ { n = $1 }
+		/^Requests\/sec:/ { rps = $2 }
+		/Socket errors:/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 }
+		/Non-2xx or 3xx responses:/ { e += $NF }
+		$1 == "50%" { p50 = ms($2) }
+		$1 == "99%" { p99 = ms($2) }
+		END {
+			if (rps == "") print "- 0 - - -"
+			else printf "%s %d %d %s %s\n", rps, n, e + 0, p50 == "" ? "-" : p50, p99 == "" ? "-" : p99
+		}' "$log"
+}
+
+# run_h2load_l7 TARGET LOG: keep-alive GETs at 1000 requests/s in all over
+# BENCH_L7_RATE_CONNS connections for BENCH_LAT_TIME seconds; prints "p50
+# p90 p99 requests errors" (ms, from the per-request log) or dashes.
+run_h2load_l7() {
+	local log=$2 rate
+	rate=$(((1000 + BENCH_L7_RATE_CONNS - 1) / BENCH_L7_RATE_CONNS))
+	zt_ns_exec "$BENCH_L7_CLIENT_NS" timeout $((BENCH_LAT_TIME + 15)) \
+		h2load --h1 -t 1 -c "$BENCH_L7_RATE_CONNS" --rps "$rate" -D "$BENCH_LAT_TIME" \
+		--log-file "$log.req" "http://$1/" >"$log" 2>&1
+	awk -F '\t' '$2 == 200 { print $3 } $2 != 200 { e++ } END { print "e", e + 0 }' "$log.req" 2>/dev/null |
+		sort -g | awk '
+			$1 == "e" { e = $2; next }
+			{ v[++n] = $1 / 1000 }
+			function pct(p,  i) { i = int(n * p / 100 + 0.5); if (i < 1) i = 1; return v[i] }
+			END {
+				if (n == 0) print "- - - 0 -"
+				else printf "%.3f %.3f %.3f %d %d\n", pct(50), pct(90), pct(99), n, e
+			}'
+}
+
+# hold_http TARGET N: opens N keep-alive connections from the L7 client pod
+# to TARGET, one GET answered on each, and keeps them open and idle; prints
+# how many were held, then "LABEL:PSS_before:PSS_after" (kB) per proxy of
+# the row; then closes them.
+hold_http() {
+	local n=$2 cli held="" i x before="" out=""
+	sleep 1
+	for x in $BENCH_L7_PROXIES; do before="$before ${x%%:*}:$(pss_kb "${x#*:}")"; done
+	zt_bg "$BENCH_L7_CLIENT_NS" hold-http-client timeout 300 python3 -c '
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+req = ("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode()
+def get(s):
+    s.sendall(req)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        if not d:
+            raise OSError("closed before the response head")
+        buf += d
+    head, body = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").lower().split("\r\n")
+    if not lines[0].startswith("http/1.1 200"):
+        raise OSError(lines[0])
+    cl = [int(l.split(":", 1)[1]) for l in lines if l.startswith("content-length:")]
+    while (cl and len(body) < cl[0]) or (not cl and not body.endswith(b"0\r\n\r\n")):
+        d = s.recv(65536)
+        if not d:
+            raise OSError("closed in the body")
+        body += d
+socks, errs, t0 = [], 0, time.time()
+while len(socks) < n and errs < 50 and time.time() < t0 + 120:
+    try:
+        s = socket.create_connection((host, port), timeout=10)
+        get(s)
+        socks.append(s)
+    except OSError as e:
+        errs += 1
+        print("request:", e, flush=True)
+print("held", len(socks), "in %.1f s" % (time.time() - t0), flush=True)
+time.sleep(600)' "${1%:*}" "${1##*:}" "$n"
+	cli=$ZT_BG_PID
+	for i in $(seq 1800); do # 180 s
+		held=$(awk '$1 == "held" { print $2 }' "$BENCH_WORK/hold-http-client.log" 2>/dev/null)
+		[ -n "$held" ] && break
+		kill -0 "$cli" 2>/dev/null || break
+		sleep 0.1
+	done
+	sleep 1 # let the proxies settle
+	for x in $before; do out="$out $x:$(pss_kb "$(l7_pids "${x%%:*}")")"; done
+	echo "${held:-0}$out"
+	zt_bg_stop "$cli"
+}
+
+# group_status_kb FIELD PGID: FIELD (VmHWM, VmRSS) summed over every process
+# of the group (nginx-rp's master and workers; a ztunnel is one process), kB.
+group_status_kb() {
+	status_kb "$1" "$(group_pids "$2")"
+}
+
+declare -A L7_NOTE L7_RPS L7_REQS L7_ERRS L7_P50 L7_P99 L7_CPU L7_IDLE L7_HELD L7_PERCONN L7_PEAK
+declare -A L7_F50 L7_F90 L7_F99 L7_FN L7_FERRS L7_FCPU
+
+# run_l7_scenario SCENARIO: L7_CPU[s], L7_IDLE[s], L7_PERCONN[s], L7_PEAK[s]
+# hold "LABEL:value" words, one per proxy of the path.
+run_l7_scenario() {
+	local s=$1 f=l7_${1//-/_}_setup i x p t0 c0 c1 held words w rps reqs errs p50 p90 p99 tick_sum
+	local -a rpss=() reqss=() errss=() p50s=() p99s=() f50s=() f90s=() f99s=() fns=() ferrs=()
+	local -A cpus=() fcpus=()
+	BENCH_L7_TARGET="" BENCH_L7_PROXIES=""
+	echo "bench: $s ..." >&2
+	t0=$(date +%s)
+	if ! "$f" 2>>"$BENCH_WORK/$s-setup.log" || [ -z "$BENCH_L7_TARGET" ]; then
+		L7_NOTE[$s]="skipped: $(tail -n 1 "$BENCH_WORK/$s-skip.txt" "$BENCH_WORK/$s-setup.log" 2>/dev/null |
+			grep -v '^==>' | grep -v '^$' | tail -n 1)"
+		for x in $BENCH_L7_PROXIES; do stop_pids "${x#*:}"; done
+		echo "bench: $s ${L7_NOTE[$s]}" >&2
+		return
+	fi
+	if [ -n "$BENCH_L7_PROXIES" ]; then
+		sleep 1
+		L7_IDLE[$s]=""
+		for x in $BENCH_L7_PROXIES; do L7_IDLE[$s]="${L7_IDLE[$s]} ${x%%:*}:$(pss_kb "${x#*:}")"; done
+		# Idle connections first, as in the other rows' memory figures.
+		read -r held words < <(hold_http "$BENCH_L7_TARGET" "$BENCH_L7_IDLE")
+		L7_HELD[$s]=$held
+		[ "$held" -lt "$BENCH_L7_IDLE" ] && L7_HELD[$s]="$held/$BENCH_L7_IDLE"
+		L7_PERCONN[$s]=""
+		for w in $words; do # LABEL:before:after
+			IFS=: read -r x c0 c1 <<<"$w"
+			if [ "$held" -gt 0 ]; then
+				L7_PERCONN[$s]="${L7_PERCONN[$s]} $x:$(((c1 - c0) * 1024 / held))"
+			fi
+		done
+		for p in $(for x in $BENCH_L7_PROXIES; do group_pids "${x#*:}"; done); do
+			echo 5 >"/proc/$p/clear_refs" 2>/dev/null
+		done
+		local all=""
+		for x in $BENCH_L7_PROXIES; do all="$all ${x#*:}"; done
+		wait_quiet "$all"
+		echo "bench: $s held $held idle HTTP connections" >&2
+	fi
+	for i in $(seq 1 "$BENCH_REPEAT"); do
+		local -A t0s=()
+		for x in $BENCH_L7_PROXIES; do t0s[${x%%:*}]=$(cpu_of "${x#*:}"); done
+		read -r rps reqs errs p50 p99 < <(run_wrk_l7 "$BENCH_L7_TARGET" "$BENCH_WORK/$s-wrk-l7-$i.log")
+		rpss+=("$rps") reqss+=("$reqs") errss+=("$errs") p50s+=("$p50") p99s+=("$p99")
+		tick_sum=0
+		for x in $BENCH_L7_PROXIES; do
+			p=${x%%:*}
+			c1=$(($(cpu_of "${x#*:}") - ${t0s[$p]}))
+			tick_sum=$((tick_sum + c1))
+			cpus[$p]="${cpus[$p]:-} $(per_unit "$c1" "$reqs" 1e4)"
+			if [ "$reqs" -gt 0 ] && [ "$c1" -lt 2 ]; then
+				L7_NOTE[$s]="proxy $p used no CPU while wrk made $reqs requests: is the traffic really proxied?"
+			fi
+		done
+		[ -n "$BENCH_L7_PROXIES" ] && cpus[all]="${cpus[all]:-} $(per_unit "$tick_sum" "$reqs" 1e4)"
+
+		for x in $BENCH_L7_PROXIES; do t0s[${x%%:*}]=$(cpu_of "${x#*:}"); done
+		read -r p50 p90 p99 reqs errs < <(run_h2load_l7 "$BENCH_L7_TARGET" "$BENCH_WORK/$s-h2load-$i.log")
+		f50s+=("$p50") f90s+=("$p90") f99s+=("$p99") fns+=("$reqs") ferrs+=("$errs")
+		tick_sum=0
+		for x in $BENCH_L7_PROXIES; do
+			p=${x%%:*}
+			c1=$(($(cpu_of "${x#*:}") - ${t0s[$p]}))
+			tick_sum=$((tick_sum + c1))
+			fcpus[$p]="${fcpus[$p]:-} $(per_unit "$c1" "$reqs" 1e6)" # ms per 1000
+		done
+		[ -n "$BENCH_L7_PROXIES" ] && fcpus[all]="${fcpus[all]:-} $(per_unit "$tick_sum" "$reqs" 1e6)"
+	done
+	L7_F50[$s]=$(median "${f50s[@]}")
+	L7_F90[$s]=$(median "${f90s[@]}")
+	L7_F99[$s]=$(median "${f99s[@]}")
+	L7_FN[$s]=$(median "${fns[@]}")
+	L7_FERRS[$s]=$(median "${ferrs[@]}")
+	L7_RPS[$s]=$(median "${rpss[@]}")
+	L7_REQS[$s]=$(median "${reqss[@]}")
+	L7_ERRS[$s]=$(median "${errss[@]}")
+	L7_P50[$s]=$(median "${p50s[@]}")
+	L7_P99[$s]=$(median "${p99s[@]}")
+	L7_CPU[$s]="" L7_FCPU[$s]="" L7_PEAK[$s]=""
+	for p in A W B all; do
+		# shellcheck disable=SC2086 # a list of figures
+		[ -n "${cpus[$p]:-}" ] && L7_CPU[$s]="${L7_CPU[$s]} $p:$(median ${cpus[$p]})"
+		# shellcheck disable=SC2086 # a list of figures
+		[ -n "${fcpus[$p]:-}" ] && L7_FCPU[$s]="${L7_FCPU[$s]} $p:$(median ${fcpus[$p]})"
+	done
+	for x in $BENCH_L7_PROXIES; do
+		L7_PEAK[$s]="${L7_PEAK[$s]} ${x%%:*}:$(group_status_kb VmHWM "${x#*:}")"
+		stop_pids "${x#*:}"
+	done
+	echo "bench: $s done in $(($(date +%s) - t0)) s" >&2
+}
+
 t_start=$(date +%s)
 for s in $BENCH_SCENARIOS; do
 	case $s in
 	direct | socat | stunnel | ours) run_scenario "$s" ;;
+	direct-http | nginx-rp | ours-l7) ;; # below, in their own order
 	*) echo "bench: unknown scenario '$s'" >&2 ;;
 	esac
 done
+for s in $BENCH_L7; do run_l7_scenario "$s"; done
 
 # ---- report ----
 num() { [ -n "${1:-}" ] && [ "$1" != - ]; }
@@ -728,8 +1080,104 @@ if [ -n "${R_G1[ours]:-}" ] && [ -n "${R_G1[stunnel]:-}" ]; then
 			"$(fmt %.2f "$(half "${R_PERCONN[ours]:-}" $i | awk '$1 != "-" { print $1 / 1024 }')")" "<=" 1
 	done
 fi
+# ---- L7 report ----
+l7_get() { # l7_get "LABEL:value..." LABEL: that value, or "-"
+	local x
+	for x in ${1:-}; do
+		if [ "${x%%:*}" = "$2" ]; then
+			echo "${x#*:}"
+			return
+		fi
+	done
+	echo -
+}
+l7_added() { # l7_added SCENARIO [COLUMN]: its p99 (or COLUMN: L7_F50...) minus direct-http's (ms), or "-"
+	local -n c=${2:-L7_P99}
+	if [ "$1" != direct-http ] && num "${c[$1]:-}" && num "${c[direct-http]:-}"; then
+		awk -v a="${c[$1]}" -v b="${c[direct-http]}" 'BEGIN { printf "%.2f", a - b }'
+	else
+		echo -
+	fi
+}
+l7_per_cpu() { # l7_per_cpu SCENARIO [LABEL]: requests per CPU-second of the path's proxies (or of LABEL)
+	local c
+	c=$(l7_get "${L7_CPU[$1]:-}" "${2:-all}")
+	if num "$c"; then awk -v c="$c" 'BEGIN { if (c > 0) printf "%.0f", 1e4 / c; else print "-" }'; else echo -; fi
+}
+l7_shown=()
+for s in $BENCH_L7; do
+	if [ -z "${L7_RPS[$s]:-}" ]; then
+		printf 'bench: %-11s %s\n' "$s" "${L7_NOTE[$s]:-no result}"
+		continue
+	fi
+	l7_shown+=("$s")
+done
+if [ ${#l7_shown[@]} -gt 0 ]; then
+	echo
+	echo "L7: HTTP/1.1 keep-alive, wrk -t1 -c$BENCH_L7_CONNS -d$BENCH_TIME --latency, GET of 1 KB from nginx in the L7" \
+		"server pod (closed loop: the latency includes queueing at the path's capacity). direct-http: no proxy;" \
+		"nginx-rp: one plaintext proxy (W = nginx, 2 workers); ours-l7: three proxies, two mTLS hops (A, B = the" \
+		"node proxies, W = the waypoint). Latency ms, + = added over direct-http; CPU = CPU-s of each proxy per 10k" \
+		"requests, all = the path's proxies together; req/cpu-s = requests per CPU-second of the path's proxies."
+	printf '%-11s %8s %6s %7s %7s %7s %8s %8s %6s %6s %6s %6s %6s %9s %6s\n' \
+		scenario req/s ÷nrp p50 p99 +p99 +p99÷nrp requests errors cpuA cpuW cpuB all req/cpu-s ÷nrp
+	for s in "${l7_shown[@]}"; do
+		printf '%-11s %8s %6s %7s %7s %7s %8s %8s %6s %6s %6s %6s %6s %9s %6s\n' "$s" \
+			"$(fmt %.0f "${L7_RPS[$s]}")" "$(ratio "${L7_RPS[$s]}" "${L7_RPS[nginx-rp]:-}")" \
+			"$(fmt %.2f "${L7_P50[$s]}")" "$(fmt %.2f "${L7_P99[$s]}")" "$(l7_added "$s")" \
+			"$(ratio "$(l7_added "$s")" "$(l7_added nginx-rp)")" "${L7_REQS[$s]}" "${L7_ERRS[$s]}" \
+			"$(l7_get "${L7_CPU[$s]:-}" A)" "$(l7_get "${L7_CPU[$s]:-}" W)" "$(l7_get "${L7_CPU[$s]:-}" B)" \
+			"$(l7_get "${L7_CPU[$s]:-}" all)" "$(l7_per_cpu "$s")" "$(ratio "$(l7_per_cpu "$s")" "$(l7_per_cpu nginx-rp)")"
+	done
+	echo
+	echo "L7 latency at a fixed rate: h2load --h1 -c$BENCH_L7_RATE_CONNS, 1000 requests/s in all, -D $BENCH_LAT_TIME," \
+		"keep-alive GET of 1 KB; ms, + = added over direct-http; CPU = CPU-ms of each proxy per 1000 requests" \
+		"(= vCPU at 1000 requests/s)."
+	printf '%-11s %6s %6s %7s %7s %7s %7s %7s %7s %8s %6s %6s %6s %6s\n' \
+		scenario n errors p50 p90 p99 +p50 +p90 +p99 +p99÷nrp cpuA cpuW cpuB all
+	for s in "${l7_shown[@]}"; do
+		printf '%-11s %6s %6s %7s %7s %7s %7s %7s %7s %8s %6s %6s %6s %6s\n' "$s" "${L7_FN[$s]:--}" \
+			"${L7_FERRS[$s]:--}" "$(fmt %.2f "${L7_F50[$s]:-}")" "$(fmt %.2f "${L7_F90[$s]:-}")" \
+			"$(fmt %.2f "${L7_F99[$s]:-}")" "$(l7_added "$s" L7_F50)" "$(l7_added "$s" L7_F90)" \
+			"$(l7_added "$s" L7_F99)" "$(ratio "$(l7_added "$s" L7_F99)" "$(l7_added nginx-rp L7_F99)")" \
+			"$(l7_get "${L7_FCPU[$s]:-}" A)" "$(l7_get "${L7_FCPU[$s]:-}" W)" "$(l7_get "${L7_FCPU[$s]:-}" B)" \
+			"$(l7_get "${L7_FCPU[$s]:-}" all)"
+	done
+	if [ -n "${L7_IDLE[*]:-}" ]; then
+		echo
+		echo "L7 memory: idle = PSS after start-up (MB; PSS counts pages nginx's master and workers share once);" \
+			"N idle keep-alive HTTP connections held through the path, one GET answered on each: PSS added per" \
+			"connection (bytes); peak = VmHWM during the requests (MB; nginx: its processes' summed)."
+		printf '%-11s %9s %5s %5s %5s %8s %8s %8s %6s %6s %6s\n' \
+			scenario N idleA idleW idleB perconnA perconnW perconnB peakA peakW peakB
+		for s in "${l7_shown[@]}"; do
+			[ -n "${L7_IDLE[$s]:-}" ] || continue
+			printf '%-11s %9s %5s %5s %5s %8s %8s %8s %6s %6s %6s\n' "$s" "${L7_HELD[$s]:--}" \
+				"$(mb "$(l7_get "${L7_IDLE[$s]}" A)")" "$(mb "$(l7_get "${L7_IDLE[$s]}" W)")" \
+				"$(mb "$(l7_get "${L7_IDLE[$s]}" B)")" "$(l7_get "${L7_PERCONN[$s]:-}" A)" \
+				"$(l7_get "${L7_PERCONN[$s]:-}" W)" "$(l7_get "${L7_PERCONN[$s]:-}" B)" \
+				"$(mb "$(l7_get "${L7_PEAK[$s]:-}" A)")" "$(mb "$(l7_get "${L7_PEAK[$s]:-}" W)")" \
+				"$(mb "$(l7_get "${L7_PEAK[$s]:-}" B)")"
+		done
+	fi
+	if [ -n "${L7_RPS[ours-l7]:-}" ] && [ -n "${L7_RPS[nginx-rp]:-}" ]; then
+		echo
+		echo "L7 targets, ours-l7 (three proxies, two mTLS hops) against nginx-rp (one plaintext proxy) in this run:"
+		check "L7 requests per proxy CPU-s, x nginx-rp's" "$(ratio "$(l7_per_cpu ours-l7)" "$(l7_per_cpu nginx-rp)")" ">=" 1
+		check "L7 added p99 at 1000 req/s, x nginx-rp's" \
+			"$(ratio "$(l7_added ours-l7 L7_F99)" "$(l7_added nginx-rp L7_F99)")" "<=" 1
+		echo "  to read them by: requests/s x nginx-rp's $(ratio "${L7_RPS[ours-l7]}" "${L7_RPS[nginx-rp]}");" \
+			"added p99 at capacity (wrk) x nginx-rp's $(ratio "$(l7_added ours-l7)" "$(l7_added nginx-rp)");" \
+			"requests per CPU-s of the waypoint alone x nginx's $(ratio "$(l7_per_cpu ours-l7 W)" "$(l7_per_cpu nginx-rp W)");" \
+			"waypoint memory per idle HTTP connection $(l7_get "${L7_PERCONN[ours-l7]:-}" W) bytes" \
+			"(nginx $(l7_get "${L7_PERCONN[nginx-rp]:-}" W))"
+	fi
+fi
 echo
 for s in "${shown[@]}"; do
 	[ -n "${R_NOTE[$s]:-}" ] && echo "note: $s: ${R_NOTE[$s]}"
+done
+for s in "${l7_shown[@]}"; do
+	[ -n "${L7_NOTE[$s]:-}" ] && echo "note: $s: ${L7_NOTE[$s]}"
 done
 echo "total $(($(date +%s) - t_start)) s; logs: $BENCH_WORK (kept with ZT_KEEP_WORK=1)"

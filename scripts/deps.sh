@@ -16,9 +16,10 @@ pkgs=(
   libclang-rt-14-dev clang
 )
 # bench/run.sh: bulk (iperf3), fixed-rate latency (sockperf), new connections
-# (wrk against nginx), the stunnel baseline, jq for iperf3's JSON.
+# (wrk against nginx), the L7 rows (wrk, h2load from nghttp2-client, nginx as
+# backend and reverse proxy), the stunnel baseline, jq for iperf3's JSON.
 if [ "${1:-}" = bench ]; then
-  pkgs+=(iperf3 sockperf wrk nginx-light stunnel4 jq)
+  pkgs+=(iperf3 sockperf wrk nghttp2-client nginx-light stunnel4 jq)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
