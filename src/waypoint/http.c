@@ -111,8 +111,10 @@ struct wp_http {
     struct wp_exchange ex;
     uint64_t sniff_deadline; /* loop time: a silent client is relayed as TCP */
     uint64_t start_ms;
-    bool is_tcp;       /* not HTTP after all: relayed as TCP, logged as a connection */
-    bool in_req_parse; /* inside zt_http1_parse of req_p */
+    bool is_tcp;        /* not HTTP after all: relayed as TCP, logged as a connection */
+    bool in_req_parse;  /* inside zt_http1_parse of req_p */
+    bool in_resp_parse; /* inside zt_http1_parse of resp_p: a new request
+                         * could replace resp_p under its own parse */
     bool held;
     /* Retry backoff and the route timeout; the session is freed once both
      * have closed. */
@@ -402,7 +404,17 @@ static void exchange_done(struct wp_http *h)
         return;
     }
     h->state = WP_H_IDLE;
-    if (!h->in_req_parse)
+    /* An idle keep-alive session holds no buffer it does not need. */
+    zt_buf_release(&h->scratch);
+    if (h->din.len == 0)
+        zt_buf_release(&h->din);
+    if (h->down.q.len == 0)
+        zt_buf_release(&h->down.q);
+    if (h->up.q.len == 0)
+        zt_buf_release(&h->up.q);
+    /* From inside a parser, its caller parses the next request once the
+     * parser has returned (feed_requests' loop, up_on_data). */
+    if (!h->in_req_parse && !h->in_resp_parse)
         feed_requests(h);
 }
 
@@ -1179,7 +1191,9 @@ static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
             break;
         }
         size_t used = 0;
+        h->in_resp_parse = true;
         int rc = zt_http1_parse(h->resp_p, data + off, len - off, &used);
+        h->in_resp_parse = false;
         off += used;
         if (h->state == WP_H_ENDED)
             return;
@@ -1210,6 +1224,13 @@ static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
         else if (used == 0)
             break;
     }
+    if (h->state == WP_H_IDLE && h->din.len) {
+        /* The response ended with a pipelined request waiting: parsed now
+         * that the response parser has returned (it may be replaced). */
+        return_up(h);
+        feed_requests(h);
+        return;
+    }
     if (h->state != WP_H_ENDED)
         return_up(h);
 }
@@ -1223,13 +1244,20 @@ static void up_on_end(struct wp_stream *s)
     }
     h->up_wl = NULL; /* no next request on it */
     if (h->state == WP_H_EXCHANGE && !h->ex.resp_done) {
-        if (zt_http1_parse_eof(h->resp_p) < 0 || !h->ex.resp_done) {
+        h->in_resp_parse = true;
+        int rc = zt_http1_parse_eof(h->resp_p);
+        h->in_resp_parse = false;
+        if (h->state == WP_H_ENDED)
+            return;
+        if (rc < 0 || (h->state == WP_H_EXCHANGE && !h->ex.resp_done)) {
             upstream_failed(h, 0, "upstream closed before its response ended", NULL);
             return;
         }
     }
-    if (s == &h->up && s->h2)
+    if (s->h2)
         wp_stream_end(s);
+    if (h->state == WP_H_IDLE && h->din.len)
+        feed_requests(h);
 }
 
 static void up_on_close(struct wp_stream *s, int error)

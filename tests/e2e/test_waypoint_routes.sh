@@ -15,7 +15,7 @@ zt_trap_cleanup
 
 # node 1: a (client); node 2: b1 (v1), b2 (v2), w (the waypoint)
 A=10.200.1.2 B1=10.200.2.2 B2=10.200.2.3 W=10.200.2.4
-VIP_WEB=10.96.0.40 VIP_V2=10.96.0.41
+VIP_WEB=10.96.0.40 VIP_V2=10.96.0.41 VIP_BOTH=10.96.0.42
 H=default.svc.cluster.local
 
 # routes [EXTRA_RULE]: the HTTPRoute documents, the /v2 rule first unless
@@ -80,14 +80,16 @@ config() {
 		workloads:
 		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
 		- {uid: b1, name: b1, namespace: default, serviceAccount: sa-b, workloadIps: ["$B1"], protocol: HBONE, node: node2,
-		   services: {"default/svc-web.$H": {80: 8081}}}
+		   services: {"default/svc-web.$H": {80: 8081}, "default/svc-both.$H": {80: 8081}}}
 		- {uid: b2, name: b2, namespace: default, serviceAccount: sa-b, workloadIps: ["$B2"], protocol: HBONE, node: node2,
-		   services: {"default/svc-v2.$H": {80: 8081}}}
+		   services: {"default/svc-v2.$H": {80: 8081}, "default/svc-both.$H": {80: 8081}}}
 		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node2}
 		services:
 		- {name: svc-web, namespace: default, hostname: svc-web.$H, vips: ["/$VIP_WEB"],
 		   ports: {80: {targetPort: 8081, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-v2, namespace: default, hostname: svc-v2.$H, vips: ["/$VIP_V2"],
+		   ports: {80: {targetPort: 8081, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-both, namespace: default, hostname: svc-both.$H, vips: ["/$VIP_BOTH"],
 		   ports: {80: {targetPort: 8081, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 	Y
 	routes
@@ -188,6 +190,27 @@ zt_expect_eq "$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_WEB/sleep/10")
 zt_test "svc-v2 has routes and none matches /other: 404; /only matches: 200"
 got="$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/other") $(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/only")"
 zt_expect_eq "$got" "404 200"
+
+zt_test "20 pipelined requests to a service of two endpoints (no route): 20 answers in order, from both"
+out=$(zt_ns_exec "$a" timeout 30 python3 - "$VIP_BOTH" <<'PY'
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=20)
+reqs = b"".join(b"GET /p/%d HTTP/1.1\r\nHost: svc-both\r\n%s\r\n" % (i, b"Connection: close\r\n" if i == 19 else b"")
+                for i in range(20))
+s.sendall(reqs)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+text = data.decode(errors="replace")
+paths = [l[5:] for l in text.splitlines() if l.startswith("path=")]
+servers = sorted(set(l[7:] for l in text.splitlines() if l.startswith("server=")))
+print(text.count("HTTP/1.1 200 OK"), "in-order" if paths == ["/p/%d" % i for i in range(20)] else paths, ",".join(servers))
+PY
+)
+zt_expect_eq "$out" "20 in-order b1,b2"
 
 zt_test "a route edit applies to live traffic: without the /v2 rule, /v2/x goes to b1"
 NO_V2=1 config >"$ZT_WORK/n1.yaml.new" && mv "$ZT_WORK/n1.yaml.new" "$ZT_WORK/n1.yaml"
