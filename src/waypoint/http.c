@@ -637,13 +637,14 @@ static void on_retry(uv_timer_t *t)
         return;
     }
     x->dst_wl = wl;
-    zt_http1_parser_expect(h->resp_p, x->req_method, false);
     int rc = use_upstream(h, wl, port, x->dst_svc);
     if (rc < 0) {
         ex_fail(h, "no HBONE connection to the endpoint", zt_strerror(rc));
         local_reply(h, 503, "upstream connect error or disconnect/reset before headers\n", NULL);
         return;
     }
+    /* use_upstream made a new response parser: it learns the method. */
+    zt_http1_parser_expect(h->resp_p, x->req_method, false);
     struct zt_ip ip;
     uint16_t p;
     struct sockaddr_storage ss;

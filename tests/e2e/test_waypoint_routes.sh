@@ -179,6 +179,19 @@ if [ "$asked" = 2 ] && grep -q "status=200" <<<"$line" && grep -q "route=default
 	zt_fail "asked $asked times; line: $line"
 fi
 
+zt_test "a retried HEAD (503 first) is answered 200, and the connection then serves a GET (the new try's parser knew it was HEAD)"
+out=$(zt_ns_exec "$a" timeout 20 python3 - "$VIP_WEB" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=8)
+c.request("HEAD", "/flaky/head1")
+r1 = c.getresponse(); r1.read()
+c.request("GET", "/after-head")
+r2 = c.getresponse(); body = r2.read().decode()
+print(r1.status, r2.status, [l for l in body.splitlines() if l.startswith("path=")][0])
+PY
+)
+zt_expect_eq "$out" "200 200 path=/after-head"
+
 zt_test "positive control: with retry attempts 0 the first 503 reaches the client"
 zt_expect_eq "$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_WEB/noretry/flaky/k2")" 503
 
