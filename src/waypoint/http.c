@@ -420,6 +420,11 @@ static void exchange_done(struct wp_http *h)
 
 /* The upstream failed before its response began: a 503 of our own. */
 static bool maybe_retry(struct wp_http *h, uint32_t cond, const char *why);
+/* A cond for maybe_retry: the try ran past its per-try timeout, retried
+ * while attempts remain whatever `on` lists (Istio's backendRequest with a
+ * retry). */
+#define WP_RETRY_PER_TRY_TIMEOUT 0x80000000u
+static void start_try_timer(struct wp_http *h);
 
 /* cond: the retry condition this failure is (ZT_ROUTE_RETRY_*), 0 for
  * one never retried. */
@@ -653,6 +658,7 @@ static void on_retry(uv_timer_t *t)
         zt_hbone_format_authority((struct sockaddr *)&ss, x->upstream, sizeof(x->upstream));
     }
     wp_stream_write(&h->up, zt_buf_head(&x->replay), x->replay.len);
+    start_try_timer(h);
 }
 
 /* A try failed for `cond` before any of its response reached the client:
@@ -662,8 +668,8 @@ static void on_retry(uv_timer_t *t)
 static bool maybe_retry(struct wp_http *h, uint32_t cond, const char *why)
 {
     struct wp_exchange *x = &h->ex;
-    if (!cond || !(x->retry.on & cond) || x->tries >= x->retry.attempts || !x->is_replayable ||
-        x->resp_started || h->handles != 2)
+    if (!cond || !((x->retry.on & cond) || cond == WP_RETRY_PER_TRY_TIMEOUT) ||
+        x->tries >= x->retry.attempts || !x->is_replayable || x->resp_started || h->handles != 2)
         return false;
     x->tries++;
     uint64_t base = x->retry.backoff_ms ? x->retry.backoff_ms : 25;
@@ -676,6 +682,34 @@ static bool maybe_retry(struct wp_http *h, uint32_t cond, const char *why)
              why ? why : "failure", x->upstream, (unsigned long long)b);
     uv_timer_start(&h->retry_timer, on_retry, b, 0);
     return true;
+}
+
+/* A try ran past the per-try timeout before its response began: the next
+ * try, or 504 when none is left. The retry timer times the try while it is
+ * in flight (it is idle then) and the backoff between tries. */
+static void on_try_timeout(uv_timer_t *t)
+{
+    struct wp_http *h = t->data;
+    struct wp_exchange *x = &h->ex;
+    if (h->state != WP_H_EXCHANGE || x->resp_started)
+        return;
+    h->up_wl = NULL;
+    if (h->up_waiting)
+        zt_hbone_pool_cancel(&h->waiter);
+    h->up_waiting = false;
+    wp_stream_detach(&h->up);
+    wp_stream_cleanup(&h->up);
+    wp_stream_init(&h->up, &up_ops, h);
+    if (maybe_retry(h, WP_RETRY_PER_TRY_TIMEOUT, "per-try timeout"))
+        return;
+    ex_fail(h, "upstream per-try timeout", NULL);
+    local_reply(h, 504, "upstream request timeout\n", NULL);
+}
+
+static void start_try_timer(struct wp_http *h)
+{
+    if (h->ex.retry.per_try_timeout_ms)
+        uv_timer_start(&h->retry_timer, on_try_timeout, h->ex.retry.per_try_timeout_ms, 0);
 }
 
 /* The route's timeout: 504 if no response has begun, else the response is
@@ -795,6 +829,7 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
     send_up(h, zt_buf_head(&h->scratch), h->scratch.len);
     if (x->timeout_ms)
         uv_timer_start(&h->timeout_timer, on_timeout, x->timeout_ms, 0);
+    start_try_timer(h);
 }
 
 static void req_on_body(void *ud, const uint8_t *data, size_t len)
@@ -918,6 +953,7 @@ static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_ht
     x->status = resp->status;
     x->resp_started = true;
     x->up_keep = f->keep_alive;
+    uv_timer_stop(&h->retry_timer); /* the try's timeout ends with its answer */
     if (x->filters && zt_route_apply_response(x->filters, resp) < 0) {
         ex_fail(h, "response filters pass the head's caps", NULL);
         x->resp_started = false;

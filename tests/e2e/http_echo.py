@@ -13,7 +13,8 @@ Paths with special meaning: /status/N answers status N; /close answers
 with `Connection: close`; /chunked answers with a chunked body of 3 parts;
 a path with /flaky/ in it answers 503 the first time it is asked for,
 then as usual;
-/sleep/MS waits MS milliseconds before answering.
+/sleep/MS waits MS milliseconds before answering; /slow-first/MS/... waits
+MS milliseconds the first time that path is asked for only.
 """
 import hashlib
 import http.server
@@ -83,6 +84,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 FLAKY_SEEN.add(self.path)
             if first:
                 status = 503
+        if self.path.startswith("/slow-first/"):
+            with FLAKY_LOCK:
+                first = self.path not in FLAKY_SEEN
+                FLAKY_SEEN.add(self.path)
+            if first:
+                time.sleep(int(self.path.split("/")[2]) / 1000.0)
         if self.path.startswith("/sleep/"):
             time.sleep(int(self.path.split("/")[2]) / 1000.0)
         self.send_response(status)

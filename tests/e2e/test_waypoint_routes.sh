@@ -60,6 +60,10 @@ routes() {
 		  - matches: [{path: {type: PathPrefix, value: /sleep}}]
 		    timeouts: {request: 500ms}
 		    backendRefs: [{name: svc-web, port: 80}]
+		  - matches: [{path: {type: PathPrefix, value: /slow-first}}]
+		    timeouts: {backendRequest: 500ms}
+		    retry: {attempts: 1}
+		    backendRefs: [{name: svc-web, port: 80}]
 		  - matches: [{path: {type: PathPrefix, value: /}}]
 		    backendRefs: [{name: svc-web, port: 80}]
 		---
@@ -199,6 +203,16 @@ zt_test "route timeout 500ms: a backend that answers after 3 s gets 504"
 zt_expect_eq "$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_WEB/sleep/3000")" 504
 zt_test "... and one within the timeout gets 200"
 zt_expect_eq "$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_WEB/sleep/10")" 200
+
+zt_test "per-try timeout (backendRequest 500ms with a retry): a first try that takes 3 s is retried, the client gets 200"
+code=$(acurl -o /dev/null -w '%{http_code} %{time_total}' "http://$VIP_WEB/slow-first/3000/x")
+# The slow first try is logged by the server when it finally answers.
+for _ in $(seq 1 100); do
+	[ "$(grep -c "GET /slow-first/3000/x " "$ZT_WORK/http-b1.log")" -ge 2 ] && break
+	sleep 0.1
+done
+asked=$(grep -c "GET /slow-first/3000/x " "$ZT_WORK/http-b1.log")
+zt_expect_eq "${code%% *} asked=$asked" "200 asked=2"
 
 zt_test "svc-v2 has routes and none matches /other: 404; /only matches: 200"
 got="$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/other") $(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/only")"
