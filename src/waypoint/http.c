@@ -259,32 +259,33 @@ static void ex_reset(struct wp_http *h)
     memset(&h->ex, 0, sizeof(h->ex));
 }
 
+/* Forgets the upstream stream (reset if open, its queue dropped) and any
+ * wait for its connection; the next request opens another. */
+static void drop_upstream(struct wp_http *h)
+{
+    h->up_wl = NULL;
+    if (h->up_waiting)
+        zt_hbone_pool_cancel(&h->waiter);
+    h->up_waiting = false;
+    wp_stream_detach(&h->up);
+    wp_stream_cleanup(&h->up);
+    wp_stream_init(&h->up, &up_ops, h);
+}
+
 /* The access line of a session relayed as TCP, as tunnel.c's. */
 static void log_tcp(struct wp_http *h)
 {
-    char src[64], dst[64] = "", hb[64] = "", dst_id[ZT_SPIFFE_ID_MAX + 1] = "";
-    zt_hbone_format_authority((struct sockaddr *)&h->peer, src, sizeof(src));
-    if (h->ex.dst_wl) {
-        zt_hbone_format_authority((struct sockaddr *)&h->up_hbone, dst, sizeof(dst));
-        copy_str(hb, sizeof(hb), h->ex.upstream);
-        zt_workload_identity(h->ex.dst_wl, dst_id, sizeof(dst_id));
-    }
-    struct zt_accesslog r = {
-        .src_addr = src,
-        .src_identity = h->src_identity,
-        .dst_addr = dst,
-        .dst_hbone_addr = hb,
-        .dst_service = h->dst.svc ? h->dst.svc->hostname : NULL,
-        .dst_workload = h->ex.dst_wl ? h->ex.dst_wl->name : NULL,
-        .dst_namespace = h->ex.dst_wl ? h->ex.dst_wl->namespace : NULL,
-        .dst_identity = dst_id,
-        .direction = "waypoint",
-        .bytes_sent = h->up.rx,
-        .bytes_recv = h->down.rx,
-        .duration_ms = uv_now(h->w->loop) - h->start_ms,
-        .error = h->ex.error[0] ? h->ex.error : NULL,
-    };
-    zt_accesslog_emit(&r);
+    struct wp_tcp_record r = {.peer = &h->peer,
+                              .src_identity = h->src_identity,
+                              .svc = h->dst.svc,
+                              .wl = h->ex.dst_wl,
+                              .hbone_dst = &h->up_hbone,
+                              .port = h->up_port,
+                              .bytes_sent = h->up.rx,
+                              .bytes_recv = h->down.rx,
+                              .start_ms = h->start_ms,
+                              .error = h->ex.error};
+    wp_log_tcp(h->w, &r);
 }
 
 /* ---- lifecycle ---- */
@@ -374,11 +375,7 @@ static void local_reply(struct wp_http *h, int status, const char *body, const c
     log_exchange(h);
     ex_reset(h);
     h->state = WP_H_CLOSING;
-    h->up_wl = NULL;
-    if (h->up_waiting)
-        zt_hbone_pool_cancel(&h->waiter);
-    h->up_waiting = false;
-    wp_stream_detach(&h->up);
+    drop_upstream(h);
     wp_stream_end(&h->down);
 }
 
@@ -431,13 +428,7 @@ static void start_try_timer(struct wp_http *h);
 static void upstream_failed(struct wp_http *h, uint32_t cond, const char *what, const char *detail)
 {
     struct wp_exchange *x = &h->ex;
-    h->up_wl = NULL;
-    if (h->up_waiting)
-        zt_hbone_pool_cancel(&h->waiter);
-    h->up_waiting = false;
-    wp_stream_detach(&h->up);
-    wp_stream_cleanup(&h->up);
-    wp_stream_init(&h->up, &up_ops, h);
+    drop_upstream(h);
     if (h->state == WP_H_TUNNEL) {
         wp_stream_reset(&h->down); /* a TCP relay without its upstream */
         return;
@@ -489,12 +480,7 @@ static int use_upstream(struct wp_http *h, const struct zt_workload *wl, uint16_
 {
     if (h->up_wl == wl && h->up_port == port && (h->up.h2 || h->up_waiting))
         return 0;
-    if (h->up_waiting)
-        zt_hbone_pool_cancel(&h->waiter);
-    h->up_waiting = false;
-    wp_stream_detach(&h->up);
-    wp_stream_cleanup(&h->up);
-    wp_stream_init(&h->up, &up_ops, h);
+    drop_upstream(h);
     zt_http1_parser_free(h->resp_p);
     h->resp_p = zt_http1_parser_new(true, &resp_ops, h);
     h->up_unreturned = 0;
@@ -693,13 +679,7 @@ static void on_try_timeout(uv_timer_t *t)
     struct wp_exchange *x = &h->ex;
     if (h->state != WP_H_EXCHANGE || x->resp_started)
         return;
-    h->up_wl = NULL;
-    if (h->up_waiting)
-        zt_hbone_pool_cancel(&h->waiter);
-    h->up_waiting = false;
-    wp_stream_detach(&h->up);
-    wp_stream_cleanup(&h->up);
-    wp_stream_init(&h->up, &up_ops, h);
+    drop_upstream(h);
     if (maybe_retry(h, WP_RETRY_PER_TRY_TIMEOUT, "per-try timeout"))
         return;
     ex_fail(h, "upstream per-try timeout", NULL);
@@ -1203,10 +1183,7 @@ static void up_broken(struct wp_http *h, const char *what, const char *detail)
         upstream_failed(h, 0, what, detail);
         return;
     }
-    h->up_wl = NULL;
-    wp_stream_detach(&h->up);
-    wp_stream_cleanup(&h->up);
-    wp_stream_init(&h->up, &up_ops, h);
+    drop_upstream(h);
 }
 
 static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)

@@ -52,36 +52,17 @@ struct wp_tunnel {
 
 static void log_tunnel(struct wp_tunnel *t)
 {
-    char src[64], dst[64], hb[64], dst_id[ZT_SPIFFE_ID_MAX + 1] = "";
-    zt_hbone_format_authority((struct sockaddr *)&t->peer, src, sizeof(src));
-    dst[0] = hb[0] = 0;
-    if (t->dst.wl) {
-        struct zt_ip ip;
-        uint16_t p;
-        if (zt_ip_from_sockaddr((struct sockaddr *)&t->hbone_dst, &ip, &p) == 0) {
-            struct sockaddr_storage ss;
-            zt_ip_to_sockaddr(&ip, t->dst.port, &ss);
-            zt_hbone_format_authority((struct sockaddr *)&ss, hb, sizeof(hb));
-            zt_hbone_format_authority((struct sockaddr *)&t->hbone_dst, dst, sizeof(dst));
-        }
-        zt_workload_identity(t->dst.wl, dst_id, sizeof(dst_id));
-    }
-    struct zt_accesslog r = {
-        .src_addr = src,
-        .src_identity = t->src_identity,
-        .dst_addr = dst,
-        .dst_hbone_addr = hb,
-        .dst_service = t->dst.svc ? t->dst.svc->hostname : NULL,
-        .dst_workload = t->dst.wl ? t->dst.wl->name : NULL,
-        .dst_namespace = t->dst.wl ? t->dst.wl->namespace : NULL,
-        .dst_identity = dst_id,
-        .direction = "waypoint",
-        .bytes_sent = t->up.rx,
-        .bytes_recv = t->down.rx,
-        .duration_ms = uv_now(t->w->loop) - t->start_ms,
-        .error = t->error[0] ? t->error : NULL,
-    };
-    zt_accesslog_emit(&r);
+    struct wp_tcp_record r = {.peer = &t->peer,
+                              .src_identity = t->src_identity,
+                              .svc = t->dst.svc,
+                              .wl = t->dst.wl,
+                              .hbone_dst = &t->hbone_dst,
+                              .port = t->dst.port,
+                              .bytes_sent = t->up.rx,
+                              .bytes_recv = t->down.rx,
+                              .start_ms = t->start_ms,
+                              .error = t->error};
+    wp_log_tcp(t->w, &r);
 }
 
 /* Both streams are gone (or were never there): log, and leave the tunnel

@@ -6,6 +6,7 @@
 #include "base/err.h"
 #include "state/ip.h"
 #include "telemetry/accesslog.h"
+#include "tls/spiffe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,38 @@ int wp_resolve(const struct zt_state *s, const char *network, const struct zt_wo
         return 503;
     }
     return 0;
+}
+
+void wp_log_tcp(const struct wp_worker *w, const struct wp_tcp_record *r)
+{
+    char src[64], dst[64] = "", hb[64] = "", dst_id[ZT_SPIFFE_ID_MAX + 1] = "";
+    struct zt_ip ip;
+    uint16_t p;
+    zt_hbone_format_authority((const struct sockaddr *)r->peer, src, sizeof(src));
+    if (r->wl && zt_ip_from_sockaddr((const struct sockaddr *)r->hbone_dst, &ip, &p) == 0) {
+        struct sockaddr_storage ss;
+        zt_ip_to_sockaddr(&ip, r->port, &ss);
+        zt_hbone_format_authority((struct sockaddr *)&ss, hb, sizeof(hb));
+        zt_hbone_format_authority((const struct sockaddr *)r->hbone_dst, dst, sizeof(dst));
+    }
+    if (r->wl)
+        zt_workload_identity(r->wl, dst_id, sizeof(dst_id));
+    struct zt_accesslog a = {
+        .src_addr = src,
+        .src_identity = r->src_identity,
+        .dst_addr = dst,
+        .dst_hbone_addr = hb,
+        .dst_service = r->svc ? r->svc->hostname : NULL,
+        .dst_workload = r->wl ? r->wl->name : NULL,
+        .dst_namespace = r->wl ? r->wl->namespace : NULL,
+        .dst_identity = dst_id,
+        .direction = "waypoint",
+        .bytes_sent = r->bytes_sent,
+        .bytes_recv = r->bytes_recv,
+        .duration_ms = uv_now(w->loop) - r->start_ms,
+        .error = r->error && r->error[0] ? r->error : NULL,
+    };
+    zt_accesslog_emit(&a);
 }
 
 static void refuse(const struct zt_l7_connect *c, int status, const char *why)

@@ -56,6 +56,22 @@ struct zt_route_table *wp_worker_routes(struct wp_worker *w);
 const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
                                             const char *ns, const char *name);
 
+/* The access line of a CONNECT relayed as TCP ("connection complete",
+ * direction waypoint): the client's address and identity, the service and
+ * endpoint wl (NULL: none was reached) at hbone_dst (ip:15008) for its
+ * port, bytes each way, the time since start_ms, error (NULL or ""). */
+struct wp_tcp_record {
+    const struct sockaddr_storage *peer;
+    const char *src_identity;
+    const struct zt_service *svc;
+    const struct zt_workload *wl;
+    const struct sockaddr_storage *hbone_dst;
+    uint16_t port;
+    uint64_t bytes_sent, bytes_recv, start_ms;
+    const char *error;
+};
+void wp_log_tcp(const struct wp_worker *w, const struct wp_tcp_record *r);
+
 /* Resolves a CONNECT's target for the waypoint self: a service VIP or
  * hostname, or a workload address, which must name this waypoint as its
  * waypoint (anything else is refused: a waypoint is no open proxy); then
