@@ -780,12 +780,13 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
         zt_hbone_format_authority((struct sockaddr *)&ss, x->upstream, sizeof(x->upstream));
     }
     /* The head goes on rewritten: hop-by-hop fields out, our framing. */
-    zt_http1_strip_hop_by_hop(req, f->is_upgrade);
+    /* An upgrade's `connection: upgrade` may not fit the caps: refused. */
+    rc = zt_http1_strip_hop_by_hop(req, f->is_upgrade);
     zt_http_head_remove(req, "content-length");
     char len[32];
-    if (f->chunked)
+    if (rc == 0 && f->chunked)
         rc = zt_http_head_set(req, "transfer-encoding", "chunked");
-    else if (f->has_length) {
+    else if (rc == 0 && f->has_length) {
         snprintf(len, sizeof(len), "%" PRIu64, f->length);
         rc = zt_http_head_set(req, "content-length", len);
     }
@@ -920,8 +921,6 @@ static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_ht
         return;
     }
     if (status_retriable(x, resp->status)) {
-        char st[16];
-        snprintf(st, sizeof(st), "%d", resp->status);
         if (maybe_retry(h, ZT_ROUTE_RETRY_STATUS_CODES, "retriable status")) {
             /* This answer is not the client's: the upstream connection is
              * dropped once the parser returns (up_on_data). */
@@ -943,20 +942,24 @@ static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_ht
     }
     if (h->w->draining)
         x->down_keep = false;
-    zt_http1_strip_hop_by_hop(resp, f->is_upgrade);
+    int rc = zt_http1_strip_hop_by_hop(resp, f->is_upgrade);
     zt_http_head_remove(resp, "content-length");
-    int rc = 0;
     char len[32];
     x->resp_chunked = false;
-    if (f->has_length) {
+    /* A failed strip (an upgrade's `connection: upgrade` past the caps)
+     * skips the framing and fails the encoding below: 502. */
+    bool until_close = f->has_body && !f->is_upgrade && !f->has_length;
+    bool empty =
+        !f->has_body && !f->is_upgrade && resp->status != 204 && resp->status != 304 && !x->is_head;
+    if (rc == 0 && f->has_length) {
         snprintf(len, sizeof(len), "%" PRIu64, f->length);
         rc = zt_http_head_set(resp, "content-length", len);
-    } else if (f->has_body && !f->is_upgrade) {
+    } else if (rc == 0 && until_close) {
         /* Chunked, or until the upstream closes: chunked toward the
          * client, so its connection can outlive this response. */
         x->resp_chunked = true;
         rc = zt_http_head_set(resp, "transfer-encoding", "chunked");
-    } else if (!f->is_upgrade && resp->status != 204 && resp->status != 304 && !x->is_head) {
+    } else if (rc == 0 && empty) {
         rc = zt_http_head_set(resp, "content-length", "0");
     }
     if (!x->down_keep && !f->is_upgrade && rc == 0)
