@@ -23,6 +23,7 @@
  * Upgrades (WebSocket): the request's Upgrade goes on; a 101 turns the
  * session into a byte tunnel both ways, any other answer keeps it HTTP. */
 #include "waypoint/waypoint_int.h"
+#include "waypoint/mirror.h"
 #include "waypoint/stream.h"
 
 #include "base/alloc.h"
@@ -80,6 +81,7 @@ struct wp_exchange {
     char req_method[16];   /* for the retried try's response parser */
     uint16_t svc_port;     /* the port of dst_svc the request went to */
     struct zt_buf replay;
+    struct wp_mirror *mirror; /* RequestMirror copies while the request arrives */
     char error[160];
 };
 
@@ -252,6 +254,7 @@ static void ex_reset(struct wp_http *h)
 {
     zt_route_table_unref(h->ex.routes);
     zt_buf_release(&h->ex.replay);
+    wp_mirror_abandon(&h->ex.mirror);
     if (h->handles == 2) {
         uv_timer_stop(&h->retry_timer);
         uv_timer_stop(&h->timeout_timer);
@@ -808,6 +811,8 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
     x->is_replayable = !f->is_upgrade && x->retry.attempts > 0;
     copy_str(x->req_method, sizeof(x->req_method), req->method);
     send_up(h, zt_buf_head(&h->scratch), h->scratch.len);
+    if (x->filters && x->filters->n_mirrors && !f->is_upgrade)
+        x->mirror = wp_mirror_begin(h->w, h->pod, h->snap, x->filters, h->dst.svc_port, req);
     if (x->timeout_ms)
         uv_timer_start(&h->timeout_timer, on_timeout, x->timeout_ms, 0);
     start_try_timer(h);
@@ -820,6 +825,7 @@ static void req_on_body(void *ud, const uint8_t *data, size_t len)
         return;
     bool chunked = h->ex.req_chunked;
     struct zt_buf *b = &h->scratch;
+    wp_mirror_body(&h->ex.mirror, data, len);
     b->len = b->off = 0;
     if (chunked) {
         zt_http1_encode_chunk_header(b, len);
@@ -850,6 +856,7 @@ static void req_on_message_end(void *ud, struct zt_http_head *trailers)
         send_up(h, zt_buf_head(b), b->len);
     }
     h->ex.req_done = true;
+    wp_mirror_end(&h->ex.mirror);
     exchange_done(h);
 }
 

@@ -1,6 +1,7 @@
 /* The waypoint as the proxy's L7 layer: per-worker state, the CONNECT
  * entry point and destination resolution. */
 #include "waypoint/waypoint_int.h"
+#include "waypoint/mirror.h"
 
 #include "base/alloc.h"
 #include "base/err.h"
@@ -199,12 +200,14 @@ static void on_reap(uv_check_t *h)
 {
     wp_tunnels_reap(h->data);
     wp_https_reap(h->data);
+    wp_mirrors_reap(h->data);
 }
 
 static void on_tick(uv_timer_t *t)
 {
     struct wp_worker *w = t->data;
     wp_https_tick(w, uv_now(w->loop));
+    wp_mirrors_tick(w, uv_now(w->loop));
 }
 
 static void *l7_worker_start(void *ud, unsigned worker, uv_loop_t *loop)
@@ -246,6 +249,7 @@ static void l7_worker_stop(void *wctx)
     struct wp_worker *w = wctx;
     wp_tunnels_reap(w);
     wp_https_reap(w);
+    wp_mirrors_stop(w);
     zt_route_table_unref(w->routes);
     w->routes = NULL;
     uv_close((uv_handle_t *)&w->reap, on_worker_closed);
@@ -283,6 +287,7 @@ static void l7_pod_close(void *wctx, struct zt_pod_inst *pod)
 {
     wp_tunnels_pod_close(wctx, pod);
     wp_https_pod_close(wctx, pod);
+    wp_mirrors_pod_close(wctx, pod);
 }
 
 static void l7_drain(void *wctx)
@@ -290,6 +295,7 @@ static void l7_drain(void *wctx)
     struct wp_worker *w = wctx;
     w->draining = true;
     wp_https_drain(w);
+    wp_mirrors_drain(w);
 }
 
 const struct zt_proxy_l7_ops zt_waypoint_l7_ops = {

@@ -36,6 +36,7 @@ struct wp_worker {
     uint_fast64_t routes_version;
     int handles; /* open handles; the worker is freed with the last */
     bool draining;
+    struct wp_mirrors *mirrors; /* mirror.c's, NULL until the first mirror */
 };
 
 /* Where a CONNECT goes: the service (NULL when the target is a workload

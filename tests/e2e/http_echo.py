@@ -14,7 +14,9 @@ with `Connection: close`; /chunked answers with a chunked body of 3 parts;
 a path with /flaky/ in it answers 503 the first time it is asked for,
 then as usual;
 /sleep/MS waits MS milliseconds before answering; /slow-first/MS/... waits
-MS milliseconds the first time that path is asked for only.
+MS milliseconds the first time that path is asked for only. GET /_seen
+answers with one line per request received before it ("METHOD path host
+body_len traceparent"), for tests that check what reached a backend.
 """
 import hashlib
 import http.server
@@ -25,6 +27,7 @@ import time
 
 FLAKY_SEEN = set()
 FLAKY_LOCK = threading.Lock()
+SEEN = []
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -65,6 +68,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         body = self.read_body()
+        if self.path == "/_seen":
+            with FLAKY_LOCK:
+                out = "".join(l + "\n" for l in SEEN).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
+        with FLAKY_LOCK:
+            SEEN.append("%s %s %s %d %s" % (self.command, self.path, self.headers.get("Host", "-"),
+                                            len(body), self.headers.get("traceparent", "-")))
         lines = [
             "server=%s" % self.server.name,
             "method=%s" % self.command,

@@ -1,0 +1,426 @@
+/* RequestMirror: a copy of a request sent to another service, fire and
+ * forget, as Envoy's request_mirror_policies do for Istio's waypoint.
+ *
+ * A mirror starts at the request's head with the rule's mirror filters
+ * that hit (zt_route_mirror_hit) and an endpoint of each backend. The
+ * head is copied at once (authority with Envoy's "-shadow" suffix,
+ * framing and hop-by-hop fields out, `connection: close` in) and the body
+ * is buffered up to WP_MIRROR_BODY_MAX; a longer body abandons the mirror
+ * before anything was sent, so the client's exchange never waits for it.
+ * At the request's end each target gets its own copy: an HBONE stream to
+ * the endpoint (the pod's pool, as the main request), the request with a
+ * Content-Length, its response read and discarded. A copy that fails, or
+ * has not finished after WP_MIRROR_TIMEOUT_MS, is dropped; nothing of it
+ * reaches the client, the metrics or the access log (a debug line only).
+ *
+ * Bounds per worker: WP_MIRROR_MAX slots (a buffering mirror takes one
+ * per target, a copy in flight keeps one), so at most that many bodies of
+ * WP_MIRROR_BODY_MAX are held; a request whose mirrors do not fit is not
+ * mirrored (counted, logged at debug). Copies hold no drain count: a
+ * drain or the pod's end closes them. */
+#include "waypoint/waypoint_int.h"
+#include "waypoint/mirror.h"
+#include "waypoint/stream.h"
+
+#include "base/alloc.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "http/http1.h"
+#include "state/ip.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WP_MIRROR_MAX 64
+#define WP_MIRROR_TIMEOUT_MS 10000
+#define WP_MIRROR_TARGETS 16 /* mirror filters of one rule (the CRD's cap) */
+
+/* Per worker (w->mirrors, made on first use). */
+struct wp_mirrors {
+    struct zt_list live; /* of wp_mirror_copy */
+    struct zt_list dead; /* ended, freed by wp_mirrors_reap */
+    unsigned used;       /* slots taken */
+    uint64_t skipped;    /* requests not mirrored for want of a slot */
+};
+
+struct wp_mirror_target {
+    const struct zt_service *svc;
+    const struct zt_workload *wl;
+    uint16_t port; /* the endpoint's target port */
+};
+
+/* One request's mirror while its body arrives. */
+struct wp_mirror {
+    struct wp_worker *w;
+    struct zt_pod_inst *pod;
+    const struct zt_state *snap; /* referenced: the targets point into it */
+    struct zt_buf head;          /* encoded, without the framing and the empty line */
+    struct zt_buf body;
+    struct wp_mirror_target t[WP_MIRROR_TARGETS];
+    size_t n;
+    char path[128]; /* for the debug line */
+};
+
+/* One copy on its way to one endpoint. */
+struct wp_mirror_copy {
+    struct wp_worker *w;
+    struct zt_pod_inst *pod;
+    struct zt_list_node link; /* in live, then dead */
+    struct wp_stream up;
+    struct zt_hbone_waiter waiter;
+    bool is_waiting, is_ended;
+    const struct zt_state *snap;
+    const struct zt_service *svc;
+    const struct zt_workload *wl;
+    uint16_t port;
+    struct sockaddr_storage hbone;
+    char status[4]; /* of the discarded response, "" until seen */
+    char path[128];
+    uint64_t start_ms;
+};
+
+static struct wp_mirrors *mirrors(struct wp_worker *w)
+{
+    if (!w->mirrors) {
+        w->mirrors = zt_xcalloc(1, sizeof(*w->mirrors));
+        zt_list_init(&w->mirrors->live);
+        zt_list_init(&w->mirrors->dead);
+    }
+    return w->mirrors;
+}
+
+int wp_mirror_shadow_host(const char *host, char *out, size_t cap)
+{
+    /* Envoy's shadowAppendedHost: before the port, if any ("a:80" gives
+     * "a-shadow:80"); an IPv6 literal's port follows its ']'. */
+    const char *end = host[0] == '[' ? strchr(host, ']') : host;
+    const char *colon = end ? strrchr(end, ':') : NULL;
+    size_t name = colon ? (size_t)(colon - host) : strlen(host);
+    int n = snprintf(out, cap, "%.*s-shadow%s", (int)name, host, colon ? colon : "");
+    return n < 0 || (size_t)n >= cap ? ZT_E_TOO_BIG : 0;
+}
+
+/* The head of the copy: req as forwarded, with the shadow authority and
+ * neither framing nor connection fields; `connection: close` ends the
+ * exchange with the response, so the stream ends with it. */
+static int encode_head(const struct zt_http_head *req, struct zt_buf *out)
+{
+    struct zt_http_head h;
+    char host[512];
+    int rc = 0;
+    zt_http_head_init(&h, false);
+    if (req->authority) {
+        rc = wp_mirror_shadow_host(req->authority, host, sizeof(host));
+        if (rc == 0)
+            rc = zt_http_head_set_part(&h, &h.authority, host, strlen(host));
+    }
+    if (rc == 0)
+        rc = zt_http_head_set_part(&h, &h.method, req->method, strlen(req->method));
+    if (rc == 0)
+        rc = zt_http_head_set_part(&h, &h.path, req->path, strlen(req->path));
+    for (size_t i = 0; rc == 0 && i < req->n_fields; i++) {
+        const struct zt_http_field *f = &req->fields[i];
+        if (strcmp(f->name, "content-length") && strcmp(f->name, "transfer-encoding") &&
+            strcmp(f->name, "connection"))
+            rc = zt_http_head_add(&h, f->name, strlen(f->name), f->value, strlen(f->value));
+    }
+    if (rc == 0)
+        rc = zt_http_head_add(&h, "connection", 10, "close", 5);
+    if (rc == 0)
+        rc = zt_http1_encode_head(&h, out);
+    if (rc == 0)
+        out->len -= 2; /* the empty line: Content-Length goes before it */
+    zt_http_head_cleanup(&h);
+    return rc;
+}
+
+struct wp_mirror *wp_mirror_begin(struct wp_worker *w, struct zt_pod_inst *pod,
+                                  const struct zt_state *snap, const struct zt_route_filters *f,
+                                  uint16_t svc_port, const struct zt_http_head *req)
+{
+    struct wp_mirror_target t[WP_MIRROR_TARGETS];
+    size_t n = 0;
+    if (!f || w->draining)
+        return NULL;
+    for (size_t i = 0; i < f->n_mirrors && n < WP_MIRROR_TARGETS; i++) {
+        const struct zt_route_mirror *m = &f->mirrors[i];
+        if (m->backend.invalid || !zt_route_mirror_hit(m, arc4random()))
+            continue;
+        const struct zt_service *svc = wp_backend_service(w, snap, m->backend.ns, m->backend.name);
+        uint16_t port = m->backend.port ? m->backend.port : svc_port;
+        if (!svc || zt_state_pick_endpoint(snap, svc, port, zt_l7_self(pod), arc4random(), &t[n].wl,
+                                           &t[n].port) < 0) {
+            ZT_DEBUG("waypoint", "mirror to %s/%s skipped: no endpoint", m->backend.ns,
+                     m->backend.name);
+            continue;
+        }
+        t[n++].svc = svc;
+    }
+    if (n == 0)
+        return NULL;
+    struct wp_mirrors *ms = mirrors(w);
+    if (ms->used + n > WP_MIRROR_MAX) {
+        ms->skipped++;
+        ZT_DEBUG("waypoint", "mirror skipped: %u in flight (%" PRIu64 " skipped so far)", ms->used,
+                 ms->skipped);
+        return NULL;
+    }
+    struct wp_mirror *m = zt_xcalloc(1, sizeof(*m));
+    if (encode_head(req, &m->head) < 0) {
+        ZT_DEBUG("waypoint", "mirror skipped: the shadow head cannot be encoded");
+        zt_buf_release(&m->head);
+        free(m);
+        return NULL;
+    }
+    snprintf(m->path, sizeof(m->path), "%s", req->path);
+    m->w = w;
+    m->pod = pod;
+    m->snap = snap;
+    zt_state_ref(snap);
+    memcpy(m->t, t, n * sizeof(t[0]));
+    m->n = n;
+    ms->used += (unsigned)n;
+    return m;
+}
+
+void wp_mirror_abandon(struct wp_mirror **mp)
+{
+    struct wp_mirror *m = *mp;
+    if (!m)
+        return;
+    *mp = NULL;
+    m->w->mirrors->used -= (unsigned)m->n;
+    zt_buf_release(&m->head);
+    zt_buf_release(&m->body);
+    zt_state_unref(m->snap);
+    free(m);
+}
+
+void wp_mirror_body(struct wp_mirror **mp, const void *data, size_t len)
+{
+    struct wp_mirror *m = *mp;
+    if (!m)
+        return;
+    if (m->body.len + len > WP_MIRROR_BODY_MAX) {
+        ZT_DEBUG("waypoint", "mirror abandoned: the body passes %d bytes", WP_MIRROR_BODY_MAX);
+        wp_mirror_abandon(mp);
+        return;
+    }
+    zt_buf_append(&m->body, data, len);
+}
+
+/* ---- copies ---- */
+
+/* The copy is done (error NULL: its response ended): a debug line, and
+ * the reaper frees it. Never called twice. */
+static void copy_end(struct wp_mirror_copy *c, const char *error)
+{
+    if (c->is_ended)
+        return;
+    c->is_ended = true;
+    if (c->is_waiting)
+        zt_hbone_pool_cancel(&c->waiter);
+    c->is_waiting = false;
+    wp_stream_detach(&c->up);
+    if (zt_log_enabled(ZT_LOG_DEBUG)) {
+        char up[64] = "", dur[32], rb[32];
+        struct zt_ip ip;
+        uint16_t p;
+        struct sockaddr_storage ss;
+        if (zt_ip_from_sockaddr((struct sockaddr *)&c->hbone, &ip, &p) == 0) {
+            zt_ip_to_sockaddr(&ip, c->port, &ss);
+            zt_hbone_format_authority((struct sockaddr *)&ss, up, sizeof(up));
+        }
+        snprintf(dur, sizeof(dur), "%" PRIu64 "ms", uv_now(c->w->loop) - c->start_ms);
+        snprintf(rb, sizeof(rb), "%" PRIu64, c->up.rx);
+        const char *kv[] = {
+            "dst.service",  c->svc->hostname,
+            "dst.workload", c->wl->name,
+            "upstream",     up,
+            "path",         c->path,
+            "status",       c->status,
+            "resp_bytes",   rb,
+            "duration",     dur,
+            "error",        error,
+        };
+        zt_log_kv(ZT_LOG_DEBUG, "waypoint", "mirror complete", kv, sizeof(kv) / sizeof(kv[0]) / 2);
+    }
+    c->w->mirrors->used--;
+    zt_list_remove(&c->link);
+    zt_list_insert_head(&c->w->mirrors->dead, &c->link);
+}
+
+static void copy_on_response(struct wp_stream *s, int status)
+{
+    if (status != 200)
+        copy_end(s->owner, "upstream HBONE refused the stream");
+}
+
+/* The response is read and dropped; its status is kept for the log. */
+static void copy_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
+{
+    struct wp_mirror_copy *c = s->owner;
+    static const char proto[] = "HTTP/1.1 ";
+    size_t seen = s->rx - len; /* bytes before these */
+    if (seen == 0 && len >= sizeof(proto) + 2 && memcmp(data, proto, sizeof(proto) - 1) == 0)
+        memcpy(c->status, data + sizeof(proto) - 1, 3);
+    wp_stream_consume(s, len);
+}
+
+static void copy_on_end(struct wp_stream *s)
+{
+    copy_end(s->owner, NULL);
+}
+
+static void copy_on_close(struct wp_stream *s, int error)
+{
+    copy_end(s->owner, error ? zt_strerror(error) : NULL);
+}
+
+static const struct wp_stream_ops copy_ops = {
+    .on_response = copy_on_response,
+    .on_data = copy_on_data,
+    .on_end = copy_on_end,
+    .on_close = copy_on_close,
+};
+
+static void copy_open(struct wp_mirror_copy *c, struct zt_h2conn *h2)
+{
+    struct zt_ip ip;
+    uint16_t p;
+    struct sockaddr_storage ss;
+    char authority[64];
+    zt_ip_from_sockaddr((struct sockaddr *)&c->hbone, &ip, &p);
+    zt_ip_to_sockaddr(&ip, c->port, &ss);
+    zt_hbone_format_authority((struct sockaddr *)&ss, authority, sizeof(authority));
+    if (wp_stream_connect(&c->up, h2, authority, NULL, 0) < 0)
+        copy_end(c, "cannot open an HBONE stream");
+}
+
+static void copy_on_pool(struct zt_hbone_waiter *wt, struct zt_h2conn *h2, int err)
+{
+    struct wp_mirror_copy *c =
+        (struct wp_mirror_copy *)((char *)wt - offsetof(struct wp_mirror_copy, waiter));
+    c->is_waiting = false;
+    if (err < 0 || !h2) {
+        copy_end(c, zt_strerror(err < 0 ? err : ZT_E_NOT_FOUND));
+        return;
+    }
+    copy_open(c, h2);
+}
+
+/* A copy of the whole request (req: head and body, encoded) to t. */
+static void copy_start(struct wp_mirror *m, const struct wp_mirror_target *t,
+                       const struct zt_buf *req)
+{
+    struct wp_mirror_copy *c = zt_xcalloc(1, sizeof(*c));
+    c->w = m->w;
+    c->pod = m->pod;
+    c->snap = m->snap;
+    zt_state_ref(c->snap);
+    c->svc = t->svc;
+    c->wl = t->wl;
+    c->port = t->port;
+    memcpy(c->path, m->path, sizeof(c->path));
+    c->start_ms = uv_now(m->w->loop);
+    wp_stream_init(&c->up, &copy_ops, c);
+    wp_stream_write(&c->up, zt_buf_head(req), req->len);
+    wp_stream_end(&c->up);
+    zt_list_insert_head(&m->w->mirrors->live, &c->link);
+    m->w->mirrors->used++;
+    c->waiter.cb = copy_on_pool;
+    struct zt_h2conn *ready = NULL;
+    int rc = zt_l7_upstream(c->pod, c->wl, c->svc, &c->waiter, &ready, &c->hbone);
+    if (rc < 0)
+        copy_end(c, zt_strerror(rc));
+    else if (ready)
+        copy_open(c, ready);
+    else
+        c->is_waiting = true;
+}
+
+void wp_mirror_end(struct wp_mirror **mp)
+{
+    struct wp_mirror *m = *mp;
+    if (!m)
+        return;
+    struct zt_buf req = {0};
+    char len[48];
+    int n = snprintf(len, sizeof(len), "content-length: %zu\r\n\r\n", m->body.len);
+    zt_buf_append(&req, zt_buf_head(&m->head), m->head.len);
+    zt_buf_append(&req, len, (size_t)n);
+    zt_buf_append(&req, zt_buf_head(&m->body), m->body.len);
+    /* The copies take over the slots one by one. */
+    size_t k = m->n;
+    m->w->mirrors->used -= (unsigned)k;
+    m->n = 0;
+    for (size_t i = 0; i < k && !m->w->draining; i++)
+        copy_start(m, &m->t[i], &req);
+    zt_buf_release(&req);
+    wp_mirror_abandon(mp);
+}
+
+/* ---- the worker's calls ---- */
+
+void wp_mirrors_pod_close(struct wp_worker *w, struct zt_pod_inst *pod)
+{
+    if (!w->mirrors)
+        return;
+    struct zt_list *l = &w->mirrors->live;
+    for (struct zt_list_node *n = zt_list_first(l), *next; n; n = next) {
+        next = zt_list_next(l, n);
+        struct wp_mirror_copy *c = zt_list_entry(n, struct wp_mirror_copy, link);
+        if (c->pod == pod)
+            copy_end(c, "waypoint stopped");
+    }
+}
+
+void wp_mirrors_drain(struct wp_worker *w)
+{
+    if (!w->mirrors)
+        return;
+    struct zt_list *l = &w->mirrors->live;
+    for (struct zt_list_node *n = zt_list_first(l), *next; n; n = next) {
+        next = zt_list_next(l, n);
+        copy_end(zt_list_entry(n, struct wp_mirror_copy, link), "waypoint draining");
+    }
+}
+
+void wp_mirrors_tick(struct wp_worker *w, uint64_t now)
+{
+    if (!w->mirrors)
+        return;
+    struct zt_list *l = &w->mirrors->live;
+    for (struct zt_list_node *n = zt_list_first(l), *next; n; n = next) {
+        next = zt_list_next(l, n);
+        struct wp_mirror_copy *c = zt_list_entry(n, struct wp_mirror_copy, link);
+        if (now - c->start_ms >= WP_MIRROR_TIMEOUT_MS)
+            copy_end(c, "mirror timeout");
+    }
+}
+
+void wp_mirrors_reap(struct wp_worker *w)
+{
+    if (!w->mirrors)
+        return;
+    struct zt_list *l = &w->mirrors->dead;
+    while (!zt_list_empty(l)) {
+        struct wp_mirror_copy *c = zt_list_entry(zt_list_first(l), struct wp_mirror_copy, link);
+        zt_list_remove(&c->link);
+        wp_stream_cleanup(&c->up);
+        zt_state_unref(c->snap);
+        free(c);
+    }
+}
+
+void wp_mirrors_stop(struct wp_worker *w)
+{
+    if (!w->mirrors)
+        return;
+    wp_mirrors_drain(w);
+    wp_mirrors_reap(w);
+    free(w->mirrors);
+    w->mirrors = NULL;
+}
