@@ -23,6 +23,7 @@ FUZZ_BASE := $(sort $(wildcard src/base/*.c))
 FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers \
                 xds_address xds_authorization csr_parse control_tokens ads_request hbone_server \
                 dns_answer http1_parse route_match routes_yaml
+FUZZ_TARGETS += traceparent
 
 # Every proto/*.proto becomes $(FUZZ_BUILD)/gen/proto/<name>.pb-c.{c,h}.
 FUZZ_PROTOS  := $(patsubst proto/%.proto,%,$(wildcard proto/*.proto))
@@ -39,6 +40,7 @@ SRC_local_yaml      := src/config/local.c src/config/k8s.c src/config/yaml_tree.
 SRC_cni_store       := src/cni/store.c
 SRC_cni_ctl         := src/cni/ctl.c
 SRC_http_headers    := src/telemetry/headers.c
+SRC_traceparent     := src/telemetry/headers.c
 SRC_xds_address       := src/xds/convert.c src/xds/encode.c $(FUZZ_STATE) $(FUZZ_XDS_PB)
 SRC_xds_authorization := $(SRC_xds_address) $(sort $(wildcard src/authz/*.c))
 SRC_csr_parse         := src/tls/csr.c src/tls/cert.c src/tls/spiffe.c

@@ -17,6 +17,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers
      xds_address xds_authorization csr_parse control_tokens ads_request hbone_server dns_answer
      http1_parse route_match routes_yaml)
+ALL+=(traceparent)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
 
@@ -40,6 +41,7 @@ max_len() {
     http1_parse) echo 12000 ;;     # targets are capped at 8 KiB (the 60 KiB head cap: unit tests)
     route_match) echo 4096 ;;      # a request head; values past caps are refused whole
     routes_yaml) echo 16384 ;;     # a few route documents
+    traceparent) echo 256 ;;       # version 00 is 55 bytes; later versions may add fields
     *) echo 4096 ;;
     esac
 }

@@ -642,3 +642,18 @@ void zt_telemetry_traceparent_new(struct zt_telemetry_traceparent *tp)
     random_hex_id(tp->parent_id, 8);
     tp->flags = 0;
 }
+
+bool zt_telemetry_traceparent_child(const char *in, size_t len,
+                                    struct zt_telemetry_traceparent *out)
+{
+    struct zt_telemetry_traceparent parent;
+    if (!in || zt_telemetry_traceparent_parse(in, len, &parent) < 0) {
+        zt_telemetry_traceparent_new(out);
+        return false;
+    }
+    *out = parent;
+    do
+        random_hex_id(out->parent_id, 8);
+    while (strcmp(out->parent_id, parent.parent_id) == 0);
+    return true;
+}

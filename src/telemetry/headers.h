@@ -133,4 +133,16 @@ int zt_telemetry_traceparent_format(const struct zt_telemetry_traceparent *tp, c
  * zero) and flags 00, as the client does per connection. tp is caller-owned. */
 void zt_telemetry_traceparent_new(struct zt_telemetry_traceparent *tp);
 
+/* The traceparent a hop that is a span of its own sends on (W3C Trace
+ * Context, "mutating the traceparent field"): for a valid incoming value
+ * (in, len bytes, as zt_telemetry_traceparent_parse reads it; a later
+ * version is read as version 00), the same trace id and flags with a new
+ * random parent id, the hop's span id, never the incoming one; for none
+ * (in NULL) or an invalid one, a new trace as zt_telemetry_traceparent_new
+ * (flags 00). in borrowed; out caller-owned, always valid for
+ * zt_telemetry_traceparent_format. Returns true when the incoming trace
+ * is continued. */
+bool zt_telemetry_traceparent_child(const char *in, size_t len,
+                                    struct zt_telemetry_traceparent *out);
+
 #endif

@@ -32,6 +32,7 @@
 #include "http/http1.h"
 #include "state/ip.h"
 #include "telemetry/accesslog.h"
+#include "telemetry/headers.h"
 #include "tls/spiffe.h"
 
 #include <inttypes.h>
@@ -82,6 +83,8 @@ struct wp_exchange {
     uint16_t svc_port;     /* the port of dst_svc the request went to */
     struct zt_buf replay;
     struct wp_mirror *mirror; /* RequestMirror copies while the request arrives */
+    /* W3C trace context: the waypoint's span (parent_id is its id). */
+    struct zt_telemetry_traceparent trace;
     char error[160];
 };
 
@@ -235,6 +238,8 @@ static void log_exchange(struct wp_http *h)
         "bytes_sent",   sb,
         "duration",     dur,
         "route",        x->route[0] ? x->route : NULL,
+        "trace_id",     x->trace.trace_id[0] ? x->trace.trace_id : NULL,
+        "span_id",      x->trace.parent_id[0] ? x->trace.parent_id : NULL,
         "error",        x->error[0] ? x->error : NULL,
     };
     zt_log_kv(x->status >= 500 || x->error[0] ? ZT_LOG_ERROR : ZT_LOG_INFO, "access",
@@ -744,6 +749,11 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
     x->req_chunked = f->chunked;
     x->down_keep = f->keep_alive;
     x->up_keep = true;
+    /* The waypoint's span: a child of a valid incoming traceparent (one
+     * field only, as W3C asks), else the root of a new trace. */
+    const char *tp =
+        zt_http_head_count(req, "traceparent") == 1 ? zt_http_head_get(req, "traceparent") : NULL;
+    zt_telemetry_traceparent_child(tp, tp ? strlen(tp) : 0, &x->trace);
     if (strcmp(req->method, "CONNECT") == 0) {
         x->req_done = true;
         local_reply(h, 405, "CONNECT is not proxied\n", NULL);
@@ -795,6 +805,9 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
     }
     if (rc == 0 && !zt_http_head_get(req, "x-forwarded-proto"))
         rc = zt_http_head_set(req, "x-forwarded-proto", "http");
+    char tpv[ZT_TELEMETRY_TRACEPARENT_LEN + 1];
+    if (rc == 0 && zt_telemetry_traceparent_format(&x->trace, tpv, sizeof(tpv)) > 0)
+        rc = zt_http_head_set(req, "traceparent", tpv);
     h->scratch.len = 0;
     h->scratch.off = 0;
     if (rc == 0)

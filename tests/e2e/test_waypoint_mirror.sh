@@ -200,8 +200,13 @@ zt_test "... while their 5 copies were still unanswered at the hanging backend (
 got=$(wait_count "cat $ZT_WORK/hang.log" "^got GET /hang/" 5)
 zt_expect_eq "$pending $got" "0 5"
 zt_test "... and the waypoint drops them at the mirror timeout"
-mesh_wait_grep "$wlog" 'mirror complete.*svc-hang.*error="mirror timeout"' 15
-zt_expect_eq "$(tail -n +"$((mw + 1))" "$wlog" | grep -c 'mirror complete.*svc-hang.*error="mirror timeout"')" 5
+# (10 s after each was sent, checked every 500 ms)
+for _ in $(seq 1 150); do
+	n=$(tail -n +"$((mw + 1))" "$wlog" | grep -c 'mirror complete.*svc-hang.*error="mirror timeout"')
+	[ "$n" -ge 5 ] && break
+	sleep 0.1
+done
+zt_expect_eq "$n" 5
 
 zt_test "a mirror backend that is down: the client gets b1's 200; the copy failed (logged)"
 out=$(acurl "http://$VIP_WEB/down/1")
@@ -231,5 +236,40 @@ n1=$(seen "$b1" | grep -c "^GET /half/")
 if [ "$n1" = 200 ] && [ "$n2" -ge 60 ] && [ "$n2" -le 140 ]; then zt_pass; else
 	zt_fail "b1 $n1, b2 $n2"
 fi
+
+TID=4bf92f3577b34da6a3ce929d0e0e4736 PID=00f067aa0ba902b7
+TP_RE='^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+zt_test "traceparent: b1 sees the client's trace id with a new span id, flags kept; tracestate untouched"
+out=$(acurl -H "traceparent: 00-$TID-$PID-01" -H "tracestate: congo=t61rcWkgMzE" "http://$VIP_WEB/t/1")
+tp=$(body_field "$out" h:traceparent)
+span=$(cut -d- -f3 <<<"$tp")
+if grep -qE "$TP_RE" <<<"$tp" && [ "$(cut -d- -f2 <<<"$tp")" = "$TID" ] && [ "$span" != "$PID" ] &&
+	[ "$(cut -d- -f4 <<<"$tp")" = 01 ] && [ "$(body_field "$out" h:tracestate)" = congo=t61rcWkgMzE ]; then
+	zt_pass
+else zt_fail "$tp / $(body_field "$out" h:tracestate)"; fi
+zt_test "... the access line carries trace_id and the waypoint's span_id (the one b1 saw)"
+if mesh_wait_grep "$wlog" "request complete.*path=/t/1[[:space:]].*trace_id=$TID span_id=$span" 5; then zt_pass; else
+	zt_fail "$(grep "path=/t/1" "$wlog")"
+fi
+
+zt_test "no traceparent: b1 sees a new valid one (flags 00), the access line has its trace id"
+out=$(acurl "http://$VIP_WEB/t/2")
+tp=$(body_field "$out" h:traceparent)
+if grep -qE "$TP_RE" <<<"$tp" && [ "$(cut -d- -f4 <<<"$tp")" = 00 ] &&
+	mesh_wait_grep "$wlog" "request complete.*path=/t/2[[:space:]].*trace_id=$(cut -d- -f2 <<<"$tp") " 5; then zt_pass; else
+	zt_fail "$tp / $(grep "path=/t/2" "$wlog")"
+fi
+
+zt_test "an invalid traceparent (uppercase trace id) is replaced by a new trace"
+upper=$(tr a-f A-F <<<"$TID")
+tp=$(body_field "$(acurl -H "traceparent: 00-$upper-$PID-01" "http://$VIP_WEB/t/3")" h:traceparent)
+if grep -qE "$TP_RE" <<<"$tp" && [ "$(cut -d- -f2 <<<"$tp")" != "$TID" ] && [ "$(cut -d- -f3 <<<"$tp")" != "$PID" ]; then
+	zt_pass
+else zt_fail "$tp"; fi
+
+zt_test "the mirror's copy carries the same traceparent as the primary's request"
+out=$(acurl -H "traceparent: 00-$TID-$PID-01" "http://$VIP_WEB/m/traced")
+tp=$(body_field "$out" h:traceparent)
+zt_expect_eq "$(wait_count seen_b2 "^GET /m/traced [^ ]+ 0 $tp\$" 1)" 1
 
 mesh_finish

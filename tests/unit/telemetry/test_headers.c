@@ -543,6 +543,63 @@ static void test_traceparent_invalid(void)
     CHECK_EQ_INT(zt_telemetry_traceparent_parse(ok, strlen(ok) - 1, &tp), ZT_E_PROTO);
 }
 
+/* The waypoint's span: a valid parent is continued (trace id and flags
+ * kept, a new parent id), anything else starts a new trace. */
+static void test_traceparent_child(void)
+{
+    static const struct {
+        const char *in;
+        uint8_t flags;
+    } cont[] = {
+        {"00-" TID "-" PID "-00", 0x00},
+        {"00-" TID "-" PID "-01", 0x01},
+        {"00-" TID "-" PID "-03", 0x03},               /* unknown flag bits kept */
+        {"01-" TID "-" PID "-01-future-fields", 0x01}, /* a later version, read as 00 */
+        {" 00-" TID "-" PID "-01 ", 0x01},
+    };
+    static const char *const fresh[] = {
+        "",
+        "00-" TID "-" PID "-0",                           /* 54 bytes */
+        "00-" TID "-" PID "-011",                         /* 56 bytes */
+        "00-" TID "-" PID "-01-x",                        /* v00 with more fields */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-" PID "-01", /* uppercase */
+        "00-" TID "-00F067AA0BA902B7-01",
+        "00-00000000000000000000000000000000-" PID "-01", /* all-zero ids */
+        "00-" TID "-0000000000000000-01",
+        "ff-" TID "-" PID "-01", /* version ff */
+        "01-" TID "-" PID "-01x",
+    };
+    struct zt_telemetry_traceparent tp, back;
+    char buf[ZT_TELEMETRY_TRACEPARENT_LEN + 1];
+    for (size_t i = 0; i < sizeof(cont) / sizeof(cont[0]); i++) {
+        CHECK(zt_telemetry_traceparent_child(cont[i].in, strlen(cont[i].in), &tp));
+        CHECK_EQ_STR(tp.trace_id, TID);
+        CHECK(strcmp(tp.parent_id, PID) != 0);
+        CHECK_EQ_INT(tp.flags, cont[i].flags);
+        CHECK_EQ_INT(zt_telemetry_traceparent_format(&tp, buf, sizeof(buf)),
+                     ZT_TELEMETRY_TRACEPARENT_LEN);
+        CHECK_EQ_INT(strncmp(buf, "00-", 3), 0);
+        CHECK_EQ_INT(zt_telemetry_traceparent_parse(buf, strlen(buf), &back), 0);
+    }
+    for (size_t i = 0; i < sizeof(fresh) / sizeof(fresh[0]); i++) {
+        if (zt_telemetry_traceparent_child(fresh[i], strlen(fresh[i]), &tp))
+            fprintf(stderr, "  case %zu [%s] continued\n", i, fresh[i]);
+        CHECK(strcmp(tp.trace_id, TID) != 0);
+        CHECK_EQ_INT(tp.flags, 0);
+        CHECK_EQ_INT(zt_telemetry_traceparent_format(&tp, buf, sizeof(buf)),
+                     ZT_TELEMETRY_TRACEPARENT_LEN);
+    }
+    /* None at all: a new trace; two calls, two traces. */
+    CHECK(!zt_telemetry_traceparent_child(NULL, 0, &tp));
+    CHECK(!zt_telemetry_traceparent_child(NULL, 0, &back));
+    CHECK(strcmp(tp.trace_id, back.trace_id) != 0);
+    CHECK_EQ_INT(zt_telemetry_traceparent_format(&tp, buf, sizeof(buf)),
+                 ZT_TELEMETRY_TRACEPARENT_LEN);
+    /* len bounds the input: a valid value cut by one byte is not continued. */
+    const char *ok = "00-" TID "-" PID "-01";
+    CHECK(!zt_telemetry_traceparent_child(ok, strlen(ok) - 1, &tp));
+}
+
 static void test_traceparent_format_new(void)
 {
     struct zt_telemetry_traceparent tp = {TID, PID, 0x01}, back, other;
@@ -604,5 +661,6 @@ int main(void)
     RUN(test_traceparent_valid);
     RUN(test_traceparent_invalid);
     RUN(test_traceparent_format_new);
+    RUN(test_traceparent_child);
     return TEST_REPORT();
 }
