@@ -555,6 +555,8 @@ json_t *zt_config_dump_build(const struct zt_config_dump_in *in)
     set_new(doc, "config", in->config != NULL ? json_deep_copy(in->config) : json_object());
     set_new(doc, "version", str(in->version));
     set_new(doc, "staticConfig", json_object());
+    if (in->routes != NULL)
+        set_new(doc, "routes", json_incref(in->routes));
     return doc;
 }
 

@@ -1,6 +1,6 @@
 /* The /config_dump document (wire facts §7.3), in the shape Istio's ztunnel
  * prints: field names in camelCase, enums as their Istio names, times in
- * RFC 3339 UTC.
+ * RFC 3339 UTC. The waypoint adds "routes" (route/dump.h).
  *
  *   {
  *     "workloads":    [ {uid, workloadIps, protocol, name, namespace, ...} ],
@@ -31,6 +31,7 @@ struct zt_config_dump_in {
     const char *version;
     json_t *config;         /* effective configuration */
     json_t *workload_state; /* in-pod mode: uid -> {state, info, ...} */
+    json_t *routes;         /* `ztunnel waypoint`: its route table (route/dump.h); NULL: no key */
 };
 
 /* Returns the document as a malloc'd NUL-terminated string (the caller

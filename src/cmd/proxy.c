@@ -240,6 +240,7 @@ static void load_routes(struct proxy_app *app)
     struct zt_route_builder *b =
         zt_route_builder_new(app->cfg.pod_namespace, app->cfg.gateway_name);
     int rc = zt_config_routes_load_file(b, app->cfg.local_xds_path, &errs);
+    zt_route_builder_set_left_out(b, errs.n_errors);
     for (size_t i = 0; i < errs.n; i++) {
         if (errs.v[i].is_warning)
             ZT_WARN("routes", "%s", errs.v[i].msg);

@@ -4,6 +4,7 @@
  * app->mu by the control thread. */
 #include "admin/config_dump.h"
 #include "base/log.h"
+#include "route/dump.h"
 #include "cmd/proxy_app.h"
 
 #include <stdio.h>
@@ -35,16 +36,24 @@ static char *op_config_dump(void *ud)
     json_t *ws = json_deep_copy(app->workload_state);
     pthread_mutex_unlock(&app->mu);
     json_t *config = effective_config(&app->cfg);
+    json_t *routes = NULL;
+    if (app->waypoint) {
+        struct zt_route_table *t = zt_waypoint_routes(app->waypoint);
+        routes = zt_route_table_dump(t);
+        zt_route_table_unref(t);
+    }
     struct zt_config_dump_in in = {
         .state = state,
         .ca = app->ca,
         .version = ZT_VERSION,
         .config = config,
         .workload_state = ws,
+        .routes = routes,
     };
     char *out = zt_config_dump_render(&in);
     json_decref(config);
     json_decref(ws);
+    json_decref(routes);
     zt_state_unref(state);
     return out;
 }

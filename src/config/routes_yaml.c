@@ -802,6 +802,11 @@ static int parse_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
         (rc = zt_config_routes_list(c, spec, "hostnames", "spec", MAX_HOSTNAMES, &hosts)) ||
         (rc = zt_config_routes_list(c, spec, "rules", "spec", MAX_RULES, &rules)))
         return rc;
+    /* Hostnames are kept for /config_dump only (not matched). */
+    d->hostnames = zt_xcalloc(hosts && hosts->n_items ? hosts->n_items : 1, sizeof(char *));
+    for (size_t i = 0; hosts && i < hosts->n_items; i++)
+        if (hosts->items[i]->type == YAML_SCALAR_NODE && hosts->items[i]->len <= 253)
+            d->hostnames[d->n_hostnames++] = zt_xstrdup(hosts->items[i]->value);
     if (!rules || rules->n_items == 0) {
         /* The API's default: one rule with no matches and no backends. */
         d->rules = zt_xcalloc(1, sizeof(*d->rules));

@@ -206,6 +206,9 @@ void zt_route_def_cleanup(struct zt_route_def *d)
         free(d->parents[i].section);
     }
     free(d->parents);
+    for (size_t i = 0; i < d->n_hostnames; i++)
+        free(d->hostnames[i]);
+    free(d->hostnames);
     for (size_t i = 0; i < d->n_rules; i++)
         rule_cleanup(&d->rules[i]);
     free(d->rules);
@@ -263,6 +266,7 @@ struct zt_route_builder {
      * index + 1 into defs, 0 for an empty slot; at most half full. */
     size_t *slots;
     size_t n_slots;
+    size_t left_out;
 };
 
 static uint64_t def_hash(const struct zt_route_def *d)
@@ -309,6 +313,7 @@ struct zt_route_table {
     struct entry *entries;
     size_t n_entries;
     size_t gw_first, gw_n;
+    size_t left_out;
 };
 
 struct zt_route_builder *zt_route_builder_new(const char *waypoint_ns, const char *waypoint_name)
@@ -482,6 +487,7 @@ struct zt_route_table *zt_route_builder_finish(struct zt_route_builder *b)
     t->n_defs = b->n_defs;
     t->wp_ns = b->wp_ns;
     t->wp_name = b->wp_name;
+    t->left_out = b->left_out;
 
     /* Services first: their groups, sorted and deduplicated. */
     for (size_t i = 0; i < t->n_defs; i++)
@@ -585,6 +591,21 @@ void zt_route_table_unref(struct zt_route_table *t)
 size_t zt_route_table_count(const struct zt_route_table *t)
 {
     return t->n_defs;
+}
+
+const struct zt_route_def *zt_route_table_route_at(const struct zt_route_table *t, size_t i)
+{
+    return &t->defs[i];
+}
+
+void zt_route_builder_set_left_out(struct zt_route_builder *b, size_t n)
+{
+    b->left_out = n;
+}
+
+size_t zt_route_table_left_out(const struct zt_route_table *t)
+{
+    return t->left_out;
 }
 
 /* ---- matching ---- */

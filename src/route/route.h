@@ -201,6 +201,8 @@ struct zt_route_def {
     int64_t created; /* metadata.creationTimestamp, Unix seconds */
     struct zt_route_parent *parents;
     size_t n_parents;
+    char **hostnames; /* kept for /config_dump; not matched */
+    size_t n_hostnames;
     struct zt_route_rule *rules;
     size_t n_rules;
 };
@@ -228,6 +230,12 @@ struct zt_route_table *zt_route_builder_finish(struct zt_route_builder *b);
 struct zt_route_table *zt_route_table_ref(struct zt_route_table *t);
 void zt_route_table_unref(struct zt_route_table *t);
 size_t zt_route_table_count(const struct zt_route_table *t); /* routes */
+/* The i-th route (i < zt_route_table_count), in load order; borrowed. */
+const struct zt_route_def *zt_route_table_route_at(const struct zt_route_table *t, size_t i);
+/* How many route objects the loader left out (invalid), for the table to
+ * report (/config_dump); 0 unless set before zt_route_builder_finish. */
+void zt_route_builder_set_left_out(struct zt_route_builder *b, size_t n);
+size_t zt_route_table_left_out(const struct zt_route_table *t);
 
 enum zt_route_outcome {
     ZT_ROUTE_DEFAULT,   /* no route for this service and port: forward to

@@ -46,6 +46,14 @@ void zt_waypoint_set_routes(struct zt_waypoint *wp, struct zt_route_table *t)
     zt_route_table_unref(old);
 }
 
+struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp)
+{
+    pthread_mutex_lock(&wp->mu);
+    struct zt_route_table *t = wp->routes ? zt_route_table_ref(wp->routes) : NULL;
+    pthread_mutex_unlock(&wp->mu);
+    return t;
+}
+
 /* One atomic load per request; the lock only when the routes changed. */
 struct zt_route_table *wp_worker_routes(struct wp_worker *w)
 {

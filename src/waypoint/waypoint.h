@@ -35,6 +35,8 @@ void zt_waypoint_free(struct zt_waypoint *wp);
  * service gets its default route). Any thread; each worker picks the new
  * table up at its next request. */
 void zt_waypoint_set_routes(struct zt_waypoint *wp, struct zt_route_table *t);
+/* The routes in force: a new reference (unref it), NULL for none. Any thread. */
+struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp);
 
 /* The ops to put in zt_proxy_opts.l7, with l7_ud = the waypoint. */
 extern const struct zt_proxy_l7_ops zt_waypoint_l7_ops;

@@ -272,4 +272,25 @@ out=$(acurl -H "traceparent: 00-$TID-$PID-01" "http://$VIP_WEB/m/traced")
 tp=$(body_field "$out" h:traceparent)
 zt_expect_eq "$(wait_count seen_b2 "^GET /m/traced [^ ]+ 0 $tp\$" 1)" 1
 
+zt_test "/config_dump of the waypoint: valid JSON with its route table (rules, filters, backends, timeouts, retry)"
+zt_ns_exec "$w" curl -sS --max-time 5 http://127.0.0.1:15000/config_dump >"$ZT_WORK/config_dump.json"
+out=$(python3 - "$ZT_WORK/config_dump.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["routes"]
+(m,) = [x for x in r["routes"] if x["name"] == "mirror"]
+rules = m["rules"]
+f0 = rules[0]["filters"][0]
+esc = rules[4]
+print(r["leftOut"], len(r["routes"]), m["kind"], m["namespace"], m["parentRefs"][0]["name"], len(rules),
+      rules[0]["matches"][0]["path"]["value"], f0["type"], f0["requestMirror"]["backendRef"]["name"],
+      rules[1]["filters"][0]["requestMirror"]["fraction"]["numerator"],
+      esc["matches"][0]["headers"][0]["value"], esc["timeouts"]["request"], esc["retry"]["codes"],
+      esc["backendRefs"][0]["weight"], len(d["services"]))
+PY
+)
+zt_expect_eq "$out" '0 1 HTTPRoute default svc-web 6 /m RequestMirror svc-shadow 50 a"b 2000ms [503] 3 4'
+zt_test "... and python3 -m json.tool reads it"
+if python3 -m json.tool "$ZT_WORK/config_dump.json" >/dev/null; then zt_pass; else zt_fail "invalid JSON"; fi
+
 mesh_finish
