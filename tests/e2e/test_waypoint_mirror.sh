@@ -293,4 +293,30 @@ zt_expect_eq "$out" '0 1 HTTPRoute default svc-web 6 /m RequestMirror svc-shadow
 zt_test "... and python3 -m json.tool reads it"
 if python3 -m json.tool "$ZT_WORK/config_dump.json" >/dev/null; then zt_pass; else zt_fail "invalid JSON"; fi
 
+zt_test "past the per-worker cap (64 mirrors in flight): 100 requests on one connection all get b1's 200"
+mw=$(wc -l <"$wlog")
+hb=$(grep -c "^got " "$ZT_WORK/hang.log")
+out=$(zt_ns_exec "$a" timeout 60 python3 - "$VIP_WEB" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=30)
+ok = 0
+for i in range(100):
+    c.request("GET", "/hang/cap/%d" % i)
+    r = c.getresponse()
+    ok += r.status == 200 and b"server=b1" in r.read()
+print(ok)
+PY
+)
+zt_expect_eq "$out" 100
+zt_test "... the hanging backend got 64 copies, the other 36 were skipped (debug lines)"
+got=$(($(wait_count "cat $ZT_WORK/hang.log" "^got " $((hb + 64))) - hb))
+skipped=$(tail -n +"$((mw + 1))" "$wlog" | grep -c "mirror skipped: 6[34] in flight")
+zt_expect_eq "$got $skipped" "64 36"
+
+zt_test "the waypoint stops with those copies in flight: closed by the drain, a clean exit"
+mesh_stop 1 waypoint
+if grep -q 'mirror complete.*error="waypoint draining"' "$wlog" && ! grep -qE "ERROR: AddressSanitizer|runtime error" "$wlog"; then
+	zt_pass
+else zt_fail "$(tail -3 "$wlog")"; fi
+
 mesh_finish
