@@ -213,6 +213,19 @@ void wp_mirror_body(struct wp_mirror **mp, const void *data, size_t len)
 
 /* ---- copies ---- */
 
+/* "ip:port" of the copy's endpoint (its HBONE address, its target port). */
+static void endpoint_authority(const struct wp_mirror_copy *c, char *out, size_t cap)
+{
+    struct zt_ip ip;
+    uint16_t p;
+    struct sockaddr_storage ss;
+    out[0] = '\0';
+    if (zt_ip_from_sockaddr((const struct sockaddr *)&c->hbone, &ip, &p) == 0) {
+        zt_ip_to_sockaddr(&ip, c->port, &ss);
+        zt_hbone_format_authority((struct sockaddr *)&ss, out, cap);
+    }
+}
+
 /* The copy is done (error NULL: its response ended): a debug line, and
  * the reaper frees it. Never called twice. */
 static void copy_end(struct wp_mirror_copy *c, const char *error)
@@ -225,14 +238,8 @@ static void copy_end(struct wp_mirror_copy *c, const char *error)
     c->is_waiting = false;
     wp_stream_detach(&c->up);
     if (zt_log_enabled(ZT_LOG_DEBUG)) {
-        char up[64] = "", dur[32], rb[32];
-        struct zt_ip ip;
-        uint16_t p;
-        struct sockaddr_storage ss;
-        if (zt_ip_from_sockaddr((struct sockaddr *)&c->hbone, &ip, &p) == 0) {
-            zt_ip_to_sockaddr(&ip, c->port, &ss);
-            zt_hbone_format_authority((struct sockaddr *)&ss, up, sizeof(up));
-        }
+        char up[64], dur[32], rb[32];
+        endpoint_authority(c, up, sizeof(up));
         snprintf(dur, sizeof(dur), "%" PRIu64 "ms", uv_now(c->w->loop) - c->start_ms);
         snprintf(rb, sizeof(rb), "%" PRIu64, c->up.rx);
         const char *kv[] = {
@@ -288,13 +295,8 @@ static const struct wp_stream_ops copy_ops = {
 
 static void copy_open(struct wp_mirror_copy *c, struct zt_h2conn *h2)
 {
-    struct zt_ip ip;
-    uint16_t p;
-    struct sockaddr_storage ss;
     char authority[64];
-    zt_ip_from_sockaddr((struct sockaddr *)&c->hbone, &ip, &p);
-    zt_ip_to_sockaddr(&ip, c->port, &ss);
-    zt_hbone_format_authority((struct sockaddr *)&ss, authority, sizeof(authority));
+    endpoint_authority(c, authority, sizeof(authority));
     if (wp_stream_connect(&c->up, h2, authority, NULL, 0) < 0)
         copy_end(c, "cannot open an HBONE stream");
 }
@@ -364,7 +366,10 @@ void wp_mirror_end(struct wp_mirror **mp)
 
 /* ---- the worker's calls ---- */
 
-void wp_mirrors_pod_close(struct wp_worker *w, struct zt_pod_inst *pod)
+/* Ends the live copies of pod (NULL: any pod) started at or before
+ * `before` (loop time; UINT64_MAX: any), with why. */
+static void end_copies(struct wp_worker *w, const struct zt_pod_inst *pod, uint64_t before,
+                       const char *why)
 {
     if (!w->mirrors)
         return;
@@ -372,33 +377,25 @@ void wp_mirrors_pod_close(struct wp_worker *w, struct zt_pod_inst *pod)
     for (struct zt_list_node *n = zt_list_first(l), *next; n; n = next) {
         next = zt_list_next(l, n);
         struct wp_mirror_copy *c = zt_list_entry(n, struct wp_mirror_copy, link);
-        if (c->pod == pod)
-            copy_end(c, "waypoint stopped");
+        if ((!pod || c->pod == pod) && c->start_ms <= before)
+            copy_end(c, why);
     }
+}
+
+void wp_mirrors_pod_close(struct wp_worker *w, struct zt_pod_inst *pod)
+{
+    end_copies(w, pod, UINT64_MAX, "waypoint stopped");
 }
 
 void wp_mirrors_drain(struct wp_worker *w)
 {
-    if (!w->mirrors)
-        return;
-    struct zt_list *l = &w->mirrors->live;
-    for (struct zt_list_node *n = zt_list_first(l), *next; n; n = next) {
-        next = zt_list_next(l, n);
-        copy_end(zt_list_entry(n, struct wp_mirror_copy, link), "waypoint draining");
-    }
+    end_copies(w, NULL, UINT64_MAX, "waypoint draining");
 }
 
 void wp_mirrors_tick(struct wp_worker *w, uint64_t now)
 {
-    if (!w->mirrors)
-        return;
-    struct zt_list *l = &w->mirrors->live;
-    for (struct zt_list_node *n = zt_list_first(l), *next; n; n = next) {
-        next = zt_list_next(l, n);
-        struct wp_mirror_copy *c = zt_list_entry(n, struct wp_mirror_copy, link);
-        if (now - c->start_ms >= WP_MIRROR_TIMEOUT_MS)
-            copy_end(c, "mirror timeout");
-    }
+    if (now >= WP_MIRROR_TIMEOUT_MS)
+        end_copies(w, NULL, now - WP_MIRROR_TIMEOUT_MS, "mirror timeout");
 }
 
 void wp_mirrors_reap(struct wp_worker *w)

@@ -120,6 +120,10 @@ mesh_waypoint_start() {
 	mesh_wait_grep "$ZT_WORK/waypoint$k.log" "added: listening on 15008" 10
 }
 
+# mesh_body_field TEXT KEY: the value of TEXT's first "KEY=value" line
+# (http_echo.py's answers), empty if none.
+mesh_body_field() { sed -n "s/^$2=//p" <<<"$1" | head -1; }
+
 # mesh_stop N KIND: graceful stop (TERM) of KIND on node N.
 mesh_stop() {
 	local pid

@@ -121,7 +121,6 @@ if setup; then zt_pass; else
 fi
 wlog=$ZT_WORK/waypoint1.log
 
-body_field() { sed -n "s/^$2=//p" <<<"$1" | head -1; }
 acurl() { zt_ns_exec "$a" timeout 20 curl -sS --max-time 15 "$@"; }
 # seen NETNS: what the echo server in NETNS received so far (http_echo.py /_seen).
 seen() { zt_ns_exec "$1" curl -sS --max-time 5 http://127.0.0.1:8081/_seen; }
@@ -142,7 +141,7 @@ seen_b1() { seen "$b1"; }
 zt_test "100% mirror: 10 requests to /m/i are answered by b1 (the primary)"
 servers=""
 for i in $(seq 1 10); do
-	servers="$servers $(body_field "$(acurl -H "Host: svc-web.$H" "http://$VIP_WEB/m/$i")" server)"
+	servers="$servers $(mesh_body_field "$(acurl -H "Host: svc-web.$H" "http://$VIP_WEB/m/$i")" server)"
 done
 zt_expect_eq "$servers" "$(printf ' b1%.0s' $(seq 1 10))"
 
@@ -163,7 +162,7 @@ zt_expect_eq "$got" "1 1"
 
 zt_test "a 100 KiB body (past the mirror's 64 KiB) reaches b1 whole; its mirror is abandoned"
 out=$(head -c 102400 /dev/zero | acurl --data-binary @- "http://$VIP_WEB/m/big")
-zt_expect_eq "$(body_field "$out" server) $(body_field "$out" body_len)" "b1 102400"
+zt_expect_eq "$(mesh_body_field "$out" server) $(mesh_body_field "$out" body_len)" "b1 102400"
 zt_test "... b2 never got /m/big; positive control: /m/after-big, sent next, got there"
 acurl -o /dev/null "http://$VIP_WEB/m/after-big"
 after=$(wait_count seen_b2 "^GET /m/after-big " 1)
@@ -210,7 +209,7 @@ zt_expect_eq "$n" 5
 
 zt_test "a mirror backend that is down: the client gets b1's 200; the copy failed (logged)"
 out=$(acurl "http://$VIP_WEB/down/1")
-zt_expect_eq "$(body_field "$out" server)" b1
+zt_expect_eq "$(mesh_body_field "$out" server)" b1
 zt_test "... the waypoint tried it: a failed 'mirror complete' for svc-down"
 if mesh_wait_grep "$wlog" "mirror complete.*svc-down.*error=" 10; then zt_pass; else
 	zt_fail "$(grep "mirror" "$wlog" | tail -3)"
@@ -241,12 +240,12 @@ TID=4bf92f3577b34da6a3ce929d0e0e4736 PID=00f067aa0ba902b7
 TP_RE='^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
 zt_test "traceparent: b1 sees the client's trace id with a new span id, flags kept; tracestate untouched"
 out=$(acurl -H "traceparent: 00-$TID-$PID-01" -H "tracestate: congo=t61rcWkgMzE" "http://$VIP_WEB/t/1")
-tp=$(body_field "$out" h:traceparent)
+tp=$(mesh_body_field "$out" h:traceparent)
 span=$(cut -d- -f3 <<<"$tp")
 if grep -qE "$TP_RE" <<<"$tp" && [ "$(cut -d- -f2 <<<"$tp")" = "$TID" ] && [ "$span" != "$PID" ] &&
-	[ "$(cut -d- -f4 <<<"$tp")" = 01 ] && [ "$(body_field "$out" h:tracestate)" = congo=t61rcWkgMzE ]; then
+	[ "$(cut -d- -f4 <<<"$tp")" = 01 ] && [ "$(mesh_body_field "$out" h:tracestate)" = congo=t61rcWkgMzE ]; then
 	zt_pass
-else zt_fail "$tp / $(body_field "$out" h:tracestate)"; fi
+else zt_fail "$tp / $(mesh_body_field "$out" h:tracestate)"; fi
 zt_test "... the access line carries trace_id and the waypoint's span_id (the one b1 saw)"
 if mesh_wait_grep "$wlog" "request complete.*path=/t/1[[:space:]].*trace_id=$TID span_id=$span" 5; then zt_pass; else
 	zt_fail "$(grep "path=/t/1" "$wlog")"
@@ -254,7 +253,7 @@ fi
 
 zt_test "no traceparent: b1 sees a new valid one (flags 00), the access line has its trace id"
 out=$(acurl "http://$VIP_WEB/t/2")
-tp=$(body_field "$out" h:traceparent)
+tp=$(mesh_body_field "$out" h:traceparent)
 if grep -qE "$TP_RE" <<<"$tp" && [ "$(cut -d- -f4 <<<"$tp")" = 00 ] &&
 	mesh_wait_grep "$wlog" "request complete.*path=/t/2[[:space:]].*trace_id=$(cut -d- -f2 <<<"$tp") " 5; then zt_pass; else
 	zt_fail "$tp / $(grep "path=/t/2" "$wlog")"
@@ -262,14 +261,14 @@ fi
 
 zt_test "an invalid traceparent (uppercase trace id) is replaced by a new trace"
 upper=$(tr a-f A-F <<<"$TID")
-tp=$(body_field "$(acurl -H "traceparent: 00-$upper-$PID-01" "http://$VIP_WEB/t/3")" h:traceparent)
+tp=$(mesh_body_field "$(acurl -H "traceparent: 00-$upper-$PID-01" "http://$VIP_WEB/t/3")" h:traceparent)
 if grep -qE "$TP_RE" <<<"$tp" && [ "$(cut -d- -f2 <<<"$tp")" != "$TID" ] && [ "$(cut -d- -f3 <<<"$tp")" != "$PID" ]; then
 	zt_pass
 else zt_fail "$tp"; fi
 
 zt_test "the mirror's copy carries the same traceparent as the primary's request"
 out=$(acurl -H "traceparent: 00-$TID-$PID-01" "http://$VIP_WEB/m/traced")
-tp=$(body_field "$out" h:traceparent)
+tp=$(mesh_body_field "$out" h:traceparent)
 zt_expect_eq "$(wait_count seen_b2 "^GET /m/traced [^ ]+ 0 $tp\$" 1)" 1
 
 zt_test "/config_dump of the waypoint: valid JSON with its route table (rules, filters, backends, timeouts, retry)"
