@@ -9,7 +9,7 @@
  * before anything was sent, so the client's exchange never waits for it.
  * At the request's end each target gets its own copy: an HBONE stream to
  * the endpoint (the pod's pool, as the main request), the request with a
- * Content-Length, its response read and discarded. A copy that fails, or
+ * Content-Length, its response parsed to its end and discarded. A copy that fails, or
  * has not finished after WP_MIRROR_TIMEOUT_MS, is dropped; nothing of it
  * reaches the client, the metrics or the access log (a debug line only).
  *
@@ -61,6 +61,7 @@ struct wp_mirror {
     struct wp_mirror_target t[WP_MIRROR_TARGETS];
     size_t n;
     char path[128]; /* for the debug line */
+    bool is_head;   /* a response to HEAD has no body */
 };
 
 /* One copy on its way to one endpoint. */
@@ -78,6 +79,10 @@ struct wp_mirror_copy {
     struct sockaddr_storage hbone;
     char status[4]; /* of the discarded response, "" until seen */
     char path[128];
+    /* The response is parsed only to know where it ends (a server that
+     * keeps the connection open despite `connection: close`). */
+    struct zt_http1_parser *resp_p;
+    bool is_resp_done;
     uint64_t start_ms;
 };
 
@@ -175,6 +180,7 @@ struct wp_mirror *wp_mirror_begin(struct wp_worker *w, struct zt_pod_inst *pod,
         return NULL;
     }
     snprintf(m->path, sizeof(m->path), "%s", req->path);
+    m->is_head = strcmp(req->method, "HEAD") == 0;
     m->w = w;
     m->pod = pod;
     m->snap = snap;
@@ -265,20 +271,49 @@ static void copy_on_response(struct wp_stream *s, int status)
         copy_end(s->owner, "upstream HBONE refused the stream");
 }
 
-/* The response is read and dropped; its status is kept for the log. */
+static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_http1_framing *f)
+{
+    struct wp_mirror_copy *c = ud;
+    if (!f->is_interim)
+        snprintf(c->status, sizeof(c->status), "%d", resp->status);
+}
+
+static void resp_on_body(void *ud, const uint8_t *data, size_t len)
+{
+}
+
+static void resp_on_message_end(void *ud, struct zt_http_head *trailers)
+{
+    struct wp_mirror_copy *c = ud;
+    c->is_resp_done = true;
+}
+
+static const struct zt_http1_ops resp_ops = {
+    .on_head = resp_on_head,
+    .on_body = resp_on_body,
+    .on_message_end = resp_on_message_end,
+};
+
+/* The response is parsed and dropped; the copy ends with it. */
 static void copy_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
 {
     struct wp_mirror_copy *c = s->owner;
-    static const char proto[] = "HTTP/1.1 ";
-    size_t seen = s->rx - len; /* bytes before these */
-    if (seen == 0 && len >= sizeof(proto) + 2 && memcmp(data, proto, sizeof(proto) - 1) == 0)
-        memcpy(c->status, data + sizeof(proto) - 1, 3);
+    size_t used = 0;
+    int rc = zt_http1_parse(c->resp_p, data, len, &used);
     wp_stream_consume(s, len);
+    if (rc < 0)
+        copy_end(c, "bad response");
+    else if (c->is_resp_done)
+        copy_end(c, NULL);
 }
 
 static void copy_on_end(struct wp_stream *s)
 {
-    copy_end(s->owner, NULL);
+    struct wp_mirror_copy *c = s->owner;
+    if (!c->is_resp_done && (zt_http1_parse_eof(c->resp_p) < 0 || !c->is_resp_done))
+        copy_end(c, "upstream closed before its response ended");
+    else
+        copy_end(c, NULL);
 }
 
 static void copy_on_close(struct wp_stream *s, int error)
@@ -328,6 +363,8 @@ static void copy_start(struct wp_mirror *m, const struct wp_mirror_target *t,
     memcpy(c->path, m->path, sizeof(c->path));
     c->start_ms = uv_now(m->w->loop);
     wp_stream_init(&c->up, &copy_ops, c);
+    c->resp_p = zt_http1_parser_new(true, &resp_ops, c);
+    zt_http1_parser_expect(c->resp_p, m->is_head ? "HEAD" : "GET", false);
     wp_stream_write(&c->up, zt_buf_head(req), req->len);
     wp_stream_end(&c->up);
     zt_list_insert_head(&m->w->mirrors->live, &c->link);
@@ -407,6 +444,7 @@ void wp_mirrors_reap(struct wp_worker *w)
         struct wp_mirror_copy *c = zt_list_entry(zt_list_first(l), struct wp_mirror_copy, link);
         zt_list_remove(&c->link);
         wp_stream_cleanup(&c->up);
+        zt_http1_parser_free(c->resp_p);
         zt_state_unref(c->snap);
         free(c);
     }

@@ -150,6 +150,14 @@ n2=$(wait_count seen_b2 "^GET /m/[0-9]+ svc-web\.$H-shadow 0 " 10)
 n1=$(seen "$b1" | grep -cE "^GET /m/[0-9]+ svc-web\.$H 0 ")
 zt_expect_eq "$n2 $n1" "10 10"
 
+zt_test "... the waypoint read each copy's response to its end: status=200, no error (debug lines)"
+for _ in $(seq 1 100); do
+	n=$(grep -cE 'mirror complete.*path=/m/([0-9]|10) status=200 resp_bytes=[0-9]+ duration=[0-9]+ms$' "$wlog")
+	[ "$n" -ge 10 ] && break
+	sleep 0.1
+done
+zt_expect_eq "$n" 10
+
 zt_test "the shadow suffix goes before the port (Host svc-web:80 -> svc-web-shadow:80)"
 acurl -o /dev/null -H "Host: svc-web:80" "http://$VIP_WEB/m/port"
 zt_expect_eq "$(wait_count seen_b2 "^GET /m/port svc-web-shadow:80 " 1)" 1
