@@ -9,9 +9,10 @@
  * before anything was sent, so the client's exchange never waits for it.
  * At the request's end each target gets its own copy: an HBONE stream to
  * the endpoint (the pod's pool, as the main request), the request with a
- * Content-Length, its response parsed to its end and discarded. A copy that fails, or
- * has not finished after WP_MIRROR_TIMEOUT_MS, is dropped; nothing of it
- * reaches the client, the metrics or the access log (a debug line only).
+ * Content-Length, its response parsed to its end and discarded. A copy
+ * that fails, or has not finished after WP_MIRROR_TIMEOUT_MS, is dropped;
+ * nothing of it reaches the client, the metrics or the access log (a
+ * debug line only).
  *
  * Bounds per worker: WP_MIRROR_MAX slots (a buffering mirror takes one
  * per target, a copy in flight keeps one), so at most that many bodies of
@@ -233,7 +234,7 @@ static void endpoint_authority(const struct wp_mirror_copy *c, char *out, size_t
 }
 
 /* The copy is done (error NULL: its response ended): a debug line, and
- * the reaper frees it. Never called twice. */
+ * the reaper frees it. Once only: later calls do nothing. */
 static void copy_end(struct wp_mirror_copy *c, const char *error)
 {
     if (c->is_ended)
