@@ -131,6 +131,17 @@ void wp_stream_write(struct wp_stream *s, const void *data, size_t len)
     wake(s);
 }
 
+void wp_stream_queue(struct wp_stream *s, const void *data, size_t len)
+{
+    zt_buf_append(&s->q, data, len);
+}
+
+void wp_stream_flush(struct wp_stream *s)
+{
+    if (s->q.len)
+        wake(s);
+}
+
 void wp_stream_end(struct wp_stream *s)
 {
     if (s->q_eof)

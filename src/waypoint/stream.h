@@ -59,6 +59,10 @@ int wp_stream_connect(struct wp_stream *s, struct zt_h2conn *h2, const char *aut
 /* Queues bytes (copied) and ends the stream after them. */
 void wp_stream_write(struct wp_stream *s, const void *data, size_t len);
 void wp_stream_end(struct wp_stream *s);
+/* Queues bytes (copied) without handing them on yet: a writer of many
+ * small pieces calls wp_stream_flush once after them. */
+void wp_stream_queue(struct wp_stream *s, const void *data, size_t len);
+void wp_stream_flush(struct wp_stream *s);
 /* Returns n received bytes to the window. */
 void wp_stream_consume(struct wp_stream *s, size_t n);
 /* Resets the stream (its on_close follows, maybe at once). */
