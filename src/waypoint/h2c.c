@@ -1123,6 +1123,8 @@ static void down_on_data(struct wp_stream *st, const uint8_t *data, size_t len)
         return;
     }
     ssize_t n = nghttp2_session_mem_recv(s->ng, data, len);
+    len += s->down_unreturned;
+    s->down_unreturned = 0;
     if (n < 0) {
         ZT_DEBUG("waypoint", "h2c client error: %s", nghttp2_strerror((int)n));
         /* nghttp2 queued a GOAWAY where it could: sent, then the end. */
@@ -1241,17 +1243,19 @@ static void cbs_init(void)
     nghttp2_option_set_max_deflate_dynamic_table_size(ng_opts, 4096);
 }
 
-void wp_h2c_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d)
+static struct wp_h2c *session_new(struct wp_worker *w, struct zt_pod_inst *pod,
+                                  const struct wp_dest *d, const struct sockaddr_storage *peer,
+                                  const char *identity)
 {
     pthread_once(&cbs_once, cbs_init);
     struct wp_h2c *s = zt_xcalloc(1, sizeof(*s));
     s->w = w;
-    s->pod = c->pod;
-    s->snap = zt_l7_state(c->pod);
+    s->pod = pod;
+    s->snap = zt_l7_state(pod);
     zt_state_ref(s->snap);
     s->dst = *d;
-    s->peer = *c->peer;
-    copy_str(s->src_identity, sizeof(s->src_identity), c->peer_identity);
+    s->peer = *peer;
+    copy_str(s->src_identity, sizeof(s->src_identity), identity);
     zt_list_init(&s->ups);
     zt_list_init(&s->reqs);
     wp_stream_init(&s->down, &down_ops, s);
@@ -1259,14 +1263,35 @@ void wp_h2c_start(struct wp_worker *w, const struct zt_l7_connect *c, const stru
         abort();
     send_settings(s->ng, true);
     zt_list_insert_head(&w->h2cs, &s->link);
-    zt_l7_hold(c->pod);
+    zt_l7_hold(pod);
     s->held = true;
+    return s;
+}
+
+void wp_h2c_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d)
+{
+    struct wp_h2c *s = session_new(w, c->pod, d, c->peer, c->peer_identity);
     wp_stream_attach(&s->down, c->h2, c->sid);
     if (wp_stream_respond(&s->down, 200) < 0) {
         session_end(s);
         return;
     }
     pump(s);
+}
+
+void wp_h2c_adopt(struct wp_worker *w, struct zt_pod_inst *pod, struct wp_stream *down,
+                  const struct wp_dest *d, const struct sockaddr_storage *peer,
+                  const char *identity, const uint8_t *initial, size_t n, size_t unreturned)
+{
+    struct wp_h2c *s = session_new(w, pod, d, peer, identity);
+    wp_stream_move(&s->down, down);
+    s->down_unreturned = unreturned;
+    if (n)
+        down_on_data(&s->down, initial, n);
+    else
+        pump(s);
+    if (!s->ended && s->down.rx_eof)
+        down_on_end(&s->down);
 }
 
 void wp_h2cs_pod_close(struct wp_worker *w, struct zt_pod_inst *pod)

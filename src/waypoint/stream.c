@@ -177,6 +177,19 @@ void wp_stream_detach(struct wp_stream *s)
     }
 }
 
+void wp_stream_move(struct wp_stream *to, struct wp_stream *from)
+{
+    const struct wp_stream_ops *ops = to->ops;
+    void *owner = to->owner;
+    zt_buf_release(&to->q);
+    *to = *from;
+    to->ops = ops;
+    to->owner = owner;
+    if (to->h2)
+        zt_h2conn_attach(to->h2, to->sid, &h2_ops, to);
+    wp_stream_init(from, from->ops, from->owner);
+}
+
 void wp_stream_cleanup(struct wp_stream *s)
 {
     zt_buf_release(&s->q);

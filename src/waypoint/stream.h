@@ -69,6 +69,10 @@ void wp_stream_consume(struct wp_stream *s, size_t n);
 void wp_stream_reset(struct wp_stream *s);
 /* Forgets the stream without callbacks (reset if still open). */
 void wp_stream_detach(struct wp_stream *s);
+/* Hands stream `from` (open or not, its queue and counts) to `to`, which
+ * keeps its own ops and owner; `from` is left detached and empty, with
+ * no callback. For a session that finds out it is another protocol. */
+void wp_stream_move(struct wp_stream *to, struct wp_stream *from);
 /* Frees the queue (after the stream is gone). */
 void wp_stream_cleanup(struct wp_stream *s);
 

@@ -132,6 +132,13 @@ const char *wp_response_flags(bool is_local_reply, int status, const char *error
 
 /* h2c.c: a CONNECT carrying HTTP/2 cleartext (gRPC included). */
 void wp_h2c_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d);
+/* A sniffed session that turned out to be h2c (http.c): takes over its
+ * client stream (wp_stream_move) with the n bytes received so far, and
+ * `unreturned` more bytes owed to the stream's window. */
+struct wp_stream;
+void wp_h2c_adopt(struct wp_worker *w, struct zt_pod_inst *pod, struct wp_stream *down,
+                  const struct wp_dest *d, const struct sockaddr_storage *peer,
+                  const char *identity, const uint8_t *initial, size_t n, size_t unreturned);
 void wp_h2cs_pod_close(struct wp_worker *w, struct zt_pod_inst *pod);
 void wp_h2cs_drain(struct wp_worker *w);
 void wp_h2cs_reap(struct wp_worker *w);

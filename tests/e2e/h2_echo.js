@@ -6,6 +6,12 @@
 //   node h2_echo.js multi AUTHORITY N    N concurrent GETs of /m/I on one
 //                                        h2c connection: prints how many
 //                                        answers named their own path
+//   node h2_echo.js reset AUTHORITY N    opens and at once cancels N streams
+//                                        (a rapid-reset flood): prints how
+//                                        the session ended
+//   node h2_echo.js stall AUTHORITY PATH  GETs PATH with a 64 KiB window and
+//                                        never reads: prints "stalled" after
+//                                        the first bytes, then waits
 //   node h2_echo.js call TARGET METHOD TEXT [HEADER=VALUE...]
 //                                        a gRPC client: prints the reply's
 //                                        fields, or "code=N details=..."
@@ -143,9 +149,35 @@ function multi(authority, n) {
   }
 }
 
+function reset(authority, n) {
+  const session = http2.connect(`http://${authority}`);
+  let how = 'open';
+  session.on('goaway', (code) => { how = `goaway=${code}`; });
+  session.on('error', (e) => { if (how === 'open') how = `error=${e.code}`; });
+  session.on('close', () => { console.log(how); process.exit(0); });
+  session.on('connect', () => {
+    for (let i = 0; i < n && !session.destroyed && !session.closed; i++) {
+      const req = session.request({':path': `/reset/${i}`});
+      req.on('error', () => {});
+      req.close(http2.constants.NGHTTP2_CANCEL);
+    }
+    setTimeout(() => { if (how === 'open') how = 'survived'; session.close(); }, 2000);
+  });
+}
+
+function stall(authority, p) {
+  const session = http2.connect(`http://${authority}`, {settings: {initialWindowSize: 65535}});
+  session.on('error', () => {});
+  const req = session.request({':path': p});
+  req.once('data', () => { req.pause(); console.log('stalled'); });
+  req.on('error', () => {});
+}
+
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'h2c') h2c(args[0], Number(args[1]));
 else if (mode === 'grpc') grpcServer(args[0], Number(args[1]));
 else if (mode === 'multi') multi(args[0], Number(args[1]));
+else if (mode === 'reset') reset(args[0], Number(args[1]));
+else if (mode === 'stall') stall(args[0], args[1]);
 else if (mode === 'call') call(args[0], args[1], args[2], args.slice(3));
 else { console.error('usage: h2_echo.js h2c|grpc NAME PORT | call TARGET METHOD TEXT'); process.exit(2); }

@@ -2,7 +2,7 @@
 # HTTP/2 cleartext and gRPC through `ztunnel waypoint`, with clients and
 # servers that are not ours: curl (--http2-prior-knowledge), Node's http2
 # module and grpc-js (tests/e2e/h2_echo.js). Ports are selected by
-# appProtocol (http2, grpc). Cases: HTTPRoute and GRPCRoute routing,
+# appProtocol (http2, grpc) or, without one, by the HTTP/2 preface. Cases: HTTPRoute and GRPCRoute routing,
 # 50 requests multiplexed on one connection, trailers, large bodies both ways, a retry on 503
 # and on gRPC UNAVAILABLE, a route timeout, gRPC statuses and streaming,
 # request metrics with grpc_response_status, and a client sending garbage
@@ -15,7 +15,7 @@ zt_trap_cleanup
 
 # node 1: a (client); node 2: b1, b2 (backends), w (the waypoint)
 A=10.200.1.2 B1=10.200.2.2 B2=10.200.2.3 W=10.200.2.4
-VIP_H2=10.96.0.50 VIP_H2V2=10.96.0.51 VIP_G=10.96.0.52 VIP_GV2=10.96.0.53
+VIP_H2=10.96.0.50 VIP_H2V2=10.96.0.51 VIP_G=10.96.0.52 VIP_GV2=10.96.0.53 VIP_SNIFF=10.96.0.54
 H=default.svc.cluster.local
 
 config() {
@@ -23,7 +23,7 @@ config() {
 		workloads:
 		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
 		- {uid: b1, name: b1, namespace: default, serviceAccount: sa-b, workloadIps: ["$B1"], protocol: HBONE, node: node2,
-		   services: {"default/svc-h2.$H": {80: 8082}, "default/svc-g.$H": {9090: 9090}}}
+		   services: {"default/svc-h2.$H": {80: 8082}, "default/svc-g.$H": {9090: 9090}, "default/svc-sniff.$H": {80: 8082}}}
 		- {uid: b2, name: b2, namespace: default, serviceAccount: sa-b, workloadIps: ["$B2"], protocol: HBONE, node: node2,
 		   services: {"default/svc-h2v2.$H": {80: 8082}, "default/svc-gv2.$H": {9090: 9090}}}
 		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node2}
@@ -32,6 +32,8 @@ config() {
 		   ports: {80: {targetPort: 8082, appProtocol: http2}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-h2v2, namespace: default, hostname: svc-h2v2.$H, vips: ["/$VIP_H2V2"],
 		   ports: {80: {targetPort: 8082, appProtocol: http2}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-sniff, namespace: default, hostname: svc-sniff.$H, vips: ["/$VIP_SNIFF"],
+		   ports: {80: 8082}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-g, namespace: default, hostname: svc-g.$H, vips: ["/$VIP_G"],
 		   ports: {9090: {targetPort: 9090, appProtocol: grpc}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-gv2, namespace: default, hostname: svc-gv2.$H, vips: ["/$VIP_GV2"],
@@ -100,7 +102,34 @@ setup() {
 }
 if setup; then zt_pass; else
 	zt_fail "setup failed"
-	mesh_finish
+	zt_test "a rapid-reset flood (20000 streams opened and cancelled) ends that client's session or is absorbed; w goes on serving"
+out=$(zt_ns_exec "$a" timeout 60 node "$here/h2_echo.js" reset "$VIP_H2" 20000)
+code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/after-flood")
+echo "  flood client saw: $out"
+if [ "$code" = 200 ] && [ -n "$out" ]; then zt_pass; else zt_fail "flood: $out; then $code"; fi
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$ZT_WORK/waypoint1.pid")/status"; }
+zt_test "a client that never reads a 200 MB response holds bounded memory in w (< 32 MiB more), and others are served meanwhile"
+rss0=$(rss_kb)
+zt_bg "$a" stall node "$here/h2_echo.js" stall "$VIP_H2" /big/200000000
+mesh_wait_grep "$ZT_WORK/stall.log" stalled 10 >/dev/null
+# The backend writes while windows allow: wait until w's memory stops
+# growing (two samples 0.3 s apart within 256 kB), at most 10 s.
+prev=$(rss_kb)
+for _ in $(seq 1 30); do
+	sleep 0.3
+	cur=$(rss_kb)
+	[ $((cur - prev)) -lt 256 ] && break
+	prev=$cur
+done
+code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/while-stalled")
+rss1=$(rss_kb)
+echo "  waypoint rss: $rss0 -> $rss1 kB"
+if [ "$code" = 200 ] && [ $((rss1 - rss0)) -lt 32768 ]; then zt_pass; else
+	zt_fail "status $code; rss $rss0 -> $rss1 kB"
+fi
+
+mesh_finish
 	exit 1
 fi
 wlog=$ZT_WORK/waypoint1.log
@@ -114,6 +143,13 @@ zt_test "h2c: /hello goes to svc-h2 (b1) over HTTP/2, logged by w as protocol=HT
 out=$(hcurl -w 'version=%{http_version}\n' "http://$VIP_H2/hello")
 if [ "$(body_field "$out" server)" = b1 ] && [ "$(body_field "$out" version)" = 2 ] &&
 	mesh_wait_grep "$wlog" 'request complete.*path=/hello.*protocol=HTTP/2.*status=200' 5 >/dev/null; then zt_pass; else
+	zt_fail "$out"
+fi
+
+zt_test "a port without appProtocol: the h2 preface is sniffed, requests are served as HTTP/2 (access line per request)"
+out=$(hcurl "http://$VIP_SNIFF/sniffed")
+if [ "$(body_field "$out" server)" = b1 ] &&
+	mesh_wait_grep "$wlog" 'request complete.*path=/sniffed.*protocol=HTTP/2.*status=200' 5 >/dev/null; then zt_pass; else
 	zt_fail "$out"
 fi
 
@@ -210,5 +246,32 @@ PY
 )
 code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/after-garbage")
 zt_expect_eq "$out $code" "goaway 200"
+
+zt_test "a rapid-reset flood (20000 streams opened and cancelled) ends that client's session or is absorbed; w goes on serving"
+out=$(zt_ns_exec "$a" timeout 60 node "$here/h2_echo.js" reset "$VIP_H2" 20000)
+code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/after-flood")
+echo "  flood client saw: $out"
+if [ "$code" = 200 ] && [ -n "$out" ]; then zt_pass; else zt_fail "flood: $out; then $code"; fi
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$ZT_WORK/waypoint1.pid")/status"; }
+zt_test "a client that never reads a 200 MB response holds bounded memory in w (< 32 MiB more), and others are served meanwhile"
+rss0=$(rss_kb)
+zt_bg "$a" stall node "$here/h2_echo.js" stall "$VIP_H2" /big/200000000
+mesh_wait_grep "$ZT_WORK/stall.log" stalled 10 >/dev/null
+# The backend writes while windows allow: wait until w's memory stops
+# growing (two samples 0.3 s apart within 256 kB), at most 10 s.
+prev=$(rss_kb)
+for _ in $(seq 1 30); do
+	sleep 0.3
+	cur=$(rss_kb)
+	[ $((cur - prev)) -lt 256 ] && break
+	prev=$cur
+done
+code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/while-stalled")
+rss1=$(rss_kb)
+echo "  waypoint rss: $rss0 -> $rss1 kB"
+if [ "$code" = 200 ] && [ $((rss1 - rss0)) -lt 32768 ]; then zt_pass; else
+	zt_fail "status $code; rss $rss0 -> $rss1 kB"
+fi
 
 mesh_finish
