@@ -13,8 +13,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/mesh.sh"
 zt_trap_cleanup
 
-# node 1: a (client); node 2: b1, b2 (backends), w (the waypoint)
-A=10.200.1.2 B1=10.200.2.2 B2=10.200.2.3 W=10.200.2.4
+# node 1: a (client); node 2: b1, b2 (backends); node 3: w (the waypoint,
+# on a node of neither client nor servers)
+A=10.200.1.2 B1=10.200.2.2 B2=10.200.2.3 W=10.200.3.2
 VIP_H2=10.96.0.50 VIP_H2V2=10.96.0.51 VIP_G=10.96.0.52 VIP_GV2=10.96.0.53 VIP_SNIFF=10.96.0.54
 H=default.svc.cluster.local
 
@@ -26,7 +27,7 @@ config() {
 		   services: {"default/svc-h2.$H": {80: 8082}, "default/svc-g.$H": {9090: 9090}, "default/svc-sniff.$H": {80: 8082}}}
 		- {uid: b2, name: b2, namespace: default, serviceAccount: sa-b, workloadIps: ["$B2"], protocol: HBONE, node: node2,
 		   services: {"default/svc-h2v2.$H": {80: 8082}, "default/svc-gv2.$H": {9090: 9090}}}
-		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node2}
+		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node3}
 		services:
 		- {name: svc-h2, namespace: default, hostname: svc-h2.$H, vips: ["/$VIP_H2"],
 		   ports: {80: {targetPort: 8082, appProtocol: http2}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
@@ -79,12 +80,12 @@ config() {
 	Y
 }
 
-zt_test "setup: 2 nodes, client a, h2c and gRPC backends b1 and b2 (Node), waypoint w with an HTTPRoute and a GRPCRoute"
+zt_test "setup: client a (node 1), h2c and gRPC backends b1 and b2 (Node, node 2), waypoint w (node 3) with an HTTPRoute and a GRPCRoute"
 setup() {
 	"$here/../conformance/setup.sh" || return 1 # grpc-js (npm ci, once)
-	zt_node_add 1 && zt_node_add 2 || return 1
+	zt_node_add 1 && zt_node_add 2 && zt_node_add 3 || return 1
 	a=$(zt_pod_add 1 1 a) || return 1
-	b1=$(zt_pod_add 2 1 b1) && b2=$(zt_pod_add 2 2 b2) && w=$(zt_pod_add 2 3 w) || return 1
+	b1=$(zt_pod_add 2 1 b1) && b2=$(zt_pod_add 2 2 b2) && w=$(zt_pod_add 3 1 w) || return 1
 	mesh_ca || return 1
 	config >"$ZT_WORK/n1.yaml"
 	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
