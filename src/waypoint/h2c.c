@@ -319,6 +319,34 @@ static struct wp_h2x *x_new(struct wp_h2c *s, int32_t sid)
 
 /* ---- responses toward the client ---- */
 
+/* A data source's read: up to len bytes of q into buf (*n). Once q is
+ * empty: the end of the stream when `end` (trailers, if any, follow as a
+ * HEADERS frame), else NGHTTP2_ERR_DEFERRED until resumed. */
+static ssize_t take(nghttp2_session *ng, int32_t sid, struct zt_buf *q, bool end,
+                    const struct zt_http_head *trailers, uint8_t *buf, size_t len, uint32_t *flags,
+                    size_t *n)
+{
+    *n = q->len < len ? q->len : len;
+    if (*n) {
+        memcpy(buf, zt_buf_head(q), *n);
+        zt_buf_consume(q, *n);
+    }
+    if (q->len)
+        return (ssize_t)*n;
+    zt_buf_release(q);
+    if (!end)
+        return *n ? (ssize_t)*n : NGHTTP2_ERR_DEFERRED;
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (trailers->n_fields) {
+        struct nvs a;
+        a.n = 0;
+        nv_fields(&a, trailers);
+        if (nghttp2_submit_trailer(ng, sid, a.v, a.n) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
+    return (ssize_t)*n;
+}
+
 static ssize_t read_down(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len,
                          uint32_t *flags, nghttp2_data_source *src, void *user)
 {
@@ -326,31 +354,13 @@ static ssize_t read_down(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t 
     struct wp_h2x *x = nghttp2_session_get_stream_user_data(ng, sid);
     if (!x)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    size_t n = x->to_down.len < len ? x->to_down.len : len;
-    if (n) {
-        memcpy(buf, zt_buf_head(&x->to_down), n);
-        zt_buf_consume(&x->to_down, n);
-    }
+    size_t n;
+    ssize_t rc = take(ng, sid, &x->to_down, x->resp_end, &x->resp_trailers, buf, len, flags, &n);
     if (n && x->up && x->up_sid > 0) {
         nghttp2_session_consume_stream(x->up->ng, x->up_sid, n);
         s->repump = true;
     }
-    if (x->to_down.len == 0) {
-        zt_buf_release(&x->to_down);
-        if (x->resp_end) {
-            *flags |= NGHTTP2_DATA_FLAG_EOF;
-            if (x->resp_trailers.n_fields) {
-                struct nvs a;
-                a.n = 0;
-                nv_fields(&a, &x->resp_trailers);
-                if (nghttp2_submit_trailer(ng, sid, a.v, a.n) == 0)
-                    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-            }
-        } else if (n == 0) {
-            return NGHTTP2_ERR_DEFERRED;
-        }
-    }
-    return (ssize_t)n;
+    return rc;
 }
 
 /* Envoy's HTTP status -> gRPC status for a local reply. */
@@ -683,11 +693,8 @@ static ssize_t read_up(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t le
     struct wp_h2x *x = nghttp2_session_get_stream_user_data(ng, sid);
     if (!x)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    size_t n = x->to_up.len < len ? x->to_up.len : len;
-    if (n) {
-        memcpy(buf, zt_buf_head(&x->to_up), n);
-        zt_buf_consume(&x->to_up, n);
-    }
+    size_t n;
+    ssize_t rc = take(ng, sid, &x->to_up, x->req_end, &x->req_trailers, buf, len, flags, &n);
     x->try_sent += n;
     /* Bytes of an earlier try went back to the client's window then. */
     if (x->try_sent > x->body_returned) {
@@ -697,22 +704,7 @@ static ssize_t read_up(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t le
             nghttp2_session_consume_stream(up->s->ng, x->down_sid, (size_t)give);
         up->s->repump = true;
     }
-    if (x->to_up.len == 0) {
-        zt_buf_release(&x->to_up);
-        if (x->req_end) {
-            *flags |= NGHTTP2_DATA_FLAG_EOF;
-            if (x->req_trailers.n_fields) {
-                struct nvs a;
-                a.n = 0;
-                nv_fields(&a, &x->req_trailers);
-                if (nghttp2_submit_trailer(ng, sid, a.v, a.n) == 0)
-                    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-            }
-        } else if (n == 0) {
-            return NGHTTP2_ERR_DEFERRED;
-        }
-    }
-    return (ssize_t)n;
+    return rc;
 }
 
 /* Sends the request on (a first try, or a retry from the replay buffer)
