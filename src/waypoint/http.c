@@ -135,116 +135,36 @@ static void copy_str(char *dst, size_t cap, const char *s)
     snprintf(dst, cap, "%s", s ? s : "");
 }
 
-/* ---- telemetry ---- */
-
-/* Envoy's response flag for a local reply's cause ("-" otherwise). */
-static const char *response_flags(const struct wp_exchange *x)
-{
-    if (!x->local_reply)
-        return "-";
-    switch (x->status) {
-    case 404:
-        return "NR";
-    case 503:
-        return strstr(x->error, "no healthy") ? "UH" : "UF";
-    case 504:
-        return "UT";
-    default:
-        return "-";
-    }
-}
-
-static void wl_labels(struct zt_request_labels *l, bool src, const struct zt_workload *wl)
-{
-    if (!wl)
-        return;
-    l->v[src ? ZT_RL_SOURCE_WORKLOAD : ZT_RL_DESTINATION_WORKLOAD] = wl->workload_name;
-    l->v[src ? ZT_RL_SOURCE_CANONICAL_SERVICE : ZT_RL_DESTINATION_CANONICAL_SERVICE] =
-        wl->canonical_name;
-    l->v[src ? ZT_RL_SOURCE_CANONICAL_REVISION : ZT_RL_DESTINATION_CANONICAL_REVISION] =
-        wl->canonical_revision;
-    l->v[src ? ZT_RL_SOURCE_WORKLOAD_NAMESPACE : ZT_RL_DESTINATION_WORKLOAD_NAMESPACE] =
-        wl->namespace;
-    l->v[src ? ZT_RL_SOURCE_APP : ZT_RL_DESTINATION_APP] = wl->canonical_name;
-    l->v[src ? ZT_RL_SOURCE_VERSION : ZT_RL_DESTINATION_VERSION] = wl->canonical_revision;
-    l->v[src ? ZT_RL_SOURCE_CLUSTER : ZT_RL_DESTINATION_CLUSTER] = wl->cluster_id;
-}
-
-/* istio_requests_total and the request histograms, reporter "waypoint":
- * the source is the client workload (by the tunnel's peer address, its
- * principal the certificate's), the destination the endpoint picked. */
-static void observe_exchange(struct wp_http *h, const char *dst_principal)
-{
-    struct zt_metrics *m = h->w->wp->opts.metrics;
-    struct wp_exchange *x = &h->ex;
-    if (!m)
-        return;
-    struct zt_request_labels l;
-    char code[16];
-    memset(&l, 0, sizeof(l));
-    l.v[ZT_RL_REPORTER] = "waypoint";
-    struct zt_ip ip;
-    uint16_t port;
-    const struct zt_workload *src = NULL;
-    if (zt_ip_from_sockaddr((struct sockaddr *)&h->peer, &ip, &port) == 0)
-        src = zt_state_workload_by_ip(h->snap, zt_l7_network(h->pod), &ip);
-    wl_labels(&l, true, src);
-    l.v[ZT_RL_SOURCE_PRINCIPAL] = h->src_identity;
-    wl_labels(&l, false, x->dst_wl);
-    l.v[ZT_RL_DESTINATION_PRINCIPAL] = dst_principal;
-    if (x->dst_svc) {
-        l.v[ZT_RL_DESTINATION_SERVICE] = x->dst_svc->hostname;
-        l.v[ZT_RL_DESTINATION_SERVICE_NAME] = x->dst_svc->name;
-        l.v[ZT_RL_DESTINATION_SERVICE_NAMESPACE] = x->dst_svc->namespace;
-    } else {
-        l.v[ZT_RL_DESTINATION_SERVICE] = x->authority; /* Envoy's Host fallback */
-    }
-    l.v[ZT_RL_REQUEST_PROTOCOL] = "http";
-    snprintf(code, sizeof(code), "%d", x->status);
-    l.v[ZT_RL_RESPONSE_CODE] = code;
-    l.v[ZT_RL_RESPONSE_FLAGS] = response_flags(x);
-    l.v[ZT_RL_CONNECTION_SECURITY_POLICY] =
-        h->src_identity[0] && dst_principal && dst_principal[0] ? "mutual_tls" : "none";
-    uint64_t us = (uv_hrtime() - x->start_ns) / 1000;
-    zt_metrics_request_observe(m, h->w->id, &l, us, x->req_bytes, x->resp_bytes);
-}
-
 /* ---- access lines ---- */
 
 static void log_exchange(struct wp_http *h)
 {
     struct wp_exchange *x = &h->ex;
-    char src[64], status[16], dur[32], rb[32], sb[32], dst_id[ZT_SPIFFE_ID_MAX + 1] = "";
-    zt_hbone_format_authority((struct sockaddr *)&h->peer, src, sizeof(src));
-    snprintf(status, sizeof(status), "%d", x->status);
-    snprintf(dur, sizeof(dur), "%" PRIu64 "ms", uv_now(h->w->loop) - x->start_ms);
-    snprintf(rb, sizeof(rb), "%" PRIu64, x->req_bytes);
-    snprintf(sb, sizeof(sb), "%" PRIu64, x->resp_bytes);
-    if (x->dst_wl)
-        zt_workload_identity(x->dst_wl, dst_id, sizeof(dst_id));
-    const char *kv[] = {
-        "src.addr",     src,
-        "src.identity", h->src_identity,
-        "dst.service",  x->dst_svc ? x->dst_svc->hostname : NULL,
-        "dst.workload", x->dst_wl ? x->dst_wl->name : NULL,
-        "dst.identity", dst_id,
-        "upstream",     x->upstream,
-        "method",       x->method,
-        "path",         x->path,
-        "authority",    x->authority,
-        "protocol",     "HTTP/1.1",
-        "status",       status,
-        "bytes_recv",   rb,
-        "bytes_sent",   sb,
-        "duration",     dur,
-        "route",        x->route[0] ? x->route : NULL,
-        "trace_id",     x->trace.trace_id[0] ? x->trace.trace_id : NULL,
-        "span_id",      x->trace.parent_id[0] ? x->trace.parent_id : NULL,
-        "error",        x->error[0] ? x->error : NULL,
+    struct wp_request_record r = {
+        .peer = &h->peer,
+        .src_identity = h->src_identity,
+        .snap = h->snap,
+        .network = zt_l7_network(h->pod),
+        .dst_svc = x->dst_svc,
+        .dst_wl = x->dst_wl,
+        .upstream = x->upstream,
+        .method = x->method,
+        .path = x->path,
+        .authority = x->authority,
+        .protocol = "HTTP/1.1",
+        .route = x->route,
+        .error = x->error,
+        .trace_id = x->trace.trace_id[0] ? x->trace.trace_id : NULL,
+        .span_id = x->trace.parent_id[0] ? x->trace.parent_id : NULL,
+        .is_local_reply = x->local_reply,
+        .status = x->status,
+        .grpc_status = -1,
+        .start_ms = x->start_ms,
+        .start_ns = x->start_ns,
+        .req_bytes = x->req_bytes,
+        .resp_bytes = x->resp_bytes,
     };
-    zt_log_kv(x->status >= 500 || x->error[0] ? ZT_LOG_ERROR : ZT_LOG_INFO, "access",
-              "request complete", kv, sizeof(kv) / sizeof(kv[0]) / 2);
-    observe_exchange(h, dst_id);
+    wp_log_request(h->w, &r);
 }
 
 static void ex_fail(struct wp_http *h, const char *what, const char *detail)
@@ -532,70 +452,25 @@ static int route_request(struct wp_http *h, struct zt_http_head *req, const stru
                          uint16_t *port)
 {
     struct wp_exchange *x = &h->ex;
-    *svc = h->dst.svc;
-    *port = h->dst.svc_port;
-    x->retry = zt_route_retry_default;
-    x->timeout_ms = 0;
-    struct zt_route_table *t = h->dst.svc ? wp_worker_routes(h->w) : NULL;
-    if (!t)
-        return 1;
-    struct zt_route_target target = {
-        .ns = h->dst.svc->namespace, .name = h->dst.svc->name, .port = h->dst.svc_port};
-    struct zt_route_result r;
-    zt_route_select(t, &target, req, arc4random(), &r);
-    if (r.route)
-        snprintf(x->route, sizeof(x->route), "%s/%s", r.route->ns, r.route->name);
+    struct wp_routed r;
+    wp_route(h->w, h->snap, &h->dst, req, &r);
+    copy_str(x->route, sizeof(x->route), r.route);
     x->retry = r.retry;
     x->timeout_ms = r.timeout_ms;
-    switch (r.outcome) {
-    case ZT_ROUTE_DEFAULT:
-        return 1;
-    case ZT_ROUTE_NOT_FOUND:
+    if (r.local_status) {
+        char hdr[sizeof(r.location) + 16] = "";
         x->req_done = true;
-        ex_fail(h, "no route matched", NULL);
-        local_reply(h, 404, "route not found\n", NULL);
-        return 0;
-    case ZT_ROUTE_NO_BACKEND:
-        x->req_done = true;
-        ex_fail(h, "the route has no usable backend", NULL);
-        local_reply(h, 500, "no usable backend\n", NULL);
-        return 0;
-    case ZT_ROUTE_REDIRECT: {
-        char loc[2048], hdr[2100];
-        int status = 302;
-        x->req_done = true;
-        if (zt_route_redirect_location(&r.filters->redirect, r.match, req, h->dst.svc_port, loc,
-                                       sizeof(loc), &status) < 0) {
-            ex_fail(h, "redirect location cannot be built", NULL);
-            local_reply(h, 400, "bad request\n", NULL);
-            return 0;
-        }
-        snprintf(hdr, sizeof(hdr), "location: %s\r\n", loc);
-        local_reply(h, status, "", hdr);
+        if (r.error)
+            ex_fail(h, r.error, r.error_detail);
+        if (r.location[0])
+            snprintf(hdr, sizeof(hdr), "location: %s\r\n", r.location);
+        local_reply(h, r.local_status, r.local_body, hdr[0] ? hdr : NULL);
         return 0;
     }
-    case ZT_ROUTE_FORWARD:
-        break;
-    }
-    const struct zt_service *b =
-        r.backend->invalid ? NULL
-                           : wp_backend_service(h->w, h->snap, r.backend->ns, r.backend->name);
-    if (!b) {
-        x->req_done = true;
-        ex_fail(h, "backend service not found", r.backend->name);
-        local_reply(h, 500, "no usable backend\n", NULL);
-        return 0;
-    }
-    if (zt_route_apply_request(r.filters, r.match, req) < 0) {
-        x->req_done = true;
-        ex_fail(h, "request filters pass the head's caps", NULL);
-        local_reply(h, 431, "request header fields too large\n", NULL);
-        return 0;
-    }
-    x->routes = zt_route_table_ref(t);
+    x->routes = r.routes;
     x->filters = r.filters;
-    *svc = b;
-    *port = r.backend->port ? r.backend->port : h->dst.svc_port;
+    *svc = r.svc;
+    *port = r.port;
     return 1;
 }
 
