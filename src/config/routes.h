@@ -26,6 +26,14 @@
 /* One document's root node of config/'s YAML trees (local_int.h). */
 struct ynode;
 
+/* Reads the route object in doc (a mapping; anything else is skipped) into
+ * *out (zeroed first; owned by the caller on success). Returns 0 with
+ * out->name set for a route, 0 with *out zeroed for a document that is not
+ * a route, or ZT_E_CONFIG when it was rejected (the reason appended to
+ * errs, *out zeroed). */
+int zt_config_routes_parse_doc(const char *file, const struct ynode *doc,
+                               struct zt_route_errors *errs, struct zt_route_def *out);
+
 /* Adds the route object in doc (a mapping; anything else is skipped) to b.
  * Returns 0 when it was added or is not a route, ZT_E_CONFIG when it was
  * rejected (the reason appended to errs). */

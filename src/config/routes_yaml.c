@@ -818,15 +818,14 @@ static int parse_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
     return rc;
 }
 
-int zt_config_routes_add_doc(struct zt_route_builder *b, const char *file, const struct ynode *doc,
-                             struct zt_route_errors *errs)
+int zt_config_routes_parse_doc(const char *file, const struct ynode *doc,
+                               struct zt_route_errors *errs, struct zt_route_def *out)
 {
     struct zt_config_routes_ctx c = {.file = file, .errs = errs};
-    struct zt_route_def d = {0};
     const struct ynode *kind, *api;
-    char err[256];
     int rc;
 
+    memset(out, 0, sizeof(*out));
     if (!doc || doc->type != YAML_MAPPING_NODE)
         return 0;
     kind = zt_config_routes_get(doc, "kind");
@@ -839,7 +838,6 @@ int zt_config_routes_add_doc(struct zt_route_builder *b, const char *file, const
         c.kind = ZT_ROUTE_GRPC;
     else
         return 0;
-    d.kind = c.kind;
     snprintf(c.obj, sizeof(c.obj), "%s", kind->value);
     if (!api || api->type != YAML_SCALAR_NODE)
         return zt_config_routes_fail(&c, doc, "apiVersion", "required");
@@ -849,11 +847,25 @@ int zt_config_routes_add_doc(struct zt_route_builder *b, const char *file, const
         return zt_config_routes_fail(&c, api, "apiVersion",
                                      "\"%.80s\" is not a supported version of %s", api->value,
                                      kind->value);
-    rc = parse_object(&c, doc, &d);
-    if (rc) {
-        zt_route_def_cleanup(&d);
+    out->kind = c.kind;
+    rc = parse_object(&c, doc, out);
+    if (rc)
+        zt_route_def_cleanup(out);
+    return rc;
+}
+
+int zt_config_routes_add_doc(struct zt_route_builder *b, const char *file, const struct ynode *doc,
+                             struct zt_route_errors *errs)
+{
+    struct zt_route_def d;
+    char err[256];
+    int rc = zt_config_routes_parse_doc(file, doc, errs, &d);
+
+    if (rc || !d.name)
         return rc;
-    }
+    struct zt_config_routes_ctx c = {.file = file, .errs = errs, .kind = d.kind};
+    snprintf(c.obj, sizeof(c.obj), "%s %s/%s", zt_route_kind_str(d.kind), d.ns, d.name);
+    /* The builder takes d in every case. */
     if ((rc = zt_route_builder_add(b, &d, err, sizeof(err))))
         return zt_config_routes_fail(&c, doc, "metadata.name", "%s", err);
     return 0;
