@@ -29,6 +29,7 @@
 #include "config/dir.h"
 
 #include "base/err.h"
+#include "base/strmap.h"
 #include "config/k8s.h"
 #include "config/local.h"
 #include "config/local_int.h"
@@ -36,6 +37,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +79,10 @@ struct zt_config_dir {
     struct zt_state *served;
     size_t files_read;
     char *notes; /* the last reload's, or NULL */
+    /* The routes of the files' facts, in file order, duplicates left out
+     * (borrowed from files[].facts). */
+    const struct zt_route_def **routes;
+    size_t n_routes;
 };
 
 struct name {
@@ -580,6 +586,7 @@ void zt_config_dir_free(struct zt_config_dir *d)
     zt_state_unref(d->merged);
     zt_state_unref(d->served);
     free(d->notes);
+    free(d->routes);
     free(d->dir);
     free(d);
 }
@@ -629,6 +636,60 @@ static void gather_notes(struct loader *l)
         memcpy(d->notes + len, nt, k + 1);
         len += k;
     }
+}
+
+static void note(struct zt_config_dir *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note(struct zt_config_dir *d, const char *fmt, ...)
+{
+    char line[600];
+    size_t have = d->notes ? strlen(d->notes) : 0, add;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    add = strlen(line);
+    d->notes = zt_state_xrealloc(d->notes, have + add + 2);
+    memcpy(d->notes + have, line, add);
+    memcpy(d->notes + have + add, "\n", 2);
+}
+
+/* Every file's routes in file order; a second route of one kind,
+ * namespace and name is left out with a note naming both files (the first
+ * file in name order keeps it, so the choice does not depend on edits). */
+static void gather_routes(struct loader *l)
+{
+    struct zt_config_dir *d = l->d;
+    struct zt_strmap seen;
+    free(d->routes);
+    d->routes = NULL;
+    d->n_routes = 0;
+    zt_strmap_init(&seen, true);
+    for (size_t i = 0; i < l->n_files; i++) {
+        const struct zt_k8s_facts *f = l->files[i].facts;
+        for (size_t j = 0; j < f->n_routes; j++) {
+            const struct zt_route_def *r = &f->routes[j];
+            char key[600];
+            const struct zt_strmap_entry *e;
+            snprintf(key, sizeof(key), "%s/%s/%s", zt_route_kind_str(r->kind), r->ns, r->name);
+            if ((e = zt_strmap_find(&seen, key))) {
+                note(d, "%s: %s %s/%s: already defined in %s (route left out)", f->file,
+                     zt_route_kind_str(r->kind), r->ns, r->name, e->value);
+                continue;
+            }
+            zt_strmap_put(&seen, key, f->file);
+            *(const struct zt_route_def **)zt_state_array_push(&d->routes, &d->n_routes,
+                                                               sizeof(*d->routes)) = r;
+        }
+    }
+    zt_strmap_clear(&seen);
+}
+
+size_t zt_config_dir_routes(const struct zt_config_dir *d, const struct zt_route_def *const **out)
+{
+    *out = d->routes;
+    return d->n_routes;
 }
 
 /* Success: the new list replaces the old one; files of the old list not
@@ -697,6 +758,7 @@ int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *e
         rc = derive(&l, raw, out);
     if (!rc) {
         gather_notes(&l);
+        gather_routes(&l);
         commit(&l, raw, *out);
     } else {
         zt_state_unref(raw);

@@ -76,6 +76,9 @@ void zt_k8s_facts_free(struct zt_k8s_facts *f)
     free(f->gateways);
     free(f->namespaces);
     free(f->labelled);
+    for (size_t i = 0; i < f->n_routes; i++)
+        zt_route_def_cleanup(&f->routes[i]);
+    free(f->routes);
     free(f->notes);
     free(f->file);
     free(f);
