@@ -21,7 +21,14 @@
 static const char *const type_urls[ZT_ADS_NTYPES] = {
     [ZT_ADS_ADDRESS] = "type.googleapis.com/istio.workload.Address",
     [ZT_ADS_AUTHORIZATION] = "type.googleapis.com/istio.security.Authorization",
+    [ZT_ADS_ROUTE] = "type.googleapis.com/ztunnel.routes.v1.Route",
 };
+
+/* Types whose resources are state objects (and gate readiness). */
+static bool is_state_type(enum zt_ads_type t)
+{
+    return t == ZT_ADS_ADDRESS || t == ZT_ADS_AUTHORIZATION;
+}
 
 /* ---------------------------------------------------------------- engine */
 
@@ -54,6 +61,11 @@ struct zt_ads {
 
     uint64_t next_backoff_ms;
 };
+
+static bool is_subscribed(const struct zt_ads *a, enum zt_ads_type t)
+{
+    return is_state_type(t) || (t == ZT_ADS_ROUTE && a->ops->apply_route);
+}
 
 const char *zt_ads_type_url(enum zt_ads_type t)
 {
@@ -170,7 +182,8 @@ void zt_ads_stream_started(struct zt_ads *a)
     set_state(a, ZT_ADS_ST_STREAMING);
     for (int t = 0; t < ZT_ADS_NTYPES; t++) {
         struct pending p = {.type = (enum zt_ads_type)t, .is_initial = true};
-        enqueue(a, &p);
+        if (is_subscribed(a, (enum zt_ads_type)t))
+            enqueue(a, &p);
     }
 }
 
@@ -300,6 +313,51 @@ static const char *check_resource(const struct zt_ads *a, enum zt_ads_type t,
     return NULL;
 }
 
+/* Applies one Route response: no builder, the owner keeps the routes.
+ * A resource goes into the accepted map as soon as the owner took it. */
+static void apply_routes(struct zt_ads *a, const struct zt_ads_response *r, struct nack *k)
+{
+    const enum zt_ads_type t = ZT_ADS_ROUTE;
+    struct zt_strmap seen;
+    size_t n_new = 0;
+    bool is_changed = false;
+    char reason[ADS_REASON_LEN];
+
+    zt_strmap_init(&seen, false);
+    for (size_t i = 0; i < r->n_resources; i++) {
+        const struct zt_ads_resource *res = &r->resources[i];
+        const char *name = res->name && res->name[0] ? res->name : "<unnamed>";
+        const char *bad = check_resource(a, t, res, &seen, n_new);
+        if (bad) {
+            nack_add(k, strlen(name) > 256 ? "<long name>" : name, bad);
+            continue;
+        }
+        zt_strmap_put(&seen, res->name, NULL);
+        reason[0] = '\0';
+        int rc = a->ops->apply_route(a->ud, res, reason, sizeof(reason));
+        if (rc < 0) {
+            reason[sizeof(reason) - 1] = '\0';
+            nack_add(k, name, reason[0] ? reason : zt_strerror(rc));
+            continue;
+        }
+        if (zt_strmap_find(&a->accepted[t], res->name) == NULL)
+            n_new++;
+        zt_strmap_put(&a->accepted[t], res->name, nz(res->version));
+        is_changed = true;
+    }
+    zt_strmap_clear(&seen);
+    for (size_t i = 0; i < r->n_removed; i++) {
+        const char *name = r->removed[i];
+        if (!name || !name[0] || strnlen(name, ZT_ADS_MAX_NAME + 1) > ZT_ADS_MAX_NAME)
+            continue;
+        a->ops->remove_route(a->ud, name);
+        zt_strmap_del(&a->accepted[t], name);
+        is_changed = true;
+    }
+    if (is_changed)
+        a->ops->routes_done(a->ud);
+}
+
 /* Applies one response of a known type. Map changes are collected in
  * `good` and committed only once the snapshot is built. */
 static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
@@ -382,7 +440,8 @@ int zt_ads_on_response(struct zt_ads *a, const struct zt_ads_response *r)
     }
     k = zt_state_xcalloc(1, sizeof(*k));
     enum zt_ads_type t = zt_ads_type_from_url(r->type_url);
-    if (t == ZT_ADS_NTYPES) {
+    if (t == ZT_ADS_NTYPES || !is_subscribed(a, t)) {
+        t = ZT_ADS_NTYPES;
         queue_reply(a, t, r->type_url, r->nonce, k); /* an ACK */
         rc = ZT_E_PROTO;
         goto out;
@@ -401,14 +460,17 @@ int zt_ads_on_response(struct zt_ads *a, const struct zt_ads_response *r)
         rc = ZT_E_TOO_BIG;
         goto out;
     }
-    apply_response(a, t, r, k);
+    if (is_state_type(t))
+        apply_response(a, t, r, k);
+    else
+        apply_routes(a, r, k);
     bool is_ack = nack_empty(k);
     queue_reply(a, t, r->type_url, r->nonce, k);
-    if (is_ack && !a->acked[t]) {
+    if (is_ack && !a->acked[t] && is_state_type(t)) {
         a->acked[t] = true;
         bool all = true;
         for (int i = 0; i < ZT_ADS_NTYPES; i++)
-            all = all && a->acked[i];
+            all = all && (a->acked[i] || !is_state_type((enum zt_ads_type)i));
         if (all && !a->is_ready) {
             a->is_ready = true;
             if (a->ops->ready)
