@@ -37,7 +37,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -638,23 +637,6 @@ static void gather_notes(struct loader *l)
     }
 }
 
-static void note(struct zt_config_dir *d, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void note(struct zt_config_dir *d, const char *fmt, ...)
-{
-    char line[600];
-    size_t have = d->notes ? strlen(d->notes) : 0, add;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    add = strlen(line);
-    d->notes = zt_state_xrealloc(d->notes, have + add + 2);
-    memcpy(d->notes + have, line, add);
-    memcpy(d->notes + have + add, "\n", 2);
-}
-
 /* Every file's routes in file order; a second route of one kind,
  * namespace and name is left out with a note naming both files (the first
  * file in name order keeps it, so the choice does not depend on edits). */
@@ -674,8 +656,8 @@ static void gather_routes(struct loader *l)
             const struct zt_strmap_entry *e;
             snprintf(key, sizeof(key), "%s/%s/%s", zt_route_kind_str(r->kind), r->ns, r->name);
             if ((e = zt_strmap_find(&seen, key))) {
-                note(d, "%s: %s %s/%s: already defined in %s (route left out)", f->file,
-                     zt_route_kind_str(r->kind), r->ns, r->name, e->value);
+                zt_k8s_note(&d->notes, "%s: %s %s/%s: already defined in %s (route left out)",
+                            f->file, zt_route_kind_str(r->kind), r->ns, r->name, e->value);
                 continue;
             }
             zt_strmap_put(&seen, key, f->file);

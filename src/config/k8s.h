@@ -116,6 +116,9 @@ void zt_k8s_facts_free(struct zt_k8s_facts *f);
 bool zt_k8s_facts_empty(const struct zt_k8s_facts *f);
 void zt_k8s_facts_note(struct zt_k8s_facts *f, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The same line ("...\n", at most 511 bytes) appended to *notes (heap, or
+ * NULL for none yet). */
+void zt_k8s_note(char **notes, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void zt_k8s_use_cleanup(struct zt_k8s_use *u);
 
 /* ---- reading (local.c calls these while it walks a file) ---- */

@@ -313,60 +313,14 @@ static const char *check_resource(const struct zt_ads *a, enum zt_ads_type t,
     return NULL;
 }
 
-/* Applies one Route response: no builder, the owner keeps the routes.
- * A resource goes into the accepted map as soon as the owner took it. */
-static void apply_routes(struct zt_ads *a, const struct zt_ads_response *r, struct nack *k)
+/* Checks and applies each resource of r: into b (state types) or to the
+ * owner's routes (b NULL). The indexes of those applied are appended to
+ * *good; the rest are NACKed in k. */
+static void apply_each(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                       struct zt_state_builder *b, struct nack *k, size_t **good, size_t *n_good)
 {
-    const enum zt_ads_type t = ZT_ADS_ROUTE;
     struct zt_strmap seen;
     size_t n_new = 0;
-    bool is_changed = false;
-    char reason[ADS_REASON_LEN];
-
-    zt_strmap_init(&seen, false);
-    for (size_t i = 0; i < r->n_resources; i++) {
-        const struct zt_ads_resource *res = &r->resources[i];
-        const char *name = res->name && res->name[0] ? res->name : "<unnamed>";
-        const char *bad = check_resource(a, t, res, &seen, n_new);
-        if (bad) {
-            nack_add(k, strlen(name) > 256 ? "<long name>" : name, bad);
-            continue;
-        }
-        zt_strmap_put(&seen, res->name, NULL);
-        reason[0] = '\0';
-        int rc = a->ops->apply_route(a->ud, res, reason, sizeof(reason));
-        if (rc < 0) {
-            reason[sizeof(reason) - 1] = '\0';
-            nack_add(k, name, reason[0] ? reason : zt_strerror(rc));
-            continue;
-        }
-        if (zt_strmap_find(&a->accepted[t], res->name) == NULL)
-            n_new++;
-        zt_strmap_put(&a->accepted[t], res->name, nz(res->version));
-        is_changed = true;
-    }
-    zt_strmap_clear(&seen);
-    for (size_t i = 0; i < r->n_removed; i++) {
-        const char *name = r->removed[i];
-        if (!name || !name[0] || strnlen(name, ZT_ADS_MAX_NAME + 1) > ZT_ADS_MAX_NAME)
-            continue;
-        a->ops->remove_route(a->ud, name);
-        zt_strmap_del(&a->accepted[t], name);
-        is_changed = true;
-    }
-    if (is_changed)
-        a->ops->routes_done(a->ud);
-}
-
-/* Applies one response of a known type. Map changes are collected in
- * `good` and committed only once the snapshot is built. */
-static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
-                           struct nack *k)
-{
-    struct zt_state_builder *b = zt_state_builder_new(a->snapshot);
-    struct zt_state *next = NULL;
-    struct zt_strmap seen;
-    size_t *good = NULL, n_good = 0, n_new = 0, n_removed = 0;
     char reason[ADS_REASON_LEN];
 
     zt_strmap_init(&seen, false);
@@ -381,7 +335,8 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
         }
         zt_strmap_put(&seen, res->name, NULL);
         reason[0] = '\0';
-        int rc = a->ops->apply(a->ud, t, b, res, reason, sizeof(reason));
+        int rc = b ? a->ops->apply(a->ud, t, b, res, reason, sizeof(reason))
+                   : a->ops->apply_route(a->ud, res, reason, sizeof(reason));
         if (rc < 0) {
             reason[sizeof(reason) - 1] = '\0';
             nack_add(k, name, reason[0] ? reason : zt_strerror(rc));
@@ -389,17 +344,68 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
         }
         if (zt_strmap_find(&a->accepted[t], res->name) == NULL)
             n_new++;
-        size_t *slot = zt_state_array_push(&good, &n_good, sizeof(*good));
-        *slot = i;
+        *(size_t *)zt_state_array_push(good, n_good, sizeof(**good)) = i;
     }
+    zt_strmap_clear(&seen);
+}
+
+/* Removes each well-formed name of r->removed (from b, or from the
+ * owner's routes when b is NULL). Returns how many. */
+static size_t remove_each(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                          struct zt_state_builder *b)
+{
+    size_t n = 0;
     for (size_t i = 0; i < r->n_removed; i++) {
         const char *name = r->removed[i];
         if (!name || !name[0] || strnlen(name, ZT_ADS_MAX_NAME + 1) > ZT_ADS_MAX_NAME)
             continue;
-        a->ops->remove(a->ud, t, b, name);
-        n_removed++;
+        if (b)
+            a->ops->remove(a->ud, t, b, name);
+        else
+            a->ops->remove_route(a->ud, name);
+        n++;
     }
-    zt_strmap_clear(&seen);
+    return n;
+}
+
+/* The accepted map after a response took effect. */
+static void commit_accepted(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                            const size_t *good, size_t n_good)
+{
+    for (size_t i = 0; i < n_good; i++) {
+        const struct zt_ads_resource *res = &r->resources[good[i]];
+        zt_strmap_put(&a->accepted[t], res->name, nz(res->version));
+    }
+    for (size_t i = 0; i < r->n_removed; i++)
+        if (r->removed[i])
+            zt_strmap_del(&a->accepted[t], r->removed[i]);
+}
+
+/* Applies one Route response: no builder, the owner keeps the routes, so
+ * what it took is in effect at once. */
+static void apply_routes(struct zt_ads *a, const struct zt_ads_response *r, struct nack *k)
+{
+    size_t *good = NULL, n_good = 0;
+    apply_each(a, ZT_ADS_ROUTE, r, NULL, k, &good, &n_good);
+    size_t n_removed = remove_each(a, ZT_ADS_ROUTE, r, NULL);
+    commit_accepted(a, ZT_ADS_ROUTE, r, good, n_good);
+    if (n_good + n_removed)
+        a->ops->routes_done(a->ud);
+    free(good);
+}
+
+/* Applies one response of a known type. Map changes are collected in
+ * `good` and committed only once the snapshot is built. */
+static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                           struct nack *k)
+{
+    struct zt_state_builder *b = zt_state_builder_new(a->snapshot);
+    struct zt_state *next = NULL;
+    size_t *good = NULL, n_good = 0, n_removed;
+    char reason[ADS_REASON_LEN];
+
+    apply_each(a, t, r, b, k, &good, &n_good);
+    n_removed = remove_each(a, t, r, b);
 
     if (n_good + n_removed == 0) {
         zt_state_builder_free(b);
@@ -410,13 +416,7 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
         nack_add(k, "snapshot", reason);
         goto out;
     }
-    for (size_t i = 0; i < n_good; i++) {
-        const struct zt_ads_resource *res = &r->resources[good[i]];
-        zt_strmap_put(&a->accepted[t], res->name, nz(res->version));
-    }
-    for (size_t i = 0; i < r->n_removed; i++)
-        if (r->removed[i])
-            zt_strmap_del(&a->accepted[t], r->removed[i]);
+    commit_accepted(a, t, r, good, n_good);
     zt_state_unref(a->snapshot);
     a->snapshot = zt_state_ref(next);
     a->ops->publish(a->ud, next);
