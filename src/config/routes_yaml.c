@@ -879,8 +879,9 @@ static void forget_anchors(struct zt_yreader *r)
     r->n_anchors = 0;
 }
 
-static void add_root(struct zt_route_builder *b, const char *file, const struct ynode *root,
-                     struct zt_route_errors *errs)
+/* fn for each object of one document root (a kind: List's items). */
+static void each_object(const char *file, const struct ynode *root, struct zt_route_errors *errs,
+                        zt_config_routes_doc_fn *fn, void *ud)
 {
     const struct ynode *kind, *items;
     if (root->type != YAML_MAPPING_NODE)
@@ -891,14 +892,14 @@ static void add_root(struct zt_route_builder *b, const char *file, const struct 
     if (kind && kind->type == YAML_SCALAR_NODE && strcmp(kind->value, "List") == 0 && items &&
         items->type == YAML_SEQUENCE_NODE) {
         for (size_t i = 0; i < items->n_items; i++)
-            zt_config_routes_add_doc(b, file, items->items[i], errs);
+            fn(ud, file, items->items[i], errs);
         return;
     }
-    zt_config_routes_add_doc(b, file, root, errs);
+    fn(ud, file, root, errs);
 }
 
-int zt_config_routes_load_string(struct zt_route_builder *b, const char *file, const char *yaml,
-                                 size_t len, struct zt_route_errors *errs)
+int zt_config_routes_each(const char *file, const char *yaml, size_t len,
+                          struct zt_route_errors *errs, zt_config_routes_doc_fn *fn, void *ud)
 {
     yaml_parser_t parser;
     char err[512] = "";
@@ -933,7 +934,7 @@ int zt_config_routes_load_string(struct zt_route_builder *b, const char *file, c
         yaml_event_delete(&ev);
         if (rc)
             break;
-        add_root(b, file, root, errs);
+        each_object(file, root, errs, fn, ud);
         forget_anchors(&y);
         zt_yreader_reset(&y);
         rc = zt_yreader_next(&y, &ev); /* DOCUMENT-END */
@@ -943,6 +944,18 @@ int zt_config_routes_load_string(struct zt_route_builder *b, const char *file, c
     zt_yreader_cleanup(&y);
     yaml_parser_delete(&parser);
     return rc;
+}
+
+static void add_one(void *ud, const char *file, const struct ynode *doc,
+                    struct zt_route_errors *errs)
+{
+    zt_config_routes_add_doc(ud, file, doc, errs);
+}
+
+int zt_config_routes_load_string(struct zt_route_builder *b, const char *file, const char *yaml,
+                                 size_t len, struct zt_route_errors *errs)
+{
+    return zt_config_routes_each(file, yaml, len, errs, add_one, b);
 }
 
 int zt_config_routes_load_file(struct zt_route_builder *b, const char *path,

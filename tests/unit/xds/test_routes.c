@@ -5,7 +5,6 @@
 #include "test.h"
 
 #include "base/err.h"
-#include "config/local_int.h"
 #include "config/routes.h"
 #include "proto/routes.pb-c.h"
 #include "xds/routes.h"
@@ -70,46 +69,31 @@ static const char *const yaml_all =
     "    - headers: [{name: x-g, value: g}]\n"
     "    backendRefs: [{name: greeter-v2, port: 50051}]\n";
 
+struct parsed {
+    struct zt_route_def *defs;
+    size_t n, max;
+};
+
+static void collect(void *ud, const char *file, const struct ynode *doc,
+                    struct zt_route_errors *errs)
+{
+    struct parsed *p = ud;
+    if (p->n < p->max && zt_config_routes_parse_doc(file, doc, errs, &p->defs[p->n]) == 0 &&
+        p->defs[p->n].name)
+        p->n++;
+}
+
 /* Reads every route document of yaml into defs (at most max). */
 static size_t parse(const char *yaml, struct zt_route_def *defs, size_t max)
 {
-    yaml_parser_t parser;
-    char err[512] = "";
-    struct zt_yreader y = {.file = "t.yaml", .parser = &parser, .err = err, .errlen = sizeof(err)};
     struct zt_route_errors errs = {0};
-    yaml_event_t ev;
-    size_t n = 0;
-
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, strlen(yaml));
-    int rc = zt_yreader_next(&y, &ev); /* STREAM-START */
-    while (!rc) {
-        struct ynode *root;
-        yaml_event_delete(&ev);
-        if ((rc = zt_yreader_next(&y, &ev)) || ev.type == YAML_STREAM_END_EVENT)
-            break;
-        yaml_event_delete(&ev);
-        if ((rc = zt_yreader_next(&y, &ev)))
-            break;
-        rc = zt_yreader_node(&y, &ev, &root);
-        yaml_event_delete(&ev);
-        if (rc)
-            break;
-        if (n < max && zt_config_routes_parse_doc("t.yaml", root, &errs, &defs[n]) == 0 &&
-            defs[n].name)
-            n++;
-        zt_yreader_end_document(&y);
-        rc = zt_yreader_next(&y, &ev); /* DOCUMENT-END */
-    }
-    if (ev.type == YAML_STREAM_END_EVENT)
-        yaml_event_delete(&ev);
+    struct parsed p = {.defs = defs, .max = max};
+    zt_config_routes_each("t.yaml", yaml, strlen(yaml), &errs, collect, &p);
     for (size_t i = 0; i < errs.n; i++)
         if (!errs.v[i].is_warning)
             fprintf(stderr, "  %s\n", errs.v[i].msg);
     zt_route_errors_cleanup(&errs);
-    zt_yreader_cleanup(&y);
-    yaml_parser_delete(&parser);
-    return n;
+    return p.n;
 }
 
 /* ---- structural equality (NULL and "" are one value on the wire) ---- */
