@@ -51,7 +51,45 @@ struct zt_h2conn {
     int32_t outer_sid;
     uint8_t *tx;
     size_t tx_len, tx_off, tx_size;
+    /* A flush asked for while a connection of this thread was reading
+     * waits on the thread's pending list until that read is over. */
+    bool is_flush_pending;
+    struct zt_h2conn *pending_next;
 };
+
+/* Flushes asked for inside a read (a request that turns into a write on
+ * another connection, a response head then its body, window updates) are
+ * gathered and done once the read is over, so each connection sends once
+ * per event instead of once per write: what a read produces leaves in as
+ * few send(2) calls as the bytes allow. Per thread: connections never
+ * move between loops. */
+static __thread int read_depth;
+static __thread struct zt_h2conn *pending_head;
+
+static void pending_unlink(struct zt_h2conn *c)
+{
+    if (!c->is_flush_pending)
+        return;
+    for (struct zt_h2conn **pp = &pending_head; *pp; pp = &(*pp)->pending_next) {
+        if (*pp == c) {
+            *pp = c->pending_next;
+            break;
+        }
+    }
+    c->is_flush_pending = false;
+    c->pending_next = NULL;
+}
+
+static void flush_pending(void)
+{
+    while (pending_head) {
+        struct zt_h2conn *c = pending_head;
+        pending_head = c->pending_next;
+        c->pending_next = NULL;
+        c->is_flush_pending = false;
+        zt_h2conn_flush(c);
+    }
+}
 
 static const char *const state_names[] = {"tcp-connecting", "tls-handshake", "open", "draining",
                                           "closed"};
@@ -68,6 +106,7 @@ static void on_handle_closed(uv_handle_t *h)
     struct zt_h2conn *c = h->data;
     if (--c->handles_open > 0)
         return;
+    pending_unlink(c);
     zt_h2_session_free(c->s);
     if (c->fd >= 0)
         close(c->fd);
@@ -188,9 +227,12 @@ static ssize_t sock_recv(void *arg, uint8_t *buf, size_t len)
     }
 }
 
+/* Reads, with the flushes it asks for gathered (read_depth). */
 static void do_read(struct zt_h2conn *c)
 {
+    read_depth++;
     zt_h2_session_read(c->s, sock_recv, c, READ_BUDGET);
+    read_depth--;
 }
 
 static void tunnel_push(struct zt_h2conn *c);
@@ -201,6 +243,14 @@ void zt_h2conn_flush(struct zt_h2conn *c)
 {
     if (c->closed || c->connecting)
         return;
+    if (read_depth > 0) {
+        if (!c->is_flush_pending) {
+            c->is_flush_pending = true;
+            c->pending_next = pending_head;
+            pending_head = c;
+        }
+        return;
+    }
     if (c->is_tunneled) {
         tunnel_push(c);
         return;
@@ -248,6 +298,8 @@ static void on_timer(uv_timer_t *t)
         do_read(c);
     if (!c->closed)
         zt_h2conn_flush(c);
+    if (read_depth == 0)
+        flush_pending();
     update_timer(c); /* also while connecting, when flush does nothing */
 }
 
@@ -286,6 +338,8 @@ static void on_poll(uv_poll_t *p, int status, int events)
         do_read(c);
     if (!c->closed)
         zt_h2conn_flush(c);
+    if (read_depth == 0)
+        flush_pending();
 }
 
 /* ---- tunneled: the ciphertext rides a CONNECT stream of another connection ---- */

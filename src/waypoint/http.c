@@ -1052,9 +1052,9 @@ static const struct zt_http1_ops resp_ops = {
 static void become_tunnel(struct wp_http *h);
 
 /* A port of unknown protocol: HTTP/1 when the first line is a request line
- * ("METHOD SP target SP HTTP/1.x"), anything else a byte stream (an h2
- * preface included, as HTTP/2 cleartext is not served here). Returns 1
- * for HTTP, 0 for TCP, -1 while undecided. */
+ * ("METHOD SP target SP HTTP/1.x"), HTTP/2 after its preface (sniff_h2),
+ * anything else a byte stream. Returns 1 for HTTP/1, 0 for TCP, -1 while
+ * undecided. */
 static int sniff(const uint8_t *p, size_t n)
 {
     static const char tchar[] = "!#$%&'*+-.^_`|~";
@@ -1086,8 +1086,30 @@ static int sniff(const uint8_t *p, size_t n)
     return 1;
 }
 
+/* The HTTP/2 client preface (RFC 9113 3.4): 1 when din holds it, 0 when
+ * it cannot, -1 while din is a prefix of it. */
+static int sniff_h2(const uint8_t *p, size_t n)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    size_t m = n < sizeof(preface) - 1 ? n : sizeof(preface) - 1;
+    if (memcmp(p, preface, m) != 0)
+        return 0;
+    return m == sizeof(preface) - 1 ? 1 : -1;
+}
+
 static void decide(struct wp_http *h)
 {
+    int h2 = sniff_h2(zt_buf_head(&h->din), h->din.len);
+    if (h2 < 0)
+        return;
+    if (h2 == 1) {
+        /* HTTP/2 cleartext: an h2c session takes the stream over. */
+        wp_h2c_adopt(h->w, h->pod, &h->down, &h->dst, &h->peer, h->src_identity,
+                     zt_buf_head(&h->din), h->din.len, h->down_unreturned);
+        zt_buf_consume(&h->din, h->din.len);
+        session_end(h);
+        return;
+    }
     int r = sniff(zt_buf_head(&h->din), h->din.len);
     if (r < 0)
         return;

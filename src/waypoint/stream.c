@@ -131,6 +131,17 @@ void wp_stream_write(struct wp_stream *s, const void *data, size_t len)
     wake(s);
 }
 
+void wp_stream_queue(struct wp_stream *s, const void *data, size_t len)
+{
+    zt_buf_append(&s->q, data, len);
+}
+
+void wp_stream_flush(struct wp_stream *s)
+{
+    if (s->q.len)
+        wake(s);
+}
+
 void wp_stream_end(struct wp_stream *s)
 {
     if (s->q_eof)
@@ -164,6 +175,19 @@ void wp_stream_detach(struct wp_stream *s)
         s->h2 = NULL;
         zt_h2conn_detach(h2, s->sid);
     }
+}
+
+void wp_stream_move(struct wp_stream *to, struct wp_stream *from)
+{
+    const struct wp_stream_ops *ops = to->ops;
+    void *owner = to->owner;
+    zt_buf_release(&to->q);
+    *to = *from;
+    to->ops = ops;
+    to->owner = owner;
+    if (to->h2)
+        zt_h2conn_attach(to->h2, to->sid, &h2_ops, to);
+    wp_stream_init(from, from->ops, from->owner);
 }
 
 void wp_stream_cleanup(struct wp_stream *s)

@@ -59,12 +59,20 @@ int wp_stream_connect(struct wp_stream *s, struct zt_h2conn *h2, const char *aut
 /* Queues bytes (copied) and ends the stream after them. */
 void wp_stream_write(struct wp_stream *s, const void *data, size_t len);
 void wp_stream_end(struct wp_stream *s);
+/* Queues bytes (copied) without handing them on yet: a writer of many
+ * small pieces calls wp_stream_flush once after them. */
+void wp_stream_queue(struct wp_stream *s, const void *data, size_t len);
+void wp_stream_flush(struct wp_stream *s);
 /* Returns n received bytes to the window. */
 void wp_stream_consume(struct wp_stream *s, size_t n);
 /* Resets the stream (its on_close follows, maybe at once). */
 void wp_stream_reset(struct wp_stream *s);
 /* Forgets the stream without callbacks (reset if still open). */
 void wp_stream_detach(struct wp_stream *s);
+/* Hands stream `from` (open or not, its queue and counts) to `to`, which
+ * keeps its own ops and owner; `from` is left detached and empty, with
+ * no callback. For a session that finds out it is another protocol. */
+void wp_stream_move(struct wp_stream *to, struct wp_stream *from);
 /* Frees the queue (after the stream is gone). */
 void wp_stream_cleanup(struct wp_stream *s);
 

@@ -199,6 +199,7 @@ static void on_reap(uv_check_t *h)
 {
     wp_tunnels_reap(h->data);
     wp_https_reap(h->data);
+    wp_h2cs_reap(h->data);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -217,6 +218,9 @@ static void *l7_worker_start(void *ud, unsigned worker, uv_loop_t *loop)
     zt_list_init(&w->dead);
     zt_list_init(&w->https);
     zt_list_init(&w->dead_https);
+    zt_list_init(&w->h2cs);
+    zt_list_init(&w->dead_h2cs);
+    zt_list_init(&w->dead_h2ups);
     uv_check_init(loop, &w->reap);
     w->reap.data = w;
     uv_check_start(&w->reap, on_reap);
@@ -237,6 +241,7 @@ static void on_worker_closed(uv_handle_t *h)
     if (--w->handles == 0) {
         wp_tunnels_reap(w);
         wp_https_reap(w);
+        wp_h2cs_reap(w);
         free(w);
     }
 }
@@ -246,6 +251,7 @@ static void l7_worker_stop(void *wctx)
     struct wp_worker *w = wctx;
     wp_tunnels_reap(w);
     wp_https_reap(w);
+    wp_h2cs_reap(w);
     zt_route_table_unref(w->routes);
     w->routes = NULL;
     uv_close((uv_handle_t *)&w->reap, on_worker_closed);
@@ -268,13 +274,14 @@ static void l7_on_connect(void *wctx, const struct zt_l7_connect *c)
         refuse(c, st, why);
         return;
     }
-    /* The port's protocol: HTTP/1.1 served as HTTP, TCP and TLS relayed,
-     * unknown sniffed; HTTP/2 and gRPC are relayed as a stream (their
-     * frames pass through untouched) until h2c is served here. */
+    /* The port's protocol: HTTP/1.1 and HTTP/2 (gRPC) served as HTTP,
+     * TCP and TLS relayed, unknown sniffed. */
     const struct zt_port_map *pm = d.svc ? zt_service_find_port(d.svc, d.svc_port) : NULL;
     enum zt_app_protocol ap = pm ? (enum zt_app_protocol)pm->app_protocol : ZT_APP_UNKNOWN;
     if (ap == ZT_APP_HTTP11 || ap == ZT_APP_UNKNOWN)
         wp_http_start(w, c, &d, ap == ZT_APP_UNKNOWN);
+    else if (ap == ZT_APP_HTTP2 || ap == ZT_APP_GRPC)
+        wp_h2c_start(w, c, &d);
     else
         wp_tunnel_start(w, c, &d);
 }
@@ -283,6 +290,7 @@ static void l7_pod_close(void *wctx, struct zt_pod_inst *pod)
 {
     wp_tunnels_pod_close(wctx, pod);
     wp_https_pod_close(wctx, pod);
+    wp_h2cs_pod_close(wctx, pod);
 }
 
 static void l7_drain(void *wctx)
@@ -290,6 +298,7 @@ static void l7_drain(void *wctx)
     struct wp_worker *w = wctx;
     w->draining = true;
     wp_https_drain(w);
+    wp_h2cs_drain(w);
 }
 
 const struct zt_proxy_l7_ops zt_waypoint_l7_ops = {

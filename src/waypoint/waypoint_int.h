@@ -4,6 +4,8 @@
 
 #include "base/buf.h"
 #include "base/list.h"
+#include "proxy/l7.h"
+#include "route/route.h"
 #include "waypoint/waypoint.h"
 
 #include <pthread.h>
@@ -29,6 +31,9 @@ struct wp_worker {
     struct zt_list dead;       /* of wp_tunnel: ended, freed by `reap` */
     struct zt_list https;      /* of wp_http: live */
     struct zt_list dead_https; /* of wp_http: ended, freed by `reap` */
+    struct zt_list h2cs;       /* of wp_h2c: live */
+    struct zt_list dead_h2cs;  /* of wp_h2c: ended, freed by `reap` */
+    struct zt_list dead_h2ups; /* of wp_h2up (h2c.c): ended, freed by `reap` */
     uv_check_t reap;
     uv_timer_t tick; /* sniffing deadlines */
     /* This worker's reference to the routes, and the version it is. */
@@ -79,6 +84,64 @@ void wp_log_tcp(const struct wp_worker *w, const struct wp_tcp_record *r);
 int wp_resolve(const struct zt_state *s, const char *network, const struct zt_workload *self,
                const struct zt_hbone_target *target, const struct sockaddr_storage *accepted,
                uint32_t rnd, struct wp_dest *out, const char **why);
+
+/* exchange.c: what a request's route decided (wp_route). */
+struct wp_routed {
+    /* 0: forward to svc:port (the CONNECT's service when no route took
+     * the request); else answer here with this status and body (a
+     * redirect's Location in `location`), error for the access line. */
+    int local_status;
+    const char *local_body;
+    const char *error, *error_detail;
+    char location[2048];
+    const struct zt_service *svc;
+    uint16_t port;
+    /* The route that took it (a reference the caller drops), for the
+     * response filters; NULL for the default route. */
+    struct zt_route_table *routes;
+    const struct zt_route_filters *filters;
+    struct zt_route_retry retry;
+    uint32_t timeout_ms; /* the route's, 0: none */
+    char route[128];     /* "<ns>/<name>" of the route, for the log */
+};
+
+/* Routes req (Gateway API semantics, route/route.h) addressed to dst:
+ * applies the rule's request filters to req. */
+void wp_route(struct wp_worker *w, const struct zt_state *snap, const struct wp_dest *dst,
+              struct zt_http_head *req, struct wp_routed *out);
+
+/* One finished request, for its access line ("request complete") and
+ * istio_requests_total (reporter waypoint). Everything borrowed. */
+struct wp_request_record {
+    const struct sockaddr_storage *peer; /* the HBONE client's address */
+    const char *src_identity;
+    const struct zt_state *snap;
+    const char *network;
+    const struct zt_service *dst_svc;
+    const struct zt_workload *dst_wl;
+    const char *upstream, *method, *path, *authority, *protocol, *route, *error;
+    const char *trace_id, *span_id; /* NULL: none */
+    bool is_grpc, is_local_reply;
+    int status;
+    int grpc_status; /* -1: none */
+    uint64_t start_ms, start_ns, req_bytes, resp_bytes;
+};
+void wp_log_request(const struct wp_worker *w, const struct wp_request_record *r);
+/* Envoy's response flag for a local reply's cause ("-" otherwise). */
+const char *wp_response_flags(bool is_local_reply, int status, const char *error);
+
+/* h2c.c: a CONNECT carrying HTTP/2 cleartext (gRPC included). */
+void wp_h2c_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d);
+/* A sniffed session that turned out to be h2c (http.c): takes over its
+ * client stream (wp_stream_move) with the n bytes received so far, and
+ * `unreturned` more bytes owed to the stream's window. */
+struct wp_stream;
+void wp_h2c_adopt(struct wp_worker *w, struct zt_pod_inst *pod, struct wp_stream *down,
+                  const struct wp_dest *d, const struct sockaddr_storage *peer,
+                  const char *identity, const uint8_t *initial, size_t n, size_t unreturned);
+void wp_h2cs_pod_close(struct wp_worker *w, struct zt_pod_inst *pod);
+void wp_h2cs_drain(struct wp_worker *w);
+void wp_h2cs_reap(struct wp_worker *w);
 
 /* http.c: a CONNECT carrying HTTP/1.1 (is_sniffed: a port of unknown
  * protocol, HTTP/1 if its first bytes say so, else relayed as TCP). */

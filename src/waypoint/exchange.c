@@ -1,0 +1,195 @@
+/* What every HTTP exchange of the waypoint does the same way, whichever
+ * protocol carried it (http.c: HTTP/1.1, h2c.c: HTTP/2 and gRPC): the
+ * route decision, the access line and the request metrics. */
+#include "waypoint/waypoint_int.h"
+
+#include "base/log.h"
+#include "state/ip.h"
+#include "telemetry/metrics.h"
+#include "tls/spiffe.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- routes ---- */
+
+static void local(struct wp_routed *r, int status, const char *body, const char *error,
+                  const char *detail)
+{
+    r->local_status = status;
+    r->local_body = body;
+    r->error = error;
+    r->error_detail = detail;
+}
+
+void wp_route(struct wp_worker *w, const struct zt_state *snap, const struct wp_dest *dst,
+              struct zt_http_head *req, struct wp_routed *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->svc = dst->svc;
+    r->port = dst->svc_port;
+    r->retry = zt_route_retry_default;
+    struct zt_route_table *t = dst->svc ? wp_worker_routes(w) : NULL;
+    if (!t)
+        return;
+    struct zt_route_target target = {
+        .ns = dst->svc->namespace, .name = dst->svc->name, .port = dst->svc_port};
+    struct zt_route_result res;
+    zt_route_select(t, &target, req, arc4random(), &res);
+    if (res.route)
+        snprintf(r->route, sizeof(r->route), "%s/%s", res.route->ns, res.route->name);
+    r->retry = res.retry;
+    r->timeout_ms = res.timeout_ms;
+    switch (res.outcome) {
+    case ZT_ROUTE_DEFAULT:
+        return;
+    case ZT_ROUTE_NOT_FOUND:
+        local(r, 404, "route not found\n", "no route matched", NULL);
+        return;
+    case ZT_ROUTE_NO_BACKEND:
+        local(r, 500, "no usable backend\n", "the route has no usable backend", NULL);
+        return;
+    case ZT_ROUTE_REDIRECT: {
+        int status = 302;
+        if (zt_route_redirect_location(&res.filters->redirect, res.match, req, dst->svc_port,
+                                       r->location, sizeof(r->location), &status) < 0) {
+            local(r, 400, "bad request\n", "redirect location cannot be built", NULL);
+            return;
+        }
+        local(r, status, "", NULL, NULL);
+        return;
+    }
+    case ZT_ROUTE_FORWARD:
+        break;
+    }
+    const struct zt_service *b =
+        res.backend->invalid ? NULL
+                             : wp_backend_service(w, snap, res.backend->ns, res.backend->name);
+    if (!b) {
+        local(r, 500, "no usable backend\n", "backend service not found", res.backend->name);
+        return;
+    }
+    if (zt_route_apply_request(res.filters, res.match, req) < 0) {
+        local(r, 431, "request header fields too large\n", "request filters pass the head's caps",
+              NULL);
+        return;
+    }
+    r->routes = zt_route_table_ref(t);
+    r->filters = res.filters;
+    r->svc = b;
+    r->port = res.backend->port ? res.backend->port : dst->svc_port;
+}
+
+/* ---- telemetry ---- */
+
+const char *wp_response_flags(bool is_local_reply, int status, const char *error)
+{
+    if (!is_local_reply)
+        return "-";
+    switch (status) {
+    case 404:
+        return "NR";
+    case 503:
+        return error && strstr(error, "no healthy") ? "UH" : "UF";
+    case 504:
+        return "UT";
+    default:
+        return "-";
+    }
+}
+
+static void wl_labels(struct zt_request_labels *l, bool src, const struct zt_workload *wl)
+{
+    if (!wl)
+        return;
+    l->v[src ? ZT_RL_SOURCE_WORKLOAD : ZT_RL_DESTINATION_WORKLOAD] = wl->workload_name;
+    l->v[src ? ZT_RL_SOURCE_CANONICAL_SERVICE : ZT_RL_DESTINATION_CANONICAL_SERVICE] =
+        wl->canonical_name;
+    l->v[src ? ZT_RL_SOURCE_CANONICAL_REVISION : ZT_RL_DESTINATION_CANONICAL_REVISION] =
+        wl->canonical_revision;
+    l->v[src ? ZT_RL_SOURCE_WORKLOAD_NAMESPACE : ZT_RL_DESTINATION_WORKLOAD_NAMESPACE] =
+        wl->namespace;
+    l->v[src ? ZT_RL_SOURCE_APP : ZT_RL_DESTINATION_APP] = wl->canonical_name;
+    l->v[src ? ZT_RL_SOURCE_VERSION : ZT_RL_DESTINATION_VERSION] = wl->canonical_revision;
+    l->v[src ? ZT_RL_SOURCE_CLUSTER : ZT_RL_DESTINATION_CLUSTER] = wl->cluster_id;
+}
+
+/* istio_requests_total and the request histograms, reporter "waypoint":
+ * the source is the client workload (by the tunnel's peer address, its
+ * principal the certificate's), the destination the endpoint picked. */
+static void observe(const struct wp_worker *w, const struct wp_request_record *r,
+                    const char *dst_principal, const char *code, const char *grpc)
+{
+    struct zt_metrics *m = w->wp->opts.metrics;
+    if (!m)
+        return;
+    struct zt_request_labels l;
+    memset(&l, 0, sizeof(l));
+    l.v[ZT_RL_REPORTER] = "waypoint";
+    struct zt_ip ip;
+    uint16_t port;
+    const struct zt_workload *src = NULL;
+    if (zt_ip_from_sockaddr((const struct sockaddr *)r->peer, &ip, &port) == 0)
+        src = zt_state_workload_by_ip(r->snap, r->network, &ip);
+    wl_labels(&l, true, src);
+    l.v[ZT_RL_SOURCE_PRINCIPAL] = r->src_identity;
+    wl_labels(&l, false, r->dst_wl);
+    l.v[ZT_RL_DESTINATION_PRINCIPAL] = dst_principal;
+    if (r->dst_svc) {
+        l.v[ZT_RL_DESTINATION_SERVICE] = r->dst_svc->hostname;
+        l.v[ZT_RL_DESTINATION_SERVICE_NAME] = r->dst_svc->name;
+        l.v[ZT_RL_DESTINATION_SERVICE_NAMESPACE] = r->dst_svc->namespace;
+    } else {
+        l.v[ZT_RL_DESTINATION_SERVICE] = r->authority; /* Envoy's Host fallback */
+    }
+    l.v[ZT_RL_REQUEST_PROTOCOL] = r->is_grpc ? "grpc" : "http";
+    l.v[ZT_RL_RESPONSE_CODE] = code;
+    l.v[ZT_RL_GRPC_RESPONSE_STATUS] = grpc;
+    l.v[ZT_RL_RESPONSE_FLAGS] = wp_response_flags(r->is_local_reply, r->status, r->error);
+    l.v[ZT_RL_CONNECTION_SECURITY_POLICY] =
+        r->src_identity && r->src_identity[0] && dst_principal && dst_principal[0] ? "mutual_tls"
+                                                                                   : "none";
+    uint64_t us = (uv_hrtime() - r->start_ns) / 1000;
+    zt_metrics_request_observe(m, w->id, &l, us, r->req_bytes, r->resp_bytes);
+}
+
+void wp_log_request(const struct wp_worker *w, const struct wp_request_record *r)
+{
+    char src[64], status[16], grpc[16] = "", dur[32], rb[32], sb[32];
+    char dst_id[ZT_SPIFFE_ID_MAX + 1] = "";
+    zt_hbone_format_authority((const struct sockaddr *)r->peer, src, sizeof(src));
+    snprintf(status, sizeof(status), "%d", r->status);
+    if (r->grpc_status >= 0)
+        snprintf(grpc, sizeof(grpc), "%d", r->grpc_status);
+    snprintf(dur, sizeof(dur), "%" PRIu64 "ms", uv_now(w->loop) - r->start_ms);
+    snprintf(rb, sizeof(rb), "%" PRIu64, r->req_bytes);
+    snprintf(sb, sizeof(sb), "%" PRIu64, r->resp_bytes);
+    if (r->dst_wl)
+        zt_workload_identity(r->dst_wl, dst_id, sizeof(dst_id));
+    bool failed = r->status >= 500 || (r->error && r->error[0]);
+    const char *kv[] = {
+        "src.addr",     src,
+        "src.identity", r->src_identity,
+        "dst.service",  r->dst_svc ? r->dst_svc->hostname : NULL,
+        "dst.workload", r->dst_wl ? r->dst_wl->name : NULL,
+        "dst.identity", dst_id,
+        "upstream",     r->upstream,
+        "method",       r->method,
+        "path",         r->path,
+        "authority",    r->authority,
+        "protocol",     r->protocol,
+        "status",       status,
+        "grpc_status",  grpc,
+        "bytes_recv",   rb,
+        "bytes_sent",   sb,
+        "duration",     dur,
+        "route",        r->route && r->route[0] ? r->route : NULL,
+        "trace_id",     r->trace_id,
+        "span_id",      r->span_id,
+        "error",        r->error && r->error[0] ? r->error : NULL,
+    };
+    zt_log_kv(failed ? ZT_LOG_ERROR : ZT_LOG_INFO, "access", "request complete", kv,
+              sizeof(kv) / sizeof(kv[0]) / 2);
+    observe(w, r, dst_id, status, grpc[0] ? grpc : NULL);
+}

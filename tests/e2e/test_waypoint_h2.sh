@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# HTTP/2 cleartext and gRPC through `ztunnel waypoint`, with clients and
+# servers that are not ours: curl (--http2-prior-knowledge), Node's http2
+# module and grpc-js (tests/e2e/h2_echo.js). Ports are selected by
+# appProtocol (http2, grpc) or, without one, by the HTTP/2 preface. Cases: HTTPRoute and GRPCRoute routing,
+# 50 requests multiplexed on one connection, trailers, large bodies both ways, a retry on 503
+# and on gRPC UNAVAILABLE, a route timeout, gRPC statuses and streaming,
+# request metrics with grpc_response_status, and a client sending garbage
+# after the preface (only its session ends). Needs root.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=mesh.sh
+. "$here/mesh.sh"
+zt_trap_cleanup
+
+# node 1: a (client); node 2: b1, b2 (backends); node 3: w (the waypoint,
+# on a node of neither client nor servers)
+A=10.200.1.2 B1=10.200.2.2 B2=10.200.2.3 W=10.200.3.2
+VIP_H2=10.96.0.50 VIP_H2V2=10.96.0.51 VIP_G=10.96.0.52 VIP_GV2=10.96.0.53 VIP_SNIFF=10.96.0.54
+H=default.svc.cluster.local
+
+config() {
+	cat <<-Y
+		workloads:
+		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
+		- {uid: b1, name: b1, namespace: default, serviceAccount: sa-b, workloadIps: ["$B1"], protocol: HBONE, node: node2,
+		   services: {"default/svc-h2.$H": {80: 8082}, "default/svc-g.$H": {9090: 9090}, "default/svc-sniff.$H": {80: 8082}}}
+		- {uid: b2, name: b2, namespace: default, serviceAccount: sa-b, workloadIps: ["$B2"], protocol: HBONE, node: node2,
+		   services: {"default/svc-h2v2.$H": {80: 8082}, "default/svc-gv2.$H": {9090: 9090}}}
+		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node3}
+		services:
+		- {name: svc-h2, namespace: default, hostname: svc-h2.$H, vips: ["/$VIP_H2"],
+		   ports: {80: {targetPort: 8082, appProtocol: http2}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-h2v2, namespace: default, hostname: svc-h2v2.$H, vips: ["/$VIP_H2V2"],
+		   ports: {80: {targetPort: 8082, appProtocol: http2}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-sniff, namespace: default, hostname: svc-sniff.$H, vips: ["/$VIP_SNIFF"],
+		   ports: {80: 8082}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-g, namespace: default, hostname: svc-g.$H, vips: ["/$VIP_G"],
+		   ports: {9090: {targetPort: 9090, appProtocol: grpc}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-gv2, namespace: default, hostname: svc-gv2.$H, vips: ["/$VIP_GV2"],
+		   ports: {9090: {targetPort: 9090, appProtocol: grpc}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		---
+		apiVersion: gateway.networking.k8s.io/v1
+		kind: HTTPRoute
+		metadata: {name: h2, namespace: default}
+		spec:
+		  parentRefs: [{kind: Service, name: svc-h2, port: 80}]
+		  rules:
+		  - matches: [{path: {type: PathPrefix, value: /v2}}, {headers: [{name: x-canary, value: "yes"}]}]
+		    backendRefs: [{name: svc-h2v2, port: 80}]
+		  - matches: [{path: {type: PathPrefix, value: /rewrite}}]
+		    filters:
+		    - {type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /rewritten}}}
+		    - type: RequestHeaderModifier
+		      requestHeaderModifier: {set: [{name: x-route, value: rewrite}]}
+		    - type: ResponseHeaderModifier
+		      responseHeaderModifier: {add: [{name: x-resp, value: "1"}]}
+		    backendRefs: [{name: svc-h2, port: 80}]
+		  - matches: [{path: {type: PathPrefix, value: /flaky}}]
+		    retry: {attempts: 2, codes: [503]}
+		    backendRefs: [{name: svc-h2, port: 80}]
+		  - matches: [{path: {type: PathPrefix, value: /noretry}}]
+		    retry: {attempts: 0}
+		    backendRefs: [{name: svc-h2, port: 80}]
+		  - matches: [{path: {type: PathPrefix, value: /sleep}}]
+		    timeouts: {request: 500ms}
+		    backendRefs: [{name: svc-h2, port: 80}]
+		  - matches: [{path: {type: PathPrefix, value: /}}]
+		    backendRefs: [{name: svc-h2, port: 80}]
+		---
+		apiVersion: gateway.networking.k8s.io/v1
+		kind: GRPCRoute
+		metadata: {name: g, namespace: default}
+		spec:
+		  parentRefs: [{kind: Service, name: svc-g, port: 9090}]
+		  rules:
+		  - matches: [{method: {service: zt.test.Echo, method: Say}, headers: [{name: x-canary, value: "yes"}]}]
+		    backendRefs: [{name: svc-gv2, port: 9090}]
+		  - backendRefs: [{name: svc-g, port: 9090}]
+	Y
+}
+
+zt_test "setup: client a (node 1), h2c and gRPC backends b1 and b2 (Node, node 2), waypoint w (node 3) with an HTTPRoute and a GRPCRoute"
+setup() {
+	"$here/../conformance/setup.sh" || return 1 # grpc-js (npm ci, once)
+	zt_node_add 1 && zt_node_add 2 && zt_node_add 3 || return 1
+	a=$(zt_pod_add 1 1 a) || return 1
+	b1=$(zt_pod_add 2 1 b1) && b2=$(zt_pod_add 2 2 b2) && w=$(zt_pod_add 3 1 w) || return 1
+	mesh_ca || return 1
+	config >"$ZT_WORK/n1.yaml"
+	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
+	mesh_node_up 1 && mesh_node_up 2 || return 1
+	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$b1" b1 sa-b && mesh_enroll 2 "$b2" b2 sa-b || return 1
+	local b
+	for b in b1 b2; do
+		local ns=$b1
+		[ $b = b2 ] && ns=$b2
+		zt_bg "$ns" "h2c-$b" node "$here/h2_echo.js" h2c $b 8082 &&
+			zt_bg "$ns" "grpc-$b" node "$here/h2_echo.js" grpc $b 9090 || return 1
+		zt_wait_port "$ns" 127.0.0.1 8082 10 && zt_wait_port "$ns" 127.0.0.1 9090 10 || return 1
+	done
+	mesh_waypoint_start 1 "$w" w waypoint && mesh_wait_grep "$ZT_WORK/waypoint1.log" "2 route\(s\) in force" 5
+}
+if setup; then zt_pass; else
+	zt_fail "setup failed"
+	mesh_finish
+	exit 1
+fi
+wlog=$ZT_WORK/waypoint1.log
+
+body_field() { sed -n "s/^$2=//p" <<<"$1" | head -1; }
+hcurl() { zt_ns_exec "$a" timeout 30 curl -sS --http2-prior-knowledge --max-time 20 "$@"; }
+server_of() { body_field "$(hcurl "$@")" server; }
+gcall() { zt_ns_exec "$a" timeout 30 node "$here/h2_echo.js" call "$@"; }
+
+zt_test "h2c: /hello goes to svc-h2 (b1) over HTTP/2, logged by w as protocol=HTTP/2"
+out=$(hcurl -w 'version=%{http_version}\n' "http://$VIP_H2/hello")
+if [ "$(body_field "$out" server)" = b1 ] && [ "$(body_field "$out" version)" = 2 ] &&
+	mesh_wait_grep "$wlog" 'request complete.*path=/hello.*protocol=HTTP/2.*status=200' 5 >/dev/null; then zt_pass; else
+	zt_fail "$out"
+fi
+
+zt_test "a port without appProtocol: the h2 preface is sniffed, requests are served as HTTP/2 (access line per request)"
+out=$(hcurl "http://$VIP_SNIFF/sniffed")
+if [ "$(body_field "$out" server)" = b1 ] &&
+	mesh_wait_grep "$wlog" 'request complete.*path=/sniffed.*protocol=HTTP/2.*status=200' 5 >/dev/null; then zt_pass; else
+	zt_fail "$out"
+fi
+
+zt_test "h2c routing: PathPrefix /v2 and header x-canary go to svc-h2v2 (b2); others to b1"
+got="$(server_of "http://$VIP_H2/v2/x") $(server_of -H "x-canary: yes" "http://$VIP_H2/y") $(server_of "http://$VIP_H2/v2x")"
+zt_expect_eq "$got" "b2 b2 b1"
+
+zt_test "h2c filters: b1 sees /rewritten/abc and x-route, the client gets x-resp"
+out=$(hcurl -D "$ZT_WORK/h2rw.hdr" "http://$VIP_H2/rewrite/abc")
+if [ "$(body_field "$out" path)" = /rewritten/abc ] && [ "$(body_field "$out" x-route)" = rewrite ] &&
+	grep -qi "^x-resp: 1" "$ZT_WORK/h2rw.hdr"; then zt_pass; else
+	zt_fail "$out / $(cat "$ZT_WORK/h2rw.hdr")"
+fi
+
+zt_test "50 concurrent requests multiplexed on one h2c connection (Node's http2 client): each answered with its own path"
+zt_expect_eq "$(zt_ns_exec "$a" timeout 30 node "$here/h2_echo.js" multi "$VIP_H2" 50)" "ok=50"
+
+zt_test "response trailers pass through (x-trailer: done)"
+hcurl -v -o /dev/null "http://$VIP_H2/trailers" 2>"$ZT_WORK/h2tr.err"
+if grep -qi "x-trailer: done" "$ZT_WORK/h2tr.err"; then zt_pass; else zt_fail "$(tail -5 "$ZT_WORK/h2tr.err")"; fi
+
+zt_test "large bodies both ways: 3 MiB up is counted by b1, 5 MB down arrives whole"
+head -c 3145728 /dev/zero >"$ZT_WORK/up.bin"
+up=$(body_field "$(hcurl --data-binary @"$ZT_WORK/up.bin" "http://$VIP_H2/upload")" body-bytes)
+down=$(hcurl -o /dev/null -w '%{size_download}' "http://$VIP_H2/big/5000000")
+zt_expect_eq "$up $((down >= 5000000))" "3145728 1"
+
+zt_test "retry (attempts 2, codes [503]): b1 answers the first try 503, the client gets 200"
+zt_expect_eq "$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/flaky/k1")" 200
+zt_test "positive control: with retry attempts 0 the first 503 reaches the client"
+zt_expect_eq "$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/noretry/flaky/k2")" 503
+
+zt_test "route timeout 500ms: a backend answering after 3 s gets 504; one within it 200"
+got="$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/sleep/3000") $(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/sleep/10")"
+zt_expect_eq "$got" "504 200"
+
+zt_test "gRPC (grpc-js both ends): Say goes to svc-g (b1)"
+zt_expect_eq "$(gcall "$VIP_G:9090" Say hi)" "text=hi server=b1"
+
+zt_test "GRPCRoute: Say with x-canary: yes goes to svc-gv2 (b2); Flaky with it stays on b1"
+got="$(gcall "$VIP_G:9090" Say c1 x-canary=yes) / $(gcall "$VIP_G:9090" Say c2 x-canary=no)"
+zt_expect_eq "$got" "text=c1 server=b2 / text=c2 server=b1"
+
+zt_test "gRPC UNAVAILABLE on the first try is retried (Istio's default policy): the client gets the reply"
+zt_expect_eq "$(gcall "$VIP_G:9090" Flaky f1)" "text=f1 server=b1"
+
+zt_test "gRPC statuses pass through: Fail gives NOT_FOUND (5) with its details"
+zt_expect_eq "$(gcall "$VIP_G:9090" Fail "no such thing")" "code=5 details=no such thing"
+
+zt_test "gRPC server streaming: 2000 messages arrive in order"
+zt_expect_eq "$(gcall "$VIP_G:9090" Count 2000)" "count=2000 last=1999"
+
+zt_test "w's access line for the failed call: protocol=HTTP/2 status=200 grpc_status=5"
+if mesh_wait_grep "$wlog" 'request complete.*path=/zt.test.Echo/Fail.*protocol=HTTP/2.*status=200.*grpc_status=5' 5 >/dev/null; then
+	zt_pass
+else zt_fail "$(grep 'zt.test.Echo/Fail' "$wlog" | tail -2)"; fi
+
+grpc_count() {
+	zt_ns_exec "$w" curl -s --max-time 5 http://127.0.0.1:15020/metrics |
+		grep '^istio_requests_total{reporter="waypoint"' | grep "destination_service=\"svc-g.$H\"" |
+		grep 'request_protocol="grpc"' | grep "grpc_response_status=\"$1\"" |
+		grep 'response_code="200"' | awk '{s += $NF} END {print s + 0}'
+}
+zt_test "istio_requests_total counts gRPC calls by grpc_response_status (request_protocol grpc): 2 more NOT_FOUND after 2 calls"
+before=$(grpc_count 5)
+gcall "$VIP_G:9090" Fail x >/dev/null
+gcall "$VIP_G:9090" Fail y >/dev/null
+after=$(grpc_count 5)
+zt_expect_eq "$((after - before))" 2
+
+zt_test "a client sending garbage after the HTTP/2 preface loses only its own connection; w goes on serving"
+out=$(zt_ns_exec "$a" timeout 20 python3 - "$VIP_H2" <<'PY'
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=10)
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x04\x09\x00\x00\x00\x00\x07garbage!" * 4)
+data = b""
+try:
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        data += c
+except socket.timeout:
+    print("timeout")
+# A GOAWAY frame (type 7) from the waypoint, then the close.
+i, goaway = 0, False
+while i + 9 <= len(data):
+    ln = int.from_bytes(data[i:i + 3], "big")
+    if data[i + 3] == 7:
+        goaway = True
+    i += 9 + ln
+print("goaway" if goaway else "no goaway: %r" % data[:64])
+PY
+)
+code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/after-garbage")
+zt_expect_eq "$out $code" "goaway 200"
+
+zt_test "a rapid-reset flood (20000 streams opened and cancelled) ends that client's session or is absorbed; w goes on serving"
+out=$(zt_ns_exec "$a" timeout 60 node "$here/h2_echo.js" reset "$VIP_H2" 20000)
+code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/after-flood")
+echo "  flood client saw: $out"
+if [ "$code" = 200 ] && [ -n "$out" ]; then zt_pass; else zt_fail "flood: $out; then $code"; fi
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$ZT_WORK/waypoint1.pid")/status"; }
+zt_test "a client that never reads a 200 MB response holds bounded memory in w (< 32 MiB more), and others are served meanwhile"
+rss0=$(rss_kb)
+zt_bg "$a" stall node "$here/h2_echo.js" stall "$VIP_H2" /big/200000000
+mesh_wait_grep "$ZT_WORK/stall.log" stalled 10 >/dev/null
+# The backend writes while windows allow: wait until w's memory stops
+# growing (two samples 0.3 s apart within 256 kB), at most 10 s.
+prev=$(rss_kb)
+for _ in $(seq 1 30); do
+	sleep 0.3
+	cur=$(rss_kb)
+	[ $((cur - prev)) -lt 256 ] && break
+	prev=$cur
+done
+code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/while-stalled")
+rss1=$(rss_kb)
+echo "  waypoint rss: $rss0 -> $rss1 kB"
+if [ "$code" = 200 ] && [ $((rss1 - rss0)) -lt 32768 ]; then zt_pass; else
+	zt_fail "status $code; rss $rss0 -> $rss1 kB"
+fi
+
+mesh_finish
