@@ -117,16 +117,6 @@ wlog=$ZT_WORK/waypoint1.log
 body_field() { sed -n "s/^$2=//p" <<<"$1" | head -1; }
 acurl() { zt_ns_exec "$a" timeout 20 curl -sS --max-time 15 "$@"; }
 server_of() { body_field "$(acurl "$@")" server; }
-# eventually CMD...: runs CMD every 50 ms until it succeeds; fails after
-# 10 s (how fast a change spreads is not what is checked here).
-eventually() {
-	local deadline=$(($(zt_now_ms) + 10000))
-	while [ "$(zt_now_ms)" -lt "$deadline" ]; do
-		"$@" && return 0
-		sleep 0.05
-	done
-	return 1
-}
 # now_routed: who answers svc-web for x-version v1, v2, v3 (b1 or b2 each).
 now_routed() {
 	local v out=""
@@ -153,7 +143,7 @@ fi
 
 zt_test "routes.yaml edited (match x-version v3): live traffic follows"
 write_cfg routes.yaml "$(route_web v3)"
-if eventually routed b1 b1 b2; then zt_pass; else
+if mesh_eventually routed b1 b1 b2; then zt_pass; else
 	zt_fail "got '$(now_routed)'; control: $(clog | tail -2); waypoint: $(grep routes "$wlog" | tail -1)"
 fi
 
@@ -181,7 +171,7 @@ v2_routed() {
 }
 if mesh_wait_grep "$(mesh_log 3 control)" \
 	"more\.yaml:16: HTTPRoute default/broken: spec\.rules\[0\]\.matches\[0\]\.path\.value: must start with \"/\" \(route left out\)" 10 &&
-	eventually v2_routed && routed b1 b1 b2 && mesh_wait_grep "$wlog" "2 route\(s\) in force from xDS" 5; then
+	mesh_eventually v2_routed && routed b1 b1 b2 && mesh_wait_grep "$wlog" "2 route\(s\) in force from xDS" 5; then
 	zt_pass
 else
 	zt_fail "control: $(clog | grep -i broken | tail -1); svc-v2 /other /only: $(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/other") $(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/only"); web: $(now_routed)"
@@ -189,7 +179,7 @@ fi
 
 zt_test "routes.yaml deleted: its route is removed (x-version v3 back to b1), more.yaml's stays"
 rm "$CFG/routes.yaml"
-if eventually routed b1 b1 b1 && v2_routed; then zt_pass; else
+if mesh_eventually routed b1 b1 b1 && v2_routed; then zt_pass; else
 	zt_fail "web: $(now_routed); waypoint: $(grep routes "$wlog" | tail -1)"
 fi
 
