@@ -7,7 +7,8 @@
 # local file). Checked with curl and Python's http.server as the app: the
 # route applies; editing the HTTPRoute file changes live traffic; a bad
 # route in a second file is reported by the control plane with file, line,
-# object and field, while that file's good route and the other routes stay;
+# object and field, while that file's good routes (an HTTPRoute and a
+# GRPCRoute) and the other routes stay;
 # deleting the file removes its route; node proxies never ask for routes.
 # Needs root.
 set -u
@@ -147,7 +148,7 @@ if mesh_eventually routed b1 b1 b2; then zt_pass; else
 	zt_fail "got '$(now_routed)'; control: $(clog | tail -2); waypoint: $(grep routes "$wlog" | tail -1)"
 fi
 
-zt_test "a bad route in a second file: control names file, line, object and field; its good route and routes.yaml's stay"
+zt_test "a bad route in a second file: control names file, line, object and field; its good routes (an HTTPRoute, a GRPCRoute) and routes.yaml's stay"
 write_cfg more.yaml "apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: v2-only, namespace: default}
@@ -164,22 +165,32 @@ spec:
   parentRefs: [{kind: Service, name: svc-v2}]
   rules:
   - matches: [{path: {type: Exact, value: no-slash}}]
-    backendRefs: [{name: svc-v2, port: 80}]"
+    backendRefs: [{name: svc-v2, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: greeter, namespace: default}
+spec:
+  parentRefs: [{kind: Service, name: svc-v2, port: 8080}]
+  rules:
+  - matches: [{method: {service: helloworld.Greeter, method: SayHello}}]
+    backendRefs: [{name: svc-v2, port: 8080}]"
 v2_routed() {
 	[ "$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/other") $(acurl -o /dev/null -w '%{http_code}' \
 		"http://$VIP_V2/only")" = "404 200" ]
 }
 if mesh_wait_grep "$(mesh_log 3 control)" \
 	"more\.yaml:16: HTTPRoute default/broken: spec\.rules\[0\]\.matches\[0\]\.path\.value: must start with \"/\" \(route left out\)" 10 &&
-	mesh_eventually v2_routed && routed b1 b1 b2 && mesh_wait_grep "$wlog" "2 route\(s\) in force from xDS" 5; then
+	mesh_eventually v2_routed && routed b1 b1 b2 && mesh_wait_grep "$wlog" "3 route\(s\) in force from xDS \(0 left out\)" 5; then
 	zt_pass
 else
 	zt_fail "control: $(clog | grep -i broken | tail -1); svc-v2 /other /only: $(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/other") $(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/only"); web: $(now_routed)"
 fi
 
-zt_test "routes.yaml deleted: its route is removed (x-version v3 back to b1), more.yaml's stays"
+zt_test "routes.yaml deleted: its route is removed (x-version v3 back to b1), more.yaml's stay"
 rm "$CFG/routes.yaml"
-if mesh_eventually routed b1 b1 b1 && v2_routed; then zt_pass; else
+if mesh_eventually routed b1 b1 b1 && v2_routed &&
+	mesh_wait_grep "$wlog" "2 route\(s\) in force from xDS \(0 left out\)" 5; then zt_pass; else
 	zt_fail "web: $(now_routed); waypoint: $(grep routes "$wlog" | tail -1)"
 fi
 
