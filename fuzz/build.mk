@@ -22,7 +22,7 @@ FUZZ_BASE := $(sort $(wildcard src/base/*.c))
 
 FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers \
                 xds_address xds_authorization csr_parse control_tokens ads_request hbone_server \
-                dns_answer http1_parse route_match routes_yaml
+                dns_answer http1_parse route_match routes_yaml xds_route
 FUZZ_TARGETS += traceparent
 
 # Every proto/*.proto becomes $(FUZZ_BUILD)/gen/proto/<name>.pb-c.{c,h}.
@@ -36,7 +36,9 @@ SRC_hbone_authority := src/hbone/hbone.c
 SRC_hbone_server    := src/h2/session.c src/hbone/hbone.c
 SRC_spiffe          := src/tls/spiffe.c
 SRC_zds_request     := src/zds/zds.c $(call pb,zds)
-SRC_local_yaml      := src/config/local.c src/config/k8s.c src/config/yaml_tree.c $(FUZZ_STATE)
+# config/local.c reads HTTPRoute / GRPCRoute documents through config/routes.h.
+FUZZ_ROUTES := src/config/routes_yaml.c src/config/routes_filters.c src/route/route.c src/http/head.c
+SRC_local_yaml      := src/config/local.c src/config/k8s.c src/config/yaml_tree.c $(FUZZ_STATE) $(FUZZ_ROUTES)
 SRC_cni_store       := src/cni/store.c
 SRC_cni_ctl         := src/cni/ctl.c
 SRC_http_headers    := src/telemetry/headers.c
@@ -50,8 +52,9 @@ SRC_http1_parse       := src/http/head.c src/http/http1.c
 SRC_route_match       := src/route/route.c src/http/head.c src/config/routes_yaml.c \
                          src/config/routes_filters.c src/config/yaml_tree.c $(FUZZ_STATE)
 SRC_routes_yaml       := $(SRC_route_match)
+SRC_xds_route         := src/xds/routes.c src/route/route.c src/http/head.c $(call pb,routes)
 SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c src/config/k8s.c src/config/yaml_tree.c \
-                         $(call pb,discovery envoy_core google_rpc_status)
+                         $(call pb,discovery envoy_core google_rpc_status) $(FUZZ_ROUTES)
 
 # Object paths: generated sources (under $(FUZZ_BUILD)/gen) keep their tail.
 obj = $(patsubst $(FUZZ_BUILD)/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter $(FUZZ_BUILD)/%,$(1))) \

@@ -16,7 +16,7 @@ FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_headers
      xds_address xds_authorization csr_parse control_tokens ads_request hbone_server dns_answer
-     http1_parse route_match routes_yaml)
+     http1_parse route_match routes_yaml xds_route)
 ALL+=(traceparent)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
@@ -42,6 +42,7 @@ max_len() {
     route_match) echo 4096 ;;      # a request head; values past caps are refused whole
     routes_yaml) echo 16384 ;;     # a few route documents
     traceparent) echo 256 ;;       # version 00 is 55 bytes; later versions may add fields
+    xds_route) echo 16384 ;;       # one Route; its lists are capped at 16..64 items
     *) echo 4096 ;;
     esac
 }

@@ -16,6 +16,7 @@
 #include "telemetry/metrics.h"
 #include "tls/crl.h"
 #include "tls/localca.h"
+#include "xds/routes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -285,9 +286,41 @@ static void on_xds_ready(void *ud)
     atomic_store(&app->xds_pending, false);
 }
 
+/* A waypoint without LOCAL_XDS_PATH takes its routes from the xDS server
+ * (`ztunnel control`): every accepted Route, decoded into one new table.
+ * The client checked each resource already; a route the builder refuses
+ * (two resources holding one route) is logged and left out. */
+static void on_xds_routes(void *ud, const struct zt_ads_resource *routes, size_t n)
+{
+    struct proxy_app *app = ud;
+    struct zt_route_builder *b =
+        zt_route_builder_new(app->cfg.pod_namespace, app->cfg.gateway_name);
+    size_t left_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct zt_route_def d;
+        char err[300];
+        if (zt_xds_route_decode(routes[i].value, routes[i].value_len, &d, err, sizeof(err)) < 0 ||
+            zt_route_builder_add(b, &d, err, sizeof(err)) < 0) {
+            ZT_ERROR("routes", "%s: %s: route left out", routes[i].name, err);
+            left_out++;
+        }
+    }
+    struct zt_route_table *t = zt_route_builder_finish(b);
+    ZT_INFO("routes", "%zu route(s) in force from xDS (%zu left out)", zt_route_table_count(t),
+            left_out);
+    zt_waypoint_set_routes(app->waypoint, t);
+    zt_route_table_unref(t);
+}
+
 static const struct zt_xds_client_ops xds_ops = {
     .publish = on_xds_publish,
     .ready = on_xds_ready,
+};
+
+static const struct zt_xds_client_ops xds_ops_routes = {
+    .publish = on_xds_publish,
+    .ready = on_xds_ready,
+    .routes = on_xds_routes,
 };
 
 /* XDS_ADDRESS set and not empty: istiod (or `ztunnel control`) is the
@@ -342,8 +375,12 @@ static int start_xds(struct proxy_app *app)
     };
     char err[512];
     atomic_store(&app->xds_pending, true);
+    /* Routes come from LOCAL_XDS_PATH when it is set (load_routes), else
+     * from the server; only a waypoint asks for them. */
+    bool want_routes = app->is_waypoint && !cfg->local_xds_path;
     int rc =
-        zt_xds_client_start(app->loop, &o, app->state, &xds_ops, app, &app->xds, err, sizeof(err));
+        zt_xds_client_start(app->loop, &o, app->state, want_routes ? &xds_ops_routes : &xds_ops,
+                            app, &app->xds, err, sizeof(err));
     for (size_t i = 0; i < no; i++)
         free(owned[i]);
     free(owned);

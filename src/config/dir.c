@@ -29,6 +29,7 @@
 #include "config/dir.h"
 
 #include "base/err.h"
+#include "base/strmap.h"
 #include "config/k8s.h"
 #include "config/local.h"
 #include "config/local_int.h"
@@ -77,6 +78,10 @@ struct zt_config_dir {
     struct zt_state *served;
     size_t files_read;
     char *notes; /* the last reload's, or NULL */
+    /* The routes of the files' facts, in file order, duplicates left out
+     * (borrowed from files[].facts). */
+    const struct zt_route_def **routes;
+    size_t n_routes;
 };
 
 struct name {
@@ -580,6 +585,7 @@ void zt_config_dir_free(struct zt_config_dir *d)
     zt_state_unref(d->merged);
     zt_state_unref(d->served);
     free(d->notes);
+    free(d->routes);
     free(d->dir);
     free(d);
 }
@@ -629,6 +635,43 @@ static void gather_notes(struct loader *l)
         memcpy(d->notes + len, nt, k + 1);
         len += k;
     }
+}
+
+/* Every file's routes in file order; a second route of one kind,
+ * namespace and name is left out with a note naming both files (the first
+ * file in name order keeps it, so the choice does not depend on edits). */
+static void gather_routes(struct loader *l)
+{
+    struct zt_config_dir *d = l->d;
+    struct zt_strmap seen;
+    free(d->routes);
+    d->routes = NULL;
+    d->n_routes = 0;
+    zt_strmap_init(&seen, true);
+    for (size_t i = 0; i < l->n_files; i++) {
+        const struct zt_k8s_facts *f = l->files[i].facts;
+        for (size_t j = 0; j < f->n_routes; j++) {
+            const struct zt_route_def *r = &f->routes[j];
+            char key[600];
+            const struct zt_strmap_entry *e;
+            snprintf(key, sizeof(key), "%s/%s/%s", zt_route_kind_str(r->kind), r->ns, r->name);
+            if ((e = zt_strmap_find(&seen, key))) {
+                zt_k8s_note(&d->notes, "%s: %s %s/%s: already defined in %s (route left out)",
+                            f->file, zt_route_kind_str(r->kind), r->ns, r->name, e->value);
+                continue;
+            }
+            zt_strmap_put(&seen, key, f->file);
+            *(const struct zt_route_def **)zt_state_array_push(&d->routes, &d->n_routes,
+                                                               sizeof(*d->routes)) = r;
+        }
+    }
+    zt_strmap_clear(&seen);
+}
+
+size_t zt_config_dir_routes(const struct zt_config_dir *d, const struct zt_route_def *const **out)
+{
+    *out = d->routes;
+    return d->n_routes;
 }
 
 /* Success: the new list replaces the old one; files of the old list not
@@ -697,6 +740,7 @@ int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *e
         rc = derive(&l, raw, out);
     if (!rc) {
         gather_notes(&l);
+        gather_routes(&l);
         commit(&l, raw, *out);
     } else {
         zt_state_unref(raw);

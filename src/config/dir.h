@@ -51,6 +51,7 @@
 #ifndef ZT_CONFIG_DIR_H
 #define ZT_CONFIG_DIR_H
 
+#include "route/route.h"
 #include "state/state.h"
 
 #include <stddef.h>
@@ -88,5 +89,14 @@ size_t zt_config_dir_files_read(const struct zt_config_dir *d);
  * ("<dir>/<name>:<line>: ..."), e.g. a Gateway of a class other than
  * istio-waypoint skipped; "" when none. Valid until the next reload. */
 const char *zt_config_dir_notes(const struct zt_config_dir *d);
+
+/* The HTTPRoute and GRPCRoute objects of the last successful reload
+ * (config/routes.h reads them), in file order, into *out; returns how many.
+ * A route that does not read is left out and is one line of the notes
+ * ("<dir>/<name>:<line>: HTTPRoute ns/name: spec.rules[0]...: why (route
+ * left out)"); so is a second route of one kind, namespace and name (the
+ * first file in name order keeps it). Borrowed from d until the next
+ * reload. */
+size_t zt_config_dir_routes(const struct zt_config_dir *d, const struct zt_route_def *const **out);
 
 #endif

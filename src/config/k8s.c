@@ -76,6 +76,9 @@ void zt_k8s_facts_free(struct zt_k8s_facts *f)
     free(f->gateways);
     free(f->namespaces);
     free(f->labelled);
+    for (size_t i = 0; i < f->n_routes; i++)
+        zt_route_def_cleanup(&f->routes[i]);
+    free(f->routes);
     free(f->notes);
     free(f->file);
     free(f);
@@ -86,19 +89,32 @@ bool zt_k8s_facts_empty(const struct zt_k8s_facts *f)
     return !f->n_gateways && !f->n_namespaces && !f->n_labelled;
 }
 
-void zt_k8s_facts_note(struct zt_k8s_facts *f, const char *fmt, ...)
+static void vnote(char **notes, const char *fmt, va_list ap)
 {
     char line[512];
-    size_t have = f->notes ? strlen(f->notes) : 0, add;
+    size_t have = *notes ? strlen(*notes) : 0, add;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    add = strlen(line);
+    *notes = zt_state_xrealloc(*notes, have + add + 2);
+    memcpy(*notes + have, line, add);
+    (*notes)[have + add] = '\n';
+    (*notes)[have + add + 1] = '\0';
+}
+
+void zt_k8s_facts_note(struct zt_k8s_facts *f, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    vnote(&f->notes, fmt, ap);
     va_end(ap);
-    add = strlen(line);
-    f->notes = zt_state_xrealloc(f->notes, have + add + 2);
-    memcpy(f->notes + have, line, add);
-    f->notes[have + add] = '\n';
-    f->notes[have + add + 1] = '\0';
+}
+
+void zt_k8s_note(char **notes, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vnote(notes, fmt, ap);
+    va_end(ap);
 }
 
 /* ---------------------------------------------------------------- reading */

@@ -36,6 +36,7 @@
 #ifndef ZT_CONFIG_K8S_H
 #define ZT_CONFIG_K8S_H
 
+#include "route/route.h"
 #include "state/state.h"
 
 #include <stdbool.h>
@@ -101,15 +102,23 @@ struct zt_k8s_facts {
     struct zt_k8s_labelled *labelled;
     size_t n_labelled;
     char *notes; /* "file:line: ...\n" lines worth a warning, or NULL */
+    /* HTTPRoute and GRPCRoute objects that read without error (the control
+     * plane serves them to waypoints; see dir.h). Rejected ones are notes. */
+    struct zt_route_def *routes;
+    size_t n_routes;
 };
 
 struct zt_k8s_facts *zt_k8s_facts_new(const char *file);
 /* NULL is a no-op. */
 void zt_k8s_facts_free(struct zt_k8s_facts *f);
-/* True if the file declared nothing of the above. */
+/* True if the file declared nothing of the above (routes do not count:
+ * they take no part in deriving waypoints). */
 bool zt_k8s_facts_empty(const struct zt_k8s_facts *f);
 void zt_k8s_facts_note(struct zt_k8s_facts *f, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The same line ("...\n", at most 511 bytes) appended to *notes (heap, or
+ * NULL for none yet). */
+void zt_k8s_note(char **notes, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void zt_k8s_use_cleanup(struct zt_k8s_use *u);
 
 /* ---- reading (local.c calls these while it walks a file) ---- */

@@ -12,6 +12,7 @@
 #include "config/local.h"
 #include "config/k8s.h"
 #include "config/local_int.h"
+#include "config/routes.h"
 
 #include "base/err.h"
 
@@ -1186,11 +1187,10 @@ static int stream_list(struct ctx *c, const struct list_kind *k, const yaml_even
  * (networking.istio.io has a Gateway too: not this one). A kind that is not
  * listed, or listed without a reader, is skipped without a word.
  *
- * This table is the hook for the route parser: HTTPRoute and GRPCRoute
- * documents reach their rows below, and a reader there hands the document
- * tree to config/routes.h with the file's name and the line marks (the
- * readers get the tree, the reader state for messages, and the file's
- * facts). */
+ * HTTPRoute and GRPCRoute documents reach read_route, which hands the
+ * document tree to config/routes.h with the file's name and the line marks
+ * and keeps the result in the file's facts (the readers get the tree, the
+ * reader state for messages, and the file's facts). */
 typedef int k8s_read_fn(struct ctx *c, struct ynode *doc);
 
 static int dispatch_k8s_object(struct ctx *c, struct ynode *doc);
@@ -1203,6 +1203,26 @@ static int read_gateway(struct ctx *c, struct ynode *doc)
 static int read_namespace(struct ctx *c, struct ynode *doc)
 {
     return zt_k8s_read_namespace(&c->y, doc, c->facts);
+}
+
+/* An HTTPRoute or GRPCRoute (config/routes.h) joins the file's facts; one
+ * that does not read is a note naming file, line, object and field, and
+ * never fails the file: other routes and the rest of the configuration
+ * stay good. */
+static int read_route(struct ctx *c, struct ynode *doc)
+{
+    struct zt_route_errors errs = {0};
+    struct zt_route_def d;
+    if (zt_config_routes_parse_doc(c->y.file, doc, &errs, &d) == 0 && d.name) {
+        size_t n = c->facts->n_routes;
+        *(struct zt_route_def *)zt_state_array_push(&c->facts->routes, &n, sizeof(d)) = d;
+        c->facts->n_routes = n;
+    }
+    for (size_t i = 0; i < errs.n; i++)
+        zt_k8s_facts_note(c->facts, "%s%s", errs.v[i].msg,
+                          errs.v[i].is_warning ? "" : " (route left out)");
+    zt_route_errors_cleanup(&errs);
+    return 0;
 }
 
 /* `kubectl get -o yaml` of several objects: a v1 List of them. A List in
@@ -1239,8 +1259,8 @@ static const struct k8s_kind {
     {"Gateway", "gateway.networking.k8s.io", read_gateway},
     {"Namespace", "", read_namespace},
     {"List", "", read_list},
-    {"HTTPRoute", "gateway.networking.k8s.io", NULL},
-    {"GRPCRoute", "gateway.networking.k8s.io", NULL},
+    {"HTTPRoute", "gateway.networking.k8s.io", read_route},
+    {"GRPCRoute", "gateway.networking.k8s.io", read_route},
 };
 
 /* One Kubernetes object (a document, or an item of a List). */

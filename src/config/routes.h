@@ -26,11 +26,28 @@
 /* One document's root node of config/'s YAML trees (local_int.h). */
 struct ynode;
 
+/* Reads the route object in doc (a mapping; anything else is skipped) into
+ * *out (zeroed first; owned by the caller on success). Returns 0 with
+ * out->name set for a route, 0 with *out zeroed for a document that is not
+ * a route, or ZT_E_CONFIG when it was rejected (the reason appended to
+ * errs, *out zeroed). */
+int zt_config_routes_parse_doc(const char *file, const struct ynode *doc,
+                               struct zt_route_errors *errs, struct zt_route_def *out);
+
 /* Adds the route object in doc (a mapping; anything else is skipped) to b.
  * Returns 0 when it was added or is not a route, ZT_E_CONFIG when it was
  * rejected (the reason appended to errs). */
 int zt_config_routes_add_doc(struct zt_route_builder *b, const char *file, const struct ynode *doc,
                              struct zt_route_errors *errs);
+
+/* Calls fn(ud, file, doc, errs) for every object of yaml[0..len): each
+ * document's root, or each item of a kind: List (doc borrowed for the
+ * call; anything may be passed, fn skips what is not a route). Returns
+ * as zt_config_routes_load_string. */
+typedef void zt_config_routes_doc_fn(void *ud, const char *file, const struct ynode *doc,
+                                     struct zt_route_errors *errs);
+int zt_config_routes_each(const char *file, const char *yaml, size_t len,
+                          struct zt_route_errors *errs, zt_config_routes_doc_fn *fn, void *ud);
 
 /* Every document of yaml[0..len) (file names it in messages). Returns 0, or
  * ZT_E_CONFIG for a YAML syntax error (documents before it are added, the

@@ -823,15 +823,14 @@ static int parse_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
     return rc;
 }
 
-int zt_config_routes_add_doc(struct zt_route_builder *b, const char *file, const struct ynode *doc,
-                             struct zt_route_errors *errs)
+int zt_config_routes_parse_doc(const char *file, const struct ynode *doc,
+                               struct zt_route_errors *errs, struct zt_route_def *out)
 {
     struct zt_config_routes_ctx c = {.file = file, .errs = errs};
-    struct zt_route_def d = {0};
     const struct ynode *kind, *api;
-    char err[256];
     int rc;
 
+    memset(out, 0, sizeof(*out));
     if (!doc || doc->type != YAML_MAPPING_NODE)
         return 0;
     kind = zt_config_routes_get(doc, "kind");
@@ -844,7 +843,6 @@ int zt_config_routes_add_doc(struct zt_route_builder *b, const char *file, const
         c.kind = ZT_ROUTE_GRPC;
     else
         return 0;
-    d.kind = c.kind;
     snprintf(c.obj, sizeof(c.obj), "%s", kind->value);
     if (!api || api->type != YAML_SCALAR_NODE)
         return zt_config_routes_fail(&c, doc, "apiVersion", "required");
@@ -854,11 +852,25 @@ int zt_config_routes_add_doc(struct zt_route_builder *b, const char *file, const
         return zt_config_routes_fail(&c, api, "apiVersion",
                                      "\"%.80s\" is not a supported version of %s", api->value,
                                      kind->value);
-    rc = parse_object(&c, doc, &d);
-    if (rc) {
-        zt_route_def_cleanup(&d);
+    out->kind = c.kind;
+    rc = parse_object(&c, doc, out);
+    if (rc)
+        zt_route_def_cleanup(out);
+    return rc;
+}
+
+int zt_config_routes_add_doc(struct zt_route_builder *b, const char *file, const struct ynode *doc,
+                             struct zt_route_errors *errs)
+{
+    struct zt_route_def d;
+    char err[256];
+    int rc = zt_config_routes_parse_doc(file, doc, errs, &d);
+
+    if (rc || !d.name)
         return rc;
-    }
+    struct zt_config_routes_ctx c = {.file = file, .errs = errs, .kind = d.kind};
+    snprintf(c.obj, sizeof(c.obj), "%s %s/%s", zt_route_kind_str(d.kind), d.ns, d.name);
+    /* The builder takes d in every case. */
     if ((rc = zt_route_builder_add(b, &d, err, sizeof(err))))
         return zt_config_routes_fail(&c, doc, "metadata.name", "%s", err);
     return 0;
@@ -872,8 +884,9 @@ static void forget_anchors(struct zt_yreader *r)
     r->n_anchors = 0;
 }
 
-static void add_root(struct zt_route_builder *b, const char *file, const struct ynode *root,
-                     struct zt_route_errors *errs)
+/* fn for each object of one document root (a kind: List's items). */
+static void each_object(const char *file, const struct ynode *root, struct zt_route_errors *errs,
+                        zt_config_routes_doc_fn *fn, void *ud)
 {
     const struct ynode *kind, *items;
     if (root->type != YAML_MAPPING_NODE)
@@ -884,14 +897,14 @@ static void add_root(struct zt_route_builder *b, const char *file, const struct 
     if (kind && kind->type == YAML_SCALAR_NODE && strcmp(kind->value, "List") == 0 && items &&
         items->type == YAML_SEQUENCE_NODE) {
         for (size_t i = 0; i < items->n_items; i++)
-            zt_config_routes_add_doc(b, file, items->items[i], errs);
+            fn(ud, file, items->items[i], errs);
         return;
     }
-    zt_config_routes_add_doc(b, file, root, errs);
+    fn(ud, file, root, errs);
 }
 
-int zt_config_routes_load_string(struct zt_route_builder *b, const char *file, const char *yaml,
-                                 size_t len, struct zt_route_errors *errs)
+int zt_config_routes_each(const char *file, const char *yaml, size_t len,
+                          struct zt_route_errors *errs, zt_config_routes_doc_fn *fn, void *ud)
 {
     yaml_parser_t parser;
     char err[512] = "";
@@ -926,7 +939,7 @@ int zt_config_routes_load_string(struct zt_route_builder *b, const char *file, c
         yaml_event_delete(&ev);
         if (rc)
             break;
-        add_root(b, file, root, errs);
+        each_object(file, root, errs, fn, ud);
         forget_anchors(&y);
         zt_yreader_reset(&y);
         rc = zt_yreader_next(&y, &ev); /* DOCUMENT-END */
@@ -936,6 +949,18 @@ int zt_config_routes_load_string(struct zt_route_builder *b, const char *file, c
     zt_yreader_cleanup(&y);
     yaml_parser_delete(&parser);
     return rc;
+}
+
+static void add_one(void *ud, const char *file, const struct ynode *doc,
+                    struct zt_route_errors *errs)
+{
+    zt_config_routes_add_doc(ud, file, doc, errs);
+}
+
+int zt_config_routes_load_string(struct zt_route_builder *b, const char *file, const char *yaml,
+                                 size_t len, struct zt_route_errors *errs)
+{
+    return zt_config_routes_each(file, yaml, len, errs, add_one, b);
 }
 
 int zt_config_routes_load_file(struct zt_route_builder *b, const char *path,

@@ -4,6 +4,8 @@
  *
  *   envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources
  *       istio.workload.Address and istio.security.Authorization, wildcard,
+ *       and, for waypoints, ztunnel.routes.v1.Route (proto/routes.proto)
+ *       from the directory's HTTPRoute and GRPCRoute documents,
  *       from the YAML files of a directory (LOCAL_XDS_PATH schema), which is
  *       watched: a change is pushed as a delta to every stream within a
  *       second; a directory that does not load is refused (logged with file

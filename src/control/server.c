@@ -8,6 +8,7 @@
 #include "config/dir.h"
 #include "tls/cert.h"
 #include "tls/ctx.h"
+#include "xds/routes.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,10 +57,11 @@ static const struct zt_h2_settings server_h2 = {
 static void log_config(const struct zt_control *cp, const char *what, double ms)
 {
     ZT_INFO("control",
-            "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), version %llu, "
-            "%zu file(s) read, in %.1f ms",
+            "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), %zu route(s), version "
+            "%llu, %zu file(s) read, in %.1f ms",
             what, cp->config_dir, zt_state_workload_count(cp->state),
             zt_state_service_count(cp->state), zt_state_policy_count(cp->state),
+            zt_xds_catalog_count(cp->cat, ZT_ADS_ROUTE),
             (unsigned long long)ZT_CONTROL_GET(cp->n.config_version),
             zt_config_dir_files_read(cp->dir), ms);
 }
@@ -67,6 +69,38 @@ static void log_config(const struct zt_control *cp, const char *what, double ms)
 static double ms_since(uint64_t t0)
 {
     return (double)(uv_hrtime() - t0) / 1e6;
+}
+
+/* cat (consumed) with the directory's HTTPRoutes and GRPCRoutes as
+ * ztunnel.routes.v1.Route resources, for waypoints. The loader already left
+ * out (and noted) what does not read; a route that still does not encode
+ * is left out here, logged. Every route is encoded again on each reload:
+ * routes are few, and their bytes decide the versions. */
+static struct zt_xds_catalog *add_routes(struct zt_control *cp, struct zt_xds_catalog *cat)
+{
+    const struct zt_route_def *const *defs;
+    size_t n = zt_config_dir_routes(cp->dir, &defs), k = 0;
+    struct zt_xds_item *items = zt_xcalloc(n + 1, sizeof(*items));
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *v = NULL;
+        size_t len = 0;
+        char why[300];
+        char *name = zt_xds_route_name(defs[i]);
+        if (zt_xds_route_encode(defs[i], &v, &len, why, sizeof(why)) < 0) {
+            ZT_WARN("control", "route %s cannot be served: %s", name, why);
+            free(name);
+            continue;
+        }
+        items[k++] = (struct zt_xds_item){.name = name, .value = v, .len = len};
+    }
+    struct zt_xds_catalog *twin = zt_xds_catalog_with_routes(cat, items, k);
+    for (size_t i = 0; i < k; i++) {
+        free((char *)items[i].name);
+        free((uint8_t *)items[i].value);
+    }
+    free(items);
+    zt_xds_catalog_unref(cat);
+    return twin;
 }
 
 /* Loads the directory into a new state and catalog. Returns 0 or the
@@ -89,6 +123,7 @@ static int load_config(struct zt_control *cp, char *err, size_t errlen)
     if (left_out)
         ZT_WARN("control", "%zu object(s) of %s cannot be served (first: %s)", left_out,
                 cp->config_dir, why);
+    cat = add_routes(cp, cat);
     zt_state_unref(cp->state);
     zt_xds_catalog_unref(cp->cat);
     cp->state = s;

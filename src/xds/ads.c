@@ -21,7 +21,14 @@
 static const char *const type_urls[ZT_ADS_NTYPES] = {
     [ZT_ADS_ADDRESS] = "type.googleapis.com/istio.workload.Address",
     [ZT_ADS_AUTHORIZATION] = "type.googleapis.com/istio.security.Authorization",
+    [ZT_ADS_ROUTE] = "type.googleapis.com/ztunnel.routes.v1.Route",
 };
+
+/* Types whose resources are state objects (and gate readiness). */
+static bool is_state_type(enum zt_ads_type t)
+{
+    return t == ZT_ADS_ADDRESS || t == ZT_ADS_AUTHORIZATION;
+}
 
 /* ---------------------------------------------------------------- engine */
 
@@ -54,6 +61,11 @@ struct zt_ads {
 
     uint64_t next_backoff_ms;
 };
+
+static bool is_subscribed(const struct zt_ads *a, enum zt_ads_type t)
+{
+    return is_state_type(t) || (t == ZT_ADS_ROUTE && a->ops->apply_route);
+}
 
 const char *zt_ads_type_url(enum zt_ads_type t)
 {
@@ -170,7 +182,8 @@ void zt_ads_stream_started(struct zt_ads *a)
     set_state(a, ZT_ADS_ST_STREAMING);
     for (int t = 0; t < ZT_ADS_NTYPES; t++) {
         struct pending p = {.type = (enum zt_ads_type)t, .is_initial = true};
-        enqueue(a, &p);
+        if (is_subscribed(a, (enum zt_ads_type)t))
+            enqueue(a, &p);
     }
 }
 
@@ -300,15 +313,14 @@ static const char *check_resource(const struct zt_ads *a, enum zt_ads_type t,
     return NULL;
 }
 
-/* Applies one response of a known type. Map changes are collected in
- * `good` and committed only once the snapshot is built. */
-static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
-                           struct nack *k)
+/* Checks and applies each resource of r: into b (state types) or to the
+ * owner's routes (b NULL). The indexes of those applied are appended to
+ * *good; the rest are NACKed in k. */
+static void apply_each(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                       struct zt_state_builder *b, struct nack *k, size_t **good, size_t *n_good)
 {
-    struct zt_state_builder *b = zt_state_builder_new(a->snapshot);
-    struct zt_state *next = NULL;
     struct zt_strmap seen;
-    size_t *good = NULL, n_good = 0, n_new = 0, n_removed = 0;
+    size_t n_new = 0;
     char reason[ADS_REASON_LEN];
 
     zt_strmap_init(&seen, false);
@@ -323,7 +335,8 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
         }
         zt_strmap_put(&seen, res->name, NULL);
         reason[0] = '\0';
-        int rc = a->ops->apply(a->ud, t, b, res, reason, sizeof(reason));
+        int rc = b ? a->ops->apply(a->ud, t, b, res, reason, sizeof(reason))
+                   : a->ops->apply_route(a->ud, res, reason, sizeof(reason));
         if (rc < 0) {
             reason[sizeof(reason) - 1] = '\0';
             nack_add(k, name, reason[0] ? reason : zt_strerror(rc));
@@ -331,17 +344,68 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
         }
         if (zt_strmap_find(&a->accepted[t], res->name) == NULL)
             n_new++;
-        size_t *slot = zt_state_array_push(&good, &n_good, sizeof(*good));
-        *slot = i;
+        *(size_t *)zt_state_array_push(good, n_good, sizeof(**good)) = i;
     }
+    zt_strmap_clear(&seen);
+}
+
+/* Removes each well-formed name of r->removed (from b, or from the
+ * owner's routes when b is NULL). Returns how many. */
+static size_t remove_each(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                          struct zt_state_builder *b)
+{
+    size_t n = 0;
     for (size_t i = 0; i < r->n_removed; i++) {
         const char *name = r->removed[i];
         if (!name || !name[0] || strnlen(name, ZT_ADS_MAX_NAME + 1) > ZT_ADS_MAX_NAME)
             continue;
-        a->ops->remove(a->ud, t, b, name);
-        n_removed++;
+        if (b)
+            a->ops->remove(a->ud, t, b, name);
+        else
+            a->ops->remove_route(a->ud, name);
+        n++;
     }
-    zt_strmap_clear(&seen);
+    return n;
+}
+
+/* The accepted map after a response took effect. */
+static void commit_accepted(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                            const size_t *good, size_t n_good)
+{
+    for (size_t i = 0; i < n_good; i++) {
+        const struct zt_ads_resource *res = &r->resources[good[i]];
+        zt_strmap_put(&a->accepted[t], res->name, nz(res->version));
+    }
+    for (size_t i = 0; i < r->n_removed; i++)
+        if (r->removed[i])
+            zt_strmap_del(&a->accepted[t], r->removed[i]);
+}
+
+/* Applies one Route response: no builder, the owner keeps the routes, so
+ * what it took is in effect at once. */
+static void apply_routes(struct zt_ads *a, const struct zt_ads_response *r, struct nack *k)
+{
+    size_t *good = NULL, n_good = 0;
+    apply_each(a, ZT_ADS_ROUTE, r, NULL, k, &good, &n_good);
+    size_t n_removed = remove_each(a, ZT_ADS_ROUTE, r, NULL);
+    commit_accepted(a, ZT_ADS_ROUTE, r, good, n_good);
+    if (n_good + n_removed)
+        a->ops->routes_done(a->ud);
+    free(good);
+}
+
+/* Applies one response of a known type. Map changes are collected in
+ * `good` and committed only once the snapshot is built. */
+static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                           struct nack *k)
+{
+    struct zt_state_builder *b = zt_state_builder_new(a->snapshot);
+    struct zt_state *next = NULL;
+    size_t *good = NULL, n_good = 0, n_removed;
+    char reason[ADS_REASON_LEN];
+
+    apply_each(a, t, r, b, k, &good, &n_good);
+    n_removed = remove_each(a, t, r, b);
 
     if (n_good + n_removed == 0) {
         zt_state_builder_free(b);
@@ -352,13 +416,7 @@ static void apply_response(struct zt_ads *a, enum zt_ads_type t, const struct zt
         nack_add(k, "snapshot", reason);
         goto out;
     }
-    for (size_t i = 0; i < n_good; i++) {
-        const struct zt_ads_resource *res = &r->resources[good[i]];
-        zt_strmap_put(&a->accepted[t], res->name, nz(res->version));
-    }
-    for (size_t i = 0; i < r->n_removed; i++)
-        if (r->removed[i])
-            zt_strmap_del(&a->accepted[t], r->removed[i]);
+    commit_accepted(a, t, r, good, n_good);
     zt_state_unref(a->snapshot);
     a->snapshot = zt_state_ref(next);
     a->ops->publish(a->ud, next);
@@ -382,7 +440,8 @@ int zt_ads_on_response(struct zt_ads *a, const struct zt_ads_response *r)
     }
     k = zt_state_xcalloc(1, sizeof(*k));
     enum zt_ads_type t = zt_ads_type_from_url(r->type_url);
-    if (t == ZT_ADS_NTYPES) {
+    if (t == ZT_ADS_NTYPES || !is_subscribed(a, t)) {
+        t = ZT_ADS_NTYPES;
         queue_reply(a, t, r->type_url, r->nonce, k); /* an ACK */
         rc = ZT_E_PROTO;
         goto out;
@@ -401,14 +460,17 @@ int zt_ads_on_response(struct zt_ads *a, const struct zt_ads_response *r)
         rc = ZT_E_TOO_BIG;
         goto out;
     }
-    apply_response(a, t, r, k);
+    if (is_state_type(t))
+        apply_response(a, t, r, k);
+    else
+        apply_routes(a, r, k);
     bool is_ack = nack_empty(k);
     queue_reply(a, t, r->type_url, r->nonce, k);
-    if (is_ack && !a->acked[t]) {
+    if (is_ack && !a->acked[t] && is_state_type(t)) {
         a->acked[t] = true;
         bool all = true;
         for (int i = 0; i < ZT_ADS_NTYPES; i++)
-            all = all && a->acked[i];
+            all = all && (a->acked[i] || !is_state_type((enum zt_ads_type)i));
         if (all && !a->is_ready) {
             a->is_ready = true;
             if (a->ops->ready)

@@ -16,8 +16,10 @@
  *   drain():         while (zt_ads_next_request(a, &req)) encode_and_send(&req);
  *
  * Semantics:
- * - Both types are subscribed at stream start, Address first, as wildcard
- *   (no names). The first request of each type on a stream carries the node.
+ * - Address and Authorization are subscribed at stream start, Address
+ *   first, as wildcard (no names); Route (ours, xds/routes.h) after them
+ *   when the owner takes routes (ops->apply_route set: a waypoint). The
+ *   first request of each type on a stream carries the node.
  * - Every response is answered by exactly one request of its type carrying
  *   its nonce: an ACK, or a NACK whose error_message is
  *   "<name>: <reason>; <name>: <reason>" (capped at ZT_ADS_MAX_ERROR bytes,
@@ -38,8 +40,13 @@
  *   nothing (zt_ads_on_response returns ZT_E_PROTO so the transport can log
  *   it): what Istio's ztunnel does, so that an istiod sending a type we do
  *   not know yet is not told the configuration was refused.
- * - Readiness: ops->ready fires once, when every type has had an ACKed
- *   response (a NACKed response does not count, even if parts applied).
+ * - Readiness: ops->ready fires once, when Address and Authorization have
+ *   each had an ACKed response (a NACKed response does not count, even if
+ *   parts applied). Route never gates it: istiod does not serve it.
+ * - Route resources are not state objects: they go to ops->apply_route /
+ *   remove_route one by one with the same checks, NACKs, partial
+ *   acceptance and name->version bookkeeping, then ops->routes_done once
+ *   per response that changed anything; nothing is published.
  *
  * Threading: one engine belongs to one loop; nothing here is thread-safe. */
 #ifndef ZT_XDS_ADS_H
@@ -72,10 +79,11 @@
 #define ZT_ADS_GRPC_UNAVAILABLE 14
 
 /* Resource types, in subscription order. */
-enum zt_ads_type { ZT_ADS_ADDRESS, ZT_ADS_AUTHORIZATION, ZT_ADS_NTYPES };
+enum zt_ads_type { ZT_ADS_ADDRESS, ZT_ADS_AUTHORIZATION, ZT_ADS_ROUTE, ZT_ADS_NTYPES };
 
-/* "type.googleapis.com/istio.workload.Address" or
- * "type.googleapis.com/istio.security.Authorization"; "" for anything else. */
+/* "type.googleapis.com/istio.workload.Address",
+ * "type.googleapis.com/istio.security.Authorization" or
+ * "type.googleapis.com/ztunnel.routes.v1.Route"; "" for anything else. */
 const char *zt_ads_type_url(enum zt_ads_type t);
 /* The type for a type_url, or ZT_ADS_NTYPES if unknown (NULL included). */
 enum zt_ads_type zt_ads_type_from_url(const char *type_url);
@@ -130,9 +138,17 @@ struct zt_ads_ops {
     /* A new snapshot; the owner takes one reference (the engine keeps its
      * own as the base of the next builder). */
     void (*publish)(void *ud, struct zt_state *state);
-    /* Every type has had an ACKed response. Called once per engine. May be
-     * NULL. */
+    /* Address and Authorization have had an ACKed response. Called once
+     * per engine. May be NULL. */
     void (*ready)(void *ud);
+    /* ZT_ADS_ROUTE; all NULL: not subscribed. apply_route decodes r and
+     * keeps it, replacing the owner's route of that name only on success
+     * (0, or a negative error with a short reason in err); remove_route
+     * forgets name (borrowed; unknown names are fine); routes_done runs
+     * once after a response that applied or removed any route. */
+    int (*apply_route)(void *ud, const struct zt_ads_resource *r, char *err, size_t errlen);
+    void (*remove_route)(void *ud, const char *name);
+    void (*routes_done)(void *ud);
 };
 
 enum zt_ads_stream_state {

@@ -369,6 +369,22 @@ static void merge_entries(struct zt_xds_catalog *cat, const struct zt_xds_catalo
     free(names.v);
 }
 
+/* The state gives no routes: a full build takes prev's. */
+static size_t build_keeping_routes(const struct zt_xds_catalog *prev, const struct zt_state *s,
+                                   struct zt_xds_catalog **out, char *err, size_t errlen)
+{
+    size_t skipped = zt_xds_catalog_build(s, out, err, errlen);
+    struct zt_xds_catalog *cat = *out;
+    if (prev && prev->n[ZT_ADS_ROUTE]) {
+        cat->v[ZT_ADS_ROUTE] =
+            zt_state_xcalloc(prev->n[ZT_ADS_ROUTE], sizeof(struct zt_xds_entry *));
+        for (size_t i = 0; i < prev->n[ZT_ADS_ROUTE]; i++)
+            cat->v[ZT_ADS_ROUTE][i] = box_ref(prev->v[ZT_ADS_ROUTE][i]);
+        cat->n[ZT_ADS_ROUTE] = prev->n[ZT_ADS_ROUTE];
+    }
+    return skipped;
+}
+
 size_t zt_xds_catalog_update(const struct zt_xds_catalog *prev, const struct zt_state *s,
                              struct zt_xds_catalog **out, char *err, size_t errlen)
 {
@@ -377,7 +393,7 @@ size_t zt_xds_catalog_update(const struct zt_xds_catalog *prev, const struct zt_
     bool ok;
 
     if (!prev || prev->skipped)
-        return zt_xds_catalog_build(s, out, err, errlen);
+        return build_keeping_routes(prev, s, out, err, errlen);
     if (errlen)
         err[0] = '\0';
     cat = cat_new(s);
@@ -393,11 +409,77 @@ size_t zt_xds_catalog_update(const struct zt_xds_catalog *prev, const struct zt_
     }
     if (!ok) {
         zt_xds_catalog_unref(cat);
-        return zt_xds_catalog_build(s, out, err, errlen);
+        return build_keeping_routes(prev, s, out, err, errlen);
     }
     cat->parent_gen = prev->gen;
     *out = cat;
     return 0;
+}
+
+static void push_name(char ***v, size_t *n, const char *name)
+{
+    *(char **)zt_state_array_push(v, n, sizeof(char *)) = zt_state_xstrdup(name);
+}
+
+struct zt_xds_catalog *zt_xds_catalog_with_routes(const struct zt_xds_catalog *cat,
+                                                  const struct zt_xds_item *items, size_t n)
+{
+    const int rt = ZT_ADS_ROUTE;
+    struct zt_xds_catalog *tw = cat_new(cat->src);
+    size_t i = 0, j = 0;
+
+    /* Everything but the routes is cat's. */
+    for (int k = 0; k < 3; k++)
+        memcpy(tw->obj_box[k], cat->obj_box[k], obj_count(cat->src, k) * sizeof(struct box *));
+    tw->skipped = cat->skipped;
+    tw->parent_gen = cat->parent_gen;
+    for (int t = 0; t < ZT_ADS_NTYPES; t++) {
+        if (t == rt)
+            continue;
+        tw->v[t] = zt_state_xcalloc(cat->n[t] + 1, sizeof(struct zt_xds_entry *));
+        for (size_t e = 0; e < cat->n[t]; e++)
+            tw->v[t][e] = box_ref(cat->v[t][e]);
+        tw->n[t] = cat->n[t];
+        for (size_t c = 0; c < cat->n_changed[t]; c++)
+            push_name(&tw->changed[t], &tw->n_changed[t], cat->changed[t][c]);
+    }
+
+    for (size_t k = 0; k < n; k++) {
+        struct box *bx;
+        uint8_t *v;
+        if (!items[k].name || zt_xds_catalog_find(tw, rt, items[k].name))
+            continue;
+        v = zt_state_xcalloc(items[k].len ? items[k].len : 1, 1);
+        memcpy(v, items[k].value, items[k].len);
+        bx = new_box(ZT_ADS_ROUTE, zt_state_xstrdup(items[k].name), v, items[k].len);
+        /* Kept sorted as it grows, so the duplicate check above works. */
+        size_t at = tw->n[rt];
+        *(struct zt_xds_entry **)zt_state_array_push(&tw->v[rt], &tw->n[rt],
+                                                     sizeof(struct zt_xds_entry *)) = &bx->e;
+        while (at > 0 && strcmp(tw->v[rt][at - 1]->name, bx->e.name) > 0) {
+            tw->v[rt][at] = tw->v[rt][at - 1];
+            tw->v[rt][--at] = &bx->e;
+        }
+    }
+    /* Share cat's entry when nothing changed (its version is the same), and
+     * record the names that differ from cat's routes, which are also the
+     * parent's: routes only ever change through this function. */
+    while (i < tw->n[rt] || j < cat->n[rt]) {
+        struct zt_xds_entry *e = i < tw->n[rt] ? tw->v[rt][i] : NULL;
+        struct zt_xds_entry *pe = j < cat->n[rt] ? cat->v[rt][j] : NULL;
+        int c = !e ? 1 : !pe ? -1 : strcmp(e->name, pe->name);
+        if (c == 0 && strcmp(e->version, pe->version) == 0) {
+            box_unref(e);
+            tw->v[rt][i] = box_ref(pe);
+        } else if (c <= 0) {
+            push_name(&tw->changed[rt], &tw->n_changed[rt], e->name);
+        } else {
+            push_name(&tw->changed[rt], &tw->n_changed[rt], pe->name);
+        }
+        i += c <= 0;
+        j += c >= 0;
+    }
+    return tw;
 }
 
 uint64_t zt_xds_catalog_gen(const struct zt_xds_catalog *cat)

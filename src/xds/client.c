@@ -2,6 +2,7 @@
  * ads.c, with protobuf encoding of requests and decoding of responses. */
 #include "xds/client.h"
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "h2/grpc.h"
@@ -11,6 +12,7 @@
 #include "tls/roots.h"
 #include "xds/ads.h"
 #include "xds/convert.h"
+#include "xds/routes.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -46,6 +48,9 @@ struct zt_xds_client {
     Google__Protobuf__Struct__FieldsEntry **entry_ptrs;
     char **meta_strings;
     size_t n_meta;
+    /* Accepted routes by name (ops->routes set); owned copies. */
+    struct zt_ads_resource *routes;
+    size_t n_routes;
 };
 
 static const char *const state_names[] = {"backoff", "resolving", "connecting", "streaming",
@@ -163,6 +168,7 @@ static void pump(struct zt_xds_client *c)
 static const char *const type_names[ZT_ADS_NTYPES + 1] = {
     [ZT_ADS_ADDRESS] = "Address",
     [ZT_ADS_AUTHORIZATION] = "Authorization",
+    [ZT_ADS_ROUTE] = "Route",
     [ZT_ADS_NTYPES] = "?",
 };
 
@@ -374,11 +380,98 @@ static void op_ready(void *ud)
         c->ops->ready(c->ud);
 }
 
+/* ---- routes (a waypoint's client) ---- */
+
+static int cmp_route(const void *k, const void *e)
+{
+    return strcmp(k, ((const struct zt_ads_resource *)e)->name);
+}
+
+static struct zt_ads_resource *find_route(struct zt_xds_client *c, const char *name)
+{
+    return c->n_routes ? bsearch(name, c->routes, c->n_routes, sizeof(*c->routes), cmp_route)
+                       : NULL;
+}
+
+static void route_cleanup(struct zt_ads_resource *r)
+{
+    free((char *)r->name);
+    free((char *)r->version);
+    free((uint8_t *)r->value);
+}
+
+/* Checked by decoding (the owner decodes again to build its table), then
+ * kept as bytes: a rejected resource leaves the route accepted before. */
+static int op_apply_route(void *ud, const struct zt_ads_resource *r, char *err, size_t errlen)
+{
+    struct zt_xds_client *c = ud;
+    struct zt_route_def d;
+    int rc = zt_xds_route_decode(r->value, r->value_len, &d, err, errlen);
+    if (rc < 0)
+        return rc;
+    char *want = zt_xds_route_name(&d);
+    zt_route_def_cleanup(&d);
+    if (strcmp(want, r->name) != 0) {
+        rc = zt_errf(err, errlen, ZT_E_PROTO, "the resource holds %s", want);
+        free(want);
+        return rc;
+    }
+    free(want);
+    uint8_t *v = zt_xmalloc(r->value_len ? r->value_len : 1);
+    memcpy(v, r->value, r->value_len);
+    struct zt_ads_resource *slot = find_route(c, r->name);
+    if (slot) {
+        free((char *)slot->version);
+        free((uint8_t *)slot->value);
+    } else {
+        size_t at = 0;
+        while (at < c->n_routes && strcmp(c->routes[at].name, r->name) < 0)
+            at++;
+        c->routes = zt_xrealloc(c->routes, (c->n_routes + 1) * sizeof(*c->routes));
+        memmove(c->routes + at + 1, c->routes + at, (c->n_routes - at) * sizeof(*c->routes));
+        c->n_routes++;
+        slot = &c->routes[at];
+        slot->name = zt_xstrdup(r->name);
+    }
+    slot->version = zt_xstrdup(r->version ? r->version : "");
+    slot->value = v;
+    slot->value_len = r->value_len;
+    return 0;
+}
+
+static void op_remove_route(void *ud, const char *name)
+{
+    struct zt_xds_client *c = ud;
+    struct zt_ads_resource *slot = find_route(c, name);
+    if (!slot)
+        return;
+    route_cleanup(slot);
+    size_t at = (size_t)(slot - c->routes);
+    memmove(slot, slot + 1, (c->n_routes - at - 1) * sizeof(*c->routes));
+    c->n_routes--;
+}
+
+static void op_routes_done(void *ud)
+{
+    struct zt_xds_client *c = ud;
+    c->ops->routes(c->ud, c->routes, c->n_routes);
+}
+
 static const struct zt_ads_ops ads_ops = {
     .apply = op_apply,
     .remove = op_remove,
     .publish = op_publish,
     .ready = op_ready,
+};
+
+static const struct zt_ads_ops ads_ops_routes = {
+    .apply = op_apply,
+    .remove = op_remove,
+    .publish = op_publish,
+    .ready = op_ready,
+    .apply_route = op_apply_route,
+    .remove_route = op_remove_route,
+    .routes_done = op_routes_done,
 };
 
 /* ---- lifecycle ---- */
@@ -451,7 +544,7 @@ int zt_xds_client_start(uv_loop_t *loop, const struct zt_xds_client_opts *opts,
     c->token_path = opts->token_path ? strdup(opts->token_path) : NULL;
     c->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "Kubernetes");
     build_node(c, opts);
-    c->ads = zt_ads_new(&ads_ops, c, initial);
+    c->ads = zt_ads_new(ops->routes ? &ads_ops_routes : &ads_ops, c, initial);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->holds = 1;
@@ -472,6 +565,9 @@ static void release(struct zt_xds_client *c)
     free(c->values);
     free(c->entry_ptrs);
     zt_ads_free(c->ads);
+    for (size_t i = 0; i < c->n_routes; i++)
+        route_cleanup(&c->routes[i]);
+    free(c->routes);
     zt_tls_roots_free(c->roots);
     free(c->token_path);
     free(c->cluster_id);

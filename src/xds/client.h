@@ -16,6 +16,7 @@
 
 #include "state/state.h"
 #include "telemetry/metrics.h"
+#include "xds/ads.h"
 
 #include <stddef.h>
 #include <uv.h>
@@ -40,8 +41,15 @@ struct zt_xds_client_opts {
 struct zt_xds_client_ops {
     /* A new snapshot; the owner takes the reference. */
     void (*publish)(void *ud, struct zt_state *state);
-    /* Both types have been ACKed once (readiness). */
+    /* Address and Authorization have been ACKed once (readiness). */
     void (*ready)(void *ud);
+    /* NULL, or (a waypoint) subscribes to ztunnel.routes.v1.Route too
+     * (xds/routes.h) and is called after each response that changed the
+     * routes, with every accepted route in name order: values are the
+     * Route bytes, each already decoded once without error and named
+     * "<kind>/<ns>/<name>" after its contents (a resource whose name says
+     * otherwise is NACKed). Borrowed for the call. */
+    void (*routes)(void *ud, const struct zt_ads_resource *routes, size_t n);
 };
 
 enum zt_xds_client_state {

@@ -64,6 +64,17 @@ mesh_wait_grep() {
 	return 1
 }
 
+# mesh_eventually CMD...: runs CMD every 50 ms until it succeeds; fails
+# after 10 s (for changes whose speed is not what a test checks).
+mesh_eventually() {
+	local deadline=$(($(zt_now_ms) + 10000))
+	while [ "$(zt_now_ms)" -lt "$deadline" ]; do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 # mesh_start_bg N KIND CMD...: start a node process; a restart gets a new
 # log name (KIND N-2, -3, ...).
 mesh_start_bg() {

@@ -432,6 +432,58 @@ static void test_reload_duplicate_and_recovery(void)
     rm_dir(d);
 }
 
+#define ROUTE(name, extra)                                                                         \
+    "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: " name            \
+    ", namespace: shop}\nspec:\n  parentRefs: [{kind: Service, group: \"\", name: app}]\n" extra
+
+/* HTTPRoute documents become the directory's routes; one that does not
+ * read is a note with file, line, object and field and leaves the others
+ * (and the rest of the file) in force; a second route of one name is left
+ * out, naming the file that has it; an edit takes a route away. */
+static void test_routes(void)
+{
+    const char *dir = mk_dir();
+    struct zt_config_dir *cd = zt_config_dir_new(dir);
+    const struct zt_route_def *const *r;
+    struct zt_state *s;
+    char want[600];
+
+    static const char good[] = ROUTE("good", "  rules: [{backendRefs: [{name: v1, port: 80}]}]");
+    static const char bad[] =
+        ROUTE("bad", "  rules: [{matches: [{path: {type: Exact, value: nope}}]}]");
+    static const char svc[] = "services: [{name: app, namespace: shop, hostname: app.shop}]\n";
+    char a_yaml[1024];
+    snprintf(a_yaml, sizeof(a_yaml), "%s\n---\n%s\n---\n%s", good, bad, svc);
+    put(dir, "a.yaml", a_yaml);
+    put(dir, "b.yaml", ROUTE("good", "") "\n---\n" ROUTE("other", ""));
+    s = reload(cd);
+    CHECK(s != NULL);
+    CHECK_EQ_INT((int)zt_state_service_count(s), 1);
+    zt_state_unref(s);
+    CHECK_EQ_INT((int)zt_config_dir_routes(cd, &r), 2);
+    CHECK_EQ_STR(r[0]->name, "good");
+    CHECK_EQ_STR(r[1]->name, "other");
+    CHECK_EQ_INT((int)r[0]->n_rules, 1);
+    snprintf(want, sizeof(want),
+             "%s/a.yaml:13: HTTPRoute shop/bad: spec.rules[0].matches[0].path.value: must start "
+             "with \"/\" (route left out)\n",
+             dir);
+    CHECK(strstr(zt_config_dir_notes(cd), want) != NULL);
+    snprintf(want, sizeof(want),
+             "%s/b.yaml: HTTPRoute shop/good: already defined in %s/a.yaml (route left out)\n", dir,
+             dir);
+    CHECK(strstr(zt_config_dir_notes(cd), want) != NULL);
+
+    replace(dir, "b.yaml", "services: []\n");
+    s = reload(cd);
+    CHECK(s != NULL);
+    zt_state_unref(s);
+    CHECK_EQ_INT((int)zt_config_dir_routes(cd, &r), 1);
+    CHECK_EQ_STR(r[0]->name, "good");
+    zt_config_dir_free(cd);
+    rm_dir(dir);
+}
+
 int main(void)
 {
     RUN(test_merge);
@@ -448,5 +500,6 @@ int main(void)
     RUN(test_too_many_bytes);
     RUN(test_reload_reads_changed_files_only);
     RUN(test_reload_duplicate_and_recovery);
+    RUN(test_routes);
     return TEST_REPORT();
 }

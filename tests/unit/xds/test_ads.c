@@ -873,6 +873,143 @@ static void test_response_bytes(void)
     CHECK_EQ_INT(zt_ads_response_bytes(&r), 0);
 }
 
+/* ---------------------------------------------------------------- routes */
+
+#define ROUTE_URL "type.googleapis.com/ztunnel.routes.v1.Route"
+
+/* The owner of routes: the last good value per name ("bad:<why>" is
+ * refused), and how often the set was reported done. */
+struct fake_routes {
+    struct fake base;
+    char names[4][32], values[4][32];
+    int n, n_done;
+};
+
+static int route_find(struct fake_routes *f, const char *name)
+{
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static int fake_apply_route(void *ud, const struct zt_ads_resource *r, char *err, size_t errlen)
+{
+    struct fake_routes *f = ud;
+    char val[32];
+    snprintf(val, sizeof(val), "%.*s", (int)r->value_len, (const char *)r->value);
+    if (strncmp(val, "bad:", 4) == 0)
+        return zt_errf(err, errlen, ZT_E_PROTO, "%s", val + 4);
+    int i = route_find(f, r->name);
+    if (i < 0 && f->n < 4)
+        i = f->n++;
+    if (i >= 0) {
+        snprintf(f->names[i], sizeof(f->names[i]), "%s", r->name);
+        snprintf(f->values[i], sizeof(f->values[i]), "%s", val);
+    }
+    return 0;
+}
+
+static void fake_remove_route(void *ud, const char *name)
+{
+    struct fake_routes *f = ud;
+    int i = route_find(f, name);
+    if (i < 0)
+        return;
+    f->n--;
+    memcpy(f->names[i], f->names[f->n], sizeof(f->names[i]));
+    memcpy(f->values[i], f->values[f->n], sizeof(f->values[i]));
+}
+
+static void fake_routes_done(void *ud)
+{
+    ((struct fake_routes *)ud)->n_done++;
+}
+
+static const struct zt_ads_ops fake_ops_routes = {
+    .apply = fake_apply,
+    .remove = fake_remove,
+    .publish = fake_publish,
+    .ready = fake_ready,
+    .apply_route = fake_apply_route,
+    .remove_route = fake_remove_route,
+    .routes_done = fake_routes_done,
+};
+
+/* Route is subscribed only by an owner that takes routes, after the state
+ * types; its resources never touch the snapshot; a bad one is NACKed and the
+ * earlier version stays; removal; versions on reconnect; readiness does not
+ * wait for routes. */
+static void test_routes(void)
+{
+    struct fake_routes f = {0};
+    struct req rq[8];
+    struct zt_ads_resource good[] = {RES("HTTPRoute/ns/a", "v1", "A1"),
+                                     RES("HTTPRoute/ns/b", "v1", "B1")};
+    struct zt_ads_resource bad[] = {RES("HTTPRoute/ns/a", "v2", "bad:rules[0]: nope"),
+                                    RES("HTTPRoute/ns/b", "v2", "B2")};
+    const char *const gone[] = {"HTTPRoute/ns/b"};
+    struct zt_ads *a = zt_ads_new(&fake_ops_routes, &f, NULL);
+    uint64_t ms;
+
+    CHECK_EQ_STR(zt_ads_type_url(ZT_ADS_ROUTE), ROUTE_URL);
+    zt_ads_stream_started(a);
+    CHECK_EQ_INT(drain(a, rq, 8), 3);
+    CHECK_EQ_INT(rq[2].type, ZT_ADS_ROUTE);
+    CHECK_EQ_STR(rq[2].type_url, ROUTE_URL);
+    CHECK(rq[2].include_node);
+
+    CHECK_EQ_INT(respond(a, ROUTE_URL, "r1", good, 2, NULL, 0), 0);
+    CHECK_EQ_INT(drain(a, rq, 8), 1);
+    CHECK(rq[0].has_nonce && !rq[0].has_error);
+    CHECK_EQ_INT(f.n, 2);
+    CHECK_EQ_INT(f.n_done, 1);
+    CHECK_EQ_INT(f.base.n_publish, 0);
+    CHECK(!zt_ads_is_ready(a));
+
+    CHECK_EQ_INT(respond(a, ROUTE_URL, "r2", bad, 2, NULL, 0), 0);
+    CHECK_EQ_INT(drain(a, rq, 8), 1);
+    CHECK_EQ_STR(rq[0].error, "HTTPRoute/ns/a: rules[0]: nope");
+    CHECK_EQ_STR(f.values[route_find(&f, "HTTPRoute/ns/a")], "A1");
+    CHECK_EQ_STR(f.values[route_find(&f, "HTTPRoute/ns/b")], "B2");
+    CHECK_EQ_STR(zt_ads_resource_version(a, ZT_ADS_ROUTE, "HTTPRoute/ns/a"), "v1");
+    CHECK_EQ_INT(f.n_done, 2);
+
+    CHECK_EQ_INT(respond(a, ROUTE_URL, "r3", NULL, 0, gone, 1), 0);
+    CHECK_EQ_INT(f.n, 1);
+    CHECK_EQ_INT(f.n_done, 3);
+    CHECK_EQ_INT(zt_ads_resource_count(a, ZT_ADS_ROUTE), 1);
+    /* An empty response changes nothing: no done. */
+    CHECK_EQ_INT(respond(a, ROUTE_URL, "r4", NULL, 0, NULL, 0), 0);
+    CHECK_EQ_INT(f.n_done, 3);
+
+    /* Ready with the state types alone. */
+    CHECK_EQ_INT(respond(a, ADDR_URL, "n1", NULL, 0, NULL, 0), 0);
+    CHECK_EQ_INT(respond(a, AUTHZ_URL, "n2", NULL, 0, NULL, 0), 0);
+    CHECK(zt_ads_is_ready(a));
+    drain(a, rq, 8);
+
+    zt_ads_stream_ended(a, ZT_ADS_GRPC_UNAVAILABLE, "boom", &ms);
+    zt_ads_stream_started(a);
+    CHECK_EQ_INT(drain(a, rq, 8), 3);
+    CHECK_EQ_STR(rq[2].initial, "HTTPRoute/ns/a=v1");
+    zt_ads_free(a);
+    fake_cleanup(&f.base);
+
+    /* Without route callbacks: not subscribed, and a Route response is
+     * treated as a type we do not know (ACKed, nothing applied). */
+    struct fake plain = {0};
+    a = zt_ads_new(&fake_ops, &plain, NULL);
+    zt_ads_stream_started(a);
+    CHECK_EQ_INT(drain(a, rq, 8), 2);
+    CHECK_EQ_INT(respond(a, ROUTE_URL, "x", good, 2, NULL, 0), ZT_E_PROTO);
+    CHECK_EQ_INT(drain(a, rq, 8), 1);
+    CHECK(!rq[0].has_error);
+    CHECK_EQ_STR(rq[0].type_url, ROUTE_URL);
+    zt_ads_free(a);
+    fake_cleanup(&plain);
+}
+
 int main(void)
 {
     RUN(test_type_urls);
@@ -894,5 +1031,6 @@ int main(void)
     RUN(test_map_churn);
     RUN(test_end_reasons);
     RUN(test_response_bytes);
+    RUN(test_routes);
     return TEST_REPORT();
 }

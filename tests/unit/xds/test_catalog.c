@@ -433,7 +433,8 @@ static void test_delta_empty_known(void)
     struct zt_xds_delta d;
 
     zt_state_unref(s);
-    for (int t = 0; t < ZT_ADS_NTYPES; t++) {
+    /* The types a state fills (routes come from zt_xds_catalog_with_routes). */
+    for (int t = 0; t < ZT_ADS_ROUTE; t++) {
         CHECK_EQ_INT(zt_xds_catalog_delta(cat, t, k, &d), 0);
         CHECK_EQ_INT(d.type, t);
         CHECK_EQ_INT(d.n_updates, zt_xds_catalog_count(cat, t));
@@ -662,7 +663,7 @@ static void test_update_and_delta_since(void)
     /* A client holding c1: the delta since c1 is the full delta. */
     CHECK_EQ_INT(seed_all(k, c1, ZT_ADS_ADDRESS), 0);
     CHECK_EQ_INT(seed_all(k, c1, ZT_ADS_AUTHORIZATION), 0);
-    for (int t = 0; t < ZT_ADS_NTYPES; t++) {
+    for (int t = 0; t < ZT_ADS_ROUTE; t++) {
         CHECK_EQ_INT(zt_xds_catalog_delta_since(c2, t, k, zt_xds_catalog_gen(c1), &d), 0);
         CHECK_EQ_INT(zt_xds_catalog_delta(c2, t, k, &fd), 0);
         CHECK_EQ_INT(d.n_updates, fd.n_updates);
@@ -699,6 +700,88 @@ static void test_update_and_delta_since(void)
     zt_state_unref(s2);
 }
 
+/* Routes: set on a twin; a stream holding the parent gets only what
+ * changed (delta_since = full delta); an update of the state carries the
+ * routes over, also through a full build; unchanged routes share entries. */
+static void test_with_routes(void)
+{
+    struct zt_state *s1 = mk_state("10.0.0.1", true), *s2 = mk_state("10.0.0.9", true);
+    struct zt_xds_catalog *c0 = build(s1), *c1, *c2, *c3, *c4;
+    struct zt_xds_known *k = zt_xds_known_new();
+    struct zt_xds_delta d, fd;
+    char err[256];
+    const struct zt_xds_item r1[] = {
+        {"HTTPRoute/ns/b", (const uint8_t *)"bb", 2},
+        {"HTTPRoute/ns/a", (const uint8_t *)"aa", 2},
+        {"HTTPRoute/ns/a", (const uint8_t *)"zz", 2}, /* a duplicate: the first wins */
+    };
+    const struct zt_xds_item r2[] = {
+        {"HTTPRoute/ns/a", (const uint8_t *)"aa", 2},
+        {"GRPCRoute/ns/c", (const uint8_t *)"cc", 2},
+    };
+
+    c1 = zt_xds_catalog_with_routes(c0, r1, 3);
+    CHECK_EQ_INT(zt_xds_catalog_count(c1, ZT_ADS_ROUTE), 2);
+    CHECK_EQ_STR(zt_xds_catalog_at(c1, ZT_ADS_ROUTE, 0)->name, "HTTPRoute/ns/a");
+    CHECK(memcmp(zt_xds_catalog_at(c1, ZT_ADS_ROUTE, 0)->value, "aa", 2) == 0);
+    CHECK_EQ_INT(zt_xds_catalog_count(c1, ZT_ADS_ADDRESS),
+                 zt_xds_catalog_count(c0, ZT_ADS_ADDRESS));
+    CHECK(zt_xds_catalog_at(c1, ZT_ADS_ADDRESS, 0) == zt_xds_catalog_at(c0, ZT_ADS_ADDRESS, 0));
+
+    /* A stream that got all of c1, then the state and the routes change. */
+    for (int t = 0; t < ZT_ADS_NTYPES; t++) {
+        CHECK_EQ_INT(zt_xds_catalog_delta(c1, t, k, &d), 0);
+        CHECK_EQ_INT(zt_xds_known_apply(k, t, c1, &d), 0);
+        zt_xds_delta_cleanup(&d);
+    }
+    CHECK_EQ_INT(zt_xds_catalog_update(c1, s2, &c2, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_xds_catalog_count(c2, ZT_ADS_ROUTE), 2);
+    c3 = zt_xds_catalog_with_routes(c2, r2, 2);
+    CHECK(zt_xds_catalog_find(c3, ZT_ADS_ROUTE, "HTTPRoute/ns/a") ==
+          zt_xds_catalog_find(c1, ZT_ADS_ROUTE, "HTTPRoute/ns/a"));
+    for (int t = 0; t < ZT_ADS_NTYPES; t++) {
+        CHECK_EQ_INT(zt_xds_catalog_delta_since(c3, t, k, zt_xds_catalog_gen(c1), &d), 0);
+        CHECK_EQ_INT(zt_xds_catalog_delta(c3, t, k, &fd), 0);
+        CHECK_EQ_INT(d.n_updates, fd.n_updates);
+        CHECK_EQ_INT(d.n_removed, fd.n_removed);
+        if (t == ZT_ADS_ROUTE) {
+            CHECK_EQ_INT(d.n_updates, 1);
+            CHECK_EQ_STR(d.updates[0]->name, "GRPCRoute/ns/c");
+            CHECK_EQ_INT(d.n_removed, 1);
+            CHECK_EQ_STR(d.removed[0], "HTTPRoute/ns/b");
+        }
+        zt_xds_delta_cleanup(&d);
+        zt_xds_delta_cleanup(&fd);
+    }
+    /* A full build (no parent) keeps them too. */
+    CHECK_EQ_INT(zt_xds_catalog_update(NULL, s2, &c4, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_xds_catalog_count(c4, ZT_ADS_ROUTE), 0);
+    zt_xds_catalog_unref(c4);
+    {
+        /* A workload uid equal to a service's name makes update build in
+         * full (the clash is resolved there). */
+        struct zt_state_builder *b = zt_state_builder_new(s2);
+        struct zt_state *s3 = NULL;
+        struct zt_xds_catalog *c5 = NULL;
+        zt_state_builder_add_workload(b, mk_wl("default/s1.default.svc", "10.0.0.7"));
+        CHECK_EQ_INT(zt_state_builder_finish(b, &s3, err, sizeof(err)), 0);
+        CHECK_EQ_INT(zt_xds_catalog_update(c3, s3, &c5, err, sizeof(err)), 1);
+        CHECK_EQ_INT(zt_xds_catalog_count(c5, ZT_ADS_ROUTE), 2);
+        CHECK(zt_xds_catalog_find(c5, ZT_ADS_ROUTE, "GRPCRoute/ns/c") ==
+              zt_xds_catalog_find(c3, ZT_ADS_ROUTE, "GRPCRoute/ns/c"));
+        zt_xds_catalog_unref(c5);
+        zt_state_unref(s3);
+    }
+
+    zt_xds_known_free(k);
+    zt_xds_catalog_unref(c0);
+    zt_xds_catalog_unref(c1);
+    zt_xds_catalog_unref(c2);
+    zt_xds_catalog_unref(c3);
+    zt_state_unref(s1);
+    zt_state_unref(s2);
+}
+
 int main(void)
 {
     RUN(test_build_good);
@@ -715,5 +798,6 @@ int main(void)
     RUN(test_refcount);
     RUN(test_delta_large);
     RUN(test_update_and_delta_since);
+    RUN(test_with_routes);
     return TEST_REPORT();
 }

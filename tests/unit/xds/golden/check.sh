@@ -21,6 +21,7 @@ goldens=(
   "delta_response envoy.service.discovery.v3.DeltaDiscoveryResponse discovery.proto"
   "cert_request istio.v1.auth.IstioCertificateRequest ca.proto"
   "cert_response istio.v1.auth.IstioCertificateResponse ca.proto"
+  "route ztunnel.routes.v1.Route routes.proto"
 )
 
 update=0
