@@ -40,6 +40,7 @@
 #include "base/log.h"
 #include "http/head.h"
 #include "state/ip.h"
+#include "telemetry/headers.h"
 #include "tls/spiffe.h"
 
 #include <nghttp2/nghttp2.h>
@@ -106,6 +107,8 @@ struct wp_h2x {
     bool resp_started;   /* the response head went to the client */
     bool resp_end;       /* ... and all of it arrived */
     bool is_replayable, is_local_reply;
+    /* W3C trace context: the waypoint's span (parent_id is its id). */
+    struct zt_telemetry_traceparent trace;
     uint64_t start_ms, start_ns, req_bytes, resp_bytes;
     char method[16], path[256], authority[128], upstream[64], route[128], error[160];
     uv_timer_t try_timer, timeout_timer;
@@ -235,6 +238,8 @@ static void x_log(struct wp_h2x *x)
         .protocol = "HTTP/2",
         .route = x->route,
         .error = x->error,
+        .trace_id = x->trace.trace_id[0] ? x->trace.trace_id : NULL,
+        .span_id = x->trace.parent_id[0] ? x->trace.parent_id : NULL,
         .is_grpc = x->is_grpc,
         .is_local_reply = x->is_local_reply,
         .status = x->status,
@@ -772,6 +777,12 @@ static void x_start(struct wp_h2x *x)
         x_local_reply(x, 405, "CONNECT is not proxied\n", NULL);
         return;
     }
+    /* The waypoint's span: a child of a valid incoming traceparent (one
+     * field only, as W3C asks), else the root of a new trace; sent on
+     * after the route's filters. */
+    const char *tp =
+        zt_http_head_count(req, "traceparent") == 1 ? zt_http_head_get(req, "traceparent") : NULL;
+    zt_telemetry_traceparent_child(tp, tp ? strlen(tp) : 0, &x->trace);
     struct wp_routed r;
     wp_route(s->w, s->snap, &s->dst, req, &r);
     copy_str(x->route, sizeof(x->route), r.route);
@@ -796,8 +807,15 @@ static void x_start(struct wp_h2x *x)
         x_local_reply(x, 503, "no healthy upstream\n", NULL);
         return;
     }
-    if (!zt_http_head_get(req, "x-forwarded-proto"))
-        zt_http_head_set(req, "x-forwarded-proto", "http");
+    char tpv[ZT_TELEMETRY_TRACEPARENT_LEN + 1];
+    if ((!zt_http_head_get(req, "x-forwarded-proto") &&
+         zt_http_head_set(req, "x-forwarded-proto", "http") < 0) ||
+        zt_telemetry_traceparent_format(&x->trace, tpv, sizeof(tpv)) < 0 ||
+        zt_http_head_set(req, "traceparent", tpv) < 0) {
+        x_error(x, "request head cannot be forwarded", "past the head's caps");
+        x_local_reply(x, 431, "request header fields too large\n", NULL);
+        return;
+    }
     x->is_replayable = x->retry.attempts > 0;
     if (x->timeout_ms)
         uv_timer_start(&x->timeout_timer, on_timeout, x->timeout_ms, 0);

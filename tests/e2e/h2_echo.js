@@ -16,7 +16,8 @@
 //                                        a gRPC client: prints the reply's
 //                                        fields, or "code=N details=..."
 // The h2c server answers every request with text lines "server=NAME",
-// "path=", "authority=", "method=", "x-route=", "body-bytes=" and:
+// "path=", "authority=", "method=", "x-route=", "traceparent=",
+// "body-bytes=" and:
 //   /status/N       that status
 //   /flaky/KEY      503 the first time KEY is seen
 //   /trailers       a body then trailers x-trailer: done
@@ -45,6 +46,7 @@ function h2c(name, port) {
     stream.on('end', () => {
       const lines = [`server=${name}`, `path=${p}`, `authority=${headers[':authority'] || ''}`,
         `method=${headers[':method']}`, `x-route=${headers['x-route'] || ''}`,
+        `traceparent=${headers['traceparent'] || ''}`,
         `body-bytes=${bodyBytes}`, ''].join('\n');
       let m;
       if ((m = p.match(/^\/status\/(\d+)/))) {

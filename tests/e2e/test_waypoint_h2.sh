@@ -131,6 +131,19 @@ zt_test "h2c routing: PathPrefix /v2 and header x-canary go to svc-h2v2 (b2); ot
 got="$(server_of "http://$VIP_H2/v2/x") $(server_of -H "x-canary: yes" "http://$VIP_H2/y") $(server_of "http://$VIP_H2/v2x")"
 zt_expect_eq "$got" "b2 b2 b1"
 
+zt_test "traceparent: b1 sees the client's trace id with the waypoint's span id, and w logs both"
+tid=4bf92f3577b34da6a3ce929d0e0e4736
+out=$(hcurl -H "traceparent: 00-$tid-00f067aa0ba902b7-01" "http://$VIP_H2/traced")
+seen=$(body_field "$out" traceparent)
+span=$(cut -d- -f3 <<<"$seen")
+if [[ $seen == 00-$tid-*-01 ]] && [ "$span" != 00f067aa0ba902b7 ] &&
+	mesh_wait_grep "$wlog" "path=/traced.*trace_id=$tid span_id=$span" 5 >/dev/null; then zt_pass; else
+	zt_fail "backend saw '$seen'"
+fi
+zt_test "... without one, b1 sees a new valid traceparent"
+seen=$(body_field "$(hcurl "http://$VIP_H2/untraced")" traceparent)
+if [[ $seen =~ ^00-[0-9a-f]{32}-[0-9a-f]{16}-00$ ]]; then zt_pass; else zt_fail "backend saw '$seen'"; fi
+
 zt_test "h2c filters: b1 sees /rewritten/abc and x-route, the client gets x-resp"
 out=$(hcurl -D "$ZT_WORK/h2rw.hdr" "http://$VIP_H2/rewrite/abc")
 if [ "$(body_field "$out" path)" = /rewritten/abc ] && [ "$(body_field "$out" x-route)" = rewrite ] &&
