@@ -1278,17 +1278,6 @@ static struct wp_h2c *session_new(struct wp_worker *w, struct zt_pod_inst *pod,
     return s;
 }
 
-void wp_h2c_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d)
-{
-    struct wp_h2c *s = session_new(w, c->pod, d, c->peer, c->peer_identity);
-    wp_stream_attach(&s->down, c->h2, c->sid);
-    if (wp_stream_respond(&s->down, 200) < 0) {
-        session_end(s);
-        return;
-    }
-    pump(s);
-}
-
 void wp_h2c_adopt(struct wp_worker *w, struct zt_pod_inst *pod, struct wp_stream *down,
                   const struct wp_dest *d, const struct sockaddr_storage *peer,
                   const char *identity, const uint8_t *initial, size_t n, size_t unreturned)

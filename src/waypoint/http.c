@@ -45,7 +45,8 @@
 #define WP_HTTP_QUEUE_HIGH (256 * 1024)
 
 enum wp_http_state {
-    WP_H_SNIFF,    /* a port of unknown protocol: HTTP/1 or not, by the first bytes */
+    WP_H_SNIFF,    /* the first bytes decide: HTTP/2 (its preface), HTTP/1, or (a port
+                    * of unknown protocol only) TCP */
     WP_H_IDLE,     /* waiting for a request head */
     WP_H_EXCHANGE, /* a request in flight: its body and/or its response */
     WP_H_TUNNEL,   /* upgraded: bytes both ways */
@@ -117,6 +118,7 @@ struct wp_http {
     uint64_t sniff_deadline; /* loop time: a silent client is relayed as TCP */
     uint64_t start_ms;
     bool is_tcp;        /* not HTTP after all: relayed as TCP, logged as a connection */
+    bool is_declared;   /* the port is declared HTTP (else sniffed: TCP possible) */
     bool in_req_parse;  /* inside zt_http1_parse of req_p */
     bool in_resp_parse; /* inside zt_http1_parse of resp_p: a new request
                          * could replace resp_p under its own parse */
@@ -1005,7 +1007,9 @@ static void decide(struct wp_http *h)
         session_end(h);
         return;
     }
-    int r = sniff(zt_buf_head(&h->din), h->din.len);
+    /* A port declared HTTP takes HTTP/1.1 or h2c (Envoy's AUTO codec);
+     * one of unknown protocol may be TCP too. */
+    int r = h->is_declared ? 1 : sniff(zt_buf_head(&h->din), h->din.len);
     if (r < 0)
         return;
     if (r == 1) {
@@ -1045,7 +1049,10 @@ static void down_on_end(struct wp_stream *s)
             wp_stream_end(&h->down);
             return;
         }
-        become_tunnel(h);
+        if (h->is_declared)
+            h->state = WP_H_IDLE; /* a cut preface: the parser refuses it below */
+        else
+            become_tunnel(h);
     }
     if (h->state == WP_H_TUNNEL) {
         wp_stream_end(&h->up);
@@ -1274,7 +1281,8 @@ void wp_http_start(struct wp_worker *w, const struct zt_l7_connect *c, const str
     struct wp_http *h = zt_xcalloc(1, sizeof(*h));
     h->w = w;
     h->pod = c->pod;
-    h->state = is_sniffed ? WP_H_SNIFF : WP_H_IDLE;
+    h->state = WP_H_SNIFF;
+    h->is_declared = !is_sniffed;
     h->start_ms = uv_now(w->loop);
     h->sniff_deadline = h->start_ms + WP_SNIFF_TIMEOUT_MS;
     h->snap = zt_l7_state(c->pod);
@@ -1317,7 +1325,7 @@ void wp_https_tick(struct wp_worker *w, uint64_t now)
     for (struct zt_list_node *n = zt_list_first(&w->https), *next; n; n = next) {
         next = zt_list_next(&w->https, n);
         struct wp_http *h = zt_list_entry(n, struct wp_http, link);
-        if (h->state == WP_H_SNIFF && now >= h->sniff_deadline)
+        if (h->state == WP_H_SNIFF && !h->is_declared && now >= h->sniff_deadline)
             become_tunnel(h);
     }
 }

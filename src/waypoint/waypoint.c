@@ -286,14 +286,18 @@ static void l7_on_connect(void *wctx, const struct zt_l7_connect *c)
         refuse(c, st, why);
         return;
     }
-    /* The port's protocol: HTTP/1.1 and HTTP/2 (gRPC) served as HTTP,
-     * TCP and TLS relayed, unknown sniffed. */
+    /* The port's protocol: declared HTTP (http, http2, grpc) served as
+     * HTTP/1.1 or h2c, whichever the client speaks (Envoy's AUTO codec);
+     * TCP and TLS relayed; unknown sniffed, except the ports Istio always
+     * treats as TCP (SMTP, DNS, MySQL, MongoDB: server-first or binary). */
     const struct zt_port_map *pm = d.svc ? zt_service_find_port(d.svc, d.svc_port) : NULL;
     enum zt_app_protocol ap = pm ? (enum zt_app_protocol)pm->app_protocol : ZT_APP_UNKNOWN;
-    if (ap == ZT_APP_HTTP11 || ap == ZT_APP_UNKNOWN)
-        wp_http_start(w, c, &d, ap == ZT_APP_UNKNOWN);
-    else if (ap == ZT_APP_HTTP2 || ap == ZT_APP_GRPC)
-        wp_h2c_start(w, c, &d);
+    bool is_tcp_port =
+        d.svc_port == 25 || d.svc_port == 53 || d.svc_port == 3306 || d.svc_port == 27017;
+    if (ap == ZT_APP_HTTP11 || ap == ZT_APP_HTTP2 || ap == ZT_APP_GRPC)
+        wp_http_start(w, c, &d, false);
+    else if (ap == ZT_APP_UNKNOWN && !is_tcp_port)
+        wp_http_start(w, c, &d, true);
     else
         wp_tunnel_start(w, c, &d);
 }

@@ -131,11 +131,9 @@ void wp_log_request(const struct wp_worker *w, const struct wp_request_record *r
 /* Envoy's response flag for a local reply's cause ("-" otherwise). */
 const char *wp_response_flags(bool is_local_reply, int status, const char *error);
 
-/* h2c.c: a CONNECT carrying HTTP/2 cleartext (gRPC included). */
-void wp_h2c_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d);
-/* A sniffed session that turned out to be h2c (http.c): takes over its
- * client stream (wp_stream_move) with the n bytes received so far, and
- * `unreturned` more bytes owed to the stream's window. */
+/* h2c.c: HTTP/2 cleartext (gRPC included). A session whose client sent
+ * the HTTP/2 preface (http.c sees it first) takes over its client stream (wp_stream_move) with the
+ * n bytes received so far, and `unreturned` more bytes owed to the stream's window. */
 struct wp_stream;
 void wp_h2c_adopt(struct wp_worker *w, struct zt_pod_inst *pod, struct wp_stream *down,
                   const struct wp_dest *d, const struct sockaddr_storage *peer,
@@ -144,8 +142,9 @@ void wp_h2cs_pod_close(struct wp_worker *w, struct zt_pod_inst *pod);
 void wp_h2cs_drain(struct wp_worker *w);
 void wp_h2cs_reap(struct wp_worker *w);
 
-/* http.c: a CONNECT carrying HTTP/1.1 (is_sniffed: a port of unknown
- * protocol, HTTP/1 if its first bytes say so, else relayed as TCP). */
+/* http.c: a CONNECT to a port declared HTTP, or (is_sniffed) of unknown
+ * protocol: HTTP/1.1 if its first bytes are a request line, handed to
+ * h2c.c after the HTTP/2 preface, else (sniffed only) relayed as TCP. */
 #define WP_SNIFF_TIMEOUT_MS 5000
 void wp_http_start(struct wp_worker *w, const struct zt_l7_connect *c, const struct wp_dest *d,
                    bool is_sniffed);

@@ -16,7 +16,7 @@ zt_trap_cleanup
 # node 1: a (client); node 2: b1, b2 (backends); node 3: w (the waypoint,
 # on a node of neither client nor servers)
 A=10.200.1.2 B1=10.200.2.2 B2=10.200.2.3 W=10.200.3.2
-VIP_H2=10.96.0.50 VIP_H2V2=10.96.0.51 VIP_G=10.96.0.52 VIP_GV2=10.96.0.53 VIP_SNIFF=10.96.0.54
+VIP_H2=10.96.0.50 VIP_H2V2=10.96.0.51 VIP_G=10.96.0.52 VIP_GV2=10.96.0.53 VIP_SNIFF=10.96.0.54 VIP_DECL=10.96.0.55
 H=default.svc.cluster.local
 
 config() {
@@ -24,7 +24,8 @@ config() {
 		workloads:
 		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
 		- {uid: b1, name: b1, namespace: default, serviceAccount: sa-b, workloadIps: ["$B1"], protocol: HBONE, node: node2,
-		   services: {"default/svc-h2.$H": {80: 8082}, "default/svc-g.$H": {9090: 9090}, "default/svc-sniff.$H": {80: 8082}}}
+		   services: {"default/svc-h2.$H": {80: 8082}, "default/svc-g.$H": {9090: 9090}, "default/svc-sniff.$H": {80: 8082},
+		             "default/svc-decl.$H": {80: 8082}}}
 		- {uid: b2, name: b2, namespace: default, serviceAccount: sa-b, workloadIps: ["$B2"], protocol: HBONE, node: node2,
 		   services: {"default/svc-h2v2.$H": {80: 8082}, "default/svc-gv2.$H": {9090: 9090}}}
 		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node3}
@@ -35,6 +36,8 @@ config() {
 		   ports: {80: {targetPort: 8082, appProtocol: http2}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-sniff, namespace: default, hostname: svc-sniff.$H, vips: ["/$VIP_SNIFF"],
 		   ports: {80: 8082}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-decl, namespace: default, hostname: svc-decl.$H, vips: ["/$VIP_DECL"],
+		   ports: {80: {targetPort: 8082, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-g, namespace: default, hostname: svc-g.$H, vips: ["/$VIP_G"],
 		   ports: {9090: {targetPort: 9090, appProtocol: grpc}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-gv2, namespace: default, hostname: svc-gv2.$H, vips: ["/$VIP_GV2"],
@@ -124,6 +127,13 @@ zt_test "a port without appProtocol: the h2 preface is sniffed, requests are ser
 out=$(hcurl "http://$VIP_SNIFF/sniffed")
 if [ "$(body_field "$out" server)" = b1 ] &&
 	mesh_wait_grep "$wlog" 'request complete.*path=/sniffed.*protocol=HTTP/2.*status=200' 5 >/dev/null; then zt_pass; else
+	zt_fail "$out"
+fi
+
+zt_test "a port declared http takes h2c too (Envoy's AUTO codec): served as HTTP/2 requests"
+out=$(hcurl "http://$VIP_DECL/declared")
+if [ "$(body_field "$out" server)" = b1 ] &&
+	mesh_wait_grep "$wlog" 'request complete.*path=/declared.*protocol=HTTP/2.*status=200' 5 >/dev/null; then zt_pass; else
 	zt_fail "$out"
 fi
 

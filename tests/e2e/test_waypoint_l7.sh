@@ -33,12 +33,12 @@ setup() {
 		workloads:
 		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
 		- {uid: b, name: b, namespace: default, serviceAccount: sa-b, workloadIps: ["$B"], protocol: HBONE, node: node2,
-		   services: {"default/svc-b.$H": {80: 8080}, "default/svc-h.$H": {80: 8081}, "default/svc-s.$H": {80: 8081}}}
+		   services: {"default/svc-b.$H": {80: 8080, 3306: 8080}, "default/svc-h.$H": {80: 8081}, "default/svc-s.$H": {80: 8081}}}
 		- {uid: c, name: c, namespace: default, serviceAccount: sa-c, workloadIps: ["$C"], protocol: HBONE, node: node2,
 		   services: {"default/svc-c.$H": {80: 8080}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node2}
 		services:
-		- {name: svc-b, namespace: default, hostname: svc-b.$H, vips: ["/$VIP_B"], ports: {80: 8080},
+		- {name: svc-b, namespace: default, hostname: svc-b.$H, vips: ["/$VIP_B"], ports: {80: 8080, 3306: 8080},
 		   waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-c, namespace: default, hostname: svc-c.$H, vips: ["/$VIP_C"], ports: {80: 8080}}
 		- {name: svc-h, namespace: default, hostname: svc-h.$H, vips: ["/$VIP_H"],
@@ -176,6 +176,13 @@ out=$(acurl "http://$VIP_S/sniffed")
 if [ "$(body_field "$out" path)" = /sniffed ] && wp_line "$mw" "request complete.*path=/sniffed" | grep -q status=200; then
 	zt_pass
 else zt_fail "$out"; fi
+
+raw_req=$'GET /raw HTTP/1.1\r\nHost: x\r\n\r\n'
+zt_test "port 3306 of unknown protocol is TCP, never sniffed (as Istio): an HTTP request there comes back byte for byte from the echo server"
+zt_expect_eq "$(zt_send "$a" $VIP_B 3306 "$raw_req" 5 | od -An -c | tr -s ' ')" "$(printf '%s' "$raw_req" | od -An -c | tr -s ' ')"
+zt_test "... positive control: the same bytes to port 80 (sniffed) are taken as HTTP (the echo server's answer is no HTTP response: 502)"
+out=$(zt_send "$a" $VIP_B 80 "$raw_req" 5 | head -1 | tr -d '\r')
+zt_expect_eq "$out" "HTTP/1.1 502 Bad Gateway"
 
 zt_test "request smuggling (Content-Length with Transfer-Encoding) gets 400 and a closed connection"
 out=$(printf 'POST / HTTP/1.1\r\nHost: svc-h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: svc-h\r\n\r\n' |
