@@ -46,11 +46,13 @@ hold() {
 }
 # ka NETNS FILTER: the keepalive timer of the first established socket
 # matching the ss FILTER, in seconds ("none" without keepalive, "" if no
-# such socket yet).
+# such socket yet, or while it has bytes in flight: ss then shows the
+# retransmission timer, e.g. just after the HTTP/2 SETTINGS ACK left).
 ka() {
 	local line t
 	line=$(zt_ns_exec "$1" ss -Htno state established "$2" | head -1)
 	[ -n "$line" ] || return 0
+	[[ $line == *"timer:(on,"* || $line == *"timer:(persist,"* ]] && return 0
 	t=$(printf '%s\n' "$line" | grep -oP 'timer:\(keepalive,\K[^,]*')
 	if [ -z "$t" ]; then
 		echo none
