@@ -12,7 +12,7 @@
 /* The server's view of the one request. */
 struct srv {
     nghttp2_session *ng;
-    char authority[64], method[16], path[64], trailer[64];
+    char authority[64], trailer[64], method[16], path[64];
     bool has_connection, in_trailers, req_end;
     size_t body;
     int32_t sid;
@@ -32,25 +32,21 @@ static int srv_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t
                       const uint8_t *value, size_t vl, uint8_t flags, void *user)
 {
     struct srv *s = user;
-    char *slot = NULL;
-    size_t cap = 0;
-    if (s->in_trailers && nl == 11 && memcmp(name, "grpc-status", 11) == 0) {
-        slot = s->trailer;
-        cap = sizeof(s->trailer);
-    } else if (nl == 10 && memcmp(name, ":authority", 10) == 0) {
-        slot = s->authority;
-        cap = sizeof(s->authority);
-    } else if (nl == 7 && memcmp(name, ":method", 7) == 0) {
-        slot = s->method;
-        cap = sizeof(s->method);
-    } else if (nl == 5 && memcmp(name, ":path", 5) == 0) {
-        slot = s->path;
-        cap = sizeof(s->path);
-    } else if (nl == 10 && memcmp(name, "connection", 10) == 0) {
+    const struct {
+        const char *name;
+        char *slot;
+        size_t cap;
+    } kept[] = {
+        {s->in_trailers ? "grpc-status" : ":authority", s->in_trailers ? s->trailer : s->authority,
+         sizeof(s->authority)},
+        {":method", s->method, sizeof(s->method)},
+        {":path", s->path, sizeof(s->path)},
+    };
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        if (strlen(kept[i].name) == nl && memcmp(name, kept[i].name, nl) == 0)
+            snprintf(kept[i].slot, kept[i].cap, "%.*s", (int)vl, (const char *)value);
+    if (nl == 10 && memcmp(name, "connection", 10) == 0)
         s->has_connection = true;
-    }
-    if (slot)
-        snprintf(slot, cap, "%.*s", (int)vl, (const char *)value);
     return 0;
 }
 
