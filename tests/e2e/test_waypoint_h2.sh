@@ -189,8 +189,8 @@ seen_of() { hcurl "http://$VIP_H2V2/_seen$1"; }
 # PATH N: polls b2 (every 0.2 s, at most 10 s) until it got PATH N times;
 # prints its last answer.
 wait_seen() {
-	local out i
-	for i in $(seq 1 50); do
+	local out
+	for _ in $(seq 1 50); do
 		out=$(seen_of "$1")
 		[ "$(body_field "$out" count)" = "$2" ] && break
 		sleep 0.2
