@@ -33,6 +33,7 @@
  * points: requests when their timers have closed, sessions and upstream
  * connections in the worker's reaper. */
 #include "waypoint/waypoint_int.h"
+#include "waypoint/mirror.h"
 #include "waypoint/stream.h"
 
 #include "base/alloc.h"
@@ -96,6 +97,7 @@ struct wp_h2x {
     uint16_t svc_port, port; /* the service's as routed; the endpoint's target port */
     struct zt_route_table *routes;
     const struct zt_route_filters *filters;
+    struct wp_mirror *mirror; /* RequestMirror copies while the request arrives */
     struct zt_route_retry retry;
     uint32_t timeout_ms;
     unsigned tries;
@@ -295,6 +297,7 @@ static void x_end(struct wp_h2x *x)
         x_log(x);
     }
     x_detach_up(x);
+    wp_mirror_abandon(&x->mirror);
     if (x->down_sid > 0 && !s->ended)
         nghttp2_session_set_stream_user_data(s->ng, x->down_sid, NULL);
     zt_route_table_unref(x->routes);
@@ -817,6 +820,10 @@ static void x_start(struct wp_h2x *x)
         return;
     }
     x->is_replayable = x->retry.attempts > 0;
+    if (x->filters && x->filters->n_mirrors)
+        x->mirror = wp_mirror_begin_h2(s->w, s->pod, s->snap, x->filters, s->dst.svc_port, req);
+    if (x->req_end) /* no body: the request is whole */
+        wp_mirror_end(&x->mirror);
     if (x->timeout_ms)
         uv_timer_start(&x->timeout_timer, on_timeout, x->timeout_ms, 0);
     x_send_try(x);
@@ -873,6 +880,8 @@ static int srv_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8
 {
     struct wp_h2c *s = user;
     struct wp_h2x *x = nghttp2_session_get_stream_user_data(ng, sid);
+    if (x)
+        wp_mirror_body(&x->mirror, data, len);
     if (!x || x->is_local_reply) {
         nghttp2_session_consume(ng, sid, len);
         s->repump = true;
@@ -909,6 +918,10 @@ static int srv_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *use
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
         x_start(x);
         return 0;
+    }
+    if (end) {
+        wp_mirror_trailers(&x->mirror, &x->req_trailers);
+        wp_mirror_end(&x->mirror);
     }
     if (end && x->up && x->up_sid > 0)
         nghttp2_session_resume_data(x->up->ng, x->up_sid);

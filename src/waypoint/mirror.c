@@ -9,7 +9,10 @@
  * before anything was sent, so the client's exchange never waits for it.
  * At the request's end each target gets its own copy: an HBONE stream to
  * the endpoint (the pod's pool, as the main request), the request with a
- * Content-Length, its response parsed to its end and discarded. A copy
+ * Content-Length, its response parsed to its end and discarded. A request
+ * that came as HTTP/2 (h2c, gRPC) goes as HTTP/2 cleartext instead, the
+ * protocol of the service's port: one request of an nghttp2 client
+ * session inside the stream (mirror_h2.c), trailers included. A copy
  * that fails, or has not finished after WP_MIRROR_TIMEOUT_MS, is dropped;
  * nothing of it reaches the client, the metrics or the access log (a
  * debug line only).
@@ -21,6 +24,7 @@
  * drain or the pod's end closes them. */
 #include "waypoint/waypoint_int.h"
 #include "waypoint/mirror.h"
+#include "waypoint/mirror_h2.h"
 #include "waypoint/stream.h"
 
 #include "base/alloc.h"
@@ -57,12 +61,15 @@ struct wp_mirror {
     struct wp_worker *w;
     struct zt_pod_inst *pod;
     const struct zt_state *snap; /* referenced: the targets point into it */
-    struct zt_buf head;          /* encoded, without the framing and the empty line */
+    struct zt_buf head;          /* HTTP/1.1: encoded, without the framing and the empty line */
+    struct zt_http_head h2req;   /* HTTP/2: the head to send */
+    struct zt_http_head trailers;
     struct zt_buf body;
     struct wp_mirror_target t[WP_MIRROR_TARGETS];
     size_t n;
     char path[128]; /* for the debug line */
     bool is_head;   /* a response to HEAD has no body */
+    bool is_h2;
 };
 
 /* One copy on its way to one endpoint. */
@@ -84,6 +91,7 @@ struct wp_mirror_copy {
      * keeps the connection open despite `connection: close`). */
     struct zt_http1_parser *resp_p;
     bool is_resp_done;
+    struct wp_mirror_h2 *h2; /* instead of resp_p for an HTTP/2 copy */
     uint64_t start_ms;
 };
 
@@ -108,30 +116,39 @@ int wp_mirror_shadow_host(const char *host, char *out, size_t cap)
     return n < 0 || (size_t)n >= cap ? ZT_E_TOO_BIG : 0;
 }
 
-/* The head of the copy: req as forwarded, with the shadow authority and
- * neither framing nor connection fields; `connection: close` ends the
- * exchange with the response, so the stream ends with it. */
-static int encode_head(const struct zt_http_head *req, struct zt_buf *out)
+/* The head of the copy (h, initialized): req as forwarded, with the
+ * shadow authority and neither framing nor connection fields. */
+static int shadow_head(const struct zt_http_head *req, struct zt_http_head *h)
 {
-    struct zt_http_head h;
     char host[512];
     int rc = 0;
-    zt_http_head_init(&h, false);
     if (req->authority) {
         rc = wp_mirror_shadow_host(req->authority, host, sizeof(host));
         if (rc == 0)
-            rc = zt_http_head_set_part(&h, &h.authority, host, strlen(host));
+            rc = zt_http_head_set_part(h, &h->authority, host, strlen(host));
     }
     if (rc == 0)
-        rc = zt_http_head_set_part(&h, &h.method, req->method, strlen(req->method));
+        rc = zt_http_head_set_part(h, &h->method, req->method, strlen(req->method));
     if (rc == 0)
-        rc = zt_http_head_set_part(&h, &h.path, req->path, strlen(req->path));
+        rc = zt_http_head_set_part(h, &h->path, req->path, strlen(req->path));
+    if (rc == 0 && req->scheme)
+        rc = zt_http_head_set_part(h, &h->scheme, req->scheme, strlen(req->scheme));
     for (size_t i = 0; rc == 0 && i < req->n_fields; i++) {
         const struct zt_http_field *f = &req->fields[i];
         if (strcmp(f->name, "content-length") && strcmp(f->name, "transfer-encoding") &&
             strcmp(f->name, "connection"))
-            rc = zt_http_head_add(&h, f->name, strlen(f->name), f->value, strlen(f->value));
+            rc = zt_http_head_add(h, f->name, strlen(f->name), f->value, strlen(f->value));
     }
+    return rc;
+}
+
+/* HTTP/1.1: the shadow head encoded; `connection: close` ends the
+ * exchange with the response, so the stream ends with it. */
+static int encode_head(const struct zt_http_head *req, struct zt_buf *out)
+{
+    struct zt_http_head h;
+    zt_http_head_init(&h, false);
+    int rc = shadow_head(req, &h);
     if (rc == 0)
         rc = zt_http_head_add(&h, "connection", 10, "close", 5);
     if (rc == 0)
@@ -142,9 +159,9 @@ static int encode_head(const struct zt_http_head *req, struct zt_buf *out)
     return rc;
 }
 
-struct wp_mirror *wp_mirror_begin(struct wp_worker *w, struct zt_pod_inst *pod,
-                                  const struct zt_state *snap, const struct zt_route_filters *f,
-                                  uint16_t svc_port, const struct zt_http_head *req)
+static struct wp_mirror *begin(struct wp_worker *w, struct zt_pod_inst *pod,
+                               const struct zt_state *snap, const struct zt_route_filters *f,
+                               uint16_t svc_port, const struct zt_http_head *req, bool is_h2)
 {
     struct wp_mirror_target t[WP_MIRROR_TARGETS];
     size_t n = 0;
@@ -174,12 +191,16 @@ struct wp_mirror *wp_mirror_begin(struct wp_worker *w, struct zt_pod_inst *pod,
         return NULL;
     }
     struct wp_mirror *m = zt_xcalloc(1, sizeof(*m));
-    if (encode_head(req, &m->head) < 0) {
+    zt_http_head_init(&m->h2req, false);
+    zt_http_head_init(&m->trailers, false);
+    if ((is_h2 ? shadow_head(req, &m->h2req) : encode_head(req, &m->head)) < 0) {
         ZT_DEBUG("waypoint", "mirror skipped: the shadow head cannot be encoded");
         zt_buf_release(&m->head);
+        zt_http_head_cleanup(&m->h2req);
         free(m);
         return NULL;
     }
+    m->is_h2 = is_h2;
     snprintf(m->path, sizeof(m->path), "%s", req->path);
     m->is_head = strcmp(req->method, "HEAD") == 0;
     m->w = w;
@@ -192,6 +213,20 @@ struct wp_mirror *wp_mirror_begin(struct wp_worker *w, struct zt_pod_inst *pod,
     return m;
 }
 
+struct wp_mirror *wp_mirror_begin(struct wp_worker *w, struct zt_pod_inst *pod,
+                                  const struct zt_state *snap, const struct zt_route_filters *f,
+                                  uint16_t svc_port, const struct zt_http_head *req)
+{
+    return begin(w, pod, snap, f, svc_port, req, false);
+}
+
+struct wp_mirror *wp_mirror_begin_h2(struct wp_worker *w, struct zt_pod_inst *pod,
+                                     const struct zt_state *snap, const struct zt_route_filters *f,
+                                     uint16_t svc_port, const struct zt_http_head *req)
+{
+    return begin(w, pod, snap, f, svc_port, req, true);
+}
+
 void wp_mirror_abandon(struct wp_mirror **mp)
 {
     struct wp_mirror *m = *mp;
@@ -200,6 +235,8 @@ void wp_mirror_abandon(struct wp_mirror **mp)
     *mp = NULL;
     m->w->mirrors->used -= (unsigned)m->n;
     zt_buf_release(&m->head);
+    zt_http_head_cleanup(&m->h2req);
+    zt_http_head_cleanup(&m->trailers);
     zt_buf_release(&m->body);
     zt_state_unref(m->snap);
     free(m);
@@ -216,6 +253,20 @@ void wp_mirror_body(struct wp_mirror **mp, const void *data, size_t len)
         return;
     }
     zt_buf_append(&m->body, data, len);
+}
+
+void wp_mirror_trailers(struct wp_mirror **mp, const struct zt_http_head *t)
+{
+    struct wp_mirror *m = *mp;
+    for (size_t i = 0; m && m->is_h2 && i < t->n_fields; i++) {
+        const struct zt_http_field *f = &t->fields[i];
+        if (zt_http_head_add(&m->trailers, f->name, strlen(f->name), f->value, strlen(f->value)) <
+            0) {
+            ZT_DEBUG("waypoint", "mirror abandoned: the trailers pass the head's caps");
+            wp_mirror_abandon(mp);
+            return;
+        }
+    }
 }
 
 /* ---- copies ---- */
@@ -244,6 +295,8 @@ static void copy_end(struct wp_mirror_copy *c, const char *error)
         zt_hbone_pool_cancel(&c->waiter);
     c->is_waiting = false;
     wp_stream_detach(&c->up);
+    if (c->h2 && wp_mirror_h2_status(c->h2))
+        snprintf(c->status, sizeof(c->status), "%d", wp_mirror_h2_status(c->h2));
     if (zt_log_enabled(ZT_LOG_DEBUG)) {
         char up[64], dur[32], rb[32];
         endpoint_authority(c, up, sizeof(up));
@@ -295,10 +348,34 @@ static const struct zt_http1_ops resp_ops = {
     .on_message_end = resp_on_message_end,
 };
 
+/* HTTP/2: the session's output into the stream; the copy ends with the
+ * response's end or the session's failure. */
+static void copy_h2_pump(struct wp_mirror_copy *c)
+{
+    const uint8_t *p;
+    ssize_t n;
+    while ((n = wp_mirror_h2_send(c->h2, &p)) > 0)
+        wp_stream_queue(&c->up, p, (size_t)n);
+    enum wp_mirror_h2_state st = wp_mirror_h2_state(c->h2);
+    if (st == WP_MIRROR_H2_ST_DONE)
+        copy_end(c, NULL);
+    else if (st == WP_MIRROR_H2_ST_FAILED)
+        copy_end(c, wp_mirror_h2_error(c->h2));
+    else
+        wp_stream_flush(&c->up);
+}
+
 /* The response is parsed and dropped; the copy ends with it. */
 static void copy_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
 {
     struct wp_mirror_copy *c = s->owner;
+    if (c->h2) {
+        wp_mirror_h2_recv(c->h2, data, len);
+        wp_stream_consume(s, len);
+        if (!c->is_ended)
+            copy_h2_pump(c);
+        return;
+    }
     size_t used = 0;
     int rc = zt_http1_parse(c->resp_p, data, len, &used);
     wp_stream_consume(s, len);
@@ -311,7 +388,11 @@ static void copy_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
 static void copy_on_end(struct wp_stream *s)
 {
     struct wp_mirror_copy *c = s->owner;
-    if (!c->is_resp_done && (zt_http1_parse_eof(c->resp_p) < 0 || !c->is_resp_done))
+    if (c->h2)
+        copy_end(c, wp_mirror_h2_state(c->h2) == WP_MIRROR_H2_ST_DONE
+                        ? NULL
+                        : "upstream closed before its response ended");
+    else if (!c->is_resp_done && (zt_http1_parse_eof(c->resp_p) < 0 || !c->is_resp_done))
         copy_end(c, "upstream closed before its response ended");
     else
         copy_end(c, NULL);
@@ -349,7 +430,8 @@ static void copy_on_pool(struct zt_hbone_waiter *wt, struct zt_h2conn *h2, int e
     copy_open(c, h2);
 }
 
-/* A copy of the whole request (req: head and body, encoded) to t. */
+/* A copy of the whole request to t: req (HTTP/1.1: head and body,
+ * encoded), or an HTTP/2 session of m's head, body and trailers. */
 static void copy_start(struct wp_mirror *m, const struct wp_mirror_target *t,
                        const struct zt_buf *req)
 {
@@ -364,12 +446,23 @@ static void copy_start(struct wp_mirror *m, const struct wp_mirror_target *t,
     memcpy(c->path, m->path, sizeof(c->path));
     c->start_ms = uv_now(m->w->loop);
     wp_stream_init(&c->up, &copy_ops, c);
-    c->resp_p = zt_http1_parser_new(true, &resp_ops, c);
-    zt_http1_parser_expect(c->resp_p, m->is_head ? "HEAD" : "GET", false);
-    wp_stream_write(&c->up, zt_buf_head(req), req->len);
-    wp_stream_end(&c->up);
     zt_list_insert_head(&m->w->mirrors->live, &c->link);
     m->w->mirrors->used++;
+    if (m->is_h2) {
+        if (wp_mirror_h2_new(&m->h2req, zt_buf_head(&m->body), m->body.len, &m->trailers, &c->h2) <
+            0) {
+            copy_end(c, "HTTP/2 request refused by nghttp2");
+            return;
+        }
+        /* Queued until the stream opens; the session stays open for
+         * acks and window updates until the response ends. */
+        copy_h2_pump(c);
+    } else {
+        c->resp_p = zt_http1_parser_new(true, &resp_ops, c);
+        zt_http1_parser_expect(c->resp_p, m->is_head ? "HEAD" : "GET", false);
+        wp_stream_write(&c->up, zt_buf_head(req), req->len);
+        wp_stream_end(&c->up);
+    }
     c->waiter.cb = copy_on_pool;
     struct zt_h2conn *ready = NULL;
     int rc = zt_l7_upstream(c->pod, c->wl, c->svc, &c->waiter, &ready, &c->hbone);
@@ -387,11 +480,13 @@ void wp_mirror_end(struct wp_mirror **mp)
     if (!m)
         return;
     struct zt_buf req = {0};
-    char len[48];
-    int n = snprintf(len, sizeof(len), "content-length: %zu\r\n\r\n", m->body.len);
-    zt_buf_append(&req, zt_buf_head(&m->head), m->head.len);
-    zt_buf_append(&req, len, (size_t)n);
-    zt_buf_append(&req, zt_buf_head(&m->body), m->body.len);
+    if (!m->is_h2) {
+        char len[48];
+        int n = snprintf(len, sizeof(len), "content-length: %zu\r\n\r\n", m->body.len);
+        zt_buf_append(&req, zt_buf_head(&m->head), m->head.len);
+        zt_buf_append(&req, len, (size_t)n);
+        zt_buf_append(&req, zt_buf_head(&m->body), m->body.len);
+    }
     /* The copies take over the slots one by one. */
     size_t k = m->n;
     m->w->mirrors->used -= (unsigned)k;
@@ -446,6 +541,7 @@ void wp_mirrors_reap(struct wp_worker *w)
         zt_list_remove(&c->link);
         wp_stream_cleanup(&c->up);
         zt_http1_parser_free(c->resp_p);
+        wp_mirror_h2_free(c->h2);
         zt_state_unref(c->snap);
         free(c);
     }

@@ -8,8 +8,11 @@
 
 /* Fire and forget. Protocol-neutral: a request
  * head as forwarded (req, borrowed for the call, after the request
- * filters) and its body's payload bytes; the copies go as HTTP/1.1 with
- * the authority's "-shadow" suffix and a Content-Length. A body past
+ * filters) and its body's payload bytes; the copies go with the
+ * authority's "-shadow" suffix, as HTTP/1.1 with a Content-Length
+ * (wp_mirror_begin) or as HTTP/2 cleartext with the request's trailers
+ * (wp_mirror_begin_h2: for h2c and gRPC, whose mirror service speaks
+ * what the primary speaks). A body past
  * WP_MIRROR_BODY_MAX abandons the mirror. The handle is the caller's until
  * wp_mirror_end or wp_mirror_abandon, which set it to NULL; body and end
  * take a NULL handle (no mirror) too.
@@ -23,7 +26,13 @@ struct wp_mirror;
 struct wp_mirror *wp_mirror_begin(struct wp_worker *w, struct zt_pod_inst *pod,
                                   const struct zt_state *snap, const struct zt_route_filters *f,
                                   uint16_t svc_port, const struct zt_http_head *req);
+struct wp_mirror *wp_mirror_begin_h2(struct wp_worker *w, struct zt_pod_inst *pod,
+                                     const struct zt_state *snap, const struct zt_route_filters *f,
+                                     uint16_t svc_port, const struct zt_http_head *req);
 void wp_mirror_body(struct wp_mirror **m, const void *data, size_t len);
+/* The request's trailers (t borrowed), before wp_mirror_end; HTTP/1.1
+ * copies carry none. Past the head's caps the mirror is abandoned. */
+void wp_mirror_trailers(struct wp_mirror **m, const struct zt_http_head *t);
 /* The request is whole: a copy goes to each target now. */
 void wp_mirror_end(struct wp_mirror **m);
 void wp_mirror_abandon(struct wp_mirror **m);

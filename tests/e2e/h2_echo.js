@@ -2,7 +2,9 @@
 // Test peers for the waypoint's HTTP/2 paths, on stacks that are not ours
 // (Node's http2 module, grpc-js):
 //   node h2_echo.js h2c NAME PORT        an h2c (prior knowledge) server
-//   node h2_echo.js grpc NAME PORT       a gRPC server (h2_echo.proto)
+//   node h2_echo.js grpc NAME PORT [SEEN] a gRPC server (h2_echo.proto);
+//                                        with SEEN, appends a line
+//                                        "Say text=T authority=A" per Say
 //   node h2_echo.js multi AUTHORITY N    N concurrent GETs of /m/I on one
 //                                        h2c connection: prints how many
 //                                        answers named their own path
@@ -23,6 +25,8 @@
 //   /trailers       a body then trailers x-trailer: done
 //   /big/N          N bytes of body (after the lines)
 //   /sleep/MS       answers after MS ms
+//   /_seen/PATH     (GET) what came for PATH: "count=", and the last
+//                   request's "authority=" and "body-bytes=" (not counted)
 const http2 = require('http2');
 const path = require('path');
 
@@ -37,6 +41,7 @@ function echoProto() {
 
 function h2c(name, port) {
   const seen = new Set();
+  const got = new Map(); // path -> {count, authority, bodyBytes}
   const srv = http2.createServer();
   srv.on('stream', (stream, headers) => {
     const p = headers[':path'] || '';
@@ -44,6 +49,14 @@ function h2c(name, port) {
     stream.on('data', (d) => { bodyBytes += d.length; });
     stream.on('error', () => {});
     stream.on('end', () => {
+      if (p.startsWith('/_seen/')) {
+        const g = got.get(p.slice(6)) || {count: 0, authority: '', bodyBytes: 0};
+        stream.respond({':status': 200, 'content-type': 'text/plain'});
+        stream.end(`count=${g.count}\nauthority=${g.authority}\nbody-bytes=${g.bodyBytes}\n`);
+        return;
+      }
+      got.set(p, {count: ((got.get(p) || {}).count || 0) + 1,
+        authority: headers[':authority'] || '', bodyBytes});
       const lines = [`server=${name}`, `path=${p}`, `authority=${headers[':authority'] || ''}`,
         `method=${headers[':method']}`, `x-route=${headers['x-route'] || ''}`,
         `traceparent=${headers['traceparent'] || ''}`,
@@ -79,14 +92,20 @@ function h2c(name, port) {
   srv.listen(port, '0.0.0.0', () => console.log(`h2c ${name} listening on ${port}`));
 }
 
-function grpcServer(name, port) {
+function grpcServer(name, port, seenFile) {
   const pkg = echoProto();
   const seen = new Set();
   const srv = new grpc.Server();
   const reply = (call) => ({text: call.request.text, server: name,
     authority: (call.metadata.get(':authority')[0] || call.getPeer && '') + ''});
   srv.addService(pkg.Echo.service, {
-    Say: (call, cb) => cb(null, reply(call)),
+    Say: (call, cb) => {
+      if (seenFile) {
+        require('fs').appendFileSync(seenFile,
+          `Say text=${call.request.text} authority=${call.getHost()}\n`);
+      }
+      cb(null, reply(call));
+    },
     Flaky: (call, cb) => {
       if (!seen.has(call.request.text)) {
         seen.add(call.request.text);
@@ -177,7 +196,7 @@ function stall(authority, p) {
 
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'h2c') h2c(args[0], Number(args[1]));
-else if (mode === 'grpc') grpcServer(args[0], Number(args[1]));
+else if (mode === 'grpc') grpcServer(args[0], Number(args[1]), args[2]);
 else if (mode === 'multi') multi(args[0], Number(args[1]));
 else if (mode === 'reset') reset(args[0], Number(args[1]));
 else if (mode === 'stall') stall(args[0], args[1]);

@@ -5,6 +5,7 @@
 # appProtocol (http2, grpc) or, without one, by the HTTP/2 preface. Cases: HTTPRoute and GRPCRoute routing,
 # 50 requests multiplexed on one connection, trailers, large bodies both ways, a retry on 503
 # and on gRPC UNAVAILABLE, a route timeout, gRPC statuses and streaming,
+# RequestMirror of h2c requests and gRPC calls (copies sent as HTTP/2),
 # request metrics with grpc_response_status, and a client sending garbage
 # after the preface (only its session ends). Needs root.
 set -u
@@ -65,6 +66,11 @@ config() {
 		  - matches: [{path: {type: PathPrefix, value: /noretry}}]
 		    retry: {attempts: 0}
 		    backendRefs: [{name: svc-h2, port: 80}]
+		  - matches: [{path: {type: PathPrefix, value: /mirror}}]
+		    filters:
+		    - type: RequestMirror
+		      requestMirror: {backendRef: {name: svc-h2v2, port: 80}}
+		    backendRefs: [{name: svc-h2, port: 80}]
 		  - matches: [{path: {type: PathPrefix, value: /sleep}}]
 		    timeouts: {request: 500ms}
 		    backendRefs: [{name: svc-h2, port: 80}]
@@ -79,6 +85,11 @@ config() {
 		  rules:
 		  - matches: [{method: {service: zt.test.Echo, method: Say}, headers: [{name: x-canary, value: "yes"}]}]
 		    backendRefs: [{name: svc-gv2, port: 9090}]
+		  - matches: [{method: {service: zt.test.Echo, method: Say}, headers: [{name: x-mirror, value: "yes"}]}]
+		    filters:
+		    - type: RequestMirror
+		      requestMirror: {backendRef: {name: svc-gv2, port: 9090}}
+		    backendRefs: [{name: svc-g, port: 9090}]
 		  - backendRefs: [{name: svc-g, port: 9090}]
 	Y
 }
@@ -99,7 +110,7 @@ setup() {
 		local ns=$b1
 		[ $b = b2 ] && ns=$b2
 		zt_bg "$ns" "h2c-$b" node "$here/h2_echo.js" h2c $b 8082 &&
-			zt_bg "$ns" "grpc-$b" node "$here/h2_echo.js" grpc $b 9090 || return 1
+			zt_bg "$ns" "grpc-$b" node "$here/h2_echo.js" grpc $b 9090 "$ZT_WORK/grpc-$b.seen" || return 1
 		zt_wait_port "$ns" 127.0.0.1 8082 10 && zt_wait_port "$ns" 127.0.0.1 9090 10 || return 1
 	done
 	mesh_waypoint_start 1 "$w" w waypoint && mesh_wait_grep "$ZT_WORK/waypoint1.log" "2 route\(s\) in force" 5
@@ -183,12 +194,61 @@ zt_test "route timeout 500ms: a backend answering after 3 s gets 504; one within
 got="$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/sleep/3000") $(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/sleep/10")"
 zt_expect_eq "$got" "504 200"
 
+# RequestMirror: b2's h2c server tells what it got for a path.
+seen_of() { hcurl "http://$VIP_H2V2/_seen$1"; }
+# PATH N: polls b2 (every 0.2 s, at most 10 s) until it got PATH N times;
+# prints its last answer.
+wait_seen() {
+	local out
+	for _ in $(seq 1 50); do
+		out=$(seen_of "$1")
+		[ "$(body_field "$out" count)" = "$2" ] && break
+		sleep 0.2
+	done
+	echo "$out"
+	[ "$(body_field "$out" count)" = "$2" ]
+}
+
+zt_test "RequestMirror over h2c: a 10 KB POST to /mirror answers from b1; b2 gets the copy as HTTP/2, whole, with the -shadow authority"
+head -c 10240 /dev/zero >"$ZT_WORK/ten.bin"
+out=$(hcurl --data-binary @"$ZT_WORK/ten.bin" "http://$VIP_H2/mirror/ten")
+seen=$(wait_seen /mirror/ten 1)
+got="$(body_field "$out" server) $(body_field "$out" body-bytes) / $(body_field "$seen" count) $(body_field "$seen" authority) $(body_field "$seen" body-bytes)"
+zt_expect_eq "$got" "b1 10240 / 1 $VIP_H2-shadow 10240"
+
+zt_test "... a body over 64 KiB is not mirrored (b1 gets it whole); a small one right after is"
+head -c 70000 /dev/zero >"$ZT_WORK/big.bin"
+big=$(body_field "$(hcurl --data-binary @"$ZT_WORK/big.bin" "http://$VIP_H2/mirror/big")" body-bytes)
+hcurl -d small "http://$VIP_H2/mirror/small" >/dev/null
+ctl=$(body_field "$(wait_seen /mirror/small 1)" body-bytes)
+zt_expect_eq "$big $ctl $(body_field "$(seen_of /mirror/big)" count)" "70000 5 0"
+
+zt_test "... a rule without a mirror sends nothing: /plain reaches b1 only (after a mirrored request arrived at b2)"
+plain=$(server_of "http://$VIP_H2/plain/p1")
+hcurl "http://$VIP_H2/mirror/after-plain" >/dev/null
+wait_seen /mirror/after-plain 1 >/dev/null
+zt_expect_eq "$plain $(body_field "$(seen_of /mirror/after-plain)" count) $(body_field "$(seen_of /plain/p1)" count)" "b1 1 0"
+
 zt_test "gRPC (grpc-js both ends): Say goes to svc-g (b1)"
 zt_expect_eq "$(gcall "$VIP_G:9090" Say hi)" "text=hi server=b1"
 
 zt_test "GRPCRoute: Say with x-canary: yes goes to svc-gv2 (b2); Flaky with it stays on b1"
 got="$(gcall "$VIP_G:9090" Say c1 x-canary=yes) / $(gcall "$VIP_G:9090" Say c2 x-canary=no)"
 zt_expect_eq "$got" "text=c1 server=b2 / text=c2 server=b1"
+
+zt_test "GRPCRoute RequestMirror: Say with x-mirror: yes answers from b1; svc-gv2 (b2) gets the call too, -shadow authority"
+got=$(gcall "$VIP_G:9090" Say gm1 x-mirror=yes)
+if [ "$got" = "text=gm1 server=b1" ] &&
+	mesh_wait_grep "$ZT_WORK/grpc-b2.seen" "^Say text=gm1 authority=$VIP_G-shadow:9090\$" 10 >/dev/null; then zt_pass; else
+	zt_fail "$got; b2 saw: $(cat "$ZT_WORK/grpc-b2.seen" 2>/dev/null)"
+fi
+zt_test "... a call without x-mirror is not mirrored (a mirrored one right after is)"
+got=$(gcall "$VIP_G:9090" Say gm2)
+gcall "$VIP_G:9090" Say gm3 x-mirror=yes >/dev/null
+if [ "$got" = "text=gm2 server=b1" ] && mesh_wait_grep "$ZT_WORK/grpc-b2.seen" "^Say text=gm3 " 10 >/dev/null &&
+	! grep -q "text=gm2 " "$ZT_WORK/grpc-b2.seen"; then zt_pass; else
+	zt_fail "$got; b2 saw: $(cat "$ZT_WORK/grpc-b2.seen" 2>/dev/null)"
+fi
 
 zt_test "gRPC UNAVAILABLE on the first try is retried (Istio's default policy): the client gets the reply"
 zt_expect_eq "$(gcall "$VIP_G:9090" Flaky f1)" "text=f1 server=b1"
