@@ -544,8 +544,8 @@ static enum zt_jwt_status check_token(const struct zt_jwt_rules *rs, const char 
 {
     enum zt_jwt_status st;
     cjose_jws_t *jws = NULL;
-    json_t *payload = NULL;
-    uint8_t *plain = NULL;
+    json_t *hdr = NULL, *payload = NULL;
+    uint8_t *plain = NULL; /* owned by jws */
     size_t plain_len = 0;
     cjose_err cerr;
 
@@ -559,19 +559,25 @@ static enum zt_jwt_status check_token(const struct zt_jwt_rules *rs, const char 
         !is_b64url(d2 + 1, (size_t)(tok + len - d2 - 1)))
         return invalid(res, R_FORMAT);
 
-    jws = cjose_jws_import(tok, len, &cerr);
-    if (!jws) {
+    /* The header is read here, before cjose sees the token, so that only
+     * the algorithms we allow ever reach its verify path (cjose would run
+     * HS256 with whatever bytes the key holds). */
+    uint8_t *hraw = NULL;
+    size_t hraw_len = 0;
+    if (!cjose_base64url_decode(tok, (size_t)(d1 - tok), &hraw, &hraw_len, &cerr)) {
         st = invalid(res, R_HEADER);
         goto out;
     }
-    cjose_header_t *hdr = cjose_jws_get_protected(jws);
-    if (!json_is_object((json_t *)hdr) ||
-        json_depth((json_t *)hdr, ZT_JWT_CLAIMS_DEPTH_MAX) > ZT_JWT_CLAIMS_DEPTH_MAX) {
+    json_error_t jerr;
+    hdr = json_loadb((const char *)hraw, hraw_len, JSON_REJECT_DUPLICATES, &jerr);
+    cjose_get_dealloc()(hraw);
+    if (!json_is_object(hdr) ||
+        json_depth(hdr, ZT_JWT_CLAIMS_DEPTH_MAX) > ZT_JWT_CLAIMS_DEPTH_MAX) {
         st = invalid(res, R_HEADER);
         goto out;
     }
-    const char *alg = json_str((json_t *)hdr, "alg");
-    const json_t *kidv = json_object_get((json_t *)hdr, "kid");
+    const char *alg = json_str(hdr, "alg");
+    const json_t *kidv = json_object_get(hdr, "kid");
     const struct alg_info *ai = NULL;
     for (size_t i = 0; alg && i < sizeof(algs) / sizeof(algs[0]); i++)
         if (strcmp(alg, algs[i].name) == 0)
@@ -584,11 +590,15 @@ static enum zt_jwt_status check_token(const struct zt_jwt_rules *rs, const char 
         st = invalid(res, R_HEADER);
         goto out;
     }
+    jws = cjose_jws_import(tok, len, &cerr);
+    if (!jws) {
+        st = invalid(res, R_FORMAT);
+        goto out;
+    }
     if (!cjose_jws_get_plaintext(jws, &plain, &plain_len, &cerr)) {
         st = invalid(res, R_PAYLOAD);
         goto out;
     }
-    json_error_t jerr;
     payload = json_loadb((const char *)plain, plain_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(payload)) {
         st = invalid(res, R_PAYLOAD);
@@ -672,8 +682,7 @@ static enum zt_jwt_status check_token(const struct zt_jwt_rules *rs, const char 
     fill_valid(res, ri, payload, tok, (size_t)(d1 + 1 - tok), (size_t)(d2 - d1 - 1));
     st = ZT_JWT_VALID;
 out:
-    if (plain)
-        cjose_get_dealloc()(plain);
+    json_decref(hdr);
     json_decref(payload);
     cjose_jws_release(jws);
     return st;
