@@ -25,8 +25,8 @@
  *   `nbf` give or take ZT_JWT_CLOCK_SKEW_S, and be signed by a key of the
  *   rule's JWKS: the key whose `kid` matches, or with no `kid` in the token,
  *   any key of the algorithm's type. `alg` must be RS256/384/512,
- *   PS256/384/512 or ES256/384/512: `none`, HS* (a public key used as an HMAC
- *   secret) and EdDSA (not in the JOSE library) are refused.
+ *   PS256/384/512, ES256/384/512 or EdDSA (Ed25519 keys): `none` and HS* (a
+ *   public key used as an HMAC secret) are refused.
  *
  * Threads: a rule set is not locked. Build it (and install fetched key sets)
  * on one thread before others read it, or build a new set and swap it. */
@@ -103,8 +103,9 @@ const char *zt_jwt_rules_jwks_uri(const struct zt_jwt_rules *rs, size_t idx);
 /* Replaces rule `idx`'s key set with the JWKS in json[0..len) (a fetched
  * one: rotation). On any error the old set stays and an error comes back:
  * ZT_E_TOO_BIG (over ZT_JWT_JWKS_MAX bytes or ZT_JWT_JWKS_KEYS_MAX keys),
- * ZT_E_CONFIG (not JSON, no "keys" array, a bad RSA/EC key, no usable key),
- * ZT_E_NOT_FOUND (no such rule). Keys of other types (oct, OKP) are skipped. */
+ * ZT_E_CONFIG (not JSON, no "keys" array, a bad RSA/EC/Ed25519 key, no
+ * usable key), ZT_E_NOT_FOUND (no such rule). Keys of other types (oct, OKP
+ * curves other than Ed25519) are skipped. */
 int zt_jwt_rules_set_jwks(struct zt_jwt_rules *rs, size_t idx, const char *json, size_t len,
                           char *err, size_t errlen);
 

@@ -69,6 +69,8 @@ for (const alg of ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'])
 w('es256', token('ES256', ec256.privateKey, 'e1', base));
 w('es384', token('ES384', ec384.privateKey, 'e2', base));
 w('eddsa', token('EdDSA', ed.privateKey, 'd1', base));
+w('eddsa_nokid', token('EdDSA', ed.privateKey, null, base));
+w('eddsa_other', token('EdDSA', crypto.generateKeyPairSync('ed25519').privateKey, 'd1', base));
 w('nokid', token('RS256', k1, null, base));
 w('es256_nokid', token('ES256', ec256.privateKey, null, base));
 // exp = nbf = NOW: the test moves `now` across the 60 s skew both ways.
@@ -83,6 +85,7 @@ w('alg_none_nokid', token('none', null, null, base));
 // Key confusion: HMAC with the RSA public key (PEM and JWK forms) as secret.
 w('hs256_pem', token('HS256', rsa1.publicKey.export({type: 'spki', format: 'pem'}), 'k1', base));
 w('hs256_n', token('HS256', Buffer.from(jwk(rsa1, 'k1').n, 'base64url'), 'k1', base));
+w('hs256_x', token('HS256', Buffer.from(jwk(ed, 'd1').x, 'base64url'), 'd1', base));
 w('rot_new', token('RS256', rsa2.privateKey, 'k2', base));
 w('nosub', token('RS256', k1, 'k1', (({sub, ...rest}) => rest)(base)));
 w('exp_string', token('RS256', k1, 'k1', Object.assign({}, base, {exp: 'tomorrow'})));

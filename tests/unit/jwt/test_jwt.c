@@ -87,8 +87,8 @@ static void test_valid_algorithms(void)
     NEED_FIXTURES();
     struct zt_jwt_rules *rs = rules1(NULL);
     CHECK(rs);
-    const char *names[] = {"rs256", "rs384", "rs512", "ps256", "ps384",
-                           "ps512", "es256", "es384", "nokid", "es256_nokid"};
+    const char *names[] = {"rs256", "rs384", "rs512", "ps256",       "ps384", "ps512",
+                           "es256", "es384", "nokid", "es256_nokid", "eddsa", "eddsa_nokid"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *reason = NULL;
         enum zt_jwt_status st = check(rs, names[i], NOW, &reason);
@@ -188,6 +188,8 @@ static void test_signature_failures(void)
     CHECK_EQ_STR(reason, "Jwks doesn't have key to match kid or alg from Jwt");
     CHECK(check(rs, "other_key", NOW, &reason) == ZT_JWT_INVALID);
     CHECK_EQ_STR(reason, "Jwt verification fails");
+    CHECK(check(rs, "eddsa_other", NOW, &reason) == ZT_JWT_INVALID);
+    CHECK_EQ_STR(reason, "Jwt verification fails");
 
     /* One signature character changed (the last one may carry only
      * padding bits, so change the first). */
@@ -227,7 +229,7 @@ static void test_refused_algorithms(void)
     /* alg none has an empty signature: refused as malformed already. */
     CHECK(check(rs, "alg_none", NOW, NULL) == ZT_JWT_INVALID);
     CHECK(check(rs, "alg_none_nokid", NOW, NULL) == ZT_JWT_INVALID);
-    const char *names[] = {"hs256_pem", "hs256_n", "eddsa"};
+    const char *names[] = {"hs256_pem", "hs256_n", "hs256_x"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         CHECK(check(rs, names[i], NOW, &reason) == ZT_JWT_INVALID);
         CHECK_EQ_STR(reason, "Jwt header [alg] is not supported");
@@ -360,9 +362,13 @@ static void test_caps_jwks(void)
     CHECK(check(rs, "nokid", NOW, NULL) == ZT_JWT_VALID);
     CHECK(check(rs, "rs256", NOW, NULL) == ZT_JWT_INVALID);
     /* Broken sets keep the old one. */
-    const char *bad[] = {"{", "[]", "{\"keys\":{}}",
+    const char *bad[] = {"{",
+                         "[]",
+                         "{\"keys\":{}}",
                          "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\"}]}",
-                         "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"!\",\"e\":\"AQAB\"}]}"};
+                         "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"!\",\"e\":\"AQAB\"}]}",
+                         "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}",
+                         "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AAAA\"}]}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK(zt_jwt_rules_set_jwks(rs, 0, bad[i], strlen(bad[i]), err, sizeof(err)) ==
               ZT_E_CONFIG);
