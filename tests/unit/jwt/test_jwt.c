@@ -153,6 +153,23 @@ static void test_time_window(void)
     CHECK(check(rs, "rs256", NOW + 3600 + 61, &reason) == ZT_JWT_INVALID);
     CHECK_EQ_STR(reason, "Jwt is expired");
     CHECK(check(rs, "exp_string", NOW, &reason) == ZT_JWT_INVALID);
+    /* Extreme times (unsigned: time is checked before the signature) must
+     * not overflow the skew arithmetic. */
+    const char *ext[][2] = {
+        {"eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0."
+         "eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwiYXVkIjoic3ZjLWEiLCJleHAiOi05MjIzMzcyMDM2ODU0"
+         "Nzc1ODA4fQ.AAAA",
+         "Jwt is expired"},
+        {"eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0."
+         "eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwiYXVkIjoic3ZjLWEiLCJuYmYiOjkyMjMzNzIwMzY4NTQ3"
+         "NzU4MDd9.AAAA",
+         "Jwt not yet valid"}};
+    for (size_t i = 0; i < 2; i++) {
+        struct zt_jwt_result r;
+        CHECK(zt_jwt_verify(rs, ext[i][0], strlen(ext[i][0]), NULL, NOW, &r) == ZT_JWT_INVALID);
+        CHECK_EQ_STR(r.reason, ext[i][1]);
+        zt_jwt_result_cleanup(&r);
+    }
     zt_jwt_rules_free(rs);
 }
 
