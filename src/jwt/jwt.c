@@ -433,40 +433,28 @@ static bool is_b64url(const char *s, size_t n)
 }
 
 /* Depth of a JSON value: a scalar is 0, an object or array 1 + its
- * deepest member. Stops counting past `limit` so a hostile payload costs no
- * more than the cap. */
+ * deepest member. The result is exact up to `limit`; past it, some value
+ * over `limit` comes back without looking deeper, so a hostile payload
+ * costs no more than the cap. */
 static int json_depth(const json_t *v, int limit)
 {
-    if (limit < 0)
+    bool is_obj = json_is_object(v);
+    if (!is_obj && !json_is_array(v))
+        return 0;
+    if (limit < 1)
         return 1;
+    size_t n = is_obj ? json_object_size(v) : json_array_size(v);
+    void *it = is_obj ? json_object_iter((json_t *)v) : NULL;
     int d = 0;
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *m;
-        json_object_foreach((json_t *)v, k, m)
-        {
-            int md = json_depth(m, limit - 1);
-            if (md > d)
-                d = md;
-            if (d > limit)
-                break;
-        }
-        return d + 1;
+    for (size_t i = 0; i < n && d < limit; i++) {
+        const json_t *m = is_obj ? json_object_iter_value(it) : json_array_get(v, i);
+        if (is_obj)
+            it = json_object_iter_next((json_t *)v, it);
+        int md = json_depth(m, limit - 1);
+        if (md > d)
+            d = md;
     }
-    if (json_is_array(v)) {
-        size_t i;
-        json_t *m;
-        json_array_foreach(v, i, m)
-        {
-            int md = json_depth(m, limit - 1);
-            if (md > d)
-                d = md;
-            if (d > limit)
-                break;
-        }
-        return d + 1;
-    }
-    return 0;
+    return d + 1;
 }
 
 /* Envoy compares audiences without an http(s):// scheme and trailing '/'. */
