@@ -14,7 +14,7 @@
  *   }
  *   zt_jwt_result_cleanup(&r);
  *
- * Semantics (docs/waypoint-security.md has the sources):
+ * Semantics (docs/waypoint-security.md gives the order of checks and why):
  * - A token is looked for in every location of every rule (default
  *   `Authorization: Bearer <t>` and query parameter `access_token`). None
  *   found: ZT_JWT_NONE. More than one distinct token: ZT_JWT_INVALID (Istio
@@ -28,8 +28,10 @@
  *   PS256/384/512, ES256/384/512 or EdDSA (Ed25519 keys): `none` and HS* (a
  *   public key used as an HMAC secret) are refused.
  *
- * Threads: a rule set is not locked. Build it (and install fetched key sets)
- * on one thread before others read it, or build a new set and swap it. */
+ * Threads: a rule set is not locked. zt_jwt_rules_set_jwks changes it in
+ * place, so it must not run while another thread checks tokens against the
+ * same set; a fetcher serving worker threads builds a new set and swaps it,
+ * as the state snapshots are swapped. */
 #ifndef ZT_JWT_JWT_H
 #define ZT_JWT_JWT_H
 
