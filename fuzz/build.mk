@@ -17,6 +17,8 @@ FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(FUZZ_SA
           -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
           -Wno-unused-parameter -Isrc -I$(FUZZ_BUILD)/gen $(FUZZ_PKG_CFLAGS) -MMD -MP
 FUZZ_LIBS   := $(FUZZ_PKG_LIBS) -lhttp_parser -lpthread
+# jwt_token: cjose (headers in /usr/include).
+FUZZ_LIBS   += $(shell pkg-config --libs cjose)
 
 FUZZ_BASE := $(sort $(wildcard src/base/*.c))
 
@@ -24,6 +26,7 @@ FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl 
                 xds_address xds_authorization csr_parse control_tokens ads_request hbone_server \
                 dns_answer http1_parse route_match routes_yaml xds_route
 FUZZ_TARGETS += traceparent
+FUZZ_TARGETS += jwt_token
 
 # Every proto/*.proto becomes $(FUZZ_BUILD)/gen/proto/<name>.pb-c.{c,h}.
 FUZZ_PROTOS  := $(patsubst proto/%.proto,%,$(wildcard proto/*.proto))
@@ -43,6 +46,7 @@ SRC_cni_store       := src/cni/store.c
 SRC_cni_ctl         := src/cni/ctl.c
 SRC_http_headers    := src/telemetry/headers.c
 SRC_traceparent     := src/telemetry/headers.c
+SRC_jwt_token       := src/jwt/jwt.c src/http/head.c
 SRC_xds_address       := src/xds/convert.c src/xds/encode.c $(FUZZ_STATE) $(FUZZ_XDS_PB)
 SRC_xds_authorization := $(SRC_xds_address) $(sort $(wildcard src/authz/*.c))
 SRC_csr_parse         := src/tls/csr.c src/tls/cert.c src/tls/spiffe.c
