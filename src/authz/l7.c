@@ -681,6 +681,24 @@ static bool operation_ok(const struct zt_authz_l7_operation *o, const struct pro
            ports_ok(&o->ports, &o->not_ports, pr->rq->destination_port);
 }
 
+/* Envoy's present_match ("*" on a header) holds for a field with an empty
+ * value too; the other forms compare the value as strings do. */
+static bool header_any(const struct zt_authz_l7_strs *l, const char *v, size_t len)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (v && (l->v[i].kind == ZT_AUTHZ_L7_PRESENCE || str_match(&l->v[i], v, len)))
+            return true;
+    return false;
+}
+
+static bool header_ok(const struct zt_authz_l7_strs *pos, const struct zt_authz_l7_strs *neg,
+                      const char *v, size_t len)
+{
+    if (pos->n && !header_any(pos, v, len))
+        return false;
+    return !(neg->n && header_any(neg, v, len));
+}
+
 /* A header's value as Envoy's matcher sees it: repeated fields joined with
  * ",". Returns a pointer to the value (the field's own, or buf / *heap). */
 static const char *header_value(const struct zt_http_head *h, const char *name, char *buf,
@@ -772,7 +790,7 @@ static bool when_ok(const struct zt_authz_l7_when *w, const struct probe *pr)
         char buf[4096], *heap = NULL;
         size_t len;
         const char *v = header_value(rq->head, w->header, buf, sizeof(buf), &heap, &len);
-        bool ok = strs_ok(&w->values, &w->not_values, v, len);
+        bool ok = header_ok(&w->values, &w->not_values, v, len);
         free(heap);
         return ok;
     }

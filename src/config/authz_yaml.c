@@ -432,7 +432,7 @@ static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_authz_l7_pol
     if (rc)
         return rc;
     if (!p->n_targets) {
-        zt_config_routes_warn(c, doc, "spec", "no target applies: policy ignored");
+        zt_config_routes_warn(c, spec, "spec", "no target applies: policy ignored");
         return (*skip = true), 0;
     }
     if ((rc = zt_config_routes_list(c, spec, "rules", "spec", MAX_AZ_RULES, &rules)) || !rules)
