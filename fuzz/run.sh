@@ -18,6 +18,7 @@ ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_header
      xds_address xds_authorization csr_parse control_tokens ads_request hbone_server dns_answer
      http1_parse route_match routes_yaml xds_route)
 ALL+=(traceparent)
+ALL+=(authz_l7)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
 
@@ -43,6 +44,7 @@ max_len() {
     routes_yaml) echo 16384 ;;     # a few route documents
     traceparent) echo 256 ;;       # version 00 is 55 bytes; later versions may add fields
     xds_route) echo 16384 ;;       # one Route; its lists are capped at 16..64 items
+    authz_l7) echo 16384 ;;        # a few AuthorizationPolicy documents
     *) echo 4096 ;;
     esac
 }

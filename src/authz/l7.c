@@ -929,7 +929,10 @@ int zt_authz_l7_check(const struct zt_authz_l7_set *s, const struct zt_authz_l7_
     if (h) {
         pr.method = h->method;
         pr.host = h->authority;
-        if (h->path) {
+        if (h->path && rq->path_is_normalized) {
+            pr.path = h->path;
+            pr.path_len = strcspn(h->path, "?#");
+        } else if (h->path) {
             size_t n = strlen(h->path);
             char *dst = n + 2 <= sizeof(pbuf) ? pbuf : (pheap = zt_xmalloc(n + 2));
             pr.path_len = zt_authz_l7_path_normalize(h->path, n, dst);

@@ -207,8 +207,11 @@ void zt_authz_l7_set_unref(struct zt_authz_l7_set *s);
  *   namespaces its /ns/ segment.
  * - source_ip: the tunnel's peer. remote_ip: the client as Envoy derives it
  *   (zt_authz_l7_remote_ip); family 0 means source_ip.
- * - head: method, path (as received, query and all: normalized here as
- *   Envoy's BASE normalization), authority and header fields.
+ * - head: method, path (query and all), authority and header fields. The
+ *   path is normalized here (zt_authz_l7_path_normalize) unless
+ *   path_is_normalized says the caller did it already for routing: the
+ *   normalization is not idempotent on malformed escapes ("%4%41" gives
+ *   "%4A"), so it must run exactly once, as in Envoy.
  * - request_principal "iss/sub", audiences, presenter (azp) and claims
  *   (a JSON object) come from a token that verified; all NULL/0 when the
  *   request had none.
@@ -220,6 +223,7 @@ struct zt_authz_l7_request {
     uint16_t destination_port;
     const char *sni;
     const struct zt_http_head *head;
+    bool path_is_normalized;
     const char *request_principal;
     const char *const *audiences;
     size_t n_audiences;
@@ -265,7 +269,9 @@ char *zt_authz_l7_details(const struct zt_authz_l7_result *res, char *buf, size_
  * percent-encoded unreserved characters decoded, other escapes upper-cased
  * (so %2F stays an escaped slash), "." and ".." segments removed (".." at
  * the root stays at the root); slashes are not merged. in[0..len) into out
- * (len + 2 bytes always suffice), NUL-terminated; returns the length. */
+ * (len + 2 bytes always suffice), NUL-terminated; returns the length. A
+ * '%' without two hex digits is kept as it is (as Chromium does), which is
+ * why a second pass may change a result: "%4%41" gives "%4A". */
 size_t zt_authz_l7_path_normalize(const char *in, size_t len, char *out);
 
 /* The remote address Envoy gives RBAC on a waypoint (use_remote_address

@@ -33,6 +33,7 @@ struct rq {
     const char *req_principal, *aud, *presenter, *claims;
     const char *dst_ip, *sni;
     const char *svc; /* "-" for none */
+    bool pre;        /* path_is_normalized */
 };
 
 struct row {
@@ -197,6 +198,16 @@ static const struct row ROWS[] = {
     {"DENY path after decoded unreserved",
      AP("d", "DENY", "[{to: [{operation: {paths: [/admin]}}]}]"),
      {.path = "/%61dmin"},
+     0,
+     "d"},
+    {"a path the caller normalized is taken as it is",
+     AP("d", "DENY", "[{to: [{operation: {paths: [/admin]}}]}]"),
+     {.path = "/x/../admin?q", .pre = true},
+     1,
+     NULL},
+    {"a normalized path: query still ignored",
+     AP("d", "DENY", "[{to: [{operation: {paths: [/admin]}}]}]"),
+     {.path = "/admin?q", .pre = true},
      0,
      "d"},
     {"slashes are not merged (BASE)",
@@ -465,6 +476,7 @@ static void mkreq(const struct rq *r, struct built *b)
     if (r->xff)
         zt_http_head_add(&b->head, "x-forwarded-for", 15, r->xff, strlen(r->xff));
     b->rq.head = &b->head;
+    b->rq.path_is_normalized = r->pre;
     b->rq.source_principal = !r->principal ? "spiffe://cluster.local/ns/client-ns/sa/client"
                              : strcmp(r->principal, "-") ? r->principal
                                                          : NULL;
@@ -620,7 +632,7 @@ static void test_path_normalize(void)
         {"/a//b", "/a//b"},   {"/a/%2e%2E/b", "/b"},  {"/%7euser/%41", "/~user/A"},
         {"/a%2fb", "/a%2Fb"}, {"/a%20b", "/a%20b"},   {"/a..b/..c", "/a..b/..c"},
         {"/a/...", "/a/..."}, {"/bad%zz", "/bad%zz"}, {"/trail%2", "/trail%2"},
-        {"*", "*"},           {"/x#frag", "/x"},
+        {"*", "*"},           {"/x#frag", "/x"},      {"/%4%41", "/%4A"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char out[64];
