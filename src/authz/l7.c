@@ -262,6 +262,7 @@ struct tentry {
 struct zt_authz_l7_set {
     atomic_int refs;
     bool sealed;
+    bool has_audit, has_dry_run; /* passes a check may skip */
     char *root_ns;
     struct zt_authz_l7_policy **policies;
     size_t n, cap;
@@ -339,6 +340,8 @@ void zt_authz_l7_set_seal(struct zt_authz_l7_set *s)
         }
         s->policies[n++] = v[i].p;
         nt += v[i].p->n_targets;
+        s->has_audit = s->has_audit || v[i].p->action == ZT_AUTHZ_L7_AUDIT;
+        s->has_dry_run = s->has_dry_run || v[i].p->dry_run;
     }
     free(v);
     s->n = n;
@@ -940,8 +943,10 @@ int zt_authz_l7_check(const struct zt_authz_l7_set *s, const struct zt_authz_l7_
         }
     }
 
-    run_pass(s, &rg, &pr, ZT_AUTHZ_L7_AUDIT, false, &audit);
-    res->audit = audit.hit;
+    if (s->has_audit) {
+        run_pass(s, &rg, &pr, ZT_AUTHZ_L7_AUDIT, false, &audit);
+        res->audit = audit.hit;
+    }
     run_pass(s, &rg, &pr, ZT_AUTHZ_L7_DENY, false, &deny);
     if (deny.hit) {
         res->allowed = false;
@@ -955,6 +960,8 @@ int zt_authz_l7_check(const struct zt_authz_l7_set *s, const struct zt_authz_l7_
         res->rule = allow.rule;
     }
     /* The shadow engine: dry-run DENY, then dry-run ALLOW. */
+    if (!s->has_dry_run)
+        goto out;
     run_pass(s, &rg, &pr, ZT_AUTHZ_L7_DENY, true, &ddeny);
     if (ddeny.hit) {
         res->has_dry_run = true;
@@ -967,6 +974,7 @@ int zt_authz_l7_check(const struct zt_authz_l7_set *s, const struct zt_authz_l7_
         res->dry_run_policy = dallow.hit;
         res->dry_run_rule = dallow.rule;
     }
+out:
     free(pheap);
     return res->allowed ? 0 : ZT_E_DENIED;
 }

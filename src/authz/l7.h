@@ -28,7 +28,9 @@
  * Cost: sealing sorts the policies and an index of their targets. A check
  * finds the policies attached to the request's gateway, service and the
  * waypoint class by binary search (O(log T) for T targets), then visits
- * only those: O(sum of their values) with at most two passes. Policies of
+ * only those: O(sum of their values) per pass, in up to five passes (audit,
+ * deny, allow, dry-run deny, dry-run allow; the audit and dry-run ones only
+ * when the set holds such policies). Policies of
  * other services are never visited, so 1000 policies on other services cost
  * what 0 do. A check never allocates, except to normalize a path or join a
  * repeated header beyond 4 KiB. */
