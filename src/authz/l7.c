@@ -11,6 +11,7 @@
 #include "base/err.h"
 #include "http/head.h"
 
+#include <ctype.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,15 +412,11 @@ static void find_target(const struct zt_authz_l7_set *s, uint8_t kind, const cha
 
 /* ---------------------------------------------------------------- path normalization */
 
-static int hexval(char c)
+/* The value of hex digit c (isxdigit): '0'-'9' are 0x3N, letters 0x4N or
+ * 0x6N with N from 1. */
+static int hexval(int c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return (c & 0xf) + (c >> 6) * 9;
 }
 
 static bool is_unreserved(int c)
@@ -450,10 +447,10 @@ size_t zt_authz_l7_path_normalize(const char *in, size_t len, char *out)
         i++; /* the '/' */
         out[o++] = '/';
         while (i < len && in[i] != '/') {
-            int c = (unsigned char)in[i], h1, h2;
-            if (c == '%' && i + 2 < len && (h1 = hexval(in[i + 1])) >= 0 &&
-                (h2 = hexval(in[i + 2])) >= 0) {
-                int d = h1 * 16 + h2;
+            int c = (unsigned char)in[i];
+            if (c == '%' && i + 2 < len && isxdigit((unsigned char)in[i + 1]) &&
+                isxdigit((unsigned char)in[i + 2])) {
+                int h1 = hexval(in[i + 1]), h2 = hexval(in[i + 2]), d = h1 * 16 + h2;
                 if (is_unreserved(d)) {
                     out[o++] = (char)d;
                 } else {

@@ -71,72 +71,74 @@ static int scalars(ctx_t *c, const struct ynode *m, const char *key, const char 
     return 0;
 }
 
-static int read_strs(ctx_t *c, const struct ynode *m, const char *key, const char *path,
-                     unsigned flags, struct zt_authz_l7_strs *out)
+/* One value into slot; on failure why (appended to the quoted value). */
+typedef int item_fn(const char *v, unsigned flags, void *slot, char *why, size_t why_len);
+
+static int item_str(const char *v, unsigned flags, void *slot, char *why, size_t why_len)
+{
+    const char *reason;
+    if (!zt_authz_l7_str_parse(v, flags, slot, &reason))
+        return 0;
+    return zt_errf(why, why_len, ZT_E_CONFIG, ": %s", reason);
+}
+
+static int item_cidr(const char *v, unsigned flags, void *slot, char *why, size_t why_len)
+{
+    if (!zt_cidr_parse(v, slot))
+        return 0;
+    return zt_errf(why, why_len, ZT_E_CONFIG, " is not an IP address or CIDR block");
+}
+
+static int item_port(const char *v, unsigned flags, void *slot, char *why, size_t why_len)
+{
+    char *end;
+    unsigned long p = strtoul(v, &end, 10);
+    if (v[0] < '0' || v[0] > '9' || *end || strlen(v) > 5 || p < 1 || p > 65535)
+        return zt_errf(why, why_len, ZT_E_CONFIG, " is not a port (1..65535)");
+    *(uint16_t *)slot = (uint16_t)p;
+    return 0;
+}
+
+/* Field key of m, a list of scalars, into *v_ptr / *n (elements of size
+ * bytes, each read by fn). Absent: left empty. */
+static int read_list(ctx_t *c, const struct ynode *m, const char *key, const char *path,
+                     unsigned flags, item_fn *fn, size_t size, void *v_ptr, size_t *n)
 {
     const struct ynode *l;
-    char sub[PATH_LEN], item[PATH_LEN];
+    char sub[PATH_LEN], item[PATH_LEN], why[160];
+    void **v = v_ptr;
     int rc = scalars(c, m, key, path, &l);
     if (rc || !l)
         return rc;
     zt_config_routes_key(sub, path, key);
-    out->v = zt_xcalloc(l->n_items ? l->n_items : 1, sizeof(*out->v));
+    *v = zt_xcalloc(l->n_items ? l->n_items : 1, size);
     for (size_t i = 0; i < l->n_items; i++) {
-        const char *why;
-        if (zt_authz_l7_str_parse(l->items[i]->value, flags, &out->v[out->n], &why)) {
+        if (fn(l->items[i]->value, flags, (char *)*v + *n * size, why, sizeof(why))) {
             zt_config_routes_idx(item, sub, i);
-            return zt_config_routes_fail(c, l->items[i], item, "\"%.80s\": %s", l->items[i]->value,
+            return zt_config_routes_fail(c, l->items[i], item, "\"%.80s\"%s", l->items[i]->value,
                                          why);
         }
-        out->n++;
+        (*n)++;
     }
     return 0;
+}
+
+static int read_strs(ctx_t *c, const struct ynode *m, const char *key, const char *path,
+                     unsigned flags, struct zt_authz_l7_strs *out)
+{
+    return read_list(c, m, key, path, flags, item_str, sizeof(*out->v), &out->v, &out->n);
 }
 
 static int read_cidrs(ctx_t *c, const struct ynode *m, const char *key, const char *path,
                       struct zt_authz_l7_cidrs *out)
 {
-    const struct ynode *l;
-    char sub[PATH_LEN], item[PATH_LEN];
-    int rc = scalars(c, m, key, path, &l);
-    if (rc || !l)
-        return rc;
-    zt_config_routes_key(sub, path, key);
-    out->v = zt_xcalloc(l->n_items ? l->n_items : 1, sizeof(*out->v));
-    for (size_t i = 0; i < l->n_items; i++) {
-        if (zt_cidr_parse(l->items[i]->value, &out->v[out->n])) {
-            zt_config_routes_idx(item, sub, i);
-            return zt_config_routes_fail(c, l->items[i], item,
-                                         "\"%.80s\" is not an IP address or CIDR block",
-                                         l->items[i]->value);
-        }
-        out->n++;
-    }
-    return 0;
+    return read_list(c, m, key, path, 0, item_cidr, sizeof(*out->v), &out->v, &out->n);
 }
 
 static int read_ports(ctx_t *c, const struct ynode *m, const char *key, const char *path,
                       struct zt_authz_l7_ports *out)
 {
-    const struct ynode *l;
-    char sub[PATH_LEN], item[PATH_LEN];
-    int rc = scalars(c, m, key, path, &l);
-    if (rc || !l)
-        return rc;
-    zt_config_routes_key(sub, path, key);
-    out->v = zt_xcalloc(l->n_items ? l->n_items : 1, sizeof(*out->v));
-    for (size_t i = 0; i < l->n_items; i++) {
-        const char *v = l->items[i]->value;
-        char *end;
-        unsigned long p = strtoul(v, &end, 10);
-        if (v[0] < '0' || v[0] > '9' || *end || l->items[i]->len > 5 || p < 1 || p > 65535) {
-            zt_config_routes_idx(item, sub, i);
-            return zt_config_routes_fail(c, l->items[i], item, "\"%.80s\" is not a port (1..65535)",
-                                         v);
-        }
-        out->v[out->n++] = (uint16_t)p;
-    }
-    return 0;
+    return read_list(c, m, key, path, 0, item_port, sizeof(*out->v), &out->v, &out->n);
 }
 
 static int read_source(ctx_t *c, const struct ynode *fn, const char *path,
@@ -360,31 +362,14 @@ static int read_dry_run(ctx_t *c, const struct ynode *md, struct zt_authz_l7_pol
 /* Returns 0 with *skip set for a policy that is not for waypoints. */
 static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_authz_l7_policy *p, bool *skip)
 {
-    static const char *const top[] = {"apiVersion", "kind", "metadata", "spec", NULL};
-    static const char *const quiet_top[] = {"status", NULL};
     static const char *const spec_keys[] = {"selector", "targetRef", "targetRefs", "action",
                                             "provider", "rules",     NULL};
-    static const char *const md_keys[] = {"name", "namespace", NULL};
-    static const char *const md_quiet[] = {
-        "labels",          "annotations",       "uid",
-        "resourceVersion", "generation",        "managedFields",
-        "finalizers",      "ownerReferences",   "deletionTimestamp",
-        "generateName",    "creationTimestamp", NULL};
     const struct ynode *md = zt_config_routes_get(doc, "metadata"), *spec, *refs, *ref, *rules,
                        *sel;
     char *action = NULL, sub[PATH_LEN];
-    int rc = zt_config_routes_check_keys(c, doc, "", top, quiet_top);
+    int rc = zt_config_routes_object(c, doc, "AuthorizationPolicy", &p->name, &p->ns);
     if (rc)
         return rc;
-    if (!md)
-        return zt_config_routes_fail(c, doc, "metadata", "required");
-    if ((rc = zt_config_routes_check_keys(c, md, "metadata", md_keys, md_quiet)) ||
-        (rc = zt_config_routes_str(c, md, "name", "metadata", true, MAX_NAME, &p->name)) ||
-        (rc = zt_config_routes_str(c, md, "namespace", "metadata", false, 63, &p->ns)))
-        return rc;
-    if (!p->ns)
-        p->ns = zt_xstrdup("default");
-    snprintf(c->obj, sizeof(c->obj), "AuthorizationPolicy %s/%s", p->ns, p->name);
     if ((rc = read_dry_run(c, md, p)))
         return rc;
     spec = zt_config_routes_get(doc, "spec");
