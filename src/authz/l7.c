@@ -33,23 +33,28 @@ const char *zt_authz_l7_action_str(enum zt_authz_l7_action a)
 
 /* ---------------------------------------------------------------- parsing values */
 
-/* A template path: each '/'-separated segment is literal, or exactly {*}
- * (one segment) or {**} (the rest, last only); no other '*', '{' or '}'. */
+/* Istio's CheckValidPathTemplate: between the slashes, {*} (one segment),
+ * {**} (one or more; no operator after it, literal segments may follow) or
+ * a literal of RFC 3986 pchars (no '*', '{', '}', no empty segment but a
+ * trailing one). */
 static const char *check_template(const char *v)
 {
+    static const char pchar[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                "-._~%!$&'()+,;:@=";
     const char *p = v;
+    bool any = false;
     if (*v != '/')
         return "a path template must start with '/'";
     while (*p) {
         const char *seg = ++p, *end = strchr(seg, '/');
         size_t n = end ? (size_t)(end - seg) : strlen(seg);
-        if (n == 3 && !memcmp(seg, "{*}", 3)) {
-        } else if (n == 4 && !memcmp(seg, "{**}", 4)) {
-            if (end)
-                return "{**} must be the last segment of a path template";
-        } else if (memchr(seg, '*', n) || memchr(seg, '{', n) || memchr(seg, '}', n)) {
-            return "a template operator must be a whole segment, {*} or {**}";
-        }
+        bool op = (n == 3 && !memcmp(seg, "{*}", 3)) || (n == 4 && !memcmp(seg, "{**}", 4));
+        if (op && any)
+            return "{**} must be the last operator of a path template";
+        if (op)
+            any = n == 4;
+        else if ((n == 0 && end) || strspn(seg, pchar) < n)
+            return "a path template segment must be {*}, {**} or a literal of URL path characters";
         p = seg + n;
     }
     return NULL;
@@ -570,8 +575,11 @@ static bool template_match(const char *t, const char *s, size_t len)
         send = memchr(sseg, '/', (size_t)(end - sseg));
         if (!send)
             send = end;
-        if (tn == 4 && !memcmp(tseg, "{**}", 4))
-            return true; /* the rest, one segment or more */
+        if (tn == 4 && !memcmp(tseg, "{**}", 4)) {
+            /* One or more segments, then the literal rest of t. */
+            size_t tail = strlen(tseg + 4);
+            return (size_t)(end - s) >= 2 + tail && !memcmp(end - tail, tseg + 4, tail);
+        }
         if (tn == 3 && !memcmp(tseg, "{*}", 3)) {
             if (send == sseg)
                 return false;

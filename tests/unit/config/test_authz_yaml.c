@@ -153,9 +153,13 @@ static const struct {
     {HEAD "  rules:\n  - to:\n    - operation: {paths: [\"/a*b\"]}\n",
      "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].to[0].operation.paths[0]: \"/a*b\": "
      "'*' is allowed only as the first or last character, or alone"},
-    {HEAD "  rules:\n  - to:\n    - operation: {paths: [\"/a/{**}/b\"]}\n",
+    {HEAD "  rules:\n  - to:\n    - operation: {paths: [\"/a/{**}/{*}\"]}\n",
      "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].to[0].operation.paths[0]: "
-     "\"/a/{**}/b\": {**} must be the last segment of a path template"},
+     "\"/a/{**}/{*}\": {**} must be the last operator of a path template"},
+    {HEAD "  rules:\n  - to:\n    - operation: {paths: [\"/a/{*}/b c\"]}\n",
+     "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].to[0].operation.paths[0]: "
+     "\"/a/{*}/b c\": a path template segment must be {*}, {**} or a literal of URL path "
+     "characters"},
     {HEAD "  rules:\n  - to:\n    - operation: {methods: [\"\"]}\n",
      "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].to[0].operation.methods[0]: must not be "
      "empty"},
