@@ -198,6 +198,8 @@ static void source_free(struct zt_authz_l7_source *s)
     strs_free(&s->not_namespaces);
     strs_free(&s->request_principals);
     strs_free(&s->not_request_principals);
+    strs_free(&s->service_accounts);
+    strs_free(&s->not_service_accounts);
     free(s->ip_blocks.v);
     free(s->not_ip_blocks.v);
     free(s->remote_ip_blocks.v);
@@ -533,6 +535,11 @@ struct probe {
     size_t ns_len;
     const char *sa;
     size_t sa_len;
+    /* "ns/sa" of the identity; NULL when it has none or it is longer than
+     * any value Istio accepts, so that no exact value matches. */
+    const char *nssa;
+    size_t nssa_len;
+    char nssa_buf[ZT_AUTHZ_L7_MAX_SA + 1];
     size_t td_len;
     struct zt_ip remote;
     const char *path; /* normalized */
@@ -557,6 +564,13 @@ static void probe_identity(struct probe *pr, const char *id)
             pr->ns_len = (size_t)(e - ns);
             pr->sa = e + 4;
             pr->sa_len = strlen(pr->sa);
+            if (pr->ns_len + 1 + pr->sa_len <= ZT_AUTHZ_L7_MAX_SA) {
+                memcpy(pr->nssa_buf, pr->ns, pr->ns_len);
+                pr->nssa_buf[pr->ns_len] = '/';
+                memcpy(pr->nssa_buf + pr->ns_len + 1, pr->sa, pr->sa_len);
+                pr->nssa = pr->nssa_buf;
+                pr->nssa_len = pr->ns_len + 1 + pr->sa_len;
+            }
         }
     }
 }
@@ -676,6 +690,7 @@ static bool source_ok(const struct zt_authz_l7_source *s, const struct probe *pr
     const struct zt_authz_l7_request *rq = pr->rq;
     return strs_ok_z(&s->principals, &s->not_principals, pr->principal) &&
            strs_ok(&s->namespaces, &s->not_namespaces, pr->ns, pr->ns_len) &&
+           strs_ok(&s->service_accounts, &s->not_service_accounts, pr->nssa, pr->nssa_len) &&
            strs_ok_z(&s->request_principals, &s->not_request_principals, rq->request_principal) &&
            cidrs_ok(&s->ip_blocks, &s->not_ip_blocks, &rq->source_ip) &&
            cidrs_ok(&s->remote_ip_blocks, &s->not_remote_ip_blocks, &pr->remote);
@@ -814,17 +829,8 @@ static bool when_ok(const struct zt_authz_l7_when *w, const struct probe *pr)
         return strs_ok(&w->values, &w->not_values, pr->ns, pr->ns_len);
     case ZT_AUTHZ_L7_K_SOURCE_PRINCIPAL:
         return strs_ok_z(&w->values, &w->not_values, pr->principal);
-    case ZT_AUTHZ_L7_K_SOURCE_SA: {
-        /* "ns/sa" from the identity: the bytes between "/ns/" and the end,
-         * with "/sa/" read as "/". */
-        char sa[512];
-        if (!pr->ns || pr->ns_len + 1 + pr->sa_len >= sizeof(sa))
-            return strs_ok(&w->values, &w->not_values, NULL, 0);
-        memcpy(sa, pr->ns, pr->ns_len);
-        sa[pr->ns_len] = '/';
-        memcpy(sa + pr->ns_len + 1, pr->sa, pr->sa_len);
-        return strs_ok(&w->values, &w->not_values, sa, pr->ns_len + 1 + pr->sa_len);
-    }
+    case ZT_AUTHZ_L7_K_SOURCE_SA:
+        return strs_ok(&w->values, &w->not_values, pr->nssa, pr->nssa_len);
     case ZT_AUTHZ_L7_K_SOURCE_TD:
         return strs_ok(&w->values, &w->not_values, pr->principal, pr->td_len);
     case ZT_AUTHZ_L7_K_AUTH_PRINCIPAL:

@@ -94,6 +94,8 @@ struct zt_authz_l7_source {
     struct zt_authz_l7_strs principals, not_principals;
     struct zt_authz_l7_strs namespaces, not_namespaces;
     struct zt_authz_l7_strs request_principals, not_request_principals;
+    /* Exact "ns/sa" (a bare "sa" was read as the policy's namespace). */
+    struct zt_authz_l7_strs service_accounts, not_service_accounts;
     struct zt_authz_l7_cidrs ip_blocks, not_ip_blocks;
     struct zt_authz_l7_cidrs remote_ip_blocks, not_remote_ip_blocks;
 };
@@ -124,6 +126,8 @@ enum zt_authz_l7_key {
 };
 
 #define ZT_AUTHZ_L7_MAX_CLAIM_DEPTH 8
+/* Longest "ns/sa" value (Istio's CheckServiceAccount). */
+#define ZT_AUTHZ_L7_MAX_SA 320
 
 struct zt_authz_l7_when {
     uint8_t key;    /* enum zt_authz_l7_key */

@@ -21,8 +21,10 @@
  * policy allows: action CUSTOM (ext_authz is not available here), unknown
  * fields under source / operation / when, `when` keys outside the list in
  * authz/l7.h (experimental.envoy.filters.* included), and what Istio's
- * validating webhook rejects (an empty source or operation, a condition
- * without values, a bad CIDR or port, '*' inside a value).
+ * validating webhook rejects (DENY without rules, provider without CUSTOM,
+ * an empty source or operation, serviceAccounts with namespaces or
+ * principals, a condition without values, a bad CIDR or port, '*' inside a
+ * value, an operator after {**}).
  *
  * Ownership: errs borrowed for the call (entries stay for the caller to
  * free with zt_route_errors_cleanup); strings are copied. */

@@ -72,9 +72,11 @@ static int scalars(ctx_t *c, const struct ynode *m, const char *key, const char 
 }
 
 /* One value into slot; on failure why (appended to the quoted value). */
-typedef int item_fn(const char *v, unsigned flags, void *slot, char *why, size_t why_len);
+typedef int item_fn(const ctx_t *c, const char *v, unsigned flags, void *slot, char *why,
+                    size_t why_len);
 
-static int item_str(const char *v, unsigned flags, void *slot, char *why, size_t why_len)
+static int item_str(const ctx_t *c, const char *v, unsigned flags, void *slot, char *why,
+                    size_t why_len)
 {
     const char *reason;
     if (!zt_authz_l7_str_parse(v, flags, slot, &reason))
@@ -82,20 +84,45 @@ static int item_str(const char *v, unsigned flags, void *slot, char *why, size_t
     return zt_errf(why, why_len, ZT_E_CONFIG, ": %s", reason);
 }
 
-static int item_cidr(const char *v, unsigned flags, void *slot, char *why, size_t why_len)
+static int item_cidr(const ctx_t *c, const char *v, unsigned flags, void *slot, char *why,
+                     size_t why_len)
 {
     if (!zt_cidr_parse(v, slot))
         return 0;
     return zt_errf(why, why_len, ZT_E_CONFIG, " is not an IP address or CIDR block");
 }
 
-static int item_port(const char *v, unsigned flags, void *slot, char *why, size_t why_len)
+static int item_port(const ctx_t *c, const char *v, unsigned flags, void *slot, char *why,
+                     size_t why_len)
 {
     char *end;
     unsigned long p = strtoul(v, &end, 10);
-    if (v[0] < '0' || v[0] > '9' || *end || strlen(v) > 5 || p < 1 || p > 65535)
-        return zt_errf(why, why_len, ZT_E_CONFIG, " is not a port (1..65535)");
+    if (v[0] < '0' || v[0] > '9' || *end || strlen(v) > 5 || p > 65535)
+        return zt_errf(why, why_len, ZT_E_CONFIG, " is not a port (0..65535)");
     *(uint16_t *)slot = (uint16_t)p;
+    return 0;
+}
+
+/* Istio's CheckServiceAccount: "sa" (in the policy's namespace) or
+ * "ns/sa", no wildcard; kept as the exact string "ns/sa". */
+static int item_sa(const ctx_t *c, const char *v, unsigned flags, void *slot, char *why,
+                   size_t why_len)
+{
+    struct zt_authz_l7_str *out = slot;
+    const char *slash = strchr(v, '/');
+    char buf[2 * ZT_AUTHZ_L7_MAX_SA + 2];
+    if (strchr(v, '*'))
+        return zt_errf(why, why_len, ZT_E_CONFIG, ": wildcards are not allowed here");
+    if (strlen(v) > ZT_AUTHZ_L7_MAX_SA)
+        return zt_errf(why, why_len, ZT_E_CONFIG, ": longer than %d bytes", ZT_AUTHZ_L7_MAX_SA);
+    if (slash && (slash == v || !slash[1] || strchr(slash + 1, '/')))
+        return zt_errf(why, why_len, ZT_E_CONFIG,
+                       ": expected \"serviceAccount\" or \"namespace/serviceAccount\"");
+    snprintf(buf, sizeof(buf), "%s%s%s", slash ? "" : c->ns, slash ? "" : "/", v);
+    memset(out, 0, sizeof(*out));
+    out->kind = ZT_AUTHZ_L7_EXACT;
+    out->v = zt_xstrdup(buf);
+    out->len = (uint32_t)strlen(buf);
     return 0;
 }
 
@@ -113,7 +140,7 @@ static int read_list(ctx_t *c, const struct ynode *m, const char *key, const cha
     zt_config_routes_key(sub, path, key);
     *v = zt_xcalloc(l->n_items ? l->n_items : 1, size);
     for (size_t i = 0; i < l->n_items; i++) {
-        if (fn(l->items[i]->value, flags, (char *)*v + *n * size, why, sizeof(why))) {
+        if (fn(c, l->items[i]->value, flags, (char *)*v + *n * size, why, sizeof(why))) {
             zt_config_routes_idx(item, sub, i);
             return zt_config_routes_fail(c, l->items[i], item, "\"%.80s\"%s", l->items[i]->value,
                                          why);
@@ -141,6 +168,17 @@ static int read_ports(ctx_t *c, const struct ynode *m, const char *key, const ch
     return read_list(c, m, key, path, 0, item_port, sizeof(*out->v), &out->v, &out->n);
 }
 
+static int read_sas(ctx_t *c, const struct ynode *m, const char *key, const char *path,
+                    struct zt_authz_l7_strs *out)
+{
+    const struct ynode *l = zt_config_routes_get(m, key);
+    char sub[PATH_LEN];
+    zt_config_routes_key(sub, path, key);
+    if (l && l->type == YAML_SEQUENCE_NODE && l->n_items > 16)
+        return zt_config_routes_fail(c, l, sub, "more than 16 values");
+    return read_list(c, m, key, path, 0, item_sa, sizeof(*out->v), &out->v, &out->n);
+}
+
 static int read_source(ctx_t *c, const struct ynode *fn, const char *path,
                        struct zt_authz_l7_source *s)
 {
@@ -155,6 +193,8 @@ static int read_source(ctx_t *c, const struct ynode *fn, const char *path,
                                        "notIpBlocks",
                                        "remoteIpBlocks",
                                        "notRemoteIpBlocks",
+                                       "serviceAccounts",
+                                       "notServiceAccounts",
                                        NULL};
     const struct ynode *n;
     char sub[PATH_LEN];
@@ -174,11 +214,18 @@ static int read_source(ctx_t *c, const struct ynode *fn, const char *path,
         (rc = read_cidrs(c, n, "ipBlocks", sub, &s->ip_blocks)) ||
         (rc = read_cidrs(c, n, "notIpBlocks", sub, &s->not_ip_blocks)) ||
         (rc = read_cidrs(c, n, "remoteIpBlocks", sub, &s->remote_ip_blocks)) ||
-        (rc = read_cidrs(c, n, "notRemoteIpBlocks", sub, &s->not_remote_ip_blocks)))
+        (rc = read_cidrs(c, n, "notRemoteIpBlocks", sub, &s->not_remote_ip_blocks)) ||
+        (rc = read_sas(c, n, "serviceAccounts", sub, &s->service_accounts)) ||
+        (rc = read_sas(c, n, "notServiceAccounts", sub, &s->not_service_accounts)))
         return rc;
+    if ((s->service_accounts.n | s->not_service_accounts.n) &&
+        (s->principals.n | s->not_principals.n | s->namespaces.n | s->not_namespaces.n))
+        return zt_config_routes_fail(c, n, sub,
+                                     "cannot set serviceAccounts with namespaces or principals");
     if (!(s->principals.n | s->not_principals.n | s->request_principals.n |
           s->not_request_principals.n | s->namespaces.n | s->not_namespaces.n | s->ip_blocks.n |
-          s->not_ip_blocks.n | s->remote_ip_blocks.n | s->not_remote_ip_blocks.n))
+          s->not_ip_blocks.n | s->remote_ip_blocks.n | s->not_remote_ip_blocks.n |
+          s->service_accounts.n | s->not_service_accounts.n))
         return zt_config_routes_fail(c, n, sub, "must not be empty");
     return 0;
 }
@@ -238,6 +285,11 @@ static int read_when(ctx_t *c, const struct ynode *n, const char *path, struct z
         rc = read_ports(c, n, "values", path, &w->ports);
         if (!rc)
             rc = read_ports(c, n, "notValues", path, &w->not_ports);
+        break;
+    case ZT_AUTHZ_L7_K_SOURCE_SA:
+        rc = read_sas(c, n, "values", path, &w->values);
+        if (!rc)
+            rc = read_sas(c, n, "notValues", path, &w->not_values);
         break;
     default:
         rc = read_strs(c, n, "values", path, 0, &w->values);
@@ -370,6 +422,7 @@ static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_authz_l7_pol
     int rc = zt_config_routes_object(c, doc, "AuthorizationPolicy", &p->name, &p->ns);
     if (rc)
         return rc;
+    c->ns = p->ns;
     if ((rc = read_dry_run(c, md, p)))
         return rc;
     spec = zt_config_routes_get(doc, "spec");
@@ -392,6 +445,9 @@ static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_authz_l7_pol
         rc = zt_config_routes_fail(c, zt_config_routes_get(spec, "action"), "spec.action",
                                    "\"%.20s\" is not ALLOW, DENY, AUDIT or CUSTOM", action);
     free(action);
+    if (!rc && zt_config_routes_get(spec, "provider")) /* CUSTOM was refused above */
+        rc = zt_config_routes_fail(c, zt_config_routes_get(spec, "provider"), "spec.provider",
+                                   "only for action CUSTOM");
     if (rc)
         return rc;
     if ((rc = zt_config_routes_list(c, spec, "targetRefs", "spec", MAX_AZ_TARGETS, &refs)))
@@ -420,8 +476,15 @@ static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_authz_l7_pol
         zt_config_routes_warn(c, spec, "spec", "no target applies: policy ignored");
         return (*skip = true), 0;
     }
-    if ((rc = zt_config_routes_list(c, spec, "rules", "spec", MAX_AZ_RULES, &rules)) || !rules)
+    if ((rc = zt_config_routes_list(c, spec, "rules", "spec", MAX_AZ_RULES, &rules)))
         return rc;
+    /* Istio's validation refuses it: such a policy could never match. */
+    if (p->action == ZT_AUTHZ_L7_DENY && !(rules && rules->n_items))
+        return zt_config_routes_fail(c, spec, "spec.rules",
+                                     "DENY without rules would never match; add an empty rule {} "
+                                     "to deny every request");
+    if (!rules)
+        return 0;
     p->rules = zt_xcalloc(rules->n_items ? rules->n_items : 1, sizeof(*p->rules));
     for (size_t i = 0; i < rules->n_items && !rc; i++) {
         zt_config_routes_idx(sub, "spec.rules", i);

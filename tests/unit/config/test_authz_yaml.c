@@ -140,16 +140,30 @@ static const struct {
     {HEAD "  rules: [{when: [{key: source.ip, values: [10.0.0.300]}]}]\n",
      "t.yaml:6: AuthorizationPolicy ns1/p: spec.rules[0].when[0].values[0]: \"10.0.0.300\" is "
      "not an IP address or CIDR block"},
-    {HEAD "  rules:\n  - from:\n    - source: {serviceAccounts: [ns/sa]}\n",
-     "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].from[0].source.serviceAccounts: not "
+    {HEAD "  rules:\n  - from:\n    - source: {trustDomains: [td]}\n",
+     "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].from[0].source.trustDomains: not "
      "supported here (the policy is refused rather than read without it)"},
+    {HEAD "  rules:\n  - from:\n    - source: {serviceAccounts: [a/sa], namespaces: [x]}\n",
+     "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].from[0].source: cannot set "
+     "serviceAccounts with namespaces or principals"},
+    {HEAD "  rules:\n  - from:\n    - source: {notServiceAccounts: [\"a/*\"]}\n",
+     "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].from[0].source.notServiceAccounts[0]: "
+     "\"a/*\": wildcards are not allowed here"},
+    {HEAD "  rules: [{when: [{key: source.serviceAccount, values: [a/b/c]}]}]\n",
+     "t.yaml:6: AuthorizationPolicy ns1/p: spec.rules[0].when[0].values[0]: \"a/b/c\": expected "
+     "\"serviceAccount\" or \"namespace/serviceAccount\""},
+    {HEAD "  action: DENY\n",
+     "t.yaml:5: AuthorizationPolicy ns1/p: spec.rules: DENY without rules would never match; "
+     "add an empty rule {} to deny every request"},
+    {HEAD "  provider: {name: ext}\n  rules: [{}]\n",
+     "t.yaml:6: AuthorizationPolicy ns1/p: spec.provider: only for action CUSTOM"},
     {HEAD "  rules:\n  - from:\n    - source: {}\n",
      "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].from[0].source: must not be empty"},
     {HEAD "  rules:\n  - to:\n    - operation: {paths: []}\n",
      "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].to[0].operation: must not be empty"},
-    {HEAD "  rules:\n  - to:\n    - operation: {ports: [\"80\", http]}\n",
+    {HEAD "  rules:\n  - to:\n    - operation: {ports: [\"0\", http]}\n",
      "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].to[0].operation.ports[1]: \"http\" is "
-     "not a port (1..65535)"},
+     "not a port (0..65535)"},
     {HEAD "  rules:\n  - to:\n    - operation: {paths: [\"/a*b\"]}\n",
      "t.yaml:8: AuthorizationPolicy ns1/p: spec.rules[0].to[0].operation.paths[0]: \"/a*b\": "
      "'*' is allowed only as the first or last character, or alone"},
