@@ -11,6 +11,7 @@
 #include "base/err.h"
 #include "http/head.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -288,6 +289,7 @@ struct zt_authz_l7_set *zt_authz_l7_set_new(const char *root_ns)
 
 void zt_authz_l7_set_add(struct zt_authz_l7_set *s, struct zt_authz_l7_policy *p)
 {
+    assert(!s->sealed);
     if (s->n == s->cap) {
         s->cap = s->cap ? 2 * s->cap : 16;
         s->policies = zt_xrealloc(s->policies, s->cap * sizeof(*s->policies));
@@ -337,6 +339,7 @@ void zt_authz_l7_set_seal(struct zt_authz_l7_set *s)
 {
     struct pslot *v = zt_xcalloc(s->n ? s->n : 1, sizeof(*v));
     size_t n = 0, nt = 0;
+    assert(!s->sealed);
     for (size_t i = 0; i < s->n; i++)
         v[i] = (struct pslot){s->policies[i], i};
     qsort(v, s->n, sizeof(*v), cmp_pslot);
@@ -922,6 +925,8 @@ int zt_authz_l7_check(const struct zt_authz_l7_set *s, const struct zt_authz_l7_
     memset(res, 0, sizeof(*res));
     res->allowed = true;
     res->rule = res->dry_run_rule = -1;
+    /* An unsealed set has no index: checking it would allow everything. */
+    assert(!s || s->sealed);
     if (!s || !s->n_targets)
         return 0;
     find_target(s, ZT_AUTHZ_L7_GATEWAY_CLASS, "", "istio-waypoint", &rg.lo[0], &rg.hi[0]);

@@ -194,8 +194,8 @@ struct zt_authz_l7_set *zt_authz_l7_set_new(const char *root_ns);
 /* Takes ownership of p (heap). Only before zt_authz_l7_set_seal. A second
  * policy with the same ns/name replaces the first at sealing. */
 void zt_authz_l7_set_add(struct zt_authz_l7_set *s, struct zt_authz_l7_policy *p);
-/* Sorts and indexes: the set is immutable from now on, safe to check from
- * any number of threads. */
+/* Sorts and indexes, exactly once (checking an unsealed set is a bug): the
+ * set is immutable from now on, safe to check from any number of threads. */
 void zt_authz_l7_set_seal(struct zt_authz_l7_set *s);
 size_t zt_authz_l7_set_count(const struct zt_authz_l7_set *s);
 /* The i-th policy in ns/name order (borrowed), NULL past the end. */
