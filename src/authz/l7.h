@@ -248,7 +248,7 @@ struct zt_authz_l7_result {
      * allowed with no ALLOW policy, or denied because none matched). */
     const struct zt_authz_l7_policy *policy;
     int rule;       /* index in policy, -1 without one */
-    bool has_allow; /* some enforced ALLOW policy applied */
+    bool has_allow; /* some enforced ALLOW policy applied (not set when a DENY matched) */
     /* Shadow engine (dry-run policies): has_dry_run when any applied;
      * dry_run_allowed its verdict; dry_run_policy the dry-run DENY or ALLOW
      * that decided it (NULL: no dry-run ALLOW matched). */

@@ -368,9 +368,10 @@ static int read_target(ctx_t *c, const struct ynode *n, const char *path,
         tk = ZT_AUTHZ_L7_SERVICE_ENTRY;
     if (tk < 0) {
         rc = zt_config_routes_fail(c, n, path,
-                                   "%s%s%s is not a target at a waypoint (Gateway, GatewayClass, "
-                                   "Service, ServiceEntry)",
-                                   group && *group ? group : "", group && *group ? "/" : "", kind);
+                                   "kind %s of group \"%s\" is not a target at a waypoint "
+                                   "(Gateway or GatewayClass of gateway.networking.k8s.io, Service "
+                                   "of \"\", ServiceEntry of networking.istio.io)",
+                                   kind, group ? group : "");
         goto out;
     }
     if (ns && strcmp(ns, p->ns) != 0) {

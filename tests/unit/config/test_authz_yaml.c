@@ -188,8 +188,14 @@ static const struct {
      "targetRefs"},
     {"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n"
      "spec:\n  targetRefs: [{kind: Deployment, group: apps, name: x}]\n",
-     "t.yaml:5: AuthorizationPolicy default/p: spec.targetRefs[0]: apps/Deployment is not a "
-     "target at a waypoint (Gateway, GatewayClass, Service, ServiceEntry)"},
+     "t.yaml:5: AuthorizationPolicy default/p: spec.targetRefs[0]: kind Deployment of group "
+     "\"apps\" is not a target at a waypoint (Gateway or GatewayClass of "
+     "gateway.networking.k8s.io, Service of \"\", ServiceEntry of networking.istio.io)"},
+    {"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n"
+     "spec:\n  targetRefs: [{kind: Gateway, name: waypoint}]\n",
+     "t.yaml:5: AuthorizationPolicy default/p: spec.targetRefs[0]: kind Gateway of group \"\" is "
+     "not a target at a waypoint (Gateway or GatewayClass of gateway.networking.k8s.io, Service "
+     "of \"\", ServiceEntry of networking.istio.io)"},
     {"apiVersion: security.istio.io/v2\nkind: AuthorizationPolicy\nmetadata: {name: p}\n",
      "t.yaml:1: AuthorizationPolicy: apiVersion: \"security.istio.io/v2\" is not a supported "
      "version of AuthorizationPolicy"},
