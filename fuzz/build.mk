@@ -27,6 +27,7 @@ FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl 
                 dns_answer http1_parse route_match routes_yaml xds_route
 FUZZ_TARGETS += traceparent
 FUZZ_TARGETS += jwt_token
+FUZZ_TARGETS += authz_l7
 
 # Every proto/*.proto becomes $(FUZZ_BUILD)/gen/proto/<name>.pb-c.{c,h}.
 FUZZ_PROTOS  := $(patsubst proto/%.proto,%,$(wildcard proto/*.proto))
@@ -56,6 +57,7 @@ SRC_http1_parse       := src/http/head.c src/http/http1.c
 SRC_route_match       := src/route/route.c src/http/head.c src/config/routes_yaml.c \
                          src/config/routes_filters.c src/config/yaml_tree.c $(FUZZ_STATE)
 SRC_routes_yaml       := $(SRC_route_match)
+SRC_authz_l7          := src/authz/l7.c src/config/authz_yaml.c $(SRC_route_match)
 SRC_xds_route         := src/xds/routes.c src/route/route.c src/http/head.c $(call pb,routes)
 SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c src/config/k8s.c src/config/yaml_tree.c \
                          $(call pb,discovery envoy_core google_rpc_status) $(FUZZ_ROUTES)

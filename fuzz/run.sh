@@ -19,6 +19,7 @@ ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_header
      http1_parse route_match routes_yaml xds_route)
 ALL+=(traceparent)
 ALL+=(jwt_token)
+ALL+=(authz_l7)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
 
@@ -45,6 +46,7 @@ max_len() {
     traceparent) echo 256 ;;       # version 00 is 55 bytes; later versions may add fields
     xds_route) echo 16384 ;;       # one Route; its lists are capped at 16..64 items
     jwt_token) echo 8400 ;;        # tokens are capped at 8192 bytes
+    authz_l7) echo 16384 ;;        # a few AuthorizationPolicy documents
     *) echo 4096 ;;
     esac
 }

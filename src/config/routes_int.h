@@ -42,6 +42,11 @@ int zt_config_routes_fail(struct zt_config_routes_ctx *c, const struct ynode *n,
                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void zt_config_routes_warn(struct zt_config_routes_ctx *c, const struct ynode *n, const char *path,
                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The Kubernetes frame of object doc: top-level and metadata keys, the
+ * name (required) and namespace ("default" if absent) into heap strings,
+ * c->obj set to "<kind> <ns>/<name>". */
+int zt_config_routes_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
+                            const char *kind, char **name, char **ns);
 /* Field paths: dst (PATH_LEN bytes) = parent.key / parent[i]. */
 void zt_config_routes_key(char *dst, const char *parent, const char *key);
 void zt_config_routes_idx(char *dst, const char *parent, size_t i);

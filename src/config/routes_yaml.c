@@ -762,12 +762,11 @@ static int parse_parents(struct zt_config_routes_ctx *c, const struct ynode *spe
     return 0;
 }
 
-static int parse_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
-                        struct zt_route_def *d)
+int zt_config_routes_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
+                            const char *kind, char **name, char **ns)
 {
     static const char *const top[] = {"apiVersion", "kind", "metadata", "spec", NULL};
     static const char *const quiet_top[] = {"status", NULL};
-    static const char *const spec_keys[] = {"parentRefs", "hostnames", "rules", NULL};
     static const char *const md_keys[] = {"name", "namespace", "creationTimestamp", NULL};
     static const char *const md_quiet[] = {"labels",
                                            "annotations",
@@ -780,20 +779,31 @@ static int parse_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
                                            "deletionTimestamp",
                                            "generateName",
                                            NULL};
-    const struct ynode *md = zt_config_routes_get(doc, "metadata"), *spec, *rules, *hosts;
+    const struct ynode *md = zt_config_routes_get(doc, "metadata");
     int rc = zt_config_routes_check_keys(c, doc, "", top, quiet_top);
     if (rc)
         return rc;
     if (!md)
         return zt_config_routes_fail(c, doc, "metadata", "required");
     if ((rc = zt_config_routes_check_keys(c, md, "metadata", md_keys, md_quiet)) ||
-        (rc = zt_config_routes_str(c, md, "name", "metadata", true, MAX_NAME, &d->name)) ||
-        (rc = zt_config_routes_str(c, md, "namespace", "metadata", false, 63, &d->ns)))
+        (rc = zt_config_routes_str(c, md, "name", "metadata", true, MAX_NAME, name)) ||
+        (rc = zt_config_routes_str(c, md, "namespace", "metadata", false, 63, ns)))
         return rc;
-    if (!d->ns)
-        d->ns = zt_xstrdup("default");
+    if (!*ns)
+        *ns = zt_xstrdup("default");
+    snprintf(c->obj, sizeof(c->obj), "%s %s/%s", kind, *ns, *name);
+    return 0;
+}
+
+static int parse_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
+                        struct zt_route_def *d)
+{
+    static const char *const spec_keys[] = {"parentRefs", "hostnames", "rules", NULL};
+    const struct ynode *md = zt_config_routes_get(doc, "metadata"), *spec, *rules, *hosts;
+    int rc = zt_config_routes_object(c, doc, zt_route_kind_str(c->kind), &d->name, &d->ns);
+    if (rc)
+        return rc;
     c->ns = d->ns;
-    snprintf(c->obj, sizeof(c->obj), "%s %s/%s", zt_route_kind_str(c->kind), d->ns, d->name);
     parse_created(c, md, d);
     if (!(spec = zt_config_routes_get(doc, "spec")))
         return zt_config_routes_fail(c, doc, "spec", "required");
