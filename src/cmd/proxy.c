@@ -6,8 +6,10 @@
 #include "cmd/common.h"
 
 #include "base/err.h"
+#include "base/file.h"
 #include "base/log.h"
 #include "ca/manager.h"
+#include "config/authz.h"
 #include "config/env.h"
 #include "config/local.h"
 #include "config/routes.h"
@@ -261,6 +263,45 @@ static void load_routes(struct proxy_app *app)
     zt_route_errors_cleanup(&errs);
 }
 
+/* `ztunnel waypoint`: the AuthorizationPolicy documents of LOCAL_XDS_PATH
+ * that attach to waypoints become the L7 policies in force. A bad policy is
+ * logged and left out; the others apply. A file that cannot be read keeps
+ * the policies in force. */
+static void load_policies(struct proxy_app *app)
+{
+    if (!app->is_waypoint || !app->cfg.local_xds_path)
+        return;
+    const char *path = app->cfg.local_xds_path;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = zt_read_file(path, ZT_CONFIG_LOCAL_MAX_BYTES, NULL, &buf, &len);
+    if (rc < 0) {
+        ZT_ERROR("authz", "%s: %s: the policies in force stay", path, zt_strerror(rc));
+        return;
+    }
+    struct zt_route_errors errs = {0};
+    struct zt_authz_l7_set *set = zt_authz_l7_set_new(NULL);
+    rc = zt_config_authz_load_string(set, path, buf, len, &errs);
+    free(buf);
+    for (size_t i = 0; i < errs.n; i++) {
+        if (errs.v[i].is_warning)
+            ZT_WARN("authz", "%s", errs.v[i].msg);
+        else
+            ZT_ERROR("authz", "%s: policy left out", errs.v[i].msg);
+    }
+    if (rc < 0 && rc != ZT_E_CONFIG) {
+        ZT_ERROR("authz", "%s: %s: the policies in force stay", path, zt_strerror(rc));
+    } else {
+        zt_authz_l7_set_seal(set);
+        ZT_INFO("authz", "%zu L7 authorization polic%s in force (%zu left out)",
+                zt_authz_l7_set_count(set), zt_authz_l7_set_count(set) == 1 ? "y" : "ies",
+                errs.n_errors);
+        zt_waypoint_set_policies(app->waypoint, zt_authz_l7_set_count(set) ? set : NULL);
+    }
+    zt_authz_l7_set_unref(set);
+    zt_route_errors_cleanup(&errs);
+}
+
 /* A new state from a config source: data plane, admin view, reference. */
 static void publish_state(struct proxy_app *app, struct zt_state *next)
 {
@@ -402,6 +443,7 @@ static void on_reload_timer(uv_timer_t *t)
     }
     publish_state(app, next);
     load_routes(app);
+    load_policies(app);
     /* The time is what bench/config.sh reports for an edit. */
     ZT_INFO("config", "reloaded %s: %zu workloads, %zu services, %zu policies in %.1f ms",
             app->cfg.local_xds_path, zt_state_workload_count(next), zt_state_service_count(next),
@@ -607,9 +649,12 @@ static int proxy_init(struct proxy_app *app)
     }
     if (app->is_waypoint) {
         struct zt_waypoint_opts wo = {.metrics = app->metrics,
-                                      .cluster_domain = cfg->cluster_domain};
+                                      .cluster_domain = cfg->cluster_domain,
+                                      .gateway_ns = cfg->pod_namespace,
+                                      .gateway_name = cfg->gateway_name};
         app->waypoint = zt_waypoint_new(&wo);
         load_routes(app);
+        load_policies(app);
         opts.l7 = &zt_waypoint_l7_ops;
         opts.l7_ud = app->waypoint;
         opts.dns_enabled = false;

@@ -193,3 +193,45 @@ void wp_log_request(const struct wp_worker *w, const struct wp_request_record *r
               sizeof(kv) / sizeof(kv[0]) / 2);
     observe(w, r, dst_id, status, grpc[0] ? grpc : NULL);
 }
+
+/* ---- L7 authorization ---- */
+
+int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
+                 const struct sockaddr_storage *peer, const char *src_identity,
+                 const struct zt_http_head *req, char *details, size_t len)
+{
+    const struct zt_authz_l7_set *set = wp_worker_policies(w);
+    details[0] = '\0';
+    if (!set)
+        return 0;
+    struct zt_authz_l7_request rq = {
+        .source_principal = src_identity && src_identity[0] ? src_identity : NULL,
+        .destination_port = dst->svc_port,
+        .head = req,
+        .gateway_ns = w->wp->opts.gateway_ns,
+        .gateway_name = w->wp->opts.gateway_name,
+        .service_ns = dst->svc ? dst->svc->namespace : NULL,
+        .service_name = dst->svc ? dst->svc->name : NULL,
+    };
+    uint16_t port;
+    if (zt_ip_from_sockaddr((const struct sockaddr *)peer, &rq.source_ip, &port) == 0)
+        zt_authz_l7_remote_ip(req, &rq.source_ip, &rq.remote_ip);
+    struct zt_authz_l7_result res;
+    int rc = zt_authz_l7_check(set, &rq, &res);
+    if (res.has_dry_run && !res.dry_run_allowed && res.dry_run_policy)
+        ZT_INFO("authz", "dry-run: %s/%s would deny %s %s from %s", res.dry_run_policy->ns,
+                res.dry_run_policy->name, req->method ? req->method : "-",
+                req->path ? req->path : "-", src_identity ? src_identity : "-");
+    else if (res.has_dry_run && !res.dry_run_allowed)
+        ZT_INFO("authz", "dry-run: no ALLOW policy would match %s %s from %s",
+                req->method ? req->method : "-", req->path ? req->path : "-",
+                src_identity ? src_identity : "-");
+    if (res.audit)
+        ZT_INFO("authz", "audit: %s/%s matched %s %s from %s", res.audit->ns, res.audit->name,
+                req->method ? req->method : "-", req->path ? req->path : "-",
+                src_identity ? src_identity : "-");
+    if (rc == 0)
+        return 0;
+    zt_authz_l7_details(&res, details, len);
+    return 403;
+}

@@ -112,7 +112,7 @@ struct wp_h2x {
     /* W3C trace context: the waypoint's span (parent_id is its id). */
     struct zt_telemetry_traceparent trace;
     uint64_t start_ms, start_ns, req_bytes, resp_bytes;
-    char method[16], path[256], authority[128], upstream[64], route[128], error[160];
+    char method[16], path[256], authority[128], upstream[64], route[128], error[384];
     uv_timer_t try_timer, timeout_timer;
     int handles;
 };
@@ -399,7 +399,7 @@ static void x_local_reply(struct wp_h2x *x, int status, const char *body, const 
 {
     struct wp_h2c *s = x->s;
     struct nvs a = {.n = 0};
-    char len[24], grpc[8];
+    char len[24], grpc[8], msg[128];
     x_detach_up(x);
     uv_timer_stop(&x->timeout_timer);
     x->is_local_reply = true;
@@ -412,7 +412,10 @@ static void x_local_reply(struct wp_h2x *x, int status, const char *body, const 
         nv_add(&a, ":status", "200");
         nv_add(&a, "content-type", "application/grpc");
         nv_add(&a, "grpc-status", grpc);
-        nv_add(&a, "grpc-message", x->error[0] ? x->error : body);
+        /* The body's text as the message (Envoy's local reply body). */
+        snprintf(msg, sizeof(msg), "%s", body);
+        msg[strcspn(msg, "\n")] = '\0';
+        nv_add(&a, "grpc-message", msg);
         nghttp2_submit_response(s->ng, x->down_sid, a.v, a.n, NULL);
     } else {
         size_t blen = strcmp(x->method, "HEAD") == 0 ? 0 : strlen(body);
@@ -786,6 +789,12 @@ static void x_start(struct wp_h2x *x)
     const char *tp =
         zt_http_head_count(req, "traceparent") == 1 ? zt_http_head_get(req, "traceparent") : NULL;
     zt_telemetry_traceparent_child(tp, tp ? strlen(tp) : 0, &x->trace);
+    char details[384];
+    if (wp_authorize(s->w, &s->dst, &s->peer, s->src_identity, req, details, sizeof(details))) {
+        copy_str(x->error, sizeof(x->error), details);
+        x_local_reply(x, 403, WP_RBAC_DENIED_BODY, NULL);
+        return;
+    }
     struct wp_routed r;
     wp_route(s->w, s->snap, &s->dst, req, &r);
     copy_str(x->route, sizeof(x->route), r.route);

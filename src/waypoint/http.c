@@ -86,7 +86,7 @@ struct wp_exchange {
     struct wp_mirror *mirror; /* RequestMirror copies while the request arrives */
     /* W3C trace context: the waypoint's span (parent_id is its id). */
     struct zt_telemetry_traceparent trace;
-    char error[160];
+    char error[384];
 };
 
 /* The most request bytes kept for a retry (Envoy keeps up to its buffer
@@ -454,6 +454,13 @@ static int route_request(struct wp_http *h, struct zt_http_head *req, const stru
                          uint16_t *port)
 {
     struct wp_exchange *x = &h->ex;
+    char details[384];
+    if (wp_authorize(h->w, &h->dst, &h->peer, h->src_identity, req, details, sizeof(details))) {
+        x->req_done = true;
+        copy_str(x->error, sizeof(x->error), details);
+        local_reply(h, 403, WP_RBAC_DENIED_BODY, NULL);
+        return 0;
+    }
     struct wp_routed r;
     wp_route(h->w, h->snap, &h->dst, req, &r);
     copy_str(x->route, sizeof(x->route), r.route);

@@ -21,6 +21,12 @@ struct zt_waypoint *zt_waypoint_new(const struct zt_waypoint_opts *opts)
              opts->cluster_domain && *opts->cluster_domain ? opts->cluster_domain
                                                            : "cluster.local");
     wp->opts.cluster_domain = wp->cluster_domain;
+    snprintf(wp->gateway_ns, sizeof(wp->gateway_ns), "%s",
+             opts->gateway_ns ? opts->gateway_ns : "");
+    snprintf(wp->gateway_name, sizeof(wp->gateway_name), "%s",
+             opts->gateway_name ? opts->gateway_name : "");
+    wp->opts.gateway_ns = wp->gateway_ns;
+    wp->opts.gateway_name = wp->gateway_name;
     pthread_mutex_init(&wp->mu, NULL);
     atomic_init(&wp->routes_version, 0);
     return wp;
@@ -31,6 +37,7 @@ void zt_waypoint_free(struct zt_waypoint *wp)
     if (!wp)
         return;
     zt_route_table_unref(wp->routes);
+    zt_authz_l7_set_unref(wp->policies);
     pthread_mutex_destroy(&wp->mu);
     free(wp);
 }
@@ -46,6 +53,17 @@ void zt_waypoint_set_routes(struct zt_waypoint *wp, struct zt_route_table *t)
     zt_route_table_unref(old);
 }
 
+void zt_waypoint_set_policies(struct zt_waypoint *wp, struct zt_authz_l7_set *p)
+{
+    struct zt_authz_l7_set *old;
+    pthread_mutex_lock(&wp->mu);
+    old = wp->policies;
+    wp->policies = p ? zt_authz_l7_set_ref(p) : NULL;
+    atomic_fetch_add(&wp->routes_version, 1);
+    pthread_mutex_unlock(&wp->mu);
+    zt_authz_l7_set_unref(old);
+}
+
 struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp)
 {
     pthread_mutex_lock(&wp->mu);
@@ -54,20 +72,35 @@ struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp)
     return t;
 }
 
-/* One atomic load per request; the lock only when the routes changed. */
-struct zt_route_table *wp_worker_routes(struct wp_worker *w)
+/* One atomic load per request; the lock only when the routes or the
+ * policies changed (both bump the version). */
+static void worker_refresh(struct wp_worker *w)
 {
     uint_fast64_t v = atomic_load_explicit(&w->wp->routes_version, memory_order_acquire);
-    if (v != w->routes_version) {
-        pthread_mutex_lock(&w->wp->mu);
-        struct zt_route_table *t = w->wp->routes ? zt_route_table_ref(w->wp->routes) : NULL;
-        v = atomic_load(&w->wp->routes_version);
-        pthread_mutex_unlock(&w->wp->mu);
-        zt_route_table_unref(w->routes);
-        w->routes = t;
-        w->routes_version = v;
-    }
+    if (v == w->routes_version)
+        return;
+    pthread_mutex_lock(&w->wp->mu);
+    struct zt_route_table *t = w->wp->routes ? zt_route_table_ref(w->wp->routes) : NULL;
+    struct zt_authz_l7_set *p = w->wp->policies ? zt_authz_l7_set_ref(w->wp->policies) : NULL;
+    v = atomic_load(&w->wp->routes_version);
+    pthread_mutex_unlock(&w->wp->mu);
+    zt_route_table_unref(w->routes);
+    zt_authz_l7_set_unref(w->policies);
+    w->routes = t;
+    w->policies = p;
+    w->routes_version = v;
+}
+
+struct zt_route_table *wp_worker_routes(struct wp_worker *w)
+{
+    worker_refresh(w);
     return w->routes;
+}
+
+const struct zt_authz_l7_set *wp_worker_policies(struct wp_worker *w)
+{
+    worker_refresh(w);
+    return w->policies;
 }
 
 const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
@@ -266,6 +299,8 @@ static void l7_worker_stop(void *wctx)
     wp_mirrors_stop(w);
     zt_route_table_unref(w->routes);
     w->routes = NULL;
+    zt_authz_l7_set_unref(w->policies);
+    w->policies = NULL;
     uv_close((uv_handle_t *)&w->reap, on_worker_closed);
     uv_close((uv_handle_t *)&w->tick, on_worker_closed);
 }

@@ -23,6 +23,9 @@ struct zt_waypoint_opts {
     /* The cluster's DNS domain ("cluster.local"): a route's backendRef
      * names a Service, found as <name>.<namespace>.svc.<domain>. */
     const char *cluster_domain;
+    /* The waypoint's own Gateway (namespace, name): AuthorizationPolicies
+     * targeting it apply to all its traffic. Copied. */
+    const char *gateway_ns, *gateway_name;
 };
 
 struct zt_waypoint;
@@ -35,6 +38,10 @@ void zt_waypoint_free(struct zt_waypoint *wp);
  * service gets its default route). Any thread; each worker picks the new
  * table up at its next request. */
 void zt_waypoint_set_routes(struct zt_waypoint *wp, struct zt_route_table *t);
+/* The L7 AuthorizationPolicies in force from now on (a reference is taken;
+ * NULL: none, everything allowed), as zt_waypoint_set_routes. */
+struct zt_authz_l7_set;
+void zt_waypoint_set_policies(struct zt_waypoint *wp, struct zt_authz_l7_set *p);
 /* The routes in force: a new reference (unref it), NULL for none. Any thread. */
 struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp);
 

@@ -4,6 +4,7 @@
 
 #include "base/buf.h"
 #include "base/list.h"
+#include "authz/l7.h"
 #include "proxy/l7.h"
 #include "route/route.h"
 #include "waypoint/waypoint.h"
@@ -17,9 +18,11 @@
 struct zt_waypoint {
     struct zt_waypoint_opts opts;
     char cluster_domain[256];
-    pthread_mutex_t mu;            /* guards routes */
-    struct zt_route_table *routes; /* NULL: none */
-    atomic_uint_fast64_t routes_version;
+    char gateway_ns[254], gateway_name[254];
+    pthread_mutex_t mu;                  /* guards routes and policies */
+    struct zt_route_table *routes;       /* NULL: none */
+    struct zt_authz_l7_set *policies;    /* NULL: none */
+    atomic_uint_fast64_t routes_version; /* bumped when either changes */
 };
 
 /* One per proxy worker (the l7 ops' context). */
@@ -36,8 +39,10 @@ struct wp_worker {
     struct zt_list dead_h2ups; /* of wp_h2up (h2c.c): ended, freed by `reap` */
     uv_check_t reap;
     uv_timer_t tick; /* sniffing deadlines */
-    /* This worker's reference to the routes, and the version it is. */
+    /* This worker's references to the routes and policies, and the
+     * version they are. */
     struct zt_route_table *routes;
+    struct zt_authz_l7_set *policies;
     uint_fast64_t routes_version;
     int handles; /* open handles; the worker is freed with the last */
     bool draining;
@@ -57,6 +62,8 @@ struct wp_dest {
 /* The routes in force for this worker (borrowed until the worker's next
  * call; take a reference to keep them), NULL for none. */
 struct zt_route_table *wp_worker_routes(struct wp_worker *w);
+/* The L7 authorization policies in force, as wp_worker_routes. */
+const struct zt_authz_l7_set *wp_worker_policies(struct wp_worker *w);
 
 /* The service a backendRef names, in snap (NULL if none). */
 const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
@@ -110,6 +117,16 @@ struct wp_routed {
  * applies the rule's request filters to req. */
 void wp_route(struct wp_worker *w, const struct zt_state *snap, const struct wp_dest *dst,
               struct zt_http_head *req, struct wp_routed *out);
+
+/* The L7 authorization step, run before routing (policies see the request
+ * as the client sent it: Envoy's RBAC filter runs before the router): 0 to
+ * go on, or 403 with Envoy's response_code_details in details
+ * ("rbac_access_denied_matched_policy[...]"). Dry-run and AUDIT matches
+ * are logged on `authz`. */
+#define WP_RBAC_DENIED_BODY "RBAC: access denied"
+int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
+                 const struct sockaddr_storage *peer, const char *src_identity,
+                 const struct zt_http_head *req, char *details, size_t len);
 
 /* One finished request, for its access line ("request complete") and
  * istio_requests_total (reporter waypoint). Everything borrowed. */

@@ -91,6 +91,15 @@ config() {
 		      requestMirror: {backendRef: {name: svc-gv2, port: 9090}}
 		    backendRefs: [{name: svc-g, port: 9090}]
 		  - backendRefs: [{name: svc-g, port: 9090}]
+		---
+		apiVersion: security.istio.io/v1
+		kind: AuthorizationPolicy
+		metadata: {name: no-blocked, namespace: default}
+		spec:
+		  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]
+		  action: DENY
+		  rules:
+		  - when: [{key: "request.headers[x-block]", values: ["yes"]}]
 	Y
 }
 
@@ -252,6 +261,10 @@ fi
 
 zt_test "gRPC UNAVAILABLE on the first try is retried (Istio's default policy): the client gets the reply"
 zt_expect_eq "$(gcall "$VIP_G:9090" Flaky f1)" "text=f1 server=b1"
+
+zt_test "AuthorizationPolicy DENY on the waypoint's Gateway: a gRPC call with x-block gets PERMISSION_DENIED (7) 'RBAC: access denied'; an h2c request 403; without it, served"
+got="$(gcall "$VIP_G:9090" Say blocked x-block=yes) / $(hcurl -o /dev/null -w '%{http_code}' -H 'x-block: yes' "http://$VIP_H2/blocked") / $(gcall "$VIP_G:9090" Say ok x-block=no)"
+zt_expect_eq "$got" "code=7 details=RBAC: access denied / 403 / text=ok server=b1"
 
 zt_test "gRPC statuses pass through: Fail gives NOT_FOUND (5) with its details"
 zt_expect_eq "$(gcall "$VIP_G:9090" Fail "no such thing")" "code=5 details=no such thing"

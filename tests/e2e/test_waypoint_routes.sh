@@ -76,6 +76,36 @@ routes() {
 		  - matches: [{path: {type: Exact, value: /only}}]
 		    backendRefs: [{name: svc-v2, port: 80}]
 	Y
+	policies
+}
+
+# policies: AuthorizationPolicy documents as users write them (NO_DENY=1
+# leaves the DENY one out).
+policies() {
+	[ "${NO_DENY:-0}" = 1 ] || cat <<-Y
+		---
+		apiVersion: security.istio.io/v1
+		kind: AuthorizationPolicy
+		metadata: {name: no-admin, namespace: default}
+		spec:
+		  targetRefs: [{kind: Service, group: "", name: svc-web}]
+		  action: DENY
+		  rules:
+		  - to: [{operation: {paths: ["/admin*"]}}]
+		  - when: [{key: "request.headers[x-block]", values: ["yes"]}]
+	Y
+	cat <<-Y
+		---
+		apiVersion: security.istio.io/v1
+		kind: AuthorizationPolicy
+		metadata: {name: v2-readers, namespace: default}
+		spec:
+		  targetRefs: [{kind: Service, group: "", name: svc-v2}]
+		  action: ALLOW
+		  rules:
+		  - from: [{source: {principals: ["cluster.local/ns/default/sa/sa-a"]}}]
+		    to: [{operation: {methods: ["GET", "HEAD"]}}]
+	Y
 }
 
 # config: the mesh (our schema) then the routes, in one file.
@@ -123,6 +153,11 @@ wlog=$ZT_WORK/waypoint1.log
 body_field() { sed -n "s/^$2=//p" <<<"$1" | head -1; }
 acurl() { zt_ns_exec "$a" timeout 20 curl -sS --max-time 15 "$@"; }
 server_of() { body_field "$(acurl "$@")" server; }
+
+zt_test "the pasted AuthorizationPolicies load: 2 in force, none left out"
+if mesh_wait_grep "$wlog" "2 L7 authorization policies in force \(0 left out\)" 5 >/dev/null; then zt_pass; else
+	zt_fail "$(grep -E $'\tauthz\t' "$wlog" | head -3)"
+fi
 
 zt_test "no route errors or warnings for the pasted routes"
 if grep -qE $'\t(warn|error)\troutes\t' "$wlog" || ! grep -q "(0 left out, 0 warning(s))" "$wlog"; then
@@ -239,8 +274,35 @@ PY
 )
 zt_expect_eq "$out" "20 in-order b1,b2"
 
+zt_test "AuthorizationPolicy DENY (paths /admin*) on svc-web: /admin/x gets 403 'RBAC: access denied'; /adminx too; /hello 200"
+out=$(acurl -w ' %{http_code}' "http://$VIP_WEB/admin/x")
+got="$out $(acurl -o /dev/null -w '%{http_code}' "http://$VIP_WEB/adminx") $(acurl -o /dev/null -w '%{http_code}' "http://$VIP_WEB/hello")"
+zt_expect_eq "$got" "RBAC: access denied 403 403 200"
+zt_test "... w's access line names the policy (Envoy's response_code_details)"
+if mesh_wait_grep "$wlog" 'path=/admin/x.*status=403.*rbac_access_denied_matched_policy\[ns\[default\]-policy\[no-admin\]-rule\[0\]\]' 5 >/dev/null; then
+	zt_pass
+else zt_fail "$(grep 'path=/admin/x' "$wlog" | tail -1)"; fi
+zt_test "DENY by a when condition (request.headers[x-block]): 403 with the header, 200 without"
+got="$(acurl -o /dev/null -w '%{http_code}' -H 'x-block: yes' "http://$VIP_WEB/hello") $(acurl -o /dev/null -w '%{http_code}' -H 'x-block: no' "http://$VIP_WEB/hello")"
+zt_expect_eq "$got" "403 200"
+zt_test "ALLOW on svc-v2 (a's principal, GET/HEAD): GET /only 200, POST /only 403 (no ALLOW matched: [none])"
+got="$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_V2/only") $(acurl -o /dev/null -w '%{http_code}' -X POST -d x "http://$VIP_V2/only")"
+if [ "$got" = "200 403" ] &&
+	mesh_wait_grep "$wlog" 'method=POST path=/only.*status=403.*rbac_access_denied_matched_policy\[none\]' 5 >/dev/null; then zt_pass; else
+	zt_fail "got $got"
+fi
+
+zt_test "a policy edit applies to live traffic: without the DENY policy, /admin/x is served"
+NO_DENY=1 config >"$ZT_WORK/n1.yaml.new" && mv "$ZT_WORK/n1.yaml.new" "$ZT_WORK/n1.yaml"
+ok=0
+for _ in $(seq 1 50); do
+	[ "$(acurl -o /dev/null -w '%{http_code}' "http://$VIP_WEB/admin/x")" = 200 ] && ok=1 && break
+	sleep 0.2
+done
+zt_expect_eq "$ok" 1
+
 zt_test "a route edit applies to live traffic: without the /v2 rule, /v2/x goes to b1"
-NO_V2=1 config >"$ZT_WORK/n1.yaml.new" && mv "$ZT_WORK/n1.yaml.new" "$ZT_WORK/n1.yaml"
+NO_DENY=1 NO_V2=1 config >"$ZT_WORK/n1.yaml.new" && mv "$ZT_WORK/n1.yaml.new" "$ZT_WORK/n1.yaml"
 ok=0
 for _ in $(seq 1 50); do
 	[ "$(server_of "http://$VIP_WEB/v2/x")" = b1 ] && ok=1 && break
