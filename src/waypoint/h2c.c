@@ -103,6 +103,7 @@ struct wp_h2x {
     unsigned tries;
     int status, grpc_status;
     bool is_grpc, too_big;
+    bool resp_too_big;   /* the upstream's head passed the caps: 502 */
     bool in_trailers;    /* the client's next header block is trailers */
     bool req_end;        /* the client ended its side */
     bool up_in_trailers; /* the upstream's next header block is trailers */
@@ -978,8 +979,10 @@ static int cli_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t
     }
     if (namelen && name[0] == ':')
         return 0;
-    if (zt_http_head_add(h, (const char *)name, namelen, (const char *)value, valuelen) < 0)
+    if (zt_http_head_add(h, (const char *)name, namelen, (const char *)value, valuelen) < 0) {
+        x->resp_too_big = true; /* nghttp2 resets the stream: cli_stream_close answers */
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
     return 0;
 }
 
@@ -1047,6 +1050,12 @@ static int cli_stream_close(nghttp2_session *ng, int32_t sid, uint32_t error_cod
     x->up_sid = 0;
     if (x->resp_end) {
         x_detach_up(x);
+        return 0;
+    }
+    if (x->resp_too_big && !x->resp_started) {
+        x_error(x, "upstream response head passes the caps", NULL);
+        x_local_reply(x, 502, "upstream sent a bad response\n", NULL);
+        up->s->repump = true;
         return 0;
     }
     uint32_t cond = error_code == NGHTTP2_REFUSED_STREAM ? ZT_ROUTE_RETRY_REFUSED_STREAM : 0;
@@ -1139,7 +1148,6 @@ static void pump(struct wp_h2c *s)
     s->pumping = false;
     if (s->ended)
         return;
-    /* Idle upstream connections the endpoint is done with end. */
     /* The client is done (GOAWAY both ways, or it ended its side with
      * nothing in flight): the tunnel ends after what is queued. */
     if ((!nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng)) ||

@@ -25,6 +25,7 @@
 //   /trailers       a body then trailers x-trailer: done
 //   /big/N          N bytes of body (after the lines)
 //   /sleep/MS       answers after MS ms
+//   /bighead/N      a response head with N extra fields
 //   /_seen/PATH     (GET) what came for PATH: "count=", and the last
 //                   request's "authority=" and "body-bytes=" (not counted)
 const http2 = require('http2');
@@ -77,6 +78,11 @@ function h2c(name, port) {
         stream.respond({':status': 200});
         stream.write(lines);
         stream.end(Buffer.alloc(Number(m[1]), 'x'));
+      } else if ((m = p.match(/^\/bighead\/(\d+)/))) {
+        const h = {':status': 200};
+        for (let i = 0; i < Number(m[1]); i++) h[`x-f${i}`] = 'v';
+        stream.respond(h);
+        stream.end(lines);
       } else if ((m = p.match(/^\/sleep\/(\d+)/))) {
         setTimeout(() => {
           if (stream.destroyed) return;

@@ -194,6 +194,10 @@ up=$(body_field "$(hcurl --data-binary @"$ZT_WORK/up.bin" "http://$VIP_H2/upload
 down=$(hcurl -o /dev/null -w '%{size_download}' "http://$VIP_H2/big/5000000")
 zt_expect_eq "$up $((down >= 5000000))" "3145728 1"
 
+zt_test "a response head past the caps (150 fields, the cap is 100) gets 502; 50 fields pass (positive control)"
+got="$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/bighead/150") $(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/bighead/50")"
+zt_expect_eq "$got" "502 200"
+
 zt_test "retry (attempts 2, codes [503]): b1 answers the first try 503, the client gets 200"
 zt_expect_eq "$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/flaky/k1")" 200
 zt_test "positive control: with retry attempts 0 the first 503 reaches the client"
