@@ -1,11 +1,13 @@
-/* Fuzzes the waypoint's AuthorizationPolicy reader and engine: the input is
- * a file of documents, and its first line is also a request path.
+/* Fuzzes the waypoint's AuthorizationPolicy and RequestAuthentication
+ * readers and engines: the input is a file of documents, and its first
+ * line is also a request path and a bearer token.
  * Invariants: every diagnostic names the file first; a syntax error is the
  * only way the load fails; a check's return agrees with its result; path
  * normalization stays within its bound and is idempotent. */
 #include "authz/l7.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "config/authn.h"
 #include "config/authz.h"
 #include "http/head.h"
 
@@ -66,6 +68,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
     zt_authz_l7_set_seal(s);
     check_path(first, strlen(first));
+    struct zt_jwt_authn_policies authn = {0};
+    size_t n_err = errs.n;
+    rc = zt_config_authn_load_string(&authn, name, (const char *)data, size, &errs);
+    if ((rc != 0 && rc != ZT_E_CONFIG) || (rc && errs.n_errors == 0))
+        __builtin_trap();
+    for (size_t i = n_err; i < errs.n; i++)
+        if (strncmp(errs.v[i].msg, name, sizeof(name) - 1) != 0)
+            __builtin_trap();
+    struct zt_jwt_authn_set *an = zt_jwt_authn_set_build(&authn, NULL, "ns1", "waypoint", NULL,
+                                                         NULL, NULL);
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         struct zt_http_head h;
         struct zt_authz_l7_request rq = {0};
@@ -77,6 +89,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         zt_http_head_set_part(&h, &h.authority, "svc.ns1:80", 10);
         zt_http_head_add(&h, "x-token", 7, "abc", 3);
         zt_http_head_add(&h, "x-forwarded-for", 15, "203.0.113.7", 11);
+        if (i == 3)
+            zt_http_head_add(&h, "authorization", 13, first, strlen(first));
+        const struct zt_jwt_rules *jr = zt_jwt_authn_rules(an, "ns1", "svc", i == 2);
+        if (jr) {
+            struct zt_jwt_result jres;
+            enum zt_jwt_status st = zt_jwt_authenticate(jr, &h, 1800000000, &jres);
+            if (st != jres.status || (st == ZT_JWT_INVALID && !jres.reason))
+                __builtin_trap();
+            zt_jwt_apply(jr, &jres, &h);
+            zt_jwt_result_cleanup(&jres);
+        }
         rq.head = &h;
         rq.source_principal = i & 2 ? "spiffe://cluster.local/ns/client/sa/default" : NULL;
         zt_ip_parse("10.0.0.1", &rq.source_ip);
@@ -102,6 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_decref(claims);
     free(first);
     zt_authz_l7_set_unref(s);
+    zt_jwt_authn_set_unref(an);
+    zt_jwt_authn_policies_cleanup(&authn);
     zt_route_errors_cleanup(&errs);
     return 0;
 }

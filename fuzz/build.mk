@@ -57,7 +57,8 @@ SRC_http1_parse       := src/http/head.c src/http/http1.c
 SRC_route_match       := src/route/route.c src/http/head.c src/config/routes_yaml.c \
                          src/config/routes_filters.c src/config/yaml_tree.c $(FUZZ_STATE)
 SRC_routes_yaml       := $(SRC_route_match)
-SRC_authz_l7          := src/authz/l7.c src/config/authz_yaml.c $(SRC_route_match)
+SRC_authz_l7          := src/authz/l7.c src/config/authz_yaml.c src/config/authn_yaml.c \
+                         src/jwt/authn.c src/jwt/jwt.c $(SRC_route_match)
 SRC_xds_route         := src/xds/routes.c src/route/route.c src/http/head.c $(call pb,routes)
 SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c src/config/k8s.c src/config/yaml_tree.c \
                          $(call pb,discovery envoy_core google_rpc_status) $(FUZZ_ROUTES)

@@ -9,6 +9,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "ca/manager.h"
+#include "config/authn.h"
 #include "config/authz.h"
 #include "config/env.h"
 #include "config/local.h"
@@ -263,10 +264,35 @@ static void load_routes(struct proxy_app *app)
     zt_route_errors_cleanup(&errs);
 }
 
-/* `ztunnel waypoint`: the AuthorizationPolicy documents of LOCAL_XDS_PATH
- * that attach to waypoints become the L7 policies in force. A bad policy is
- * logged and left out; the others apply. A file that cannot be read keeps
- * the policies in force. */
+/* The RequestAuthentication rules in force, rebuilt from the policies
+ * last read. */
+static void apply_authn(struct proxy_app *app)
+{
+    size_t bad = 0;
+    struct zt_jwt_authn_set *a =
+        zt_jwt_authn_set_build(&app->authn_policies, NULL, app->cfg.pod_namespace,
+                               app->cfg.gateway_name, NULL, NULL, &bad);
+    ZT_INFO("jwt", "%zu RequestAuthentication polic%s in force at this waypoint (%zu rule set%s)",
+            zt_jwt_authn_set_policies(a), zt_jwt_authn_set_policies(a) == 1 ? "y" : "ies",
+            zt_jwt_authn_set_sets(a), zt_jwt_authn_set_sets(a) == 1 ? "" : "s");
+    zt_waypoint_set_authn(app->waypoint, a);
+    zt_jwt_authn_set_unref(a);
+}
+
+static void log_policy_errors(const char *scope, const struct zt_route_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++) {
+        if (errs->v[i].is_warning)
+            ZT_WARN(scope, "%s", errs->v[i].msg);
+        else
+            ZT_ERROR(scope, "%s: policy left out", errs->v[i].msg);
+    }
+}
+
+/* `ztunnel waypoint`: the AuthorizationPolicy and RequestAuthentication
+ * documents of LOCAL_XDS_PATH that attach to waypoints become the L7
+ * policies and JWT rules in force. A bad policy is logged and left out;
+ * the others apply. A file that cannot be read keeps what is in force. */
 static void load_policies(struct proxy_app *app)
 {
     if (!app->is_waypoint || !app->cfg.local_xds_path)
@@ -282,13 +308,7 @@ static void load_policies(struct proxy_app *app)
     struct zt_route_errors errs = {0};
     struct zt_authz_l7_set *set = zt_authz_l7_set_new(NULL);
     rc = zt_config_authz_load_string(set, path, buf, len, &errs);
-    free(buf);
-    for (size_t i = 0; i < errs.n; i++) {
-        if (errs.v[i].is_warning)
-            ZT_WARN("authz", "%s", errs.v[i].msg);
-        else
-            ZT_ERROR("authz", "%s: policy left out", errs.v[i].msg);
-    }
+    log_policy_errors("authz", &errs);
     if (rc < 0 && rc != ZT_E_CONFIG) {
         ZT_ERROR("authz", "%s: %s: the policies in force stay", path, zt_strerror(rc));
     } else {
@@ -300,6 +320,21 @@ static void load_policies(struct proxy_app *app)
     }
     zt_authz_l7_set_unref(set);
     zt_route_errors_cleanup(&errs);
+
+    struct zt_jwt_authn_policies authn = {0};
+    errs = (struct zt_route_errors){0};
+    rc = zt_config_authn_load_string(&authn, path, buf, len, &errs);
+    free(buf);
+    log_policy_errors("jwt", &errs);
+    zt_route_errors_cleanup(&errs);
+    if (rc < 0 && rc != ZT_E_CONFIG) {
+        ZT_ERROR("jwt", "%s: %s: the RequestAuthentications in force stay", path, zt_strerror(rc));
+        zt_jwt_authn_policies_cleanup(&authn);
+        return;
+    }
+    zt_jwt_authn_policies_cleanup(&app->authn_policies);
+    app->authn_policies = authn;
+    apply_authn(app);
 }
 
 /* A new state from a config source: data plane, admin view, reference. */
@@ -738,6 +773,7 @@ static void proxy_cleanup(struct proxy_app *app)
     free(app->pod_ids);
     free(app->node_ids);
     zt_waypoint_free(app->waypoint);
+    zt_jwt_authn_policies_cleanup(&app->authn_policies);
     zt_metrics_free(app->metrics);
     zt_state_unref(app->state);
     if (app->has_mu)

@@ -11,6 +11,7 @@
 #include "proxy/proxy.h"
 #include "telemetry/metrics.h"
 #include "tls/localca.h"
+#include "jwt/authn.h"
 #include "waypoint/waypoint.h"
 #include "xds/client.h"
 
@@ -32,6 +33,9 @@ struct proxy_app {
      * pod, inbound HBONE only, through the L7 layer; no node agent. */
     bool is_waypoint;
     struct zt_waypoint *waypoint;
+    /* The waypoint's RequestAuthentication policies as last read (the set
+     * in force is rebuilt from them when a fetched JWKS changes). */
+    struct zt_jwt_authn_policies authn_policies;
     struct zt_config cfg;
     struct zt_state *state;
     struct zt_tls_localca *localca;

@@ -34,6 +34,7 @@
 #include "authz/l7.h"
 #include "route/route.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct ynode;
@@ -51,5 +52,22 @@ int zt_config_authz_parse_doc(const char *file, const struct ynode *doc,
  * invalid policies do not make it fail. */
 int zt_config_authz_load_string(struct zt_authz_l7_set *s, const char *file, const char *yaml,
                                 size_t len, struct zt_route_errors *errs);
+
+/* Shared with the RequestAuthentication reader (authn_yaml.c): the
+ * selector / targetRef / targetRefs of spec, as above, into *targets (heap;
+ * *n_targets of them) for a policy of namespace pol_ns. *skip is set for a
+ * selector or namespace-wide policy and when no target applies. */
+struct zt_config_routes_ctx;
+/* Every key of mapping m is in known: an unknown one is an error (the
+ * policy is refused rather than read without it). */
+int zt_config_authz_strict_keys(struct zt_config_routes_ctx *c, const struct ynode *m,
+                                const char *path, const char *const *known);
+/* Field key of m as a list of non-empty scalars without NUL bytes, at most
+ * 4096 bytes each (*out NULL if absent). */
+int zt_config_authz_scalars(struct zt_config_routes_ctx *c, const struct ynode *m, const char *key,
+                            const char *path, const struct ynode **out);
+int zt_config_authz_targets(struct zt_config_routes_ctx *c, const struct ynode *spec,
+                            const char *pol_ns, struct zt_authz_l7_target **targets,
+                            size_t *n_targets, bool *skip);
 
 #endif

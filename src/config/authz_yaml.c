@@ -26,7 +26,8 @@ typedef struct zt_config_routes_ctx ctx_t;
 
 /* Every key of mapping m is in known (an error otherwise), then the
  * shared checks (duplicates, budget). */
-static int strict_keys(ctx_t *c, const struct ynode *m, const char *path, const char *const *known)
+int zt_config_authz_strict_keys(ctx_t *c, const struct ynode *m, const char *path,
+                                const char *const *known)
 {
     char sub[PATH_LEN];
     int rc = zt_config_routes_want(c, m, YAML_MAPPING_NODE, path);
@@ -45,8 +46,8 @@ static int strict_keys(ctx_t *c, const struct ynode *m, const char *path, const 
 }
 
 /* Field key of m as a list of non-empty scalars (NULL if absent). */
-static int scalars(ctx_t *c, const struct ynode *m, const char *key, const char *path,
-                   const struct ynode **out)
+int zt_config_authz_scalars(ctx_t *c, const struct ynode *m, const char *key, const char *path,
+                            const struct ynode **out)
 {
     char sub[PATH_LEN];
     int rc = zt_config_routes_list(c, m, key, path, MAX_AZ_VALUES, out);
@@ -134,7 +135,7 @@ static int read_list(ctx_t *c, const struct ynode *m, const char *key, const cha
     const struct ynode *l;
     char sub[PATH_LEN], item[PATH_LEN], why[160];
     void **v = v_ptr;
-    int rc = scalars(c, m, key, path, &l);
+    int rc = zt_config_authz_scalars(c, m, key, path, &l);
     if (rc || !l)
         return rc;
     zt_config_routes_key(sub, path, key);
@@ -199,12 +200,12 @@ static int read_source(ctx_t *c, const struct ynode *fn, const char *path,
     const struct ynode *n;
     char sub[PATH_LEN];
     int rc;
-    if ((rc = strict_keys(c, fn, path, from_keys)))
+    if ((rc = zt_config_authz_strict_keys(c, fn, path, from_keys)))
         return rc;
     zt_config_routes_key(sub, path, "source");
     if (!(n = zt_config_routes_get(fn, "source")))
         return zt_config_routes_fail(c, fn, sub, "required");
-    if ((rc = strict_keys(c, n, sub, keys)) ||
+    if ((rc = zt_config_authz_strict_keys(c, n, sub, keys)) ||
         (rc = read_strs(c, n, "principals", sub, 0, &s->principals)) ||
         (rc = read_strs(c, n, "notPrincipals", sub, 0, &s->not_principals)) ||
         (rc = read_strs(c, n, "requestPrincipals", sub, 0, &s->request_principals)) ||
@@ -239,12 +240,12 @@ static int read_operation(ctx_t *c, const struct ynode *tn, const char *path,
     const struct ynode *n;
     char sub[PATH_LEN];
     int rc;
-    if ((rc = strict_keys(c, tn, path, to_keys)))
+    if ((rc = zt_config_authz_strict_keys(c, tn, path, to_keys)))
         return rc;
     zt_config_routes_key(sub, path, "operation");
     if (!(n = zt_config_routes_get(tn, "operation")))
         return zt_config_routes_fail(c, tn, sub, "required");
-    if ((rc = strict_keys(c, n, sub, keys)) ||
+    if ((rc = zt_config_authz_strict_keys(c, n, sub, keys)) ||
         (rc = read_strs(c, n, "hosts", sub, ZT_AUTHZ_L7_F_HOST, &o->hosts)) ||
         (rc = read_strs(c, n, "notHosts", sub, ZT_AUTHZ_L7_F_HOST, &o->not_hosts)) ||
         (rc = read_strs(c, n, "methods", sub, 0, &o->methods)) ||
@@ -265,7 +266,7 @@ static int read_when(ctx_t *c, const struct ynode *n, const char *path, struct z
     static const char *const keys[] = {"key", "values", "notValues", NULL};
     char *key = NULL, sub[PATH_LEN], why[256];
     int rc;
-    if ((rc = strict_keys(c, n, path, keys)) ||
+    if ((rc = zt_config_authz_strict_keys(c, n, path, keys)) ||
         (rc = zt_config_routes_str(c, n, "key", path, true, MAX_AZ_VALUE, &key)))
         return rc;
     zt_config_routes_key(sub, path, "key");
@@ -310,7 +311,7 @@ static int read_rule(ctx_t *c, const struct ynode *rn, const char *path, struct 
     const struct ynode *from, *to, *when;
     char sub[PATH_LEN], item[PATH_LEN];
     int rc;
-    if ((rc = strict_keys(c, rn, path, keys)) ||
+    if ((rc = zt_config_authz_strict_keys(c, rn, path, keys)) ||
         (rc = zt_config_routes_list(c, rn, "from", path, MAX_AZ_PARTS, &from)) ||
         (rc = zt_config_routes_list(c, rn, "to", path, MAX_AZ_PARTS, &to)) ||
         (rc = zt_config_routes_list(c, rn, "when", path, MAX_AZ_PARTS, &when)))
@@ -345,9 +346,9 @@ static int read_rule(ctx_t *c, const struct ynode *rn, const char *path, struct 
     return rc;
 }
 
-/* One targetRef into p->targets (or a warning when ignored). */
-static int read_target(ctx_t *c, const struct ynode *n, const char *path,
-                       struct zt_authz_l7_policy *p)
+/* One targetRef into targets[*n] (or a warning when ignored). */
+static int read_target(ctx_t *c, const struct ynode *n, const char *path, const char *pol_ns,
+                       struct zt_authz_l7_target *targets, size_t *n_targets)
 {
     static const char *const keys[] = {"group", "kind", "name", "namespace", NULL};
     char *group = NULL, *kind = NULL, *name = NULL, *ns = NULL;
@@ -374,7 +375,7 @@ static int read_target(ctx_t *c, const struct ynode *n, const char *path,
                                    kind, group ? group : "");
         goto out;
     }
-    if (ns && strcmp(ns, p->ns) != 0) {
+    if (ns && strcmp(ns, pol_ns) != 0) {
         zt_config_routes_warn(c, n, path, "cross-namespace reference to %s/%s ignored", ns, name);
         goto out;
     }
@@ -382,8 +383,8 @@ static int read_target(ctx_t *c, const struct ynode *n, const char *path,
         zt_config_routes_warn(c, n, path, "GatewayClass %s is not istio-waypoint: ignored", name);
         goto out;
     }
-    p->targets[p->n_targets++] = (struct zt_authz_l7_target){
-        (uint8_t)tk, zt_xstrdup(tk == ZT_AUTHZ_L7_GATEWAY_CLASS ? "" : p->ns), name};
+    targets[(*n_targets)++] = (struct zt_authz_l7_target){
+        (uint8_t)tk, zt_xstrdup(tk == ZT_AUTHZ_L7_GATEWAY_CLASS ? "" : pol_ns), name};
     name = NULL;
 out:
     free(group);
@@ -391,6 +392,41 @@ out:
     free(name);
     free(ns);
     return rc;
+}
+
+int zt_config_authz_targets(ctx_t *c, const struct ynode *spec, const char *pol_ns,
+                            struct zt_authz_l7_target **targets, size_t *n_targets, bool *skip)
+{
+    const struct ynode *refs, *ref, *sel;
+    char sub[PATH_LEN];
+    int rc;
+    if ((rc = zt_config_routes_list(c, spec, "targetRefs", "spec", MAX_AZ_TARGETS, &refs)))
+        return rc;
+    ref = zt_config_routes_get(spec, "targetRef");
+    sel = zt_config_routes_get(spec, "selector");
+    if (ref && refs)
+        return zt_config_routes_fail(c, ref, "spec.targetRef",
+                                     "set only one of targetRef and "
+                                     "targetRefs");
+    if (sel && (ref || (refs && refs->n_items)))
+        return zt_config_routes_fail(c, sel, "spec.selector",
+                                     "set only one of selector and targetRefs");
+    if (!ref && !(refs && refs->n_items))
+        return (*skip = true), 0; /* selector or namespace-wide: node proxies only */
+    *targets = zt_xcalloc(refs ? refs->n_items : 1, sizeof(**targets));
+    if (ref)
+        rc = read_target(c, ref, "spec.targetRef", pol_ns, *targets, n_targets);
+    for (size_t i = 0; refs && i < refs->n_items && !rc; i++) {
+        zt_config_routes_idx(sub, "spec.targetRefs", i);
+        rc = read_target(c, refs->items[i], sub, pol_ns, *targets, n_targets);
+    }
+    if (rc)
+        return rc;
+    if (!*n_targets) {
+        zt_config_routes_warn(c, spec, "spec", "no target applies: policy ignored");
+        return (*skip = true), 0;
+    }
+    return 0;
 }
 
 static int read_dry_run(ctx_t *c, const struct ynode *md, struct zt_authz_l7_policy *p)
@@ -417,8 +453,7 @@ static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_authz_l7_pol
 {
     static const char *const spec_keys[] = {"selector", "targetRef", "targetRefs", "action",
                                             "provider", "rules",     NULL};
-    const struct ynode *md = zt_config_routes_get(doc, "metadata"), *spec, *refs, *ref, *rules,
-                       *sel;
+    const struct ynode *md = zt_config_routes_get(doc, "metadata"), *spec, *rules;
     char *action = NULL, sub[PATH_LEN];
     int rc = zt_config_routes_object(c, doc, "AuthorizationPolicy", &p->name, &p->ns);
     if (rc)
@@ -451,32 +486,8 @@ static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_authz_l7_pol
                                    "only for action CUSTOM");
     if (rc)
         return rc;
-    if ((rc = zt_config_routes_list(c, spec, "targetRefs", "spec", MAX_AZ_TARGETS, &refs)))
+    if ((rc = zt_config_authz_targets(c, spec, p->ns, &p->targets, &p->n_targets, skip)) || *skip)
         return rc;
-    ref = zt_config_routes_get(spec, "targetRef");
-    sel = zt_config_routes_get(spec, "selector");
-    if (ref && refs)
-        return zt_config_routes_fail(c, ref, "spec.targetRef",
-                                     "set only one of targetRef and "
-                                     "targetRefs");
-    if (sel && (ref || (refs && refs->n_items)))
-        return zt_config_routes_fail(c, sel, "spec.selector",
-                                     "set only one of selector and targetRefs");
-    if (!ref && !(refs && refs->n_items))
-        return (*skip = true), 0; /* selector or namespace-wide: node proxies only */
-    p->targets = zt_xcalloc(refs ? refs->n_items : 1, sizeof(*p->targets));
-    if (ref)
-        rc = read_target(c, ref, "spec.targetRef", p);
-    for (size_t i = 0; refs && i < refs->n_items && !rc; i++) {
-        zt_config_routes_idx(sub, "spec.targetRefs", i);
-        rc = read_target(c, refs->items[i], sub, p);
-    }
-    if (rc)
-        return rc;
-    if (!p->n_targets) {
-        zt_config_routes_warn(c, spec, "spec", "no target applies: policy ignored");
-        return (*skip = true), 0;
-    }
     if ((rc = zt_config_routes_list(c, spec, "rules", "spec", MAX_AZ_RULES, &rules)))
         return rc;
     /* Istio's validation refuses it: such a policy could never match. */

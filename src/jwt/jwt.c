@@ -60,6 +60,8 @@ struct rule {
     size_t n_headers;
     char **params;
     size_t n_params;
+    char **cookies;
+    size_t n_cookies;
     bool forward;
     char *payload_header;
     struct zt_jwt_claim_header *claim_headers; /* owned strings */
@@ -134,6 +136,7 @@ static void rule_cleanup(struct rule *r)
     }
     free(r->headers);
     free_strv(r->params, r->n_params);
+    free_strv(r->cookies, r->n_cookies);
     free(r->payload_header);
     for (size_t i = 0; i < r->n_claim_headers; i++) {
         free((char *)r->claim_headers[i].header);
@@ -349,6 +352,10 @@ int zt_jwt_rules_add(struct zt_jwt_rules *rs, const struct zt_jwt_rule_spec *spe
                    err, errlen);
     if (rc < 0)
         goto out;
+    rc = copy_strv(spec->from_cookies, spec->n_from_cookies, &r.cookies, &r.n_cookies,
+                   "fromCookies", err, errlen);
+    if (rc < 0)
+        goto out;
     r.headers = zt_xcalloc(spec->n_from_headers + 1, sizeof(*r.headers));
     for (size_t i = 0; i < spec->n_from_headers; i++) {
         const struct zt_jwt_from_header *h = &spec->from_headers[i];
@@ -361,7 +368,7 @@ int zt_jwt_rules_add(struct zt_jwt_rules *rs, const struct zt_jwt_rule_spec *spe
         r.n_headers++;
     }
     /* Istio's default location applies only when the rule names none. */
-    if (spec->n_from_headers == 0 && spec->n_from_params == 0) {
+    if (spec->n_from_headers == 0 && spec->n_from_params == 0 && spec->n_from_cookies == 0) {
         r.headers[0].name = zt_xstrdup("authorization");
         r.headers[0].prefix = zt_xstrdup("Bearer ");
         r.n_headers = 1;
@@ -483,6 +490,12 @@ static bool rule_has_location(const struct rule *r, const struct zt_jwt_location
 {
     if (!loc)
         return true;
+    if (loc->is_cookie) {
+        for (size_t i = 0; i < r->n_cookies; i++)
+            if (strcmp(r->cookies[i], loc->name) == 0)
+                return true;
+        return false;
+    }
     if (loc->is_param) {
         for (size_t i = 0; i < r->n_params; i++)
             if (strcmp(r->params[i], loc->name) == 0)
@@ -624,7 +637,7 @@ static enum zt_jwt_status check_token(const struct zt_jwt_rules *rs, const char 
     const char *d1 = memchr(tok, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
     if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)) || d1 == tok ||
-        d2 == d1 + 1 || d2 + 1 == tok + len || !is_b64url(tok, (size_t)(d1 - tok)) ||
+        d2 == d1 + 1 || !is_b64url(tok, (size_t)(d1 - tok)) ||
         !is_b64url(d1 + 1, (size_t)(d2 - d1 - 1)) ||
         !is_b64url(d2 + 1, (size_t)(tok + len - d2 - 1)))
         return invalid(res, R_FORMAT);
@@ -662,6 +675,13 @@ static enum zt_jwt_status check_token(const struct zt_jwt_rules *rs, const char 
     }
     if (kidv && !json_is_string(kidv)) {
         st = invalid(res, R_HEADER);
+        goto out;
+    }
+    /* An empty signature (as alg "none" tokens end) is let through the
+     * format check so that such a token is refused for its alg, as Envoy
+     * does; with an allowed alg it cannot verify. */
+    if (sc.sig_b64_len == 0) {
+        st = invalid(res, R_SIG);
         goto out;
     }
     if (!cjose_base64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), &plain, &plain_len, &cerr)) {
@@ -776,16 +796,21 @@ struct found_tok {
 };
 
 /* Records one occurrence; returns false when the cap is reached. */
-static bool add_found(struct zt_jwt_result *res, struct found_tok *toks, bool is_param,
-                      const char *name, const char *p, size_t len)
+enum { LOC_HEADER, LOC_PARAM, LOC_COOKIE };
+
+static bool add_found(struct zt_jwt_result *res, struct found_tok *toks, int kind, const char *name,
+                      const char *p, size_t len)
 {
+    bool is_param = kind == LOC_PARAM, is_cookie = kind == LOC_COOKIE;
     for (size_t i = 0; i < res->n_found; i++)
-        if (res->found[i].is_param == is_param && strcasecmp(res->found[i].name, name) == 0 &&
-            toks[i].len == len && memcmp(toks[i].p, p, len) == 0)
+        if (res->found[i].is_param == is_param && res->found[i].is_cookie == is_cookie &&
+            strcasecmp(res->found[i].name, name) == 0 && toks[i].len == len &&
+            memcmp(toks[i].p, p, len) == 0)
             return true; /* the same token seen through a second rule */
     if (res->n_found == ZT_JWT_FOUND_MAX)
         return false;
     res->found[res->n_found].is_param = is_param;
+    res->found[res->n_found].is_cookie = is_cookie;
     res->found[res->n_found].name = zt_xstrdup(name);
     toks[res->n_found] = (struct found_tok){p, len};
     res->n_found++;
@@ -800,6 +825,40 @@ static void trim(const char **p, size_t *len)
     }
     while (*len && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t'))
         (*len)--;
+}
+
+/* Every `name=value` pair of the Cookie fields (RFC 6265: pairs split by
+ * ';', optional spaces, a value optionally in double quotes) whose name is
+ * `name`; false if over the cap. */
+static bool find_cookie(const struct zt_http_head *head, const char *name,
+                        struct zt_jwt_result *res, struct found_tok *toks)
+{
+    size_t nlen = strlen(name);
+    for (size_t f = 0; f < head->n_fields; f++) {
+        if (strcmp(head->fields[f].name, "cookie") != 0)
+            continue;
+        const char *s = head->fields[f].value;
+        while (*s) {
+            size_t seg = strcspn(s, ";");
+            const char *p = s;
+            size_t len = seg;
+            trim(&p, &len);
+            if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+                const char *v = p + nlen + 1;
+                size_t vlen = len - nlen - 1;
+                if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
+                    v++;
+                    vlen -= 2;
+                }
+                if (vlen && !add_found(res, toks, LOC_COOKIE, name, v, vlen))
+                    return false;
+            }
+            s += seg;
+            if (*s == ';')
+                s++;
+        }
+    }
+    return true;
 }
 
 /* Collects every token of every rule's locations; false if over the cap. */
@@ -822,7 +881,7 @@ static bool find_tokens(const struct zt_jwt_rules *rs, const struct zt_http_head
                 v += plen;
                 vlen -= plen;
                 trim(&v, &vlen);
-                if (vlen && !add_found(res, toks, false, name, v, vlen))
+                if (vlen && !add_found(res, toks, LOC_HEADER, name, v, vlen))
                     return false;
             }
         }
@@ -833,13 +892,16 @@ static bool find_tokens(const struct zt_jwt_rules *rs, const struct zt_http_head
             while (*s && *s != '#') {
                 size_t seg = strcspn(s, "&#");
                 if (seg > nlen && strncmp(s, name, nlen) == 0 && s[nlen] == '=' &&
-                    !add_found(res, toks, true, name, s + nlen + 1, seg - nlen - 1))
+                    !add_found(res, toks, LOC_PARAM, name, s + nlen + 1, seg - nlen - 1))
                     return false;
                 s += seg;
                 if (*s == '&')
                     s++;
             }
         }
+        for (size_t ci = 0; ci < r->n_cookies; ci++)
+            if (!find_cookie(head, r->cookies[ci], res, toks))
+                return false;
     }
     return true;
 }
@@ -929,7 +991,7 @@ int zt_jwt_apply(const struct zt_jwt_rules *rs, const struct zt_jwt_result *res,
     const struct rule *r = &rs->rules[res->rule];
     if (!r->forward)
         for (size_t i = 0; i < res->n_found; i++)
-            if (!res->found[i].is_param)
+            if (!res->found[i].is_param && !res->found[i].is_cookie)
                 zt_http_head_remove(head, res->found[i].name);
     if (r->payload_header && zt_http_head_set(head, r->payload_header, res->payload_b64) < 0)
         return ZT_E_TOO_BIG;

@@ -15,8 +15,9 @@
  *   zt_jwt_result_cleanup(&r);
  *
  * Semantics (docs/waypoint-security.md gives the order of checks and why):
- * - A token is looked for in every location of every rule (default
- *   `Authorization: Bearer <t>` and query parameter `access_token`). None
+ * - A token is looked for in every location of every rule (headers,
+ *   query parameters, cookies; a rule naming none: `Authorization: Bearer
+ *   <t>` and query parameter `access_token`). None
  *   found: ZT_JWT_NONE. More than one distinct token: ZT_JWT_INVALID (Istio
  *   leaves such requests undefined; we refuse them).
  * - The token must name (`iss`) the issuer of a rule that looks in the
@@ -76,8 +77,10 @@ struct zt_jwt_rule_spec {
     const char *jwks_uri;                          /* kept for a fetcher; exclusive with jwks */
     const struct zt_jwt_from_header *from_headers; /* none: Authorization "Bearer " */
     size_t n_from_headers;
-    const char *const *from_params; /* none (and no from_headers): access_token */
+    const char *const *from_params; /* none (and no other location): access_token */
     size_t n_from_params;
+    const char *const *from_cookies; /* cookie names (Cookie header) */
+    size_t n_from_cookies;
     bool forward_original_token;
     const char *output_payload_to_header; /* or NULL */
     const struct zt_jwt_claim_header *output_claim_to_headers;
@@ -120,8 +123,9 @@ const char *zt_jwt_status_str(enum zt_jwt_status st);
 
 /* Where the token was found. */
 struct zt_jwt_location {
-    bool is_param; /* query parameter (never removed, as Envoy) or header */
-    char *name;    /* header name (lower case) or parameter name; owned */
+    bool is_param;  /* query parameter (never removed, as Envoy) */
+    bool is_cookie; /* cookie (never removed, as Envoy); neither: header */
+    char *name;     /* header name (lower case), parameter or cookie name; owned */
 };
 
 /* The outcome of one check. Every pointer is owned by the result and freed

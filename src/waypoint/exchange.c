@@ -9,8 +9,10 @@
 #include "tls/spiffe.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- routes ---- */
 
@@ -196,23 +198,99 @@ void wp_log_request(const struct wp_worker *w, const struct wp_request_record *r
 
 /* ---- L7 authorization ---- */
 
+/* A CORS preflight (OPTIONS with Origin and Access-Control-Request-
+ * Method) skips JWT authentication: browsers send it without credentials
+ * (Envoy's bypass_cors_preflight, which Istio turns on). */
+static bool is_cors_preflight(const struct zt_http_head *req)
+{
+    return req->method && strcmp(req->method, "OPTIONS") == 0 && zt_http_head_get(req, "origin") &&
+           zt_http_head_get(req, "access-control-request-method");
+}
+
+/* www-authenticate for a refused token, as Envoy's jwt_authn: the realm is
+ * the request URL without its query (quotes and backslashes dropped,
+ * bounded). */
+static void www_authenticate(const struct zt_http_head *req, char *out, size_t len)
+{
+    char realm[1024];
+    const char *host = req->authority ? req->authority : "", *path = req->path ? req->path : "/";
+    size_t n = 0;
+    for (const char *p = "http://"; *p && n + 1 < sizeof(realm); p++)
+        realm[n++] = *p;
+    for (const char *p = host; *p && n + 1 < sizeof(realm); p++)
+        if (*p != '"' && *p != '\\')
+            realm[n++] = *p;
+    for (const char *p = path; *p && *p != '?' && *p != '#' && n + 1 < sizeof(realm); p++)
+        if (*p != '"' && *p != '\\')
+            realm[n++] = *p;
+    realm[n] = '\0';
+    snprintf(out, len, "Bearer realm=\"%s\", error=\"invalid_token\"", realm);
+}
+
+/* Envoy's response_code_details for a refused token:
+ * "jwt_authn_access_denied{Jwt_is_expired}" (spaces become '_'). */
+static void jwt_details(const char *reason, char *out, size_t len)
+{
+    int n = snprintf(out, len, "jwt_authn_access_denied{%s}", reason);
+    for (int i = 0; i < n && (size_t)i < len && out[i]; i++)
+        if (out[i] == ' ')
+            out[i] = '_';
+}
+
 int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
                  const struct sockaddr_storage *peer, const char *src_identity,
-                 const struct zt_http_head *req, char *details, size_t len)
+                 struct zt_http_head *req, struct wp_denial *out)
 {
+    const struct zt_jwt_authn_set *authn = wp_worker_authn(w);
     const struct zt_authz_l7_set *set = wp_worker_policies(w);
-    details[0] = '\0';
-    if (!set)
+    memset(out, 0, offsetof(struct wp_denial, www_auth) + 1);
+    if (!set && !authn)
         return 0;
+    const char *svc_ns = dst->svc ? dst->svc->namespace : NULL;
+    const char *svc_name = dst->svc ? dst->svc->name : NULL;
+    struct zt_jwt_result jwt = {.status = ZT_JWT_NONE};
+    const struct zt_jwt_rules *rules = authn && !is_cors_preflight(req)
+                                           ? zt_jwt_authn_rules(authn, svc_ns, svc_name, false)
+                                           : NULL;
+    if (rules) {
+        zt_jwt_authenticate(rules, req, (int64_t)time(NULL), &jwt);
+        if (zt_jwt_apply(rules, &jwt, req) < 0 && jwt.status == ZT_JWT_VALID) {
+            zt_jwt_result_cleanup(&jwt);
+            jwt.status = ZT_JWT_INVALID;
+            jwt.reason = "Jwt output headers do not fit the request head";
+        }
+        if (jwt.status == ZT_JWT_INVALID) {
+            ZT_DEBUG("jwt", "%s %s from %s: %s", req->method ? req->method : "-",
+                     req->path ? req->path : "-", src_identity ? src_identity : "-", jwt.reason);
+            jwt_details(jwt.reason, out->details, sizeof(out->details));
+            www_authenticate(req, out->www_auth, sizeof(out->www_auth));
+            out->body = jwt.reason; /* static text */
+            out->header_name = "www-authenticate";
+            out->header_value = out->www_auth;
+            zt_jwt_result_cleanup(&jwt);
+            return 401;
+        }
+    }
+    if (!set) {
+        zt_jwt_result_cleanup(&jwt);
+        return 0;
+    }
     struct zt_authz_l7_request rq = {
         .source_principal = src_identity && src_identity[0] ? src_identity : NULL,
         .destination_port = dst->svc_port,
         .head = req,
         .gateway_ns = w->wp->opts.gateway_ns,
         .gateway_name = w->wp->opts.gateway_name,
-        .service_ns = dst->svc ? dst->svc->namespace : NULL,
-        .service_name = dst->svc ? dst->svc->name : NULL,
+        .service_ns = svc_ns,
+        .service_name = svc_name,
     };
+    if (jwt.status == ZT_JWT_VALID) {
+        rq.request_principal = jwt.principal;
+        rq.audiences = (const char *const *)jwt.audiences;
+        rq.n_audiences = jwt.n_audiences;
+        rq.presenter = jwt.presenter;
+        rq.claims = jwt.claims;
+    }
     uint16_t port;
     if (zt_ip_from_sockaddr((const struct sockaddr *)peer, &rq.source_ip, &port) == 0)
         zt_authz_l7_remote_ip(req, &rq.source_ip, &rq.remote_ip);
@@ -230,8 +308,10 @@ int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
         ZT_INFO("authz", "audit: %s/%s matched %s %s from %s", res.audit->ns, res.audit->name,
                 req->method ? req->method : "-", req->path ? req->path : "-",
                 src_identity ? src_identity : "-");
+    zt_jwt_result_cleanup(&jwt);
     if (rc == 0)
         return 0;
-    zt_authz_l7_details(&res, details, len);
+    zt_authz_l7_details(&res, out->details, sizeof(out->details));
+    out->body = WP_RBAC_DENIED_BODY;
     return 403;
 }

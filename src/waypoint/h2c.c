@@ -396,7 +396,8 @@ static int grpc_from_http(int status)
 
 /* A response of the waypoint's own; for gRPC a trailers-only 200 with
  * grpc-status and grpc-message. The request's later bytes are dropped. */
-static void x_local_reply(struct wp_h2x *x, int status, const char *body, const char *location)
+static void x_local_reply(struct wp_h2x *x, int status, const char *body, const char *hname,
+                          const char *hvalue)
 {
     struct wp_h2c *s = x->s;
     struct nvs a = {.n = 0};
@@ -425,7 +426,7 @@ static void x_local_reply(struct wp_h2x *x, int status, const char *body, const 
         nv_add(&a, ":status", a.status);
         nv_add(&a, "content-type", "text/plain");
         nv_add(&a, "content-length", len);
-        nv_add(&a, "location", location);
+        nv_add(&a, hname, hvalue);
         zt_buf_append(&x->to_down, body, blen);
         x->resp_bytes += blen;
         nghttp2_data_provider prd = {.read_callback = read_down};
@@ -458,7 +459,7 @@ static void x_response_head(struct wp_h2x *x, bool end)
     uv_timer_stop(&x->try_timer);
     if (x->filters && zt_route_apply_response(x->filters, &x->resp) < 0) {
         x_error(x, "response filters pass the head's caps", NULL);
-        x_local_reply(x, 502, "upstream response cannot be forwarded\n", NULL);
+        x_local_reply(x, 502, "upstream response cannot be forwarded\n", NULL, NULL);
         return;
     }
     x->status = x->resp.status;
@@ -521,9 +522,10 @@ static void x_fail(struct wp_h2x *x, uint32_t cond, const char *what, const char
         return;
     }
     if (cond == WP_H2C_RETRY_PER_TRY_TIMEOUT)
-        x_local_reply(x, 504, "upstream request timeout\n", NULL);
+        x_local_reply(x, 504, "upstream request timeout\n", NULL, NULL);
     else
-        x_local_reply(x, 503, "upstream connect error or disconnect/reset before headers\n", NULL);
+        x_local_reply(x, 503, "upstream connect error or disconnect/reset before headers\n", NULL,
+                      NULL);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -547,7 +549,7 @@ static void on_retry(uv_timer_t *t)
     }
     if (!wl) {
         x_error(x, "no healthy upstream", NULL);
-        x_local_reply(x, 503, "no healthy upstream\n", NULL);
+        x_local_reply(x, 503, "no healthy upstream\n", NULL, NULL);
     } else {
         x->dst_wl = wl;
         if (x->dst_svc)
@@ -582,7 +584,7 @@ static void on_timeout(uv_timer_t *t)
         nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, x->down_sid, NGHTTP2_CANCEL);
     } else {
         uv_timer_stop(&x->try_timer);
-        x_local_reply(x, 504, "upstream request timeout\n", NULL);
+        x_local_reply(x, 504, "upstream request timeout\n", NULL, NULL);
     }
     pump(s);
 }
@@ -776,12 +778,12 @@ static void x_start(struct wp_h2x *x)
     x->is_grpc = ct && strncmp(ct, "application/grpc", 16) == 0;
     if (x->too_big) {
         x_error(x, "request head passes the caps", NULL);
-        x_local_reply(x, 431, "request header fields too large\n", NULL);
+        x_local_reply(x, 431, "request header fields too large\n", NULL, NULL);
         return;
     }
     if (!req->method || !req->path || strcmp(req->method, "CONNECT") == 0) {
         x_error(x, "CONNECT is not proxied", NULL);
-        x_local_reply(x, 405, "CONNECT is not proxied\n", NULL);
+        x_local_reply(x, 405, "CONNECT is not proxied\n", NULL, NULL);
         return;
     }
     /* The waypoint's span: a child of a valid incoming traceparent (one
@@ -790,10 +792,11 @@ static void x_start(struct wp_h2x *x)
     const char *tp =
         zt_http_head_count(req, "traceparent") == 1 ? zt_http_head_get(req, "traceparent") : NULL;
     zt_telemetry_traceparent_child(tp, tp ? strlen(tp) : 0, &x->trace);
-    char details[384];
-    if (wp_authorize(s->w, &s->dst, &s->peer, s->src_identity, req, details, sizeof(details))) {
-        copy_str(x->error, sizeof(x->error), details);
-        x_local_reply(x, 403, WP_RBAC_DENIED_BODY, NULL);
+    struct wp_denial d;
+    int st = wp_authorize(s->w, &s->dst, &s->peer, s->src_identity, req, &d);
+    if (st) {
+        copy_str(x->error, sizeof(x->error), d.details);
+        x_local_reply(x, st, d.body, d.header_name, d.header_value);
         return;
     }
     struct wp_routed r;
@@ -804,7 +807,8 @@ static void x_start(struct wp_h2x *x)
     if (r.local_status) {
         if (r.error)
             x_error(x, r.error, r.error_detail);
-        x_local_reply(x, r.local_status, r.local_body, r.location[0] ? r.location : NULL);
+        x_local_reply(x, r.local_status, r.local_body, r.location[0] ? "location" : NULL,
+                      r.location[0] ? r.location : NULL);
         return;
     }
     x->routes = r.routes;
@@ -817,7 +821,7 @@ static void x_start(struct wp_h2x *x)
     } else if (zt_state_pick_endpoint(s->snap, r.svc, r.port, zt_l7_self(s->pod), arc4random(),
                                       &x->dst_wl, &x->port) < 0) {
         x_error(x, "no healthy upstream", NULL);
-        x_local_reply(x, 503, "no healthy upstream\n", NULL);
+        x_local_reply(x, 503, "no healthy upstream\n", NULL, NULL);
         return;
     }
     char tpv[ZT_TELEMETRY_TRACEPARENT_LEN + 1];
@@ -826,7 +830,7 @@ static void x_start(struct wp_h2x *x)
         zt_telemetry_traceparent_format(&x->trace, tpv, sizeof(tpv)) < 0 ||
         zt_http_head_set(req, "traceparent", tpv) < 0) {
         x_error(x, "request head cannot be forwarded", "past the head's caps");
-        x_local_reply(x, 431, "request header fields too large\n", NULL);
+        x_local_reply(x, 431, "request header fields too large\n", NULL, NULL);
         return;
     }
     x->is_replayable = x->retry.attempts > 0;
@@ -1054,7 +1058,7 @@ static int cli_stream_close(nghttp2_session *ng, int32_t sid, uint32_t error_cod
     }
     if (x->resp_too_big && !x->resp_started) {
         x_error(x, "upstream response head passes the caps", NULL);
-        x_local_reply(x, 502, "upstream sent a bad response\n", NULL);
+        x_local_reply(x, 502, "upstream sent a bad response\n", NULL, NULL);
         up->s->repump = true;
         return 0;
     }

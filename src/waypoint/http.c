@@ -454,11 +454,15 @@ static int route_request(struct wp_http *h, struct zt_http_head *req, const stru
                          uint16_t *port)
 {
     struct wp_exchange *x = &h->ex;
-    char details[384];
-    if (wp_authorize(h->w, &h->dst, &h->peer, h->src_identity, req, details, sizeof(details))) {
+    struct wp_denial d;
+    int st = wp_authorize(h->w, &h->dst, &h->peer, h->src_identity, req, &d);
+    if (st) {
+        char hdr[sizeof(d.www_auth) + 64] = "";
         x->req_done = true;
-        copy_str(x->error, sizeof(x->error), details);
-        local_reply(h, 403, WP_RBAC_DENIED_BODY, NULL);
+        copy_str(x->error, sizeof(x->error), d.details);
+        if (d.header_name)
+            snprintf(hdr, sizeof(hdr), "%s: %s\r\n", d.header_name, d.header_value);
+        local_reply(h, st, d.body, hdr[0] ? hdr : NULL);
         return 0;
     }
     struct wp_routed r;

@@ -38,6 +38,7 @@ void zt_waypoint_free(struct zt_waypoint *wp)
         return;
     zt_route_table_unref(wp->routes);
     zt_authz_l7_set_unref(wp->policies);
+    zt_jwt_authn_set_unref(wp->authn);
     pthread_mutex_destroy(&wp->mu);
     free(wp);
 }
@@ -64,6 +65,17 @@ void zt_waypoint_set_policies(struct zt_waypoint *wp, struct zt_authz_l7_set *p)
     zt_authz_l7_set_unref(old);
 }
 
+void zt_waypoint_set_authn(struct zt_waypoint *wp, struct zt_jwt_authn_set *a)
+{
+    struct zt_jwt_authn_set *old;
+    pthread_mutex_lock(&wp->mu);
+    old = wp->authn;
+    wp->authn = a ? zt_jwt_authn_set_ref(a) : NULL;
+    atomic_fetch_add(&wp->routes_version, 1);
+    pthread_mutex_unlock(&wp->mu);
+    zt_jwt_authn_set_unref(old);
+}
+
 struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp)
 {
     pthread_mutex_lock(&wp->mu);
@@ -82,12 +94,15 @@ static void worker_refresh(struct wp_worker *w)
     pthread_mutex_lock(&w->wp->mu);
     struct zt_route_table *t = w->wp->routes ? zt_route_table_ref(w->wp->routes) : NULL;
     struct zt_authz_l7_set *p = w->wp->policies ? zt_authz_l7_set_ref(w->wp->policies) : NULL;
+    struct zt_jwt_authn_set *a = w->wp->authn ? zt_jwt_authn_set_ref(w->wp->authn) : NULL;
     v = atomic_load(&w->wp->routes_version);
     pthread_mutex_unlock(&w->wp->mu);
     zt_route_table_unref(w->routes);
     zt_authz_l7_set_unref(w->policies);
+    zt_jwt_authn_set_unref(w->authn);
     w->routes = t;
     w->policies = p;
+    w->authn = a;
     w->routes_version = v;
 }
 
@@ -101,6 +116,12 @@ const struct zt_authz_l7_set *wp_worker_policies(struct wp_worker *w)
 {
     worker_refresh(w);
     return w->policies;
+}
+
+const struct zt_jwt_authn_set *wp_worker_authn(struct wp_worker *w)
+{
+    worker_refresh(w);
+    return w->authn;
 }
 
 const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
@@ -301,6 +322,8 @@ static void l7_worker_stop(void *wctx)
     w->routes = NULL;
     zt_authz_l7_set_unref(w->policies);
     w->policies = NULL;
+    zt_jwt_authn_set_unref(w->authn);
+    w->authn = NULL;
     uv_close((uv_handle_t *)&w->reap, on_worker_closed);
     uv_close((uv_handle_t *)&w->tick, on_worker_closed);
 }

@@ -42,6 +42,10 @@ void zt_waypoint_set_routes(struct zt_waypoint *wp, struct zt_route_table *t);
  * NULL: none, everything allowed), as zt_waypoint_set_routes. */
 struct zt_authz_l7_set;
 void zt_waypoint_set_policies(struct zt_waypoint *wp, struct zt_authz_l7_set *p);
+/* The RequestAuthentication rules in force (NULL: none), as the policies:
+ * a reference is taken, workers pick it up at their next request. */
+struct zt_jwt_authn_set;
+void zt_waypoint_set_authn(struct zt_waypoint *wp, struct zt_jwt_authn_set *a);
 /* The routes in force: a new reference (unref it), NULL for none. Any thread. */
 struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp);
 

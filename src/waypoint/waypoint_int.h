@@ -5,6 +5,7 @@
 #include "base/buf.h"
 #include "base/list.h"
 #include "authz/l7.h"
+#include "jwt/authn.h"
 #include "proxy/l7.h"
 #include "route/route.h"
 #include "waypoint/waypoint.h"
@@ -19,10 +20,11 @@ struct zt_waypoint {
     struct zt_waypoint_opts opts;
     char cluster_domain[256];
     char gateway_ns[254], gateway_name[254];
-    pthread_mutex_t mu;                  /* guards routes and policies */
+    pthread_mutex_t mu;                  /* guards routes, policies and authn */
     struct zt_route_table *routes;       /* NULL: none */
     struct zt_authz_l7_set *policies;    /* NULL: none */
-    atomic_uint_fast64_t routes_version; /* bumped when either changes */
+    struct zt_jwt_authn_set *authn;      /* NULL: no RequestAuthentication */
+    atomic_uint_fast64_t routes_version; /* bumped when any changes */
 };
 
 /* One per proxy worker (the l7 ops' context). */
@@ -43,6 +45,7 @@ struct wp_worker {
      * version they are. */
     struct zt_route_table *routes;
     struct zt_authz_l7_set *policies;
+    struct zt_jwt_authn_set *authn;
     uint_fast64_t routes_version;
     int handles; /* open handles; the worker is freed with the last */
     bool draining;
@@ -62,8 +65,10 @@ struct wp_dest {
 /* The routes in force for this worker (borrowed until the worker's next
  * call; take a reference to keep them), NULL for none. */
 struct zt_route_table *wp_worker_routes(struct wp_worker *w);
-/* The L7 authorization policies in force, as wp_worker_routes. */
+/* The L7 authorization policies and the RequestAuthentication rules in
+ * force, as wp_worker_routes. */
 const struct zt_authz_l7_set *wp_worker_policies(struct wp_worker *w);
+const struct zt_jwt_authn_set *wp_worker_authn(struct wp_worker *w);
 
 /* The service a backendRef names, in snap (NULL if none). */
 const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
@@ -118,15 +123,26 @@ struct wp_routed {
 void wp_route(struct wp_worker *w, const struct zt_state *snap, const struct wp_dest *dst,
               struct zt_http_head *req, struct wp_routed *out);
 
-/* The L7 authorization step, run before routing (policies see the request
- * as the client sent it: Envoy's RBAC filter runs before the router): 0 to
- * go on, or 403 with Envoy's response_code_details in details
- * ("rbac_access_denied_matched_policy[...]"). Dry-run and AUDIT matches
+/* The security steps before routing, in Envoy's filter order on a
+ * waypoint chain (policies see the request as the client sent it, the
+ * router comes after): JWT authentication (RequestAuthentication; a valid
+ * token's headers are then removed or rewritten as the rule says), then
+ * L7 authorization. Returns 0 to go on, or the status to answer with
+ * out's body and header: 401 for a token that fails (body Envoy's reason,
+ * `www-authenticate: Bearer realm="...", error="invalid_token"`), 403 for
+ * a denial (body WP_RBAC_DENIED_BODY). out->details is Envoy's
+ * response_code_details for the access line. Dry-run and AUDIT matches
  * are logged on `authz`. */
 #define WP_RBAC_DENIED_BODY "RBAC: access denied"
+struct wp_denial {
+    const char *body;
+    const char *header_name, *header_value; /* one extra header, or NULLs */
+    char details[384];
+    char www_auth[1152];
+};
 int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
                  const struct sockaddr_storage *peer, const char *src_identity,
-                 const struct zt_http_head *req, char *details, size_t len);
+                 struct zt_http_head *req, struct wp_denial *out);
 
 /* One finished request, for its access line ("request complete") and
  * istio_requests_total (reporter waypoint). Everything borrowed. */

@@ -243,9 +243,11 @@ static void test_refused_algorithms(void)
     struct zt_jwt_rules *rs = rules1(NULL);
     CHECK(rs);
     const char *reason = NULL;
-    /* alg none has an empty signature: refused as malformed already. */
-    CHECK(check(rs, "alg_none", NOW, NULL) == ZT_JWT_INVALID);
-    CHECK(check(rs, "alg_none_nokid", NOW, NULL) == ZT_JWT_INVALID);
+    /* alg none (an empty signature) is refused for its alg, as Envoy does. */
+    CHECK(check(rs, "alg_none", NOW, &reason) == ZT_JWT_INVALID);
+    CHECK_EQ_STR(reason, "Jwt header [alg] is not supported");
+    CHECK(check(rs, "alg_none_nokid", NOW, &reason) == ZT_JWT_INVALID);
+    CHECK_EQ_STR(reason, "Jwt header [alg] is not supported");
     const char *names[] = {"hs256_pem", "hs256_n", "hs256_x"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         CHECK(check(rs, names[i], NOW, &reason) == ZT_JWT_INVALID);
@@ -282,6 +284,11 @@ static void test_malformed(void)
         CHECK(zt_jwt_verify(rs, t, n, NULL, NOW, &r) == ZT_JWT_INVALID);
         zt_jwt_result_cleanup(&r);
     }
+    /* An allowed alg with the signature cut off: fails verification. */
+    size_t cut = (size_t)(strrchr(t, '.') - t) + 1;
+    CHECK(zt_jwt_verify(rs, t, cut, NULL, NOW, &r) == ZT_JWT_INVALID);
+    CHECK_EQ_STR(r.reason, "Jwt verification fails");
+    zt_jwt_result_cleanup(&r);
     /* Bad base64 inside the payload segment. */
     char *d1 = strchr(t, '.');
     d1[3] = '*';
@@ -614,6 +621,64 @@ static void test_custom_locations_and_outputs(void)
     zt_jwt_rules_free(rs);
 }
 
+static void test_cookies(void)
+{
+    NEED_FIXTURES();
+    const char *cookies[] = {"session"};
+    struct zt_jwt_rule_spec spec = {.issuer = ISS, .from_cookies = cookies, .n_from_cookies = 1};
+    struct zt_jwt_rules *rs = rules1(&spec);
+    CHECK(rs);
+    char *t = tok("rs256");
+    struct zt_http_head h;
+    struct zt_jwt_result r;
+    char v[9000];
+
+    /* Found among other cookies, spaces and a quoted value; not removed. */
+    snprintf(v, sizeof(v), "a=1; session=\"%s\" ;b=2", t);
+    head_with(&h, "/x");
+    add_hdr(&h, "cookie", v, "");
+    CHECK(zt_jwt_authenticate(rs, &h, NOW, &r) == ZT_JWT_VALID);
+    CHECK(r.n_found == 1 && r.found[0].is_cookie && !r.found[0].is_param);
+    CHECK_EQ_STR(r.found[0].name, "session");
+    CHECK(zt_jwt_apply(rs, &r, &h) == 0);
+    CHECK(zt_http_head_get(&h, "cookie") != NULL);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+
+    /* A rule with only cookies does not look at Authorization (positive
+     * control: the same token in the cookie is found above); a cookie
+     * whose name merely ends or starts with "session" is another cookie. */
+    head_with(&h, "/x");
+    add_hdr(&h, "authorization", "Bearer ", t);
+    add_hdr(&h, "cookie", "xsession=abc; sessionx=abc; session=", "");
+    CHECK(zt_jwt_authenticate(rs, &h, NOW, &r) == ZT_JWT_NONE);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+
+    /* A bad token in the cookie is invalid; two cookie fields with two
+     * different tokens are refused. */
+    head_with(&h, "/x");
+    add_hdr(&h, "cookie", "session=not.a.token", "");
+    CHECK(zt_jwt_authenticate(rs, &h, NOW, &r) == ZT_JWT_INVALID);
+    zt_jwt_result_cleanup(&r);
+    snprintf(v, sizeof(v), "session=%s", t);
+    add_hdr(&h, "cookie", v, "");
+    CHECK(zt_jwt_authenticate(rs, &h, NOW, &r) == ZT_JWT_INVALID);
+    CHECK_EQ_STR(r.reason, "Jwt multiple tokens in one request");
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+
+    /* A token found in a cookie must suit a rule that reads that cookie. */
+    struct zt_jwt_location loc = {.is_cookie = true, .name = "other"};
+    CHECK(zt_jwt_verify(rs, t, strlen(t), &loc, NOW, &r) == ZT_JWT_INVALID);
+    zt_jwt_result_cleanup(&r);
+    loc.name = "session";
+    CHECK(zt_jwt_verify(rs, t, strlen(t), &loc, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    free(t);
+    zt_jwt_rules_free(rs);
+}
+
 static void test_two_rules(void)
 {
     NEED_FIXTURES();
@@ -660,6 +725,7 @@ int main(void)
     RUN(test_rule_errors);
     RUN(test_default_locations);
     RUN(test_custom_locations_and_outputs);
+    RUN(test_cookies);
     RUN(test_two_rules);
     if (have_fixtures) {
         char cmd[512];
