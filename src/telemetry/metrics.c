@@ -813,33 +813,62 @@ static void render_dns(struct zt_metrics *m, struct zt_buf *out)
     pthread_mutex_unlock(&m->dns_mu);
 }
 
-/* istio_xds_*: like Istio's label families, a series appears once it has
- * counted something, and a family once it has a series. */
+/* One counter family of labelled series, like Istio's label families: a
+ * series appears once it has counted something, the family once it has a
+ * series. */
+struct labelled {
+    const char *label;
+    enum zt_counter c;
+};
+static void render_labelled(struct zt_metrics *m, struct zt_buf *out, const char *name,
+                            const char *help, const struct labelled *v, size_t n)
+{
+    bool has_header = false;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = atomic_load_explicit(&m->counters[v[i].c], memory_order_relaxed);
+        if (x == 0)
+            continue;
+        if (!has_header)
+            put_family_header(out, name, help, "counter");
+        has_header = true;
+        put_u64(out, name, v[i].label, x);
+    }
+}
+
+static void render_waypoint(struct zt_metrics *m, struct zt_buf *out)
+{
+    static const struct labelled jwt[] = {{"{result=\"allowed\"}", ZT_C_WP_JWT_ALLOWED},
+                                          {"{result=\"denied\"}", ZT_C_WP_JWT_DENIED}};
+    static const struct labelled rbac[] = {{"{result=\"allowed\"}", ZT_C_WP_RBAC_ALLOWED},
+                                           {"{result=\"denied\"}", ZT_C_WP_RBAC_DENIED}};
+    static const struct labelled shadow[] = {{"{result=\"allowed\"}", ZT_C_WP_RBAC_SHADOW_ALLOWED},
+                                             {"{result=\"denied\"}", ZT_C_WP_RBAC_SHADOW_DENIED}};
+    static const struct labelled limited[] = {{NULL, ZT_C_WP_RATE_LIMITED}};
+    render_labelled(m, out, "ztunnel_waypoint_jwt_authn_total",
+                    "Waypoint requests by JWT authentication result (RequestAuthentication).", jwt,
+                    2);
+    render_labelled(m, out, "ztunnel_waypoint_rbac_total",
+                    "Waypoint requests by the enforced AuthorizationPolicies' verdict.", rbac, 2);
+    render_labelled(m, out, "ztunnel_waypoint_rbac_shadow_total",
+                    "Waypoint requests by the dry-run AuthorizationPolicies' verdict (not "
+                    "enforced).",
+                    shadow, 2);
+    render_labelled(m, out, "ztunnel_waypoint_rate_limited_total",
+                    "Waypoint requests answered 429 by a local rate limit.", limited, 1);
+}
+
+/* istio_xds_* */
 static void render_xds(struct zt_metrics *m, struct zt_buf *out)
 {
-    static const struct {
-        const char *label;
-        enum zt_counter c;
-    } reasons[] = {
+    static const struct labelled reasons[] = {
         {"{reason=\"ConnectionError\"}", ZT_C_XDS_TERMINATIONS_CONNECTION_ERROR},
         {"{reason=\"Error\"}", ZT_C_XDS_TERMINATIONS_ERROR},
         {"{reason=\"Reconnect\"}", ZT_C_XDS_TERMINATIONS_RECONNECT},
         {"{reason=\"Complete\"}", ZT_C_XDS_TERMINATIONS_COMPLETE},
     };
-    static const char *const terminations = "istio_xds_connection_terminations_total";
-    bool has_header = false;
-    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
-        uint64_t v = atomic_load_explicit(&m->counters[reasons[i].c], memory_order_relaxed);
-        if (v == 0)
-            continue;
-        if (!has_header)
-            put_family_header(out, terminations,
-                              "The total number of completed connections to xds server "
-                              "(unstable).",
-                              "counter");
-        has_header = true;
-        put_u64(out, terminations, reasons[i].label, v);
-    }
+    render_labelled(m, out, "istio_xds_connection_terminations_total",
+                    "The total number of completed connections to xds server (unstable).", reasons,
+                    sizeof(reasons) / sizeof(reasons[0]));
 
     pthread_mutex_lock(&m->xds_mu);
     if (m->n_xds_urls > 0) {
@@ -959,6 +988,7 @@ void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out)
     }
 
     render_xds(m, out);
+    render_waypoint(m, out);
 
     put_family_header(out, "process_open_fds", "Open file descriptors.", "gauge");
     put_i64(out, "process_open_fds", NULL, count_open_fds());

@@ -249,6 +249,21 @@ enum zt_counter {
     ZT_C_XDS_TERMINATIONS_ERROR,
     ZT_C_XDS_TERMINATIONS_RECONNECT,
     ZT_C_XDS_TERMINATIONS_COMPLETE,
+    /* The waypoint's security steps, by Envoy's stat names (a family shows
+     * once it has counted something):
+     * ztunnel_waypoint_jwt_authn_total{result="allowed"|"denied"}: requests
+     * that passed JWT authentication (a valid token, or none) or got 401;
+     * ztunnel_waypoint_rbac_total{result=...}: the enforced policies'
+     * verdict; ztunnel_waypoint_rbac_shadow_total{result=...}: the dry-run
+     * policies' (istio.io/dry-run), never enforced;
+     * ztunnel_waypoint_rate_limited_total: requests answered 429. */
+    ZT_C_WP_JWT_ALLOWED,
+    ZT_C_WP_JWT_DENIED,
+    ZT_C_WP_RBAC_ALLOWED,
+    ZT_C_WP_RBAC_DENIED,
+    ZT_C_WP_RBAC_SHADOW_ALLOWED,
+    ZT_C_WP_RBAC_SHADOW_DENIED,
+    ZT_C_WP_RATE_LIMITED,
     ZT_C_COUNT
 };
 void zt_metrics_counter_inc(struct zt_metrics *m, enum zt_counter c);

@@ -171,25 +171,48 @@ void wp_log_request(const struct wp_worker *w, const struct wp_request_record *r
         zt_workload_identity(r->dst_wl, dst_id, sizeof(dst_id));
     bool failed = r->status >= 500 || (r->error && r->error[0]);
     const char *kv[] = {
-        "src.addr",     src,
-        "src.identity", r->src_identity,
-        "dst.service",  r->dst_svc ? r->dst_svc->hostname : NULL,
-        "dst.workload", r->dst_wl ? r->dst_wl->name : NULL,
-        "dst.identity", dst_id,
-        "upstream",     r->upstream,
-        "method",       r->method,
-        "path",         r->path,
-        "authority",    r->authority,
-        "protocol",     r->protocol,
-        "status",       status,
-        "grpc_status",  grpc,
-        "bytes_recv",   rb,
-        "bytes_sent",   sb,
-        "duration",     dur,
-        "route",        r->route && r->route[0] ? r->route : NULL,
-        "trace_id",     r->trace_id,
-        "span_id",      r->span_id,
-        "error",        r->error && r->error[0] ? r->error : NULL,
+        "src.addr",
+        src,
+        "src.identity",
+        r->src_identity,
+        "dst.service",
+        r->dst_svc ? r->dst_svc->hostname : NULL,
+        "dst.workload",
+        r->dst_wl ? r->dst_wl->name : NULL,
+        "dst.identity",
+        dst_id,
+        "upstream",
+        r->upstream,
+        "method",
+        r->method,
+        "path",
+        r->path,
+        "authority",
+        r->authority,
+        "protocol",
+        r->protocol,
+        "status",
+        status,
+        "grpc_status",
+        grpc,
+        "bytes_recv",
+        rb,
+        "bytes_sent",
+        sb,
+        "duration",
+        dur,
+        "route",
+        r->route && r->route[0] ? r->route : NULL,
+        "trace_id",
+        r->trace_id,
+        "span_id",
+        r->span_id,
+        "error",
+        r->error && r->error[0] ? r->error : NULL,
+        "shadow_engine_result",
+        r->shadow == WP_SHADOW_ALLOWED  ? "allowed"
+        : r->shadow == WP_SHADOW_DENIED ? "denied"
+                                        : NULL,
     };
     zt_log_kv(failed ? ZT_LOG_ERROR : ZT_LOG_INFO, "access", "request complete", kv,
               sizeof(kv) / sizeof(kv[0]) / 2);
@@ -237,6 +260,12 @@ static void jwt_details(const char *reason, char *out, size_t len)
             out[i] = '_';
 }
 
+static void count(const struct wp_worker *w, enum zt_counter c)
+{
+    if (w->wp->opts.metrics)
+        zt_metrics_counter_inc(w->wp->opts.metrics, c);
+}
+
 int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
                  const struct sockaddr_storage *peer, const char *src_identity,
                  struct zt_http_head *req, struct wp_denial *out)
@@ -268,8 +297,10 @@ int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
             out->header_name = "www-authenticate";
             out->header_value = out->www_auth;
             zt_jwt_result_cleanup(&jwt);
+            count(w, ZT_C_WP_JWT_DENIED);
             return 401;
         }
+        count(w, ZT_C_WP_JWT_ALLOWED);
     }
     if (!set) {
         zt_jwt_result_cleanup(&jwt);
@@ -309,6 +340,11 @@ int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
                 req->method ? req->method : "-", req->path ? req->path : "-",
                 src_identity ? src_identity : "-");
     zt_jwt_result_cleanup(&jwt);
+    if (res.has_dry_run) {
+        out->shadow = res.dry_run_allowed ? WP_SHADOW_ALLOWED : WP_SHADOW_DENIED;
+        count(w, res.dry_run_allowed ? ZT_C_WP_RBAC_SHADOW_ALLOWED : ZT_C_WP_RBAC_SHADOW_DENIED);
+    }
+    count(w, rc == 0 ? ZT_C_WP_RBAC_ALLOWED : ZT_C_WP_RBAC_DENIED);
     if (rc == 0)
         return 0;
     zt_authz_l7_details(&res, out->details, sizeof(out->details));

@@ -110,6 +110,7 @@ struct wp_h2x {
     bool resp_started;   /* the response head went to the client */
     bool resp_end;       /* ... and all of it arrived */
     bool is_replayable, is_local_reply;
+    uint8_t shadow; /* WP_SHADOW_* */
     /* W3C trace context: the waypoint's span (parent_id is its id). */
     struct zt_telemetry_traceparent trace;
     uint64_t start_ms, start_ns, req_bytes, resp_bytes;
@@ -245,6 +246,7 @@ static void x_log(struct wp_h2x *x)
         .span_id = x->trace.parent_id[0] ? x->trace.parent_id : NULL,
         .is_grpc = x->is_grpc,
         .is_local_reply = x->is_local_reply,
+        .shadow = x->shadow,
         .status = x->status,
         .grpc_status = x->grpc_status,
         .start_ms = x->start_ms,
@@ -794,6 +796,7 @@ static void x_start(struct wp_h2x *x)
     zt_telemetry_traceparent_child(tp, tp ? strlen(tp) : 0, &x->trace);
     struct wp_denial d;
     int st = wp_authorize(s->w, &s->dst, &s->peer, s->src_identity, req, &d);
+    x->shadow = d.shadow;
     if (st) {
         copy_str(x->error, sizeof(x->error), d.details);
         x_local_reply(x, st, d.body, d.header_name, d.header_value);

@@ -65,6 +65,7 @@ struct wp_exchange {
     bool down_keep; /* the client's connection outlives this exchange */
     bool up_keep;   /* the upstream connection does */
     bool local_reply;
+    uint8_t shadow; /* WP_SHADOW_* */
     uint64_t start_ms, start_ns, req_bytes, resp_bytes;
     const struct zt_workload *dst_wl;
     const struct zt_service *dst_svc; /* the service the request went to */
@@ -159,6 +160,7 @@ static void log_exchange(struct wp_http *h)
         .trace_id = x->trace.trace_id[0] ? x->trace.trace_id : NULL,
         .span_id = x->trace.parent_id[0] ? x->trace.parent_id : NULL,
         .is_local_reply = x->local_reply,
+        .shadow = x->shadow,
         .status = x->status,
         .grpc_status = -1,
         .start_ms = x->start_ms,
@@ -456,6 +458,7 @@ static int route_request(struct wp_http *h, struct zt_http_head *req, const stru
     struct wp_exchange *x = &h->ex;
     struct wp_denial d;
     int st = wp_authorize(h->w, &h->dst, &h->peer, h->src_identity, req, &d);
+    x->shadow = d.shadow;
     if (st) {
         char hdr[sizeof(d.www_auth) + 64] = "";
         x->req_done = true;

@@ -134,7 +134,9 @@ void wp_route(struct wp_worker *w, const struct zt_state *snap, const struct wp_
  * response_code_details for the access line. Dry-run and AUDIT matches
  * are logged on `authz`. */
 #define WP_RBAC_DENIED_BODY "RBAC: access denied"
+enum { WP_SHADOW_NONE, WP_SHADOW_ALLOWED, WP_SHADOW_DENIED };
 struct wp_denial {
+    uint8_t shadow; /* the dry-run policies' verdict (WP_SHADOW_*), also when 0 is returned */
     const char *body;
     const char *header_name, *header_value; /* one extra header, or NULLs */
     char details[384];
@@ -156,6 +158,7 @@ struct wp_request_record {
     const char *upstream, *method, *path, *authority, *protocol, *route, *error;
     const char *trace_id, *span_id; /* NULL: none */
     bool is_grpc, is_local_reply;
+    uint8_t shadow; /* WP_SHADOW_*: the access line's shadow_engine_result */
     int status;
     int grpc_status; /* -1: none */
     uint64_t start_ms, start_ns, req_bytes, resp_bytes;

@@ -58,6 +58,17 @@ authn() {
 		    from: [{source: {notRequestPrincipals: ["$ISS/alice"]}}]
 		---
 		apiVersion: security.istio.io/v1
+		kind: AuthorizationPolicy
+		metadata:
+		  name: would-deny-dry
+		  namespace: default
+		  annotations: {istio.io/dry-run: "true"}
+		spec:
+		  targetRefs: [{kind: Service, group: "", name: svc-web}]
+		  action: DENY
+		  rules: [{to: [{operation: {paths: ["/dry/*"]}}]}]
+		---
+		apiVersion: security.istio.io/v1
 		kind: RequestAuthentication
 		metadata: {name: broken, namespace: default}
 		spec:
@@ -199,6 +210,24 @@ case "$line" in
 *) fwd="not forwarded: $line" ;;
 esac
 zt_expect_eq "$out1 $fwd" "Jwt is expired 401 2 forwarded"
+
+zt_test "a dry-run DENY matching /dry/x is not enforced (200); the access line says shadow_engine_result=denied, /hello's allowed"
+got="$(code "http://$VIP_WEB/dry/x") $(code "http://$VIP_WEB/hello?after-dry")"
+if [ "$got" = "200 200" ] && mesh_wait_grep "$wlog" 'path=/dry/x .*status=200.*shadow_engine_result=denied' 5 >/dev/null &&
+	mesh_wait_grep "$wlog" 'path=/hello\?after-dry .*shadow_engine_result=allowed' 5 >/dev/null; then zt_pass; else
+	zt_fail "got $got; $(grep -E 'path=/(dry/x|hello\?after-dry)' "$wlog" | tail -2)"
+fi
+
+zt_test "w's metrics count JWT, RBAC and dry-run verdicts (ztunnel_waypoint_*), and promtool accepts them"
+zt_ns_exec "$w" curl -s --max-time 5 http://127.0.0.1:15020/metrics >"$ZT_WORK/wm.txt"
+m() { sed -n "s/^$1{result=\"$2\"} //p" "$ZT_WORK/wm.txt"; }
+ja=$(m ztunnel_waypoint_jwt_authn_total allowed) jd=$(m ztunnel_waypoint_jwt_authn_total denied)
+rd=$(m ztunnel_waypoint_rbac_total denied) sd=$(m ztunnel_waypoint_rbac_shadow_total denied)
+# Istio's own names fail promtool's lints (see test_waypoint_l7.sh); ours must not.
+lint=$(promtool check metrics <"$ZT_WORK/wm.txt" 2>&1 | grep '^ztunnel_waypoint_')
+if [ "${ja:-0}" -ge 10 ] && [ "${jd:-0}" -ge 10 ] && [ "${rd:-0}" -ge 4 ] && [ "${sd:-0}" -ge 1 ] && [ -z "$lint" ]; then
+	zt_pass
+else zt_fail "jwt allowed=$ja denied=$jd rbac denied=$rd shadow denied=$sd; $lint"; fi
 
 zt_test "JWKS rotation by a config edit: the new key's token becomes valid, the old one 401"
 config "$TOK/jwks_rotated.json" >"$ZT_WORK/n1.yaml.new" && mv "$ZT_WORK/n1.yaml.new" "$ZT_WORK/n1.yaml"
