@@ -432,7 +432,8 @@ static void finish_fetch(struct source *s, CURLcode rc)
     s->body = rx;
     s->body_len = rx_len;
     ZT_INFO(SCOPE, "jwksUri %s: new document (%zu bytes)", s->uri, rx_len);
-    f->cb(f->ud, s->uri, s->body, s->body_len);
+    if (f->cb)
+        f->cb(f->ud, s->uri, s->body, s->body_len);
 }
 
 static void on_source_timer(uv_timer_t *t)
@@ -572,6 +573,8 @@ int zt_jwks_fetcher_set_uris(struct zt_jwks_fetcher *f, const char *const *uris,
         struct source *s = zt_xcalloc(1, sizeof(*s));
         s->f = f;
         s->uri = zt_xstrdup(uris[i]);
+        /* uv_timer_init cannot fail on Linux (it only links the handle);
+         * were it to, the URIs before this one would stay changed. */
         int rc = uv_timer_init(f->loop, &s->timer);
         if (rc < 0) {
             free(s->uri);

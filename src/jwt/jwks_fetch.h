@@ -73,7 +73,8 @@ typedef void zt_jwks_fetch_cb(void *ud, const char *uri, const char *body, size_
 struct zt_jwks_fetcher;
 
 /* A fetcher with no URIs on `loop` (borrowed; it must outlive the fetcher
- * until `done` of zt_jwks_fetcher_close). `ud` is passed to `cb` as it is.
+ * until `done` of zt_jwks_fetcher_close). `ud` is passed to `cb` as it is;
+ * a NULL cb leaves the bodies to zt_jwks_fetcher_body.
  * Returns NULL if libcurl cannot be initialised (logged). */
 struct zt_jwks_fetcher *zt_jwks_fetcher_new(uv_loop_t *loop, const struct zt_jwks_fetcher_opts *o,
                                             zt_jwks_fetch_cb *cb, void *ud);
