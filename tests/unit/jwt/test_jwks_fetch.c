@@ -24,7 +24,8 @@
 #include "jwt/jwks_fetch.h"
 #include "jwt/jwt.h"
 
-static char dir[] = "/tmp/zt-jwks-XXXXXX";
+static char dir[64]; /* mkdtemp's template, then the directory */
+static bool have_dir;
 static char ca1[300], ca2[300];
 static int port_a, port_b, port_http; /* ca1, ca2, plain */
 static pid_t server_pid = -1;
@@ -597,9 +598,14 @@ static void test_set_uris_limits(void)
 
 static bool start_server(void)
 {
-    if (system("command -v node >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1") != 0 ||
-        !mkdtemp(dir))
+    if (system("command -v node >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1") != 0)
         return false;
+    size_t n = (size_t)snprintf(dir, sizeof(dir), "/tmp/zt-jwks-");
+    memset(dir + n, 'X', 6); /* the six characters mkdtemp replaces */
+    dir[n + 6] = '\0';
+    if (!mkdtemp(dir))
+        return false;
+    have_dir = true;
     snprintf(ca1, sizeof(ca1), "%s/ca1.pem", dir);
     snprintf(ca2, sizeof(ca2), "%s/ca2.pem", dir);
     int out[2], in[2];
@@ -643,7 +649,7 @@ static void stop_server(void)
         kill(server_pid, SIGTERM);
         waitpid(server_pid, NULL, 0);
     }
-    if (dir[strlen(dir) - 1] != 'X') {
+    if (have_dir) {
         char cmd[512];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
         if (system(cmd) != 0)
