@@ -416,6 +416,14 @@ static void test_other_ca_refused(void)
     set1(&fx, ub);
     while (calls(&fx.ctx, ub) < 1)
         uv_run(&fx.loop, UV_RUN_ONCE);
+    CHECK(fixture_cleanup(&fx));
+    /* No ca_file: the system's roots, which do not hold the test CAs. */
+    o.ca_file = NULL;
+    CHECK(fixture_init(&fx, &o));
+    set1(&fx, ua);
+    while (status(&fx, ua).failures < 1)
+        uv_run(&fx.loop, UV_RUN_ONCE);
+    CHECK_EQ_INT(status(&fx, ua).last_error, ZT_E_TLS);
     free(ua);
     free(ub);
     CHECK(fixture_cleanup(&fx));
