@@ -12,7 +12,7 @@ pkgs=(
   iproute2 iptables socat tcpdump openssl golang-go
   procps prometheus
   libldns-dev ldnsutils bind9-dnsutils dnsmasq-base
-  libhttp-parser-dev libpcre2-dev libcjose-dev
+  libhttp-parser-dev libpcre2-dev libcjose-dev libcurl4-openssl-dev
   libclang-rt-14-dev clang
 )
 # bench/run.sh: bulk (iperf3), fixed-rate latency (sockperf), new connections
