@@ -264,19 +264,103 @@ static void load_routes(struct proxy_app *app)
     zt_route_errors_cleanup(&errs);
 }
 
+static const char *jwks_lookup(void *ud, const char *uri, size_t *len)
+{
+    struct proxy_app *app = ud;
+    for (size_t i = 0; i < app->n_jwks_docs; i++)
+        if (strcmp(app->jwks_docs[i].uri, uri) == 0) {
+            *len = app->jwks_docs[i].len;
+            return app->jwks_docs[i].body;
+        }
+    return NULL;
+}
+
 /* The RequestAuthentication rules in force, rebuilt from the policies
- * last read. */
+ * last read and the key sets fetched so far. */
 static void apply_authn(struct proxy_app *app)
 {
     size_t bad = 0;
     struct zt_jwt_authn_set *a =
         zt_jwt_authn_set_build(&app->authn_policies, NULL, app->cfg.pod_namespace,
-                               app->cfg.gateway_name, NULL, NULL, &bad);
+                               app->cfg.gateway_name, jwks_lookup, app, &bad);
     ZT_INFO("jwt", "%zu RequestAuthentication polic%s in force at this waypoint (%zu rule set%s)",
             zt_jwt_authn_set_policies(a), zt_jwt_authn_set_policies(a) == 1 ? "y" : "ies",
             zt_jwt_authn_set_sets(a), zt_jwt_authn_set_sets(a) == 1 ? "" : "s");
     zt_waypoint_set_authn(app->waypoint, a);
     zt_jwt_authn_set_unref(a);
+}
+
+/* A new document for uri from the fetcher: kept (and the rules rebuilt)
+ * only if it is a usable JWKS; otherwise the last good one stays. */
+static void on_jwks(void *ud, const char *uri, const char *body, size_t len)
+{
+    struct proxy_app *app = ud;
+    char err[256];
+    struct zt_jwt_rules *trial = zt_jwt_rules_new();
+    struct zt_jwt_rule_spec spec = {.issuer = "-", .jwks_uri = uri};
+    int rc = zt_jwt_rules_add(trial, &spec, err, sizeof(err));
+    if (rc >= 0)
+        rc = zt_jwt_rules_set_jwks(trial, (size_t)rc, body, len, err, sizeof(err));
+    zt_jwt_rules_free(trial);
+    if (rc < 0) {
+        ZT_ERROR("jwt", "%s: %s: the last good key set stays", uri, err);
+        return;
+    }
+    struct proxy_jwks_doc *d = NULL;
+    for (size_t i = 0; i < app->n_jwks_docs && !d; i++)
+        if (strcmp(app->jwks_docs[i].uri, uri) == 0)
+            d = &app->jwks_docs[i];
+    if (!d) {
+        app->jwks_docs =
+            zt_xrealloc(app->jwks_docs, (app->n_jwks_docs + 1) * sizeof(*app->jwks_docs));
+        d = &app->jwks_docs[app->n_jwks_docs++];
+        d->uri = zt_xstrdup(uri);
+    } else {
+        free(d->body);
+    }
+    d->body = zt_xstrndup(body, len);
+    d->len = len;
+    ZT_INFO("jwt", "%s: new key set (%zu bytes)", uri, len);
+    apply_authn(app);
+}
+
+/* Fetches the jwksUris the policies name (and only those: documents of
+ * URIs no longer named are dropped). */
+static void fetch_jwks(struct proxy_app *app)
+{
+    const char *uris[ZT_JWKS_URIS_MAX];
+    char err[256];
+    size_t n = zt_jwt_authn_policies_uris(&app->authn_policies, uris, ZT_JWKS_URIS_MAX);
+    if (n > ZT_JWKS_URIS_MAX) {
+        ZT_ERROR("jwt", "%zu jwksUris named, only the first %d are fetched", n, ZT_JWKS_URIS_MAX);
+        n = ZT_JWKS_URIS_MAX;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < app->n_jwks_docs; i++) {
+        bool named = false;
+        for (size_t j = 0; j < n && !named; j++)
+            named = strcmp(uris[j], app->jwks_docs[i].uri) == 0;
+        if (named) {
+            app->jwks_docs[k++] = app->jwks_docs[i];
+        } else {
+            free(app->jwks_docs[i].uri);
+            free(app->jwks_docs[i].body);
+        }
+    }
+    app->n_jwks_docs = k;
+    if (!n && !app->jwks)
+        return;
+    if (!app->jwks) {
+        struct zt_jwks_fetcher_opts o = {.ca_file = app->cfg.jwks_root_ca,
+                                         .refresh_s = app->cfg.jwks_refresh_s};
+        if (!(app->jwks = zt_jwks_fetcher_new(app->loop, &o, on_jwks, app))) {
+            ZT_ERROR("jwt", "the jwksUri fetcher cannot start: rules with a jwksUri refuse "
+                            "their tokens");
+            return;
+        }
+    }
+    if (zt_jwks_fetcher_set_uris(app->jwks, uris, n, err, sizeof(err)) < 0)
+        ZT_ERROR("jwt", "jwksUris not fetched: %s", err);
 }
 
 static void log_policy_errors(const char *scope, const struct zt_route_errors *errs)
@@ -334,6 +418,7 @@ static void load_policies(struct proxy_app *app)
     }
     zt_jwt_authn_policies_cleanup(&app->authn_policies);
     app->authn_policies = authn;
+    fetch_jwks(app);
     apply_authn(app);
 }
 
@@ -746,6 +831,11 @@ static int proxy_init(struct proxy_app *app)
 }
 
 /* Releases whatever proxy_init built, after a run or a failed start. */
+static void jwks_closed(void *ud)
+{
+    *(bool *)ud = false;
+}
+
 static void proxy_cleanup(struct proxy_app *app)
 {
     zt_inpod_client_stop(app->inpod);
@@ -763,10 +853,15 @@ static void proxy_cleanup(struct proxy_app *app)
         uv_close((uv_handle_t *)&app->reload_timer, NULL);
     }
     zt_proxy_crl_stop(app);
+    bool jwks_open = app->jwks != NULL;
+    zt_jwks_fetcher_close(app->jwks, jwks_closed, &jwks_open);
+    app->jwks = NULL;
     /* The CA client answers what it still holds before the manager goes. */
     zt_ca_client_free(app->ca_client);
     zt_ca_mgr_free(app->ca);
     if (app->loop)
+        uv_run(app->loop, UV_RUN_NOWAIT);
+    for (int i = 0; jwks_open && i < 100; i++) /* its handles close in a few iterations */
         uv_run(app->loop, UV_RUN_NOWAIT);
     zt_tls_localca_free(app->localca);
     zt_tls_crl_unref(app->crl);
@@ -774,6 +869,11 @@ static void proxy_cleanup(struct proxy_app *app)
     free(app->node_ids);
     zt_waypoint_free(app->waypoint);
     zt_jwt_authn_policies_cleanup(&app->authn_policies);
+    for (size_t i = 0; i < app->n_jwks_docs; i++) {
+        free(app->jwks_docs[i].uri);
+        free(app->jwks_docs[i].body);
+    }
+    free(app->jwks_docs);
     zt_metrics_free(app->metrics);
     zt_state_unref(app->state);
     if (app->has_mu)

@@ -12,6 +12,7 @@
 #include "telemetry/metrics.h"
 #include "tls/localca.h"
 #include "jwt/authn.h"
+#include "jwt/jwks_fetch.h"
 #include "waypoint/waypoint.h"
 #include "xds/client.h"
 
@@ -36,6 +37,14 @@ struct proxy_app {
     /* The waypoint's RequestAuthentication policies as last read (the set
      * in force is rebuilt from them when a fetched JWKS changes). */
     struct zt_jwt_authn_policies authn_policies;
+    /* Their jwksUri key sets: the fetcher (NULL until a policy has one) and
+     * the last good document of each URI, checked before it is kept. */
+    struct zt_jwks_fetcher *jwks;
+    struct proxy_jwks_doc {
+        char *uri, *body;
+        size_t len;
+    } * jwks_docs;
+    size_t n_jwks_docs;
     struct zt_config cfg;
     struct zt_state *state;
     struct zt_tls_localca *localca;

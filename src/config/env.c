@@ -563,6 +563,15 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     c->gateway_name = get(&e, "GATEWAY");
     if (!c->gateway_name || !*c->gateway_name)
         c->gateway_name = c->service_account;
+    c->jwks_root_ca = get(&e, "JWKS_ROOT_CA");
+    if (c->jwks_root_ca && !*c->jwks_root_ca)
+        c->jwks_root_ca = NULL;
+    if ((rc = env_duration(&e, "JWKS_REFRESH_INTERVAL", 1200000, &x, NULL)))
+        return rc;
+    if (x < 1000 || x > 86400000)
+        return bad(&e, "JWKS_REFRESH_INTERVAL", get(&e, "JWKS_REFRESH_INTERVAL"),
+                   "must be between 1s and 24h");
+    c->jwks_refresh_s = (uint32_t)(x / 1000);
     c->instance_ip = or_empty(get(&e, "INSTANCE_IP"));
     /* Istio's defaults are "./var/run/...", relative to its container's
      * working directory, which is "/". Resolved against "/" here, so the

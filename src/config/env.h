@@ -75,6 +75,10 @@ struct zt_config {
      * Gateway apply to all its services); default SERVICE_ACCOUNT, as
      * Istio names a waypoint's service account after its Gateway. */
     const char *gateway_name;
+    /* JWKS_ROOT_CA: PEM roots that verify jwksUri servers (`ztunnel
+     * waypoint`); NULL: the system's. */
+    const char *jwks_root_ca;
+    uint32_t jwks_refresh_s; /* JWKS_REFRESH_INTERVAL: re-fetch period, default 20m */
     const char *instance_ip; /* INSTANCE_IP */
     /* The DNS proxy (wire facts 9.1). Proxy metadata as Istio's ztunnel
      * reads it: ISTIO_META_* variables, else PROXY_CONFIG's or the mesh

@@ -17,7 +17,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 zt_trap_cleanup
 
 A=10.200.1.2 B1=10.200.2.2 W=10.200.2.4
-VIP_WEB=10.96.0.40 VIP_OPEN=10.96.0.41
+VIP_WEB=10.96.0.40 VIP_OPEN=10.96.0.41 VIP_REMOTE=10.96.0.42
 H=default.svc.cluster.local
 ISS=https://issuer.test
 TOK=$ZT_WORK/tokens
@@ -70,6 +70,15 @@ authn() {
 		---
 		apiVersion: security.istio.io/v1
 		kind: RequestAuthentication
+		metadata: {name: remote-jwt, namespace: default}
+		spec:
+		  targetRefs: [{kind: Service, group: "", name: svc-remote}]
+		  jwtRules:
+		  - issuer: "$ISS"
+		    jwksUri: "https://127.0.0.1:$JWKS_PORT/file/jwks.json"
+		---
+		apiVersion: security.istio.io/v1
+		kind: RequestAuthentication
 		metadata: {name: broken, namespace: default}
 		spec:
 		  targetRefs: [{kind: Service, group: "", name: svc-open}]
@@ -84,12 +93,14 @@ config() {
 		workloads:
 		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
 		- {uid: b1, name: b1, namespace: default, serviceAccount: sa-b, workloadIps: ["$B1"], protocol: HBONE, node: node2,
-		   services: {"default/svc-web.$H": {80: 8081}, "default/svc-open.$H": {80: 8081}}}
+		   services: {"default/svc-web.$H": {80: 8081}, "default/svc-open.$H": {80: 8081}, "default/svc-remote.$H": {80: 8081}}}
 		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node2}
 		services:
 		- {name: svc-web, namespace: default, hostname: svc-web.$H, vips: ["/$VIP_WEB"],
 		   ports: {80: {targetPort: 8081, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-open, namespace: default, hostname: svc-open.$H, vips: ["/$VIP_OPEN"],
+		   ports: {80: {targetPort: 8081, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-remote, namespace: default, hostname: svc-remote.$H, vips: ["/$VIP_REMOTE"],
 		   ports: {80: {targetPort: 8081, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 	Y
 	authn "$@"
@@ -102,13 +113,20 @@ setup() {
 	a=$(zt_pod_add 1 1 a) || return 1
 	b1=$(zt_pod_add 2 1 b1) && w=$(zt_pod_add 2 3 w) || return 1
 	mesh_ca || return 1
+	# The jwksUri server (Node's https, a throwaway CA) on w's loopback; it
+	# lives while its standard input is open.
+	mkdir -p "$ZT_WORK/jwks/www" && cp "$TOK/jwks.json" "$ZT_WORK/jwks/www/jwks.json" || return 1
+	zt_bg "$w" jwks sh -c "sleep 100000 | node '$here/../unit/jwt/jwks_server.js' '$ZT_WORK/jwks'"
+	mesh_wait_grep "$ZT_WORK/jwks.log" '^[0-9]+ [0-9]+ [0-9]+$' 20 || return 1
+	JWKS_PORT=$(cut -d' ' -f1 "$ZT_WORK/jwks.log")
 	config >"$ZT_WORK/n1.yaml"
 	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
 	mesh_node_up 1 && mesh_node_up 2 || return 1
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$b1" b1 sa-b || return 1
 	zt_bg "$b1" http-b1 python3 "$here/http_echo.py" b1 8081 && zt_wait_port "$b1" 127.0.0.1 8081 5 || return 1
-	mesh_waypoint_start 1 "$w" w waypoint &&
-		mesh_wait_grep "$ZT_WORK/waypoint1.log" "1 RequestAuthentication policy in force" 5
+	MESH_WAYPOINT_ENV="JWKS_ROOT_CA=$ZT_WORK/jwks/ca1.pem JWKS_REFRESH_INTERVAL=1s" \
+		mesh_waypoint_start 1 "$w" w waypoint &&
+		mesh_wait_grep "$ZT_WORK/waypoint1.log" "2 RequestAuthentication policies in force" 5
 }
 if setup; then zt_pass; else
 	zt_fail "setup failed"
@@ -228,6 +246,37 @@ lint=$(promtool check metrics <"$ZT_WORK/wm.txt" 2>&1 | grep '^ztunnel_waypoint_
 if [ "${ja:-0}" -ge 10 ] && [ "${jd:-0}" -ge 10 ] && [ "${rd:-0}" -ge 4 ] && [ "${sd:-0}" -ge 1 ] && [ -z "$lint" ]; then
 	zt_pass
 else zt_fail "jwt allowed=$ja denied=$jd rbac denied=$rd shadow denied=$sd; $lint"; fi
+
+# ---- jwksUri ----
+# until_code CODE CURL-ARGS...: repeats the request (every 0.2 s, 50 times)
+# until it answers CODE; prints the last code.
+until_code() {
+	local want=$1 got
+	shift
+	for _ in $(seq 1 50); do
+		got=$(code "$@")
+		[ "$got" = "$want" ] && break
+		sleep 0.2
+	done
+	echo "$got"
+}
+
+zt_test "jwksUri (HTTPS, verified with JWKS_ROOT_CA): the fetched key set takes alice's token (200), expired still 401"
+got="$(until_code 200 -H "$(bearer alice)" "http://$VIP_REMOTE/hello") $(code -H "$(bearer expired)" "http://$VIP_REMOTE/hello")"
+zt_expect_eq "$got" "200 401"
+
+zt_test "jwksUri rotation: the server's new key set is fetched again (refresh 1s): the rotated token 200, alice's 401"
+cp "$TOK/jwks_rotated.json" "$ZT_WORK/jwks/www/jwks.json.new" && mv "$ZT_WORK/jwks/www/jwks.json.new" "$ZT_WORK/jwks/www/jwks.json"
+got="$(until_code 200 -H "$(bearer rotated)" "http://$VIP_REMOTE/hello") $(code -H "$(bearer alice)" "http://$VIP_REMOTE/hello")"
+zt_expect_eq "$got" "200 401"
+
+zt_test "a failing jwksUri (500, then a document that is not a JWKS) keeps the last good key set: the rotated token stays 200"
+rm -f "$ZT_WORK/jwks/www/jwks.json"
+mesh_wait_grep "$wlog" $'\terror\tjwt\t.*127.0.0.1.*500' 10 >/dev/null
+echo '{"keys": "nope"}' >"$ZT_WORK/jwks/www/jwks.json"
+mesh_wait_grep "$wlog" 'jwks.json: .*the last good key set stays' 10 >/dev/null
+got="$(code -H "$(bearer rotated)" "http://$VIP_REMOTE/hello") $(grep -c 'the last good key set stays' "$wlog")"
+case "$got" in "200 0") zt_fail "no refused document logged" ;; "200 "*) zt_pass ;; *) zt_fail "got $got" ;; esac
 
 zt_test "JWKS rotation by a config edit: the new key's token becomes valid, the old one 401"
 config "$TOK/jwks_rotated.json" >"$ZT_WORK/n1.yaml.new" && mv "$ZT_WORK/n1.yaml.new" "$ZT_WORK/n1.yaml"
