@@ -549,6 +549,10 @@ struct probe {
     size_t path_len;
     const char *host;
     const char *method;
+    /* A TCP connection (no request): the HTTP-only fields are left out of
+     * DENY and AUDIT rules and make ALLOW rules never match, as Istio
+     * builds a waypoint's network RBAC. */
+    bool tcp;
 };
 
 static void probe_identity(struct probe *pr, const char *id)
@@ -694,16 +698,17 @@ static bool source_ok(const struct zt_authz_l7_source *s, const struct probe *pr
     return strs_ok_z(&s->principals, &s->not_principals, pr->principal) &&
            strs_ok(&s->namespaces, &s->not_namespaces, pr->ns, pr->ns_len) &&
            strs_ok(&s->service_accounts, &s->not_service_accounts, pr->nssa, pr->nssa_len) &&
-           strs_ok_z(&s->request_principals, &s->not_request_principals, rq->request_principal) &&
+           (pr->tcp ||
+            strs_ok_z(&s->request_principals, &s->not_request_principals, rq->request_principal)) &&
            cidrs_ok(&s->ip_blocks, &s->not_ip_blocks, &rq->source_ip) &&
            cidrs_ok(&s->remote_ip_blocks, &s->not_remote_ip_blocks, &pr->remote);
 }
 
 static bool operation_ok(const struct zt_authz_l7_operation *o, const struct probe *pr)
 {
-    return strs_ok_z(&o->hosts, &o->not_hosts, pr->host) &&
-           strs_ok_z(&o->methods, &o->not_methods, pr->method) &&
-           strs_ok(&o->paths, &o->not_paths, pr->path, pr->path_len) &&
+    return (pr->tcp || (strs_ok_z(&o->hosts, &o->not_hosts, pr->host) &&
+                        strs_ok_z(&o->methods, &o->not_methods, pr->method) &&
+                        strs_ok(&o->paths, &o->not_paths, pr->path, pr->path_len))) &&
            ports_ok(&o->ports, &o->not_ports, pr->rq->destination_port);
 }
 
@@ -808,9 +813,49 @@ static bool audiences_any(const struct zt_authz_l7_strs *l, const struct zt_auth
     return false;
 }
 
+/* A `when` key only a request has. */
+static bool when_is_http(const struct zt_authz_l7_when *w)
+{
+    switch (w->key) {
+    case ZT_AUTHZ_L7_K_HEADER:
+    case ZT_AUTHZ_L7_K_AUTH_PRINCIPAL:
+    case ZT_AUTHZ_L7_K_AUTH_AUDIENCES:
+    case ZT_AUTHZ_L7_K_AUTH_PRESENTER:
+    case ZT_AUTHZ_L7_K_AUTH_CLAIMS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool strs_set(const struct zt_authz_l7_strs *a, const struct zt_authz_l7_strs *b)
+{
+    return a->n || b->n;
+}
+
+/* Whether rule r uses a field only a request has (for TCP). */
+static bool rule_is_http(const struct zt_authz_l7_rule *r)
+{
+    for (size_t i = 0; i < r->n_from; i++)
+        if (strs_set(&r->from[i].request_principals, &r->from[i].not_request_principals))
+            return true;
+    for (size_t i = 0; i < r->n_to; i++) {
+        const struct zt_authz_l7_operation *o = &r->to[i];
+        if (strs_set(&o->hosts, &o->not_hosts) || strs_set(&o->methods, &o->not_methods) ||
+            strs_set(&o->paths, &o->not_paths))
+            return true;
+    }
+    for (size_t i = 0; i < r->n_when; i++)
+        if (when_is_http(&r->when[i]))
+            return true;
+    return false;
+}
+
 static bool when_ok(const struct zt_authz_l7_when *w, const struct probe *pr)
 {
     const struct zt_authz_l7_request *rq = pr->rq;
+    if (pr->tcp && when_is_http(w))
+        return true; /* left out (an ALLOW rule with it never gets here) */
     switch (w->key) {
     case ZT_AUTHZ_L7_K_HEADER: {
         char buf[4096], *heap = NULL;
@@ -852,8 +897,10 @@ static bool when_ok(const struct zt_authz_l7_when *w, const struct probe *pr)
     return false;
 }
 
-static bool rule_ok(const struct zt_authz_l7_rule *r, const struct probe *pr)
+static bool rule_ok(const struct zt_authz_l7_rule *r, const struct probe *pr, uint8_t action)
 {
+    if (pr->tcp && action == ZT_AUTHZ_L7_ALLOW && rule_is_http(r))
+        return false;
     bool ok = r->n_from == 0;
     for (size_t i = 0; i < r->n_from && !ok; i++)
         ok = source_ok(&r->from[i], pr);
@@ -874,7 +921,7 @@ static bool rule_ok(const struct zt_authz_l7_rule *r, const struct probe *pr)
 static int policy_rule(const struct zt_authz_l7_policy *p, const struct probe *pr)
 {
     for (size_t i = 0; i < p->n_rules; i++)
-        if (rule_ok(&p->rules[i], pr))
+        if (rule_ok(&p->rules[i], pr, p->action))
             return (int)i;
     return -1;
 }
@@ -941,6 +988,7 @@ int zt_authz_l7_check(const struct zt_authz_l7_set *s, const struct zt_authz_l7_
         return 0;
 
     probe_identity(&pr, rq->source_principal);
+    pr.tcp = rq->is_tcp;
     if (rq->remote_ip.family)
         pr.remote = rq->remote_ip;
     else

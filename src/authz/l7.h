@@ -222,7 +222,12 @@ void zt_authz_l7_set_unref(struct zt_authz_l7_set *s);
  *   (a JSON object) come from a token that verified; all NULL/0 when the
  *   request had none.
  * - gateway_ns/gateway_name: this waypoint's Gateway; service_*: the
- *   service the request was addressed to (NULL when none). */
+ *   service the request was addressed to (NULL when none).
+ * - is_tcp: a connection relayed as TCP (head NULL). As Istio builds a
+ *   waypoint's network RBAC, a field only requests have (requestPrincipals,
+ *   hosts, methods, paths, request.headers, request.auth.*) makes an ALLOW
+ *   rule never match and is left out of a DENY or AUDIT rule (which so
+ *   matches more: a DENY of GET on a port denies every connection to it). */
 struct zt_authz_l7_request {
     const char *source_principal;
     struct zt_ip source_ip, remote_ip, destination_ip;
@@ -238,6 +243,7 @@ struct zt_authz_l7_request {
     const char *gateway_ns, *gateway_name;
     const char *service_ns, *service_name;
     bool service_is_entry; /* a ServiceEntry rather than a Service */
+    bool is_tcp;
 };
 
 /* What decided, for the access line and metrics. Policy pointers are

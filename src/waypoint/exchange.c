@@ -266,6 +266,39 @@ static void count(const struct wp_worker *w, enum zt_counter c)
         zt_metrics_counter_inc(w->wp->opts.metrics, c);
 }
 
+/* The AuthorizationPolicy step of wp_authorize(_tcp): the check, its log
+ * lines (dry-run and AUDIT), counters and denial. method/path only name the
+ * request in the log. */
+static int check_policies(struct wp_worker *w, const struct zt_authz_l7_set *set,
+                          const struct zt_authz_l7_request *rq, const char *method,
+                          const char *path, const char *src_identity, struct wp_denial *out)
+{
+    struct zt_authz_l7_result res;
+    int rc = zt_authz_l7_check(set, rq, &res);
+    method = method ? method : "-";
+    path = path ? path : "-";
+    src_identity = src_identity ? src_identity : "-";
+    if (res.has_dry_run && !res.dry_run_allowed && res.dry_run_policy)
+        ZT_INFO("authz", "dry-run: %s/%s would deny %s %s from %s", res.dry_run_policy->ns,
+                res.dry_run_policy->name, method, path, src_identity);
+    else if (res.has_dry_run && !res.dry_run_allowed)
+        ZT_INFO("authz", "dry-run: no ALLOW policy would match %s %s from %s", method, path,
+                src_identity);
+    if (res.audit)
+        ZT_INFO("authz", "audit: %s/%s matched %s %s from %s", res.audit->ns, res.audit->name,
+                method, path, src_identity);
+    if (res.has_dry_run) {
+        out->shadow = res.dry_run_allowed ? WP_SHADOW_ALLOWED : WP_SHADOW_DENIED;
+        count(w, res.dry_run_allowed ? ZT_C_WP_RBAC_SHADOW_ALLOWED : ZT_C_WP_RBAC_SHADOW_DENIED);
+    }
+    count(w, rc == 0 ? ZT_C_WP_RBAC_ALLOWED : ZT_C_WP_RBAC_DENIED);
+    if (rc == 0)
+        return 0;
+    zt_authz_l7_details(&res, out->details, sizeof(out->details));
+    out->body = WP_RBAC_DENIED_BODY;
+    return 403;
+}
+
 int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
                  const struct sockaddr_storage *peer, const char *src_identity,
                  struct zt_http_head *req, struct wp_denial *out)
@@ -325,29 +358,29 @@ int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
     uint16_t port;
     if (zt_ip_from_sockaddr((const struct sockaddr *)peer, &rq.source_ip, &port) == 0)
         zt_authz_l7_remote_ip(req, &rq.source_ip, &rq.remote_ip);
-    struct zt_authz_l7_result res;
-    int rc = zt_authz_l7_check(set, &rq, &res);
-    if (res.has_dry_run && !res.dry_run_allowed && res.dry_run_policy)
-        ZT_INFO("authz", "dry-run: %s/%s would deny %s %s from %s", res.dry_run_policy->ns,
-                res.dry_run_policy->name, req->method ? req->method : "-",
-                req->path ? req->path : "-", src_identity ? src_identity : "-");
-    else if (res.has_dry_run && !res.dry_run_allowed)
-        ZT_INFO("authz", "dry-run: no ALLOW policy would match %s %s from %s",
-                req->method ? req->method : "-", req->path ? req->path : "-",
-                src_identity ? src_identity : "-");
-    if (res.audit)
-        ZT_INFO("authz", "audit: %s/%s matched %s %s from %s", res.audit->ns, res.audit->name,
-                req->method ? req->method : "-", req->path ? req->path : "-",
-                src_identity ? src_identity : "-");
+    int rc = check_policies(w, set, &rq, req->method, req->path, src_identity, out);
     zt_jwt_result_cleanup(&jwt);
-    if (res.has_dry_run) {
-        out->shadow = res.dry_run_allowed ? WP_SHADOW_ALLOWED : WP_SHADOW_DENIED;
-        count(w, res.dry_run_allowed ? ZT_C_WP_RBAC_SHADOW_ALLOWED : ZT_C_WP_RBAC_SHADOW_DENIED);
-    }
-    count(w, rc == 0 ? ZT_C_WP_RBAC_ALLOWED : ZT_C_WP_RBAC_DENIED);
-    if (rc == 0)
+    return rc;
+}
+
+int wp_authorize_tcp(struct wp_worker *w, const struct wp_dest *dst,
+                     const struct sockaddr_storage *peer, const char *src_identity,
+                     struct wp_denial *out)
+{
+    const struct zt_authz_l7_set *set = wp_worker_policies(w);
+    memset(out, 0, offsetof(struct wp_denial, www_auth) + 1);
+    if (!set)
         return 0;
-    zt_authz_l7_details(&res, out->details, sizeof(out->details));
-    out->body = WP_RBAC_DENIED_BODY;
-    return 403;
+    struct zt_authz_l7_request rq = {
+        .source_principal = src_identity && src_identity[0] ? src_identity : NULL,
+        .destination_port = dst->svc_port,
+        .gateway_ns = w->wp->opts.gateway_ns,
+        .gateway_name = w->wp->opts.gateway_name,
+        .service_ns = dst->svc ? dst->svc->namespace : NULL,
+        .service_name = dst->svc ? dst->svc->name : NULL,
+        .is_tcp = true,
+    };
+    uint16_t port;
+    zt_ip_from_sockaddr((const struct sockaddr *)peer, &rq.source_ip, &port);
+    return check_policies(w, set, &rq, "TCP", NULL, src_identity, out);
 }

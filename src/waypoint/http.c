@@ -1257,9 +1257,15 @@ static void become_tunnel(struct wp_http *h)
 {
     const struct zt_workload *wl = NULL;
     uint16_t port = 0;
+    struct wp_denial d;
     h->state = WP_H_TUNNEL;
     h->is_tcp = true;
     ex_reset(h);
+    if (wp_authorize_tcp(h->w, &h->dst, &h->peer, h->src_identity, &d)) {
+        ex_fail(h, d.details, NULL);
+        wp_stream_reset(&h->down);
+        return;
+    }
     if (pick_endpoint(h, h->dst.svc, h->dst.svc_port, &wl, &port) < 0) {
         ex_fail(h, "no healthy upstream", NULL);
         wp_stream_reset(&h->down);

@@ -333,6 +333,7 @@ static void l7_on_connect(void *wctx, const struct zt_l7_connect *c)
     struct wp_worker *w = wctx;
     const struct zt_workload *self = zt_l7_self(c->pod);
     struct wp_dest d;
+    struct wp_denial den;
     const char *why = NULL;
     if (w->draining) {
         refuse(c, 503, "waypoint draining");
@@ -356,6 +357,8 @@ static void l7_on_connect(void *wctx, const struct zt_l7_connect *c)
         wp_http_start(w, c, &d, false);
     else if (ap == ZT_APP_UNKNOWN && !is_tcp_port)
         wp_http_start(w, c, &d, true);
+    else if (wp_authorize_tcp(w, &d, c->peer, c->peer_identity, &den))
+        refuse(c, 403, den.details);
     else
         wp_tunnel_start(w, c, &d);
 }

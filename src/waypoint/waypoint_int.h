@@ -145,6 +145,11 @@ struct wp_denial {
 int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
                  const struct sockaddr_storage *peer, const char *src_identity,
                  struct zt_http_head *req, struct wp_denial *out);
+/* The same for a connection relayed as TCP (zt_authz_l7_request.is_tcp):
+ * 0, or 403 with out->details when the policies deny it. */
+int wp_authorize_tcp(struct wp_worker *w, const struct wp_dest *dst,
+                     const struct sockaddr_storage *peer, const char *src_identity,
+                     struct wp_denial *out);
 
 /* One finished request, for its access line ("request complete") and
  * istio_requests_total (reporter waypoint). Everything borrowed. */

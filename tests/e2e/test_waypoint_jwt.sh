@@ -17,7 +17,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 zt_trap_cleanup
 
 A=10.200.1.2 B1=10.200.2.2 W=10.200.2.4
-VIP_WEB=10.96.0.40 VIP_OPEN=10.96.0.41 VIP_REMOTE=10.96.0.42
+VIP_WEB=10.96.0.40 VIP_OPEN=10.96.0.41 VIP_REMOTE=10.96.0.42 VIP_TCP=10.96.0.43
 H=default.svc.cluster.local
 ISS=https://issuer.test
 TOK=$ZT_WORK/tokens
@@ -69,6 +69,22 @@ authn() {
 		  rules: [{to: [{operation: {paths: ["/dry/*"]}}]}]
 		---
 		apiVersion: security.istio.io/v1
+		kind: AuthorizationPolicy
+		metadata: {name: tcp-deny-post, namespace: default}
+		spec:
+		  targetRefs: [{kind: Service, group: "", name: svc-tcp}]
+		  action: DENY
+		  rules: [{to: [{operation: {methods: [POST], ports: ["9000"]}}]}]
+		---
+		apiVersion: security.istio.io/v1
+		kind: AuthorizationPolicy
+		metadata: {name: tcp-deny-path, namespace: default}
+		spec:
+		  targetRefs: [{kind: Service, group: "", name: svc-tcp}]
+		  action: DENY
+		  rules: [{to: [{operation: {paths: [/x], ports: ["9002"]}}]}]
+		---
+		apiVersion: security.istio.io/v1
 		kind: RequestAuthentication
 		metadata: {name: remote-jwt, namespace: default}
 		spec:
@@ -93,7 +109,8 @@ config() {
 		workloads:
 		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
 		- {uid: b1, name: b1, namespace: default, serviceAccount: sa-b, workloadIps: ["$B1"], protocol: HBONE, node: node2,
-		   services: {"default/svc-web.$H": {80: 8081}, "default/svc-open.$H": {80: 8081}, "default/svc-remote.$H": {80: 8081}}}
+		   services: {"default/svc-web.$H": {80: 8081}, "default/svc-open.$H": {80: 8081}, "default/svc-remote.$H": {80: 8081},
+		              "default/svc-tcp.$H": {9000: 9000, 9001: 9000, 9002: 9000}}}
 		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node2}
 		services:
 		- {name: svc-web, namespace: default, hostname: svc-web.$H, vips: ["/$VIP_WEB"],
@@ -102,6 +119,9 @@ config() {
 		   ports: {80: {targetPort: 8081, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-remote, namespace: default, hostname: svc-remote.$H, vips: ["/$VIP_REMOTE"],
 		   ports: {80: {targetPort: 8081, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		- {name: svc-tcp, namespace: default, hostname: svc-tcp.$H, vips: ["/$VIP_TCP"],
+		   ports: {9000: {targetPort: 9000, appProtocol: tcp}, 9001: 9000, 9002: 9000},
+		   waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 	Y
 	authn "$@"
 }
@@ -124,6 +144,7 @@ setup() {
 	mesh_node_up 1 && mesh_node_up 2 || return 1
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$b1" b1 sa-b || return 1
 	zt_bg "$b1" http-b1 python3 "$here/http_echo.py" b1 8081 && zt_wait_port "$b1" 127.0.0.1 8081 5 || return 1
+	zt_echo_server "$b1" 9000 || return 1
 	MESH_WAYPOINT_ENV="JWKS_ROOT_CA=$ZT_WORK/jwks/ca1.pem JWKS_REFRESH_INTERVAL=1s" \
 		mesh_waypoint_start 1 "$w" w waypoint &&
 		mesh_wait_grep "$ZT_WORK/waypoint1.log" "2 RequestAuthentication policies in force" 5
@@ -277,6 +298,16 @@ echo '{"keys": "nope"}' >"$ZT_WORK/jwks/www/jwks.json"
 mesh_wait_grep "$wlog" 'jwks.json: .*the last good key set stays' 10 >/dev/null
 got="$(code -H "$(bearer rotated)" "http://$VIP_REMOTE/hello") $(grep -c 'the last good key set stays' "$wlog")"
 case "$got" in "200 0") zt_fail "no refused document logged" ;; "200 "*) zt_pass ;; *) zt_fail "got $got" ;; esac
+
+# ---- TCP through the waypoint ----
+zt_test "TCP via the waypoint obeys its policies (HTTP-only fields dropped from DENY rules): 9000 (declared tcp) and 9002 (sniffed) are refused, 9001 (sniffed) echoes"
+got="[$(zt_send "$a" "$VIP_TCP" 9000 ping-9000)] [$(zt_send "$a" "$VIP_TCP" 9001 ping-9001)] [$(zt_send "$a" "$VIP_TCP" 9002 ping-9002)]"
+zt_expect_eq "$got" "[] [ping-9001] []"
+zt_test "... w logged why: the two policies' details"
+if mesh_wait_grep "$wlog" 'rbac_access_denied_matched_policy\[ns\[default\]-policy\[tcp-deny-post\]-rule\[0\]\]' 5 >/dev/null &&
+	mesh_wait_grep "$wlog" 'rbac_access_denied_matched_policy\[ns\[default\]-policy\[tcp-deny-path\]-rule\[0\]\]' 5 >/dev/null; then
+	zt_pass
+else zt_fail "$(grep rbac_access_denied "$wlog" | tail -3)"; fi
 
 zt_test "JWKS rotation by a config edit: the new key's token becomes valid, the old one 401"
 config "$TOK/jwks_rotated.json" >"$ZT_WORK/n1.yaml.new" && mv "$ZT_WORK/n1.yaml.new" "$ZT_WORK/n1.yaml"

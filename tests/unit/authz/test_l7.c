@@ -34,6 +34,7 @@ struct rq {
     const char *dst_ip, *sni;
     const char *svc; /* "-" for none */
     bool pre;        /* path_is_normalized */
+    bool tcp;        /* a connection relayed as TCP: no request */
 };
 
 struct row {
@@ -48,6 +49,65 @@ struct row {
 
 static const struct row ROWS[] = {
     {"no policy", "", {0}, 1, NULL},
+    /* ---- TCP through the waypoint: HTTP-only fields never match in an
+     * ALLOW rule and are left out of a DENY rule (Istio's network RBAC). */
+    {"tcp: ALLOW by methods never matches",
+     ALLOW_TO("a", "{methods: [GET]}"),
+     {.tcp = 1},
+     DENY_NONE},
+    {"http control: ALLOW by methods", ALLOW_TO("a", "{methods: [GET]}"), {0}, 1, "a"},
+    {"tcp: ALLOW by ports", ALLOW_TO("a", "{ports: [\"8080\"]}"), {.tcp = 1}, 1, "a"},
+    {"tcp: ALLOW by ports and methods: the rule is ignored",
+     ALLOW_TO("a", "{ports: [\"8080\"], methods: [GET]}"),
+     {.tcp = 1},
+     DENY_NONE},
+    {"tcp: ALLOW by principal",
+     ALLOW_FROM("a", "{principals: [cluster.local/ns/client-ns/sa/client]}"),
+     {.tcp = 1},
+     1,
+     "a"},
+    {"tcp: ALLOW by requestPrincipals never matches",
+     ALLOW_FROM("a", "{requestPrincipals: [\"*\"]}"),
+     {.tcp = 1},
+     DENY_NONE},
+    {"tcp: ALLOW when a header never matches",
+     ALLOW_WHEN("a", "{key: \"request.headers[x]\", values: [y]}"),
+     {.tcp = 1},
+     DENY_NONE},
+    {"tcp: ALLOW, the rule without HTTP fields matches",
+     AP("a", "ALLOW",
+        "[{to: [{operation: {methods: [GET]}}]}, {from: [{source: {namespaces: [client-ns]}}]}]"),
+     {.tcp = 1},
+     1,
+     "a"},
+    {"tcp: DENY of methods denies every connection",
+     AP("d", "DENY", "[{to: [{operation: {methods: [POST]}}]}]"),
+     {.tcp = 1},
+     0,
+     "d"},
+    {"http control: DENY of POST, a GET",
+     AP("d", "DENY", "[{to: [{operation: {methods: [POST]}}]}]"),
+     {0},
+     1,
+     NULL},
+    {"tcp: DENY of methods on another port",
+     AP("d", "DENY", "[{to: [{operation: {methods: [GET], ports: [\"9000\"]}}]}]"),
+     {.tcp = 1},
+     1,
+     NULL},
+    {"tcp: DENY of a header from another principal",
+     AP("d", "DENY",
+        "[{from: [{source: {principals: [x]}}], when: [{key: \"request.headers[x]\", values: "
+        "[y]}]}]"),
+     {.tcp = 1},
+     1,
+     NULL},
+    {"tcp: DENY of notPaths and requestPrincipals denies",
+     AP("d", "DENY",
+        "[{from: [{source: {requestPrincipals: [a/b]}}], to: [{operation: {notPaths: [/x]}}]}]"),
+     {.tcp = 1},
+     0,
+     "d"},
     /* ---- source.principals */
     {"principals exact",
      ALLOW_FROM("a", "{principals: [cluster.local/ns/client-ns/sa/client]}"),
@@ -519,13 +579,15 @@ static void mkreq(const struct rq *r, struct built *b)
     }
     if (r->xff)
         zt_http_head_add(&b->head, "x-forwarded-for", 15, r->xff, strlen(r->xff));
-    b->rq.head = &b->head;
+    b->rq.head = r->tcp ? NULL : &b->head;
+    b->rq.is_tcp = r->tcp;
     b->rq.path_is_normalized = r->pre;
     b->rq.source_principal = !r->principal ? "spiffe://cluster.local/ns/client-ns/sa/client"
                              : strcmp(r->principal, "-") ? r->principal
                                                          : NULL;
     zt_ip_parse(r->src_ip ? r->src_ip : "10.0.0.1", &b->rq.source_ip);
-    zt_authz_l7_remote_ip(&b->head, &b->rq.source_ip, &b->rq.remote_ip);
+    if (!r->tcp)
+        zt_authz_l7_remote_ip(&b->head, &b->rq.source_ip, &b->rq.remote_ip);
     zt_ip_parse(r->dst_ip ? r->dst_ip : "10.1.0.5", &b->rq.destination_ip);
     b->rq.destination_port = r->port ? r->port : 8080;
     b->rq.sni = r->sni;
