@@ -126,6 +126,14 @@ enum zt_authz_l7_key {
 };
 
 #define ZT_AUTHZ_L7_MAX_CLAIM_DEPTH 8
+/* What a policy may hold (config/authz.h reads YAML within these, and
+ * xds/policies.h decodes within them). */
+#define ZT_AUTHZ_L7_MAX_RULES 1024
+#define ZT_AUTHZ_L7_MAX_PARTS 64    /* from / to / when entries of one rule */
+#define ZT_AUTHZ_L7_MAX_VALUES 1024 /* values of one field */
+#define ZT_AUTHZ_L7_MAX_SAS 16      /* serviceAccounts values of one field */
+#define ZT_AUTHZ_L7_MAX_TARGETS 16  /* as the CRD */
+#define ZT_AUTHZ_L7_MAX_VALUE 4096  /* bytes of one value */
 /* Longest "ns/sa" value (Istio's CheckServiceAccount). */
 #define ZT_AUTHZ_L7_MAX_SA 320
 

@@ -16,11 +16,11 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_AZ_RULES 1024
-#define MAX_AZ_PARTS 64    /* from / to / when entries of one rule */
-#define MAX_AZ_VALUES 1024 /* values of one field */
-#define MAX_AZ_TARGETS 16  /* as the CRD */
-#define MAX_AZ_VALUE 4096
+#define MAX_AZ_RULES ZT_AUTHZ_L7_MAX_RULES
+#define MAX_AZ_PARTS ZT_AUTHZ_L7_MAX_PARTS
+#define MAX_AZ_VALUES ZT_AUTHZ_L7_MAX_VALUES
+#define MAX_AZ_TARGETS ZT_AUTHZ_L7_MAX_TARGETS
+#define MAX_AZ_VALUE ZT_AUTHZ_L7_MAX_VALUE
 
 typedef struct zt_config_routes_ctx ctx_t;
 
@@ -175,8 +175,8 @@ static int read_sas(ctx_t *c, const struct ynode *m, const char *key, const char
     const struct ynode *l = zt_config_routes_get(m, key);
     char sub[PATH_LEN];
     zt_config_routes_key(sub, path, key);
-    if (l && l->type == YAML_SEQUENCE_NODE && l->n_items > 16)
-        return zt_config_routes_fail(c, l, sub, "more than 16 values");
+    if (l && l->type == YAML_SEQUENCE_NODE && l->n_items > ZT_AUTHZ_L7_MAX_SAS)
+        return zt_config_routes_fail(c, l, sub, "more than %d values", ZT_AUTHZ_L7_MAX_SAS);
     return read_list(c, m, key, path, 0, item_sa, sizeof(*out->v), &out->v, &out->n);
 }
 

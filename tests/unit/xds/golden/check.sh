@@ -22,6 +22,8 @@ goldens=(
   "cert_request istio.v1.auth.IstioCertificateRequest ca.proto"
   "cert_response istio.v1.auth.IstioCertificateResponse ca.proto"
   "route ztunnel.routes.v1.Route routes.proto"
+  "authz_policy ztunnel.policy.v1.AuthorizationPolicy policies.proto"
+  "authn_policy ztunnel.policy.v1.RequestAuthentication policies.proto"
 )
 
 update=0
