@@ -217,6 +217,31 @@ static int import_okp(const json_t *k, EVP_PKEY **out, char *err, size_t errlen,
     return 0;
 }
 
+/* The base64url members cjose decodes for RSA and EC keys: strings of the
+ * base64url alphabet whose length is not 1 modulo 4 (optionally padded).
+ * cjose asserts (aborts the process) on such a length, and a JWKS can come
+ * from the network (jwksUri), so they are refused here first. */
+static bool b64url_members_ok(const json_t *k)
+{
+    static const char *const names[] = {"n", "e", "d", "p", "q", "dp", "dq", "qi", "x", "y"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const json_t *m = json_object_get(k, names[i]);
+        if (!m)
+            continue;
+        if (!json_is_string(m))
+            return false;
+        const char *v = json_string_value(m);
+        size_t n = json_string_length(m), len = 0;
+        while (len < n && (isalnum((unsigned char)v[len]) || v[len] == '-' || v[len] == '_'))
+            len++;
+        size_t pad = len;
+        while (pad < n && pad - len < 2 && v[pad] == '=')
+            pad++;
+        if (pad != n || len % 4 == 1)
+            return false;
+    }
+    return true;
+}
 /* Parses a JWKS into *out. Keys of types we never verify with (oct: only
  * HMAC, which we refuse; OKP curves other than Ed25519) are skipped, as
  * Envoy skips unknown types; a broken RSA, EC or Ed25519 key fails the
@@ -278,6 +303,13 @@ static int parse_jwks(const char *json, size_t len, struct keyset *out, char *er
                 continue;
         } else {
             cjose_err cerr;
+            if (!b64url_members_ok(k)) {
+                rc = zt_errf(err, errlen, ZT_E_CONFIG,
+                             "jwks: key %zu: a key member is not "
+                             "base64url",
+                             i);
+                goto out;
+            }
             jwk = cjose_jwk_import_json(k, &cerr);
             if (!jwk) {
                 rc = zt_errf(err, errlen, ZT_E_CONFIG, "jwks: key %zu: %s", i, cerr.message);

@@ -456,6 +456,28 @@ static void test_rule_errors(void)
     zt_jwt_rules_free(NULL);
 }
 
+/* A key member of a length cjose cannot decode (1 modulo 4) or outside the
+ * base64url alphabet is refused: cjose asserted on the first, aborting the
+ * process on a JWKS that may come from the network (found by
+ * fuzz/xds_policies). */
+static void test_jwks_bad_base64(void)
+{
+    static const char *const docs[] = {
+        "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAAA\",\"y\":\"AAAA\"}]}",
+        "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AAAAB\",\"e\":\"AQAB\"}]}",
+        "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AA.A\",\"e\":\"AQAB\"}]}",
+        "{\"keys\":[{\"kty\":\"RSA\",\"n\":7,\"e\":\"AQAB\"}]}",
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        struct zt_jwt_rules *rs = zt_jwt_rules_new();
+        struct zt_jwt_rule_spec spec = {.issuer = "i", .jwks = docs[i]};
+        CHECK_EQ_INT(zt_jwt_rules_add(rs, &spec, err, sizeof(err)), ZT_E_CONFIG);
+        CHECK(strstr(err, "not base64url") != NULL);
+        zt_jwt_rules_free(rs);
+    }
+}
+
 static void head_with(struct zt_http_head *h, const char *path)
 {
     zt_http_head_init(h, false);
@@ -723,6 +745,7 @@ int main(void)
     RUN(test_caps_jwks);
     RUN(test_rotation_and_uri);
     RUN(test_rule_errors);
+    RUN(test_jwks_bad_base64);
     RUN(test_default_locations);
     RUN(test_custom_locations_and_outputs);
     RUN(test_cookies);
