@@ -43,6 +43,10 @@ SRC_spiffe          := src/tls/spiffe.c
 SRC_zds_request     := src/zds/zds.c $(call pb,zds)
 # config/local.c reads HTTPRoute / GRPCRoute documents through config/routes.h.
 FUZZ_ROUTES := src/config/routes_yaml.c src/config/routes_filters.c src/route/route.c src/http/head.c
+# ... and AuthorizationPolicy / RequestAuthentication documents through
+# config/authz.h and authn.h.
+FUZZ_ROUTES += src/config/authz_yaml.c src/config/authn_yaml.c src/authz/l7.c src/jwt/authn.c \
+               src/jwt/jwt.c
 SRC_local_yaml      := src/config/local.c src/config/k8s.c src/config/yaml_tree.c $(FUZZ_STATE) $(FUZZ_ROUTES)
 SRC_cni_store       := src/cni/store.c
 SRC_cni_ctl         := src/cni/ctl.c

@@ -78,10 +78,14 @@ struct zt_config_dir {
     struct zt_state *served;
     size_t files_read;
     char *notes; /* the last reload's, or NULL */
-    /* The routes of the files' facts, in file order, duplicates left out
-     * (borrowed from files[].facts). */
+    /* The routes and waypoint policies of the files' facts, in file order,
+     * duplicates left out (borrowed from files[].facts). */
     const struct zt_route_def **routes;
     size_t n_routes;
+    const struct zt_authz_l7_policy **authz;
+    size_t n_authz;
+    const struct zt_jwt_authn_policy **authn;
+    size_t n_authn;
 };
 
 struct name {
@@ -586,6 +590,8 @@ void zt_config_dir_free(struct zt_config_dir *d)
     zt_state_unref(d->served);
     free(d->notes);
     free(d->routes);
+    free(d->authz);
+    free(d->authn);
     free(d->dir);
     free(d);
 }
@@ -637,41 +643,107 @@ static void gather_notes(struct loader *l)
     }
 }
 
-/* Every file's routes in file order; a second route of one kind,
- * namespace and name is left out with a note naming both files (the first
- * file in name order keeps it, so the choice does not depend on edits). */
-static void gather_routes(struct loader *l)
+/* One kind of object the files' facts carry for waypoints. */
+struct gathered {
+    const char *what; /* "route", "policy" */
+    size_t (*count)(const struct zt_k8s_facts *f);
+    /* The j-th object of f; its "<Kind> <ns>/<name>" into key. */
+    const void *(*at)(const struct zt_k8s_facts *f, size_t j, char *key, size_t keylen);
+};
+
+static size_t count_routes(const struct zt_k8s_facts *f)
+{
+    return f->n_routes;
+}
+
+static const void *route_at(const struct zt_k8s_facts *f, size_t j, char *key, size_t keylen)
+{
+    const struct zt_route_def *r = &f->routes[j];
+    snprintf(key, keylen, "%s %s/%s", zt_route_kind_str(r->kind), r->ns, r->name);
+    return r;
+}
+
+static size_t count_authz(const struct zt_k8s_facts *f)
+{
+    return f->n_authz;
+}
+
+static const void *authz_at(const struct zt_k8s_facts *f, size_t j, char *key, size_t keylen)
+{
+    snprintf(key, keylen, "AuthorizationPolicy %s/%s", f->authz[j]->ns, f->authz[j]->name);
+    return f->authz[j];
+}
+
+static size_t count_authn(const struct zt_k8s_facts *f)
+{
+    return f->n_authn;
+}
+
+static const void *authn_at(const struct zt_k8s_facts *f, size_t j, char *key, size_t keylen)
+{
+    snprintf(key, keylen, "RequestAuthentication %s/%s", f->authn[j]->ns, f->authn[j]->name);
+    return f->authn[j];
+}
+
+/* Every file's objects of one kind in file order; a second object of one
+ * kind, namespace and name is left out with a note naming both files (the
+ * first file in name order keeps it, so the choice does not depend on
+ * edits). *out (a previous array, freed) gets borrowed pointers. */
+static void gather(struct loader *l, const struct gathered *g, const void ***out, size_t *n)
 {
     struct zt_config_dir *d = l->d;
     struct zt_strmap seen;
-    free(d->routes);
-    d->routes = NULL;
-    d->n_routes = 0;
+    free(*out);
+    *out = NULL;
+    *n = 0;
     zt_strmap_init(&seen, true);
     for (size_t i = 0; i < l->n_files; i++) {
         const struct zt_k8s_facts *f = l->files[i].facts;
-        for (size_t j = 0; j < f->n_routes; j++) {
-            const struct zt_route_def *r = &f->routes[j];
+        for (size_t j = 0; j < g->count(f); j++) {
             char key[600];
             const struct zt_strmap_entry *e;
-            snprintf(key, sizeof(key), "%s/%s/%s", zt_route_kind_str(r->kind), r->ns, r->name);
+            const void *obj = g->at(f, j, key, sizeof(key));
             if ((e = zt_strmap_find(&seen, key))) {
-                zt_k8s_note(&d->notes, "%s: %s %s/%s: already defined in %s (route left out)",
-                            f->file, zt_route_kind_str(r->kind), r->ns, r->name, e->value);
+                zt_k8s_note(&d->notes, "%s: %s: already defined in %s (%s left out)", f->file, key,
+                            e->value, g->what);
                 continue;
             }
             zt_strmap_put(&seen, key, f->file);
-            *(const struct zt_route_def **)zt_state_array_push(&d->routes, &d->n_routes,
-                                                               sizeof(*d->routes)) = r;
+            *(const void **)zt_state_array_push(out, n, sizeof(**out)) = obj;
         }
     }
     zt_strmap_clear(&seen);
+}
+
+static void gather_waypoint_objects(struct loader *l)
+{
+    static const struct gathered routes = {"route", count_routes, route_at},
+                                 authz = {"policy", count_authz, authz_at},
+                                 authn = {"policy", count_authn, authn_at};
+    struct zt_config_dir *d = l->d;
+    gather(l, &routes, (const void ***)&d->routes, &d->n_routes);
+    gather(l, &authz, (const void ***)&d->authz, &d->n_authz);
+    gather(l, &authn, (const void ***)&d->authn, &d->n_authn);
 }
 
 size_t zt_config_dir_routes(const struct zt_config_dir *d, const struct zt_route_def *const **out)
 {
     *out = d->routes;
     return d->n_routes;
+}
+
+size_t zt_config_dir_authz(const struct zt_config_dir *d,
+                           const struct zt_authz_l7_policy *const **out)
+{
+    *out = d->authz;
+    return d->n_authz;
+}
+
+size_t zt_config_dir_authn(const struct zt_config_dir *d,
+                           const struct zt_jwt_authn_policy *const **out)
+{
+    *out = d->authn;
+    return d->n_authn;
 }
 
 /* Success: the new list replaces the old one; files of the old list not
@@ -740,7 +812,7 @@ int zt_config_dir_reload(struct zt_config_dir *d, struct zt_state **out, char *e
         rc = derive(&l, raw, out);
     if (!rc) {
         gather_notes(&l);
-        gather_routes(&l);
+        gather_waypoint_objects(&l);
         commit(&l, raw, *out);
     } else {
         zt_state_unref(raw);

@@ -51,6 +51,8 @@
 #ifndef ZT_CONFIG_DIR_H
 #define ZT_CONFIG_DIR_H
 
+#include "authz/l7.h"
+#include "jwt/authn.h"
 #include "route/route.h"
 #include "state/state.h"
 
@@ -98,5 +100,17 @@ const char *zt_config_dir_notes(const struct zt_config_dir *d);
  * first file in name order keeps it). Borrowed from d until the next
  * reload. */
 size_t zt_config_dir_routes(const struct zt_config_dir *d, const struct zt_route_def *const **out);
+
+/* The same for the AuthorizationPolicy and RequestAuthentication objects
+ * that attach to waypoints (config/authz.h, authn.h read them; selector
+ * and namespace-wide ones are not for waypoints and are not here): one
+ * that does not read is a note ("<dir>/<name>:<line>: AuthorizationPolicy
+ * ns/name: spec.rules[0]...: why (policy left out)"), and so is a second
+ * one of the same kind, namespace and name. Borrowed from d until the next
+ * reload. */
+size_t zt_config_dir_authz(const struct zt_config_dir *d,
+                           const struct zt_authz_l7_policy *const **out);
+size_t zt_config_dir_authn(const struct zt_config_dir *d,
+                           const struct zt_jwt_authn_policy *const **out);
 
 #endif

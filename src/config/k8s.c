@@ -79,6 +79,12 @@ void zt_k8s_facts_free(struct zt_k8s_facts *f)
     for (size_t i = 0; i < f->n_routes; i++)
         zt_route_def_cleanup(&f->routes[i]);
     free(f->routes);
+    for (size_t i = 0; i < f->n_authz; i++)
+        zt_authz_l7_policy_free(f->authz[i]);
+    free(f->authz);
+    for (size_t i = 0; i < f->n_authn; i++)
+        zt_jwt_authn_policy_free(f->authn[i]);
+    free(f->authn);
     free(f->notes);
     free(f->file);
     free(f);

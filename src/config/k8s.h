@@ -36,6 +36,8 @@
 #ifndef ZT_CONFIG_K8S_H
 #define ZT_CONFIG_K8S_H
 
+#include "authz/l7.h"
+#include "jwt/authn.h"
 #include "route/route.h"
 #include "state/state.h"
 
@@ -106,12 +108,19 @@ struct zt_k8s_facts {
      * plane serves them to waypoints; see dir.h). Rejected ones are notes. */
     struct zt_route_def *routes;
     size_t n_routes;
+    /* AuthorizationPolicy and RequestAuthentication objects that attach to
+     * waypoints (config/authz.h, authn.h) and read without error, for the
+     * same purpose; rejected ones are notes. */
+    struct zt_authz_l7_policy **authz;
+    size_t n_authz;
+    struct zt_jwt_authn_policy **authn;
+    size_t n_authn;
 };
 
 struct zt_k8s_facts *zt_k8s_facts_new(const char *file);
 /* NULL is a no-op. */
 void zt_k8s_facts_free(struct zt_k8s_facts *f);
-/* True if the file declared nothing of the above (routes do not count:
+/* True if the file declared nothing of the above (routes and policies do not count:
  * they take no part in deriving waypoints). */
 bool zt_k8s_facts_empty(const struct zt_k8s_facts *f);
 void zt_k8s_facts_note(struct zt_k8s_facts *f, const char *fmt, ...)

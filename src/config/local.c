@@ -10,6 +10,8 @@
  * allow-list (unknown and duplicate keys are errors, as in Istio's
  * deny_unknown_fields), then reads the keys it knows. */
 #include "config/local.h"
+#include "config/authn.h"
+#include "config/authz.h"
 #include "config/k8s.h"
 #include "config/local_int.h"
 #include "config/routes.h"
@@ -1205,6 +1207,15 @@ static int read_namespace(struct ctx *c, struct ynode *doc)
     return zt_k8s_read_namespace(&c->y, doc, c->facts);
 }
 
+/* A reader's messages as notes of the file's facts, errors marked with
+ * what was left out. */
+static void note_errors(struct ctx *c, struct zt_route_errors *errs, const char *left_out)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        zt_k8s_facts_note(c->facts, "%s%s", errs->v[i].msg, errs->v[i].is_warning ? "" : left_out);
+    zt_route_errors_cleanup(errs);
+}
+
 /* An HTTPRoute or GRPCRoute (config/routes.h) joins the file's facts; one
  * that does not read is a note naming file, line, object and field, and
  * never fails the file: other routes and the rest of the configuration
@@ -1218,10 +1229,34 @@ static int read_route(struct ctx *c, struct ynode *doc)
         *(struct zt_route_def *)zt_state_array_push(&c->facts->routes, &n, sizeof(d)) = d;
         c->facts->n_routes = n;
     }
-    for (size_t i = 0; i < errs.n; i++)
-        zt_k8s_facts_note(c->facts, "%s%s", errs.v[i].msg,
-                          errs.v[i].is_warning ? "" : " (route left out)");
-    zt_route_errors_cleanup(&errs);
+    note_errors(c, &errs, " (route left out)");
+    return 0;
+}
+
+/* An AuthorizationPolicy or RequestAuthentication that attaches to
+ * waypoints (config/authz.h, authn.h) joins the file's facts, for the
+ * control plane to serve; as with routes, one that does not read is a note
+ * and never fails the file. Selector and namespace-wide policies are for
+ * node proxies and sidecars: skipped here, without a word. */
+static int read_authz(struct ctx *c, struct ynode *doc)
+{
+    struct zt_route_errors errs = {0};
+    struct zt_authz_l7_policy *p;
+    if (zt_config_authz_parse_doc(c->y.file, doc, &errs, &p) == 0 && p)
+        *(struct zt_authz_l7_policy **)zt_state_array_push(&c->facts->authz, &c->facts->n_authz,
+                                                           sizeof(p)) = p;
+    note_errors(c, &errs, " (policy left out)");
+    return 0;
+}
+
+static int read_authn(struct ctx *c, struct ynode *doc)
+{
+    struct zt_route_errors errs = {0};
+    struct zt_jwt_authn_policy *p;
+    if (zt_config_authn_parse_doc(c->y.file, doc, &errs, &p) == 0 && p)
+        *(struct zt_jwt_authn_policy **)zt_state_array_push(&c->facts->authn, &c->facts->n_authn,
+                                                            sizeof(p)) = p;
+    note_errors(c, &errs, " (policy left out)");
     return 0;
 }
 
@@ -1261,6 +1296,8 @@ static const struct k8s_kind {
     {"List", "", read_list},
     {"HTTPRoute", "gateway.networking.k8s.io", read_route},
     {"GRPCRoute", "gateway.networking.k8s.io", read_route},
+    {"AuthorizationPolicy", "security.istio.io", read_authz},
+    {"RequestAuthentication", "security.istio.io", read_authn},
 };
 
 /* One Kubernetes object (a document, or an item of a List). */

@@ -1,7 +1,8 @@
 /* The xDS side of `ztunnel control`: DeltaAggregatedResources streams
  * (wire facts §3.1), wildcard subscriptions to istio.workload.Address and
  * istio.security.Authorization, and from waypoints to our
- * ztunnel.routes.v1.Route.
+ * ztunnel.routes.v1.Route and ztunnel.policy.v1.AuthorizationPolicy /
+ * RequestAuthentication.
  *
  * Per stream and type we remember what the client holds (name -> version):
  * seeded from initial_resource_versions when it subscribes, updated with

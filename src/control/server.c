@@ -8,6 +8,7 @@
 #include "config/dir.h"
 #include "tls/cert.h"
 #include "tls/ctx.h"
+#include "xds/policies.h"
 #include "xds/routes.h"
 
 #include <arpa/inet.h>
@@ -57,11 +58,14 @@ static const struct zt_h2_settings server_h2 = {
 static void log_config(const struct zt_control *cp, const char *what, double ms)
 {
     ZT_INFO("control",
-            "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), %zu route(s), version "
+            "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), %zu route(s), %zu "
+            "AuthorizationPolicy(ies) and %zu RequestAuthentication(s) for waypoints, version "
             "%llu, %zu file(s) read, in %.1f ms",
             what, cp->config_dir, zt_state_workload_count(cp->state),
             zt_state_service_count(cp->state), zt_state_policy_count(cp->state),
             zt_xds_catalog_count(cp->cat, ZT_ADS_ROUTE),
+            zt_xds_catalog_count(cp->cat, ZT_ADS_AUTHZ_POLICY),
+            zt_xds_catalog_count(cp->cat, ZT_ADS_AUTHN_POLICY),
             (unsigned long long)ZT_CONTROL_GET(cp->n.config_version),
             zt_config_dir_files_read(cp->dir), ms);
 }
@@ -71,36 +75,99 @@ static double ms_since(uint64_t t0)
     return (double)(uv_hrtime() - t0) / 1e6;
 }
 
-/* cat (consumed) with the directory's HTTPRoutes and GRPCRoutes as
- * ztunnel.routes.v1.Route resources, for waypoints. The loader already left
- * out (and noted) what does not read; a route that still does not encode
- * is left out here, logged. Every route is encoded again on each reload:
- * routes are few, and their bytes decide the versions. */
-static struct zt_xds_catalog *add_routes(struct zt_control *cp, struct zt_xds_catalog *cat)
+/* How one kept type's objects become resources. */
+struct kept_codec {
+    enum zt_ads_type type;
+    const char *what; /* for messages */
+    char *(*name)(const void *obj);
+    int (*encode)(const void *obj, uint8_t **out, size_t *len, char *err, size_t errlen);
+};
+
+static char *route_name(const void *obj)
 {
-    const struct zt_route_def *const *defs;
-    size_t n = zt_config_dir_routes(cp->dir, &defs), k = 0;
+    return zt_xds_route_name(obj);
+}
+
+static int route_encode(const void *obj, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+    return zt_xds_route_encode(obj, out, len, err, errlen);
+}
+
+static char *authz_name(const void *obj)
+{
+    const struct zt_authz_l7_policy *p = obj;
+    return zt_xds_waypoint_policy_name(p->ns, p->name);
+}
+
+static int authz_encode(const void *obj, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+    return zt_xds_authz_encode(obj, out, len, err, errlen);
+}
+
+static char *authn_name(const void *obj)
+{
+    const struct zt_jwt_authn_policy *p = obj;
+    return zt_xds_waypoint_policy_name(p->ns, p->name);
+}
+
+static int authn_encode(const void *obj, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+    return zt_xds_authn_encode(obj, out, len, err, errlen);
+}
+
+/* cat (consumed) with objs[0..n) as the resources of one kept type. The
+ * loader already left out (and noted) what does not read; an object that
+ * still does not encode is left out here, logged. Every object is encoded
+ * again on each reload: they are few, and their bytes decide the
+ * versions. */
+static struct zt_xds_catalog *add_kept(struct zt_xds_catalog *cat, const struct kept_codec *k,
+                                       const void *const *objs, size_t n)
+{
     struct zt_xds_item *items = zt_xcalloc(n + 1, sizeof(*items));
+    size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         uint8_t *v = NULL;
         size_t len = 0;
         char why[300];
-        char *name = zt_xds_route_name(defs[i]);
-        if (zt_xds_route_encode(defs[i], &v, &len, why, sizeof(why)) < 0) {
-            ZT_WARN("control", "route %s cannot be served: %s", name, why);
+        char *name = k->name(objs[i]);
+        if (k->encode(objs[i], &v, &len, why, sizeof(why)) < 0) {
+            ZT_WARN("control", "%s %s cannot be served: %s", k->what, name, why);
             free(name);
             continue;
         }
-        items[k++] = (struct zt_xds_item){.name = name, .value = v, .len = len};
+        items[m++] = (struct zt_xds_item){.name = name, .value = v, .len = len};
     }
-    struct zt_xds_catalog *twin = zt_xds_catalog_with_routes(cat, items, k);
-    for (size_t i = 0; i < k; i++) {
+    struct zt_xds_catalog *twin = zt_xds_catalog_with(cat, k->type, items, m);
+    for (size_t i = 0; i < m; i++) {
         free((char *)items[i].name);
         free((uint8_t *)items[i].value);
     }
     free(items);
     zt_xds_catalog_unref(cat);
     return twin;
+}
+
+/* cat (consumed) with what the directory holds for waypoints: HTTPRoutes
+ * and GRPCRoutes as ztunnel.routes.v1.Route, AuthorizationPolicies and
+ * RequestAuthentications that attach to waypoints as ztunnel.policy.v1
+ * resources. Only waypoints subscribe to these types. */
+static struct zt_xds_catalog *add_waypoint_objects(struct zt_control *cp,
+                                                   struct zt_xds_catalog *cat)
+{
+    static const struct kept_codec routes = {ZT_ADS_ROUTE, "route", route_name, route_encode},
+                                   authz = {ZT_ADS_AUTHZ_POLICY, "AuthorizationPolicy", authz_name,
+                                            authz_encode},
+                                   authn = {ZT_ADS_AUTHN_POLICY, "RequestAuthentication",
+                                            authn_name, authn_encode};
+    const struct zt_route_def *const *r;
+    const struct zt_authz_l7_policy *const *az;
+    const struct zt_jwt_authn_policy *const *an;
+    size_t n = zt_config_dir_routes(cp->dir, &r);
+    cat = add_kept(cat, &routes, (const void *const *)r, n);
+    n = zt_config_dir_authz(cp->dir, &az);
+    cat = add_kept(cat, &authz, (const void *const *)az, n);
+    n = zt_config_dir_authn(cp->dir, &an);
+    return add_kept(cat, &authn, (const void *const *)an, n);
 }
 
 /* Loads the directory into a new state and catalog. Returns 0 or the
@@ -123,7 +190,7 @@ static int load_config(struct zt_control *cp, char *err, size_t errlen)
     if (left_out)
         ZT_WARN("control", "%zu object(s) of %s cannot be served (first: %s)", left_out,
                 cp->config_dir, why);
-    cat = add_routes(cp, cat);
+    cat = add_waypoint_objects(cp, cat);
     zt_state_unref(cp->state);
     zt_xds_catalog_unref(cp->cat);
     cp->state = s;

@@ -22,6 +22,8 @@ static const char *const type_urls[ZT_ADS_NTYPES] = {
     [ZT_ADS_ADDRESS] = "type.googleapis.com/istio.workload.Address",
     [ZT_ADS_AUTHORIZATION] = "type.googleapis.com/istio.security.Authorization",
     [ZT_ADS_ROUTE] = "type.googleapis.com/ztunnel.routes.v1.Route",
+    [ZT_ADS_AUTHZ_POLICY] = "type.googleapis.com/ztunnel.policy.v1.AuthorizationPolicy",
+    [ZT_ADS_AUTHN_POLICY] = "type.googleapis.com/ztunnel.policy.v1.RequestAuthentication",
 };
 
 /* Types whose resources are state objects (and gate readiness). */
@@ -64,7 +66,8 @@ struct zt_ads {
 
 static bool is_subscribed(const struct zt_ads *a, enum zt_ads_type t)
 {
-    return is_state_type(t) || (t == ZT_ADS_ROUTE && a->ops->apply_route);
+    return is_state_type(t) || (t >= ZT_ADS_FIRST_KEPT && t < ZT_ADS_NTYPES && a->ops->wants_kept &&
+                                a->ops->wants_kept(a->ud, t));
 }
 
 const char *zt_ads_type_url(enum zt_ads_type t)
@@ -314,7 +317,7 @@ static const char *check_resource(const struct zt_ads *a, enum zt_ads_type t,
 }
 
 /* Checks and applies each resource of r: into b (state types) or to the
- * owner's routes (b NULL). The indexes of those applied are appended to
+ * owner (kept types, b NULL). The indexes of those applied are appended to
  * *good; the rest are NACKed in k. */
 static void apply_each(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
                        struct zt_state_builder *b, struct nack *k, size_t **good, size_t *n_good)
@@ -336,7 +339,7 @@ static void apply_each(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads
         zt_strmap_put(&seen, res->name, NULL);
         reason[0] = '\0';
         int rc = b ? a->ops->apply(a->ud, t, b, res, reason, sizeof(reason))
-                   : a->ops->apply_route(a->ud, res, reason, sizeof(reason));
+                   : a->ops->apply_kept(a->ud, t, res, reason, sizeof(reason));
         if (rc < 0) {
             reason[sizeof(reason) - 1] = '\0';
             nack_add(k, name, reason[0] ? reason : zt_strerror(rc));
@@ -350,7 +353,7 @@ static void apply_each(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads
 }
 
 /* Removes each well-formed name of r->removed (from b, or from the
- * owner's routes when b is NULL). Returns how many. */
+ * owner's kept resources when b is NULL). Returns how many. */
 static size_t remove_each(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
                           struct zt_state_builder *b)
 {
@@ -362,7 +365,7 @@ static size_t remove_each(struct zt_ads *a, enum zt_ads_type t, const struct zt_
         if (b)
             a->ops->remove(a->ud, t, b, name);
         else
-            a->ops->remove_route(a->ud, name);
+            a->ops->remove_kept(a->ud, t, name);
         n++;
     }
     return n;
@@ -381,16 +384,17 @@ static void commit_accepted(struct zt_ads *a, enum zt_ads_type t, const struct z
             zt_strmap_del(&a->accepted[t], r->removed[i]);
 }
 
-/* Applies one Route response: no builder, the owner keeps the routes, so
- * what it took is in effect at once. */
-static void apply_routes(struct zt_ads *a, const struct zt_ads_response *r, struct nack *k)
+/* Applies one response of a kept type: no builder, the owner keeps the
+ * resources, so what it took is in effect at once. */
+static void apply_kept(struct zt_ads *a, enum zt_ads_type t, const struct zt_ads_response *r,
+                       struct nack *k)
 {
     size_t *good = NULL, n_good = 0;
-    apply_each(a, ZT_ADS_ROUTE, r, NULL, k, &good, &n_good);
-    size_t n_removed = remove_each(a, ZT_ADS_ROUTE, r, NULL);
-    commit_accepted(a, ZT_ADS_ROUTE, r, good, n_good);
+    apply_each(a, t, r, NULL, k, &good, &n_good);
+    size_t n_removed = remove_each(a, t, r, NULL);
+    commit_accepted(a, t, r, good, n_good);
     if (n_good + n_removed)
-        a->ops->routes_done(a->ud);
+        a->ops->kept_done(a->ud, t);
     free(good);
 }
 
@@ -463,7 +467,7 @@ int zt_ads_on_response(struct zt_ads *a, const struct zt_ads_response *r)
     if (is_state_type(t))
         apply_response(a, t, r, k);
     else
-        apply_routes(a, r, k);
+        apply_kept(a, t, r, k);
     bool is_ack = nack_empty(k);
     queue_reply(a, t, r->type_url, r->nonce, k);
     if (is_ack && !a->acked[t] && is_state_type(t)) {

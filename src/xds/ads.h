@@ -17,9 +17,11 @@
  *
  * Semantics:
  * - Address and Authorization are subscribed at stream start, Address
- *   first, as wildcard (no names); Route (ours, xds/routes.h) after them
- *   when the owner takes routes (ops->apply_route set: a waypoint). The
- *   first request of each type on a stream carries the node.
+ *   first, as wildcard (no names); then our own types (Route, xds/routes.h;
+ *   AuthorizationPolicy and RequestAuthentication, xds/policies.h), the
+ *   "kept" types, each when the owner takes it (ops->wants_kept: a
+ *   waypoint). The first request of each type on a stream carries the
+ *   node.
  * - Every response is answered by exactly one request of its type carrying
  *   its nonce: an ACK, or a NACK whose error_message is
  *   "<name>: <reason>; <name>: <reason>" (capped at ZT_ADS_MAX_ERROR bytes,
@@ -42,11 +44,11 @@
  *   not know yet is not told the configuration was refused.
  * - Readiness: ops->ready fires once, when Address and Authorization have
  *   each had an ACKed response (a NACKed response does not count, even if
- *   parts applied). Route never gates it: istiod does not serve it.
- * - Route resources are not state objects: they go to ops->apply_route /
- *   remove_route one by one with the same checks, NACKs, partial
- *   acceptance and name->version bookkeeping, then ops->routes_done once
- *   per response that changed anything; nothing is published.
+ *   parts applied). Kept types never gate it: istiod does not serve them.
+ * - Resources of a kept type are not state objects: they go to
+ *   ops->apply_kept / remove_kept one by one with the same checks, NACKs,
+ *   partial acceptance and name->version bookkeeping, then ops->kept_done
+ *   once per response that changed anything; nothing is published.
  *
  * Threading: one engine belongs to one loop; nothing here is thread-safe. */
 #ifndef ZT_XDS_ADS_H
@@ -78,12 +80,24 @@
 #define ZT_ADS_GRPC_DEADLINE_EXCEEDED 4
 #define ZT_ADS_GRPC_UNAVAILABLE 14
 
-/* Resource types, in subscription order. */
-enum zt_ads_type { ZT_ADS_ADDRESS, ZT_ADS_AUTHORIZATION, ZT_ADS_ROUTE, ZT_ADS_NTYPES };
+/* Resource types, in subscription order. Those after ZT_ADS_AUTHORIZATION
+ * are ours, "kept" by the owner rather than put into the state. */
+enum zt_ads_type {
+    ZT_ADS_ADDRESS,
+    ZT_ADS_AUTHORIZATION,
+    ZT_ADS_ROUTE,
+    ZT_ADS_AUTHZ_POLICY,
+    ZT_ADS_AUTHN_POLICY,
+    ZT_ADS_NTYPES
+};
+#define ZT_ADS_FIRST_KEPT ZT_ADS_ROUTE
 
 /* "type.googleapis.com/istio.workload.Address",
- * "type.googleapis.com/istio.security.Authorization" or
- * "type.googleapis.com/ztunnel.routes.v1.Route"; "" for anything else. */
+ * "type.googleapis.com/istio.security.Authorization",
+ * "type.googleapis.com/ztunnel.routes.v1.Route",
+ * "type.googleapis.com/ztunnel.policy.v1.AuthorizationPolicy" or
+ * "type.googleapis.com/ztunnel.policy.v1.RequestAuthentication"; "" for
+ * anything else. */
 const char *zt_ads_type_url(enum zt_ads_type t);
 /* The type for a type_url, or ZT_ADS_NTYPES if unknown (NULL included). */
 enum zt_ads_type zt_ads_type_from_url(const char *type_url);
@@ -141,14 +155,17 @@ struct zt_ads_ops {
     /* Address and Authorization have had an ACKed response. Called once
      * per engine. May be NULL. */
     void (*ready)(void *ud);
-    /* ZT_ADS_ROUTE; all NULL: not subscribed. apply_route decodes r and
-     * keeps it, replacing the owner's route of that name only on success
-     * (0, or a negative error with a short reason in err); remove_route
-     * forgets name (borrowed; unknown names are fine); routes_done runs
-     * once after a response that applied or removed any route. */
-    int (*apply_route)(void *ud, const struct zt_ads_resource *r, char *err, size_t errlen);
-    void (*remove_route)(void *ud, const char *name);
-    void (*routes_done)(void *ud);
+    /* Kept types (t >= ZT_ADS_FIRST_KEPT). wants_kept NULL, or false for
+     * t: not subscribed (then the others may be NULL too). apply_kept
+     * decodes r and keeps it, replacing the owner's resource of that type
+     * and name only on success (0, or a negative error with a short reason
+     * in err); remove_kept forgets name (borrowed; unknown names are fine);
+     * kept_done runs once after a response that applied or removed any. */
+    bool (*wants_kept)(void *ud, enum zt_ads_type t);
+    int (*apply_kept)(void *ud, enum zt_ads_type t, const struct zt_ads_resource *r, char *err,
+                      size_t errlen);
+    void (*remove_kept)(void *ud, enum zt_ads_type t, const char *name);
+    void (*kept_done)(void *ud, enum zt_ads_type t);
 };
 
 enum zt_ads_stream_state {

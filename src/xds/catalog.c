@@ -369,18 +369,20 @@ static void merge_entries(struct zt_xds_catalog *cat, const struct zt_xds_catalo
     free(names.v);
 }
 
-/* The state gives no routes: a full build takes prev's. */
-static size_t build_keeping_routes(const struct zt_xds_catalog *prev, const struct zt_state *s,
-                                   struct zt_xds_catalog **out, char *err, size_t errlen)
+/* The state gives no kept types (routes, policies): a full build takes
+ * prev's. */
+static size_t build_keeping_kept(const struct zt_xds_catalog *prev, const struct zt_state *s,
+                                 struct zt_xds_catalog **out, char *err, size_t errlen)
 {
     size_t skipped = zt_xds_catalog_build(s, out, err, errlen);
     struct zt_xds_catalog *cat = *out;
-    if (prev && prev->n[ZT_ADS_ROUTE]) {
-        cat->v[ZT_ADS_ROUTE] =
-            zt_state_xcalloc(prev->n[ZT_ADS_ROUTE], sizeof(struct zt_xds_entry *));
-        for (size_t i = 0; i < prev->n[ZT_ADS_ROUTE]; i++)
-            cat->v[ZT_ADS_ROUTE][i] = box_ref(prev->v[ZT_ADS_ROUTE][i]);
-        cat->n[ZT_ADS_ROUTE] = prev->n[ZT_ADS_ROUTE];
+    for (int t = ZT_ADS_FIRST_KEPT; prev && t < ZT_ADS_NTYPES; t++) {
+        if (!prev->n[t])
+            continue;
+        cat->v[t] = zt_state_xcalloc(prev->n[t], sizeof(struct zt_xds_entry *));
+        for (size_t i = 0; i < prev->n[t]; i++)
+            cat->v[t][i] = box_ref(prev->v[t][i]);
+        cat->n[t] = prev->n[t];
     }
     return skipped;
 }
@@ -393,7 +395,7 @@ size_t zt_xds_catalog_update(const struct zt_xds_catalog *prev, const struct zt_
     bool ok;
 
     if (!prev || prev->skipped)
-        return build_keeping_routes(prev, s, out, err, errlen);
+        return build_keeping_kept(prev, s, out, err, errlen);
     if (errlen)
         err[0] = '\0';
     cat = cat_new(s);
@@ -409,7 +411,7 @@ size_t zt_xds_catalog_update(const struct zt_xds_catalog *prev, const struct zt_
     }
     if (!ok) {
         zt_xds_catalog_unref(cat);
-        return build_keeping_routes(prev, s, out, err, errlen);
+        return build_keeping_kept(prev, s, out, err, errlen);
     }
     cat->parent_gen = prev->gen;
     *out = cat;
@@ -421,14 +423,16 @@ static void push_name(char ***v, size_t *n, const char *name)
     *(char **)zt_state_array_push(v, n, sizeof(char *)) = zt_state_xstrdup(name);
 }
 
-struct zt_xds_catalog *zt_xds_catalog_with_routes(const struct zt_xds_catalog *cat,
-                                                  const struct zt_xds_item *items, size_t n)
+struct zt_xds_catalog *zt_xds_catalog_with(const struct zt_xds_catalog *cat, enum zt_ads_type kept,
+                                           const struct zt_xds_item *items, size_t n)
 {
-    const int rt = ZT_ADS_ROUTE;
+    const int rt = kept;
     struct zt_xds_catalog *tw = cat_new(cat->src);
     size_t i = 0, j = 0;
 
-    /* Everything but the routes is cat's. */
+    if (rt < ZT_ADS_FIRST_KEPT || rt >= ZT_ADS_NTYPES)
+        abort(); /* the state's types come from the snapshot only */
+    /* Everything but type rt is cat's. */
     for (int k = 0; k < 3; k++)
         memcpy(tw->obj_box[k], cat->obj_box[k], obj_count(cat->src, k) * sizeof(struct box *));
     tw->skipped = cat->skipped;
@@ -451,7 +455,7 @@ struct zt_xds_catalog *zt_xds_catalog_with_routes(const struct zt_xds_catalog *c
             continue;
         v = zt_state_xcalloc(items[k].len ? items[k].len : 1, 1);
         memcpy(v, items[k].value, items[k].len);
-        bx = new_box(ZT_ADS_ROUTE, zt_state_xstrdup(items[k].name), v, items[k].len);
+        bx = new_box((enum zt_ads_type)rt, zt_state_xstrdup(items[k].name), v, items[k].len);
         /* Kept sorted as it grows, so the duplicate check above works. */
         size_t at = tw->n[rt];
         *(struct zt_xds_entry **)zt_state_array_push(&tw->v[rt], &tw->n[rt],
@@ -462,8 +466,9 @@ struct zt_xds_catalog *zt_xds_catalog_with_routes(const struct zt_xds_catalog *c
         }
     }
     /* Share cat's entry when nothing changed (its version is the same), and
-     * record the names that differ from cat's routes, which are also the
-     * parent's: routes only ever change through this function. */
+     * record the names that differ from cat's entries of type rt, which are
+     * also the parent's: kept types only ever change through this
+     * function. */
     while (i < tw->n[rt] || j < cat->n[rt]) {
         struct zt_xds_entry *e = i < tw->n[rt] ? tw->v[rt][i] : NULL;
         struct zt_xds_entry *pe = j < cat->n[rt] ? cat->v[rt][j] : NULL;

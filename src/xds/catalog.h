@@ -4,7 +4,8 @@
  * struct zt_xds_catalog is the resource table made from one state snapshot:
  * one entry per workload and service (type ZT_ADS_ADDRESS, named by uid and
  * "ns/hostname") and per policy (ZT_ADS_AUTHORIZATION, "ns/name"), and the
- * waypoint routes set with zt_xds_catalog_with_routes (ZT_ADS_ROUTE). Each
+ * waypoint routes and policies set with zt_xds_catalog_with (the kept
+ * types: ZT_ADS_ROUTE, ZT_ADS_AUTHZ_POLICY, ZT_ADS_AUTHN_POLICY). Each
  * entry holds the Any value bytes (encode.h) and a version: the lowercase hex
  * of the first 8 bytes of the SHA-256 of those bytes, so equal objects get
  * equal versions in every build and every process. A catalog is immutable
@@ -85,22 +86,23 @@ size_t zt_xds_catalog_build(const struct zt_state *s, struct zt_xds_catalog **ou
 size_t zt_xds_catalog_update(const struct zt_xds_catalog *prev, const struct zt_state *s,
                              struct zt_xds_catalog **out, char *err, size_t errlen);
 
-/* One resource given as bytes (zt_xds_catalog_with_routes). Borrowed. */
+/* One resource given as bytes (zt_xds_catalog_with). Borrowed. */
 struct zt_xds_item {
     const char *name;
     const uint8_t *value;
     size_t len;
 };
 
-/* cat's twin (cat borrowed) whose ZT_ADS_ROUTE entries are items[0..n)
+/* cat's twin (cat borrowed) whose entries of kept type t (t >=
+ * ZT_ADS_FIRST_KEPT: a state type here is a bug, abort) are items[0..n)
  * (copied; any order; of a name given twice the first is kept). An entry
  * whose name and bytes cat already has is shared. Meant for a catalog just
  * built or updated, before it is shared: the twin takes cat's place as the
  * child of cat's parent (zt_xds_catalog_delta_since works from that parent
- * for every type), and zt_xds_catalog_update on the twin carries its routes
- * over. Never NULL. */
-struct zt_xds_catalog *zt_xds_catalog_with_routes(const struct zt_xds_catalog *cat,
-                                                  const struct zt_xds_item *items, size_t n);
+ * for every type), and zt_xds_catalog_update on the twin carries its kept
+ * entries over. Never NULL. */
+struct zt_xds_catalog *zt_xds_catalog_with(const struct zt_xds_catalog *cat, enum zt_ads_type t,
+                                           const struct zt_xds_item *items, size_t n);
 
 /* A number no other catalog of this process has (never 0). */
 uint64_t zt_xds_catalog_gen(const struct zt_xds_catalog *cat);

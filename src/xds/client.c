@@ -12,6 +12,7 @@
 #include "tls/roots.h"
 #include "xds/ads.h"
 #include "xds/convert.h"
+#include "xds/policies.h"
 #include "xds/routes.h"
 
 #include <errno.h>
@@ -48,9 +49,12 @@ struct zt_xds_client {
     Google__Protobuf__Struct__FieldsEntry **entry_ptrs;
     char **meta_strings;
     size_t n_meta;
-    /* Accepted routes by name (ops->routes set); owned copies. */
-    struct zt_ads_resource *routes;
-    size_t n_routes;
+    /* Accepted resources of each kept type (routes, policies) by name, when
+     * the owner takes that type; owned copies. */
+    struct kept {
+        struct zt_ads_resource *v;
+        size_t n;
+    } kept[ZT_ADS_NTYPES];
 };
 
 static const char *const state_names[] = {"backoff", "resolving", "connecting", "streaming",
@@ -169,6 +173,8 @@ static const char *const type_names[ZT_ADS_NTYPES + 1] = {
     [ZT_ADS_ADDRESS] = "Address",
     [ZT_ADS_AUTHORIZATION] = "Authorization",
     [ZT_ADS_ROUTE] = "Route",
+    [ZT_ADS_AUTHZ_POLICY] = "AuthorizationPolicy",
+    [ZT_ADS_AUTHN_POLICY] = "RequestAuthentication",
     [ZT_ADS_NTYPES] = "?",
 };
 
@@ -380,37 +386,68 @@ static void op_ready(void *ud)
         c->ops->ready(c->ud);
 }
 
-/* ---- routes (a waypoint's client) ---- */
+/* ---- kept types: routes and policies (a waypoint's client) ---- */
 
-static int cmp_route(const void *k, const void *e)
+static int cmp_kept(const void *k, const void *e)
 {
     return strcmp(k, ((const struct zt_ads_resource *)e)->name);
 }
 
-static struct zt_ads_resource *find_route(struct zt_xds_client *c, const char *name)
+static struct zt_ads_resource *find_kept(struct kept *l, const char *name)
 {
-    return c->n_routes ? bsearch(name, c->routes, c->n_routes, sizeof(*c->routes), cmp_route)
-                       : NULL;
+    return l->n ? bsearch(name, l->v, l->n, sizeof(*l->v), cmp_kept) : NULL;
 }
 
-static void route_cleanup(struct zt_ads_resource *r)
+static void kept_cleanup(struct zt_ads_resource *r)
 {
     free((char *)r->name);
     free((char *)r->version);
     free((uint8_t *)r->value);
 }
 
-/* Checked by decoding (the owner decodes again to build its table), then
- * kept as bytes: a rejected resource leaves the route accepted before. */
-static int op_apply_route(void *ud, const struct zt_ads_resource *r, char *err, size_t errlen)
+/* Decodes r as a resource of type t; *name (heap) is the name its contents
+ * give it. */
+static int kept_decode(enum zt_ads_type t, const struct zt_ads_resource *r, char **name, char *err,
+                       size_t errlen)
+{
+    int rc;
+    *name = NULL;
+    if (t == ZT_ADS_ROUTE) {
+        struct zt_route_def d;
+        if ((rc = zt_xds_route_decode(r->value, r->value_len, &d, err, errlen)) == 0)
+            *name = zt_xds_route_name(&d);
+        zt_route_def_cleanup(&d);
+    } else if (t == ZT_ADS_AUTHZ_POLICY) {
+        struct zt_authz_l7_policy *p;
+        if ((rc = zt_xds_authz_decode(r->value, r->value_len, &p, err, errlen)) == 0)
+            *name = zt_xds_waypoint_policy_name(p->ns, p->name);
+        zt_authz_l7_policy_free(p);
+    } else {
+        struct zt_jwt_authn_policy *p;
+        if ((rc = zt_xds_authn_decode(r->value, r->value_len, &p, err, errlen)) == 0)
+            *name = zt_xds_waypoint_policy_name(p->ns, p->name);
+        zt_jwt_authn_policy_free(p);
+    }
+    return rc;
+}
+
+static bool op_wants_kept(void *ud, enum zt_ads_type t)
 {
     struct zt_xds_client *c = ud;
-    struct zt_route_def d;
-    int rc = zt_xds_route_decode(r->value, r->value_len, &d, err, errlen);
+    return t == ZT_ADS_ROUTE ? c->ops->routes != NULL : c->ops->policies != NULL;
+}
+
+/* Checked by decoding (the owner decodes again to build its table), then
+ * kept as bytes: a rejected resource leaves the one accepted before. */
+static int op_apply_kept(void *ud, enum zt_ads_type t, const struct zt_ads_resource *r, char *err,
+                         size_t errlen)
+{
+    struct zt_xds_client *c = ud;
+    struct kept *l = &c->kept[t];
+    char *want;
+    int rc = kept_decode(t, r, &want, err, errlen);
     if (rc < 0)
         return rc;
-    char *want = zt_xds_route_name(&d);
-    zt_route_def_cleanup(&d);
     if (strcmp(want, r->name) != 0) {
         rc = zt_errf(err, errlen, ZT_E_PROTO, "the resource holds %s", want);
         free(want);
@@ -419,18 +456,18 @@ static int op_apply_route(void *ud, const struct zt_ads_resource *r, char *err, 
     free(want);
     uint8_t *v = zt_xmalloc(r->value_len ? r->value_len : 1);
     memcpy(v, r->value, r->value_len);
-    struct zt_ads_resource *slot = find_route(c, r->name);
+    struct zt_ads_resource *slot = find_kept(l, r->name);
     if (slot) {
         free((char *)slot->version);
         free((uint8_t *)slot->value);
     } else {
         size_t at = 0;
-        while (at < c->n_routes && strcmp(c->routes[at].name, r->name) < 0)
+        while (at < l->n && strcmp(l->v[at].name, r->name) < 0)
             at++;
-        c->routes = zt_xrealloc(c->routes, (c->n_routes + 1) * sizeof(*c->routes));
-        memmove(c->routes + at + 1, c->routes + at, (c->n_routes - at) * sizeof(*c->routes));
-        c->n_routes++;
-        slot = &c->routes[at];
+        l->v = zt_xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+        memmove(l->v + at + 1, l->v + at, (l->n - at) * sizeof(*l->v));
+        l->n++;
+        slot = &l->v[at];
         slot->name = zt_xstrdup(r->name);
     }
     slot->version = zt_xstrdup(r->version ? r->version : "");
@@ -439,22 +476,26 @@ static int op_apply_route(void *ud, const struct zt_ads_resource *r, char *err, 
     return 0;
 }
 
-static void op_remove_route(void *ud, const char *name)
+static void op_remove_kept(void *ud, enum zt_ads_type t, const char *name)
 {
     struct zt_xds_client *c = ud;
-    struct zt_ads_resource *slot = find_route(c, name);
+    struct kept *l = &c->kept[t];
+    struct zt_ads_resource *slot = find_kept(l, name);
     if (!slot)
         return;
-    route_cleanup(slot);
-    size_t at = (size_t)(slot - c->routes);
-    memmove(slot, slot + 1, (c->n_routes - at - 1) * sizeof(*c->routes));
-    c->n_routes--;
+    kept_cleanup(slot);
+    size_t at = (size_t)(slot - l->v);
+    memmove(slot, slot + 1, (l->n - at - 1) * sizeof(*l->v));
+    l->n--;
 }
 
-static void op_routes_done(void *ud)
+static void op_kept_done(void *ud, enum zt_ads_type t)
 {
     struct zt_xds_client *c = ud;
-    c->ops->routes(c->ud, c->routes, c->n_routes);
+    if (t == ZT_ADS_ROUTE)
+        c->ops->routes(c->ud, c->kept[t].v, c->kept[t].n);
+    else
+        c->ops->policies(c->ud, t, c->kept[t].v, c->kept[t].n);
 }
 
 static const struct zt_ads_ops ads_ops = {
@@ -462,16 +503,10 @@ static const struct zt_ads_ops ads_ops = {
     .remove = op_remove,
     .publish = op_publish,
     .ready = op_ready,
-};
-
-static const struct zt_ads_ops ads_ops_routes = {
-    .apply = op_apply,
-    .remove = op_remove,
-    .publish = op_publish,
-    .ready = op_ready,
-    .apply_route = op_apply_route,
-    .remove_route = op_remove_route,
-    .routes_done = op_routes_done,
+    .wants_kept = op_wants_kept,
+    .apply_kept = op_apply_kept,
+    .remove_kept = op_remove_kept,
+    .kept_done = op_kept_done,
 };
 
 /* ---- lifecycle ---- */
@@ -544,7 +579,7 @@ int zt_xds_client_start(uv_loop_t *loop, const struct zt_xds_client_opts *opts,
     c->token_path = opts->token_path ? strdup(opts->token_path) : NULL;
     c->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "Kubernetes");
     build_node(c, opts);
-    c->ads = zt_ads_new(ops->routes ? &ads_ops_routes : &ads_ops, c, initial);
+    c->ads = zt_ads_new(&ads_ops, c, initial);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->holds = 1;
@@ -565,9 +600,11 @@ static void release(struct zt_xds_client *c)
     free(c->values);
     free(c->entry_ptrs);
     zt_ads_free(c->ads);
-    for (size_t i = 0; i < c->n_routes; i++)
-        route_cleanup(&c->routes[i]);
-    free(c->routes);
+    for (int t = 0; t < ZT_ADS_NTYPES; t++) {
+        for (size_t i = 0; i < c->kept[t].n; i++)
+            kept_cleanup(&c->kept[t].v[i]);
+        free(c->kept[t].v);
+    }
     zt_tls_roots_free(c->roots);
     free(c->token_path);
     free(c->cluster_id);

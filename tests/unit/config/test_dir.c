@@ -484,8 +484,92 @@ static void test_routes(void)
     rm_dir(dir);
 }
 
+#define AZ(name, spec)                                                                             \
+    "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: " name          \
+    ", namespace: shop}\nspec:\n" spec
+#define WP_TARGET "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]\n"
+
+/* AuthorizationPolicy and RequestAuthentication documents that attach to
+ * waypoints become the directory's waypoint policies; a selector policy is
+ * not one of them; a bad one is a note naming file, line and field; a
+ * second one of a name is left out naming the file that has it. */
+static void test_waypoint_policies(void)
+{
+    const char *dir = mk_dir();
+    struct zt_config_dir *cd = zt_config_dir_new(dir);
+    const struct zt_authz_l7_policy *const *az;
+    const struct zt_jwt_authn_policy *const *an;
+    struct zt_state *s;
+    char want[600];
+
+    put(dir, "a.yaml",
+        AZ("deny", WP_TARGET "  action: DENY\n  rules: [{to: [{operation: {paths: [/admin]}}]}]\n") "---\n" AZ(
+            "sel", "  selector: {matchLabels: {app: x}}\n") "---\n" AZ("bad", WP_TARGET
+                                                                       "  rules: [{to: "
+                                                                       "[{operation: {ports: "
+                                                                       "[\"x\"]}}]}]\n") "---\n"
+                                                                                         "apiVersio"
+                                                                                         "n: "
+                                                                                         "security."
+                                                                                         "istio.io/"
+                                                                                         "v1\nkind:"
+                                                                                         " RequestA"
+                                                                                         "uthentica"
+                                                                                         "tion\n"
+                                                                                         "metadata:"
+                                                                                         " {name: "
+                                                                                         "jwt, "
+                                                                                         "namespace"
+                                                                                         ": "
+                                                                                         "shop}"
+                                                                                         "\nspec:"
+                                                                                         "\n" WP_TARGET
+                                                                                         "  "
+                                                                                         "jwtRules:"
+                                                                                         " [{"
+                                                                                         "issuer: "
+                                                                                         "i, "
+                                                                                         "jwksUri: "
+                                                                                         "\"https:/"
+                                                                                         "/i/"
+                                                                                         "keys\"}]"
+                                                                                         "\n");
+    put(dir, "b.yaml", AZ("deny", WP_TARGET "  rules: [{}]\n"));
+    s = reload(cd);
+    CHECK(s != NULL);
+    zt_state_unref(s);
+    CHECK_EQ_INT((int)zt_config_dir_authz(cd, &az), 1);
+    CHECK_EQ_STR(az[0]->name, "deny");
+    CHECK_EQ_INT(az[0]->action, ZT_AUTHZ_L7_DENY);
+    CHECK_EQ_INT((int)zt_config_dir_authn(cd, &an), 1);
+    CHECK_EQ_STR(an[0]->name, "jwt");
+    snprintf(want, sizeof(want),
+             "%s/a.yaml:20: AuthorizationPolicy shop/bad: spec.rules[0].to[0].operation.ports[0]: "
+             "\"x\" is not a port (0..65535) (policy left out)\n",
+             dir);
+    if (!strstr(zt_config_dir_notes(cd), want))
+        fprintf(stderr, "  notes: %s\n", zt_config_dir_notes(cd));
+    CHECK(strstr(zt_config_dir_notes(cd), want) != NULL);
+    snprintf(want, sizeof(want),
+             "%s/b.yaml: AuthorizationPolicy shop/deny: already defined in %s/a.yaml (policy left "
+             "out)\n",
+             dir, dir);
+    CHECK(strstr(zt_config_dir_notes(cd), want) != NULL);
+
+    replace(dir, "a.yaml", "services: []\n");
+    s = reload(cd);
+    CHECK(s != NULL);
+    zt_state_unref(s);
+    CHECK_EQ_INT((int)zt_config_dir_authz(cd, &az), 1);
+    CHECK_EQ_INT(az[0]->action, ZT_AUTHZ_L7_ALLOW);
+    CHECK_EQ_INT((int)zt_config_dir_authn(cd, &an), 0);
+    zt_config_dir_free(cd);
+    rm_dir(dir);
+}
+
 int main(void)
 {
+    RUN(test_waypoint_policies);
     RUN(test_merge);
     RUN(test_duplicate_workload);
     RUN(test_duplicate_service);

@@ -883,6 +883,8 @@ struct fake_routes {
     struct fake base;
     char names[4][32], values[4][32];
     int n, n_done;
+    bool want_all;
+    enum zt_ads_type last_done;
 };
 
 static int route_find(struct fake_routes *f, const char *name)
@@ -893,7 +895,14 @@ static int route_find(struct fake_routes *f, const char *name)
     return -1;
 }
 
-static int fake_apply_route(void *ud, const struct zt_ads_resource *r, char *err, size_t errlen)
+/* Routes only, or (ud's want_all) every kept type. */
+static bool fake_wants_kept(void *ud, enum zt_ads_type t)
+{
+    return t == ZT_ADS_ROUTE || ((struct fake_routes *)ud)->want_all;
+}
+
+static int fake_apply_route(void *ud, enum zt_ads_type t, const struct zt_ads_resource *r,
+                            char *err, size_t errlen)
 {
     struct fake_routes *f = ud;
     char val[32];
@@ -910,7 +919,7 @@ static int fake_apply_route(void *ud, const struct zt_ads_resource *r, char *err
     return 0;
 }
 
-static void fake_remove_route(void *ud, const char *name)
+static void fake_remove_route(void *ud, enum zt_ads_type t, const char *name)
 {
     struct fake_routes *f = ud;
     int i = route_find(f, name);
@@ -921,9 +930,10 @@ static void fake_remove_route(void *ud, const char *name)
     memcpy(f->values[i], f->values[f->n], sizeof(f->values[i]));
 }
 
-static void fake_routes_done(void *ud)
+static void fake_routes_done(void *ud, enum zt_ads_type t)
 {
     ((struct fake_routes *)ud)->n_done++;
+    ((struct fake_routes *)ud)->last_done = t;
 }
 
 static const struct zt_ads_ops fake_ops_routes = {
@@ -931,9 +941,10 @@ static const struct zt_ads_ops fake_ops_routes = {
     .remove = fake_remove,
     .publish = fake_publish,
     .ready = fake_ready,
-    .apply_route = fake_apply_route,
-    .remove_route = fake_remove_route,
-    .routes_done = fake_routes_done,
+    .wants_kept = fake_wants_kept,
+    .apply_kept = fake_apply_route,
+    .remove_kept = fake_remove_route,
+    .kept_done = fake_routes_done,
 };
 
 /* Route is subscribed only by an owner that takes routes, after the state
@@ -1010,9 +1021,38 @@ static void test_routes(void)
     fake_cleanup(&plain);
 }
 
+/* The policy types are kept types like Route: subscribed after it when the
+ * owner wants them, applied and reported done with their type. */
+static void test_policy_types(void)
+{
+    struct fake_routes f = {.want_all = true};
+    struct req rq[8];
+    struct zt_ads_resource one[] = {RES("ns/p", "v1", "P1")};
+    struct zt_ads *a = zt_ads_new(&fake_ops_routes, &f, NULL);
+
+    CHECK_EQ_STR(zt_ads_type_url(ZT_ADS_AUTHZ_POLICY),
+                 "type.googleapis.com/ztunnel.policy.v1.AuthorizationPolicy");
+    CHECK_EQ_STR(zt_ads_type_url(ZT_ADS_AUTHN_POLICY),
+                 "type.googleapis.com/ztunnel.policy.v1.RequestAuthentication");
+    zt_ads_stream_started(a);
+    CHECK_EQ_INT(drain(a, rq, 8), 5);
+    CHECK_EQ_INT(rq[3].type, ZT_ADS_AUTHZ_POLICY);
+    CHECK_EQ_INT(rq[4].type, ZT_ADS_AUTHN_POLICY);
+    CHECK(respond(a, zt_ads_type_url(ZT_ADS_AUTHN_POLICY), "n1", one, 1, NULL, 0) == 0);
+    CHECK_EQ_INT(drain(a, rq, 8), 1);
+    CHECK(rq[0].has_nonce && !rq[0].has_error);
+    CHECK_EQ_INT(f.n_done, 1);
+    CHECK_EQ_INT(f.last_done, ZT_ADS_AUTHN_POLICY);
+    CHECK_EQ_STR(zt_ads_resource_version(a, ZT_ADS_AUTHN_POLICY, "ns/p"), "v1");
+    CHECK(zt_ads_resource_version(a, ZT_ADS_AUTHZ_POLICY, "ns/p") == NULL);
+    zt_ads_free(a);
+    fake_cleanup(&f.base);
+}
+
 int main(void)
 {
     RUN(test_type_urls);
+    RUN(test_policy_types);
     RUN(test_initial_requests);
     RUN(test_ack_after_good_response);
     RUN(test_nack_partial_acceptance);

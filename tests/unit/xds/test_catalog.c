@@ -433,7 +433,7 @@ static void test_delta_empty_known(void)
     struct zt_xds_delta d;
 
     zt_state_unref(s);
-    /* The types a state fills (routes come from zt_xds_catalog_with_routes). */
+    /* The types a state fills (the kept types come from zt_xds_catalog_with). */
     for (int t = 0; t < ZT_ADS_ROUTE; t++) {
         CHECK_EQ_INT(zt_xds_catalog_delta(cat, t, k, &d), 0);
         CHECK_EQ_INT(d.type, t);
@@ -720,7 +720,7 @@ static void test_with_routes(void)
         {"GRPCRoute/ns/c", (const uint8_t *)"cc", 2},
     };
 
-    c1 = zt_xds_catalog_with_routes(c0, r1, 3);
+    c1 = zt_xds_catalog_with(c0, ZT_ADS_ROUTE, r1, 3);
     CHECK_EQ_INT(zt_xds_catalog_count(c1, ZT_ADS_ROUTE), 2);
     CHECK_EQ_STR(zt_xds_catalog_at(c1, ZT_ADS_ROUTE, 0)->name, "HTTPRoute/ns/a");
     CHECK(memcmp(zt_xds_catalog_at(c1, ZT_ADS_ROUTE, 0)->value, "aa", 2) == 0);
@@ -736,7 +736,7 @@ static void test_with_routes(void)
     }
     CHECK_EQ_INT(zt_xds_catalog_update(c1, s2, &c2, err, sizeof(err)), 0);
     CHECK_EQ_INT(zt_xds_catalog_count(c2, ZT_ADS_ROUTE), 2);
-    c3 = zt_xds_catalog_with_routes(c2, r2, 2);
+    c3 = zt_xds_catalog_with(c2, ZT_ADS_ROUTE, r2, 2);
     CHECK(zt_xds_catalog_find(c3, ZT_ADS_ROUTE, "HTTPRoute/ns/a") ==
           zt_xds_catalog_find(c1, ZT_ADS_ROUTE, "HTTPRoute/ns/a"));
     for (int t = 0; t < ZT_ADS_NTYPES; t++) {
@@ -782,9 +782,47 @@ static void test_with_routes(void)
     zt_state_unref(s2);
 }
 
+/* The policy types are set like routes, each without touching the
+ * others, and an update of the state carries all of them over. */
+static void test_with_policies(void)
+{
+    struct zt_state *s1 = mk_state("10.0.0.1", true), *s2 = mk_state("10.0.0.9", true);
+    struct zt_xds_catalog *c0 = build(s1), *c1, *c2, *c3, *c4, *c5;
+    char err[256];
+    const struct zt_xds_item r[] = {{"HTTPRoute/ns/a", (const uint8_t *)"aa", 2}};
+    const struct zt_xds_item az[] = {{"ns/deny", (const uint8_t *)"dd", 2}};
+    const struct zt_xds_item an[] = {{"ns/jwt", (const uint8_t *)"jj", 2}};
+
+    c1 = zt_xds_catalog_with(c0, ZT_ADS_ROUTE, r, 1);
+    c2 = zt_xds_catalog_with(c1, ZT_ADS_AUTHZ_POLICY, az, 1);
+    c3 = zt_xds_catalog_with(c2, ZT_ADS_AUTHN_POLICY, an, 1);
+    CHECK_EQ_INT(zt_xds_catalog_count(c3, ZT_ADS_ROUTE), 1);
+    CHECK_EQ_INT(zt_xds_catalog_count(c3, ZT_ADS_AUTHZ_POLICY), 1);
+    CHECK_EQ_INT(zt_xds_catalog_count(c3, ZT_ADS_AUTHN_POLICY), 1);
+    CHECK(zt_xds_catalog_find(c3, ZT_ADS_ROUTE, "HTTPRoute/ns/a") ==
+          zt_xds_catalog_find(c1, ZT_ADS_ROUTE, "HTTPRoute/ns/a"));
+    CHECK_EQ_STR(zt_xds_catalog_at(c3, ZT_ADS_AUTHN_POLICY, 0)->name, "ns/jwt");
+    CHECK_EQ_INT(zt_xds_catalog_update(c3, s2, &c4, err, sizeof(err)), 0);
+    for (int t = ZT_ADS_FIRST_KEPT; t < ZT_ADS_NTYPES; t++)
+        CHECK(zt_xds_catalog_at(c4, t, 0) == zt_xds_catalog_at(c3, t, 0));
+    c5 = zt_xds_catalog_with(c4, ZT_ADS_AUTHZ_POLICY, NULL, 0);
+    CHECK_EQ_INT(zt_xds_catalog_count(c5, ZT_ADS_AUTHZ_POLICY), 0);
+    CHECK_EQ_INT(zt_xds_catalog_count(c5, ZT_ADS_ROUTE), 1);
+    CHECK_EQ_INT(zt_xds_catalog_count(c5, ZT_ADS_AUTHN_POLICY), 1);
+    zt_xds_catalog_unref(c0);
+    zt_xds_catalog_unref(c1);
+    zt_xds_catalog_unref(c2);
+    zt_xds_catalog_unref(c3);
+    zt_xds_catalog_unref(c4);
+    zt_xds_catalog_unref(c5);
+    zt_state_unref(s1);
+    zt_state_unref(s2);
+}
+
 int main(void)
 {
     RUN(test_build_good);
+    RUN(test_with_policies);
     RUN(test_empty_state);
     RUN(test_versions);
     RUN(test_left_out);
