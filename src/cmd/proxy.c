@@ -19,6 +19,7 @@
 #include "telemetry/metrics.h"
 #include "tls/crl.h"
 #include "tls/localca.h"
+#include "xds/policies.h"
 #include "xds/routes.h"
 
 #include <errno.h>
@@ -478,10 +479,64 @@ static const struct zt_xds_client_ops xds_ops = {
     .ready = on_xds_ready,
 };
 
-static const struct zt_xds_client_ops xds_ops_routes = {
+/* A waypoint without LOCAL_XDS_PATH takes its AuthorizationPolicies from
+ * the xDS server (`ztunnel control`): every accepted one, decoded into one
+ * new sealed set. The client checked each resource already. */
+static void install_xds_authz(struct proxy_app *app, const struct zt_ads_resource *v, size_t n)
+{
+    struct zt_authz_l7_set *set = zt_authz_l7_set_new(NULL);
+    size_t left_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct zt_authz_l7_policy *p;
+        char err[300];
+        if (zt_xds_authz_decode(v[i].value, v[i].value_len, &p, err, sizeof(err)) < 0) {
+            ZT_ERROR("authz", "%s: %s: policy left out", v[i].name, err);
+            left_out++;
+            continue;
+        }
+        zt_authz_l7_set_add(set, p);
+    }
+    zt_authz_l7_set_seal(set);
+    ZT_INFO("authz", "%zu L7 authorization polic%s in force from xDS (%zu left out)",
+            zt_authz_l7_set_count(set), zt_authz_l7_set_count(set) == 1 ? "y" : "ies", left_out);
+    zt_waypoint_set_policies(app->waypoint, zt_authz_l7_set_count(set) ? set : NULL);
+    zt_authz_l7_set_unref(set);
+}
+
+/* The same for RequestAuthentications: they become the policies the JWT
+ * rules are built from, their jwksUris are fetched, and the rules in force
+ * are rebuilt (fetch_jwks and apply_authn, as for LOCAL_XDS_PATH). */
+static void install_xds_authn(struct proxy_app *app, const struct zt_ads_resource *v, size_t n)
+{
+    struct zt_jwt_authn_policies l = {0};
+    for (size_t i = 0; i < n; i++) {
+        struct zt_jwt_authn_policy *p;
+        char err[300];
+        if (zt_xds_authn_decode(v[i].value, v[i].value_len, &p, err, sizeof(err)) < 0) {
+            ZT_ERROR("jwt", "%s: %s: policy left out", v[i].name, err);
+            continue;
+        }
+        zt_jwt_authn_policies_add(&l, p);
+    }
+    zt_jwt_authn_policies_cleanup(&app->authn_policies);
+    app->authn_policies = l;
+    fetch_jwks(app);
+    apply_authn(app);
+}
+
+static void on_xds_policies(void *ud, enum zt_ads_type t, const struct zt_ads_resource *v, size_t n)
+{
+    if (t == ZT_ADS_AUTHZ_POLICY)
+        install_xds_authz(ud, v, n);
+    else
+        install_xds_authn(ud, v, n);
+}
+
+static const struct zt_xds_client_ops xds_ops_waypoint = {
     .publish = on_xds_publish,
     .ready = on_xds_ready,
     .routes = on_xds_routes,
+    .policies = on_xds_policies,
 };
 
 /* XDS_ADDRESS set and not empty: istiod (or `ztunnel control`) is the
@@ -536,12 +591,13 @@ static int start_xds(struct proxy_app *app)
     };
     char err[512];
     atomic_store(&app->xds_pending, true);
-    /* Routes come from LOCAL_XDS_PATH when it is set (load_routes), else
-     * from the server; only a waypoint asks for them. */
-    bool want_routes = app->is_waypoint && !cfg->local_xds_path;
-    int rc =
-        zt_xds_client_start(app->loop, &o, app->state, want_routes ? &xds_ops_routes : &xds_ops,
-                            app, &app->xds, err, sizeof(err));
+    /* Routes and L7 policies come from LOCAL_XDS_PATH when it is set
+     * (load_routes, load_policies), else from the server; only a waypoint
+     * asks for them. */
+    bool want_waypoint_types = app->is_waypoint && !cfg->local_xds_path;
+    int rc = zt_xds_client_start(app->loop, &o, app->state,
+                                 want_waypoint_types ? &xds_ops_waypoint : &xds_ops, app, &app->xds,
+                                 err, sizeof(err));
     for (size_t i = 0; i < no; i++)
         free(owned[i]);
     free(owned);
