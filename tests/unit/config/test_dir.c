@@ -487,6 +487,9 @@ static void test_routes(void)
 #define AZ(name, spec)                                                                             \
     "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: " name          \
     ", namespace: shop}\nspec:\n" spec
+#define AN(name, spec)                                                                             \
+    "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: " name        \
+    ", namespace: shop}\nspec:\n" spec
 #define WP_TARGET "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]\n"
 
 /* AuthorizationPolicy and RequestAuthentication documents that attach to
@@ -502,38 +505,15 @@ static void test_waypoint_policies(void)
     struct zt_state *s;
     char want[600];
 
-    put(dir, "a.yaml",
-        AZ("deny", WP_TARGET "  action: DENY\n  rules: [{to: [{operation: {paths: [/admin]}}]}]\n") "---\n" AZ(
-            "sel", "  selector: {matchLabels: {app: x}}\n") "---\n" AZ("bad", WP_TARGET
-                                                                       "  rules: [{to: "
-                                                                       "[{operation: {ports: "
-                                                                       "[\"x\"]}}]}]\n") "---\n"
-                                                                                         "apiVersio"
-                                                                                         "n: "
-                                                                                         "security."
-                                                                                         "istio.io/"
-                                                                                         "v1\nkind:"
-                                                                                         " RequestA"
-                                                                                         "uthentica"
-                                                                                         "tion\n"
-                                                                                         "metadata:"
-                                                                                         " {name: "
-                                                                                         "jwt, "
-                                                                                         "namespace"
-                                                                                         ": "
-                                                                                         "shop}"
-                                                                                         "\nspec:"
-                                                                                         "\n" WP_TARGET
-                                                                                         "  "
-                                                                                         "jwtRules:"
-                                                                                         " [{"
-                                                                                         "issuer: "
-                                                                                         "i, "
-                                                                                         "jwksUri: "
-                                                                                         "\"https:/"
-                                                                                         "/i/"
-                                                                                         "keys\"}]"
-                                                                                         "\n");
+    /* One document a line. */
+    /* clang-format off */
+    static const char a_yaml[] =
+        AZ("deny", WP_TARGET "  action: DENY\n  rules: [{to: [{operation: {paths: [/admin]}}]}]\n")
+        "---\n" AZ("sel", "  selector: {matchLabels: {app: x}}\n")
+        "---\n" AZ("bad", WP_TARGET "  rules: [{to: [{operation: {ports: [\"x\"]}}]}]\n")
+        "---\n" AN("jwt", WP_TARGET "  jwtRules: [{issuer: i, jwksUri: \"https://i/keys\"}]\n");
+    /* clang-format on */
+    put(dir, "a.yaml", a_yaml);
     put(dir, "b.yaml", AZ("deny", WP_TARGET "  rules: [{}]\n"));
     s = reload(cd);
     CHECK(s != NULL);
