@@ -42,12 +42,13 @@
 #                waypoint's Gateway, DENYs that miss and ALLOWs of which
 #                the last checked matches, so that every request is checked
 #                against all 10 and allowed; 1000 = those 10 and 990 on 99
-#                other services. The node proxies are ours-l7's, the
-#                waypoint a fresh one; the setup waits for the waypoint's
-#                "N L7 authorization policies in force" and checks that
-#                GET /admin/x is denied (403) before the load. Requests
-#                row only; a row with any error or non-2xx answer FAILS
-#                (printed so, and run.sh exits 1)
+#                other services. The three proxies are ours-l7's, still
+#                running: the waypoint's file is rewritten and reloaded;
+#                the setup waits for the waypoint's "N L7 authorization
+#                policies in force" and checks that GET /admin/x is denied
+#                (403) before the load. Requests row only; a row with any
+#                error or non-2xx answer FAILS (printed so, and run.sh
+#                exits 1)
 #   requests     wrk -t1 -cBENCH_L7_CONNS -dBENCH_TIME --latency, keep-alive
 #                GET of 1 KB: requests/s, p50/p99, CPU-s per 10k requests
 #                per proxy, requests per CPU-second of the path's proxies;
@@ -756,9 +757,9 @@ l7_ours_l7_setup() { l7_ours_setup ours-l7; }
 l7_ours_l7_pol10_setup() { l7_ours_setup ours-l7-pol10 10; }
 l7_ours_l7_pol1000_setup() { l7_ours_setup ours-l7-pol1000 1000; }
 
-# l7_keep_nodes ROW: true if ROW is an ours-l7 row and another one follows,
-# which runs on the same node proxies (the pods stay enrolled).
-l7_keep_nodes() {
+# l7_keep_proxies ROW: true if ROW is an ours-l7 row and another one
+# follows, which runs on the same proxies (bench_ours_l7_setup).
+l7_keep_proxies() {
 	local x seen=0
 	case $1 in ours-l7*) ;; *) return 1 ;; esac
 	for x in $BENCH_L7; do
@@ -768,14 +769,11 @@ l7_keep_nodes() {
 	return 1
 }
 
-# l7_stop_row ROW: stops the row's proxies, but the node proxies if
-# l7_keep_nodes ROW.
+# l7_stop_row ROW: stops the row's proxies, unless l7_keep_proxies ROW.
 l7_stop_row() {
 	local x
-	for x in $BENCH_L7_PROXIES; do
-		case ${x%%:*} in A | B) l7_keep_nodes "$1" && continue ;; esac
-		stop_pids "${x#*:}"
-	done
+	l7_keep_proxies "$1" && return
+	for x in $BENCH_L7_PROXIES; do stop_pids "${x#*:}"; done
 }
 
 l7_pids() { # l7_pids LABEL: the PGID of that proxy of the row, or nothing
@@ -892,8 +890,8 @@ group_status_kb() {
 }
 
 declare -A L7_NOTE L7_RPS L7_REQS L7_ERRS L7_P50 L7_P99 L7_CPU L7_IDLE L7_HELD L7_PERCONN L7_PEAK
-declare -A L7_FAIL L7_WIDLE # the policy rows' failures; their fresh waypoint's PSS (kB)
-declare -A L7_US                   # "LABEL:µs" CPU per request in the wrk run, per proxy and all
+declare -A L7_FAIL # the policy rows' failures
+declare -A L7_US   # "LABEL:µs" CPU per request in the wrk run, per proxy and all
 declare -A L7_F50 L7_F90 L7_F99 L7_FN L7_FERRS L7_FCPU
 
 # run_l7_scenario SCENARIO: L7_CPU[s], L7_IDLE[s], L7_PERCONN[s], L7_PEAK[s]
@@ -921,10 +919,7 @@ run_l7_scenario() {
 	fi
 	if [ $pol = 1 ]; then
 		echo "bench: $s: $(tail -n 1 "$BENCH_WORK/$s-setup.log")" >&2
-		# Requests only: the memory and fixed-rate rows are ours-l7's. The
-		# waypoint is fresh; its PSS once quiet holds the policy set.
-		sleep 1
-		L7_WIDLE[$s]=$(pss_kb "$(l7_pids W)")
+		# Requests only: the memory and fixed-rate rows are ours-l7's.
 		local all=""
 		for x in $BENCH_L7_PROXIES; do all="$all ${x#*:}"; done
 		wait_quiet "$all"
@@ -1218,24 +1213,21 @@ if [ ${#l7_pol_shown[@]} -gt 0 ]; then
 	echo
 	echo "L7 AuthorizationPolicy cost: the ours-l7 path and wrk load as above, with N Istio AuthorizationPolicies in" \
 		"the waypoint's file (10: on the service and the waypoint's Gateway, each request checked against all 10" \
-		"and allowed; 1000: those 10 and 990 on 99 other services); the node proxies are ours-l7's, the waypoint a" \
-		"fresh one. ÷0 = against ours-l7 (no policies) in this run; µs = CPU-µs per request of the waypoint (W) and" \
-		"of the three proxies (all); idleW = the fresh waypoint's PSS with the policies loaded (MB). Any error or" \
-		"non-2xx answer fails the row."
-	printf '%-15s %8s %8s %6s %7s %7s %8s %7s %6s %6s %6s %6s %6s %6s\n' \
-		scenario policies req/s ÷0 p50 p99 requests errors W-µs ÷0 all-µs ÷0 idleW result
+		"and allowed; 1000: those 10 and 990 on 99 other services), reloaded by ours-l7's waypoint, on ours-l7's" \
+		"proxies. ÷0 = against ours-l7 (no policies) in this run; µs = CPU-µs per request of the waypoint (W) and" \
+		"of the three proxies (all). Any error or non-2xx answer fails the row."
+	printf '%-15s %8s %8s %6s %7s %7s %8s %7s %6s %6s %6s %6s %6s\n' \
+		scenario policies req/s ÷0 p50 p99 requests errors W-µs ÷0 all-µs ÷0 result
 	for s in ours-l7 "${l7_pol_shown[@]}"; do
 		[ -n "${L7_RPS[$s]:-}" ] || continue
 		n=0
 		case $s in ours-l7-pol*) n=${s#ours-l7-pol} ;; esac
-		w=$(l7_get "${L7_IDLE[$s]:-}" W)
-		[ "$s" = ours-l7 ] || w=${L7_WIDLE[$s]:--}
-		printf '%-15s %8s %8s %6s %7s %7s %8s %7s %6s %6s %6s %6s %6s %6s\n' "$s" "$n" \
+		printf '%-15s %8s %8s %6s %7s %7s %8s %7s %6s %6s %6s %6s %6s\n' "$s" "$n" \
 			"$(fmt %.0f "${L7_RPS[$s]}")" "$(ratio "${L7_RPS[$s]}" "${L7_RPS[ours-l7]:-}")" \
 			"$(fmt %.2f "${L7_P50[$s]}")" "$(fmt %.2f "${L7_P99[$s]}")" "${L7_REQS[$s]}" "${L7_ERRS[$s]}" \
 			"$(l7_get "${L7_US[$s]:-}" W)" "$(ratio "$(l7_get "${L7_US[$s]:-}" W)" "$(l7_get "${L7_US[ours-l7]:-}" W)")" \
 			"$(l7_get "${L7_US[$s]:-}" all)" "$(ratio "$(l7_get "${L7_US[$s]:-}" all)" "$(l7_get "${L7_US[ours-l7]:-}" all)")" \
-			"$(mb "$w")" "$([ -n "${L7_FAIL[$s]:-}" ] && echo FAILED || echo ok)"
+			"$([ -n "${L7_FAIL[$s]:-}" ] && echo FAILED || echo ok)"
 	done
 fi
 if [ ${#l7_shown[@]} -gt 0 ]; then
