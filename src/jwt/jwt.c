@@ -195,6 +195,33 @@ static const char *json_str(const json_t *o, const char *name)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* Strict unpadded base64url (RFC 7515 2): the alphabet only, and no length
+ * of 4n+1 characters, which no byte string encodes to. */
+static bool b64url_strict(const char *s, size_t n)
+{
+    if (n % 4 == 1)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+            return false;
+    return true;
+}
+
+/* The first member of an RSA or EC JWK that must be base64url and is not
+ * (NULL if none): checked before cjose sees the key, whose decoder asserts
+ * on some malformed input (an '=' inside a value) instead of failing. */
+static const char *bad_b64_member(const json_t *k)
+{
+    static const char *const names[] = {"n", "e", "d", "p", "q", "dp", "dq", "qi", "x", "y"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const json_t *v = json_object_get(k, names[i]);
+        if (v &&
+            (!json_is_string(v) || !b64url_strict(json_string_value(v), json_string_length(v))))
+            return names[i];
+    }
+    return NULL;
+}
+
 /* An OKP JWK's public key: Ed25519 only (Ed448, X25519: NULL, skipped). */
 static int import_okp(const json_t *k, EVP_PKEY **out, char *err, size_t errlen, size_t i)
 {
@@ -205,7 +232,8 @@ static int import_okp(const json_t *k, EVP_PKEY **out, char *err, size_t errlen,
     uint8_t *raw = NULL;
     size_t raw_len = 0;
     cjose_err cerr;
-    if (!x || !cjose_base64url_decode(x, strlen(x), &raw, &raw_len, &cerr) || raw_len != 32) {
+    if (!x || !b64url_strict(x, strlen(x)) ||
+        !cjose_base64url_decode(x, strlen(x), &raw, &raw_len, &cerr) || raw_len != 32) {
         if (raw)
             cjose_get_dealloc()(raw);
         return zt_errf(err, errlen, ZT_E_CONFIG, "jwks: key %zu: Ed25519 \"x\" is not 32 bytes", i);
@@ -278,6 +306,12 @@ static int parse_jwks(const char *json, size_t len, struct keyset *out, char *er
                 continue;
         } else {
             cjose_err cerr;
+            const char *bad = bad_b64_member(k);
+            if (bad) {
+                rc = zt_errf(err, errlen, ZT_E_CONFIG, "jwks: key %zu: \"%s\" is not base64url", i,
+                             bad);
+                goto out;
+            }
             jwk = cjose_jwk_import_json(k, &cerr);
             if (!jwk) {
                 rc = zt_errf(err, errlen, ZT_E_CONFIG, "jwks: key %zu: %s", i, cerr.message);
@@ -430,14 +464,6 @@ int zt_jwt_rules_set_jwks(struct zt_jwt_rules *rs, size_t idx, const char *json,
 }
 
 /* ---- checking a token ---- */
-
-static bool is_b64url(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
-            return false;
-    return true;
-}
 
 /* Depth of a JSON value: a scalar is 0, an object or array 1 + its
  * deepest member. The result is exact up to `limit`; past it, some value
@@ -637,9 +663,9 @@ static enum zt_jwt_status check_token(const struct zt_jwt_rules *rs, const char 
     const char *d1 = memchr(tok, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
     if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)) || d1 == tok ||
-        d2 == d1 + 1 || !is_b64url(tok, (size_t)(d1 - tok)) ||
-        !is_b64url(d1 + 1, (size_t)(d2 - d1 - 1)) ||
-        !is_b64url(d2 + 1, (size_t)(tok + len - d2 - 1)))
+        d2 == d1 + 1 || !b64url_strict(tok, (size_t)(d1 - tok)) ||
+        !b64url_strict(d1 + 1, (size_t)(d2 - d1 - 1)) ||
+        !b64url_strict(d2 + 1, (size_t)(tok + len - d2 - 1)))
         return invalid(res, R_FORMAT);
     sc.input = tok;
     sc.input_len = (size_t)(d2 - tok);

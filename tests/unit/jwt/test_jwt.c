@@ -263,16 +263,12 @@ static void test_malformed(void)
     CHECK(rs);
     char *t = tok("rs256");
     size_t len = strlen(t);
-    const char *bad[] = {"",
-                         ".",
-                         "..",
-                         "a.b",
-                         "a.b.c.d",
-                         "a..c",
-                         "!!!.e30.sig",
-                         "e30.e30.",
-                         "eyJhbGciOiJSUzI1NiJ9.%%%.abc",
-                         "bm90IGpzb24.e30.abc"};
+    const char *bad[] = {"", ".", "..", "a.b", "a.b.c.d", "a..c", "!!!.e30.sig", "e30.e30.",
+                         "eyJhbGciOiJSUzI1NiJ9.%%%.abc", "bm90IGpzb24.e30.abc",
+                         /* A segment of 4n+1 characters is no base64 (cjose
+                          * asserts on it): refused before it is decoded. */
+                         "eyJhb.e30.abc", "eyJhbGciOiJSUzI1NiJ9.e30Ab.abc",
+                         "eyJhbGciOiJSUzI1NiJ9.e30.abcde"};
     struct zt_jwt_result r;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECK(zt_jwt_verify(rs, bad[i], strlen(bad[i]), NULL, NOW, &r) == ZT_JWT_INVALID);
@@ -386,13 +382,20 @@ static void test_caps_jwks(void)
     CHECK(check(rs, "nokid", NOW, NULL) == ZT_JWT_VALID);
     CHECK(check(rs, "rs256", NOW, NULL) == ZT_JWT_INVALID);
     /* Broken sets keep the old one. */
-    const char *bad[] = {"{",
-                         "[]",
-                         "{\"keys\":{}}",
+    const char *bad[] = {"{", "[]", "{\"keys\":{}}",
                          "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\"}]}",
                          "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"!\",\"e\":\"AQAB\"}]}",
                          "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}",
-                         "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AAAA\"}]}"};
+                         "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AAAA\"}]}",
+                         /* Not base64url ('=' inside, 4n+1 characters, a
+                          * number): cjose would assert on the first two. */
+                         "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":"
+                         "\"_doYx0iKjWCqpxhk3onsUTZ_ugX6IQ6b1VGpKkn0TJY\",\"y\":"
+                         "\"ij4Vi=-lYd1lY1piPknvD6NQ7su7XZTZwe1DODlShBI\"}]}",
+                         "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AAAAA\",\"e\":\"AQAB\"}]}",
+                         "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AAAA\",\"e\":65537}]}",
+                         "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":"
+                         "\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHU=Ro\"}]}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK(zt_jwt_rules_set_jwks(rs, 0, bad[i], strlen(bad[i]), err, sizeof(err)) ==
               ZT_E_CONFIG);
