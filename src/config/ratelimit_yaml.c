@@ -195,26 +195,15 @@ static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_ratelimit_po
 int zt_config_ratelimit_parse_doc(const char *file, const struct ynode *doc,
                                   struct zt_route_errors *errs, struct zt_ratelimit_policy **out)
 {
+    static const char *const versions[] = {API_VERSION, NULL};
     ctx_t c = {.file = file, .errs = errs};
-    const struct ynode *kind, *api;
     struct zt_ratelimit_policy *p;
-    bool skip = false;
+    bool skip = false, is;
     int rc;
 
     *out = NULL;
-    if (!doc || doc->type != YAML_MAPPING_NODE)
-        return 0;
-    kind = zt_config_routes_get(doc, "kind");
-    api = zt_config_routes_get(doc, "apiVersion");
-    if (!kind || kind->type != YAML_SCALAR_NODE || strcmp(kind->value, "RateLimit"))
-        return 0;
-    snprintf(c.obj, sizeof(c.obj), "RateLimit");
-    if (!api || api->type != YAML_SCALAR_NODE)
-        return zt_config_routes_fail(&c, doc, "apiVersion", "required");
-    if (strcmp(api->value, API_VERSION) != 0)
-        return zt_config_routes_fail(&c, api, "apiVersion",
-                                     "\"%.80s\" is not a supported version of RateLimit (%s)",
-                                     api->value, API_VERSION);
+    if ((rc = zt_config_routes_kind(&c, doc, "RateLimit", versions, &is)) || !is)
+        return rc;
     p = zt_xcalloc(1, sizeof(*p));
     rc = read_policy(&c, doc, p, &skip);
     if (rc || skip)

@@ -106,7 +106,7 @@ static const struct {
 } BAD[] = {
     {"apiVersion: ratelimit.ztunnel-c.io/v1\nkind: RateLimit\nmetadata: {name: p}\n",
      "t.yaml:1: RateLimit: apiVersion: \"ratelimit.ztunnel-c.io/v1\" is not a supported version "
-     "of RateLimit (ratelimit.ztunnel-c.io/v1alpha1)"},
+     "of RateLimit"},
     {"kind: RateLimit\nmetadata: {name: p}\n", "t.yaml:1: RateLimit: apiVersion: required"},
     {"apiVersion: ratelimit.ztunnel-c.io/v1alpha1\nkind: RateLimit\nmetadata: {namespace: n}\n",
      "t.yaml:3: RateLimit: metadata.name: required"},
