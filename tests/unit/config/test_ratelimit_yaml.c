@@ -2,6 +2,7 @@
  * field by field, every refusal with its file:line, object and field
  * path, a bad policy next to good ones, what is skipped. */
 #include "test.h"
+#include "dump_errs.h"
 #include "base/err.h"
 #include "config/ratelimit.h"
 #include "http/head.h"
@@ -42,12 +43,6 @@ static const char REAL[] =
     "spec:\n"
     "  targetRefs: [{kind: Service, name: ratings}]\n"
     "  limit: {requests: 1, unit: second}\n";
-
-static void dump(const struct zt_route_errors *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        fprintf(stderr, "    %s %s\n", e->v[i].is_warning ? "warning" : "error", e->v[i].msg);
-}
 
 static void test_real(void)
 {
