@@ -95,6 +95,11 @@ static void test_real(void)
     "  targetRefs: [{kind: Service, name: svc}]\n"
 #define LIMIT "  limit: {requests: 10, unit: second}\n"
 #define OBJ "RateLimit ns1/p: "
+#define T4                                                                                         \
+    "{kind: Service, name: a}, {kind: Service, name: b}, {kind: Service, name: c}, "               \
+    "{kind: Service, name: d}, "
+#define T17 T4 T4 T4 T4 "{kind: Service, name: e}"
+#define X64 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 
 static const struct {
     const char *yaml, *want;
@@ -176,6 +181,11 @@ static const struct {
      "t.yaml:7: " OBJ "spec.key.cookie: not supported here (the policy is refused rather than "
      "read without it)"},
     {HEAD LIMIT "  maxKeys: 100\n", "t.yaml:7: " OBJ "spec.maxKeys: only with spec.key"},
+    {"apiVersion: ratelimit.ztunnel-c.io/v1alpha1\nkind: RateLimit\n"
+     "metadata: {name: p, namespace: ns1}\nspec:\n  targetRefs: [" T17 "]\n" LIMIT,
+     "t.yaml:5: " OBJ "spec.targetRefs: more than 16 items"},
+    {HEAD LIMIT "  key: {header: " X64 X64 X64 X64 "x}\n",
+     "t.yaml:7: " OBJ "spec.key.header: longer than 256 bytes"},
     {HEAD LIMIT "  key: {header: x}\n  maxKeys: 0\n",
      "t.yaml:8: " OBJ "spec.maxKeys: 0 is out of range (1..1000000)"},
     {HEAD LIMIT "  key: {header: x}\n  maxKeys: 1000001\n",
