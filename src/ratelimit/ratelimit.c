@@ -23,6 +23,7 @@
 #include "http/head.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -444,6 +445,81 @@ int zt_ratelimit_set_stats(struct zt_ratelimit_set *s, size_t i, struct zt_ratel
         pthread_mutex_unlock(&ps->keys->mu);
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------- reloads */
+
+static bool same_limit(const struct zt_ratelimit_policy *a, const struct zt_ratelimit_policy *b)
+{
+    return a->requests == b->requests && a->unit == b->unit && a->burst == b->burst &&
+           a->key == b->key && (a->key != ZT_RATELIMIT_KEY_HEADER || !strcmp(a->header, b->header));
+}
+
+static void table_copy(struct table *dst, const struct table *src)
+{
+    if (!src->cap)
+        return;
+    dst->v = zt_xmalloc((size_t)src->cap * sizeof(*dst->v));
+    memcpy(dst->v, src->v, (size_t)src->n * sizeof(*dst->v));
+    dst->heads = zt_xmalloc(((size_t)src->mask + 1) * sizeof(*dst->heads));
+    memcpy(dst->heads, src->heads, ((size_t)src->mask + 1) * sizeof(*dst->heads));
+    dst->n = src->n;
+    dst->cap = src->cap;
+    dst->mask = src->mask;
+    dst->newest = src->newest;
+    dst->oldest = src->oldest;
+}
+
+/* The index of ns/name in s's (sorted) policies, or -1. */
+static ptrdiff_t find_policy(const struct zt_ratelimit_set *s, const char *ns, const char *name)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t m = lo + (hi - lo) / 2;
+        int c = strcmp(s->policies[m]->ns, ns);
+        if (!c)
+            c = strcmp(s->policies[m]->name, name);
+        if (!c)
+            return (ptrdiff_t)m;
+        if (c < 0)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    return -1;
+}
+
+void zt_ratelimit_set_inherit(struct zt_ratelimit_set *s, struct zt_ratelimit_set *old)
+{
+    if (!old)
+        return;
+    assert(s->sealed && old->sealed);
+    /* The tables hash keys under the set's key: s's are all empty yet. */
+    memcpy(s->sip_key, old->sip_key, sizeof(s->sip_key));
+    for (size_t i = 0; i < s->n; i++) {
+        struct pstate *ps = &s->st[i];
+        ptrdiff_t j = find_policy(old, ps->p->ns, ps->p->name);
+        struct pstate *ops;
+        if (j < 0)
+            continue;
+        ops = &old->st[j];
+        atomic_store(&ps->passed, atomic_load(&ops->passed));
+        atomic_store(&ps->limited, atomic_load(&ops->limited));
+        atomic_store(&ps->untracked, atomic_load(&ops->untracked));
+        if (!same_limit(ps->p, ops->p))
+            continue;
+        /* The check's order: the table's lock, then the policy's. */
+        if (ops->keys)
+            pthread_mutex_lock(&ops->keys->mu);
+        pthread_mutex_lock(&ops->mu);
+        ps->one = ops->one;
+        ps->overflow = ops->overflow;
+        if (ops->keys && ops->keys->n <= ps->p->max_keys)
+            table_copy(ps->keys, ops->keys);
+        pthread_mutex_unlock(&ops->mu);
+        if (ops->keys)
+            pthread_mutex_unlock(&ops->keys->mu);
+    }
 }
 
 /* ---------------------------------------------------------------- the check */

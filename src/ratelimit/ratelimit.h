@@ -55,7 +55,9 @@
  * key table (doubling, up to max_keys) or when more than 16 policies apply
  * to one request.
  *
- * A reloaded configuration is a new set whose buckets start full. */
+ * Reloads: a new set starts with full buckets unless it inherits the old
+ * set's (zt_ratelimit_set_inherit), as the waypoint should do, or every
+ * configuration change would hand every client a fresh burst. */
 #ifndef ZT_RATELIMIT_RATELIMIT_H
 #define ZT_RATELIMIT_RATELIMIT_H
 
@@ -133,6 +135,16 @@ const struct zt_ratelimit_policy *zt_ratelimit_set_at(const struct zt_ratelimit_
 struct zt_ratelimit_set *zt_ratelimit_set_ref(struct zt_ratelimit_set *s);
 /* NULL is a no-op. */
 void zt_ratelimit_set_unref(struct zt_ratelimit_set *s);
+
+/* Carries what old (sealed) learnt into s (sealed, never checked yet: call
+ * it between zt_ratelimit_set_seal and publishing s). For each policy of s
+ * with an ns/name old has too: its counters, and when its limit and key
+ * are unchanged (requests, unit, burst, key; maxKeys may differ), its
+ * buckets, with its key table unless that holds more keys than the new
+ * maxKeys allows (those keys then start full). A changed limit starts
+ * full. Both sets stay usable; tokens taken from old after the call (by
+ * workers still holding it) are not carried. old NULL: nothing to do. */
+void zt_ratelimit_set_inherit(struct zt_ratelimit_set *s, struct zt_ratelimit_set *old);
 
 /* Counters of the i-th policy since the set was sealed (for metrics):
  * requests it let through, requests it limited (the deciding policy only,

@@ -482,6 +482,74 @@ static void test_empty(void)
     CHECK_EQ_STR(zt_ratelimit_target_kind_str(ZT_RATELIMIT_GRPC_ROUTE), "GRPCRoute");
 }
 
+/* A reload carries buckets (and counters) of unchanged policies: the same
+ * limit stays spent, a changed one starts full, a key table too large for
+ * the new maxKeys is dropped. */
+static struct zt_ratelimit_set *reload(uint32_t q_burst, uint32_t r_max_keys)
+{
+    struct zt_ratelimit_set *s = zt_ratelimit_set_new();
+    zt_ratelimit_set_add(
+        s, target(pol("ns1", "p", 1, ZT_RATELIMIT_MINUTE, 2), ZT_RATELIMIT_SERVICE, "svc", NULL));
+    zt_ratelimit_set_add(s, target(pol("ns1", "q", 1, ZT_RATELIMIT_MINUTE, q_burst),
+                                   ZT_RATELIMIT_GATEWAY, "wp", NULL));
+    zt_ratelimit_set_add(s,
+                         target(keyed(pol("ns1", "r", 1, ZT_RATELIMIT_MINUTE, 1), NULL, r_max_keys),
+                                ZT_RATELIMIT_HTTP_ROUTE, "api", NULL));
+    zt_ratelimit_set_seal(s);
+    return s;
+}
+
+static void test_inherit(void)
+{
+    struct zt_ratelimit_set *a = reload(1, 10), *b = reload(1, 10), *c = reload(2, 1), *d;
+    struct zt_ratelimit_request svc = SVC, gw = SVC, route = {0};
+    struct zt_ratelimit_result res;
+    struct zt_ratelimit_stats st;
+    char id[64];
+    svc.gateway_ns = svc.gateway_name = NULL;
+    gw.service_ns = gw.service_name = NULL;
+    route.route_ns = "ns1";
+    route.route_name = "api";
+    route.source_principal = id;
+    CHECK_EQ_INT(zt_ratelimit_check(a, &svc, 0, &res), 0);
+    CHECK_EQ_INT(zt_ratelimit_check(a, &gw, 0, &res), 0);
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof(id), "spiffe://td/ns/n/sa/%d", i);
+        CHECK_EQ_INT(zt_ratelimit_check(a, &route, 0, &res), 0);
+    }
+    /* b: the same policies, so the same state. */
+    zt_ratelimit_set_inherit(b, a);
+    zt_ratelimit_set_inherit(b, NULL);
+    CHECK_EQ_INT(zt_ratelimit_check(b, &svc, 0, &res), 0);
+    CHECK_EQ_INT(res.remaining, 0);
+    CHECK_EQ_INT(zt_ratelimit_check(b, &gw, 0, &res), ZT_E_RATE_LIMITED);
+    CHECK_EQ_INT(zt_ratelimit_check(b, &route, 0, &res), ZT_E_RATE_LIMITED);
+    CHECK(!res.untracked);
+    snprintf(id, sizeof(id), "spiffe://td/ns/n/sa/new");
+    CHECK_EQ_INT(zt_ratelimit_check(b, &route, 0, &res), 0);
+    zt_ratelimit_set_stats(b, 0, &st);
+    CHECK(st.passed == 2 && st.limited == 0);
+    zt_ratelimit_set_stats(b, 2, &st);
+    CHECK(st.passed == 4 && st.limited == 1 && st.keys == 4);
+    /* c: q's burst changed (full again), r's table past its maxKeys. */
+    zt_ratelimit_set_inherit(c, a);
+    CHECK_EQ_INT(zt_ratelimit_check(c, &gw, 0, &res), 0);
+    CHECK_EQ_INT(res.remaining, 1);
+    snprintf(id, sizeof(id), "spiffe://td/ns/n/sa/2");
+    CHECK_EQ_INT(zt_ratelimit_check(c, &route, 0, &res), 0);
+    zt_ratelimit_set_stats(c, 1, &st);
+    CHECK(st.passed == 2 && st.limited == 0);
+    /* Inheriting from a set that inherited: the chain goes on. */
+    d = reload(1, 10);
+    zt_ratelimit_set_inherit(d, b);
+    CHECK_EQ_INT(zt_ratelimit_check(d, &svc, 0, &res), ZT_E_RATE_LIMITED);
+    CHECK_EQ_INT(zt_ratelimit_check(d, &svc, 60000, &res), 0);
+    zt_ratelimit_set_unref(a);
+    zt_ratelimit_set_unref(b);
+    zt_ratelimit_set_unref(c);
+    zt_ratelimit_set_unref(d);
+}
+
 /* ---- threads ---- */
 
 #define THREADS 8
@@ -547,6 +615,7 @@ int main(void)
     RUN(test_many_policies);
     RUN(test_stacked);
     RUN(test_empty);
+    RUN(test_inherit);
     RUN(test_threads);
     return TEST_REPORT();
 }
