@@ -99,7 +99,7 @@ static void test_real(void)
     "{kind: Service, name: a}, {kind: Service, name: b}, {kind: Service, name: c}, "               \
     "{kind: Service, name: d}, "
 #define T17 T4 T4 T4 T4 "{kind: Service, name: e}"
-#define X64 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define X64 "hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh"
 
 static const struct {
     const char *yaml, *want;
@@ -184,7 +184,7 @@ static const struct {
     {"apiVersion: ratelimit.ztunnel-c.io/v1alpha1\nkind: RateLimit\n"
      "metadata: {name: p, namespace: ns1}\nspec:\n  targetRefs: [" T17 "]\n" LIMIT,
      "t.yaml:5: " OBJ "spec.targetRefs: more than 16 items"},
-    {HEAD LIMIT "  key: {header: " X64 X64 X64 X64 "x}\n",
+    {HEAD LIMIT "  key: {header: " X64 X64 X64 X64 "h}\n",
      "t.yaml:7: " OBJ "spec.key.header: longer than 256 bytes"},
     {HEAD LIMIT "  key: {header: x}\n  maxKeys: 0\n",
      "t.yaml:8: " OBJ "spec.maxKeys: 0 is out of range (1..1000000)"},
