@@ -265,6 +265,9 @@ static void jwt_details(const char *reason, char *out, size_t len)
             out[i] = '_';
 }
 
+/* Verified tokens kept per worker (Envoy's jwt_cache_size is 100). */
+#define WP_JWT_CACHE_SLOTS 256
+
 static void count(const struct wp_worker *w, enum zt_counter c)
 {
     if (w->wp->opts.metrics)
@@ -320,7 +323,9 @@ int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
                                            ? zt_jwt_authn_rules(authn, svc_ns, svc_name, false)
                                            : NULL;
     if (rules) {
-        zt_jwt_authenticate(rules, req, (int64_t)time(NULL), &jwt);
+        if (!w->jwt_cache)
+            w->jwt_cache = zt_jwt_cache_new(WP_JWT_CACHE_SLOTS);
+        zt_jwt_authenticate_cached(rules, w->jwt_cache, req, (int64_t)time(NULL), &jwt);
         if (zt_jwt_apply(rules, &jwt, req) < 0 && jwt.status == ZT_JWT_VALID) {
             zt_jwt_result_cleanup(&jwt);
             jwt.status = ZT_JWT_INVALID;

@@ -356,6 +356,8 @@ static void l7_worker_stop(void *wctx)
     w->authn = NULL;
     zt_ratelimit_set_unref(w->ratelimits);
     w->ratelimits = NULL;
+    zt_jwt_cache_free(w->jwt_cache);
+    w->jwt_cache = NULL;
     uv_close((uv_handle_t *)&w->reap, on_worker_closed);
     uv_close((uv_handle_t *)&w->tick, on_worker_closed);
 }

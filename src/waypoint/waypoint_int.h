@@ -50,7 +50,8 @@ struct wp_worker {
     struct zt_jwt_authn_set *authn;
     struct zt_ratelimit_set *ratelimits;
     uint_fast64_t routes_version;
-    int handles; /* open handles; the worker is freed with the last */
+    struct zt_jwt_cache *jwt_cache; /* verified tokens, NULL until the first */
+    int handles;                    /* open handles; the worker is freed with the last */
     bool draining;
     struct wp_mirrors *mirrors; /* mirror.c's, NULL until the first mirror */
 };

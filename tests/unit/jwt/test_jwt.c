@@ -682,6 +682,102 @@ static void test_cookies(void)
     zt_jwt_rules_free(rs);
 }
 
+static void test_cache(void)
+{
+    NEED_FIXTURES();
+    struct zt_jwt_rules *rs = rules1(NULL);
+    CHECK(rs);
+    struct zt_jwt_cache *c = zt_jwt_cache_new(1); /* one slot: tokens evict each other */
+    char *t = tok("rs256"), *t2 = tok("es256"), *edge = tok("edge");
+    struct zt_http_head h;
+    struct zt_jwt_result r, plain;
+    uint64_t hits, misses;
+
+    head_with(&h, "/x");
+    add_hdr(&h, "authorization", "Bearer ", t);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_cache_counts(c, &hits, &misses);
+    CHECK(hits == 1 && misses == 1);
+    /* A hit gives what a check gives, and where this request had it. */
+    CHECK(zt_jwt_authenticate(rs, &h, NOW, &plain) == ZT_JWT_VALID);
+    CHECK_EQ_STR(r.principal, plain.principal);
+    CHECK_EQ_STR(r.presenter, plain.presenter);
+    CHECK_EQ_STR(r.payload_b64, plain.payload_b64);
+    CHECK(r.n_audiences == plain.n_audiences && r.rule == plain.rule);
+    CHECK(json_equal(r.claims, plain.claims));
+    CHECK(r.n_found == 1 && !strcmp(r.found[0].name, "authorization"));
+    CHECK(zt_jwt_apply(rs, &r, &h) == 0);
+    CHECK(zt_http_head_get(&h, "authorization") == NULL);
+    zt_jwt_result_cleanup(&r);
+    zt_jwt_result_cleanup(&plain);
+    zt_http_head_cleanup(&h);
+
+    /* The same token in the query: another place, a miss. */
+    char path[9000];
+    snprintf(path, sizeof(path), "/x?access_token=%s", t);
+    head_with(&h, path);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+    zt_jwt_cache_counts(c, &hits, &misses);
+    CHECK(hits == 1 && misses == 2);
+
+    /* A cached token past its exp (+ skew) is refused, not served. */
+    head_with(&h, "/x");
+    add_hdr(&h, "authorization", "Bearer ", edge);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW + ZT_JWT_CLOCK_SKEW_S + 1, &r) ==
+          ZT_JWT_INVALID);
+    CHECK_EQ_STR(r.reason, "Jwt is expired");
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+
+    /* Invalid verdicts are not kept: the same bad token is checked twice. */
+    zt_jwt_cache_counts(c, &hits, &misses);
+    uint64_t m0 = misses;
+    head_with(&h, "/x");
+    add_hdr(&h, "authorization", "Bearer ", "e30.e30.c2ln");
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_INVALID);
+    zt_jwt_result_cleanup(&r);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_INVALID);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+    zt_jwt_cache_counts(c, &hits, &misses);
+    CHECK(misses == m0 + 2);
+
+    /* Key rotation: after set_jwks the cached verdict of a token signed by
+     * the old key no longer holds (positive control: it was a hit before). */
+    head_with(&h, "/x");
+    add_hdr(&h, "authorization", "Bearer ", t2);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    zt_jwt_cache_counts(c, &hits, &misses);
+    CHECK(hits == 2);
+    char *j2 = slurp("jwks2.json");
+    char err[256];
+    CHECK(zt_jwt_rules_set_jwks(rs, 0, j2, strlen(j2), err, sizeof(err)) == 0);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_INVALID);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+    /* NULL cache: a plain check. */
+    head_with(&h, "/x");
+    CHECK(zt_jwt_authenticate_cached(rs, NULL, &h, NOW, &r) == ZT_JWT_NONE);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+    free(j2);
+    free(t);
+    free(t2);
+    free(edge);
+    zt_jwt_cache_free(c);
+    zt_jwt_cache_free(NULL);
+    zt_jwt_rules_free(rs);
+}
+
 static void test_two_rules(void)
 {
     NEED_FIXTURES();
@@ -729,6 +825,7 @@ int main(void)
     RUN(test_default_locations);
     RUN(test_custom_locations_and_outputs);
     RUN(test_cookies);
+    RUN(test_cache);
     RUN(test_two_rules);
     if (have_fixtures) {
         char cmd[512];
