@@ -947,7 +947,14 @@ static bool find_tokens(const struct zt_jwt_rules *rs, const struct zt_http_head
     return true;
 }
 
-enum zt_jwt_status zt_jwt_authenticate(const struct zt_jwt_rules *rs,
+static enum zt_jwt_status check_cached(const struct zt_jwt_rules *rs, struct zt_jwt_cache *c,
+                                       const char *tok, size_t len, int64_t now,
+                                       struct zt_jwt_result *res);
+
+/* The search, then the one distinct token checked (through c if not NULL):
+ * it must suit a rule at one of the places it was found; the first
+ * location stands for all (the same text). */
+static enum zt_jwt_status authenticate(const struct zt_jwt_rules *rs, struct zt_jwt_cache *c,
                                        const struct zt_http_head *head, int64_t now,
                                        struct zt_jwt_result *res)
 {
@@ -962,9 +969,16 @@ enum zt_jwt_status zt_jwt_authenticate(const struct zt_jwt_rules *rs,
     for (size_t i = 1; i < res->n_found; i++)
         if (toks[i].len != toks[0].len || memcmp(toks[i].p, toks[0].p, toks[0].len) != 0)
             return invalid(res, R_MULTI);
-    /* One distinct token: it must suit a rule at one of the places it was
-     * found; the first location stands for all (the same text). */
+    if (c)
+        return check_cached(rs, c, toks[0].p, toks[0].len, now, res);
     return check_token(rs, toks[0].p, toks[0].len, &res->found[0], now, res);
+}
+
+enum zt_jwt_status zt_jwt_authenticate(const struct zt_jwt_rules *rs,
+                                       const struct zt_http_head *head, int64_t now,
+                                       struct zt_jwt_result *res)
+{
+    return authenticate(rs, NULL, head, now, res);
 }
 
 /* ---- the verified-token cache ---- */
@@ -1058,21 +1072,13 @@ enum zt_jwt_status zt_jwt_authenticate_cached(const struct zt_jwt_rules *rs, str
                                               const struct zt_http_head *head, int64_t now,
                                               struct zt_jwt_result *res)
 {
-    struct found_tok toks[ZT_JWT_FOUND_MAX];
-    if (!c)
-        return zt_jwt_authenticate(rs, head, now, res);
-    memset(res, 0, sizeof(*res));
-    if (!find_tokens(rs, head, res, toks))
-        return invalid(res, R_MULTI);
-    if (res->n_found == 0) {
-        res->status = ZT_JWT_NONE;
-        return ZT_JWT_NONE;
-    }
-    for (size_t i = 1; i < res->n_found; i++)
-        if (toks[i].len != toks[0].len || memcmp(toks[i].p, toks[0].p, toks[0].len) != 0)
-            return invalid(res, R_MULTI);
-    const char *tok = toks[0].p;
-    size_t len = toks[0].len;
+    return authenticate(rs, c, head, now, res);
+}
+
+static enum zt_jwt_status check_cached(const struct zt_jwt_rules *rs, struct zt_jwt_cache *c,
+                                       const char *tok, size_t len, int64_t now,
+                                       struct zt_jwt_result *res)
+{
     uint64_t h = zt_siphash(c->key, tok, len) ^ rs->id;
     struct cache_entry *e = &c->slots[h & c->mask];
     /* A hit must be the same token, found in the same place, for the same
