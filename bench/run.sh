@@ -35,9 +35,25 @@
 #                a service VIP whose port has appProtocol http, via
 #                bench_ours_l7_setup (bench/ours.sh): three proxies, two
 #                mTLS hops
+#   ours-l7-pol10, ours-l7-pol1000
+#                the same path and load with 10 and with 1000 Istio
+#                AuthorizationPolicies in the waypoint's LOCAL_XDS_PATH
+#                (bench/gen_l7_policies.py): 10 on the service and the
+#                waypoint's Gateway, DENYs that miss and ALLOWs of which
+#                the last checked matches, so that every request is checked
+#                against all 10 and allowed; 1000 = those 10 and 990 on 99
+#                other services. The three proxies are ours-l7's, still
+#                running: the waypoint's file is rewritten and reloaded;
+#                the setup waits for the waypoint's "N L7 authorization
+#                policies in force" and checks that GET /admin/x is denied
+#                (403) before the load. Requests row only; a row with any
+#                error or non-2xx answer FAILS (printed so, and run.sh
+#                exits 1)
 #   requests     wrk -t1 -cBENCH_L7_CONNS -dBENCH_TIME --latency, keep-alive
 #                GET of 1 KB: requests/s, p50/p99, CPU-s per 10k requests
-#                per proxy, requests per CPU-second of the path's proxies
+#                per proxy, requests per CPU-second of the path's proxies;
+#                the policy rows in a table of their own: requests/s and
+#                the waypoint's CPU per request against ours-l7's
 #   fixed rate   h2load --h1, BENCH_L7_RATE_CONNS connections at 1000
 #                requests/s in all, BENCH_LAT_TIME seconds: p50/p90/p99 and
 #                what each adds over direct-http (the p99 target is read
@@ -54,7 +70,8 @@
 #
 # Environment knobs:
 #   BENCH_SCENARIOS   default "direct socat stunnel ours direct-http nginx-rp
-#                     ours-l7" (the L7 ones always run last, in that order)
+#                     ours-l7 ours-l7-pol10 ours-l7-pol1000" (the L7 ones
+#                     always run last, in that order)
 #   BENCH_TIME        seconds per iperf3 and per wrk run (default 5)
 #   BENCH_LAT_TIME    seconds per sockperf run (default 10: ~10 000 RTT
 #                     samples, 100 beyond the p99)
@@ -84,7 +101,7 @@ ZT_BIN=${ZT_BIN:-$repo/build/ztunnel}
 . "${BENCH_OURS_SH:-$here/ours.sh}"
 zt_trap_cleanup
 
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours direct-http nginx-rp ours-l7}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours direct-http nginx-rp ours-l7 ours-l7-pol10 ours-l7-pol1000}
 BENCH_TIME=${BENCH_TIME:-5}
 BENCH_LAT_TIME=${BENCH_LAT_TIME:-10}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
@@ -215,7 +232,7 @@ sleep 0.3 # sockperf has no cheap readiness probe that does not count as a clien
 # in the L7 server pod, one process, serving the same 1 KB file on
 # BENCH_L7_PORT with connections kept alive for as long as a run lasts.
 BENCH_L7=""
-for s in direct-http nginx-rp ours-l7; do
+for s in direct-http nginx-rp ours-l7 ours-l7-pol10 ours-l7-pol1000; do
 	case " $BENCH_SCENARIOS " in *" $s "*) BENCH_L7="$BENCH_L7 $s" ;; esac
 done
 if [ -n "$BENCH_L7" ]; then
@@ -719,20 +736,44 @@ l7_nginx_rp_setup() {
 	zt_wait_port "$BENCH_WP_NS" 127.0.0.1 80 5
 }
 
-l7_ours_l7_setup() {
+# l7_ours_setup ROW [NPOL]: bench_ours_l7_setup for ours-l7 and the policy
+# rows (NPOL policies in the waypoint's file).
+l7_ours_setup() {
 	if [ ! -x "$ZT_BIN" ]; then
-		echo "$ZT_BIN is not an executable (make all builds it)" >"$BENCH_WORK/ours-l7-skip.txt"
+		echo "$ZT_BIN is not an executable (make all builds it)" >"$BENCH_WORK/$1-skip.txt"
 		return 1
 	fi
 	if ! declare -F bench_ours_l7_setup >/dev/null; then
-		echo "${BENCH_OURS_SH:-bench/ours.sh} defines no bench_ours_l7_setup" >"$BENCH_WORK/ours-l7-skip.txt"
+		echo "${BENCH_OURS_SH:-bench/ours.sh} defines no bench_ours_l7_setup" >"$BENCH_WORK/$1-skip.txt"
 		return 1
 	fi
 	BENCH_PIDS_A="" BENCH_PIDS_W="" BENCH_PIDS_B=""
-	bench_ours_l7_setup
+	bench_ours_l7_setup ${2:+"$2"}
 	local rc=$?
 	BENCH_L7_PROXIES="A:$BENCH_PIDS_A W:$BENCH_PIDS_W B:$BENCH_PIDS_B"
 	return $rc
+}
+l7_ours_l7_setup() { l7_ours_setup ours-l7; }
+l7_ours_l7_pol10_setup() { l7_ours_setup ours-l7-pol10 10; }
+l7_ours_l7_pol1000_setup() { l7_ours_setup ours-l7-pol1000 1000; }
+
+# l7_keep_proxies ROW: true if ROW is an ours-l7 row and another one
+# follows, which runs on the same proxies (bench_ours_l7_setup).
+l7_keep_proxies() {
+	local x seen=0
+	case $1 in ours-l7*) ;; *) return 1 ;; esac
+	for x in $BENCH_L7; do
+		[ $seen = 1 ] && case $x in ours-l7*) return 0 ;; esac
+		[ "$x" = "$1" ] && seen=1
+	done
+	return 1
+}
+
+# l7_stop_row ROW: stops the row's proxies, unless l7_keep_proxies ROW.
+l7_stop_row() {
+	local x
+	l7_keep_proxies "$1" && return
+	for x in $BENCH_L7_PROXIES; do stop_pids "${x#*:}"; done
 }
 
 l7_pids() { # l7_pids LABEL: the PGID of that proxy of the row, or nothing
@@ -849,25 +890,40 @@ group_status_kb() {
 }
 
 declare -A L7_NOTE L7_RPS L7_REQS L7_ERRS L7_P50 L7_P99 L7_CPU L7_IDLE L7_HELD L7_PERCONN L7_PEAK
+declare -A L7_FAIL # the policy rows' failures
+declare -A L7_US   # "LABEL:µs" CPU per request in the wrk run, per proxy and all
 declare -A L7_F50 L7_F90 L7_F99 L7_FN L7_FERRS L7_FCPU
 
 # run_l7_scenario SCENARIO: L7_CPU[s], L7_IDLE[s], L7_PERCONN[s], L7_PEAK[s]
 # hold "LABEL:value" words, one per proxy of the path.
 run_l7_scenario() {
-	local s=$1 f=l7_${1//-/_}_setup i x p t0 c0 c1 held words w rps reqs errs p50 p90 p99 tick_sum
+	local s=$1 f=l7_${1//-/_}_setup i x p t0 c0 c1 held words w rps reqs errs p50 p90 p99 tick_sum pol=0
 	local -a rpss=() reqss=() errss=() p50s=() p99s=() f50s=() f90s=() f99s=() fns=() ferrs=()
-	local -A cpus=() fcpus=()
+	local -A cpus=() fcpus=() uss=()
+	case $s in ours-l7-pol*) pol=1 ;; esac
 	BENCH_L7_TARGET="" BENCH_L7_PROXIES=""
 	echo "bench: $s ..." >&2
 	t0=$(date +%s)
 	if ! "$f" 2>>"$BENCH_WORK/$s-setup.log" || [ -z "$BENCH_L7_TARGET" ]; then
 		L7_NOTE[$s]="skipped: $(tail -n 1 "$BENCH_WORK/$s-skip.txt" "$BENCH_WORK/$s-setup.log" 2>/dev/null |
 			grep -v '^==>' | grep -v '^$' | tail -n 1)"
-		for x in $BENCH_L7_PROXIES; do stop_pids "${x#*:}"; done
+		# A policy row that cannot show its policies in force and denying
+		# is a failure, not a skip (unless there is no binary at all).
+		if [ $pol = 1 ] && [ ! -e "$BENCH_WORK/$s-skip.txt" ]; then
+			L7_FAIL[$s]="setup: ${L7_NOTE[$s]#skipped: }"
+			L7_NOTE[$s]="FAILED: ${L7_FAIL[$s]}"
+		fi
+		l7_stop_row "$s"
 		echo "bench: $s ${L7_NOTE[$s]}" >&2
 		return
 	fi
-	if [ -n "$BENCH_L7_PROXIES" ]; then
+	if [ $pol = 1 ]; then
+		echo "bench: $s: $(tail -n 1 "$BENCH_WORK/$s-setup.log")" >&2
+		# Requests only: the memory and fixed-rate rows are ours-l7's.
+		local all=""
+		for x in $BENCH_L7_PROXIES; do all="$all ${x#*:}"; done
+		wait_quiet "$all"
+	elif [ -n "$BENCH_L7_PROXIES" ]; then
 		sleep 1
 		L7_IDLE[$s]=""
 		for x in $BENCH_L7_PROXIES; do L7_IDLE[$s]="${L7_IDLE[$s]} ${x%%:*}:$(pss_kb "${x#*:}")"; done
@@ -901,12 +957,17 @@ run_l7_scenario() {
 			c1=$(($(cpu_of "${x#*:}") - ${t0s[$p]}))
 			tick_sum=$((tick_sum + c1))
 			cpus[$p]="${cpus[$p]:-} $(per_unit "$c1" "$reqs" 1e4)"
+			uss[$p]="${uss[$p]:-} $(per_unit "$c1" "$reqs" 1e6)" # µs per request
 			if [ "$reqs" -gt 0 ] && [ "$c1" -lt 2 ]; then
 				L7_NOTE[$s]="proxy $p used no CPU while wrk made $reqs requests: is the traffic really proxied?"
 			fi
 		done
-		[ -n "$BENCH_L7_PROXIES" ] && cpus[all]="${cpus[all]:-} $(per_unit "$tick_sum" "$reqs" 1e4)"
+		if [ -n "$BENCH_L7_PROXIES" ]; then
+			cpus[all]="${cpus[all]:-} $(per_unit "$tick_sum" "$reqs" 1e4)"
+			uss[all]="${uss[all]:-} $(per_unit "$tick_sum" "$reqs" 1e6)"
+		fi
 
+		[ $pol = 1 ] && continue
 		for x in $BENCH_L7_PROXIES; do t0s[${x%%:*}]=$(cpu_of "${x#*:}"); done
 		read -r p50 p90 p99 reqs errs < <(run_h2load_l7 "$BENCH_L7_TARGET" "$BENCH_WORK/$s-h2load-$i.log")
 		f50s+=("$p50") f90s+=("$p90") f99s+=("$p99") fns+=("$reqs") ferrs+=("$errs")
@@ -919,18 +980,22 @@ run_l7_scenario() {
 		done
 		[ -n "$BENCH_L7_PROXIES" ] && fcpus[all]="${fcpus[all]:-} $(per_unit "$tick_sum" "$reqs" 1e6)"
 	done
-	L7_F50[$s]=$(median "${f50s[@]}")
-	L7_F90[$s]=$(median "${f90s[@]}")
-	L7_F99[$s]=$(median "${f99s[@]}")
-	L7_FN[$s]=$(median "${fns[@]}")
-	L7_FERRS[$s]=$(median "${ferrs[@]}")
+	if [ $pol = 0 ]; then
+		L7_F50[$s]=$(median "${f50s[@]}")
+		L7_F90[$s]=$(median "${f90s[@]}")
+		L7_F99[$s]=$(median "${f99s[@]}")
+		L7_FN[$s]=$(median "${fns[@]}")
+		L7_FERRS[$s]=$(median "${ferrs[@]}")
+	fi
 	L7_RPS[$s]=$(median "${rpss[@]}")
 	L7_REQS[$s]=$(median "${reqss[@]}")
 	L7_ERRS[$s]=$(median "${errss[@]}")
 	L7_P50[$s]=$(median "${p50s[@]}")
 	L7_P99[$s]=$(median "${p99s[@]}")
-	L7_CPU[$s]="" L7_FCPU[$s]="" L7_PEAK[$s]=""
+	L7_CPU[$s]="" L7_FCPU[$s]="" L7_PEAK[$s]="" L7_US[$s]=""
 	for p in A W B all; do
+		# shellcheck disable=SC2086 # a list of figures
+		[ -n "${uss[$p]:-}" ] && L7_US[$s]="${L7_US[$s]} $p:$(median ${uss[$p]})"
 		# shellcheck disable=SC2086 # a list of figures
 		[ -n "${cpus[$p]:-}" ] && L7_CPU[$s]="${L7_CPU[$s]} $p:$(median ${cpus[$p]})"
 		# shellcheck disable=SC2086 # a list of figures
@@ -938,8 +1003,19 @@ run_l7_scenario() {
 	done
 	for x in $BENCH_L7_PROXIES; do
 		L7_PEAK[$s]="${L7_PEAK[$s]} ${x%%:*}:$(group_status_kb VmHWM "${x#*:}")"
-		stop_pids "${x#*:}"
 	done
+	l7_stop_row "$s"
+	# Every request of a policy row must be allowed and answered: a denied
+	# (403) or failed request means the row measured something else.
+	if [ $pol = 1 ]; then
+		for i in "${!rpss[@]}"; do
+			if [ "${rpss[$i]}" = - ] || [ "${errss[$i]}" != 0 ] || [ "${reqss[$i]}" = 0 ]; then
+				L7_FAIL[$s]="run $((i + 1)): ${errss[$i]} of ${reqss[$i]} requests failed or were not 2xx ($s-wrk-l7-$((i + 1)).log)"
+				L7_NOTE[$s]="FAILED: ${L7_FAIL[$s]}"
+				echo "bench: $s FAILED: ${L7_FAIL[$s]}" >&2
+			fi
+		done
+	fi
 	echo "bench: $s done in $(($(date +%s) - t0)) s" >&2
 }
 
@@ -947,7 +1023,7 @@ t_start=$(date +%s)
 for s in $BENCH_SCENARIOS; do
 	case $s in
 	direct | socat | stunnel | ours) run_scenario "$s" ;;
-	direct-http | nginx-rp | ours-l7) ;; # below, in their own order
+	direct-http | nginx-rp | ours-l7 | ours-l7-pol10 | ours-l7-pol1000) ;; # below, in their own order
 	*) echo "bench: unknown scenario '$s'" >&2 ;;
 	esac
 done
@@ -1104,13 +1180,16 @@ l7_per_cpu() { # l7_per_cpu SCENARIO [LABEL]: requests per CPU-second of the pat
 	c=$(l7_get "${L7_CPU[$1]:-}" "${2:-all}")
 	if num "$c"; then awk -v c="$c" 'BEGIN { if (c > 0) printf "%.0f", 1e4 / c; else print "-" }'; else echo -; fi
 }
-l7_shown=()
+l7_shown=() l7_pol_shown=()
 for s in $BENCH_L7; do
 	if [ -z "${L7_RPS[$s]:-}" ]; then
 		printf 'bench: %-11s %s\n' "$s" "${L7_NOTE[$s]:-no result}"
 		continue
 	fi
-	l7_shown+=("$s")
+	case $s in
+	ours-l7-pol*) l7_pol_shown+=("$s") ;;
+	*) l7_shown+=("$s") ;;
+	esac
 done
 if [ ${#l7_shown[@]} -gt 0 ]; then
 	echo
@@ -1129,6 +1208,29 @@ if [ ${#l7_shown[@]} -gt 0 ]; then
 			"$(l7_get "${L7_CPU[$s]:-}" A)" "$(l7_get "${L7_CPU[$s]:-}" W)" "$(l7_get "${L7_CPU[$s]:-}" B)" \
 			"$(l7_get "${L7_CPU[$s]:-}" all)" "$(l7_per_cpu "$s")" "$(ratio "$(l7_per_cpu "$s")" "$(l7_per_cpu nginx-rp)")"
 	done
+fi
+if [ ${#l7_pol_shown[@]} -gt 0 ]; then
+	echo
+	echo "L7 AuthorizationPolicy cost: the ours-l7 path and wrk load as above, with N Istio AuthorizationPolicies in" \
+		"the waypoint's file (10: on the service and the waypoint's Gateway, each request checked against all 10" \
+		"and allowed; 1000: those 10 and 990 on 99 other services), reloaded by ours-l7's waypoint, on ours-l7's" \
+		"proxies. ÷0 = against ours-l7 (no policies) in this run; µs = CPU-µs per request of the waypoint (W) and" \
+		"of the three proxies (all). Any error or non-2xx answer fails the row."
+	printf '%-15s %8s %8s %6s %7s %7s %8s %7s %6s %6s %6s %6s %6s\n' \
+		scenario policies req/s ÷0 p50 p99 requests errors W-µs ÷0 all-µs ÷0 result
+	for s in ours-l7 "${l7_pol_shown[@]}"; do
+		[ -n "${L7_RPS[$s]:-}" ] || continue
+		n=0
+		case $s in ours-l7-pol*) n=${s#ours-l7-pol} ;; esac
+		printf '%-15s %8s %8s %6s %7s %7s %8s %7s %6s %6s %6s %6s %6s\n' "$s" "$n" \
+			"$(fmt %.0f "${L7_RPS[$s]}")" "$(ratio "${L7_RPS[$s]}" "${L7_RPS[ours-l7]:-}")" \
+			"$(fmt %.2f "${L7_P50[$s]}")" "$(fmt %.2f "${L7_P99[$s]}")" "${L7_REQS[$s]}" "${L7_ERRS[$s]}" \
+			"$(l7_get "${L7_US[$s]:-}" W)" "$(ratio "$(l7_get "${L7_US[$s]:-}" W)" "$(l7_get "${L7_US[ours-l7]:-}" W)")" \
+			"$(l7_get "${L7_US[$s]:-}" all)" "$(ratio "$(l7_get "${L7_US[$s]:-}" all)" "$(l7_get "${L7_US[ours-l7]:-}" all)")" \
+			"$([ -n "${L7_FAIL[$s]:-}" ] && echo FAILED || echo ok)"
+	done
+fi
+if [ ${#l7_shown[@]} -gt 0 ]; then
 	echo
 	echo "L7 latency at a fixed rate: h2load --h1 -c$BENCH_L7_RATE_CONNS, 1000 requests/s in all, -D $BENCH_LAT_TIME," \
 		"keep-alive GET of 1 KB; ms, + = added over direct-http; CPU = CPU-ms of each proxy per 1000 requests" \
@@ -1177,7 +1279,11 @@ echo
 for s in "${shown[@]}"; do
 	[ -n "${R_NOTE[$s]:-}" ] && echo "note: $s: ${R_NOTE[$s]}"
 done
-for s in "${l7_shown[@]}"; do
+for s in "${l7_shown[@]}" "${l7_pol_shown[@]}"; do
 	[ -n "${L7_NOTE[$s]:-}" ] && echo "note: $s: ${L7_NOTE[$s]}"
 done
 echo "total $(($(date +%s) - t_start)) s; logs: $BENCH_WORK (kept with ZT_KEEP_WORK=1)"
+if [ -n "${L7_FAIL[*]:-}" ]; then
+	for s in "${!L7_FAIL[@]}"; do echo "bench: $s FAILED: ${L7_FAIL[$s]}" >&2; done
+	exit 1
+fi

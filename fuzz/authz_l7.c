@@ -10,6 +10,7 @@
 #include "config/authn.h"
 #include "config/authz.h"
 #include "http/head.h"
+#include "yaml_errs.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -58,14 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                "role", "admin");
     const char *aud[] = {"api"};
 
-    if (rc != 0 && rc != ZT_E_CONFIG)
-        __builtin_trap();
-    if (rc && errs.n_errors == 0)
-        __builtin_trap();
-    for (size_t i = 0; i < errs.n; i++)
-        if (strncmp(errs.v[i].msg, name, sizeof(name) - 1) != 0 ||
-            errs.v[i].msg[sizeof(name) - 1] != ':')
-            __builtin_trap();
+    fuzz_check_load(name, rc, &errs);
     zt_authz_l7_set_seal(s);
     check_path(first, strlen(first));
     struct zt_jwt_authn_policies authn = {0};

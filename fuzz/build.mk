@@ -28,6 +28,7 @@ FUZZ_TARGETS := hbone_authority spiffe zds_request local_yaml cni_store cni_ctl 
 FUZZ_TARGETS += traceparent
 FUZZ_TARGETS += jwt_token
 FUZZ_TARGETS += authz_l7
+FUZZ_TARGETS += ratelimit_yaml
 FUZZ_TARGETS += xds_policies
 
 # Every proto/*.proto becomes $(FUZZ_BUILD)/gen/proto/<name>.pb-c.{c,h}.
@@ -64,6 +65,8 @@ SRC_route_match       := src/route/route.c src/http/head.c src/config/routes_yam
 SRC_routes_yaml       := $(SRC_route_match)
 SRC_authz_l7          := src/authz/l7.c src/config/authz_yaml.c src/config/authn_yaml.c \
                          src/jwt/authn.c src/jwt/jwt.c $(SRC_route_match)
+SRC_ratelimit_yaml    := src/ratelimit/ratelimit.c src/config/ratelimit_yaml.c \
+                         src/config/authz_yaml.c src/authz/l7.c $(SRC_route_match)
 SRC_xds_route         := src/xds/routes.c src/xds/fields.c src/route/route.c src/http/head.c $(call pb,routes)
 SRC_xds_policies      := src/xds/policies.c src/xds/fields.c src/authz/l7.c src/jwt/authn.c src/jwt/jwt.c \
                          src/http/head.c $(FUZZ_STATE) $(call pb,policies)

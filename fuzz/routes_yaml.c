@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "config/routes.h"
 #include "route/route.h"
+#include "yaml_errs.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -28,14 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct zt_route_table *t;
     int rc = zt_config_routes_load_string(b, name, (const char *)data, size, &errs);
 
-    if (rc != 0 && rc != ZT_E_CONFIG)
-        __builtin_trap();
-    if (rc && errs.n_errors == 0)
-        __builtin_trap();
-    for (size_t i = 0; i < errs.n; i++)
-        if (strncmp(errs.v[i].msg, name, sizeof(name) - 1) != 0 ||
-            errs.v[i].msg[sizeof(name) - 1] != ':')
-            __builtin_trap();
+    fuzz_check_load(name, rc, &errs);
     t = zt_route_builder_finish(b);
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         struct zt_http_head h;

@@ -20,6 +20,7 @@ ALL=(hbone_authority spiffe zds_request local_yaml cni_store cni_ctl http_header
 ALL+=(traceparent)
 ALL+=(jwt_token)
 ALL+=(authz_l7)
+ALL+=(ratelimit_yaml)
 ALL+=(xds_policies)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
@@ -48,6 +49,7 @@ max_len() {
     xds_route) echo 16384 ;;       # one Route; its lists are capped at 16..64 items
     jwt_token) echo 8400 ;;        # tokens are capped at 8192 bytes
     authz_l7) echo 16384 ;;        # a few AuthorizationPolicy documents
+    ratelimit_yaml) echo 16384 ;;  # a few RateLimit documents; a first line past 8 KiB
     xds_policies) echo 16384 ;;    # one policy; a JWKS is capped at 64 KiB (unit tests)
     *) echo 4096 ;;
     esac

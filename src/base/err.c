@@ -36,6 +36,8 @@ const char *zt_strerror(int err)
         return "illegal destination port";
     case ZT_E_REVOKED:
         return "peer certificate revoked";
+    case ZT_E_RATE_LIMITED:
+        return "rate limited";
     default:
         break;
     }

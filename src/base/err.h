@@ -24,7 +24,8 @@ enum zt_err {
     ZT_E_BAD_AUTHORITY = -1010, /* HBONE :authority unparseable or foreign */
     ZT_E_UPSTREAM = -1011,      /* upstream connect failed */
     ZT_E_ILLEGAL_PORT = -1012,  /* destination port reserved for the proxy */
-    ZT_E_REVOKED = -1013        /* peer certificate revoked by a CRL */
+    ZT_E_REVOKED = -1013,       /* peer certificate revoked by a CRL */
+    ZT_E_RATE_LIMITED = -1014   /* a local rate limit refused the request */
 };
 
 /* Returns a static, human-readable description of any code this project

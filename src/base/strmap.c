@@ -25,11 +25,10 @@ static void sip_round(uint64_t v[4])
     v[2] = rotl(v[2], 32);
 }
 
-/* SipHash-2-4 (Aumasson and Bernstein, 2012) of a NUL-terminated string. */
-static uint64_t siphash(const uint64_t key[2], const char *s)
+uint64_t zt_siphash(const uint64_t key[2], const void *data, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = strlen(s), i = 0;
+    const unsigned char *p = data;
+    size_t i = 0;
     uint64_t v[4] = {
         key[0] ^ 0x736f6d6570736575ULL,
         key[1] ^ 0x646f72616e646f6dULL,
@@ -57,6 +56,11 @@ static uint64_t siphash(const uint64_t key[2], const char *s)
     for (int r = 0; r < 4; r++)
         sip_round(v);
     return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+static uint64_t siphash(const uint64_t key[2], const char *s)
+{
+    return zt_siphash(key, s, strlen(s));
 }
 
 void zt_strmap_init(struct zt_strmap *m, bool owns)

@@ -41,4 +41,8 @@ bool zt_strmap_del(struct zt_strmap *m, const char *key);
  * the end. The map must not change during the walk. */
 const struct zt_strmap_entry *zt_strmap_next(const struct zt_strmap *m, size_t *pos);
 
+/* SipHash-2-4 (Aumasson and Bernstein, 2012) of data[0..len) under key:
+ * for tables keyed by what a peer chooses. */
+uint64_t zt_siphash(const uint64_t key[2], const void *data, size_t len);
+
 #endif

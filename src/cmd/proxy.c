@@ -11,6 +11,7 @@
 #include "ca/manager.h"
 #include "config/authn.h"
 #include "config/authz.h"
+#include "config/ratelimit.h"
 #include "config/env.h"
 #include "config/local.h"
 #include "config/routes.h"
@@ -374,6 +375,31 @@ static void log_policy_errors(const char *scope, const struct zt_route_errors *e
     }
 }
 
+/* The RateLimit documents of yaml[0..len) (file names it) become the
+ * limits in force; kept policies keep their buckets (a reload is no fresh
+ * burst). A bad policy is logged and left out. */
+static void load_ratelimits(struct proxy_app *app, const char *file, const char *yaml, size_t len)
+{
+    struct zt_route_errors errs = {0};
+    struct zt_ratelimit_set *set = zt_ratelimit_set_new();
+    int rc = zt_config_ratelimit_load_string(set, file, yaml, len, &errs);
+    log_policy_errors("ratelimit", &errs);
+    if (rc < 0 && rc != ZT_E_CONFIG) {
+        ZT_ERROR("ratelimit", "%s: %s: the rate limits in force stay", file, zt_strerror(rc));
+    } else {
+        zt_ratelimit_set_seal(set);
+        struct zt_ratelimit_set *old = zt_waypoint_ratelimits(app->waypoint);
+        zt_ratelimit_set_inherit(set, old);
+        zt_ratelimit_set_unref(old);
+        ZT_INFO("ratelimit", "%zu rate limit polic%s in force (%zu left out)",
+                zt_ratelimit_set_count(set), zt_ratelimit_set_count(set) == 1 ? "y" : "ies",
+                errs.n_errors);
+        zt_waypoint_set_ratelimits(app->waypoint, zt_ratelimit_set_count(set) ? set : NULL);
+    }
+    zt_ratelimit_set_unref(set);
+    zt_route_errors_cleanup(&errs);
+}
+
 /* `ztunnel waypoint`: the AuthorizationPolicy and RequestAuthentication
  * documents of LOCAL_XDS_PATH that attach to waypoints become the L7
  * policies and JWT rules in force. A bad policy is logged and left out;
@@ -406,6 +432,7 @@ static void load_policies(struct proxy_app *app)
     zt_authz_l7_set_unref(set);
     zt_route_errors_cleanup(&errs);
 
+    load_ratelimits(app, path, buf, len);
     struct zt_jwt_authn_policies authn = {0};
     errs = (struct zt_route_errors){0};
     rc = zt_config_authn_load_string(&authn, path, buf, len, &errs);

@@ -205,27 +205,17 @@ static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_jwt_authn_po
 int zt_config_authn_parse_doc(const char *file, const struct ynode *doc,
                               struct zt_route_errors *errs, struct zt_jwt_authn_policy **out)
 {
+    static const char *const versions[] = {"security.istio.io/v1", "security.istio.io/v1beta1",
+                                           NULL};
     ctx_t c = {.file = file, .errs = errs};
-    const struct ynode *kind, *api;
-    bool skip = false;
+    bool skip = false, is;
+    int rc;
 
     *out = NULL;
-    if (!doc || doc->type != YAML_MAPPING_NODE)
-        return 0;
-    kind = zt_config_routes_get(doc, "kind");
-    api = zt_config_routes_get(doc, "apiVersion");
-    if (!kind || kind->type != YAML_SCALAR_NODE || strcmp(kind->value, "RequestAuthentication"))
-        return 0;
-    snprintf(c.obj, sizeof(c.obj), "RequestAuthentication");
-    if (!api || api->type != YAML_SCALAR_NODE)
-        return zt_config_routes_fail(&c, doc, "apiVersion", "required");
-    if (strcmp(api->value, "security.istio.io/v1") != 0 &&
-        strcmp(api->value, "security.istio.io/v1beta1") != 0)
-        return zt_config_routes_fail(
-            &c, api, "apiVersion", "\"%.80s\" is not a supported version of RequestAuthentication",
-            api->value);
+    if ((rc = zt_config_routes_kind(&c, doc, "RequestAuthentication", versions, &is)) || !is)
+        return rc;
     struct zt_jwt_authn_policy *p = zt_xcalloc(1, sizeof(*p));
-    int rc = read_policy(&c, doc, p, &skip);
+    rc = read_policy(&c, doc, p, &skip);
     if (rc || skip)
         zt_jwt_authn_policy_free(p);
     else

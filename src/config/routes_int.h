@@ -47,6 +47,11 @@ void zt_config_routes_warn(struct zt_config_routes_ctx *c, const struct ynode *n
  * c->obj set to "<kind> <ns>/<name>". */
 int zt_config_routes_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
                             const char *kind, char **name, char **ns);
+/* Whether doc is an object of this kind: 0 with *is false when not (not a
+ * mapping, another kind); else c->obj is set to kind and the apiVersion
+ * must be one of versions (NULL-terminated), or ZT_E_CONFIG. */
+int zt_config_routes_kind(struct zt_config_routes_ctx *c, const struct ynode *doc, const char *kind,
+                          const char *const *versions, bool *is);
 /* Field paths: dst (PATH_LEN bytes) = parent.key / parent[i]. */
 void zt_config_routes_key(char *dst, const char *parent, const char *key);
 void zt_config_routes_idx(char *dst, const char *parent, size_t i);

@@ -833,35 +833,47 @@ static int parse_object(struct zt_config_routes_ctx *c, const struct ynode *doc,
     return rc;
 }
 
+int zt_config_routes_kind(struct zt_config_routes_ctx *c, const struct ynode *doc, const char *kind,
+                          const char *const *versions, bool *is)
+{
+    const struct ynode *k, *api;
+    *is = false;
+    if (!doc || doc->type != YAML_MAPPING_NODE)
+        return 0;
+    k = zt_config_routes_get(doc, "kind");
+    api = zt_config_routes_get(doc, "apiVersion");
+    if (!k || k->type != YAML_SCALAR_NODE || strcmp(k->value, kind) != 0)
+        return 0;
+    *is = true;
+    snprintf(c->obj, sizeof(c->obj), "%s", kind);
+    if (!api || api->type != YAML_SCALAR_NODE)
+        return zt_config_routes_fail(c, doc, "apiVersion", "required");
+    if (!zt_config_routes_one_of(api->value, versions))
+        return zt_config_routes_fail(
+            c, api, "apiVersion", "\"%.80s\" is not a supported version of %s", api->value, kind);
+    return 0;
+}
+
 int zt_config_routes_parse_doc(const char *file, const struct ynode *doc,
                                struct zt_route_errors *errs, struct zt_route_def *out)
 {
+    static const char *const http[] = {"gateway.networking.k8s.io/v1",
+                                       "gateway.networking.k8s.io/v1beta1", NULL};
+    static const char *const grpc[] = {"gateway.networking.k8s.io/v1",
+                                       "gateway.networking.k8s.io/v1alpha2", NULL};
     struct zt_config_routes_ctx c = {.file = file, .errs = errs};
-    const struct ynode *kind, *api;
+    bool is;
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if (!doc || doc->type != YAML_MAPPING_NODE)
-        return 0;
-    kind = zt_config_routes_get(doc, "kind");
-    api = zt_config_routes_get(doc, "apiVersion");
-    if (!kind || kind->type != YAML_SCALAR_NODE)
-        return 0;
-    if (strcmp(kind->value, "HTTPRoute") == 0)
-        c.kind = ZT_ROUTE_HTTP;
-    else if (strcmp(kind->value, "GRPCRoute") == 0)
+    c.kind = ZT_ROUTE_HTTP;
+    rc = zt_config_routes_kind(&c, doc, "HTTPRoute", http, &is);
+    if (!rc && !is) {
         c.kind = ZT_ROUTE_GRPC;
-    else
-        return 0;
-    snprintf(c.obj, sizeof(c.obj), "%s", kind->value);
-    if (!api || api->type != YAML_SCALAR_NODE)
-        return zt_config_routes_fail(&c, doc, "apiVersion", "required");
-    if (strcmp(api->value, "gateway.networking.k8s.io/v1") != 0 &&
-        strcmp(api->value, c.kind == ZT_ROUTE_HTTP ? "gateway.networking.k8s.io/v1beta1"
-                                                   : "gateway.networking.k8s.io/v1alpha2") != 0)
-        return zt_config_routes_fail(&c, api, "apiVersion",
-                                     "\"%.80s\" is not a supported version of %s", api->value,
-                                     kind->value);
+        rc = zt_config_routes_kind(&c, doc, "GRPCRoute", grpc, &is);
+    }
+    if (rc || !is)
+        return rc;
     out->kind = c.kind;
     rc = parse_object(&c, doc, out);
     if (rc)

@@ -13,10 +13,12 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 
 #include "base/alloc.h"
+#include "base/strmap.h"
 #include "base/err.h"
 #include "http/head.h"
 
@@ -71,7 +73,12 @@ struct rule {
 struct zt_jwt_rules {
     struct rule *rules;
     size_t n;
+    uint64_t id; /* unique per set and key-set change: the token cache's key */
 };
+
+/* Ids for rule sets (never reused, so a cache entry of a freed set can
+ * never match a new one at the same address). */
+static _Atomic uint64_t next_rules_id = 1;
 
 /* Envoy's jwt_verify_lib status texts for the failures we can meet. */
 #define R_FORMAT "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
@@ -147,7 +154,9 @@ static void rule_cleanup(struct rule *r)
 
 struct zt_jwt_rules *zt_jwt_rules_new(void)
 {
-    return zt_xcalloc(1, sizeof(struct zt_jwt_rules));
+    struct zt_jwt_rules *rs = zt_xcalloc(1, sizeof(struct zt_jwt_rules));
+    rs->id = atomic_fetch_add(&next_rules_id, 1);
+    return rs;
 }
 
 void zt_jwt_rules_free(struct zt_jwt_rules *rs)
@@ -195,6 +204,33 @@ static const char *json_str(const json_t *o, const char *name)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* Strict unpadded base64url (RFC 7515 2): the alphabet only, and no length
+ * of 4n+1 characters, which no byte string encodes to. */
+static bool b64url_strict(const char *s, size_t n)
+{
+    if (n % 4 == 1)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+            return false;
+    return true;
+}
+
+/* The first member of an RSA or EC JWK that must be base64url and is not
+ * (NULL if none): checked before cjose sees the key, whose decoder asserts
+ * on some malformed input (an '=' inside a value) instead of failing. */
+static const char *bad_b64_member(const json_t *k)
+{
+    static const char *const names[] = {"n", "e", "d", "p", "q", "dp", "dq", "qi", "x", "y"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const json_t *v = json_object_get(k, names[i]);
+        if (v &&
+            (!json_is_string(v) || !b64url_strict(json_string_value(v), json_string_length(v))))
+            return names[i];
+    }
+    return NULL;
+}
+
 /* An OKP JWK's public key: Ed25519 only (Ed448, X25519: NULL, skipped). */
 static int import_okp(const json_t *k, EVP_PKEY **out, char *err, size_t errlen, size_t i)
 {
@@ -205,7 +241,8 @@ static int import_okp(const json_t *k, EVP_PKEY **out, char *err, size_t errlen,
     uint8_t *raw = NULL;
     size_t raw_len = 0;
     cjose_err cerr;
-    if (!x || !cjose_base64url_decode(x, strlen(x), &raw, &raw_len, &cerr) || raw_len != 32) {
+    if (!x || !b64url_strict(x, strlen(x)) ||
+        !cjose_base64url_decode(x, strlen(x), &raw, &raw_len, &cerr) || raw_len != 32) {
         if (raw)
             cjose_get_dealloc()(raw);
         return zt_errf(err, errlen, ZT_E_CONFIG, "jwks: key %zu: Ed25519 \"x\" is not 32 bytes", i);
@@ -217,31 +254,6 @@ static int import_okp(const json_t *k, EVP_PKEY **out, char *err, size_t errlen,
     return 0;
 }
 
-/* The base64url members cjose decodes for RSA and EC keys: strings of the
- * base64url alphabet whose length is not 1 modulo 4 (optionally padded).
- * cjose asserts (aborts the process) on such a length, and a JWKS can come
- * from the network (jwksUri), so they are refused here first. */
-static bool b64url_members_ok(const json_t *k)
-{
-    static const char *const names[] = {"n", "e", "d", "p", "q", "dp", "dq", "qi", "x", "y"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        const json_t *m = json_object_get(k, names[i]);
-        if (!m)
-            continue;
-        if (!json_is_string(m))
-            return false;
-        const char *v = json_string_value(m);
-        size_t n = json_string_length(m), len = 0;
-        while (len < n && (isalnum((unsigned char)v[len]) || v[len] == '-' || v[len] == '_'))
-            len++;
-        size_t pad = len;
-        while (pad < n && pad - len < 2 && v[pad] == '=')
-            pad++;
-        if (pad != n || len % 4 == 1)
-            return false;
-    }
-    return true;
-}
 /* Parses a JWKS into *out. Keys of types we never verify with (oct: only
  * HMAC, which we refuse; OKP curves other than Ed25519) are skipped, as
  * Envoy skips unknown types; a broken RSA, EC or Ed25519 key fails the
@@ -303,11 +315,10 @@ static int parse_jwks(const char *json, size_t len, struct keyset *out, char *er
                 continue;
         } else {
             cjose_err cerr;
-            if (!b64url_members_ok(k)) {
-                rc = zt_errf(err, errlen, ZT_E_CONFIG,
-                             "jwks: key %zu: a key member is not "
-                             "base64url",
-                             i);
+            const char *bad = bad_b64_member(k);
+            if (bad) {
+                rc = zt_errf(err, errlen, ZT_E_CONFIG, "jwks: key %zu: \"%s\" is not base64url", i,
+                             bad);
                 goto out;
             }
             jwk = cjose_jwk_import_json(k, &cerr);
@@ -439,6 +450,7 @@ int zt_jwt_rules_add(struct zt_jwt_rules *rs, const struct zt_jwt_rule_spec *spe
     }
     rs->rules = zt_xrealloc(rs->rules, (rs->n + 1) * sizeof(*rs->rules));
     rs->rules[rs->n] = r;
+    rs->id = atomic_fetch_add(&next_rules_id, 1);
     r = (struct rule){0};
     rc = (int)rs->n++;
 out:
@@ -457,19 +469,12 @@ int zt_jwt_rules_set_jwks(struct zt_jwt_rules *rs, size_t idx, const char *json,
         return rc;
     keyset_cleanup(&rs->rules[idx].keys);
     rs->rules[idx].keys = ks;
+    rs->id = atomic_fetch_add(&next_rules_id, 1); /* cached verdicts no longer hold */
     rs->rules[idx].has_keys = true;
     return 0;
 }
 
 /* ---- checking a token ---- */
-
-static bool is_b64url(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
-            return false;
-    return true;
-}
 
 /* Depth of a JSON value: a scalar is 0, an object or array 1 + its
  * deepest member. The result is exact up to `limit`; past it, some value
@@ -669,9 +674,9 @@ static enum zt_jwt_status check_token(const struct zt_jwt_rules *rs, const char 
     const char *d1 = memchr(tok, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
     if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)) || d1 == tok ||
-        d2 == d1 + 1 || !is_b64url(tok, (size_t)(d1 - tok)) ||
-        !is_b64url(d1 + 1, (size_t)(d2 - d1 - 1)) ||
-        !is_b64url(d2 + 1, (size_t)(tok + len - d2 - 1)))
+        d2 == d1 + 1 || !b64url_strict(tok, (size_t)(d1 - tok)) ||
+        !b64url_strict(d1 + 1, (size_t)(d2 - d1 - 1)) ||
+        !b64url_strict(d2 + 1, (size_t)(tok + len - d2 - 1)))
         return invalid(res, R_FORMAT);
     sc.input = tok;
     sc.input_len = (size_t)(d2 - tok);
@@ -802,6 +807,10 @@ static enum zt_jwt_status check_token(const struct zt_jwt_rules *rs, const char 
         goto out;
     }
     fill_valid(res, ri, payload, tok, (size_t)(d1 + 1 - tok), (size_t)(d2 - d1 - 1));
+    res->has_exp = has_exp;
+    res->has_nbf = has_nbf;
+    res->exp = exp;
+    res->nbf = nbf;
     st = ZT_JWT_VALID;
 out:
     json_decref(hdr);
@@ -938,7 +947,14 @@ static bool find_tokens(const struct zt_jwt_rules *rs, const struct zt_http_head
     return true;
 }
 
-enum zt_jwt_status zt_jwt_authenticate(const struct zt_jwt_rules *rs,
+static enum zt_jwt_status check_cached(const struct zt_jwt_rules *rs, struct zt_jwt_cache *c,
+                                       const char *tok, size_t len, int64_t now,
+                                       struct zt_jwt_result *res);
+
+/* The search, then the one distinct token checked (through c if not NULL):
+ * it must suit a rule at one of the places it was found; the first
+ * location stands for all (the same text). */
+static enum zt_jwt_status authenticate(const struct zt_jwt_rules *rs, struct zt_jwt_cache *c,
                                        const struct zt_http_head *head, int64_t now,
                                        struct zt_jwt_result *res)
 {
@@ -953,9 +969,142 @@ enum zt_jwt_status zt_jwt_authenticate(const struct zt_jwt_rules *rs,
     for (size_t i = 1; i < res->n_found; i++)
         if (toks[i].len != toks[0].len || memcmp(toks[i].p, toks[0].p, toks[0].len) != 0)
             return invalid(res, R_MULTI);
-    /* One distinct token: it must suit a rule at one of the places it was
-     * found; the first location stands for all (the same text). */
+    if (c)
+        return check_cached(rs, c, toks[0].p, toks[0].len, now, res);
     return check_token(rs, toks[0].p, toks[0].len, &res->found[0], now, res);
+}
+
+enum zt_jwt_status zt_jwt_authenticate(const struct zt_jwt_rules *rs,
+                                       const struct zt_http_head *head, int64_t now,
+                                       struct zt_jwt_result *res)
+{
+    return authenticate(rs, NULL, head, now, res);
+}
+
+/* ---- the verified-token cache ---- */
+
+struct cache_entry {
+    uint64_t rules_id;
+    uint64_t hash;
+    char *token; /* NULL: empty slot */
+    size_t len;
+    struct zt_jwt_location loc; /* where it was found (rules match on it) */
+    struct zt_jwt_result res;   /* VALID, without found[] */
+};
+
+struct zt_jwt_cache {
+    struct cache_entry *slots;
+    size_t mask;
+    uint64_t key[2];
+    uint64_t hits, misses;
+};
+
+struct zt_jwt_cache *zt_jwt_cache_new(size_t slots)
+{
+    size_t n = 1;
+    while (n < slots && n < ZT_JWT_CACHE_MAX)
+        n <<= 1;
+    struct zt_jwt_cache *c = zt_xcalloc(1, sizeof(*c));
+    c->slots = zt_xcalloc(n, sizeof(*c->slots));
+    c->mask = n - 1;
+    arc4random_buf(c->key, sizeof(c->key));
+    return c;
+}
+
+static void entry_clear(struct cache_entry *e)
+{
+    free(e->token);
+    free(e->loc.name);
+    zt_jwt_result_cleanup(&e->res);
+    memset(e, 0, sizeof(*e));
+}
+
+void zt_jwt_cache_free(struct zt_jwt_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i <= c->mask; i++)
+        entry_clear(&c->slots[i]);
+    free(c->slots);
+    free(c);
+}
+
+void zt_jwt_cache_counts(const struct zt_jwt_cache *c, uint64_t *hits, uint64_t *misses)
+{
+    *hits = c ? c->hits : 0;
+    *misses = c ? c->misses : 0;
+}
+
+static char **strv_dup(char *const *v, size_t n)
+{
+    char **out = zt_xcalloc(n ? n : 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        out[i] = zt_xstrdup(v[i]);
+    return out;
+}
+
+/* A deep copy of a VALID result's token fields (not found[]). */
+static void result_copy(struct zt_jwt_result *dst, const struct zt_jwt_result *src)
+{
+    dst->status = src->status;
+    dst->rule = src->rule;
+    dst->principal = src->principal ? zt_xstrdup(src->principal) : NULL;
+    dst->issuer = src->issuer ? zt_xstrdup(src->issuer) : NULL;
+    dst->subject = src->subject ? zt_xstrdup(src->subject) : NULL;
+    dst->audiences = strv_dup(src->audiences, src->n_audiences);
+    dst->n_audiences = src->n_audiences;
+    dst->presenter = src->presenter ? zt_xstrdup(src->presenter) : NULL;
+    dst->claims = json_incref(src->claims);
+    dst->payload_b64 = src->payload_b64 ? zt_xstrdup(src->payload_b64) : NULL;
+    dst->has_exp = src->has_exp;
+    dst->has_nbf = src->has_nbf;
+    dst->exp = src->exp;
+    dst->nbf = src->nbf;
+}
+
+static bool same_loc(const struct zt_jwt_location *a, const struct zt_jwt_location *b)
+{
+    return a->is_param == b->is_param && a->is_cookie == b->is_cookie &&
+           strcmp(a->name, b->name) == 0;
+}
+
+enum zt_jwt_status zt_jwt_authenticate_cached(const struct zt_jwt_rules *rs, struct zt_jwt_cache *c,
+                                              const struct zt_http_head *head, int64_t now,
+                                              struct zt_jwt_result *res)
+{
+    return authenticate(rs, c, head, now, res);
+}
+
+static enum zt_jwt_status check_cached(const struct zt_jwt_rules *rs, struct zt_jwt_cache *c,
+                                       const char *tok, size_t len, int64_t now,
+                                       struct zt_jwt_result *res)
+{
+    uint64_t h = zt_siphash(c->key, tok, len) ^ rs->id;
+    struct cache_entry *e = &c->slots[h & c->mask];
+    /* A hit must be the same token, found in the same place, for the same
+     * rules and keys, and still within its time window. */
+    if (e->token && e->rules_id == rs->id && e->hash == h && e->len == len &&
+        memcmp(e->token, tok, len) == 0 && same_loc(&e->loc, &res->found[0]) &&
+        !(e->res.has_nbf && e->res.nbf > now + ZT_JWT_CLOCK_SKEW_S) &&
+        !(e->res.has_exp && e->res.exp < now - ZT_JWT_CLOCK_SKEW_S)) {
+        c->hits++;
+        result_copy(res, &e->res);
+        return ZT_JWT_VALID;
+    }
+    c->misses++;
+    enum zt_jwt_status st = check_token(rs, tok, len, &res->found[0], now, res);
+    if (st != ZT_JWT_VALID)
+        return st;
+    entry_clear(e);
+    e->rules_id = rs->id;
+    e->hash = h;
+    e->token = zt_xmalloc(len);
+    memcpy(e->token, tok, len);
+    e->len = len;
+    e->loc = (struct zt_jwt_location){res->found[0].is_param, res->found[0].is_cookie,
+                                      zt_xstrdup(res->found[0].name)};
+    result_copy(&e->res, res);
+    return st;
 }
 
 const json_t *zt_jwt_claim(const json_t *claims, const char *const *names, size_t n_names)

@@ -139,9 +139,11 @@ struct zt_jwt_result {
     char *issuer, *subject;
     char **audiences; /* `aud` as a list (a string aud is one item) */
     size_t n_audiences;
-    char *presenter;   /* `azp`, or NULL */
-    json_t *claims;    /* the payload object; one reference held */
-    char *payload_b64; /* the token's payload segment (outputPayloadToHeader) */
+    char *presenter;       /* `azp`, or NULL */
+    json_t *claims;        /* the payload object; one reference held */
+    char *payload_b64;     /* the token's payload segment (outputPayloadToHeader) */
+    bool has_exp, has_nbf; /* VALID: the token's exp and nbf, for a cache */
+    int64_t exp, nbf;
     struct zt_jwt_location found[ZT_JWT_FOUND_MAX];
     size_t n_found;
 };
@@ -152,6 +154,25 @@ struct zt_jwt_result {
 enum zt_jwt_status zt_jwt_authenticate(const struct zt_jwt_rules *rs,
                                        const struct zt_http_head *head, int64_t now,
                                        struct zt_jwt_result *res);
+
+/* A cache of verified tokens, so that a client sending the same token on
+ * every request costs one signature check, not one per request (Envoy's
+ * jwt_cache_config). Not locked: one per thread. A hit is the same token
+ * found in the same place for the same rule set with the same keys (each
+ * set, and each key change, has an id never reused), and is served only
+ * while the token's exp/nbf still hold at `now`; only VALID results are
+ * kept. Direct-mapped: `slots` (rounded up to a power of two, at most
+ * ZT_JWT_CACHE_MAX) entries, keyed by a SipHash with a random key. */
+#define ZT_JWT_CACHE_MAX 4096
+struct zt_jwt_cache;
+struct zt_jwt_cache *zt_jwt_cache_new(size_t slots);
+/* NULL is a no-op. */
+void zt_jwt_cache_free(struct zt_jwt_cache *c);
+/* zt_jwt_authenticate through cache c (NULL: no cache). */
+enum zt_jwt_status zt_jwt_authenticate_cached(const struct zt_jwt_rules *rs, struct zt_jwt_cache *c,
+                                              const struct zt_http_head *head, int64_t now,
+                                              struct zt_jwt_result *res);
+void zt_jwt_cache_counts(const struct zt_jwt_cache *c, uint64_t *hits, uint64_t *misses);
 
 /* Checks one token as if found in `loc` (NULL: accepted by any rule). The
  * same result rules as zt_jwt_authenticate, without the token search. */

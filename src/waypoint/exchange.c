@@ -3,6 +3,7 @@
  * route decision, the access line and the request metrics. */
 #include "waypoint/waypoint_int.h"
 
+#include "base/err.h"
 #include "base/log.h"
 #include "state/ip.h"
 #include "telemetry/metrics.h"
@@ -41,6 +42,8 @@ void wp_route(struct wp_worker *w, const struct zt_state *snap, const struct wp_
     zt_route_select(t, &target, req, arc4random(), &res);
     if (res.route)
         snprintf(r->route, sizeof(r->route), "%s/%s", res.route->ns, res.route->name);
+    r->def = res.route;
+    r->rule_name = res.rule ? res.rule->name : NULL;
     r->retry = res.retry;
     r->timeout_ms = res.timeout_ms;
     switch (res.outcome) {
@@ -96,6 +99,8 @@ const char *wp_response_flags(bool is_local_reply, int status, const char *error
         return error && strstr(error, "no healthy") ? "UH" : "UF";
     case 504:
         return "UT";
+    case 429:
+        return "RL"; /* the only 429 of the waypoint's own: a rate limit */
     default:
         return "-";
     }
@@ -260,6 +265,9 @@ static void jwt_details(const char *reason, char *out, size_t len)
             out[i] = '_';
 }
 
+/* Verified tokens kept per worker (Envoy's jwt_cache_size is 100). */
+#define WP_JWT_CACHE_SLOTS 256
+
 static void count(const struct wp_worker *w, enum zt_counter c)
 {
     if (w->wp->opts.metrics)
@@ -315,7 +323,9 @@ int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
                                            ? zt_jwt_authn_rules(authn, svc_ns, svc_name, false)
                                            : NULL;
     if (rules) {
-        zt_jwt_authenticate(rules, req, (int64_t)time(NULL), &jwt);
+        if (!w->jwt_cache)
+            w->jwt_cache = zt_jwt_cache_new(WP_JWT_CACHE_SLOTS);
+        zt_jwt_authenticate_cached(rules, w->jwt_cache, req, (int64_t)time(NULL), &jwt);
         if (zt_jwt_apply(rules, &jwt, req) < 0 && jwt.status == ZT_JWT_VALID) {
             zt_jwt_result_cleanup(&jwt);
             jwt.status = ZT_JWT_INVALID;
@@ -327,8 +337,9 @@ int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
             jwt_details(jwt.reason, out->details, sizeof(out->details));
             www_authenticate(req, out->www_auth, sizeof(out->www_auth));
             out->body = jwt.reason; /* static text */
-            out->header_name = "www-authenticate";
-            out->header_value = out->www_auth;
+            out->hdrs[0] = "www-authenticate";
+            out->hdrs[1] = out->www_auth;
+            out->n_hdrs = 1;
             zt_jwt_result_cleanup(&jwt);
             count(w, ZT_C_WP_JWT_DENIED);
             return 401;
@@ -383,4 +394,69 @@ int wp_authorize_tcp(struct wp_worker *w, const struct wp_dest *dst,
     uint16_t port;
     zt_ip_from_sockaddr((const struct sockaddr *)peer, &rq.source_ip, &port);
     return check_policies(w, set, &rq, "TCP", NULL, src_identity, out);
+}
+
+/* ---- rate limits ---- */
+
+int wp_ratelimit(struct wp_worker *w, const struct wp_dest *dst, const struct wp_routed *r,
+                 const char *src_identity, const struct zt_http_head *req, struct wp_rl *rl,
+                 struct wp_denial *out)
+{
+    struct zt_ratelimit_set *set = wp_worker_ratelimits(w);
+    rl->applied = false;
+    memset(out, 0, offsetof(struct wp_denial, www_auth) + 1);
+    if (!set)
+        return 0;
+    const struct zt_service *svc = dst->svc;
+    struct zt_ratelimit_request rq = {
+        .gateway_ns = w->wp->opts.gateway_ns,
+        .gateway_name = w->wp->opts.gateway_name,
+        .service_ns = svc ? svc->namespace : NULL,
+        .service_name = svc ? svc->name : NULL,
+        .route_ns = r->def ? r->def->ns : NULL,
+        .route_name = r->def ? r->def->name : NULL,
+        .rule_name = r->rule_name,
+        .route_is_grpc = r->def && r->def->kind == ZT_ROUTE_GRPC,
+        .source_principal = src_identity && src_identity[0] ? src_identity : NULL,
+        .head = req,
+    };
+    struct zt_ratelimit_result res;
+    int rc = zt_ratelimit_check(set, &rq, uv_now(w->loop), &res);
+    if (!res.applied)
+        return 0;
+    rl->applied = true;
+    rl->limit = res.limit;
+    rl->remaining = res.remaining;
+    rl->reset_s = res.reset_s;
+    if (rc == 0)
+        return 0;
+    count(w, ZT_C_WP_RATE_LIMITED);
+    snprintf(rl->v[0], sizeof(rl->v[0]), "%" PRIu32, rl->limit);
+    snprintf(rl->v[1], sizeof(rl->v[1]), "%" PRIu32, rl->remaining);
+    snprintf(rl->v[2], sizeof(rl->v[2]), "%" PRIu64, rl->reset_s);
+    static const char *const names[] = {"x-ratelimit-limit", "x-ratelimit-remaining",
+                                        "x-ratelimit-reset"};
+    for (size_t i = 0; i < 3; i++) {
+        out->hdrs[2 * i] = names[i];
+        out->hdrs[2 * i + 1] = rl->v[i];
+    }
+    out->n_hdrs = 3;
+    out->body = WP_RATE_LIMITED_BODY;
+    snprintf(out->details, sizeof(out->details), "local_rate_limited");
+    return 429;
+}
+
+int wp_ratelimit_headers(const struct wp_rl *rl, struct zt_http_head *resp)
+{
+    char v[24];
+    if (!rl->applied)
+        return 0;
+    snprintf(v, sizeof(v), "%" PRIu32, rl->limit);
+    if (zt_http_head_set(resp, "x-ratelimit-limit", v) < 0)
+        return ZT_E_TOO_BIG;
+    snprintf(v, sizeof(v), "%" PRIu32, rl->remaining);
+    if (zt_http_head_set(resp, "x-ratelimit-remaining", v) < 0)
+        return ZT_E_TOO_BIG;
+    snprintf(v, sizeof(v), "%" PRIu64, rl->reset_s);
+    return zt_http_head_set(resp, "x-ratelimit-reset", v) < 0 ? ZT_E_TOO_BIG : 0;
 }

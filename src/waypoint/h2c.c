@@ -110,7 +110,8 @@ struct wp_h2x {
     bool resp_started;   /* the response head went to the client */
     bool resp_end;       /* ... and all of it arrived */
     bool is_replayable, is_local_reply;
-    uint8_t shadow; /* WP_SHADOW_* */
+    uint8_t shadow;  /* WP_SHADOW_* */
+    struct wp_rl rl; /* the rate limit's fields for the response */
     /* W3C trace context: the waypoint's span (parent_id is its id). */
     struct zt_telemetry_traceparent trace;
     uint64_t start_ms, start_ns, req_bytes, resp_bytes;
@@ -398,8 +399,8 @@ static int grpc_from_http(int status)
 
 /* A response of the waypoint's own; for gRPC a trailers-only 200 with
  * grpc-status and grpc-message. The request's later bytes are dropped. */
-static void x_local_reply(struct wp_h2x *x, int status, const char *body, const char *hname,
-                          const char *hvalue)
+static void x_local_reply(struct wp_h2x *x, int status, const char *body, const char *const *hdrs,
+                          size_t n_hdrs)
 {
     struct wp_h2c *s = x->s;
     struct nvs a = {.n = 0};
@@ -428,7 +429,8 @@ static void x_local_reply(struct wp_h2x *x, int status, const char *body, const 
         nv_add(&a, ":status", a.status);
         nv_add(&a, "content-type", "text/plain");
         nv_add(&a, "content-length", len);
-        nv_add(&a, hname, hvalue);
+        for (size_t i = 0; i < n_hdrs; i++)
+            nv_add(&a, hdrs[2 * i], hdrs[2 * i + 1]);
         zt_buf_append(&x->to_down, body, blen);
         x->resp_bytes += blen;
         nghttp2_data_provider prd = {.read_callback = read_down};
@@ -459,9 +461,10 @@ static void x_response_head(struct wp_h2x *x, bool end)
         return;
     }
     uv_timer_stop(&x->try_timer);
-    if (x->filters && zt_route_apply_response(x->filters, &x->resp) < 0) {
+    if ((x->filters && zt_route_apply_response(x->filters, &x->resp) < 0) ||
+        wp_ratelimit_headers(&x->rl, &x->resp) < 0) {
         x_error(x, "response filters pass the head's caps", NULL);
-        x_local_reply(x, 502, "upstream response cannot be forwarded\n", NULL, NULL);
+        x_local_reply(x, 502, "upstream response cannot be forwarded\n", NULL, 0);
         return;
     }
     x->status = x->resp.status;
@@ -524,10 +527,10 @@ static void x_fail(struct wp_h2x *x, uint32_t cond, const char *what, const char
         return;
     }
     if (cond == WP_H2C_RETRY_PER_TRY_TIMEOUT)
-        x_local_reply(x, 504, "upstream request timeout\n", NULL, NULL);
+        x_local_reply(x, 504, "upstream request timeout\n", NULL, 0);
     else
         x_local_reply(x, 503, "upstream connect error or disconnect/reset before headers\n", NULL,
-                      NULL);
+                      0);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -551,7 +554,7 @@ static void on_retry(uv_timer_t *t)
     }
     if (!wl) {
         x_error(x, "no healthy upstream", NULL);
-        x_local_reply(x, 503, "no healthy upstream\n", NULL, NULL);
+        x_local_reply(x, 503, "no healthy upstream\n", NULL, 0);
     } else {
         x->dst_wl = wl;
         if (x->dst_svc)
@@ -586,7 +589,7 @@ static void on_timeout(uv_timer_t *t)
         nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, x->down_sid, NGHTTP2_CANCEL);
     } else {
         uv_timer_stop(&x->try_timer);
-        x_local_reply(x, 504, "upstream request timeout\n", NULL, NULL);
+        x_local_reply(x, 504, "upstream request timeout\n", NULL, 0);
     }
     pump(s);
 }
@@ -780,12 +783,12 @@ static void x_start(struct wp_h2x *x)
     x->is_grpc = ct && strncmp(ct, "application/grpc", 16) == 0;
     if (x->too_big) {
         x_error(x, "request head passes the caps", NULL);
-        x_local_reply(x, 431, "request header fields too large\n", NULL, NULL);
+        x_local_reply(x, 431, "request header fields too large\n", NULL, 0);
         return;
     }
     if (!req->method || !req->path || strcmp(req->method, "CONNECT") == 0) {
         x_error(x, "CONNECT is not proxied", NULL);
-        x_local_reply(x, 405, "CONNECT is not proxied\n", NULL, NULL);
+        x_local_reply(x, 405, "CONNECT is not proxied\n", NULL, 0);
         return;
     }
     /* The waypoint's span: a child of a valid incoming traceparent (one
@@ -799,7 +802,7 @@ static void x_start(struct wp_h2x *x)
     x->shadow = d.shadow;
     if (st) {
         copy_str(x->error, sizeof(x->error), d.details);
-        x_local_reply(x, st, d.body, d.header_name, d.header_value);
+        x_local_reply(x, st, d.body, d.hdrs, d.n_hdrs);
         return;
     }
     struct wp_routed r;
@@ -810,8 +813,14 @@ static void x_start(struct wp_h2x *x)
     if (r.local_status) {
         if (r.error)
             x_error(x, r.error, r.error_detail);
-        x_local_reply(x, r.local_status, r.local_body, r.location[0] ? "location" : NULL,
-                      r.location[0] ? r.location : NULL);
+        const char *loc[2] = {"location", r.location};
+        x_local_reply(x, r.local_status, r.local_body, loc, r.location[0] ? 1 : 0);
+        return;
+    }
+    if ((st = wp_ratelimit(s->w, &s->dst, &r, s->src_identity, req, &x->rl, &d))) {
+        zt_route_table_unref(r.routes);
+        copy_str(x->error, sizeof(x->error), d.details);
+        x_local_reply(x, st, d.body, d.hdrs, d.n_hdrs);
         return;
     }
     x->routes = r.routes;
@@ -824,7 +833,7 @@ static void x_start(struct wp_h2x *x)
     } else if (zt_state_pick_endpoint(s->snap, r.svc, r.port, zt_l7_self(s->pod), arc4random(),
                                       &x->dst_wl, &x->port) < 0) {
         x_error(x, "no healthy upstream", NULL);
-        x_local_reply(x, 503, "no healthy upstream\n", NULL, NULL);
+        x_local_reply(x, 503, "no healthy upstream\n", NULL, 0);
         return;
     }
     char tpv[ZT_TELEMETRY_TRACEPARENT_LEN + 1];
@@ -833,7 +842,7 @@ static void x_start(struct wp_h2x *x)
         zt_telemetry_traceparent_format(&x->trace, tpv, sizeof(tpv)) < 0 ||
         zt_http_head_set(req, "traceparent", tpv) < 0) {
         x_error(x, "request head cannot be forwarded", "past the head's caps");
-        x_local_reply(x, 431, "request header fields too large\n", NULL, NULL);
+        x_local_reply(x, 431, "request header fields too large\n", NULL, 0);
         return;
     }
     x->is_replayable = x->retry.attempts > 0;
@@ -1061,7 +1070,7 @@ static int cli_stream_close(nghttp2_session *ng, int32_t sid, uint32_t error_cod
     }
     if (x->resp_too_big && !x->resp_started) {
         x_error(x, "upstream response head passes the caps", NULL);
-        x_local_reply(x, 502, "upstream sent a bad response\n", NULL, NULL);
+        x_local_reply(x, 502, "upstream sent a bad response\n", NULL, 0);
         up->s->repump = true;
         return 0;
     }

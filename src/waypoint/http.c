@@ -65,7 +65,8 @@ struct wp_exchange {
     bool down_keep; /* the client's connection outlives this exchange */
     bool up_keep;   /* the upstream connection does */
     bool local_reply;
-    uint8_t shadow; /* WP_SHADOW_* */
+    uint8_t shadow;  /* WP_SHADOW_* */
+    struct wp_rl rl; /* the rate limit's fields for the response */
     uint64_t start_ms, start_ns, req_bytes, resp_bytes;
     const struct zt_workload *dst_wl;
     const struct zt_service *dst_svc; /* the service the request went to */
@@ -448,6 +449,24 @@ static int pick_endpoint(struct wp_http *h, const struct zt_service *svc, uint16
 
 static void local_reply(struct wp_http *h, int status, const char *body, const char *extra);
 
+/* Answers a request the security steps refused (wp_authorize,
+ * wp_ratelimit) with their status, body and fields. */
+static void deny(struct wp_http *h, int status, const struct wp_denial *d)
+{
+    char hdr[sizeof(d->www_auth) + 256] = "";
+    size_t n = 0;
+    h->ex.req_done = true;
+    copy_str(h->ex.error, sizeof(h->ex.error), d->details);
+    for (size_t i = 0; i < d->n_hdrs && n < sizeof(hdr); i++) {
+        int k =
+            snprintf(hdr + n, sizeof(hdr) - n, "%s: %s\r\n", d->hdrs[2 * i], d->hdrs[2 * i + 1]);
+        if (k < 0 || (size_t)k >= sizeof(hdr) - n)
+            break;
+        n += (size_t)k;
+    }
+    local_reply(h, status, d->body, n ? hdr : NULL);
+}
+
 /* The request's route (Gateway API semantics, route/route.h): where it
  * goes (*svc, *port), after the rule's request filters rewrote req; or
  * answered here (404 when routes exist and none matches, 500 without a
@@ -460,12 +479,7 @@ static int route_request(struct wp_http *h, struct zt_http_head *req, const stru
     int st = wp_authorize(h->w, &h->dst, &h->peer, h->src_identity, req, &d);
     x->shadow = d.shadow;
     if (st) {
-        char hdr[sizeof(d.www_auth) + 64] = "";
-        x->req_done = true;
-        copy_str(x->error, sizeof(x->error), d.details);
-        if (d.header_name)
-            snprintf(hdr, sizeof(hdr), "%s: %s\r\n", d.header_name, d.header_value);
-        local_reply(h, st, d.body, hdr[0] ? hdr : NULL);
+        deny(h, st, &d);
         return 0;
     }
     struct wp_routed r;
@@ -481,6 +495,11 @@ static int route_request(struct wp_http *h, struct zt_http_head *req, const stru
         if (r.location[0])
             snprintf(hdr, sizeof(hdr), "location: %s\r\n", r.location);
         local_reply(h, r.local_status, r.local_body, hdr[0] ? hdr : NULL);
+        return 0;
+    }
+    if ((st = wp_ratelimit(h->w, &h->dst, &r, h->src_identity, req, &x->rl, &d))) {
+        zt_route_table_unref(r.routes);
+        deny(h, st, &d);
         return 0;
     }
     x->routes = r.routes;
@@ -844,7 +863,8 @@ static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_ht
     x->resp_started = true;
     x->up_keep = f->keep_alive;
     uv_timer_stop(&h->retry_timer); /* the try's timeout ends with its answer */
-    if (x->filters && zt_route_apply_response(x->filters, resp) < 0) {
+    if ((x->filters && zt_route_apply_response(x->filters, resp) < 0) ||
+        wp_ratelimit_headers(&x->rl, resp) < 0) {
         ex_fail(h, "response filters pass the head's caps", NULL);
         x->resp_started = false;
         h->up_wl = NULL;

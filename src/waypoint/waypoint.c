@@ -39,6 +39,7 @@ void zt_waypoint_free(struct zt_waypoint *wp)
     zt_route_table_unref(wp->routes);
     zt_authz_l7_set_unref(wp->policies);
     zt_jwt_authn_set_unref(wp->authn);
+    zt_ratelimit_set_unref(wp->ratelimits);
     pthread_mutex_destroy(&wp->mu);
     free(wp);
 }
@@ -76,6 +77,25 @@ void zt_waypoint_set_authn(struct zt_waypoint *wp, struct zt_jwt_authn_set *a)
     zt_jwt_authn_set_unref(old);
 }
 
+void zt_waypoint_set_ratelimits(struct zt_waypoint *wp, struct zt_ratelimit_set *r)
+{
+    struct zt_ratelimit_set *old;
+    pthread_mutex_lock(&wp->mu);
+    old = wp->ratelimits;
+    wp->ratelimits = r ? zt_ratelimit_set_ref(r) : NULL;
+    atomic_fetch_add(&wp->routes_version, 1);
+    pthread_mutex_unlock(&wp->mu);
+    zt_ratelimit_set_unref(old);
+}
+
+struct zt_ratelimit_set *zt_waypoint_ratelimits(struct zt_waypoint *wp)
+{
+    pthread_mutex_lock(&wp->mu);
+    struct zt_ratelimit_set *r = wp->ratelimits ? zt_ratelimit_set_ref(wp->ratelimits) : NULL;
+    pthread_mutex_unlock(&wp->mu);
+    return r;
+}
+
 struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp)
 {
     pthread_mutex_lock(&wp->mu);
@@ -95,8 +115,12 @@ static void worker_refresh(struct wp_worker *w)
     struct zt_route_table *t = w->wp->routes ? zt_route_table_ref(w->wp->routes) : NULL;
     struct zt_authz_l7_set *p = w->wp->policies ? zt_authz_l7_set_ref(w->wp->policies) : NULL;
     struct zt_jwt_authn_set *a = w->wp->authn ? zt_jwt_authn_set_ref(w->wp->authn) : NULL;
+    struct zt_ratelimit_set *rl =
+        w->wp->ratelimits ? zt_ratelimit_set_ref(w->wp->ratelimits) : NULL;
     v = atomic_load(&w->wp->routes_version);
     pthread_mutex_unlock(&w->wp->mu);
+    zt_ratelimit_set_unref(w->ratelimits);
+    w->ratelimits = rl;
     zt_route_table_unref(w->routes);
     zt_authz_l7_set_unref(w->policies);
     zt_jwt_authn_set_unref(w->authn);
@@ -122,6 +146,12 @@ const struct zt_jwt_authn_set *wp_worker_authn(struct wp_worker *w)
 {
     worker_refresh(w);
     return w->authn;
+}
+
+struct zt_ratelimit_set *wp_worker_ratelimits(struct wp_worker *w)
+{
+    worker_refresh(w);
+    return w->ratelimits;
 }
 
 const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
@@ -324,6 +354,10 @@ static void l7_worker_stop(void *wctx)
     w->policies = NULL;
     zt_jwt_authn_set_unref(w->authn);
     w->authn = NULL;
+    zt_ratelimit_set_unref(w->ratelimits);
+    w->ratelimits = NULL;
+    zt_jwt_cache_free(w->jwt_cache);
+    w->jwt_cache = NULL;
     uv_close((uv_handle_t *)&w->reap, on_worker_closed);
     uv_close((uv_handle_t *)&w->tick, on_worker_closed);
 }

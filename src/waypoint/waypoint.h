@@ -46,6 +46,11 @@ void zt_waypoint_set_policies(struct zt_waypoint *wp, struct zt_authz_l7_set *p)
  * a reference is taken, workers pick it up at their next request. */
 struct zt_jwt_authn_set;
 void zt_waypoint_set_authn(struct zt_waypoint *wp, struct zt_jwt_authn_set *a);
+/* The RateLimit policies in force (NULL: none), as the policies; and a
+ * reference to them (NULL: none), for a reload to inherit their buckets. */
+struct zt_ratelimit_set;
+void zt_waypoint_set_ratelimits(struct zt_waypoint *wp, struct zt_ratelimit_set *r);
+struct zt_ratelimit_set *zt_waypoint_ratelimits(struct zt_waypoint *wp);
 /* The routes in force: a new reference (unref it), NULL for none. Any thread. */
 struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp);
 

@@ -6,6 +6,7 @@
 #include "base/list.h"
 #include "authz/l7.h"
 #include "jwt/authn.h"
+#include "ratelimit/ratelimit.h"
 #include "proxy/l7.h"
 #include "route/route.h"
 #include "waypoint/waypoint.h"
@@ -24,6 +25,7 @@ struct zt_waypoint {
     struct zt_route_table *routes;       /* NULL: none */
     struct zt_authz_l7_set *policies;    /* NULL: none */
     struct zt_jwt_authn_set *authn;      /* NULL: no RequestAuthentication */
+    struct zt_ratelimit_set *ratelimits; /* NULL: no RateLimit */
     atomic_uint_fast64_t routes_version; /* bumped when any changes */
 };
 
@@ -46,8 +48,10 @@ struct wp_worker {
     struct zt_route_table *routes;
     struct zt_authz_l7_set *policies;
     struct zt_jwt_authn_set *authn;
+    struct zt_ratelimit_set *ratelimits;
     uint_fast64_t routes_version;
-    int handles; /* open handles; the worker is freed with the last */
+    struct zt_jwt_cache *jwt_cache; /* verified tokens, NULL until the first */
+    int handles;                    /* open handles; the worker is freed with the last */
     bool draining;
     struct wp_mirrors *mirrors; /* mirror.c's, NULL until the first mirror */
 };
@@ -69,6 +73,7 @@ struct zt_route_table *wp_worker_routes(struct wp_worker *w);
  * force, as wp_worker_routes. */
 const struct zt_authz_l7_set *wp_worker_policies(struct wp_worker *w);
 const struct zt_jwt_authn_set *wp_worker_authn(struct wp_worker *w);
+struct zt_ratelimit_set *wp_worker_ratelimits(struct wp_worker *w);
 
 /* The service a backendRef names, in snap (NULL if none). */
 const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
@@ -116,6 +121,10 @@ struct wp_routed {
     struct zt_route_retry retry;
     uint32_t timeout_ms; /* the route's, 0: none */
     char route[128];     /* "<ns>/<name>" of the route, for the log */
+    /* The route and rule that took it (borrowed from `routes`), for the
+     * rate limits; NULL for the default route. */
+    const struct zt_route_def *def;
+    const char *rule_name;
 };
 
 /* Routes req (Gateway API semantics, route/route.h) addressed to dst:
@@ -138,13 +147,33 @@ enum { WP_SHADOW_NONE, WP_SHADOW_ALLOWED, WP_SHADOW_DENIED };
 struct wp_denial {
     uint8_t shadow; /* the dry-run policies' verdict (WP_SHADOW_*), also when 0 is returned */
     const char *body;
-    const char *header_name, *header_value; /* one extra header, or NULLs */
+    const char *hdrs[6]; /* extra response fields: name, value pairs */
+    size_t n_hdrs;       /* pairs in hdrs */
     char details[384];
     char www_auth[1152];
 };
 int wp_authorize(struct wp_worker *w, const struct wp_dest *dst,
                  const struct sockaddr_storage *peer, const char *src_identity,
                  struct zt_http_head *req, struct wp_denial *out);
+/* The local rate limit step, after routing (r: what wp_route decided,
+ * before its filters' effects are used): 0 to go on, or 429 with body
+ * `local_rate_limited`, the x-ratelimit-* fields in out->hdrs and
+ * out->details `local_rate_limited`. When a policy applied, *rl holds the
+ * values for the response's x-ratelimit-* fields (wp_ratelimit_headers). */
+struct wp_rl {
+    bool applied;
+    uint32_t limit, remaining;
+    uint64_t reset_s;
+    char v[3][24]; /* formatted values, for a 429 */
+};
+#define WP_RATE_LIMITED_BODY "local_rate_limited"
+int wp_ratelimit(struct wp_worker *w, const struct wp_dest *dst, const struct wp_routed *r,
+                 const char *src_identity, const struct zt_http_head *req, struct wp_rl *rl,
+                 struct wp_denial *out);
+/* Sets x-ratelimit-limit, -remaining and -reset on a response (nothing
+ * when no policy applied). Returns 0 or ZT_E_TOO_BIG. */
+int wp_ratelimit_headers(const struct wp_rl *rl, struct zt_http_head *resp);
+
 /* The same for a connection relayed as TCP (zt_authz_l7_request.is_tcp):
  * 0, or 403 with out->details when the policies deny it. */
 int wp_authorize_tcp(struct wp_worker *w, const struct wp_dest *dst,

@@ -6,6 +6,7 @@
 # 50 requests multiplexed on one connection, trailers, large bodies both ways, a retry on 503
 # and on gRPC UNAVAILABLE, a route timeout, gRPC statuses and streaming,
 # RequestMirror of h2c requests and gRPC calls (copies sent as HTTP/2),
+# JWT (RequestAuthentication) and AuthorizationPolicy on gRPC calls,
 # request metrics with grpc_response_status, and a client sending garbage
 # after the preface (only its session ends). Needs root.
 set -u
@@ -100,6 +101,17 @@ config() {
 		  action: DENY
 		  rules:
 		  - when: [{key: "request.headers[x-block]", values: ["yes"]}]
+		  - from: [{source: {notRequestPrincipals: ["*"]}}]
+		    when: [{key: "request.headers[x-need-token]", values: ["yes"]}]
+		---
+		apiVersion: security.istio.io/v1
+		kind: RequestAuthentication
+		metadata: {name: jwt, namespace: default}
+		spec:
+		  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]
+		  jwtRules:
+		  - issuer: https://issuer.test
+		    jwks: '$(cat "$ZT_WORK/tokens/jwks.json")'
 	Y
 }
 
@@ -110,6 +122,7 @@ setup() {
 	a=$(zt_pod_add 1 1 a) || return 1
 	b1=$(zt_pod_add 2 1 b1) && b2=$(zt_pod_add 2 2 b2) && w=$(zt_pod_add 3 1 w) || return 1
 	mesh_ca || return 1
+	mkdir -p "$ZT_WORK/tokens" && node "$here/jwt_mint.js" "$ZT_WORK/tokens" https://issuer.test || return 1
 	config >"$ZT_WORK/n1.yaml"
 	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
 	mesh_node_up 1 && mesh_node_up 2 || return 1
@@ -269,6 +282,11 @@ zt_expect_eq "$(gcall "$VIP_G:9090" Flaky f1)" "text=f1 server=b1"
 zt_test "AuthorizationPolicy DENY on the waypoint's Gateway: a gRPC call with x-block gets PERMISSION_DENIED (7) 'RBAC: access denied'; an h2c request 403; without it, served"
 got="$(gcall "$VIP_G:9090" Say blocked x-block=yes) / $(hcurl -o /dev/null -w '%{http_code}' -H 'x-block: yes' "http://$VIP_H2/blocked") / $(gcall "$VIP_G:9090" Say ok x-block=no)"
 zt_expect_eq "$got" "code=7 details=RBAC: access denied / 403 / text=ok server=b1"
+
+zt_test "JWT on gRPC (grpc-js metadata): an expired token UNAUTHENTICATED (16) 'Jwt is expired'; x-need-token without a token PERMISSION_DENIED (7), with a valid one served"
+tok() { echo "authorization=Bearer $(cat "$ZT_WORK/tokens/$1.jwt")"; }
+got="$(gcall "$VIP_G:9090" Say j1 "$(tok expired)") / $(gcall "$VIP_G:9090" Say j2 x-need-token=yes) / $(gcall "$VIP_G:9090" Say j3 x-need-token=yes "$(tok alice)")"
+zt_expect_eq "$got" "code=16 details=Jwt is expired / code=7 details=RBAC: access denied / text=j3 server=b1"
 
 zt_test "gRPC statuses pass through: Fail gives NOT_FOUND (5) with its details"
 zt_expect_eq "$(gcall "$VIP_G:9090" Fail "no such thing")" "code=5 details=no such thing"

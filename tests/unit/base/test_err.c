@@ -8,6 +8,7 @@
 static void test_strerror_project_codes(void)
 {
     CHECK_EQ_STR(zt_strerror(ZT_E_DENIED), "denied by policy");
+    CHECK_EQ_STR(zt_strerror(ZT_E_RATE_LIMITED), "rate limited");
     CHECK_EQ_STR(zt_strerror(-ECONNREFUSED), "Connection refused");
     CHECK_EQ_STR(zt_strerror(-5000), "unknown error");
 }

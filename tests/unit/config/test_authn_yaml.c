@@ -4,6 +4,7 @@
  * what attaches to which waypoint and service, a later policy of the same
  * name replacing an earlier one, jwksUri documents from the lookup. */
 #include "test.h"
+#include "dump_errs.h"
 #include "base/err.h"
 #include "config/authn.h"
 #include "http/head.h"
@@ -38,12 +39,6 @@ static const char REAL[] = "apiVersion: security.istio.io/v1\n"
                            "  - issuer: https://other.example\n"
                            "    jwksUri: https://other.example/keys\n"
                            "    timeout: 5s\n";
-
-static void dump(const struct zt_route_errors *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        fprintf(stderr, "    %s %s\n", e->v[i].is_warning ? "warning" : "error", e->v[i].msg);
-}
 
 static void test_real(void)
 {

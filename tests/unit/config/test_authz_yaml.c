@@ -2,6 +2,7 @@
  * read field by field, every refusal with its file:line, object and field
  * path, a bad object next to good ones, what attaches to waypoints. */
 #include "test.h"
+#include "dump_errs.h"
 #include "base/err.h"
 #include "config/authz.h"
 
@@ -51,12 +52,6 @@ static const char REAL[] =
     "spec:\n"
     "  targetRef: {kind: GatewayClass, group: gateway.networking.k8s.io, name: istio-waypoint}\n"
     "  action: AUDIT\n";
-
-static void dump(const struct zt_route_errors *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        fprintf(stderr, "    %s %s\n", e->v[i].is_warning ? "warning" : "error", e->v[i].msg);
-}
 
 static void test_real(void)
 {

@@ -1,6 +1,7 @@
 /* HTTPRoute / GRPCRoute YAML: a real route as users write it, every error
  * path with its file:line and field path, a bad object next to good ones. */
 #include "test.h"
+#include "dump_errs.h"
 #include "base/err.h"
 #include "config/routes.h"
 
@@ -15,12 +16,6 @@ static struct zt_route_table *load(const char *yaml, struct zt_route_errors *err
     if (rc)
         *rc = r;
     return zt_route_builder_finish(b);
-}
-
-static void dump(const struct zt_route_errors *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        fprintf(stderr, "    %s %s\n", e->v[i].is_warning ? "warning" : "error", e->v[i].msg);
 }
 
 static struct zt_http_head *req(const char *method, const char *path)

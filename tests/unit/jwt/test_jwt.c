@@ -263,16 +263,12 @@ static void test_malformed(void)
     CHECK(rs);
     char *t = tok("rs256");
     size_t len = strlen(t);
-    const char *bad[] = {"",
-                         ".",
-                         "..",
-                         "a.b",
-                         "a.b.c.d",
-                         "a..c",
-                         "!!!.e30.sig",
-                         "e30.e30.",
-                         "eyJhbGciOiJSUzI1NiJ9.%%%.abc",
-                         "bm90IGpzb24.e30.abc"};
+    const char *bad[] = {"", ".", "..", "a.b", "a.b.c.d", "a..c", "!!!.e30.sig", "e30.e30.",
+                         "eyJhbGciOiJSUzI1NiJ9.%%%.abc", "bm90IGpzb24.e30.abc",
+                         /* A segment of 4n+1 characters is no base64 (cjose
+                          * asserts on it): refused before it is decoded. */
+                         "eyJhb.e30.abc", "eyJhbGciOiJSUzI1NiJ9.e30Ab.abc",
+                         "eyJhbGciOiJSUzI1NiJ9.e30.abcde"};
     struct zt_jwt_result r;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECK(zt_jwt_verify(rs, bad[i], strlen(bad[i]), NULL, NOW, &r) == ZT_JWT_INVALID);
@@ -386,13 +382,20 @@ static void test_caps_jwks(void)
     CHECK(check(rs, "nokid", NOW, NULL) == ZT_JWT_VALID);
     CHECK(check(rs, "rs256", NOW, NULL) == ZT_JWT_INVALID);
     /* Broken sets keep the old one. */
-    const char *bad[] = {"{",
-                         "[]",
-                         "{\"keys\":{}}",
+    const char *bad[] = {"{", "[]", "{\"keys\":{}}",
                          "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\"}]}",
                          "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"!\",\"e\":\"AQAB\"}]}",
                          "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}",
-                         "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AAAA\"}]}"};
+                         "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AAAA\"}]}",
+                         /* Not base64url ('=' inside, 4n+1 characters, a
+                          * number): cjose would assert on the first two. */
+                         "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":"
+                         "\"_doYx0iKjWCqpxhk3onsUTZ_ugX6IQ6b1VGpKkn0TJY\",\"y\":"
+                         "\"ij4Vi=-lYd1lY1piPknvD6NQ7su7XZTZwe1DODlShBI\"}]}",
+                         "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AAAAA\",\"e\":\"AQAB\"}]}",
+                         "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AAAA\",\"e\":65537}]}",
+                         "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":"
+                         "\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHU=Ro\"}]}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK(zt_jwt_rules_set_jwks(rs, 0, bad[i], strlen(bad[i]), err, sizeof(err)) ==
               ZT_E_CONFIG);
@@ -454,28 +457,6 @@ static void test_rule_errors(void)
     CHECK(zt_jwt_rules_add(rs, &plain, err, sizeof(err)) == ZT_E_TOO_BIG);
     zt_jwt_rules_free(rs);
     zt_jwt_rules_free(NULL);
-}
-
-/* A key member of a length cjose cannot decode (1 modulo 4) or outside the
- * base64url alphabet is refused: cjose asserted on the first, aborting the
- * process on a JWKS that may come from the network (found by
- * fuzz/xds_policies). */
-static void test_jwks_bad_base64(void)
-{
-    static const char *const docs[] = {
-        "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAAA\",\"y\":\"AAAA\"}]}",
-        "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AAAAB\",\"e\":\"AQAB\"}]}",
-        "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AA.A\",\"e\":\"AQAB\"}]}",
-        "{\"keys\":[{\"kty\":\"RSA\",\"n\":7,\"e\":\"AQAB\"}]}",
-    };
-    char err[256];
-    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
-        struct zt_jwt_rules *rs = zt_jwt_rules_new();
-        struct zt_jwt_rule_spec spec = {.issuer = "i", .jwks = docs[i]};
-        CHECK_EQ_INT(zt_jwt_rules_add(rs, &spec, err, sizeof(err)), ZT_E_CONFIG);
-        CHECK(strstr(err, "not base64url") != NULL);
-        zt_jwt_rules_free(rs);
-    }
 }
 
 static void head_with(struct zt_http_head *h, const char *path)
@@ -701,6 +682,102 @@ static void test_cookies(void)
     zt_jwt_rules_free(rs);
 }
 
+static void test_cache(void)
+{
+    NEED_FIXTURES();
+    struct zt_jwt_rules *rs = rules1(NULL);
+    CHECK(rs);
+    struct zt_jwt_cache *c = zt_jwt_cache_new(1); /* one slot: tokens evict each other */
+    char *t = tok("rs256"), *t2 = tok("es256"), *edge = tok("edge");
+    struct zt_http_head h;
+    struct zt_jwt_result r, plain;
+    uint64_t hits, misses;
+
+    head_with(&h, "/x");
+    add_hdr(&h, "authorization", "Bearer ", t);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_cache_counts(c, &hits, &misses);
+    CHECK(hits == 1 && misses == 1);
+    /* A hit gives what a check gives, and where this request had it. */
+    CHECK(zt_jwt_authenticate(rs, &h, NOW, &plain) == ZT_JWT_VALID);
+    CHECK_EQ_STR(r.principal, plain.principal);
+    CHECK_EQ_STR(r.presenter, plain.presenter);
+    CHECK_EQ_STR(r.payload_b64, plain.payload_b64);
+    CHECK(r.n_audiences == plain.n_audiences && r.rule == plain.rule);
+    CHECK(json_equal(r.claims, plain.claims));
+    CHECK(r.n_found == 1 && !strcmp(r.found[0].name, "authorization"));
+    CHECK(zt_jwt_apply(rs, &r, &h) == 0);
+    CHECK(zt_http_head_get(&h, "authorization") == NULL);
+    zt_jwt_result_cleanup(&r);
+    zt_jwt_result_cleanup(&plain);
+    zt_http_head_cleanup(&h);
+
+    /* The same token in the query: another place, a miss. */
+    char path[9000];
+    snprintf(path, sizeof(path), "/x?access_token=%s", t);
+    head_with(&h, path);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+    zt_jwt_cache_counts(c, &hits, &misses);
+    CHECK(hits == 1 && misses == 2);
+
+    /* A cached token past its exp (+ skew) is refused, not served. */
+    head_with(&h, "/x");
+    add_hdr(&h, "authorization", "Bearer ", edge);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW + ZT_JWT_CLOCK_SKEW_S + 1, &r) ==
+          ZT_JWT_INVALID);
+    CHECK_EQ_STR(r.reason, "Jwt is expired");
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+
+    /* Invalid verdicts are not kept: the same bad token is checked twice. */
+    zt_jwt_cache_counts(c, &hits, &misses);
+    uint64_t m0 = misses;
+    head_with(&h, "/x");
+    add_hdr(&h, "authorization", "Bearer ", "e30.e30.c2ln");
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_INVALID);
+    zt_jwt_result_cleanup(&r);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_INVALID);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+    zt_jwt_cache_counts(c, &hits, &misses);
+    CHECK(misses == m0 + 2);
+
+    /* Key rotation: after set_jwks the cached verdict of a token signed by
+     * the old key no longer holds (positive control: it was a hit before). */
+    head_with(&h, "/x");
+    add_hdr(&h, "authorization", "Bearer ", t2);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_VALID);
+    zt_jwt_result_cleanup(&r);
+    zt_jwt_cache_counts(c, &hits, &misses);
+    CHECK(hits == 2);
+    char *j2 = slurp("jwks2.json");
+    char err[256];
+    CHECK(zt_jwt_rules_set_jwks(rs, 0, j2, strlen(j2), err, sizeof(err)) == 0);
+    CHECK(zt_jwt_authenticate_cached(rs, c, &h, NOW, &r) == ZT_JWT_INVALID);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+    /* NULL cache: a plain check. */
+    head_with(&h, "/x");
+    CHECK(zt_jwt_authenticate_cached(rs, NULL, &h, NOW, &r) == ZT_JWT_NONE);
+    zt_jwt_result_cleanup(&r);
+    zt_http_head_cleanup(&h);
+    free(j2);
+    free(t);
+    free(t2);
+    free(edge);
+    zt_jwt_cache_free(c);
+    zt_jwt_cache_free(NULL);
+    zt_jwt_rules_free(rs);
+}
+
 static void test_two_rules(void)
 {
     NEED_FIXTURES();
@@ -745,10 +822,10 @@ int main(void)
     RUN(test_caps_jwks);
     RUN(test_rotation_and_uri);
     RUN(test_rule_errors);
-    RUN(test_jwks_bad_base64);
     RUN(test_default_locations);
     RUN(test_custom_locations_and_outputs);
     RUN(test_cookies);
+    RUN(test_cache);
     RUN(test_two_rules);
     if (have_fixtures) {
         char cmd[512];
