@@ -182,6 +182,27 @@ int zt_authz_l7_when_key_parse(const char *key, struct zt_authz_l7_when *w, char
     return zt_errf(why, why_len, ZT_E_CONFIG, "\"%.80s\" is not a supported key", key);
 }
 
+const char *zt_authz_l7_source_invalid(const struct zt_authz_l7_source *s)
+{
+    if ((s->service_accounts.n | s->not_service_accounts.n) &&
+        (s->principals.n | s->not_principals.n | s->namespaces.n | s->not_namespaces.n))
+        return "cannot set serviceAccounts with namespaces or principals";
+    if (!(s->principals.n | s->not_principals.n | s->request_principals.n |
+          s->not_request_principals.n | s->namespaces.n | s->not_namespaces.n | s->ip_blocks.n |
+          s->not_ip_blocks.n | s->remote_ip_blocks.n | s->not_remote_ip_blocks.n |
+          s->service_accounts.n | s->not_service_accounts.n))
+        return "must not be empty";
+    return NULL;
+}
+
+const char *zt_authz_l7_operation_invalid(const struct zt_authz_l7_operation *o)
+{
+    if (!(o->hosts.n | o->not_hosts.n | o->methods.n | o->not_methods.n | o->paths.n |
+          o->not_paths.n | o->ports.n | o->not_ports.n))
+        return "must not be empty";
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- ownership */
 
 static void strs_free(struct zt_authz_l7_strs *l)

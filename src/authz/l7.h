@@ -191,6 +191,12 @@ int zt_authz_l7_str_parse(const char *v, unsigned flags, struct zt_authz_l7_str 
 int zt_authz_l7_when_key_parse(const char *key, struct zt_authz_l7_when *w, char *why,
                                size_t why_len);
 
+/* Istio's validation of one source / operation as read (the YAML reader
+ * and the xDS decoder both apply it): NULL when valid, else a static
+ * reason ("must not be empty", ...). */
+const char *zt_authz_l7_source_invalid(const struct zt_authz_l7_source *s);
+const char *zt_authz_l7_operation_invalid(const struct zt_authz_l7_operation *o);
+
 /* NULL is a no-op. */
 void zt_authz_l7_policy_free(struct zt_authz_l7_policy *p);
 

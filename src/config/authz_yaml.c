@@ -219,16 +219,8 @@ static int read_source(ctx_t *c, const struct ynode *fn, const char *path,
         (rc = read_sas(c, n, "serviceAccounts", sub, &s->service_accounts)) ||
         (rc = read_sas(c, n, "notServiceAccounts", sub, &s->not_service_accounts)))
         return rc;
-    if ((s->service_accounts.n | s->not_service_accounts.n) &&
-        (s->principals.n | s->not_principals.n | s->namespaces.n | s->not_namespaces.n))
-        return zt_config_routes_fail(c, n, sub,
-                                     "cannot set serviceAccounts with namespaces or principals");
-    if (!(s->principals.n | s->not_principals.n | s->request_principals.n |
-          s->not_request_principals.n | s->namespaces.n | s->not_namespaces.n | s->ip_blocks.n |
-          s->not_ip_blocks.n | s->remote_ip_blocks.n | s->not_remote_ip_blocks.n |
-          s->service_accounts.n | s->not_service_accounts.n))
-        return zt_config_routes_fail(c, n, sub, "must not be empty");
-    return 0;
+    const char *why = zt_authz_l7_source_invalid(s);
+    return why ? zt_config_routes_fail(c, n, sub, "%s", why) : 0;
 }
 
 static int read_operation(ctx_t *c, const struct ynode *tn, const char *path,
@@ -255,10 +247,8 @@ static int read_operation(ctx_t *c, const struct ynode *tn, const char *path,
         (rc = read_ports(c, n, "ports", sub, &o->ports)) ||
         (rc = read_ports(c, n, "notPorts", sub, &o->not_ports)))
         return rc;
-    if (!(o->hosts.n | o->not_hosts.n | o->methods.n | o->not_methods.n | o->paths.n |
-          o->not_paths.n | o->ports.n | o->not_ports.n))
-        return zt_config_routes_fail(c, n, sub, "must not be empty");
-    return 0;
+    const char *why = zt_authz_l7_operation_invalid(o);
+    return why ? zt_config_routes_fail(c, n, sub, "%s", why) : 0;
 }
 
 static int read_when(ctx_t *c, const struct ynode *n, const char *path, struct zt_authz_l7_when *w)

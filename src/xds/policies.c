@@ -423,15 +423,8 @@ static int dec_source(dec_t *c, const char *f, const Ztunnel__Policy__V1__Source
         (rc = DEC_CIDRS(f, m, s, remote_ip_blocks)) ||
         (rc = DEC_CIDRS(f, m, s, not_remote_ip_blocks)))
         return rc;
-    if ((s->service_accounts.n | s->not_service_accounts.n) &&
-        (s->principals.n | s->not_principals.n | s->namespaces.n | s->not_namespaces.n))
-        return zt_xds_bad(c, ZT_E_PROTO, f, "service accounts with namespaces or principals");
-    if (!(s->principals.n | s->not_principals.n | s->request_principals.n |
-          s->not_request_principals.n | s->namespaces.n | s->not_namespaces.n | s->ip_blocks.n |
-          s->not_ip_blocks.n | s->remote_ip_blocks.n | s->not_remote_ip_blocks.n |
-          s->service_accounts.n | s->not_service_accounts.n))
-        return zt_xds_bad(c, ZT_E_PROTO, f, "an empty source");
-    return 0;
+    const char *why = zt_authz_l7_source_invalid(s);
+    return why ? zt_xds_bad(c, ZT_E_PROTO, f, "%s", why) : 0;
 }
 
 static int dec_operation(dec_t *c, const char *f, const Ztunnel__Policy__V1__Operation *m,
@@ -444,10 +437,8 @@ static int dec_operation(dec_t *c, const char *f, const Ztunnel__Policy__V1__Ope
         (rc = DEC_STRS(f, m, o, not_paths, F_PATH)) || (rc = DEC_PORTS(f, m, o, ports)) ||
         (rc = DEC_PORTS(f, m, o, not_ports)))
         return rc;
-    if (!(o->hosts.n | o->not_hosts.n | o->methods.n | o->not_methods.n | o->paths.n |
-          o->not_paths.n | o->ports.n | o->not_ports.n))
-        return zt_xds_bad(c, ZT_E_PROTO, f, "an empty operation");
-    return 0;
+    const char *why = zt_authz_l7_operation_invalid(o);
+    return why ? zt_xds_bad(c, ZT_E_PROTO, f, "%s", why) : 0;
 }
 
 /* A header name or claim key as zt_authz_l7_when_key_parse leaves it. */
@@ -616,27 +607,34 @@ static int dec_authz(dec_t *c, const Ztunnel__Policy__V1__AuthorizationPolicy *m
     return 0;
 }
 
+/* value[0..len) unpacked as a message of descriptor d into *m (free with
+ * protobuf_c_message_free_unpacked), or an error naming the type. */
+static int unpack(dec_t *c, const ProtobufCMessageDescriptor *d, const uint8_t *value, size_t len,
+                  ProtobufCMessage **m)
+{
+    if (len > ZT_XDS_POLICY_MAX_LEN)
+        return zt_xds_bad(c, ZT_E_TOO_BIG, "policy", "%zu bytes, over %u", len,
+                          ZT_XDS_POLICY_MAX_LEN);
+    if (!(*m = protobuf_c_message_unpack(d, NULL, len, value)))
+        return zt_xds_bad(c, ZT_E_PROTO, "policy", "not a %s", d->name);
+    return 0;
+}
+
 int zt_xds_authz_decode(const uint8_t *value, size_t len, struct zt_authz_l7_policy **out,
                         char *err, size_t errlen)
 {
     dec_t c = {.err = err, .errlen = errlen};
-    Ztunnel__Policy__V1__AuthorizationPolicy *m;
-    int rc;
-
+    ProtobufCMessage *m;
     *out = NULL;
-    if (len > ZT_XDS_POLICY_MAX_LEN)
-        return zt_xds_bad(&c, ZT_E_TOO_BIG, "policy", "%zu bytes, over %u", len,
-                          ZT_XDS_POLICY_MAX_LEN);
-    m = ztunnel__policy__v1__authorization_policy__unpack(NULL, len, value);
-    if (!m)
-        return zt_xds_bad(&c, ZT_E_PROTO, "policy", "not a ztunnel.policy.v1.AuthorizationPolicy");
-    struct zt_authz_l7_policy *p = zt_xcalloc(1, sizeof(*p));
-    rc = dec_authz(&c, m, p);
-    ztunnel__policy__v1__authorization_policy__free_unpacked(m, NULL);
+    int rc = unpack(&c, &ztunnel__policy__v1__authorization_policy__descriptor, value, len, &m);
     if (rc)
+        return rc;
+    struct zt_authz_l7_policy *p = zt_xcalloc(1, sizeof(*p));
+    if ((rc = dec_authz(&c, (const Ztunnel__Policy__V1__AuthorizationPolicy *)m, p)))
         zt_authz_l7_policy_free(p);
     else
         *out = p;
+    protobuf_c_message_free_unpacked(m, NULL);
     return rc;
 }
 
@@ -760,23 +758,16 @@ int zt_xds_authn_decode(const uint8_t *value, size_t len, struct zt_jwt_authn_po
                         char *err, size_t errlen)
 {
     dec_t c = {.err = err, .errlen = errlen};
-    Ztunnel__Policy__V1__RequestAuthentication *m;
-    int rc;
-
+    ProtobufCMessage *m;
     *out = NULL;
-    if (len > ZT_XDS_POLICY_MAX_LEN)
-        return zt_xds_bad(&c, ZT_E_TOO_BIG, "policy", "%zu bytes, over %u", len,
-                          ZT_XDS_POLICY_MAX_LEN);
-    m = ztunnel__policy__v1__request_authentication__unpack(NULL, len, value);
-    if (!m)
-        return zt_xds_bad(&c, ZT_E_PROTO, "policy",
-                          "not a ztunnel.policy.v1.RequestAuthentication");
-    struct zt_jwt_authn_policy *p = zt_xcalloc(1, sizeof(*p));
-    rc = dec_authn(&c, m, p);
-    ztunnel__policy__v1__request_authentication__free_unpacked(m, NULL);
+    int rc = unpack(&c, &ztunnel__policy__v1__request_authentication__descriptor, value, len, &m);
     if (rc)
+        return rc;
+    struct zt_jwt_authn_policy *p = zt_xcalloc(1, sizeof(*p));
+    if ((rc = dec_authn(&c, (const Ztunnel__Policy__V1__RequestAuthentication *)m, p)))
         zt_jwt_authn_policy_free(p);
     else
         *out = p;
+    protobuf_c_message_free_unpacked(m, NULL);
     return rc;
 }

@@ -458,13 +458,13 @@ static void test_authz_refusals(void)
     REFUSED((cidr.address.data = v6, cidr.address.len = 16),
             "rules[0].from[0].ip_blocks[0]: an IPv4-mapped address");
     REFUSED(op.ports = bad_ports, "rules[0].to[0].ports[0]: port 70000");
-    REFUSED(src.n_ip_blocks = 0, "rules[0].from[0]: an empty source");
-    REFUSED((op.n_methods = 0, op.n_ports = 0), "rules[0].to[0]: an empty operation");
+    REFUSED(src.n_ip_blocks = 0, "rules[0].from[0]: must not be empty");
+    REFUSED((op.n_methods = 0, op.n_ports = 0), "rules[0].to[0]: must not be empty");
     REFUSED((src.n_service_accounts = 1, src.service_accounts = sms),
             "rules[0].from[0].service_accounts[0]: expected \"namespace/serviceAccount\"");
     REFUSED((src.n_service_accounts = 1, src.service_accounts = sms, sm.value = "a/b",
              src.n_namespaces = 1, src.namespaces = sms),
-            "rules[0].from[0]: service accounts with namespaces or principals");
+            "rules[0].from[0]: cannot set serviceAccounts with namespaces or principals");
     REFUSED(cond.header = (char *)"X-A", "rules[0].when[0].header: not a name");
     REFUSED(cond.header = (char *)"", "rules[0].when[0].header: required");
     REFUSED((cond.n_claim = 1, cond.claim = claims), "rules[0].when[0].claim: only for key");
