@@ -407,9 +407,38 @@ static int dec_ports(dec_t *c, const char *parent, const char *k, const uint32_t
 #define DEC_PORTS(f, msg, dst, field)                                                              \
     dec_ports(c, f, #field, (msg)->field, (msg)->n_##field, &(dst)->field)
 
-static int dec_source(dec_t *c, const char *f, const Ztunnel__Policy__V1__Source *m,
-                      struct zt_authz_l7_source *s)
+/* One item of a repeated message field (msg) into dst. */
+typedef int dec_item_fn(dec_t *c, const char *f, const void *msg, void *dst);
+
+/* Repeated message field k of parent (v[0..n), at most max) into a new
+ * array *out of n elements of size bytes; *n_out counts those started, so
+ * that the owner's free releases a partial decode. always_alloc: an array
+ * even for n 0 (jwt/authn.c's ownership wants one). */
+static int dec_msgs(dec_t *c, const char *parent, const char *k, void *const *v, size_t n,
+                    size_t max, size_t size, bool always_alloc, dec_item_fn *fn, void *out_ptr,
+                    size_t *n_out)
 {
+    char f[ZT_XDS_FIELD_LEN];
+    void **out = out_ptr;
+    int rc;
+    zt_xds_key(f, parent, k);
+    if ((rc = zt_xds_list(c, f, n, max)))
+        return rc;
+    if (n || always_alloc)
+        *out = zt_xcalloc(n ? n : 1, size);
+    for (size_t i = 0; i < n; i++) {
+        zt_xds_idx(f, parent, k, i);
+        *n_out = i + 1;
+        if ((rc = fn(c, f, v[i], (char *)*out + i * size)))
+            return rc;
+    }
+    return 0;
+}
+
+static int dec_source(dec_t *c, const char *f, const void *msg, void *dst)
+{
+    const Ztunnel__Policy__V1__Source *m = msg;
+    struct zt_authz_l7_source *s = dst;
     int rc;
     if ((rc = DEC_STRS(f, m, s, principals, F_PLAIN)) ||
         (rc = DEC_STRS(f, m, s, not_principals, F_PLAIN)) ||
@@ -427,9 +456,10 @@ static int dec_source(dec_t *c, const char *f, const Ztunnel__Policy__V1__Source
     return why ? zt_xds_bad(c, ZT_E_PROTO, f, "%s", why) : 0;
 }
 
-static int dec_operation(dec_t *c, const char *f, const Ztunnel__Policy__V1__Operation *m,
-                         struct zt_authz_l7_operation *o)
+static int dec_operation(dec_t *c, const char *f, const void *msg, void *dst)
 {
+    const Ztunnel__Policy__V1__Operation *m = msg;
+    struct zt_authz_l7_operation *o = dst;
     int rc;
     if ((rc = DEC_STRS(f, m, o, hosts, F_HOST)) || (rc = DEC_STRS(f, m, o, not_hosts, F_HOST)) ||
         (rc = DEC_STRS(f, m, o, methods, F_PLAIN)) ||
@@ -453,9 +483,10 @@ static int when_name(dec_t *c, const char *f, const char *v, bool is_header, cha
     return 0;
 }
 
-static int dec_when(dec_t *c, const char *f, const Ztunnel__Policy__V1__Condition *m,
-                    struct zt_authz_l7_when *w)
+static int dec_when(dec_t *c, const char *f, const void *msg, void *dst)
 {
+    const Ztunnel__Policy__V1__Condition *m = msg;
+    struct zt_authz_l7_when *w = dst;
     char sub[ZT_XDS_FIELD_LEN];
     int rc;
     if ((unsigned)m->key > ZTUNNEL__POLICY__V1__CONDITION_KEY__CONNECTION_SNI)
@@ -500,45 +531,18 @@ static int dec_when(dec_t *c, const char *f, const Ztunnel__Policy__V1__Conditio
     return 0;
 }
 
-static int dec_rule(dec_t *c, const char *f, const Ztunnel__Policy__V1__Rule *m,
-                    struct zt_authz_l7_rule *r)
+static int dec_rule(dec_t *c, const char *f, const void *msg, void *dst)
 {
-    char sub[ZT_XDS_FIELD_LEN];
+    const Ztunnel__Policy__V1__Rule *m = msg;
+    struct zt_authz_l7_rule *r = dst;
     int rc;
-    zt_xds_key(sub, f, "from");
-    if ((rc = zt_xds_list(c, sub, m->n_from, ZT_AUTHZ_L7_MAX_PARTS)))
+    if ((rc = dec_msgs(c, f, "from", (void *const *)m->from, m->n_from, ZT_AUTHZ_L7_MAX_PARTS,
+                       sizeof(*r->from), false, dec_source, &r->from, &r->n_from)) ||
+        (rc = dec_msgs(c, f, "to", (void *const *)m->to, m->n_to, ZT_AUTHZ_L7_MAX_PARTS,
+                       sizeof(*r->to), false, dec_operation, &r->to, &r->n_to)))
         return rc;
-    zt_xds_key(sub, f, "to");
-    if ((rc = zt_xds_list(c, sub, m->n_to, ZT_AUTHZ_L7_MAX_PARTS)))
-        return rc;
-    zt_xds_key(sub, f, "when");
-    if ((rc = zt_xds_list(c, sub, m->n_when, ZT_AUTHZ_L7_MAX_PARTS)))
-        return rc;
-    if (m->n_from)
-        r->from = zt_xcalloc(m->n_from, sizeof(*r->from));
-    for (size_t i = 0; i < m->n_from; i++) {
-        zt_xds_idx(sub, f, "from", i);
-        r->n_from = i + 1;
-        if ((rc = dec_source(c, sub, m->from[i], &r->from[i])))
-            return rc;
-    }
-    if (m->n_to)
-        r->to = zt_xcalloc(m->n_to, sizeof(*r->to));
-    for (size_t i = 0; i < m->n_to; i++) {
-        zt_xds_idx(sub, f, "to", i);
-        r->n_to = i + 1;
-        if ((rc = dec_operation(c, sub, m->to[i], &r->to[i])))
-            return rc;
-    }
-    if (m->n_when)
-        r->when = zt_xcalloc(m->n_when, sizeof(*r->when));
-    for (size_t i = 0; i < m->n_when; i++) {
-        zt_xds_idx(sub, f, "when", i);
-        r->n_when = i + 1;
-        if ((rc = dec_when(c, sub, m->when[i], &r->when[i])))
-            return rc;
-    }
-    return 0;
+    return dec_msgs(c, f, "when", (void *const *)m->when, m->n_when, ZT_AUTHZ_L7_MAX_PARTS,
+                    sizeof(*r->when), false, dec_when, &r->when, &r->n_when);
 }
 
 /* Namespace and name, then the targets (as the reader keeps them: at
@@ -583,7 +587,6 @@ static int dec_head(dec_t *c, const char *m_ns, const char *m_name,
 static int dec_authz(dec_t *c, const Ztunnel__Policy__V1__AuthorizationPolicy *m,
                      struct zt_authz_l7_policy *p)
 {
-    char f[ZT_XDS_FIELD_LEN];
     int rc;
     if ((rc = dec_head(c, m->namespace_, m->name, m->targets, m->n_targets, &p->ns, &p->name,
                        &p->targets, &p->n_targets)))
@@ -592,50 +595,10 @@ static int dec_authz(dec_t *c, const Ztunnel__Policy__V1__AuthorizationPolicy *m
         return zt_xds_bad(c, ZT_E_PROTO, "action", "unknown action %d", (int)m->action);
     p->action = (uint8_t)m->action;
     p->dry_run = m->dry_run;
-    if ((rc = zt_xds_list(c, "rules", m->n_rules, ZT_AUTHZ_L7_MAX_RULES)))
-        return rc;
     if (p->action == ZT_AUTHZ_L7_DENY && !m->n_rules)
         return zt_xds_bad(c, ZT_E_PROTO, "rules", "a DENY without rules");
-    if (m->n_rules)
-        p->rules = zt_xcalloc(m->n_rules, sizeof(*p->rules));
-    for (size_t i = 0; i < m->n_rules; i++) {
-        zt_xds_idx(f, "", "rules", i);
-        p->n_rules = i + 1;
-        if ((rc = dec_rule(c, f, m->rules[i], &p->rules[i])))
-            return rc;
-    }
-    return 0;
-}
-
-/* value[0..len) unpacked as a message of descriptor d into *m (free with
- * protobuf_c_message_free_unpacked), or an error naming the type. */
-static int unpack(dec_t *c, const ProtobufCMessageDescriptor *d, const uint8_t *value, size_t len,
-                  ProtobufCMessage **m)
-{
-    if (len > ZT_XDS_POLICY_MAX_LEN)
-        return zt_xds_bad(c, ZT_E_TOO_BIG, "policy", "%zu bytes, over %u", len,
-                          ZT_XDS_POLICY_MAX_LEN);
-    if (!(*m = protobuf_c_message_unpack(d, NULL, len, value)))
-        return zt_xds_bad(c, ZT_E_PROTO, "policy", "not a %s", d->name);
-    return 0;
-}
-
-int zt_xds_authz_decode(const uint8_t *value, size_t len, struct zt_authz_l7_policy **out,
-                        char *err, size_t errlen)
-{
-    dec_t c = {.err = err, .errlen = errlen};
-    ProtobufCMessage *m;
-    *out = NULL;
-    int rc = unpack(&c, &ztunnel__policy__v1__authorization_policy__descriptor, value, len, &m);
-    if (rc)
-        return rc;
-    struct zt_authz_l7_policy *p = zt_xcalloc(1, sizeof(*p));
-    if ((rc = dec_authz(&c, (const Ztunnel__Policy__V1__AuthorizationPolicy *)m, p)))
-        zt_authz_l7_policy_free(p);
-    else
-        *out = p;
-    protobuf_c_message_free_unpacked(m, NULL);
-    return rc;
+    return dec_msgs(c, "", "rules", (void *const *)m->rules, m->n_rules, ZT_AUTHZ_L7_MAX_RULES,
+                    sizeof(*p->rules), false, dec_rule, &p->rules, &p->n_rules);
 }
 
 /* ---------------------------------------------------------------- authn */
@@ -671,9 +634,10 @@ static int dec_opt(dec_t *c, const char *parent, const char *k, const char *v, s
     return rc;
 }
 
-static int dec_jwt_rule(dec_t *c, const char *f, const Ztunnel__Policy__V1__JwtRule *m,
-                        struct zt_jwt_rule_spec *r)
+static int dec_jwt_rule(dec_t *c, const char *f, const void *msg, void *dst)
 {
+    const Ztunnel__Policy__V1__JwtRule *m = msg;
+    struct zt_jwt_rule_spec *r = dst;
     char sub[ZT_XDS_FIELD_LEN], sub2[ZT_XDS_FIELD_LEN], why[256];
     int rc;
     if ((rc = dec_opt(c, f, "issuer", m->issuer, MAX_JWT_VALUE, true, &r->issuer)) ||
@@ -738,36 +702,83 @@ static int dec_jwt_rule(dec_t *c, const char *f, const Ztunnel__Policy__V1__JwtR
 static int dec_authn(dec_t *c, const Ztunnel__Policy__V1__RequestAuthentication *m,
                      struct zt_jwt_authn_policy *p)
 {
-    char f[ZT_XDS_FIELD_LEN];
-    int rc;
-    if ((rc = dec_head(c, m->namespace_, m->name, m->targets, m->n_targets, &p->ns, &p->name,
-                       &p->targets, &p->n_targets)) ||
-        (rc = zt_xds_list(c, "jwt_rules", m->n_jwt_rules, ZT_JWT_RULES_MAX)))
+    int rc = dec_head(c, m->namespace_, m->name, m->targets, m->n_targets, &p->ns, &p->name,
+                      &p->targets, &p->n_targets);
+    if (rc)
         return rc;
-    p->rules = zt_xcalloc(m->n_jwt_rules ? m->n_jwt_rules : 1, sizeof(*p->rules));
-    for (size_t i = 0; i < m->n_jwt_rules; i++) {
-        zt_xds_idx(f, "", "jwt_rules", i);
-        p->n_rules = i + 1;
-        if ((rc = dec_jwt_rule(c, f, m->jwt_rules[i], &p->rules[i])))
-            return rc;
-    }
-    return 0;
+    return dec_msgs(c, "", "jwt_rules", (void *const *)m->jwt_rules, m->n_jwt_rules,
+                    ZT_JWT_RULES_MAX, sizeof(*p->rules), true, dec_jwt_rule, &p->rules,
+                    &p->n_rules);
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+/* One resource type: its message, and how a policy of it is made,
+ * decoded into and freed. */
+struct policy_type {
+    const ProtobufCMessageDescriptor *desc;
+    size_t size; /* of the policy struct */
+    int (*decode)(dec_t *c, const ProtobufCMessage *m, void *p);
+    void (*free)(void *p);
+};
+
+static int authz_fill(dec_t *c, const ProtobufCMessage *m, void *p)
+{
+    return dec_authz(c, (const Ztunnel__Policy__V1__AuthorizationPolicy *)m, p);
+}
+
+static void authz_free(void *p)
+{
+    zt_authz_l7_policy_free(p);
+}
+
+static int authn_fill(dec_t *c, const ProtobufCMessage *m, void *p)
+{
+    return dec_authn(c, (const Ztunnel__Policy__V1__RequestAuthentication *)m, p);
+}
+
+static void authn_free(void *p)
+{
+    zt_jwt_authn_policy_free(p);
+}
+
+static const struct policy_type authz_type = {
+    &ztunnel__policy__v1__authorization_policy__descriptor, sizeof(struct zt_authz_l7_policy),
+    authz_fill, authz_free};
+static const struct policy_type authn_type = {
+    &ztunnel__policy__v1__request_authentication__descriptor, sizeof(struct zt_jwt_authn_policy),
+    authn_fill, authn_free};
+
+static int decode(const struct policy_type *t, const uint8_t *value, size_t len, void **out,
+                  char *err, size_t errlen)
+{
+    dec_t c = {.err = err, .errlen = errlen};
+    ProtobufCMessage *m;
+    int rc;
+
+    *out = NULL;
+    if (len > ZT_XDS_POLICY_MAX_LEN)
+        return zt_xds_bad(&c, ZT_E_TOO_BIG, "policy", "%zu bytes, over %u", len,
+                          ZT_XDS_POLICY_MAX_LEN);
+    if (!(m = protobuf_c_message_unpack(t->desc, NULL, len, value)))
+        return zt_xds_bad(&c, ZT_E_PROTO, "policy", "not a %s", t->desc->name);
+    void *p = zt_xcalloc(1, t->size);
+    if ((rc = t->decode(&c, m, p)))
+        t->free(p);
+    else
+        *out = p;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return rc;
+}
+
+int zt_xds_authz_decode(const uint8_t *value, size_t len, struct zt_authz_l7_policy **out,
+                        char *err, size_t errlen)
+{
+    return decode(&authz_type, value, len, (void **)out, err, errlen);
 }
 
 int zt_xds_authn_decode(const uint8_t *value, size_t len, struct zt_jwt_authn_policy **out,
                         char *err, size_t errlen)
 {
-    dec_t c = {.err = err, .errlen = errlen};
-    ProtobufCMessage *m;
-    *out = NULL;
-    int rc = unpack(&c, &ztunnel__policy__v1__request_authentication__descriptor, value, len, &m);
-    if (rc)
-        return rc;
-    struct zt_jwt_authn_policy *p = zt_xcalloc(1, sizeof(*p));
-    if ((rc = dec_authn(&c, (const Ztunnel__Policy__V1__RequestAuthentication *)m, p)))
-        zt_jwt_authn_policy_free(p);
-    else
-        *out = p;
-    protobuf_c_message_free_unpacked(m, NULL);
-    return rc;
+    return decode(&authn_type, value, len, (void **)out, err, errlen);
 }
