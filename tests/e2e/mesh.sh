@@ -131,6 +131,43 @@ mesh_waypoint_start() {
 	mesh_wait_grep "$ZT_WORK/waypoint$k.log" "added: listening on 15008" 10
 }
 
+# mesh_control_start CFG: `ztunnel control` on node 3 (port 15012) serving
+# the directory CFG with the mesh CA, tokens for node1 and node2 (in
+# $ZT_WORK/token1, token2); waits until it listens.
+mesh_control_start() {
+	printf 'node1 node1-token-0123456789\nnode2 node2-token-0123456789\n' >"$ZT_WORK/node-tokens"
+	echo node1-token-0123456789 >"$ZT_WORK/token1"
+	echo node2-token-0123456789 >"$ZT_WORK/token2"
+	mesh_start_bg 3 control "$ZT_BIN" control --listen 0.0.0.0:15012 --config-dir "$1" \
+		--ca-dir "$MESH_CA" --node-tokens "$ZT_WORK/node-tokens" || return 1
+	mesh_wait_grep "$(mesh_log 3 control)" "listening on" 10
+}
+
+# mesh_xds_node_start N: node N's agent and proxy, the proxy fed by the
+# control plane of mesh_control_start; waits for the agent's snapshot.
+mesh_xds_node_start() {
+	local n=$1
+	mesh_cni_start "$n" || return 1
+	# shellcheck disable=SC2046
+	mesh_start_bg "$n" proxy env $(mesh_env "$n") XDS_ADDRESS="https://$(zt_node_ip 3):15012" \
+		XDS_ROOT_CA="$MESH_CA/root-cert.pem" AUTH_TOKEN="$ZT_WORK/token$n" NODE_NAME="node$n" \
+		POD_NAME="ztunnel-$n" POD_NAMESPACE=istio-system RUST_LOG="${LOGLVL:-info}" "$ZT_BIN" proxy
+	mesh_wait_grep "$(mesh_log "$n" proxy)" "snapshot received" 10
+}
+
+# mesh_xds_waypoint_start NETNS GATEWAY: `ztunnel waypoint` number 1 in the
+# pod NETNS of node 2 (workload w of namespace default, service account
+# waypoint) for Gateway GATEWAY, with everything from the control plane of
+# mesh_control_start (no LOCAL_XDS_PATH); waits until it listens.
+mesh_xds_waypoint_start() {
+	zt_bg "$1" waypoint1 env XDS_ADDRESS="https://$(zt_node_ip 3):15012" \
+		XDS_ROOT_CA="$MESH_CA/root-cert.pem" AUTH_TOKEN="$ZT_WORK/token2" NODE_NAME=node2 \
+		LOCAL_CA_DIR="$MESH_CA" POD_NAME=w POD_NAMESPACE=default SERVICE_ACCOUNT=waypoint \
+		GATEWAY="$2" RUST_LOG="${LOGLVL:-info}" "$ZT_BIN" waypoint
+	echo "$ZT_BG_PID" >"$ZT_WORK/waypoint1.pid"
+	mesh_wait_grep "$ZT_WORK/waypoint1.log" "added: listening on 15008" 10
+}
+
 # mesh_body_field TEXT KEY: the value of TEXT's first "KEY=value" line
 # (http_echo.py's answers), empty if none.
 mesh_body_field() { sed -n "s/^$2=//p" <<<"$1" | head -1; }

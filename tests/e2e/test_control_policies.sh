@@ -22,12 +22,11 @@ zt_trap_cleanup
 
 # node 1: a (client); node 2: b1 (the app), w (the waypoint); node 3: the
 # control plane.
-A=10.200.1.2 B1=10.200.2.2 W=10.200.2.4 CP=$(zt_node_ip 3)
+A=10.200.1.2 B1=10.200.2.2 W=10.200.2.4
 VIP_WEB=10.96.0.60
 H=default.svc.cluster.local
 ISS=https://issuer.test
 TOK=$ZT_WORK/tokens
-TOKEN1=node1-token-0123456789 TOKEN2=node2-token-0123456789
 CFG=$ZT_WORK/config
 
 # write_cfg FILE CONTENT: replace a config file the way tools do (rename).
@@ -79,9 +78,6 @@ setup() {
 	b1=$(zt_pod_add 2 1 b1) && w=$(zt_pod_add 2 3 w) || return 1
 	mesh_ca || return 1
 	mkdir -p "$CFG" "$TOK" && node "$here/jwt_mint.js" "$TOK" "$ISS" || return 1
-	printf 'node1 %s\nnode2 %s\n' "$TOKEN1" "$TOKEN2" >"$ZT_WORK/node-tokens"
-	echo "$TOKEN1" >"$ZT_WORK/token1"
-	echo "$TOKEN2" >"$ZT_WORK/token2"
 	write_cfg mesh.yaml "workloads:
 - {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: [\"$A\"], protocol: HBONE, node: node1}
 - {uid: b1, name: b1, namespace: default, serviceAccount: sa-b, workloadIps: [\"$B1\"], protocol: HBONE, node: node2,
@@ -104,26 +100,12 @@ spec:
   - {name: mesh, port: 15008, protocol: HBONE}"
 	write_cfg authz.yaml "$(authz /admin)"
 	write_cfg authn.yaml "$(authn)"
-	mesh_start_bg 3 control "$ZT_BIN" control --listen 0.0.0.0:15012 --config-dir "$CFG" \
-		--ca-dir "$MESH_CA" --node-tokens "$ZT_WORK/node-tokens" || return 1
-	mesh_wait_grep "$(mesh_log 3 control)" "listening on" 10 || return 1
-	mesh_cni_start 1 && mesh_cni_start 2 || return 1
-	for n in 1 2; do
-		# shellcheck disable=SC2046
-		mesh_start_bg "$n" proxy env $(mesh_env "$n") XDS_ADDRESS="https://$CP:15012" \
-			XDS_ROOT_CA="$MESH_CA/root-cert.pem" AUTH_TOKEN="$ZT_WORK/token$n" NODE_NAME="node$n" \
-			POD_NAME="ztunnel-$n" POD_NAMESPACE=istio-system RUST_LOG="${LOGLVL:-info}" "$ZT_BIN" proxy
-		mesh_wait_grep "$(mesh_log "$n" proxy)" "snapshot received" 10 || return 1
-	done
+	mesh_control_start "$CFG" && mesh_xds_node_start 1 && mesh_xds_node_start 2 || return 1
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$b1" b1 sa-b || return 1
 	zt_bg "$b1" http-b1 python3 "$here/http_echo.py" b1 8081 && zt_wait_port "$b1" 127.0.0.1 8081 5 || return 1
 	# The waypoint: configuration, routes and policies from the control
 	# plane only.
-	zt_bg "$w" waypoint1 env XDS_ADDRESS="https://$CP:15012" XDS_ROOT_CA="$MESH_CA/root-cert.pem" \
-		AUTH_TOKEN="$ZT_WORK/token2" NODE_NAME=node2 LOCAL_CA_DIR="$MESH_CA" POD_NAME=w \
-		POD_NAMESPACE=default SERVICE_ACCOUNT=waypoint GATEWAY=wp RUST_LOG="${LOGLVL:-info}" \
-		"$ZT_BIN" waypoint
-	mesh_wait_grep "$ZT_WORK/waypoint1.log" "added: listening on 15008" 10 &&
+	mesh_xds_waypoint_start "$w" wp &&
 		mesh_wait_grep "$ZT_WORK/waypoint1.log" "2 L7 authorization policies in force from xDS" 10 &&
 		mesh_wait_grep "$ZT_WORK/waypoint1.log" "1 RequestAuthentication policy in force" 10
 }
