@@ -180,6 +180,7 @@ bench_ours_l7_policies() {
 		cat "$d/mesh-l7.yaml"
 		python3 "$BENCH_OURS_DIR/gen_l7_policies.py" "$npol" --namespace bench --service l7 --gateway waypoint \
 			--principal cluster.local/ns/bench/sa/client
+		[ -z "${BENCH_L7_JWT:-}" ] || bench_ours_l7_authn || return 1
 	} >"$d/waypoint-l7.yaml.new" && mv "$d/waypoint-l7.yaml.new" "$d/waypoint-l7.yaml" || return 1
 	for i in $(seq 300); do # 30 s
 		tail -n +$((lines + 1)) "$wlog" | grep -q "${tab}authz${tab}.*L7 authorization polic[a-z]* in force" && break
@@ -211,6 +212,40 @@ bench_ours_l7_policies() {
 			"$(grep 'path=/admin/x' "$wlog" | tail -1)" >&2
 		return 1
 	fi
+	[ -n "${BENCH_L7_JWT:-}" ] || return 0
+	# The JWT row: the token is accepted (200), an expired one refused (401).
+	if ! tail -n +$((lines + 1)) "$wlog" | grep -q "${tab}jwt${tab}1 RequestAuthentication policy in force"; then
+		echo "the waypoint did not report the RequestAuthentication in force" >&2
+		return 1
+	fi
+	BENCH_L7_AUTH=$(cat "$d/jwt/alice.jwt")
+	code=$(zt_ns_exec "$BENCH_L7_CLIENT_NS" curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+		-H "authorization: Bearer $BENCH_L7_AUTH" "http://$BENCH_L7_TARGET/")
+	code="$code $(zt_ns_exec "$BENCH_L7_CLIENT_NS" curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+		-H "authorization: Bearer $(cat "$d/jwt/expired.jwt")" "http://$BENCH_L7_TARGET/")"
+	if [ "$code" != "200 401" ]; then
+		echo "JWT: the valid token got ${code% *} (not 200), the expired one ${code#* } (not 401)" >&2
+		return 1
+	fi
+}
+
+# bench_ours_l7_authn: a RequestAuthentication on the waypoint's Gateway,
+# keys and tokens minted by Node's crypto (tests/e2e/jwt_mint.js) into
+# $BENCH_WORK/jwt (audience svc-web is not asked for).
+bench_ours_l7_authn() {
+	local d=$BENCH_WORK/jwt
+	mkdir -p "$d" && node "$BENCH_OURS_DIR/../tests/e2e/jwt_mint.js" "$d" https://issuer.bench >/dev/null || return 1
+	cat <<-Y
+		---
+		apiVersion: security.istio.io/v1
+		kind: RequestAuthentication
+		metadata: {name: jwt, namespace: bench}
+		spec:
+		  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]
+		  jwtRules:
+		  - issuer: https://issuer.bench
+		    jwks: '$(cat "$d/jwks.json")'
+	Y
 }
 
 # bench_wp_log_level LEVEL: sets the L7 waypoint's log level (admin port).

@@ -35,7 +35,7 @@
 #                a service VIP whose port has appProtocol http, via
 #                bench_ours_l7_setup (bench/ours.sh): three proxies, two
 #                mTLS hops
-#   ours-l7-pol10, ours-l7-pol1000
+#   ours-l7-pol10, ours-l7-pol1000, ours-l7-jwt
 #                the same path and load with 10 and with 1000 Istio
 #                AuthorizationPolicies in the waypoint's LOCAL_XDS_PATH
 #                (bench/gen_l7_policies.py): 10 on the service and the
@@ -101,7 +101,7 @@ ZT_BIN=${ZT_BIN:-$repo/build/ztunnel}
 . "${BENCH_OURS_SH:-$here/ours.sh}"
 zt_trap_cleanup
 
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours direct-http nginx-rp ours-l7 ours-l7-pol10 ours-l7-pol1000}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours direct-http nginx-rp ours-l7 ours-l7-pol10 ours-l7-pol1000 ours-l7-jwt}
 BENCH_TIME=${BENCH_TIME:-5}
 BENCH_LAT_TIME=${BENCH_LAT_TIME:-10}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
@@ -232,7 +232,7 @@ sleep 0.3 # sockperf has no cheap readiness probe that does not count as a clien
 # in the L7 server pod, one process, serving the same 1 KB file on
 # BENCH_L7_PORT with connections kept alive for as long as a run lasts.
 BENCH_L7=""
-for s in direct-http nginx-rp ours-l7 ours-l7-pol10 ours-l7-pol1000; do
+for s in direct-http nginx-rp ours-l7 ours-l7-pol10 ours-l7-pol1000 ours-l7-jwt; do
 	case " $BENCH_SCENARIOS " in *" $s "*) BENCH_L7="$BENCH_L7 $s" ;; esac
 done
 if [ -n "$BENCH_L7" ]; then
@@ -756,6 +756,9 @@ l7_ours_setup() {
 l7_ours_l7_setup() { l7_ours_setup ours-l7; }
 l7_ours_l7_pol10_setup() { l7_ours_setup ours-l7-pol10 10; }
 l7_ours_l7_pol1000_setup() { l7_ours_setup ours-l7-pol1000 1000; }
+# ours-l7-jwt: the 10 policies and a RequestAuthentication on the Gateway;
+# every request carries the same valid RS256 token (minted by Node's crypto).
+l7_ours_l7_jwt_setup() { BENCH_L7_JWT=1 l7_ours_setup ours-l7-jwt 10; }
 
 # l7_keep_proxies ROW: true if ROW is an ours-l7 row and another one
 # follows, which runs on the same proxies (bench_ours_l7_setup).
@@ -788,7 +791,8 @@ l7_pids() { # l7_pids LABEL: the PGID of that proxy of the row, or nothing
 run_wrk_l7() {
 	local log=$2
 	zt_ns_exec "$BENCH_L7_CLIENT_NS" timeout $((BENCH_TIME + 15)) \
-		wrk -t 1 -c "$BENCH_L7_CONNS" -d "${BENCH_TIME}s" --timeout 5s --latency "http://$1/" >"$log" 2>&1
+		wrk -t 1 -c "$BENCH_L7_CONNS" -d "${BENCH_TIME}s" --timeout 5s --latency \
+		${BENCH_L7_AUTH:+-H "authorization: Bearer $BENCH_L7_AUTH"} "http://$1/" >"$log" 2>&1
 	awk '
 		function ms(v) {
 			if (v ~ /us$/) return v * 0.001
@@ -900,8 +904,8 @@ run_l7_scenario() {
 	local s=$1 f=l7_${1//-/_}_setup i x p t0 c0 c1 held words w rps reqs errs p50 p90 p99 tick_sum pol=0
 	local -a rpss=() reqss=() errss=() p50s=() p99s=() f50s=() f90s=() f99s=() fns=() ferrs=()
 	local -A cpus=() fcpus=() uss=()
-	case $s in ours-l7-pol*) pol=1 ;; esac
-	BENCH_L7_TARGET="" BENCH_L7_PROXIES=""
+	case $s in ours-l7-pol* | ours-l7-jwt) pol=1 ;; esac
+	BENCH_L7_TARGET="" BENCH_L7_PROXIES="" BENCH_L7_AUTH=""
 	echo "bench: $s ..." >&2
 	t0=$(date +%s)
 	if ! "$f" 2>>"$BENCH_WORK/$s-setup.log" || [ -z "$BENCH_L7_TARGET" ]; then
@@ -1023,7 +1027,7 @@ t_start=$(date +%s)
 for s in $BENCH_SCENARIOS; do
 	case $s in
 	direct | socat | stunnel | ours) run_scenario "$s" ;;
-	direct-http | nginx-rp | ours-l7 | ours-l7-pol10 | ours-l7-pol1000) ;; # below, in their own order
+	direct-http | nginx-rp | ours-l7 | ours-l7-pol10 | ours-l7-pol1000 | ours-l7-jwt) ;; # below, in their own order
 	*) echo "bench: unknown scenario '$s'" >&2 ;;
 	esac
 done
@@ -1187,7 +1191,7 @@ for s in $BENCH_L7; do
 		continue
 	fi
 	case $s in
-	ours-l7-pol*) l7_pol_shown+=("$s") ;;
+	ours-l7-pol* | ours-l7-jwt) l7_pol_shown+=("$s") ;;
 	*) l7_shown+=("$s") ;;
 	esac
 done
@@ -1213,7 +1217,8 @@ if [ ${#l7_pol_shown[@]} -gt 0 ]; then
 	echo
 	echo "L7 AuthorizationPolicy cost: the ours-l7 path and wrk load as above, with N Istio AuthorizationPolicies in" \
 		"the waypoint's file (10: on the service and the waypoint's Gateway, each request checked against all 10" \
-		"and allowed; 1000: those 10 and 990 on 99 other services), reloaded by ours-l7's waypoint, on ours-l7's" \
+		"and allowed; 1000: those 10 and 990 on 99 other services; 10+jwt: the 10 and a RequestAuthentication, each" \
+		"request with the same valid RS256 token), reloaded by ours-l7's waypoint, on ours-l7's" \
 		"proxies. ÷0 = against ours-l7 (no policies) in this run; µs = CPU-µs per request of the waypoint (W) and" \
 		"of the three proxies (all). Any error or non-2xx answer fails the row."
 	printf '%-15s %8s %8s %6s %7s %7s %8s %7s %6s %6s %6s %6s %6s\n' \
@@ -1221,7 +1226,7 @@ if [ ${#l7_pol_shown[@]} -gt 0 ]; then
 	for s in ours-l7 "${l7_pol_shown[@]}"; do
 		[ -n "${L7_RPS[$s]:-}" ] || continue
 		n=0
-		case $s in ours-l7-pol*) n=${s#ours-l7-pol} ;; esac
+		case $s in ours-l7-pol*) n=${s#ours-l7-pol} ;; ours-l7-jwt) n=10+jwt ;; esac
 		printf '%-15s %8s %8s %6s %7s %7s %8s %7s %6s %6s %6s %6s %6s\n' "$s" "$n" \
 			"$(fmt %.0f "${L7_RPS[$s]}")" "$(ratio "${L7_RPS[$s]}" "${L7_RPS[ours-l7]:-}")" \
 			"$(fmt %.2f "${L7_P50[$s]}")" "$(fmt %.2f "${L7_P99[$s]}")" "${L7_REQS[$s]}" "${L7_ERRS[$s]}" \

@@ -450,14 +450,18 @@ static void load_policies(struct proxy_app *app)
     apply_authn(app);
 }
 
-/* A new state from a config source: data plane, admin view, reference. */
+/* A new state from a config source: data plane, admin view, reference.
+ * The certificates of identities new on this node are asked for before
+ * the workers see the state: a connection waiting for its workload resumes
+ * as soon as they do, and must find the request under way, not the CA's
+ * refusal from before the workload was configured. */
 static void publish_state(struct proxy_app *app, struct zt_state *next)
 {
-    zt_proxy_set_state(app->proxy, next);
-    zt_proxy_admin_set_state(app, next);
     zt_state_unref(app->state);
     app->state = next;
     sync_node_identities(app);
+    zt_proxy_set_state(app->proxy, next);
+    zt_proxy_admin_set_state(app, next);
 }
 
 static void on_xds_publish(void *ud, struct zt_state *state)
@@ -868,8 +872,8 @@ static int proxy_init(struct proxy_app *app)
         fprintf(stderr, "ztunnel proxy: cannot start workers: %s\n", zt_strerror(rc));
         return -1;
     }
-    zt_proxy_set_state(app->proxy, app->state);
     sync_node_identities(app);
+    zt_proxy_set_state(app->proxy, app->state);
     pthread_mutex_init(&app->mu, NULL);
     app->has_mu = true;
     zt_proxy_admin_set_state(app, app->state);

@@ -570,6 +570,22 @@ struct zt_http1_parser *zt_http1_parser_new(bool is_response, const struct zt_ht
     return p;
 }
 
+void zt_http1_parser_shrink(struct zt_http1_parser *p)
+{
+    if (p->state != ZT_HTTP1_ST_DONE && (p->state != ZT_HTTP1_ST_HEAD || p->started))
+        return;
+    zt_http_head_cleanup(&p->head);
+    zt_http_head_cleanup(&p->trailers);
+    zt_http_head_init(&p->head, p->is_response);
+    zt_http_head_init(&p->trailers, p->is_response);
+    free(p->name);
+    free(p->value);
+    free(p->url);
+    p->name = p->value = p->url = NULL;
+    p->name_len = p->value_len = p->url_len = 0;
+    p->name_cap = p->value_cap = p->url_cap = 0;
+}
+
 void zt_http1_parser_free(struct zt_http1_parser *p)
 {
     if (!p)

@@ -157,6 +157,11 @@ struct zt_http1_parser;
 struct zt_http1_parser *zt_http1_parser_new(bool is_response, const struct zt_http1_ops *ops,
                                             void *ud);
 void zt_http1_parser_free(struct zt_http1_parser *p);
+/* Frees what the parser keeps between messages (the last message's head,
+ * trailers and field buffers), for a connection going idle. Only between
+ * messages (a no-op in the middle of one), never inside zt_http1_parse, and
+ * only when the owner keeps no pointer into the heads. */
+void zt_http1_parser_shrink(struct zt_http1_parser *p);
 
 /* Feeds len bytes (borrowed for the call; body slices passed to on_body
  * point into them). Parses until the input ends, a message ends (state

@@ -790,6 +790,16 @@ static const struct zt_http1_ops req_ops = {
 };
 
 /* Parses what the client sent, one request at a time. */
+/* Idle between requests (no parse under way): the parsers keep no storage
+ * meanwhile. */
+static void idle_shrink(struct wp_http *h)
+{
+    if (h->state == WP_H_IDLE && h->din.len == 0 && !h->in_req_parse && !h->in_resp_parse) {
+        zt_http1_parser_shrink(h->req_p);
+        zt_http1_parser_shrink(h->resp_p);
+    }
+}
+
 static void feed_requests(struct wp_http *h)
 {
     while (h->state == WP_H_IDLE || (h->state == WP_H_EXCHANGE && !h->ex.req_done)) {
@@ -830,8 +840,10 @@ static void feed_requests(struct wp_http *h)
         if (used == 0)
             break;
     }
-    if (h->state != WP_H_ENDED)
-        return_down(h);
+    if (h->state == WP_H_ENDED)
+        return;
+    idle_shrink(h);
+    return_down(h);
 }
 
 /* ---- responses ---- */
@@ -1206,8 +1218,10 @@ static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
         feed_requests(h);
         return;
     }
-    if (h->state != WP_H_ENDED)
-        return_up(h);
+    if (h->state == WP_H_ENDED)
+        return;
+    idle_shrink(h);
+    return_up(h);
 }
 
 static void up_on_end(struct wp_stream *s)

@@ -88,6 +88,9 @@ static void on_end(void *ud, struct zt_http_head *trailers)
 
 static const struct zt_http1_ops ops = {on_head, on_body, on_end};
 
+/* Shrinks the parser between and inside messages (test_shrink). */
+static bool shrink_always;
+
 /* Feeds `in` in pieces of `step` bytes (0: whole), the way a session
  * would: unconsumed bytes stay in its buffer and are fed again with the
  * next read. Resumes after each message (response parsers answer `method`
@@ -137,9 +140,13 @@ static const char *run_split(bool resp, const char *method, const char *in, size
             }
             if (st == ZT_HTTP1_ST_DONE) {
                 logf_(&r, "|\n");
+                if (shrink_always)
+                    zt_http1_parser_shrink(p); /* done: frees the last head */
                 zt_http1_parser_resume(p);
                 continue;
             }
+            if (shrink_always)
+                zt_http1_parser_shrink(p); /* mid-message: a no-op */
             if (st == ZT_HTTP1_ST_BODY && have > 0 && used == 0 && r.pause_on_head) {
                 r.pause_on_head = false; /* paused at the head: go on */
                 continue;
@@ -222,6 +229,29 @@ static void test_request(void)
     CHECK(zt_http1_parse_eof(p) == ZT_E_PROTO);
     CHECK(zt_http1_parser_error(p) == ZT_HTTP1_E_TRUNCATED);
     zt_http1_parser_free(p);
+}
+
+/* Shrinking between messages (what an idle waypoint connection does) and
+ * trying to in the middle of one changes no event, whatever the cuts. */
+static void test_shrink(void)
+{
+    static char plain[16384];
+    const char *ins[] = {get_req, chunked_req, pipelined};
+    for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++) {
+        shrink_always = false;
+        snprintf(plain, sizeof(plain), "%s", run(false, NULL, ins[i]));
+        shrink_always = true;
+        CHECK_EQ_STR(run(false, NULL, ins[i]), plain);
+        CHECK(same_split(false, NULL, ins[i]));
+        shrink_always = false;
+    }
+    shrink_always = true;
+    CHECK_EQ_STR(run(true, "GET",
+                     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok"
+                     "HTTP/1.1 204 No Content\r\nX-B: 2\r\n\r\n"),
+                 "H 200 v1 content-length=2 x-a=1 [body length ka len=2]\nB ok\nE\n|\n"
+                 "H 204 v1 x-b=2 [ka len=0]\nE\n|\nEOF 0\n");
+    shrink_always = false;
 }
 
 static void test_pipelined(void)
@@ -765,6 +795,7 @@ int main(void)
 {
     RUN(test_request);
     RUN(test_pipelined);
+    RUN(test_shrink);
     RUN(test_chunked);
     RUN(test_responses);
     RUN(test_upgrade);
