@@ -9,7 +9,9 @@
 # AuthorizationPolicy (requestPrincipals, request.auth.claims); a CORS
 # preflight is not authenticated; a service without a RequestAuthentication
 # is untouched; JWKS rotation by a config edit applies to live traffic;
-# HTTP/2 (h2c) requests get the same answers. Clients: curl. Needs root.
+# HTTP/2 (h2c) requests get the same answers; jwksUri over HTTPS; TCP through
+# the waypoint obeys its policies; an L4 policy at the destination node
+# proxy works together with the waypoint's. Clients: curl. Needs root.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=mesh.sh
@@ -122,6 +124,13 @@ config() {
 		- {name: svc-tcp, namespace: default, hostname: svc-tcp.$H, vips: ["/$VIP_TCP"],
 		   ports: {9000: {targetPort: 9000, appProtocol: tcp}, 9001: 9000, 9002: 9000},
 		   waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		# L4, at the destination node proxy: only the waypoint may reach b1.
+		policies:
+		- name: only-waypoint
+		  namespace: default
+		  scope: Namespace
+		  action: Allow
+		  rules: [[[ {principals: [{Exact: cluster.local/ns/default/sa/waypoint}]} ]]]
 	Y
 	authn "$@"
 }
@@ -267,6 +276,12 @@ lint=$(promtool check metrics <"$ZT_WORK/wm.txt" 2>&1 | grep '^ztunnel_waypoint_
 if [ "${ja:-0}" -ge 10 ] && [ "${jd:-0}" -ge 10 ] && [ "${rd:-0}" -ge 4 ] && [ "${sd:-0}" -ge 1 ] && [ -z "$lint" ]; then
 	zt_pass
 else zt_fail "jwt allowed=$ja denied=$jd rbac denied=$rd shadow denied=$sd; $lint"; fi
+
+zt_test "an L4 policy at the destination node proxy (only the waypoint's identity) works with the waypoint's: via the VIP 200, straight to b1's address refused (and logged by node 2's proxy)"
+got="$(code "http://$VIP_WEB/hello") $(code "http://$B1:8081/hello")"
+if [ "$got" = "200 000" ] && mesh_wait_grep "$(mesh_log 2 proxy)" 'policy rejection: allow policies exist, but none allowed.*sa/sa-a' 5 >/dev/null; then zt_pass; else
+	zt_fail "got $got; $(grep -E 'authz|policy' "$(mesh_log 2 proxy)" | tail -2)"
+fi
 
 # ---- jwksUri ----
 # until_code CODE CURL-ARGS...: repeats the request (every 0.2 s, 50 times)
