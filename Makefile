@@ -8,8 +8,10 @@ WERROR  ?= 1
 CC      ?= cc
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-PKGS     := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson libmicrohttpd zlib ldns libpcre2-8 cjose libcurl
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKGS     := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson libmicrohttpd zlib ldns libpcre2-8 cjose
+# Headers only: src/jwt/jwks_fetch.c loads libcurl when a fetcher starts.
+PKGS_DL  := libcurl
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) $(PKGS_DL) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN   := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \

@@ -7,6 +7,9 @@
 #include "jwt/jwks_fetch.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,83 @@
 #include "base/list.h"
 #include "base/log.h"
 #include "jwt/jwt.h"
+
+/* libcurl is loaded when the first fetcher starts (dlopen), not linked:
+ * only a waypoint with a jwksUri needs it, and Debian's build pulls in
+ * Kerberos, LDAP, libssh2 and librtmp, 1.5-2 MB of RSS a node proxy would
+ * carry for nothing. The functions used, by pointer. */
+static struct {
+    CURLcode (*global_init)(long flags);
+    void (*global_cleanup)(void);
+    CURL *(*easy_init)(void);
+    void (*easy_cleanup)(CURL *h);
+    CURLcode (*easy_setopt)(CURL *h, CURLoption o, ...);
+    CURLcode (*easy_getinfo)(CURL *h, CURLINFO i, ...);
+    const char *(*easy_strerror)(CURLcode c);
+    CURLM *(*multi_init)(void);
+    CURLMcode (*multi_cleanup)(CURLM *m);
+    CURLMcode (*multi_add_handle)(CURLM *m, CURL *h);
+    CURLMcode (*multi_remove_handle)(CURLM *m, CURL *h);
+    CURLMcode (*multi_assign)(CURLM *m, curl_socket_t fd, void *p);
+    CURLMcode (*multi_setopt)(CURLM *m, CURLMoption o, ...);
+    CURLMcode (*multi_socket_action)(CURLM *m, curl_socket_t fd, int ev, int *running);
+    CURLMsg *(*multi_info_read)(CURLM *m, int *left);
+    const char *(*multi_strerror)(CURLMcode c);
+    CURLU *(*url)(void);
+    void (*url_cleanup)(CURLU *u);
+    CURLUcode (*url_set)(CURLU *u, CURLUPart what, const char *part, unsigned int flags);
+    const char *(*url_strerror)(CURLUcode c);
+} C;
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static bool curl_loaded;
+static char curl_load_error[256];
+
+static void load_curl(void)
+{
+    static const char lib[] = "libcurl.so.4";
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(curl_load_error, sizeof(curl_load_error), "%s", dlerror());
+        return;
+    }
+    static const struct {
+        const char *name;
+        size_t off;
+    } syms[] = {
+#define SYM(f) {"curl_" #f, offsetof(__typeof__(C), f)}
+        SYM(global_init),
+        SYM(global_cleanup),
+        SYM(easy_init),
+        SYM(easy_cleanup),
+        SYM(easy_setopt),
+        SYM(easy_getinfo),
+        SYM(easy_strerror),
+        SYM(multi_init),
+        SYM(multi_cleanup),
+        SYM(multi_add_handle),
+        SYM(multi_remove_handle),
+        SYM(multi_assign),
+        SYM(multi_setopt),
+        SYM(multi_socket_action),
+        SYM(multi_info_read),
+        SYM(multi_strerror),
+        SYM(url),
+        SYM(url_cleanup),
+        SYM(url_set),
+        SYM(url_strerror),
+#undef SYM
+    };
+    for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+        void *f = dlsym(h, syms[i].name);
+        if (!f) {
+            snprintf(curl_load_error, sizeof(curl_load_error), "%s: no %s", lib, syms[i].name);
+            dlclose(h);
+            return;
+        }
+        memcpy((char *)&C + syms[i].off, &f, sizeof(f));
+    }
+    curl_loaded = true; /* the handle stays open for the process */
+}
 
 #define SCOPE "jwt"
 
@@ -101,7 +181,7 @@ static void maybe_free(struct zt_jwks_fetcher *f)
     void *ud = f->done_ud;
     free(f->ca_file);
     free(f);
-    curl_global_cleanup();
+    C.global_cleanup();
     if (done)
         done(ud);
 }
@@ -140,9 +220,9 @@ static void close_sock(struct sock *k)
 static void socket_action(struct zt_jwks_fetcher *f, curl_socket_t fd, int flags)
 {
     int running;
-    CURLMcode mc = curl_multi_socket_action(f->multi, fd, flags, &running);
+    CURLMcode mc = C.multi_socket_action(f->multi, fd, flags, &running);
     if (mc != CURLM_OK)
-        ZT_ERROR(SCOPE, "jwks fetcher: curl_multi_socket_action: %s", curl_multi_strerror(mc));
+        ZT_ERROR(SCOPE, "jwks fetcher: curl_multi_socket_action: %s", C.multi_strerror(mc));
     check_done(f);
 }
 
@@ -170,7 +250,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
                 ZT_ERROR(SCOPE, "jwks fetcher: uv_poll_stop: %s", uv_strerror(rc));
             close_sock(k);
             /* Not while curl_multi_cleanup runs: it is dropping the entry. */
-            if (!f->is_closing && curl_multi_assign(f->multi, fd, NULL) != CURLM_OK)
+            if (!f->is_closing && C.multi_assign(f->multi, fd, NULL) != CURLM_OK)
                 ZT_ERROR(SCOPE, "jwks fetcher: curl_multi_assign failed");
         }
         return 0;
@@ -187,7 +267,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         }
         k->poll.data = k;
         zt_list_insert_tail(&f->socks, &k->link);
-        if (curl_multi_assign(f->multi, fd, k) != CURLM_OK) {
+        if (C.multi_assign(f->multi, fd, k) != CURLM_OK) {
             ZT_ERROR(SCOPE, "jwks fetcher: curl_multi_assign failed");
             close_sock(k);
             return -1;
@@ -278,11 +358,10 @@ static void cancel_transfer(struct source *s)
 {
     if (!s->easy)
         return;
-    CURLMcode mc = curl_multi_remove_handle(s->f->multi, s->easy);
+    CURLMcode mc = C.multi_remove_handle(s->f->multi, s->easy);
     if (mc != CURLM_OK)
-        ZT_ERROR(SCOPE, "jwksUri %s: curl_multi_remove_handle: %s", s->uri,
-                 curl_multi_strerror(mc));
-    curl_easy_cleanup(s->easy);
+        ZT_ERROR(SCOPE, "jwksUri %s: curl_multi_remove_handle: %s", s->uri, C.multi_strerror(mc));
+    C.easy_cleanup(s->easy);
     s->easy = NULL;
     drop_rx(s);
 }
@@ -291,7 +370,7 @@ static void cancel_transfer(struct source *s)
 static CURL *make_easy(struct source *s, CURLcode *rc)
 {
     struct zt_jwks_fetcher *f = s->f;
-    CURL *e = curl_easy_init();
+    CURL *e = C.easy_init();
     if (!e) {
         *rc = CURLE_OUT_OF_MEMORY;
         return NULL;
@@ -300,28 +379,27 @@ static CURL *make_easy(struct source *s, CURLcode *rc)
      * ca_file, CAPATH NULL keeps the build's default directory out. A
      * Content-Length over the cap fails before any body byte is read;
      * on_body catches the rest (chunked, or a lying length). */
-    if ((*rc = curl_easy_setopt(e, CURLOPT_URL, s->uri)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)s)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https")) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https")) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_PROXY, "")) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2)) !=
+    if ((*rc = C.easy_setopt(e, CURLOPT_URL, s->uri)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_PRIVATE, (void *)s)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https")) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https")) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_PROXY, "")) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L)) != CURLE_OK ||
+        (f->ca_file && (*rc = C.easy_setopt(e, CURLOPT_CAINFO, f->ca_file)) != CURLE_OK) ||
+        (f->ca_file && (*rc = C.easy_setopt(e, CURLOPT_CAPATH, (char *)NULL)) != CURLE_OK) ||
+        (*rc = C.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)f->timeout_ms)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->timeout_ms)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ZT_JWT_JWKS_MAX)) !=
             CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L)) != CURLE_OK ||
-        (f->ca_file && (*rc = curl_easy_setopt(e, CURLOPT_CAINFO, f->ca_file)) != CURLE_OK) ||
-        (f->ca_file && (*rc = curl_easy_setopt(e, CURLOPT_CAPATH, (char *)NULL)) != CURLE_OK) ||
-        (*rc = curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)f->timeout_ms)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->timeout_ms)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ZT_JWT_JWKS_MAX)) !=
-            CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)s)) != CURLE_OK ||
-        (*rc = curl_easy_setopt(e, CURLOPT_USERAGENT, "ztunnel-c")) != CURLE_OK) {
-        curl_easy_cleanup(e);
+        (*rc = C.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_WRITEDATA, (void *)s)) != CURLE_OK ||
+        (*rc = C.easy_setopt(e, CURLOPT_USERAGENT, "ztunnel-c")) != CURLE_OK) {
+        C.easy_cleanup(e);
         return NULL;
     }
     return e;
@@ -391,7 +469,7 @@ static void finish_fetch(struct source *s, CURLcode rc)
 {
     struct zt_jwks_fetcher *f = s->f;
     long status = 0;
-    if (curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+    if (C.easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
         status = 0;
     char *rx = s->rx;
     size_t rx_len = s->rx_len;
@@ -406,8 +484,7 @@ static void finish_fetch(struct source *s, CURLcode rc)
         else if (is_over_cap || rc == CURLE_FILESIZE_EXCEEDED)
             snprintf(reason, sizeof(reason), "body over %d bytes", ZT_JWT_JWKS_MAX);
         else
-            snprintf(reason, sizeof(reason), "%s",
-                     s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc));
+            snprintf(reason, sizeof(reason), "%s", s->errbuf[0] ? s->errbuf : C.easy_strerror(rc));
         free(rx);
         fail_fetch(s, rc == CURLE_OK ? ZT_E_PROTO : classify(rc, is_over_cap), status, reason);
         return;
@@ -444,15 +521,15 @@ static void on_source_timer(uv_timer_t *t)
     s->easy = make_easy(s, &cc);
     if (!s->easy) {
         char reason[256];
-        snprintf(reason, sizeof(reason), "libcurl refused an option: %s", curl_easy_strerror(cc));
+        snprintf(reason, sizeof(reason), "libcurl refused an option: %s", C.easy_strerror(cc));
         fail_fetch(s, ZT_E_PROTO, 0, reason);
         return;
     }
-    CURLMcode mc = curl_multi_add_handle(s->f->multi, s->easy);
+    CURLMcode mc = C.multi_add_handle(s->f->multi, s->easy);
     if (mc != CURLM_OK) {
-        curl_easy_cleanup(s->easy);
+        C.easy_cleanup(s->easy);
         s->easy = NULL;
-        fail_fetch(s, ZT_E_PROTO, 0, curl_multi_strerror(mc));
+        fail_fetch(s, ZT_E_PROTO, 0, C.multi_strerror(mc));
         return;
     }
     set_state(s, SOURCE_FETCHING);
@@ -463,14 +540,14 @@ static void check_done(struct zt_jwks_fetcher *f)
 {
     CURLMsg *m;
     int left;
-    while (!f->is_closing && (m = curl_multi_info_read(f->multi, &left)) != NULL) {
+    while (!f->is_closing && (m = C.multi_info_read(f->multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
         /* m is invalid once its handle leaves the multi handle. */
         CURL *e = m->easy_handle;
         CURLcode rc = m->data.result;
         char *priv = NULL;
-        if (curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv) != CURLE_OK || !priv) {
+        if (C.easy_getinfo(e, CURLINFO_PRIVATE, &priv) != CURLE_OK || !priv) {
             ZT_ERROR(SCOPE, "jwks fetcher: a transfer without its source");
             continue;
         }
@@ -527,13 +604,13 @@ static int check_uri(const char *uri, char *err, size_t errlen)
                        ZT_JWKS_URI_LEN_MAX);
     if (strncasecmp(uri, "https://", 8) != 0 && strncasecmp(uri, "http://", 7) != 0)
         return zt_errf(err, errlen, ZT_E_CONFIG, "jwksUri %s: not http:// or https://", uri);
-    CURLU *u = curl_url();
+    CURLU *u = C.url();
     if (!u)
         return zt_errf(err, errlen, ZT_E_CONFIG, "jwksUri %s: curl_url failed", uri);
-    CURLUcode uc = curl_url_set(u, CURLUPART_URL, uri, 0);
-    curl_url_cleanup(u);
+    CURLUcode uc = C.url_set(u, CURLUPART_URL, uri, 0);
+    C.url_cleanup(u);
     if (uc != CURLUE_OK)
-        return zt_errf(err, errlen, ZT_E_CONFIG, "jwksUri %s: %s", uri, curl_url_strerror(uc));
+        return zt_errf(err, errlen, ZT_E_CONFIG, "jwksUri %s: %s", uri, C.url_strerror(uc));
     return 0;
 }
 
@@ -619,9 +696,14 @@ int zt_jwks_fetcher_status(const struct zt_jwks_fetcher *f, const char *uri,
 struct zt_jwks_fetcher *zt_jwks_fetcher_new(uv_loop_t *loop, const struct zt_jwks_fetcher_opts *o,
                                             zt_jwks_fetch_cb *cb, void *ud)
 {
-    CURLcode cc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    pthread_once(&curl_once, load_curl);
+    if (!curl_loaded) {
+        ZT_ERROR(SCOPE, "jwks fetcher: libcurl cannot be loaded: %s", curl_load_error);
+        return NULL;
+    }
+    CURLcode cc = C.global_init(CURL_GLOBAL_DEFAULT);
     if (cc != CURLE_OK) {
-        ZT_ERROR(SCOPE, "jwks fetcher: curl_global_init: %s", curl_easy_strerror(cc));
+        ZT_ERROR(SCOPE, "jwks fetcher: curl_global_init: %s", C.easy_strerror(cc));
         return NULL;
     }
     struct zt_jwks_fetcher *f = zt_xcalloc(1, sizeof(*f));
@@ -638,15 +720,15 @@ struct zt_jwks_fetcher *zt_jwks_fetcher_new(uv_loop_t *loop, const struct zt_jwk
     zt_list_init(&f->socks);
     /* The multi handle first: until the uv timer exists, a failure can
      * free everything here. */
-    f->multi = curl_multi_init();
+    f->multi = C.multi_init();
     if (!f->multi) {
         ZT_ERROR(SCOPE, "jwks fetcher: curl_multi_init failed");
         goto fail;
     }
-    if (curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
-        curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, (void *)f) != CURLM_OK ||
-        curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-        curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, (void *)f) != CURLM_OK) {
+    if (C.multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+        C.multi_setopt(f->multi, CURLMOPT_SOCKETDATA, (void *)f) != CURLM_OK ||
+        C.multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        C.multi_setopt(f->multi, CURLMOPT_TIMERDATA, (void *)f) != CURLM_OK) {
         ZT_ERROR(SCOPE, "jwks fetcher: curl_multi_setopt failed");
         goto fail;
     }
@@ -658,11 +740,11 @@ struct zt_jwks_fetcher *zt_jwks_fetcher_new(uv_loop_t *loop, const struct zt_jwk
     f->curl_timer.data = f;
     return f;
 fail:
-    if (f->multi && curl_multi_cleanup(f->multi) != CURLM_OK)
+    if (f->multi && C.multi_cleanup(f->multi) != CURLM_OK)
         ZT_ERROR(SCOPE, "jwks fetcher: curl_multi_cleanup failed");
     free(f->ca_file);
     free(f);
-    curl_global_cleanup();
+    C.global_cleanup();
     return NULL;
 }
 
@@ -678,9 +760,9 @@ void zt_jwks_fetcher_close(struct zt_jwks_fetcher *f, void (*done)(void *), void
     f->n_src = 0;
     /* Closing the cached connections reports their sockets to
      * on_curl_socket; any still listed after that are closed here. */
-    CURLMcode mc = curl_multi_cleanup(f->multi);
+    CURLMcode mc = C.multi_cleanup(f->multi);
     if (mc != CURLM_OK)
-        ZT_ERROR(SCOPE, "jwks fetcher: curl_multi_cleanup: %s", curl_multi_strerror(mc));
+        ZT_ERROR(SCOPE, "jwks fetcher: curl_multi_cleanup: %s", C.multi_strerror(mc));
     f->multi = NULL;
     while (!zt_list_empty(&f->socks)) {
         struct sock *k = zt_list_entry(zt_list_first(&f->socks), struct sock, link);

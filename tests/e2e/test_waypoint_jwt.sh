@@ -306,6 +306,12 @@ cp "$TOK/jwks_rotated.json" "$ZT_WORK/jwks/www/jwks.json.new" && mv "$ZT_WORK/jw
 got="$(until_code 200 -H "$(bearer rotated)" "http://$VIP_REMOTE/hello") $(code -H "$(bearer alice)" "http://$VIP_REMOTE/hello")"
 zt_expect_eq "$got" "200 401"
 
+zt_test "libcurl is in the waypoint that fetches a jwksUri, not in the node proxies (loaded on demand, not linked)"
+wpid=$(mesh_pid 1 waypoint) ppid=$(mesh_pid 2 proxy)
+# The pid files name the process group's leader: the ztunnel itself.
+got="waypoint:$(grep -c libcurl "/proc/$wpid/maps" 2>/dev/null) proxy:$(grep -c libcurl "/proc/$ppid/maps" 2>/dev/null)"
+case "$got" in "waypoint:0 "* | "waypoint: "* | *"proxy: "*) zt_fail "$got" ;; *"proxy:0") zt_pass ;; *) zt_fail "$got" ;; esac
+
 zt_test "a failing jwksUri (500, then a document that is not a JWKS) keeps the last good key set: the rotated token stays 200"
 rm -f "$ZT_WORK/jwks/www/jwks.json"
 mesh_wait_grep "$wlog" $'\terror\tjwt\t.*127.0.0.1.*500' 10 >/dev/null
