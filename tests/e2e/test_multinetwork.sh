@@ -173,6 +173,8 @@ zt_expect_eq "$(zt_send "$a" $VIP_W 80 "" 5)" \
 	"server=$(mesh_id waypoint) authority=svc-w.$H:80 peer=$(mesh_id sa-a)"
 
 zt_test "... through the second gateway (outer peer a, same authority); node 1 logs it so"
+# The gateway (another process) writes its line on its own time: waited for.
+mesh_wait_grep "$ZT_WORK/gw2.log" "authority=svc-w[.]default[.]svc[.]cluster[.]local:80" 5 >/dev/null
 gl=$(grep -F "authority=svc-w.$H:80" "$ZT_WORK/gw2.log" | head -1)
 line=$(mesh_wait_access 1 "$m1" "dst.service=svc-w.$H" 5)
 if printf '%s' "$gl" | grep -qF "peer=$(mesh_id sa-a) " &&
