@@ -70,8 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = n_err; i < errs.n; i++)
         if (strncmp(errs.v[i].msg, name, sizeof(name) - 1) != 0)
             __builtin_trap();
-    struct zt_jwt_authn_set *an = zt_jwt_authn_set_build(&authn, NULL, "ns1", "waypoint", NULL,
-                                                         NULL, NULL);
+    struct zt_jwt_authn_set *an =
+        zt_jwt_authn_set_build(&authn, NULL, "ns1", "waypoint", NULL, NULL, NULL);
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         struct zt_http_head h;
         struct zt_authz_l7_request rq = {0};
