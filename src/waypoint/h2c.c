@@ -40,6 +40,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "http/head.h"
+#include "http/http1.h"
 #include "state/ip.h"
 #include "telemetry/headers.h"
 #include "tls/spiffe.h"
@@ -66,7 +67,9 @@
 
 struct wp_h2c;
 
-/* One h2c connection to an endpoint's port, inside an HBONE stream. */
+/* One connection to an endpoint's port, inside an HBONE stream: h2c
+ * (streams multiplexed), or HTTP/1.1 (is_h1: one exchange at a time, kept
+ * for the next while both sides allow it). */
 struct wp_h2up {
     struct wp_h2c *s;
     struct zt_list_node link; /* in s->ups, then w->dead_h2ups */
@@ -80,6 +83,19 @@ struct wp_h2up {
     bool waiting; /* for the pool */
     bool is_dead; /* failed or ended: takes nothing new */
     bool no_new;  /* GOAWAY received: takes nothing new */
+    /* HTTP/1.1 only. */
+    bool is_h1;
+    bool req_chunked;           /* the request body goes chunked */
+    bool req_written;           /* all of the request is queued */
+    bool resp_done;             /* its response ended */
+    bool reusable;              /* ... and allows another exchange */
+    struct zt_http1_parser *h1; /* the responses */
+    struct wp_h2x *x;           /* the exchange in flight, NULL when idle */
+    struct zt_buf scratch;      /* framing being encoded */
+    uint64_t body_held;         /* response body bytes given to x, not yet back in the window */
+    uint64_t body_fed;          /* ... of them, during the current parse */
+    uint64_t tx_at_start;       /* st.tx when the exchange began */
+    unsigned n_done;            /* exchanges completed */
 };
 
 /* One request (a client stream) and its response. */
@@ -103,6 +119,7 @@ struct wp_h2x {
     unsigned tries;
     int status, grpc_status;
     bool is_grpc, too_big;
+    bool up_h1;          /* the upstream speaks HTTP/1.1 (the port's protocol) */
     bool resp_too_big;   /* the upstream's head passed the caps: 502 */
     bool in_trailers;    /* the client's next header block is trailers */
     bool req_end;        /* the client ended its side */
@@ -138,6 +155,7 @@ struct wp_h2c {
 };
 
 static const struct wp_stream_ops down_ops, up_ops;
+static const struct zt_http1_ops h1_ops;
 static nghttp2_session_callbacks *server_cbs, *client_cbs;
 static nghttp2_option *ng_opts;
 
@@ -145,6 +163,8 @@ static void pump(struct wp_h2c *s);
 static bool x_retry_later(struct wp_h2x *x, uint32_t cond, const char *what);
 static void x_fail(struct wp_h2x *x, uint32_t cond, const char *what, const char *detail);
 static void x_send_try(struct wp_h2x *x);
+static void up_kill(struct wp_h2up *up);
+static void h1_release(struct wp_h2up *up);
 
 static void copy_str(char *dst, size_t cap, const char *s)
 {
@@ -282,7 +302,10 @@ static void x_detach_up(struct wp_h2x *x)
         return;
     x->up = NULL;
     up->n_reqs--;
-    if (x->up_sid > 0) {
+    if (up->is_h1) {
+        up->x = NULL;
+        h1_release(up);
+    } else if (x->up_sid > 0) {
         nghttp2_session_set_stream_user_data(up->ng, x->up_sid, NULL);
         nghttp2_submit_rst_stream(up->ng, NGHTTP2_FLAG_NONE, x->up_sid, NGHTTP2_CANCEL);
         x->s->repump = true;
@@ -371,6 +394,10 @@ static ssize_t read_down(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t 
     if (n && x->up && x->up_sid > 0) {
         nghttp2_session_consume_stream(x->up->ng, x->up_sid, n);
         s->repump = true;
+    } else if (n && x->up && x->up->is_h1) {
+        size_t k = n < x->up->body_held ? n : (size_t)x->up->body_held;
+        x->up->body_held -= k;
+        wp_stream_consume(&x->up->st, k);
     }
     return rc;
 }
@@ -598,7 +625,9 @@ static void on_timeout(uv_timer_t *t)
 
 /* The upstream connection failed or ended: its requests lose their try
  * (retried, answered 503, or reset once their response began). */
-static void up_fail(struct wp_h2up *up, uint32_t cond, const char *what, const char *detail)
+/* The connection takes nothing more: its stream is reset (if open) and it
+ * is freed by the reaper. Its requests are the caller's. */
+static void up_kill(struct wp_h2up *up)
 {
     struct wp_h2c *s = up->s;
     if (up->is_dead)
@@ -611,6 +640,16 @@ static void up_fail(struct wp_h2up *up, uint32_t cond, const char *what, const c
         zt_hbone_pool_cancel(&up->waiter);
     up->waiting = false;
     wp_stream_detach(&up->st);
+    s->repump = true;
+}
+
+static void up_fail(struct wp_h2up *up, uint32_t cond, const char *what, const char *detail)
+{
+    struct wp_h2c *s = up->s;
+    if (up->is_dead)
+        return;
+    up_kill(up);
+    up->x = NULL;
     for (struct zt_list_node *n = zt_list_first(&s->reqs), *next; n; n = next) {
         next = zt_list_next(&s->reqs, n);
         struct wp_h2x *x = zt_list_entry(n, struct wp_h2x, link);
@@ -663,32 +702,42 @@ static void send_settings(nghttp2_session *ng, bool is_server)
     nghttp2_session_set_local_window_size(ng, NGHTTP2_FLAG_NONE, 0, WP_H2C_CONN_WINDOW);
 }
 
-/* An h2c connection to wl's port taking another stream: one of the
- * session's, or a new one. NULL with *err on failure. */
+/* A connection to wl's port taking another request: one of the
+ * session's (h2c: with a stream to spare; HTTP/1.1: idle), or a new one.
+ * NULL with *err on failure. */
 static struct wp_h2up *up_get(struct wp_h2c *s, const struct zt_workload *wl, uint16_t port,
-                              const struct zt_service *svc, int *err)
+                              const struct zt_service *svc, bool is_h1, int *err)
 {
     for (struct zt_list_node *n = zt_list_first(&s->ups); n; n = zt_list_next(&s->ups, n)) {
         struct wp_h2up *up = zt_list_entry(n, struct wp_h2up, link);
-        uint32_t max =
-            nghttp2_session_get_remote_settings(up->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
-        if (up->wl == wl && up->port == port && !up->no_new && up->n_reqs < max)
+        if (up->wl != wl || up->port != port || up->is_h1 != is_h1)
+            continue;
+        if (is_h1
+                ? !up->x
+                : !up->no_new && up->n_reqs < nghttp2_session_get_remote_settings(
+                                                  up->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))
             return up;
     }
     struct wp_h2up *up = zt_xcalloc(1, sizeof(*up));
     up->s = s;
     up->wl = wl;
     up->port = port;
+    up->is_h1 = is_h1;
     wp_stream_init(&up->st, &up_ops, up);
-    if (nghttp2_session_client_new2(&up->ng, client_cbs, up, ng_opts) != 0)
-        abort();
-    send_settings(up->ng, false);
+    if (is_h1) {
+        up->h1 = zt_http1_parser_new(true, &h1_ops, up);
+    } else {
+        if (nghttp2_session_client_new2(&up->ng, client_cbs, up, ng_opts) != 0)
+            abort();
+        send_settings(up->ng, false);
+    }
     struct zt_h2conn *ready = NULL;
     up->waiter.cb = up_on_pool;
     int rc = zt_l7_upstream(s->pod, wl, svc, &up->waiter, &ready, &up->hbone);
     if (rc < 0) {
-        nghttp2_session_del(up->ng);
-        free(up);
+        if (up->ng)
+            nghttp2_session_del(up->ng);
+        zt_http1_parser_free(up->h1);
         *err = rc;
         return NULL;
     }
@@ -705,25 +754,253 @@ static struct wp_h2up *up_get(struct wp_h2c *s, const struct zt_workload *wl, ui
     return up;
 }
 
+/* n request body bytes of the current try went on: bytes of an earlier
+ * try went back to the client's window then, the others go now. */
+static void x_body_sent(struct wp_h2x *x, size_t n)
+{
+    struct wp_h2c *s = x->s;
+    x->try_sent += n;
+    if (x->try_sent > x->body_returned) {
+        uint64_t give = x->try_sent - x->body_returned;
+        x->body_returned = x->try_sent;
+        if (!s->ended && x->down_sid > 0)
+            nghttp2_session_consume_stream(s->ng, x->down_sid, (size_t)give);
+        s->repump = true;
+    }
+}
+
 static ssize_t read_up(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
                        nghttp2_data_source *src, void *user)
 {
-    struct wp_h2up *up = user;
     struct wp_h2x *x = nghttp2_session_get_stream_user_data(ng, sid);
     if (!x)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     size_t n;
     ssize_t rc = take(ng, sid, &x->to_up, x->req_end, &x->req_trailers, buf, len, flags, &n);
-    x->try_sent += n;
-    /* Bytes of an earlier try went back to the client's window then. */
-    if (x->try_sent > x->body_returned) {
-        uint64_t give = x->try_sent - x->body_returned;
-        x->body_returned = x->try_sent;
-        if (!up->s->ended && x->down_sid > 0)
-            nghttp2_session_consume_stream(up->s->ng, x->down_sid, (size_t)give);
-        up->s->repump = true;
-    }
+    x_body_sent(x, n);
     return rc;
+}
+
+/* ---- HTTP/1.1 upstream connections ---- */
+
+/* Methods whose requests carry a body by their meaning: sent with
+ * `content-length: 0` when the client's request had none. */
+static bool h1_method_has_body(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+static void h1_queue_scratch(struct wp_h2up *up)
+{
+    wp_stream_queue(&up->st, zt_buf_head(&up->scratch), up->scratch.len);
+    zt_buf_consume(&up->scratch, up->scratch.len);
+}
+
+/* Moves the request body from x->to_up into the connection, chunked if
+ * the request goes so, while its queue is short; then the last chunk with
+ * the client's trailers once the client ended its side. */
+static void h1_push(struct wp_h2x *x)
+{
+    struct wp_h2up *up = x->up;
+    if (!up || !up->is_h1 || up->is_dead || up->req_written)
+        return;
+    size_t sent = 0;
+    while (x->to_up.len && up->st.q.len < WP_H2C_QUEUE_HIGH) {
+        size_t n = x->to_up.len < WP_H2C_QUEUE_HIGH ? x->to_up.len : WP_H2C_QUEUE_HIGH;
+        if (up->req_chunked) {
+            zt_http1_encode_chunk_header(&up->scratch, n);
+            h1_queue_scratch(up);
+        }
+        wp_stream_queue(&up->st, zt_buf_head(&x->to_up), n);
+        if (up->req_chunked) {
+            zt_http1_encode_chunk_end(&up->scratch);
+            h1_queue_scratch(up);
+        }
+        zt_buf_consume(&x->to_up, n);
+        sent += n;
+    }
+    if (sent)
+        x_body_sent(x, sent);
+    if (x->to_up.len == 0 && x->req_end) {
+        zt_buf_release(&x->to_up);
+        /* Trailers HTTP/1.1 cannot carry (a bad name or value) are dropped. */
+        if (up->req_chunked && zt_http1_encode_last_chunk(&x->req_trailers, &up->scratch) < 0)
+            zt_http1_encode_last_chunk(NULL, &up->scratch);
+        h1_queue_scratch(up);
+        up->req_written = true;
+    }
+    x->s->repump = true;
+}
+
+/* Starts x's try on idle HTTP/1.1 connection up: the head, then the body
+ * as it comes. -1 if the head cannot be written as HTTP/1.1 (x answered). */
+static int h1_begin(struct wp_h2x *x, struct wp_h2up *up)
+{
+    struct zt_http_head *h = &x->req;
+    bool bodyless = x->req_end && x->to_up.len == 0 && x->req_trailers.n_fields == 0;
+    /* HTTP/2 has no framing fields: the body is framed anew (a length the
+     * client gave is kept, nghttp2 checked it against its DATA). */
+    zt_http1_strip_hop_by_hop(h, false);
+    up->req_chunked = !bodyless && !zt_http_head_get(h, "content-length");
+    int rc = 0;
+    if (up->req_chunked)
+        rc = zt_http_head_set(h, "transfer-encoding", "chunked");
+    else if (bodyless && h1_method_has_body(h->method) && !zt_http_head_get(h, "content-length"))
+        rc = zt_http_head_set(h, "content-length", "0");
+    if (rc < 0 || zt_http1_encode_head(h, &up->scratch) < 0) {
+        zt_buf_consume(&up->scratch, up->scratch.len);
+        up_kill(up);
+        x_error(x, "request cannot be written as HTTP/1.1",
+                rc < 0 ? "past the head's caps" : "a method, authority or field HTTP/1.1 refuses");
+        x_local_reply(x, 400, "request cannot be forwarded\n", NULL, 0);
+        return -1;
+    }
+    h1_queue_scratch(up);
+    zt_http1_parser_expect(up->h1, h->method, false);
+    up->x = x;
+    up->req_written = up->resp_done = up->reusable = false;
+    up->body_held = 0;
+    up->tx_at_start = up->st.tx;
+    x->up = up;
+    up->n_reqs = 1;
+    h1_push(x);
+    return 0;
+}
+
+/* x's exchange on up is over (x detached): up is kept for the next
+ * request if the whole exchange went through and both sides allow it,
+ * else closed. */
+static void h1_release(struct wp_h2up *up)
+{
+    if (up->is_dead)
+        return;
+    if (!up->resp_done || !up->req_written || !up->reusable) {
+        up_kill(up);
+        return;
+    }
+    /* The response's last bytes may still wait for the client: the
+     * window is theirs no more (the next response is another's). */
+    wp_stream_consume(&up->st, up->body_held);
+    up->body_held = 0;
+    up->n_done++;
+    zt_http1_parser_resume(up->h1);
+    zt_http1_parser_shrink(up->h1);
+}
+
+static void h1_on_head(void *ud, struct zt_http_head *head, const struct zt_http1_framing *f)
+{
+    struct wp_h2up *up = ud;
+    struct wp_h2x *x = up->x;
+    /* Interim answers (100, 103) are not passed on, as over HTTP/2. */
+    if (f->is_interim || !x || x->is_local_reply)
+        return;
+    up->reusable = f->keep_alive;
+    zt_http_head_cleanup(&x->resp);
+    zt_http1_parser_take_head(up->h1, &x->resp);
+    zt_http1_strip_hop_by_hop(&x->resp, false);
+    x_response_head(x, !f->has_body);
+}
+
+static void h1_on_body(void *ud, const uint8_t *data, size_t len)
+{
+    struct wp_h2up *up = ud;
+    struct wp_h2x *x = up->x;
+    if (!x || !x->resp_started || x->is_local_reply)
+        return;
+    x->resp_bytes += len;
+    zt_buf_append(&x->to_down, data, len);
+    up->body_held += len;
+    up->body_fed += len;
+    if (!x->s->ended)
+        nghttp2_session_resume_data(x->s->ng, x->down_sid);
+    x->s->repump = true;
+}
+
+static void h1_on_message_end(void *ud, struct zt_http_head *trailers)
+{
+    struct wp_h2up *up = ud;
+    struct wp_h2x *x = up->x;
+    up->resp_done = true;
+    if (!x || x->is_local_reply)
+        return;
+    if (trailers) {
+        zt_http1_strip_hop_by_hop(trailers, false);
+        zt_http_head_remove(trailers, "content-length");
+        for (size_t i = 0; i < trailers->n_fields; i++) {
+            const struct zt_http_field *f = &trailers->fields[i];
+            if (zt_http_head_add(&x->resp_trailers, f->name, strlen(f->name), f->value,
+                                 strlen(f->value)) < 0)
+                break;
+        }
+        int g = parse_grpc_status(&x->resp_trailers);
+        if (g >= 0)
+            x->grpc_status = g;
+    }
+    x->resp_end = true;
+    uv_timer_stop(&x->timeout_timer);
+    if (!x->s->ended)
+        nghttp2_session_resume_data(x->s->ng, x->down_sid);
+    x->s->repump = true;
+}
+
+static const struct zt_http1_ops h1_ops = {
+    .on_head = h1_on_head,
+    .on_body = h1_on_body,
+    .on_message_end = h1_on_message_end,
+};
+
+/* Bytes from an HTTP/1.1 endpoint: its response to the exchange in
+ * flight. Framing goes back to the window at once, body bytes once the
+ * client's nghttp2 took them (read_down). */
+static void h1_on_data(struct wp_h2up *up, const uint8_t *data, size_t len)
+{
+    struct wp_h2x *x = up->x;
+    if (!x) {
+        ZT_DEBUG("waypoint", "HTTP/1.1 upstream sent %zu bytes while idle: closed", len);
+        up_kill(up);
+        return;
+    }
+    size_t used = 0;
+    up->body_fed = 0;
+    int rc = zt_http1_parse(up->h1, data, len, &used);
+    if (up->is_dead)
+        return;
+    wp_stream_consume(&up->st, len - up->body_fed);
+    x = up->x;
+    if (rc < 0 || (up->resp_done && used < len)) {
+        const char *why = rc < 0 ? zt_http1_parser_reason(up->h1) : "bytes after the response";
+        if (!x)
+            up_kill(up);
+        else if (!x->resp_started) {
+            x_error(x, "upstream sent a bad HTTP/1.1 response", why);
+            x_local_reply(x, 502, "upstream sent a bad response\n", NULL, 0);
+        } else if (!x->resp_end) {
+            x_fail(x, 0, "upstream sent a bad HTTP/1.1 response", why);
+        } else {
+            up->reusable = false;
+            x_detach_up(x);
+        }
+        return;
+    }
+    if (up->resp_done && x)
+        x_detach_up(x);
+}
+
+/* The endpoint closed its side: the end of a response read until then,
+ * else the exchange (or an idle connection) is over. */
+static void h1_on_end(struct wp_h2up *up)
+{
+    struct wp_h2x *x = up->x;
+    if (x && !up->resp_done && zt_http1_parse_eof(up->h1) == 0 && up->resp_done && up->x) {
+        up->reusable = false;
+        x_detach_up(up->x);
+        return;
+    }
+    /* Nothing of this request went out before the close (a kept-alive
+     * connection the endpoint closed meanwhile): as a refused stream. */
+    uint32_t cond = x && up->st.tx == up->tx_at_start ? ZT_ROUTE_RETRY_REFUSED_STREAM : 0;
+    up_fail(up, cond, "upstream closed the connection",
+            x && x->resp_started ? "before the response ended" : "before a response");
 }
 
 /* Sends the request on (a first try, or a retry from the replay buffer)
@@ -732,7 +1009,7 @@ static void x_send_try(struct wp_h2x *x)
 {
     struct wp_h2c *s = x->s;
     int err = 0;
-    struct wp_h2up *up = up_get(s, x->dst_wl, x->port, x->dst_svc, &err);
+    struct wp_h2up *up = up_get(s, x->dst_wl, x->port, x->dst_svc, x->up_h1, &err);
     if (!up) {
         x_fail(x, ZT_ROUTE_RETRY_CONNECT_FAILURE, "no HBONE connection to the endpoint",
                zt_strerror(err));
@@ -744,6 +1021,12 @@ static void x_send_try(struct wp_h2x *x)
     if (zt_ip_from_sockaddr((struct sockaddr *)&up->hbone, &ip, &p) == 0) {
         zt_ip_to_sockaddr(&ip, x->port, &ss);
         zt_hbone_format_authority((struct sockaddr *)&ss, x->upstream, sizeof(x->upstream));
+    }
+    if (up->is_h1) {
+        if (h1_begin(x, up) == 0 && x->retry.per_try_timeout_ms)
+            uv_timer_start(&x->try_timer, on_try_timeout, x->retry.per_try_timeout_ms, 0);
+        s->repump = true;
+        return;
     }
     struct nvs a;
     nv_request(&a, &x->req);
@@ -764,6 +1047,13 @@ static void x_send_try(struct wp_h2x *x)
 }
 
 /* ---- requests: from the client ---- */
+
+/* The protocol a service port declares (unknown for none). */
+static enum zt_app_protocol port_protocol(const struct zt_service *svc, uint16_t port)
+{
+    const struct zt_port_map *pm = svc ? zt_service_find_port(svc, port) : NULL;
+    return pm ? (enum zt_app_protocol)pm->app_protocol : ZT_APP_UNKNOWN;
+}
 
 /* The request head is complete: routed, then sent on, or answered here. */
 static void x_start(struct wp_h2x *x)
@@ -846,6 +1136,9 @@ static void x_start(struct wp_h2x *x)
         return;
     }
     x->is_replayable = x->retry.attempts > 0;
+    x->up_h1 =
+        !x->is_grpc && port_protocol(x->dst_svc ? x->dst_svc : s->dst.svc,
+                                     x->dst_svc ? x->svc_port : s->dst.svc_port) == ZT_APP_HTTP11;
     if (x->filters && x->filters->n_mirrors)
         x->mirror = wp_mirror_begin_h2(s->w, s->pod, s->snap, x->filters, s->dst.svc_port, req);
     if (x->req_end) /* no body: the request is whole */
@@ -928,6 +1221,8 @@ static int srv_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8
     }
     if (x->up && x->up_sid > 0)
         nghttp2_session_resume_data(x->up->ng, x->up_sid);
+    else
+        h1_push(x);
     s->repump = true;
     return 0;
 }
@@ -951,6 +1246,8 @@ static int srv_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *use
     }
     if (end && x->up && x->up_sid > 0)
         nghttp2_session_resume_data(x->up->ng, x->up_sid);
+    else if (end)
+        h1_push(x);
     s->repump = true;
     return 0;
 }
@@ -1150,7 +1447,7 @@ static void pump(struct wp_h2c *s)
         for (struct zt_list_node *n = zt_list_first(&s->ups); n && !s->ended;) {
             struct wp_h2up *up = zt_list_entry(n, struct wp_h2up, link);
             unsigned gen = s->ups_gen;
-            if (pump_one(up->ng, &up->st) < 0)
+            if (!up->is_h1 && pump_one(up->ng, &up->st) < 0)
                 up_fail(up, 0, "upstream HTTP/2 session failed", NULL);
             else
                 wp_stream_flush(&up->st);
@@ -1246,6 +1543,11 @@ static void up_on_data(struct wp_stream *st, const uint8_t *data, size_t len)
         wp_stream_consume(st, len);
         return;
     }
+    if (up->is_h1) {
+        h1_on_data(up, data, len);
+        pump(s);
+        return;
+    }
     ssize_t n = nghttp2_session_mem_recv(up->ng, data, len);
     if (n < 0)
         up_fail(up, 0, "upstream sent bad HTTP/2", nghttp2_strerror((int)n));
@@ -1257,7 +1559,10 @@ static void up_on_data(struct wp_stream *st, const uint8_t *data, size_t len)
 static void up_on_end(struct wp_stream *st)
 {
     struct wp_h2up *up = st->owner;
-    up_fail(up, 0, "upstream closed the connection", NULL);
+    if (up->is_h1)
+        h1_on_end(up);
+    else
+        up_fail(up, 0, "upstream closed the connection", NULL);
     pump(up->s);
 }
 
@@ -1269,11 +1574,23 @@ static void up_on_close(struct wp_stream *st, int error)
     pump(up->s);
 }
 
+/* Room toward an HTTP/1.1 endpoint: more of the request body (and the
+ * client's window back). */
+static void up_on_sent(struct wp_stream *st, size_t n)
+{
+    struct wp_h2up *up = st->owner;
+    if (up->is_h1 && up->x) {
+        h1_push(up->x);
+        pump(up->s);
+    }
+}
+
 static const struct wp_stream_ops up_ops = {
     .on_response = up_on_response,
     .on_data = up_on_data,
     .on_end = up_on_end,
     .on_close = up_on_close,
+    .on_sent = up_on_sent,
 };
 
 /* ---- entry points ---- */
@@ -1372,7 +1689,10 @@ void wp_h2cs_reap(struct wp_worker *w)
         zt_list_remove(&up->link);
         wp_stream_detach(&up->st);
         wp_stream_cleanup(&up->st);
-        nghttp2_session_del(up->ng);
+        if (up->ng)
+            nghttp2_session_del(up->ng);
+        zt_http1_parser_free(up->h1);
+        zt_buf_release(&up->scratch);
         free(up);
     }
     while (!zt_list_empty(&w->dead_h2cs)) {

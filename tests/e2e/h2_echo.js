@@ -2,12 +2,23 @@
 // Test peers for the waypoint's HTTP/2 paths, on stacks that are not ours
 // (Node's http2 module, grpc-js):
 //   node h2_echo.js h2c NAME PORT        an h2c (prior knowledge) server
+//   node h2_echo.js h1 NAME PORT         an HTTP/1.1 server (Node's http):
+//                                        the lines below plus "version=",
+//                                        "conn=" (which TCP connection,
+//                                        from 1), "content-length=",
+//                                        "transfer-encoding=", "te=" as
+//                                        received; also /close (answers
+//                                        with Connection: close) and /bad
+//                                        (a head with both Content-Length
+//                                        and Transfer-Encoding)
 //   node h2_echo.js grpc NAME PORT [SEEN] a gRPC server (h2_echo.proto);
 //                                        with SEEN, appends a line
 //                                        "Say text=T authority=A" per Say
 //   node h2_echo.js multi AUTHORITY N    N concurrent GETs of /m/I on one
 //                                        h2c connection: prints how many
 //                                        answers named their own path
+//   node h2_echo.js seq AUTHORITY PATH... GETs each PATH in turn on one h2c
+//                                        connection: prints each body
 //   node h2_echo.js reset AUTHORITY N    opens and at once cancels N streams
 //                                        (a rapid-reset flood): prints how
 //                                        the session ended
@@ -28,6 +39,7 @@
 //   /bighead/N      a response head with N extra fields
 //   /_seen/PATH     (GET) what came for PATH: "count=", and the last
 //                   request's "authority=" and "body-bytes=" (not counted)
+const http = require('http');
 const http2 = require('http2');
 const path = require('path');
 
@@ -176,6 +188,22 @@ function multi(authority, n) {
   }
 }
 
+function seq(authority, paths) {
+  const session = http2.connect(`http://${authority}`);
+  session.on('error', (e) => { console.log(`error=${e.message}`); process.exit(0); });
+  const next = () => {
+    if (paths.length === 0) { session.close(); return; }
+    const req = session.request({':path': paths.shift()});
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d) => { body += d; });
+    req.on('error', (e) => { console.log(`error=${e.message}`); });
+    req.on('close', () => { process.stdout.write(body); next(); });
+    req.end();
+  };
+  next();
+}
+
 function reset(authority, n) {
   const session = http2.connect(`http://${authority}`);
   let how = 'open';
@@ -200,10 +228,60 @@ function stall(authority, p) {
   req.on('error', () => {});
 }
 
+function h1(name, port) {
+  const seen = new Set();
+  let conns = 0;
+  const srv = http.createServer({keepAliveTimeout: 60000});
+  srv.on('connection', (sock) => { sock.connId = ++conns; });
+  srv.on('request', (req, res) => {
+    const p = req.url;
+    let bodyBytes = 0;
+    req.on('data', (d) => { bodyBytes += d.length; });
+    req.on('end', () => {
+      const h = req.headers;
+      const lines = [`server=${name}`, `path=${p}`, `authority=${h.host || ''}`,
+        `method=${req.method}`, `x-route=${h['x-route'] || ''}`,
+        `traceparent=${h.traceparent || ''}`, `body-bytes=${bodyBytes}`,
+        `version=${req.httpVersion}`, `conn=${req.socket.connId}`,
+        `content-length=${h['content-length'] || ''}`,
+        `transfer-encoding=${h['transfer-encoding'] || ''}`, `te=${h.te || ''}`, ''].join('\n');
+      let m;
+      if ((m = p.match(/^\/status\/(\d+)/))) {
+        res.writeHead(Number(m[1]), {'content-type': 'text/plain'});
+        res.end(lines);
+      } else if ((m = p.match(/\/flaky\/(.+)/)) && !seen.has(m[1])) {
+        seen.add(m[1]);
+        res.writeHead(503, {'content-type': 'text/plain'});
+        res.end('try again\n');
+      } else if (p === '/trailers') {
+        res.writeHead(200, {'content-type': 'text/plain', 'trailer': 'x-trailer'});
+        res.write(lines);
+        res.addTrailers({'x-trailer': 'done'});
+        res.end();
+      } else if ((m = p.match(/^\/big\/(\d+)/))) {
+        res.writeHead(200, {'content-type': 'application/octet-stream'});
+        res.write(lines);
+        res.end(Buffer.alloc(Number(m[1]), 'x'));
+      } else if (p === '/close') {
+        res.writeHead(200, {'content-type': 'text/plain', 'connection': 'close'});
+        res.end(lines);
+      } else if (p === '/bad') {
+        req.socket.end('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n');
+      } else {
+        res.writeHead(200, {'content-type': 'text/plain', 'x-server': name});
+        res.end(lines);
+      }
+    });
+  });
+  srv.listen(port, '0.0.0.0', () => console.log(`h1 ${name} listening on ${port}`));
+}
+
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'h2c') h2c(args[0], Number(args[1]));
+else if (mode === 'h1') h1(args[0], Number(args[1]));
 else if (mode === 'grpc') grpcServer(args[0], Number(args[1]), args[2]);
 else if (mode === 'multi') multi(args[0], Number(args[1]));
+else if (mode === 'seq') seq(args[0], args.slice(1));
 else if (mode === 'reset') reset(args[0], Number(args[1]));
 else if (mode === 'stall') stall(args[0], args[1]);
 else if (mode === 'call') call(args[0], args[1], args[2], args.slice(3));

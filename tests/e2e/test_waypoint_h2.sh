@@ -27,7 +27,7 @@ config() {
 		- {uid: a, name: a, namespace: default, serviceAccount: sa-a, workloadIps: ["$A"], protocol: HBONE, node: node1}
 		- {uid: b1, name: b1, namespace: default, serviceAccount: sa-b, workloadIps: ["$B1"], protocol: HBONE, node: node2,
 		   services: {"default/svc-h2.$H": {80: 8082}, "default/svc-g.$H": {9090: 9090}, "default/svc-sniff.$H": {80: 8082},
-		             "default/svc-decl.$H": {80: 8082}}}
+		             "default/svc-decl.$H": {80: 8083}}}
 		- {uid: b2, name: b2, namespace: default, serviceAccount: sa-b, workloadIps: ["$B2"], protocol: HBONE, node: node2,
 		   services: {"default/svc-h2v2.$H": {80: 8082}, "default/svc-gv2.$H": {9090: 9090}}}
 		- {uid: w, name: w, namespace: default, serviceAccount: waypoint, workloadIps: ["$W"], protocol: HBONE, node: node3}
@@ -39,7 +39,7 @@ config() {
 		- {name: svc-sniff, namespace: default, hostname: svc-sniff.$H, vips: ["/$VIP_SNIFF"],
 		   ports: {80: 8082}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-decl, namespace: default, hostname: svc-decl.$H, vips: ["/$VIP_DECL"],
-		   ports: {80: {targetPort: 8082, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
+		   ports: {80: {targetPort: 8083, appProtocol: http}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-g, namespace: default, hostname: svc-g.$H, vips: ["/$VIP_G"],
 		   ports: {9090: {targetPort: 9090, appProtocol: grpc}}, waypoint: {destination: "/$W", hboneMtlsPort: 15008}}
 		- {name: svc-gv2, namespace: default, hostname: svc-gv2.$H, vips: ["/$VIP_GV2"],
@@ -79,6 +79,17 @@ config() {
 		    backendRefs: [{name: svc-h2, port: 80}]
 		---
 		apiVersion: gateway.networking.k8s.io/v1
+		kind: HTTPRoute
+		metadata: {name: decl, namespace: default}
+		spec:
+		  parentRefs: [{kind: Service, name: svc-decl, port: 80}]
+		  rules:
+		  - matches: [{path: {type: PathPrefix, value: /flaky}}]
+		    retry: {attempts: 2, codes: [503]}
+		    backendRefs: [{name: svc-decl, port: 80}]
+		  - backendRefs: [{name: svc-decl, port: 80}]
+		---
+		apiVersion: gateway.networking.k8s.io/v1
 		kind: GRPCRoute
 		metadata: {name: g, namespace: default}
 		spec:
@@ -115,7 +126,7 @@ config() {
 	Y
 }
 
-zt_test "setup: client a (node 1), h2c and gRPC backends b1 and b2 (Node, node 2), waypoint w (node 3) with an HTTPRoute and a GRPCRoute"
+zt_test "setup: client a (node 1), h2c and gRPC backends b1 and b2 and an HTTP/1.1 one on b1 (Node, node 2), waypoint w (node 3) with HTTPRoutes and a GRPCRoute"
 setup() {
 	"$here/../conformance/setup.sh" || return 1 # grpc-js (npm ci, once)
 	zt_node_add 1 && zt_node_add 2 && zt_node_add 3 || return 1
@@ -135,7 +146,8 @@ setup() {
 			zt_bg "$ns" "grpc-$b" node "$here/h2_echo.js" grpc $b 9090 "$ZT_WORK/grpc-$b.seen" || return 1
 		zt_wait_port "$ns" 127.0.0.1 8082 10 && zt_wait_port "$ns" 127.0.0.1 9090 10 || return 1
 	done
-	mesh_waypoint_start 1 "$w" w waypoint && mesh_wait_grep "$ZT_WORK/waypoint1.log" "2 route\(s\) in force" 5
+	zt_bg "$b1" h1-b1 node "$here/h2_echo.js" h1 b1 8083 && zt_wait_port "$b1" 127.0.0.1 8083 10 || return 1
+	mesh_waypoint_start 1 "$w" w waypoint && mesh_wait_grep "$ZT_WORK/waypoint1.log" "3 route\(s\) in force" 5
 }
 if setup; then zt_pass; else
 	zt_fail "setup failed"
@@ -163,11 +175,54 @@ if [ "$(body_field "$out" server)" = b1 ] &&
 	zt_fail "$out"
 fi
 
-zt_test "a port declared http takes h2c too (Envoy's AUTO codec): served as HTTP/2 requests"
-out=$(hcurl "http://$VIP_DECL/declared")
-if [ "$(body_field "$out" server)" = b1 ] &&
+zt_test "a port declared http takes h2c (Envoy's AUTO codec) and sends it on as HTTP/1.1 (the port's protocol): the HTTP/1.1 backend answers, the client gets HTTP/2"
+out=$(hcurl -w 'version=%{http_version}\nx-server=%header{x-server}\n' "http://$VIP_DECL/declared")
+got="$(body_field "$out" server) $(body_field "$out" version) $(body_field "$out" authority) $(body_field "$out" x-server)"
+if [ "$got" = "b1 1.1 $VIP_DECL b1" ] && [ "$(sed -n 's/^version=//p' <<<"$out" | tail -1)" = 2 ] &&
 	mesh_wait_grep "$wlog" 'request complete.*path=/declared.*protocol=HTTP/2.*status=200' 5 >/dev/null; then zt_pass; else
-	zt_fail "$out"
+	zt_fail "got '$got'; $out"
+fi
+
+zt_test "h2c -> HTTP/1.1: a body of unknown length goes chunked, a known one with its length; te: trailers is not sent on"
+head -c 300000 /dev/urandom >"$ZT_WORK/up.bin"
+chunked=$(zt_ns_exec "$a" sh -c "cat '$ZT_WORK/up.bin' | timeout 30 curl -sS --http2-prior-knowledge -H 'te: trailers' -T - http://$VIP_DECL/upload")
+sized=$(hcurl --data-binary @"$ZT_WORK/up.bin" "http://$VIP_DECL/upload2")
+empty=$(hcurl -X POST "http://$VIP_DECL/empty")
+got="$(body_field "$chunked" transfer-encoding)/$(body_field "$chunked" body-bytes)/$(body_field "$chunked" te) $(body_field "$sized" content-length)/$(body_field "$sized" body-bytes)/$(body_field "$sized" transfer-encoding) $(body_field "$empty" content-length)"
+zt_expect_eq "$got" "chunked/300000/ 300000/300000/ 0"
+
+zt_test "h2c -> HTTP/1.1: a 20 MB response arrives whole; sequential requests reuse the upstream connection; 20 concurrent streams all answered"
+n=$(hcurl "http://$VIP_DECL/big/20000000" | wc -c)
+seq_out=$(zt_ns_exec "$a" timeout 30 node "$here/h2_echo.js" seq "$VIP_DECL" /k1 /k2)
+conns=$(sed -n 's/^conn=//p' <<<"$seq_out" | tr '\n' ' ')
+par=$(zt_ns_exec "$a" timeout 30 node "$here/h2_echo.js" multi "$VIP_DECL" 20)
+c1=$(awk '{print $1}' <<<"$conns") c2=$(awk '{print $2}' <<<"$conns")
+if [ "$n" -gt 20000000 ] && [ -n "$c1" ] && [ "$c1" = "$c2" ] && [ "$par" = ok=20 ]; then zt_pass; else
+	zt_fail "bytes $n; conns '$conns'; parallel answers $par"
+fi
+
+zt_test "h2c -> HTTP/1.1: Connection: close from the backend ends only that upstream connection; the next request gets a new one"
+o1=$(zt_ns_exec "$a" timeout 30 node "$here/h2_echo.js" seq "$VIP_DECL" /close /after-close)
+cc=$(sed -n 's/^conn=//p' <<<"$o1" | tr '\n' ' ')
+if [ "$(wc -w <<<"$cc")" = 2 ] && [ "$(awk '{print $1}' <<<"$cc")" != "$(awk '{print $2}' <<<"$cc")" ]; then zt_pass; else
+	zt_fail "conns '$cc'; $o1"
+fi
+
+zt_test "h2c -> HTTP/1.1: the route's retry on 503 answers 200 from the second try; trailers of a chunked response pass"
+out=$(hcurl -w 'code=%{http_code}\n' "http://$VIP_DECL/flaky/h1-$$")
+tr_out=$(zt_ns_exec "$a" timeout 30 node -e '
+const h=require("http2").connect("http://'"$VIP_DECL"'");
+const r=h.request({":path":"/trailers"});
+r.on("trailers",(t)=>{console.log("trailer="+t["x-trailer"]);});
+r.on("data",()=>{});r.on("end",()=>h.close());')
+zt_expect_eq "$(body_field "$out" code) $(body_field "$tr_out" trailer)" "200 done"
+
+zt_test "h2c -> HTTP/1.1: a response with both Content-Length and Transfer-Encoding is refused (502), logged, and the next request is served"
+code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_DECL/bad")
+code2=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_DECL/after-bad")
+if [ "$code $code2" = "502 200" ] &&
+	mesh_wait_grep "$wlog" 'request complete.*path=/bad.*status=502.*bad HTTP/1.1 response' 5 >/dev/null; then zt_pass; else
+	zt_fail "codes $code $code2"
 fi
 
 zt_test "h2c routing: PathPrefix /v2 and header x-canary go to svc-h2v2 (b2); others to b1"
@@ -346,24 +401,34 @@ echo "  flood client saw: $out"
 if [ "$code" = 200 ] && [ -n "$out" ]; then zt_pass; else zt_fail "flood: $out; then $code"; fi
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$ZT_WORK/waypoint1.pid")/status"; }
+# stall_check NAME VIP: a client that never reads a 200 MB response from
+# VIP; passes if another request to VIP is served meanwhile and w's RSS
+# grew by less than 32 MiB.
+stall_check() {
+	local rss0 prev cur code rss1
+	rss0=$(rss_kb)
+	zt_bg "$a" "$1" node "$here/h2_echo.js" stall "$2" /big/200000000
+	mesh_wait_grep "$ZT_WORK/$1.log" stalled 10 >/dev/null
+	# The backend writes while windows allow: wait until w's memory stops
+	# growing (two samples 0.3 s apart within 256 kB), at most 10 s.
+	prev=$(rss_kb)
+	for _ in $(seq 1 30); do
+		sleep 0.3
+		cur=$(rss_kb)
+		[ $((cur - prev)) -lt 256 ] && break
+		prev=$cur
+	done
+	code=$(hcurl -o /dev/null -w '%{http_code}' "http://$2/while-stalled")
+	rss1=$(rss_kb)
+	echo "  waypoint rss: $rss0 -> $rss1 kB"
+	if [ "$code" = 200 ] && [ $((rss1 - rss0)) -lt 32768 ]; then zt_pass; else
+		zt_fail "status $code; rss $rss0 -> $rss1 kB"
+	fi
+}
 zt_test "a client that never reads a 200 MB response holds bounded memory in w (< 32 MiB more), and others are served meanwhile"
-rss0=$(rss_kb)
-zt_bg "$a" stall node "$here/h2_echo.js" stall "$VIP_H2" /big/200000000
-mesh_wait_grep "$ZT_WORK/stall.log" stalled 10 >/dev/null
-# The backend writes while windows allow: wait until w's memory stops
-# growing (two samples 0.3 s apart within 256 kB), at most 10 s.
-prev=$(rss_kb)
-for _ in $(seq 1 30); do
-	sleep 0.3
-	cur=$(rss_kb)
-	[ $((cur - prev)) -lt 256 ] && break
-	prev=$cur
-done
-code=$(hcurl -o /dev/null -w '%{http_code}' "http://$VIP_H2/while-stalled")
-rss1=$(rss_kb)
-echo "  waypoint rss: $rss0 -> $rss1 kB"
-if [ "$code" = 200 ] && [ $((rss1 - rss0)) -lt 32768 ]; then zt_pass; else
-	zt_fail "status $code; rss $rss0 -> $rss1 kB"
-fi
+stall_check stall "$VIP_H2"
+
+zt_test "h2c -> HTTP/1.1: a client that never reads a 200 MB response from the HTTP/1.1 backend holds bounded memory in w too (< 32 MiB more)"
+stall_check stall-h1 "$VIP_DECL"
 
 mesh_finish
