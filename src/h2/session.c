@@ -1154,9 +1154,24 @@ void zt_h2_session_reset(struct zt_h2_session *s, int32_t stream_id)
     nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
 }
 
+/* As stream_get, and also a stream submitted but not yet sent (nghttp2
+ * creates its stream object only when the HEADERS go out). */
+static struct h2_stream *stream_find(struct zt_h2_session *s, int32_t id)
+{
+    struct h2_stream *st = stream_get(s, id);
+    if (st || is_closed(s))
+        return st;
+    for (struct zt_list_node *n = zt_list_first(&s->streams); n; n = zt_list_next(&s->streams, n)) {
+        st = zt_list_entry(n, struct h2_stream, link);
+        if (st->id == id)
+            return st;
+    }
+    return NULL;
+}
+
 void zt_h2_session_detach(struct zt_h2_session *s, int32_t stream_id)
 {
-    struct h2_stream *st = stream_get(s, stream_id);
+    struct h2_stream *st = stream_find(s, stream_id);
     if (!st)
         return;
     st->ops = NULL;

@@ -1053,6 +1053,18 @@ static void decide(struct wp_http *h)
         session_end(h);
         return;
     }
+    /* HTTP/1.1 to a port declared HTTP/2 or gRPC goes on as h2c (the
+     * port's protocol, as Istio's waypoint): the h2c engine takes it. */
+    const struct zt_port_map *pm =
+        h->dst.svc ? zt_service_find_port(h->dst.svc, h->dst.svc_port) : NULL;
+    if (h->is_declared && pm &&
+        (pm->app_protocol == ZT_APP_HTTP2 || pm->app_protocol == ZT_APP_GRPC)) {
+        wp_h2c_adopt_h1(h->w, h->pod, &h->down, &h->dst, &h->peer, h->src_identity,
+                        zt_buf_head(&h->din), h->din.len, h->down_unreturned);
+        zt_buf_consume(&h->din, h->din.len);
+        session_end(h);
+        return;
+    }
     /* A port declared HTTP takes HTTP/1.1 or h2c (Envoy's AUTO codec);
      * one of unknown protocol may be TCP too. */
     int r = h->is_declared ? 1 : sniff(zt_buf_head(&h->din), h->din.len);

@@ -208,6 +208,11 @@ struct wp_stream;
 void wp_h2c_adopt(struct wp_worker *w, struct zt_pod_inst *pod, struct wp_stream *down,
                   const struct wp_dest *d, const struct sockaddr_storage *peer,
                   const char *identity, const uint8_t *initial, size_t n, size_t unreturned);
+/* The same for an HTTP/1.1 client of a port declared HTTP/2 or gRPC: its
+ * requests go on as h2c (h2c_h1.c). */
+void wp_h2c_adopt_h1(struct wp_worker *w, struct zt_pod_inst *pod, struct wp_stream *down,
+                     const struct wp_dest *d, const struct sockaddr_storage *peer,
+                     const char *identity, const uint8_t *initial, size_t n, size_t unreturned);
 void wp_h2cs_pod_close(struct wp_worker *w, struct zt_pod_inst *pod);
 void wp_h2cs_drain(struct wp_worker *w);
 void wp_h2cs_reap(struct wp_worker *w);

@@ -229,6 +229,56 @@ zt_test "h2c routing: PathPrefix /v2 and header x-canary go to svc-h2v2 (b2); ot
 got="$(server_of "http://$VIP_H2/v2/x") $(server_of -H "x-canary: yes" "http://$VIP_H2/y") $(server_of "http://$VIP_H2/v2x")"
 zt_expect_eq "$got" "b2 b2 b1"
 
+# raw HOST PORT TEXT: sends TEXT (\r and \n written as such) on one TCP
+# connection from a and prints all it receives until the server closes
+# (Node's net module).
+raw() {
+	zt_ns_exec "$a" timeout 30 node -e '
+const t = process.argv[3].replace(/\\r/g, "\r").replace(/\\n/g, "\n");
+const s = require("net").connect(Number(process.argv[2]), process.argv[1], () => s.end(t));
+s.on("data", (d) => process.stdout.write(d));
+s.on("error", (e) => console.log("error=" + e.code));' "$1" "$2" "$3"
+}
+h1curl() { zt_ns_exec "$a" timeout 30 curl -sS --http1.1 --max-time 20 "$@"; }
+
+zt_test "HTTP/1.1 client to a port declared http2: sent on as h2c (the port's protocol) to the h2c-only backend, answered as HTTP/1.1, logged protocol=HTTP/1.1"
+out=$(h1curl -w 'version=%{http_version}\n' "http://$VIP_H2/from-h1")
+got="$(body_field "$out" server) $(body_field "$out" path) $(body_field "$out" authority) $(sed -n 's/^version=//p' <<<"$out" | tail -1)"
+if [ "$got" = "b1 /from-h1 $VIP_H2 1.1" ] &&
+	mesh_wait_grep "$wlog" 'request complete.*path=/from-h1.*protocol=HTTP/1.1.*status=200' 5 >/dev/null; then zt_pass; else
+	zt_fail "got '$got'; $out"
+fi
+
+zt_test "HTTP/1.1 -> h2c: keep-alive (two requests, one connection), the HTTPRoute (/v2 to b2), a retry on 503, a 300 KB chunked upload with Expect: 100-continue, a 5 MB answer"
+two=$(h1curl -w 'connects=%{num_connects}\n' "http://$VIP_H2/v2/a" "http://$VIP_H2/b")
+head -c 300000 /dev/urandom >"$ZT_WORK/up1.bin"
+up=$(zt_ns_exec "$a" sh -c "cat '$ZT_WORK/up1.bin' | timeout 30 curl -sS --http1.1 -H 'expect: 100-continue' -T - http://$VIP_H2/upload")
+flaky=$(h1curl -o /dev/null -w '%{http_code}' "http://$VIP_H2/flaky/h1c-$$")
+big=$(h1curl "http://$VIP_H2/big/5000000" | wc -c)
+got="$(sed -n 's/^server=//p' <<<"$two" | tr '\n' ' ')$(sed -n 's/^connects=//p' <<<"$two" | tr '\n' ' ')$(body_field "$up" body-bytes) $flaky"
+if [ "$got" = "b2 b1 1 0 300000 200" ] && [ "$big" -gt 5000000 ]; then zt_pass; else
+	zt_fail "got '$got', big $big"
+fi
+
+zt_test "HTTP/1.1 -> h2c: the backend's trailers arrive in the last chunk; pipelined requests are answered in order on one connection"
+tr=$(h1curl --raw "http://$VIP_H2/trailers")
+pipe=$(raw "$VIP_H2" 80 'GET /p1 HTTP/1.1\r\nHost: h\r\n\r\nGET /p2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n')
+order=$(grep -o '^path=/p[12]' <<<"$pipe" | tr '\n' ' ')
+if grep -qi '^x-trailer: done' <<<"$tr" && [ "$order" = "path=/p1 path=/p2 " ]; then zt_pass; else
+	zt_fail "trailers: $(tail -3 <<<"$tr" | tr '\r\n' '  '); order '$order'"
+fi
+
+zt_test "HTTP/1.1 -> h2c: a smuggling attempt (Content-Length with Transfer-Encoding) gets 400 and the connection closes; so does a client closing inside a body; a WebSocket upgrade gets 501; the next client is served"
+smug=$(raw "$VIP_H2" 80 'POST /s HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n')
+cut=$(raw "$VIP_H2" 80 'POST /cutbody HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc' | head -1 | tr -d '\r')
+ws=$(h1curl -o /dev/null -w '%{http_code}' -H 'connection: upgrade' -H 'upgrade: websocket' "http://$VIP_H2/ws")
+after=$(h1curl -o /dev/null -w '%{http_code}' "http://$VIP_H2/after")
+st=$(head -1 <<<"$smug" | tr -d '\r')
+if [ "$st" = "HTTP/1.1 400 Bad Request" ] && ! grep -q smuggled <<<"$smug" && [ "$cut" = "$st" ] &&
+	[ "$ws $after" = "501 200" ]; then zt_pass; else
+	zt_fail "smuggle: '$st' $(grep -c smuggled <<<"$smug"); cut '$cut'; ws $ws; after $after"
+fi
+
 zt_test "traceparent: b1 sees the client's trace id with the waypoint's span id, and w logs both"
 tid=4bf92f3577b34da6a3ce929d0e0e4736
 out=$(hcurl -H "traceparent: 00-$tid-00f067aa0ba902b7-01" "http://$VIP_H2/traced")

@@ -73,6 +73,29 @@ static void test_connect_200_and_data(void)
     CHECK_EQ_INT(w.cli.close_err, ZT_E_CLOSED);
 }
 
+/* A stream detached before its CONNECT left the session (queued, not yet
+ * sent: nghttp2 has no stream object for it then) gets no callback when
+ * the answer comes: its owner may be gone. */
+static void test_detach_before_sent(void)
+{
+    struct sx_world w;
+    sx_world_init(&w);
+    sx_open_pair(&w, true);
+    struct sx_stream *cs = sx_stream_slot(&w.cli);
+    cs->id = zt_h2_session_connect(w.cli.s, "10.0.0.2:8080", NULL, 0, &sx_stream_ops, cs);
+    CHECK(cs->id > 0);
+    zt_h2_session_detach(w.cli.s, cs->id);
+    /* Positive control: a second stream, not detached, is answered. */
+    struct sx_stream *c2 = sx_stream_slot(&w.cli);
+    c2->id = zt_h2_session_connect(w.cli.s, "10.0.0.2:8081", NULL, 0, &sx_stream_ops, c2);
+    sx_pump(&w);
+    int calls = cs->response_calls + cs->close_calls + cs->end_calls;
+    int c2_status = c2->status;
+    sx_world_free(&w);
+    CHECK_EQ_INT(calls, 0);
+    CHECK_EQ_INT(c2_status, 200);
+}
+
 /* A tunnel-style stream (is_body_on_resume): nghttp2 holds no body source
  * for it until the owner resumes, and drops it once a read comes up short,
  * so an idle stream costs nothing there; bytes and END_STREAM still flow. */
@@ -473,6 +496,7 @@ int main(void)
 {
     RUN(test_no_callback_inside_new);
     RUN(test_connect_200_and_data);
+    RUN(test_detach_before_sent);
     RUN(test_forwarded_network);
     RUN(test_body_on_resume);
     RUN(test_error_status);
