@@ -62,6 +62,8 @@ function h2c(name, port) {
     stream.on('data', (d) => { bodyBytes += d.length; });
     stream.on('error', () => {});
     stream.on('end', () => {
+      // A stream the client reset may still end here: nothing to answer.
+      if (stream.destroyed || stream.closed) return;
       if (p.startsWith('/_seen/')) {
         const g = got.get(p.slice(6)) || {count: 0, authority: '', bodyBytes: 0};
         stream.respond({':status': 200, 'content-type': 'text/plain'});
