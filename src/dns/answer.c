@@ -316,19 +316,38 @@ static ldns_rr *record(const ldns_rdf *owner, ldns_rr_type type, ldns_rdf *rdata
     return rr;
 }
 
+/* Empties section `which` of r. */
+static void clear_section(ldns_pkt *r, ldns_pkt_section which)
+{
+    ldns_rr_list *l = ldns_rr_list_new();
+    if (!l)
+        abort();
+    switch (which) {
+    case LDNS_SECTION_QUESTION:
+        ldns_rr_list_deep_free(ldns_pkt_question(r));
+        ldns_pkt_set_question(r, l);
+        ldns_pkt_set_qdcount(r, 0);
+        break;
+    default:
+        ldns_rr_list_deep_free(ldns_pkt_answer(r));
+        ldns_pkt_set_answer(r, l);
+        ldns_pkt_set_ancount(r, 0);
+        break;
+    }
+}
+
 /* Serializes r; over UDP a reply longer than limit goes as header and
- * question with TC set. Frees r. */
+ * question with TC set (without the question too if even that is longer:
+ * only a malformed query's can be). Frees r. */
 static uint8_t *finish(ldns_pkt *r, bool udp, size_t limit, size_t *out_len)
 {
     uint8_t *wire = NULL;
     if (ldns_pkt2wire(&wire, r, out_len) != LDNS_STATUS_OK)
         abort(); /* only memory can fail when writing what we built */
-    if (udp && *out_len > limit) {
+    for (int pass = 0; udp && *out_len > limit && pass < 2; pass++) {
         free(wire);
         wire = NULL;
-        ldns_rr_list_deep_free(ldns_pkt_answer(r));
-        ldns_pkt_set_answer(r, ldns_rr_list_new());
-        ldns_pkt_set_ancount(r, 0);
+        clear_section(r, pass == 0 ? LDNS_SECTION_ANSWER : LDNS_SECTION_QUESTION);
         ldns_pkt_set_tc(r, true);
         if (ldns_pkt2wire(&wire, r, out_len) != LDNS_STATUS_OK)
             abort();
@@ -415,8 +434,11 @@ enum zt_dns_verdict zt_dns_answer(const struct zt_state *s, const struct zt_work
         goto out;
     }
     if (ldns_pkt_qdcount(p) != 1 || ldns_rr_list_rr_count(ldns_pkt_question(p)) != 1) {
+        /* No question is echoed: there is not one to answer. */
         q->result = "formerr";
-        *out = finish(reply_for(p, LDNS_RCODE_FORMERR), udp, limit, out_len);
+        ldns_pkt *r = reply_for(p, LDNS_RCODE_FORMERR);
+        clear_section(r, LDNS_SECTION_QUESTION);
+        *out = finish(r, udp, limit, out_len);
         goto out;
     }
     const ldns_rr *qrr = ldns_rr_list_rr(ldns_pkt_question(p), 0);

@@ -463,6 +463,42 @@ static void test_truncation(void)
     zt_state_unref(s);
 }
 
+/* A query of many long questions (found by the dns_answer fuzzer): the
+ * FORMERR reply over UDP stays within 512 bytes and echoes no question;
+ * over TCP too, it names none. */
+static void test_many_questions(void)
+{
+    struct zt_state *s = mesh();
+    ldns_pkt *p = ldns_pkt_query_new(ldns_dname_new_frm_str("echo."), LDNS_RR_TYPE_A,
+                                     LDNS_RR_CLASS_IN, LDNS_RD);
+    char name[256];
+    memset(name, 'a', 60);
+    strcpy(name + 60, ". IN A");
+    for (int i = 0; i < 20; i++) {
+        name[0] = (char)('a' + i); /* distinct: nothing to compress */
+        ldns_rr *qr = NULL;
+        CHECK(ldns_rr_new_question_frm_str(&qr, name, NULL, NULL) == LDNS_STATUS_OK);
+        ldns_pkt_push_rr(p, LDNS_SECTION_QUESTION, qr);
+    }
+    uint8_t *w = NULL;
+    size_t len;
+    CHECK(ldns_pkt2wire(&w, p, &len) == LDNS_STATUS_OK);
+    CHECK(len > ZT_DNS_UDP_MIN);
+    struct res r = ask_raw(s, client(s), &opts, w, len, true);
+    bool ok = r.v == ZT_DNS_ANSWER && r.len <= ZT_DNS_UDP_MIN &&
+              ldns_pkt_get_rcode(r.reply) == LDNS_RCODE_FORMERR && ldns_pkt_qdcount(r.reply) == 0;
+    done(&r);
+    r = ask_raw(s, client(s), &opts, w, len, false);
+    bool tcp_ok = r.v == ZT_DNS_ANSWER && ldns_pkt_get_rcode(r.reply) == LDNS_RCODE_FORMERR &&
+                  ldns_pkt_qdcount(r.reply) == 0;
+    done(&r);
+    free(w);
+    ldns_pkt_free(p);
+    zt_state_unref(s);
+    CHECK(ok);
+    CHECK(tcp_ok);
+}
+
 /* The longest legal name (253 characters) and names built from it by the
  * search list pass through without overflow. */
 static void test_longest_name(void)
@@ -578,6 +614,7 @@ int main(void)
     RUN(test_best_match_and_unknown_client);
     RUN(test_malformed);
     RUN(test_truncation);
+    RUN(test_many_questions);
     RUN(test_longest_name);
     RUN(test_upstream_reply);
     RUN(test_upstream_reply_pointer_into_header);
