@@ -557,6 +557,8 @@ json_t *zt_config_dump_build(const struct zt_config_dump_in *in)
     set_new(doc, "staticConfig", json_object());
     if (in->routes != NULL)
         set_new(doc, "routes", json_incref(in->routes));
+    if (in->waypoint != NULL && json_object_update(doc, in->waypoint) < 0)
+        abort();
     return doc;
 }
 

@@ -32,6 +32,7 @@ struct zt_config_dump_in {
     json_t *config;         /* effective configuration */
     json_t *workload_state; /* in-pod mode: uid -> {state, info, ...} */
     json_t *routes;         /* `ztunnel waypoint`: its route table (route/dump.h); NULL: no key */
+    json_t *waypoint;       /* `ztunnel waypoint`: more keys (its policies); NULL: none */
 };
 
 /* Returns the document as a malloc'd NUL-terminated string (the caller

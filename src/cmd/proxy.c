@@ -444,8 +444,11 @@ static void load_policies(struct proxy_app *app)
         zt_jwt_authn_policies_cleanup(&authn);
         return;
     }
+    /* Under mu: /config_dump reads them on the admin thread. */
+    pthread_mutex_lock(&app->mu);
     zt_jwt_authn_policies_cleanup(&app->authn_policies);
     app->authn_policies = authn;
+    pthread_mutex_unlock(&app->mu);
     fetch_jwks(app);
     apply_authn(app);
 }
@@ -549,8 +552,10 @@ static void install_xds_authn(struct proxy_app *app, const struct zt_ads_resourc
         }
         zt_jwt_authn_policies_add(&l, p);
     }
+    pthread_mutex_lock(&app->mu); /* as load_policies */
     zt_jwt_authn_policies_cleanup(&app->authn_policies);
     app->authn_policies = l;
+    pthread_mutex_unlock(&app->mu);
     fetch_jwks(app);
     apply_authn(app);
 }

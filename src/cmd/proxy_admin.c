@@ -36,11 +36,14 @@ static char *op_config_dump(void *ud)
     json_t *ws = json_deep_copy(app->workload_state);
     pthread_mutex_unlock(&app->mu);
     json_t *config = effective_config(&app->cfg);
-    json_t *routes = NULL;
+    json_t *routes = NULL, *wp = NULL;
     if (app->waypoint) {
         struct zt_route_table *t = zt_waypoint_routes(app->waypoint);
         routes = zt_route_table_dump(t);
         zt_route_table_unref(t);
+        pthread_mutex_lock(&app->mu); /* app->authn_policies change under it */
+        wp = zt_waypoint_policies_dump(app->waypoint, &app->authn_policies);
+        pthread_mutex_unlock(&app->mu);
     }
     struct zt_config_dump_in in = {
         .state = state,
@@ -49,11 +52,13 @@ static char *op_config_dump(void *ud)
         .config = config,
         .workload_state = ws,
         .routes = routes,
+        .waypoint = wp,
     };
     char *out = zt_config_dump_render(&in);
     json_decref(config);
     json_decref(ws);
     json_decref(routes);
+    json_decref(wp);
     zt_state_unref(state);
     return out;
 }

@@ -61,7 +61,7 @@ struct proxy_app {
     char watch_base[256];
     bool watching;
     /* Shared with the admin servers' threads. */
-    pthread_mutex_t mu;            /* guards shared_state and workload_state */
+    pthread_mutex_t mu;            /* guards shared_state, workload_state, authn_policies */
     struct zt_state *shared_state; /* a reference to the current state */
     json_t *workload_state;        /* uid -> {state, info} of served pods */
     atomic_bool inpod_ready;       /* agent connected, snapshot received, none pending */

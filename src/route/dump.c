@@ -29,9 +29,7 @@ static void push(json_t *a, json_t *v)
         abort();
 }
 
-/* A JSON string for s; bytes that are not valid UTF-8 become "\xNN" text
- * (all non-ASCII bytes then, to keep it simple and lossless to the eye). */
-static json_t *str(const char *s)
+json_t *zt_json_str(const char *s)
 {
     json_t *v = json_string(s ? s : "");
     if (v)
@@ -51,6 +49,11 @@ static json_t *str(const char *s)
     v = must(json_string(b));
     free(b);
     return v;
+}
+
+static json_t *str(const char *s)
+{
+    return zt_json_str(s);
 }
 
 static void set_str(json_t *o, const char *key, const char *s)

@@ -16,6 +16,11 @@
 
 #include <jansson.h>
 
+/* A JSON string for s (NULL: ""); bytes that are not valid UTF-8 become
+ * "\xNN" text (all non-ASCII bytes then, to keep it simple and lossless
+ * to the eye). A new reference; out of memory aborts. */
+json_t *zt_json_str(const char *s);
+
 /* t borrowed (NULL: no routes). A new reference; out of memory aborts. */
 json_t *zt_route_table_dump(const struct zt_route_table *t);
 

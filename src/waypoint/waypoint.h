@@ -54,6 +54,15 @@ struct zt_ratelimit_set *zt_waypoint_ratelimits(struct zt_waypoint *wp);
 /* The routes in force: a new reference (unref it), NULL for none. Any thread. */
 struct zt_route_table *zt_waypoint_routes(struct zt_waypoint *wp);
 
+/* The policies in force as JSON for /config_dump: an object with
+ * "authorizationPolicies", "requestAuthentications" (from authn, the
+ * policies as read; NULL: none) and "rateLimits" (with their counters),
+ * each in the shape users write them. Any thread. */
+struct zt_jwt_authn_policies;
+typedef struct json_t json_t;
+json_t *zt_waypoint_policies_dump(struct zt_waypoint *wp,
+                                  const struct zt_jwt_authn_policies *authn);
+
 /* The ops to put in zt_proxy_opts.l7, with l7_ud = the waypoint. */
 extern const struct zt_proxy_l7_ops zt_waypoint_l7_ops;
 

@@ -339,4 +339,16 @@ for _ in $(seq 1 50); do
 done
 zt_expect_eq "$ok $(code -H "$(bearer alice)" "http://$VIP_WEB/hello")" "1 401"
 
+zt_test "/config_dump of w lists the AuthorizationPolicies and RequestAuthentications in force as written (action, dry run, paths, claims, issuer, jwksUri, output headers)"
+zt_ns_exec "$w" curl -sS --max-time 5 http://127.0.0.1:15000/config_dump >"$ZT_WORK/config_dump.json"
+got=$(jq -r '
+	(.authorizationPolicies[] | select(.name == "web-authz") |
+		"\(.action) \(.targetRefs[0].kind)/\(.targetRefs[0].name) \(.rules[0].to[0].operation.paths[0]) \(.rules[1].when[0].key)=!\(.rules[1].when[0].notValues[0])"),
+	(.authorizationPolicies[] | select(.name == "would-deny-dry") | "dryRun=\(.dryRun)"),
+	(.requestAuthentications[] | select(.name == "web-jwt") | .jwtRules[0] |
+		"\(.audiences[0]) \(.outputPayloadToHeader) \(.outputClaimToHeaders[1].claim)"),
+	(.requestAuthentications[] | select(.name == "remote-jwt") | .jwtRules[0].jwksUri | test("^https://127.0.0.1:[0-9]+/file/jwks.json$"))' \
+	"$ZT_WORK/config_dump.json" 2>&1 | tr '\n' '|')
+zt_expect_eq "$got" "DENY Service/svc-web /secure/* request.auth.claims[groups]=!admin|dryRun=true|svc-web x-jwt-payload realm.tier|true|"
+
 mesh_finish

@@ -198,4 +198,11 @@ for _ in $(seq 1 50); do
 done
 zt_expect_eq "$got $ok" "429 1"
 
+zt_test "/config_dump of w lists the RateLimits in force as written, with counters: web (6 an hour since the edit) passed 6 in all (counters kept across the reload) and limited the rest, per-user by header x-user"
+zt_ns_exec "$w" curl -sS --max-time 5 http://127.0.0.1:15000/config_dump >"$ZT_WORK/config_dump.json"
+got=$(jq -r '[.rateLimits[] | select(.name == "web" or .name == "per-user")] | sort_by(.name) |
+	map("\(.name) \(.requests)/\(.unit) burst=\(.burst) by=\(.by.header // "-") passed=\(.stats.passed) limited>0=\(.stats.limited > 0)") | join("; ")' \
+	"$ZT_WORK/config_dump.json" 2>&1)
+zt_expect_eq "$got" "per-user 2/hour burst=2 by=x-user passed=$(jq -r '.rateLimits[] | select(.name == "per-user") | .stats.passed' "$ZT_WORK/config_dump.json") limited>0=true; web 6/hour burst=6 by=- passed=6 limited>0=true"
+
 mesh_finish
