@@ -676,6 +676,12 @@ void zt_h2conn_detach(struct zt_h2conn *c, int32_t stream_id)
     zt_h2_session_detach(c->s, stream_id);
 }
 
+void zt_h2conn_close_when_idle(struct zt_h2conn *c)
+{
+    zt_h2_session_close_when_idle(c->s);
+    zt_h2conn_flush(c);
+}
+
 void zt_h2conn_shutdown(struct zt_h2conn *c)
 {
     zt_h2_session_shutdown(c->s);

@@ -141,6 +141,9 @@ void zt_h2conn_flush(struct zt_h2conn *c);
 
 /* Graceful: GOAWAY, no new streams, close when the last stream ends. */
 void zt_h2conn_shutdown(struct zt_h2conn *c);
+/* The same once no stream is open: streams submitted but not yet sent
+ * still go out (a GOAWAY now would cancel them). */
+void zt_h2conn_close_when_idle(struct zt_h2conn *c);
 
 /* Abrupt close; `error` is passed to every stream's on_close. */
 void zt_h2conn_close(struct zt_h2conn *c, int error);

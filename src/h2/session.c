@@ -91,6 +91,7 @@ struct zt_h2_session {
     bool in_eof;    /* recv said end of stream */
     int recv_depth; /* inside nghttp2_session_mem_recv: no mem_send */
     bool producing; /* inside produce(): no re-entry */
+    bool idle_close; /* shut down once no stream is open (zt_h2_session_close_when_idle) */
     /* The last read stopped on its budget with input still buffered (not a
      * partial record: SSL_has_pending would also say so for one of those). */
     bool stopped_on_budget;
@@ -854,6 +855,10 @@ int zt_h2_session_out(struct zt_h2_session *s, const uint8_t **data, size_t *len
 {
     if (!is_closed(s) && s->recv_depth == 0 && !s->producing) {
         produce(s);
+        if (s->idle_close && s->state == ZT_H2_SESS_OPEN && s->nstreams == 0) {
+            zt_h2_session_shutdown(s);
+            produce(s);
+        }
         bool open = s->state == ZT_H2_SESS_OPEN || s->state == ZT_H2_SESS_DRAINING;
         if (open && s->cout.len == 0) {
             /* Nothing left to say and nothing to wait for, or a drained
@@ -1177,6 +1182,11 @@ void zt_h2_session_detach(struct zt_h2_session *s, int32_t stream_id)
     st->ops = NULL;
     st->sud = NULL;
     nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+}
+
+void zt_h2_session_close_when_idle(struct zt_h2_session *s)
+{
+    s->idle_close = true;
 }
 
 void zt_h2_session_shutdown(struct zt_h2_session *s)

@@ -244,6 +244,10 @@ void zt_h2_session_detach(struct zt_h2_session *s, int32_t stream_id);
 /* Graceful: GOAWAY, no new streams, close once the last stream ended and
  * every byte went out. Before OPEN it closes with ZT_E_CLOSED. */
 void zt_h2_session_shutdown(struct zt_h2_session *s);
+/* As zt_h2_session_shutdown, once no stream is open (at once if none is):
+ * for a connection that carries only the streams already opened on it.
+ * Unlike a GOAWAY now, streams submitted but not yet sent still go out. */
+void zt_h2_session_close_when_idle(struct zt_h2_session *s);
 
 /* Abrupt close; `error` is passed to every stream's on_close, then to
  * ops->on_closed. No-op when already closed. */

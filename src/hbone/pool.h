@@ -44,6 +44,7 @@ struct zt_hbone_waiter {
     void (*cb)(struct zt_hbone_waiter *w, struct zt_h2conn *h2, int err);
     struct pool_conn *pc;     /* set while waiting on it */
     struct zt_list_node link; /* in pc's waiters (private to the pool) */
+    void *tunnel;             /* set while a double-HBONE wait of proxy/l7.c holds it */
 };
 
 /* A connection's pending request for its TLS context; embedded in the

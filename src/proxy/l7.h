@@ -67,15 +67,30 @@ const struct zt_workload *zt_l7_self(struct zt_pod_inst *pod);
 const char *zt_l7_network(struct zt_pod_inst *pod);
 uv_loop_t *zt_l7_loop(struct zt_pod_inst *pod);
 
-/* Asks the pod's pool for an HBONE connection to endpoint wl (its address
- * on port 15008, or its network gateway is not supported: ZT_E_NOT_FOUND),
- * presenting the pod's identity and accepting wl's identity or any SPIFFE
- * SAN of svc (may be NULL). As zt_hbone_pool_get: 0 with *ready, 0 with
- * *ready NULL and w->cb later, or a negative error (ZT_E_IDENTITY: no
- * identity to present or expect). On success *dst gets ip:15008. */
+/* Asks for an HBONE connection to endpoint wl of svc (may be NULL; the
+ * port dialed svc_port), presenting the pod's identity and accepting wl's
+ * identity or any SPIFFE SAN of svc. On the pod's network: from the pod's
+ * pool, to wl's address on port 15008. On another network (svc required):
+ * double HBONE through wl's network gateway (docs/multinetwork.md): the
+ * outer tunnel from the pool to the gateway, then an inner connection of
+ * its own inside it, whose server must present one of svc's SANs; it is
+ * handed over through w->cb, carries the streams its user opens in that
+ * call (zt_l7_stream_target names them) and closes after them. As
+ * zt_hbone_pool_get: 0 with *ready, 0 with *ready NULL and w->cb later,
+ * or a negative error (ZT_E_IDENTITY: no identity to present or expect;
+ * ZT_E_NOT_FOUND: nothing reaches wl). On success *dst gets wl's ip:15008. */
 int zt_l7_upstream(struct zt_pod_inst *pod, const struct zt_workload *wl,
-                   const struct zt_service *svc, struct zt_hbone_waiter *w,
+                   const struct zt_service *svc, uint16_t svc_port, struct zt_hbone_waiter *w,
                    struct zt_h2conn **ready, struct sockaddr_storage *dst);
+/* Stops a wait of zt_l7_upstream (w->cb never runs). */
+void zt_l7_upstream_cancel(struct zt_hbone_waiter *w);
+/* The :authority and extra headers (name/value pairs, static until the
+ * call returns) of a stream the caller of w->cb opens on h2: for an inner
+ * connection through a network gateway, "<service hostname>:<port>" and
+ * x-forwarded-network, and true; false for any other connection (the
+ * caller names ip:port). */
+bool zt_l7_stream_target(const struct zt_h2conn *h2, char *authority, size_t len,
+                         const char **headers, size_t *n_headers);
 
 /* Counts one more / one less thing in flight on the pod's worker, which
  * the drain waits for. */

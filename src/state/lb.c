@@ -466,6 +466,28 @@ static int through_gateway(const struct zt_state *s, const struct zt_workload *c
     return 0;
 }
 
+int zt_state_plan_through_gateway(const struct zt_state *s, const struct zt_workload *client,
+                                  const struct zt_service *svc, uint16_t svc_port,
+                                  const struct zt_workload *wl, uint16_t port,
+                                  uint32_t random_value, struct zt_upstream *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = ZT_UPSTREAM_SERVICE;
+    out->svc = svc;
+    out->wl = wl;
+    out->port = port;
+    out->is_hbone = true;
+    out->sans = svc ? svc->subject_alt_names : NULL;
+    out->n_sans = svc ? svc->n_subject_alt_names : 0;
+    if (!client || client->n_addresses == 0) {
+        out->wl = NULL;
+        out->fail = ZT_UPSTREAM_FAIL_GATEWAY_UNKNOWN;
+        return ZT_E_NOT_FOUND;
+    }
+    return through_gateway(s, client, svc != NULL, &client->addresses[0], svc_port, random_value,
+                           out, ZT_UPSTREAM_FAIL_NOT_SERVICE);
+}
+
 /* Fills out with the waypoint gw names (Istio's fetch_waypoint): by IP, the
  * service with that VIP (load-balanced in waypoint mode on the HBONE port)
  * or else the workload with that IP, dialed at that IP; by name, the

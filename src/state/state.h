@@ -545,6 +545,19 @@ struct zt_upstream {
  * the call. random_value drives every random choice (weighted waypoint,
  * endpoints, gateway). Returns 0, or ZT_E_NOT_FOUND with out->fail saying
  * why (out->svc is then still the dialed service, if any). */
+/* For an endpoint wl of svc (the port dialed svc_port, wl's target port
+ * port) picked by zt_state_pick_endpoint on another network than client:
+ * the double HBONE plan through wl's network gateway, as
+ * zt_state_resolve_outbound makes it (is_double_hbone, gateway in wl, ip,
+ * port and sans, final_wl = wl, final_sans = svc's SANs). Only
+ * service-addressed traffic crosses networks: svc NULL fails. The gateway
+ * address prefers client's first address's family. Returns 0, or
+ * ZT_E_NOT_FOUND with out->fail set. */
+int zt_state_plan_through_gateway(const struct zt_state *s, const struct zt_workload *client,
+                                  const struct zt_service *svc, uint16_t svc_port,
+                                  const struct zt_workload *wl, uint16_t port,
+                                  uint32_t random_value, struct zt_upstream *out);
+
 /* Whether self, which accepted an HBONE connection on `accepted`, is the
  * waypoint of the connection's target (network, target): the workload
  * with that IP, else the service with that VIP, names a waypoint that is

@@ -209,7 +209,7 @@ void wp_h2up_kill(struct wp_h2up *up)
     zt_list_remove(&up->link);
     zt_list_insert_tail(&s->w->dead_h2ups, &up->link);
     if (up->waiting)
-        zt_hbone_pool_cancel(&up->waiter);
+        zt_l7_upstream_cancel(&up->waiter);
     up->waiting = false;
     wp_stream_detach(&up->st);
     s->repump = true;
@@ -235,14 +235,9 @@ void wp_h2up_fail(struct wp_h2up *up, uint32_t cond, const char *what, const cha
 
 static void up_open(struct wp_h2up *up, struct zt_h2conn *h2)
 {
-    struct zt_ip ip;
-    uint16_t p;
-    struct sockaddr_storage ss;
-    char authority[64];
-    zt_ip_from_sockaddr((struct sockaddr *)&up->hbone, &ip, &p);
-    zt_ip_to_sockaddr(&ip, up->port, &ss);
-    zt_hbone_format_authority((struct sockaddr *)&ss, authority, sizeof(authority));
-    if (wp_stream_connect(&up->st, h2, authority, NULL, 0) < 0)
+    char authority[WP_AUTHORITY_MAX];
+    if (wp_connect_endpoint(&up->st, h2, &up->hbone, up->port, NULL, 0, authority,
+                            sizeof(authority)) < 0)
         wp_h2up_fail(up, ZT_ROUTE_RETRY_CONNECT_FAILURE, "cannot open an HBONE stream to",
                      authority);
 }
@@ -279,7 +274,7 @@ static void send_settings(nghttp2_session *ng, bool is_server)
  * session's (h2c: with a stream to spare; HTTP/1.1: idle), or a new one.
  * NULL with *err on failure. */
 struct wp_h2up *wp_h2up_get(struct wp_h2c *s, const struct zt_workload *wl, uint16_t port,
-                            const struct zt_service *svc, bool is_h1, int *err)
+                            const struct zt_service *svc, uint16_t svc_port, bool is_h1, int *err)
 {
     for (struct zt_list_node *n = zt_list_first(&s->ups); n; n = zt_list_next(&s->ups, n)) {
         struct wp_h2up *up = zt_list_entry(n, struct wp_h2up, link);
@@ -306,7 +301,7 @@ struct wp_h2up *wp_h2up_get(struct wp_h2c *s, const struct zt_workload *wl, uint
     }
     struct zt_h2conn *ready = NULL;
     up->waiter.cb = up_on_pool;
-    int rc = zt_l7_upstream(s->pod, wl, svc, &up->waiter, &ready, &up->hbone);
+    int rc = zt_l7_upstream(s->pod, wl, svc, svc_port, &up->waiter, &ready, &up->hbone);
     if (rc < 0) {
         if (up->ng)
             nghttp2_session_del(up->ng);
@@ -589,7 +584,7 @@ void wp_h2c_session_end(struct wp_h2c *s)
         struct wp_h2up *up = zt_list_entry(zt_list_first(&s->ups), struct wp_h2up, link);
         up->is_dead = true;
         if (up->waiting)
-            zt_hbone_pool_cancel(&up->waiter);
+            zt_l7_upstream_cancel(&up->waiter);
         up->waiting = false;
         wp_stream_detach(&up->st);
         zt_list_remove(&up->link);

@@ -191,7 +191,7 @@ int wp_h2x_grpc_status(const struct zt_http_head *h);
 void wp_h2c_pump(struct wp_h2c *s);
 /* A connection to wl's port taking another request (h2c or HTTP/1.1). */
 struct wp_h2up *wp_h2up_get(struct wp_h2c *s, const struct zt_workload *wl, uint16_t port,
-                            const struct zt_service *svc, bool is_h1, int *err);
+                            const struct zt_service *svc, uint16_t svc_port, bool is_h1, int *err);
 /* Sends x's try on h2c connection up. */
 void wp_h2up_submit(struct wp_h2x *x, struct wp_h2up *up);
 /* Resets stream sid (an exchange's, forgotten) of h2c connection up. */

@@ -368,7 +368,8 @@ static void x_send_try(struct wp_h2x *x)
 {
     struct wp_h2c *s = x->s;
     int err = 0;
-    struct wp_h2up *up = wp_h2up_get(s, x->dst_wl, x->port, x->dst_svc, x->up_h1, &err);
+    struct wp_h2up *up =
+        wp_h2up_get(s, x->dst_wl, x->port, x->dst_svc, x->svc_port, x->up_h1, &err);
     if (!up) {
         wp_h2x_fail(x, ZT_ROUTE_RETRY_CONNECT_FAILURE, "no HBONE connection to the endpoint",
                     zt_strerror(err));

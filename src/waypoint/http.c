@@ -198,7 +198,7 @@ static void drop_upstream(struct wp_http *h)
 {
     h->up_wl = NULL;
     if (h->up_waiting)
-        zt_hbone_pool_cancel(&h->waiter);
+        zt_l7_upstream_cancel(&h->waiter);
     h->up_waiting = false;
     wp_stream_detach(&h->up);
     wp_stream_cleanup(&h->up);
@@ -246,7 +246,7 @@ static void session_end(struct wp_http *h)
     ex_reset(h);
     h->state = WP_H_ENDED;
     if (h->up_waiting)
-        zt_hbone_pool_cancel(&h->waiter);
+        zt_l7_upstream_cancel(&h->waiter);
     h->up_waiting = false;
     wp_stream_detach(&h->up);
     wp_stream_detach(&h->down);
@@ -381,14 +381,9 @@ static void upstream_failed(struct wp_http *h, uint32_t cond, const char *what, 
 
 static void open_up(struct wp_http *h, struct zt_h2conn *h2)
 {
-    struct zt_ip ip;
-    uint16_t p;
-    struct sockaddr_storage ss;
-    char authority[64];
-    zt_ip_from_sockaddr((struct sockaddr *)&h->up_hbone, &ip, &p);
-    zt_ip_to_sockaddr(&ip, h->up_port, &ss);
-    zt_hbone_format_authority((struct sockaddr *)&ss, authority, sizeof(authority));
-    if (wp_stream_connect(&h->up, h2, authority, NULL, 0) < 0)
+    char authority[WP_AUTHORITY_MAX];
+    if (wp_connect_endpoint(&h->up, h2, &h->up_hbone, h->up_port, NULL, 0, authority,
+                            sizeof(authority)) < 0)
         upstream_failed(h, ZT_ROUTE_RETRY_CONNECT_FAILURE, "cannot open an HBONE stream to",
                         authority);
 }
@@ -409,7 +404,7 @@ static void on_pool(struct zt_hbone_waiter *wt, struct zt_h2conn *h2, int err)
 /* Makes the upstream stream go to (wl, port): the current one if it does,
  * else a new one (the old one, idle, is dropped). Returns 0 or an error. */
 static int use_upstream(struct wp_http *h, const struct zt_workload *wl, uint16_t port,
-                        const struct zt_service *svc)
+                        const struct zt_service *svc, uint16_t svc_port)
 {
     if (h->up_wl == wl && h->up_port == port && (h->up.h2 || h->up_waiting))
         return 0;
@@ -421,7 +416,7 @@ static int use_upstream(struct wp_http *h, const struct zt_workload *wl, uint16_
     h->up_port = port;
     struct zt_h2conn *ready = NULL;
     h->waiter.cb = on_pool;
-    int rc = zt_l7_upstream(h->pod, wl, svc, &h->waiter, &ready, &h->up_hbone);
+    int rc = zt_l7_upstream(h->pod, wl, svc, svc_port, &h->waiter, &ready, &h->up_hbone);
     if (rc < 0) {
         h->up_wl = NULL;
         return rc;
@@ -546,7 +541,7 @@ static void on_retry(uv_timer_t *t)
         return;
     }
     x->dst_wl = wl;
-    int rc = use_upstream(h, wl, port, x->dst_svc);
+    int rc = use_upstream(h, wl, port, x->dst_svc, x->svc_port);
     if (rc < 0) {
         ex_fail(h, "no HBONE connection to the endpoint", zt_strerror(rc));
         local_reply(h, 503, "upstream connect error or disconnect/reset before headers\n", NULL);
@@ -687,7 +682,7 @@ static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http
         return;
     }
     x->dst_wl = wl;
-    int rc = use_upstream(h, wl, port, svc);
+    int rc = use_upstream(h, wl, port, svc, svc_port);
     if (rc < 0) {
         x->req_done = true;
         ex_fail(h, "no HBONE connection to the endpoint", zt_strerror(rc));
@@ -1319,7 +1314,7 @@ static void become_tunnel(struct wp_http *h)
     }
     h->ex.dst_wl = wl;
     h->ex.dst_svc = h->dst.svc;
-    if (use_upstream(h, wl, port, h->dst.svc) < 0) {
+    if (use_upstream(h, wl, port, h->dst.svc, h->dst.svc_port) < 0) {
         ex_fail(h, "no HBONE connection to the endpoint", NULL);
         wp_stream_reset(&h->down);
         return;

@@ -53,7 +53,8 @@ struct wp_mirrors {
 struct wp_mirror_target {
     const struct zt_service *svc;
     const struct zt_workload *wl;
-    uint16_t port; /* the endpoint's target port */
+    uint16_t port;     /* the endpoint's target port */
+    uint16_t svc_port; /* the service's, as dialed */
 };
 
 /* One request's mirror while its body arrives. */
@@ -83,7 +84,7 @@ struct wp_mirror_copy {
     const struct zt_state *snap;
     const struct zt_service *svc;
     const struct zt_workload *wl;
-    uint16_t port;
+    uint16_t port, svc_port;
     struct sockaddr_storage hbone;
     char status[4]; /* of the discarded response, "" until seen */
     char path[128];
@@ -179,6 +180,7 @@ static struct wp_mirror *begin(struct wp_worker *w, struct zt_pod_inst *pod,
                      m->backend.name);
             continue;
         }
+        t[n].svc_port = port;
         t[n++].svc = svc;
     }
     if (n == 0)
@@ -292,7 +294,7 @@ static void copy_end(struct wp_mirror_copy *c, const char *error)
         return;
     c->is_ended = true;
     if (c->is_waiting)
-        zt_hbone_pool_cancel(&c->waiter);
+        zt_l7_upstream_cancel(&c->waiter);
     c->is_waiting = false;
     wp_stream_detach(&c->up);
     if (c->h2 && wp_mirror_h2_status(c->h2))
@@ -412,9 +414,9 @@ static const struct wp_stream_ops copy_ops = {
 
 static void copy_open(struct wp_mirror_copy *c, struct zt_h2conn *h2)
 {
-    char authority[64];
-    endpoint_authority(c, authority, sizeof(authority));
-    if (wp_stream_connect(&c->up, h2, authority, NULL, 0) < 0)
+    char authority[WP_AUTHORITY_MAX];
+    if (wp_connect_endpoint(&c->up, h2, &c->hbone, c->port, NULL, 0, authority, sizeof(authority)) <
+        0)
         copy_end(c, "cannot open an HBONE stream");
 }
 
@@ -443,6 +445,7 @@ static void copy_start(struct wp_mirror *m, const struct wp_mirror_target *t,
     c->svc = t->svc;
     c->wl = t->wl;
     c->port = t->port;
+    c->svc_port = t->svc_port;
     memcpy(c->path, m->path, sizeof(c->path));
     c->start_ms = uv_now(m->w->loop);
     wp_stream_init(&c->up, &copy_ops, c);
@@ -465,7 +468,7 @@ static void copy_start(struct wp_mirror *m, const struct wp_mirror_target *t,
     }
     c->waiter.cb = copy_on_pool;
     struct zt_h2conn *ready = NULL;
-    int rc = zt_l7_upstream(c->pod, c->wl, c->svc, &c->waiter, &ready, &c->hbone);
+    int rc = zt_l7_upstream(c->pod, c->wl, c->svc, c->svc_port, &c->waiter, &ready, &c->hbone);
     if (rc < 0)
         copy_end(c, zt_strerror(rc));
     else if (ready)

@@ -72,7 +72,7 @@ static void tunnel_end(struct wp_tunnel *t)
     if (t->state == WP_TUN_ENDED)
         return;
     t->state = WP_TUN_ENDED;
-    zt_hbone_pool_cancel(&t->waiter);
+    zt_l7_upstream_cancel(&t->waiter);
     log_tunnel(t);
     if (t->held)
         zt_l7_release(t->pod);
@@ -173,15 +173,10 @@ static void refuse_down(struct wp_tunnel *t, int status)
 /* The endpoint's HBONE connection is open (or failed): send the CONNECT. */
 static void open_up(struct wp_tunnel *t, struct zt_h2conn *h2)
 {
-    struct zt_ip ip;
-    uint16_t p;
-    char authority[64];
-    struct sockaddr_storage ss;
-    zt_ip_from_sockaddr((struct sockaddr *)&t->hbone_dst, &ip, &p);
-    zt_ip_to_sockaddr(&ip, t->dst.port, &ss);
-    zt_hbone_format_authority((struct sockaddr *)&ss, authority, sizeof(authority));
+    char authority[WP_AUTHORITY_MAX];
     const char *hdrs[2] = {"traceparent", t->traceparent};
-    if (wp_stream_connect(&t->up, h2, authority, hdrs, t->traceparent[0] ? 1 : 0) < 0) {
+    if (wp_connect_endpoint(&t->up, h2, &t->hbone_dst, t->dst.port, hdrs, t->traceparent[0] ? 1 : 0,
+                            authority, sizeof(authority)) < 0) {
         fail(t, "cannot open an HBONE stream to", authority);
         refuse_down(t, 503);
         return;
@@ -225,7 +220,7 @@ void wp_tunnel_start(struct wp_worker *w, const struct zt_l7_connect *c, const s
     wp_stream_attach(&t->down, c->h2, c->sid);
     t->waiter.cb = on_pool;
     struct zt_h2conn *ready = NULL;
-    int rc = zt_l7_upstream(c->pod, d->wl, d->svc, &t->waiter, &ready, &t->hbone_dst);
+    int rc = zt_l7_upstream(c->pod, d->wl, d->svc, d->svc_port, &t->waiter, &ready, &t->hbone_dst);
     if (rc < 0) {
         fail(t, "no HBONE connection to the endpoint", zt_strerror(rc));
         refuse_down(t, 503);

@@ -1,6 +1,7 @@
 /* The waypoint as the proxy's L7 layer: per-worker state, the CONNECT
  * entry point and destination resolution. */
 #include "waypoint/waypoint_int.h"
+#include "waypoint/stream.h"
 #include "waypoint/mirror.h"
 
 #include "base/alloc.h"
@@ -152,6 +153,30 @@ struct zt_ratelimit_set *wp_worker_ratelimits(struct wp_worker *w)
 {
     worker_refresh(w);
     return w->ratelimits;
+}
+
+int wp_connect_endpoint(struct wp_stream *st, struct zt_h2conn *h2,
+                        const struct sockaddr_storage *hbone, uint16_t port,
+                        const char *const *extra, size_t n_extra, char *authority, size_t len)
+{
+    const char *hdrs[2 * 4];
+    size_t n = 0;
+    for (size_t i = 0; i < n_extra && n < 3; i++, n++) {
+        hdrs[2 * n] = extra[2 * i];
+        hdrs[2 * n + 1] = extra[2 * i + 1];
+    }
+    size_t nl = 0;
+    if (!zt_l7_stream_target(h2, authority, len, &hdrs[2 * n], &nl)) {
+        struct zt_ip ip;
+        uint16_t p;
+        struct sockaddr_storage ss;
+        authority[0] = '\0';
+        if (zt_ip_from_sockaddr((const struct sockaddr *)hbone, &ip, &p) == 0) {
+            zt_ip_to_sockaddr(&ip, port, &ss);
+            zt_hbone_format_authority((struct sockaddr *)&ss, authority, len);
+        }
+    }
+    return wp_stream_connect(st, h2, authority, hdrs, n + nl);
 }
 
 const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,

@@ -75,6 +75,17 @@ const struct zt_authz_l7_set *wp_worker_policies(struct wp_worker *w);
 const struct zt_jwt_authn_set *wp_worker_authn(struct wp_worker *w);
 struct zt_ratelimit_set *wp_worker_ratelimits(struct wp_worker *w);
 
+/* Opens st as a CONNECT to an endpoint's port on h2, the connection
+ * zt_l7_upstream gave (hbone: the address it filled): ip:port, or through
+ * a network gateway what that tunnel names, with the extra headers
+ * (name/value pairs, at most 3). The authority used goes to authority
+ * (len >= WP_AUTHORITY_MAX). As wp_stream_connect. */
+#define WP_AUTHORITY_MAX 320
+struct wp_stream;
+int wp_connect_endpoint(struct wp_stream *st, struct zt_h2conn *h2,
+                        const struct sockaddr_storage *hbone, uint16_t port,
+                        const char *const *extra, size_t n_extra, char *authority, size_t len);
+
 /* The service a backendRef names, in snap (NULL if none). */
 const struct zt_service *wp_backend_service(const struct wp_worker *w, const struct zt_state *snap,
                                             const char *ns, const char *name);

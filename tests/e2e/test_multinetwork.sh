@@ -19,8 +19,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/mesh.sh"
 zt_trap_cleanup
 
-A=10.200.1.2 L1=10.200.1.3 R1=10.200.2.2 GW=10.200.2.3 GW2=10.200.2.4 WP=10.200.2.5
-VIP_R=10.96.0.30 VIP_F=10.96.0.31 VIP_BAD=10.96.0.32 VIP_W=10.96.0.33
+A=10.200.1.2 L1=10.200.1.3 WPL=10.200.1.4 R1=10.200.2.2 GW=10.200.2.3 GW2=10.200.2.4 WP=10.200.2.5
+VIP_R=10.96.0.30 VIP_F=10.96.0.31 VIP_BAD=10.96.0.32 VIP_W=10.96.0.33 VIP_X=10.96.0.34
 H=default.svc.cluster.local
 CRL=$ZT_WORK/crl/crl.pem
 WAIT=20 # seconds any single condition may take before the check fails
@@ -49,7 +49,10 @@ write_yaml() {
 		  node: node2
 		  network: n2
 		  networkGateway: {destination: "n2/$GW", hboneMtlsPort: 15008}
-		  services: {"default/svc-r.$H": {80: 8080, 90: 9000}, "default/svc-f.$H": {80: 8080}, "default/svc-bad.$H": {80: 8080}}
+		  services: {"default/svc-r.$H": {80: 8080, 90: 9000}, "default/svc-f.$H": {80: 8080}, "default/svc-bad.$H": {80: 8080},
+		             "default/svc-x.$H": {80: 8081}}
+		- {uid: wpl, name: wpl, namespace: default, serviceAccount: wp-local, workloadIps: ["$WPL"], protocol: HBONE,
+		   node: node1, network: n1}
 		- {uid: gw, name: eastwest, namespace: istio-system, serviceAccount: istio-eastwestgateway, workloadIps: ["$GW"],
 		   protocol: HBONE, node: node2, network: n2}
 		- {uid: gw2, name: eastwest2, namespace: istio-system, serviceAccount: istio-eastwestgateway, workloadIps: ["$GW2"],
@@ -69,6 +72,9 @@ write_yaml() {
 		   loadBalancer: {mode: Failover, routingPreferences: [Network]}}
 		- {name: svc-bad, namespace: default, hostname: svc-bad.$H, vips: ["n1/$VIP_BAD", "n2/$VIP_BAD"], ports: {80: 8080},
 		   subjectAltNames: ["$(mesh_id sa-other)"]}
+		- {name: svc-x, namespace: default, hostname: svc-x.$H, vips: ["n1/$VIP_X", "n2/$VIP_X"],
+		   ports: {80: {targetPort: 8081, appProtocol: http}}, subjectAltNames: ["$(mesh_id sa-r1)"],
+		   waypoint: {destination: "n1/$WPL", hboneMtlsPort: 15008}}
 	Y
 	mv "$ZT_WORK/mn.yaml.tmp" "$ZT_WORK/mn.yaml"
 }
@@ -79,7 +85,7 @@ setup() {
 	zt_node_add 1 && zt_node_add 2 || return 1
 	a=$(zt_pod_add 1 1 a) && l1=$(zt_pod_add 1 2 l1) || return 1
 	r1=$(zt_pod_add 2 1 r1) && gw=$(zt_pod_add 2 2 gw) || return 1
-	gw2=$(zt_pod_add 2 3 gw2) && wp=$(zt_pod_add 2 4 wp) || return 1
+	gw2=$(zt_pod_add 2 3 gw2) && wp=$(zt_pod_add 2 4 wp) && wpl=$(zt_pod_add 1 3 wpl) || return 1
 	mesh_ca || return 1
 	write_yaml Healthy
 	mkdir -p "$ZT_WORK/crl"
@@ -93,6 +99,8 @@ setup() {
 	done
 	zt_bg "$r1" echo-r1 socat TCP-LISTEN:9000,fork,reuseaddr PIPE
 	zt_wait_port "$r1" 127.0.0.1 9000 5 || return 1
+	zt_bg "$r1" h1-r1 node "$here/h2_echo.js" h1 r1 8081 && zt_wait_port "$r1" 127.0.0.1 8081 10 || return 1
+	MESH_WAYPOINT_ENV="NETWORK=n1" mesh_waypoint_start 1 "$wpl" wpl wp-local "$ZT_WORK/mn.yaml" || return 1
 	zt_bg "$l1" echo-l1 socat TCP-LISTEN:9000,fork,reuseaddr PIPE
 	zt_wait_port "$l1" 127.0.0.1 9000 5 || return 1
 	zt_bg "$gw" gw "$peer" server -ca-dir "$MESH_CA" -id "$(mesh_id istio-eastwestgateway istio-system)" \
@@ -264,6 +272,27 @@ for c in json.load(sys.stdin).get("certificates", []):
 }
 # svc_r_answers: a new connection to svc-r gets r1's answer.
 svc_r_answers() { [ "$(zt_send "$a" $VIP_R 80 "" 5)" = r1 ]; }
+
+# ---- our waypoint on n1, the service's only endpoint on n2 ----
+m2=$(mesh_mark 2)
+zt_test "svc-x (its waypoint \`ztunnel waypoint\` on n1, endpoint r1 on n2): an HTTP request through the waypoint reaches r1 by double HBONE"
+out=$(zt_ns_exec "$a" timeout 20 curl -sS --max-time 10 "http://$VIP_X/through-wp" 2>&1)
+zt_expect_eq "$(sed -n 's/^server=//p; s/^path=//p' <<<"$out" | tr '\n' ' ')" "r1 /through-wp "
+
+zt_test "... the waypoint's access line names r1; the gateway saw the waypoint's identity asking for svc-x:80"
+mesh_wait_grep "$ZT_WORK/gw.log" "authority=svc-x[.]default[.]svc[.]cluster[.]local:80" 5 >/dev/null
+gl=$(grep -F "authority=svc-x.$H:80" "$ZT_WORK/gw.log" | head -1)
+mesh_wait_grep "$ZT_WORK/waypoint1.log" "request complete.*path=/through-wp" 5 >/dev/null
+wl=$(grep -E "request complete.*path=/through-wp" "$ZT_WORK/waypoint1.log" | head -1)
+if printf '%s' "$gl" | grep -qF "peer=$(mesh_id wp-local) " && printf '%s' "$wl" | grep -q "dst.workload=r1.*status=200"; then
+	zt_pass
+else
+	zt_fail "gateway: ${gl:-none}; waypoint: ${wl:-none}"
+fi
+
+zt_test "... node 2 (r1's ztunnel): the inner tunnel's peer is the waypoint's identity, to r1"
+line=$(mesh_wait_access 2 "$m2" "direction=inbound.*dst.workload=r1|dst.workload=r1.*direction=inbound" 5)
+mesh_expect_fields "$line" "src.identity=$(mesh_id wp-local)" "dst.workload=r1"
 
 zt_test "long-lived: a to svc-r:90 (double HBONE to r1's echo), a to l1:9000 (local HBONE)"
 live rx "$a" socat -t 0.2 - "TCP:$VIP_R:90"

@@ -96,6 +96,36 @@ static void test_detach_before_sent(void)
     CHECK_EQ_INT(c2_status, 200);
 }
 
+/* close_when_idle right after a CONNECT was submitted: the CONNECT still
+ * goes out and is answered (a GOAWAY at once would have cancelled it);
+ * once the stream ends, the session closes. */
+static void test_close_when_idle(void)
+{
+    struct sx_world w;
+    sx_world_init(&w);
+    sx_open_pair(&w, true);
+    struct sx_stream *cs = sx_stream_slot(&w.cli);
+    cs->to_send = 1000;
+    cs->eof_after = true;
+    cs->id = zt_h2_session_connect(w.cli.s, "10.0.0.2:8080", NULL, 0, &sx_stream_ops, cs);
+    zt_h2_session_close_when_idle(w.cli.s);
+    sx_pump(&w);
+    int status = cs->status, nreq = (int)w.srv.nreq, closed_before = w.cli.closed_calls;
+    struct sx_stream *ss = &w.srv.streams[0];
+    ss->to_send = 10;
+    ss->eof_after = true;
+    zt_h2_session_resume(w.srv.s, ss->id);
+    sx_pump(&w);
+    int closed_after = w.cli.closed_calls, err = w.cli.close_err, received = (int)cs->received;
+    sx_world_free(&w);
+    CHECK_EQ_INT(status, 200);
+    CHECK_EQ_INT(nreq, 1);
+    CHECK_EQ_INT(closed_before, 0);
+    CHECK_EQ_INT(received, 10);
+    CHECK_EQ_INT(closed_after, 1);
+    CHECK_EQ_INT(err, 0);
+}
+
 /* A tunnel-style stream (is_body_on_resume): nghttp2 holds no body source
  * for it until the owner resumes, and drops it once a read comes up short,
  * so an idle stream costs nothing there; bytes and END_STREAM still flow. */
@@ -497,6 +527,7 @@ int main(void)
     RUN(test_no_callback_inside_new);
     RUN(test_connect_200_and_data);
     RUN(test_detach_before_sent);
+    RUN(test_close_when_idle);
     RUN(test_forwarded_network);
     RUN(test_body_on_resume);
     RUN(test_error_status);
