@@ -81,12 +81,13 @@ static void tunnel_end(struct wp_tunnel *t)
     zt_list_insert_head(&t->w->dead, &t->link);
 }
 
-/* Keeps the first reason the tunnel failed for the access log. */
+/* Keeps the first reason the tunnel failed for the access log (cut to
+ * its buffer: a hostname authority can be longer). */
 static void fail(struct wp_tunnel *t, const char *what, const char *detail)
 {
-    if (!t->error[0])
-        snprintf(t->error, sizeof(t->error), "%s%s%s", what, detail ? ": " : "",
-                 detail ? detail : "");
+    if (!t->error[0] && snprintf(t->error, sizeof(t->error), "%s%s%s", what, detail ? ": " : "",
+                                 detail ? detail : "") >= (int)sizeof(t->error))
+        ZT_DEBUG("waypoint", "tunnel failure reason cut to %zu bytes", sizeof(t->error) - 1);
 }
 
 static struct wp_stream *other(struct wp_tunnel *t, struct wp_stream *s)
