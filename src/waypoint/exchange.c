@@ -6,6 +6,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "state/ip.h"
+#include "telemetry/headers.h"
 #include "telemetry/metrics.h"
 #include "tls/spiffe.h"
 
@@ -39,7 +40,7 @@ void wp_route(struct wp_worker *w, const struct zt_state *snap, const struct wp_
     struct zt_route_target target = {
         .ns = dst->svc->namespace, .name = dst->svc->name, .port = dst->svc_port};
     struct zt_route_result res;
-    zt_route_select(t, &target, req, arc4random(), &res);
+    zt_route_select(t, &target, req, zt_telemetry_random_u32(), &res);
     if (res.route)
         snprintf(r->route, sizeof(r->route), "%s/%s", res.route->ns, res.route->name);
     r->def = res.route;

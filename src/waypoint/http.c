@@ -444,7 +444,8 @@ static int pick_endpoint(struct wp_http *h, const struct zt_service *svc, uint16
         *tport = h->dst.port;
         return 0;
     }
-    return zt_state_pick_endpoint(h->snap, svc, port, zt_l7_self(h->pod), arc4random(), wl, tport);
+    return zt_state_pick_endpoint(h->snap, svc, port, zt_l7_self(h->pod), zt_telemetry_random_u32(),
+                                  wl, tport);
 }
 
 static void local_reply(struct wp_http *h, int status, const char *body, const char *extra);
