@@ -115,7 +115,7 @@ struct wp_http {
     const struct zt_state *snap;
     struct wp_dest dst; /* what the CONNECT named */
     struct sockaddr_storage peer;
-    char src_identity[ZT_SPIFFE_ID_MAX + 1];
+    char *src_identity;    /* the client's SPIFFE id (at most ZT_SPIFFE_ID_MAX bytes), "" if none */
     struct zt_buf scratch; /* head encoding */
     /* The current exchange: allocated by ex_of when first touched, freed
      * by wp_https_tick once the session has been idle a while (an idle
@@ -146,9 +146,13 @@ static struct wp_exchange *ex_of(struct wp_http *h)
     return h->exp;
 }
 
+/* s (NULL: "") into dst, cut to cap - 1 bytes, as snprintf "%s" would. */
 static void copy_str(char *dst, size_t cap, const char *s)
 {
-    snprintf(dst, cap, "%s", s ? s : "");
+    size_t n = s ? strnlen(s, cap - 1) : 0;
+    if (n)
+        memcpy(dst, s, n);
+    dst[n] = '\0';
 }
 
 /* ---- access lines ---- */
@@ -1377,7 +1381,9 @@ void wp_http_start(struct wp_worker *w, const struct zt_l7_connect *c, const str
     zt_state_ref(h->snap);
     h->dst = *d;
     h->peer = *c->peer;
-    copy_str(h->src_identity, sizeof(h->src_identity), c->peer_identity);
+    size_t id_len = c->peer_identity ? strnlen(c->peer_identity, ZT_SPIFFE_ID_MAX) : 0;
+    h->src_identity = zt_xmalloc(id_len + 1); /* most are far shorter than the cap */
+    copy_str(h->src_identity, id_len + 1, c->peer_identity);
     h->req_p = zt_http1_parser_new(false, &req_ops, h);
     h->resp_p = zt_http1_parser_new(true, &resp_ops, h);
     wp_stream_init(&h->down, &down_ops, h);
@@ -1453,6 +1459,7 @@ void wp_https_reap(struct wp_worker *w)
         zt_buf_release(&h->scratch);
         zt_state_unref(h->snap);
         free(h->exp);
+        free(h->src_identity);
         free(h);
     }
 }
