@@ -92,10 +92,19 @@ struct wp_exchange {
     char error[384];
 };
 
+/* A keep-alive session idle for this long holds no storage an exchange
+ * needs (the parsers', the exchange, buffers), so that idle connections
+ * cost little and a burst of them leaves no high-water heap behind; a busy
+ * one keeps them from one request to the next rather than freeing and
+ * allocating them again each time. */
+#define WP_HTTP_IDLE_SHRINK_MS 20
+
 /* The most request bytes kept for a retry (Envoy keeps up to its buffer
  * limit; a waypoint's requests are small, and memory per request stays
  * bounded). */
 #define WP_RETRY_BUFFER_MAX (64 * 1024)
+/* A replay buffer up to this size is kept from one request to the next. */
+#define WP_REPLAY_KEEP (16 * 1024)
 
 struct wp_http {
     struct wp_worker *w;
@@ -206,9 +215,15 @@ static void ex_reset(struct wp_http *h)
     if (!h->exp)
         return;
     zt_route_table_unref(h->exp->routes);
-    zt_buf_release(&h->exp->replay);
     wp_mirror_abandon(&h->exp->mirror);
+    /* The replay buffer's storage serves the next request (idle_shrink
+     * frees it), unless a long request grew it. */
+    struct zt_buf replay = h->exp->replay;
+    if (replay.cap > WP_REPLAY_KEEP)
+        zt_buf_release(&replay);
+    replay.len = replay.off = 0;
     memset(h->exp, 0, sizeof(*h->exp));
+    h->exp->replay = replay;
 }
 
 /* Forgets the upstream stream (reset if open, its queue dropped) and any
@@ -334,6 +349,7 @@ static void local_reply(struct wp_http *h, int status, const char *body, const c
 /* ---- the exchange ---- */
 
 static void feed_requests(struct wp_http *h);
+static void on_idle(uv_timer_t *t);
 
 /* Both the request and its response ended: log, then the next request
  * (parsed now unless we are inside the request parser, whose caller goes
@@ -353,8 +369,11 @@ static void exchange_done(struct wp_http *h)
         return;
     }
     h->state = WP_H_IDLE;
-    /* Its buffers are kept for the next request a while (idle_shrink). */
+    /* Its buffers are kept for the next request a while (idle_shrink):
+     * the retry timer, idle between exchanges, says when. */
     h->idle_since = uv_now(h->w->loop);
+    if (h->handles == 2)
+        uv_timer_start(&h->retry_timer, on_idle, WP_HTTP_IDLE_SHRINK_MS, 0);
     /* From inside a parser, its caller parses the next request once the
      * parser has returned (feed_requests' loop, up_on_data). */
     if (!h->in_req_parse && !h->in_resp_parse)
@@ -804,26 +823,21 @@ static const struct zt_http1_ops req_ops = {
     .on_message_end = req_on_message_end,
 };
 
-/* A keep-alive session idle for this long holds no storage an exchange
- * needs (the parsers', the exchange, buffers), so that idle connections
- * cost little; a busy one keeps them from one request to the next rather
- * than freeing and allocating them again each time. */
-#define WP_HTTP_IDLE_SHRINK_MS 100
-
-/* After a tick that shrank this many sessions, the freed memory goes
- * back to the system (malloc_trim): a burst of connections that then
- * idle would otherwise leave the heap at its high-water mark. */
+/* After this many sessions shrank since the worker's last tick, the freed
+ * memory goes back to the system (malloc_trim): a burst of connections
+ * that then idle would otherwise leave the heap at its high-water mark. */
 #define WP_HTTP_TRIM_AFTER 32
+static _Thread_local unsigned shrunk_since_tick;
 
-/* Called from wp_https_tick (no parse or callback of h under way).
- * Returns whether h was shrunk. */
-static bool idle_shrink(struct wp_http *h, uint64_t now)
+/* From on_idle, or wp_https_tick (no parse or callback of h under way). */
+static void idle_shrink(struct wp_http *h, uint64_t now)
 {
     /* idle_since is 0 while busy and once shrunk. */
     if (h->state != WP_H_IDLE || !h->idle_since || now - h->idle_since < WP_HTTP_IDLE_SHRINK_MS ||
         h->din.len || h->in_req_parse || h->in_resp_parse)
-        return false;
+        return;
     h->idle_since = 0;
+    shrunk_since_tick++;
     zt_http1_parser_shrink(h->req_p);
     zt_http1_parser_shrink(h->resp_p);
     zt_buf_release(&h->scratch);
@@ -833,9 +847,16 @@ static bool idle_shrink(struct wp_http *h, uint64_t now)
     if (h->up.q.len == 0)
         zt_buf_release(&h->up.q);
     ex_reset(h);
+    if (h->exp)
+        zt_buf_release(&h->exp->replay);
     free(h->exp);
     h->exp = NULL;
-    return true;
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    struct wp_http *h = t->data;
+    idle_shrink(h, uv_now(h->w->loop));
 }
 
 /* Parses what the client sent, one request at a time. */
@@ -1416,17 +1437,17 @@ void wp_https_pod_close(struct wp_worker *w, struct zt_pod_inst *pod)
 
 void wp_https_tick(struct wp_worker *w, uint64_t now)
 {
-    unsigned shrunk = 0;
     for (struct zt_list_node *n = zt_list_first(&w->https), *next; n; n = next) {
         next = zt_list_next(&w->https, n);
         struct wp_http *h = zt_list_entry(n, struct wp_http, link);
         if (h->state == WP_H_SNIFF && !h->is_declared && now >= h->sniff_deadline)
             become_tunnel(h);
         else
-            shrunk += idle_shrink(h, now);
+            idle_shrink(h, now); /* one whose timer could not run it */
     }
-    if (shrunk >= WP_HTTP_TRIM_AFTER)
+    if (shrunk_since_tick >= WP_HTTP_TRIM_AFTER)
         malloc_trim(0);
+    shrunk_since_tick = 0;
 }
 
 void wp_https_drain(struct wp_worker *w)
@@ -1458,6 +1479,8 @@ void wp_https_reap(struct wp_worker *w)
         zt_buf_release(&h->din);
         zt_buf_release(&h->scratch);
         zt_state_unref(h->snap);
+        if (h->exp)
+            zt_buf_release(&h->exp->replay);
         free(h->exp);
         free(h->src_identity);
         free(h);
