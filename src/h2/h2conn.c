@@ -80,6 +80,15 @@ static void pending_unlink(struct zt_h2conn *c)
     c->pending_next = NULL;
 }
 
+static void pend(struct zt_h2conn *c)
+{
+    if (!c->is_flush_pending) {
+        c->is_flush_pending = true;
+        c->pending_next = pending_head;
+        pending_head = c;
+    }
+}
+
 static void flush_pending(void)
 {
     while (pending_head) {
@@ -244,11 +253,7 @@ void zt_h2conn_flush(struct zt_h2conn *c)
     if (c->closed || c->connecting)
         return;
     if (read_depth > 0) {
-        if (!c->is_flush_pending) {
-            c->is_flush_pending = true;
-            c->pending_next = pending_head;
-            pending_head = c;
-        }
+        pend(c);
         return;
     }
     if (c->is_tunneled) {
@@ -284,6 +289,18 @@ void zt_h2conn_flush(struct zt_h2conn *c)
     }
     update_poll(c);
     update_timer(c);
+}
+
+void zt_h2conn_flush_soon(struct zt_h2conn *c)
+{
+    if (!c->closed)
+        pend(c);
+}
+
+void zt_h2conn_flush_queued(void)
+{
+    if (read_depth == 0)
+        flush_pending();
 }
 
 static void on_timer(uv_timer_t *t)

@@ -139,6 +139,19 @@ void zt_h2conn_detach(struct zt_h2conn *c, int32_t stream_id);
  * loop; callers that queue from outside a connection callback call it. */
 void zt_h2conn_flush(struct zt_h2conn *c);
 
+/* Like zt_h2conn_flush, later in this loop iteration: c is queued on this
+ * thread's list of connections to flush, sent by the next
+ * zt_h2conn_flush_queued (or once a read of a connection of this thread
+ * ends), so that the bytes several sockets' events queue on one
+ * connection leave in one record and one send(2). The caller makes sure
+ * zt_h2conn_flush_queued runs before the loop waits again (a uv_check
+ * handle). A connection that closes meanwhile leaves the list. */
+void zt_h2conn_flush_soon(struct zt_h2conn *c);
+/* Flushes the connections zt_h2conn_flush_soon queued on this thread
+ * (nothing while one of its connections is reading: that read's end
+ * does it). */
+void zt_h2conn_flush_queued(void);
+
 /* Graceful: GOAWAY, no new streams, close when the last stream ends. */
 void zt_h2conn_shutdown(struct zt_h2conn *c);
 /* The same once no stream is open: streams submitted but not yet sent

@@ -35,6 +35,12 @@ _Static_assert(READ_CHUNK <= ZT_BUF_POOL_CAP, "a read fits a pool buffer");
  * (four times fewer calls than one per 64 KiB, the cost that matters on a
  * VM where each system call is dear); released while empty. */
 #define RECORD_BUF (256 * 1024)
+/* OpenSSL's record buffers (the read-ahead one above, and the write one),
+ * and ours (out, cout), are kept while a connection is busy and freed once
+ * it has been quiet this long: the contexts' SSL_MODE_RELEASE_BUFFERS would free and
+ * allocate them again around every read and write (a 256 KiB malloc and
+ * free per event, and the heap trims and page faults that go with them). */
+#define BUFFERS_IDLE_MS 500
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define PING_INTERVAL_MS 10000 /* keepalive defaults, as ztunnel: PING every 10 s ... */
 #define PING_TIMEOUT_MS 20000  /* ... and drop the connection after 20 s without an ACK */
@@ -71,6 +77,9 @@ struct h2_stream {
     void *sud;
     struct zt_list_node link;   /* in the session's streams */
     struct h2_req_headers *req; /* server role, until on_request has run */
+    /* is_body_on_resume: a body source of ours is in nghttp2 (submitted,
+     * not yet drained), so a resume needs no new one. */
+    bool has_body;
     struct h2_trailers *trailers;
 };
 
@@ -102,6 +111,12 @@ struct zt_h2_session {
     uint64_t next_ping_ms;
     uint64_t ping_sent_ms;
     bool ping_outstanding;
+    /* OpenSSL's buffers (BUFFERS_IDLE_MS): is_releasing_idle when this
+     * session frees them itself (the context asked for released buffers);
+     * is_buffers_used once records moved since they were last freed, the
+     * last time at io_ms; they are looked at again at release_check_ms. */
+    bool is_releasing_idle, is_buffers_used;
+    uint64_t io_ms, release_check_ms;
     /* Client role: the :status of the header block being received (its
      * frames are contiguous, RFC 9113 6.10), for on_response. */
     int rx_status;
@@ -498,9 +513,11 @@ static ssize_t cb_data_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf
      * frees it); the owner's next resume starts another. */
     if (!eof && (size_t)n < len && st->ops && st->ops->is_body_on_resume) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        st->has_body = false;
         return n;
     }
     if (eof) {
+        st->has_body = false;
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->trailers) {
             /* The stream ends with the trailers' HEADERS frame instead. */
@@ -572,6 +589,33 @@ static uint64_t ping_timeout(const struct zt_h2_session *s)
     return s->settings.ping_timeout_ms ? s->settings.ping_timeout_ms : PING_TIMEOUT_MS;
 }
 
+/* Records just moved through OpenSSL's buffers. */
+static void buffers_used(struct zt_h2_session *s)
+{
+    s->io_ms = s->now_ms;
+    if (s->is_releasing_idle && !s->is_buffers_used) {
+        s->is_buffers_used = true;
+        s->release_check_ms = s->now_ms + BUFFERS_IDLE_MS;
+    }
+}
+
+/* At release_check_ms: frees the buffers if the session has been quiet
+ * long enough (and nothing waits in them), else looks again later. */
+static void release_check(struct zt_h2_session *s, uint64_t now)
+{
+    if (!s->is_buffers_used || now < s->release_check_ms)
+        return;
+    if (now - s->io_ms >= BUFFERS_IDLE_MS && SSL_free_buffers(s->ssl) == 1) {
+        s->is_buffers_used = false;
+        if (s->out.len == 0)
+            zt_buf_release(&s->out);
+        if (s->cout.len == 0)
+            zt_buf_release(&s->cout);
+        return;
+    }
+    s->release_check_ms = (now - s->io_ms >= BUFFERS_IDLE_MS ? now : s->io_ms) + BUFFERS_IDLE_MS;
+}
+
 static void start_session(struct zt_h2_session *s)
 {
     if (s->ssl) {
@@ -584,6 +628,11 @@ static void start_session(struct zt_h2_session *s)
         }
     }
     s->next_ping_ms = s->now_ms + ping_interval(s);
+    if (s->ssl && (SSL_get_mode(s->ssl) & SSL_MODE_RELEASE_BUFFERS)) {
+        SSL_clear_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS);
+        s->is_releasing_idle = true;
+        buffers_used(s);
+    }
     set_state(s, ZT_H2_SESS_OPEN);
     nghttp2_settings_entry iv[5];
     size_t n = 0;
@@ -697,6 +746,8 @@ int zt_h2_session_read(struct zt_h2_session *s, zt_h2_recv_fn *recv_fn, void *ar
         }
         ERR_clear_error();
         int n = SSL_read(s->ssl, read_buf, READ_CHUNK);
+        if (s->is_releasing_idle)
+            buffers_used(s); /* even without plaintext: the read buffer may hold records */
         if (n > 0) {
             if (!deliver(s, read_buf, (size_t)n))
                 break;
@@ -791,6 +842,8 @@ static bool seal(struct zt_h2_session *s, const uint8_t *p, size_t n)
         /* Partial-write mode returns after each record. */
         ERR_clear_error();
         int w = SSL_write(s->ssl, p + done, (int)(n - done));
+        if (s->is_releasing_idle)
+            buffers_used(s);
         if (w <= 0) {
             zt_h2_session_close(s, ZT_E_TLS);
             return false;
@@ -847,8 +900,8 @@ static void produce(struct zt_h2_session *s)
     }
 out:
     s->producing = false;
-    if (s->out.len == 0)
-        zt_buf_release(&s->out);
+    if (s->out.len == 0 && !s->is_buffers_used)
+        zt_buf_release(&s->out); /* else kept while busy, as OpenSSL's (release_check) */
 }
 
 int zt_h2_session_out(struct zt_h2_session *s, const uint8_t **data, size_t *len)
@@ -867,7 +920,7 @@ int zt_h2_session_out(struct zt_h2_session *s, const uint8_t **data, size_t *len
                 (s->state == ZT_H2_SESS_DRAINING && s->nstreams == 0))
                 zt_h2_session_close(s, s->sent_goaway_error ? ZT_E_PROTO : 0);
         }
-        if (s->cout.len == 0)
+        if (s->cout.len == 0 && !s->is_buffers_used)
             zt_buf_release(&s->cout); /* an idle session holds no buffer */
     }
     /* A released buffer has no head (NULL + 0 is undefined behaviour). */
@@ -889,8 +942,10 @@ uint64_t zt_h2_session_deadline(const struct zt_h2_session *s)
     case ZT_H2_SESS_HANDSHAKE:
         return s->handshake_deadline;
     case ZT_H2_SESS_OPEN:
-    case ZT_H2_SESS_DRAINING:
-        return s->ping_outstanding ? s->ping_sent_ms + ping_timeout(s) : s->next_ping_ms;
+    case ZT_H2_SESS_DRAINING: {
+        uint64_t at = s->ping_outstanding ? s->ping_sent_ms + ping_timeout(s) : s->next_ping_ms;
+        return s->is_buffers_used && s->release_check_ms < at ? s->release_check_ms : at;
+    }
     default:
         return UINT64_MAX;
     }
@@ -918,6 +973,8 @@ int zt_h2_session_tick(struct zt_h2_session *s, uint64_t now_ms)
             s->ping_sent_ms = now;
         }
     }
+    if (!is_closed(s) && s->state != ZT_H2_SESS_HANDSHAKE)
+        release_check(s, now);
     return is_closed(s) ? s->close_error : 0;
 }
 
@@ -1146,10 +1203,12 @@ void zt_h2_session_resume(struct zt_h2_session *s, int32_t stream_id)
     /* No body source waiting: start one, if the stream reads only on resume
      * (an active one, or a stream already ended, makes this a no-op). */
     struct h2_stream *st = stream_get(s, stream_id);
-    if (!st || !st->ops || !st->ops->is_body_on_resume)
-        return;
+    if (!st || !st->ops || !st->ops->is_body_on_resume || st->has_body)
+        return; /* has_body: nghttp2 reads it as soon as it may (a new one
+                 * would be allocated only to be refused) */
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
-    nghttp2_submit_data(s->ng, NGHTTP2_FLAG_END_STREAM, stream_id, &prd);
+    if (nghttp2_submit_data(s->ng, NGHTTP2_FLAG_END_STREAM, stream_id, &prd) == 0)
+        st->has_body = true;
 }
 
 void zt_h2_session_reset(struct zt_h2_session *s, int32_t stream_id)

@@ -8,14 +8,46 @@
 #include <string.h>
 #include <strings.h>
 
-static char *dup_n(const char *s, size_t n)
+/* A block of strings: bump-allocated, never moved (pointers into it are
+ * handed out), freed whole. */
+struct zt_http_strings {
+    struct zt_http_strings *next; /* older, smaller blocks */
+    size_t used, cap;
+    char data[];
+};
+
+#define STRINGS_FIRST 512 /* a typical head's strings fit in one block */
+
+/* A NUL-terminated copy of s[0..n) in h's blocks. */
+static char *dup_n(struct zt_http_head *h, const char *s, size_t n)
 {
-    char *p = malloc(n + 1);
-    if (!p)
-        abort();
+    struct zt_http_strings *b = h->strings;
+    if (!b || b->cap - b->used < n + 1) {
+        size_t cap = b ? 2 * b->cap : STRINGS_FIRST;
+        while (cap < n + 1)
+            cap *= 2;
+        b = malloc(sizeof(*b) + cap);
+        if (!b)
+            abort();
+        b->next = h->strings;
+        b->used = 0;
+        b->cap = cap;
+        h->strings = b;
+    }
+    char *p = b->data + b->used;
     memcpy(p, s, n);
     p[n] = '\0';
+    b->used += n + 1;
     return p;
+}
+
+static void free_blocks(struct zt_http_strings *b)
+{
+    while (b) {
+        struct zt_http_strings *next = b->next;
+        free(b);
+        b = next;
+    }
 }
 
 void zt_http_head_init(struct zt_http_head *h, bool is_response)
@@ -25,33 +57,28 @@ void zt_http_head_init(struct zt_http_head *h, bool is_response)
     h->version = 1;
 }
 
-static void clear(struct zt_http_head *h)
-{
-    free(h->method);
-    free(h->path);
-    free(h->scheme);
-    free(h->authority);
-    for (size_t i = 0; i < h->n_fields; i++) {
-        free(h->fields[i].name);
-        free(h->fields[i].value);
-    }
-}
-
 void zt_http_head_cleanup(struct zt_http_head *h)
 {
-    clear(h);
+    free_blocks(h->strings);
     free(h->fields);
     memset(h, 0, sizeof(*h));
 }
 
 void zt_http_head_reset(struct zt_http_head *h, bool is_response)
 {
-    clear(h);
     struct zt_http_field *f = h->fields;
     size_t cap = h->cap_fields;
+    struct zt_http_strings *b = h->strings;
+    if (b) {
+        /* The newest block is the largest: kept, emptied. */
+        free_blocks(b->next);
+        b->next = NULL;
+        b->used = 0;
+    }
     memset(h, 0, sizeof(*h));
     h->fields = f;
     h->cap_fields = cap;
+    h->strings = b;
     h->is_response = is_response;
     h->version = 1;
 }
@@ -62,8 +89,7 @@ int zt_http_head_set_part(struct zt_http_head *h, char **slot, const char *value
     size_t add = value ? len : 0;
     if (h->bytes - old + add > ZT_HTTP_HEAD_MAX)
         return ZT_E_TOO_BIG;
-    free(*slot);
-    *slot = value ? dup_n(value, len) : NULL;
+    *slot = value ? dup_n(h, value, len) : NULL;
     h->bytes = h->bytes - old + add;
     return 0;
 }
@@ -84,10 +110,10 @@ int zt_http_head_add(struct zt_http_head *h, const char *name, size_t name_len, 
         h->cap_fields = cap;
     }
     struct zt_http_field *f = &h->fields[h->n_fields++];
-    f->name = dup_n(name, name_len);
+    f->name = dup_n(h, name, name_len);
     for (char *c = f->name; *c; c++)
         *c = (char)tolower((unsigned char)*c);
-    f->value = dup_n(value, value_len);
+    f->value = dup_n(h, value, value_len);
     h->bytes += name_len + value_len;
     return 0;
 }
@@ -104,8 +130,6 @@ size_t zt_http_head_remove(struct zt_http_head *h, const char *name)
         struct zt_http_field *f = &h->fields[i];
         if (strcasecmp(f->name, name) == 0) {
             h->bytes -= field_bytes(f);
-            free(f->name);
-            free(f->value);
             removed++;
         } else {
             h->fields[kept++] = *f;

@@ -3,10 +3,13 @@
  * status and an ordered list of header fields. The parsers fill it, the
  * routes read and rewrite it, the encoders write it out again.
  *
- * Ownership: a head owns copies of every string in it (NUL-terminated,
- * heap). Pointers returned by the getters are borrowed and valid until the
- * head is changed or freed. Header names are stored in lower case (HTTP/2
- * requires it, HTTP/1 compares them case-insensitively); values as given.
+ * Ownership: a head owns copies of every string in it (NUL-terminated),
+ * kept in blocks of its own (a message's strings cost a malloc or two, not
+ * two per field; a string replaced or removed stays in its block until the
+ * head is reset or freed). Pointers returned by the getters are borrowed
+ * and valid until the head is changed, reset or freed. A head may be moved
+ * by copying the struct (the source is then forgotten, never cleaned up). Header names are stored
+ * in lower case (HTTP/2 requires it, HTTP/1 compares them case-insensitively); values as given.
  *
  * Limits: at most ZT_HTTP_MAX_FIELDS fields and ZT_HTTP_HEAD_MAX bytes of
  * names, values and request line in all; a change that would pass either
@@ -27,6 +30,8 @@ struct zt_http_field {
     char *value;
 };
 
+struct zt_http_strings; /* head.c's string blocks */
+
 struct zt_http_head {
     bool is_response;
     /* Requests: method ("GET"), target in origin form ("/a?b=c", or "*" /
@@ -39,12 +44,14 @@ struct zt_http_head {
     int version;
     struct zt_http_field *fields;
     size_t n_fields, cap_fields;
-    size_t bytes; /* counted against ZT_HTTP_HEAD_MAX */
+    size_t bytes;                    /* counted against ZT_HTTP_HEAD_MAX */
+    struct zt_http_strings *strings; /* where the strings above live, newest block first */
 };
 
 void zt_http_head_init(struct zt_http_head *h, bool is_response);
 void zt_http_head_cleanup(struct zt_http_head *h);
-/* Empties h for the next message on the same connection (keeps storage). */
+/* Empties h for the next message on the same connection (keeps storage:
+ * the field array and the largest string block). */
 void zt_http_head_reset(struct zt_http_head *h, bool is_response);
 
 /* Sets a request-line part (*slot is one of &h->method, &h->path,

@@ -936,7 +936,8 @@ int zt_http1_strip_hop_by_hop(struct zt_http_head *h, bool is_upgrade)
     for (size_t i = 0; i < h->n_fields; i++)
         if (strcmp(h->fields[i].name, "connection") == 0)
             n += strlen(h->fields[i].value) + 1;
-    char *list = malloc(n + 1);
+    char small[256];
+    char *list = n < sizeof(small) ? small : malloc(n + 1);
     if (!list)
         abort();
     list[0] = '\0';
@@ -953,7 +954,8 @@ int zt_http1_strip_hop_by_hop(struct zt_http_head *h, bool is_upgrade)
             continue;
         zt_http_head_remove(h, t);
     }
-    free(list);
+    if (list != small)
+        free(list);
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         zt_http_head_remove(h, fixed[i]);
     if (!is_upgrade) {

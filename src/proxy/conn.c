@@ -333,16 +333,24 @@ static ssize_t stream_write(struct zt_endpoint *ep, const uint8_t *buf, size_t l
     return (ssize_t)n;
 }
 
+static void on_flush_check(uv_check_t *h);
+
 /* The data source said "nothing now" earlier: ask nghttp2 to call it again
- * (never from inside it) and send at once. */
+ * (never from inside it) and send at the end of this loop iteration's
+ * reads (on_flush_check), so that what several sockets had for streams of
+ * one connection leaves in one record and one send(2) rather than one
+ * each. */
 static void stream_resume(struct zt_stream_ep *st)
 {
     if (!st->is_deferred || tx.st == st || !st->h2)
         return;
     st->is_deferred = false;
-    struct zt_h2conn *h2 = st->h2;
-    zt_h2conn_resume(h2, st->sid);
-    zt_h2conn_flush(h2); /* may close the stream, and the tunnel */
+    struct zt_conn *c = (struct zt_conn *)((char *)st - offsetof(struct zt_conn, b.st));
+    struct zt_pw *pw = c->pod->pw;
+    zt_h2conn_resume(st->h2, st->sid);
+    zt_h2conn_flush_soon(st->h2); /* may close the stream, and the tunnel, then */
+    pw->is_h2_flush_queued = true;
+    uv_check_start(&pw->flush_check, on_flush_check);
 }
 
 static int stream_shutdown(struct zt_endpoint *ep)
@@ -445,8 +453,6 @@ static void emit_log(struct zt_conn *c, const char *error)
 }
 
 /* ---- lifecycle ---- */
-
-static void on_flush_check(uv_check_t *h);
 
 /* The tunnel ended: everything the connection holds goes, its memory at a
  * safe point (a handle's close callback, or the worker's next check). `error` is the caller's and
@@ -551,8 +557,12 @@ static void on_flush_check(uv_check_t *h)
             zt_relay_flush(&c->relay, ZT_RELAY_DOWN);
         c = next;
     }
+    /* Then the connections stream_resume queued (window updates the
+     * flushes above gave go with them). */
+    pw->is_h2_flush_queued = false;
+    zt_h2conn_flush_queued();
     worker_reap(pw);
-    if (!pw->flush_head)
+    if (!pw->flush_head && !pw->is_h2_flush_queued)
         uv_check_stop(h);
 }
 

@@ -91,7 +91,8 @@ struct zt_pw {
      * per loop iteration after all reads (one send for many DATA frames). */
     uv_check_t flush_check;
     struct zt_conn *flush_head;
-    struct zt_list dead; /* of zt_conn: ended, freed at the next check (no handle left) */
+    bool is_h2_flush_queued; /* stream_resume queued a connection (zt_h2conn_flush_soon) */
+    struct zt_list dead;     /* of zt_conn: ended, freed at the next check (no handle left) */
     /* Sockets whose poll interest changed this loop iteration, applied just
      * before the loop waits (zt_tcp_ep.wanted): interest that goes off and
      * on again within one iteration, as a relay's reads do under

@@ -104,9 +104,25 @@ struct zt_request_series {
     char labels[]; /* rendered block, NUL-terminated */
 };
 
+/* The last label sets a shard's writer observed, by value, and their
+ * series: a request labelled as a recent one (the common case: the same
+ * client workload, endpoint and response code) finds its series without
+ * rendering and hashing the label block (some 700 bytes, escaped per
+ * byte). An entry holds no reference: evict() empties the entries of the
+ * series it frees. Only series under the cap are remembered, so a label
+ * set counted in the overflow series gets its own once there is room. */
+#define CACHE_SLOTS 4
+struct cache_entry {
+    struct zt_request_series *s; /* NULL: empty */
+    char *values;                /* each label's value (NULL as ""), NUL-ended, in label order */
+    size_t cap;
+};
+
 struct req_shard {
     pthread_mutex_t mu;
-    struct zt_request_series **buckets; /* nbuckets is a power of two */
+    struct cache_entry cache[CACHE_SLOTS]; /* under mu */
+    unsigned cache_next;                   /* the slot replaced next */
+    struct zt_request_series **buckets;    /* nbuckets is a power of two */
     size_t nbuckets, count;
     size_t n_capped, cap;  /* series under the cap, and the shard's share */
     struct zt_list idle;   /* of zt_request_series, through idle_link */
@@ -162,6 +178,8 @@ void zt_request_metrics_free(struct zt_request_metrics *r)
             }
         }
         free(sh->buckets);
+        for (unsigned k = 0; k < CACHE_SLOTS; k++)
+            free(sh->cache[k].values);
         zt_buf_release(&sh->scratch);
         pthread_mutex_destroy(&sh->mu);
     }
@@ -222,7 +240,58 @@ static void evict(struct req_shard *sh, struct zt_request_series *s)
     zt_list_remove(&s->idle_link);
     sh->count--;
     sh->n_capped--;
+    for (unsigned k = 0; k < CACHE_SLOTS; k++)
+        if (sh->cache[k].s == s)
+            sh->cache[k].s = NULL;
     free(s);
+}
+
+/* The remembered series labelled l, or NULL. */
+static struct zt_request_series *cache_find(const struct req_shard *sh,
+                                            const struct zt_request_labels *l)
+{
+    for (unsigned k = 0; k < CACHE_SLOTS; k++) {
+        const struct cache_entry *e = &sh->cache[k];
+        if (!e->s)
+            continue;
+        const char *p = e->values;
+        unsigned i = 0;
+        for (; i < ZT_RL_COUNT; i++) {
+            const char *v = l->v[i] ? l->v[i] : "";
+            while (*v && *v == *p)
+                v++, p++;
+            if (*v != *p)
+                break;
+            p++;
+        }
+        if (i == ZT_RL_COUNT)
+            return e->s;
+    }
+    return NULL;
+}
+
+static void cache_put(struct req_shard *sh, const struct zt_request_labels *l,
+                      struct zt_request_series *s)
+{
+    struct cache_entry *e = &sh->cache[sh->cache_next];
+    sh->cache_next = (sh->cache_next + 1) % CACHE_SLOTS;
+    size_t len = 0, n[ZT_RL_COUNT];
+    for (unsigned i = 0; i < ZT_RL_COUNT; i++) {
+        n[i] = l->v[i] ? strlen(l->v[i]) : 0;
+        len += n[i] + 1;
+    }
+    if (len > e->cap) {
+        e->cap = len;
+        e->values = zt_xrealloc(e->values, len);
+    }
+    char *p = e->values;
+    for (unsigned i = 0; i < ZT_RL_COUNT; i++) {
+        if (n[i])
+            memcpy(p, l->v[i], n[i]);
+        p[n[i]] = '\0';
+        p += n[i] + 1;
+    }
+    e->s = s;
 }
 
 static struct zt_request_series *find(struct req_shard *sh, uint64_t h)
@@ -235,9 +304,11 @@ static struct zt_request_series *find(struct req_shard *sh, uint64_t h)
     return NULL;
 }
 
-/* Finds or adds the series for `l` in sh and holds it; sh->mu is held. */
-static struct zt_request_series *hold_series(struct zt_request_metrics *r, struct req_shard *sh,
-                                             const struct zt_request_labels *l)
+/* Finds (by its rendered labels) or adds the series for `l` in sh and
+ * holds it; sh->mu is held. */
+static struct zt_request_series *hold_series_rendered(struct zt_request_metrics *r,
+                                                      struct req_shard *sh,
+                                                      const struct zt_request_labels *l)
 {
     bool is_capped = true;
     render_labels(&sh->scratch, l, false);
@@ -285,6 +356,22 @@ static struct zt_request_series *hold_series(struct zt_request_metrics *r, struc
     sh->count++;
     if (is_capped)
         sh->n_capped++;
+    return s;
+}
+
+/* Finds or adds the series for `l` in sh and holds it; sh->mu is held. */
+static struct zt_request_series *hold_series(struct zt_request_metrics *r, struct req_shard *sh,
+                                             const struct zt_request_labels *l)
+{
+    struct zt_request_series *s = cache_find(sh, l);
+    if (!s) {
+        s = hold_series_rendered(r, sh, l);
+        if (s->is_capped)
+            cache_put(sh, l, s);
+        return s;
+    }
+    if (s->holds++ == 0)
+        zt_list_remove(&s->idle_link); /* capped: it was idle */
     return s;
 }
 

@@ -6,6 +6,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "state/ip.h"
+#include "telemetry/headers.h"
 #include "telemetry/metrics.h"
 #include "tls/spiffe.h"
 
@@ -39,7 +40,7 @@ void wp_route(struct wp_worker *w, const struct zt_state *snap, const struct wp_
     struct zt_route_target target = {
         .ns = dst->svc->namespace, .name = dst->svc->name, .port = dst->svc_port};
     struct zt_route_result res;
-    zt_route_select(t, &target, req, arc4random(), &res);
+    zt_route_select(t, &target, req, zt_telemetry_random_u32(), &res);
     if (res.route)
         snprintf(r->route, sizeof(r->route), "%s/%s", res.route->ns, res.route->name);
     r->def = res.route;
@@ -165,16 +166,22 @@ void wp_log_request(const struct wp_worker *w, const struct wp_request_record *r
 {
     char src[64], status[16], grpc[16] = "", dur[32], rb[32], sb[32];
     char dst_id[ZT_SPIFFE_ID_MAX + 1] = "";
-    zt_hbone_format_authority((const struct sockaddr *)r->peer, src, sizeof(src));
     snprintf(status, sizeof(status), "%d", r->status);
     if (r->grpc_status >= 0)
         snprintf(grpc, sizeof(grpc), "%d", r->grpc_status);
-    snprintf(dur, sizeof(dur), "%" PRIu64 "ms", uv_now(w->loop) - r->start_ms);
-    snprintf(rb, sizeof(rb), "%" PRIu64, r->req_bytes);
-    snprintf(sb, sizeof(sb), "%" PRIu64, r->resp_bytes);
     if (r->dst_wl)
         zt_workload_identity(r->dst_wl, dst_id, sizeof(dst_id));
     bool failed = r->status >= 500 || (r->error && r->error[0]);
+    enum zt_log_level level = failed ? ZT_LOG_ERROR : ZT_LOG_INFO;
+    if (!zt_log_enabled(level)) {
+        /* No access line at this level: only the metrics. */
+        observe(w, r, dst_id, status, grpc[0] ? grpc : NULL);
+        return;
+    }
+    zt_hbone_format_authority((const struct sockaddr *)r->peer, src, sizeof(src));
+    snprintf(dur, sizeof(dur), "%" PRIu64 "ms", uv_now(w->loop) - r->start_ms);
+    snprintf(rb, sizeof(rb), "%" PRIu64, r->req_bytes);
+    snprintf(sb, sizeof(sb), "%" PRIu64, r->resp_bytes);
     const char *kv[] = {
         "src.addr",
         src,
@@ -219,8 +226,7 @@ void wp_log_request(const struct wp_worker *w, const struct wp_request_record *r
         : r->shadow == WP_SHADOW_DENIED ? "denied"
                                         : NULL,
     };
-    zt_log_kv(failed ? ZT_LOG_ERROR : ZT_LOG_INFO, "access", "request complete", kv,
-              sizeof(kv) / sizeof(kv[0]) / 2);
+    zt_log_kv(level, "access", "request complete", kv, sizeof(kv) / sizeof(kv[0]) / 2);
     observe(w, r, dst_id, status, grpc[0] ? grpc : NULL);
 }
 

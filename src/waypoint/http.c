@@ -36,6 +36,7 @@
 #include "tls/spiffe.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,10 +92,19 @@ struct wp_exchange {
     char error[384];
 };
 
+/* A keep-alive session idle for this long holds no storage an exchange
+ * needs (the parsers', the exchange, buffers), so that idle connections
+ * cost little and a burst of them leaves no high-water heap behind; a busy
+ * one keeps them from one request to the next rather than freeing and
+ * allocating them again each time. */
+#define WP_HTTP_IDLE_SHRINK_MS 20
+
 /* The most request bytes kept for a retry (Envoy keeps up to its buffer
  * limit; a waypoint's requests are small, and memory per request stays
  * bounded). */
 #define WP_RETRY_BUFFER_MAX (64 * 1024)
+/* A replay buffer up to this size is kept from one request to the next. */
+#define WP_REPLAY_KEEP (16 * 1024)
 
 struct wp_http {
     struct wp_worker *w;
@@ -114,9 +124,13 @@ struct wp_http {
     const struct zt_state *snap;
     struct wp_dest dst; /* what the CONNECT named */
     struct sockaddr_storage peer;
-    char src_identity[ZT_SPIFFE_ID_MAX + 1];
+    char *src_identity;    /* the client's SPIFFE id (at most ZT_SPIFFE_ID_MAX bytes), "" if none */
     struct zt_buf scratch; /* head encoding */
-    struct wp_exchange ex;
+    /* The current exchange: allocated by ex_of when first touched, freed
+     * by wp_https_tick once the session has been idle a while (an idle
+     * keep-alive session holds none). NULL reads as all zero. */
+    struct wp_exchange *exp;
+    uint64_t idle_since;     /* loop time the last exchange ended (0: busy or never) */
     uint64_t sniff_deadline; /* loop time: a silent client is relayed as TCP */
     uint64_t start_ms;
     bool is_tcp;        /* not HTTP after all: relayed as TCP, logged as a connection */
@@ -134,16 +148,27 @@ struct wp_http {
 static const struct wp_stream_ops down_ops, up_ops;
 static const struct zt_http1_ops req_ops, resp_ops;
 
+static struct wp_exchange *ex_of(struct wp_http *h)
+{
+    if (!h->exp)
+        h->exp = zt_xcalloc(1, sizeof(*h->exp));
+    return h->exp;
+}
+
+/* s (NULL: "") into dst, cut to cap - 1 bytes, as snprintf "%s" would. */
 static void copy_str(char *dst, size_t cap, const char *s)
 {
-    snprintf(dst, cap, "%s", s ? s : "");
+    size_t n = s ? strnlen(s, cap - 1) : 0;
+    if (n)
+        memcpy(dst, s, n);
+    dst[n] = '\0';
 }
 
 /* ---- access lines ---- */
 
 static void log_exchange(struct wp_http *h)
 {
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     struct wp_request_record r = {
         .peer = &h->peer,
         .src_identity = h->src_identity,
@@ -174,22 +199,31 @@ static void log_exchange(struct wp_http *h)
 
 static void ex_fail(struct wp_http *h, const char *what, const char *detail)
 {
-    if (!h->ex.error[0])
-        snprintf(h->ex.error, sizeof(h->ex.error), "%s%s%s", what, detail ? ": " : "",
+    struct wp_exchange *x = ex_of(h);
+    if (!x->error[0])
+        snprintf(x->error, sizeof(x->error), "%s%s%s", what, detail ? ": " : "",
                  detail ? detail : "");
 }
 
 /* Forgets the exchange (its route table reference too). */
 static void ex_reset(struct wp_http *h)
 {
-    zt_route_table_unref(h->ex.routes);
-    zt_buf_release(&h->ex.replay);
-    wp_mirror_abandon(&h->ex.mirror);
     if (h->handles == 2) {
         uv_timer_stop(&h->retry_timer);
         uv_timer_stop(&h->timeout_timer);
     }
-    memset(&h->ex, 0, sizeof(h->ex));
+    if (!h->exp)
+        return;
+    zt_route_table_unref(h->exp->routes);
+    wp_mirror_abandon(&h->exp->mirror);
+    /* The replay buffer's storage serves the next request (idle_shrink
+     * frees it), unless a long request grew it. */
+    struct zt_buf replay = h->exp->replay;
+    if (replay.cap > WP_REPLAY_KEEP)
+        zt_buf_release(&replay);
+    replay.len = replay.off = 0;
+    memset(h->exp, 0, sizeof(*h->exp));
+    h->exp->replay = replay;
 }
 
 /* Forgets the upstream stream (reset if open, its queue dropped) and any
@@ -211,13 +245,13 @@ static void log_tcp(struct wp_http *h)
     struct wp_tcp_record r = {.peer = &h->peer,
                               .src_identity = h->src_identity,
                               .svc = h->dst.svc,
-                              .wl = h->ex.dst_wl,
+                              .wl = ex_of(h)->dst_wl,
                               .hbone_dst = &h->up_hbone,
                               .port = h->up_port,
                               .bytes_sent = h->up.rx,
                               .bytes_recv = h->down.rx,
                               .start_ms = h->start_ms,
-                              .error = h->ex.error};
+                              .error = ex_of(h)->error};
     wp_log_tcp(h->w, &r);
 }
 
@@ -239,7 +273,7 @@ static void session_end(struct wp_http *h)
         log_tcp(h);
         ex_reset(h);
     }
-    if (h->ex.start_ms && !h->ex.resp_done) {
+    if (ex_of(h)->start_ms && !ex_of(h)->resp_done) {
         ex_fail(h, "session ended before the response", NULL);
         log_exchange(h);
     }
@@ -285,7 +319,7 @@ static void return_up(struct wp_http *h)
  * broken exchange do. */
 static void local_reply(struct wp_http *h, int status, const char *body, const char *extra)
 {
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     char head[2560];
     size_t blen = x->is_head ? 0 : strlen(body);
     int n = snprintf(head, sizeof(head),
@@ -315,13 +349,14 @@ static void local_reply(struct wp_http *h, int status, const char *body, const c
 /* ---- the exchange ---- */
 
 static void feed_requests(struct wp_http *h);
+static void on_idle(uv_timer_t *t);
 
 /* Both the request and its response ended: log, then the next request
  * (parsed now unless we are inside the request parser, whose caller goes
  * on) or the end. */
 static void exchange_done(struct wp_http *h)
 {
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     if (!x->req_done || !x->resp_done || h->state != WP_H_EXCHANGE)
         return;
     log_exchange(h);
@@ -334,14 +369,11 @@ static void exchange_done(struct wp_http *h)
         return;
     }
     h->state = WP_H_IDLE;
-    /* An idle keep-alive session holds no buffer it does not need. */
-    zt_buf_release(&h->scratch);
-    if (h->din.len == 0)
-        zt_buf_release(&h->din);
-    if (h->down.q.len == 0)
-        zt_buf_release(&h->down.q);
-    if (h->up.q.len == 0)
-        zt_buf_release(&h->up.q);
+    /* Its buffers are kept for the next request a while (idle_shrink):
+     * the retry timer, idle between exchanges, says when. */
+    h->idle_since = uv_now(h->w->loop);
+    if (h->handles == 2)
+        uv_timer_start(&h->retry_timer, on_idle, WP_HTTP_IDLE_SHRINK_MS, 0);
     /* From inside a parser, its caller parses the next request once the
      * parser has returned (feed_requests' loop, up_on_data). */
     if (!h->in_req_parse && !h->in_resp_parse)
@@ -360,7 +392,7 @@ static void start_try_timer(struct wp_http *h);
  * one never retried. */
 static void upstream_failed(struct wp_http *h, uint32_t cond, const char *what, const char *detail)
 {
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     drop_upstream(h);
     if (h->state == WP_H_TUNNEL) {
         wp_stream_reset(&h->down); /* a TCP relay without its upstream */
@@ -439,7 +471,8 @@ static int pick_endpoint(struct wp_http *h, const struct zt_service *svc, uint16
         *tport = h->dst.port;
         return 0;
     }
-    return zt_state_pick_endpoint(h->snap, svc, port, zt_l7_self(h->pod), arc4random(), wl, tport);
+    return zt_state_pick_endpoint(h->snap, svc, port, zt_l7_self(h->pod), zt_telemetry_random_u32(), wl,
+                                  tport);
 }
 
 static void local_reply(struct wp_http *h, int status, const char *body, const char *extra);
@@ -450,8 +483,8 @@ static void deny(struct wp_http *h, int status, const struct wp_denial *d)
 {
     char hdr[sizeof(d->www_auth) + 256] = "";
     size_t n = 0;
-    h->ex.req_done = true;
-    copy_str(h->ex.error, sizeof(h->ex.error), d->details);
+    ex_of(h)->req_done = true;
+    copy_str(ex_of(h)->error, sizeof(ex_of(h)->error), d->details);
     for (size_t i = 0; i < d->n_hdrs && n < sizeof(hdr); i++) {
         int k =
             snprintf(hdr + n, sizeof(hdr) - n, "%s: %s\r\n", d->hdrs[2 * i], d->hdrs[2 * i + 1]);
@@ -469,7 +502,7 @@ static void deny(struct wp_http *h, int status, const struct wp_denial *d)
 static int route_request(struct wp_http *h, struct zt_http_head *req, const struct zt_service **svc,
                          uint16_t *port)
 {
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     struct wp_denial d;
     int st = wp_authorize(h->w, &h->dst, &h->peer, h->src_identity, req, &d);
     x->shadow = d.shadow;
@@ -522,7 +555,7 @@ static bool status_retriable(const struct wp_exchange *x, int status)
 static void on_retry(uv_timer_t *t)
 {
     struct wp_http *h = t->data;
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     if (h->state != WP_H_EXCHANGE)
         return;
     const struct zt_workload *wl = NULL, *prev = x->dst_wl;
@@ -566,7 +599,7 @@ static void on_retry(uv_timer_t *t)
  * Envoy's backoff (base doubling per try, capped, full jitter). */
 static bool maybe_retry(struct wp_http *h, uint32_t cond, const char *why)
 {
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     if (!cond || !((x->retry.on & cond) || cond == WP_RETRY_PER_TRY_TIMEOUT) ||
         x->tries >= x->retry.attempts || !x->is_replayable || x->resp_started || h->handles != 2)
         return false;
@@ -589,7 +622,7 @@ static bool maybe_retry(struct wp_http *h, uint32_t cond, const char *why)
 static void on_try_timeout(uv_timer_t *t)
 {
     struct wp_http *h = t->data;
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     if (h->state != WP_H_EXCHANGE || x->resp_started)
         return;
     drop_upstream(h);
@@ -601,8 +634,8 @@ static void on_try_timeout(uv_timer_t *t)
 
 static void start_try_timer(struct wp_http *h)
 {
-    if (h->ex.retry.per_try_timeout_ms)
-        uv_timer_start(&h->retry_timer, on_try_timeout, h->ex.retry.per_try_timeout_ms, 0);
+    if (ex_of(h)->retry.per_try_timeout_ms)
+        uv_timer_start(&h->retry_timer, on_try_timeout, ex_of(h)->retry.per_try_timeout_ms, 0);
 }
 
 /* The route's timeout: 504 if no response has begun, else the response is
@@ -610,7 +643,7 @@ static void start_try_timer(struct wp_http *h)
 static void on_timeout(uv_timer_t *t)
 {
     struct wp_http *h = t->data;
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     if (h->state != WP_H_EXCHANGE || x->resp_done)
         return;
     ex_fail(h, "upstream request timeout", NULL);
@@ -625,7 +658,7 @@ static void on_timeout(uv_timer_t *t)
 /* Request bytes toward the upstream, kept for a retry while they fit. */
 static void send_up(struct wp_http *h, const void *data, size_t len)
 {
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     x->req_bytes += len;
     if (x->is_replayable) {
         if (x->replay.len + len <= WP_RETRY_BUFFER_MAX) {
@@ -641,9 +674,10 @@ static void send_up(struct wp_http *h, const void *data, size_t len)
 static void req_on_head(void *ud, struct zt_http_head *req, const struct zt_http1_framing *f)
 {
     struct wp_http *h = ud;
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     ex_reset(h);
     h->state = WP_H_EXCHANGE;
+    h->idle_since = 0;
     x->start_ms = uv_now(h->w->loop);
     x->start_ns = uv_hrtime();
     copy_str(x->method, sizeof(x->method), req->method);
@@ -741,9 +775,9 @@ static void req_on_body(void *ud, const uint8_t *data, size_t len)
     struct wp_http *h = ud;
     if (h->state != WP_H_EXCHANGE)
         return;
-    bool chunked = h->ex.req_chunked;
+    bool chunked = ex_of(h)->req_chunked;
     struct zt_buf *b = &h->scratch;
-    wp_mirror_body(&h->ex.mirror, data, len);
+    wp_mirror_body(&ex_of(h)->mirror, data, len);
     b->len = b->off = 0;
     if (chunked) {
         zt_http1_encode_chunk_header(b, len);
@@ -773,8 +807,8 @@ static void req_on_message_end(void *ud, struct zt_http_head *trailers)
         }
         send_up(h, zt_buf_head(b), b->len);
     }
-    h->ex.req_done = true;
-    wp_mirror_end(&h->ex.mirror);
+    ex_of(h)->req_done = true;
+    wp_mirror_end(&ex_of(h)->mirror);
     exchange_done(h);
 }
 
@@ -784,20 +818,46 @@ static const struct zt_http1_ops req_ops = {
     .on_message_end = req_on_message_end,
 };
 
-/* Parses what the client sent, one request at a time. */
-/* Idle between requests (no parse under way): the parsers keep no storage
- * meanwhile. */
-static void idle_shrink(struct wp_http *h)
+/* After this many sessions shrank since the worker's last tick, the freed
+ * memory goes back to the system (malloc_trim): a burst of connections
+ * that then idle would otherwise leave the heap at its high-water mark. */
+#define WP_HTTP_TRIM_AFTER 32
+static _Thread_local unsigned shrunk_since_tick;
+
+/* From on_idle, or wp_https_tick (no parse or callback of h under way). */
+static void idle_shrink(struct wp_http *h, uint64_t now)
 {
-    if (h->state == WP_H_IDLE && h->din.len == 0 && !h->in_req_parse && !h->in_resp_parse) {
-        zt_http1_parser_shrink(h->req_p);
-        zt_http1_parser_shrink(h->resp_p);
-    }
+    /* idle_since is 0 while busy and once shrunk. */
+    if (h->state != WP_H_IDLE || !h->idle_since || now - h->idle_since < WP_HTTP_IDLE_SHRINK_MS ||
+        h->din.len || h->in_req_parse || h->in_resp_parse)
+        return;
+    h->idle_since = 0;
+    shrunk_since_tick++;
+    zt_http1_parser_shrink(h->req_p);
+    zt_http1_parser_shrink(h->resp_p);
+    zt_buf_release(&h->scratch);
+    zt_buf_release(&h->din);
+    if (h->down.q.len == 0)
+        zt_buf_release(&h->down.q);
+    if (h->up.q.len == 0)
+        zt_buf_release(&h->up.q);
+    ex_reset(h);
+    if (h->exp)
+        zt_buf_release(&h->exp->replay);
+    free(h->exp);
+    h->exp = NULL;
 }
 
+static void on_idle(uv_timer_t *t)
+{
+    struct wp_http *h = t->data;
+    idle_shrink(h, uv_now(h->w->loop));
+}
+
+/* Parses what the client sent, one request at a time. */
 static void feed_requests(struct wp_http *h)
 {
-    while (h->state == WP_H_IDLE || (h->state == WP_H_EXCHANGE && !h->ex.req_done)) {
+    while (h->state == WP_H_IDLE || (h->state == WP_H_EXCHANGE && !ex_of(h)->req_done)) {
         enum zt_http1_state st = zt_http1_parser_state(h->req_p);
         if (st == ZT_HTTP1_ST_DONE && h->state == WP_H_IDLE) {
             zt_http1_parser_resume(h->req_p);
@@ -822,7 +882,7 @@ static void feed_requests(struct wp_http *h)
                 h->state = WP_H_EXCHANGE;
             }
             ex_fail(h, "bad request", zt_http1_parser_reason(h->req_p));
-            if (h->ex.resp_started) {
+            if (ex_of(h)->resp_started) {
                 session_end(h);
                 return;
             }
@@ -837,7 +897,6 @@ static void feed_requests(struct wp_http *h)
     }
     if (h->state == WP_H_ENDED)
         return;
-    idle_shrink(h);
     return_down(h);
 }
 
@@ -846,7 +905,7 @@ static void feed_requests(struct wp_http *h)
 static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_http1_framing *f)
 {
     struct wp_http *h = ud;
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     if (f->is_interim) {
         /* 100 Continue and the like go on as they are. */
         h->scratch.len = h->scratch.off = 0;
@@ -929,7 +988,7 @@ static void resp_on_head(void *ud, struct zt_http_head *resp, const struct zt_ht
 static void resp_on_body(void *ud, const uint8_t *data, size_t len)
 {
     struct wp_http *h = ud;
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     if (h->state != WP_H_EXCHANGE)
         return;
     struct zt_buf *b = &h->scratch;
@@ -952,7 +1011,7 @@ static void resp_on_body(void *ud, const uint8_t *data, size_t len)
 static void resp_on_message_end(void *ud, struct zt_http_head *trailers)
 {
     struct wp_http *h = ud;
-    struct wp_exchange *x = &h->ex;
+    struct wp_exchange *x = ex_of(h);
     if (h->state != WP_H_EXCHANGE)
         return;
     if (x->resp_chunked) {
@@ -1118,7 +1177,7 @@ static void down_on_end(struct wp_stream *s)
         wp_stream_end(&h->up);
         return;
     }
-    if ((h->state == WP_H_IDLE || (h->state == WP_H_EXCHANGE && !h->ex.req_done)) &&
+    if ((h->state == WP_H_IDLE || (h->state == WP_H_EXCHANGE && !ex_of(h)->req_done)) &&
         zt_http1_parse_eof(h->req_p) < 0) {
         ex_fail(h, "client ended the stream inside a request", NULL);
         if (h->state == WP_H_EXCHANGE)
@@ -1131,7 +1190,7 @@ static void down_on_end(struct wp_stream *s)
 static void down_on_close(struct wp_stream *s, int error)
 {
     struct wp_http *h = s->owner;
-    if (error && h->ex.start_ms)
+    if (error && ex_of(h)->start_ms)
         ex_fail(h, "client stream closed", zt_strerror(error));
     session_end(h);
 }
@@ -1159,7 +1218,7 @@ static void up_on_response(struct wp_stream *s, int status)
  * exchange in flight (if any) fails. */
 static void up_broken(struct wp_http *h, const char *what, const char *detail)
 {
-    if (what && h->state == WP_H_EXCHANGE && !h->ex.resp_done) {
+    if (what && h->state == WP_H_EXCHANGE && !ex_of(h)->resp_done) {
         upstream_failed(h, 0, what, detail);
         return;
     }
@@ -1180,7 +1239,7 @@ static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
     h->up_unreturned += len;
     size_t off = 0;
     while (off < len) {
-        if (h->state != WP_H_EXCHANGE || h->ex.resp_done) {
+        if (h->state != WP_H_EXCHANGE || ex_of(h)->resp_done) {
             up_broken(h, "upstream sent bytes nobody asked for", NULL);
             break;
         }
@@ -1191,18 +1250,18 @@ static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
         off += used;
         if (h->state == WP_H_ENDED)
             return;
-        if (h->ex.is_retry_pending) {
-            h->ex.is_retry_pending = false;
+        if (ex_of(h)->is_retry_pending) {
+            ex_of(h)->is_retry_pending = false;
             up_broken(h, NULL, NULL);
             break;
         }
         if (rc < 0) {
             ex_fail(h, "bad response", zt_http1_parser_reason(h->resp_p));
-            if (h->ex.resp_started) {
+            if (ex_of(h)->resp_started) {
                 session_end(h);
                 return;
             }
-            h->ex.resp_started = false;
+            ex_of(h)->resp_started = false;
             h->up_wl = NULL;
             local_reply(h, 502, "upstream sent a bad response\n", NULL);
             return;
@@ -1227,7 +1286,6 @@ static void up_on_data(struct wp_stream *s, const uint8_t *data, size_t len)
     }
     if (h->state == WP_H_ENDED)
         return;
-    idle_shrink(h);
     return_up(h);
 }
 
@@ -1239,13 +1297,13 @@ static void up_on_end(struct wp_stream *s)
         return;
     }
     h->up_wl = NULL; /* no next request on it */
-    if (h->state == WP_H_EXCHANGE && !h->ex.resp_done) {
+    if (h->state == WP_H_EXCHANGE && !ex_of(h)->resp_done) {
         h->in_resp_parse = true;
         int rc = zt_http1_parse_eof(h->resp_p);
         h->in_resp_parse = false;
         if (h->state == WP_H_ENDED)
             return;
-        if (rc < 0 || (h->state == WP_H_EXCHANGE && !h->ex.resp_done)) {
+        if (rc < 0 || (h->state == WP_H_EXCHANGE && !ex_of(h)->resp_done)) {
             upstream_failed(h, 0, "upstream closed before its response ended", NULL);
             return;
         }
@@ -1267,8 +1325,8 @@ static void up_on_close(struct wp_stream *s, int error)
             wp_stream_end(&h->down);
         return;
     }
-    if (h->state == WP_H_EXCHANGE && !h->ex.resp_done)
-        upstream_failed(h, h->ex.req_bytes && h->up.tx == 0 ? ZT_ROUTE_RETRY_REFUSED_STREAM : 0,
+    if (h->state == WP_H_EXCHANGE && !ex_of(h)->resp_done)
+        upstream_failed(h, ex_of(h)->req_bytes && h->up.tx == 0 ? ZT_ROUTE_RETRY_REFUSED_STREAM : 0,
                         "upstream stream closed", error ? zt_strerror(error) : NULL);
 }
 
@@ -1312,8 +1370,8 @@ static void become_tunnel(struct wp_http *h)
         wp_stream_reset(&h->down);
         return;
     }
-    h->ex.dst_wl = wl;
-    h->ex.dst_svc = h->dst.svc;
+    ex_of(h)->dst_wl = wl;
+    ex_of(h)->dst_svc = h->dst.svc;
     if (use_upstream(h, wl, port, h->dst.svc, h->dst.svc_port) < 0) {
         ex_fail(h, "no HBONE connection to the endpoint", NULL);
         wp_stream_reset(&h->down);
@@ -1324,7 +1382,8 @@ static void become_tunnel(struct wp_http *h)
     struct sockaddr_storage ss;
     if (zt_ip_from_sockaddr((struct sockaddr *)&h->up_hbone, &ip, &p) == 0) {
         zt_ip_to_sockaddr(&ip, port, &ss);
-        zt_hbone_format_authority((struct sockaddr *)&ss, h->ex.upstream, sizeof(h->ex.upstream));
+        zt_hbone_format_authority((struct sockaddr *)&ss, ex_of(h)->upstream,
+                                  sizeof(ex_of(h)->upstream));
     }
     if (h->din.len) {
         wp_stream_write(&h->up, zt_buf_head(&h->din), h->din.len);
@@ -1350,7 +1409,9 @@ void wp_http_start(struct wp_worker *w, const struct zt_l7_connect *c, const str
     zt_state_ref(h->snap);
     h->dst = *d;
     h->peer = *c->peer;
-    copy_str(h->src_identity, sizeof(h->src_identity), c->peer_identity);
+    size_t id_len = c->peer_identity ? strnlen(c->peer_identity, ZT_SPIFFE_ID_MAX) : 0;
+    h->src_identity = zt_xmalloc(id_len + 1); /* most are far shorter than the cap */
+    copy_str(h->src_identity, id_len + 1, c->peer_identity);
     h->req_p = zt_http1_parser_new(false, &req_ops, h);
     h->resp_p = zt_http1_parser_new(true, &resp_ops, h);
     wp_stream_init(&h->down, &down_ops, h);
@@ -1388,7 +1449,12 @@ void wp_https_tick(struct wp_worker *w, uint64_t now)
         struct wp_http *h = zt_list_entry(n, struct wp_http, link);
         if (h->state == WP_H_SNIFF && !h->is_declared && now >= h->sniff_deadline)
             become_tunnel(h);
+        else
+            idle_shrink(h, now); /* one whose timer could not run it */
     }
+    if (shrunk_since_tick >= WP_HTTP_TRIM_AFTER)
+        malloc_trim(0);
+    shrunk_since_tick = 0;
 }
 
 void wp_https_drain(struct wp_worker *w)
@@ -1403,7 +1469,7 @@ void wp_https_drain(struct wp_worker *w)
             wp_stream_end(&h->down);
             wp_stream_end(&h->up);
         } else if (h->state == WP_H_EXCHANGE) {
-            h->ex.down_keep = false;
+            ex_of(h)->down_keep = false;
         }
     }
 }
@@ -1420,6 +1486,10 @@ void wp_https_reap(struct wp_worker *w)
         zt_buf_release(&h->din);
         zt_buf_release(&h->scratch);
         zt_state_unref(h->snap);
+        if (h->exp)
+            zt_buf_release(&h->exp->replay);
+        free(h->exp);
+        free(h->src_identity);
         free(h);
     }
 }

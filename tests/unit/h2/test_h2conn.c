@@ -625,6 +625,40 @@ static void test_reset_returns_window(void)
     CHECK_EQ_INT(fx_world_free(&w), 0);
 }
 
+/* zt_h2conn_flush_soon sends nothing by itself: what two streams queued
+ * leaves at zt_h2conn_flush_queued, in one go; a connection closed while
+ * queued is skipped (ASan). */
+static void test_flush_soon(void)
+{
+    struct fx_world w;
+    fx_world_init(&w);
+    struct fx_peer *cli, *srv;
+    CHECK(open_pair(&w, &cli, &srv));
+    struct fx_stream *a = fx_connect(cli, "10.0.0.2:8080", NULL, 0);
+    struct fx_stream *b = fx_connect(cli, "10.0.0.2:8081", NULL, 0);
+    FX_WAIT(&w, a->response_calls && b->response_calls, WAIT_MS);
+    fx_run_for(&w, 20);
+    a->to_send = b->to_send = 1000;
+    zt_h2conn_resume(cli->h2, a->id);
+    zt_h2conn_flush_soon(cli->h2);
+    zt_h2conn_resume(cli->h2, b->id);
+    zt_h2conn_flush_soon(cli->h2);
+    CHECK_EQ_INT(a->sent + b->sent, 0); /* nothing produced, so nothing sent, yet */
+    zt_h2conn_flush_queued();
+    CHECK_EQ_INT(a->sent + b->sent, 2000); /* both streams, in one flush */
+    struct fx_stream *sa = fx_srv_stream(srv, a->id), *sb = fx_srv_stream(srv, b->id);
+    FX_WAIT(&w, sa && sb && sa->received == 1000 && sb->received == 1000, WAIT_MS);
+    CHECK(sa && sb && sa->received == 1000 && sb->received == 1000);
+    a->to_send = 2000;
+    zt_h2conn_resume(cli->h2, a->id);
+    zt_h2conn_flush_soon(cli->h2);
+    zt_h2conn_close(cli->h2, 0);
+    FX_WAIT(&w, cli->closed_calls, WAIT_MS);
+    zt_h2conn_flush_queued();
+    CHECK_EQ_INT(cli->closed_calls, 1);
+    CHECK_EQ_INT(fx_world_free(&w), 0);
+}
+
 int main(void)
 {
     RUN(test_connect_and_data_both_ways);
@@ -641,5 +675,6 @@ int main(void)
     RUN(test_reset_by_client);
     RUN(test_stalled_streams_leave_room);
     RUN(test_reset_returns_window);
+    RUN(test_flush_soon);
     return TEST_REPORT();
 }

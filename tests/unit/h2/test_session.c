@@ -522,6 +522,50 @@ static void test_forwarded_network(void)
     sx_world_free(&w);
 }
 
+/* OpenSSL's record buffers are kept while records move and freed once the
+ * session has been quiet for half a second: the session's deadline says
+ * when to look (then the keepalive's again); traffic after a release
+ * flows as before. */
+static void test_buffers_freed_when_quiet(void)
+{
+    struct sx_world w;
+    sx_world_init(&w);
+    sx_open_pair(&w, true);
+    CHECK_EQ_INT(zt_h2_session_deadline(w.cli.s), SX_T0 + 500);
+    struct sx_stream *cs = sx_stream_slot(&w.cli);
+    cs->to_send = 100000;
+    cs->id = zt_h2_session_connect(w.cli.s, "10.0.0.2:8080", NULL, 0, &sx_stream_ops, cs);
+    CHECK_EQ_INT(zt_h2_session_tick(w.cli.s, SX_T0 + 300), 0);
+    CHECK_EQ_INT(zt_h2_session_tick(w.srv.s, SX_T0 + 300), 0);
+    sx_pump(&w); /* records move at +300 */
+    CHECK_EQ_INT(w.srv.streams[0].received, 100000);
+    /* At +500 the client has been quiet 200 ms only: looked at again later. */
+    CHECK_EQ_INT(zt_h2_session_tick(w.cli.s, SX_T0 + 500), 0);
+    CHECK_EQ_INT(zt_h2_session_deadline(w.cli.s), SX_T0 + 800);
+    CHECK_EQ_INT(zt_h2_session_tick(w.cli.s, SX_T0 + 800), 0);
+    CHECK_EQ_INT(zt_h2_session_tick(w.srv.s, SX_T0 + 800), 0);
+    /* Freed: the deadline is the keepalive PING's (10 s after OPEN). */
+    CHECK_EQ_INT(zt_h2_session_deadline(w.cli.s), SX_T0 + 10000);
+    CHECK_EQ_INT(zt_h2_session_deadline(w.srv.s), SX_T0 + 10000);
+    /* More bytes both ways after the release. */
+    cs->to_send = 200000;
+    cs->eof_after = true;
+    zt_h2_session_resume(w.cli.s, cs->id);
+    sx_pump(&w);
+    struct sx_stream *ss = &w.srv.streams[0];
+    CHECK_EQ_INT(ss->received, 200000);
+    ss->to_send = 50000;
+    ss->eof_after = true;
+    zt_h2_session_resume(w.srv.s, ss->id);
+    sx_pump(&w);
+    CHECK_EQ_INT(cs->received, 50000);
+    CHECK_EQ_INT(cs->close_calls, 1);
+    CHECK_EQ_INT(cs->close_err, 0);
+    CHECK_EQ_INT(zt_h2_session_deadline(w.cli.s), SX_T0 + 800 + 500);
+    CHECK_EQ_INT(w.cli.closed_calls + w.srv.closed_calls, 0);
+    sx_world_free(&w);
+}
+
 int main(void)
 {
     RUN(test_no_callback_inside_new);
@@ -541,5 +585,6 @@ int main(void)
     RUN(test_peer_garbage);
     RUN(test_peer_eof);
     RUN(test_read_budget);
+    RUN(test_buffers_freed_when_quiet);
     return TEST_REPORT();
 }

@@ -501,6 +501,67 @@ static void test_cap_held_series_and_overflow(void)
     CHECK_EQ_INT(dropped, 2);
 }
 
+/* A shard remembers its last label sets by value (request_metrics.c's
+ * cache): a set that differs from a remembered one only in a value's
+ * last bytes, or where one value is a prefix of another, is a series of
+ * its own; NULL and "" are the same value, as rendered; a remembered
+ * series that the cap evicts is counted afresh when its labels come
+ * back (the cache never hands out a freed series: ASan). */
+/* The istio_requests_total sample of the series whose labels start with
+ * the reporter then source_workload=wl; -1 when there is none. */
+static long long requests_of(const char *text, const char *wl)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix),
+             "istio_requests_total{reporter=\"waypoint\",source_workload=\"%s\",", wl);
+    const char *line = strstr(text, prefix);
+    const char *v = line ? strstr(line, "} ") : NULL;
+    return v ? strtoll(v + 2, NULL, 10) : -1;
+}
+
+static void test_recent_label_sets(void)
+{
+    struct zt_metrics *m = zt_metrics_new(16, "t");
+    struct zt_request_labels a = full_labels(), ab = full_labels(), a_empty = full_labels();
+    a.v[ZT_RL_SOURCE_WORKLOAD] = "a";
+    a.v[ZT_RL_SOURCE_APP] = NULL;
+    ab.v[ZT_RL_SOURCE_WORKLOAD] = "ab";
+    ab.v[ZT_RL_SOURCE_APP] = NULL;
+    a_empty.v[ZT_RL_SOURCE_WORKLOAD] = "a";
+    a_empty.v[ZT_RL_SOURCE_APP] = "";
+    for (int i = 0; i < 3; i++) {
+        zt_metrics_request_observe(m, 0, &a, 10, 10, 10);
+        zt_metrics_request_observe(m, 0, &ab, 10, 10, 10);
+        zt_metrics_request_observe(m, 0, &a_empty, 10, 10, 10);
+    }
+    char *text = render(m);
+    long long gauge = sample(text, "ztunnel_metrics_request_series");
+    long long n_a = requests_of(text, "a"), n_ab = requests_of(text, "ab");
+    free(text);
+    CHECK_EQ_INT(gauge, 2);
+    CHECK_EQ_INT(n_a, 6);
+    CHECK_EQ_INT(n_ab, 3);
+
+    /* The shard's share is 64: 200 other label sets evict "a" and "ab". */
+    char wl[32];
+    for (int i = 0; i < 200; i++) {
+        struct zt_request_labels l = full_labels();
+        snprintf(wl, sizeof(wl), "other-%d", i);
+        l.v[ZT_RL_SOURCE_WORKLOAD] = wl;
+        zt_metrics_request_observe(m, 0, &l, 10, 10, 10);
+    }
+    zt_metrics_request_observe(m, 0, &a, 10, 10, 10);
+    text = render(m);
+    n_a = requests_of(text, "a");
+    n_ab = requests_of(text, "ab");
+    long long evicted = sample(text, "ztunnel_metrics_request_series_evicted_total");
+    free(text);
+    zt_metrics_free(m);
+    CHECK_EQ_INT(n_a, 1);
+    CHECK_EQ_INT(n_ab, -1);
+    CHECK_EQ_INT(evicted, 200 + 2 - ZT_METRICS_REQUEST_SERIES_MAX / 16 + 1);
+}
+
 /* Two writers count into the same label set (one holding its series, one
  * with the one-call form) while a reader scrapes: every scrape's buckets
  * are cumulative and end at _count, and the final sums are exact. */
@@ -703,6 +764,7 @@ int main(void)
     RUN(test_sums_across_shards);
     RUN(test_cap_evicts_least_recently_released);
     RUN(test_cap_held_series_and_overflow);
+    RUN(test_recent_label_sets);
     RUN(test_concurrent_writers_and_scrapes);
     RUN(test_promtool_accepts_tcp_and_requests);
     return TEST_REPORT();
