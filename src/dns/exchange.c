@@ -1,6 +1,7 @@
 /* A query to the upstream resolvers: see exchange.h. */
 #include "dns/exchange.h"
 
+#include "base/random.h"
 #include "base/alloc.h"
 #include "base/err.h"
 
@@ -248,7 +249,7 @@ struct zt_dns_exchange *zt_dns_exchange_start(uv_loop_t *loop, const struct zt_d
     x->query = zt_xmalloc(qlen);
     memcpy(x->query, query, qlen);
     x->qlen = qlen;
-    zt_dns_set_id(x->query, (uint16_t)arc4random());
+    zt_dns_set_id(x->query, (uint16_t)zt_random_u32());
     uv_timer_init(loop, &x->timer);
     x->timer.data = x;
     uv_timer_start(&x->timer, on_first_try, 0, 0);

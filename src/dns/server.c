@@ -3,6 +3,7 @@
 
 #include "dns/exchange.h"
 
+#include "base/random.h"
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "base/err.h"
@@ -244,7 +245,7 @@ static void handle_query(struct zt_dns_server *s, const uint8_t *msg, size_t len
     size_t olen = 0;
     const struct zt_workload *client = s->ops->client(s->ud);
     enum zt_dns_verdict v = zt_dns_answer(s->ops->state(s->ud), client, s->opts, msg, len,
-                                          tc == NULL, arc4random(), &out, &olen, &q);
+                                          tc == NULL, zt_random_u32(), &out, &olen, &q);
     switch (v) {
     case ZT_DNS_DROP:
         break;

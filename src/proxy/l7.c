@@ -2,6 +2,7 @@
  * it runs as, on the pod's worker. */
 #include "proxy/l7.h"
 
+#include "base/random.h"
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -177,7 +178,7 @@ static int upstream_through_gateway(struct zt_pod_inst *pod, const struct zt_wor
 {
     struct zt_upstream up;
     if (!svc || zt_state_plan_through_gateway(pod->pw->state, self, svc, svc_port, wl, 0,
-                                              arc4random(), &up) < 0)
+                                              zt_random_u32(), &up) < 0)
         return ZT_E_NOT_FOUND;
     struct l7_dh *dh = zt_xcalloc(1, sizeof(*dh));
     int n =

@@ -2,6 +2,7 @@
  * to its original destination through HBONE, plain TCP or passthrough. */
 #include "proxy/proxy_int.h"
 
+#include "base/random.h"
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -421,7 +422,7 @@ static void on_resolved(void *ud, int err, const struct zt_ip *addrs, size_t n)
         free(w);
         return;
     }
-    size_t pick = arc4random_uniform((uint32_t)(same ? same : n));
+    size_t pick = zt_random_below((uint32_t)(same ? same : n));
     for (size_t i = 0; i < n; i++) {
         if (same && addrs[i].family != w->ip.family)
             continue;
@@ -498,7 +499,7 @@ static void outbound_accept(struct zt_pod_inst *pod, int fd, bool may_wait)
     zt_ip_from_sockaddr((struct sockaddr *)&dst, &ip, &port);
     bool has_src = zt_ip_from_sockaddr((struct sockaddr *)&peer, &src_ip, &src_port) == 0;
     int rc = zt_state_resolve_outbound(pod->pw->state, self, has_src ? &src_ip : NULL, &ip, port,
-                                       arc4random(), &up);
+                                       zt_random_u32(), &up);
     if (rc < 0) {
         /* Never direct instead: a service or pod behind a waypoint must not
          * be reached without it (its L7 policy would be skipped). The

@@ -9,11 +9,11 @@
 #include "telemetry/headers.h"
 
 #include "base/err.h"
+#include "base/random.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* ---- character classes (RFC 9110 token, W3C baggage-octet) -------------- */
 
@@ -620,54 +620,6 @@ out:
     return finish(&o, err);
 }
 
-/* ---- randomness ---- */
-
-#define RANDOM_RESERVE 512
-
-static _Thread_local struct {
-    uint8_t b[RANDOM_RESERVE];
-    size_t left; /* unused bytes at the end of b */
-} reserve;
-
-static void fill_from_kernel(uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t r = getrandom(p, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            arc4random_buf(p, n); /* aborts rather than fail */
-            return;
-        }
-        p += r;
-        n -= (size_t)r;
-    }
-}
-
-void zt_telemetry_random(void *buf, size_t n)
-{
-    uint8_t *out = buf;
-    if (n > RANDOM_RESERVE / 4) {
-        fill_from_kernel(out, n);
-        return;
-    }
-    if (reserve.left < n) {
-        fill_from_kernel(reserve.b, RANDOM_RESERVE);
-        reserve.left = RANDOM_RESERVE;
-    }
-    uint8_t *src = reserve.b + RANDOM_RESERVE - reserve.left;
-    memcpy(out, src, n);
-    memset(src, 0, n); /* each byte is handed out once */
-    reserve.left -= n;
-}
-
-uint32_t zt_telemetry_random_u32(void)
-{
-    uint32_t v;
-    zt_telemetry_random(&v, sizeof(v));
-    return v;
-}
-
 static void random_hex_id(char *dst, size_t nbytes)
 {
     static const char hex[] = "0123456789abcdef";
@@ -676,7 +628,7 @@ static void random_hex_id(char *dst, size_t nbytes)
     /* An all-zero id is invalid; with 64 or 128 random bits the retry is
      * theoretical, but it keeps the output valid by construction. */
     do {
-        zt_telemetry_random(raw, nbytes);
+        zt_random(raw, nbytes);
         for (size_t i = 0; i < nbytes; i++) {
             dst[2 * i] = hex[raw[i] >> 4];
             dst[2 * i + 1] = hex[raw[i] & 15];

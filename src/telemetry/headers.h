@@ -129,18 +129,7 @@ int zt_telemetry_traceparent_parse(const char *s, size_t len, struct zt_telemetr
 int zt_telemetry_traceparent_format(const struct zt_telemetry_traceparent *tp, char *buf,
                                     size_t cap);
 
-/* Fills buf (caller-owned) with n random bytes from the kernel's CSPRNG
- * (getrandom(2)), drawn from a per-thread reserve refilled a few hundred
- * bytes at a time: glibc's arc4random makes one getrandom(2) call per call,
- * which costs a per-request syscall or three on an L7 path. For ids and
- * load-balancing picks; keys take their bytes straight from the kernel.
- * Not for a process that forks without exec (the child would repeat the
- * reserve). */
-void zt_telemetry_random(void *buf, size_t n);
-/* A random 32-bit value, as zt_telemetry_random. */
-uint32_t zt_telemetry_random_u32(void);
-
-/* Fills tp with fresh random trace and parent ids (zt_telemetry_random; never all
+/* Fills tp with fresh random trace and parent ids (zt_random; never all
  * zero) and flags 00, as the client does per connection. tp is caller-owned. */
 void zt_telemetry_traceparent_new(struct zt_telemetry_traceparent *tp);
 

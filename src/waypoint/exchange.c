@@ -3,6 +3,7 @@
  * route decision, the access line and the request metrics. */
 #include "waypoint/waypoint_int.h"
 
+#include "base/random.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "state/ip.h"
@@ -40,7 +41,7 @@ void wp_route(struct wp_worker *w, const struct zt_state *snap, const struct wp_
     struct zt_route_target target = {
         .ns = dst->svc->namespace, .name = dst->svc->name, .port = dst->svc_port};
     struct zt_route_result res;
-    zt_route_select(t, &target, req, zt_telemetry_random_u32(), &res);
+    zt_route_select(t, &target, req, zt_random_u32(), &res);
     if (res.route)
         snprintf(r->route, sizeof(r->route), "%s/%s", res.route->ns, res.route->name);
     r->def = res.route;

@@ -12,6 +12,7 @@
 #include "waypoint/h2c_int.h"
 #include "waypoint/mirror.h"
 
+#include "base/random.h"
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -272,7 +273,7 @@ static bool x_retry_later(struct wp_h2x *x, uint32_t cond, const char *what)
     uint64_t b = base << (x->tries - 1 < 10 ? x->tries - 1 : 10);
     if (b > cap)
         b = cap;
-    b = b ? arc4random_uniform((uint32_t)b + 1) : 0;
+    b = b ? zt_random_below((uint32_t)b + 1) : 0;
     ZT_DEBUG("waypoint", "h2 retry %u of %u after %s (%s), in %llu ms", x->tries, x->retry.attempts,
              what, x->upstream, (unsigned long long)b);
     uv_timer_start(&x->try_timer, on_retry, b, 0);
@@ -309,7 +310,7 @@ static void on_retry(uv_timer_t *t)
     uint16_t port = 0;
     for (int i = 0; i < 5 && x->dst_svc; i++) {
         if (zt_state_pick_endpoint(s->snap, x->dst_svc, x->svc_port, zt_l7_self(s->pod),
-                                   arc4random(), &wl, &port) < 0) {
+                                   zt_random_u32(), &wl, &port) < 0) {
             wl = NULL;
             break;
         }
@@ -473,7 +474,7 @@ void wp_h2x_start(struct wp_h2x *x)
     if (!r.svc) {
         x->dst_wl = s->dst.wl;
         x->port = s->dst.port;
-    } else if (zt_state_pick_endpoint(s->snap, r.svc, r.port, zt_l7_self(s->pod), arc4random(),
+    } else if (zt_state_pick_endpoint(s->snap, r.svc, r.port, zt_l7_self(s->pod), zt_random_u32(),
                                       &x->dst_wl, &x->port) < 0) {
         wp_h2x_error(x, "no healthy upstream", NULL);
         wp_h2x_local_reply(x, 503, "no healthy upstream\n", NULL, 0);

@@ -26,6 +26,7 @@
 #include "waypoint/mirror.h"
 #include "waypoint/stream.h"
 
+#include "base/random.h"
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -273,7 +274,7 @@ static void session_end(struct wp_http *h)
         log_tcp(h);
         ex_reset(h);
     }
-    if (ex_of(h)->start_ms && !ex_of(h)->resp_done) {
+    if (h->exp && h->exp->start_ms && !h->exp->resp_done) {
         ex_fail(h, "session ended before the response", NULL);
         log_exchange(h);
     }
@@ -471,7 +472,7 @@ static int pick_endpoint(struct wp_http *h, const struct zt_service *svc, uint16
         *tport = h->dst.port;
         return 0;
     }
-    return zt_state_pick_endpoint(h->snap, svc, port, zt_l7_self(h->pod), zt_telemetry_random_u32(), wl,
+    return zt_state_pick_endpoint(h->snap, svc, port, zt_l7_self(h->pod), zt_random_u32(), wl,
                                   tport);
 }
 
@@ -609,7 +610,7 @@ static bool maybe_retry(struct wp_http *h, uint32_t cond, const char *why)
     uint64_t b = base << (x->tries - 1 < 10 ? x->tries - 1 : 10);
     if (b > cap)
         b = cap;
-    b = b ? arc4random_uniform((uint32_t)b + 1) : 0;
+    b = b ? zt_random_below((uint32_t)b + 1) : 0;
     ZT_DEBUG("waypoint", "retry %u of %u after %s (%s), in %llu ms", x->tries, x->retry.attempts,
              why ? why : "failure", x->upstream, (unsigned long long)b);
     uv_timer_start(&h->retry_timer, on_retry, b, 0);

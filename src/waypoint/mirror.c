@@ -27,6 +27,7 @@
 #include "waypoint/mirror_h2.h"
 #include "waypoint/stream.h"
 
+#include "base/random.h"
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -170,12 +171,12 @@ static struct wp_mirror *begin(struct wp_worker *w, struct zt_pod_inst *pod,
         return NULL;
     for (size_t i = 0; i < f->n_mirrors && n < WP_MIRROR_TARGETS; i++) {
         const struct zt_route_mirror *m = &f->mirrors[i];
-        if (m->backend.invalid || !zt_route_mirror_hit(m, arc4random()))
+        if (m->backend.invalid || !zt_route_mirror_hit(m, zt_random_u32()))
             continue;
         const struct zt_service *svc = wp_backend_service(w, snap, m->backend.ns, m->backend.name);
         uint16_t port = m->backend.port ? m->backend.port : svc_port;
-        if (!svc || zt_state_pick_endpoint(snap, svc, port, zt_l7_self(pod), arc4random(), &t[n].wl,
-                                           &t[n].port) < 0) {
+        if (!svc || zt_state_pick_endpoint(snap, svc, port, zt_l7_self(pod), zt_random_u32(),
+                                           &t[n].wl, &t[n].port) < 0) {
             ZT_DEBUG("waypoint", "mirror to %s/%s skipped: no endpoint", m->backend.ns,
                      m->backend.name);
             continue;

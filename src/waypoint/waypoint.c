@@ -4,6 +4,7 @@
 #include "waypoint/stream.h"
 #include "waypoint/mirror.h"
 
+#include "base/random.h"
 #include "base/alloc.h"
 #include "base/err.h"
 #include "state/ip.h"
@@ -399,7 +400,7 @@ static void l7_on_connect(void *wctx, const struct zt_l7_connect *c)
         return;
     }
     int st = wp_resolve(zt_l7_state(c->pod), zt_l7_network(c->pod), self, c->target, c->local,
-                        arc4random(), &d, &why);
+                        zt_random_u32(), &d, &why);
     if (st != 0) {
         refuse(c, st, why);
         return;

@@ -644,36 +644,6 @@ static void test_traceparent_format_new(void)
     CHECK_EQ_STR(buf, "00-" TID "-" PID "-03");
 }
 
-/* zt_telemetry_random: draws across several refills of the per-thread
- * reserve, and one larger than the reserve serves, are all different (a
- * repeated 8-byte draw would mean the reserve handed bytes out twice), and
- * every byte value turns up. */
-static void test_random_draws(void)
-{
-    enum { N = 1000 };
-    static uint64_t v[N];
-    unsigned seen[256] = {0};
-    for (int i = 0; i < N; i++) {
-        zt_telemetry_random(&v[i], sizeof(v[i]));
-        for (int k = 0; k < 8; k++)
-            seen[(v[i] >> (8 * k)) & 0xff]++;
-    }
-    int dups = 0, missing = 0;
-    for (int i = 0; i < N; i++)
-        for (int j = i + 1; j < N; j++)
-            dups += v[i] == v[j];
-    for (int b = 0; b < 256; b++)
-        missing += seen[b] == 0;
-    uint8_t big[4096] = {0}, zero[4096] = {0};
-    zt_telemetry_random(big, sizeof(big));
-    uint32_t a = zt_telemetry_random_u32(), b = zt_telemetry_random_u32();
-    uint32_t c = zt_telemetry_random_u32();
-    CHECK_EQ_INT(dups, 0);
-    CHECK_EQ_INT(missing, 0);
-    CHECK(memcmp(big, zero, sizeof(big)) != 0);
-    CHECK(!(a == b && b == c));
-}
-
 int main(void)
 {
     RUN(test_baggage_valid);
@@ -692,6 +662,5 @@ int main(void)
     RUN(test_traceparent_invalid);
     RUN(test_traceparent_format_new);
     RUN(test_traceparent_child);
-    RUN(test_random_draws);
     return TEST_REPORT();
 }
