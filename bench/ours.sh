@@ -93,6 +93,10 @@ bench_ours_setup() {
 #                                            listening on BENCH_L7_PORT
 #   BENCH_WP_NS, BENCH_WP_IP                 the waypoint's pod (node B)
 #   BENCH_L7_VIP                             a free service VIP
+#   BENCH_L7_NGINX_NS, BENCH_L7_NGINX_IP     the nginx-mesh row's pod (node B),
+#                                            or empty: to be enrolled on node B
+#                                            as workload l7-nginx, service
+#                                            account nginx
 # Must set, on success:
 #   BENCH_L7_TARGET   "ip:port" the client sends its HTTP requests to
 #   BENCH_PIDS_A, BENCH_PIDS_W, BENCH_PIDS_B  PIDs (process-group leaders) of
@@ -123,6 +127,9 @@ bench_ours_l7_setup() {
 				"services: {\"bench/$h\": {80: $BENCH_L7_PORT}}}"
 			echo "- {uid: waypoint, name: waypoint, namespace: bench, serviceAccount: waypoint," \
 				"workloadIps: [\"$BENCH_WP_IP\"], protocol: HBONE, node: node-b}"
+			[ -z "${BENCH_L7_NGINX_IP:-}" ] ||
+				echo "- {uid: l7-nginx, name: l7-nginx, namespace: bench, serviceAccount: nginx," \
+					"workloadIps: [\"$BENCH_L7_NGINX_IP\"], protocol: HBONE, node: node-b}"
 			echo "services:"
 			echo "- {name: l7, namespace: bench, hostname: $h, vips: [\"/$BENCH_L7_VIP\"]," \
 				"ports: {80: {targetPort: $BENCH_L7_PORT, appProtocol: http}}," \
@@ -149,6 +156,10 @@ bench_ours_l7_setup() {
 			done
 			env "${env_n[@]}" timeout 10 "$ZT_BIN" enroll --netns "$pod" --uid $uid --name $uid \
 				--namespace bench --service-account $sa >/dev/null || return 1
+			if [ $n = b ] && [ -n "${BENCH_L7_NGINX_NS:-}" ]; then
+				env "${env_n[@]}" timeout 10 "$ZT_BIN" enroll --netns "$BENCH_L7_NGINX_NS" --uid l7-nginx \
+					--name l7-nginx --namespace bench --service-account nginx >/dev/null || return 1
+			fi
 		done
 		# No access lines (RUST_LOG=warn), as nginx-rp runs with access_log off.
 		zt_bg "$BENCH_WP_NS" zt-l7-waypoint env LOCAL_XDS_PATH="$d/waypoint-l7.yaml" LOCAL_CA_DIR="$BENCH_CA" \

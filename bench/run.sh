@@ -35,6 +35,14 @@
 #                a service VIP whose port has appProtocol http, via
 #                bench_ours_l7_setup (bench/ours.sh): three proxies, two
 #                mTLS hops
+#   nginx-mesh   client (enrolled) -> ztunnel-c node A -> nginx as a plain
+#                reverse proxy (nginx-rp's configuration) in a pod enrolled
+#                on node 2 -> ztunnel-c node B -> backend: the mesh path of
+#                ours-l7 with nginx as its L7 hop in place of the waypoint,
+#                on ours-l7's node proxies (the pod is enrolled on node B by
+#                bench_ours_l7_setup, nginx proxies to the backend's pod
+#                address, so both of its connections are captured and
+#                tunnelled: three proxies, two mTLS hops)
 #   ours-l7-pol10, ours-l7-pol1000, ours-l7-jwt
 #                the same path and load with 10 and with 1000 Istio
 #                AuthorizationPolicies in the waypoint's LOCAL_XDS_PATH
@@ -101,7 +109,7 @@ ZT_BIN=${ZT_BIN:-$repo/build/ztunnel}
 . "${BENCH_OURS_SH:-$here/ours.sh}"
 zt_trap_cleanup
 
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours direct-http nginx-rp ours-l7 ours-l7-pol10 ours-l7-pol1000 ours-l7-jwt}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-direct socat stunnel ours direct-http nginx-rp ours-l7 nginx-mesh ours-l7-pol10 ours-l7-pol1000 ours-l7-jwt}
 BENCH_TIME=${BENCH_TIME:-5}
 BENCH_LAT_TIME=${BENCH_LAT_TIME:-10}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
@@ -232,7 +240,7 @@ sleep 0.3 # sockperf has no cheap readiness probe that does not count as a clien
 # in the L7 server pod, one process, serving the same 1 KB file on
 # BENCH_L7_PORT with connections kept alive for as long as a run lasts.
 BENCH_L7=""
-for s in direct-http nginx-rp ours-l7 ours-l7-pol10 ours-l7-pol1000 ours-l7-jwt; do
+for s in direct-http nginx-rp ours-l7 nginx-mesh ours-l7-pol10 ours-l7-pol1000 ours-l7-jwt; do
 	case " $BENCH_SCENARIOS " in *" $s "*) BENCH_L7="$BENCH_L7 $s" ;; esac
 done
 if [ -n "$BENCH_L7" ]; then
@@ -241,7 +249,14 @@ if [ -n "$BENCH_L7" ]; then
 	BENCH_WP_NS=$(zt_pod_add 2 3 waypoint) || exit 1
 	BENCH_L7_CLIENT_IP=$(zt_pod_ip 1 2) BENCH_L7_SERVER_IP=$(zt_pod_ip 2 2) BENCH_WP_IP=$(zt_pod_ip 2 3)
 	export BENCH_L7_CLIENT_IP BENCH_L7_SERVER_IP BENCH_WP_IP
-	for ns in "$BENCH_L7_CLIENT_NS" "$BENCH_L7_SERVER_NS" "$BENCH_WP_NS"; do
+	BENCH_L7_NGINX_NS="" BENCH_L7_NGINX_IP=""
+	case " $BENCH_L7 " in *" nginx-mesh "*)
+		BENCH_L7_NGINX_NS=$(zt_pod_add 2 4 l7-nginx) || exit 1
+		BENCH_L7_NGINX_IP=$(zt_pod_ip 2 4)
+		;;
+	esac
+	export BENCH_L7_NGINX_NS BENCH_L7_NGINX_IP
+	for ns in "$BENCH_L7_CLIENT_NS" "$BENCH_L7_SERVER_NS" "$BENCH_WP_NS" $BENCH_L7_NGINX_NS; do
 		zt_ns_exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="20000 65000" net.ipv4.tcp_tw_reuse=1
 	done
 	cat >"$BENCH_WORK/nginx-l7.conf" <<-EOF
@@ -694,16 +709,18 @@ l7_direct_http_setup() {
 	BENCH_L7_PROXIES=""
 }
 
-# nginx as a plain HTTP/1.1 reverse proxy in the waypoint pod: two workers
-# (the waypoint's default worker count), keep-alive both ways, no access log.
-l7_nginx_rp_setup() {
-	local d=$BENCH_WORK
-	cat >"$d/nginx-rp.conf" <<-EOF
+# l7_nginx_rp_conf NAME: writes $BENCH_WORK/NAME.conf, nginx as a plain
+# HTTP/1.1 reverse proxy on port 80 to the backend's pod address: two
+# workers (the waypoint's default worker count), keep-alive both ways, no
+# access log.
+l7_nginx_rp_conf() {
+	local d=$BENCH_WORK n=$1
+	cat >"$d/$n.conf" <<-EOF
 		daemon off;
 		user root;
 		worker_processes 2;
-		pid $d/nginx-rp.pid;
-		error_log $d/nginx-rp-error.log warn;
+		pid $d/$n.pid;
+		error_log $d/$n-error.log warn;
 		events { worker_connections 16384; }
 		http {
 			access_log off;
@@ -730,6 +747,12 @@ l7_nginx_rp_setup() {
 			}
 		}
 	EOF
+}
+
+# nginx-rp: that nginx in the waypoint pod, not enrolled.
+l7_nginx_rp_setup() {
+	local d=$BENCH_WORK
+	l7_nginx_rp_conf nginx-rp
 	zt_bg "$BENCH_WP_NS" nginx-rp nginx -c "$d/nginx-rp.conf" -e "$d/nginx-rp-error.log"
 	BENCH_L7_PROXIES="W:$ZT_BG_PID"
 	BENCH_L7_TARGET=$BENCH_WP_IP:80
@@ -754,29 +777,65 @@ l7_ours_setup() {
 	return $rc
 }
 l7_ours_l7_setup() { l7_ours_setup ours-l7; }
+# nginx-mesh: the same nginx in the l7-nginx pod, which bench_ours_l7_setup
+# enrolled on node B, between ours-l7's node proxies (W = nginx). Ready once
+# a request through it is answered and node A's proxy has counted a
+# connection to the nginx pod (it is captured, not routed around the mesh).
+l7_nginx_mesh_setup() {
+	local d=$BENCH_WORK i
+	if [ -z "$BENCH_L7_NGINX_NS" ]; then
+		echo "no l7-nginx pod" >"$d/nginx-mesh-skip.txt"
+		return 1
+	fi
+	l7_ours_setup nginx-mesh || return 1
+	local a=$BENCH_PIDS_A b=$BENCH_PIDS_B
+	l7_nginx_rp_conf nginx-mesh
+	zt_bg "$BENCH_L7_NGINX_NS" nginx-mesh nginx -c "$d/nginx-mesh.conf" -e "$d/nginx-mesh-error.log"
+	BENCH_L7_PROXIES="A:$a W:$ZT_BG_PID B:$b"
+	BENCH_L7_TARGET=$BENCH_L7_NGINX_IP:80
+	zt_wait_port "$BENCH_L7_NGINX_NS" 127.0.0.1 80 5 || return 1
+	zt_ns_exec "$BENCH_L7_CLIENT_NS" curl -sf -o /dev/null --max-time 5 --retry 10 --retry-delay 0 \
+		--retry-all-errors "http://$BENCH_L7_TARGET/" || return 1
+	for i in $(seq 50); do
+		zt_ns_exec "$BENCH_NS_A" curl -s --max-time 2 "http://127.0.0.1:15020/metrics" 2>/dev/null |
+			grep -q "^istio_tcp_connections_opened_total{.*destination_principal=\"spiffe://cluster.local/ns/bench/sa/nginx\"" &&
+			return 0
+		sleep 0.1
+	done
+	echo "node A's proxy counted no connection to the l7-nginx pod: the path is not meshed" >&2
+	return 1
+}
 l7_ours_l7_pol10_setup() { l7_ours_setup ours-l7-pol10 10; }
 l7_ours_l7_pol1000_setup() { l7_ours_setup ours-l7-pol1000 1000; }
 # ours-l7-jwt: the 10 policies and a RequestAuthentication on the Gateway;
 # every request carries the same valid RS256 token (minted by Node's crypto).
 l7_ours_l7_jwt_setup() { BENCH_L7_JWT=1 l7_ours_setup ours-l7-jwt 10; }
 
-# l7_keep_proxies ROW: true if ROW is an ours-l7 row and another one
-# follows, which runs on the same proxies (bench_ours_l7_setup).
+# l7_keep_proxies ROW: true if ROW is an ours-l7 row or nginx-mesh and
+# another of those follows, which runs on the same proxies
+# (bench_ours_l7_setup).
 l7_keep_proxies() {
 	local x seen=0
-	case $1 in ours-l7*) ;; *) return 1 ;; esac
+	case $1 in ours-l7* | nginx-mesh) ;; *) return 1 ;; esac
 	for x in $BENCH_L7; do
-		[ $seen = 1 ] && case $x in ours-l7*) return 0 ;; esac
+		[ $seen = 1 ] && case $x in ours-l7* | nginx-mesh) return 0 ;; esac
 		[ "$x" = "$1" ] && seen=1
 	done
 	return 1
 }
 
-# l7_stop_row ROW: stops the row's proxies, unless l7_keep_proxies ROW.
+# l7_stop_row ROW: stops the row's proxies, unless l7_keep_proxies ROW
+# (nginx-mesh's nginx is stopped in any case; as the last of these rows it
+# stops the waypoint, idle, too).
 l7_stop_row() {
 	local x
-	l7_keep_proxies "$1" && return
+	if l7_keep_proxies "$1"; then
+		[ "$1" = nginx-mesh ] && stop_pids "$(l7_pids W)"
+		return
+	fi
 	for x in $BENCH_L7_PROXIES; do stop_pids "${x#*:}"; done
+	[ "$1" = nginx-mesh ] && [ -n "$BENCH_L7_RUNNING" ] && stop_pids "$(echo "$BENCH_L7_RUNNING" | awk '{ print $2 }')"
+	return 0
 }
 
 l7_pids() { # l7_pids LABEL: the PGID of that proxy of the row, or nothing
@@ -1027,7 +1086,7 @@ t_start=$(date +%s)
 for s in $BENCH_SCENARIOS; do
 	case $s in
 	direct | socat | stunnel | ours) run_scenario "$s" ;;
-	direct-http | nginx-rp | ours-l7 | ours-l7-pol10 | ours-l7-pol1000 | ours-l7-jwt) ;; # below, in their own order
+	direct-http | nginx-rp | ours-l7 | nginx-mesh | ours-l7-pol10 | ours-l7-pol1000 | ours-l7-jwt) ;; # below, in their own order
 	*) echo "bench: unknown scenario '$s'" >&2 ;;
 	esac
 done
@@ -1200,7 +1259,8 @@ if [ ${#l7_shown[@]} -gt 0 ]; then
 	echo "L7: HTTP/1.1 keep-alive, wrk -t1 -c$BENCH_L7_CONNS -d$BENCH_TIME --latency, GET of 1 KB from nginx in the L7" \
 		"server pod (closed loop: the latency includes queueing at the path's capacity). direct-http: no proxy;" \
 		"nginx-rp: one plaintext proxy (W = nginx, 2 workers); ours-l7: three proxies, two mTLS hops (A, B = the" \
-		"node proxies, W = the waypoint). Latency ms, + = added over direct-http; CPU = CPU-s of each proxy per 10k" \
+		"node proxies, W = the waypoint); nginx-mesh: ours-l7's node proxies with nginx-rp's nginx as the L7 hop" \
+		"(W = nginx in an enrolled pod). Latency ms, + = added over direct-http; CPU = CPU-s of each proxy per 10k" \
 		"requests, all = the path's proxies together; req/cpu-s = requests per CPU-second of the path's proxies."
 	printf '%-11s %8s %6s %7s %7s %7s %8s %8s %6s %6s %6s %6s %6s %9s %6s\n' \
 		scenario req/s ÷nrp p50 p99 +p99 +p99÷nrp requests errors cpuA cpuW cpuB all req/cpu-s ÷nrp
@@ -1283,6 +1343,20 @@ if [ ${#l7_shown[@]} -gt 0 ]; then
 		echo "  CPU-µs per request in the wrk run: ours-l7 A $(l7_get "${L7_US[ours-l7]:-}" A)," \
 			"W $(l7_get "${L7_US[ours-l7]:-}" W), B $(l7_get "${L7_US[ours-l7]:-}" B)," \
 			"all $(l7_get "${L7_US[ours-l7]:-}" all); nginx-rp W $(l7_get "${L7_US[nginx-rp]:-}" W)"
+	fi
+	if [ -n "${L7_RPS[ours-l7]:-}" ] && [ -n "${L7_RPS[nginx-mesh]:-}" ]; then
+		echo
+		echo "The same figures on the mesh path, ours-l7 against nginx-mesh (nginx as the L7 hop between the same" \
+			"node proxies; both three proxies, two mTLS hops):"
+		check "L7 requests per proxy CPU-s, x nginx-mesh's" \
+			"$(ratio "$(l7_per_cpu ours-l7)" "$(l7_per_cpu nginx-mesh)")" ">=" 1
+		check "L7 added p99 at 1000 req/s, x nginx-mesh's" \
+			"$(ratio "$(l7_added ours-l7 L7_F99)" "$(l7_added nginx-mesh L7_F99)")" "<=" 1
+		echo "  to read them by: requests/s x nginx-mesh's $(ratio "${L7_RPS[ours-l7]}" "${L7_RPS[nginx-mesh]}");" \
+			"added p99 at capacity (wrk) x nginx-mesh's $(ratio "$(l7_added ours-l7)" "$(l7_added nginx-mesh)");" \
+			"CPU-µs per request: W $(l7_get "${L7_US[ours-l7]:-}" W) (nginx $(l7_get "${L7_US[nginx-mesh]:-}" W))," \
+			"A $(l7_get "${L7_US[ours-l7]:-}" A) ($(l7_get "${L7_US[nginx-mesh]:-}" A))," \
+			"B $(l7_get "${L7_US[ours-l7]:-}" B) ($(l7_get "${L7_US[nginx-mesh]:-}" B))"
 	fi
 fi
 echo
