@@ -48,6 +48,8 @@ FUZZ_ROUTES := src/config/routes_yaml.c src/config/routes_filters.c src/route/ro
 # config/authz.h and authn.h.
 FUZZ_ROUTES += src/config/authz_yaml.c src/config/authn_yaml.c src/authz/l7.c src/jwt/authn.c \
                src/jwt/jwt.c
+# ... and RateLimit documents through config/ratelimit.h.
+FUZZ_ROUTES += src/config/ratelimit_yaml.c src/ratelimit/ratelimit.c
 SRC_local_yaml      := src/config/local.c src/config/k8s.c src/config/yaml_tree.c $(FUZZ_STATE) $(FUZZ_ROUTES)
 SRC_cni_store       := src/cni/store.c
 SRC_cni_ctl         := src/cni/ctl.c
@@ -69,7 +71,8 @@ SRC_ratelimit_yaml    := src/ratelimit/ratelimit.c src/config/ratelimit_yaml.c \
                          src/config/authz_yaml.c src/authz/l7.c $(SRC_route_match)
 SRC_xds_route         := src/xds/routes.c src/xds/fields.c src/route/route.c src/http/head.c $(call pb,routes)
 SRC_xds_policies      := src/xds/policies.c src/xds/fields.c src/authz/l7.c src/jwt/authn.c src/jwt/jwt.c \
-                         src/http/head.c $(FUZZ_STATE) $(call pb,policies)
+                         src/ratelimit/ratelimit.c src/route/route.c src/http/head.c $(FUZZ_STATE) \
+                         $(call pb,policies)
 SRC_ads_request       := src/xds/catalog.c src/xds/ads.c $(SRC_xds_address) src/config/local.c src/config/k8s.c src/config/yaml_tree.c \
                          $(call pb,discovery envoy_core google_rpc_status) $(FUZZ_ROUTES)
 

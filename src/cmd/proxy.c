@@ -375,27 +375,35 @@ static void log_policy_errors(const char *scope, const struct zt_route_errors *e
     }
 }
 
+/* set (filled, not sealed; borrowed) becomes the limits in force, from
+ * LOCAL_XDS_PATH or from xDS alike: sealed, it inherits the counters and,
+ * for policies whose limit and key did not change, the buckets of the set
+ * in force (a reload is no fresh burst; ratelimit.h). */
+static void install_ratelimits(struct proxy_app *app, struct zt_ratelimit_set *set,
+                               const char *from, size_t left_out)
+{
+    zt_ratelimit_set_seal(set);
+    struct zt_ratelimit_set *old = zt_waypoint_ratelimits(app->waypoint);
+    zt_ratelimit_set_inherit(set, old);
+    zt_ratelimit_set_unref(old);
+    ZT_INFO("ratelimit", "%zu rate limit polic%s in force%s (%zu left out)",
+            zt_ratelimit_set_count(set), zt_ratelimit_set_count(set) == 1 ? "y" : "ies", from,
+            left_out);
+    zt_waypoint_set_ratelimits(app->waypoint, zt_ratelimit_set_count(set) ? set : NULL);
+}
+
 /* The RateLimit documents of yaml[0..len) (file names it) become the
- * limits in force; kept policies keep their buckets (a reload is no fresh
- * burst). A bad policy is logged and left out. */
+ * limits in force. A bad policy is logged and left out. */
 static void load_ratelimits(struct proxy_app *app, const char *file, const char *yaml, size_t len)
 {
     struct zt_route_errors errs = {0};
     struct zt_ratelimit_set *set = zt_ratelimit_set_new();
     int rc = zt_config_ratelimit_load_string(set, file, yaml, len, &errs);
     log_policy_errors("ratelimit", &errs);
-    if (rc < 0 && rc != ZT_E_CONFIG) {
+    if (rc < 0 && rc != ZT_E_CONFIG)
         ZT_ERROR("ratelimit", "%s: %s: the rate limits in force stay", file, zt_strerror(rc));
-    } else {
-        zt_ratelimit_set_seal(set);
-        struct zt_ratelimit_set *old = zt_waypoint_ratelimits(app->waypoint);
-        zt_ratelimit_set_inherit(set, old);
-        zt_ratelimit_set_unref(old);
-        ZT_INFO("ratelimit", "%zu rate limit polic%s in force (%zu left out)",
-                zt_ratelimit_set_count(set), zt_ratelimit_set_count(set) == 1 ? "y" : "ies",
-                errs.n_errors);
-        zt_waypoint_set_ratelimits(app->waypoint, zt_ratelimit_set_count(set) ? set : NULL);
-    }
+    else
+        install_ratelimits(app, set, "", errs.n_errors);
     zt_ratelimit_set_unref(set);
     zt_route_errors_cleanup(&errs);
 }
@@ -560,12 +568,34 @@ static void install_xds_authn(struct proxy_app *app, const struct zt_ads_resourc
     apply_authn(app);
 }
 
+/* The same for RateLimits: one new set, installed as a LOCAL_XDS_PATH
+ * reload installs it (install_ratelimits). */
+static void install_xds_ratelimits(struct proxy_app *app, const struct zt_ads_resource *v, size_t n)
+{
+    struct zt_ratelimit_set *set = zt_ratelimit_set_new();
+    size_t left_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct zt_ratelimit_policy *p;
+        char err[300];
+        if (zt_xds_ratelimit_decode(v[i].value, v[i].value_len, &p, err, sizeof(err)) < 0) {
+            ZT_ERROR("ratelimit", "%s: %s: policy left out", v[i].name, err);
+            left_out++;
+            continue;
+        }
+        zt_ratelimit_set_add(set, p);
+    }
+    install_ratelimits(app, set, " from xDS", left_out);
+    zt_ratelimit_set_unref(set);
+}
+
 static void on_xds_policies(void *ud, enum zt_ads_type t, const struct zt_ads_resource *v, size_t n)
 {
     if (t == ZT_ADS_AUTHZ_POLICY)
         install_xds_authz(ud, v, n);
-    else
+    else if (t == ZT_ADS_AUTHN_POLICY)
         install_xds_authn(ud, v, n);
+    else
+        install_xds_ratelimits(ud, v, n);
 }
 
 static const struct zt_xds_client_ops xds_ops_waypoint = {

@@ -86,6 +86,8 @@ struct zt_config_dir {
     size_t n_authz;
     const struct zt_jwt_authn_policy **authn;
     size_t n_authn;
+    const struct zt_ratelimit_policy **ratelimits;
+    size_t n_ratelimits;
 };
 
 struct name {
@@ -592,6 +594,7 @@ void zt_config_dir_free(struct zt_config_dir *d)
     free(d->routes);
     free(d->authz);
     free(d->authn);
+    free(d->ratelimits);
     free(d->dir);
     free(d);
 }
@@ -685,6 +688,17 @@ static const void *authn_at(const struct zt_k8s_facts *f, size_t j, char *key, s
     return f->authn[j];
 }
 
+static size_t count_ratelimits(const struct zt_k8s_facts *f)
+{
+    return f->n_ratelimits;
+}
+
+static const void *ratelimit_at(const struct zt_k8s_facts *f, size_t j, char *key, size_t keylen)
+{
+    snprintf(key, keylen, "RateLimit %s/%s", f->ratelimits[j]->ns, f->ratelimits[j]->name);
+    return f->ratelimits[j];
+}
+
 /* Every file's objects of one kind in file order; a second object of one
  * kind, namespace and name is left out with a note naming both files (the
  * first file in name order keeps it, so the choice does not depend on
@@ -719,11 +733,13 @@ static void gather_waypoint_objects(struct loader *l)
 {
     static const struct gathered routes = {"route", count_routes, route_at},
                                  authz = {"policy", count_authz, authz_at},
-                                 authn = {"policy", count_authn, authn_at};
+                                 authn = {"policy", count_authn, authn_at},
+                                 ratelimits = {"policy", count_ratelimits, ratelimit_at};
     struct zt_config_dir *d = l->d;
     gather(l, &routes, (const void ***)&d->routes, &d->n_routes);
     gather(l, &authz, (const void ***)&d->authz, &d->n_authz);
     gather(l, &authn, (const void ***)&d->authn, &d->n_authn);
+    gather(l, &ratelimits, (const void ***)&d->ratelimits, &d->n_ratelimits);
 }
 
 size_t zt_config_dir_routes(const struct zt_config_dir *d, const struct zt_route_def *const **out)
@@ -744,6 +760,13 @@ size_t zt_config_dir_authn(const struct zt_config_dir *d,
 {
     *out = d->authn;
     return d->n_authn;
+}
+
+size_t zt_config_dir_ratelimits(const struct zt_config_dir *d,
+                                const struct zt_ratelimit_policy *const **out)
+{
+    *out = d->ratelimits;
+    return d->n_ratelimits;
 }
 
 /* Success: the new list replaces the old one; files of the old list not

@@ -53,6 +53,7 @@
 
 #include "authz/l7.h"
 #include "jwt/authn.h"
+#include "ratelimit/ratelimit.h"
 #include "route/route.h"
 #include "state/state.h"
 
@@ -112,5 +113,10 @@ size_t zt_config_dir_authz(const struct zt_config_dir *d,
                            const struct zt_authz_l7_policy *const **out);
 size_t zt_config_dir_authn(const struct zt_config_dir *d,
                            const struct zt_jwt_authn_policy *const **out);
+/* The same for RateLimit objects (config/ratelimit.h; our own kind,
+ * ratelimit.ztunnel-c.io/v1alpha1): "... RateLimit ns/name: spec.limit...:
+ * why (policy left out)", a duplicate noted as the others. */
+size_t zt_config_dir_ratelimits(const struct zt_config_dir *d,
+                                const struct zt_ratelimit_policy *const **out);
 
 #endif

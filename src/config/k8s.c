@@ -85,6 +85,9 @@ void zt_k8s_facts_free(struct zt_k8s_facts *f)
     for (size_t i = 0; i < f->n_authn; i++)
         zt_jwt_authn_policy_free(f->authn[i]);
     free(f->authn);
+    for (size_t i = 0; i < f->n_ratelimits; i++)
+        zt_ratelimit_policy_free(f->ratelimits[i]);
+    free(f->ratelimits);
     free(f->notes);
     free(f->file);
     free(f);

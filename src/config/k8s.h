@@ -38,6 +38,7 @@
 
 #include "authz/l7.h"
 #include "jwt/authn.h"
+#include "ratelimit/ratelimit.h"
 #include "route/route.h"
 #include "state/state.h"
 
@@ -115,6 +116,10 @@ struct zt_k8s_facts {
     size_t n_authz;
     struct zt_jwt_authn_policy **authn;
     size_t n_authn;
+    /* RateLimit objects (config/ratelimit.h) that read without error, for
+     * the same purpose; rejected ones are notes. */
+    struct zt_ratelimit_policy **ratelimits;
+    size_t n_ratelimits;
 };
 
 struct zt_k8s_facts *zt_k8s_facts_new(const char *file);

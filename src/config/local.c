@@ -12,6 +12,7 @@
 #include "config/local.h"
 #include "config/authn.h"
 #include "config/authz.h"
+#include "config/ratelimit.h"
 #include "config/k8s.h"
 #include "config/local_int.h"
 #include "config/routes.h"
@@ -1260,6 +1261,19 @@ static int read_authn(struct ctx *c, struct ynode *doc)
     return 0;
 }
 
+/* A RateLimit (our own kind, config/ratelimit.h) joins the file's facts
+ * the same way, for the control plane to serve to waypoints. */
+static int read_ratelimit(struct ctx *c, struct ynode *doc)
+{
+    struct zt_route_errors errs = {0};
+    struct zt_ratelimit_policy *p;
+    if (zt_config_ratelimit_parse_doc(c->y.file, doc, &errs, &p) == 0 && p)
+        *(struct zt_ratelimit_policy **)zt_state_array_push(&c->facts->ratelimits,
+                                                            &c->facts->n_ratelimits, sizeof(p)) = p;
+    note_errors(c, &errs, " (policy left out)");
+    return 0;
+}
+
 /* `kubectl get -o yaml` of several objects: a v1 List of them. A List in
  * a List is refused: kubectl never writes one, and an alias could make the
  * nesting endless. */
@@ -1298,6 +1312,7 @@ static const struct k8s_kind {
     {"GRPCRoute", "gateway.networking.k8s.io", read_route},
     {"AuthorizationPolicy", "security.istio.io", read_authz},
     {"RequestAuthentication", "security.istio.io", read_authn},
+    {"RateLimit", "ratelimit.ztunnel-c.io", read_ratelimit},
 };
 
 /* One Kubernetes object (a document, or an item of a List). */

@@ -19,8 +19,6 @@
 #include <string.h>
 
 #define API_VERSION "ratelimit.ztunnel-c.io/v1alpha1"
-#define MAX_RL_TARGETS 16
-#define MAX_HEADER_NAME 256
 
 typedef struct zt_config_routes_ctx ctx_t;
 
@@ -135,8 +133,8 @@ static int read_key(ctx_t *c, const struct ynode *spec, struct zt_ratelimit_poli
                 return rc;
             p->key = ZT_RATELIMIT_KEY_PRINCIPAL;
         } else if (zt_config_routes_get(n, "header")) {
-            if ((rc = zt_config_routes_str(c, n, "header", "spec.key", true, MAX_HEADER_NAME,
-                                           &p->header)))
+            if ((rc = zt_config_routes_str(c, n, "header", "spec.key", true,
+                                           ZT_RATELIMIT_MAX_HEADER, &p->header)))
                 return rc;
             if (!zt_route_header_name_ok(p->header))
                 return zt_config_routes_fail(c, zt_config_routes_get(n, "header"),
@@ -172,7 +170,8 @@ static int read_policy(ctx_t *c, const struct ynode *doc, struct zt_ratelimit_po
     if (!(spec = zt_config_routes_get(doc, "spec")))
         return zt_config_routes_fail(c, doc, "spec", "required");
     if ((rc = zt_config_authz_strict_keys(c, spec, "spec", spec_keys)) ||
-        (rc = zt_config_routes_list(c, spec, "targetRefs", "spec", MAX_RL_TARGETS, &refs)))
+        (rc =
+             zt_config_routes_list(c, spec, "targetRefs", "spec", ZT_RATELIMIT_MAX_TARGETS, &refs)))
         return rc;
     if (!refs)
         return zt_config_routes_fail(c, spec, "spec.targetRefs", "required");

@@ -2,7 +2,7 @@
  * (wire facts §3.1), wildcard subscriptions to istio.workload.Address and
  * istio.security.Authorization, and from waypoints to our
  * ztunnel.routes.v1.Route and ztunnel.policy.v1.AuthorizationPolicy /
- * RequestAuthentication.
+ * RequestAuthentication / RateLimit.
  *
  * Per stream and type we remember what the client holds (name -> version):
  * seeded from initial_resource_versions when it subscribes, updated with

@@ -8,7 +8,8 @@
 #include <string.h>
 
 static const char *const type_label[ZT_ADS_NTYPES] = {
-    "address", "authorization", "route", "authorization_policy", "request_authentication"};
+    "address",  "authorization", "route", "authorization_policy", "request_authentication",
+    "ratelimit"};
 
 static void line(struct zt_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

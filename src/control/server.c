@@ -59,13 +59,14 @@ static void log_config(const struct zt_control *cp, const char *what, double ms)
 {
     ZT_INFO("control",
             "%s %s: %zu workload(s), %zu service(s), %zu policy(ies), %zu route(s), %zu "
-            "AuthorizationPolicy(ies) and %zu RequestAuthentication(s) for waypoints, version "
-            "%llu, %zu file(s) read, in %.1f ms",
+            "AuthorizationPolicy(ies), %zu RequestAuthentication(s) and %zu RateLimit(s) for "
+            "waypoints, version %llu, %zu file(s) read, in %.1f ms",
             what, cp->config_dir, zt_state_workload_count(cp->state),
             zt_state_service_count(cp->state), zt_state_policy_count(cp->state),
             zt_xds_catalog_count(cp->cat, ZT_ADS_ROUTE),
             zt_xds_catalog_count(cp->cat, ZT_ADS_AUTHZ_POLICY),
             zt_xds_catalog_count(cp->cat, ZT_ADS_AUTHN_POLICY),
+            zt_xds_catalog_count(cp->cat, ZT_ADS_RATELIMIT),
             (unsigned long long)ZT_CONTROL_GET(cp->n.config_version),
             zt_config_dir_files_read(cp->dir), ms);
 }
@@ -115,6 +116,17 @@ static int authn_encode(const void *obj, uint8_t **out, size_t *len, char *err, 
     return zt_xds_authn_encode(obj, out, len, err, errlen);
 }
 
+static char *ratelimit_name(const void *obj)
+{
+    const struct zt_ratelimit_policy *p = obj;
+    return zt_xds_waypoint_policy_name(p->ns, p->name);
+}
+
+static int ratelimit_encode(const void *obj, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+    return zt_xds_ratelimit_encode(obj, out, len, err, errlen);
+}
+
 /* cat (consumed) with objs[0..n) as the resources of one kept type. The
  * loader already left out (and noted) what does not read; an object that
  * still does not encode is left out here, logged. Every object is encoded
@@ -149,8 +161,8 @@ static struct zt_xds_catalog *add_kept(struct zt_xds_catalog *cat, const struct 
 
 /* cat (consumed) with what the directory holds for waypoints: HTTPRoutes
  * and GRPCRoutes as ztunnel.routes.v1.Route, AuthorizationPolicies and
- * RequestAuthentications that attach to waypoints as ztunnel.policy.v1
- * resources. Only waypoints subscribe to these types. */
+ * RequestAuthentications that attach to waypoints and RateLimits as
+ * ztunnel.policy.v1 resources. Only waypoints subscribe to these types. */
 static struct zt_xds_catalog *add_waypoint_objects(struct zt_control *cp,
                                                    struct zt_xds_catalog *cat)
 {
@@ -158,16 +170,21 @@ static struct zt_xds_catalog *add_waypoint_objects(struct zt_control *cp,
                                    authz = {ZT_ADS_AUTHZ_POLICY, "AuthorizationPolicy", authz_name,
                                             authz_encode},
                                    authn = {ZT_ADS_AUTHN_POLICY, "RequestAuthentication",
-                                            authn_name, authn_encode};
+                                            authn_name, authn_encode},
+                                   rl = {ZT_ADS_RATELIMIT, "RateLimit", ratelimit_name,
+                                         ratelimit_encode};
     const struct zt_route_def *const *r;
     const struct zt_authz_l7_policy *const *az;
     const struct zt_jwt_authn_policy *const *an;
+    const struct zt_ratelimit_policy *const *rls;
     size_t n = zt_config_dir_routes(cp->dir, &r);
     cat = add_kept(cat, &routes, (const void *const *)r, n);
     n = zt_config_dir_authz(cp->dir, &az);
     cat = add_kept(cat, &authz, (const void *const *)az, n);
     n = zt_config_dir_authn(cp->dir, &an);
-    return add_kept(cat, &authn, (const void *const *)an, n);
+    cat = add_kept(cat, &authn, (const void *const *)an, n);
+    n = zt_config_dir_ratelimits(cp->dir, &rls);
+    return add_kept(cat, &rl, (const void *const *)rls, n);
 }
 
 /* Loads the directory into a new state and catalog. Returns 0 or the

@@ -72,6 +72,8 @@ struct zt_http_head;
 #define ZT_RATELIMIT_MAX_BURST 1000000000u
 #define ZT_RATELIMIT_DEFAULT_MAX_KEYS 10000u
 #define ZT_RATELIMIT_MAX_KEYS 1000000u
+#define ZT_RATELIMIT_MAX_TARGETS 16
+#define ZT_RATELIMIT_MAX_HEADER 256 /* bytes in a key's header name */
 
 enum zt_ratelimit_unit {
     ZT_RATELIMIT_SECOND = 0,

@@ -24,6 +24,7 @@ static const char *const type_urls[ZT_ADS_NTYPES] = {
     [ZT_ADS_ROUTE] = "type.googleapis.com/ztunnel.routes.v1.Route",
     [ZT_ADS_AUTHZ_POLICY] = "type.googleapis.com/ztunnel.policy.v1.AuthorizationPolicy",
     [ZT_ADS_AUTHN_POLICY] = "type.googleapis.com/ztunnel.policy.v1.RequestAuthentication",
+    [ZT_ADS_RATELIMIT] = "type.googleapis.com/ztunnel.policy.v1.RateLimit",
 };
 
 /* Types whose resources are state objects (and gate readiness). */

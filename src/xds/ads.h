@@ -18,7 +18,8 @@
  * Semantics:
  * - Address and Authorization are subscribed at stream start, Address
  *   first, as wildcard (no names); then our own types (Route, xds/routes.h;
- *   AuthorizationPolicy and RequestAuthentication, xds/policies.h), the
+ *   AuthorizationPolicy, RequestAuthentication and RateLimit,
+ *   xds/policies.h), the
  *   "kept" types, each when the owner takes it (ops->wants_kept: a
  *   waypoint). The first request of each type on a stream carries the
  *   node.
@@ -88,6 +89,7 @@ enum zt_ads_type {
     ZT_ADS_ROUTE,
     ZT_ADS_AUTHZ_POLICY,
     ZT_ADS_AUTHN_POLICY,
+    ZT_ADS_RATELIMIT,
     ZT_ADS_NTYPES
 };
 #define ZT_ADS_FIRST_KEPT ZT_ADS_ROUTE
@@ -95,9 +97,10 @@ enum zt_ads_type {
 /* "type.googleapis.com/istio.workload.Address",
  * "type.googleapis.com/istio.security.Authorization",
  * "type.googleapis.com/ztunnel.routes.v1.Route",
- * "type.googleapis.com/ztunnel.policy.v1.AuthorizationPolicy" or
- * "type.googleapis.com/ztunnel.policy.v1.RequestAuthentication"; "" for
- * anything else. */
+ * "type.googleapis.com/ztunnel.policy.v1.AuthorizationPolicy",
+ * "type.googleapis.com/ztunnel.policy.v1.RequestAuthentication" or
+ * "type.googleapis.com/ztunnel.policy.v1.RateLimit"; "" for anything
+ * else. */
 const char *zt_ads_type_url(enum zt_ads_type t);
 /* The type for a type_url, or ZT_ADS_NTYPES if unknown (NULL included). */
 enum zt_ads_type zt_ads_type_from_url(const char *type_url);

@@ -175,6 +175,7 @@ static const char *const type_names[ZT_ADS_NTYPES + 1] = {
     [ZT_ADS_ROUTE] = "Route",
     [ZT_ADS_AUTHZ_POLICY] = "AuthorizationPolicy",
     [ZT_ADS_AUTHN_POLICY] = "RequestAuthentication",
+    [ZT_ADS_RATELIMIT] = "RateLimit",
     [ZT_ADS_NTYPES] = "?",
 };
 
@@ -422,11 +423,16 @@ static int kept_decode(enum zt_ads_type t, const struct zt_ads_resource *r, char
         if ((rc = zt_xds_authz_decode(r->value, r->value_len, &p, err, errlen)) == 0)
             *name = zt_xds_waypoint_policy_name(p->ns, p->name);
         zt_authz_l7_policy_free(p);
-    } else {
+    } else if (t == ZT_ADS_AUTHN_POLICY) {
         struct zt_jwt_authn_policy *p;
         if ((rc = zt_xds_authn_decode(r->value, r->value_len, &p, err, errlen)) == 0)
             *name = zt_xds_waypoint_policy_name(p->ns, p->name);
         zt_jwt_authn_policy_free(p);
+    } else {
+        struct zt_ratelimit_policy *p;
+        if ((rc = zt_xds_ratelimit_decode(r->value, r->value_len, &p, err, errlen)) == 0)
+            *name = zt_xds_waypoint_policy_name(p->ns, p->name);
+        zt_ratelimit_policy_free(p);
     }
     return rc;
 }

@@ -51,9 +51,10 @@ struct zt_xds_client_ops {
      * otherwise is NACKed). Borrowed for the call. */
     void (*routes)(void *ud, const struct zt_ads_resource *routes, size_t n);
     /* NULL, or (a waypoint) subscribes to ztunnel.policy.v1.
-     * AuthorizationPolicy and RequestAuthentication too (xds/policies.h),
-     * and is called after each response that changed the policies of type
-     * t (ZT_ADS_AUTHZ_POLICY or ZT_ADS_AUTHN_POLICY) with every accepted
+     * AuthorizationPolicy, RequestAuthentication and RateLimit too
+     * (xds/policies.h), and is called after each response that changed the
+     * policies of type t (ZT_ADS_AUTHZ_POLICY, ZT_ADS_AUTHN_POLICY or
+     * ZT_ADS_RATELIMIT) with every accepted
      * one of that type in name order, each decoded once without error and
      * named "<ns>/<name>" after its contents. Borrowed for the call. */
     void (*policies)(void *ud, enum zt_ads_type t, const struct zt_ads_resource *v, size_t n);

@@ -1,9 +1,13 @@
-/* ztunnel.policy.v1.AuthorizationPolicy / RequestAuthentication <->
- * struct zt_authz_l7_policy / zt_jwt_authn_policy. See policies.h.
+/* ztunnel.policy.v1.AuthorizationPolicy / RequestAuthentication /
+ * RateLimit <-> struct zt_authz_l7_policy / zt_jwt_authn_policy /
+ * zt_ratelimit_policy. See policies.h.
  *
  * As routes.c: encoding builds the protobuf-c structs in an arena (strings
  * point into the borrowed policy) and decodes its own output once, so the
  * decoder's checks are the one definition of a valid policy.
+ *
+ * That self-check goes through the same table of types (struct
+ * policy_type) as the waypoint's decoding.
  *
  * A string match is checked by the reader's own parser: the Istio value it
  * stands for ("v*" for PREFIX "v", ...) is parsed again with the flags of
@@ -15,6 +19,7 @@
 #include "base/alloc.h"
 #include "base/err.h"
 #include "proto/policies.pb-c.h"
+#include "route/route.h"
 #include "xds/xds_int.h"
 
 #include <stdio.h>
@@ -26,9 +31,24 @@
 #define MAX_URI 2048    /* jwksUri, as config/authn_yaml.c */
 #define MAX_SA_PART 320 /* each side of "ns/sa" (Istio's CheckServiceAccount) */
 #define MAX_JWT_VALUE 4096
+#define MAX_RL_NS 63 /* a RateLimit's namespace, as config/ratelimit_yaml.c reads it */
 
 typedef struct zt_xds_arena arena_t;
 typedef struct zt_xds_dec dec_t;
+
+/* One resource type: its message, and how a policy of it is made,
+ * decoded into and freed. The table entries are at the end. */
+struct policy_type {
+    const ProtobufCMessageDescriptor *desc;
+    size_t size; /* of the policy struct */
+    int (*decode)(dec_t *c, const ProtobufCMessage *m, void *p);
+    void (*free)(void *p);
+};
+
+static const struct policy_type authz_type, authn_type, ratelimit_type;
+
+static int decode(const struct policy_type *t, const uint8_t *value, size_t len, void **out,
+                  char *err, size_t errlen);
 
 char *zt_xds_waypoint_policy_name(const char *ns, const char *name)
 {
@@ -146,12 +166,12 @@ static Ztunnel__Policy__V1__Target **enc_targets(arena_t *e, const struct zt_aut
     return out;
 }
 
-/* Packs msg (its arena e) into *out and checks it with decode_check.
- * Frees the arena. */
+/* Packs msg (its arena e) into *out and checks it by decoding it as a
+ * policy of type t. Frees the arena. */
 static int finish_encode(arena_t *e, const ProtobufCMessage *msg, uint8_t **out, size_t *len,
-                         int (*decode_check)(const uint8_t *, size_t, char *, size_t), char *err,
-                         size_t errlen)
+                         const struct policy_type *t, char *err, size_t errlen)
 {
+    void *p = NULL;
     int rc = 0;
     size_t n = protobuf_c_message_get_packed_size(msg);
     if (n > ZT_XDS_POLICY_MAX_LEN) {
@@ -162,29 +182,15 @@ static int finish_encode(arena_t *e, const ProtobufCMessage *msg, uint8_t **out,
     *out = zt_xmalloc(n ? n : 1);
     *len = protobuf_c_message_pack(msg, *out);
     /* What a waypoint would refuse is not served. */
-    if ((rc = decode_check(*out, *len, err, errlen))) {
+    if ((rc = decode(t, *out, *len, &p, err, errlen))) {
         free(*out);
         *out = NULL;
         *len = 0;
     }
+    if (p)
+        t->free(p);
 out:
     zt_xds_arena_cleanup(e);
-    return rc;
-}
-
-static int authz_check(const uint8_t *v, size_t len, char *err, size_t errlen)
-{
-    struct zt_authz_l7_policy *p;
-    int rc = zt_xds_authz_decode(v, len, &p, err, errlen);
-    zt_authz_l7_policy_free(p);
-    return rc;
-}
-
-static int authn_check(const uint8_t *v, size_t len, char *err, size_t errlen)
-{
-    struct zt_jwt_authn_policy *p;
-    int rc = zt_xds_authn_decode(v, len, &p, err, errlen);
-    zt_jwt_authn_policy_free(p);
     return rc;
 }
 
@@ -222,7 +228,7 @@ int zt_xds_authz_encode(const struct zt_authz_l7_policy *p, uint8_t **out, size_
             pr->when[j] = enc_when(e, &r->when[j]);
         m.rules[i] = pr;
     }
-    return finish_encode(e, &m.base, out, len, authz_check, err, errlen);
+    return finish_encode(e, &m.base, out, len, &authz_type, err, errlen);
 }
 
 int zt_xds_authn_encode(const struct zt_jwt_authn_policy *p, uint8_t **out, size_t *len, char *err,
@@ -276,7 +282,37 @@ int zt_xds_authn_encode(const struct zt_jwt_authn_policy *p, uint8_t **out, size
         }
         m.jwt_rules[i] = pr;
     }
-    return finish_encode(e, &m.base, out, len, authn_check, err, errlen);
+    return finish_encode(e, &m.base, out, len, &authn_type, err, errlen);
+}
+
+int zt_xds_ratelimit_encode(const struct zt_ratelimit_policy *p, uint8_t **out, size_t *len,
+                            char *err, size_t errlen)
+{
+    arena_t arena = {0}, *e = &arena;
+    Ztunnel__Policy__V1__RateLimit m = ZTUNNEL__POLICY__V1__RATE_LIMIT__INIT;
+
+    *out = NULL;
+    *len = 0;
+    m.namespace_ = zt_xds_s_or_empty(p->ns);
+    m.name = zt_xds_s_or_empty(p->name);
+    m.n_targets = p->n_targets;
+    m.targets = zt_xds_arena_alloc(e, p->n_targets, sizeof(*m.targets));
+    for (size_t i = 0; i < p->n_targets; i++) {
+        Ztunnel__Policy__V1__RateLimitTarget *t = zt_xds_arena_alloc(e, 1, sizeof(*t));
+        ztunnel__policy__v1__rate_limit_target__init(t);
+        /* The wire's 0 is UNSPECIFIED, as for the units. */
+        t->kind = (Ztunnel__Policy__V1__RateLimitTargetKind)(p->targets[i].kind + 1);
+        t->name = zt_xds_s_or_empty(p->targets[i].name);
+        t->section = zt_xds_s_or_empty(p->targets[i].section);
+        m.targets[i] = t;
+    }
+    m.requests = p->requests;
+    m.unit = (Ztunnel__Policy__V1__RateLimitUnit)(p->unit + 1);
+    m.burst = p->burst;
+    m.key = (Ztunnel__Policy__V1__RateLimitKey)p->key;
+    m.header = zt_xds_s_or_empty(p->header);
+    m.max_keys = p->max_keys;
+    return finish_encode(e, &m.base, out, len, &ratelimit_type, err, errlen);
 }
 
 /* ================================================================ decode */
@@ -711,16 +747,90 @@ static int dec_authn(dec_t *c, const Ztunnel__Policy__V1__RequestAuthentication 
                     &p->n_rules);
 }
 
-/* ---------------------------------------------------------------- entry points */
+/* ---------------------------------------------------------------- ratelimit */
 
-/* One resource type: its message, and how a policy of it is made,
- * decoded into and freed. */
-struct policy_type {
-    const ProtobufCMessageDescriptor *desc;
-    size_t size; /* of the policy struct */
-    int (*decode)(dec_t *c, const ProtobufCMessage *m, void *p);
-    void (*free)(void *p);
-};
+static int dec_rl_target(dec_t *c, const char *f, const void *msg, void *dst)
+{
+    const Ztunnel__Policy__V1__RateLimitTarget *m = msg;
+    struct zt_ratelimit_target *t = dst;
+    char sub[ZT_XDS_FIELD_LEN];
+    int rc;
+    if (m->kind < ZTUNNEL__POLICY__V1__RATE_LIMIT_TARGET_KIND__RATE_LIMIT_TARGET_GATEWAY ||
+        m->kind > ZTUNNEL__POLICY__V1__RATE_LIMIT_TARGET_KIND__RATE_LIMIT_TARGET_GRPC_ROUTE)
+        return zt_xds_bad(c, ZT_E_PROTO, f, "unknown target kind %d", (int)m->kind);
+    t->kind = (uint8_t)(m->kind - 1);
+    zt_xds_key(sub, f, "name");
+    if ((rc = zt_xds_str(c, sub, m->name, MAX_NAME, true, false, &t->name)))
+        return rc;
+    zt_xds_key(sub, f, "section");
+    if ((rc = zt_xds_str(c, sub, m->section, MAX_NAME, false, false, &t->section)))
+        return rc;
+    if (t->section && t->kind != ZT_RATELIMIT_HTTP_ROUTE && t->kind != ZT_RATELIMIT_GRPC_ROUTE)
+        return zt_xds_bad(c, ZT_E_PROTO, sub, "only for HTTPRoute and GRPCRoute targets");
+    return 0;
+}
+
+/* A number of 1..max. */
+static int dec_count(dec_t *c, const char *f, uint32_t v, uint32_t max, uint32_t *out)
+{
+    if (v < 1 || v > max)
+        return zt_xds_bad(c, ZT_E_PROTO, f, "%u, want 1..%u", v, max);
+    *out = v;
+    return 0;
+}
+
+/* The key and its header and max_keys, as config/ratelimit_yaml.c's
+ * read_key leaves them. */
+static int dec_rl_key(dec_t *c, const Ztunnel__Policy__V1__RateLimit *m,
+                      struct zt_ratelimit_policy *p)
+{
+    int rc;
+    if ((unsigned)m->key > ZTUNNEL__POLICY__V1__RATE_LIMIT_KEY__KEY_HEADER)
+        return zt_xds_bad(c, ZT_E_PROTO, "key", "unknown key %d", (int)m->key);
+    p->key = (uint8_t)m->key;
+    if (p->key == ZT_RATELIMIT_KEY_HEADER) {
+        if ((rc = zt_xds_str(c, "header", m->header, ZT_RATELIMIT_MAX_HEADER, true, false,
+                             &p->header)))
+            return rc;
+        if (!zt_route_header_name_ok(p->header))
+            return zt_xds_bad(c, ZT_E_PROTO, "header", "not a header name");
+        for (const char *q = p->header; *q; q++)
+            if (*q >= 'A' && *q <= 'Z')
+                return zt_xds_bad(c, ZT_E_PROTO, "header", "not lower case");
+    } else if (m->header && m->header[0]) {
+        return zt_xds_bad(c, ZT_E_PROTO, "header", "only for key KEY_HEADER");
+    }
+    if (p->key == ZT_RATELIMIT_KEY_NONE) {
+        if (m->max_keys)
+            return zt_xds_bad(c, ZT_E_PROTO, "max_keys", "only with a key");
+        return 0;
+    }
+    return dec_count(c, "max_keys", m->max_keys, ZT_RATELIMIT_MAX_KEYS, &p->max_keys);
+}
+
+static int dec_ratelimit(dec_t *c, const Ztunnel__Policy__V1__RateLimit *m,
+                         struct zt_ratelimit_policy *p)
+{
+    int rc;
+    if ((rc = zt_xds_str(c, "namespace", m->namespace_, MAX_RL_NS, true, false, &p->ns)) ||
+        (rc = zt_xds_str(c, "name", m->name, MAX_NAME, true, false, &p->name)))
+        return rc;
+    if (!m->n_targets)
+        return zt_xds_bad(c, ZT_E_PROTO, "targets", "required");
+    if ((rc = dec_msgs(c, "", "targets", (void *const *)m->targets, m->n_targets,
+                       ZT_RATELIMIT_MAX_TARGETS, sizeof(*p->targets), false, dec_rl_target,
+                       &p->targets, &p->n_targets)) ||
+        (rc = dec_count(c, "requests", m->requests, ZT_RATELIMIT_MAX_REQUESTS, &p->requests)) ||
+        (rc = dec_count(c, "burst", m->burst, ZT_RATELIMIT_MAX_BURST, &p->burst)))
+        return rc;
+    if (m->unit < ZTUNNEL__POLICY__V1__RATE_LIMIT_UNIT__UNIT_SECOND ||
+        m->unit > ZTUNNEL__POLICY__V1__RATE_LIMIT_UNIT__UNIT_HOUR)
+        return zt_xds_bad(c, ZT_E_PROTO, "unit", "unknown unit %d", (int)m->unit);
+    p->unit = (uint8_t)(m->unit - 1);
+    return dec_rl_key(c, m, p);
+}
+
+/* ---------------------------------------------------------------- entry points */
 
 static int authz_fill(dec_t *c, const ProtobufCMessage *m, void *p)
 {
@@ -742,12 +852,25 @@ static void authn_free(void *p)
     zt_jwt_authn_policy_free(p);
 }
 
+static int ratelimit_fill(dec_t *c, const ProtobufCMessage *m, void *p)
+{
+    return dec_ratelimit(c, (const Ztunnel__Policy__V1__RateLimit *)m, p);
+}
+
+static void ratelimit_free(void *p)
+{
+    zt_ratelimit_policy_free(p);
+}
+
 static const struct policy_type authz_type = {
     &ztunnel__policy__v1__authorization_policy__descriptor, sizeof(struct zt_authz_l7_policy),
     authz_fill, authz_free};
 static const struct policy_type authn_type = {
     &ztunnel__policy__v1__request_authentication__descriptor, sizeof(struct zt_jwt_authn_policy),
     authn_fill, authn_free};
+static const struct policy_type ratelimit_type = {&ztunnel__policy__v1__rate_limit__descriptor,
+                                                  sizeof(struct zt_ratelimit_policy),
+                                                  ratelimit_fill, ratelimit_free};
 
 static int decode(const struct policy_type *t, const uint8_t *value, size_t len, void **out,
                   char *err, size_t errlen)
@@ -781,4 +904,10 @@ int zt_xds_authn_decode(const uint8_t *value, size_t len, struct zt_jwt_authn_po
                         char *err, size_t errlen)
 {
     return decode(&authn_type, value, len, (void **)out, err, errlen);
+}
+
+int zt_xds_ratelimit_decode(const uint8_t *value, size_t len, struct zt_ratelimit_policy **out,
+                            char *err, size_t errlen)
+{
+    return decode(&ratelimit_type, value, len, (void **)out, err, errlen);
 }

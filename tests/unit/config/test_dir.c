@@ -547,9 +547,67 @@ static void test_waypoint_policies(void)
     rm_dir(dir);
 }
 
+#define RL(name, spec)                                                                             \
+    "apiVersion: ratelimit.ztunnel-c.io/v1alpha1\nkind: RateLimit\nmetadata: {name: " name         \
+    ", namespace: shop}\nspec:\n" spec
+#define RL_LIMIT "  limit: {requests: 5, unit: second}\n"
+
+/* RateLimit documents (our own kind) become the directory's rate limits,
+ * as the waypoint policies: a bad one is a note naming file, line, object
+ * and field, a second one of a name is left out naming both files, the
+ * others are kept; an edit is picked up by the next reload. */
+static void test_ratelimits(void)
+{
+    const char *dir = mk_dir();
+    struct zt_config_dir *cd = zt_config_dir_new(dir);
+    const struct zt_ratelimit_policy *const *rl;
+    struct zt_state *s;
+    char want[600];
+
+    /* clang-format off */
+    static const char a_yaml[] =
+        RL("gw", WP_TARGET RL_LIMIT "  key: {header: X-User}\n")
+        "---\n" RL("bad", WP_TARGET "  limit: {requests: 5, unit: week}\n")
+        "---\n" RL("svc", "  targetRefs: [{kind: Service, name: reviews}]\n" RL_LIMIT);
+    /* clang-format on */
+    put(dir, "a.yaml", a_yaml);
+    put(dir, "b.yaml", RL("gw", WP_TARGET "  limit: {requests: 1, unit: hour}\n"));
+    s = reload(cd);
+    CHECK(s != NULL);
+    zt_state_unref(s);
+    CHECK_EQ_INT((int)zt_config_dir_ratelimits(cd, &rl), 2);
+    CHECK_EQ_STR(rl[0]->name, "gw");
+    CHECK_EQ_INT((int)rl[0]->requests, 5);
+    CHECK_EQ_STR(rl[0]->header, "x-user");
+    CHECK_EQ_STR(rl[1]->name, "svc");
+    snprintf(want, sizeof(want),
+             "%s/a.yaml:14: RateLimit shop/bad: spec.limit.unit: \"week\" is not second, minute "
+             "or hour (policy left out)\n",
+             dir);
+    if (!strstr(zt_config_dir_notes(cd), want))
+        fprintf(stderr, "  notes: %s\n", zt_config_dir_notes(cd));
+    CHECK(strstr(zt_config_dir_notes(cd), want) != NULL);
+    snprintf(want, sizeof(want),
+             "%s/b.yaml: RateLimit shop/gw: already defined in %s/a.yaml (policy left out)\n", dir,
+             dir);
+    CHECK(strstr(zt_config_dir_notes(cd), want) != NULL);
+
+    replace(dir, "a.yaml", "services: []\n");
+    s = reload(cd);
+    CHECK(s != NULL);
+    zt_state_unref(s);
+    CHECK_EQ_INT((int)zt_config_dir_ratelimits(cd, &rl), 1);
+    CHECK_EQ_INT((int)rl[0]->requests, 1);
+    CHECK_EQ_INT(rl[0]->unit, ZT_RATELIMIT_HOUR);
+    CHECK(strstr(zt_config_dir_notes(cd), "RateLimit") == NULL);
+    zt_config_dir_free(cd);
+    rm_dir(dir);
+}
+
 int main(void)
 {
     RUN(test_waypoint_policies);
+    RUN(test_ratelimits);
     RUN(test_merge);
     RUN(test_duplicate_workload);
     RUN(test_duplicate_service);

@@ -3,8 +3,9 @@
  * the server running on a loop thread of its own. Covers the paths the
  * e2e suite covers over network namespaces, in seconds and without root:
  * issuance and node authorization, a wrong token, the first state, a
- * pushed change, a refused broken file, and both clients following their
- * root file when it is rotated on disk (no restart). */
+ * pushed change, a refused broken file, a waypoint's RateLimits following
+ * the directory, and both clients following their root file when it is
+ * rotated on disk (no restart). */
 #include "test.h"
 
 #include "base/buf.h"
@@ -13,6 +14,7 @@
 #include "control/control.h"
 #include "tls/spiffe.h"
 #include "xds/client.h"
+#include "xds/policies.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -328,6 +330,109 @@ static void test_xds_state_push_and_refusal(void)
     zt_state_unref(x.last);
 }
 
+/* A waypoint's client (policies callback set) subscribes to RateLimit too:
+ * what the RateLimit callback last got, decoded. */
+struct rl_watch {
+    struct xds_watch x;
+    int calls;
+    size_t n;
+    uint32_t requests[4];
+    char names[4][64];
+};
+
+static void rl_policies(void *ud, enum zt_ads_type t, const struct zt_ads_resource *v, size_t n)
+{
+    struct rl_watch *r = ud;
+    if (t != ZT_ADS_RATELIMIT)
+        return;
+    r->calls++;
+    r->n = n;
+    for (size_t i = 0; i < n && i < 4; i++) {
+        struct zt_ratelimit_policy *p = NULL;
+        char err[256];
+        r->requests[i] = 0;
+        snprintf(r->names[i], sizeof(r->names[i]), "%s", v[i].name);
+        if (zt_xds_ratelimit_decode(v[i].value, v[i].value_len, &p, err, sizeof(err)) == 0)
+            r->requests[i] = p->requests;
+        zt_ratelimit_policy_free(p);
+    }
+}
+
+static void rl_publish(void *ud, struct zt_state *state)
+{
+    x_publish(&((struct rl_watch *)ud)->x, state);
+}
+
+static void rl_ready(void *ud)
+{
+    x_ready(&((struct rl_watch *)ud)->x);
+}
+
+static void rl_routes(void *ud, const struct zt_ads_resource *v, size_t n)
+{
+}
+
+static const struct zt_xds_client_ops rl_ops = {
+    .publish = rl_publish, .ready = rl_ready, .routes = rl_routes, .policies = rl_policies};
+
+#define RATELIMIT(name, requests)                                                                  \
+    "apiVersion: ratelimit.ztunnel-c.io/v1alpha1\nkind: RateLimit\nmetadata: {name: " name         \
+    ", namespace: default}\nspec:\n  targetRefs: [{kind: Service, name: web}]\n  limit: "          \
+    "{requests: " requests ", unit: minute}\n"
+
+/* RateLimit documents in the directory reach a waypoint's client as
+ * ztunnel.policy.v1.RateLimit resources named "<ns>/<name>"; an edit is
+ * pushed; a bad one is left out while the good one beside it is served;
+ * deleting the files removes them (the callback gets none). */
+static void test_xds_waypoint_ratelimits(void)
+{
+    struct rl_watch r = {0};
+    struct xds_watch *x = &r.x;
+    char path[160], bad[160], err[256];
+    snprintf(path, sizeof(path), "%s/ratelimit.yaml", w.cfg);
+    snprintf(bad, sizeof(bad), "%s/bad-rl.yaml", w.cfg);
+    write_file(path, RATELIMIT("rl", "3"));
+    uv_loop_init(&x->loop);
+    uv_timer_init(&x->loop, &x->timer);
+    uv_timer_start(&x->timer, on_tick, 20, 20);
+    const char *meta[] = {"NODE_NAME", "node1"};
+    struct zt_xds_client_opts o = {.address = w.addr,
+                                   .root_ca = w.root,
+                                   .token_path = w.tok1,
+                                   .cluster_id = "Kubernetes",
+                                   .node_id =
+                                       "waypoint~10.0.0.9~w.default~default.svc.cluster.local",
+                                   .node_meta = meta,
+                                   .n_node_meta = 1};
+    struct zt_xds_client *c = NULL;
+    CHECK_EQ_INT(zt_xds_client_start(&x->loop, &o, NULL, &rl_ops, &r, &c, err, sizeof(err)), 0);
+    X_WAIT(x, r.n == 1 && r.requests[0] == 3);
+    CHECK(r.n == 1 && r.requests[0] == 3);
+    CHECK_EQ_STR(r.names[0], "default/rl");
+
+    write_file(path, RATELIMIT("rl", "5"));
+    X_WAIT(x, r.n == 1 && r.requests[0] == 5);
+    CHECK(r.n == 1 && r.requests[0] == 5);
+
+    /* A bad one and a good one in a second file: the good one joins. */
+    write_file(bad, RATELIMIT("broken", "0") "---\n" RATELIMIT("other", "7"));
+    X_WAIT(x, r.n == 2);
+    CHECK(r.n == 2 && !strcmp(r.names[0], "default/other") && r.requests[0] == 7 &&
+          !strcmp(r.names[1], "default/rl") && r.requests[1] == 5);
+
+    int calls = r.calls;
+    unlink(path);
+    unlink(bad);
+    X_WAIT(x, r.n == 0 && r.calls > calls);
+    CHECK(r.n == 0 && r.calls > calls);
+
+    zt_xds_client_stop(c);
+    uv_close((uv_handle_t *)&x->timer, NULL);
+    uv_run(&x->loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&x->loop), 0);
+    zt_state_unref(x->last);
+}
+
 /* XDS_ROOT_CA rotated on disk: the running client's next connection attempt
  * uses the new roots, without a restart. Negative control first: with
  * roots that did not sign the server's certificate no attempt succeeds. */
@@ -380,6 +485,7 @@ int main(void)
     }
     RUN(test_ca_issues_and_authorizes);
     RUN(test_xds_state_push_and_refusal);
+    RUN(test_xds_waypoint_ratelimits);
     RUN(test_ca_follows_root_file);
     RUN(test_xds_follows_root_file);
     world_stop();

@@ -1021,8 +1021,9 @@ static void test_routes(void)
     fake_cleanup(&plain);
 }
 
-/* The policy types are kept types like Route: subscribed after it when the
- * owner wants them, applied and reported done with their type. */
+/* The policy types (AuthorizationPolicy, RequestAuthentication, RateLimit)
+ * are kept types like Route: subscribed after it when the owner wants
+ * them, applied and reported done with their type. */
 static void test_policy_types(void)
 {
     struct fake_routes f = {.want_all = true};
@@ -1034,10 +1035,15 @@ static void test_policy_types(void)
                  "type.googleapis.com/ztunnel.policy.v1.AuthorizationPolicy");
     CHECK_EQ_STR(zt_ads_type_url(ZT_ADS_AUTHN_POLICY),
                  "type.googleapis.com/ztunnel.policy.v1.RequestAuthentication");
+    CHECK_EQ_STR(zt_ads_type_url(ZT_ADS_RATELIMIT),
+                 "type.googleapis.com/ztunnel.policy.v1.RateLimit");
+    CHECK_EQ_INT(zt_ads_type_from_url("type.googleapis.com/ztunnel.policy.v1.RateLimit"),
+                 ZT_ADS_RATELIMIT);
     zt_ads_stream_started(a);
-    CHECK_EQ_INT(drain(a, rq, 8), 5);
+    CHECK_EQ_INT(drain(a, rq, 8), 6);
     CHECK_EQ_INT(rq[3].type, ZT_ADS_AUTHZ_POLICY);
     CHECK_EQ_INT(rq[4].type, ZT_ADS_AUTHN_POLICY);
+    CHECK_EQ_INT(rq[5].type, ZT_ADS_RATELIMIT);
     CHECK(respond(a, zt_ads_type_url(ZT_ADS_AUTHN_POLICY), "n1", one, 1, NULL, 0) == 0);
     CHECK_EQ_INT(drain(a, rq, 8), 1);
     CHECK(rq[0].has_nonce && !rq[0].has_error);
@@ -1045,6 +1051,12 @@ static void test_policy_types(void)
     CHECK_EQ_INT(f.last_done, ZT_ADS_AUTHN_POLICY);
     CHECK_EQ_STR(zt_ads_resource_version(a, ZT_ADS_AUTHN_POLICY, "ns/p"), "v1");
     CHECK(zt_ads_resource_version(a, ZT_ADS_AUTHZ_POLICY, "ns/p") == NULL);
+    CHECK(respond(a, zt_ads_type_url(ZT_ADS_RATELIMIT), "n2", one, 1, NULL, 0) == 0);
+    CHECK_EQ_INT(drain(a, rq, 8), 1);
+    CHECK(rq[0].has_nonce && !rq[0].has_error);
+    CHECK_EQ_INT(f.n_done, 2);
+    CHECK_EQ_INT(f.last_done, ZT_ADS_RATELIMIT);
+    CHECK_EQ_STR(zt_ads_resource_version(a, ZT_ADS_RATELIMIT, "ns/p"), "v1");
     zt_ads_free(a);
     fake_cleanup(&f.base);
 }

@@ -1,7 +1,8 @@
-/* ztunnel.policy.v1.AuthorizationPolicy and RequestAuthentication:
- * policies read from YAML (config/authz.h, config/authn.h) that use every
- * field are encoded, decoded and compared field by field with the
- * original; the decoder refuses what the readers refuse, naming the field;
+/* ztunnel.policy.v1.AuthorizationPolicy, RequestAuthentication and
+ * RateLimit: policies read from YAML (config/authz.h, config/authn.h,
+ * config/ratelimit.h) that use every field are encoded, decoded and
+ * compared field by field with the original; the decoder refuses what the
+ * readers refuse, naming the field;
  * the encodings are golden files that golden/check.sh decodes with protoc
  * (not our code). */
 #include "test.h"
@@ -9,6 +10,7 @@
 #include "base/err.h"
 #include "config/authn.h"
 #include "config/authz.h"
+#include "config/ratelimit.h"
 #include "config/routes.h"
 #include "proto/policies.pb-c.h"
 #include "xds/policies.h"
@@ -90,6 +92,39 @@ static const char *const authn_all =
     "  - issuer: other\n"
     "    jwksUri: https://other.example/keys\n";
 
+/* Every RateLimit field: all four target kinds, a sectionName, a header
+ * key written in upper case (the reader lowers it), maxKeys; then the
+ * reader's defaults (burst, maxKeys) and the other keys. */
+static const char *const rl_all =
+    "apiVersion: ratelimit.ztunnel-c.io/v1alpha1\n"
+    "kind: RateLimit\n"
+    "metadata: {name: per-user, namespace: shop}\n"
+    "spec:\n"
+    "  targetRefs:\n"
+    "  - {kind: Gateway, group: gateway.networking.k8s.io, name: wp}\n"
+    "  - {kind: Service, name: reviews}\n"
+    "  - {kind: HTTPRoute, name: api, sectionName: writes}\n"
+    "  - {kind: GRPCRoute, name: rpc}\n"
+    "  - {kind: Service, namespace: other, name: dropped}\n"
+    "  limit: {requests: 100, unit: minute, burst: 20}\n"
+    "  key: {header: X-User-Id}\n"
+    "  maxKeys: 500\n"
+    "---\n"
+    "apiVersion: ratelimit.ztunnel-c.io/v1alpha1\n"
+    "kind: RateLimit\n"
+    "metadata: {name: per-peer, namespace: shop}\n"
+    "spec:\n"
+    "  targetRefs: [{kind: Service, name: ratings}]\n"
+    "  limit: {requests: 7, unit: hour}\n"
+    "  key: {sourcePrincipal: {}}\n"
+    "---\n"
+    "apiVersion: ratelimit.ztunnel-c.io/v1alpha1\n"
+    "kind: RateLimit\n"
+    "metadata: {name: whole, namespace: shop}\n"
+    "spec:\n"
+    "  targetRefs: [{kind: Gateway, name: wp}]\n"
+    "  limit: {requests: 1000000000, unit: second, burst: 1}\n";
+
 /* ---------------------------------------------------------------- readers */
 
 static void take_authz(void *ud, const char *file, const struct ynode *doc,
@@ -124,6 +159,35 @@ static struct zt_jwt_authn_policy *read_authn(const char *yaml)
     }
     zt_jwt_authn_policies_cleanup(&l);
     return p;
+}
+
+/* The i-th RateLimit of rl_all, as the reader leaves it. */
+struct take_rl {
+    size_t want, seen;
+    struct zt_ratelimit_policy *p;
+};
+
+static void take_ratelimit(void *ud, const char *file, const struct ynode *doc,
+                           struct zt_route_errors *errs)
+{
+    struct take_rl *t = ud;
+    struct zt_ratelimit_policy *p = NULL;
+    if (zt_config_ratelimit_parse_doc(file, doc, errs, &p) == 0 && p && t->seen++ == t->want)
+        t->p = p;
+    else
+        zt_ratelimit_policy_free(p);
+}
+
+static struct zt_ratelimit_policy *read_ratelimit(size_t i)
+{
+    struct take_rl t = {.want = i};
+    struct zt_route_errors errs = {0};
+    zt_config_routes_each("t.yaml", rl_all, strlen(rl_all), &errs, take_ratelimit, &t);
+    for (size_t j = 0; j < errs.n; j++)
+        if (!errs.v[j].is_warning)
+            fprintf(stderr, "  %s\n", errs.v[j].msg);
+    zt_route_errors_cleanup(&errs);
+    return t.p;
 }
 
 /* ---------------------------------------------------------------- equality */
@@ -290,6 +354,24 @@ static bool eq_authn(const struct zt_jwt_authn_policy *a, const struct zt_jwt_au
     return true;
 }
 
+static bool eq_ratelimit(const struct zt_ratelimit_policy *a, const struct zt_ratelimit_policy *b)
+{
+    if (!same("ns", !strcmp(a->ns, b->ns)) || !same("name", !strcmp(a->name, b->name)) ||
+        !same("requests", a->requests == b->requests) || !same("unit", a->unit == b->unit) ||
+        !same("burst", a->burst == b->burst) || !same("key", a->key == b->key) ||
+        !same("header", eq_s(a->header, b->header) && !a->header == !b->header) ||
+        !same("max_keys", a->max_keys == b->max_keys) ||
+        !same("n_targets", a->n_targets == b->n_targets))
+        return false;
+    for (size_t i = 0; i < a->n_targets; i++) {
+        const struct zt_ratelimit_target *x = &a->targets[i], *y = &b->targets[i];
+        if (!same("targets", x->kind == y->kind && !strcmp(x->name, y->name) &&
+                                 eq_s(x->section, y->section) && !x->section == !y->section))
+            return false;
+    }
+    return true;
+}
+
 /* ---------------------------------------------------------------- tests */
 
 /* Every field survives encode + decode; a second encoding is the same
@@ -334,6 +416,83 @@ static void test_authn_round_trip(void)
     free(b2);
     zt_jwt_authn_policy_free(p);
     zt_jwt_authn_policy_free(q);
+}
+
+/* Each RateLimit of rl_all (every field, the reader's defaults, each key
+ * and unit) survives encode + decode; a second encoding is the same
+ * bytes. */
+static void test_ratelimit_round_trip(void)
+{
+    for (size_t i = 0; i < 3; i++) {
+        struct zt_ratelimit_policy *p = read_ratelimit(i), *q = NULL;
+        uint8_t *b1 = NULL, *b2 = NULL;
+        size_t n1 = 0, n2 = 0;
+        char err[256] = "";
+        CHECK(p != NULL);
+        if (!p)
+            continue;
+        CHECK_EQ_INT(zt_xds_ratelimit_encode(p, &b1, &n1, err, sizeof(err)), 0);
+        CHECK_EQ_INT(zt_xds_ratelimit_decode(b1, n1, &q, err, sizeof(err)), 0);
+        CHECK(q && eq_ratelimit(p, q));
+        CHECK_EQ_INT(zt_xds_ratelimit_encode(q, &b2, &n2, err, sizeof(err)), 0);
+        CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
+        free(b1);
+        free(b2);
+        zt_ratelimit_policy_free(p);
+        zt_ratelimit_policy_free(q);
+    }
+    /* What the reader made of them, so the round trip covered it. */
+    struct zt_ratelimit_policy *a = read_ratelimit(0), *b = read_ratelimit(1),
+                               *c = read_ratelimit(2);
+    CHECK(a && a->n_targets == 4 && a->targets[0].kind == ZT_RATELIMIT_GATEWAY &&
+          a->targets[1].kind == ZT_RATELIMIT_SERVICE &&
+          a->targets[2].kind == ZT_RATELIMIT_HTTP_ROUTE &&
+          a->targets[3].kind == ZT_RATELIMIT_GRPC_ROUTE &&
+          !strcmp(a->targets[2].section, "writes") && !a->targets[3].section &&
+          a->requests == 100 && a->unit == ZT_RATELIMIT_MINUTE && a->burst == 20 &&
+          a->key == ZT_RATELIMIT_KEY_HEADER && !strcmp(a->header, "x-user-id") &&
+          a->max_keys == 500);
+    CHECK(b && b->key == ZT_RATELIMIT_KEY_PRINCIPAL && !b->header && b->burst == 7 &&
+          b->unit == ZT_RATELIMIT_HOUR && b->max_keys == ZT_RATELIMIT_DEFAULT_MAX_KEYS);
+    CHECK(c && c->key == ZT_RATELIMIT_KEY_NONE && c->max_keys == 0 && c->burst == 1 &&
+          c->requests == ZT_RATELIMIT_MAX_REQUESTS && c->unit == ZT_RATELIMIT_SECOND);
+    char *name = zt_xds_waypoint_policy_name(a->ns, a->name);
+    CHECK_EQ_STR(name, "shop/per-user");
+    free(name);
+    zt_ratelimit_policy_free(a);
+    zt_ratelimit_policy_free(b);
+    zt_ratelimit_policy_free(c);
+}
+
+/* A set of decoded policies takes over the buckets of a set read from
+ * YAML (zt_ratelimit_set_inherit sees the same limit), as a file reload
+ * would: the waypoint swaps an xDS push in the same way. */
+static void test_ratelimit_decoded_inherits(void)
+{
+    struct zt_ratelimit_policy *p = read_ratelimit(2), *q = NULL;
+    uint8_t *b = NULL;
+    size_t n = 0;
+    char err[256];
+    struct zt_ratelimit_result res;
+    struct zt_ratelimit_request rq = {.gateway_ns = "shop", .gateway_name = "wp"};
+    CHECK_EQ_INT(zt_xds_ratelimit_encode(p, &b, &n, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_xds_ratelimit_decode(b, n, &q, err, sizeof(err)), 0);
+    free(b);
+    struct zt_ratelimit_set *old = zt_ratelimit_set_new(), *next = zt_ratelimit_set_new();
+    zt_ratelimit_set_add(old, p);
+    zt_ratelimit_set_seal(old);
+    zt_ratelimit_set_add(next, q);
+    zt_ratelimit_set_seal(next);
+    /* burst 1: the first request passes, the second is limited. */
+    CHECK_EQ_INT(zt_ratelimit_check(old, &rq, 1000, &res), 0);
+    CHECK_EQ_INT(zt_ratelimit_check(old, &rq, 1000, &res), ZT_E_RATE_LIMITED);
+    zt_ratelimit_set_inherit(next, old);
+    CHECK_EQ_INT(zt_ratelimit_check(next, &rq, 1000, &res), ZT_E_RATE_LIMITED);
+    struct zt_ratelimit_stats st;
+    CHECK_EQ_INT(zt_ratelimit_set_stats(next, 0, &st), 0);
+    CHECK(st.passed == 1 && st.limited == 2);
+    zt_ratelimit_set_unref(old);
+    zt_ratelimit_set_unref(next);
 }
 
 /* ---- refusals: a valid message, one field broken at a time ---- */
@@ -566,6 +725,168 @@ static void test_authn_refusals(void)
     CHECK(q == NULL && strstr(err, "not a ztunnel.policy.v1.RequestAuthentication"));
 }
 
+/* ---- RateLimit refusals: one test per reason ---- */
+
+static Ztunnel__Policy__V1__RateLimitTarget rl_tgt = ZTUNNEL__POLICY__V1__RATE_LIMIT_TARGET__INIT;
+static Ztunnel__Policy__V1__RateLimitTarget *rl_tgts[17];
+static Ztunnel__Policy__V1__RateLimit rl = ZTUNNEL__POLICY__V1__RATE_LIMIT__INIT;
+
+/* 10 per minute, burst 5, keyed by x-user (at most 100 keys), on Gateway
+ * shop/wp. */
+static void reset_rl(void)
+{
+    ztunnel__policy__v1__rate_limit_target__init(&rl_tgt);
+    rl_tgt.kind = ZTUNNEL__POLICY__V1__RATE_LIMIT_TARGET_KIND__RATE_LIMIT_TARGET_GATEWAY;
+    rl_tgt.name = (char *)"wp";
+    for (int i = 0; i < 17; i++)
+        rl_tgts[i] = &rl_tgt;
+    ztunnel__policy__v1__rate_limit__init(&rl);
+    rl.namespace_ = (char *)"shop";
+    rl.name = (char *)"rl";
+    rl.n_targets = 1;
+    rl.targets = rl_tgts;
+    rl.requests = 10;
+    rl.unit = ZTUNNEL__POLICY__V1__RATE_LIMIT_UNIT__UNIT_MINUTE;
+    rl.burst = 5;
+    rl.key = ZTUNNEL__POLICY__V1__RATE_LIMIT_KEY__KEY_HEADER;
+    rl.header = (char *)"x-user";
+    rl.max_keys = 100;
+}
+
+/* Decodes rl; returns the error, with err filled. */
+static int decode_rl(char *err, size_t errlen)
+{
+    uint8_t buf[4096];
+    struct zt_ratelimit_policy *p = NULL;
+    size_t n = ztunnel__policy__v1__rate_limit__pack(&rl, buf);
+    err[0] = '\0';
+    int rc = zt_xds_ratelimit_decode(buf, n, &p, err, errlen);
+    if (rc == 0 && !p)
+        rc = -1;
+    if (rc && p)
+        rc = -2;
+    zt_ratelimit_policy_free(p);
+    return rc;
+}
+
+static void rl_refused(int want_rc, const char *want)
+{
+    char err[256];
+    CHECK_EQ_INT(decode_rl(err, sizeof(err)), want_rc);
+    if (!strstr(err, want))
+        fprintf(stderr, "  got \"%s\", want \"%s\"\n", err, want);
+    CHECK(strstr(err, want) != NULL);
+}
+
+static void test_rl_valid(void)
+{
+    char err[256];
+    reset_rl();
+    CHECK_EQ_INT(decode_rl(err, sizeof(err)), 0);
+    /* The same without a key, and with a section on a route target. */
+    rl.key = ZTUNNEL__POLICY__V1__RATE_LIMIT_KEY__KEY_NONE;
+    rl.header = (char *)"";
+    rl.max_keys = 0;
+    rl_tgt.kind = ZTUNNEL__POLICY__V1__RATE_LIMIT_TARGET_KIND__RATE_LIMIT_TARGET_GRPC_ROUTE;
+    rl_tgt.section = (char *)"r1";
+    CHECK_EQ_INT(decode_rl(err, sizeof(err)), 0);
+}
+
+#define RL_REFUSAL(test, setup, rc, want)                                                          \
+    static void test(void)                                                                         \
+    {                                                                                              \
+        reset_rl();                                                                                \
+        setup;                                                                                     \
+        rl_refused(rc, want);                                                                      \
+    }
+
+static char long_ns[65], long_header[258], long_name[255];
+
+RL_REFUSAL(test_rl_no_namespace, rl.namespace_ = (char *)"", ZT_E_PROTO, "namespace: required")
+RL_REFUSAL(test_rl_long_namespace, (memset(long_ns, 'n', 64), rl.namespace_ = long_ns),
+           ZT_E_TOO_BIG, "namespace: longer than 63 bytes")
+RL_REFUSAL(test_rl_no_name, rl.name = (char *)"", ZT_E_PROTO, "name: required")
+RL_REFUSAL(test_rl_control_name, rl.name = (char *)"a\nb", ZT_E_PROTO, "name: control characters")
+RL_REFUSAL(test_rl_no_targets, rl.n_targets = 0, ZT_E_PROTO, "targets: required")
+RL_REFUSAL(test_rl_many_targets, rl.n_targets = 17, ZT_E_TOO_BIG, "targets: 17 items, at most 16")
+RL_REFUSAL(test_rl_target_kind_unspecified, rl_tgt.kind = 0, ZT_E_PROTO,
+           "targets[0]: unknown target kind 0")
+RL_REFUSAL(test_rl_target_kind_unknown, rl_tgt.kind = 5, ZT_E_PROTO,
+           "targets[0]: unknown target kind 5")
+RL_REFUSAL(test_rl_target_no_name, rl_tgt.name = (char *)"", ZT_E_PROTO,
+           "targets[0].name: required")
+RL_REFUSAL(test_rl_target_long_name, (memset(long_name, 'a', 254), rl_tgt.name = long_name),
+           ZT_E_TOO_BIG, "targets[0].name: longer than 253 bytes")
+RL_REFUSAL(test_rl_section_not_route,
+           (rl_tgt.kind = ZTUNNEL__POLICY__V1__RATE_LIMIT_TARGET_KIND__RATE_LIMIT_TARGET_SERVICE,
+            rl_tgt.section = (char *)"r1"),
+           ZT_E_PROTO, "targets[0].section: only for HTTPRoute and GRPCRoute targets")
+RL_REFUSAL(test_rl_no_requests, rl.requests = 0, ZT_E_PROTO, "requests: 0, want 1..1000000000")
+RL_REFUSAL(test_rl_many_requests, rl.requests = ZT_RATELIMIT_MAX_REQUESTS + 1, ZT_E_PROTO,
+           "requests: 1000000001, want 1..1000000000")
+RL_REFUSAL(test_rl_no_burst, rl.burst = 0, ZT_E_PROTO, "burst: 0, want 1..1000000000")
+RL_REFUSAL(test_rl_big_burst, rl.burst = ZT_RATELIMIT_MAX_BURST + 1, ZT_E_PROTO,
+           "burst: 1000000001, want 1..1000000000")
+RL_REFUSAL(test_rl_unit_unspecified, rl.unit = 0, ZT_E_PROTO, "unit: unknown unit 0")
+RL_REFUSAL(test_rl_unit_unknown, rl.unit = 4, ZT_E_PROTO, "unit: unknown unit 4")
+RL_REFUSAL(test_rl_key_unknown, rl.key = 3, ZT_E_PROTO, "key: unknown key 3")
+RL_REFUSAL(test_rl_no_header, rl.header = (char *)"", ZT_E_PROTO, "header: required")
+RL_REFUSAL(test_rl_header_not_token, rl.header = (char *)"x user", ZT_E_PROTO,
+           "header: not a header name")
+RL_REFUSAL(test_rl_header_upper, rl.header = (char *)"X-User", ZT_E_PROTO, "header: not lower case")
+RL_REFUSAL(test_rl_header_long, (memset(long_header, 'h', 257), rl.header = long_header),
+           ZT_E_TOO_BIG, "header: longer than 256 bytes")
+RL_REFUSAL(test_rl_header_without_key_header,
+           (rl.key = ZTUNNEL__POLICY__V1__RATE_LIMIT_KEY__KEY_SOURCE_PRINCIPAL), ZT_E_PROTO,
+           "header: only for key KEY_HEADER")
+RL_REFUSAL(test_rl_max_keys_without_key,
+           (rl.key = ZTUNNEL__POLICY__V1__RATE_LIMIT_KEY__KEY_NONE, rl.header = (char *)""),
+           ZT_E_PROTO, "max_keys: only with a key")
+RL_REFUSAL(test_rl_no_max_keys, rl.max_keys = 0, ZT_E_PROTO, "max_keys: 0, want 1..1000000")
+RL_REFUSAL(test_rl_many_max_keys, rl.max_keys = ZT_RATELIMIT_MAX_KEYS + 1, ZT_E_PROTO,
+           "max_keys: 1000001, want 1..1000000")
+
+/* Not the message at all, and over the size cap. */
+static void test_rl_not_a_message(void)
+{
+    static const uint8_t junk[] = {0xff, 0xff, 0xff};
+    struct zt_ratelimit_policy *p = (void *)1;
+    char err[256];
+    CHECK_EQ_INT(zt_xds_ratelimit_decode(junk, sizeof(junk), &p, err, sizeof(err)), ZT_E_PROTO);
+    CHECK(p == NULL && strstr(err, "policy: not a ztunnel.policy.v1.RateLimit"));
+    CHECK_EQ_INT(zt_xds_ratelimit_decode(junk, ZT_XDS_POLICY_MAX_LEN + 1, &p, err, sizeof(err)),
+                 ZT_E_TOO_BIG);
+    CHECK(p == NULL && strstr(err, "policy: "));
+}
+
+/* The encoder refuses what the decoder would, naming the field: control
+ * never serves a RateLimit its waypoints NACK. */
+static void test_rl_encoder_refuses(void)
+{
+    struct zt_ratelimit_policy *p = read_ratelimit(0);
+    uint8_t *buf = (void *)1;
+    size_t n = 1;
+    char err[256];
+    CHECK(p != NULL);
+    p->requests = 0;
+    CHECK_EQ_INT(zt_xds_ratelimit_encode(p, &buf, &n, err, sizeof(err)), ZT_E_PROTO);
+    CHECK(buf == NULL && n == 0 && strstr(err, "requests: 0, want"));
+    p->requests = 100;
+    p->header[0] = 'X';
+    CHECK_EQ_INT(zt_xds_ratelimit_encode(p, &buf, &n, err, sizeof(err)), ZT_E_PROTO);
+    CHECK(buf == NULL && strstr(err, "header: not lower case"));
+    p->header[0] = 'x';
+    free(p->targets[0].section);
+    p->targets[0].section = strdup("r");
+    CHECK_EQ_INT(zt_xds_ratelimit_encode(p, &buf, &n, err, sizeof(err)), ZT_E_PROTO);
+    CHECK(buf == NULL && strstr(err, "targets[0].section: only for HTTPRoute"));
+    free(p->targets[0].section);
+    p->targets[0].section = NULL;
+    CHECK_EQ_INT(zt_xds_ratelimit_encode(p, &buf, &n, err, sizeof(err)), 0);
+    free(buf);
+    zt_ratelimit_policy_free(p);
+}
+
 /* Writes (ZT_XDS_GOLDEN_UPDATE=1) or compares golden/<name>.bin. */
 static int golden(const char *name, const uint8_t *buf, size_t len)
 {
@@ -590,9 +911,9 @@ static int golden(const char *name, const uint8_t *buf, size_t len)
     return rc;
 }
 
-/* The encodings of authz_all and authn_all are golden/authz_policy.bin
- * and authn_policy.bin, which golden/check.sh decodes with protoc against
- * proto/policies.proto. */
+/* The encodings of authz_all, authn_all and rl_all's first RateLimit are
+ * golden/authz_policy.bin, authn_policy.bin and ratelimit_policy.bin, which
+ * golden/check.sh decodes with protoc against proto/policies.proto. */
 static void test_golden(void)
 {
     struct stat st;
@@ -613,6 +934,12 @@ static void test_golden(void)
     free(buf2);
     zt_authz_l7_policy_free(a);
     zt_jwt_authn_policy_free(b);
+    struct zt_ratelimit_policy *r = read_ratelimit(0);
+    CHECK(r != NULL);
+    CHECK_EQ_INT(zt_xds_ratelimit_encode(r, &buf, &n, err, sizeof(err)), 0);
+    CHECK_EQ_INT(golden("ratelimit_policy", buf, n), 0);
+    free(buf);
+    zt_ratelimit_policy_free(r);
 }
 
 int main(void)
@@ -621,6 +948,37 @@ int main(void)
     RUN(test_authn_round_trip);
     RUN(test_authz_refusals);
     RUN(test_authn_refusals);
+    RUN(test_ratelimit_round_trip);
+    RUN(test_ratelimit_decoded_inherits);
+    RUN(test_rl_valid);
+    RUN(test_rl_no_namespace);
+    RUN(test_rl_long_namespace);
+    RUN(test_rl_no_name);
+    RUN(test_rl_control_name);
+    RUN(test_rl_no_targets);
+    RUN(test_rl_many_targets);
+    RUN(test_rl_target_kind_unspecified);
+    RUN(test_rl_target_kind_unknown);
+    RUN(test_rl_target_no_name);
+    RUN(test_rl_target_long_name);
+    RUN(test_rl_section_not_route);
+    RUN(test_rl_no_requests);
+    RUN(test_rl_many_requests);
+    RUN(test_rl_no_burst);
+    RUN(test_rl_big_burst);
+    RUN(test_rl_unit_unspecified);
+    RUN(test_rl_unit_unknown);
+    RUN(test_rl_key_unknown);
+    RUN(test_rl_no_header);
+    RUN(test_rl_header_not_token);
+    RUN(test_rl_header_upper);
+    RUN(test_rl_header_long);
+    RUN(test_rl_header_without_key_header);
+    RUN(test_rl_max_keys_without_key);
+    RUN(test_rl_no_max_keys);
+    RUN(test_rl_many_max_keys);
+    RUN(test_rl_not_a_message);
+    RUN(test_rl_encoder_refuses);
     RUN(test_golden);
     return TEST_REPORT();
 }

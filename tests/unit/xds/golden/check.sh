@@ -24,6 +24,7 @@ goldens=(
   "route ztunnel.routes.v1.Route routes.proto"
   "authz_policy ztunnel.policy.v1.AuthorizationPolicy policies.proto"
   "authn_policy ztunnel.policy.v1.RequestAuthentication policies.proto"
+  "ratelimit_policy ztunnel.policy.v1.RateLimit policies.proto"
 )
 
 update=0
