@@ -51,7 +51,7 @@ static int fake_apply(int fd, const struct zt_cni_rules_opts *opts, char *err, s
     err[0] = '\0';
     return 0;
 }
-static int fake_remove(int fd, char *err, size_t cap)
+static int fake_remove(int fd, const struct zt_cni_rules_opts *opts, char *err, size_t cap)
 {
     removed++;
     err[0] = '\0';

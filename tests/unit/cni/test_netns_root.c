@@ -85,7 +85,7 @@ static void test_install_remove(void)
     CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
     check_dns_rules(out, "127.0.0.1/32");
 
-    CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &dns_on, err, sizeof(err)), 0);
     CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "ISTIO") == NULL);
     CHECK_EQ_INT(zt_cni_netns_run(fd, rules, NULL, out, sizeof(out)), 0);
@@ -123,7 +123,7 @@ static void test_ipv6_fails_closed(void)
     check_dns_rules(out, "::1/128");
     CHECK_EQ_INT(zt_cni_netns_run(fd, rules6, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "fwmark 0x111/0xfff lookup 100") != NULL);
-    CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &dns_on, err, sizeof(err)), 0);
     CHECK_EQ_INT(zt_cni_netns_run(fd, save6, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "ISTIO") == NULL);
 
@@ -134,13 +134,146 @@ static void test_ipv6_fails_closed(void)
     CHECK(zt_cni_rules_apply(fd, &dns_on, err, sizeof(err)) < 0);
     CHECK(strstr(err, "IPv6 rules not installed") != NULL);
     CHECK(strstr(err, "routable IPv6 address fd00:7::5") != NULL);
-    CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &dns_on, err, sizeof(err)), 0);
+    close(fd);
+}
+
+static const struct zt_cni_rules_opts nft_dns_on = {.want_dns_capture = true,
+                                                    .backend = ZT_CNI_NFTABLES};
+static const struct zt_cni_rules_opts nft_dns_off = {.want_dns_capture = false,
+                                                     .backend = ZT_CNI_NFTABLES};
+
+static int count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* The nftables backend in a real netns: our three inet tables with the
+ * rules as nft prints them back (IPv6 ones too: lo has ::1), a re-install
+ * that leaves exactly the same ruleset, DNS capture off taking the raw
+ * table away, switching backends both ways leaving only one set of rules,
+ * and removal. */
+static void test_nft_install_remove(void)
+{
+    char path[128], out[16384], again[16384], err[512], cmd[200];
+    char *const ruleset[] = {"nft", "list", "ruleset", NULL};
+    char *const tables[] = {"nft", "list", "tables", NULL};
+    char *const save[] = {"sh", "-c", "iptables-save; ip6tables-save", NULL};
+    char *const rules[] = {"ip", "rule", NULL};
+    int fd;
+
+    if (!zt_cni_netns_has_program("nft"))
+        SKIP("no nft (Debian package nftables)");
+    snprintf(cmd, sizeof(cmd), "ip netns add %s-nft && ip -n %s-nft link set lo up", ns_name,
+             ns_name);
+    CHECK_EQ_INT(system(cmd), 0);
+    snprintf(path, sizeof(path), "/var/run/netns/%s-nft", ns_name);
+    fd = zt_cni_netns_open(path);
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_STR(err, "");
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, out, sizeof(out)), 0);
+    CHECK_EQ_INT(count(out, "\ntable "), 2);
+    CHECK(strncmp(out, "table inet istio-ambient-nat {\n", 31) == 0);
+    CHECK(strstr(out, "table inet istio-ambient-mangle {\n") != NULL);
+    CHECK(strstr(out, "table inet istio-ambient-raw {\n") != NULL);
+    CHECK(strstr(out, "type nat hook prerouting priority dstnat; policy accept;") != NULL);
+    CHECK(strstr(out, "type route hook output priority mangle; policy accept;") != NULL);
+    CHECK(strstr(out, "type filter hook prerouting priority raw; policy accept;") != NULL);
+    CHECK(strstr(out, "ip daddr != 127.0.0.1 tcp dport != 15008 meta mark & 0x00000fff != "
+                      "0x00000539 counter packets 0 bytes 0 redirect to :15006") != NULL);
+    CHECK(strstr(out, "meta l4proto tcp ip6 daddr != ::1 meta mark & 0x00000fff != 0x00000539 "
+                      "counter packets 0 bytes 0 redirect to :15001") != NULL);
+    CHECK(strstr(out, "oifname != \"lo\" meta mark & 0x00000fff != 0x00000539 udp dport 53 "
+                      "counter packets 0 bytes 0 redirect to :15053") != NULL);
+    CHECK(strstr(out, "udp dport 53 meta mark & 0x00000fff == 0x00000539 counter packets 0 bytes "
+                      "0 ct zone set 1") != NULL);
+    CHECK(strstr(out, "ct mark & 0x00000fff == 0x00000111 counter packets 0 bytes 0 meta mark set "
+                      "ct mark") != NULL);
+    /* Re-install: the same ruleset, not a second copy. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, again, sizeof(again)), 0);
+    CHECK_EQ_STR(again, out);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, rules, NULL, out, sizeof(out)), 0);
+    CHECK_EQ_INT(count(out, "fwmark 0x111/0xfff lookup 100"), 1);
+    /* No iptables chain of ours. */
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "ISTIO") == NULL);
+
+    /* DNS capture off: no raw table, nothing on port 53; on again. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_off, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK_EQ_STR(out, "table inet istio-ambient-nat\ntable inet istio-ambient-mangle\n");
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "15053") == NULL);
+    CHECK(strstr(out, "redirect to :15001") != NULL);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, out, sizeof(out)), 0);
+    CHECK_EQ_STR(out, again);
+
+    /* To iptables: the ISTIO chains come, our tables go; and back. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "-j REDIRECT --to-ports 15001") != NULL);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "istio-ambient") == NULL);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "ISTIO") == NULL);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "table inet istio-ambient-raw {\n") != NULL);
+
+    /* Removal: none of our tables, no ip rule; a second removal is fine. */
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "istio-ambient") == NULL);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, rules, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "0x111") == NULL);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &nft_dns_on, err, sizeof(err)), 0);
+    /* An iptables removal also takes nftables tables away. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "istio-ambient") == NULL);
+    close(fd);
+}
+
+/* Tables that are not ours survive an install and a removal. */
+static void test_nft_others_untouched(void)
+{
+    char path[128], out[16384], err[512], cmd[400];
+    char *const tables[] = {"nft", "list", "tables", NULL};
+    int fd;
+
+    if (!zt_cni_netns_has_program("nft"))
+        SKIP("no nft (Debian package nftables)");
+    snprintf(cmd, sizeof(cmd),
+             "ip netns add %s-nft2 && ip -n %s-nft2 link set lo up && ip netns exec %s-nft2 nft "
+             "add table inet mine && ip netns exec %s-nft2 nft add table ip nat",
+             ns_name, ns_name, ns_name, ns_name);
+    CHECK_EQ_INT(system(cmd), 0);
+    snprintf(path, sizeof(path), "/var/run/netns/%s-nft2", ns_name);
+    fd = zt_cni_netns_open(path);
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "table inet mine\n") != NULL);
+    CHECK(strstr(out, "table ip nat\n") != NULL);
+    CHECK_EQ_INT(count(out, "istio-ambient"), 3);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "table inet mine\n") != NULL);
+    CHECK(strstr(out, "table ip nat\n") != NULL);
+    CHECK(strstr(out, "istio-ambient") == NULL);
     close(fd);
 }
 
 int main(void)
 {
-    char cmd[200];
+    char cmd[400];
     if (geteuid() != 0 || system("command -v ip >/dev/null && command -v iptables-save "
                                  ">/dev/null") != 0) {
         return SKIP_ALL("needs root, ip and iptables");
@@ -149,8 +282,12 @@ int main(void)
     snprintf(ns_name, sizeof(ns_name), "zt-cni-test-%d", (int)getpid());
     RUN(test_install_remove);
     RUN(test_ipv6_fails_closed);
-    snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null; ip netns del %s-6 2>/dev/null",
-             ns_name, ns_name);
+    RUN(test_nft_install_remove);
+    RUN(test_nft_others_untouched);
+    snprintf(cmd, sizeof(cmd),
+             "ip netns del %s 2>/dev/null; ip netns del %s-6 2>/dev/null; ip netns del %s-nft "
+             "2>/dev/null; ip netns del %s-nft2 2>/dev/null",
+             ns_name, ns_name, ns_name, ns_name);
     (void)!system(cmd);
     return TEST_REPORT();
 }
