@@ -359,6 +359,7 @@ static int route_step(int netns_fd, enum zt_cni_family fam, bool is_install, cha
 int zt_cni_rules_apply(int netns_fd, const struct zt_cni_rules_opts *opts, char *err, size_t errcap)
 {
     bool is_nft = opts->backend == ZT_CNI_NFTABLES, want_v6;
+    const char *what;
     struct zt_cni_ipv6 v6;
     char v6err[384] = "";
     int rc;
@@ -385,15 +386,17 @@ int zt_cni_rules_apply(int netns_fd, const struct zt_cni_rules_opts *opts, char 
         (rc = route_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err))) == 0)
         return 0;
     /* Traffic from a routable address would leave the pod uncaptured: that
-     * is a failed enrollment, not a warning. */
+     * is a failed enrollment, not a warning. (With nftables the IPv6 rules
+     * are in, but replies to spoofed connections could not come back.) */
+    what = is_nft ? "IPv6 ip rule/route not installed" : "IPv6 rules not installed";
     if (v6.has_routable) {
         snprintf(err, errcap,
-                 "IPv6 rules not installed, and the netns has the routable IPv6 address %s "
-                 "whose traffic would bypass the mesh: %s",
-                 v6.routable, v6err);
+                 "%s, and the netns has the routable IPv6 address %s whose traffic would "
+                 "bypass the mesh: %s",
+                 what, v6.routable, v6err);
         return rc;
     }
-    snprintf(err, errcap, "IPv6 rules not installed (no routable IPv6 address): %s", v6err);
+    snprintf(err, errcap, "%s (no routable IPv6 address): %s", what, v6err);
     return 0;
 }
 

@@ -12,6 +12,10 @@
 static char ns_name[64];
 static const struct zt_cni_rules_opts dns_on = {.want_dns_capture = true};
 static const struct zt_cni_rules_opts dns_off = {.want_dns_capture = false};
+static const struct zt_cni_rules_opts nft_dns_on = {.want_dns_capture = true,
+                                                    .backend = ZT_CNI_NFTABLES};
+static const struct zt_cni_rules_opts nft_dns_off = {.want_dns_capture = false,
+                                                     .backend = ZT_CNI_NFTABLES};
 
 /* Our rules as the real iptables-save prints them back: the text we
  * restore must round-trip exactly, DNS capture included. */
@@ -135,13 +139,15 @@ static void test_ipv6_fails_closed(void)
     CHECK(strstr(err, "IPv6 rules not installed") != NULL);
     CHECK(strstr(err, "routable IPv6 address fd00:7::5") != NULL);
     CHECK_EQ_INT(zt_cni_rules_remove(fd, &dns_on, err, sizeof(err)), 0);
+    /* The same with nftables: its IPv6 rules go in, the local route cannot. */
+    if (zt_cni_netns_has_program("nft")) {
+        CHECK(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)) < 0);
+        CHECK(strstr(err, "IPv6 ip rule/route not installed") != NULL);
+        CHECK(strstr(err, "routable IPv6 address fd00:7::5") != NULL);
+        CHECK_EQ_INT(zt_cni_rules_remove(fd, &nft_dns_on, err, sizeof(err)), 0);
+    }
     close(fd);
 }
-
-static const struct zt_cni_rules_opts nft_dns_on = {.want_dns_capture = true,
-                                                    .backend = ZT_CNI_NFTABLES};
-static const struct zt_cni_rules_opts nft_dns_off = {.want_dns_capture = false,
-                                                     .backend = ZT_CNI_NFTABLES};
 
 static int count(const char *text, const char *needle)
 {
