@@ -9,7 +9,7 @@ pkgs=(
   build-essential pkg-config
   libuv1-dev libssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler libprotobuf-dev libyaml-dev libjansson-dev libmicrohttpd-dev zlib1g-dev
-  iproute2 iptables socat tcpdump openssl golang-go
+  iproute2 iptables nftables socat tcpdump openssl golang-go
   procps prometheus
   libldns-dev ldnsutils bind9-dnsutils dnsmasq-base
   libhttp-parser-dev libpcre2-dev libcjose-dev libcurl4-openssl-dev

@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "cni/agent.h"
+#include "cni/netns.h"
 #include "config/env.h"
 
 #include <signal.h>
@@ -36,7 +37,7 @@ int zt_cmd_cni(int argc, char **argv)
 {
     struct zt_cni_agent_config cfg = {0};
     struct cni_main m = {0};
-    const char *trusted;
+    const char *trusted, *redirect;
     bool want_dns;
     uv_loop_t loop;
 
@@ -52,6 +53,9 @@ int zt_cmd_cni(int argc, char **argv)
                 "                    (proxies, ztunnel enroll); it owns the socket files\n"
                 "  AMBIENT_DNS_CAPTURE  true (default): pods' DNS (port 53) is redirected to\n"
                 "                    the proxy's resolver on 15053; false: no DNS rules\n"
+                "  ZTUNNEL_REDIRECT  iptables (default): in-pod rules by iptables-restore;\n"
+                "                    nftables: by nft -f, in the pod's own inet tables\n"
+                "                    istio-ambient-{nat,mangle,raw} (nft must be in PATH)\n"
                 "  LOG_FORMAT        plain (default) or json\n"
                 "  RUST_LOG          log level: error, warn, info (default), debug, trace\n");
         return is_help ? 0 : 2;
@@ -74,6 +78,20 @@ int zt_cmd_cni(int argc, char **argv)
     if (zt_cmd_env_bool("cni", "AMBIENT_DNS_CAPTURE", true, &want_dns) != 0)
         return 2;
     cfg.is_dns_capture_off = !want_dns;
+    redirect = zt_cmd_env_or("ZTUNNEL_REDIRECT", "iptables");
+    if (zt_cni_backend_parse(redirect, &cfg.backend) < 0) {
+        fprintf(stderr, "ztunnel cni: ZTUNNEL_REDIRECT=\"%s\": expected iptables or nftables\n",
+                redirect);
+        return 2;
+    }
+    /* Every enrollment would fail; better to say so once, now. */
+    if (cfg.backend == ZT_CNI_NFTABLES && !zt_cni_netns_has_program("nft")) {
+        fprintf(stderr,
+                "ztunnel cni: ZTUNNEL_REDIRECT=nftables, but no nft program in PATH (%s): "
+                "install the nftables package\n",
+                zt_cmd_env_or("PATH", "unset"));
+        return 2;
+    }
     uv_loop_init(&loop);
     if (zt_cni_agent_start(&loop, &cfg, &m.agent) < 0) {
         uv_loop_close(&loop);

@@ -600,7 +600,7 @@ static bool do_enroll(struct zt_cni_agent *a, struct ctlconn *c, struct zt_cni_p
     zconn_enqueue(z, ZT_ZDS_REQ_ADD, p, c->id);
     return true;
 fail:
-    if (want_rollback && a->rules_remove(fd, err, sizeof(err)) < 0)
+    if (want_rollback && a->rules_remove(fd, &a->rules_opts, err, sizeof(err)) < 0)
         ZT_ERROR(SCOPE, "pod %s: removing the rules of a failed enroll from %s: %s", pod.uid,
                  pod.netns, err);
     close(fd);
@@ -629,7 +629,7 @@ static bool do_unenroll(struct zt_cni_agent *a, struct ctlconn *c, const char *u
         is_waiting = is_waiting || is_first;
         is_first = false;
     }
-    if (gone.fd >= 0 && a->rules_remove(gone.fd, err, sizeof(err)) < 0)
+    if (gone.fd >= 0 && a->rules_remove(gone.fd, &a->rules_opts, err, sizeof(err)) < 0)
         ZT_WARN(SCOPE, "pod %s: removing rules: %s", uid, err);
     if ((rc = zt_cni_store_remove(a->pods_dir, uid)) < 0 && rc != -ENOENT)
         ZT_WARN(SCOPE, "pod %s: removing record: %s", uid, zt_strerror(rc));
@@ -916,6 +916,7 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
     a->rules_apply = cfg->rules_apply ? cfg->rules_apply : zt_cni_rules_apply;
     a->rules_remove = cfg->rules_remove ? cfg->rules_remove : zt_cni_rules_remove;
     a->rules_opts.want_dns_capture = !cfg->is_dns_capture_off;
+    a->rules_opts.backend = cfg->backend;
     a->trusted_uid = cfg->trusted_uid;
     if (snprintf(a->uds_path, sizeof(a->uds_path), "%s", cfg->uds_path) >=
             (int)sizeof(a->uds_path) ||
@@ -977,8 +978,11 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
     a->handles_open = 2;
     uv_poll_start(&a->zds_poll, UV_READABLE, on_zds_accept);
     uv_poll_start(&a->ctl_poll, UV_READABLE, on_ctl_accept);
-    ZT_INFO(SCOPE, "node agent serving ZDS on %s, control on %s, %zu pods enrolled, DNS capture %s",
-            a->uds_path, a->ctl_path, a->npods, a->rules_opts.want_dns_capture ? "on" : "off");
+    ZT_INFO(SCOPE,
+            "node agent serving ZDS on %s, control on %s, %zu pods enrolled, rules by %s, DNS "
+            "capture %s",
+            a->uds_path, a->ctl_path, a->npods, zt_cni_backend_str(a->rules_opts.backend),
+            a->rules_opts.want_dns_capture ? "on" : "off");
     *out = a;
     return 0;
 fail:

@@ -25,8 +25,10 @@ struct zt_cni_agent;
  * says; fills `err` on failure. Returns 0 or a negative error. */
 typedef int zt_cni_rules_apply_fn(int netns_fd, const struct zt_cni_rules_opts *opts, char *err,
                                   size_t errcap);
-/* Removes them. Same conventions. */
-typedef int zt_cni_rules_fn(int netns_fd, char *err, size_t errcap);
+/* Removes them (`opts` says which backend's failures count). Same
+ * conventions. */
+typedef int zt_cni_rules_fn(int netns_fd, const struct zt_cni_rules_opts *opts, char *err,
+                            size_t errcap);
 
 struct zt_cni_agent_config {
     const char *uds_path; /* ZDS socket; its parent directory is created 0755 */
@@ -39,6 +41,11 @@ struct zt_cni_agent_config {
      * since Istio 1.25. Applies to every install, re-installs at start
      * included, so turning it off and restarting takes the rules away. */
     bool is_dns_capture_off;
+    /* Who writes the rules (ZTUNNEL_REDIRECT); iptables by default, as
+     * istio-cni. Applies to every install and removal; an install also
+     * removes the other backend's rules, so restarting the agent with the
+     * other backend moves every pod over. */
+    enum zt_cni_backend backend;
     /* Besides root, the uid whose processes may connect to both sockets
      * (ZTUNNEL_TRUSTED_UID); 0 = root only. When set, the socket files are
      * owned by it and a newly created cni_dir is 0711 so it can reach

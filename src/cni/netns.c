@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -141,6 +143,28 @@ out:
             close(outp[i]);
     }
     return rc;
+}
+
+bool zt_cni_netns_has_program(const char *name)
+{
+    const char *path = getenv("PATH"), *p;
+    char file[PATH_MAX];
+    struct stat st;
+
+    if (!path)
+        path = "/bin:/usr/bin";
+    for (p = path;; p++) {
+        size_t n = strcspn(p, ":");
+        /* An empty entry is the current directory, as for execvp. */
+        int w = n ? snprintf(file, sizeof(file), "%.*s/%s", (int)n, p, name)
+                  : snprintf(file, sizeof(file), "%s", name);
+        if (w > 0 && (size_t)w < sizeof(file) && stat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+            access(file, X_OK) == 0)
+            return true;
+        p += n;
+        if (!*p)
+            return false;
+    }
 }
 
 int zt_cni_ipv6_parse(const char *text, struct zt_cni_ipv6 *out)

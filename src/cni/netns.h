@@ -27,6 +27,12 @@ int zt_cni_netns_open(const char *path);
  * exits before reading its input would otherwise kill the agent). */
 int zt_cni_netns_run(int netns_fd, char *const argv[], const char *input, char *out, size_t cap);
 
+/* Whether `name` (no '/') is an executable regular file in one of PATH's
+ * directories (glibc's default "/bin:/usr/bin" when PATH is unset), as
+ * zt_cni_netns_run will look for it: lets a caller refuse at start what
+ * would otherwise fail at every enrollment. */
+bool zt_cni_netns_has_program(const char *name);
+
 /* The IPv6 addresses of a netns, as far as redirection cares. An address is
  * routable unless its scope is link (fe80::/10) or host (::1): traffic from
  * a routable address leaves the pod, so it must be captured. */

@@ -14,6 +14,23 @@
 
 #define SAVE_MAX (256 * 1024)
 #define OUT_MAX 2048
+#define NFT_TEXT_MAX 8192
+
+const char *zt_cni_backend_str(enum zt_cni_backend b)
+{
+    return b == ZT_CNI_NFTABLES ? "nftables" : "iptables";
+}
+
+int zt_cni_backend_parse(const char *s, enum zt_cni_backend *out)
+{
+    if (strcmp(s, "iptables") == 0)
+        *out = ZT_CNI_IPTABLES;
+    else if (strcmp(s, "nftables") == 0)
+        *out = ZT_CNI_NFTABLES;
+    else
+        return ZT_E_CONFIG;
+    return 0;
+}
 
 struct table_state {
     bool has_prert, has_output;
@@ -278,6 +295,37 @@ out:
     return rc;
 }
 
+/* Installs (`install` non-NULL, with the IPv6 rules if `want_ipv6`) or
+ * removes our nftables tables, in one transaction. */
+static int nft_step(int netns_fd, const struct zt_cni_rules_opts *install, bool want_ipv6,
+                    char *err, size_t errcap)
+{
+    char *const argv[] = {"nft", "-f", "-", NULL};
+    char text[NFT_TEXT_MAX];
+    size_t len = 0;
+    int rc;
+
+    rc = install ? zt_cni_nft_install_text(install, want_ipv6, text, sizeof(text), &len)
+                 : zt_cni_nft_remove_text(text, sizeof(text), &len);
+    if (rc < 0)
+        return rc;
+    return run(netns_fd, argv, text, NULL, 0, err, errcap);
+}
+
+/* Removes what the backend other than `used` may have left (an agent that
+ * ran with the other ZTUNNEL_REDIRECT): best effort, since its tool may
+ * well not be installed, and there is then nothing of it to remove. */
+static void remove_other_backend(int netns_fd, enum zt_cni_backend used)
+{
+    char scratch[384];
+    if (used == ZT_CNI_NFTABLES) {
+        (void)iptables_step(netns_fd, ZT_CNI_IPV4, NULL, scratch, sizeof(scratch));
+        (void)iptables_step(netns_fd, ZT_CNI_IPV6, NULL, scratch, sizeof(scratch));
+    } else if (zt_cni_netns_has_program("nft")) {
+        (void)nft_step(netns_fd, NULL, false, scratch, sizeof(scratch));
+    }
+}
+
 /* ip rule/route for one family; `is_install` false only deletes. */
 static int route_step(int netns_fd, enum zt_cni_family fam, bool is_install, char *err,
                       size_t errcap)
@@ -310,6 +358,8 @@ static int route_step(int netns_fd, enum zt_cni_family fam, bool is_install, cha
 
 int zt_cni_rules_apply(int netns_fd, const struct zt_cni_rules_opts *opts, char *err, size_t errcap)
 {
+    bool is_nft = opts->backend == ZT_CNI_NFTABLES, want_v6;
+    const char *what;
     struct zt_cni_ipv6 v6;
     char v6err[384] = "";
     int rc;
@@ -322,40 +372,53 @@ int zt_cni_rules_apply(int netns_fd, const struct zt_cni_rules_opts *opts, char 
                  zt_strerror(rc));
         return rc;
     }
-    if ((rc = iptables_step(netns_fd, ZT_CNI_IPV4, opts, err, errcap)) < 0 ||
-        (rc = route_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0)
+    want_v6 = v6.has_loopback || v6.has_routable;
+    if (is_nft)
+        rc = nft_step(netns_fd, opts, want_v6, err, errcap);
+    else
+        rc = iptables_step(netns_fd, ZT_CNI_IPV4, opts, err, errcap);
+    if (rc < 0 || (rc = route_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0)
         return rc;
-    if (!v6.has_loopback && !v6.has_routable)
+    remove_other_backend(netns_fd, opts->backend);
+    if (!want_v6)
         return 0;
-    if ((rc = iptables_step(netns_fd, ZT_CNI_IPV6, opts, v6err, sizeof(v6err))) == 0 &&
+    if ((is_nft || (rc = iptables_step(netns_fd, ZT_CNI_IPV6, opts, v6err, sizeof(v6err))) == 0) &&
         (rc = route_step(netns_fd, ZT_CNI_IPV6, true, v6err, sizeof(v6err))) == 0)
         return 0;
     /* Traffic from a routable address would leave the pod uncaptured: that
-     * is a failed enrollment, not a warning. */
+     * is a failed enrollment, not a warning. (With nftables the IPv6 rules
+     * are in, but replies to spoofed connections could not come back.) */
+    what = is_nft ? "IPv6 ip rule/route not installed" : "IPv6 rules not installed";
     if (v6.has_routable) {
         snprintf(err, errcap,
-                 "IPv6 rules not installed, and the netns has the routable IPv6 address %s "
-                 "whose traffic would bypass the mesh: %s",
-                 v6.routable, v6err);
+                 "%s, and the netns has the routable IPv6 address %s whose traffic would "
+                 "bypass the mesh: %s",
+                 what, v6.routable, v6err);
         return rc;
     }
-    snprintf(err, errcap, "IPv6 rules not installed (no routable IPv6 address): %s", v6err);
+    snprintf(err, errcap, "%s (no routable IPv6 address): %s", what, v6err);
     return 0;
 }
 
-int zt_cni_rules_remove(int netns_fd, char *err, size_t errcap)
+int zt_cni_rules_remove(int netns_fd, const struct zt_cni_rules_opts *opts, char *err,
+                        size_t errcap)
 {
     char scratch[384];
     int first = 0, rc;
 
     err[0] = '\0';
-    rc = iptables_step(netns_fd, ZT_CNI_IPV4, NULL, err, errcap);
+    if (opts->backend == ZT_CNI_NFTABLES)
+        rc = nft_step(netns_fd, NULL, false, err, errcap);
+    else
+        rc = iptables_step(netns_fd, ZT_CNI_IPV4, NULL, err, errcap);
     if (rc < 0)
         first = rc;
     route_step(netns_fd, ZT_CNI_IPV4, false, scratch, sizeof(scratch));
     /* IPv6 always: the addresses that made us install may be gone, the
      * rules are not. Failures here mean there was nothing to remove. */
-    (void)iptables_step(netns_fd, ZT_CNI_IPV6, NULL, scratch, sizeof(scratch));
+    if (opts->backend == ZT_CNI_IPTABLES)
+        (void)iptables_step(netns_fd, ZT_CNI_IPV6, NULL, scratch, sizeof(scratch));
     route_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
+    remove_other_backend(netns_fd, opts->backend);
     return first;
 }

@@ -1,12 +1,20 @@
-/* In-pod redirection rules (wire facts 5.5), installed inside a pod netns.
+/* In-pod redirection rules (wire facts 5.5), installed inside a pod netns,
+ * with one of two backends, as istio-cni:
  *
- * Rule text is built sans-I/O from the netns' current `iptables-save`
- * output, so installing is idempotent (missing jumps added, duplicate jumps
- * removed, our chains refilled) and removing touches only what exists. The
- * text is fed to `iptables-restore --noflush`, which applies it atomically
- * per table. Chains: ISTIO_PRERT (from PREROUTING) and ISTIO_OUTPUT (from
- * OUTPUT) in the mangle and nat tables, and in the raw table with DNS
- * capture. */
+ * iptables: rule text is built sans-I/O from the netns' current
+ * `iptables-save` output, so installing is idempotent (missing jumps added,
+ * duplicate jumps removed, our chains refilled) and removing touches only
+ * what exists. The text is fed to `iptables-restore --noflush`, which
+ * applies it atomically per table. Chains: ISTIO_PRERT (from PREROUTING)
+ * and ISTIO_OUTPUT (from OUTPUT) in the mangle and nat tables, and in the
+ * raw table with DNS capture.
+ *
+ * nftables: our own inet tables istio-ambient-nat, istio-ambient-mangle and
+ * (with DNS capture) istio-ambient-raw, each with base chains prerouting and
+ * output jumping to istio-prerouting and istio-output (istio-cni's names,
+ * hooks and priorities). The text needs no current state: every install
+ * deletes and redefines our tables in one `nft -f -` transaction, and
+ * nothing outside them is touched. One inet table serves both families. */
 #ifndef ZT_CNI_RULES_H
 #define ZT_CNI_RULES_H
 
@@ -14,6 +22,16 @@
 #include <stddef.h>
 
 enum zt_cni_family { ZT_CNI_IPV4 = 4, ZT_CNI_IPV6 = 6 };
+
+/* Which tool writes the rules (ZTUNNEL_REDIRECT). */
+enum zt_cni_backend { ZT_CNI_IPTABLES, ZT_CNI_NFTABLES };
+
+/* "iptables" / "nftables". */
+const char *zt_cni_backend_str(enum zt_cni_backend b);
+
+/* Parses "iptables" or "nftables" (exact, lower case). Returns 0 or
+ * ZT_E_CONFIG. */
+int zt_cni_backend_parse(const char *s, enum zt_cni_backend *out);
 
 /* What to install besides the TCP redirection. */
 struct zt_cni_rules_opts {
@@ -25,6 +43,8 @@ struct zt_cni_rules_opts {
      * unmarked) are put in conntrack zone 1. Off: none of these rules, and
      * an install removes those a previous install left. */
     bool want_dns_capture;
+    /* Zero (the default) is iptables. */
+    enum zt_cni_backend backend;
 };
 
 /* Writes the iptables-restore input that installs our rules (borrowing
@@ -40,23 +60,47 @@ int zt_cni_rules_install_text(enum zt_cni_family fam, const struct zt_cni_rules_
 int zt_cni_rules_remove_text(enum zt_cni_family fam, const char *current, char *buf, size_t cap,
                              size_t *len);
 
+/* Writes the `nft -f -` input that installs our tables (borrowing `opts`;
+ * its backend is not read): one transaction that deletes whichever of our
+ * tables exist (each is added first, since deleting a missing table would
+ * fail the whole transaction) and defines them again, so a re-install
+ * replaces them atomically, with counters reset. Without DNS capture the
+ * raw table is deleted and not defined. `want_ipv6` adds the IPv6 rules
+ * (::1, the IPv6 probe address) beside the IPv4 ones; the family-free rules
+ * (UDP DNS, mark 0x111) match both families either way. NUL-terminated;
+ * `*len` excludes the NUL. Returns 0 or ZT_E_TOO_BIG (8 KiB always
+ * suffices). */
+int zt_cni_nft_install_text(const struct zt_cni_rules_opts *opts, bool want_ipv6, char *buf,
+                            size_t cap, size_t *len);
+
+/* Same for removal: deletes our three tables if they exist, nothing else. */
+int zt_cni_nft_remove_text(char *buf, size_t cap, size_t *len);
+
 /* Installs everything inside `netns_fd` (borrowed), as `opts` (borrowed)
- * says: iptables rules, then
+ * says: the backend's rules, then
  * `ip rule fwmark 0x111/0xfff pref 32764 lookup 100` and the local default
  * route in table 100. IPv4 is mandatory. IPv6 is attempted when lo has an
  * IPv6 address or any interface has a routable one (zt_cni_netns_ipv6); its
  * failure is fatal when there is a routable address (that traffic would
- * bypass the mesh), else a warning. Returns 0 or a negative error with a
- * description in `err` (on 0, `err` may hold an IPv6 warning, else "").
- * A failure does not undo the steps that succeeded: the caller decides
- * whether to call zt_cni_rules_remove (a re-install over rules that were
- * already there must not remove them). Blocks while the helpers run. */
+ * bypass the mesh), else a warning. With nftables the IPv6 rules are in the
+ * same transaction as the IPv4 ones, so only the IPv6 ip rule/route step
+ * can fail alone. Rules of the other backend (left by an agent that ran
+ * with it) are removed afterwards, best effort, so that switching
+ * ZTUNNEL_REDIRECT and restarting the agent leaves one set of rules.
+ * Returns 0 or a negative error with a description in `err` (on 0, `err`
+ * may hold an IPv6 warning, else ""). A failure does not undo the steps
+ * that succeeded: the caller decides whether to call zt_cni_rules_remove (a
+ * re-install over rules that were already there must not remove them).
+ * Blocks while the helpers run. */
 int zt_cni_rules_apply(int netns_fd, const struct zt_cni_rules_opts *opts, char *err,
                        size_t errcap);
 
-/* Removes our chains, jumps, ip rule and route (v4 and v6, whatever the
- * netns' addresses now). Best effort: returns the first IPv4 failure but
- * always tries every step. */
-int zt_cni_rules_remove(int netns_fd, char *err, size_t errcap);
+/* Removes our chains and jumps, or our tables, ip rule and route (v4 and
+ * v6, whatever the netns' addresses now), for both backends. Best effort:
+ * returns the first failure of `opts->backend`'s rules (IPv4 for iptables)
+ * but always tries every step; the other backend's failures (its tool may
+ * not be installed) are ignored. */
+int zt_cni_rules_remove(int netns_fd, const struct zt_cni_rules_opts *opts, char *err,
+                        size_t errcap);
 
 #endif

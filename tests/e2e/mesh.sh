@@ -11,6 +11,9 @@
 #   HBONE_PEER   Go HBONE peer binary; built on demand into
 #                ${ZT_E2E_CACHE:-/tmp/zt-e2e-cache}/interop otherwise
 #   ASAN_OPTIONS default detect_leaks=0:abort_on_error=1 (memory errors only)
+#   ZT_REDIRECT  the node agents' in-pod rules backend (ZTUNNEL_REDIRECT):
+#                iptables (default) or nftables; test_nftables.sh runs the
+#                capture scenarios with nftables
 mesh_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mesh_repo=$(cd "$mesh_here/../.." && pwd)
 # shellcheck source=lib.sh
@@ -21,6 +24,50 @@ MESH_CA=$ZT_WORK/ca
 MESH_TD=cluster.local
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+# The backend's names for our tables and chains, for mesh_rule_packets.
+MESH_REDIRECT=${ZT_REDIRECT:-iptables}
+# shellcheck disable=SC2034 # used by the scenario scripts
+if [ "$MESH_REDIRECT" = nftables ]; then
+	MESH_NAT=istio-ambient-nat MESH_RAW=istio-ambient-raw MESH_PRE=istio-prerouting MESH_OUT=istio-output
+else
+	MESH_NAT=nat MESH_RAW=raw MESH_PRE=ISTIO_PRERT MESH_OUT=ISTIO_OUTPUT
+fi
+
+# mesh_rules NETNS: our in-pod rules in NETNS, of either backend: the
+# iptables-save and ip6tables-save lines naming an ISTIO_ chain, then our nft
+# tables ("table inet istio-ambient-..."). Empty when there are none.
+mesh_rules() {
+	{
+		zt_ns_exec "$1" iptables-save
+		zt_ns_exec "$1" ip6tables-save
+	} 2>/dev/null | grep ISTIO_
+	if command -v nft >/dev/null; then
+		zt_ns_exec "$1" nft list tables 2>/dev/null | grep -E '^table inet istio-ambient-'
+	fi
+	return 0
+}
+
+# mesh_nft_chain NETNS TABLE CHAIN: the rules of chain CHAIN of our nft table
+# inet TABLE, one per line, unindented, each counter shown as just "counter".
+mesh_nft_chain() {
+	zt_ns_exec "$1" nft list chain inet "$2" "$3" 2>/dev/null | sed -n 's/^\t\t//p' |
+		sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/'
+}
+
+# mesh_rule_packets NETNS TABLE CHAIN ERE: the packets counted by each rule
+# of CHAIN in TABLE (for the backend in use: $MESH_NAT, $MESH_OUT, ...) that
+# matches ERE, one number per line. Rules as `iptables -L -v -n -x` or `nft
+# list chain` show them: "udp dpt:53 ... redir ports 15053" or "udp dport 53
+# ... redirect to :15053", so 'udp dp(t:|ort )53 .*15053' fits both.
+mesh_rule_packets() {
+	if [ "$MESH_REDIRECT" = nftables ]; then
+		zt_ns_exec "$1" nft list chain inet "$2" "$3" | grep -E -- "$4" |
+			sed -nE 's/.* counter packets ([0-9]+) .*/\1/p'
+	else
+		zt_ns_exec "$1" iptables -t "$2" -L "$3" -v -n -x | grep -E -- "$4" | awk '{ print $1 }'
+	fi
+}
 
 # mesh_id SA [NS] [TD]: the SPIFFE id of a service account.
 mesh_id() { echo "spiffe://${3:-$MESH_TD}/ns/${2:-default}/sa/$1"; }
@@ -91,13 +138,15 @@ mesh_start_bg() {
 }
 
 # mesh_cni_start N [VAR=VALUE...]: node agent on node N, with extra
-# environment if given; waits until it serves.
+# environment if given (ZTUNNEL_REDIRECT=$ZT_REDIRECT before it when set);
+# waits until it serves.
 mesh_cni_start() {
 	local n=$1
 	shift
 	mkdir -p "$ZT_WORK/n$n/cni"
 	# shellcheck disable=SC2046
-	mesh_start_bg "$n" cni env $(mesh_env "$n") "$@" "$ZT_BIN" cni
+	mesh_start_bg "$n" cni env $(mesh_env "$n") ${ZT_REDIRECT:+ZTUNNEL_REDIRECT=$ZT_REDIRECT} "$@" \
+		"$ZT_BIN" cni
 	mesh_wait_grep "$(mesh_log "$n" cni)" "serving ZDS" 10
 }
 

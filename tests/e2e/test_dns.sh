@@ -162,7 +162,7 @@ d=$(zt_ns_exec "$a" drill -p 15053 @::1 echo.default.svc.cluster.local A | grep 
 zt_expect_eq "$t $d" "$VIP $VIP"
 
 zt_test "the replies came through the capture rules: their packet counters moved"
-n=$(zt_ns_exec "$a" iptables -t nat -L ISTIO_OUTPUT -v -n -x | grep 'dpt:53' | grep 15053 | awk '{s += $1} END {print s + 0}')
+n=$(mesh_rule_packets "$a" "$MESH_NAT" "$MESH_OUT" 'dp(t:|ort )53 .*15053' | awk '{s += $1} END {print s + 0}')
 [ "$n" -ge 10 ] && zt_pass || zt_fail "REDIRECT rules counted $n packets"
 
 zt_test "a malformed query gets FORMERR with its id; the proxy goes on answering"

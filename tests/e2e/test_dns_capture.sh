@@ -6,7 +6,8 @@
 # query sent with the proxy's mark 0x539 goes to the resolver and its
 # answer comes back (zone 1 both ways); AMBIENT_DNS_CAPTURE=false installs
 # no DNS rules (and an agent restarted with it takes them away); unenroll
-# removes every table's rules.
+# removes every table's rules. With either rules backend (ZT_REDIRECT, see
+# mesh.sh): the rule checks read iptables-save or nft, the rest is the same.
 #
 # Only node agents run, no proxy: the listeners on 15053 are the test's own
 # (the proxy's DNS server, when it has one, would hold that port), and what
@@ -63,36 +64,80 @@ tcp_send() {
 # got FILE DATA: FILE (a listener's record) received DATA, waiting up to 5 s.
 got() { mesh_wait_grep "$ZT_WORK/$1" "$2" 5 2>/dev/null; }
 # counter NETNS TABLE CHAIN ERE: packets counted by the first rule of CHAIN
-# whose `iptables -L -v -n -x` line matches ERE.
-counter() {
-	zt_ns_exec "$1" iptables -t "$2" -L "$3" -v -n -x | grep -E -- "$4" | awk '{ print $1; exit }'
+# matching ERE (see mesh_rule_packets).
+counter() { mesh_rule_packets "$@" | head -1; }
+
+# The rules as the backend in use prints them. nat_out4 NETNS: the IPv4
+# rules of the nat output chain; raw_rules NETNS: the raw table's jumps and
+# rules; v6_rules NETNS: where the IPv6 DNS rules show; all_rules NETNS:
+# every rule (IPv4); has_raw NETNS: our raw table or chains exist.
+if [ "$MESH_REDIRECT" = nftables ]; then
+	nat_out4() { mesh_nft_chain "$1" istio-ambient-nat istio-output | grep -v 'ip6 '; }
+	raw_rules() {
+		for c in prerouting output istio-prerouting istio-output; do
+			mesh_nft_chain "$1" istio-ambient-raw $c
+		done
+	}
+	v6_rules() {
+		mesh_nft_chain "$1" istio-ambient-nat istio-output
+		raw_rules "$1"
+	}
+	all_rules() { zt_ns_exec "$1" nft list ruleset; }
+	has_raw() { zt_ns_exec "$1" nft list tables | grep -q 'istio-ambient-raw$'; }
+	MARK_NOT='meta mark & 0x00000fff != 0x00000539'
+	DNS_UDP="oifname != \"lo\" $MARK_NOT udp dport 53 counter redirect to :15053"
+	DNS_TCP4="ip daddr != 127.0.0.1 tcp dport 53 $MARK_NOT counter redirect to :15053"
+	DNS_TCP6="ip6 daddr != ::1 tcp dport 53 $MARK_NOT counter redirect to :15053"
+	RAW_LINES=("jump istio-output" "jump istio-prerouting"
+		"udp dport 53 meta mark & 0x00000fff == 0x00000539 counter ct zone set 1"
+		"udp sport 53 $MARK_NOT counter ct zone set 1")
+	ORDER_RE='169.254.7.127|udp dport 53|tcp dport 53|0x00000111|oifname "lo"|:15001'
+	ORDER_WANT='169.254.7.127 udp dport 53 tcp dport 53 0x00000111 oifname "lo" :15001 '
+	ZONE='ct zone set 1' TO_15001='redirect to :15001' TO_15006='redirect to :15006'
+	DNS_ANY='15053|dport 53|ct zone'
+else
+	nat_out4() { zt_ns_exec "$1" iptables-save -t nat | grep -- "^-A ISTIO_OUTPUT"; }
+	raw_rules() { zt_ns_exec "$1" iptables-save -t raw; }
+	v6_rules() { zt_ns_exec "$1" ip6tables-save; }
+	all_rules() { zt_ns_exec "$1" iptables-save; }
+	has_raw() { zt_ns_exec "$1" iptables-save -t raw | grep -q ISTIO; }
+	MARK_NOT='-m mark ! --mark 0x539/0xfff'
+	DNS_UDP="-A ISTIO_OUTPUT ! -o lo -p udp $MARK_NOT -m udp --dport 53 -j REDIRECT --to-ports 15053"
+	DNS_TCP4="-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -p tcp -m tcp --dport 53 $MARK_NOT -j REDIRECT --to-ports 15053"
+	DNS_TCP6="-A ISTIO_OUTPUT ! -d ::1/128 -p tcp -m tcp --dport 53 $MARK_NOT -j REDIRECT --to-ports 15053"
+	RAW_LINES=("-A OUTPUT -j ISTIO_OUTPUT" "-A PREROUTING -j ISTIO_PRERT"
+		"-A ISTIO_OUTPUT -p udp -m mark --mark 0x539/0xfff -m udp --dport 53 -j CT --zone 1"
+		"-A ISTIO_PRERT -p udp $MARK_NOT -m udp --sport 53 -j CT --zone 1")
+	ORDER_RE='169.254.7.127|udp --dport 53|tcp --dport 53|0x111/0xfff|-o lo -j ACCEPT|15001'
+	ORDER_WANT='169.254.7.127 udp --dport 53 tcp --dport 53 0x111/0xfff -o lo -j ACCEPT 15001 '
+	ZONE='-j CT --zone 1' TO_15001='-j REDIRECT --to-ports 15001' TO_15006='--to-ports 15006'
+	DNS_ANY='15053|--dport 53|CT --zone'
+fi
+# has_lines TEXT LINE...: TEXT has every LINE, whole.
+has_lines() {
+	local text=$1 l
+	shift
+	for l in "$@"; do
+		grep -qxF -- "$l" <<<"$text" || return 1
+	done
 }
 
 # ---- rules after enroll (capture on) ----
-zt_test "a: nat ISTIO_OUTPUT redirects UDP and TCP port 53 to 15053 (IPv4)"
-nat=$(zt_ns_exec "$a" iptables-save -t nat)
-if echo "$nat" | grep -qxF -- "-A ISTIO_OUTPUT ! -o lo -p udp -m mark ! --mark 0x539/0xfff -m udp --dport 53 -j REDIRECT --to-ports 15053" &&
-	echo "$nat" | grep -qxF -- "-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -p tcp -m tcp --dport 53 -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15053"; then
-	zt_pass
-else zt_fail "$nat"; fi
+zt_test "a: nat output redirects UDP and TCP port 53 to 15053 (IPv4, $MESH_REDIRECT)"
+nat=$(nat_out4 "$a")
+if has_lines "$nat" "$DNS_UDP" "$DNS_TCP4"; then zt_pass; else zt_fail "$nat"; fi
 
 zt_test "a: the DNS rules come after the probe ACCEPT and before the other OUTPUT rules"
-order=$(echo "$nat" | grep -- "^-A ISTIO_OUTPUT" | grep -oE "169.254.7.127|udp --dport 53|tcp --dport 53|0x111/0xfff|-o lo -j ACCEPT|15001" | tr '\n' ' ')
-zt_expect_eq "$order" "169.254.7.127 udp --dport 53 tcp --dport 53 0x111/0xfff -o lo -j ACCEPT 15001 "
+order=$(echo "$nat" | grep -oE -- "$ORDER_RE" | tr '\n' ' ')
+zt_expect_eq "$order" "$ORDER_WANT"
 
 zt_test "a: raw OUTPUT/PREROUTING jump to chains putting the proxy's DNS in CT zone 1 (IPv4)"
-raw=$(zt_ns_exec "$a" iptables-save -t raw)
-if echo "$raw" | grep -qxF -- "-A OUTPUT -j ISTIO_OUTPUT" && echo "$raw" | grep -qxF -- "-A PREROUTING -j ISTIO_PRERT" &&
-	echo "$raw" | grep -qxF -- "-A ISTIO_OUTPUT -p udp -m mark --mark 0x539/0xfff -m udp --dport 53 -j CT --zone 1" &&
-	echo "$raw" | grep -qxF -- "-A ISTIO_PRERT -p udp -m mark ! --mark 0x539/0xfff -m udp --sport 53 -j CT --zone 1"; then
-	zt_pass
-else zt_fail "$raw"; fi
+raw=$(raw_rules "$a")
+if has_lines "$raw" "${RAW_LINES[@]}"; then zt_pass; else zt_fail "$raw"; fi
 
 zt_test "a: the same rules for IPv6 (::1/128)"
-save6=$(zt_ns_exec "$a" ip6tables-save)
-if echo "$save6" | grep -qxF -- "-A ISTIO_OUTPUT ! -d ::1/128 -p tcp -m tcp --dport 53 -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15053" &&
-	echo "$save6" | grep -qxF -- "-A ISTIO_OUTPUT ! -o lo -p udp -m mark ! --mark 0x539/0xfff -m udp --dport 53 -j REDIRECT --to-ports 15053" &&
-	[ "$(echo "$save6" | grep -c -- "-j CT --zone 1")" = 2 ]; then
+save6=$(v6_rules "$a")
+if has_lines "$save6" "$DNS_TCP6" "$DNS_UDP" && [ "$(echo "$save6" | grep -c -- "$ZONE")" = 2 ]; then
 	zt_pass
 else zt_fail "$save6"; fi
 
@@ -110,10 +155,10 @@ if got a-tcp a-tcp-1 && ! grep -q a-tcp-1 "$ZT_WORK/r-tcp"; then zt_pass; else
 fi
 
 zt_test "a: the nat DNS rules counted those packets"
-udp_n=$(counter "$a" nat ISTIO_OUTPUT "udp dpt:53 .*redir ports 15053")
-tcp_n=$(counter "$a" nat ISTIO_OUTPUT "tcp dpt:53 .*redir ports 15053")
+udp_n=$(counter "$a" "$MESH_NAT" "$MESH_OUT" "udp dp(t:|ort )53 .*15053")
+tcp_n=$(counter "$a" "$MESH_NAT" "$MESH_OUT" "tcp dp(t:|ort )53 .*15053")
 if [ "${udp_n:-0}" -ge 1 ] && [ "${tcp_n:-0}" -ge 1 ]; then zt_pass; else
-	zt_fail "udp $udp_n, tcp $tcp_n: $(zt_ns_exec "$a" iptables -t nat -L ISTIO_OUTPUT -v -n -x)"
+	zt_fail "udp $udp_n, tcp $tcp_n: $(all_rules "$a")"
 fi
 
 # The proxy's own upstream queries carry SO_MARK 0x539: not redirected,
@@ -125,18 +170,17 @@ if [ "$ans" = marked-1 ] && got r-udp marked-1 && ! grep -q marked-1 "$ZT_WORK/a
 fi
 
 zt_test "a: the raw zone-1 rules counted the marked query and its answer"
-out_n=$(counter "$a" raw ISTIO_OUTPUT "udp dpt:53 .*CT zone 1")
-pre_n=$(counter "$a" raw ISTIO_PRERT "udp spt:53 .*CT zone 1")
+out_n=$(counter "$a" "$MESH_RAW" "$MESH_OUT" "udp dp(t:|ort )53 .*zone( set)? 1")
+pre_n=$(counter "$a" "$MESH_RAW" "$MESH_PRE" "udp sp(t:|ort )53 .*zone( set)? 1")
 if [ "${out_n:-0}" -ge 1 ] && [ "${pre_n:-0}" -ge 1 ]; then zt_pass; else
-	zt_fail "OUTPUT $out_n, PREROUTING $pre_n: $(zt_ns_exec "$a" iptables -t raw -L -v -n -x)"
+	zt_fail "OUTPUT $out_n, PREROUTING $pre_n: $(all_rules "$a")"
 fi
 
 # ---- capture off (node 2) ----
 zt_test "b (AMBIENT_DNS_CAPTURE=false): the TCP rules but no DNS rule and no raw chain"
-save=$(zt_ns_exec "$b" iptables-save)
-if echo "$save" | grep -q -- "-j REDIRECT --to-ports 15001" && echo "$save" | grep -q -- "--to-ports 15006" &&
-	! echo "$save" | grep -qE -- "15053|--dport 53|CT --zone" &&
-	! zt_ns_exec "$b" iptables-save -t raw | grep -q ISTIO; then
+save=$(all_rules "$b")
+if echo "$save" | grep -q -- "$TO_15001" && echo "$save" | grep -q -- "$TO_15006" &&
+	! echo "$save" | grep -qE -- "$DNS_ANY" && ! has_raw "$b"; then
 	zt_pass
 else zt_fail "$save"; fi
 
@@ -150,9 +194,8 @@ fi
 zt_test "node 1's agent restarted with AMBIENT_DNS_CAPTURE=false removes a's DNS rules, keeps the others"
 mesh_stop 1 cni
 if mesh_cni_start 1 AMBIENT_DNS_CAPTURE=false; then
-	save=$(zt_ns_exec "$a" iptables-save)
-	if echo "$save" | grep -q -- "-j REDIRECT --to-ports 15001" &&
-		! echo "$save" | grep -qE -- "15053|CT --zone" && ! zt_ns_exec "$a" iptables-save -t raw | grep -q ISTIO; then
+	save=$(all_rules "$a")
+	if echo "$save" | grep -q -- "$TO_15001" && ! echo "$save" | grep -qE -- "$DNS_ANY" && ! has_raw "$a"; then
 		zt_pass
 	else zt_fail "$save"; fi
 else zt_fail "agent did not restart: $(tail -5 "$(mesh_log 1 cni)")"; fi
@@ -169,14 +212,13 @@ else zt_fail "rc=$rc: $out"; fi
 mesh_stop 1 cni
 mesh_cni_start 1
 zt_test "node 1's agent restarted with capture on puts a's DNS rules back"
-if zt_ns_exec "$a" iptables-save -t raw | grep -q -- "-j CT --zone 1" &&
-	zt_ns_exec "$a" iptables-save -t nat | grep -q -- "--to-ports 15053"; then zt_pass; else
-	zt_fail "$(zt_ns_exec "$a" iptables-save)"
+if raw_rules "$a" | grep -q -- "$ZONE" && all_rules "$a" | grep -q -- "15053"; then zt_pass; else
+	zt_fail "$(all_rules "$a")"
 fi
 
-zt_test "unenroll a: no ISTIO chain or jump left in any table, IPv4 or IPv6"
+zt_test "unenroll a: none of our chains, jumps or tables left, IPv4 or IPv6"
 mesh_unenroll 1 a
-left=$( (zt_ns_exec "$a" iptables-save && zt_ns_exec "$a" ip6tables-save) | grep ISTIO)
+left=$(mesh_rules "$a")
 if [ -z "$left" ]; then zt_pass; else zt_fail "$left"; fi
 
 zt_test "after unenroll a -> $R:53 UDP reaches the resolver, not a's 127.0.0.1:15053"

@@ -36,10 +36,13 @@ static int applied, removed, proxy_adds, proxy_dels, proxy_add_rc;
 static bool proxy_snap;
 static const char *apply_error; /* non-NULL: fake_apply fails with this text */
 static int applied_with_dns, applied_without_dns;
+static int applied_nft, removed_nft; /* with the nftables backend */
 
 static int fake_apply(int fd, const struct zt_cni_rules_opts *opts, char *err, size_t cap)
 {
     applied++;
+    if (opts->backend == ZT_CNI_NFTABLES)
+        applied_nft++;
     if (opts->want_dns_capture)
         applied_with_dns++;
     else
@@ -51,9 +54,11 @@ static int fake_apply(int fd, const struct zt_cni_rules_opts *opts, char *err, s
     err[0] = '\0';
     return 0;
 }
-static int fake_remove(int fd, char *err, size_t cap)
+static int fake_remove(int fd, const struct zt_cni_rules_opts *opts, char *err, size_t cap)
 {
     removed++;
+    if (opts->backend == ZT_CNI_NFTABLES)
+        removed_nft++;
     err[0] = '\0';
     return 0;
 }
@@ -120,7 +125,7 @@ static void reset(void)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     (void)!system(cmd);
     applied = removed = proxy_adds = proxy_dels = proxy_add_rc = 0;
-    applied_with_dns = applied_without_dns = 0;
+    applied_with_dns = applied_without_dns = applied_nft = removed_nft = 0;
     proxy_snap = false;
 }
 
@@ -291,6 +296,7 @@ static void test_enroll_flow(void)
     CHECK(rep.ok);
     CHECK_EQ_INT(proxy_dels, 1);
     CHECK_EQ_INT(removed, 1);
+    CHECK_EQ_INT(removed_nft, 0);
     CHECK_EQ_INT(zt_cni_agent_pod_count(a), 2);
 
     /* Restart: enrollments come back from disk, rules re-installed. */
@@ -312,6 +318,20 @@ static void test_enroll_flow(void)
     CHECK_EQ_INT(applied, 2);
     CHECK_EQ_INT(applied_without_dns, 2);
     CHECK_EQ_INT(applied_with_dns, 0);
+    CHECK_EQ_INT(applied_nft, 0); /* iptables by default */
+    zt_cni_agent_stop(a);
+    pump(5);
+
+    /* Restart with nftables: the re-installs and removals use it. */
+    cfg.backend = ZT_CNI_NFTABLES;
+    applied = 0;
+    CHECK_EQ_INT(zt_cni_agent_start(&loop, &cfg, &a), 0);
+    CHECK_EQ_INT(applied, 2);
+    CHECK_EQ_INT(applied_nft, 2);
+    CHECK_EQ_INT(call(ZT_CNI_CTL_UNENROLL, "u1", "", &rep), 0);
+    CHECK(rep.ok);
+    CHECK_EQ_INT(removed, 2);
+    CHECK_EQ_INT(removed_nft, 1);
     zt_cni_agent_stop(a);
     zt_inpod_client_stop(cl);
     pump(5);

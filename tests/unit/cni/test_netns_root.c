@@ -12,6 +12,10 @@
 static char ns_name[64];
 static const struct zt_cni_rules_opts dns_on = {.want_dns_capture = true};
 static const struct zt_cni_rules_opts dns_off = {.want_dns_capture = false};
+static const struct zt_cni_rules_opts nft_dns_on = {.want_dns_capture = true,
+                                                    .backend = ZT_CNI_NFTABLES};
+static const struct zt_cni_rules_opts nft_dns_off = {.want_dns_capture = false,
+                                                     .backend = ZT_CNI_NFTABLES};
 
 /* Our rules as the real iptables-save prints them back: the text we
  * restore must round-trip exactly, DNS capture included. */
@@ -85,7 +89,7 @@ static void test_install_remove(void)
     CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
     check_dns_rules(out, "127.0.0.1/32");
 
-    CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &dns_on, err, sizeof(err)), 0);
     CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "ISTIO") == NULL);
     CHECK_EQ_INT(zt_cni_netns_run(fd, rules, NULL, out, sizeof(out)), 0);
@@ -123,7 +127,7 @@ static void test_ipv6_fails_closed(void)
     check_dns_rules(out, "::1/128");
     CHECK_EQ_INT(zt_cni_netns_run(fd, rules6, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "fwmark 0x111/0xfff lookup 100") != NULL);
-    CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &dns_on, err, sizeof(err)), 0);
     CHECK_EQ_INT(zt_cni_netns_run(fd, save6, NULL, out, sizeof(out)), 0);
     CHECK(strstr(out, "ISTIO") == NULL);
 
@@ -134,13 +138,138 @@ static void test_ipv6_fails_closed(void)
     CHECK(zt_cni_rules_apply(fd, &dns_on, err, sizeof(err)) < 0);
     CHECK(strstr(err, "IPv6 rules not installed") != NULL);
     CHECK(strstr(err, "routable IPv6 address fd00:7::5") != NULL);
-    CHECK_EQ_INT(zt_cni_rules_remove(fd, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &dns_on, err, sizeof(err)), 0);
+    /* The same with nftables: its IPv6 rules go in, the local route cannot. */
+    if (zt_cni_netns_has_program("nft")) {
+        CHECK(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)) < 0);
+        CHECK(strstr(err, "IPv6 ip rule/route not installed") != NULL);
+        CHECK(strstr(err, "routable IPv6 address fd00:7::5") != NULL);
+        CHECK_EQ_INT(zt_cni_rules_remove(fd, &nft_dns_on, err, sizeof(err)), 0);
+    }
+    close(fd);
+}
+
+static int count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* Creates the netns <ns_name>-<suffix> with lo up (so with ::1) and opens
+ * it: returns the fd or a negative value. */
+static int add_netns(const char *suffix)
+{
+    char name[96], cmd[512], path[160];
+    snprintf(name, sizeof(name), "%s-%s", ns_name, suffix);
+    snprintf(cmd, sizeof(cmd), "ip netns add %s && ip -n %s link set lo up", name, name);
+    if (system(cmd) != 0)
+        return -1;
+    snprintf(path, sizeof(path), "/var/run/netns/%s", name);
+    return zt_cni_netns_open(path);
+}
+
+/* The nftables backend in a real netns: our three inet tables with the
+ * rules as nft prints them back (IPv6 ones too: lo has ::1), a re-install
+ * that leaves exactly the same ruleset, DNS capture off taking the raw
+ * table away, switching backends both ways leaving only one set of rules,
+ * and removal, which leaves other tables alone. */
+static void test_nft_install_remove(void)
+{
+    char out[16384], again[16384], err[512];
+    char *const ruleset[] = {"nft", "list", "ruleset", NULL};
+    char *const tables[] = {"nft", "list", "tables", NULL};
+    char *const save[] = {"sh", "-c", "iptables-save; ip6tables-save", NULL};
+    char *const rules[] = {"ip", "rule", NULL};
+    char *const add_mine[] = {"nft", "add", "table", "inet", "mine", NULL};
+    int fd;
+
+    if (!zt_cni_netns_has_program("nft"))
+        SKIP("no nft (Debian package nftables)");
+    fd = add_netns("nft");
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_STR(err, "");
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, out, sizeof(out)), 0);
+    CHECK_EQ_INT(count(out, "\ntable "), 2);
+    CHECK(strncmp(out, "table inet istio-ambient-nat {\n", 31) == 0);
+    CHECK(strstr(out, "table inet istio-ambient-mangle {\n") != NULL);
+    CHECK(strstr(out, "table inet istio-ambient-raw {\n") != NULL);
+    CHECK(strstr(out, "type nat hook prerouting priority dstnat; policy accept;") != NULL);
+    CHECK(strstr(out, "type route hook output priority mangle; policy accept;") != NULL);
+    CHECK(strstr(out, "type filter hook prerouting priority raw; policy accept;") != NULL);
+    CHECK(strstr(out, "ip daddr != 127.0.0.1 tcp dport != 15008 meta mark & 0x00000fff != "
+                      "0x00000539 counter packets 0 bytes 0 redirect to :15006") != NULL);
+    CHECK(strstr(out, "meta l4proto tcp ip6 daddr != ::1 meta mark & 0x00000fff != 0x00000539 "
+                      "counter packets 0 bytes 0 redirect to :15001") != NULL);
+    CHECK(strstr(out, "oifname != \"lo\" meta mark & 0x00000fff != 0x00000539 udp dport 53 "
+                      "counter packets 0 bytes 0 redirect to :15053") != NULL);
+    CHECK(strstr(out, "udp dport 53 meta mark & 0x00000fff == 0x00000539 counter packets 0 bytes "
+                      "0 ct zone set 1") != NULL);
+    CHECK(strstr(out, "ct mark & 0x00000fff == 0x00000111 counter packets 0 bytes 0 meta mark set "
+                      "ct mark") != NULL);
+    /* Re-install: the same ruleset, not a second copy. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, again, sizeof(again)), 0);
+    CHECK_EQ_STR(again, out);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, rules, NULL, out, sizeof(out)), 0);
+    CHECK_EQ_INT(count(out, "fwmark 0x111/0xfff lookup 100"), 1);
+    /* No iptables chain of ours. */
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "ISTIO") == NULL);
+
+    /* DNS capture off: no raw table, nothing on port 53; on again. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_off, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK_EQ_STR(out, "table inet istio-ambient-nat\ntable inet istio-ambient-mangle\n");
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "15053") == NULL);
+    CHECK(strstr(out, "redirect to :15001") != NULL);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, out, sizeof(out)), 0);
+    CHECK_EQ_STR(out, again);
+
+    /* To iptables: the ISTIO chains come, our tables go; and back. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "-j REDIRECT --to-ports 15001") != NULL);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "istio-ambient") == NULL);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, save, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "ISTIO") == NULL);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, ruleset, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "table inet istio-ambient-raw {\n") != NULL);
+
+    /* Removal: none of our tables, no ip rule; a second removal is fine. */
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "istio-ambient") == NULL);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, rules, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "0x111") == NULL);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &nft_dns_on, err, sizeof(err)), 0);
+    /* An iptables removal also takes nftables tables away. */
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "istio-ambient") == NULL);
+
+    /* Tables that are not ours, one of our making and iptables-nft's from
+     * the iptables rounds above, survive an install and a removal. */
+    CHECK_EQ_INT(zt_cni_netns_run(fd, add_mine, NULL, out, sizeof(out)), 0);
+    CHECK_EQ_INT(zt_cni_rules_apply(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_rules_remove(fd, &nft_dns_on, err, sizeof(err)), 0);
+    CHECK_EQ_INT(zt_cni_netns_run(fd, tables, NULL, out, sizeof(out)), 0);
+    CHECK(strstr(out, "table inet mine\n") != NULL);
+    CHECK(strstr(out, "table ip nat\n") != NULL);
+    CHECK(strstr(out, "istio-ambient") == NULL);
     close(fd);
 }
 
 int main(void)
 {
-    char cmd[200];
+    char cmd[400];
     if (geteuid() != 0 || system("command -v ip >/dev/null && command -v iptables-save "
                                  ">/dev/null") != 0) {
         return SKIP_ALL("needs root, ip and iptables");
@@ -149,8 +278,11 @@ int main(void)
     snprintf(ns_name, sizeof(ns_name), "zt-cni-test-%d", (int)getpid());
     RUN(test_install_remove);
     RUN(test_ipv6_fails_closed);
-    snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null; ip netns del %s-6 2>/dev/null",
-             ns_name, ns_name);
+    RUN(test_nft_install_remove);
+    snprintf(cmd, sizeof(cmd),
+             "ip netns del %s 2>/dev/null; ip netns del %s-6 2>/dev/null; ip netns del %s-nft "
+             "2>/dev/null",
+             ns_name, ns_name, ns_name);
     (void)!system(cmd);
     return TEST_REPORT();
 }
