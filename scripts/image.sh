@@ -47,7 +47,7 @@ trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
 mkdir -p "$root/usr/local/bin" "$root/etc"
 
-# The binary, without its debug sections (a third of its size).
+# The binary, without its debug sections (1.2 MB instead of 4.6).
 strip --strip-debug -o "$root/usr/local/bin/ztunnel" "$bin"
 chmod 0755 "$root/usr/local/bin/ztunnel"
 
@@ -55,8 +55,8 @@ chmod 0755 "$root/usr/local/bin/ztunnel"
 # loader looks for it (ldd's answer: symlinks resolved, so /lib64 and
 # /lib/x86_64-linux-gnu are plain directories in the image). A static link
 # is not possible with Debian's archives: libp11-kit (under gnutls, under
-# libmicrohttpd) ships no .a, and a static glibc cannot dlopen libcurl.so
-# (the waypoint's jwksUri fetcher) nor its own NSS modules.
+# libmicrohttpd) ships no .a, and a static glibc still wants its own shared
+# libraries at run time for dlopen (the waypoint's libcurl) and NSS lookups.
 ldd_out=$(ldd "$bin") || die "ldd $bin failed"
 if grep -q 'not found' <<<"$ldd_out"; then
 	die "libraries not found: $(grep 'not found' <<<"$ldd_out" | tr -s ' \t' ' ')"
