@@ -119,6 +119,12 @@ bench: bench-deps all
 	bench/config.sh
 	$(BUILD)/bench/authz_bench
 
+# The node proxy's OCI image, no base image (scripts/image.sh,
+# docs/kubernetes.md): $(BUILD)/oci/ and $(BUILD)/ztunnel-image.tar.
+.PHONY: image
+image: deps $(BUILD)/ztunnel
+	scripts/image.sh $(BUILD)/ztunnel $(BUILD)
+
 format:
 	clang-format -i $$(find src tests -name '*.[ch]')
 

@@ -14,6 +14,7 @@ pkgs=(
   libldns-dev ldnsutils bind9-dnsutils dnsmasq-base
   libhttp-parser-dev libpcre2-dev libcjose-dev libcurl4-openssl-dev
   libclang-rt-14-dev clang
+  umoci skopeo libcap2-bin  # make image (scripts/image.sh); capsh: tests/e2e/test_image.sh
 )
 # bench/run.sh: bulk (iperf3), fixed-rate latency (sockperf), new connections
 # (wrk against nginx), the L7 rows (wrk, h2load from nghttp2-client, nginx as

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the conformance tests' pinned Node packages (@grpc/grpc-js,
 # @grpc/proto-loader, protobufjs; versions in package.json and
-# package-lock.json) into tests/conformance/node_modules, from the lock file.
+# package-lock.json) into tests/conformance/node_modules, from the lock file;
+# or, given a directory (tests/deploy), that directory's.
 # Does nothing when they are already there at the locked versions.
 # Quiet on success; on failure prints why and exits non-zero.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "${1:-$(dirname "$0")}" && pwd)
 
 fail() {
 	echo "conformance setup: $*" >&2
