@@ -46,7 +46,7 @@ TEST_SRCS := $(shell find $(addprefix tests/unit/,$(ONLY)) -name 'test_*.c' 2>/d
 endif
 TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 
-.PHONY: all deps bench-deps test unit unit-bins e2e demo demo-control demo-waypoint bench clean format check-format
+.PHONY: all deps bench-deps test unit unit-bins e2e demo demo-control demo-waypoint bench clean format check-format deb
 # Generated protobuf sources are not intermediates to delete after a build.
 .SECONDARY: $(PROTO_C) $(PROTO_H)
 all: $(BUILD)/ztunnel
@@ -113,6 +113,17 @@ demo-control: deps all
 
 demo-waypoint: deps all
 	scripts/demo-waypoint.sh
+
+# The Debian package (debhelper, debian/): build/ztunnel_<version>_amd64.deb
+# with the binary built into build-deb/ with Debian's hardening flags, the
+# systemd units of packaging/systemd/ and the configuration of
+# packaging/env/; version from scripts/deb-version.sh. From scratch each
+# time (debian/rules clean): neither make nor dh's build stamp would notice
+# a new version string.
+deb: deps
+	dpkg-checkbuilddeps
+	debian/rules clean
+	debian/rules binary
 
 bench: bench-deps all
 	bench/run.sh

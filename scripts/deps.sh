@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages ztunnel-c needs to build, test and demo, and
+# Installs the Debian packages ztunnel-c needs to build, package (make deb:
+# debhelper; the package test runs systemd-analyze), test and demo, and
 # with the argument "bench" also the load generators and peers `make bench`
 # runs; skips the ones already present. Safe to run repeatedly.
-#   scripts/deps.sh         build, make test, make demo
+#   scripts/deps.sh         build, make deb, make test, make demo
 #   scripts/deps.sh bench   the above plus the bench-only tools
 set -euo pipefail
 pkgs=(
@@ -14,6 +15,7 @@ pkgs=(
   libldns-dev ldnsutils bind9-dnsutils dnsmasq-base
   libhttp-parser-dev libpcre2-dev libcjose-dev libcurl4-openssl-dev
   libclang-rt-14-dev clang
+  debhelper git systemd
 )
 # bench/run.sh: bulk (iperf3), fixed-rate latency (sockperf), new connections
 # (wrk against nginx), the L7 rows (wrk, h2load from nghttp2-client, nginx as
