@@ -95,9 +95,11 @@ unit: $(TEST_BINS)
 	@scripts/run-unit.sh $(TEST_BINS)
 
 # Everything CI runs: unit tests and the network-namespace suite under
-# ASan+UBSan, after a -Werror release build.
+# ASan+UBSan, after a -Werror release build and the Debian package (which
+# tests/e2e/test_package.sh installs into a throw-away root).
 test: deps
 	$(MAKE) BUILD=build build/ztunnel
+	$(MAKE) deb
 	$(MAKE) BUILD=build-san SAN=1 build-san/ztunnel unit-bins
 	@scripts/run-tests.sh build-san
 
