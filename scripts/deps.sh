@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ztunnel-c needs to build, package (make deb:
-# debhelper; the package test runs systemd-analyze), test and demo, and
+# debhelper; the package test runs systemd-analyze and boots the package
+# under systemd in systemd-nspawn), test and demo, and
 # with the argument "bench" also the load generators and peers `make bench`
 # runs; skips the ones already present. Safe to run repeatedly.
 #   scripts/deps.sh         build, make deb, make test, make demo
@@ -15,7 +16,7 @@ pkgs=(
   libldns-dev ldnsutils bind9-dnsutils dnsmasq-base
   libhttp-parser-dev libpcre2-dev libcjose-dev libcurl4-openssl-dev
   libclang-rt-14-dev clang
-  debhelper git systemd
+  debhelper git systemd systemd-container
 )
 # bench/run.sh: bulk (iperf3), fixed-rate latency (sockperf), new connections
 # (wrk against nginx), the L7 rows (wrk, h2load from nghttp2-client, nginx as

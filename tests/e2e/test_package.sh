@@ -2,7 +2,8 @@
 # The Debian package (make deb): its fields, files and conffiles; installed
 # with dpkg into a throw-away root; its units checked by systemd-analyze
 # verify in that root; its binary, ztunnel-gen-cacerts and units run from
-# it; removed and purged. Needs root.
+# it, and booted under systemd in a container; removed and purged. Needs
+# root.
 #
 # The throw-away root is an overlay over this machine's root file system
 # (upper layer in $ZT_WORK), mounted only inside private mount namespaces
@@ -11,15 +12,16 @@
 # Depends against the machine's dpkg database, and systemd-analyze finds
 # systemd's own units there, while nothing reaches the real root.
 #
-# The units' ExecStart lines run the way systemd would run them, as far as
-# a machine without systemd as PID 1 allows (unit_run): the environment of
-# Environment= and EnvironmentFile=, ExecStart's $VAR/${VAR} expanded,
-# chrooted in the installed root mounted read-only (ProtectSystem=strict)
-# with a tmpfs /tmp (PrivateTmp), /run read-only but ReadWritePaths=
-# (/run/ztunnel, shared by agent and proxy as RuntimeDirectory= is), the
-# capability bounding set of CapabilityBoundingSet= and NoNewPrivileges
-# (setpriv). Not emulated: seccomp (SystemCallFilter=), RestrictNamespaces=,
-# RestrictAddressFamilies=, MemoryDenyWriteExecute=, ProtectProc=.
+# The units' ExecStart lines first run the way systemd would run them,
+# without it (unit_run): the environment of Environment= and
+# EnvironmentFile=, ExecStart's $VAR/${VAR} expanded, chrooted in the
+# installed root mounted read-only (ProtectSystem=strict) with a tmpfs /tmp
+# (PrivateTmp), /run read-only but ReadWritePaths= (/run/ztunnel, shared by
+# agent and proxy as RuntimeDirectory= is), the capability bounding set of
+# CapabilityBoundingSet= and NoNewPrivileges (setpriv). Then under systemd
+# itself, the installed root booted in systemd-nspawn, which applies the
+# rest (SystemCallFilter=, RestrictNamespaces=, RestrictAddressFamilies=,
+# MemoryDenyWriteExecute=, ProtectProc=, ...).
 #
 # ZT_DEB: the .deb to test; default build/ztunnel_<scripts/deb-version.sh>_
 # amd64.deb of this tree, built with `make deb` when missing.
@@ -409,6 +411,136 @@ while read -r pid name; do
 	kill -0 "$pid" 2>/dev/null || dead="$dead $name"
 done <"$ZT_WORK/pids"
 if [ -z "$dead" ]; then zt_pass; else zt_fail "exited:$dead"; fi
+stop_all
+
+# ---- under systemd ----
+# The installed root booted by systemd in a container (systemd-nspawn, its
+# own network, the overlay mounted and a tmpfs /run for nspawn's own files
+# only in a private mount namespace): the units enabled as docs/install.md
+# says run with every hardening option (seccomp, RestrictNamespaces=, ...,
+# which unit_run cannot apply), carry a pod's traffic, keep the proxy
+# through an agent restart and are restarted on failure. The container
+# boots zt-check.target (basic.target and our units), not the machine's
+# multi-user.target.
+zt_test "under systemd: the installed root boots with the enabled units active"
+# shellcheck disable=SC2016
+pkg_ns 'cat >"$R/etc/systemd/system/zt-check.target" <<-T &&
+	[Unit]
+	Description=ztunnel package check
+	Requires=basic.target
+	After=basic.target
+	Wants=ztunnel-cni.service ztunnel-proxy.service ztunnel-control.service
+	AllowIsolate=yes
+	T
+	: >"$R/etc/machine-id" &&
+	chroot "$R" systemctl enable ztunnel-cni ztunnel-proxy ztunnel-control 2>/dev/null &&
+	sed -i "s/^LOCAL_XDS_PATH=.*/&\nTERMINATION_GRACE_PERIOD_SECONDS=1/" "$R/etc/ztunnel/proxy.env"'
+# Started as zt_bg would, but from this network namespace: ip netns exec
+# would hide the cgroup file systems under its own /sys.
+# shellcheck disable=SC2016
+setsid unshare -m --propagation private bash -c '
+	mount -t overlay overlay -o "lowerdir=/,upperdir=$PKG/upper,workdir=$PKG/work" "$R" &&
+	mount -t tmpfs tmpfs /run &&
+	exec systemd-nspawn -D "$R" --boot --register=no --keep-unit --private-network \
+		--link-journal=no --console=pipe -- systemd.unit=zt-check.target' \
+	>"$ZT_WORK/nspawn.log" 2>&1 </dev/null &
+nspawn=$!
+echo "$nspawn nspawn" >>"$ZT_WORK/pids"
+# On an early exit the container goes with its PID 1 (nspawn alone may wait
+# for it): the whole PID namespace is killed.
+box_kill() { pkill -KILL -P "$nspawn" 2>/dev/null || true; }
+trap 'box_kill; zt_cleanup' EXIT
+trap 'box_kill; zt_cleanup; trap - EXIT; exit 130' INT
+trap 'box_kill; zt_cleanup; trap - EXIT; exit 143' TERM
+# in_box CMD...: CMD inside the container (all its namespaces).
+in_box() { nsenter -t "$(pgrep -n -P "$nspawn" -x systemd)" -a "$@"; }
+box_up() {
+	in_box systemctl is-active -q ztunnel-cni ztunnel-proxy ztunnel-control 2>/dev/null &&
+		in_box journalctl -q -u ztunnel-proxy | grep -q "snapshot received"
+}
+if ! command -v systemd-nspawn >/dev/null; then
+	zt_fail "no systemd-nspawn (scripts/deps.sh installs systemd-container)"
+elif mesh_eventually box_up; then zt_pass; else
+	zt_fail "$(tail -n 5 "$ZT_WORK/nspawn.log" | tr '\n' ' ') $(in_box systemctl --failed --no-legend 2>&1 | tr '\n' ' ')"
+fi
+
+# What systemd applied, read from the running proxy: CapBnd and NoNewPrivs
+# as in the unit, a seccomp filter (mode 2), and /etc read-only in its
+# mount namespace (ProtectSystem=strict) while the container's is not.
+zt_test "under systemd: the proxy has the unit's bounding set, no_new_privs, a seccomp filter, a read-only /etc"
+pp=$(in_box systemctl show -P MainPID ztunnel-proxy)
+# shellcheck disable=SC2016
+got=$(in_box awk '/^(CapBnd|NoNewPrivs|Seccomp):/ { print $2 }' "/proc/$pp/status" | tr '\n' ' ')
+# shellcheck disable=SC2016
+ro=$(in_box nsenter -t "$pp" -m sh -c 'touch /etc/ztunnel/probe 2>&1' | grep -c 'Read-only file system')
+# shellcheck disable=SC2016
+rw=$(in_box sh -c 'touch /etc/ztunnel/probe && rm /etc/ztunnel/probe && echo writable')
+zt_expect_eq "$got/$ro/$rw" "0000000000201000 1 2 /1/writable"
+
+zt_test "under systemd: a pod enrolled with the installed ztunnel enroll is meshed"
+# Two pods as lib.sh makes them, inside the container.
+# shellcheck disable=SC2016
+in_box bash -c '
+	ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 || exit 1
+	for p in a:10.200.1.2 b:10.200.1.3 wp:10.200.3.2; do
+		n=${p%%:*} ip=${p#*:}
+		ip netns add "$n" && ip -n "$n" link set lo up &&
+			ip link add "v$n" type veth peer name eth0 netns "$n" &&
+			ip -n "$n" addr add "$ip/32" dev eth0 && ip -n "$n" link set eth0 up &&
+			ip -n "$n" route add 169.254.1.1 dev eth0 scope link &&
+			ip -n "$n" route add default via 169.254.1.1 dev eth0 onlink &&
+			ip addr add 169.254.1.1/32 dev "v$n" scope link &&
+			sysctl -qw "net.ipv4.conf.v$n.proxy_arp=1" && ip link set "v$n" up &&
+			ip route replace "$ip/32" dev "v$n" scope link || exit 1
+	done
+	ztunnel enroll --netns a --uid a --name a --namespace default --service-account sa-a &&
+		ztunnel enroll --netns b --uid b --name b --namespace default --service-account sa-b' \
+	>>"$ZT_WORK/enroll.log" 2>&1
+# The echo server runs as a unit of the container's systemd: a process
+# nsenter'ed in from outside would be left a zombie its shutdown waits for.
+in_box systemd-run -q --unit=echo-b ip netns exec b socat TCP-LISTEN:8080,fork,reuseaddr EXEC:cat
+box_send() { printf '%s' "$1" | in_box ip netns exec a socat -t 3 - TCP:10.200.1.3:8080,connect-timeout=3 2>/dev/null; }
+box_access() { in_box journalctl -q -u ztunnel-proxy | grep -c "access.*src.identity=$(mesh_id sa-a).*dst.hbone_addr=10.200.1.3:8080.*direction=outbound"; }
+if mesh_eventually test "$(box_send under-systemd)" = under-systemd && [ "$(box_access)" -ge 1 ]; then
+	zt_pass
+else zt_fail "enroll: $(tail -n 2 "$ZT_WORK/enroll.log" | tr '\n' ' ') access lines $(box_access)"; fi
+
+zt_test "under systemd: restarting the agent keeps the proxy, the agent restores both pods"
+p0=$(in_box systemctl show -P MainPID ztunnel-proxy)
+a0=$(in_box systemctl show -P MainPID ztunnel-cni)
+in_box systemctl restart ztunnel-cni
+p1=$(in_box systemctl show -P MainPID ztunnel-proxy)
+a1=$(in_box systemctl show -P MainPID ztunnel-cni)
+agent_restored() { in_box journalctl -q -u ztunnel-cni "_PID=$a1" | grep -q "2 pods enrolled"; }
+if [ "$p0" = "$p1" ] && [ "$a0" != "$a1" ] && [ "$a1" != 0 ] && mesh_eventually agent_restored &&
+	[ "$(box_send after-agent-restart)" = after-agent-restart ]; then
+	zt_pass
+else zt_fail "proxy $p0 -> $p1, agent $a0 -> $a1"; fi
+
+zt_test "under systemd: a killed proxy is restarted (Restart=on-failure) and carries traffic again"
+in_box systemctl kill -s KILL ztunnel-proxy
+restarted() { [ "$(in_box systemctl show -P NRestarts ztunnel-proxy)" = 1 ] && in_box systemctl is-active -q ztunnel-proxy; }
+if mesh_eventually restarted && mesh_eventually test "$(box_send after-kill)" = after-kill; then zt_pass; else
+	zt_fail "NRestarts $(in_box systemctl show -P NRestarts ztunnel-proxy), $(in_box systemctl is-active ztunnel-proxy)"
+fi
+
+zt_test "under systemd: ztunnel-waypoint@wp listens on 15008 in netns wp; control listens on 15012"
+in_box systemctl start ztunnel-waypoint@wp
+wp_up() { in_box ip netns exec wp ss -Hltn 'sport = :15008' | grep -q LISTEN; }
+if mesh_eventually wp_up && in_box ss -Hltn 'sport = :15012' | grep -q LISTEN; then zt_pass; else
+	zt_fail "waypoint $(in_box systemctl is-active ztunnel-waypoint@wp): $(in_box journalctl -q -u ztunnel-waypoint@wp | tail -n 3 | tr '\n' ' ')"
+fi
+
+zt_test "under systemd: no unit failed, no seccomp kill, powers off"
+failed=$(in_box systemctl list-units --failed --no-legend 'ztunnel*' 2>&1)
+in_box systemctl poweroff --no-block
+# Until the container has stopped its units (the proxy and the waypoint
+# drain first) and nspawn exits.
+wait "$nspawn"
+rc=$?
+if [ -z "$failed" ] && [ "$rc" = 0 ]; then zt_pass; else
+	zt_fail "failed units: '$failed'; nspawn exit $rc: $(tail -n 3 "$ZT_WORK/nspawn.log" | tr '\n' ' ')"
+fi
 stop_all
 
 # ---- remove and purge ----
