@@ -139,7 +139,8 @@ check-format:
 	clang-format --dry-run -Werror $$(find src tests -name '*.[ch]')
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-deb debian/ztunnel debian/.debhelper debian/files \
+		debian/debhelper-build-stamp debian/*.substvars debian/*.debhelper debian/*.debhelper.log
 
 -include $(shell find $(BUILD) -name "*.d" 2>/dev/null)
 
