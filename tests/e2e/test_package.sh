@@ -531,6 +531,23 @@ if mesh_eventually wp_up && in_box ss -Hltn 'sport = :15012' | grep -q LISTEN; t
 	zt_fail "waypoint $(in_box systemctl is-active ztunnel-waypoint@wp): $(in_box journalctl -q -u ztunnel-waypoint@wp | tail -n 3 | tr '\n' ' ')"
 fi
 
+# ZTUNNEL_TRUSTED_UID (65534 here) in cni.env: the agent's directory must
+# let that uid reach agent.sock (0711) whatever the unit's UMask=, and that
+# uid's ztunnel enroll is accepted. The directory is made afresh: the agent
+# does not change the mode of one it finds.
+zt_test "under systemd: with ZTUNNEL_TRUSTED_UID, /run/ztunnel/cni is 0711, agent.sock that uid's, its enroll accepted"
+# shellcheck disable=SC2016
+in_box bash -c 'systemctl stop ztunnel-cni && rm -rf /run/ztunnel/cni &&
+	echo ZTUNNEL_TRUSTED_UID=65534 >>/etc/ztunnel/cni.env && systemctl start ztunnel-cni && ip netns add e'
+agent_sock() { in_box test -S /run/ztunnel/cni/agent.sock; }
+mesh_eventually agent_sock
+modes=$(in_box stat -c '%a %u' /run/ztunnel/cni /run/ztunnel/cni/agent.sock | tr '\n' ' ')
+if [ "$modes" = "711 0 600 65534 " ] &&
+	in_box setpriv --reuid=65534 --regid=65534 --clear-groups ztunnel enroll --netns e --uid e \
+		--name e --namespace default --service-account sa-e >>"$ZT_WORK/enroll.log" 2>&1; then
+	zt_pass
+else zt_fail "modes '$modes', enroll: $(tail -n 1 "$ZT_WORK/enroll.log")"; fi
+
 zt_test "under systemd: no unit failed, no seccomp kill, powers off"
 failed=$(in_box systemctl list-units --failed --no-legend 'ztunnel*' 2>&1)
 in_box systemctl poweroff --no-block
