@@ -46,7 +46,7 @@ TEST_SRCS := $(shell find $(addprefix tests/unit/,$(ONLY)) -name 'test_*.c' 2>/d
 endif
 TEST_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 
-.PHONY: all deps bench-deps test unit unit-bins e2e demo demo-control demo-waypoint bench clean format check-format
+.PHONY: all deps bench-deps test unit unit-bins e2e demo demo-control demo-waypoint bench clean format check-format deb
 # Generated protobuf sources are not intermediates to delete after a build.
 .SECONDARY: $(PROTO_C) $(PROTO_H)
 all: $(BUILD)/ztunnel
@@ -95,9 +95,11 @@ unit: $(TEST_BINS)
 	@scripts/run-unit.sh $(TEST_BINS)
 
 # Everything CI runs: unit tests and the network-namespace suite under
-# ASan+UBSan, after a -Werror release build.
+# ASan+UBSan, after a -Werror release build and the Debian package (which
+# tests/e2e/test_package.sh installs into a throw-away root).
 test: deps
 	$(MAKE) BUILD=build build/ztunnel
+	$(MAKE) deb
 	$(MAKE) BUILD=build-san SAN=1 build-san/ztunnel unit-bins
 	@scripts/run-tests.sh build-san
 
@@ -113,6 +115,17 @@ demo-control: deps all
 
 demo-waypoint: deps all
 	scripts/demo-waypoint.sh
+
+# The Debian package (debhelper, debian/): build/ztunnel_<version>_amd64.deb
+# with the binary built into build-deb/ with Debian's hardening flags, the
+# systemd units of packaging/systemd/ and the configuration of
+# packaging/env/; version from scripts/deb-version.sh. From scratch each
+# time (debian/rules clean): neither make nor dh's build stamp would notice
+# a new version string.
+deb: deps
+	dpkg-checkbuilddeps
+	debian/rules clean
+	debian/rules binary
 
 bench: bench-deps all
 	bench/run.sh
@@ -132,7 +145,8 @@ check-format:
 	clang-format --dry-run -Werror $$(find src tests -name '*.[ch]')
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-deb debian/ztunnel debian/.debhelper debian/files \
+		debian/debhelper-build-stamp debian/*.substvars debian/*.debhelper debian/*.debhelper.log
 
 -include $(shell find $(BUILD) -name "*.d" 2>/dev/null)
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages ztunnel-c needs to build, test and demo, and
+# Installs the Debian packages ztunnel-c needs to build, package (make deb:
+# debhelper; the package test runs systemd-analyze and boots the package
+# under systemd in systemd-nspawn), test and demo, and
 # with the argument "bench" also the load generators and peers `make bench`
 # runs; skips the ones already present. Safe to run repeatedly.
-#   scripts/deps.sh         build, make test, make demo
+#   scripts/deps.sh         build, make deb, make test, make demo
 #   scripts/deps.sh bench   the above plus the bench-only tools
 set -euo pipefail
 pkgs=(
@@ -15,6 +17,7 @@ pkgs=(
   libhttp-parser-dev libpcre2-dev libcjose-dev libcurl4-openssl-dev
   libclang-rt-14-dev clang
   umoci skopeo libcap2-bin  # make image (scripts/image.sh); capsh: tests/e2e/test_image.sh
+  debhelper git systemd systemd-container  # make deb; tests/e2e/test_package.sh
 )
 # bench/run.sh: bulk (iperf3), fixed-rate latency (sockperf), new connections
 # (wrk against nginx), the L7 rows (wrk, h2load from nghttp2-client, nginx as
