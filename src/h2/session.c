@@ -96,10 +96,10 @@ struct zt_h2_session {
     /* Input source during zt_h2_session_read: OpenSSL's read BIO calls it. */
     zt_h2_recv_fn *recv;
     void *recv_arg;
-    int recv_err;   /* a recv error other than -EAGAIN */
-    bool in_eof;    /* recv said end of stream */
-    int recv_depth; /* inside nghttp2_session_mem_recv: no mem_send */
-    bool producing; /* inside produce(): no re-entry */
+    int recv_err;    /* a recv error other than -EAGAIN */
+    bool in_eof;     /* recv said end of stream */
+    int recv_depth;  /* inside nghttp2_session_mem_recv: no mem_send */
+    bool producing;  /* inside produce(): no re-entry */
     bool idle_close; /* shut down once no stream is open (zt_h2_session_close_when_idle) */
     /* The last read stopped on its budget with input still buffered (not a
      * partial record: SSL_has_pending would also say so for one of those). */
