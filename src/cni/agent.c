@@ -801,9 +801,14 @@ static int mkdir_p(const char *dir, mode_t mode)
             return -errno;
         *s = '/';
     }
-    if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+    if (mkdir(tmp, mode) < 0) {
+        if (errno == EEXIST)
+            return 0; /* an existing directory keeps its mode */
         return -errno;
-    return 0;
+    }
+    /* The process umask may have cut the mode (a unit's UMask=0077 would
+     * leave a trusted uid's 0711 at 0700): set it as asked. */
+    return chmod(tmp, mode) < 0 ? -errno : 0;
 }
 
 /* A directory holding our sockets or records must be ours: owned by root
@@ -871,8 +876,13 @@ static int listen_unix(const char *path, int type, mode_t mode, uint32_t owner)
     old = umask(0777 & ~mode);
     rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
-    /* The trusted uid needs write permission on the file to connect. */
-    if (rc < 0 || chmod(path, mode) < 0 || (owner && chown(path, owner, (gid_t)-1) < 0) ||
+    /* Connecting needs write permission on the file. With a trusted uid the
+     * file is that uid's and group root's, writable by both: root without
+     * CAP_DAC_OVERRIDE (a hardened proxy unit) still connects through the
+     * group. Group root holds no one else; SO_PEERCRED checks every peer. */
+    if (owner)
+        mode |= 0060;
+    if (rc < 0 || chmod(path, mode) < 0 || (owner && chown(path, owner, 0) < 0) ||
         listen(fd, 64) < 0) {
         rc = -errno;
         goto fail;

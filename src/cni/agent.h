@@ -48,8 +48,9 @@ struct zt_cni_agent_config {
     enum zt_cni_backend backend;
     /* Besides root, the uid whose processes may connect to both sockets
      * (ZTUNNEL_TRUSTED_UID); 0 = root only. When set, the socket files are
-     * owned by it and a newly created cni_dir is 0711 so it can reach
-     * agent.sock. */
+     * owned by it and group root, writable by both (so root without
+     * CAP_DAC_OVERRIDE connects too), and a newly created cni_dir is 0711
+     * so it can reach agent.sock. */
     uint32_t trusted_uid;
 };
 

@@ -42,7 +42,10 @@ setup() {
 	p2=$(zt_pod_add 1 2 two) && p3=$(zt_pod_add 1 3 three) && p4=$(zt_pod_add 2 1 four) || return 1
 	mesh_cni_start 1 || return 1
 	# shellcheck disable=SC2046
-	mesh_start_bg 2 cni env $(mesh_env 2) ZTUNNEL_TRUSTED_UID=$NOBODY "$ZT_BIN" cni
+	# Under umask 077, as a unit with UMask=0077 would start it.
+	# shellcheck disable=SC2016
+	mesh_start_bg 2 cni sh -c 'umask 077 && exec "$@"' sh env $(mesh_env 2) \
+		ZTUNNEL_TRUSTED_UID=$NOBODY "$ZT_BIN" cni
 	mesh_wait_grep "$(mesh_log 2 cni)" "serving ZDS" 10
 }
 if setup; then zt_pass; else
@@ -105,6 +108,27 @@ owner="$(stat -c %u "$SOCKS/n2/cni/agent.sock")/$(stat -c %u "$SOCKS/n2/zt.sock"
 if [ $rc -eq 0 ] && [ "$owner" = "$NOBODY/$NOBODY" ] && [ "$(v4_rules "$p4")" -gt 0 ]; then zt_pass; else
 	zt_fail "rc=$rc, owners $owner: $out"
 fi
+
+zt_test "node 2, started under umask 077: its socket directory 0711, sockets group root and group-writable"
+modes=$(stat -c '%a %u:%g' "$SOCKS/n2/cni" "$SOCKS/n2/cni/agent.sock" "$SOCKS/n2/zt.sock" | tr '\n' ' ')
+zt_expect_eq "$modes" "711 0:0 660 $NOBODY:0 775 $NOBODY:0 "
+
+# A hardened proxy unit is root without CAP_DAC_OVERRIDE: with a trusted
+# uid set, it must still reach both sockets (through the group).
+no_dac() { setpriv --bounding-set=-dac_override,-dac_read_search "$@"; }
+zt_test "node 2: root without CAP_DAC_OVERRIDE may enroll and connect to the ZDS socket"
+enroll_out "$p2" two-b 2 no_dac
+# shellcheck disable=SC2016
+zds=$(no_dac python3 -c 'import socket,sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+print("connected")' "$SOCKS/n2/zt.sock" 2>&1)
+if [ $rc -eq 0 ] && [ "$zds" = connected ]; then zt_pass; else zt_fail "enroll rc=$rc: $out; zds: $zds"; fi
+
+zt_test "positive control: that root without CAP_DAC_OVERRIDE cannot read uid $NOBODY's 0600 file"
+echo secret >"$ZT_WORK/nobodys" && chown $NOBODY:$NOBODY "$ZT_WORK/nobodys" && chmod 0600 "$ZT_WORK/nobodys"
+got="$(cat "$ZT_WORK/nobodys" 2>&1)/$(no_dac cat "$ZT_WORK/nobodys" 2>&1)"
+if echo "$got" | grep -q "^secret/.*Permission denied"; then zt_pass; else zt_fail "got: $got"; fi
 
 zt_test "node 1 without a trusted uid: uid $NOBODY cannot even reach agent.sock"
 enroll_out "$p3" three 1 as_nobody

@@ -532,7 +532,7 @@ if mesh_eventually wp_up && in_box ss -Hltn 'sport = :15012' | grep -q LISTEN; t
 fi
 
 # ZTUNNEL_TRUSTED_UID (65534 here) in cni.env: the agent's directory must
-# let that uid reach agent.sock (0711) whatever the unit's UMask=, and that
+# let that uid reach agent.sock (0711) under the unit's UMask=0077, and that
 # uid's ztunnel enroll is accepted. The directory is made afresh: the agent
 # does not change the mode of one it finds.
 zt_test "under systemd: with ZTUNNEL_TRUSTED_UID, /run/ztunnel/cni is 0711, agent.sock that uid's, its enroll accepted"
@@ -542,7 +542,7 @@ in_box bash -c 'systemctl stop ztunnel-cni && rm -rf /run/ztunnel/cni &&
 agent_sock() { in_box test -S /run/ztunnel/cni/agent.sock; }
 mesh_eventually agent_sock
 modes=$(in_box stat -c '%a %u' /run/ztunnel/cni /run/ztunnel/cni/agent.sock | tr '\n' ' ')
-if [ "$modes" = "711 0 600 65534 " ] &&
+if [ "$modes" = "711 0 660 65534 " ] &&
 	in_box setpriv --reuid=65534 --regid=65534 --clear-groups ztunnel enroll --netns e --uid e \
 		--name e --namespace default --service-account sa-e >>"$ZT_WORK/enroll.log" 2>&1; then
 	zt_pass
