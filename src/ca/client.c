@@ -277,7 +277,8 @@ static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
      * answer the keepalive PING): the next request opens one to the next
      * address. */
     ZT_WARN("ca", "connection to the CA at %s closed: %s%s%s", c->eps[c->cur_ep].name,
-            zt_strerror(error), c->n_eps > 1 ? "; next connection to " : "",
+            error ? zt_strerror(error) : "by the server",
+            c->n_eps > 1 ? "; next connection to " : "",
             c->n_eps > 1 ? c->eps[c->next_ep].name : "");
     if (!zt_list_empty(&c->queue))
         kick(c);
