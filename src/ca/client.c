@@ -9,6 +9,7 @@
 #include "base/err.h"
 #include "base/list.h"
 #include "base/log.h"
+#include "h2/failover.h"
 #include "h2/grpc.h"
 #include "loop/sock.h"
 #include "loop/worker.h"
@@ -29,17 +30,7 @@
 #define MAX_RESPONSE (1u << 20)
 /* How often queued and in-flight requests are checked against their deadline. */
 #define SWEEP_MS 250
-/* Addresses one CA_ADDRESS entry may contribute, and all together. */
-#define ENDPOINTS_PER_TARGET 16
-#define MAX_ENDPOINTS 64
 #define CONNECT_TIMEOUT_MS 5000 /* Istio's ztunnel's */
-
-/* One resolved address of one CA_ADDRESS entry. */
-struct endpoint {
-    struct sockaddr_storage sa;
-    unsigned target;
-    char name[sizeof(((struct zt_grpc_target *)0)->authority) + 64]; /* "authority (ip:port)" */
-};
 
 /* One request; belongs to the client thread from task_submit on. */
 struct req {
@@ -69,10 +60,7 @@ struct zt_ca_client {
     uint32_t ping_interval_ms, ping_timeout_ms;
     struct zt_tls_roots *roots; /* CA_ROOT_CA; the client thread re-reads it */
     /* The client thread's own: */
-    struct endpoint eps[MAX_ENDPOINTS]; /* this round's addresses */
-    size_t n_eps, next_ep, cur_ep;
-    size_t failures;   /* connections in a row that never became ready */
-    bool need_resolve; /* before the next connection */
+    struct zt_failover fo; /* which address next (h2/failover.h) */
     char authority[sizeof(((struct zt_grpc_target *)0)->authority)]; /* of the connection */
     char verify_host[sizeof(((struct zt_grpc_target *)0)->host)];
     struct zt_h2conn *h2;
@@ -231,31 +219,29 @@ static int on_conn_ready(struct zt_h2conn *h2, void *ud)
 {
     struct zt_ca_client *c = ud;
     c->h2_ready = true;
-    c->failures = 0;
-    ZT_INFO("ca", "connected to the CA at %s", c->eps[c->cur_ep].name);
+    zt_failover_succeeded(&c->fo);
+    ZT_INFO("ca", "connected to the CA at %s", c->fo.eps[c->fo.cur].name);
     kick(c);
     return 0;
 }
 
 static void connect_ca(struct zt_ca_client *c);
 
-/* The connection to eps[cur_ep] failed before it was ready: the next
+/* The connection to the current address failed before it was ready: the next
  * address of the round at once, or, when every address failed in a row,
  * the waiting requests fail (the identity manager retries them with its
  * backoff) and the next connection resolves the names again. */
 static void connect_failed(struct zt_ca_client *c, const char *why)
 {
-    const char *from = c->eps[c->cur_ep].name;
-    if (++c->failures < c->n_eps) {
+    const char *from = c->fo.eps[c->fo.cur].name;
+    if (zt_failover_failed(&c->fo)) {
         ZT_WARN("ca", "cannot reach the CA at %s: %s; moving to %s", from, why,
-                c->eps[c->next_ep].name);
+                c->fo.eps[c->fo.next].name);
         connect_ca(c);
         return;
     }
     ZT_WARN("ca", "cannot reach the CA at %s: %s%s", from, why,
-            c->n_eps > 1 ? " (no CA_ADDRESS address left to try)" : "");
-    c->failures = 0;
-    c->need_resolve = true;
+            c->fo.n > 1 ? " (no CA_ADDRESS address left to try)" : "");
     fail_queue(c, ZT_E_UPSTREAM);
 }
 
@@ -276,10 +262,10 @@ static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
     /* A connection that worked is gone (the instance stopped, or did not
      * answer the keepalive PING): the next request opens one to the next
      * address. */
-    ZT_WARN("ca", "connection to the CA at %s closed: %s%s%s", c->eps[c->cur_ep].name,
+    ZT_WARN("ca", "connection to the CA at %s closed: %s%s%s", c->fo.eps[c->fo.cur].name,
             error ? zt_strerror(error) : "by the server",
-            c->n_eps > 1 ? "; next connection to " : "",
-            c->n_eps > 1 ? c->eps[c->next_ep].name : "");
+            c->fo.n > 1 ? "; next connection to " : "",
+            c->fo.n > 1 ? c->fo.eps[c->fo.next].name : "");
     if (!zt_list_empty(&c->queue))
         kick(c);
 }
@@ -291,10 +277,10 @@ static const struct zt_h2conn_ops conn_ops = {
 
 /* Resolves every CA_ADDRESS entry (this thread does nothing else: a
  * blocking lookup is fine here). Returns false when no address was
- * found, with the last reason logged. */
+ * found, each reason logged. */
 static bool resolve_all(struct zt_ca_client *c)
 {
-    c->n_eps = 0;
+    zt_failover_begin_round(&c->fo);
     for (size_t i = 0; i < c->n_targets; i++) {
         const struct zt_grpc_target *t = &c->targets[i];
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
@@ -303,48 +289,19 @@ static bool resolve_all(struct zt_ca_client *c)
             ZT_WARN("ca", "cannot resolve %s: %s", t->host, gai_strerror(rc));
             continue;
         }
-        size_t added = 0;
-        for (const struct addrinfo *ai = res; ai && added < ENDPOINTS_PER_TARGET;
-             ai = ai->ai_next) {
-            if (c->n_eps >= MAX_ENDPOINTS || ai->ai_addrlen > sizeof(struct sockaddr_storage) ||
-                (ai->ai_family != AF_INET && ai->ai_family != AF_INET6))
-                continue;
-            bool dup = false;
-            for (size_t k = 0; k < c->n_eps && !dup; k++)
-                dup = c->eps[k].target == i &&
-                      memcmp(&c->eps[k].sa, ai->ai_addr, ai->ai_addrlen) == 0;
-            if (dup)
-                continue;
-            struct endpoint *ep = &c->eps[c->n_eps++];
-            memset(ep, 0, sizeof(*ep));
-            memcpy(&ep->sa, ai->ai_addr, ai->ai_addrlen);
-            ep->target = (unsigned)i;
-            char ip[80], name[sizeof(ep->name)];
-            zt_sockaddr_str(ai->ai_addr, ip, sizeof(ip));
-            if (strcmp(ip, t->authority) == 0)
-                snprintf(name, sizeof(name), "%s", t->authority);
-            else
-                snprintf(name, sizeof(name), "%s (%s)", t->authority, ip);
-            memcpy(ep->name, name, sizeof(name));
-            added++;
-        }
+        zt_failover_add(&c->fo, (unsigned)i, t, res);
         freeaddrinfo(res);
     }
-    c->need_resolve = false;
-    c->next_ep = c->n_eps ? c->next_ep % c->n_eps : 0;
-    return c->n_eps > 0;
+    return zt_failover_resolved(&c->fo);
 }
 
 static void connect_ca(struct zt_ca_client *c)
 {
-    if ((c->need_resolve || c->n_eps == 0) && !resolve_all(c)) {
-        c->need_resolve = true;
+    if (c->fo.need_resolve && !resolve_all(c)) {
         fail_queue(c, ZT_E_UPSTREAM);
         return;
     }
-    c->cur_ep = c->next_ep;
-    c->next_ep = (c->next_ep + 1) % c->n_eps;
-    const struct endpoint *ep = &c->eps[c->cur_ep];
+    const struct zt_failover_endpoint *ep = zt_failover_pick(&c->fo);
     const struct zt_grpc_target *t = &c->targets[ep->target];
     snprintf(c->authority, sizeof(c->authority), "%s", t->authority);
     /* Each address proves its own entry's name (or ALT_CA_HOSTNAME). */
@@ -430,7 +387,8 @@ static void on_sweep(uv_timer_t *t)
     /* An instance that takes a request and never answers may hang: the
      * next requests go to the next address rather than wait behind it. */
     if (freed && c->h2) {
-        ZT_WARN("ca", "leaving the CA at %s, which did not answer in time", c->eps[c->cur_ep].name);
+        ZT_WARN("ca", "leaving the CA at %s, which did not answer in time",
+                c->fo.eps[c->fo.cur].name);
         zt_h2conn_close(c->h2, ZT_E_TIMEOUT);
     }
     if (freed)
@@ -569,7 +527,7 @@ int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client *
              opts->alt_hostname ? opts->alt_hostname : "");
     c->ping_interval_ms = opts->ping_interval_ms ? opts->ping_interval_ms : 30000;
     c->ping_timeout_ms = opts->ping_timeout_ms ? opts->ping_timeout_ms : 10000;
-    c->need_resolve = true;
+    zt_failover_init(&c->fo);
     c->token_path = opts->token_path ? strdup(opts->token_path) : NULL;
     c->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "Kubernetes");
     c->impersonate = opts->impersonate;

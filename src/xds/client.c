@@ -6,6 +6,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/random.h"
+#include "h2/failover.h"
 #include "h2/grpc.h"
 #include "loop/sock.h"
 #include "proto/discovery.pb-c.h"
@@ -24,35 +25,19 @@
 
 #define ADS_PATH "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #define MAX_MESSAGE (200u << 20) /* istiod's client accepts 200 MiB */
-/* Addresses one name may contribute, and all names together, per round. */
-#define ENDPOINTS_PER_TARGET 16
-#define MAX_ENDPOINTS 64
 /* TCP connect bound for control-plane sockets (Istio's ztunnel: 5 s). */
 #define CONNECT_TIMEOUT_MS 5000
-
-/* One resolved address of one XDS_ADDRESS entry. */
-struct endpoint {
-    struct sockaddr_storage sa;
-    unsigned target;                                                 /* index into targets */
-    char name[sizeof(((struct zt_grpc_target *)0)->authority) + 64]; /* "authority (ip:port)" */
-};
 
 struct zt_xds_client {
     uv_loop_t *loop;
     enum zt_xds_client_state state;
     const struct zt_xds_client_ops *ops;
     void *ud;
-    /* XDS_ADDRESS's entries; each round of attempts resolves them all and
-     * tries every address found, one after the other (see attempt_ended). */
+    /* XDS_ADDRESS's entries and which address to try (h2/failover.h). */
     struct zt_grpc_target targets[ZT_GRPC_TARGETS_MAX];
     size_t n_targets;
-    struct endpoint eps[MAX_ENDPOINTS];
-    size_t n_eps;
+    struct zt_failover fo;
     size_t resolving;  /* the entry being looked up */
-    bool need_resolve; /* before the next attempt */
-    size_t next_ep;    /* the endpoint of the next attempt */
-    size_t cur_ep;     /* the endpoint of the current (or last) attempt */
-    size_t failures;   /* attempts ended in a row without a response */
     bool had_response; /* the current attempt handled a response */
     char resolve_error[300];
     /* Of the current attempt: */
@@ -109,22 +94,16 @@ enum zt_xds_client_state zt_xds_client_state(const struct zt_xds_client *c)
 static void start_connect(struct zt_xds_client *c);
 
 /* How long to wait before the next attempt, given the engine's backoff:
- * 0 to try the round's next address at once, else the backoff. */
+ * 0 to try the round's next address at once, else the wait before a new
+ * round (h2/failover.h). */
 static uint64_t retry_delay(struct zt_xds_client *c, uint64_t engine_ms)
 {
     if (c->had_response)
-        c->failures = 0;
+        zt_failover_succeeded(&c->fo);
     c->had_response = false;
-    c->failures++;
-    if (c->n_eps > 1 && c->failures < c->n_eps && !c->need_resolve)
-        return 0; /* another address of this round, at once */
-    /* Every address failed in a row: look the names up again and wait the
-     * engine's backoff, capped and jittered so that proxies that lost the
-     * same instance do not come back in step. */
-    c->failures = 0;
-    c->need_resolve = true;
-    uint64_t d = engine_ms < ZT_XDS_RETRY_MAX_MS ? engine_ms : ZT_XDS_RETRY_MAX_MS;
-    return d / 2 + zt_random_below((uint32_t)(d - d / 2) + 1);
+    if (zt_failover_failed(&c->fo))
+        return 0;
+    return zt_failover_backoff(engine_ms, zt_random_u32());
 }
 
 static void on_timer(uv_timer_t *t)
@@ -156,14 +135,15 @@ static void attempt_ended(struct zt_xds_client *c, int status, const char *messa
         snprintf(why, sizeof(why), "%s", message ? message : "no connection");
     else
         snprintf(why, sizeof(why), "stream to %s ended with gRPC status %d (%s)",
-                 c->n_eps ? c->eps[c->cur_ep].name : c->authority, status, message ? message : "");
+                 c->fo.n ? c->fo.eps[c->fo.cur].name : c->authority, status,
+                 message ? message : "");
     uint64_t delay = retry_delay(c, retry);
     if (delay == 0)
-        ZT_WARN("xds", "%s; moving from %s to %s", why, c->eps[c->cur_ep].name,
-                c->eps[c->next_ep].name);
+        ZT_WARN("xds", "%s; moving from %s to %s", why, c->fo.eps[c->fo.cur].name,
+                c->fo.eps[c->fo.next].name);
     else
         ZT_WARN("xds", "%s; %sreconnecting in %llu ms", why,
-                c->n_targets > 1 || c->n_eps > 1 ? "no XDS_ADDRESS address left to try; " : "",
+                c->n_targets > 1 || c->fo.n > 1 ? "no XDS_ADDRESS address left to try; " : "",
                 (unsigned long long)delay);
     set_state(c, ZT_XDS_ST_BACKOFF);
     uv_timer_start(&c->timer, on_timer, delay, 0);
@@ -317,7 +297,7 @@ static int on_conn_ready(struct zt_h2conn *h2, void *ud)
     zt_grpc_metadata_cleanup(&md);
     if (!c->call)
         return ZT_E_PROTO;
-    ZT_INFO("xds", "connected to %s", c->eps[c->cur_ep].name);
+    ZT_INFO("xds", "connected to %s", c->fo.eps[c->fo.cur].name);
     set_state(c, ZT_XDS_ST_STREAMING);
     zt_ads_stream_started(c->ads);
     pump(c);
@@ -331,7 +311,7 @@ static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
     if (c->state == ZT_XDS_ST_STOPPED)
         return;
     char msg[400];
-    snprintf(msg, sizeof(msg), "connection to %s: %s", c->eps[c->cur_ep].name,
+    snprintf(msg, sizeof(msg), "connection to %s: %s", c->fo.eps[c->fo.cur].name,
              error == ZT_E_TLS ? "TLS handshake failed (check XDS_ROOT_CA and the host name)"
                                : zt_strerror(error));
     attempt_ended(c, ZT_ADS_CONNECT_FAILED, msg);
@@ -344,12 +324,10 @@ static const struct zt_h2conn_ops conn_ops = {
 
 static void release(struct zt_xds_client *c);
 
-/* Opens the connection to eps[next_ep] and advances next_ep. */
+/* Opens the connection to the round's next address. */
 static void connect_endpoint(struct zt_xds_client *c)
 {
-    c->cur_ep = c->next_ep;
-    c->next_ep = (c->next_ep + 1) % c->n_eps;
-    const struct endpoint *ep = &c->eps[c->cur_ep];
+    const struct zt_failover_endpoint *ep = zt_failover_pick(&c->fo);
     const struct zt_grpc_target *t = &c->targets[ep->target];
     snprintf(c->authority, sizeof(c->authority), "%s", t->authority);
     /* Every address is checked against its own entry's name (or
@@ -394,36 +372,6 @@ static void connect_endpoint(struct zt_xds_client *c)
 
 static void resolve_next(struct zt_xds_client *c);
 
-/* Adds the addresses of targets[c->resolving] (deduplicated). */
-static void add_endpoints(struct zt_xds_client *c, const struct addrinfo *res)
-{
-    const struct zt_grpc_target *t = &c->targets[c->resolving];
-    size_t added = 0;
-    for (const struct addrinfo *ai = res; ai && added < ENDPOINTS_PER_TARGET; ai = ai->ai_next) {
-        if (c->n_eps >= MAX_ENDPOINTS || ai->ai_addrlen > sizeof(struct sockaddr_storage) ||
-            (ai->ai_family != AF_INET && ai->ai_family != AF_INET6))
-            continue;
-        bool dup = false;
-        for (size_t i = 0; i < c->n_eps && !dup; i++)
-            dup = c->eps[i].target == c->resolving &&
-                  memcmp(&c->eps[i].sa, ai->ai_addr, ai->ai_addrlen) == 0;
-        if (dup)
-            continue;
-        struct endpoint *ep = &c->eps[c->n_eps++];
-        memset(ep, 0, sizeof(*ep));
-        memcpy(&ep->sa, ai->ai_addr, ai->ai_addrlen);
-        ep->target = (unsigned)c->resolving;
-        char ip[80], name[sizeof(ep->name)];
-        zt_sockaddr_str(ai->ai_addr, ip, sizeof(ip));
-        if (strcmp(ip, t->authority) == 0)
-            snprintf(name, sizeof(name), "%s", t->authority);
-        else
-            snprintf(name, sizeof(name), "%s (%s)", t->authority, ip);
-        memcpy(ep->name, name, sizeof(name));
-        added++;
-    }
-}
-
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct zt_xds_client *c = req->data;
@@ -440,7 +388,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         if (c->n_targets > 1)
             ZT_WARN("xds", "XDS_ADDRESS: %s", c->resolve_error);
     } else {
-        add_endpoints(c, res);
+        zt_failover_add(&c->fo, (unsigned)c->resolving, &c->targets[c->resolving], res);
     }
     uv_freeaddrinfo(res);
     c->resolving++;
@@ -468,13 +416,10 @@ static void resolve_next(struct zt_xds_client *c)
         resolve_next(c);
         return;
     }
-    c->need_resolve = false;
-    if (c->n_eps == 0) {
-        c->need_resolve = true;
+    if (!zt_failover_resolved(&c->fo)) {
         attempt_ended(c, ZT_ADS_CONNECT_FAILED, c->resolve_error);
         return;
     }
-    c->next_ep %= c->n_eps;
     connect_endpoint(c);
 }
 
@@ -482,11 +427,11 @@ static void start_connect(struct zt_xds_client *c)
 {
     c->attempt_ended = false;
     c->had_response = false;
-    if (!c->need_resolve && c->n_eps > 0) {
+    if (!c->fo.need_resolve) {
         connect_endpoint(c);
         return;
     }
-    c->n_eps = 0;
+    zt_failover_begin_round(&c->fo);
     c->resolving = 0;
     c->resolve_error[0] = 0;
     resolve_next(c);
@@ -722,7 +667,7 @@ int zt_xds_client_start(uv_loop_t *loop, const struct zt_xds_client_opts *opts,
              opts->alt_hostname ? opts->alt_hostname : "");
     c->ping_interval_ms = opts->ping_interval_ms ? opts->ping_interval_ms : 30000;
     c->ping_timeout_ms = opts->ping_timeout_ms ? opts->ping_timeout_ms : 10000;
-    c->need_resolve = true;
+    zt_failover_init(&c->fo);
     c->token_path = opts->token_path ? strdup(opts->token_path) : NULL;
     c->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "Kubernetes");
     build_node(c, opts);

@@ -10,8 +10,9 @@
  * and the attempts walk the addresses in order, starting after the one
  * last used: when a stream or a connection attempt ends, the next address
  * is tried at once, and only after every address failed in a row does the
- * client wait (the engine's backoff, capped at ZT_XDS_RETRY_MAX_MS, with
- * jitter: a uniform draw in [d/2, d]) and resolve the names again. A
+ * client wait (the engine's backoff, capped at ZT_FAILOVER_RETRY_MAX_MS
+ * = 5 s, drawn uniformly in [d/2, d]) and resolve the names again
+ * (h2/failover.h, shared with the CA client). A
  * stream that handled a response restarts the count. The move is logged
  * (from which address to which, and why). The proxy's state is kept
  * across the move: the new stream's initial requests carry
@@ -40,9 +41,6 @@
 
 #include <stddef.h>
 #include <uv.h>
-
-/* Longest wait between two rounds of attempts (milliseconds). */
-#define ZT_XDS_RETRY_MAX_MS 5000
 
 struct zt_xds_client_opts {
     /* "host:port", "https://host:port" accepted; several comma-separated */
