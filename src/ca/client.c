@@ -237,7 +237,10 @@ static void connect_failed(struct zt_ca_client *c, const char *why)
     if (zt_failover_failed(&c->fo)) {
         ZT_WARN("ca", "cannot reach the CA at %s: %s; moving to %s", from, why,
                 c->fo.eps[c->fo.next].name);
-        connect_ca(c);
+        /* Nothing waiting (every request timed out meanwhile): the next
+         * request connects. */
+        if (!zt_list_empty(&c->queue))
+            connect_ca(c);
         return;
     }
     ZT_WARN("ca", "cannot reach the CA at %s: %s%s", from, why,
