@@ -32,10 +32,13 @@ static void format_addr(const struct sockaddr *sa, char *buf, size_t cap)
     }
 }
 
-static bool is_listed(const struct zt_failover *f, const struct sockaddr *sa, socklen_t len)
+/* Only within one entry: two entries naming one address are two attempts,
+ * each verifying the certificate against its own entry's name. */
+static bool is_listed(const struct zt_failover *f, unsigned target, const struct sockaddr *sa,
+                      socklen_t len)
 {
     for (size_t i = 0; i < f->n; i++)
-        if (memcmp(&f->eps[i].sa, sa, len) == 0)
+        if (f->eps[i].target == target && memcmp(&f->eps[i].sa, sa, len) == 0)
             return true;
     return false;
 }
@@ -52,8 +55,7 @@ size_t zt_failover_add(struct zt_failover *f, unsigned target, const struct zt_g
             ai->ai_addrlen < (ai->ai_family == AF_INET ? sizeof(struct sockaddr_in)
                                                        : sizeof(struct sockaddr_in6)))
             continue;
-        /* Two entries naming one address keep one: the same instance. */
-        if (is_listed(f, ai->ai_addr, ai->ai_addrlen))
+        if (is_listed(f, target, ai->ai_addr, ai->ai_addrlen))
             continue;
         struct zt_failover_endpoint *ep = &f->eps[f->n++];
         memset(ep, 0, sizeof(*ep));

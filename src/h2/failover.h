@@ -3,9 +3,9 @@
  * and how long they wait. Both clients follow the same policy:
  *
  * - A round resolves every entry (each may give several addresses: up to
- *   ZT_FAILOVER_PER_TARGET per entry, ZT_FAILOVER_MAX in all, duplicates
- *   dropped) and then walks the addresses in order, starting after the
- *   one last used.
+ *   ZT_FAILOVER_PER_TARGET per entry, ZT_FAILOVER_MAX in all; an address listed twice for one entry
+ * is kept once, while two entries resolving to one address stay two attempts, each verified against
+ * its own entry's name) and then walks the addresses in order, starting after the one last used.
  * - When an attempt ends (a stream or connection lost, a connection that
  *   never became ready), the next address is tried at once; only after
  *   every address of the round failed in a row is the round over: the
@@ -65,7 +65,7 @@ void zt_failover_init(struct zt_failover *f);
 void zt_failover_begin_round(struct zt_failover *f);
 /* Adds the IPv4 / IPv6 addresses of res (a getaddrinfo list, borrowed) for
  * entry number target, t (borrowed), within the caps and without
- * duplicates. Returns how many were added. */
+ * duplicates within that entry. Returns how many were added. */
 size_t zt_failover_add(struct zt_failover *f, unsigned target, const struct zt_grpc_target *t,
                        const struct addrinfo *res);
 /* The round's lookups are done. Returns true when it has an address; false

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Control-plane failover: two `ztunnel control` instances (nodes 3 and 4)
 # serve one configuration directory with one CA. Node 1's proxy is given
-# both addresses (XDS_ADDRESS=https://CP3:15012,https://CP4:15012); node
-# 2's proxy one name that resolves to both (cp.mesh.test, from node 2's own
-# /etc/netns hosts file). Under a long transfer and a loop of new
+# both addresses, after a first entry whose name the instance it resolves
+# to has no certificate for (XDS_ADDRESS=https://wrong.mesh.test:15012,
+# https://CP3:15012,https://CP4:15012: TLS verification holds per address,
+# that entry is refused and skipped every time); node 2's proxy one name
+# that resolves to both (cp.mesh.test). Names come from each node's own
+# /etc/netns hosts file. Under a long transfer and a loop of new
 # connections through the mesh:
 #   1. the instance the proxies use is killed (SIGKILL): they move to the
 #      other one (seen in the survivor's log and metrics), a configuration
@@ -20,10 +23,10 @@ set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=mesh.sh
 . "$here/mesh.sh"
-HOSTS_DIR=/etc/netns/$(zt_node_ns 2)
-trap 'rm -rf "$HOSTS_DIR"; zt_cleanup' EXIT
-trap 'rm -rf "$HOSTS_DIR"; zt_cleanup; trap - EXIT; exit 130' INT
-trap 'rm -rf "$HOSTS_DIR"; zt_cleanup; trap - EXIT; exit 143' TERM
+HOSTS1=/etc/netns/$(zt_node_ns 1) HOSTS2=/etc/netns/$(zt_node_ns 2)
+trap 'rm -rf "$HOSTS1" "$HOSTS2"; zt_cleanup' EXIT
+trap 'rm -rf "$HOSTS1" "$HOSTS2"; zt_cleanup; trap - EXIT; exit 130' INT
+trap 'rm -rf "$HOSTS1" "$HOSTS2"; zt_cleanup; trap - EXIT; exit 143' TERM
 
 A=10.200.1.2 C=10.200.2.2 D=10.200.2.3 CP3=$(zt_node_ip 3) CP4=$(zt_node_ip 4)
 TOKEN1=node1-token-0123456789 TOKEN2=node2-token-0123456789
@@ -177,17 +180,19 @@ setup() {
 	zt_node_add 1 && zt_node_add 2 && zt_node_add 3 && zt_node_add 4 || return 1
 	a=$(zt_pod_add 1 1 a) && c=$(zt_pod_add 2 1 c) && d=$(zt_pod_add 2 2 d) || return 1
 	mesh_ca || return 1
-	mkdir -p "$CFG" "$HOSTS_DIR"
-	# Node 2 resolves cp.mesh.test to both instances (ip netns exec mounts
-	# this file over /etc/hosts for processes of that namespace).
-	printf '127.0.0.1 localhost\n%s cp.mesh.test\n%s cp.mesh.test\n' "$CP3" "$CP4" >"$HOSTS_DIR/hosts"
+	mkdir -p "$CFG" "$HOSTS1" "$HOSTS2"
+	# Node 2 resolves cp.mesh.test to both instances, node 1
+	# wrong.mesh.test to node 3's (ip netns exec mounts these files over
+	# /etc/hosts for the processes of that namespace).
+	printf '127.0.0.1 localhost\n%s cp.mesh.test\n%s cp.mesh.test\n' "$CP3" "$CP4" >"$HOSTS2/hosts"
+	printf '127.0.0.1 localhost\n%s wrong.mesh.test\n' "$CP3" >"$HOSTS1/hosts"
 	printf 'node1 %s\nnode2 %s\n' "$TOKEN1" "$TOKEN2" >"$ZT_WORK/node-tokens"
 	write_cfg workloads.yaml "workloads:
 $(wl a $A sa-a node1)
 $(wl c $C sa-c node2)"
 	start_control 3 && start_control 4 || return 1
 	mesh_cni_start 1 && mesh_cni_start 2 || return 1
-	start_proxy 1 "https://$CP3:15012,https://$CP4:15012" || return 1
+	start_proxy 1 "https://wrong.mesh.test:15012,https://$CP3:15012,https://$CP4:15012" || return 1
 	start_proxy 2 "https://cp.mesh.test:15012" || return 1
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 2 "$c" c sa-c || return 1
 	zt_echo_server "$c" 8080 && zt_echo_server "$c" 9090 && zt_echo_server "$d" 8080
@@ -206,6 +211,18 @@ zt_test "both proxies use the first instance (node 3); the second has no stream"
 if wait_streams 3 "1 1" && [ "$(streams 4)" = "0 0" ] && [ "$(metric 3 pilot_xds)" = 2 ] &&
 	[ "$(metric 4 pilot_xds)" = 0 ]; then zt_pass; else
 	zt_fail "streams node 3: $(streams 3), node 4: $(streams 4)"
+fi
+
+zt_test "node 1's first entry is refused (the certificate does not name it) and the next address used, by the xDS and the CA client"
+wrong="wrong.mesh.test:15012 ($CP3:15012)"
+# The CA client connects with the first certificate request (at enrollment).
+mesh_wait_grep "$(mesh_log 1 proxy)" "connected to the CA at " 10
+if grep -F "connection to $wrong: TLS handshake failed" "$(mesh_log 1 proxy)" | grep -qF "moving from $wrong to $CP3:15012" &&
+	grep -F "cannot reach the CA at $wrong: TLS handshake failed" "$(mesh_log 1 proxy)" | grep -qF "moving to $CP3:15012" &&
+	grep -qF "connected to $CP3:15012" "$(mesh_log 1 proxy)" && grep -qF "connected to the CA at $CP3:15012" "$(mesh_log 1 proxy)"; then
+	zt_pass
+else
+	zt_fail "$(grep -E 'xds|ca' "$(mesh_log 1 proxy)" | grep -v access | head -8)"
 fi
 
 zt_test "traffic goes through HBONE with identities issued by the control plane"
@@ -313,7 +330,9 @@ if wait_streams 3 "1 1" && [ "$(metric 3 pilot_xds)" = 2 ]; then zt_pass; else
 fi
 
 zt_test "the proxies name the unanswered keepalive as the reason"
-if mesh_wait_grep "$(mesh_log 1 proxy)" "(connection|stream) to $CP4:15012.*timed out.*moving from $CP4:15012 to $CP3:15012" 10 &&
+# Node 1 walks on to its first entry, refused again, then to node 3.
+if mesh_wait_grep "$(mesh_log 1 proxy)" "(connection|stream) to $CP4:15012.*timed out.*moving from $CP4:15012 to wrong.mesh.test:15012" 10 &&
+	tail -n +"$p1" "$(mesh_log 1 proxy)" | grep -F "connection to $wrong: TLS handshake failed" | grep -qF "moving from $wrong to $CP3:15012" &&
 	tail -n +"$p2" "$(mesh_log 2 proxy)" | grep -q "moving from cp.mesh.test:15012 ($CP4:15012) to cp.mesh.test:15012 ($CP3:15012)"; then
 	zt_pass
 else

@@ -124,10 +124,11 @@ static void test_caps_and_duplicates(void)
     zt_failover_begin_round(&f);
     CHECK_EQ_INT(zt_failover_add(&f, 0, &a, v4_list(&ai, 1, ZT_FAILOVER_PER_TARGET + 1, 15012)),
                  ZT_FAILOVER_PER_TARGET);
-    /* The same addresses again (another entry naming them): none added. */
-    CHECK_EQ_INT(zt_failover_add(&f, 1, &a, v4_list(&ai, 1, 4, 15012)), 0);
+    /* The same addresses again for the same entry (a name listing one
+     * address twice): none added. */
+    CHECK_EQ_INT(zt_failover_add(&f, 0, &a, v4_list(&ai, 1, 4, 15012)), 0);
     /* Another port is another address. */
-    CHECK_EQ_INT(zt_failover_add(&f, 1, &a, v4_list(&ai, 1, 1, 15013)), 1);
+    CHECK_EQ_INT(zt_failover_add(&f, 0, &a, v4_list(&ai, 1, 1, 15013)), 1);
     for (int k = 0; k < 4; k++)
         zt_failover_add(&f, 2, &a, v4_list(&ai, 100 + 16 * k, ZT_FAILOVER_PER_TARGET, 15012));
     CHECK_EQ_INT(f.n, ZT_FAILOVER_MAX);
@@ -148,6 +149,28 @@ static void test_caps_and_duplicates(void)
     struct zt_grpc_target t6 = target("[fd00::7]:15012");
     CHECK_EQ_INT(zt_failover_add(&f, 1, &t6, &a6), 1);
     CHECK_EQ_STR(f.eps[1].name, "[fd00::7]:15012");
+}
+
+/* Two entries resolving to one address are two attempts: each verifies
+ * the certificate against its own name, so a wrong name first must not
+ * hide the right one (found by test_control_failover.sh: an entry whose
+ * name the instance's certificate lacks, then the instance by address). */
+static void test_same_address_two_entries(void)
+{
+    static struct zt_failover f;
+    static struct fake_ai ai;
+    struct zt_grpc_target wrong = target("wrong.example:15012"), ip = target("10.0.0.3:15012");
+    zt_failover_init(&f);
+    zt_failover_begin_round(&f);
+    CHECK_EQ_INT(zt_failover_add(&f, 0, &wrong, v4_list(&ai, 3, 1, 15012)), 1);
+    CHECK_EQ_INT(zt_failover_add(&f, 1, &ip, v4_list(&ai, 3, 1, 15012)), 1);
+    CHECK(zt_failover_resolved(&f));
+    CHECK_EQ_INT(f.n, 2);
+    CHECK(zt_failover_pick(&f)->target == 0);
+    CHECK(zt_failover_failed(&f));
+    const struct zt_failover_endpoint *ep = zt_failover_pick(&f);
+    CHECK_EQ_INT(ep->target, 1);
+    CHECK_EQ_STR(ep->name, "10.0.0.3:15012");
 }
 
 /* Between rounds: the engine's backoff capped at 5 s, drawn in [d/2, d]. */
@@ -173,6 +196,7 @@ int main(void)
     RUN(test_single_address_waits);
     RUN(test_nothing_resolved);
     RUN(test_caps_and_duplicates);
+    RUN(test_same_address_two_entries);
     RUN(test_backoff);
     return TEST_REPORT();
 }
