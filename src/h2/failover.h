@@ -3,9 +3,11 @@
  * and how long they wait. Both clients follow the same policy:
  *
  * - A round resolves every entry (each may give several addresses: up to
- *   ZT_FAILOVER_PER_TARGET per entry, ZT_FAILOVER_MAX in all; an address listed twice for one entry
- * is kept once, while two entries resolving to one address stay two attempts, each verified against
- * its own entry's name) and then walks the addresses in order, starting after the one last used.
+ *   ZT_FAILOVER_PER_TARGET per entry, ZT_FAILOVER_MAX in all) and then
+ *   walks the addresses in order, starting after the one last used. An
+ *   address listed twice for one entry is tried once; two entries that
+ *   resolve to one address are two attempts, each verified against its
+ *   own entry's name.
  * - When an attempt ends (a stream or connection lost, a connection that
  *   never became ready), the next address is tried at once; only after
  *   every address of the round failed in a row is the round over: the
