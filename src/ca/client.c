@@ -9,6 +9,7 @@
 #include "base/err.h"
 #include "base/list.h"
 #include "base/log.h"
+#include "h2/failover.h"
 #include "h2/grpc.h"
 #include "loop/sock.h"
 #include "loop/worker.h"
@@ -29,6 +30,7 @@
 #define MAX_RESPONSE (1u << 20)
 /* How often queued and in-flight requests are checked against their deadline. */
 #define SWEEP_MS 250
+#define CONNECT_TIMEOUT_MS 5000 /* Istio's ztunnel's */
 
 /* One request; belongs to the client thread from task_submit on. */
 struct req {
@@ -49,12 +51,18 @@ struct req {
 
 struct zt_ca_client {
     struct zt_worker w;
-    char host[256], port[16], authority[280], verify_host[256];
+    struct zt_grpc_target targets[ZT_GRPC_TARGETS_MAX];
+    size_t n_targets;
+    char alt_hostname[sizeof(((struct zt_grpc_target *)0)->host)]; /* "" = each entry's host */
     char *token_path, *cluster_id;
     bool impersonate;
     unsigned timeout_ms;
+    uint32_t ping_interval_ms, ping_timeout_ms;
     struct zt_tls_roots *roots; /* CA_ROOT_CA; the client thread re-reads it */
     /* The client thread's own: */
+    struct zt_failover fo; /* which address next (h2/failover.h) */
+    char authority[sizeof(((struct zt_grpc_target *)0)->authority)]; /* of the connection */
+    char verify_host[sizeof(((struct zt_grpc_target *)0)->host)];
     struct zt_h2conn *h2;
     bool h2_ready;
     struct zt_list queue;  /* of req, waiting for a connection or a free slot, by priority */
@@ -211,8 +219,33 @@ static int on_conn_ready(struct zt_h2conn *h2, void *ud)
 {
     struct zt_ca_client *c = ud;
     c->h2_ready = true;
+    zt_failover_succeeded(&c->fo);
+    ZT_INFO("ca", "connected to the CA at %s", c->fo.eps[c->fo.cur].name);
     kick(c);
     return 0;
+}
+
+static void connect_ca(struct zt_ca_client *c);
+
+/* The connection to the current address failed before it was ready: the next
+ * address of the round at once, or, when every address failed in a row,
+ * the waiting requests fail (the identity manager retries them with its
+ * backoff) and the next connection resolves the names again. */
+static void connect_failed(struct zt_ca_client *c, const char *why)
+{
+    const char *from = c->fo.eps[c->fo.cur].name;
+    if (zt_failover_failed(&c->fo)) {
+        ZT_WARN("ca", "cannot reach the CA at %s: %s; moving to %s", from, why,
+                c->fo.eps[c->fo.next].name);
+        /* Nothing waiting (every request timed out meanwhile): the next
+         * request connects. */
+        if (!zt_list_empty(&c->queue))
+            connect_ca(c);
+        return;
+    }
+    ZT_WARN("ca", "cannot reach the CA at %s: %s%s", from, why,
+            c->fo.n > 1 ? " (no CA_ADDRESS address left to try)" : "");
+    fail_queue(c, ZT_E_UPSTREAM);
 }
 
 static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
@@ -224,13 +257,18 @@ static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
     if (c->stopping)
         return;
     if (!was_ready) {
-        /* Never connected: the waiting requests cannot go anywhere now. */
-        ZT_WARN("ca", "cannot reach the CA at %s: %s", c->authority,
-                error == ZT_E_TLS ? "TLS handshake failed (check CA_ROOT_CA and the host name)"
-                                  : zt_strerror(error));
-        fail_queue(c, ZT_E_UPSTREAM);
+        connect_failed(c, error == ZT_E_TLS
+                              ? "TLS handshake failed (check CA_ROOT_CA and the host name)"
+                              : zt_strerror(error));
         return;
     }
+    /* A connection that worked is gone (the instance stopped, or did not
+     * answer the keepalive PING): the next request opens one to the next
+     * address. */
+    ZT_WARN("ca", "connection to the CA at %s closed: %s%s%s", c->fo.eps[c->fo.cur].name,
+            error ? zt_strerror(error) : "by the server",
+            c->fo.n > 1 ? "; next connection to " : "",
+            c->fo.n > 1 ? c->fo.eps[c->fo.next].name : "");
     if (!zt_list_empty(&c->queue))
         kick(c);
 }
@@ -240,28 +278,52 @@ static const struct zt_h2conn_ops conn_ops = {
     .on_closed = on_conn_closed,
 };
 
+/* Resolves every CA_ADDRESS entry (this thread does nothing else: a
+ * blocking lookup is fine here). Returns false when no address was
+ * found, each reason logged. */
+static bool resolve_all(struct zt_ca_client *c)
+{
+    zt_failover_begin_round(&c->fo);
+    for (size_t i = 0; i < c->n_targets; i++) {
+        const struct zt_grpc_target *t = &c->targets[i];
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+        int rc = getaddrinfo(t->host, t->port, &hints, &res);
+        if (rc != 0 || !res) {
+            ZT_WARN("ca", "cannot resolve %s: %s", t->host, gai_strerror(rc));
+            continue;
+        }
+        zt_failover_add(&c->fo, (unsigned)i, t, res);
+        freeaddrinfo(res);
+    }
+    return zt_failover_resolved(&c->fo);
+}
+
 static void connect_ca(struct zt_ca_client *c)
 {
-    /* This thread does nothing else: a blocking lookup is fine here. */
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(c->host, c->port, &hints, &res);
-    if (rc != 0 || !res) {
-        ZT_WARN("ca", "cannot resolve %s: %s", c->host, gai_strerror(rc));
+    if (c->fo.need_resolve && !resolve_all(c)) {
         fail_queue(c, ZT_E_UPSTREAM);
         return;
     }
-    struct zt_sock_opts o = {.netns_fd = -1, .keepalive = &zt_sock_keepalive_control_plane};
-    int fd = zt_sock_connect(res->ai_addr, NULL, &o, NULL);
-    freeaddrinfo(res);
+    const struct zt_failover_endpoint *ep = zt_failover_pick(&c->fo);
+    const struct zt_grpc_target *t = &c->targets[ep->target];
+    snprintf(c->authority, sizeof(c->authority), "%s", t->authority);
+    /* Each address proves its own entry's name (or ALT_CA_HOSTNAME). */
+    snprintf(c->verify_host, sizeof(c->verify_host), "%s",
+             c->alt_hostname[0] ? c->alt_hostname : t->host);
+    struct zt_sock_opts o = {.netns_fd = -1,
+                             .keepalive = &zt_sock_keepalive_control_plane,
+                             .connect_timeout_ms = CONNECT_TIMEOUT_MS};
+    int fd = zt_sock_connect((const struct sockaddr *)&ep->sa, NULL, &o, NULL);
     if (fd < 0) {
-        ZT_WARN("ca", "cannot connect to %s: %s", c->authority, zt_strerror(fd));
-        fail_queue(c, ZT_E_UPSTREAM);
+        connect_failed(c, zt_strerror(fd));
         return;
     }
     struct zt_h2_settings settings = {.stream_window = 1u << 20,
                                       .connection_window = 4u << 20,
                                       .max_frame_size = 1u << 14,
-                                      .max_header_list = 16 * 1024};
+                                      .max_header_list = 16 * 1024,
+                                      .ping_interval_ms = c->ping_interval_ms,
+                                      .ping_timeout_ms = c->ping_timeout_ms};
     /* Each new connection takes the roots as the file has them now. */
     char why[400];
     int rrc = zt_tls_roots_refresh(c->roots, why, sizeof(why));
@@ -271,7 +333,11 @@ static void connect_ca(struct zt_ca_client *c)
         ZT_WARN("ca", "CA_ROOT_CA: %s; the roots loaded before stay in use", why);
     c->h2 = zt_h2conn_new(&c->w.loop, fd, zt_tls_roots_ctx(c->roots), ZT_H2_CLIENT, &settings,
                           &conn_ops, c);
-    if (c->h2 && zt_tls_expect_host(zt_h2conn_ssl(c->h2), c->verify_host) < 0)
+    if (!c->h2) {
+        connect_failed(c, "cannot create the connection");
+        return;
+    }
+    if (zt_tls_expect_host(zt_h2conn_ssl(c->h2), c->verify_host) < 0)
         zt_h2conn_close(c->h2, ZT_E_TLS);
 }
 
@@ -320,6 +386,13 @@ static void on_sweep(uv_timer_t *t)
                 complete(r, ZT_E_TIMEOUT, NULL);
             }
         }
+    }
+    /* An instance that takes a request and never answers may hang: the
+     * next requests go to the next address rather than wait behind it. */
+    if (freed && c->h2) {
+        ZT_WARN("ca", "leaving the CA at %s, which did not answer in time",
+                c->fo.eps[c->fo.cur].name);
+        zt_h2conn_close(c->h2, ZT_E_TIMEOUT);
     }
     if (freed)
         kick(c);
@@ -435,12 +508,7 @@ int zt_ca_client_mint(void *client, const struct zt_spiffe_id *id, unsigned ttl_
 
 static int parse_address(struct zt_ca_client *c, const char *address, char *err, size_t errlen)
 {
-    if (zt_grpc_parse_target(address, c->host, sizeof(c->host), c->port, sizeof(c->port),
-                             c->authority, sizeof(c->authority)) < 0) {
-        snprintf(err, errlen, "CA_ADDRESS=%s: expected host:port", address ? address : "");
-        return ZT_E_CONFIG;
-    }
-    return 0;
+    return zt_grpc_parse_targets("CA_ADDRESS", address, c->targets, &c->n_targets, err, errlen);
 }
 
 int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client **out, char *err,
@@ -458,8 +526,11 @@ int zt_ca_client_new(const struct zt_ca_client_opts *opts, struct zt_ca_client *
         free(c);
         return ZT_E_CONFIG;
     }
-    snprintf(c->verify_host, sizeof(c->verify_host), "%s",
-             opts->alt_hostname && opts->alt_hostname[0] ? opts->alt_hostname : c->host);
+    snprintf(c->alt_hostname, sizeof(c->alt_hostname), "%s",
+             opts->alt_hostname ? opts->alt_hostname : "");
+    c->ping_interval_ms = opts->ping_interval_ms ? opts->ping_interval_ms : 30000;
+    c->ping_timeout_ms = opts->ping_timeout_ms ? opts->ping_timeout_ms : 10000;
+    zt_failover_init(&c->fo);
     c->token_path = opts->token_path ? strdup(opts->token_path) : NULL;
     c->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "Kubernetes");
     c->impersonate = opts->impersonate;

@@ -6,7 +6,17 @@
  * trust bundle.
  *
  * The client runs its own thread and event loop with one HTTP/2 connection
- * (reconnected on demand). CA_ROOT_CA is looked at again before each new
+ * (reconnected on demand). CA_ADDRESS may list several instances and a
+ * name may resolve to several addresses (h2/grpc.h): a connection that
+ * fails before it is ready moves on to the next address at once; when
+ * every address failed in a row, the waiting requests fail (the identity
+ * manager retries them with its backoff) and the names are resolved
+ * again. A connection that worked and then closed, did not answer its
+ * keepalive PING (ping_interval_ms / ping_timeout_ms) or let a request
+ * time out is left, and the next request connects to the next address.
+ * Each address's certificate is checked against its own entry's host name
+ * (or ALT_CA_HOSTNAME). Certificates already issued are unaffected.
+ * CA_ROOT_CA is looked at again before each new
  * connection and re-read when it changed (tls/roots.h). zt_ca_client_mint_async() is the identity
  * manager's asynchronous issuer (zt_ca_async_mint_fn): key and CSR are made
  * on the client's thread and the answer is reported from there.
@@ -26,13 +36,16 @@
 #define ZT_CA_CLIENT_MAX_INFLIGHT 8
 
 struct zt_ca_client_opts {
-    const char *address;      /* "host:port", "https://" accepted */
+    const char *address;      /* "host:port", "https://" accepted; several comma-separated */
     const char *root_ca;      /* PEM file verifying the CA server, or "SYSTEM" */
     const char *alt_hostname; /* name to verify instead of the host; NULL = host */
     const char *token_path;   /* bearer token file; NULL or unreadable = none */
     const char *cluster_id;
     bool impersonate;    /* shared mode: ask for workloads' identities */
     unsigned timeout_ms; /* per certificate; 0 = 10 s */
+    /* HTTP/2 keepalive; 0 = 30 s / 10 s (Istio's ztunnel). */
+    uint32_t ping_interval_ms;
+    uint32_t ping_timeout_ms;
 };
 
 struct zt_ca_client;

@@ -654,6 +654,8 @@ static int start_xds(struct proxy_app *app)
         .node_meta = meta,
         .n_node_meta = n / 2,
         .metrics = app->metrics,
+        .ping_interval_ms = (uint32_t)cfg->control_keepalive_interval_ms,
+        .ping_timeout_ms = (uint32_t)cfg->control_keepalive_timeout_ms,
     };
     char err[512];
     atomic_store(&app->xds_pending, true);
@@ -765,6 +767,8 @@ static int init_ca(struct proxy_app *app)
             .token_path = app->cfg.auth_token,
             .cluster_id = app->cfg.cluster_id,
             .impersonate = app->cfg.proxy_mode == ZT_PROXY_MODE_SHARED,
+            .ping_interval_ms = (uint32_t)app->cfg.control_keepalive_interval_ms,
+            .ping_timeout_ms = (uint32_t)app->cfg.control_keepalive_timeout_ms,
         };
         if (zt_ca_client_new(&co, &app->ca_client, err, sizeof(err)) < 0) {
             fprintf(stderr, "ztunnel proxy: %s\n", err);

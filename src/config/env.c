@@ -2,6 +2,7 @@
 #include "config/env.h"
 
 #include "base/err.h"
+#include "h2/grpc.h"
 #include "state/ip.h"
 
 #include <ctype.h>
@@ -32,6 +33,16 @@ __attribute__((format(printf, 4, 5))) static int bad(struct envctx *e, const cha
     int rc = zt_verrf_at(e->err, e->errlen, ZT_E_CONFIG, where, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+/* An address list (h2/grpc.h); NULL (unset or empty) is fine. */
+static int check_targets(struct envctx *e, const char *name, const char *v)
+{
+    struct zt_grpc_target t[ZT_GRPC_TARGETS_MAX];
+    size_t n;
+    if (v && zt_grpc_parse_targets(name, v, t, &n, e->err, e->errlen) < 0)
+        return ZT_E_CONFIG;
+    return 0;
 }
 
 static const char *or_empty(const char *v)
@@ -553,8 +564,28 @@ int zt_config_from_env_fn(zt_config_getenv_fn *getenv_fn, void *ud, unsigned ncp
     /* Certificates from the CA at CA_ADDRESS; by default from the xDS
      * server, as Istio does, unless minted locally (LOCAL_CA_DIR). */
     c->ca_address = get(&e, "CA_ADDRESS");
+    /* Each may list several instances (failover); checked here so that a
+     * bad entry stops the start with the variable and the entry named. */
+    if ((rc = check_targets(&e, "XDS_ADDRESS", c->xds_address)) ||
+        (rc = check_targets(&e, "CA_ADDRESS", c->ca_address)))
+        return rc;
     if (!c->ca_address && !c->local_ca_dir)
         c->ca_address = c->xds_address;
+    /* HTTP/2 PING keepalive on the xDS and CA connections: Istio's
+     * ztunnel's 30 s and 10 s by default (tls/control.rs), so a control
+     * plane that hangs without closing is left within 40 s. */
+    if ((rc = env_duration(&e, "CONTROL_PLANE_KEEPALIVE_INTERVAL", 30000,
+                           &c->control_keepalive_interval_ms, NULL)))
+        return rc;
+    if (c->control_keepalive_interval_ms < 1000 || c->control_keepalive_interval_ms > 3600000)
+        return bad(&e, "CONTROL_PLANE_KEEPALIVE_INTERVAL",
+                   get(&e, "CONTROL_PLANE_KEEPALIVE_INTERVAL"), "must be between 1s and 1h");
+    if ((rc = env_duration(&e, "CONTROL_PLANE_KEEPALIVE_TIMEOUT", 10000,
+                           &c->control_keepalive_timeout_ms, NULL)))
+        return rc;
+    if (c->control_keepalive_timeout_ms < 1000 || c->control_keepalive_timeout_ms > 3600000)
+        return bad(&e, "CONTROL_PLANE_KEEPALIVE_TIMEOUT",
+                   get(&e, "CONTROL_PLANE_KEEPALIVE_TIMEOUT"), "must be between 1s and 1h");
     c->alt_xds_hostname = get(&e, "ALT_XDS_HOSTNAME");
     c->alt_ca_hostname = get(&e, "ALT_CA_HOSTNAME");
     c->pod_name = or_empty(get(&e, "POD_NAME"));

@@ -60,10 +60,15 @@ struct zt_config {
     uint32_t trusted_uid; /* ZTUNNEL_TRUSTED_UID: node agent uid besides root (0 = root only) */
     const char *crl_path; /* CRL_PATH: HBONE peer CRLs; NULL (unset or empty) = off */
     /* The control plane. NULL when unset or empty. */
-    const char *xds_address;      /* XDS_ADDRESS: istiod's xDS, host:port */
+    const char *xds_address;      /* XDS_ADDRESS: istiod's xDS, host:port[,host:port...] */
     const char *ca_address;       /* CA_ADDRESS, else XDS_ADDRESS unless LOCAL_CA_DIR */
     const char *alt_xds_hostname; /* ALT_XDS_HOSTNAME: name checked in istiod's cert */
     const char *alt_ca_hostname;  /* ALT_CA_HOSTNAME */
+    /* CONTROL_PLANE_KEEPALIVE_INTERVAL / _TIMEOUT: HTTP/2 PING on the xDS
+     * and CA connections (default 30 s / 10 s, as Istio's ztunnel), 1 s to
+     * 1 h each. */
+    uint64_t control_keepalive_interval_ms;
+    uint64_t control_keepalive_timeout_ms;
     /* Who the proxy is, for its xDS node id and metadata ("" when unset;
      * INSTANCE_IP is "1.1.1.1" in the node id then, as Istio's ztunnel). */
     const char *pod_name;      /* POD_NAME */

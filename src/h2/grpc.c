@@ -4,11 +4,14 @@
 #include "base/alloc.h"
 #include "base/err.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- framing ---- */
 
@@ -152,6 +155,130 @@ int zt_grpc_parse_target(const char *address, char *host, size_t host_cap, char 
     host[hlen] = 0;
     snprintf(port, port_cap, "%s", colon + 1);
     snprintf(authority, authority_cap, "%.*s:%s", (int)(colon - a), a, port);
+    return 0;
+}
+
+/* A DNS name: labels of [A-Za-z0-9_-], 1..63 bytes each, not starting or
+ * ending with '-', at most ZT_GRPC_HOST_MAX bytes without the optional
+ * trailing dot. Returns NULL or why not. */
+static const char *check_dns_name(const char *h, size_t len)
+{
+    if (len && h[len - 1] == '.')
+        len--;
+    if (len == 0)
+        return "empty host";
+    if (len > ZT_GRPC_HOST_MAX)
+        return "host name longer than 253 characters";
+    size_t label = 0;
+    for (size_t i = 0; i <= len; i++) {
+        char ch = i < len ? h[i] : '.';
+        if (ch == '.') {
+            if (label == 0)
+                return "empty label in host name";
+            if (h[i - 1] == '-' || h[i - label] == '-')
+                return "a host name label starts or ends with '-'";
+            label = 0;
+        } else if (isalnum((unsigned char)ch) || ch == '-' || ch == '_') {
+            if (++label > 63)
+                return "a host name label is longer than 63 characters";
+        } else {
+            return "bad character in host";
+        }
+    }
+    return NULL;
+}
+
+/* One entry, already trimmed: [https://]host:port. Returns NULL or why
+ * not. */
+static const char *parse_one_target(const char *a, size_t len, struct zt_grpc_target *t)
+{
+    const char *end = a + len, *sep = memmem(a, len, "://", 3);
+    if (sep) {
+        if (sep - a != 5 || strncasecmp(a, "https", 5) != 0)
+            return "only https:// is supported";
+        a = sep + 3;
+    }
+    if (a == end)
+        return "empty address";
+    const char *colon = NULL;
+    for (const char *p = end; p > a; p--)
+        if (p[-1] == ':') {
+            colon = p - 1;
+            break;
+        }
+    if (!colon)
+        return "expected host:port";
+    const char *h = a;
+    size_t hlen = (size_t)(colon - a);
+    char buf[64];
+    if (hlen && h[0] == '[') {
+        if (hlen < 3 || h[hlen - 1] != ']' || hlen - 2 >= sizeof(buf))
+            return "bad IPv6 address (expected [address]:port)";
+        memcpy(buf, h + 1, hlen - 2);
+        buf[hlen - 2] = 0;
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, buf, &a6) != 1)
+            return "bad IPv6 address";
+        h++;
+        hlen -= 2;
+    } else if (memchr(h, ':', hlen) && strspn(h, "0123456789abcdefABCDEF:.") >= hlen) {
+        return "an IPv6 address needs brackets: [address]:port";
+    } else {
+        const char *why = check_dns_name(h, hlen);
+        if (why)
+            return why;
+    }
+    const char *p = colon + 1;
+    size_t plen = (size_t)(end - p);
+    if (plen == 0)
+        return "missing port";
+    if (plen > 5 || strspn(p, "0123456789") < plen)
+        return "bad port (expected 1 to 65535)";
+    unsigned port = 0;
+    for (size_t i = 0; i < plen; i++)
+        port = port * 10 + (unsigned)(p[i] - '0');
+    if (port == 0 || port > 65535)
+        return "bad port (expected 1 to 65535)";
+    memcpy(t->host, h, hlen);
+    t->host[hlen] = 0;
+    snprintf(t->port, sizeof(t->port), "%u", port);
+    snprintf(t->authority, sizeof(t->authority), "%.*s:%u", (int)(colon - a), a, port);
+    return NULL;
+}
+
+int zt_grpc_parse_targets(const char *var, const char *list, struct zt_grpc_target *out, size_t *n,
+                          char *err, size_t errlen)
+{
+    const char *s = list ? list : "";
+    size_t k = 0;
+    *n = 0;
+    for (;;) {
+        const char *comma = strchr(s, ','), *e = comma ? comma : s + strlen(s);
+        const char *b = s;
+        while (b < e && isspace((unsigned char)*b))
+            b++;
+        while (e > b && isspace((unsigned char)e[-1]))
+            e--;
+        k++;
+        const char *why = NULL;
+        if (b == e)
+            why = "empty entry";
+        else if (k > ZT_GRPC_TARGETS_MAX)
+            why = "more than 16 addresses";
+        else
+            why = parse_one_target(b, (size_t)(e - b), &out[k - 1]);
+        if (why) {
+            /* An entry over any legal length is not repeated in full. */
+            size_t shown = (size_t)(e - b);
+            snprintf(err, errlen, "%s: entry %zu '%.*s%s': %s", var, k,
+                     (int)(shown > 300 ? 300 : shown), b, shown > 300 ? "..." : "", why);
+            return ZT_E_CONFIG;
+        }
+        if (!comma)
+            break;
+        s = comma + 1;
+    }
+    *n = k;
     return 0;
 }
 

@@ -70,6 +70,30 @@ void zt_grpc_encode_message(const char *in, char *out, size_t cap);
 int zt_grpc_parse_target(const char *address, char *host, size_t host_cap, char *port,
                          size_t port_cap, char *authority, size_t authority_cap);
 
+/* A control-plane address list (XDS_ADDRESS, CA_ADDRESS): one or more
+ * "host:port" entries separated by commas, each optionally "https://"
+ * and surrounded by blanks. host is an IPv4 address, a bracketed IPv6
+ * address or a DNS name (labels of letters, digits, '-' and '_', 1 to 63
+ * characters each, 253 in all; one trailing dot allowed); port is 1 to
+ * 65535. A name may resolve to several addresses: the clients try all of
+ * them. */
+#define ZT_GRPC_TARGETS_MAX 16 /* entries in one list */
+#define ZT_GRPC_HOST_MAX 253   /* a DNS name's longest legal length (no trailing dot) */
+
+struct zt_grpc_target {
+    char host[ZT_GRPC_HOST_MAX + 2]; /* no brackets; a trailing dot kept */
+    char port[6];
+    char authority[ZT_GRPC_HOST_MAX + 12]; /* "host:port" as written ([v6] kept) */
+};
+
+/* Parses list into out[0..*n) (out has room for ZT_GRPC_TARGETS_MAX).
+ * Returns 0, or ZT_E_CONFIG with "VAR: entry K 'ENTRY': reason" in err,
+ * where var (borrowed) names the variable and K counts from 1. Empty
+ * entries, other schemes than https://, paths, bad ports and more than
+ * ZT_GRPC_TARGETS_MAX entries are refused. */
+int zt_grpc_parse_targets(const char *var, const char *list, struct zt_grpc_target *out, size_t *n,
+                          char *err, size_t errlen);
+
 /* Reads a bearer token file (trailing whitespace dropped) into buf; returns
  * its length, 0 when path is NULL or the file cannot be read. */
 size_t zt_grpc_read_token(const char *path, char *buf, size_t cap);

@@ -5,6 +5,8 @@
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/random.h"
+#include "h2/failover.h"
 #include "h2/grpc.h"
 #include "loop/sock.h"
 #include "proto/discovery.pb-c.h"
@@ -23,13 +25,26 @@
 
 #define ADS_PATH "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #define MAX_MESSAGE (200u << 20) /* istiod's client accepts 200 MiB */
+/* TCP connect bound for control-plane sockets (Istio's ztunnel: 5 s). */
+#define CONNECT_TIMEOUT_MS 5000
 
 struct zt_xds_client {
     uv_loop_t *loop;
     enum zt_xds_client_state state;
     const struct zt_xds_client_ops *ops;
     void *ud;
-    char host[256], port[16], authority[280], verify_host[256];
+    /* XDS_ADDRESS's entries and which address to try (h2/failover.h). */
+    struct zt_grpc_target targets[ZT_GRPC_TARGETS_MAX];
+    size_t n_targets;
+    struct zt_failover fo;
+    size_t resolving;  /* the entry being looked up */
+    bool had_response; /* the current attempt handled a response */
+    char resolve_error[300];
+    /* Of the current attempt: */
+    char authority[sizeof(((struct zt_grpc_target *)0)->authority)];
+    char verify_host[sizeof(((struct zt_grpc_target *)0)->host)];
+    char alt_hostname[sizeof(((struct zt_grpc_target *)0)->host)]; /* "" = each entry's host */
+    uint32_t ping_interval_ms, ping_timeout_ms;
     char *token_path, *cluster_id;
     struct zt_tls_roots *roots; /* XDS_ROOT_CA, re-read when it changes */
     struct zt_ads *ads;
@@ -78,6 +93,19 @@ enum zt_xds_client_state zt_xds_client_state(const struct zt_xds_client *c)
 
 static void start_connect(struct zt_xds_client *c);
 
+/* How long to wait before the next attempt, given the engine's backoff:
+ * 0 to try the round's next address at once, else the wait before a new
+ * round (h2/failover.h). */
+static uint64_t retry_delay(struct zt_xds_client *c, uint64_t engine_ms)
+{
+    if (c->had_response)
+        zt_failover_succeeded(&c->fo);
+    c->had_response = false;
+    if (zt_failover_failed(&c->fo))
+        return 0;
+    return zt_failover_backoff(engine_ms, zt_random_u32());
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct zt_xds_client *c = t->data;
@@ -102,14 +130,23 @@ static void attempt_ended(struct zt_xds_client *c, int status, const char *messa
         };
         zt_metrics_counter_inc(c->metrics, counters[zt_ads_end_reason(status, message)]);
     }
+    char why[600];
     if (status == ZT_ADS_CONNECT_FAILED)
-        ZT_WARN("xds", "%s; reconnecting in %llu ms", message ? message : "no connection",
-                (unsigned long long)retry);
+        snprintf(why, sizeof(why), "%s", message ? message : "no connection");
     else
-        ZT_WARN("xds", "stream to %s ended with gRPC status %d (%s); reconnecting in %llu ms",
-                c->authority, status, message ? message : "", (unsigned long long)retry);
+        snprintf(why, sizeof(why), "stream to %s ended with gRPC status %d (%s)",
+                 c->fo.n ? c->fo.eps[c->fo.cur].name : c->authority, status,
+                 message ? message : "");
+    uint64_t delay = retry_delay(c, retry);
+    if (delay == 0)
+        ZT_WARN("xds", "%s; moving from %s to %s", why, c->fo.eps[c->fo.cur].name,
+                c->fo.eps[c->fo.next].name);
+    else
+        ZT_WARN("xds", "%s; %sreconnecting in %llu ms", why,
+                c->n_targets > 1 || c->fo.n > 1 ? "no XDS_ADDRESS address left to try; " : "",
+                (unsigned long long)delay);
     set_state(c, ZT_XDS_ST_BACKOFF);
-    uv_timer_start(&c->timer, on_timer, retry, 0);
+    uv_timer_start(&c->timer, on_timer, delay, 0);
 }
 
 /* ---- requests ---- */
@@ -224,6 +261,8 @@ static void on_message(void *ud, const uint8_t *msg, size_t len)
     if (t == ZT_ADS_NTYPES)
         ZT_WARN("xds", "response of unknown type %.200s ignored (ACKed)", resp->type_url);
     zt_ads_on_response(c->ads, &ar);
+    if (t != ZT_ADS_NTYPES)
+        c->had_response = true;
     /* One line per response: how long decoding, applying and publishing a
      * push took is what a large mesh wants to know first. */
     ZT_INFO("xds", "applied %s: %zu resource(s), %zu removal(s) in %.1f ms", type_names[t],
@@ -258,7 +297,7 @@ static int on_conn_ready(struct zt_h2conn *h2, void *ud)
     zt_grpc_metadata_cleanup(&md);
     if (!c->call)
         return ZT_E_PROTO;
-    ZT_INFO("xds", "connected to %s", c->authority);
+    ZT_INFO("xds", "connected to %s", c->fo.eps[c->fo.cur].name);
     set_state(c, ZT_XDS_ST_STREAMING);
     zt_ads_stream_started(c->ads);
     pump(c);
@@ -272,7 +311,7 @@ static void on_conn_closed(struct zt_h2conn *h2, void *ud, int error)
     if (c->state == ZT_XDS_ST_STOPPED)
         return;
     char msg[400];
-    snprintf(msg, sizeof(msg), "connection to %s: %s", c->authority,
+    snprintf(msg, sizeof(msg), "connection to %s: %s", c->fo.eps[c->fo.cur].name,
              error == ZT_E_TLS ? "TLS handshake failed (check XDS_ROOT_CA and the host name)"
                                : zt_strerror(error));
     attempt_ended(c, ZT_ADS_CONNECT_FAILED, msg);
@@ -285,36 +324,33 @@ static const struct zt_h2conn_ops conn_ops = {
 
 static void release(struct zt_xds_client *c);
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+/* Opens the connection to the round's next address. */
+static void connect_endpoint(struct zt_xds_client *c)
 {
-    struct zt_xds_client *c = req->data;
-    c->gai_pending = false;
-    if (c->state == ZT_XDS_ST_STOPPED) {
-        uv_freeaddrinfo(res);
-        release(c);
-        return;
-    }
-    c->holds--;
-    if (status < 0 || !res) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "cannot resolve %s: %s", c->host, uv_strerror(status));
-        uv_freeaddrinfo(res);
-        attempt_ended(c, ZT_ADS_CONNECT_FAILED, msg);
-        return;
-    }
-    struct zt_sock_opts o = {.netns_fd = -1, .keepalive = &zt_sock_keepalive_control_plane};
-    int fd = zt_sock_connect(res->ai_addr, NULL, &o, NULL);
-    uv_freeaddrinfo(res);
+    const struct zt_failover_endpoint *ep = zt_failover_pick(&c->fo);
+    const struct zt_grpc_target *t = &c->targets[ep->target];
+    snprintf(c->authority, sizeof(c->authority), "%s", t->authority);
+    /* Every address is checked against its own entry's name (or
+     * ALT_XDS_HOSTNAME): an instance reached through another entry's
+     * address must still prove the name it was asked by. */
+    snprintf(c->verify_host, sizeof(c->verify_host), "%s",
+             c->alt_hostname[0] ? c->alt_hostname : t->host);
+    struct zt_sock_opts o = {.netns_fd = -1,
+                             .keepalive = &zt_sock_keepalive_control_plane,
+                             .connect_timeout_ms = CONNECT_TIMEOUT_MS};
+    int fd = zt_sock_connect((const struct sockaddr *)&ep->sa, NULL, &o, NULL);
     if (fd < 0) {
-        attempt_ended(c, ZT_ADS_CONNECT_FAILED, zt_strerror(fd));
+        char msg[400];
+        snprintf(msg, sizeof(msg), "connection to %s: %s", ep->name, zt_strerror(fd));
+        attempt_ended(c, ZT_ADS_CONNECT_FAILED, msg);
         return;
     }
     struct zt_h2_settings settings = {.stream_window = 4u << 20,
                                       .connection_window = 16u << 20,
                                       .max_frame_size = 1u << 20,
                                       .max_header_list = 16 * 1024,
-                                      .ping_interval_ms = 30000,
-                                      .ping_timeout_ms = 10000};
+                                      .ping_interval_ms = c->ping_interval_ms,
+                                      .ping_timeout_ms = c->ping_timeout_ms};
     /* Each new connection takes the roots as the file has them now. */
     char why[400];
     int rrc = zt_tls_roots_refresh(c->roots, why, sizeof(why));
@@ -334,19 +370,71 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     set_state(c, ZT_XDS_ST_CONNECTING);
 }
 
+static void resolve_next(struct zt_xds_client *c);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct zt_xds_client *c = req->data;
+    c->gai_pending = false;
+    if (c->state == ZT_XDS_ST_STOPPED) {
+        uv_freeaddrinfo(res);
+        release(c);
+        return;
+    }
+    c->holds--;
+    if (status < 0 || !res) {
+        snprintf(c->resolve_error, sizeof(c->resolve_error), "cannot resolve %s: %s",
+                 c->targets[c->resolving].host, uv_strerror(status));
+        if (c->n_targets > 1)
+            ZT_WARN("xds", "XDS_ADDRESS: %s", c->resolve_error);
+    } else {
+        zt_failover_add(&c->fo, (unsigned)c->resolving, &c->targets[c->resolving], res);
+    }
+    uv_freeaddrinfo(res);
+    c->resolving++;
+    resolve_next(c);
+}
+
+/* Looks up targets[resolving..) one after the other, then connects to the
+ * round's first address. */
+static void resolve_next(struct zt_xds_client *c)
+{
+    if (c->resolving < c->n_targets) {
+        set_state(c, ZT_XDS_ST_RESOLVING);
+        const struct zt_grpc_target *t = &c->targets[c->resolving];
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        c->gai.data = c;
+        int rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, t->host, t->port, &hints);
+        if (rc == 0) {
+            c->gai_pending = true;
+            c->holds++;
+            return;
+        }
+        snprintf(c->resolve_error, sizeof(c->resolve_error), "cannot resolve %s: %s", t->host,
+                 uv_strerror(rc));
+        c->resolving++;
+        resolve_next(c);
+        return;
+    }
+    if (!zt_failover_resolved(&c->fo)) {
+        attempt_ended(c, ZT_ADS_CONNECT_FAILED, c->resolve_error);
+        return;
+    }
+    connect_endpoint(c);
+}
+
 static void start_connect(struct zt_xds_client *c)
 {
     c->attempt_ended = false;
-    set_state(c, ZT_XDS_ST_RESOLVING);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    c->gai.data = c;
-    int rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->host, c->port, &hints);
-    if (rc < 0) {
-        attempt_ended(c, ZT_ADS_CONNECT_FAILED, uv_strerror(rc));
+    c->had_response = false;
+    if (!c->fo.need_resolve) {
+        connect_endpoint(c);
         return;
     }
-    c->gai_pending = true;
-    c->holds++;
+    zt_failover_begin_round(&c->fo);
+    c->resolving = 0;
+    c->resolve_error[0] = 0;
+    resolve_next(c);
 }
 
 /* ---- engine callbacks ---- */
@@ -519,12 +607,7 @@ static const struct zt_ads_ops ads_ops = {
 
 static int parse_address(struct zt_xds_client *c, const char *address, char *err, size_t errlen)
 {
-    if (zt_grpc_parse_target(address, c->host, sizeof(c->host), c->port, sizeof(c->port),
-                             c->authority, sizeof(c->authority)) < 0) {
-        snprintf(err, errlen, "XDS_ADDRESS=%s: expected host:port", address ? address : "");
-        return ZT_E_CONFIG;
-    }
-    return 0;
+    return zt_grpc_parse_targets("XDS_ADDRESS", address, c->targets, &c->n_targets, err, errlen);
 }
 
 static void build_node(struct zt_xds_client *c, const struct zt_xds_client_opts *o)
@@ -580,8 +663,11 @@ int zt_xds_client_start(uv_loop_t *loop, const struct zt_xds_client_opts *opts,
     c->ops = ops;
     c->ud = ud;
     c->metrics = opts->metrics;
-    snprintf(c->verify_host, sizeof(c->verify_host), "%s",
-             opts->alt_hostname && opts->alt_hostname[0] ? opts->alt_hostname : c->host);
+    snprintf(c->alt_hostname, sizeof(c->alt_hostname), "%s",
+             opts->alt_hostname ? opts->alt_hostname : "");
+    c->ping_interval_ms = opts->ping_interval_ms ? opts->ping_interval_ms : 30000;
+    c->ping_timeout_ms = opts->ping_timeout_ms ? opts->ping_timeout_ms : 10000;
+    zt_failover_init(&c->fo);
     c->token_path = opts->token_path ? strdup(opts->token_path) : NULL;
     c->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "Kubernetes");
     build_node(c, opts);

@@ -4,8 +4,29 @@
  * state to its owner. While the control plane is unreachable the last good
  * state stays in force (the client simply publishes nothing).
  *
+ * Failover: XDS_ADDRESS may list several instances ("a:15012,b:15012",
+ * h2/grpc.h) and a name may resolve to several addresses; all of them are
+ * tried. A round resolves every entry (up to 16 addresses each, 64 in all)
+ * and the attempts walk the addresses in order, starting after the one
+ * last used: when a stream or a connection attempt ends, the next address
+ * is tried at once, and only after every address failed in a row does the
+ * client wait (the engine's backoff, capped at ZT_FAILOVER_RETRY_MAX_MS
+ * = 5 s, drawn uniformly in [d/2, d]) and resolve the names again
+ * (h2/failover.h, shared with the CA client). A
+ * stream that handled a response restarts the count. The move is logged
+ * (from which address to which, and why). The proxy's state is kept
+ * across the move: the new stream's initial requests carry
+ * initial_resource_versions, and what the new server does not have any
+ * more is removed when its first response says so (removed_resources).
+ *
+ * Keepalive: an HTTP/2 PING every ping_interval_ms, the connection closed
+ * when one is not answered within ping_timeout_ms (Istio's ztunnel: 30 s
+ * and 10 s), so an instance that hangs without closing is left too; TCP
+ * connect is bounded at 5 s and the TLS + HTTP/2 handshake at 10 s.
+ *
  * Server-only TLS: the server certificate is verified against the root
- * file and the address's host name (or ALT_XDS_HOSTNAME). The root file is
+ * file and the host name of the entry the address came from (or
+ * ALT_XDS_HOSTNAME), for every address. The root file is
  * looked at again before each new connection and re-read when it changed
  * (tls/roots.h: rotation without a restart; a bad file keeps the roots
  * loaded before, with a warning). Each call carries
@@ -22,7 +43,8 @@
 #include <uv.h>
 
 struct zt_xds_client_opts {
-    const char *address;      /* "host:port", "https://host:port" accepted */
+    /* "host:port", "https://host:port" accepted; several comma-separated */
+    const char *address;
     const char *root_ca;      /* PEM file, or "SYSTEM" */
     const char *alt_hostname; /* name to verify instead of the host; NULL = host */
     const char *token_path;   /* bearer token file; NULL or unreadable = none */
@@ -36,6 +58,9 @@ struct zt_xds_client_opts {
      * istio_xds_message_total / istio_xds_message_bytes_total per decoded
      * response (unknown types included, as Istio's ztunnel). */
     struct zt_metrics *metrics;
+    /* HTTP/2 keepalive; 0 = 30 s / 10 s. */
+    uint32_t ping_interval_ms;
+    uint32_t ping_timeout_ms;
 };
 
 struct zt_xds_client_ops {

@@ -67,6 +67,9 @@ sweep() {
 		done
 		ip netns del "$ns" 2>/dev/null || true
 	done
+	# Per-namespace files for `ip netns exec` (test_control_failover.sh's
+	# hosts file), named after the script's namespaces.
+	rm -rf "/etc/netns/${pfx}-"* 2>/dev/null || true
 }
 
 i=0

@@ -204,7 +204,15 @@ for _ in $(seq 100); do
 	open_again && { ok_up=yes; break; }
 	sleep 0.2
 done
-streams=$(grep -c "xDS stream from node" "$(mesh_log 3 control)")
+# Both proxies come back; not necessarily together (their reconnect
+# backoff is jittered), and 9090 opening proves only node 2's (the policy
+# is enforced at the destination), so each stream is waited for.
+streams=0
+for _ in $(seq 100); do
+	streams=$(grep -c "xDS stream from node" "$(mesh_log 3 control)")
+	[ "$streams" -ge 2 ] && break
+	sleep 0.1
+done
 if [ "$ok_down" = yes ] && [ "$ok_up" = yes ] && [ "$streams" -ge 2 ] &&
 	! grep -q "minted from the CA" "$(mesh_log 3 control)"; then zt_pass; else
 	zt_fail "down '$ok_down' up '$ok_up' streams $streams"

@@ -123,6 +123,43 @@ static void test_control_plane(void)
     const char *empty[] = {"XDS_ADDRESS", "", "CA_ADDRESS", "", NULL};
     CHECK_EQ_INT(load(empty, 2, &c, err, sizeof(err)), 0);
     CHECK(c.xds_address == NULL && c.ca_address == NULL);
+    CHECK_EQ_INT(c.control_keepalive_interval_ms, 30000);
+    CHECK_EQ_INT(c.control_keepalive_timeout_ms, 10000);
+}
+
+/* Several control planes (failover): a list is taken as written; a bad
+ * entry stops the start naming the variable and the entry. */
+static void test_control_plane_lists(void)
+{
+    struct zt_config c;
+    char err[512];
+    const char *two[] = {"XDS_ADDRESS", "https://cp-a:15012,https://cp-b:15012", NULL};
+    CHECK_EQ_INT(load(two, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_STR(c.xds_address, "https://cp-a:15012,https://cp-b:15012");
+    CHECK_EQ_STR(c.ca_address, "https://cp-a:15012,https://cp-b:15012");
+
+    const char *bad_xds[] = {"XDS_ADDRESS", "cp-a:15012,cp-b:0", NULL};
+    CHECK_EQ_INT(load(bad_xds, 2, &c, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "XDS_ADDRESS: entry 2 'cp-b:0': bad port (expected 1 to 65535)");
+    const char *bad_ca[] = {"XDS_ADDRESS", "cp-a:15012", "CA_ADDRESS", "ca-a:15012,,ca-b:15012",
+                            NULL};
+    CHECK_EQ_INT(load(bad_ca, 2, &c, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "CA_ADDRESS: entry 2 '': empty entry");
+
+    const char *ka[] = {"CONTROL_PLANE_KEEPALIVE_INTERVAL", "2s", "CONTROL_PLANE_KEEPALIVE_TIMEOUT",
+                        "1500ms", NULL};
+    CHECK_EQ_INT(load(ka, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_INT(c.control_keepalive_interval_ms, 2000);
+    CHECK_EQ_INT(c.control_keepalive_timeout_ms, 1500);
+    const char *ka_low[] = {"CONTROL_PLANE_KEEPALIVE_TIMEOUT", "999ms", NULL};
+    CHECK_EQ_INT(load(ka_low, 2, &c, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK(strstr(err, "CONTROL_PLANE_KEEPALIVE_TIMEOUT"));
+    const char *ka_high[] = {"CONTROL_PLANE_KEEPALIVE_INTERVAL", "3601s", NULL};
+    CHECK_EQ_INT(load(ka_high, 2, &c, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK(strstr(err, "CONTROL_PLANE_KEEPALIVE_INTERVAL"));
+    const char *ka_top[] = {"CONTROL_PLANE_KEEPALIVE_INTERVAL", "1h", NULL};
+    CHECK_EQ_INT(load(ka_top, 2, &c, err, sizeof(err)), 0);
+    CHECK_EQ_INT(c.control_keepalive_interval_ms, 3600000);
 }
 
 static void test_keepalive(void)
@@ -497,6 +534,7 @@ int main(void)
     RUN(test_keepalive);
     RUN(test_crl_path);
     RUN(test_control_plane);
+    RUN(test_control_plane_lists);
     RUN(test_workers);
     RUN(test_cp_paths);
     RUN(test_cpu_limit);

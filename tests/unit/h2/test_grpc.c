@@ -190,6 +190,131 @@ static void test_parse_target(void)
                      ZT_E_CONFIG);
 }
 
+/* "l.l.l...": a DNS name of exactly len bytes made of 63-byte labels. */
+static void dns_name(char *out, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        out[i] = (i + 1) % 64 == 0 ? '.' : 'a' + (char)(i % 26);
+    out[len] = 0;
+}
+
+static void test_parse_targets(void)
+{
+    struct zt_grpc_target t[ZT_GRPC_TARGETS_MAX];
+    size_t n = 99;
+    char err[512];
+    CHECK_EQ_INT(zt_grpc_parse_targets("XDS_ADDRESS",
+                                       " https://cp-a.example:15012 ,10.0.0.2:15012,"
+                                       "[fd00::1]:1,HTTPS://cp.example.:65535",
+                                       t, &n, err, sizeof(err)),
+                 0);
+    CHECK_EQ_INT(n, 4);
+    CHECK_EQ_STR(t[0].host, "cp-a.example");
+    CHECK_EQ_STR(t[0].port, "15012");
+    CHECK_EQ_STR(t[0].authority, "cp-a.example:15012");
+    CHECK_EQ_STR(t[1].host, "10.0.0.2");
+    CHECK_EQ_STR(t[2].host, "fd00::1");
+    CHECK_EQ_STR(t[2].authority, "[fd00::1]:1");
+    CHECK_EQ_STR(t[3].host, "cp.example.");
+    CHECK_EQ_STR(t[3].port, "65535");
+    /* One entry, as before. */
+    CHECK_EQ_INT(zt_grpc_parse_targets("CA_ADDRESS", "istiod.istio-system.svc:15012", t, &n, err,
+                                       sizeof(err)),
+                 0);
+    CHECK_EQ_INT(n, 1);
+}
+
+static void test_parse_targets_limits(void)
+{
+    struct zt_grpc_target t[ZT_GRPC_TARGETS_MAX];
+    size_t n;
+    char err[512], name[300], list[4096];
+    /* The longest legal name (253 bytes, 63-byte labels), with and
+     * without the trailing dot; one byte more is refused. */
+    dns_name(name, 253);
+    snprintf(list, sizeof(list), "%s:15012", name);
+    CHECK_EQ_INT(zt_grpc_parse_targets("XDS_ADDRESS", list, t, &n, err, sizeof(err)), 0);
+    CHECK_EQ_INT(strlen(t[0].host), 253);
+    CHECK_EQ_INT(strlen(t[0].authority), 253 + 6);
+    snprintf(list, sizeof(list), "https://%s.:15012", name);
+    CHECK_EQ_INT(zt_grpc_parse_targets("XDS_ADDRESS", list, t, &n, err, sizeof(err)), 0);
+    CHECK_EQ_INT(strlen(t[0].host), 254);
+    dns_name(name, 254);
+    name[253] = 'x';
+    snprintf(list, sizeof(list), "a:1,%s:15012", name);
+    CHECK_EQ_INT(zt_grpc_parse_targets("XDS_ADDRESS", list, t, &n, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK(strstr(err, "XDS_ADDRESS: entry 2 '") == err);
+    CHECK(strstr(err, "longer than 253"));
+    /* A 63-byte label is fine, 64 is not. */
+    memset(name, 'q', 63);
+    strcpy(name + 63, ".x:1");
+    CHECK_EQ_INT(zt_grpc_parse_targets("XDS_ADDRESS", name, t, &n, err, sizeof(err)), 0);
+    memset(name, 'q', 64);
+    strcpy(name + 64, ".x:1");
+    CHECK_EQ_INT(zt_grpc_parse_targets("XDS_ADDRESS", name, t, &n, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK(strstr(err, "longer than 63"));
+    /* 16 entries are fine, 17 are not. */
+    list[0] = 0;
+    for (int i = 0; i < ZT_GRPC_TARGETS_MAX; i++)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%scp%d:15012", i ? "," : "", i);
+    CHECK_EQ_INT(zt_grpc_parse_targets("XDS_ADDRESS", list, t, &n, err, sizeof(err)), 0);
+    CHECK_EQ_INT(n, ZT_GRPC_TARGETS_MAX);
+    CHECK_EQ_STR(t[15].host, "cp15");
+    strcat(list, ",cp16:15012");
+    CHECK_EQ_INT(zt_grpc_parse_targets("XDS_ADDRESS", list, t, &n, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK_EQ_STR(err, "XDS_ADDRESS: entry 17 'cp16:15012': more than 16 addresses");
+}
+
+static void test_parse_targets_errors(void)
+{
+    struct zt_grpc_target t[ZT_GRPC_TARGETS_MAX];
+    size_t n;
+    char err[512];
+    static const struct {
+        const char *list, *want;
+    } bad[] = {
+        {"", "CA_ADDRESS: entry 1 '': empty entry"},
+        {"  ", "CA_ADDRESS: entry 1 '': empty entry"},
+        {"a:1,,b:2", "CA_ADDRESS: entry 2 '': empty entry"},
+        {"a:1,", "CA_ADDRESS: entry 2 '': empty entry"},
+        {",a:1", "CA_ADDRESS: entry 1 '': empty entry"},
+        {"a:1, b:0", "CA_ADDRESS: entry 2 'b:0': bad port (expected 1 to 65535)"},
+        {"b:65536", "CA_ADDRESS: entry 1 'b:65536': bad port (expected 1 to 65535)"},
+        {"b:015012", "CA_ADDRESS: entry 1 'b:015012': bad port (expected 1 to 65535)"},
+        {"b:15x12", "CA_ADDRESS: entry 1 'b:15x12': bad port (expected 1 to 65535)"},
+        {"b:-1", "CA_ADDRESS: entry 1 'b:-1': bad port (expected 1 to 65535)"},
+        {"b:", "CA_ADDRESS: entry 1 'b:': missing port"},
+        {"b", "CA_ADDRESS: entry 1 'b': expected host:port"},
+        {":15012", "CA_ADDRESS: entry 1 ':15012': empty host"},
+        {"https://", "CA_ADDRESS: entry 1 'https://': empty address"},
+        {"http://b:1", "CA_ADDRESS: entry 1 'http://b:1': only https:// is supported"},
+        {"b:1/x", "CA_ADDRESS: entry 1 'b:1/x': bad port (expected 1 to 65535)"},
+        {"fd00::1:15012",
+         "CA_ADDRESS: entry 1 'fd00::1:15012': an IPv6 address needs brackets: [address]:port"},
+        {"[fd00::g]:1", "CA_ADDRESS: entry 1 '[fd00::g]:1': bad IPv6 address"},
+        {"[]:1", "CA_ADDRESS: entry 1 '[]:1': bad IPv6 address (expected [address]:port)"},
+        {"a..b:1", "CA_ADDRESS: entry 1 'a..b:1': empty label in host name"},
+        {"-a.b:1", "CA_ADDRESS: entry 1 '-a.b:1': a host name label starts or ends with '-'"},
+        {"a-.b:1", "CA_ADDRESS: entry 1 'a-.b:1': a host name label starts or ends with '-'"},
+        {"a b:1", "CA_ADDRESS: entry 1 'a b:1': bad character in host"},
+        {"a:1;b:2", "CA_ADDRESS: entry 1 'a:1;b:2': bad character in host"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        CHECK_EQ_INT(zt_grpc_parse_targets("CA_ADDRESS", bad[i].list, t, &n, err, sizeof(err)),
+                     ZT_E_CONFIG);
+        CHECK_EQ_STR(err, bad[i].want);
+    }
+    CHECK_EQ_INT(zt_grpc_parse_targets("CA_ADDRESS", NULL, t, &n, err, sizeof(err)), ZT_E_CONFIG);
+    /* An entry longer than anything legal is cut in the message. */
+    char huge[2000];
+    memset(huge, 'h', sizeof(huge) - 1);
+    huge[sizeof(huge) - 1] = 0;
+    CHECK_EQ_INT(zt_grpc_parse_targets("CA_ADDRESS", huge, t, &n, err, sizeof(err)), ZT_E_CONFIG);
+    CHECK(strlen(err) < 400);
+    CHECK(strstr(err, "...': expected host:port"));
+}
+
 /* ---- calls over a real connection ---- */
 
 struct srv {
@@ -411,6 +536,9 @@ int main(void)
     RUN(test_reader_allocates_as_bytes_arrive);
     RUN(test_message_encoding);
     RUN(test_parse_target);
+    RUN(test_parse_targets);
+    RUN(test_parse_targets_limits);
+    RUN(test_parse_targets_errors);
     RUN(test_metadata);
     RUN(test_streaming_echo);
     RUN(test_unimplemented_and_limits);
