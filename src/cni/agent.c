@@ -784,12 +784,23 @@ static void on_load(void *ud, const char *file, const struct zt_cni_pod *pod, in
     ZT_INFO(SCOPE, "restored pod %s (%s/%s)", pod->uid, pod->info.namespace, pod->info.name);
 }
 
+/* mkdir with exactly `mode`: the process umask may have cut it (a unit's
+ * UMask=0077 would leave a trusted uid's 0711 at 0700). An existing
+ * directory keeps its mode. */
+static int mkdir_mode(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) < 0)
+        return errno == EEXIST ? 0 : -errno;
+    return chmod(path, mode) < 0 ? -errno : 0;
+}
+
 /* Creates `dir` with `mode` and missing parents with 0755 (a private mode
  * on a parent would lock out the trusted uid). Existing ones are left. */
 static int mkdir_p(const char *dir, mode_t mode)
 {
     char tmp[PATH_MAX];
     size_t n = strlen(dir);
+    int rc;
     if (n == 0 || n >= sizeof(tmp))
         return -ENAMETOOLONG;
     memcpy(tmp, dir, n + 1);
@@ -797,18 +808,11 @@ static int mkdir_p(const char *dir, mode_t mode)
         if (*s != '/')
             continue;
         *s = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return -errno;
+        if ((rc = mkdir_mode(tmp, 0755)) < 0)
+            return rc;
         *s = '/';
     }
-    if (mkdir(tmp, mode) < 0) {
-        if (errno == EEXIST)
-            return 0; /* an existing directory keeps its mode */
-        return -errno;
-    }
-    /* The process umask may have cut the mode (a unit's UMask=0077 would
-     * leave a trusted uid's 0711 at 0700): set it as asked. */
-    return chmod(tmp, mode) < 0 ? -errno : 0;
+    return mkdir_mode(tmp, mode);
 }
 
 /* A directory holding our sockets or records must be ours: owned by root

@@ -472,13 +472,17 @@ static void test_peer_uid_trusted(void)
     if (geteuid() != 0)
         SKIP("needs root to run a client as another uid");
     reset();
-    /* Trusted uid: sockets owned by it, it may enroll and be a proxy. */
+    /* Trusted uid: sockets owned by it and group root, writable by both;
+     * it may enroll and be a proxy. The directory's mode whatever the
+     * umask. */
     cfg.trusted_uid = NOBODY;
+    mode_t old_umask = umask(077);
     CHECK_EQ_INT(zt_cni_agent_start(&loop, &cfg, &a), 0);
+    umask(old_umask);
     CHECK_EQ_INT(mode_of(cnidir, &owner), 0711);
-    CHECK_EQ_INT(mode_of(ctl, &owner), 0600);
+    CHECK_EQ_INT(mode_of(ctl, &owner), 0660);
     CHECK_EQ_INT(owner, NOBODY);
-    CHECK_EQ_INT(mode_of(uds, &owner), 0755);
+    CHECK_EQ_INT(mode_of(uds, &owner), 0775);
     CHECK_EQ_INT(owner, NOBODY);
     as_nobody(nobody_enroll, res, sizeof(res));
     CHECK_EQ_STR(res, "rc=0 ok=1 error=");
