@@ -134,6 +134,13 @@ opened_destination() {
 		grep '^istio_tcp_connections_opened_total{reporter="destination"' | awk '{ s += $NF } END { print s + 0 }'
 }
 exited() { ! kill -0 "$1" 2>/dev/null; }
+# marker_seen NETNS LOG: adds and removes a marker rule in NETNS; true once
+# the `ip monitor` writing LOG has reported it (it is listening).
+marker_seen() {
+	ip -n "$1" rule add pref 31000 from 192.0.2.1 lookup 200
+	ip -n "$1" rule del pref 31000 from 192.0.2.1 lookup 200
+	grep -q "192.0.2.1" "$2"
+}
 
 # upgrade_under_load TAG WITH_AGENT_RESTART: the whole scenario, checks
 # included.
@@ -151,6 +158,15 @@ upgrade_under_load() {
 	fi
 
 	if [ "$restart" = 1 ]; then
+		# Watch a's policy-routing rules while the agent restarts: the
+		# restart re-installs every pod's rules, and the fwmark rule must
+		# never be missing meanwhile (replies to the proxy's connections
+		# would leave the pod and those connections be reset).
+		zt_test "[$tag] a's rule changes are watched (a marker rule shows up)"
+		zt_bg "$a" "rulemon-$tag" stdbuf -oL ip monitor rule
+		if until_ok marker_seen "$a" "$ZT_WORK/rulemon-$tag.log"; then zt_pass; else
+			zt_fail "ip monitor saw nothing: $(cat "$ZT_WORK/rulemon-$tag.log")"
+		fi
 		zt_test "[$tag] node agent stopped before the upgrade"
 		mesh_stop 1 cni
 		if [ -z "$(mesh_pid 1 cni)" ]; then zt_pass; else zt_fail "agent still running"; fi
@@ -172,6 +188,13 @@ upgrade_under_load() {
 	if [ "$restart" = 1 ]; then
 		zt_test "[$tag] node agent started again in the middle of the upgrade"
 		if mesh_cni_start 1; then zt_pass; else zt_fail "agent did not start"; fi
+	fi
+
+	if [ "$restart" = 1 ]; then
+		zt_test "[$tag] the agent's restart left a's fwmark rule in place (never deleted)"
+		if grep -q "0x111" "$ZT_WORK/rulemon-$tag.log"; then
+			zt_fail "$(grep 0x111 "$ZT_WORK/rulemon-$tag.log" | head -3 | tr '\n' ' ')"
+		else zt_pass; fi
 	fi
 
 	zt_test "[$tag] the new proxy (pid $new) serves every pod and the old one drains"
