@@ -206,6 +206,9 @@ static void on_sighup(uv_signal_t *s, int signum)
     struct proxy_app *app = s->data;
     if (atomic_load(&app->draining))
         ZT_WARN(SCOPE, "SIGHUP ignored: this proxy is draining");
+    else if (app->has_handover_fd)
+        ZT_WARN(SCOPE, "SIGHUP ignored: this proxy is still taking over from pid %d",
+                (int)getppid());
     else if (app->has_successor || app->has_handover_poll)
         ZT_WARN(SCOPE, "SIGHUP ignored: an upgrade is under way (new proxy pid %d)",
                 app->has_successor ? app->successor.pid : 0);
