@@ -39,7 +39,10 @@ setup() {
 		- {uid: d, name: d, namespace: default, serviceAccount: sa-d, workloadIps: ["$D"], protocol: HBONE, node: node2}
 	Y
 	cp "$ZT_WORK/n1.yaml" "$ZT_WORK/n2.yaml"
-	mesh_node_up 1 && mesh_node_up 2 || return 1
+	# Node 1's proxy runs from a copy of the binary, which the test
+	# replaces as a package upgrade would (a new file renamed over it).
+	mkdir -p "$ZT_WORK/bin" && cp "$ZT_BIN" "$ZT_WORK/bin/ztunnel" || return 1
+	mesh_cni_start 1 && ZT_BIN=$ZT_WORK/bin/ztunnel mesh_proxy_start 1 && mesh_node_up 2 || return 1
 	mesh_enroll 1 "$a" a sa-a && mesh_enroll 1 "$b" b sa-b || return 1
 	mesh_enroll 2 "$c" c sa-c && mesh_enroll 2 "$d" d sa-d || return 1
 	zt_echo_server "$b" 8080 && zt_echo_server "$c" 8080 || return 1
@@ -254,7 +257,32 @@ upgrade_under_load() {
 	fi
 }
 
+# ---- a new binary that does not start ----
+# Installed as a package upgrade would, renamed over the running one's path.
+install_bin() {
+	cp "$1" "$ZT_WORK/bin/ztunnel.new" && chmod 755 "$ZT_WORK/bin/ztunnel.new" &&
+		mv -f "$ZT_WORK/bin/ztunnel.new" "$ZT_WORK/bin/ztunnel"
+}
+zt_test "a new binary that fails at start: the old proxy logs it and keeps serving"
+printf '#!/bin/sh\necho "broken build" >&2\nexit 3\n' >"$ZT_WORK/broken.sh"
+install_bin "$ZT_WORK/broken.sh"
+old=$(mesh_pid 1 proxy)
+mark=$(mesh_mark 1)
+kill -HUP "$old"
+gone() { tail -n +"$((mark + 1))" "$(mesh_log 1 proxy)" | grep -q "went away before serving every pod; pid $old keeps serving"; }
+if until_ok gone && [ "$(zt_send "$a" $C 8080 still-here)" = still-here ] && kill -0 "$old" &&
+	tail -n +"$((mark + 1))" "$(mesh_log 1 proxy)" | grep -q "exited with status 3"; then
+	zt_pass
+else zt_fail "$(tail -n +"$((mark + 1))" "$(mesh_log 1 proxy)" | grep -E 'upgrade|broken' | tail -3 | tr '\n' ' ')"; fi
+# The good binary goes back the same way: the running proxy's own file is
+# now a deleted one, and the next SIGHUP must start the file at its path.
+install_bin "$ZT_BIN"
+
 upgrade_under_load 1 0
+
+zt_test "the new proxy runs the binary now at the path, not the deleted file the old one ran"
+exe=$(readlink "/proc/$(mesh_pid 1 proxy)/exe")
+zt_expect_eq "$exe" "$ZT_WORK/bin/ztunnel"
 
 upgrade_under_load 2 1
 
