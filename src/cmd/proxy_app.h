@@ -113,8 +113,10 @@ void zt_proxy_crl_watch(struct proxy_app *app);
 void zt_proxy_crl_stop(struct proxy_app *app);
 
 /* Starts the admin (127.0.0.1:15000), stats ([::]:15020) and readiness
- * ([::]:15021) servers in the proxy's own network namespace. Returns 0, or
- * prints the reason and returns the error. */
+ * ([::]:15021) servers in the proxy's own network namespace. A port held by
+ * another process (the proxy this one replaces) is logged and retried every
+ * 50 ms until bound, and 0 returned. Otherwise returns 0, or prints the
+ * reason and returns the error. */
 int zt_proxy_admin_start(struct proxy_app *app);
 void zt_proxy_admin_stop(struct proxy_app *app);
 /* Draining: the ports go to the proxy replacing this one (a host upgrade);

@@ -559,7 +559,9 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
         return ZT_E_TOO_BIG;
     if (find_pod(p, uid) >= 0)
         zt_proxy_pod_del(p, uid);
-    if (p->opts.reuseport)
+    /* A waypoint (l7) serves its own namespace and is replaced by its
+     * deployment, never beside itself. */
+    if (p->opts.reuseport && !p->opts.l7)
         enable_migration(p, uid, netns_fd);
     int *fds = zt_xmalloc(sizeof(int) * ZT_LS_COUNT * p->nworkers);
     int rc = 0;
