@@ -534,6 +534,17 @@ else
 	zt_fail "MainPID $p0 -> $(in_box systemctl show -P MainPID ztunnel-proxy), NRestarts $(in_box systemctl show -P NRestarts ztunnel-proxy): $(in_box journalctl -q -u ztunnel-proxy | grep -E 'upgrade|drain' | tail -n 4 | tr '\n' ' ')"
 fi
 
+zt_test "under systemd: installing the package again (an upgrade's postinst) reloads the proxy, no restart"
+p0=$(in_box systemctl show -P MainPID ztunnel-proxy)
+in_box sh -c 'cat >/root/ztunnel.deb' <"$deb"
+in_box dpkg -i /root/ztunnel.deb >"$ZT_WORK/reinstall.log" 2>&1
+if mesh_eventually reloaded && [ "$(in_box systemctl show -P NRestarts ztunnel-proxy)" = 0 ] &&
+	mesh_eventually test "$(box_send after-reinstall)" = after-reinstall; then
+	zt_pass
+else
+	zt_fail "MainPID $p0 -> $(in_box systemctl show -P MainPID ztunnel-proxy): $(tail -n 3 "$ZT_WORK/reinstall.log" | tr '\n' ' ')"
+fi
+
 zt_test "under systemd: a killed proxy is restarted (Restart=on-failure) and carries traffic again"
 in_box systemctl kill -s KILL ztunnel-proxy
 restarted() { [ "$(in_box systemctl show -P NRestarts ztunnel-proxy)" = 1 ] && in_box systemctl is-active -q ztunnel-proxy; }
