@@ -9,10 +9,12 @@
 # each) see no failure during the hand-over. (That the connections queued on
 # a closing listener move to the new one is tests/unit/loop/test_migrate.c:
 # on veth the instant is too short for a loop to hit reliably.) Afterwards the new proxy carries the traffic (its metrics, its
-# admin ports) and the old one has exited. Then the same with the node agent
-# stopped before the upgrade and started again in the middle of it. Last,
-# the positive control: the same loop does see failures when the proxy just
-# stops without a successor. Needs root.
+# admin ports) and the old one has exited. Before that, a new binary that
+# fails at start leaves the old proxy serving; the good one then replaces it
+# as a package upgrade would (renamed over the running file). Then the same
+# upgrade with the node agent stopped before it and started again in the
+# middle of it. Last, the positive control: the same loop does see failures
+# when the proxy just stops without a successor. Needs root.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=mesh.sh
@@ -68,6 +70,10 @@ until_ok() {
 	return 1
 }
 
+exited() { ! kill -0 "$1" 2>/dev/null; }
+# listening NETNS PORT: something listens on TCP PORT in NETNS.
+listening() { zt_ns_exec "$1" ss -Hltn "sport = :$2" | grep -q .; }
+
 # loop_start NAME NETNS IP: tight loops of new connections from NETNS to
 # the echo server IP:8080 (conn_loop.py), LOOP_THREADS of them at once, so
 # that connections wait in the listeners' accept queues when the old proxy
@@ -82,13 +88,15 @@ loop_attempts() { cut -d' ' -f1 "$ZT_WORK/loop-$1.count" 2>/dev/null || echo 0; 
 loop_failures() { cut -d' ' -f2 "$ZT_WORK/loop-$1.count" 2>/dev/null || echo 0; }
 loop_past() { [ "$(loop_attempts "$1")" -ge "$2" ]; }
 loop_failed() { [ "$(loop_failures "$1")" -gt 0 ]; }
+# loops_past TAG N: the two loops of upgrade TAG made N attempts together.
+loops_past() { [ $(($(loop_attempts "out$1") + $(loop_attempts "in$1"))) -ge "$2" ]; }
 # loop_stop NAME: ends the loop; its final "attempts failures" stay in the
 # count file.
 loop_stop() {
 	local pid
 	pid=$(cat "$ZT_WORK/loop-$1.lpid")
 	touch "$ZT_WORK/stop-$1"
-	until_ok eval "! kill -0 $pid 2>/dev/null"
+	until_ok exited "$pid"
 	sed -i "/^$pid /d" "$ZT_WORK/pids"
 }
 
@@ -100,7 +108,7 @@ xfer_start() {
 	local name=$1
 	rm -f "$ZT_WORK/xfer-$name.sum" "$ZT_WORK/ctl-$name.half"
 	zt_bg "$3" "recv-$name" python3 "$here/xfer.py" recv 9000 "$ZT_WORK/xfer-$name.sum"
-	until_ok eval "zt_ns_exec $3 ss -Hltn 'sport = :9000' | grep -q ."
+	until_ok listening "$3" 9000
 	mkfifo "$ZT_WORK/ctl-$name"
 	zt_bg "$2" "send-$name" python3 "$here/xfer.py" send "$4" 9000 "$ZT_WORK/data.bin" "$ZT_WORK/ctl-$name"
 	echo "$ZT_BG_PID" >"$ZT_WORK/send-$name.spid"
@@ -114,7 +122,7 @@ xfer_finish() {
 	pid=$(cat "$ZT_WORK/send-$1.spid")
 	echo go >"$ZT_WORK/ctl-$1"
 	until_ok test -e "$ZT_WORK/xfer-$1.sum"
-	until_ok eval "! kill -0 $pid 2>/dev/null"
+	until_ok exited "$pid"
 	wait "$pid"
 	rc=$?
 	sed -i "/^$pid /d" "$ZT_WORK/pids"
@@ -125,6 +133,10 @@ xfer_finish() {
 # line MARK.
 new_pid_after() {
 	tail -n +"$(($1 + 1))" "$(mesh_log 1 proxy)" | sed -n 's/.*started the new proxy .* as pid \([0-9]*\);.*/\1/p' | head -1
+}
+has_new_pid() { [ -n "$(new_pid_after "$1")" ]; }
+drain_logged() {
+	tail -n +"$(($1 + 1))" "$(mesh_log 1 proxy)" | grep -q "replaced by the new proxy (pid $2): draining"
 }
 took_over() { tail -n +"$(($1 + 1))" "$(mesh_log 1 proxy)" | grep -q "pid $2 serves every pod"; }
 port_owner() {
@@ -137,11 +149,11 @@ opened_source() {
 	zt_ns_exec "$N1" curl -s -m 5 http://127.0.0.1:15020/metrics |
 		grep '^istio_tcp_connections_opened_total{reporter="source"' | awk '{ s += $NF } END { print s + 0 }'
 }
+counted_both() { [ "$(opened_source)" -gt 0 ] && [ "$(opened_destination)" -gt 0 ]; }
 opened_destination() {
 	zt_ns_exec "$N1" curl -s -m 5 http://127.0.0.1:15020/metrics |
 		grep '^istio_tcp_connections_opened_total{reporter="destination"' | awk '{ s += $NF } END { print s + 0 }'
 }
-exited() { ! kill -0 "$1" 2>/dev/null; }
 # marker_seen NETNS LOG: adds and removes a marker rule in NETNS; true once
 # the `ip monitor` writing LOG has reported it (it is listening).
 marker_seen() {
@@ -184,7 +196,7 @@ upgrade_under_load() {
 	a0=$(($(loop_attempts "out$tag") + $(loop_attempts "in$tag")))
 	kill -HUP "$old"
 	zt_test "[$tag] SIGHUP: the old proxy starts a new one"
-	if until_ok eval '[ -n "$(new_pid_after '"$mark"')" ]'; then
+	if until_ok has_new_pid "$mark"; then
 		new=$(new_pid_after "$mark")
 		echo "$new proxy1-$tag" >>"$ZT_WORK/pids"
 		zt_pass
@@ -207,7 +219,7 @@ upgrade_under_load() {
 
 	zt_test "[$tag] the new proxy (pid $new) serves every pod and the old one drains"
 	if until_ok took_over "$mark" "$new" &&
-		until_ok eval "tail -n +$((mark + 1)) '$(mesh_log 1 proxy)' | grep -q 'replaced by the new proxy (pid $new): draining'"; then
+		until_ok drain_logged "$mark" "$new"; then
 		zt_pass
 	else zt_fail "no hand-over in the log"; fi
 
@@ -220,7 +232,7 @@ upgrade_under_load() {
 	fi
 
 	zt_test "[$tag] the loops go on through the new proxy (its metrics count them)"
-	if until_ok eval '[ "$(opened_source)" -gt 0 ] && [ "$(opened_destination)" -gt 0 ]'; then zt_pass; else
+	if until_ok counted_both; then zt_pass; else
 		zt_fail "source $(opened_source), destination $(opened_destination)"
 	fi
 
@@ -243,7 +255,7 @@ upgrade_under_load() {
 	else zt_fail "pid $old still running"; fi
 	a1=$(($(loop_attempts "out$tag") + $(loop_attempts "in$tag")))
 	# The loops ran across the hand-over, and on for a while after it.
-	until_ok eval '[ $(($(loop_attempts out'"$tag"') + $(loop_attempts in'"$tag"'))) -ge $((a1 + 100)) ]'
+	until_ok loops_past "$tag" $((a1 + 100))
 	loop_stop "out$tag"
 	loop_stop "in$tag"
 
