@@ -13,8 +13,10 @@
 # fails at start leaves the old proxy serving; the good one then replaces it
 # as a package upgrade would (renamed over the running file). Then the same
 # upgrade with the node agent stopped before it and started again in the
-# middle of it. Last, the positive control: the same loop does see failures
-# when the proxy just stops without a successor. Needs root.
+# middle of it. Then the way Kubernetes does it: a second proxy started on
+# its own, SIGTERM to the first. Last, the positive control: the same loop
+# does see failures when the proxy just stops without a successor. Needs
+# root.
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=mesh.sh
@@ -305,7 +307,52 @@ if mesh_enroll 1 "$e" e sa-e && [ "$(zt_send "$e" $C 8080 late-pod)" = late-pod 
 	zt_fail "$(tail -2 "$ZT_WORK/enroll.log")"
 fi
 
+# ---- by hand, as Kubernetes does it ----
+# A second proxy started on its own (no SIGHUP, no pipe: a DaemonSet's new
+# pod), then SIGTERM to the first once the second serves every pod.
+zt_test "[3] a second proxy started by hand serves every pod beside the first"
+old=$(mesh_pid 1 proxy)
+loop_start out3 "$a" $C
+loop_start in3 "$d" $B
+xfer_start out3 "$a" "$c" $C
+xfer_start in3 "$d" "$b" $B
+until_ok loop_past out3 50
+until_ok loop_past in3 50
+a0=$(($(loop_attempts out3) + $(loop_attempts in3)))
+# It waits for the agent's snapshot, which it acknowledges once every pod of
+# it is served.
+if ZT_BIN=$ZT_WORK/bin/ztunnel mesh_proxy_start 1; then
+	new=$(mesh_pid 1 proxy)
+	zt_pass
+else zt_fail "the second proxy did not start: $(tail -3 "$(mesh_log 1 proxy)" | tr '\n' ' ')"; fi
+
+zt_test "[3] SIGTERM to the first: it drains, the second binds the ports and carries the traffic"
+kill -TERM "$old"
+if until_ok owns_ports "$new" && until_ok counted_both; then zt_pass; else
+	zt_fail "owners: 15020 $(port_owner 15020); counts $(opened_source) $(opened_destination)"
+fi
+zt_test "[3] the transfers complete byte for byte, the first proxy exits"
+xfer_finish out3
+s1=$XFER_RESULT
+xfer_finish in3
+s2=$XFER_RESULT
+want="$SUM $((8 << 20)) sender-exit=0"
+if [ "$s1" = "$want" ] && [ "$s2" = "$want" ] && until_ok exited "$old"; then
+	zt_pass
+	sed -i "/^$old /d" "$ZT_WORK/pids"
+else zt_fail "out: $s1; in: $s2; want $want; pid $old $(exited "$old" && echo exited || echo running)"; fi
+a1=$(($(loop_attempts out3) + $(loop_attempts in3)))
+until_ok loops_past 3 $((a1 + 100))
+loop_stop out3
+loop_stop in3
+zt_test "[3] no connection of either loop failed"
+zt_log "[3] loops: out $(cat "$ZT_WORK/loop-out3.count"), in $(cat "$ZT_WORK/loop-in3.count"); $((a1 - a0)) attempts between the second proxy's start and the first one's exit"
+if [ "$a1" -gt "$a0" ] && [ "$(loop_failures out3)" = 0 ] && [ "$(loop_failures in3)" = 0 ]; then zt_pass; else
+	zt_fail "out: $(cat "$ZT_WORK/loop-out3.count") $(head -3 "$ZT_WORK/loop-out3.count.err" | tr '\n' ' '); in: $(cat "$ZT_WORK/loop-in3.count") $(head -3 "$ZT_WORK/loop-in3.count.err" | tr '\n' ' ')"
+fi
+
 # ---- positive control ----
+cur=$(mesh_pid 1 proxy)
 zt_test "control: the same loop sees failures when the proxy stops without a successor"
 loop_start ctl "$a" $C
 until_ok loop_past ctl 50
