@@ -61,6 +61,7 @@ struct srv {
     unsigned limit_total;  /* 2 * conn_limit */
     unsigned limit_per_ip; /* conn_limit */
     bool is_mu_init;
+    bool is_released; /* zt_admin_release_ports: no listening socket */
 };
 
 struct zt_admin {
@@ -691,7 +692,9 @@ static int start_one(struct srv *s, const char *addr, uint16_t port, unsigned li
                      unsigned timeout_s, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
-    unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* MHD_USE_ITC lets zt_admin_release_ports() quiesce the daemon. */
+    unsigned flags =
+        MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     bool is_v6 = strchr(addr, ':') != NULL;
     bool is_any6 = false;
 
@@ -811,6 +814,23 @@ uint16_t zt_admin_port(const struct zt_admin *admin, enum zt_admin_server which)
     if (admin == NULL || (int)which < 0 || (int)which >= N_SERVERS)
         return 0;
     return admin->srv[which].port;
+}
+
+void zt_admin_release_ports(struct zt_admin *admin)
+{
+    if (admin == NULL)
+        return;
+    for (int i = 0; i < N_SERVERS; i++) {
+        struct srv *s = &admin->srv[i];
+        if (s->d == NULL || s->is_released)
+            continue;
+        /* The daemon stops polling its listening socket and hands it back:
+         * closing it frees the port while accepted connections go on. */
+        MHD_socket fd = MHD_quiesce_daemon(s->d);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+        s->is_released = true;
+    }
 }
 
 void zt_admin_stop(struct zt_admin *admin)

@@ -98,6 +98,12 @@ int zt_admin_start(const struct zt_admin_opts *opts, const struct zt_admin_ops *
 /* The bound port of a server (useful with port 0), or 0 if unknown. */
 uint16_t zt_admin_port(const struct zt_admin *admin, enum zt_admin_server which);
 
+/* Closes the listening sockets of the three servers, so that another
+ * process (the proxy replacing this one) can bind the ports; connections
+ * already accepted are served to the end. zt_admin_port() still reports the
+ * old port. NULL-safe; a second call is a no-op. Not from an ops callback. */
+void zt_admin_release_ports(struct zt_admin *admin);
+
 /* Stops the servers (closing their connections and joining their threads;
  * no ops callback runs after it returns) and frees admin. NULL-safe. Must
  * not be called from inside an ops callback. */

@@ -74,7 +74,10 @@ static bool id_listed(const struct zt_spiffe_id *ids, size_t n, const struct zt_
  * state; never waits for the CA. */
 static void sync_node_identities(struct proxy_app *app)
 {
-    if (!app->ca_client || !app->cfg.node_name || !app->cfg.node_name[0])
+    /* A draining proxy asks the CA for nothing more: the one replacing it
+     * fetches what the node needs from now on. */
+    if (!app->ca_client || !app->cfg.node_name || !app->cfg.node_name[0] ||
+        atomic_load(&app->draining))
         return;
     struct zt_spiffe_id *ids = NULL;
     size_t n = 0, cap = 0;
@@ -171,6 +174,7 @@ static void inpod_state(void *ud, bool connected, bool snapshot_received, unsign
     ZT_INFO("inpod", "node agent %s, snapshot %s, %u pending pod(s)",
             connected ? "connected" : "disconnected", snapshot_received ? "received" : "pending",
             pending);
+    zt_proxy_upgrade_check(app);
 }
 
 static const struct zt_inpod_client_ops inpod_ops = {
@@ -185,7 +189,7 @@ static void on_drained(void *ud)
     uv_stop(app->loop);
 }
 
-static void begin_drain(struct proxy_app *app, const char *why)
+void zt_proxy_begin_drain(struct proxy_app *app, const char *why)
 {
     if (atomic_exchange(&app->draining, true))
         return;
@@ -193,6 +197,9 @@ static void begin_drain(struct proxy_app *app, const char *why)
             (unsigned long long)app->cfg.termination_deadline_ms);
     zt_inpod_client_stop(app->inpod);
     app->inpod = NULL;
+    /* A proxy replacing this one in the same network namespace waits for
+     * the admin ports (an upgrade on a host). */
+    zt_proxy_admin_release(app);
     zt_proxy_drain(app->proxy, app->cfg.termination_deadline_ms, on_drained, app);
 }
 
@@ -207,12 +214,12 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     char why[64];
     snprintf(why, sizeof(why), "received %s", strsignal(signum));
-    begin_drain(app, why);
+    zt_proxy_begin_drain(app, why);
 }
 
 static void on_quit(uv_async_t *a)
 {
-    begin_drain(a->data, "POST /quitquitquit");
+    zt_proxy_begin_drain(a->data, "POST /quitquitquit");
 }
 
 /* ENABLE_ORIG_SRC: unset = use it if the kernel lets us, true = required. */
@@ -488,6 +495,7 @@ static void on_xds_ready(void *ud)
 {
     struct proxy_app *app = ud;
     atomic_store(&app->xds_pending, false);
+    zt_proxy_upgrade_check(app);
 }
 
 /* A waypoint without LOCAL_XDS_PATH takes its routes from the xDS server
@@ -944,6 +952,7 @@ static int proxy_init(struct proxy_app *app)
     zt_proxy_crl_watch(app);
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     uv_signal_start(&app->sigint, on_signal, SIGINT);
+    zt_proxy_upgrade_init(app);
     if (app->is_waypoint)
         ZT_INFO("proxy", "ztunnel-c %s waypoint started: %u worker(s), %zu workload(s) configured",
                 ZT_VERSION, opts.workers, zt_state_workload_count(app->state));
@@ -964,6 +973,7 @@ static void jwks_closed(void *ud)
 
 static void proxy_cleanup(struct proxy_app *app)
 {
+    zt_proxy_upgrade_stop(app);
     zt_inpod_client_stop(app->inpod);
     zt_xds_client_stop(app->xds);
     if (app->has_mu)
@@ -1010,6 +1020,10 @@ static int run(struct proxy_app *app)
 {
     signal(SIGPIPE, SIG_IGN);
     int rc = proxy_init(app);
+    /* Type=notify units; a proxy replacing another says so once it serves
+     * every pod (proxy_upgrade.c). */
+    if (rc == 0 && !app->has_handover_fd)
+        zt_proxy_upgrade_notify("READY=1");
     if (rc == 0)
         uv_run(app->loop, UV_RUN_DEFAULT);
     proxy_cleanup(app);

@@ -7,6 +7,7 @@
 #include "route/dump.h"
 #include "cmd/proxy_app.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,31 +102,85 @@ static const struct zt_admin_ops admin_ops = {
     .quit = op_quit,
 };
 
-int zt_proxy_admin_start(struct proxy_app *app)
+/* How often a proxy whose ports another one holds tries them again. */
+#define ADMIN_RETRY_MS 50
+
+static void admin_opts(const struct proxy_app *app, struct zt_admin_opts *opts)
 {
-    pthread_mutex_lock(&app->mu);
-    if (!app->workload_state)
-        app->workload_state = json_object();
-    pthread_mutex_unlock(&app->mu);
     /* IPV6_ENABLED=false: the public ports bind IPv4 only, as Istio's
      * ztunnel's wildcard address does. */
     const char *any = app->cfg.ipv6_enabled ? NULL : "0.0.0.0";
-    struct zt_admin_opts opts = {
+    *opts = (struct zt_admin_opts){
         .admin_port = 15000,
         .stats_addr = any,
         .stats_port = 15020,
         .ready_addr = any,
         .ready_port = 15021,
     };
+}
+
+static void on_admin_retry(uv_timer_t *t)
+{
+    struct proxy_app *app = t->data;
+    struct zt_admin_opts opts;
+    char err[256];
+    if (atomic_load(&app->draining)) {
+        uv_timer_stop(t);
+        return;
+    }
+    admin_opts(app, &opts);
+    int rc = zt_admin_start(&opts, &admin_ops, app, &app->admin, err, sizeof(err));
+    if (rc == -EADDRINUSE)
+        return;
+    uv_timer_stop(t);
+    if (rc < 0)
+        ZT_ERROR("admin", "admin endpoints: %s: the proxy serves without them", err);
+    else
+        ZT_INFO("admin", "admin, stats and readiness ports bound (15000, 15020, 15021)");
+}
+
+int zt_proxy_admin_start(struct proxy_app *app)
+{
+    pthread_mutex_lock(&app->mu);
+    if (!app->workload_state)
+        app->workload_state = json_object();
+    pthread_mutex_unlock(&app->mu);
+    struct zt_admin_opts opts;
+    admin_opts(app, &opts);
     char err[256];
     int rc = zt_admin_start(&opts, &admin_ops, app, &app->admin, err, sizeof(err));
+    if (rc == -EADDRINUSE) {
+        /* Usually the proxy this one replaces (an upgrade on a host, where
+         * both share a network namespace): it releases the ports when it
+         * starts draining. Meanwhile this one serves without them. */
+        ZT_WARN("admin",
+                "%s: waiting for the port (held by the proxy being replaced, or another "
+                "process); serving pods meanwhile",
+                err);
+        uv_timer_init(app->loop, &app->admin_retry);
+        app->admin_retry.data = app;
+        app->has_admin_retry = true;
+        uv_timer_start(&app->admin_retry, on_admin_retry, ADMIN_RETRY_MS, ADMIN_RETRY_MS);
+        return 0;
+    }
     if (rc < 0)
         fprintf(stderr, "ztunnel proxy: admin endpoints: %s\n", err);
     return rc;
 }
 
+void zt_proxy_admin_release(struct proxy_app *app)
+{
+    if (app->has_admin_retry)
+        uv_timer_stop(&app->admin_retry);
+    zt_admin_release_ports(app->admin);
+}
+
 void zt_proxy_admin_stop(struct proxy_app *app)
 {
+    if (app->has_admin_retry) {
+        uv_close((uv_handle_t *)&app->admin_retry, NULL);
+        app->has_admin_retry = false;
+    }
     zt_admin_stop(app->admin);
     app->admin = NULL;
     pthread_mutex_lock(&app->mu);

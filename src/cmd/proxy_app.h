@@ -79,6 +79,23 @@ struct proxy_app {
     bool has_handles;      /* quit_async, sigterm and sigint are initialized */
     bool has_mu;           /* mu is initialized (and the admin state with it) */
     struct zt_admin *admin;
+    /* The admin ports were taken at start (the proxy being replaced holds
+     * them): retried until bound. */
+    uv_timer_t admin_retry;
+    bool has_admin_retry;
+    /* Upgrade in place (proxy_upgrade.c). As the new proxy: the pipe to
+     * the proxy that started it, written once this one serves every pod
+     * (-1: none, or done). As the old one: the new proxy's process and the
+     * read end of that pipe, while a hand-over is under way. */
+    int handover_fd;
+    bool has_handover_fd;
+    uv_signal_t sighup;
+    bool has_sighup;
+    uv_process_t successor;
+    bool has_successor; /* the handle is open (closed once it exited) */
+    uv_poll_t handover_poll;
+    int handover_rfd;
+    bool has_handover_poll; /* waiting for the new proxy's byte */
     /* CRL_PATH (proxy_crl.c): NULL when unset; watched like LOCAL_XDS_PATH. */
     struct zt_tls_crl *crl;
     uv_fs_event_t crl_watch;
@@ -96,10 +113,33 @@ void zt_proxy_crl_watch(struct proxy_app *app);
 void zt_proxy_crl_stop(struct proxy_app *app);
 
 /* Starts the admin (127.0.0.1:15000), stats ([::]:15020) and readiness
- * ([::]:15021) servers in the proxy's own network namespace. Returns 0, or
- * prints the reason and returns the error. */
+ * ([::]:15021) servers in the proxy's own network namespace. A port held by
+ * another process (the proxy this one replaces) is logged and retried every
+ * 50 ms until bound, and 0 returned. Otherwise returns 0, or prints the
+ * reason and returns the error. */
 int zt_proxy_admin_start(struct proxy_app *app);
 void zt_proxy_admin_stop(struct proxy_app *app);
+/* Draining: the ports go to the proxy replacing this one (a host upgrade);
+ * connections already accepted are still answered. */
+void zt_proxy_admin_release(struct proxy_app *app);
+
+/* Upgrade in place (proxy_upgrade.c). _init (once the loop exists): takes
+ * ZTUNNEL_HANDOVER_FD from the environment when this proxy was started by
+ * the one it replaces, and handles SIGHUP: start the binary at this
+ * process's path as a new proxy with the same environment, which tells this
+ * one through a pipe when it serves every pod; this one then drains.
+ * _check (control thread, whenever readiness inputs change): as the new
+ * proxy, tells the old one once every pod is served and the state is in.
+ * _stop releases the handles. _notify sends `msg` to systemd's
+ * NOTIFY_SOCKET if set (Type=notify). */
+void zt_proxy_upgrade_init(struct proxy_app *app);
+void zt_proxy_upgrade_check(struct proxy_app *app);
+void zt_proxy_upgrade_stop(struct proxy_app *app);
+void zt_proxy_upgrade_notify(const char *msg);
+
+/* Starts the graceful drain (SIGTERM, /quitquitquit, a hand-over); `why`
+ * is logged. A second call is a no-op. Control thread. */
+void zt_proxy_begin_drain(struct proxy_app *app, const char *why);
 
 /* Control thread: the state the admin endpoints show. */
 void zt_proxy_admin_set_state(struct proxy_app *app, struct zt_state *state);

@@ -259,11 +259,35 @@ static void zconn_on_closed(uv_handle_t *h)
     maybe_free_agent(a);
 }
 
+static struct zconn *newest_live(struct zt_cni_agent *a, bool *any_hello);
+static void zconn_enqueue(struct zconn *z, enum zt_zds_req_kind kind, const struct apod *p,
+                          uint64_t ctl_id);
+
+/* The newest proxy left while an older one is still connected (an upgrade
+ * given up, or the old proxy reconnected last after an agent restart and
+ * then drained): the one left serves every pod from now on, including those
+ * enrolled since its snapshot, which only the one that left was told of.
+ * An add of a pod it already serves is a no-op for it (same netns). */
+static void reoffer_pods(struct zt_cni_agent *a)
+{
+    bool any_hello;
+    struct zconn *z = newest_live(a, &any_hello);
+    if (!z || a->is_stopped)
+        return;
+    ZT_INFO(SCOPE, "the newest proxy left: offering all %zu pods to proxy connection %llu",
+            a->npods, (unsigned long long)z->id);
+    for (size_t i = 0; i < a->npods; i++)
+        if (a->pods[i].fd >= 0)
+            zconn_enqueue(z, ZT_ZDS_REQ_ADD, &a->pods[i], 0);
+}
+
 static void zconn_close(struct zconn *z, const char *why)
 {
     struct op *o;
+    bool any_hello, was_newest;
     if (z->st == ZCONN_ST_CLOSING)
         return;
+    was_newest = newest_live(z->a, &any_hello) == z;
     ZT_INFO(SCOPE, "proxy connection %llu closed: %s", (unsigned long long)z->id, why);
     zconn_set_state(z, ZCONN_ST_CLOSING);
     if (z->inflight) {
@@ -280,6 +304,8 @@ static void zconn_close(struct zconn *z, const char *why)
     uv_close((uv_handle_t *)&z->timer, zconn_on_closed);
     close(z->fd);
     z->fd = -1;
+    if (was_newest)
+        reoffer_pods(z->a);
 }
 
 static bool zconn_is_live(const struct zconn *z)

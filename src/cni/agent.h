@@ -8,7 +8,10 @@
  * for the others, then `snapshot_sent`, one message at a time, each waiting
  * for its Ack (5 s deadline; a missed deadline or a stray datagram closes
  * that connection). Afterwards new enrollments go to the newest connection
- * and removals to all connections, as istio-cni does. */
+ * and removals to all connections, as istio-cni does: during an upgrade the
+ * new proxy gets everything and the old one nothing new. Beyond istio-cni:
+ * when the newest connection closes while older ones remain, the newest of
+ * those is offered every pod (adds of pods it serves are no-ops to it). */
 #ifndef ZT_CNI_AGENT_H
 #define ZT_CNI_AGENT_H
 

@@ -326,6 +326,14 @@ static void remove_other_backend(int netns_fd, enum zt_cni_backend used)
     }
 }
 
+static size_t count_lines_with(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
 /* ip rule/route for one family; `is_install` false only deletes. */
 static int route_step(int netns_fd, enum zt_cni_family fam, bool is_install, char *err,
                       size_t errcap)
@@ -340,9 +348,19 @@ static int route_step(int netns_fd, enum zt_cni_family fam, bool is_install, cha
                                    "dev", "lo",      "table", "100",     NULL};
     char *const route_del[] = {"ip",  (char *)f, "route", "del", "local", dst,
                                "dev", "lo",      "table", "100", NULL};
-    char scratch[256];
+    char *const rule_show[] = {"ip", (char *)f, "rule", "show", "pref", "32764", NULL};
+    char scratch[256], shown[1024];
     int rc;
 
+    /* Already there exactly once (a re-install, as at every agent start):
+     * left alone. Deleting and adding it again would leave a moment in
+     * which the replies to the proxy's spoofed-source connections are
+     * routed out of the pod and those connections reset. */
+    if (is_install &&
+        run(netns_fd, rule_show, NULL, shown, sizeof(shown), scratch, sizeof(scratch)) == 0 &&
+        count_lines_with(shown, "fwmark 0x111/0xfff lookup 100") == 1 &&
+        strstr(shown, "\n32764:") == NULL)
+        return run(netns_fd, route_replace, NULL, NULL, 0, err, errcap);
     /* Delete every copy first, so an install never stacks duplicates. */
     for (int i = 0; i < 8; i++)
         if (run(netns_fd, rule_del, NULL, NULL, 0, scratch, sizeof(scratch)) != 0)

@@ -111,6 +111,11 @@ struct zt_h2_session {
     uint64_t next_ping_ms;
     uint64_t ping_sent_ms;
     bool ping_outstanding;
+    /* Server shutdown in two steps (zt_h2_session_shutdown): the notice
+     * went out with a PING at goaway_ping_ms, and streams the client
+     * opened before it read the notice are still taken until the ACK. */
+    bool is_goaway_pending;
+    uint64_t goaway_ping_ms;
     /* OpenSSL's buffers (BUFFERS_IDLE_MS): is_releasing_idle when this
      * session frees them itself (the context asked for released buffers);
      * is_buffers_used once records moved since they were last freed, the
@@ -302,6 +307,18 @@ static void give_back(struct zt_h2_session *s, int32_t stream_id, size_t n, bool
     }
 }
 
+/* The opaque data of the PING that follows a shutdown notice. */
+static const uint8_t goaway_ping[8] = {'z', 't', '-', 'd', 'r', 'a', 'i', 'n'};
+
+/* The GOAWAY that ends a shutdown: streams above the last one processed
+ * are refused from now on. */
+static void final_goaway(struct zt_h2_session *s)
+{
+    s->is_goaway_pending = false;
+    nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s->ng),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+}
+
 /* ---- nghttp2 callbacks ---- */
 
 static char *dup_capped(const uint8_t *v, size_t len)
@@ -321,7 +338,7 @@ static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     if (s->role != ZT_H2_SERVER || f->hd.type != NGHTTP2_HEADERS ||
         f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    if (s->state != ZT_H2_SESS_OPEN) {
+    if (s->state != ZT_H2_SESS_OPEN && !s->is_goaway_pending) {
         nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
@@ -386,7 +403,11 @@ static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 {
     struct zt_h2_session *s = user;
     if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
-        s->ping_outstanding = false;
+        if (s->is_goaway_pending &&
+            memcmp(f->ping.opaque_data, goaway_ping, sizeof(goaway_ping)) == 0)
+            final_goaway(s);
+        else
+            s->ping_outstanding = false;
         return 0;
     }
     if (f->hd.type == NGHTTP2_GOAWAY) {
@@ -917,7 +938,7 @@ int zt_h2_session_out(struct zt_h2_session *s, const uint8_t **data, size_t *len
             /* Nothing left to say and nothing to wait for, or a drained
              * session whose last stream ended: done. */
             if ((!nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng)) ||
-                (s->state == ZT_H2_SESS_DRAINING && s->nstreams == 0))
+                (s->state == ZT_H2_SESS_DRAINING && s->nstreams == 0 && !s->is_goaway_pending))
                 zt_h2_session_close(s, s->sent_goaway_error ? ZT_E_PROTO : 0);
         }
         if (s->cout.len == 0 && !s->is_buffers_used)
@@ -944,6 +965,8 @@ uint64_t zt_h2_session_deadline(const struct zt_h2_session *s)
     case ZT_H2_SESS_OPEN:
     case ZT_H2_SESS_DRAINING: {
         uint64_t at = s->ping_outstanding ? s->ping_sent_ms + ping_timeout(s) : s->next_ping_ms;
+        if (s->is_goaway_pending && s->goaway_ping_ms + ping_timeout(s) < at)
+            at = s->goaway_ping_ms + ping_timeout(s);
         return s->is_buffers_used && s->release_check_ms < at ? s->release_check_ms : at;
     }
     default:
@@ -973,6 +996,10 @@ int zt_h2_session_tick(struct zt_h2_session *s, uint64_t now_ms)
             s->ping_sent_ms = now;
         }
     }
+    /* A client that does not answer the PING gets the final GOAWAY anyway
+     * (it is told to stop either way; a late stream is refused). */
+    if (!is_closed(s) && s->is_goaway_pending && now - s->goaway_ping_ms >= ping_timeout(s))
+        final_goaway(s);
     if (!is_closed(s) && s->state != ZT_H2_SESS_HANDSHAKE)
         release_check(s, now);
     return is_closed(s) ? s->close_error : 0;
@@ -1251,10 +1278,18 @@ void zt_h2_session_close_when_idle(struct zt_h2_session *s)
 void zt_h2_session_shutdown(struct zt_h2_session *s)
 {
     if (s->state == ZT_H2_SESS_OPEN) {
-        nghttp2_submit_shutdown_notice(s->ng);
-        nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE,
-                              nghttp2_session_get_last_proc_stream_id(s->ng), NGHTTP2_NO_ERROR,
-                              NULL, 0);
+        /* A server's GOAWAY races the streams the client is opening: those
+         * above its last stream id are refused, and the client's request
+         * fails. So, as RFC 9113 (6.8) advises: a GOAWAY naming the highest
+         * id first, a PING, and the real last stream id once the PING comes
+         * back, when the client has read the notice and opens no more. */
+        if (s->role == ZT_H2_SERVER && nghttp2_submit_shutdown_notice(s->ng) == 0 &&
+            nghttp2_submit_ping(s->ng, NGHTTP2_FLAG_NONE, goaway_ping) == 0) {
+            s->is_goaway_pending = true;
+            s->goaway_ping_ms = s->now_ms;
+        } else {
+            final_goaway(s);
+        }
         set_state(s, ZT_H2_SESS_DRAINING);
     } else if (s->state == ZT_H2_SESS_HANDSHAKE) {
         zt_h2_session_close(s, ZT_E_CLOSED);

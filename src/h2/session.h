@@ -242,7 +242,10 @@ void zt_h2_session_reset(struct zt_h2_session *s, int32_t stream_id);
 void zt_h2_session_detach(struct zt_h2_session *s, int32_t stream_id);
 
 /* Graceful: GOAWAY, no new streams, close once the last stream ended and
- * every byte went out. Before OPEN it closes with ZT_E_CLOSED. */
+ * every byte went out. Before OPEN it closes with ZT_E_CLOSED. A server
+ * says it twice (a notice and a PING, then the last stream id once the
+ * PING is answered, or after the keepalive timeout): streams the client
+ * opened before it read the notice are served, not refused. */
 void zt_h2_session_shutdown(struct zt_h2_session *s);
 /* As zt_h2_session_shutdown, once no stream is open (at once if none is):
  * for a connection that carries only the streams already opened on it.

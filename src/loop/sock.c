@@ -49,6 +49,38 @@ out:
     return fd;
 }
 
+/* /proc/sys/net resolves against the namespace of the thread that opens a
+ * file, so the open and the write happen while inside netns_fd. */
+int zt_sock_netns_sysctl_set(int netns_fd, const char *path, const char *value)
+{
+    int self = -1, rc = 0;
+    if (netns_fd >= 0) {
+        self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (self < 0)
+            return -errno;
+        if (setns(netns_fd, CLONE_NEWNET) < 0) {
+            rc = -errno;
+            goto out;
+        }
+    }
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    size_t n = strlen(value);
+    if (fd < 0)
+        rc = -errno;
+    else if (write(fd, value, n) != (ssize_t)n)
+        rc = errno ? -errno : -EIO;
+    if (fd >= 0)
+        close(fd);
+    if (self >= 0 && setns(self, CLONE_NEWNET) < 0) {
+        perror("ztunnel: setns back to own namespace");
+        abort();
+    }
+out:
+    if (self >= 0)
+        close(self);
+    return rc;
+}
+
 static int apply_opts(int fd, int family, const struct zt_sock_opts *o)
 {
     int one = 1;

@@ -44,6 +44,13 @@ int zt_sock_tcp(int family, const struct zt_sock_opts *opts);
 int zt_sock_udp(int family, const struct zt_sock_opts *opts);
 int zt_sock_udp_bind(const struct sockaddr *addr, socklen_t len, const struct zt_sock_opts *opts);
 
+/* Writes `value` to the sysctl file `path` (absolute, under /proc/sys/net)
+ * as seen from the network namespace `netns_fd` (borrowed; -1: the
+ * caller's). The calling thread enters the namespace for the open and
+ * write only. Returns 0 or a negative errno (-EROFS when /proc/sys is
+ * mounted read-only, -EACCES without CAP_NET_ADMIN there). */
+int zt_sock_netns_sysctl_set(int netns_fd, const char *path, const char *value);
+
 /* Creates a listening socket bound to `addr` (backlog 128) with `opts`.
  * Returns the fd or a negative errno. */
 int zt_sock_listen(const struct sockaddr *addr, socklen_t len, const struct zt_sock_opts *opts);

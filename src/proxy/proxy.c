@@ -287,7 +287,10 @@ static void on_backoff_closed(uv_handle_t *h)
     zt_pod_handle_gone(l->pod);
 }
 
-/* Stops accepting: the listeners close, connections stay. */
+/* Stops accepting: the listeners close, connections stay. What the kernel
+ * queued on a listener and we did not accept yet is reset, or handed to a
+ * sibling SO_REUSEPORT listener of the proxy replacing this one
+ * (tcp_migrate_req, see enable_migration). */
 static void close_listeners(struct zt_pod_inst *pod)
 {
     if (pod->listeners_closed)
@@ -527,6 +530,28 @@ static int find_pod(const struct zt_proxy *p, const char *uid)
     return -1;
 }
 
+/* With SO_REUSEPORT, a proxy replacing this one (an upgrade) listens on the
+ * same ports of the pod. When this one then closes its listeners, Linux
+ * resets the connections queued on them (handshake done, not yet accepted)
+ * unless net.ipv4.tcp_migrate_req (5.14+) is on in the pod's namespace: then
+ * it moves them to a listener left in the group. Only SO_REUSEPORT groups
+ * are affected, so the pod's own sockets keep their behaviour unless the
+ * application shares ports that way itself, where migrating is the better
+ * behaviour too. Best effort: without it, an upgrade may reset the few
+ * connections that arrive in the instant a listener closes. */
+static void enable_migration(struct zt_proxy *p, const char *uid, int netns_fd)
+{
+    int rc = zt_sock_netns_sysctl_set(netns_fd, "/proc/sys/net/ipv4/tcp_migrate_req", "1");
+    if (rc < 0 && !p->is_migrate_warned) {
+        p->is_migrate_warned = true;
+        ZT_WARN("proxy",
+                "pod %s: cannot turn on net.ipv4.tcp_migrate_req in the pod: %s; during an "
+                "upgrade, connections queued on the old proxy's listeners may be reset "
+                "(logged once)",
+                uid, zt_strerror(rc));
+    }
+}
+
 int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
                      const struct zt_zds_workload_info *info)
 {
@@ -534,6 +559,10 @@ int zt_proxy_pod_add(struct zt_proxy *p, const char *uid, int netns_fd,
         return ZT_E_TOO_BIG;
     if (find_pod(p, uid) >= 0)
         zt_proxy_pod_del(p, uid);
+    /* A waypoint (l7) serves its own namespace and is replaced by its
+     * deployment, never beside itself. */
+    if (p->opts.reuseport && !p->opts.l7)
+        enable_migration(p, uid, netns_fd);
     int *fds = zt_xmalloc(sizeof(int) * ZT_LS_COUNT * p->nworkers);
     int rc = 0;
     unsigned made = 0;

@@ -129,6 +129,8 @@ struct zt_proxy {
     void (*drain_done)(void *ud);
     void *drain_ud;
     bool drain_timer_init;
+    /* tcp_migrate_req could not be turned on in some pod (logged once). */
+    bool is_migrate_warned;
 };
 
 enum zt_conn_kind { ZT_CONN_OUTBOUND, ZT_CONN_INBOUND_HBONE, ZT_CONN_INBOUND_PLAIN };

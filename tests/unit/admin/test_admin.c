@@ -937,6 +937,83 @@ static void test_start_errors_and_restart(void)
     CHECK_EQ_INT(zt_admin_port(NULL, ZT_ADMIN_SRV_ADMIN), 0);
 }
 
+/* Reads one response of a kept-alive connection (by its Content-Length);
+ * returns its status, 0 if none came. */
+static int read_one_resp(int fd)
+{
+    char buf[8192];
+    size_t len = 0;
+    int status = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+        if (n <= 0)
+            return 0;
+        len += (size_t)n;
+        buf[len] = '\0';
+        const char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = strcasestr(buf, "\r\ncontent-length:");
+        if (end == NULL || cl == NULL || cl > end)
+            continue;
+        size_t want = (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10);
+        if (len >= want || len == sizeof(buf) - 1)
+            break;
+    }
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        return 0;
+    return status;
+}
+
+/* A proxy being replaced releases its ports at the start of its drain: the
+ * new one binds them at once, while a request on a connection the old one
+ * accepted before is still answered by the old one. */
+static void test_release_ports_for_successor(void)
+{
+    struct fx f;
+    struct resp r;
+    char err[256];
+    struct zt_admin *b = NULL;
+    fx_init(&f);
+    struct zt_admin *a = fx_start(&f, 0);
+    CHECK(a != NULL);
+    if (a == NULL)
+        return;
+    struct zt_admin_opts same = {
+        .admin_port = PORT_ADMIN(a), .stats_port = PORT_STATS(a), .ready_port = PORT_READY(a)};
+    /* A keep-alive connection, answered once: the old daemon holds it. */
+    int held = dial(same.admin_port);
+    CHECK(held >= 0);
+    const char first[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    send_all(held, first, sizeof(first) - 1);
+    CHECK(read_one_resp(held) == 200);
+    CHECK_EQ_INT(zt_admin_start(&same, &fx_ops, &f, &b, err, sizeof(err)), -EADDRINUSE);
+
+    zt_admin_release_ports(a);
+    zt_admin_release_ports(a); /* a second call is a no-op */
+    int rc = zt_admin_start(&same, &fx_ops, &f, &b, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "  successor: %s\n", err);
+    CHECK_EQ_INT(rc, 0);
+
+    /* The old daemon still serves what it accepted. */
+    const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    send_all(held, req, sizeof(req) - 1);
+    memset(&r, 0, sizeof(r));
+    read_resp(held, &r);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    close(held);
+    /* New connections reach the successor. */
+    http(same.stats_port, "GET", "/metrics", "", &r);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    zt_admin_stop(a);
+    http(same.admin_port, "GET", "/", "", &r);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    zt_admin_stop(b);
+    zt_admin_release_ports(NULL);
+}
+
 int main(void)
 {
     RUN(test_admin_routes);
@@ -950,5 +1027,6 @@ int main(void)
     RUN(test_many_idle_connections);
     RUN(test_fair_share_against_few_addresses);
     RUN(test_start_errors_and_restart);
+    RUN(test_release_ports_for_successor);
     return TEST_REPORT();
 }

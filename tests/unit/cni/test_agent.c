@@ -519,6 +519,80 @@ static void test_peer_uid_refused(void)
     pump(5);
 }
 
+/* A proxy of its own, counting what it hears. */
+struct proxy_fx {
+    int adds, dels;
+    bool snap;
+};
+static int px_add(void *ud, const char *uid, int fd, const struct zt_zds_workload_info *i)
+{
+    ((struct proxy_fx *)ud)->adds++;
+    close(fd);
+    return 0;
+}
+static void px_del(void *ud, const char *uid)
+{
+    ((struct proxy_fx *)ud)->dels++;
+}
+static void px_state(void *ud, bool c, bool s, unsigned p)
+{
+    ((struct proxy_fx *)ud)->snap = s;
+}
+static const struct zt_inpod_client_ops px_ops = {px_add, px_del, px_state};
+
+/* Two proxies connected, as during an upgrade (istio-cni's rules): each
+ * gets the snapshot, the newest gets every later add, removals go to both.
+ * When the newest leaves while the older one stays (an upgrade given up,
+ * or the older one reconnected last after an agent restart and then
+ * drained), the one left is offered every pod, including those enrolled
+ * only to the one that left. */
+static void test_newest_proxy_gets_adds(void)
+{
+    struct zt_cni_agent_config cfg = {
+        .uds_path = uds, .cni_dir = cnidir, .rules_apply = fake_apply, .rules_remove = fake_remove};
+    struct zt_cni_agent *a = NULL;
+    struct zt_inpod_client *old = NULL, *new = NULL;
+    struct proxy_fx po = {0}, pn = {0};
+    struct zt_cni_ctl_reply rep;
+
+    reset();
+    CHECK_EQ_INT(zt_cni_agent_start(&loop, &cfg, &a), 0);
+    CHECK_EQ_INT(call(ZT_CNI_CTL_ENROLL, "u1", nspath[0], &rep), 0);
+    CHECK_EQ_INT(zt_inpod_client_start(&loop, uds, &px_ops, &po, &old), 0);
+    for (int i = 0; i < 2000 && !po.snap; i++)
+        pump(1);
+    CHECK_EQ_INT(zt_inpod_client_start(&loop, uds, &px_ops, &pn, &new), 0);
+    for (int i = 0; i < 2000 && !pn.snap; i++)
+        pump(1);
+    CHECK(po.snap && pn.snap);
+    CHECK_EQ_INT(po.adds, 1);
+    CHECK_EQ_INT(pn.adds, 1);
+
+    CHECK_EQ_INT(call(ZT_CNI_CTL_ENROLL, "u2", nspath[1], &rep), 0);
+    CHECK(strstr(rep.message, "proxy acknowledged") != NULL);
+    CHECK_EQ_INT(pn.adds, 2);
+    CHECK_EQ_INT(po.adds, 1);
+    CHECK_EQ_INT(call(ZT_CNI_CTL_UNENROLL, "u1", "", &rep), 0);
+    for (int i = 0; i < 2000 && (po.dels < 1 || pn.dels < 1); i++)
+        pump(1);
+    CHECK_EQ_INT(pn.dels, 1);
+    CHECK_EQ_INT(po.dels, 1);
+
+    /* The newest leaves: the older one is offered u2, which it never had. */
+    zt_inpod_client_stop(new);
+    for (int i = 0; i < 2000 && po.adds < 2; i++)
+        pump(1);
+    CHECK_EQ_INT(po.adds, 2);
+    CHECK_EQ_INT(call(ZT_CNI_CTL_ENROLL, "u3", nspath[2], &rep), 0);
+    CHECK(strstr(rep.message, "proxy acknowledged") != NULL);
+    CHECK_EQ_INT(po.adds, 3);
+    CHECK_EQ_INT(zt_inpod_client_count(old), 2);
+
+    zt_cni_agent_stop(a);
+    zt_inpod_client_stop(old);
+    pump(5);
+}
+
 int main(void)
 {
     char cmd[128];
@@ -539,6 +613,7 @@ int main(void)
     RUN(test_socket_dirs);
     RUN(test_peer_uid_trusted);
     RUN(test_peer_uid_refused);
+    RUN(test_newest_proxy_gets_adds);
     for (int i = 0; i < NPODS; i++) {
         close(ns_sock[i]);
         waitpid(ns_pid[i], NULL, 0);

@@ -317,6 +317,86 @@ static void test_goaway_drain(void)
     sx_world_free(&w);
 }
 
+/* A stream the client opened before it read the server's GOAWAY (it
+ * crossed it on the wire) is served, not refused: the server says GOAWAY
+ * in two steps. Then the client opens nothing new and the server closes
+ * once both streams ended. */
+static void test_goaway_crossing_stream(void)
+{
+    struct sx_world w;
+    sx_world_init(&w);
+    sx_open_pair(&w, true);
+    w.srv.consume_streams = true;
+    struct sx_stream *c1 = sx_stream_slot(&w.cli);
+    c1->id = zt_h2_session_connect(w.cli.s, "10.0.0.2:8080", NULL, 0, &sx_stream_ops, c1);
+    sx_pump(&w);
+    CHECK_EQ_INT(c1->status, 200);
+    zt_h2_session_shutdown(w.srv.s);
+    struct sx_stream *c2 = sx_stream_slot(&w.cli);
+    c2->id = zt_h2_session_connect(w.cli.s, "10.0.0.2:8080", NULL, 0, &sx_stream_ops, c2);
+    CHECK(c2->id > 0);
+    /* The client's HEADERS reach the server before its GOAWAY reaches the
+     * client. */
+    sx_move(w.cli.s, w.srv.s);
+    sx_pump(&w);
+    CHECK_EQ_INT(c2->status, 200);
+    CHECK_EQ_INT(c2->close_calls, 0);
+    CHECK_EQ_INT(w.cli.draining_calls, 1);
+    CHECK_EQ_INT(zt_h2_session_connect(w.cli.s, "10.0.0.2:8081", NULL, 0, &sx_stream_ops, NULL),
+                 ZT_E_CLOSED);
+    CHECK_EQ_INT(w.srv.closed_calls, 0);
+    for (int i = 0; i < 2; i++) {
+        struct sx_stream *c = i ? c2 : c1;
+        c->to_send = 1000;
+        c->eof_after = true;
+        zt_h2_session_resume(w.cli.s, c->id);
+        struct sx_stream *srv = &w.srv.streams[i];
+        srv->to_send = 2000;
+        srv->eof_after = true;
+        zt_h2_session_resume(w.srv.s, srv->id);
+    }
+    sx_pump(&w);
+    CHECK_EQ_INT(c1->received, 2000);
+    CHECK_EQ_INT(c2->received, 2000);
+    CHECK_EQ_INT(c2->close_err, 0);
+    CHECK_EQ_INT(w.srv.closed_calls, 1);
+    CHECK_EQ_INT(w.srv.close_err, 0);
+    sx_world_free(&w);
+}
+
+/* A client that never answers the PING: the final GOAWAY goes out after
+ * the keepalive timeout, and the session closes once idle. */
+static void test_goaway_ping_unanswered(void)
+{
+    struct sx_world w;
+    sx_world_init(&w);
+    sx_open_pair(&w, true);
+    zt_h2_session_shutdown(w.srv.s);
+    const uint8_t *data;
+    size_t len;
+    /* The notice and the PING are produced; the client never reads them. */
+    CHECK_EQ_INT(zt_h2_session_out(w.srv.s, &data, &len), 0);
+    CHECK(len > 0);
+    zt_h2_session_out_done(w.srv.s, len);
+    CHECK_EQ_INT(w.srv.closed_calls, 0);
+    /* Time passes from deadline to deadline (a keepalive PING may come
+     * first); the final GOAWAY goes out after the keepalive timeout, and
+     * then nothing is left to wait for. */
+    uint64_t at = SX_T0;
+    for (int i = 0; i < 8 && w.srv.closed_calls == 0; i++) {
+        at = zt_h2_session_deadline(w.srv.s);
+        CHECK(at > SX_T0 && at < UINT64_MAX);
+        zt_h2_session_tick(w.srv.s, at);
+        CHECK_EQ_INT(zt_h2_session_out(w.srv.s, &data, &len), 0);
+        zt_h2_session_out_done(w.srv.s, len);
+        zt_h2_session_out(w.srv.s, &data, &len);
+    }
+    CHECK_EQ_INT(w.srv.closed_calls, 1);
+    CHECK(at - SX_T0 >= 20000);
+    CHECK_EQ_INT(w.srv.close_err, 0);
+    sx_world_free(&w);
+}
+
 static void test_shutdown_before_open(void)
 {
     struct sx_world w;
@@ -581,6 +661,8 @@ int main(void)
     RUN(test_flow_control_backpressure);
     RUN(test_goaway_drain);
     RUN(test_shutdown_before_open);
+    RUN(test_goaway_crossing_stream);
+    RUN(test_goaway_ping_unanswered);
     RUN(test_keepalive);
     RUN(test_peer_garbage);
     RUN(test_peer_eof);
