@@ -67,6 +67,13 @@ sweep() {
 		done
 		ip netns del "$ns" 2>/dev/null || true
 	done
+	# bpf filesystems under the work dir (eBPF backend tests): their pins
+	# removed (which detaches what they attached), then unmounted.
+	awk -v w="$work/" 'index($5, w) == 1 && $0 ~ / - bpf / { print $5 }' /proc/self/mountinfo 2>/dev/null |
+		while read -r m; do
+			rm -rf "${m:?}/"* 2>/dev/null
+			umount -l "$m" 2>/dev/null || true
+		done
 }
 
 i=0
