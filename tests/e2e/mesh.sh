@@ -38,6 +38,45 @@ else
 	MESH_NAT=nat MESH_RAW=raw MESH_PRE=ISTIO_PRERT MESH_OUT=ISTIO_OUTPUT
 fi
 
+# mesh_ebpf_pod_flags NETNS: the flags of NETNS's entry in the zt_pods map
+# of the first agent of this test that has one (1: DNS capture, 2: IPv4
+# address known, 4: IPv6), or nothing.
+mesh_ebpf_pod_flags() {
+	local c d key
+	c=$(mesh_netns_cookie "$1") || return 0
+	key=$(python3 -c "import sys; print(' '.join('%02x' % b for b in int(sys.argv[1]).to_bytes(8, 'little')))" "$c")
+	for d in "$ZT_WORK"/bpffs/*/; do
+		# shellcheck disable=SC2086 # key: 8 hex words
+		bpftool -j map lookup pinned "$d/zt_pods" key hex $key 2>/dev/null |
+			python3 -c 'import json, sys; print(json.load(sys.stdin)["formatted"]["value"]["flags"])' 2>/dev/null &&
+			return 0
+	done
+	return 0
+}
+
+# mesh_ebpf_orig_count PORT [IP]: how many sockets of this test's pods the
+# eBPF programs redirected away from PORT (and IP, if given): the entries
+# of every agent's zt_orig_cookie map with that original destination.
+mesh_ebpf_orig_count() {
+	local d
+	for d in "$ZT_WORK"/bpffs/*/; do
+		bpftool -j map dump pinned "$d/zt_orig_cookie" 2>/dev/null
+	done | python3 -c '
+import json, sys
+port, ip = int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None
+n = 0
+for doc in sys.stdin.read().replace("][", "]\n[").splitlines():
+    doc = doc.strip()
+    if not doc:
+        continue
+    for e in json.loads(doc):
+        v = e["formatted"]["value"]
+        a = ".".join(str(b) for b in v["ip"][12:]) if v["family"] == 2 else None
+        if v["port"] == port and (ip is None or a == ip):
+            n += 1
+print(n)' "$@"
+}
+
 # mesh_rules NETNS: our in-pod rules in NETNS, of any backend: the
 # iptables-save and ip6tables-save lines naming an ISTIO_ chain, then our nft
 # tables ("table inet istio-ambient-..."), then the pod's eBPF state
