@@ -209,6 +209,19 @@ if [ -z "$(mesh_rules "$a")" ] && [ "$(netns_links "$a")" = 0 ] && [ ! -e "$DIR1
 	zt_pass
 else zt_fail "rules '$(mesh_rules "$a")', reply '$r', entries $n0 -> $n1"; fi
 
+# Fail closed: a step of the eBPF install failing fails the enroll; what
+# the enroll had done is rolled back.
+zt_test "fail closed: with map zt_pods unpinned, enroll fails naming it; nothing of a left"
+rm -f "$DIR1/zt_pods"
+# shellcheck disable=SC2046
+out=$(env $(mesh_env 1) "$ZT_BIN" enroll --netns "$a" --uid a --name a --namespace default \
+	--service-account sa-a 2>&1)
+rc=$?
+if [ $rc = 1 ] && grep -q "zt_pods" <<<"$out" && [ ! -e "$ZT_WORK/n1/cni/pods/a.json" ] &&
+	[ -z "$(mesh_rules "$a")" ] && [ "$(netns_links "$a")" = 0 ]; then zt_pass; else
+	zt_fail "rc=$rc: $out; rules '$(mesh_rules "$a")', links $(netns_links "$a")"
+fi
+
 zt_test "ztunnel cni cleanup (agent stopped): every pin gone, the links detached"
 mesh_stop 1 cni
 # shellcheck disable=SC2046
