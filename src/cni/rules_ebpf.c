@@ -46,7 +46,6 @@
 #define SCOPE "cni"
 #define BPF_FS_MAGIC_NUM 0xcafe4a11
 #define BPF_FS_ROOT "/sys/fs/bpf"
-#define NET_TCP_MAX (1024 * 1024)
 #define MAX_LISTENERS 64
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -105,33 +104,50 @@ int zt_cni_ebpf_default_dir(const char *cni_dir, char *out, size_t cap)
     return 0;
 }
 
+/* One line of /proc/net/tcp or tcp6: 1 and `*inode` if it is a socket
+ * listening on `port`, 0 if not (or not a socket line), ZT_E_PROTO if its
+ * local address cannot be read. */
+static int parse_listener_line(const char *line, uint16_t port, uint64_t *inode)
+{
+    char local[64], rem[64], st[8];
+    unsigned long long ino;
+    unsigned lport, sl;
+    const char *colon;
+
+    /* "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when
+     *  retrnsmt   uid  timeout inode": local_address is HEX_IP:HEX_PORT,
+     *  st 0A is LISTEN. */
+    if (sscanf(line, " %u: %63s %63s %7s %*s %*s %*s %*s %*s %llu", &sl, local, rem, st, &ino) != 5)
+        return 0;
+    colon = strrchr(local, ':');
+    if (!colon || sscanf(colon + 1, "%x", &lport) != 1)
+        return ZT_E_PROTO;
+    if (strcmp(st, "0A") != 0 || lport != port || ino == 0)
+        return 0;
+    *inode = ino;
+    return 1;
+}
+
 int zt_cni_ebpf_parse_listeners(const char *text, uint16_t port, uint64_t *inodes, size_t max,
                                 size_t *n)
 {
     const char *p = text;
     *n = 0;
-    /* "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when
-     *  retrnsmt   uid  timeout inode": local_address is HEX_IP:HEX_PORT,
-     *  st 0A is LISTEN. */
     while (p && *p) {
         const char *nl = strchr(p, '\n');
-        char line[512], local[64], rem[64], st[8];
-        unsigned long long inode;
-        unsigned lport, sl;
+        char line[512];
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        uint64_t ino;
+        int rc;
         if (len < sizeof(line)) {
             memcpy(line, p, len);
             line[len] = '\0';
-            if (sscanf(line, " %u: %63s %63s %7s %*s %*s %*s %*s %*s %llu", &sl, local, rem, st,
-                       &inode) == 5) {
-                const char *colon = strrchr(local, ':');
-                if (!colon || sscanf(colon + 1, "%x", &lport) != 1)
-                    return ZT_E_PROTO;
-                if (strcmp(st, "0A") == 0 && lport == port && inode != 0) {
-                    if (*n == max)
-                        return ZT_E_TOO_BIG;
-                    inodes[(*n)++] = inode;
-                }
+            if ((rc = parse_listener_line(line, port, &ino)) < 0)
+                return rc;
+            if (rc == 1) {
+                if (*n == max)
+                    return ZT_E_TOO_BIG;
+                inodes[(*n)++] = ino;
             }
         }
         p = nl ? nl + 1 : NULL;
@@ -481,46 +497,58 @@ int zt_cni_ebpf_pod_remove(const char *dir, int netns_fd, char *err, size_t errc
 
 /* ---- the proxy's listener ---- */
 
-/* Reads /proc/net/<file> of the netns `netns_fd` (this thread enters it for
- * the open and the read, then comes back). */
-static int read_net_file(int netns_fd, const char *file, char *buf, size_t cap, size_t *len)
+/* Opens /proc/net/<file> of the netns `netns_fd` (this thread enters it
+ * for the open, then comes back: the file stays bound to the netns it was
+ * opened in). Returns the stream, or NULL with errno set (ENOENT: no such
+ * file, e.g. tcp6 without IPv6). */
+static FILE *open_net_file(int netns_fd, const char *file)
 {
     char path[64];
-    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), fd = -1, rc = 0;
-    *len = 0;
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), e;
+    FILE *f = NULL;
     if (self < 0)
-        return -errno;
+        return NULL;
     if (setns(netns_fd, CLONE_NEWNET) < 0) {
-        rc = -errno;
+        e = errno;
         close(self);
-        return rc;
+        errno = e;
+        return NULL;
     }
     snprintf(path, sizeof(path), "/proc/thread-self/net/%s", file);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        rc = errno == ENOENT ? 0 : -errno; /* no IPv6: no tcp6 */
-    while (fd >= 0 && *len < cap - 1) {
-        ssize_t r = read(fd, buf + *len, cap - 1 - *len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            rc = -errno;
-        if (r <= 0)
-            break;
-        *len += (size_t)r;
-    }
-    buf[*len] = '\0';
-    if (fd >= 0)
-        close(fd);
+    f = fopen(path, "re");
+    e = errno;
     if (setns(self, CLONE_NEWNET) < 0) {
         /* Every later helper and socket would be made in the pod. */
         perror("ztunnel cni: setns back to the agent's namespace");
         abort();
     }
     close(self);
-    if (rc == 0 && *len == cap - 1)
-        rc = ZT_E_TOO_BIG;
-    return rc;
+    errno = e;
+    return f;
+}
+
+/* Adds the inodes of the sockets listening on `port` in /proc/net/<file>
+ * of the netns to inodes[*n..max), line by line (a pod with many
+ * connections, TIME_WAIT ones included, has a long file). */
+static int scan_listeners(int netns_fd, const char *file, uint16_t port, uint64_t *inodes,
+                          size_t max, size_t *n)
+{
+    FILE *f = open_net_file(netns_fd, file);
+    char line[512];
+    int rc = 0;
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    while (rc >= 0 && fgets(line, sizeof(line), f)) {
+        uint64_t ino;
+        if ((rc = parse_listener_line(line, port, &ino)) == 1) {
+            if (*n == max)
+                rc = ZT_E_TOO_BIG;
+            else
+                inodes[(*n)++] = ino;
+        }
+    }
+    fclose(f);
+    return rc < 0 ? rc : 0;
 }
 
 /* The proxy's fd number whose socket has one of `inodes`, or -1. */
@@ -558,15 +586,12 @@ int zt_cni_ebpf_capture_listener(const char *dir, int netns_fd, pid_t proxy_pid,
                                  size_t errcap)
 {
     uint64_t inodes[MAX_LISTENERS], cookie, sock_cookie, value;
-    char *text = malloc(NET_TCP_MAX);
-    size_t n = 0, m = 0, len;
+    size_t n = 0;
     int pidfd = -1, fd = -1, map = -1, target, rc, accepting = 0;
     socklen_t sl;
     const char *files[] = {"tcp6", "tcp"};
 
     err[0] = '\0';
-    if (!text)
-        abort();
     if ((rc = netns_cookie(netns_fd, &cookie)) < 0) {
         rc = fail(err, errcap, rc, "reading the netns cookie: %s", zt_strerror(rc));
         goto out;
@@ -574,14 +599,12 @@ int zt_cni_ebpf_capture_listener(const char *dir, int netns_fd, pid_t proxy_pid,
     /* The pod's listening sockets on 15006, by inode, from its own
      * /proc/net/tcp6 and tcp (a dual-stack listener shows in tcp6). */
     for (size_t i = 0; i < 2; i++) {
-        if ((rc = read_net_file(netns_fd, files[i], text, NET_TCP_MAX, &len)) < 0 ||
-            (rc = zt_cni_ebpf_parse_listeners(text, ZT_BPF_PORT_INBOUND_PLAIN, inodes + n,
-                                              MAX_LISTENERS - n, &m)) < 0) {
+        if ((rc = scan_listeners(netns_fd, files[i], ZT_BPF_PORT_INBOUND_PLAIN, inodes,
+                                 MAX_LISTENERS, &n)) < 0) {
             rc = fail(err, errcap, rc, "reading the pod's /proc/net/%s: %s", files[i],
                       zt_strerror(rc));
             goto out;
         }
-        n += m;
     }
     if (n == 0) {
         rc = fail(err, errcap, ZT_E_NOT_FOUND, "no socket listens on port %d in the pod",
@@ -641,7 +664,6 @@ out:
         close(pidfd);
     if (map >= 0)
         close(map);
-    free(text);
     return rc;
 }
 

@@ -142,10 +142,22 @@ if grep -q "Connection refused" <<<"$out" && ! grep -q must-not-arrive <<<"$out"
 	zt_fail "$out"
 fi
 
-zt_test "proxy back: its new listener is handed to sk_lookup; u -> a:8080 works again"
+# 8000 more listening sockets in a (over 1 MB of /proc/net/tcp, as a busy
+# pod's TIME_WAIT connections make it) while the listener is looked up.
+zt_bg "$a" many-sockets bash -c 'ulimit -n 9000 && exec python3 -c "
+import socket, sys, time
+ss = []
+for i in range(8000):
+    s = socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(1); ss.append(s)
+open(sys.argv[1], \"w\").write(\"ready\\n\")
+time.sleep(3600)" '"$ZT_WORK/many-sockets.ready"
+many_pid=$ZT_BG_PID
+zt_test "proxy back (8000 other sockets in a): its new listener is handed to sk_lookup; u -> a:8080 works again"
+mesh_wait_grep "$ZT_WORK/many-sockets.ready" ready 20
 mesh_proxy_start 1 && mesh_wait_grep "$(mesh_log 1 cni)" "pod a: inbound connections go to the listener of proxy pid $(mesh_pid 1 proxy)" 10
 r=$(zt_send "$u" $A 8080 back-in)
-zt_expect_eq "$r" back-in
+zt_expect_eq "$r $(wc -c <"/proc/$(ip netns pids "$a" | head -1)/net/tcp" 2>/dev/null | awk '{ print ($1 > 1048576) }')" "back-in 1"
+zt_bg_stop "$many_pid"
 
 # ---- re-enroll, restarts, backend switch ----
 zt_test "re-enroll a: the same pins, still one sk_lookup link on its netns"
