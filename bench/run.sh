@@ -23,7 +23,8 @@
 #   memory       RSS after start-up (before any traffic); memory each held
 #                idle connection adds (BENCH_IDLE_CONNS from pod A to pod B),
 #                per proxy; peak RSS over the whole row
-# Redirection backends (BENCH_REDIRECT, after the rows above): "ours" again,
+# Redirection backends (BENCH_REDIRECT, run after the L7 rows below, printed
+# after the rows above): "ours" again,
 # once per backend of the node agents' in-pod redirection (ZTUNNEL_REDIRECT:
 # iptables, nftables, ebpf), measuring only what redirection changes:
 #   latency      sockperf as above at the fixed 1000 msg/s, for
@@ -31,7 +32,8 @@
 #                over direct (measured the same way, first, before anything
 #                is enrolled)
 #   connections  wrk as above, BENCH_REDIRECT_TIME seconds: new connections/s
-#   ratios against iptables (Istio's default) and against direct
+#   ratios against iptables (Istio's default) and against direct;
+#                BENCH_REPEAT rounds of the three, interleaved, medians
 # L7 rows (HTTP/1.1 keep-alive), from an L7 client pod on node 1 to an nginx
 # backend in an L7 server pod on node 2 (fresh pods: the "ours" row leaves
 # pods A and B enrolled), in this order:
@@ -1098,7 +1100,7 @@ run_l7_scenario() {
 }
 
 # ---- redirection backends ----
-declare -A RD_P50 RD_P99 RD_N RD_CPS RD_ERRS RD_NOTE
+declare -A RD_P50 RD_P99 RD_N RD_CPS RD_ERRS RD_NOTE RDL_P50 RDL_P99 RDL_N RDL_CPS RDL_ERRS
 
 # redirect_measure NAME LAT_TARGET HTTP_TARGET: the fixed-rate latency and
 # new-connection rows of the backend comparison, BENCH_REDIRECT_TIME each.
@@ -1109,10 +1111,22 @@ redirect_measure() {
 		"$BENCH_WORK/redirect-$s-sockperf.log")
 	c1=$(cpu_of "${BENCH_PIDS_A:-}")
 	read -r rps reqs errs < <(BENCH_TIME=$BENCH_REDIRECT_TIME run_wrk "$3" "$BENCH_WORK/redirect-$s-wrk.log")
-	RD_P50[$s]=$p50 RD_P99[$s]=$p99 RD_N[$s]=$n RD_CPS[$s]=$rps RD_ERRS[$s]=$errs
+	RDL_P50[$s]="${RDL_P50[$s]:-} $p50" RDL_P99[$s]="${RDL_P99[$s]:-} $p99" RDL_N[$s]="${RDL_N[$s]:-} $n"
+	RDL_CPS[$s]="${RDL_CPS[$s]:-} $rps" RDL_ERRS[$s]="${RDL_ERRS[$s]:-} $errs"
 	if [ -n "${BENCH_PIDS_A:-}" ] && [ "$n" != 0 ] && [ $((c1 - c0)) -lt 2 ]; then
 		RD_NOTE[$s]="proxy A used no CPU during sockperf: is the traffic really proxied?"
 	fi
+}
+
+# redirect_results: the medians of the runs of each row.
+redirect_results() {
+	local r
+	for r in "${!RDL_P50[@]}"; do
+		# shellcheck disable=SC2086 # lists of figures
+		RD_P50[$r]=$(median ${RDL_P50[$r]}) RD_P99[$r]=$(median ${RDL_P99[$r]}) RD_N[$r]=$(median ${RDL_N[$r]})
+		# shellcheck disable=SC2086
+		RD_CPS[$r]=$(median ${RDL_CPS[$r]}) RD_ERRS[$r]=$(median ${RDL_ERRS[$r]})
+	done
 }
 
 # redirect_backend BACKEND: "ours" with the node agents on BACKEND. The
@@ -1130,6 +1144,7 @@ redirect_backend() {
 	BENCH_PIDS_A="" BENCH_PIDS_B=""
 	if [ ! -x "$ZT_BIN" ] || ! BENCH_OURS_REDIRECT=$b bench_ours_setup 2>>"$BENCH_WORK/redirect-$b-setup.log" ||
 		! grep -q "rules by $b" "$BENCH_WORK/zt-cni-a.log" "$BENCH_WORK/zt-cni-b.log"; then
+		RDL_P50[$b]="${RDL_P50[$b]:-} -"
 		RD_NOTE[$b]="skipped: setup failed ($(tail -n 1 "$BENCH_WORK/redirect-$b-setup.log" "$BENCH_WORK/zt-cni-a.log" 2>/dev/null |
 			grep -v '^==>' | grep -v '^$' | tail -n 1))"
 		stop_pids "$BENCH_PIDS_A $BENCH_PIDS_B"
@@ -1145,7 +1160,9 @@ t_start=$(date +%s)
 # The direct baseline of the backend rows, before any row enrolls pod A.
 if [ -n "$BENCH_REDIRECT" ]; then
 	BENCH_PIDS_A=""
-	redirect_measure direct "$BENCH_POD_B_IP:$BENCH_SOCKPERF_PORT" "$BENCH_POD_B_IP:$BENCH_HTTP_PORT"
+	for i in $(seq 1 "$BENCH_REPEAT"); do
+		redirect_measure direct "$BENCH_POD_B_IP:$BENCH_SOCKPERF_PORT" "$BENCH_POD_B_IP:$BENCH_HTTP_PORT"
+	done
 fi
 for s in $BENCH_SCENARIOS; do
 	case $s in
@@ -1154,8 +1171,15 @@ for s in $BENCH_SCENARIOS; do
 	*) echo "bench: unknown scenario '$s'" >&2 ;;
 	esac
 done
-for b in $BENCH_REDIRECT; do redirect_backend "$b"; done
 for s in $BENCH_L7; do run_l7_scenario "$s"; done
+# The backend rows last, so that no row before them runs with their
+# programs attached to the host's cgroup root. BENCH_REPEAT rounds of the
+# backends, interleaved, so that a noisy minute does not fall on one backend
+# alone; medians reported.
+for i in $(seq 1 "$BENCH_REPEAT"); do
+	for b in $BENCH_REDIRECT; do redirect_backend "$b"; done
+done
+redirect_results
 
 # ---- report ----
 num() { [ -n "${1:-}" ] && [ "$1" != - ]; }
@@ -1292,7 +1316,8 @@ if [ -n "$BENCH_REDIRECT" ]; then
 	echo
 	echo "Redirection backends: ours with the node agents' ZTUNNEL_REDIRECT; sockperf under-load --tcp -m 1024" \
 		"--mps 1000 -t $BENCH_REDIRECT_TIME, RTT µs, + = added over direct; wrk -c$BENCH_HTTP_CONNS" \
-		"-d$BENCH_REDIRECT_TIME 'Connection: close', new connections/s; ÷ipt = against the iptables row."
+		"-d$BENCH_REDIRECT_TIME 'Connection: close', new connections/s; ÷ipt = against the iptables row;" \
+		"median of $BENCH_REPEAT interleaved rounds."
 	printf '%-9s %6s %6s %6s %6s %6s %8s %8s %8s %7s %7s %6s\n' \
 		backend n p50 p99 +p50 +p99 +p50÷ipt +p99÷ipt conn/s ÷ipt ÷direct errors
 	for b in direct $BENCH_REDIRECT; do
