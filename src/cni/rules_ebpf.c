@@ -289,6 +289,9 @@ static int attach_pinned(struct bpf_program *prog, int target_fd, const char *pa
     enum bpf_attach_type type = bpf_program__expected_attach_type(prog);
     const char *name = bpf_program__name(prog), *sec = bpf_program__section_name(prog);
 
+    if (prog_fd < 0)
+        return fail(err, errcap, prog_fd, "program %s (%s) has no fd: %s", name, sec,
+                    strerror(-prog_fd));
     link_fd = bpf_obj_get(path);
     if (link_fd >= 0) {
         if (bpf_link_update(link_fd, prog_fd, NULL) < 0)
