@@ -386,10 +386,14 @@ mesh_send_rc() {
 }
 
 # mesh_peer_addr_server NETNS PORT: a server that answers with the client's
-# address as the application sees it.
+# address as the application sees it. It reads what the client sends until
+# the client's half-close before closing: closing with unread data would
+# reset the connection, and the reset could overtake the answer (through the
+# proxies it did, now and then: "got ''").
 mesh_peer_addr_server() {
 	# shellcheck disable=SC2016
-	zt_bg "$1" "peeraddr-$1-$2" socat "TCP-LISTEN:$2,fork,reuseaddr" SYSTEM:'echo $SOCAT_PEERADDR'
+	zt_bg "$1" "peeraddr-$1-$2" socat "TCP-LISTEN:$2,fork,reuseaddr" \
+		SYSTEM:'echo $SOCAT_PEERADDR; cat >/dev/null'
 	zt_wait_port "$1" 127.0.0.1 "$2" 5
 }
 

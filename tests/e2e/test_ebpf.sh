@@ -159,6 +159,42 @@ r=$(zt_send "$u" $A 8080 back-in)
 zt_expect_eq "$r $(wc -c <"/proc/$(ip netns pids "$a" | head -1)/net/tcp" 2>/dev/null | awk '{ print ($1 > 1048576) }')" "back-in 1"
 zt_bg_stop "$many_pid"
 
+# ---- IPv6 ----
+# a and s get routable IPv6 addresses (node 1 routes them to their veths),
+# a is enrolled again so that its zt_pods entry has its IPv6 address, and s
+# serves on [fd00:1::4]:8081.
+A6=fd00:1::2 S6=fd00:1::4
+v6_setup() {
+	local n1
+	n1=$(zt_node_ns 1)
+	zt_ns_exec "$n1" sysctl -qw net.ipv6.conf.all.forwarding=1 || return 1
+	for x in "$a p1 $A6" "$s p3 $S6"; do
+		set -- $x
+		ip -n "$1" addr add "$3/128" dev eth0 nodad &&
+			ip -n "$n1" addr add fe80::1/64 dev "$2" nodad &&
+			ip -n "$n1" -6 route add "$3/128" dev "$2" &&
+			ip -n "$1" -6 route add default via fe80::1 dev eth0 || return 1
+	done
+	mesh_enroll 1 "$a" a sa-a || return 1
+	zt_bg "$s" echo6 socat TCP6-LISTEN:8081,fork,reuseaddr EXEC:cat &&
+		zt_wait_port "$s" ::1 8081 5
+}
+zt_test "IPv6: a -> [$S6]:8081 goes through the proxy; a's app sees the address it dialed"
+if v6_setup; then
+	m=$(mesh_mark 1)
+	r=$(zt_send "$a" "[$S6]" 8081 via-proxy-6)
+	peer=$(zt_ns_exec "$a" python3 -c 'import socket, sys
+c = socket.create_connection((sys.argv[1], 8081), timeout=5)
+print("%s:%d" % c.getpeername()[:2])' $S6)
+	flags=$(mesh_ebpf_pod_flags "$a")
+	if [ "$r" = via-proxy-6 ] && [ "$peer" = "$S6:8081" ] && [ $((flags & 4)) = 4 ] &&
+		mesh_wait_access 1 "$m" "src.addr=\[$A6\]:[0-9]+ .*dst.addr=\[$S6\]:8081 .*direction=outbound" 5 >/dev/null; then
+		zt_pass
+	else zt_fail "reply '$r', peer '$peer', flags '$flags'; access: $(mesh_since 1 "$m")"; fi
+else
+	zt_fail "IPv6 setup failed: $(tail -2 "$ZT_WORK/enroll.log")"
+fi
+
 # ---- re-enroll, restarts, backend switch ----
 zt_test "re-enroll a: the same pins, still one sk_lookup link on its netns"
 before=$(pins "$DIR1")
