@@ -8,7 +8,8 @@ WERROR  ?= 1
 CC      ?= cc
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-PKGS     := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson libmicrohttpd zlib ldns libpcre2-8 cjose
+PKGS     := libuv libssl libcrypto libnghttp2 libprotobuf-c yaml-0.1 jansson libmicrohttpd zlib ldns libpcre2-8 cjose \
+            libbpf
 # Headers only: src/jwt/jwks_fetch.c loads libcurl when a fetcher starts.
 PKGS_DL  := libcurl
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) $(PKGS_DL) 2>/dev/null)
@@ -34,9 +35,9 @@ PROTO_H  := $(PROTO_C:.c=.h)
 # ONLY="tls config" restricts the library to src/base plus those modules, so a
 # module's unit tests build while other modules are mid-edit.
 ifeq ($(ONLY),)
-SRCS     := $(shell find src -name '*.c' ! -name main.c | sort)
+SRCS     := $(shell find src -name '*.c' ! -name main.c ! -name '*.bpf.c' | sort)
 else
-SRCS     := $(shell find src/base $(addprefix src/,$(ONLY)) -name '*.c' ! -name main.c | sort)
+SRCS     := $(shell find src/base $(addprefix src/,$(ONLY)) -name '*.c' ! -name main.c ! -name '*.bpf.c' | sort)
 endif
 OBJS     := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRCS)) $(PROTO_C:.c=.o)
 ifeq ($(ONLY),)
@@ -65,6 +66,34 @@ $(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto
 
 $(BUILD)/gen/proto/%.pb-c.o: $(BUILD)/gen/proto/%.pb-c.c
 	$(CC) $(filter-out -Werror -Wmissing-prototypes,$(CFLAGS)) -c -o $@ $<
+
+# The eBPF redirection programs (ZTUNNEL_REDIRECT=ebpf, src/cni/bpf/): clang
+# -target bpf against a vmlinux.h that bpftool dumps from the build
+# machine's kernel BTF (CO-RE: libbpf relocates field offsets to the running
+# kernel at load), stripped of DWARF (bpftool gen object) and embedded in
+# the binary as libbpf skeletons that src/cni/rules_ebpf.c includes.
+BPF_CLANG ?= clang
+BPF_SRCS  := $(wildcard src/cni/bpf/*.bpf.c)
+BPF_SKELS := $(patsubst src/cni/bpf/%.bpf.c,$(BUILD)/gen/bpf/%.skel.h,$(BPF_SRCS))
+.SECONDARY: $(BPF_SKELS)
+
+$(BUILD)/gen/bpf/vmlinux.h:
+	@mkdir -p $(dir $@)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/gen/bpf/%.bpf.o: src/cni/bpf/%.bpf.c src/cni/bpf/redirect_abi.h \
+		src/cni/bpf/redirect_logic.h $(BUILD)/gen/bpf/vmlinux.h
+	$(BPF_CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I$(BUILD)/gen/bpf \
+		-Isrc/cni/bpf -c -o $@.full.o $<
+	bpftool gen object $@ $@.full.o
+	rm -f $@.full.o
+
+$(BUILD)/gen/bpf/%.skel.h: $(BUILD)/gen/bpf/%.bpf.o
+	bpftool gen skeleton $< name zt_$*_bpf > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/obj/src/cni/rules_ebpf.o: $(BPF_SKELS)
 
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)

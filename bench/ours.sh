@@ -14,6 +14,8 @@
 #   BENCH_NODE_A_IP, BENCH_NODE_B_IP   node addresses on the fabric (172.30.0.x)
 #   BENCH_POD_A_NS, BENCH_POD_B_NS     client pod / server pod netns
 #   BENCH_POD_A_IP, BENCH_POD_B_IP     pod addresses (10.200.x.y)
+#   BENCH_OURS_REDIRECT        the node agents' ZTUNNEL_REDIRECT (empty: their
+#                              default, iptables), for the backend rows
 #   BENCH_IPERF_PORT, BENCH_SOCKPERF_PORT, BENCH_HTTP_PORT, BENCH_HOLD_PORT
 #                              app ports listening in pod B (iperf3, sockperf,
 #                              nginx, the idle-connection server)
@@ -45,6 +47,18 @@ bench_ours_setup() {
 		fi
 		mkdir -p "$BENCH_WORK/zt-$n"
 		local env_n=(INPOD_UDS="$BENCH_WORK/zt-$n/ztunnel.sock" ZTUNNEL_CNI_DIR="$BENCH_WORK/zt-$n/cni")
+		# The redirection-backend rows (run.sh, BENCH_REDIRECT): the agents'
+		# ZTUNNEL_REDIRECT; with ebpf each pins its programs on the bench's
+		# own bpf filesystem (lib.sh's zt_cleanup removes the pins).
+		if [ -n "${BENCH_OURS_REDIRECT:-}" ]; then
+			env_n+=(ZTUNNEL_REDIRECT="$BENCH_OURS_REDIRECT")
+			if [ "$BENCH_OURS_REDIRECT" = ebpf ]; then
+				if ! mountpoint -q "$BENCH_WORK/bpffs"; then
+					mkdir -p "$BENCH_WORK/bpffs" && mount -t bpf bpf "$BENCH_WORK/bpffs" || return 1
+				fi
+				env_n+=(ZTUNNEL_BPF_DIR="$BENCH_WORK/bpffs/zt-$n")
+			fi
+		fi
 		zt_bg "$ns" "zt-cni-$n" env "${env_n[@]}" "$ZT_BIN" cni
 		cni_pid=$ZT_BG_PID
 		zt_bg "$ns" "zt-proxy-$n" env "${env_n[@]}" LOCAL_XDS_PATH="$BENCH_WORK/mesh.yaml" \

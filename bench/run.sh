@@ -23,6 +23,17 @@
 #   memory       RSS after start-up (before any traffic); memory each held
 #                idle connection adds (BENCH_IDLE_CONNS from pod A to pod B),
 #                per proxy; peak RSS over the whole row
+# Redirection backends (BENCH_REDIRECT, run after the L7 rows below, printed
+# after the rows above): "ours" again,
+# once per backend of the node agents' in-pod redirection (ZTUNNEL_REDIRECT:
+# iptables, nftables, ebpf), measuring only what redirection changes:
+#   latency      sockperf as above at the fixed 1000 msg/s, for
+#                BENCH_REDIRECT_TIME seconds: p50/p99 and what each adds
+#                over direct (measured the same way, first, before anything
+#                is enrolled)
+#   connections  wrk as above, BENCH_REDIRECT_TIME seconds: new connections/s
+#   ratios against iptables (Istio's default) and against direct;
+#                BENCH_REPEAT rounds of the three, interleaved, medians
 # L7 rows (HTTP/1.1 keep-alive), from an L7 client pod on node 1 to an nginx
 # backend in an L7 server pod on node 2 (fresh pods: the "ours" row leaves
 # pods A and B enrolled), in this order:
@@ -95,6 +106,10 @@
 #   BENCH_L7_IDLE     idle HTTP connections held in the L7 memory row
 #                     (default 1000)
 #   BENCH_L7_RATE_CONNS  h2load's connections at 1000 requests/s (default 8)
+#   BENCH_REDIRECT    the backends of the redirection rows (default "iptables
+#                     nftables ebpf"; empty: none)
+#   BENCH_REDIRECT_TIME  seconds per sockperf and per wrk run of those rows
+#                     (default 3)
 #   ZT_BIN            ztunnel-c binary for the "ours" row (default build/ztunnel)
 #   BENCH_OURS_SH     file defining bench_ours_setup (default bench/ours.sh)
 # Needs root. Every client run is bounded by `timeout`; the namespaces and
@@ -119,6 +134,8 @@ BENCH_HTTP_CONNS=${BENCH_HTTP_CONNS:-16}
 BENCH_L7_CONNS=${BENCH_L7_CONNS:-32}
 BENCH_L7_IDLE=${BENCH_L7_IDLE:-1000}
 BENCH_L7_RATE_CONNS=${BENCH_L7_RATE_CONNS:-8}
+BENCH_REDIRECT=${BENCH_REDIRECT-iptables nftables ebpf}
+BENCH_REDIRECT_TIME=${BENCH_REDIRECT_TIME:-3}
 BENCH_L7_PORT=8081
 BENCH_L7_VIP=10.96.0.80 # a service VIP for bench_ours_l7_setup
 export BENCH_L7_VIP
@@ -1082,7 +1099,71 @@ run_l7_scenario() {
 	echo "bench: $s done in $(($(date +%s) - t0)) s" >&2
 }
 
+# ---- redirection backends ----
+declare -A RD_P50 RD_P99 RD_N RD_CPS RD_ERRS RD_NOTE RDL_P50 RDL_P99 RDL_N RDL_CPS RDL_ERRS
+
+# redirect_measure NAME LAT_TARGET HTTP_TARGET: the fixed-rate latency and
+# new-connection rows of the backend comparison, BENCH_REDIRECT_TIME each.
+redirect_measure() {
+	local s=$1 p50 p90 p99 n sent rps reqs errs c0 c1
+	c0=$(cpu_of "${BENCH_PIDS_A:-}")
+	read -r p50 p90 p99 n sent < <(BENCH_LAT_TIME=$BENCH_REDIRECT_TIME run_sockperf "$2" \
+		"$BENCH_WORK/redirect-$s-sockperf.log")
+	c1=$(cpu_of "${BENCH_PIDS_A:-}")
+	read -r rps reqs errs < <(BENCH_TIME=$BENCH_REDIRECT_TIME run_wrk "$3" "$BENCH_WORK/redirect-$s-wrk.log")
+	RDL_P50[$s]="${RDL_P50[$s]:-} $p50" RDL_P99[$s]="${RDL_P99[$s]:-} $p99" RDL_N[$s]="${RDL_N[$s]:-} $n"
+	RDL_CPS[$s]="${RDL_CPS[$s]:-} $rps" RDL_ERRS[$s]="${RDL_ERRS[$s]:-} $errs"
+	if [ -n "${BENCH_PIDS_A:-}" ] && [ "$n" != 0 ] && [ $((c1 - c0)) -lt 2 ]; then
+		RD_NOTE[$s]="proxy A used no CPU during sockperf: is the traffic really proxied?"
+	fi
+}
+
+# redirect_results: the medians of the runs of each row.
+redirect_results() {
+	local r
+	for r in "${!RDL_P50[@]}"; do
+		# shellcheck disable=SC2086 # lists of figures
+		RD_P50[$r]=$(median ${RDL_P50[$r]}) RD_P99[$r]=$(median ${RDL_P99[$r]}) RD_N[$r]=$(median ${RDL_N[$r]})
+		# shellcheck disable=SC2086
+		RD_CPS[$r]=$(median ${RDL_CPS[$r]}) RD_ERRS[$r]=$(median ${RDL_ERRS[$r]})
+	done
+}
+
+# redirect_backend BACKEND: "ours" with the node agents on BACKEND. The
+# agents of earlier rows are stopped first (they hold the state
+# directories); the new ones restore pods A and B from the records, which
+# moves them to BACKEND, and the enrolls that follow are no-ops.
+redirect_backend() {
+	local b=$1 pid t0
+	echo "bench: redirect-$b ..." >&2
+	t0=$(date +%s)
+	if [ -f "$BENCH_WORK/ours-agents" ]; then
+		while read -r pid; do zt_bg_stop "$pid"; done <"$BENCH_WORK/ours-agents"
+		: >"$BENCH_WORK/ours-agents"
+	fi
+	BENCH_PIDS_A="" BENCH_PIDS_B=""
+	if [ ! -x "$ZT_BIN" ] || ! BENCH_OURS_REDIRECT=$b bench_ours_setup 2>>"$BENCH_WORK/redirect-$b-setup.log" ||
+		! grep -q "rules by $b" "$BENCH_WORK/zt-cni-a.log" "$BENCH_WORK/zt-cni-b.log"; then
+		RDL_P50[$b]="${RDL_P50[$b]:-} -"
+		RD_NOTE[$b]="skipped: setup failed ($(tail -n 1 "$BENCH_WORK/redirect-$b-setup.log" "$BENCH_WORK/zt-cni-a.log" 2>/dev/null |
+			grep -v '^==>' | grep -v '^$' | tail -n 1))"
+		stop_pids "$BENCH_PIDS_A $BENCH_PIDS_B"
+		echo "bench: redirect-$b ${RD_NOTE[$b]}" >&2
+		return
+	fi
+	redirect_measure "$b" "$BENCH_SOCKPERF_TARGET" "$BENCH_HTTP_TARGET"
+	stop_pids "$BENCH_PIDS_A $BENCH_PIDS_B"
+	echo "bench: redirect-$b done in $(($(date +%s) - t0)) s" >&2
+}
+
 t_start=$(date +%s)
+# The direct baseline of the backend rows, before any row enrolls pod A.
+if [ -n "$BENCH_REDIRECT" ]; then
+	BENCH_PIDS_A=""
+	for i in $(seq 1 "$BENCH_REPEAT"); do
+		redirect_measure direct "$BENCH_POD_B_IP:$BENCH_SOCKPERF_PORT" "$BENCH_POD_B_IP:$BENCH_HTTP_PORT"
+	done
+fi
 for s in $BENCH_SCENARIOS; do
 	case $s in
 	direct | socat | stunnel | ours) run_scenario "$s" ;;
@@ -1091,6 +1172,14 @@ for s in $BENCH_SCENARIOS; do
 	esac
 done
 for s in $BENCH_L7; do run_l7_scenario "$s"; done
+# The backend rows last, so that no row before them runs with their
+# programs attached to the host's cgroup root. BENCH_REPEAT rounds of the
+# backends, interleaved, so that a noisy minute does not fall on one backend
+# alone; medians reported.
+for i in $(seq 1 "$BENCH_REPEAT"); do
+	for b in $BENCH_REDIRECT; do redirect_backend "$b"; done
+done
+redirect_results
 
 # ---- report ----
 num() { [ -n "${1:-}" ] && [ "$1" != - ]; }
@@ -1217,6 +1306,33 @@ if [ -n "${R_G1[ours]:-}" ] && [ -n "${R_G1[stunnel]:-}" ]; then
 		check "idle RSS, proxy $([ $i = 1 ] && echo A || echo B) (MB)" "$(mb "$(half "${R_IDLE[ours]:-}" $i)")" "<=" 4
 		check "per held idle tunnel, proxy $([ $i = 1 ] && echo A || echo B) (KB)" \
 			"$(fmt %.2f "$(half "${R_PERCONN[ours]:-}" $i | awk '$1 != "-" { print $1 / 1024 }')")" "<=" 1
+	done
+fi
+if [ -n "$BENCH_REDIRECT" ]; then
+	rd_added() { # rd_added ROW P: RD_P<P>[ROW] minus direct's
+		local -n col=RD_P$2
+		diff_of "${col[$1]:-}" "${col[direct]:-}"
+	}
+	echo
+	echo "Redirection backends: ours with the node agents' ZTUNNEL_REDIRECT; sockperf under-load --tcp -m 1024" \
+		"--mps 1000 -t $BENCH_REDIRECT_TIME, RTT µs, + = added over direct; wrk -c$BENCH_HTTP_CONNS" \
+		"-d$BENCH_REDIRECT_TIME 'Connection: close', new connections/s; ÷ipt = against the iptables row;" \
+		"median of $BENCH_REPEAT interleaved rounds."
+	printf '%-9s %6s %6s %6s %6s %6s %8s %8s %8s %7s %7s %6s\n' \
+		backend n p50 p99 +p50 +p99 +p50÷ipt +p99÷ipt conn/s ÷ipt ÷direct errors
+	for b in direct $BENCH_REDIRECT; do
+		if [ -z "${RD_P50[$b]:-}" ]; then
+			printf 'bench: redirect %-9s %s\n' "$b" "${RD_NOTE[$b]:-no result}"
+			continue
+		fi
+		a50=- a99=-
+		[ "$b" != direct ] && a50=$(rd_added "$b" 50) a99=$(rd_added "$b" 99)
+		printf '%-9s %6s %6s %6s %6s %6s %8s %8s %8s %7s %7s %6s\n' "$b" "${RD_N[$b]}" \
+			"$(fmt %.0f "${RD_P50[$b]}")" "$(fmt %.0f "${RD_P99[$b]}")" "$a50" "$a99" \
+			"$(ratio "$a50" "$(rd_added iptables 50)")" "$(ratio "$a99" "$(rd_added iptables 99)")" \
+			"$(fmt %.0f "${RD_CPS[$b]:-}")" "$(ratio "${RD_CPS[$b]:-}" "${RD_CPS[iptables]:-}")" \
+			"$(ratio "${RD_CPS[$b]:-}" "${RD_CPS[direct]:-}")" "${RD_ERRS[$b]:--}"
+		[ -n "${RD_NOTE[$b]:-}" ] && echo "  $b: ${RD_NOTE[$b]}"
 	done
 fi
 # ---- L7 report ----

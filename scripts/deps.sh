@@ -16,6 +16,7 @@ pkgs=(
   libldns-dev ldnsutils bind9-dnsutils dnsmasq-base
   libhttp-parser-dev libpcre2-dev libcjose-dev libcurl4-openssl-dev
   libclang-rt-14-dev clang
+  libbpf-dev bpftool  # ZTUNNEL_REDIRECT=ebpf: clang -target bpf, skeletons, vmlinux.h; e2e map checks
   umoci skopeo libcap2-bin  # make image (scripts/image.sh); capsh: tests/e2e/test_image.sh
   debhelper git systemd systemd-container  # make deb; tests/e2e/test_package.sh
 )

@@ -86,7 +86,7 @@ struct ctlconn {
 
 struct zt_cni_agent {
     uv_loop_t *loop;
-    char uds_path[108], ctl_path[108], pods_dir[PATH_MAX];
+    char uds_path[108], ctl_path[108], pods_dir[PATH_MAX], bpf_dir[PATH_MAX];
     zt_cni_rules_apply_fn *rules_apply;
     zt_cni_rules_fn *rules_remove;
     struct zt_cni_rules_opts rules_opts;
@@ -395,6 +395,35 @@ static void zconn_send_snapshot(struct zconn *z)
     zconn_enqueue(z, ZT_ZDS_REQ_SNAPSHOT_SENT, NULL, 0);
 }
 
+/* eBPF backend: the proxy acknowledged an add, so its listeners in the pod
+ * exist; its plaintext inbound one goes to the pod's sk_lookup program. On
+ * failure `err` says why, as if the proxy had refused (the pod's inbound
+ * connections are refused meanwhile, never let through). */
+static void capture_listener(struct zconn *z, const char *uid, char *err, size_t errcap)
+{
+    struct apod *p = find_pod(z->a, uid);
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    char why[384];
+    int rc;
+
+    if (!p || p->fd < 0)
+        return;
+    if (getsockopt(z->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        snprintf(err, errcap, "inbound capture: cannot identify the proxy process: %s",
+                 strerror(errno));
+        return;
+    }
+    rc = zt_cni_ebpf_capture_listener(z->a->bpf_dir, p->fd, cred.pid, why, sizeof(why));
+    if (rc < 0) {
+        ZT_ERROR(SCOPE, "pod %s: handing the proxy's inbound listener to sk_lookup: %s", uid, why);
+        snprintf(err, errcap, "inbound capture (sk_lookup) not ready: %s", why);
+        return;
+    }
+    ZT_INFO(SCOPE, "pod %s: inbound connections go to the listener of proxy pid %d", uid,
+            (int)cred.pid);
+}
+
 static void zconn_on_poll(uv_poll_t *h, int status, int events)
 {
     struct zconn *z = h->data;
@@ -441,6 +470,8 @@ static void zconn_on_poll(uv_poll_t *h, int status, int events)
     uv_timer_stop(&z->timer);
     struct op *o = z->inflight;
     z->inflight = NULL;
+    if (o->kind == ZT_ZDS_REQ_ADD && !err[0] && z->a->rules_opts.backend == ZT_CNI_EBPF)
+        capture_listener(z, o->uid, err, sizeof(err));
     if (o->kind == ZT_ZDS_REQ_SNAPSHOT_SENT) {
         ZT_INFO(SCOPE, "proxy %llu acknowledged the snapshot", (unsigned long long)z->id);
         zconn_set_state(z, ZCONN_ST_READY);
@@ -957,6 +988,7 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
     a->rules_remove = cfg->rules_remove ? cfg->rules_remove : zt_cni_rules_remove;
     a->rules_opts.want_dns_capture = !cfg->is_dns_capture_off;
     a->rules_opts.backend = cfg->backend;
+    a->rules_opts.bpf_dir = a->bpf_dir;
     a->trusted_uid = cfg->trusted_uid;
     if (snprintf(a->uds_path, sizeof(a->uds_path), "%s", cfg->uds_path) >=
             (int)sizeof(a->uds_path) ||
@@ -965,6 +997,13 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
         snprintf(a->pods_dir, sizeof(a->pods_dir), "%s/pods", cfg->cni_dir) >=
             (int)sizeof(a->pods_dir)) {
         ZT_ERROR(SCOPE, "socket path too long (max 107 bytes)");
+        rc = ZT_E_CONFIG;
+        goto fail;
+    }
+    if (cfg->bpf_dir ? snprintf(a->bpf_dir, sizeof(a->bpf_dir), "%s", cfg->bpf_dir) >=
+                           (int)sizeof(a->bpf_dir)
+                     : zt_cni_ebpf_default_dir(cfg->cni_dir, a->bpf_dir, sizeof(a->bpf_dir)) < 0) {
+        ZT_ERROR(SCOPE, "no usable eBPF pin directory for %s (set ZTUNNEL_BPF_DIR)", cfg->cni_dir);
         rc = ZT_E_CONFIG;
         goto fail;
     }
@@ -997,9 +1036,29 @@ int zt_cni_agent_start(uv_loop_t *loop, const struct zt_cni_agent_config *cfg,
         rc = -EADDRINUSE;
         goto fail;
     }
+    if (a->rules_opts.backend == ZT_CNI_EBPF) {
+        char why[512];
+        if ((rc = zt_cni_ebpf_setup(a->bpf_dir, why, sizeof(why))) < 0) {
+            ZT_ERROR(SCOPE, "eBPF redirection (ZTUNNEL_REDIRECT=ebpf) not set up in %s: %s",
+                     a->bpf_dir, why);
+            goto fail;
+        }
+        ZT_INFO(SCOPE, "eBPF programs attached to the cgroup2 root, pinned in %s", a->bpf_dir);
+    }
     if ((rc = zt_cni_store_load(a->pods_dir, on_load, a)) < 0) {
         ZT_ERROR(SCOPE, "cannot read %s: %s", a->pods_dir, zt_strerror(rc));
         goto fail;
+    }
+    /* The pods are on the other backend now (their re-install removed
+     * their eBPF state): the programs of an earlier ebpf run can go. */
+    if (a->rules_opts.backend != ZT_CNI_EBPF && !cfg->rules_apply &&
+        zt_cni_ebpf_dir_exists(a->bpf_dir)) {
+        char why[512];
+        if (zt_cni_ebpf_cleanup(a->bpf_dir, why, sizeof(why)) < 0)
+            ZT_WARN(SCOPE, "removing the eBPF programs of an earlier run from %s: %s", a->bpf_dir,
+                    why);
+        else
+            ZT_INFO(SCOPE, "removed the eBPF programs of an earlier run (%s)", a->bpf_dir);
     }
     if ((a->zds_fd = listen_unix(a->uds_path, SOCK_SEQPACKET, 0755, a->trusted_uid)) < 0) {
         rc = a->zds_fd;

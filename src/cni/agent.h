@@ -49,6 +49,14 @@ struct zt_cni_agent_config {
      * removes the other backend's rules, so restarting the agent with the
      * other backend moves every pod over. */
     enum zt_cni_backend backend;
+    /* The eBPF backend's pin directory (ZTUNNEL_BPF_DIR), on a bpf
+     * filesystem; NULL = zt_cni_ebpf_default_dir(cni_dir). With
+     * ZTUNNEL_REDIRECT=ebpf the agent loads and attaches the programs there
+     * at start (failing the start if it cannot) and, after each proxy Ack
+     * of an add, hands that proxy's plaintext inbound listener to the pod's
+     * sk_lookup program. With another backend, an existing directory (an
+     * earlier run with ebpf) is removed once the pods are re-installed. */
+    const char *bpf_dir;
     /* Besides root, the uid whose processes may connect to both sockets
      * (ZTUNNEL_TRUSTED_UID); 0 = root only. When set, the socket files are
      * owned by it and group root, writable by both (so root without

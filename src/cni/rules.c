@@ -18,7 +18,15 @@
 
 const char *zt_cni_backend_str(enum zt_cni_backend b)
 {
-    return b == ZT_CNI_NFTABLES ? "nftables" : "iptables";
+    switch (b) {
+    case ZT_CNI_NFTABLES:
+        return "nftables";
+    case ZT_CNI_EBPF:
+        return "ebpf";
+    case ZT_CNI_IPTABLES:
+        break;
+    }
+    return "iptables";
 }
 
 int zt_cni_backend_parse(const char *s, enum zt_cni_backend *out)
@@ -27,6 +35,8 @@ int zt_cni_backend_parse(const char *s, enum zt_cni_backend *out)
         *out = ZT_CNI_IPTABLES;
     else if (strcmp(s, "nftables") == 0)
         *out = ZT_CNI_NFTABLES;
+    else if (strcmp(s, "ebpf") == 0)
+        *out = ZT_CNI_EBPF;
     else
         return ZT_E_CONFIG;
     return 0;
@@ -194,9 +204,12 @@ int zt_cni_rules_install_text(enum zt_cni_family fam, const struct zt_cni_rules_
     parse_save(current, t);
     for (int i = 0; i < T_COUNT; i++) {
         /* Without DNS capture raw has nothing of ours: rules left there by
-         * an install with capture on are removed. */
-        if (i == T_RAW && !opts->want_dns_capture) {
-            put_table_removal(&w, T_RAW, &t[T_RAW]);
+         * an install with capture on are removed. With eBPF only mangle is
+         * ours (the programs redirect; nothing is NATed, so the DNS zones
+         * have no conntrack entries to keep apart). */
+        if ((i == T_RAW && !opts->want_dns_capture) ||
+            (i != T_MANGLE && opts->backend == ZT_CNI_EBPF)) {
+            put_table_removal(&w, (enum table)i, &t[i]);
             continue;
         }
         put(&w, "*%s\n:ISTIO_PRERT - [0:0]\n:ISTIO_OUTPUT - [0:0]\n", table_names[i]);
@@ -315,15 +328,17 @@ static int nft_step(int netns_fd, const struct zt_cni_rules_opts *install, bool 
 /* Removes what the backend other than `used` may have left (an agent that
  * ran with the other ZTUNNEL_REDIRECT): best effort, since its tool may
  * well not be installed, and there is then nothing of it to remove. */
-static void remove_other_backend(int netns_fd, enum zt_cni_backend used)
+static void remove_other_backend(int netns_fd, const struct zt_cni_rules_opts *opts)
 {
     char scratch[384];
-    if (used == ZT_CNI_NFTABLES) {
+    if (opts->backend == ZT_CNI_NFTABLES) {
         (void)iptables_step(netns_fd, ZT_CNI_IPV4, NULL, scratch, sizeof(scratch));
         (void)iptables_step(netns_fd, ZT_CNI_IPV6, NULL, scratch, sizeof(scratch));
     } else if (zt_cni_netns_has_program("nft")) {
         (void)nft_step(netns_fd, NULL, false, scratch, sizeof(scratch));
     }
+    if (opts->backend != ZT_CNI_EBPF && zt_cni_ebpf_dir_exists(opts->bpf_dir))
+        (void)zt_cni_ebpf_pod_remove(opts->bpf_dir, netns_fd, scratch, sizeof(scratch));
 }
 
 static size_t count_lines_with(const char *text, const char *needle)
@@ -397,7 +412,17 @@ int zt_cni_rules_apply(int netns_fd, const struct zt_cni_rules_opts *opts, char 
         rc = iptables_step(netns_fd, ZT_CNI_IPV4, opts, err, errcap);
     if (rc < 0 || (rc = route_step(netns_fd, ZT_CNI_IPV4, true, err, errcap)) < 0)
         return rc;
-    remove_other_backend(netns_fd, opts->backend);
+    /* The programs after the rules: once the pod is in zt_pods its traffic
+     * goes to the proxy, whose replies need the mangle rules. */
+    if (opts->backend == ZT_CNI_EBPF &&
+        (rc = opts->bpf_dir ? zt_cni_ebpf_pod_install(opts->bpf_dir, netns_fd,
+                                                      opts->want_dns_capture, err, errcap)
+                            : ZT_E_CONFIG) < 0) {
+        if (!opts->bpf_dir)
+            snprintf(err, errcap, "eBPF backend without a pin directory");
+        return rc;
+    }
+    remove_other_backend(netns_fd, opts);
     if (!want_v6)
         return 0;
     if ((is_nft || (rc = iptables_step(netns_fd, ZT_CNI_IPV6, opts, v6err, sizeof(v6err))) == 0) &&
@@ -425,18 +450,25 @@ int zt_cni_rules_remove(int netns_fd, const struct zt_cni_rules_opts *opts, char
     int first = 0, rc;
 
     err[0] = '\0';
+    /* eBPF first: the pod's traffic stops going to the proxy before the
+     * mangle rules its replies need go away. */
+    if (opts->backend == ZT_CNI_EBPF && opts->bpf_dir &&
+        (rc = zt_cni_ebpf_pod_remove(opts->bpf_dir, netns_fd, err, errcap)) < 0)
+        first = rc;
     if (opts->backend == ZT_CNI_NFTABLES)
-        rc = nft_step(netns_fd, NULL, false, err, errcap);
+        rc = nft_step(netns_fd, NULL, false, first ? scratch : err,
+                      first ? sizeof(scratch) : errcap);
     else
-        rc = iptables_step(netns_fd, ZT_CNI_IPV4, NULL, err, errcap);
-    if (rc < 0)
+        rc = iptables_step(netns_fd, ZT_CNI_IPV4, NULL, first ? scratch : err,
+                           first ? sizeof(scratch) : errcap);
+    if (rc < 0 && first == 0)
         first = rc;
     route_step(netns_fd, ZT_CNI_IPV4, false, scratch, sizeof(scratch));
     /* IPv6 always: the addresses that made us install may be gone, the
      * rules are not. Failures here mean there was nothing to remove. */
-    if (opts->backend == ZT_CNI_IPTABLES)
+    if (opts->backend != ZT_CNI_NFTABLES)
         (void)iptables_step(netns_fd, ZT_CNI_IPV6, NULL, scratch, sizeof(scratch));
     route_step(netns_fd, ZT_CNI_IPV6, false, scratch, sizeof(scratch));
-    remove_other_backend(netns_fd, opts->backend);
+    remove_other_backend(netns_fd, opts);
     return first;
 }

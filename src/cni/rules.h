@@ -14,23 +14,33 @@
  * output jumping to istio-prerouting and istio-output (istio-cni's names,
  * hooks and priorities). The text needs no current state: every install
  * deletes and redefines our tables in one `nft -f -` transaction, and
- * nothing outside them is touched. One inet table serves both families. */
+ * nothing outside them is touched. One inet table serves both families.
+ *
+ * ebpf: programs instead of nat rules (rules_ebpf.c, docs/inpod.md): cgroup
+ * programs on the cgroup2 root rewrite the pods' connects and DNS sends,
+ * and answer SO_ORIGINAL_DST; an sk_lookup program per pod netns hands
+ * inbound connections to the proxy's plaintext listener. The mangle rules
+ * (connmark 0x111 for replies to connections the proxy spoofed) and the ip
+ * rule/route stay, written by iptables-restore: no BPF hook can mark the
+ * first reply (the SYN-ACK) of such a connection. */
 #ifndef ZT_CNI_RULES_H
 #define ZT_CNI_RULES_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 enum zt_cni_family { ZT_CNI_IPV4 = 4, ZT_CNI_IPV6 = 6 };
 
 /* Which tool writes the rules (ZTUNNEL_REDIRECT). */
-enum zt_cni_backend { ZT_CNI_IPTABLES, ZT_CNI_NFTABLES };
+enum zt_cni_backend { ZT_CNI_IPTABLES, ZT_CNI_NFTABLES, ZT_CNI_EBPF };
 
-/* "iptables" / "nftables". */
+/* "iptables" / "nftables" / "ebpf". */
 const char *zt_cni_backend_str(enum zt_cni_backend b);
 
-/* Parses "iptables" or "nftables" (exact, lower case). Returns 0 or
- * ZT_E_CONFIG. */
+/* Parses "iptables", "nftables" or "ebpf" (exact, lower case). Returns 0
+ * or ZT_E_CONFIG. */
 int zt_cni_backend_parse(const char *s, enum zt_cni_backend *out);
 
 /* What to install besides the TCP redirection. */
@@ -45,6 +55,10 @@ struct zt_cni_rules_opts {
     bool want_dns_capture;
     /* Zero (the default) is iptables. */
     enum zt_cni_backend backend;
+    /* The eBPF backend's pin directory on a bpf filesystem (borrowed), set
+     * whatever the backend: the other backends remove a pod's eBPF state
+     * from it, so that switching backends moves pods over. NULL: none. */
+    const char *bpf_dir;
 };
 
 /* Writes the iptables-restore input that installs our rules (borrowing
@@ -75,6 +89,61 @@ int zt_cni_nft_install_text(const struct zt_cni_rules_opts *opts, bool want_ipv6
 
 /* Same for removal: deletes our three tables if they exist, nothing else. */
 int zt_cni_nft_remove_text(char *buf, size_t cap, size_t *len);
+
+/* ---- eBPF backend (rules_ebpf.c) ---- */
+
+/* The default pin directory for the agent whose state is in `cni_dir`:
+ * /sys/fs/bpf/ztunnel/ followed by cni_dir without its leading '/' and
+ * with '/' as '_' (/var/run/ztunnel/cni: .../var_run_ztunnel_cni), so two
+ * agents with their own state never share maps. Returns 0, ZT_E_CONFIG
+ * (cni_dir is "/" or empty) or ZT_E_TOO_BIG. */
+int zt_cni_ebpf_default_dir(const char *cni_dir, char *out, size_t cap);
+
+/* From /proc/net/tcp or tcp6 text: the inodes of the sockets listening
+ * (st 0A) on `port`, at most `max`. Returns 0, ZT_E_TOO_BIG (more than
+ * max) or ZT_E_PROTO (a line with an unreadable local address). */
+int zt_cni_ebpf_parse_listeners(const char *text, uint16_t port, uint64_t *inodes, size_t max,
+                                size_t *n);
+
+/* The first address of `ip -o -4 addr show` text, network order. Returns
+ * 0, ZT_E_NOT_FOUND (none) or ZT_E_PROTO. */
+int zt_cni_ebpf_parse_ipv4(const char *text, uint8_t out[4]);
+
+/* Loads the cgroup programs and attaches them to the cgroup2 root (links
+ * with BPF_F_ALLOW_MULTI semantics, pinned as link_<program> in `dir`; an
+ * existing pin is updated to this binary's program), with their maps
+ * pinned in `dir` (reused, entries and all, when already there). Creates
+ * `dir`; mounts /sys/fs/bpf if `dir` is under it and nothing is mounted
+ * there. Returns 0 or a negative error with `err` naming the program or
+ * map and the errno. */
+int zt_cni_ebpf_setup(const char *dir, char *err, size_t errcap);
+
+/* Enrolls the netns `netns_fd` (borrowed) in the programs set up in `dir`:
+ * its sk_lookup link (pinned as inbound_<netns cookie>) first, then its
+ * zt_pods entry (its addresses, the DNS capture flag). Until the proxy's
+ * listener is captured the pod's inbound connections are refused. Returns
+ * 0 or a negative error described in `err`; what was done is not undone. */
+int zt_cni_ebpf_pod_install(const char *dir, int netns_fd, bool want_dns, char *err, size_t errcap);
+
+/* Removes the netns from `dir`'s maps and its sk_lookup link. Missing
+ * pieces are not errors. */
+int zt_cni_ebpf_pod_remove(const char *dir, int netns_fd, char *err, size_t errcap);
+
+/* Puts the proxy's plaintext inbound listener (15006) of the pod netns
+ * `netns_fd` into zt_listeners: finds the pod's listening sockets on 15006
+ * by inode (the pod's /proc/net/tcp6 and tcp), the one process
+ * `proxy_pid` holds, and takes a copy with pidfd_getfd (CAP_SYS_PTRACE),
+ * closed again once in the map. Returns 0 or a negative error. */
+int zt_cni_ebpf_capture_listener(const char *dir, int netns_fd, pid_t proxy_pid, char *err,
+                                 size_t errcap);
+
+/* Removes every pin in `dir` and `dir` itself: the links detach, programs
+ * and maps are freed (unless some process holds an fd to them). A missing
+ * `dir` is not an error. */
+int zt_cni_ebpf_cleanup(const char *dir, char *err, size_t errcap);
+
+/* Whether `dir` (may be NULL) exists. */
+bool zt_cni_ebpf_dir_exists(const char *dir);
 
 /* Installs everything inside `netns_fd` (borrowed), as `opts` (borrowed)
  * says: the backend's rules, then

@@ -241,6 +241,14 @@ zt_cleanup() {
 	for link in $(ip -o link show 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1 | grep "^${ZT_PFX}" || true); do
 		ip link del "$link" 2>/dev/null || true
 	done
+	# A bpf filesystem the test mounted (ZT_REDIRECT=ebpf, mesh.sh): its
+	# pins are removed first (processes that entered a mount namespace
+	# while it was mounted keep a copy of the mount, and with it the pins,
+	# after an unmount here), so nothing of the test stays attached.
+	if mountpoint -q "$ZT_WORK/bpffs" 2>/dev/null; then
+		rm -rf "${ZT_WORK:?}/bpffs/"* 2>/dev/null
+		umount "$ZT_WORK/bpffs" 2>/dev/null || umount -l "$ZT_WORK/bpffs" 2>/dev/null || true
+	fi
 	if [ -d "$ZT_WORK" ]; then
 		if [ "$ZT_KEEP_WORK" = 1 ] || [ "$ZT_TESTS_FAILED" -gt 0 ]; then
 			zt_log "logs kept in $ZT_WORK"

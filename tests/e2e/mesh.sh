@@ -12,8 +12,12 @@
 #                ${ZT_E2E_CACHE:-/tmp/zt-e2e-cache}/interop otherwise
 #   ASAN_OPTIONS default detect_leaks=0:abort_on_error=1 (memory errors only)
 #   ZT_REDIRECT  the node agents' in-pod rules backend (ZTUNNEL_REDIRECT):
-#                iptables (default) or nftables; test_nftables.sh runs the
-#                capture scenarios with nftables
+#                iptables (default), nftables or ebpf; test_nftables.sh and
+#                test_ebpf.sh run the capture scenarios with the other two.
+#                With ebpf every agent pins its programs under its own
+#                ZTUNNEL_BPF_DIR=$ZT_WORK/bpffs/nN, on a bpf filesystem
+#                mounted there for the test (zt_cleanup unmounts it, which
+#                detaches whatever is still pinned)
 mesh_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mesh_repo=$(cd "$mesh_here/../.." && pwd)
 # shellcheck source=lib.sh
@@ -34,9 +38,49 @@ else
 	MESH_NAT=nat MESH_RAW=raw MESH_PRE=ISTIO_PRERT MESH_OUT=ISTIO_OUTPUT
 fi
 
-# mesh_rules NETNS: our in-pod rules in NETNS, of either backend: the
+# mesh_ebpf_pod_flags NETNS: the flags of NETNS's entry in the zt_pods map
+# of the first agent of this test that has one (1: DNS capture, 2: IPv4
+# address known, 4: IPv6), or nothing.
+mesh_ebpf_pod_flags() {
+	local c d key
+	c=$(mesh_netns_cookie "$1") || return 0
+	key=$(python3 -c "import sys; print(' '.join('%02x' % b for b in int(sys.argv[1]).to_bytes(8, 'little')))" "$c")
+	for d in "$ZT_WORK"/bpffs/*/; do
+		# shellcheck disable=SC2086 # key: 8 hex words
+		bpftool -j map lookup pinned "$d/zt_pods" key hex $key 2>/dev/null |
+			python3 -c 'import json, sys; print(json.load(sys.stdin)["formatted"]["value"]["flags"])' 2>/dev/null &&
+			return 0
+	done
+	return 0
+}
+
+# mesh_ebpf_orig_count PORT [IP]: how many sockets of this test's pods the
+# eBPF programs redirected away from PORT (and IP, if given): the entries
+# of every agent's zt_orig_cookie map with that original destination.
+mesh_ebpf_orig_count() {
+	local d
+	for d in "$ZT_WORK"/bpffs/*/; do
+		bpftool -j map dump pinned "$d/zt_orig_cookie" 2>/dev/null
+	done | python3 -c '
+import json, sys
+port, ip = int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None
+n = 0
+for doc in sys.stdin.read().replace("][", "]\n[").splitlines():
+    doc = doc.strip()
+    if not doc:
+        continue
+    for e in json.loads(doc):
+        v = e["formatted"]["value"]
+        a = ".".join(str(b) for b in v["ip"][12:]) if v["family"] == 2 else None
+        if v["port"] == port and (ip is None or a == ip):
+            n += 1
+print(n)' "$@"
+}
+
+# mesh_rules NETNS: our in-pod rules in NETNS, of any backend: the
 # iptables-save and ip6tables-save lines naming an ISTIO_ chain, then our nft
-# tables ("table inet istio-ambient-..."). Empty when there are none.
+# tables ("table inet istio-ambient-..."), then the pod's eBPF state
+# (mesh_ebpf_state). Empty when there are none.
 mesh_rules() {
 	{
 		zt_ns_exec "$1" iptables-save
@@ -45,6 +89,7 @@ mesh_rules() {
 	if command -v nft >/dev/null; then
 		zt_ns_exec "$1" nft list tables 2>/dev/null | grep -E '^table inet istio-ambient-'
 	fi
+	mesh_ebpf_state "$1"
 	return 0
 }
 
@@ -97,6 +142,41 @@ mesh_pid() { cat "$ZT_WORK/$2$1.pid" 2>/dev/null || true; }
 
 mesh_env() {
 	echo "INPOD_UDS=$ZT_WORK/n$1/zt.sock" "ZTUNNEL_CNI_DIR=$ZT_WORK/n$1/cni"
+	[ "$MESH_REDIRECT" != ebpf ] || echo "ZTUNNEL_BPF_DIR=$ZT_WORK/bpffs/n$1"
+}
+
+# mesh_bpffs: the test's own bpf filesystem at $ZT_WORK/bpffs (mounted in
+# the root mount namespace, so the agents under `ip netns exec` and the
+# cleanup command see the same pins). Idempotent.
+mesh_bpffs() {
+	mountpoint -q "$ZT_WORK/bpffs" && return 0
+	mkdir -p "$ZT_WORK/bpffs" && mount -t bpf bpf "$ZT_WORK/bpffs"
+}
+
+# mesh_netns_cookie NETNS: the kernel's cookie of NETNS (SO_NETNS_COOKIE),
+# what the eBPF programs and their pins are keyed by.
+mesh_netns_cookie() {
+	zt_ns_exec "$1" python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little"))'
+}
+
+# mesh_ebpf_state NETNS: the eBPF state of NETNS in every agent's pin
+# directory of this test: "ebpf nN inbound" (its sk_lookup link pin) and
+# "ebpf nN zt_pods" (its entry in the pods map). Empty when there is none.
+mesh_ebpf_state() {
+	local c d key
+	[ -d "$ZT_WORK/bpffs" ] || return 0
+	c=$(mesh_netns_cookie "$1") || return 0
+	key=$(python3 -c "import sys; print(' '.join('%02x' % b for b in int(sys.argv[1]).to_bytes(8, 'little')))" "$c")
+	for d in "$ZT_WORK"/bpffs/*/; do
+		[ -d "$d" ] || continue
+		[ -e "$d/inbound_$c" ] && echo "ebpf $(basename "$d") inbound"
+		# shellcheck disable=SC2086 # key: 8 hex words
+		bpftool map lookup pinned "$d/zt_pods" key hex $key >/dev/null 2>&1 &&
+			echo "ebpf $(basename "$d") zt_pods"
+	done
+	return 0
 }
 
 # mesh_wait_grep FILE ERE TIMEOUT_S: wait until FILE has a line matching ERE.
@@ -144,6 +224,9 @@ mesh_cni_start() {
 	local n=$1
 	shift
 	mkdir -p "$ZT_WORK/n$n/cni"
+	if [ "$MESH_REDIRECT" = ebpf ] || [[ " $* " == *" ZTUNNEL_REDIRECT=ebpf "* ]]; then
+		mesh_bpffs || return 1
+	fi
 	# shellcheck disable=SC2046
 	mesh_start_bg "$n" cni env $(mesh_env "$n") ${ZT_REDIRECT:+ZTUNNEL_REDIRECT=$ZT_REDIRECT} "$@" \
 		"$ZT_BIN" cni
@@ -303,10 +386,14 @@ mesh_send_rc() {
 }
 
 # mesh_peer_addr_server NETNS PORT: a server that answers with the client's
-# address as the application sees it.
+# address as the application sees it. It reads what the client sends until
+# the client's half-close before closing: closing with unread data would
+# reset the connection, and the reset could overtake the answer (through the
+# proxies it did, now and then: "got ''").
 mesh_peer_addr_server() {
 	# shellcheck disable=SC2016
-	zt_bg "$1" "peeraddr-$1-$2" socat "TCP-LISTEN:$2,fork,reuseaddr" SYSTEM:'echo $SOCAT_PEERADDR'
+	zt_bg "$1" "peeraddr-$1-$2" socat "TCP-LISTEN:$2,fork,reuseaddr" \
+		SYSTEM:'echo $SOCAT_PEERADDR; cat >/dev/null'
 	zt_wait_port "$1" 127.0.0.1 "$2" 5
 }
 

@@ -70,6 +70,13 @@ sweep() {
 	# Per-namespace files for `ip netns exec` (test_control_failover.sh's
 	# hosts file), named after the script's namespaces.
 	rm -rf "/etc/netns/${pfx}-"* 2>/dev/null || true
+	# bpf filesystems under the work dir (eBPF backend tests): their pins
+	# removed (which detaches what they attached), then unmounted.
+	awk -v w="$work/" 'index($5, w) == 1 && $0 ~ / - bpf / { print $5 }' /proc/self/mountinfo 2>/dev/null |
+		while read -r m; do
+			rm -rf "${m:?}/"* 2>/dev/null
+			umount -l "$m" 2>/dev/null || true
+		done
 }
 
 i=0

@@ -6,8 +6,11 @@
 # query sent with the proxy's mark 0x539 goes to the resolver and its
 # answer comes back (zone 1 both ways); AMBIENT_DNS_CAPTURE=false installs
 # no DNS rules (and an agent restarted with it takes them away); unenroll
-# removes every table's rules. With either rules backend (ZT_REDIRECT, see
-# mesh.sh): the rule checks read iptables-save or nft, the rest is the same.
+# removes every table's rules. With any rules backend (ZT_REDIRECT, see
+# mesh.sh): the rule checks read iptables-save or nft, the rest is the same;
+# with ebpf, where nothing is NATed, they read the pod's entry in the
+# programs' map (its DNS capture flag) and the original destinations the
+# programs recorded, and check that no nat or raw rule of ours is there.
 #
 # Only node agents run, no proxy: the listeners on 15053 are the test's own
 # (the proxy's DNS server, when it has one, would hold that port), and what
@@ -123,23 +126,33 @@ has_lines() {
 }
 
 # ---- rules after enroll (capture on) ----
-zt_test "a: nat output redirects UDP and TCP port 53 to 15053 (IPv4, $MESH_REDIRECT)"
-nat=$(nat_out4 "$a")
-if has_lines "$nat" "$DNS_UDP" "$DNS_TCP4"; then zt_pass; else zt_fail "$nat"; fi
+if [ "$MESH_REDIRECT" = ebpf ]; then
+	# dns_flag NETNS: 1 if the pod's zt_pods entry asks for DNS capture.
+	dns_flag() { echo $(($(mesh_ebpf_pod_flags "$1") & 1)); }
+	zt_test "a (ebpf): its zt_pods entry asks for DNS capture; no nat or raw rule of ours"
+	if [ "$(dns_flag "$a")" = 1 ] && ! all_rules "$a" | grep -qE -- "$DNS_ANY|REDIRECT" &&
+		! has_raw "$a"; then zt_pass; else
+		zt_fail "flags '$(mesh_ebpf_pod_flags "$a")': $(all_rules "$a")"
+	fi
+else
+	zt_test "a: nat output redirects UDP and TCP port 53 to 15053 (IPv4, $MESH_REDIRECT)"
+	nat=$(nat_out4 "$a")
+	if has_lines "$nat" "$DNS_UDP" "$DNS_TCP4"; then zt_pass; else zt_fail "$nat"; fi
 
-zt_test "a: the DNS rules come after the probe ACCEPT and before the other OUTPUT rules"
-order=$(echo "$nat" | grep -oE -- "$ORDER_RE" | tr '\n' ' ')
-zt_expect_eq "$order" "$ORDER_WANT"
+	zt_test "a: the DNS rules come after the probe ACCEPT and before the other OUTPUT rules"
+	order=$(echo "$nat" | grep -oE -- "$ORDER_RE" | tr '\n' ' ')
+	zt_expect_eq "$order" "$ORDER_WANT"
 
-zt_test "a: raw OUTPUT/PREROUTING jump to chains putting the proxy's DNS in CT zone 1 (IPv4)"
-raw=$(raw_rules "$a")
-if has_lines "$raw" "${RAW_LINES[@]}"; then zt_pass; else zt_fail "$raw"; fi
+	zt_test "a: raw OUTPUT/PREROUTING jump to chains putting the proxy's DNS in CT zone 1 (IPv4)"
+	raw=$(raw_rules "$a")
+	if has_lines "$raw" "${RAW_LINES[@]}"; then zt_pass; else zt_fail "$raw"; fi
 
-zt_test "a: the same rules for IPv6 (::1/128)"
-save6=$(v6_rules "$a")
-if has_lines "$save6" "$DNS_TCP6" "$DNS_UDP" && [ "$(echo "$save6" | grep -c -- "$ZONE")" = 2 ]; then
-	zt_pass
-else zt_fail "$save6"; fi
+	zt_test "a: the same rules for IPv6 (::1/128)"
+	save6=$(v6_rules "$a")
+	if has_lines "$save6" "$DNS_TCP6" "$DNS_UDP" && [ "$(echo "$save6" | grep -c -- "$ZONE")" = 2 ]; then
+		zt_pass
+	else zt_fail "$save6"; fi
+fi
 
 # ---- where a's DNS goes ----
 zt_test "a -> $R:53 UDP arrives at a's 127.0.0.1:15053, not at the resolver"
@@ -154,11 +167,17 @@ if got a-tcp a-tcp-1 && ! grep -q a-tcp-1 "$ZT_WORK/r-tcp"; then zt_pass; else
 	zt_fail "a's listener: '$(cat "$ZT_WORK/a-tcp")', resolver: '$(cat "$ZT_WORK/r-tcp")'"
 fi
 
-zt_test "a: the nat DNS rules counted those packets"
-udp_n=$(counter "$a" "$MESH_NAT" "$MESH_OUT" "udp dp(t:|ort )53 .*15053")
-tcp_n=$(counter "$a" "$MESH_NAT" "$MESH_OUT" "tcp dp(t:|ort )53 .*15053")
-if [ "${udp_n:-0}" -ge 1 ] && [ "${tcp_n:-0}" -ge 1 ]; then zt_pass; else
-	zt_fail "udp $udp_n, tcp $tcp_n: $(all_rules "$a")"
+if [ "$MESH_REDIRECT" = ebpf ]; then
+	zt_test "a: the programs recorded both sockets' original destination $R:53"
+	n=$(mesh_ebpf_orig_count 53 $R)
+	if [ "${n:-0}" -ge 2 ]; then zt_pass; else zt_fail "$n entries for $R:53"; fi
+else
+	zt_test "a: the nat DNS rules counted those packets"
+	udp_n=$(counter "$a" "$MESH_NAT" "$MESH_OUT" "udp dp(t:|ort )53 .*15053")
+	tcp_n=$(counter "$a" "$MESH_NAT" "$MESH_OUT" "tcp dp(t:|ort )53 .*15053")
+	if [ "${udp_n:-0}" -ge 1 ] && [ "${tcp_n:-0}" -ge 1 ]; then zt_pass; else
+		zt_fail "udp $udp_n, tcp $tcp_n: $(all_rules "$a")"
+	fi
 fi
 
 # The proxy's own upstream queries carry SO_MARK 0x539: not redirected,
@@ -169,20 +188,30 @@ if [ "$ans" = marked-1 ] && got r-udp marked-1 && ! grep -q marked-1 "$ZT_WORK/a
 	zt_fail "answer '$ans', resolver: '$(cat "$ZT_WORK/r-udp")', a's listener: '$(cat "$ZT_WORK/a-udp")'"
 fi
 
-zt_test "a: the raw zone-1 rules counted the marked query and its answer"
-out_n=$(counter "$a" "$MESH_RAW" "$MESH_OUT" "udp dp(t:|ort )53 .*zone( set)? 1")
-pre_n=$(counter "$a" "$MESH_RAW" "$MESH_PRE" "udp sp(t:|ort )53 .*zone( set)? 1")
-if [ "${out_n:-0}" -ge 1 ] && [ "${pre_n:-0}" -ge 1 ]; then zt_pass; else
-	zt_fail "OUTPUT $out_n, PREROUTING $pre_n: $(all_rules "$a")"
+# (ebpf: nothing is NATed, so no zone is needed; the check above is the
+# behaviour the zones exist for.)
+if [ "$MESH_REDIRECT" != ebpf ]; then
+	zt_test "a: the raw zone-1 rules counted the marked query and its answer"
+	out_n=$(counter "$a" "$MESH_RAW" "$MESH_OUT" "udp dp(t:|ort )53 .*zone( set)? 1")
+	pre_n=$(counter "$a" "$MESH_RAW" "$MESH_PRE" "udp sp(t:|ort )53 .*zone( set)? 1")
+	if [ "${out_n:-0}" -ge 1 ] && [ "${pre_n:-0}" -ge 1 ]; then zt_pass; else
+		zt_fail "OUTPUT $out_n, PREROUTING $pre_n: $(all_rules "$a")"
+	fi
 fi
 
 # ---- capture off (node 2) ----
-zt_test "b (AMBIENT_DNS_CAPTURE=false): the TCP rules but no DNS rule and no raw chain"
-save=$(all_rules "$b")
-if echo "$save" | grep -q -- "$TO_15001" && echo "$save" | grep -q -- "$TO_15006" &&
-	! echo "$save" | grep -qE -- "$DNS_ANY" && ! has_raw "$b"; then
-	zt_pass
-else zt_fail "$save"; fi
+if [ "$MESH_REDIRECT" = ebpf ]; then
+	zt_test "b (AMBIENT_DNS_CAPTURE=false, ebpf): b's zt_pods entry without DNS capture"
+	f=$(mesh_ebpf_pod_flags "$b")
+	if [ -n "$f" ] && [ "$((f & 1))" = 0 ]; then zt_pass; else zt_fail "flags '$f'"; fi
+else
+	zt_test "b (AMBIENT_DNS_CAPTURE=false): the TCP rules but no DNS rule and no raw chain"
+	save=$(all_rules "$b")
+	if echo "$save" | grep -q -- "$TO_15001" && echo "$save" | grep -q -- "$TO_15006" &&
+		! echo "$save" | grep -qE -- "$DNS_ANY" && ! has_raw "$b"; then
+		zt_pass
+	else zt_fail "$save"; fi
+fi
 
 zt_test "b -> $R:53 UDP reaches the resolver, not b's 127.0.0.1:15053"
 ans=$(udp_send "$b" $R b-udp-1)
@@ -193,12 +222,17 @@ fi
 # ---- agent restarted with capture off: the re-install takes them away ----
 zt_test "node 1's agent restarted with AMBIENT_DNS_CAPTURE=false removes a's DNS rules, keeps the others"
 mesh_stop 1 cni
-if mesh_cni_start 1 AMBIENT_DNS_CAPTURE=false; then
+if ! mesh_cni_start 1 AMBIENT_DNS_CAPTURE=false; then
+	zt_fail "agent did not restart: $(tail -5 "$(mesh_log 1 cni)")"
+elif [ "$MESH_REDIRECT" = ebpf ]; then
+	f=$(mesh_ebpf_pod_flags "$a")
+	if [ -n "$f" ] && [ "$((f & 1))" = 0 ]; then zt_pass; else zt_fail "a's flags '$f'"; fi
+else
 	save=$(all_rules "$a")
 	if echo "$save" | grep -q -- "$TO_15001" && ! echo "$save" | grep -qE -- "$DNS_ANY" && ! has_raw "$a"; then
 		zt_pass
 	else zt_fail "$save"; fi
-else zt_fail "agent did not restart: $(tail -5 "$(mesh_log 1 cni)")"; fi
+fi
 
 zt_test "a bad AMBIENT_DNS_CAPTURE value is refused at start"
 out=$(AMBIENT_DNS_CAPTURE=maybe INPOD_UDS=$ZT_WORK/nobad/zt.sock ZTUNNEL_CNI_DIR=$ZT_WORK/nobad/cni \
@@ -212,7 +246,10 @@ else zt_fail "rc=$rc: $out"; fi
 mesh_stop 1 cni
 mesh_cni_start 1
 zt_test "node 1's agent restarted with capture on puts a's DNS rules back"
-if raw_rules "$a" | grep -q -- "$ZONE" && all_rules "$a" | grep -q -- "15053"; then zt_pass; else
+if [ "$MESH_REDIRECT" = ebpf ]; then
+	f=$(mesh_ebpf_pod_flags "$a")
+	if [ -n "$f" ] && [ "$((f & 1))" = 1 ]; then zt_pass; else zt_fail "a's flags '$f'"; fi
+elif raw_rules "$a" | grep -q -- "$ZONE" && all_rules "$a" | grep -q -- "15053"; then zt_pass; else
 	zt_fail "$(all_rules "$a")"
 fi
 

@@ -122,7 +122,7 @@ cni_refused() {
 }
 
 zt_test "ZTUNNEL_REDIRECT=nft is refused at start, naming the variable"
-cni_refused 'ZTUNNEL_REDIRECT="nft": expected iptables or nftables' ZTUNNEL_REDIRECT=nft
+cni_refused 'ZTUNNEL_REDIRECT="nft": expected iptables, nftables or ebpf' ZTUNNEL_REDIRECT=nft
 
 zt_test "ZTUNNEL_REDIRECT=nftables without nft in PATH is refused at start"
 mkdir -p "$ZT_WORK/nopath"
