@@ -206,10 +206,13 @@ zt_wait_port() {
 }
 
 # zt_echo_server NETNS PORT: TCP echo on all addresses of NETNS:PORT; waits
-# until it accepts. ZT_BG_PID is its PID.
+# until it accepts. ZT_BG_PID is its PID. -t 30: once the client has
+# half-closed, socat waits that long (not its default 0.5 s) for cat's
+# output, which a loaded machine may take longer to start and write; cat
+# exits at the EOF it is given, so nothing waits longer than needed.
 zt_echo_server() {
 	local ns=$1 port=$2
-	zt_bg "$ns" "echo-$ns-$port" socat "TCP-LISTEN:$port,fork,reuseaddr" EXEC:cat
+	zt_bg "$ns" "echo-$ns-$port" socat -t 30 "TCP-LISTEN:$port,fork,reuseaddr" EXEC:cat
 	zt_wait_port "$ns" 127.0.0.1 "$port" 5
 }
 
