@@ -702,10 +702,11 @@ static void on_reload_timer(uv_timer_t *t)
             zt_state_policy_count(next), (double)(uv_hrtime() - t0) / 1e6);
 }
 
-static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+static void on_dir_change(void *ud, const char *name)
 {
-    struct proxy_app *app = h->data;
-    if (status < 0 || (filename && strcmp(filename, app->watch_base) != 0))
+    struct proxy_app *app = ud;
+    /* NULL: events were lost, the file may have changed. */
+    if (name && strcmp(name, app->watch_base) != 0)
         return;
     /* Editors write in several steps: act once things settle. */
     uv_timer_start(&app->reload_timer, on_reload_timer, 100, 0);
@@ -725,12 +726,9 @@ static void start_watch(struct proxy_app *app)
     }
     uv_timer_init(app->loop, &app->reload_timer);
     app->reload_timer.data = app;
-    uv_fs_event_init(app->loop, &app->watch);
-    app->watch.data = app;
-    int rc = uv_fs_event_start(&app->watch, on_fs_event, dir, 0);
+    int rc = zt_dirwatch_start(app->loop, dir, on_dir_change, app, &app->watch);
     if (rc < 0) {
-        ZT_WARN("config", "cannot watch %s for changes: %s", dir, uv_strerror(rc));
-        uv_close((uv_handle_t *)&app->watch, NULL);
+        ZT_WARN("config", "cannot watch %s for changes: %s", dir, zt_strerror(rc));
         uv_close((uv_handle_t *)&app->reload_timer, NULL);
         return;
     }
@@ -985,7 +983,7 @@ static void proxy_cleanup(struct proxy_app *app)
         uv_close((uv_handle_t *)&app->sigint, NULL);
     }
     if (app->watching) {
-        uv_close((uv_handle_t *)&app->watch, NULL);
+        zt_dirwatch_stop(app->watch);
         uv_close((uv_handle_t *)&app->reload_timer, NULL);
     }
     zt_proxy_crl_stop(app);

@@ -13,6 +13,7 @@
 #include "tls/localca.h"
 #include "jwt/authn.h"
 #include "jwt/jwks_fetch.h"
+#include "loop/dirwatch.h"
 #include "waypoint/waypoint.h"
 #include "xds/client.h"
 
@@ -56,7 +57,7 @@ struct proxy_app {
     int signals;
     /* LOCAL_XDS_PATH is watched through its directory, so editors that
      * replace the file (write to a temp file, rename) are seen too. */
-    uv_fs_event_t watch;
+    struct zt_dirwatch *watch;
     uv_timer_t reload_timer;
     char watch_base[256];
     bool watching;
@@ -98,7 +99,7 @@ struct proxy_app {
     bool has_handover_poll; /* waiting for the new proxy's byte */
     /* CRL_PATH (proxy_crl.c): NULL when unset; watched like LOCAL_XDS_PATH. */
     struct zt_tls_crl *crl;
-    uv_fs_event_t crl_watch;
+    struct zt_dirwatch *crl_watch;
     uv_timer_t crl_timer;
     bool crl_watching;
 };

@@ -69,15 +69,11 @@ static void on_settled(uv_timer_t *t)
         zt_proxy_crl_changed(app->proxy, app->crl);
 }
 
-static void on_dir_event(uv_fs_event_t *h, const char *filename, int events, int status)
+static void on_dir_change(void *ud, const char *name)
 {
-    struct proxy_app *app = h->data;
-    if (status < 0) {
-        ZT_ERROR("crl", "watching CRL_PATH's directory failed: %s", uv_strerror(status));
-        return;
-    }
-    /* Any name: a ConfigMap swaps "..data", not the file itself. Reading an
-     * unchanged file again costs a digest and changes nothing. */
+    struct proxy_app *app = ud;
+    /* Any name (NULL: events were lost): a ConfigMap swaps "..data", not the file itself. Reading
+     * an unchanged file again costs a digest and changes nothing. */
     uv_timer_start(&app->crl_timer, on_settled, CRL_SETTLE_MS, 0);
 }
 
@@ -93,13 +89,10 @@ void zt_proxy_crl_watch(struct proxy_app *app)
         snprintf(dir, sizeof(dir), ".");
     uv_timer_init(app->loop, &app->crl_timer);
     app->crl_timer.data = app;
-    uv_fs_event_init(app->loop, &app->crl_watch);
-    app->crl_watch.data = app;
-    int rc = uv_fs_event_start(&app->crl_watch, on_dir_event, dir, 0);
+    int rc = zt_dirwatch_start(app->loop, dir, on_dir_change, app, &app->crl_watch);
     if (rc < 0) {
         ZT_WARN("crl", "cannot watch %s: %s; CRL_PATH changes need a restart", dir,
-                uv_strerror(rc));
-        uv_close((uv_handle_t *)&app->crl_watch, NULL);
+                zt_strerror(rc));
         uv_close((uv_handle_t *)&app->crl_timer, NULL);
         return;
     }
@@ -111,6 +104,6 @@ void zt_proxy_crl_stop(struct proxy_app *app)
     if (!app->crl_watching)
         return;
     app->crl_watching = false;
-    uv_close((uv_handle_t *)&app->crl_watch, NULL);
+    zt_dirwatch_stop(app->crl_watch);
     uv_close((uv_handle_t *)&app->crl_timer, NULL);
 }

@@ -8,6 +8,7 @@
 #include "control/tokens.h"
 #include "h2/grpc.h"
 #include "h2/h2conn.h"
+#include "loop/dirwatch.h"
 #include "state/state.h"
 #include "tls/localca.h"
 #include "xds/ads.h"
@@ -81,7 +82,7 @@ struct zt_control {
     /* The directory's files as last loaded: a reload reads only those that
      * changed. */
     struct zt_config_dir *dir;
-    uv_fs_event_t watch;
+    struct zt_dirwatch *watch; /* config_dir; NULL until started */
     uv_timer_t debounce;
     struct zt_state *state;     /* last good configuration */
     struct zt_xds_catalog *cat; /* its resources */

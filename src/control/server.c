@@ -239,13 +239,10 @@ static void on_debounce(uv_timer_t *t)
             (unsigned long long)ZT_CONTROL_GET(cp->n.ads_streams), ms_since(t1));
 }
 
-static void on_dir_event(uv_fs_event_t *h, const char *filename, int events, int status)
+static void on_dir_change(void *ud, const char *name)
 {
-    struct zt_control *cp = h->data;
-    if (status < 0) {
-        ZT_ERROR("control", "watching %s failed: %s", cp->config_dir, uv_strerror(status));
-        return;
-    }
+    struct zt_control *cp = ud;
+    (void)name; /* any file of the directory, or lost events (NULL) */
     uv_timer_start(&cp->debounce, on_debounce, DEBOUNCE_MS, 0);
 }
 
@@ -786,11 +783,12 @@ static void on_handle_closed(uv_handle_t *h)
 /* Closes every handle; cp is freed by the last close callback. */
 static void close_handles(struct zt_control *cp, bool poll_started)
 {
-    uv_handle_t *hs[] = {(uv_handle_t *)&cp->debounce,    (uv_handle_t *)&cp->tls_timer,
-                         (uv_handle_t *)&cp->watch,       (uv_handle_t *)&cp->auth_timer,
-                         (uv_handle_t *)&cp->token_timer, (uv_handle_t *)&cp->accept_timer,
-                         (uv_handle_t *)&cp->lpoll};
+    uv_handle_t *hs[] = {(uv_handle_t *)&cp->debounce,     (uv_handle_t *)&cp->tls_timer,
+                         (uv_handle_t *)&cp->auth_timer,   (uv_handle_t *)&cp->token_timer,
+                         (uv_handle_t *)&cp->accept_timer, (uv_handle_t *)&cp->lpoll};
     unsigned n = sizeof(hs) / sizeof(hs[0]);
+    zt_dirwatch_stop(cp->watch);
+    cp->watch = NULL;
     cp->closing = poll_started ? n : n - 1;
     for (unsigned i = 0; i < cp->closing; i++) {
         hs[i]->data = cp;
@@ -846,11 +844,10 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
         add_name(&cp->server_names, &cp->n_server_names, o->server_names[i]);
     uv_timer_init(loop, &cp->debounce);
     uv_timer_init(loop, &cp->tls_timer);
-    uv_fs_event_init(loop, &cp->watch);
     uv_timer_init(loop, &cp->auth_timer);
     uv_timer_init(loop, &cp->token_timer);
     uv_timer_init(loop, &cp->accept_timer);
-    cp->debounce.data = cp->tls_timer.data = cp->watch.data = cp;
+    cp->debounce.data = cp->tls_timer.data = cp;
     cp->auth_timer.data = cp->token_timer.data = cp->accept_timer.data = cp;
     int rc = 0;
     if (!o->config_dir || !o->ca_dir || !o->node_tokens || !o->listen) {
@@ -875,9 +872,9 @@ int zt_control_start(uv_loop_t *loop, const struct zt_control_opts *o, struct zt
     if (rc == 0)
         rc = load_server_tls(cp, o, err, errlen);
     if (rc == 0) {
-        int urc = uv_fs_event_start(&cp->watch, on_dir_event, cp->config_dir, 0);
+        int urc = zt_dirwatch_start(loop, cp->config_dir, on_dir_change, cp, &cp->watch);
         if (urc < 0) {
-            snprintf(err, errlen, "%s: cannot watch: %s", cp->config_dir, uv_strerror(urc));
+            snprintf(err, errlen, "%s: cannot watch: %s", cp->config_dir, zt_strerror(urc));
             rc = ZT_E_CONFIG;
         }
     }
@@ -915,7 +912,8 @@ void zt_control_stop(struct zt_control *cp)
     ZT_INFO("control", "stopping: ending %zu stream(s) on %zu connection(s)",
             (size_t)ZT_CONTROL_GET(cp->n.ads_streams), (size_t)ZT_CONTROL_GET(cp->n.connections));
     uv_poll_stop(&cp->lpoll);
-    uv_fs_event_stop(&cp->watch);
+    zt_dirwatch_stop(cp->watch);
+    cp->watch = NULL;
     uv_timer_stop(&cp->debounce);
     uv_timer_stop(&cp->accept_timer);
     uv_timer_stop(&cp->token_timer);

@@ -133,4 +133,25 @@ else
 	zt_fail "reply '$got'"
 fi
 
+# The watch is on the config's directory, which here also holds every
+# process's log: a file growing beside the config must not wake the proxy's
+# main loop on each write (on a busy node that is a wakeup per access line).
+# Wakeups counted as the main thread's voluntary context switches.
+zt_test "a log growing beside the config does not wake the proxy per write; an edit still reloads"
+pid2=$(cat "$ZT_WORK/proxy2.pid")
+switches() { awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$pid2/task/$pid2/status"; }
+s0=$(switches)
+exec 7>>"$ZT_WORK/grow.log"
+for i in $(seq 400); do
+	echo "line $i" >&7
+	sleep 0.002 # paced, so that each write is its own event
+done
+exec 7>&-
+s1=$(switches)
+n=$(grep -c 'reloaded ' "$(mesh_log 2 proxy)")
+write_n2 "$(base_yaml)"
+if [ $((s1 - s0)) -lt 100 ] && wait_reloads $((n + 1)); then zt_pass; else
+	zt_fail "$((s1 - s0)) wakeups of the main thread for 400 writes to another file; reloads: $(grep -c 'reloaded ' "$(mesh_log 2 proxy)") (want $((n + 1)))"
+fi
+
 mesh_finish
