@@ -204,16 +204,40 @@ static bool is_bpffs(const char *path)
     return statfs(path, &sf) == 0 && (unsigned long)sf.f_type == BPF_FS_MAGIC_NUM;
 }
 
+/* True if a seccomp filter confines this process (a systemd unit's
+ * SystemCallFilter=): mount(2) may then kill it rather than fail. */
+static bool is_seccomp_filtered(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    int mode = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "Seccomp: %d", &mode) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return mode == 2;
+}
+
 /* Creates `dir` (0700) and missing parents; its nearest existing ancestor
  * must be on a bpf filesystem. The default's /sys/fs/bpf is mounted when
- * nothing is there yet, as systemd does on most hosts. */
+ * nothing is there yet, as systemd does on most hosts; not under a syscall
+ * filter (the packaged unit): there the mount would be the unit's own,
+ * gone with it and its pins, and the filter forbids it anyway. */
 static int make_pin_dir(const char *dir, char *err, size_t errcap)
 {
     char tmp[PATH_MAX];
     size_t n = strlen(dir);
     if (n >= sizeof(tmp))
         return fail(err, errcap, -ENAMETOOLONG, "pin directory %s: path too long", dir);
-    if (strncmp(dir, BPF_FS_ROOT "/", strlen(BPF_FS_ROOT) + 1) == 0 && !is_bpffs(BPF_FS_ROOT) &&
+    bool wants_root = strncmp(dir, BPF_FS_ROOT "/", strlen(BPF_FS_ROOT) + 1) == 0;
+    if (wants_root && !is_bpffs(BPF_FS_ROOT) && is_seccomp_filtered())
+        return fail(err, errcap, ZT_E_CONFIG,
+                    "%s is not a bpf filesystem, and this agent runs under a syscall filter (a "
+                    "systemd unit) that keeps it from mounting one: mount it on the host "
+                    "(mount -t bpf bpf %s; systemd does at boot)",
+                    BPF_FS_ROOT, BPF_FS_ROOT);
+    if (wants_root && !is_bpffs(BPF_FS_ROOT) &&
         mount("bpf", BPF_FS_ROOT, "bpf", 0, "mode=0700") < 0)
         return fail(err, errcap, -errno, "mounting a bpf filesystem on %s: %s (errno %d)",
                     BPF_FS_ROOT, strerror(errno), errno);
