@@ -397,6 +397,35 @@ mesh_peer_addr_server() {
 	zt_wait_port "$1" 127.0.0.1 "$2" 5
 }
 
+# mesh_scenario BACKEND K NAME: tests/e2e/NAME.sh with every node agent on
+# BACKEND (ZT_REDIRECT), in namespaces of prefix $ZT_PFX-K and its own work
+# directory $ZT_WORK/NAME; its PASS and FAIL lines and counts become ours
+# (its whole output too, if it failed). Returns 1 when it printed no
+# summary (counted as a failure).
+mesh_scenario() {
+	local backend=$1 k=$2 name=$3 out summary p f rc
+	out="$ZT_WORK/$name.out"
+	ZT_REDIRECT=$backend ZT_PFX="$ZT_PFX-$k" ZT_WORK="$ZT_WORK/$name" ZT_KEEP_WORK=1 \
+		ZT_TESTS_PASSED=0 ZT_TESTS_FAILED=0 timeout -k 5 100 bash "$mesh_here/$name.sh" >"$out" 2>&1 </dev/null
+	rc=$?
+	sed -nE "s/^(PASS|FAIL) /\\1 $backend $name: /p" "$out"
+	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -1)
+	if [ -z "$summary" ]; then
+		# shellcheck disable=SC2034 # read by zt_fail
+		ZT_TEST_NAME="$backend $name"
+		zt_fail "no summary line (exit $rc)"
+		sed 's/^/    /' "$out"
+		return 1
+	fi
+	p=${summary%% passed*}
+	f=${summary#*passed, }
+	f=${f%% failed}
+	ZT_TESTS_PASSED=$((ZT_TESTS_PASSED + p))
+	ZT_TESTS_FAILED=$((ZT_TESTS_FAILED + f))
+	[ "$f" = 0 ] || grep -vE '^(PASS|FAIL) ' "$out" | sed 's/^/    /'
+	return 0
+}
+
 # mesh_sanitizer_check: one check that no log of the run (proxies, agents,
 # control planes, enroll/unenroll output, peers) has an ASan or UBSan report
 # (or a Go runtime error).

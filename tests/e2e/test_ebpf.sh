@@ -308,30 +308,12 @@ if grep -q "ebpf: cgroup and sk_lookup programs" <<<"$help" && grep -q "ZTUNNEL_
 	grep -q "usage: ztunnel cni \[cleanup\]" <<<"$help"; then zt_pass; else zt_fail "$help"; fi
 
 # ---- the capture scenarios, with ebpf ----
-# scenario K NAME: tests/e2e/NAME.sh with every agent on ebpf, in namespaces
-# of prefix $ZT_PFX-K and its own work directory (and bpf filesystem); its
-# PASS and FAIL lines and counts become ours (its whole output too, if it
-# failed). One more check: every agent it started used ebpf.
+# scenario K NAME: tests/e2e/NAME.sh on ebpf (mesh_scenario; each with its
+# own bpf filesystem), then one more check: every agent it started used
+# ebpf, and nothing of it stays mounted.
 scenario() {
-	local k=$1 name=$2 out summary p f rc n_ebpf n_other
-	out="$ZT_WORK/$name.out"
-	ZT_REDIRECT=ebpf ZT_PFX="$ZT_PFX-$k" ZT_WORK="$ZT_WORK/$name" ZT_KEEP_WORK=1 \
-		ZT_TESTS_PASSED=0 ZT_TESTS_FAILED=0 timeout -k 5 100 bash "$here/$name.sh" >"$out" 2>&1 </dev/null
-	rc=$?
-	sed -nE "s/^(PASS|FAIL) /\\1 ebpf $name: /p" "$out"
-	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -1)
-	if [ -z "$summary" ]; then
-		ZT_TEST_NAME="ebpf $name"
-		zt_fail "no summary line (exit $rc)"
-		sed 's/^/    /' "$out"
-		return
-	fi
-	p=${summary%% passed*}
-	f=${summary#*passed, }
-	f=${f%% failed}
-	ZT_TESTS_PASSED=$((ZT_TESTS_PASSED + p))
-	ZT_TESTS_FAILED=$((ZT_TESTS_FAILED + f))
-	[ "$f" = 0 ] || grep -vE '^(PASS|FAIL) ' "$out" | sed 's/^/    /'
+	local k=$1 name=$2 n_ebpf n_other
+	mesh_scenario ebpf "$k" "$name" || return
 	zt_test "ebpf $name: its agents redirected with ebpf, and left nothing pinned"
 	n_ebpf=$(cat "$ZT_WORK/$name"/cni*.log 2>/dev/null | grep -c "rules by ebpf")
 	n_other=$(cat "$ZT_WORK/$name"/cni*.log 2>/dev/null | grep -cE "rules by (iptables|nftables)")

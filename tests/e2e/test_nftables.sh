@@ -135,30 +135,11 @@ if "$ZT_BIN" cni --help | grep -q "ZTUNNEL_REDIRECT  iptables (default)"; then z
 fi
 
 # ---- the capture scenarios, with nftables ----
-# scenario K NAME: tests/e2e/NAME.sh with every agent on nftables, in
-# namespaces of prefix $ZT_PFX-K and its own work directory; its PASS and
-# FAIL lines and counts become ours (its whole output too, if it failed).
-# One more check: every agent it started said it used nftables.
+# scenario K NAME: tests/e2e/NAME.sh on nftables (mesh_scenario), then one
+# more check: every agent it started said it used nftables.
 scenario() {
-	local k=$1 name=$2 out summary p f rc nft ipt
-	out="$ZT_WORK/$name.out"
-	ZT_REDIRECT=nftables ZT_PFX="$ZT_PFX-$k" ZT_WORK="$ZT_WORK/$name" ZT_KEEP_WORK=1 \
-		ZT_TESTS_PASSED=0 ZT_TESTS_FAILED=0 timeout -k 5 100 bash "$here/$name.sh" >"$out" 2>&1 </dev/null
-	rc=$?
-	sed -nE "s/^(PASS|FAIL) /\\1 nftables $name: /p" "$out"
-	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -1)
-	if [ -z "$summary" ]; then
-		ZT_TEST_NAME="nftables $name"
-		zt_fail "no summary line (exit $rc)"
-		sed 's/^/    /' "$out"
-		return
-	fi
-	p=${summary%% passed*}
-	f=${summary#*passed, }
-	f=${f%% failed}
-	ZT_TESTS_PASSED=$((ZT_TESTS_PASSED + p))
-	ZT_TESTS_FAILED=$((ZT_TESTS_FAILED + f))
-	[ "$f" = 0 ] || grep -vE '^(PASS|FAIL) ' "$out" | sed 's/^/    /'
+	local k=$1 name=$2 nft ipt
+	mesh_scenario nftables "$k" "$name" || return
 	zt_test "nftables $name: its agents installed the rules with nftables"
 	nft=$(cat "$ZT_WORK/$name"/cni*.log 2>/dev/null | grep -c "rules by nftables")
 	ipt=$(cat "$ZT_WORK/$name"/cni*.log 2>/dev/null | grep -c "rules by iptables")
