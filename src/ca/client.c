@@ -30,7 +30,6 @@
 #define MAX_RESPONSE (1u << 20)
 /* How often queued and in-flight requests are checked against their deadline. */
 #define SWEEP_MS 250
-#define CONNECT_TIMEOUT_MS 5000 /* Istio's ztunnel's */
 
 /* One request; belongs to the client thread from task_submit on. */
 struct req {
@@ -304,15 +303,12 @@ static void connect_ca(struct zt_ca_client *c)
         fail_queue(c, ZT_E_UPSTREAM);
         return;
     }
-    const struct zt_failover_endpoint *ep = zt_failover_pick(&c->fo);
-    const struct zt_grpc_target *t = &c->targets[ep->target];
-    snprintf(c->authority, sizeof(c->authority), "%s", t->authority);
-    /* Each address proves its own entry's name (or ALT_CA_HOSTNAME). */
-    snprintf(c->verify_host, sizeof(c->verify_host), "%s",
-             c->alt_hostname[0] ? c->alt_hostname : t->host);
+    const struct zt_failover_endpoint *ep =
+        zt_failover_pick_target(&c->fo, c->targets, c->alt_hostname, c->authority,
+                                sizeof(c->authority), c->verify_host, sizeof(c->verify_host));
     struct zt_sock_opts o = {.netns_fd = -1,
                              .keepalive = &zt_sock_keepalive_control_plane,
-                             .connect_timeout_ms = CONNECT_TIMEOUT_MS};
+                             .connect_timeout_ms = ZT_FAILOVER_CONNECT_TIMEOUT_MS};
     int fd = zt_sock_connect((const struct sockaddr *)&ep->sa, NULL, &o, NULL);
     if (fd < 0) {
         connect_failed(c, zt_strerror(fd));

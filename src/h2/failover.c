@@ -90,6 +90,19 @@ const struct zt_failover_endpoint *zt_failover_pick(struct zt_failover *f)
     return &f->eps[f->cur];
 }
 
+const struct zt_failover_endpoint *zt_failover_pick_target(struct zt_failover *f,
+                                                           const struct zt_grpc_target *targets,
+                                                           const char *alt_host, char *authority,
+                                                           size_t authority_len, char *verify_host,
+                                                           size_t verify_host_len)
+{
+    const struct zt_failover_endpoint *ep = zt_failover_pick(f);
+    const struct zt_grpc_target *t = &targets[ep->target];
+    snprintf(authority, authority_len, "%s", t->authority);
+    snprintf(verify_host, verify_host_len, "%s", alt_host[0] ? alt_host : t->host);
+    return ep;
+}
+
 void zt_failover_succeeded(struct zt_failover *f)
 {
     f->failures = 0;

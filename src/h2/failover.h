@@ -42,6 +42,8 @@
 #define ZT_FAILOVER_PER_TARGET 16     /* addresses one entry may contribute */
 #define ZT_FAILOVER_MAX 64            /* addresses of one round */
 #define ZT_FAILOVER_RETRY_MAX_MS 5000 /* longest wait between two rounds */
+/* TCP connect bound for an attempt (Istio's ztunnel: 5 s). */
+#define ZT_FAILOVER_CONNECT_TIMEOUT_MS 5000
 
 struct zt_failover_endpoint {
     struct sockaddr_storage sa;
@@ -75,6 +77,17 @@ size_t zt_failover_add(struct zt_failover *f, unsigned target, const struct zt_g
 bool zt_failover_resolved(struct zt_failover *f);
 /* The address of the next attempt (f->n > 0): becomes cur, next moves on. */
 const struct zt_failover_endpoint *zt_failover_pick(struct zt_failover *f);
+/* zt_failover_pick for a client of the entries `targets` (the list the
+ * round was resolved from): also writes the authority to send and the name
+ * the instance's certificate must prove, `alt_host` when not empty (ALT_*_
+ * HOSTNAME), else the host of the address's own entry: an instance reached
+ * through another entry's address must still prove the name it was asked
+ * by. Buffers sized as zt_grpc_target's authority and host hold any. */
+const struct zt_failover_endpoint *zt_failover_pick_target(struct zt_failover *f,
+                                                           const struct zt_grpc_target *targets,
+                                                           const char *alt_host, char *authority,
+                                                           size_t authority_len, char *verify_host,
+                                                           size_t verify_host_len);
 /* The current attempt succeeded: the count of failures restarts. */
 void zt_failover_succeeded(struct zt_failover *f);
 /* The current attempt ended. Returns true to try f->eps[f->next] at once;

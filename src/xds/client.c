@@ -25,8 +25,6 @@
 
 #define ADS_PATH "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #define MAX_MESSAGE (200u << 20) /* istiod's client accepts 200 MiB */
-/* TCP connect bound for control-plane sockets (Istio's ztunnel: 5 s). */
-#define CONNECT_TIMEOUT_MS 5000
 
 struct zt_xds_client {
     uv_loop_t *loop;
@@ -327,17 +325,12 @@ static void release(struct zt_xds_client *c);
 /* Opens the connection to the round's next address. */
 static void connect_endpoint(struct zt_xds_client *c)
 {
-    const struct zt_failover_endpoint *ep = zt_failover_pick(&c->fo);
-    const struct zt_grpc_target *t = &c->targets[ep->target];
-    snprintf(c->authority, sizeof(c->authority), "%s", t->authority);
-    /* Every address is checked against its own entry's name (or
-     * ALT_XDS_HOSTNAME): an instance reached through another entry's
-     * address must still prove the name it was asked by. */
-    snprintf(c->verify_host, sizeof(c->verify_host), "%s",
-             c->alt_hostname[0] ? c->alt_hostname : t->host);
+    const struct zt_failover_endpoint *ep =
+        zt_failover_pick_target(&c->fo, c->targets, c->alt_hostname, c->authority,
+                                sizeof(c->authority), c->verify_host, sizeof(c->verify_host));
     struct zt_sock_opts o = {.netns_fd = -1,
                              .keepalive = &zt_sock_keepalive_control_plane,
-                             .connect_timeout_ms = CONNECT_TIMEOUT_MS};
+                             .connect_timeout_ms = ZT_FAILOVER_CONNECT_TIMEOUT_MS};
     int fd = zt_sock_connect((const struct sockaddr *)&ep->sa, NULL, &o, NULL);
     if (fd < 0) {
         char msg[400];

@@ -173,6 +173,45 @@ static void test_same_address_two_entries(void)
     CHECK_EQ_STR(ep->name, "10.0.0.3:15012");
 }
 
+/* What an attempt sends and verifies: each address its own entry's
+ * authority and host, or ALT_*_HOSTNAME for every address when set; the
+ * longest legal host fits the buffers sized as the entry's fields. */
+static void test_pick_target_names(void)
+{
+    static struct zt_failover f;
+    static struct fake_ai ai;
+    struct zt_grpc_target t[2];
+    char longest[254], list[300];
+    for (size_t i = 0; i < 253; i++)
+        longest[i] = (i + 1) % 64 == 0 ? '.' : 'a';
+    longest[253] = '\0';
+    snprintf(list, sizeof(list), "%s:15012", longest);
+    t[0] = target(list);
+    t[1] = target("10.0.0.9:15012");
+    CHECK_EQ_STR(t[0].host, longest);
+    char authority[sizeof(t[0].authority)], verify[sizeof(t[0].host)];
+    zt_failover_init(&f);
+    zt_failover_begin_round(&f);
+    CHECK_EQ_INT(zt_failover_add(&f, 0, &t[0], v4_list(&ai, 1, 1, 15012)), 1);
+    CHECK_EQ_INT(zt_failover_add(&f, 1, &t[1], v4_list(&ai, 9, 1, 15012)), 1);
+    CHECK(zt_failover_resolved(&f));
+    const struct zt_failover_endpoint *ep =
+        zt_failover_pick_target(&f, t, "", authority, sizeof(authority), verify, sizeof(verify));
+    CHECK_EQ_INT(ep->target, 0);
+    CHECK_EQ_STR(authority, list);
+    CHECK_EQ_STR(verify, longest);
+    CHECK(zt_failover_failed(&f));
+    ep = zt_failover_pick_target(&f, t, "", authority, sizeof(authority), verify, sizeof(verify));
+    CHECK_EQ_INT(ep->target, 1);
+    CHECK_EQ_STR(authority, "10.0.0.9:15012");
+    CHECK_EQ_STR(verify, "10.0.0.9");
+    CHECK(zt_failover_failed(&f) == false); /* the round is over */
+    CHECK(zt_failover_resolved(&f));
+    ep = zt_failover_pick_target(&f, t, "istiod.istio-system.svc", authority, sizeof(authority),
+                                 verify, sizeof(verify));
+    CHECK_EQ_STR(verify, "istiod.istio-system.svc");
+}
+
 /* Between rounds: the engine's backoff capped at 5 s, drawn in [d/2, d]. */
 static void test_backoff(void)
 {
@@ -197,6 +236,7 @@ int main(void)
     RUN(test_nothing_resolved);
     RUN(test_caps_and_duplicates);
     RUN(test_same_address_two_entries);
+    RUN(test_pick_target_names);
     RUN(test_backoff);
     return TEST_REPORT();
 }
