@@ -68,6 +68,7 @@ static void op_metrics(void *ud, struct zt_buf *out)
 {
     struct proxy_app *app = ud;
     zt_metrics_render(app->metrics, out);
+    zt_proxy_render_metrics(app->proxy, out);
 }
 
 /* Istio's readiness blockers: with a local config the state is ready from

@@ -186,6 +186,78 @@ static void pause_accepting(struct zt_listener *l, int err)
     uv_timer_start(&l->backoff, on_accept_backoff, l->backoff_ms, 0);
 }
 
+/* ---- spreading HBONE connections over the workers ---- */
+
+/* HBONE peers are few and long-lived: a peer keeps one pooled connection
+ * per worker and destination and sends every stream there. SO_REUSEPORT
+ * picks a listener by a hash of the addresses, so two such connections
+ * share a worker half the time, and that worker then carries all their
+ * streams while the other idles (and a burst of requests waits in one
+ * queue). So a new HBONE connection is served by the worker with the
+ * fewest (the accepting one on a tie), handed over before any byte of it
+ * is read. The count is taken at the choice, so the connections of one
+ * accept burst spread too. */
+struct hbone_move {
+    struct zt_pw *to;
+    struct zt_pod_shared *shared; /* a reference */
+    int fd;
+};
+
+static struct zt_pw *place_hbone(struct zt_pw *self)
+{
+    struct zt_proxy *p = self->proxy;
+    struct zt_pw *best = self;
+    unsigned best_n = atomic_load_explicit(&self->hbone_in, memory_order_relaxed);
+    for (unsigned i = 0; i < p->nworkers && best_n > 0; i++) {
+        unsigned n = atomic_load_explicit(&p->pws[i].hbone_in, memory_order_relaxed);
+        if (n < best_n) {
+            best = &p->pws[i];
+            best_n = n;
+        }
+    }
+    atomic_fetch_add_explicit(&best->hbone_in, 1, memory_order_relaxed);
+    return best;
+}
+
+/* On the chosen worker: its instance of the pod serves the socket. A pod
+ * removed meanwhile has none, and the socket closes as its listener's
+ * queue would have. */
+static void task_hbone_move(void *arg)
+{
+    struct hbone_move *m = arg;
+    struct zt_pod_inst *pod = m->to->pods;
+    while (pod && (pod->shared != m->shared || pod->closing))
+        pod = pod->next;
+    if (pod) {
+        zt_inbound_hbone_accept(pod, m->fd);
+    } else {
+        close(m->fd);
+        atomic_fetch_sub_explicit(&m->to->hbone_in, 1, memory_order_relaxed);
+    }
+    pod_shared_unref(m->shared);
+    free(m);
+}
+
+static void hbone_accept(struct zt_pod_inst *pod, int fd)
+{
+    struct zt_pw *to = place_hbone(pod->pw);
+    if (to != pod->pw) {
+        struct hbone_move *m = zt_xmalloc(sizeof(*m));
+        *m = (struct hbone_move){.to = to, .shared = pod->shared, .fd = fd};
+        atomic_fetch_add(&pod->shared->refs, 1);
+        if (zt_worker_post(&to->worker, task_hbone_move, m) == 0) {
+            atomic_fetch_add_explicit(&pod->pw->proxy->hbone_moved, 1, memory_order_relaxed);
+            return;
+        }
+        /* That worker is stopping: serve it here. */
+        pod_shared_unref(m->shared);
+        free(m);
+        atomic_fetch_sub_explicit(&to->hbone_in, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&pod->pw->hbone_in, 1, memory_order_relaxed);
+    }
+    zt_inbound_hbone_accept(pod, fd);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     struct zt_listener *l = h->data;
@@ -228,7 +300,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
             zt_inbound_plain_accept(pod, fd);
             break;
         default:
-            zt_inbound_hbone_accept(pod, fd);
+            hbone_accept(pod, fd);
             break;
         }
     }
@@ -653,6 +725,24 @@ void zt_proxy_pod_del(struct zt_proxy *p, const char *uid)
     }
     pod_shared_unref(s); /* the registry's reference */
     ZT_INFO("proxy", "pod %s removed", uid);
+}
+
+void zt_proxy_render_metrics(struct zt_proxy *p, struct zt_buf *out)
+{
+    zt_metrics_put_family_header(out, "ztunnel_worker_hbone_connections",
+                                 "HBONE connections served by each worker thread.", "gauge");
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        char labels[32];
+        snprintf(labels, sizeof(labels), "{worker=\"%u\"}", i);
+        zt_metrics_put_u64(out, "ztunnel_worker_hbone_connections", labels,
+                           atomic_load_explicit(&p->pws[i].hbone_in, memory_order_relaxed));
+    }
+    zt_metrics_put_family_header(out, "ztunnel_hbone_connections_moved_total",
+                                 "HBONE connections accepted by one worker thread and served by "
+                                 "another, which had fewer.",
+                                 "counter");
+    zt_metrics_put_u64(out, "ztunnel_hbone_connections_moved_total", NULL,
+                       atomic_load_explicit(&p->hbone_moved, memory_order_relaxed));
 }
 
 static void on_drain_check(uv_timer_t *t)

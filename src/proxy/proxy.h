@@ -86,6 +86,12 @@ void zt_proxy_pod_del(struct zt_proxy *p, const char *uid);
 
 unsigned zt_proxy_pod_count(const struct zt_proxy *p);
 
+/* Appends ours on how the workers share the HBONE connections (Prometheus
+ * text): ztunnel_worker_hbone_connections{worker} (gauge, open now) and
+ * ztunnel_hbone_connections_moved_total (accepted on one worker and served
+ * by another). Any thread. */
+void zt_proxy_render_metrics(struct zt_proxy *p, struct zt_buf *out);
+
 /* The CRLs in force changed (tls/crl.h): every worker closes its HBONE
  * connections, inbound and outbound, whose peer chain crl now revokes, and
  * counts each in istio_crl_policy_rejections_total (reporter destination

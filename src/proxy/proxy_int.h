@@ -103,6 +103,9 @@ struct zt_pw {
     /* Proxied and HBONE server connections alive on this worker; read by
      * the control loop while draining. */
     atomic_uint live;
+    /* HBONE server connections this worker serves, counted from the moment
+     * one is placed here (proxy.c, place_hbone) until zt_inbound's unlink. */
+    atomic_uint hbone_in;
     bool draining;
     void *l7; /* the L7 layer's per-worker context (opts.l7), else NULL */
     /* Retries whatever waits for its pod's workload (zt_outbound_park_*,
@@ -121,6 +124,8 @@ struct zt_proxy {
     struct zt_ca_mgr *ca;
     struct zt_pw *pws;
     unsigned nworkers;
+    /* HBONE connections accepted by one worker and served by another. */
+    atomic_ullong hbone_moved;
     struct zt_pod_shared **pods; /* control-thread registry */
     unsigned npods, cap_pods;
     /* Draining (zt_proxy_drain). */
@@ -356,6 +361,8 @@ void zt_inbound_park_retry(struct zt_pw *pw, bool all);
 void zt_outbound_park_drop(struct zt_pod_inst *pod);
 void zt_inbound_park_drop(struct zt_pod_inst *pod);
 void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd);
+/* Serves an accepted HBONE socket on pod's worker, whose hbone_in already
+ * counts it. */
 void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd);
 /* Accepted HBONE sockets one pod (on one worker) holds while its
  * certificate is being issued; more are closed at once, so a flood of

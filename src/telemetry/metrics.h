@@ -321,4 +321,10 @@ void zt_metrics_on_demand_dns(struct zt_metrics *m,
 
 void zt_metrics_render(struct zt_metrics *m, struct zt_buf *out);
 
+/* For families other modules render after zt_metrics_render: "# HELP" and
+ * "# TYPE" lines, and a sample "name<labels> v" (labels NULL or "{k=\"v\",...}"). */
+void zt_metrics_put_family_header(struct zt_buf *b, const char *name, const char *help,
+                                  const char *type);
+void zt_metrics_put_u64(struct zt_buf *b, const char *name, const char *labels, uint64_t v);
+
 #endif

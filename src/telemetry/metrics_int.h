@@ -23,15 +23,13 @@ void zt_request_metrics_render(struct zt_request_metrics *r, struct zt_buf *out)
 /* Appends the cap's gauge and two counters (always). */
 void zt_request_metrics_render_cap(struct zt_request_metrics *r, struct zt_buf *out);
 
-/* The exposition helpers of metrics.c, for the request families. */
+/* The exposition helpers of metrics.c, for the request families (the
+ * header and counter ones are in metrics.h). */
 /* A quoted label value: NULL or "" as "unknown", escaped and capped. */
 void zt_metrics_put_label_value(struct zt_buf *b, const char *v);
-void zt_metrics_put_family_header(struct zt_buf *b, const char *name, const char *help,
-                                  const char *type);
 /* "name{labels} value\n"; labels may be NULL. */
 void zt_metrics_put_sample(struct zt_buf *b, const char *name, const char *labels,
                            const char *value);
-void zt_metrics_put_u64(struct zt_buf *b, const char *name, const char *labels, uint64_t v);
 /* FNV-1a, 64 bit. */
 uint64_t zt_metrics_hash(const uint8_t *p, size_t n);
 
