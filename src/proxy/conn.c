@@ -487,6 +487,8 @@ static void conn_finish(struct zt_conn *c, const char *error)
     zt_outbound_dhbone_end(c);
     zt_conn_metrics_close(c);
     atomic_fetch_sub_explicit(&pw->live, 1, memory_order_relaxed);
+    if (c->is_accepted)
+        atomic_fetch_sub_explicit(&pw->conns_in[ZT_SPREAD_APP], 1, memory_order_relaxed);
     zt_list_remove(&c->link);
     tcp_close(&c->a);
     if (c->b.tcp)
@@ -627,8 +629,11 @@ struct zt_conn *zt_conn_new(struct zt_pod_inst *pod, enum zt_conn_kind kind, int
     c->start_ms = uv_now(&pod->pw->worker.loop);
     zt_list_insert_head(&pod->conns, &c->link);
     atomic_fetch_add_explicit(&pod->pw->live, 1, memory_order_relaxed);
-    if (afd >= 0)
+    if (afd >= 0) {
+        c->is_accepted = true;
+        atomic_fetch_add_explicit(&pod->pw->conns_in[ZT_SPREAD_APP], 1, memory_order_relaxed);
         zt_conn_set_tcp_a(c, afd, false);
+    }
     return c;
 }
 

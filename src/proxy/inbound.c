@@ -230,7 +230,7 @@ static void inbound_unlink(struct zt_inbound *in)
 {
     struct zt_pod_inst *pod = in->pod;
     atomic_fetch_sub_explicit(&pod->pw->live, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&pod->pw->hbone_in, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&pod->pw->conns_in[ZT_SPREAD_HBONE], 1, memory_order_relaxed);
     zt_list_remove(&in->link);
 }
 
@@ -496,7 +496,7 @@ void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd)
         warn_no_cert(pod, rc);
         close(fd);
         free(in);
-        atomic_fetch_sub_explicit(&pod->pw->hbone_in, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&pod->pw->conns_in[ZT_SPREAD_HBONE], 1, memory_order_relaxed);
         return;
     }
     zt_list_insert_head(&pod->inbounds, &in->link);

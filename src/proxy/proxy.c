@@ -188,74 +188,123 @@ static void pause_accepting(struct zt_listener *l, int err)
 
 /* ---- spreading HBONE connections over the workers ---- */
 
-/* HBONE peers are few and long-lived: a peer keeps one pooled connection
- * per worker and destination and sends every stream there. SO_REUSEPORT
- * picks a listener by a hash of the addresses, so two such connections
- * share a worker half the time, and that worker then carries all their
- * streams while the other idles (and a burst of requests waits in one
- * queue). So a new HBONE connection is served by the worker with the
- * fewest (the accepting one on a tie), handed over before any byte of it
- * is read. The count is taken at the choice, so the connections of one
- * accept burst spread too. */
-struct hbone_move {
+/* A worker serves what it accepts unless another has fewer of its kind,
+ * and then hands the socket over before reading from it. SO_REUSEPORT
+ * picks a listener by a hash of the addresses, which spreads many short
+ * connections well and a few long ones badly: two share a worker half the
+ * time, and that worker carries all their traffic while the other idles
+ * (a burst of requests then waits in one queue). HBONE peers are the
+ * extreme case: a peer keeps one pooled connection per worker and
+ * destination and sends every stream there. An application's few
+ * keep-alive or gRPC connections are the other.
+ *
+ * HBONE connections are counted from the choice (conns_in), so that the
+ * connections of one accept burst spread too; application connections
+ * from their zt_conn's creation, plus those posted and not yet taken
+ * (app_posted). Ties stay where they were accepted. */
+struct move {
     struct zt_pw *to;
     struct zt_pod_shared *shared; /* a reference */
     int fd;
+    enum zt_listener_kind kind;
 };
 
-static struct zt_pw *place_hbone(struct zt_pw *self)
+static enum zt_spread spread_of(enum zt_listener_kind kind)
+{
+    return kind == ZT_LS_INBOUND_HBONE ? ZT_SPREAD_HBONE : ZT_SPREAD_APP;
+}
+
+static unsigned load_of(struct zt_pw *pw, enum zt_spread sp)
+{
+    unsigned n = atomic_load_explicit(&pw->conns_in[sp], memory_order_relaxed);
+    if (sp == ZT_SPREAD_APP)
+        n += atomic_load_explicit(&pw->app_posted, memory_order_relaxed);
+    return n;
+}
+
+static struct zt_pw *place(struct zt_pw *self, enum zt_spread sp)
 {
     struct zt_proxy *p = self->proxy;
     struct zt_pw *best = self;
-    unsigned best_n = atomic_load_explicit(&self->hbone_in, memory_order_relaxed);
+    unsigned best_n = load_of(self, sp);
     for (unsigned i = 0; i < p->nworkers && best_n > 0; i++) {
-        unsigned n = atomic_load_explicit(&p->pws[i].hbone_in, memory_order_relaxed);
+        unsigned n = load_of(&p->pws[i], sp);
         if (n < best_n) {
             best = &p->pws[i];
             best_n = n;
         }
     }
-    atomic_fetch_add_explicit(&best->hbone_in, 1, memory_order_relaxed);
     return best;
+}
+
+/* Counts a socket of kind on pw until it is served or closed. */
+static void count_placed(struct zt_pw *pw, enum zt_listener_kind kind, int delta)
+{
+    if (kind == ZT_LS_INBOUND_HBONE)
+        atomic_fetch_add_explicit(&pw->conns_in[ZT_SPREAD_HBONE], (unsigned)delta,
+                                  memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&pw->app_posted, (unsigned)delta, memory_order_relaxed);
+}
+
+static void serve(struct zt_pod_inst *pod, int fd, enum zt_listener_kind kind)
+{
+    switch (kind) {
+    case ZT_LS_OUTBOUND:
+        zt_outbound_accept(pod, fd);
+        break;
+    case ZT_LS_INBOUND_PLAIN:
+        zt_inbound_plain_accept(pod, fd);
+        break;
+    default:
+        zt_inbound_hbone_accept(pod, fd);
+        break;
+    }
 }
 
 /* On the chosen worker: its instance of the pod serves the socket. A pod
  * removed meanwhile has none, and the socket closes as its listener's
  * queue would have. */
-static void task_hbone_move(void *arg)
+static void task_move(void *arg)
 {
-    struct hbone_move *m = arg;
+    struct move *m = arg;
     struct zt_pod_inst *pod = m->to->pods;
     while (pod && (pod->shared != m->shared || pod->closing))
         pod = pod->next;
+    if (m->kind != ZT_LS_INBOUND_HBONE)
+        count_placed(m->to, m->kind, -1); /* its zt_conn counts it now */
     if (pod) {
-        zt_inbound_hbone_accept(pod, m->fd);
+        serve(pod, m->fd, m->kind);
     } else {
         close(m->fd);
-        atomic_fetch_sub_explicit(&m->to->hbone_in, 1, memory_order_relaxed);
+        if (m->kind == ZT_LS_INBOUND_HBONE)
+            count_placed(m->to, m->kind, -1);
     }
     pod_shared_unref(m->shared);
     free(m);
 }
 
-static void hbone_accept(struct zt_pod_inst *pod, int fd)
+static void accepted(struct zt_pod_inst *pod, int fd, enum zt_listener_kind kind)
 {
-    struct zt_pw *to = place_hbone(pod->pw);
-    if (to != pod->pw) {
-        struct hbone_move *m = zt_xmalloc(sizeof(*m));
-        *m = (struct hbone_move){.to = to, .shared = pod->shared, .fd = fd};
+    struct zt_pw *self = pod->pw, *to = place(self, spread_of(kind));
+    if (to != self) {
+        struct move *m = zt_xmalloc(sizeof(*m));
+        *m = (struct move){.to = to, .shared = pod->shared, .fd = fd, .kind = kind};
         atomic_fetch_add(&pod->shared->refs, 1);
-        if (zt_worker_post(&to->worker, task_hbone_move, m) == 0) {
-            atomic_fetch_add_explicit(&pod->pw->proxy->hbone_moved, 1, memory_order_relaxed);
+        count_placed(to, kind, 1);
+        if (zt_worker_post(&to->worker, task_move, m) == 0) {
+            atomic_fetch_add_explicit(&self->proxy->moved[spread_of(kind)], 1,
+                                      memory_order_relaxed);
             return;
         }
         /* That worker is stopping: serve it here. */
+        count_placed(to, kind, -1);
         pod_shared_unref(m->shared);
         free(m);
-        atomic_fetch_sub_explicit(&to->hbone_in, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&pod->pw->hbone_in, 1, memory_order_relaxed);
     }
-    zt_inbound_hbone_accept(pod, fd);
+    if (kind == ZT_LS_INBOUND_HBONE)
+        count_placed(self, kind, 1);
+    serve(pod, fd, kind);
 }
 
 static void on_accept(uv_poll_t *h, int status, int events)
@@ -292,17 +341,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
             close(fd);
             continue;
         }
-        switch (l->kind) {
-        case ZT_LS_OUTBOUND:
-            zt_outbound_accept(pod, fd);
-            break;
-        case ZT_LS_INBOUND_PLAIN:
-            zt_inbound_plain_accept(pod, fd);
-            break;
-        default:
-            hbone_accept(pod, fd);
-            break;
-        }
+        accepted(pod, fd, l->kind);
     }
 }
 
@@ -729,20 +768,29 @@ void zt_proxy_pod_del(struct zt_proxy *p, const char *uid)
 
 void zt_proxy_render_metrics(struct zt_proxy *p, struct zt_buf *out)
 {
-    zt_metrics_put_family_header(out, "ztunnel_worker_hbone_connections",
-                                 "HBONE connections served by each worker thread.", "gauge");
+    static const char *const names[ZT_SPREAD_COUNT] = {"app", "hbone"};
+    zt_metrics_put_family_header(out, "ztunnel_worker_connections",
+                                 "Connections each worker thread serves, by listener: hbone "
+                                 "(15008), app (15001 and 15006).",
+                                 "gauge");
     for (unsigned i = 0; i < p->nworkers; i++) {
-        char labels[32];
-        snprintf(labels, sizeof(labels), "{worker=\"%u\"}", i);
-        zt_metrics_put_u64(out, "ztunnel_worker_hbone_connections", labels,
-                           atomic_load_explicit(&p->pws[i].hbone_in, memory_order_relaxed));
+        for (int k = 0; k < ZT_SPREAD_COUNT; k++) {
+            char labels[64];
+            snprintf(labels, sizeof(labels), "{worker=\"%u\",listener=\"%s\"}", i, names[k]);
+            zt_metrics_put_u64(out, "ztunnel_worker_connections", labels,
+                               atomic_load_explicit(&p->pws[i].conns_in[k], memory_order_relaxed));
+        }
     }
-    zt_metrics_put_family_header(out, "ztunnel_hbone_connections_moved_total",
-                                 "HBONE connections accepted by one worker thread and served by "
+    zt_metrics_put_family_header(out, "ztunnel_worker_connections_moved_total",
+                                 "Connections accepted by one worker thread and served by "
                                  "another, which had fewer.",
                                  "counter");
-    zt_metrics_put_u64(out, "ztunnel_hbone_connections_moved_total", NULL,
-                       atomic_load_explicit(&p->hbone_moved, memory_order_relaxed));
+    for (int k = 0; k < ZT_SPREAD_COUNT; k++) {
+        char labels[32];
+        snprintf(labels, sizeof(labels), "{listener=\"%s\"}", names[k]);
+        zt_metrics_put_u64(out, "ztunnel_worker_connections_moved_total", labels,
+                           atomic_load_explicit(&p->moved[k], memory_order_relaxed));
+    }
 }
 
 static void on_drain_check(uv_timer_t *t)

@@ -86,10 +86,11 @@ void zt_proxy_pod_del(struct zt_proxy *p, const char *uid);
 
 unsigned zt_proxy_pod_count(const struct zt_proxy *p);
 
-/* Appends ours on how the workers share the HBONE connections (Prometheus
- * text): ztunnel_worker_hbone_connections{worker} (gauge, open now) and
- * ztunnel_hbone_connections_moved_total (accepted on one worker and served
- * by another). Any thread. */
+/* Appends ours on how the workers share the accepted connections
+ * (Prometheus text): ztunnel_worker_connections{worker,listener} (gauge,
+ * served now; listener "hbone" for 15008, "app" for 15001 and 15006) and
+ * ztunnel_worker_connections_moved_total{listener} (accepted on one worker
+ * and served by another). Any thread. */
 void zt_proxy_render_metrics(struct zt_proxy *p, struct zt_buf *out);
 
 /* The CRLs in force changed (tls/crl.h): every worker closes its HBONE

@@ -32,6 +32,9 @@ struct zt_pod_shared {
 };
 
 enum zt_listener_kind { ZT_LS_OUTBOUND, ZT_LS_INBOUND_PLAIN, ZT_LS_INBOUND_HBONE, ZT_LS_COUNT };
+/* The classes of accepted connections spread over the workers apart:
+ * applications' (15001 and 15006) and HBONE (15008). */
+enum zt_spread { ZT_SPREAD_APP, ZT_SPREAD_HBONE, ZT_SPREAD_COUNT };
 
 struct zt_listener {
     struct zt_pod_inst *pod;
@@ -103,9 +106,13 @@ struct zt_pw {
     /* Proxied and HBONE server connections alive on this worker; read by
      * the control loop while draining. */
     atomic_uint live;
-    /* HBONE server connections this worker serves, counted from the moment
-     * one is placed here (proxy.c, place_hbone) until zt_inbound's unlink. */
-    atomic_uint hbone_in;
+    /* Connections this worker serves, by the listener class they came
+     * from, for spreading new ones (proxy.c, place): HBONE ones from the
+     * moment one is placed here until zt_inbound's unlink; application ones
+     * (15001, 15006) while their zt_conn lives (is_accepted), and those
+     * posted here and not yet taken in app_posted. */
+    atomic_uint conns_in[ZT_SPREAD_COUNT];
+    atomic_uint app_posted;
     bool draining;
     void *l7; /* the L7 layer's per-worker context (opts.l7), else NULL */
     /* Retries whatever waits for its pod's workload (zt_outbound_park_*,
@@ -124,8 +131,8 @@ struct zt_proxy {
     struct zt_ca_mgr *ca;
     struct zt_pw *pws;
     unsigned nworkers;
-    /* HBONE connections accepted by one worker and served by another. */
-    atomic_ullong hbone_moved;
+    /* Connections accepted by one worker and served by another. */
+    atomic_ullong moved[ZT_SPREAD_COUNT];
     struct zt_pod_shared **pods; /* control-thread registry */
     unsigned npods, cap_pods;
     /* Draining (zt_proxy_drain). */
@@ -211,9 +218,10 @@ struct zt_conn {
     enum zt_conn_kind kind;
     enum zt_close_reason reason; /* response_flags */
     int handles_open;
-    bool has_stream; /* b is b.st */
-    bool in_flush;   /* on the worker's flush list */
-    bool mtls;       /* outbound over HBONE */
+    bool has_stream;  /* b is b.st */
+    bool in_flush;    /* on the worker's flush list */
+    bool is_accepted; /* side A came from 15001 or 15006: counted in conns_in[ZT_SPREAD_APP] */
+    bool mtls;        /* outbound over HBONE */
     struct zt_hbone_waiter waiter;
     struct zt_outbound_dns *dns_wait; /* resolving the endpoint's hostname */
     uint64_t start_ms;
@@ -361,8 +369,8 @@ void zt_inbound_park_retry(struct zt_pw *pw, bool all);
 void zt_outbound_park_drop(struct zt_pod_inst *pod);
 void zt_inbound_park_drop(struct zt_pod_inst *pod);
 void zt_inbound_plain_accept(struct zt_pod_inst *pod, int fd);
-/* Serves an accepted HBONE socket on pod's worker, whose hbone_in already
- * counts it. */
+/* Serves an accepted HBONE socket on pod's worker, whose
+ * conns_in[ZT_SPREAD_HBONE] already counts it. */
 void zt_inbound_hbone_accept(struct zt_pod_inst *pod, int fd);
 /* Accepted HBONE sockets one pod (on one worker) holds while its
  * certificate is being issued; more are closed at once, so a flood of
