@@ -74,9 +74,12 @@
 #                the policy rows in a table of their own: requests/s and
 #                the waypoint's CPU per request against ours-l7's
 #   fixed rate   h2load --h1, BENCH_L7_RATE_CONNS connections at 1000
-#                requests/s in all, BENCH_LAT_TIME seconds: p50/p90/p99 and
-#                what each adds over direct-http (the p99 target is read
-#                here: closed-loop latency is mostly queueing at capacity);
+#                requests/s in all, BENCH_LAT_TIME seconds, run
+#                BENCH_L7_RATE_REPEAT times: p50/p90/p99 (medians of the
+#                runs: one stall of the VM in one row's run moves a p99 of
+#                10 000 samples by milliseconds) and what each adds over
+#                direct-http (the p99 target is read here: closed-loop
+#                latency is mostly queueing at capacity);
 #                CPU-ms per 1000 requests per proxy (= vCPU at 1000 req/s)
 #   memory       BENCH_L7_IDLE idle keep-alive connections held through the
 #                proxies after one request each: memory added per connection
@@ -106,6 +109,8 @@
 #   BENCH_L7_IDLE     idle HTTP connections held in the L7 memory row
 #                     (default 1000)
 #   BENCH_L7_RATE_CONNS  h2load's connections at 1000 requests/s (default 8)
+#   BENCH_L7_RATE_REPEAT fixed-rate runs per L7 row and repeat, medians
+#                     reported (default 3)
 #   BENCH_REDIRECT    the backends of the redirection rows (default "iptables
 #                     nftables ebpf"; empty: none)
 #   BENCH_REDIRECT_TIME  seconds per sockperf and per wrk run of those rows
@@ -134,6 +139,7 @@ BENCH_HTTP_CONNS=${BENCH_HTTP_CONNS:-16}
 BENCH_L7_CONNS=${BENCH_L7_CONNS:-32}
 BENCH_L7_IDLE=${BENCH_L7_IDLE:-1000}
 BENCH_L7_RATE_CONNS=${BENCH_L7_RATE_CONNS:-8}
+BENCH_L7_RATE_REPEAT=${BENCH_L7_RATE_REPEAT:-3}
 BENCH_REDIRECT=${BENCH_REDIRECT-iptables nftables ebpf}
 BENCH_REDIRECT_TIME=${BENCH_REDIRECT_TIME:-3}
 BENCH_L7_PORT=8081
@@ -977,7 +983,7 @@ declare -A L7_F50 L7_F90 L7_F99 L7_FN L7_FERRS L7_FCPU
 # run_l7_scenario SCENARIO: L7_CPU[s], L7_IDLE[s], L7_PERCONN[s], L7_PEAK[s]
 # hold "LABEL:value" words, one per proxy of the path.
 run_l7_scenario() {
-	local s=$1 f=l7_${1//-/_}_setup i x p t0 c0 c1 held words w rps reqs errs p50 p90 p99 tick_sum pol=0
+	local s=$1 f=l7_${1//-/_}_setup i k x p t0 c0 c1 held words w rps reqs errs p50 p90 p99 tick_sum pol=0
 	local -a rpss=() reqss=() errss=() p50s=() p99s=() f50s=() f90s=() f99s=() fns=() ferrs=()
 	local -A cpus=() fcpus=() uss=()
 	case $s in ours-l7-pol* | ours-l7-jwt) pol=1 ;; esac
@@ -1048,17 +1054,19 @@ run_l7_scenario() {
 		fi
 
 		[ $pol = 1 ] && continue
-		for x in $BENCH_L7_PROXIES; do t0s[${x%%:*}]=$(cpu_of "${x#*:}"); done
-		read -r p50 p90 p99 reqs errs < <(run_h2load_l7 "$BENCH_L7_TARGET" "$BENCH_WORK/$s-h2load-$i.log")
-		f50s+=("$p50") f90s+=("$p90") f99s+=("$p99") fns+=("$reqs") ferrs+=("$errs")
-		tick_sum=0
-		for x in $BENCH_L7_PROXIES; do
-			p=${x%%:*}
-			c1=$(($(cpu_of "${x#*:}") - ${t0s[$p]}))
-			tick_sum=$((tick_sum + c1))
-			fcpus[$p]="${fcpus[$p]:-} $(per_unit "$c1" "$reqs" 1e6)" # ms per 1000
+		for k in $(seq 1 "$BENCH_L7_RATE_REPEAT"); do
+			for x in $BENCH_L7_PROXIES; do t0s[${x%%:*}]=$(cpu_of "${x#*:}"); done
+			read -r p50 p90 p99 reqs errs < <(run_h2load_l7 "$BENCH_L7_TARGET" "$BENCH_WORK/$s-h2load-$i-$k.log")
+			f50s+=("$p50") f90s+=("$p90") f99s+=("$p99") fns+=("$reqs") ferrs+=("$errs")
+			tick_sum=0
+			for x in $BENCH_L7_PROXIES; do
+				p=${x%%:*}
+				c1=$(($(cpu_of "${x#*:}") - ${t0s[$p]}))
+				tick_sum=$((tick_sum + c1))
+				fcpus[$p]="${fcpus[$p]:-} $(per_unit "$c1" "$reqs" 1e6)" # ms per 1000
+			done
+			[ -n "$BENCH_L7_PROXIES" ] && fcpus[all]="${fcpus[all]:-} $(per_unit "$tick_sum" "$reqs" 1e6)"
 		done
-		[ -n "$BENCH_L7_PROXIES" ] && fcpus[all]="${fcpus[all]:-} $(per_unit "$tick_sum" "$reqs" 1e6)"
 	done
 	if [ $pol = 0 ]; then
 		L7_F50[$s]=$(median "${f50s[@]}")
@@ -1414,8 +1422,8 @@ fi
 if [ ${#l7_shown[@]} -gt 0 ]; then
 	echo
 	echo "L7 latency at a fixed rate: h2load --h1 -c$BENCH_L7_RATE_CONNS, 1000 requests/s in all, -D $BENCH_LAT_TIME," \
-		"keep-alive GET of 1 KB; ms, + = added over direct-http; CPU = CPU-ms of each proxy per 1000 requests" \
-		"(= vCPU at 1000 requests/s)."
+		"keep-alive GET of 1 KB, $BENCH_L7_RATE_REPEAT runs per row (medians; n = requests per run); ms, + = added over" \
+		"direct-http; CPU = CPU-ms of each proxy per 1000 requests (= vCPU at 1000 requests/s)."
 	printf '%-11s %6s %6s %7s %7s %7s %7s %7s %7s %8s %6s %6s %6s %6s\n' \
 		scenario n errors p50 p90 p99 +p50 +p90 +p99 +p99÷nrp cpuA cpuW cpuB all
 	for s in "${l7_shown[@]}"; do
