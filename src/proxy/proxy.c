@@ -186,7 +186,7 @@ static void pause_accepting(struct zt_listener *l, int err)
     uv_timer_start(&l->backoff, on_accept_backoff, l->backoff_ms, 0);
 }
 
-/* ---- spreading HBONE connections over the workers ---- */
+/* ---- spreading accepted connections over the workers ---- */
 
 /* A worker serves what it accepts unless another has fewer of its kind,
  * and then hands the socket over before reading from it. SO_REUSEPORT
