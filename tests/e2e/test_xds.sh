@@ -236,16 +236,20 @@ if [ "$refused" -ge 1 ] && [ "$ended1" -ge 1 ]; then zt_pass; else
 fi
 
 zt_test "CA slow: node 2 holds at most 256 handshakes per pod and worker waiting for h's certificate"
+# events_past N NAME: true once events.jsonl has more than N NAME events.
+events_past() { [ "$(grep -c "\"event\":\"$2\"" "$ZT_WORK/events.jsonl" || true)" -gt "$1" ]; }
+# The hold must be in force before h's certificate is asked for (an earlier
+# state_loaded line, of this fake or the one before, does not say so), and
+# the flood must come while the proxy still waits for the held answer (it
+# gives up after 10 s): the proxy asks as soon as the state names h on its
+# node, so the wait is for that CSR, counted from before the write.
+loads0=$(grep -c '"event":"state_loaded"' "$ZT_WORK/events.jsonl" || true)
+held0=$(grep -c '"event":"csr_held"' "$ZT_WORK/events.jsonl" || true)
 write_state "$(WITH_H=1 state_json '"ca": {"hold": true}')"
-mesh_wait_grep "$ZT_WORK/events.jsonl" '"event":"state_loaded"' 5 >/dev/null
+mesh_eventually events_past "$loads0" state_loaded || zt_log "the fake did not load the hold"
+mesh_eventually events_past "$held0" csr_held || zt_log "the fake is not holding h's CSR"
 zt_echo_server "$h" 8080
-held0=$(grep -c '"event":"csr_held"' "$ZT_WORK/events.jsonl")
 mesh_enroll 2 "$h" h sa-h || zt_log "enroll h failed"
-# h's prefetch is now with the (holding) CA: wait until the fake has it.
-for _ in $(seq 100); do
-	[ "$(grep -c '"event":"csr_held"' "$ZT_WORK/events.jsonl")" -gt "$held0" ] && break
-	sleep 0.05
-done
 p2=$(mesh_pid 2 proxy)
 fds0=$(ls /proc/"$p2"/fd | wc -l)
 m2=$(mesh_mark 2)
